@@ -1,0 +1,5 @@
+//! HTTP/1.1: a pure request parser, the per-connection state machine, the reactor and worker
+//! pool, the router, middleware, static files and Server-Sent Events.
+//!
+//! Owns: every limit on what comes from the network.
+//! Must not: know about the engine or models (the `app` layer wires handlers to them).
