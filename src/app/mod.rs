@@ -5,3 +5,4 @@
 //! Must not: contain protocol or storage logic; it wires the lower layers together.
 
 pub mod cli;
+pub mod schema;
