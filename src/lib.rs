@@ -38,5 +38,6 @@ pub mod ws;
 
 /// Everything a Lithair user needs in scope: the derives and the codec traits.
 pub mod prelude {
+    pub use crate::binary::{Decode, Encode};
     pub use lithair_macros::{Binary, Json};
 }

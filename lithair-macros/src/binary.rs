@@ -61,9 +61,15 @@ pub fn expand(item: &Item) -> Result<String, Vec<Error>> {
         ),
         Body::Enum(_) => (encode_enum(&shape), decode_enum(&shape)),
     };
+    // Framing makes every struct at least its length byte, and every enum value its index
+    // byte plus that; sequence decoders use the bound to reject impossible counts early.
+    let min = match &item.body {
+        Body::Struct(_) => "const ENCODED_BYTES_MIN: usize = 1;",
+        Body::Enum(_) => "const ENCODED_BYTES_MIN: usize = 2;",
+    };
     Ok(format!(
         "{} {{\n#[allow(unused_variables, clippy::all)]\nfn encode(&self, __out: &mut ::std::vec::Vec<u8>) {{\n{encode_body}}}\n}}\n\
-         {} {{\n#[allow(unused_mut, unused_variables, clippy::all)]\n\
+         {} {{\n{min}\n#[allow(unused_mut, unused_variables, clippy::all)]\n\
          fn decode(__r: &mut ::lithair::binary::Reader<'_>) -> ::core::result::Result<Self, {ERROR}> {{\n{decode_body}}}\n}}\n",
         emit::impl_header(item, ENCODE, ENCODE, &used, &[]),
         emit::impl_header(item, DECODE, DECODE, &used, &default_bounds),
@@ -118,6 +124,11 @@ fn decode_struct(ctor: &str, fields: &[BinField<'_>]) -> String {
             continue;
         }
         let name = str_lit(&field.field.name());
+        // Tuple fields get `[i]` in error paths, named fields `.name`.
+        let context = match field.field.ident {
+            Some(_) => format!("with_field({name})"),
+            None => format!("with_index({})", field.field.index),
+        };
         // An exhausted body means the data predates this field. A field without a default may
         // still decode from nothing (a zero-sized type), so only a failure is "missing".
         let when_empty = match &field.default {
@@ -129,7 +140,7 @@ fn decode_struct(ctor: &str, fields: &[BinField<'_>]) -> String {
         };
         out.push_str(&format!(
             "let {local}: {ty} = if __body.is_empty() {{ {when_empty} }} else {{ \
-             <{ty} as {DECODE}>::decode(&mut __body).map_err(|__e| __e.with_field({name}))? }};\n"
+             <{ty} as {DECODE}>::decode(&mut __body).map_err(|__e| __e.{context})? }};\n"
         ));
     }
     let members: Vec<String> = fields
