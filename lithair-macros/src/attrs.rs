@@ -246,6 +246,17 @@ fn unknown_key_message(spec: &Spec, key: &str) -> String {
 }
 
 fn string_value(tok: &Tok, spec: &Spec, key: &str) -> Result<LitStr, Error> {
+    // A `$value:literal` forwarded by `macro_rules!` arrives wrapped in an invisible group.
+    if let Tok::Group {
+        delim: Delim::None,
+        toks,
+        ..
+    } = tok
+    {
+        if let [inner] = toks.as_slice() {
+            return string_value(inner, spec, key);
+        }
+    }
     let bad = || {
         Error::new(
             tok.sp(),
@@ -518,6 +529,27 @@ mod tests {
         assert!(errors[0]
             .message
             .contains("not accepted on a struct or enum"));
+    }
+
+    #[test]
+    fn values_in_invisible_groups_are_unwrapped() {
+        let literal = Tok::Lit {
+            text: "\"x\"".into(),
+            sp: Sp(7),
+        };
+        let wrapped = Tok::Group {
+            delim: Delim::None,
+            toks: vec![literal],
+            sp: Sp(6),
+        };
+        let value = string_value(&wrapped, &JSON_FIELD, "rename").expect("unwrapped");
+        assert_eq!(
+            value,
+            LitStr {
+                value: "x".into(),
+                sp: Sp(7)
+            }
+        );
     }
 
     #[test]

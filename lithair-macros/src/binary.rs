@@ -67,13 +67,18 @@ pub fn expand(item: &Item) -> Result<String, Vec<Error>> {
         Body::Struct(_) => "const ENCODED_BYTES_MIN: usize = 1;",
         Body::Enum(_) => "const ENCODED_BYTES_MIN: usize = 2;",
     };
-    Ok(format!(
-        "{} {{\n#[allow(unused_variables, clippy::all)]\nfn encode(&self, __out: &mut ::std::vec::Vec<u8>) {{\n{encode_body}}}\n}}\n\
-         {} {{\n{min}\n#[allow(unused_mut, unused_variables, clippy::all)]\n\
-         fn decode(__r: &mut ::lithair::binary::Reader<'_>) -> ::core::result::Result<Self, {ERROR}> {{\n{decode_body}}}\n}}\n",
+    let mut out = format!(
+        "{} {{\n#[allow(unused_variables, clippy::all)]\nfn encode(&self, __out: &mut ::std::vec::Vec<u8>) {{\n{encode_body}}}\n}}\n",
         emit::impl_header(item, ENCODE, ENCODE, &used, &[]),
-        emit::impl_header(item, DECODE, DECODE, &used, &default_bounds),
-    ))
+    );
+    if !all.iter().any(|f| !f.skip && emit::is_reference(f.field)) {
+        out.push_str(&format!(
+            "{} {{\n{min}\n#[allow(unused_mut, unused_variables, clippy::all)]\n\
+             fn decode(__r: &mut ::lithair::binary::Reader<'_>) -> ::core::result::Result<Self, {ERROR}> {{\n{decode_body}}}\n}}\n",
+            emit::impl_header(item, DECODE, DECODE, &used, &default_bounds),
+        ));
+    }
+    Ok(out)
 }
 
 fn resolve_fields<'a>(fields: &'a Fields, errors: &mut Vec<Error>) -> Vec<BinField<'a>> {

@@ -103,6 +103,13 @@ pub fn default_expr(spec: &DefaultSpec, ty: &str) -> String {
     }
 }
 
+/// Whether a field's type is a reference (`&'a str`). Decoding traits hand the decoder a reader
+/// whose lifetime is not the struct's, so a type holding references can only be written: the
+/// derives generate the writing impl alone for it.
+pub fn is_reference(field: &Field) -> bool {
+    field.ty.first().is_some_and(|tok| tok.is_punct('&'))
+}
+
 /// The local variable holding field `field` while reading: `__f_title`, `__f_0`.
 pub fn local(field: &Field) -> String {
     format!("__f_{}", field.name())

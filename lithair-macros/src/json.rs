@@ -60,8 +60,17 @@ enum Shape<'a> {
 pub fn expand(item: &Item) -> Result<String, Vec<Error>> {
     let model = analyze(item)?;
     let mut out = to_json_impl(&model);
-    out.push('\n');
-    out.push_str(&from_json_impl(&model));
+    let fields: Vec<&JsonField<'_>> = match &model.shape {
+        Shape::Struct(_, fields) => fields.iter().collect(),
+        Shape::Enum(variants) => variants.iter().flat_map(|v| v.fields.iter()).collect(),
+    };
+    if !fields
+        .iter()
+        .any(|f| !f.skip && emit::is_reference(f.field))
+    {
+        out.push('\n');
+        out.push_str(&from_json_impl(&model));
+    }
     Ok(out)
 }
 
