@@ -253,6 +253,13 @@ mod tests {
     }
 
     #[test]
+    fn types_holding_references_are_encoded_only() {
+        let code = ok("struct B<'a> { a: &'a [u8] }");
+        assert!(code.contains("Encode for B<'a>"));
+        assert!(!code.contains("Decode for"));
+    }
+
+    #[test]
     fn unknown_binary_attributes_are_errors() {
         let errors = expand_source("struct S { #[binary(rename = \"x\")] a: u8 }").unwrap_err();
         assert!(errors[0]

@@ -727,10 +727,19 @@ mod tests {
 
     #[test]
     fn generic_impls_bound_used_params() {
-        let code = ok("struct G<'a, T: Clone, U, S> where U: Copy { a: &'a T, b: Vec<U>, #[json(skip)] s: S }");
+        let code = ok("struct G<'a, T: Clone, U, S> where U: Copy { a: Cow<'a, T>, b: Vec<U>, #[json(skip)] s: S }");
         assert!(code.contains("impl<'a, T: Clone, U, S> ::lithair::json::ToJson for G<'a, T, U, S> where U : Copy, \
                                T: ::lithair::json::ToJson, U: ::lithair::json::ToJson {"), "{code}");
         assert!(code.contains("S: ::core::default::Default"), "{code}");
+    }
+
+    #[test]
+    fn types_holding_references_are_written_only() {
+        let code = ok("struct B<'a> { a: &'a str, n: u8 }");
+        assert!(code.contains("ToJson for B<'a>"));
+        assert!(!code.contains("FromJson for"));
+        let code = ok("struct B<'a> { #[json(skip)] a: &'a str, n: u8 }");
+        assert!(code.contains("FromJson for"));
     }
 
     #[test]
