@@ -114,5 +114,6 @@ mod derive_tests;
 /// ```
 pub mod prelude {
     pub use crate::binary::{Decode, Encode};
+    pub use crate::json::{FromJson, ToJson};
     pub use lithair_macros::{Binary, Json};
 }

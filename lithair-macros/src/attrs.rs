@@ -237,12 +237,14 @@ fn unknown_key_message(spec: &Spec, key: &str) -> String {
         );
     }
     let names: Vec<&str> = spec.keys.iter().map(|(k, _)| *k).collect();
-    let mut message = format!("unknown attribute `{namespace}({key})` on a {}", spec.place);
-    if let Some(close) = names.iter().find(|name| edit_distance(key, name) <= 2) {
-        message.push_str(&format!("; did you mean `{close}`?"));
+    let (unknown, list) = (
+        format!("unknown attribute `{namespace}({key})` on a {}", spec.place),
+        names.join(", "),
+    );
+    match names.iter().find(|name| edit_distance(key, name) <= 2) {
+        Some(close) => format!("{unknown}; did you mean `{close}`? Expected one of: {list}"),
+        None => format!("{unknown}; expected one of: {list}"),
     }
-    message.push_str(&format!(" expected one of: {}", names.join(", ")));
-    message
 }
 
 fn string_value(tok: &Tok, spec: &Spec, key: &str) -> Result<LitStr, Error> {
