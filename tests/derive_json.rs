@@ -549,3 +549,45 @@ proptest! {
         let _ = json::from_str::<Point>(&text);
     }
 }
+
+/// Declares a struct the way `macro_rules!` users do, forwarding attributes, visibility and
+/// types as fragments (they reach the derive inside invisible groups).
+macro_rules! declare {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($fvis:vis $field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        $vis struct $name { $($fvis $field: $ty),* }
+    };
+}
+
+declare! {
+    /// Declared through a macro.
+    #[derive(Json, Binary, Debug, PartialEq)]
+    #[json(rename_all = "camelCase")]
+    pub(crate) struct Declared {
+        pub first_name: String,
+        age: Option<u8>,
+    }
+}
+
+declare! {
+    #[derive(Json)]
+    struct DeclaredBorrow { text: &'static str }
+}
+
+#[test]
+fn types_declared_by_macro_rules() {
+    check(
+        &Declared {
+            first_name: "a".into(),
+            age: Some(3),
+        },
+        r#"{"firstName":"a","age":3}"#,
+    );
+    let bytes = lithair::binary::to_vec(&Declared {
+        first_name: "a".into(),
+        age: None,
+    });
+    assert_eq!(bytes, [3, 1, b'a', 0]);
+    let text = json::to_string(&DeclaredBorrow { text: "t" }).expect("writes");
+    assert_eq!(text, r#"{"text":"t"}"#);
+}

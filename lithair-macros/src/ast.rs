@@ -336,7 +336,21 @@ fn parse_attrs(cursor: &mut Cursor<'_>) -> Result<Vec<Attr>, Error> {
     Ok(attrs)
 }
 
+/// Sees through invisible groups: `macro_rules!` fragments (`$m:meta`, `$v:vis`, `$t:ty`)
+/// reach a derive wrapped in them.
+pub fn unwrap_invisible(toks: &[Tok]) -> &[Tok] {
+    match toks {
+        [Tok::Group {
+            delim: Delim::None,
+            toks,
+            ..
+        }] => unwrap_invisible(toks),
+        _ => toks,
+    }
+}
+
 fn parse_attr(toks: &[Tok], group_sp: Sp) -> Result<Attr, Error> {
+    let toks = unwrap_invisible(toks);
     let mut inner = Cursor::new(toks, group_sp);
     let path_sp = inner.here();
     let mut path = String::new();
@@ -363,6 +377,18 @@ fn parse_attr(toks: &[Tok], group_sp: Sp) -> Result<Attr, Error> {
 
 /// `pub`, `pub(crate)`, `pub(in path)`: visibility does not matter to a derive.
 fn skip_visibility(cursor: &mut Cursor<'_>) {
+    // A `$vis:vis` fragment: an invisible group holding the visibility, empty if private.
+    if let Some(Tok::Group {
+        delim: Delim::None,
+        toks,
+        ..
+    }) = cursor.peek()
+    {
+        if toks.first().map_or(true, |t| t.is_ident("pub")) {
+            cursor.bump();
+            return;
+        }
+    }
     if cursor.eat_ident("pub") {
         if let Some(Tok::Group {
             delim: Delim::Paren,
@@ -759,6 +785,47 @@ mod tests {
     fn type_with_comma_inside_angle_brackets_is_one_field() {
         let item = parse("struct M { m: HashMap<String, Vec<u8>>, f: fn(u8, u8) -> u8, n: u8 }");
         assert_eq!(item.body_fields().len(), 3);
+    }
+
+    /// Wraps the tokens of `source` in one invisible group, as `macro_rules!` forwards a fragment.
+    fn invisible(source: &str) -> Tok {
+        Tok::Group {
+            delim: Delim::None,
+            toks: lex(source),
+            sp: Sp(1000),
+        }
+    }
+
+    #[test]
+    fn macro_rules_fragments_in_invisible_groups() {
+        // $(#[$m:meta])* $vis:vis struct S { $fvis:vis a: $t:ty }
+        let mut toks = lex("#[x]");
+        let Tok::Group { toks: attr, .. } = &mut toks[1] else {
+            panic!("attr group")
+        };
+        *attr = vec![invisible("json(rename_all = \"camelCase\")")];
+        toks.push(invisible("pub(crate)"));
+        toks.extend(lex("struct S"));
+        let mut body = vec![
+            invisible(""),
+            Tok::Ident {
+                text: "a".into(),
+                sp: Sp(1001),
+            },
+        ];
+        body.extend(lex(":"));
+        body.push(invisible("&'a str"));
+        toks.push(Tok::Group {
+            delim: Delim::Brace,
+            toks: body,
+            sp: Sp(1002),
+        });
+        let item = parse_item(&toks, Sp(u32::MAX)).expect("parses");
+        assert_eq!(item.attrs[0].path, "json");
+        let fields = item.body_fields();
+        assert_eq!(fields[0].name(), "a");
+        assert!(crate::emit::is_reference(&fields[0]));
+        assert_eq!(render(&fields[0].ty), "&'a str");
     }
 
     #[test]

@@ -107,7 +107,9 @@ pub fn default_expr(spec: &DefaultSpec, ty: &str) -> String {
 /// whose lifetime is not the struct's, so a type holding references can only be written: the
 /// derives generate the writing impl alone for it.
 pub fn is_reference(field: &Field) -> bool {
-    field.ty.first().is_some_and(|tok| tok.is_punct('&'))
+    crate::ast::unwrap_invisible(&field.ty)
+        .first()
+        .is_some_and(|tok| tok.is_punct('&'))
 }
 
 /// The local variable holding field `field` while reading: `__f_title`, `__f_0`.
