@@ -751,6 +751,60 @@ mod tests {
         assert!(code.contains("r#type: match __f_type"));
     }
 
+    /// The text of the token each error points at.
+    fn error_tokens(source: &str) -> Vec<String> {
+        let toks = lex(source);
+        let item = parse_item(&toks, Sp(u32::MAX)).expect("test source parses");
+        let errors = expand(&item).err().expect("expected errors");
+        errors
+            .iter()
+            .map(|e| token_text(&toks, e.sp).unwrap_or_default())
+            .collect()
+    }
+
+    fn token_text(toks: &[crate::tokens::Tok], sp: Sp) -> Option<String> {
+        use crate::tokens::Tok;
+        toks.iter().find_map(|tok| match tok {
+            Tok::Ident { text, sp: s } | Tok::Lit { text, sp: s } if *s == sp => Some(text.clone()),
+            Tok::Group { toks, .. } => token_text(toks, sp),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn errors_point_at_the_offending_token() {
+        assert_eq!(
+            error_tokens("#[json(tag = \"t\")] struct S { a: u8 }"),
+            ["tag"]
+        );
+        assert_eq!(
+            error_tokens("#[json(tag = \"t\")] enum E { A, B(u8) }"),
+            ["B"]
+        );
+        assert_eq!(
+            error_tokens("#[json(tag = \"t\")] enum E { A { t: u8 } }"),
+            ["t"]
+        );
+        assert_eq!(
+            error_tokens("struct S { a: u8, #[json(rename = \"a\")] b: u8 }"),
+            ["b"]
+        );
+        assert_eq!(
+            error_tokens("#[json(rename_all = \"x\")] struct S { a: u8 }"),
+            ["\"x\""]
+        );
+        assert_eq!(
+            error_tokens("struct S { #[json(default = \"1\")] a: u8 }"),
+            ["\"1\""]
+        );
+        assert_eq!(error_tokens("struct S { #[db(uniq)] a: u8 }"), ["uniq"]);
+        assert_eq!(error_tokens("struct S(#[json(skip)] u8);"), ["skip"]);
+        assert_eq!(
+            error_tokens("struct S { #[json(skip, skip_if_none)] a: Option<u8> }"),
+            ["skip_if_none"]
+        );
+    }
+
     #[test]
     fn invalid_combinations_are_errors() {
         assert!(errors("#[json(tag = \"t\")] struct S { a: u8 }")[0].contains("enums only"));
