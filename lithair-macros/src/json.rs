@@ -19,10 +19,10 @@ const FROM_JSON: &str = "::lithair::json::FromJson";
 const ERROR: &str = "::lithair::json::Error";
 const READER: &str = "::lithair::json::Reader<'_>";
 /// Opens every generated function body, so user items named `Some`, `Ok`, ... cannot
-/// change the meaning of generated code.
-const BODY_PRELUDE: &str =
-    "#[allow(unused_imports)] use ::core::option::Option::{self, Some, None}; \
-     #[allow(unused_imports)] use ::core::result::Result::{self, Ok, Err};\n";
+/// change the meaning of generated code. The types `Option` and `Result` are not imported:
+/// that would shadow a user's own type of that name in field types; they are spelled in full.
+const BODY_PRELUDE: &str = "#[allow(unused_imports)] use ::core::option::Option::{Some, None}; \
+     #[allow(unused_imports)] use ::core::result::Result::{Ok, Err};\n";
 
 /// A field after attribute resolution.
 struct JsonField<'a> {
@@ -439,7 +439,7 @@ fn read_object(ctor: &str, resolved: &[JsonField<'_>], deny: bool, tag: Option<&
     let read: Vec<&JsonField<'_>> = resolved.iter().filter(|f| !f.skip).collect();
     for field in &read {
         out.push_str(&format!(
-            "let mut {}: Option<{}> = None;\n",
+            "let mut {}: ::core::option::Option<{}> = None;\n",
             emit::local(field.field),
             field.ty
         ));
