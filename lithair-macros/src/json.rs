@@ -769,7 +769,7 @@ mod tests {
     fn error_tokens(source: &str) -> Vec<String> {
         let toks = lex(source);
         let item = parse_item(&toks, Sp(u32::MAX)).expect("test source parses");
-        let errors = expand(&item).err().expect("expected errors");
+        let errors = expand(&item).expect_err("expected errors");
         errors
             .iter()
             .map(|e| token_text(&toks, e.sp).unwrap_or_default())
