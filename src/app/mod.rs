@@ -6,3 +6,4 @@
 
 pub mod cli;
 pub mod schema;
+pub mod model;
