@@ -4,3 +4,4 @@
 //! Must not: contain logic beyond translating between Rust types and system calls.
 
 pub mod crc32c_hw;
+pub mod fs;
