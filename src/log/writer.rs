@@ -573,6 +573,12 @@ impl Writer {
             return;
         }
         self.encode_group(&accepted, start_index);
+        if self.buffer.is_empty() {
+            // Only empty appends (e.g. every command was rejected): nothing to write or sync;
+            // every earlier group was already made durable before its acknowledgement.
+            self.acknowledge(accepted);
+            return;
+        }
         if let Err(error) = self.write_buffer() {
             for append in accepted {
                 (append.done)(Err(error.clone()));
@@ -626,6 +632,7 @@ impl Writer {
         let group_appends = accepted.len() as u32;
         let group_entries: u32 = accepted.iter().map(|a| a.entries.len()).sum();
         for append in accepted {
+            // An empty append "ends" just before where it starts.
             let last_index = append.first_index + u64::from(append.entries.len()) - 1;
             (append.done)(Ok(Appended {
                 last_index,
