@@ -8,3 +8,4 @@ pub mod cli;
 pub mod schema;
 pub mod model;
 pub mod state;
+pub mod command;
