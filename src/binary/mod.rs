@@ -123,19 +123,24 @@ pub fn end_struct(out: &mut Vec<u8>, mark: usize) {
         "end_struct: mark {mark} past the buffer ({})",
         out.len()
     );
-    let body_start = mark + 1;
-    let body_len = out.len() - body_start;
+    let body_len = out.len() - mark - 1;
     if body_len < 0x80 {
         out[mark] = body_len as u8;
-        return;
+    } else {
+        end_long_struct(out, mark, body_len);
     }
-    let length_bytes = varint_len(body_len as u64);
-    let old_len = out.len();
-    out.resize(old_len + length_bytes - 1, 0);
-    out.copy_within(body_start..old_len, mark + length_bytes);
+}
+
+/// The out-of-line case of [`end_struct`]: make room for a multi-byte length.
+#[inline(never)]
+fn end_long_struct(out: &mut Vec<u8>, mark: usize, body_len: usize) {
     let (prefix, prefix_len) = varint_bytes(body_len as u64);
-    assert_eq!(prefix_len, length_bytes);
-    out[mark..mark + length_bytes].copy_from_slice(&prefix[..length_bytes]);
+    assert!(prefix_len > 1, "short bodies are handled inline");
+    let old_len = out.len();
+    out.resize(old_len + prefix_len - 1, 0);
+    out.copy_within(mark + 1..old_len, mark + prefix_len);
+    out[mark..mark + prefix_len].copy_from_slice(&prefix[..prefix_len]);
+    assert_eq!(out.len() - mark - prefix_len, body_len);
 }
 
 /// Encodes `value` into a new buffer.
