@@ -205,6 +205,42 @@ mod tests {
         assert!(body.is_empty() && reader.is_empty());
     }
 
+    /// The worked example of docs/BINARY_FORMAT.md, byte for byte.
+    #[test]
+    fn documented_struct_example() {
+        let mut v1 = Vec::new();
+        let mark = begin_struct(&mut v1);
+        7u64.encode(&mut v1);
+        "lamp".encode(&mut v1);
+        end_struct(&mut v1, mark);
+        assert_eq!(v1, [0x06, 0x07, 0x04, 0x6c, 0x61, 0x6d, 0x70]);
+        let mut v2 = Vec::new();
+        let mark = begin_struct(&mut v2);
+        (7u64, "lamp", vec!["a"]).encode(&mut v2);
+        end_struct(&mut v2, mark);
+        assert_eq!(
+            v2,
+            [0x09, 0x07, 0x04, 0x6c, 0x61, 0x6d, 0x70, 0x01, 0x01, 0x61]
+        );
+        let mut reader = Reader::new(&v2);
+        let mut body = reader.struct_body().expect("body");
+        assert_eq!(body.field::<u64>("id"), Ok(7));
+        assert_eq!(body.field::<String>("name").as_deref(), Ok("lamp"));
+        assert!(
+            reader.finish().is_ok(),
+            "the v1 reader skipped the appended tags"
+        );
+        let mut reader = Reader::new(&v1);
+        let mut body = reader.struct_body().expect("body");
+        body.read_bytes(6).expect("id and name");
+        assert_eq!(
+            body.field_or_else::<Vec<String>>("tags", Vec::new),
+            Ok(vec![])
+        );
+        let error = body.field::<Vec<String>>("tags").expect_err("no default");
+        assert_eq!(error.kind(), &ErrorKind::MissingField("tags".into()));
+    }
+
     #[test]
     fn capacity_never_exceeds_input_bytes() {
         assert_eq!(capacity_for::<u64>(1_000_000, 80), 11);
