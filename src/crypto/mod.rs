@@ -4,6 +4,7 @@
 //! constant-time comparison every secret check must use.
 //! Must not: depend on any other Lithair layer.
 
+pub mod crc32c;
 pub mod hmac;
 pub mod random;
 pub mod sha256;
