@@ -2,3 +2,5 @@
 //!
 //! Owns: byte-exact implementations checked against published test vectors.
 //! Must not: depend on any other Lithair layer.
+
+pub mod deflate;
