@@ -3,3 +3,10 @@
 //!
 //! Owns: every limit on what comes from the network.
 //! Must not: know about the engine or models (the `app` layer wires handlers to them).
+
+pub mod conditional;
+pub mod cookie;
+pub mod httpdate;
+pub mod mime;
+pub mod percent;
+pub mod query;
