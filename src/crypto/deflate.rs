@@ -726,7 +726,7 @@ fn encode_blocks(data: &[u8], writer: &mut BitWriter, last_is_final: bool) {
         let (len, dist) = matcher.longest(pos);
         matcher.insert(pos);
         // Lazy matching: prefer a literal now if the next position matches longer.
-        let take = if len >= MATCH_BYTES_MIN && len < MATCH_NICE_BYTES && pos + 1 < data.len() {
+        let take = if (MATCH_BYTES_MIN..MATCH_NICE_BYTES).contains(&len) && pos + 1 < data.len() {
             let (next_len, _) = matcher.longest(pos + 1);
             next_len <= len
         } else {
@@ -990,7 +990,7 @@ fn run_length(lengths: &[u8]) -> Vec<(u8, u8)> {
                 left -= n;
             }
         }
-        runs.extend(std::iter::repeat_n((value, 0), left));
+        runs.extend(std::iter::repeat((value, 0)).take(left));
         i += run;
     }
     runs
