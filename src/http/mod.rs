@@ -4,6 +4,15 @@
 //! Owns: every limit on what comes from the network.
 //! Must not: know about the engine or models (the `app` layer wires handlers to them).
 
+pub mod handler;
+pub mod request;
+pub mod response;
+
+pub use handler::{inline, Handler, Inline};
+pub use request::{Extensions, Headers, Method, Request, Trailers, Version};
+pub use response::{Body, Response};
+
+// Application surface (http-surface).
 pub mod conditional;
 pub mod cookie;
 pub mod httpdate;
