@@ -15,7 +15,18 @@ pub use response::{Body, Response};
 // Application surface (http-surface).
 pub mod conditional;
 pub mod cookie;
+pub mod cors;
+pub mod extract;
 pub mod httpdate;
+pub mod middleware;
 pub mod mime;
 pub mod percent;
+pub mod problem;
 pub mod query;
+pub mod respond;
+pub mod router;
+pub mod static_files;
+
+pub use problem::{HttpError, HttpResult, Problem};
+pub use respond::{status, IntoResponse};
+pub use router::Router;
