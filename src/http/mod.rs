@@ -17,14 +17,17 @@ pub mod conditional;
 pub mod cookie;
 pub mod cors;
 pub mod extract;
+pub mod form;
 pub mod httpdate;
 pub mod middleware;
 pub mod mime;
+pub mod multipart;
 pub mod percent;
 pub mod problem;
 pub mod query;
 pub mod respond;
 pub mod router;
+pub mod sse;
 pub mod static_files;
 
 pub use problem::{HttpError, HttpResult, Problem};
