@@ -19,6 +19,7 @@ pub mod cors;
 pub mod extract;
 pub mod form;
 pub mod httpdate;
+pub mod json_body;
 pub mod middleware;
 pub mod mime;
 pub mod multipart;

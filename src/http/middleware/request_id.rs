@@ -27,15 +27,18 @@ fn is_sane(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// 32 hex digits: process start nanoseconds mixed with the pid (unique across restarts and
-/// processes) and a counter (unique within the process). Not a secret: ids only correlate.
+/// 32 hex digits: a per-process random prefix (kernel randomness, read once; the start time
+/// mixed with the pid if that fails) and a scrambled counter (unique within the process).
+/// Not a secret: ids only correlate log lines.
 fn generate() -> String {
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let seed = *SEED.get_or_init(|| {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        nanos ^ u64::from(std::process::id()).rotate_left(40)
+        crate::crypto::random::u64().unwrap_or_else(|_| {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            nanos ^ u64::from(std::process::id()).rotate_left(40)
+        })
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!(
