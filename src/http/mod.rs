@@ -5,6 +5,7 @@
 //! Must not: know about the engine or models (the `app` layer wires handlers to them).
 
 pub mod handler;
+pub mod parse;
 pub mod request;
 pub mod response;
 
