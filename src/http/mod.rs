@@ -4,6 +4,7 @@
 //! Owns: every limit on what comes from the network.
 //! Must not: know about the engine or models (the `app` layer wires handlers to them).
 
+pub mod chunked;
 pub mod handler;
 pub mod parse;
 pub mod request;

@@ -321,7 +321,7 @@ fn parse_version(v: &[u8]) -> Result<Version, ParseError> {
 }
 
 /// One `name: value CRLF` line at the start of `buf`; returns the slot and bytes used.
-fn parse_field(buf: &[u8]) -> Result<Status<(HeaderSlot<'_>, usize)>, ParseError> {
+pub(crate) fn parse_field(buf: &[u8]) -> Result<Status<(HeaderSlot<'_>, usize)>, ParseError> {
     if buf[0] == b' ' || buf[0] == b'\t' {
         return Err(ParseError::ObsFold);
     }
