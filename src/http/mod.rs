@@ -5,10 +5,13 @@
 //! Must not: know about the engine or models (the `app` layer wires handlers to them).
 
 pub mod chunked;
+pub mod date;
 pub mod handler;
+pub mod limits;
 pub mod parse;
 pub mod request;
 pub mod response;
+pub mod writer;
 
 pub use handler::{inline, Handler, Inline};
 pub use request::{Extensions, Headers, Method, Request, Trailers, Version};
