@@ -251,7 +251,7 @@ mod tests {
         assert!(text.ends_with("Content-Length: 5\r\n\r\n"), "{text}");
         let (text, _, _) = render(Response::text(204, "x"), KEEP);
         assert!(
-            text.ends_with("Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n"),
+            text.ends_with("utf-8\r\n\r\n") && !text.contains("Length"),
             "{text}"
         );
         let (text, _, _) = render(Response::new(304).with_header("Content-Length", "7"), KEEP);
