@@ -9,6 +9,7 @@ pub mod date;
 pub mod handler;
 pub mod limits;
 pub mod parse;
+pub mod pool;
 pub mod request;
 pub mod response;
 pub mod writer;

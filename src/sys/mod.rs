@@ -8,6 +8,7 @@ pub mod epoll;
 pub mod poll;
 pub mod rlimit;
 pub mod signal;
+pub mod socket;
 pub mod waker;
 
 /// The readiness poller of this platform: epoll on Linux, `poll(2)` elsewhere.
