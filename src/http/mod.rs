@@ -5,15 +5,21 @@
 //! Must not: know about the engine or models (the `app` layer wires handlers to them).
 
 pub mod chunked;
+mod conn;
 pub mod date;
+mod direct;
 pub mod handler;
 pub mod limits;
 pub mod parse;
 pub mod pool;
+mod reactor;
 pub mod request;
 pub mod response;
+pub mod server;
 pub mod writer;
 
 pub use handler::{inline, Handler, Inline};
+pub use limits::ServerConfig;
 pub use request::{Extensions, Headers, Method, Request, Trailers, Version};
 pub use response::{Body, Response};
+pub use server::{Server, ServerHandle};

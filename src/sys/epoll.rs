@@ -45,9 +45,11 @@ pub struct Epoll {
 }
 
 fn bits(interest: Interest) -> u32 {
-    let mut bits = EPOLLRDHUP;
+    // RDHUP only with read interest: level-triggered, it would otherwise repeat forever after
+    // the peer's FIN while we are not reading.
+    let mut bits = 0;
     if interest.read {
-        bits |= EPOLLIN;
+        bits |= EPOLLIN | EPOLLRDHUP;
     }
     if interest.write {
         bits |= EPOLLOUT;
