@@ -172,6 +172,11 @@ impl Headers {
             .push((Cow::Borrowed(name), Cow::Borrowed(value)));
     }
 
+    /// Appends a header from parts that may already be static (no allocation for those).
+    pub fn append_cow(&mut self, name: Cow<'static, str>, value: Cow<'static, str>) {
+        self.entries.push((name, value));
+    }
+
     /// Removes every header named `name`.
     pub fn remove(&mut self, name: &str) {
         self.entries.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
