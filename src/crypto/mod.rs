@@ -5,6 +5,7 @@
 //! Must not: depend on any other Lithair layer.
 
 pub mod crc32c;
+pub mod deflate;
 pub mod hmac;
 pub mod random;
 pub mod sha256;
