@@ -2,3 +2,6 @@
 //!
 //! Owns: byte-exact implementations checked against published test vectors.
 //! Must not: depend on any other Lithair layer.
+
+pub mod base64;
+pub mod sha1;
