@@ -6,7 +6,9 @@
 //! Must not: touch sockets, threads or clocks. The driver (the HTTP reactor, or a blocking loop)
 //! feeds received bytes to [`Connection::receive`], writes [`Connection::output`] to the socket,
 //! calls [`Connection::tick`] with a monotonic time, and drops the socket once the state is
-//! [`State::Closed`] and the output is flushed.
+//! [`State::Closed`] and the output is flushed. After each `receive` and `tick` the driver polls
+//! every event: an event's effect (a pong, a close reply) is written when it is polled, so the
+//! application's answers to earlier events precede it on the wire.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -226,6 +228,8 @@ pub struct Connection {
     kind: Option<Kind>,
     /// Data frames that arrive after our close are skipped, not reassembled.
     discarding: bool,
+    /// False once a close, a failure or EOF is queued: later input is ignored.
+    reading: bool,
     message: Vec<u8>,
     utf8: Utf8Validator,
     control: Vec<u8>,
@@ -284,6 +288,7 @@ impl Connection {
             header_stash_len: 0,
             kind: None,
             discarding: false,
+            reading: true,
             message: Vec::new(),
             utf8: Utf8Validator::new(),
             control: Vec::new(),
@@ -309,8 +314,55 @@ impl Connection {
     }
 
     /// The next event, oldest first.
+    ///
+    /// An event's effect on the output and the state happens when it is polled, not when its
+    /// bytes arrived: a message followed by a protocol error in the same read lets the
+    /// application answer the message before the close frame is written (Autobahn 3.2, 5.15).
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front()?;
+        self.apply(&event);
+        Some(event)
+    }
+
+    /// Performs the effect of an event as it is handed to the application.
+    fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Ping(payload) => {
+                if self.state == State::Open {
+                    self.write_frame(Opcode::Pong, payload);
+                }
+            }
+            Event::Close(frame) => {
+                if self.state == State::Open {
+                    // Echo the status code (RFC 6455 §5.5.1), or an empty close for an empty one.
+                    let reply = frame.as_ref().map(|received| received.code.to_be_bytes());
+                    self.write_frame(
+                        Opcode::Close,
+                        reply.as_ref().map_or(&[][..], |code| &code[..]),
+                    );
+                }
+                self.finish();
+            }
+            Event::Failed(error) => {
+                if self.state == State::Open {
+                    let mut payload = Vec::with_capacity(close::REASON_BYTES_MAX + 2);
+                    close::write_payload(&mut payload, error.close_code(), &error.to_string());
+                    self.write_frame(Opcode::Close, &payload);
+                }
+                self.finish();
+            }
+            Event::Abandoned(_) => self.finish(),
+            Event::Message(_) | Event::Pong(_) | Event::TimedOut(_) => {}
+        }
+    }
+
+    /// Enters the final state and frees reassembly memory.
+    fn finish(&mut self) {
+        assert!(!self.reading, "input stops before the connection is closed");
+        self.state = State::Closed;
+        self.message = Vec::new();
+        self.control = Vec::new();
+        self.kind = None;
     }
 
     /// Bytes waiting to be written to the socket.
@@ -356,7 +408,7 @@ impl Connection {
         if !input.is_empty() {
             self.timers.heard_since_tick = true;
         }
-        while !input.is_empty() && self.state != State::Closed {
+        while !input.is_empty() && self.reading {
             let used = match self.read {
                 Read::Header => self.read_header(input),
                 Read::Payload { header, received } => self.read_payload(input, header, received),
@@ -368,10 +420,20 @@ impl Connection {
 
     /// The peer closed its side of the TCP connection.
     pub fn receive_eof(&mut self) {
-        if self.state != State::Closed {
-            self.state = State::Closed;
-            self.events.push_back(Event::Abandoned(Abandon::Eof));
+        if self.reading {
+            self.stop_reading(Event::Abandoned(Abandon::Eof));
         }
+    }
+
+    /// Queues the last event input can produce; the state follows when it is polled.
+    fn stop_reading(&mut self, event: Event) {
+        assert!(self.reading);
+        assert!(matches!(
+            event,
+            Event::Close(_) | Event::Failed(_) | Event::Abandoned(_)
+        ));
+        self.reading = false;
+        self.events.push_back(event);
     }
 
     /// Consumes bytes of a frame header; returns how many.
@@ -523,8 +585,8 @@ impl Connection {
         let payload = std::mem::take(&mut self.control);
         match opcode {
             Opcode::Ping => {
+                // Pings that cross our close frame are not answered.
                 if self.state == State::Open {
-                    self.write_frame(Opcode::Pong, &payload);
                     self.events.push_back(Event::Ping(payload));
                 }
             }
@@ -539,41 +601,16 @@ impl Connection {
 
     /// The peer's close frame: answer it (if we did not start the close) and finish.
     fn receive_close(&mut self, payload: &[u8]) {
-        let frame = match close::parse_payload(payload) {
-            Ok(frame) => frame,
-            Err(error) => return self.fail(ProtocolError::Close(error)),
-        };
-        if self.state == State::Open {
-            // Echo the status code (RFC 6455 §5.5.1), or an empty close for an empty one.
-            let mut reply = Vec::with_capacity(2);
-            if let Some(received) = &frame {
-                reply.extend_from_slice(&received.code.to_be_bytes());
-            }
-            self.write_frame(Opcode::Close, &reply);
+        match close::parse_payload(payload) {
+            Ok(frame) => self.stop_reading(Event::Close(frame)),
+            Err(error) => self.fail(ProtocolError::Close(error)),
         }
-        self.state = State::Closed;
-        self.release_buffers();
-        self.events.push_back(Event::Close(frame));
     }
 
-    /// Fails the connection (RFC 6455 §7.1.7): send a close with the error's code, stop reading.
+    /// Fails the connection (RFC 6455 §7.1.7): stop reading now; the close frame with the
+    /// error's code is written when the event is polled.
     fn fail(&mut self, error: ProtocolError) {
-        if self.state == State::Open {
-            let mut payload = Vec::with_capacity(close::REASON_BYTES_MAX + 2);
-            close::write_payload(&mut payload, error.close_code(), &error.to_string());
-            self.write_frame(Opcode::Close, &payload);
-        }
-        self.state = State::Closed;
-        self.release_buffers();
-        self.events.push_back(Event::Failed(error));
-    }
-
-    /// Frees reassembly memory once nothing more will be read.
-    fn release_buffers(&mut self) {
-        assert_eq!(self.state, State::Closed);
-        self.message = Vec::new();
-        self.control = Vec::new();
-        self.kind = None;
+        self.stop_reading(Event::Failed(error));
     }
 }
 
@@ -659,13 +696,13 @@ impl Connection {
         let timers = self.timers;
         let config = self.config;
         match self.state {
+            // Once input has ended, only polling the final event remains.
+            _ if !self.reading => {}
             State::Closed => {}
             State::Closing => {
                 let sent_ms = timers.close_sent_ms.unwrap_or(now_ms);
                 if now_ms - sent_ms >= config.close_timeout_ms {
-                    self.state = State::Closed;
-                    self.events
-                        .push_back(Event::Abandoned(Abandon::CloseTimeout));
+                    self.stop_reading(Event::Abandoned(Abandon::CloseTimeout));
                 }
             }
             State::Open => {

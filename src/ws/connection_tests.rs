@@ -160,6 +160,62 @@ fn text_ending_mid_sequence_is_invalid() {
 }
 
 #[test]
+fn answers_to_earlier_messages_precede_the_failure_close() {
+    // Autobahn 3.2: a message, then a frame with a reserved bit, then a ping, in one read.
+    let mut input = client_frame(true, 1, b"Hello, world!");
+    input.extend([0xA1, 0x80, 1, 2, 3, 4]);
+    input.extend(client_frame(true, 9, b""));
+    let mut connection = server();
+    connection.receive(&input);
+    let mut seen = Vec::new();
+    while let Some(event) = connection.poll_event() {
+        if let Event::Message(message) = &event {
+            connection
+                .send(message)
+                .expect("still open while the failure is not yet polled");
+        }
+        seen.push(event);
+    }
+    assert_eq!(
+        seen,
+        [
+            text("Hello, world!"),
+            Event::Failed(ProtocolError::Frame(FrameError::ReservedBits))
+        ]
+    );
+    let frames = written_frames(&mut connection);
+    assert_eq!(frames[0], (Opcode::Text, b"Hello, world!".to_vec()));
+    assert_eq!(frames[1].0, Opcode::Close);
+    assert_eq!(
+        frames.len(),
+        2,
+        "the ping after the bad frame is not answered"
+    );
+    assert_eq!(connection.state(), State::Closed);
+}
+
+#[test]
+fn pongs_follow_answers_to_earlier_messages() {
+    let mut input = client_frame(true, 1, b"first");
+    input.extend(client_frame(true, 9, b"then ping"));
+    let mut connection = server();
+    connection.receive(&input);
+    while let Some(event) = connection.poll_event() {
+        if let Event::Message(message) = &event {
+            connection.send(message).expect("open");
+        }
+    }
+    let frames = written_frames(&mut connection);
+    assert_eq!(
+        frames,
+        [
+            (Opcode::Text, b"first".to_vec()),
+            (Opcode::Pong, b"then ping".to_vec())
+        ]
+    );
+}
+
+#[test]
 fn fragment_sequencing_errors() {
     let cases: [(Vec<u8>, ProtocolError); 3] = [
         (
@@ -332,11 +388,11 @@ fn close_timeout_abandons() {
     connection.tick(10 + CLOSE_TIMEOUT_MS - 1);
     assert_eq!(connection.state(), State::Closing);
     connection.tick(10 + CLOSE_TIMEOUT_MS);
-    assert_eq!(connection.state(), State::Closed);
     assert_eq!(
         events(&mut connection),
         [Event::Abandoned(Abandon::CloseTimeout)]
     );
+    assert_eq!(connection.state(), State::Closed);
 }
 
 #[test]
@@ -396,8 +452,13 @@ fn eof_abandons_once() {
     let mut connection = server();
     connection.receive_eof();
     connection.receive_eof();
-    assert_eq!(connection.state(), State::Closed);
+    assert_eq!(
+        connection.state(),
+        State::Open,
+        "the state follows the polled events"
+    );
     assert_eq!(events(&mut connection), [Event::Abandoned(Abandon::Eof)]);
+    assert_eq!(connection.state(), State::Closed);
 }
 
 #[test]
