@@ -22,7 +22,7 @@ pub mod close;
 mod connection;
 pub mod frame;
 pub mod handshake;
-
+pub mod hub;
 pub mod utf8;
 
 pub use close::CloseFrame;
@@ -32,3 +32,4 @@ pub use connection::{
 };
 pub use frame::{Opcode, Role, Status, FRAME_BYTES_MAX};
 pub use handshake::{accept_key, HandshakeError, Upgrade};
+pub use hub::{ConnId, Hub, HubConfig, HubError, Peer};
