@@ -39,3 +39,5 @@ mod tests {
         assert!(!ct_eq(&[0u8; 32], &[0u8; 31]));
     }
 }
+pub mod base64;
+pub mod sha1;
