@@ -31,7 +31,7 @@ pub mod sim;
 pub use self::config::{Config, ConfigError, ReadMode, SplitMix64};
 pub use self::core::{RaftError, READS_WAITING_MAX};
 pub use self::raw_node::{RawNode, Ready, SoftState, Status, READY_APPLY_BYTES_MAX};
-pub use self::storage::{MemStorage, Storage, StorageError};
+pub use self::storage::{bootstrap_entries, MemStorage, Storage, StorageError};
 pub use self::types::{
     ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageBody, NodeId, ReadState,
     Role, Snapshot, SnapshotMeta, CONF_CHANGE_BYTES, NODE_NONE,

@@ -99,6 +99,20 @@ impl MemStorage {
         storage
     }
 
+    /// A new cluster's first log: one committed `AddVoter` entry per initial voter (term 1), so
+    /// that a node joining later learns the whole membership by replaying the log from index 1.
+    pub fn bootstrap(voters: &[u64]) -> MemStorage {
+        let mut storage = MemStorage::default();
+        let entries: Vec<Entry> = bootstrap_entries(voters);
+        storage.append(&entries);
+        storage.hard_state = HardState {
+            term: 1,
+            vote: 0,
+            commit: entries.len() as u64,
+        };
+        storage
+    }
+
     /// Records the hard state.
     pub fn set_hard_state(&mut self, hard_state: HardState) {
         self.hard_state = hard_state;
@@ -179,6 +193,23 @@ impl MemStorage {
     pub fn held_entries(&self) -> &[Entry] {
         &self.entries
     }
+}
+
+/// The entries [`MemStorage::bootstrap`] writes: `AddVoter(id)` at indexes `1..=n`, term 1.
+pub fn bootstrap_entries(voters: &[u64]) -> Vec<Entry> {
+    let mut sorted = voters.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted
+        .iter()
+        .enumerate()
+        .map(|(k, &id)| Entry {
+            term: 1,
+            index: k as u64 + 1,
+            kind: super::types::EntryKind::ConfChange,
+            data: super::types::ConfChange::AddVoter(id).encode(),
+        })
+        .collect()
 }
 
 impl Storage for MemStorage {
