@@ -57,14 +57,20 @@ fn many_seeds_with_faults_stay_safe_and_converge() {
 
 #[test]
 fn lease_reads_stay_linearizable_without_transfers() {
-    let options = SimOptions {
+    let options = lease_options();
+    let seeds = env_u64("LITHAIR_SIM_SEEDS").map_or(100, |n| n / 10);
+    for seed in 0..seeds {
+        run_seed(seed, &options)
+            .unwrap_or_else(|failure| panic!("{failure} (lease mode: add LITHAIR_SIM_LEASE=1)"));
+    }
+}
+
+/// Lease reads are only sound without leadership transfer (it bypasses the lease).
+fn lease_options() -> SimOptions {
+    SimOptions {
         read_mode: ReadMode::Lease,
         transfer_per_million: 0,
         ..SimOptions::default()
-    };
-    let seeds = env_u64("LITHAIR_SIM_SEEDS").map_or(100, |n| n / 10);
-    for seed in 0..seeds {
-        run_seed(seed, &options).unwrap_or_else(|failure| panic!("{failure}"));
     }
 }
 
@@ -88,11 +94,12 @@ fn replay_one_seed() {
     let Some(seed) = env_u64("LITHAIR_SIM_SEED") else {
         return;
     };
-    let verbose = std::env::var("LITHAIR_SIM_VERBOSE").is_ok();
-    let options = SimOptions {
-        verbose,
-        ..SimOptions::default()
+    let mut options = if std::env::var("LITHAIR_SIM_LEASE").is_ok() {
+        lease_options()
+    } else {
+        SimOptions::default()
     };
+    options.verbose = std::env::var("LITHAIR_SIM_VERBOSE").is_ok();
     let report = run_seed(seed, &options).unwrap_or_else(|failure| panic!("{failure}"));
     eprintln!("seed {seed}: {report:?}");
 }

@@ -367,9 +367,15 @@ impl<S: Storage> Raft<S> {
             self.send_append(from, true);
             return;
         }
+        if received_bytes == acked_bytes {
+            // A duplicate or stale answer: the heartbeat resends if a chunk was lost. Sending
+            // here too would multiply the chunks in flight.
+            return;
+        }
+        // The follower's count is the truth, even when lower (it restarted and lost the part).
         progress.state = ProgressState::Snapshot {
             index,
-            acked_bytes: received_bytes.max(acked_bytes),
+            acked_bytes: received_bytes,
         };
         self.send_snapshot_chunk(from);
     }
