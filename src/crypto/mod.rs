@@ -4,6 +4,8 @@
 //! constant-time comparison every secret check must use.
 //! Must not: depend on any other Lithair layer.
 
+pub mod crc32c;
+pub mod deflate;
 pub mod hmac;
 pub mod random;
 pub mod sha256;
@@ -37,3 +39,5 @@ mod tests {
         assert!(!ct_eq(&[0u8; 32], &[0u8; 31]));
     }
 }
+pub mod base64;
+pub mod sha1;
