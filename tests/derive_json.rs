@@ -647,3 +647,36 @@ fn user_items_named_like_prelude_items() {
         Some(2)
     );
 }
+
+/// `T` is only in a skipped field: it needs `Default` (added by the derive), not `FromJson`.
+#[derive(Json, Binary, Debug, PartialEq)]
+struct SkippedParam<T> {
+    shown: u8,
+    #[json(skip)]
+    #[binary(skip)]
+    hidden: T,
+}
+
+#[derive(Debug, PartialEq, Default)]
+struct NotACodec(u8);
+
+#[test]
+fn type_params_of_skipped_fields_need_only_default() {
+    let value = SkippedParam {
+        shown: 1,
+        hidden: NotACodec(5),
+    };
+    assert_eq!(json::to_string(&value).expect("writes"), r#"{"shown":1}"#);
+    let back: SkippedParam<NotACodec> = json::from_str(r#"{"shown":1}"#).expect("reads");
+    assert_eq!(
+        back,
+        SkippedParam {
+            shown: 1,
+            hidden: NotACodec(0)
+        }
+    );
+    let bytes = lithair::binary::to_vec(&value);
+    assert_eq!(bytes, [1, 1]);
+    let back: SkippedParam<NotACodec> = lithair::binary::from_slice(&bytes).expect("decodes");
+    assert_eq!(back.hidden, NotACodec(0));
+}
