@@ -90,6 +90,15 @@ fn analyze(item: &Item) -> Result<Model<'_>, Vec<Error>> {
         }
         Some(literal.value.clone())
     });
+    if let Body::Struct(Fields::Tuple(_) | Fields::Unit) = &item.body {
+        // A struct without named fields has no keys to rename or to reject.
+        for key in ["rename_all", "deny_unknown_fields"] {
+            if let Some(found) = attrs::get(&container, key) {
+                let message = format!("`json({key})` applies to structs with named fields");
+                errors.push(Error::new(found.sp, message));
+            }
+        }
+    }
     let shape = match &item.body {
         Body::Struct(fields) => {
             Shape::Struct(fields, resolve_fields(fields, rename_all, &mut errors))
@@ -813,6 +822,14 @@ mod tests {
         );
         assert_eq!(error_tokens("struct S { #[db(uniq)] a: u8 }"), ["uniq"]);
         assert_eq!(error_tokens("struct S(#[json(skip)] u8);"), ["skip"]);
+        assert_eq!(
+            error_tokens("#[json(rename_all = \"camelCase\")] struct S(u8, u8);"),
+            ["rename_all"]
+        );
+        assert_eq!(
+            error_tokens("#[json(deny_unknown_fields)] struct S;"),
+            ["deny_unknown_fields"]
+        );
         assert_eq!(
             error_tokens("struct S { #[json(skip, skip_if_none)] a: Option<u8> }"),
             ["skip_if_none"]
