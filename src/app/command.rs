@@ -293,3 +293,10 @@ impl<T: Send + 'static> Command<AppState> for TxCommand<T> {
         Ok(tx.into_events())
     }
 }
+
+/// Builds the engine command for `decide` and the slot its output lands in.
+pub fn tx_command<T: Send + 'static>(
+    decide: impl Fn(&mut Tx<'_>) -> Result<T, Rejection> + Send + Sync + 'static,
+) -> (TxCommand<T>, Arc<Mutex<Option<T>>>) {
+    TxCommand::new(decide)
+}

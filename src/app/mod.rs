@@ -6,6 +6,8 @@
 
 pub mod cli;
 pub mod command;
+pub mod handle;
 pub mod model;
+pub mod routes;
 pub mod schema;
 pub mod state;
