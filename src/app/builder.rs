@@ -104,7 +104,10 @@ impl App {
     }
 
     /// Adds custom routes; `build` gets the router and a handle on the engine.
-    pub fn routes(mut self, build: impl Fn(Router, &Handle) -> Router + Send + Sync + 'static) -> App {
+    pub fn routes(
+        mut self,
+        build: impl Fn(Router, &Handle) -> Router + Send + Sync + 'static,
+    ) -> App {
         self.routes.push(Box::new(build));
         self
     }
@@ -133,30 +136,39 @@ impl App {
         self.routes.push(Box::new(move |router, handle| {
             let handle = handle.clone();
             let decide = Arc::clone(&decide);
-            router.post(&path, move |req: &mut Request| -> Result<Response, Problem> {
-                let input: Arc<I> = Arc::new(req.json()?);
-                let decide = Arc::clone(&decide);
-                let meta = command_meta(req)?;
-                let executed = handle
-                    .execute(meta, move |tx| decide(tx, &input))
-                    .map_err(|e| write_error_problem(&e))?;
-                match executed.output {
-                    Some(output) => Ok(Response::json(status, &output)),
-                    None => Ok(Response::new(200).with_header("Idempotent-Replayed", "true")),
-                }
-            })
+            router.post(
+                &path,
+                move |req: &mut Request| -> Result<Response, Problem> {
+                    let input: Arc<I> = Arc::new(req.json()?);
+                    let decide = Arc::clone(&decide);
+                    let meta = command_meta(req)?;
+                    let executed = handle
+                        .execute(meta, move |tx| decide(tx, &input))
+                        .map_err(|e| write_error_problem(&e))?;
+                    match executed.output {
+                        Some(output) => Ok(Response::json(status, &output)),
+                        None => Ok(Response::new(200).with_header("Idempotent-Replayed", "true")),
+                    }
+                },
+            )
         }));
         self
     }
 
     /// Serves the files under `root` at `prefix`.
     pub fn static_dir(mut self, prefix: &str, root: &str) -> App {
-        self.static_dirs.push((prefix.to_string(), root.to_string()));
+        self.static_dirs
+            .push((prefix.to_string(), root.to_string()));
         self
     }
 
     /// Adds a flag to `serve` (read it in an `on_start` hook with `ServeOptions::extra`).
-    pub fn flag(mut self, name: &'static str, value_name: Option<&'static str>, help: &'static str) -> App {
+    pub fn flag(
+        mut self,
+        name: &'static str,
+        value_name: Option<&'static str>,
+        help: &'static str,
+    ) -> App {
         self.extra_flags.push(ExtraFlag {
             name,
             value_name,
@@ -324,7 +336,9 @@ fn command_meta(req: &Request) -> Result<Meta, Problem> {
     if let Some(key) = req.header("idempotency-key") {
         let key = key.trim();
         if key.is_empty() || key.len() > super::routes::IDEMPOTENCY_KEY_BYTES_MAX {
-            return Err(Problem::bad_request("Idempotency-Key must be 1 to 255 bytes"));
+            return Err(Problem::bad_request(
+                "Idempotency-Key must be 1 to 255 bytes",
+            ));
         }
         meta.idempotency_key = Some(Arc::from(key));
     }
