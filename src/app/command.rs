@@ -123,6 +123,7 @@ impl<'a> Tx<'a> {
     pub fn replace<M: Model>(&mut self, id: &Id, mut record: M) -> Result<M, Rejection> {
         let current = self.require::<M>(id)?;
         record.set_id(id.clone());
+        record.keep_protected(&current);
         let changed: Vec<usize> = (0..M::FIELDS.len()).collect();
         check_immutable(&current, &record, &changed)?;
         self.check_unique_and_valid(&record)?;
