@@ -123,6 +123,7 @@ impl<'a> Tx<'a> {
     pub fn replace<M: Model>(&mut self, id: &Id, mut record: M) -> Result<M, Rejection> {
         let current = self.require::<M>(id)?;
         record.set_id(id.clone());
+        record.keep_protected(&current);
         let changed: Vec<usize> = (0..M::FIELDS.len()).collect();
         check_immutable(&current, &record, &changed)?;
         self.check_unique_and_valid(&record)?;
@@ -292,4 +293,11 @@ impl<T: Send + 'static> Command<AppState> for TxCommand<T> {
         *self.output.lock().expect("command output poisoned") = Some(value);
         Ok(tx.into_events())
     }
+}
+
+/// Builds the engine command for `decide` and the slot its output lands in.
+pub fn tx_command<T: Send + 'static>(
+    decide: impl Fn(&mut Tx<'_>) -> Result<T, Rejection> + Send + Sync + 'static,
+) -> (TxCommand<T>, Arc<Mutex<Option<T>>>) {
+    TxCommand::new(decide)
 }
