@@ -121,31 +121,43 @@ impl Model for Post {
 }
 
 fn app() -> App {
-    App::new("crud-test").model::<Post>().command(
-        "/api/posts/publish",
-        200,
-        "Publish a draft",
-        |tx, input: &lithair::json::Value| {
-            let id = input["id"].as_u64().unwrap_or(0);
-            let post: Post = tx
-                .get(&Id::Int(id))
-                .ok_or(lithair::app::Rejection::NotFound {
-                    model: "Post",
-                    id: Id::Int(id),
-                })?;
-            if post.published {
+    App::new("crud-test")
+        .model::<Post>()
+        .check::<Post>(|tx, post| {
+            // A domain rule that reads state through the transaction.
+            if post.title == "forbidden" && tx.collection::<Post>().len() < 100 {
                 return Err(lithair::app::Rejection::Domain {
-                    status: 409,
-                    message: "only a draft can be published".into(),
+                    status: 422,
+                    message: "that title is forbidden".into(),
                 });
             }
-            let patch = PostPatch {
-                published: Some(true),
-                ..PostPatch::default()
-            };
-            tx.update::<Post>(&Id::Int(id), patch)
-        },
-    )
+            Ok(())
+        })
+        .command(
+            "/api/posts/publish",
+            200,
+            "Publish a draft",
+            |tx, input: &lithair::json::Value| {
+                let id = input["id"].as_u64().unwrap_or(0);
+                let post: Post = tx
+                    .get(&Id::Int(id))
+                    .ok_or(lithair::app::Rejection::NotFound {
+                        model: "Post",
+                        id: Id::Int(id),
+                    })?;
+                if post.published {
+                    return Err(lithair::app::Rejection::Domain {
+                        status: 409,
+                        message: "only a draft can be published".into(),
+                    });
+                }
+                let patch = PostPatch {
+                    published: Some(true),
+                    ..PostPatch::default()
+                };
+                tx.update::<Post>(&Id::Int(id), patch)
+            },
+        )
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -254,6 +266,27 @@ fn crud_validation_uniqueness_and_restart() {
     let invalid = request(addr, "POST", "/api/posts", "", r#"{"title":"","slug":"x"}"#);
     assert_eq!(invalid.status, 422, "{}", invalid.body);
     assert!(invalid.body.contains("title"), "{}", invalid.body);
+
+    let forbidden = request(
+        addr,
+        "POST",
+        "/api/posts",
+        "",
+        r#"{"title":"forbidden","slug":"f"}"#,
+    );
+    assert_eq!(forbidden.status, 422, "{}", forbidden.body);
+    assert!(forbidden.body.contains("forbidden"), "{}", forbidden.body);
+    let patched_forbidden = request(
+        addr,
+        "PATCH",
+        "/api/posts/1",
+        "",
+        r#"{"title":"forbidden"}"#,
+    );
+    assert_eq!(
+        patched_forbidden.status, 422,
+        "rules run on every write path"
+    );
 
     let malformed = request(addr, "POST", "/api/posts", "", r#"{"title": "#);
     assert_eq!(malformed.status, 400, "{}", malformed.body);

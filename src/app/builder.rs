@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::cli::{self, Command, ExtraFlag, ServeOptions};
-use super::command::Tx;
+use super::command::{Checks, Tx};
 use super::handle::Handle;
 use super::model::{Model, Rejection};
 use super::routes::{model_routes, write_error_problem};
@@ -59,6 +59,7 @@ pub struct App {
     engine_options: EngineOptions,
     server_config: ServerConfig,
     static_dirs: Vec<(String, String)>,
+    checks: Checks,
 }
 
 impl App {
@@ -77,6 +78,7 @@ impl App {
             },
             server_config: ServerConfig::default(),
             static_dirs: Vec::new(),
+            checks: Checks::new(),
         }
     }
 
@@ -152,6 +154,17 @@ impl App {
                 },
             )
         }));
+        self
+    }
+
+    /// Adds a domain rule for records of `M`, enforced on every create, replace and update
+    /// whichever path the write takes (generated route, command, programmatic call).
+    /// Example: a comment must reference an existing post.
+    pub fn check<M: Model>(
+        mut self,
+        rule: impl Fn(&Tx<'_>, &M) -> Result<(), Rejection> + Send + Sync + 'static,
+    ) -> App {
+        self.checks.add::<M>(rule);
         self
     }
 
@@ -272,7 +285,7 @@ impl App {
     pub fn start(&self, options: &ServeOptions) -> Result<Running, String> {
         let started = Instant::now();
         let (engine, replayed) = self.open_engine(&options.data)?;
-        let handle = Handle::new(Arc::new(engine));
+        let handle = Handle::new(Arc::new(engine), Arc::new(self.checks.clone()));
         for hook in &self.on_start {
             hook(&handle, options)?;
         }
