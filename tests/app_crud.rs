@@ -134,11 +134,11 @@ fn app() -> App {
             Ok(())
         })
         .command(
-            "/api/posts/publish",
+            "/api/posts/{id}/publish",
             200,
             "Publish a draft",
-            |tx, input: &lithair::json::Value| {
-                let id = input["id"].as_u64().unwrap_or(0);
+            |tx, _: &(), params| {
+                let id: u64 = params.get("id")?;
                 let post: Post = tx
                     .get(&Id::Int(id))
                     .ok_or(lithair::app::Rejection::NotFound {
@@ -340,9 +340,9 @@ fn crud_validation_uniqueness_and_restart() {
     );
     assert_eq!(stale.status, 409, "{}", stale.body);
 
-    let published = request(addr, "POST", "/api/posts/publish", "", r#"{"id":2}"#);
+    let published = request(addr, "POST", "/api/posts/2/publish", "", "");
     assert_eq!(published.status, 200, "{}", published.body);
-    let again = request(addr, "POST", "/api/posts/publish", "", r#"{"id":2}"#);
+    let again = request(addr, "POST", "/api/posts/2/publish", "", "");
     assert_eq!(again.status, 409, "{}", again.body);
     let only_published = request(addr, "GET", "/api/posts?published=true", "", "").json();
     assert_eq!(

@@ -114,16 +114,17 @@ impl App {
         self
     }
 
-    /// Exposes a domain command as `POST path`: the JSON body is decoded into `I`, `decide` runs
-    /// in the sequencer against the current state (seeing every accepted write) and stages
-    /// events through the `Tx`; all of them commit atomically, in one batch, or none does.
-    /// Answers `status` with the output as JSON, or the rejection as a problem.
+    /// Exposes a domain command as `POST path` (`path` may hold `{param}`s). The JSON body is
+    /// decoded into `I` (an empty body reads as `null`, so `I = ()` or `Option<_>` takes none);
+    /// `decide` runs in the sequencer against the current state (seeing every accepted write)
+    /// and stages events through the `Tx`: all of them commit atomically, in one batch, or none
+    /// does. Answers `status` with the output as JSON, or the rejection as a problem.
     pub fn command<I, O>(
         mut self,
         path: &str,
         status: u16,
         summary: &str,
-        decide: impl Fn(&mut Tx<'_>, &I) -> Result<O, Rejection> + Send + Sync + 'static,
+        decide: impl Fn(&mut Tx<'_>, &I, &Params) -> Result<O, Rejection> + Send + Sync + 'static,
     ) -> App
     where
         I: FromJson + Send + Sync + 'static,
@@ -141,11 +142,18 @@ impl App {
             router.post(
                 &path,
                 move |req: &mut Request| -> Result<Response, Problem> {
-                    let input: Arc<I> = Arc::new(req.json()?);
+                    let input: I = if req.body.iter().all(u8::is_ascii_whitespace) {
+                        crate::json::from_str("null")
+                            .map_err(|_| Problem::bad_request("this command needs a JSON body"))?
+                    } else {
+                        req.json()?
+                    };
+                    let input = Arc::new(input);
+                    let params = Arc::new(Params(req.params.clone()));
                     let decide = Arc::clone(&decide);
                     let meta = command_meta(req)?;
                     let executed = handle
-                        .execute(meta, move |tx| decide(tx, &input))
+                        .execute(meta, move |tx| decide(tx, &input, &params))
                         .map_err(|e| write_error_problem(&e))?;
                     match executed.output {
                         Some(output) => Ok(Response::json(status, &output)),
@@ -339,6 +347,40 @@ fn wait_for_termination() -> std::io::Result<()> {
         if !events.is_empty() {
             crate::sys::signal::clear_termination_fd();
             return Ok(());
+        }
+    }
+}
+
+/// The path parameters of a command route (`{id}` in `/api/posts/{id}/publish`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params(pub Vec<(String, String)>);
+
+impl Params {
+    /// The raw value of parameter `name`.
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Parameter `name` parsed as `T`; a missing or malformed one names nothing (404).
+    pub fn get<T: std::str::FromStr>(&self, name: &str) -> Result<T, Rejection> {
+        let raw = self.raw(name).unwrap_or_default();
+        raw.parse().map_err(|_| Rejection::Domain {
+            status: 404,
+            message: format!("no resource at `{raw}`"),
+        })
+    }
+
+    /// Parameter `name` as a record id of `M` (integer or string, per its primary key).
+    pub fn id<M: Model>(&self, name: &str) -> Result<super::model::Id, Rejection> {
+        use super::schema::FieldKind;
+        match M::FIELDS[M::PRIMARY_KEY].kind {
+            FieldKind::Int | FieldKind::UInt => self.get::<u64>(name).map(super::model::Id::Int),
+            _ => Ok(super::model::Id::Str(
+                self.raw(name).unwrap_or_default().to_string(),
+            )),
         }
     }
 }
