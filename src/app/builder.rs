@@ -88,7 +88,17 @@ impl App {
     }
 
     /// Adds model `M`: its collection and its routes under `M::PATH`.
-    pub fn model<M: Model>(mut self) -> App {
+    pub fn model<M: Model>(self) -> App {
+        self.add_model::<M>(true)
+    }
+
+    /// Adds model `M` with read routes only: its records change through commands alone (the
+    /// shop's orders are placed by a command that also reserves stock).
+    pub fn model_read_only<M: Model>(self) -> App {
+        self.add_model::<M>(false)
+    }
+
+    fn add_model<M: Model>(mut self, writable: bool) -> App {
         register::<M>();
         assert!(
             !self.models.iter().any(|m| m.name == M::NAME),
@@ -100,8 +110,9 @@ impl App {
             path: M::PATH,
             schema: super::routes::schema_json::<M>,
         });
-        self.routes
-            .push(Box::new(|router, handle| model_routes::<M>(router, handle)));
+        self.routes.push(Box::new(move |router, handle| {
+            model_routes::<M>(router, handle, writable)
+        }));
         self
     }
 
