@@ -14,7 +14,6 @@ use crate::binary::Encode;
 use crate::log::{
     self, Append, AppendError, Appended, Durability, EntryBatch, Error, Faults, Log, LogOptions,
 };
-use std::any::Any;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -117,7 +116,8 @@ impl<R: std::fmt::Debug> std::fmt::Display for SubmitError<R> {
 
 /// Untyped failure travelling through the pipeline; `Rejected` holds the command's rejection.
 enum Failure {
-    Rejected(Box<dyn Any + Send>),
+    /// The command refused; the typed rejection is kept inside the submission.
+    Rejected,
     Conflict {
         aggregate: u64,
         expected: u64,
@@ -141,22 +141,113 @@ impl From<AppendError> for Failure {
     }
 }
 
-type Finish = Box<dyn FnOnce(Result<Receipt, Failure>) + Send>;
-type Decide<S> =
-    Box<dyn FnOnce(&S, &Context) -> Result<Vec<<S as State>::Event>, Box<dyn Any + Send>> + Send>;
 type Hook<E> = Arc<dyn Fn(&Committed<E>) + Send + Sync>;
 
-struct Job<S: State> {
+/// A queued command with its reply slot, type-erased for the sequencer: one allocation per
+/// submission (the box), plus the shared reply slot.
+trait Submission<S: State>: Send {
+    fn meta(&self) -> &Meta;
+    /// Decides; a rejection is stored inside the submission and reported by `finish`.
+    fn decide(&mut self, state: &S, context: &Context) -> Option<Vec<S::Event>>;
+    fn finish(self: Box<Self>, outcome: Result<Receipt, Failure>);
+}
+
+type Job<S> = Box<dyn Submission<S>>;
+
+/// A one-shot reply slot: cheaper than a channel, and it only wakes a thread that waits.
+struct Slot<T> {
+    state: Mutex<(Option<T>, bool)>,
+    ready: Condvar,
+}
+
+impl<T> Slot<T> {
+    fn put(&self, value: T) {
+        let mut state = self.state.lock().expect("reply slot poisoned");
+        assert!(state.0.is_none(), "a submission is answered once");
+        state.0 = Some(value);
+        if state.1 {
+            self.ready.notify_one();
+        }
+    }
+
+    fn take(&self) -> T {
+        let mut state = self.state.lock().expect("reply slot poisoned");
+        loop {
+            if let Some(value) = state.0.take() {
+                return value;
+            }
+            state.1 = true;
+            state = self.ready.wait(state).expect("reply slot poisoned");
+        }
+    }
+}
+
+/// The reply slot of a submission whose command rejects with `R`.
+type ReplySlot<R> = Arc<Slot<Result<Receipt, SubmitError<R>>>>;
+
+struct TypedSubmission<S: State, C: Command<S>> {
+    command: C,
     meta: Meta,
-    decide: Decide<S>,
-    finish: Finish,
+    rejection: Option<C::Rejection>,
+    /// `None` once answered; answering `Closed` on drop means a waiter never hangs.
+    reply: Option<ReplySlot<C::Rejection>>,
+    _state: std::marker::PhantomData<fn(S)>,
+}
+
+impl<S: State, C: Command<S>> Submission<S> for TypedSubmission<S, C> {
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    fn decide(&mut self, state: &S, context: &Context) -> Option<Vec<S::Event>> {
+        match self.command.decide(state, context) {
+            Ok(events) => Some(events),
+            Err(rejection) => {
+                self.rejection = Some(rejection);
+                None
+            }
+        }
+    }
+
+    fn finish(mut self: Box<Self>, outcome: Result<Receipt, Failure>) {
+        let outcome = outcome.map_err(|failure| match failure {
+            Failure::Rejected => SubmitError::Rejected(
+                self.rejection
+                    .take()
+                    .expect("a rejected command kept its rejection"),
+            ),
+            Failure::Conflict {
+                aggregate,
+                expected,
+                current,
+            } => SubmitError::Conflict {
+                aggregate,
+                expected,
+                current,
+            },
+            Failure::DiskFull => SubmitError::DiskFull,
+            Failure::Storage(message) => SubmitError::Storage(message),
+            Failure::Closed => SubmitError::Closed,
+        });
+        if let Some(reply) = self.reply.take() {
+            reply.put(outcome);
+        }
+    }
+}
+
+impl<S: State, C: Command<S>> Drop for TypedSubmission<S, C> {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            reply.put(Err(SubmitError::Closed));
+        }
+    }
 }
 
 /// What one log append carries to the applier.
 struct Pending<S: State> {
     events: Vec<Committed<S::Event>>,
     remembered: Vec<(Arc<str>, Receipt)>,
-    outcomes: Vec<(Finish, Result<Receipt, Failure>)>,
+    outcomes: Vec<(Job<S>, Result<Receipt, Failure>)>,
 }
 
 /// State shared by the engine handle and its threads.
@@ -178,13 +269,13 @@ pub(super) struct Shared<S: State> {
 
 /// A submission in flight (from [`Engine::submit_async`]); `wait` blocks until its outcome.
 pub struct Ticket<R> {
-    outcome: mpsc::Receiver<Result<Receipt, SubmitError<R>>>,
+    slot: ReplySlot<R>,
 }
 
 impl<R> Ticket<R> {
     /// Waits for the outcome.
     pub fn wait(self) -> Result<Receipt, SubmitError<R>> {
-        self.outcome.recv().unwrap_or(Err(SubmitError::Closed))
+        self.slot.take()
     }
 }
 
@@ -335,44 +426,22 @@ impl<S: State> Engine<S> {
     /// Queues a command and returns at once; [`Ticket::wait`] gives the outcome. Lets one
     /// caller keep several commands in flight (they share fsyncs).
     pub fn submit_async<C: Command<S>>(&self, command: C, meta: Meta) -> Ticket<C::Rejection> {
-        let (sender, outcome) = mpsc::sync_channel(1);
-        let finish: Finish = Box::new(move |result| {
-            let _ = sender.send(result.map_err(|failure| match failure {
-                Failure::Rejected(any) => {
-                    let rejection = any
-                        .downcast::<C::Rejection>()
-                        .expect("rejection has the command's type");
-                    SubmitError::Rejected(*rejection)
-                }
-                Failure::Conflict {
-                    aggregate,
-                    expected,
-                    current,
-                } => SubmitError::Conflict {
-                    aggregate,
-                    expected,
-                    current,
-                },
-                Failure::DiskFull => SubmitError::DiskFull,
-                Failure::Storage(message) => SubmitError::Storage(message),
-                Failure::Closed => SubmitError::Closed,
-            }));
+        let slot = Arc::new(Slot {
+            state: Mutex::new((None, false)),
+            ready: Condvar::new(),
         });
-        let decide: Decide<S> = Box::new(move |state: &S, context: &Context| {
-            command
-                .decide(state, context)
-                .map_err(|rejection| Box::new(rejection) as Box<dyn Any + Send>)
-        });
-        let job = Job {
+        let job: Job<S> = Box::new(TypedSubmission {
+            command,
             meta,
-            decide,
-            finish,
-        };
+            rejection: None,
+            reply: Some(Arc::clone(&slot)),
+            _state: std::marker::PhantomData,
+        });
         let jobs = self.jobs.as_ref().expect("job sender lives until drop");
         if let Err(mpsc::SendError(job)) = jobs.send(job) {
-            (job.finish)(Err(Failure::Closed));
+            job.finish(Err(Failure::Closed));
         }
-        Ticket { outcome }
+        Ticket { slot }
     }
 
     /// Subscribes to committed events from `from_index` (catching up from the log, then live).
@@ -507,15 +576,12 @@ impl<S: State> Sequencer<S> {
         entries: &mut EntryBatch,
         pending: &mut Pending<S>,
     ) {
-        let Job {
-            meta,
-            decide,
-            finish,
-        } = job;
+        let mut job = job;
+        let meta = job.meta().clone();
         if let Some(key) = &meta.idempotency_key {
             if let Some(receipt) = self.speculative.receipt_of(key) {
                 pending.outcomes.push((
-                    finish,
+                    job,
                     Ok(Receipt {
                         duplicate: true,
                         ..receipt
@@ -528,7 +594,7 @@ impl<S: State> Sequencer<S> {
             let current = self.speculative.version(aggregate);
             if current != expected {
                 pending.outcomes.push((
-                    finish,
+                    job,
                     Err(Failure::Conflict {
                         aggregate,
                         expected,
@@ -545,14 +611,9 @@ impl<S: State> Sequencer<S> {
             timestamp_ms,
             request_id,
         };
-        let events = match decide(&self.speculative.state, &context) {
-            Ok(events) => events,
-            Err(rejection) => {
-                pending
-                    .outcomes
-                    .push((finish, Err(Failure::Rejected(rejection))));
-                return;
-            }
+        let Some(events) = job.decide(&self.speculative.state, &context) else {
+            pending.outcomes.push((job, Err(Failure::Rejected)));
+            return;
         };
         let first_index = self.next_index;
         for event in events {
@@ -586,7 +647,7 @@ impl<S: State> Sequencer<S> {
             self.speculative.remember(key, receipt);
             pending.remembered.push((Arc::clone(key), receipt));
         }
-        pending.outcomes.push((finish, Ok(receipt)));
+        pending.outcomes.push((job, Ok(receipt)));
     }
 }
 
@@ -660,8 +721,8 @@ fn run_applier<S: State>(
             Ok(_) => {
                 let count = events.len() as u64;
                 apply_committed(shared, events, &remembered);
-                for (finish, outcome) in outcomes {
-                    finish(outcome);
+                for (job, outcome) in outcomes {
+                    job.finish(outcome);
                 }
                 let since = shared
                     .events_since_snapshot
@@ -675,8 +736,8 @@ fn run_applier<S: State>(
             Err(error) => {
                 // Nothing of this batch is stored; the sequencer must forget it too.
                 shared.failed.store(true, Ordering::SeqCst);
-                for (finish, _) in outcomes {
-                    finish(Err(Failure::from(error.clone())));
+                for (job, _) in outcomes {
+                    job.finish(Err(Failure::from(error.clone())));
                 }
             }
         }
