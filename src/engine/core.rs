@@ -328,8 +328,13 @@ impl<S: State> Engine<S> {
                 message: message.to_string(),
             });
         }
-        let mut tracked = replay::load_snapshot(data_dir, initial, options.idempotency_keys_max)?;
+        let tracked = replay::load_snapshot(data_dir, initial, options.idempotency_keys_max)?;
         let snapshot_index = tracked.applied_index;
+        let log_dir = data_dir.join(log::LOG_DIR_NAME);
+        if log_dir.is_dir() {
+            // Before replaying: a log that starts too late cannot rebuild this state.
+            replay::check_log_start(&log_dir, snapshot_index + 1)?;
+        }
         let log_options = LogOptions {
             durability: options.durability,
             segment_bytes_max: options.segment_bytes_max,
@@ -338,10 +343,9 @@ impl<S: State> Engine<S> {
             faults: options.faults.clone(),
         };
         let upcasters = options.upcasters.clone();
-        let (log, recovery) = Log::open(data_dir, log_options, &mut |frame| {
-            replay::apply_frame(&mut tracked, frame, &upcasters)
+        let ((log, recovery), tracked) = replay::replay_pipelined(tracked, &upcasters, |visit| {
+            Log::open(data_dir, log_options, &mut |frame| visit(frame))
         })?;
-        replay::check_log_start(log.dir(), snapshot_index + 1)?;
         if recovery.next_index != tracked.applied_index + 1 {
             let message = format!(
                 "the log ends at index {} but the snapshot covers up to {snapshot_index}",
