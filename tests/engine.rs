@@ -612,8 +612,15 @@ fn snapshot_deletes_covered_segments_and_recovery_uses_it() {
     assert_eq!(lithair::engine::digest(&replayed.state), live);
     // Losing the snapshot after its segments were deleted is refused with a message, not a panic.
     std::fs::remove_dir_all(dir.join("snapshots")).expect("remove snapshots");
-    let error = Engine::open(&dir, small_segments(), Shop::default()).err().expect("must refuse");
-    assert!(error.to_string().contains("snapshot covering them is missing"), "{error}");
+    let error = Engine::open(&dir, small_segments(), Shop::default())
+        .err()
+        .expect("must refuse");
+    assert!(
+        error
+            .to_string()
+            .contains("snapshot covering them is missing"),
+        "{error}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
