@@ -824,3 +824,36 @@ fn golden_log_v1_replays_through_upcasters() {
     assert!(error.to_string().contains("no upcaster"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn background_snapshots_trigger_by_event_count_and_by_bytes() {
+    for (events, bytes) in [(25, 0), (0, 1500)] {
+        let dir = fresh_dir(&format!("trigger-{events}-{bytes}"));
+        let options = EngineOptions {
+            snapshot_every_events: events,
+            snapshot_every_bytes: bytes,
+            ..small_segments()
+        };
+        let engine = open(&dir, options);
+        for item in 0..60 {
+            engine
+                .submit(Restock { item, quantity: 1 })
+                .expect("restock");
+        }
+        let live = engine.digest();
+        drop(engine); // waits for a running background snapshot
+        let snapshots = lithair::engine::list_snapshots(&dir).expect("list");
+        assert!(
+            !snapshots.is_empty(),
+            "no snapshot with events={events} bytes={bytes}"
+        );
+        let (engine, opened) =
+            Engine::open(&dir, small_segments(), Shop::default()).expect("reopen");
+        assert_eq!(
+            (opened.snapshot_index, engine.digest()),
+            (*snapshots.last().unwrap_or(&0), live)
+        );
+        drop(engine);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

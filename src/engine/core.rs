@@ -42,8 +42,10 @@ pub struct EngineOptions {
     pub idempotency_keys_max: usize,
     /// Events a subscriber may lag behind before it is cut off.
     pub subscriber_buffer_events: usize,
-    /// Take a snapshot in the background every this many events (0: only on demand).
+    /// Take a snapshot in the background every this many events (0: not by count).
     pub snapshot_every_events: u64,
+    /// Take a snapshot in the background every this many log bytes (0: not by size).
+    pub snapshot_every_bytes: u64,
     /// Submissions queued before `submit` blocks.
     pub queue_commands_max: usize,
     /// Schema upcasters used during replay and catch-up.
@@ -62,6 +64,7 @@ impl Default for EngineOptions {
             idempotency_keys_max: IDEMPOTENCY_KEYS_DEFAULT,
             subscriber_buffer_events: SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
             snapshot_every_events: 0,
+            snapshot_every_bytes: 0,
             queue_commands_max: QUEUE_COMMANDS_DEFAULT,
             upcasters: Vec::new(),
             faults: None,
@@ -245,6 +248,8 @@ impl<S: State, C: Command<S>> Drop for TypedSubmission<S, C> {
 
 /// What one log append carries to the applier.
 struct Pending<S: State> {
+    /// Bytes the batch's entries take in the log.
+    bytes: u64,
     events: Vec<Committed<S::Event>>,
     remembered: Vec<(Arc<str>, Receipt)>,
     outcomes: Vec<(Job<S>, Result<Receipt, Failure>)>,
@@ -265,6 +270,7 @@ pub(super) struct Shared<S: State> {
     snapshot_running: AtomicBool,
     snapshot_lock: Mutex<()>,
     events_since_snapshot: AtomicU64,
+    bytes_since_snapshot: AtomicU64,
 }
 
 /// A submission in flight (from [`Engine::submit_async`]); `wait` blocks until its outcome.
@@ -378,6 +384,7 @@ impl<S: State> Engine<S> {
             snapshot_running: AtomicBool::new(false),
             snapshot_lock: Mutex::new(()),
             events_since_snapshot: AtomicU64::new(0),
+            bytes_since_snapshot: AtomicU64::new(0),
         });
         let snapshotter = Arc::new(Mutex::new(None));
         let (jobs, job_receiver) = mpsc::sync_channel(queue_commands_max);
@@ -673,6 +680,7 @@ fn run_sequencer<S: State>(
         let first_index = sequencer.next_index;
         let mut entries = EntryBatch::new();
         let mut pending = Pending {
+            bytes: 0,
             events: Vec::new(),
             remembered: Vec::new(),
             outcomes: Vec::new(),
@@ -685,6 +693,7 @@ fn run_sequencer<S: State>(
             sequencer.sequence(job, timestamp_ms, &mut entries, &mut pending);
         }
         assert_eq!(first_index + u64::from(entries.len()), sequencer.next_index);
+        pending.bytes = entries.byte_len() as u64;
         *shared.in_flight.lock().expect("in-flight lock poisoned") += 1;
         let applier = applier.clone();
         let done: log::Done = Box::new(move |result| {
@@ -717,6 +726,7 @@ fn run_applier<S: State>(
 ) {
     while let Ok((result, pending)) = receiver.recv() {
         let Pending {
+            bytes,
             events,
             remembered,
             outcomes,
@@ -728,12 +738,21 @@ fn run_applier<S: State>(
                 for (job, outcome) in outcomes {
                     job.finish(outcome);
                 }
-                let since = shared
+                let events_since = shared
                     .events_since_snapshot
                     .fetch_add(count, Ordering::Relaxed)
                     + count;
-                let every = shared.options.snapshot_every_events;
-                if every > 0 && since >= every {
+                let bytes_since = shared
+                    .bytes_since_snapshot
+                    .fetch_add(bytes, Ordering::Relaxed)
+                    + bytes;
+                let (every_events, every_bytes) = (
+                    shared.options.snapshot_every_events,
+                    shared.options.snapshot_every_bytes,
+                );
+                if (every_events > 0 && events_since >= every_events)
+                    || (every_bytes > 0 && bytes_since >= every_bytes)
+                {
                     start_background_snapshot(shared, snapshotter);
                 }
             }
@@ -825,6 +844,7 @@ fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
         .expect("state lock poisoned")
         .clone();
     shared.events_since_snapshot.store(0, Ordering::Relaxed);
+    shared.bytes_since_snapshot.store(0, Ordering::Relaxed);
     let index = copy.applied_index;
     let mut body = Vec::new();
     copy.encode_snapshot(&mut body);
