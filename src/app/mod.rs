@@ -6,3 +6,6 @@
 
 pub mod cli;
 pub mod schema;
+pub mod model;
+pub mod state;
+pub mod command;

@@ -5,6 +5,7 @@
 //! Must not: let iteration order of a `HashMap`/`HashSet` leak into the bytes, or accept a map
 //! with a repeated key (decoding then re-encoding must give the same bytes).
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash};
 
@@ -166,58 +167,127 @@ impl<T: Encode> Encode for BTreeSet<T> {
     }
 }
 
-/// A map or set being filled by the decoder.
-trait Fill<E> {
+/// A map or set being filled by the decoder, which accepts only the canonical encoding: keys
+/// strictly increasing in the collection's encoding order. A set is a map to `()`.
+trait Fill<K, V> {
     /// Makes room for `additional` entries (already bounded by the input size).
     fn make_room(&mut self, additional: usize);
-    /// Adds `entry`; false when its key was already present.
-    fn insert_new(&mut self, entry: E) -> bool;
+    /// Adds an entry whose key encoded to `key_bytes`; `previous_key_bytes` is the previous
+    /// entry's key encoding (`None` for the first entry).
+    fn insert_in_order(
+        &mut self,
+        entry: (K, V),
+        key_bytes: &[u8],
+        previous_key_bytes: Option<&[u8]>,
+    ) -> Result<(), ErrorKind>;
 }
 
-impl<K: Eq + Hash, V, S: BuildHasher> Fill<(K, V)> for HashMap<K, V, S> {
+/// Canonical order of hash collections: by encoded key bytes.
+fn check_byte_order(key_bytes: &[u8], previous_key_bytes: Option<&[u8]>) -> Result<(), ErrorKind> {
+    match previous_key_bytes.map(|previous| key_bytes.cmp(previous)) {
+        None | Some(Ordering::Greater) => Ok(()),
+        Some(Ordering::Equal) => Err(ErrorKind::DuplicateKey),
+        Some(Ordering::Less) => Err(ErrorKind::UnsortedKeys),
+    }
+}
+
+/// Canonical order of tree collections: by `Ord`, strictly after the current last key.
+fn check_ord_order<K: Ord>(key: &K, last: Option<&K>) -> Result<(), ErrorKind> {
+    match last.map(|last| key.cmp(last)) {
+        None | Some(Ordering::Greater) => Ok(()),
+        Some(Ordering::Equal) => Err(ErrorKind::DuplicateKey),
+        Some(Ordering::Less) => Err(ErrorKind::UnsortedKeys),
+    }
+}
+
+impl<K: Eq + Hash, V, S: BuildHasher> Fill<K, V> for HashMap<K, V, S> {
     fn make_room(&mut self, additional: usize) {
         self.reserve(additional);
     }
-    fn insert_new(&mut self, (key, value): (K, V)) -> bool {
-        self.insert(key, value).is_none()
+    fn insert_in_order(
+        &mut self,
+        (key, value): (K, V),
+        key_bytes: &[u8],
+        previous: Option<&[u8]>,
+    ) -> Result<(), ErrorKind> {
+        check_byte_order(key_bytes, previous)?;
+        // Distinct bytes may still decode to equal keys under a hand-written Decode.
+        match self.insert(key, value) {
+            None => Ok(()),
+            Some(_) => Err(ErrorKind::DuplicateKey),
+        }
     }
 }
 
-impl<T: Eq + Hash, S: BuildHasher> Fill<T> for HashSet<T, S> {
+impl<T: Eq + Hash, S: BuildHasher> Fill<T, ()> for HashSet<T, S> {
     fn make_room(&mut self, additional: usize) {
         self.reserve(additional);
     }
-    fn insert_new(&mut self, item: T) -> bool {
-        self.insert(item)
+    fn insert_in_order(
+        &mut self,
+        (item, ()): (T, ()),
+        key_bytes: &[u8],
+        previous: Option<&[u8]>,
+    ) -> Result<(), ErrorKind> {
+        check_byte_order(key_bytes, previous)?;
+        if self.insert(item) {
+            Ok(())
+        } else {
+            Err(ErrorKind::DuplicateKey)
+        }
     }
 }
 
-impl<K: Ord, V> Fill<(K, V)> for BTreeMap<K, V> {
+impl<K: Ord, V> Fill<K, V> for BTreeMap<K, V> {
     fn make_room(&mut self, _additional: usize) {}
-    fn insert_new(&mut self, (key, value): (K, V)) -> bool {
-        self.insert(key, value).is_none()
+    fn insert_in_order(
+        &mut self,
+        (key, value): (K, V),
+        _: &[u8],
+        _: Option<&[u8]>,
+    ) -> Result<(), ErrorKind> {
+        check_ord_order(&key, self.last_key_value().map(|(last, _)| last))?;
+        self.insert(key, value);
+        Ok(())
     }
 }
 
-impl<T: Ord> Fill<T> for BTreeSet<T> {
+impl<T: Ord> Fill<T, ()> for BTreeSet<T> {
     fn make_room(&mut self, _additional: usize) {}
-    fn insert_new(&mut self, item: T) -> bool {
-        self.insert(item)
+    fn insert_in_order(
+        &mut self,
+        (item, ()): (T, ()),
+        _: &[u8],
+        _: Option<&[u8]>,
+    ) -> Result<(), ErrorKind> {
+        check_ord_order(&item, self.last())?;
+        self.insert(item);
+        Ok(())
     }
 }
 
-/// Reads a count then that many entries into `target`, one nesting level deeper. A repeated
-/// key is an error: accepting it would give two encodings of one map.
-fn decode_entries<E: Decode, C: Fill<E>>(r: &mut Reader<'_>, mut target: C) -> Result<C, Error> {
+/// Reads a count then that many entries into `target`, one nesting level deeper. Only the
+/// canonical order is accepted, so decoding then encoding gives back the input bytes (a
+/// repeated or out-of-order key would otherwise give two encodings of one map).
+fn decode_entries<K: Decode, V: Decode, C: Fill<K, V>>(
+    r: &mut Reader<'_>,
+    mut target: C,
+) -> Result<C, Error> {
     r.nested(|r| {
-        let count = r.read_count(E::ENCODED_BYTES_MIN)?;
-        target.make_room(capacity_for::<E>(count, r.remaining()));
+        let count = r.read_count(K::ENCODED_BYTES_MIN + V::ENCODED_BYTES_MIN)?;
+        target.make_room(capacity_for::<(K, V)>(count, r.remaining()));
+        let mut previous_key_bytes: Option<&[u8]> = None;
         for index in 0..count {
-            let offset = r.offset();
-            let entry = E::decode(r).map_err(|e| e.with_index(index))?;
-            if !target.insert_new(entry) {
-                return Err(Error::at(ErrorKind::DuplicateKey, offset).with_index(index));
-            }
+            let mut key_start = r.clone();
+            let key_offset = r.offset();
+            let key = K::decode(r).map_err(|e| e.with_index(index))?;
+            let key_len = key_start.remaining() - r.remaining();
+            let key_bytes = key_start.read_bytes(key_len)?;
+            let value = V::decode(r).map_err(|e| e.with_index(index))?;
+            target
+                .insert_in_order((key, value), key_bytes, previous_key_bytes)
+                .map_err(|kind| Error::at(kind, key_offset).with_index(index))?;
+            previous_key_bytes = Some(key_bytes);
         }
         Ok(target)
     })
@@ -232,7 +302,7 @@ where
     const ENCODED_BYTES_MIN: usize = 1;
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, Error> {
-        decode_entries::<(K, V), _>(r, HashMap::with_hasher(S::default()))
+        decode_entries::<K, V, _>(r, HashMap::with_hasher(S::default()))
     }
 }
 
@@ -244,7 +314,7 @@ where
     const ENCODED_BYTES_MIN: usize = 1;
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, Error> {
-        decode_entries::<T, _>(r, HashSet::with_hasher(S::default()))
+        decode_entries::<T, (), _>(r, HashSet::with_hasher(S::default()))
     }
 }
 
@@ -252,7 +322,7 @@ impl<K: Decode + Ord, V: Decode> Decode for BTreeMap<K, V> {
     const ENCODED_BYTES_MIN: usize = 1;
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, Error> {
-        decode_entries::<(K, V), _>(r, BTreeMap::new())
+        decode_entries::<K, V, _>(r, BTreeMap::new())
     }
 }
 
@@ -260,7 +330,7 @@ impl<T: Decode + Ord> Decode for BTreeSet<T> {
     const ENCODED_BYTES_MIN: usize = 1;
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, Error> {
-        decode_entries::<T, _>(r, BTreeSet::new())
+        decode_entries::<T, (), _>(r, BTreeSet::new())
     }
 }
 
@@ -354,12 +424,39 @@ mod tests {
     }
 
     #[test]
-    fn repeated_keys_are_rejected() {
+    fn only_the_canonical_key_order_is_accepted() {
         let error = from_slice::<BTreeMap<u8, u8>>(&[2, 1, 5, 1, 6]).expect_err("dup");
         assert_eq!(error.kind(), &ErrorKind::DuplicateKey);
         assert_eq!(error.path(), "[1]");
         assert_eq!(error.offset(), Some(3));
         assert_eq!(kind_of::<HashSet<u8>>(&[2, 4, 4]), ErrorKind::DuplicateKey);
+        assert_eq!(
+            kind_of::<BTreeSet<u16>>(&[2, 4, 3]),
+            ErrorKind::UnsortedKeys
+        );
+        assert_eq!(
+            kind_of::<HashMap<u8, bool>>(&[2, 4, 1, 3, 0]),
+            ErrorKind::UnsortedKeys
+        );
+        // 256 sorts before 255 by bytes ([0x80, 0x02] < [0xff, 0x01]) but after it by Ord.
+        let hash_order = [2, 0x80, 0x02, 0xff, 0x01];
+        assert_eq!(
+            from_slice::<HashSet<u16>>(&hash_order).map(|s| s.len()),
+            Ok(2)
+        );
+        assert_eq!(
+            kind_of::<BTreeSet<u16>>(&hash_order),
+            ErrorKind::UnsortedKeys
+        );
+        let tree_order = [2, 0xff, 0x01, 0x80, 0x02];
+        assert_eq!(
+            from_slice::<BTreeSet<u16>>(&tree_order).map(|s| s.len()),
+            Ok(2)
+        );
+        assert_eq!(
+            kind_of::<HashSet<u16>>(&tree_order),
+            ErrorKind::UnsortedKeys
+        );
     }
 
     #[test]

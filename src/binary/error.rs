@@ -57,6 +57,9 @@ pub enum ErrorKind {
     },
     /// The same key (or set element) appears twice in a map (or set).
     DuplicateKey,
+    /// Map keys (or set elements) out of canonical order: by encoded bytes for hash
+    /// collections, by `Ord` for tree collections. Only one encoding of a map is accepted.
+    UnsortedKeys,
     /// A struct body ended before a field that has no default.
     MissingField(String),
     /// An enum variant index this version does not know.
@@ -107,6 +110,7 @@ impl fmt::Display for ErrorKind {
                 write!(f, "{count} trailing bytes after the value")
             }
             ErrorKind::DuplicateKey => write!(f, "duplicate key in map or set"),
+            ErrorKind::UnsortedKeys => write!(f, "map or set keys out of canonical order"),
             ErrorKind::MissingField(name) => write!(f, "missing field `{name}`"),
             ErrorKind::UnknownVariant(index) => write!(f, "unknown enum variant index {index}"),
             ErrorKind::Custom(message) => f.write_str(message),
