@@ -245,11 +245,11 @@ fn replay(args: &[String]) {
     let cpu = cpu_seconds() - cpu_before;
     assert_eq!(opened.applied_index, events);
     println!(
-        "recovered: snapshot {} + {} log events ({:.1} MB of log), digest {:016x}, cpu {cpu:.3} s",
+        "recovered: snapshot {} + {} log events ({:.1} MB of log), digest {}, cpu {cpu:.3} s",
         opened.snapshot_index,
         events - opened.snapshot_index,
         bytes as f64 / 1e6,
-        engine.digest()
+        lithair::engine::digest_hex(&engine.digest())
     );
     drop(engine);
     if !reuse && !args.iter().any(|a| a == "--keep") {

@@ -488,7 +488,7 @@ impl<S: State> Engine<S> {
     }
 
     /// Digest of the committed state (see [`state::digest`]).
-    pub fn digest(&self) -> u64 {
+    pub fn digest(&self) -> [u8; state::DIGEST_BYTES] {
         self.read(state::digest)
     }
 
