@@ -857,3 +857,26 @@ fn background_snapshots_trigger_by_event_count_and_by_bytes() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[test]
+fn relaxed_durability_acknowledges_and_survives_a_clean_restart() {
+    let dir = fresh_dir("relaxed");
+    let options = EngineOptions {
+        durability: lithair::log::Durability::Relaxed {
+            interval: Duration::from_millis(20),
+        },
+        ..EngineOptions::default()
+    };
+    let engine = open(&dir, options.clone());
+    for item in 0..100 {
+        engine
+            .submit(Restock { item, quantity: 2 })
+            .expect("restock");
+    }
+    let live = engine.digest();
+    drop(engine);
+    let engine = open(&dir, options);
+    assert_eq!((engine.applied_index(), engine.digest()), (100, live));
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}

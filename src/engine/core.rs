@@ -473,7 +473,8 @@ impl<S: State> Engine<S> {
     }
 
     /// Registers a post-commit hook, run on the applier thread after each committed event
-    /// (never inside `apply`, never under the state lock). Keep it quick.
+    /// (never inside `apply`, never under the state lock), before the submitter is woken.
+    /// Keep it quick, and never submit-and-wait from a hook: the applier would wait on itself.
     pub fn on_commit(&self, hook: impl Fn(&Committed<S::Event>) + Send + Sync + 'static) {
         self.shared()
             .hooks
