@@ -44,7 +44,8 @@ pub trait Command<S: State>: Send + 'static {
     /// Why the command can be refused.
     type Rejection: Send + 'static;
 
-    /// Decides. Reads the time and ids from `context`, never from the system.
+    /// Decides. Reads the time and ids from `context`, never from the system. Runs on the
+    /// sequencer thread: it must not submit to the same engine and wait (that would deadlock).
     fn decide(&self, state: &S, context: &Context) -> Result<Vec<S::Event>, Self::Rejection>;
 }
 
