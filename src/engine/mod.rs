@@ -28,6 +28,7 @@ mod replay;
 mod snapshot;
 mod state;
 mod subscribe;
+pub mod tools;
 
 pub use self::core::{
     Engine, EngineOptions, Opened, SnapshotInfo, SubmitError, Ticket, BATCH_COMMANDS_MAX,
