@@ -290,9 +290,9 @@ impl App {
         let elapsed = started.elapsed().as_secs_f64();
         let rate = replayed as f64 / elapsed.max(1e-9);
         println!(
-            "replay: {replayed} events in {elapsed:.3} s ({rate:.0} events/s), applied index {}, digest {:016x}",
+            "replay: {replayed} events in {elapsed:.3} s ({rate:.0} events/s), applied index {}, digest {}",
             engine.applied_index(),
-            engine.digest()
+            crate::engine::digest_hex(&engine.digest())
         );
         for (model, count) in engine.read(|state| state.summary()) {
             println!("  {model}: {count} records");
