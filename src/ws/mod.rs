@@ -23,6 +23,7 @@ mod connection;
 pub mod frame;
 pub mod handshake;
 pub mod hub;
+mod session;
 pub mod utf8;
 
 pub use close::CloseFrame;
@@ -33,3 +34,4 @@ pub use connection::{
 pub use frame::{Opcode, Role, Status, FRAME_BYTES_MAX};
 pub use handshake::{accept_key, HandshakeError, Upgrade};
 pub use hub::{ConnId, Hub, HubConfig, HubError, Peer};
+pub use session::{Ctx, Ended, Session, SharedHub, Waker, WsHandler, OUTPUT_HIGH_WATER_BYTES};
