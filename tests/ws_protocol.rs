@@ -152,7 +152,7 @@ fn run_session(mut stream: TcpStream, id: ConnId, hub: Option<Arc<SharedHub>>, e
             session.on_writable();
         }
         if session.is_finished() {
-            let _ = stream.shutdown(Shutdown::Write);
+            linger(&mut stream, &mut buffer);
             return;
         }
         match stream.read(&mut buffer) {
@@ -168,6 +168,25 @@ fn run_session(mut stream: TcpStream, id: ConnId, hub: Option<Arc<SharedHub>>, e
                 session.on_tick(now_ms);
             }
             Err(_) => session.on_eof(),
+        }
+    }
+}
+
+/// Half-closes, then drains input until the client closes: closing with unread input would
+/// send a reset that can destroy the close frame before the client reads it.
+fn linger(stream: &mut TcpStream, buffer: &mut [u8]) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let polls_max = CLIENT_READ_TIMEOUT_MS / SERVER_POLL_MS;
+    for _ in 0..polls_max {
+        match stream.read(buffer) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
         }
     }
 }
@@ -331,6 +350,7 @@ fn echo_fragments_pings_and_a_clean_close() {
         b"",
         "the server closes the TCP connection after the handshake"
     );
+    drop(stream);
     server.join().expect("server");
 }
 
@@ -440,6 +460,7 @@ fn rooms_broadcast_and_presence_over_sockets() {
         flush(stream, client);
         assert!(matches!(next_event(stream, client), Event::Close(_)));
     }
+    drop(clients);
     server.join().expect("server");
     assert_eq!(hub.with(|hub| hub.members_of("lobby").len()), 0);
 }
