@@ -3,3 +3,9 @@
 //!
 //! Owns: mapping errors of every lower layer to HTTP problems and process exit codes.
 //! Must not: contain protocol or storage logic; it wires the lower layers together.
+
+pub mod cli;
+pub mod schema;
+pub mod model;
+pub mod state;
+pub mod command;

@@ -1,0 +1,681 @@
+//! The command line of every Lithair app (`App::run`): subcommands, flags, environment overrides
+//! and the optional `lithair.toml`.
+//!
+//! Owns: turning `argv`, the environment and a config file into a validated [`Command`].
+//! Must not: perform I/O beyond what the caller hands in; parsing is a pure function so every
+//! rule is table-tested (the ripgrep shape: low-level args, then validated high-level options).
+//!
+//! Precedence, highest first: command-line flags, `LITHAIR_*` environment variables,
+//! `lithair.toml`, built-in defaults.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+/// Default HTTP port of `serve`.
+pub const DEFAULT_PORT: u16 = 8080;
+/// Default bind address of `serve`: loopback, so a fresh app is never exposed by accident.
+pub const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// Most members a static `--cluster` map may name.
+pub const CLUSTER_MEMBERS_MAX: usize = 64;
+
+/// A flag an application adds to `serve` (for example the bench server's `--items N`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtraFlag {
+    /// Name without the leading dashes.
+    pub name: &'static str,
+    /// Placeholder of the value in `--help`, or `None` for a switch without a value.
+    pub value_name: Option<&'static str>,
+    /// One line of help.
+    pub help: &'static str,
+}
+
+/// Options of `serve`, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// HTTP port.
+    pub port: u16,
+    /// HTTP bind address.
+    pub bind: IpAddr,
+    /// Data directory (log, snapshots, lock file).
+    pub data: PathBuf,
+    /// This node's id in a cluster.
+    pub node_id: Option<u64>,
+    /// Port of the Raft peer protocol.
+    pub peer_port: Option<u16>,
+    /// Static cluster map: every member's id and peer address (this node included).
+    pub cluster: Vec<(u64, SocketAddr)>,
+    /// HTTP address of a running member to join dynamically.
+    pub join: Option<SocketAddr>,
+    /// Shared secret that authenticates peers.
+    pub cluster_secret: Option<String>,
+    /// Values of the application's extra flags, in the order given (switches carry `""`).
+    pub extra: Vec<(String, String)>,
+}
+
+impl ServeOptions {
+    /// The value of an application flag, if given.
+    pub fn extra(&self, name: &str) -> Option<&str> {
+        self.extra
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// What `log` should do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogCommand {
+    /// Check every checksum of every segment.
+    Verify,
+    /// Print events as JSON lines, optionally filtered.
+    Inspect {
+        /// First index printed (inclusive).
+        from: Option<u64>,
+        /// Last index printed (inclusive).
+        to: Option<u64>,
+        /// Only events of this type.
+        event_type: Option<String>,
+    },
+    /// Print counts and sizes.
+    Stats,
+}
+
+/// What `cluster` should do against a running node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterCommand {
+    /// Print `/_lithair/cluster` of the node.
+    Status,
+    /// Ask the node to leave the cluster.
+    Leave,
+    /// Ask the leader to hand leadership to `to` (or to the most up-to-date follower).
+    TransferLeader {
+        /// Target node id.
+        to: Option<u64>,
+    },
+}
+
+/// A validated command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeOptions),
+    /// Rebuild the state from the log and print count, time and digest.
+    Replay {
+        /// Data directory.
+        data: PathBuf,
+    },
+    /// Log tools.
+    Log {
+        /// Data directory.
+        data: PathBuf,
+        /// What to do.
+        action: LogCommand,
+    },
+    /// Take a snapshot of the data directory now.
+    Snapshot {
+        /// Data directory.
+        data: PathBuf,
+    },
+    /// Talk to a running node.
+    Cluster {
+        /// HTTP address of the node.
+        node: SocketAddr,
+        /// What to do.
+        action: ClusterCommand,
+    },
+    /// Print this text and exit 0.
+    Help(String),
+}
+
+/// Why a command line was refused. Its Display is meant for a person, followed by a hint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CliError {
+    /// What is wrong, in one sentence.
+    pub message: String,
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (try --help)", self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+fn error(message: impl Into<String>) -> CliError {
+    CliError {
+        message: message.into(),
+    }
+}
+
+/// Everything `parse` reads besides `argv`.
+pub struct Sources<'a> {
+    /// The application's name (default data directory `./data/<name>`).
+    pub app_name: &'a str,
+    /// Flags the application adds to `serve`.
+    pub extra_flags: &'a [ExtraFlag],
+    /// Looks up an environment variable.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// Text of `lithair.toml`, if present.
+    pub config_file: Option<&'a str>,
+}
+
+/// Parses the arguments after the program name.
+///
+/// `serve` is the default when the first argument is a flag or there is none, so
+/// `bench_server --port 8080 --data d` serves.
+pub fn parse(args: &[String], sources: &Sources<'_>) -> Result<Command, CliError> {
+    let file = match sources.config_file {
+        Some(text) => parse_config_file(text)?,
+        None => Vec::new(),
+    };
+    let (sub, rest) = match args.first().map(String::as_str) {
+        None => ("serve", &args[..0]),
+        Some(first) if first.starts_with('-') && first != "--help" && first != "-h" => {
+            ("serve", args)
+        }
+        Some(first) => (first, &args[1..]),
+    };
+    let layered = Layered {
+        sources,
+        file: &file,
+    };
+    match sub {
+        "serve" => serve(rest, &layered),
+        "replay" => Ok(Command::Replay {
+            data: data_only(rest, &layered, "replay")?,
+        }),
+        "snapshot" => Ok(Command::Snapshot {
+            data: data_only(rest, &layered, "snapshot")?,
+        }),
+        "log" => log(rest, &layered),
+        "cluster" => cluster(rest),
+        "help" | "--help" | "-h" => Ok(Command::Help(usage(sources))),
+        other => Err(error(format!("unknown command `{other}`"))),
+    }
+}
+
+/// Flags, environment and file, looked up in precedence order.
+struct Layered<'a> {
+    sources: &'a Sources<'a>,
+    file: &'a [(String, String)],
+}
+
+impl Layered<'_> {
+    /// The value of setting `key` (a flag name like `port`) from the environment
+    /// (`LITHAIR_PORT`) or the config file (`port = 8080`).
+    fn fallback(&self, key: &str) -> Option<String> {
+        let env_name = format!("LITHAIR_{}", key.to_ascii_uppercase().replace('-', "_"));
+        if let Some(value) = (self.sources.env)(&env_name) {
+            return Some(value);
+        }
+        self.file
+            .iter()
+            .rev()
+            .find(|(k, _)| k.replace('_', "-") == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn default_data(&self) -> PathBuf {
+        PathBuf::from("data").join(self.sources.app_name)
+    }
+}
+
+/// Splits `--name value` / `--name=value` pairs; switches listed in `switches` take no value.
+fn flag_pairs(args: &[String], switches: &[&str]) -> Result<Vec<(String, String)>, CliError> {
+    let mut pairs = Vec::new();
+    let mut index = 0;
+    while index < args.len() {
+        let arg = &args[index];
+        let Some(name) = arg.strip_prefix("--") else {
+            return Err(error(format!("unexpected argument `{arg}`")));
+        };
+        if let Some((name, value)) = name.split_once('=') {
+            pairs.push((name.to_string(), value.to_string()));
+        } else if switches.contains(&name) {
+            pairs.push((name.to_string(), String::new()));
+        } else {
+            let value = args
+                .get(index + 1)
+                .ok_or_else(|| error(format!("flag `--{name}` needs a value")))?;
+            pairs.push((name.to_string(), value.clone()));
+            index += 1;
+        }
+        index += 1;
+    }
+    Ok(pairs)
+}
+
+fn parse_number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, CliError> {
+    value
+        .parse()
+        .map_err(|_| error(format!("`--{flag}` expects a number, got `{value}`")))
+}
+
+fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr, CliError> {
+    value
+        .parse()
+        .map_err(|_| error(format!("`--{flag}` expects HOST:PORT, got `{value}`")))
+}
+
+fn serve(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
+    let extra = layered.sources.extra_flags;
+    let switches: Vec<&str> = extra
+        .iter()
+        .filter(|flag| flag.value_name.is_none())
+        .map(|flag| flag.name)
+        .chain(["help"])
+        .collect();
+    let pairs = flag_pairs(args, &switches)?;
+    if pairs.iter().any(|(name, _)| name == "help") {
+        return Ok(Command::Help(usage(layered.sources)));
+    }
+    let mut given: Vec<(String, String)> = Vec::new();
+    let mut extra_values = Vec::new();
+    for (name, value) in pairs {
+        const KNOWN: [&str; 8] = [
+            "port",
+            "bind",
+            "data",
+            "node-id",
+            "peer-port",
+            "cluster",
+            "join",
+            "cluster-secret",
+        ];
+        if KNOWN.contains(&name.as_str()) {
+            given.push((name, value));
+        } else if extra.iter().any(|flag| flag.name == name) {
+            extra_values.push((name, value));
+        } else {
+            return Err(error(format!("unknown flag `--{name}` for `serve`")));
+        }
+    }
+    let setting = |key: &str| -> Option<String> {
+        given
+            .iter()
+            .rev()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.clone())
+            .or_else(|| layered.fallback(key))
+    };
+    let options = ServeOptions {
+        port: match setting("port") {
+            Some(value) => parse_number("port", &value)?,
+            None => DEFAULT_PORT,
+        },
+        bind: match setting("bind") {
+            Some(value) => value
+                .parse()
+                .map_err(|_| error(format!("`--bind` expects an IP address, got `{value}`")))?,
+            None => DEFAULT_BIND,
+        },
+        data: setting("data")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| layered.default_data()),
+        node_id: setting("node-id")
+            .map(|v| parse_number("node-id", &v))
+            .transpose()?,
+        peer_port: setting("peer-port")
+            .map(|v| parse_number("peer-port", &v))
+            .transpose()?,
+        cluster: match setting("cluster") {
+            Some(value) => parse_cluster_map(&value)?,
+            None => Vec::new(),
+        },
+        join: setting("join")
+            .map(|v| parse_addr("join", &v))
+            .transpose()?,
+        cluster_secret: setting("cluster-secret"),
+        extra: extra_values,
+    };
+    validate_cluster(&options)?;
+    Ok(Command::Serve(options))
+}
+
+/// Parses `1@127.0.0.1:9081,2@127.0.0.1:9082`.
+pub fn parse_cluster_map(text: &str) -> Result<Vec<(u64, SocketAddr)>, CliError> {
+    let mut members: Vec<(u64, SocketAddr)> = Vec::new();
+    for item in text.split(',').filter(|item| !item.trim().is_empty()) {
+        let (id, addr) = item
+            .trim()
+            .split_once('@')
+            .ok_or_else(|| error(format!("cluster member `{item}` is not ID@HOST:PORT")))?;
+        let id: u64 = parse_number("cluster", id)?;
+        if id == 0 {
+            return Err(error("node ids start at 1"));
+        }
+        if members.iter().any(|(known, _)| *known == id) {
+            return Err(error(format!("node id {id} appears twice in `--cluster`")));
+        }
+        members.push((id, parse_addr("cluster", addr)?));
+        if members.len() > CLUSTER_MEMBERS_MAX {
+            return Err(error(format!(
+                "`--cluster` names more than {CLUSTER_MEMBERS_MAX} members"
+            )));
+        }
+    }
+    Ok(members)
+}
+
+fn validate_cluster(options: &ServeOptions) -> Result<(), CliError> {
+    let clustered = !options.cluster.is_empty() || options.join.is_some();
+    if !clustered {
+        return Ok(());
+    }
+    let node_id = options
+        .node_id
+        .ok_or_else(|| error("`--cluster` and `--join` need `--node-id`"))?;
+    if options.peer_port.is_none() {
+        return Err(error("`--cluster` and `--join` need `--peer-port`"));
+    }
+    if !options.cluster.is_empty() && !options.cluster.iter().any(|(id, _)| *id == node_id) {
+        return Err(error(format!(
+            "`--cluster` does not name this node (`--node-id {node_id}`)"
+        )));
+    }
+    if options.cluster.len() > 1 && options.join.is_some() {
+        return Err(error("give either `--cluster` or `--join`, not both"));
+    }
+    Ok(())
+}
+
+fn data_only(args: &[String], layered: &Layered<'_>, command: &str) -> Result<PathBuf, CliError> {
+    let mut data = None;
+    for (name, value) in flag_pairs(args, &[])? {
+        match name.as_str() {
+            "data" => data = Some(PathBuf::from(value)),
+            _ => return Err(error(format!("unknown flag `--{name}` for `{command}`"))),
+        }
+    }
+    Ok(data
+        .or_else(|| layered.fallback("data").map(PathBuf::from))
+        .unwrap_or_else(|| layered.default_data()))
+}
+
+fn log(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
+    let (action, rest) = match args.first().map(String::as_str) {
+        Some("verify") => ("verify", &args[1..]),
+        Some("inspect") => ("inspect", &args[1..]),
+        Some("stats") => ("stats", &args[1..]),
+        Some(other) => return Err(error(format!("unknown `log` action `{other}`"))),
+        None => return Err(error("`log` needs an action: verify, inspect or stats")),
+    };
+    let mut data = None;
+    let (mut from, mut to, mut event_type) = (None, None, None);
+    for (name, value) in flag_pairs(rest, &[])? {
+        match (action, name.as_str()) {
+            (_, "data") => data = Some(PathBuf::from(value)),
+            ("inspect", "from") => from = Some(parse_number("from", &value)?),
+            ("inspect", "to") => to = Some(parse_number("to", &value)?),
+            ("inspect", "type") => event_type = Some(value),
+            _ => return Err(error(format!("unknown flag `--{name}` for `log {action}`"))),
+        }
+    }
+    if let (Some(from), Some(to)) = (from, to) {
+        if from > to {
+            return Err(error(format!("`--from {from}` is after `--to {to}`")));
+        }
+    }
+    let data = data
+        .or_else(|| layered.fallback("data").map(PathBuf::from))
+        .unwrap_or_else(|| layered.default_data());
+    let action = match action {
+        "verify" => LogCommand::Verify,
+        "stats" => LogCommand::Stats,
+        _ => LogCommand::Inspect {
+            from,
+            to,
+            event_type,
+        },
+    };
+    Ok(Command::Log { data, action })
+}
+
+fn cluster(args: &[String]) -> Result<Command, CliError> {
+    let (action, rest) = match args.first().map(String::as_str) {
+        Some(action @ ("status" | "leave" | "transfer-leader")) => (action, &args[1..]),
+        Some(other) => return Err(error(format!("unknown `cluster` action `{other}`"))),
+        None => {
+            return Err(error(
+                "`cluster` needs an action: status, leave or transfer-leader",
+            ))
+        }
+    };
+    let mut node = None;
+    let mut to = None;
+    for (name, value) in flag_pairs(rest, &[])? {
+        match (action, name.as_str()) {
+            (_, "node") => node = Some(parse_addr("node", &value)?),
+            ("transfer-leader", "to") => to = Some(parse_number("to", &value)?),
+            _ => {
+                return Err(error(format!(
+                    "unknown flag `--{name}` for `cluster {action}`"
+                )))
+            }
+        }
+    }
+    let node = node.unwrap_or(SocketAddr::new(DEFAULT_BIND, DEFAULT_PORT));
+    let action = match action {
+        "status" => ClusterCommand::Status,
+        "leave" => ClusterCommand::Leave,
+        _ => ClusterCommand::TransferLeader { to },
+    };
+    Ok(Command::Cluster { node, action })
+}
+
+/// Reads the flat subset of TOML that `lithair.toml` uses: `key = value` lines, `#` comments,
+/// quoted or bare values. Sections are flattened (`[serve]` keys are plain keys).
+pub fn parse_config_file(text: &str) -> Result<Vec<(String, String)>, CliError> {
+    let mut settings = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('[') {
+            continue;
+        }
+        let (key, value) = line.split_once('=').ok_or_else(|| {
+            error(format!(
+                "lithair.toml line {}: expected `key = value`",
+                number + 1
+            ))
+        })?;
+        let value = value.trim();
+        let value = match value.strip_prefix('"') {
+            Some(quoted) => quoted.strip_suffix('"').ok_or_else(|| {
+                error(format!("lithair.toml line {}: unclosed string", number + 1))
+            })?,
+            None => value.split('#').next().unwrap_or("").trim(),
+        };
+        settings.push((key.trim().to_string(), value.to_string()));
+    }
+    Ok(settings)
+}
+
+/// The `--help` text.
+pub fn usage(sources: &Sources<'_>) -> String {
+    let mut text = format!(
+        "{name}: a Lithair application\n\n\
+         USAGE:\n  {name} [serve] [FLAGS]\n  {name} replay [--data DIR]\n  \
+         {name} log verify|stats [--data DIR]\n  \
+         {name} log inspect [--data DIR] [--from N] [--to N] [--type EVENT]\n  \
+         {name} snapshot [--data DIR]\n  \
+         {name} cluster status|leave|transfer-leader [--node HOST:PORT] [--to ID]\n\n\
+         SERVE FLAGS (environment LITHAIR_<FLAG>, or `flag = value` in lithair.toml):\n  \
+         --port P              HTTP port (default {port})\n  \
+         --bind IP             HTTP address (default {bind})\n  \
+         --data DIR            data directory (default data/{name})\n  \
+         --node-id N           this node's id in a cluster\n  \
+         --peer-port P         port of the Raft peer protocol\n  \
+         --cluster MAP         static cluster: 1@HOST:PORT,2@HOST:PORT,...\n  \
+         --join HOST:PORT      join the cluster of a running node (its HTTP address)\n  \
+         --cluster-secret S    shared secret that authenticates peers\n",
+        name = sources.app_name,
+        port = DEFAULT_PORT,
+        bind = DEFAULT_BIND,
+    );
+    for flag in sources.extra_flags {
+        let left = match flag.value_name {
+            Some(value) => format!("--{} {}", flag.name, value),
+            None => format!("--{}", flag.name),
+        };
+        text.push_str(&format!("  {left:<21} {}\n", flag.help));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_string).collect()
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    const ITEMS: [ExtraFlag; 1] = [ExtraFlag {
+        name: "items",
+        value_name: Some("N"),
+        help: "preload items 1..N",
+    }];
+
+    fn check(text: &str) -> Result<Command, CliError> {
+        let sources = Sources {
+            app_name: "blog",
+            extra_flags: &ITEMS,
+            env: &no_env,
+            config_file: None,
+        };
+        parse(&args(text), &sources)
+    }
+
+    fn serve_options(text: &str) -> ServeOptions {
+        match check(text) {
+            Ok(Command::Serve(options)) => options,
+            other => panic!("expected serve for `{text}`, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn serve_is_the_default_and_has_defaults() {
+        let options = serve_options("");
+        assert_eq!(options.port, DEFAULT_PORT);
+        assert_eq!(options.bind, DEFAULT_BIND);
+        assert_eq!(options.data, PathBuf::from("data/blog"));
+        assert_eq!(serve_options("--port 9000").port, 9000);
+        assert_eq!(serve_options("serve --port=9001").port, 9001);
+    }
+
+    #[test]
+    fn bench_server_flags() {
+        let options = serve_options("--port 8080 --items 100 --data /tmp/d");
+        assert_eq!(options.extra("items"), Some("100"));
+        assert_eq!(options.data, PathBuf::from("/tmp/d"));
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        for text in [
+            "--port",
+            "--port abc",
+            "--port 70000",
+            "--nope 1",
+            "serve extra",
+            "frobnicate",
+            "log",
+            "log explode",
+            "log inspect --from 9 --to 3",
+            "cluster",
+            "--cluster 1@127.0.0.1:9081",
+            "--node-id 2 --peer-port 9 --cluster 1@127.0.0.1:9081",
+            "--node-id 1 --peer-port 9 --cluster 1@127.0.0.1:9081,1@127.0.0.1:9082",
+            "--bind nowhere",
+        ] {
+            assert!(check(text).is_err(), "`{text}` should be refused");
+        }
+    }
+
+    #[test]
+    fn static_cluster() {
+        let options = serve_options(
+            "serve --node-id 1 --port 8081 --peer-port 9081 --data d1 \
+             --cluster 1@127.0.0.1:9081,2@127.0.0.1:9082,3@127.0.0.1:9083",
+        );
+        assert_eq!(options.node_id, Some(1));
+        assert_eq!(options.cluster.len(), 3);
+        assert_eq!(options.cluster[2].1, "127.0.0.1:9083".parse().unwrap());
+    }
+
+    #[test]
+    fn dynamic_join() {
+        let options = serve_options(
+            "serve --node-id 4 --port 8084 --peer-port 9084 --data d4 --join 127.0.0.1:8081",
+        );
+        assert_eq!(options.join, Some("127.0.0.1:8081".parse().unwrap()));
+    }
+
+    #[test]
+    fn subcommands() {
+        assert_eq!(
+            check("replay --data x").unwrap(),
+            Command::Replay {
+                data: PathBuf::from("x")
+            }
+        );
+        assert_eq!(
+            check("log inspect --from 3 --type PostCreated").unwrap(),
+            Command::Log {
+                data: PathBuf::from("data/blog"),
+                action: LogCommand::Inspect {
+                    from: Some(3),
+                    to: None,
+                    event_type: Some("PostCreated".into())
+                }
+            }
+        );
+        assert!(matches!(check("--help"), Ok(Command::Help(_))));
+        assert!(matches!(check("serve --help"), Ok(Command::Help(_))));
+        assert!(matches!(
+            check("cluster transfer-leader --node 127.0.0.1:8082 --to 3"),
+            Ok(Command::Cluster {
+                action: ClusterCommand::TransferLeader { to: Some(3) },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn precedence_flag_env_file_default() {
+        let env = |name: &str| (name == "LITHAIR_PORT").then(|| "7000".to_string());
+        let file = "# comment\n[serve]\nport = 6000\ndata = \"/srv/blog\"\n";
+        let sources = Sources {
+            app_name: "blog",
+            extra_flags: &[],
+            env: &env,
+            config_file: Some(file),
+        };
+        let Ok(Command::Serve(options)) = parse(&args(""), &sources) else {
+            panic!("serve expected")
+        };
+        assert_eq!(options.port, 7000, "environment beats file");
+        assert_eq!(
+            options.data,
+            PathBuf::from("/srv/blog"),
+            "file beats default"
+        );
+        let Ok(Command::Serve(options)) = parse(&args("--port 5000"), &sources) else {
+            panic!("serve expected")
+        };
+        assert_eq!(options.port, 5000, "flag beats environment");
+    }
+
+    #[test]
+    fn config_file_errors_name_the_line() {
+        let err = parse_config_file("port = 1\nnonsense\n").unwrap_err();
+        assert!(err.message.contains("line 2"), "{err}");
+    }
+}

@@ -1,0 +1,152 @@
+//! `Number`: a JSON number kept exact. Integers stay integers (every i64 and every u64), other
+//! numbers are finite f64, and `1` and `1.0` stay distinguishable.
+//!
+//! Must not: hold a non-finite float (JSON has no NaN or infinity); constructors refuse them.
+
+use std::fmt;
+
+/// The representation; non-negative integers are always `PosInt`, negative ones `NegInt`, so
+/// derived equality is value equality for integers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum N {
+    PosInt(u64),
+    /// Always < 0.
+    NegInt(i64),
+    /// Always finite.
+    Float(f64),
+}
+
+/// A JSON number: an exact i64/u64 integer or a finite f64.
+#[derive(Clone, Copy, PartialEq)]
+pub struct Number {
+    pub(crate) n: N,
+}
+
+impl Number {
+    /// An integer number.
+    pub fn from_u64(v: u64) -> Self {
+        Number { n: N::PosInt(v) }
+    }
+
+    /// An integer number.
+    pub fn from_i64(v: i64) -> Self {
+        if v < 0 {
+            Number { n: N::NegInt(v) }
+        } else {
+            Number {
+                n: N::PosInt(v as u64),
+            }
+        }
+    }
+
+    /// A float number; `None` for NaN and infinities, which JSON cannot represent.
+    pub fn from_f64(v: f64) -> Option<Self> {
+        if v.is_finite() {
+            Some(Number { n: N::Float(v) })
+        } else {
+            None
+        }
+    }
+
+    /// True for an integer that fits u64.
+    pub fn is_u64(&self) -> bool {
+        matches!(self.n, N::PosInt(_))
+    }
+
+    /// True for an integer that fits i64.
+    pub fn is_i64(&self) -> bool {
+        match self.n {
+            N::PosInt(v) => v <= i64::MAX as u64,
+            N::NegInt(_) => true,
+            N::Float(_) => false,
+        }
+    }
+
+    /// True when the number was written (or built) as a float, e.g. `1.0` or `1e3`.
+    pub fn is_f64(&self) -> bool {
+        matches!(self.n, N::Float(_))
+    }
+
+    /// The value as u64 when it is an integer in range.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self.n {
+            N::PosInt(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The value as i64 when it is an integer in range.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self.n {
+            N::PosInt(v) => i64::try_from(v).ok(),
+            N::NegInt(v) => Some(v),
+            N::Float(_) => None,
+        }
+    }
+
+    /// The value as f64 (integers beyond 2^53 are rounded to the nearest f64).
+    pub fn as_f64(&self) -> Option<f64> {
+        Some(match self.n {
+            N::PosInt(v) => v as f64,
+            N::NegInt(v) => v as f64,
+            N::Float(v) => v,
+        })
+    }
+}
+
+macro_rules! number_from_unsigned {
+    ($($t:ty)*) => {$(
+        impl From<$t> for Number {
+            fn from(v: $t) -> Self {
+                Number::from_u64(v as u64)
+            }
+        }
+    )*};
+}
+macro_rules! number_from_signed {
+    ($($t:ty)*) => {$(
+        impl From<$t> for Number {
+            fn from(v: $t) -> Self {
+                Number::from_i64(v as i64)
+            }
+        }
+    )*};
+}
+number_from_unsigned!(u8 u16 u32 u64 usize);
+number_from_signed!(i8 i16 i32 i64 isize);
+
+impl fmt::Display for Number {
+    /// The JSON text of the number (floats keep a `.0` or an exponent).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buffer = [0u8; super::float::FLOAT_BYTES_MAX];
+        match self.n {
+            N::PosInt(v) => write!(f, "{v}"),
+            N::NegInt(v) => write!(f, "{v}"),
+            N::Float(v) => f.write_str(super::float::format_f64(v, &mut buffer)),
+        }
+    }
+}
+
+impl fmt::Debug for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Number({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_and_floats_are_distinct() {
+        assert_ne!(Number::from_u64(1), Number::from_f64(1.0).unwrap());
+        assert_eq!(Number::from_i64(5), Number::from_u64(5));
+        assert!(Number::from_f64(f64::NAN).is_none());
+        assert!(Number::from_f64(f64::INFINITY).is_none());
+        assert_eq!(Number::from_u64(u64::MAX).as_i64(), None);
+        assert_eq!(Number::from_i64(-3).as_u64(), None);
+        assert_eq!(Number::from_i64(i64::MIN).as_i64(), Some(i64::MIN));
+        assert_eq!(Number::from_f64(1.5).unwrap().to_string(), "1.5");
+        assert_eq!(Number::from_f64(1.0).unwrap().to_string(), "1.0");
+    }
+}

@@ -1,0 +1,625 @@
+//! The `ToJson` / `FromJson` traits and their implementations for std types and `Value`.
+//!
+//! Shapes: integers and floats are numbers (out-of-range is an error), `char` is a one-character
+//! string, `()` is `null`, `Option::None` is `null`, sequences, sets, slices, arrays and tuples
+//! are arrays (arrays and tuples of exact length), maps with `String` keys are objects (a repeated key: the last value wins).
+//! Must not: build a `Value` on the typed path (`read_json` reads straight from text).
+
+use super::number::N;
+use super::writer::{write_escaped, write_finite_f64, write_i64, write_u64};
+use super::{Error, Kind, Map, Reader, Value, Writer};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hash};
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Types that can be written as JSON.
+pub trait ToJson {
+    /// Writes `self` as one JSON value.
+    fn write_json(&self, w: &mut Writer);
+}
+
+/// Types that can be read from JSON.
+pub trait FromJson: Sized {
+    /// Reads one JSON value from `r`.
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error>;
+
+    /// The value to use when a struct field is absent. `None` means "missing field" error;
+    /// `Option<T>` overrides it to return `Some(None)`.
+    fn absent() -> Option<Self> {
+        None
+    }
+
+    /// Converts from a `Value`. The provided version goes through text (errors keep their path
+    /// but lose the position, which would point into the synthetic text).
+    fn from_json_value(v: &Value) -> Result<Self, Error> {
+        let text = super::to_string(v)?;
+        let mut r = Reader::new(&text);
+        let result = Self::read_json(&mut r).and_then(|value| r.finish().map(|()| value));
+        result.map_err(Error::clear_position)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value
+
+impl ToJson for Value {
+    fn write_json(&self, w: &mut Writer) {
+        if w.is_pretty() {
+            write_value_pretty(self, w);
+        } else {
+            write_value_compact(self, w.out_mut());
+        }
+    }
+}
+
+/// The compact fast path: no comma state, straight into the output string.
+fn write_value_compact(v: &Value, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => write_number(n.n, out),
+        Value::String(s) => write_escaped(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            let mut first = true;
+            for item in items {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                write_value_compact(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            let mut first = true;
+            for (k, item) in map {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                write_escaped(out, k);
+                out.push(':');
+                write_value_compact(item, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+#[inline]
+fn write_number(n: N, out: &mut String) {
+    match n {
+        N::PosInt(v) => write_u64(out, v),
+        N::NegInt(v) => write_i64(out, v),
+        N::Float(v) => write_finite_f64(out, v),
+    }
+}
+
+fn write_value_pretty(v: &Value, w: &mut Writer) {
+    match v {
+        Value::Array(items) => {
+            w.begin_array();
+            for item in items {
+                w.element();
+                write_value_pretty(item, w);
+            }
+            w.end_array();
+        }
+        Value::Object(map) => {
+            w.begin_object();
+            for (k, item) in map {
+                w.field(k);
+                write_value_pretty(item, w);
+            }
+            w.end_object();
+        }
+        other => write_value_compact(other, w.out_mut()),
+    }
+}
+
+impl FromJson for Value {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        r.read_value()
+    }
+    fn from_json_value(v: &Value) -> Result<Self, Error> {
+        Ok(v.clone())
+    }
+}
+
+impl ToJson for Map {
+    fn write_json(&self, w: &mut Writer) {
+        w.begin_object();
+        for (k, v) in self {
+            w.field(k);
+            v.write_json(w);
+        }
+        w.end_object();
+    }
+}
+
+impl FromJson for Map {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        let kind = r.peek_kind()?;
+        if kind != Kind::Object {
+            return Err(r.error(format!("expected an object, found {kind}")));
+        }
+        match r.read_value()? {
+            Value::Object(map) => Ok(map),
+            _ => unreachable!("an object was peeked"),
+        }
+    }
+}
+
+impl ToJson for super::Number {
+    fn write_json(&self, w: &mut Writer) {
+        write_number(self.n, w.out_mut());
+    }
+}
+
+impl FromJson for super::Number {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        let kind = r.peek_kind()?;
+        if kind != Kind::Number {
+            return Err(r.error(format!("expected a number, found {kind}")));
+        }
+        match r.read_value()? {
+            Value::Number(n) => Ok(n),
+            _ => unreachable!("a number was peeked"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalars
+
+macro_rules! int_via {
+    ($read:ident, $write:ident, $wide:ty: $($t:ty)*) => {$(
+        impl ToJson for $t {
+            #[inline]
+            fn write_json(&self, w: &mut Writer) {
+                w.$write(*self as $wide);
+            }
+        }
+        impl FromJson for $t {
+            #[inline]
+            fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+                let before = r.clone();
+                let v = r.$read()?;
+                <$t>::try_from(v).map_err(|_| {
+                    before.error(format!("the number {v} is out of range for {}", stringify!($t)))
+                })
+            }
+        }
+    )*};
+}
+int_via!(read_i64, i64, i64: i8 i16 i32 i64 isize);
+int_via!(read_u64, u64, u64: u8 u16 u32 u64 usize);
+int_via!(read_i128, i128, i128: i128);
+int_via!(read_u128, u128, u128: u128);
+
+impl ToJson for f64 {
+    #[inline]
+    fn write_json(&self, w: &mut Writer) {
+        w.f64(*self);
+    }
+}
+
+impl FromJson for f64 {
+    #[inline]
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        r.read_f64()
+    }
+}
+
+impl ToJson for f32 {
+    fn write_json(&self, w: &mut Writer) {
+        w.f32(*self);
+    }
+}
+
+impl FromJson for f32 {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        let before = r.clone();
+        let v = r.read_f64()?;
+        let narrow = v as f32;
+        if narrow.is_finite() {
+            Ok(narrow)
+        } else {
+            Err(before.error(format!("the number {v} is out of range for f32")))
+        }
+    }
+}
+
+impl ToJson for bool {
+    fn write_json(&self, w: &mut Writer) {
+        w.bool(*self);
+    }
+}
+
+impl FromJson for bool {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        r.read_bool()
+    }
+}
+
+impl ToJson for char {
+    fn write_json(&self, w: &mut Writer) {
+        let mut buffer = [0u8; 4];
+        w.str(self.encode_utf8(&mut buffer));
+    }
+}
+
+impl FromJson for char {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        let before = r.clone();
+        let s = r.read_str()?;
+        let mut chars = s.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => Ok(c),
+            _ => Err(before.error(format!(
+                "expected a string of exactly one character, found {:?}",
+                s
+            ))),
+        }
+    }
+}
+
+impl ToJson for str {
+    #[inline]
+    fn write_json(&self, w: &mut Writer) {
+        w.str(self);
+    }
+}
+
+impl ToJson for String {
+    #[inline]
+    fn write_json(&self, w: &mut Writer) {
+        w.str(self);
+    }
+}
+
+impl FromJson for String {
+    #[inline]
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        Ok(r.read_str()?.into_owned())
+    }
+}
+
+impl ToJson for Cow<'_, str> {
+    fn write_json(&self, w: &mut Writer) {
+        w.str(self);
+    }
+}
+
+impl FromJson for Cow<'_, str> {
+    /// Always owned: the trait does not tie the result to the text's lifetime.
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        Ok(Cow::Owned(r.read_str()?.into_owned()))
+    }
+}
+
+impl ToJson for () {
+    fn write_json(&self, w: &mut Writer) {
+        w.null();
+    }
+}
+
+impl FromJson for () {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        if r.try_null()? {
+            Ok(())
+        } else {
+            Err(r.error(format!("expected null, found {}", r.clone().peek_kind()?)))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wrappers
+
+impl<T: ToJson> ToJson for Option<T> {
+    #[inline]
+    fn write_json(&self, w: &mut Writer) {
+        match self {
+            Some(v) => v.write_json(w),
+            None => w.null(),
+        }
+    }
+}
+
+impl<T: FromJson> FromJson for Option<T> {
+    #[inline]
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        if r.try_null()? {
+            Ok(None)
+        } else {
+            T::read_json(r).map(Some)
+        }
+    }
+    fn absent() -> Option<Self> {
+        Some(None)
+    }
+}
+
+macro_rules! pointer {
+    ($($p:ident)*) => {$(
+        impl<T: ToJson + ?Sized> ToJson for $p<T> {
+            #[inline]
+            fn write_json(&self, w: &mut Writer) {
+                (**self).write_json(w);
+            }
+        }
+        impl<T: FromJson> FromJson for $p<T> {
+            #[inline]
+            fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+                T::read_json(r).map($p::new)
+            }
+        }
+    )*};
+}
+pointer!(Box Rc Arc);
+
+impl<T: ToJson + ?Sized> ToJson for &T {
+    fn write_json(&self, w: &mut Writer) {
+        (**self).write_json(w);
+    }
+}
+
+impl<T: ToJson + ?Sized> ToJson for &mut T {
+    fn write_json(&self, w: &mut Writer) {
+        (**self).write_json(w);
+    }
+}
+
+impl FromJson for Box<str> {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        Ok(r.read_str()?.into())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sequences
+
+/// Writes any iterator of items as a JSON array.
+pub(crate) fn write_seq<'i, T: ToJson + 'i>(
+    w: &mut Writer,
+    items: impl IntoIterator<Item = &'i T>,
+) {
+    w.begin_array();
+    for item in items {
+        w.element();
+        item.write_json(w);
+    }
+    w.end_array();
+}
+
+/// Reads a JSON array, handing each element (with its index) to `push`.
+pub(crate) fn read_seq<T: FromJson>(
+    r: &mut Reader<'_>,
+    mut push: impl FnMut(T, usize) -> Result<(), Error>,
+) -> Result<(), Error> {
+    r.begin_array()?;
+    let mut index = 0;
+    while r.next_element()? {
+        let item = T::read_json(r).map_err(|e| e.with_index(index))?;
+        push(item, index)?;
+        index += 1;
+    }
+    Ok(())
+}
+
+impl<T: ToJson> ToJson for [T] {
+    fn write_json(&self, w: &mut Writer) {
+        write_seq(w, self);
+    }
+}
+
+impl<T: ToJson> ToJson for Vec<T> {
+    #[inline]
+    fn write_json(&self, w: &mut Writer) {
+        write_seq(w, self);
+    }
+}
+
+impl<T: FromJson> FromJson for Vec<T> {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        let mut items = Vec::new();
+        read_seq(r, |item, _| {
+            items.push(item);
+            Ok(())
+        })?;
+        Ok(items)
+    }
+}
+
+impl<T: FromJson> FromJson for Box<[T]> {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        Vec::<T>::read_json(r).map(Vec::into_boxed_slice)
+    }
+}
+
+impl<T: ToJson> ToJson for VecDeque<T> {
+    fn write_json(&self, w: &mut Writer) {
+        write_seq(w, self);
+    }
+}
+
+impl<T: FromJson> FromJson for VecDeque<T> {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        Vec::<T>::read_json(r).map(VecDeque::from)
+    }
+}
+
+impl<T: ToJson, const LEN: usize> ToJson for [T; LEN] {
+    fn write_json(&self, w: &mut Writer) {
+        write_seq(w, self);
+    }
+}
+
+impl<T: FromJson, const LEN: usize> FromJson for [T; LEN] {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        let before = r.clone();
+        let mut items = Vec::with_capacity(LEN);
+        read_seq(r, |item, index| {
+            if index >= LEN {
+                return Err(
+                    before.error(format!("expected an array of {LEN} elements, found more"))
+                );
+            }
+            items.push(item);
+            Ok(())
+        })?;
+        let found = items.len();
+        items.try_into().map_err(|_| {
+            before.error(format!(
+                "expected an array of {LEN} elements, found {found}"
+            ))
+        })
+    }
+}
+
+impl<T: ToJson, S> ToJson for HashSet<T, S> {
+    fn write_json(&self, w: &mut Writer) {
+        write_seq(w, self);
+    }
+}
+
+impl<T: FromJson + Eq + Hash, S: BuildHasher + Default> FromJson for HashSet<T, S> {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        let mut set = HashSet::default();
+        read_seq(r, |item, _| {
+            set.insert(item);
+            Ok(())
+        })?;
+        Ok(set)
+    }
+}
+
+impl<T: ToJson> ToJson for BTreeSet<T> {
+    fn write_json(&self, w: &mut Writer) {
+        write_seq(w, self);
+    }
+}
+
+impl<T: FromJson + Ord> FromJson for BTreeSet<T> {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        let mut set = BTreeSet::new();
+        read_seq(r, |item, _| {
+            set.insert(item);
+            Ok(())
+        })?;
+        Ok(set)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Maps
+
+/// Reads a JSON object, handing each key and value to `insert` (a repeated key replaces the
+/// earlier value, as in `json::parse`).
+fn read_map<T: FromJson>(
+    r: &mut Reader<'_>,
+    mut insert: impl FnMut(String, T),
+) -> Result<(), Error> {
+    r.begin_object()?;
+    while let Some(key) = r.next_key()? {
+        let value = T::read_json(r).map_err(|e| e.with_field(&key))?;
+        insert(key.into_owned(), value);
+    }
+    Ok(())
+}
+
+impl<T: ToJson, S> ToJson for HashMap<String, T, S> {
+    fn write_json(&self, w: &mut Writer) {
+        w.begin_object();
+        for (k, v) in self {
+            w.field(k);
+            v.write_json(w);
+        }
+        w.end_object();
+    }
+}
+
+impl<T: FromJson, S: BuildHasher + Default> FromJson for HashMap<String, T, S> {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        let mut map = HashMap::default();
+        read_map(r, |k, v| {
+            map.insert(k, v);
+        })?;
+        Ok(map)
+    }
+}
+
+impl<T: ToJson> ToJson for BTreeMap<String, T> {
+    fn write_json(&self, w: &mut Writer) {
+        w.begin_object();
+        for (k, v) in self {
+            w.field(k);
+            v.write_json(w);
+        }
+        w.end_object();
+    }
+}
+
+impl<T: FromJson> FromJson for BTreeMap<String, T> {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        let mut map = BTreeMap::new();
+        read_map(r, |k, v| {
+            map.insert(k, v);
+        })?;
+        Ok(map)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tuples: fixed-length arrays.
+
+fn tuple_length_error(before: &Reader<'_>, expected: usize) -> Error {
+    before.error(format!("expected an array of exactly {expected} elements"))
+}
+
+macro_rules! tuple {
+    ($len:literal: $($name:ident $index:tt)+) => {
+        impl<$($name: ToJson),+> ToJson for ($($name,)+) {
+            fn write_json(&self, w: &mut Writer) {
+                w.begin_array();
+                $( w.element(); self.$index.write_json(w); )+
+                w.end_array();
+            }
+        }
+        impl<$($name: FromJson),+> FromJson for ($($name,)+) {
+            fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+                let before = r.clone();
+                r.begin_array()?;
+                let value = ($(
+                    {
+                        if !r.next_element()? {
+                            return Err(tuple_length_error(&before, $len));
+                        }
+                        $name::read_json(r).map_err(|e| e.with_index($index))?
+                    },
+                )+);
+                if r.next_element()? {
+                    return Err(tuple_length_error(&before, $len));
+                }
+                Ok(value)
+            }
+        }
+    };
+}
+tuple!(1: A 0);
+tuple!(2: A 0 B 1);
+tuple!(3: A 0 B 1 C 2);
+tuple!(4: A 0 B 1 C 2 D 3);
+tuple!(5: A 0 B 1 C 2 D 3 E 4);
+tuple!(6: A 0 B 1 C 2 D 3 E 4 F 5);
+tuple!(7: A 0 B 1 C 2 D 3 E 4 F 5 G 6);
+tuple!(8: A 0 B 1 C 2 D 3 E 4 F 5 G 6 H 7);
+tuple!(9: A 0 B 1 C 2 D 3 E 4 F 5 G 6 H 7 I 8);
+tuple!(10: A 0 B 1 C 2 D 3 E 4 F 5 G 6 H 7 I 8 J 9);
+tuple!(11: A 0 B 1 C 2 D 3 E 4 F 5 G 6 H 7 I 8 J 9 K 10);
+tuple!(12: A 0 B 1 C 2 D 3 E 4 F 5 G 6 H 7 I 8 J 9 K 10 L 11);

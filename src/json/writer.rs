@@ -1,0 +1,378 @@
+//! `Writer`: streaming JSON output into one growing `String`, compact or pretty (two-space
+//! indent). It places commas itself, escapes strings, writes integers without `format!` and
+//! floats in shortest round-trip form.
+//!
+//! Must not: panic or emit invalid JSON for a non-finite float: it writes `null`, records the
+//! first such error and `finish` returns it.
+
+use super::float::{self, FLOAT_BYTES_MAX};
+use super::Error;
+
+/// Bytes to reserve up front: most documents written are small.
+const INITIAL_CAPACITY_BYTES: usize = 128;
+
+/// A streaming JSON writer.
+#[derive(Debug)]
+pub struct Writer {
+    out: String,
+    pretty: bool,
+    /// Nesting level, for pretty indentation.
+    depth: usize,
+    /// True right after `{` or `[`: the next field or element needs no comma.
+    first: bool,
+    error: Option<Error>,
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        Writer::new()
+    }
+}
+
+/// Which bytes need escaping in a JSON string: 0 = none, b'u' = `\u00XX`, else the letter after `\`.
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        table[i] = b'u';
+        i += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+/// "00" to "99", for writing integers two digits at a time.
+static DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Writes the decimal digits of `v` at the end of `buffer`; returns where they start.
+#[inline]
+fn itoa(mut v: u64, buffer: &mut [u8; 20]) -> usize {
+    let mut i = buffer.len();
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        buffer[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if v >= 10 {
+        let pair = v as usize * 2;
+        i -= 2;
+        buffer[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
+        i -= 1;
+        buffer[i] = b'0' + v as u8;
+    }
+    i
+}
+
+/// Appends `s` to `out` as a quoted, escaped JSON string.
+#[inline]
+pub(crate) fn write_escaped(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape = ESCAPE[b as usize];
+        if escape == 0 {
+            continue;
+        }
+        // Runs end at ASCII bytes, so these slices are on character boundaries.
+        out.push_str(&s[start..i]);
+        if escape == b'u' {
+            let hex = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(hex[(b >> 4) as usize] as char);
+            out.push(hex[(b & 0xf) as usize] as char);
+        } else {
+            out.push('\\');
+            out.push(escape as char);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// Appends the decimal digits of `v`.
+#[inline]
+pub(crate) fn write_u64(out: &mut String, v: u64) {
+    let mut buffer = [0u8; 20];
+    let start = itoa(v, &mut buffer);
+    match std::str::from_utf8(&buffer[start..]) {
+        Ok(digits) => out.push_str(digits),
+        Err(_) => unreachable!("itoa writes ASCII digits"),
+    }
+}
+
+/// Appends `v` in decimal.
+#[inline]
+pub(crate) fn write_i64(out: &mut String, v: i64) {
+    if v < 0 {
+        out.push('-');
+    }
+    write_u64(out, v.unsigned_abs());
+}
+
+/// Appends a finite `v` in shortest round-trip form.
+#[inline]
+pub(crate) fn write_finite_f64(out: &mut String, v: f64) {
+    let mut buffer = [0u8; FLOAT_BYTES_MAX];
+    out.push_str(float::format_f64(v, &mut buffer));
+}
+
+impl Writer {
+    /// A compact writer.
+    pub fn new() -> Self {
+        Writer {
+            out: String::with_capacity(INITIAL_CAPACITY_BYTES),
+            pretty: false,
+            depth: 0,
+            first: true,
+            error: None,
+        }
+    }
+
+    /// A pretty writer: one member or element per line, two-space indent.
+    pub fn pretty() -> Self {
+        Writer {
+            pretty: true,
+            ..Writer::new()
+        }
+    }
+
+    /// True for a pretty writer.
+    pub fn is_pretty(&self) -> bool {
+        self.pretty
+    }
+
+    /// Reserves room for `additional` more bytes.
+    pub fn reserve(&mut self, additional: usize) {
+        self.out.reserve(additional);
+    }
+
+    fn newline_indent(&mut self) {
+        self.out.push('\n');
+        for _ in 0..self.depth {
+            self.out.push_str("  ");
+        }
+    }
+
+    /// Writes `{`.
+    pub fn begin_object(&mut self) {
+        self.out.push('{');
+        self.depth += 1;
+        self.first = true;
+    }
+
+    /// Writes the separator (when needed), then `"key":`.
+    pub fn field(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        if self.pretty {
+            self.newline_indent();
+        }
+        write_escaped(&mut self.out, key);
+        self.out.push_str(if self.pretty { ": " } else { ":" });
+    }
+
+    /// Writes `}`.
+    pub fn end_object(&mut self) {
+        self.close(b'}');
+    }
+
+    fn close(&mut self, bracket: u8) {
+        assert!(
+            self.depth > 0,
+            "Writer: closing a container that was never opened"
+        );
+        self.depth -= 1;
+        if self.pretty && !self.first {
+            self.newline_indent();
+        }
+        self.out.push(bracket as char);
+        // The container was a value inside its parent, which therefore is no longer empty.
+        self.first = false;
+    }
+
+    /// Writes `[`.
+    pub fn begin_array(&mut self) {
+        self.out.push('[');
+        self.depth += 1;
+        self.first = true;
+    }
+
+    /// Writes the separator before an array element (when needed).
+    pub fn element(&mut self) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        if self.pretty {
+            self.newline_indent();
+        }
+    }
+
+    /// Writes `]`.
+    pub fn end_array(&mut self) {
+        self.close(b']');
+    }
+
+    /// Writes `null`.
+    pub fn null(&mut self) {
+        self.out.push_str("null");
+    }
+
+    /// Writes `true` or `false`.
+    pub fn bool(&mut self, v: bool) {
+        self.out.push_str(if v { "true" } else { "false" });
+    }
+
+    /// Writes an integer.
+    #[inline]
+    pub fn u64(&mut self, v: u64) {
+        write_u64(&mut self.out, v);
+    }
+
+    /// Writes an integer.
+    #[inline]
+    pub fn i64(&mut self, v: i64) {
+        write_i64(&mut self.out, v);
+    }
+
+    /// Writes a 128-bit integer.
+    pub fn i128(&mut self, v: i128) {
+        match i64::try_from(v) {
+            Ok(small) => self.i64(small),
+            Err(_) => self.out.push_str(&v.to_string()),
+        }
+    }
+
+    /// Writes a 128-bit integer.
+    pub fn u128(&mut self, v: u128) {
+        match u64::try_from(v) {
+            Ok(small) => self.u64(small),
+            Err(_) => self.out.push_str(&v.to_string()),
+        }
+    }
+
+    /// Writes a float in shortest round-trip form (always with a `.0` or an exponent).
+    /// A non-finite value writes `null` and records an error that `finish` returns.
+    #[inline]
+    pub fn f64(&mut self, v: f64) {
+        if !v.is_finite() {
+            return self.non_finite(&v.to_string());
+        }
+        write_finite_f64(&mut self.out, v);
+    }
+
+    /// Writes an f32 in its own shortest round-trip form (`1.1f32` writes `1.1`).
+    pub fn f32(&mut self, v: f32) {
+        if !v.is_finite() {
+            return self.non_finite(&v.to_string());
+        }
+        let mut buffer = [0u8; FLOAT_BYTES_MAX];
+        self.out.push_str(float::format_f32(v, &mut buffer));
+    }
+
+    fn non_finite(&mut self, shown: &str) {
+        if self.error.is_none() {
+            self.error = Some(Error::custom(format!(
+                "cannot write {shown} as JSON: numbers must be finite"
+            )));
+        }
+        self.out.push_str("null");
+    }
+
+    /// Writes a string, escaped.
+    pub fn str(&mut self, v: &str) {
+        write_escaped(&mut self.out, v);
+    }
+
+    /// Records an error (the first one wins); `finish` will return it.
+    pub fn fail(&mut self, error: Error) {
+        if self.error.is_none() {
+            self.error = Some(error);
+        }
+    }
+
+    /// The text written so far.
+    pub fn as_str(&self) -> &str {
+        &self.out
+    }
+
+    /// The text, or the first error recorded.
+    pub fn finish(self) -> Result<String, Error> {
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(self.out),
+        }
+    }
+
+    /// Direct access to the output, for the `Value` fast path.
+    pub(crate) fn out_mut(&mut self) -> &mut String {
+        &mut self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn itoa_matches_std() {
+        for v in [0u64, 7, 10, 99, 100, 12345, 1 << 40, u64::MAX] {
+            let mut buffer = [0u8; 20];
+            let start = itoa(v, &mut buffer);
+            assert_eq!(&buffer[start..], v.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn commas_and_pretty() {
+        let mut w = Writer::pretty();
+        w.begin_object();
+        w.field("a");
+        w.begin_array();
+        w.element();
+        w.i64(-1);
+        w.element();
+        w.begin_object();
+        w.end_object();
+        w.end_array();
+        w.field("b\n");
+        w.str("x\"\u{1}é");
+        w.end_object();
+        let text = w.finish().unwrap();
+        assert_eq!(
+            text,
+            "{\n  \"a\": [\n    -1,\n    {}\n  ],\n  \"b\\n\": \"x\\\"\\u0001é\"\n}"
+        );
+    }
+
+    #[test]
+    fn non_finite_is_an_error_not_a_panic() {
+        let mut w = Writer::new();
+        w.begin_array();
+        w.element();
+        w.f64(f64::NAN);
+        w.element();
+        w.f64(1.5);
+        w.end_array();
+        assert_eq!(w.as_str(), "[null,1.5]");
+        assert!(w.finish().is_err());
+    }
+}
