@@ -15,6 +15,7 @@
 //! Architecture invariant: the core is deterministic. Given the same config (seed included),
 //! storage and sequence of calls it produces the same Readies, bit for bit.
 
+mod codec;
 mod config;
 mod core;
 mod follower;
