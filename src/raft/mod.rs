@@ -37,3 +37,6 @@ pub use self::types::{
     ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageBody, NodeId, ReadState,
     Role, Snapshot, SnapshotMeta, CONF_CHANGE_BYTES, NODE_NONE,
 };
+
+#[cfg(test)]
+mod tests;
