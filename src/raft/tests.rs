@@ -618,3 +618,266 @@ fn garbage_messages_are_dropped_without_panic() {
     assert_eq!(cluster.entries(2), &before[..]);
     assert_eq!(cluster.status(1).role, Role::Leader);
 }
+
+/// Scenario files under `tests/data/raft/`: command lines start with `> `, the lines after a
+/// command are its expected trace. `LITHAIR_REWRITE=1` regenerates the traces (review the diff).
+mod scenarios {
+    use super::*;
+    use std::fmt::Write as _;
+
+    fn format_entries(entries: &[Entry]) -> String {
+        let items: Vec<String> = entries
+            .iter()
+            .map(|e| match e.kind {
+                EntryKind::Normal => format!("{}@{}", e.index, e.term),
+                EntryKind::ConfChange => match ConfChange::decode(&e.data) {
+                    Some(change) => format!("{}@{}:{change:?}", e.index, e.term),
+                    None => format!("{}@{}:conf?", e.index, e.term),
+                },
+            })
+            .collect();
+        format!("[{}]", items.join(","))
+    }
+
+    fn format_message(m: &Message) -> String {
+        let head = format!("{}->{} {} t{}", m.from, m.to, m.body.name(), m.term);
+        let rest = match &m.body {
+            MessageBody::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            } => {
+                format!(
+                    " prev={prev_index}@{prev_term} entries={} commit={commit}",
+                    format_entries(entries)
+                )
+            }
+            MessageBody::AppendResponse {
+                index,
+                reject,
+                hint_index,
+                hint_term,
+            } => {
+                if *reject {
+                    format!(" reject index={index} hint={hint_index}@{hint_term}")
+                } else {
+                    format!(" index={index}")
+                }
+            }
+            MessageBody::RequestVote {
+                last_index,
+                last_term,
+                transfer,
+                ..
+            } => {
+                format!(
+                    " last={last_index}@{last_term}{}",
+                    if *transfer { " transfer" } else { "" }
+                )
+            }
+            MessageBody::VoteResponse { granted, .. } => format!(" granted={granted}"),
+            MessageBody::Heartbeat { commit, read_round } => {
+                format!(" commit={commit} round={read_round}")
+            }
+            MessageBody::HeartbeatResponse { read_round } => format!(" round={read_round}"),
+            MessageBody::InstallSnapshot {
+                index,
+                snapshot_term,
+                offset,
+                total_bytes,
+                data,
+                ..
+            } => {
+                format!(
+                    " snap={index}@{snapshot_term} bytes={offset}+{}/{total_bytes}",
+                    data.len()
+                )
+            }
+            MessageBody::SnapshotResponse {
+                index,
+                received_bytes,
+                done,
+            } => {
+                format!(" snap={index} received={received_bytes} done={done}")
+            }
+            MessageBody::TimeoutNow => String::new(),
+            MessageBody::ReadIndex { ctx } => format!(" ctx={ctx:?}"),
+            MessageBody::ReadIndexResponse { index, ctx } => format!(" index={index} ctx={ctx:?}"),
+        };
+        head + &rest
+    }
+
+    fn format_status(s: &Status) -> String {
+        format!(
+            "{}: {:?} term={} vote={} leader={} commit={} applied={} last={}@{} voters={:?} learners={:?}",
+            s.id, s.role, s.term, s.vote, s.leader_id, s.commit, s.applied, s.last_index, s.last_term,
+            s.conf.voters, s.conf.learners
+        )
+    }
+
+    fn ids(arg: &str) -> Vec<NodeId> {
+        arg.split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().expect("node id"))
+            .collect()
+    }
+
+    /// Runs one command; returns its trace.
+    fn run_command(cluster: &mut Option<Cluster>, line: &str) -> String {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let arg = |k: usize| words.get(k).copied().unwrap_or("");
+        let number = |k: usize| {
+            arg(k)
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("number expected in {line:?}"))
+        };
+        if words[0] == "cluster" {
+            let spares = words
+                .iter()
+                .find_map(|w| w.strip_prefix("spare="))
+                .map(ids)
+                .unwrap_or_default();
+            let pre_vote = !words.contains(&"prevote=off");
+            let check_quorum = !words.contains(&"checkquorum=off");
+            *cluster = Some(Cluster::new(&ids(arg(1)), &spares, |c| {
+                c.pre_vote = pre_vote;
+                c.check_quorum = check_quorum;
+                c.snapshot_chunk_bytes = 16;
+            }));
+            return String::new();
+        }
+        let cluster = cluster.as_mut().expect("`cluster` first");
+        let result = |r: Result<u64, RaftError>| match r {
+            Ok(index) => format!("ok {index}\n"),
+            Err(error) => format!("error: {error}\n"),
+        };
+        match words[0] {
+            "campaign" => cluster.node(number(1)).campaign(),
+            "tick" => {
+                let before = cluster.delivered.len();
+                cluster.tick(number(1) as u32);
+                return trace_since(cluster, before);
+            }
+            "deliver" => {
+                let before = cluster.delivered.len();
+                cluster.deliver();
+                return trace_since(cluster, before);
+            }
+            "propose" => {
+                return result(
+                    cluster
+                        .node(number(1))
+                        .propose(vec![arg(2).as_bytes().to_vec()]),
+                )
+            }
+            "add-learner" => {
+                return result(
+                    cluster
+                        .node(number(1))
+                        .propose_conf_change(ConfChange::AddLearner(number(2))),
+                )
+            }
+            "remove" => {
+                return result(
+                    cluster
+                        .node(number(1))
+                        .propose_conf_change(ConfChange::Remove(number(2))),
+                )
+            }
+            "transfer" => {
+                return result(
+                    cluster
+                        .node(number(1))
+                        .transfer_leader(number(2))
+                        .map(|()| 0),
+                )
+            }
+            "read" => {
+                return result(
+                    cluster
+                        .node(number(1))
+                        .read_index(arg(2).as_bytes().to_vec())
+                        .map(|()| 0),
+                )
+            }
+            "cut" => cluster.cut.extend(ids(arg(1))),
+            "heal" => cluster.cut.clear(),
+            "compact" => {
+                let id = number(1);
+                let status = cluster.status(id);
+                cluster
+                    .node(id)
+                    .storage_mut()
+                    .compact(status.applied, status.conf, vec![7; 40]);
+            }
+            "status" => {
+                let mut out = String::new();
+                for id in ids(arg(1)) {
+                    let _ = writeln!(out, "{}", format_status(&cluster.status(id)));
+                }
+                return out;
+            }
+            "reads" => {
+                let reads = cluster.reads.remove(&number(1)).unwrap_or_default();
+                return reads
+                    .iter()
+                    .map(|r| format!("read index={} ctx={:?}\n", r.index, r.ctx))
+                    .collect();
+            }
+            other => panic!("unknown scenario command {other:?}"),
+        }
+        String::new()
+    }
+
+    fn trace_since(cluster: &Cluster, before: usize) -> String {
+        cluster.delivered[before..]
+            .iter()
+            .map(|m| format_message(m) + "\n")
+            .collect()
+    }
+
+    /// Re-runs the commands of `text` and returns the text with fresh traces.
+    fn regenerate(text: &str) -> String {
+        let mut cluster = None;
+        let mut out = String::new();
+        for line in text.lines() {
+            if let Some(command) = line.strip_prefix("> ") {
+                out.push_str(line);
+                out.push('\n');
+                out.push_str(&run_command(&mut cluster, command));
+            } else if line.starts_with('#') || (line.is_empty() && !out.ends_with("\n\n")) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn scenario_files_match_their_traces() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/raft");
+        let rewrite = std::env::var("LITHAIR_REWRITE").is_ok();
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("scenario dir")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no scenarios in {}", dir.display());
+        for path in files {
+            let text = std::fs::read_to_string(&path).expect("scenario readable");
+            let fresh = regenerate(&text);
+            if rewrite {
+                std::fs::write(&path, &fresh).expect("scenario writable");
+            } else {
+                assert_eq!(
+                    text,
+                    fresh,
+                    "{} differs (LITHAIR_REWRITE=1 regenerates; review the diff)",
+                    path.display()
+                );
+            }
+        }
+    }
+}
