@@ -111,11 +111,7 @@ impl<'a> Tx<'a> {
             });
         }
         self.check_unique_and_valid(&record)?;
-        self.stage(
-            ModelEvent::Created(record.clone()),
-            id,
-            Some(record.clone()),
-        );
+        self.stage(ModelEvent::Created(record.clone()), id, Some(record.clone()));
         Ok(record)
     }
 
@@ -126,11 +122,7 @@ impl<'a> Tx<'a> {
         let changed: Vec<usize> = (0..M::FIELDS.len()).collect();
         check_immutable(&current, &record, &changed)?;
         self.check_unique_and_valid(&record)?;
-        self.stage(
-            ModelEvent::Replaced(record.clone()),
-            id.clone(),
-            Some(record.clone()),
-        );
+        self.stage(ModelEvent::Replaced(record.clone()), id.clone(), Some(record.clone()));
         Ok(record)
     }
 
@@ -153,11 +145,7 @@ impl<'a> Tx<'a> {
     /// Deletes record `id`.
     pub fn delete<M: Model>(&mut self, id: &Id) -> Result<M, Rejection> {
         let current = self.require::<M>(id)?;
-        self.stage(
-            ModelEvent::<M>::Deleted { id: id.clone() },
-            id.clone(),
-            None,
-        );
+        self.stage(ModelEvent::<M>::Deleted { id: id.clone() }, id.clone(), None);
         Ok(current)
     }
 

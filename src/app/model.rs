@@ -12,12 +12,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::binary::{self, Decode, Encode};
 use crate::json::{self, FromJson, ToJson, Value};
 
-use super::schema::{check_len_rules, check_number_rules, check_string_rules, Filter, FilterOp};
 pub use super::schema::{FieldKind, FieldSpec, Id, Rule};
+use super::schema::{check_len_rules, check_number_rules, check_string_rules, Filter, FilterOp};
 
 /// A struct whose records Lithair stores, serves and replicates. Implemented by
 /// `#[derive(Model)]`; see `docs/` and the blog example.
-pub trait Model: Clone + Send + Sync + 'static + ToJson + FromJson + Encode + Decode {
+pub trait Model:
+    Clone + Send + Sync + 'static + ToJson + FromJson + Encode + Decode
+{
     /// The partial update: every field optional.
     type Patch: Clone + Send + Sync + Default + 'static + ToJson + FromJson + Encode + Decode;
     /// Name of the model (`Post`); events and logs name it.
@@ -222,10 +224,7 @@ impl std::fmt::Display for Rejection {
                 f.write_str(message)
             }
             Rejection::VersionMismatch { expected, current } => {
-                write!(
-                    f,
-                    "version {expected} expected, record is at version {current}"
-                )
+                write!(f, "version {expected} expected, record is at version {current}")
             }
             Rejection::Invalid(errors) => {
                 let parts: Vec<String> = errors
