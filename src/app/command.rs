@@ -111,7 +111,11 @@ impl<'a> Tx<'a> {
             });
         }
         self.check_unique_and_valid(&record)?;
-        self.stage(ModelEvent::Created(record.clone()), id, Some(record.clone()));
+        self.stage(
+            ModelEvent::Created(record.clone()),
+            id,
+            Some(record.clone()),
+        );
         Ok(record)
     }
 
@@ -119,10 +123,15 @@ impl<'a> Tx<'a> {
     pub fn replace<M: Model>(&mut self, id: &Id, mut record: M) -> Result<M, Rejection> {
         let current = self.require::<M>(id)?;
         record.set_id(id.clone());
+        record.keep_protected(&current);
         let changed: Vec<usize> = (0..M::FIELDS.len()).collect();
         check_immutable(&current, &record, &changed)?;
         self.check_unique_and_valid(&record)?;
-        self.stage(ModelEvent::Replaced(record.clone()), id.clone(), Some(record.clone()));
+        self.stage(
+            ModelEvent::Replaced(record.clone()),
+            id.clone(),
+            Some(record.clone()),
+        );
         Ok(record)
     }
 
@@ -145,7 +154,11 @@ impl<'a> Tx<'a> {
     /// Deletes record `id`.
     pub fn delete<M: Model>(&mut self, id: &Id) -> Result<M, Rejection> {
         let current = self.require::<M>(id)?;
-        self.stage(ModelEvent::<M>::Deleted { id: id.clone() }, id.clone(), None);
+        self.stage(
+            ModelEvent::<M>::Deleted { id: id.clone() },
+            id.clone(),
+            None,
+        );
         Ok(current)
     }
 
@@ -280,4 +293,11 @@ impl<T: Send + 'static> Command<AppState> for TxCommand<T> {
         *self.output.lock().expect("command output poisoned") = Some(value);
         Ok(tx.into_events())
     }
+}
+
+/// Builds the engine command for `decide` and the slot its output lands in.
+pub fn tx_command<T: Send + 'static>(
+    decide: impl Fn(&mut Tx<'_>) -> Result<T, Rejection> + Send + Sync + 'static,
+) -> (TxCommand<T>, Arc<Mutex<Option<T>>>) {
+    TxCommand::new(decide)
 }
