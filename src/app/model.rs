@@ -12,14 +12,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::binary::{self, Decode, Encode};
 use crate::json::{self, FromJson, ToJson, Value};
 
-pub use super::schema::{FieldKind, FieldSpec, Id, Rule};
 use super::schema::{check_len_rules, check_number_rules, check_string_rules, Filter, FilterOp};
+pub use super::schema::{FieldKind, FieldSpec, Id, Rule};
 
 /// A struct whose records Lithair stores, serves and replicates. Implemented by
 /// `#[derive(Model)]`; see `docs/` and the blog example.
-pub trait Model:
-    Clone + Send + Sync + 'static + ToJson + FromJson + Encode + Decode
-{
+pub trait Model: Clone + Send + Sync + 'static + ToJson + FromJson + Encode + Decode {
     /// The partial update: every field optional.
     type Patch: Clone + Send + Sync + Default + 'static + ToJson + FromJson + Encode + Decode;
     /// Name of the model (`Post`); events and logs name it.
@@ -40,6 +38,11 @@ pub trait Model:
     fn apply_patch(&mut self, patch: &Self::Patch);
     /// `FIELDS` indices of the fields present in `patch`.
     fn patch_fields(patch: &Self::Patch) -> Vec<usize>;
+    /// Copies every `#[http(read_only)]` and `#[http(skip)]` field from `current`: a client's
+    /// PUT replaces what it may write and keeps what it may not.
+    fn keep_protected(&mut self, current: &Self) {
+        let _ = current;
+    }
 }
 
 /// The events of model `M`. `#[derive(Model)]` names it: `pub type PostEvent = ModelEvent<Post>`.
@@ -224,7 +227,10 @@ impl std::fmt::Display for Rejection {
                 f.write_str(message)
             }
             Rejection::VersionMismatch { expected, current } => {
-                write!(f, "version {expected} expected, record is at version {current}")
+                write!(
+                    f,
+                    "version {expected} expected, record is at version {current}"
+                )
             }
             Rejection::Invalid(errors) => {
                 let parts: Vec<String> = errors

@@ -4,4 +4,63 @@
 //! Must not: contain logic beyond translating between Rust types and system calls.
 
 pub mod crc32c_hw;
+#[cfg(target_os = "linux")]
+pub mod epoll;
 pub mod fs;
+pub mod poll;
+pub mod rlimit;
+pub mod signal;
+pub mod socket;
+pub mod waker;
+
+/// The readiness poller of this platform: epoll on Linux, `poll(2)` elsewhere.
+#[cfg(target_os = "linux")]
+pub type Poller = epoll::Epoll;
+/// The readiness poller of this platform: epoll on Linux, `poll(2)` elsewhere.
+#[cfg(not(target_os = "linux"))]
+pub type Poller = poll::PollPoller;
+
+/// What a registration waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Interest {
+    /// Wake when readable (or the peer closed).
+    pub read: bool,
+    /// Wake when writable.
+    pub write: bool,
+}
+
+impl Interest {
+    /// Readable only.
+    pub const READ: Interest = Interest {
+        read: true,
+        write: false,
+    };
+    /// Writable only.
+    pub const WRITE: Interest = Interest {
+        read: false,
+        write: true,
+    };
+    /// Both.
+    pub const BOTH: Interest = Interest {
+        read: true,
+        write: true,
+    };
+    /// Neither (errors and hang-ups are still reported).
+    pub const NONE: Interest = Interest {
+        read: false,
+        write: false,
+    };
+}
+
+/// One readiness report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The token given at registration.
+    pub token: u64,
+    /// Data (or EOF) can be read.
+    pub readable: bool,
+    /// Data can be written.
+    pub writable: bool,
+    /// Error or hang-up on the descriptor.
+    pub closed: bool,
+}

@@ -1,0 +1,824 @@
+//! One connection's state machine: reads bytes, parses heads and bodies, dispatches complete
+//! requests (inline on the reactor or to the worker pool), keeps responses in request order
+//! (pipelining), serializes them into one buffer and writes it with one `write`.
+//!
+//! Owns: per-connection buffers (borrowed from the reactor while in use, so an idle
+//! connection holds none), the pipeline of response slots, the ordering rule for pipelined
+//! requests (RFC 9112 §9.3.2: only safe methods run in parallel), and every per-connection
+//! deadline.
+//! Must not: block, or poll (the reactor owns the poller and tells it what we want).
+
+use super::chunked::ChunkedDecoder;
+use super::parse::{framing, parse_head, BodyKind, HeadLimits, HeaderSlot, ParseError, Status};
+use super::reactor::{Completion, Inbox, Outcome, Shared};
+use super::request::{Method, Request, Trailers, Version};
+use super::response::Response;
+use super::writer::{write_response, Direct, Exchange};
+use super::Handler;
+use crate::sys::Interest;
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+/// Header slots on the stack for the common case; more (up to the configured maximum) are
+/// parsed again into a heap slice.
+const HEADER_SLOTS_INLINE: usize = 24;
+/// Pending output beyond which we stop reading more requests (the client is not reading).
+const OUTPUT_BACKPRESSURE_BYTES: usize = 256 * 1024;
+/// The interim response to `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// Methods listed for `OPTIONS *`.
+const ALLOW_ALL: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+/// What the reactor must do after a call into the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Keep going; update the poller interest.
+    Continue,
+    /// Close the socket now.
+    Close,
+    /// Unregister the socket and hand it to a worker to send a streamed/file body.
+    StartDirect,
+}
+
+/// Everything a connection borrows from its reactor for one call.
+pub(crate) struct Ctx<'a> {
+    pub shared: &'a Shared,
+    pub inbox: &'a Arc<Inbox>,
+    pub token: u64,
+    pub now_ms: u64,
+    pub date: &'a [u8; 29],
+    pub write_buf: &'a mut Vec<u8>,
+    pub scratch: &'a mut Request,
+}
+
+enum BodyState {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+enum Reading {
+    Head,
+    Body {
+        request: Box<Request>,
+        exchange: Exchange,
+        body: BodyState,
+    },
+}
+
+/// A streamed or file body waiting for the output to drain, or being sent by a worker.
+pub(crate) enum DirectState {
+    Idle,
+    Pending(Direct),
+    Running,
+}
+
+struct Slot {
+    exchange: Exchange,
+    unsafe_method: bool,
+    response: Option<Response>,
+}
+
+/// Where a complete request lives: the reactor's reusable scratch request, or its own box.
+enum Source {
+    Scratch,
+    Boxed(Box<Request>),
+}
+
+/// One client connection. INVARIANT: `waiting` counts slots with no response yet and
+/// `waiting_unsafe` those among them whose method is not safe; slot `i` answers request
+/// number `first_seq + i`.
+pub(crate) struct Conn {
+    pub stream: TcpStream,
+    pub peer: Option<SocketAddr>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    reading: Reading,
+    head_started_ms: Option<u64>,
+    last_activity_ms: u64,
+    write_progress_ms: u64,
+    slots: VecDeque<Slot>,
+    first_seq: u64,
+    waiting: usize,
+    waiting_unsafe: usize,
+    held: Option<(Box<Request>, Exchange)>,
+    accept_more: bool,
+    peer_eof: bool,
+    close_after_flush: bool,
+    pub direct: DirectState,
+    linger_deadline_ms: Option<u64>,
+    pub interest: Interest,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, peer: Option<SocketAddr>, now_ms: u64) -> Conn {
+        Conn {
+            stream,
+            peer,
+            input: Vec::new(),
+            output: Vec::new(),
+            reading: Reading::Head,
+            head_started_ms: None,
+            last_activity_ms: now_ms,
+            write_progress_ms: now_ms,
+            slots: VecDeque::new(),
+            first_seq: 0,
+            waiting: 0,
+            waiting_unsafe: 0,
+            held: None,
+            accept_more: true,
+            peer_eof: false,
+            close_after_flush: false,
+            direct: DirectState::Idle,
+            linger_deadline_ms: None,
+            interest: Interest::READ,
+        }
+    }
+
+    /// True when more request bytes may be parsed now.
+    fn can_parse(&self, ctx_pipeline_max: usize) -> bool {
+        let body_in_progress = matches!(self.reading, Reading::Body { .. });
+        self.held.is_none()
+            && self.slots.len() < ctx_pipeline_max
+            && matches!(self.direct, DirectState::Idle)
+            && self.output.len() < OUTPUT_BACKPRESSURE_BYTES
+            && (self.accept_more || body_in_progress)
+            && self.linger_deadline_ms.is_none()
+            && !self.close_after_flush
+    }
+
+    /// The poller interest this connection wants (`None` while a worker owns the socket).
+    pub fn desired_interest(&self, pipeline_max: usize) -> Option<Interest> {
+        if matches!(self.direct, DirectState::Running) {
+            return None;
+        }
+        if self.linger_deadline_ms.is_some() {
+            return Some(Interest::READ);
+        }
+        Some(Interest {
+            read: !self.peer_eof && self.can_parse(pipeline_max),
+            write: !self.output.is_empty(),
+        })
+    }
+
+    /// True when nothing is pending: no partial request, no response owed, nothing to write.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.reading, Reading::Head)
+            && self.input.is_empty()
+            && self.slots.is_empty()
+            && self.output.is_empty()
+            && self.held.is_none()
+            && matches!(self.direct, DirectState::Idle)
+    }
+
+    /// Reads once (level-triggered poller: it reports again if more is pending) and processes.
+    pub fn on_readable(&mut self, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Flow {
+        let n = match (&self.stream).read(buf) {
+            Ok(0) => {
+                self.peer_eof = true;
+                self.accept_more = false;
+                if matches!(self.reading, Reading::Body { .. }) {
+                    // A truncated body can never complete; nothing to answer.
+                    self.reading = Reading::Head;
+                }
+                if self.linger_deadline_ms.is_some() {
+                    return Flow::Close;
+                }
+                return self.pump(ctx);
+            }
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                return Flow::Continue
+            }
+            Err(_) => return Flow::Close,
+        };
+        if self.linger_deadline_ms.is_some() {
+            return Flow::Continue; // Discarding input until the peer closes.
+        }
+        self.last_activity_ms = ctx.now_ms;
+        if self.input.is_empty() {
+            let used = self.consume(ctx, &buf[..n]);
+            if used < n {
+                self.input.extend_from_slice(&buf[used..n]);
+            }
+        } else {
+            self.input.extend_from_slice(&buf[..n]);
+        }
+        self.pump(ctx)
+    }
+
+    /// Dispatches what became possible, parses buffered input, serializes ready responses and
+    /// writes them. Called after every event concerning this connection.
+    pub fn pump(&mut self, ctx: &mut Ctx<'_>) -> Flow {
+        let pipeline_max = ctx.shared.config.pipeline_in_flight_max;
+        loop {
+            self.release_held(ctx);
+            if self.input.is_empty() || !self.can_parse(pipeline_max) {
+                break;
+            }
+            let input = std::mem::take(&mut self.input);
+            let used = self.consume(ctx, &input);
+            self.input = input;
+            self.input.drain(..used);
+            if used == 0 {
+                break;
+            }
+        }
+        if self.input.is_empty() && self.input.capacity() > 0 {
+            self.input = Vec::new(); // An idle connection keeps no buffer.
+        }
+        self.serialize_ready(ctx);
+        if self.write_output(ctx).is_err() {
+            return Flow::Close;
+        }
+        if matches!(self.direct, DirectState::Pending(_)) {
+            return if self.output.is_empty() {
+                Flow::StartDirect
+            } else {
+                Flow::Continue
+            };
+        }
+        self.maybe_finish(ctx)
+    }
+
+    fn maybe_finish(&mut self, ctx: &Ctx<'_>) -> Flow {
+        let done = self.slots.is_empty()
+            && self.output.is_empty()
+            && self.held.is_none()
+            && matches!(self.direct, DirectState::Idle);
+        if !done || self.linger_deadline_ms.is_some() {
+            return Flow::Continue;
+        }
+        if self.peer_eof {
+            return Flow::Close;
+        }
+        if self.close_after_flush || !self.accept_more {
+            // Half-close and drain: closing with unread input would send a reset that can
+            // destroy the answer before the client reads it.
+            if self.stream.shutdown(Shutdown::Write).is_err() {
+                return Flow::Close;
+            }
+            self.linger_deadline_ms = Some(ctx.now_ms + ctx.shared.config.linger_ms);
+            self.input = Vec::new();
+        }
+        Flow::Continue
+    }
+
+    /// Parses and dispatches requests from `data`; returns the bytes used.
+    fn consume(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) -> usize {
+        let pipeline_max = ctx.shared.config.pipeline_in_flight_max;
+        let mut pos = 0;
+        while pos < data.len() && self.can_parse(pipeline_max) {
+            if matches!(self.reading, Reading::Body { .. }) {
+                match self.read_body(ctx, &data[pos..]) {
+                    Some(used) => pos += used,
+                    None => return data.len(),
+                }
+                continue;
+            }
+            match self.parse_one(ctx, &data[pos..]) {
+                Some(0) => {
+                    self.head_started_ms.get_or_insert(ctx.now_ms);
+                    break;
+                }
+                Some(used) => pos += used,
+                None => return data.len(),
+            }
+        }
+        assert!(pos <= data.len(), "consumed {pos} of {}", data.len());
+        pos
+    }
+
+    /// Parses one head at the start of `data` and starts its request. Some(0): need more;
+    /// None: a framing error was answered and the rest must be discarded.
+    fn parse_one(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) -> Option<usize> {
+        let config = &ctx.shared.config;
+        let limits = HeadLimits {
+            request_line_bytes_max: config.request_line_bytes_max,
+            head_bytes_max: config.header_bytes_max,
+        };
+        let mut inline_slots = [HeaderSlot::default(); HEADER_SLOTS_INLINE];
+        let mut heap_slots;
+        let count = HEADER_SLOTS_INLINE.min(config.header_count_max);
+        let mut result = parse_head(data, &limits, &mut inline_slots[..count]);
+        let mut slots: &mut [HeaderSlot<'_>] = &mut inline_slots[..count];
+        if result == Err(ParseError::TooManyHeaders) && config.header_count_max > count {
+            heap_slots = vec![HeaderSlot::default(); config.header_count_max];
+            result = parse_head(data, &limits, &mut heap_slots);
+            slots = &mut heap_slots;
+        }
+        let head = match result {
+            Ok(Status::Complete(head)) => head,
+            Ok(Status::Partial) => return Some(0),
+            Err(error) => {
+                self.fail(error.status(), error.message());
+                return None;
+            }
+        };
+        self.head_started_ms = None;
+        let fields = &slots[..head.header_count];
+        let frame = match framing(head.version, fields) {
+            Ok(frame) => frame,
+            Err(error) => {
+                self.fail(error.status(), error.message());
+                return None;
+            }
+        };
+        fill_request(ctx.scratch, &head, fields, self.peer);
+        if !target_form_ok(&ctx.scratch.method, &ctx.scratch.target) {
+            self.fail(400, "invalid request target form");
+            return None;
+        }
+        let exchange = Exchange {
+            version: head.version,
+            head: ctx.scratch.method == Method::Head,
+            keep_alive: frame.keep_alive && !ctx.shared.is_shutting_down(),
+        };
+        let body_started = data.len() > head.head_len;
+        self.start_body(
+            ctx,
+            frame.body,
+            frame.expect_continue && !body_started,
+            exchange,
+        )?;
+        Some(head.head_len)
+    }
+
+    fn start_body(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        kind: BodyKind,
+        expect_continue: bool,
+        exchange: Exchange,
+    ) -> Option<()> {
+        let body = match kind {
+            BodyKind::None => {
+                self.complete(ctx, Source::Scratch, exchange);
+                return Some(());
+            }
+            BodyKind::Length(n) if n > ctx.shared.config.body_bytes_max => {
+                self.fail(413, "request body too large");
+                return None;
+            }
+            BodyKind::Length(n) => BodyState::Length(n),
+            BodyKind::Chunked => BodyState::Chunked(ChunkedDecoder::new()),
+        };
+        if expect_continue && self.slots.is_empty() {
+            self.output.extend_from_slice(CONTINUE);
+        }
+        let mut request = Box::new(std::mem::replace(ctx.scratch, empty_request()));
+        if let BodyState::Length(n) = body {
+            request.body.reserve(n as usize);
+        }
+        self.reading = Reading::Body {
+            request,
+            exchange,
+            body,
+        };
+        Some(())
+    }
+
+    /// Feeds body bytes; returns the bytes used, or None after answering a body error.
+    fn read_body(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) -> Option<usize> {
+        let body_max = ctx.shared.config.body_bytes_max;
+        let Reading::Body { request, body, .. } = &mut self.reading else {
+            unreachable!("read_body outside a body");
+        };
+        let (used, complete) = match body {
+            BodyState::Length(remaining) => {
+                let take = (*remaining).min(data.len() as u64) as usize;
+                request.body.extend_from_slice(&data[..take]);
+                *remaining -= take as u64;
+                (take, *remaining == 0)
+            }
+            BodyState::Chunked(decoder) => {
+                match decoder.decode(data, &mut request.body, body_max) {
+                    Ok(Status::Complete(used)) => (used, true),
+                    Ok(Status::Partial) => (data.len(), false),
+                    Err(error) => {
+                        self.fail(error.status(), error.message());
+                        return None;
+                    }
+                }
+            }
+        };
+        if complete {
+            let Reading::Body {
+                mut request,
+                exchange,
+                body,
+            } = std::mem::replace(&mut self.reading, Reading::Head)
+            else {
+                unreachable!("body state vanished");
+            };
+            if let BodyState::Chunked(decoder) = body {
+                attach_trailers(&mut request, &decoder);
+            }
+            self.complete(ctx, Source::Boxed(request), exchange);
+        }
+        Some(used)
+    }
+
+    /// A request is complete: answer it inline, send it to a worker, or hold it until the
+    /// requests before it are answered (ordering of unsafe methods).
+    fn complete(&mut self, ctx: &mut Ctx<'_>, source: Source, exchange: Exchange) {
+        if !exchange.keep_alive {
+            self.accept_more = false;
+        }
+        let method = match &source {
+            Source::Scratch => &ctx.scratch.method,
+            Source::Boxed(request) => &request.method,
+        };
+        let must_wait = self.waiting_unsafe > 0 || (!method.is_safe() && self.waiting > 0);
+        if must_wait {
+            let request = match source {
+                Source::Scratch => Box::new(std::mem::replace(ctx.scratch, empty_request())),
+                Source::Boxed(request) => request,
+            };
+            self.held = Some((request, exchange));
+            return;
+        }
+        self.dispatch(ctx, source, exchange);
+    }
+
+    fn release_held(&mut self, ctx: &mut Ctx<'_>) {
+        let Some((request, _)) = &self.held else {
+            return;
+        };
+        if self.waiting_unsafe > 0 || (!request.method.is_safe() && self.waiting > 0) {
+            return;
+        }
+        let Some((request, exchange)) = self.held.take() else {
+            return;
+        };
+        self.dispatch(ctx, Source::Boxed(request), exchange);
+    }
+
+    fn dispatch(&mut self, ctx: &mut Ctx<'_>, mut source: Source, exchange: Exchange) {
+        let shared = ctx.shared;
+        let handler: &dyn Handler = &*shared.handler;
+        let request: &mut Request = match &mut source {
+            Source::Scratch => ctx.scratch,
+            Source::Boxed(boxed) => boxed,
+        };
+        if request.method == Method::Options && request.target == "*" {
+            let allow = Response::new(204).with_header("Allow", ALLOW_ALL);
+            self.push_ready(exchange, allow);
+            return;
+        }
+        if handler.is_inline(request) {
+            let response = run_handler(handler, request);
+            self.push_ready(exchange, response);
+            return;
+        }
+        let mut request = match source {
+            Source::Scratch => Box::new(std::mem::replace(ctx.scratch, empty_request())),
+            Source::Boxed(boxed) => boxed,
+        };
+        let unsafe_method = !request.method.is_safe();
+        let seq = self.first_seq + self.slots.len() as u64;
+        let handler = Arc::clone(&shared.handler);
+        let inbox = Arc::clone(ctx.inbox);
+        let token = ctx.token;
+        let job = Box::new(move || {
+            let response = run_handler(&*handler, &mut request);
+            inbox.push(Completion {
+                token,
+                outcome: Outcome::Response { seq, response },
+            });
+        });
+        if shared.pool.try_submit(job).is_err() {
+            let busy = Response::text(503, "server busy").with_header("Retry-After", "1");
+            self.push_ready(exchange, busy);
+            return;
+        }
+        self.waiting += 1;
+        self.waiting_unsafe += usize::from(unsafe_method);
+        self.slots.push_back(Slot {
+            exchange,
+            unsafe_method,
+            response: None,
+        });
+    }
+
+    fn push_ready(&mut self, exchange: Exchange, response: Response) {
+        self.slots.push_back(Slot {
+            exchange,
+            unsafe_method: false,
+            response: Some(response),
+        });
+    }
+
+    /// Answers a framing or limit error and stops reading: the rest of the input cannot be
+    /// trusted to be framed the way we think.
+    fn fail(&mut self, status: u16, message: &'static str) {
+        self.accept_more = false;
+        self.reading = Reading::Head;
+        self.head_started_ms = None;
+        self.input = Vec::new();
+        let exchange = Exchange {
+            version: Version::Http11,
+            head: false,
+            keep_alive: false,
+        };
+        let response = Response::text(status, message);
+        self.push_ready(exchange, response);
+    }
+
+    /// A worker finished request number `seq`.
+    pub fn on_response(&mut self, seq: u64, response: Response) {
+        if seq < self.first_seq {
+            return; // The pipeline was abandoned (connection closing); drop the answer.
+        }
+        let index = (seq - self.first_seq) as usize;
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        assert!(slot.response.is_none(), "two responses for request {seq}");
+        slot.response = Some(response);
+        assert!(self.waiting > 0, "response without a waiting slot");
+        self.waiting -= 1;
+        if slot.unsafe_method {
+            self.waiting_unsafe -= 1;
+        }
+    }
+
+    /// A worker finished sending a streamed or file body.
+    pub fn on_direct_done(&mut self, ok: bool, close: bool) -> bool {
+        assert!(
+            matches!(self.direct, DirectState::Running),
+            "direct done while not running"
+        );
+        self.direct = DirectState::Idle;
+        self.last_activity_ms = self.write_progress_ms;
+        if close {
+            self.close_after_flush = true;
+        }
+        ok
+    }
+
+    /// Takes the pending direct body to hand it to a worker.
+    pub fn take_direct(&mut self) -> Option<Direct> {
+        match std::mem::replace(&mut self.direct, DirectState::Running) {
+            DirectState::Pending(direct) => Some(direct),
+            other => {
+                self.direct = other;
+                None
+            }
+        }
+    }
+
+    fn serialize_ready(&mut self, ctx: &mut Ctx<'_>) {
+        while matches!(self.direct, DirectState::Idle)
+            && self.slots.front().is_some_and(|s| s.response.is_some())
+        {
+            if self.output.is_empty() {
+                // The write deadline counts from when bytes start waiting.
+                self.write_progress_ms = ctx.now_ms;
+            }
+            if self.output.capacity() == 0 {
+                std::mem::swap(&mut self.output, ctx.write_buf);
+            }
+            let Some(slot) = self.slots.pop_front() else {
+                break;
+            };
+            self.first_seq += 1;
+            let response = slot.response.unwrap_or_else(|| Response::new(500));
+            let config = &ctx.shared.config;
+            let written = write_response(
+                &mut self.output,
+                response,
+                slot.exchange,
+                ctx.date,
+                config.server_name,
+            );
+            if let Some(direct) = written.direct {
+                self.direct = DirectState::Pending(direct);
+            }
+            if written.close {
+                self.abandon_pipeline();
+                break;
+            }
+        }
+    }
+
+    /// After a response that closes the connection nothing more is answered.
+    fn abandon_pipeline(&mut self) {
+        self.close_after_flush = true;
+        self.accept_more = false;
+        self.first_seq += self.slots.len() as u64;
+        self.slots.clear();
+        self.waiting = 0;
+        self.waiting_unsafe = 0;
+        self.held = None;
+        self.reading = Reading::Head;
+        self.input = Vec::new();
+    }
+
+    fn write_output(&mut self, ctx: &mut Ctx<'_>) -> std::io::Result<()> {
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        match (&self.stream).write(&self.output) {
+            Ok(n) if n == self.output.len() => {
+                self.output.clear();
+                if ctx.write_buf.capacity() == 0 {
+                    std::mem::swap(&mut self.output, ctx.write_buf);
+                    ctx.write_buf.shrink_to(WRITE_BUF_KEEP_BYTES);
+                } else {
+                    self.output = Vec::new();
+                }
+                self.write_progress_ms = ctx.now_ms;
+                self.last_activity_ms = ctx.now_ms;
+            }
+            Ok(n) => {
+                if n > 0 {
+                    self.write_progress_ms = ctx.now_ms;
+                }
+                self.output.drain(..n);
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Stops accepting new requests (graceful shutdown); true if the connection can close now.
+    pub fn begin_shutdown(&mut self) -> bool {
+        self.accept_more = false;
+        let partial_head = matches!(self.reading, Reading::Head) && !self.input.is_empty();
+        if partial_head {
+            self.input = Vec::new();
+        }
+        self.slots.is_empty()
+            && self.output.is_empty()
+            && self.held.is_none()
+            && matches!(self.reading, Reading::Head)
+            && matches!(self.direct, DirectState::Idle)
+    }
+
+    /// Applies deadlines; may queue a 408.
+    pub fn on_timer(&mut self, ctx: &mut Ctx<'_>) -> Flow {
+        let config = &ctx.shared.config;
+        let now = ctx.now_ms;
+        if let Some(deadline) = self.linger_deadline_ms {
+            return if now >= deadline {
+                Flow::Close
+            } else {
+                Flow::Continue
+            };
+        }
+        if !matches!(self.direct, DirectState::Idle) {
+            return Flow::Continue;
+        }
+        if !self.output.is_empty() && now >= self.write_progress_ms + config.write_timeout_ms {
+            return Flow::Close;
+        }
+        let waiting_for_client = self.can_parse(config.pipeline_in_flight_max);
+        let timed_out = match (&self.reading, self.head_started_ms) {
+            (Reading::Body { .. }, _) => now >= self.last_activity_ms + config.body_read_timeout_ms,
+            (Reading::Head, Some(start)) => now >= start + config.header_read_timeout_ms,
+            (Reading::Head, None) => {
+                if self.is_idle() && now >= self.last_activity_ms + config.idle_timeout_ms {
+                    return Flow::Close;
+                }
+                false
+            }
+        };
+        if timed_out && waiting_for_client {
+            self.fail(408, "request timeout");
+            return self.pump(ctx);
+        }
+        Flow::Continue
+    }
+}
+
+/// Keep at most this much capacity in the reactor's write buffer between uses.
+const WRITE_BUF_KEEP_BYTES: usize = 256 * 1024;
+
+/// An empty request used to refill the reactor's scratch (allocates nothing).
+pub(crate) fn empty_request() -> Request {
+    Request::new(Method::Get, "")
+}
+
+/// Runs a handler, turning a panic into a logged 500.
+pub(crate) fn run_handler(handler: &dyn Handler, request: &mut Request) -> Response {
+    match catch_unwind(AssertUnwindSafe(|| handler.call(request))) {
+        Ok(response) => response,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            eprintln!(
+                "lithair http: handler panicked on {} {}: {message}",
+                request.method, request.path
+            );
+            Response::text(500, "internal server error")
+        }
+    }
+}
+
+/// Common header names as static strings: no allocation for them.
+fn static_name(name: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 12] = [
+        "Host",
+        "User-Agent",
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Connection",
+        "Content-Type",
+        "Content-Length",
+        "Transfer-Encoding",
+        "Cookie",
+        "Authorization",
+        "Expect",
+    ];
+    match KNOWN.iter().find(|k| **k == name) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(name.to_string()),
+    }
+}
+
+/// Copies a parsed head into `request`, reusing its allocations.
+fn fill_request(
+    request: &mut Request,
+    head: &super::parse::Head<'_>,
+    fields: &[HeaderSlot<'_>],
+    peer: Option<SocketAddr>,
+) {
+    request.method = match request.method.as_str() == head.method {
+        true => std::mem::replace(&mut request.method, Method::Get),
+        false => Method::from_token(head.method),
+    };
+    request.set_target(head.target);
+    request.version = head.version;
+    request.headers.clear();
+    for field in fields {
+        request
+            .headers
+            .append_cow(static_name(field.name), Cow::Owned(field.value.to_string()));
+    }
+    request.body.clear();
+    request.remote_addr = peer;
+    request.params.clear();
+    request.extensions.clear();
+}
+
+/// origin-form for every method, absolute-form too, authority-form only for CONNECT, `*` only
+/// for OPTIONS (RFC 9112 §3.2).
+fn target_form_ok(method: &Method, target: &str) -> bool {
+    if target.starts_with('/') {
+        return true;
+    }
+    if target == "*" {
+        return *method == Method::Options;
+    }
+    if *method == Method::Connect {
+        return !target.contains('/');
+    }
+    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+fn attach_trailers(request: &mut Request, decoder: &ChunkedDecoder) {
+    let Ok(fields) = decoder.trailers() else {
+        return; // Validated when the body completed; unreachable in practice.
+    };
+    if fields.is_empty() {
+        return;
+    }
+    let mut trailers = super::request::Headers::with_capacity(fields.len());
+    for (name, value) in fields {
+        trailers.append(name, value);
+    }
+    request.extensions.insert(Trailers(trailers));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_forms() {
+        assert!(target_form_ok(&Method::Get, "/x"));
+        assert!(target_form_ok(&Method::Get, "http://h/x"));
+        assert!(target_form_ok(&Method::Get, "HTTPS://h"));
+        assert!(!target_form_ok(&Method::Get, "*"));
+        assert!(target_form_ok(&Method::Options, "*"));
+        assert!(!target_form_ok(&Method::Get, "h:80"));
+        assert!(target_form_ok(&Method::Connect, "h:80"));
+        assert!(!target_form_ok(&Method::Get, "x"));
+    }
+
+    #[test]
+    fn static_names_do_not_allocate_for_known_headers() {
+        assert!(matches!(static_name("Host"), Cow::Borrowed("Host")));
+        assert!(matches!(static_name("host"), Cow::Owned(_)));
+    }
+}

@@ -1,0 +1,80 @@
+//! The `Handler` trait: anything that answers requests.
+//!
+//! Owns: the contract between the server core and application code, including the hint that
+//! lets the reactor run cheap handlers inline.
+//! Must not: know about sockets, threads or routing.
+
+use super::request::Request;
+use super::response::Response;
+use std::sync::Arc;
+
+/// Anything that answers requests. Runs on a worker thread; may block.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request.
+    fn call(&self, req: &mut Request) -> Response;
+
+    /// True when `call(req)` is cheap and never blocks (no waiting on locks held for long, no
+    /// I/O, no commit): the server may then run it directly on the reactor thread, saving two
+    /// thread hand-offs. A wrong `true` stalls every connection of that reactor while it runs,
+    /// so the default is `false`. A router answers per route.
+    fn is_inline(&self, req: &Request) -> bool {
+        let _ = req;
+        false
+    }
+}
+
+impl<F> Handler for F
+where
+    F: Fn(&mut Request) -> Response + Send + Sync + 'static,
+{
+    fn call(&self, req: &mut Request) -> Response {
+        self(req)
+    }
+}
+
+impl<H: Handler + ?Sized> Handler for Arc<H> {
+    fn call(&self, req: &mut Request) -> Response {
+        (**self).call(req)
+    }
+
+    fn is_inline(&self, req: &Request) -> bool {
+        (**self).is_inline(req)
+    }
+}
+
+/// Wraps a handler that never blocks so that every request it answers runs on the reactor.
+pub struct Inline<H>(pub H);
+
+impl<H: Handler> Handler for Inline<H> {
+    fn call(&self, req: &mut Request) -> Response {
+        self.0.call(req)
+    }
+
+    fn is_inline(&self, _req: &Request) -> bool {
+        true
+    }
+}
+
+/// Marks `handler` as cheap and non-blocking (see [`Handler::is_inline`]).
+pub fn inline<H: Handler>(handler: H) -> Inline<H> {
+    Inline(handler)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::Method;
+
+    #[test]
+    fn closures_are_handlers_and_not_inline_by_default() {
+        let h = |req: &mut Request| Response::text(200, req.path.clone());
+        let mut req = Request::new(Method::Get, "/p");
+        assert!(!h.is_inline(&req));
+        assert_eq!(
+            Handler::call(&h, &mut req).body.as_bytes(),
+            Some(&b"/p"[..])
+        );
+        let shared: Arc<dyn Handler> = Arc::new(inline(h));
+        assert!(shared.is_inline(&req));
+    }
+}

@@ -1,0 +1,310 @@
+//! Parser tests: a case table, every prefix of a valid head is Partial, random bytes never panic.
+
+use super::*;
+use proptest::prelude::*;
+
+const LIMITS: HeadLimits = HeadLimits {
+    request_line_bytes_max: 256,
+    head_bytes_max: 1024,
+};
+
+fn parse(
+    input: &[u8],
+) -> Result<Status<(String, String, Version, Vec<(String, String)>, usize)>, ParseError> {
+    let mut slots = [HeaderSlot::default(); 8];
+    Ok(match parse_head(input, &LIMITS, &mut slots)? {
+        Status::Partial => Status::Partial,
+        Status::Complete(head) => Status::Complete((
+            head.method.to_string(),
+            head.target.to_string(),
+            head.version,
+            slots[..head.header_count]
+                .iter()
+                .map(|s| (s.name.to_string(), s.value.to_string()))
+                .collect(),
+            head.head_len,
+        )),
+    })
+}
+
+fn check_error(input: &[u8], expected: ParseError) {
+    assert_eq!(
+        parse(input),
+        Err(expected),
+        "{:?}",
+        String::from_utf8_lossy(input)
+    );
+}
+
+#[test]
+fn valid_heads() {
+    let input = b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Empty:\r\nX-Pad: \t v  \t\r\n\r\nBODY";
+    let Status::Complete((m, t, v, h, len)) = parse(input).expect("ok") else {
+        panic!("partial")
+    };
+    assert_eq!(
+        (m.as_str(), t.as_str(), v),
+        ("GET", "/a?b=1", Version::Http11)
+    );
+    assert_eq!(h[0], ("Host".to_string(), "x".to_string()));
+    assert_eq!(h[1], ("X-Empty".to_string(), String::new()));
+    assert_eq!(h[2], ("X-Pad".to_string(), "v".to_string()));
+    assert_eq!(&input[len..], b"BODY");
+    let Status::Complete((m, t, v, h, _)) =
+        parse(b"\r\n\r\nPURGE http://h/x HTTP/1.0\r\n\r\n").expect("ok")
+    else {
+        panic!("partial")
+    };
+    assert_eq!(
+        (m.as_str(), t.as_str(), v, h.len()),
+        ("PURGE", "http://h/x", Version::Http10, 0)
+    );
+    assert!(matches!(
+        parse("GET / HTTP/1.1\r\nX: caf\u{e9}\r\n\r\n".as_bytes()),
+        Ok(Status::Complete(_))
+    ));
+}
+
+#[test]
+fn invalid_heads() {
+    let cases: &[(&[u8], ParseError)] = &[
+        (b" GET / HTTP/1.1\r\n\r\n", ParseError::BadMethod),
+        (b"G(T / HTTP/1.1\r\n\r\n", ParseError::BadMethod),
+        (b"GET  / HTTP/1.1\r\n\r\n", ParseError::BadRequestLine),
+        (b"GET /\x01 HTTP/1.1\r\n\r\n", ParseError::BadTarget),
+        (b"GET /\r\n\r\n", ParseError::BadRequestLine),
+        (b"GET / HTTP/2.0\r\n\r\n", ParseError::UnsupportedVersion),
+        (b"GET / HTTP/0.9\r\n\r\n", ParseError::UnsupportedVersion),
+        (b"GET / HTTQ/1.1\r\n\r\n", ParseError::BadVersion),
+        (b"GET / http/1.1\r\n", ParseError::BadVersion),
+        (b"GET / HTTP/1.1\n\r\n", ParseError::BadRequestLine),
+        (b"GET / HTTP/1.1 \r\n\r\n", ParseError::BadRequestLine),
+        (
+            b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+            ParseError::WhitespaceBeforeColon,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost\t: x\r\n\r\n",
+            ParseError::WhitespaceBeforeColon,
+        ),
+        (b"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", ParseError::ObsFold),
+        (b"GET / HTTP/1.1\r\n\tA: b\r\n\r\n", ParseError::ObsFold),
+        (
+            b"GET / HTTP/1.1\r\nA: b\x00c\r\n\r\n",
+            ParseError::BadHeaderValue,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nA: b\rc\r\n\r\n",
+            ParseError::BadHeaderValue,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n",
+            ParseError::BadHeaderValue,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nA: \xff\xfe\r\n\r\n",
+            ParseError::BadHeaderValue,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nA: b\nB: c\r\n\r\n",
+            ParseError::BareLineFeed,
+        ),
+        (b"GET / HTTP/1.1\r\n\n", ParseError::BareLineFeed),
+        (b"GET / HTTP/1.1\r\n: b\r\n\r\n", ParseError::BadHeaderName),
+        (
+            b"GET / HTTP/1.1\r\nA\x00: b\r\n\r\n",
+            ParseError::BadHeaderName,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nNoColon\r\n\r\n",
+            ParseError::BadHeaderName,
+        ),
+    ];
+    for (input, expected) in cases {
+        check_error(input, *expected);
+    }
+}
+
+#[test]
+fn limits_give_414_and_431() {
+    let long_target = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(300));
+    check_error(long_target.as_bytes(), ParseError::RequestLineTooLong);
+    // Detected before the line is complete, so a slow client cannot hold the buffer.
+    check_error(
+        &long_target.as_bytes()[..280],
+        ParseError::RequestLineTooLong,
+    );
+    let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+    for i in 0..9 {
+        many.extend_from_slice(format!("H{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    check_error(&many, ParseError::TooManyHeaders);
+    let big = format!("GET / HTTP/1.1\r\nA: {}\r\n\r\n", "v".repeat(1100));
+    check_error(big.as_bytes(), ParseError::HeadTooLarge);
+    check_error(&big.as_bytes()[..1050], ParseError::HeadTooLarge);
+    assert_eq!(ParseError::HeadTooLarge.status(), 431);
+    assert_eq!(ParseError::RequestLineTooLong.status(), 414);
+    assert_eq!(ParseError::UnsupportedVersion.status(), 505);
+}
+
+#[test]
+fn every_prefix_of_a_valid_head_is_partial() {
+    let input = b"\r\nPOST /items?x=1 HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\nX-A:  b \r\n\r\n";
+    for end in 0..input.len() {
+        assert_eq!(
+            parse(&input[..end]),
+            Ok(Status::Partial),
+            "prefix of {end} bytes"
+        );
+    }
+    assert!(matches!(parse(input), Ok(Status::Complete(_))));
+}
+
+#[test]
+fn framing_rules() {
+    let slot = |name, value| HeaderSlot { name, value };
+    let host = slot("Host", "h");
+    let ok = |v: Version, fields: &[HeaderSlot]| framing(v, fields);
+    let f = ok(Version::Http11, &[host, slot("content-length", "12")]).expect("ok");
+    assert_eq!((f.body, f.keep_alive), (BodyKind::Length(12), true));
+    let f = ok(
+        Version::Http11,
+        &[
+            host,
+            slot("Content-Length", "3, 3"),
+            slot("Content-Length", "3"),
+        ],
+    );
+    assert_eq!(f.expect("ok").body, BodyKind::Length(3));
+    let f = ok(
+        Version::Http11,
+        &[
+            host,
+            slot("Transfer-Encoding", "chunked"),
+            slot("Connection", "Close"),
+        ],
+    );
+    assert_eq!(
+        f.expect("ok"),
+        Framing {
+            body: BodyKind::Chunked,
+            keep_alive: false,
+            expect_continue: false
+        }
+    );
+    let f = ok(Version::Http10, &[slot("Connection", "keep-alive")]).expect("ok");
+    assert!(f.keep_alive && f.body == BodyKind::None);
+    assert!(!ok(Version::Http10, &[]).expect("ok").keep_alive);
+    let f = ok(Version::Http11, &[host, slot("Expect", "100-Continue")]).expect("ok");
+    assert!(f.expect_continue);
+    let bad: &[(Version, &[HeaderSlot], ParseError)] = &[
+        (Version::Http11, &[], ParseError::MissingHost),
+        (Version::Http11, &[host, host], ParseError::DuplicateHost),
+        (Version::Http10, &[host, host], ParseError::DuplicateHost),
+        (
+            Version::Http11,
+            &[
+                host,
+                slot("Content-Length", "5"),
+                slot("Transfer-Encoding", "chunked"),
+            ],
+            ParseError::LengthWithTransferEncoding,
+        ),
+        (
+            Version::Http11,
+            &[
+                host,
+                slot("Content-Length", "5"),
+                slot("Content-Length", "6"),
+            ],
+            ParseError::BadContentLength,
+        ),
+        (
+            Version::Http11,
+            &[host, slot("Content-Length", "5, 6")],
+            ParseError::BadContentLength,
+        ),
+        (
+            Version::Http11,
+            &[host, slot("Content-Length", "+5")],
+            ParseError::BadContentLength,
+        ),
+        (
+            Version::Http11,
+            &[host, slot("Content-Length", "0x5")],
+            ParseError::BadContentLength,
+        ),
+        (
+            Version::Http11,
+            &[host, slot("Content-Length", "")],
+            ParseError::BadContentLength,
+        ),
+        (
+            Version::Http11,
+            &[host, slot("Content-Length", "99999999999999999999")],
+            ParseError::BadContentLength,
+        ),
+        (
+            Version::Http11,
+            &[host, slot("Transfer-Encoding", "gzip, chunked")],
+            ParseError::UnsupportedTransferCoding,
+        ),
+        (
+            Version::Http11,
+            &[host, slot("Transfer-Encoding", "chunked, chunked")],
+            ParseError::BadTransferEncoding,
+        ),
+        (
+            Version::Http11,
+            &[
+                host,
+                slot("Transfer-Encoding", "chunked"),
+                slot("Transfer-Encoding", "chunked"),
+            ],
+            ParseError::BadTransferEncoding,
+        ),
+        (
+            Version::Http11,
+            &[host, slot("Transfer-Encoding", "")],
+            ParseError::BadTransferEncoding,
+        ),
+        (
+            Version::Http10,
+            &[slot("Transfer-Encoding", "chunked")],
+            ParseError::BadTransferEncoding,
+        ),
+        (
+            Version::Http11,
+            &[host, slot("Transfer-Encoding", "xchunked")],
+            ParseError::UnsupportedTransferCoding,
+        ),
+        (
+            Version::Http11,
+            &[host, slot("Expect", "200-ok")],
+            ParseError::UnsupportedExpectation,
+        ),
+    ];
+    for (version, fields, expected) in bad {
+        assert_eq!(framing(*version, fields), Err(*expected), "{fields:?}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let mut slots = [HeaderSlot::default(); 4];
+        if let Ok(Status::Complete(head)) = parse_head(&input, &LIMITS, &mut slots) {
+            prop_assert!(head.head_len <= input.len());
+            prop_assert!(head.head_len <= LIMITS.head_bytes_max);
+            let _ = framing(head.version, &slots[..head.header_count]);
+        }
+    }
+
+    #[test]
+    fn random_header_lines_never_panic(lines in proptest::collection::vec("[ -~\t\r\n\x00]{0,20}", 0..6)) {
+        let input = format!("GET / HTTP/1.1\r\n{}\r\n\r\n", lines.join("\r\n"));
+        let mut slots = [HeaderSlot::default(); 8];
+        let _ = parse_head(input.as_bytes(), &LIMITS, &mut slots);
+    }
+}

@@ -1,0 +1,176 @@
+//! The bounded worker pool that runs handlers which may block, so that reactors never wait.
+//!
+//! Owns: worker threads and the job queue (bounded: a full queue is the caller's 503).
+//! Must not: touch sockets; a job reports its result through whatever it captured.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A unit of work.
+pub type Job = Box<dyn FnOnce() + Send>;
+
+struct Shared {
+    queue: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+    stopping: AtomicBool,
+    queue_max: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Job>> {
+        // Jobs run outside the lock and under catch_unwind, so poisoning cannot leave the
+        // queue half-updated; recover rather than cascade.
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A fixed set of worker threads fed by a bounded FIFO queue.
+pub struct Pool {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Pool {
+    /// Starts `threads` workers with a queue of at most `queue_max` waiting jobs.
+    pub fn new(threads: usize, queue_max: usize) -> std::io::Result<Pool> {
+        assert!(
+            threads > 0 && queue_max > 0,
+            "pool needs threads and a queue"
+        );
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(VecDeque::with_capacity(queue_max.min(1024))),
+            ready: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            queue_max,
+        });
+        let mut handles = Vec::with_capacity(threads);
+        for index in 0..threads {
+            let shared = Arc::clone(&shared);
+            let handle = std::thread::Builder::new()
+                .name(format!("lithair-worker-{index}"))
+                .spawn(move || worker_loop(&shared))?;
+            handles.push(handle);
+        }
+        Ok(Pool {
+            shared,
+            threads: Mutex::new(handles),
+        })
+    }
+
+    /// Queues `job`, or gives it back when the queue is full or the pool is stopping.
+    pub fn try_submit(&self, job: Job) -> Result<(), Job> {
+        let mut queue = self.shared.lock();
+        if queue.len() >= self.shared.queue_max || self.shared.stopping.load(Ordering::Acquire) {
+            return Err(job);
+        }
+        queue.push_back(job);
+        drop(queue);
+        self.shared.ready.notify_one();
+        Ok(())
+    }
+
+    /// Jobs waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.shared.lock().len()
+    }
+
+    /// Lets queued jobs finish, then stops the workers; waits at most `grace`. Returns false
+    /// if some worker was still busy at the deadline (it is left detached).
+    pub fn shutdown(&self, grace: Duration) -> bool {
+        self.shared.stopping.store(true, Ordering::Release);
+        self.shared.ready.notify_all();
+        let deadline = Instant::now() + grace;
+        let mut all_joined = true;
+        let handles: Vec<JoinHandle<()>> = self
+            .threads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .drain(..)
+            .collect();
+        for handle in handles {
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            } else {
+                all_joined = false;
+            }
+        }
+        all_joined
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        self.shared.ready.notify_all();
+    }
+}
+
+fn worker_loop(shared: &Shared) {
+    loop {
+        let job = {
+            let mut queue = shared.lock();
+            loop {
+                if let Some(job) = queue.pop_front() {
+                    break job;
+                }
+                if shared.stopping.load(Ordering::Acquire) {
+                    return;
+                }
+                queue = shared
+                    .ready
+                    .wait(queue)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        };
+        // Jobs catch their own handler panics to answer 500; this is the last line of
+        // defence so a worker thread never dies.
+        if catch_unwind(AssertUnwindSafe(job)).is_err() {
+            eprintln!("lithair http: a worker job panicked");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn runs_jobs_rejects_when_full_and_survives_panics() {
+        let pool = Pool::new(1, 2).expect("pool");
+        let (gate_tx, gate_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel::<u32>();
+        pool.try_submit(Box::new(move || {
+            gate_rx.recv().expect("gate");
+        }))
+        .map_err(|_| "first")
+        .expect("first accepted");
+        // Wait until the worker took the blocking job so the queue is empty.
+        while pool.queued() > 0 {
+            std::thread::yield_now();
+        }
+        pool.try_submit(Box::new(|| panic!("boom")))
+            .map_err(|_| "2")
+            .expect("2");
+        let tx = done_tx.clone();
+        pool.try_submit(Box::new(move || tx.send(3).expect("send")))
+            .map_err(|_| "3")
+            .expect("3");
+        assert!(
+            pool.try_submit(Box::new(|| {})).is_err(),
+            "queue of 2 is full"
+        );
+        gate_tx.send(()).expect("open gate");
+        assert_eq!(done_rx.recv().expect("job after panic ran"), 3);
+        assert!(pool.shutdown(Duration::from_secs(5)));
+    }
+}

@@ -1,0 +1,506 @@
+//! A reactor thread: one poller (epoll), the connections it accepted, a read buffer and a
+//! write buffer shared by all of them, and an inbox where workers post finished responses.
+//!
+//! Design (half-sync/half-async, DESIGN.md §5): the reactor reads, parses and writes; cheap
+//! handlers (`Handler::is_inline`) run right here, others go to the bounded worker pool and
+//! come back through the inbox (a mutex-protected vector plus an eventfd wake-up, signalled
+//! only when the vector goes from empty to non-empty). Responses are serialized by the reactor
+//! in request order, so a batch of pipelined answers leaves in one `write`. Streamed and file
+//! bodies are the exception: the socket is unregistered and a worker writes them (blocking,
+//! bounded by the write deadline), then hands the socket back.
+//!
+//! Owns: the poller, accepting, connection slots and tokens, timers, graceful shutdown.
+//! Must not: run a handler that is not inline, or block anywhere but in `poll`.
+
+use super::conn::{empty_request, Conn, Ctx, Flow};
+use super::date::DateCache;
+use super::direct::send_direct;
+use super::limits::ServerConfig;
+use super::pool::Pool;
+use super::request::Request;
+use super::response::Response;
+use super::writer::Direct;
+use super::Handler;
+use crate::sys::waker::Waker;
+use crate::sys::{Event, Interest, Poller};
+use std::io::{ErrorKind, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+const LISTENER_TOKEN: u64 = u64::MAX;
+const WAKER_TOKEN: u64 = u64::MAX - 1;
+const SIGNAL_TOKEN: u64 = u64::MAX - 2;
+/// One read per readiness report, into this shared buffer.
+const READ_BUF_BYTES: usize = 64 * 1024;
+/// Accepts per listener report, so a connection storm cannot starve existing connections.
+const ACCEPTS_PER_EVENT_MAX: usize = 256;
+/// Timer scan period bounds.
+const TIMER_TICK_MS_MIN: u64 = 5;
+const TIMER_TICK_MS_MAX: u64 = 1_000;
+/// Sent (best effort) to a connection over the limit before closing it.
+const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 19\r\n\
+Connection: close\r\nContent-Type: text/plain\r\n\r\ntoo many connections";
+
+/// State shared by the reactors, the workers and the server handle.
+pub(crate) struct Shared {
+    pub config: ServerConfig,
+    pub handler: Arc<dyn Handler>,
+    pub pool: Pool,
+    pub connections: AtomicUsize,
+    pub inboxes: Vec<Arc<Inbox>>,
+    shutting_down: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(
+        config: ServerConfig,
+        handler: Arc<dyn Handler>,
+        pool: Pool,
+        inboxes: Vec<Arc<Inbox>>,
+    ) -> Shared {
+        Shared {
+            config,
+            handler,
+            pool,
+            connections: AtomicUsize::new(0),
+            inboxes,
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Asks every reactor to stop accepting and drain.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        for inbox in &self.inboxes {
+            inbox.waker.wake();
+        }
+    }
+}
+
+/// What a worker reports to the reactor owning the connection.
+pub(crate) enum Outcome {
+    /// The answer to request number `seq` of the connection.
+    Response { seq: u64, response: Response },
+    /// A streamed/file body was sent (`ok`) or failed; `close` if the framing needs a close.
+    DirectDone { ok: bool, close: bool },
+}
+
+/// A report addressed to a connection token (slot index and generation).
+pub(crate) struct Completion {
+    pub token: u64,
+    pub outcome: Outcome,
+}
+
+/// A reactor's mailbox.
+pub(crate) struct Inbox {
+    completions: Mutex<Vec<Completion>>,
+    pub waker: Waker,
+}
+
+impl Inbox {
+    pub fn new() -> std::io::Result<Inbox> {
+        Ok(Inbox {
+            completions: Mutex::new(Vec::new()),
+            waker: Waker::new()?,
+        })
+    }
+
+    /// Posts a completion; wakes the reactor only on the empty-to-non-empty transition.
+    pub fn push(&self, completion: Completion) {
+        let was_empty = {
+            let mut list = self
+                .completions
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let was_empty = list.is_empty();
+            list.push(completion);
+            was_empty
+        };
+        if was_empty {
+            self.waker.wake();
+        }
+    }
+
+    fn take_all(&self, into: &mut Vec<Completion>) {
+        let mut list = self
+            .completions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::swap(&mut *list, into);
+    }
+}
+
+struct Entry {
+    generation: u32,
+    conn: Option<Conn>,
+}
+
+fn token_of(index: usize, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | index as u64
+}
+
+/// One event loop thread.
+pub(crate) struct Reactor {
+    shared: Arc<Shared>,
+    inbox: Arc<Inbox>,
+    poller: Poller,
+    listener: Option<TcpListener>,
+    entries: Vec<Entry>,
+    free: Vec<usize>,
+    live: usize,
+    read_buf: Box<[u8]>,
+    write_buf: Vec<u8>,
+    date: DateCache,
+    scratch: Request,
+    start: Instant,
+    now_ms: u64,
+    next_timer_ms: u64,
+    drain_deadline_ms: Option<u64>,
+}
+
+impl Reactor {
+    /// A reactor with its share of the listener (`listener` is a clone) and, for one of them,
+    /// the signal descriptor.
+    pub fn new(
+        shared: Arc<Shared>,
+        index: usize,
+        listener: TcpListener,
+        signal_fd: Option<RawFd>,
+    ) -> std::io::Result<Reactor> {
+        let inbox = Arc::clone(&shared.inboxes[index]);
+        let poller = Poller::new()?;
+        poller.add(inbox.waker.fd(), WAKER_TOKEN, Interest::READ)?;
+        poller.add_shared(listener.as_raw_fd(), LISTENER_TOKEN)?;
+        if let Some(fd) = signal_fd {
+            poller.add(fd, SIGNAL_TOKEN, Interest::READ)?;
+        }
+        Ok(Reactor {
+            shared,
+            inbox,
+            poller,
+            listener: Some(listener),
+            entries: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            read_buf: vec![0u8; READ_BUF_BYTES].into_boxed_slice(),
+            write_buf: Vec::with_capacity(READ_BUF_BYTES),
+            date: DateCache::new(),
+            scratch: empty_request(),
+            start: Instant::now(),
+            now_ms: 0,
+            next_timer_ms: 0,
+            drain_deadline_ms: None,
+        })
+    }
+
+    fn tick_ms(&self) -> u64 {
+        let c = &self.shared.config;
+        let shortest = [
+            c.header_read_timeout_ms,
+            c.body_read_timeout_ms,
+            c.idle_timeout_ms,
+            c.write_timeout_ms,
+            c.linger_ms.max(1),
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(TIMER_TICK_MS_MAX);
+        (shortest / 4).clamp(TIMER_TICK_MS_MIN, TIMER_TICK_MS_MAX)
+    }
+
+    /// Runs until shutdown completes.
+    pub fn run(mut self, signal_waker: Option<&Waker>) {
+        let mut events: Vec<Event> = Vec::with_capacity(1024);
+        let mut completions = Vec::new();
+        loop {
+            let timeout = self
+                .next_timer_ms
+                .saturating_sub(self.now_ms)
+                .min(TIMER_TICK_MS_MAX);
+            if let Err(error) = self.poller.wait(&mut events, timeout as i32) {
+                eprintln!("lithair http: poll failed: {error}; reactor stops");
+                break;
+            }
+            self.now_ms = self.start.elapsed().as_millis() as u64;
+            self.date.refresh(SystemTime::now());
+            for event in &events {
+                match event.token {
+                    LISTENER_TOKEN => self.accept_all(),
+                    WAKER_TOKEN => {
+                        self.inbox.waker.drain();
+                        self.inbox.take_all(&mut completions);
+                        for completion in completions.drain(..) {
+                            self.on_completion(completion);
+                        }
+                    }
+                    SIGNAL_TOKEN => {
+                        if let Some(waker) = signal_waker {
+                            waker.drain();
+                        }
+                        eprintln!("lithair http: signal received, shutting down gracefully");
+                        self.shared.begin_shutdown();
+                    }
+                    token => self.on_socket_event(token, *event),
+                }
+            }
+            if self.shared.is_shutting_down() && self.drain_deadline_ms.is_none() {
+                self.begin_drain();
+            }
+            if self.now_ms >= self.next_timer_ms {
+                self.on_timers();
+                self.next_timer_ms = self.now_ms + self.tick_ms();
+            }
+            if let Some(deadline) = self.drain_deadline_ms {
+                if self.live == 0 || self.now_ms >= deadline {
+                    break;
+                }
+            }
+        }
+        self.close_all();
+    }
+
+    fn ctx_parts(&mut self, index: usize) -> Option<(&mut Conn, Ctx<'_>, &mut [u8])> {
+        let token = token_of(index, self.entries.get(index)?.generation);
+        let conn = self.entries[index].conn.as_mut()?;
+        let ctx = Ctx {
+            shared: &self.shared,
+            inbox: &self.inbox,
+            token,
+            now_ms: self.now_ms,
+            date: self.date.get(),
+            write_buf: &mut self.write_buf,
+            scratch: &mut self.scratch,
+        };
+        Some((conn, ctx, &mut self.read_buf))
+    }
+
+    fn lookup(&self, token: u64) -> Option<usize> {
+        let index = (token & 0xffff_ffff) as usize;
+        let entry = self.entries.get(index)?;
+        (entry.conn.is_some() && u64::from(entry.generation) == token >> 32).then_some(index)
+    }
+
+    fn on_socket_event(&mut self, token: u64, event: Event) {
+        let Some(index) = self.lookup(token) else {
+            return;
+        };
+        let Some((conn, mut ctx, read_buf)) = self.ctx_parts(index) else {
+            return;
+        };
+        let mut flow = Flow::Continue;
+        if event.readable {
+            flow = conn.on_readable(&mut ctx, read_buf);
+        }
+        if flow == Flow::Continue && event.writable {
+            flow = conn.pump(&mut ctx);
+        }
+        if event.closed && !event.readable {
+            flow = Flow::Close;
+        }
+        self.apply(index, flow);
+    }
+
+    fn on_completion(&mut self, completion: Completion) {
+        let Some(index) = self.lookup(completion.token) else {
+            return; // The connection closed meanwhile.
+        };
+        let Some((conn, mut ctx, _)) = self.ctx_parts(index) else {
+            return;
+        };
+        let flow = match completion.outcome {
+            Outcome::Response { seq, response } => {
+                conn.on_response(seq, response);
+                conn.pump(&mut ctx)
+            }
+            Outcome::DirectDone { ok, close } => {
+                if conn.on_direct_done(ok, close) {
+                    let fd = conn.stream.as_raw_fd();
+                    let interest = conn.desired_interest(usize::MAX).unwrap_or(Interest::READ);
+                    conn.interest = interest;
+                    match self.poller.add(fd, completion.token, interest) {
+                        Ok(()) => self.pump_index(index),
+                        Err(_) => Flow::Close,
+                    }
+                } else {
+                    Flow::Close
+                }
+            }
+        };
+        self.apply(index, flow);
+    }
+
+    fn pump_index(&mut self, index: usize) -> Flow {
+        match self.ctx_parts(index) {
+            Some((conn, mut ctx, _)) => conn.pump(&mut ctx),
+            None => Flow::Close,
+        }
+    }
+
+    /// Carries out what a connection asked for.
+    fn apply(&mut self, index: usize, flow: Flow) {
+        match flow {
+            Flow::Close => self.close(index),
+            Flow::StartDirect => self.start_direct(index),
+            Flow::Continue => {
+                let pipeline_max = self.shared.config.pipeline_in_flight_max;
+                let token = token_of(index, self.entries[index].generation);
+                let Some(conn) = self.entries[index].conn.as_mut() else {
+                    return;
+                };
+                let Some(wanted) = conn.desired_interest(pipeline_max) else {
+                    return;
+                };
+                if wanted != conn.interest {
+                    let fd = conn.stream.as_raw_fd();
+                    conn.interest = wanted;
+                    if self.poller.modify(fd, token, wanted).is_err() {
+                        self.close(index);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands the socket to a worker to send a streamed or file body.
+    fn start_direct(&mut self, index: usize) {
+        let token = token_of(index, self.entries[index].generation);
+        let write_timeout_ms = self.shared.config.write_timeout_ms;
+        let Some(conn) = self.entries[index].conn.as_mut() else {
+            return;
+        };
+        let Some(direct) = conn.take_direct() else {
+            return;
+        };
+        let close = matches!(direct, Direct::Stream { chunked: false, .. });
+        let fd = conn.stream.as_raw_fd();
+        let Ok(stream) = conn.stream.try_clone() else {
+            return self.close(index);
+        };
+        if self.poller.delete(fd).is_err() {
+            return self.close(index);
+        }
+        let inbox = Arc::clone(&self.inbox);
+        let job = Box::new(move || {
+            let ok = send_direct(&stream, direct, write_timeout_ms);
+            drop(stream);
+            inbox.push(Completion {
+                token,
+                outcome: Outcome::DirectDone { ok, close },
+            });
+        });
+        if self.shared.pool.try_submit(job).is_err() {
+            eprintln!("lithair http: worker queue full; dropping a streamed response");
+            // The socket is no longer registered; closing frees it.
+            self.close(index);
+        }
+    }
+
+    fn accept_all(&mut self) {
+        for _ in 0..ACCEPTS_PER_EVENT_MAX {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    eprintln!("lithair http: accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let config = &self.shared.config;
+        let count = self.shared.connections.fetch_add(1, Ordering::AcqRel);
+        if count >= config.connections_max || stream.set_nonblocking(true).is_err() {
+            let _ = (&stream).write(BUSY_RESPONSE);
+            self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                self.entries.push(Entry {
+                    generation: 0,
+                    conn: None,
+                });
+                self.entries.len() - 1
+            }
+        };
+        let entry = &mut self.entries[index];
+        assert!(entry.conn.is_none(), "slot {index} reused while occupied");
+        let token = token_of(index, entry.generation);
+        let fd = stream.as_raw_fd();
+        entry.conn = Some(Conn::new(stream, Some(peer), self.now_ms));
+        self.live += 1;
+        if self.poller.add(fd, token, Interest::READ).is_err() {
+            self.close(index);
+        }
+    }
+
+    fn close(&mut self, index: usize) {
+        let entry = &mut self.entries[index];
+        let Some(conn) = entry.conn.take() else {
+            return;
+        };
+        // Unregister explicitly: a clone held by a worker would keep the registration alive.
+        let _ = self.poller.delete(conn.stream.as_raw_fd());
+        drop(conn);
+        entry.generation = entry.generation.wrapping_add(1);
+        self.free.push(index);
+        assert!(self.live > 0, "closing with no live connection");
+        self.live -= 1;
+        self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn on_timers(&mut self) {
+        for index in 0..self.entries.len() {
+            let flow = match self.ctx_parts(index) {
+                Some((conn, mut ctx, _)) => conn.on_timer(&mut ctx),
+                None => continue,
+            };
+            self.apply(index, flow);
+        }
+    }
+
+    fn begin_drain(&mut self) {
+        self.drain_deadline_ms = Some(self.now_ms + self.shared.config.shutdown_grace_ms);
+        if let Some(listener) = self.listener.take() {
+            let _ = self.poller.delete(listener.as_raw_fd());
+        }
+        for index in 0..self.entries.len() {
+            let can_close = match self.entries[index].conn.as_mut() {
+                Some(conn) => conn.begin_shutdown(),
+                None => continue,
+            };
+            let flow = if can_close {
+                Flow::Close
+            } else {
+                self.pump_index(index)
+            };
+            self.apply(index, flow);
+        }
+    }
+
+    fn close_all(&mut self) {
+        for index in 0..self.entries.len() {
+            self.close(index);
+        }
+        assert_eq!(self.live, 0, "connections left after close_all");
+    }
+}

@@ -1,0 +1,432 @@
+//! The request side of the HTTP API contract: `Method`, `Version`, `Headers`, `Extensions` and
+//! `Request` (see the shared http-contract).
+//!
+//! Owns: the in-memory shape of a parsed request and the header list shared with responses.
+//! Must not: parse bytes from the network (that is `parse`) or perform I/O.
+
+use std::any::{Any, TypeId};
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
+/// A request method. Unknown but well-formed methods are kept as `Other`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// `GET`
+    Get,
+    /// `HEAD`
+    Head,
+    /// `POST`
+    Post,
+    /// `PUT`
+    Put,
+    /// `PATCH`
+    Patch,
+    /// `DELETE`
+    Delete,
+    /// `OPTIONS`
+    Options,
+    /// `TRACE`
+    Trace,
+    /// `CONNECT`
+    Connect,
+    /// Any other token, exactly as received (methods are case-sensitive).
+    Other(String),
+}
+
+impl Method {
+    /// The method's token as it appears on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Trace => "TRACE",
+            Method::Connect => "CONNECT",
+            Method::Other(token) => token,
+        }
+    }
+
+    /// Maps a method token (already validated as a token) to a `Method`.
+    pub fn from_token(token: &str) -> Method {
+        match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            "TRACE" => Method::Trace,
+            "CONNECT" => Method::Connect,
+            other => Method::Other(other.to_string()),
+        }
+    }
+
+    /// Safe methods (RFC 9110 §9.2.1) may be processed in parallel when pipelined.
+    pub fn is_safe(&self) -> bool {
+        matches!(
+            self,
+            Method::Get | Method::Head | Method::Options | Method::Trace
+        )
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The protocol version of a request. Only HTTP/1.0 and HTTP/1.1 are accepted (others get 505).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Version {
+    /// `HTTP/1.0`: close after each response unless `Connection: keep-alive`.
+    Http10,
+    /// `HTTP/1.1`: persistent by default.
+    Http11,
+}
+
+impl Version {
+    /// The version as it appears on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// Header list preserving order; names compared case-insensitively (ASCII).
+///
+/// Names and values are stored as `Cow<'static, str>` so that responses built from static
+/// strings (the common case) cost no allocation per header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers {
+    entries: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+}
+
+impl Headers {
+    /// An empty list; allocates nothing until the first header.
+    pub fn new() -> Headers {
+        Headers {
+            entries: Vec::new(),
+        }
+    }
+
+    /// An empty list with room for `capacity` headers.
+    pub fn with_capacity(capacity: usize) -> Headers {
+        Headers {
+            entries: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// The value of the first header named `name`, if any.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// Every value of the headers named `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.entries
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// True when at least one header is named `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Replaces every header named `name` with one header `name: value`.
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        let name = name.into();
+        self.remove(&name);
+        self.entries
+            .push((Cow::Owned(name), Cow::Owned(value.into())));
+    }
+
+    /// Appends `name: value`, keeping existing headers of that name.
+    pub fn append(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.entries
+            .push((Cow::Owned(name.into()), Cow::Owned(value.into())));
+    }
+
+    /// Like `insert` for static strings: no allocation.
+    pub fn insert_static(&mut self, name: &'static str, value: &'static str) {
+        self.remove(name);
+        self.entries
+            .push((Cow::Borrowed(name), Cow::Borrowed(value)));
+    }
+
+    /// Like `append` for static strings: no allocation.
+    pub fn append_static(&mut self, name: &'static str, value: &'static str) {
+        self.entries
+            .push((Cow::Borrowed(name), Cow::Borrowed(value)));
+    }
+
+    /// Appends a header from parts that may already be static (no allocation for those).
+    pub fn append_cow(&mut self, name: Cow<'static, str>, value: Cow<'static, str>) {
+        self.entries.push((name, value));
+    }
+
+    /// Removes every header named `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.entries.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+
+    /// Every header in order, as `(name, value)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+    }
+
+    /// Number of header lines.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there are no headers.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Removes every header, keeping the allocation for reuse.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// True when any comma-separated element of any `name` header equals `token`
+    /// (ASCII case-insensitive), e.g. `has_token("connection", "close")`.
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.get_all(name)
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+}
+
+/// A typed map for data attached to a request by middleware (request id, user, ...).
+/// One value per type.
+#[derive(Default)]
+pub struct Extensions {
+    entries: Vec<(TypeId, Box<dyn Any + Send + Sync>)>,
+}
+
+impl Extensions {
+    /// An empty map; allocates nothing.
+    pub fn new() -> Extensions {
+        Extensions {
+            entries: Vec::new(),
+        }
+    }
+
+    /// Stores `value`, returning the previous value of that type.
+    pub fn insert<T: Any + Send + Sync>(&mut self, value: T) -> Option<T> {
+        let previous = self.remove::<T>();
+        self.entries.push((TypeId::of::<T>(), Box::new(value)));
+        previous
+    }
+
+    /// The value of type `T`, if present.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.entries
+            .iter()
+            .find(|(id, _)| *id == TypeId::of::<T>())
+            .and_then(|(_, v)| v.downcast_ref::<T>())
+    }
+
+    /// The value of type `T`, mutably, if present.
+    pub fn get_mut<T: Any + Send + Sync>(&mut self) -> Option<&mut T> {
+        self.entries
+            .iter_mut()
+            .find(|(id, _)| *id == TypeId::of::<T>())
+            .and_then(|(_, v)| v.downcast_mut::<T>())
+    }
+
+    /// Removes and returns the value of type `T`, if present.
+    pub fn remove<T: Any + Send + Sync>(&mut self) -> Option<T> {
+        let index = self
+            .entries
+            .iter()
+            .position(|(id, _)| *id == TypeId::of::<T>())?;
+        let (_, boxed) = self.entries.swap_remove(index);
+        boxed.downcast::<T>().ok().map(|b| *b)
+    }
+
+    /// Removes every value.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Number of stored values.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Extensions({} values)", self.entries.len())
+    }
+}
+
+/// Trailer fields of a chunked request body, stored in `Request::extensions` when present.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Trailers(pub Headers);
+
+/// A complete request: head plus whole (de-chunked) body.
+#[derive(Debug)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// The raw request-target as received.
+    pub target: String,
+    /// The raw (still percent-encoded) path; absolute-form is reduced to its path.
+    pub path: String,
+    /// The raw query without `?`, `""` if none.
+    pub query: String,
+    /// The protocol version.
+    pub version: Version,
+    /// The header fields, in order.
+    pub headers: Headers,
+    /// The whole body, de-chunked.
+    pub body: Vec<u8>,
+    /// The peer's address, when known.
+    pub remote_addr: Option<SocketAddr>,
+    /// Path parameters, filled by the router (percent-decoded).
+    pub params: Vec<(String, String)>,
+    /// Typed data attached by middleware.
+    pub extensions: Extensions,
+}
+
+impl Request {
+    /// An empty `GET /` HTTP/1.1 request; mostly for tests and for building requests by hand.
+    pub fn new(method: Method, target: &str) -> Request {
+        let mut request = Request {
+            method,
+            target: String::new(),
+            path: String::new(),
+            query: String::new(),
+            version: Version::Http11,
+            headers: Headers::new(),
+            body: Vec::new(),
+            remote_addr: None,
+            params: Vec::new(),
+            extensions: Extensions::new(),
+        };
+        request.set_target(target);
+        request
+    }
+
+    /// The first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)
+    }
+
+    /// Sets `target`, `path` and `query` from a raw request-target (origin-form, absolute-form,
+    /// authority-form or `*`), reusing the strings' allocations.
+    pub fn set_target(&mut self, target: &str) {
+        self.target.clear();
+        self.target.push_str(target);
+        let (path, query) = split_target(target);
+        self.path.clear();
+        self.path.push_str(path);
+        self.query.clear();
+        self.query.push_str(query);
+    }
+}
+
+/// Splits a request-target into (path, query). Absolute-form `http://host/p?q` gives `/p`, `q`;
+/// an absolute-form without a path gives `/`. Pure.
+pub fn split_target(target: &str) -> (&str, &str) {
+    let without_fragment = target.split('#').next().unwrap_or(target);
+    let origin = match without_fragment.find("://") {
+        Some(scheme_end) if !without_fragment.starts_with('/') => {
+            let after_scheme = &without_fragment[scheme_end + 3..];
+            match after_scheme.find(['/', '?']) {
+                Some(i) => &after_scheme[i..],
+                None => "",
+            }
+        }
+        _ => without_fragment,
+    };
+    let (path, query) = match origin.find('?') {
+        Some(i) => (&origin[..i], &origin[i + 1..]),
+        None => (origin, ""),
+    };
+    if path.is_empty() && without_fragment.contains("://") {
+        ("/", query)
+    } else {
+        (path, query)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_case_insensitive_and_ordered() {
+        let mut h = Headers::new();
+        h.append("Set-Cookie", "a=1");
+        h.append_static("set-cookie", "b=2");
+        h.append("Host", "x");
+        assert_eq!(h.get("SET-COOKIE"), Some("a=1"));
+        assert_eq!(h.get_all("set-cookie").collect::<Vec<_>>(), ["a=1", "b=2"]);
+        h.insert("SET-cookie", "c=3");
+        assert_eq!(h.get_all("set-cookie").collect::<Vec<_>>(), ["c=3"]);
+        assert_eq!(
+            h.iter().collect::<Vec<_>>(),
+            [("Host", "x"), ("SET-cookie", "c=3")]
+        );
+        h.remove("host");
+        assert_eq!(h.len(), 1);
+        assert!(h.has_token("set-cookie", "C=3"));
+    }
+
+    #[test]
+    fn extensions_hold_one_value_per_type() {
+        let mut e = Extensions::new();
+        assert_eq!(e.insert(5u32), None);
+        assert_eq!(e.insert(7u32), Some(5));
+        e.insert(String::from("id"));
+        assert_eq!(e.get::<u32>(), Some(&7));
+        *e.get_mut::<String>().expect("present") += "-1";
+        assert_eq!(e.remove::<String>().as_deref(), Some("id-1"));
+        assert_eq!(e.len(), 1);
+    }
+
+    #[test]
+    fn targets_split_into_path_and_query() {
+        let cases = [
+            ("/", "/", ""),
+            ("/a/b?x=1&y", "/a/b", "x=1&y"),
+            ("/a?", "/a", ""),
+            ("http://example.com/p/q?z=2", "/p/q", "z=2"),
+            ("http://example.com", "/", ""),
+            ("http://example.com?k", "/", "k"),
+            ("*", "*", ""),
+            ("/x#frag", "/x", ""),
+        ];
+        for (target, path, query) in cases {
+            assert_eq!(split_target(target), (path, query), "{target}");
+        }
+        let r = Request::new(Method::Get, "http://h/p?q=1");
+        assert_eq!(
+            (r.target.as_str(), r.path.as_str()),
+            ("http://h/p?q=1", "/p")
+        );
+        assert_eq!(r.query, "q=1");
+    }
+}

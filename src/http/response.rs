@@ -1,0 +1,264 @@
+//! The response side of the HTTP API contract: `Response` and `Body`.
+//!
+//! Owns: the in-memory shape of a response and its convenience constructors.
+//! Must not: serialize to bytes or perform I/O (the connection writer in `write` does that).
+
+use super::request::Headers;
+
+/// The writer a streamed body writes into: chunked framing is applied by the server.
+pub type StreamWriter<'a> = &'a mut dyn std::io::Write;
+
+/// The closure type of a streamed body.
+pub type StreamFn = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send>;
+
+/// A response body.
+pub enum Body {
+    /// No body (`Content-Length: 0`, or none at all for 1xx/204/304).
+    Empty,
+    /// An owned buffer.
+    Bytes(Vec<u8>),
+    /// A static buffer (no copy until the socket write).
+    Static(&'static [u8]),
+    /// Streamed with chunked encoding (or until close on HTTP/1.0). The closure writes the body
+    /// and returns when done; it runs on a worker thread (SSE uses it).
+    Stream(StreamFn),
+    /// A file region (static files); sent by the connection writer.
+    File {
+        /// The open file.
+        file: std::fs::File,
+        /// First byte of the region.
+        offset: u64,
+        /// Length of the region in bytes.
+        len: u64,
+    },
+}
+
+impl Body {
+    /// The body's length when known in advance (`None` for streams).
+    pub fn len(&self) -> Option<u64> {
+        match self {
+            Body::Empty => Some(0),
+            Body::Bytes(b) => Some(b.len() as u64),
+            Body::Static(b) => Some(b.len() as u64),
+            Body::Stream(_) => None,
+            Body::File { len, .. } => Some(*len),
+        }
+    }
+
+    /// True for `Empty` and for zero-length buffers.
+    pub fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
+
+    /// The bytes of an in-memory body (`Bytes` or `Static`); `None` otherwise.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Body::Empty => Some(&[]),
+            Body::Bytes(b) => Some(b),
+            Body::Static(b) => Some(b),
+            Body::Stream(_) | Body::File { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Empty"),
+            Body::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Body::Static(b) => write!(f, "Static({} bytes)", b.len()),
+            Body::Stream(_) => f.write_str("Stream"),
+            Body::File { offset, len, .. } => write!(f, "File(offset {offset}, {len} bytes)"),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Body {
+        Body::Bytes(bytes)
+    }
+}
+
+impl From<String> for Body {
+    fn from(text: String) -> Body {
+        Body::Bytes(text.into_bytes())
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(text: &'static str) -> Body {
+        Body::Static(text.as_bytes())
+    }
+}
+
+/// A response: status, headers and body. `Date`, `Server`, `Content-Length` and
+/// `Transfer-Encoding` are added by the server when it writes the response.
+#[derive(Debug)]
+pub struct Response {
+    /// The status code (100..=999).
+    pub status: u16,
+    /// Header fields, in order.
+    pub headers: Headers,
+    /// The body.
+    pub body: Body,
+}
+
+impl Response {
+    /// A response with no headers and an empty body.
+    pub fn new(status: u16) -> Self {
+        Response {
+            status,
+            headers: Headers::new(),
+            body: Body::Empty,
+        }
+    }
+
+    /// A `text/plain; charset=utf-8` response.
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        let mut headers = Headers::with_capacity(2);
+        headers.append_static("Content-Type", "text/plain; charset=utf-8");
+        Response {
+            status,
+            headers,
+            body: Body::Bytes(body.into().into_bytes()),
+        }
+    }
+
+    /// A response with the given `Content-Type` and body.
+    pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+        let mut headers = Headers::with_capacity(2);
+        headers.append("Content-Type", content_type);
+        Response {
+            status,
+            headers,
+            body: Body::Bytes(body),
+        }
+    }
+
+    /// A response with a static `Content-Type` and a static body: no allocation but the header list.
+    pub fn static_bytes(status: u16, content_type: &'static str, body: &'static [u8]) -> Self {
+        let mut headers = Headers::with_capacity(2);
+        headers.append_static("Content-Type", content_type);
+        Response {
+            status,
+            headers,
+            body: Body::Static(body),
+        }
+    }
+
+    /// A streamed response (chunked on HTTP/1.1); `write` runs on a worker thread.
+    pub fn stream(
+        status: u16,
+        content_type: &str,
+        write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
+    ) -> Self {
+        let mut headers = Headers::with_capacity(2);
+        headers.append("Content-Type", content_type);
+        Response {
+            status,
+            headers,
+            body: Body::Stream(Box::new(write)),
+        }
+    }
+
+    /// Sets (replaces) a header; builder style.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// Replaces the body; builder style.
+    pub fn with_body(mut self, body: impl Into<Body>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// `204 No Content`.
+    pub fn no_content() -> Self {
+        Response::new(204)
+    }
+
+    /// A plain-text response whose body is the status's reason phrase (e.g. `404 Not Found`).
+    pub fn status_text(status: u16) -> Self {
+        Response::static_bytes(
+            status,
+            "text/plain; charset=utf-8",
+            reason_phrase(status).as_bytes(),
+        )
+    }
+}
+
+/// The reason phrase of a status code ("" for unknown codes).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        422 => "Unprocessable Content",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constructors_set_type_and_body() {
+        let r = Response::text(200, "hi");
+        assert_eq!(
+            r.headers.get("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+        assert_eq!(r.body.as_bytes(), Some(&b"hi"[..]));
+        let r =
+            Response::bytes(201, "application/json", b"{}".to_vec()).with_header("Location", "/x");
+        assert_eq!((r.status, r.headers.get("location")), (201, Some("/x")));
+        let r = Response::no_content();
+        assert_eq!((r.status, r.body.len()), (204, Some(0)));
+        assert_eq!(
+            Response::status_text(404).body.as_bytes(),
+            Some(&b"Not Found"[..])
+        );
+        assert!(Response::stream(200, "text/event-stream", |_| Ok(()))
+            .body
+            .len()
+            .is_none());
+    }
+}

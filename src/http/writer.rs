@@ -1,0 +1,305 @@
+//! The response writer: serializes a `Response` into bytes appended to a reused buffer (status
+//! line and common headers as static bytes, cached `Date`, `Server`, `Content-Length` or
+//! chunked framing, no body for HEAD / 1xx / 204 / 304).
+//!
+//! Owns: the bytes of every response head and of in-memory bodies; header sanitising (a value
+//! with CR, LF or NUL from a handler is dropped, never sent: response splitting).
+//! Must not: perform I/O. Stream and file bodies are handed back to the caller as `Direct`.
+
+use super::date::HTTP_DATE_BYTES;
+use super::request::Version;
+use super::response::{reason_phrase, Body, Response, StreamFn};
+
+/// What the writer needs to know about the request being answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exchange {
+    /// The request's version (1.0 clients get no chunked encoding).
+    pub version: Version,
+    /// The request was HEAD: headers only.
+    pub head: bool,
+    /// The client allows the connection to persist (and the server wants it to).
+    pub keep_alive: bool,
+}
+
+/// A body that the connection must send itself after the head (not in the buffer).
+pub enum Direct {
+    /// Run the closure, framing its writes as chunks when `chunked`.
+    Stream {
+        /// The body writer.
+        write: StreamFn,
+        /// Chunked framing (HTTP/1.1) or raw until close (HTTP/1.0).
+        chunked: bool,
+    },
+    /// Copy a file region.
+    File {
+        /// The open file.
+        file: std::fs::File,
+        /// First byte.
+        offset: u64,
+        /// Byte count (announced in Content-Length).
+        len: u64,
+    },
+}
+
+/// The result of serializing one response.
+pub struct Written {
+    /// The connection must close after this response.
+    pub close: bool,
+    /// A body still to be sent by the connection, if any.
+    pub direct: Option<Direct>,
+}
+
+/// Appends the status line of `status` (HTTP/1.1).
+fn status_line(out: &mut Vec<u8>, status: u16) {
+    let line: &[u8] = match status {
+        200 => b"HTTP/1.1 200 OK\r\n",
+        201 => b"HTTP/1.1 201 Created\r\n",
+        204 => b"HTTP/1.1 204 No Content\r\n",
+        304 => b"HTTP/1.1 304 Not Modified\r\n",
+        400 => b"HTTP/1.1 400 Bad Request\r\n",
+        404 => b"HTTP/1.1 404 Not Found\r\n",
+        500 => b"HTTP/1.1 500 Internal Server Error\r\n",
+        503 => b"HTTP/1.1 503 Service Unavailable\r\n",
+        _ => {
+            assert!(
+                (100..=999).contains(&status),
+                "status {status} out of range"
+            );
+            out.extend_from_slice(b"HTTP/1.1 ");
+            push_decimal(out, u64::from(status));
+            out.push(b' ');
+            out.extend_from_slice(reason_phrase(status).as_bytes());
+            out.extend_from_slice(b"\r\n");
+            return;
+        }
+    };
+    out.extend_from_slice(line);
+}
+
+/// Appends `n` in decimal.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn is_safe_value(s: &str) -> bool {
+    s.bytes().all(|b| b == b'\t' || b >= 0x20 && b != 0x7f)
+}
+
+/// Serializes `response` (head, and the body when it is in memory) into `out`.
+pub fn write_response(
+    out: &mut Vec<u8>,
+    response: Response,
+    exchange: Exchange,
+    date: &[u8; HTTP_DATE_BYTES],
+    server_name: &str,
+) -> Written {
+    let Response {
+        mut status,
+        headers,
+        body,
+    } = response;
+    if !(100..=999).contains(&status) {
+        eprintln!("lithair http: handler returned invalid status {status}; sending 500");
+        status = 500;
+    }
+    let start = out.len();
+    status_line(out, status);
+    out.extend_from_slice(b"Server: ");
+    out.extend_from_slice(server_name.as_bytes());
+    out.extend_from_slice(b"\r\nDate: ");
+    out.extend_from_slice(date);
+    out.extend_from_slice(b"\r\n");
+    let mut close = !exchange.keep_alive;
+    let mut own_length = None;
+    for (name, value) in headers.iter() {
+        if !is_token(name) || !is_safe_value(value) {
+            eprintln!("lithair http: dropped invalid response header {name:?}");
+            continue;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            own_length = Some(value);
+            continue;
+        }
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("connection") {
+            close |= value
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"));
+            continue;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let bodyless_status = status < 200 || status == 204 || status == 304;
+    let send_body = !exchange.head && !bodyless_status;
+    let chunked_ok = exchange.version == Version::Http11;
+    let mut direct = None;
+    match body {
+        Body::Stream(write) => {
+            if chunked_ok {
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            } else {
+                close = true;
+            }
+            if send_body {
+                direct = Some(Direct::Stream {
+                    write,
+                    chunked: chunked_ok,
+                });
+            }
+        }
+        Body::Empty if bodyless_status || own_length.is_some() => {
+            if let Some(length) = own_length.filter(|v| v.bytes().all(|b| b.is_ascii_digit())) {
+                out.extend_from_slice(b"Content-Length: ");
+                out.extend_from_slice(length.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        Body::File { file, offset, len } => {
+            content_length(out, len, bodyless_status);
+            if send_body && len > 0 {
+                direct = Some(Direct::File { file, offset, len });
+            }
+        }
+        other => {
+            let bytes = other.as_bytes().unwrap_or(&[]);
+            content_length(out, bytes.len() as u64, bodyless_status);
+            finish_head(out, close, exchange);
+            if send_body {
+                out.extend_from_slice(bytes);
+            }
+            assert!(out.len() > start, "nothing written");
+            return Written { close, direct };
+        }
+    }
+    finish_head(out, close, exchange);
+    Written { close, direct }
+}
+
+fn content_length(out: &mut Vec<u8>, len: u64, bodyless_status: bool) {
+    if bodyless_status {
+        return;
+    }
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, len);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn finish_head(out: &mut Vec<u8>, close: bool, exchange: Exchange) {
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n\r\n");
+    } else if exchange.version == Version::Http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
+    } else {
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DATE: &[u8; 29] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+    const KEEP: Exchange = Exchange {
+        version: Version::Http11,
+        head: false,
+        keep_alive: true,
+    };
+
+    fn render(response: Response, exchange: Exchange) -> (String, bool, bool) {
+        let mut out = Vec::new();
+        let written = write_response(&mut out, response, exchange, DATE, "lithair");
+        let text = String::from_utf8(out).expect("utf8");
+        (text, written.close, written.direct.is_some())
+    }
+
+    #[test]
+    fn plain_response_has_length_date_and_server() {
+        let (text, close, direct) = render(Response::text(200, "hi"), KEEP);
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nServer: lithair\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\n\r\nhi"
+        );
+        assert!(!close && !direct);
+    }
+
+    #[test]
+    fn head_and_bodyless_statuses_send_no_body() {
+        let head = Exchange { head: true, ..KEEP };
+        let (text, _, _) = render(Response::text(200, "hello"), head);
+        assert!(text.ends_with("Content-Length: 5\r\n\r\n"), "{text}");
+        let (text, _, _) = render(Response::text(204, "x"), KEEP);
+        assert!(
+            text.ends_with("utf-8\r\n\r\n") && !text.contains("Length"),
+            "{text}"
+        );
+        let (text, _, _) = render(Response::new(304).with_header("Content-Length", "7"), KEEP);
+        assert!(text.contains("Content-Length: 7\r\n") && text.starts_with("HTTP/1.1 304"));
+        let (text, _, _) = render(Response::new(418), KEEP);
+        assert!(
+            text.starts_with("HTTP/1.1 418 \r\n") && text.ends_with("Content-Length: 0\r\n\r\n")
+        );
+    }
+
+    #[test]
+    fn close_stream_and_http10_framing() {
+        let closing = Exchange {
+            keep_alive: false,
+            ..KEEP
+        };
+        let (text, close, _) = render(Response::text(400, "bad"), closing);
+        assert!(close && text.contains("Connection: close\r\n\r\nbad"));
+        let old = Exchange {
+            version: Version::Http10,
+            ..KEEP
+        };
+        let (text, close, _) = render(Response::text(200, "a"), old);
+        assert!(!close && text.contains("Connection: keep-alive\r\n"));
+        let (text, close, direct) = render(Response::stream(200, "text/plain", |_| Ok(())), KEEP);
+        assert!(!close && direct && text.contains("Transfer-Encoding: chunked\r\n"));
+        let (text, close, direct) = render(Response::stream(200, "text/plain", |_| Ok(())), old);
+        assert!(close && direct && !text.contains("chunked"));
+        let (_, close, _) = render(
+            Response::text(200, "a").with_header("Connection", "close"),
+            KEEP,
+        );
+        assert!(close);
+    }
+
+    #[test]
+    fn unsafe_headers_are_dropped_and_framing_headers_replaced() {
+        let response = Response::text(200, "ok")
+            .with_header("X-Evil", "a\r\nSet-Cookie: x=1")
+            .with_header("Bad Name", "v")
+            .with_header("Transfer-Encoding", "chunked")
+            .with_header("Content-Length", "99");
+        let (text, _, _) = render(response, KEEP);
+        assert!(!text.contains("Evil") && !text.contains("Bad Name") && !text.contains("chunked"));
+        assert!(text.contains("Content-Length: 2\r\n") && !text.contains(": 99"));
+        let mut out = Vec::new();
+        push_decimal(&mut out, 0);
+        push_decimal(&mut out, u64::MAX);
+        assert_eq!(out, b"018446744073709551615");
+    }
+}

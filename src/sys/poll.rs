@@ -1,0 +1,190 @@
+//! A `poll(2)` poller with the same interface as `epoll::Epoll`, for platforms without epoll.
+//! Compiled on every Unix so that its tests run on Linux too.
+//!
+//! Owns: the registration table (fd, token, interest) rebuilt into a pollfd array per wait.
+//! Must not: be used where epoll exists (it is O(registrations) per wait).
+
+use super::{Event, Interest};
+use std::ffi::{c_int, c_short};
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Mutex;
+
+const POLLIN: c_short = 0x001;
+const POLLOUT: c_short = 0x004;
+const POLLERR: c_short = 0x008;
+const POLLHUP: c_short = 0x010;
+
+#[cfg(target_os = "linux")]
+type PollCount = std::ffi::c_ulong;
+#[cfg(not(target_os = "linux"))]
+type PollCount = std::ffi::c_uint;
+
+/// `struct pollfd`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct PollFd {
+    fd: c_int,
+    events: c_short,
+    revents: c_short,
+}
+
+extern "C" {
+    fn poll(fds: *mut PollFd, nfds: PollCount, timeout: c_int) -> c_int;
+}
+
+#[derive(Clone, Copy)]
+struct Registration {
+    fd: RawFd,
+    token: u64,
+    interest: Interest,
+}
+
+/// A level-triggered poller over `poll(2)`.
+#[derive(Default)]
+pub struct PollPoller {
+    registrations: Mutex<Vec<Registration>>,
+    fds: Vec<PollFd>,
+    tokens: Vec<u64>,
+}
+
+impl PollPoller {
+    /// Creates an empty poller.
+    pub fn new() -> io::Result<PollPoller> {
+        Ok(PollPoller::default())
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Vec<Registration>> {
+        // A poisoned table only means another thread panicked mid-update of plain data.
+        self.registrations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers `fd` with `token`.
+    pub fn add(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
+        let mut table = self.table();
+        if table.iter().any(|r| r.fd == fd) {
+            return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+        }
+        table.push(Registration {
+            fd,
+            token,
+            interest,
+        });
+        Ok(())
+    }
+
+    /// Registers a descriptor shared by several pollers (plain registration here).
+    pub fn add_shared(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        self.add(fd, token, Interest::READ)
+    }
+
+    /// Changes the interest of a registered `fd`.
+    pub fn modify(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
+        let mut table = self.table();
+        let entry = table
+            .iter_mut()
+            .find(|r| r.fd == fd)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        entry.token = token;
+        entry.interest = interest;
+        Ok(())
+    }
+
+    /// Unregisters `fd`.
+    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
+        let mut table = self.table();
+        let before = table.len();
+        table.retain(|r| r.fd != fd);
+        if table.len() == before {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout_ms` (-1: forever) and fills `out` (cleared first).
+    pub fn wait(&mut self, out: &mut Vec<Event>, timeout_ms: i32) -> io::Result<()> {
+        out.clear();
+        self.fds.clear();
+        self.tokens.clear();
+        let table = self
+            .registrations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for r in table.iter() {
+            let mut events = 0;
+            if r.interest.read {
+                events |= POLLIN;
+            }
+            if r.interest.write {
+                events |= POLLOUT;
+            }
+            self.fds.push(PollFd {
+                fd: r.fd,
+                events,
+                revents: 0,
+            });
+            self.tokens.push(r.token);
+        }
+        drop(table);
+        let count = PollCount::try_from(self.fds.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: `fds` holds `count` initialised pollfd structs that outlive the call; the
+        // kernel writes only their `revents` fields.
+        let n = unsafe { poll(self.fds.as_mut_ptr(), count, timeout_ms) };
+        if n < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(error);
+        }
+        for (pfd, token) in self.fds.iter().zip(&self.tokens) {
+            if pfd.revents == 0 {
+                continue;
+            }
+            out.push(Event {
+                token: *token,
+                readable: pfd.revents & POLLIN != 0,
+                writable: pfd.revents & POLLOUT != 0,
+                closed: pfd.revents & (POLLERR | POLLHUP) != 0,
+            });
+        }
+        assert!(
+            out.len() <= n as usize,
+            "poll reported {n}, found {}",
+            out.len()
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn reports_readable_then_writable_after_modify() {
+        let mut poller = PollPoller::new().expect("poller");
+        let (mut a, b) = UnixStream::pair().expect("pair");
+        poller.add(b.as_raw_fd(), 7, Interest::READ).expect("add");
+        let mut events = Vec::new();
+        poller.wait(&mut events, 0).expect("wait");
+        assert!(events.is_empty());
+        a.write_all(b"x").expect("write");
+        poller.wait(&mut events, 1000).expect("wait");
+        assert_eq!(events.len(), 1);
+        assert!(events[0].readable && events[0].token == 7);
+        poller
+            .modify(b.as_raw_fd(), 8, Interest::WRITE)
+            .expect("mod");
+        poller.wait(&mut events, 1000).expect("wait");
+        assert!(events[0].writable && !events[0].readable && events[0].token == 8);
+        poller.delete(b.as_raw_fd()).expect("del");
+        assert!(poller.delete(b.as_raw_fd()).is_err());
+    }
+}
