@@ -5,6 +5,8 @@
 mod client;
 
 use client::TestServer;
+use lithair::crypto::deflate;
+use lithair::http::middleware::Compression;
 use lithair::http::Router;
 use std::path::PathBuf;
 
@@ -21,6 +23,11 @@ fn fixture(name: &str) -> PathBuf {
     std::fs::write(public.join("data.json"), "{}").expect("write");
     std::fs::write(public.join("sub").join("a b.txt"), "0123456789").expect("write");
     std::fs::write(public.join(".env"), "TOKEN=1").expect("write");
+    std::fs::write(
+        public.join("big.txt"),
+        "static text compresses well\n".repeat(200),
+    )
+    .expect("write");
     std::fs::write(base.join("secret.txt"), "top secret").expect("write");
     #[cfg(unix)]
     {
@@ -153,5 +160,43 @@ fn no_way_out_of_the_root() {
     );
     // A symlink that stays inside the root is fine.
     assert_eq!(server.get("/assets/alias.json", &[]).status, 200);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn compressed_files_revalidate() {
+    let base = fixture("gzip");
+    let root = base.join("public");
+    let router = Router::new()
+        .layer(Compression::default())
+        .static_dir("/assets", root.to_str().expect("utf-8 path"));
+    let server = TestServer::start(router);
+    let r = server.get("/assets/big.txt", &["Accept-Encoding: gzip"]);
+    assert_eq!(
+        (r.status, r.header("content-encoding")),
+        (200, Some("gzip"))
+    );
+    let plain = std::fs::read(root.join("big.txt")).expect("read");
+    assert_eq!(deflate::gunzip(&r.body, 1 << 20).expect("gunzip"), plain);
+    let etag = r.header("etag").expect("etag").to_string();
+    assert!(etag.ends_with("-gzip\""), "{etag}");
+    let again = server.get(
+        "/assets/big.txt",
+        &["Accept-Encoding: gzip", &format!("If-None-Match: {etag}")],
+    );
+    assert_eq!(again.status, 304);
+    // Ranges are served from the identity representation, never compressed.
+    let part = server.get(
+        "/assets/big.txt",
+        &["Accept-Encoding: gzip", "Range: bytes=0-5"],
+    );
+    assert_eq!(
+        (
+            part.status,
+            part.header("content-encoding"),
+            part.text().as_str()
+        ),
+        (206, None, "static")
+    );
     let _ = std::fs::remove_dir_all(&base);
 }

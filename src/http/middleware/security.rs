@@ -47,9 +47,10 @@ impl Middleware for SecurityHeaders {
                 h.append_static(name, value);
             }
         }
-        let is_html = h
-            .get("content-type")
-            .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
+        let is_html = h.get("content-type").is_some_and(|t| {
+            let t = t.trim_start().as_bytes();
+            t.len() >= 9 && t[..9].eq_ignore_ascii_case(b"text/html")
+        });
         if let (true, Some(csp)) = (is_html, &self.csp) {
             if !h.contains("content-security-policy") {
                 h.append("Content-Security-Policy", csp.as_str());
