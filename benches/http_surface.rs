@@ -61,7 +61,15 @@ fn router_benches(c: &mut Criterion) {
     let router = router.get("/plaintext", |_: &mut Request| {
         Response::static_bytes(200, "text/plain", b"Hello, World!")
     });
+    let direct = |_: &mut Request| Response::static_bytes(200, "text/plain", b"Hello, World!");
     let mut group = c.benchmark_group("router");
+    // The baseline: the same request and response without routing or middleware.
+    group.bench_function("direct_closure_baseline", |b| {
+        b.iter(|| {
+            let mut req = Request::new(Method::Get, "/plaintext");
+            black_box(direct(&mut req).status)
+        })
+    });
     group.bench_function("dispatch_param_route", |b| {
         b.iter(|| {
             let mut req = Request::new(Method::Get, "/api/products/12345");

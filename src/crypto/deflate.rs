@@ -775,7 +775,7 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 /// Compresses `data` as a complete raw DEFLATE stream (last block has BFINAL).
 pub fn compress_raw(data: &[u8]) -> Vec<u8> {
     let mut writer = BitWriter::new(data.len() / 2 + 64);
-    encode_blocks(data, &mut writer, true);
+    encode_blocks(data, 0, &mut writer, true);
     writer.finish()
 }
 
@@ -783,8 +783,23 @@ pub fn compress_raw(data: &[u8]) -> Vec<u8> {
 /// `00 00 ff ff`) and no final block, as permessage-deflate frames a message; the caller removes
 /// the trailing four bytes per RFC 7692 §7.2.1.
 pub fn compress_raw_sync(data: &[u8]) -> Vec<u8> {
+    compress_raw_sync_with_dictionary(&[], data)
+}
+
+/// Like [`compress_raw_sync`], but back-references may reach into `dictionary` (the last
+/// [`WINDOW_BYTES`] of it are used): the previous messages, for permessage-deflate with
+/// context takeover. The peer decodes with [`inflate_raw_partial`] and the same dictionary.
+pub fn compress_raw_sync_with_dictionary(dictionary: &[u8], data: &[u8]) -> Vec<u8> {
+    let dict = &dictionary[dictionary.len().saturating_sub(WINDOW_BYTES)..];
+    let joined;
+    let (buffer, start) = if dict.is_empty() {
+        (data, 0)
+    } else {
+        joined = [dict, data].concat();
+        (&joined[..], dict.len())
+    };
     let mut writer = BitWriter::new(data.len() / 2 + 64);
-    encode_blocks(data, &mut writer, false);
+    encode_blocks(buffer, start, &mut writer, false);
     writer.put(0, 3); // BFINAL = 0, BTYPE = 00 (stored)
     writer.align();
     writer.put(0x0000, 16);
@@ -794,11 +809,19 @@ pub fn compress_raw_sync(data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn encode_blocks(data: &[u8], writer: &mut BitWriter, last_is_final: bool) {
+/// Encodes `data[start..]` as blocks; `data[..start]` only primes the window.
+fn encode_blocks(data: &[u8], start: usize, writer: &mut BitWriter, last_is_final: bool) {
+    assert!(
+        start <= WINDOW_BYTES && start <= data.len(),
+        "dictionary larger than the window"
+    );
     let mut matcher = Matcher::new(data);
+    for p in 0..start {
+        matcher.insert(p);
+    }
     let mut tokens: Vec<Token> = Vec::with_capacity(BLOCK_TOKENS_MAX + 1);
-    let mut block_start = 0usize;
-    let mut pos = 0usize;
+    let mut block_start = start;
+    let mut pos = start;
     let mut lookahead: Option<(usize, usize)> = None;
     let mut final_written = false;
     while pos < data.len() {
@@ -1221,6 +1244,31 @@ mod tests {
             inflated.consumed_bytes,
             packed.len(),
             "trailing bytes after the final block"
+        );
+    }
+
+    #[test]
+    fn dictionary_shrinks_repeated_messages() {
+        let first = b"{\"type\":\"chat\",\"room\":\"lobby\",\"text\":\"hello everyone\"}".to_vec();
+        let second = b"{\"type\":\"chat\",\"room\":\"lobby\",\"text\":\"hello again\"}".to_vec();
+        let alone = compress_raw_sync(&second);
+        let primed = compress_raw_sync_with_dictionary(&first, &second);
+        assert!(
+            primed.len() < alone.len(),
+            "{} vs {}",
+            primed.len(),
+            alone.len()
+        );
+        let back = inflate_raw_partial(&primed, &first, LIMIT).expect("inflate");
+        assert_eq!(back.data, second);
+        // A dictionary longer than the window keeps only its tail.
+        let long = vec![b'q'; WINDOW_BYTES + 100];
+        let packed = compress_raw_sync_with_dictionary(&long, b"qqqqqqqq");
+        assert_eq!(
+            inflate_raw_partial(&packed, &long, LIMIT)
+                .expect("inflate")
+                .data,
+            b"qqqqqqqq"
         );
     }
 
