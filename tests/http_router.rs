@@ -63,6 +63,9 @@ fn app() -> Router {
                 .collect();
             Ok(Response::text(200, summary.join(",")))
         })
+        .get("/boom", |_: &mut Request| -> Response {
+            panic!("handler bug")
+        })
         .group("/api", |g| {
             g.layer(|req: &mut Request, next: &dyn lithair::http::Handler| {
                 next.call(req).with_header("X-Api", "v1")
@@ -189,4 +192,13 @@ fn head_and_options_follow_routes() {
         (r.status, r.header("allow")),
         (204, Some("GET, DELETE, HEAD, OPTIONS"))
     );
+}
+
+#[test]
+fn a_panicking_handler_is_a_500_and_the_server_keeps_serving() {
+    let server = TestServer::start(app());
+    let r = server.get("/boom", &[]);
+    assert_eq!(r.status, 500);
+    let r = server.get("/api/ping", &[]);
+    assert_eq!((r.status, r.text().as_str()), (200, "pong"));
 }

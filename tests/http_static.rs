@@ -85,6 +85,17 @@ fn types_validators_and_cache_control() {
     assert_eq!(since.status, 304);
     let changed = server.get("/assets/sub/a%20b.txt", &["If-None-Match: \"other\""]);
     assert_eq!(changed.status, 200);
+    let head = server
+        .exchange(b"HEAD /assets/sub/a%20b.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 10\r\n"),
+        "{head}"
+    );
     let home = server.get("/assets/index.html", &[]);
     assert!(
         home.header("content-security-policy").is_some(),
