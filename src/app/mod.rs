@@ -5,4 +5,7 @@
 //! Must not: contain protocol or storage logic; it wires the lower layers together.
 
 pub mod cli;
+pub mod command;
+pub mod model;
 pub mod schema;
+pub mod state;
