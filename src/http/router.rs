@@ -691,6 +691,20 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn prop_any_path_gets_an_answer(path in "/[a-z0-9%/.{}*+ -]{0,40}", method in 0u8..3) {
+            let r = Router::bare()
+                .get("/a/{x}", echo("a"))
+                .post("/a/{x}/b", echo("b"))
+                .get("/s/{*rest}", echo("s"));
+            let method = [Method::Get, Method::Post, Method::Delete][usize::from(method)].clone();
+            let mut req = Request::new(method, &path);
+            let status = r.call(&mut req).status;
+            proptest::prop_assert!(matches!(status, 200 | 204 | 400 | 404 | 405), "{} -> {}", path, status);
+        }
+    }
+
     #[test]
     #[should_panic(expected = "registered twice")]
     fn duplicate_routes_panic_at_registration() {
