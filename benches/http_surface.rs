@@ -158,8 +158,13 @@ fn router_benches(c: &mut Criterion) {
             .call(&mut Request::new(Method::Get, "/api/products/12345"))
             .status
     });
-    if let (Some(base), Some(plain), Some(param)) = (base, plain, param) {
-        println!("cpu: direct closure {base:.0} ns, router /plaintext {plain:.0} ns, router /api/products/{{id}} {param:.0} ns per request");
+    let bare = Router::bare().get("/plaintext", direct);
+    let bare_ns = per_request_ns(&|| {
+        bare.call(&mut Request::new(Method::Get, "/plaintext"))
+            .status
+    });
+    if let (Some(base), Some(plain), Some(param), Some(bare_ns)) = (base, plain, param, bare_ns) {
+        println!("cpu: direct closure {base:.0} ns, bare router {bare_ns:.0} ns, router /plaintext {plain:.0} ns, router /api/products/{{id}} {param:.0} ns per request");
     }
     let mut group = c.benchmark_group("router");
     // The baseline: the same request and response without routing or middleware.
