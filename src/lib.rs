@@ -36,6 +36,8 @@ pub mod raft;
 pub mod sys;
 pub mod ws;
 
+pub use app::App;
+
 // Doc-only: compile-fail examples of the derives' attribute errors.
 mod derive_tests;
 

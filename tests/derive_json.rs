@@ -591,3 +591,92 @@ fn types_declared_by_macro_rules() {
     let text = json::to_string(&DeclaredBorrow { text: "t" }).expect("writes");
     assert_eq!(text, r#"{"text":"t"}"#);
 }
+
+/// User items named like the std prelude's must not change the generated code's meaning.
+mod shadowing {
+    #![allow(dead_code)]
+    use lithair::prelude::*;
+
+    #[derive(Json, Binary, Debug, PartialEq, Default)]
+    pub struct Option {
+        pub inner: u8,
+    }
+    pub struct Some;
+    pub struct None;
+    pub struct Ok;
+    pub struct Err;
+    pub struct Result;
+
+    #[derive(Json, Binary, Debug, PartialEq)]
+    pub struct Holder {
+        pub own: Option,
+        pub std: ::core::option::Option<u8>,
+    }
+
+    #[derive(Json, Binary, Debug, PartialEq)]
+    #[json(tag = "t")]
+    pub enum Tagged {
+        A { own: Option },
+    }
+}
+
+#[test]
+fn user_items_named_like_prelude_items() {
+    use shadowing::{Holder, Option as Own, Tagged};
+    check(
+        &Holder {
+            own: Own { inner: 1 },
+            std: None,
+        },
+        r#"{"own":{"inner":1},"std":null}"#,
+    );
+    check(
+        &Tagged::A {
+            own: Own { inner: 2 },
+        },
+        r#"{"t":"A","own":{"inner":2}}"#,
+    );
+    let bytes = lithair::binary::to_vec(&Holder {
+        own: Own { inner: 1 },
+        std: Some(2),
+    });
+    assert_eq!(
+        lithair::binary::from_slice::<Holder>(&bytes)
+            .expect("decodes")
+            .std,
+        Some(2)
+    );
+}
+
+/// `T` is only in a skipped field: it needs `Default` (added by the derive), not `FromJson`.
+#[derive(Json, Binary, Debug, PartialEq)]
+struct SkippedParam<T> {
+    shown: u8,
+    #[json(skip)]
+    #[binary(skip)]
+    hidden: T,
+}
+
+#[derive(Debug, PartialEq, Default)]
+struct NotACodec(u8);
+
+#[test]
+fn type_params_of_skipped_fields_need_only_default() {
+    let value = SkippedParam {
+        shown: 1,
+        hidden: NotACodec(5),
+    };
+    assert_eq!(json::to_string(&value).expect("writes"), r#"{"shown":1}"#);
+    let back: SkippedParam<NotACodec> = json::from_str(r#"{"shown":1}"#).expect("reads");
+    assert_eq!(
+        back,
+        SkippedParam {
+            shown: 1,
+            hidden: NotACodec(0)
+        }
+    );
+    let bytes = lithair::binary::to_vec(&value);
+    assert_eq!(bytes, [1, 1]);
+    let back: SkippedParam<NotACodec> = lithair::binary::from_slice(&bytes).expect("decodes");
+    assert_eq!(back.hidden, NotACodec(0));
+}

@@ -12,7 +12,7 @@
 use crate::ast::{Body, Error, Field, Fields, Item, Variant};
 use crate::attrs::{self, DefaultSpec};
 use crate::emit;
-use crate::tokens::{render, str_lit};
+use crate::tokens::str_lit;
 
 const ENCODE: &str = "::lithair::binary::Encode";
 const DECODE: &str = "::lithair::binary::Decode";
@@ -93,7 +93,7 @@ fn resolve_fields<'a>(fields: &'a Fields, errors: &mut Vec<Error>) -> Vec<BinFie
                 .and_then(|f| attrs::default_value(f, errors));
             BinField {
                 field,
-                ty: render(&field.ty),
+                ty: emit::ty(field),
                 default,
                 skip: attrs::get(&found, "skip").is_some(),
             }
@@ -106,7 +106,8 @@ fn encode_struct(fields: &[BinField<'_>], access: &dyn Fn(&Field) -> String) -> 
     let mut out = String::from("let __mark = ::lithair::binary::begin_struct(__out);\n");
     for field in fields.iter().filter(|f| !f.skip) {
         out.push_str(&format!(
-            "{ENCODE}::encode({}, __out);\n",
+            "<{} as {ENCODE}>::encode({}, __out);\n",
+            field.ty,
             access(field.field)
         ));
     }
@@ -148,6 +149,11 @@ fn decode_struct(ctor: &str, fields: &[BinField<'_>]) -> String {
              <{ty} as {DECODE}>::decode(&mut __body).map_err(|__e| __e.{context})? }};\n"
         ));
     }
+    assert_eq!(
+        out.matches("let __f_").count(),
+        fields.len(),
+        "one local per field"
+    );
     let members: Vec<String> = fields
         .iter()
         .map(|f| format!("{}: {}", f.field.member(), emit::local(f.field)))
@@ -206,9 +212,10 @@ mod tests {
     use crate::tokens::lex::lex;
     use crate::tokens::Sp;
 
+    /// Expands `source`, with the type placeholders filled in for readable assertions.
     fn expand_source(source: &str) -> Result<String, Vec<Error>> {
         let item = parse_item(&lex(source), Sp(u32::MAX)).expect("test source parses");
-        expand(&item)
+        expand(&item).map(|code| emit::fill_types(&code, &item))
     }
 
     fn ok(source: &str) -> String {
@@ -219,7 +226,7 @@ mod tests {
     fn structs_are_framed_with_defaults_for_evolution() {
         let code = ok("struct P { a: u8, #[binary(default)] b: String, #[db(default = \"f\")] c: u8, #[binary(skip)] d: u8 }");
         assert!(code.contains("let __mark = ::lithair::binary::begin_struct(__out);"));
-        assert!(code.contains("::lithair::binary::Encode::encode(&self.a, __out);"));
+        assert!(code.contains("<u8 as ::lithair::binary::Encode>::encode(&self.a, __out);"));
         assert!(!code.contains("encode(&self.d"));
         assert!(code.contains("missing_field(\"a\")"));
         assert!(code

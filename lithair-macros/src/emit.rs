@@ -3,9 +3,9 @@
 //!
 //! Owns: how an `impl` line is spelled. Must not: emit anything but absolute paths
 //! (`::lithair::..`, `::core::..`), so generated code works whatever the user imported.
-use crate::ast::{Field, GenericParam, Item};
+use crate::ast::{Body, Field, GenericParam, Item};
 use crate::attrs::DefaultSpec;
-use crate::tokens::{render, Tok};
+use crate::tokens::{render, Sp, Tok};
 
 /// Spells `impl<..> TRAIT for Name<..> where ..` for `item`. Every type parameter in `bounded`
 /// gets `: bound` in the where clause; `extra` predicates are appended as they are.
@@ -91,7 +91,7 @@ pub fn default_bounds<'f>(
 ) -> Vec<String> {
     fields
         .filter(|(field, spec)| **spec == DefaultSpec::Trait && is_generic(item, field))
-        .map(|(field, _)| format!("{}: ::core::default::Default", render(&field.ty)))
+        .map(|(field, _)| format!("{}: ::core::default::Default", ty(field)))
         .collect()
 }
 
@@ -110,6 +110,55 @@ pub fn is_reference(field: &Field) -> bool {
     crate::ast::unwrap_invisible(&field.ty)
         .first()
         .is_some_and(|tok| tok.is_punct('&'))
+}
+
+/// Generated text names a field's type through this placeholder followed by the field's span
+/// handle; `lib.rs` swaps each for the user's own type tokens, spans included, so an error
+/// about a field's type (a missing `ToJson` impl, say) points at that type, not at the derive.
+pub const TYPE_PLACEHOLDER: &str = "__lithair_field_type_";
+
+/// The placeholder standing for `field`'s type in generated text.
+pub fn ty(field: &Field) -> String {
+    format!("{TYPE_PLACEHOLDER}{}", field.sp.0)
+}
+
+/// The span handle a placeholder identifier stands for, if `ident` is one.
+pub fn placeholder_sp(ident: &str) -> Option<Sp> {
+    let digits = ident.strip_prefix(TYPE_PLACEHOLDER)?;
+    digits.parse().ok().map(Sp)
+}
+
+/// Every field of `item` (struct fields, or the fields of every variant).
+pub fn all_fields(item: &Item) -> Vec<&Field> {
+    match &item.body {
+        Body::Struct(fields) => fields.list().iter().collect(),
+        Body::Enum(variants) => variants.iter().flat_map(|v| v.fields.list()).collect(),
+    }
+}
+
+/// Replaces each type placeholder in `code` with the rendered type (for reading generated code
+/// in tests; the macro swaps tokens instead, keeping spans).
+#[cfg(test)]
+pub fn fill_types(code: &str, item: &Item) -> String {
+    let fields = all_fields(item);
+    let mut out = String::with_capacity(code.len());
+    let mut rest = code;
+    while let Some(at) = rest.find(TYPE_PLACEHOLDER) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + TYPE_PLACEHOLDER.len()..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let sp = Sp(after[..digits]
+            .parse()
+            .expect("a placeholder ends in a span handle"));
+        let field = fields
+            .iter()
+            .find(|f| f.sp == sp)
+            .expect("a placeholder names a field");
+        out.push_str(&render(&field.ty));
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The local variable holding field `field` while reading: `__f_title`, `__f_0`.
@@ -162,7 +211,23 @@ mod tests {
         assert!(is_generic(&item, &fields.list()[1]));
         let defaults = [DefaultSpec::Trait, DefaultSpec::Path("f".into())];
         let bounds = default_bounds(&item, fields.list().iter().zip(defaults.iter()));
-        assert_eq!(bounds, ["Vec < T >: ::core::default::Default"]);
+        assert_eq!(bounds.len(), 1);
+        assert_eq!(
+            fill_types(&bounds[0], &item),
+            "Vec < T >: ::core::default::Default"
+        );
+    }
+
+    #[test]
+    fn type_placeholders_round_trip() {
+        let item = item("enum E { A { x: Vec<u8> }, B(u16, &'static str) }");
+        let fields = all_fields(&item);
+        assert_eq!(fields.len(), 3);
+        let code = format!("{}|{}|{}", ty(fields[0]), ty(fields[1]), ty(fields[2]));
+        assert_eq!(fill_types(&code, &item), "Vec < u8 >|u16|&'static str");
+        assert_eq!(placeholder_sp(&ty(fields[2])), Some(fields[2].sp));
+        assert_eq!(placeholder_sp("__lithair_field_type_x"), None);
+        assert_eq!(placeholder_sp("other"), None);
     }
 
     #[test]

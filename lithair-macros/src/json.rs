@@ -11,7 +11,7 @@ use crate::ast::{Body, Error, Field, Fields, Item, Variant};
 use crate::attrs::{self, DefaultSpec};
 use crate::case::Case;
 use crate::emit;
-use crate::tokens::{render, str_lit};
+use crate::tokens::str_lit;
 
 /// The trait paths used in generated code.
 const TO_JSON: &str = "::lithair::json::ToJson";
@@ -19,10 +19,10 @@ const FROM_JSON: &str = "::lithair::json::FromJson";
 const ERROR: &str = "::lithair::json::Error";
 const READER: &str = "::lithair::json::Reader<'_>";
 /// Opens every generated function body, so user items named `Some`, `Ok`, ... cannot
-/// change the meaning of generated code.
-const BODY_PRELUDE: &str =
-    "#[allow(unused_imports)] use ::core::option::Option::{self, Some, None}; \
-     #[allow(unused_imports)] use ::core::result::Result::{self, Ok, Err};\n";
+/// change the meaning of generated code. The types `Option` and `Result` are not imported:
+/// that would shadow a user's own type of that name in field types; they are spelled in full.
+const BODY_PRELUDE: &str = "#[allow(unused_imports)] use ::core::option::Option::{Some, None}; \
+     #[allow(unused_imports)] use ::core::result::Result::{Ok, Err};\n";
 
 /// A field after attribute resolution.
 struct JsonField<'a> {
@@ -90,6 +90,15 @@ fn analyze(item: &Item) -> Result<Model<'_>, Vec<Error>> {
         }
         Some(literal.value.clone())
     });
+    if let Body::Struct(Fields::Tuple(_) | Fields::Unit) = &item.body {
+        // A struct without named fields has no keys to rename or to reject.
+        for key in ["rename_all", "deny_unknown_fields"] {
+            if let Some(found) = attrs::get(&container, key) {
+                let message = format!("`json({key})` applies to structs with named fields");
+                errors.push(Error::new(found.sp, message));
+            }
+        }
+    }
     let shape = match &item.body {
         Body::Struct(fields) => {
             Shape::Struct(fields, resolve_fields(fields, rename_all, &mut errors))
@@ -208,7 +217,7 @@ fn resolve_field<'a>(
     JsonField {
         field,
         key,
-        ty: render(&field.ty),
+        ty: emit::ty(field),
         default,
         skip: attrs::get(&found, "skip").is_some(),
         skip_if_none: attrs::get(&found, "skip_if_none").is_some(),
@@ -314,12 +323,14 @@ fn write_fields(
             for field in written {
                 let value = access(field.field);
                 let write = format!(
-                    "__w.field({}); {TO_JSON}::write_json({value}, __w);",
-                    str_lit(&field.key)
+                    "__w.field({}); <{} as {TO_JSON}>::write_json({value}, __w);",
+                    str_lit(&field.key),
+                    field.ty
                 );
                 if field.skip_if_none {
                     out.push_str(&format!(
-                        "if ::core::option::Option::is_some({value}) {{ {write} }}\n"
+                        "if <{}>::is_some({value}) {{ {write} }}\n",
+                        field.ty
                     ));
                 } else {
                     out.push_str(&write);
@@ -330,13 +341,19 @@ fn write_fields(
             out
         }
         Fields::Tuple(list) if list.len() == 1 => {
-            format!("{TO_JSON}::write_json({}, __w);\n", access(&list[0]))
+            assert_eq!(resolved.len(), 1, "a newtype resolves to exactly one field");
+            let ty = &resolved[0].ty;
+            format!(
+                "<{ty} as {TO_JSON}>::write_json({}, __w);\n",
+                access(&list[0])
+            )
         }
         Fields::Tuple(_) => {
             let mut out = String::from("__w.begin_array();\n");
             for field in written {
                 out.push_str(&format!(
-                    "__w.element(); {TO_JSON}::write_json({}, __w);\n",
+                    "__w.element(); <{} as {TO_JSON}>::write_json({}, __w);\n",
+                    field.ty,
                     access(field.field)
                 ));
             }
@@ -424,6 +441,7 @@ fn read_fields(
     match fields {
         Fields::Named(_) => read_object(ctor, resolved, deny, tag),
         Fields::Tuple(list) if list.len() == 1 => {
+            assert_eq!(resolved.len(), 1, "a newtype resolves to exactly one field");
             format!(
                 "Ok({ctor} {{ 0: <{} as {FROM_JSON}>::read_json(__r)? }})\n",
                 resolved[0].ty
@@ -439,7 +457,7 @@ fn read_object(ctor: &str, resolved: &[JsonField<'_>], deny: bool, tag: Option<&
     let read: Vec<&JsonField<'_>> = resolved.iter().filter(|f| !f.skip).collect();
     for field in &read {
         out.push_str(&format!(
-            "let mut {}: Option<{}> = None;\n",
+            "let mut {}: ::core::option::Option<{}> = None;\n",
             emit::local(field.field),
             field.ty
         ));
@@ -529,6 +547,10 @@ fn read_array(ctor: &str, resolved: &[JsonField<'_>]) -> String {
         ));
         position += 1;
     }
+    assert_eq!(
+        position, expected,
+        "every written element is read at its own position"
+    );
     let message = format!("expected an array of {expected} elements, found more");
     out.push_str(&format!(
         "if __open && __r.next_element()? {{ return Err(__r.error({})); }}\n",
@@ -646,9 +668,10 @@ mod tests {
     use crate::tokens::lex::lex;
     use crate::tokens::Sp;
 
+    /// Expands `source`, with the type placeholders filled in for readable assertions.
     fn expand_source(source: &str) -> Result<String, Vec<Error>> {
         let item = parse_item(&lex(source), Sp(u32::MAX)).expect("test source parses");
-        expand(&item)
+        expand(&item).map(|code| emit::fill_types(&code, &item))
     }
 
     fn ok(source: &str) -> String {
@@ -667,11 +690,11 @@ mod tests {
         let code = ok("#[json(rename_all = \"camelCase\")] struct P { user_id: u64, #[json(rename = \"T\")] title: String, \
                        #[json(skip)] cache: u8, #[json(skip_if_none)] note: Option<String> }");
         assert!(code.contains(
-            "__w.field(\"userId\"); ::lithair::json::ToJson::write_json(&self.user_id, __w);"
+            "__w.field(\"userId\"); <u64 as ::lithair::json::ToJson>::write_json(&self.user_id, __w);"
         ));
         assert!(code.contains("__w.field(\"T\")"));
         assert!(!code.contains("\"cache\""));
-        assert!(code.contains("if ::core::option::Option::is_some(&self.note) {"));
+        assert!(code.contains("if <Option < String >>::is_some(&self.note) {"));
         assert!(code.contains("\"userId\" => {"));
         assert!(code.contains("cache: <u8 as ::core::default::Default>::default()"));
         assert!(code.contains("missing_field(\"userId\")"));
@@ -689,7 +712,7 @@ mod tests {
     #[test]
     fn tuple_newtype_and_unit_shapes() {
         let code = ok("struct N(u64);");
-        assert!(code.contains("::lithair::json::ToJson::write_json(&self.0, __w);"));
+        assert!(code.contains("<u64 as ::lithair::json::ToJson>::write_json(&self.0, __w);"));
         assert!(
             code.contains("Ok(Self { 0: <u64 as ::lithair::json::FromJson>::read_json(__r)? })")
         );
@@ -746,7 +769,7 @@ mod tests {
     fn raw_identifiers_are_keys_without_prefix() {
         let code = ok("struct R { r#type: u8 }");
         assert!(code.contains(
-            "__w.field(\"type\"); ::lithair::json::ToJson::write_json(&self.r#type, __w);"
+            "__w.field(\"type\"); <u8 as ::lithair::json::ToJson>::write_json(&self.r#type, __w);"
         ));
         assert!(code.contains("r#type: match __f_type"));
     }
@@ -755,7 +778,7 @@ mod tests {
     fn error_tokens(source: &str) -> Vec<String> {
         let toks = lex(source);
         let item = parse_item(&toks, Sp(u32::MAX)).expect("test source parses");
-        let errors = expand(&item).err().expect("expected errors");
+        let errors = expand(&item).expect_err("expected errors");
         errors
             .iter()
             .map(|e| token_text(&toks, e.sp).unwrap_or_default())
@@ -799,6 +822,14 @@ mod tests {
         );
         assert_eq!(error_tokens("struct S { #[db(uniq)] a: u8 }"), ["uniq"]);
         assert_eq!(error_tokens("struct S(#[json(skip)] u8);"), ["skip"]);
+        assert_eq!(
+            error_tokens("#[json(rename_all = \"camelCase\")] struct S(u8, u8);"),
+            ["rename_all"]
+        );
+        assert_eq!(
+            error_tokens("#[json(deny_unknown_fields)] struct S;"),
+            ["deny_unknown_fields"]
+        );
         assert_eq!(
             error_tokens("struct S { #[json(skip, skip_if_none)] a: Option<u8> }"),
             ["skip_if_none"]

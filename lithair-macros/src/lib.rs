@@ -57,34 +57,40 @@ fn derive(
     input: TokenStream,
     expand: fn(&ast::Item) -> Result<String, Vec<ast::Error>>,
 ) -> TokenStream {
-    let mut spans = Vec::new();
-    let toks = convert(input, &mut spans);
-    let whole = Sp(spans.len() as u32);
-    spans.push(Span::call_site());
-    let result = ast::parse_item(&toks, whole)
-        .map_err(|error| vec![error])
-        .and_then(|item| expand(&item));
-    match result {
-        Ok(code) => match code.parse::<TokenStream>() {
-            Ok(stream) => stream,
-            Err(_) => compile_errors(
-                &[ast::Error::new(
-                    whole,
-                    "lithair-macros generated code that does not parse; please report this bug",
-                )],
-                &spans,
-            ),
-        },
-        Err(errors) => compile_errors(&errors, &spans),
+    let mut trees = Vec::new();
+    let toks = convert(input, &mut trees);
+    // Errors about the input as a whole (it ended early) point at the derive itself.
+    let whole = next_sp(&trees);
+    let spans: Vec<Span> = trees
+        .iter()
+        .map(TokenTree::span)
+        .chain([Span::call_site()])
+        .collect();
+    let item = match ast::parse_item(&toks, whole) {
+        Ok(item) => item,
+        Err(error) => return compile_errors(&[error], &spans),
+    };
+    let code = match expand(&item) {
+        Ok(code) => code,
+        Err(errors) => return compile_errors(&errors, &spans),
+    };
+    match code.parse::<TokenStream>() {
+        Ok(stream) => put_types_back(stream, &item, &trees),
+        Err(_) => {
+            let message =
+                "lithair-macros generated code that does not parse; please report this bug";
+            compile_errors(&[ast::Error::new(whole, message)], &spans)
+        }
     }
 }
 
-/// Converts a token stream into the owned model, recording each token's span in `spans`.
-fn convert(stream: TokenStream, spans: &mut Vec<Span>) -> Vec<Tok> {
+/// Converts a token stream into the owned model, keeping each original tree in `trees` (the
+/// tree's index is its `Sp`), so spans and the user's own tokens can be recovered.
+fn convert(stream: TokenStream, trees: &mut Vec<TokenTree>) -> Vec<Tok> {
     let mut out = Vec::new();
     for tree in stream {
-        let sp = Sp(spans.len() as u32);
-        spans.push(tree.span());
+        let sp = next_sp(trees);
+        trees.push(tree.clone());
         let tok = match tree {
             TokenTree::Ident(ident) => Tok::Ident {
                 text: ident.to_string(),
@@ -108,7 +114,7 @@ fn convert(stream: TokenStream, spans: &mut Vec<Span>) -> Vec<Tok> {
                 };
                 Tok::Group {
                     delim,
-                    toks: convert(group.stream(), spans),
+                    toks: convert(group.stream(), trees),
                     sp,
                 }
             }
@@ -116,6 +122,42 @@ fn convert(stream: TokenStream, spans: &mut Vec<Span>) -> Vec<Tok> {
         out.push(tok);
     }
     out
+}
+
+/// Swaps every type placeholder in generated code for the field's original type tokens (in an
+/// invisible group, as a `$ty` fragment), so type errors point into the user's declaration.
+fn put_types_back(stream: TokenStream, item: &ast::Item, trees: &[TokenTree]) -> TokenStream {
+    let mut out = TokenStream::new();
+    for tree in stream {
+        let replaced = match &tree {
+            TokenTree::Ident(ident) => emit::placeholder_sp(&ident.to_string()).map(|sp| {
+                let field = emit::all_fields(item).into_iter().find(|f| f.sp == sp);
+                let field = field.expect("every type placeholder names a field of the item");
+                let original: TokenStream = field
+                    .ty
+                    .iter()
+                    .map(|tok| trees[tok.sp().0 as usize].clone())
+                    .collect();
+                TokenTree::Group(Group::new(Delimiter::None, original))
+            }),
+            TokenTree::Group(group) => {
+                let mut inner = Group::new(
+                    group.delimiter(),
+                    put_types_back(group.stream(), item, trees),
+                );
+                inner.set_span(group.span());
+                Some(TokenTree::Group(inner))
+            }
+            _ => None,
+        };
+        out.extend([replaced.unwrap_or(tree)]);
+    }
+    out
+}
+
+/// The handle the next recorded tree will get.
+fn next_sp(trees: &[TokenTree]) -> Sp {
+    Sp(u32::try_from(trees.len()).expect("a derive input holds fewer than 2^32 tokens"))
 }
 
 /// `::core::compile_error!("message");` for each error, every token spanned at the error.

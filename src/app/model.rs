@@ -38,6 +38,11 @@ pub trait Model: Clone + Send + Sync + 'static + ToJson + FromJson + Encode + De
     fn apply_patch(&mut self, patch: &Self::Patch);
     /// `FIELDS` indices of the fields present in `patch`.
     fn patch_fields(patch: &Self::Patch) -> Vec<usize>;
+    /// Copies every `#[http(read_only)]` and `#[http(skip)]` field from `current`: a client's
+    /// PUT replaces what it may write and keeps what it may not.
+    fn keep_protected(&mut self, current: &Self) {
+        let _ = current;
+    }
 }
 
 /// The events of model `M`. `#[derive(Model)]` names it: `pub type PostEvent = ModelEvent<Post>`.
