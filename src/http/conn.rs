@@ -588,10 +588,13 @@ impl Conn {
             self.first_seq += 1;
             let response = slot.response.unwrap_or_else(|| Response::new(500));
             let config = &ctx.shared.config;
+            let mut exchange = slot.exchange;
+            // During a graceful shutdown every answer tells the client to go away.
+            exchange.keep_alive &= !ctx.shared.is_shutting_down();
             let written = write_response(
                 &mut self.output,
                 response,
-                slot.exchange,
+                exchange,
                 ctx.date,
                 config.server_name,
             );
