@@ -55,7 +55,7 @@ fn size_limits_are_answered_and_closed() {
         "c".repeat(0x200)
     );
     expect_rejected(addr, chunked.as_bytes(), 413);
-    // At the limits is fine (30 fields: more than the parser's 24 stack slots).
+    // At the limits is fine (30 fields: more than the parser's 16 stack slots).
     let mut ok = String::from("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n");
     for i in 0..28 {
         ok += &format!("X{i}: v\r\n");

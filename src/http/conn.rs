@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 /// Header slots on the stack for the common case; more (up to the configured maximum) are
 /// parsed again into a heap slice.
-const HEADER_SLOTS_INLINE: usize = 24;
+const HEADER_SLOTS_INLINE: usize = 16;
 /// Pending output beyond which we stop reading more requests (the client is not reading).
 const OUTPUT_BACKPRESSURE_BYTES: usize = 256 * 1024;
 /// The interim response to `Expect: 100-continue`.
