@@ -36,7 +36,86 @@ pub mod raft;
 pub mod sys;
 pub mod ws;
 
+pub use app::App;
+
+// Doc-only: compile-fail examples of the derives' attribute errors.
+mod derive_tests;
+
 /// Everything a Lithair user needs in scope: the derives and the codec traits.
+///
+/// # `#[derive(Json)]`: `ToJson` + `FromJson`
+///
+/// | Rust | JSON |
+/// |---|---|
+/// | `struct S { a: A, b: B }` | `{"a": .., "b": ..}` (declaration order) |
+/// | `struct S(A)` (newtype) | the inner value |
+/// | `struct S(A, B)` | `[.., ..]` |
+/// | `struct S;` | `null` |
+/// | `enum E { Unit, New(A), Tup(A, B), Named { a: A } }` | `"Unit"`, `{"New": ..}`, `{"Tup": [.., ..]}`, `{"Named": {"a": ..}}` |
+/// | same with `#[json(tag = "type")]` | `{"type": "Unit"}`, `{"type": "Named", "a": ..}` |
+///
+/// Reading ignores unknown keys unless `deny_unknown_fields`; a repeated key is an error; a
+/// field absent from the input takes its default if it has one, `None` if it is an `Option`,
+/// and is otherwise a ``missing field `name` `` error. Every error carries the path of the
+/// value (`$.items[3].price`). An externally tagged unit variant also reads from
+/// `{"Unit": null}`. Internally tagged enums find the tag wherever it is in the object.
+///
+/// Attributes (`#[json(..)]`):
+/// - on the type: `rename_all = "camelCase" | "PascalCase" | "snake_case" | "kebab-case" |
+///   "SCREAMING_SNAKE_CASE" | "SCREAMING-KEBAB-CASE" | "lowercase" | "UPPERCASE"` (fields of a
+///   struct, variants of an enum), `tag = "key"` (enums: internal tagging, unit and struct
+///   variants only), `deny_unknown_fields`;
+/// - on a variant: `rename = "name"`, `rename_all = ".."` (the fields of a struct variant);
+/// - on a field: `rename = "key"`, `default` (`Default::default()` when absent),
+///   `default = "path::to::function"`, `skip` (never written; its default when read),
+///   `skip_if_none` (an `Option` field omitted when `None`).
+///
+/// # `#[derive(Binary)]`: `Encode` + `Decode`
+///
+/// Every struct is framed (`varint(body_len) body`, fields in declaration order) so a type can
+/// gain fields at its end: a field absent from old data takes its default if it is marked
+/// `#[binary(default)]` / `#[binary(default = "path")]` / `#[db(default)]`, else decoding fails
+/// with `MissingField`; bytes after the last known field (newer data) are skipped.
+/// `#[binary(skip)]` fields are not written and take their default when read. An enum writes
+/// its variant index, **the variant's position in declaration order** (explicit
+/// discriminants are not used, so add variants at the end), then the variant's fields framed
+/// like a struct.
+///
+/// # Both
+/// - `#[db(default)]` / `#[db(default = "path")]` on a field means `default` for both codecs;
+///   the other `#[db(..)]` keys (`primary_key`, `unique`, `indexed`) belong to
+///   `#[derive(Model)]` and are checked for spelling, then passed over.
+/// - Raw identifiers lose their prefix (`r#type` is the key `"type"`); doc comments and other
+///   attributes (`#[allow]`, `#[repr]`, ...) are passed over.
+/// - Type parameters used by written fields get the codec bound (`T: ToJson`, ...); the
+///   declared bounds and where clause are kept. A type whose fields hold references
+///   (`&'a str`) gets the writing impls only, since decoding cannot borrow from the input.
+/// - Any unknown or misspelled key, or a bad value, is a compile error at that token.
+///
+/// ```
+/// use lithair::prelude::*;
+///
+/// #[derive(Json, Binary, Debug, PartialEq)]
+/// #[json(rename_all = "camelCase")]
+/// struct Post {
+///     post_id: u64,
+///     title: String,
+///     #[json(skip_if_none)]
+///     subtitle: Option<String>,
+///     #[db(default)]
+///     published: bool,
+/// }
+///
+/// let post = Post { post_id: 1, title: "Hi".into(), subtitle: None, published: false };
+/// let text = lithair::json::to_string(&post).unwrap();
+/// assert_eq!(text, r#"{"postId":1,"title":"Hi","published":false}"#);
+/// let back: Post = lithair::json::from_str(r#"{"postId":1,"title":"Hi"}"#).unwrap();
+/// assert_eq!(back, post);
+/// let bytes = lithair::binary::to_vec(&post);
+/// assert_eq!(lithair::binary::from_slice::<Post>(&bytes).unwrap(), post);
+/// ```
 pub mod prelude {
+    pub use crate::binary::{Decode, Encode};
+    pub use crate::json::{FromJson, ToJson};
     pub use lithair_macros::{Binary, Json};
 }

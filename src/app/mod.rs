@@ -4,5 +4,20 @@
 //! Owns: mapping errors of every lower layer to HTTP problems and process exit codes.
 //! Must not: contain protocol or storage logic; it wires the lower layers together.
 
+pub mod builder;
 pub mod cli;
+pub mod command;
+pub mod docs;
+pub mod handle;
+pub mod model;
+pub mod routes;
 pub mod schema;
+pub mod state;
+pub mod tools;
+
+pub use builder::{App, Params, Running};
+pub use command::Tx;
+pub use handle::{Executed, Handle, WriteError};
+pub use model::{Collection, FieldError, Model, ModelEvent, Record, Rejection};
+pub use schema::{FieldKind, FieldSpec, Id, Rule};
+pub use state::{AppEvent, AppState};

@@ -123,19 +123,24 @@ pub fn end_struct(out: &mut Vec<u8>, mark: usize) {
         "end_struct: mark {mark} past the buffer ({})",
         out.len()
     );
-    let body_start = mark + 1;
-    let body_len = out.len() - body_start;
+    let body_len = out.len() - mark - 1;
     if body_len < 0x80 {
         out[mark] = body_len as u8;
-        return;
+    } else {
+        end_long_struct(out, mark, body_len);
     }
-    let length_bytes = varint_len(body_len as u64);
-    let old_len = out.len();
-    out.resize(old_len + length_bytes - 1, 0);
-    out.copy_within(body_start..old_len, mark + length_bytes);
+}
+
+/// The out-of-line case of [`end_struct`]: make room for a multi-byte length.
+#[inline(never)]
+fn end_long_struct(out: &mut Vec<u8>, mark: usize, body_len: usize) {
     let (prefix, prefix_len) = varint_bytes(body_len as u64);
-    assert_eq!(prefix_len, length_bytes);
-    out[mark..mark + length_bytes].copy_from_slice(&prefix[..length_bytes]);
+    assert!(prefix_len > 1, "short bodies are handled inline");
+    let old_len = out.len();
+    out.resize(old_len + prefix_len - 1, 0);
+    out.copy_within(mark + 1..old_len, mark + prefix_len);
+    out[mark..mark + prefix_len].copy_from_slice(&prefix[..prefix_len]);
+    assert_eq!(out.len() - mark - prefix_len, body_len);
 }
 
 /// Encodes `value` into a new buffer.
@@ -198,6 +203,42 @@ mod tests {
         );
         assert_eq!(body.read_u8(), Ok(3));
         assert!(body.is_empty() && reader.is_empty());
+    }
+
+    /// The worked example of docs/BINARY_FORMAT.md, byte for byte.
+    #[test]
+    fn documented_struct_example() {
+        let mut v1 = Vec::new();
+        let mark = begin_struct(&mut v1);
+        7u64.encode(&mut v1);
+        "lamp".encode(&mut v1);
+        end_struct(&mut v1, mark);
+        assert_eq!(v1, [0x06, 0x07, 0x04, 0x6c, 0x61, 0x6d, 0x70]);
+        let mut v2 = Vec::new();
+        let mark = begin_struct(&mut v2);
+        (7u64, "lamp", vec!["a"]).encode(&mut v2);
+        end_struct(&mut v2, mark);
+        assert_eq!(
+            v2,
+            [0x09, 0x07, 0x04, 0x6c, 0x61, 0x6d, 0x70, 0x01, 0x01, 0x61]
+        );
+        let mut reader = Reader::new(&v2);
+        let mut body = reader.struct_body().expect("body");
+        assert_eq!(body.field::<u64>("id"), Ok(7));
+        assert_eq!(body.field::<String>("name").as_deref(), Ok("lamp"));
+        assert!(
+            reader.finish().is_ok(),
+            "the v1 reader skipped the appended tags"
+        );
+        let mut reader = Reader::new(&v1);
+        let mut body = reader.struct_body().expect("body");
+        body.read_bytes(6).expect("id and name");
+        assert_eq!(
+            body.field_or_else::<Vec<String>>("tags", Vec::new),
+            Ok(vec![])
+        );
+        let error = body.field::<Vec<String>>("tags").expect_err("no default");
+        assert_eq!(error.kind(), &ErrorKind::MissingField("tags".into()));
     }
 
     #[test]

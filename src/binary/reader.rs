@@ -84,12 +84,20 @@ impl<'a> Reader<'a> {
     /// Reads a canonical LEB128 `u64`.
     #[inline]
     pub fn read_varint(&mut self) -> Result<u64, Error> {
-        if let Some(&byte) = self.rest.first() {
+        // One-byte values (lengths, counts, small numbers) dominate; keep their path tiny so
+        // it inlines everywhere, and the general parser out of line.
+        if let Some((&byte, rest)) = self.rest.split_first() {
             if byte < 0x80 {
-                self.advance(1);
+                self.rest = rest;
+                self.offset += 1;
                 return Ok(u64::from(byte));
             }
         }
+        self.read_varint_slow()
+    }
+
+    #[inline(never)]
+    fn read_varint_slow(&mut self) -> Result<u64, Error> {
         match varint::parse_varint(self.rest) {
             Ok((value, used)) => {
                 self.advance(used);

@@ -14,13 +14,14 @@ pub const VARINT_U128_BYTES_MAX: usize = 19;
 /// Appends `v` as an unsigned LEB128 varint (7 bits per byte, low bits first, high bit set on
 /// every byte but the last).
 #[inline]
-pub fn write_varint(out: &mut Vec<u8>, v: u64) {
-    if v < 0x80 {
-        out.push(v as u8);
-        return;
+pub fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+    // Byte-wise pushes beat building a buffer and copying it: a memcpy call costs more than
+    // the few capacity checks of a short varint.
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
     }
-    let (buffer, length) = varint_bytes(v);
-    out.extend_from_slice(&buffer[..length]);
+    out.push(v as u8);
 }
 
 /// The LEB128 encoding of `v` in a fixed buffer, and how many of its bytes are used.
@@ -78,28 +79,38 @@ pub fn zigzag_decode_i128(v: u128) -> i128 {
 /// `Err(UnexpectedEnd)` carries the bytes needed so far, so a caller can report it.
 #[inline]
 pub fn parse_varint(bytes: &[u8]) -> Result<(u64, usize), ErrorKind> {
+    match bytes.first_chunk::<VARINT_U64_BYTES_MAX>() {
+        // With ten bytes in hand the loop has a fixed bound and no end-of-input checks.
+        Some(chunk) => parse_varint_prefix(chunk, chunk.len()),
+        None => parse_varint_prefix(bytes, bytes.len()),
+    }
+}
+
+/// Shared body of [`parse_varint`]: `available` is `bytes.len()`, at most ten.
+#[inline(always)]
+fn parse_varint_prefix(bytes: &[u8], available: usize) -> Result<(u64, usize), ErrorKind> {
     let mut value: u64 = 0;
+    // The loop only accumulates; validity is checked once, on the terminating byte.
     for (index, &byte) in bytes.iter().take(VARINT_U64_BYTES_MAX).enumerate() {
-        let group = u64::from(byte & 0x7f);
-        if index == VARINT_U64_BYTES_MAX - 1 && byte > 1 {
-            // The tenth byte holds only bit 63; anything more overflows (or continues).
-            return Err(ErrorKind::VarintOverflow);
-        }
-        value |= group << (7 * index);
-        if byte & 0x80 == 0 {
+        value |= u64::from(byte & 0x7f) << (7 * index);
+        if byte < 0x80 {
+            if index == VARINT_U64_BYTES_MAX - 1 && byte > 1 {
+                // The tenth byte holds only bit 63.
+                return Err(ErrorKind::VarintOverflow);
+            }
             if byte == 0 && index > 0 {
                 return Err(ErrorKind::VarintOverlong);
             }
             return Ok((value, index + 1));
         }
     }
-    assert!(
-        bytes.len() < VARINT_U64_BYTES_MAX,
-        "a 10-byte prefix always terminates above"
-    );
+    if available >= VARINT_U64_BYTES_MAX {
+        // Ten bytes, all with the continuation bit: longer than any u64.
+        return Err(ErrorKind::VarintOverflow);
+    }
     Err(ErrorKind::UnexpectedEnd {
-        needed_bytes: bytes.len() + 1,
-        remaining_bytes: bytes.len(),
+        needed_bytes: available + 1,
+        remaining_bytes: available,
     })
 }
 

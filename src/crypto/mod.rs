@@ -4,8 +4,12 @@
 //! constant-time comparison every secret check must use.
 //! Must not: depend on any other Lithair layer.
 
+pub mod base64;
+pub mod crc32c;
+pub mod deflate;
 pub mod hmac;
 pub mod random;
+pub mod sha1;
 pub mod sha256;
 
 /// Compares two byte strings in time that depends only on their lengths, not on where they

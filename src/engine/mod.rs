@@ -3,3 +3,43 @@
 //!
 //! Owns: the invariant "log order is apply order is replay order".
 //! Must not: read clocks or randomness inside `apply`; know about HTTP.
+//!
+//! ## Pipeline
+//! `submit` queues a command (bounded queue). The **sequencer** thread drains every queued
+//! command into one batch; each command decides against a *speculative copy* of the state
+//! that already includes every accepted command (even those not yet durable), then its events
+//! are applied to that copy, so later commands see them. (We chose a full speculative copy
+//! over a staging view: it works for any `State` without help, at the cost of applying each
+//! event twice and keeping two copies in RAM.) The batch goes to the **log writer** as one
+//! append; the writer group-commits every pending append with one `write` and one
+//! `fdatasync`. The **applier** thread then applies the batch to the committed state under the
+//! write lock, runs post-commit hooks, feeds subscribers and wakes the submitters.
+//!
+//! Rejections, conflicts and duplicate (idempotent) answers are also delivered only after the
+//! batch they were decided in is durable, since they may depend on events still in flight.
+//!
+//! If an append fails (disk full), its submitters get the error, later in-flight batches fail
+//! too (they no longer continue the log), and the sequencer rebuilds its speculative copy from
+//! the committed state once nothing is in flight.
+
+mod core;
+mod envelope;
+mod replay;
+mod snapshot;
+mod state;
+mod subscribe;
+
+pub use self::core::{
+    Engine, EngineOptions, Opened, SnapshotInfo, SubmitError, Ticket, BATCH_COMMANDS_MAX,
+    IDEMPOTENCY_KEYS_DEFAULT, QUEUE_COMMANDS_DEFAULT, SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
+};
+pub use envelope::{decode_entry, encode_entry, Envelope, EnvelopeRef};
+pub use replay::{decode_event, replay_dir};
+pub use snapshot::{
+    list_snapshots, parse_snapshot, snapshot_dir, SnapshotHook, SnapshotStep, SNAPSHOT_DIR_NAME,
+    SNAPSHOT_HEADER_BYTES, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+};
+pub use state::{
+    digest, Command, Committed, Context, Convert, Meta, Receipt, State, Tracked, Upcaster,
+};
+pub use subscribe::{SubscribeError, Subscription, CATCH_UP_EVENTS_MAX};

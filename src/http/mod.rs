@@ -23,3 +23,26 @@ pub use limits::ServerConfig;
 pub use request::{Extensions, Headers, Method, Request, Trailers, Version};
 pub use response::{Body, Response};
 pub use server::{Server, ServerHandle};
+
+// Application surface (http-surface).
+pub mod conditional;
+pub mod cookie;
+pub mod cors;
+pub mod extract;
+pub mod form;
+pub mod httpdate;
+pub mod json_body;
+pub mod middleware;
+pub mod mime;
+pub mod multipart;
+pub mod percent;
+pub mod problem;
+pub mod query;
+pub mod respond;
+pub mod router;
+pub mod sse;
+pub mod static_files;
+
+pub use problem::{HttpError, HttpResult, Problem};
+pub use respond::{status, IntoResponse};
+pub use router::Router;

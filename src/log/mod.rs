@@ -1,4 +1,27 @@
 //! The segmented append-only log: record framing, CRC32C, group commit, recovery, compaction.
 //!
-//! Owns: the on-disk format and the durability promise ("acknowledged means fsynced").
-//! Must not: decode event payloads; it stores opaque bytes.
+//! Owns: the on-disk format (docs/LOG_FORMAT.md) and the durability promise ("acknowledged
+//! means fsynced"). Must not: decode event payloads; it stores opaque bytes.
+//!
+//! Layout: `DATA/LOCK` (exclusive `flock` while a [`Log`] is open) and `DATA/log/` holding
+//! segments named by their first index. One writer thread per log appends frames; readers
+//! ([`read_range`]) open the files independently.
+
+mod error;
+mod frame;
+mod reader;
+mod segment;
+mod writer;
+
+pub use error::{AppendError, Error};
+pub use frame::{
+    encode_frame, encode_header, parse_frame, parse_header, Entries, EntryBatch, Frame, FrameError,
+    Status, ENTRY_PREFIX_BYTES, FORMAT_VERSION, FRAME_BYTES_MAX, FRAME_HEAD_BYTES,
+    FRAME_PREFIX_BYTES, HEADER_BYTES, SEGMENT_MAGIC,
+};
+pub use reader::read_range;
+pub use segment::{list_segments, segment_name, segment_path, sync_dir};
+pub use writer::{
+    lock_data_dir, Append, Appended, Done, Durability, Faults, Log, LogOptions, Recovery,
+    APPEND_BYTES_MAX, GROUP_BYTES_MAX, LOCK_FILE_NAME, LOG_DIR_NAME, SEGMENT_BYTES_DEFAULT,
+};

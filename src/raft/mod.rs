@@ -2,3 +2,37 @@
 //! the node driver that connects the core to the log.
 //!
 //! Must not: read clocks, open sockets or spawn threads inside the core.
+//!
+//! # Code map
+//! - `types`: entries, membership, hard state, snapshots and the peer `Message`s (plain data).
+//! - `storage`: the `Storage` trait (the core's only read path to durable state) and
+//!   `MemStorage`.
+//! - `config`: `Config` (validated once) and the seeded `SplitMix64` PRNG.
+//! - `raw_node`: `RawNode` and `Ready`, the public API; `core`, `leader`, `follower`, `log` and
+//!   `progress` are the private state machine behind it.
+//! - `sim`: the deterministic simulator and the linearizability checker (tests only; hidden).
+//!
+//! Architecture invariant: the core is deterministic. Given the same config (seed included),
+//! storage and sequence of calls it produces the same Readies, bit for bit.
+
+mod config;
+mod core;
+mod follower;
+mod leader;
+mod log;
+mod progress;
+mod raw_node;
+mod storage;
+mod types;
+
+#[doc(hidden)]
+pub mod sim;
+
+pub use self::config::{Config, ConfigError, ReadMode, SplitMix64};
+pub use self::core::{RaftError, READS_WAITING_MAX};
+pub use self::raw_node::{RawNode, Ready, SoftState, Status, READY_APPLY_BYTES_MAX};
+pub use self::storage::{bootstrap_entries, MemStorage, Storage, StorageError};
+pub use self::types::{
+    ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageBody, NodeId, ReadState,
+    Role, Snapshot, SnapshotMeta, CONF_CHANGE_BYTES, NODE_NONE,
+};

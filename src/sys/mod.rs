@@ -3,8 +3,10 @@
 //!
 //! Must not: contain logic beyond translating between Rust types and system calls.
 
+pub mod crc32c_hw;
 #[cfg(target_os = "linux")]
 pub mod epoll;
+pub mod fs;
 pub mod poll;
 pub mod rlimit;
 pub mod signal;

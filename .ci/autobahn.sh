@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Autobahn|Testsuite fuzzingclient (groups 1-10; 12 and 13 are compression, not negotiated)
+# against examples/ws_echo. Installs what it needs: a Python 2.7 virtualenv (from pyenv) with
+# autobahntestsuite 0.8.2 and pinned dependencies, cached in $AUTOBAHN_HOME.
+# Exits non-zero unless every case is OK or INFORMATIONAL; the last line is
+# `autobahn: N passed, M failed`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+home=${AUTOBAHN_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/lithair-autobahn}
+venv=$home/venv
+
+find_python2() {
+  local candidate
+  if command -v pyenv >/dev/null 2>&1; then
+    for candidate in "$(pyenv root)"/versions/2.7*/bin/python2.7; do
+      [[ -x $candidate ]] && { echo "$candidate"; return; }
+    done
+  fi
+  for candidate in "$HOME"/.pyenv/versions/2.7*/bin/python2.7 "$(command -v python2.7 || true)"; do
+    [[ -n $candidate && -x $candidate ]] && { echo "$candidate"; return; }
+  done
+  echo "autobahn: Python 2.7 not found (expected from pyenv: 'pyenv install 2.7.18')" >&2
+  exit 1
+}
+
+if [[ ! -x $venv/bin/wstest ]]; then
+  echo "== autobahn: installing autobahntestsuite into $venv"
+  python2=$(find_python2)
+  rm -rf "$venv" "$home/bootstrap"
+  mkdir -p "$home"
+  # virtualenv 16 still runs on and creates Python 2.7 environments; it is used from a
+  # private directory so nothing is installed into the interpreter itself.
+  "$python2" -m pip install --disable-pip-version-check -q --target "$home/bootstrap" 'virtualenv<20'
+  PYTHONPATH=$home/bootstrap "$python2" -m virtualenv -q "$venv"
+  "$venv/bin/pip" install --disable-pip-version-check -q -r tests/autobahn/requirements.txt
+fi
+
+echo "== autobahn: building ws_echo"
+cargo build --release --example ws_echo
+echo_bin=$root/target/release/examples/ws_echo
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+work=$(mktemp -d)
+"$echo_bin" --port "$port" >"$work/ws_echo.log" 2>&1 &
+echo_pid=$!
+cleanup() {
+  kill "$echo_pid" 2>/dev/null || true
+  wait "$echo_pid" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+for _ in $(seq 100); do
+  if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; then break; fi
+  kill -0 "$echo_pid" 2>/dev/null || { cat "$work/ws_echo.log"; echo "autobahn: ws_echo died"; exit 1; }
+  sleep 0.1
+done
+
+report=${AUTOBAHN_REPORT:-$work/report}
+sed -e "s|@PORT@|$port|" -e "s|@OUTDIR@|$report|" tests/autobahn/fuzzingclient.json >"$work/spec.json"
+echo "== autobahn: fuzzingclient against ws://127.0.0.1:$port (report in $report)"
+(cd "$work" && timeout 1200 "$venv/bin/wstest" -m fuzzingclient -s "$work/spec.json" >"$work/wstest.log" 2>&1) || {
+  tail -30 "$work/wstest.log"
+  echo "autobahn: wstest failed"
+  exit 1
+}
+python3 tests/autobahn/summarize.py "$report/index.json" lithair

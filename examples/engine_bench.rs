@@ -1,0 +1,282 @@
+//! Engine benchmark (release mode), rerunnable by anyone:
+//!
+//! `engine_bench durable --submitters K --seconds S [--window W] [--dir PATH]` runs K threads,
+//! each keeping W commands in flight (default 1: submit and wait), durable mode, and ends with
+//! `durable: N events in S s (E events/s, B events per fsync)`.
+//!
+//! `engine_bench replay --events N [--snapshot] [--dir PATH]` writes N small events (with
+//! `--snapshot`: a snapshot after 90% of them), then times recovery (`Engine::open`: snapshot
+//! load + log replay) and ends with `replay: N events in S s (E events/s)`.
+
+use lithair::binary::{self, Decode, Encode, Reader};
+use lithair::engine::{Command, Context, Engine, EngineOptions, Envelope, Meta, State};
+use lithair::log::{EntryBatch, Log, LogOptions};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Counters in a fixed number of slots: O(1) apply, a snapshot of a realistic size.
+const SLOTS: usize = 65_536;
+
+#[derive(Clone, Debug, PartialEq)]
+struct Tally {
+    slots: Vec<u64>,
+}
+
+struct Add {
+    slot: u32,
+    amount: u64,
+}
+
+impl Encode for Tally {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.slots.encode(out);
+    }
+}
+
+impl Decode for Tally {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, binary::Error> {
+        let slots = Vec::<u64>::decode(reader)?;
+        if slots.len() != SLOTS {
+            return Err(binary::Error::custom("wrong slot count"));
+        }
+        Ok(Tally { slots })
+    }
+}
+
+impl Encode for Add {
+    fn encode(&self, out: &mut Vec<u8>) {
+        binary::write_varint(out, u64::from(self.slot));
+        binary::write_varint(out, self.amount);
+    }
+}
+
+impl Decode for Add {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, binary::Error> {
+        let slot = reader.read_varint()?;
+        if slot >= SLOTS as u64 {
+            return Err(binary::Error::custom("slot out of range"));
+        }
+        Ok(Add {
+            slot: slot as u32,
+            amount: reader.read_varint()?,
+        })
+    }
+}
+
+impl State for Tally {
+    type Event = Add;
+    fn apply(&mut self, event: &Add) {
+        self.slots[event.slot as usize] += event.amount;
+    }
+}
+
+struct AddCommand(u32);
+
+impl Command<Tally> for AddCommand {
+    type Rejection = ();
+    fn decide(&self, _: &Tally, context: &Context) -> Result<Vec<Add>, ()> {
+        Ok(vec![Add {
+            slot: self.0 % SLOTS as u32,
+            amount: context.timestamp_ms % 7 + 1,
+        }])
+    }
+}
+
+fn empty() -> Tally {
+    Tally {
+        slots: vec![0; SLOTS],
+    }
+}
+
+fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: Option<T>) -> T {
+    let value = args
+        .iter()
+        .position(|a| a == name)
+        .and_then(|at| args.get(at + 1));
+    match (value.map(|v| v.parse::<T>()), default) {
+        (Some(Ok(parsed)), _) => parsed,
+        (None, Some(default)) => default,
+        _ => {
+            eprintln!("missing or bad {name}; see the header of examples/engine_bench.rs");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn bench_dir(args: &[String], name: &str) -> PathBuf {
+    let default = std::env::temp_dir().join(format!("lithair-bench-{name}-{}", std::process::id()));
+    let dir = PathBuf::from(flag(args, "--dir", Some(default.display().to_string())));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn durable(args: &[String]) {
+    let submitters: usize = flag(args, "--submitters", None);
+    let seconds: f64 = flag(args, "--seconds", None);
+    let window: usize = flag(args, "--window", Some(1));
+    let dir = bench_dir(args, "durable");
+    let (engine, _) = Engine::open(&dir, EngineOptions::default(), empty()).expect("open engine");
+    let engine = Arc::new(engine);
+    let stop = Arc::new(AtomicBool::new(false));
+    let committed = Arc::new(AtomicU64::new(0));
+    let fsyncs_before = engine.fsync_count();
+    let started = Instant::now();
+    let threads: Vec<_> = (0..submitters)
+        .map(|thread| {
+            let (engine, stop, committed) = (
+                Arc::clone(&engine),
+                Arc::clone(&stop),
+                Arc::clone(&committed),
+            );
+            std::thread::spawn(move || {
+                let mut in_flight = VecDeque::with_capacity(window);
+                let mut n = thread as u32;
+                while !stop.load(Ordering::Relaxed) || !in_flight.is_empty() {
+                    if !stop.load(Ordering::Relaxed) && in_flight.len() < window {
+                        n = n.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                        in_flight.push_back(engine.submit_async(AddCommand(n), Meta::default()));
+                        continue;
+                    }
+                    if let Some(ticket) = in_flight.pop_front() {
+                        ticket.wait().expect("durable submit");
+                        committed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().expect("submitter");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let events = committed.load(Ordering::Relaxed);
+    let fsyncs = (engine.fsync_count() - fsyncs_before).max(1);
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("submitters {submitters}, window {window}, fsyncs {fsyncs}");
+    println!(
+        "durable: {events} events in {elapsed:.2} s ({:.0} events/s, {:.1} events per fsync)",
+        events as f64 / elapsed,
+        events as f64 / fsyncs as f64
+    );
+}
+
+/// Writes events `first..first + count` straight through the log, in batches.
+fn write_events(dir: &Path, first: u64, count: u64) {
+    let options = LogOptions {
+        first_index: first,
+        ..LogOptions::default()
+    };
+    let (log, _) = Log::open(dir, options, &mut |_| Ok(())).expect("open log");
+    let mut index = first;
+    let end = first + count;
+    while index < end {
+        let batch_end = (index + 4096).min(end);
+        let mut entries = EntryBatch::new();
+        let batch_first = index;
+        for i in index..batch_end {
+            let envelope = Envelope {
+                index: i,
+                timestamp_ms: 1_767_225_600_000 + i / 1000,
+                event_type: std::borrow::Cow::Borrowed("event"),
+                schema_version: 1,
+                request_id: i,
+                idempotency_key: None,
+                actor: None,
+                correlation_id: None,
+            };
+            let event = Add {
+                slot: (i.wrapping_mul(2_654_435_761) % SLOTS as u64) as u32,
+                amount: i % 7 + 1,
+            };
+            entries.push_with(|out| {
+                lithair::engine::encode_entry(out, &envelope, |out| event.encode(out))
+            });
+        }
+        log.append_wait(0, batch_first, entries).expect("append");
+        index = batch_end;
+    }
+}
+
+fn replay(args: &[String]) {
+    let events: u64 = flag(args, "--events", None);
+    let with_snapshot = args.iter().any(|a| a == "--snapshot");
+    let dir = bench_dir(args, "replay");
+    let head = if with_snapshot {
+        events - events / 10
+    } else {
+        events
+    };
+    write_events(&dir, 1, head);
+    if with_snapshot {
+        let (engine, _) =
+            Engine::open(&dir, EngineOptions::default(), empty()).expect("open engine");
+        let info = engine.snapshot().expect("snapshot");
+        println!(
+            "snapshot at {}, {} segments deleted",
+            info.index, info.segments_deleted
+        );
+        drop(engine);
+        write_events(&dir, head + 1, events - head);
+    }
+    let bytes: u64 = std::fs::read_dir(dir.join("log"))
+        .expect("log dir")
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let (engine, opened) = Engine::open(&dir, EngineOptions::default(), empty()).expect("recover");
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    assert_eq!(opened.applied_index, events);
+    println!(
+        "recovered: snapshot {} + {} log events ({:.1} MB of log), digest {:016x}, cpu {cpu:.3} s",
+        opened.snapshot_index,
+        events - opened.snapshot_index,
+        bytes as f64 / 1e6,
+        engine.digest()
+    );
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "replay: {events} events in {elapsed:.3} s ({:.0} events/s)",
+        events as f64 / elapsed
+    );
+}
+
+/// CPU time (user + system) of this process so far, from /proc (Linux); 0 elsewhere. Reported
+/// next to wall time because the shared machine's load inflates the latter.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let Some(rest) = stat.rsplit(')').next() else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
+    ticks / 100.0
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("durable") => durable(&args),
+        Some("replay") => replay(&args),
+        _ => {
+            eprintln!("usage: engine_bench durable --submitters K --seconds S [--window W]");
+            eprintln!("       engine_bench replay --events N [--snapshot]");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! `App`: the builder a Lithair user starts from, and `run`, which reads the command line and
+//! serves, replays or inspects.
+//!
+//! Owns: wiring models, custom routes and commands onto one engine and one HTTP server; exit
+//! codes; the start-up line.
+//! Must not: contain write logic (that is `app::command`) or HTTP semantics of models (that is
+//! `app::routes`).
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::cli::{self, Command, ExtraFlag, ServeOptions};
+use super::command::{Checks, Tx};
+use super::handle::Handle;
+use super::model::{Model, Rejection};
+use super::routes::{model_routes, write_error_problem};
+use super::state::{register, AppState};
+use crate::engine::{Engine, EngineOptions, Meta};
+use crate::http::problem::Problem;
+use crate::http::router::Router;
+use crate::http::{Request, Response, Server, ServerConfig, ServerHandle};
+use crate::json::{FromJson, ToJson};
+
+type RouteFn = Box<dyn Fn(Router, &Handle) -> Router + Send + Sync>;
+type StartFn = Box<dyn Fn(&Handle, &ServeOptions) -> Result<(), String> + Send + Sync>;
+
+/// Describes one model for `/openapi.json`.
+#[derive(Clone, Copy)]
+pub(crate) struct ModelInfo {
+    pub(crate) name: &'static str,
+    pub(crate) path: &'static str,
+    pub(crate) schema: fn() -> String,
+}
+
+/// A custom command route, for `/openapi.json`.
+#[derive(Clone)]
+pub(crate) struct CommandInfo {
+    pub(crate) path: String,
+    pub(crate) summary: String,
+}
+
+/// A Lithair application: models, commands and routes served from one binary.
+///
+/// ```no_run
+/// # use lithair::app::App;
+/// fn main() -> std::process::ExitCode {
+///     App::new("blog").run()
+/// }
+/// ```
+pub struct App {
+    name: String,
+    models: Vec<ModelInfo>,
+    routes: Vec<RouteFn>,
+    commands: Vec<CommandInfo>,
+    on_start: Vec<StartFn>,
+    extra_flags: Vec<ExtraFlag>,
+    engine_options: EngineOptions,
+    server_config: ServerConfig,
+    static_dirs: Vec<(String, String)>,
+    checks: Checks,
+}
+
+impl App {
+    /// A new app named `name` (its default data directory is `data/<name>`).
+    pub fn new(name: &str) -> App {
+        App {
+            name: name.to_string(),
+            models: Vec::new(),
+            routes: Vec::new(),
+            commands: Vec::new(),
+            on_start: Vec::new(),
+            extra_flags: Vec::new(),
+            engine_options: EngineOptions {
+                snapshot_every_events: 100_000,
+                ..EngineOptions::default()
+            },
+            server_config: ServerConfig::default(),
+            static_dirs: Vec::new(),
+            checks: Checks::new(),
+        }
+    }
+
+    /// The app's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Adds model `M`: its collection and its routes under `M::PATH`.
+    pub fn model<M: Model>(self) -> App {
+        self.add_model::<M>(true)
+    }
+
+    /// Adds model `M` with read routes only: its records change through commands alone (the
+    /// shop's orders are placed by a command that also reserves stock).
+    pub fn model_read_only<M: Model>(self) -> App {
+        self.add_model::<M>(false)
+    }
+
+    fn add_model<M: Model>(mut self, writable: bool) -> App {
+        register::<M>();
+        assert!(
+            !self.models.iter().any(|m| m.name == M::NAME),
+            "model `{}` added twice",
+            M::NAME
+        );
+        self.models.push(ModelInfo {
+            name: M::NAME,
+            path: M::PATH,
+            schema: super::routes::schema_json::<M>,
+        });
+        self.routes.push(Box::new(move |router, handle| {
+            model_routes::<M>(router, handle, writable)
+        }));
+        self
+    }
+
+    /// Adds custom routes; `build` gets the router and a handle on the engine.
+    pub fn routes(
+        mut self,
+        build: impl Fn(Router, &Handle) -> Router + Send + Sync + 'static,
+    ) -> App {
+        self.routes.push(Box::new(build));
+        self
+    }
+
+    /// Exposes a domain command as `POST path` (`path` may hold `{param}`s). The JSON body is
+    /// decoded into `I` (an empty body reads as `null`, so `I = ()` or `Option<_>` takes none);
+    /// `decide` runs in the sequencer against the current state (seeing every accepted write)
+    /// and stages events through the `Tx`: all of them commit atomically, in one batch, or none
+    /// does. Answers `status` with the output as JSON, or the rejection as a problem.
+    pub fn command<I, O>(
+        mut self,
+        path: &str,
+        status: u16,
+        summary: &str,
+        decide: impl Fn(&mut Tx<'_>, &I, &Params) -> Result<O, Rejection> + Send + Sync + 'static,
+    ) -> App
+    where
+        I: FromJson + Send + Sync + 'static,
+        O: ToJson + Send + 'static,
+    {
+        self.commands.push(CommandInfo {
+            path: path.to_string(),
+            summary: summary.to_string(),
+        });
+        let decide = Arc::new(decide);
+        let path = path.to_string();
+        self.routes.push(Box::new(move |router, handle| {
+            let handle = handle.clone();
+            let decide = Arc::clone(&decide);
+            router.post(
+                &path,
+                move |req: &mut Request| -> Result<Response, Problem> {
+                    let input: I = if req.body.iter().all(u8::is_ascii_whitespace) {
+                        crate::json::from_str("null")
+                            .map_err(|_| Problem::bad_request("this command needs a JSON body"))?
+                    } else {
+                        req.json()?
+                    };
+                    let input = Arc::new(input);
+                    let params = Arc::new(Params(req.params.clone()));
+                    let decide = Arc::clone(&decide);
+                    let meta = command_meta(req)?;
+                    let executed = handle
+                        .execute(meta, move |tx| decide(tx, &input, &params))
+                        .map_err(|e| write_error_problem(&e))?;
+                    match executed.output {
+                        Some(output) => Ok(Response::json(status, &output)),
+                        None => Ok(Response::new(200).with_header("Idempotent-Replayed", "true")),
+                    }
+                },
+            )
+        }));
+        self
+    }
+
+    /// Adds a domain rule for records of `M`, enforced on every create, replace and update
+    /// whichever path the write takes (generated route, command, programmatic call).
+    /// Example: a comment must reference an existing post.
+    pub fn check<M: Model>(
+        mut self,
+        rule: impl Fn(&Tx<'_>, &M) -> Result<(), Rejection> + Send + Sync + 'static,
+    ) -> App {
+        self.checks.add::<M>(rule);
+        self
+    }
+
+    /// Serves the files under `root` at `prefix`.
+    pub fn static_dir(mut self, prefix: &str, root: &str) -> App {
+        self.static_dirs
+            .push((prefix.to_string(), root.to_string()));
+        self
+    }
+
+    /// Adds a flag to `serve` (read it in an `on_start` hook with `ServeOptions::extra`).
+    pub fn flag(
+        mut self,
+        name: &'static str,
+        value_name: Option<&'static str>,
+        help: &'static str,
+    ) -> App {
+        self.extra_flags.push(ExtraFlag {
+            name,
+            value_name,
+            help,
+        });
+        self
+    }
+
+    /// Runs `hook` after recovery and before serving (e.g. to seed data).
+    pub fn on_start(
+        mut self,
+        hook: impl Fn(&Handle, &ServeOptions) -> Result<(), String> + Send + Sync + 'static,
+    ) -> App {
+        self.on_start.push(Box::new(hook));
+        self
+    }
+
+    /// Replaces the engine settings (durability, snapshots, ...).
+    pub fn engine_options(mut self, options: EngineOptions) -> App {
+        self.engine_options = options;
+        self
+    }
+
+    /// Replaces the HTTP server settings (limits, threads).
+    pub fn server_config(mut self, config: ServerConfig) -> App {
+        self.server_config = config;
+        self
+    }
+
+    /// Reads the process arguments and runs the chosen subcommand; returns the exit code.
+    pub fn run(self) -> std::process::ExitCode {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        match self.run_with(&args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("{}: {message}", self.name);
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// Runs the subcommand named by `args` (without the program name).
+    pub fn run_with(&self, args: &[String]) -> Result<(), String> {
+        let config_file = std::fs::read_to_string("lithair.toml").ok();
+        let env = |name: &str| std::env::var(name).ok();
+        let sources = cli::Sources {
+            app_name: &self.name,
+            extra_flags: &self.extra_flags,
+            env: &env,
+            config_file: config_file.as_deref(),
+        };
+        match cli::parse(args, &sources).map_err(|e| e.to_string())? {
+            Command::Help(text) => {
+                print!("{text}");
+                Ok(())
+            }
+            Command::Serve(options) => self.serve(&options),
+            Command::Replay { data } => self.replay(&data),
+            Command::Snapshot { data } => {
+                let (engine, _) = self.open_engine(&data)?;
+                let info = engine.snapshot().map_err(|e| e.to_string())?;
+                println!("snapshot: {info:?}");
+                Ok(())
+            }
+            Command::Log { data, action } => super::tools::log_command(&self.name, &data, &action),
+            Command::Cluster { node, action } => super::tools::cluster_command(node, &action),
+        }
+    }
+
+    fn state(&self) -> AppState {
+        let names: Vec<&'static str> = self.models.iter().map(|m| m.name).collect();
+        AppState::with_models(&names)
+    }
+
+    fn open_engine(&self, data: &Path) -> Result<(Engine<AppState>, u64), String> {
+        std::fs::create_dir_all(data)
+            .map_err(|e| format!("cannot create data directory {}: {e}", data.display()))?;
+        let (engine, opened) = Engine::open(data, self.engine_options.clone(), self.state())
+            .map_err(|e| format!("cannot open {}: {e}", data.display()))?;
+        let replayed = opened.applied_index - opened.snapshot_index;
+        Ok((engine, replayed))
+    }
+
+    fn replay(&self, data: &Path) -> Result<(), String> {
+        let started = Instant::now();
+        let (engine, replayed) = self.open_engine(data)?;
+        let elapsed = started.elapsed().as_secs_f64();
+        let rate = replayed as f64 / elapsed.max(1e-9);
+        println!(
+            "replay: {replayed} events in {elapsed:.3} s ({rate:.0} events/s), applied index {}, digest {:016x}",
+            engine.applied_index(),
+            engine.digest()
+        );
+        for (model, count) in engine.read(|state| state.summary()) {
+            println!("  {model}: {count} records");
+        }
+        Ok(())
+    }
+
+    /// Opens the engine, builds the router and starts serving in the background.
+    pub fn start(&self, options: &ServeOptions) -> Result<Running, String> {
+        let started = Instant::now();
+        let (engine, replayed) = self.open_engine(&options.data)?;
+        let handle = Handle::new(Arc::new(engine), Arc::new(self.checks.clone()));
+        for hook in &self.on_start {
+            hook(&handle, options)?;
+        }
+        let router = self.router(&handle);
+        let addr = std::net::SocketAddr::new(options.bind, options.port);
+        let server = Server::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?
+            .config(self.server_config.clone());
+        let local = server.local_addr().map_err(|e| e.to_string())?;
+        let server = server.spawn(router).map_err(|e| e.to_string())?;
+        println!(
+            "{}: serving http://{local} (data: {}, {replayed} events replayed in {:.2} s)",
+            self.name,
+            options.data.display(),
+            started.elapsed().as_secs_f64()
+        );
+        let _ = std::io::stdout().flush();
+        Ok(Running { handle, server })
+    }
+
+    fn serve(&self, options: &ServeOptions) -> Result<(), String> {
+        let running = self.start(options)?;
+        wait_for_termination().map_err(|e| format!("cannot wait for signals: {e}"))?;
+        eprintln!("{}: shutting down", self.name);
+        running.stop()
+    }
+
+    /// The full router of the app.
+    pub fn router(&self, handle: &Handle) -> Router {
+        let mut router = Router::new();
+        for build in &self.routes {
+            router = build(router, handle);
+        }
+        for (prefix, root) in &self.static_dirs {
+            router = router.static_dir(prefix, root);
+        }
+        super::docs::add_routes(router, &self.name, &self.models, &self.commands)
+    }
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_termination() -> std::io::Result<()> {
+    let signals = crate::sys::waker::Waker::new()?;
+    crate::sys::signal::notify_on_termination(signals.write_fd())?;
+    let mut poller = crate::sys::Poller::new()?;
+    poller.add(signals.fd(), 0, crate::sys::Interest::READ)?;
+    let mut events = Vec::new();
+    loop {
+        events.clear();
+        poller.wait(&mut events, -1)?;
+        if !events.is_empty() {
+            crate::sys::signal::clear_termination_fd();
+            return Ok(());
+        }
+    }
+}
+
+/// The path parameters of a command route (`{id}` in `/api/posts/{id}/publish`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params(pub Vec<(String, String)>);
+
+impl Params {
+    /// The raw value of parameter `name`.
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Parameter `name` parsed as `T`; a missing or malformed one names nothing (404).
+    pub fn get<T: std::str::FromStr>(&self, name: &str) -> Result<T, Rejection> {
+        let raw = self.raw(name).unwrap_or_default();
+        raw.parse().map_err(|_| Rejection::Domain {
+            status: 404,
+            message: format!("no resource at `{raw}`"),
+        })
+    }
+
+    /// Parameter `name` as a record id of `M` (integer or string, per its primary key).
+    pub fn id<M: Model>(&self, name: &str) -> Result<super::model::Id, Rejection> {
+        use super::schema::FieldKind;
+        match M::FIELDS[M::PRIMARY_KEY].kind {
+            FieldKind::Int | FieldKind::UInt => self.get::<u64>(name).map(super::model::Id::Int),
+            _ => Ok(super::model::Id::Str(
+                self.raw(name).unwrap_or_default().to_string(),
+            )),
+        }
+    }
+}
+
+/// The engine metadata of a command request.
+fn command_meta(req: &Request) -> Result<Meta, Problem> {
+    let mut meta = Meta::default();
+    if let Some(key) = req.header("idempotency-key") {
+        let key = key.trim();
+        if key.is_empty() || key.len() > super::routes::IDEMPOTENCY_KEY_BYTES_MAX {
+            return Err(Problem::bad_request(
+                "Idempotency-Key must be 1 to 255 bytes",
+            ));
+        }
+        meta.idempotency_key = Some(Arc::from(key));
+    }
+    Ok(meta)
+}
+
+/// A started app: the engine handle and the HTTP server.
+pub struct Running {
+    /// The engine handle.
+    pub handle: Handle,
+    /// The HTTP server.
+    pub server: ServerHandle,
+}
+
+impl Running {
+    /// Stops the server (finishing in-flight requests), then the engine.
+    pub fn stop(self) -> Result<(), String> {
+        self.server.shutdown();
+        self.server.join().map_err(|e| e.to_string())?;
+        drop(self.handle);
+        Ok(())
+    }
+}

@@ -1,0 +1,358 @@
+//! Commands of an app: a closure over a transaction (`Tx`) that reads the current state (the
+//! sequencer's speculative copy, so it sees every accepted command) and stages model events.
+//!
+//! Owns: the single write path. Generated CRUD routes, custom command routes and programmatic
+//! calls (`Handle::create`, ...) all build a `Tx` here, so they share validation, uniqueness,
+//! immutability checks, id assignment, hooks and change notifications.
+//! Must not: perform I/O or read clocks (time comes from the sequencer's `Context`).
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::model::{validate, Collection, FieldError, Id, Model, ModelEvent, Rejection};
+use super::state::{AppEvent, AppState};
+use crate::engine::{Command, Context};
+
+/// A staged record: `Some(record)` after a create or change, `None` after a delete.
+type Staged = Option<Box<dyn Any + Send>>;
+
+/// A domain rule on records of one model, run on every create, replace and update (for
+/// example "a comment must reference an existing post"). It sees the transaction, so it reads
+/// the state including the command's own changes.
+pub type Check = dyn Fn(&Tx<'_>, &dyn Any) -> Result<(), Rejection> + Send + Sync;
+
+/// The domain rules of an app, by model name.
+#[derive(Default, Clone)]
+pub struct Checks {
+    by_model: HashMap<&'static str, Vec<Arc<Check>>>,
+}
+
+impl Checks {
+    /// No rules.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `rule` for records of `M`.
+    pub fn add<M: Model>(
+        &mut self,
+        rule: impl Fn(&Tx<'_>, &M) -> Result<(), Rejection> + Send + Sync + 'static,
+    ) {
+        let erased: Arc<Check> = Arc::new(move |tx, record| match record.downcast_ref::<M>() {
+            Some(record) => rule(tx, record),
+            None => unreachable!("checks are looked up by the model's own name"),
+        });
+        self.by_model.entry(M::NAME).or_default().push(erased);
+    }
+
+    fn run<M: Model>(&self, tx: &Tx<'_>, record: &M) -> Result<(), Rejection> {
+        for rule in self.by_model.get(M::NAME).into_iter().flatten() {
+            rule(tx, record)?;
+        }
+        Ok(())
+    }
+}
+
+/// Shared empty rules, for transactions built without an app.
+fn no_checks() -> &'static Checks {
+    static NONE: std::sync::OnceLock<Checks> = std::sync::OnceLock::new();
+    NONE.get_or_init(Checks::new)
+}
+
+/// The view a command decides against: committed-or-accepted state plus this command's own
+/// staged changes.
+pub struct Tx<'a> {
+    state: &'a AppState,
+    checks: &'a Checks,
+    context: Context,
+    events: Vec<AppEvent>,
+    /// (model, id) -> latest staged value, so a command reads its own writes.
+    staged: HashMap<(&'static str, Id), Staged>,
+    /// model -> next integer id to hand out within this command.
+    next_ids: HashMap<&'static str, u64>,
+}
+
+impl<'a> Tx<'a> {
+    /// A transaction over `state` with no domain rules (tests, tools).
+    pub fn new(state: &'a AppState, context: Context) -> Self {
+        Self::with_checks(state, context, no_checks())
+    }
+
+    /// A transaction over `state` enforcing `checks` (what the engine's sequencer runs).
+    pub fn with_checks(state: &'a AppState, context: Context, checks: &'a Checks) -> Self {
+        Tx {
+            state,
+            checks,
+            context,
+            events: Vec::new(),
+            staged: HashMap::new(),
+            next_ids: HashMap::new(),
+        }
+    }
+
+    /// Sequencer time of this command, in milliseconds since the Unix epoch.
+    pub fn timestamp_ms(&self) -> u64 {
+        self.context.timestamp_ms
+    }
+
+    /// The collection of `M` as it was before this command.
+    pub fn collection<M: Model>(&self) -> &'a Collection<M> {
+        self.state.collection::<M>()
+    }
+
+    /// The record `id` of `M`, including this command's own changes.
+    pub fn get<M: Model>(&self, id: &Id) -> Option<M> {
+        match self.staged.get(&(M::NAME, id.clone())) {
+            Some(Some(value)) => value.downcast_ref::<M>().cloned(),
+            Some(None) => None,
+            None => self.collection::<M>().get(id).map(|r| r.value.clone()),
+        }
+    }
+
+    /// The version the record will have after this command (0 when absent).
+    pub fn version<M: Model>(&self, id: &Id) -> u64 {
+        let base = self.collection::<M>().get(id).map_or(0, |r| r.version);
+        let changes = self
+            .events
+            .iter()
+            .filter(|event| event.model == M::NAME)
+            .filter_map(|event| event.decode::<M>().and_then(Result::ok))
+            .filter(|event| event_id(event) == *id)
+            .count() as u64;
+        base + changes
+    }
+
+    /// Creates `record`. An integer primary key of 0 is assigned the next id; a string key
+    /// must be given. Validates and checks uniqueness. Returns the stored record.
+    pub fn create<M: Model>(&mut self, mut record: M) -> Result<M, Rejection> {
+        let id = match record.id() {
+            Id::Int(0) => {
+                let next = self
+                    .next_ids
+                    .entry(M::NAME)
+                    .or_insert_with(|| self.state.collection::<M>().next_int_id());
+                let id = Id::Int(*next);
+                *next += 1;
+                record.set_id(id.clone());
+                id
+            }
+            Id::Str(text) if text.is_empty() => {
+                return Err(Rejection::Invalid(vec![FieldError {
+                    field: M::FIELDS[M::PRIMARY_KEY].json_name.to_string(),
+                    message: "is required".into(),
+                }]))
+            }
+            id => {
+                if let Id::Int(value) = id {
+                    // A client-chosen integer id must not collide with ids handed out later.
+                    let next = self
+                        .next_ids
+                        .entry(M::NAME)
+                        .or_insert_with(|| self.state.collection::<M>().next_int_id());
+                    *next = (*next).max(value + 1);
+                }
+                id
+            }
+        };
+        if self.get::<M>(&id).is_some() {
+            return Err(Rejection::Conflict {
+                message: format!("{} {id} already exists", M::NAME),
+            });
+        }
+        self.check_unique_and_valid(&record)?;
+        self.stage(
+            ModelEvent::Created(record.clone()),
+            id,
+            Some(record.clone()),
+        );
+        Ok(record)
+    }
+
+    /// Replaces record `id` whole (PUT). Immutable fields may not change.
+    pub fn replace<M: Model>(&mut self, id: &Id, mut record: M) -> Result<M, Rejection> {
+        let current = self.require::<M>(id)?;
+        record.set_id(id.clone());
+        record.keep_protected(&current);
+        let changed: Vec<usize> = (0..M::FIELDS.len()).collect();
+        check_immutable(&current, &record, &changed)?;
+        self.check_unique_and_valid(&record)?;
+        self.stage(
+            ModelEvent::Replaced(record.clone()),
+            id.clone(),
+            Some(record.clone()),
+        );
+        Ok(record)
+    }
+
+    /// Applies `patch` to record `id` (PATCH, merge semantics). Immutable fields may not
+    /// change; the result is validated as a whole.
+    pub fn update<M: Model>(&mut self, id: &Id, patch: M::Patch) -> Result<M, Rejection> {
+        let current = self.require::<M>(id)?;
+        let mut updated = current.clone();
+        updated.apply_patch(&patch);
+        check_immutable(&current, &updated, &M::patch_fields(&patch))?;
+        self.check_unique_and_valid(&updated)?;
+        let event = ModelEvent::Updated {
+            id: id.clone(),
+            patch,
+        };
+        self.stage(event, id.clone(), Some(updated.clone()));
+        Ok(updated)
+    }
+
+    /// Deletes record `id`.
+    pub fn delete<M: Model>(&mut self, id: &Id) -> Result<M, Rejection> {
+        let current = self.require::<M>(id)?;
+        self.stage(
+            ModelEvent::<M>::Deleted { id: id.clone() },
+            id.clone(),
+            None,
+        );
+        Ok(current)
+    }
+
+    /// Fails with a version conflict unless record `id` is at `expected` (for `If-Match`).
+    pub fn expect_version<M: Model>(&self, id: &Id, expected: u64) -> Result<(), Rejection> {
+        let current = self.version::<M>(id);
+        if current == expected {
+            Ok(())
+        } else {
+            Err(Rejection::VersionMismatch { expected, current })
+        }
+    }
+
+    fn require<M: Model>(&self, id: &Id) -> Result<M, Rejection> {
+        self.get::<M>(id).ok_or_else(|| Rejection::NotFound {
+            model: M::NAME,
+            id: id.clone(),
+        })
+    }
+
+    /// Validates `record` and checks its unique fields against the effective state: the
+    /// collection as this command sees it, with its own staged changes applied.
+    fn check_unique_and_valid<M: Model>(&self, record: &M) -> Result<(), Rejection> {
+        let errors = validate(record);
+        if !errors.is_empty() {
+            return Err(Rejection::Invalid(errors));
+        }
+        self.checks.run(self, record)?;
+        let own_id = record.id();
+        for (index, spec) in M::FIELDS.iter().enumerate() {
+            if !spec.unique || spec.primary_key {
+                continue;
+            }
+            let value = record.field_value(index);
+            if value.is_null() {
+                continue;
+            }
+            let committed_holder = self.collection::<M>().find_unique(index, &value);
+            let staged_holders = self.staged.iter().filter_map(|((model, id), staged)| {
+                let other = staged.as_ref()?.downcast_ref::<M>()?;
+                (*model == M::NAME).then_some((id, other))
+            });
+            let collides = committed_holder.is_some_and(|holder| {
+                *holder != own_id
+                    && self
+                        .get::<M>(holder)
+                        .is_some_and(|h| h.field_value(index) == value)
+            }) || staged_holders
+                .into_iter()
+                .any(|(id, other)| *id != own_id && other.field_value(index) == value);
+            if collides {
+                return Err(Rejection::Conflict {
+                    message: format!(
+                        "{} with {} {} already exists",
+                        M::NAME,
+                        spec.json_name,
+                        crate::json::to_string(&value).unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn stage<M: Model>(&mut self, event: ModelEvent<M>, id: Id, value: Option<M>) {
+        self.events.push(AppEvent::new(&event));
+        self.staged.insert(
+            (M::NAME, id),
+            value.map(|v| Box::new(v) as Box<dyn Any + Send>),
+        );
+    }
+
+    /// The events staged so far.
+    pub fn into_events(self) -> Vec<AppEvent> {
+        self.events
+    }
+}
+
+fn event_id<M: Model>(event: &ModelEvent<M>) -> Id {
+    match event {
+        ModelEvent::Created(record) | ModelEvent::Replaced(record) => record.id(),
+        ModelEvent::Updated { id, .. } | ModelEvent::Deleted { id } => id.clone(),
+    }
+}
+
+fn check_immutable<M: Model>(current: &M, next: &M, fields: &[usize]) -> Result<(), Rejection> {
+    let errors: Vec<FieldError> = fields
+        .iter()
+        .filter(|&&index| M::FIELDS[index].immutable && !M::FIELDS[index].primary_key)
+        .filter(|&&index| current.field_value(index) != next.field_value(index))
+        .map(|&index| FieldError {
+            field: M::FIELDS[index].json_name.to_string(),
+            message: "is immutable".into(),
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection::Invalid(errors))
+    }
+}
+
+/// The closure type of a command producing `T`.
+pub type DecideFn<T> = dyn Fn(&mut Tx<'_>) -> Result<T, Rejection> + Send + Sync;
+
+/// An engine command built from a closure; its output is handed back through a shared slot
+/// (the engine reports only a receipt).
+pub struct TxCommand<T: Send + 'static> {
+    decide: Box<DecideFn<T>>,
+    checks: Arc<Checks>,
+    output: Arc<Mutex<Option<T>>>,
+}
+
+impl<T: Send + 'static> TxCommand<T> {
+    /// Wraps `decide`; the returned slot holds its output once the command was accepted.
+    pub fn new(
+        checks: Arc<Checks>,
+        decide: impl Fn(&mut Tx<'_>) -> Result<T, Rejection> + Send + Sync + 'static,
+    ) -> (Self, Arc<Mutex<Option<T>>>) {
+        let output = Arc::new(Mutex::new(None));
+        let command = TxCommand {
+            checks,
+            decide: Box::new(decide),
+            output: Arc::clone(&output),
+        };
+        (command, output)
+    }
+}
+
+impl<T: Send + 'static> Command<AppState> for TxCommand<T> {
+    type Rejection = Rejection;
+
+    fn decide(&self, state: &AppState, context: &Context) -> Result<Vec<AppEvent>, Rejection> {
+        let mut tx = Tx::with_checks(state, *context, &self.checks);
+        let value = (self.decide)(&mut tx)?;
+        *self.output.lock().expect("command output poisoned") = Some(value);
+        Ok(tx.into_events())
+    }
+}
+
+/// Builds the engine command for `decide` and the slot its output lands in.
+pub fn tx_command<T: Send + 'static>(
+    checks: Arc<Checks>,
+    decide: impl Fn(&mut Tx<'_>) -> Result<T, Rejection> + Send + Sync + 'static,
+) -> (TxCommand<T>, Arc<Mutex<Option<T>>>) {
+    TxCommand::new(checks, decide)
+}

@@ -1,0 +1,170 @@
+//! `Handle`: the programmatic face of a running app. Reads copy out of the committed state;
+//! writes run a command through the engine (the same path the HTTP routes take).
+//!
+//! Owns: turning engine outcomes into `WriteError`s, and recovering the outcome of an
+//! idempotent retry.
+//! Must not: know about HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::command::{tx_command, Checks, Tx};
+use super::model::{Id, Model, ModelEvent, Rejection};
+use super::state::{AppEvent, AppState};
+use crate::engine::{Committed, Engine, Meta, Receipt, SubmitError};
+
+/// Why a write did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// The command refused (validation, uniqueness, not found, domain rule).
+    Rejected(Rejection),
+    /// The disk is full; nothing was stored (HTTP 507).
+    DiskFull,
+    /// Storage failed; nothing was stored, a retry may succeed (HTTP 503).
+    Unavailable(String),
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Rejected(rejection) => write!(f, "{rejection}"),
+            WriteError::DiskFull => f.write_str("the disk is full: the change was not stored"),
+            WriteError::Unavailable(message) => write!(f, "storage unavailable: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+impl From<Rejection> for WriteError {
+    fn from(rejection: Rejection) -> Self {
+        WriteError::Rejected(rejection)
+    }
+}
+
+/// The outcome of an accepted command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed<T> {
+    /// The command's output; `None` when this was a retry of a command already committed under
+    /// the same idempotency key (the stored receipt is returned instead of running it again).
+    pub output: Option<T>,
+    /// Where its events landed in the log.
+    pub receipt: Receipt,
+}
+
+/// A cheap, cloneable handle on a running app's engine.
+#[derive(Clone)]
+pub struct Handle {
+    engine: Arc<Engine<AppState>>,
+    checks: Arc<Checks>,
+}
+
+impl Handle {
+    /// Wraps an open engine; every write enforces `checks`.
+    pub fn new(engine: Arc<Engine<AppState>>, checks: Arc<Checks>) -> Self {
+        Handle { engine, checks }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine<AppState>> {
+        &self.engine
+    }
+
+    /// Runs `f` on the committed state under the read lock; copy out what you need.
+    pub fn read<R>(&self, f: impl FnOnce(&AppState) -> R) -> R {
+        self.engine.read(f)
+    }
+
+    /// The record `id` of `M`, with its version.
+    pub fn get<M: Model>(&self, id: &Id) -> Option<(M, u64)> {
+        self.read(|state| {
+            state
+                .collection::<M>()
+                .get(id)
+                .map(|r| (r.value.clone(), r.version))
+        })
+    }
+
+    /// Runs a command: `decide` reads through a `Tx` and stages events; they are durable and
+    /// applied when this returns `Ok`.
+    pub fn execute<T: Send + 'static>(
+        &self,
+        meta: Meta,
+        decide: impl Fn(&mut Tx<'_>) -> Result<T, Rejection> + Send + Sync + 'static,
+    ) -> Result<Executed<T>, WriteError> {
+        let (command, output) = tx_command(Arc::clone(&self.checks), decide);
+        match self.engine.submit_with(command, meta) {
+            Ok(receipt) => {
+                let output = output.lock().expect("command output poisoned").take();
+                assert!(
+                    output.is_some() || receipt.duplicate,
+                    "an accepted command must leave its output"
+                );
+                Ok(Executed { output, receipt })
+            }
+            Err(SubmitError::Rejected(rejection)) => Err(WriteError::Rejected(rejection)),
+            Err(SubmitError::Conflict {
+                expected, current, ..
+            }) => Err(WriteError::Rejected(Rejection::VersionMismatch {
+                expected,
+                current,
+            })),
+            Err(SubmitError::DiskFull) => Err(WriteError::DiskFull),
+            Err(SubmitError::Storage(message)) => Err(WriteError::Unavailable(message)),
+            Err(SubmitError::Closed) => {
+                Err(WriteError::Unavailable("the engine is shut down".into()))
+            }
+        }
+    }
+
+    /// Creates a record (an integer id of 0 is assigned).
+    pub fn create<M: Model>(&self, record: M) -> Result<M, WriteError> {
+        let executed = self.execute(Meta::default(), move |tx| tx.create(record.clone()))?;
+        Ok(executed
+            .output
+            .expect("no idempotency key, so never a duplicate"))
+    }
+
+    /// Changes the fields present in `patch`.
+    pub fn update<M: Model>(&self, id: Id, patch: M::Patch) -> Result<M, WriteError> {
+        let executed = self.execute(Meta::default(), move |tx| {
+            tx.update::<M>(&id, patch.clone())
+        })?;
+        Ok(executed
+            .output
+            .expect("no idempotency key, so never a duplicate"))
+    }
+
+    /// Deletes a record.
+    pub fn delete<M: Model>(&self, id: Id) -> Result<M, WriteError> {
+        let executed = self.execute(Meta::default(), move |tx| tx.delete::<M>(&id))?;
+        Ok(executed
+            .output
+            .expect("no idempotency key, so never a duplicate"))
+    }
+
+    /// The first committed event at `index`, read back from the log (used to answer an
+    /// idempotent retry with the outcome of the original request).
+    pub fn event_at(&self, index: u64) -> Option<Arc<Committed<AppEvent>>> {
+        let mut subscription = self.engine.subscribe(index).ok()?;
+        let event = subscription.next_timeout(Duration::from_secs(5)).ok()??;
+        (event.envelope.index == index).then_some(event)
+    }
+
+    /// The id of the `M` record the command at `receipt` touched first, for idempotent retries.
+    pub fn id_touched_by<M: Model>(&self, receipt: &Receipt) -> Option<Id> {
+        if receipt.last_index < receipt.first_index {
+            return None;
+        }
+        for index in receipt.first_index..=receipt.last_index {
+            let event = self.event_at(index)?;
+            if let Some(Ok(typed)) = event.event.decode::<M>() {
+                return Some(match typed {
+                    ModelEvent::Created(record) | ModelEvent::Replaced(record) => record.id(),
+                    ModelEvent::Updated { id, .. } | ModelEvent::Deleted { id } => id,
+                });
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,607 @@
+//! Models: the `Model` trait that `#[derive(Model)]` implements, the events of a model
+//! (`ModelEvent`), and `Collection`, the in-memory state of one model with its unique and
+//! equality indexes.
+//!
+//! Owns: deciding whether a create, replace, patch or delete is valid (validation, uniqueness,
+//! immutability) and applying the resulting events deterministically.
+//! Must not: read clocks or randomness in `apply`; know about HTTP (errors are `FieldError`s and
+//! `Rejection`s that the route layer maps to problems).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::binary::{self, Decode, Encode};
+use crate::json::{self, FromJson, ToJson, Value};
+
+use super::schema::{check_len_rules, check_number_rules, check_string_rules, Filter, FilterOp};
+pub use super::schema::{FieldKind, FieldSpec, Id, Rule};
+
+/// A struct whose records Lithair stores, serves and replicates. Implemented by
+/// `#[derive(Model)]`; see `docs/` and the blog example.
+pub trait Model: Clone + Send + Sync + 'static + ToJson + FromJson + Encode + Decode {
+    /// The partial update: every field optional.
+    type Patch: Clone + Send + Sync + Default + 'static + ToJson + FromJson + Encode + Decode;
+    /// Name of the model (`Post`); events and logs name it.
+    const NAME: &'static str;
+    /// Base path of its routes (`/api/posts`).
+    const PATH: &'static str;
+    /// Its fields, in declaration order.
+    const FIELDS: &'static [FieldSpec];
+    /// Index of the primary key in `FIELDS`.
+    const PRIMARY_KEY: usize;
+    /// The record's identity.
+    fn id(&self) -> Id;
+    /// Sets the identity (the sequencer assigns integer ids).
+    fn set_id(&mut self, id: Id);
+    /// JSON value of field `index` (in `FIELDS` order).
+    fn field_value(&self, index: usize) -> Value;
+    /// Sets every field present in `patch`.
+    fn apply_patch(&mut self, patch: &Self::Patch);
+    /// `FIELDS` indices of the fields present in `patch`.
+    fn patch_fields(patch: &Self::Patch) -> Vec<usize>;
+    /// Copies every `#[http(read_only)]` and `#[http(skip)]` field from `current`: a client's
+    /// PUT replaces what it may write and keeps what it may not.
+    fn keep_protected(&mut self, current: &Self) {
+        let _ = current;
+    }
+}
+
+/// The events of model `M`. `#[derive(Model)]` names it: `pub type PostEvent = ModelEvent<Post>`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelEvent<M: Model> {
+    /// A record was created (its id already assigned).
+    Created(M),
+    /// Fields of a record were changed.
+    Updated {
+        /// Which record.
+        id: Id,
+        /// The changed fields.
+        patch: M::Patch,
+    },
+    /// A record was replaced whole (PUT).
+    Replaced(M),
+    /// A record was deleted.
+    Deleted {
+        /// Which record.
+        id: Id,
+    },
+}
+
+impl Encode for Id {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Id::Int(value) => {
+                binary::write_varint(out, 0);
+                value.encode(out);
+            }
+            Id::Str(value) => {
+                binary::write_varint(out, 1);
+                value.encode(out);
+            }
+        }
+    }
+}
+
+impl Decode for Id {
+    fn decode(r: &mut binary::Reader<'_>) -> Result<Self, binary::Error> {
+        match r.read_varint()? {
+            0 => Ok(Id::Int(u64::decode(r)?)),
+            1 => Ok(Id::Str(String::decode(r)?)),
+            other => Err(binary::Error::unknown_variant(other)),
+        }
+    }
+}
+
+impl ToJson for Id {
+    fn write_json(&self, w: &mut json::Writer) {
+        match self {
+            Id::Int(value) => w.u64(*value),
+            Id::Str(value) => w.str(value),
+        }
+    }
+}
+
+impl<M: Model> Encode for ModelEvent<M> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        // Variant tags are part of the log format: never renumber them.
+        let tag = match self {
+            ModelEvent::Created(_) => 0,
+            ModelEvent::Updated { .. } => 1,
+            ModelEvent::Deleted { .. } => 2,
+            ModelEvent::Replaced(_) => 3,
+        };
+        binary::write_varint(out, tag);
+        let mark = binary::begin_struct(out);
+        match self {
+            ModelEvent::Created(record) | ModelEvent::Replaced(record) => record.encode(out),
+            ModelEvent::Updated { id, patch } => {
+                id.encode(out);
+                patch.encode(out);
+            }
+            ModelEvent::Deleted { id } => id.encode(out),
+        }
+        binary::end_struct(out, mark);
+    }
+}
+
+impl<M: Model> Decode for ModelEvent<M> {
+    fn decode(r: &mut binary::Reader<'_>) -> Result<Self, binary::Error> {
+        let tag = r.read_varint()?;
+        let mut body = r.struct_body()?;
+        let event = match tag {
+            0 => ModelEvent::Created(M::decode(&mut body).map_err(|e| e.with_field("Created"))?),
+            1 => ModelEvent::Updated {
+                id: Id::decode(&mut body)?,
+                patch: M::Patch::decode(&mut body).map_err(|e| e.with_field("patch"))?,
+            },
+            2 => ModelEvent::Deleted {
+                id: Id::decode(&mut body)?,
+            },
+            3 => ModelEvent::Replaced(M::decode(&mut body).map_err(|e| e.with_field("Replaced"))?),
+            other => return Err(binary::Error::unknown_variant(other)),
+        };
+        Ok(event)
+    }
+}
+
+impl<M: Model> ToJson for ModelEvent<M> {
+    fn write_json(&self, w: &mut json::Writer) {
+        w.begin_object();
+        match self {
+            ModelEvent::Created(record) => {
+                w.field("Created");
+                record.write_json(w);
+            }
+            ModelEvent::Replaced(record) => {
+                w.field("Replaced");
+                record.write_json(w);
+            }
+            ModelEvent::Updated { id, patch } => {
+                w.field("Updated");
+                w.begin_object();
+                w.field("id");
+                id.write_json(w);
+                w.field("patch");
+                patch.write_json(w);
+                w.end_object();
+            }
+            ModelEvent::Deleted { id } => {
+                w.field("Deleted");
+                w.begin_object();
+                w.field("id");
+                id.write_json(w);
+                w.end_object();
+            }
+        }
+        w.end_object();
+    }
+}
+
+/// A field that failed validation, for a 422 problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// JSON name of the field.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Why a write was refused. The route layer maps each to a status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// The record does not exist (404).
+    NotFound {
+        /// Model name.
+        model: &'static str,
+        /// Requested id.
+        id: Id,
+    },
+    /// A unique field already holds this value, or a create reused an id (409).
+    Conflict {
+        /// What collides.
+        message: String,
+    },
+    /// `If-Match` named another version (409 with the current one; 412 is for preconditions
+    /// of safe methods).
+    VersionMismatch {
+        /// Version the client expected.
+        expected: u64,
+        /// Version the record has.
+        current: u64,
+    },
+    /// Field errors (422).
+    Invalid(Vec<FieldError>),
+    /// A domain rule refused the command (409 by default), e.g. "out of stock".
+    Domain {
+        /// HTTP status to answer with.
+        status: u16,
+        /// A sentence for the client.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::NotFound { model, id } => write!(f, "{model} {id} not found"),
+            Rejection::Conflict { message } | Rejection::Domain { message, .. } => {
+                f.write_str(message)
+            }
+            Rejection::VersionMismatch { expected, current } => {
+                write!(
+                    f,
+                    "version {expected} expected, record is at version {current}"
+                )
+            }
+            Rejection::Invalid(errors) => {
+                let parts: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect();
+                write!(f, "invalid fields: {}", parts.join("; "))
+            }
+        }
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Checks every validation rule of every field of `record`.
+pub fn validate<M: Model>(record: &M) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (index, spec) in M::FIELDS.iter().enumerate() {
+        if spec.rules.is_empty() {
+            continue;
+        }
+        let value = record.field_value(index);
+        let failure = match &value {
+            Value::Null => None, // an absent optional value has nothing to validate
+            Value::String(text) => check_string_rules(text, spec.rules),
+            Value::Number(number) => number
+                .as_f64()
+                .and_then(|value| check_number_rules(value, spec.rules)),
+            Value::Array(items) => check_len_rules(items.len() as u64, spec.rules),
+            _ => None,
+        };
+        if let Some(message) = failure {
+            errors.push(FieldError {
+                field: spec.json_name.to_string(),
+                message,
+            });
+        }
+    }
+    errors
+}
+
+/// The canonical text of a field value, the key of unique and equality indexes.
+fn index_key(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => json::to_string(other).unwrap_or_default(),
+    }
+}
+
+/// One stored record and its version (1 on create, +1 per change).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record<M> {
+    /// The record.
+    pub value: M,
+    /// Its version, for ETags and `If-Match`.
+    pub version: u64,
+}
+
+/// The in-memory state of one model: records by id plus unique and equality indexes.
+#[derive(Clone, Debug)]
+pub struct Collection<M: Model> {
+    records: BTreeMap<Id, Record<M>>,
+    /// field index -> (key -> id), for `#[db(unique)]` fields.
+    unique: Vec<(usize, HashMap<String, Id>)>,
+    /// field index -> (key -> ids), for `#[db(indexed)]` fields.
+    indexed: Vec<(usize, HashMap<String, BTreeSet<Id>>)>,
+    /// Highest integer id ever assigned (ids are never reused, even after a delete).
+    last_int_id: u64,
+}
+
+impl<M: Model> Default for Collection<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M: Model> Collection<M> {
+    /// An empty collection.
+    pub fn new() -> Self {
+        let fields = M::FIELDS.iter().enumerate();
+        Collection {
+            records: BTreeMap::new(),
+            unique: fields
+                .clone()
+                .filter(|(_, spec)| spec.unique && !spec.primary_key)
+                .map(|(index, _)| (index, HashMap::new()))
+                .collect(),
+            indexed: fields
+                .filter(|(_, spec)| spec.indexed)
+                .map(|(index, _)| (index, HashMap::new()))
+                .collect(),
+            last_int_id: 0,
+        }
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether there is no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The record with this id.
+    pub fn get(&self, id: &Id) -> Option<&Record<M>> {
+        self.records.get(id)
+    }
+
+    /// Every record in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &Record<M>> + '_ {
+        self.records.values()
+    }
+
+    /// The id the next created record gets when it brings none.
+    pub fn next_int_id(&self) -> u64 {
+        self.last_int_id + 1
+    }
+
+    /// The id held by the record whose unique field `field` equals `value`, if any.
+    pub fn find_unique(&self, field: usize, value: &Value) -> Option<&Id> {
+        let (_, map) = self.unique.iter().find(|(index, _)| *index == field)?;
+        map.get(&index_key(value))
+    }
+
+    /// Checks a create or replace of `record` against validation and uniqueness.
+    /// `replacing` is the id being replaced (its own unique values do not collide).
+    pub fn check_write(&self, record: &M, replacing: Option<&Id>) -> Result<(), Rejection> {
+        let errors = validate(record);
+        if !errors.is_empty() {
+            return Err(Rejection::Invalid(errors));
+        }
+        for (field, map) in &self.unique {
+            let value = record.field_value(*field);
+            if value.is_null() {
+                continue;
+            }
+            if let Some(holder) = map.get(&index_key(&value)) {
+                if Some(holder) != replacing {
+                    let name = M::FIELDS[*field].json_name;
+                    return Err(Rejection::Conflict {
+                        message: format!(
+                            "{} with {name} {} already exists",
+                            M::NAME,
+                            json::to_string(&value).unwrap_or_default()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one committed event. Events were checked when decided, so a violation here is a
+    /// broken invariant (the log and the state disagree) and stops the process.
+    pub fn apply(&mut self, event: &ModelEvent<M>) {
+        match event {
+            ModelEvent::Created(record) => {
+                let id = record.id();
+                assert!(
+                    !self.records.contains_key(&id),
+                    "{} {id} created twice: the log and the state disagree",
+                    M::NAME
+                );
+                if let Id::Int(value) = id {
+                    self.last_int_id = self.last_int_id.max(value);
+                }
+                self.index_insert(record);
+                self.records.insert(
+                    id,
+                    Record {
+                        value: record.clone(),
+                        version: 1,
+                    },
+                );
+            }
+            ModelEvent::Updated { id, patch } => {
+                let mut updated = self.take_for_change(id);
+                updated.value.apply_patch(patch);
+                self.put_back(id, updated);
+            }
+            ModelEvent::Replaced(record) => {
+                let id = record.id();
+                let mut replaced = self.take_for_change(&id);
+                replaced.value = record.clone();
+                self.put_back(&id, replaced);
+            }
+            ModelEvent::Deleted { id } => {
+                let removed = self.take_for_change(id);
+                drop(removed);
+            }
+        }
+    }
+
+    fn take_for_change(&mut self, id: &Id) -> Record<M> {
+        let record = self.records.remove(id).unwrap_or_else(|| {
+            panic!(
+                "{} {id} changed but absent: the log and the state disagree",
+                M::NAME
+            )
+        });
+        self.index_remove(&record.value);
+        record
+    }
+
+    fn put_back(&mut self, id: &Id, mut record: Record<M>) {
+        assert_eq!(&record.value.id(), id, "an update must not change the id");
+        record.version += 1;
+        self.index_insert(&record.value);
+        self.records.insert(id.clone(), record);
+    }
+
+    fn index_insert(&mut self, record: &M) {
+        let id = record.id();
+        for (field, map) in &mut self.unique {
+            let value = record.field_value(*field);
+            if !value.is_null() {
+                map.insert(index_key(&value), id.clone());
+            }
+        }
+        for (field, map) in &mut self.indexed {
+            let key = index_key(&record.field_value(*field));
+            map.entry(key).or_default().insert(id.clone());
+        }
+    }
+
+    fn index_remove(&mut self, record: &M) {
+        let id = record.id();
+        for (field, map) in &mut self.unique {
+            let key = index_key(&record.field_value(*field));
+            if map.get(&key) == Some(&id) {
+                map.remove(&key);
+            }
+        }
+        for (field, map) in &mut self.indexed {
+            let key = index_key(&record.field_value(*field));
+            if let Some(ids) = map.get_mut(&key) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    map.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Ids of the records passing every filter, in id order. An equality filter on an indexed
+    /// field narrows the candidates without a scan.
+    pub fn select(&self, filters: &[Filter]) -> Vec<&Record<M>> {
+        let indexed = filters.iter().find_map(|filter| {
+            let (_, map) = self
+                .indexed
+                .iter()
+                .find(|(field, _)| *field == filter.field && filter.op == FilterOp::Eq)?;
+            Some(map.get(&filter.operand))
+        });
+        let passes = |record: &&Record<M>| {
+            filters
+                .iter()
+                .all(|filter| filter_matches(&record.value, filter))
+        };
+        match indexed {
+            Some(Some(ids)) => ids
+                .iter()
+                .filter_map(|id| self.records.get(id))
+                .filter(passes)
+                .collect(),
+            Some(None) => Vec::new(),
+            None => self.records.values().filter(passes).collect(),
+        }
+    }
+}
+
+/// Whether `record` passes `filter`.
+pub fn filter_matches<M: Model>(record: &M, filter: &Filter) -> bool {
+    let value = record.field_value(filter.field);
+    let operand = filter.operand.as_str();
+    if filter.op == FilterOp::Contains {
+        return match &value {
+            Value::String(text) => text.contains(operand),
+            other => index_key(other).contains(operand),
+        };
+    }
+    let ordering = match &value {
+        Value::Number(number) => match (number.as_f64(), operand.parse::<f64>()) {
+            (Some(left), Ok(right)) => left.partial_cmp(&right),
+            _ => None,
+        },
+        Value::String(text) => Some(text.as_str().cmp(operand)),
+        Value::Bool(flag) => Some(flag.to_string().as_str().cmp(operand)),
+        Value::Null => Some(if operand == "null" {
+            std::cmp::Ordering::Equal
+        } else {
+            std::cmp::Ordering::Less
+        }),
+        _ => None,
+    };
+    let Some(ordering) = ordering else {
+        return false;
+    };
+    use std::cmp::Ordering::*;
+    match filter.op {
+        FilterOp::Eq => ordering == Equal,
+        FilterOp::Ne => ordering != Equal,
+        FilterOp::Gt => ordering == Greater,
+        FilterOp::Ge => ordering != Less,
+        FilterOp::Lt => ordering == Less,
+        FilterOp::Le => ordering != Greater,
+        FilterOp::Contains => unreachable!("handled above"),
+    }
+}
+
+/// Compares two field values for sorting: numbers numerically, strings by bytes, nulls first.
+pub fn compare_values(left: &Value, right: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (left, right) {
+        (Value::Number(a), Value::Number(b)) => match (a.as_i64(), b.as_i64()) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            _ => match (a.as_u64(), b.as_u64()) {
+                (Some(a), Some(b)) => a.cmp(&b),
+                _ => {
+                    let a = a.as_f64().unwrap_or(f64::NAN);
+                    let b = b.as_f64().unwrap_or(f64::NAN);
+                    a.partial_cmp(&b).unwrap_or(Ordering::Equal)
+                }
+            },
+        },
+        (Value::String(a), Value::String(b)) => a.cmp(b),
+        (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+        (Value::Null, Value::Null) => Ordering::Equal,
+        (Value::Null, _) => Ordering::Less,
+        (_, Value::Null) => Ordering::Greater,
+        _ => Ordering::Equal,
+    }
+}
+
+impl<M: Model> Encode for Collection<M> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mark = binary::begin_struct(out);
+        self.last_int_id.encode(out);
+        binary::write_varint(out, self.records.len() as u64);
+        for record in self.records.values() {
+            record.value.encode(out);
+            record.version.encode(out);
+        }
+        binary::end_struct(out, mark);
+    }
+}
+
+impl<M: Model> Decode for Collection<M> {
+    fn decode(r: &mut binary::Reader<'_>) -> Result<Self, binary::Error> {
+        let mut body = r.struct_body()?;
+        let mut collection = Collection::new();
+        collection.last_int_id = u64::decode(&mut body)?;
+        let count = body.read_varint()?;
+        for _ in 0..count {
+            if body.is_empty() {
+                return Err(binary::Error::custom("collection snapshot ends early"));
+            }
+            let value = M::decode(&mut body)?;
+            let version = u64::decode(&mut body)?;
+            let id = value.id();
+            if collection.records.contains_key(&id) {
+                return Err(binary::Error::custom(format!(
+                    "{} {id} appears twice in a snapshot",
+                    M::NAME
+                )));
+            }
+            collection.index_insert(&value);
+            collection.records.insert(id, Record { value, version });
+        }
+        Ok(collection)
+    }
+}

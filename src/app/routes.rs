@@ -1,0 +1,359 @@
+//! The HTTP routes every model gets: list, get, create, replace, patch, delete and schema,
+//! plus the mapping of write errors to `application/problem+json`.
+//!
+//! Owns: HTTP semantics of model resources (status codes, `Location`, `ETag`, `If-Match`,
+//! `Idempotency-Key`, list envelopes).
+//! Must not: decide writes itself; every write is a `Tx` command run through `Handle::execute`.
+
+use std::sync::Arc;
+
+use super::handle::{Executed, Handle, WriteError};
+use super::model::{compare_values, FieldError, Id, Model, Rejection};
+use super::schema::{parse_list_query, FieldKind, Rule};
+use crate::engine::Meta;
+use crate::http::problem::Problem;
+use crate::http::router::Router;
+use crate::http::{inline, Request, Response};
+use crate::json::{self, ToJson, Writer};
+
+/// Longest `Idempotency-Key` accepted, in bytes.
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 255;
+
+/// Maps a write error to its problem response.
+pub fn write_error_problem(error: &WriteError) -> Problem {
+    match error {
+        WriteError::Rejected(rejection) => rejection_problem(rejection),
+        WriteError::DiskFull => Problem::new(507).with_detail(error.to_string()),
+        WriteError::Unavailable(_) => Problem::new(503)
+            .with_detail(error.to_string())
+            .with_header("Retry-After", "1"),
+    }
+}
+
+/// Maps a command rejection to its problem response.
+pub fn rejection_problem(rejection: &Rejection) -> Problem {
+    match rejection {
+        Rejection::NotFound { .. } => Problem::not_found(rejection.to_string()),
+        Rejection::Conflict { message } => Problem::conflict(message.clone()),
+        Rejection::VersionMismatch { current, .. } => Problem::conflict(rejection.to_string())
+            .with_extension("current_version", current)
+            .with_header("ETag", etag(*current)),
+        Rejection::Invalid(errors) => {
+            let mut problem = Problem::unprocessable("some fields are invalid");
+            for FieldError { field, message } in errors {
+                problem = problem.with_field_error(field.clone(), message.clone());
+            }
+            problem
+        }
+        Rejection::Domain { status, message } => Problem::new(*status).with_detail(message.clone()),
+    }
+}
+
+fn etag(version: u64) -> String {
+    format!("\"{version}\"")
+}
+
+/// Parses an `If-Match` value naming one version (`"3"` or `W/"3"`).
+fn if_match(req: &Request) -> Result<Option<u64>, Problem> {
+    let Some(value) = req.header("if-match") else {
+        return Ok(None);
+    };
+    let trimmed = value.trim().trim_start_matches("W/").trim_matches('"');
+    trimmed
+        .parse()
+        .map(Some)
+        .map_err(|_| Problem::bad_request(format!("If-Match must name one version, got {value:?}")))
+}
+
+/// The engine metadata of a write request: idempotency key and request id.
+fn write_meta(req: &Request) -> Result<Meta, Problem> {
+    let mut meta = Meta::default();
+    if let Some(key) = req.header("idempotency-key") {
+        let key = key.trim();
+        if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
+            return Err(Problem::bad_request(format!(
+                "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_BYTES_MAX} bytes"
+            )));
+        }
+        meta.idempotency_key = Some(Arc::from(key));
+    }
+    if let Some(request_id) = req.header("x-request-id") {
+        meta.correlation_id = Some(Arc::from(request_id));
+    }
+    Ok(meta)
+}
+
+/// Parses the `{id}` path parameter for `M`; an id of the wrong shape names no record (404).
+fn path_id<M: Model>(req: &Request) -> Result<Id, Problem> {
+    let raw = req.param_str("id").unwrap_or_default();
+    let spec = &M::FIELDS[M::PRIMARY_KEY];
+    match spec.kind {
+        FieldKind::UInt | FieldKind::Int => raw
+            .parse()
+            .map(Id::Int)
+            .map_err(|_| Problem::not_found(format!("{} {raw} not found", M::NAME))),
+        _ => Ok(Id::Str(raw.to_string())),
+    }
+}
+
+fn record_response<M: Model>(status: u16, record: &M, version: u64) -> Response {
+    Response::json(status, record).with_header("ETag", etag(version))
+}
+
+/// Adds the routes of `M` to `router`: reads always, writes when `writable` (a model written
+/// only through commands, like the shop's orders, leaves them out).
+pub fn model_routes<M: Model>(router: Router, handle: &Handle, writable: bool) -> Router {
+    let base = M::PATH.trim_end_matches('/');
+    let item = format!("{base}/{{id}}");
+    let (h1, h2, h3, h4, h5, h6) = (
+        handle.clone(),
+        handle.clone(),
+        handle.clone(),
+        handle.clone(),
+        handle.clone(),
+        handle.clone(),
+    );
+    let router = router
+        .get(&format!("{base}/_schema"), |_: &mut Request| {
+            Response::bytes(200, "application/json", schema_json::<M>().into_bytes())
+        })
+        .get(base, move |req: &mut Request| list::<M>(&h1, req))
+        // A single-record read copies one record under the read lock: cheap and non-blocking,
+        // so the reactor may run it inline.
+        .get(
+            &item,
+            inline(move |req: &mut Request| show::<M>(&h3, req).unwrap_or_else(Response::from)),
+        );
+    if !writable {
+        return router;
+    }
+    router
+        .post(base, move |req: &mut Request| create::<M>(&h2, req))
+        .put(&item, move |req: &mut Request| replace::<M>(&h4, req))
+        .patch(&item, move |req: &mut Request| patch::<M>(&h5, req))
+        .delete(&item, move |req: &mut Request| remove::<M>(&h6, req))
+}
+
+fn list<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
+    let pairs = req.query_pairs()?;
+    let query = parse_list_query(&pairs, M::FIELDS).map_err(Problem::bad_request)?;
+    // Copy the page out under the read lock; serialize after releasing it.
+    let (total, page) = handle.read(|state| {
+        let mut selected = state.collection::<M>().select(&query.filters);
+        if let Some((field, descending)) = query.sort {
+            selected.sort_by(|a, b| {
+                let order =
+                    compare_values(&a.value.field_value(field), &b.value.field_value(field));
+                if descending {
+                    order.reverse()
+                } else {
+                    order
+                }
+            });
+        }
+        let total = selected.len();
+        let page: Vec<M> = selected
+            .into_iter()
+            .skip(query.skip)
+            .take(query.take)
+            .map(|record| record.value.clone())
+            .collect();
+        (total, page)
+    });
+    let mut w = Writer::new();
+    w.begin_object();
+    w.field("data");
+    page.write_json(&mut w);
+    w.field("total");
+    w.u64(total as u64);
+    w.field("skip");
+    w.u64(query.skip as u64);
+    w.field("take");
+    w.u64(query.take as u64);
+    w.field("has_more");
+    w.bool(query.skip.saturating_add(page.len()) < total);
+    w.end_object();
+    let body = w
+        .finish()
+        .map_err(|e| Problem::internal().with_detail(e.to_string()))?;
+    Ok(Response::bytes(200, "application/json", body.into_bytes()))
+}
+
+fn show<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
+    let id = path_id::<M>(req)?;
+    let (record, version) = handle
+        .get::<M>(&id)
+        .ok_or_else(|| Problem::not_found(format!("{} {id} not found", M::NAME)))?;
+    if let Some(tags) = req.header("if-none-match") {
+        if tags
+            .split(',')
+            .any(|tag| tag.trim().trim_start_matches("W/") == etag(version))
+        {
+            return Ok(Response::new(304).with_header("ETag", etag(version)));
+        }
+    }
+    Ok(record_response(200, &record, version))
+}
+
+/// Runs a write and answers with the record it produced; an idempotent retry answers with
+/// the record as it is now, marked `Idempotent-Replayed: true`.
+fn respond_write<M: Model>(
+    handle: &Handle,
+    outcome: Result<Executed<M>, WriteError>,
+    status: u16,
+) -> Result<Response, Problem> {
+    let executed = outcome.map_err(|e| write_error_problem(&e))?;
+    let (record, replayed) = match executed.output {
+        Some(record) => (record, false),
+        None => {
+            let id = handle
+                .id_touched_by::<M>(&executed.receipt)
+                .ok_or_else(|| {
+                    Problem::conflict("this Idempotency-Key was used for another request")
+                })?;
+            let (record, _) = handle
+                .get::<M>(&id)
+                .ok_or_else(|| Problem::not_found(format!("{} {id} no longer exists", M::NAME)))?;
+            (record, true)
+        }
+    };
+    let version = handle.get::<M>(&record.id()).map_or(1, |(_, v)| v);
+    let mut response = record_response(status, &record, version);
+    if status == 201 {
+        let location = format!("{}/{}", M::PATH.trim_end_matches('/'), record.id());
+        response = response.with_header("Location", location);
+    }
+    if replayed {
+        response = response.with_header("Idempotent-Replayed", "true");
+    }
+    Ok(response)
+}
+
+fn create<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
+    let record: M = req.json()?;
+    let meta = write_meta(req)?;
+    let outcome = handle.execute(meta, move |tx| tx.create(record.clone()));
+    respond_write(handle, outcome, 201)
+}
+
+fn replace<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
+    let id = path_id::<M>(req)?;
+    let record: M = req.json()?;
+    let (meta, expected) = (write_meta(req)?, if_match(req)?);
+    let outcome = handle.execute(meta, move |tx| {
+        if let Some(expected) = expected {
+            tx.expect_version::<M>(&id, expected)?;
+        }
+        tx.replace(&id, record.clone())
+    });
+    respond_write(handle, outcome, 200)
+}
+
+fn patch<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
+    let id = path_id::<M>(req)?;
+    let patch: M::Patch = req.json()?;
+    let (meta, expected) = (write_meta(req)?, if_match(req)?);
+    let outcome = handle.execute(meta, move |tx| {
+        if let Some(expected) = expected {
+            tx.expect_version::<M>(&id, expected)?;
+        }
+        tx.update::<M>(&id, patch.clone())
+    });
+    respond_write(handle, outcome, 200)
+}
+
+fn remove<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
+    let id = path_id::<M>(req)?;
+    let (meta, expected) = (write_meta(req)?, if_match(req)?);
+    let outcome = handle.execute(meta, move |tx| {
+        if let Some(expected) = expected {
+            tx.expect_version::<M>(&id, expected)?;
+        }
+        tx.delete::<M>(&id).map(|_| ())
+    });
+    outcome.map_err(|e| write_error_problem(&e))?;
+    Ok(Response::no_content())
+}
+
+/// `GET {base}/_schema`: the model's fields and constraints.
+pub fn schema_json<M: Model>() -> String {
+    let mut w = Writer::new();
+    w.begin_object();
+    w.field("name");
+    w.str(M::NAME);
+    w.field("path");
+    w.str(M::PATH);
+    w.field("fields");
+    w.begin_array();
+    for spec in M::FIELDS.iter().filter(|spec| !spec.skip) {
+        w.element();
+        w.begin_object();
+        w.field("name");
+        w.str(spec.json_name);
+        w.field("type");
+        w.str(kind_name(spec.kind));
+        let flags = [
+            ("optional", spec.optional),
+            ("primary_key", spec.primary_key),
+            ("unique", spec.unique),
+            ("indexed", spec.indexed),
+            ("has_default", spec.has_default),
+            ("immutable", spec.immutable),
+            ("read_only", spec.read_only),
+        ];
+        for (name, value) in flags {
+            w.field(name);
+            w.bool(value);
+        }
+        w.field("rules");
+        w.begin_array();
+        for rule in spec.rules {
+            w.element();
+            w.str(&describe_rule(rule));
+        }
+        w.end_array();
+        w.end_object();
+    }
+    w.end_array();
+    w.end_object();
+    w.finish().unwrap_or_else(|_| "{}".into())
+}
+
+/// JSON type name of a field kind.
+pub fn kind_name(kind: FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Int | FieldKind::UInt => "integer",
+        FieldKind::Float => "number",
+        FieldKind::Bool => "boolean",
+        FieldKind::Str => "string",
+        FieldKind::Other => "object",
+    }
+}
+
+/// The rule as written in `#[http(validate = "...")]`.
+pub fn describe_rule(rule: &Rule) -> String {
+    match *rule {
+        Rule::Len {
+            min,
+            max: Some(max),
+        } => format!("len({min}..={max})"),
+        Rule::Len { min, max: None } => format!("len({min}..)"),
+        Rule::Range {
+            min,
+            max,
+            max_inclusive,
+        } => {
+            let min = min.map(|v| v.to_string()).unwrap_or_default();
+            let max = max.map(|v| v.to_string()).unwrap_or_default();
+            let dots = if max_inclusive { "..=" } else { ".." };
+            format!("range({min}{dots}{max})")
+        }
+        Rule::Email => "email".into(),
+        Rule::Url => "url".into(),
+    }
+}
+
+/// Serializes any value (used by `/openapi.json` and tests).
+pub fn to_json_text<T: ToJson + ?Sized>(value: &T) -> String {
+    json::to_string(value).unwrap_or_else(|_| "null".into())
+}

@@ -1,0 +1,303 @@
+//! The state of an `App`: one `Collection` per registered model, behind the engine's `State`
+//! trait, and `AppEvent`, the event type that travels through the log.
+//!
+//! Owns: dispatching an event to the collection of its model, and the registry that lets a
+//! snapshot be decoded back into typed collections.
+//! Must not: decide anything (commands do that, in `app::command`); read clocks in `apply`.
+//!
+//! An `AppEvent` names its model and carries the binary encoding of a `ModelEvent<M>`. The model
+//! name, not a registration index, is stored so that registering models in another order (or
+//! adding one) never reinterprets an old log.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
+
+use super::model::{Collection, Model, ModelEvent};
+use crate::binary::{self, Decode, Encode};
+use crate::engine::State;
+
+/// One event of an app: which model, and that model's encoded `ModelEvent`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppEvent {
+    /// `Model::NAME`.
+    pub model: String,
+    /// Encoded `ModelEvent<M>`.
+    pub payload: Vec<u8>,
+}
+
+impl AppEvent {
+    /// Wraps a typed event.
+    pub fn new<M: Model>(event: &ModelEvent<M>) -> Self {
+        AppEvent {
+            model: M::NAME.to_string(),
+            payload: binary::to_vec(event),
+        }
+    }
+
+    /// The typed event, if it belongs to `M`.
+    pub fn decode<M: Model>(&self) -> Option<Result<ModelEvent<M>, binary::Error>> {
+        (self.model == M::NAME).then(|| binary::from_slice(&self.payload))
+    }
+
+    /// Short name of the event for logs: `PostCreated`, `PostUpdated`, ...
+    pub fn type_name(&self) -> &'static str {
+        match self.payload.first() {
+            Some(0) => "Created",
+            Some(1) => "Updated",
+            Some(2) => "Deleted",
+            Some(3) => "Replaced",
+            _ => "Unknown",
+        }
+    }
+}
+
+impl Encode for AppEvent {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mark = binary::begin_struct(out);
+        self.model.encode(out);
+        self.payload.encode(out);
+        binary::end_struct(out, mark);
+    }
+}
+
+impl Decode for AppEvent {
+    fn decode(r: &mut binary::Reader<'_>) -> Result<Self, binary::Error> {
+        let mut body = r.struct_body()?;
+        Ok(AppEvent {
+            model: String::decode(&mut body).map_err(|e| e.with_field("model"))?,
+            payload: Vec::<u8>::decode(&mut body).map_err(|e| e.with_field("payload"))?,
+        })
+    }
+}
+
+/// The type-erased face of a `Collection<M>`.
+pub trait AnyCollection: Send + Sync + 'static {
+    /// `M::NAME`.
+    fn model_name(&self) -> &'static str;
+    /// Applies an encoded `ModelEvent<M>`. A payload that does not decode is a broken invariant
+    /// (it was encoded by this process or checked on replay) and stops the process.
+    fn apply_payload(&mut self, payload: &[u8]);
+    /// Encodes the collection for a snapshot.
+    fn encode_into(&self, out: &mut Vec<u8>);
+    /// A deep copy.
+    fn clone_box(&self) -> Box<dyn AnyCollection>;
+    /// Number of records.
+    fn len(&self) -> usize;
+    /// Whether there are no records.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// For downcasting to `Collection<M>`.
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<M: Model> AnyCollection for Collection<M> {
+    fn model_name(&self) -> &'static str {
+        M::NAME
+    }
+
+    fn apply_payload(&mut self, payload: &[u8]) {
+        let event: ModelEvent<M> = binary::from_slice(payload).unwrap_or_else(|error| {
+            panic!("an event of {} does not decode at apply: {error}", M::NAME)
+        });
+        self.apply(&event);
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        self.encode(out);
+    }
+
+    fn clone_box(&self) -> Box<dyn AnyCollection> {
+        Box::new(self.clone())
+    }
+
+    fn len(&self) -> usize {
+        Collection::len(self)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// How to build an empty collection and decode a snapshotted one, for one model type.
+#[derive(Clone, Copy)]
+struct Factory {
+    type_id: TypeId,
+    empty: fn() -> Box<dyn AnyCollection>,
+    decode: fn(&mut binary::Reader<'_>) -> Result<Box<dyn AnyCollection>, binary::Error>,
+}
+
+/// Models known to this process, by name. Snapshot decoding (the engine's `Decode` of the
+/// state, which has no context) looks collections up here.
+fn registry() -> &'static RwLock<HashMap<&'static str, Factory>> {
+    static REGISTRY: OnceLock<RwLock<HashMap<&'static str, Factory>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| RwLock::new(HashMap::new()))
+}
+
+/// Makes `M` known to snapshot decoding. Two different types with one `NAME` would make logs
+/// ambiguous, so that stops the process.
+pub fn register<M: Model>() {
+    let factory = Factory {
+        type_id: TypeId::of::<M>(),
+        empty: || Box::new(Collection::<M>::new()),
+        decode: |r| Ok(Box::new(Collection::<M>::decode(r)?)),
+    };
+    let mut models = registry().write().expect("model registry poisoned");
+    if let Some(known) = models.get(M::NAME) {
+        assert!(
+            known.type_id == factory.type_id,
+            "two model types are both named `{}`: rename one with #[model(name = \"...\")]",
+            M::NAME
+        );
+        return;
+    }
+    models.insert(M::NAME, factory);
+}
+
+/// The state of an app: a collection per model, in registration order.
+pub struct AppState {
+    collections: Vec<Box<dyn AnyCollection>>,
+}
+
+impl Clone for AppState {
+    fn clone(&self) -> Self {
+        AppState {
+            collections: self.collections.iter().map(|c| c.clone_box()).collect(),
+        }
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut list = f.debug_map();
+        for collection in &self.collections {
+            list.entry(&collection.model_name(), &collection.len());
+        }
+        list.finish()
+    }
+}
+
+impl AppState {
+    /// An empty state with a collection for each of `models` (names registered with
+    /// [`register`]).
+    pub fn with_models(models: &[&'static str]) -> Self {
+        let known = registry().read().expect("model registry poisoned");
+        let collections = models
+            .iter()
+            .map(|name| {
+                let factory = known
+                    .get(name)
+                    .unwrap_or_else(|| panic!("model `{name}` was not registered"));
+                (factory.empty)()
+            })
+            .collect();
+        AppState { collections }
+    }
+
+    /// The collection of `M`.
+    ///
+    /// # Panics
+    /// If `M` was not added to the app: that is a programming error, not bad input.
+    pub fn collection<M: Model>(&self) -> &Collection<M> {
+        self.try_collection::<M>()
+            .unwrap_or_else(|| panic!("model `{}` is not part of this app", M::NAME))
+    }
+
+    /// The collection of `M`, if the app has it.
+    pub fn try_collection<M: Model>(&self) -> Option<&Collection<M>> {
+        self.collections
+            .iter()
+            .find(|c| c.model_name() == M::NAME)
+            .and_then(|c| c.as_any().downcast_ref::<Collection<M>>())
+    }
+
+    /// Names and sizes of every collection.
+    pub fn summary(&self) -> Vec<(&'static str, usize)> {
+        self.collections
+            .iter()
+            .map(|c| (c.model_name(), c.len()))
+            .collect()
+    }
+}
+
+impl State for AppState {
+    type Event = AppEvent;
+
+    fn apply(&mut self, event: &AppEvent) {
+        let position = self
+            .collections
+            .iter()
+            .position(|c| c.model_name() == event.model);
+        let position = match position {
+            Some(position) => position,
+            None => {
+                // A model added to the app after the snapshot was taken: it starts empty.
+                let known = registry().read().expect("model registry poisoned");
+                let factory = known.get(event.model.as_str()).unwrap_or_else(|| {
+                    panic!(
+                        "the log holds an event of model `{}`, which this app does not have",
+                        event.model
+                    )
+                });
+                self.collections.push((factory.empty)());
+                self.collections.len() - 1
+            }
+        };
+        self.collections[position].apply_payload(&event.payload);
+    }
+
+    fn event_type(event: &AppEvent) -> &'static str {
+        event.type_name()
+    }
+}
+
+impl Encode for AppState {
+    /// Empty collections are left out, so a snapshot names only models that hold data; the
+    /// rest are sorted by name, so equal states encode (and digest) equally whatever the order
+    /// models were registered or restored in.
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut stored: Vec<&dyn AnyCollection> = self
+            .collections
+            .iter()
+            .filter(|c| !c.is_empty())
+            .map(|c| c.as_ref())
+            .collect();
+        stored.sort_by_key(|c| c.model_name());
+        binary::write_varint(out, stored.len() as u64);
+        for collection in stored {
+            collection.model_name().encode(out);
+            collection.encode_into(out);
+        }
+    }
+}
+
+impl Decode for AppState {
+    fn decode(r: &mut binary::Reader<'_>) -> Result<Self, binary::Error> {
+        let count = r.read_varint()?;
+        let known = registry().read().expect("model registry poisoned");
+        let mut collections: Vec<Box<dyn AnyCollection>> = Vec::new();
+        for _ in 0..count {
+            let name = String::decode(r)?;
+            let factory = known.get(name.as_str()).ok_or_else(|| {
+                binary::Error::custom(format!(
+                    "the snapshot holds model `{name}`, which this app does not have"
+                ))
+            })?;
+            if collections.iter().any(|c| c.model_name() == name) {
+                return Err(binary::Error::custom(format!(
+                    "the snapshot holds model `{name}` twice"
+                )));
+            }
+            collections.push((factory.decode)(r).map_err(|e| e.with_field(&name))?);
+        }
+        // Every other known model starts empty (it held no data when the snapshot was taken).
+        for (name, factory) in known.iter() {
+            if !collections.iter().any(|c| c.model_name() == *name) {
+                collections.push((factory.empty)());
+            }
+        }
+        Ok(AppState { collections })
+    }
+}

@@ -1,0 +1,155 @@
+//! Compile-time checks of `#[derive(Json)]` and `#[derive(Binary)]`, as doctests (a proc-macro
+//! crate's own doctests cannot use `lithair`, so they live here).
+//!
+//! Owns: nothing at run time; this module has no items. Must not: hold anything but
+//! documentation. Each `compile_fail` example below differs from a compiling one (the first
+//! example, or the reference in `lithair::prelude`) only in the attribute it names, so it fails
+//! for that reason; the macros' unit tests check that the error points at the offending token.
+//!
+//! Everything valid together compiles:
+//! ```
+//! use lithair::prelude::*;
+//!
+//! fn seven() -> u8 { 7 }
+//!
+//! #[derive(Json, Binary, Debug, PartialEq)]
+//! #[json(rename_all = "camelCase", deny_unknown_fields)]
+//! struct Account {
+//!     #[json(rename = "ID")]
+//!     #[db(primary_key)]
+//!     user_id: u64,
+//!     #[json(default = "seven")]
+//!     #[binary(default)]
+//!     level: u8,
+//!     #[json(skip)]
+//!     #[binary(skip)]
+//!     cache: Vec<u8>,
+//!     #[json(skip_if_none)]
+//!     nick: Option<String>,
+//!     #[db(default)]
+//!     active: bool,
+//! }
+//!
+//! #[derive(Json, Binary, Debug, PartialEq)]
+//! #[json(tag = "type")]
+//! enum Shape {
+//!     Dot,
+//!     #[json(rename = "circle")]
+//!     Circle { radius: f64 },
+//! }
+//!
+//! #[derive(Json, Binary)]
+//! struct Pair(u8, #[json(default)] u8);
+//!
+//! let text = lithair::json::to_string(&Shape::Circle { radius: 1.0 }).unwrap();
+//! assert_eq!(text, r#"{"type":"circle","radius":1.0}"#);
+//! ```
+//!
+//! A misspelled field key (the error says "did you mean `skip`?"):
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Json)]
+//! struct Account { #[json(skp)] cache: Vec<u8> }
+//! ```
+//!
+//! An unknown `rename_all` style (the keys are case sensitive):
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Json)]
+//! #[json(rename_all = "camelcase")]
+//! struct Account { user_id: u64 }
+//! ```
+//!
+//! A value that must be a string:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Json)]
+//! struct Account { #[json(rename = ID)] user_id: u64 }
+//! ```
+//!
+//! A flag given a value:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Json)]
+//! struct Account { #[json(skip = "yes")] cache: Vec<u8> }
+//! ```
+//!
+//! A default that is not a function path:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Json)]
+//! struct Account { #[json(default = "7")] level: u8 }
+//! ```
+//!
+//! `tag` on a struct (internal tagging is for enums):
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Json)]
+//! #[json(tag = "type")]
+//! struct Account { user_id: u64 }
+//! ```
+//!
+//! A tuple variant in an internally tagged enum:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Json)]
+//! #[json(tag = "type")]
+//! enum Shape { Dot, Circle(f64) }
+//! ```
+//!
+//! A field attribute on the container:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Json)]
+//! #[json(skip)]
+//! struct Account { user_id: u64 }
+//! ```
+//!
+//! `skip_if_none` on a tuple field (it has no key to omit):
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Json)]
+//! struct Pair(u8, #[json(skip_if_none)] Option<u8>);
+//! ```
+//!
+//! Two fields written under the same key:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Json)]
+//! struct Account { id: u64, #[json(rename = "id")] user_id: u64 }
+//! ```
+//!
+//! `#[json]` without a list:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Json)]
+//! struct Account { #[json] user_id: u64 }
+//! ```
+//!
+//! A misspelled binary key:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Binary)]
+//! struct Account { #[binary(defualt)] level: u8 }
+//! ```
+//!
+//! A JSON-only key under `binary`:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Binary)]
+//! struct Account { #[binary(rename = "x")] level: u8 }
+//! ```
+//!
+//! A misspelled `db` key (the vocabulary of `#[derive(Model)]` is checked by every derive):
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Binary)]
+//! struct Account { #[db(primary_kye)] user_id: u64 }
+//! ```
+//!
+//! Unions have no codec:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Binary)]
+//! union Bits { a: u32, b: f32 }
+//! ```

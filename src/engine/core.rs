@@ -1,0 +1,781 @@
+//! `Engine<S>`: the sequencer thread (decide in order against a speculative copy, assign index,
+//! timestamp and ids, encode), the log writer (group commit) and the applier thread (apply in
+//! log order under the write lock, hooks, subscribers, wake submitters).
+//!
+//! Owns: "log order is apply order is replay order" and "acknowledged means durable".
+//! Must not: apply an event before it is durable, or call user hooks under the state lock.
+
+use super::envelope::{self, Envelope};
+use super::replay;
+use super::snapshot::{self, SnapshotHook, SnapshotStep};
+use super::state::{self, Command, Committed, Context, Meta, Receipt, State, Tracked, Upcaster};
+use super::subscribe::{Subscribers, Subscription};
+use crate::binary::Encode;
+use crate::log::{
+    self, Append, AppendError, Appended, Durability, EntryBatch, Error, Faults, Log, LogOptions,
+};
+use std::any::Any;
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Commands the sequencer drains into one batch at most.
+pub const BATCH_COMMANDS_MAX: usize = 8192;
+/// Default bound of the idempotency window, in keys.
+pub const IDEMPOTENCY_KEYS_DEFAULT: usize = 100_000;
+/// Default bound of a subscriber's live buffer, in events.
+pub const SUBSCRIBER_BUFFER_EVENTS_DEFAULT: usize = 65_536;
+/// Default bound of the submission queue, in commands (backpressure on submitters).
+pub const QUEUE_COMMANDS_DEFAULT: usize = 65_536;
+
+/// Settings of an engine, checked once by [`Engine::open`].
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// When submissions are acknowledged.
+    pub durability: Durability,
+    /// Segment size at which the log rolls over.
+    pub segment_bytes_max: u64,
+    /// Idempotency keys remembered (oldest evicted first).
+    pub idempotency_keys_max: usize,
+    /// Events a subscriber may lag behind before it is cut off.
+    pub subscriber_buffer_events: usize,
+    /// Take a snapshot in the background every this many events (0: only on demand).
+    pub snapshot_every_events: u64,
+    /// Submissions queued before `submit` blocks.
+    pub queue_commands_max: usize,
+    /// Schema upcasters used during replay and catch-up.
+    pub upcasters: Vec<Upcaster>,
+    /// Log fault injection (tests).
+    pub faults: Option<Arc<Faults>>,
+    /// Snapshot step hook (tests).
+    pub snapshot_hook: Option<SnapshotHook>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            durability: Durability::Durable,
+            segment_bytes_max: log::SEGMENT_BYTES_DEFAULT,
+            idempotency_keys_max: IDEMPOTENCY_KEYS_DEFAULT,
+            subscriber_buffer_events: SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
+            snapshot_every_events: 0,
+            queue_commands_max: QUEUE_COMMANDS_DEFAULT,
+            upcasters: Vec::new(),
+            faults: None,
+            snapshot_hook: None,
+        }
+    }
+}
+
+/// Why a submission did not commit.
+#[derive(Debug)]
+pub enum SubmitError<R> {
+    /// The command refused itself.
+    Rejected(R),
+    /// Optimistic concurrency: the aggregate is not at the expected version (HTTP 409).
+    Conflict {
+        /// Aggregate id.
+        aggregate: u64,
+        /// Version the caller expected.
+        expected: u64,
+        /// Current version.
+        current: u64,
+    },
+    /// The disk is full; nothing was stored (HTTP 507).
+    DiskFull,
+    /// Another storage failure, or an earlier write in the same pipeline failed; nothing was
+    /// stored and the submission may be retried.
+    Storage(String),
+    /// The engine is shut down.
+    Closed,
+}
+
+impl<R: std::fmt::Debug> std::fmt::Display for SubmitError<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SubmitError::Rejected(rejection) => write!(f, "rejected: {rejection:?}"),
+            SubmitError::Conflict {
+                aggregate,
+                expected,
+                current,
+            } => {
+                write!(
+                    f,
+                    "aggregate {aggregate} is at version {current}, expected {expected}"
+                )
+            }
+            SubmitError::DiskFull => f.write_str("disk full: the change was not stored"),
+            SubmitError::Storage(message) => write!(f, "storage failure: {message}"),
+            SubmitError::Closed => f.write_str("the engine is shut down"),
+        }
+    }
+}
+
+/// Untyped failure travelling through the pipeline; `Rejected` holds the command's rejection.
+enum Failure {
+    Rejected(Box<dyn Any + Send>),
+    Conflict {
+        aggregate: u64,
+        expected: u64,
+        current: u64,
+    },
+    DiskFull,
+    Storage(String),
+    Closed,
+}
+
+impl From<AppendError> for Failure {
+    fn from(error: AppendError) -> Self {
+        match error {
+            AppendError::DiskFull => Failure::DiskFull,
+            AppendError::Closed => Failure::Closed,
+            AppendError::NotContiguous { .. } => {
+                Failure::Storage("an earlier write failed; retry".to_string())
+            }
+            other => Failure::Storage(other.to_string()),
+        }
+    }
+}
+
+type Finish = Box<dyn FnOnce(Result<Receipt, Failure>) + Send>;
+type Decide<S> =
+    Box<dyn FnOnce(&S, &Context) -> Result<Vec<<S as State>::Event>, Box<dyn Any + Send>> + Send>;
+type Hook<E> = Arc<dyn Fn(&Committed<E>) + Send + Sync>;
+
+struct Job<S: State> {
+    meta: Meta,
+    decide: Decide<S>,
+    finish: Finish,
+}
+
+/// What one log append carries to the applier.
+struct Pending<S: State> {
+    events: Vec<Committed<S::Event>>,
+    remembered: Vec<(Arc<str>, Receipt)>,
+    outcomes: Vec<(Finish, Result<Receipt, Failure>)>,
+}
+
+/// State shared by the engine handle and its threads.
+pub(super) struct Shared<S: State> {
+    committed: RwLock<Tracked<S>>,
+    log: Log,
+    data_dir: PathBuf,
+    options: EngineOptions,
+    hooks: RwLock<Vec<Hook<S::Event>>>,
+    pub(super) subscribers: Mutex<Subscribers<S::Event>>,
+    /// Set by the applier when an append failed; the sequencer then rebuilds its copy.
+    failed: AtomicBool,
+    in_flight: Mutex<u64>,
+    in_flight_zero: Condvar,
+    snapshot_running: AtomicBool,
+    snapshot_lock: Mutex<()>,
+    events_since_snapshot: AtomicU64,
+}
+
+/// A submission in flight (from [`Engine::submit_async`]); `wait` blocks until its outcome.
+pub struct Ticket<R> {
+    outcome: mpsc::Receiver<Result<Receipt, SubmitError<R>>>,
+}
+
+impl<R> Ticket<R> {
+    /// Waits for the outcome.
+    pub fn wait(self) -> Result<Receipt, SubmitError<R>> {
+        self.outcome.recv().unwrap_or(Err(SubmitError::Closed))
+    }
+}
+
+/// Facts about the recovery done by [`Engine::open`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// Index covered by the snapshot that was loaded (0: none).
+    pub snapshot_index: u64,
+    /// Last index applied after replaying the log tail.
+    pub applied_index: u64,
+    /// What the log recovery found (torn tail, segments).
+    pub log: log::Recovery,
+}
+
+/// Information about a snapshot that was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// Last index it covers.
+    pub index: u64,
+    /// Its file.
+    pub path: PathBuf,
+    /// Log segments deleted because the snapshot covers them.
+    pub segments_deleted: usize,
+}
+
+/// The event engine over a data directory.
+pub struct Engine<S: State> {
+    shared: Option<Arc<Shared<S>>>,
+    jobs: Option<mpsc::SyncSender<Job<S>>>,
+    sequencer: Option<thread::JoinHandle<()>>,
+    applier: Option<thread::JoinHandle<()>>,
+    snapshotter: Arc<Mutex<Option<thread::JoinHandle<()>>>>,
+}
+
+impl<S: State> Engine<S> {
+    /// Opens the engine on `data_dir`: takes the directory lock, loads the newest valid
+    /// snapshot (or `initial`), replays the log tail, and starts the threads.
+    pub fn open(
+        data_dir: &Path,
+        options: EngineOptions,
+        initial: S,
+    ) -> Result<(Self, Opened), Error> {
+        if options.idempotency_keys_max == 0
+            || options.subscriber_buffer_events == 0
+            || options.queue_commands_max == 0
+        {
+            let message =
+                "idempotency_keys_max, subscriber_buffer_events and queue_commands_max must be > 0";
+            return Err(Error::Invalid {
+                message: message.to_string(),
+            });
+        }
+        let mut tracked = replay::load_snapshot(data_dir, initial, options.idempotency_keys_max)?;
+        let snapshot_index = tracked.applied_index;
+        let log_options = LogOptions {
+            durability: options.durability,
+            segment_bytes_max: options.segment_bytes_max,
+            first_index: snapshot_index + 1,
+            replay_from: snapshot_index + 1,
+            faults: options.faults.clone(),
+        };
+        let upcasters = options.upcasters.clone();
+        let (log, recovery) = Log::open(data_dir, log_options, &mut |frame| {
+            replay::apply_frame(&mut tracked, frame, &upcasters)
+        })?;
+        replay::check_log_start(log.dir(), snapshot_index + 1)?;
+        if recovery.next_index != tracked.applied_index + 1 {
+            let message = format!(
+                "the log ends at index {} but the snapshot covers up to {snapshot_index}",
+                recovery.next_index - 1
+            );
+            return Err(Error::Invalid { message });
+        }
+        snapshot::prune(data_dir)?;
+        let opened = Opened {
+            snapshot_index,
+            applied_index: tracked.applied_index,
+            log: recovery,
+        };
+        Ok((Self::start(data_dir, options, tracked, log), opened))
+    }
+
+    fn start(data_dir: &Path, options: EngineOptions, tracked: Tracked<S>, log: Log) -> Self {
+        let queue_commands_max = options.queue_commands_max;
+        let applied_index = tracked.applied_index;
+        let shared = Arc::new(Shared {
+            committed: RwLock::new(tracked),
+            log,
+            data_dir: data_dir.to_path_buf(),
+            options,
+            hooks: RwLock::new(Vec::new()),
+            subscribers: Mutex::new(Subscribers::new(applied_index)),
+            failed: AtomicBool::new(false),
+            in_flight: Mutex::new(0),
+            in_flight_zero: Condvar::new(),
+            snapshot_running: AtomicBool::new(false),
+            snapshot_lock: Mutex::new(()),
+            events_since_snapshot: AtomicU64::new(0),
+        });
+        let snapshotter = Arc::new(Mutex::new(None));
+        let (jobs, job_receiver) = mpsc::sync_channel(queue_commands_max);
+        let (applier_sender, applier_receiver) = mpsc::channel();
+        let sequencer_shared = Arc::clone(&shared);
+        let sequencer = thread::Builder::new()
+            .name("lithair-sequencer".into())
+            .spawn(move || run_sequencer(&sequencer_shared, &job_receiver, &applier_sender))
+            .expect("spawn the sequencer thread");
+        let applier_shared = Arc::clone(&shared);
+        let applier_snapshotter = Arc::clone(&snapshotter);
+        let applier = thread::Builder::new()
+            .name("lithair-applier".into())
+            .spawn(move || run_applier(&applier_shared, &applier_receiver, &applier_snapshotter))
+            .expect("spawn the applier thread");
+        Engine {
+            shared: Some(shared),
+            jobs: Some(jobs),
+            sequencer: Some(sequencer),
+            applier: Some(applier),
+            snapshotter,
+        }
+    }
+
+    fn shared(&self) -> &Arc<Shared<S>> {
+        self.shared.as_ref().expect("shared lives until drop")
+    }
+
+    /// Runs `f` on the committed state under the read lock. Copy out what you need; do not
+    /// serialize large responses inside `f`.
+    pub fn read<R>(&self, f: impl FnOnce(&S) -> R) -> R {
+        let committed = self.shared().committed.read().expect("state lock poisoned");
+        f(&committed.state)
+    }
+
+    /// Submits a command and waits until it is durable and applied (or refused).
+    pub fn submit<C: Command<S>>(&self, command: C) -> Result<Receipt, SubmitError<C::Rejection>> {
+        self.submit_async(command, Meta::default()).wait()
+    }
+
+    /// Submits a command with metadata and waits for the outcome.
+    pub fn submit_with<C: Command<S>>(
+        &self,
+        command: C,
+        meta: Meta,
+    ) -> Result<Receipt, SubmitError<C::Rejection>> {
+        self.submit_async(command, meta).wait()
+    }
+
+    /// Queues a command and returns at once; [`Ticket::wait`] gives the outcome. Lets one
+    /// caller keep several commands in flight (they share fsyncs).
+    pub fn submit_async<C: Command<S>>(&self, command: C, meta: Meta) -> Ticket<C::Rejection> {
+        let (sender, outcome) = mpsc::sync_channel(1);
+        let finish: Finish = Box::new(move |result| {
+            let _ = sender.send(result.map_err(|failure| match failure {
+                Failure::Rejected(any) => {
+                    let rejection = any
+                        .downcast::<C::Rejection>()
+                        .expect("rejection has the command's type");
+                    SubmitError::Rejected(*rejection)
+                }
+                Failure::Conflict {
+                    aggregate,
+                    expected,
+                    current,
+                } => SubmitError::Conflict {
+                    aggregate,
+                    expected,
+                    current,
+                },
+                Failure::DiskFull => SubmitError::DiskFull,
+                Failure::Storage(message) => SubmitError::Storage(message),
+                Failure::Closed => SubmitError::Closed,
+            }));
+        });
+        let decide: Decide<S> = Box::new(move |state: &S, context: &Context| {
+            command
+                .decide(state, context)
+                .map_err(|rejection| Box::new(rejection) as Box<dyn Any + Send>)
+        });
+        let job = Job {
+            meta,
+            decide,
+            finish,
+        };
+        let jobs = self.jobs.as_ref().expect("job sender lives until drop");
+        if let Err(mpsc::SendError(job)) = jobs.send(job) {
+            (job.finish)(Err(Failure::Closed));
+        }
+        Ticket { outcome }
+    }
+
+    /// Subscribes to committed events from `from_index` (catching up from the log, then live).
+    pub fn subscribe(&self, from_index: u64) -> Result<Subscription<S>, Error> {
+        let shared = self.shared();
+        let capacity = shared.options.subscriber_buffer_events;
+        let mut subscribers = shared
+            .subscribers
+            .lock()
+            .expect("subscribers lock poisoned");
+        let upcasters = shared.options.upcasters.clone();
+        Ok(subscribers.register(
+            from_index,
+            capacity,
+            shared.log.dir().to_path_buf(),
+            upcasters,
+        ))
+    }
+
+    /// Registers a post-commit hook, run on the applier thread after each committed event
+    /// (never inside `apply`, never under the state lock). Keep it quick.
+    pub fn on_commit(&self, hook: impl Fn(&Committed<S::Event>) + Send + Sync + 'static) {
+        self.shared()
+            .hooks
+            .write()
+            .expect("hooks lock poisoned")
+            .push(Arc::new(hook));
+    }
+
+    /// Takes a snapshot now (waiting for it) and deletes the log segments it covers.
+    pub fn snapshot(&self) -> Result<SnapshotInfo, Error> {
+        take_snapshot(self.shared())
+    }
+
+    /// Digest of the committed state (see [`state::digest`]).
+    pub fn digest(&self) -> u64 {
+        self.read(state::digest)
+    }
+
+    /// Index of the last applied event.
+    pub fn applied_index(&self) -> u64 {
+        self.shared()
+            .committed
+            .read()
+            .expect("state lock poisoned")
+            .applied_index
+    }
+
+    /// Current version of an aggregate in the committed state.
+    pub fn version(&self, aggregate: u64) -> u64 {
+        self.shared()
+            .committed
+            .read()
+            .expect("state lock poisoned")
+            .version(aggregate)
+    }
+
+    /// Fsyncs issued by the log since open (for benchmarks).
+    pub fn fsync_count(&self) -> u64 {
+        self.shared().log.fsync_count()
+    }
+}
+
+impl<S: State> Drop for Engine<S> {
+    fn drop(&mut self) {
+        // Order matters: stop taking commands, let the sequencer finish its batch, let the
+        // applier drain every append the writer still completes, then close the log.
+        drop(self.jobs.take());
+        for handle in [self.sequencer.take(), self.applier.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = handle.join();
+        }
+        if let Some(handle) = self
+            .snapshotter
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take())
+        {
+            let _ = handle.join();
+        }
+        drop(self.shared.take());
+    }
+}
+
+/// The sequencer's working set: a speculative copy of the state that already includes every
+/// accepted command, so each command decides against everything accepted before it.
+struct Sequencer<S: State> {
+    speculative: Tracked<S>,
+    next_index: u64,
+    next_request_id: u64,
+    last_timestamp_ms: u64,
+}
+
+impl<S: State> Sequencer<S> {
+    /// Rebuilds the speculative copy from the committed state (at start, and after a failed
+    /// append once nothing is in flight any more).
+    fn from_committed(shared: &Shared<S>, next_request_id: u64) -> Self {
+        let committed = shared.committed.read().expect("state lock poisoned");
+        let speculative = committed.clone();
+        let next_request_id = next_request_id.max(speculative.last_request_id + 1);
+        let next_index = speculative.applied_index + 1;
+        assert_eq!(
+            next_index,
+            shared.log.next_index(),
+            "sequencer and log disagree on the next index"
+        );
+        Sequencer {
+            speculative,
+            next_index,
+            next_request_id,
+            last_timestamp_ms: 0,
+        }
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        // Timestamps never go backwards in the log, even if the wall clock does.
+        self.last_timestamp_ms = self.last_timestamp_ms.max(now);
+        self.last_timestamp_ms
+    }
+
+    /// Decides one job against the speculative state, appending its events to the batch.
+    fn sequence(
+        &mut self,
+        job: Job<S>,
+        timestamp_ms: u64,
+        entries: &mut EntryBatch,
+        pending: &mut Pending<S>,
+    ) {
+        let Job {
+            meta,
+            decide,
+            finish,
+        } = job;
+        if let Some(key) = &meta.idempotency_key {
+            if let Some(receipt) = self.speculative.receipt_of(key) {
+                pending.outcomes.push((
+                    finish,
+                    Ok(Receipt {
+                        duplicate: true,
+                        ..receipt
+                    }),
+                ));
+                return;
+            }
+        }
+        if let Some((aggregate, expected)) = meta.expected_version {
+            let current = self.speculative.version(aggregate);
+            if current != expected {
+                pending.outcomes.push((
+                    finish,
+                    Err(Failure::Conflict {
+                        aggregate,
+                        expected,
+                        current,
+                    }),
+                ));
+                return;
+            }
+        }
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        let context = Context {
+            first_index: self.next_index,
+            timestamp_ms,
+            request_id,
+        };
+        let events = match decide(&self.speculative.state, &context) {
+            Ok(events) => events,
+            Err(rejection) => {
+                pending
+                    .outcomes
+                    .push((finish, Err(Failure::Rejected(rejection))));
+                return;
+            }
+        };
+        let first_index = self.next_index;
+        for event in events {
+            let envelope = Envelope {
+                index: self.next_index,
+                timestamp_ms,
+                event_type: Cow::Borrowed(S::event_type(&event)),
+                schema_version: S::SCHEMA_VERSION,
+                request_id,
+                idempotency_key: meta.idempotency_key.clone(),
+                actor: meta.actor.clone(),
+                correlation_id: meta.correlation_id.clone(),
+            };
+            entries
+                .push_with(|out| envelope::encode_entry(out, &envelope, |out| event.encode(out)));
+            self.speculative.apply(self.next_index, request_id, &event);
+            self.next_index += 1;
+            pending.events.push(Committed { envelope, event });
+        }
+        let last_index = self.next_index - 1;
+        let receipt = Receipt {
+            first_index,
+            last_index,
+            timestamp_ms,
+            request_id,
+            duplicate: false,
+        };
+        // A command without events leaves nothing in the log, so replay could not rebuild its
+        // key: it is not remembered live either (a retry decides again).
+        if let (Some(key), true) = (&meta.idempotency_key, last_index >= first_index) {
+            self.speculative.remember(key, receipt);
+            pending.remembered.push((Arc::clone(key), receipt));
+        }
+        pending.outcomes.push((finish, Ok(receipt)));
+    }
+}
+
+type ApplierMessage<S> = (Result<Appended, AppendError>, Pending<S>);
+
+fn run_sequencer<S: State>(
+    shared: &Arc<Shared<S>>,
+    jobs: &mpsc::Receiver<Job<S>>,
+    applier: &mpsc::Sender<ApplierMessage<S>>,
+) {
+    let mut sequencer = Sequencer::from_committed(shared, 1);
+    while let Ok(first) = jobs.recv() {
+        if shared.failed.load(Ordering::SeqCst) {
+            wait_until_idle(shared);
+            sequencer = Sequencer::from_committed(shared, sequencer.next_request_id);
+            shared.failed.store(false, Ordering::SeqCst);
+        }
+        let timestamp_ms = sequencer.now_ms();
+        let first_index = sequencer.next_index;
+        let mut entries = EntryBatch::new();
+        let mut pending = Pending {
+            events: Vec::new(),
+            remembered: Vec::new(),
+            outcomes: Vec::new(),
+        };
+        sequencer.sequence(first, timestamp_ms, &mut entries, &mut pending);
+        while pending.outcomes.len() < BATCH_COMMANDS_MAX
+            && entries.byte_len() < log::GROUP_BYTES_MAX / 2
+        {
+            let Ok(job) = jobs.try_recv() else { break };
+            sequencer.sequence(job, timestamp_ms, &mut entries, &mut pending);
+        }
+        assert_eq!(first_index + u64::from(entries.len()), sequencer.next_index);
+        *shared.in_flight.lock().expect("in-flight lock poisoned") += 1;
+        let applier = applier.clone();
+        let done: log::Done = Box::new(move |result| {
+            // The applier only stops after every sender (including this one) is gone.
+            let _ = applier.send((result, pending));
+        });
+        shared.log.append(Append {
+            term: 0,
+            first_index,
+            entries,
+            done,
+        });
+    }
+}
+
+fn wait_until_idle<S: State>(shared: &Shared<S>) {
+    let mut in_flight = shared.in_flight.lock().expect("in-flight lock poisoned");
+    while *in_flight > 0 {
+        in_flight = shared
+            .in_flight_zero
+            .wait(in_flight)
+            .expect("in-flight lock poisoned");
+    }
+}
+
+fn run_applier<S: State>(
+    shared: &Arc<Shared<S>>,
+    receiver: &mpsc::Receiver<ApplierMessage<S>>,
+    snapshotter: &Arc<Mutex<Option<thread::JoinHandle<()>>>>,
+) {
+    while let Ok((result, pending)) = receiver.recv() {
+        let Pending {
+            events,
+            remembered,
+            outcomes,
+        } = pending;
+        match result {
+            Ok(_) => {
+                let count = events.len() as u64;
+                apply_committed(shared, events, &remembered);
+                for (finish, outcome) in outcomes {
+                    finish(outcome);
+                }
+                let since = shared
+                    .events_since_snapshot
+                    .fetch_add(count, Ordering::Relaxed)
+                    + count;
+                let every = shared.options.snapshot_every_events;
+                if every > 0 && since >= every {
+                    start_background_snapshot(shared, snapshotter);
+                }
+            }
+            Err(error) => {
+                // Nothing of this batch is stored; the sequencer must forget it too.
+                shared.failed.store(true, Ordering::SeqCst);
+                for (finish, _) in outcomes {
+                    finish(Err(Failure::from(error.clone())));
+                }
+            }
+        }
+        let mut in_flight = shared.in_flight.lock().expect("in-flight lock poisoned");
+        *in_flight -= 1;
+        if *in_flight == 0 {
+            shared.in_flight_zero.notify_all();
+        }
+    }
+}
+
+/// Applies a durable batch under the write lock, then (outside it) runs hooks and feeds
+/// subscribers.
+fn apply_committed<S: State>(
+    shared: &Shared<S>,
+    events: Vec<Committed<S::Event>>,
+    remembered: &[(Arc<str>, Receipt)],
+) {
+    {
+        let mut committed = shared.committed.write().expect("state lock poisoned");
+        for committed_event in &events {
+            committed.apply(
+                committed_event.envelope.index,
+                committed_event.envelope.request_id,
+                &committed_event.event,
+            );
+        }
+        for (key, receipt) in remembered {
+            committed.remember(key, *receipt);
+        }
+    }
+    let hooks = shared.hooks.read().expect("hooks lock poisoned").clone();
+    for committed_event in &events {
+        for hook in &hooks {
+            hook(committed_event);
+        }
+    }
+    if let Some(last) = events.last() {
+        let last_index = last.envelope.index;
+        let mut subscribers = shared
+            .subscribers
+            .lock()
+            .expect("subscribers lock poisoned");
+        subscribers.deliver(events, last_index);
+    }
+}
+
+fn start_background_snapshot<S: State>(
+    shared: &Arc<Shared<S>>,
+    snapshotter: &Arc<Mutex<Option<thread::JoinHandle<()>>>>,
+) {
+    if shared.snapshot_running.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let mut slot = snapshotter.lock().expect("snapshotter lock poisoned");
+    if let Some(previous) = slot.take() {
+        let _ = previous.join();
+    }
+    let shared = Arc::clone(shared);
+    let spawned = thread::Builder::new()
+        .name("lithair-snapshot".into())
+        .spawn(move || {
+            if let Err(error) = take_snapshot(&shared) {
+                eprintln!("lithair: background snapshot failed: {error}");
+            }
+            shared.snapshot_running.store(false, Ordering::SeqCst);
+        });
+    match spawned {
+        Ok(handle) => *slot = Some(handle),
+        Err(error) => eprintln!("lithair: cannot start the snapshot thread: {error}"),
+    }
+}
+
+/// Copies the committed state at a consistent index (a brief read lock), writes it durably,
+/// and only then deletes the log segments it covers.
+fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
+    let _one_at_a_time = shared.snapshot_lock.lock().expect("snapshot lock poisoned");
+    let copy = shared
+        .committed
+        .read()
+        .expect("state lock poisoned")
+        .clone();
+    shared.events_since_snapshot.store(0, Ordering::Relaxed);
+    let index = copy.applied_index;
+    let mut body = Vec::new();
+    copy.encode_snapshot(&mut body);
+    drop(copy);
+    let hook = shared.options.snapshot_hook.as_ref();
+    let path = snapshot::write_snapshot(&shared.data_dir, index, &body, hook)?;
+    let segments_deleted = shared.log.delete_before(index + 1)?;
+    if let Some(Err(message)) = hook.map(|hook| hook(SnapshotStep::SegmentsDeleted)) {
+        return Err(Error::Invalid {
+            message: format!("snapshot stopped after deleting segments: {message}"),
+        });
+    }
+    snapshot::prune(&shared.data_dir)?;
+    Ok(SnapshotInfo {
+        index,
+        path,
+        segments_deleted,
+    })
+}

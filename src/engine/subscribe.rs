@@ -1,0 +1,201 @@
+//! Subscriptions: committed events from a given index, first read back from the log
+//! (catch-up), then delivered live by the applier, with no gap and no duplicate.
+//!
+//! Owns: the hand-over between catch-up and live delivery, and cutting off slow subscribers
+//! (a bounded buffer per subscriber; the engine never waits for one). Must not: block the
+//! applier.
+
+use super::replay;
+use super::state::{Committed, State, Upcaster};
+use crate::log::{self, Error};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Events read from the log per catch-up step.
+pub const CATCH_UP_EVENTS_MAX: usize = 4096;
+
+struct Slot<E> {
+    sender: mpsc::SyncSender<Arc<Committed<E>>>,
+    cut_off: Arc<AtomicBool>,
+}
+
+/// The live subscribers and the last index handed to them (guarded by one mutex so that
+/// registration and delivery cannot interleave).
+pub struct Subscribers<E> {
+    delivered_index: u64,
+    slots: Vec<Slot<E>>,
+}
+
+impl<E> Subscribers<E> {
+    pub(super) fn new(delivered_index: u64) -> Self {
+        Subscribers {
+            delivered_index,
+            slots: Vec::new(),
+        }
+    }
+
+    pub(super) fn register<S: State<Event = E>>(
+        &mut self,
+        from_index: u64,
+        capacity: usize,
+        log_dir: PathBuf,
+        upcasters: Vec<Upcaster>,
+    ) -> Subscription<S> {
+        let (sender, live) = mpsc::sync_channel(capacity);
+        let cut_off = Arc::new(AtomicBool::new(false));
+        self.slots.push(Slot {
+            sender,
+            cut_off: Arc::clone(&cut_off),
+        });
+        let next_index = from_index.max(1);
+        Subscription {
+            next_index,
+            catch_up_end: self.delivered_index,
+            buffered: VecDeque::new(),
+            live,
+            cut_off,
+            log_dir,
+            upcasters,
+        }
+    }
+
+    /// Hands a committed batch to every subscriber without blocking; a full buffer cuts that
+    /// subscriber off.
+    pub(super) fn deliver(&mut self, events: Vec<Committed<E>>, last_index: u64) {
+        assert!(
+            last_index > self.delivered_index,
+            "delivery must move forward"
+        );
+        self.delivered_index = last_index;
+        if self.slots.is_empty() {
+            return;
+        }
+        let events: Vec<Arc<Committed<E>>> = events.into_iter().map(Arc::new).collect();
+        self.slots.retain(|slot| {
+            for event in &events {
+                match slot.sender.try_send(Arc::clone(event)) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        slot.cut_off.store(true, Ordering::SeqCst);
+                        return false;
+                    }
+                    Err(TrySendError::Disconnected(_)) => return false,
+                }
+            }
+            true
+        });
+    }
+}
+
+/// Why a subscription ended.
+#[derive(Debug)]
+pub enum SubscribeError {
+    /// The subscriber fell more than its buffer behind and was cut off; resubscribe from the
+    /// next index it needs.
+    Lagged {
+        /// The index it should resubscribe from.
+        next_index: u64,
+    },
+    /// Reading the log for catch-up failed (e.g. the range was compacted into a snapshot).
+    Log(Error),
+}
+
+impl std::fmt::Display for SubscribeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SubscribeError::Lagged { next_index } => {
+                write!(
+                    f,
+                    "subscriber fell too far behind; resubscribe from {next_index}"
+                )
+            }
+            SubscribeError::Log(error) => write!(f, "catch-up failed: {error}"),
+        }
+    }
+}
+
+/// A stream of committed events in index order.
+pub struct Subscription<S: State> {
+    next_index: u64,
+    /// Last index that must come from the log; later ones arrive on `live`.
+    catch_up_end: u64,
+    buffered: VecDeque<Arc<Committed<S::Event>>>,
+    live: mpsc::Receiver<Arc<Committed<S::Event>>>,
+    cut_off: Arc<AtomicBool>,
+    log_dir: PathBuf,
+    upcasters: Vec<Upcaster>,
+}
+
+impl<S: State> Subscription<S> {
+    /// Index of the next event this subscription will yield.
+    pub fn next_index(&self) -> u64 {
+        self.next_index
+    }
+
+    /// Waits up to `timeout` for the next event. `Ok(None)`: nothing yet, or the engine closed
+    /// (see [`Subscription::is_closed`]).
+    pub fn next_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Arc<Committed<S::Event>>>, SubscribeError> {
+        if self.next_index <= self.catch_up_end && self.buffered.is_empty() {
+            self.fill_from_log().map_err(SubscribeError::Log)?;
+        }
+        if let Some(event) = self.buffered.pop_front() {
+            return Ok(Some(self.advance(event)));
+        }
+        loop {
+            let event = match self.live.recv_timeout(timeout) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => return Ok(None),
+                Err(RecvTimeoutError::Disconnected) if self.cut_off.load(Ordering::SeqCst) => {
+                    return Err(SubscribeError::Lagged {
+                        next_index: self.next_index,
+                    });
+                }
+                Err(RecvTimeoutError::Disconnected) => return Ok(None),
+            };
+            // Live events the catch-up already yielded (subscribed from before the present).
+            if event.envelope.index < self.next_index {
+                continue;
+            }
+            return Ok(Some(self.advance(event)));
+        }
+    }
+
+    /// True when the engine has shut down and every event was consumed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.live.try_recv(), Err(mpsc::TryRecvError::Disconnected))
+            && self.buffered.is_empty()
+    }
+
+    fn advance(&mut self, event: Arc<Committed<S::Event>>) -> Arc<Committed<S::Event>> {
+        assert_eq!(
+            event.envelope.index, self.next_index,
+            "subscription gap or duplicate"
+        );
+        self.next_index += 1;
+        event
+    }
+
+    fn fill_from_log(&mut self) -> Result<(), Error> {
+        let (from, to) = (self.next_index, self.catch_up_end);
+        let mut events = Vec::new();
+        let upcasters = &self.upcasters;
+        replay::check_log_start(&self.log_dir, from)?;
+        log::read_range(&self.log_dir, from, &mut |frame| {
+            replay::committed_events::<S>(frame, from, to, upcasters, &mut events)?;
+            Ok(events.len() < CATCH_UP_EVENTS_MAX && frame.last_index() < to)
+        })?;
+        if events.first().map(|event| event.envelope.index) != Some(from) {
+            let message = format!("catch-up from {from} found no event there in the log");
+            return Err(Error::Invalid { message });
+        }
+        self.buffered.extend(events.into_iter().map(Arc::new));
+        Ok(())
+    }
+}

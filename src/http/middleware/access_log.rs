@@ -1,0 +1,124 @@
+//! Structured access log: one JSON object per line with method, path, status, bytes,
+//! duration_us, request id and peer, to stderr or any sink.
+
+use super::request_id::RequestId;
+use super::Middleware;
+use crate::http::handler::Handler;
+use crate::http::problem::json_string;
+use crate::http::request::Request;
+use crate::http::response::Response;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Where access-log lines go: each call gets one complete line without the newline.
+pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Logs every request after its response is built. Every string is JSON-escaped, so a path or
+/// header with control characters cannot break or forge a line.
+pub struct AccessLog {
+    sink: LogSink,
+}
+
+impl AccessLog {
+    /// Lines to standard error (one `write` per line under the stderr lock).
+    pub fn stderr() -> Self {
+        Self::to(Arc::new(|line: &str| {
+            let mut err = std::io::stderr().lock();
+            // A full or closed stderr must not fail the request; the line is dropped.
+            let _ = writeln!(err, "{line}");
+        }))
+    }
+
+    /// Lines to `sink` (tests, files, collectors).
+    pub fn to(sink: LogSink) -> Self {
+        Self { sink }
+    }
+
+    /// Lines appended to a writer (e.g. a file), serialized by a mutex.
+    pub fn writer(writer: impl Write + Send + 'static) -> Self {
+        let writer = Mutex::new(writer);
+        Self::to(Arc::new(move |line: &str| {
+            if let Ok(mut w) = writer.lock() {
+                let _ = writeln!(w, "{line}");
+            }
+        }))
+    }
+}
+
+/// One log line; pure so it can be tested byte for byte.
+pub(crate) fn format_line(
+    req: &Request,
+    response: &Response,
+    duration_us: u128,
+    unix_ms: u128,
+) -> String {
+    let mut line = String::with_capacity(160);
+    line.push_str(&format!("{{\"ts_ms\":{unix_ms},\"method\":"));
+    json_string(&mut line, req.method.as_str());
+    line.push_str(",\"path\":");
+    json_string(&mut line, &req.path);
+    line.push_str(&format!(",\"status\":{}", response.status));
+    match response.body.len() {
+        Some(n) => line.push_str(&format!(",\"bytes\":{n}")),
+        None => line.push_str(",\"bytes\":null"),
+    }
+    line.push_str(&format!(",\"duration_us\":{duration_us},\"request_id\":"));
+    match req.extensions.get::<RequestId>() {
+        Some(id) => json_string(&mut line, &id.0),
+        None => line.push_str("null"),
+    }
+    line.push_str(",\"remote\":");
+    match req.remote_addr {
+        Some(addr) => json_string(&mut line, &addr.to_string()),
+        None => line.push_str("null"),
+    }
+    line.push('}');
+    line
+}
+
+impl Middleware for AccessLog {
+    fn call(&self, req: &mut Request, next: &dyn Handler) -> Response {
+        let started = Instant::now();
+        let response = next.call(req);
+        let duration_us = started.elapsed().as_micros();
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        (self.sink)(&format_line(req, &response, duration_us, unix_ms));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::Method;
+
+    #[test]
+    fn line_is_escaped_json() {
+        let mut req = Request::new(Method::Get, "/a\u{1b}[2J\"x");
+        req.extensions.insert(RequestId("r1".into()));
+        let response = Response::text(404, "nope");
+        let line = format_line(&req, &response, 12, 1000);
+        assert_eq!(
+            line,
+            "{\"ts_ms\":1000,\"method\":\"GET\",\"path\":\"/a\\u001b[2J\\\"x\",\"status\":404,\
+             \"bytes\":4,\"duration_us\":12,\"request_id\":\"r1\",\"remote\":null}"
+        );
+    }
+
+    #[test]
+    fn sink_receives_one_line_per_request() {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let store = Arc::clone(&lines);
+        let log = AccessLog::to(Arc::new(move |l: &str| {
+            store.lock().expect("lock").push(l.to_string())
+        }));
+        let mut req = Request::new(Method::Post, "/x");
+        let _ = log.call(&mut req, &|_: &mut Request| Response::no_content());
+        let got = lines.lock().expect("lock");
+        assert_eq!(got.len(), 1);
+        assert!(got[0].contains("\"status\":204") && got[0].contains("\"method\":\"POST\""));
+    }
+}

@@ -1,0 +1,712 @@
+//! The router: a trie over path segments with static segments, `{param}` and `{*rest}`,
+//! method routing (405 with `Allow`), groups with a shared prefix and middleware, and global
+//! middleware. A `Router` is a [`Handler`].
+//!
+//! ```
+//! use lithair::http::{Request, Response, router::Router, problem::HttpResult};
+//! fn show(req: &mut Request) -> HttpResult {
+//!     let id: u64 = req.param("id")?;
+//!     Ok(Response::text(200, format!("item {id}")))
+//! }
+//! let app = Router::new()
+//!     .get("/items/{id}", show)
+//!     .group("/api", |g| g.get("/ping", |_: &mut Request| Response::text(200, "pong")));
+//! ```
+//!
+//! Owns: matching a raw path to a route, percent-decoding path segments (after splitting on
+//! `/`, so `%2F` never separates segments), filling `Request::params`.
+//! Must not: read bodies or know about specific middleware beyond the default security headers.
+//!
+//! Matching prefers, at each segment, a static child, then a parameter, then a catch-all, and
+//! backtracks, so `/items/new` beats `/items/{id}` and either may fall through to `{*rest}`.
+//! Registration mistakes (a duplicate route, two parameter names at one position) panic at
+//! start-up with the pattern, like any other configuration error found before serving.
+
+use crate::http::handler::{Handler, Inline};
+use crate::http::middleware::{wrap, Layered, Middleware, SecurityHeaders, Timeout};
+use crate::http::percent;
+use crate::http::problem::Problem;
+use crate::http::request::{Method, Request};
+use crate::http::respond::IntoResponse;
+use crate::http::response::Response;
+use crate::http::static_files::StaticDir;
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
+
+/// Most path segments matched; deeper paths are 404 without walking the trie.
+pub const PATH_SEGMENTS_MAX: usize = 64;
+
+/// The decoded segments matched by a `{*rest}` catch-all, stored in `Request::extensions`.
+/// Consumers that touch the file system use these rather than re-splitting the joined string,
+/// because a decoded segment may itself contain `/` (from `%2F`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestSegments(pub Vec<String>);
+
+/// Something the router can register as a route handler: closures returning anything
+/// [`IntoResponse`], plus handler types ([`Layered`], [`StaticDir`], [`Router`], `Inline`,
+/// `Arc<dyn Handler>`). The marker parameter only keeps the implementations apart.
+pub trait IntoHandler<Marker> {
+    /// The shared handler.
+    fn into_handler(self) -> Arc<dyn Handler>;
+}
+
+/// Adapts `Fn(&mut Request) -> R` to [`Handler`].
+struct FnHandler<F, R>(F, PhantomData<fn() -> R>);
+
+impl<F, R> Handler for FnHandler<F, R>
+where
+    F: Fn(&mut Request) -> R + Send + Sync + 'static,
+    R: IntoResponse + 'static,
+{
+    fn call(&self, req: &mut Request) -> Response {
+        (self.0)(req).into_response()
+    }
+}
+
+/// Marker for closures.
+pub struct FnMarker<R>(PhantomData<R>);
+/// Marker for handler types.
+pub struct HandlerMarker;
+
+impl<F, R> IntoHandler<FnMarker<R>> for F
+where
+    F: Fn(&mut Request) -> R + Send + Sync + 'static,
+    R: IntoResponse + 'static,
+{
+    fn into_handler(self) -> Arc<dyn Handler> {
+        Arc::new(FnHandler(self, PhantomData))
+    }
+}
+
+macro_rules! handler_types {
+    ($($t:ty),*) => {$(
+        impl IntoHandler<HandlerMarker> for $t {
+            fn into_handler(self) -> Arc<dyn Handler> {
+                Arc::new(self)
+            }
+        }
+    )*};
+}
+handler_types!(Layered, StaticDir, Router, Timeout);
+
+impl IntoHandler<HandlerMarker> for Arc<dyn Handler> {
+    fn into_handler(self) -> Arc<dyn Handler> {
+        self
+    }
+}
+
+impl<H: Handler> IntoHandler<HandlerMarker> for Inline<H> {
+    fn into_handler(self) -> Arc<dyn Handler> {
+        Arc::new(self)
+    }
+}
+
+/// Adds per-route middleware to a handler: `router.post("/upload", upload.with(BodyLimit::bytes(1024)))`.
+pub trait WithMiddleware<Marker>: IntoHandler<Marker> + Sized {
+    /// Wraps this handler in `middleware` (applied inside any group and global layers).
+    fn with(self, middleware: impl Middleware) -> Layered {
+        Layered::new(Arc::new(middleware), self.into_handler())
+    }
+}
+
+impl<Marker, T: IntoHandler<Marker>> WithMiddleware<Marker> for T {}
+
+/// A route's handlers per method, and its pattern for messages.
+struct Endpoint {
+    pattern: String,
+    methods: Vec<(Method, Arc<dyn Handler>)>,
+}
+
+impl Endpoint {
+    fn find(&self, method: &Method) -> Option<&Arc<dyn Handler>> {
+        let direct = self.methods.iter().find(|(m, _)| m == method);
+        // HEAD is answered by GET's handler when not routed (the server drops the body).
+        let head = || {
+            self.methods
+                .iter()
+                .find(|(m, _)| *m == Method::Get && *method == Method::Head)
+        };
+        direct.or_else(head).map(|(_, h)| h)
+    }
+
+    /// The `Allow` header value: routed methods, plus HEAD with GET, plus OPTIONS.
+    fn allow(&self) -> String {
+        let mut names: Vec<&str> = self.methods.iter().map(|(m, _)| m.as_str()).collect();
+        if names.contains(&"GET") && !names.contains(&"HEAD") {
+            names.push("HEAD");
+        }
+        if !names.contains(&"OPTIONS") {
+            names.push("OPTIONS");
+        }
+        names.join(", ")
+    }
+}
+
+#[derive(Default)]
+struct Node {
+    statics: Vec<(String, Node)>,
+    param: Option<(String, Box<Node>)>,
+    catch_all: Option<(String, Endpoint)>,
+    endpoint: Option<Endpoint>,
+}
+
+enum Segment<'a> {
+    Static(&'a str),
+    Param(&'a str),
+    CatchAll(&'a str),
+}
+
+fn parse_pattern(pattern: &str) -> Vec<Segment<'_>> {
+    assert!(
+        pattern.starts_with('/'),
+        "route {pattern:?} must start with '/'"
+    );
+    let body = &pattern[1..];
+    if body.is_empty() {
+        return Vec::new();
+    }
+    let parts: Vec<&str> = body.split('/').collect();
+    let last = parts.len() - 1;
+    parts
+        .iter()
+        .enumerate()
+        .map(
+            |(i, part)| match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(name) if name.starts_with('*') => {
+                    assert!(
+                        i == last,
+                        "route {pattern:?}: {{*{name}}} must be the last segment"
+                    );
+                    Segment::CatchAll(&name[1..])
+                }
+                Some(name) => {
+                    assert!(!name.is_empty(), "route {pattern:?}: empty parameter name");
+                    Segment::Param(name)
+                }
+                None => {
+                    assert!(
+                        !part.contains(['{', '}']),
+                        "route {pattern:?}: braces inside a segment"
+                    );
+                    Segment::Static(part)
+                }
+            },
+        )
+        .collect()
+}
+
+impl Node {
+    fn insert(&mut self, pattern: &str, method: Method, handler: Arc<dyn Handler>) {
+        let mut node = self;
+        let new_endpoint = || Endpoint {
+            pattern: pattern.to_string(),
+            methods: Vec::new(),
+        };
+        let mut endpoint_slot = None;
+        for segment in parse_pattern(pattern) {
+            match segment {
+                Segment::Static(s) => {
+                    let index = match node.statics.iter().position(|(k, _)| k == s) {
+                        Some(i) => i,
+                        None => {
+                            node.statics.push((s.to_string(), Node::default()));
+                            node.statics.len() - 1
+                        }
+                    };
+                    node = &mut node.statics[index].1;
+                }
+                Segment::Param(name) => {
+                    let (existing, child) = node
+                        .param
+                        .get_or_insert_with(|| (name.to_string(), Box::default()));
+                    assert!(
+                        existing == name,
+                        "route {pattern:?}: {{{name}}} conflicts with {{{existing}}}"
+                    );
+                    node = child;
+                }
+                Segment::CatchAll(name) => {
+                    let (existing, endpoint) = node
+                        .catch_all
+                        .get_or_insert_with(|| (name.to_string(), new_endpoint()));
+                    assert!(
+                        existing == name,
+                        "route {pattern:?}: {{*{name}}} conflicts with {{*{existing}}}"
+                    );
+                    endpoint_slot = Some(endpoint);
+                    break;
+                }
+            }
+        }
+        let endpoint = match endpoint_slot {
+            Some(e) => e,
+            None => node.endpoint.get_or_insert_with(new_endpoint),
+        };
+        assert!(
+            endpoint.methods.iter().all(|(m, _)| *m != method),
+            "route {method} {pattern:?} registered twice"
+        );
+        endpoint.methods.push((method, handler));
+    }
+
+    /// Finds the endpoint for `segments`, pushing captured parameters onto `params`.
+    fn lookup<'n>(
+        &'n self,
+        segments: &[Cow<'_, str>],
+        params: &mut Vec<(String, String)>,
+    ) -> Option<&'n Endpoint> {
+        let Some((first, rest)) = segments.split_first() else {
+            if let Some(endpoint) = &self.endpoint {
+                return Some(endpoint);
+            }
+            return self.catch_all.as_ref().map(|(name, e)| {
+                params.push((name.clone(), String::new()));
+                e
+            });
+        };
+        if let Some((_, child)) = self.statics.iter().find(|(k, _)| k == first.as_ref()) {
+            if let Some(found) = child.lookup(rest, params) {
+                return Some(found);
+            }
+        }
+        // A parameter never captures an empty segment: `/items/` is not `/items/{id}`.
+        if let (Some((name, child)), false) = (&self.param, first.is_empty()) {
+            let mark = params.len();
+            params.push((name.clone(), first.to_string()));
+            if let Some(found) = child.lookup(rest, params) {
+                return Some(found);
+            }
+            params.truncate(mark);
+        }
+        let (name, endpoint) = self.catch_all.as_ref()?;
+        params.push((name.clone(), segments.join("/")));
+        Some(endpoint)
+    }
+}
+
+/// Decoded path segments of a raw path; `/` is `[]`, `/a/` is `["a", ""]`.
+fn decode_segments(path: &str) -> Result<Vec<Cow<'_, str>>, Problem> {
+    let Some(body) = path.strip_prefix('/') else {
+        return Err(Problem::bad_request("request path must start with '/'"));
+    };
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    body.split('/')
+        .take(PATH_SEGMENTS_MAX + 1)
+        .map(|s| percent::decode(s).map_err(|e| Problem::bad_request(format!("path: {e}"))))
+        .collect()
+}
+
+struct Table {
+    root: Node,
+}
+
+/// What resolving a request found.
+enum Resolved<'t> {
+    Found(
+        &'t Arc<dyn Handler>,
+        Vec<(String, String)>,
+        Option<Vec<String>>,
+    ),
+    MethodNotAllowed(String),
+    Options(String),
+    NotFound,
+    BadPath(Problem),
+}
+
+impl Table {
+    fn resolve(&self, req: &Request) -> Resolved<'_> {
+        let segments = match decode_segments(&req.path) {
+            Ok(s) if s.len() <= PATH_SEGMENTS_MAX => s,
+            Ok(_) => return Resolved::NotFound,
+            Err(problem) => return Resolved::BadPath(problem),
+        };
+        let mut params = Vec::new();
+        let Some(endpoint) = self.root.lookup(&segments, &mut params) else {
+            return Resolved::NotFound;
+        };
+        match endpoint.find(&req.method) {
+            Some(handler) => {
+                let rest = endpoint.pattern.contains("{*").then(|| {
+                    let depth = endpoint.pattern.matches('/').count() - 1;
+                    segments[depth.min(segments.len())..]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect()
+                });
+                Resolved::Found(handler, params, rest)
+            }
+            None if req.method == Method::Options => Resolved::Options(endpoint.allow()),
+            None => Resolved::MethodNotAllowed(endpoint.allow()),
+        }
+    }
+}
+
+/// The innermost handler of a router: resolves and dispatches.
+struct Dispatch(Arc<Table>);
+
+impl Handler for Dispatch {
+    fn call(&self, req: &mut Request) -> Response {
+        match self.0.resolve(req) {
+            Resolved::Found(handler, params, rest) => {
+                req.params = params;
+                if let Some(rest) = rest {
+                    req.extensions.insert(RestSegments(rest));
+                }
+                handler.call(req)
+            }
+            Resolved::MethodNotAllowed(allow) => Problem::method_not_allowed(&allow)
+                .with_detail(format!("{} is not allowed here", req.method))
+                .into_response(),
+            Resolved::Options(allow) => Response::no_content().with_header("Allow", allow),
+            Resolved::NotFound => Problem::not_found("no route matches this path")
+                .with_instance(req.path.clone())
+                .into_response(),
+            Resolved::BadPath(problem) => problem.into_response(),
+        }
+    }
+
+    fn is_inline(&self, req: &Request) -> bool {
+        match self.0.resolve(req) {
+            Resolved::Found(handler, ..) => handler.is_inline(req),
+            // Error answers are cheap and never block.
+            _ => true,
+        }
+    }
+}
+
+/// Routes requests to handlers by path and method. See the module docs.
+pub struct Router {
+    table: Arc<Table>,
+    layers: Vec<Arc<dyn Middleware>>,
+    /// The global layers around `Dispatch`, built on the first request.
+    composed: OnceLock<Arc<dyn Handler>>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Router {
+    /// An empty router with the default security headers as its first global layer.
+    pub fn new() -> Self {
+        Self::bare().layer(SecurityHeaders::default())
+    }
+
+    /// An empty router with no middleware at all.
+    pub fn bare() -> Self {
+        Self {
+            table: Arc::new(Table {
+                root: Node::default(),
+            }),
+            layers: Vec::new(),
+            composed: OnceLock::new(),
+        }
+    }
+
+    fn table_mut(&mut self) -> &mut Table {
+        // Builder methods run before serving; a composed chain would hold a second reference.
+        self.composed = OnceLock::new();
+        Arc::get_mut(&mut self.table).expect("router table shared while still being built")
+    }
+
+    /// Registers `handler` for `method` on `pattern`.
+    pub fn route<M>(mut self, method: Method, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+        self.table_mut()
+            .root
+            .insert(pattern, method, handler.into_handler());
+        self
+    }
+
+    /// Registers a GET route (HEAD is answered by it too).
+    pub fn get<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+        self.route(Method::Get, pattern, handler)
+    }
+
+    /// Registers a POST route.
+    pub fn post<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+        self.route(Method::Post, pattern, handler)
+    }
+
+    /// Registers a PUT route.
+    pub fn put<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+        self.route(Method::Put, pattern, handler)
+    }
+
+    /// Registers a PATCH route.
+    pub fn patch<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+        self.route(Method::Patch, pattern, handler)
+    }
+
+    /// Registers a DELETE route.
+    pub fn delete<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+        self.route(Method::Delete, pattern, handler)
+    }
+
+    /// Adds a global middleware; the first added runs first (outermost). Global middleware
+    /// also sees 404 and 405 answers.
+    pub fn layer(mut self, middleware: impl Middleware) -> Self {
+        self.composed = OnceLock::new();
+        self.layers.push(Arc::new(middleware));
+        self
+    }
+
+    /// Registers routes under `prefix` with middleware of their own:
+    /// `router.group("/api", |g| g.layer(auth).get("/items", list))`.
+    pub fn group(mut self, prefix: &str, build: impl FnOnce(Group) -> Group) -> Self {
+        let group = build(Group::new(prefix));
+        for (method, pattern, handler) in group.into_routes() {
+            self.table_mut().root.insert(&pattern, method, handler);
+        }
+        self
+    }
+
+    /// Serves files under `root` at `prefix` (GET and HEAD): `static_dir("/assets", "./public")`.
+    /// Panics if `root` is not a readable directory: a start-up configuration error.
+    pub fn static_dir(self, prefix: &str, root: &str) -> Self {
+        let dir = StaticDir::new(root)
+            .unwrap_or_else(|e| panic!("static_dir({prefix:?}, {root:?}): {e}"));
+        let pattern = format!("{}/{{*path}}", prefix.trim_end_matches('/'));
+        self.get(&pattern, dir)
+    }
+
+    fn composed(&self) -> &Arc<dyn Handler> {
+        self.composed
+            .get_or_init(|| wrap(Arc::new(Dispatch(Arc::clone(&self.table))), &self.layers))
+    }
+}
+
+impl Handler for Router {
+    fn call(&self, req: &mut Request) -> Response {
+        self.composed().call(req)
+    }
+
+    fn is_inline(&self, req: &Request) -> bool {
+        self.composed().is_inline(req)
+    }
+}
+
+/// Routes under a shared prefix with shared middleware (see [`Router::group`]).
+pub struct Group {
+    prefix: String,
+    layers: Vec<Arc<dyn Middleware>>,
+    routes: Vec<(Method, String, Arc<dyn Handler>)>,
+}
+
+impl Group {
+    fn new(prefix: &str) -> Self {
+        let prefix = prefix.trim_end_matches('/');
+        assert!(
+            prefix.is_empty() || prefix.starts_with('/'),
+            "group prefix {prefix:?} must start with '/'"
+        );
+        Self {
+            prefix: prefix.to_string(),
+            layers: Vec::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// Adds middleware for every route of this group (wherever `layer` is called in it).
+    pub fn layer(mut self, middleware: impl Middleware) -> Self {
+        self.layers.push(Arc::new(middleware));
+        self
+    }
+
+    /// Registers `handler` for `method` on `prefix + pattern` (`"/"` is the prefix itself).
+    pub fn route<M>(mut self, method: Method, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+        let full = match pattern {
+            "/" | "" if !self.prefix.is_empty() => self.prefix.clone(),
+            _ => format!("{}{pattern}", self.prefix),
+        };
+        self.routes.push((method, full, handler.into_handler()));
+        self
+    }
+
+    /// Registers a GET route.
+    pub fn get<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+        self.route(Method::Get, pattern, handler)
+    }
+
+    /// Registers a POST route.
+    pub fn post<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+        self.route(Method::Post, pattern, handler)
+    }
+
+    /// Registers a PUT route.
+    pub fn put<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+        self.route(Method::Put, pattern, handler)
+    }
+
+    /// Registers a PATCH route.
+    pub fn patch<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+        self.route(Method::Patch, pattern, handler)
+    }
+
+    /// Registers a DELETE route.
+    pub fn delete<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+        self.route(Method::Delete, pattern, handler)
+    }
+
+    /// A nested group: its prefix is appended and its layers run inside this group's.
+    pub fn group(mut self, prefix: &str, build: impl FnOnce(Group) -> Group) -> Self {
+        let inner = build(Group::new(&format!("{}{prefix}", self.prefix)));
+        self.routes.extend(inner.into_routes());
+        self
+    }
+
+    fn into_routes(self) -> Vec<(Method, String, Arc<dyn Handler>)> {
+        let layers = self.layers;
+        self.routes
+            .into_iter()
+            .map(|(m, p, h)| (m, p, wrap(h, &layers)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn echo(name: &'static str) -> impl Fn(&mut Request) -> Response + Send + Sync + 'static {
+        move |req: &mut Request| {
+            let params: Vec<String> = req.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            Response::text(200, format!("{name} {}", params.join(",")))
+        }
+    }
+
+    fn check(router: &Router, method: Method, target: &str, status: u16, body: &str) -> Response {
+        let mut req = Request::new(method.clone(), target);
+        let response = router.call(&mut req);
+        assert_eq!(response.status, status, "{method} {target}");
+        if status == 200 {
+            let got = String::from_utf8_lossy(response.body.as_bytes().unwrap_or(b"")).into_owned();
+            assert_eq!(got, body, "{method} {target}");
+        }
+        response
+    }
+
+    #[test]
+    fn matching_table() {
+        let r = Router::bare()
+            .get("/", echo("root"))
+            .get("/items", echo("list"))
+            .get("/items/new", echo("new"))
+            .get("/items/{id}", echo("show"))
+            .post("/items/{id}", echo("update"))
+            .get("/items/{id}/tags/{tag}", echo("tag"))
+            .get("/files/{*rest}", echo("files"))
+            .get("/files/special", echo("special"));
+        use Method::*;
+        check(&r, Get, "/", 200, "root ");
+        check(&r, Get, "/items", 200, "list ");
+        check(&r, Get, "/items/new", 200, "new ");
+        check(&r, Get, "/items/42", 200, "show id=42");
+        check(&r, Post, "/items/42", 200, "update id=42");
+        check(
+            &r,
+            Get,
+            "/items/a%20b/tags/x%2Fy",
+            200,
+            "tag id=a b,tag=x/y",
+        );
+        check(&r, Get, "/files/a/b/c.txt", 200, "files rest=a/b/c.txt");
+        check(&r, Get, "/files/special", 200, "special ");
+        check(&r, Get, "/files/", 200, "files rest=");
+        check(&r, Get, "/nope", 404, "");
+        check(&r, Get, "/items/", 404, "");
+        check(&r, Get, "/items/%zz", 400, "");
+        let head = check(&r, Head, "/items/1", 200, "show id=1");
+        assert_eq!(head.status, 200);
+        let not_allowed = check(&r, Delete, "/items/1", 405, "");
+        assert_eq!(
+            not_allowed.headers.get("allow"),
+            Some("GET, POST, HEAD, OPTIONS")
+        );
+        let options = check(&r, Options, "/items/1", 204, "");
+        assert_eq!(
+            options.headers.get("allow"),
+            Some("GET, POST, HEAD, OPTIONS")
+        );
+        let deep = format!("/{}", "a/".repeat(PATH_SEGMENTS_MAX + 1));
+        check(&r, Get, &deep, 404, "");
+    }
+
+    #[test]
+    fn rest_segments_keep_encoded_slashes_apart() {
+        let r = Router::bare().get("/s/{*path}", |req: &mut Request| {
+            let rest = req
+                .extensions
+                .get::<RestSegments>()
+                .cloned()
+                .unwrap_or(RestSegments(vec![]));
+            Response::text(200, format!("{:?}", rest.0))
+        });
+        check(&r, Method::Get, "/s/a%2Fb/c", 200, "[\"a/b\", \"c\"]");
+    }
+
+    #[test]
+    fn groups_prefix_and_layers() {
+        let mark =
+            |req: &mut Request, next: &dyn Handler| next.call(req).with_header("x-group", "1");
+        let r = Router::bare()
+            .get("/open", echo("open"))
+            .group("/api", |g| {
+                g.get("/", echo("api-root"))
+                    .get("/items/{id}", echo("item"))
+                    .group("/v2", |g| g.get("/x", echo("x")))
+                    .layer(mark)
+            });
+        check(&r, Method::Get, "/api", 200, "api-root ");
+        let item = check(&r, Method::Get, "/api/items/3", 200, "item id=3");
+        assert_eq!(item.headers.get("x-group"), Some("1"));
+        assert!(check(&r, Method::Get, "/api/v2/x", 200, "x ")
+            .headers
+            .contains("x-group"));
+        assert!(!check(&r, Method::Get, "/open", 200, "open ")
+            .headers
+            .contains("x-group"));
+    }
+
+    #[test]
+    fn fallible_handlers_and_route_layers() {
+        fn show(req: &mut Request) -> crate::http::problem::HttpResult {
+            let id: u64 = req.param("id")?;
+            Ok(Response::text(200, format!("{id}")))
+        }
+        let stamp =
+            |req: &mut Request, next: &dyn Handler| next.call(req).with_header("x-route", "1");
+        let r = Router::new().get("/n/{id}", show.with(stamp));
+        let ok = check(&r, Method::Get, "/n/5", 200, "5");
+        assert_eq!(ok.headers.get("x-route"), Some("1"));
+        assert_eq!(ok.headers.get("x-content-type-options"), Some("nosniff"));
+        let bad = check(&r, Method::Get, "/n/x", 400, "");
+        assert_eq!(
+            bad.headers.get("content-type"),
+            Some("application/problem+json")
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "registered twice")]
+    fn duplicate_routes_panic_at_registration() {
+        let _ = Router::bare().get("/a", echo("a")).get("/a", echo("b"));
+    }
+
+    #[test]
+    fn inline_follows_the_route() {
+        let r = Router::new()
+            .get(
+                "/fast",
+                crate::http::handler::inline(|_: &mut Request| Response::text(200, "f")),
+            )
+            .get("/slow", echo("slow"));
+        assert!(r.is_inline(&Request::new(Method::Get, "/fast")));
+        assert!(!r.is_inline(&Request::new(Method::Get, "/slow")));
+        assert!(r.is_inline(&Request::new(Method::Get, "/missing")));
+    }
+}

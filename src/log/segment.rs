@@ -1,0 +1,198 @@
+//! Segment files on disk: naming, listing, and scanning one segment's frames.
+//!
+//! Owns: the rules that tell a torn tail (truncate) from corruption (refuse). Must not: write
+//! to segments (the writer thread does) or interpret entry payloads.
+
+use super::frame::{self, Frame, FrameError, Status, HEADER_BYTES};
+use super::Error;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Number of decimal digits in a segment file name.
+const SEGMENT_NAME_DIGITS: usize = 20;
+/// How far past the last good index a frame found after damage may claim to start and still be
+/// taken as evidence of valid data (filters out random bytes before computing a CRC).
+const SCAN_INDEX_WINDOW: u64 = 1 << 32;
+
+/// The file name of the segment whose first entry is `first_index`.
+pub fn segment_name(first_index: u64) -> String {
+    format!("{first_index:0width$}.log", width = SEGMENT_NAME_DIGITS)
+}
+
+/// Path of a segment in `log_dir`.
+pub fn segment_path(log_dir: &Path, first_index: u64) -> PathBuf {
+    log_dir.join(segment_name(first_index))
+}
+
+/// First indexes of the segments in `log_dir`, ascending. Other files are ignored.
+pub fn list_segments(log_dir: &Path) -> Result<Vec<u64>, Error> {
+    let entries = fs::read_dir(log_dir).map_err(|e| Error::io(log_dir, "list", e))?;
+    let mut firsts = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(log_dir, "list", e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name.strip_suffix(".log") else {
+            continue;
+        };
+        if stem.len() != SEGMENT_NAME_DIGITS || !stem.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(first) = stem.parse::<u64>() {
+            firsts.push(first);
+        }
+    }
+    firsts.sort_unstable();
+    Ok(firsts)
+}
+
+/// Reads a whole segment file into `buf` (reused across segments to avoid reallocations).
+pub fn read_segment(path: &Path, buf: &mut Vec<u8>) -> Result<(), Error> {
+    buf.clear();
+    let mut file = fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    file.read_to_end(buf)
+        .map_err(|e| Error::io(path, "read", e))?;
+    Ok(())
+}
+
+/// How a scanned segment ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Every byte belongs to a valid frame.
+    Clean,
+    /// Damage at `offset` with no valid frame after it: a torn tail, safe to truncate if this is
+    /// the last segment.
+    Torn {
+        /// Offset of the first byte that is not part of a valid frame.
+        offset: u64,
+        /// What was found there.
+        reason: &'static str,
+    },
+}
+
+/// Result of scanning one segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scan {
+    /// Index the next entry after this segment must have.
+    pub next_index: u64,
+    /// Term of the last frame, if the segment has one.
+    pub last_term: Option<u64>,
+    /// Offset just past the last valid frame.
+    pub valid_end: u64,
+    /// Whether and where the segment is damaged.
+    pub ending: Ending,
+}
+
+/// Scans the frames of a segment held in `bytes`, checking the header and index continuity, and
+/// hands each frame to `visit` in order.
+///
+/// Damage followed by any valid frame is corruption (an error naming the offset); damage with
+/// nothing valid after it is reported as [`Ending::Torn`] for the caller to decide.
+pub fn scan_segment(
+    path: &Path,
+    bytes: &[u8],
+    expected_first: u64,
+    visit: &mut dyn FnMut(&Frame<'_>) -> Result<(), Error>,
+) -> Result<Scan, Error> {
+    let corrupt = |offset: usize, reason: String| Error::Corrupt {
+        path: path.to_path_buf(),
+        offset: offset as u64,
+        reason,
+    };
+    let first = match frame::parse_header(bytes) {
+        Ok(Status::Complete(first)) => first,
+        Ok(Status::Partial) => {
+            let ending = Ending::Torn {
+                offset: 0,
+                reason: "incomplete segment header",
+            };
+            return Ok(Scan {
+                next_index: expected_first,
+                last_term: None,
+                valid_end: 0,
+                ending,
+            });
+        }
+        Err(error) => return Err(corrupt(0, error.to_string())),
+    };
+    if first != expected_first {
+        return Err(corrupt(
+            0,
+            format!("header names first index {first}, expected {expected_first}"),
+        ));
+    }
+    let mut at = HEADER_BYTES;
+    let mut next_index = first;
+    let mut last_term = None;
+    while at < bytes.len() {
+        let reason = match frame::parse_frame(&bytes[at..]) {
+            Ok(Status::Complete(frame)) => {
+                if frame.index != next_index {
+                    let message = format!(
+                        "frame index {} where {next_index} was expected",
+                        frame.index
+                    );
+                    return Err(corrupt(at, message));
+                }
+                visit(&frame)?;
+                next_index += u64::from(frame.count);
+                last_term = Some(frame.term);
+                at += frame.frame_bytes;
+                continue;
+            }
+            Ok(Status::Partial) => "incomplete frame",
+            Err(error) => frame_error_reason(error),
+        };
+        if let Some(found) = valid_frame_after(bytes, at, next_index) {
+            let message = format!("{reason} (a valid frame follows at offset {found})");
+            return Err(corrupt(at, message));
+        }
+        let ending = Ending::Torn {
+            offset: at as u64,
+            reason,
+        };
+        return Ok(Scan {
+            next_index,
+            last_term,
+            valid_end: at as u64,
+            ending,
+        });
+    }
+    Ok(Scan {
+        next_index,
+        last_term,
+        valid_end: at as u64,
+        ending: Ending::Clean,
+    })
+}
+
+fn frame_error_reason(error: FrameError) -> &'static str {
+    match error {
+        FrameError::BadLength => "bad frame length",
+        FrameError::BadChecksum => "bad checksum",
+        FrameError::BadEntries => "bad entry framing",
+        FrameError::BadHeader => "bad header",
+    }
+}
+
+/// Looks for a checksum-valid frame starting after `damage` whose index is plausible (not below
+/// `next_index`). Only such evidence turns damage into corruption.
+fn valid_frame_after(bytes: &[u8], damage: usize, next_index: u64) -> Option<usize> {
+    let window_end = next_index.saturating_add(SCAN_INDEX_WINDOW);
+    (damage + 1..bytes.len()).find(|&at| {
+        let Some((index, _term)) = frame::peek_index_term(&bytes[at..]) else {
+            return false;
+        };
+        (next_index..window_end).contains(&index)
+            && matches!(frame::parse_frame(&bytes[at..]), Ok(Status::Complete(_)))
+    })
+}
+
+/// Opens `dir` and fsyncs it so that a rename, creation or deletion inside it is durable.
+pub fn sync_dir(dir: &Path) -> Result<(), Error> {
+    let handle = fs::File::open(dir).map_err(|e| Error::io(dir, "open directory", e))?;
+    handle
+        .sync_all()
+        .map_err(|e| Error::io(dir, "fsync directory", e))
+}

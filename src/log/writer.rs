@@ -1,0 +1,824 @@
+//! The `Log` handle: opening with recovery, the directory lock, and the single writer thread
+//! that group-commits appends (one frame per term run, one `write`, one `fdatasync`).
+//!
+//! Owns: the durability promise. `Durable` acknowledges only after `fdatasync` returned.
+//! Must not: retry a failed fsync (the page cache state is unknown afterwards, so the process
+//! stops), or leave a partial frame behind after a failed write.
+
+use super::frame::{self, EntryBatch, Frame, Status, HEADER_BYTES};
+use super::segment::{self, Ending};
+use super::{AppendError, Error};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Largest single append accepted, in bytes of framed entries.
+pub const APPEND_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// The writer stops draining more appends into a group once it holds this many bytes.
+pub const GROUP_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Default size at which the writer starts a new segment.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Name of the lock file in the data directory.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+/// Name of the log's sub-directory in the data directory.
+pub const LOG_DIR_NAME: &str = "log";
+/// `ENOSPC` on Linux: the disk-full error number.
+const ENOSPC: i32 = 28;
+
+/// When an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledge after the group's `fdatasync` returned (the default). No acknowledged entry is
+    /// ever lost.
+    Durable,
+    /// Acknowledge after `write` returned and fsync at most every `interval`. A process crash
+    /// loses nothing acknowledged (the data is in the page cache), but an OS crash or power loss
+    /// may lose the entries acknowledged during the last `interval` (plus the fsync time).
+    Relaxed {
+        /// Longest time between a write and its fsync.
+        interval: Duration,
+    },
+}
+
+/// Test hooks that make the next writes or fsyncs fail, to exercise disk-full and fsync-error
+/// paths without a full disk.
+#[derive(Debug, Default)]
+pub struct Faults {
+    writes_to_fail: AtomicU32,
+    syncs_to_fail: AtomicU32,
+}
+
+impl Faults {
+    /// The next `count` group writes store half their bytes and then fail with ENOSPC.
+    pub fn fail_next_writes(&self, count: u32) {
+        self.writes_to_fail.store(count, Ordering::SeqCst);
+    }
+
+    /// The next `count` fsyncs fail with EIO (which stops the process).
+    pub fn fail_next_syncs(&self, count: u32) {
+        self.syncs_to_fail.store(count, Ordering::SeqCst);
+    }
+
+    fn take(counter: &AtomicU32) -> bool {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// Settings of a log, checked once by [`Log::open`].
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// When appends are acknowledged.
+    pub durability: Durability,
+    /// Segment size after which the writer rolls over to a new file.
+    pub segment_bytes_max: u64,
+    /// Index of the first entry when the log is created empty.
+    pub first_index: u64,
+    /// Entries below this index are not handed to the replay visitor (a snapshot covers them).
+    pub replay_from: u64,
+    /// Fault injection for tests.
+    pub faults: Option<Arc<Faults>>,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            durability: Durability::Durable,
+            segment_bytes_max: SEGMENT_BYTES_DEFAULT,
+            first_index: 1,
+            replay_from: 0,
+            faults: None,
+        }
+    }
+}
+
+/// What recovery found when the log was opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// First index held by the oldest segment.
+    pub first_index: u64,
+    /// Index the next append must start at.
+    pub next_index: u64,
+    /// Term of the last stored frame (0 if none).
+    pub last_term: u64,
+    /// Number of segment files.
+    pub segments: usize,
+    /// A torn tail that was cut off: `(file, offset, bytes removed)`.
+    pub truncated: Option<(PathBuf, u64, u64)>,
+}
+
+/// Acknowledgement of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Index of the last entry of the append.
+    pub last_index: u64,
+    /// Number of appends that shared this write and fsync.
+    pub group_appends: u32,
+    /// Number of entries that shared this write and fsync.
+    pub group_entries: u32,
+}
+
+/// Completion callback of an append; runs on the writer thread, so it must be quick.
+pub type Done = Box<dyn FnOnce(Result<Appended, AppendError>) + Send>;
+
+/// One append request.
+pub struct Append {
+    /// Raft term (0 on a single node).
+    pub term: u64,
+    /// Index of the first entry; must equal the log's next index when the writer reaches it.
+    pub first_index: u64,
+    /// The entries.
+    pub entries: EntryBatch,
+    /// Called once with the outcome.
+    pub done: Done,
+}
+
+enum Request {
+    Append(Append),
+    TruncateAfter {
+        index: u64,
+        reply: mpsc::Sender<Result<(), Error>>,
+    },
+    DeleteBefore {
+        index: u64,
+        reply: mpsc::Sender<Result<usize, Error>>,
+    },
+}
+
+/// Counters shared between the writer thread and the handle.
+#[derive(Debug, Default)]
+struct Shared {
+    next_index: AtomicU64,
+    fsyncs: AtomicU64,
+    groups: AtomicU64,
+}
+
+/// The append-only log of a data directory. Dropping it drains queued appends and stops the
+/// writer thread; the directory lock is released when the writer exits.
+pub struct Log {
+    sender: Option<mpsc::Sender<Request>>,
+    writer: Option<thread::JoinHandle<()>>,
+    shared: Arc<Shared>,
+    log_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("log_dir", &self.log_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Takes the exclusive lock on `data_dir/LOCK`; the lock lives as long as the returned file.
+pub fn lock_data_dir(data_dir: &Path) -> Result<File, Error> {
+    fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, "create directory", e))?;
+    let path = data_dir.join(LOCK_FILE_NAME);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, "open", e))?;
+    match crate::sys::fs::try_lock_exclusive(&file) {
+        Ok(true) => Ok(file),
+        Ok(false) => Err(Error::Locked { path }),
+        Err(error) => Err(Error::io(path, "lock", error)),
+    }
+}
+
+impl Log {
+    /// Opens (or creates) the log in `data_dir/log`, taking the data directory lock, recovering
+    /// the tail, and calling `visit` on every frame holding entries at or after
+    /// `options.replay_from`, in order (a frame may start before it: skip those entries).
+    pub fn open(
+        data_dir: &Path,
+        options: LogOptions,
+        visit: &mut dyn FnMut(&Frame<'_>) -> Result<(), Error>,
+    ) -> Result<(Log, Recovery), Error> {
+        if options.segment_bytes_max < HEADER_BYTES as u64 || options.first_index == 0 {
+            let message = "segment_bytes_max must exceed the header and first_index must be >= 1";
+            return Err(Error::Invalid {
+                message: message.to_string(),
+            });
+        }
+        let lock = lock_data_dir(data_dir)?;
+        let log_dir = data_dir.join(LOG_DIR_NAME);
+        fs::create_dir_all(&log_dir).map_err(|e| Error::io(&log_dir, "create directory", e))?;
+        let mut firsts = segment::list_segments(&log_dir)?;
+        if firsts.is_empty() {
+            create_segment(&log_dir, options.first_index)?;
+            firsts.push(options.first_index);
+        }
+        let recovered = recover(&log_dir, &firsts, options.replay_from, visit)?;
+        let last_first = *firsts.last().expect("at least one segment");
+        let path = segment::segment_path(&log_dir, last_first);
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, "open", e))?;
+        let file_bytes = file
+            .metadata()
+            .map_err(|e| Error::io(&path, "stat", e))?
+            .len();
+        let shared = Arc::new(Shared::default());
+        shared
+            .next_index
+            .store(recovered.next_index, Ordering::SeqCst);
+        let writer = Writer {
+            log_dir: log_dir.clone(),
+            segments: firsts,
+            file,
+            file_bytes,
+            next_index: recovered.next_index,
+            options,
+            shared: Arc::clone(&shared),
+            buffer: Vec::new(),
+            unsynced_since: None,
+            _lock: lock,
+        };
+        let (sender, receiver) = mpsc::channel();
+        let handle = thread::Builder::new()
+            .name("lithair-log-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|e| Error::io(&log_dir, "spawn writer thread", e))?;
+        let log = Log {
+            sender: Some(sender),
+            writer: Some(handle),
+            shared,
+            log_dir,
+        };
+        Ok((log, recovered))
+    }
+
+    /// Queues an append. The outcome arrives through `append.done`.
+    pub fn append(&self, append: Append) {
+        if append.entries.byte_len() > APPEND_BYTES_MAX {
+            let bytes = append.entries.byte_len();
+            (append.done)(Err(AppendError::TooLarge { bytes }));
+            return;
+        }
+        let sender = self.sender.as_ref().expect("sender lives until drop");
+        if let Err(mpsc::SendError(Request::Append(append))) = sender.send(Request::Append(append))
+        {
+            (append.done)(Err(AppendError::Closed));
+        }
+    }
+
+    /// Appends and waits for the outcome (convenience for tools and tests).
+    pub fn append_wait(
+        &self,
+        term: u64,
+        first_index: u64,
+        entries: EntryBatch,
+    ) -> Result<Appended, AppendError> {
+        let (reply, outcome) = mpsc::channel();
+        let done: Done = Box::new(move |result| {
+            let _ = reply.send(result);
+        });
+        self.append(Append {
+            term,
+            first_index,
+            entries,
+            done,
+        });
+        outcome.recv().unwrap_or(Err(AppendError::Closed))
+    }
+
+    /// Removes every entry after `index` (entries not committed, for Raft). Waits until the
+    /// truncation is durable.
+    pub fn truncate_after(&self, index: u64) -> Result<(), Error> {
+        let (reply, outcome) = mpsc::channel();
+        self.request(Request::TruncateAfter { index, reply })?;
+        outcome.recv().unwrap_or_else(|_| Err(closed()))
+    }
+
+    /// Deletes segments whose entries all lie below `index` (a durable snapshot covers them);
+    /// the active segment is never deleted. Returns how many files were removed.
+    pub fn delete_before(&self, index: u64) -> Result<usize, Error> {
+        let (reply, outcome) = mpsc::channel();
+        self.request(Request::DeleteBefore { index, reply })?;
+        outcome.recv().unwrap_or_else(|_| Err(closed()))
+    }
+
+    fn request(&self, request: Request) -> Result<(), Error> {
+        let sender = self.sender.as_ref().expect("sender lives until drop");
+        sender.send(request).map_err(|_| closed())
+    }
+
+    /// Index the next append must start at, as seen by the writer after its last group.
+    pub fn next_index(&self) -> u64 {
+        self.shared.next_index.load(Ordering::SeqCst)
+    }
+
+    /// Number of fsyncs issued since open.
+    pub fn fsync_count(&self) -> u64 {
+        self.shared.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Number of groups written since open.
+    pub fn group_count(&self) -> u64 {
+        self.shared.groups.load(Ordering::Relaxed)
+    }
+
+    /// The `log` directory.
+    pub fn dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// Visits stored frames holding entries at or after `from_index`, oldest first; `visit`
+    /// returns `false` to stop. See [`super::read_range`].
+    pub fn read_range(
+        &self,
+        from_index: u64,
+        visit: &mut dyn FnMut(&Frame<'_>) -> Result<bool, Error>,
+    ) -> Result<(), Error> {
+        super::reader::read_range(&self.log_dir, from_index, visit)
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        if let Some(handle) = self.writer.take() {
+            // A panic on the writer thread already printed its message; nothing to add here.
+            let _ = handle.join();
+        }
+    }
+}
+
+fn closed() -> Error {
+    Error::Invalid {
+        message: "the log is closed".to_string(),
+    }
+}
+
+/// Creates an empty segment (header only), durably: write, fsync file, fsync directory.
+fn create_segment(log_dir: &Path, first_index: u64) -> Result<File, Error> {
+    let path = segment::segment_path(log_dir, first_index);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, "create", e))?;
+    file.write_all(&frame::encode_header(first_index))
+        .map_err(|e| Error::io(&path, "write", e))?;
+    file.sync_all().map_err(|e| Error::io(&path, "fsync", e))?;
+    segment::sync_dir(log_dir)?;
+    // Appends go through an O_APPEND descriptor so a truncation after a failed write never
+    // leaves the file position past the end (which would create a hole).
+    OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, "open", e))
+}
+
+/// Scans every segment, truncating a torn tail of the last one.
+fn recover(
+    log_dir: &Path,
+    firsts: &[u64],
+    replay_from: u64,
+    visit: &mut dyn FnMut(&Frame<'_>) -> Result<(), Error>,
+) -> Result<Recovery, Error> {
+    let mut buffer = Vec::new();
+    let mut next_index = firsts[0];
+    let mut last_term = 0;
+    let mut truncated = None;
+    for (position, &first) in firsts.iter().enumerate() {
+        let path = segment::segment_path(log_dir, first);
+        let is_last = position + 1 == firsts.len();
+        if position > 0 && first != next_index {
+            let reason =
+                format!("segment starts at {first} but the previous one ends before {next_index}");
+            return Err(Error::Corrupt {
+                path,
+                offset: 0,
+                reason,
+            });
+        }
+        // Segments wholly below `replay_from` are covered by a snapshot: skip reading them.
+        if !is_last && firsts[position + 1] <= replay_from {
+            next_index = firsts[position + 1];
+            continue;
+        }
+        segment::read_segment(&path, &mut buffer)?;
+        let mut visit_from = |frame: &Frame<'_>| {
+            if frame.last_index() >= replay_from && frame.count > 0 {
+                visit(frame)?;
+            }
+            Ok(())
+        };
+        let scan = segment::scan_segment(&path, &buffer, first, &mut visit_from)?;
+        next_index = scan.next_index;
+        last_term = scan.last_term.unwrap_or(last_term);
+        if let Ending::Torn { offset, reason } = scan.ending {
+            if !is_last {
+                let reason = format!("{reason} in a segment that is not the last");
+                return Err(Error::Corrupt {
+                    path,
+                    offset,
+                    reason,
+                });
+            }
+            truncated = Some(cut_torn_tail(&path, offset, buffer.len() as u64, first)?);
+        }
+    }
+    Ok(Recovery {
+        first_index: firsts[0],
+        next_index,
+        last_term,
+        segments: firsts.len(),
+        truncated,
+    })
+}
+
+/// Cuts a torn tail at `offset` (rewriting the header if even that was torn) and reports it.
+fn cut_torn_tail(
+    path: &Path,
+    offset: u64,
+    file_bytes: u64,
+    first: u64,
+) -> Result<(PathBuf, u64, u64), Error> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, "open", e))?;
+    file.set_len(offset)
+        .map_err(|e| Error::io(path, "truncate", e))?;
+    if offset == 0 {
+        let mut file = file;
+        file.write_all(&frame::encode_header(first))
+            .map_err(|e| Error::io(path, "write", e))?;
+        file.sync_all().map_err(|e| Error::io(path, "fsync", e))?;
+    } else {
+        file.sync_all().map_err(|e| Error::io(path, "fsync", e))?;
+    }
+    eprintln!(
+        "lithair log: torn tail in {} at offset {offset}: truncated {} bytes",
+        path.display(),
+        file_bytes - offset
+    );
+    Ok((path.to_path_buf(), offset, file_bytes - offset))
+}
+
+/// State owned by the writer thread.
+struct Writer {
+    log_dir: PathBuf,
+    /// First indexes of the segments on disk, ascending; the last one is `file`.
+    segments: Vec<u64>,
+    file: File,
+    /// Length of `file` up to the end of the last good frame.
+    file_bytes: u64,
+    next_index: u64,
+    options: LogOptions,
+    shared: Arc<Shared>,
+    buffer: Vec<u8>,
+    /// Time of the first write not yet fsynced (Relaxed mode only).
+    unsynced_since: Option<Instant>,
+    _lock: File,
+}
+
+impl Writer {
+    fn run(mut self, receiver: mpsc::Receiver<Request>) {
+        let mut group: Vec<Append> = Vec::new();
+        loop {
+            let Some(first) = self.wait(&receiver) else {
+                break;
+            };
+            let mut control = None;
+            let mut group_bytes = 0;
+            let mut next = Some(first);
+            while let Some(request) = next.take() {
+                match request {
+                    Request::Append(append) => {
+                        group_bytes += append.entries.byte_len();
+                        group.push(append);
+                    }
+                    other => {
+                        control = Some(other);
+                        break;
+                    }
+                }
+                if group_bytes < GROUP_BYTES_MAX {
+                    next = receiver.try_recv().ok();
+                }
+            }
+            self.commit_group(&mut group);
+            if let Some(request) = control {
+                self.control(request);
+            }
+        }
+        // Relaxed mode: make the last writes durable before releasing the lock.
+        if self.unsynced_since.is_some() {
+            self.sync();
+        }
+    }
+
+    /// Blocks for the next request; in Relaxed mode wakes up to fsync when the interval passes.
+    fn wait(&mut self, receiver: &mpsc::Receiver<Request>) -> Option<Request> {
+        loop {
+            let Durability::Relaxed { interval } = self.options.durability else {
+                return receiver.recv().ok();
+            };
+            let Some(since) = self.unsynced_since else {
+                return receiver.recv().ok();
+            };
+            let left = interval.saturating_sub(since.elapsed());
+            match receiver.recv_timeout(left) {
+                Ok(request) => return Some(request),
+                Err(mpsc::RecvTimeoutError::Timeout) => self.sync(),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    fn control(&mut self, request: Request) {
+        match request {
+            Request::Append(_) => unreachable!("appends are grouped"),
+            Request::TruncateAfter { index, reply } => {
+                let _ = reply.send(self.truncate_after(index));
+            }
+            Request::DeleteBefore { index, reply } => {
+                let _ = reply.send(self.delete_before(index));
+            }
+        }
+    }
+
+    /// Writes every contiguous append of `group` with one `write` and one `fdatasync`, then
+    /// acknowledges them; appends that do not continue the log are failed without writing.
+    fn commit_group(&mut self, group: &mut Vec<Append>) {
+        if group.is_empty() {
+            return;
+        }
+        let start_index = self.next_index;
+        let mut accepted = Vec::with_capacity(group.len());
+        let mut expected = start_index;
+        for append in group.drain(..) {
+            if append.first_index != expected {
+                let got = append.first_index;
+                (append.done)(Err(AppendError::NotContiguous { expected, got }));
+                continue;
+            }
+            expected += u64::from(append.entries.len());
+            accepted.push(append);
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        self.encode_group(&accepted, start_index);
+        if self.buffer.is_empty() {
+            // Only empty appends (e.g. every command was rejected): nothing to write or sync;
+            // every earlier group was already made durable before its acknowledgement.
+            self.acknowledge(accepted);
+            return;
+        }
+        if let Err(error) = self.write_buffer() {
+            for append in accepted {
+                (append.done)(Err(error.clone()));
+            }
+            return;
+        }
+        self.next_index = expected;
+        self.shared.next_index.store(expected, Ordering::SeqCst);
+        self.shared.groups.fetch_add(1, Ordering::Relaxed);
+        match self.options.durability {
+            Durability::Durable => self.sync(),
+            Durability::Relaxed { .. } => {
+                self.unsynced_since.get_or_insert_with(Instant::now);
+            }
+        }
+        self.acknowledge(accepted);
+        if self.file_bytes >= self.options.segment_bytes_max {
+            self.roll_over();
+        }
+    }
+
+    /// Encodes the accepted appends as frames into the reused buffer: one frame per run of
+    /// equal terms.
+    fn encode_group(&mut self, accepted: &[Append], start_index: u64) {
+        self.buffer.clear();
+        let mut run_start = 0;
+        let mut run_index = start_index;
+        for end in 1..=accepted.len() {
+            if end < accepted.len() && accepted[end].term == accepted[run_start].term {
+                continue;
+            }
+            let parts: Vec<&EntryBatch> = accepted[run_start..end]
+                .iter()
+                .map(|a| &a.entries)
+                .collect();
+            let count: u64 = parts.iter().map(|part| u64::from(part.len())).sum();
+            if count > 0 {
+                frame::encode_frame(
+                    &mut self.buffer,
+                    run_index,
+                    accepted[run_start].term,
+                    &parts,
+                );
+            }
+            run_index += count;
+            run_start = end;
+        }
+    }
+
+    fn acknowledge(&mut self, accepted: Vec<Append>) {
+        let group_appends = accepted.len() as u32;
+        let group_entries: u32 = accepted.iter().map(|a| a.entries.len()).sum();
+        for append in accepted {
+            // An empty append "ends" just before where it starts.
+            let last_index = append.first_index + u64::from(append.entries.len()) - 1;
+            (append.done)(Ok(Appended {
+                last_index,
+                group_appends,
+                group_entries,
+            }));
+        }
+    }
+
+    /// One `write` of the buffer. On failure the file is cut back to the last good frame so the
+    /// log stays valid; if even that fails, the process stops (the file state is unknown).
+    fn write_buffer(&mut self) -> Result<(), AppendError> {
+        let injected = self
+            .options
+            .faults
+            .as_ref()
+            .is_some_and(|f| Faults::take(&f.writes_to_fail));
+        let result = if injected {
+            let half = self.buffer.len() / 2;
+            self.file
+                .write_all(&self.buffer[..half])
+                .and_then(|()| Err(io::Error::from_raw_os_error(ENOSPC)))
+        } else {
+            self.file.write_all(&self.buffer)
+        };
+        match result {
+            Ok(()) => {
+                self.file_bytes += self.buffer.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                if let Err(cut) = self.file.set_len(self.file_bytes) {
+                    fatal(&format!(
+                        "write failed ({error}) and truncating it back failed ({cut})"
+                    ));
+                }
+                if error.raw_os_error() == Some(ENOSPC) {
+                    Err(AppendError::DiskFull)
+                } else {
+                    Err(AppendError::Io {
+                        message: error.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// `fdatasync` the active segment. A failure stops the process: after a failed fsync the
+    /// kernel may have dropped the dirty pages, so retrying could report durability falsely.
+    fn sync(&mut self) {
+        let injected = self
+            .options
+            .faults
+            .as_ref()
+            .is_some_and(|f| Faults::take(&f.syncs_to_fail));
+        let result = if injected {
+            Err(io::Error::from_raw_os_error(5))
+        } else {
+            self.file.sync_data()
+        };
+        if let Err(error) = result {
+            let path = segment::segment_path(&self.log_dir, self.active_first());
+            fatal(&format!("fsync of {} failed: {error}", path.display()));
+        }
+        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.unsynced_since = None;
+    }
+
+    fn active_first(&self) -> u64 {
+        *self.segments.last().expect("at least one segment")
+    }
+
+    fn roll_over(&mut self) {
+        if self.unsynced_since.is_some() {
+            self.sync();
+        }
+        match create_segment(&self.log_dir, self.next_index) {
+            Ok(file) => {
+                self.file = file;
+                self.file_bytes = HEADER_BYTES as u64;
+                self.segments.push(self.next_index);
+            }
+            // Keep appending to the current segment; rollover is retried after the next group.
+            Err(error) => eprintln!("lithair log: cannot start a new segment: {error}"),
+        }
+    }
+}
+
+/// Stops the process after a durability failure, with a message naming it.
+fn fatal(message: &str) -> ! {
+    eprintln!(
+        "lithair log: FATAL: {message}; stopping the process (acknowledged data may be unsynced)"
+    );
+    std::process::abort()
+}
+
+impl Writer {
+    /// Removes every entry after `index`, rewriting a partially kept frame, and makes the cut
+    /// durable before answering.
+    fn truncate_after(&mut self, index: u64) -> Result<(), Error> {
+        let cut_index = index + 1;
+        if cut_index >= self.next_index {
+            return Ok(());
+        }
+        if cut_index < self.segments[0] {
+            let message = format!(
+                "cannot truncate after {index}: the log starts at {}",
+                self.segments[0]
+            );
+            return Err(Error::Invalid { message });
+        }
+        while self.segments.len() > 1 && self.active_first() > cut_index {
+            let path = segment::segment_path(&self.log_dir, self.active_first());
+            fs::remove_file(&path).map_err(|e| Error::io(&path, "delete", e))?;
+            self.segments.pop();
+        }
+        let first = self.active_first();
+        let path = segment::segment_path(&self.log_dir, first);
+        let mut bytes = Vec::new();
+        segment::read_segment(&path, &mut bytes)?;
+        let (cut_offset, kept) = find_cut(&path, &bytes, first, cut_index)?;
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, "open", e))?;
+        file.set_len(cut_offset)
+            .map_err(|e| Error::io(&path, "truncate", e))?;
+        let mut file_bytes = cut_offset;
+        if let Some((frame_index, term, entries)) = kept {
+            self.buffer.clear();
+            frame::encode_frame(&mut self.buffer, frame_index, term, &[&entries]);
+            file.write_all(&self.buffer)
+                .map_err(|e| Error::io(&path, "write", e))?;
+            file_bytes += self.buffer.len() as u64;
+        }
+        file.sync_all().map_err(|e| Error::io(&path, "fsync", e))?;
+        segment::sync_dir(&self.log_dir)?;
+        self.file = file;
+        self.file_bytes = file_bytes;
+        self.next_index = cut_index;
+        self.shared.next_index.store(cut_index, Ordering::SeqCst);
+        self.unsynced_since = None;
+        Ok(())
+    }
+
+    /// Deletes segments wholly below `index`, oldest first, then fsyncs the directory.
+    fn delete_before(&mut self, index: u64) -> Result<usize, Error> {
+        let mut deleted = 0;
+        while self.segments.len() > 1 && self.segments[1] <= index {
+            let path = segment::segment_path(&self.log_dir, self.segments[0]);
+            fs::remove_file(&path).map_err(|e| Error::io(&path, "delete", e))?;
+            self.segments.remove(0);
+            deleted += 1;
+        }
+        if deleted > 0 {
+            segment::sync_dir(&self.log_dir)?;
+        }
+        Ok(deleted)
+    }
+}
+
+/// The frame holding `cut_index` in a segment: its offset, and the entries before `cut_index`
+/// that must be kept (re-framed), if the cut falls inside the frame.
+type Cut = (u64, Option<(u64, u64, EntryBatch)>);
+
+fn find_cut(path: &Path, bytes: &[u8], first: u64, cut_index: u64) -> Result<Cut, Error> {
+    let mut at = HEADER_BYTES;
+    let mut next = first;
+    while at < bytes.len() && next < cut_index {
+        let Ok(Status::Complete(found)) = frame::parse_frame(&bytes[at..]) else {
+            let reason = "unreadable frame while truncating".to_string();
+            return Err(Error::Corrupt {
+                path: path.to_path_buf(),
+                offset: at as u64,
+                reason,
+            });
+        };
+        if found.last_index() >= cut_index {
+            let mut kept = EntryBatch::new();
+            for entry in found.entries().take((cut_index - found.index) as usize) {
+                kept.push(entry);
+            }
+            return Ok((at as u64, Some((found.index, found.term, kept))));
+        }
+        next = found.last_index() + 1;
+        at += found.frame_bytes;
+    }
+    Ok((at as u64, None))
+}

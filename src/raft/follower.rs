@@ -1,0 +1,221 @@
+//! The follower's side of `Raft`: accepting Appends (with conflict hints), heartbeats and
+//! chunked, resumable snapshot installs.
+//!
+//! Owns: "a follower never truncates a committed entry" (checked in `RaftLog`) and the
+//! validation of everything a leader sends before it touches the log.
+//! Must not: do I/O; replies leave through `send` and wait for the persist.
+
+use super::core::{IncomingSnapshot, Raft};
+use super::storage::Storage;
+use super::types::{ConfState, Entry, MessageBody, NodeId, Snapshot, SnapshotMeta};
+
+impl<S: Storage> Raft<S> {
+    pub(crate) fn step_follower(&mut self, from: NodeId, body: MessageBody) {
+        match body {
+            MessageBody::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            } => {
+                self.handle_append(from, prev_index, prev_term, entries, commit);
+            }
+            MessageBody::Heartbeat { commit, read_round } => {
+                self.log.commit_to(commit.min(self.log.last_index()));
+                self.apply_committed_conf();
+                self.send(from, MessageBody::HeartbeatResponse { read_round });
+            }
+            MessageBody::InstallSnapshot {
+                index,
+                snapshot_term,
+                conf,
+                offset,
+                total_bytes,
+                data,
+            } => {
+                let chunk = SnapshotChunk {
+                    index,
+                    term: snapshot_term,
+                    conf,
+                    offset,
+                    total_bytes,
+                    data,
+                };
+                self.handle_snapshot_chunk(from, chunk);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the entries are consecutive after `prev_index` and no newer than our term.
+    fn entries_well_formed(&self, prev_index: u64, prev_term: u64, entries: &[Entry]) -> bool {
+        let mut expected_index = prev_index;
+        let mut previous_term = prev_term;
+        entries.iter().all(|entry| {
+            expected_index += 1;
+            let ok = entry.index == expected_index
+                && entry.term >= previous_term
+                && entry.term <= self.term;
+            previous_term = entry.term;
+            ok
+        })
+    }
+
+    fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_index: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+    ) {
+        if prev_index.checked_add(entries.len() as u64).is_none()
+            || !self.entries_well_formed(prev_index, prev_term, &entries)
+        {
+            return;
+        }
+        if prev_index < self.log.committed {
+            // Everything up to our commit already matches the leader (log matching).
+            let body = MessageBody::AppendResponse {
+                index: self.log.committed,
+                reject: false,
+                hint_index: 0,
+                hint_term: 0,
+            };
+            self.send(from, body);
+            return;
+        }
+        match self
+            .log
+            .maybe_append(prev_index, prev_term, commit, &entries)
+        {
+            Some(last_new) => {
+                self.apply_committed_conf();
+                let body = MessageBody::AppendResponse {
+                    index: last_new,
+                    reject: false,
+                    hint_index: 0,
+                    hint_term: 0,
+                };
+                self.send(from, body);
+            }
+            None => {
+                let hint_index = self
+                    .log
+                    .find_conflict_by_term(prev_index.min(self.log.last_index()), prev_term);
+                let hint_term = self.log.term(hint_index).unwrap_or(0);
+                let body = MessageBody::AppendResponse {
+                    index: prev_index,
+                    reject: true,
+                    hint_index,
+                    hint_term,
+                };
+                self.send(from, body);
+            }
+        }
+    }
+
+    fn handle_snapshot_chunk(&mut self, from: NodeId, chunk: SnapshotChunk) {
+        let chunk_end = chunk.offset.checked_add(chunk.data.len() as u64);
+        if chunk.total_bytes > self.config.snapshot_bytes_max
+            || chunk_end.is_none_or(|end| end > chunk.total_bytes)
+        {
+            return;
+        }
+        let index = chunk.index;
+        if index <= self.log.committed || self.log.match_term(index, chunk.term) {
+            // Already covered: fast-forward the commit instead of installing.
+            self.log
+                .commit_to(index.max(self.log.committed).min(self.log.last_index()));
+            self.apply_committed_conf();
+            self.incoming_snapshot = None;
+            let body = MessageBody::SnapshotResponse {
+                index,
+                received_bytes: chunk.total_bytes,
+                done: true,
+            };
+            self.send(from, body);
+            return;
+        }
+        let same = self.incoming_snapshot.as_ref().is_some_and(|s| {
+            s.index == index && s.term == chunk.term && s.total_bytes == chunk.total_bytes
+        });
+        if !same {
+            self.incoming_snapshot = None;
+            if chunk.offset == 0 {
+                self.incoming_snapshot = Some(IncomingSnapshot {
+                    index,
+                    term: chunk.term,
+                    conf: chunk.conf,
+                    total_bytes: chunk.total_bytes,
+                    data: Vec::new(),
+                });
+            }
+        }
+        let Some(incoming) = self.incoming_snapshot.as_mut() else {
+            let body = MessageBody::SnapshotResponse {
+                index,
+                received_bytes: 0,
+                done: false,
+            };
+            self.send(from, body);
+            return;
+        };
+        if chunk.offset == incoming.data.len() as u64 {
+            incoming.data.extend_from_slice(&chunk.data);
+        }
+        let received_bytes = incoming.data.len() as u64;
+        let done = received_bytes == incoming.total_bytes;
+        if done {
+            self.install_incoming_snapshot();
+        }
+        self.send(
+            from,
+            MessageBody::SnapshotResponse {
+                index,
+                received_bytes,
+                done,
+            },
+        );
+    }
+
+    fn install_incoming_snapshot(&mut self) {
+        let incoming = self.incoming_snapshot.take().expect("caller checked");
+        assert_eq!(
+            incoming.data.len() as u64,
+            incoming.total_bytes,
+            "installing a partial snapshot"
+        );
+        let meta = SnapshotMeta {
+            index: incoming.index,
+            term: incoming.term,
+            conf: incoming.conf,
+        };
+        self.conf = sorted(meta.conf.clone());
+        self.conf_applied_index = meta.index;
+        self.log.restore(Snapshot {
+            meta,
+            data: incoming.data,
+        });
+    }
+}
+
+fn sorted(mut conf: ConfState) -> ConfState {
+    conf.voters.sort_unstable();
+    conf.voters.dedup();
+    conf.learners.sort_unstable();
+    conf.learners.dedup();
+    let voters = conf.voters.clone();
+    conf.learners.retain(|l| !voters.contains(l));
+    conf
+}
+
+/// One InstallSnapshot message's fields.
+struct SnapshotChunk {
+    index: u64,
+    term: u64,
+    conf: ConfState,
+    offset: u64,
+    total_bytes: u64,
+    data: Vec<u8>,
+}

@@ -1,0 +1,626 @@
+//! The leader's side of `Raft`: replication with a window and fast backtracking, commit by
+//! counting, heartbeats and CheckQuorum, snapshots to lagging followers, proposals, membership
+//! changes, leadership transfer and ReadIndex.
+//!
+//! Owns: "only entries of the current term are committed by counting" and "the leader counts
+//! its own entries only once persisted".
+//! Must not: do I/O; everything leaves through `send`.
+
+use super::config::ReadMode;
+use super::core::{PendingRead, Raft, RaftError, READS_WAITING_MAX};
+use super::progress::{Progress, ProgressState};
+use super::storage::{Storage, StorageError};
+use super::types::{ConfChange, Entry, EntryKind, MessageBody, NodeId, ReadState, Role, NODE_NONE};
+
+/// Most heartbeat rounds remembered for lease computation.
+const READ_ROUNDS_REMEMBERED_MAX: usize = 1024;
+
+impl<S: Storage> Raft<S> {
+    pub(crate) fn become_leader(&mut self) {
+        assert_eq!(
+            self.role,
+            Role::Candidate,
+            "only a candidate becomes leader"
+        );
+        assert_eq!(self.vote, self.id, "a leader voted for itself");
+        let term = self.term;
+        self.become_follower_keeping_term();
+        self.role = Role::Leader;
+        self.leader_id = self.id;
+        let next = self.log.last_index() + 1;
+        let peers: Vec<NodeId> = self
+            .conf
+            .voters
+            .iter()
+            .chain(&self.conf.learners)
+            .copied()
+            .collect();
+        for peer in peers.into_iter().filter(|&p| p != self.id) {
+            self.progress.insert(peer, Progress::new(next));
+        }
+        // A new leader first commits an entry of its own term (the no-op); until then it may not
+        // serve reads or change membership.
+        let noop = Entry {
+            term,
+            index: next,
+            kind: EntryKind::Normal,
+            data: Vec::new(),
+        };
+        self.append_own(vec![noop]);
+        self.pending_conf_index = self.log.last_index();
+        self.broadcast_append(true);
+    }
+
+    fn become_follower_keeping_term(&mut self) {
+        let (term, vote) = (self.term, self.vote);
+        self.become_follower(term, NODE_NONE);
+        assert_eq!(self.vote, vote, "role change lost the vote");
+    }
+
+    fn append_own(&mut self, entries: Vec<Entry>) {
+        // The leader's own copy counts toward commit only once persisted (`on_persisted`).
+        self.log.append(&entries);
+    }
+
+    pub(crate) fn tick_leader(&mut self) {
+        self.heartbeat_elapsed += 1;
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.config.election_ticks {
+            self.election_elapsed = 0;
+            if self.config.check_quorum && !self.quorum_recently_active() {
+                self.become_follower_keeping_term();
+                return;
+            }
+            self.transferee = NODE_NONE;
+        }
+        if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
+            self.heartbeat_elapsed = 0;
+            self.broadcast_heartbeat();
+        }
+    }
+
+    fn quorum_recently_active(&mut self) -> bool {
+        let mut active = usize::from(self.conf.is_voter(self.id));
+        for (id, progress) in self.progress.iter_mut() {
+            if progress.recent_active && self.conf.is_voter(*id) {
+                active += 1;
+            }
+            progress.recent_active = false;
+        }
+        active >= self.quorum()
+    }
+
+    /// Starts a new heartbeat (and ReadIndex) round to every follower.
+    pub(crate) fn broadcast_heartbeat(&mut self) {
+        self.read_round += 1;
+        self.read_broadcast_due = false;
+        self.read_round_ticks
+            .push_back((self.read_round, self.ticks));
+        if self.read_round_ticks.len() > READ_ROUNDS_REMEMBERED_MAX {
+            self.read_round_ticks.pop_front();
+        }
+        let peers: Vec<(NodeId, u64, bool)> = self
+            .progress
+            .iter()
+            .map(|(&id, p)| {
+                (
+                    id,
+                    p.match_index,
+                    matches!(p.state, ProgressState::Snapshot { .. }),
+                )
+            })
+            .collect();
+        for (peer, match_index, snapshotting) in peers {
+            let commit = match_index.min(self.log.committed);
+            self.send(
+                peer,
+                MessageBody::Heartbeat {
+                    commit,
+                    read_round: self.read_round,
+                },
+            );
+            if snapshotting {
+                // Resume an install whose last chunk or ack was lost.
+                self.send_snapshot_chunk(peer);
+            }
+        }
+        self.confirm_reads();
+    }
+
+    pub(crate) fn broadcast_append(&mut self, send_if_empty: bool) {
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
+            self.send_append(peer, send_if_empty);
+        }
+    }
+
+    /// Sends the next Append (or snapshot) to `to` if its window allows; true if sent.
+    pub(crate) fn send_append(&mut self, to: NodeId, send_if_empty: bool) -> bool {
+        let (msgs_max, bytes_max) = (
+            self.config.inflight_msgs_max,
+            self.config.inflight_bytes_max,
+        );
+        let Some(progress) = self.progress.get(&to) else {
+            return false;
+        };
+        if progress.is_paused(msgs_max, bytes_max) {
+            return false;
+        }
+        let next = progress.next_index;
+        let prev_term = self.log.term(next - 1);
+        let hi = next.saturating_add(self.config.msg_entries_max);
+        let entries = self.log.entries(next, hi, self.config.msg_bytes_max);
+        let (Some(prev_term), Ok(entries)) = (prev_term, entries) else {
+            self.start_snapshot(to);
+            return true;
+        };
+        if entries.is_empty() && !send_if_empty {
+            return false;
+        }
+        let progress = self.progress.get_mut(&to).expect("checked above");
+        if let Some(last) = entries.last() {
+            progress.sent_entries(last.index, entries.iter().map(Entry::size_bytes).sum());
+        } else if progress.state == ProgressState::Probe {
+            progress.probe_sent = true;
+        }
+        let commit = self.log.committed;
+        self.send(
+            to,
+            MessageBody::Append {
+                prev_index: next - 1,
+                prev_term,
+                entries,
+                commit,
+            },
+        );
+        true
+    }
+
+    fn start_snapshot(&mut self, to: NodeId) {
+        let snapshot_index = self.log.first_index() - 1;
+        let cached = self.outgoing_snapshot.as_ref().map(|s| s.meta.index);
+        if cached != Some(snapshot_index) {
+            match self.log.storage.snapshot() {
+                Ok(snapshot) => self.outgoing_snapshot = Some(snapshot),
+                Err(StorageError::Other(_)) | Err(_) => return, // Retried on the next heartbeat.
+            }
+        }
+        let index = self.outgoing_snapshot.as_ref().map_or(0, |s| s.meta.index);
+        let progress = self
+            .progress
+            .get_mut(&to)
+            .expect("snapshot to a tracked peer");
+        progress.become_snapshot(index);
+        self.send_snapshot_chunk(to);
+    }
+
+    fn send_snapshot_chunk(&mut self, to: NodeId) {
+        let Some(progress) = self.progress.get_mut(&to) else {
+            return;
+        };
+        let ProgressState::Snapshot { index, acked_bytes } = progress.state else {
+            return;
+        };
+        let Some(snapshot) = self
+            .outgoing_snapshot
+            .as_ref()
+            .filter(|s| s.meta.index == index)
+        else {
+            // The snapshot was replaced by a newer one: restart the install from scratch.
+            progress.become_probe();
+            self.send_append(to, true);
+            return;
+        };
+        progress.probe_sent = true;
+        let total_bytes = snapshot.data.len() as u64;
+        let start = acked_bytes.min(total_bytes) as usize;
+        let end = (acked_bytes.saturating_add(self.config.snapshot_chunk_bytes)).min(total_bytes)
+            as usize;
+        let body = MessageBody::InstallSnapshot {
+            index,
+            snapshot_term: snapshot.meta.term,
+            conf: snapshot.meta.conf.clone(),
+            offset: start as u64,
+            total_bytes,
+            data: snapshot.data[start..end].to_vec(),
+        };
+        self.send(to, body);
+    }
+
+    pub(crate) fn step_leader(&mut self, from: NodeId, body: MessageBody) {
+        if let MessageBody::ReadIndex { ctx } = body {
+            // A refused forwarded read is dropped; the follower's caller times out and retries.
+            let _ = self.handle_read_request(ctx, from);
+            return;
+        }
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
+        progress.recent_active = true;
+        match body {
+            MessageBody::AppendResponse {
+                index,
+                reject: true,
+                hint_index,
+                hint_term,
+            } => {
+                self.handle_append_rejection(from, index, hint_index, hint_term);
+            }
+            MessageBody::AppendResponse { index, .. } => self.handle_append_success(from, index),
+            MessageBody::HeartbeatResponse { read_round } => {
+                self.handle_heartbeat_response(from, read_round)
+            }
+            MessageBody::SnapshotResponse {
+                index,
+                received_bytes,
+                done,
+            } => {
+                self.handle_snapshot_response(from, index, received_bytes, done);
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_append_rejection(
+        &mut self,
+        from: NodeId,
+        rejected: u64,
+        hint_index: u64,
+        hint_term: u64,
+    ) {
+        let next_hint = if hint_term > 0 {
+            self.log.find_conflict_by_term(hint_index, hint_term) + 1
+        } else {
+            hint_index + 1
+        };
+        let progress = self.progress.get_mut(&from).expect("caller checked");
+        if progress.maybe_decrease_to(rejected, next_hint) {
+            if progress.state == ProgressState::Replicate {
+                progress.become_probe();
+                progress.next_index = progress
+                    .next_index
+                    .min(next_hint)
+                    .max(progress.match_index + 1);
+            }
+            self.send_append(from, true);
+        }
+    }
+
+    fn handle_append_success(&mut self, from: NodeId, index: u64) {
+        let last_index = self.log.last_index();
+        if index > last_index {
+            return; // Acknowledges entries we never sent: a broken peer.
+        }
+        let progress = self.progress.get_mut(&from).expect("caller checked");
+        if !progress.maybe_update(index) {
+            return;
+        }
+        match progress.state {
+            ProgressState::Probe => progress.become_replicate(),
+            ProgressState::Snapshot {
+                index: snapshot_index,
+                ..
+            } if progress.match_index >= snapshot_index => {
+                progress.become_probe();
+                progress.become_replicate();
+            }
+            ProgressState::Replicate => progress.free_to(index),
+            ProgressState::Snapshot { .. } => {}
+        }
+        if self.maybe_commit() {
+            self.broadcast_append(true);
+        } else {
+            while self.send_append(from, false) {}
+        }
+        if from == self.transferee
+            && self.progress.get(&from).map(|p| p.match_index) == Some(last_index)
+        {
+            self.send(from, MessageBody::TimeoutNow);
+        }
+        self.maybe_promote_learner(from);
+    }
+
+    fn handle_heartbeat_response(&mut self, from: NodeId, read_round: u64) {
+        let (msgs_max, bytes_max) = (
+            self.config.inflight_msgs_max,
+            self.config.inflight_bytes_max,
+        );
+        let last_index = self.log.last_index();
+        let progress = self.progress.get_mut(&from).expect("caller checked");
+        progress.read_round_acked = progress
+            .read_round_acked
+            .max(read_round.min(self.read_round));
+        match progress.state {
+            ProgressState::Probe => progress.probe_sent = false,
+            ProgressState::Replicate if progress.inflight_full(msgs_max, bytes_max) => {
+                progress.free_first()
+            }
+            _ => {}
+        }
+        if progress.match_index < last_index {
+            self.send_append(from, true);
+        }
+        self.confirm_reads();
+    }
+
+    fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        index: u64,
+        received_bytes: u64,
+        done: bool,
+    ) {
+        let progress = self.progress.get_mut(&from).expect("caller checked");
+        let ProgressState::Snapshot {
+            index: sending,
+            acked_bytes,
+        } = progress.state
+        else {
+            return;
+        };
+        if index != sending {
+            return;
+        }
+        if done {
+            progress.match_index = progress.match_index.max(index);
+            progress.become_probe();
+            self.send_append(from, true);
+            return;
+        }
+        if received_bytes == acked_bytes {
+            // A duplicate or stale answer: the heartbeat resends if a chunk was lost. Sending
+            // here too would multiply the chunks in flight.
+            return;
+        }
+        // The follower's count is the truth, even when lower (it restarted and lost the part).
+        progress.state = ProgressState::Snapshot {
+            index,
+            acked_bytes: received_bytes,
+        };
+        self.send_snapshot_chunk(from);
+    }
+
+    /// Commit by counting: the quorum-th highest match index, if its entry is of this term.
+    pub(crate) fn maybe_commit(&mut self) -> bool {
+        let mut matches: Vec<u64> = Vec::with_capacity(self.conf.voters.len());
+        for &voter in &self.conf.voters {
+            if voter == self.id {
+                matches.push(self.log.stable_last_index());
+            } else {
+                matches.push(self.progress.get(&voter).map_or(0, |p| p.match_index));
+            }
+        }
+        if matches.is_empty() {
+            return false;
+        }
+        matches.sort_unstable_by(|a, b| b.cmp(a));
+        let quorum_index = matches[self.quorum() - 1];
+        let was_committed_in_term = self.committed_in_term();
+        if !self.log.maybe_commit(quorum_index, self.term) {
+            return false;
+        }
+        self.apply_committed_conf();
+        if self.role == Role::Leader && !was_committed_in_term {
+            for (ctx, from) in std::mem::take(&mut self.reads_waiting_commit) {
+                let _ = self.handle_read_request(ctx, from);
+            }
+        }
+        true
+    }
+
+    pub(crate) fn committed_in_term(&self) -> bool {
+        self.log.term(self.log.committed) == Some(self.term)
+    }
+
+    /// Called once the caller persisted entries up to `index` (of `term`).
+    pub(crate) fn on_persisted(&mut self, index: u64, term: u64) {
+        self.log.stable_to(index, term);
+        if self.role == Role::Leader && self.maybe_commit() && self.role == Role::Leader {
+            self.broadcast_append(true);
+        }
+    }
+
+    pub(crate) fn propose(&mut self, payloads: Vec<Vec<u8>>) -> Result<u64, RaftError> {
+        if self.role != Role::Leader {
+            return Err(RaftError::NotLeader {
+                leader: self.leader_id,
+            });
+        }
+        if self.transferee != NODE_NONE {
+            return Err(RaftError::TransferInProgress);
+        }
+        let first = self.log.last_index() + 1;
+        let entries: Vec<Entry> = payloads
+            .into_iter()
+            .enumerate()
+            .map(|(k, data)| Entry {
+                term: self.term,
+                index: first + k as u64,
+                kind: EntryKind::Normal,
+                data,
+            })
+            .collect();
+        self.append_own(entries);
+        self.broadcast_append(false);
+        Ok(self.log.last_index())
+    }
+
+    pub(crate) fn propose_conf_change(&mut self, change: ConfChange) -> Result<u64, RaftError> {
+        if self.role != Role::Leader {
+            return Err(RaftError::NotLeader {
+                leader: self.leader_id,
+            });
+        }
+        if self.pending_conf_index > self.log.committed {
+            return Err(RaftError::ConfChangePending);
+        }
+        if self.transferee != NODE_NONE {
+            return Err(RaftError::TransferInProgress);
+        }
+        let mut next_conf = self.conf.clone();
+        next_conf.apply(change);
+        if next_conf.voters.is_empty() {
+            return Err(RaftError::InvalidRequest(
+                "a configuration needs at least one voter",
+            ));
+        }
+        let index = self.log.last_index() + 1;
+        let entry = Entry {
+            term: self.term,
+            index,
+            kind: EntryKind::ConfChange,
+            data: change.encode(),
+        };
+        self.append_own(vec![entry]);
+        self.pending_conf_index = index;
+        self.broadcast_append(false);
+        Ok(index)
+    }
+
+    fn maybe_promote_learner(&mut self, id: NodeId) {
+        if !self.config.auto_promote_learners
+            || !self.conf.is_learner(id)
+            || self.role != Role::Leader
+        {
+            return;
+        }
+        let caught_up = self
+            .progress
+            .get(&id)
+            .is_some_and(|p| p.match_index >= self.log.committed);
+        if caught_up
+            && self.pending_conf_index <= self.log.committed
+            && self.transferee == NODE_NONE
+        {
+            let _ = self.propose_conf_change(ConfChange::AddVoter(id));
+        }
+    }
+
+    pub(crate) fn transfer_leader(&mut self, to: NodeId) -> Result<(), RaftError> {
+        if self.role != Role::Leader {
+            return Err(RaftError::NotLeader {
+                leader: self.leader_id,
+            });
+        }
+        if self.config.read_mode == ReadMode::Lease {
+            return Err(RaftError::InvalidRequest(
+                "leadership transfer would break read leases",
+            ));
+        }
+        if to == self.id || !self.conf.is_voter(to) {
+            return Err(RaftError::InvalidRequest(
+                "transfer target must be another voter",
+            ));
+        }
+        self.transferee = to;
+        self.election_elapsed = 0;
+        let caught_up = self
+            .progress
+            .get(&to)
+            .is_some_and(|p| p.match_index == self.log.last_index());
+        if caught_up {
+            self.send(to, MessageBody::TimeoutNow);
+        } else {
+            self.send_append(to, true);
+        }
+        Ok(())
+    }
+
+    /// Registers a ReadIndex request from `from` (self or a follower).
+    pub(crate) fn handle_read_request(
+        &mut self,
+        ctx: Vec<u8>,
+        from: NodeId,
+    ) -> Result<(), RaftError> {
+        if !self.committed_in_term() {
+            if self.reads_waiting_commit.len() >= READS_WAITING_MAX {
+                return Err(RaftError::ReadQueueFull);
+            }
+            self.reads_waiting_commit.push((ctx, from));
+            return Ok(());
+        }
+        let index = self.log.committed;
+        if self.conf.voters == [self.id]
+            || (self.config.read_mode == ReadMode::Lease && self.lease_valid())
+        {
+            self.answer_read(ReadState { index, ctx }, from);
+            return Ok(());
+        }
+        if self.reads_pending.len() >= READS_WAITING_MAX {
+            return Err(RaftError::ReadQueueFull);
+        }
+        self.reads_pending.push_back(PendingRead {
+            ctx,
+            from,
+            index,
+            round: self.read_round + 1,
+        });
+        self.read_broadcast_due = true;
+        Ok(())
+    }
+
+    /// The highest heartbeat round a quorum of voters acknowledged.
+    fn confirmed_round(&self) -> u64 {
+        let mut rounds: Vec<u64> = self
+            .conf
+            .voters
+            .iter()
+            .map(|&v| {
+                if v == self.id {
+                    self.read_round
+                } else {
+                    self.progress.get(&v).map_or(0, |p| p.read_round_acked)
+                }
+            })
+            .collect();
+        if rounds.is_empty() {
+            return 0;
+        }
+        rounds.sort_unstable_by(|a, b| b.cmp(a));
+        rounds[self.quorum() - 1]
+    }
+
+    /// A quorum acknowledged a heartbeat sent at tick `t`: no other leader can be elected
+    /// before `t + election_ticks` (voters honour the lease that long), minus a tick of margin.
+    fn lease_valid(&self) -> bool {
+        let confirmed = self.confirmed_round();
+        let sent = self
+            .read_round_ticks
+            .iter()
+            .find(|&&(round, _)| round == confirmed)
+            .map(|&(_, t)| t);
+        sent.is_some_and(|t| self.ticks + 1 < t + u64::from(self.config.election_ticks))
+    }
+
+    fn confirm_reads(&mut self) {
+        let confirmed = self.confirmed_round();
+        while self
+            .reads_pending
+            .front()
+            .is_some_and(|r| r.round <= confirmed)
+        {
+            let read = self.reads_pending.pop_front().expect("front checked");
+            self.answer_read(
+                ReadState {
+                    index: read.index,
+                    ctx: read.ctx,
+                },
+                read.from,
+            );
+        }
+    }
+
+    fn answer_read(&mut self, state: ReadState, from: NodeId) {
+        if from == self.id {
+            self.read_states.push(state);
+        } else {
+            self.send(
+                from,
+                MessageBody::ReadIndexResponse {
+                    index: state.index,
+                    ctx: state.ctx,
+                },
+            );
+        }
+    }
+}

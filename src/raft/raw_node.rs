@@ -1,0 +1,308 @@
+//! `RawNode`: the public, synchronous face of the core (`tick`, `step`, `propose`,
+//! `read_index`, `ready`, `advance`) and `Ready`, the batch of work it hands to its driver.
+//!
+//! Owns: the hand-off protocol — what must be persisted before which messages leave, and what
+//! becomes valid after `advance`.
+//! Must not: do I/O, read clocks or spawn threads; the node driver and the simulator do that.
+
+use super::config::Config;
+use super::core::{Raft, RaftError};
+use super::storage::Storage;
+use super::types::{
+    ConfChange, ConfState, Entry, HardState, Message, NodeId, ReadState, Role, Snapshot,
+};
+
+/// Volatile state worth reporting when it changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SoftState {
+    /// The leader this node knows (`NODE_NONE` if none).
+    pub leader_id: NodeId,
+    /// This node's role.
+    pub role: Role,
+}
+
+/// One batch of work for the driver. Handle the fields in this order:
+///
+/// 1. send `messages` (they do not depend on this Ready's persist; heartbeats and Appends from
+///    a leader go out immediately, in parallel with its own disk write);
+/// 2. persist `snapshot` (if any), then append `entries` (truncating any suffix they replace),
+///    then `hard_state`; if `must_sync`, fsync before going on;
+/// 3. send `persisted_messages` (votes and acknowledgements that promise durable state);
+/// 4. apply `snapshot` to the state machine, then `committed_entries` in order;
+/// 5. serve `read_states` once the state machine has applied their index;
+/// 6. call [`RawNode::advance`].
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// Role or leader changes (informational).
+    pub soft_state: Option<SoftState>,
+    /// The hard state to persist, if it changed.
+    pub hard_state: Option<HardState>,
+    /// Entries to append to the log.
+    pub entries: Vec<Entry>,
+    /// A snapshot received from the leader: persist it and restore the state machine from it.
+    pub snapshot: Option<Snapshot>,
+    /// Whether step 2 needs an fsync (term, vote, entries or snapshot changed; a commit-index
+    /// change alone does not).
+    pub must_sync: bool,
+    /// Messages that may be sent right away.
+    pub messages: Vec<Message>,
+    /// Messages that may be sent only after step 2 completed.
+    pub persisted_messages: Vec<Message>,
+    /// Committed entries to apply, in order.
+    pub committed_entries: Vec<Entry>,
+    /// Confirmed linearizable reads.
+    pub read_states: Vec<ReadState>,
+}
+
+/// What the last Ready handed out, so `advance` knows what became durable.
+#[derive(Clone, Copy, Debug)]
+struct ReadyRecord {
+    last_entry: Option<(u64, u64)>,
+    snapshot_index: Option<u64>,
+    applying: u64,
+}
+
+/// Most bytes of committed entries handed out in one Ready.
+pub const READY_APPLY_BYTES_MAX: u64 = 64 << 20;
+
+/// A Raft node without I/O. See the module documentation.
+pub struct RawNode<S: Storage> {
+    raft: Raft<S>,
+    previous_hard_state: HardState,
+    previous_soft_state: SoftState,
+    record: Option<ReadyRecord>,
+}
+
+impl<S: Storage> RawNode<S> {
+    /// Starts (or restarts) a node from `storage`.
+    ///
+    /// # Errors
+    /// The config's first problem, in plain words.
+    pub fn new(config: Config, storage: S) -> Result<RawNode<S>, super::config::ConfigError> {
+        config.validate()?;
+        let raft = Raft::new(config, storage);
+        let previous_hard_state = HardState {
+            term: raft.term,
+            vote: raft.vote,
+            commit: raft.log.committed,
+        };
+        let previous_soft_state = SoftState {
+            leader_id: raft.leader_id,
+            role: raft.role,
+        };
+        Ok(RawNode {
+            raft,
+            previous_hard_state,
+            previous_soft_state,
+            record: None,
+        })
+    }
+
+    /// Advances the logical clock by one tick.
+    pub fn tick(&mut self) {
+        self.raft.tick();
+    }
+
+    /// Feeds a message from a peer. Misrouted or malformed messages are dropped.
+    pub fn step(&mut self, message: Message) {
+        self.raft.step(message);
+    }
+
+    /// Campaigns now (tests and operators; normally the election timeout does this).
+    pub fn campaign(&mut self) {
+        self.raft.campaign(false);
+    }
+
+    /// Appends a batch of payloads to the log (leader only); returns the last index used.
+    ///
+    /// # Errors
+    /// `NotLeader` (with the known leader) or `TransferInProgress`.
+    pub fn propose(&mut self, payloads: Vec<Vec<u8>>) -> Result<u64, RaftError> {
+        self.raft.propose(payloads)
+    }
+
+    /// Proposes a single-server membership change (leader only); returns its index.
+    ///
+    /// # Errors
+    /// `NotLeader`, `ConfChangePending` (one change at a time, and not before the leader's
+    /// first commit), `InvalidRequest` (no voter would remain).
+    pub fn propose_conf_change(&mut self, change: ConfChange) -> Result<u64, RaftError> {
+        self.raft.propose_conf_change(change)
+    }
+
+    /// Hands leadership to `to` (leader only): catch it up, then send TimeoutNow.
+    ///
+    /// # Errors
+    /// `NotLeader` or `InvalidRequest`.
+    pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), RaftError> {
+        self.raft.transfer_leader(to)
+    }
+
+    /// Requests a linearizable read; a `ReadState` with `ctx` appears in a later Ready.
+    /// Followers forward the request to the leader.
+    ///
+    /// # Errors
+    /// `NotLeader` when no leader is known, `ReadQueueFull`.
+    pub fn read_index(&mut self, ctx: Vec<u8>) -> Result<(), RaftError> {
+        let raft = &mut self.raft;
+        if raft.role == Role::Leader {
+            return raft.handle_read_request(ctx, raft.id);
+        }
+        if raft.leader_id == super::types::NODE_NONE {
+            return Err(RaftError::NotLeader {
+                leader: super::types::NODE_NONE,
+            });
+        }
+        raft.send(raft.leader_id, super::types::MessageBody::ReadIndex { ctx });
+        Ok(())
+    }
+
+    /// Whether `ready` would return anything.
+    pub fn has_ready(&self) -> bool {
+        let raft = &self.raft;
+        raft.read_broadcast_due
+            || !raft.msgs.is_empty()
+            || !raft.msgs_after_persist.is_empty()
+            || !raft.read_states.is_empty()
+            || raft.log.unhanded_snapshot().is_some()
+            || raft.log.has_unhanded_entries()
+            || raft.log.committed > raft.log.applying
+            || self.hard_state() != self.previous_hard_state
+            || self.soft_state() != self.previous_soft_state
+    }
+
+    fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.raft.term,
+            vote: self.raft.vote,
+            commit: self.raft.log.committed,
+        }
+    }
+
+    fn soft_state(&self) -> SoftState {
+        SoftState {
+            leader_id: self.raft.leader_id,
+            role: self.raft.role,
+        }
+    }
+
+    /// Collects the pending work. Call `advance` before the next `ready`.
+    ///
+    /// # Panics
+    /// If the previous Ready was not advanced.
+    pub fn ready(&mut self) -> Ready {
+        assert!(
+            self.record.is_none(),
+            "ready() called twice without advance()"
+        );
+        if self.raft.read_broadcast_due && self.raft.role == Role::Leader {
+            // Batching: every read registered since the last round shares this heartbeat round.
+            self.raft.broadcast_heartbeat();
+        }
+        let (snapshot, entries) = self.raft.log.hand_unstable();
+        let committed_entries = self.raft.log.hand_committed(READY_APPLY_BYTES_MAX);
+        let hard_state = self.hard_state();
+        let soft_state = self.soft_state();
+        let term_or_vote_changed = (hard_state.term, hard_state.vote)
+            != (self.previous_hard_state.term, self.previous_hard_state.vote);
+        let ready = Ready {
+            soft_state: (soft_state != self.previous_soft_state).then_some(soft_state),
+            hard_state: (hard_state != self.previous_hard_state).then_some(hard_state),
+            must_sync: term_or_vote_changed || !entries.is_empty() || snapshot.is_some(),
+            messages: std::mem::take(&mut self.raft.msgs),
+            persisted_messages: std::mem::take(&mut self.raft.msgs_after_persist),
+            read_states: std::mem::take(&mut self.raft.read_states),
+            entries,
+            snapshot,
+            committed_entries,
+        };
+        self.previous_hard_state = hard_state;
+        self.previous_soft_state = soft_state;
+        self.record = Some(ReadyRecord {
+            last_entry: ready.entries.last().map(|e| (e.index, e.term)),
+            snapshot_index: ready.snapshot.as_ref().map(|s| s.meta.index),
+            applying: self.raft.log.applying,
+        });
+        ready
+    }
+
+    /// Tells the core the last Ready was handled: its entries and snapshot are in `Storage`
+    /// and its committed entries applied.
+    ///
+    /// # Panics
+    /// If there was no Ready to advance.
+    pub fn advance(&mut self) {
+        let record = self.record.take().expect("advance() without a ready()");
+        if let Some(index) = record.snapshot_index {
+            self.raft.log.stable_snapshot_to(index);
+        }
+        if let Some((index, term)) = record.last_entry {
+            self.raft.on_persisted(index, term);
+        }
+        self.raft.log.applied_to(record.applying);
+    }
+
+    /// The storage (to append what a Ready lists, or to compact).
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.raft.log.storage
+    }
+
+    /// The storage, read-only.
+    pub fn storage(&self) -> &S {
+        &self.raft.log.storage
+    }
+
+    /// This node's status.
+    pub fn status(&self) -> Status {
+        let raft = &self.raft;
+        Status {
+            id: raft.id,
+            term: raft.term,
+            vote: raft.vote,
+            role: raft.role,
+            leader_id: raft.leader_id,
+            commit: raft.log.committed,
+            applied: raft.log.applied,
+            last_index: raft.log.last_index(),
+            last_term: raft.log.last_term(),
+            conf: raft.conf.clone(),
+            match_indexes: raft
+                .progress
+                .iter()
+                .map(|(&id, p)| (id, p.match_index))
+                .collect(),
+        }
+    }
+
+    /// The term of entry `index`, if held.
+    pub fn term_of(&self, index: u64) -> Option<u64> {
+        self.raft.log.term(index)
+    }
+}
+
+/// A snapshot of a node's state for monitoring and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Node id.
+    pub id: NodeId,
+    /// Current term.
+    pub term: u64,
+    /// Vote in the current term.
+    pub vote: NodeId,
+    /// Role.
+    pub role: Role,
+    /// Known leader.
+    pub leader_id: NodeId,
+    /// Commit index.
+    pub commit: u64,
+    /// Applied index (as advanced).
+    pub applied: u64,
+    /// Last log index.
+    pub last_index: u64,
+    /// Term of the last entry.
+    pub last_term: u64,
+    /// Current membership.
+    pub conf: ConfState,
+    /// Leader only: each follower's match index.
+    pub match_indexes: Vec<(NodeId, u64)>,
+}

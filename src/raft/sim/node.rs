@@ -1,0 +1,317 @@
+//! One simulated node: a `RawNode` over `MemStorage`, a disk that loses unsynced writes on a
+//! crash, and a key-value state machine with a running digest.
+//!
+//! Owns: the driver loop a real node would run (send, persist, sync, send, apply, advance).
+//! Must not: decide faults; the simulator tells it when to crash.
+
+use crate::raft::{
+    ConfChange, ConfState, Config, Entry, EntryKind, HardState, MemStorage, Message, RawNode,
+    ReadState, Ready, Snapshot, Storage,
+};
+use std::collections::BTreeMap;
+
+/// One write that has not reached the durable disk yet.
+#[derive(Clone, Debug)]
+enum DiskWrite {
+    Snapshot(Snapshot),
+    Entries(Vec<Entry>),
+    HardState(HardState),
+}
+
+/// A disk: what survives a crash, plus writes still in the page cache.
+#[derive(Clone, Debug)]
+pub(crate) struct Disk {
+    pub(crate) durable: MemStorage,
+    unsynced: Vec<DiskWrite>,
+}
+
+impl Disk {
+    /// An initial voter's disk holds the bootstrap log; a node that joins later starts empty.
+    pub(crate) fn new(initial_voters: &[u64]) -> Disk {
+        let durable = if initial_voters.is_empty() {
+            MemStorage::new(ConfState::default())
+        } else {
+            MemStorage::bootstrap(initial_voters)
+        };
+        Disk {
+            durable,
+            unsynced: Vec::new(),
+        }
+    }
+
+    pub(crate) fn sync(&mut self) {
+        for write in self.unsynced.drain(..) {
+            match write {
+                DiskWrite::Snapshot(snapshot) => self.durable.apply_snapshot(snapshot),
+                DiskWrite::Entries(entries) => self.durable.append(&entries),
+                DiskWrite::HardState(hard_state) => {
+                    // A snapshot may have raised the commit; the hard state never lowers it.
+                    let commit = hard_state.commit.max(self.durable.hard_state().commit);
+                    self.durable.set_hard_state(HardState {
+                        commit,
+                        ..hard_state
+                    });
+                }
+            }
+        }
+    }
+
+    pub(crate) fn crash(&mut self) {
+        self.unsynced.clear();
+    }
+}
+
+/// The replicated state machine: a map of registers and a digest chaining every applied entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Machine {
+    pub(crate) kv: BTreeMap<u64, u64>,
+    pub(crate) applied: u64,
+    pub(crate) digest: u64,
+    pub(crate) conf: ConfState,
+}
+
+/// A client write as stored in an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PutOp {
+    pub(crate) op_id: u64,
+    pub(crate) key: u64,
+    pub(crate) value: u64,
+}
+
+impl PutOp {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(24);
+        for word in [self.op_id, self.key, self.value] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Option<PutOp> {
+        if bytes.len() != 24 {
+            return None;
+        }
+        let word =
+            |k: usize| u64::from_le_bytes(bytes[k * 8..k * 8 + 8].try_into().expect("8 bytes"));
+        Some(PutOp {
+            op_id: word(0),
+            key: word(1),
+            value: word(2),
+        })
+    }
+}
+
+/// FNV-1a over a few words: a deterministic digest step (not cryptographic).
+pub(crate) fn mix(mut hash: u64, words: &[u64], bytes: &[u8]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01B3;
+    for word in words {
+        for byte in word.to_le_bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(PRIME);
+        }
+    }
+    for &byte in bytes {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(PRIME);
+    }
+    hash
+}
+
+pub(crate) fn entry_hash(entry: &Entry) -> u64 {
+    let kind = match entry.kind {
+        EntryKind::Normal => 1,
+        EntryKind::ConfChange => 2,
+    };
+    mix(
+        0xCBF2_9CE4_8422_2325,
+        &[entry.index, entry.term, kind],
+        &entry.data,
+    )
+}
+
+impl Machine {
+    /// Applies one committed entry; returns the client write it carried, if any.
+    pub(crate) fn apply(&mut self, entry: &Entry) -> Option<PutOp> {
+        assert_eq!(entry.index, self.applied + 1, "apply out of order");
+        self.applied = entry.index;
+        self.digest = mix(self.digest, &[entry_hash(entry)], &[]);
+        match entry.kind {
+            EntryKind::ConfChange => {
+                if let Some(change) = ConfChange::decode(&entry.data) {
+                    self.conf.apply(change);
+                }
+                None
+            }
+            EntryKind::Normal => {
+                let put = PutOp::decode(&entry.data)?;
+                self.kv.insert(put.key, put.value);
+                Some(put)
+            }
+        }
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for word in [self.applied, self.digest, self.kv.len() as u64] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        for (&key, &value) in &self.kv {
+            out.extend_from_slice(&key.to_le_bytes());
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        out
+    }
+
+    pub(crate) fn decode(data: &[u8], conf: ConfState) -> Machine {
+        let words: Vec<u64> = data
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        assert!(
+            words.len() >= 3 && words.len() == 3 + 2 * words[2] as usize,
+            "bad sim snapshot"
+        );
+        let kv = words[3..]
+            .chunks_exact(2)
+            .map(|pair| (pair[0], pair[1]))
+            .collect();
+        Machine {
+            kv,
+            applied: words[0],
+            digest: words[1],
+            conf,
+        }
+    }
+}
+
+/// What a node reports back to the simulator after handling one Ready.
+#[derive(Debug, Default)]
+pub(crate) struct Handled {
+    pub(crate) sent: Vec<Message>,
+    pub(crate) applied: Vec<(Entry, Option<PutOp>, u64)>,
+    pub(crate) read_states: Vec<ReadState>,
+    pub(crate) ready_hard_state: Option<HardState>,
+    pub(crate) became_leader: bool,
+    pub(crate) persisted: Vec<Entry>,
+    pub(crate) crashed: bool,
+}
+
+pub(crate) struct SimNode {
+    pub(crate) raw: Option<RawNode<MemStorage>>,
+    pub(crate) disk: Disk,
+    pub(crate) machine: Machine,
+    pub(crate) config: Config,
+}
+
+impl SimNode {
+    pub(crate) fn new(config: Config, initial_voters: &[u64]) -> SimNode {
+        let disk = Disk::new(initial_voters);
+        let machine = Machine::default();
+
+        let mut node = SimNode {
+            raw: None,
+            disk,
+            machine,
+            config,
+        };
+        node.restart();
+        node
+    }
+
+    /// Starts from the durable disk only (after a crash, or the first time).
+    pub(crate) fn restart(&mut self) {
+        assert!(self.raw.is_none(), "restart of a running node");
+        let storage = self.disk.durable.clone();
+        let snapshot = storage.snapshot().expect("memory snapshot");
+        self.machine = if snapshot.meta.index == 0 {
+            Machine {
+                conf: snapshot.meta.conf.clone(),
+                ..Machine::default()
+            }
+        } else {
+            Machine::decode(&snapshot.data, snapshot.meta.conf.clone())
+        };
+        let mut config = self.config.clone();
+        config.applied = snapshot.meta.index;
+        config.seed = config
+            .seed
+            .wrapping_add(self.disk.durable.hard_state().term);
+        self.raw = Some(RawNode::new(config, storage).expect("sim config is valid"));
+    }
+
+    pub(crate) fn crash(&mut self) {
+        self.raw = None;
+        self.disk.crash();
+    }
+
+    /// Runs one Ready through the driver steps. `crash_before_sync` simulates power loss after
+    /// the writes reached the page cache but before fsync.
+    pub(crate) fn handle_ready(&mut self, crash_before_sync: bool) -> Handled {
+        let mut handled = Handled::default();
+        let Some(raw) = self.raw.as_mut() else {
+            return handled;
+        };
+        if !raw.has_ready() {
+            return handled;
+        }
+        let mut ready: Ready = raw.ready();
+        handled.sent.append(&mut ready.messages);
+        handled.became_leader = ready
+            .soft_state
+            .is_some_and(|s| s.role == crate::raft::Role::Leader);
+        if let Some(snapshot) = ready.snapshot.take() {
+            raw.storage_mut().apply_snapshot(snapshot.clone());
+            self.machine = Machine::decode(&snapshot.data, snapshot.meta.conf.clone());
+            assert_eq!(
+                self.machine.applied, snapshot.meta.index,
+                "snapshot data and meta disagree"
+            );
+            self.disk.unsynced.push(DiskWrite::Snapshot(snapshot));
+        }
+        if !ready.entries.is_empty() {
+            raw.storage_mut().append(&ready.entries);
+            self.disk
+                .unsynced
+                .push(DiskWrite::Entries(ready.entries.clone()));
+            handled.persisted = std::mem::take(&mut ready.entries);
+        }
+        if let Some(hard_state) = ready.hard_state {
+            raw.storage_mut().set_hard_state(hard_state);
+            self.disk.unsynced.push(DiskWrite::HardState(hard_state));
+            handled.ready_hard_state = Some(hard_state);
+        }
+        if crash_before_sync && ready.must_sync {
+            self.crash();
+            handled.crashed = true;
+            return handled;
+        }
+        if ready.must_sync {
+            self.disk.sync();
+        }
+        handled.sent.append(&mut ready.persisted_messages);
+        for entry in ready.committed_entries.drain(..) {
+            let put = self.machine.apply(&entry);
+            handled.applied.push((entry, put, self.machine.digest));
+        }
+        handled.read_states = std::mem::take(&mut ready.read_states);
+        raw.advance();
+        handled
+    }
+
+    /// Takes a local snapshot of the applied state and compacts the log (fsync first, as the
+    /// engine does: snapshot before truncate).
+    pub(crate) fn compact(&mut self) {
+        let Some(raw) = self.raw.as_mut() else { return };
+        let applied = self.machine.applied;
+        if applied <= raw.storage().first_index() {
+            return;
+        }
+        self.disk.sync();
+        let data = self.machine.encode();
+        let conf = self.machine.conf.clone();
+        if applied > self.disk.durable.last_index() {
+            return;
+        }
+        raw.storage_mut()
+            .compact(applied, conf.clone(), data.clone());
+        self.disk.durable.compact(applied, conf, data);
+    }
+}

@@ -1,0 +1,342 @@
+//! The `Storage` trait (the core's only read path to persisted Raft state) and `MemStorage`, the
+//! in-memory implementation the simulator and tests use.
+//!
+//! Owns: the contract between the core and the durable log.
+//! Must not: write anything on behalf of the core; the caller persists what `Ready` lists and
+//! only then makes it visible here.
+
+use super::types::{ConfState, Entry, HardState, Snapshot};
+use std::fmt;
+
+/// Why storage could not answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageError {
+    /// The index lies at or below the snapshot; entries there are gone.
+    Compacted {
+        /// The requested index.
+        index: u64,
+        /// The first index still held.
+        first_index: u64,
+    },
+    /// The index lies beyond the last persisted entry.
+    Unavailable {
+        /// The requested index.
+        index: u64,
+        /// The last index held.
+        last_index: u64,
+    },
+    /// An I/O or corruption problem the caller must resolve.
+    Other(String),
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::Compacted { index, first_index } => {
+                write!(
+                    f,
+                    "raft log index {index} is compacted (first index {first_index})"
+                )
+            }
+            StorageError::Unavailable { index, last_index } => {
+                write!(
+                    f,
+                    "raft log index {index} is beyond the last index {last_index}"
+                )
+            }
+            StorageError::Other(message) => write!(f, "raft storage: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+/// Read access to persisted Raft state. Ranges are half-open (`lo..hi`).
+///
+/// Contract: everything returned is durable. `first_index() == snapshot().meta.index + 1`; the
+/// term of the snapshot index stays answerable through `term(first_index() - 1)`. The node driver
+/// implements this over the engine's log (one term per batch); `MemStorage` implements it in
+/// memory.
+pub trait Storage {
+    /// The persisted hard state and the membership of the latest snapshot.
+    fn initial_state(&self) -> (HardState, ConfState);
+    /// Entries `lo..hi`, stopping early (but returning at least one entry) once `bytes_max`
+    /// is exceeded.
+    ///
+    /// # Errors
+    /// `Compacted` if `lo < first_index()`, `Unavailable` if `hi > last_index() + 1`.
+    fn entries(&self, lo: u64, hi: u64, bytes_max: u64) -> Result<Vec<Entry>, StorageError>;
+    /// The term of entry `index`, for `first_index() - 1 ..= last_index()`.
+    ///
+    /// # Errors
+    /// `Compacted` below that range, `Unavailable` above it.
+    fn term(&self, index: u64) -> Result<u64, StorageError>;
+    /// The first index held in the log (the snapshot index + 1).
+    fn first_index(&self) -> u64;
+    /// The last index held (the snapshot index when the log is empty).
+    fn last_index(&self) -> u64;
+    /// The latest snapshot.
+    ///
+    /// # Errors
+    /// `Other` if it cannot be read.
+    fn snapshot(&self) -> Result<Snapshot, StorageError>;
+}
+
+/// An in-memory `Storage`: a snapshot, the entries after it and the hard state.
+#[derive(Clone, Debug, Default)]
+pub struct MemStorage {
+    hard_state: HardState,
+    snapshot: Snapshot,
+    // INVARIANT: entries[k].index == snapshot.meta.index + 1 + k.
+    entries: Vec<Entry>,
+}
+
+impl MemStorage {
+    /// A fresh log whose initial membership is `conf` (a bootstrap snapshot at index 0).
+    pub fn new(conf: ConfState) -> MemStorage {
+        let mut storage = MemStorage::default();
+        storage.snapshot.meta.conf = conf;
+        storage
+    }
+
+    /// A new cluster's first log: one committed `AddVoter` entry per initial voter (term 1), so
+    /// that a node joining later learns the whole membership by replaying the log from index 1.
+    pub fn bootstrap(voters: &[u64]) -> MemStorage {
+        let mut storage = MemStorage::default();
+        let entries: Vec<Entry> = bootstrap_entries(voters);
+        storage.append(&entries);
+        storage.hard_state = HardState {
+            term: 1,
+            vote: 0,
+            commit: entries.len() as u64,
+        };
+        storage
+    }
+
+    /// Records the hard state.
+    pub fn set_hard_state(&mut self, hard_state: HardState) {
+        self.hard_state = hard_state;
+    }
+
+    /// The recorded hard state.
+    pub fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    /// Appends `entries`, first truncating any suffix they overwrite.
+    ///
+    /// # Panics
+    /// If `entries` leaves a gap after the last index or reaches below the snapshot.
+    pub fn append(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else { return };
+        let offset = self.snapshot.meta.index + 1;
+        assert!(
+            first.index >= offset,
+            "append at {} below first index {offset}",
+            first.index
+        );
+        assert!(
+            first.index <= self.last_index() + 1,
+            "append at {} leaves a gap after {}",
+            first.index,
+            self.last_index()
+        );
+        self.entries.truncate((first.index - offset) as usize);
+        self.entries.extend_from_slice(entries);
+        debug_assert!(self
+            .entries
+            .windows(2)
+            .all(|w| w[0].index + 1 == w[1].index));
+    }
+
+    /// Replaces the whole log by `snapshot` (installed from a leader).
+    pub fn apply_snapshot(&mut self, snapshot: Snapshot) {
+        let index = snapshot.meta.index;
+        let keep_from = index + 1;
+        let term_matches = self.term(index).ok() == Some(snapshot.meta.term);
+        // Keep the suffix after the snapshot only if it agrees with it (log matching).
+        if term_matches && keep_from > self.snapshot.meta.index {
+            let drop = (keep_from - (self.snapshot.meta.index + 1)) as usize;
+            self.entries.drain(..drop.min(self.entries.len()));
+        } else {
+            self.entries.clear();
+        }
+        self.snapshot = snapshot;
+        self.hard_state.commit = self.hard_state.commit.max(index);
+    }
+
+    /// Takes a local snapshot at `index` (already applied by the caller) and drops the entries
+    /// it covers.
+    ///
+    /// # Panics
+    /// If `index` is not within the held log.
+    pub fn compact(&mut self, index: u64, conf: ConfState, data: Vec<u8>) {
+        assert!(
+            index > self.snapshot.meta.index,
+            "compact to {index} not past the snapshot"
+        );
+        assert!(
+            index <= self.last_index(),
+            "compact to {index} beyond {}",
+            self.last_index()
+        );
+        let term = self.term(index).expect("index checked to be held");
+        let drop = (index - self.snapshot.meta.index) as usize;
+        self.entries.drain(..drop);
+        self.snapshot = Snapshot {
+            meta: super::types::SnapshotMeta { index, term, conf },
+            data,
+        };
+    }
+
+    /// The held entries (after the snapshot).
+    pub fn held_entries(&self) -> &[Entry] {
+        &self.entries
+    }
+}
+
+/// The entries [`MemStorage::bootstrap`] writes: `AddVoter(id)` at indexes `1..=n`, term 1.
+pub fn bootstrap_entries(voters: &[u64]) -> Vec<Entry> {
+    let mut sorted = voters.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted
+        .iter()
+        .enumerate()
+        .map(|(k, &id)| Entry {
+            term: 1,
+            index: k as u64 + 1,
+            kind: super::types::EntryKind::ConfChange,
+            data: super::types::ConfChange::AddVoter(id).encode(),
+        })
+        .collect()
+}
+
+impl Storage for MemStorage {
+    fn initial_state(&self) -> (HardState, ConfState) {
+        (self.hard_state, self.snapshot.meta.conf.clone())
+    }
+
+    fn entries(&self, lo: u64, hi: u64, bytes_max: u64) -> Result<Vec<Entry>, StorageError> {
+        let first_index = self.first_index();
+        if lo < first_index {
+            return Err(StorageError::Compacted {
+                index: lo,
+                first_index,
+            });
+        }
+        if hi > self.last_index() + 1 {
+            return Err(StorageError::Unavailable {
+                index: hi - 1,
+                last_index: self.last_index(),
+            });
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        for entry in &self.entries[(lo - first_index) as usize..(hi - first_index) as usize] {
+            bytes += entry.size_bytes();
+            if !out.is_empty() && bytes > bytes_max {
+                break;
+            }
+            out.push(entry.clone());
+        }
+        Ok(out)
+    }
+
+    fn term(&self, index: u64) -> Result<u64, StorageError> {
+        let snapshot_index = self.snapshot.meta.index;
+        if index == snapshot_index {
+            return Ok(self.snapshot.meta.term);
+        }
+        if index < snapshot_index {
+            return Err(StorageError::Compacted {
+                index,
+                first_index: snapshot_index + 1,
+            });
+        }
+        match self.entries.get((index - snapshot_index - 1) as usize) {
+            Some(entry) => Ok(entry.term),
+            None => Err(StorageError::Unavailable {
+                index,
+                last_index: self.last_index(),
+            }),
+        }
+    }
+
+    fn first_index(&self) -> u64 {
+        self.snapshot.meta.index + 1
+    }
+
+    fn last_index(&self) -> u64 {
+        self.snapshot.meta.index + self.entries.len() as u64
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        Ok(self.snapshot.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::types::EntryKind;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            kind: EntryKind::Normal,
+            data: vec![index as u8],
+        }
+    }
+
+    #[test]
+    fn append_truncates_conflicts_and_compact_keeps_terms() {
+        let mut storage = MemStorage::new(ConfState::with_voters(&[1]));
+        storage.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
+        storage.append(&[entry(2, 2)]);
+        assert_eq!(storage.last_index(), 2);
+        assert_eq!(storage.term(2), Ok(2));
+        storage.compact(1, ConfState::default(), vec![9]);
+        assert_eq!(storage.first_index(), 2);
+        assert_eq!(storage.term(1), Ok(1));
+        assert_eq!(
+            storage.term(0),
+            Err(StorageError::Compacted {
+                index: 0,
+                first_index: 2
+            })
+        );
+        assert!(matches!(
+            storage.entries(1, 2, u64::MAX),
+            Err(StorageError::Compacted { .. })
+        ));
+        assert_eq!(storage.entries(2, 3, 0).map(|e| e.len()), Ok(1));
+    }
+
+    #[test]
+    fn apply_snapshot_keeps_agreeing_suffix_only() {
+        let mut storage = MemStorage::new(ConfState::with_voters(&[1]));
+        storage.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
+        let meta = crate::raft::types::SnapshotMeta {
+            index: 2,
+            term: 1,
+            conf: ConfState::default(),
+        };
+        storage.apply_snapshot(Snapshot {
+            meta: meta.clone(),
+            data: vec![],
+        });
+        assert_eq!(storage.last_index(), 3);
+        let other = crate::raft::types::SnapshotMeta {
+            index: 3,
+            term: 5,
+            ..meta
+        };
+        storage.apply_snapshot(Snapshot {
+            meta: other,
+            data: vec![],
+        });
+        assert_eq!((storage.first_index(), storage.last_index()), (4, 3));
+    }
+}

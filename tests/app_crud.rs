@@ -1,0 +1,434 @@
+//! The generated model routes over real sockets, with a hand-written `Model` implementation
+//! (the shape `#[derive(Model)]` generates), so the app layer is tested on its own.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lithair::app::cli::ServeOptions;
+use lithair::app::{App, FieldKind, FieldSpec, Id, Model, ModelEvent, Rule};
+use lithair::json::{self, Value};
+use lithair::prelude::*;
+
+#[derive(Json, Binary, Clone, Debug, PartialEq, Default)]
+struct Post {
+    #[json(default)]
+    id: u64,
+    title: String,
+    slug: String,
+    #[json(default)]
+    #[binary(default)]
+    published: bool,
+    #[json(default)]
+    views: u64,
+}
+
+#[derive(Json, Binary, Clone, Debug, PartialEq, Default)]
+struct PostPatch {
+    title: Option<String>,
+    slug: Option<String>,
+    published: Option<bool>,
+    views: Option<u64>,
+}
+
+const TITLE_RULES: [Rule; 1] = [Rule::Len {
+    min: 1,
+    max: Some(20),
+}];
+
+const POST_FIELDS: [FieldSpec; 5] = [
+    FieldSpec {
+        primary_key: true,
+        ..FieldSpec::plain("id", FieldKind::UInt)
+    },
+    FieldSpec {
+        rules: &TITLE_RULES,
+        ..FieldSpec::plain("title", FieldKind::Str)
+    },
+    FieldSpec {
+        unique: true,
+        immutable: true,
+        ..FieldSpec::plain("slug", FieldKind::Str)
+    },
+    FieldSpec {
+        indexed: true,
+        has_default: true,
+        ..FieldSpec::plain("published", FieldKind::Bool)
+    },
+    FieldSpec::plain("views", FieldKind::UInt),
+];
+
+impl Model for Post {
+    type Patch = PostPatch;
+    const NAME: &'static str = "Post";
+    const PATH: &'static str = "/api/posts";
+    const FIELDS: &'static [FieldSpec] = &POST_FIELDS;
+    const PRIMARY_KEY: usize = 0;
+
+    fn id(&self) -> Id {
+        Id::Int(self.id)
+    }
+
+    fn set_id(&mut self, id: Id) {
+        if let Id::Int(id) = id {
+            self.id = id;
+        }
+    }
+
+    fn field_value(&self, index: usize) -> Value {
+        match index {
+            0 => json::to_value(&self.id),
+            1 => json::to_value(&self.title),
+            2 => json::to_value(&self.slug),
+            3 => json::to_value(&self.published),
+            _ => json::to_value(&self.views),
+        }
+        .unwrap_or(Value::Null)
+    }
+
+    fn apply_patch(&mut self, patch: &PostPatch) {
+        if let Some(v) = &patch.title {
+            self.title = v.clone();
+        }
+        if let Some(v) = &patch.slug {
+            self.slug = v.clone();
+        }
+        if let Some(v) = patch.published {
+            self.published = v;
+        }
+        if let Some(v) = patch.views {
+            self.views = v;
+        }
+    }
+
+    fn patch_fields(patch: &PostPatch) -> Vec<usize> {
+        let mut fields = Vec::new();
+        if patch.title.is_some() {
+            fields.push(1);
+        }
+        if patch.slug.is_some() {
+            fields.push(2);
+        }
+        if patch.published.is_some() {
+            fields.push(3);
+        }
+        if patch.views.is_some() {
+            fields.push(4);
+        }
+        fields
+    }
+}
+
+fn app() -> App {
+    App::new("crud-test")
+        .model::<Post>()
+        .check::<Post>(|tx, post| {
+            // A domain rule that reads state through the transaction.
+            if post.title == "forbidden" && tx.collection::<Post>().len() < 100 {
+                return Err(lithair::app::Rejection::Domain {
+                    status: 422,
+                    message: "that title is forbidden".into(),
+                });
+            }
+            Ok(())
+        })
+        .command(
+            "/api/posts/{id}/publish",
+            200,
+            "Publish a draft",
+            |tx, _: &(), params| {
+                let id: u64 = params.get("id")?;
+                let post: Post = tx
+                    .get(&Id::Int(id))
+                    .ok_or(lithair::app::Rejection::NotFound {
+                        model: "Post",
+                        id: Id::Int(id),
+                    })?;
+                if post.published {
+                    return Err(lithair::app::Rejection::Domain {
+                        status: 409,
+                        message: "only a draft can be published".into(),
+                    });
+                }
+                let patch = PostPatch {
+                    published: Some(true),
+                    ..PostPatch::default()
+                };
+                tx.update::<Post>(&Id::Int(id), patch)
+            },
+        )
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lithair-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn options(data: PathBuf) -> ServeOptions {
+    ServeOptions {
+        port: 0,
+        bind: "127.0.0.1".parse().unwrap(),
+        data,
+        node_id: None,
+        peer_port: None,
+        cluster: Vec::new(),
+        join: None,
+        cluster_secret: None,
+        extra: Vec::new(),
+    }
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        json::parse(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn request(addr: SocketAddr, method: &str, path: &str, extra: &str, body: &str) -> Answer {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+#[test]
+fn crud_validation_uniqueness_and_restart() {
+    let data = temp_dir("crud");
+    let running = app().start(&options(data.clone())).unwrap();
+    let addr = running.server.local_addr();
+
+    let created = request(
+        addr,
+        "POST",
+        "/api/posts",
+        "",
+        r#"{"title":"Hello","slug":"hello"}"#,
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.header("location"), Some("/api/posts/1"));
+    assert_eq!(created.json()["id"].as_u64(), Some(1));
+    assert_eq!(created.header("etag"), Some("\"1\""));
+
+    let duplicate = request(
+        addr,
+        "POST",
+        "/api/posts",
+        "",
+        r#"{"title":"Again","slug":"hello"}"#,
+    );
+    assert_eq!(duplicate.status, 409, "{}", duplicate.body);
+    assert!(duplicate
+        .header("content-type")
+        .unwrap()
+        .contains("problem+json"));
+
+    let invalid = request(addr, "POST", "/api/posts", "", r#"{"title":"","slug":"x"}"#);
+    assert_eq!(invalid.status, 422, "{}", invalid.body);
+    assert!(invalid.body.contains("title"), "{}", invalid.body);
+
+    let forbidden = request(
+        addr,
+        "POST",
+        "/api/posts",
+        "",
+        r#"{"title":"forbidden","slug":"f"}"#,
+    );
+    assert_eq!(forbidden.status, 422, "{}", forbidden.body);
+    assert!(forbidden.body.contains("forbidden"), "{}", forbidden.body);
+    let patched_forbidden = request(
+        addr,
+        "PATCH",
+        "/api/posts/1",
+        "",
+        r#"{"title":"forbidden"}"#,
+    );
+    assert_eq!(
+        patched_forbidden.status, 422,
+        "rules run on every write path"
+    );
+
+    let malformed = request(addr, "POST", "/api/posts", "", r#"{"title": "#);
+    assert_eq!(malformed.status, 400, "{}", malformed.body);
+    let wrong_type = request(
+        addr,
+        "POST",
+        "/api/posts",
+        "",
+        r#"{"title": 5, "slug": "y"}"#,
+    );
+    assert_eq!(wrong_type.status, 422, "{}", wrong_type.body);
+
+    for i in 2..=5 {
+        let body = format!(
+            r#"{{"title":"Post {i}","slug":"post-{i}","views":{}}}"#,
+            i * 10
+        );
+        assert_eq!(request(addr, "POST", "/api/posts", "", &body).status, 201);
+    }
+    let page = request(
+        addr,
+        "GET",
+        "/api/posts?sort=-views&take=2&views=>=20",
+        "",
+        "",
+    )
+    .json();
+    assert_eq!(page["total"].as_u64(), Some(4));
+    assert_eq!(page["data"][0]["views"].as_u64(), Some(50));
+    assert_eq!(page["has_more"].as_bool(), Some(true));
+    let bad_filter = request(addr, "GET", "/api/posts?nope=1", "", "");
+    assert_eq!(bad_filter.status, 400);
+
+    let immutable = request(addr, "PATCH", "/api/posts/1", "", r#"{"slug":"changed"}"#);
+    assert_eq!(immutable.status, 422, "{}", immutable.body);
+    let patched = request(
+        addr,
+        "PATCH",
+        "/api/posts/1",
+        "If-Match: \"1\"\r\n",
+        r#"{"title":"New"}"#,
+    );
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(patched.json()["title"].as_str(), Some("New"));
+    let stale = request(
+        addr,
+        "PATCH",
+        "/api/posts/1",
+        "If-Match: \"1\"\r\n",
+        r#"{"title":"Old"}"#,
+    );
+    assert_eq!(stale.status, 409, "{}", stale.body);
+
+    let published = request(addr, "POST", "/api/posts/2/publish", "", "");
+    assert_eq!(published.status, 200, "{}", published.body);
+    let again = request(addr, "POST", "/api/posts/2/publish", "", "");
+    assert_eq!(again.status, 409, "{}", again.body);
+    let only_published = request(addr, "GET", "/api/posts?published=true", "", "").json();
+    assert_eq!(
+        only_published["total"].as_u64(),
+        Some(1),
+        "indexed equality filter"
+    );
+
+    let key = "Idempotency-Key: abc-123\r\n";
+    let first = request(
+        addr,
+        "POST",
+        "/api/posts",
+        key,
+        r#"{"title":"Once","slug":"once"}"#,
+    );
+    let retry = request(
+        addr,
+        "POST",
+        "/api/posts",
+        key,
+        r#"{"title":"Once","slug":"once"}"#,
+    );
+    assert_eq!((first.status, retry.status), (201, 201), "{}", retry.body);
+    assert_eq!(first.json()["id"], retry.json()["id"]);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+
+    assert_eq!(request(addr, "DELETE", "/api/posts/3", "", "").status, 204);
+    assert_eq!(request(addr, "GET", "/api/posts/3", "", "").status, 404);
+    assert_eq!(request(addr, "GET", "/api/posts/abc", "", "").status, 404);
+    assert_eq!(
+        request(addr, "GET", "/api/posts/_schema", "", "").json()["name"].as_str(),
+        Some("Post")
+    );
+    let openapi = request(addr, "GET", "/openapi.json", "", "").json();
+    assert!(openapi["paths"]["/api/posts/{id}"].is_object());
+    assert_eq!(request(addr, "GET", "/health", "", "").status, 200);
+
+    let digest = running.handle.engine().digest();
+    let listing = request(addr, "GET", "/api/posts", "", "").body;
+    running.stop().unwrap();
+
+    // Restart on the same directory: every record is back, with the same digest.
+    let running = app().start(&options(data.clone())).unwrap();
+    let addr = running.server.local_addr();
+    assert_eq!(running.handle.engine().digest(), digest);
+    assert_eq!(request(addr, "GET", "/api/posts", "", "").body, listing);
+    let next = request(
+        addr,
+        "POST",
+        "/api/posts",
+        "",
+        r#"{"title":"After","slug":"after"}"#,
+    );
+    assert_eq!(
+        next.json()["id"].as_u64(),
+        Some(7),
+        "ids are not reused after restart"
+    );
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn model_event_round_trips() {
+    let post = Post {
+        id: 9,
+        title: "t".into(),
+        slug: "s".into(),
+        published: true,
+        views: 3,
+    };
+    for event in [
+        ModelEvent::Created(post.clone()),
+        ModelEvent::Replaced(post.clone()),
+        ModelEvent::Deleted { id: Id::Int(9) },
+        ModelEvent::Updated {
+            id: Id::Str("x".into()),
+            patch: PostPatch {
+                title: Some("n".into()),
+                ..PostPatch::default()
+            },
+        },
+    ] {
+        let bytes = lithair::binary::to_vec(&event);
+        let back: ModelEvent<Post> = lithair::binary::from_slice(&bytes).unwrap();
+        assert_eq!(back, event);
+    }
+}

@@ -1,0 +1,815 @@
+//! Engine behaviour: commands against accepted state, replay and snapshot digests, idempotency,
+//! optimistic concurrency, subscriptions, hooks, disk-full recovery, crash at each snapshot
+//! step, and the golden log of schema version 1.
+
+use lithair::binary::{self, Decode, Encode, Reader};
+use lithair::engine::{
+    Command, Context, Engine, EngineOptions, Meta, SnapshotStep, State, SubmitError,
+    SubscribeError, Upcaster,
+};
+use lithair::log::Faults;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Shop {
+    stock: BTreeMap<u64, u64>,
+    sold: u64,
+    last_sale_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum ShopEvent {
+    Restocked {
+        item: u64,
+        quantity: u64,
+    },
+    Sold {
+        item: u64,
+        quantity: u64,
+        at_ms: u64,
+    },
+}
+
+impl Encode for Shop {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mark = binary::begin_struct(out);
+        self.stock.encode(out);
+        self.sold.encode(out);
+        self.last_sale_ms.encode(out);
+        binary::end_struct(out, mark);
+    }
+}
+
+impl Decode for Shop {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, binary::Error> {
+        let mut body = reader.struct_body()?;
+        Ok(Shop {
+            stock: Decode::decode(&mut body)?,
+            sold: Decode::decode(&mut body)?,
+            last_sale_ms: Decode::decode(&mut body)?,
+        })
+    }
+}
+
+impl Encode for ShopEvent {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let (variant, fields) = match self {
+            ShopEvent::Restocked { item, quantity } => (0, [*item, *quantity, 0]),
+            ShopEvent::Sold {
+                item,
+                quantity,
+                at_ms,
+            } => (1, [*item, *quantity, *at_ms]),
+        };
+        binary::write_varint(out, variant);
+        let mark = binary::begin_struct(out);
+        let used = if variant == 0 { 2 } else { 3 };
+        for field in &fields[..used] {
+            field.encode(out);
+        }
+        binary::end_struct(out, mark);
+    }
+}
+
+impl Decode for ShopEvent {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, binary::Error> {
+        let variant = reader.read_varint()?;
+        let mut body = reader.struct_body()?;
+        match variant {
+            0 => Ok(ShopEvent::Restocked {
+                item: Decode::decode(&mut body)?,
+                quantity: Decode::decode(&mut body)?,
+            }),
+            1 => Ok(ShopEvent::Sold {
+                item: Decode::decode(&mut body)?,
+                quantity: Decode::decode(&mut body)?,
+                at_ms: Decode::decode(&mut body)?,
+            }),
+            other => Err(binary::Error::unknown_variant(other)),
+        }
+    }
+}
+
+impl State for Shop {
+    type Event = ShopEvent;
+
+    /// Version 1 had `Sold { item, quantity }` without `at_ms` (see the golden log).
+    const SCHEMA_VERSION: u32 = 2;
+
+    fn apply(&mut self, event: &ShopEvent) {
+        match event {
+            ShopEvent::Restocked { item, quantity } => {
+                *self.stock.entry(*item).or_insert(0) += quantity
+            }
+            ShopEvent::Sold {
+                item,
+                quantity,
+                at_ms,
+            } => {
+                let stock = self.stock.get_mut(item).expect("sold item exists");
+                *stock = stock.checked_sub(*quantity).expect("stock never negative");
+                self.sold += quantity;
+                self.last_sale_ms = *at_ms;
+            }
+        }
+    }
+
+    fn event_type(event: &ShopEvent) -> &'static str {
+        match event {
+            ShopEvent::Restocked { .. } => "Restocked",
+            ShopEvent::Sold { .. } => "Sold",
+        }
+    }
+
+    fn aggregate(event: &ShopEvent) -> Option<u64> {
+        match event {
+            ShopEvent::Restocked { item, .. } | ShopEvent::Sold { item, .. } => Some(*item),
+        }
+    }
+}
+
+struct Restock {
+    item: u64,
+    quantity: u64,
+}
+
+impl Command<Shop> for Restock {
+    type Rejection = ();
+    fn decide(&self, _: &Shop, _: &Context) -> Result<Vec<ShopEvent>, ()> {
+        Ok(vec![ShopEvent::Restocked {
+            item: self.item,
+            quantity: self.quantity,
+        }])
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct OutOfStock {
+    available: u64,
+}
+
+struct Sell {
+    item: u64,
+    quantity: u64,
+}
+
+impl Command<Shop> for Sell {
+    type Rejection = OutOfStock;
+    fn decide(&self, shop: &Shop, context: &Context) -> Result<Vec<ShopEvent>, OutOfStock> {
+        let available = shop.stock.get(&self.item).copied().unwrap_or(0);
+        if available < self.quantity {
+            return Err(OutOfStock { available });
+        }
+        Ok(vec![ShopEvent::Sold {
+            item: self.item,
+            quantity: self.quantity,
+            at_ms: context.timestamp_ms,
+        }])
+    }
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lithair-engine-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn open(dir: &Path, options: EngineOptions) -> Engine<Shop> {
+    Engine::open(dir, options, Shop::default())
+        .expect("open engine")
+        .0
+}
+
+fn small_segments() -> EngineOptions {
+    EngineOptions {
+        segment_bytes_max: 512,
+        ..EngineOptions::default()
+    }
+}
+
+#[test]
+fn concurrent_sells_decide_against_accepted_commands() {
+    let dir = fresh_dir("oversell");
+    let engine = Arc::new(open(&dir, EngineOptions::default()));
+    engine
+        .submit(Restock {
+            item: 1,
+            quantity: 100,
+        })
+        .expect("restock");
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let engine = Arc::clone(&engine);
+            std::thread::spawn(move || {
+                // Several in flight per thread, so most decide before earlier ones are applied.
+                let tickets: Vec<_> = (0..20)
+                    .map(|_| {
+                        engine.submit_async(
+                            Sell {
+                                item: 1,
+                                quantity: 1,
+                            },
+                            Meta::default(),
+                        )
+                    })
+                    .collect();
+                let mut accepted = 0;
+                for ticket in tickets {
+                    match ticket.wait() {
+                        Ok(_) => accepted += 1,
+                        Err(SubmitError::Rejected(OutOfStock { .. })) => {}
+                        Err(other) => panic!("unexpected {other}"),
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    let accepted: u64 = threads
+        .into_iter()
+        .map(|thread| thread.join().expect("thread"))
+        .sum();
+    // 320 attempts on 100 in stock: exactly 100 accepted, never negative.
+    assert_eq!(accepted, 100);
+    engine.read(|shop| assert_eq!((shop.stock[&1], shop.sold), (0, 100)));
+    let rejected = engine.submit(Sell {
+        item: 1,
+        quantity: 1,
+    });
+    assert!(matches!(
+        rejected,
+        Err(SubmitError::Rejected(OutOfStock { available: 0 }))
+    ));
+    let live = engine.digest();
+    drop(engine);
+    let engine = open(&dir, EngineOptions::default());
+    assert_eq!(engine.digest(), live);
+    assert_eq!(engine.applied_index(), 101);
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn idempotency_key_returns_the_original_receipt_even_after_restart() {
+    let dir = fresh_dir("idempotency");
+    let meta = Meta {
+        idempotency_key: Some(Arc::from("order-7")),
+        ..Meta::default()
+    };
+    let engine = open(&dir, EngineOptions::default());
+    engine
+        .submit(Restock {
+            item: 3,
+            quantity: 10,
+        })
+        .expect("restock");
+    let first = engine
+        .submit_with(
+            Sell {
+                item: 3,
+                quantity: 4,
+            },
+            meta.clone(),
+        )
+        .expect("sell");
+    let again = engine
+        .submit_with(
+            Sell {
+                item: 3,
+                quantity: 4,
+            },
+            meta.clone(),
+        )
+        .expect("retry");
+    assert!(!first.duplicate && again.duplicate);
+    assert_eq!(
+        (again.first_index, again.last_index, again.request_id),
+        (first.first_index, first.last_index, first.request_id)
+    );
+    engine.read(|shop| assert_eq!(shop.stock[&3], 6));
+    drop(engine);
+    let engine = open(&dir, EngineOptions::default());
+    let after_restart = engine
+        .submit_with(
+            Sell {
+                item: 3,
+                quantity: 4,
+            },
+            meta,
+        )
+        .expect("retry after restart");
+    assert!(after_restart.duplicate);
+    assert_eq!(
+        (after_restart.first_index, after_restart.request_id),
+        (first.first_index, first.request_id)
+    );
+    engine.read(|shop| assert_eq!(shop.stock[&3], 6));
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn idempotency_window_is_bounded() {
+    let dir = fresh_dir("window");
+    let options = EngineOptions {
+        idempotency_keys_max: 2,
+        ..EngineOptions::default()
+    };
+    let engine = open(&dir, options);
+    for key in ["a", "b", "c"] {
+        let meta = Meta {
+            idempotency_key: Some(Arc::from(key)),
+            ..Meta::default()
+        };
+        engine
+            .submit_with(
+                Restock {
+                    item: 1,
+                    quantity: 1,
+                },
+                meta,
+            )
+            .expect("restock");
+    }
+    // "a" was evicted: it runs again; "c" is still remembered.
+    let meta = |key: &str| Meta {
+        idempotency_key: Some(Arc::from(key)),
+        ..Meta::default()
+    };
+    assert!(
+        !engine
+            .submit_with(
+                Restock {
+                    item: 1,
+                    quantity: 1
+                },
+                meta("a")
+            )
+            .expect("a")
+            .duplicate
+    );
+    assert!(
+        engine
+            .submit_with(
+                Restock {
+                    item: 1,
+                    quantity: 1
+                },
+                meta("a")
+            )
+            .expect("a again")
+            .duplicate
+    );
+    assert!(
+        engine
+            .submit_with(
+                Restock {
+                    item: 1,
+                    quantity: 1
+                },
+                meta("c")
+            )
+            .expect("c")
+            .duplicate
+    );
+    engine.read(|shop| assert_eq!(shop.stock[&1], 4));
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn expected_version_mismatch_is_a_typed_conflict() {
+    let dir = fresh_dir("conflict");
+    let engine = open(&dir, EngineOptions::default());
+    engine
+        .submit(Restock {
+            item: 9,
+            quantity: 5,
+        })
+        .expect("restock");
+    assert_eq!(engine.version(9), 1);
+    let stale = Meta {
+        expected_version: Some((9, 0)),
+        ..Meta::default()
+    };
+    match engine.submit_with(
+        Sell {
+            item: 9,
+            quantity: 1,
+        },
+        stale,
+    ) {
+        Err(SubmitError::Conflict {
+            aggregate: 9,
+            expected: 0,
+            current: 1,
+        }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let fresh = Meta {
+        expected_version: Some((9, 1)),
+        ..Meta::default()
+    };
+    engine
+        .submit_with(
+            Sell {
+                item: 9,
+                quantity: 1,
+            },
+            fresh,
+        )
+        .expect("matching version");
+    assert_eq!(engine.version(9), 2);
+    drop(engine);
+    let engine = open(&dir, EngineOptions::default());
+    assert_eq!(engine.version(9), 2, "versions are rebuilt by replay");
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn subscription_catches_up_then_goes_live_without_gap_or_duplicate() {
+    let dir = fresh_dir("subscribe");
+    let engine = Arc::new(open(&dir, small_segments()));
+    for item in 0..50 {
+        engine
+            .submit(Restock { item, quantity: 1 })
+            .expect("restock");
+    }
+    let mut subscription = engine.subscribe(10).expect("subscribe");
+    let writer = {
+        let engine = Arc::clone(&engine);
+        std::thread::spawn(move || {
+            for item in 50..150 {
+                engine
+                    .submit(Restock { item, quantity: 1 })
+                    .expect("restock");
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    while seen.len() < 141 {
+        let event = subscription
+            .next_timeout(Duration::from_secs(10))
+            .expect("no error")
+            .expect("an event");
+        seen.push(event.envelope.index);
+        let ShopEvent::Restocked { item, .. } = event.event else {
+            panic!("only restocks")
+        };
+        assert_eq!(item + 1, event.envelope.index);
+    }
+    writer.join().expect("writer");
+    assert_eq!(seen, (10..=150).collect::<Vec<_>>());
+    drop(subscription);
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn slow_subscriber_is_cut_off_instead_of_slowing_the_engine() {
+    let dir = fresh_dir("slow");
+    let options = EngineOptions {
+        subscriber_buffer_events: 4,
+        ..EngineOptions::default()
+    };
+    let engine = open(&dir, options);
+    let mut subscription = engine.subscribe(1).expect("subscribe");
+    for item in 0..20 {
+        engine
+            .submit(Restock { item, quantity: 1 })
+            .expect("never blocked by the subscriber");
+    }
+    let mut yielded = 0;
+    let error = loop {
+        match subscription.next_timeout(Duration::from_secs(10)) {
+            Ok(Some(_)) => yielded += 1,
+            Ok(None) => panic!("expected to be cut off"),
+            Err(error) => break error,
+        }
+    };
+    assert!(matches!(error, SubscribeError::Lagged { next_index } if next_index == yielded + 1));
+    // Resubscribing from where it stopped catches up from the log.
+    let mut again = engine.subscribe(yielded + 1).expect("resubscribe");
+    let next = again
+        .next_timeout(Duration::from_secs(10))
+        .expect("ok")
+        .expect("event");
+    assert_eq!(next.envelope.index, yielded + 1);
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn post_commit_hooks_see_every_committed_event() {
+    let dir = fresh_dir("hooks");
+    let engine = open(&dir, EngineOptions::default());
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&seen);
+    engine.on_commit(move |committed| {
+        counter.fetch_add(committed.envelope.index, Ordering::SeqCst);
+    });
+    engine
+        .submit(Restock {
+            item: 1,
+            quantity: 1,
+        })
+        .expect("restock");
+    engine
+        .submit(Restock {
+            item: 1,
+            quantity: 1,
+        })
+        .expect("restock");
+    let _ = engine.submit(Sell {
+        item: 1,
+        quantity: 5,
+    });
+    // Hooks run before the submitter is woken: indexes 1 + 2, the rejected sell adds nothing.
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn disk_full_fails_submissions_and_the_engine_recovers() {
+    let dir = fresh_dir("diskfull");
+    let faults = Arc::new(Faults::default());
+    let options = EngineOptions {
+        faults: Some(Arc::clone(&faults)),
+        ..EngineOptions::default()
+    };
+    let engine = open(&dir, options.clone());
+    engine
+        .submit(Restock {
+            item: 1,
+            quantity: 10,
+        })
+        .expect("restock");
+    faults.fail_next_writes(1);
+    assert!(matches!(
+        engine.submit(Sell {
+            item: 1,
+            quantity: 3
+        }),
+        Err(SubmitError::DiskFull)
+    ));
+    engine.read(|shop| assert_eq!(shop.stock[&1], 10));
+    // The failed sale is forgotten by the sequencer too: the next one sees 10 in stock.
+    engine
+        .submit(Sell {
+            item: 1,
+            quantity: 10,
+        })
+        .expect("sell after the disk has room");
+    engine.read(|shop| assert_eq!(shop.stock[&1], 0));
+    let live = engine.digest();
+    drop(engine);
+    let engine = open(&dir, options);
+    assert_eq!((engine.digest(), engine.applied_index()), (live, 2));
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn fill(engine: &Engine<Shop>, operations: &[(bool, u64, u64)]) {
+    for &(restock, item, quantity) in operations {
+        if restock {
+            engine.submit(Restock { item, quantity }).expect("restock");
+        } else {
+            let _ = engine.submit(Sell { item, quantity });
+        }
+    }
+}
+
+#[test]
+fn snapshot_deletes_covered_segments_and_recovery_uses_it() {
+    let dir = fresh_dir("snapshot");
+    let engine = open(&dir, small_segments());
+    let operations: Vec<(bool, u64, u64)> =
+        (0..200).map(|i| (i % 3 != 0, i % 7, 1 + i % 4)).collect();
+    fill(&engine, &operations[..150]);
+    let segments_before = lithair::log::list_segments(&dir.join("log"))
+        .expect("list")
+        .len();
+    let info = engine.snapshot().expect("snapshot");
+    assert_eq!(info.index, engine.applied_index());
+    assert!(info.segments_deleted > 0 && info.segments_deleted < segments_before);
+    fill(&engine, &operations[150..]);
+    let live = engine.digest();
+    drop(engine);
+    let (engine, opened) = Engine::open(&dir, small_segments(), Shop::default()).expect("reopen");
+    assert_eq!(opened.snapshot_index, info.index);
+    assert_eq!(engine.digest(), live, "snapshot + tail == live");
+    drop(engine);
+    // The full history is gone from the log, so a snapshot-less replay must refuse, not guess.
+    assert!(lithair::engine::replay_dir(&dir, Shop::default(), false, &[]).is_err());
+    let replayed = lithair::engine::replay_dir(&dir, Shop::default(), true, &[]).expect("replay");
+    assert_eq!(lithair::engine::digest(&replayed.state), live);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn crash_at_each_snapshot_step_recovers_the_same_state() {
+    let steps = [
+        SnapshotStep::TemporaryWritten,
+        SnapshotStep::Renamed,
+        SnapshotStep::Durable,
+        SnapshotStep::SegmentsDeleted,
+    ];
+    for stop_at in steps {
+        let dir = fresh_dir(&format!("snapcrash-{stop_at:?}"));
+        let hook: lithair::engine::SnapshotHook = Arc::new(move |step| {
+            if step == stop_at {
+                Err("simulated crash".to_string())
+            } else {
+                Ok(())
+            }
+        });
+        let options = EngineOptions {
+            snapshot_hook: Some(hook),
+            ..small_segments()
+        };
+        let engine = open(&dir, options);
+        let operations: Vec<(bool, u64, u64)> =
+            (0..120).map(|i| (i % 4 != 1, i % 5, 1 + i % 3)).collect();
+        fill(&engine, &operations);
+        assert!(
+            engine.snapshot().is_err(),
+            "the hook stops the snapshot at {stop_at:?}"
+        );
+        let live = engine.digest();
+        drop(engine);
+        let (engine, opened) =
+            Engine::open(&dir, small_segments(), Shop::default()).expect("reopen");
+        assert_eq!(engine.digest(), live, "stopped at {stop_at:?}");
+        let expect_snapshot = stop_at != SnapshotStep::TemporaryWritten;
+        assert_eq!(
+            opened.snapshot_index > 0,
+            expect_snapshot,
+            "stopped at {stop_at:?}"
+        );
+        drop(engine);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn replay_and_snapshot_plus_tail_give_the_live_digest(
+        operations in proptest::collection::vec((any::<bool>(), 0u64..6, 1u64..5), 1..80),
+        cut in 0usize..80,
+    ) {
+        let dir = fresh_dir("property");
+        let engine = open(&dir, small_segments());
+        let cut = cut.min(operations.len());
+        fill(&engine, &operations[..cut]);
+        let mid = engine.digest();
+        let replayed = lithair::engine::replay_dir(&dir, Shop::default(), false, &[]).expect("replay");
+        prop_assert_eq!(lithair::engine::digest(&replayed.state), mid);
+        engine.snapshot().expect("snapshot");
+        fill(&engine, &operations[cut..]);
+        let live = engine.digest();
+        drop(engine);
+        let engine = open(&dir, small_segments());
+        prop_assert_eq!(engine.digest(), live);
+        drop(engine);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+const GOLDEN_V1: &str = "tests/data/golden_v1";
+
+/// Schema version 1 payloads: `Restocked` as today, `Sold` without `at_ms`.
+fn encode_v1(variant: u64, item: u64, quantity: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    binary::write_varint(&mut out, variant);
+    let mark = binary::begin_struct(&mut out);
+    item.encode(&mut out);
+    quantity.encode(&mut out);
+    binary::end_struct(&mut out, mark);
+    out
+}
+
+fn upcasters() -> Vec<Upcaster> {
+    let sold: lithair::engine::Convert = Arc::new(|payload: &[u8]| {
+        let mut reader = Reader::new(payload);
+        let variant = reader.read_varint().map_err(|e| e.to_string())?;
+        let mut body = reader.struct_body().map_err(|e| e.to_string())?;
+        let item = u64::decode(&mut body).map_err(|e| e.to_string())?;
+        let quantity = u64::decode(&mut body).map_err(|e| e.to_string())?;
+        if variant != 1 {
+            return Err(format!("Sold payload with variant {variant}"));
+        }
+        Ok(binary::to_vec(&ShopEvent::Sold {
+            item,
+            quantity,
+            at_ms: 0,
+        }))
+    });
+    let unchanged: lithair::engine::Convert = Arc::new(|payload: &[u8]| Ok(payload.to_vec()));
+    vec![
+        Upcaster {
+            event_type: Some("Sold".to_string()),
+            from_version: 1,
+            convert: sold,
+        },
+        Upcaster {
+            event_type: None,
+            from_version: 1,
+            convert: unchanged,
+        },
+    ]
+}
+
+/// Regenerates the golden log of schema version 1. Run only when a format is released:
+/// `LITHAIR_WRITE_GOLDEN=1 cargo test --release --test engine write_golden -- --ignored`.
+#[test]
+#[ignore]
+fn write_golden_v1() {
+    if std::env::var_os("LITHAIR_WRITE_GOLDEN").is_none() {
+        return;
+    }
+    let dir = Path::new(GOLDEN_V1);
+    let _ = std::fs::remove_dir_all(dir);
+    let (log, _) =
+        lithair::log::Log::open(dir, lithair::log::LogOptions::default(), &mut |_| Ok(()))
+            .expect("open");
+    let events = [(0, 1, 10), (0, 2, 5), (1, 1, 3), (1, 2, 5), (0, 1, 1)];
+    for (offset, &(variant, item, quantity)) in events.iter().enumerate() {
+        let index = offset as u64 + 1;
+        let envelope = lithair::engine::Envelope {
+            index,
+            timestamp_ms: 1_767_225_600_000 + index,
+            event_type: std::borrow::Cow::Borrowed(if variant == 0 { "Restocked" } else { "Sold" }),
+            schema_version: 1,
+            request_id: index,
+            idempotency_key: (index == 3).then(|| Arc::from("golden-key")),
+            actor: Some(Arc::from("golden")),
+            correlation_id: None,
+        };
+        let mut entries = lithair::log::EntryBatch::new();
+        let payload = encode_v1(variant, item, quantity);
+        entries.push_with(|out| {
+            lithair::engine::encode_entry(out, &envelope, |out| out.extend_from_slice(&payload))
+        });
+        log.append_wait(0, index, entries).expect("append");
+    }
+    drop(log);
+    let _ = std::fs::remove_file(dir.join("LOCK"));
+}
+
+#[test]
+fn golden_log_v1_replays_through_upcasters() {
+    let dir = fresh_dir("golden");
+    std::fs::create_dir_all(dir.join("log")).expect("mkdir");
+    for entry in std::fs::read_dir(Path::new(GOLDEN_V1).join("log")).expect("golden log present") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dir.join("log").join(entry.file_name())).expect("copy");
+    }
+    let options = EngineOptions {
+        upcasters: upcasters(),
+        ..EngineOptions::default()
+    };
+    let (engine, opened) =
+        Engine::open(&dir, options.clone(), Shop::default()).expect("open golden");
+    assert_eq!(
+        (opened.applied_index, opened.log.truncated.clone()),
+        (5, None)
+    );
+    engine.read(|shop| {
+        assert_eq!(shop.stock, BTreeMap::from([(1, 8), (2, 0)]));
+        assert_eq!((shop.sold, shop.last_sale_ms), (8, 0));
+    });
+    // The idempotency key stored in version 1 envelopes is honoured.
+    let meta = Meta {
+        idempotency_key: Some(Arc::from("golden-key")),
+        ..Meta::default()
+    };
+    let receipt = engine
+        .submit_with(
+            Sell {
+                item: 1,
+                quantity: 1,
+            },
+            meta,
+        )
+        .expect("duplicate");
+    assert_eq!(
+        (receipt.duplicate, receipt.first_index, receipt.timestamp_ms),
+        (true, 3, 1_767_225_600_003)
+    );
+    // Without the upcasters the old events are refused, never skipped.
+    drop(engine);
+    let error = Engine::open(&dir, EngineOptions::default(), Shop::default())
+        .err()
+        .expect("must refuse");
+    assert!(error.to_string().contains("no upcaster"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

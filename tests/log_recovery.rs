@@ -1,0 +1,394 @@
+//! Log recovery: reopen round trips, torn tails at every byte, bit flips, injected disk-full,
+//! the directory lock, truncation and compaction.
+
+use lithair::log::{
+    self, segment_path, Durability, EntryBatch, Error, Faults, Log, LogOptions, Recovery,
+    HEADER_BYTES,
+};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lithair-log-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn payload(index: u64) -> Vec<u8> {
+    format!("entry-{index}-{}", "x".repeat((index % 13) as usize)).into_bytes()
+}
+
+type Opened = (Log, Recovery, Vec<(u64, Vec<u8>)>);
+
+/// Opens the log collecting every replayed entry as `(index, payload)`.
+fn open_collect(dir: &Path, options: LogOptions) -> Result<Opened, Error> {
+    let mut seen = Vec::new();
+    let (log, recovery) = Log::open(dir, options, &mut |frame| {
+        for (offset, entry) in frame.entries().enumerate() {
+            seen.push((frame.index + offset as u64, entry.to_vec()));
+        }
+        Ok(())
+    })?;
+    Ok((log, recovery, seen))
+}
+
+/// Appends `batches` batches of `per_batch` entries starting at the log's next index.
+fn append_batches(log: &Log, batches: u64, per_batch: u64) {
+    for _ in 0..batches {
+        let first = log.next_index();
+        let mut entries = EntryBatch::new();
+        for index in first..first + per_batch {
+            entries.push(&payload(index));
+        }
+        let appended = log.append_wait(0, first, entries).expect("append");
+        assert_eq!(appended.last_index, first + per_batch - 1);
+    }
+}
+
+fn assert_entries(seen: &[(u64, Vec<u8>)], first: u64, next: u64) {
+    assert_eq!(seen.len() as u64, next - first);
+    for (position, (index, bytes)) in seen.iter().enumerate() {
+        assert_eq!(*index, first + position as u64);
+        assert_eq!(bytes, &payload(*index), "entry {index}");
+    }
+}
+
+#[test]
+fn reopen_replays_everything_across_segments() {
+    let dir = fresh_dir("reopen");
+    let options = LogOptions {
+        segment_bytes_max: 600,
+        ..LogOptions::default()
+    };
+    {
+        let (log, recovery, seen) = open_collect(&dir, options.clone()).expect("open");
+        assert_eq!((recovery.next_index, seen.len()), (1, 0));
+        append_batches(&log, 40, 3);
+        assert_eq!(log.next_index(), 121);
+    }
+    let (log, recovery, seen) = open_collect(&dir, options).expect("reopen");
+    assert!(
+        recovery.segments > 3,
+        "expected rollover, got {} segments",
+        recovery.segments
+    );
+    assert_eq!(recovery.truncated, None);
+    assert_entries(&seen, 1, 121);
+    let mut read = Vec::new();
+    log.read_range(50, &mut |frame| {
+        for (offset, entry) in frame.entries().enumerate() {
+            let index = frame.index + offset as u64;
+            if index >= 50 {
+                read.push((index, entry.to_vec()));
+            }
+        }
+        Ok(true)
+    })
+    .expect("read range");
+    assert_entries(&read, 50, 121);
+    drop(log);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn concurrent_appends_share_fsyncs() {
+    let dir = fresh_dir("group");
+    let (log, _, _) = open_collect(&dir, LogOptions::default()).expect("open");
+    let log = Arc::new(log);
+    // Index assignment must be serialized (the engine's sequencer does this); the log only
+    // checks contiguity.
+    let next = Arc::new(Mutex::new(1u64));
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let (log, next) = (Arc::clone(&log), Arc::clone(&next));
+            std::thread::spawn(move || {
+                for _ in 0..100 {
+                    let (reply, outcome) = std::sync::mpsc::channel();
+                    {
+                        let mut next = next.lock().expect("lock");
+                        let mut entries = EntryBatch::new();
+                        entries.push(&payload(*next));
+                        let done: log::Done = Box::new(move |result| {
+                            let _ = reply.send(result);
+                        });
+                        log.append(log::Append {
+                            term: 0,
+                            first_index: *next,
+                            entries,
+                            done,
+                        });
+                        *next += 1;
+                    }
+                    outcome.recv().expect("reply").expect("append");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("thread");
+    }
+    assert_eq!(log.next_index(), 1601);
+    assert!(log.fsync_count() <= log.group_count());
+    assert!(
+        log.fsync_count() < 1600,
+        "no group commit: {} fsyncs",
+        log.fsync_count()
+    );
+    drop(log);
+    let (_, _, seen) = open_collect(&dir, LogOptions::default()).expect("reopen");
+    assert_entries(&seen, 1, 1601);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Byte offset of the last frame in a single-segment log (the file length before the last batch).
+fn build_with_last_batch(dir: &Path) -> (PathBuf, u64, u64) {
+    let (log, _, _) = open_collect(dir, LogOptions::default()).expect("open");
+    append_batches(&log, 5, 4);
+    let path = segment_path(log.dir(), 1);
+    let before_last = std::fs::metadata(&path).expect("stat").len();
+    append_batches(&log, 1, 3);
+    drop(log);
+    let total = std::fs::metadata(&path).expect("stat").len();
+    (path, before_last, total)
+}
+
+#[test]
+fn torn_tail_at_every_byte_of_last_batch_is_truncated() {
+    let dir = fresh_dir("torn");
+    let (path, before_last, total) = build_with_last_batch(&dir);
+    let original = std::fs::read(&path).expect("read");
+    for cut in before_last..total {
+        std::fs::write(&path, &original[..cut as usize]).expect("write");
+        let (log, recovery, seen) = open_collect(&dir, LogOptions::default()).expect("open torn");
+        assert_entries(&seen, 1, 21);
+        assert_eq!(recovery.next_index, 21, "cut {cut}");
+        if cut == before_last {
+            assert_eq!(recovery.truncated, None);
+        } else {
+            let truncated = recovery.truncated.clone().expect("truncation reported");
+            assert_eq!(
+                (truncated.1, truncated.2),
+                (before_last, cut - before_last),
+                "cut {cut}"
+            );
+        }
+        // The log continues cleanly after the cut.
+        append_batches(&log, 1, 2);
+        drop(log);
+        let (_, recovery, seen) = open_collect(&dir, LogOptions::default()).expect("reopen");
+        assert_eq!((recovery.truncated, recovery.next_index), (None, 23));
+        assert_entries(&seen, 1, 23);
+    }
+    // Garbage (not zeros) in place of the last batch is a torn tail too.
+    let mut garbage = original.clone();
+    for (offset, byte) in garbage[before_last as usize..].iter_mut().enumerate() {
+        *byte = (offset as u8).wrapping_mul(37) ^ 0x5A;
+    }
+    std::fs::write(&path, &garbage).expect("write");
+    let (_, recovery, _) = open_collect(&dir, LogOptions::default()).expect("open garbage tail");
+    assert_eq!(recovery.next_index, 21);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bit_flip_followed_by_valid_data_refuses_to_start() {
+    let dir = fresh_dir("flip");
+    let (path, before_last, _) = build_with_last_batch(&dir);
+    let original = std::fs::read(&path).expect("read");
+    // Every byte of every frame but the last one: header, length, checksum, entries.
+    for offset in HEADER_BYTES as u64..before_last {
+        let mut damaged = original.clone();
+        damaged[offset as usize] ^= 0x04;
+        std::fs::write(&path, &damaged).expect("write");
+        match open_collect(&dir, LogOptions::default()) {
+            Err(Error::Corrupt {
+                path: named,
+                offset: at,
+                ..
+            }) => {
+                assert_eq!(named, path);
+                assert!(
+                    at <= offset,
+                    "reported offset {at} after the flip at {offset}"
+                );
+                let message = Error::Corrupt {
+                    path: named,
+                    offset: at,
+                    reason: "x".into(),
+                }
+                .to_string();
+                assert!(message.contains("refusing to start"), "{message}");
+            }
+            Err(other) => panic!("flip at {offset}: unexpected error {other}"),
+            Ok((_, recovery, _)) => panic!("flip at {offset}: opened with {recovery:?}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn damaged_header_or_middle_segment_is_corruption() {
+    let dir = fresh_dir("segments");
+    let options = LogOptions {
+        segment_bytes_max: 300,
+        ..LogOptions::default()
+    };
+    {
+        let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
+        append_batches(&log, 20, 2);
+    }
+    let firsts = log::list_segments(&dir.join("log")).expect("list");
+    assert!(firsts.len() >= 3);
+    let middle = segment_path(&dir.join("log"), firsts[1]);
+    let original = std::fs::read(&middle).expect("read");
+    // A torn end inside a segment that is not the last one is corruption, not a torn tail.
+    std::fs::write(&middle, &original[..original.len() - 1]).expect("write");
+    assert!(matches!(
+        open_collect(&dir, options.clone()),
+        Err(Error::Corrupt { .. })
+    ));
+    let mut header = original.clone();
+    header[3] ^= 1;
+    std::fs::write(&middle, &header).expect("write");
+    assert!(matches!(
+        open_collect(&dir, options.clone()),
+        Err(Error::Corrupt { offset: 0, .. })
+    ));
+    // A missing middle segment is a gap.
+    std::fs::remove_file(&middle).expect("remove");
+    assert!(matches!(
+        open_collect(&dir, options),
+        Err(Error::Corrupt { .. })
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn injected_disk_full_fails_the_append_and_keeps_the_log_valid() {
+    let dir = fresh_dir("full");
+    let faults = Arc::new(Faults::default());
+    let options = LogOptions {
+        faults: Some(Arc::clone(&faults)),
+        ..LogOptions::default()
+    };
+    let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
+    append_batches(&log, 3, 2);
+    let size_before = std::fs::metadata(segment_path(log.dir(), 1))
+        .expect("stat")
+        .len();
+    faults.fail_next_writes(1);
+    let mut entries = EntryBatch::new();
+    entries.push(&payload(7));
+    assert_eq!(
+        log.append_wait(0, 7, entries.clone()),
+        Err(log::AppendError::DiskFull)
+    );
+    assert_eq!(
+        std::fs::metadata(segment_path(log.dir(), 1))
+            .expect("stat")
+            .len(),
+        size_before
+    );
+    assert_eq!(log.next_index(), 7);
+    // An append queued at a later index after the failure is refused, not stored with a gap.
+    let mut later = EntryBatch::new();
+    later.push(&payload(8));
+    assert!(matches!(
+        log.append_wait(0, 8, later),
+        Err(log::AppendError::NotContiguous {
+            expected: 7,
+            got: 8
+        })
+    ));
+    log.append_wait(0, 7, entries)
+        .expect("append after the disk has room");
+    drop(log);
+    let (_, recovery, seen) = open_collect(&dir, options).expect("reopen");
+    assert_eq!(recovery.truncated, None);
+    assert_entries(&seen, 1, 8);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn second_open_of_the_same_directory_is_refused() {
+    let dir = fresh_dir("lock");
+    let (log, _, _) = open_collect(&dir, LogOptions::default()).expect("open");
+    let error = open_collect(&dir, LogOptions::default()).expect_err("second open must fail");
+    assert!(matches!(error, Error::Locked { .. }));
+    assert!(
+        error.to_string().contains("in use by another process"),
+        "{error}"
+    );
+    drop(log);
+    open_collect(&dir, LogOptions::default()).expect("open after release");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn truncate_after_cuts_inside_frames_and_across_segments() {
+    let dir = fresh_dir("truncate");
+    let options = LogOptions {
+        segment_bytes_max: 400,
+        ..LogOptions::default()
+    };
+    let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
+    append_batches(&log, 30, 3);
+    // Index 50 lies inside a 3-entry frame (49..=51); several segments come after it.
+    log.truncate_after(50).expect("truncate");
+    assert_eq!(log.next_index(), 51);
+    append_batches(&log, 2, 3);
+    log.truncate_after(90).expect("no-op past the end");
+    assert_eq!(log.next_index(), 57);
+    drop(log);
+    let (log, _, seen) = open_collect(&dir, options.clone()).expect("reopen");
+    assert_entries(&seen, 1, 57);
+    assert!(matches!(log.truncate_after(0), Ok(())));
+    assert_eq!(log.next_index(), 1);
+    drop(log);
+    let (_, recovery, seen) = open_collect(&dir, options).expect("reopen empty");
+    assert_eq!((recovery.next_index, seen.len()), (1, 0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn delete_before_removes_only_wholly_covered_segments() {
+    let dir = fresh_dir("compact");
+    let options = LogOptions {
+        segment_bytes_max: 300,
+        ..LogOptions::default()
+    };
+    let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
+    append_batches(&log, 20, 2);
+    let firsts = log::list_segments(log.dir()).expect("list");
+    let keep_from = firsts[2] + 1; // inside the third segment
+    assert_eq!(log.delete_before(keep_from).expect("delete"), 2);
+    assert_eq!(log::list_segments(log.dir()).expect("list")[0], firsts[2]);
+    drop(log);
+    let replay = LogOptions {
+        replay_from: keep_from,
+        ..options
+    };
+    let (_, recovery, seen) = open_collect(&dir, replay).expect("reopen");
+    assert_eq!(recovery.first_index, firsts[2]);
+    assert!(seen.first().map(|(index, _)| *index) <= Some(keep_from));
+    assert_eq!(seen.last().map(|(index, _)| *index), Some(40));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn relaxed_mode_acknowledges_and_persists() {
+    let dir = fresh_dir("relaxed");
+    let options = LogOptions {
+        durability: Durability::Relaxed {
+            interval: Duration::from_millis(5),
+        },
+        ..LogOptions::default()
+    };
+    let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
+    append_batches(&log, 50, 2);
+    drop(log);
+    let (_, _, seen) = open_collect(&dir, options).expect("reopen");
+    assert_entries(&seen, 1, 101);
+    let _ = std::fs::remove_dir_all(&dir);
+}
