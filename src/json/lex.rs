@@ -91,7 +91,7 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 /// Offset of the first byte at or after `pos` that ends the plain part of a string: `"`, `\`
 /// or a control character (< 0x20). Returns `bytes.len()` when there is none.
 #[inline(always)]
-fn find_special(bytes: &[u8], mut pos: usize) -> usize {
+pub(crate) fn find_special(bytes: &[u8], mut pos: usize) -> usize {
     // Eight bytes at a time: each mask's lowest set bit marks the first matching byte exactly
     // (false positives can only appear above a true match), so the lowest bit of the OR is it.
     while pos + 8 <= bytes.len() {
