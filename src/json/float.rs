@@ -225,6 +225,7 @@ fn to_decimal(q: i32, c: u64) -> (u64, i32) {
 }
 
 /// Shortest decimal of a positive, finite, normal `v`: (digits without trailing zeros, exponent).
+#[inline(always)]
 fn shortest(v: f64) -> (u64, i32) {
     let bits = v.to_bits();
     let fraction = bits & (C_MIN - 1);
@@ -305,11 +306,10 @@ fn write_eight(v: u32, out: &mut [u8; 8]) {
     }
 }
 
-/// Writes the decimal digits of `v` (at most 17 of them) into `out` from index 0; returns
-/// their count.
-#[inline]
-fn write_digits(v: u64, out: &mut [u8]) -> usize {
-    let count = decimal_length(v);
+/// Writes the `count` decimal digits of `v` (at most 17) into `out` from index 0.
+#[inline(always)]
+fn write_digits(v: u64, count: usize, out: &mut [u8]) {
+    debug_assert_eq!(count, decimal_length(v));
     assert!(
         count <= 17,
         "write_digits handles float significands and exponents only"
@@ -327,7 +327,6 @@ fn write_digits(v: u64, out: &mut [u8]) -> usize {
     } else {
         write_digits_to(v as u32, out, count, count);
     }
-    count
 }
 
 /// Formats `v` (finite) as the shortest decimal that parses back to the same f64, in the form
@@ -342,7 +341,7 @@ pub(crate) fn format_f64(v: f64, buffer: &mut [u8; FLOAT_BYTES_MAX]) -> &str {
 }
 
 /// Writes `v` (finite) as ASCII into `buffer`; returns the length.
-#[inline]
+#[inline(always)]
 pub(crate) fn format_ascii(v: f64, buffer: &mut [u8; FLOAT_BYTES_MAX]) -> usize {
     assert!(v.is_finite(), "format_f64 called with a non-finite value");
     let mut len = 0;
@@ -365,12 +364,13 @@ pub(crate) fn format_ascii(v: f64, buffer: &mut [u8; FLOAT_BYTES_MAX]) -> usize 
 }
 
 /// Lays out `digits * 10^k` into `out`; returns the byte count.
+#[inline(always)]
 fn layout(digits: u64, k: i32, out: &mut [u8]) -> usize {
     let n = decimal_length(digits);
     let scientific = k + n as i32 - 1;
     if !(-4..16).contains(&scientific) {
         // d.ddde-x: write the digits one place right, then move the first before the point.
-        write_digits(digits, &mut out[1..]);
+        write_digits(digits, n, &mut out[1..]);
         out[0] = out[1];
         let mut len = 1;
         if n > 1 {
@@ -383,21 +383,27 @@ fn layout(digits: u64, k: i32, out: &mut [u8]) -> usize {
             out[len] = b'-';
             len += 1;
         }
-        return len + write_digits(u64::from(scientific.unsigned_abs()), &mut out[len..]);
+        let exponent = u64::from(scientific.unsigned_abs());
+        let exponent_digits = decimal_length(exponent);
+        write_digits(exponent, exponent_digits, &mut out[len..]);
+        return len + exponent_digits;
     }
     if k >= 0 {
         // An integer: digits, k zeros, ".0".
         let k = k as usize;
-        write_digits(digits, out);
+        write_digits(digits, n, out);
         out[n..n + k].fill(b'0');
         out[n + k..n + k + 2].copy_from_slice(b".0");
         return n + k + 2;
     }
     if scientific >= 0 {
-        // The point falls inside the digits: write them, then open a gap for it.
+        // The point falls inside the digits: write them one place right, then move the whole
+        // part (at most 16 bytes, usually 1 to 3) back over the gap.
         let whole = scientific as usize + 1;
-        write_digits(digits, out);
-        out.copy_within(whole..n, whole + 1);
+        write_digits(digits, n, &mut out[1..]);
+        for i in 0..whole {
+            out[i] = out[i + 1];
+        }
         out[whole] = b'.';
         return n + 1;
     }
@@ -405,7 +411,7 @@ fn layout(digits: u64, k: i32, out: &mut [u8]) -> usize {
     let zeros = (-scientific - 1) as usize;
     out[..2].copy_from_slice(b"0.");
     out[2..2 + zeros].fill(b'0');
-    write_digits(digits, &mut out[2 + zeros..]);
+    write_digits(digits, n, &mut out[2 + zeros..]);
     2 + zeros + n
 }
 
