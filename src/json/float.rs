@@ -244,6 +244,25 @@ fn shortest(v: f64) -> (u64, i32) {
         f != 0,
         "a positive value has a non-zero decimal significand"
     );
+    if f % 10 != 0 {
+        // The usual case for long decimals: no trailing zero at all.
+        return (f, k);
+    }
+    // Strip trailing zeros in large steps first: short decimals such as 0.1 come out of the
+    // algorithm as 17 digits with 16 zeros.
+    if f % 100_000_000 == 0 {
+        f /= 100_000_000;
+        k += 8;
+    }
+    if f % 10_000 == 0 {
+        f /= 10_000;
+        k += 4;
+    }
+    if f % 100 == 0 {
+        f /= 100;
+        k += 2;
+    }
+    // Up to 16 zeros: the steps above leave at most two.
     while f % 10 == 0 {
         f /= 10;
         k += 1;
@@ -271,11 +290,11 @@ const POW10_U64: [u64; 20] = {
 
 /// Number of decimal digits of `v` (1 for 0).
 #[inline]
-fn decimal_length(v: u64) -> usize {
+pub(crate) fn decimal_length(v: u64) -> usize {
     // bits * log10(2) approximates the digit count from below by at most one.
     let bits = 64 - (v | 1).leading_zeros();
     let guess = ((bits * 1233) >> 12) as usize;
-    guess + usize::from(guess < 20 && v >= POW10_U64[guess])
+    (guess + usize::from(guess < 20 && v >= POW10_U64[guess])).max(1)
 }
 
 /// Writes the `count` low digits of `v` (< 10^count, zero-padded) ending at `out[end]`.
@@ -294,15 +313,29 @@ fn write_digits_to(mut v: u32, out: &mut [u8], end: usize, count: usize) {
     }
 }
 
-/// Writes exactly eight digits of `v` (< 10^8, zero-padded), with no loop.
+/// Writes exactly eight digits of `v` (< 10^8, zero-padded), with no loop and one store:
+/// the digits are split in the lanes of one u64 (4+4, then 2+2 per half, then 1+1 per pair),
+/// each split done for all lanes at once with a multiply-shift reciprocal.
 #[inline(always)]
 fn write_eight(v: u32, out: &mut [u8; 8]) {
-    let (high, low) = (v / 10_000, v % 10_000);
-    let pairs = [high / 100, high % 100, low / 100, low % 100];
-    for (i, pair) in pairs.into_iter().enumerate() {
-        let at = pair as usize * 2;
-        out[2 * i] = DIGIT_PAIRS[at];
-        out[2 * i + 1] = DIGIT_PAIRS[at + 1];
+    assert!(v < 100_000_000, "write_eight takes at most eight digits");
+    // Lanes of 32 bits: the high four digits first (lowest address, little-endian).
+    let y = u64::from(v / 10_000) | (u64::from(v % 10_000) << 32);
+    // Per 32-bit lane u < 10^4: u * 10486 >> 20 == u / 100.
+    let hundreds = ((y * 10_486) >> 20) & 0x0000_007f_0000_007f;
+    let z = hundreds | ((y - hundreds * 100) << 16);
+    // Per 16-bit lane w < 100: w * 103 >> 10 == w / 10.
+    let tens = ((z * 103) >> 10) & 0x000f_000f_000f_000f;
+    let digits = tens | ((z - tens * 10) << 8);
+    *out = (digits + 0x3030_3030_3030_3030).to_le_bytes();
+}
+
+/// The eight bytes of `out` from `at`, as an array.
+#[inline(always)]
+fn eight_at(out: &mut [u8], at: usize) -> &mut [u8; 8] {
+    match (&mut out[at..at + 8]).try_into() {
+        Ok(window) => window,
+        Err(_) => unreachable!("an eight-byte window"),
     }
 }
 
@@ -315,15 +348,19 @@ fn write_digits(v: u64, count: usize, out: &mut [u8]) {
         "write_digits handles float significands and exponents only"
     );
     if count > 8 {
-        // The low eight digits in 32-bit arithmetic, then the rest.
+        // The low eight digits in 32-bit arithmetic, then the rest: for the usual 16 and 17
+        // digits, eight more (and one) without a loop.
         let high = (v / 100_000_000) as u32;
         let low = (v % 100_000_000) as u32;
-        let tail: &mut [u8; 8] = match (&mut out[count - 8..count]).try_into() {
-            Ok(tail) => tail,
-            Err(_) => unreachable!("an eight-byte window"),
-        };
-        write_eight(low, tail);
-        write_digits_to(high, out, count - 8, count - 8);
+        write_eight(low, eight_at(out, count - 8));
+        match count {
+            17 => {
+                out[0] = b'0' + (high / 100_000_000) as u8;
+                write_eight(high % 100_000_000, eight_at(out, 1));
+            }
+            16 => write_eight(high, eight_at(out, 0)),
+            _ => write_digits_to(high, out, count - 8, count - 8),
+        }
     } else {
         write_digits_to(v as u32, out, count, count);
     }
@@ -536,6 +573,34 @@ mod tests {
             if v.is_finite() {
                 check(v);
             }
+        }
+    }
+
+    #[test]
+    fn decimal_length_counts_digits() {
+        assert_eq!(decimal_length(0), 1);
+        for v in [1u64, 9, 10, 99, 100, 999_999, 1_000_000, u64::MAX] {
+            assert_eq!(decimal_length(v), v.to_string().len(), "{v}");
+        }
+        for (i, &power) in POW10_U64.iter().enumerate() {
+            assert_eq!(decimal_length(power), i + 1);
+            assert_eq!(decimal_length(power - 1), i.max(1));
+        }
+    }
+
+    #[test]
+    fn write_eight_matches_std() {
+        for v in [
+            0u32, 1, 9, 10, 99, 100, 1234, 9999, 10_000, 12_345_678, 99_999_999, 50_000_001,
+        ] {
+            let mut out = [0u8; 8];
+            write_eight(v, &mut out);
+            assert_eq!(out, *format!("{v:08}").as_bytes());
+        }
+        for v in (0..100_000_000).step_by(9_973) {
+            let mut out = [0u8; 8];
+            write_eight(v, &mut out);
+            assert_eq!(out, *format!("{v:08}").as_bytes());
         }
     }
 

@@ -60,25 +60,26 @@ static DIGIT_PAIRS: &[u8; 200] = b"\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
-/// Writes the decimal digits of `v` at the end of `buffer`; returns where they start.
+/// Writes the decimal digits of `v` so that they fill `out` exactly (`out.len()` is the digit
+/// count of `v`).
 #[inline]
-fn itoa(mut v: u64, buffer: &mut [u8; 20]) -> usize {
-    let mut i = buffer.len();
+fn itoa(mut v: u64, out: &mut [u8]) {
+    let mut i = out.len();
     while v >= 100 {
         let pair = (v % 100) as usize * 2;
         v /= 100;
         i -= 2;
-        buffer[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        out[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
     }
     if v >= 10 {
         let pair = v as usize * 2;
+        out[i - 2..i].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
         i -= 2;
-        buffer[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
     } else {
         i -= 1;
-        buffer[i] = b'0' + v as u8;
+        out[i] = b'0' + v as u8;
     }
-    i
+    assert_eq!(i, 0, "itoa: the digit count was wrong");
 }
 
 /// Appends `s` to `out` as a quoted, escaped JSON string.
@@ -118,9 +119,10 @@ pub(crate) fn write_escaped(out: &mut Vec<u8>, s: &str) {
 /// Appends the decimal digits of `v`, formatted in place.
 #[inline]
 pub(crate) fn write_u64(out: &mut Vec<u8>, v: u64) {
-    let mut buffer = [0u8; 20];
-    let start = itoa(v, &mut buffer);
-    out.extend_from_slice(&buffer[start..]);
+    // In place: size the output once, then fill the digits from the right.
+    let start = out.len();
+    out.resize(start + float::decimal_length(v), 0);
+    itoa(v, &mut out[start..]);
 }
 
 /// Appends `v` in decimal.
@@ -175,6 +177,7 @@ impl Writer {
         self.out.reserve(additional);
     }
 
+    #[inline]
     fn newline_indent(&mut self) {
         self.out.push(b'\n');
         for _ in 0..self.depth {
@@ -183,6 +186,7 @@ impl Writer {
     }
 
     /// Writes `{`.
+    #[inline]
     pub fn begin_object(&mut self) {
         self.out.push(b'{');
         self.depth += 1;
@@ -190,6 +194,7 @@ impl Writer {
     }
 
     /// Writes the separator (when needed), then `"key":`.
+    #[inline]
     pub fn field(&mut self, key: &str) {
         if !self.first {
             self.out.push(b',');
@@ -204,10 +209,12 @@ impl Writer {
     }
 
     /// Writes `}`.
+    #[inline]
     pub fn end_object(&mut self) {
         self.close(b'}');
     }
 
+    #[inline]
     fn close(&mut self, bracket: u8) {
         assert!(
             self.depth > 0,
@@ -223,6 +230,7 @@ impl Writer {
     }
 
     /// Writes `[`.
+    #[inline]
     pub fn begin_array(&mut self) {
         self.out.push(b'[');
         self.depth += 1;
@@ -230,6 +238,7 @@ impl Writer {
     }
 
     /// Writes the separator before an array element (when needed).
+    #[inline]
     pub fn element(&mut self) {
         if !self.first {
             self.out.push(b',');
@@ -241,16 +250,19 @@ impl Writer {
     }
 
     /// Writes `]`.
+    #[inline]
     pub fn end_array(&mut self) {
         self.close(b']');
     }
 
     /// Writes `null`.
+    #[inline]
     pub fn null(&mut self) {
         self.out.extend_from_slice(b"null");
     }
 
     /// Writes `true` or `false`.
+    #[inline]
     pub fn bool(&mut self, v: bool) {
         self.out
             .extend_from_slice(if v { b"true" } else { b"false" });
@@ -314,6 +326,7 @@ impl Writer {
     }
 
     /// Writes a string, escaped.
+    #[inline]
     pub fn str(&mut self, v: &str) {
         write_escaped(&mut self.out, v);
     }
@@ -353,10 +366,26 @@ mod tests {
 
     #[test]
     fn itoa_matches_std() {
-        for v in [0u64, 7, 10, 99, 100, 12345, 1 << 40, u64::MAX] {
-            let mut buffer = [0u8; 20];
-            let start = itoa(v, &mut buffer);
-            assert_eq!(&buffer[start..], v.to_string().as_bytes());
+        for v in [
+            0u64,
+            7,
+            10,
+            99,
+            100,
+            12345,
+            1 << 40,
+            u64::MAX,
+            u64::MAX / 10,
+            10_000_000_000_000_000_000,
+        ] {
+            let mut out = Vec::new();
+            write_u64(&mut out, v);
+            assert_eq!(out, v.to_string().as_bytes());
+        }
+        for v in [0i64, -1, -10, i64::MIN, i64::MAX] {
+            let mut out = Vec::new();
+            write_i64(&mut out, v);
+            assert_eq!(out, v.to_string().as_bytes());
         }
     }
 
