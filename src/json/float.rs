@@ -184,7 +184,7 @@ fn round_to_odd(g: u128, cp: u64) -> u64 {
 }
 
 /// The shortest decimal `f * 10^k` that rounds to `c * 2^q` (c > 0), closest to it on ties.
-#[inline]
+#[inline(always)]
 fn to_decimal(q: i32, c: u64) -> (u64, i32) {
     let out = c & 1;
     let cb = c << 2;
