@@ -113,6 +113,36 @@ proptest! {
     }
 
     #[test]
+    fn decimal_text_parses_like_std(
+        negative in any::<bool>(),
+        whole in "(0|[1-9][0-9]{0,20})",
+        fraction in proptest::option::of("[0-9]{1,22}"),
+        exponent in proptest::option::of(-400i32..400),
+    ) {
+        let mut text = String::new();
+        if negative {
+            text.push('-');
+        }
+        text.push_str(&whole);
+        let is_float = fraction.is_some() || exponent.is_some();
+        if let Some(fraction) = &fraction {
+            text.push('.');
+            text.push_str(fraction);
+        }
+        if let Some(exponent) = exponent {
+            text.push_str(&format!("e{exponent}"));
+        }
+        let expected: f64 = text.parse().unwrap();
+        match json::parse(&text) {
+            Ok(value) if is_float => {
+                prop_assert_eq!(value.as_f64().unwrap().to_bits(), expected.to_bits(), "{}", text);
+            }
+            Ok(value) => prop_assert_eq!(value.as_f64().unwrap(), expected, "{}", text),
+            Err(e) => prop_assert!(expected.is_infinite(), "{} rejected: {}", text, e),
+        }
+    }
+
+    #[test]
     fn integers_are_exact(i in any::<i64>(), u in any::<u64>(), wide in any::<i128>()) {
         prop_assert_eq!(json::from_str::<i64>(&json::to_string(&i).unwrap()).unwrap(), i);
         prop_assert_eq!(json::from_str::<u64>(&json::to_string(&u).unwrap()).unwrap(), u);

@@ -103,6 +103,43 @@ impl Big {
         quotient
     }
 
+    /// floor(2^power / self) as a big integer, for a `self` that is not a power of two.
+    fn divide_power_of_two_big(&self, power: u32) -> Big {
+        let start = self.bits() - 1;
+        assert!(power >= start, "quotient below one");
+        let mut remainder = Big {
+            words: vec![0; self.words.len() + 1],
+        };
+        remainder.words[(start / 64) as usize] |= 1 << (start % 64);
+        assert!(!remainder.at_least(self), "divisor is a power of two");
+        let quotient_bits = power - start;
+        let mut quotient = Big {
+            words: vec![0; (quotient_bits / 64 + 1) as usize],
+        };
+        for i in (0..quotient_bits).rev() {
+            remainder.shift_left_one();
+            if remainder.at_least(self) {
+                remainder.subtract(self);
+                quotient.words[(i / 64) as usize] |= 1 << (i % 64);
+            }
+        }
+        while quotient.words.len() > 1 && quotient.words[quotient.words.len() - 1] == 0 {
+            quotient.words.pop();
+        }
+        quotient
+    }
+
+    fn add_one(&mut self) {
+        for word in &mut self.words {
+            let (sum, carry) = word.overflowing_add(1);
+            *word = sum;
+            if !carry {
+                return;
+            }
+        }
+        self.words.push(1);
+    }
+
     fn shift_left_one(&mut self) {
         let mut carry = 0;
         for word in &mut self.words {
@@ -268,6 +305,103 @@ fn shortest(v: f64) -> (u64, i32) {
         k += 1;
     }
     (f, k)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing: Eisel-Lemire (Daniel Lemire, "Number Parsing at a Gigabyte per Second", 2021).
+
+/// Decimal exponents covered by the 128-bit powers of five.
+const POW5_EXPONENT_MIN: i32 = -342;
+const POW5_EXPONENT_MAX: i32 = 308;
+const POW5_COUNT: usize = (POW5_EXPONENT_MAX - POW5_EXPONENT_MIN + 1) as usize;
+
+/// 5^q normalized to 128 bits with the top bit set: truncated for q >= 0; for q < 0 the
+/// reciprocal, rounded up (then truncated), as the algorithm's error analysis requires.
+fn pow5_table() -> &'static [u128; POW5_COUNT] {
+    static TABLE: OnceLock<Box<[u128; POW5_COUNT]>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = Box::new([0u128; POW5_COUNT]);
+        let mut five = Big::one();
+        for q in 0..=POW5_EXPONENT_MAX {
+            let bits = five.bits();
+            table[(q - POW5_EXPONENT_MIN) as usize] = if bits <= 128 {
+                five.bits_from(0) << (128 - bits)
+            } else {
+                five.bits_from(bits - 128)
+            };
+            five.mul_small(5);
+        }
+        let mut five = Big::one();
+        for m in 1..=-POW5_EXPONENT_MIN {
+            five.mul_small(5);
+            let z = five.bits();
+            let power = if m <= 27 { z + 127 } else { 2 * z + 128 };
+            let mut quotient = five.divide_power_of_two_big(power);
+            quotient.add_one();
+            let bits = quotient.bits();
+            assert!(bits >= 128, "reciprocal of 5^{m} too short");
+            table[(-m - POW5_EXPONENT_MIN) as usize] = quotient.bits_from(bits - 128);
+        }
+        table
+    })
+}
+
+/// floor(q * log2(10)) + 63, the binary exponent estimate of 10^q.
+fn lemire_power(q: i32) -> i32 {
+    (((152_170 + 65_536) * q) >> 16) + 63
+}
+
+/// The f64 nearest to `w * 10^q` (w exact), or `None` when the 128-bit approximation cannot
+/// decide, or the result is subnormal or infinite: the caller then asks std's parser.
+#[inline]
+pub(crate) fn eisel_lemire(w: u64, q: i64) -> Option<f64> {
+    if w == 0 {
+        return Some(0.0);
+    }
+    if !(i64::from(POW5_EXPONENT_MIN)..=i64::from(POW5_EXPONENT_MAX)).contains(&q) {
+        return None;
+    }
+    let q = q as i32;
+    let lz = w.leading_zeros();
+    let w = w << lz;
+    let entry = pow5_table()[(q - POW5_EXPONENT_MIN) as usize];
+    let product = u128::from(w) * (entry >> 64);
+    let (mut lo, mut hi) = (product as u64, (product >> 64) as u64);
+    // 55 bits of precision: mantissa, hidden bit, rounding bit and one more.
+    const PRECISION_MASK: u64 = u64::MAX >> 55;
+    if hi & PRECISION_MASK == PRECISION_MASK {
+        let low = u128::from(w) * (entry & u128::from(u64::MAX));
+        let low_hi = (low >> 64) as u64;
+        lo = lo.wrapping_add(low_hi);
+        if low_hi > lo {
+            hi = hi.checked_add(1)?;
+        }
+    }
+    if lo == u64::MAX && !(-27..=55).contains(&q) {
+        return None;
+    }
+    let upper = (hi >> 63) as i32;
+    let shift = upper + 64 - 52 - 3;
+    let mut mantissa = hi >> shift;
+    let mut power2 = lemire_power(q) + upper - lz as i32 + 1023;
+    if power2 <= 0 {
+        return None;
+    }
+    // Exactly halfway between two floats: round to even instead of up.
+    if lo <= 1 && (-4..=23).contains(&q) && mantissa & 3 == 1 && (mantissa << shift) == hi {
+        mantissa &= !1;
+    }
+    mantissa += mantissa & 1;
+    mantissa >>= 1;
+    if mantissa >= 2 << 52 {
+        mantissa = 1 << 52;
+        power2 += 1;
+    }
+    mantissa &= !(1 << 52);
+    if power2 >= 0x7ff {
+        return None;
+    }
+    Some(f64::from_bits(mantissa | (power2 as u64) << 52))
 }
 
 static DIGIT_PAIRS: &[u8; 200] = b"\
@@ -573,6 +707,52 @@ mod tests {
             if v.is_finite() {
                 check(v);
             }
+        }
+    }
+
+    /// Every outcome of Eisel-Lemire must be std's correctly rounded value.
+    fn check_parse(w: u64, q: i64) {
+        let expected: f64 = format!("{w}e{q}").parse().unwrap();
+        if let Some(v) = eisel_lemire(w, q) {
+            assert_eq!(v.to_bits(), expected.to_bits(), "{w}e{q}");
+        }
+    }
+
+    #[test]
+    fn eisel_lemire_matches_std() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut decided = 0;
+        for i in 0..200_000u64 {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let r = state.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            // Mantissas of every length up to 19 digits, exponents over the whole range.
+            let w = r % POW10_U64[(i % 19) as usize + 1];
+            let q = (r >> 40) as i64 % 660 - 342;
+            check_parse(w, q);
+            decided += usize::from(eisel_lemire(w, q).is_some());
+        }
+        assert!(decided > 150_000, "only {decided} decided");
+        for q in -342..=308 {
+            for w in [
+                1,
+                2,
+                5,
+                9,
+                10,
+                17,
+                9_007_199_254_740_993,
+                9_999_999_999_999_999_999,
+                u64::MAX,
+            ] {
+                check_parse(w, q);
+            }
+        }
+        // Halfway cases: 2^53 + 1 and neighbours, which must round to even.
+        for w in 9_007_199_254_740_990..9_007_199_254_741_000u64 {
+            check_parse(w, 0);
+            check_parse(w * 10, -1);
         }
     }
 

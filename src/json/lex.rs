@@ -413,7 +413,8 @@ pub(crate) fn number(text: &str, pos: usize) -> Result<(Num, usize), LexError> {
 }
 
 /// Converts a float token exactly: Clinger's fast path when the mantissa and the power of ten
-/// are both exact in f64, std's correctly rounded parser otherwise.
+/// are both exact in f64, then Eisel-Lemire on the accumulated mantissa, and std's correctly
+/// rounded parser for what those cannot decide (more than 19 digits, subnormals, ties).
 #[inline]
 fn float(text: &str, pos: usize, span: &Span) -> Result<Num, LexError> {
     if span.digits <= 19 && span.mantissa <= (1u64 << 53) {
@@ -425,6 +426,13 @@ fn float(text: &str, pos: usize, span: &Span) -> Result<Num, LexError> {
             } else {
                 m * POW10[exponent as usize]
             };
+            return Ok(Num::Float(if span.negative { -v } else { v }));
+        }
+    }
+    if span.digits <= 19 {
+        // The mantissa is exact: Eisel-Lemire decides almost always, without re-reading text.
+        let exponent = i64::from(span.exponent) - i64::from(span.fraction_digits);
+        if let Some(v) = super::float::eisel_lemire(span.mantissa, exponent) {
             return Ok(Num::Float(if span.negative { -v } else { v }));
         }
     }
