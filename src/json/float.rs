@@ -5,7 +5,8 @@
 //! The digits come from Raffaello Giulietti's Schubfach algorithm ("The Schubfach way to render
 //! doubles", 2020): scale the value and the bounds of its rounding interval by a 126-bit
 //! approximation of a power of ten (round-to-odd), then pick the shortest decimal inside.
-//! The powers of ten are computed once, exactly, with a small big-integer routine.
+//! The powers of ten are computed exactly with a small big-integer routine, each once, on
+//! first use. Parsing uses Eisel-Lemire with 128-bit powers of five computed the same way.
 //!
 //! Must not: allocate per call, or be called with a non-finite value (callers check; it asserts).
 
@@ -49,6 +50,14 @@ struct Big {
 impl Big {
     fn one() -> Big {
         Big { words: vec![1] }
+    }
+
+    fn power(base: u64, exponent: u32) -> Big {
+        let mut big = Big::one();
+        for _ in 0..exponent {
+            big.mul_small(base);
+        }
+        big
     }
 
     fn mul_small(&mut self, factor: u64) {
@@ -175,35 +184,33 @@ impl Big {
 }
 
 /// g(e) = floor(10^e * 2^(125 - floor(log2(10^e)))) + 1, a 126-bit over-approximation of 10^e,
-/// for e in [POW10_EXPONENT_MIN, POW10_EXPONENT_MAX], index e - POW10_EXPONENT_MIN.
-fn pow10_table() -> &'static [u128; POW10_COUNT] {
-    static TABLE: OnceLock<Box<[u128; POW10_COUNT]>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut table = Box::new([0u128; POW10_COUNT]);
-        let mut power = Big::one();
-        for e in 0..=POW10_EXPONENT_MAX {
-            // power == 10^e
-            let p = power.bits() - 1;
-            assert_eq!(p as i32, floor_log2_pow10(e));
-            let g = if p <= 125 {
-                power.bits_from(0) << (125 - p)
-            } else {
-                power.bits_from(p - 125)
-            };
-            table[(e - POW10_EXPONENT_MIN) as usize] = g + 1;
-            power.mul_small(10);
-        }
-        let mut five = Big::one();
-        for m in 1..=-POW10_EXPONENT_MIN {
-            // 10^-m * 2^(125 - p) with p = -m - bits(5^m) is 2^(125 + bits(5^m)) / 5^m.
-            five.mul_small(5);
-            let bits = five.bits();
-            assert_eq!(-m - bits as i32, floor_log2_pow10(-m));
-            let g = five.divide_power_of_two(125 + bits);
-            table[(-m - POW10_EXPONENT_MIN) as usize] = g + 1;
-        }
-        table
-    })
+/// for e in [POW10_EXPONENT_MIN, POW10_EXPONENT_MAX]. Each entry is computed exactly, once, on
+/// first use (tens of microseconds at most), so no table is built up front.
+#[inline(always)]
+fn pow10_entry(e: i32) -> u128 {
+    static TABLE: [OnceLock<u128>; POW10_COUNT] = [const { OnceLock::new() }; POW10_COUNT];
+    *TABLE[(e - POW10_EXPONENT_MIN) as usize].get_or_init(|| pow10_compute(e))
+}
+
+fn pow10_compute(e: i32) -> u128 {
+    assert!((POW10_EXPONENT_MIN..=POW10_EXPONENT_MAX).contains(&e));
+    if e >= 0 {
+        let power = Big::power(10, e.unsigned_abs());
+        let p = power.bits() - 1;
+        assert_eq!(p as i32, floor_log2_pow10(e));
+        let g = if p <= 125 {
+            power.bits_from(0) << (125 - p)
+        } else {
+            power.bits_from(p - 125)
+        };
+        return g + 1;
+    }
+    // 10^-m * 2^(125 - p) with p = -m - bits(5^m) is 2^(125 + bits(5^m)) / 5^m.
+    let m = -e;
+    let five = Big::power(5, m.unsigned_abs());
+    let bits = five.bits();
+    assert_eq!(-m - bits as i32, floor_log2_pow10(-m));
+    five.divide_power_of_two(125 + bits) + 1
 }
 
 /// floor(g * cp / 2^127), with the lowest bit set when the discarded part is non-zero
@@ -234,7 +241,7 @@ fn to_decimal(q: i32, c: u64) -> (u64, i32) {
     };
     let h = q + floor_log2_pow10(-k) + 2;
     debug_assert!((1..=5).contains(&h), "Schubfach shift out of range: {h}");
-    let g = pow10_table()[(-k - POW10_EXPONENT_MIN) as usize];
+    let g = pow10_entry(-k);
     let vb = round_to_odd(g, cb << h);
     let vbl = round_to_odd(g, cbl << h);
     let vbr = round_to_odd(g, cbr << h);
@@ -317,33 +324,30 @@ const POW5_COUNT: usize = (POW5_EXPONENT_MAX - POW5_EXPONENT_MIN + 1) as usize;
 
 /// 5^q normalized to 128 bits with the top bit set: truncated for q >= 0; for q < 0 the
 /// reciprocal, rounded up (then truncated), as the algorithm's error analysis requires.
-fn pow5_table() -> &'static [u128; POW5_COUNT] {
-    static TABLE: OnceLock<Box<[u128; POW5_COUNT]>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut table = Box::new([0u128; POW5_COUNT]);
-        let mut five = Big::one();
-        for q in 0..=POW5_EXPONENT_MAX {
-            let bits = five.bits();
-            table[(q - POW5_EXPONENT_MIN) as usize] = if bits <= 128 {
-                five.bits_from(0) << (128 - bits)
-            } else {
-                five.bits_from(bits - 128)
-            };
-            five.mul_small(5);
-        }
-        let mut five = Big::one();
-        for m in 1..=-POW5_EXPONENT_MIN {
-            five.mul_small(5);
-            let z = five.bits();
-            let power = if m <= 27 { z + 127 } else { 2 * z + 128 };
-            let mut quotient = five.divide_power_of_two_big(power);
-            quotient.add_one();
-            let bits = quotient.bits();
-            assert!(bits >= 128, "reciprocal of 5^{m} too short");
-            table[(-m - POW5_EXPONENT_MIN) as usize] = quotient.bits_from(bits - 128);
-        }
-        table
-    })
+/// Computed exactly, once per exponent, on first use.
+#[inline(always)]
+fn pow5_entry(q: i32) -> u128 {
+    static TABLE: [OnceLock<u128>; POW5_COUNT] = [const { OnceLock::new() }; POW5_COUNT];
+    *TABLE[(q - POW5_EXPONENT_MIN) as usize].get_or_init(|| pow5_compute(q))
+}
+
+fn pow5_compute(q: i32) -> u128 {
+    assert!((POW5_EXPONENT_MIN..=POW5_EXPONENT_MAX).contains(&q));
+    let five = Big::power(5, q.unsigned_abs());
+    let bits = five.bits();
+    if q >= 0 {
+        return if bits <= 128 {
+            five.bits_from(0) << (128 - bits)
+        } else {
+            five.bits_from(bits - 128)
+        };
+    }
+    let power = if q >= -27 { bits + 127 } else { 2 * bits + 128 };
+    let mut quotient = five.divide_power_of_two_big(power);
+    quotient.add_one();
+    let quotient_bits = quotient.bits();
+    assert!(quotient_bits >= 128, "reciprocal of 5^{} too short", -q);
+    quotient.bits_from(quotient_bits - 128)
 }
 
 /// floor(q * log2(10)) + 63, the binary exponent estimate of 10^q.
@@ -364,7 +368,7 @@ pub(crate) fn eisel_lemire(w: u64, q: i64) -> Option<f64> {
     let q = q as i32;
     let lz = w.leading_zeros();
     let w = w << lz;
-    let entry = pow5_table()[(q - POW5_EXPONENT_MIN) as usize];
+    let entry = pow5_entry(q);
     let product = u128::from(w) * (entry >> 64);
     let (mut lo, mut hi) = (product as u64, (product >> 64) as u64);
     // 55 bits of precision: mantissa, hidden bit, rounding bit and one more.
