@@ -138,7 +138,7 @@ pub(crate) fn write_i64(out: &mut Vec<u8>, v: i64) {
 #[inline]
 pub(crate) fn write_finite_f64(out: &mut Vec<u8>, v: f64) {
     let start = out.len();
-    out.resize(start + FLOAT_BYTES_MAX, 0);
+    out.extend_from_slice(&[0u8; FLOAT_BYTES_MAX]);
     let window: &mut [u8; FLOAT_BYTES_MAX] = match (&mut out[start..]).try_into() {
         Ok(window) => window,
         Err(_) => unreachable!("the window is exactly FLOAT_BYTES_MAX bytes"),
