@@ -338,6 +338,15 @@ impl Writer {
         }
     }
 
+    /// The text written so far. This validates the buffer as UTF-8 (linear in its length), so
+    /// it is meant for inspection and tests, not for hot paths; `finish` is the way out.
+    pub fn as_str(&self) -> &str {
+        match std::str::from_utf8(&self.out) {
+            Ok(text) => text,
+            Err(e) => panic!("Writer invariant broken: wrote invalid UTF-8 ({e})"),
+        }
+    }
+
     /// The bytes written so far (UTF-8 JSON text).
     pub fn as_bytes(&self) -> &[u8] {
         &self.out
@@ -421,6 +430,7 @@ mod tests {
         w.f64(1.5);
         w.end_array();
         assert_eq!(w.as_bytes(), b"[null,1.5]");
+        assert_eq!(w.as_str(), "[null,1.5]");
         assert!(w.finish().is_err());
     }
 }
