@@ -115,7 +115,9 @@ mod derive_tests;
 /// assert_eq!(lithair::binary::from_slice::<Post>(&bytes).unwrap(), post);
 /// ```
 pub mod prelude {
+    pub use crate::app::{App, Id, Model};
     pub use crate::binary::{Decode, Encode};
     pub use crate::json::{FromJson, ToJson};
+    pub use lithair_macros::Model;
     pub use lithair_macros::{Binary, Json};
 }
