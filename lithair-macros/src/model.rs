@@ -21,7 +21,7 @@ use crate::attrs::{self, Found, Shape, Spec};
 use crate::case::Case;
 use crate::emit;
 use crate::rules::{self, Rule};
-use crate::tokens::{render, str_lit, Delim, Sp, Tok};
+use crate::tokens::{render, str_lit, Delim, Tok};
 
 const TO_JSON: &str = "::lithair::json::ToJson";
 const FROM_JSON: &str = "::lithair::json::FromJson";
@@ -811,6 +811,7 @@ mod tests {
     use super::*;
     use crate::ast::parse_item;
     use crate::tokens::lex::lex;
+    use crate::tokens::Sp;
 
     fn expand_source(source: &str) -> Result<String, Vec<Error>> {
         let item = parse_item(&lex(source), Sp(u32::MAX)).expect("test source parses");
