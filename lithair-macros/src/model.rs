@@ -177,7 +177,7 @@ pub fn expand(item: &Item) -> Result<String, Vec<Error>> {
     out.push_str(&patch_binary(&model));
     out.push_str(&format!(
         "/// The events of `{name}`: created, updated (with a `{name}Patch`), replaced, deleted.\n\
-         {vis} type {name}Event = ::lithair::app::ModelEvent<{name}>;\n",
+         #[allow(dead_code)]\n{vis} type {name}Event = ::lithair::app::ModelEvent<{name}>;\n",
         name = item.name,
         vis = render(&item.vis),
     ));
