@@ -706,6 +706,10 @@ fn patch_binary(model: &Model<'_>) -> String {
         members.push(format!("{member}: {local}"));
     }
     write.push_str("::lithair::binary::end_struct(__out, __mark);\n");
+    read.push_str(&format!(
+        "::core::result::Result::Ok(Self {{ {} }})\n",
+        members.join(", ")
+    ));
     let patch = model.patch();
     format!(
         "#[automatically_derived]\nimpl {encode} for {patch} {{\n#[allow(clippy::all)]\n\
@@ -713,11 +717,7 @@ fn patch_binary(model: &Model<'_>) -> String {
          #[automatically_derived]\nimpl {decode} for {patch} {{\nconst ENCODED_BYTES_MIN: usize = 1;\n\
          #[allow(unused_mut, clippy::all)]\n\
          fn decode(__r: &mut ::lithair::binary::Reader<'_>) -> ::core::result::Result<Self, ::lithair::binary::Error> {{\n\
-         {write_ok}}}\n}}\n",
-        write_ok = format!(
-            "{read}::core::result::Result::Ok(Self {{ {} }})\n",
-            members.join(", ")
-        ),
+         {read}}}\n}}\n"
     )
 }
 
