@@ -6,7 +6,8 @@
 //!
 //! `engine_bench replay --events N [--snapshot] [--dir PATH]` writes N small events (with
 //! `--snapshot`: a snapshot after 90% of them), then times recovery (`Engine::open`: snapshot
-//! load + log replay) and ends with `replay: N events in S s (E events/s)`.
+//! load + log replay) and ends with `replay: N events in S s (E events/s)`. `--keep` leaves the
+//! directory; `--reuse --dir PATH` times recovery of a kept directory without writing again.
 
 use lithair::binary::{self, Decode, Encode, Reader};
 use lithair::engine::{Command, Context, Engine, EngineOptions, Envelope, Meta, State};
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Counters in a fixed number of slots: O(1) apply, a snapshot of a realistic size.
-const SLOTS: usize = 65_536;
+const SLOTS: usize = 4_096;
 
 #[derive(Clone, Debug, PartialEq)]
 struct Tally {
@@ -206,14 +207,21 @@ fn write_events(dir: &Path, first: u64, count: u64) {
 fn replay(args: &[String]) {
     let events: u64 = flag(args, "--events", None);
     let with_snapshot = args.iter().any(|a| a == "--snapshot");
-    let dir = bench_dir(args, "replay");
+    let reuse = args.iter().any(|a| a == "--reuse");
+    let dir = if reuse {
+        PathBuf::from(flag::<String>(args, "--dir", None))
+    } else {
+        bench_dir(args, "replay")
+    };
     let head = if with_snapshot {
         events - events / 10
     } else {
         events
     };
-    write_events(&dir, 1, head);
-    if with_snapshot {
+    if !reuse {
+        write_events(&dir, 1, head);
+    }
+    if with_snapshot && !reuse {
         let (engine, _) =
             Engine::open(&dir, EngineOptions::default(), empty()).expect("open engine");
         let info = engine.snapshot().expect("snapshot");
@@ -237,14 +245,16 @@ fn replay(args: &[String]) {
     let cpu = cpu_seconds() - cpu_before;
     assert_eq!(opened.applied_index, events);
     println!(
-        "recovered: snapshot {} + {} log events ({:.1} MB of log), digest {:016x}, cpu {cpu:.3} s",
+        "recovered: snapshot {} + {} log events ({:.1} MB of log), digest {}, cpu {cpu:.3} s",
         opened.snapshot_index,
         events - opened.snapshot_index,
         bytes as f64 / 1e6,
-        engine.digest()
+        lithair::engine::digest_hex(&engine.digest())
     );
     drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
+    if !reuse && !args.iter().any(|a| a == "--keep") {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     println!(
         "replay: {events} events in {elapsed:.3} s ({:.0} events/s)",
         events as f64 / elapsed

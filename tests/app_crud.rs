@@ -121,31 +121,43 @@ impl Model for Post {
 }
 
 fn app() -> App {
-    App::new("crud-test").model::<Post>().command(
-        "/api/posts/publish",
-        200,
-        "Publish a draft",
-        |tx, input: &lithair::json::Value| {
-            let id = input["id"].as_u64().unwrap_or(0);
-            let post: Post = tx
-                .get(&Id::Int(id))
-                .ok_or(lithair::app::Rejection::NotFound {
-                    model: "Post",
-                    id: Id::Int(id),
-                })?;
-            if post.published {
+    App::new("crud-test")
+        .model::<Post>()
+        .check::<Post>(|tx, post| {
+            // A domain rule that reads state through the transaction.
+            if post.title == "forbidden" && tx.collection::<Post>().len() < 100 {
                 return Err(lithair::app::Rejection::Domain {
-                    status: 409,
-                    message: "only a draft can be published".into(),
+                    status: 422,
+                    message: "that title is forbidden".into(),
                 });
             }
-            let patch = PostPatch {
-                published: Some(true),
-                ..PostPatch::default()
-            };
-            tx.update::<Post>(&Id::Int(id), patch)
-        },
-    )
+            Ok(())
+        })
+        .command(
+            "/api/posts/{id}/publish",
+            200,
+            "Publish a draft",
+            |tx, _: &(), params| {
+                let id: u64 = params.get("id")?;
+                let post: Post = tx
+                    .get(&Id::Int(id))
+                    .ok_or(lithair::app::Rejection::NotFound {
+                        model: "Post",
+                        id: Id::Int(id),
+                    })?;
+                if post.published {
+                    return Err(lithair::app::Rejection::Domain {
+                        status: 409,
+                        message: "only a draft can be published".into(),
+                    });
+                }
+                let patch = PostPatch {
+                    published: Some(true),
+                    ..PostPatch::default()
+                };
+                tx.update::<Post>(&Id::Int(id), patch)
+            },
+        )
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -255,6 +267,27 @@ fn crud_validation_uniqueness_and_restart() {
     assert_eq!(invalid.status, 422, "{}", invalid.body);
     assert!(invalid.body.contains("title"), "{}", invalid.body);
 
+    let forbidden = request(
+        addr,
+        "POST",
+        "/api/posts",
+        "",
+        r#"{"title":"forbidden","slug":"f"}"#,
+    );
+    assert_eq!(forbidden.status, 422, "{}", forbidden.body);
+    assert!(forbidden.body.contains("forbidden"), "{}", forbidden.body);
+    let patched_forbidden = request(
+        addr,
+        "PATCH",
+        "/api/posts/1",
+        "",
+        r#"{"title":"forbidden"}"#,
+    );
+    assert_eq!(
+        patched_forbidden.status, 422,
+        "rules run on every write path"
+    );
+
     let malformed = request(addr, "POST", "/api/posts", "", r#"{"title": "#);
     assert_eq!(malformed.status, 400, "{}", malformed.body);
     let wrong_type = request(
@@ -307,9 +340,9 @@ fn crud_validation_uniqueness_and_restart() {
     );
     assert_eq!(stale.status, 409, "{}", stale.body);
 
-    let published = request(addr, "POST", "/api/posts/publish", "", r#"{"id":2}"#);
+    let published = request(addr, "POST", "/api/posts/2/publish", "", "");
     assert_eq!(published.status, 200, "{}", published.body);
-    let again = request(addr, "POST", "/api/posts/publish", "", r#"{"id":2}"#);
+    let again = request(addr, "POST", "/api/posts/2/publish", "", "");
     assert_eq!(again.status, 409, "{}", again.body);
     let only_published = request(addr, "GET", "/api/posts?published=true", "", "").json();
     assert_eq!(
@@ -370,7 +403,36 @@ fn crud_validation_uniqueness_and_restart() {
         "ids are not reused after restart"
     );
     running.stop().unwrap();
+
+    // The operator subcommands work on the stopped app's directory.
+    let dir = data.to_string_lossy().to_string();
+    for args in [
+        vec!["replay", "--data", &dir],
+        vec!["log", "verify", "--data", &dir],
+        vec!["log", "stats", "--data", &dir],
+        vec!["log", "inspect", "--data", &dir, "--type", "PostCreated"],
+    ] {
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        app()
+            .run_with(&args)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    }
+    assert!(app()
+        .run_with(&[
+            "log".into(),
+            "verify".into(),
+            "--data".into(),
+            "/nonexistent/x".into()
+        ])
+        .is_err());
     let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn event_type_names_carry_the_model() {
+    lithair::app::state::register::<Post>();
+    let event = lithair::app::AppEvent::new(&ModelEvent::<Post>::Deleted { id: Id::Int(1) });
+    assert_eq!(event.type_name(), "PostDeleted");
 }
 
 #[test]

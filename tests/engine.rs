@@ -610,6 +610,17 @@ fn snapshot_deletes_covered_segments_and_recovery_uses_it() {
     assert!(lithair::engine::replay_dir(&dir, Shop::default(), false, &[]).is_err());
     let replayed = lithair::engine::replay_dir(&dir, Shop::default(), true, &[]).expect("replay");
     assert_eq!(lithair::engine::digest(&replayed.state), live);
+    // Losing the snapshot after its segments were deleted is refused with a message, not a panic.
+    std::fs::remove_dir_all(dir.join("snapshots")).expect("remove snapshots");
+    let error = Engine::open(&dir, small_segments(), Shop::default())
+        .err()
+        .expect("must refuse");
+    assert!(
+        error
+            .to_string()
+            .contains("snapshot covering them is missing"),
+        "{error}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -811,5 +822,61 @@ fn golden_log_v1_replays_through_upcasters() {
         .err()
         .expect("must refuse");
     assert!(error.to_string().contains("no upcaster"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn background_snapshots_trigger_by_event_count_and_by_bytes() {
+    for (events, bytes) in [(25, 0), (0, 1500)] {
+        let dir = fresh_dir(&format!("trigger-{events}-{bytes}"));
+        let options = EngineOptions {
+            snapshot_every_events: events,
+            snapshot_every_bytes: bytes,
+            ..small_segments()
+        };
+        let engine = open(&dir, options);
+        for item in 0..60 {
+            engine
+                .submit(Restock { item, quantity: 1 })
+                .expect("restock");
+        }
+        let live = engine.digest();
+        drop(engine); // waits for a running background snapshot
+        let snapshots = lithair::engine::list_snapshots(&dir).expect("list");
+        assert!(
+            !snapshots.is_empty(),
+            "no snapshot with events={events} bytes={bytes}"
+        );
+        let (engine, opened) =
+            Engine::open(&dir, small_segments(), Shop::default()).expect("reopen");
+        assert_eq!(
+            (opened.snapshot_index, engine.digest()),
+            (*snapshots.last().unwrap_or(&0), live)
+        );
+        drop(engine);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn relaxed_durability_acknowledges_and_survives_a_clean_restart() {
+    let dir = fresh_dir("relaxed");
+    let options = EngineOptions {
+        durability: lithair::log::Durability::Relaxed {
+            interval: Duration::from_millis(20),
+        },
+        ..EngineOptions::default()
+    };
+    let engine = open(&dir, options.clone());
+    for item in 0..100 {
+        engine
+            .submit(Restock { item, quantity: 2 })
+            .expect("restock");
+    }
+    let live = engine.digest();
+    drop(engine);
+    let engine = open(&dir, options);
+    assert_eq!((engine.applied_index(), engine.digest()), (100, live));
+    drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::cli::{self, Command, ExtraFlag, ServeOptions};
-use super::command::Tx;
+use super::command::{Checks, Tx};
 use super::handle::Handle;
 use super::model::{Model, Rejection};
 use super::routes::{model_routes, write_error_problem};
@@ -59,6 +59,7 @@ pub struct App {
     engine_options: EngineOptions,
     server_config: ServerConfig,
     static_dirs: Vec<(String, String)>,
+    checks: Checks,
 }
 
 impl App {
@@ -77,6 +78,7 @@ impl App {
             },
             server_config: ServerConfig::default(),
             static_dirs: Vec::new(),
+            checks: Checks::new(),
         }
     }
 
@@ -86,7 +88,17 @@ impl App {
     }
 
     /// Adds model `M`: its collection and its routes under `M::PATH`.
-    pub fn model<M: Model>(mut self) -> App {
+    pub fn model<M: Model>(self) -> App {
+        self.add_model::<M>(true)
+    }
+
+    /// Adds model `M` with read routes only: its records change through commands alone (the
+    /// shop's orders are placed by a command that also reserves stock).
+    pub fn model_read_only<M: Model>(self) -> App {
+        self.add_model::<M>(false)
+    }
+
+    fn add_model<M: Model>(mut self, writable: bool) -> App {
         register::<M>();
         assert!(
             !self.models.iter().any(|m| m.name == M::NAME),
@@ -98,8 +110,9 @@ impl App {
             path: M::PATH,
             schema: super::routes::schema_json::<M>,
         });
-        self.routes
-            .push(Box::new(|router, handle| model_routes::<M>(router, handle)));
+        self.routes.push(Box::new(move |router, handle| {
+            model_routes::<M>(router, handle, writable)
+        }));
         self
     }
 
@@ -112,16 +125,17 @@ impl App {
         self
     }
 
-    /// Exposes a domain command as `POST path`: the JSON body is decoded into `I`, `decide` runs
-    /// in the sequencer against the current state (seeing every accepted write) and stages
-    /// events through the `Tx`; all of them commit atomically, in one batch, or none does.
-    /// Answers `status` with the output as JSON, or the rejection as a problem.
+    /// Exposes a domain command as `POST path` (`path` may hold `{param}`s). The JSON body is
+    /// decoded into `I` (an empty body reads as `null`, so `I = ()` or `Option<_>` takes none);
+    /// `decide` runs in the sequencer against the current state (seeing every accepted write)
+    /// and stages events through the `Tx`: all of them commit atomically, in one batch, or none
+    /// does. Answers `status` with the output as JSON, or the rejection as a problem.
     pub fn command<I, O>(
         mut self,
         path: &str,
         status: u16,
         summary: &str,
-        decide: impl Fn(&mut Tx<'_>, &I) -> Result<O, Rejection> + Send + Sync + 'static,
+        decide: impl Fn(&mut Tx<'_>, &I, &Params) -> Result<O, Rejection> + Send + Sync + 'static,
     ) -> App
     where
         I: FromJson + Send + Sync + 'static,
@@ -139,11 +153,18 @@ impl App {
             router.post(
                 &path,
                 move |req: &mut Request| -> Result<Response, Problem> {
-                    let input: Arc<I> = Arc::new(req.json()?);
+                    let input: I = if req.body.iter().all(u8::is_ascii_whitespace) {
+                        crate::json::from_str("null")
+                            .map_err(|_| Problem::bad_request("this command needs a JSON body"))?
+                    } else {
+                        req.json()?
+                    };
+                    let input = Arc::new(input);
+                    let params = Arc::new(Params(req.params.clone()));
                     let decide = Arc::clone(&decide);
                     let meta = command_meta(req)?;
                     let executed = handle
-                        .execute(meta, move |tx| decide(tx, &input))
+                        .execute(meta, move |tx| decide(tx, &input, &params))
                         .map_err(|e| write_error_problem(&e))?;
                     match executed.output {
                         Some(output) => Ok(Response::json(status, &output)),
@@ -152,6 +173,17 @@ impl App {
                 },
             )
         }));
+        self
+    }
+
+    /// Adds a domain rule for records of `M`, enforced on every create, replace and update
+    /// whichever path the write takes (generated route, command, programmatic call).
+    /// Example: a comment must reference an existing post.
+    pub fn check<M: Model>(
+        mut self,
+        rule: impl Fn(&Tx<'_>, &M) -> Result<(), Rejection> + Send + Sync + 'static,
+    ) -> App {
+        self.checks.add::<M>(rule);
         self
     }
 
@@ -258,9 +290,9 @@ impl App {
         let elapsed = started.elapsed().as_secs_f64();
         let rate = replayed as f64 / elapsed.max(1e-9);
         println!(
-            "replay: {replayed} events in {elapsed:.3} s ({rate:.0} events/s), applied index {}, digest {:016x}",
+            "replay: {replayed} events in {elapsed:.3} s ({rate:.0} events/s), applied index {}, digest {}",
             engine.applied_index(),
-            engine.digest()
+            crate::engine::digest_hex(&engine.digest())
         );
         for (model, count) in engine.read(|state| state.summary()) {
             println!("  {model}: {count} records");
@@ -272,7 +304,7 @@ impl App {
     pub fn start(&self, options: &ServeOptions) -> Result<Running, String> {
         let started = Instant::now();
         let (engine, replayed) = self.open_engine(&options.data)?;
-        let handle = Handle::new(Arc::new(engine));
+        let handle = Handle::new(Arc::new(engine), Arc::new(self.checks.clone()));
         for hook in &self.on_start {
             hook(&handle, options)?;
         }
@@ -326,6 +358,40 @@ fn wait_for_termination() -> std::io::Result<()> {
         if !events.is_empty() {
             crate::sys::signal::clear_termination_fd();
             return Ok(());
+        }
+    }
+}
+
+/// The path parameters of a command route (`{id}` in `/api/posts/{id}/publish`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params(pub Vec<(String, String)>);
+
+impl Params {
+    /// The raw value of parameter `name`.
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Parameter `name` parsed as `T`; a missing or malformed one names nothing (404).
+    pub fn get<T: std::str::FromStr>(&self, name: &str) -> Result<T, Rejection> {
+        let raw = self.raw(name).unwrap_or_default();
+        raw.parse().map_err(|_| Rejection::Domain {
+            status: 404,
+            message: format!("no resource at `{raw}`"),
+        })
+    }
+
+    /// Parameter `name` as a record id of `M` (integer or string, per its primary key).
+    pub fn id<M: Model>(&self, name: &str) -> Result<super::model::Id, Rejection> {
+        use super::schema::FieldKind;
+        match M::FIELDS[M::PRIMARY_KEY].kind {
+            FieldKind::Int | FieldKind::UInt => self.get::<u64>(name).map(super::model::Id::Int),
+            _ => Ok(super::model::Id::Str(
+                self.raw(name).unwrap_or_default().to_string(),
+            )),
         }
     }
 }

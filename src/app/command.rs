@@ -17,10 +17,54 @@ use crate::engine::{Command, Context};
 /// A staged record: `Some(record)` after a create or change, `None` after a delete.
 type Staged = Option<Box<dyn Any + Send>>;
 
+/// A domain rule on records of one model, run on every create, replace and update (for
+/// example "a comment must reference an existing post"). It sees the transaction, so it reads
+/// the state including the command's own changes.
+pub type Check = dyn Fn(&Tx<'_>, &dyn Any) -> Result<(), Rejection> + Send + Sync;
+
+/// The domain rules of an app, by model name.
+#[derive(Default, Clone)]
+pub struct Checks {
+    by_model: HashMap<&'static str, Vec<Arc<Check>>>,
+}
+
+impl Checks {
+    /// No rules.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `rule` for records of `M`.
+    pub fn add<M: Model>(
+        &mut self,
+        rule: impl Fn(&Tx<'_>, &M) -> Result<(), Rejection> + Send + Sync + 'static,
+    ) {
+        let erased: Arc<Check> = Arc::new(move |tx, record| match record.downcast_ref::<M>() {
+            Some(record) => rule(tx, record),
+            None => unreachable!("checks are looked up by the model's own name"),
+        });
+        self.by_model.entry(M::NAME).or_default().push(erased);
+    }
+
+    fn run<M: Model>(&self, tx: &Tx<'_>, record: &M) -> Result<(), Rejection> {
+        for rule in self.by_model.get(M::NAME).into_iter().flatten() {
+            rule(tx, record)?;
+        }
+        Ok(())
+    }
+}
+
+/// Shared empty rules, for transactions built without an app.
+fn no_checks() -> &'static Checks {
+    static NONE: std::sync::OnceLock<Checks> = std::sync::OnceLock::new();
+    NONE.get_or_init(Checks::new)
+}
+
 /// The view a command decides against: committed-or-accepted state plus this command's own
 /// staged changes.
 pub struct Tx<'a> {
     state: &'a AppState,
+    checks: &'a Checks,
     context: Context,
     events: Vec<AppEvent>,
     /// (model, id) -> latest staged value, so a command reads its own writes.
@@ -30,10 +74,16 @@ pub struct Tx<'a> {
 }
 
 impl<'a> Tx<'a> {
-    /// A transaction over `state` (used by the engine's sequencer, and by tests).
+    /// A transaction over `state` with no domain rules (tests, tools).
     pub fn new(state: &'a AppState, context: Context) -> Self {
+        Self::with_checks(state, context, no_checks())
+    }
+
+    /// A transaction over `state` enforcing `checks` (what the engine's sequencer runs).
+    pub fn with_checks(state: &'a AppState, context: Context, checks: &'a Checks) -> Self {
         Tx {
             state,
+            checks,
             context,
             events: Vec::new(),
             staged: HashMap::new(),
@@ -186,6 +236,7 @@ impl<'a> Tx<'a> {
         if !errors.is_empty() {
             return Err(Rejection::Invalid(errors));
         }
+        self.checks.run(self, record)?;
         let own_id = record.id();
         for (index, spec) in M::FIELDS.iter().enumerate() {
             if !spec.unique || spec.primary_key {
@@ -267,16 +318,19 @@ pub type DecideFn<T> = dyn Fn(&mut Tx<'_>) -> Result<T, Rejection> + Send + Sync
 /// (the engine reports only a receipt).
 pub struct TxCommand<T: Send + 'static> {
     decide: Box<DecideFn<T>>,
+    checks: Arc<Checks>,
     output: Arc<Mutex<Option<T>>>,
 }
 
 impl<T: Send + 'static> TxCommand<T> {
     /// Wraps `decide`; the returned slot holds its output once the command was accepted.
     pub fn new(
+        checks: Arc<Checks>,
         decide: impl Fn(&mut Tx<'_>) -> Result<T, Rejection> + Send + Sync + 'static,
     ) -> (Self, Arc<Mutex<Option<T>>>) {
         let output = Arc::new(Mutex::new(None));
         let command = TxCommand {
+            checks,
             decide: Box::new(decide),
             output: Arc::clone(&output),
         };
@@ -288,7 +342,7 @@ impl<T: Send + 'static> Command<AppState> for TxCommand<T> {
     type Rejection = Rejection;
 
     fn decide(&self, state: &AppState, context: &Context) -> Result<Vec<AppEvent>, Rejection> {
-        let mut tx = Tx::new(state, *context);
+        let mut tx = Tx::with_checks(state, *context, &self.checks);
         let value = (self.decide)(&mut tx)?;
         *self.output.lock().expect("command output poisoned") = Some(value);
         Ok(tx.into_events())
@@ -297,7 +351,8 @@ impl<T: Send + 'static> Command<AppState> for TxCommand<T> {
 
 /// Builds the engine command for `decide` and the slot its output lands in.
 pub fn tx_command<T: Send + 'static>(
+    checks: Arc<Checks>,
     decide: impl Fn(&mut Tx<'_>) -> Result<T, Rejection> + Send + Sync + 'static,
 ) -> (TxCommand<T>, Arc<Mutex<Option<T>>>) {
-    TxCommand::new(decide)
+    TxCommand::new(checks, decide)
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::command::{tx_command, Tx};
+use super::command::{tx_command, Checks, Tx};
 use super::model::{Id, Model, ModelEvent, Rejection};
 use super::state::{AppEvent, AppState};
 use crate::engine::{Committed, Engine, Meta, Receipt, SubmitError};
@@ -56,12 +56,13 @@ pub struct Executed<T> {
 #[derive(Clone)]
 pub struct Handle {
     engine: Arc<Engine<AppState>>,
+    checks: Arc<Checks>,
 }
 
 impl Handle {
-    /// Wraps an open engine.
-    pub fn new(engine: Arc<Engine<AppState>>) -> Self {
-        Handle { engine }
+    /// Wraps an open engine; every write enforces `checks`.
+    pub fn new(engine: Arc<Engine<AppState>>, checks: Arc<Checks>) -> Self {
+        Handle { engine, checks }
     }
 
     /// The engine.
@@ -91,7 +92,7 @@ impl Handle {
         meta: Meta,
         decide: impl Fn(&mut Tx<'_>) -> Result<T, Rejection> + Send + Sync + 'static,
     ) -> Result<Executed<T>, WriteError> {
-        let (command, output) = tx_command(decide);
+        let (command, output) = tx_command(Arc::clone(&self.checks), decide);
         match self.engine.submit_with(command, meta) {
             Ok(receipt) => {
                 let output = output.lock().expect("command output poisoned").take();

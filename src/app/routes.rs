@@ -13,7 +13,7 @@ use super::schema::{parse_list_query, FieldKind, Rule};
 use crate::engine::Meta;
 use crate::http::problem::Problem;
 use crate::http::router::Router;
-use crate::http::{Request, Response};
+use crate::http::{inline, Request, Response};
 use crate::json::{self, ToJson, Writer};
 
 /// Longest `Idempotency-Key` accepted, in bytes.
@@ -100,8 +100,9 @@ fn record_response<M: Model>(status: u16, record: &M, version: u64) -> Response 
     Response::json(status, record).with_header("ETag", etag(version))
 }
 
-/// Adds the routes of `M` to `router`.
-pub fn model_routes<M: Model>(router: Router, handle: &Handle) -> Router {
+/// Adds the routes of `M` to `router`: reads always, writes when `writable` (a model written
+/// only through commands, like the shop's orders, leaves them out).
+pub fn model_routes<M: Model>(router: Router, handle: &Handle, writable: bool) -> Router {
     let base = M::PATH.trim_end_matches('/');
     let item = format!("{base}/{{id}}");
     let (h1, h2, h3, h4, h5, h6) = (
@@ -112,13 +113,22 @@ pub fn model_routes<M: Model>(router: Router, handle: &Handle) -> Router {
         handle.clone(),
         handle.clone(),
     );
-    router
+    let router = router
         .get(&format!("{base}/_schema"), |_: &mut Request| {
             Response::bytes(200, "application/json", schema_json::<M>().into_bytes())
         })
         .get(base, move |req: &mut Request| list::<M>(&h1, req))
+        // A single-record read copies one record under the read lock: cheap and non-blocking,
+        // so the reactor may run it inline.
+        .get(
+            &item,
+            inline(move |req: &mut Request| show::<M>(&h3, req).unwrap_or_else(Response::from)),
+        );
+    if !writable {
+        return router;
+    }
+    router
         .post(base, move |req: &mut Request| create::<M>(&h2, req))
-        .get(&item, move |req: &mut Request| show::<M>(&h3, req))
         .put(&item, move |req: &mut Request| replace::<M>(&h4, req))
         .patch(&item, move |req: &mut Request| patch::<M>(&h5, req))
         .delete(&item, move |req: &mut Request| remove::<M>(&h6, req))

@@ -990,7 +990,7 @@ fn run_length(lengths: &[u8]) -> Vec<(u8, u8)> {
                 left -= n;
             }
         }
-        runs.extend(std::iter::repeat((value, 0)).take(left));
+        runs.extend(std::iter::repeat_n((value, 0), left));
         i += run;
     }
     runs

@@ -14,7 +14,6 @@ use crate::binary::Encode;
 use crate::log::{
     self, Append, AppendError, Appended, Durability, EntryBatch, Error, Faults, Log, LogOptions,
 };
-use std::any::Any;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,8 +42,10 @@ pub struct EngineOptions {
     pub idempotency_keys_max: usize,
     /// Events a subscriber may lag behind before it is cut off.
     pub subscriber_buffer_events: usize,
-    /// Take a snapshot in the background every this many events (0: only on demand).
+    /// Take a snapshot in the background every this many events (0: not by count).
     pub snapshot_every_events: u64,
+    /// Take a snapshot in the background every this many log bytes (0: not by size).
+    pub snapshot_every_bytes: u64,
     /// Submissions queued before `submit` blocks.
     pub queue_commands_max: usize,
     /// Schema upcasters used during replay and catch-up.
@@ -63,6 +64,7 @@ impl Default for EngineOptions {
             idempotency_keys_max: IDEMPOTENCY_KEYS_DEFAULT,
             subscriber_buffer_events: SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
             snapshot_every_events: 0,
+            snapshot_every_bytes: 0,
             queue_commands_max: QUEUE_COMMANDS_DEFAULT,
             upcasters: Vec::new(),
             faults: None,
@@ -117,7 +119,8 @@ impl<R: std::fmt::Debug> std::fmt::Display for SubmitError<R> {
 
 /// Untyped failure travelling through the pipeline; `Rejected` holds the command's rejection.
 enum Failure {
-    Rejected(Box<dyn Any + Send>),
+    /// The command refused; the typed rejection is kept inside the submission.
+    Rejected,
     Conflict {
         aggregate: u64,
         expected: u64,
@@ -141,22 +144,115 @@ impl From<AppendError> for Failure {
     }
 }
 
-type Finish = Box<dyn FnOnce(Result<Receipt, Failure>) + Send>;
-type Decide<S> =
-    Box<dyn FnOnce(&S, &Context) -> Result<Vec<<S as State>::Event>, Box<dyn Any + Send>> + Send>;
 type Hook<E> = Arc<dyn Fn(&Committed<E>) + Send + Sync>;
 
-struct Job<S: State> {
+/// A queued command with its reply slot, type-erased for the sequencer: one allocation per
+/// submission (the box), plus the shared reply slot.
+trait Submission<S: State>: Send {
+    fn meta(&self) -> &Meta;
+    /// Decides; a rejection is stored inside the submission and reported by `finish`.
+    fn decide(&mut self, state: &S, context: &Context) -> Option<Vec<S::Event>>;
+    fn finish(self: Box<Self>, outcome: Result<Receipt, Failure>);
+}
+
+type Job<S> = Box<dyn Submission<S>>;
+
+/// A one-shot reply slot: cheaper than a channel, and it only wakes a thread that waits.
+struct Slot<T> {
+    state: Mutex<(Option<T>, bool)>,
+    ready: Condvar,
+}
+
+impl<T> Slot<T> {
+    fn put(&self, value: T) {
+        let mut state = self.state.lock().expect("reply slot poisoned");
+        assert!(state.0.is_none(), "a submission is answered once");
+        state.0 = Some(value);
+        if state.1 {
+            self.ready.notify_one();
+        }
+    }
+
+    fn take(&self) -> T {
+        let mut state = self.state.lock().expect("reply slot poisoned");
+        loop {
+            if let Some(value) = state.0.take() {
+                return value;
+            }
+            state.1 = true;
+            state = self.ready.wait(state).expect("reply slot poisoned");
+        }
+    }
+}
+
+/// The reply slot of a submission whose command rejects with `R`.
+type ReplySlot<R> = Arc<Slot<Result<Receipt, SubmitError<R>>>>;
+
+struct TypedSubmission<S: State, C: Command<S>> {
+    command: C,
     meta: Meta,
-    decide: Decide<S>,
-    finish: Finish,
+    rejection: Option<C::Rejection>,
+    /// `None` once answered; answering `Closed` on drop means a waiter never hangs.
+    reply: Option<ReplySlot<C::Rejection>>,
+    _state: std::marker::PhantomData<fn(S)>,
+}
+
+impl<S: State, C: Command<S>> Submission<S> for TypedSubmission<S, C> {
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    fn decide(&mut self, state: &S, context: &Context) -> Option<Vec<S::Event>> {
+        match self.command.decide(state, context) {
+            Ok(events) => Some(events),
+            Err(rejection) => {
+                self.rejection = Some(rejection);
+                None
+            }
+        }
+    }
+
+    fn finish(mut self: Box<Self>, outcome: Result<Receipt, Failure>) {
+        let outcome = outcome.map_err(|failure| match failure {
+            Failure::Rejected => SubmitError::Rejected(
+                self.rejection
+                    .take()
+                    .expect("a rejected command kept its rejection"),
+            ),
+            Failure::Conflict {
+                aggregate,
+                expected,
+                current,
+            } => SubmitError::Conflict {
+                aggregate,
+                expected,
+                current,
+            },
+            Failure::DiskFull => SubmitError::DiskFull,
+            Failure::Storage(message) => SubmitError::Storage(message),
+            Failure::Closed => SubmitError::Closed,
+        });
+        if let Some(reply) = self.reply.take() {
+            reply.put(outcome);
+        }
+    }
+}
+
+impl<S: State, C: Command<S>> Drop for TypedSubmission<S, C> {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            reply.put(Err(SubmitError::Closed));
+        }
+    }
 }
 
 /// What one log append carries to the applier.
 struct Pending<S: State> {
+    /// Bytes the batch's entries take in the log.
+    bytes: u64,
     events: Vec<Committed<S::Event>>,
     remembered: Vec<(Arc<str>, Receipt)>,
-    outcomes: Vec<(Finish, Result<Receipt, Failure>)>,
+    outcomes: Vec<(Job<S>, Result<Receipt, Failure>)>,
 }
 
 /// State shared by the engine handle and its threads.
@@ -174,17 +270,18 @@ pub(super) struct Shared<S: State> {
     snapshot_running: AtomicBool,
     snapshot_lock: Mutex<()>,
     events_since_snapshot: AtomicU64,
+    bytes_since_snapshot: AtomicU64,
 }
 
 /// A submission in flight (from [`Engine::submit_async`]); `wait` blocks until its outcome.
 pub struct Ticket<R> {
-    outcome: mpsc::Receiver<Result<Receipt, SubmitError<R>>>,
+    slot: ReplySlot<R>,
 }
 
 impl<R> Ticket<R> {
     /// Waits for the outcome.
     pub fn wait(self) -> Result<Receipt, SubmitError<R>> {
-        self.outcome.recv().unwrap_or(Err(SubmitError::Closed))
+        self.slot.take()
     }
 }
 
@@ -237,8 +334,13 @@ impl<S: State> Engine<S> {
                 message: message.to_string(),
             });
         }
-        let mut tracked = replay::load_snapshot(data_dir, initial, options.idempotency_keys_max)?;
+        let tracked = replay::load_snapshot(data_dir, initial, options.idempotency_keys_max)?;
         let snapshot_index = tracked.applied_index;
+        let log_dir = data_dir.join(log::LOG_DIR_NAME);
+        if log_dir.is_dir() {
+            // Before replaying: a log that starts too late cannot rebuild this state.
+            replay::check_log_start(&log_dir, snapshot_index + 1)?;
+        }
         let log_options = LogOptions {
             durability: options.durability,
             segment_bytes_max: options.segment_bytes_max,
@@ -247,10 +349,9 @@ impl<S: State> Engine<S> {
             faults: options.faults.clone(),
         };
         let upcasters = options.upcasters.clone();
-        let (log, recovery) = Log::open(data_dir, log_options, &mut |frame| {
-            replay::apply_frame(&mut tracked, frame, &upcasters)
+        let ((log, recovery), tracked) = replay::replay_pipelined(tracked, &upcasters, |visit| {
+            Log::open(data_dir, log_options, &mut |frame| visit(frame))
         })?;
-        replay::check_log_start(log.dir(), snapshot_index + 1)?;
         if recovery.next_index != tracked.applied_index + 1 {
             let message = format!(
                 "the log ends at index {} but the snapshot covers up to {snapshot_index}",
@@ -283,6 +384,7 @@ impl<S: State> Engine<S> {
             snapshot_running: AtomicBool::new(false),
             snapshot_lock: Mutex::new(()),
             events_since_snapshot: AtomicU64::new(0),
+            bytes_since_snapshot: AtomicU64::new(0),
         });
         let snapshotter = Arc::new(Mutex::new(None));
         let (jobs, job_receiver) = mpsc::sync_channel(queue_commands_max);
@@ -335,44 +437,22 @@ impl<S: State> Engine<S> {
     /// Queues a command and returns at once; [`Ticket::wait`] gives the outcome. Lets one
     /// caller keep several commands in flight (they share fsyncs).
     pub fn submit_async<C: Command<S>>(&self, command: C, meta: Meta) -> Ticket<C::Rejection> {
-        let (sender, outcome) = mpsc::sync_channel(1);
-        let finish: Finish = Box::new(move |result| {
-            let _ = sender.send(result.map_err(|failure| match failure {
-                Failure::Rejected(any) => {
-                    let rejection = any
-                        .downcast::<C::Rejection>()
-                        .expect("rejection has the command's type");
-                    SubmitError::Rejected(*rejection)
-                }
-                Failure::Conflict {
-                    aggregate,
-                    expected,
-                    current,
-                } => SubmitError::Conflict {
-                    aggregate,
-                    expected,
-                    current,
-                },
-                Failure::DiskFull => SubmitError::DiskFull,
-                Failure::Storage(message) => SubmitError::Storage(message),
-                Failure::Closed => SubmitError::Closed,
-            }));
+        let slot = Arc::new(Slot {
+            state: Mutex::new((None, false)),
+            ready: Condvar::new(),
         });
-        let decide: Decide<S> = Box::new(move |state: &S, context: &Context| {
-            command
-                .decide(state, context)
-                .map_err(|rejection| Box::new(rejection) as Box<dyn Any + Send>)
-        });
-        let job = Job {
+        let job: Job<S> = Box::new(TypedSubmission {
+            command,
             meta,
-            decide,
-            finish,
-        };
+            rejection: None,
+            reply: Some(Arc::clone(&slot)),
+            _state: std::marker::PhantomData,
+        });
         let jobs = self.jobs.as_ref().expect("job sender lives until drop");
         if let Err(mpsc::SendError(job)) = jobs.send(job) {
-            (job.finish)(Err(Failure::Closed));
+            job.finish(Err(Failure::Closed));
         }
-        Ticket { outcome }
+        Ticket { slot }
     }
 
     /// Subscribes to committed events from `from_index` (catching up from the log, then live).
@@ -393,7 +473,8 @@ impl<S: State> Engine<S> {
     }
 
     /// Registers a post-commit hook, run on the applier thread after each committed event
-    /// (never inside `apply`, never under the state lock). Keep it quick.
+    /// (never inside `apply`, never under the state lock), before the submitter is woken.
+    /// Keep it quick, and never submit-and-wait from a hook: the applier would wait on itself.
     pub fn on_commit(&self, hook: impl Fn(&Committed<S::Event>) + Send + Sync + 'static) {
         self.shared()
             .hooks
@@ -408,7 +489,7 @@ impl<S: State> Engine<S> {
     }
 
     /// Digest of the committed state (see [`state::digest`]).
-    pub fn digest(&self) -> u64 {
+    pub fn digest(&self) -> [u8; state::DIGEST_BYTES] {
         self.read(state::digest)
     }
 
@@ -507,15 +588,12 @@ impl<S: State> Sequencer<S> {
         entries: &mut EntryBatch,
         pending: &mut Pending<S>,
     ) {
-        let Job {
-            meta,
-            decide,
-            finish,
-        } = job;
+        let mut job = job;
+        let meta = job.meta().clone();
         if let Some(key) = &meta.idempotency_key {
             if let Some(receipt) = self.speculative.receipt_of(key) {
                 pending.outcomes.push((
-                    finish,
+                    job,
                     Ok(Receipt {
                         duplicate: true,
                         ..receipt
@@ -528,7 +606,7 @@ impl<S: State> Sequencer<S> {
             let current = self.speculative.version(aggregate);
             if current != expected {
                 pending.outcomes.push((
-                    finish,
+                    job,
                     Err(Failure::Conflict {
                         aggregate,
                         expected,
@@ -545,14 +623,9 @@ impl<S: State> Sequencer<S> {
             timestamp_ms,
             request_id,
         };
-        let events = match decide(&self.speculative.state, &context) {
-            Ok(events) => events,
-            Err(rejection) => {
-                pending
-                    .outcomes
-                    .push((finish, Err(Failure::Rejected(rejection))));
-                return;
-            }
+        let Some(events) = job.decide(&self.speculative.state, &context) else {
+            pending.outcomes.push((job, Err(Failure::Rejected)));
+            return;
         };
         let first_index = self.next_index;
         for event in events {
@@ -586,7 +659,7 @@ impl<S: State> Sequencer<S> {
             self.speculative.remember(key, receipt);
             pending.remembered.push((Arc::clone(key), receipt));
         }
-        pending.outcomes.push((finish, Ok(receipt)));
+        pending.outcomes.push((job, Ok(receipt)));
     }
 }
 
@@ -608,6 +681,7 @@ fn run_sequencer<S: State>(
         let first_index = sequencer.next_index;
         let mut entries = EntryBatch::new();
         let mut pending = Pending {
+            bytes: 0,
             events: Vec::new(),
             remembered: Vec::new(),
             outcomes: Vec::new(),
@@ -620,6 +694,7 @@ fn run_sequencer<S: State>(
             sequencer.sequence(job, timestamp_ms, &mut entries, &mut pending);
         }
         assert_eq!(first_index + u64::from(entries.len()), sequencer.next_index);
+        pending.bytes = entries.byte_len() as u64;
         *shared.in_flight.lock().expect("in-flight lock poisoned") += 1;
         let applier = applier.clone();
         let done: log::Done = Box::new(move |result| {
@@ -652,6 +727,7 @@ fn run_applier<S: State>(
 ) {
     while let Ok((result, pending)) = receiver.recv() {
         let Pending {
+            bytes,
             events,
             remembered,
             outcomes,
@@ -660,23 +736,32 @@ fn run_applier<S: State>(
             Ok(_) => {
                 let count = events.len() as u64;
                 apply_committed(shared, events, &remembered);
-                for (finish, outcome) in outcomes {
-                    finish(outcome);
+                for (job, outcome) in outcomes {
+                    job.finish(outcome);
                 }
-                let since = shared
+                let events_since = shared
                     .events_since_snapshot
                     .fetch_add(count, Ordering::Relaxed)
                     + count;
-                let every = shared.options.snapshot_every_events;
-                if every > 0 && since >= every {
+                let bytes_since = shared
+                    .bytes_since_snapshot
+                    .fetch_add(bytes, Ordering::Relaxed)
+                    + bytes;
+                let (every_events, every_bytes) = (
+                    shared.options.snapshot_every_events,
+                    shared.options.snapshot_every_bytes,
+                );
+                if (every_events > 0 && events_since >= every_events)
+                    || (every_bytes > 0 && bytes_since >= every_bytes)
+                {
                     start_background_snapshot(shared, snapshotter);
                 }
             }
             Err(error) => {
                 // Nothing of this batch is stored; the sequencer must forget it too.
                 shared.failed.store(true, Ordering::SeqCst);
-                for (finish, _) in outcomes {
-                    finish(Err(Failure::from(error.clone())));
+                for (job, _) in outcomes {
+                    job.finish(Err(Failure::from(error.clone())));
                 }
             }
         }
@@ -760,6 +845,7 @@ fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
         .expect("state lock poisoned")
         .clone();
     shared.events_since_snapshot.store(0, Ordering::Relaxed);
+    shared.bytes_since_snapshot.store(0, Ordering::Relaxed);
     let index = copy.applied_index;
     let mut body = Vec::new();
     copy.encode_snapshot(&mut body);

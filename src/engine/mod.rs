@@ -28,6 +28,7 @@ mod replay;
 mod snapshot;
 mod state;
 mod subscribe;
+pub mod tools;
 
 pub use self::core::{
     Engine, EngineOptions, Opened, SnapshotInfo, SubmitError, Ticket, BATCH_COMMANDS_MAX,
@@ -40,6 +41,7 @@ pub use snapshot::{
     SNAPSHOT_HEADER_BYTES, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
 };
 pub use state::{
-    digest, Command, Committed, Context, Convert, Meta, Receipt, State, Tracked, Upcaster,
+    digest, digest_hex, Command, Committed, Context, Convert, Meta, Receipt, State, Tracked,
+    Upcaster, DIGEST_BYTES,
 };
 pub use subscribe::{SubscribeError, Subscription, CATCH_UP_EVENTS_MAX};

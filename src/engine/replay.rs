@@ -11,6 +11,8 @@ use crate::binary;
 use crate::log::{self, Error, Frame};
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
 
 /// Decodes an event payload, upcasting it step by step to `S::SCHEMA_VERSION` first.
 pub fn decode_event<S: State>(
@@ -35,7 +37,7 @@ pub fn decode_event<S: State>(
                 u.from_version == version
                     && u.event_type
                         .as_deref()
-                        .map_or(true, |t| t == envelope.event_type)
+                        .is_none_or(|t| t == envelope.event_type)
             })
             .ok_or_else(|| {
                 format!(
@@ -48,15 +50,25 @@ pub fn decode_event<S: State>(
     binary::from_slice(&payload).map_err(|e| e.to_string())
 }
 
-/// Applies every entry of `frame` above `tracked.applied_index` to `tracked`.
-pub fn apply_frame<S: State>(
-    tracked: &mut Tracked<S>,
+/// One event decoded from the log, ready to apply.
+pub struct Decoded<E> {
+    index: u64,
+    request_id: u64,
+    timestamp_ms: u64,
+    idempotency_key: Option<Arc<str>>,
+    event: E,
+}
+
+/// Decodes (and upcasts) every entry of `frame` above `applied_index` into `out`.
+pub fn decode_frame<S: State>(
     frame: &Frame<'_>,
+    applied_index: u64,
     upcasters: &[Upcaster],
+    out: &mut Vec<Decoded<S::Event>>,
 ) -> Result<(), Error> {
     for (offset, entry) in frame.entries().enumerate() {
         let index = frame.index + offset as u64;
-        if index <= tracked.applied_index {
+        if index <= applied_index {
             continue;
         }
         let visitor = |message: String| Error::Visitor { index, message };
@@ -66,19 +78,78 @@ pub fn apply_frame<S: State>(
             return Err(visitor(format!("envelope says index {}", envelope.index)));
         }
         let event = decode_event::<S>(&envelope, upcasters).map_err(visitor)?;
-        tracked.apply(index, envelope.request_id, &event);
-        if let Some(key) = envelope.idempotency_key {
-            let receipt = Receipt {
-                first_index: index,
-                last_index: index,
-                timestamp_ms: envelope.timestamp_ms,
-                request_id: envelope.request_id,
-                duplicate: false,
-            };
-            tracked.remember(&std::sync::Arc::from(key), receipt);
-        }
+        out.push(Decoded {
+            index,
+            request_id: envelope.request_id,
+            timestamp_ms: envelope.timestamp_ms,
+            idempotency_key: envelope.idempotency_key.map(Arc::from),
+            event,
+        });
     }
     Ok(())
+}
+
+/// Applies decoded events in order, rebuilding the idempotency window as it goes.
+pub fn apply_decoded<S: State>(
+    tracked: &mut Tracked<S>,
+    decoded: impl IntoIterator<Item = Decoded<S::Event>>,
+) {
+    for item in decoded {
+        tracked.apply(item.index, item.request_id, &item.event);
+        if let Some(key) = item.idempotency_key {
+            let receipt = Receipt {
+                first_index: item.index,
+                last_index: item.index,
+                timestamp_ms: item.timestamp_ms,
+                request_id: item.request_id,
+                duplicate: false,
+            };
+            tracked.remember(&key, receipt);
+        }
+    }
+}
+
+/// Events decoded per chunk handed from the reading thread to the applying thread.
+const REPLAY_CHUNK_EVENTS: usize = 8192;
+/// Chunks buffered between the two replay threads.
+const REPLAY_CHUNKS_QUEUED: usize = 4;
+
+/// Replays with two threads: `drive` runs on the calling thread and feeds frames (reading,
+/// checksums, decoding happen there); a second thread applies the decoded events in order.
+/// Returns `drive`'s result and the state.
+pub fn replay_pipelined<S: State, T>(
+    mut tracked: Tracked<S>,
+    upcasters: &[Upcaster],
+    drive: impl FnOnce(&mut dyn FnMut(&Frame<'_>) -> Result<(), Error>) -> Result<T, Error>,
+) -> Result<(T, Tracked<S>), Error> {
+    let applied_index = tracked.applied_index;
+    std::thread::scope(|scope| {
+        let (sender, receiver) = mpsc::sync_channel::<Vec<Decoded<S::Event>>>(REPLAY_CHUNKS_QUEUED);
+        let applier = scope.spawn(move || {
+            for chunk in receiver {
+                apply_decoded(&mut tracked, chunk);
+            }
+            tracked
+        });
+        let mut chunk = Vec::with_capacity(REPLAY_CHUNK_EVENTS);
+        let mut last_index = applied_index;
+        let result = drive(&mut |frame| {
+            decode_frame::<S>(frame, last_index, upcasters, &mut chunk)?;
+            last_index = last_index.max(frame.last_index());
+            if chunk.len() >= REPLAY_CHUNK_EVENTS {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(REPLAY_CHUNK_EVENTS));
+                // The applier only stops early if it panicked, which `join` reports below.
+                let _ = sender.send(full);
+            }
+            Ok(())
+        });
+        if result.is_ok() && !chunk.is_empty() {
+            let _ = sender.send(chunk);
+        }
+        drop(sender);
+        let tracked = applier.join().expect("replay applier panicked");
+        result.map(|value| (value, tracked))
+    })
 }
 
 /// Decodes the committed events of a frame in `[from, to]` (for subscriptions' catch-up).
@@ -140,7 +211,7 @@ pub fn replay_dir<S: State>(
     upcasters: &[Upcaster],
 ) -> Result<Tracked<S>, Error> {
     let keys_max = usize::MAX;
-    let mut tracked = if use_snapshot {
+    let tracked = if use_snapshot {
         load_snapshot(data_dir, initial, keys_max)?
     } else {
         Tracked::new(initial, 0, keys_max)
@@ -148,9 +219,11 @@ pub fn replay_dir<S: State>(
     let from = tracked.applied_index + 1;
     let log_dir = data_dir.join(log::LOG_DIR_NAME);
     check_log_start(&log_dir, from)?;
-    log::read_range(&log_dir, from, &mut |frame| {
-        apply_frame(&mut tracked, frame, upcasters)?;
-        Ok(true)
+    let ((), tracked) = replay_pipelined(tracked, upcasters, |visit| {
+        log::read_range(&log_dir, from, &mut |frame| {
+            visit(frame)?;
+            Ok(true)
+        })
     })?;
     Ok(tracked)
 }

@@ -44,7 +44,8 @@ pub trait Command<S: State>: Send + 'static {
     /// Why the command can be refused.
     type Rejection: Send + 'static;
 
-    /// Decides. Reads the time and ids from `context`, never from the system.
+    /// Decides. Reads the time and ids from `context`, never from the system. Runs on the
+    /// sequencer thread: it must not submit to the same engine and wait (that would deadlock).
     fn decide(&self, state: &S, context: &Context) -> Result<Vec<S::Event>, Self::Rejection>;
 }
 
@@ -257,13 +258,17 @@ impl<S: State> Tracked<S> {
     }
 }
 
-/// FNV-1a, 64-bit, over the binary encoding of the state: a stable digest to compare replays
-/// and replicas. (Not cryptographic; switch to SHA-256 once `crypto` has it.)
-pub fn digest<S: Encode>(state: &S) -> u64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let bytes = binary::to_vec(state);
-    bytes.iter().fold(OFFSET_BASIS, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
-    })
+/// Bytes of a state digest.
+pub const DIGEST_BYTES: usize = 32;
+
+/// SHA-256 of the binary encoding of the state: a stable digest to compare replays and
+/// replicas (equal for equal states as long as the encoding is deterministic, e.g. ordered
+/// maps).
+pub fn digest<S: Encode>(state: &S) -> [u8; DIGEST_BYTES] {
+    crate::crypto::sha256::sha256(&binary::to_vec(state))
+}
+
+/// A digest as lowercase hex, for printing.
+pub fn digest_hex(digest: &[u8; DIGEST_BYTES]) -> String {
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -60,6 +60,7 @@ impl<E> Subscribers<E> {
             cut_off,
             log_dir,
             upcasters,
+            cursor: None,
         }
     }
 
@@ -128,6 +129,8 @@ pub struct Subscription<S: State> {
     cut_off: Arc<AtomicBool>,
     log_dir: PathBuf,
     upcasters: Vec<Upcaster>,
+    /// Catch-up position, kept between reads so each segment is read once.
+    cursor: Option<log::Cursor>,
 }
 
 impl<S: State> Subscription<S> {
@@ -186,8 +189,15 @@ impl<S: State> Subscription<S> {
         let (from, to) = (self.next_index, self.catch_up_end);
         let mut events = Vec::new();
         let upcasters = &self.upcasters;
-        replay::check_log_start(&self.log_dir, from)?;
-        log::read_range(&self.log_dir, from, &mut |frame| {
+        let log_dir = &self.log_dir;
+        let cursor = match &mut self.cursor {
+            Some(cursor) => cursor,
+            None => {
+                replay::check_log_start(log_dir, from)?;
+                self.cursor.insert(log::Cursor::new(log_dir, from))
+            }
+        };
+        cursor.read(&mut |frame| {
             replay::committed_events::<S>(frame, from, to, upcasters, &mut events)?;
             Ok(events.len() < CATCH_UP_EVENTS_MAX && frame.last_index() < to)
         })?;

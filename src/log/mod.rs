@@ -19,7 +19,7 @@ pub use frame::{
     Status, ENTRY_PREFIX_BYTES, FORMAT_VERSION, FRAME_BYTES_MAX, FRAME_HEAD_BYTES,
     FRAME_PREFIX_BYTES, HEADER_BYTES, SEGMENT_MAGIC,
 };
-pub use reader::read_range;
+pub use reader::{read_range, Cursor};
 pub use segment::{list_segments, segment_name, segment_path, sync_dir};
 pub use writer::{
     lock_data_dir, Append, Appended, Done, Durability, Faults, Log, LogOptions, Recovery,

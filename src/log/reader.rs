@@ -4,10 +4,10 @@
 //! Owns: iteration over segment files from a given index. Must not: modify files, or take the
 //! data-directory lock (tools may read a live log).
 
-use super::frame::Frame;
+use super::frame::{self, Frame, Status, HEADER_BYTES};
 use super::segment::{self, Ending};
 use super::Error;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Visits every stored frame that holds entries at or after `from_index`, oldest first, until
 /// `visit` returns `false` or the log ends.
@@ -52,4 +52,110 @@ pub fn read_range(
         }
     }
     Ok(())
+}
+
+/// A position in the log that reads forward frame by frame, keeping the current segment in
+/// memory, so repeated small reads (a subscriber catching up) do not re-read whole segments.
+#[derive(Debug)]
+pub struct Cursor {
+    log_dir: PathBuf,
+    /// Index of the next entry wanted.
+    next_index: u64,
+    /// First index of the segment in `buffer`, if one is loaded.
+    loaded: Option<u64>,
+    buffer: Vec<u8>,
+    offset: usize,
+}
+
+impl Cursor {
+    /// A cursor at `from_index`.
+    pub fn new(log_dir: &Path, from_index: u64) -> Self {
+        Cursor {
+            log_dir: log_dir.to_path_buf(),
+            next_index: from_index,
+            loaded: None,
+            buffer: Vec::new(),
+            offset: 0,
+        }
+    }
+
+    /// Index of the next entry the cursor will reach.
+    pub fn next_index(&self) -> u64 {
+        self.next_index
+    }
+
+    /// Visits frames holding entries at or after the cursor's index until `visit` returns
+    /// `false` or the stored log ends (an incomplete last frame ends it too). Frames may start
+    /// before the cursor's index: skip their first entries.
+    pub fn read(
+        &mut self,
+        visit: &mut dyn FnMut(&Frame<'_>) -> Result<bool, Error>,
+    ) -> Result<(), Error> {
+        loop {
+            if self.offset >= self.buffer.len() && !self.load()? {
+                return Ok(());
+            }
+            let first = self.loaded.expect("a segment is loaded");
+            let parsed = frame::parse_frame(&self.buffer[self.offset..]);
+            let found = match parsed {
+                Ok(Status::Complete(found)) => found,
+                // A write in progress at the very end: the stored log ends here for now.
+                Ok(Status::Partial) => {
+                    if !self.load()? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Err(error) => {
+                    let path = segment::segment_path(&self.log_dir, first);
+                    return Err(Error::Corrupt {
+                        path,
+                        offset: self.offset as u64,
+                        reason: error.to_string(),
+                    });
+                }
+            };
+            self.offset += found.frame_bytes;
+            if found.count == 0 || found.last_index() < self.next_index {
+                continue;
+            }
+            self.next_index = found.last_index() + 1;
+            if !visit(&found)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Loads the segment holding `next_index` (re-reading the current one if it may have
+    /// grown). Returns `false` when there is nothing new to read.
+    fn load(&mut self) -> Result<bool, Error> {
+        let firsts = segment::list_segments(&self.log_dir)?;
+        let Some(&first) = firsts
+            .iter()
+            .rev()
+            .find(|&&first| first <= self.next_index)
+            .or(firsts.first())
+        else {
+            return Ok(false);
+        };
+        let resume_at = if self.loaded == Some(first) {
+            self.offset
+        } else {
+            HEADER_BYTES
+        };
+        let before = self.buffer.len();
+        let path = segment::segment_path(&self.log_dir, first);
+        segment::read_segment(&path, &mut self.buffer)?;
+        if let Err(error) = frame::parse_header(&self.buffer) {
+            return Err(Error::Corrupt {
+                path,
+                offset: 0,
+                reason: error.to_string(),
+            });
+        }
+        let grew = self.loaded != Some(first) || self.buffer.len() > before;
+        self.loaded = Some(first);
+        self.offset = resume_at.min(self.buffer.len());
+        Ok(grew && self.offset < self.buffer.len())
+    }
 }

@@ -716,7 +716,12 @@ impl Writer {
                 self.segments.push(self.next_index);
             }
             // Keep appending to the current segment; rollover is retried after the next group.
-            Err(error) => eprintln!("lithair log: cannot start a new segment: {error}"),
+            // A half-created file must not stay behind: recovery would read it as a later
+            // segment overlapping the current one.
+            Err(error) => {
+                eprintln!("lithair log: cannot start a new segment: {error}");
+                let _ = fs::remove_file(segment::segment_path(&self.log_dir, self.next_index));
+            }
         }
     }
 }

@@ -1,0 +1,259 @@
+//! Operator tools over a data directory, shared by the `lithair` binary and every app's CLI:
+//! `log verify`, `log inspect`, `log stats`, a log-level `replay`, and snapshot listing.
+//!
+//! Owns: reading and reporting. Must not: take the data-directory lock or modify files (safe
+//! next to a running server), or decode payloads (it does not know the application's types;
+//! typed replay is `Engine::open` / `replay_dir`).
+
+use super::envelope::{self, EnvelopeRef};
+use super::snapshot;
+use crate::log::{self, Frame};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Instant;
+
+/// Events between two progress lines of `replay` on a terminal.
+pub const PROGRESS_EVERY_EVENTS: u64 = 1_000_000;
+
+fn io(error: std::io::Error) -> String {
+    error.to_string()
+}
+
+/// Visits every decoded envelope from `from`, in index order, until `visit` returns `false`.
+fn each_event(
+    data: &Path,
+    from: u64,
+    visit: &mut dyn FnMut(&Frame<'_>, EnvelopeRef<'_>) -> bool,
+) -> Result<(), String> {
+    let log_dir = data.join(log::LOG_DIR_NAME);
+    if !log_dir.is_dir() {
+        return Err(format!("{} has no log directory", data.display()));
+    }
+    log::read_range(&log_dir, from, &mut |frame| {
+        for (offset, entry) in frame.entries().enumerate() {
+            let index = frame.index + offset as u64;
+            if index < from {
+                continue;
+            }
+            let envelope = envelope::decode_entry(entry).map_err(|e| log::Error::Visitor {
+                index,
+                message: format!("bad envelope: {e}"),
+            })?;
+            if envelope.index != index {
+                let message = format!("envelope says index {}", envelope.index);
+                return Err(log::Error::Visitor { index, message });
+            }
+            if !visit(frame, envelope) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Replays the log without the application's types: event count, time and a digest of the
+/// payload stream in log order (FNV-1a-64).
+pub fn replay_stream(data: &Path, out: &mut dyn Write) -> Result<(), String> {
+    let started = Instant::now();
+    let terminal = std::io::stderr().is_terminal();
+    let (mut count, mut digest, mut last) = (0u64, 0xcbf2_9ce4_8422_2325u64, 0u64);
+    each_event(data, 0, &mut |_, envelope| {
+        for &byte in envelope.payload {
+            digest = (digest ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        count += 1;
+        last = envelope.index;
+        if terminal && count % PROGRESS_EVERY_EVENTS == 0 {
+            eprint!("\r{count} events...");
+        }
+        true
+    })?;
+    if terminal && count >= PROGRESS_EVERY_EVENTS {
+        eprintln!();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    writeln!(out, "replayed {count} events (last index {last}) in {seconds:.3} s; stream digest {digest:016x}").map_err(io)
+}
+
+/// Checks every frame, envelope and snapshot; `Err` names the file and offset of damage.
+pub fn log_verify(data: &Path, out: &mut dyn Write) -> Result<(), String> {
+    let log_dir = data.join(log::LOG_DIR_NAME);
+    let segments = log::list_segments(&log_dir).map_err(|e| e.to_string())?;
+    let (mut frames, mut events, mut first, mut last) = (0u64, 0u64, None, 0u64);
+    let mut previous_frame = None;
+    each_event(data, 0, &mut |frame, envelope| {
+        if previous_frame != Some(frame.index) {
+            frames += 1;
+            previous_frame = Some(frame.index);
+        }
+        events += 1;
+        first.get_or_insert(envelope.index);
+        last = envelope.index;
+        true
+    })?;
+    let first = first.unwrap_or(0);
+    writeln!(
+        out,
+        "log: {} segments, {frames} frames, {events} events, indexes {first}..={last}",
+        segments.len()
+    )
+    .map_err(io)?;
+    for index in snapshot::list_snapshots(data).map_err(|e| e.to_string())? {
+        check_snapshot(data, index, out)?;
+    }
+    writeln!(out, "ok").map_err(io)
+}
+
+fn check_snapshot(data: &Path, index: u64, out: &mut dyn Write) -> Result<(), String> {
+    let path = snapshot::snapshot_dir(data).join(format!("{index:020}.snap"));
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    match snapshot::parse_snapshot(&bytes) {
+        Ok((named, body)) if named == index => writeln!(
+            out,
+            "snapshot {}: index {index}, {} bytes, checksums ok",
+            path.display(),
+            body.len()
+        )
+        .map_err(io),
+        Ok((named, _)) => Err(format!("{}: names index {named}", path.display())),
+        Err(reason) => Err(format!("{}: {reason}", path.display())),
+    }
+}
+
+fn json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn json_option(out: &mut String, name: &str, value: Option<&str>) {
+    out.push_str(&format!(",\"{name}\":"));
+    match value {
+        Some(text) => json_string(out, text),
+        None => out.push_str("null"),
+    }
+}
+
+/// One envelope as a JSON line (payload as hex: the tools do not know the payload types).
+fn envelope_json(line: &mut String, envelope: &EnvelopeRef<'_>) {
+    line.clear();
+    line.push_str(&format!(
+        "{{\"index\":{},\"timestamp_ms\":{},\"type\":",
+        envelope.index, envelope.timestamp_ms
+    ));
+    json_string(line, envelope.event_type);
+    line.push_str(&format!(
+        ",\"schema_version\":{},\"request_id\":{}",
+        envelope.schema_version, envelope.request_id
+    ));
+    json_option(line, "idempotency_key", envelope.idempotency_key);
+    json_option(line, "actor", envelope.actor);
+    json_option(line, "correlation_id", envelope.correlation_id);
+    line.push_str(",\"payload_hex\":\"");
+    for byte in envelope.payload {
+        line.push_str(&format!("{byte:02x}"));
+    }
+    line.push_str("\"}\n");
+}
+
+/// Prints events in `[from, to]` (of `event_type` if given) as JSON lines. A closed pipe
+/// (`| head`) ends the output without an error.
+pub fn log_inspect(
+    data: &Path,
+    from: Option<u64>,
+    to: Option<u64>,
+    event_type: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let (from, to) = (from.unwrap_or(0), to.unwrap_or(u64::MAX));
+    let mut line = String::new();
+    let mut write_error = None;
+    each_event(data, from, &mut |_, envelope| {
+        if envelope.index > to {
+            return false;
+        }
+        if event_type.is_some_and(|wanted| wanted != envelope.event_type) {
+            return true;
+        }
+        envelope_json(&mut line, &envelope);
+        if let Err(error) = out.write_all(line.as_bytes()) {
+            write_error = Some(error);
+            return false;
+        }
+        true
+    })?;
+    match write_error {
+        Some(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.to_string()),
+        _ => out.flush().or(Ok(())),
+    }
+}
+
+/// Prints segment, frame and event counts, sizes and events per type.
+pub fn log_stats(data: &Path, out: &mut dyn Write) -> Result<(), String> {
+    let log_dir = data.join(log::LOG_DIR_NAME);
+    let segments = log::list_segments(&log_dir).map_err(|e| e.to_string())?;
+    let mut bytes = 0u64;
+    for first in &segments {
+        let path = log::segment_path(&log_dir, *first);
+        bytes += std::fs::metadata(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .len();
+    }
+    let (mut frames, mut events, mut payload_bytes) = (0u64, 0u64, 0u64);
+    let mut per_type: BTreeMap<String, u64> = BTreeMap::new();
+    let mut previous_frame = None;
+    each_event(data, 0, &mut |frame, envelope| {
+        if previous_frame != Some(frame.index) {
+            frames += 1;
+            previous_frame = Some(frame.index);
+        }
+        events += 1;
+        payload_bytes += envelope.payload.len() as u64;
+        *per_type.entry(envelope.event_type.to_string()).or_insert(0) += 1;
+        true
+    })?;
+    let per_frame = events as f64 / frames.max(1) as f64;
+    let per_event = bytes as f64 / events.max(1) as f64;
+    writeln!(out, "segments: {} ({bytes} bytes)", segments.len()).map_err(io)?;
+    writeln!(
+        out,
+        "frames: {frames}, events: {events}, events per frame: {per_frame:.1}"
+    )
+    .map_err(io)?;
+    writeln!(
+        out,
+        "payload bytes: {payload_bytes}, log bytes per event: {per_event:.1}"
+    )
+    .map_err(io)?;
+    for (name, count) in per_type {
+        writeln!(out, "  {name}: {count}").map_err(io)?;
+    }
+    let snapshots = snapshot::list_snapshots(data).map_err(|e| e.to_string())?;
+    writeln!(out, "snapshots: {snapshots:?}").map_err(io)
+}
+
+/// Lists snapshots and checks their checksums.
+pub fn snapshot_list(data: &Path, out: &mut dyn Write) -> Result<(), String> {
+    let indexes = snapshot::list_snapshots(data).map_err(|e| e.to_string())?;
+    if indexes.is_empty() {
+        writeln!(
+            out,
+            "no snapshots in {}",
+            snapshot::snapshot_dir(data).display()
+        )
+        .map_err(io)?;
+    }
+    for index in indexes {
+        check_snapshot(data, index, out)?;
+    }
+    Ok(())
+}
