@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use super::command::Tx;
 use super::handle::{Executed, Handle, WriteError};
 use super::model::{compare_values, FieldError, Id, Model, Rejection};
 use super::schema::{parse_list_query, FieldKind, Rule};
@@ -195,29 +196,29 @@ fn show<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Proble
     Ok(record_response(200, &record, version))
 }
 
-/// Runs a write and answers with the record it produced; an idempotent retry answers with
-/// the record as it is now, marked `Idempotent-Replayed: true`.
+/// Runs a write and answers with the record it produced and the version the command gave it
+/// (returned by the command itself: no second read of the state); an idempotent retry answers
+/// with the record as it is now, marked `Idempotent-Replayed: true`.
 fn respond_write<M: Model>(
     handle: &Handle,
-    outcome: Result<Executed<M>, WriteError>,
+    outcome: Result<Executed<(M, u64)>, WriteError>,
     status: u16,
 ) -> Result<Response, Problem> {
     let executed = outcome.map_err(|e| write_error_problem(&e))?;
-    let (record, replayed) = match executed.output {
-        Some(record) => (record, false),
+    let (record, version, replayed) = match executed.output {
+        Some((record, version)) => (record, version, false),
         None => {
             let id = handle
                 .id_touched_by::<M>(&executed.receipt)
                 .ok_or_else(|| {
                     Problem::conflict("this Idempotency-Key was used for another request")
                 })?;
-            let (record, _) = handle
+            let (record, version) = handle
                 .get::<M>(&id)
                 .ok_or_else(|| Problem::not_found(format!("{} {id} no longer exists", M::NAME)))?;
-            (record, true)
+            (record, version, true)
         }
     };
-    let version = handle.get::<M>(&record.id()).map_or(1, |(_, v)| v);
     let mut response = record_response(status, &record, version);
     if status == 201 {
         let location = format!("{}/{}", M::PATH.trim_end_matches('/'), record.id());
@@ -229,10 +230,19 @@ fn respond_write<M: Model>(
     Ok(response)
 }
 
+/// The record a write produced, with the version it has once this command is applied.
+fn with_version<M: Model>(tx: &Tx<'_>, record: M) -> (M, u64) {
+    let version = tx.version::<M>(&record.id());
+    (record, version)
+}
+
 fn create<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
     let record: M = req.json()?;
     let meta = write_meta(req)?;
-    let outcome = handle.execute(meta, move |tx| tx.create(record.clone()));
+    let outcome = handle.execute(meta, move |tx| {
+        let created = tx.create(record.clone())?;
+        Ok(with_version(tx, created))
+    });
     respond_write(handle, outcome, 201)
 }
 
@@ -244,7 +254,8 @@ fn replace<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Pro
         if let Some(expected) = expected {
             tx.expect_version::<M>(&id, expected)?;
         }
-        tx.replace(&id, record.clone())
+        let replaced = tx.replace(&id, record.clone())?;
+        Ok(with_version(tx, replaced))
     });
     respond_write(handle, outcome, 200)
 }
@@ -257,7 +268,8 @@ fn patch<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Probl
         if let Some(expected) = expected {
             tx.expect_version::<M>(&id, expected)?;
         }
-        tx.update::<M>(&id, patch.clone())
+        let updated = tx.update::<M>(&id, patch.clone())?;
+        Ok(with_version(tx, updated))
     });
     respond_write(handle, outcome, 200)
 }
