@@ -69,44 +69,35 @@ macro_rules! enum_codec {
     };
 }
 
-enum_codec!(EntryKind {
-    0 => Normal,
-    1 => ConfChange,
-});
+enum_codec! {
+    EntryKind {
+        0 => Normal,
+        1 => ConfChange,
+    }
+}
 
 // Entry: a framed body of four fields is at least the length byte and four one-byte fields.
-struct_codec!(
-    Entry {
-        term,
-        index,
-        kind,
-        data
-    },
-    bytes_min = 5
-);
+struct_codec! { Entry { term, index, kind, data }, bytes_min = 5 }
 
-struct_codec!(ConfState { voters, learners });
+struct_codec! { ConfState { voters, learners } }
 
-struct_codec!(Message {
-    from,
-    to,
-    term,
-    body
-});
+struct_codec! { Message { from, to, term, body } }
 
-enum_codec!(MessageBody {
-    0 => Append { prev_index, prev_term, entries, commit },
-    1 => AppendResponse { index, reject, hint_index, hint_term },
-    2 => RequestVote { last_index, last_term, pre_vote, transfer },
-    3 => VoteResponse { granted, pre_vote },
-    4 => Heartbeat { commit, read_round },
-    5 => HeartbeatResponse { read_round },
-    6 => InstallSnapshot { index, snapshot_term, conf, offset, total_bytes, data },
-    7 => SnapshotResponse { index, received_bytes, done },
-    8 => TimeoutNow,
-    9 => ReadIndex { ctx },
-    10 => ReadIndexResponse { index, ctx },
-});
+enum_codec! {
+    MessageBody {
+        0 => Append { prev_index, prev_term, entries, commit },
+        1 => AppendResponse { index, reject, hint_index, hint_term },
+        2 => RequestVote { last_index, last_term, pre_vote, transfer },
+        3 => VoteResponse { granted, pre_vote },
+        4 => Heartbeat { commit, read_round },
+        5 => HeartbeatResponse { read_round },
+        6 => InstallSnapshot { index, snapshot_term, conf, offset, total_bytes, data },
+        7 => SnapshotResponse { index, received_bytes, done },
+        8 => TimeoutNow,
+        9 => ReadIndex { ctx },
+        10 => ReadIndexResponse { index, ctx },
+    }
+}
 
 #[cfg(test)]
 mod tests {
