@@ -226,6 +226,35 @@ mod tests {
         }
     }
 
+    /// Pins the bytes of one message, so a change to the macros cannot move the wire layout
+    /// unnoticed (round trips alone would pass with any self-consistent layout).
+    #[test]
+    fn wire_layout_of_an_append() {
+        let entry = Entry {
+            term: 5,
+            index: 5,
+            kind: EntryKind::Normal,
+            data: vec![9],
+        };
+        let message = Message {
+            from: 1,
+            to: 2,
+            term: 3,
+            body: MessageBody::Append {
+                prev_index: 4,
+                prev_term: 5,
+                entries: vec![entry],
+                commit: 6,
+            },
+        };
+        let entry_bytes = [6, 5, 5, 0, 0, 1, 9];
+        let mut expected = vec![16, 1, 2, 3, 0, 11, 4, 5, 1];
+        expected.extend_from_slice(&entry_bytes);
+        expected.push(6);
+        assert_eq!(to_vec(&message), expected);
+        assert_eq!(from_slice::<Message>(&expected), Ok(message));
+    }
+
     #[test]
     fn unknown_variants_are_errors() {
         let mut bytes = Vec::new();
