@@ -35,23 +35,29 @@ fn run_seed(seed: u64, options: &SimOptions) -> Result<sim::SimReport, String> {
 fn many_seeds_with_faults_stay_safe_and_converge() {
     let seeds = env_u64("LITHAIR_SIM_SEEDS").unwrap_or(SEEDS_DEFAULT);
     let options = SimOptions::default();
-    let mut totals = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut committed, mut leaders, mut crashes, mut changes, mut snapshots, mut ops) =
+        (0, 0, 0, 0, 0, 0);
     for seed in 0..seeds {
         let report = run_seed(seed, &options).unwrap_or_else(|failure| panic!("{failure}"));
-        totals.0 += report.committed;
-        totals.1 += report.leaders_elected;
-        totals.2 += report.crashes;
-        totals.3 += report.membership_changes;
-        totals.4 += report.history.len() as u64;
+        committed += report.committed;
+        leaders += report.leaders_elected;
+        crashes += report.crashes;
+        changes += report.membership_changes;
+        snapshots += report.snapshots_installed;
+        ops += report.history.len() as u64;
     }
     eprintln!(
-        "{seeds} seeds: {} entries committed, {} leaders, {} crashes, {} membership changes, {} client ops",
-        totals.0, totals.1, totals.2, totals.3, totals.4
+        "{seeds} seeds: {committed} entries committed, {leaders} leaders, {crashes} crashes, \
+         {changes} membership changes, {snapshots} snapshots installed, {ops} client ops"
     );
     // The faults must actually happen for the run to mean anything.
     assert!(
-        totals.1 > seeds && totals.2 > seeds / 2 && totals.3 > seeds / 4,
-        "too few faults: {totals:?}"
+        leaders > seeds && crashes > seeds / 2,
+        "too few elections or crashes"
+    );
+    assert!(
+        changes > seeds / 4 && snapshots > seeds / 10,
+        "too few membership changes or snapshots"
     );
 }
 

@@ -6,7 +6,7 @@
 //! split of outgoing messages.
 //! Must not: read clocks, randomness other than its seeded PRNG, or do I/O.
 
-use super::config::{Config, SplitMix64};
+use super::config::{Config, ReadMode, SplitMix64};
 use super::log::RaftLog;
 use super::progress::Progress;
 use super::storage::Storage;
@@ -118,6 +118,9 @@ impl<S: Storage> Raft<S> {
         }
         let (hard_state, conf) = storage.initial_state();
         let log = RaftLog::new(storage, config.applied);
+        // Only lease reads need a restarted voter to honour a lease it may have granted before.
+        let booting = config.read_mode == ReadMode::Lease;
+
         let snapshot_index = log.first_index() - 1;
         let mut raft = Raft {
             id: config.id,
@@ -137,7 +140,7 @@ impl<S: Storage> Raft<S> {
             election_elapsed: 0,
             heartbeat_elapsed: 0,
             randomized_election_ticks: 0,
-            booting: true,
+            booting,
             pending_conf_index: 0,
             transferee: NODE_NONE,
             ticks: 0,

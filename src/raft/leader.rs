@@ -415,7 +415,12 @@ impl<S: Storage> Raft<S> {
     /// Called once the caller persisted entries up to `index` (of `term`).
     pub(crate) fn on_persisted(&mut self, index: u64, term: u64) {
         self.log.stable_to(index, term);
-        if self.role == Role::Leader && self.maybe_commit() && self.role == Role::Leader {
+        if self.role != Role::Leader {
+            return;
+        }
+        // Committing may apply a change that removes this leader; then nothing is broadcast.
+        let committed = self.maybe_commit();
+        if committed && self.role == Role::Leader {
             self.broadcast_append(true);
         }
     }

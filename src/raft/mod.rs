@@ -15,6 +15,7 @@
 //! Architecture invariant: the core is deterministic. Given the same config (seed included),
 //! storage and sequence of calls it produces the same Readies, bit for bit.
 
+mod codec;
 mod config;
 mod core;
 mod follower;
@@ -36,3 +37,6 @@ pub use self::types::{
     ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageBody, NodeId, ReadState,
     Role, Snapshot, SnapshotMeta, CONF_CHANGE_BYTES, NODE_NONE,
 };
+
+#[cfg(test)]
+mod tests;

@@ -127,6 +127,8 @@ pub struct SimReport {
     pub crashes: u64,
     /// Membership changes proposed and accepted.
     pub membership_changes: u64,
+    /// Snapshots installed from a leader.
+    pub snapshots_installed: u64,
     /// The client history.
     pub history: Vec<linearize::Operation>,
 }
@@ -146,6 +148,7 @@ struct Sim {
     trace_hash: u64,
     crashes: u64,
     membership_changes: u64,
+    snapshots_installed: u64,
     faults_on: bool,
 }
 
@@ -209,6 +212,7 @@ impl Sim {
             trace_hash: 0,
             crashes: 0,
             membership_changes: 0,
+            snapshots_installed: 0,
             faults_on: true,
         }
     }
@@ -244,6 +248,7 @@ impl Sim {
             leaders_elected: self.checker.leaders_elected,
             crashes: self.crashes,
             membership_changes: self.membership_changes,
+            snapshots_installed: self.snapshots_installed,
             history,
         })
     }
@@ -316,7 +321,7 @@ impl Sim {
             if !self.connected(from, to) {
                 continue;
             }
-            if self.nodes.get(&to).is_none_or(|n| n.raw.is_none()) {
+            if !self.nodes.get(&to).is_some_and(|n| n.raw.is_some()) {
                 continue;
             }
             self.trace(&[
@@ -369,6 +374,7 @@ impl Sim {
                 self.faults_on && self.rng.chance(self.options.crash_before_sync_per_million);
             let node = self.nodes.get_mut(&id).expect("node");
             let handled = node.handle_ready(crash);
+            self.snapshots_installed += u64::from(handled.installed_snapshot);
             if handled.crashed {
                 self.crashes += 1;
                 self.checker.node_restarted(id);

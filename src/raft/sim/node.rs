@@ -191,6 +191,7 @@ pub(crate) struct Handled {
     pub(crate) ready_hard_state: Option<HardState>,
     pub(crate) became_leader: bool,
     pub(crate) persisted: Vec<Entry>,
+    pub(crate) installed_snapshot: bool,
     pub(crate) crashed: bool,
 }
 
@@ -258,6 +259,8 @@ impl SimNode {
             .soft_state
             .is_some_and(|s| s.role == crate::raft::Role::Leader);
         if let Some(snapshot) = ready.snapshot.take() {
+            handled.installed_snapshot = true;
+
             raw.storage_mut().apply_snapshot(snapshot.clone());
             self.machine = Machine::decode(&snapshot.data, snapshot.meta.conf.clone());
             assert_eq!(

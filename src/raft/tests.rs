@@ -1,0 +1,883 @@
+//! Scenario tests of the extensions beyond the paper's core (PreVote, CheckQuorum, transfer,
+//! learners, ReadIndex, leases, snapshots, flow control), on a small in-memory cluster with
+//! explicit, deterministic delivery.
+
+use super::*;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+struct Cluster {
+    nodes: BTreeMap<NodeId, RawNode<MemStorage>>,
+    queue: VecDeque<Message>,
+    cut: BTreeSet<NodeId>,
+    applied: BTreeMap<NodeId, Vec<Entry>>,
+    reads: BTreeMap<NodeId, Vec<ReadState>>,
+    delivered: Vec<Message>,
+}
+
+fn test_config(id: NodeId) -> Config {
+    let mut config = Config::new(id);
+    config.election_ticks = 10;
+    config.heartbeat_ticks = 1;
+    config.seed = 7;
+    config
+}
+
+impl Cluster {
+    /// `voters` bootstrap the cluster; `spares` start empty, outside it.
+    fn new(voters: &[NodeId], spares: &[NodeId], tweak: impl Fn(&mut Config)) -> Cluster {
+        let mut nodes = BTreeMap::new();
+        for &id in voters.iter().chain(spares) {
+            let storage = if voters.contains(&id) {
+                MemStorage::bootstrap(voters)
+            } else {
+                MemStorage::new(ConfState::default())
+            };
+            let mut config = test_config(id);
+            tweak(&mut config);
+            nodes.insert(id, RawNode::new(config, storage).expect("valid config"));
+        }
+        let mut cluster = Cluster {
+            nodes,
+            queue: VecDeque::new(),
+            cut: BTreeSet::new(),
+            applied: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            delivered: Vec::new(),
+        };
+        cluster.drain_all();
+        cluster
+    }
+
+    fn entries(&self, id: NodeId) -> Vec<Entry> {
+        self.nodes[&id].storage().held_entries().to_vec()
+    }
+
+    fn node(&mut self, id: NodeId) -> &mut RawNode<MemStorage> {
+        self.nodes.get_mut(&id).expect("node exists")
+    }
+
+    fn drain(&mut self, id: NodeId) {
+        let raw = self.nodes.get_mut(&id).expect("node exists");
+        while raw.has_ready() {
+            let mut ready = raw.ready();
+            self.queue.extend(ready.messages.drain(..));
+            if let Some(snapshot) = ready.snapshot.take() {
+                raw.storage_mut().apply_snapshot(snapshot);
+            }
+            raw.storage_mut().append(&ready.entries);
+            if let Some(hard_state) = ready.hard_state {
+                raw.storage_mut().set_hard_state(hard_state);
+            }
+            self.queue.extend(ready.persisted_messages.drain(..));
+            self.applied
+                .entry(id)
+                .or_default()
+                .append(&mut ready.committed_entries);
+            self.reads
+                .entry(id)
+                .or_default()
+                .append(&mut ready.read_states);
+            raw.advance();
+        }
+    }
+
+    fn drain_all(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.drain(id);
+        }
+    }
+
+    /// Delivers until quiet; messages to or from a cut node are lost.
+    fn deliver(&mut self) {
+        self.drain_all();
+        for _ in 0..100_000 {
+            let Some(message) = self.queue.pop_front() else {
+                return;
+            };
+            if self.cut.contains(&message.from) || self.cut.contains(&message.to) {
+                continue;
+            }
+            let to = message.to;
+            self.delivered.push(message.clone());
+            self.node(to).step(message);
+            self.drain(to);
+        }
+        panic!("messages did not quiesce");
+    }
+
+    fn tick(&mut self, count: u32) {
+        for _ in 0..count {
+            let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+            for id in ids {
+                self.node(id).tick();
+            }
+            self.deliver();
+        }
+    }
+
+    fn elect(&mut self, id: NodeId) {
+        self.node(id).campaign();
+        self.deliver();
+        assert_eq!(
+            self.node(id).status().role,
+            Role::Leader,
+            "node {id} should lead"
+        );
+    }
+
+    fn status(&mut self, id: NodeId) -> Status {
+        self.node(id).status()
+    }
+}
+
+#[test]
+fn pre_vote_keeps_a_rejoining_node_from_deposing_the_leader() {
+    for pre_vote in [true, false] {
+        let mut cluster = Cluster::new(&[1, 2, 3], &[], |c| {
+            c.pre_vote = pre_vote;
+            c.check_quorum = false;
+        });
+        cluster.elect(1);
+        let term = cluster.status(1).term;
+        cluster.cut.insert(3);
+        cluster.tick(50);
+        let isolated_term = cluster.status(3).term;
+        cluster.cut.clear();
+        cluster.tick(25);
+        if pre_vote {
+            assert_eq!(isolated_term, term, "a pre-vote does not raise the term");
+            assert_eq!(
+                (cluster.status(1).role, cluster.status(1).term),
+                (Role::Leader, term)
+            );
+        } else {
+            assert!(
+                isolated_term > term,
+                "without pre-vote the isolated node inflates its term"
+            );
+            assert!(
+                cluster.status(1).term > term,
+                "and deposes the leader on rejoin"
+            );
+        }
+    }
+}
+
+#[test]
+fn check_quorum_makes_an_isolated_leader_step_down() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |_| {});
+    cluster.elect(1);
+    cluster.cut.insert(1);
+    cluster.tick(25);
+    assert_eq!(cluster.status(1).role, Role::Follower);
+    let leaders: Vec<NodeId> = [2, 3]
+        .into_iter()
+        .filter(|&id| cluster.status(id).role == Role::Leader)
+        .collect();
+    assert_eq!(leaders.len(), 1, "the majority side elected a new leader");
+}
+
+#[test]
+fn leadership_transfer_hands_over_with_timeout_now() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |_| {});
+    cluster.elect(1);
+    let term = cluster.status(1).term;
+    cluster
+        .node(1)
+        .transfer_leader(2)
+        .expect("leader can transfer");
+    assert_eq!(
+        cluster.node(1).propose(vec![vec![1]]),
+        Err(RaftError::TransferInProgress)
+    );
+    cluster.deliver();
+    assert!(cluster
+        .delivered
+        .iter()
+        .any(|m| m.body == MessageBody::TimeoutNow));
+    let status = cluster.status(2);
+    assert_eq!((status.role, status.term), (Role::Leader, term + 1));
+    assert_eq!(cluster.status(1).role, Role::Follower);
+    assert!(cluster.node(2).transfer_leader(9).is_err(), "not a voter");
+}
+
+#[test]
+fn a_learner_catches_up_and_is_promoted() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[4], |_| {});
+    cluster.elect(1);
+    for k in 0..20u8 {
+        cluster.node(1).propose(vec![vec![k]]).expect("leader");
+    }
+    cluster.deliver();
+    cluster
+        .node(1)
+        .propose_conf_change(ConfChange::AddLearner(4))
+        .expect("first change");
+    assert_eq!(
+        cluster
+            .node(1)
+            .propose_conf_change(ConfChange::AddLearner(5)),
+        Err(RaftError::ConfChangePending),
+        "one change at a time"
+    );
+    cluster.deliver();
+    cluster.tick(3);
+    let conf = cluster.status(1).conf;
+    assert_eq!(conf.voters, vec![1, 2, 3, 4], "promoted automatically");
+    assert_eq!(cluster.status(4).conf, conf);
+    assert_eq!(cluster.entries(4), cluster.entries(1));
+}
+
+#[test]
+fn a_new_leader_commits_its_noop_before_membership_changes() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[4], |c| c.pre_vote = false);
+    cluster.node(1).campaign();
+    cluster.drain(1);
+    // Deliver only the votes so node 1 leads without its no-op being acknowledged.
+    let votes: Vec<Message> = cluster.queue.drain(..).collect();
+    for vote in votes {
+        let to = vote.to;
+        cluster.node(to).step(vote);
+    }
+    let replies: Vec<Message> = cluster
+        .nodes
+        .values_mut()
+        .flat_map(|raw| {
+            let ready = raw.ready();
+            let out = ready.persisted_messages.clone();
+            raw.advance();
+            out
+        })
+        .collect();
+    for reply in replies {
+        cluster.node(1).step(reply);
+    }
+    assert_eq!(cluster.status(1).role, Role::Leader);
+    assert_eq!(
+        cluster
+            .node(1)
+            .propose_conf_change(ConfChange::AddLearner(4)),
+        Err(RaftError::ConfChangePending)
+    );
+}
+
+#[test]
+fn read_index_requests_share_one_heartbeat_round() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |_| {});
+    cluster.elect(1);
+    cluster
+        .node(1)
+        .propose(vec![b"w".to_vec()])
+        .expect("leader");
+    cluster.deliver();
+    let commit = cluster.status(1).commit;
+    let before = cluster.delivered.len();
+    for ctx in [1u8, 2, 3] {
+        cluster.node(1).read_index(vec![ctx]).expect("leader");
+    }
+    cluster.deliver();
+    let heartbeats = cluster.delivered[before..]
+        .iter()
+        .filter(|m| matches!(m.body, MessageBody::Heartbeat { .. }))
+        .count();
+    assert_eq!(heartbeats, 2, "one round to two followers for three reads");
+    let reads = cluster.reads.remove(&1).unwrap_or_default();
+    let expected: Vec<ReadState> = [1u8, 2, 3]
+        .iter()
+        .map(|&c| ReadState {
+            index: commit,
+            ctx: vec![c],
+        })
+        .collect();
+    assert_eq!(reads, expected);
+    // A follower forwards to the leader and gets the answer back.
+    cluster.node(2).read_index(vec![9]).expect("leader known");
+    cluster.deliver();
+    assert_eq!(
+        cluster.reads.remove(&2).unwrap_or_default(),
+        vec![ReadState {
+            index: commit,
+            ctx: vec![9]
+        }]
+    );
+}
+
+#[test]
+fn read_index_is_not_confirmed_by_a_minority() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |_| {});
+    cluster.elect(1);
+    cluster.cut.insert(2);
+    cluster.cut.insert(3);
+    cluster.node(1).read_index(vec![1]).expect("leader");
+    cluster.deliver();
+    assert!(
+        cluster.reads.get(&1).map_or(true, |r| r.is_empty()),
+        "no quorum, no read"
+    );
+    cluster.cut.remove(&2);
+    cluster.tick(1);
+    assert_eq!(cluster.reads.get(&1).map(Vec::len), Some(1));
+}
+
+#[test]
+fn lease_reads_skip_the_round_trip_while_the_lease_holds() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |c| c.read_mode = ReadMode::Lease);
+    // Fresh voters honour a possible earlier lease for one election timeout: no early election.
+    cluster.node(1).campaign();
+    cluster.deliver();
+    assert_eq!(cluster.status(1).role, Role::PreCandidate);
+    cluster.tick(40);
+    let leader = [1, 2, 3]
+        .into_iter()
+        .find(|&id| cluster.status(id).role == Role::Leader)
+        .expect("a leader");
+    let others: Vec<NodeId> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+    cluster.reads.clear();
+    cluster.node(leader).read_index(vec![5]).expect("leader");
+    cluster.drain(leader);
+    assert_eq!(
+        cluster.reads.get(&leader).map(Vec::len),
+        Some(1),
+        "served at once under the lease"
+    );
+    assert!(
+        cluster.node(leader).transfer_leader(others[0]).is_err(),
+        "transfer would break the lease"
+    );
+    cluster.cut.extend(others);
+    cluster.tick(10);
+    cluster.reads.clear();
+    if cluster.status(leader).role == Role::Leader {
+        cluster
+            .node(leader)
+            .read_index(vec![6])
+            .expect("still leader");
+        cluster.drain(leader);
+        assert!(
+            cluster.reads.get(&leader).map_or(true, |r| r.is_empty()),
+            "lease expired"
+        );
+    }
+}
+
+#[test]
+fn a_lagging_follower_gets_a_chunked_snapshot_and_resumes_after_losing_chunks() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |c| c.snapshot_chunk_bytes = 8);
+    cluster.elect(1);
+    cluster.cut.insert(3);
+    for k in 0..10u8 {
+        cluster.node(1).propose(vec![vec![k; 4]]).expect("leader");
+        cluster.deliver();
+    }
+    let applied = cluster.status(1).commit;
+    let conf = cluster.status(1).conf;
+    cluster
+        .node(1)
+        .storage_mut()
+        .compact(applied, conf, (0..60u8).collect());
+    cluster.cut.clear();
+    // Lose every other chunk once: the leader must resume from what the follower holds.
+    let mut dropped = 0;
+    for _ in 0..40 {
+        let ids: Vec<NodeId> = cluster.nodes.keys().copied().collect();
+        for id in ids {
+            cluster.node(id).tick();
+            cluster.drain(id);
+        }
+        while let Some(message) = cluster.queue.pop_front() {
+            let chunk =
+                matches!(message.body, MessageBody::InstallSnapshot { offset, .. } if offset == 16);
+            if chunk && dropped < 2 {
+                dropped += 1;
+                continue;
+            }
+            let to = message.to;
+            cluster.node(to).step(message);
+            cluster.drain(to);
+        }
+    }
+    assert_eq!(dropped, 2);
+    let snapshot = cluster.node(3).storage().snapshot().expect("memory");
+    assert_eq!(
+        (snapshot.meta.index, snapshot.data),
+        (applied, (0..60u8).collect::<Vec<u8>>())
+    );
+    assert_eq!(cluster.status(3).last_index, cluster.status(1).last_index);
+}
+
+#[test]
+fn the_replication_window_bounds_appends_in_flight() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |c| {
+        c.inflight_msgs_max = 2;
+        c.msg_entries_max = 1;
+    });
+    cluster.elect(1);
+    for k in 0..5u8 {
+        cluster.node(1).propose(vec![vec![k]]).expect("leader");
+    }
+    let ready = cluster.node(1).ready();
+    let to_two = ready
+        .messages
+        .iter()
+        .filter(|m| {
+            m.to == 2
+                && matches!(&m.body, MessageBody::Append { entries, .. } if !entries.is_empty())
+        })
+        .count();
+    assert_eq!(to_two, 2, "window of two messages of one entry each");
+    assert!(ready
+        .messages
+        .iter()
+        .all(|m| !matches!(m.body, MessageBody::AppendResponse { .. })));
+    cluster.node(1).advance();
+}
+
+#[test]
+fn fast_backtracking_skips_a_divergent_term_in_one_round_trip() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |_| {});
+    cluster.elect(2);
+    // Node 2 leads and appends 50 entries only it holds (1 and 3 are cut off).
+    cluster.cut.insert(1);
+    cluster.cut.insert(3);
+    for k in 0..50u8 {
+        cluster.node(2).propose(vec![vec![k]]).expect("leader");
+    }
+    cluster.drain(2);
+    cluster.queue.clear();
+    cluster.cut.clear();
+    cluster.cut.insert(2);
+    cluster.tick(30);
+    let leader = if cluster.status(1).role == Role::Leader {
+        1
+    } else {
+        3
+    };
+    for k in 0..50u8 {
+        cluster
+            .node(leader)
+            .propose(vec![vec![k, k]])
+            .expect("leader");
+    }
+    cluster.deliver();
+    cluster.cut.clear();
+    let before = cluster.delivered.len();
+    cluster.tick(2);
+    let rejections = cluster.delivered[before..]
+        .iter()
+        .filter(|m| {
+            m.from == 2 && matches!(m.body, MessageBody::AppendResponse { reject: true, .. })
+        })
+        .count();
+    assert!(
+        rejections <= 3,
+        "{rejections} rejections to skip 50 divergent entries"
+    );
+    assert_eq!(cluster.entries(2), cluster.entries(leader));
+}
+
+#[test]
+fn removing_the_leader_makes_it_step_down_once_committed() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |_| {});
+    cluster.elect(1);
+    cluster
+        .node(1)
+        .propose_conf_change(ConfChange::Remove(1))
+        .expect("leader");
+    cluster.deliver();
+    assert_eq!(cluster.status(1).role, Role::Follower);
+    cluster.tick(30);
+    let leaders: Vec<NodeId> = [2, 3]
+        .into_iter()
+        .filter(|&id| cluster.status(id).role == Role::Leader)
+        .collect();
+    assert_eq!(leaders.len(), 1);
+    assert_eq!(cluster.status(leaders[0]).conf.voters, vec![2, 3]);
+    assert_eq!(
+        cluster.status(1).role,
+        Role::Follower,
+        "a removed node never campaigns"
+    );
+}
+
+#[test]
+fn heartbeats_do_not_wait_for_the_disk_but_acknowledgements_do() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |_| {});
+    cluster.elect(1);
+    cluster.node(1).tick();
+    let ready = cluster.node(1).ready();
+    assert!(ready
+        .messages
+        .iter()
+        .any(|m| matches!(m.body, MessageBody::Heartbeat { .. })));
+    cluster.node(1).advance();
+    let append = Message {
+        from: 1,
+        to: 2,
+        term: cluster.status(1).term,
+        body: MessageBody::Append {
+            prev_index: 0,
+            prev_term: 0,
+            entries: Vec::new(),
+            commit: 0,
+        },
+    };
+    cluster.node(2).step(append);
+    let ready = cluster.node(2).ready();
+    assert!(ready.messages.is_empty());
+    assert!(matches!(
+        ready.persisted_messages[0].body,
+        MessageBody::AppendResponse { .. }
+    ));
+    cluster.node(2).advance();
+}
+
+#[test]
+fn garbage_messages_are_dropped_without_panic() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |_| {});
+    cluster.elect(1);
+    let term = cluster.status(1).term;
+    let bad = [
+        Message {
+            from: 2,
+            to: 3,
+            term,
+            body: MessageBody::TimeoutNow,
+        },
+        Message {
+            from: 1,
+            to: 2,
+            term,
+            body: MessageBody::Append {
+                prev_index: u64::MAX,
+                prev_term: 0,
+                entries: vec![Entry {
+                    term,
+                    index: 0,
+                    kind: EntryKind::Normal,
+                    data: vec![],
+                }],
+                commit: 0,
+            },
+        },
+        Message {
+            from: 1,
+            to: 2,
+            term,
+            body: MessageBody::Append {
+                prev_index: 0,
+                prev_term: 0,
+                entries: vec![Entry {
+                    term: term + 5,
+                    index: 1,
+                    kind: EntryKind::Normal,
+                    data: vec![],
+                }],
+                commit: 9,
+            },
+        },
+        Message {
+            from: 1,
+            to: 2,
+            term,
+            body: MessageBody::InstallSnapshot {
+                index: 99,
+                snapshot_term: 1,
+                conf: ConfState::default(),
+                offset: 5,
+                total_bytes: 3,
+                data: vec![1],
+            },
+        },
+        Message {
+            from: 2,
+            to: 1,
+            term,
+            body: MessageBody::AppendResponse {
+                index: 1_000,
+                reject: false,
+                hint_index: 0,
+                hint_term: 0,
+            },
+        },
+        Message {
+            from: 9,
+            to: 1,
+            term,
+            body: MessageBody::HeartbeatResponse {
+                read_round: u64::MAX,
+            },
+        },
+    ];
+    let before = cluster.entries(2).to_vec();
+    for message in bad {
+        let to = if message.to == 3 { 2 } else { message.to };
+        cluster.node(to).step(Message { to, ..message });
+        cluster.drain(to);
+    }
+    assert_eq!(cluster.entries(2), &before[..]);
+    assert_eq!(cluster.status(1).role, Role::Leader);
+}
+
+/// Scenario files under `tests/data/raft/`: command lines start with `> `, the lines after a
+/// command are its expected trace. `LITHAIR_REWRITE=1` regenerates the traces (review the diff).
+mod scenarios {
+    use super::*;
+    use std::fmt::Write as _;
+
+    fn format_entries(entries: &[Entry]) -> String {
+        let items: Vec<String> = entries
+            .iter()
+            .map(|e| match e.kind {
+                EntryKind::Normal => format!("{}@{}", e.index, e.term),
+                EntryKind::ConfChange => match ConfChange::decode(&e.data) {
+                    Some(change) => format!("{}@{}:{change:?}", e.index, e.term),
+                    None => format!("{}@{}:conf?", e.index, e.term),
+                },
+            })
+            .collect();
+        format!("[{}]", items.join(","))
+    }
+
+    fn format_message(m: &Message) -> String {
+        let head = format!("{}->{} {} t{}", m.from, m.to, m.body.name(), m.term);
+        let rest = match &m.body {
+            MessageBody::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            } => {
+                format!(
+                    " prev={prev_index}@{prev_term} entries={} commit={commit}",
+                    format_entries(entries)
+                )
+            }
+            MessageBody::AppendResponse {
+                index,
+                reject,
+                hint_index,
+                hint_term,
+            } => {
+                if *reject {
+                    format!(" reject index={index} hint={hint_index}@{hint_term}")
+                } else {
+                    format!(" index={index}")
+                }
+            }
+            MessageBody::RequestVote {
+                last_index,
+                last_term,
+                transfer,
+                ..
+            } => {
+                format!(
+                    " last={last_index}@{last_term}{}",
+                    if *transfer { " transfer" } else { "" }
+                )
+            }
+            MessageBody::VoteResponse { granted, .. } => format!(" granted={granted}"),
+            MessageBody::Heartbeat { commit, read_round } => {
+                format!(" commit={commit} round={read_round}")
+            }
+            MessageBody::HeartbeatResponse { read_round } => format!(" round={read_round}"),
+            MessageBody::InstallSnapshot {
+                index,
+                snapshot_term,
+                offset,
+                total_bytes,
+                data,
+                ..
+            } => {
+                format!(
+                    " snap={index}@{snapshot_term} bytes={offset}+{}/{total_bytes}",
+                    data.len()
+                )
+            }
+            MessageBody::SnapshotResponse {
+                index,
+                received_bytes,
+                done,
+            } => {
+                format!(" snap={index} received={received_bytes} done={done}")
+            }
+            MessageBody::TimeoutNow => String::new(),
+            MessageBody::ReadIndex { ctx } => format!(" ctx={ctx:?}"),
+            MessageBody::ReadIndexResponse { index, ctx } => format!(" index={index} ctx={ctx:?}"),
+        };
+        head + &rest
+    }
+
+    fn format_status(s: &Status) -> String {
+        format!(
+            "{}: {:?} term={} vote={} leader={} commit={} applied={} last={}@{} voters={:?} learners={:?}",
+            s.id, s.role, s.term, s.vote, s.leader_id, s.commit, s.applied, s.last_index, s.last_term,
+            s.conf.voters, s.conf.learners
+        )
+    }
+
+    fn ids(arg: &str) -> Vec<NodeId> {
+        arg.split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().expect("node id"))
+            .collect()
+    }
+
+    /// Runs one command; returns its trace.
+    fn run_command(cluster: &mut Option<Cluster>, line: &str) -> String {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let arg = |k: usize| words.get(k).copied().unwrap_or("");
+        let number = |k: usize| {
+            arg(k)
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("number expected in {line:?}"))
+        };
+        if words[0] == "cluster" {
+            let spares = words
+                .iter()
+                .find_map(|w| w.strip_prefix("spare="))
+                .map(ids)
+                .unwrap_or_default();
+            let pre_vote = !words.contains(&"prevote=off");
+            let check_quorum = !words.contains(&"checkquorum=off");
+            *cluster = Some(Cluster::new(&ids(arg(1)), &spares, |c| {
+                c.pre_vote = pre_vote;
+                c.check_quorum = check_quorum;
+                c.snapshot_chunk_bytes = 16;
+            }));
+            return String::new();
+        }
+        let cluster = cluster.as_mut().expect("`cluster` first");
+        let result = |r: Result<u64, RaftError>| match r {
+            Ok(index) => format!("ok {index}\n"),
+            Err(error) => format!("error: {error}\n"),
+        };
+        match words[0] {
+            "campaign" => cluster.node(number(1)).campaign(),
+            "tick" => {
+                let before = cluster.delivered.len();
+                cluster.tick(number(1) as u32);
+                return trace_since(cluster, before);
+            }
+            "deliver" => {
+                let before = cluster.delivered.len();
+                cluster.deliver();
+                return trace_since(cluster, before);
+            }
+            "propose" => {
+                return result(
+                    cluster
+                        .node(number(1))
+                        .propose(vec![arg(2).as_bytes().to_vec()]),
+                )
+            }
+            "add-learner" => {
+                return result(
+                    cluster
+                        .node(number(1))
+                        .propose_conf_change(ConfChange::AddLearner(number(2))),
+                )
+            }
+            "remove" => {
+                return result(
+                    cluster
+                        .node(number(1))
+                        .propose_conf_change(ConfChange::Remove(number(2))),
+                )
+            }
+            "transfer" => {
+                return result(
+                    cluster
+                        .node(number(1))
+                        .transfer_leader(number(2))
+                        .map(|()| 0),
+                )
+            }
+            "read" => {
+                return result(
+                    cluster
+                        .node(number(1))
+                        .read_index(arg(2).as_bytes().to_vec())
+                        .map(|()| 0),
+                )
+            }
+            "cut" => cluster.cut.extend(ids(arg(1))),
+            "heal" => cluster.cut.clear(),
+            "compact" => {
+                let id = number(1);
+                let status = cluster.status(id);
+                cluster
+                    .node(id)
+                    .storage_mut()
+                    .compact(status.applied, status.conf, vec![7; 40]);
+            }
+            "status" => {
+                let mut out = String::new();
+                for id in ids(arg(1)) {
+                    let _ = writeln!(out, "{}", format_status(&cluster.status(id)));
+                }
+                return out;
+            }
+            "reads" => {
+                let reads = cluster.reads.remove(&number(1)).unwrap_or_default();
+                return reads
+                    .iter()
+                    .map(|r| format!("read index={} ctx={:?}\n", r.index, r.ctx))
+                    .collect();
+            }
+            other => panic!("unknown scenario command {other:?}"),
+        }
+        String::new()
+    }
+
+    fn trace_since(cluster: &Cluster, before: usize) -> String {
+        cluster.delivered[before..]
+            .iter()
+            .map(|m| format_message(m) + "\n")
+            .collect()
+    }
+
+    /// Re-runs the commands of `text` and returns the text with fresh traces.
+    fn regenerate(text: &str) -> String {
+        let mut cluster = None;
+        let mut out = String::new();
+        for line in text.lines() {
+            if let Some(command) = line.strip_prefix("> ") {
+                out.push_str(line);
+                out.push('\n');
+                out.push_str(&run_command(&mut cluster, command));
+            } else if line.starts_with('#') || (line.is_empty() && !out.ends_with("\n\n")) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn scenario_files_match_their_traces() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/raft");
+        let rewrite = std::env::var("LITHAIR_REWRITE").is_ok();
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("scenario dir")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no scenarios in {}", dir.display());
+        for path in files {
+            let text = std::fs::read_to_string(&path).expect("scenario readable");
+            let fresh = regenerate(&text);
+            if rewrite {
+                std::fs::write(&path, &fresh).expect("scenario writable");
+            } else {
+                assert_eq!(
+                    text,
+                    fresh,
+                    "{} differs (LITHAIR_REWRITE=1 regenerates; review the diff)",
+                    path.display()
+                );
+            }
+        }
+    }
+}
