@@ -301,9 +301,18 @@ impl App {
     }
 
     /// Opens the engine, builds the router and starts serving in the background.
+    /// With `--cluster`, the node joins its Raft group: followers forward writes to the leader.
     pub fn start(&self, options: &ServeOptions) -> Result<Running, String> {
         let started = Instant::now();
-        let (engine, replayed) = self.open_engine(&options.data)?;
+        let (engine, replayed, cluster) = if options.cluster.is_empty() && options.join.is_none() {
+            let (engine, replayed) = self.open_engine(&options.data)?;
+            (engine, replayed, None)
+        } else {
+            let clustered =
+                super::cluster::start_cluster(options, self.engine_options.clone(), self.state())?;
+            let parts = (clustered.node, clustered.replica);
+            (clustered.engine, clustered.replayed, Some(parts))
+        };
         let handle = Handle::new(Arc::new(engine), Arc::new(self.checks.clone()));
         for hook in &self.on_start {
             hook(&handle, options)?;
@@ -314,7 +323,18 @@ impl App {
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?
             .config(self.server_config.clone());
         let local = server.local_addr().map_err(|e| e.to_string())?;
-        let server = server.spawn(router).map_err(|e| e.to_string())?;
+        let (server, node) = match cluster {
+            None => (server.spawn(router), None),
+            Some((node, replica)) => {
+                let front = super::cluster::ClusterFront {
+                    router,
+                    node: Arc::clone(&node),
+                    replica,
+                };
+                (server.spawn(front), Some(node))
+            }
+        };
+        let server = server.map_err(|e| e.to_string())?;
         println!(
             "{}: serving http://{local} (data: {}, {replayed} events replayed in {:.2} s)",
             self.name,
@@ -322,7 +342,11 @@ impl App {
             started.elapsed().as_secs_f64()
         );
         let _ = std::io::stdout().flush();
-        Ok(Running { handle, server })
+        Ok(Running {
+            handle,
+            server,
+            node,
+        })
     }
 
     fn serve(&self, options: &ServeOptions) -> Result<(), String> {
@@ -417,6 +441,8 @@ pub struct Running {
     pub handle: Handle,
     /// The HTTP server.
     pub server: ServerHandle,
+    /// The Raft node (cluster mode).
+    pub node: Option<Arc<crate::raft::node::Node>>,
 }
 
 impl Running {
@@ -424,6 +450,8 @@ impl Running {
     pub fn stop(self) -> Result<(), String> {
         self.server.shutdown();
         self.server.join().map_err(|e| e.to_string())?;
+        // The node drives the engine's replica: stop it before the engine.
+        drop(self.node);
         drop(self.handle);
         Ok(())
     }

@@ -274,6 +274,9 @@ pub(super) struct Shared<S: State> {
     bytes_since_snapshot: AtomicU64,
     /// Set in cluster mode: batches go to Raft instead of straight to the log.
     cluster: Option<Cluster>,
+    /// Cluster mode: the replica's way to the applier; taken on shutdown so a replica that
+    /// outlives the engine cannot keep the applier alive.
+    replica_sender: Mutex<Option<mpsc::Sender<ApplierMessage<S>>>>,
 }
 
 /// Cluster-mode state shared by the sequencer and the replica.
@@ -381,14 +384,8 @@ impl<S: State> Engine<S> {
             self.shared().cluster.is_some(),
             "replica() needs Engine::open_cluster"
         );
-        let applier = self
-            .applier_sender
-            .as_ref()
-            .expect("applier sender lives until drop")
-            .clone();
         Arc::new(EngineReplica {
             shared: Arc::clone(self.shared()),
-            applier,
         })
     }
 
@@ -483,10 +480,17 @@ impl<S: State> Engine<S> {
                 leader_term: AtomicU64::new(0),
                 delivered: Mutex::new(applied_index),
             }),
+            replica_sender: Mutex::new(None),
         });
         let snapshotter = Arc::new(Mutex::new(None));
         let (jobs, job_receiver) = mpsc::sync_channel(queue_commands_max);
         let (applier_sender, applier_receiver) = mpsc::channel();
+        if shared.cluster.is_some() {
+            *shared
+                .replica_sender
+                .lock()
+                .expect("replica sender poisoned") = Some(applier_sender.clone());
+        }
         let sequencer_shared = Arc::clone(&shared);
         let sequencer_sender = applier_sender.clone();
         let sequencer = thread::Builder::new()
@@ -623,10 +627,13 @@ impl<S: State> Drop for Engine<S> {
         // applier drain every append the writer still completes, then close the log.
         drop(self.jobs.take());
         drop(self.applier_sender.take());
-        for handle in [self.sequencer.take(), self.applier.take()]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(handle) = self.sequencer.take() {
+            let _ = handle.join();
+        }
+        if let Some(shared) = &self.shared {
+            drop(shared.replica_sender.lock().map(|mut sender| sender.take()));
+        }
+        if let Some(handle) = self.applier.take() {
             let _ = handle.join();
         }
         if let Some(handle) = self
@@ -1014,7 +1021,6 @@ fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
 /// The engine as the Raft node sees it: committed batches in, leadership changes in.
 struct EngineReplica<S: State> {
     shared: Arc<Shared<S>>,
-    applier: mpsc::Sender<ApplierMessage<S>>,
 }
 
 impl<S: State> EngineReplica<S> {
@@ -1023,6 +1029,15 @@ impl<S: State> EngineReplica<S> {
             .cluster
             .as_ref()
             .expect("replica exists in cluster mode")
+    }
+
+    /// The applier's inbox, or `None` once the engine shuts down.
+    fn applier(&self) -> Option<mpsc::Sender<ApplierMessage<S>>> {
+        self.shared
+            .replica_sender
+            .lock()
+            .expect("replica sender poisoned")
+            .clone()
     }
 }
 
@@ -1077,6 +1092,9 @@ fn decode_batch<S: State>(
 impl<S: State> Replica for EngineReplica<S> {
     fn apply(&self, payload: &[u8], token: Option<Token>) {
         let shared = &self.shared;
+        let Some(applier) = self.applier() else {
+            return; // Shutting down: the Raft log re-delivers this batch on the next start.
+        };
         let Some((first_index, raw_entries)) = replica::decode_payload(payload) else {
             panic!(
                 "a committed batch payload is malformed ({} bytes)",
@@ -1116,7 +1134,6 @@ impl<S: State> Replica for EngineReplica<S> {
             remembered,
             outcomes,
         };
-        let applier = self.applier.clone();
         shared.log.append(Append {
             term: 0,
             first_index,
@@ -1131,7 +1148,9 @@ impl<S: State> Replica for EngineReplica<S> {
     fn abandon(&self, token: Token) {
         match token.downcast::<Pending<S>>() {
             Ok(pending) => {
-                let _ = self.applier.send((Err(Failed::NotCommitted), *pending));
+                if let Some(applier) = self.applier() {
+                    let _ = applier.send((Err(Failed::NotCommitted), *pending));
+                }
             }
             Err(_) => panic!("a proposal token is not this engine's"),
         }
