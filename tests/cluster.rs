@@ -348,6 +348,20 @@ fn leader_kill_under_load_loses_no_acknowledged_write() {
             acked.insert(id.expect("a write through any node is acknowledged"));
         }
     }
+    // Reads are linearizable by default: an acknowledged write is visible at once on every
+    // node, followers included (no polling here).
+    for (k, addr) in addrs.iter().enumerate() {
+        let id = write_item(&addrs[k..=k], 0, &format!("ryw-{k}"), &never).expect("write");
+        acked.insert(id);
+        for reader in &addrs {
+            let (code, _) = http(*reader, "GET", &format!("/api/items/{id}"), "", "")
+                .expect("a node answers reads");
+            assert_eq!(
+                code, 200,
+                "item {id} written via {addr} not visible on {reader}"
+            );
+        }
+    }
     // Load: writers keep going through the kill, retrying with the same key.
     let stop = Arc::new(AtomicBool::new(false));
     // (write started, acknowledged, id)

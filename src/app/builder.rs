@@ -18,6 +18,7 @@ use super::model::{Model, Rejection};
 use super::routes::{model_routes, write_error_problem};
 use super::state::{register, AppState};
 use crate::engine::{Engine, EngineOptions, Meta};
+use crate::http::limits::WORKER_THREADS_DEFAULT;
 use crate::http::problem::Problem;
 use crate::http::router::Router;
 use crate::http::{Request, Response, Server, ServerConfig, ServerHandle};
@@ -319,9 +320,15 @@ impl App {
         }
         let router = self.router(&handle);
         let addr = std::net::SocketAddr::new(options.bind, options.port);
+        let mut server_config = self.server_config.clone();
+        if cluster.is_some() && server_config.worker_threads == WORKER_THREADS_DEFAULT {
+            // A clustered commit waits for a network round trip and two fsyncs: more writers
+            // must wait at once to fill each replicated batch (see DESIGN §9).
+            server_config.worker_threads = super::cluster::CLUSTER_WORKER_THREADS;
+        }
         let server = Server::bind(addr)
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?
-            .config(self.server_config.clone());
+            .config(server_config);
         let local = server.local_addr().map_err(|e| e.to_string())?;
         let (server, node) = match cluster {
             None => (server.spawn(router), None),

@@ -6,8 +6,9 @@
 //! Must not: decide anything about consensus (the `raft` layer does) or about writes (the
 //! engine and the model routes do).
 //!
-//! Reads are served from the local state (possibly stale on a follower); linearizable reads
-//! through ReadIndex are not wired yet.
+//! Reads are linearizable by default: the node confirms with the leader (ReadIndex, batched
+//! in the Raft core) that it holds every write committed before the read, waits until its
+//! state has applied them, and then serves locally. `?consistency=stale` skips the round.
 
 use super::cli::ServeOptions;
 use super::state::AppState;
@@ -25,6 +26,10 @@ use std::time::Duration;
 pub const FORWARDED_HEADER: &str = "x-lithair-forwarded";
 /// Time allowed for a forwarded request, in milliseconds.
 pub const FORWARD_TIMEOUT_MS: u64 = 10_000;
+/// Longest wait for the local state to reach a confirmed read index, in milliseconds.
+pub const READ_APPLY_TIMEOUT_MS: u64 = 2000;
+/// HTTP worker threads of a clustered node when the app kept the default.
+pub const CLUSTER_WORKER_THREADS: usize = 512;
 /// Largest forwarded response read back, in bytes.
 pub const FORWARD_RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
@@ -125,20 +130,47 @@ impl Handler for ClusterFront {
             let detail = "leaving (dynamic membership) is not supported yet";
             return json_response(501, format!("{{\"error\":\"{detail}\"}}"));
         }
-        if is_write(&req.method) && self.node.status().role != "leader" {
-            return self.forward(req);
+        if is_write(&req.method) {
+            if self.node.status().role != "leader" {
+                return self.forward(req);
+            }
+        } else if wants_linearizable(req) {
+            if let Err(detail) = self.await_read_index() {
+                return json_response(503, format!("{{\"error\":\"{}\"}}", escape(&detail)))
+                    .with_header("Retry-After", "1");
+            }
         }
         self.router.call(req)
     }
 
     fn is_inline(&self, req: &Request) -> bool {
-        !is_write(&req.method) && !req.path.starts_with("/_lithair/cluster") && {
-            self.router.is_inline(req)
-        }
+        // Linearizable reads wait for a heartbeat round: never on the reactor.
+        !is_write(&req.method) && !wants_linearizable(req) && self.router.is_inline(req)
     }
 }
 
+/// Whether a read must be linearizable: every application read unless it asks for
+/// `consistency=stale` (which serves the local, possibly stale, state at once).
+fn wants_linearizable(req: &Request) -> bool {
+    !req.path.starts_with("/_lithair")
+        && !req.query.split('&').any(|pair| pair == "consistency=stale")
+}
+
 impl ClusterFront {
+    /// ReadIndex: waits until the local state holds every write committed before the read.
+    fn await_read_index(&self) -> Result<(), String> {
+        let target = self.node.read_index()?;
+        let started = std::time::Instant::now();
+        while self.replica.applied_index() < target {
+            if started.elapsed() > Duration::from_millis(READ_APPLY_TIMEOUT_MS) {
+                return Err("the local state did not catch up in time".to_string());
+            }
+            // The applier is at most one local-log write behind the delivered index.
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        Ok(())
+    }
+
     fn transfer_leader(&self, req: &mut Request) -> Response {
         let status = self.node.status();
         if status.role != "leader" {

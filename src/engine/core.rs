@@ -1162,6 +1162,18 @@ impl<S: State> Replica for EngineReplica<S> {
             .store(term.unwrap_or(0), Ordering::SeqCst);
     }
 
+    fn delivered_index(&self) -> u64 {
+        *self.cluster().delivered.lock().expect("delivered poisoned")
+    }
+
+    fn applied_index(&self) -> u64 {
+        self.shared
+            .committed
+            .read()
+            .expect("state lock poisoned")
+            .applied_index
+    }
+
     fn applied_digest(&self) -> (u64, [u8; state::DIGEST_BYTES]) {
         let committed = self.shared.committed.read().expect("state lock poisoned");
         (committed.applied_index, state::digest(&committed.state))

@@ -38,6 +38,10 @@ pub trait Replica: Send + Sync {
     /// `Some(term)` once this node leads `term` and every entry before its term is handed to
     /// `apply`; `None` when it does not lead. The sequencer only runs under `Some`.
     fn set_leader(&self, term: Option<u64>);
+    /// Last event index handed to the local log for applying (applied soon after).
+    fn delivered_index(&self) -> u64;
+    /// Last event index applied to the committed state.
+    fn applied_index(&self) -> u64;
     /// Last event index applied to the committed state, and the state digest at it.
     fn applied_digest(&self) -> (u64, [u8; super::state::DIGEST_BYTES]);
 }

@@ -58,7 +58,12 @@ enum Event {
         token: Token,
     },
     TransferLeader(NodeId, Sender<Result<(), String>>),
+    /// A linearizable read: answered with the event index the engine must reach first.
+    ReadIndex(Sender<Result<u64, String>>),
 }
+
+/// Longest wait for a linearizable read's confirmation, in milliseconds.
+pub const READ_INDEX_TIMEOUT_MS: u64 = 2000;
 
 /// The inbox end of a node that does not run yet: create it first, give its proposer to the
 /// engine, then start the node with it.
@@ -212,6 +217,9 @@ impl Node {
             lead_from: None,
             leading: false,
             applied: 0,
+            reads: std::collections::HashMap::new(),
+            confirmed: Vec::new(),
+            next_read: 0,
         };
         let receiver = inbox.receiver;
         let raft = thread::Builder::new()
@@ -234,6 +242,23 @@ impl Node {
     /// The HTTP address of `id` (learned in the peer handshake), if known.
     pub fn http_addr(&self, id: NodeId) -> Option<String> {
         self.transport.http_addr(id)
+    }
+
+    /// Confirms with the leader (ReadIndex, batched with other reads) that this node has
+    /// every write committed before now, and returns the engine event index to wait for
+    /// before reading locally.
+    ///
+    /// # Errors
+    /// No leader known, the read queue is full, or no confirmation in time.
+    pub fn read_index(&self) -> Result<u64, String> {
+        let (reply, outcome) = mpsc::channel();
+        self.inbox
+            .send(Event::ReadIndex(reply))
+            .map_err(|_| "the node is stopping".to_string())?;
+        match outcome.recv_timeout(Duration::from_millis(READ_INDEX_TIMEOUT_MS)) {
+            Ok(result) => result,
+            Err(_) => Err("the read was not confirmed by a leader in time".to_string()),
+        }
     }
 
     /// Asks the leader (this node) to hand leadership to `to`.
@@ -294,6 +319,11 @@ struct Driver {
     leading: bool,
     /// Last index handed to the engine.
     applied: u64,
+    /// Reads waiting for their confirmation, by context id.
+    reads: std::collections::HashMap<u64, Sender<Result<u64, String>>>,
+    /// Confirmed reads waiting until their index is handed to the engine.
+    confirmed: Vec<(u64, Sender<Result<u64, String>>)>,
+    next_read: u64,
 }
 
 impl Driver {
@@ -353,12 +383,42 @@ impl Driver {
                 self.propose(term, payload, token);
                 true
             }
+            Event::ReadIndex(reply) => {
+                self.read_index(reply);
+                true
+            }
             Event::TransferLeader(to, reply) => {
                 let outcome = self.raw.transfer_leader(to).map_err(|e| e.to_string());
                 let _ = reply.send(outcome);
                 true
             }
         }
+    }
+
+    fn read_index(&mut self, reply: Sender<Result<u64, String>>) {
+        self.next_read += 1;
+        let id = self.next_read;
+        match self.raw.read_index(id.to_le_bytes().to_vec()) {
+            Ok(()) => {
+                self.reads.insert(id, reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.to_string()));
+            }
+        }
+    }
+
+    /// Answers confirmed reads whose index is handed to the engine.
+    fn answer_reads(&mut self) {
+        let applied = self.applied;
+        let delivered = self.replica.delivered_index();
+        self.confirmed.retain(|(index, reply)| {
+            if *index > applied {
+                return true;
+            }
+            let _ = reply.send(Ok(delivered));
+            false
+        });
     }
 
     fn propose(&mut self, term: u64, payload: Vec<u8>, token: Token) {
@@ -408,6 +468,15 @@ impl Driver {
             }
             self.applied = entry.index;
         }
+        for read in ready.read_states.drain(..) {
+            let Ok(bytes) = <[u8; 8]>::try_from(read.ctx.as_slice()) else {
+                continue;
+            };
+            if let Some(reply) = self.reads.remove(&u64::from_le_bytes(bytes)) {
+                self.confirmed.push((read.index, reply));
+            }
+        }
+        self.answer_reads();
         self.raw.advance();
         Ok(())
     }
@@ -447,6 +516,8 @@ impl Driver {
         for (_, (_, token)) in std::mem::take(&mut self.tokens) {
             self.replica.abandon(token);
         }
+        // Reads in flight may never be confirmed now; their callers retry.
+        self.reads.clear();
     }
 
     fn publish_status(&self) {
