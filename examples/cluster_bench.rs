@@ -9,6 +9,7 @@
 //! a 503 or loses its connection moves to the next target and retries with the same
 //! `Idempotency-Key`. It prints one line: committed writes/s, p50/p99 latency, and the longest
 //! time with no acknowledged write (the failover time when a leader is killed meanwhile).
+//! `--mode read` measures linearizable reads of item 1 instead, `--mode stale` local reads.
 
 use lithair::app::{App, FieldKind, FieldSpec, Id, Model};
 use lithair::json::{self, Value};
@@ -97,6 +98,10 @@ struct LoadOptions {
     targets: Vec<String>,
     clients: usize,
     seconds: u64,
+    /// `write` (POST), `read` (linearizable GET) or `stale` (local GET).
+    mode: String,
+    /// Prefix of this run's idempotency keys.
+    run_id: String,
 }
 
 fn parse_load(args: &[String]) -> Result<LoadOptions, String> {
@@ -104,6 +109,14 @@ fn parse_load(args: &[String]) -> Result<LoadOptions, String> {
         targets: Vec::new(),
         clients: 1,
         seconds: 5,
+        mode: "write".to_string(),
+        run_id: format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ),
     };
     let mut iter = args.iter();
     while let Some(flag) = iter.next() {
@@ -112,6 +125,7 @@ fn parse_load(args: &[String]) -> Result<LoadOptions, String> {
             "--targets" => options.targets = value.split(',').map(str::to_string).collect(),
             "--clients" => options.clients = value.parse().map_err(|_| "bad --clients")?,
             "--seconds" => options.seconds = value.parse().map_err(|_| "bad --seconds")?,
+            "--mode" => options.mode = value.clone(),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -165,7 +179,8 @@ fn load(args: &[String]) -> Result<(), String> {
     };
     let max_gap_ms = acks.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as f64 / 1000.0;
     println!(
-        "clients {} writes {} in {elapsed:.2} s: {:.0} committed writes/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, longest gap without an ack {max_gap_ms:.1} ms, retries {}",
+        "mode {} clients {} ok requests {} in {elapsed:.2} s: {:.0} acknowledged/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, longest gap without an ack {max_gap_ms:.1} ms, retries {}",
+        options.mode,
         options.clients,
         latencies.len(),
         latencies.len() as f64 / elapsed,
@@ -191,12 +206,18 @@ fn run_client(
     let mut sequence = 0u64;
     while Instant::now() < deadline {
         sequence += 1;
-        let key = format!("c{client}-{sequence}");
+        // Unique per run: a key reused from an earlier run is an idempotent replay, not a write.
+        let key = format!("{}-{client}-{sequence}", options.run_id);
         let began = Instant::now();
         // Retry the same write (same key) until acknowledged or the run ends.
         while Instant::now() < deadline {
-            match post(&mut connection, &options.targets[target], &key) {
-                Ok(201) | Ok(200) => {
+            match request(
+                &mut connection,
+                &options.targets[target],
+                &key,
+                &options.mode,
+            ) {
+                Ok(201 | 200) => {
                     let now = Instant::now();
                     latencies.push(now.duration_since(began).as_micros() as u64);
                     acks.push(now.duration_since(start).as_micros() as u64);
@@ -219,11 +240,12 @@ fn run_client(
     }
 }
 
-/// One keep-alive POST; returns the status.
-fn post(
+/// One keep-alive request (a POST, or a GET of item 1 in the read modes); returns the status.
+fn request(
     connection: &mut Option<BufReader<TcpStream>>,
     target: &str,
     key: &str,
+    mode: &str,
 ) -> std::io::Result<u16> {
     if connection.is_none() {
         let stream = TcpStream::connect(target)?;
@@ -235,10 +257,16 @@ fn post(
         .as_mut()
         .ok_or(std::io::ErrorKind::NotConnected)?;
     let body = "{\"name\":\"item\"}";
-    let request = format!(
+    let request = match mode {
+        "read" => format!("GET /api/items/1 HTTP/1.1\r\nHost: {target}\r\n\r\n"),
+        "stale" => format!(
+            "GET /api/items/1?consistency=stale HTTP/1.1\r\nHost: {target}\r\n\r\n"
+        ),
+        _ => format!(
         "POST /api/items HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\nIdempotency-Key: {key}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+            body.len()
+        ),
+    };
     reader.get_mut().write_all(request.as_bytes())?;
     let mut line = String::new();
     reader.read_line(&mut line)?;
