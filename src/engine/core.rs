@@ -1041,6 +1041,9 @@ impl<S: State> EngineReplica<S> {
     }
 }
 
+/// Idempotency keys with the receipts of the commands that used them.
+type Remembered = Vec<(Arc<str>, Receipt)>;
+
 /// Decodes a committed batch's entries into events and the idempotency receipts they imply
 /// (one receipt per command: its first to last event, as the leader's sequencer recorded it).
 ///
@@ -1051,7 +1054,7 @@ fn decode_batch<S: State>(
     shared: &Shared<S>,
     first_index: u64,
     raw_entries: &[&[u8]],
-) -> (Vec<Committed<S::Event>>, Vec<(Arc<str>, Receipt)>) {
+) -> (Vec<Committed<S::Event>>, Remembered) {
     let mut events = Vec::with_capacity(raw_entries.len());
     let mut remembered: Vec<(Arc<str>, Receipt)> = Vec::new();
     for (offset, raw) in raw_entries.iter().enumerate() {
