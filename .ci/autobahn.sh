@@ -40,7 +40,9 @@ echo "== autobahn: building ws_echo"
 cargo build --release --example ws_echo
 echo_bin=$root/target/release/examples/ws_echo
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# The venv's own Python picks the port and reads the report: no other interpreter is assumed.
+python=$venv/bin/python
+port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 work=$(mktemp -d)
 "$echo_bin" --port "$port" >"$work/ws_echo.log" 2>&1 &
 echo_pid=$!
@@ -51,7 +53,7 @@ cleanup() {
 trap cleanup EXIT
 
 for _ in $(seq 100); do
-  if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; then break; fi
+  if "$python" -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; then break; fi
   kill -0 "$echo_pid" 2>/dev/null || { cat "$work/ws_echo.log"; echo "autobahn: ws_echo died"; exit 1; }
   sleep 0.1
 done
@@ -64,4 +66,4 @@ echo "== autobahn: fuzzingclient against ws://127.0.0.1:$port (report in $report
   echo "autobahn: wstest failed"
   exit 1
 }
-python3 tests/autobahn/summarize.py "$report/index.json" lithair
+"$python" tests/autobahn/summarize.py "$report/index.json" lithair

@@ -10,15 +10,15 @@
 //! used yet. GET routes are cheap and non-blocking, so they run inline on the reactor; POST goes
 //! to the worker pool (it will wait for a durable commit once the engine lands).
 use lithair::http::{Handler, Method, Request, Response, Server};
-use lithair::json::{self, ToJson, Writer};
+use lithair::json::{self, ToJson};
+use lithair::prelude::Json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 const USAGE: &str = "usage: bench_server [--port P] [--items N] [--data DIR]";
 
-// Codecs are written by hand until `#[derive(Json)]` lands on main (its derive is a stub now).
-#[derive(Clone, Debug)]
+#[derive(Json, Clone, Debug)]
 struct Item {
     id: u64,
     name: String,
@@ -27,7 +27,8 @@ struct Item {
     in_stock: bool,
 }
 
-#[derive(Debug)]
+/// The body of `POST /items` (the id is assigned by the server).
+#[derive(Json, Debug)]
 struct NewItem {
     name: String,
     price: f64,
@@ -35,67 +36,9 @@ struct NewItem {
     in_stock: bool,
 }
 
+#[derive(Json)]
 struct Message {
-    message: String,
-}
-
-impl ToJson for Message {
-    fn write_json(&self, w: &mut Writer) {
-        w.begin_object();
-        w.field("message");
-        w.str(&self.message);
-        w.end_object();
-    }
-}
-
-impl ToJson for Item {
-    fn write_json(&self, w: &mut Writer) {
-        w.begin_object();
-        w.field("id");
-        w.u64(self.id);
-        w.field("name");
-        w.str(&self.name);
-        w.field("price");
-        w.f64(self.price);
-        w.field("tags");
-        w.begin_array();
-        for tag in &self.tags {
-            w.element();
-            w.str(tag);
-        }
-        w.end_array();
-        w.field("in_stock");
-        w.bool(self.in_stock);
-        w.end_object();
-    }
-}
-
-impl NewItem {
-    fn from_json(body: &[u8]) -> Result<NewItem, String> {
-        let value = json::parse_bytes(body).map_err(|e| e.to_string())?;
-        let field = |name: &str| value.get(name).ok_or(format!("missing field {name}"));
-        let tags = field("tags")?
-            .as_array()
-            .ok_or("tags: expected an array")?
-            .iter()
-            .map(|t| {
-                t.as_str()
-                    .map(str::to_string)
-                    .ok_or("tags: expected strings")
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(NewItem {
-            name: field("name")?
-                .as_str()
-                .ok_or("name: expected a string")?
-                .to_string(),
-            price: field("price")?.as_f64().ok_or("price: expected a number")?,
-            tags,
-            in_stock: field("in_stock")?
-                .as_bool()
-                .ok_or("in_stock: expected a boolean")?,
-        })
-    }
+    message: std::borrow::Cow<'static, str>,
 }
 
 struct Args {
@@ -172,7 +115,10 @@ impl App {
     }
 
     fn create_item(&self, body: &[u8]) -> Response {
-        let new = match NewItem::from_json(body) {
+        let parsed = std::str::from_utf8(body)
+            .map_err(|e| e.to_string())
+            .and_then(|text| json::from_str::<NewItem>(text).map_err(|e| e.to_string()));
+        let new = match parsed {
             Ok(new) => new,
             Err(message) => return Response::text(400, message),
         };
@@ -200,7 +146,7 @@ impl Handler for App {
             "/json" if get => json_response(
                 200,
                 &Message {
-                    message: "Hello, World!".to_string(),
+                    message: std::borrow::Cow::Borrowed("Hello, World!"),
                 },
             ),
             "/items" if req.method == Method::Post => self.create_item(&req.body),

@@ -3,7 +3,8 @@
 //! `cargo run --release --example ws_echo -- --port 9001 [--bind 127.0.0.1]`
 //!
 //! Echoes every text and binary message back unchanged, answers pings, and completes the close
-//! handshake. All protocol work is done by `lithair::ws::Connection`; this file only moves bytes.
+//! handshake. All protocol work is done by `lithair::ws::Session` (a `Connection` driving the
+//! echo handler); this file only moves bytes.
 //!
 //! INTERIM: one blocking thread per connection, with a minimal HTTP head reader of its own, until
 //! the HTTP reactor's upgrade hook lands; then connections move into the reactor (no thread per
@@ -13,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use lithair::ws::{self, handshake, Config, Connection, Event, State};
+use lithair::ws::{self, handshake, Config, ConnId, Ctx, Message, Session, WsHandler};
 
 /// Largest request head accepted before the upgrade.
 const HEAD_BYTES_MAX: usize = 16 * 1024;
@@ -88,44 +89,37 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
         ping_interval_ms: 0,
         ..Config::SERVER
     };
-    let mut connection = Connection::new(config, 0);
+    let mut session = Session::new(ConnId(0), config, Box::new(Echo), 0);
+    session.start();
     // Frames may follow the head in the same read.
-    connection.receive(&buffer[head_len..filled]);
+    session.on_input(&buffer[head_len..filled]);
     stream.set_read_timeout(Some(Duration::from_millis(TICK_MS)))?;
     loop {
-        echo_events(&mut connection);
-        if connection.output_len() > 0 {
-            stream.write_all(connection.output())?;
-            let written = connection.output_len();
-            connection.consume_output(written);
+        let pending = session.output().len();
+        if pending > 0 {
+            stream.write_all(session.output())?;
+            session.consume_output(pending);
         }
-        if connection.state() == State::Closed {
+        if session.is_finished() {
             return linger_close(stream, &mut buffer);
         }
         match stream.read(&mut buffer) {
-            Ok(0) => connection.receive_eof(),
-            Ok(count) => connection.receive(&buffer[..count]),
+            Ok(0) => session.on_eof(),
+            Ok(count) => session.on_input(&buffer[..count]),
             Err(error) if is_timeout(&error) => {}
             Err(error) => return Err(error),
         }
-        connection.tick(started.elapsed().as_millis() as u64);
+        session.on_tick(started.elapsed().as_millis() as u64);
     }
 }
 
-/// Sends every received message straight back.
-fn echo_events(connection: &mut Connection) {
-    while let Some(event) = connection.poll_event() {
-        match event {
-            Event::Message(message) => {
-                // Only fails once the connection is closing, when the echo is moot.
-                let _ = connection.send(&message);
-            }
-            Event::Failed(error) => eprintln!(
-                "ws_echo: failing connection: {error} ({})",
-                error.close_code()
-            ),
-            _ => {}
-        }
+/// Sends every message straight back.
+struct Echo;
+
+impl WsHandler for Echo {
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) {
+        // Only fails once the connection is closing, when the echo is moot.
+        let _ = ctx.send(&message);
     }
 }
 

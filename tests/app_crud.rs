@@ -403,7 +403,36 @@ fn crud_validation_uniqueness_and_restart() {
         "ids are not reused after restart"
     );
     running.stop().unwrap();
+
+    // The operator subcommands work on the stopped app's directory.
+    let dir = data.to_string_lossy().to_string();
+    for args in [
+        vec!["replay", "--data", &dir],
+        vec!["log", "verify", "--data", &dir],
+        vec!["log", "stats", "--data", &dir],
+        vec!["log", "inspect", "--data", &dir, "--type", "PostCreated"],
+    ] {
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        app()
+            .run_with(&args)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    }
+    assert!(app()
+        .run_with(&[
+            "log".into(),
+            "verify".into(),
+            "--data".into(),
+            "/nonexistent/x".into()
+        ])
+        .is_err());
     let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn event_type_names_carry_the_model() {
+    lithair::app::state::register::<Post>();
+    let event = lithair::app::AppEvent::new(&ModelEvent::<Post>::Deleted { id: Id::Int(1) });
+    assert_eq!(event.type_name(), "PostDeleted");
 }
 
 #[test]

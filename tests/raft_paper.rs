@@ -11,6 +11,12 @@ use lithair::raft::{
 
 const ELECTION_TICKS: u32 = 10;
 
+/// Cluster size, (voter, granted) responses, the resulting role.
+type ElectionCase = (u64, &'static [(u64, bool)], Role);
+
+/// Prev index, prev term, new (index, term) entries, the resulting log's terms.
+type AppendCase = (u64, u64, &'static [(u64, u64)], &'static [u64]);
+
 fn config(id: u64) -> Config {
     let mut config = Config::new(id);
     config.election_ticks = ELECTION_TICKS;
@@ -296,7 +302,7 @@ fn paper_5_2_nonleader_starts_election() {
 /// §5.2: a candidate wins with votes from a majority; loses when a majority rejects; else waits.
 #[test]
 fn paper_5_2_leader_election_in_one_round_rpc() {
-    let cases: &[(u64, &[(u64, bool)], Role)] = &[
+    let cases: &[ElectionCase] = &[
         (1, &[], Role::Leader),
         (3, &[(2, true), (3, true)], Role::Leader),
         (3, &[(2, true)], Role::Leader),
@@ -616,7 +622,7 @@ fn paper_5_3_follower_check_append() {
 /// §5.3: a conflicting entry and everything after it are deleted; new entries are appended.
 #[test]
 fn paper_5_3_follower_append_entries() {
-    let cases: &[(u64, u64, &[(u64, u64)], &[u64])] = &[
+    let cases: &[AppendCase] = &[
         (2, 2, &[(3, 3)], &[1, 2, 3]),
         (1, 1, &[(2, 3), (3, 4)], &[1, 3, 4]),
         (0, 0, &[(1, 1)], &[1, 2]),

@@ -40,15 +40,17 @@ impl AppEvent {
         (self.model == M::NAME).then(|| binary::from_slice(&self.payload))
     }
 
-    /// Short name of the event for logs: `PostCreated`, `PostUpdated`, ...
+    /// Name of the event's type, stored in its envelope: `PostCreated`, `PostUpdated`,
+    /// `PostDeleted`, `PostReplaced` (`log inspect --type PostCreated` filters on it).
     pub fn type_name(&self) -> &'static str {
-        match self.payload.first() {
-            Some(0) => "Created",
-            Some(1) => "Updated",
-            Some(2) => "Deleted",
-            Some(3) => "Replaced",
-            _ => "Unknown",
-        }
+        let kind = match self.payload.first() {
+            Some(tag @ 0..=3) => usize::from(*tag),
+            _ => return "Unknown",
+        };
+        let known = registry().read().expect("model registry poisoned");
+        known
+            .get(self.model.as_str())
+            .map_or("Unknown", |factory| factory.event_types[kind])
     }
 }
 
@@ -125,6 +127,8 @@ impl<M: Model> AnyCollection for Collection<M> {
 #[derive(Clone, Copy)]
 struct Factory {
     type_id: TypeId,
+    /// `<Model>Created`, `<Model>Updated`, `<Model>Deleted`, `<Model>Replaced`, by tag.
+    event_types: [&'static str; 4],
     empty: fn() -> Box<dyn AnyCollection>,
     decode: fn(&mut binary::Reader<'_>) -> Result<Box<dyn AnyCollection>, binary::Error>,
 }
@@ -139,20 +143,29 @@ fn registry() -> &'static RwLock<HashMap<&'static str, Factory>> {
 /// Makes `M` known to snapshot decoding. Two different types with one `NAME` would make logs
 /// ambiguous, so that stops the process.
 pub fn register<M: Model>() {
-    let factory = Factory {
-        type_id: TypeId::of::<M>(),
-        empty: || Box::new(Collection::<M>::new()),
-        decode: |r| Ok(Box::new(Collection::<M>::decode(r)?)),
-    };
     let mut models = registry().write().expect("model registry poisoned");
     if let Some(known) = models.get(M::NAME) {
         assert!(
-            known.type_id == factory.type_id,
+            known.type_id == TypeId::of::<M>(),
             "two model types are both named `{}`: rename one with #[model(name = \"...\")]",
             M::NAME
         );
         return;
     }
+    // Leaked once per model type and process (the registry keeps each name once): bounded.
+    let name =
+        |kind: &str| -> &'static str { Box::leak(format!("{}{kind}", M::NAME).into_boxed_str()) };
+    let factory = Factory {
+        type_id: TypeId::of::<M>(),
+        event_types: [
+            name("Created"),
+            name("Updated"),
+            name("Deleted"),
+            name("Replaced"),
+        ],
+        empty: || Box::new(Collection::<M>::new()),
+        decode: |r| Ok(Box::new(Collection::<M>::decode(r)?)),
+    };
     models.insert(M::NAME, factory);
 }
 

@@ -17,11 +17,23 @@ pub const CLUSTER_RESPONSE_BYTES_MAX: u64 = 1 << 20;
 
 /// Runs `log ...` on `data`.
 pub fn log_command(app_name: &str, data: &Path, action: &LogCommand) -> Result<(), String> {
-    // TEMPORARY (lead, before the storage tools are merged): replaced by engine::tools.
-    Err(format!(
-        "{app_name}: `log {action:?}` on {} is not wired yet",
-        data.display()
-    ))
+    if !data.exists() {
+        return Err(format!(
+            "{app_name}: no data directory at {}",
+            data.display()
+        ));
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match action {
+        LogCommand::Verify => crate::engine::tools::log_verify(data, &mut out),
+        LogCommand::Stats => crate::engine::tools::log_stats(data, &mut out),
+        LogCommand::Inspect {
+            from,
+            to,
+            event_type,
+        } => crate::engine::tools::log_inspect(data, *from, *to, event_type.as_deref(), &mut out),
+    }
 }
 
 /// Runs `cluster ...` against the node whose HTTP address is `node`.

@@ -14,6 +14,23 @@
 //!
 //! Architecture invariant: the core is deterministic. Given the same config (seed included),
 //! storage and sequence of calls it produces the same Readies, bit for bit.
+//!
+//! # Decisions a driver must know
+//! - Persist before send: `Ready::persisted_messages` (votes, append and snapshot
+//!   acknowledgements, vote requests) leave only after the Ready's writes are fsynced;
+//!   `Ready::messages` (heartbeats, a leader's Appends) leave at once, so heartbeats never wait
+//!   for the disk. A leader counts its own entries toward commit only after `advance`.
+//! - Membership takes effect when a `ConfChange` entry commits (one change at a time, and a new
+//!   leader's first change waits for its no-op to commit). A new cluster starts from
+//!   [`MemStorage::bootstrap`]-style log entries (`AddVoter` per initial voter at indexes
+//!   `1..=n`), so a node that joins later learns the membership by replaying or from a snapshot.
+//! - ReadIndex rounds ride on heartbeats: reads registered between two Readies share one round;
+//!   a read is answered once a quorum acknowledged a round started after it. `ReadMode::Lease`
+//!   skips the round while a quorum acknowledged a heartbeat sent less than an election timeout
+//!   ago; it assumes tick rates do not drift apart and refuses leadership transfer.
+//! - Snapshots are sent in `snapshot_chunk_bytes` chunks; the follower keeps the partial
+//!   snapshot in memory only (a crash mid-install just restarts the transfer) and reports how
+//!   many bytes it holds, which is where the leader resumes.
 
 mod codec;
 mod config;

@@ -187,6 +187,22 @@ mod tests {
         assert_eq!(CloseError::InvalidCode(5).close_code(), 1002);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_payload_parses_or_fails_cleanly(payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..=125)) {
+            match parse_payload(&payload) {
+                Ok(None) => proptest::prop_assert!(payload.is_empty()),
+                Ok(Some(frame)) => {
+                    proptest::prop_assert!(is_valid_code(frame.code));
+                    let mut written = Vec::new();
+                    write_payload(&mut written, frame.code, &frame.reason);
+                    proptest::prop_assert_eq!(written, payload);
+                }
+                Err(error) => proptest::prop_assert!(matches!(error.close_code(), 1002 | 1007)),
+            }
+        }
+    }
+
     #[test]
     fn written_payload_round_trips_and_fits() {
         let long_reason = "é".repeat(100);

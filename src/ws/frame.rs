@@ -437,7 +437,10 @@ mod tests {
             panic!()
         };
         assert_eq!(frame.header.opcode, Opcode::Ping);
+    }
 
+    #[test]
+    fn extended_lengths() {
         let mut long = vec![0x82, 0x7E, 0x01, 0x00];
         long.resize(4 + 256, 0);
         let Ok(Status::Complete(frame)) = parse_frame(&long, &ParseConfig::CLIENT) else {

@@ -316,6 +316,25 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_headers_never_panic(
+            headers in proptest::collection::vec(("[A-Za-z-]{1,24}", "\\PC{0,40}"), 0..12),
+        ) {
+            let pairs: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+            let _ = validate("GET", true, pairs);
+        }
+
+        #[test]
+        fn any_16_byte_key_is_accepted(key in proptest::array::uniform16(proptest::prelude::any::<u8>())) {
+            let encoded = base64::encode(&key);
+            let mut headers = without("Sec-WebSocket-Key");
+            headers.push(("Sec-WebSocket-Key", &encoded));
+            let upgrade = validate("GET", true, headers);
+            proptest::prop_assert_eq!(upgrade.map(|u| u.accept), Ok(accept_key(&encoded)));
+        }
+    }
+
     #[test]
     fn refusal_statuses_and_headers() {
         assert_eq!(HandshakeError::Version.status(), 426);

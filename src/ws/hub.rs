@@ -295,6 +295,18 @@ impl Hub {
         Some(frame)
     }
 
+    /// Whether `id`'s queue overflowed (it must be closed with [`OVERFLOW_CLOSE_CODE`]).
+    pub fn is_overflowed(&self, id: ConnId) -> bool {
+        self.members
+            .get(&id)
+            .is_some_and(|member| member.overflowed)
+    }
+
+    /// Whether `id` is connected.
+    pub fn is_connected(&self, id: ConnId) -> bool {
+        self.members.contains_key(&id)
+    }
+
     /// Bytes waiting for `id` (0 for unknown connections).
     pub fn queued_bytes(&self, id: ConnId) -> usize {
         self.members

@@ -172,6 +172,7 @@ fn slow_consumer_is_closed_without_slowing_the_others() {
     }
     assert_eq!(hub.take_overflowed(), [B]);
     assert_eq!(hub.take_overflowed(), [], "reported once");
+    assert!(hub.is_overflowed(B) && !hub.is_overflowed(A) && hub.is_connected(B));
     assert_eq!(hub.queued_bytes(B), 0, "its memory is released at once");
     assert_eq!(hub.direct(B, &text("more")), Ok(false));
     hub.disconnect(B);

@@ -23,6 +23,8 @@ mod connection;
 pub mod frame;
 pub mod handshake;
 pub mod hub;
+mod session;
+pub mod upgrade;
 pub mod utf8;
 
 pub use close::CloseFrame;
@@ -33,3 +35,5 @@ pub use connection::{
 pub use frame::{Opcode, Role, Status, FRAME_BYTES_MAX};
 pub use handshake::{accept_key, HandshakeError, Upgrade};
 pub use hub::{ConnId, Hub, HubConfig, HubError, Peer};
+pub use session::{Ctx, Ended, Session, SharedHub, Waker, WsHandler, OUTPUT_HIGH_WATER_BYTES};
+pub use upgrade::{accept, Accepted, Anonymous, Authenticate};

@@ -61,7 +61,16 @@ impl Utf8Validator {
         while index < bytes.len() {
             if self.needed == 0 {
                 index += ascii_prefix_len(&bytes[index..]);
+                // Sequences wholly inside the slice are checked without touching the state;
+                // a cut-off or invalid one goes through the byte-by-byte path below, which
+                // finds the exact offset of the error.
+                while let Some(width) = whole_sequence_len(&bytes[index..]) {
+                    index += width;
+                }
                 let Some(&byte) = bytes.get(index) else { break };
+                if byte < 0x80 {
+                    continue;
+                }
                 self.start(byte).map_err(|()| Utf8Error { offset: index })?;
             } else {
                 let byte = bytes[index];
@@ -81,17 +90,7 @@ impl Utf8Validator {
     /// Begins a code point at a non-ASCII lead byte (RFC 3629 §4 table).
     fn start(&mut self, lead: u8) -> Result<(), ()> {
         assert!(self.needed == 0 && lead >= 0x80);
-        let (needed, lower, upper) = match lead {
-            0xC2..=0xDF => (1, 0x80, 0xBF),
-            0xE0 => (2, 0xA0, 0xBF),
-            0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF),
-            0xED => (2, 0x80, 0x9F),
-            0xF0 => (3, 0x90, 0xBF),
-            0xF1..=0xF3 => (3, 0x80, 0xBF),
-            0xF4 => (3, 0x80, 0x8F),
-            // Continuation bytes without a lead, overlong leads C0/C1, and F5..FF.
-            _ => return Err(()),
-        };
+        let (needed, lower, upper) = lead_class(lead).ok_or(())?;
         *self = Utf8Validator {
             needed,
             lower,
@@ -99,6 +98,33 @@ impl Utf8Validator {
         };
         Ok(())
     }
+}
+
+/// For a lead byte: how many continuation bytes follow and the range of the first of them
+/// (RFC 3629 §4 table). `None` for continuation bytes, the overlong leads C0/C1, and F5..FF.
+fn lead_class(lead: u8) -> Option<(u8, u8, u8)> {
+    match lead {
+        0xC2..=0xDF => Some((1, 0x80, 0xBF)),
+        0xE0 => Some((2, 0xA0, 0xBF)),
+        0xE1..=0xEC | 0xEE..=0xEF => Some((2, 0x80, 0xBF)),
+        0xED => Some((2, 0x80, 0x9F)),
+        0xF0 => Some((3, 0x90, 0xBF)),
+        0xF1..=0xF3 => Some((3, 0x80, 0xBF)),
+        0xF4 => Some((3, 0x80, 0x8F)),
+        _ => None,
+    }
+}
+
+/// Width of the valid multi-byte sequence starting `bytes` if it lies wholly inside `bytes`;
+/// `None` for ASCII, a cut-off sequence, or an invalid one.
+fn whole_sequence_len(bytes: &[u8]) -> Option<usize> {
+    let (needed, lower, upper) = lead_class(*bytes.first()?)?;
+    let sequence = bytes.get(..usize::from(needed) + 1)?;
+    let second_ok = (lower..=upper).contains(&sequence[1]);
+    let rest_ok = sequence[2..]
+        .iter()
+        .all(|&byte| (0x80..=0xBF).contains(&byte));
+    (second_ok && rest_ok).then_some(sequence.len())
 }
 
 /// Length of the ASCII run at the start of `bytes`, eight bytes at a time where possible.

@@ -1,6 +1,6 @@
 """Reads Autobahn|Testsuite's index.json and fails unless every case is OK or INFORMATIONAL.
 
-Usage: python3 summarize.py REPORT_DIR/index.json AGENT
+Usage: python summarize.py (Python 2.7 or 3) REPORT_DIR/index.json AGENT
 Prints one line per case that is not clean, then `autobahn: N passed, M failed`.
 """
 import json
