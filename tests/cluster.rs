@@ -440,4 +440,18 @@ fn leader_kill_under_load_loses_no_acknowledged_write() {
     for addr in &addrs {
         assert_readable(*addr, &acked);
     }
+    // `cluster leave` on a follower: forwarded to the leader, which removes it from the voters.
+    let leaver = (new_leader + 1) % cluster.nodes.len();
+    let (code, body) =
+        http(addrs[leaver], "POST", "/_lithair/cluster/leave", "", "").expect("leave answers");
+    assert_eq!(code, 202, "leave: {body}");
+    let leaver_id = cluster.nodes[leaver].id;
+    poll(Duration::from_secs(20), || {
+        let (_, body) = http(addrs[new_leader], "GET", "/_lithair/cluster", "", "")?;
+        (!body.contains(&format!("{{\"id\":{leaver_id},"))).then_some(())
+    })
+    .expect("the leader drops the member that left");
+    // The two remaining voters still commit.
+    let id = write_item(&addrs[new_leader..=new_leader], 0, "after-leave", &never);
+    assert!(id.is_some(), "writes commit after a member left");
 }

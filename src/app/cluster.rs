@@ -16,6 +16,7 @@ use crate::engine::{digest_hex, Engine, EngineOptions, Replica};
 use crate::http::router::Router;
 use crate::http::{Handler, Method, Request, Response};
 use crate::raft::node::{ClusterStatus, Inbox, Node, NodeConfig};
+use crate::raft::ConfChange;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
@@ -127,8 +128,7 @@ impl Handler for ClusterFront {
             return self.transfer_leader(req);
         }
         if req.path == "/_lithair/cluster/leave" && req.method == Method::Post {
-            let detail = "leaving (dynamic membership) is not supported yet";
-            return json_response(501, format!("{{\"error\":\"{detail}\"}}"));
+            return self.leave(req);
         }
         if is_write(&req.method) {
             if self.node.status().role != "leader" {
@@ -201,8 +201,38 @@ impl ClusterFront {
         }
     }
 
+    /// `POST /_lithair/cluster/leave[?node=N]`: removes node N (default: this node) from the
+    /// voters. The leader proposes it; any other node forwards it there naming itself.
+    fn leave(&self, req: &Request) -> Response {
+        let status = self.node.status();
+        let named = req
+            .query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("node="))
+            .map(|value| value.parse::<u64>());
+        let leaving = match named {
+            Some(Ok(id)) => id,
+            Some(Err(_)) => return json_response(400, "{\"error\":\"`node` must be a node id\"}"),
+            None => status.id,
+        };
+        if status.role != "leader" {
+            return self.forward_to(req, &format!("/_lithair/cluster/leave?node={leaving}"));
+        }
+        match self.node.propose_conf_change(ConfChange::Remove(leaving)) {
+            Ok(index) => {
+                json_response(202, format!("{{\"removing\":{leaving},\"index\":{index}}}"))
+            }
+            Err(e) => json_response(409, format!("{{\"error\":\"{}\"}}", escape(&e))),
+        }
+    }
+
     /// Sends `req` to the leader and relays its answer; 503 + `Retry-After` without a leader.
     fn forward(&self, req: &Request) -> Response {
+        self.forward_to(req, &req.target)
+    }
+
+    /// Like `forward`, with another request target.
+    fn forward_to(&self, req: &Request, target: &str) -> Response {
         let status = self.node.status();
         let unavailable = |detail: &str| {
             json_response(503, format!("{{\"error\":\"{}\"}}", escape(detail)))
@@ -217,7 +247,7 @@ impl ClusterFront {
         let Some(addr) = self.node.http_addr(status.leader) else {
             return unavailable("the leader's address is not known yet");
         };
-        match forward_http(&addr, req) {
+        match forward_http(&addr, req, target) {
             Ok(response) => response,
             Err(e) => unavailable(&format!("cannot reach the leader at {addr}: {e}")),
         }
@@ -275,7 +305,7 @@ pub fn status_json(status: &ClusterStatus, replica: &dyn Replica) -> String {
 }
 
 /// One HTTP/1.1 exchange with the leader over a fresh connection.
-fn forward_http(addr: &str, req: &Request) -> std::io::Result<Response> {
+fn forward_http(addr: &str, req: &Request, request_target: &str) -> std::io::Result<Response> {
     let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
     let target = addr
         .to_socket_addrs()?
@@ -286,9 +316,8 @@ fn forward_http(addr: &str, req: &Request) -> std::io::Result<Response> {
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let mut head = format!(
-        "{} {} HTTP/1.1\r\nHost: {addr}\r\n",
-        req.method.as_str(),
-        req.target
+        "{} {request_target} HTTP/1.1\r\nHost: {addr}\r\n",
+        req.method.as_str()
     );
     for (name, value) in req.headers.iter() {
         let lower = name.to_ascii_lowercase();

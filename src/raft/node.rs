@@ -15,7 +15,7 @@ use super::raw_node::{RawNode, Ready};
 use super::storage::Storage;
 use super::storage_log::LogStorage;
 use super::transport::{Deliver, Transport, TransportConfig};
-use super::types::{EntryKind, Message, NodeId, Role, NODE_NONE};
+use super::types::{ConfChange, EntryKind, Message, NodeId, Role, NODE_NONE};
 use crate::engine::{Proposer, Replica, Token};
 use std::collections::BTreeMap;
 use std::io;
@@ -58,6 +58,8 @@ enum Event {
         token: Token,
     },
     TransferLeader(NodeId, Sender<Result<(), String>>),
+    /// A single-server membership change (leader only).
+    ConfChange(ConfChange, Sender<Result<u64, String>>),
     /// A linearizable read: answered with the event index the engine must reach first.
     ReadIndex(Sender<Result<u64, String>>),
 }
@@ -261,6 +263,21 @@ impl Node {
         }
     }
 
+    /// Proposes a membership change (this node must lead); returns the entry's index. The
+    /// change takes effect when committed; a leader that removes itself then steps down.
+    ///
+    /// # Errors
+    /// Not the leader, another change pending, or no voter would remain.
+    pub fn propose_conf_change(&self, change: ConfChange) -> Result<u64, String> {
+        let (reply, outcome) = mpsc::channel();
+        self.inbox
+            .send(Event::ConfChange(change, reply))
+            .map_err(|_| "the node is stopping".to_string())?;
+        outcome
+            .recv()
+            .map_err(|_| "the node is stopping".to_string())?
+    }
+
     /// Asks the leader (this node) to hand leadership to `to`.
     ///
     /// # Errors
@@ -381,6 +398,11 @@ impl Driver {
                 token,
             } => {
                 self.propose(term, payload, token);
+                true
+            }
+            Event::ConfChange(change, reply) => {
+                let outcome = self.raw.propose_conf_change(change);
+                let _ = reply.send(outcome.map_err(|e| e.to_string()));
                 true
             }
             Event::ReadIndex(reply) => {
