@@ -475,3 +475,81 @@ impl PeerWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::MessageBody;
+    use std::time::Instant;
+
+    fn free_addr() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    /// Starts node 2 listening, and node 1 dialing it with `secret`; returns what 2 received
+    /// after 1 sent heartbeats until one arrived or `bound` passed.
+    fn exchange(secret_1: &[u8], secret_2: &[u8], bound: Duration) -> Vec<Message> {
+        let (addr_1, addr_2) = (free_addr(), free_addr());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&received);
+        let deliver_2: Deliver = Arc::new(move |m| sink.lock().unwrap().push(m));
+        let config = |id, listen, peers: Vec<(NodeId, String)>, secret: &[u8]| TransportConfig {
+            id,
+            listen,
+            peers,
+            secret: secret.to_vec(),
+            http_addr: format!("127.0.0.1:808{id}"),
+        };
+        let _node_2 = Transport::start(config(2, addr_2, vec![], secret_2), deliver_2).unwrap();
+        let node_1 = Transport::start(
+            config(1, addr_1, vec![(2, addr_2.to_string())], secret_1),
+            Arc::new(|_| {}),
+        )
+        .unwrap();
+        let started = Instant::now();
+        while received.lock().unwrap().is_empty() && started.elapsed() < bound {
+            node_1.send(Message {
+                from: 1,
+                to: 2,
+                term: 1,
+                body: MessageBody::Heartbeat {
+                    commit: 0,
+                    read_round: 0,
+                },
+            });
+            thread::sleep(Duration::from_millis(20));
+        }
+        let out = received.lock().unwrap().clone();
+        if !out.is_empty() {
+            assert_eq!(node_1.http_addr(2).as_deref(), Some("127.0.0.1:8082"));
+        }
+        out
+    }
+
+    #[test]
+    fn peers_with_the_secret_exchange_messages() {
+        let received = exchange(b"secret", b"secret", Duration::from_secs(30));
+        assert!(!received.is_empty(), "no message arrived");
+        assert!(received.iter().all(|m| m.from == 1 && m.to == 2));
+    }
+
+    #[test]
+    fn a_wrong_secret_delivers_nothing() {
+        // Long enough for several reconnection attempts; nothing may ever arrive.
+        let received = exchange(b"secret", b"other", Duration::from_millis(500));
+        assert!(received.is_empty(), "an unauthenticated peer was heard");
+    }
+
+    #[test]
+    fn an_empty_secret_is_refused() {
+        let config = TransportConfig {
+            id: 1,
+            listen: free_addr(),
+            peers: vec![],
+            secret: vec![],
+            http_addr: String::new(),
+        };
+        assert!(Transport::start(config, Arc::new(|_| {})).is_err());
+    }
+}
