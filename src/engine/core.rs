@@ -55,7 +55,18 @@ pub struct EngineOptions {
     pub faults: Option<Arc<Faults>>,
     /// Snapshot step hook (tests).
     pub snapshot_hook: Option<SnapshotHook>,
+    /// Called during recovery with the last index replayed so far, about every
+    /// `replay_progress_every_events` events (the app shows progress on a terminal).
+    pub replay_progress: Option<ReplayProgress>,
+    /// Events between two progress reports (default [`REPLAY_PROGRESS_EVENTS`]).
+    pub replay_progress_every_events: u64,
 }
+
+/// A recovery progress callback: receives the last log index replayed.
+pub type ReplayProgress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Events replayed between two calls of [`EngineOptions::replay_progress`].
+pub const REPLAY_PROGRESS_EVENTS: u64 = 1 << 20;
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -70,6 +81,8 @@ impl Default for EngineOptions {
             upcasters: Vec::new(),
             faults: None,
             snapshot_hook: None,
+            replay_progress: None,
+            replay_progress_every_events: REPLAY_PROGRESS_EVENTS,
         }
     }
 }
@@ -430,8 +443,18 @@ impl<S: State> Engine<S> {
             faults: options.faults.clone(),
         };
         let upcasters = options.upcasters.clone();
+        let progress = options.replay_progress.clone();
+        let every = options.replay_progress_every_events.max(1);
+        let mut next_report = snapshot_index + every;
         let ((log, recovery), tracked) = replay::replay_pipelined(tracked, &upcasters, |visit| {
-            Log::open(data_dir, log_options, &mut |frame| visit(frame))
+            Log::open(data_dir, log_options, &mut |frame| {
+                let last = frame.last_index();
+                if let Some(report) = progress.as_ref().filter(|_| last >= next_report) {
+                    report(last);
+                    next_report = last + every;
+                }
+                visit(frame)
+            })
         })?;
         if recovery.next_index != tracked.applied_index + 1 {
             let message = format!(
