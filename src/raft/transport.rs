@@ -295,7 +295,36 @@ fn serve_inbound(
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_millis(HANDSHAKE_TIMEOUT_MS)))?;
     let mut buf = Vec::new();
-    let (kind, body) = read_frame(&mut stream, &mut buf, HANDSHAKE_FRAME_BYTES_MAX, stop)?;
+    let hello = accept_handshake(&mut stream, &mut buf, shared, stop)?;
+    http_addrs
+        .lock()
+        .expect("http address table poisoned")
+        .insert(hello.from, hello.http_addr);
+    stream.set_read_timeout(Some(Duration::from_millis(STOP_POLL_MS)))?;
+    loop {
+        let (kind, body) = read_frame(&mut stream, &mut buf, FRAME_BYTES_MAX, stop)?;
+        if kind != FrameKind::Message {
+            return Err(protocol_error(wire::WireError::Malformed(
+                "expected message",
+            )));
+        }
+        let message = wire::decode_message(&body).map_err(protocol_error)?;
+        // An authenticated peer may speak only for itself, and only to us.
+        if message.from == hello.from && message.to == shared.id {
+            deliver(message);
+        }
+    }
+}
+
+/// Listener side of the handshake: check the `Hello`, answer `Welcome` (or `Reject`), verify
+/// the dialer's MAC. Returns the authenticated `Hello`.
+fn accept_handshake(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    shared: &Endpoint,
+    stop: &AtomicBool,
+) -> io::Result<Hello> {
+    let (kind, body) = read_frame(stream, buf, HANDSHAKE_FRAME_BYTES_MAX, stop)?;
     let hello = match kind {
         FrameKind::Hello => Hello::decode(&body).map_err(protocol_error)?,
         _ => return Err(protocol_error(wire::WireError::Malformed("expected hello"))),
@@ -316,55 +345,25 @@ fn serve_inbound(
         return Err(io::Error::new(io::ErrorKind::InvalidData, reason));
     }
     let nonce = fresh_nonce()?;
-    let mac = wire::handshake_mac(
-        &shared.secret,
-        Side::Listener,
-        &hello.nonce,
-        &nonce,
-        hello.from,
-        shared.id,
-    );
+    let (secret, me) = (&shared.secret, shared.id);
+    let mac = wire::handshake_mac(secret, Side::Listener, &hello.nonce, &nonce, hello.from, me);
     let welcome = Welcome {
         version: PROTOCOL_VERSION,
-        from: shared.id,
+        from: me,
         nonce,
         mac,
         http_addr: shared.http_addr.clone(),
     };
     welcome.encode(&mut out);
     stream.write_all(&out)?;
-    let (kind, body) = read_frame(&mut stream, &mut buf, HANDSHAKE_FRAME_BYTES_MAX, stop)?;
+    let (kind, body) = read_frame(stream, buf, HANDSHAKE_FRAME_BYTES_MAX, stop)?;
     if kind != FrameKind::Auth {
         return Err(protocol_error(wire::WireError::Malformed("expected auth")));
     }
     let received = wire::decode_auth(&body).map_err(protocol_error)?;
-    let expected = wire::handshake_mac(
-        &shared.secret,
-        Side::Dialer,
-        &hello.nonce,
-        &nonce,
-        hello.from,
-        shared.id,
-    );
+    let expected = wire::handshake_mac(secret, Side::Dialer, &hello.nonce, &nonce, hello.from, me);
     wire::verify_mac(&expected, &received).map_err(protocol_error)?;
-    http_addrs
-        .lock()
-        .expect("http address table poisoned")
-        .insert(hello.from, hello.http_addr);
-    stream.set_read_timeout(Some(Duration::from_millis(STOP_POLL_MS)))?;
-    loop {
-        let (kind, body) = read_frame(&mut stream, &mut buf, FRAME_BYTES_MAX, stop)?;
-        if kind != FrameKind::Message {
-            return Err(protocol_error(wire::WireError::Malformed(
-                "expected message",
-            )));
-        }
-        let message = wire::decode_message(&body).map_err(protocol_error)?;
-        // An authenticated peer may speak only for itself, and only to us.
-        if message.from == hello.from && message.to == shared.id {
-            deliver(message);
-        }
-    }
+    Ok(hello)
 }
 
 /// One peer's outgoing side: connect, authenticate, write queued messages; on any error drop
