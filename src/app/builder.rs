@@ -18,6 +18,7 @@ use super::model::{Model, ModelEvent, Rejection};
 use super::routes::{model_routes, write_error_problem};
 use super::state::{register, AppState};
 use crate::engine::{Engine, EngineOptions, Meta};
+use crate::http::limits::WORKER_THREADS_DEFAULT;
 use crate::http::problem::Problem;
 use crate::http::router::Router;
 use crate::http::{Request, Response, Server, ServerConfig, ServerHandle};
@@ -336,9 +337,18 @@ impl App {
     }
 
     /// Opens the engine, builds the router and starts serving in the background.
+    /// With `--cluster`, the node joins its Raft group: followers forward writes to the leader.
     pub fn start(&self, options: &ServeOptions) -> Result<Running, String> {
         let started = Instant::now();
-        let (engine, replayed) = self.open_engine(&options.data)?;
+        let (engine, replayed, cluster) = if options.cluster.is_empty() && options.join.is_none() {
+            let (engine, replayed) = self.open_engine(&options.data)?;
+            (engine, replayed, None)
+        } else {
+            let clustered =
+                super::cluster::start_cluster(options, self.engine_options.clone(), self.state())?;
+            let parts = (clustered.node, clustered.replica);
+            (clustered.engine, clustered.replayed, Some(parts))
+        };
         let handle = Handle::new(Arc::new(engine), Arc::new(self.checks.clone()));
         for install in &self.hooks {
             install(&handle);
@@ -348,11 +358,28 @@ impl App {
         }
         let router = self.router(&handle);
         let addr = std::net::SocketAddr::new(options.bind, options.port);
+        let mut server_config = self.server_config.clone();
+        if cluster.is_some() && server_config.worker_threads == WORKER_THREADS_DEFAULT {
+            // A clustered commit waits for a network round trip and two fsyncs: more writers
+            // must wait at once to fill each replicated batch (see DESIGN §9).
+            server_config.worker_threads = super::cluster::CLUSTER_WORKER_THREADS;
+        }
         let server = Server::bind(addr)
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?
-            .config(self.server_config.clone());
+            .config(server_config);
         let local = server.local_addr().map_err(|e| e.to_string())?;
-        let server = server.spawn(router).map_err(|e| e.to_string())?;
+        let (server, node) = match cluster {
+            None => (server.spawn(router), None),
+            Some((node, replica)) => {
+                let front = super::cluster::ClusterFront {
+                    router,
+                    node: Arc::clone(&node),
+                    replica,
+                };
+                (server.spawn(front), Some(node))
+            }
+        };
+        let server = server.map_err(|e| e.to_string())?;
         println!(
             "{}: serving http://{local} (data: {}, {replayed} events replayed in {:.2} s)",
             self.name,
@@ -360,7 +387,11 @@ impl App {
             started.elapsed().as_secs_f64()
         );
         let _ = std::io::stdout().flush();
-        Ok(Running { handle, server })
+        Ok(Running {
+            handle,
+            server,
+            node,
+        })
     }
 
     fn serve(&self, options: &ServeOptions) -> Result<(), String> {
@@ -455,6 +486,8 @@ pub struct Running {
     pub handle: Handle,
     /// The HTTP server.
     pub server: ServerHandle,
+    /// The Raft node (cluster mode).
+    pub node: Option<Arc<crate::raft::node::Node>>,
 }
 
 impl Running {
@@ -462,6 +495,8 @@ impl Running {
     pub fn stop(self) -> Result<(), String> {
         self.server.shutdown();
         self.server.join().map_err(|e| e.to_string())?;
+        // The node drives the engine's replica: stop it before the engine.
+        drop(self.node);
         drop(self.handle);
         Ok(())
     }

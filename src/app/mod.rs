@@ -6,6 +6,7 @@
 
 pub mod builder;
 pub mod cli;
+pub mod cluster;
 pub mod command;
 pub mod docs;
 pub mod handle;

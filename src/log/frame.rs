@@ -237,6 +237,12 @@ impl EntryBatch {
         self.count == 0
     }
 
+    /// The entries in their on-disk framing (`len u32 LE | payload` each), e.g. to ship a
+    /// batch to Raft peers.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Bytes the entries occupy on disk.
     pub fn byte_len(&self) -> usize {
         self.bytes.len()
