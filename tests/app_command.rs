@@ -17,12 +17,18 @@ struct Counter {
     id: u64,
     #[db(default)]
     value: u64,
+    #[db(default)]
+    label: String,
 }
 
 /// Create a counter at zero.
 #[command(POST "/api/counters", status = 201)]
 fn make(tx: &mut Tx<'_>, _: &(), _: &Params) -> Result<Counter, Rejection> {
-    tx.create(Counter { id: 0, value: 0 })
+    tx.create(Counter {
+        id: 0,
+        value: 0,
+        label: "new".into(),
+    })
 }
 
 /// Add to a counter.
