@@ -21,12 +21,14 @@ use crate::engine::{Engine, EngineOptions, Meta};
 use crate::http::limits::WORKER_THREADS_DEFAULT;
 use crate::http::problem::Problem;
 use crate::http::router::Router;
-use crate::http::{Request, Response, Server, ServerConfig, ServerHandle};
+use crate::http::{Method, Request, Response, Server, ServerConfig, ServerHandle};
 use crate::json::{FromJson, ToJson};
 
 type RouteFn = Box<dyn Fn(Router, &Handle) -> Router + Send + Sync>;
 type StartFn = Box<dyn Fn(&Handle, &ServeOptions) -> Result<(), String> + Send + Sync>;
 type HookFn = Box<dyn Fn(&Handle) + Send + Sync>;
+type CommandHandler = Box<dyn Fn(&mut Request) -> Result<Response, Problem> + Send + Sync>;
+type InstallFn = Box<dyn Fn(&Handle) -> CommandHandler + Send + Sync>;
 
 /// Describes one model for `/openapi.json`.
 #[derive(Clone, Copy)]
@@ -39,6 +41,7 @@ pub(crate) struct ModelInfo {
 /// A custom command route, for `/openapi.json`.
 #[derive(Clone)]
 pub(crate) struct CommandInfo {
+    pub(crate) method: Method,
     pub(crate) path: String,
     pub(crate) summary: String,
 }
@@ -134,8 +137,9 @@ impl App {
     /// `decide` runs in the sequencer against the current state (seeing every accepted write)
     /// and stages events through the `Tx`: all of them commit atomically, in one batch, or none
     /// does. Answers `status` with the output as JSON, or the rejection as a problem.
+    /// `#[command]` (in the prelude) declares the same thing on the function itself.
     pub fn command<I, O>(
-        mut self,
+        self,
         path: &str,
         status: u16,
         summary: &str,
@@ -145,39 +149,38 @@ impl App {
         I: FromJson + Send + Sync + 'static,
         O: ToJson + Send + 'static,
     {
+        self.route_command(CommandRoute::new(
+            Method::Post,
+            path,
+            status,
+            summary,
+            decide,
+        ))
+    }
+
+    /// Registers a command route, typically made by a `#[command]` function's companion
+    /// (`place_route()` for `fn place`).
+    pub fn route_command(mut self, route: CommandRoute) -> App {
         self.commands.push(CommandInfo {
-            path: path.to_string(),
-            summary: summary.to_string(),
+            method: route.method.clone(),
+            path: route.path.clone(),
+            summary: route.summary,
         });
-        let decide = Arc::new(decide);
-        let path = path.to_string();
+        let CommandRoute {
+            method,
+            path,
+            install,
+            ..
+        } = route;
         self.routes.push(Box::new(move |router, handle| {
-            let handle = handle.clone();
-            let decide = Arc::clone(&decide);
-            router.post(
-                &path,
-                move |req: &mut Request| -> Result<Response, Problem> {
-                    let input: I = if req.body.iter().all(u8::is_ascii_whitespace) {
-                        crate::json::from_str("null")
-                            .map_err(|_| Problem::bad_request("this command needs a JSON body"))?
-                    } else {
-                        req.json()?
-                    };
-                    let input = Arc::new(input);
-                    let params = Arc::new(Params(req.params.clone()));
-                    let decide = Arc::clone(&decide);
-                    let meta = command_meta(req)?;
-                    let executed = handle
-                        .execute(meta, move |tx| decide(tx, &input, &params))
-                        .map_err(|e| write_error_problem(&e))?;
-                    match executed.output {
-                        Some(output) => Ok(Response::json(status, &output)),
-                        None => Ok(Response::new(200).with_header("Idempotent-Replayed", "true")),
-                    }
-                },
-            )
+            router.route(method.clone(), &path, install(handle))
         }));
         self
+    }
+
+    /// Registers several command routes: `.commands([place_route(), cancel_route()])`.
+    pub fn commands(self, routes: impl IntoIterator<Item = CommandRoute>) -> App {
+        routes.into_iter().fold(self, App::route_command)
     }
 
     /// Adds a domain rule for records of `M`, enforced on every create, replace and update
@@ -462,6 +465,85 @@ impl Params {
                 self.raw(name).unwrap_or_default().to_string(),
             )),
         }
+    }
+}
+
+/// A domain command as a route: method, path, success status, OpenAPI summary and the decide
+/// function. `#[command(POST "/api/orders", status = 201)]` on `fn place` generates
+/// `place_route()` returning one; `App::route_command` and `App::commands` register it.
+pub struct CommandRoute {
+    method: Method,
+    path: String,
+    status: u16,
+    summary: String,
+    /// Builds the HTTP handler once the engine handle exists.
+    install: InstallFn,
+}
+
+impl CommandRoute {
+    /// A command answering `method path` (see `App::command` for what `decide` sees).
+    pub fn new<I, O>(
+        method: Method,
+        path: &str,
+        status: u16,
+        summary: &str,
+        decide: impl Fn(&mut Tx<'_>, &I, &Params) -> Result<O, Rejection> + Send + Sync + 'static,
+    ) -> CommandRoute
+    where
+        I: FromJson + Send + Sync + 'static,
+        O: ToJson + Send + 'static,
+    {
+        let decide = Arc::new(decide);
+        let install: InstallFn = Box::new(move |handle: &Handle| -> CommandHandler {
+            let handle = handle.clone();
+            let decide = Arc::clone(&decide);
+            Box::new(move |req: &mut Request| -> Result<Response, Problem> {
+                let input: I = if req.body.iter().all(u8::is_ascii_whitespace) {
+                    crate::json::from_str("null")
+                        .map_err(|_| Problem::bad_request("this command needs a JSON body"))?
+                } else {
+                    req.json()?
+                };
+                let input = Arc::new(input);
+                let params = Arc::new(Params(req.params.clone()));
+                let decide = Arc::clone(&decide);
+                let meta = command_meta(req)?;
+                let executed = handle
+                    .execute(meta, move |tx| decide(tx, &input, &params))
+                    .map_err(|e| write_error_problem(&e))?;
+                match executed.output {
+                    Some(output) => Ok(Response::json(status, &output)),
+                    None => Ok(Response::new(200).with_header("Idempotent-Replayed", "true")),
+                }
+            })
+        });
+        CommandRoute {
+            method,
+            path: path.to_string(),
+            status,
+            summary: summary.to_string(),
+            install,
+        }
+    }
+
+    /// The HTTP method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The path pattern (`/api/orders/{id}/cancel`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The status of a successful answer.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The OpenAPI summary.
+    pub fn summary(&self) -> &str {
+        &self.summary
     }
 }
 

@@ -16,7 +16,7 @@ pub mod schema;
 pub mod state;
 pub mod tools;
 
-pub use builder::{App, Params, Running};
+pub use builder::{App, CommandRoute, Params, Running};
 pub use command::Tx;
 pub use handle::{Executed, Handle, WriteError};
 pub use model::{Collection, FieldError, Model, ModelEvent, Record, Rejection};
