@@ -111,7 +111,8 @@ impl App {
             schema: super::routes::schema_json::<M>,
         });
         self.routes.push(Box::new(move |router, handle| {
-            model_routes::<M>(router, handle, writable)
+            let router = model_routes::<M>(router, handle, writable);
+            super::live::live_routes::<M>(router, handle)
         }));
         self
     }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod command;
 pub mod docs;
 pub mod handle;
+pub mod live;
 pub mod model;
 pub mod routes;
 pub mod schema;
