@@ -168,11 +168,33 @@ impl<M: Model> LiveFeed<M> {
 
     /// Waits up to `timeout` for the next item; `Ok(None)` when nothing relevant committed.
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<LiveItem<M>>, LiveError> {
+        self.next_item(timeout, None)
+    }
+
+    /// The next item at or below `target_index` (a commit announced by an engine hook, which
+    /// runs just before subscribers are fed): `Ok(None)` as soon as the feed has passed
+    /// `target_index` with nothing relevant left, or after `timeout`.
+    pub fn next_up_to(
+        &mut self,
+        target_index: u64,
+        timeout: Duration,
+    ) -> Result<Option<LiveItem<M>>, LiveError> {
+        self.next_item(timeout, Some(target_index))
+    }
+
+    fn next_item(
+        &mut self,
+        timeout: Duration,
+        target_index: Option<u64>,
+    ) -> Result<Option<LiveItem<M>>, LiveError> {
         if let Some(page) = self.pending.take() {
             return Ok(Some(LiveItem::Snapshot(page)));
         }
         let deadline = Instant::now() + timeout;
         loop {
+            if target_index.is_some_and(|target| self.last_index() >= target) {
+                return Ok(None);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             let committed = match self.subscription.next_timeout(left) {
                 Ok(Some(committed)) => committed,

@@ -31,7 +31,7 @@ pub struct Endpoint {
     hub: Option<Arc<SharedHub>>,
     auth: Box<dyn Authenticate>,
     choose_protocol: Box<ChooseProtocol>,
-    factory: Box<HandlerFactory>,
+    factory: Option<Box<HandlerFactory>>,
 }
 
 impl Endpoint {
@@ -45,7 +45,19 @@ impl Endpoint {
             hub: None,
             auth: Box::new(Anonymous),
             choose_protocol: Box::new(|_: &[String]| None),
-            factory: Box::new(factory),
+            factory: Some(Box::new(factory)),
+        }
+    }
+
+    /// An endpoint without a handler factory: every upgrade goes through
+    /// [`Endpoint::respond_with`], which builds the handler per request.
+    pub fn per_request() -> Endpoint {
+        Endpoint {
+            config: Config::SERVER,
+            hub: None,
+            auth: Box::new(Anonymous),
+            choose_protocol: Box::new(|_: &[String]| None),
+            factory: None,
         }
     }
 
@@ -78,11 +90,24 @@ impl Endpoint {
 
     /// Answers an upgrade request: the 101 with a session attached, or the refusal.
     pub fn respond(&self, request: &Request) -> Response {
+        match &self.factory {
+            Some(factory) => self.respond_with(request, |request, user| factory(request, user)),
+            None => Response::text(500, "this WebSocket endpoint builds handlers per request"),
+        }
+    }
+
+    /// Like [`Endpoint::respond`], with the handler built by `make` (for handlers that carry
+    /// per-request state prepared by the route, like a live query's first page).
+    pub fn respond_with(
+        &self,
+        request: &Request,
+        make: impl FnOnce(&Request, &str) -> Box<dyn WsHandler>,
+    ) -> Response {
         let accepted = match accept(request, &*self.auth, &*self.choose_protocol) {
             Ok(accepted) => accepted,
             Err(refusal) => return refusal,
         };
-        let handler = (self.factory)(request, &accepted.user);
+        let handler = make(request, &accepted.user);
         let upgraded = WsUpgraded {
             id: ConnId(NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed)),
             config: self.config,
