@@ -470,6 +470,23 @@ proptest! {
         let _ = binary::from_slice::<Vec<ItemV2Defaulted>>(&item_bytes);
     }
 
+    /// What a decoder reserves before decoding elements: never more memory than the remaining
+    /// input (plus one element), whatever count the input claims.
+    #[test]
+    fn preallocation_is_bounded_by_the_input(count in any::<usize>(), remaining in 0usize..1 << 20) {
+        fn check<T>(count: usize, remaining: usize) {
+            let capacity = binary::capacity_for::<T>(count, remaining);
+            let element_bytes = std::mem::size_of::<T>().max(1);
+            assert!(capacity <= count);
+            assert!(capacity * element_bytes <= remaining + element_bytes, "{capacity} x {element_bytes} for {remaining}");
+        }
+        check::<u8>(count, remaining);
+        check::<u64>(count, remaining);
+        check::<String>(count, remaining);
+        check::<ItemV2>(count, remaining);
+        check::<()>(count, remaining);
+    }
+
     #[test]
     fn truncated_encodings_fail_cleanly(items in prop::collection::vec(item_v2(), 1..4), cut in any::<prop::sample::Index>()) {
         let bytes = binary::to_vec(&items);

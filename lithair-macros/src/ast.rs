@@ -384,7 +384,7 @@ fn skip_visibility(cursor: &mut Cursor<'_>) {
         ..
     }) = cursor.peek()
     {
-        if toks.first().map_or(true, |t| t.is_ident("pub")) {
+        if toks.first().is_none_or(|t| t.is_ident("pub")) {
             cursor.bump();
             return;
         }

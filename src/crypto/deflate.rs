@@ -21,6 +21,10 @@ const MATCH_BYTES_MIN: usize = 3;
 const CHAIN_STEPS_MAX: usize = 48;
 /// A match at least this long is taken at once, without looking further down the chain.
 const MATCH_NICE_BYTES: usize = 128;
+/// A match at least this long is taken without checking the next position (lazy matching).
+const LAZY_BYTES_MAX: usize = 32;
+/// With a match this long already, the lazy check searches a quarter of the chain.
+const GOOD_BYTES: usize = 8;
 /// Tokens per block: a new Huffman table every so often follows changes in the data.
 const BLOCK_TOKENS_MAX: usize = 16 * 1024;
 /// Largest stored block payload (LEN is 16 bits).
@@ -172,6 +176,16 @@ impl<'a> BitReader<'a> {
         Ok(())
     }
 
+    /// Loads whole bytes while they fit; returns the bits available (may be few at the end).
+    fn fill(&mut self) -> u32 {
+        while self.count <= 56 && self.pos < self.input.len() {
+            self.bits |= u64::from(self.input[self.pos]) << self.count;
+            self.pos += 1;
+            self.count += 8;
+        }
+        self.count
+    }
+
     fn bits(&mut self, n: u32) -> Result<u32, DeflateError> {
         if n == 0 {
             return Ok(0);
@@ -204,7 +218,13 @@ impl<'a> BitReader<'a> {
 struct Huffman {
     counts: [u16; CODE_BITS_MAX + 1],
     symbols: Vec<u16>,
+    /// Indexed by the next [`FAST_BITS`] input bits: `symbol | length << 9` for codes of at
+    /// most `FAST_BITS` bits, 0 for longer codes (decoded the slow way).
+    fast: Vec<u16>,
 }
+
+/// Bits resolved by one table lookup; most literal/length codes are this short or shorter.
+const FAST_BITS: u32 = 9;
 
 impl Huffman {
     /// Builds the decoding table; refuses over-subscribed codes and incomplete ones, except
@@ -239,11 +259,29 @@ impl Huffman {
                 *slot += 1;
             }
         }
-        Ok(Self { counts, symbols })
+        Ok(Self {
+            counts,
+            symbols,
+            fast: fast_table(lengths),
+        })
     }
 
-    /// Decodes one symbol, one bit at a time over the canonical ranges.
+    /// Decodes one symbol: one table lookup for short codes, else bit by bit.
     fn decode(&self, reader: &mut BitReader<'_>) -> Result<u16, DeflateError> {
+        if reader.fill() >= FAST_BITS {
+            let entry = self.fast[(reader.bits & ((1 << FAST_BITS) - 1)) as usize];
+            if entry != 0 {
+                let len = u32::from(entry >> 9);
+                reader.bits >>= len;
+                reader.count -= len;
+                return Ok(entry & 0x1FF);
+            }
+        }
+        self.decode_slow(reader)
+    }
+
+    /// Decodes one symbol one bit at a time over the canonical ranges.
+    fn decode_slow(&self, reader: &mut BitReader<'_>) -> Result<u16, DeflateError> {
         let mut code: i32 = 0;
         let mut first: i32 = 0;
         let mut index: i32 = 0;
@@ -259,6 +297,24 @@ impl Huffman {
         }
         Err(DeflateError::BadSymbol)
     }
+}
+
+/// The lookup table of [`Huffman::fast`] for canonical codes of `lengths`.
+fn fast_table(lengths: &[u8]) -> Vec<u16> {
+    let mut fast = vec![0u16; 1 << FAST_BITS];
+    let codes = canonical_codes(lengths);
+    for (symbol, (&len, &code)) in lengths.iter().zip(&codes).enumerate() {
+        let len = u32::from(len);
+        if len == 0 || len > FAST_BITS {
+            continue;
+        }
+        // Every index whose low `len` bits are the (bit-reversed) code decodes to it.
+        let entry = symbol as u16 | (len as u16) << 9;
+        for high in 0..1usize << (FAST_BITS - len) {
+            fast[usize::from(code) | high << len] = entry;
+        }
+    }
+    fast
 }
 
 fn fixed_lengths() -> ([u8; LITLEN_CODES], [u8; DIST_CODES]) {
@@ -323,11 +379,7 @@ fn inflate_stream(
         finished = reader.bits(1)? == 1;
         match reader.bits(2)? {
             0 => inflate_stored(&mut reader, &mut out, limit)?,
-            1 => {
-                let (lit, dist) = fixed_lengths();
-                let tables = (Huffman::new(&lit)?, Huffman::new(&dist)?);
-                inflate_codes(&mut reader, &mut out, limit, &tables)?;
-            }
+            1 => inflate_codes(&mut reader, &mut out, limit, fixed_tables())?,
             2 => {
                 let tables = read_dynamic_tables(&mut reader)?;
                 inflate_codes(&mut reader, &mut out, limit, &tables)?;
@@ -342,6 +394,16 @@ fn inflate_stream(
         data: out,
         consumed_bytes,
         finished,
+    })
+}
+
+/// The fixed-Huffman tables, built once.
+fn fixed_tables() -> &'static (Huffman, Huffman) {
+    static TABLES: std::sync::OnceLock<(Huffman, Huffman)> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| {
+        let (lit, dist) = fixed_lengths();
+        let build = |l: &[u8]| Huffman::new(l).expect("the fixed code is complete");
+        (build(&lit), build(&dist))
     })
 }
 
@@ -452,14 +514,13 @@ fn inflate_codes(
             return Err(DeflateError::OutputTooLarge);
         }
         let start = out.len() - distance;
-        if distance >= len {
-            out.extend_from_within(start..start + len);
-        } else {
-            // Overlapping copy: each byte may depend on one written in this same copy.
-            for k in 0..len {
-                let b = out[start + k];
-                out.push(b);
-            }
+        // Overlapping copies repeat the period `distance`: copy what exists, which doubles
+        // the available pattern each round.
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(out.len() - start);
+            out.extend_from_within(start..start + n);
+            left -= n;
         }
     }
 }
@@ -651,8 +712,9 @@ impl<'a> Matcher<'a> {
         self.head[h] = pos as u32;
     }
 
-    /// Longest earlier match for `pos` as (length, distance); length 0 if none.
-    fn longest(&self, pos: usize) -> (usize, usize) {
+    /// Longest earlier match for `pos` as (length, distance), visiting at most `steps_max`
+    /// chain entries; length 0 if none.
+    fn longest(&self, pos: usize, steps_max: usize) -> (usize, usize) {
         let data = self.data;
         let max = (data.len() - pos).min(MATCH_BYTES_MAX);
         if max < MATCH_BYTES_MIN {
@@ -660,7 +722,7 @@ impl<'a> Matcher<'a> {
         }
         let (mut best_len, mut best_dist) = (0, 0);
         let mut candidate = self.head[self.hash(pos)];
-        for _ in 0..CHAIN_STEPS_MAX {
+        for _ in 0..steps_max {
             if candidate == NIL {
                 break;
             }
@@ -669,11 +731,7 @@ impl<'a> Matcher<'a> {
                 break;
             }
             if data[cand + best_len.min(max - 1)] == data[pos + best_len.min(max - 1)] {
-                let len = data[cand..cand + max]
-                    .iter()
-                    .zip(&data[pos..pos + max])
-                    .take_while(|(a, b)| a == b)
-                    .count();
+                let len = common_prefix(&data[cand..cand + max], &data[pos..pos + max]);
                 if len > best_len {
                     (best_len, best_dist) = (len, pos - cand);
                     if len >= MATCH_NICE_BYTES || len == max {
@@ -695,10 +753,29 @@ impl<'a> Matcher<'a> {
     }
 }
 
+/// Length of the common prefix of two equally long slices, eight bytes at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    debug_assert_eq!(a.len(), b.len());
+    let mut n = 0;
+    while n + 8 <= a.len() {
+        let x = u64::from_le_bytes(a[n..n + 8].try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(b[n..n + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return n + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + a[n..]
+        .iter()
+        .zip(&b[n..])
+        .take_while(|(p, q)| p == q)
+        .count()
+}
+
 /// Compresses `data` as a complete raw DEFLATE stream (last block has BFINAL).
 pub fn compress_raw(data: &[u8]) -> Vec<u8> {
     let mut writer = BitWriter::new(data.len() / 2 + 64);
-    encode_blocks(data, &mut writer, true);
+    encode_blocks(data, 0, &mut writer, true);
     writer.finish()
 }
 
@@ -706,8 +783,23 @@ pub fn compress_raw(data: &[u8]) -> Vec<u8> {
 /// `00 00 ff ff`) and no final block, as permessage-deflate frames a message; the caller removes
 /// the trailing four bytes per RFC 7692 §7.2.1.
 pub fn compress_raw_sync(data: &[u8]) -> Vec<u8> {
+    compress_raw_sync_with_dictionary(&[], data)
+}
+
+/// Like [`compress_raw_sync`], but back-references may reach into `dictionary` (the last
+/// [`WINDOW_BYTES`] of it are used): the previous messages, for permessage-deflate with
+/// context takeover. The peer decodes with [`inflate_raw_partial`] and the same dictionary.
+pub fn compress_raw_sync_with_dictionary(dictionary: &[u8], data: &[u8]) -> Vec<u8> {
+    let dict = &dictionary[dictionary.len().saturating_sub(WINDOW_BYTES)..];
+    let joined;
+    let (buffer, start) = if dict.is_empty() {
+        (data, 0)
+    } else {
+        joined = [dict, data].concat();
+        (&joined[..], dict.len())
+    };
     let mut writer = BitWriter::new(data.len() / 2 + 64);
-    encode_blocks(data, &mut writer, false);
+    encode_blocks(buffer, start, &mut writer, false);
     writer.put(0, 3); // BFINAL = 0, BTYPE = 00 (stored)
     writer.align();
     writer.put(0x0000, 16);
@@ -717,22 +809,40 @@ pub fn compress_raw_sync(data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn encode_blocks(data: &[u8], writer: &mut BitWriter, last_is_final: bool) {
+/// Encodes `data[start..]` as blocks; `data[..start]` only primes the window.
+fn encode_blocks(data: &[u8], start: usize, writer: &mut BitWriter, last_is_final: bool) {
+    assert!(
+        start <= WINDOW_BYTES && start <= data.len(),
+        "dictionary larger than the window"
+    );
     let mut matcher = Matcher::new(data);
+    for p in 0..start {
+        matcher.insert(p);
+    }
     let mut tokens: Vec<Token> = Vec::with_capacity(BLOCK_TOKENS_MAX + 1);
-    let mut block_start = 0usize;
-    let mut pos = 0usize;
+    let mut block_start = start;
+    let mut pos = start;
+    let mut lookahead: Option<(usize, usize)> = None;
+    let mut final_written = false;
     while pos < data.len() {
-        let (len, dist) = matcher.longest(pos);
+        let (len, dist) = lookahead
+            .take()
+            .unwrap_or_else(|| matcher.longest(pos, CHAIN_STEPS_MAX));
         matcher.insert(pos);
-        // Lazy matching: prefer a literal now if the next position matches longer.
-        let take = if (MATCH_BYTES_MIN..MATCH_NICE_BYTES).contains(&len) && pos + 1 < data.len() {
-            let (next_len, _) = matcher.longest(pos + 1);
-            next_len <= len
-        } else {
-            len >= MATCH_BYTES_MIN
-        };
-        if take {
+        // Lazy matching: prefer a literal now if the next position matches longer. The next
+        // position's search is kept for the next round, so no position is searched twice.
+        if (MATCH_BYTES_MIN..LAZY_BYTES_MAX).contains(&len) && pos + 1 < data.len() {
+            let steps = if len >= GOOD_BYTES {
+                CHAIN_STEPS_MAX / 4
+            } else {
+                CHAIN_STEPS_MAX
+            };
+            let next = matcher.longest(pos + 1, steps);
+            if next.0 > len {
+                lookahead = Some(next);
+            }
+        }
+        if lookahead.is_none() && len >= MATCH_BYTES_MIN {
             tokens.push(Token {
                 len: len as u16,
                 dist: dist as u16,
@@ -749,14 +859,14 @@ fn encode_blocks(data: &[u8], writer: &mut BitWriter, last_is_final: bool) {
             pos += 1;
         }
         if tokens.len() >= BLOCK_TOKENS_MAX {
-            let is_final = last_is_final && pos == data.len();
-            write_block(writer, &tokens, &data[block_start..pos], is_final);
+            final_written = last_is_final && pos == data.len();
+            write_block(writer, &tokens, &data[block_start..pos], final_written);
             tokens.clear();
             block_start = pos;
         }
     }
     assert_eq!(pos, data.len());
-    if !tokens.is_empty() || (last_is_final && block_start == data.len()) {
+    if !tokens.is_empty() || (last_is_final && !final_written) {
         // Also covers empty input: one final block holding only end-of-block.
         write_block(writer, &tokens, &data[block_start..], last_is_final);
     }
@@ -990,7 +1100,7 @@ fn run_length(lengths: &[u8]) -> Vec<(u8, u8)> {
                 left -= n;
             }
         }
-        runs.extend(std::iter::repeat((value, 0)).take(left));
+        runs.extend(std::iter::repeat_n((value, 0), left));
         i += run;
     }
     runs
@@ -1119,6 +1229,47 @@ mod tests {
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
         round_trip(&noise);
+    }
+
+    #[test]
+    fn input_ending_exactly_at_a_block_boundary() {
+        // One literal, then matches of exactly 258 bytes: BLOCK_TOKENS_MAX tokens in all, so
+        // the last full block is the final one and no second final block may follow it.
+        let noise = vec![0u8; 1 + (BLOCK_TOKENS_MAX - 1) * MATCH_BYTES_MAX];
+        round_trip(&noise);
+        let packed = compress_raw(&noise);
+        let inflated = inflate_raw_partial(&packed, &[], LIMIT).expect("inflate");
+        assert!(inflated.finished);
+        assert_eq!(
+            inflated.consumed_bytes,
+            packed.len(),
+            "trailing bytes after the final block"
+        );
+    }
+
+    #[test]
+    fn dictionary_shrinks_repeated_messages() {
+        let first = b"{\"type\":\"chat\",\"room\":\"lobby\",\"text\":\"hello everyone\"}".to_vec();
+        let second = b"{\"type\":\"chat\",\"room\":\"lobby\",\"text\":\"hello again\"}".to_vec();
+        let alone = compress_raw_sync(&second);
+        let primed = compress_raw_sync_with_dictionary(&first, &second);
+        assert!(
+            primed.len() < alone.len(),
+            "{} vs {}",
+            primed.len(),
+            alone.len()
+        );
+        let back = inflate_raw_partial(&primed, &first, LIMIT).expect("inflate");
+        assert_eq!(back.data, second);
+        // A dictionary longer than the window keeps only its tail.
+        let long = vec![b'q'; WINDOW_BYTES + 100];
+        let packed = compress_raw_sync_with_dictionary(&long, b"qqqqqqqq");
+        assert_eq!(
+            inflate_raw_partial(&packed, &long, LIMIT)
+                .expect("inflate")
+                .data,
+            b"qqqqqqqq"
+        );
     }
 
     #[test]

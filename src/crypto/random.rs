@@ -1,6 +1,6 @@
 //! Randomness: the kernel's CSPRNG through `/dev/urandom`, and a small fast deterministic PRNG.
 //!
-//! Owns: [`fill_bytes`] and [`u64`] for secrets, tokens and ids (kernel randomness, read with
+//! Owns: [`fill_bytes`] and [`u64()`] for secrets, tokens and ids (kernel randomness, read with
 //! `std::fs`, no unsafe), and [`Rng`] (xoshiro256**, seeded through [`SplitMix64`]) for
 //! simulations, tests and jitter, where a seed must replay bit for bit.
 //! Must not: use [`Rng`] for anything an attacker may predict to their profit (it is not

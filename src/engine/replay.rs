@@ -37,7 +37,7 @@ pub fn decode_event<S: State>(
                 u.from_version == version
                     && u.event_type
                         .as_deref()
-                        .map_or(true, |t| t == envelope.event_type)
+                        .is_none_or(|t| t == envelope.event_type)
             })
             .ok_or_else(|| {
                 format!(

@@ -26,11 +26,13 @@ fn weak_eq(a: &str, b: &str) -> bool {
 }
 
 /// Whether `If-None-Match` (one or more header values) matches `etag`, so a GET may answer 304.
+/// The gzip middleware's variant of the tag (`"x-gzip"` for `"x"`) matches too: a client that
+/// received the compressed representation revalidates with it.
 pub fn none_match(if_none_match: &str, etag: &str) -> bool {
-    if_none_match
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || weak_eq(tag, etag))
+    if_none_match.split(',').map(str::trim).any(|tag| {
+        let plain = tag.strip_suffix("-gzip\"").map(|open| format!("{open}\""));
+        tag == "*" || weak_eq(tag, etag) || plain.is_some_and(|p| weak_eq(&p, etag))
+    })
 }
 
 /// Whether the resource is unmodified since the `If-Modified-Since` date (compared in whole
@@ -156,6 +158,9 @@ mod tests {
         assert!(none_match(&format!("\"x\", W/{tag}"), &tag));
         assert!(none_match("*", &tag));
         assert!(!none_match("\"other\"", &tag));
+        let gzip_variant = format!("{}-gzip\"", tag.trim_end_matches('"'));
+        assert!(none_match(&gzip_variant, &tag), "{gzip_variant}");
+        assert!(!none_match("\"other-gzip\"", &tag));
         assert!(not_modified_since("Sun, 06 Nov 1994 08:49:37 GMT", t));
         assert!(!not_modified_since("Sun, 06 Nov 1994 08:49:36 GMT", t));
         assert!(!not_modified_since("garbage", t));

@@ -217,6 +217,22 @@ mod tests {
         assert_eq!(parse(&many).count(), COOKIES_MAX);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn prop_parse_yields_only_valid_pairs(header in ".{0,80}") {
+            for (name, value) in parse(&header) {
+                proptest::prop_assert!(is_token(name) && is_cookie_value(value));
+            }
+        }
+
+        #[test]
+        fn prop_built_cookies_parse_back(name in "[A-Za-z0-9_-]{1,12}", value in "[A-Za-z0-9_.-]{0,20}") {
+            let header = SetCookie::new(name.clone(), value.clone()).expect("valid").to_string();
+            let first = header.split(';').next().unwrap_or("");
+            proptest::prop_assert_eq!(parse(first).collect::<Vec<_>>(), vec![(name.as_str(), value.as_str())]);
+        }
+    }
+
     #[test]
     fn set_cookie_attributes() {
         let at = UNIX_EPOCH + Duration::from_secs(784_111_777);

@@ -12,7 +12,7 @@
 //! Owns: the poller, accepting, connection slots and tokens, timers, graceful shutdown.
 //! Must not: run a handler that is not inline, or block anywhere but in `poll`.
 
-use super::conn::{empty_request, Conn, Ctx, Flow};
+use super::conn::{empty_request, Conn, Ctx, Flow, EDGE_READ};
 use super::date::DateCache;
 use super::direct::send_direct;
 use super::limits::ServerConfig;
@@ -322,7 +322,7 @@ impl Reactor {
             Outcome::DirectDone { ok, close } => {
                 if conn.on_direct_done(ok, close) {
                     let fd = conn.stream.as_raw_fd();
-                    let interest = conn.desired_interest(usize::MAX).unwrap_or(Interest::READ);
+                    let interest = conn.desired_interest(usize::MAX).unwrap_or(EDGE_READ);
                     conn.interest = interest;
                     match self.poller.add(fd, completion.token, interest) {
                         Ok(()) => self.pump_index(index),
@@ -357,9 +357,10 @@ impl Reactor {
                 let Some(wanted) = conn.desired_interest(pipeline_max) else {
                     return;
                 };
-                if wanted != conn.interest {
+                if wanted != conn.interest || conn.rearm {
                     let fd = conn.stream.as_raw_fd();
                     conn.interest = wanted;
+                    conn.rearm = false;
                     if self.poller.modify(fd, token, wanted).is_err() {
                         self.close(index);
                     }
@@ -448,7 +449,7 @@ impl Reactor {
         let fd = stream.as_raw_fd();
         entry.conn = Some(Conn::new(stream, Some(peer), self.now_ms));
         self.live += 1;
-        if self.poller.add(fd, token, Interest::READ).is_err() {
+        if self.poller.add(fd, token, EDGE_READ).is_err() {
             self.close(index);
         }
     }

@@ -112,9 +112,8 @@ pub trait WithMiddleware<Marker>: IntoHandler<Marker> + Sized {
 
 impl<Marker, T: IntoHandler<Marker>> WithMiddleware<Marker> for T {}
 
-/// A route's handlers per method, and its pattern for messages.
+/// A route's handlers per method.
 struct Endpoint {
-    pattern: String,
     methods: Vec<(Method, Arc<dyn Handler>)>,
 }
 
@@ -200,7 +199,6 @@ impl Node {
     fn insert(&mut self, pattern: &str, method: Method, handler: Arc<dyn Handler>) {
         let mut node = self;
         let new_endpoint = || Endpoint {
-            pattern: pattern.to_string(),
             methods: Vec::new(),
         };
         let mut endpoint_slot = None;
@@ -250,53 +248,79 @@ impl Node {
         endpoint.methods.push((method, handler));
     }
 
-    /// Finds the endpoint for `segments`, pushing captured parameters onto `params`.
+    /// Finds the endpoint for `segments[at..]`, pushing what parameters capture onto
+    /// `captures` (positions only: nothing is copied until a route is chosen).
     fn lookup<'n>(
         &'n self,
-        segments: &[Cow<'_, str>],
-        params: &mut Vec<(String, String)>,
+        segments: &[&str],
+        at: usize,
+        captures: &mut Vec<Capture<'n>>,
     ) -> Option<&'n Endpoint> {
-        let Some((first, rest)) = segments.split_first() else {
+        let Some(first) = segments.get(at) else {
             if let Some(endpoint) = &self.endpoint {
                 return Some(endpoint);
             }
-            return self.catch_all.as_ref().map(|(name, e)| {
-                params.push((name.clone(), String::new()));
-                e
-            });
+            let (name, endpoint) = self.catch_all.as_ref()?;
+            captures.push(Capture::Rest(name, at));
+            return Some(endpoint);
         };
-        if let Some((_, child)) = self.statics.iter().find(|(k, _)| k == first.as_ref()) {
-            if let Some(found) = child.lookup(rest, params) {
+        if let Some((_, child)) = self.statics.iter().find(|(k, _)| k == first) {
+            if let Some(found) = child.lookup(segments, at + 1, captures) {
                 return Some(found);
             }
         }
         // A parameter never captures an empty segment: `/items/` is not `/items/{id}`.
         if let (Some((name, child)), false) = (&self.param, first.is_empty()) {
-            let mark = params.len();
-            params.push((name.clone(), first.to_string()));
-            if let Some(found) = child.lookup(rest, params) {
+            let mark = captures.len();
+            captures.push(Capture::Param(name, at));
+            if let Some(found) = child.lookup(segments, at + 1, captures) {
                 return Some(found);
             }
-            params.truncate(mark);
+            captures.truncate(mark);
         }
         let (name, endpoint) = self.catch_all.as_ref()?;
-        params.push((name.clone(), segments.join("/")));
+        captures.push(Capture::Rest(name, at));
         Some(endpoint)
     }
 }
 
-/// Decoded path segments of a raw path; `/` is `[]`, `/a/` is `["a", ""]`.
-fn decode_segments(path: &str) -> Result<Vec<Cow<'_, str>>, Problem> {
+/// What a parameter matched: `{name}` at one segment, or `{*name}` from a segment to the end.
+enum Capture<'n> {
+    Param(&'n str, usize),
+    Rest(&'n str, usize),
+}
+
+/// Runs `f` over the decoded segments of a raw path (`/` is `[]`, `/a/` is `["a", ""]`).
+/// Paths without escapes (the usual case) are split into a stack buffer without allocating.
+/// `Ok(None)` when the path has more than [`PATH_SEGMENTS_MAX`] segments.
+fn with_segments<R>(path: &str, f: impl FnOnce(&[&str]) -> R) -> Result<Option<R>, Problem> {
     let Some(body) = path.strip_prefix('/') else {
         return Err(Problem::bad_request("request path must start with '/'"));
     };
     if body.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Some(f(&[])));
     }
-    body.split('/')
+    if !body.contains('%') {
+        let mut buffer = [""; PATH_SEGMENTS_MAX];
+        for (count, segment) in body.split('/').enumerate() {
+            let Some(slot) = buffer.get_mut(count) else {
+                return Ok(None);
+            };
+            *slot = segment;
+        }
+        let count = body.split('/').count();
+        return Ok(Some(f(&buffer[..count])));
+    }
+    let decoded = body
+        .split('/')
         .take(PATH_SEGMENTS_MAX + 1)
         .map(|s| percent::decode(s).map_err(|e| Problem::bad_request(format!("path: {e}"))))
-        .collect()
+        .collect::<Result<Vec<Cow<'_, str>>, Problem>>()?;
+    if decoded.len() > PATH_SEGMENTS_MAX {
+        return Ok(None);
+    }
+    let segments: Vec<&str> = decoded.iter().map(|c| c.as_ref()).collect();
+    Ok(Some(f(&segments)))
 }
 
 struct Table {
@@ -317,30 +341,61 @@ enum Resolved<'t> {
 }
 
 impl Table {
+    /// The endpoint for a path and, if it routes `method`, its handler; no copies.
+    fn find<'t>(
+        &'t self,
+        segments: &[&str],
+        method: &Method,
+        captures: &mut Vec<Capture<'t>>,
+    ) -> Option<(&'t Endpoint, Option<&'t Arc<dyn Handler>>)> {
+        let endpoint = self.root.lookup(segments, 0, captures)?;
+        Some((endpoint, endpoint.find(method)))
+    }
+
     fn resolve(&self, req: &Request) -> Resolved<'_> {
-        let segments = match decode_segments(&req.path) {
-            Ok(s) if s.len() <= PATH_SEGMENTS_MAX => s,
-            Ok(_) => return Resolved::NotFound,
-            Err(problem) => return Resolved::BadPath(problem),
-        };
-        let mut params = Vec::new();
-        let Some(endpoint) = self.root.lookup(&segments, &mut params) else {
-            return Resolved::NotFound;
-        };
-        match endpoint.find(&req.method) {
-            Some(handler) => {
-                let rest = endpoint.pattern.contains("{*").then(|| {
-                    let depth = endpoint.pattern.matches('/').count() - 1;
-                    segments[depth.min(segments.len())..]
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect()
-                });
-                Resolved::Found(handler, params, rest)
+        let outcome = with_segments(&req.path, |segments| {
+            let mut captures = Vec::new();
+            let Some((endpoint, handler)) = self.find(segments, &req.method, &mut captures) else {
+                return Resolved::NotFound;
+            };
+            let Some(handler) = handler else {
+                return match req.method {
+                    Method::Options => Resolved::Options(endpoint.allow()),
+                    _ => Resolved::MethodNotAllowed(endpoint.allow()),
+                };
+            };
+            let mut params = Vec::with_capacity(captures.len());
+            let mut rest = None;
+            for capture in captures {
+                match capture {
+                    Capture::Param(name, at) => {
+                        params.push((name.to_string(), segments[at].to_string()))
+                    }
+                    Capture::Rest(name, at) => {
+                        params.push((name.to_string(), segments[at..].join("/")));
+                        rest = Some(segments[at..].iter().map(|s| s.to_string()).collect());
+                    }
+                }
             }
-            None if req.method == Method::Options => Resolved::Options(endpoint.allow()),
-            None => Resolved::MethodNotAllowed(endpoint.allow()),
+            Resolved::Found(handler, params, rest)
+        });
+        match outcome {
+            Ok(Some(resolved)) => resolved,
+            Ok(None) => Resolved::NotFound,
+            Err(problem) => Resolved::BadPath(problem),
         }
+    }
+
+    /// Whether the routed handler is inline; error answers are cheap and never block.
+    fn is_inline(&self, req: &Request) -> bool {
+        let inline = with_segments(&req.path, |segments| {
+            let mut captures = Vec::new();
+            match self.find(segments, &req.method, &mut captures) {
+                Some((_, Some(handler))) => handler.is_inline(req),
+                _ => true,
+            }
+        });
+        inline.unwrap_or(Some(true)).unwrap_or(true)
     }
 }
 
@@ -369,11 +424,7 @@ impl Handler for Dispatch {
     }
 
     fn is_inline(&self, req: &Request) -> bool {
-        match self.0.resolve(req) {
-            Resolved::Found(handler, ..) => handler.is_inline(req),
-            // Error answers are cheap and never block.
-            _ => true,
-        }
+        self.0.is_inline(req)
     }
 }
 
@@ -689,6 +740,20 @@ mod tests {
             bad.headers.get("content-type"),
             Some("application/problem+json")
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_any_path_gets_an_answer(path in "/[a-z0-9%/.{}*+ -]{0,40}", method in 0u8..3) {
+            let r = Router::bare()
+                .get("/a/{x}", echo("a"))
+                .post("/a/{x}/b", echo("b"))
+                .get("/s/{*rest}", echo("s"));
+            let method = [Method::Get, Method::Post, Method::Delete][usize::from(method)].clone();
+            let mut req = Request::new(method, &path);
+            let status = r.call(&mut req).status;
+            proptest::prop_assert!(matches!(status, 200 | 204 | 400 | 404 | 405), "{} -> {}", path, status);
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! Owns: the event wire format (`event:`, `id:`, `retry:`, `data:` lines, blank line).
 //! Must not: know what the events mean (live queries produce them).
 
+use crate::http::request::Request;
 use crate::http::response::Response;
 use std::io::{self, Write};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -159,6 +160,14 @@ impl Sse {
     }
 }
 
+/// The `Last-Event-ID` a reconnecting browser sends: the id of the last event it received,
+/// from which a stream should resume.
+pub fn last_event_id(req: &Request) -> Option<&str> {
+    req.header("last-event-id")
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+}
+
 fn pump(
     writer: &mut SseWriter<'_>,
     events: &Receiver<SseEvent>,
@@ -180,6 +189,14 @@ mod tests {
     use super::*;
     use crate::http::response::Body;
     use std::sync::mpsc;
+
+    #[test]
+    fn last_event_id_header() {
+        let mut req = Request::new(crate::http::request::Method::Get, "/stream");
+        assert_eq!(last_event_id(&req), None);
+        req.headers.append("Last-Event-ID", " 41 ");
+        assert_eq!(last_event_id(&req), Some("41"));
+    }
 
     #[test]
     fn encoding() {

@@ -139,7 +139,7 @@ impl StaticDir {
         response.headers.insert("Accept-Ranges", "bytes");
         let range_applies = req
             .header("if-range")
-            .map_or(true, |v| conditional::if_range_matches(v, &etag, modified));
+            .is_none_or(|v| conditional::if_range_matches(v, &etag, modified));
         let outcome = match req.header("range") {
             Some(range) if range_applies => conditional::range(range, len),
             _ => RangeOutcome::Full,

@@ -118,7 +118,7 @@ impl<S: Storage> Raft<S> {
     fn handle_snapshot_chunk(&mut self, from: NodeId, chunk: SnapshotChunk) {
         let chunk_end = chunk.offset.checked_add(chunk.data.len() as u64);
         if chunk.total_bytes > self.config.snapshot_bytes_max
-            || chunk_end.map_or(true, |end| end > chunk.total_bytes)
+            || chunk_end.is_none_or(|end| end > chunk.total_bytes)
         {
             return;
         }

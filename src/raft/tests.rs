@@ -312,7 +312,7 @@ fn read_index_is_not_confirmed_by_a_minority() {
     cluster.node(1).read_index(vec![1]).expect("leader");
     cluster.deliver();
     assert!(
-        cluster.reads.get(&1).map_or(true, |r| r.is_empty()),
+        cluster.reads.get(&1).is_none_or(|r| r.is_empty()),
         "no quorum, no read"
     );
     cluster.cut.remove(&2);
@@ -355,7 +355,7 @@ fn lease_reads_skip_the_round_trip_while_the_lease_holds() {
             .expect("still leader");
         cluster.drain(leader);
         assert!(
-            cluster.reads.get(&leader).map_or(true, |r| r.is_empty()),
+            cluster.reads.get(&leader).is_none_or(|r| r.is_empty()),
             "lease expired"
         );
     }

@@ -18,6 +18,7 @@ const EPOLLERR: u32 = 0x008;
 const EPOLLHUP: u32 = 0x010;
 const EPOLLRDHUP: u32 = 0x2000;
 const EPOLLEXCLUSIVE: u32 = 1 << 28;
+const EPOLLET: u32 = 1 << 31;
 
 /// Upper bound on events returned by one `wait`.
 pub const EVENTS_PER_WAIT_MAX: usize = 1024;
@@ -37,8 +38,7 @@ extern "C" {
     fn epoll_wait(epfd: c_int, events: *mut EpollEvent, maxevents: c_int, timeout: c_int) -> c_int;
 }
 
-/// An epoll instance. Level-triggered: a ready descriptor is reported again by each `wait`
-/// until drained, so a reader may stop after one short read.
+/// An epoll instance, level-triggered unless a registration asks for edges (`Interest::edge`).
 pub struct Epoll {
     fd: OwnedFd,
     buffer: Vec<EpollEvent>,
@@ -53,6 +53,9 @@ fn bits(interest: Interest) -> u32 {
     }
     if interest.write {
         bits |= EPOLLOUT;
+    }
+    if interest.edge {
+        bits |= EPOLLET;
     }
     bits
 }

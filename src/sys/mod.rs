@@ -27,6 +27,10 @@ pub struct Interest {
     pub read: bool,
     /// Wake when writable.
     pub write: bool,
+    /// Edge-triggered (epoll): report only changes, so the owner must read until a short read
+    /// or `WouldBlock`, and re-arm (modify) after pausing. The `poll(2)` backend ignores it
+    /// (level-triggered reports are a superset).
+    pub edge: bool,
 }
 
 impl Interest {
@@ -34,21 +38,25 @@ impl Interest {
     pub const READ: Interest = Interest {
         read: true,
         write: false,
+        edge: false,
     };
     /// Writable only.
     pub const WRITE: Interest = Interest {
         read: false,
         write: true,
+        edge: false,
     };
     /// Both.
     pub const BOTH: Interest = Interest {
         read: true,
         write: true,
+        edge: false,
     };
     /// Neither (errors and hang-ups are still reported).
     pub const NONE: Interest = Interest {
         read: false,
         write: false,
+        edge: false,
     };
 }
 

@@ -15,21 +15,23 @@ pub const DEFAULT_CSP: &str =
 /// A header the handler already set is kept.
 #[derive(Debug, Clone)]
 pub struct SecurityHeaders {
-    csp: Option<String>,
+    /// Static so that adding it costs no allocation per response.
+    csp: Option<&'static str>,
 }
 
 impl Default for SecurityHeaders {
     fn default() -> Self {
         Self {
-            csp: Some(DEFAULT_CSP.to_string()),
+            csp: Some(DEFAULT_CSP),
         }
     }
 }
 
 impl SecurityHeaders {
-    /// Replaces the policy used for HTML; `None` sends no CSP.
+    /// Replaces the policy used for HTML; `None` sends no CSP. The policy is configured once
+    /// at start-up and kept for the life of the process.
     pub fn csp(mut self, policy: Option<&str>) -> Self {
-        self.csp = policy.map(str::to_string);
+        self.csp = policy.map(|p| &*Box::leak(p.to_string().into_boxed_str()));
         self
     }
 }
@@ -37,27 +39,39 @@ impl SecurityHeaders {
 impl Middleware for SecurityHeaders {
     fn call(&self, req: &mut Request, next: &dyn Handler) -> Response {
         let mut response = next.call(req);
-        let h = &mut response.headers;
-        for (name, value) in [
-            ("X-Content-Type-Options", "nosniff"),
-            ("X-Frame-Options", "DENY"),
-            ("Referrer-Policy", "no-referrer"),
-        ] {
-            if !h.contains(name) {
-                h.append_static(name, value);
+        // One pass over the headers for everything we need to know: this runs per response.
+        let mut present = [false; 4];
+        let mut is_html = false;
+        for (name, value) in response.headers.iter() {
+            for (slot, (known, _)) in present.iter_mut().zip(&DEFAULTS) {
+                *slot |= name.eq_ignore_ascii_case(known);
+            }
+            present[3] |= name.eq_ignore_ascii_case("content-security-policy");
+            if name.eq_ignore_ascii_case("content-type") {
+                let t = value.trim_start().as_bytes();
+                is_html = t.len() >= 9 && t[..9].eq_ignore_ascii_case(b"text/html");
             }
         }
-        let is_html = h
-            .get("content-type")
-            .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
-        if let (true, Some(csp)) = (is_html, &self.csp) {
-            if !h.contains("content-security-policy") {
-                h.append("Content-Security-Policy", csp.as_str());
+        for (&here, &(name, value)) in present.iter().zip(&DEFAULTS) {
+            if !here {
+                response.headers.append_static(name, value);
             }
+        }
+        if let (true, false, Some(csp)) = (is_html, present[3], self.csp) {
+            response
+                .headers
+                .append_static("Content-Security-Policy", csp);
         }
         response
     }
 }
+
+/// The headers added to every response that does not set them itself.
+const DEFAULTS: [(&str, &str); 3] = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+];
 
 #[cfg(test)]
 mod tests {

@@ -8,9 +8,10 @@ const LIMITS: HeadLimits = HeadLimits {
     head_bytes_max: 1024,
 };
 
-fn parse(
-    input: &[u8],
-) -> Result<Status<(String, String, Version, Vec<(String, String)>, usize)>, ParseError> {
+/// (method, target, version, headers, head length) of a complete head.
+type Parsed = (String, String, Version, Vec<(String, String)>, usize);
+
+fn parse(input: &[u8]) -> Result<Status<Parsed>, ParseError> {
     let mut slots = [HeaderSlot::default(); 8];
     Ok(match parse_head(input, &LIMITS, &mut slots)? {
         Status::Partial => Status::Partial,

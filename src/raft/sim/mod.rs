@@ -321,7 +321,7 @@ impl Sim {
             if !self.connected(from, to) {
                 continue;
             }
-            if !self.nodes.get(&to).is_some_and(|n| n.raw.is_some()) {
+            if self.nodes.get(&to).is_none_or(|n| n.raw.is_none()) {
                 continue;
             }
             self.trace(&[

@@ -1,0 +1,320 @@
+//! The HTTP/1.1 server core over real sockets with raw bytes: keep-alive, pipelining, chunked
+//! bodies, 100-continue, HEAD, OPTIONS, absolute-form, streaming, panics, idle connections and
+//! graceful shutdown.
+
+mod http_common;
+use http_common::*;
+use std::io::{BufReader, Read, Write};
+use std::time::{Duration, Instant};
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < READ_TIMEOUT,
+            "gave up waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn keep_alive_serves_many_requests_with_date_and_server() {
+    let server = spawn(quick_config());
+    let mut stream = connect(server.local_addr());
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    for i in 0..5 {
+        let path = if i % 2 == 0 { "/" } else { "/echo?x" };
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").expect("write");
+        let resp = read_response(&mut reader, false).expect("response");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("server"), Some("lithair"));
+        assert!(resp
+            .header("date")
+            .is_some_and(|d| d.ends_with(" GMT") && d.len() == 29));
+        assert_eq!(resp.header("connection"), None);
+    }
+    drop(stream);
+    drop(reader);
+    wait_until("connection closed", || server.connections() == 0);
+}
+
+#[test]
+fn pipelined_responses_come_back_in_order() {
+    let server = spawn(quick_config());
+    let mut stream = connect(server.local_addr());
+    let mut batch = String::new();
+    let mut expected = Vec::new();
+    for i in 0..30 {
+        match i % 3 {
+            0 => {
+                batch += &format!("GET /slow?{} HTTP/1.1\r\nHost: h\r\n\r\n", 30 - i);
+                expected.push(format!("slept {}", 30 - i));
+            }
+            1 => {
+                batch += &format!("GET /inline/{i} HTTP/1.1\r\nHost: h\r\n\r\n");
+                expected.push(format!("GET /inline/{i} h"));
+            }
+            _ => {
+                batch +=
+                    &format!("POST /echo?{i} HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nab");
+                expected.push(format!("POST {i} body=ab"));
+            }
+        }
+    }
+    stream.write_all(batch.as_bytes()).expect("write");
+    let mut reader = BufReader::new(stream);
+    for want in expected {
+        let resp = read_response(&mut reader, false).expect("response");
+        assert_eq!(resp.text(), want);
+    }
+}
+
+#[test]
+fn chunked_request_bodies_with_trailers_split_at_every_byte() {
+    let server = spawn(quick_config());
+    let request = b"POST /echo?c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Check: 42\r\n\r\n";
+    let mut stream = connect(server.local_addr());
+    stream.set_nodelay(true).expect("nodelay");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    // Whole, then one byte per write on the same keep-alive connection.
+    stream.write_all(request).expect("write");
+    let resp = read_response(&mut reader, false).expect("response");
+    assert_eq!(resp.text(), "POST c body=hello world trailer X-Check=42");
+    for byte in request.iter() {
+        stream.write_all(std::slice::from_ref(byte)).expect("write");
+        stream.flush().expect("flush");
+    }
+    let resp = read_response(&mut reader, false).expect("response");
+    assert_eq!(resp.text(), "POST c body=hello world trailer X-Check=42");
+}
+
+#[test]
+fn expect_100_continue() {
+    let server = spawn(quick_config());
+    let mut stream = connect(server.local_addr());
+    stream
+        .write_all(
+            b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .expect("write");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let interim = read_response(&mut reader, true).expect("interim");
+    assert_eq!(interim.status, 100);
+    stream.write_all(b"abc").expect("body");
+    let resp = read_response(&mut reader, false).expect("final");
+    assert_eq!((resp.status, resp.text().as_str()), (200, "POST  body=abc"));
+    // Too large: 413 at once, no 100, and the body is never read.
+    let too_big = format!(
+        "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        64 << 20
+    );
+    expect_rejected(server.local_addr(), too_big.as_bytes(), 413);
+}
+
+#[test]
+fn head_options_and_absolute_form() {
+    let server = spawn(quick_config());
+    let mut stream = connect(server.local_addr());
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    stream
+        .write_all(b"HEAD /echo HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    let resp = read_response(&mut reader, true).expect("head");
+    // The handler saw HEAD ("HEAD  body=", 11 bytes): the length is sent, the body is not.
+    assert_eq!(resp.header("content-length"), Some("11"));
+    stream
+        .write_all(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    let resp = read_response(&mut reader, false).expect("options");
+    assert_eq!(resp.status, 204);
+    assert!(resp
+        .header("allow")
+        .is_some_and(|a| a.contains("GET") && a.contains("OPTIONS")));
+    stream
+        .write_all(b"GET http://example.com/abs/path?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        .expect("write");
+    let resp = read_response(&mut reader, false).expect("absolute");
+    assert_eq!(resp.text(), "GET /abs/path example.com");
+}
+
+#[test]
+fn http10_and_connection_close() {
+    let server = spawn(quick_config());
+    let addr = server.local_addr();
+    let (resp, mut reader) = send(addr, b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(
+        (resp.status, resp.header("connection")),
+        (200, Some("close"))
+    );
+    assert!(is_closed(&mut reader));
+    let mut stream = connect(addr);
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .expect("write");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let resp = read_response(&mut reader, false).expect("first");
+    assert_eq!(resp.header("connection"), Some("keep-alive"));
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let resp = read_response(&mut reader, false).expect("second");
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(is_closed(&mut reader));
+    let (resp, mut reader) = send(addr, b"GET /close HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(
+        (resp.text().as_str(), resp.header("connection")),
+        ("bye", Some("close"))
+    );
+    assert!(is_closed(&mut reader));
+}
+
+#[test]
+fn streamed_responses_are_chunked_then_the_connection_is_reused() {
+    let server = spawn(quick_config());
+    let mut stream = connect(server.local_addr());
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    stream
+        .write_all(
+            b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\nGET /inline/after HTTP/1.1\r\nHost: h\r\n\r\n",
+        )
+        .expect("write");
+    let resp = read_response(&mut reader, false).expect("stream");
+    assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(resp.text(), "one,two,three");
+    let resp = read_response(&mut reader, false).expect("after");
+    assert_eq!(resp.text(), "GET /inline/after h");
+    // HTTP/1.0 has no chunked coding: the body ends with the connection.
+    let mut old = connect(server.local_addr());
+    old.write_all(b"GET /stream HTTP/1.0\r\n\r\n")
+        .expect("write");
+    let mut all = String::new();
+    old.read_to_string(&mut all).expect("read to close");
+    assert!(
+        all.ends_with("\r\n\r\none,two,three") && !all.contains("chunked"),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_panicking_handler_is_a_500_and_the_connection_survives() {
+    let server = spawn(quick_config());
+    let mut stream = connect(server.local_addr());
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    for path in ["/panic", "/inline/x", "/panic"] {
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").expect("write");
+        let resp = read_response(&mut reader, false).expect("response");
+        let want = if path == "/panic" { 500 } else { 200 };
+        assert_eq!(resp.status, want);
+    }
+    drop(stream);
+    drop(reader);
+    wait_until("no leaked connection", || server.connections() == 0);
+}
+
+#[test]
+fn a_thousand_idle_connections_do_not_stop_others_being_served() {
+    let server = spawn(quick_config());
+    let addr = server.local_addr();
+    let idle: Vec<_> = (0..1000).map(|_| connect(addr)).collect();
+    wait_until("1000 accepted", || server.connections() >= 1000);
+    let mut stream = connect(addr);
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    for i in 0..200 {
+        write!(stream, "GET /inline/{i} HTTP/1.1\r\nHost: h\r\n\r\n").expect("write");
+        let resp = read_response(&mut reader, false).expect("response");
+        assert_eq!(resp.text(), format!("GET /inline/{i} h"));
+    }
+    assert_eq!(server.connections(), 1001);
+    drop(idle);
+    server.shutdown();
+    server.join().expect("join");
+}
+
+#[test]
+fn graceful_shutdown_finishes_the_request_in_flight() {
+    let server = spawn(quick_config());
+    let addr = server.local_addr();
+    let mut stream = connect(addr);
+    stream
+        .write_all(b"GET /slow?300 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    wait_until("request accepted", || server.connections() == 1);
+    std::thread::sleep(Duration::from_millis(50)); // Let the request reach the worker.
+    server.shutdown();
+    let mut reader = BufReader::new(stream);
+    let resp = read_response(&mut reader, false).expect("in-flight response");
+    assert_eq!(resp.text(), "slept 300");
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(is_closed(&mut reader));
+    server.join().expect("join");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+/// Kills the child if the test fails before it exits.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn bench_server_exits_0_on_sigterm() {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().expect("exe");
+    let bench = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("examples/bench_server");
+    assert!(
+        bench.exists(),
+        "{} missing: build examples first",
+        bench.display()
+    );
+    let data = std::env::temp_dir().join(format!("lithair-bench-{}", std::process::id()));
+    // Port 0: the server prints the address it got, so no other test can race for the port.
+    let child = std::process::Command::new(&bench)
+        .args(["--port", "0", "--items", "10", "--data"])
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn bench_server");
+    let mut guard = ChildGuard(child);
+    let stdout = guard.0.stdout.take().expect("stdout");
+    let mut banner = std::io::BufReader::new(stdout); // Kept open: the server prints on exit.
+    let mut line = String::new();
+    banner.read_line(&mut line).expect("banner");
+    let addr: std::net::SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let (resp, _reader) = send(addr, b"GET /items/4 HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(
+        resp.text(),
+        r#"{"id":4,"name":"item-4","price":5.0,"tags":["a","b"],"in_stock":true}"#
+    );
+    let post = b"POST /items HTTP/1.1\r\nHost: h\r\nContent-Length: 62\r\n\r\n{\"name\":\"widget\",\"price\":9.5,\"tags\":[\"a\",\"b\"],\"in_stock\":true}";
+    let (resp, _r) = send(addr, post);
+    assert_eq!(
+        (resp.status, resp.header("location")),
+        (201, Some("/items/11"))
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &guard.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = guard.0.wait().expect("wait");
+    assert_eq!(exit.code(), Some(0));
+    let _ = std::fs::remove_dir_all(data);
+}

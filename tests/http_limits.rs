@@ -1,0 +1,232 @@
+//! Every limit of the server core over real sockets: request line (414), header bytes and
+//! count (431), body size (413 before the body), slowloris (408), idle keep-alive, maximum
+//! connections (503), pipelining bound, worker queue bound (503), clients that never read.
+
+mod http_common;
+use http_common::*;
+use lithair::http::ServerConfig;
+use std::io::{BufReader, Write};
+use std::time::{Duration, Instant};
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < READ_TIMEOUT,
+            "gave up waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn size_limits_are_answered_and_closed() {
+    let config = ServerConfig {
+        request_line_bytes_max: 100,
+        header_bytes_max: 400,
+        header_count_max: 30,
+        body_bytes_max: 1000,
+        ..quick_config()
+    };
+    let server = spawn(config);
+    let addr = server.local_addr();
+    let long_line = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(200));
+    expect_rejected(addr, long_line.as_bytes(), 414);
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(500)
+    );
+    expect_rejected(addr, big_head.as_bytes(), 431);
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: h\r\n");
+    for i in 0..31 {
+        many += &format!("X{i}: v\r\n");
+    }
+    many += "\r\n";
+    expect_rejected(addr, many.as_bytes(), 431);
+    // 413 comes from the head alone: the body is never sent.
+    expect_rejected(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 1001\r\n\r\n",
+        413,
+    );
+    let chunked = format!(
+        "POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n200\r\n{}\r\n200\r\n{}\r\n",
+        "c".repeat(0x200),
+        "c".repeat(0x200)
+    );
+    expect_rejected(addr, chunked.as_bytes(), 413);
+    // At the limits is fine (30 fields: more than the parser's 16 stack slots).
+    let mut ok = String::from("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n");
+    for i in 0..28 {
+        ok += &format!("X{i}: v\r\n");
+    }
+    ok += "\r\n";
+    ok += &"d".repeat(1000);
+    let (resp, _) = send(addr, ok.as_bytes());
+    assert_eq!(resp.status, 200);
+}
+
+#[test]
+fn slowloris_gets_408_and_is_closed() {
+    let config = ServerConfig {
+        header_read_timeout_ms: 500,
+        ..quick_config()
+    };
+    let server = spawn(config);
+    let mut stream = connect(server.local_addr());
+    let writer = stream.try_clone().expect("clone");
+    let dribble = std::thread::spawn(move || {
+        let mut writer = writer;
+        for byte in
+            b"GET / HTTP/1.1\r\nHost: h\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n"
+        {
+            if writer.write_all(std::slice::from_ref(byte)).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    stream.flush().expect("flush");
+    let mut reader = BufReader::new(stream);
+    let resp = read_response(&mut reader, false).expect("408");
+    assert_eq!(resp.status, 408);
+    assert!(is_closed(&mut reader));
+    dribble.join().expect("dribble");
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed() {
+    let config = ServerConfig {
+        idle_timeout_ms: 300,
+        ..quick_config()
+    };
+    let server = spawn(config);
+    let (resp, mut reader) = send(server.local_addr(), b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(resp.status, 200);
+    assert!(is_closed(&mut reader), "idle connection stays open");
+    wait_until("count back to 0", || server.connections() == 0);
+}
+
+#[test]
+fn connections_over_the_maximum_get_503() {
+    let config = ServerConfig {
+        connections_max: 3,
+        ..quick_config()
+    };
+    let server = spawn(config);
+    let addr = server.local_addr();
+    let held: Vec<_> = (0..3).map(|_| connect(addr)).collect();
+    wait_until("3 accepted", || server.connections() == 3);
+    let (resp, mut reader) = send(addr, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(resp.status, 503);
+    assert!(is_closed(&mut reader));
+    drop(held);
+    wait_until("slots freed", || server.connections() == 0);
+    let (resp, _) = send(addr, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(resp.status, 200);
+}
+
+#[test]
+fn pipelining_beyond_the_in_flight_bound_is_served_in_order() {
+    let config = ServerConfig {
+        pipeline_in_flight_max: 2,
+        ..quick_config()
+    };
+    let server = spawn(config);
+    let mut stream = connect(server.local_addr());
+    let mut batch = String::new();
+    for i in 0..50 {
+        batch += &format!("GET /slow?{} HTTP/1.1\r\nHost: h\r\n\r\n", i % 3);
+    }
+    stream.write_all(batch.as_bytes()).expect("write");
+    let mut reader = BufReader::new(stream);
+    for i in 0..50 {
+        let resp = read_response(&mut reader, false).expect("response");
+        assert_eq!(resp.text(), format!("slept {}", i % 3));
+    }
+}
+
+#[test]
+fn a_full_worker_queue_answers_503() {
+    let config = ServerConfig {
+        worker_threads: 1,
+        worker_queue_max: 1,
+        ..quick_config()
+    };
+    let server = spawn(config);
+    let addr = server.local_addr();
+    let mut busy = connect(addr);
+    busy.write_all(b"GET /slow?1500 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    std::thread::sleep(Duration::from_millis(200)); // Let the worker take it.
+    let mut queued = connect(addr);
+    queued
+        .write_all(b"GET /slow?1 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    std::thread::sleep(Duration::from_millis(100));
+    let (resp, _) = send(addr, b"GET /slow?1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    // Inline routes are not affected by a busy pool.
+    let (resp, _) = send(addr, b"GET /inline/ok HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(resp.status, 200);
+    for stream in [busy, queued] {
+        let resp = read_response(&mut BufReader::new(stream), false).expect("served later");
+        assert_eq!(resp.status, 200);
+    }
+}
+
+#[test]
+fn a_client_that_never_reads_is_disconnected() {
+    let config = ServerConfig {
+        write_timeout_ms: 300,
+        ..quick_config()
+    };
+    let server = spawn(config);
+    let mut stream = connect(server.local_addr());
+    // 8 MiB bodies: far more than the socket buffers hold.
+    for _ in 0..4 {
+        stream
+            .write_all(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+            .expect("write");
+    }
+    wait_until("accepted", || server.connections() == 1);
+    wait_until("the non-reading client is dropped", || {
+        server.connections() == 0
+    });
+    drop(stream);
+}
+
+#[test]
+fn a_pipelined_burst_larger_than_the_read_buffer_is_fully_answered() {
+    // Exercises the edge-triggered re-arm: reading pauses at the in-flight bound with bytes
+    // still in the socket, and must resume without a new edge from the client.
+    let config = ServerConfig {
+        pipeline_in_flight_max: 8,
+        ..quick_config()
+    };
+    let server = spawn(config);
+    let mut stream = connect(server.local_addr());
+    let mut batch = String::new();
+    for i in 0..5000 {
+        let route = if i % 100 == 0 { "/echo?w" } else { "/inline/x" };
+        batch += &format!("GET {route} HTTP/1.1\r\nHost: h\r\nX-Pad: {i:0>20}\r\n\r\n");
+    }
+    assert!(batch.len() > 3 * 64 * 1024);
+    let writer = {
+        let mut stream = stream.try_clone().expect("clone");
+        std::thread::spawn(move || stream.write_all(batch.as_bytes()).expect("write"))
+    };
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    for i in 0..5000 {
+        let resp = read_response(&mut reader, false).expect("response");
+        let want = if i % 100 == 0 {
+            "GET w body="
+        } else {
+            "GET /inline/x h"
+        };
+        assert_eq!(resp.text(), want, "response {i}");
+    }
+    writer.join().expect("writer");
+    stream.flush().expect("flush");
+}

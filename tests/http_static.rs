@@ -1,0 +1,213 @@
+//! Static files through a real server: MIME types, validators (304), ranges (206, 416),
+//! Cache-Control, and every way out of the root refused.
+
+#[path = "support/http_client.rs"]
+mod client;
+
+use client::TestServer;
+use lithair::crypto::deflate;
+use lithair::http::middleware::Compression;
+use lithair::http::Router;
+use std::path::PathBuf;
+
+/// A fresh directory tree: root/public with files, and a secret next to it (outside the root).
+fn fixture(name: &str) -> PathBuf {
+    let base = std::env::temp_dir().join(format!("lithair-static-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let public = base.join("public");
+    std::fs::create_dir_all(public.join("sub")).expect("mkdir");
+    std::fs::write(public.join("index.html"), "<h1>home</h1>").expect("write");
+    std::fs::write(public.join("app.wasm"), [0u8, 97, 115, 109]).expect("write");
+    std::fs::write(public.join("font.woff2"), b"wOF2").expect("write");
+    std::fs::write(public.join("feed.rss"), "<rss/>").expect("write");
+    std::fs::write(public.join("data.json"), "{}").expect("write");
+    std::fs::write(public.join("sub").join("a b.txt"), "0123456789").expect("write");
+    std::fs::write(public.join(".env"), "TOKEN=1").expect("write");
+    std::fs::write(
+        public.join("big.txt"),
+        "static text compresses well\n".repeat(200),
+    )
+    .expect("write");
+    std::fs::write(base.join("secret.txt"), "top secret").expect("write");
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(base.join("secret.txt"), public.join("leak.txt"))
+            .expect("symlink");
+        std::os::unix::fs::symlink(&base, public.join("up")).expect("symlink");
+        std::os::unix::fs::symlink(public.join("data.json"), public.join("alias.json"))
+            .expect("symlink");
+    }
+    base
+}
+
+fn serve(base: &std::path::Path) -> TestServer {
+    let root = base.join("public");
+    TestServer::start(Router::new().static_dir("/assets", root.to_str().expect("utf-8 path")))
+}
+
+#[test]
+fn types_validators_and_cache_control() {
+    let base = fixture("types");
+    let server = serve(&base);
+    for (path, content_type) in [
+        ("/assets/app.wasm", "application/wasm"),
+        ("/assets/font.woff2", "font/woff2"),
+        ("/assets/feed.rss", "application/rss+xml"),
+        ("/assets/data.json", "application/json"),
+        ("/assets/sub/a%20b.txt", "text/plain; charset=utf-8"),
+        ("/assets/", "text/html; charset=utf-8"),
+    ] {
+        let r = server.get(path, &[]);
+        assert_eq!(
+            (r.status, r.header("content-type")),
+            (200, Some(content_type)),
+            "{path}"
+        );
+        assert_eq!(r.header("cache-control"), Some("no-cache"));
+    }
+    let r = server.get("/assets/sub/a%20b.txt", &[]);
+    assert_eq!(r.text(), "0123456789");
+    let etag = r.header("etag").expect("etag").to_string();
+    let modified = r
+        .header("last-modified")
+        .expect("last-modified")
+        .to_string();
+    let again = server.get(
+        "/assets/sub/a%20b.txt",
+        &[&format!("If-None-Match: {etag}")],
+    );
+    assert_eq!((again.status, again.body.len()), (304, 0));
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+    let since = server.get(
+        "/assets/sub/a%20b.txt",
+        &[&format!("If-Modified-Since: {modified}")],
+    );
+    assert_eq!(since.status, 304);
+    let changed = server.get("/assets/sub/a%20b.txt", &["If-None-Match: \"other\""]);
+    assert_eq!(changed.status, 200);
+    let head = server
+        .exchange(b"HEAD /assets/sub/a%20b.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 10\r\n"),
+        "{head}"
+    );
+    let home = server.get("/assets/index.html", &[]);
+    assert!(
+        home.header("content-security-policy").is_some(),
+        "HTML gets a CSP"
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn ranges() {
+    let base = fixture("ranges");
+    let server = serve(&base);
+    let path = "/assets/sub/a%20b.txt";
+    let r = server.get(path, &["Range: bytes=2-5"]);
+    assert_eq!((r.status, r.text().as_str()), (206, "2345"));
+    assert_eq!(r.header("content-range"), Some("bytes 2-5/10"));
+    let r = server.get(path, &["Range: bytes=-3"]);
+    assert_eq!((r.status, r.text().as_str()), (206, "789"));
+    let r = server.get(path, &["Range: bytes=20-"]);
+    assert_eq!(
+        (r.status, r.header("content-range")),
+        (416, Some("bytes */10"))
+    );
+    let etag = server
+        .get(path, &[])
+        .header("etag")
+        .expect("etag")
+        .to_string();
+    let r = server.get(path, &["Range: bytes=0-0", &format!("If-Range: {etag}")]);
+    assert_eq!((r.status, r.text().as_str()), (206, "0"));
+    let r = server.get(path, &["Range: bytes=0-0", "If-Range: \"stale\""]);
+    assert_eq!((r.status, r.text().as_str()), (200, "0123456789"));
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn no_way_out_of_the_root() {
+    let base = fixture("escape");
+    let server = serve(&base);
+    for path in [
+        "/assets/../secret.txt",
+        "/assets/sub/../../secret.txt",
+        "/assets/%2e%2e/secret.txt",
+        "/assets/%2E%2E/secret.txt",
+        "/assets/sub/%2e%2e%2f%2e%2e%2fsecret.txt",
+        "/assets/..%2fsecret.txt",
+        "/assets/%2fetc%2fpasswd",
+        "/assets//etc/passwd",
+        "/assets/sub%5c..%5c..%5csecret.txt",
+        "/assets/.env",
+        "/assets/leak.txt",
+        "/assets/up/secret.txt",
+        "/assets/%00",
+        "/assets/sub",
+    ] {
+        let r = server.get(path, &[]);
+        assert!(
+            r.status == 404 || r.status == 400,
+            "{path} answered {}",
+            r.status
+        );
+        assert!(
+            !r.text().contains("top secret") && !r.text().contains("TOKEN"),
+            "{path} leaked"
+        );
+    }
+    // A raw absolute path in the target, not through the mount.
+    let raw = server.exchange(b"GET /etc/passwd HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert!(
+        raw.starts_with(b"HTTP/1.1 404"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    // A symlink that stays inside the root is fine.
+    assert_eq!(server.get("/assets/alias.json", &[]).status, 200);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn compressed_files_revalidate() {
+    let base = fixture("gzip");
+    let root = base.join("public");
+    let router = Router::new()
+        .layer(Compression::default())
+        .static_dir("/assets", root.to_str().expect("utf-8 path"));
+    let server = TestServer::start(router);
+    let r = server.get("/assets/big.txt", &["Accept-Encoding: gzip"]);
+    assert_eq!(
+        (r.status, r.header("content-encoding")),
+        (200, Some("gzip"))
+    );
+    let plain = std::fs::read(root.join("big.txt")).expect("read");
+    assert_eq!(deflate::gunzip(&r.body, 1 << 20).expect("gunzip"), plain);
+    let etag = r.header("etag").expect("etag").to_string();
+    assert!(etag.ends_with("-gzip\""), "{etag}");
+    let again = server.get(
+        "/assets/big.txt",
+        &["Accept-Encoding: gzip", &format!("If-None-Match: {etag}")],
+    );
+    assert_eq!(again.status, 304);
+    // Ranges are served from the identity representation, never compressed.
+    let part = server.get(
+        "/assets/big.txt",
+        &["Accept-Encoding: gzip", "Range: bytes=0-5"],
+    );
+    assert_eq!(
+        (
+            part.status,
+            part.header("content-encoding"),
+            part.text().as_str()
+        ),
+        (206, None, "static")
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
