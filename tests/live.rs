@@ -3,6 +3,8 @@
 //! `Last-Event-ID` (or `from=`) resumes with no gap and no duplicate; a lagging feed is cut off
 //! and resumes. The model is hand-written in the shape `#[derive(Model)]` generates.
 
+mod ws_support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -14,6 +16,7 @@ use lithair::app::{App, FieldKind, FieldSpec, Id, Model, Rule};
 use lithair::engine::EngineOptions;
 use lithair::json::{self, Value};
 use lithair::prelude::*;
+use ws_support::WsClient;
 
 #[derive(Json, Binary, Clone, Debug, PartialEq, Default)]
 struct Post {
@@ -441,6 +444,81 @@ fn a_lagging_feed_is_cut_off_and_resumes_without_gap() {
     assert_eq!(feed.last_index(), 10);
     assert_eq!(feed.next_timeout(Duration::from_millis(1)).unwrap(), None);
     drop(feed);
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+fn ws_json(client: &mut WsClient) -> Value {
+    let text = client.next_text();
+    json::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn ws_change(value: &Value) -> (u64, String, u64) {
+    assert_eq!(value["type"].as_str(), Some("change"), "{value:?}");
+    (
+        value["index"].as_u64().unwrap(),
+        value["op"].as_str().unwrap().to_string(),
+        value["id"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn websocket_feed_sends_page_then_changes_and_resumes() {
+    let data = temp_dir("ws");
+    let running = App::new("live-ws")
+        .model::<Post>()
+        .start(&options(data.clone()))
+        .unwrap();
+    let (addr, handle) = (running.server.local_addr(), running.handle.clone());
+    handle.create(post("a", true)).unwrap(); // 1
+    handle.create(post("b", false)).unwrap(); // 2
+
+    let mut client = WsClient::connect(addr, "/api/posts/live?published=true");
+    let snapshot = ws_json(&mut client);
+    assert_eq!(snapshot["type"].as_str(), Some("snapshot"));
+    assert_eq!(snapshot["index"].as_u64(), Some(2));
+    assert_eq!(ids(&snapshot), vec![1]);
+    handle.create(post("c", true)).unwrap(); // 3
+    handle
+        .update::<Post>(Id::Int(2), patch_published(true))
+        .unwrap(); // 4
+    handle
+        .update::<Post>(Id::Int(1), patch_published(false))
+        .unwrap(); // 5
+    let got: Vec<_> = (0..3).map(|_| ws_change(&ws_json(&mut client))).collect();
+    assert_eq!(
+        got,
+        vec![
+            (3, "upsert".into(), 3),
+            (4, "upsert".into(), 2),
+            (5, "remove".into(), 1)
+        ]
+    );
+    client.close();
+
+    // Resume after 4 (as if 5 never arrived): exactly 5, then the new ones.
+    handle.create(post("d", true)).unwrap(); // 6
+    let mut client = WsClient::connect(addr, "/api/posts/live?published=true&from=4");
+    assert_eq!(ws_change(&ws_json(&mut client)), (5, "remove".into(), 1));
+    assert_eq!(ws_change(&ws_json(&mut client)), (6, "upsert".into(), 4));
+    handle.delete::<Post>(Id::Int(4)).unwrap(); // 7
+    assert_eq!(ws_change(&ws_json(&mut client)), (7, "remove".into(), 4));
+    client.close();
+
+    // Bad filters are refused before the upgrade.
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let request = ws_support::upgrade_request("/api/posts/live?nosuch=1", "");
+    stream.write_all(request.as_bytes()).unwrap();
+    let (head, _) = ws_support::read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    drop(handle);
+    running.stop().unwrap();
+    // The pump and its feeds let go of the engine: the data directory opens again.
+    let running = App::new("live-ws")
+        .model::<Post>()
+        .start(&options(data.clone()))
+        .unwrap();
+    assert_eq!(running.handle.engine().applied_index(), 7);
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
