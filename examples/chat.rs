@@ -157,14 +157,7 @@ fn main() -> std::process::ExitCode {
 /// `GET /` (the page) and `GET /ws` (the chat socket).
 pub fn chat_routes(router: Router, handle: &Handle) -> Router {
     let hub = SharedHub::new(ws::HubConfig::default());
-    let (writes, queue) = mpsc::sync_channel(WRITE_QUEUE_MAX);
-    let writer_handle = handle.clone();
-    let writer_hub = Arc::clone(&hub);
-    // The writer waits for each commit, which a reactor thread must never do.
-    std::thread::Builder::new()
-        .name("chat-writer".into())
-        .spawn(move || write_messages(&writer_handle, &writer_hub, &queue))
-        .expect("spawn the chat writer");
+    let writer = Arc::new(Writer::start(handle, &hub));
     let handle = handle.clone();
     // The authentication hook names the connection in the hub (presence shows it); a real
     // app would read a session cookie or a token here.
@@ -180,7 +173,7 @@ pub fn chat_routes(router: Router, handle: &Handle) -> Router {
             Response::static_bytes(200, "text/html; charset=utf-8", PAGE.as_bytes())
         })
         .get("/ws", move |req: &mut Request| {
-            chat_socket(&handle, &endpoint, &writes, req)
+            chat_socket(&handle, &endpoint, &writer.sender, req)
         })
 }
 
@@ -322,6 +315,41 @@ fn history(handle: &Handle, room: &str) -> String {
     messages.write_json(&mut w);
     w.end_object();
     w.finish().unwrap_or_default()
+}
+
+/// The writer thread and its queue. Dropped with the routes (when the server stops): closes
+/// the queue and waits for the thread, so nothing holds the engine afterwards.
+struct Writer {
+    sender: SyncSender<Message>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(handle: &Handle, hub: &Arc<SharedHub>) -> Writer {
+        let (sender, queue) = mpsc::sync_channel(WRITE_QUEUE_MAX);
+        let (handle, hub) = (handle.clone(), Arc::clone(hub));
+        // The writer waits for each commit, which a reactor thread must never do.
+        let thread = std::thread::Builder::new()
+            .name("chat-writer".into())
+            .spawn(move || write_messages(&handle, &hub, &queue))
+            .expect("spawn the chat writer");
+        Writer {
+            sender,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Sessions (holding sender clones) are gone once the server stopped; replacing ours
+        // closes the channel, so the thread's `recv` fails and it returns.
+        let (closed, _) = mpsc::sync_channel(1);
+        drop(std::mem::replace(&mut self.sender, closed));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Writes each message durably, then broadcasts it to its room.
