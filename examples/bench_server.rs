@@ -1,140 +1,40 @@
 //! The bench server compared side by side with hyper and axum by `../shared/bench/http-compare.sh`.
 //!
-//!   GET  /plaintext    -> `Hello, World!` (text/plain)
-//!   GET  /json         -> `{"message":"Hello, World!"}`, serialized per request by lithair::json
-//!   GET  /items/{id}   -> one of the items 1..=N preloaded at start, 404 otherwise
-//!   POST /items        -> creates an item with the next id: 201, the item, and `Location`
+//! ```text
+//! GET  /plaintext    -> `Hello, World!` (text/plain)
+//! GET  /json         -> `{"message":"Hello, World!"}`, serialized per request by lithair::json
+//! GET  /items/{id}   -> an `Item` from the model state, 404 otherwise
+//! POST /items        -> creates an item through the engine (durable: acknowledged after
+//!                       fdatasync, group-committed), 201 with the item and `Location`
+//! ```
 //!
-//! Usage: bench_server [--port 8080] [--items 10000] [--data DIR]
-//! Items live in a `RwLock<HashMap>` until the engine replaces it; `--data` is created but not
-//! used yet. GET routes are cheap and non-blocking, so they run inline on the reactor; POST goes
-//! to the worker pool (it will wait for a durable commit once the engine lands).
-use lithair::http::{Handler, Method, Request, Response, Server};
-use lithair::json::{self, ToJson, Writer};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+//! Usage: `bench_server [serve] [--port 8080] [--items 10000] [--data DIR]` plus every flag of
+//! `App::run` (`--help`). `--items N` preloads items 1..=N, only into an empty data directory.
+use lithair::app::{Id, Rejection};
+use lithair::http::router::Router;
+use lithair::http::{inline, Request, Response};
+use lithair::json::Writer;
+use lithair::prelude::*;
 
-const USAGE: &str = "usage: bench_server [--port P] [--items N] [--data DIR]";
-
-// Codecs are written by hand until `#[derive(Json)]` lands on main (its derive is a stub now).
-#[derive(Clone, Debug)]
-struct Item {
-    id: u64,
-    name: String,
-    price: f64,
-    tags: Vec<String>,
-    in_stock: bool,
+/// The item served by `/items`.
+#[derive(Model, Clone, Debug)]
+#[model(path = "/items")]
+pub struct Item {
+    /// Assigned by the sequencer on `POST /items`.
+    #[db(primary_key)]
+    pub id: u64,
+    /// Name.
+    pub name: String,
+    /// Price.
+    pub price: f64,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Whether it is in stock.
+    pub in_stock: bool,
 }
 
-#[derive(Debug)]
-struct NewItem {
-    name: String,
-    price: f64,
-    tags: Vec<String>,
-    in_stock: bool,
-}
-
-struct Message {
-    message: String,
-}
-
-impl ToJson for Message {
-    fn write_json(&self, w: &mut Writer) {
-        w.begin_object();
-        w.field("message");
-        w.str(&self.message);
-        w.end_object();
-    }
-}
-
-impl ToJson for Item {
-    fn write_json(&self, w: &mut Writer) {
-        w.begin_object();
-        w.field("id");
-        w.u64(self.id);
-        w.field("name");
-        w.str(&self.name);
-        w.field("price");
-        w.f64(self.price);
-        w.field("tags");
-        w.begin_array();
-        for tag in &self.tags {
-            w.element();
-            w.str(tag);
-        }
-        w.end_array();
-        w.field("in_stock");
-        w.bool(self.in_stock);
-        w.end_object();
-    }
-}
-
-impl NewItem {
-    fn from_json(body: &[u8]) -> Result<NewItem, String> {
-        let value = json::parse_bytes(body).map_err(|e| e.to_string())?;
-        let field = |name: &str| value.get(name).ok_or(format!("missing field {name}"));
-        let tags = field("tags")?
-            .as_array()
-            .ok_or("tags: expected an array")?
-            .iter()
-            .map(|t| {
-                t.as_str()
-                    .map(str::to_string)
-                    .ok_or("tags: expected strings")
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(NewItem {
-            name: field("name")?
-                .as_str()
-                .ok_or("name: expected a string")?
-                .to_string(),
-            price: field("price")?.as_f64().ok_or("price: expected a number")?,
-            tags,
-            in_stock: field("in_stock")?
-                .as_bool()
-                .ok_or("in_stock: expected a boolean")?,
-        })
-    }
-}
-
-struct Args {
-    port: u16,
-    items: u64,
-    data: std::path::PathBuf,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        port: 8080,
-        items: 10_000,
-        data: std::path::PathBuf::from("./data/bench"),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.to_string());
-        }
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}\n{USAGE}");
-        match flag.as_str() {
-            "--port" => args.port = value.parse().map_err(|e| bad(&e))?,
-            "--items" => args.items = value.parse().map_err(|e| bad(&e))?,
-            "--data" => args.data = value.into(),
-            _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
-        }
-    }
-    Ok(args)
-}
-
-struct App {
-    items: RwLock<HashMap<u64, Item>>,
-    next_id: AtomicU64,
-}
-
-fn make_item(id: u64) -> Item {
+/// Item `i` of the preloaded set, as the reference servers define it.
+fn preloaded(id: u64) -> Item {
     Item {
         id,
         name: format!("item-{id}"),
@@ -144,115 +44,70 @@ fn make_item(id: u64) -> Item {
     }
 }
 
-fn json_response<T: ToJson>(status: u16, value: &T) -> Response {
-    match json::to_string(value) {
-        Ok(text) => Response::bytes(status, "application/json", text.into_bytes()),
+/// Items created per command while preloading (one log batch each).
+const PRELOAD_BATCH_ITEMS: u64 = 10_000;
+
+fn preload(handle: &lithair::app::Handle, count: u64) -> Result<(), String> {
+    let empty = handle.read(|state| state.collection::<Item>().is_empty());
+    if !empty || count == 0 {
+        return Ok(());
+    }
+    let mut first = 1;
+    while first <= count {
+        let last = (first + PRELOAD_BATCH_ITEMS - 1).min(count);
+        handle
+            .execute(Default::default(), move |tx| {
+                for id in first..=last {
+                    tx.create(preloaded(id))?;
+                }
+                Ok::<(), Rejection>(())
+            })
+            .map_err(|e| format!("preloading items: {e}"))?;
+        first = last + 1;
+    }
+    debug_assert!(handle.get::<Item>(&Id::Int(count)).is_some());
+    Ok(())
+}
+
+fn hello_json(_: &mut Request) -> Response {
+    // Serialized per request, as the benchmark requires.
+    let mut w = Writer::new();
+    w.begin_object();
+    w.field("message");
+    w.str("Hello, World!");
+    w.end_object();
+    match w.finish() {
+        Ok(text) => Response::bytes(200, "application/json", text.into_bytes()),
         Err(e) => Response::text(500, e.to_string()),
     }
 }
 
-fn not_found() -> Response {
-    Response::static_bytes(404, "text/plain", b"not found")
+fn routes(router: Router, _: &lithair::app::Handle) -> Router {
+    router
+        .get(
+            "/plaintext",
+            inline(|_: &mut Request| Response::static_bytes(200, "text/plain", b"Hello, World!")),
+        )
+        .get("/json", inline(hello_json))
 }
 
-impl App {
-    fn get_item(&self, id: &str) -> Response {
-        let Ok(id) = id.parse::<u64>() else {
-            return not_found();
-        };
-        // Copy out under the read lock, serialize after releasing it.
-        let item = match self.items.read() {
-            Ok(items) => items.get(&id).cloned(),
-            Err(_) => return Response::text(500, "poisoned"),
-        };
-        match item {
-            Some(item) => json_response(200, &item),
-            None => not_found(),
-        }
-    }
-
-    fn create_item(&self, body: &[u8]) -> Response {
-        let new = match NewItem::from_json(body) {
-            Ok(new) => new,
-            Err(message) => return Response::text(400, message),
-        };
-        let id = self.next_id.fetch_add(1, Ordering::SeqCst) + 1;
-        let item = Item {
-            id,
-            name: new.name,
-            price: new.price,
-            tags: new.tags,
-            in_stock: new.in_stock,
-        };
-        match self.items.write() {
-            Ok(mut items) => items.insert(id, item.clone()),
-            Err(_) => return Response::text(500, "poisoned"),
-        };
-        json_response(201, &item).with_header("Location", format!("/items/{id}"))
-    }
-}
-
-impl Handler for App {
-    fn call(&self, req: &mut Request) -> Response {
-        let get = matches!(req.method, Method::Get | Method::Head);
-        match req.path.as_str() {
-            "/plaintext" if get => Response::static_bytes(200, "text/plain", b"Hello, World!"),
-            "/json" if get => json_response(
-                200,
-                &Message {
-                    message: "Hello, World!".to_string(),
-                },
-            ),
-            "/items" if req.method == Method::Post => self.create_item(&req.body),
-            path if get && path.starts_with("/items/") => self.get_item(&path[7..]),
-            "/plaintext" | "/json" | "/items" => {
-                Response::text(405, "method not allowed").with_header("Allow", "GET, HEAD")
-            }
-            _ => not_found(),
-        }
-    }
-
-    fn is_inline(&self, req: &Request) -> bool {
-        // Reads hold the lock only to clone one item: cheap and never waiting on I/O.
-        matches!(req.method, Method::Get | Method::Head)
-    }
-}
-
-fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = std::fs::create_dir_all(&args.data) {
-        eprintln!("cannot create {}: {e}", args.data.display());
-        std::process::exit(1);
-    }
-    let items: HashMap<u64, Item> = (1..=args.items).map(|id| (id, make_item(id))).collect();
-    let app = App {
-        items: RwLock::new(items),
-        next_id: AtomicU64::new(args.items),
-    };
-    let server = match Server::bind(("127.0.0.1", args.port)) {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("cannot bind 127.0.0.1:{}: {e}", args.port);
-            std::process::exit(1);
-        }
-    };
-    let addr = server
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    println!(
-        "bench_server listening on http://{addr} with {} items",
-        args.items
-    );
-    if let Err(e) = server.serve(app) {
-        eprintln!("server error: {e}");
-        std::process::exit(1);
-    }
-    println!("bench_server stopped");
+fn main() -> std::process::ExitCode {
+    lithair::App::new("bench")
+        .model::<Item>()
+        .routes(routes)
+        .flag(
+            "items",
+            Some("N"),
+            "preload items 1..=N into an empty data directory (default 10000)",
+        )
+        .on_start(|handle, options| {
+            let count = match options.extra("items") {
+                Some(text) => text
+                    .parse()
+                    .map_err(|_| format!("--items expects a number, got `{text}`"))?,
+                None => 10_000,
+            };
+            preload(handle, count)
+        })
+        .run()
 }

@@ -153,3 +153,114 @@
 //! #[derive(Binary)]
 //! union Bits { a: u32, b: f32 }
 //! ```
+//!
+//! ## `#[derive(Model)]`
+//!
+//! Every model attribute together compiles:
+//! ```
+//! use lithair::prelude::*;
+//!
+//! #[derive(Model, Clone, Debug)]
+//! #[model(path = "/api/articles", name = "Article")]
+//! #[json(rename_all = "camelCase")]
+//! struct Post {
+//!     #[db(primary_key)]
+//!     id: u64,
+//!     #[http(validate = "len(1..=200)")]
+//!     title: String,
+//!     #[db(unique)]
+//!     #[lifecycle(immutable)]
+//!     slug: String,
+//!     #[db(indexed, default)]
+//!     published: bool,
+//!     #[db(default = "draft")]
+//!     state: String,
+//!     #[http(skip)]
+//!     secret: String,
+//!     #[http(read_only)]
+//!     views: u64,
+//!     #[http(validate = "email")]
+//!     #[json(rename = "email")]
+//!     author_email: Option<String>,
+//! }
+//! let _patch = PostPatch::default();
+//! assert_eq!(<Post as Model>::PATH, "/api/articles");
+//! ```
+//!
+//! A misspelled `model` key on the struct:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Model, Clone)]
+//! #[model(paht = "/api/posts")]
+//! struct Post { #[db(primary_key)] id: u64 }
+//! ```
+//!
+//! A misspelled `db` key on a model field:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Model, Clone)]
+//! struct Post { #[db(primary_key)] id: u64, #[db(uniqe)] slug: String }
+//! ```
+//!
+//! An unknown `http` key (`read_only` is spelled with an underscore):
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Model, Clone)]
+//! struct Post { #[db(primary_key)] id: u64, #[http(readonly)] views: u64 }
+//! ```
+//!
+//! A misspelled `lifecycle` key:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Model, Clone)]
+//! struct Post { #[db(primary_key)] id: u64, #[lifecycle(imutable)] slug: String }
+//! ```
+//!
+//! A validate rule that does not parse:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Model, Clone)]
+//! struct Post { #[db(primary_key)] id: u64, #[http(validate = "len(a..b)")] title: String }
+//! ```
+//!
+//! A rule that does not fit the field's type:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Model, Clone)]
+//! struct Post { #[db(primary_key)] id: u64, #[http(validate = "email")] views: u64 }
+//! ```
+//!
+//! No primary key:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Model, Clone)]
+//! struct Post { id: u64, title: String }
+//! ```
+//!
+//! A primary key that is neither `u64` nor `String`:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Model, Clone)]
+//! struct Post { #[db(primary_key)] id: u32, title: String }
+//! ```
+//!
+//! `unique` on a field that is not a scalar:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Model, Clone)]
+//! struct Post { #[db(primary_key)] id: u64, #[db(unique)] tags: Vec<String> }
+//! ```
+//!
+//! A default that is not a literal:
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Model, Clone)]
+//! struct Post { #[db(primary_key)] id: u64, #[db(default = seven)] views: u64 }
+//! ```
+//!
+//! A `json` key the model derive does not take (use `http(skip)`):
+//! ```compile_fail
+//! use lithair::prelude::*;
+//! #[derive(Model, Clone)]
+//! struct Post { #[db(primary_key)] id: u64, #[json(skip)] secret: String }
+//! ```

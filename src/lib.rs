@@ -81,7 +81,35 @@ mod derive_tests;
 /// discriminants are not used, so add variants at the end), then the variant's fields framed
 /// like a struct.
 ///
-/// # Both
+/// # `#[derive(Model)]`: a stored, served model
+///
+/// On a struct with named fields (no generics), it generates `ToJson` + `FromJson` (the HTTP
+/// shape), `Encode` + `Decode` (the stored shape, every field), `<Name>Patch` (every field
+/// but the key as an `Option`, a JSON merge patch: absent = unchanged, `null` on an `Option`
+/// field = `None`), `type <Name>Event = app::ModelEvent<Name>` and `impl app::Model`. The
+/// struct also needs `Clone` (derive it).
+/// - on a field: `#[db(primary_key)]` (exactly one, a `u64` assigned by the sequencer when 0,
+///   or a client-supplied `String`), `#[db(unique)]` and `#[db(indexed)]` (scalar fields:
+///   integers, floats, `bool`, `String`, maybe in an `Option`), `#[db(default)]`
+///   (`Default::default()`) and `#[db(default = LITERAL)]`: **literal tokens**, not a path
+///   (`0`, `1.5`, `true`, `'x'`, or `"draft"`, which is converted with `Into::into` so it fits a
+///   `String`); absent from JSON input or from old stored data, the field takes its default;
+///   `#[lifecycle(immutable)]` (PUT and PATCH may not change it: 422);
+///   `#[http(validate = "len(1..=200), email")]` (rules: `len(A..B)`, `len(A..=B)`, `len(A..)`,
+///   `len(..B)` on strings (characters) and lists (items); `range(..)` with the same bounds on
+///   numbers, decimals and negatives allowed; `email`; `url`); `#[http(skip)]` (never in HTTP
+///   JSON, still stored); `#[http(read_only)]` (written in responses, ignored on input, kept on
+///   PUT); `#[json(rename = "key")]`.
+/// - on the struct: `#[model(path = "/api/things", name = "Thing")]`, `#[json(rename_all = ..)]`.
+///   The default path is `/api/` + the snake_case name made plural: consonant + `y` -> `ies`
+///   (`Category` -> `/api/categories`), a name ending in `s`, `x`, `z`, `ch`, `sh` -> `es`
+///   (`Address` -> `/api/addresses`), otherwise `s` (`Post` -> `/api/posts`, `Person` ->
+///   `/api/persons`); irregular plurals take `model(path)`.
+/// - JSON input with an unknown key is an error (a client's typo is a 422, never dropped).
+/// - Misspelled or misplaced keys, a bad rule, a missing, repeated or non-`u64`/`String`
+///   primary key, `unique`/`indexed` on a non-scalar: compile errors at the offending token.
+///
+/// # Both (`Json` and `Binary`)
 /// - `#[db(default)]` / `#[db(default = "path")]` on a field means `default` for both codecs;
 ///   the other `#[db(..)]` keys (`primary_key`, `unique`, `indexed`) belong to
 ///   `#[derive(Model)]` and are checked for spelling, then passed over.
@@ -115,7 +143,9 @@ mod derive_tests;
 /// assert_eq!(lithair::binary::from_slice::<Post>(&bytes).unwrap(), post);
 /// ```
 pub mod prelude {
+    pub use crate::app::{App, Id, Model};
     pub use crate::binary::{Decode, Encode};
     pub use crate::json::{FromJson, ToJson};
+    pub use lithair_macros::Model;
     pub use lithair_macros::{Binary, Json};
 }

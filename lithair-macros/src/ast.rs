@@ -33,6 +33,11 @@ pub struct Item {
     pub attrs: Vec<Attr>,
     /// The type name.
     pub name: String,
+    /// Span of the type name.
+    pub name_sp: Sp,
+    /// The visibility tokens as written (`pub`, `pub(crate)`; empty if private), so a derive
+    /// can give the items it generates beside the type the same visibility.
+    pub vis: Vec<Tok>,
     /// Generic parameters and where clause.
     pub generics: Generics,
     /// Struct fields or enum variants.
@@ -289,9 +294,11 @@ fn angle_depth(depth: u32, previous: Option<&Tok>, tok: &Tok) -> u32 {
 pub fn parse_item(toks: &[Tok], whole_sp: Sp) -> Result<Item, Error> {
     let mut cursor = Cursor::new(toks, whole_sp);
     let attrs = parse_attrs(&mut cursor)?;
+    let vis_start = cursor.pos;
     skip_visibility(&mut cursor);
+    let vis = toks[vis_start..cursor.pos].to_vec();
     let (keyword, keyword_sp) = cursor.expect_ident("`struct` or `enum`")?;
-    let (name, _) = cursor.expect_ident("the type's name")?;
+    let (name, name_sp) = cursor.expect_ident("the type's name")?;
     let mut generics = parse_generics(&mut cursor)?;
     let body = match keyword.as_str() {
         "struct" => Body::Struct(parse_struct_body(&mut cursor, &mut generics)?),
@@ -313,6 +320,8 @@ pub fn parse_item(toks: &[Tok], whole_sp: Sp) -> Result<Item, Error> {
     Ok(Item {
         attrs,
         name,
+        name_sp,
+        vis,
         generics,
         body,
     })

@@ -19,6 +19,9 @@ pub enum Shape {
     Str,
     /// `key` or `key = "string"`.
     FlagOrStr,
+    /// `key` or `key = literal` (any literal, `true` or `false`), kept as a token in
+    /// `Found::literal` (`#[db(default = 0)]` of `#[derive(Model)]`).
+    FlagOrLiteral,
 }
 
 /// The keys a namespace accepts at one place (container, variant or field).
@@ -40,6 +43,8 @@ pub struct Found {
     pub sp: Sp,
     /// The string value, if one was given.
     pub value: Option<LitStr>,
+    /// The literal token of a `Shape::FlagOrLiteral` key given a value.
+    pub literal: Option<Tok>,
 }
 
 /// A string literal's value with the literal's span.
@@ -218,6 +223,14 @@ fn check_entry(spec: &Spec, key: &str, key_sp: Sp, value: Option<Tok>) -> Result
             );
             return Err(Error::new(key_sp, message));
         }
+        (Shape::FlagOrLiteral, Some(tok)) => {
+            return literal_value(tok, spec, known).map(|literal| Found {
+                key: known,
+                sp: key_sp,
+                value: None,
+                literal: Some(literal),
+            });
+        }
         (_, None) => None,
         (_, Some(tok)) => Some(string_value(&tok, spec, known)?),
     };
@@ -225,6 +238,7 @@ fn check_entry(spec: &Spec, key: &str, key_sp: Sp, value: Option<Tok>) -> Result
         key: known,
         sp: key_sp,
         value,
+        literal: None,
     })
 }
 
@@ -270,6 +284,30 @@ fn string_value(tok: &Tok, spec: &Spec, key: &str) -> Result<LitStr, Error> {
     };
     let value = unescape_str(text).ok_or_else(bad)?;
     Ok(LitStr { value, sp: *sp })
+}
+
+/// A literal value (`0`, `1.5`, `"draft"`, `'x'`, `true`), seen through an invisible group.
+fn literal_value(tok: Tok, spec: &Spec, key: &str) -> Result<Tok, Error> {
+    match tok {
+        Tok::Group {
+            delim: Delim::None,
+            toks,
+            sp,
+        } => match <[Tok; 1]>::try_from(toks) {
+            Ok([inner]) => literal_value(inner, spec, key),
+            Err(_) => Err(Error::new(sp, literal_message(spec, key))),
+        },
+        Tok::Lit { .. } => Ok(tok),
+        Tok::Ident { ref text, .. } if text == "true" || text == "false" => Ok(tok),
+        other => Err(Error::new(other.sp(), literal_message(spec, key))),
+    }
+}
+
+fn literal_message(spec: &Spec, key: &str) -> String {
+    format!(
+        "`{}({key} = ..)` expects a literal: a number, a string, a char, `true` or `false`",
+        spec.namespace
+    )
 }
 
 /// Levenshtein distance, for "did you mean" hints on short attribute keys.
@@ -564,6 +602,7 @@ mod tests {
                 value: "camelcase".into(),
                 sp: Sp(4),
             }),
+            literal: None,
         };
         assert_eq!(case_value(&found, &mut errors), None);
         assert_eq!(errors[0].sp, Sp(4));

@@ -27,6 +27,8 @@ mod binary;
 mod case;
 mod emit;
 mod json;
+mod model;
+mod rules;
 mod tokens;
 
 use tokens::{Delim, Sp, Tok};
@@ -50,6 +52,18 @@ pub fn derive_json(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(Binary, attributes(binary, db))]
 pub fn derive_binary(input: TokenStream) -> TokenStream {
     derive(input, binary::expand)
+}
+
+/// Derives `lithair::app::Model` for a struct with named fields, with its codecs, the
+/// `<Name>Patch` struct and the `<Name>Event` alias.
+///
+/// Field attributes: `#[db(primary_key, unique, indexed, default, default = LITERAL)]`,
+/// `#[http(validate = "len(1..=200), email", skip, read_only)]`, `#[lifecycle(immutable)]`,
+/// `#[json(rename = "..")]`; struct attributes: `#[model(path = "/api/..", name = "..")]`,
+/// `#[json(rename_all = "..")]`. See `lithair::prelude` for the reference.
+#[proc_macro_derive(Model, attributes(model, db, http, lifecycle, json))]
+pub fn derive_model(input: TokenStream) -> TokenStream {
+    derive(input, model::expand)
 }
 
 /// Runs parse -> expand on `input`, turning errors into spanned `compile_error!`s.

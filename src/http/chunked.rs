@@ -304,7 +304,7 @@ mod tests {
             assert_eq!(got, Err(*expected), "{:?}", String::from_utf8_lossy(input));
         }
         let mut big = b"0\r\n".to_vec();
-        big.extend(std::iter::repeat_n(b'a', TRAILER_BYTES_MAX + 1));
+        big.extend(vec![b'a'; TRAILER_BYTES_MAX + 1]);
         assert_eq!(decode_all(&big, 10), Err(ChunkError::BadTrailer));
     }
 

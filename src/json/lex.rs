@@ -91,7 +91,7 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 /// Offset of the first byte at or after `pos` that ends the plain part of a string: `"`, `\`
 /// or a control character (< 0x20). Returns `bytes.len()` when there is none.
 #[inline(always)]
-fn find_special(bytes: &[u8], mut pos: usize) -> usize {
+pub(crate) fn find_special(bytes: &[u8], mut pos: usize) -> usize {
     // Eight bytes at a time: each mask's lowest set bit marks the first matching byte exactly
     // (false positives can only appear above a true match), so the lowest bit of the OR is it.
     while pos + 8 <= bytes.len() {
@@ -413,7 +413,8 @@ pub(crate) fn number(text: &str, pos: usize) -> Result<(Num, usize), LexError> {
 }
 
 /// Converts a float token exactly: Clinger's fast path when the mantissa and the power of ten
-/// are both exact in f64, std's correctly rounded parser otherwise.
+/// are both exact in f64, then Eisel-Lemire on the accumulated mantissa, and std's correctly
+/// rounded parser for what those cannot decide (more than 19 digits, subnormals, ties).
 #[inline]
 fn float(text: &str, pos: usize, span: &Span) -> Result<Num, LexError> {
     if span.digits <= 19 && span.mantissa <= (1u64 << 53) {
@@ -425,6 +426,13 @@ fn float(text: &str, pos: usize, span: &Span) -> Result<Num, LexError> {
             } else {
                 m * POW10[exponent as usize]
             };
+            return Ok(Num::Float(if span.negative { -v } else { v }));
+        }
+    }
+    if span.digits <= 19 {
+        // The mantissa is exact: Eisel-Lemire decides almost always, without re-reading text.
+        let exponent = i64::from(span.exponent) - i64::from(span.fraction_digits);
+        if let Some(v) = super::float::eisel_lemire(span.mantissa, exponent) {
             return Ok(Num::Float(if span.negative { -v } else { v }));
         }
     }

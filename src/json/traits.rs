@@ -55,43 +55,43 @@ impl ToJson for Value {
 }
 
 /// The compact fast path: no comma state, straight into the output string.
-fn write_value_compact(v: &Value, out: &mut String) {
+fn write_value_compact(v: &Value, out: &mut Vec<u8>) {
     match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::Number(n) => write_number(n.n, out),
         Value::String(s) => write_escaped(out, s),
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             let mut first = true;
             for item in items {
                 if !first {
-                    out.push(',');
+                    out.push(b',');
                 }
                 first = false;
                 write_value_compact(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
         Value::Object(map) => {
-            out.push('{');
+            out.push(b'{');
             let mut first = true;
             for (k, item) in map {
                 if !first {
-                    out.push(',');
+                    out.push(b',');
                 }
                 first = false;
                 write_escaped(out, k);
-                out.push(':');
+                out.push(b':');
                 write_value_compact(item, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
     }
 }
 
 #[inline]
-fn write_number(n: N, out: &mut String) {
+fn write_number(n: N, out: &mut Vec<u8>) {
     match n {
         N::PosInt(v) => write_u64(out, v),
         N::NegInt(v) => write_i64(out, v),
