@@ -230,6 +230,155 @@ impl Drop for Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+
+    /// Echoes its input; records what happened to it.
+    #[derive(Default)]
+    struct Probe {
+        output: Vec<u8>,
+        log: Arc<Mutex<Vec<String>>>,
+        waker: Arc<Mutex<Option<UpgradeWaker>>>,
+        finished: bool,
+    }
+
+    impl Upgraded for Probe {
+        fn start(&mut self, waker: UpgradeWaker, now_ms: u64) {
+            *self.waker.lock().unwrap() = Some(waker);
+            self.log.lock().unwrap().push(format!("start {now_ms}"));
+        }
+        fn on_input(&mut self, bytes: &[u8]) {
+            self.output.extend_from_slice(bytes);
+        }
+        fn on_eof(&mut self) {
+            self.log.lock().unwrap().push("eof".into());
+        }
+        fn on_wake(&mut self) {
+            self.log.lock().unwrap().push("wake".into());
+        }
+        fn on_tick(&mut self, _now_ms: u64) {}
+        fn output(&self) -> &[u8] {
+            &self.output
+        }
+        fn consume_output(&mut self, count: usize) {
+            self.output.drain(..count);
+        }
+        fn is_finished(&self) -> bool {
+            self.finished
+        }
+        fn begin_shutdown(&mut self) {
+            self.finished = true;
+        }
+    }
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        (server, client)
+    }
+
+    #[test]
+    fn wakes_are_coalesced_until_delivered() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let probe = Probe {
+            log: Arc::clone(&log),
+            ..Probe::default()
+        };
+        let handed: Arc<Mutex<Option<UpgradeWaker>>> = Arc::default();
+        let probe = Probe {
+            waker: Arc::clone(&handed),
+            ..probe
+        };
+        let notified = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&notified);
+        let mut driver = Driver::new(Box::new(probe), 5);
+        driver.start(
+            Arc::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }),
+            5,
+            b"early",
+        );
+        assert!(driver.has_output(), "leftover bytes reach the protocol");
+        let waker = handed
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the protocol got a waker");
+        waker();
+        waker();
+        waker();
+        assert_eq!(
+            notified.load(Ordering::SeqCst),
+            1,
+            "one notice until on_wake"
+        );
+        driver.on_wake();
+        waker();
+        assert_eq!(notified.load(Ordering::SeqCst), 2);
+        assert_eq!(*log.lock().unwrap(), ["start 5", "wake"]);
+    }
+
+    #[test]
+    fn reads_echo_and_pause_when_output_backs_up() {
+        let (server, mut client) = pair();
+        let mut driver = Driver::new(Box::<Probe>::default(), 0);
+        driver.start(Arc::new(|| {}), 0, b"");
+        client.write_all(b"hello").expect("send");
+        let mut buf = [0u8; 16];
+        let mut end = ReadEnd::Drained;
+        for _ in 0..1000 {
+            end = driver.read(&server, &mut buf).expect("read");
+            if driver.has_output() {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        assert_eq!(end, ReadEnd::Drained);
+        driver.flush(&server, 1).expect("flush");
+        assert!(!driver.has_output());
+        let mut echoed = [0u8; 5];
+        client.read_exact(&mut echoed).expect("echo");
+        assert_eq!(&echoed, b"hello");
+        // More pending output than the pause threshold: reading stops.
+        driver
+            .inner
+            .on_input(&vec![0u8; UPGRADED_OUTPUT_PAUSE_BYTES]);
+        assert!(!driver.wants_read());
+        assert_eq!(
+            driver.read(&server, &mut buf).expect("read"),
+            ReadEnd::Paused
+        );
+        drop(client);
+    }
+
+    #[test]
+    fn dropping_a_running_protocol_ends_it() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let probe = Probe {
+            log: Arc::clone(&log),
+            ..Probe::default()
+        };
+        let mut driver = Driver::new(Box::new(probe), 0);
+        driver.start(Arc::new(|| {}), 0, b"");
+        drop(driver);
+        assert_eq!(*log.lock().unwrap(), ["start 0", "eof"]);
+        // A finished protocol is not told twice.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let probe = Probe {
+            log: Arc::clone(&log),
+            ..Probe::default()
+        };
+        let mut driver = Driver::new(Box::new(probe), 0);
+        driver.start(Arc::new(|| {}), 0, b"");
+        driver.begin_shutdown();
+        assert!(driver.is_finished());
+        drop(driver);
+        assert_eq!(*log.lock().unwrap(), ["start 0"]);
+    }
 
     #[test]
     fn upgrade_requests_need_both_headers() {
