@@ -14,7 +14,7 @@
 //! | [`http`] | HTTP/1.1 parser, reactor, worker pool, router, middleware |
 //! | [`engine`] | state, command sequencer, apply in log order, replay |
 //! | [`log`] | segmented, checksummed append-only log with group commit |
-//! | [`json`], [`binary`] | the two codecs and their traits |
+//! | [`json`](mod@json), [`binary`] | the two codecs and their traits |
 //! | [`crypto`] | SHA-1/256, HMAC, base64, CRC32C, randomness |
 //! | [`sys`] | the only `unsafe` in the crate: hand-declared libc calls |
 #![deny(missing_docs)]

@@ -120,9 +120,12 @@ impl Model for Post {
     }
 }
 
+static CHANGES: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+
 fn app() -> App {
     App::new("crud-test")
         .model::<Post>()
+        .on_change::<Post>(|_event, index| CHANGES.lock().unwrap().push(index))
         .check::<Post>(|tx, post| {
             // A domain rule that reads state through the transaction.
             if post.title == "forbidden" && tx.collection::<Post>().len() < 100 {
@@ -381,6 +384,15 @@ fn crud_validation_uniqueness_and_restart() {
     assert!(openapi["paths"]["/api/posts/{id}"].is_object());
     assert_eq!(request(addr, "GET", "/health", "", "").status, 200);
 
+    // Every write path fired the change hook, in log order.
+    let changes = CHANGES.lock().unwrap().clone();
+    assert_eq!(
+        changes.len() as u64,
+        running.handle.engine().applied_index(),
+        "{changes:?}"
+    );
+    assert!(changes.windows(2).all(|w| w[0] < w[1]));
+
     let digest = running.handle.engine().digest();
     let listing = request(addr, "GET", "/api/posts", "", "").body;
     running.stop().unwrap();
@@ -403,6 +415,25 @@ fn crud_validation_uniqueness_and_restart() {
         "ids are not reused after restart"
     );
     running.stop().unwrap();
+
+    // A replay reports its progress.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    let options_with_progress = lithair::engine::EngineOptions {
+        replay_progress: Some(std::sync::Arc::new(move |index| {
+            sink.lock().unwrap().push(index)
+        })),
+        replay_progress_every_events: 3,
+        ..lithair::engine::EngineOptions::default()
+    };
+    let running = app()
+        .engine_options(options_with_progress)
+        .start(&options(data.clone()))
+        .unwrap();
+    running.stop().unwrap();
+    let reports = seen.lock().unwrap().clone();
+    assert!(reports.len() >= 3, "progress reported: {reports:?}");
+    assert!(reports.windows(2).all(|w| w[0] < w[1]), "{reports:?}");
 
     // The operator subcommands work on the stopped app's directory.
     let dir = data.to_string_lossy().to_string();

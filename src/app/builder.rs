@@ -14,7 +14,7 @@ use std::time::Instant;
 use super::cli::{self, Command, ExtraFlag, ServeOptions};
 use super::command::{Checks, Tx};
 use super::handle::Handle;
-use super::model::{Model, Rejection};
+use super::model::{Model, ModelEvent, Rejection};
 use super::routes::{model_routes, write_error_problem};
 use super::state::{register, AppState};
 use crate::engine::{Engine, EngineOptions, Meta};
@@ -25,6 +25,7 @@ use crate::json::{FromJson, ToJson};
 
 type RouteFn = Box<dyn Fn(Router, &Handle) -> Router + Send + Sync>;
 type StartFn = Box<dyn Fn(&Handle, &ServeOptions) -> Result<(), String> + Send + Sync>;
+type HookFn = Box<dyn Fn(&Handle) + Send + Sync>;
 
 /// Describes one model for `/openapi.json`.
 #[derive(Clone, Copy)]
@@ -64,6 +65,7 @@ pub struct App {
     server_config: ServerConfig,
     static_dirs: Vec<(String, String)>,
     checks: Checks,
+    hooks: Vec<HookFn>,
 }
 
 impl App {
@@ -83,6 +85,7 @@ impl App {
             server_config: ServerConfig::default(),
             static_dirs: Vec::new(),
             checks: Checks::new(),
+            hooks: Vec::new(),
         }
     }
 
@@ -193,6 +196,26 @@ impl App {
         self
     }
 
+    /// Runs `hook` after every committed change of `M`, whichever path wrote it (generated
+    /// route, command, programmatic call; in a cluster, replicated entries too). It gets the
+    /// event and its log index; it runs after the commit, never inside `apply`, and must not
+    /// wait on another write.
+    pub fn on_change<M: Model>(
+        mut self,
+        hook: impl Fn(&ModelEvent<M>, u64) + Send + Sync + 'static,
+    ) -> App {
+        let hook = Arc::new(hook);
+        self.hooks.push(Box::new(move |handle| {
+            let hook = Arc::clone(&hook);
+            handle.engine().on_commit(move |committed| {
+                if let Some(Ok(event)) = committed.event.decode::<M>() {
+                    hook(&event, committed.envelope.index);
+                }
+            });
+        }));
+        self
+    }
+
     /// Serves the files under `root` at `prefix`.
     pub fn static_dir(mut self, prefix: &str, root: &str) -> App {
         self.static_dirs
@@ -284,9 +307,21 @@ impl App {
     fn open_engine(&self, data: &Path) -> Result<(Engine<AppState>, u64), String> {
         std::fs::create_dir_all(data)
             .map_err(|e| format!("cannot create data directory {}: {e}", data.display()))?;
-        let (engine, opened) = Engine::open(data, self.engine_options.clone(), self.state())
+        let mut options = self.engine_options.clone();
+        // A long replay shows progress, on a terminal only (logs stay one line per start).
+        let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        if on_terminal && options.replay_progress.is_none() {
+            let name = self.name.clone();
+            options.replay_progress = Some(Arc::new(move |index| {
+                eprint!("\r{name}: replaying the log... index {index}");
+            }));
+        }
+        let (engine, opened) = Engine::open(data, options, self.state())
             .map_err(|e| format!("cannot open {}: {e}", data.display()))?;
         let replayed = opened.applied_index - opened.snapshot_index;
+        if on_terminal && replayed >= crate::engine::REPLAY_PROGRESS_EVENTS {
+            eprintln!();
+        }
         Ok((engine, replayed))
     }
 
@@ -311,6 +346,9 @@ impl App {
         let started = Instant::now();
         let (engine, replayed) = self.open_engine(&options.data)?;
         let handle = Handle::new(Arc::new(engine), Arc::new(self.checks.clone()));
+        for install in &self.hooks {
+            install(&handle);
+        }
         for hook in &self.on_start {
             hook(&handle, options)?;
         }

@@ -54,7 +54,18 @@ pub struct EngineOptions {
     pub faults: Option<Arc<Faults>>,
     /// Snapshot step hook (tests).
     pub snapshot_hook: Option<SnapshotHook>,
+    /// Called during recovery with the last index replayed so far, about every
+    /// `replay_progress_every_events` events (the app shows progress on a terminal).
+    pub replay_progress: Option<ReplayProgress>,
+    /// Events between two progress reports (default [`REPLAY_PROGRESS_EVENTS`]).
+    pub replay_progress_every_events: u64,
 }
+
+/// A recovery progress callback: receives the last log index replayed.
+pub type ReplayProgress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Events replayed between two calls of [`EngineOptions::replay_progress`].
+pub const REPLAY_PROGRESS_EVENTS: u64 = 1 << 20;
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -69,6 +80,8 @@ impl Default for EngineOptions {
             upcasters: Vec::new(),
             faults: None,
             snapshot_hook: None,
+            replay_progress: None,
+            replay_progress_every_events: REPLAY_PROGRESS_EVENTS,
         }
     }
 }
@@ -117,29 +130,39 @@ impl<R: std::fmt::Debug> std::fmt::Display for SubmitError<R> {
     }
 }
 
-/// Untyped failure travelling through the pipeline; `Rejected` holds the command's rejection.
-enum Failure {
-    /// The command refused; the typed rejection is kept inside the submission.
-    Rejected,
-    Conflict {
-        aggregate: u64,
-        expected: u64,
-        current: u64,
-    },
-    DiskFull,
-    Storage(String),
-    Closed,
-}
+/// Untyped failure travelling through the pipeline: `Rejected(())` marks a command that refused,
+/// whose typed rejection stays inside the submission until `typed` puts it back.
+type Failure = SubmitError<()>;
 
-impl From<AppendError> for Failure {
-    fn from(error: AppendError) -> Self {
+impl Failure {
+    /// The caller-facing error, with the rejection the submission kept.
+    fn typed<R>(self, rejection: impl FnOnce() -> R) -> SubmitError<R> {
+        match self {
+            SubmitError::Rejected(()) => SubmitError::Rejected(rejection()),
+            SubmitError::Conflict {
+                aggregate,
+                expected,
+                current,
+            } => SubmitError::Conflict {
+                aggregate,
+                expected,
+                current,
+            },
+            SubmitError::DiskFull => SubmitError::DiskFull,
+            SubmitError::Storage(message) => SubmitError::Storage(message),
+            SubmitError::Closed => SubmitError::Closed,
+        }
+    }
+
+    /// What a failed log append means for every submission of its batch.
+    fn from_append(error: AppendError) -> Self {
         match error {
-            AppendError::DiskFull => Failure::DiskFull,
-            AppendError::Closed => Failure::Closed,
+            AppendError::DiskFull => SubmitError::DiskFull,
+            AppendError::Closed => SubmitError::Closed,
             AppendError::NotContiguous { .. } => {
-                Failure::Storage("an earlier write failed; retry".to_string())
+                SubmitError::Storage("an earlier write failed; retry".to_string())
             }
-            other => Failure::Storage(other.to_string()),
+            other => SubmitError::Storage(other.to_string()),
         }
     }
 }
@@ -213,24 +236,13 @@ impl<S: State, C: Command<S>> Submission<S> for TypedSubmission<S, C> {
     }
 
     fn finish(mut self: Box<Self>, outcome: Result<Receipt, Failure>) {
-        let outcome = outcome.map_err(|failure| match failure {
-            Failure::Rejected => SubmitError::Rejected(
-                self.rejection
+        let rejection = &mut self.rejection;
+        let outcome = outcome.map_err(|failure| {
+            failure.typed(|| {
+                rejection
                     .take()
-                    .expect("a rejected command kept its rejection"),
-            ),
-            Failure::Conflict {
-                aggregate,
-                expected,
-                current,
-            } => SubmitError::Conflict {
-                aggregate,
-                expected,
-                current,
-            },
-            Failure::DiskFull => SubmitError::DiskFull,
-            Failure::Storage(message) => SubmitError::Storage(message),
-            Failure::Closed => SubmitError::Closed,
+                    .expect("a rejected command kept its rejection")
+            })
         });
         if let Some(reply) = self.reply.take() {
             reply.put(outcome);
@@ -349,8 +361,18 @@ impl<S: State> Engine<S> {
             faults: options.faults.clone(),
         };
         let upcasters = options.upcasters.clone();
+        let progress = options.replay_progress.clone();
+        let every = options.replay_progress_every_events.max(1);
+        let mut next_report = snapshot_index + every;
         let ((log, recovery), tracked) = replay::replay_pipelined(tracked, &upcasters, |visit| {
-            Log::open(data_dir, log_options, &mut |frame| visit(frame))
+            Log::open(data_dir, log_options, &mut |frame| {
+                let last = frame.last_index();
+                if let Some(report) = progress.as_ref().filter(|_| last >= next_report) {
+                    report(last);
+                    next_report = last + every;
+                }
+                visit(frame)
+            })
         })?;
         if recovery.next_index != tracked.applied_index + 1 {
             let message = format!(
@@ -587,6 +609,29 @@ impl<S: State> Sequencer<S> {
         self.last_timestamp_ms
     }
 
+    /// The outcome of a job settled without deciding it: a retried idempotency key gets its
+    /// original receipt, a stale expected version a conflict. `None`: the job must be decided.
+    fn settled_before_decide(&self, meta: &Meta) -> Option<Result<Receipt, Failure>> {
+        if let Some(key) = &meta.idempotency_key {
+            if let Some(receipt) = self.speculative.receipt_of(key) {
+                return Some(Ok(Receipt {
+                    duplicate: true,
+                    ..receipt
+                }));
+            }
+        }
+        let (aggregate, expected) = meta.expected_version?;
+        let current = self.speculative.version(aggregate);
+        if current == expected {
+            return None;
+        }
+        Some(Err(Failure::Conflict {
+            aggregate,
+            expected,
+            current,
+        }))
+    }
+
     /// Decides one job against the speculative state, appending its events to the batch.
     fn sequence(
         &mut self,
@@ -597,31 +642,9 @@ impl<S: State> Sequencer<S> {
     ) {
         let mut job = job;
         let meta = job.meta().clone();
-        if let Some(key) = &meta.idempotency_key {
-            if let Some(receipt) = self.speculative.receipt_of(key) {
-                pending.outcomes.push((
-                    job,
-                    Ok(Receipt {
-                        duplicate: true,
-                        ..receipt
-                    }),
-                ));
-                return;
-            }
-        }
-        if let Some((aggregate, expected)) = meta.expected_version {
-            let current = self.speculative.version(aggregate);
-            if current != expected {
-                pending.outcomes.push((
-                    job,
-                    Err(Failure::Conflict {
-                        aggregate,
-                        expected,
-                        current,
-                    }),
-                ));
-                return;
-            }
+        if let Some(outcome) = self.settled_before_decide(&meta) {
+            pending.outcomes.push((job, outcome));
+            return;
         }
         let request_id = self.next_request_id;
         self.next_request_id += 1;
@@ -631,7 +654,7 @@ impl<S: State> Sequencer<S> {
             request_id,
         };
         let Some(events) = job.decide(&self.speculative.state, &context) else {
-            pending.outcomes.push((job, Err(Failure::Rejected)));
+            pending.outcomes.push((job, Err(Failure::Rejected(()))));
             return;
         };
         let first_index = self.next_index;
@@ -768,7 +791,7 @@ fn run_applier<S: State>(
                 // Nothing of this batch is stored; the sequencer must forget it too.
                 shared.failed.store(true, Ordering::SeqCst);
                 for (job, _) in outcomes {
-                    job.finish(Err(Failure::from(error.clone())));
+                    job.finish(Err(Failure::from_append(error.clone())));
                 }
             }
         }

@@ -31,8 +31,9 @@ mod subscribe;
 pub mod tools;
 
 pub use self::core::{
-    Engine, EngineOptions, Opened, SnapshotInfo, SubmitError, Ticket, BATCH_COMMANDS_MAX,
-    IDEMPOTENCY_KEYS_DEFAULT, QUEUE_COMMANDS_DEFAULT, SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
+    Engine, EngineOptions, Opened, ReplayProgress, SnapshotInfo, SubmitError, Ticket,
+    BATCH_COMMANDS_MAX, IDEMPOTENCY_KEYS_DEFAULT, QUEUE_COMMANDS_DEFAULT, REPLAY_PROGRESS_EVENTS,
+    SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
 };
 pub use envelope::{decode_entry, encode_entry, Envelope, EnvelopeRef};
 pub use replay::{decode_event, replay_dir};
