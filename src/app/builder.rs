@@ -36,7 +36,11 @@ pub(crate) struct ModelInfo {
     pub(crate) name: &'static str,
     pub(crate) path: &'static str,
     pub(crate) schema: fn() -> String,
+    /// Adds `GET {base}/live` (live query over WebSocket) fed by the app's pump.
+    pub(crate) live_ws: LiveWsRoutes,
 }
+
+type LiveWsRoutes = fn(Router, &Handle, &Arc<super::live_ws::LivePump>) -> Router;
 
 /// A custom command route, for `/openapi.json`.
 #[derive(Clone)]
@@ -116,9 +120,11 @@ impl App {
             name: M::NAME,
             path: M::PATH,
             schema: super::routes::schema_json::<M>,
+            live_ws: super::live_ws::live_ws_routes::<M>,
         });
         self.routes.push(Box::new(move |router, handle| {
-            model_routes::<M>(router, handle, writable)
+            let router = model_routes::<M>(router, handle, writable);
+            super::live::live_routes::<M>(router, handle)
         }));
         self
     }
@@ -409,6 +415,10 @@ impl App {
         let mut router = Router::new();
         for build in &self.routes {
             router = build(router, handle);
+        }
+        let pump = super::live_ws::LivePump::start(handle);
+        for model in &self.models {
+            router = (model.live_ws)(router, handle, &pump);
         }
         for (prefix, root) in &self.static_dirs {
             router = router.static_dir(prefix, root);

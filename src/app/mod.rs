@@ -10,6 +10,8 @@ pub mod cluster;
 pub mod command;
 pub mod docs;
 pub mod handle;
+pub mod live;
+pub mod live_ws;
 pub mod model;
 pub mod routes;
 pub mod schema;

@@ -546,6 +546,13 @@ impl<S: State> Engine<S> {
         f(&committed.state)
     }
 
+    /// Like [`Engine::read`], and also returns the index of the last event applied to the state
+    /// `f` saw (read under the same lock, so a live query can subscribe right after it).
+    pub fn read_indexed<R>(&self, f: impl FnOnce(&S) -> R) -> (u64, R) {
+        let committed = self.shared().committed.read().expect("state lock poisoned");
+        (committed.applied_index, f(&committed.state))
+    }
+
     /// Submits a command and waits until it is durable and applied (or refused).
     pub fn submit<C: Command<S>>(&self, command: C) -> Result<Receipt, SubmitError<C::Rejection>> {
         self.submit_async(command, Meta::default()).wait()
