@@ -85,7 +85,10 @@ fn not_found(model: &'static str, id: u64) -> Rejection {
     }
 }
 
-/// `POST /api/posts/{id}/publish`: only a draft can be published.
+/// Publish a draft post.
+///
+/// Only a draft can be published: a published post answers 409.
+#[command(POST "/api/posts/{id}/publish")]
 fn publish(tx: &mut Tx<'_>, _: &(), params: &Params) -> Result<Post, Rejection> {
     let id = params.id::<Post>("id")?;
     let post: Post = tx.get(&id).ok_or_else(|| Rejection::NotFound {
@@ -131,12 +134,7 @@ pub fn app() -> lithair::App {
                 }),
             },
         )
-        .command(
-            "/api/posts/{id}/publish",
-            200,
-            "Publish a draft post",
-            publish,
-        )
+        .route_command(publish_route())
 }
 
 fn main() -> std::process::ExitCode {

@@ -104,7 +104,10 @@ fn adjust_stock(tx: &mut Tx<'_>, product_id: u64, delta: i64) -> Result<Product,
     tx.update::<Product>(&id, patch)
 }
 
-/// `POST /api/orders`: reserve every line's stock, then record the order; all in one batch.
+/// Place an order, reserving stock.
+///
+/// Reserves every line's stock, then records the order; all in one batch.
+#[command(POST "/api/orders", status = 201)]
 fn place(tx: &mut Tx<'_>, input: &PlaceOrder, _: &Params) -> Result<Order, Rejection> {
     if input.customer.trim().is_empty() {
         return Err(invalid("customer is required".into()));
@@ -137,7 +140,10 @@ fn place(tx: &mut Tx<'_>, input: &PlaceOrder, _: &Params) -> Result<Order, Rejec
     })
 }
 
-/// `POST /api/orders/{id}/cancel`: return the stock of a placed order.
+/// Cancel an order, returning stock.
+///
+/// Only a placed order can be cancelled; every line's stock comes back in the same batch.
+#[command(POST "/api/orders/{id}/cancel")]
 fn cancel(tx: &mut Tx<'_>, _: &(), params: &Params) -> Result<Order, Rejection> {
     let id = params.id::<Order>("id")?;
     let order: Order = tx.get(&id).ok_or_else(|| Rejection::NotFound {
@@ -165,13 +171,7 @@ pub fn app() -> lithair::App {
     lithair::App::new("shop")
         .model::<Product>()
         .model_read_only::<Order>()
-        .command("/api/orders", 201, "Place an order, reserving stock", place)
-        .command(
-            "/api/orders/{id}/cancel",
-            200,
-            "Cancel an order, returning stock",
-            cancel,
-        )
+        .commands([place_route(), cancel_route()])
 }
 
 fn main() -> std::process::ExitCode {

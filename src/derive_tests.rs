@@ -1,4 +1,4 @@
-//! Compile-time checks of `#[derive(Json)]` and `#[derive(Binary)]`, as doctests (a proc-macro
+//! Compile-time checks of the derives and of `#[command]`, as doctests (a proc-macro
 //! crate's own doctests cannot use `lithair`, so they live here).
 //!
 //! Owns: nothing at run time; this module has no items. Must not: hold anything but
@@ -263,4 +263,108 @@
 //! use lithair::prelude::*;
 //! #[derive(Model, Clone)]
 //! struct Post { #[db(primary_key)] id: u64, #[json(skip)] secret: String }
+//! ```
+//!
+//! # `#[command]`
+//!
+//! A valid command compiles (the reference is in `lithair::prelude`):
+//! ```
+//! use lithair::app::{Params, Rejection, Tx};
+//! use lithair::prelude::*;
+//! /// Archive a thing.
+//! #[command(DELETE "/api/things/{id}", status = 202, summary = "Archive")]
+//! fn archive(_: &mut Tx<'_>, _: &(), params: &Params) -> Result<u64, Rejection> {
+//!     params.get::<u64>("id")
+//! }
+//! let _ = App::new("t").commands([archive_route()]);
+//! ```
+//!
+//! An unknown option:
+//! ```compile_fail
+//! use lithair::app::{Params, Rejection, Tx};
+//! use lithair::prelude::*;
+//! #[command(DELETE "/api/things/{id}", statsu = 202)]
+//! fn archive(_: &mut Tx<'_>, _: &(), params: &Params) -> Result<u64, Rejection> {
+//!     params.get::<u64>("id")
+//! }
+//! ```
+//!
+//! A method a command cannot answer (commands write):
+//! ```compile_fail
+//! use lithair::app::{Params, Rejection, Tx};
+//! use lithair::prelude::*;
+//! #[command(GET "/api/things/{id}")]
+//! fn archive(_: &mut Tx<'_>, _: &(), params: &Params) -> Result<u64, Rejection> {
+//!     params.get::<u64>("id")
+//! }
+//! ```
+//!
+//! A path that does not start with `/`:
+//! ```compile_fail
+//! use lithair::app::{Params, Rejection, Tx};
+//! use lithair::prelude::*;
+//! #[command(DELETE "api/things/{id}")]
+//! fn archive(_: &mut Tx<'_>, _: &(), params: &Params) -> Result<u64, Rejection> {
+//!     params.get::<u64>("id")
+//! }
+//! ```
+//!
+//! A path that is not a string literal:
+//! ```compile_fail
+//! use lithair::app::{Params, Rejection, Tx};
+//! use lithair::prelude::*;
+//! #[command(DELETE api_things)]
+//! fn archive(_: &mut Tx<'_>, _: &(), params: &Params) -> Result<u64, Rejection> {
+//!     params.get::<u64>("id")
+//! }
+//! ```
+//!
+//! A status that cannot carry the output (204 has no body):
+//! ```compile_fail
+//! use lithair::app::{Params, Rejection, Tx};
+//! use lithair::prelude::*;
+//! #[command(DELETE "/api/things/{id}", status = 204)]
+//! fn archive(_: &mut Tx<'_>, _: &(), params: &Params) -> Result<u64, Rejection> {
+//!     params.get::<u64>("id")
+//! }
+//! ```
+//!
+//! A function without the `params` parameter:
+//! ```compile_fail
+//! use lithair::app::{Params, Rejection, Tx};
+//! use lithair::prelude::*;
+//! #[command(DELETE "/api/things/{id}")]
+//! fn archive(_: &mut Tx<'_>, _: &()) -> Result<u64, Rejection> {
+//!     Ok(1)
+//! }
+//! ```
+//!
+//! An async function:
+//! ```compile_fail
+//! use lithair::app::{Params, Rejection, Tx};
+//! use lithair::prelude::*;
+//! #[command(DELETE "/api/things/{id}")]
+//! async fn archive(_: &mut Tx<'_>, _: &(), params: &Params) -> Result<u64, Rejection> {
+//!     params.get::<u64>("id")
+//! }
+//! ```
+//!
+//! A generic function:
+//! ```compile_fail
+//! use lithair::app::{Params, Rejection, Tx};
+//! use lithair::prelude::*;
+//! #[command(DELETE "/api/things/{id}")]
+//! fn archive<T>(_: &mut Tx<'_>, _: &T, params: &Params) -> Result<u64, Rejection> {
+//!     params.get::<u64>("id")
+//! }
+//! ```
+//!
+//! Parameter types that do not fit a command (the compiler's error points at the name):
+//! ```compile_fail
+//! use lithair::app::{Params, Rejection, Tx};
+//! use lithair::prelude::*;
+//! #[command(DELETE "/api/things/{id}")]
+//! fn archive(_: &mut Tx<'_>, _: &(), params: &str) -> Result<u64, Rejection> {
+//!     Ok(1)
+//! }
 //! ```

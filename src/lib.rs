@@ -14,7 +14,7 @@
 //! | [`http`] | HTTP/1.1 parser, reactor, worker pool, router, middleware |
 //! | [`engine`] | state, command sequencer, apply in log order, replay |
 //! | [`log`] | segmented, checksummed append-only log with group commit |
-//! | [`json`], [`binary`] | the two codecs and their traits |
+//! | [`json`](mod@json), [`binary`] | the two codecs and their traits |
 //! | [`crypto`] | SHA-1/256, HMAC, base64, CRC32C, randomness |
 //! | [`sys`] | the only `unsafe` in the crate: hand-declared libc calls |
 #![deny(missing_docs)]
@@ -37,11 +37,12 @@ pub mod sys;
 pub mod ws;
 
 pub use app::App;
+pub use lithair_macros::command;
 
 // Doc-only: compile-fail examples of the derives' attribute errors.
 mod derive_tests;
 
-/// Everything a Lithair user needs in scope: the derives and the codec traits.
+/// Everything a Lithair user needs in scope: the derives, `#[command]` and the codec traits.
 ///
 /// # `#[derive(Json)]`: `ToJson` + `FromJson`
 ///
@@ -109,6 +110,41 @@ mod derive_tests;
 /// - Misspelled or misplaced keys, a bad rule, a missing, repeated or non-`u64`/`String`
 ///   primary key, `unique`/`indexed` on a non-scalar: compile errors at the offending token.
 ///
+/// # `#[command(..)]`: a domain command as a route
+///
+/// On a free function `fn name(tx: &mut Tx<'_>, input: &I, params: &Params) -> Result<O,
+/// Rejection>` (not generic, not async, no `self`), it keeps the function unchanged and adds
+/// `fn name_route() -> app::CommandRoute` with the function's visibility; register it with
+/// `App::route_command(name_route())` or `App::commands([a_route(), b_route()])`. The request
+/// body is decoded into `I` (an empty body reads as `null`, so `I = ()` takes none), path
+/// parameters reach `params`, the function runs in the sequencer and its staged events commit
+/// atomically; the answer is `status` with `O` as JSON, or the rejection as a problem.
+/// - arguments: `#[command(METHOD "/path/{param}", status = 201, summary = "..")]`: `METHOD`
+///   is `POST` (the default when omitted), `PUT`, `PATCH` or `DELETE`; the path is a string
+///   literal starting with `/`; `status` is a 2xx that allows a body (default 200); the
+///   OpenAPI summary is the doc comment's first paragraph (without a final period) unless
+///   `summary` is given (else the function's name).
+/// - An unknown option, a bad method, path or status, or a function that cannot be a command
+///   is a compile error at the offending token; parameter and output types are checked by the
+///   compiler at the function's name.
+///
+/// ```
+/// use lithair::app::{Params, Rejection, Tx};
+/// use lithair::prelude::*;
+///
+/// /// Say hello (the OpenAPI summary).
+/// #[command(POST "/api/hello/{name}", status = 201)]
+/// fn hello(_: &mut Tx<'_>, _: &(), params: &Params) -> Result<String, Rejection> {
+///     Ok(format!("hello, {}", params.raw("name").unwrap_or("you")))
+/// }
+///
+/// let route = hello_route();
+/// assert_eq!((route.path(), route.status()), ("/api/hello/{name}", 201));
+/// assert_eq!(route.summary(), "Say hello (the OpenAPI summary)");
+/// let app = App::new("hello").route_command(route);
+/// # let _ = app;
+/// ```
+///
 /// # Both (`Json` and `Binary`)
 /// - `#[db(default)]` / `#[db(default = "path")]` on a field means `default` for both codecs;
 ///   the other `#[db(..)]` keys (`primary_key`, `unique`, `indexed`) belong to
@@ -146,6 +182,7 @@ pub mod prelude {
     pub use crate::app::{App, Id, Model};
     pub use crate::binary::{Decode, Encode};
     pub use crate::json::{FromJson, ToJson};
+    pub use lithair_macros::command;
     pub use lithair_macros::Model;
     pub use lithair_macros::{Binary, Json};
 }

@@ -4,12 +4,14 @@
 //! unchanged. Also: a failed fsync aborts the process; a second process cannot open the
 //! directory while the first holds it.
 
+mod common;
+
 use lithair::binary::{self, Decode, Encode, Reader};
 use lithair::engine::{Command, Context, Engine, EngineOptions, State};
 use lithair::log::Faults;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command as Process, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -188,12 +190,6 @@ fn collect_acks(
     (ready, reader)
 }
 
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lithair-crash-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 /// A small xorshift generator; the seed is printed so a failing run can be replayed.
 fn next_random(state: &mut u64) -> u64 {
     *state ^= *state << 13;
@@ -204,7 +200,7 @@ fn next_random(state: &mut u64) -> u64 {
 
 #[test]
 fn sigkill_at_random_moments_loses_no_acknowledged_write() {
-    let dir = fresh_dir("kill");
+    let dir = common::fresh_dir("crash", "kill");
     let mut seed = std::env::var("LITHAIR_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -268,7 +264,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write() {
 #[test]
 fn failed_fsync_aborts_the_process_and_nothing_unacknowledged_is_claimed() {
     use std::os::unix::process::ExitStatusExt;
-    let dir = fresh_dir("fsync");
+    let dir = common::fresh_dir("crash", "fsync");
     let mut child = spawn_child(&dir, "fsync-fail", 0);
     let (_ready, reader) = collect_acks(&mut child);
     let mut stderr = child.stderr.take().expect("piped stderr");

@@ -2,6 +2,8 @@
 //! optimistic concurrency, subscriptions, hooks, disk-full recovery, crash at each snapshot
 //! step, and the golden log of schema version 1.
 
+mod common;
+
 use lithair::binary::{self, Decode, Encode, Reader};
 use lithair::engine::{
     Command, Context, Engine, EngineOptions, Meta, SnapshotStep, State, SubmitError,
@@ -10,7 +12,7 @@ use lithair::engine::{
 use lithair::log::Faults;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,12 +175,6 @@ impl Command<Shop> for Sell {
     }
 }
 
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lithair-engine-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 fn open(dir: &Path, options: EngineOptions) -> Engine<Shop> {
     Engine::open(dir, options, Shop::default())
         .expect("open engine")
@@ -194,7 +190,7 @@ fn small_segments() -> EngineOptions {
 
 #[test]
 fn concurrent_sells_decide_against_accepted_commands() {
-    let dir = fresh_dir("oversell");
+    let dir = common::fresh_dir("engine", "oversell");
     let engine = Arc::new(open(&dir, EngineOptions::default()));
     engine
         .submit(Restock {
@@ -256,7 +252,7 @@ fn concurrent_sells_decide_against_accepted_commands() {
 
 #[test]
 fn idempotency_key_returns_the_original_receipt_even_after_restart() {
-    let dir = fresh_dir("idempotency");
+    let dir = common::fresh_dir("engine", "idempotency");
     let meta = Meta {
         idempotency_key: Some(Arc::from("order-7")),
         ..Meta::default()
@@ -315,7 +311,7 @@ fn idempotency_key_returns_the_original_receipt_even_after_restart() {
 
 #[test]
 fn idempotency_window_is_bounded() {
-    let dir = fresh_dir("window");
+    let dir = common::fresh_dir("engine", "window");
     let options = EngineOptions {
         idempotency_keys_max: 2,
         ..EngineOptions::default()
@@ -384,7 +380,7 @@ fn idempotency_window_is_bounded() {
 
 #[test]
 fn expected_version_mismatch_is_a_typed_conflict() {
-    let dir = fresh_dir("conflict");
+    let dir = common::fresh_dir("engine", "conflict");
     let engine = open(&dir, EngineOptions::default());
     engine
         .submit(Restock {
@@ -434,7 +430,7 @@ fn expected_version_mismatch_is_a_typed_conflict() {
 
 #[test]
 fn subscription_catches_up_then_goes_live_without_gap_or_duplicate() {
-    let dir = fresh_dir("subscribe");
+    let dir = common::fresh_dir("engine", "subscribe");
     let engine = Arc::new(open(&dir, small_segments()));
     for item in 0..50 {
         engine
@@ -473,7 +469,7 @@ fn subscription_catches_up_then_goes_live_without_gap_or_duplicate() {
 
 #[test]
 fn slow_subscriber_is_cut_off_instead_of_slowing_the_engine() {
-    let dir = fresh_dir("slow");
+    let dir = common::fresh_dir("engine", "slow");
     let options = EngineOptions {
         subscriber_buffer_events: 4,
         ..EngineOptions::default()
@@ -507,7 +503,7 @@ fn slow_subscriber_is_cut_off_instead_of_slowing_the_engine() {
 
 #[test]
 fn post_commit_hooks_see_every_committed_event() {
-    let dir = fresh_dir("hooks");
+    let dir = common::fresh_dir("engine", "hooks");
     let engine = open(&dir, EngineOptions::default());
     let seen = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&seen);
@@ -538,7 +534,7 @@ fn post_commit_hooks_see_every_committed_event() {
 
 #[test]
 fn disk_full_fails_submissions_and_the_engine_recovers() {
-    let dir = fresh_dir("diskfull");
+    let dir = common::fresh_dir("engine", "diskfull");
     let faults = Arc::new(Faults::default());
     let options = EngineOptions {
         faults: Some(Arc::clone(&faults)),
@@ -588,7 +584,7 @@ fn fill(engine: &Engine<Shop>, operations: &[(bool, u64, u64)]) {
 
 #[test]
 fn snapshot_deletes_covered_segments_and_recovery_uses_it() {
-    let dir = fresh_dir("snapshot");
+    let dir = common::fresh_dir("engine", "snapshot");
     let engine = open(&dir, small_segments());
     let operations: Vec<(bool, u64, u64)> =
         (0..200).map(|i| (i % 3 != 0, i % 7, 1 + i % 4)).collect();
@@ -633,7 +629,7 @@ fn crash_at_each_snapshot_step_recovers_the_same_state() {
         SnapshotStep::SegmentsDeleted,
     ];
     for stop_at in steps {
-        let dir = fresh_dir(&format!("snapcrash-{stop_at:?}"));
+        let dir = common::fresh_dir("engine", &format!("snapcrash-{stop_at:?}"));
         let hook: lithair::engine::SnapshotHook = Arc::new(move |step| {
             if step == stop_at {
                 Err("simulated crash".to_string())
@@ -677,7 +673,7 @@ proptest! {
         operations in proptest::collection::vec((any::<bool>(), 0u64..6, 1u64..5), 1..80),
         cut in 0usize..80,
     ) {
-        let dir = fresh_dir("property");
+        let dir = common::fresh_dir("engine", "property");
         let engine = open(&dir, small_segments());
         let cut = cut.min(operations.len());
         fill(&engine, &operations[..cut]);
@@ -778,7 +774,7 @@ fn write_golden_v1() {
 
 #[test]
 fn golden_log_v1_replays_through_upcasters() {
-    let dir = fresh_dir("golden");
+    let dir = common::fresh_dir("engine", "golden");
     std::fs::create_dir_all(dir.join("log")).expect("mkdir");
     for entry in std::fs::read_dir(Path::new(GOLDEN_V1).join("log")).expect("golden log present") {
         let entry = entry.expect("entry");
@@ -828,7 +824,7 @@ fn golden_log_v1_replays_through_upcasters() {
 #[test]
 fn background_snapshots_trigger_by_event_count_and_by_bytes() {
     for (events, bytes) in [(25, 0), (0, 1500)] {
-        let dir = fresh_dir(&format!("trigger-{events}-{bytes}"));
+        let dir = common::fresh_dir("engine", &format!("trigger-{events}-{bytes}"));
         let options = EngineOptions {
             snapshot_every_events: events,
             snapshot_every_bytes: bytes,
@@ -860,7 +856,7 @@ fn background_snapshots_trigger_by_event_count_and_by_bytes() {
 
 #[test]
 fn relaxed_durability_acknowledges_and_survives_a_clean_restart() {
-    let dir = fresh_dir("relaxed");
+    let dir = common::fresh_dir("engine", "relaxed");
     let options = EngineOptions {
         durability: lithair::log::Durability::Relaxed {
             interval: Duration::from_millis(20),

@@ -1,6 +1,8 @@
 //! Log recovery: reopen round trips, torn tails at every byte, bit flips, injected disk-full,
 //! the directory lock, truncation and compaction.
 
+mod common;
+
 use lithair::log::{
     self, segment_path, Durability, EntryBatch, Error, Faults, Log, LogOptions, Recovery,
     HEADER_BYTES,
@@ -8,12 +10,6 @@ use lithair::log::{
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lithair-log-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 fn payload(index: u64) -> Vec<u8> {
     format!("entry-{index}-{}", "x".repeat((index % 13) as usize)).into_bytes()
@@ -56,7 +52,7 @@ fn assert_entries(seen: &[(u64, Vec<u8>)], first: u64, next: u64) {
 
 #[test]
 fn reopen_replays_everything_across_segments() {
-    let dir = fresh_dir("reopen");
+    let dir = common::fresh_dir("log", "reopen");
     let options = LogOptions {
         segment_bytes_max: 600,
         ..LogOptions::default()
@@ -93,7 +89,7 @@ fn reopen_replays_everything_across_segments() {
 
 #[test]
 fn concurrent_appends_share_fsyncs() {
-    let dir = fresh_dir("group");
+    let dir = common::fresh_dir("log", "group");
     let (log, _, _) = open_collect(&dir, LogOptions::default()).expect("open");
     let log = Arc::new(log);
     // Index assignment must be serialized (the engine's sequencer does this); the log only
@@ -155,7 +151,7 @@ fn build_with_last_batch(dir: &Path) -> (PathBuf, u64, u64) {
 
 #[test]
 fn torn_tail_at_every_byte_of_last_batch_is_truncated() {
-    let dir = fresh_dir("torn");
+    let dir = common::fresh_dir("log", "torn");
     let (path, before_last, total) = build_with_last_batch(&dir);
     let original = std::fs::read(&path).expect("read");
     for cut in before_last..total {
@@ -193,7 +189,7 @@ fn torn_tail_at_every_byte_of_last_batch_is_truncated() {
 
 #[test]
 fn bit_flip_followed_by_valid_data_refuses_to_start() {
-    let dir = fresh_dir("flip");
+    let dir = common::fresh_dir("log", "flip");
     let (path, before_last, _) = build_with_last_batch(&dir);
     let original = std::fs::read(&path).expect("read");
     // Every byte of every frame but the last one: header, length, checksum, entries.
@@ -229,7 +225,7 @@ fn bit_flip_followed_by_valid_data_refuses_to_start() {
 
 #[test]
 fn damaged_header_or_middle_segment_is_corruption() {
-    let dir = fresh_dir("segments");
+    let dir = common::fresh_dir("log", "segments");
     let options = LogOptions {
         segment_bytes_max: 300,
         ..LogOptions::default()
@@ -266,7 +262,7 @@ fn damaged_header_or_middle_segment_is_corruption() {
 
 #[test]
 fn injected_disk_full_fails_the_append_and_keeps_the_log_valid() {
-    let dir = fresh_dir("full");
+    let dir = common::fresh_dir("log", "full");
     let faults = Arc::new(Faults::default());
     let options = LogOptions {
         faults: Some(Arc::clone(&faults)),
@@ -312,7 +308,7 @@ fn injected_disk_full_fails_the_append_and_keeps_the_log_valid() {
 
 #[test]
 fn second_open_of_the_same_directory_is_refused() {
-    let dir = fresh_dir("lock");
+    let dir = common::fresh_dir("log", "lock");
     let (log, _, _) = open_collect(&dir, LogOptions::default()).expect("open");
     let error = open_collect(&dir, LogOptions::default()).expect_err("second open must fail");
     assert!(matches!(error, Error::Locked { .. }));
@@ -327,7 +323,7 @@ fn second_open_of_the_same_directory_is_refused() {
 
 #[test]
 fn truncate_after_cuts_inside_frames_and_across_segments() {
-    let dir = fresh_dir("truncate");
+    let dir = common::fresh_dir("log", "truncate");
     let options = LogOptions {
         segment_bytes_max: 400,
         ..LogOptions::default()
@@ -353,7 +349,7 @@ fn truncate_after_cuts_inside_frames_and_across_segments() {
 
 #[test]
 fn delete_before_removes_only_wholly_covered_segments() {
-    let dir = fresh_dir("compact");
+    let dir = common::fresh_dir("log", "compact");
     let options = LogOptions {
         segment_bytes_max: 300,
         ..LogOptions::default()
@@ -378,7 +374,7 @@ fn delete_before_removes_only_wholly_covered_segments() {
 
 #[test]
 fn relaxed_mode_acknowledges_and_persists() {
-    let dir = fresh_dir("relaxed");
+    let dir = common::fresh_dir("log", "relaxed");
     let options = LogOptions {
         durability: Durability::Relaxed {
             interval: Duration::from_millis(5),
@@ -395,7 +391,7 @@ fn relaxed_mode_acknowledges_and_persists() {
 
 #[test]
 fn lithair_log_tools_verify_inspect_and_refuse_corruption() {
-    let dir = fresh_dir("tools");
+    let dir = common::fresh_dir("log", "tools");
     std::fs::create_dir_all(dir.join("log")).expect("mkdir");
     let golden = Path::new("tests/data/golden_v1/log/00000000000000000001.log");
     let copy = dir.join("log/00000000000000000001.log");
@@ -439,7 +435,7 @@ fn lithair_log_tools_verify_inspect_and_refuse_corruption() {
 
 #[test]
 fn cursor_reads_forward_across_segments_and_sees_new_appends() {
-    let dir = fresh_dir("cursor");
+    let dir = common::fresh_dir("log", "cursor");
     let options = LogOptions {
         segment_bytes_max: 300,
         ..LogOptions::default()

@@ -1,7 +1,8 @@
 //! Derive macros for Lithair, written against `proc_macro` alone (no syn, no quote).
 //!
 //! `#[derive(Json)]` implements `lithair::json::{ToJson, FromJson}`; `#[derive(Binary)]`
-//! implements `lithair::binary::{Encode, Decode}`. Use them through `lithair::prelude::*`;
+//! implements `lithair::binary::{Encode, Decode}`; the attribute `#[command(..)]` turns a decide
+//! function into a route (`command`). Use them through `lithair::prelude::*`;
 //! the attribute reference and compile-fail examples live in the `lithair` crate's docs
 //! (`lithair::prelude`), because examples need the traits.
 //!
@@ -25,6 +26,7 @@ mod ast;
 mod attrs;
 mod binary;
 mod case;
+mod command;
 mod emit;
 mod json;
 mod model;
@@ -64,6 +66,80 @@ pub fn derive_binary(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(Model, attributes(model, db, http, lifecycle, json))]
 pub fn derive_model(input: TokenStream) -> TokenStream {
     derive(input, model::expand)
+}
+
+/// Exposes a domain command as a route: `#[command(POST "/api/orders", status = 201)]` on
+/// `fn place(tx: &mut Tx<'_>, input: &PlaceOrder, params: &Params) -> Result<Order, Rejection>`
+/// keeps the function unchanged and adds `fn place_route() -> lithair::app::CommandRoute`, for
+/// `App::route_command` / `App::commands`.
+///
+/// The method is POST when omitted, or PUT, PATCH or DELETE; `status` (default 200) is the
+/// success status; the OpenAPI summary is the doc comment's first paragraph unless
+/// `summary = ".."` says otherwise. See `lithair::prelude` for the reference.
+#[proc_macro_attribute]
+pub fn command(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut trees = Vec::new();
+    let attr_toks = convert(attr, &mut trees);
+    let item_toks = convert(item.clone(), &mut trees);
+    let whole = next_sp(&trees);
+    let spans: Vec<Span> = trees
+        .iter()
+        .map(TokenTree::span)
+        .chain([Span::call_site()])
+        .collect();
+    let mut out = item.clone();
+    let code = match command::expand(&attr_toks, &item_toks, whole) {
+        Ok(code) => code,
+        Err(errors) => {
+            out.extend(compile_errors(&errors, &spans));
+            return out;
+        }
+    };
+    let name = fn_name(item).expect("command::expand accepted an item with a function name");
+    match code.parse::<TokenStream>() {
+        Ok(companion) => out.extend(replace_ident(companion, command::DECIDE_PLACEHOLDER, &name)),
+        Err(_) => {
+            let message =
+                "lithair-macros generated code that does not parse; please report this bug";
+            out.extend(compile_errors(&[ast::Error::new(whole, message)], &spans));
+        }
+    }
+    out
+}
+
+/// The identifier after the top-level `fn` of an item.
+fn fn_name(item: TokenStream) -> Option<Ident> {
+    let mut after_fn = false;
+    for tree in item {
+        match tree {
+            TokenTree::Ident(ident) if after_fn => return Some(ident),
+            TokenTree::Ident(ident) => after_fn = ident.to_string() == "fn",
+            _ => after_fn = false,
+        }
+    }
+    None
+}
+
+/// Replaces every identifier `placeholder` in `stream` with `with` (keeping `with`'s span, so
+/// type errors point into the user's code).
+fn replace_ident(stream: TokenStream, placeholder: &str, with: &Ident) -> TokenStream {
+    stream
+        .into_iter()
+        .map(|tree| match tree {
+            TokenTree::Ident(ident) if ident.to_string() == placeholder => {
+                TokenTree::Ident(with.clone())
+            }
+            TokenTree::Group(group) => {
+                let mut inner = Group::new(
+                    group.delimiter(),
+                    replace_ident(group.stream(), placeholder, with),
+                );
+                inner.set_span(group.span());
+                TokenTree::Group(inner)
+            }
+            other => other,
+        })
+        .collect()
 }
 
 /// Runs parse -> expand on `input`, turning errors into spanned `compile_error!`s.

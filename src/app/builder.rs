@@ -18,14 +18,17 @@ use super::model::{Model, ModelEvent, Rejection};
 use super::routes::{model_routes, write_error_problem};
 use super::state::{register, AppState};
 use crate::engine::{Engine, EngineOptions, Meta};
+use crate::http::limits::WORKER_THREADS_DEFAULT;
 use crate::http::problem::Problem;
 use crate::http::router::Router;
-use crate::http::{Request, Response, Server, ServerConfig, ServerHandle};
+use crate::http::{Method, Request, Response, Server, ServerConfig, ServerHandle};
 use crate::json::{FromJson, ToJson};
 
 type RouteFn = Box<dyn Fn(Router, &Handle) -> Router + Send + Sync>;
 type StartFn = Box<dyn Fn(&Handle, &ServeOptions) -> Result<(), String> + Send + Sync>;
 type HookFn = Box<dyn Fn(&Handle) + Send + Sync>;
+type CommandHandler = Box<dyn Fn(&mut Request) -> Result<Response, Problem> + Send + Sync>;
+type InstallFn = Box<dyn Fn(&Handle) -> CommandHandler + Send + Sync>;
 
 /// Describes one model for `/openapi.json`.
 #[derive(Clone, Copy)]
@@ -33,11 +36,16 @@ pub(crate) struct ModelInfo {
     pub(crate) name: &'static str,
     pub(crate) path: &'static str,
     pub(crate) schema: fn() -> String,
+    /// Adds `GET {base}/live` (live query over WebSocket) fed by the app's pump.
+    pub(crate) live_ws: LiveWsRoutes,
 }
+
+type LiveWsRoutes = fn(Router, &Handle, &Arc<super::live_ws::LivePump>) -> Router;
 
 /// A custom command route, for `/openapi.json`.
 #[derive(Clone)]
 pub(crate) struct CommandInfo {
+    pub(crate) method: Method,
     pub(crate) path: String,
     pub(crate) summary: String,
 }
@@ -112,9 +120,11 @@ impl App {
             name: M::NAME,
             path: M::PATH,
             schema: super::routes::schema_json::<M>,
+            live_ws: super::live_ws::live_ws_routes::<M>,
         });
         self.routes.push(Box::new(move |router, handle| {
-            model_routes::<M>(router, handle, writable)
+            let router = model_routes::<M>(router, handle, writable);
+            super::live::live_routes::<M>(router, handle)
         }));
         self
     }
@@ -133,8 +143,9 @@ impl App {
     /// `decide` runs in the sequencer against the current state (seeing every accepted write)
     /// and stages events through the `Tx`: all of them commit atomically, in one batch, or none
     /// does. Answers `status` with the output as JSON, or the rejection as a problem.
+    /// `#[command]` (in the prelude) declares the same thing on the function itself.
     pub fn command<I, O>(
-        mut self,
+        self,
         path: &str,
         status: u16,
         summary: &str,
@@ -144,39 +155,38 @@ impl App {
         I: FromJson + Send + Sync + 'static,
         O: ToJson + Send + 'static,
     {
+        self.route_command(CommandRoute::new(
+            Method::Post,
+            path,
+            status,
+            summary,
+            decide,
+        ))
+    }
+
+    /// Registers a command route, typically made by a `#[command]` function's companion
+    /// (`place_route()` for `fn place`).
+    pub fn route_command(mut self, route: CommandRoute) -> App {
         self.commands.push(CommandInfo {
-            path: path.to_string(),
-            summary: summary.to_string(),
+            method: route.method.clone(),
+            path: route.path.clone(),
+            summary: route.summary,
         });
-        let decide = Arc::new(decide);
-        let path = path.to_string();
+        let CommandRoute {
+            method,
+            path,
+            install,
+            ..
+        } = route;
         self.routes.push(Box::new(move |router, handle| {
-            let handle = handle.clone();
-            let decide = Arc::clone(&decide);
-            router.post(
-                &path,
-                move |req: &mut Request| -> Result<Response, Problem> {
-                    let input: I = if req.body.iter().all(u8::is_ascii_whitespace) {
-                        crate::json::from_str("null")
-                            .map_err(|_| Problem::bad_request("this command needs a JSON body"))?
-                    } else {
-                        req.json()?
-                    };
-                    let input = Arc::new(input);
-                    let params = Arc::new(Params(req.params.clone()));
-                    let decide = Arc::clone(&decide);
-                    let meta = command_meta(req)?;
-                    let executed = handle
-                        .execute(meta, move |tx| decide(tx, &input, &params))
-                        .map_err(|e| write_error_problem(&e))?;
-                    match executed.output {
-                        Some(output) => Ok(Response::json(status, &output)),
-                        None => Ok(Response::new(200).with_header("Idempotent-Replayed", "true")),
-                    }
-                },
-            )
+            router.route(method.clone(), &path, install(handle))
         }));
         self
+    }
+
+    /// Registers several command routes: `.commands([place_route(), cancel_route()])`.
+    pub fn commands(self, routes: impl IntoIterator<Item = CommandRoute>) -> App {
+        routes.into_iter().fold(self, App::route_command)
     }
 
     /// Adds a domain rule for records of `M`, enforced on every create, replace and update
@@ -336,9 +346,18 @@ impl App {
     }
 
     /// Opens the engine, builds the router and starts serving in the background.
+    /// With `--cluster`, the node joins its Raft group: followers forward writes to the leader.
     pub fn start(&self, options: &ServeOptions) -> Result<Running, String> {
         let started = Instant::now();
-        let (engine, replayed) = self.open_engine(&options.data)?;
+        let (engine, replayed, cluster) = if options.cluster.is_empty() && options.join.is_none() {
+            let (engine, replayed) = self.open_engine(&options.data)?;
+            (engine, replayed, None)
+        } else {
+            let clustered =
+                super::cluster::start_cluster(options, self.engine_options.clone(), self.state())?;
+            let parts = (clustered.node, clustered.replica);
+            (clustered.engine, clustered.replayed, Some(parts))
+        };
         let handle = Handle::new(Arc::new(engine), Arc::new(self.checks.clone()));
         for install in &self.hooks {
             install(&handle);
@@ -348,11 +367,28 @@ impl App {
         }
         let router = self.router(&handle);
         let addr = std::net::SocketAddr::new(options.bind, options.port);
+        let mut server_config = self.server_config.clone();
+        if cluster.is_some() && server_config.worker_threads == WORKER_THREADS_DEFAULT {
+            // A clustered commit waits for a network round trip and two fsyncs: more writers
+            // must wait at once to fill each replicated batch (see DESIGN §9).
+            server_config.worker_threads = super::cluster::CLUSTER_WORKER_THREADS;
+        }
         let server = Server::bind(addr)
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?
-            .config(self.server_config.clone());
+            .config(server_config);
         let local = server.local_addr().map_err(|e| e.to_string())?;
-        let server = server.spawn(router).map_err(|e| e.to_string())?;
+        let (server, node) = match cluster {
+            None => (server.spawn(router), None),
+            Some((node, replica)) => {
+                let front = super::cluster::ClusterFront {
+                    router,
+                    node: Arc::clone(&node),
+                    replica,
+                };
+                (server.spawn(front), Some(node))
+            }
+        };
+        let server = server.map_err(|e| e.to_string())?;
         println!(
             "{}: serving http://{local} (data: {}, {replayed} events replayed in {:.2} s)",
             self.name,
@@ -360,7 +396,11 @@ impl App {
             started.elapsed().as_secs_f64()
         );
         let _ = std::io::stdout().flush();
-        Ok(Running { handle, server })
+        Ok(Running {
+            handle,
+            server,
+            node,
+        })
     }
 
     fn serve(&self, options: &ServeOptions) -> Result<(), String> {
@@ -375,6 +415,10 @@ impl App {
         let mut router = Router::new();
         for build in &self.routes {
             router = build(router, handle);
+        }
+        let pump = super::live_ws::LivePump::start(handle);
+        for model in &self.models {
+            router = (model.live_ws)(router, handle, &pump);
         }
         for (prefix, root) in &self.static_dirs {
             router = router.static_dir(prefix, root);
@@ -434,6 +478,85 @@ impl Params {
     }
 }
 
+/// A domain command as a route: method, path, success status, OpenAPI summary and the decide
+/// function. `#[command(POST "/api/orders", status = 201)]` on `fn place` generates
+/// `place_route()` returning one; `App::route_command` and `App::commands` register it.
+pub struct CommandRoute {
+    method: Method,
+    path: String,
+    status: u16,
+    summary: String,
+    /// Builds the HTTP handler once the engine handle exists.
+    install: InstallFn,
+}
+
+impl CommandRoute {
+    /// A command answering `method path` (see `App::command` for what `decide` sees).
+    pub fn new<I, O>(
+        method: Method,
+        path: &str,
+        status: u16,
+        summary: &str,
+        decide: impl Fn(&mut Tx<'_>, &I, &Params) -> Result<O, Rejection> + Send + Sync + 'static,
+    ) -> CommandRoute
+    where
+        I: FromJson + Send + Sync + 'static,
+        O: ToJson + Send + 'static,
+    {
+        let decide = Arc::new(decide);
+        let install: InstallFn = Box::new(move |handle: &Handle| -> CommandHandler {
+            let handle = handle.clone();
+            let decide = Arc::clone(&decide);
+            Box::new(move |req: &mut Request| -> Result<Response, Problem> {
+                let input: I = if req.body.iter().all(u8::is_ascii_whitespace) {
+                    crate::json::from_str("null")
+                        .map_err(|_| Problem::bad_request("this command needs a JSON body"))?
+                } else {
+                    req.json()?
+                };
+                let input = Arc::new(input);
+                let params = Arc::new(Params(req.params.clone()));
+                let decide = Arc::clone(&decide);
+                let meta = command_meta(req)?;
+                let executed = handle
+                    .execute(meta, move |tx| decide(tx, &input, &params))
+                    .map_err(|e| write_error_problem(&e))?;
+                match executed.output {
+                    Some(output) => Ok(Response::json(status, &output)),
+                    None => Ok(Response::new(200).with_header("Idempotent-Replayed", "true")),
+                }
+            })
+        });
+        CommandRoute {
+            method,
+            path: path.to_string(),
+            status,
+            summary: summary.to_string(),
+            install,
+        }
+    }
+
+    /// The HTTP method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The path pattern (`/api/orders/{id}/cancel`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The status of a successful answer.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The OpenAPI summary.
+    pub fn summary(&self) -> &str {
+        &self.summary
+    }
+}
+
 /// The engine metadata of a command request.
 fn command_meta(req: &Request) -> Result<Meta, Problem> {
     let mut meta = Meta::default();
@@ -455,6 +578,8 @@ pub struct Running {
     pub handle: Handle,
     /// The HTTP server.
     pub server: ServerHandle,
+    /// The Raft node (cluster mode).
+    pub node: Option<Arc<crate::raft::node::Node>>,
 }
 
 impl Running {
@@ -462,6 +587,8 @@ impl Running {
     pub fn stop(self) -> Result<(), String> {
         self.server.shutdown();
         self.server.join().map_err(|e| e.to_string())?;
+        // The node drives the engine's replica: stop it before the engine.
+        drop(self.node);
         drop(self.handle);
         Ok(())
     }

@@ -246,7 +246,16 @@ pub(crate) fn openapi(name: &str, models: &[ModelInfo], commands: &[CommandInfo]
             Some(json_body(object(vec![("type", text("object"))]))),
             answers,
         );
-        paths.insert(command.path.clone(), object(vec![("post", post)]));
+        // Commands may share a path under different methods (PATCH and DELETE of one item).
+        let method = command.method.as_str().to_ascii_lowercase();
+        match paths.get_mut(&command.path).and_then(Value::as_object_mut) {
+            Some(item) => {
+                item.insert(method, post);
+            }
+            None => {
+                paths.insert(command.path.clone(), object(vec![(method.as_str(), post)]));
+            }
+        }
     }
     schemas.insert(
         "Problem",

@@ -6,16 +6,19 @@
 
 pub mod builder;
 pub mod cli;
+pub mod cluster;
 pub mod command;
 pub mod docs;
 pub mod handle;
+pub mod live;
+pub mod live_ws;
 pub mod model;
 pub mod routes;
 pub mod schema;
 pub mod state;
 pub mod tools;
 
-pub use builder::{App, Params, Running};
+pub use builder::{App, CommandRoute, Params, Running};
 pub use command::Tx;
 pub use handle::{Executed, Handle, WriteError};
 pub use model::{Collection, FieldError, Model, ModelEvent, Record, Rejection};

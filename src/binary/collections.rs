@@ -336,15 +336,8 @@ impl<T: Decode + Ord> Decode for BTreeSet<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{from_slice, to_vec};
+    use super::super::{from_slice, kind_of, to_vec};
     use super::*;
-
-    fn kind_of<T: Decode + std::fmt::Debug>(bytes: &[u8]) -> ErrorKind {
-        from_slice::<T>(bytes)
-            .expect_err("must fail")
-            .kind()
-            .clone()
-    }
 
     #[test]
     fn sequences_are_counted() {

@@ -162,6 +162,15 @@ pub fn from_slice<T: Decode>(bytes: &[u8]) -> Result<T, Error> {
     Ok(value)
 }
 
+/// The kind of the error decoding `bytes` as `T` must give (unit tests of the codec files).
+#[cfg(test)]
+fn kind_of<T: Decode + std::fmt::Debug>(bytes: &[u8]) -> ErrorKind {
+    from_slice::<T>(bytes)
+        .expect_err("must fail")
+        .kind()
+        .clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

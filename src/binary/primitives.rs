@@ -382,19 +382,12 @@ tuple_impls! {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{from_slice, to_vec};
+    use super::super::{from_slice, kind_of, to_vec};
     use super::*;
 
     fn round_trip<T: Encode + Decode + PartialEq + std::fmt::Debug>(value: T, bytes: &[u8]) {
         assert_eq!(to_vec(&value), bytes, "encoding of {value:?}");
         assert_eq!(from_slice::<T>(bytes), Ok(value), "decoding {bytes:?}");
-    }
-
-    fn kind_of<T: Decode + std::fmt::Debug>(bytes: &[u8]) -> ErrorKind {
-        from_slice::<T>(bytes)
-            .expect_err("must fail")
-            .kind()
-            .clone()
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use super::envelope::{self, Envelope};
 use super::replay;
+use super::replica::{self, Proposer, Replica, Token};
 use super::snapshot::{self, SnapshotHook, SnapshotStep};
 use super::state::{self, Command, Committed, Context, Meta, Receipt, State, Tracked, Upcaster};
 use super::subscribe::{Subscribers, Subscription};
@@ -130,29 +131,39 @@ impl<R: std::fmt::Debug> std::fmt::Display for SubmitError<R> {
     }
 }
 
-/// Untyped failure travelling through the pipeline; `Rejected` holds the command's rejection.
-enum Failure {
-    /// The command refused; the typed rejection is kept inside the submission.
-    Rejected,
-    Conflict {
-        aggregate: u64,
-        expected: u64,
-        current: u64,
-    },
-    DiskFull,
-    Storage(String),
-    Closed,
-}
+/// Untyped failure travelling through the pipeline: `Rejected(())` marks a command that refused,
+/// whose typed rejection stays inside the submission until `typed` puts it back.
+type Failure = SubmitError<()>;
 
-impl From<AppendError> for Failure {
-    fn from(error: AppendError) -> Self {
+impl Failure {
+    /// The caller-facing error, with the rejection the submission kept.
+    fn typed<R>(self, rejection: impl FnOnce() -> R) -> SubmitError<R> {
+        match self {
+            SubmitError::Rejected(()) => SubmitError::Rejected(rejection()),
+            SubmitError::Conflict {
+                aggregate,
+                expected,
+                current,
+            } => SubmitError::Conflict {
+                aggregate,
+                expected,
+                current,
+            },
+            SubmitError::DiskFull => SubmitError::DiskFull,
+            SubmitError::Storage(message) => SubmitError::Storage(message),
+            SubmitError::Closed => SubmitError::Closed,
+        }
+    }
+
+    /// What a failed log append means for every submission of its batch.
+    fn from_append(error: AppendError) -> Self {
         match error {
-            AppendError::DiskFull => Failure::DiskFull,
-            AppendError::Closed => Failure::Closed,
+            AppendError::DiskFull => SubmitError::DiskFull,
+            AppendError::Closed => SubmitError::Closed,
             AppendError::NotContiguous { .. } => {
-                Failure::Storage("an earlier write failed; retry".to_string())
+                SubmitError::Storage("an earlier write failed; retry".to_string())
             }
-            other => Failure::Storage(other.to_string()),
+            other => SubmitError::Storage(other.to_string()),
         }
     }
 }
@@ -226,24 +237,13 @@ impl<S: State, C: Command<S>> Submission<S> for TypedSubmission<S, C> {
     }
 
     fn finish(mut self: Box<Self>, outcome: Result<Receipt, Failure>) {
-        let outcome = outcome.map_err(|failure| match failure {
-            Failure::Rejected => SubmitError::Rejected(
-                self.rejection
+        let rejection = &mut self.rejection;
+        let outcome = outcome.map_err(|failure| {
+            failure.typed(|| {
+                rejection
                     .take()
-                    .expect("a rejected command kept its rejection"),
-            ),
-            Failure::Conflict {
-                aggregate,
-                expected,
-                current,
-            } => SubmitError::Conflict {
-                aggregate,
-                expected,
-                current,
-            },
-            Failure::DiskFull => SubmitError::DiskFull,
-            Failure::Storage(message) => SubmitError::Storage(message),
-            Failure::Closed => SubmitError::Closed,
+                    .expect("a rejected command kept its rejection")
+            })
         });
         if let Some(reply) = self.reply.take() {
             reply.put(outcome);
@@ -284,7 +284,43 @@ pub(super) struct Shared<S: State> {
     snapshot_lock: Mutex<()>,
     events_since_snapshot: AtomicU64,
     bytes_since_snapshot: AtomicU64,
+    /// Set in cluster mode: batches go to Raft instead of straight to the log.
+    cluster: Option<Cluster>,
+    /// Cluster mode: the replica's way to the applier; taken on shutdown so a replica that
+    /// outlives the engine cannot keep the applier alive.
+    replica_sender: Mutex<Option<mpsc::Sender<ApplierMessage<S>>>>,
 }
+
+/// Cluster-mode state shared by the sequencer and the replica.
+struct Cluster {
+    proposer: Arc<dyn Proposer>,
+    /// The term this node leads and may sequence in (0: not leading).
+    leader_term: AtomicU64,
+    /// Last event index handed to the local log (applied or about to be).
+    delivered: Mutex<u64>,
+}
+
+/// Why a batch did not reach the applier as committed.
+#[derive(Clone)]
+enum Failed {
+    /// The local log refused the append.
+    Append(AppendError),
+    /// Replication dropped it (leadership lost); the submitters may retry.
+    NotCommitted,
+}
+
+impl Failed {
+    fn failure(&self) -> Failure {
+        match self {
+            Failed::Append(error) => Failure::from_append(error.clone()),
+            Failed::NotCommitted => Failure::Storage(NOT_COMMITTED.to_string()),
+        }
+    }
+}
+
+/// The retryable error of a submission whose batch lost its leader before committing.
+pub const NOT_COMMITTED: &str =
+    "not committed: this node is not (or no longer) the cluster leader; retry";
 
 /// A submission in flight (from [`Engine::submit_async`]); `wait` blocks until its outcome.
 pub struct Ticket<R> {
@@ -327,15 +363,59 @@ pub struct Engine<S: State> {
     sequencer: Option<thread::JoinHandle<()>>,
     applier: Option<thread::JoinHandle<()>>,
     snapshotter: Arc<Mutex<Option<thread::JoinHandle<()>>>>,
+    /// Kept to build the cluster replica; dropped first on shutdown.
+    applier_sender: Option<mpsc::Sender<ApplierMessage<S>>>,
 }
 
 impl<S: State> Engine<S> {
+    /// Opens the engine in cluster mode: the sequencer proposes its batches through
+    /// `proposer` (and runs only while [`Replica::set_leader`] says this node leads), and
+    /// every node applies committed batches through [`Engine::replica`]. The local log is
+    /// written without fsync: the Raft log is the durable record.
+    ///
+    /// Shutdown order: stop whatever holds the replica (the Raft node) before dropping the
+    /// engine.
+    pub fn open_cluster(
+        data_dir: &Path,
+        mut options: EngineOptions,
+        initial: S,
+        proposer: Arc<dyn Proposer>,
+    ) -> Result<(Self, Opened), Error> {
+        options.durability = Durability::Relaxed {
+            interval: std::time::Duration::from_secs(1),
+        };
+        Self::open_with(data_dir, options, initial, Some(proposer))
+    }
+
+    /// The cluster replica (cluster mode only).
+    ///
+    /// # Panics
+    /// If the engine was not opened with [`Engine::open_cluster`].
+    pub fn replica(&self) -> Arc<dyn Replica> {
+        assert!(
+            self.shared().cluster.is_some(),
+            "replica() needs Engine::open_cluster"
+        );
+        Arc::new(EngineReplica {
+            shared: Arc::clone(self.shared()),
+        })
+    }
+
     /// Opens the engine on `data_dir`: takes the directory lock, loads the newest valid
     /// snapshot (or `initial`), replays the log tail, and starts the threads.
     pub fn open(
         data_dir: &Path,
         options: EngineOptions,
         initial: S,
+    ) -> Result<(Self, Opened), Error> {
+        Self::open_with(data_dir, options, initial, None)
+    }
+
+    fn open_with(
+        data_dir: &Path,
+        options: EngineOptions,
+        initial: S,
+        proposer: Option<Arc<dyn Proposer>>,
     ) -> Result<(Self, Opened), Error> {
         if options.idempotency_keys_max == 0
             || options.subscriber_buffer_events == 0
@@ -388,10 +468,19 @@ impl<S: State> Engine<S> {
             applied_index: tracked.applied_index,
             log: recovery,
         };
-        Ok((Self::start(data_dir, options, tracked, log), opened))
+        Ok((
+            Self::start(data_dir, options, tracked, log, proposer),
+            opened,
+        ))
     }
 
-    fn start(data_dir: &Path, options: EngineOptions, tracked: Tracked<S>, log: Log) -> Self {
+    fn start(
+        data_dir: &Path,
+        options: EngineOptions,
+        tracked: Tracked<S>,
+        log: Log,
+        proposer: Option<Arc<dyn Proposer>>,
+    ) -> Self {
         let queue_commands_max = options.queue_commands_max;
         let applied_index = tracked.applied_index;
         let shared = Arc::new(Shared {
@@ -408,14 +497,27 @@ impl<S: State> Engine<S> {
             snapshot_lock: Mutex::new(()),
             events_since_snapshot: AtomicU64::new(0),
             bytes_since_snapshot: AtomicU64::new(0),
+            cluster: proposer.map(|proposer| Cluster {
+                proposer,
+                leader_term: AtomicU64::new(0),
+                delivered: Mutex::new(applied_index),
+            }),
+            replica_sender: Mutex::new(None),
         });
         let snapshotter = Arc::new(Mutex::new(None));
         let (jobs, job_receiver) = mpsc::sync_channel(queue_commands_max);
         let (applier_sender, applier_receiver) = mpsc::channel();
+        if shared.cluster.is_some() {
+            *shared
+                .replica_sender
+                .lock()
+                .expect("replica sender poisoned") = Some(applier_sender.clone());
+        }
         let sequencer_shared = Arc::clone(&shared);
+        let sequencer_sender = applier_sender.clone();
         let sequencer = thread::Builder::new()
             .name("lithair-sequencer".into())
-            .spawn(move || run_sequencer(&sequencer_shared, &job_receiver, &applier_sender))
+            .spawn(move || run_sequencer(&sequencer_shared, &job_receiver, &sequencer_sender))
             .expect("spawn the sequencer thread");
         let applier_shared = Arc::clone(&shared);
         let applier_snapshotter = Arc::clone(&snapshotter);
@@ -429,6 +531,7 @@ impl<S: State> Engine<S> {
             sequencer: Some(sequencer),
             applier: Some(applier),
             snapshotter,
+            applier_sender: Some(applier_sender),
         }
     }
 
@@ -441,6 +544,13 @@ impl<S: State> Engine<S> {
     pub fn read<R>(&self, f: impl FnOnce(&S) -> R) -> R {
         let committed = self.shared().committed.read().expect("state lock poisoned");
         f(&committed.state)
+    }
+
+    /// Like [`Engine::read`], and also returns the index of the last event applied to the state
+    /// `f` saw (read under the same lock, so a live query can subscribe right after it).
+    pub fn read_indexed<R>(&self, f: impl FnOnce(&S) -> R) -> (u64, R) {
+        let committed = self.shared().committed.read().expect("state lock poisoned");
+        (committed.applied_index, f(&committed.state))
     }
 
     /// Submits a command and waits until it is durable and applied (or refused).
@@ -545,10 +655,14 @@ impl<S: State> Drop for Engine<S> {
         // Order matters: stop taking commands, let the sequencer finish its batch, let the
         // applier drain every append the writer still completes, then close the log.
         drop(self.jobs.take());
-        for handle in [self.sequencer.take(), self.applier.take()]
-            .into_iter()
-            .flatten()
-        {
+        drop(self.applier_sender.take());
+        if let Some(handle) = self.sequencer.take() {
+            let _ = handle.join();
+        }
+        if let Some(shared) = &self.shared {
+            drop(shared.replica_sender.lock().map(|mut sender| sender.take()));
+        }
+        if let Some(handle) = self.applier.take() {
             let _ = handle.join();
         }
         if let Some(handle) = self
@@ -566,6 +680,8 @@ impl<S: State> Drop for Engine<S> {
 /// The sequencer's working set: a speculative copy of the state that already includes every
 /// accepted command, so each command decides against everything accepted before it.
 struct Sequencer<S: State> {
+    /// Cluster mode: the leadership term this copy was built for (0: none or single node).
+    term: u64,
     speculative: Tracked<S>,
     next_index: u64,
     next_request_id: u64,
@@ -586,6 +702,7 @@ impl<S: State> Sequencer<S> {
             "sequencer and log disagree on the next index"
         );
         Sequencer {
+            term: 0,
             speculative,
             next_index,
             next_request_id,
@@ -603,6 +720,29 @@ impl<S: State> Sequencer<S> {
         self.last_timestamp_ms
     }
 
+    /// The outcome of a job settled without deciding it: a retried idempotency key gets its
+    /// original receipt, a stale expected version a conflict. `None`: the job must be decided.
+    fn settled_before_decide(&self, meta: &Meta) -> Option<Result<Receipt, Failure>> {
+        if let Some(key) = &meta.idempotency_key {
+            if let Some(receipt) = self.speculative.receipt_of(key) {
+                return Some(Ok(Receipt {
+                    duplicate: true,
+                    ..receipt
+                }));
+            }
+        }
+        let (aggregate, expected) = meta.expected_version?;
+        let current = self.speculative.version(aggregate);
+        if current == expected {
+            return None;
+        }
+        Some(Err(Failure::Conflict {
+            aggregate,
+            expected,
+            current,
+        }))
+    }
+
     /// Decides one job against the speculative state, appending its events to the batch.
     fn sequence(
         &mut self,
@@ -613,31 +753,9 @@ impl<S: State> Sequencer<S> {
     ) {
         let mut job = job;
         let meta = job.meta().clone();
-        if let Some(key) = &meta.idempotency_key {
-            if let Some(receipt) = self.speculative.receipt_of(key) {
-                pending.outcomes.push((
-                    job,
-                    Ok(Receipt {
-                        duplicate: true,
-                        ..receipt
-                    }),
-                ));
-                return;
-            }
-        }
-        if let Some((aggregate, expected)) = meta.expected_version {
-            let current = self.speculative.version(aggregate);
-            if current != expected {
-                pending.outcomes.push((
-                    job,
-                    Err(Failure::Conflict {
-                        aggregate,
-                        expected,
-                        current,
-                    }),
-                ));
-                return;
-            }
+        if let Some(outcome) = self.settled_before_decide(&meta) {
+            pending.outcomes.push((job, outcome));
+            return;
         }
         let request_id = self.next_request_id;
         self.next_request_id += 1;
@@ -647,7 +765,7 @@ impl<S: State> Sequencer<S> {
             request_id,
         };
         let Some(events) = job.decide(&self.speculative.state, &context) else {
-            pending.outcomes.push((job, Err(Failure::Rejected)));
+            pending.outcomes.push((job, Err(Failure::Rejected(()))));
             return;
         };
         let first_index = self.next_index;
@@ -686,7 +804,29 @@ impl<S: State> Sequencer<S> {
     }
 }
 
-type ApplierMessage<S> = (Result<Appended, AppendError>, Pending<S>);
+type ApplierMessage<S> = (Result<Appended, Failed>, Pending<S>);
+
+/// Cluster mode: whether `job` may be sequenced now. Rebuilds the speculative copy when this
+/// node became leader of a new term (after everything committed before it is applied).
+fn cluster_admit<S: State>(
+    shared: &Shared<S>,
+    cluster: &Cluster,
+    sequencer: &mut Sequencer<S>,
+    job: Job<S>,
+) -> Option<Job<S>> {
+    let term = cluster.leader_term.load(Ordering::SeqCst);
+    if term == 0 {
+        job.finish(Err(Failure::Storage(NOT_COMMITTED.to_string())));
+        return None;
+    }
+    if term != sequencer.term {
+        wait_until_idle(shared);
+        *sequencer = Sequencer::from_committed(shared, sequencer.next_request_id);
+        sequencer.term = term;
+        shared.failed.store(false, Ordering::SeqCst);
+    }
+    Some(job)
+}
 
 fn run_sequencer<S: State>(
     shared: &Arc<Shared<S>>,
@@ -700,6 +840,13 @@ fn run_sequencer<S: State>(
             sequencer = Sequencer::from_committed(shared, sequencer.next_request_id);
             shared.failed.store(false, Ordering::SeqCst);
         }
+        let first = match &shared.cluster {
+            Some(cluster) => match cluster_admit(shared, cluster, &mut sequencer, first) {
+                Some(job) => job,
+                None => continue,
+            },
+            None => first,
+        };
         let timestamp_ms = sequencer.now_ms();
         let first_index = sequencer.next_index;
         let mut entries = EntryBatch::new();
@@ -719,10 +866,16 @@ fn run_sequencer<S: State>(
         assert_eq!(first_index + u64::from(entries.len()), sequencer.next_index);
         pending.bytes = entries.byte_len() as u64;
         *shared.in_flight.lock().expect("in-flight lock poisoned") += 1;
+        if let Some(cluster) = &shared.cluster {
+            let payload = replica::encode_payload(first_index, entries.len(), entries.as_bytes());
+            let token: Token = Box::new(pending);
+            cluster.proposer.propose(sequencer.term, payload, token);
+            continue;
+        }
         let applier = applier.clone();
         let done: log::Done = Box::new(move |result| {
             // The applier only stops after every sender (including this one) is gone.
-            let _ = applier.send((result, pending));
+            let _ = applier.send((result.map_err(Failed::Append), pending));
         });
         shared.log.append(Append {
             term: 0,
@@ -781,10 +934,16 @@ fn run_applier<S: State>(
                 }
             }
             Err(error) => {
+                // A committed batch that cannot reach the local log would leave this replica
+                // behind its peers for good; stop loudly, the Raft log re-delivers it on start.
+                assert!(
+                    shared.cluster.is_none() || matches!(error, Failed::NotCommitted),
+                    "local log append of a committed batch failed"
+                );
                 // Nothing of this batch is stored; the sequencer must forget it too.
                 shared.failed.store(true, Ordering::SeqCst);
                 for (job, _) in outcomes {
-                    job.finish(Err(Failure::from(error.clone())));
+                    job.finish(Err(error.failure()));
                 }
             }
         }
@@ -887,4 +1046,169 @@ fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
         path,
         segments_deleted,
     })
+}
+
+/// The engine as the Raft node sees it: committed batches in, leadership changes in.
+struct EngineReplica<S: State> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: State> EngineReplica<S> {
+    fn cluster(&self) -> &Cluster {
+        self.shared
+            .cluster
+            .as_ref()
+            .expect("replica exists in cluster mode")
+    }
+
+    /// The applier's inbox, or `None` once the engine shuts down.
+    fn applier(&self) -> Option<mpsc::Sender<ApplierMessage<S>>> {
+        self.shared
+            .replica_sender
+            .lock()
+            .expect("replica sender poisoned")
+            .clone()
+    }
+}
+
+/// Idempotency keys with the receipts of the commands that used them.
+type Remembered = Vec<(Arc<str>, Receipt)>;
+
+/// Decodes a committed batch's entries into events and the idempotency receipts they imply
+/// (one receipt per command: its first to last event, as the leader's sequencer recorded it).
+///
+/// # Panics
+/// On an entry that does not decode: a committed batch was produced by a leader's sequencer,
+/// so this is a bug or corruption, and applying around it would fork the replicas.
+fn decode_batch<S: State>(
+    shared: &Shared<S>,
+    first_index: u64,
+    raw_entries: &[&[u8]],
+) -> (Vec<Committed<S::Event>>, Remembered) {
+    let mut events = Vec::with_capacity(raw_entries.len());
+    let mut remembered: Vec<(Arc<str>, Receipt)> = Vec::new();
+    for (offset, raw) in raw_entries.iter().enumerate() {
+        let index = first_index + offset as u64;
+        let envelope = envelope::decode_entry(raw)
+            .unwrap_or_else(|e| panic!("committed entry {index}: bad envelope: {e}"));
+        assert_eq!(envelope.index, index, "committed entry index mismatch");
+        let event = replay::decode_event::<S>(&envelope, &shared.options.upcasters)
+            .unwrap_or_else(|e| panic!("committed entry {index}: {e}"));
+        let owned = envelope.to_envelope();
+        if let Some(key) = &owned.idempotency_key {
+            match remembered.last_mut() {
+                Some((last_key, receipt))
+                    if receipt.request_id == owned.request_id && last_key == key =>
+                {
+                    receipt.last_index = index;
+                }
+                _ => remembered.push((
+                    Arc::clone(key),
+                    Receipt {
+                        first_index: index,
+                        last_index: index,
+                        timestamp_ms: owned.timestamp_ms,
+                        request_id: owned.request_id,
+                        duplicate: false,
+                    },
+                )),
+            }
+        }
+        events.push(Committed {
+            envelope: owned,
+            event,
+        });
+    }
+    (events, remembered)
+}
+
+impl<S: State> Replica for EngineReplica<S> {
+    fn apply(&self, payload: &[u8], token: Option<Token>) {
+        let shared = &self.shared;
+        let Some(applier) = self.applier() else {
+            return; // Shutting down: the Raft log re-delivers this batch on the next start.
+        };
+        let Some((first_index, raw_entries)) = replica::decode_payload(payload) else {
+            panic!(
+                "a committed batch payload is malformed ({} bytes)",
+                payload.len()
+            );
+        };
+        let last_index = first_index + raw_entries.len() as u64 - 1;
+        let mut delivered = self.cluster().delivered.lock().expect("delivered poisoned");
+        if first_index <= *delivered {
+            // Re-delivered after a restart: the local log already holds it.
+            assert!(
+                last_index <= *delivered,
+                "a committed batch straddles the local log end"
+            );
+            return;
+        }
+        assert_eq!(first_index, *delivered + 1, "gap between committed batches");
+        let (events, remembered) = decode_batch(shared, first_index, &raw_entries);
+        let outcomes = match token {
+            Some(token) => match token.downcast::<Pending<S>>() {
+                Ok(pending) => pending.outcomes,
+                Err(_) => panic!("a proposal token is not this engine's"),
+            },
+            None => {
+                // Counted like the sequencer's batches so a new leader waits for it.
+                *shared.in_flight.lock().expect("in-flight lock poisoned") += 1;
+                Vec::new()
+            }
+        };
+        let mut entries = EntryBatch::new();
+        for raw in &raw_entries {
+            entries.push(raw);
+        }
+        let pending = Pending {
+            bytes: entries.byte_len() as u64,
+            events,
+            remembered,
+            outcomes,
+        };
+        shared.log.append(Append {
+            term: 0,
+            first_index,
+            entries,
+            done: Box::new(move |result| {
+                let _ = applier.send((result.map_err(Failed::Append), pending));
+            }),
+        });
+        *delivered = last_index;
+    }
+
+    fn abandon(&self, token: Token) {
+        match token.downcast::<Pending<S>>() {
+            Ok(pending) => {
+                if let Some(applier) = self.applier() {
+                    let _ = applier.send((Err(Failed::NotCommitted), *pending));
+                }
+            }
+            Err(_) => panic!("a proposal token is not this engine's"),
+        }
+    }
+
+    fn set_leader(&self, term: Option<u64>) {
+        self.cluster()
+            .leader_term
+            .store(term.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    fn delivered_index(&self) -> u64 {
+        *self.cluster().delivered.lock().expect("delivered poisoned")
+    }
+
+    fn applied_index(&self) -> u64 {
+        self.shared
+            .committed
+            .read()
+            .expect("state lock poisoned")
+            .applied_index
+    }
+
+    fn applied_digest(&self) -> (u64, [u8; state::DIGEST_BYTES]) {
+        let committed = self.shared.committed.read().expect("state lock poisoned");
+        (committed.applied_index, state::digest(&committed.state))
+    }
 }

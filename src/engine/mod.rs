@@ -25,6 +25,7 @@
 mod core;
 mod envelope;
 mod replay;
+mod replica;
 mod snapshot;
 mod state;
 mod subscribe;
@@ -32,11 +33,12 @@ pub mod tools;
 
 pub use self::core::{
     Engine, EngineOptions, Opened, ReplayProgress, SnapshotInfo, SubmitError, Ticket,
-    BATCH_COMMANDS_MAX, IDEMPOTENCY_KEYS_DEFAULT, QUEUE_COMMANDS_DEFAULT, REPLAY_PROGRESS_EVENTS,
-    SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
+    BATCH_COMMANDS_MAX, IDEMPOTENCY_KEYS_DEFAULT, NOT_COMMITTED, QUEUE_COMMANDS_DEFAULT,
+    REPLAY_PROGRESS_EVENTS, SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
 };
 pub use envelope::{decode_entry, encode_entry, Envelope, EnvelopeRef};
 pub use replay::{decode_event, replay_dir};
+pub use replica::{decode_payload, encode_payload, Proposer, Replica, Token, PAYLOAD_HEADER_BYTES};
 pub use snapshot::{
     list_snapshots, parse_snapshot, snapshot_dir, SnapshotHook, SnapshotStep, SNAPSHOT_DIR_NAME,
     SNAPSHOT_HEADER_BYTES, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,

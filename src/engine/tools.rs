@@ -53,6 +53,41 @@ fn each_event(
     .map_err(|e| e.to_string())
 }
 
+/// What every whole-log scan counts.
+#[derive(Default)]
+struct Totals {
+    frames: u64,
+    events: u64,
+    /// Index of the first event; `None` for an empty log.
+    first: Option<u64>,
+    last: u64,
+    payload_bytes: u64,
+}
+
+/// Visits every envelope from the start of the log, counting as it goes.
+fn scan_totals(data: &Path, visit: &mut dyn FnMut(EnvelopeRef<'_>)) -> Result<Totals, String> {
+    let mut totals = Totals::default();
+    // A frame carries one or more envelopes: count it on its first.
+    let mut previous_frame = None;
+    each_event(data, 0, &mut |frame, envelope| {
+        if previous_frame != Some(frame.index) {
+            totals.frames += 1;
+            previous_frame = Some(frame.index);
+        }
+        totals.events += 1;
+        totals.first.get_or_insert(envelope.index);
+        totals.last = envelope.index;
+        totals.payload_bytes += envelope.payload.len() as u64;
+        visit(envelope);
+        true
+    })?;
+    assert!(
+        totals.frames <= totals.events,
+        "every frame counted holds an event"
+    );
+    Ok(totals)
+}
+
 /// Replays the log without the application's types: event count, time and a digest of the
 /// payload stream in log order (FNV-1a-64).
 pub fn replay_stream(data: &Path, out: &mut dyn Write) -> Result<(), String> {
@@ -81,19 +116,9 @@ pub fn replay_stream(data: &Path, out: &mut dyn Write) -> Result<(), String> {
 pub fn log_verify(data: &Path, out: &mut dyn Write) -> Result<(), String> {
     let log_dir = data.join(log::LOG_DIR_NAME);
     let segments = log::list_segments(&log_dir).map_err(|e| e.to_string())?;
-    let (mut frames, mut events, mut first, mut last) = (0u64, 0u64, None, 0u64);
-    let mut previous_frame = None;
-    each_event(data, 0, &mut |frame, envelope| {
-        if previous_frame != Some(frame.index) {
-            frames += 1;
-            previous_frame = Some(frame.index);
-        }
-        events += 1;
-        first.get_or_insert(envelope.index);
-        last = envelope.index;
-        true
-    })?;
-    let first = first.unwrap_or(0);
+    let totals = scan_totals(data, &mut |_| {})?;
+    let (first, last) = (totals.first.unwrap_or(0), totals.last);
+    let (frames, events) = (totals.frames, totals.events);
     writeln!(
         out,
         "log: {} segments, {frames} frames, {events} events, indexes {first}..={last}",
@@ -208,19 +233,11 @@ pub fn log_stats(data: &Path, out: &mut dyn Write) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", path.display()))?
             .len();
     }
-    let (mut frames, mut events, mut payload_bytes) = (0u64, 0u64, 0u64);
     let mut per_type: BTreeMap<String, u64> = BTreeMap::new();
-    let mut previous_frame = None;
-    each_event(data, 0, &mut |frame, envelope| {
-        if previous_frame != Some(frame.index) {
-            frames += 1;
-            previous_frame = Some(frame.index);
-        }
-        events += 1;
-        payload_bytes += envelope.payload.len() as u64;
+    let totals = scan_totals(data, &mut |envelope| {
         *per_type.entry(envelope.event_type.to_string()).or_insert(0) += 1;
-        true
     })?;
+    let (frames, events, payload_bytes) = (totals.frames, totals.events, totals.payload_bytes);
     let per_frame = events as f64 / frames.max(1) as f64;
     let per_event = bytes as f64 / events.max(1) as f64;
     writeln!(out, "segments: {} ({bytes} bytes)", segments.len()).map_err(io)?;

@@ -13,6 +13,7 @@ use super::parse::{framing, parse_head, BodyKind, HeadLimits, HeaderSlot, ParseE
 use super::reactor::{Completion, Inbox, Outcome, Shared};
 use super::request::{Method, Request, Trailers, Version};
 use super::response::Response;
+use super::upgrade::{is_upgrade_request, Driver, ReadEnd};
 use super::writer::{write_response, Direct, Exchange};
 use super::Handler;
 use crate::sys::Interest;
@@ -86,6 +87,8 @@ pub(crate) enum DirectState {
 struct Slot {
     exchange: Exchange,
     unsafe_method: bool,
+    /// The request asked for a protocol switch: a 101 with an upgrade takes the connection.
+    upgrade_request: bool,
     response: Option<Response>,
 }
 
@@ -121,6 +124,11 @@ pub(crate) struct Conn {
     /// Reading stopped with bytes possibly left in the socket: the registration must be
     /// modified (re-armed) even if the interest is unchanged, or no new edge would come.
     pub rearm: bool,
+    /// An upgrade request is in the pipeline: parse nothing after it until it is answered (the
+    /// bytes that follow may belong to the new protocol).
+    upgrade_barrier: bool,
+    /// The protocol that took the connection over after a 101 (see `http::upgrade`).
+    upgraded: Option<Driver>,
 }
 
 impl Conn {
@@ -146,6 +154,8 @@ impl Conn {
             linger_deadline_ms: None,
             interest: EDGE_READ,
             rearm: false,
+            upgrade_barrier: false,
+            upgraded: None,
         }
     }
 
@@ -159,6 +169,8 @@ impl Conn {
             && (self.accept_more || body_in_progress)
             && self.linger_deadline_ms.is_none()
             && !self.close_after_flush
+            && !self.upgrade_barrier
+            && self.upgraded.is_none()
     }
 
     /// The poller interest this connection wants (`None` while a worker owns the socket).
@@ -168,6 +180,13 @@ impl Conn {
         }
         if self.linger_deadline_ms.is_some() {
             return Some(EDGE_READ);
+        }
+        if let Some(driver) = &self.upgraded {
+            return Some(Interest {
+                read: driver.wants_read(),
+                write: !self.output.is_empty() || driver.has_output(),
+                edge: true,
+            });
         }
         Some(Interest {
             read: !self.peer_eof && self.can_parse(pipeline_max),
@@ -184,11 +203,24 @@ impl Conn {
             && self.output.is_empty()
             && self.held.is_none()
             && matches!(self.direct, DirectState::Idle)
+            && self.upgraded.is_none()
     }
 
     /// Reads until the socket is drained (a short read), or until no more requests may be
     /// parsed for now (then asks for a re-arm), and processes what arrived.
     pub fn on_readable(&mut self, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Flow {
+        if self.linger_deadline_ms.is_none() {
+            if let Some(driver) = &mut self.upgraded {
+                match driver.read(&self.stream, buf) {
+                    Ok(ReadEnd::Paused) => self.rearm = true,
+                    Ok(ReadEnd::Drained | ReadEnd::Eof) => {}
+                    Err(_) => return Flow::Close,
+                }
+                self.peer_eof |= driver.peer_eof;
+                self.last_activity_ms = ctx.now_ms;
+                return self.pump(ctx);
+            }
+        }
         let pipeline_max = ctx.shared.config.pipeline_in_flight_max;
         loop {
             let n = match (&self.stream).read(buf) {
@@ -254,6 +286,9 @@ impl Conn {
             if !(blocked && !self.input.is_empty() && self.can_parse(pipeline_max)) {
                 break;
             }
+        }
+        if self.upgraded.is_some() {
+            return self.pump_upgraded(ctx);
         }
         if self.input.is_empty() && self.input.capacity() > 0 {
             self.input = Vec::new(); // An idle connection keeps no buffer.
@@ -474,10 +509,14 @@ impl Conn {
         if !exchange.keep_alive {
             self.accept_more = false;
         }
-        let method = match &source {
-            Source::Scratch => &ctx.scratch.method,
-            Source::Boxed(request) => &request.method,
+        let request = match &source {
+            Source::Scratch => &*ctx.scratch,
+            Source::Boxed(request) => &**request,
         };
+        if is_upgrade_request(request.header("connection"), request.header("upgrade")) {
+            self.upgrade_barrier = true;
+        }
+        let method = &request.method;
         let must_wait = self.waiting_unsafe > 0 || (!method.is_safe() && self.waiting > 0);
         if must_wait {
             let request = match source {
@@ -503,7 +542,22 @@ impl Conn {
         self.dispatch(ctx, Source::Boxed(request), exchange);
     }
 
-    fn dispatch(&mut self, ctx: &mut Ctx<'_>, mut source: Source, exchange: Exchange) {
+    /// Starts a request and marks its slot when it asks for an upgrade.
+    fn dispatch(&mut self, ctx: &mut Ctx<'_>, source: Source, exchange: Exchange) {
+        let request = match &source {
+            Source::Scratch => &*ctx.scratch,
+            Source::Boxed(request) => &**request,
+        };
+        let upgrade = is_upgrade_request(request.header("connection"), request.header("upgrade"));
+        let slots_before = self.slots.len();
+        self.dispatch_request(ctx, source, exchange);
+        assert_eq!(self.slots.len(), slots_before + 1, "one slot per request");
+        if let Some(slot) = self.slots.back_mut() {
+            slot.upgrade_request = upgrade;
+        }
+    }
+
+    fn dispatch_request(&mut self, ctx: &mut Ctx<'_>, mut source: Source, exchange: Exchange) {
         let shared = ctx.shared;
         let handler: &dyn Handler = &*shared.handler;
         let request: &mut Request = match &mut source {
@@ -546,6 +600,7 @@ impl Conn {
         self.slots.push_back(Slot {
             exchange,
             unsafe_method,
+            upgrade_request: false,
             response: None,
         });
     }
@@ -554,6 +609,7 @@ impl Conn {
         self.slots.push_back(Slot {
             exchange,
             unsafe_method: false,
+            upgrade_request: false,
             response: Some(response),
         });
     }
@@ -633,6 +689,7 @@ impl Conn {
             };
             self.first_seq += 1;
             let response = slot.response.unwrap_or_else(|| Response::new(500));
+            let (response, upgrade) = self.take_upgrade(ctx, response, slot.upgrade_request);
             let config = &ctx.shared.config;
             let mut exchange = slot.exchange;
             // During a graceful shutdown every answer tells the client to go away.
@@ -647,11 +704,103 @@ impl Conn {
             if let Some(direct) = written.direct {
                 self.direct = DirectState::Pending(direct);
             }
+            if let Some(protocol) = upgrade {
+                assert!(
+                    self.slots.is_empty(),
+                    "nothing is parsed after an upgrade request"
+                );
+                self.start_upgraded(ctx, protocol);
+                break;
+            }
             if written.close {
                 self.abandon_pipeline();
                 break;
             }
         }
+    }
+
+    /// Separates the protocol of an upgrade answer. Only a 101 to an upgrade request, outside
+    /// a shutdown, hands the connection over; any other 101 is a handler bug and becomes a 500.
+    fn take_upgrade(
+        &mut self,
+        ctx: &Ctx<'_>,
+        mut response: Response,
+        upgrade_request: bool,
+    ) -> (Response, Option<Box<dyn super::upgrade::Upgraded>>) {
+        if upgrade_request {
+            self.upgrade_barrier = false;
+        }
+        let protocol = response.upgrade.take();
+        match protocol {
+            Some(protocol)
+                if response.status == 101 && upgrade_request && !ctx.shared.is_shutting_down() =>
+            {
+                (response, Some(protocol.0))
+            }
+            Some(_) if ctx.shared.is_shutting_down() => {
+                (Response::text(503, "server shutting down"), None)
+            }
+            None if response.status != 101 => (response, None),
+            _ => {
+                eprintln!(
+                    "lithair http: a 101 without an upgrade request and protocol; sending 500"
+                );
+                (Response::text(500, "internal server error"), None)
+            }
+        }
+    }
+
+    /// The 101 is queued: the protocol takes the connection, with the bytes that followed the
+    /// request.
+    fn start_upgraded(&mut self, ctx: &Ctx<'_>, protocol: Box<dyn super::upgrade::Upgraded>) {
+        assert!(self.upgraded.is_none(), "upgraded twice");
+        let (inbox, token) = (Arc::clone(ctx.inbox), ctx.token);
+        let notify = Arc::new(move || {
+            inbox.push(Completion {
+                token,
+                outcome: Outcome::Wake,
+            })
+        });
+        let leftover = std::mem::take(&mut self.input);
+        let mut driver = Driver::new(protocol, ctx.now_ms);
+        driver.start(notify, ctx.now_ms, &leftover);
+        self.upgraded = Some(driver);
+        self.reading = Reading::Head;
+        self.head_started_ms = None;
+    }
+
+    /// Writes the 101 (if still queued), then the protocol's output; closes (with a linger)
+    /// once the protocol is finished.
+    fn pump_upgraded(&mut self, ctx: &mut Ctx<'_>) -> Flow {
+        if self.write_output(ctx).is_err() {
+            return Flow::Close;
+        }
+        if !self.output.is_empty() {
+            return Flow::Continue;
+        }
+        let Some(driver) = &mut self.upgraded else {
+            return Flow::Continue;
+        };
+        if driver.flush(&self.stream, ctx.now_ms).is_err() {
+            return Flow::Close;
+        }
+        if !driver.is_finished() || driver.has_output() || self.linger_deadline_ms.is_some() {
+            return Flow::Continue;
+        }
+        if self.peer_eof || self.stream.shutdown(Shutdown::Write).is_err() {
+            return Flow::Close;
+        }
+        // Keep reading (and discarding) a moment: a reset could destroy the close frame.
+        self.linger_deadline_ms = Some(ctx.now_ms + ctx.shared.config.linger_ms);
+        Flow::Continue
+    }
+
+    /// A waker of the upgraded protocol fired.
+    pub fn on_wake(&mut self, ctx: &mut Ctx<'_>) -> Flow {
+        if let Some(driver) = &mut self.upgraded {
+            driver.on_wake();
+        }
+        self.pump(ctx)
     }
 
     /// After a response that closes the connection nothing more is answered.
@@ -698,6 +847,10 @@ impl Conn {
     /// Stops accepting new requests (graceful shutdown); true if the connection can close now.
     pub fn begin_shutdown(&mut self) -> bool {
         self.accept_more = false;
+        if let Some(driver) = &mut self.upgraded {
+            driver.begin_shutdown();
+            return false;
+        }
         let partial_head = matches!(self.reading, Reading::Head) && !self.input.is_empty();
         if partial_head {
             self.input = Vec::new();
@@ -722,6 +875,15 @@ impl Conn {
         }
         if !matches!(self.direct, DirectState::Idle) {
             return Flow::Continue;
+        }
+        if let Some(driver) = &mut self.upgraded {
+            // No idle timeout here: the protocol has its own (WebSocket pings).
+            driver.on_tick(now);
+            let stalled = now >= driver.write_progress_ms + config.write_timeout_ms;
+            if driver.has_output() && stalled {
+                return Flow::Close;
+            }
+            return self.pump(ctx);
         }
         if !self.output.is_empty() && now >= self.write_progress_ms + config.write_timeout_ms {
             return Flow::Close;

@@ -42,6 +42,7 @@ pub mod respond;
 pub mod router;
 pub mod sse;
 pub mod static_files;
+pub mod upgrade;
 
 pub use problem::{HttpError, HttpResult, Problem};
 pub use respond::{status, IntoResponse};

@@ -90,6 +90,8 @@ pub(crate) enum Outcome {
     Response { seq: u64, response: Response },
     /// A streamed/file body was sent (`ok`) or failed; `close` if the framing needs a close.
     DirectDone { ok: bool, close: bool },
+    /// The waker of an upgraded connection's protocol fired.
+    Wake,
 }
 
 /// A report addressed to a connection token (slot index and generation).
@@ -319,6 +321,7 @@ impl Reactor {
                 conn.on_response(seq, response);
                 conn.pump(&mut ctx)
             }
+            Outcome::Wake => conn.on_wake(&mut ctx),
             Outcome::DirectDone { ok, close } => {
                 if conn.on_direct_done(ok, close) {
                     let fd = conn.stream.as_raw_fd();

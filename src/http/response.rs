@@ -101,6 +101,8 @@ pub struct Response {
     pub headers: Headers,
     /// The body.
     pub body: Body,
+    /// The protocol that takes the connection over after a 101 (see [`Response::upgrade`]).
+    pub upgrade: Option<super::upgrade::Upgrade>,
 }
 
 impl Response {
@@ -110,6 +112,7 @@ impl Response {
             status,
             headers: Headers::new(),
             body: Body::Empty,
+            upgrade: None,
         }
     }
 
@@ -121,6 +124,7 @@ impl Response {
             status,
             headers,
             body: Body::Bytes(body.into().into_bytes()),
+            upgrade: None,
         }
     }
 
@@ -132,6 +136,7 @@ impl Response {
             status,
             headers,
             body: Body::Bytes(body),
+            upgrade: None,
         }
     }
 
@@ -143,6 +148,7 @@ impl Response {
             status,
             headers,
             body: Body::Static(body),
+            upgrade: None,
         }
     }
 
@@ -158,6 +164,7 @@ impl Response {
             status,
             headers,
             body: Body::Stream(Box::new(write)),
+            upgrade: None,
         }
     }
 

@@ -113,7 +113,10 @@ pub fn write_response(
         mut status,
         headers,
         body,
+        upgrade,
     } = response;
+    // The connection takes the protocol out before writing; one left here has nowhere to go.
+    assert!(upgrade.is_none(), "an upgrade must be taken before writing");
     if !(100..=999).contains(&status) {
         eprintln!("lithair http: handler returned invalid status {status}; sending 500");
         status = 500;
@@ -139,7 +142,7 @@ pub fn write_response(
         if name.eq_ignore_ascii_case("transfer-encoding") {
             continue;
         }
-        if name.eq_ignore_ascii_case("connection") {
+        if name.eq_ignore_ascii_case("connection") && status != 101 {
             close |= value
                 .split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("close"));

@@ -203,11 +203,20 @@ impl EntryBatch {
     }
 
     /// Appends one entry with the given payload.
+    ///
+    /// # Panics
+    ///
+    /// As [`EntryBatch::push_with`], on a payload of 4 GiB or more.
     pub fn push(&mut self, payload: &[u8]) {
         self.push_with(|out| out.extend_from_slice(payload));
     }
 
     /// Appends one entry whose payload `write` appends to the given buffer (no extra copy).
+    ///
+    /// # Panics
+    ///
+    /// If the payload is 4 GiB or more: the entry prefix is a `u32`. Payloads are the process's
+    /// own encoded events, far below that (request bodies are bounded long before).
     pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         let mark = self.bytes.len();
         self.bytes.extend_from_slice(&[0; ENTRY_PREFIX_BYTES]);
@@ -226,6 +235,12 @@ impl EntryBatch {
     /// Whether the batch holds no entry.
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// The entries in their on-disk framing (`len u32 LE | payload` each), e.g. to ship a
+    /// batch to Raft peers.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     /// Bytes the entries occupy on disk.

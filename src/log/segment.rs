@@ -100,28 +100,18 @@ pub fn scan_segment(
         offset: offset as u64,
         reason,
     };
-    let first = match frame::parse_header(bytes) {
-        Ok(Status::Complete(first)) => first,
-        Ok(Status::Partial) => {
-            let ending = Ending::Torn {
-                offset: 0,
-                reason: "incomplete segment header",
-            };
-            return Ok(Scan {
-                next_index: expected_first,
-                last_term: None,
-                valid_end: 0,
-                ending,
-            });
-        }
-        Err(error) => return Err(corrupt(0, error.to_string())),
+    let Some(first) = read_header(bytes, expected_first, &corrupt)? else {
+        let ending = Ending::Torn {
+            offset: 0,
+            reason: "incomplete segment header",
+        };
+        return Ok(Scan {
+            next_index: expected_first,
+            last_term: None,
+            valid_end: 0,
+            ending,
+        });
     };
-    if first != expected_first {
-        return Err(corrupt(
-            0,
-            format!("header names first index {first}, expected {expected_first}"),
-        ));
-    }
     let mut at = HEADER_BYTES;
     let mut next_index = first;
     let mut last_term = None;
@@ -165,6 +155,27 @@ pub fn scan_segment(
         valid_end: at as u64,
         ending: Ending::Clean,
     })
+}
+
+/// The first index a segment's header names, checked against the expected one; `None` when the
+/// header itself is incomplete (a torn segment creation).
+fn read_header(
+    bytes: &[u8],
+    expected_first: u64,
+    corrupt: &dyn Fn(usize, String) -> Error,
+) -> Result<Option<u64>, Error> {
+    let first = match frame::parse_header(bytes) {
+        Ok(Status::Complete(first)) => first,
+        Ok(Status::Partial) => return Ok(None),
+        Err(error) => return Err(corrupt(0, error.to_string())),
+    };
+    if first != expected_first {
+        return Err(corrupt(
+            0,
+            format!("header names first index {first}, expected {expected_first}"),
+        ));
+    }
+    Ok(Some(first))
 }
 
 fn frame_error_reason(error: FrameError) -> &'static str {

@@ -43,6 +43,11 @@ mod raw_node;
 mod storage;
 mod types;
 
+pub mod node;
+pub mod storage_log;
+pub mod transport;
+pub mod wire;
+
 #[doc(hidden)]
 pub mod sim;
 

@@ -723,35 +723,74 @@ mod scenarios {
             .collect()
     }
 
+    /// The `k`th word of a scenario line, or `""` past its end.
+    fn word<'a>(words: &[&'a str], k: usize) -> &'a str {
+        words.get(k).copied().unwrap_or("")
+    }
+
+    /// The `k`th word of a scenario line as a number; a malformed scenario fails the test.
+    fn number_at(words: &[&str], k: usize) -> u64 {
+        word(words, k)
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("number expected in {words:?}"))
+    }
+
     /// Runs one command; returns its trace.
     fn run_command(cluster: &mut Option<Cluster>, line: &str) -> String {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let arg = |k: usize| words.get(k).copied().unwrap_or("");
-        let number = |k: usize| {
-            arg(k)
-                .parse::<u64>()
-                .unwrap_or_else(|_| panic!("number expected in {line:?}"))
-        };
         if words[0] == "cluster" {
-            let spares = words
-                .iter()
-                .find_map(|w| w.strip_prefix("spare="))
-                .map(ids)
-                .unwrap_or_default();
-            let pre_vote = !words.contains(&"prevote=off");
-            let check_quorum = !words.contains(&"checkquorum=off");
-            *cluster = Some(Cluster::new(&ids(arg(1)), &spares, |c| {
-                c.pre_vote = pre_vote;
-                c.check_quorum = check_quorum;
-                c.snapshot_chunk_bytes = 16;
-            }));
+            *cluster = Some(new_cluster(&words));
             return String::new();
         }
         let cluster = cluster.as_mut().expect("`cluster` first");
-        let result = |r: Result<u64, RaftError>| match r {
+        match run_request(cluster, &words) {
+            Some(trace) => trace,
+            None => run_step(cluster, &words),
+        }
+    }
+
+    /// `cluster <ids> [spare=<ids>] [prevote=off] [checkquorum=off]`.
+    fn new_cluster(words: &[&str]) -> Cluster {
+        let spares = words
+            .iter()
+            .find_map(|w| w.strip_prefix("spare="))
+            .map(ids)
+            .unwrap_or_default();
+        let pre_vote = !words.contains(&"prevote=off");
+        let check_quorum = !words.contains(&"checkquorum=off");
+        Cluster::new(&ids(word(words, 1)), &spares, |c| {
+            c.pre_vote = pre_vote;
+            c.check_quorum = check_quorum;
+            c.snapshot_chunk_bytes = 16;
+        })
+    }
+
+    /// The commands that ask a node for something and trace its answer; `None` for the others.
+    fn run_request(cluster: &mut Cluster, words: &[&str]) -> Option<String> {
+        const REQUESTS: [&str; 5] = ["propose", "add-learner", "remove", "transfer", "read"];
+        if !REQUESTS.contains(&words[0]) {
+            return None;
+        }
+        let node = cluster.node(number_at(words, 1));
+        let answer = match words[0] {
+            "propose" => node.propose(vec![word(words, 2).as_bytes().to_vec()]),
+            "add-learner" => node.propose_conf_change(ConfChange::AddLearner(number_at(words, 2))),
+            "remove" => node.propose_conf_change(ConfChange::Remove(number_at(words, 2))),
+            "transfer" => node.transfer_leader(number_at(words, 2)).map(|()| 0),
+            "read" => node
+                .read_index(word(words, 2).as_bytes().to_vec())
+                .map(|()| 0),
+            other => unreachable!("{other} is listed in REQUESTS"),
+        };
+        Some(match answer {
             Ok(index) => format!("ok {index}\n"),
             Err(error) => format!("error: {error}\n"),
-        };
+        })
+    }
+
+    /// The commands that drive time, the network or storage, and the status queries.
+    fn run_step(cluster: &mut Cluster, words: &[&str]) -> String {
+        let (arg, number) = (|k| word(words, k), |k| number_at(words, k));
         match words[0] {
             "campaign" => cluster.node(number(1)).campaign(),
             "tick" => {
@@ -763,43 +802,6 @@ mod scenarios {
                 let before = cluster.delivered.len();
                 cluster.deliver();
                 return trace_since(cluster, before);
-            }
-            "propose" => {
-                return result(
-                    cluster
-                        .node(number(1))
-                        .propose(vec![arg(2).as_bytes().to_vec()]),
-                )
-            }
-            "add-learner" => {
-                return result(
-                    cluster
-                        .node(number(1))
-                        .propose_conf_change(ConfChange::AddLearner(number(2))),
-                )
-            }
-            "remove" => {
-                return result(
-                    cluster
-                        .node(number(1))
-                        .propose_conf_change(ConfChange::Remove(number(2))),
-                )
-            }
-            "transfer" => {
-                return result(
-                    cluster
-                        .node(number(1))
-                        .transfer_leader(number(2))
-                        .map(|()| 0),
-                )
-            }
-            "read" => {
-                return result(
-                    cluster
-                        .node(number(1))
-                        .read_index(arg(2).as_bytes().to_vec())
-                        .map(|()| 0),
-                )
             }
             "cut" => cluster.cut.extend(ids(arg(1))),
             "heal" => cluster.cut.clear(),

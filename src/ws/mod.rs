@@ -5,7 +5,7 @@
 //! the 101 answer, [`frame`] parses and writes frames, [`Connection`] turns received bytes into
 //! [`Event`]s and output bytes, [`hub`] routes messages between connections.
 //! Must not: own sockets, threads or clocks; connections live in the HTTP reactor (or, for the
-//! conformance example, a blocking loop), which feeds bytes and time in and writes bytes out.
+//! test clients, a blocking loop), which feeds bytes and time in and writes bytes out.
 //!
 //! ```
 //! use lithair::ws::{Config, Connection, Event, Message};
@@ -20,6 +20,7 @@
 
 pub mod close;
 mod connection;
+pub mod endpoint;
 pub mod frame;
 pub mod handshake;
 pub mod hub;
@@ -32,6 +33,7 @@ pub use connection::{
     encode_server_message, Abandon, Config, Connection, Event, Message, ProtocolError, SendError,
     State, CLOSE_TIMEOUT_MS, MESSAGE_BYTES_MAX, PING_INTERVAL_MS, PONG_TIMEOUT_MS,
 };
+pub use endpoint::Endpoint;
 pub use frame::{Opcode, Role, Status, FRAME_BYTES_MAX};
 pub use handshake::{accept_key, HandshakeError, Upgrade};
 pub use hub::{ConnId, Hub, HubConfig, HubError, Peer};

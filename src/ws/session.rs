@@ -216,6 +216,13 @@ impl Session {
         self.pull_from_hub();
     }
 
+    /// Starts the close handshake from the server side (shutdown, a refused hub join); the
+    /// session ends when the peer answers or the close times out. Does nothing unless open.
+    pub fn close(&mut self, code: u16, reason: &str) {
+        self.connection.close(code, reason);
+        self.dispatch();
+    }
+
     /// Bytes to write to the socket.
     pub fn output(&self) -> &[u8] {
         self.connection.output()

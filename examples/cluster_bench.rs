@@ -1,0 +1,305 @@
+//! A clustered Lithair app and the load client that measures it.
+//!
+//!   cluster_bench serve --node-id 1 --port 8081 --peer-port 9081 --data d1 \
+//!       --cluster 1@127.0.0.1:9081,2@127.0.0.1:9082,3@127.0.0.1:9083 --cluster-secret s
+//!   cluster_bench load --targets 127.0.0.1:8081,127.0.0.1:8082 --clients 256 --seconds 10
+//!
+//! `serve` is `App::run` with one model, `Item { id, name }` at `/api/items`. `load` runs
+//! `--clients` threads, each with a keep-alive connection, posting items; a client that gets
+//! a 503 or loses its connection moves to the next target and retries with the same
+//! `Idempotency-Key`. It prints one line: committed writes/s, p50/p99 latency, and the longest
+//! time with no acknowledged write (the failover time when a leader is killed meanwhile).
+//! `--mode read` measures linearizable reads of item 1 instead, `--mode stale` local reads.
+
+use lithair::app::{App, FieldKind, FieldSpec, Id, Model};
+use lithair::json::{self, Value};
+use lithair::prelude::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Json, Binary, Clone, Debug, PartialEq, Default)]
+struct Item {
+    #[json(default)]
+    id: u64,
+    name: String,
+}
+
+#[derive(Json, Binary, Clone, Debug, PartialEq, Default)]
+struct ItemPatch {
+    name: Option<String>,
+}
+
+const ITEM_FIELDS: [FieldSpec; 2] = [
+    FieldSpec {
+        primary_key: true,
+        ..FieldSpec::plain("id", FieldKind::UInt)
+    },
+    FieldSpec::plain("name", FieldKind::Str),
+];
+
+impl Model for Item {
+    type Patch = ItemPatch;
+    const NAME: &'static str = "Item";
+    const PATH: &'static str = "/api/items";
+    const FIELDS: &'static [FieldSpec] = &ITEM_FIELDS;
+    const PRIMARY_KEY: usize = 0;
+
+    fn id(&self) -> Id {
+        Id::Int(self.id)
+    }
+
+    fn set_id(&mut self, id: Id) {
+        if let Id::Int(id) = id {
+            self.id = id;
+        }
+    }
+
+    fn field_value(&self, index: usize) -> Value {
+        match index {
+            0 => json::to_value(&self.id),
+            _ => json::to_value(&self.name),
+        }
+        .unwrap_or(Value::Null)
+    }
+
+    fn apply_patch(&mut self, patch: &ItemPatch) {
+        if let Some(name) = &patch.name {
+            self.name = name.clone();
+        }
+    }
+
+    fn patch_fields(patch: &ItemPatch) -> Vec<usize> {
+        if patch.name.is_some() {
+            vec![1]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("load") {
+        return match load(&args[1..]) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("cluster_bench load: {message}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    App::new("cluster-bench").model::<Item>().run()
+}
+
+struct LoadOptions {
+    targets: Vec<String>,
+    clients: usize,
+    seconds: u64,
+    /// `write` (POST), `read` (linearizable GET) or `stale` (local GET).
+    mode: String,
+    /// Prefix of this run's idempotency keys.
+    run_id: String,
+}
+
+fn parse_load(args: &[String]) -> Result<LoadOptions, String> {
+    let mut options = LoadOptions {
+        targets: Vec::new(),
+        clients: 1,
+        seconds: 5,
+        mode: "write".to_string(),
+        run_id: format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ),
+    };
+    let mut iter = args.iter();
+    while let Some(flag) = iter.next() {
+        let value = iter.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--targets" => options.targets = value.split(',').map(str::to_string).collect(),
+            "--clients" => options.clients = value.parse().map_err(|_| "bad --clients")?,
+            "--seconds" => options.seconds = value.parse().map_err(|_| "bad --seconds")?,
+            "--mode" => options.mode = value.clone(),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if options.targets.is_empty() || options.clients == 0 {
+        return Err("usage: load --targets H:P[,H:P...] [--clients N] [--seconds S]".into());
+    }
+    Ok(options)
+}
+
+/// Shared results of the load run.
+struct Results {
+    latencies_us: Mutex<Vec<u64>>,
+    /// Microseconds since start of every acknowledged write, to find the longest gap.
+    acks_us: Mutex<Vec<u64>>,
+    retries: AtomicU64,
+}
+
+fn load(args: &[String]) -> Result<(), String> {
+    let options = Arc::new(parse_load(args)?);
+    let results = Arc::new(Results {
+        latencies_us: Mutex::new(Vec::new()),
+        acks_us: Mutex::new(Vec::new()),
+        retries: AtomicU64::new(0),
+    });
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(options.seconds);
+    let mut threads = Vec::new();
+    for client in 0..options.clients {
+        let (options, results) = (Arc::clone(&options), Arc::clone(&results));
+        threads.push(std::thread::spawn(move || {
+            run_client(client, &options, &results, start, deadline);
+        }));
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut latencies = results
+        .latencies_us
+        .lock()
+        .map_err(|e| e.to_string())?
+        .clone();
+    let mut acks = results.acks_us.lock().map_err(|e| e.to_string())?.clone();
+    latencies.sort_unstable();
+    acks.sort_unstable();
+    let pick = |q: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        latencies[((latencies.len() - 1) as f64 * q) as usize] as f64 / 1000.0
+    };
+    let max_gap_ms = acks.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as f64 / 1000.0;
+    println!(
+        "mode {} clients {} ok requests {} in {elapsed:.2} s: {:.0} acknowledged/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, longest gap without an ack {max_gap_ms:.1} ms, retries {}",
+        options.mode,
+        options.clients,
+        latencies.len(),
+        latencies.len() as f64 / elapsed,
+        pick(0.50),
+        pick(0.99),
+        pick(1.0),
+        results.retries.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+fn run_client(
+    client: usize,
+    options: &LoadOptions,
+    results: &Results,
+    start: Instant,
+    deadline: Instant,
+) {
+    let mut target = client % options.targets.len();
+    let mut connection: Option<BufReader<TcpStream>> = None;
+    let mut latencies = Vec::new();
+    let mut acks = Vec::new();
+    let mut sequence = 0u64;
+    while Instant::now() < deadline {
+        sequence += 1;
+        // Unique per run: a key reused from an earlier run is an idempotent replay, not a write.
+        let key = format!("{}-{client}-{sequence}", options.run_id);
+        let began = Instant::now();
+        // Retry the same write (same key) until acknowledged or the run ends.
+        while Instant::now() < deadline {
+            match request(
+                &mut connection,
+                &options.targets[target],
+                &key,
+                &options.mode,
+            ) {
+                Ok(201 | 200) => {
+                    let now = Instant::now();
+                    latencies.push(now.duration_since(began).as_micros() as u64);
+                    acks.push(now.duration_since(start).as_micros() as u64);
+                    break;
+                }
+                _ => {
+                    results.retries.fetch_add(1, Ordering::Relaxed);
+                    connection = None;
+                    target = (target + 1) % options.targets.len();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    if let Ok(mut all) = results.latencies_us.lock() {
+        all.extend(latencies);
+    }
+    if let Ok(mut all) = results.acks_us.lock() {
+        all.extend(acks);
+    }
+}
+
+/// One keep-alive request (a POST, or a GET of item 1 in the read modes); returns the status.
+fn request(
+    connection: &mut Option<BufReader<TcpStream>>,
+    target: &str,
+    key: &str,
+    mode: &str,
+) -> std::io::Result<u16> {
+    if connection.is_none() {
+        let stream = TcpStream::connect(target)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        *connection = Some(BufReader::new(stream));
+    }
+    let reader = connection
+        .as_mut()
+        .ok_or(std::io::ErrorKind::NotConnected)?;
+    let body = "{\"name\":\"item\"}";
+    let request = match mode {
+        "read" => format!("GET /api/items/1 HTTP/1.1\r\nHost: {target}\r\n\r\n"),
+        "stale" => format!(
+            "GET /api/items/1?consistency=stale HTTP/1.1\r\nHost: {target}\r\n\r\n"
+        ),
+        _ => format!(
+        "POST /api/items HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\nIdempotency-Key: {key}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    };
+    reader.get_mut().write_all(request.as_bytes())?;
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or(std::io::ErrorKind::InvalidData)?;
+    let mut length = 0usize;
+    let mut close = false;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        let lower = trimmed.to_ascii_lowercase();
+        if let Some(value) = lower.strip_prefix("content-length:") {
+            length = value
+                .trim()
+                .parse()
+                .map_err(|_| std::io::ErrorKind::InvalidData)?;
+        } else if lower.starts_with("connection:") && lower.contains("close") {
+            close = true;
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    if close {
+        *connection = None;
+    }
+    Ok(status)
+}

@@ -1,0 +1,275 @@
+//! Live queries over WebSocket: `GET {base}/live?<list filters>&from=N` upgrades, then the
+//! server sends `{"type":"snapshot",...}` (the first page, unless resuming after `from=N`) and
+//! one `{"type":"change",...}` per committed change of the filtered view, with its log index.
+//! A client that reconnects with `from=<last index it saw>` resumes with no gap and no
+//! duplicate.
+//!
+//! Owns: [`LivePump`], one thread per app that moves committed changes from every WebSocket
+//! live feed into the hub (woken by an engine commit hook), and the WebSocket route.
+//! Must not: run on the reactor (catch-up reads the log) or hold the engine alive after the
+//! server stops (the pump thread ends when the route is dropped).
+//!
+//! A feed that falls behind (engine subscriber buffer full) gets `{"type":"error",...,
+//! "last_index":N}` and is dropped; the client reconnects with `from=N`. A client that does
+//! not read its socket fills its hub queue and is closed with 1008 by the hub.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::handle::Handle;
+use super::live::{parse_live_query, LiveError, LiveFeed, LiveItem};
+use super::model::Model;
+use crate::http::problem::Problem;
+use crate::http::router::Router;
+use crate::http::{Request, Response};
+use crate::json::Writer;
+use crate::ws::{self, ConnId, Ctx, Endpoint, Message, SharedHub, WsHandler};
+
+/// Longest wait for a commit an engine hook announced to reach a feed, in milliseconds
+/// (delivery follows the hook at once; this only bounds a stalled engine).
+const DELIVERY_WAIT_MS: u64 = 100;
+
+/// How often the pump looks at its feeds with no commit announced (new feeds, removals).
+const PUMP_IDLE_MS: u64 = 1_000;
+
+/// Items one feed may send per pump round before the others get their turn.
+const ITEMS_PER_ROUND_MAX: usize = 256;
+
+/// A live feed of some model, producing JSON text messages.
+trait AnyFeed: Send {
+    fn next_message(&mut self, target_index: u64) -> Result<Option<String>, LiveError>;
+    fn last_index(&self) -> u64;
+}
+
+impl<M: Model> AnyFeed for LiveFeed<M> {
+    fn next_message(&mut self, target_index: u64) -> Result<Option<String>, LiveError> {
+        let wait = Duration::from_millis(DELIVERY_WAIT_MS);
+        let item = self.next_up_to(target_index, wait)?;
+        Ok(item.map(|item| {
+            let mut w = Writer::new();
+            w.begin_object();
+            w.field("type");
+            match item {
+                LiveItem::Snapshot(page) => {
+                    w.str("snapshot");
+                    page.write_fields(&mut w);
+                }
+                LiveItem::Change(change) => {
+                    w.str("change");
+                    change.write_fields(&mut w);
+                }
+            }
+            w.end_object();
+            w.finish().unwrap_or_else(|_| "{}".into())
+        }))
+    }
+
+    fn last_index(&self) -> u64 {
+        LiveFeed::last_index(self)
+    }
+}
+
+#[derive(Default)]
+struct PumpState {
+    added: Vec<(ConnId, Box<dyn AnyFeed>)>,
+    removed: Vec<ConnId>,
+    stop: bool,
+}
+
+struct PumpShared {
+    state: Mutex<PumpState>,
+    wake: Condvar,
+    /// Highest committed index announced by the engine hook.
+    target_index: AtomicU64,
+}
+
+fn lock(shared: &PumpShared) -> MutexGuard<'_, PumpState> {
+    shared
+        .state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Moves committed changes of every WebSocket live feed of an app into its hub.
+pub struct LivePump {
+    shared: Arc<PumpShared>,
+    hub: Arc<SharedHub>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LivePump {
+    /// Starts the pump thread for the app behind `handle`.
+    pub fn start(handle: &Handle) -> Arc<LivePump> {
+        let shared = Arc::new(PumpShared {
+            state: Mutex::new(PumpState::default()),
+            wake: Condvar::new(),
+            target_index: AtomicU64::new(handle.engine().applied_index()),
+        });
+        let hook_shared = Arc::downgrade(&shared);
+        handle.engine().on_commit(move |committed| {
+            // Only a flag and a notify: the applier must not wait on the pump.
+            if let Some(shared) = hook_shared.upgrade() {
+                let index = committed.envelope.index;
+                shared.target_index.fetch_max(index, Ordering::AcqRel);
+                shared.wake.notify_one();
+            }
+        });
+        let hub = SharedHub::new(ws::HubConfig {
+            presence_notices: false,
+            ..ws::HubConfig::default()
+        });
+        let (thread_shared, thread_hub) = (Arc::clone(&shared), Arc::clone(&hub));
+        let thread = std::thread::Builder::new()
+            .name("lithair-live".into())
+            .spawn(move || run(&thread_shared, &thread_hub))
+            .expect("spawn the live query thread");
+        Arc::new(LivePump {
+            shared,
+            hub,
+            thread: Some(thread),
+        })
+    }
+
+    fn add(&self, id: ConnId, feed: Box<dyn AnyFeed>) {
+        lock(&self.shared).added.push((id, feed));
+        self.shared.wake.notify_one();
+    }
+
+    fn remove(&self, id: ConnId) {
+        lock(&self.shared).removed.push(id);
+        self.shared.wake.notify_one();
+    }
+}
+
+impl Drop for LivePump {
+    fn drop(&mut self) {
+        lock(&self.shared).stop = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            // Bounded: the thread checks `stop` at least every PUMP_IDLE_MS.
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(shared: &PumpShared, hub: &SharedHub) {
+    let mut feeds: Vec<(ConnId, Box<dyn AnyFeed>)> = Vec::new();
+    let mut busy = false;
+    loop {
+        {
+            let mut state = lock(shared);
+            let behind = |feeds: &[(ConnId, Box<dyn AnyFeed>)]| {
+                let target = shared.target_index.load(Ordering::Acquire);
+                feeds.iter().any(|(_, feed)| feed.last_index() < target)
+            };
+            if !busy && !state.stop && state.added.is_empty() && !behind(&feeds) {
+                let idle = Duration::from_millis(PUMP_IDLE_MS);
+                state = shared
+                    .wake
+                    .wait_timeout(state, idle)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0;
+            }
+            if state.stop {
+                return;
+            }
+            feeds.append(&mut state.added);
+            let removed = std::mem::take(&mut state.removed);
+            feeds.retain(|(id, _)| !removed.contains(id));
+        }
+        let target = shared.target_index.load(Ordering::Acquire);
+        busy = false;
+        feeds.retain_mut(|(id, feed)| {
+            let (keep, more) = pump_one(hub, *id, feed.as_mut(), target);
+            busy |= more;
+            keep
+        });
+    }
+}
+
+/// Sends what one feed has up to `target`; returns (keep the feed, it has more right now).
+fn pump_one(hub: &SharedHub, id: ConnId, feed: &mut dyn AnyFeed, target: u64) -> (bool, bool) {
+    for _ in 0..ITEMS_PER_ROUND_MAX {
+        let text = match feed.next_message(target) {
+            Ok(Some(text)) => text,
+            Ok(None) => return (true, false),
+            Err(error) => {
+                let mut w = Writer::new();
+                w.begin_object();
+                w.field("type");
+                w.str("error");
+                w.field("error");
+                w.str(&error.to_string());
+                w.field("last_index");
+                w.u64(feed.last_index());
+                w.end_object();
+                let text = w.finish().unwrap_or_else(|_| "{}".into());
+                let _ = hub.with(|hub| hub.direct(id, &Message::Text(text)));
+                return (false, false);
+            }
+        };
+        match hub.with(|hub| hub.direct(id, &Message::Text(text))) {
+            Ok(true) => {}
+            // Overflowed (being closed as a slow consumer) or gone.
+            Ok(false) | Err(_) => return (false, false),
+        }
+    }
+    (true, true)
+}
+
+/// The session side: registers the feed once the session is in the hub, drops it at the end.
+struct LiveSession {
+    pump: Arc<LivePump>,
+    feed: Option<Box<dyn AnyFeed>>,
+}
+
+impl WsHandler for LiveSession {
+    fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+        if let Some(feed) = self.feed.take() {
+            self.pump.add(ctx.id(), feed);
+        }
+    }
+
+    fn on_message(&mut self, _ctx: &mut Ctx<'_>, _message: Message) {
+        // The feed is server to client; client messages (keep-alives) are ignored.
+    }
+
+    fn on_close(&mut self, ctx: &mut Ctx<'_>, _ended: &ws::Ended) {
+        self.pump.remove(ctx.id());
+    }
+}
+
+/// Adds `GET {base}/live` for `M`: the live query over WebSocket, fed by `pump`.
+pub fn live_ws_routes<M: Model>(router: Router, handle: &Handle, pump: &Arc<LivePump>) -> Router {
+    let base = M::PATH.trim_end_matches('/');
+    let (handle, pump) = (handle.clone(), Arc::clone(pump));
+    let endpoint = Endpoint::per_request().hub(Arc::clone(&pump.hub));
+    router.get(&format!("{base}/live"), move |req: &mut Request| {
+        ws_feed::<M>(&handle, &pump, &endpoint, req)
+    })
+}
+
+fn ws_feed<M: Model>(
+    handle: &Handle,
+    pump: &Arc<LivePump>,
+    endpoint: &Endpoint,
+    req: &mut Request,
+) -> Result<Response, Problem> {
+    if let Err(error) = ws::upgrade::check(req) {
+        return Ok(ws::upgrade::refusal(&error));
+    }
+    let pairs = req.query_pairs()?;
+    let live = parse_live_query::<M>(&pairs).map_err(Problem::bad_request)?;
+    let feed = LiveFeed::<M>::start(handle, live.query, live.from)
+        .map_err(|error| Problem::new(503).with_detail(error.to_string()))?;
+    let pump = Arc::clone(pump);
+    let mut feed: Option<Box<dyn AnyFeed>> = Some(Box::new(feed));
+    Ok(endpoint.respond_with(req, move |_, _| {
+        Box::new(LiveSession {
+            pump,
+            feed: feed.take(),
+        })
+    }))
+}

@@ -1,0 +1,554 @@
+//! The TCP transport between Raft peers: a listener on the peer port that authenticates each
+//! dialer and hands its messages to the node, and one writer thread per peer with a bounded
+//! queue, so a slow or dead peer never blocks the leader.
+//!
+//! Owns: sockets, the handshake's I/O, reconnection with backoff, per-peer queues, and the
+//! table of peers' HTTP addresses learned in handshakes.
+//! Must not: interpret Raft messages (the node does) or block the caller of `send`.
+//!
+//! Each connection carries messages in one direction only (dialer to listener): a node dials
+//! every peer to send, and receives on the connections peers dialed to it. Raft tolerates loss,
+//! so a full queue or a broken connection drops messages instead of waiting.
+
+use super::types::{Message, NodeId};
+use super::wire::{
+    self, FrameKind, Hello, Side, Welcome, FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX, NONCE_BYTES,
+    PROTOCOL_VERSION,
+};
+use crate::crypto::random;
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// Messages queued per peer before new ones are dropped.
+pub const PEER_QUEUE_MESSAGES_MAX: usize = 4096;
+/// First reconnection delay, in milliseconds (doubled up to the maximum).
+pub const RECONNECT_BACKOFF_MS_MIN: u64 = 20;
+/// Longest reconnection delay, in milliseconds.
+pub const RECONNECT_BACKOFF_MS_MAX: u64 = 1000;
+/// Time allowed for connecting and for each handshake step, in milliseconds.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 2000;
+/// Time a write to a peer may block before the connection is dropped, in milliseconds.
+pub const WRITE_TIMEOUT_MS: u64 = 5000;
+/// Inbound peer connections served at once.
+pub const INBOUND_CONNECTIONS_MAX: usize = 64;
+/// Messages a writer coalesces into one `write`.
+const WRITE_BATCH_MESSAGES_MAX: usize = 256;
+/// How often blocked threads check for shutdown, in milliseconds.
+const STOP_POLL_MS: u64 = 100;
+
+/// What a node's transport needs to know.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// This node's id.
+    pub id: NodeId,
+    /// Address to listen on for peers.
+    pub listen: SocketAddr,
+    /// Where to reach each peer (this node excluded).
+    pub peers: Vec<(NodeId, String)>,
+    /// The shared cluster secret.
+    pub secret: Vec<u8>,
+    /// This node's HTTP address, announced to peers.
+    pub http_addr: String,
+}
+
+/// Receives every authenticated message (called from the reader threads).
+pub type Deliver = Arc<dyn Fn(Message) + Send + Sync>;
+
+/// The running transport. Dropping it stops its threads.
+pub struct Transport {
+    id: NodeId,
+    queues: Mutex<HashMap<NodeId, SyncSender<Message>>>,
+    http_addrs: Arc<Mutex<HashMap<NodeId, String>>>,
+    stop: Arc<AtomicBool>,
+    shared: Arc<Endpoint>,
+    threads: Mutex<Vec<thread::JoinHandle<()>>>,
+}
+
+/// What every transport thread shares.
+struct Endpoint {
+    id: NodeId,
+    secret: Vec<u8>,
+    http_addr: String,
+}
+
+impl Transport {
+    /// Binds the peer port and starts the listener and one writer per peer.
+    ///
+    /// # Errors
+    /// The bind error, or an empty secret (replication is never unauthenticated).
+    pub fn start(config: TransportConfig, deliver: Deliver) -> io::Result<Transport> {
+        if config.secret.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a cluster secret is required (--cluster-secret or LITHAIR_CLUSTER_SECRET)",
+            ));
+        }
+        let listener = TcpListener::bind(config.listen)?;
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let http_addrs = Arc::new(Mutex::new(HashMap::new()));
+        let shared = Arc::new(Endpoint {
+            id: config.id,
+            secret: config.secret,
+            http_addr: config.http_addr,
+        });
+        let accept = {
+            let (shared, stop, addrs) = (shared.clone(), stop.clone(), http_addrs.clone());
+            thread::Builder::new()
+                .name("lithair-raft-accept".into())
+                .spawn(move || accept_loop(&listener, &shared, &stop, &addrs, &deliver))?
+        };
+        let transport = Transport {
+            id: config.id,
+            queues: Mutex::new(HashMap::new()),
+            http_addrs,
+            stop,
+            shared,
+            threads: Mutex::new(vec![accept]),
+        };
+        for (peer, addr) in config.peers {
+            transport.add_peer(peer, addr)?;
+        }
+        Ok(transport)
+    }
+
+    /// Starts a writer toward `peer` at `addr` (no-op if one exists or `peer` is this node).
+    ///
+    /// # Errors
+    /// The thread could not be spawned.
+    pub fn add_peer(&self, peer: NodeId, addr: String) -> io::Result<()> {
+        let mut queues = self.queues.lock().expect("transport queues poisoned");
+        if peer == self.id || queues.contains_key(&peer) {
+            return Ok(());
+        }
+        let (sender, receiver) = mpsc::sync_channel(PEER_QUEUE_MESSAGES_MAX);
+        let (shared, stop, addrs) = (
+            self.shared.clone(),
+            self.stop.clone(),
+            self.http_addrs.clone(),
+        );
+        let handle = thread::Builder::new()
+            .name(format!("lithair-raft-peer-{peer}"))
+            .spawn(move || {
+                let writer = PeerWriter {
+                    peer,
+                    addr,
+                    shared,
+                    stop,
+                    http_addrs: addrs,
+                };
+                writer.run(&receiver);
+            })?;
+        queues.insert(peer, sender);
+        self.threads
+            .lock()
+            .expect("transport threads poisoned")
+            .push(handle);
+        Ok(())
+    }
+
+    /// Queues `message` for its destination; drops it if the peer's queue is full or unknown.
+    pub fn send(&self, message: Message) {
+        let queues = self.queues.lock().expect("transport queues poisoned");
+        if let Some(queue) = queues.get(&message.to) {
+            match queue.try_send(message) {
+                Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+    }
+
+    /// The HTTP address `peer` announced in a handshake, if any yet.
+    pub fn http_addr(&self, peer: NodeId) -> Option<String> {
+        if peer == self.id {
+            return Some(self.shared.http_addr.clone());
+        }
+        self.http_addrs
+            .lock()
+            .expect("http address table poisoned")
+            .get(&peer)
+            .cloned()
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.queues
+            .lock()
+            .expect("transport queues poisoned")
+            .clear();
+        let threads = std::mem::take(&mut *self.threads.lock().expect("threads poisoned"));
+        for handle in threads {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn fresh_nonce() -> io::Result<[u8; NONCE_BYTES]> {
+    let mut nonce = [0u8; NONCE_BYTES];
+    random::fill_bytes(&mut nonce)?;
+    Ok(nonce)
+}
+
+fn protocol_error(error: wire::WireError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error.to_string())
+}
+
+/// Reads one frame of at most `max` bytes into `buf` (which may hold leftovers) and returns
+/// its kind and body, leaving later bytes in `buf`.
+fn read_frame(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    max: usize,
+    stop: &AtomicBool,
+) -> io::Result<(FrameKind, Vec<u8>)> {
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        if let Some(frame) = wire::parse_frame(buf, max).map_err(protocol_error)? {
+            let out = (frame.kind, frame.body.to_vec());
+            let consumed = frame.consumed;
+            buf.drain(..consumed);
+            return Ok(out);
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "stopping"));
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if is_timeout(&e) && max == FRAME_BYTES_MAX => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+fn accept_loop(
+    listener: &TcpListener,
+    shared: &Arc<Endpoint>,
+    stop: &Arc<AtomicBool>,
+    http_addrs: &Arc<Mutex<HashMap<NodeId, String>>>,
+    deliver: &Deliver,
+) {
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut readers: Vec<thread::JoinHandle<()>> = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if active.load(Ordering::SeqCst) >= INBOUND_CONNECTIONS_MAX {
+                    continue; // Dropping the stream closes it.
+                }
+                active.fetch_add(1, Ordering::SeqCst);
+                let (shared, stop, addrs, deliver, count) = (
+                    shared.clone(),
+                    stop.clone(),
+                    http_addrs.clone(),
+                    deliver.clone(),
+                    active.clone(),
+                );
+                let spawned = thread::Builder::new()
+                    .name("lithair-raft-reader".into())
+                    .spawn(move || {
+                        let _ = serve_inbound(stream, &shared, &stop, &addrs, &deliver);
+                        count.fetch_sub(1, Ordering::SeqCst);
+                    });
+                match spawned {
+                    Ok(handle) => readers.push(handle),
+                    Err(_) => {
+                        active.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
+                readers.retain(|handle| !handle.is_finished());
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(_) => thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    for handle in readers {
+        let _ = handle.join();
+    }
+}
+
+/// Listener side: authenticate the dialer, then deliver its messages until the connection ends.
+fn serve_inbound(
+    mut stream: TcpStream,
+    shared: &Endpoint,
+    stop: &AtomicBool,
+    http_addrs: &Mutex<HashMap<NodeId, String>>,
+    deliver: &Deliver,
+) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_millis(HANDSHAKE_TIMEOUT_MS)))?;
+    let mut buf = Vec::new();
+    let hello = accept_handshake(&mut stream, &mut buf, shared, stop)?;
+    http_addrs
+        .lock()
+        .expect("http address table poisoned")
+        .insert(hello.from, hello.http_addr);
+    stream.set_read_timeout(Some(Duration::from_millis(STOP_POLL_MS)))?;
+    loop {
+        let (kind, body) = read_frame(&mut stream, &mut buf, FRAME_BYTES_MAX, stop)?;
+        if kind != FrameKind::Message {
+            return Err(protocol_error(wire::WireError::Malformed(
+                "expected message",
+            )));
+        }
+        let message = wire::decode_message(&body).map_err(protocol_error)?;
+        // An authenticated peer may speak only for itself, and only to us.
+        if message.from == hello.from && message.to == shared.id {
+            deliver(message);
+        }
+    }
+}
+
+/// Listener side of the handshake: check the `Hello`, answer `Welcome` (or `Reject`), verify
+/// the dialer's MAC. Returns the authenticated `Hello`.
+fn accept_handshake(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    shared: &Endpoint,
+    stop: &AtomicBool,
+) -> io::Result<Hello> {
+    let (kind, body) = read_frame(stream, buf, HANDSHAKE_FRAME_BYTES_MAX, stop)?;
+    let hello = match kind {
+        FrameKind::Hello => Hello::decode(&body).map_err(protocol_error)?,
+        _ => return Err(protocol_error(wire::WireError::Malformed("expected hello"))),
+    };
+    let refusal = if hello.version != PROTOCOL_VERSION {
+        Some(format!("protocol version {PROTOCOL_VERSION} required"))
+    } else if hello.to != shared.id {
+        Some(format!("this is node {}, not {}", shared.id, hello.to))
+    } else if hello.from == shared.id || hello.from == super::types::NODE_NONE {
+        Some("bad dialer id".to_string())
+    } else {
+        None
+    };
+    let mut out = Vec::new();
+    if let Some(reason) = refusal {
+        wire::encode_reject(&mut out, &reason);
+        let _ = stream.write_all(&out);
+        return Err(io::Error::new(io::ErrorKind::InvalidData, reason));
+    }
+    let nonce = fresh_nonce()?;
+    let (secret, me) = (&shared.secret, shared.id);
+    let mac = wire::handshake_mac(secret, Side::Listener, &hello.nonce, &nonce, hello.from, me);
+    let welcome = Welcome {
+        version: PROTOCOL_VERSION,
+        from: me,
+        nonce,
+        mac,
+        http_addr: shared.http_addr.clone(),
+    };
+    welcome.encode(&mut out);
+    stream.write_all(&out)?;
+    let (kind, body) = read_frame(stream, buf, HANDSHAKE_FRAME_BYTES_MAX, stop)?;
+    if kind != FrameKind::Auth {
+        return Err(protocol_error(wire::WireError::Malformed("expected auth")));
+    }
+    let received = wire::decode_auth(&body).map_err(protocol_error)?;
+    let expected = wire::handshake_mac(secret, Side::Dialer, &hello.nonce, &nonce, hello.from, me);
+    wire::verify_mac(&expected, &received).map_err(protocol_error)?;
+    Ok(hello)
+}
+
+/// One peer's outgoing side: connect, authenticate, write queued messages; on any error drop
+/// the connection and reconnect with backoff, discarding what queued meanwhile.
+struct PeerWriter {
+    peer: NodeId,
+    addr: String,
+    shared: Arc<Endpoint>,
+    stop: Arc<AtomicBool>,
+    http_addrs: Arc<Mutex<HashMap<NodeId, String>>>,
+}
+
+impl PeerWriter {
+    fn run(&self, queue: &mpsc::Receiver<Message>) {
+        let mut backoff_ms = RECONNECT_BACKOFF_MS_MIN;
+        while !self.stop.load(Ordering::Relaxed) {
+            match self.connect() {
+                Ok(stream) => {
+                    backoff_ms = RECONNECT_BACKOFF_MS_MIN;
+                    if self.pump(stream, queue).is_none() {
+                        return; // The transport is gone.
+                    }
+                }
+                Err(_) => {
+                    // Messages queued while the peer is unreachable are stale by now.
+                    while queue.try_recv().is_ok() {}
+                    thread::sleep(Duration::from_millis(backoff_ms));
+                    backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
+                }
+            }
+        }
+    }
+
+    fn connect(&self) -> io::Result<TcpStream> {
+        let timeout = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+        let addr = self
+            .addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "peer address"))?;
+        let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(Duration::from_millis(WRITE_TIMEOUT_MS)))?;
+        let nonce = fresh_nonce()?;
+        let mut out = Vec::new();
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            from: self.shared.id,
+            to: self.peer,
+            nonce,
+            http_addr: self.shared.http_addr.clone(),
+        };
+        hello.encode(&mut out);
+        stream.write_all(&out)?;
+        let mut buf = Vec::new();
+        let (kind, body) =
+            read_frame(&mut stream, &mut buf, HANDSHAKE_FRAME_BYTES_MAX, &self.stop)?;
+        let welcome = match kind {
+            FrameKind::Welcome => Welcome::decode(&body).map_err(protocol_error)?,
+            FrameKind::Reject => {
+                let reason = wire::decode_reject(&body).map_err(protocol_error)?;
+                return Err(io::Error::new(io::ErrorKind::PermissionDenied, reason));
+            }
+            _ => {
+                return Err(protocol_error(wire::WireError::Malformed(
+                    "expected welcome",
+                )))
+            }
+        };
+        if welcome.version != PROTOCOL_VERSION {
+            return Err(protocol_error(wire::WireError::Version(welcome.version)));
+        }
+        let (me, peer, secret) = (self.shared.id, self.peer, &self.shared.secret);
+        let expected =
+            wire::handshake_mac(secret, Side::Listener, &nonce, &welcome.nonce, me, peer);
+        wire::verify_mac(&expected, &welcome.mac).map_err(protocol_error)?;
+        let mac = wire::handshake_mac(secret, Side::Dialer, &nonce, &welcome.nonce, me, peer);
+        out.clear();
+        wire::encode_auth(&mut out, &mac);
+        stream.write_all(&out)?;
+        self.http_addrs
+            .lock()
+            .expect("http address table poisoned")
+            .insert(peer, welcome.http_addr);
+        Ok(stream)
+    }
+
+    /// Writes queued messages until an error (`Some`) or until the transport is dropped (`None`).
+    fn pump(&self, mut stream: TcpStream, queue: &mpsc::Receiver<Message>) -> Option<()> {
+        let mut out = Vec::new();
+        loop {
+            let first = match queue.recv_timeout(Duration::from_millis(STOP_POLL_MS)) {
+                Ok(message) => message,
+                Err(RecvTimeoutError::Timeout) if self.stop.load(Ordering::Relaxed) => return None,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return None,
+            };
+            out.clear();
+            wire::encode_message(&mut out, &first);
+            for _ in 1..WRITE_BATCH_MESSAGES_MAX {
+                let Ok(message) = queue.try_recv() else { break };
+                wire::encode_message(&mut out, &message);
+            }
+            if stream.write_all(&out).is_err() {
+                return Some(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::MessageBody;
+    use std::time::Instant;
+
+    fn free_addr() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    /// Starts node 2 listening, and node 1 dialing it with `secret`; returns what 2 received
+    /// after 1 sent heartbeats until one arrived or `bound` passed.
+    fn exchange(secret_1: &[u8], secret_2: &[u8], bound: Duration) -> Vec<Message> {
+        let (addr_1, addr_2) = (free_addr(), free_addr());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&received);
+        let deliver_2: Deliver = Arc::new(move |m| sink.lock().unwrap().push(m));
+        let config = |id, listen, peers: Vec<(NodeId, String)>, secret: &[u8]| TransportConfig {
+            id,
+            listen,
+            peers,
+            secret: secret.to_vec(),
+            http_addr: format!("127.0.0.1:808{id}"),
+        };
+        let _node_2 = Transport::start(config(2, addr_2, vec![], secret_2), deliver_2).unwrap();
+        let node_1 = Transport::start(
+            config(1, addr_1, vec![(2, addr_2.to_string())], secret_1),
+            Arc::new(|_| {}),
+        )
+        .unwrap();
+        let started = Instant::now();
+        while received.lock().unwrap().is_empty() && started.elapsed() < bound {
+            node_1.send(Message {
+                from: 1,
+                to: 2,
+                term: 1,
+                body: MessageBody::Heartbeat {
+                    commit: 0,
+                    read_round: 0,
+                },
+            });
+            thread::sleep(Duration::from_millis(20));
+        }
+        let out = received.lock().unwrap().clone();
+        if !out.is_empty() {
+            assert_eq!(node_1.http_addr(2).as_deref(), Some("127.0.0.1:8082"));
+        }
+        out
+    }
+
+    #[test]
+    fn peers_with_the_secret_exchange_messages() {
+        let received = exchange(b"secret", b"secret", Duration::from_secs(30));
+        assert!(!received.is_empty(), "no message arrived");
+        assert!(received.iter().all(|m| m.from == 1 && m.to == 2));
+    }
+
+    #[test]
+    fn a_wrong_secret_delivers_nothing() {
+        // Long enough for several reconnection attempts; nothing may ever arrive.
+        let received = exchange(b"secret", b"other", Duration::from_millis(500));
+        assert!(received.is_empty(), "an unauthenticated peer was heard");
+    }
+
+    #[test]
+    fn an_empty_secret_is_refused() {
+        let config = TransportConfig {
+            id: 1,
+            listen: free_addr(),
+            peers: vec![],
+            secret: vec![],
+            http_addr: String::new(),
+        };
+        assert!(Transport::start(config, Arc::new(|_| {})).is_err());
+    }
+}

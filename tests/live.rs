@@ -1,0 +1,524 @@
+//! Live queries over real sockets: `GET {base}/stream` (Server-Sent Events) sends the first
+//! page, then every committed change of the filtered view with its log index; a reconnect with
+//! `Last-Event-ID` (or `from=`) resumes with no gap and no duplicate; a lagging feed is cut off
+//! and resumes. The model is hand-written in the shape `#[derive(Model)]` generates.
+
+mod ws_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lithair::app::cli::ServeOptions;
+use lithair::app::live::{parse_live_query, Change, LiveError, LiveFeed, LiveItem};
+use lithair::app::{App, FieldKind, FieldSpec, Id, Model, Rule};
+use lithair::engine::EngineOptions;
+use lithair::json::{self, Value};
+use lithair::prelude::*;
+use ws_support::WsClient;
+
+#[derive(Json, Binary, Clone, Debug, PartialEq, Default)]
+struct Post {
+    #[json(default)]
+    id: u64,
+    title: String,
+    slug: String,
+    #[json(default)]
+    #[binary(default)]
+    published: bool,
+    #[json(default)]
+    views: u64,
+}
+
+#[derive(Json, Binary, Clone, Debug, PartialEq, Default)]
+struct PostPatch {
+    title: Option<String>,
+    slug: Option<String>,
+    published: Option<bool>,
+    views: Option<u64>,
+}
+
+const TITLE_RULES: [Rule; 1] = [Rule::Len {
+    min: 1,
+    max: Some(20),
+}];
+
+const POST_FIELDS: [FieldSpec; 5] = [
+    FieldSpec {
+        primary_key: true,
+        ..FieldSpec::plain("id", FieldKind::UInt)
+    },
+    FieldSpec {
+        rules: &TITLE_RULES,
+        ..FieldSpec::plain("title", FieldKind::Str)
+    },
+    FieldSpec {
+        unique: true,
+        immutable: true,
+        ..FieldSpec::plain("slug", FieldKind::Str)
+    },
+    FieldSpec {
+        indexed: true,
+        has_default: true,
+        ..FieldSpec::plain("published", FieldKind::Bool)
+    },
+    FieldSpec::plain("views", FieldKind::UInt),
+];
+
+impl Model for Post {
+    type Patch = PostPatch;
+    const NAME: &'static str = "Post";
+    const PATH: &'static str = "/api/posts";
+    const FIELDS: &'static [FieldSpec] = &POST_FIELDS;
+    const PRIMARY_KEY: usize = 0;
+
+    fn id(&self) -> Id {
+        Id::Int(self.id)
+    }
+
+    fn set_id(&mut self, id: Id) {
+        if let Id::Int(id) = id {
+            self.id = id;
+        }
+    }
+
+    fn field_value(&self, index: usize) -> Value {
+        match index {
+            0 => json::to_value(&self.id),
+            1 => json::to_value(&self.title),
+            2 => json::to_value(&self.slug),
+            3 => json::to_value(&self.published),
+            _ => json::to_value(&self.views),
+        }
+        .unwrap_or(Value::Null)
+    }
+
+    fn apply_patch(&mut self, patch: &PostPatch) {
+        if let Some(v) = &patch.title {
+            self.title = v.clone();
+        }
+        if let Some(v) = &patch.slug {
+            self.slug = v.clone();
+        }
+        if let Some(v) = patch.published {
+            self.published = v;
+        }
+        if let Some(v) = patch.views {
+            self.views = v;
+        }
+    }
+
+    fn patch_fields(patch: &PostPatch) -> Vec<usize> {
+        let mut fields = Vec::new();
+        if patch.title.is_some() {
+            fields.push(1);
+        }
+        if patch.slug.is_some() {
+            fields.push(2);
+        }
+        if patch.published.is_some() {
+            fields.push(3);
+        }
+        if patch.views.is_some() {
+            fields.push(4);
+        }
+        fields
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lithair-live-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn options(data: PathBuf) -> ServeOptions {
+    ServeOptions {
+        port: 0,
+        bind: "127.0.0.1".parse().unwrap(),
+        data,
+        node_id: None,
+        peer_port: None,
+        cluster: Vec::new(),
+        join: None,
+        cluster_secret: None,
+        extra: Vec::new(),
+    }
+}
+
+fn post(title: &str, published: bool) -> Post {
+    Post {
+        id: 0,
+        title: title.into(),
+        slug: title.into(),
+        published,
+        views: 0,
+    }
+}
+
+/// One dispatched SSE event.
+#[derive(Debug)]
+struct Event {
+    name: String,
+    id: Option<u64>,
+    data: Value,
+}
+
+/// A raw-socket SSE client: sends the request, checks the head, then decodes the chunked
+/// body into events (comments skipped).
+struct SseClient {
+    reader: BufReader<TcpStream>,
+    text: String,
+}
+
+impl SseClient {
+    fn open(addr: SocketAddr, target: &str, extra: &str) -> Result<SseClient, String> {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let head = format!("GET {target} HTTP/1.1\r\nHost: test\r\n{extra}\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).unwrap();
+        let mut headers = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            headers.push_str(&line.to_ascii_lowercase());
+        }
+        if !status_line.starts_with("HTTP/1.1 200") {
+            return Err(status_line);
+        }
+        assert!(
+            headers.contains("content-type: text/event-stream"),
+            "{headers}"
+        );
+        assert!(headers.contains("transfer-encoding: chunked"), "{headers}");
+        Ok(SseClient {
+            reader,
+            text: String::new(),
+        })
+    }
+
+    fn read_chunk(&mut self) {
+        let mut size_line = String::new();
+        self.reader.read_line(&mut size_line).unwrap();
+        let size = usize::from_str_radix(size_line.trim(), 16).expect("a chunk size");
+        assert!(size > 0, "the stream ended");
+        let mut chunk = vec![0; size + 2];
+        self.reader.read_exact(&mut chunk).unwrap();
+        self.text
+            .push_str(std::str::from_utf8(&chunk[..size]).expect("UTF-8 events"));
+    }
+
+    /// The next event that is not a comment or a `progress` event.
+    fn next(&mut self) -> Event {
+        loop {
+            let Some(end) = self.text.find("\n\n") else {
+                self.read_chunk();
+                continue;
+            };
+            let block: String = self.text.drain(..end + 2).collect();
+            let (mut name, mut id, mut data) = ("message".to_string(), None, String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event: ") {
+                    name = v.to_string();
+                } else if let Some(v) = line.strip_prefix("id: ") {
+                    id = Some(v.parse().unwrap());
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                }
+            }
+            if data.is_empty() || name == "progress" {
+                continue; // a comment (heartbeat) or a progress marker
+            }
+            let data = json::parse(&data).unwrap_or_else(|e| panic!("{e}: {data}"));
+            return Event { name, id, data };
+        }
+    }
+}
+
+fn request(addr: SocketAddr, target: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    raw
+}
+
+fn ids(page: &Value) -> Vec<u64> {
+    let Value::Array(items) = &page["data"] else {
+        panic!("no data array: {page:?}")
+    };
+    items
+        .iter()
+        .map(|item| item["id"].as_u64().unwrap())
+        .collect()
+}
+
+fn change(event: &Event) -> (u64, String, String, u64) {
+    assert_eq!(event.name, "change", "{event:?}");
+    let index = event.data["index"].as_u64().unwrap();
+    assert_eq!(event.id, Some(index), "the SSE id is the log index");
+    (
+        index,
+        event.data["op"].as_str().unwrap().to_string(),
+        event.data["kind"].as_str().unwrap().to_string(),
+        event.data["id"].as_u64().unwrap(),
+    )
+}
+
+fn patch_published(published: bool) -> PostPatch {
+    PostPatch {
+        published: Some(published),
+        ..PostPatch::default()
+    }
+}
+
+#[test]
+fn sse_feed_sends_page_then_changes_and_resumes_without_gap() {
+    let data = temp_dir("sse");
+    let running = App::new("live-test")
+        .model::<Post>()
+        .start(&options(data.clone()))
+        .unwrap();
+    let (addr, handle) = (running.server.local_addr(), running.handle.clone());
+    handle.create(post("one", true)).unwrap(); // index 1, id 1
+    handle.create(post("two", false)).unwrap(); // index 2, id 2
+    handle.create(post("three", true)).unwrap(); // index 3, id 3
+
+    let target = "/api/posts/stream?published=true&heartbeat_ms=100";
+    let mut client = SseClient::open(addr, target, "").unwrap();
+    assert_eq!(client.next().name, "ready");
+    let snapshot = client.next();
+    assert_eq!(snapshot.name, "snapshot");
+    assert_eq!(snapshot.id, Some(3));
+    assert_eq!(snapshot.data["index"].as_u64(), Some(3));
+    assert_eq!(snapshot.data["total"].as_u64(), Some(2));
+    assert_eq!(ids(&snapshot.data), vec![1, 3]);
+
+    handle.create(post("four", true)).unwrap(); // 4: enters
+    handle.create(post("five", false)).unwrap(); // 5: not in the view, not sent
+    handle
+        .update::<Post>(Id::Int(1), patch_published(false))
+        .unwrap(); // 6: leaves
+    handle
+        .update::<Post>(Id::Int(2), patch_published(true))
+        .unwrap(); // 7: enters
+    handle.delete::<Post>(Id::Int(5)).unwrap(); // 8: never in the view, not sent
+    handle.delete::<Post>(Id::Int(3)).unwrap(); // 9: leaves
+    let expected = [
+        (4, "upsert", "created", 4),
+        (6, "remove", "updated", 1),
+        (7, "upsert", "updated", 2),
+        (9, "remove", "deleted", 3),
+    ];
+    for (index, op, kind, id) in expected {
+        let got = change(&client.next());
+        assert_eq!(got, (index, op.into(), kind.into(), id));
+    }
+    drop(client);
+
+    // Changes while the client is away, then a resume after 7 (as if 9 was lost in transit).
+    handle.create(post("six", true)).unwrap(); // 10
+    handle
+        .update::<Post>(Id::Int(6), patch_published(false))
+        .unwrap(); // 11
+    let mut client = SseClient::open(addr, target, "Last-Event-ID: 7\r\n").unwrap();
+    assert_eq!(client.next().name, "ready");
+    let resumed: Vec<_> = (0..4).map(|_| change(&client.next())).collect();
+    // After a resume the server does not know the client's view, so every removal is sent
+    // (8 deletes a record that never matched; the client ignores unknown ids).
+    assert_eq!(
+        resumed,
+        vec![
+            (8, "remove".into(), "deleted".into(), 5),
+            (9, "remove".into(), "deleted".into(), 3),
+            (10, "upsert".into(), "created".into(), 6),
+            (11, "remove".into(), "updated".into(), 6),
+        ]
+    );
+    drop(client);
+
+    // `from=` resumes too; a `from` beyond the log's end gets a fresh page.
+    let mut client = SseClient::open(addr, &format!("{target}&from=10"), "").unwrap();
+    client.next();
+    assert_eq!(change(&client.next()).0, 11);
+    drop(client);
+    let mut client = SseClient::open(addr, &format!("{target}&from=999"), "").unwrap();
+    client.next();
+    let fresh = client.next();
+    assert_eq!((fresh.name.as_str(), fresh.id), ("snapshot", Some(11)));
+    assert_eq!(ids(&fresh.data), vec![2, 4]);
+    drop(client);
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn sse_feed_rejects_bad_parameters() {
+    let data = temp_dir("bad");
+    let running = App::new("live-bad")
+        .model::<Post>()
+        .start(&options(data.clone()))
+        .unwrap();
+    let addr = running.server.local_addr();
+    for target in [
+        "/api/posts/stream?from=x",
+        "/api/posts/stream?heartbeat_ms=1",
+        "/api/posts/stream?nosuchfield=1",
+    ] {
+        let err = SseClient::open(addr, target, "").err().expect("refused");
+        assert!(err.starts_with("HTTP/1.1 400"), "{target}: {err}");
+    }
+    let err = SseClient::open(addr, "/api/posts/stream", "Last-Event-ID: abc\r\n")
+        .err()
+        .expect("refused");
+    assert!(err.starts_with("HTTP/1.1 400"), "{err}");
+    // The list route itself is unchanged.
+    assert!(request(addr, "/api/posts").starts_with("HTTP/1.1 200"));
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn a_lagging_feed_is_cut_off_and_resumes_without_gap() {
+    let data = temp_dir("lag");
+    let running = App::new("live-lag")
+        .model::<Post>()
+        .engine_options(EngineOptions {
+            subscriber_buffer_events: 4,
+            ..EngineOptions::default()
+        })
+        .start(&options(data.clone()))
+        .unwrap();
+    let handle = running.handle.clone();
+    let pairs = vec![("published".to_string(), "true".to_string())];
+    let live = parse_live_query::<Post>(&pairs).unwrap();
+    let mut feed = LiveFeed::<Post>::start(&handle, live.query.clone(), None).unwrap();
+    let wait = Duration::from_secs(10);
+    match feed.next_timeout(wait).unwrap() {
+        Some(LiveItem::Snapshot(page)) => assert_eq!((page.index, page.total), (0, 0)),
+        other => panic!("expected the first page, got {other:?}"),
+    }
+    // Ten commits while the feed reads nothing: its buffer of 4 overflows.
+    for n in 0..10 {
+        handle.create(post(&format!("p{n}"), true)).unwrap();
+    }
+    let mut seen = Vec::new();
+    let last_index = loop {
+        match feed.next_timeout(wait) {
+            Ok(Some(LiveItem::Change(change))) => seen.push(change.index()),
+            Err(LiveError::Lagged { last_index }) => break last_index,
+            other => panic!("expected changes then a cut-off, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        seen,
+        (1..=4).collect::<Vec<u64>>(),
+        "the buffered events come first"
+    );
+    assert_eq!(last_index, 4);
+    let mut feed = LiveFeed::<Post>::start(&handle, live.query, Some(last_index)).unwrap();
+    for index in 5..=10 {
+        match feed.next_timeout(wait).unwrap() {
+            Some(LiveItem::Change(Change::Upsert {
+                index: got, record, ..
+            })) => {
+                assert_eq!(got, index);
+                assert_eq!(record.id, index);
+            }
+            other => panic!("expected change {index}, got {other:?}"),
+        }
+    }
+    assert_eq!(feed.last_index(), 10);
+    assert_eq!(feed.next_timeout(Duration::from_millis(1)).unwrap(), None);
+    drop(feed);
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+fn ws_json(client: &mut WsClient) -> Value {
+    let text = client.next_text();
+    json::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn ws_change(value: &Value) -> (u64, String, u64) {
+    assert_eq!(value["type"].as_str(), Some("change"), "{value:?}");
+    (
+        value["index"].as_u64().unwrap(),
+        value["op"].as_str().unwrap().to_string(),
+        value["id"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn websocket_feed_sends_page_then_changes_and_resumes() {
+    let data = temp_dir("ws");
+    let running = App::new("live-ws")
+        .model::<Post>()
+        .start(&options(data.clone()))
+        .unwrap();
+    let (addr, handle) = (running.server.local_addr(), running.handle.clone());
+    handle.create(post("a", true)).unwrap(); // 1
+    handle.create(post("b", false)).unwrap(); // 2
+
+    let mut client = WsClient::connect(addr, "/api/posts/live?published=true");
+    let snapshot = ws_json(&mut client);
+    assert_eq!(snapshot["type"].as_str(), Some("snapshot"));
+    assert_eq!(snapshot["index"].as_u64(), Some(2));
+    assert_eq!(ids(&snapshot), vec![1]);
+    handle.create(post("c", true)).unwrap(); // 3
+    handle
+        .update::<Post>(Id::Int(2), patch_published(true))
+        .unwrap(); // 4
+    handle
+        .update::<Post>(Id::Int(1), patch_published(false))
+        .unwrap(); // 5
+    let got: Vec<_> = (0..3).map(|_| ws_change(&ws_json(&mut client))).collect();
+    assert_eq!(
+        got,
+        vec![
+            (3, "upsert".into(), 3),
+            (4, "upsert".into(), 2),
+            (5, "remove".into(), 1)
+        ]
+    );
+    client.close();
+
+    // Resume after 4 (as if 5 never arrived): exactly 5, then the new ones.
+    handle.create(post("d", true)).unwrap(); // 6
+    let mut client = WsClient::connect(addr, "/api/posts/live?published=true&from=4");
+    assert_eq!(ws_change(&ws_json(&mut client)), (5, "remove".into(), 1));
+    assert_eq!(ws_change(&ws_json(&mut client)), (6, "upsert".into(), 4));
+    handle.delete::<Post>(Id::Int(4)).unwrap(); // 7
+    assert_eq!(ws_change(&ws_json(&mut client)), (7, "remove".into(), 4));
+    client.close();
+
+    // Bad filters are refused before the upgrade.
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let request = ws_support::upgrade_request("/api/posts/live?nosuch=1", "");
+    stream.write_all(request.as_bytes()).unwrap();
+    let (head, _) = ws_support::read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    drop(handle);
+    running.stop().unwrap();
+    // The pump and its feeds let go of the engine: the data directory opens again.
+    let running = App::new("live-ws")
+        .model::<Post>()
+        .start(&options(data.clone()))
+        .unwrap();
+    assert_eq!(running.handle.engine().applied_index(), 7);
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}

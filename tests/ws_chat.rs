@@ -1,0 +1,155 @@
+//! The chat example over HTTP and WebSocket: the page, history on join, presence, messages
+//! broadcast to the room only after they are durable, and history surviving a restart.
+
+#[path = "../examples/chat.rs"]
+#[allow(dead_code)]
+mod chat;
+mod ws_support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lithair::app::cli::ServeOptions;
+use lithair::json::{self, Value};
+use ws_support::WsClient;
+
+fn options(data: PathBuf) -> ServeOptions {
+    ServeOptions {
+        port: 0,
+        bind: "127.0.0.1".parse().unwrap(),
+        data,
+        node_id: None,
+        peer_port: None,
+        cluster: Vec::new(),
+        join: None,
+        cluster_secret: None,
+        extra: Vec::new(),
+    }
+}
+
+fn get(addr: SocketAddr, target: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a head");
+    (head.to_string(), body.to_string())
+}
+
+fn next(client: &mut WsClient) -> Value {
+    let text = client.next_text();
+    json::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn join(addr: SocketAddr, room: &str, user: &str) -> (WsClient, Value, Value) {
+    let mut client = WsClient::connect(addr, &format!("/ws?room={room}&user={user}"));
+    let history = next(&mut client);
+    assert_eq!(history["type"].as_str(), Some("history"), "{history:?}");
+    let members = next(&mut client);
+    assert_eq!(members["type"].as_str(), Some("members"), "{members:?}");
+    (client, history, members)
+}
+
+fn texts(history: &Value) -> Vec<String> {
+    let Value::Array(messages) = &history["messages"] else {
+        panic!("no messages: {history:?}")
+    };
+    messages
+        .iter()
+        .map(|m| {
+            format!(
+                "{}: {}",
+                m["user"].as_str().unwrap(),
+                m["text"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn users(members: &Value) -> Vec<&str> {
+    let Value::Array(users) = &members["users"] else {
+        panic!("no users: {members:?}")
+    };
+    users.iter().map(|u| u.as_str().unwrap()).collect()
+}
+
+#[test]
+fn chat_rooms_presence_and_durable_history() {
+    let data = std::env::temp_dir().join(format!("lithair-chat-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let running = chat::app().start(&options(data.clone())).unwrap();
+    let addr = running.server.local_addr();
+    let (head, page) = get(addr, "/");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(page.contains("<title>Lithair chat</title>"));
+
+    let (mut ann, history, members) = join(addr, "r1", "ann");
+    assert!(texts(&history).is_empty());
+    assert_eq!(users(&members), ["ann"]);
+    let (mut bob, _, members) = join(addr, "r1", "bob");
+    assert_eq!(users(&members), ["ann", "bob"]);
+    let notice = next(&mut ann);
+    assert_eq!(
+        (
+            notice["type"].as_str(),
+            notice["event"].as_str(),
+            notice["user"].as_str()
+        ),
+        (Some("presence"), Some("join"), Some("bob"))
+    );
+    let (mut carl, _, members) = join(addr, "r2", "carl");
+    assert_eq!(users(&members), ["carl"]);
+
+    ann.send_text(r#"{"type":"say","text":"hello"}"#);
+    for client in [&mut ann, &mut bob] {
+        let message = next(client);
+        assert_eq!(message["type"].as_str(), Some("message"));
+        assert_eq!(message["message"]["text"].as_str(), Some("hello"));
+        assert_eq!(message["message"]["user"].as_str(), Some("ann"));
+        assert_eq!(message["message"]["room"].as_str(), Some("r1"));
+    }
+    carl.send_text(r#"{"type":"say","text":"other room"}"#);
+    // Carl hears himself; Ann's next message is Bob leaving, not Carl's words.
+    assert_eq!(
+        next(&mut carl)["message"]["text"].as_str(),
+        Some("other room")
+    );
+    carl.send_text(r#"{"type":"shout"}"#);
+    assert_eq!(next(&mut carl)["type"].as_str(), Some("error"));
+    bob.close();
+    let notice = next(&mut ann);
+    assert_eq!(
+        (notice["event"].as_str(), notice["user"].as_str()),
+        (Some("leave"), Some("bob"))
+    );
+    ann.close();
+    carl.close();
+
+    let (head, body) = get(addr, "/api/messages?room=r1");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(json::parse(&body).unwrap()["total"].as_u64(), Some(1));
+    let (head, _) = get(addr, "/ws?room=r1&user=");
+    assert!(
+        head.starts_with("HTTP/1.1 400"),
+        "an empty name is refused: {head}"
+    );
+    running.stop().unwrap();
+
+    // A restart (or a page reload) shows the history, per room.
+    let running = chat::app().start(&options(data.clone())).unwrap();
+    let addr = running.server.local_addr();
+    let (dan, history, _) = join(addr, "r1", "dan");
+    assert_eq!(texts(&history), ["ann: hello"]);
+    let (eve, history, _) = join(addr, "r2", "eve");
+    assert_eq!(texts(&history), ["carl: other room"]);
+    dan.close();
+    eve.close();
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
