@@ -402,6 +402,17 @@ fn crud_validation_uniqueness_and_restart() {
     let addr = running.server.local_addr();
     assert_eq!(running.handle.engine().digest(), digest);
     assert_eq!(request(addr, "GET", "/api/posts", "", "").body, listing);
+    // An idempotent retry after the restart is answered from the log.
+    let retry = request(
+        addr,
+        "POST",
+        "/api/posts",
+        "Idempotency-Key: abc-123\r\n",
+        r#"{"title":"Once","slug":"once"}"#,
+    );
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.json()["slug"].as_str(), Some("once"));
     let next = request(
         addr,
         "POST",

@@ -57,12 +57,29 @@ pub struct Executed<T> {
 pub struct Handle {
     engine: Arc<Engine<AppState>>,
     checks: Arc<Checks>,
+    /// Recent outcomes of writes that carried an idempotency key: first log index -> record id,
+    /// so a retry is answered without reading the log back (after a restart it falls back to
+    /// the log).
+    recent: Arc<std::sync::Mutex<RecentOutcomes>>,
+}
+
+/// Idempotent outcomes remembered in memory, oldest evicted first.
+pub const RECENT_OUTCOMES_MAX: usize = 65_536;
+
+#[derive(Default)]
+struct RecentOutcomes {
+    by_index: std::collections::HashMap<u64, Id>,
+    order: std::collections::VecDeque<u64>,
 }
 
 impl Handle {
     /// Wraps an open engine; every write enforces `checks`.
     pub fn new(engine: Arc<Engine<AppState>>, checks: Arc<Checks>) -> Self {
-        Handle { engine, checks }
+        Handle {
+            engine,
+            checks,
+            recent: Arc::default(),
+        }
     }
 
     /// The engine.
@@ -151,8 +168,32 @@ impl Handle {
         (event.envelope.index == index).then_some(event)
     }
 
-    /// The id of the `M` record the command at `receipt` touched first, for idempotent retries.
+    /// Remembers that the keyed write at `receipt` produced record `id`.
+    pub fn remember_outcome(&self, receipt: &Receipt, id: Id) {
+        let mut recent = self.recent.lock().expect("recent outcomes poisoned");
+        if recent.by_index.insert(receipt.first_index, id).is_none() {
+            recent.order.push_back(receipt.first_index);
+        }
+        while recent.order.len() > RECENT_OUTCOMES_MAX {
+            if let Some(oldest) = recent.order.pop_front() {
+                recent.by_index.remove(&oldest);
+            }
+        }
+    }
+
+    /// The id of the `M` record the command at `receipt` touched first, for idempotent retries:
+    /// from memory when this process ran it, else read back from the log.
     pub fn id_touched_by<M: Model>(&self, receipt: &Receipt) -> Option<Id> {
+        let remembered = self
+            .recent
+            .lock()
+            .expect("recent outcomes poisoned")
+            .by_index
+            .get(&receipt.first_index)
+            .cloned();
+        if remembered.is_some() {
+            return remembered;
+        }
         if receipt.last_index < receipt.first_index {
             return None;
         }

@@ -203,10 +203,16 @@ fn respond_write<M: Model>(
     handle: &Handle,
     outcome: Result<Executed<(M, u64)>, WriteError>,
     status: u16,
+    keyed: bool,
 ) -> Result<Response, Problem> {
     let executed = outcome.map_err(|e| write_error_problem(&e))?;
     let (record, version, replayed) = match executed.output {
-        Some((record, version)) => (record, version, false),
+        Some((record, version)) => {
+            if keyed {
+                handle.remember_outcome(&executed.receipt, record.id());
+            }
+            (record, version, false)
+        }
         None => {
             let id = handle
                 .id_touched_by::<M>(&executed.receipt)
@@ -239,17 +245,19 @@ fn with_version<M: Model>(tx: &Tx<'_>, record: M) -> (M, u64) {
 fn create<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
     let record: M = req.json()?;
     let meta = write_meta(req)?;
+    let keyed = meta.idempotency_key.is_some();
     let outcome = handle.execute(meta, move |tx| {
         let created = tx.create(record.clone())?;
         Ok(with_version(tx, created))
     });
-    respond_write(handle, outcome, 201)
+    respond_write(handle, outcome, 201, keyed)
 }
 
 fn replace<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
     let id = path_id::<M>(req)?;
     let record: M = req.json()?;
     let (meta, expected) = (write_meta(req)?, if_match(req)?);
+    let keyed = meta.idempotency_key.is_some();
     let outcome = handle.execute(meta, move |tx| {
         if let Some(expected) = expected {
             tx.expect_version::<M>(&id, expected)?;
@@ -257,13 +265,14 @@ fn replace<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Pro
         let replaced = tx.replace(&id, record.clone())?;
         Ok(with_version(tx, replaced))
     });
-    respond_write(handle, outcome, 200)
+    respond_write(handle, outcome, 200, keyed)
 }
 
 fn patch<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
     let id = path_id::<M>(req)?;
     let patch: M::Patch = req.json()?;
     let (meta, expected) = (write_meta(req)?, if_match(req)?);
+    let keyed = meta.idempotency_key.is_some();
     let outcome = handle.execute(meta, move |tx| {
         if let Some(expected) = expected {
             tx.expect_version::<M>(&id, expected)?;
@@ -271,7 +280,7 @@ fn patch<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Probl
         let updated = tx.update::<M>(&id, patch.clone())?;
         Ok(with_version(tx, updated))
     });
-    respond_write(handle, outcome, 200)
+    respond_write(handle, outcome, 200, keyed)
 }
 
 fn remove<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
