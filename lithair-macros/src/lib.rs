@@ -20,6 +20,7 @@
 //!
 //! Architecture invariant: only this file touches `proc_macro`; every other module works on
 //! `tokens::Tok` and is unit tested without a compiler.
+#![forbid(unsafe_code)]
 use proc_macro::{Delimiter, Group, Ident, Literal, Punct, Spacing, Span, TokenStream, TokenTree};
 
 mod ast;

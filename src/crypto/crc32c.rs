@@ -2,7 +2,7 @@
 //! the log's frame checksums.
 //!
 //! Owns: the software slicing-by-8 implementation and the choice between it and the hardware
-//! instruction (`sys::crc32c_hw`). Must not: contain `unsafe` (the intrinsic lives in `sys`).
+//! instruction (`sys::crc32c_hw`). Must not: call the intrinsic itself (that call lives in `sys`).
 
 use crate::sys::crc32c_hw;
 

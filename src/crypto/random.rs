@@ -1,7 +1,7 @@
 //! Randomness: the kernel's CSPRNG through `/dev/urandom`, and a small fast deterministic PRNG.
 //!
 //! Owns: [`fill_bytes`] and [`u64()`] for secrets, tokens and ids (kernel randomness, read with
-//! `std::fs`, no unsafe), and [`Rng`] (xoshiro256**, seeded through [`SplitMix64`]) for
+//! `std::fs`, no raw system call), and [`Rng`] (xoshiro256**, seeded through [`SplitMix64`]) for
 //! simulations, tests and jitter, where a seed must replay bit for bit.
 //! Must not: use [`Rng`] for anything an attacker may predict to their profit (it is not
 //! cryptographic), or be called from `engine` apply code (apply reads no randomness).

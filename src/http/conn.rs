@@ -504,7 +504,7 @@ impl Conn {
     }
 
     /// A request is complete: answer it inline, send it to a worker, or hold it until the
-    /// requests before it are answered (ordering of unsafe methods).
+    /// requests before it are answered (methods that are not safe, RFC 9110 §9.2.1, keep their order).
     fn complete(&mut self, ctx: &mut Ctx<'_>, source: Source, exchange: Exchange) {
         if !exchange.keep_alive {
             self.accept_more = false;
