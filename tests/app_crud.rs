@@ -7,118 +7,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lithair::app::cli::ServeOptions;
-use lithair::app::{App, FieldKind, FieldSpec, Id, Model, ModelEvent, Rule};
+use lithair::app::{App, Id, ModelEvent};
 use lithair::json::{self, Value};
-use lithair::prelude::*;
 
-#[derive(Json, Binary, Clone, Debug, PartialEq, Default)]
-struct Post {
-    #[json(default)]
-    id: u64,
-    title: String,
-    slug: String,
-    #[json(default)]
-    #[binary(default)]
-    published: bool,
-    #[json(default)]
-    views: u64,
-}
-
-#[derive(Json, Binary, Clone, Debug, PartialEq, Default)]
-struct PostPatch {
-    title: Option<String>,
-    slug: Option<String>,
-    published: Option<bool>,
-    views: Option<u64>,
-}
-
-const TITLE_RULES: [Rule; 1] = [Rule::Len {
-    min: 1,
-    max: Some(20),
-}];
-
-const POST_FIELDS: [FieldSpec; 5] = [
-    FieldSpec {
-        primary_key: true,
-        ..FieldSpec::plain("id", FieldKind::UInt)
-    },
-    FieldSpec {
-        rules: &TITLE_RULES,
-        ..FieldSpec::plain("title", FieldKind::Str)
-    },
-    FieldSpec {
-        unique: true,
-        immutable: true,
-        ..FieldSpec::plain("slug", FieldKind::Str)
-    },
-    FieldSpec {
-        indexed: true,
-        has_default: true,
-        ..FieldSpec::plain("published", FieldKind::Bool)
-    },
-    FieldSpec::plain("views", FieldKind::UInt),
-];
-
-impl Model for Post {
-    type Patch = PostPatch;
-    const NAME: &'static str = "Post";
-    const PATH: &'static str = "/api/posts";
-    const FIELDS: &'static [FieldSpec] = &POST_FIELDS;
-    const PRIMARY_KEY: usize = 0;
-
-    fn id(&self) -> Id {
-        Id::Int(self.id)
-    }
-
-    fn set_id(&mut self, id: Id) {
-        if let Id::Int(id) = id {
-            self.id = id;
-        }
-    }
-
-    fn field_value(&self, index: usize) -> Value {
-        match index {
-            0 => json::to_value(&self.id),
-            1 => json::to_value(&self.title),
-            2 => json::to_value(&self.slug),
-            3 => json::to_value(&self.published),
-            _ => json::to_value(&self.views),
-        }
-        .unwrap_or(Value::Null)
-    }
-
-    fn apply_patch(&mut self, patch: &PostPatch) {
-        if let Some(v) = &patch.title {
-            self.title = v.clone();
-        }
-        if let Some(v) = &patch.slug {
-            self.slug = v.clone();
-        }
-        if let Some(v) = patch.published {
-            self.published = v;
-        }
-        if let Some(v) = patch.views {
-            self.views = v;
-        }
-    }
-
-    fn patch_fields(patch: &PostPatch) -> Vec<usize> {
-        let mut fields = Vec::new();
-        if patch.title.is_some() {
-            fields.push(1);
-        }
-        if patch.slug.is_some() {
-            fields.push(2);
-        }
-        if patch.published.is_some() {
-            fields.push(3);
-        }
-        if patch.views.is_some() {
-            fields.push(4);
-        }
-        fields
-    }
-}
+#[allow(dead_code)]
+#[path = "support/post_model.rs"]
+mod post_model;
+use post_model::{Post, PostPatch};
 
 static CHANGES: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
 
