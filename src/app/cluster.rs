@@ -16,6 +16,7 @@ use crate::engine::{digest_hex, Engine, EngineOptions, Replica};
 use crate::http::router::Router;
 use crate::http::{Handler, Method, Request, Response};
 use crate::raft::node::{ClusterStatus, Inbox, Node, NodeConfig};
+use crate::raft::storage_log::read_hard_state;
 use crate::raft::ConfChange;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
@@ -69,9 +70,13 @@ pub fn start_cluster(
     let data: &Path = &options.data;
     std::fs::create_dir_all(data)
         .map_err(|e| format!("cannot create data directory {}: {e}", data.display()))?;
+    // The durable commit index bounds what the engine may replay from the shared log.
+    let hard_state = read_hard_state(data).map_err(|e| format!("cannot open the node: {e}"))?;
     let inbox = Inbox::new();
-    let (engine, opened) = Engine::open_cluster(data, engine_options, initial, inbox.proposer())
-        .map_err(|e| format!("cannot open {}: {e}", data.display()))?;
+    let proposer = inbox.proposer();
+    let (engine, opened) =
+        Engine::open_cluster(data, engine_options, initial, proposer, hard_state.commit)
+            .map_err(|e| format!("cannot open {}: {e}", data.display()))?;
     let replica = engine.replica();
     let config = NodeConfig {
         id,
@@ -85,7 +90,7 @@ pub fn start_cluster(
         secret: secret.into_bytes(),
         data_dir: data.to_path_buf(),
     };
-    let node = Node::start(config, inbox, Arc::clone(&replica))
+    let node = Node::start(config, inbox, Arc::clone(&replica), engine.cluster_log())
         .map_err(|e| format!("cannot start the raft node: {e}"))?;
     Ok(Clustered {
         engine,

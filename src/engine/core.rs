@@ -263,6 +263,9 @@ impl<S: State, C: Command<S>> Drop for TypedSubmission<S, C> {
 struct Pending<S: State> {
     /// Bytes the batch's entries take in the log.
     bytes: u64,
+    /// Cluster mode: the last index the batch covers, Raft-internal entries included (0 on a
+    /// single node, where every index holds an event).
+    skip_to: u64,
     events: Vec<Committed<S::Event>>,
     remembered: Vec<(Arc<str>, Receipt)>,
     outcomes: Vec<(Job<S>, Result<Receipt, Failure>)>,
@@ -271,7 +274,8 @@ struct Pending<S: State> {
 /// State shared by the engine handle and its threads.
 pub(super) struct Shared<S: State> {
     committed: RwLock<Tracked<S>>,
-    log: Log,
+    /// Shared with the Raft storage in cluster mode, which is then the only writer.
+    log: Arc<Log>,
     data_dir: PathBuf,
     options: EngineOptions,
     hooks: RwLock<Vec<Hook<S::Event>>>,
@@ -296,8 +300,10 @@ struct Cluster {
     proposer: Arc<dyn Proposer>,
     /// The term this node leads and may sequence in (0: not leading).
     leader_term: AtomicU64,
-    /// Last event index handed to the local log (applied or about to be).
+    /// Last index handed to the applier (applied or about to be).
     delivered: Mutex<u64>,
+    /// The index the leader's Raft log gives its next entry (see [`Replica::set_next_index`]).
+    next_index: AtomicU64,
 }
 
 /// Why a batch did not reach the applier as committed.
@@ -370,8 +376,11 @@ pub struct Engine<S: State> {
 impl<S: State> Engine<S> {
     /// Opens the engine in cluster mode: the sequencer proposes its batches through
     /// `proposer` (and runs only while [`Replica::set_leader`] says this node leads), and
-    /// every node applies committed batches through [`Engine::replica`]. The local log is
-    /// written without fsync: the Raft log is the durable record.
+    /// every node applies committed entries through [`Engine::replica`]. The log is the Raft
+    /// log: the Raft storage writes it (durably) through [`Engine::cluster_log`]; the engine
+    /// never appends to it. Recovery replays the snapshot and the log up to `commit_hint`
+    /// (the durable commit index) only; Raft re-delivers the rest once it re-learns the
+    /// commit index.
     ///
     /// Shutdown order: stop whatever holds the replica (the Raft node) before dropping the
     /// engine.
@@ -380,11 +389,22 @@ impl<S: State> Engine<S> {
         mut options: EngineOptions,
         initial: S,
         proposer: Arc<dyn Proposer>,
+        commit_hint: u64,
     ) -> Result<(Self, Opened), Error> {
-        options.durability = Durability::Relaxed {
-            interval: std::time::Duration::from_secs(1),
-        };
-        Self::open_with(data_dir, options, initial, Some(proposer))
+        options.durability = Durability::Durable;
+        Self::open_with(data_dir, options, initial, Some((proposer, commit_hint)))
+    }
+
+    /// The log, for the Raft storage to write (cluster mode only).
+    ///
+    /// # Panics
+    /// If the engine was not opened with [`Engine::open_cluster`].
+    pub fn cluster_log(&self) -> Arc<Log> {
+        assert!(
+            self.shared().cluster.is_some(),
+            "cluster_log() needs Engine::open_cluster"
+        );
+        Arc::clone(&self.shared().log)
     }
 
     /// The cluster replica (cluster mode only).
@@ -415,7 +435,7 @@ impl<S: State> Engine<S> {
         data_dir: &Path,
         options: EngineOptions,
         initial: S,
-        proposer: Option<Arc<dyn Proposer>>,
+        cluster: Option<(Arc<dyn Proposer>, u64)>,
     ) -> Result<(Self, Opened), Error> {
         if options.idempotency_keys_max == 0
             || options.subscriber_buffer_events == 0
@@ -445,7 +465,8 @@ impl<S: State> Engine<S> {
         let progress = options.replay_progress.clone();
         let every = options.replay_progress_every_events.max(1);
         let mut next_report = snapshot_index + every;
-        let ((log, recovery), tracked) = replay::replay_pipelined(tracked, &upcasters, |visit| {
+        let replay_to = cluster.as_ref().map_or(u64::MAX, |(_, hint)| *hint);
+        let replayed = replay::replay_pipelined(tracked, replay_to, &upcasters, |visit| {
             Log::open(data_dir, log_options, &mut |frame| {
                 let last = frame.last_index();
                 if let Some(report) = progress.as_ref().filter(|_| last >= next_report) {
@@ -455,7 +476,12 @@ impl<S: State> Engine<S> {
                 visit(frame)
             })
         })?;
-        if recovery.next_index != tracked.applied_index + 1 {
+        let ((log, recovery), tracked) = replayed;
+        let log_end = recovery.next_index - 1;
+        // Single node: the state is the whole log. Cluster: the log up to the commit hint
+        // (a snapshot may already cover more than the hint).
+        let expected_applied = log_end.min(replay_to).max(snapshot_index);
+        if log_end < snapshot_index || tracked.applied_index != expected_applied {
             let message = format!(
                 "the log ends at index {} but the snapshot covers up to {snapshot_index}",
                 recovery.next_index - 1
@@ -468,6 +494,7 @@ impl<S: State> Engine<S> {
             applied_index: tracked.applied_index,
             log: recovery,
         };
+        let proposer = cluster.map(|(proposer, _)| proposer);
         Ok((
             Self::start(data_dir, options, tracked, log, proposer),
             opened,
@@ -481,6 +508,7 @@ impl<S: State> Engine<S> {
         log: Log,
         proposer: Option<Arc<dyn Proposer>>,
     ) -> Self {
+        let log = Arc::new(log);
         let queue_commands_max = options.queue_commands_max;
         let applied_index = tracked.applied_index;
         let shared = Arc::new(Shared {
@@ -501,6 +529,7 @@ impl<S: State> Engine<S> {
                 proposer,
                 leader_term: AtomicU64::new(0),
                 delivered: Mutex::new(applied_index),
+                next_index: AtomicU64::new(applied_index + 1),
             }),
             replica_sender: Mutex::new(None),
         });
@@ -693,14 +722,22 @@ impl<S: State> Sequencer<S> {
     /// append once nothing is in flight any more).
     fn from_committed(shared: &Shared<S>, next_request_id: u64) -> Self {
         let committed = shared.committed.read().expect("state lock poisoned");
-        let speculative = committed.clone();
+        let mut speculative = committed.clone();
         let next_request_id = next_request_id.max(speculative.last_request_id + 1);
-        let next_index = speculative.applied_index + 1;
-        assert_eq!(
-            next_index,
-            shared.log.next_index(),
-            "sequencer and log disagree on the next index"
-        );
+        let mut next_index = speculative.applied_index + 1;
+        match &shared.cluster {
+            None => assert_eq!(
+                next_index,
+                shared.log.next_index(),
+                "sequencer and log disagree on the next index"
+            ),
+            Some(cluster) => {
+                // Entries after the applied index in the leader's log are Raft-internal
+                // (nothing of ours is in flight when rebuilding): continue after them.
+                next_index = next_index.max(cluster.next_index.load(Ordering::SeqCst));
+                speculative.skip_to(next_index - 1);
+            }
+        }
         Sequencer {
             term: 0,
             speculative,
@@ -852,6 +889,7 @@ fn run_sequencer<S: State>(
         let mut entries = EntryBatch::new();
         let mut pending = Pending {
             bytes: 0,
+            skip_to: 0,
             events: Vec::new(),
             remembered: Vec::new(),
             outcomes: Vec::new(),
@@ -867,9 +905,7 @@ fn run_sequencer<S: State>(
         pending.bytes = entries.byte_len() as u64;
         *shared.in_flight.lock().expect("in-flight lock poisoned") += 1;
         if let Some(cluster) = &shared.cluster {
-            let payload = replica::encode_payload(first_index, entries.len(), entries.as_bytes());
-            let token: Token = Box::new(pending);
-            cluster.proposer.propose(sequencer.term, payload, token);
+            propose_batch(cluster, &mut sequencer, first_index, &entries, pending);
             continue;
         }
         let applier = applier.clone();
@@ -884,6 +920,43 @@ fn run_sequencer<S: State>(
             done,
         });
     }
+}
+
+/// Cluster mode: hands a sequenced batch to Raft, one entry per event. A batch without events
+/// (only rejections or idempotent duplicates) becomes one no-op entry, so its outcomes are
+/// still delivered in commit order, after the entries they were decided against.
+fn propose_batch<S: State>(
+    cluster: &Cluster,
+    sequencer: &mut Sequencer<S>,
+    first_index: u64,
+    entries: &EntryBatch,
+    mut pending: Pending<S>,
+) {
+    let mut raw = split_entries(entries.as_bytes());
+    if raw.is_empty() {
+        raw.push(Vec::new());
+        sequencer.speculative.skip_to(first_index);
+        sequencer.next_index += 1;
+    }
+    pending.skip_to = first_index + raw.len() as u64 - 1;
+    let token: Token = Box::new(pending);
+    cluster
+        .proposer
+        .propose(sequencer.term, first_index, raw, token);
+}
+
+/// The entries of an [`EntryBatch`]'s bytes (`len u32 LE | entry`, repeated), copied.
+fn split_entries(mut bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(prefix) = bytes.get(..4) {
+        let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        let entry = bytes
+            .get(4..4 + len)
+            .expect("an entry batch is well formed");
+        out.push(entry.to_vec());
+        bytes = &bytes[4 + len..];
+    }
+    out
 }
 
 fn wait_until_idle<S: State>(shared: &Shared<S>) {
@@ -904,6 +977,7 @@ fn run_applier<S: State>(
     while let Ok((result, pending)) = receiver.recv() {
         let Pending {
             bytes,
+            skip_to,
             events,
             remembered,
             outcomes,
@@ -911,7 +985,7 @@ fn run_applier<S: State>(
         match result {
             Ok(_) => {
                 let count = events.len() as u64;
-                apply_committed(shared, events, &remembered);
+                apply_committed(shared, events, &remembered, skip_to);
                 for (job, outcome) in outcomes {
                     job.finish(outcome);
                 }
@@ -956,15 +1030,20 @@ fn run_applier<S: State>(
 }
 
 /// Applies a durable batch under the write lock, then (outside it) runs hooks and feeds
-/// subscribers.
+/// subscribers. `skip_to` (cluster mode, else 0) is the batch's last index: indexes without
+/// an event up to it belong to Raft-internal entries.
 fn apply_committed<S: State>(
     shared: &Shared<S>,
     events: Vec<Committed<S::Event>>,
     remembered: &[(Arc<str>, Receipt)],
+    skip_to: u64,
 ) {
     {
         let mut committed = shared.committed.write().expect("state lock poisoned");
         for committed_event in &events {
+            if skip_to > 0 {
+                committed.skip_to(committed_event.envelope.index - 1);
+            }
             committed.apply(
                 committed_event.envelope.index,
                 committed_event.envelope.request_id,
@@ -974,6 +1053,9 @@ fn apply_committed<S: State>(
         for (key, receipt) in remembered {
             committed.remember(key, *receipt);
         }
+        if skip_to > committed.applied_index {
+            committed.skip_to(skip_to);
+        }
     }
     let hooks = shared.hooks.read().expect("hooks lock poisoned").clone();
     for committed_event in &events {
@@ -982,7 +1064,7 @@ fn apply_committed<S: State>(
         }
     }
     if let Some(last) = events.last() {
-        let last_index = last.envelope.index;
+        let last_index = last.envelope.index.max(skip_to);
         let mut subscribers = shared
             .subscribers
             .lock()
@@ -1034,7 +1116,11 @@ fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
     drop(copy);
     let hook = shared.options.snapshot_hook.as_ref();
     let path = snapshot::write_snapshot(&shared.data_dir, index, &body, hook)?;
-    let segments_deleted = shared.log.delete_before(index + 1)?;
+    // Cluster mode: the Raft storage compacts the log (it must keep what followers need).
+    let segments_deleted = match shared.cluster {
+        None => shared.log.delete_before(index + 1)?,
+        Some(_) => 0,
+    };
     if let Some(Err(message)) = hook.map(|hook| hook(SnapshotStep::SegmentsDeleted)) {
         return Err(Error::Invalid {
             message: format!("snapshot stopped after deleting segments: {message}"),
@@ -1074,11 +1160,12 @@ impl<S: State> EngineReplica<S> {
 /// Idempotency keys with the receipts of the commands that used them.
 type Remembered = Vec<(Arc<str>, Receipt)>;
 
-/// Decodes a committed batch's entries into events and the idempotency receipts they imply
-/// (one receipt per command: its first to last event, as the leader's sequencer recorded it).
+/// Decodes committed entries into events and the idempotency receipts they imply (one
+/// receipt per command: its first to last event, as the leader's sequencer recorded it).
+/// Empty entries and reserved envelopes are Raft-internal and yield nothing.
 ///
 /// # Panics
-/// On an entry that does not decode: a committed batch was produced by a leader's sequencer,
+/// On an entry that does not decode: a committed entry was produced by a leader's sequencer,
 /// so this is a bug or corruption, and applying around it would fork the replicas.
 fn decode_batch<S: State>(
     shared: &Shared<S>,
@@ -1089,9 +1176,15 @@ fn decode_batch<S: State>(
     let mut remembered: Vec<(Arc<str>, Receipt)> = Vec::new();
     for (offset, raw) in raw_entries.iter().enumerate() {
         let index = first_index + offset as u64;
+        if raw.is_empty() {
+            continue;
+        }
         let envelope = envelope::decode_entry(raw)
             .unwrap_or_else(|e| panic!("committed entry {index}: bad envelope: {e}"));
         assert_eq!(envelope.index, index, "committed entry index mismatch");
+        if replica::is_reserved(envelope.event_type) {
+            continue;
+        }
         let event = replay::decode_event::<S>(&envelope, &shared.options.upcasters)
             .unwrap_or_else(|e| panic!("committed entry {index}: {e}"));
         let owned = envelope.to_envelope();
@@ -1123,29 +1216,30 @@ fn decode_batch<S: State>(
 }
 
 impl<S: State> Replica for EngineReplica<S> {
-    fn apply(&self, payload: &[u8], token: Option<Token>) {
+    fn apply(&self, first_index: u64, entries: &[&[u8]], token: Option<Token>) {
         let shared = &self.shared;
         let Some(applier) = self.applier() else {
-            return; // Shutting down: the Raft log re-delivers this batch on the next start.
+            return; // Shutting down: Raft re-delivers these entries on the next start.
         };
-        let Some((first_index, raw_entries)) = replica::decode_payload(payload) else {
-            panic!(
-                "a committed batch payload is malformed ({} bytes)",
-                payload.len()
-            );
-        };
-        let last_index = first_index + raw_entries.len() as u64 - 1;
-        let mut delivered = self.cluster().delivered.lock().expect("delivered poisoned");
-        if first_index <= *delivered {
-            // Re-delivered after a restart: the local log already holds it.
-            assert!(
-                last_index <= *delivered,
-                "a committed batch straddles the local log end"
-            );
+        if entries.is_empty() {
+            if let Some(token) = token {
+                self.abandon(token);
+            }
             return;
         }
-        assert_eq!(first_index, *delivered + 1, "gap between committed batches");
-        let (events, remembered) = decode_batch(shared, first_index, &raw_entries);
+        let last_index = first_index + entries.len() as u64 - 1;
+        let mut delivered = self.cluster().delivered.lock().expect("delivered poisoned");
+        if last_index <= *delivered {
+            // Re-delivered after a restart: the state already holds them.
+            assert!(token.is_none(), "a proposal of this run was applied twice");
+            return;
+        }
+        // A restart replays up to the commit hint (or loads a snapshot past it), so Raft may
+        // re-deliver a prefix the state already holds.
+        let skip = delivered.saturating_sub(first_index - 1) as usize;
+        let (first_index, entries) = (first_index + skip as u64, &entries[skip..]);
+        assert_eq!(first_index, *delivered + 1, "gap between committed entries");
+        let (events, remembered) = decode_batch(shared, first_index, entries);
         let outcomes = match token {
             Some(token) => match token.downcast::<Pending<S>>() {
                 Ok(pending) => pending.outcomes,
@@ -1157,24 +1251,20 @@ impl<S: State> Replica for EngineReplica<S> {
                 Vec::new()
             }
         };
-        let mut entries = EntryBatch::new();
-        for raw in &raw_entries {
-            entries.push(raw);
-        }
         let pending = Pending {
-            bytes: entries.byte_len() as u64,
+            bytes: entries.iter().map(|e| e.len() as u64 + 4).sum(),
+            skip_to: last_index,
             events,
             remembered,
             outcomes,
         };
-        shared.log.append(Append {
-            term: 0,
-            first_index,
-            entries,
-            done: Box::new(move |result| {
-                let _ = applier.send((result.map_err(Failed::Append), pending));
-            }),
-        });
+        let appended = Appended {
+            last_index,
+            group_appends: 1,
+            group_entries: entries.len() as u32,
+        };
+        // The applier only stops after every sender is gone; a closed one means shutdown.
+        let _ = applier.send((Ok(appended), pending));
         *delivered = last_index;
     }
 
@@ -1193,6 +1283,12 @@ impl<S: State> Replica for EngineReplica<S> {
         self.cluster()
             .leader_term
             .store(term.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    fn set_next_index(&self, next_index: u64) {
+        self.cluster()
+            .next_index
+            .store(next_index, Ordering::SeqCst);
     }
 
     fn delivered_index(&self) -> u64 {

@@ -38,7 +38,10 @@ pub use self::core::{
 };
 pub use envelope::{decode_entry, encode_entry, Envelope, EnvelopeRef};
 pub use replay::{decode_event, replay_dir};
-pub use replica::{decode_payload, encode_payload, Proposer, Replica, Token, PAYLOAD_HEADER_BYTES};
+pub use replica::{
+    classify, encode_reserved, is_reserved, Proposer, Replica, Reserved, Token,
+    RAFT_CONF_EVENT_TYPE, RAFT_NOOP_EVENT_TYPE,
+};
 pub use snapshot::{
     list_snapshots, parse_snapshot, snapshot_dir, SnapshotHook, SnapshotStep, SNAPSHOT_DIR_NAME,
     SNAPSHOT_HEADER_BYTES, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,

@@ -5,6 +5,7 @@
 //! Must not: write anything.
 
 use super::envelope::{self, EnvelopeRef};
+use super::replica;
 use super::snapshot;
 use super::state::{Committed, Receipt, State, Tracked, Upcaster};
 use crate::binary;
@@ -56,19 +57,22 @@ pub struct Decoded<E> {
     request_id: u64,
     timestamp_ms: u64,
     idempotency_key: Option<Arc<str>>,
-    event: E,
+    /// `None` for a reserved (Raft-internal) entry, which only consumes its index.
+    event: Option<E>,
 }
 
-/// Decodes (and upcasts) every entry of `frame` above `applied_index` into `out`.
+/// Decodes (and upcasts) every entry of `frame` in `applied_index + 1 ..= last_index` into
+/// `out`.
 pub fn decode_frame<S: State>(
     frame: &Frame<'_>,
     applied_index: u64,
+    last_index: u64,
     upcasters: &[Upcaster],
     out: &mut Vec<Decoded<S::Event>>,
 ) -> Result<(), Error> {
     for (offset, entry) in frame.entries().enumerate() {
         let index = frame.index + offset as u64;
-        if index <= applied_index {
+        if index <= applied_index || index > last_index {
             continue;
         }
         let visitor = |message: String| Error::Visitor { index, message };
@@ -77,7 +81,11 @@ pub fn decode_frame<S: State>(
         if envelope.index != index {
             return Err(visitor(format!("envelope says index {}", envelope.index)));
         }
-        let event = decode_event::<S>(&envelope, upcasters).map_err(visitor)?;
+        let event = if replica::is_reserved(envelope.event_type) {
+            None
+        } else {
+            Some(decode_event::<S>(&envelope, upcasters).map_err(visitor)?)
+        };
         out.push(Decoded {
             index,
             request_id: envelope.request_id,
@@ -95,7 +103,11 @@ pub fn apply_decoded<S: State>(
     decoded: impl IntoIterator<Item = Decoded<S::Event>>,
 ) {
     for item in decoded {
-        tracked.apply(item.index, item.request_id, &item.event);
+        let Some(event) = &item.event else {
+            tracked.skip_to(item.index);
+            continue;
+        };
+        tracked.apply(item.index, item.request_id, event);
         if let Some(key) = item.idempotency_key {
             let receipt = Receipt {
                 first_index: item.index,
@@ -115,10 +127,12 @@ const REPLAY_CHUNK_EVENTS: usize = 8192;
 const REPLAY_CHUNKS_QUEUED: usize = 4;
 
 /// Replays with two threads: `drive` runs on the calling thread and feeds frames (reading,
-/// checksums, decoding happen there); a second thread applies the decoded events in order.
+/// checksums, decoding happen there); a second thread applies the decoded events up to
+/// `last_index` in order (in cluster mode the log holds entries not known committed yet).
 /// Returns `drive`'s result and the state.
 pub fn replay_pipelined<S: State, T>(
     mut tracked: Tracked<S>,
+    last_index: u64,
     upcasters: &[Upcaster],
     drive: impl FnOnce(&mut dyn FnMut(&Frame<'_>) -> Result<(), Error>) -> Result<T, Error>,
 ) -> Result<(T, Tracked<S>), Error> {
@@ -132,10 +146,10 @@ pub fn replay_pipelined<S: State, T>(
             tracked
         });
         let mut chunk = Vec::with_capacity(REPLAY_CHUNK_EVENTS);
-        let mut last_index = applied_index;
+        let mut decoded_to = applied_index;
         let result = drive(&mut |frame| {
-            decode_frame::<S>(frame, last_index, upcasters, &mut chunk)?;
-            last_index = last_index.max(frame.last_index());
+            decode_frame::<S>(frame, decoded_to, last_index, upcasters, &mut chunk)?;
+            decoded_to = decoded_to.max(frame.last_index());
             if chunk.len() >= REPLAY_CHUNK_EVENTS {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(REPLAY_CHUNK_EVENTS));
                 // The applier only stops early if it panicked, which `join` reports below.
@@ -168,6 +182,9 @@ pub fn committed_events<S: State>(
         let visitor = |message: String| Error::Visitor { index, message };
         let envelope =
             envelope::decode_entry(entry).map_err(|e| visitor(format!("bad envelope: {e}")))?;
+        if replica::is_reserved(envelope.event_type) {
+            continue; // Raft-internal: no event for subscribers.
+        }
         let event = decode_event::<S>(&envelope, upcasters).map_err(visitor)?;
         out.push(Committed {
             envelope: envelope.to_envelope(),
@@ -219,7 +236,7 @@ pub fn replay_dir<S: State>(
     let from = tracked.applied_index + 1;
     let log_dir = data_dir.join(log::LOG_DIR_NAME);
     check_log_start(&log_dir, from)?;
-    let ((), tracked) = replay_pipelined(tracked, upcasters, |visit| {
+    let ((), tracked) = replay_pipelined(tracked, u64::MAX, upcasters, |visit| {
         log::read_range(&log_dir, from, &mut |frame| {
             visit(frame)?;
             Ok(true)

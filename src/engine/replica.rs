@@ -1,112 +1,151 @@
-//! The engine's side of replication: the batch payload that travels through Raft, the
-//! `Proposer` the sequencer hands batches to (implemented by the Raft node), and the
-//! `Replica` the node feeds committed batches and leadership changes into.
+//! The engine's side of replication: the `Proposer` the sequencer hands batches to
+//! (implemented by the Raft node), the `Replica` the node feeds committed entries and
+//! leadership changes into, and the reserved envelopes that store Raft's own entries (no-ops
+//! and membership changes) in the engine's log.
 //!
-//! Owns: the payload layout and the rule that every node applies the same committed batches
-//! in the same order, through the same path (decode, local log, applier).
+//! Owns: the rule that every node applies the same committed entries in the same order,
+//! through the same path (decode, applier), and the layout of the reserved envelopes.
 //! Must not: know about Raft messages or sockets (the `raft` layer sits above the engine).
 //!
-//! Payload: `first_index u64 LE | count u32 LE | entries`, where `entries` are the log's
-//! entry framing (`len u32 LE | envelope`), so a follower appends them to its local log as
-//! they are. The local log in cluster mode is a materialized copy of the committed Raft log
-//! (written without fsync: the Raft log is the durable record and re-delivers what a crash
-//! lost); indexes inside it are event indexes, identical on every node.
+//! In cluster mode the engine's log *is* the Raft log: one log entry is one Raft entry, its
+//! index is the Raft index and the event index, and the frame term is the Raft term. An
+//! event's Raft entry data is its envelope bytes as the log stores them. A Raft no-op or
+//! membership change is stored as an envelope of a reserved event type at its index, so every
+//! index of the log decodes as an envelope; the applier skips those (they consume an index,
+//! change no state, and are never handed to subscribers).
 
+use super::envelope::{self, Envelope};
 use std::any::Any;
+use std::borrow::Cow;
 
 /// Opaque data the sequencer attaches to a proposal and gets back when it commits.
 pub type Token = Box<dyn Any + Send>;
 
-/// Bytes of the payload header.
-pub const PAYLOAD_HEADER_BYTES: usize = 12;
+/// Event type of the reserved envelope storing a Raft no-op (a new leader's first entry).
+pub const RAFT_NOOP_EVENT_TYPE: &str = "$raft.noop";
+/// Event type of the reserved envelope storing a Raft membership change; its payload is the
+/// encoded change.
+pub const RAFT_CONF_EVENT_TYPE: &str = "$raft.conf";
+
+/// Whether `event_type` names a reserved (Raft-internal) envelope that apply skips.
+pub fn is_reserved(event_type: &str) -> bool {
+    event_type == RAFT_NOOP_EVENT_TYPE || event_type == RAFT_CONF_EVENT_TYPE
+}
+
+/// A Raft-internal entry as stored in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reserved<'a> {
+    /// A leader's no-op.
+    Noop,
+    /// A membership change (its encoded bytes).
+    Conf(&'a [u8]),
+}
+
+/// Appends the reserved envelope of `entry` at `index` to `out`.
+pub fn encode_reserved(out: &mut Vec<u8>, index: u64, entry: Reserved<'_>) {
+    let (event_type, payload): (&'static str, &[u8]) = match entry {
+        Reserved::Noop => (RAFT_NOOP_EVENT_TYPE, &[]),
+        Reserved::Conf(bytes) => (RAFT_CONF_EVENT_TYPE, bytes),
+    };
+    let envelope = Envelope {
+        index,
+        timestamp_ms: 0,
+        event_type: Cow::Borrowed(event_type),
+        schema_version: 0,
+        request_id: 0,
+        idempotency_key: None,
+        actor: None,
+        correlation_id: None,
+    };
+    envelope::encode_entry(out, &envelope, |out| out.extend_from_slice(payload));
+}
+
+/// What a stored log entry is to Raft: `Ok(None)` for an event, `Ok(Some(_))` for a reserved
+/// entry; `Err` if it is not an envelope or names another index than `index`.
+pub fn classify(index: u64, entry: &[u8]) -> Result<Option<Reserved<'_>>, String> {
+    let envelope = envelope::decode_entry(entry).map_err(|e| format!("bad envelope: {e}"))?;
+    if envelope.index != index {
+        return Err(format!("envelope says index {}", envelope.index));
+    }
+    Ok(match envelope.event_type {
+        RAFT_NOOP_EVENT_TYPE => Some(Reserved::Noop),
+        RAFT_CONF_EVENT_TYPE => Some(Reserved::Conf(envelope.payload)),
+        _ => None,
+    })
+}
 
 /// Receives the sequencer's batches (the Raft node, in cluster mode).
 pub trait Proposer: Send + Sync {
-    /// Proposes `payload` under leadership `term`. Exactly one of [`Replica::apply`] (with the
-    /// token) or [`Replica::abandon`] must eventually receive `token`.
-    fn propose(&self, term: u64, payload: Vec<u8>, token: Token);
+    /// Proposes `entries` (one envelope each, for indexes `first_index..`) under leadership
+    /// `term`. Exactly one of [`Replica::apply`] (with the token) or [`Replica::abandon`] must
+    /// eventually receive `token`; the node abandons a proposal whose `first_index` is not the
+    /// index its log gives the first entry.
+    fn propose(&self, term: u64, first_index: u64, entries: Vec<Vec<u8>>, token: Token);
 }
 
 /// What the Raft node drives on the engine.
 pub trait Replica: Send + Sync {
-    /// Applies one committed batch. Called in commit order; `token` is present when this node
-    /// proposed the batch in the term it committed under.
-    fn apply(&self, payload: &[u8], token: Option<Token>);
-    /// The proposal carrying `token` will not be acknowledged (leadership lost or entry
-    /// replaced); its submitters get a retryable error.
+    /// Applies committed entries `first_index..`, in commit order. Each is an event envelope,
+    /// or empty for a Raft-internal entry (no-op, membership) that only consumes its index.
+    /// Entries at or below [`Replica::delivered_index`] are ignored (re-delivered after a
+    /// restart). `token` is present with the last entry of a proposal this node made in the
+    /// term it committed under.
+    fn apply(&self, first_index: u64, entries: &[&[u8]], token: Option<Token>);
+    /// The proposal carrying `token` will not be acknowledged (leadership lost, entry
+    /// replaced, or a mismatched index); its submitters get a retryable error.
     fn abandon(&self, token: Token);
     /// `Some(term)` once this node leads `term` and every entry before its term is handed to
     /// `apply`; `None` when it does not lead. The sequencer only runs under `Some`.
     fn set_leader(&self, term: Option<u64>);
-    /// Last event index handed to the local log for applying (applied soon after).
+    /// The index the leader's log gives its next entry: where the sequencer continues after
+    /// (re)building its copy. Set before [`Replica::set_leader`] and before abandoning a
+    /// proposal for a mismatched index.
+    fn set_next_index(&self, next_index: u64);
+    /// Last index handed to the applier (applied soon after).
     fn delivered_index(&self) -> u64;
-    /// Last event index applied to the committed state.
+    /// Last index applied to the committed state.
     fn applied_index(&self) -> u64;
-    /// Last event index applied to the committed state, and the state digest at it.
+    /// Last index applied to the committed state, and the state digest at it.
     fn applied_digest(&self) -> (u64, [u8; super::state::DIGEST_BYTES]);
-}
-
-/// Builds a payload from a batch's first index and its entries' on-disk framing.
-pub fn encode_payload(first_index: u64, count: u32, entries: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(PAYLOAD_HEADER_BYTES + entries.len());
-    out.extend_from_slice(&first_index.to_le_bytes());
-    out.extend_from_slice(&count.to_le_bytes());
-    out.extend_from_slice(entries);
-    out
-}
-
-/// Splits a payload into its first index and entry payloads; `None` if malformed (length
-/// prefixes that overrun, a count that disagrees, or trailing bytes).
-pub fn decode_payload(payload: &[u8]) -> Option<(u64, Vec<&[u8]>)> {
-    let header = payload.get(..PAYLOAD_HEADER_BYTES)?;
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&header[..8]);
-    let first_index = u64::from_le_bytes(word);
-    let mut count_bytes = [0u8; 4];
-    count_bytes.copy_from_slice(&header[8..]);
-    let count = u32::from_le_bytes(count_bytes) as usize;
-    let mut rest = &payload[PAYLOAD_HEADER_BYTES..];
-    // Each entry takes at least its 4-byte prefix: bound the allocation by the input.
-    let mut entries = Vec::with_capacity(count.min(rest.len() / 4));
-    while !rest.is_empty() {
-        let prefix = rest.get(..4)?;
-        let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
-        let entry = rest.get(4..4usize.checked_add(len)?)?;
-        entries.push(entry);
-        rest = &rest[4 + len..];
-    }
-    (entries.len() == count && first_index > 0).then_some((first_index, entries))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::EntryBatch;
     use proptest::prelude::*;
 
     #[test]
-    fn payload_round_trips() {
-        let mut batch = EntryBatch::new();
-        batch.push(b"one");
-        batch.push(b"");
-        batch.push(b"three");
-        let payload = encode_payload(42, batch.len(), batch.as_bytes());
-        let (first, entries) = decode_payload(&payload).unwrap();
-        assert_eq!(first, 42);
-        assert_eq!(entries, vec![&b"one"[..], b"", b"three"]);
-        assert!(decode_payload(&payload[..payload.len() - 1]).is_none());
-        let mut wrong_count = payload.clone();
-        wrong_count[8] = 2;
-        assert!(decode_payload(&wrong_count).is_none());
+    fn reserved_entries_round_trip_and_events_classify_as_events() {
+        let mut noop = Vec::new();
+        encode_reserved(&mut noop, 7, Reserved::Noop);
+        assert_eq!(classify(7, &noop), Ok(Some(Reserved::Noop)));
+        assert!(classify(8, &noop).is_err());
+        let mut conf = Vec::new();
+        encode_reserved(&mut conf, 9, Reserved::Conf(b"\x01abcdefgh"));
+        assert_eq!(
+            classify(9, &conf),
+            Ok(Some(Reserved::Conf(b"\x01abcdefgh")))
+        );
+        let event = Envelope {
+            index: 3,
+            timestamp_ms: 5,
+            event_type: Cow::Borrowed("Created"),
+            schema_version: 1,
+            request_id: 2,
+            idempotency_key: None,
+            actor: None,
+            correlation_id: None,
+        };
+        let mut bytes = Vec::new();
+        envelope::encode_entry(&mut bytes, &event, |out| out.push(1));
+        assert_eq!(classify(3, &bytes), Ok(None));
+        assert!(is_reserved(RAFT_NOOP_EVENT_TYPE) && !is_reserved("Created"));
     }
 
     proptest! {
         #[test]
-        fn random_payloads_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            if let Some((first, entries)) = decode_payload(&bytes) {
-                prop_assert!(first > 0);
-                prop_assert!(entries.iter().map(|e| e.len() + 4).sum::<usize>() + 12 == bytes.len());
-            }
+        fn random_entries_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = classify(1, &bytes);
         }
     }
 }

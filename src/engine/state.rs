@@ -166,6 +166,20 @@ impl<S: State> Tracked<S> {
         self.applied_index = envelope_index;
     }
 
+    /// Cluster mode: consumes the indexes up to `index` held by Raft-internal entries (no-ops,
+    /// membership changes), which change no state.
+    ///
+    /// # Panics
+    /// If `index` lies below the applied index (log order).
+    pub fn skip_to(&mut self, index: u64) {
+        assert!(
+            index >= self.applied_index,
+            "skip to {index} below the applied index {}",
+            self.applied_index
+        );
+        self.applied_index = index;
+    }
+
     /// Records the receipt of a command with an idempotency key, evicting the oldest keys past
     /// the configured bound.
     pub fn remember(&mut self, key: &Arc<str>, receipt: Receipt) {

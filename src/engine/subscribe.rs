@@ -177,11 +177,15 @@ impl<S: State> Subscription<S> {
     }
 
     fn advance(&mut self, event: Arc<Committed<S::Event>>) -> Arc<Committed<S::Event>> {
-        assert_eq!(
-            event.envelope.index, self.next_index,
-            "subscription gap or duplicate"
+        // Cluster mode: Raft-internal entries take indexes but yield no event, so the next
+        // event may lie beyond `next_index`; never before it.
+        assert!(
+            event.envelope.index >= self.next_index,
+            "subscription duplicate: {} after {}",
+            event.envelope.index,
+            self.next_index
         );
-        self.next_index += 1;
+        self.next_index = event.envelope.index + 1;
         event
     }
 
@@ -201,7 +205,12 @@ impl<S: State> Subscription<S> {
             replay::committed_events::<S>(frame, from, to, upcasters, &mut events)?;
             Ok(events.len() < CATCH_UP_EVENTS_MAX && frame.last_index() < to)
         })?;
-        if events.first().map(|event| event.envelope.index) != Some(from) {
+        if events.is_empty() {
+            if cursor.next_index() > to {
+                // Only Raft-internal entries in the range: nothing to yield from the log.
+                self.next_index = to + 1;
+                return Ok(());
+            }
             let message = format!("catch-up from {from} found no event there in the log");
             return Err(Error::Invalid { message });
         }

@@ -44,7 +44,7 @@ pub struct NodeConfig {
     pub http_addr: String,
     /// The shared cluster secret.
     pub secret: Vec<u8>,
-    /// The data directory (the Raft log lives in its `raft` folder).
+    /// The data directory (the Raft log is the engine's log in its `log` folder).
     pub data_dir: PathBuf,
 }
 
@@ -54,7 +54,8 @@ enum Event {
     Message(Message),
     Propose {
         term: u64,
-        payload: Vec<u8>,
+        first_index: u64,
+        entries: Vec<Vec<u8>>,
         token: Token,
     },
     TransferLeader(NodeId, Sender<Result<(), String>>),
@@ -100,12 +101,13 @@ struct InboxProposer {
 }
 
 impl Proposer for InboxProposer {
-    fn propose(&self, term: u64, payload: Vec<u8>, token: Token) {
+    fn propose(&self, term: u64, first_index: u64, entries: Vec<Vec<u8>>, token: Token) {
         let sender = self.sender.lock().expect("proposer poisoned");
         // If the node is gone the token drops, and its submitters learn the engine is closed.
         let _ = sender.send(Event::Propose {
             term,
-            payload,
+            first_index,
+            entries,
             token,
         });
     }
@@ -166,19 +168,32 @@ pub struct Node {
 }
 
 impl Node {
-    /// Opens the Raft log, binds the peer port and starts the threads.
+    /// Opens the Raft storage over the engine's `log`, binds the peer port and starts the
+    /// threads. The engine must have replayed its log up to the hard state's commit hint
+    /// (see [`super::storage_log::read_hard_state`]).
     ///
     /// # Errors
     /// Storage or socket failures, or an invalid configuration.
-    pub fn start(config: NodeConfig, inbox: Inbox, replica: Arc<dyn Replica>) -> io::Result<Node> {
+    pub fn start(
+        config: NodeConfig,
+        inbox: Inbox,
+        replica: Arc<dyn Replica>,
+        log: Arc<crate::log::Log>,
+    ) -> io::Result<Node> {
         let voters: Vec<NodeId> = config.members.iter().map(|(id, _)| *id).collect();
         if !voters.contains(&config.id) {
             let message = format!("node {} is not in the cluster map", config.id);
             return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
         }
-        let storage = LogStorage::open(&config.data_dir, &voters)?;
+        let storage = LogStorage::open(log, &config.data_dir, &voters)?;
         let mut raft_config = Config::new(config.id);
         raft_config.seed = crate::crypto::random::u64()?;
+        // The engine may hold more than the commit hint (a snapshot past it); the core must
+        // not believe anything beyond its commit applied, so it re-delivers that part and the
+        // engine ignores what it already holds.
+        let commit_hint = storage.hard_state().commit;
+        raft_config.applied = replica.applied_index().min(commit_hint);
+        let applied = raft_config.applied;
         let raw = RawNode::new(raft_config, storage)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let sender = inbox.sender.clone();
@@ -218,7 +233,7 @@ impl Node {
             stop: Arc::clone(&stop),
             lead_from: None,
             leading: false,
-            applied: 0,
+            applied,
             reads: std::collections::HashMap::new(),
             confirmed: Vec::new(),
             next_read: 0,
@@ -326,7 +341,8 @@ struct Driver {
     raw: RawNode<LogStorage>,
     transport: Arc<Transport>,
     replica: Arc<dyn Replica>,
-    /// Entries this node proposed, by index: the term proposed in and the engine's token.
+    /// Proposals of this node, by the index of their last entry: the term proposed in and the
+    /// engine's token.
     tokens: BTreeMap<u64, (u64, Token)>,
     status: Arc<Mutex<ClusterStatus>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -394,10 +410,11 @@ impl Driver {
             }
             Event::Propose {
                 term,
-                payload,
+                first_index,
+                entries,
                 token,
             } => {
-                self.propose(term, payload, token);
+                self.propose(term, first_index, entries, token);
                 true
             }
             Event::ConfChange(change, reply) => {
@@ -430,30 +447,81 @@ impl Driver {
         }
     }
 
-    /// Answers confirmed reads whose index is handed to the engine.
+    /// Answers confirmed reads whose index is handed to the engine (Raft indexes are event
+    /// indexes: the engine waits until it applied the read index).
     fn answer_reads(&mut self) {
         let applied = self.applied;
-        let delivered = self.replica.delivered_index();
         self.confirmed.retain(|(index, reply)| {
             if *index > applied {
                 return true;
             }
-            let _ = reply.send(Ok(delivered));
+            let _ = reply.send(Ok(*index));
             false
         });
     }
 
-    fn propose(&mut self, term: u64, payload: Vec<u8>, token: Token) {
+    /// Proposes a batch of the sequencer. Its envelopes carry indexes the sequencer assigned,
+    /// so they must be exactly the indexes the log gives them; otherwise (an entry the
+    /// sequencer did not know about, e.g. a membership change, took an index) the batch is
+    /// abandoned and the sequencer continues from the log's real end.
+    fn propose(&mut self, term: u64, first_index: u64, entries: Vec<Vec<u8>>, token: Token) {
         let status_term = self.raw.status().term;
-        if !self.leading || term != status_term {
+        if !self.leading || term != status_term || entries.is_empty() {
             self.replica.abandon(token);
             return;
         }
-        match self.raw.propose(vec![payload]) {
-            Ok(index) => {
-                self.tokens.insert(index, (term, token));
+        let next_index = self.raw.last_index() + 1;
+        if first_index != next_index {
+            self.replica.set_next_index(next_index);
+            self.replica.abandon(token);
+            return;
+        }
+        let count = entries.len() as u64;
+        match self.raw.propose(entries) {
+            Ok(last_index) => {
+                assert_eq!(
+                    last_index,
+                    first_index + count - 1,
+                    "a proposal did not get consecutive indexes"
+                );
+                self.tokens.insert(last_index, (term, token));
             }
             Err(_) => self.replica.abandon(token),
+        }
+    }
+
+    /// Hands committed entries to the engine, each proposal of this node with its token
+    /// (attached to the run ending at the proposal's last entry).
+    fn apply_committed(&mut self, committed: &[super::types::Entry]) {
+        let Some(first) = committed.first() else {
+            return;
+        };
+        let mut run: Vec<&[u8]> = Vec::with_capacity(committed.len());
+        let mut run_first = first.index;
+        for entry in committed {
+            let data: &[u8] = match entry.kind {
+                EntryKind::Normal => &entry.data,
+                EntryKind::ConfChange => &[],
+            };
+            run.push(data);
+            let token = match self.tokens.remove(&entry.index) {
+                Some((term, token)) if term == entry.term => Some(token),
+                Some((_, token)) => {
+                    // Replaced by another leader's entry: not what the submitters asked for.
+                    self.replica.abandon(token);
+                    None
+                }
+                None => None,
+            };
+            if token.is_some() {
+                self.replica.apply(run_first, &run, token);
+                run.clear();
+                run_first = entry.index + 1;
+            }
+            self.applied = entry.index;
+        }
+        if !run.is_empty() {
+            self.replica.apply(run_first, &run, None);
         }
     }
 
@@ -474,22 +542,8 @@ impl Driver {
         for message in ready.persisted_messages.drain(..) {
             self.transport.send(message);
         }
-        for entry in ready.committed_entries.drain(..) {
-            let token = match self.tokens.remove(&entry.index) {
-                Some((term, token)) if term == entry.term => Some(token),
-                Some((_, token)) => {
-                    self.replica.abandon(token);
-                    None
-                }
-                None => None,
-            };
-            if entry.kind == EntryKind::Normal && !entry.data.is_empty() {
-                self.replica.apply(&entry.data, token);
-            } else if let Some(token) = token {
-                self.replica.abandon(token);
-            }
-            self.applied = entry.index;
-        }
+        let committed = std::mem::take(&mut ready.committed_entries);
+        self.apply_committed(&committed);
         for read in ready.read_states.drain(..) {
             let Ok(bytes) = <[u8; 8]>::try_from(read.ctx.as_slice()) else {
                 continue;
@@ -523,6 +577,7 @@ impl Driver {
         });
         if !self.leading && self.applied >= lead_from {
             self.leading = true;
+            self.replica.set_next_index(self.raw.last_index() + 1);
             self.replica.set_leader(Some(status.term));
         }
     }

@@ -278,6 +278,12 @@ impl<S: Storage> RawNode<S> {
     pub fn term_of(&self, index: u64) -> Option<u64> {
         self.raft.log.term(index)
     }
+
+    /// The index of the last entry in the log (persisted or not): a proposal's first entry
+    /// gets the next one.
+    pub fn last_index(&self) -> u64 {
+        self.raft.log.last_index()
+    }
 }
 
 /// A snapshot of a node's state for monitoring and tests.

@@ -55,7 +55,7 @@ impl std::error::Error for StorageError {}
 ///
 /// Contract: everything returned is durable. `first_index() == snapshot().meta.index + 1`; the
 /// term of the snapshot index stays answerable through `term(first_index() - 1)`. The node driver
-/// implements this over the engine's log (one term per batch); `MemStorage` implements it in
+/// implements this over the engine's log (the Raft term in each frame); `MemStorage` implements it in
 /// memory.
 pub trait Storage {
     /// The persisted hard state and the membership of the latest snapshot.

@@ -1,35 +1,43 @@
-//! `LogStorage`: the durable Raft log of a node, kept in a `log::Log` (one frame per run of
-//! same-term entries, the Raft term in the frame's term field) under `<data>/raft/`, with the
-//! hard state in a small fsynced file next to it, and an in-memory mirror the core reads.
+//! `LogStorage`: the durable Raft log of a node, which is the engine's log (`<data>/log`,
+//! shared with the engine through an `Arc<Log>`): one log entry per Raft entry at the same
+//! index, the Raft term in the frame's term field, Raft no-ops and membership changes stored as
+//! reserved envelopes. The hard state lives in a small fsynced file next to the log
+//! (`<data>/raft-hardstate`); an in-memory mirror of the entries after the snapshot is what the
+//! core reads.
 //!
 //! Owns: making a `Ready`'s entries and hard state durable before the driver sends messages
-//! that depend on them; recovering both at start.
-//! Must not: expose anything to the core before it is durable (the `Storage` contract).
+//! that depend on them; truncating conflicting uncommitted suffixes (never committed
+//! entries); recovering both at start.
+//! Must not: expose anything to the core before it is durable (the `Storage` contract), or
+//! apply anything (the engine applies committed entries the driver hands it).
 //!
 //! The hard state file is rewritten (tmp, fsync, rename, fsync dir) only when the term or the
 //! vote changes: those promises must survive a crash. The commit index inside it is a hint
-//! (Raft allows persisting it lazily), so commit-only changes cost no fsync.
+//! (Raft allows persisting it lazily), so commit-only changes cost no fsync; the engine replays
+//! the log up to that hint at start and Raft re-delivers the rest once it re-learns the commit.
 
 use super::storage::{MemStorage, Storage, StorageError};
 use super::types::{ConfState, Entry, EntryKind, HardState, NodeId, Snapshot};
 use crate::crypto::crc32c;
-use crate::log::{Durability, EntryBatch, Log, LogOptions, SEGMENT_BYTES_DEFAULT};
+use crate::engine::{self, Reserved};
+use crate::log::{EntryBatch, Log};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
-/// Directory of the Raft log and hard state inside the data directory.
-pub const RAFT_DIR_NAME: &str = "raft";
-/// The hard state file's name.
-pub const HARD_STATE_FILE_NAME: &str = "hardstate";
+/// The directory of the old layout's second Raft log (before the engine's log became the Raft
+/// log); a data directory holding it is refused.
+pub const OLD_RAFT_DIR_NAME: &str = "raft";
+/// The hard state file's name, in the data directory next to `log/`.
+pub const HARD_STATE_FILE_NAME: &str = "raft-hardstate";
 /// Bytes of the hard state file: term, vote, commit (u64 LE each) and a CRC32C.
 pub const HARD_STATE_BYTES: usize = 28;
 
 /// The Raft log on disk plus its in-memory mirror.
 pub struct LogStorage {
     mem: MemStorage,
-    log: Log,
+    log: Arc<Log>,
     dir: PathBuf,
     /// The term and vote last written to the hard state file.
     durable_term_vote: (u64, NodeId),
@@ -39,43 +47,55 @@ fn io_error(context: &str, error: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("{context}: {error}"))
 }
 
+/// Reads the durable hard state of `data_dir` (default when there is none yet), refusing a
+/// directory written by the old two-log layout. Call it before opening the engine: its
+/// commit index is how far the engine may replay.
+///
+/// # Errors
+/// The old layout, a corrupt file, or I/O failures.
+pub fn read_hard_state(data_dir: &Path) -> io::Result<HardState> {
+    if data_dir.join(OLD_RAFT_DIR_NAME).is_dir() {
+        let message = format!(
+            "{} holds a `{OLD_RAFT_DIR_NAME}/` directory from an older pre-release cluster \
+             layout (a second Raft log); this version keeps the Raft log in `log/`. Start this \
+             node from an empty data directory (it catches up from its peers).",
+            data_dir.display()
+        );
+        return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+    }
+    let path = data_dir.join(HARD_STATE_FILE_NAME);
+    match fs::read(&path) {
+        Ok(bytes) => decode_hard_state(&bytes).ok_or_else(|| {
+            // The file is replaced atomically, so a bad one is corruption, not a torn write.
+            io_error(&path.display().to_string(), "corrupt hard state")
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(HardState::default()),
+        Err(e) => Err(e),
+    }
+}
+
 impl LogStorage {
-    /// Opens (or creates) the Raft log under `data_dir/raft`. A new log is bootstrapped with
-    /// `voters` (one `AddVoter` entry per voter, term 1, committed), as every member of a static
-    /// cluster does identically.
+    /// Opens the Raft storage over the engine's `log` of `data_dir`. A new log is bootstrapped
+    /// with `voters` (one `AddVoter` entry per voter, term 1, committed), as every member of a
+    /// static cluster does identically.
     ///
     /// # Errors
-    /// I/O failures, corruption, or a malformed entry.
-    pub fn open(data_dir: &Path, voters: &[NodeId]) -> io::Result<LogStorage> {
-        let dir = data_dir.join(RAFT_DIR_NAME);
-        fs::create_dir_all(&dir)?;
-        let options = LogOptions {
-            durability: Durability::Durable,
-            segment_bytes_max: SEGMENT_BYTES_DEFAULT,
-            first_index: 1,
-            replay_from: 1,
-            faults: None,
-        };
-        let mut entries = Vec::new();
-        let mut malformed = None;
-        let (log, _recovery) = Log::open(&dir, options, &mut |frame| {
-            for (offset, bytes) in frame.entries().enumerate() {
-                match decode_entry(frame.index + offset as u64, frame.term, bytes) {
-                    Some(entry) => entries.push(entry),
-                    None => malformed = Some(frame.index + offset as u64),
-                }
-            }
-            Ok(())
-        })
-        .map_err(|e| io_error("open the raft log", e))?;
-        if let Some(index) = malformed {
-            return Err(io_error("raft log", format!("malformed entry at {index}")));
+    /// I/O failures, corruption, a malformed entry, or a log written by a single node.
+    pub fn open(log: Arc<Log>, data_dir: &Path, voters: &[NodeId]) -> io::Result<LogStorage> {
+        let hard_state = read_hard_state(data_dir)?;
+        let entries = read_entries(&log, 1)?;
+        if hard_state == HardState::default() && !entries.is_empty() {
+            let message = format!(
+                "{} holds a single-node log (no Raft hard state); a cluster node needs a data \
+                 directory of its own",
+                data_dir.display()
+            );
+            return Err(io::Error::new(io::ErrorKind::InvalidData, message));
         }
-        let hard_state = read_hard_state(&dir)?;
         let mut storage = LogStorage {
             mem: MemStorage::new(ConfState::default()),
             log,
-            dir,
+            dir: data_dir.to_path_buf(),
             durable_term_vote: (hard_state.term, hard_state.vote),
         };
         storage.mem.append(&entries);
@@ -93,10 +113,14 @@ impl LogStorage {
         Ok(storage)
     }
 
-    /// Makes `entries` durable (truncating any suffix they replace), then exposes them.
+    /// Makes `entries` durable (truncating any uncommitted suffix they replace), then exposes
+    /// them.
     ///
     /// # Errors
     /// The log's failure; nothing is exposed then.
+    ///
+    /// # Panics
+    /// If the entries would replace a committed entry.
     pub fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
         let Some(first) = entries.first() else {
             return Ok(());
@@ -106,6 +130,12 @@ impl LogStorage {
             "raft entries to persist are not consecutive"
         );
         if first.index < self.log.next_index() {
+            let commit = self.mem.hard_state().commit;
+            assert!(
+                first.index > commit,
+                "truncating the log at {} below the commit index {commit}",
+                first.index
+            );
             self.log
                 .truncate_after(first.index - 1)
                 .map_err(|e| io_error("truncate the raft log", e))?;
@@ -190,28 +220,57 @@ impl Storage for LogStorage {
     }
 }
 
-/// One Raft entry in a log entry: a kind byte, then the data.
+/// One Raft entry as a log entry: an event's envelope as it is, a no-op or membership change
+/// as a reserved envelope at its index.
 fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
-    out.push(match entry.kind {
-        EntryKind::Normal => 0,
-        EntryKind::ConfChange => 1,
-    });
-    out.extend_from_slice(&entry.data);
+    match entry.kind {
+        EntryKind::Normal if !entry.data.is_empty() => out.extend_from_slice(&entry.data),
+        EntryKind::Normal => engine::encode_reserved(out, entry.index, Reserved::Noop),
+        EntryKind::ConfChange => {
+            engine::encode_reserved(out, entry.index, Reserved::Conf(&entry.data));
+        }
+    }
 }
 
-fn decode_entry(index: u64, term: u64, bytes: &[u8]) -> Option<Entry> {
-    let (&kind, data) = bytes.split_first()?;
-    let kind = match kind {
-        0 => EntryKind::Normal,
-        1 => EntryKind::ConfChange,
-        _ => return None,
+fn decode_entry(index: u64, term: u64, bytes: &[u8]) -> Result<Entry, String> {
+    let (kind, data) = match engine::classify(index, bytes)? {
+        None => (EntryKind::Normal, bytes.to_vec()),
+        Some(Reserved::Noop) => (EntryKind::Normal, Vec::new()),
+        Some(Reserved::Conf(change)) => (EntryKind::ConfChange, change.to_vec()),
     };
-    Some(Entry {
+    Ok(Entry {
         term,
         index,
         kind,
-        data: data.to_vec(),
+        data,
     })
+}
+
+/// Every entry of `log` from `from` on, decoded.
+fn read_entries(log: &Log, from: u64) -> io::Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    let mut malformed = None;
+    log.read_range(from, &mut |frame| {
+        for (offset, bytes) in frame.entries().enumerate() {
+            let index = frame.index + offset as u64;
+            if index < from {
+                continue;
+            }
+            match decode_entry(index, frame.term, bytes) {
+                Ok(entry) => entries.push(entry),
+                Err(problem) => {
+                    malformed = Some(format!("entry {index}: {problem}"));
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    })
+    .map_err(|e| io_error("read the raft log", e))?;
+    match malformed {
+        Some(problem) => Err(io_error("raft log", problem)),
+        None => Ok(entries),
+    }
 }
 
 fn encode_hard_state(hard_state: HardState) -> [u8; HARD_STATE_BYTES] {
@@ -245,18 +304,6 @@ fn decode_hard_state(bytes: &[u8]) -> Option<HardState> {
     })
 }
 
-fn read_hard_state(dir: &Path) -> io::Result<HardState> {
-    let path = dir.join(HARD_STATE_FILE_NAME);
-    match fs::read(&path) {
-        Ok(bytes) => decode_hard_state(&bytes).ok_or_else(|| {
-            // The file is replaced atomically, so a bad one is corruption, not a torn write.
-            io_error(&path.display().to_string(), "corrupt hard state")
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(HardState::default()),
-        Err(e) => Err(e),
-    }
-}
-
 fn write_hard_state(dir: &Path, hard_state: HardState) -> io::Result<()> {
     let tmp = dir.join(format!("{HARD_STATE_FILE_NAME}.tmp"));
     let mut file = OpenOptions::new()
@@ -282,27 +329,54 @@ mod tests {
         dir
     }
 
-    fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
+    /// An event envelope at `index` (what the sequencer proposes).
+    fn entry(index: u64, term: u64, tag: &str) -> Entry {
+        let envelope = crate::engine::Envelope {
+            index,
+            timestamp_ms: 1,
+            event_type: std::borrow::Cow::Owned(tag.to_string()),
+            schema_version: 1,
+            request_id: index,
+            idempotency_key: None,
+            actor: None,
+            correlation_id: None,
+        };
+        let mut data = Vec::new();
+        crate::engine::encode_entry(&mut data, &envelope, |_| {});
         Entry {
             term,
             index,
             kind: EntryKind::Normal,
-            data: data.to_vec(),
+            data,
         }
+    }
+
+    fn noop(index: u64, term: u64) -> Entry {
+        Entry {
+            term,
+            index,
+            kind: EntryKind::Normal,
+            data: Vec::new(),
+        }
+    }
+
+    fn open_log(dir: &Path) -> Arc<Log> {
+        let (log, _) = Log::open(dir, crate::log::LogOptions::default(), &mut |_| Ok(())).unwrap();
+        Arc::new(log)
     }
 
     #[test]
     fn bootstraps_persists_truncates_and_recovers() {
         let dir = temp_dir("recover");
         {
-            let mut storage = LogStorage::open(&dir, &[1, 2, 3]).unwrap();
+            let mut storage = LogStorage::open(open_log(&dir), &dir, &[1, 2, 3]).unwrap();
             assert_eq!(storage.last_index(), 3);
             assert_eq!(storage.hard_state().commit, 3);
             storage
-                .append(&[entry(4, 2, b"a"), entry(5, 2, b"b"), entry(6, 3, b"c")])
+                .append(&[noop(4, 2), entry(5, 2, "b"), entry(6, 3, "c")])
                 .unwrap();
             // A new leader overwrites the uncommitted suffix from index 5.
-            storage.append(&[entry(5, 4, b"x")]).unwrap();
+            storage.append(&[entry(5, 4, "x")]).unwrap();
             storage
                 .set_hard_state(HardState {
                     term: 4,
@@ -311,16 +385,66 @@ mod tests {
                 })
                 .unwrap();
         }
-        let storage = LogStorage::open(&dir, &[9]).unwrap();
+        let storage = LogStorage::open(open_log(&dir), &dir, &[9]).unwrap();
         assert_eq!(storage.last_index(), 5);
         assert_eq!(storage.term(5), Ok(4));
         assert_eq!(storage.term(4), Ok(2));
-        let held = storage.entries(4, 6, u64::MAX).unwrap();
-        assert_eq!(held, vec![entry(4, 2, b"a"), entry(5, 4, b"x")]);
+        let held = storage.entries(1, 6, u64::MAX).unwrap();
+        assert_eq!(&held[3..], &[noop(4, 2), entry(5, 4, "x")]);
+        let boot = crate::raft::bootstrap_entries(&[1, 2, 3]);
+        assert_eq!(&held[..3], &boot[..]);
         assert_eq!(
             (storage.hard_state().term, storage.hard_state().vote),
             (4, 2)
         );
+        // Every index of the shared log decodes as an envelope at that index, frame term = Raft term.
+        let mut seen = Vec::new();
+        crate::log::read_range(&dir.join(crate::log::LOG_DIR_NAME), 1, &mut |frame| {
+            for (offset, bytes) in frame.entries().enumerate() {
+                let index = frame.index + offset as u64;
+                let envelope = crate::engine::decode_entry(bytes).unwrap();
+                seen.push((
+                    index,
+                    frame.term,
+                    envelope.index,
+                    envelope.event_type.to_string(),
+                ));
+            }
+            Ok(true)
+        })
+        .unwrap();
+        let types: Vec<&str> = seen.iter().map(|s| s.3.as_str()).collect();
+        assert_eq!(
+            types,
+            ["$raft.conf", "$raft.conf", "$raft.conf", "$raft.noop", "x"]
+        );
+        assert!(seen.iter().all(|s| s.0 == s.2));
+        assert_eq!(seen[4].1, 4);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    #[should_panic(expected = "below the commit index")]
+    fn truncating_a_committed_entry_panics() {
+        let dir = temp_dir("committed");
+        let mut storage = LogStorage::open(open_log(&dir), &dir, &[1]).unwrap();
+        storage.append(&[noop(2, 2)]).unwrap();
+        storage.append(&[noop(1, 3)]).unwrap();
+    }
+
+    #[test]
+    fn refuses_the_old_layout_and_a_single_node_log() {
+        let dir = temp_dir("layout");
+        fs::create_dir_all(dir.join(OLD_RAFT_DIR_NAME)).unwrap();
+        let error = read_hard_state(&dir).unwrap_err().to_string();
+        assert!(error.contains("older pre-release"), "{error}");
+        fs::remove_dir_all(dir.join(OLD_RAFT_DIR_NAME)).unwrap();
+        let log = open_log(&dir);
+        let mut batch = EntryBatch::new();
+        batch.push(&entry(1, 0, "single").data);
+        log.append_wait(0, 1, batch).unwrap();
+        let error = LogStorage::open(log, &dir, &[1]).err().unwrap().to_string();
+        assert!(error.contains("single-node log"), "{error}");
         fs::remove_dir_all(&dir).unwrap();
     }
 
