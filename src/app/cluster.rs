@@ -296,7 +296,7 @@ pub fn status_json(status: &ClusterStatus, replica: &dyn Replica) -> String {
     format!(
         "{{\"node_id\":{},\"role\":\"{}\",\"term\":{},\"leader\":{},\"commit_index\":{},\
          \"applied_index\":{},\"last_index\":{},\"applied_event_index\":{applied_event},\
-         \"digest\":\"{}\",\"members\":[{}]}}",
+         \"digest\":\"{}\",\"snapshot_index\":{},\"snapshots_installed\":{},\"members\":[{}]}}",
         status.id,
         status.role,
         status.term,
@@ -305,6 +305,8 @@ pub fn status_json(status: &ClusterStatus, replica: &dyn Replica) -> String {
         status.applied,
         status.last_index,
         digest_hex(&digest),
+        status.snapshot_index,
+        status.snapshots_installed,
         members.join(",")
     )
 }

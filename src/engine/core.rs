@@ -304,6 +304,8 @@ struct Cluster {
     delivered: Mutex<u64>,
     /// The index the leader's Raft log gives its next entry (see [`Replica::set_next_index`]).
     next_index: AtomicU64,
+    /// The newest durable snapshot's index (see [`Replica::snapshot_index`]).
+    snapshot_index: AtomicU64,
 }
 
 /// Why a batch did not reach the applier as committed.
@@ -480,8 +482,11 @@ impl<S: State> Engine<S> {
         let log_end = recovery.next_index - 1;
         // Single node: the state is the whole log. Cluster: the log up to the commit hint
         // (a snapshot may already cover more than the hint).
+        // A cluster node's log may end before its snapshot: a crash during a snapshot install
+        // (the Raft storage finishes the install on start).
         let expected_applied = log_end.min(replay_to).max(snapshot_index);
-        if log_end < snapshot_index || tracked.applied_index != expected_applied {
+        let log_short = cluster.is_none() && log_end < snapshot_index;
+        if log_short || tracked.applied_index != expected_applied {
             let message = format!(
                 "the log ends at index {} but the snapshot covers up to {snapshot_index}",
                 recovery.next_index - 1
@@ -511,6 +516,11 @@ impl<S: State> Engine<S> {
         let log = Arc::new(log);
         let queue_commands_max = options.queue_commands_max;
         let applied_index = tracked.applied_index;
+        let snapshot_index = snapshot::list_snapshots(data_dir)
+            .ok()
+            .and_then(|indexes| indexes.last().copied())
+            .unwrap_or(0)
+            .min(applied_index);
         let shared = Arc::new(Shared {
             committed: RwLock::new(tracked),
             log,
@@ -530,6 +540,7 @@ impl<S: State> Engine<S> {
                 leader_term: AtomicU64::new(0),
                 delivered: Mutex::new(applied_index),
                 next_index: AtomicU64::new(applied_index + 1),
+                snapshot_index: AtomicU64::new(snapshot_index),
             }),
             replica_sender: Mutex::new(None),
         });
@@ -1116,10 +1127,13 @@ fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
     drop(copy);
     let hook = shared.options.snapshot_hook.as_ref();
     let path = snapshot::write_snapshot(&shared.data_dir, index, &body, hook)?;
-    // Cluster mode: the Raft storage compacts the log (it must keep what followers need).
-    let segments_deleted = match shared.cluster {
+    // Cluster mode: the Raft node compacts the log once it sees the durable snapshot.
+    let segments_deleted = match &shared.cluster {
         None => shared.log.delete_before(index + 1)?,
-        Some(_) => 0,
+        Some(cluster) => {
+            cluster.snapshot_index.fetch_max(index, Ordering::SeqCst);
+            0
+        }
     };
     if let Some(Err(message)) = hook.map(|hook| hook(SnapshotStep::SegmentsDeleted)) {
         return Err(Error::Invalid {
@@ -1289,6 +1303,42 @@ impl<S: State> Replica for EngineReplica<S> {
         self.cluster()
             .next_index
             .store(next_index, Ordering::SeqCst);
+    }
+
+    fn snapshot_index(&self) -> u64 {
+        self.cluster().snapshot_index.load(Ordering::SeqCst)
+    }
+
+    fn restore(&self, index: u64) -> Result<(), String> {
+        let shared = &self.shared;
+        let body = snapshot::load_at(&shared.data_dir, index).map_err(|e| e.to_string())?;
+        let keys_max = shared.options.idempotency_keys_max;
+        let tracked = Tracked::<S>::decode_snapshot(&body, keys_max)
+            .map_err(|e| format!("snapshot {index} does not decode: {e}"))?;
+        if tracked.applied_index != index {
+            return Err(format!(
+                "snapshot {index} holds the state at {}",
+                tracked.applied_index
+            ));
+        }
+        let cluster = self.cluster();
+        let mut delivered = cluster.delivered.lock().expect("delivered poisoned");
+        if index <= *delivered {
+            // Already held: a crash after the snapshot file was written, then the same
+            // snapshot sent again; the state loaded at start is that snapshot or later.
+            return Ok(());
+        }
+        // Everything handed to the applier before is applied first, then replaced.
+        wait_until_idle(shared);
+        *shared.committed.write().expect("state lock poisoned") = tracked;
+        *delivered = index;
+        shared
+            .subscribers
+            .lock()
+            .expect("subscribers lock poisoned")
+            .restart_at(index);
+        cluster.snapshot_index.fetch_max(index, Ordering::SeqCst);
+        Ok(())
     }
 
     fn delivered_index(&self) -> u64 {

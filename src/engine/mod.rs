@@ -43,8 +43,9 @@ pub use replica::{
     RAFT_CONF_EVENT_TYPE, RAFT_NOOP_EVENT_TYPE,
 };
 pub use snapshot::{
-    list_snapshots, parse_snapshot, snapshot_dir, SnapshotHook, SnapshotStep, SNAPSHOT_DIR_NAME,
-    SNAPSHOT_HEADER_BYTES, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+    install_snapshot_file, list_snapshots, parse_snapshot, read_snapshot_file, snapshot_dir,
+    SnapshotHook, SnapshotStep, SNAPSHOT_DIR_NAME, SNAPSHOT_HEADER_BYTES, SNAPSHOT_MAGIC,
+    SNAPSHOT_VERSION,
 };
 pub use state::{
     digest, digest_hex, Command, Committed, Context, Convert, Meta, Receipt, State, Tracked,

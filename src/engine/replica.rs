@@ -101,6 +101,15 @@ pub trait Replica: Send + Sync {
     /// (re)building its copy. Set before [`Replica::set_leader`] and before abandoning a
     /// proposal for a mismatched index.
     fn set_next_index(&self, next_index: u64);
+    /// The index of the newest durable snapshot (0: none), which the node may compact its log
+    /// to and sends to followers behind the compaction point.
+    fn snapshot_index(&self) -> u64;
+    /// Replaces the state by the snapshot file covering `index` (installed from the leader,
+    /// already durable in the data directory), once everything delivered before is applied.
+    ///
+    /// # Errors
+    /// The file cannot be read or decoded.
+    fn restore(&self, index: u64) -> Result<(), String>;
     /// Last index handed to the applier (applied soon after).
     fn delivered_index(&self) -> u64;
     /// Last index applied to the committed state.

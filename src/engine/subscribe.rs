@@ -64,6 +64,16 @@ impl<E> Subscribers<E> {
         }
     }
 
+    /// Cluster mode: the state jumped to a snapshot at `index` (installed from the leader);
+    /// every subscriber misses events and is cut off (it resubscribes, or learns the range
+    /// is gone).
+    pub(super) fn restart_at(&mut self, index: u64) {
+        for slot in self.slots.drain(..) {
+            slot.cut_off.store(true, Ordering::SeqCst);
+        }
+        self.delivered_index = index;
+    }
+
     /// Hands a committed batch to every subscriber without blocking; a full buffer cuts that
     /// subscriber off.
     pub(super) fn deliver(&mut self, events: Vec<Committed<E>>, last_index: u64) {

@@ -149,6 +149,10 @@ enum Request {
         index: u64,
         reply: mpsc::Sender<Result<usize, Error>>,
     },
+    Reset {
+        first_index: u64,
+        reply: mpsc::Sender<Result<(), Error>>,
+    },
 }
 
 /// Counters shared between the writer thread and the handle.
@@ -304,6 +308,19 @@ impl Log {
     pub fn delete_before(&self, index: u64) -> Result<usize, Error> {
         let (reply, outcome) = mpsc::channel();
         self.request(Request::DeleteBefore { index, reply })?;
+        outcome.recv().unwrap_or_else(|_| Err(closed()))
+    }
+
+    /// Deletes every segment and starts an empty log whose next entry is `first_index` (a
+    /// Raft follower that installed a snapshot its log does not reach). Waits until durable.
+    /// A crash in the middle leaves a contiguous suffix of the old segments or an empty log.
+    pub fn reset(&self, first_index: u64) -> Result<(), Error> {
+        if first_index == 0 {
+            let message = "a log cannot start at index 0".to_string();
+            return Err(Error::Invalid { message });
+        }
+        let (reply, outcome) = mpsc::channel();
+        self.request(Request::Reset { first_index, reply })?;
         outcome.recv().unwrap_or_else(|_| Err(closed()))
     }
 
@@ -548,6 +565,9 @@ impl Writer {
             Request::DeleteBefore { index, reply } => {
                 let _ = reply.send(self.delete_before(index));
             }
+            Request::Reset { first_index, reply } => {
+                let _ = reply.send(self.reset(first_index));
+            }
         }
     }
 
@@ -783,6 +803,23 @@ impl Writer {
         Ok(())
     }
 
+    /// Deletes every segment (newest first, so what a crash leaves is contiguous), then
+    /// creates an empty one starting at `first_index`.
+    fn reset(&mut self, first_index: u64) -> Result<(), Error> {
+        for &first in self.segments.iter().rev() {
+            let path = segment::segment_path(&self.log_dir, first);
+            fs::remove_file(&path).map_err(|e| Error::io(&path, "delete", e))?;
+        }
+        segment::sync_dir(&self.log_dir)?;
+        self.segments = vec![first_index];
+        self.file = create_segment(&self.log_dir, first_index)?;
+        self.file_bytes = HEADER_BYTES as u64;
+        self.next_index = first_index;
+        self.shared.next_index.store(first_index, Ordering::SeqCst);
+        self.unsynced_since = None;
+        Ok(())
+    }
+
     /// Deletes segments wholly below `index`, oldest first, then fsyncs the directory.
     fn delete_before(&mut self, index: u64) -> Result<usize, Error> {
         let mut deleted = 0;
@@ -826,4 +863,50 @@ fn find_cut(path: &Path, bytes: &[u8], first: u64, cut_index: u64) -> Result<Cut
         at += found.frame_bytes;
     }
     Ok((at as u64, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(entries: &[&[u8]]) -> EntryBatch {
+        let mut batch = EntryBatch::new();
+        for entry in entries {
+            batch.push(entry);
+        }
+        batch
+    }
+
+    #[test]
+    fn reset_starts_an_empty_log_at_the_given_index_durably() {
+        let dir = std::env::temp_dir().join(format!("lithair-log-reset-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let options = LogOptions {
+            segment_bytes_max: 64,
+            ..LogOptions::default()
+        };
+        {
+            let (log, _) = Log::open(&dir, options.clone(), &mut |_| Ok(())).unwrap();
+            for index in 1..=4 {
+                log.append_wait(1, index, batch(&[b"0123456789012345678901234567890123"]))
+                    .unwrap();
+            }
+            assert!(segment::list_segments(log.dir()).unwrap().len() > 1);
+            log.reset(10).unwrap();
+            assert_eq!(log.next_index(), 10);
+            assert_eq!(segment::list_segments(log.dir()).unwrap(), vec![10]);
+            log.append_wait(2, 10, batch(&[b"a", b"b"])).unwrap();
+            assert!(log.reset(0).is_err());
+        }
+        let mut seen = Vec::new();
+        let (log, recovery) = Log::open(&dir, options, &mut |frame| {
+            seen.push((frame.index, frame.term, frame.entries().count()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(recovery.next_index, 12);
+        assert_eq!(seen, vec![(10, 2, 2)]);
+        drop(log);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

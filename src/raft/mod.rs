@@ -30,7 +30,10 @@
 //!   ago; it assumes tick rates do not drift apart and refuses leadership transfer.
 //! - Snapshots are sent in `snapshot_chunk_bytes` chunks; the follower keeps the partial
 //!   snapshot in memory only (a crash mid-install just restarts the transfer) and reports how
-//!   many bytes it holds, which is where the leader resumes.
+//!   many bytes it holds, which is where the leader resumes. Once whole, the driver persists
+//!   it crash-safely (`storage_log::LogStorage::install`) before restoring the engine.
+//! - In a node, the engine's log is the Raft log and the engine's snapshot the Raft snapshot
+//!   (`storage_log`); the driver compacts to each durable snapshot the engine has applied.
 
 mod codec;
 mod config;

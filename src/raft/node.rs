@@ -13,7 +13,7 @@
 use super::config::Config;
 use super::raw_node::{RawNode, Ready};
 use super::storage::Storage;
-use super::storage_log::LogStorage;
+use super::storage_log::{InstallStep, LogStorage};
 use super::transport::{Deliver, Transport, TransportConfig};
 use super::types::{ConfChange, EntryKind, Message, NodeId, Role, NODE_NONE};
 use crate::engine::{Proposer, Replica, Token};
@@ -30,6 +30,14 @@ use std::time::{Duration, Instant};
 pub const TICK_MS: u64 = 20;
 /// Inbox events handled before the node processes a Ready (bounds latency under load).
 const INBOX_BATCH_MAX: usize = 4096;
+/// Bytes of one InstallSnapshot chunk. The leader sends the next chunk when the previous one
+/// is acknowledged (one in flight per follower), and resumes from the follower's acknowledged
+/// offset after a reconnection.
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
+/// Test hook: the environment variable naming an install step (`file`, `record` or `log`)
+/// after which the process aborts, to test that a crash in the middle of an install leaves a
+/// node able to start.
+pub const INSTALL_CRASH_ENV: &str = "LITHAIR_TEST_CRASH_DURING_INSTALL";
 
 /// How to run a node.
 #[derive(Clone, Debug)]
@@ -147,6 +155,10 @@ pub struct ClusterStatus {
     pub last_index: u64,
     /// Members.
     pub members: Vec<MemberStatus>,
+    /// The index the log is compacted to (the Raft snapshot's; 0: none).
+    pub snapshot_index: u64,
+    /// Snapshots installed from a leader since this process started.
+    pub snapshots_installed: u64,
 }
 
 fn role_name(role: Role) -> &'static str {
@@ -193,7 +205,9 @@ impl Node {
         // engine ignores what it already holds.
         let commit_hint = storage.hard_state().commit;
         raft_config.applied = replica.applied_index().min(commit_hint);
+        raft_config.snapshot_chunk_bytes = SNAPSHOT_CHUNK_BYTES;
         let applied = raft_config.applied;
+        let install_crash = std::env::var(INSTALL_CRASH_ENV).ok();
         let raw = RawNode::new(raft_config, storage)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let sender = inbox.sender.clone();
@@ -237,6 +251,8 @@ impl Node {
             reads: std::collections::HashMap::new(),
             confirmed: Vec::new(),
             next_read: 0,
+            snapshots_installed: 0,
+            install_crash,
         };
         let receiver = inbox.receiver;
         let raft = thread::Builder::new()
@@ -357,6 +373,10 @@ struct Driver {
     /// Confirmed reads waiting until their index is handed to the engine.
     confirmed: Vec<(u64, Sender<Result<u64, String>>)>,
     next_read: u64,
+    /// Snapshots installed from a leader since start.
+    snapshots_installed: u64,
+    /// Test hook: abort after this install step (see [`INSTALL_CRASH_ENV`]).
+    install_crash: Option<String>,
 }
 
 impl Driver {
@@ -386,6 +406,10 @@ impl Driver {
                     stopped = true;
                     break;
                 }
+            }
+            if let Err(error) = self.compact() {
+                eprintln!("lithair: raft log compaction failed, stopping the node: {error}");
+                stopped = true;
             }
             self.update_leadership();
             self.publish_status();
@@ -530,9 +554,21 @@ impl Driver {
         for message in ready.messages.drain(..) {
             self.transport.send(message);
         }
-        if ready.snapshot.is_some() {
-            // Compaction is not implemented yet, so no leader sends snapshots.
-            return Err(io::Error::other("snapshot installation is not supported"));
+        let snapshot = ready.snapshot.take();
+        if let Some(snapshot) = &snapshot {
+            let crash = self.install_crash.clone();
+            let after = move |step: InstallStep| {
+                let name = match step {
+                    InstallStep::File => "file",
+                    InstallStep::Record => "record",
+                    InstallStep::Log => "log",
+                };
+                if crash.as_deref() == Some(name) {
+                    eprintln!("lithair: test hook: crashing after install step `{name}`");
+                    std::process::abort();
+                }
+            };
+            self.raw.storage_mut().install(snapshot, &after)?;
         }
         let storage = self.raw.storage_mut();
         storage.append(&ready.entries)?;
@@ -541,6 +577,13 @@ impl Driver {
         }
         for message in ready.persisted_messages.drain(..) {
             self.transport.send(message);
+        }
+        if let Some(snapshot) = snapshot {
+            let index = snapshot.meta.index;
+            self.replica.restore(index).map_err(io::Error::other)?;
+            self.applied = index;
+            self.snapshots_installed += 1;
+            eprintln!("lithair: installed a snapshot from the leader at index {index}");
         }
         let committed = std::mem::take(&mut ready.committed_entries);
         self.apply_committed(&committed);
@@ -555,6 +598,16 @@ impl Driver {
         self.answer_reads();
         self.raw.advance();
         Ok(())
+    }
+
+    /// Compacts the log to the engine's newest durable snapshot once it is applied here
+    /// (so never above the commit index).
+    fn compact(&mut self) -> io::Result<()> {
+        let index = self.replica.snapshot_index();
+        if index <= self.raw.storage().snapshot_index() || index > self.applied {
+            return Ok(());
+        }
+        self.raw.storage_mut().compact(index)
     }
 
     /// Tells the engine when it may sequence: only as leader, and only once every entry
@@ -638,6 +691,8 @@ impl Driver {
             applied: self.applied,
             last_index: self.raw.storage().last_index(),
             members,
+            snapshot_index: self.raw.storage().snapshot_index(),
+            snapshots_installed: self.snapshots_installed,
         };
         *self.status.lock().expect("status poisoned") = snapshot;
     }

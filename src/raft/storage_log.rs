@@ -17,7 +17,9 @@
 //! the log up to that hint at start and Raft re-delivers the rest once it re-learns the commit.
 
 use super::storage::{MemStorage, Storage, StorageError};
-use super::types::{ConfState, Entry, EntryKind, HardState, NodeId, Snapshot};
+use super::types::{
+    ConfChange, ConfState, Entry, EntryKind, HardState, NodeId, Snapshot, SnapshotMeta,
+};
 use crate::crypto::crc32c;
 use crate::engine::{self, Reserved};
 use crate::log::{EntryBatch, Log};
@@ -31,6 +33,9 @@ use std::sync::{mpsc, Arc};
 pub const OLD_RAFT_DIR_NAME: &str = "raft";
 /// The hard state file's name, in the data directory next to `log/`.
 pub const HARD_STATE_FILE_NAME: &str = "raft-hardstate";
+/// The Raft snapshot record's name, next to the hard state: index, term and membership of
+/// the snapshot the log was compacted to (the engine's snapshot file of that index).
+pub const SNAPSHOT_META_FILE_NAME: &str = "raft-snapshot";
 /// Bytes of the hard state file: term, vote, commit (u64 LE each) and a CRC32C.
 pub const HARD_STATE_BYTES: usize = 28;
 
@@ -75,16 +80,22 @@ pub fn read_hard_state(data_dir: &Path) -> io::Result<HardState> {
 }
 
 impl LogStorage {
-    /// Opens the Raft storage over the engine's `log` of `data_dir`. A new log is bootstrapped
-    /// with `voters` (one `AddVoter` entry per voter, term 1, committed), as every member of a
-    /// static cluster does identically.
+    /// Opens the Raft storage over the engine's `log` of `data_dir`: the snapshot recorded in
+    /// `raft-snapshot` (if any) and the log entries after it. A log that does not continue
+    /// that snapshot (a crash in the middle of an install) is reset to start right after it.
+    /// A new log is bootstrapped with `voters` (one `AddVoter` entry per voter, term 1,
+    /// committed), as every member of a static cluster does identically.
     ///
     /// # Errors
     /// I/O failures, corruption, a malformed entry, or a log written by a single node.
     pub fn open(log: Arc<Log>, data_dir: &Path, voters: &[NodeId]) -> io::Result<LogStorage> {
-        let hard_state = read_hard_state(data_dir)?;
-        let entries = read_entries(&log, 1)?;
-        if hard_state == HardState::default() && !entries.is_empty() {
+        let mut hard_state = read_hard_state(data_dir)?;
+        let meta = read_snapshot_meta(data_dir)?;
+        let entries = match &meta {
+            Some(meta) => entries_after_snapshot(&log, meta)?,
+            None => read_entries(&log, 1)?,
+        };
+        if hard_state == HardState::default() && (!entries.is_empty() || meta.is_some()) {
             let message = format!(
                 "{} holds a single-node log (no Raft hard state); a cluster node needs a data \
                  directory of its own",
@@ -98,9 +109,17 @@ impl LogStorage {
             dir: data_dir.to_path_buf(),
             durable_term_vote: (hard_state.term, hard_state.vote),
         };
+        if let Some(meta) = meta {
+            // A snapshot covers only committed entries, even if the hint lags behind it.
+            hard_state.commit = hard_state.commit.max(meta.index);
+            storage.mem.apply_snapshot(Snapshot {
+                meta,
+                data: Vec::new(),
+            });
+        }
         storage.mem.append(&entries);
         storage.mem.set_hard_state(hard_state);
-        if entries.is_empty() && hard_state == HardState::default() {
+        if storage.mem.last_index() == 0 && hard_state == HardState::default() {
             let boot = super::storage::bootstrap_entries(voters);
             let commit = boot.len() as u64;
             storage.append(&boot)?;
@@ -111,6 +130,90 @@ impl LogStorage {
             })?;
         }
         Ok(storage)
+    }
+
+    /// Compacts the log to the engine's durable snapshot at `index`: records the Raft
+    /// snapshot state (index, term, membership at `index`) durably, then drops the entries it
+    /// covers from memory and deletes the log segments wholly below `index + 1`.
+    ///
+    /// # Errors
+    /// I/O failures writing the record or deleting segments.
+    ///
+    /// # Panics
+    /// If `index` is beyond the commit index or not past the current snapshot.
+    pub fn compact(&mut self, index: u64) -> io::Result<()> {
+        let commit = self.mem.hard_state().commit;
+        assert!(
+            index <= commit,
+            "compact to {index} beyond the commit {commit}"
+        );
+        let term = self
+            .mem
+            .term(index)
+            .unwrap_or_else(|e| panic!("compact to {index}: {e}"));
+        let meta = SnapshotMeta {
+            index,
+            term,
+            conf: self.conf_at(index),
+        };
+        write_snapshot_meta(&self.dir, &meta)?;
+        self.mem.compact(index, meta.conf, Vec::new());
+        self.log
+            .delete_before(index + 1)
+            .map_err(|e| io_error("compact the raft log", e))?;
+        Ok(())
+    }
+
+    /// Persists a snapshot received from the leader, in crash-safe order: the snapshot file
+    /// (checked, written atomically), then the Raft snapshot record, then the log (reset when
+    /// it does not continue the snapshot, else trimmed). `after` is called after each step
+    /// (tests crash there). A crash before the record leaves the old state and log; after it,
+    /// [`LogStorage::open`] finishes the install.
+    ///
+    /// # Errors
+    /// A damaged snapshot, or I/O failures.
+    pub fn install(&mut self, snapshot: &Snapshot, after: &dyn Fn(InstallStep)) -> io::Result<()> {
+        let meta = &snapshot.meta;
+        engine::install_snapshot_file(&self.dir, meta.index, &snapshot.data)
+            .map_err(|e| io_error("install the snapshot", e))?;
+        after(InstallStep::File);
+        write_snapshot_meta(&self.dir, meta)?;
+        after(InstallStep::Record);
+        let keeps_suffix = self.mem.term(meta.index).ok() == Some(meta.term);
+        let result = if keeps_suffix {
+            self.log.delete_before(meta.index + 1).map(|_| ())
+        } else {
+            self.log.reset(meta.index + 1)
+        };
+        result.map_err(|e| io_error("reset the raft log", e))?;
+        after(InstallStep::Log);
+        self.mem.apply_snapshot(Snapshot {
+            meta: meta.clone(),
+            data: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// The membership as of `index`: the snapshot's, changed by every membership entry up to
+    /// `index`.
+    fn conf_at(&self, index: u64) -> ConfState {
+        let (_, mut conf) = self.mem.initial_state();
+        for entry in self.mem.held_entries() {
+            if entry.index > index {
+                break;
+            }
+            if entry.kind == EntryKind::ConfChange {
+                if let Some(change) = ConfChange::decode(&entry.data) {
+                    conf.apply(change);
+                }
+            }
+        }
+        conf
+    }
+
+    /// The index of the snapshot the log starts after (0: none).
+    pub fn snapshot_index(&self) -> u64 {
+        self.mem.first_index() - 1
     }
 
     /// Makes `entries` durable (truncating any uncommitted suffix they replace), then exposes
@@ -216,7 +319,13 @@ impl Storage for LogStorage {
     }
 
     fn snapshot(&self) -> Result<Snapshot, StorageError> {
-        self.mem.snapshot()
+        let mut snapshot = self.mem.snapshot()?;
+        if snapshot.meta.index > 0 {
+            // Sent as the whole file, so the follower checks the checksums end to end.
+            snapshot.data = engine::read_snapshot_file(&self.dir, snapshot.meta.index)
+                .map_err(|e| StorageError::Other(e.to_string()))?;
+        }
+        Ok(snapshot)
     }
 }
 
@@ -273,6 +382,102 @@ fn read_entries(log: &Log, from: u64) -> io::Result<Vec<Entry>> {
     }
 }
 
+/// The steps of [`LogStorage::install`], for the crash test hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstallStep {
+    /// The snapshot file is durable.
+    File,
+    /// The Raft snapshot record is durable.
+    Record,
+    /// The log is reset or trimmed.
+    Log,
+}
+
+/// The log entries after `meta`'s snapshot, resetting a log that does not continue it (one
+/// that ends before it, or disagrees on its term: an install that crashed half way).
+fn entries_after_snapshot(log: &Log, meta: &SnapshotMeta) -> io::Result<Vec<Entry>> {
+    let mut entries = read_entries(log, meta.index)?;
+    let continues = match entries.first() {
+        Some(first) if first.index == meta.index => first.term == meta.term,
+        // The entry at the snapshot index was compacted with its segment: what follows starts
+        // at index + 1 or the log is broken.
+        Some(first) => first.index == meta.index + 1,
+        None => log.next_index() == meta.index + 1,
+    };
+    if !continues {
+        log.reset(meta.index + 1)
+            .map_err(|e| io_error("reset the raft log", e))?;
+        return Ok(Vec::new());
+    }
+    entries.retain(|entry| entry.index > meta.index);
+    Ok(entries)
+}
+
+fn encode_snapshot_meta(meta: &SnapshotMeta) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&meta.index.to_le_bytes());
+    out.extend_from_slice(&meta.term.to_le_bytes());
+    for ids in [&meta.conf.voters, &meta.conf.learners] {
+        out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+        for id in ids {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+    }
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn decode_snapshot_meta(bytes: &[u8]) -> Option<SnapshotMeta> {
+    let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+    if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().ok()?) {
+        return None;
+    }
+    let mut rest = body;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, tail) = rest.split_at_checked(n)?;
+        rest = tail;
+        Some(head)
+    };
+    let index = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let term = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let mut lists = [Vec::new(), Vec::new()];
+    for list in &mut lists {
+        let count = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+        for _ in 0..count {
+            list.push(u64::from_le_bytes(take(8)?.try_into().ok()?));
+        }
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    let [voters, learners] = lists;
+    Some(SnapshotMeta {
+        index,
+        term,
+        conf: ConfState { voters, learners },
+    })
+}
+
+fn read_snapshot_meta(data_dir: &Path) -> io::Result<Option<SnapshotMeta>> {
+    let path = data_dir.join(SNAPSHOT_META_FILE_NAME);
+    match fs::read(&path) {
+        Ok(bytes) => decode_snapshot_meta(&bytes)
+            .map(Some)
+            .ok_or_else(|| io_error(&path.display().to_string(), "corrupt raft snapshot record")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_snapshot_meta(data_dir: &Path, meta: &SnapshotMeta) -> io::Result<()> {
+    write_atomically(
+        data_dir,
+        SNAPSHOT_META_FILE_NAME,
+        &encode_snapshot_meta(meta),
+    )
+}
+
 fn encode_hard_state(hard_state: HardState) -> [u8; HARD_STATE_BYTES] {
     let mut out = [0u8; HARD_STATE_BYTES];
     out[0..8].copy_from_slice(&hard_state.term.to_le_bytes());
@@ -305,15 +510,20 @@ fn decode_hard_state(bytes: &[u8]) -> Option<HardState> {
 }
 
 fn write_hard_state(dir: &Path, hard_state: HardState) -> io::Result<()> {
-    let tmp = dir.join(format!("{HARD_STATE_FILE_NAME}.tmp"));
+    write_atomically(dir, HARD_STATE_FILE_NAME, &encode_hard_state(hard_state))
+}
+
+/// Replaces `dir/name` by `bytes`: temporary file, fsync, rename, fsync the directory.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)?;
-    file.write_all(&encode_hard_state(hard_state))?;
+    file.write_all(bytes)?;
     file.sync_all()?;
-    fs::rename(&tmp, dir.join(HARD_STATE_FILE_NAME))?;
+    fs::rename(&tmp, dir.join(name))?;
     File::open(dir)?.sync_all()
 }
 
@@ -446,6 +656,124 @@ mod tests {
         let error = LogStorage::open(log, &dir, &[1]).err().unwrap().to_string();
         assert!(error.contains("single-node log"), "{error}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A snapshot file as the engine writes it (header, body), for index `index`.
+    fn snapshot_file(index: u64, body: &[u8]) -> Vec<u8> {
+        let mut file = Vec::new();
+        file.extend_from_slice(&crate::engine::SNAPSHOT_MAGIC);
+        file.extend_from_slice(&crate::engine::SNAPSHOT_VERSION.to_le_bytes());
+        file.extend_from_slice(&[0; 4]);
+        file.extend_from_slice(&index.to_le_bytes());
+        file.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        file.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+        let crc = crc32c::crc32c(&file);
+        file.extend_from_slice(&crc.to_le_bytes());
+        file.extend_from_slice(body);
+        file
+    }
+
+    #[test]
+    fn compacts_installs_and_finishes_an_interrupted_install() {
+        let dir = temp_dir("snapshots");
+        let hard_state = HardState {
+            term: 2,
+            vote: 1,
+            commit: 10,
+        };
+        {
+            let mut storage = LogStorage::open(open_log(&dir), &dir, &[1]).unwrap();
+            let entries: Vec<Entry> = (2..=10).map(|i| entry(i, 2, "e")).collect();
+            storage.append(&entries).unwrap();
+            let learner = Entry {
+                term: 2,
+                index: 11,
+                kind: EntryKind::ConfChange,
+                data: ConfChange::AddLearner(4).encode(),
+            };
+            storage.append(&[learner]).unwrap();
+            storage
+                .set_hard_state(HardState {
+                    commit: 11,
+                    ..hard_state
+                })
+                .unwrap();
+            engine::install_snapshot_file(&dir, 11, &snapshot_file(11, b"state at 11")).unwrap();
+            storage.compact(11).unwrap();
+            assert_eq!((storage.first_index(), storage.term(11)), (12, Ok(2)));
+            let sent = storage.snapshot().unwrap();
+            assert_eq!(sent.data, snapshot_file(11, b"state at 11"));
+            assert_eq!(sent.meta.conf.voters, vec![1]);
+            assert_eq!(sent.meta.conf.learners, vec![4]);
+        }
+        let mut storage = LogStorage::open(open_log(&dir), &dir, &[1]).unwrap();
+        assert_eq!((storage.snapshot_index(), storage.last_index()), (11, 11));
+        assert_eq!(storage.initial_state().1.learners, vec![4]);
+        // A snapshot far ahead of the log: the log restarts right after it.
+        let meta = SnapshotMeta {
+            index: 30,
+            term: 3,
+            conf: ConfState::with_voters(&[1, 2]),
+        };
+        let steps = std::cell::RefCell::new(Vec::new());
+        let snapshot = Snapshot {
+            meta: meta.clone(),
+            data: snapshot_file(30, b"state at 30"),
+        };
+        storage
+            .install(&snapshot, &|step| steps.borrow_mut().push(step))
+            .unwrap();
+        assert_eq!(
+            steps.into_inner(),
+            vec![InstallStep::File, InstallStep::Record, InstallStep::Log]
+        );
+        assert_eq!((storage.first_index(), storage.last_index()), (31, 30));
+        storage.append(&[entry(31, 3, "after")]).unwrap();
+        let damaged = Snapshot {
+            meta: SnapshotMeta { index: 40, ..meta },
+            data: snapshot_file(41, b"x"),
+        };
+        assert!(storage.install(&damaged, &|_| {}).is_err());
+        drop(storage);
+        // A crash after the record but before the log was reset: opening finishes the install.
+        write_snapshot_meta(
+            &dir,
+            &SnapshotMeta {
+                index: 50,
+                term: 4,
+                conf: ConfState::with_voters(&[1]),
+            },
+        )
+        .unwrap();
+        let log = open_log(&dir);
+        let storage = LogStorage::open(Arc::clone(&log), &dir, &[1]).unwrap();
+        assert_eq!((storage.first_index(), storage.last_index()), (51, 50));
+        assert_eq!(log.next_index(), 51);
+        assert_eq!(storage.hard_state().commit, 50);
+        drop((storage, log));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn snapshot_meta_codec_rejects_corruption() {
+        let meta = SnapshotMeta {
+            index: 9,
+            term: 4,
+            conf: ConfState {
+                voters: vec![1, 2, 3],
+                learners: vec![7],
+            },
+        };
+        let bytes = encode_snapshot_meta(&meta);
+        assert_eq!(decode_snapshot_meta(&bytes), Some(meta));
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x10;
+            assert_eq!(decode_snapshot_meta(&damaged), None, "flip at {at}");
+        }
+        for cut in 0..bytes.len() {
+            assert_eq!(decode_snapshot_meta(&bytes[..cut]), None);
+        }
     }
 
     #[test]
