@@ -358,3 +358,168 @@ fn a_follower_behind_the_compaction_point_catches_up_through_a_snapshot() {
         assert!(all.iter().all(|s| s.applied_event == all[0].applied_event));
     }
 }
+
+// ---- In-process: the engine's cluster path driven by hand, as the Raft node drives it. ----
+
+mod engine_cluster {
+    use lithair::engine::{
+        encode_reserved, Command, Context, Engine, EngineOptions, Proposer, Reserved, State,
+        SubmitError, Token, NOT_COMMITTED,
+    };
+    use lithair::log::EntryBatch;
+    use lithair::prelude::*;
+    use std::sync::mpsc;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    #[derive(Binary, Clone, Debug, Default, PartialEq)]
+    pub struct Counter {
+        total: u64,
+    }
+
+    impl State for Counter {
+        type Event = u64;
+        fn apply(&mut self, event: &u64) {
+            self.total += event;
+        }
+    }
+
+    struct Add(u64);
+
+    impl Command<Counter> for Add {
+        type Rejection = ();
+        fn decide(&self, _: &Counter, _: &Context) -> Result<Vec<u64>, ()> {
+            Ok(vec![self.0, self.0])
+        }
+    }
+
+    type Proposal = (u64, u64, Vec<Vec<u8>>, Token);
+
+    /// Records proposals, as the node's inbox would receive them.
+    struct Recorder(Mutex<mpsc::Sender<Proposal>>);
+
+    impl Proposer for Recorder {
+        fn propose(&self, term: u64, first_index: u64, entries: Vec<Vec<u8>>, token: Token) {
+            let _ = self
+                .0
+                .lock()
+                .unwrap()
+                .send((term, first_index, entries, token));
+        }
+    }
+
+    fn reserved(index: u64, entry: Reserved<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_reserved(&mut out, index, entry);
+        out
+    }
+
+    /// Writes entries to the shared log as the Raft storage does (frame term = Raft term).
+    fn persist(log: &lithair::log::Log, term: u64, first_index: u64, entries: &[Vec<u8>]) {
+        let mut batch = EntryBatch::new();
+        for entry in entries {
+            batch.push(entry);
+        }
+        log.append_wait(term, first_index, batch).unwrap();
+    }
+
+    fn open(dir: &std::path::Path, hint: u64) -> (Engine<Counter>, mpsc::Receiver<Proposal>, u64) {
+        let (sender, proposals) = mpsc::channel();
+        let proposer: Arc<dyn Proposer> = Arc::new(Recorder(Mutex::new(sender)));
+        let (engine, opened) = Engine::open_cluster(
+            dir,
+            EngineOptions::default(),
+            Counter::default(),
+            proposer,
+            hint,
+        )
+        .unwrap();
+        (engine, proposals, opened.applied_index)
+    }
+
+    fn next(proposals: &mpsc::Receiver<Proposal>) -> Proposal {
+        proposals.recv_timeout(Duration::from_secs(10)).unwrap()
+    }
+
+    #[test]
+    fn raft_entries_consume_indexes_mismatches_retry_and_replay_stops_at_the_commit_hint() {
+        let dir = std::env::temp_dir().join(format!("lithair-csnap-engine-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (engine, proposals, applied) = open(&dir, 0);
+        assert_eq!(applied, 0);
+        let replica = engine.replica();
+        let log = engine.cluster_log();
+        // Bootstrap membership (term 1) and a leader's no-op (term 2): indexes 1 and 2.
+        let conf = reserved(1, Reserved::Conf(&[1, 1, 0, 0, 0, 0, 0, 0, 0]));
+        persist(&log, 1, 1, &[conf]);
+        persist(&log, 2, 2, &[reserved(2, Reserved::Noop)]);
+        replica.apply(1, &[&[], &[]], None);
+        replica.set_next_index(3);
+        replica.set_leader(Some(2));
+
+        // A command's two events become Raft entries 3 and 4.
+        let ticket = engine.submit_async(Add(5), Default::default());
+        let (term, first, entries, token) = next(&proposals);
+        assert_eq!((term, first, entries.len()), (2, 3, 2));
+        persist(&log, 2, 3, &entries);
+        let views: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        replica.apply(3, &views, Some(token));
+        let receipt = ticket.wait().unwrap();
+        assert_eq!((receipt.first_index, receipt.last_index), (3, 4));
+
+        // A membership change took index 5 first: the proposal at 5 is abandoned, and the
+        // sequencer continues at 6 once rebuilt.
+        let ticket = engine.submit_async(Add(1), Default::default());
+        let (_, first, _, token) = next(&proposals);
+        assert_eq!(first, 5);
+        persist(
+            &log,
+            2,
+            5,
+            &[reserved(5, Reserved::Conf(&[2, 4, 0, 0, 0, 0, 0, 0, 0]))],
+        );
+        replica.set_next_index(6);
+        replica.abandon(token);
+        match ticket.wait() {
+            Err(SubmitError::Storage(message)) => assert_eq!(message, NOT_COMMITTED),
+            other => panic!("expected a retryable error, got {other:?}"),
+        }
+        let ticket = engine.submit_async(Add(7), Default::default());
+        let (_, first, entries, token) = next(&proposals);
+        assert_eq!(first, 6);
+        persist(&log, 2, 6, &entries);
+        replica.apply(5, &[&[]], None);
+        let views: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        replica.apply(6, &views, Some(token));
+        assert_eq!(ticket.wait().unwrap().first_index, 6);
+        assert_eq!(engine.applied_index(), 7);
+        assert_eq!(engine.read(|s| s.total), 24);
+        let digest = engine.digest();
+        drop((replica, log));
+        drop(engine);
+
+        // The durable commit hint says 4: replay stops there, the rest is re-delivered.
+        let (engine, _proposals, applied) = open(&dir, 4);
+        assert_eq!(applied, 4);
+        assert_eq!(engine.read(|s| s.total), 10);
+        let replica = engine.replica();
+        let mut all = Vec::new();
+        lithair::log::read_range(&dir.join("log"), 1, &mut |frame| {
+            all.extend(frame.entries().map(<[u8]>::to_vec));
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(all.len(), 7);
+        let views: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
+        replica.apply(1, &views, None);
+        let converged = (0..500).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            engine.applied_index() == 7
+        });
+        assert!(converged, "the re-delivered tail is applied");
+        assert_eq!(engine.digest(), digest);
+        drop(replica);
+        drop(engine);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
