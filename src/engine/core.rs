@@ -480,10 +480,9 @@ impl<S: State> Engine<S> {
         })?;
         let ((log, recovery), tracked) = replayed;
         let log_end = recovery.next_index - 1;
-        // Single node: the state is the whole log. Cluster: the log up to the commit hint
-        // (a snapshot may already cover more than the hint).
-        // A cluster node's log may end before its snapshot: a crash during a snapshot install
-        // (the Raft storage finishes the install on start).
+        // Single node: the state is the whole log. Cluster: the log up to the commit hint (a
+        // snapshot may cover more), and the log may end before the snapshot (a crash in an
+        // install, which the Raft storage finishes on start).
         let expected_applied = log_end.min(replay_to).max(snapshot_index);
         let log_short = cluster.is_none() && log_end < snapshot_index;
         if log_short || tracked.applied_index != expected_applied {
@@ -1328,8 +1327,21 @@ impl<S: State> Replica for EngineReplica<S> {
             // snapshot sent again; the state loaded at start is that snapshot or later.
             return Ok(());
         }
-        // Everything handed to the applier before is applied first, then replaced.
-        wait_until_idle(shared);
+        // Everything handed to the applier before is applied first, then replaced. (Not
+        // `wait_until_idle`: proposals of a leadership this node just lost may still be
+        // queued for the Raft thread, which is the caller.)
+        while shared
+            .committed
+            .read()
+            .expect("state lock poisoned")
+            .applied_index
+            < *delivered
+        {
+            if self.applier().is_none() {
+                return Err("the engine is shutting down".to_string());
+            }
+            thread::sleep(std::time::Duration::from_millis(1));
+        }
         *shared.committed.write().expect("state lock poisoned") = tracked;
         *delivered = index;
         shared

@@ -198,14 +198,7 @@ impl Node {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
         }
         let storage = LogStorage::open(log, &config.data_dir, &voters)?;
-        let mut raft_config = Config::new(config.id);
-        raft_config.seed = crate::crypto::random::u64()?;
-        // The engine may hold more than the commit hint (a snapshot past it); the core must
-        // not believe anything beyond its commit applied, so it re-delivers that part and the
-        // engine ignores what it already holds.
-        let commit_hint = storage.hard_state().commit;
-        raft_config.applied = replica.applied_index().min(commit_hint);
-        raft_config.snapshot_chunk_bytes = SNAPSHOT_CHUNK_BYTES;
+        let raft_config = raft_config(config.id, &*replica, &storage)?;
         let applied = raft_config.applied;
         let install_crash = std::env::var(INSTALL_CRASH_ENV).ok();
         let raw = RawNode::new(raft_config, storage)
@@ -333,6 +326,18 @@ impl Drop for Node {
             let _ = handle.join();
         }
     }
+}
+
+/// The core's settings for a node whose engine is `replica`.
+fn raft_config(id: NodeId, replica: &dyn Replica, storage: &LogStorage) -> io::Result<Config> {
+    let mut config = Config::new(id);
+    config.seed = crate::crypto::random::u64()?;
+    // The engine may hold more than the commit hint (a snapshot past it); the core must not
+    // believe anything beyond its commit applied, so it re-delivers that part and the engine
+    // ignores what it already holds.
+    config.applied = replica.applied_index().min(storage.hard_state().commit);
+    config.snapshot_chunk_bytes = SNAPSHOT_CHUNK_BYTES;
+    Ok(config)
 }
 
 fn run_ticker(sender: &Sender<Event>, stop: &std::sync::atomic::AtomicBool) {

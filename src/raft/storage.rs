@@ -54,9 +54,9 @@ impl std::error::Error for StorageError {}
 /// Read access to persisted Raft state. Ranges are half-open (`lo..hi`).
 ///
 /// Contract: everything returned is durable. `first_index() == snapshot().meta.index + 1`; the
-/// term of the snapshot index stays answerable through `term(first_index() - 1)`. The node driver
-/// implements this over the engine's log (the Raft term in each frame); `MemStorage` implements it in
-/// memory.
+/// term of the snapshot index stays answerable through `term(first_index() - 1)`. The node
+/// driver implements this over the engine's log (the Raft term in each frame); `MemStorage`
+/// implements it in memory.
 pub trait Storage {
     /// The persisted hard state and the membership of the latest snapshot.
     fn initial_state(&self) -> (HardState, ConfState);

@@ -607,7 +607,8 @@ mod tests {
             (storage.hard_state().term, storage.hard_state().vote),
             (4, 2)
         );
-        // Every index of the shared log decodes as an envelope at that index, frame term = Raft term.
+        // Every index of the shared log decodes as an envelope at that index; frame term =
+        // Raft term.
         let mut seen = Vec::new();
         crate::log::read_range(&dir.join(crate::log::LOG_DIR_NAME), 1, &mut |frame| {
             for (offset, bytes) in frame.entries().enumerate() {
