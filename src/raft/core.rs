@@ -109,6 +109,9 @@ pub(crate) struct Raft<S: Storage> {
     pub(crate) read_states: Vec<super::types::ReadState>,
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
     pub(crate) outgoing_snapshot: Option<super::types::Snapshot>,
+    /// Leader: runs of its own uncommitted entries (first -> last index) that an Append should
+    /// not cut (the events of one command), so followers hold them whole or not at all.
+    pub(crate) keep_together: BTreeMap<u64, u64>,
 }
 
 impl<S: Storage> Raft<S> {
@@ -152,6 +155,7 @@ impl<S: Storage> Raft<S> {
             read_states: Vec::new(),
             incoming_snapshot: None,
             outgoing_snapshot: None,
+            keep_together: BTreeMap::new(),
         };
         raft.apply_committed_conf();
         raft.become_follower(raft.term, NODE_NONE);

@@ -25,6 +25,7 @@ impl<S: Storage> Raft<S> {
         assert_eq!(self.vote, self.id, "a leader voted for itself");
         let term = self.term;
         self.become_follower_keeping_term();
+        self.keep_together.clear();
         self.role = Role::Leader;
         self.leader_id = self.id;
         let next = self.log.last_index() + 1;
@@ -150,10 +151,11 @@ impl<S: Storage> Raft<S> {
         let prev_term = self.log.term(next - 1);
         let hi = next.saturating_add(self.config.msg_entries_max);
         let entries = self.log.entries(next, hi, self.config.msg_bytes_max);
-        let (Some(prev_term), Ok(entries)) = (prev_term, entries) else {
+        let (Some(prev_term), Ok(mut entries)) = (prev_term, entries) else {
             self.start_snapshot(to);
             return true;
         };
+        self.trim_to_whole_runs(next, &mut entries);
         if entries.is_empty() && !send_if_empty {
             return false;
         }
@@ -422,6 +424,38 @@ impl<S: Storage> Raft<S> {
         let committed = self.maybe_commit();
         if committed && self.role == Role::Leader {
             self.broadcast_append(true);
+        }
+    }
+
+    /// Shortens an Append cut by the message limits so it does not end inside a run of
+    /// entries to keep together (unless that run alone exceeds a message).
+    fn trim_to_whole_runs(&mut self, next: u64, entries: &mut Vec<Entry>) {
+        let committed = self.log.committed;
+        // Committed runs are whole on every future leader (election restriction).
+        while let Some(entry) = self.keep_together.first_entry() {
+            if *entry.get() > committed {
+                break;
+            }
+            entry.remove();
+        }
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return;
+        };
+        if last >= self.log.last_index() {
+            return;
+        }
+        if let Some((&first, &run_last)) = self.keep_together.range(..=last).next_back() {
+            if run_last > last && first > next {
+                entries.truncate((first - next) as usize);
+            }
+        }
+    }
+
+    /// Marks `first..=last` (entries this leader proposes next) as one run an Append should not
+    /// cut.
+    pub(crate) fn keep_together(&mut self, first: u64, last: u64) {
+        if self.role == Role::Leader && first < last {
+            self.keep_together.insert(first, last);
         }
     }
 

@@ -328,6 +328,33 @@ impl Drop for Node {
     }
 }
 
+/// The runs of consecutive entries (first and last index) that hold the events of one
+/// command (the same request id), when a command has more than one event: a follower must
+/// receive such a run whole, or a leader crash could commit part of a command.
+fn command_runs(first_index: u64, entries: &[Vec<u8>]) -> Vec<(u64, u64)> {
+    let mut runs = Vec::new();
+    let mut current: Option<(u64, u64, u64)> = None; // (request id, first, last)
+    for (offset, entry) in entries.iter().enumerate() {
+        let index = first_index + offset as u64;
+        let request = crate::engine::decode_entry(entry)
+            .ok()
+            .map(|e| e.request_id);
+        match (current, request) {
+            (Some((id, first, _)), Some(r)) if r == id => current = Some((id, first, index)),
+            _ => {
+                if let Some((_, first, last)) = current.take().filter(|c| c.2 > c.1) {
+                    runs.push((first, last));
+                }
+                current = request.map(|r| (r, index, index));
+            }
+        }
+    }
+    if let Some((_, first, last)) = current.filter(|c| c.2 > c.1) {
+        runs.push((first, last));
+    }
+    runs
+}
+
 /// The core's settings for a node whose engine is `replica`.
 fn raft_config(id: NodeId, replica: &dyn Replica, storage: &LogStorage) -> io::Result<Config> {
     let mut config = Config::new(id);
@@ -506,6 +533,9 @@ impl Driver {
             return;
         }
         let count = entries.len() as u64;
+        for (first, last) in command_runs(first_index, &entries) {
+            self.raw.keep_together(first, last);
+        }
         match self.raw.propose(entries) {
             Ok(last_index) => {
                 assert_eq!(
@@ -700,5 +730,40 @@ impl Driver {
             snapshots_installed: self.snapshots_installed,
         };
         *self.status.lock().expect("status poisoned") = snapshot;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Envelope;
+    use std::borrow::Cow;
+
+    fn event(index: u64, request_id: u64) -> Vec<u8> {
+        let envelope = Envelope {
+            index,
+            timestamp_ms: 1,
+            event_type: Cow::Borrowed("E"),
+            schema_version: 1,
+            request_id,
+            idempotency_key: None,
+            actor: None,
+            correlation_id: None,
+        };
+        let mut out = Vec::new();
+        crate::engine::encode_entry(&mut out, &envelope, |_| {});
+        out
+    }
+
+    #[test]
+    fn command_runs_are_the_multi_event_commands() {
+        let requests = [1, 2, 2, 2, 3, 4, 4];
+        let entries: Vec<Vec<u8>> = requests
+            .iter()
+            .enumerate()
+            .map(|(k, &r)| event(10 + k as u64, r))
+            .collect();
+        assert_eq!(command_runs(10, &entries), vec![(11, 13), (15, 16)]);
+        assert_eq!(command_runs(10, &[Vec::new(), event(11, 1)]), vec![]);
     }
 }

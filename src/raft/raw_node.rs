@@ -113,6 +113,14 @@ impl<S: Storage> RawNode<S> {
         self.raft.campaign(false);
     }
 
+    /// Leader: asks that the entries `first..=last` it proposed reach each follower in one
+    /// Append (they are one command's events), unless they alone exceed a message's limits.
+    /// A leader that crashes then leaves followers with all of them or none, so a later leader
+    /// never commits part of the run. Call just before proposing them.
+    pub fn keep_together(&mut self, first: u64, last: u64) {
+        self.raft.keep_together(first, last);
+    }
+
     /// Appends a batch of payloads to the log (leader only); returns the last index used.
     ///
     /// # Errors

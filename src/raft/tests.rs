@@ -434,6 +434,46 @@ fn the_replication_window_bounds_appends_in_flight() {
 }
 
 #[test]
+fn appends_cut_by_the_limits_never_split_a_run_kept_together() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |c| c.msg_entries_max = 4);
+    cluster.elect(1);
+    let first = cluster.status(1).last_index + 1;
+    // Entries first+2 ..= first+5 are one command's events; a message holds four entries.
+    cluster.node(1).keep_together(first + 2, first + 5);
+    cluster
+        .node(1)
+        .propose((0..10u8).map(|k| vec![k]).collect())
+        .expect("leader");
+    cluster.deliver();
+    let ends: Vec<(u64, u64)> = cluster
+        .delivered
+        .iter()
+        .filter(|m| m.to == 2)
+        .filter_map(|m| match &m.body {
+            MessageBody::Append { entries, .. } if !entries.is_empty() => {
+                Some((entries[0].index, entries[entries.len() - 1].index))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!ends.is_empty());
+    for (lo, hi) in &ends {
+        let splits = *lo <= first + 5 && *hi >= first + 2 && (*lo > first + 2 || *hi < first + 5);
+        assert!(!splits, "append {lo}..={hi} splits the run: {ends:?}");
+    }
+    assert_eq!(cluster.status(2).last_index, first + 9);
+    // A run longer than a message is sent anyway (it cannot be whole).
+    let next = first + 10;
+    cluster.node(1).keep_together(next, next + 5);
+    cluster
+        .node(1)
+        .propose((0..6u8).map(|k| vec![k]).collect())
+        .expect("leader");
+    cluster.deliver();
+    assert_eq!(cluster.status(3).last_index, next + 5);
+}
+
+#[test]
 fn fast_backtracking_skips_a_divergent_term_in_one_round_trip() {
     let mut cluster = Cluster::new(&[1, 2, 3], &[], |_| {});
     cluster.elect(2);
