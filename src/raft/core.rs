@@ -112,6 +112,8 @@ pub(crate) struct Raft<S: Storage> {
     /// Leader: runs of its own uncommitted entries (first -> last index) that an Append should
     /// not cut (the events of one command), so followers hold them whole or not at all.
     pub(crate) keep_together: BTreeMap<u64, u64>,
+    /// Leader: heartbeats since each installing follower last acknowledged a chunk.
+    pub(crate) snapshot_silence: BTreeMap<NodeId, u32>,
 }
 
 impl<S: Storage> Raft<S> {
@@ -156,6 +158,7 @@ impl<S: Storage> Raft<S> {
             incoming_snapshot: None,
             outgoing_snapshot: None,
             keep_together: BTreeMap::new(),
+            snapshot_silence: BTreeMap::new(),
         };
         raft.apply_committed_conf();
         raft.become_follower(raft.term, NODE_NONE);

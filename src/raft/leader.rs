@@ -15,8 +15,13 @@ use super::types::{ConfChange, Entry, EntryKind, MessageBody, NodeId, ReadState,
 /// Most heartbeat rounds remembered for lease computation.
 const READ_ROUNDS_REMEMBERED_MAX: usize = 1024;
 
+/// Heartbeats without an acknowledgement after which a leader resends the current snapshot
+/// chunk (one chunk in flight otherwise: the next leaves when the previous is acknowledged).
+pub(crate) const SNAPSHOT_RESEND_HEARTBEATS: u32 = 5;
+
 impl<S: Storage> Raft<S> {
     pub(crate) fn become_leader(&mut self) {
+        self.snapshot_silence.clear();
         assert_eq!(
             self.role,
             Role::Candidate,
@@ -121,8 +126,14 @@ impl<S: Storage> Raft<S> {
                 },
             );
             if snapshotting {
-                // Resume an install whose last chunk or ack was lost.
-                self.send_snapshot_chunk(peer);
+                // Resume an install whose last chunk or ack was lost, but only after a few
+                // silent heartbeats: a chunk may be large and is most likely still in flight.
+                let silence = self.snapshot_silence.entry(peer).or_insert(0);
+                *silence += 1;
+                if *silence >= SNAPSHOT_RESEND_HEARTBEATS {
+                    *silence = 0;
+                    self.send_snapshot_chunk(peer);
+                }
             }
         }
         self.confirm_reads();
@@ -363,6 +374,7 @@ impl<S: Storage> Raft<S> {
         if index != sending {
             return;
         }
+        self.snapshot_silence.remove(&from);
         if done {
             progress.match_index = progress.match_index.max(index);
             progress.become_probe();
