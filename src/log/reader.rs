@@ -167,6 +167,7 @@ impl Cursor {
     /// written data (end of file, or a preallocated zero tail: a frame's `len` is never 0).
     fn has_frame_start(&self) -> bool {
         let rest = &self.buffer[self.offset.min(self.buffer.len())..];
-        !rest.is_empty() && !(rest.len() >= 4 && rest[..4] == [0, 0, 0, 0])
+        let zero_len = rest.get(..4) == Some(&[0, 0, 0, 0][..]);
+        !rest.is_empty() && !zero_len
     }
 }
