@@ -486,6 +486,12 @@ fn pipelined_writes_are_answered_in_order_through_deferred_responses() {
     );
     assert_eq!(answers[14].0, 204);
     assert_eq!(answers[15].0, 404);
+    // A body above the reactor's inline limit takes the worker path, with the same answer.
+    let padding = " ".repeat(lithair::app::routes::INLINE_BODY_BYTES_MAX);
+    let body = format!(r#"{{"title":"big","slug":"big"{padding}}}"#);
+    let big = request(addr, "POST", "/api/posts", "", &body);
+    assert_eq!(big.status, 201, "{}", big.body);
+    assert_eq!(big.json()["id"].as_u64(), Some(11));
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
