@@ -243,6 +243,7 @@ impl Log {
             file,
             file_bytes,
             allocated,
+            preallocation_supported: true,
             next_index: recovered.next_index,
             options,
             shared: Arc::clone(&shared),
@@ -522,6 +523,8 @@ struct Writer {
     file_bytes: u64,
     /// Length of `file` including its preallocated zero tail (>= `file_bytes`).
     allocated: u64,
+    /// False once the file system said it cannot preallocate: stop asking on every write.
+    preallocation_supported: bool,
     next_index: u64,
     options: LogOptions,
     shared: Arc<Shared>,
@@ -756,15 +759,16 @@ impl Writer {
     /// new size needs no fsync of its own: the group's `fdatasync` commits it along with the
     /// data (once per chunk instead of with every append).
     fn extend_preallocation(&mut self, needed: u64) {
-        if needed <= self.allocated {
+        if needed <= self.allocated || !self.preallocation_supported {
             return;
         }
         let target = preallocation_target(needed, &self.options).max(needed);
         match crate::sys::prealloc::preallocate(&self.file, target) {
             Ok(true) => self.allocated = target,
-            // Unsupported or failing (nearly full disk): append without; the write reports
-            // a real disk-full.
-            Ok(false) | Err(_) => self.allocated = needed,
+            Ok(false) => self.preallocation_supported = false,
+            // Failing (e.g. a nearly full disk): append without; the write reports a real
+            // disk-full, and the next chunk is tried again later.
+            Err(_) => self.allocated = needed,
         }
     }
 
