@@ -4,6 +4,9 @@ use super::*;
 
 const LIMIT: usize = 1 << 20;
 
+/// Header values offered, and the parameters agreed with their answer (`None`: declined).
+type NegotiationCase = (&'static [&'static str], Option<(Params, &'static str)>);
+
 /// Negotiation table: header values in, agreed parameters (or a decline) and answer out.
 #[test]
 fn negotiation_table() {
@@ -13,7 +16,7 @@ fn negotiation_table() {
         server_max_window_bits: server_bits,
         client_max_window_bits: client_bits,
     };
-    let cases: &[(&[&str], Option<(Params, &str)>)] = &[
+    let cases: &[NegotiationCase] = &[
         (&["permessage-deflate"], Some((Params::DEFAULT, "permessage-deflate"))),
         (
             &["permessage-deflate; client_max_window_bits"],
