@@ -712,7 +712,9 @@ impl<'a> Matcher<'a> {
             data,
             window_bytes,
             head: vec![NIL; HASH_SIZE],
-            prev: vec![NIL; WINDOW_BYTES],
+            // One chain slot per position that can be in the window at once: a short input
+            // (a WebSocket message) does not pay for clearing a full window's table.
+            prev: vec![NIL; data.len().next_power_of_two().min(WINDOW_BYTES)],
         }
     }
 
@@ -727,7 +729,8 @@ impl<'a> Matcher<'a> {
             return;
         }
         let h = self.hash(pos);
-        self.prev[pos % WINDOW_BYTES] = self.head[h];
+        let slot = pos & (self.prev.len() - 1);
+        self.prev[slot] = self.head[h];
         self.head[h] = pos as u32;
     }
 
@@ -758,7 +761,7 @@ impl<'a> Matcher<'a> {
                     }
                 }
             }
-            let next = self.prev[cand % WINDOW_BYTES];
+            let next = self.prev[cand & (self.prev.len() - 1)];
             // A slot reused by a newer position breaks the chain's decreasing order: stop.
             if next != NIL && next as usize >= cand {
                 break;

@@ -27,6 +27,11 @@ pub const WINDOW_BITS_MAX: u8 = 15;
 /// Messages shorter than this are sent uncompressed (RSV1 clear, allowed by RFC 7692 §6):
 /// a DEFLATE block header and the cost of the call outweigh what a few bytes could save.
 pub const COMPRESS_BYTES_MIN: usize = 64;
+/// Most of the previous messages our compressor searches for matches, in bytes. The agreed
+/// window is only a maximum (RFC 7692 §7.1.2): reaching back 8 KiB instead of 32 KiB keeps the
+/// per-message cost (the history is re-indexed for every message) and the memory per
+/// connection small, and the recent messages hold most of the redundancy.
+pub const SEND_HISTORY_BYTES_MAX: usize = 8 * 1024;
 /// The empty stored block a sync flush ends with; removed by the sender, re-appended by the
 /// receiver (RFC 7692 §7.2.1, §7.2.2).
 const SYNC_TAIL: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
@@ -263,7 +268,8 @@ pub struct Deflate {
     send_window_bytes: usize,
     send_takeover: bool,
     receive_takeover: bool,
-    /// The last messages we compressed, at most `send_window_bytes` (empty without takeover).
+    /// The last messages we compressed, at most `send_window_bytes` and
+    /// [`SEND_HISTORY_BYTES_MAX`] (empty without takeover).
     send_history: Vec<u8>,
     /// The last messages we inflated, at most [`WINDOW_BYTES`] (empty without takeover).
     receive_history: Vec<u8>,
@@ -319,7 +325,8 @@ impl Deflate {
             return None;
         }
         if self.send_takeover {
-            remember(&mut self.send_history, data, self.send_window_bytes);
+            let keep = self.send_window_bytes.min(SEND_HISTORY_BYTES_MAX);
+            remember(&mut self.send_history, data, keep);
         }
         Some(packed)
     }
