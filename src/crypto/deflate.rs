@@ -32,6 +32,11 @@ const BLOCK_TOKENS_MAX: usize = 16 * 1024;
 const STORED_BYTES_MAX: usize = 65_535;
 const HASH_BITS: u32 = 15;
 const HASH_SIZE: usize = 1 << HASH_BITS;
+/// Every how many dictionary positions one enters the hash chains. The dictionary (previous
+/// messages) is re-indexed for every message, which dominates the cost of a short one; a match
+/// into it is still found from the next indexed position, at the price of up to three
+/// literals (measured on JSON chat messages: 4x less time, 0.102 -> 0.106 compressed ratio).
+const DICTIONARY_INDEX_STEP: usize = 4;
 /// No position recorded in a hash chain slot.
 const NIL: u32 = u32::MAX;
 
@@ -858,7 +863,7 @@ fn encode_blocks(
         "dictionary larger than the window"
     );
     let mut matcher = Matcher::new(data, window_bytes);
-    for p in 0..start {
+    for p in (0..start).step_by(DICTIONARY_INDEX_STEP) {
         matcher.insert(p);
     }
     let mut tokens: Vec<Token> = Vec::with_capacity(BLOCK_TOKENS_MAX + 1);
