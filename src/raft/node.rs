@@ -10,7 +10,7 @@
 //! Architecture invariant: only the Raft thread touches the `RawNode` and its storage; every
 //! other thread talks to it through the inbox.
 
-use super::config::Config;
+use super::config::{Config, ReadMode};
 use super::raw_node::{RawNode, Ready};
 use super::storage::Storage;
 use super::storage_log::LogStorage;
@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 pub const TICK_MS: u64 = 20;
 /// Inbox events handled before the node processes a Ready (bounds latency under load).
 const INBOX_BATCH_MAX: usize = 4096;
+/// A learner is promoted to voter once it lags the leader's last index by at most this many
+/// entries: close enough that it can keep up, so adding its vote does not stall commits.
+pub const LEARNER_PROMOTE_LAG_ENTRIES_MAX: u64 = 64;
 
 /// How to run a node.
 #[derive(Clone, Debug)]
@@ -42,10 +45,17 @@ pub struct NodeConfig {
     pub peer_listen: SocketAddr,
     /// This node's HTTP address (announced to peers so followers can forward to a leader).
     pub http_addr: String,
+    /// This node's peer address as the others dial it (reported to joining nodes).
+    pub peer_addr: String,
     /// The shared cluster secret.
     pub secret: Vec<u8>,
     /// The data directory (the Raft log lives in its `raft` folder).
     pub data_dir: PathBuf,
+    /// Dynamic membership: this node learns the membership from the leader's log (a new log
+    /// is not bootstrapped from `members`, and this node need not be in it).
+    pub join: bool,
+    /// How the leader confirms linearizable reads.
+    pub read_mode: ReadMode,
 }
 
 /// Something for the Raft thread to do.
@@ -124,6 +134,8 @@ pub struct MemberStatus {
     pub lag: u64,
     /// Its HTTP address, when known.
     pub http_addr: Option<String>,
+    /// Its peer (Raft) address, when known.
+    pub peer_addr: Option<String>,
 }
 
 /// What `GET /_lithair/cluster` reports.
@@ -156,10 +168,134 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
+/// The peers file in the data directory: this node's id and peer address and every peer's
+/// address, so a node that joined restarts without `--join` and reaches members added later.
+pub const PEER_BOOK_FILE_NAME: &str = "cluster-peers";
+/// Largest peers file read, in bytes.
+pub const PEER_BOOK_BYTES_MAX: u64 = 1 << 20;
+
+/// What the peers file records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerBook {
+    /// This node's id.
+    pub id: NodeId,
+    /// This node's peer address.
+    pub peer_addr: String,
+    /// Every other known peer and its peer address.
+    pub peers: Vec<(NodeId, String)>,
+}
+
+impl PeerBook {
+    /// The file's text: `id N`, `peer_addr A`, then one `peer N A` line per peer.
+    pub fn encode(&self) -> String {
+        let mut text = format!("id {}\npeer_addr {}\n", self.id, self.peer_addr);
+        for (id, addr) in &self.peers {
+            text.push_str(&format!("peer {id} {addr}\n"));
+        }
+        text
+    }
+
+    /// Parses [`PeerBook::encode`] output; `None` when malformed.
+    pub fn decode(text: &str) -> Option<PeerBook> {
+        let (mut id, mut peer_addr, mut peers) = (None, None, Vec::new());
+        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+            let mut words = line.split_whitespace();
+            match (words.next()?, words.next()?, words.next()) {
+                ("id", value, None) => id = Some(value.parse().ok()?),
+                ("peer_addr", value, None) => peer_addr = Some(value.to_string()),
+                ("peer", value, Some(addr)) => peers.push((value.parse().ok()?, addr.to_string())),
+                _ => return None,
+            }
+            if words.next().is_some() {
+                return None;
+            }
+        }
+        Some(PeerBook {
+            id: id.filter(|&id| id != NODE_NONE)?,
+            peer_addr: peer_addr?,
+            peers,
+        })
+    }
+
+    /// Reads the peers file of `data_dir`, if there is one.
+    ///
+    /// # Errors
+    /// I/O failures, or a malformed file.
+    pub fn read(data_dir: &std::path::Path) -> io::Result<Option<PeerBook>> {
+        use std::io::Read;
+        let path = data_dir.join(PEER_BOOK_FILE_NAME);
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut text = String::new();
+        file.take(PEER_BOOK_BYTES_MAX).read_to_string(&mut text)?;
+        match PeerBook::decode(&text) {
+            Some(book) => Ok(Some(book)),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("malformed peers file {}", path.display()),
+            )),
+        }
+    }
+
+    /// Replaces the peers file of `data_dir` (temporary file, fsync, rename).
+    ///
+    /// # Errors
+    /// I/O failures.
+    pub fn write(&self, data_dir: &std::path::Path) -> io::Result<()> {
+        use std::io::Write;
+        let path = data_dir.join(PEER_BOOK_FILE_NAME);
+        let temporary = data_dir.join(format!("{PEER_BOOK_FILE_NAME}.tmp"));
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(self.encode().as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &path)?;
+        // The rename itself must survive a crash: sync the directory.
+        std::fs::File::open(data_dir)?.sync_all()
+    }
+}
+
+/// The engine's applied event index as the node's waiters see it: the app's post-commit hook
+/// raises it, linearizable reads wait on it (condition variable, no polling).
+#[derive(Default)]
+pub struct AppliedWatch {
+    applied: Mutex<u64>,
+    raised: std::sync::Condvar,
+}
+
+impl AppliedWatch {
+    /// Records that the engine applied every event up to `index`.
+    pub fn raise(&self, index: u64) {
+        let mut applied = self.applied.lock().expect("applied watch poisoned");
+        if index > *applied {
+            *applied = index;
+            self.raised.notify_all();
+        }
+    }
+
+    /// Waits until `index` is applied; `false` when `timeout` passed first.
+    pub fn wait(&self, index: u64, timeout: Duration) -> bool {
+        let applied = self.applied.lock().expect("applied watch poisoned");
+        let (applied, _) = self
+            .raised
+            .wait_timeout_while(applied, timeout, |applied| *applied < index)
+            .expect("applied watch poisoned");
+        *applied >= index
+    }
+}
+
 /// A running node. Dropping it stops the Raft thread, the timer and the transport.
 pub struct Node {
     inbox: Sender<Event>,
     transport: Arc<Transport>,
+    /// The peers file's content; its lock also serializes rewrites of the file.
+    book: Mutex<PeerBook>,
+    data_dir: PathBuf,
+    applied: Arc<AppliedWatch>,
+    /// The cluster secret (signs and checks operator requests; never leaves the node).
+    secret: Vec<u8>,
     status: Arc<Mutex<ClusterStatus>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     threads: Vec<thread::JoinHandle<()>>,
@@ -171,14 +307,20 @@ impl Node {
     /// # Errors
     /// Storage or socket failures, or an invalid configuration.
     pub fn start(config: NodeConfig, inbox: Inbox, replica: Arc<dyn Replica>) -> io::Result<Node> {
-        let voters: Vec<NodeId> = config.members.iter().map(|(id, _)| *id).collect();
-        if !voters.contains(&config.id) {
+        let mut voters: Vec<NodeId> = config.members.iter().map(|(id, _)| *id).collect();
+        if config.join {
+            // A joining node starts empty: the leader's log tells it the membership.
+            voters.clear();
+        } else if !voters.contains(&config.id) {
             let message = format!("node {} is not in the cluster map", config.id);
             return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
         }
         let storage = LogStorage::open(&config.data_dir, &voters)?;
         let mut raft_config = Config::new(config.id);
         raft_config.seed = crate::crypto::random::u64()?;
+        raft_config.read_mode = config.read_mode;
+        // The driver promotes learners itself, with a lag threshold (see `promote_learners`).
+        raft_config.auto_promote_learners = false;
         let raw = RawNode::new(raft_config, storage)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let sender = inbox.sender.clone();
@@ -198,9 +340,11 @@ impl Node {
                 peers,
                 secret: config.secret.clone(),
                 http_addr: config.http_addr.clone(),
+                peer_addr: config.peer_addr.clone(),
             },
             deliver,
         )?);
+        let book = load_peer_book(&config, &transport)?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let status = Arc::new(Mutex::new(ClusterStatus::default()));
         let ticker = {
@@ -209,6 +353,7 @@ impl Node {
                 .name("lithair-raft-tick".into())
                 .spawn(move || run_ticker(&sender, &stop))?
         };
+        let replica_applied = replica.applied_index();
         let driver = Driver {
             raw,
             transport: Arc::clone(&transport),
@@ -227,9 +372,15 @@ impl Node {
         let raft = thread::Builder::new()
             .name("lithair-raft".into())
             .spawn(move || driver.run(&receiver))?;
+        let applied = Arc::new(AppliedWatch::default());
+        applied.raise(replica_applied);
         Ok(Node {
             inbox: inbox.sender,
             transport,
+            book: Mutex::new(book),
+            data_dir: config.data_dir,
+            applied,
+            secret: config.secret,
             status,
             stop,
             threads: vec![ticker, raft],
@@ -244,6 +395,46 @@ impl Node {
     /// The HTTP address of `id` (learned in the peer handshake), if known.
     pub fn http_addr(&self, id: NodeId) -> Option<String> {
         self.transport.http_addr(id)
+    }
+
+    /// The peer (Raft) address this node uses to reach `id`, if known.
+    pub fn peer_addr(&self, id: NodeId) -> Option<String> {
+        self.transport.peer_addr(id)
+    }
+
+    /// Every peer this node can reach, with its peer address.
+    pub fn peer_addrs(&self) -> Vec<(NodeId, String)> {
+        self.transport.peer_addrs()
+    }
+
+    /// Starts sending to `id` at `addr` (no-op when `id` is already known or is this node).
+    ///
+    /// # Errors
+    /// The transport could not start a writer thread.
+    pub fn add_peer(&self, id: NodeId, addr: String) -> io::Result<()> {
+        let mut book = self.book.lock().expect("peer book poisoned");
+        if id == book.id || book.peers.iter().any(|(known, _)| *known == id) {
+            return Ok(());
+        }
+        self.transport.add_peer(id, addr.clone())?;
+        book.peers.push((id, addr));
+        book.peers.sort();
+        book.write(&self.data_dir)
+    }
+
+    /// HMAC-SHA256 of `message` under the cluster secret.
+    pub fn sign(&self, message: &[u8]) -> [u8; 32] {
+        crate::crypto::hmac::hmac_sha256(&self.secret, message)
+    }
+
+    /// Whether `tag` is the HMAC-SHA256 of `message` under the cluster secret (constant time).
+    pub fn authenticate(&self, message: &[u8], tag: &[u8]) -> bool {
+        crate::crypto::ct_eq(&self.sign(message), tag)
+    }
+
+    /// What linearizable reads wait on; the app raises it from its post-commit hook.
+    pub fn applied_watch(&self) -> Arc<AppliedWatch> {
+        Arc::clone(&self.applied)
     }
 
     /// Confirms with the leader (ReadIndex, batched with other reads) that this node has
@@ -302,6 +493,39 @@ impl Drop for Node {
             let _ = handle.join();
         }
     }
+}
+
+/// Reads the peers file (refusing another node's), starts writers toward the peers it names
+/// that the configuration did not, and rewrites it with the configuration's peers added.
+fn load_peer_book(config: &NodeConfig, transport: &Transport) -> io::Result<PeerBook> {
+    let stored = PeerBook::read(&config.data_dir)?;
+    if let Some(stored) = &stored {
+        if stored.id != config.id {
+            let message = format!(
+                "{} belongs to node {}, not {}",
+                config.data_dir.display(),
+                stored.id,
+                config.id
+            );
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+        }
+        for (peer, addr) in &stored.peers {
+            transport.add_peer(*peer, addr.clone())?;
+        }
+    }
+    let book = PeerBook {
+        id: config.id,
+        peer_addr: config.peer_addr.clone(),
+        peers: transport
+            .peer_addrs()
+            .into_iter()
+            .filter(|(peer, _)| *peer != config.id)
+            .collect(),
+    };
+    if stored.as_ref() != Some(&book) {
+        book.write(&config.data_dir)?;
+    }
+    Ok(book)
 }
 
 fn run_ticker(sender: &Sender<Event>, stop: &std::sync::atomic::AtomicBool) {
@@ -385,6 +609,7 @@ impl Driver {
         match event {
             Event::Tick => {
                 self.raw.tick();
+                self.promote_learners();
                 // The ticker sends one last tick after `stop` so this check runs.
                 !self.stop.load(std::sync::atomic::Ordering::SeqCst)
             }
@@ -414,6 +639,31 @@ impl Driver {
                 let _ = reply.send(outcome);
                 true
             }
+        }
+    }
+
+    /// As leader, proposes `AddVoter` for the first learner that lags the last index by at
+    /// most `LEARNER_PROMOTE_LAG_ENTRIES_MAX` entries. One change at a time: the core refuses
+    /// a second while one is pending, and this runs again on the next tick.
+    fn promote_learners(&mut self) {
+        let status = self.raw.status();
+        if status.role != Role::Leader || status.conf.learners.is_empty() {
+            return;
+        }
+        let caught_up = status.conf.learners.iter().copied().find(|learner| {
+            status
+                .match_indexes
+                .iter()
+                .find(|(peer, _)| peer == learner)
+                .is_some_and(|(_, matched)| {
+                    *matched > 0
+                        && status.last_index.saturating_sub(*matched)
+                            <= LEARNER_PROMOTE_LAG_ENTRIES_MAX
+                })
+        });
+        if let Some(learner) = caught_up {
+            // Refused while another change is pending or before this term's no-op commits.
+            let _ = self.raw.propose_conf_change(ConfChange::AddVoter(learner));
         }
     }
 
@@ -568,6 +818,7 @@ impl Driver {
                     0
                 },
                 http_addr: self.transport.http_addr(id),
+                peer_addr: self.transport.peer_addr(id),
             });
         }
         let snapshot = ClusterStatus {
