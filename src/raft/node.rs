@@ -70,12 +70,107 @@ enum Event {
     TransferLeader(NodeId, Sender<Result<(), String>>),
     /// A single-server membership change (leader only).
     ConfChange(ConfChange, Sender<Result<u64, String>>),
-    /// A linearizable read: answered with the event index the engine must reach first.
-    ReadIndex(Sender<Result<u64, String>>),
+    /// One batch of linearizable reads (its id): the batcher learns the event index the
+    /// engine must reach before they may be served.
+    ReadIndex(u64),
 }
 
 /// Longest wait for a linearizable read's confirmation, in milliseconds.
 pub const READ_INDEX_TIMEOUT_MS: u64 = 2000;
+/// Ticks after which the driver gives up on an unconfirmed read batch (no leader confirmed
+/// it), so the next batch can start; its readers retry.
+const READ_BATCH_EXPIRY_TICKS: u64 = READ_INDEX_TIMEOUT_MS / TICK_MS;
+/// Ticks after which an unconfirmed read batch is asked again: the request or its answer
+/// may have been dropped (Raft messages may be), and asking twice is harmless.
+const READ_BATCH_RETRY_TICKS: u64 = 10;
+
+/// Batches linearizable reads: at most one ReadIndex request is in flight; a read arriving
+/// while one is in flight joins the next batch, sent the moment the current one completes
+/// (a batch started before a read arrived may not confirm it). So the Raft thread sees one
+/// event per batch, not per read, and readers wait on a condition variable.
+struct ReadBatcher {
+    state: Mutex<ReadBatches>,
+    completed: std::sync::Condvar,
+}
+
+struct ReadBatches {
+    inbox: Sender<Event>,
+    /// Id of the last batch sent to the Raft thread.
+    sent: u64,
+    /// Whether batch `sent` awaits its outcome.
+    in_flight: bool,
+    /// Whether some reader waits for batch `sent + 1`.
+    next_wanted: bool,
+    /// Id of the last completed batch, and its outcome (the engine index to reach).
+    completed: u64,
+    outcome: Result<u64, String>,
+}
+
+impl ReadBatcher {
+    fn new(inbox: Sender<Event>) -> ReadBatcher {
+        ReadBatcher {
+            state: Mutex::new(ReadBatches {
+                inbox,
+                sent: 0,
+                in_flight: false,
+                next_wanted: false,
+                completed: 0,
+                outcome: Err("no read yet".to_string()),
+            }),
+            completed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Joins the next batch that starts after now and waits for its outcome.
+    fn read(&self, timeout: Duration) -> Result<u64, String> {
+        let mut state = self.state.lock().expect("read batcher poisoned");
+        let mine = if state.in_flight {
+            state.next_wanted = true;
+            state.sent + 1
+        } else {
+            state.start_next();
+            state.sent
+        };
+        let (state, _) = self
+            .completed
+            .wait_timeout_while(state, timeout, |state| state.completed < mine)
+            .expect("read batcher poisoned");
+        if state.completed < mine {
+            return Err("the read was not confirmed by a leader in time".to_string());
+        }
+        // A later batch's outcome serves too: it started after this read arrived.
+        state.outcome.clone()
+    }
+
+    /// Records batch `batch`'s outcome, wakes its readers and starts the next batch.
+    fn complete(&self, batch: u64, outcome: Result<u64, String>) {
+        let mut state = self.state.lock().expect("read batcher poisoned");
+        if !state.in_flight || batch != state.sent {
+            return; // Already completed (expired, then confirmed late).
+        }
+        assert!(batch > state.completed, "read batches complete in order");
+        state.completed = batch;
+        state.outcome = outcome;
+        state.in_flight = false;
+        if std::mem::take(&mut state.next_wanted) {
+            state.start_next();
+        }
+        self.completed.notify_all();
+    }
+}
+
+impl ReadBatches {
+    fn start_next(&mut self) {
+        assert!(!self.in_flight, "one read batch in flight at most");
+        self.sent += 1;
+        if self.inbox.send(Event::ReadIndex(self.sent)).is_ok() {
+            self.in_flight = true;
+        } else {
+            self.completed = self.sent;
+            self.outcome = Err("the node is stopping".to_string());
+        }
+    }
+}
 
 /// The inbox end of a node that does not run yet: create it first, give its proposer to the
 /// engine, then start the node with it.
@@ -294,6 +389,7 @@ pub struct Node {
     book: Mutex<PeerBook>,
     data_dir: PathBuf,
     applied: Arc<AppliedWatch>,
+    reads: Arc<ReadBatcher>,
     /// The cluster secret (signs and checks operator requests; never leaves the node).
     secret: Vec<u8>,
     status: Arc<Mutex<ClusterStatus>>,
@@ -354,6 +450,7 @@ impl Node {
                 .spawn(move || run_ticker(&sender, &stop))?
         };
         let replica_applied = replica.applied_index();
+        let batcher = Arc::new(ReadBatcher::new(inbox.sender.clone()));
         let driver = Driver {
             raw,
             transport: Arc::clone(&transport),
@@ -366,7 +463,8 @@ impl Node {
             applied: 0,
             reads: std::collections::HashMap::new(),
             confirmed: Vec::new(),
-            next_read: 0,
+            batcher: Arc::clone(&batcher),
+            ticks: 0,
         };
         let receiver = inbox.receiver;
         let raft = thread::Builder::new()
@@ -380,6 +478,7 @@ impl Node {
             book: Mutex::new(book),
             data_dir: config.data_dir,
             applied,
+            reads: batcher,
             secret: config.secret,
             status,
             stop,
@@ -444,14 +543,8 @@ impl Node {
     /// # Errors
     /// No leader known, the read queue is full, or no confirmation in time.
     pub fn read_index(&self) -> Result<u64, String> {
-        let (reply, outcome) = mpsc::channel();
-        self.inbox
-            .send(Event::ReadIndex(reply))
-            .map_err(|_| "the node is stopping".to_string())?;
-        match outcome.recv_timeout(Duration::from_millis(READ_INDEX_TIMEOUT_MS)) {
-            Ok(result) => result,
-            Err(_) => Err("the read was not confirmed by a leader in time".to_string()),
-        }
+        self.reads
+            .read(Duration::from_millis(READ_INDEX_TIMEOUT_MS))
     }
 
     /// Proposes a membership change (this node must lead); returns the entry's index. The
@@ -560,11 +653,14 @@ struct Driver {
     leading: bool,
     /// Last index handed to the engine.
     applied: u64,
-    /// Reads waiting for their confirmation, by context id.
-    reads: std::collections::HashMap<u64, Sender<Result<u64, String>>>,
-    /// Confirmed reads waiting until their index is handed to the engine.
-    confirmed: Vec<(u64, Sender<Result<u64, String>>)>,
-    next_read: u64,
+    /// Read batches waiting for their confirmation: batch id to the ticks it was first and
+    /// last asked at.
+    reads: std::collections::HashMap<u64, (u64, u64)>,
+    /// Confirmed read batches (Raft index, batch id) waiting until that index is applied.
+    confirmed: Vec<(u64, u64)>,
+    batcher: Arc<ReadBatcher>,
+    /// Ticks handled so far (read batch expiry).
+    ticks: u64,
 }
 
 impl Driver {
@@ -609,6 +705,8 @@ impl Driver {
         match event {
             Event::Tick => {
                 self.raw.tick();
+                self.ticks += 1;
+                self.expire_reads();
                 self.promote_learners();
                 // The ticker sends one last tick after `stop` so this check runs.
                 !self.stop.load(std::sync::atomic::Ordering::SeqCst)
@@ -630,8 +728,8 @@ impl Driver {
                 let _ = reply.send(outcome.map_err(|e| e.to_string()));
                 true
             }
-            Event::ReadIndex(reply) => {
-                self.read_index(reply);
+            Event::ReadIndex(batch) => {
+                self.read_index(batch);
                 true
             }
             Event::TransferLeader(to, reply) => {
@@ -667,28 +765,52 @@ impl Driver {
         }
     }
 
-    fn read_index(&mut self, reply: Sender<Result<u64, String>>) {
-        self.next_read += 1;
-        let id = self.next_read;
-        match self.raw.read_index(id.to_le_bytes().to_vec()) {
+    fn read_index(&mut self, batch: u64) {
+        match self.raw.read_index(batch.to_le_bytes().to_vec()) {
             Ok(()) => {
-                self.reads.insert(id, reply);
+                let first = self
+                    .reads
+                    .get(&batch)
+                    .map_or(self.ticks, |(first, _)| *first);
+                self.reads.insert(batch, (first, self.ticks));
             }
             Err(e) => {
-                let _ = reply.send(Err(e.to_string()));
+                self.reads.remove(&batch);
+                self.batcher.complete(batch, Err(e.to_string()));
             }
         }
     }
 
-    /// Answers confirmed reads whose index is handed to the engine.
+    /// Asks again for read batches unconfirmed for `READ_BATCH_RETRY_TICKS`, and fails those
+    /// unconfirmed for `READ_BATCH_EXPIRY_TICKS` (their readers retry).
+    fn expire_reads(&mut self) {
+        let now = self.ticks;
+        let batcher = &self.batcher;
+        let mut again = Vec::new();
+        self.reads.retain(|batch, (first, last)| {
+            let alive = now - *first < READ_BATCH_EXPIRY_TICKS;
+            if !alive {
+                batcher.complete(*batch, Err("no leader confirmed the read".to_string()));
+            } else if now - *last >= READ_BATCH_RETRY_TICKS {
+                again.push(*batch);
+            }
+            alive
+        });
+        for batch in again {
+            self.read_index(batch);
+        }
+    }
+
+    /// Answers confirmed read batches whose index is handed to the engine.
     fn answer_reads(&mut self) {
         let applied = self.applied;
         let delivered = self.replica.delivered_index();
-        self.confirmed.retain(|(index, reply)| {
+        let batcher = &self.batcher;
+        self.confirmed.retain(|(index, batch)| {
             if *index > applied {
                 return true;
             }
-            let _ = reply.send(Ok(delivered));
+            batcher.complete(*batch, Ok(delivered));
             false
         });
     }
@@ -744,8 +866,9 @@ impl Driver {
             let Ok(bytes) = <[u8; 8]>::try_from(read.ctx.as_slice()) else {
                 continue;
             };
-            if let Some(reply) = self.reads.remove(&u64::from_le_bytes(bytes)) {
-                self.confirmed.push((read.index, reply));
+            let batch = u64::from_le_bytes(bytes);
+            if self.reads.remove(&batch).is_some() {
+                self.confirmed.push((read.index, batch));
             }
         }
         self.answer_reads();
@@ -789,7 +912,10 @@ impl Driver {
             self.replica.abandon(token);
         }
         // Reads in flight may never be confirmed now; their callers retry.
-        self.reads.clear();
+        for (batch, _) in std::mem::take(&mut self.reads) {
+            let outcome = Err("leadership changed during the read".to_string());
+            self.batcher.complete(batch, outcome);
+        }
     }
 
     fn publish_status(&self) {
