@@ -262,28 +262,7 @@ fn request(
     let reader = connection
         .as_mut()
         .ok_or(std::io::ErrorKind::NotConnected)?;
-    let body = "{\"name\":\"item\"}";
-    let request = match mode {
-        "etcd" => {
-            let put = format!(
-                "{{\"key\":\"{}\",\"value\":\"{}\"}}",
-                lithair::crypto::base64::encode(key.as_bytes()),
-                lithair::crypto::base64::encode(body.as_bytes())
-            );
-            format!(
-                "POST /v3/kv/put HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{put}",
-                put.len()
-            )
-        }
-        "read" => format!("GET /api/items/1 HTTP/1.1\r\nHost: {target}\r\n\r\n"),
-        "stale" => format!(
-            "GET /api/items/1?consistency=stale HTTP/1.1\r\nHost: {target}\r\n\r\n"
-        ),
-        _ => format!(
-        "POST /api/items HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\nIdempotency-Key: {key}\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ),
-    };
+    let request = request_text(target, key, mode);
     reader.get_mut().write_all(request.as_bytes())?;
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -348,5 +327,31 @@ fn skip_chunked(reader: &mut BufReader<TcpStream>) -> std::io::Result<()> {
         }
         let mut chunk = vec![0u8; size + 2];
         reader.read_exact(&mut chunk)?;
+    }
+}
+
+/// The bytes of one request of `mode`.
+fn request_text(target: &str, key: &str, mode: &str) -> String {
+    let body = "{\"name\":\"item\"}";
+    match mode {
+        "etcd" => {
+            let put = format!(
+                "{{\"key\":\"{}\",\"value\":\"{}\"}}",
+                lithair::crypto::base64::encode(key.as_bytes()),
+                lithair::crypto::base64::encode(body.as_bytes())
+            );
+            format!(
+                "POST /v3/kv/put HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{put}",
+                put.len()
+            )
+        }
+        "read" => format!("GET /api/items/1 HTTP/1.1\r\nHost: {target}\r\n\r\n"),
+        "stale" => format!(
+            "GET /api/items/1?consistency=stale HTTP/1.1\r\nHost: {target}\r\n\r\n"
+        ),
+        _ => format!(
+        "POST /api/items HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\nIdempotency-Key: {key}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
     }
 }

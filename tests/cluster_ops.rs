@@ -114,29 +114,7 @@ fn a_fourth_node_joins_a_loaded_cluster_and_operators_manage_it() {
     let via = addrs[(leader + 1) % addrs.len()];
     let port = free_port();
     let data = cluster.dir.join("d4").display().to_string();
-    let joined_args = |join: bool| -> Vec<String> {
-        let mut args: Vec<String> = ["serve", "--port", &port.to_string(), "--bind", "127.0.0.1"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.extend([
-            "--data".into(),
-            data.clone(),
-            "--cluster-secret".into(),
-            SECRET.into(),
-        ]);
-        if join {
-            let peer_port = free_port().to_string();
-            args.extend([
-                "--node-id".into(),
-                "4".into(),
-                "--peer-port".into(),
-                peer_port,
-            ]);
-            args.extend(["--join".into(), via.to_string()]);
-        }
-        args
-    };
+    let joined_args = |join: bool| fourth_args(port, &data, join.then_some(via));
     let mut fourth = Node {
         id: 4,
         http: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -178,6 +156,31 @@ fn a_fourth_node_joins_a_loaded_cluster_and_operators_manage_it() {
     assert_readable(fourth.http, &BTreeSet::from([id]));
     cluster.nodes.push(fourth);
     operators_manage_the_cluster(&mut cluster);
+}
+
+/// Node 4's `serve` arguments; with `join`, its id, a peer port and `--join` too.
+fn fourth_args(port: u16, data: &str, join: Option<SocketAddr>) -> Vec<String> {
+    let mut args: Vec<String> = ["serve", "--port", &port.to_string(), "--bind", "127.0.0.1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend([
+        "--data".into(),
+        data.into(),
+        "--cluster-secret".into(),
+        SECRET.into(),
+    ]);
+    if let Some(via) = join {
+        let peer_port = free_port().to_string();
+        args.extend([
+            "--node-id".into(),
+            "4".into(),
+            "--peer-port".into(),
+            peer_port,
+        ]);
+        args.extend(["--join".into(), via.to_string()]);
+    }
+    args
 }
 
 /// `cluster status`, `transfer-leader` and `leave` through the command line, after checking
@@ -318,7 +321,25 @@ fn a_partitioned_leader_steps_down_and_the_cluster_heals() {
     for addr in &addrs {
         assert_readable(*addr, &acked);
     }
-    // The old leader restarts (kill -9, same data): it never leads a term someone else led.
+    restart_never_makes_a_second_leader(&mut cluster, old, old_term, leaders_by_term);
+}
+
+/// The old leader restarts (kill -9, same data): it never leads a term someone else led.
+fn restart_never_makes_a_second_leader(
+    cluster: &mut Cluster,
+    old: u64,
+    old_term: u64,
+    mut leaders_by_term: BTreeMap<u64, BTreeSet<u64>>,
+) {
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.http).collect();
+    let all: Vec<(u64, SocketAddr)> = cluster.nodes.iter().map(|n| (n.id, n.http)).collect();
+    let sample = |leaders_by_term: &mut BTreeMap<u64, BTreeSet<u64>>| {
+        for (id, addr) in &all {
+            if let Some(s) = status(*addr).filter(|s| s.role == "leader") {
+                leaders_by_term.entry(s.term).or_default().insert(*id);
+            }
+        }
+    };
     let k = (old - 1) as usize;
     cluster.nodes[k].kill();
     cluster.nodes[k].spawn();

@@ -345,15 +345,7 @@ fn serve(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
             .map(|v| parse_addr("join", &v))
             .transpose()?,
         cluster_secret: setting("cluster-secret"),
-        read_mode: match setting("read-mode").as_deref() {
-            None | Some("read-index") => ReadMode::ReadIndex,
-            Some("lease") => ReadMode::Lease,
-            Some(other) => {
-                return Err(error(format!(
-                    "`--read-mode` is `read-index` or `lease`, not `{other}`"
-                )))
-            }
-        },
+        read_mode: parse_read_mode(setting("read-mode").as_deref())?,
         extra: extra_values,
     };
     validate_cluster(&options)?;
@@ -498,6 +490,16 @@ fn cluster(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> 
         action,
         secret,
     })
+}
+
+fn parse_read_mode(value: Option<&str>) -> Result<ReadMode, CliError> {
+    match value {
+        None | Some("read-index") => Ok(ReadMode::ReadIndex),
+        Some("lease") => Ok(ReadMode::Lease),
+        Some(other) => Err(error(format!(
+            "`--read-mode` is `read-index` or `lease`, not `{other}`"
+        ))),
+    }
 }
 
 /// Reads the flat subset of TOML that `lithair.toml` uses: `key = value` lines, `#` comments,

@@ -115,47 +115,12 @@ pub fn start_cluster(
     std::fs::create_dir_all(data)
         .map_err(|e| format!("cannot create data directory {}: {e}", data.display()))?;
     let book = PeerBook::read(data).map_err(|e| e.to_string())?;
-    let id = options
-        .node_id
-        .or(book.as_ref().map(|book| book.id))
-        .ok_or("a cluster node needs `--node-id`")?;
-    let peer_port = match options.peer_port {
-        Some(port) => port,
-        None => book
-            .as_ref()
-            .and_then(|book| book.peer_addr.parse::<SocketAddr>().ok())
-            .map(|addr| addr.port())
-            .ok_or("a cluster node needs `--peer-port`")?,
-    };
-    let from_map = options.join.is_none() && !options.cluster.is_empty();
-    let own_peer_addr = options
-        .cluster
-        .iter()
-        .find(|(member, _)| *member == id)
-        .map(|(_, addr)| addr.to_string())
-        .unwrap_or_else(|| SocketAddr::new(announced_ip(options), peer_port).to_string());
+    let config = node_config(options, book.as_ref(), secret)?;
+    let (id, own_peer_addr) = (config.id, config.peer_addr.clone());
     let inbox = Inbox::new();
     let (engine, opened) = Engine::open_cluster(data, engine_options, initial, inbox.proposer())
         .map_err(|e| format!("cannot open {}: {e}", data.display()))?;
     let replica = engine.replica();
-    let config = NodeConfig {
-        id,
-        members: options
-            .cluster
-            .iter()
-            .map(|(member, addr)| (*member, addr.to_string()))
-            .collect(),
-        peer_listen: SocketAddr::new(options.bind, peer_port),
-        http_addr: SocketAddr::new(announced_ip(options), options.port).to_string(),
-        peer_addr: own_peer_addr.clone(),
-        secret: secret.into_bytes(),
-        data_dir: data.to_path_buf(),
-        join: !from_map,
-        read_mode: match options.read_mode {
-            ReadMode::ReadIndex => crate::raft::ReadMode::Safe,
-            ReadMode::Lease => crate::raft::ReadMode::Lease,
-        },
-    };
     let node = Arc::new(
         Node::start(config, inbox, Arc::clone(&replica))
             .map_err(|e| format!("cannot start the raft node: {e}"))?,
@@ -184,6 +149,51 @@ pub fn start_cluster(
         node,
         replica,
         replayed: opened.applied_index - opened.snapshot_index,
+    })
+}
+
+/// The node's configuration: id and peer port from the flags, else from the peers file of an
+/// earlier run; membership from the static map unless the node joins (or joined).
+fn node_config(
+    options: &ServeOptions,
+    book: Option<&PeerBook>,
+    secret: String,
+) -> Result<NodeConfig, String> {
+    let id = options
+        .node_id
+        .or(book.map(|book| book.id))
+        .ok_or("a cluster node needs `--node-id`")?;
+    let peer_port = match options.peer_port {
+        Some(port) => port,
+        None => book
+            .and_then(|book| book.peer_addr.parse::<SocketAddr>().ok())
+            .map(|addr| addr.port())
+            .ok_or("a cluster node needs `--peer-port`")?,
+    };
+    let from_map = options.join.is_none() && !options.cluster.is_empty();
+    let peer_addr = options
+        .cluster
+        .iter()
+        .find(|(member, _)| *member == id)
+        .map(|(_, addr)| addr.to_string())
+        .unwrap_or_else(|| SocketAddr::new(announced_ip(options), peer_port).to_string());
+    Ok(NodeConfig {
+        id,
+        members: options
+            .cluster
+            .iter()
+            .map(|(member, addr)| (*member, addr.to_string()))
+            .collect(),
+        peer_listen: SocketAddr::new(options.bind, peer_port),
+        http_addr: SocketAddr::new(announced_ip(options), options.port).to_string(),
+        peer_addr,
+        secret: secret.into_bytes(),
+        data_dir: options.data.clone(),
+        join: !from_map,
+        read_mode: match options.read_mode {
+            ReadMode::ReadIndex => crate::raft::ReadMode::Safe,
+            ReadMode::Lease => crate::raft::ReadMode::Lease,
+        },
     })
 }
 

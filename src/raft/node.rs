@@ -403,22 +403,7 @@ impl Node {
     /// # Errors
     /// Storage or socket failures, or an invalid configuration.
     pub fn start(config: NodeConfig, inbox: Inbox, replica: Arc<dyn Replica>) -> io::Result<Node> {
-        let mut voters: Vec<NodeId> = config.members.iter().map(|(id, _)| *id).collect();
-        if config.join {
-            // A joining node starts empty: the leader's log tells it the membership.
-            voters.clear();
-        } else if !voters.contains(&config.id) {
-            let message = format!("node {} is not in the cluster map", config.id);
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
-        }
-        let storage = LogStorage::open(&config.data_dir, &voters)?;
-        let mut raft_config = Config::new(config.id);
-        raft_config.seed = crate::crypto::random::u64()?;
-        raft_config.read_mode = config.read_mode;
-        // The driver promotes learners itself, with a lag threshold (see `promote_learners`).
-        raft_config.auto_promote_learners = false;
-        let raw = RawNode::new(raft_config, storage)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let raw = open_raw_node(&config)?;
         let sender = inbox.sender.clone();
         let deliver: Deliver = Arc::new(move |message| {
             let _ = sender.send(Event::Message(message));
@@ -586,6 +571,26 @@ impl Drop for Node {
             let _ = handle.join();
         }
     }
+}
+
+/// Opens the Raft log (bootstrapped from the static map unless the node joins) and the core.
+fn open_raw_node(config: &NodeConfig) -> io::Result<RawNode<LogStorage>> {
+    let mut voters: Vec<NodeId> = config.members.iter().map(|(id, _)| *id).collect();
+    if config.join {
+        // A joining node starts empty: the leader's log tells it the membership.
+        voters.clear();
+    } else if !voters.contains(&config.id) {
+        let message = format!("node {} is not in the cluster map", config.id);
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+    }
+    let storage = LogStorage::open(&config.data_dir, &voters)?;
+    let mut raft_config = Config::new(config.id);
+    raft_config.seed = crate::crypto::random::u64()?;
+    raft_config.read_mode = config.read_mode;
+    // The driver promotes learners itself, with a lag threshold (see `promote_learners`).
+    raft_config.auto_promote_learners = false;
+    RawNode::new(raft_config, storage)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
 }
 
 /// Reads the peers file (refusing another node's), starts writers toward the peers it names
