@@ -114,7 +114,8 @@ fn a_fourth_node_joins_a_loaded_cluster_and_operators_manage_it() {
     let via = addrs[(leader + 1) % addrs.len()];
     let port = free_port();
     let data = cluster.dir.join("d4").display().to_string();
-    let joined_args = |join: bool| fourth_args(port, &data, join.then_some(via));
+    let peer_port = free_port();
+    let joined_args = |join: bool| fourth_args(port, &data, join.then_some((via, peer_port)));
     let mut fourth = Node {
         id: 4,
         http: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -143,6 +144,14 @@ fn a_fourth_node_joins_a_loaded_cluster_and_operators_manage_it() {
     );
     let acked: BTreeSet<u64> = acked.lock().unwrap().clone();
     assert_readable(fourth.http, &acked);
+    // Joining again is a no-op success: the node restarts with the same `--join` and serves.
+    fourth.kill();
+    fourth.spawn();
+    poll(Duration::from_secs(20), || {
+        status(fourth.http).filter(|s| s.role == "follower" && s.leader != 0)
+    })
+    .expect("node 4 joins again (already a member) and follows");
+    assert_eq!(voter(addrs[leader]), Some(true), "still a voter");
     // Restart without `--join`, `--node-id` or `--peer-port`: the peers file is enough.
     fourth.kill();
     fourth.args = joined_args(false);
@@ -159,7 +168,7 @@ fn a_fourth_node_joins_a_loaded_cluster_and_operators_manage_it() {
 }
 
 /// Node 4's `serve` arguments; with `join`, its id, a peer port and `--join` too.
-fn fourth_args(port: u16, data: &str, join: Option<SocketAddr>) -> Vec<String> {
+fn fourth_args(port: u16, data: &str, join: Option<(SocketAddr, u16)>) -> Vec<String> {
     let mut args: Vec<String> = ["serve", "--port", &port.to_string(), "--bind", "127.0.0.1"]
         .iter()
         .map(|s| s.to_string())
@@ -170,8 +179,8 @@ fn fourth_args(port: u16, data: &str, join: Option<SocketAddr>) -> Vec<String> {
         "--cluster-secret".into(),
         SECRET.into(),
     ]);
-    if let Some(via) = join {
-        let peer_port = free_port().to_string();
+    if let Some((via, peer_port)) = join {
+        let peer_port = peer_port.to_string();
         args.extend([
             "--node-id".into(),
             "4".into(),

@@ -476,6 +476,11 @@ impl Node {
         self.status.lock().expect("status poisoned").clone()
     }
 
+    /// This node's latest role (`"leader"`, `"follower"`, ...), without copying the status.
+    pub fn role(&self) -> &'static str {
+        self.status.lock().expect("status poisoned").role
+    }
+
     /// The HTTP address of `id` (learned in the peer handshake), if known.
     pub fn http_addr(&self, id: NodeId) -> Option<String> {
         self.transport.http_addr(id)

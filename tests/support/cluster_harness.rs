@@ -339,11 +339,19 @@ pub fn wait_converged(cluster: &Cluster) -> Vec<Status> {
     .expect("the nodes converge on one applied index and digest")
 }
 
+/// Every id reads back on `addr` (a 503, "retry", is retried for a bounded time: only an
+/// answer other than 503 decides).
 pub fn assert_readable(addr: SocketAddr, ids: &BTreeSet<u64>) {
     for id in ids {
-        let (code, _) =
-            http(addr, "GET", &format!("/api/items/{id}"), "", "").expect("a node answers reads");
-        assert_eq!(code, 200, "acknowledged item {id} missing on {addr}");
+        let path = format!("/api/items/{id}");
+        let answer = poll(Duration::from_secs(10), || {
+            http(addr, "GET", &path, "", "").filter(|(code, _)| *code != 503)
+        });
+        let (code, body) = answer.expect("a node answers reads");
+        assert_eq!(
+            code, 200,
+            "acknowledged item {id} missing on {addr}: {body}"
+        );
     }
 }
 
