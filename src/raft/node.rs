@@ -974,3 +974,98 @@ impl Driver {
         *self.status.lock().expect("status poisoned") = snapshot;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_books_round_trip_and_reject_malformed_files() {
+        let book = PeerBook {
+            id: 4,
+            peer_addr: "127.0.0.1:9084".into(),
+            peers: vec![(1, "127.0.0.1:9081".into()), (2, "127.0.0.1:9082".into())],
+        };
+        assert_eq!(PeerBook::decode(&book.encode()), Some(book));
+        for bad in [
+            "",
+            "id 0\npeer_addr a\n",
+            "id 4\n",
+            "id x\npeer_addr a\n",
+            "id 4\npeer_addr a\npeer 1\n",
+            "id 4\npeer_addr a\npeer 1 b c\n",
+            "id 4\npeer_addr a\nother 1\n",
+        ] {
+            assert_eq!(PeerBook::decode(bad), None, "{bad:?}");
+        }
+    }
+
+    fn next_batch(receiver: &Receiver<Event>) -> u64 {
+        match receiver.recv_timeout(Duration::from_secs(30)) {
+            Ok(Event::ReadIndex(batch)) => batch,
+            _ => panic!("expected a read batch"),
+        }
+    }
+
+    #[test]
+    fn a_read_arriving_during_a_batch_waits_for_the_next_one() {
+        let (sender, receiver) = mpsc::channel();
+        let batcher = Arc::new(ReadBatcher::new(sender));
+        let reader = |batcher: &Arc<ReadBatcher>| {
+            let batcher = Arc::clone(batcher);
+            thread::spawn(move || batcher.read(Duration::from_secs(30)))
+        };
+        let first = reader(&batcher);
+        assert_eq!(next_batch(&receiver), 1);
+        let second = reader(&batcher);
+        while !batcher.state.lock().unwrap().next_wanted {
+            thread::yield_now();
+        }
+        // Batch 1 started before the second read arrived: it answers the first read only,
+        // and batch 2 leaves at once for the second.
+        batcher.complete(1, Ok(5));
+        assert_eq!(first.join().unwrap(), Ok(5));
+        assert_eq!(next_batch(&receiver), 2);
+        assert!(!second.is_finished());
+        batcher.complete(1, Ok(0)); // Late: ignored.
+        batcher.complete(2, Ok(7));
+        assert_eq!(second.join().unwrap(), Ok(7));
+        assert!(receiver.try_recv().is_err(), "no batch without readers");
+    }
+
+    #[test]
+    fn an_unanswered_batch_times_out_and_the_next_read_starts_a_batch() {
+        let (sender, receiver) = mpsc::channel();
+        let batcher = Arc::new(ReadBatcher::new(sender));
+        assert!(batcher.read(Duration::from_millis(1)).is_err());
+        assert_eq!(next_batch(&receiver), 1);
+        // The driver expires batch 1; the next read starts batch 2 itself.
+        batcher.complete(1, Err("expired".into()));
+        let reader = {
+            let batcher = Arc::clone(&batcher);
+            thread::spawn(move || batcher.read(Duration::from_secs(30)))
+        };
+        assert_eq!(next_batch(&receiver), 2);
+        batcher.complete(2, Ok(9));
+        assert_eq!(reader.join().unwrap(), Ok(9));
+        // A stopped node (its inbox gone) fails reads at once instead of waiting.
+        let (sender, receiver) = mpsc::channel();
+        drop(receiver);
+        let stopped = ReadBatcher::new(sender);
+        assert!(stopped.read(Duration::from_secs(30)).is_err());
+    }
+
+    #[test]
+    fn the_applied_watch_wakes_waiters_and_never_goes_back() {
+        let watch = Arc::new(AppliedWatch::default());
+        assert!(!watch.wait(1, Duration::from_millis(1)));
+        let waiter = {
+            let watch = Arc::clone(&watch);
+            thread::spawn(move || watch.wait(3, Duration::from_secs(30)))
+        };
+        watch.raise(3);
+        watch.raise(2);
+        assert!(waiter.join().unwrap());
+        assert!(watch.wait(3, Duration::from_millis(1)));
+    }
+}
