@@ -302,7 +302,11 @@ impl App {
                 Ok(())
             }
             Command::Log { data, action } => super::tools::log_command(&self.name, &data, &action),
-            Command::Cluster { node, action } => super::tools::cluster_command(node, &action),
+            Command::Cluster {
+                node,
+                action,
+                secret,
+            } => super::tools::cluster_command(node, &action, secret.as_deref()),
         }
     }
 
@@ -352,7 +356,10 @@ impl App {
     /// With `--cluster`, the node joins its Raft group: followers forward writes to the leader.
     pub fn start(&self, options: &ServeOptions) -> Result<Running, String> {
         let started = Instant::now();
-        let (engine, replayed, cluster) = if options.cluster.is_empty() && options.join.is_none() {
+        let clustered = !options.cluster.is_empty()
+            || options.join.is_some()
+            || super::cluster::has_membership(&options.data);
+        let (engine, replayed, cluster) = if !clustered {
             let (engine, replayed) = self.open_engine(&options.data)?;
             (engine, replayed, None)
         } else {
@@ -383,11 +390,7 @@ impl App {
         let (server, node) = match cluster {
             None => (server.spawn(router), None),
             Some((node, replica)) => {
-                let front = super::cluster::ClusterFront {
-                    router,
-                    node: Arc::clone(&node),
-                    replica,
-                };
+                let front = super::cluster::ClusterFront::new(router, Arc::clone(&node), replica);
                 (server.spawn(front), Some(node))
             }
         };
