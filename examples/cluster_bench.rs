@@ -10,6 +10,9 @@
 //! `Idempotency-Key`. It prints one line: committed writes/s, p50/p99 latency, and the longest
 //! time with no acknowledged write (the failover time when a leader is killed meanwhile).
 //! `--mode read` measures linearizable reads of item 1 instead, `--mode stale` local reads.
+//! `--mode etcd` drives an etcd cluster with the same client: each write is a JSON
+//! `POST /v3/kv/put` (etcd's v3 HTTP gateway, base64 key and value) with a unique key, so
+//! `benches/cluster-compare.sh` measures both systems the same way.
 
 use lithair::app::{App, FieldKind, FieldSpec, Id, Model};
 use lithair::json::{self, Value};
@@ -98,7 +101,7 @@ struct LoadOptions {
     targets: Vec<String>,
     clients: usize,
     seconds: u64,
-    /// `write` (POST), `read` (linearizable GET) or `stale` (local GET).
+    /// `write` (POST), `read` (linearizable GET), `stale` (local GET) or `etcd` (etcd put).
     mode: String,
     /// Prefix of this run's idempotency keys.
     run_id: String,
@@ -128,6 +131,9 @@ fn parse_load(args: &[String]) -> Result<LoadOptions, String> {
             "--mode" => options.mode = value.clone(),
             other => return Err(format!("unknown flag {other}")),
         }
+    }
+    if !["write", "read", "stale", "etcd"].contains(&options.mode.as_str()) {
+        return Err(format!("unknown --mode {}", options.mode));
     }
     if options.targets.is_empty() || options.clients == 0 {
         return Err("usage: load --targets H:P[,H:P...] [--clients N] [--seconds S]".into());
@@ -256,17 +262,7 @@ fn request(
     let reader = connection
         .as_mut()
         .ok_or(std::io::ErrorKind::NotConnected)?;
-    let body = "{\"name\":\"item\"}";
-    let request = match mode {
-        "read" => format!("GET /api/items/1 HTTP/1.1\r\nHost: {target}\r\n\r\n"),
-        "stale" => format!(
-            "GET /api/items/1?consistency=stale HTTP/1.1\r\nHost: {target}\r\n\r\n"
-        ),
-        _ => format!(
-        "POST /api/items HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\nIdempotency-Key: {key}\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ),
-    };
+    let request = request_text(target, key, mode);
     reader.get_mut().write_all(request.as_bytes())?;
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -277,6 +273,7 @@ fn request(
         .ok_or(std::io::ErrorKind::InvalidData)?;
     let mut length = 0usize;
     let mut close = false;
+    let mut chunked = false;
     loop {
         line.clear();
         if reader.read_line(&mut line)? == 0 {
@@ -294,12 +291,67 @@ fn request(
                 .map_err(|_| std::io::ErrorKind::InvalidData)?;
         } else if lower.starts_with("connection:") && lower.contains("close") {
             close = true;
+        } else if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            chunked = true;
         }
     }
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body)?;
+    if chunked {
+        skip_chunked(reader)?;
+    } else {
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body)?;
+    }
     if close {
         *connection = None;
     }
     Ok(status)
+}
+
+/// Reads and drops a chunked body (etcd's gateway may answer chunked).
+fn skip_chunked(reader: &mut BufReader<TcpStream>) -> std::io::Result<()> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        let size_text = line.trim().split(';').next().unwrap_or("");
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| std::io::ErrorKind::InvalidData)?;
+        if size == 0 {
+            // Trailers end with an empty line.
+            loop {
+                line.clear();
+                if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
+                    return Ok(());
+                }
+            }
+        }
+        let mut chunk = vec![0u8; size + 2];
+        reader.read_exact(&mut chunk)?;
+    }
+}
+
+/// The bytes of one request of `mode`.
+fn request_text(target: &str, key: &str, mode: &str) -> String {
+    let body = "{\"name\":\"item\"}";
+    match mode {
+        "etcd" => {
+            let put = format!(
+                "{{\"key\":\"{}\",\"value\":\"{}\"}}",
+                lithair::crypto::base64::encode(key.as_bytes()),
+                lithair::crypto::base64::encode(body.as_bytes())
+            );
+            format!(
+                "POST /v3/kv/put HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{put}",
+                put.len()
+            )
+        }
+        "read" => format!("GET /api/items/1 HTTP/1.1\r\nHost: {target}\r\n\r\n"),
+        "stale" => format!(
+            "GET /api/items/1?consistency=stale HTTP/1.1\r\nHost: {target}\r\n\r\n"
+        ),
+        _ => format!(
+        "POST /api/items HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\nIdempotency-Key: {key}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    }
 }

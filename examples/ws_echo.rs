@@ -1,11 +1,13 @@
 //! WebSocket echo server for conformance runs (Autobahn|Testsuite's fuzzingclient) and the
 //! load client (`examples/ws_load.rs`).
 //!
-//! `cargo run --release --example ws_echo -- --port 9001 [--bind 127.0.0.1] [--room]`
+//! `cargo run --release --example ws_echo -- --port 9001 [--bind 127.0.0.1] [--room]
+//! [--no-deflate]`
 //!
 //! Serves `GET /` on `lithair::http::Server`: the route upgrades to a `lithair::ws::Session`
 //! that lives in the HTTP reactor (no thread per socket) and echoes every text and binary
-//! message back unchanged; pings and the close handshake are the session's. With `--room`,
+//! message back unchanged; pings and the close handshake are the session's. permessage-deflate
+//! is agreed with clients that offer it (Autobahn groups 12 and 13) unless `--no-deflate`. With `--room`,
 //! every connection also joins the hub room `all`, and a text message starting with
 //! `broadcast:` goes to every member instead of being echoed (the broadcast benchmark).
 //! SIGINT or SIGTERM closes every socket with 1001 and exits.
@@ -19,10 +21,12 @@ fn main() {
     let mut port: u16 = 9001;
     let mut bind = String::from("127.0.0.1");
     let mut room = false;
+    let mut deflate = ws::DeflateConfig::ENABLED;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--room" => room = true,
+            "--no-deflate" => deflate = ws::DeflateConfig::DISABLED,
             "--port" => {
                 let value = args.next().unwrap_or_default();
                 port = value
@@ -52,7 +56,8 @@ fn main() {
     let mut endpoint = Endpoint::new(move |_: &Request, _: &str| -> Box<dyn WsHandler> {
         Box::new(Echo { room })
     })
-    .config(session_config);
+    .config(session_config)
+    .deflate(deflate);
     if room {
         endpoint = endpoint.hub(SharedHub::new(ws::HubConfig {
             presence_notices: false,
@@ -70,7 +75,9 @@ fn main() {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("ws_echo: {problem}\nusage: ws_echo [--port P] [--bind ADDR] [--room]");
+    eprintln!(
+        "ws_echo: {problem}\nusage: ws_echo [--port P] [--bind ADDR] [--room] [--no-deflate]"
+    );
     std::process::exit(2);
 }
 

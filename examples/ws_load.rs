@@ -8,6 +8,9 @@
 //! ws_load echo      --port 9001 [--clients 64] [--seconds 10] [--size 64] [--window 16]
 //! ```
 //!
+//! `--deflate 1` offers permessage-deflate (RFC 7692) in every handshake and uses what the
+//! server agrees (the echo payload is one repeated byte, so it compresses very well).
+//!
 //! Output (one line each, fixed format):
 //! - `hold: N connections open in S s; server RSS A KiB before, B KiB after (C bytes per connection)`
 //! - `broadcast: N members x R rounds: p50 X ms, p99 Y ms, max Z ms`
@@ -23,10 +26,10 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use lithair::sys::{Event as Readiness, Interest, Poller};
-use lithair::ws::{Config, Connection, Event, Message};
+use lithair::ws::{Config, Connection, DeflateParams, Event, Message};
 
 const USAGE: &str = "usage: ws_load (hold|broadcast|echo) --port P [--pid PID] [--count N] \
-[--hold-secs S] [--rounds R] [--clients C] [--seconds S] [--size B] [--window W]";
+[--hold-secs S] [--rounds R] [--clients C] [--seconds S] [--size B] [--window W] [--deflate 0|1]";
 /// Most connections one run may open.
 const CONNECTIONS_MAX: usize = 15_000;
 /// Longest run of any phase, in seconds.
@@ -47,6 +50,7 @@ struct Args {
     seconds: u64,
     size: usize,
     window: usize,
+    deflate: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -63,6 +67,7 @@ fn parse_args() -> Result<Args, String> {
         seconds: 10,
         size: 64,
         window: 16,
+        deflate: false,
     };
     while let Some(flag) = it.next() {
         let value = it
@@ -79,6 +84,7 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => args.seconds = number(&value)?,
             "--size" => args.size = number(&value)? as usize,
             "--window" => args.window = number(&value)? as usize,
+            "--deflate" => args.deflate = number(&value)? != 0,
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
     }
@@ -119,7 +125,7 @@ struct Client {
 
 impl Client {
     /// Connects and upgrades (blocking); the socket is left blocking.
-    fn connect(port: u16, seed: u64) -> Result<Client, String> {
+    fn connect(port: u16, seed: u64, deflate: bool) -> Result<Client, String> {
         let mut stream =
             TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
         let _ = stream.set_nodelay(true);
@@ -127,9 +133,16 @@ impl Client {
         stream
             .set_read_timeout(timeout)
             .map_err(|e| e.to_string())?;
-        let request = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
-            Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-            Sec-WebSocket-Version: 13\r\n\r\n";
+        let offer = if deflate {
+            "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+        } else {
+            ""
+        };
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n{offer}\r\n"
+        );
         stream
             .write_all(request.as_bytes())
             .map_err(|e| format!("send upgrade: {e}"))?;
@@ -150,9 +163,23 @@ impl Client {
         if !head.starts_with(b"HTTP/1.1 101") {
             return Err(format!("not upgraded: {}", String::from_utf8_lossy(&head)));
         }
+        let head = String::from_utf8_lossy(&head);
+        let answer = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-extensions")
+                .then(|| value.trim())
+        });
+        let agreed = match answer {
+            None => None,
+            Some(value) => Some(
+                DeflateParams::from_response(value)
+                    .ok_or_else(|| format!("unacceptable extension answer {value:?}"))?,
+            ),
+        };
         let config = Config {
             mask_seed: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             message_bytes_max: 1 << 20,
+            deflate: agreed,
             ..Config::CLIENT
         };
         Ok(Client {
@@ -177,7 +204,7 @@ impl Client {
 fn connect_all(port: u16, count: usize) -> Result<Vec<Client>, String> {
     let mut clients = Vec::with_capacity(count);
     for n in 0..count {
-        let client = Client::connect(port, n as u64 + 1)
+        let client = Client::connect(port, n as u64 + 1, false)
             .map_err(|e| format!("connection {n} of {count}: {e}"))?;
         clients.push(client);
     }
@@ -342,8 +369,9 @@ fn echo(args: &Args) -> Result<(), String> {
     let workers: Vec<_> = (0..args.clients)
         .map(|n| {
             let (port, window, payload) = (args.port, args.window, payload.clone());
+            let deflate = args.deflate;
             std::thread::spawn(move || -> Result<u64, String> {
-                let mut client = Client::connect(port, n as u64 + 1)?;
+                let mut client = Client::connect(port, n as u64 + 1, deflate)?;
                 for _ in 0..window {
                     client.send(&payload)?;
                 }

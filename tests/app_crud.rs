@@ -18,44 +18,50 @@ use post_model::{Post, PostPatch};
 static CHANGES: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
 
 fn app() -> App {
-    App::new("crud-test")
-        .model::<Post>()
-        .on_change::<Post>(|_event, index| CHANGES.lock().unwrap().push(index))
-        .check::<Post>(|tx, post| {
-            // A domain rule that reads state through the transaction.
-            if post.title == "forbidden" && tx.collection::<Post>().len() < 100 {
+    with_rules(
+        App::new("crud-test")
+            .model::<Post>()
+            .on_change::<Post>(|_event, index| CHANGES.lock().unwrap().push(index)),
+    )
+}
+
+/// The domain rule and the command route of the test app.
+fn with_rules(app: App) -> App {
+    app.check::<Post>(|tx, post| {
+        // A domain rule that reads state through the transaction.
+        if post.title == "forbidden" && tx.collection::<Post>().len() < 100 {
+            return Err(lithair::app::Rejection::Domain {
+                status: 422,
+                message: "that title is forbidden".into(),
+            });
+        }
+        Ok(())
+    })
+    .command(
+        "/api/posts/{id}/publish",
+        200,
+        "Publish a draft",
+        |tx, _: &(), params| {
+            let id: u64 = params.get("id")?;
+            let post: Post = tx
+                .get(&Id::Int(id))
+                .ok_or(lithair::app::Rejection::NotFound {
+                    model: "Post",
+                    id: Id::Int(id),
+                })?;
+            if post.published {
                 return Err(lithair::app::Rejection::Domain {
-                    status: 422,
-                    message: "that title is forbidden".into(),
+                    status: 409,
+                    message: "only a draft can be published".into(),
                 });
             }
-            Ok(())
-        })
-        .command(
-            "/api/posts/{id}/publish",
-            200,
-            "Publish a draft",
-            |tx, _: &(), params| {
-                let id: u64 = params.get("id")?;
-                let post: Post = tx
-                    .get(&Id::Int(id))
-                    .ok_or(lithair::app::Rejection::NotFound {
-                        model: "Post",
-                        id: Id::Int(id),
-                    })?;
-                if post.published {
-                    return Err(lithair::app::Rejection::Domain {
-                        status: 409,
-                        message: "only a draft can be published".into(),
-                    });
-                }
-                let patch = PostPatch {
-                    published: Some(true),
-                    ..PostPatch::default()
-                };
-                tx.update::<Post>(&Id::Int(id), patch)
-            },
-        )
+            let patch = PostPatch {
+                published: Some(true),
+                ..PostPatch::default()
+            };
+            tx.update::<Post>(&Id::Int(id), patch)
+        },
+    )
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -74,6 +80,7 @@ fn options(data: PathBuf) -> ServeOptions {
         cluster: Vec::new(),
         join: None,
         cluster_secret: None,
+        read_mode: Default::default(),
         extra: Vec::new(),
     }
 }
@@ -397,4 +404,95 @@ fn model_event_round_trips() {
         let back: ModelEvent<Post> = lithair::binary::from_slice(&bytes).unwrap();
         assert_eq!(back, event);
     }
+}
+
+/// Splits a stream of keep-alive responses (each with `Content-Length`) into (status, body).
+fn split_responses(mut raw: &[u8]) -> Vec<(u16, String)> {
+    let mut answers = Vec::new();
+    while let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&raw[..end]).to_string();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let length: usize = head
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.trim().parse().unwrap());
+        let body = &raw[end + 4..end + 4 + length];
+        answers.push((status, String::from_utf8_lossy(body).to_string()));
+        raw = &raw[end + 4 + length..];
+    }
+    answers
+}
+
+#[test]
+fn pipelined_writes_are_answered_in_order_through_deferred_responses() {
+    let data = temp_dir("crud-pipelined");
+    // Without the change hook: `CHANGES` belongs to the other test.
+    let running = with_rules(App::new("crud-pipelined").model::<Post>())
+        .start(&options(data.clone()))
+        .unwrap();
+    let addr = running.server.local_addr();
+    let post = |method: &str, path: &str, extra: &str, body: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let mut batch = String::new();
+    for i in 0..10 {
+        let body = format!(r#"{{"title":"T{i}","slug":"s{i}"}}"#);
+        batch += &post("POST", "/api/posts", "", &body);
+    }
+    batch += &post("POST", "/api/posts", "", r#"{"title":"dup","slug":"s3"}"#);
+    batch += &post("POST", "/api/posts/2/publish", "", "");
+    batch += &post(
+        "PATCH",
+        "/api/posts/2",
+        "If-Match: \"1\"\r\n",
+        r#"{"views":3}"#,
+    );
+    batch += &post("GET", "/api/posts/2", "", "");
+    batch += &post("DELETE", "/api/posts/5", "", "");
+    batch += &post("GET", "/api/posts/5", "Connection: close\r\n", "");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(batch.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let answers = split_responses(&raw);
+    assert_eq!(answers.len(), 16, "{answers:?}");
+    for (i, (status, body)) in answers[..10].iter().enumerate() {
+        assert_eq!(*status, 201, "{body}");
+        let created = json::parse(body).unwrap();
+        assert_eq!(
+            created["id"].as_u64(),
+            Some(i as u64 + 1),
+            "created in order"
+        );
+    }
+    assert_eq!(answers[10].0, 409, "duplicate slug: {}", answers[10].1);
+    assert_eq!(answers[11].0, 200, "publish: {}", answers[11].1);
+    assert_eq!(
+        answers[12].0, 409,
+        "stale If-Match after publish: {}",
+        answers[12].1
+    );
+    let shown = json::parse(&answers[13].1).unwrap();
+    assert_eq!(
+        shown["published"].as_bool(),
+        Some(true),
+        "a read sees earlier writes"
+    );
+    assert_eq!(answers[14].0, 204);
+    assert_eq!(answers[15].0, 404);
+    // A body above the reactor's inline limit takes the worker path, with the same answer.
+    let padding = " ".repeat(lithair::app::routes::INLINE_BODY_BYTES_MAX);
+    let body = format!(r#"{{"title":"big","slug":"big"{padding}}}"#);
+    let big = request(addr, "POST", "/api/posts", "", &body);
+    assert_eq!(big.status, 201, "{}", big.body);
+    assert_eq!(big.json()["id"].as_u64(), Some(11));
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
 }

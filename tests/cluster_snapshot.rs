@@ -522,4 +522,44 @@ mod engine_cluster {
         drop(engine);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn callbacks_answer_abandoned_proposals_and_applied_hooks_see_raft_entries() {
+        let dir = std::env::temp_dir().join(format!("lithair-csnap-then-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (engine, proposals, _) = open(&dir, 0);
+        let (seen, applied) = mpsc::channel();
+        engine.on_applied(move |index| {
+            let _ = seen.send(index);
+        });
+        let replica = engine.replica();
+        let log = engine.cluster_log();
+        // Entries 1 and 2 carry no event; the applied hook still reports index 2.
+        let conf = reserved(1, Reserved::Conf(&[1, 1, 0, 0, 0, 0, 0, 0, 0]));
+        persist(&log, 1, 1, &[conf]);
+        persist(&log, 2, 2, &[reserved(2, Reserved::Noop)]);
+        replica.apply(1, &[&[], &[]], None);
+        assert_eq!(applied.recv_timeout(Duration::from_secs(10)), Ok(2));
+        replica.set_next_index(3);
+        replica.set_leader(Some(2));
+        // A deferred (callback) submission whose proposal is abandoned is still answered.
+        let (answer, answered) = mpsc::channel();
+        engine.submit_then(
+            Add(1),
+            Default::default(),
+            Box::new(move |outcome| {
+                let _ = answer.send(outcome.map(|receipt| receipt.first_index));
+            }),
+        );
+        let (_, first, _, token) = next(&proposals);
+        assert_eq!(first, 3);
+        replica.abandon(token);
+        match answered.recv_timeout(Duration::from_secs(10)) {
+            Ok(Err(SubmitError::Storage(message))) => assert_eq!(message, NOT_COMMITTED),
+            other => panic!("expected a retryable error, got {other:?}"),
+        }
+        drop((replica, log));
+        drop(engine);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -106,6 +106,7 @@ fn options(data: PathBuf) -> ServeOptions {
         cluster: Vec::new(),
         join: None,
         cluster_secret: None,
+        read_mode: Default::default(),
         extra: Vec::new(),
     }
 }

@@ -876,3 +876,88 @@ fn relaxed_durability_acknowledges_and_survives_a_clean_restart() {
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn submit_then_answers_in_log_order_after_apply_and_hooks() {
+    let dir = common::fresh_dir("engine", "submit-then");
+    let engine = open(&dir, EngineOptions::default());
+    let hooked = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&hooked);
+    engine.on_commit(move |committed| {
+        counter.store(committed.envelope.index, Ordering::SeqCst);
+    });
+    engine
+        .submit(Restock {
+            item: 1,
+            quantity: 50,
+        })
+        .expect("restock");
+    let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (done_sender, done) = std::sync::mpsc::channel();
+    for _ in 0..80 {
+        let (outcomes, hooked, done_sender) = (
+            Arc::clone(&outcomes),
+            Arc::clone(&hooked),
+            done_sender.clone(),
+        );
+        let then = move |outcome: Result<_, SubmitError<OutOfStock>>| {
+            // The hooks of this command's events ran before it is answered.
+            if let Ok(receipt) = &outcome {
+                let receipt: &lithair::engine::Receipt = receipt;
+                assert!(hooked.load(Ordering::SeqCst) >= receipt.last_index);
+            }
+            outcomes.lock().expect("outcomes").push(outcome);
+            done_sender.send(()).expect("test alive");
+        };
+        let sell = Sell {
+            item: 1,
+            quantity: 1,
+        };
+        engine.try_submit_then(sell, Meta::default(), Box::new(then));
+    }
+    for _ in 0..80 {
+        done.recv_timeout(Duration::from_secs(30))
+            .expect("every submission answered");
+    }
+    let outcomes = std::mem::take(&mut *outcomes.lock().expect("outcomes"));
+    let accepted: Vec<u64> = outcomes
+        .iter()
+        .filter_map(|outcome| outcome.as_ref().ok().map(|receipt| receipt.first_index))
+        .collect();
+    assert_eq!(accepted.len(), 50, "exactly the stock was sold");
+    assert!(
+        accepted.windows(2).all(|pair| pair[0] < pair[1]),
+        "log order"
+    );
+    let rejected = outcomes
+        .iter()
+        .filter(|outcome| {
+            matches!(
+                outcome,
+                Err(SubmitError::Rejected(OutOfStock { available: 0 }))
+            )
+        })
+        .count();
+    assert_eq!(rejected, 30);
+    assert_eq!(engine.read(|shop| shop.stock[&1]), 0);
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn submit_then_is_answered_once_even_when_the_engine_shuts_down() {
+    let dir = common::fresh_dir("engine", "submit-then-drop");
+    let engine = open(&dir, EngineOptions::default());
+    let answered = Arc::new(AtomicU64::new(0));
+    for item in 0..200 {
+        let answered = Arc::clone(&answered);
+        let then = move |_: Result<_, SubmitError<()>>| {
+            answered.fetch_add(1, Ordering::SeqCst);
+        };
+        let restock = Restock { item, quantity: 1 };
+        engine.submit_then(restock, Meta::default(), Box::new(then));
+    }
+    drop(engine);
+    assert_eq!(answered.load(Ordering::SeqCst), 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -318,3 +318,116 @@ fn bench_server_exits_0_on_sigterm() {
     assert_eq!(exit.code(), Some(0));
     let _ = std::fs::remove_dir_all(data);
 }
+
+/// Answers through deferred responses completed by other threads: `/defer?ms` completes after
+/// `ms` milliseconds, `/now` before the handler returns, `/drop` drops its responder. Paths
+/// under `/inline` run on the reactor, the others on a worker.
+struct DeferringApp;
+
+impl lithair::http::Handler for DeferringApp {
+    fn call(&self, req: &mut lithair::http::Request) -> lithair::http::Response {
+        use lithair::http::Response;
+        let (placeholder, responder) = Response::deferred();
+        let placeholder = placeholder.with_header("X-Layer", "kept");
+        let path = req.path.trim_start_matches("/inline");
+        let text = format!("{} {path}?{}", req.method, req.query);
+        match path {
+            "/defer" => {
+                let ms: u64 = req.query.parse().unwrap_or(50);
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    responder.complete(Response::text(201, text));
+                });
+            }
+            "/now" => responder.complete(Response::text(200, text)),
+            "/drop" => {
+                std::thread::spawn(move || drop(responder));
+            }
+            _ => return Response::text(200, text),
+        }
+        placeholder
+    }
+
+    fn is_inline(&self, req: &lithair::http::Request) -> bool {
+        req.path.starts_with("/inline")
+    }
+}
+
+fn spawn_deferring() -> lithair::http::ServerHandle {
+    lithair::http::Server::bind("127.0.0.1:0")
+        .expect("bind")
+        .config(quick_config())
+        .spawn(DeferringApp)
+        .expect("spawn")
+}
+
+#[test]
+fn deferred_responses_keep_pipeline_order_on_both_paths() {
+    let server = spawn_deferring();
+    let mut stream = connect(server.local_addr());
+    let mut batch = String::new();
+    let mut expected = Vec::new();
+    for i in 0..24u64 {
+        let prefix = if i % 2 == 0 { "/inline" } else { "" };
+        let (method, path, query, status) = match i % 4 {
+            0 | 1 => ("POST", "/defer", format!("{}", (24 - i) * 3), 201),
+            2 => ("GET", "/now", format!("{i}"), 200),
+            _ => ("GET", "/defer", format!("{}", i % 5), 201),
+        };
+        let length = if method == "POST" {
+            "Content-Length: 0\r\n"
+        } else {
+            ""
+        };
+        batch += &format!("{method} {prefix}{path}?{query} HTTP/1.1\r\nHost: h\r\n{length}\r\n");
+        expected.push((status, format!("{method} {path}?{query}")));
+    }
+    stream.write_all(batch.as_bytes()).expect("write");
+    let mut reader = BufReader::new(stream);
+    for (status, text) in expected {
+        let resp = read_response(&mut reader, false).expect("response");
+        assert_eq!((resp.status, resp.text()), (status, text));
+        assert_eq!(
+            resp.header("x-layer"),
+            Some("kept"),
+            "placeholder headers carry over"
+        );
+    }
+}
+
+#[test]
+fn a_dropped_responder_answers_503_and_the_connection_survives() {
+    let server = spawn_deferring();
+    let mut stream = connect(server.local_addr());
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    for path in ["/inline/drop", "/drop", "/inline/now"] {
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").expect("write");
+        let resp = read_response(&mut reader, false).expect("response");
+        let want = if path.ends_with("/drop") { 503 } else { 200 };
+        assert_eq!(resp.status, want, "{path}");
+    }
+    drop(stream);
+    drop(reader);
+    wait_until("no leaked connection", || server.connections() == 0);
+}
+
+#[test]
+fn graceful_shutdown_waits_for_a_deferred_response() {
+    let server = spawn_deferring();
+    let mut stream = connect(server.local_addr());
+    stream
+        .write_all(b"POST /inline/defer?300 HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")
+        .expect("write");
+    wait_until("request accepted", || server.connections() == 1);
+    std::thread::sleep(Duration::from_millis(50)); // Let the reactor dispatch it.
+    server.shutdown();
+    let mut reader = BufReader::new(stream);
+    let resp = read_response(&mut reader, false).expect("deferred response");
+    assert_eq!(
+        (resp.status, resp.text()),
+        (201, "POST /defer?300".to_string())
+    );
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(is_closed(&mut reader));
+    server.join().expect("join");
+}

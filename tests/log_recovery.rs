@@ -138,14 +138,23 @@ fn concurrent_appends_share_fsyncs() {
 }
 
 /// Byte offset of the last frame in a single-segment log (the file length before the last batch).
+/// Bytes of segment 1 in use (its frames, without the preallocated zero tail).
+fn used(path: &Path) -> u64 {
+    log::used_bytes(path, 1).expect("scan segment")
+}
+
+/// A log of 5 + 1 batches; the segment file is cut to its used bytes (no zero tail).
 fn build_with_last_batch(dir: &Path) -> (PathBuf, u64, u64) {
     let (log, _, _) = open_collect(dir, LogOptions::default()).expect("open");
     append_batches(&log, 5, 4);
     let path = segment_path(log.dir(), 1);
-    let before_last = std::fs::metadata(&path).expect("stat").len();
+    let before_last = used(&path);
     append_batches(&log, 1, 3);
     drop(log);
-    let total = std::fs::metadata(&path).expect("stat").len();
+    let total = used(&path);
+    let bytes = std::fs::read(&path).expect("read");
+    assert!(bytes[total as usize..].iter().all(|&b| b == 0), "zero tail");
+    std::fs::write(&path, &bytes[..total as usize]).expect("cut the zero tail");
     (path, before_last, total)
 }
 
@@ -154,19 +163,24 @@ fn torn_tail_at_every_byte_of_last_batch_is_truncated() {
     let dir = common::fresh_dir("log", "torn");
     let (path, before_last, total) = build_with_last_batch(&dir);
     let original = std::fs::read(&path).expect("read");
-    for cut in before_last..total {
-        std::fs::write(&path, &original[..cut as usize]).expect("write");
+    // Each cut is tried as a shorter file and, as a torn write into preallocated space
+    // leaves it, followed by zeros.
+    for (cut, zeros) in (before_last..total).flat_map(|cut| [(cut, 0), (cut, 3000)]) {
+        let mut torn = original[..cut as usize].to_vec();
+        torn.resize(cut as usize + zeros, 0);
+        std::fs::write(&path, &torn).expect("write");
         let (log, recovery, seen) = open_collect(&dir, LogOptions::default()).expect("open torn");
         assert_entries(&seen, 1, 21);
         assert_eq!(recovery.next_index, 21, "cut {cut}");
         if cut == before_last {
+            // Nothing, or only zeros, after the last frame: a clean end.
             assert_eq!(recovery.truncated, None);
         } else {
             let truncated = recovery.truncated.clone().expect("truncation reported");
             assert_eq!(
                 (truncated.1, truncated.2),
-                (before_last, cut - before_last),
-                "cut {cut}"
+                (before_last, cut + zeros as u64 - before_last),
+                "cut {cut} + {zeros} zeros"
             );
         }
         // The log continues cleanly after the cut.
@@ -270,9 +284,7 @@ fn injected_disk_full_fails_the_append_and_keeps_the_log_valid() {
     };
     let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
     append_batches(&log, 3, 2);
-    let size_before = std::fs::metadata(segment_path(log.dir(), 1))
-        .expect("stat")
-        .len();
+    let size_before = used(&segment_path(log.dir(), 1));
     faults.fail_next_writes(1);
     let mut entries = EntryBatch::new();
     entries.push(&payload(7));
@@ -280,12 +292,7 @@ fn injected_disk_full_fails_the_append_and_keeps_the_log_valid() {
         log.append_wait(0, 7, entries.clone()),
         Err(log::AppendError::DiskFull)
     );
-    assert_eq!(
-        std::fs::metadata(segment_path(log.dir(), 1))
-            .expect("stat")
-            .len(),
-        size_before
-    );
+    assert_eq!(used(&segment_path(log.dir(), 1)), size_before);
     assert_eq!(log.next_index(), 7);
     // An append queued at a later index after the failure is refused, not stored with a gap.
     let mut later = EntryBatch::new();
@@ -469,5 +476,51 @@ fn cursor_reads_forward_across_segments_and_sees_new_appends() {
     assert_entries(&seen, 5, 49);
     assert!(!step(&mut cursor, &mut seen), "nothing new");
     drop(log);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn preallocated_zero_tail_is_a_clean_end_and_damage_after_it_is_caught() {
+    let dir = common::fresh_dir("log", "zero-tail");
+    let (path, before_last, total) = build_with_last_batch(&dir);
+    let original = std::fs::read(&path).expect("read");
+    // A long zero tail (as preallocation leaves it) is the clean end: nothing truncated.
+    let mut zero_tail = original.clone();
+    zero_tail.resize(original.len() + 100_000, 0);
+    std::fs::write(&path, &zero_tail).expect("write");
+    let (log, recovery, seen) = open_collect(&dir, LogOptions::default()).expect("open");
+    assert_eq!(
+        (recovery.truncated.clone(), recovery.next_index),
+        (None, 24)
+    );
+    assert_entries(&seen, 1, 24);
+    // Appends overwrite the zeros in place and survive a reopen.
+    append_batches(&log, 2, 2);
+    drop(log);
+    let (_, recovery, seen) = open_collect(&dir, LogOptions::default()).expect("reopen");
+    assert_eq!(
+        (recovery.truncated.clone(), recovery.next_index),
+        (None, 28)
+    );
+    assert_entries(&seen, 1, 28);
+    // Zeros, then a stray byte with no valid frame after it: a torn tail, cut at the zeros.
+    let mut stray = original.clone();
+    stray.resize(original.len() + 5_000, 0);
+    stray[original.len() + 4_000] = 7;
+    std::fs::write(&path, &stray).expect("write");
+    let (_, recovery, _) = open_collect(&dir, LogOptions::default()).expect("open stray");
+    let truncated = recovery.truncated.expect("torn tail reported");
+    assert_eq!((truncated.1, recovery.next_index), (total, 24));
+    // Zeros, then a valid frame (a lost write in the middle): corruption, not a clean end.
+    let (before_last, total) = (before_last as usize, total as usize);
+    let mut gap = original[..before_last].to_vec();
+    gap.resize(before_last + 64, 0);
+    gap.extend_from_slice(&original[before_last..total]);
+    std::fs::write(&path, &gap).expect("write");
+    match open_collect(&dir, LogOptions::default()) {
+        Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, before_last as u64),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok((_, recovery, _)) => panic!("opened a log with a hole: {recovery:?}"),
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -25,6 +25,7 @@ fn options(data: PathBuf) -> ServeOptions {
         cluster: Vec::new(),
         join: None,
         cluster_secret: None,
+        read_mode: Default::default(),
         extra: Vec::new(),
     }
 }

@@ -179,7 +179,10 @@ impl App {
             ..
         } = route;
         self.routes.push(Box::new(move |router, handle| {
-            router.route(method.clone(), &path, install(handle))
+            let command = install(handle);
+            // Decoding the input and submitting never block: small requests run on the reactor.
+            let handler: Arc<dyn crate::http::Handler> = Arc::new(CommandHandlerRoute(command));
+            router.route(method.clone(), &path, handler)
         }));
         self
     }
@@ -299,7 +302,11 @@ impl App {
                 Ok(())
             }
             Command::Log { data, action } => super::tools::log_command(&self.name, &data, &action),
-            Command::Cluster { node, action } => super::tools::cluster_command(node, &action),
+            Command::Cluster {
+                node,
+                action,
+                secret,
+            } => super::tools::cluster_command(node, &action, secret.as_deref()),
         }
     }
 
@@ -349,7 +356,10 @@ impl App {
     /// With `--cluster`, the node joins its Raft group: followers forward writes to the leader.
     pub fn start(&self, options: &ServeOptions) -> Result<Running, String> {
         let started = Instant::now();
-        let (engine, replayed, cluster) = if options.cluster.is_empty() && options.join.is_none() {
+        let clustered = !options.cluster.is_empty()
+            || options.join.is_some()
+            || super::cluster::has_membership(&options.data);
+        let (engine, replayed, cluster) = if !clustered {
             let (engine, replayed) = self.open_engine(&options.data)?;
             (engine, replayed, None)
         } else {
@@ -380,11 +390,7 @@ impl App {
         let (server, node) = match cluster {
             None => (server.spawn(router), None),
             Some((node, replica)) => {
-                let front = super::cluster::ClusterFront {
-                    router,
-                    node: Arc::clone(&node),
-                    replica,
-                };
+                let front = super::cluster::ClusterFront::new(router, Arc::clone(&node), replica);
                 (server.spawn(front), Some(node))
             }
         };
@@ -518,13 +524,20 @@ impl CommandRoute {
                 let params = Arc::new(Params(req.params.clone()));
                 let decide = Arc::clone(&decide);
                 let meta = command_meta(req)?;
-                let executed = handle
-                    .execute(meta, move |tx| decide(tx, &input, &params))
-                    .map_err(|e| write_error_problem(&e))?;
-                match executed.output {
-                    Some(output) => Ok(Response::json(status, &output)),
-                    None => Ok(Response::new(200).with_header("Idempotent-Replayed", "true")),
-                }
+                // Deferred: the engine's applier renders the answer once the command is
+                // durable, so no thread waits for the commit.
+                let (placeholder, responder) = Response::deferred();
+                let decide = move |tx: &mut Tx<'_>| decide(tx, &input, &params);
+                handle.execute_then(meta, decide, move |outcome| {
+                    responder.complete(match outcome {
+                        Ok(executed) => match executed.output {
+                            Some(output) => Response::json(status, &output),
+                            None => Response::new(200).with_header("Idempotent-Replayed", "true"),
+                        },
+                        Err(error) => write_error_problem(&error).into(),
+                    });
+                });
+                Ok(placeholder)
             })
         });
         CommandRoute {
@@ -554,6 +567,20 @@ impl CommandRoute {
     /// The OpenAPI summary.
     pub fn summary(&self) -> &str {
         &self.summary
+    }
+}
+
+/// A command route as a handler: answered through a deferred response, so it runs inline on
+/// the reactor when its body is small (see `routes::INLINE_BODY_BYTES_MAX`).
+struct CommandHandlerRoute(CommandHandler);
+
+impl crate::http::Handler for CommandHandlerRoute {
+    fn call(&self, req: &mut Request) -> Response {
+        (self.0)(req).unwrap_or_else(Response::from)
+    }
+
+    fn is_inline(&self, req: &Request) -> bool {
+        req.body.len() <= super::routes::INLINE_BODY_BYTES_MAX
     }
 }
 

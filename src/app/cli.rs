@@ -30,6 +30,17 @@ pub struct ExtraFlag {
     pub help: &'static str,
 }
 
+/// How a clustered leader confirms linearizable reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadMode {
+    /// A quorum heartbeat round per batch of reads (`read-index`, the default).
+    #[default]
+    ReadIndex,
+    /// The leader's CheckQuorum lease, no round trip (`lease`): safe only while the nodes'
+    /// clocks run at rates within the lease's safety margin of each other.
+    Lease,
+}
+
 /// Options of `serve`, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServeOptions {
@@ -49,6 +60,8 @@ pub struct ServeOptions {
     pub join: Option<SocketAddr>,
     /// Shared secret that authenticates peers.
     pub cluster_secret: Option<String>,
+    /// How a clustered leader confirms linearizable reads (`--read-mode`).
+    pub read_mode: ReadMode,
     /// Values of the application's extra flags, in the order given (switches carry `""`).
     pub extra: Vec<(String, String)>,
 }
@@ -124,6 +137,8 @@ pub enum Command {
         node: SocketAddr,
         /// What to do.
         action: ClusterCommand,
+        /// The cluster secret that signs the request (`leave` and `transfer-leader` need it).
+        secret: Option<String>,
     },
     /// Print this text and exit 0.
     Help(String),
@@ -191,7 +206,7 @@ pub fn parse(args: &[String], sources: &Sources<'_>) -> Result<Command, CliError
             data: data_only(rest, &layered, "snapshot")?,
         }),
         "log" => log(rest, &layered),
-        "cluster" => cluster(rest),
+        "cluster" => cluster(rest, &layered),
         "help" | "--help" | "-h" => Ok(Command::Help(usage(sources))),
         other => Err(error(format!("unknown command `{other}`"))),
     }
@@ -275,7 +290,7 @@ fn serve(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
     let mut given: Vec<(String, String)> = Vec::new();
     let mut extra_values = Vec::new();
     for (name, value) in pairs {
-        const KNOWN: [&str; 8] = [
+        const KNOWN: [&str; 9] = [
             "port",
             "bind",
             "data",
@@ -284,6 +299,7 @@ fn serve(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
             "cluster",
             "join",
             "cluster-secret",
+            "read-mode",
         ];
         if KNOWN.contains(&name.as_str()) {
             given.push((name, value));
@@ -329,6 +345,7 @@ fn serve(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
             .map(|v| parse_addr("join", &v))
             .transpose()?,
         cluster_secret: setting("cluster-secret"),
+        read_mode: parse_read_mode(setting("read-mode").as_deref())?,
         extra: extra_values,
     };
     validate_cluster(&options)?;
@@ -434,7 +451,7 @@ fn log(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
     Ok(Command::Log { data, action })
 }
 
-fn cluster(args: &[String]) -> Result<Command, CliError> {
+fn cluster(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
     let (action, rest) = match args.first().map(String::as_str) {
         Some(action @ ("status" | "leave" | "transfer-leader")) => (action, &args[1..]),
         Some(other) => return Err(error(format!("unknown `cluster` action `{other}`"))),
@@ -446,9 +463,11 @@ fn cluster(args: &[String]) -> Result<Command, CliError> {
     };
     let mut node = None;
     let mut to = None;
+    let mut secret = None;
     for (name, value) in flag_pairs(rest, &[])? {
         match (action, name.as_str()) {
             (_, "node") => node = Some(parse_addr("node", &value)?),
+            (_, "cluster-secret") => secret = Some(value),
             ("transfer-leader", "to") => to = Some(parse_number("to", &value)?),
             _ => {
                 return Err(error(format!(
@@ -463,7 +482,24 @@ fn cluster(args: &[String]) -> Result<Command, CliError> {
         "leave" => ClusterCommand::Leave,
         _ => ClusterCommand::TransferLeader { to },
     };
-    Ok(Command::Cluster { node, action })
+    let secret = secret
+        .or_else(|| layered.fallback("cluster-secret"))
+        .filter(|secret| !secret.is_empty());
+    Ok(Command::Cluster {
+        node,
+        action,
+        secret,
+    })
+}
+
+fn parse_read_mode(value: Option<&str>) -> Result<ReadMode, CliError> {
+    match value {
+        None | Some("read-index") => Ok(ReadMode::ReadIndex),
+        Some("lease") => Ok(ReadMode::Lease),
+        Some(other) => Err(error(format!(
+            "`--read-mode` is `read-index` or `lease`, not `{other}`"
+        ))),
+    }
 }
 
 /// Reads the flat subset of TOML that `lithair.toml` uses: `key = value` lines, `#` comments,
@@ -501,7 +537,8 @@ pub fn usage(sources: &Sources<'_>) -> String {
          {name} log verify|stats [--data DIR]\n  \
          {name} log inspect [--data DIR] [--from N] [--to N] [--type EVENT]\n  \
          {name} snapshot [--data DIR]\n  \
-         {name} cluster status|leave|transfer-leader [--node HOST:PORT] [--to ID]\n\n\
+         {name} cluster status|leave|transfer-leader [--node HOST:PORT] [--to ID] \
+         [--cluster-secret S]\n\n\
          SERVE FLAGS (environment LITHAIR_<FLAG>, or `flag = value` in lithair.toml):\n  \
          --port P              HTTP port (default {port})\n  \
          --bind IP             HTTP address (default {bind})\n  \
@@ -510,7 +547,8 @@ pub fn usage(sources: &Sources<'_>) -> String {
          --peer-port P         port of the Raft peer protocol\n  \
          --cluster MAP         static cluster: 1@HOST:PORT,2@HOST:PORT,...\n  \
          --join HOST:PORT      join the cluster of a running node (its HTTP address)\n  \
-         --cluster-secret S    shared secret that authenticates peers\n",
+         --cluster-secret S    shared secret that authenticates peers (and `cluster` commands)\n  \
+         --read-mode M         linearizable reads: read-index (default) or lease\n",
         name = sources.app_name,
         port = DEFAULT_PORT,
         bind = DEFAULT_BIND,
@@ -643,9 +681,28 @@ mod tests {
             check("cluster transfer-leader --node 127.0.0.1:8082 --to 3"),
             Ok(Command::Cluster {
                 action: ClusterCommand::TransferLeader { to: Some(3) },
+                secret: None,
                 ..
             })
         ));
+        assert_eq!(
+            check("cluster leave --node 127.0.0.1:8084 --cluster-secret s"),
+            Ok(Command::Cluster {
+                node: "127.0.0.1:8084".parse().unwrap(),
+                action: ClusterCommand::Leave,
+                secret: Some("s".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn read_mode_flag() {
+        assert_eq!(serve_options("serve").read_mode, ReadMode::ReadIndex);
+        assert_eq!(
+            serve_options("serve --read-mode lease").read_mode,
+            ReadMode::Lease
+        );
+        assert!(check("serve --read-mode fast").is_err());
     }
 
     #[test]

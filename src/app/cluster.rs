@@ -1,39 +1,79 @@
-//! Cluster mode of an app: starting the Raft node next to the engine, the HTTP front that
-//! forwards writes from followers to the leader, and the `/_lithair/cluster` endpoints.
+//! Cluster mode of an app: starting the Raft node next to the engine (static `--cluster` map,
+//! `--join`, or a restart from the peers file), the HTTP front that forwards writes from
+//! followers to the leader over pooled keep-alive connections, and the `/_lithair/cluster`
+//! endpoints (status, join, leave, transfer-leader).
 //!
 //! Owns: which requests a follower forwards, the 503 + `Retry-After` answer when no leader is
-//! known, and the cluster status JSON.
+//! known, the cluster status JSON, the operator requests' HMAC signature, and learning the
+//! peer addresses of members added later.
 //! Must not: decide anything about consensus (the `raft` layer does) or about writes (the
 //! engine and the model routes do).
 //!
 //! Reads are linearizable by default: the node confirms with the leader (ReadIndex, batched
-//! in the Raft core) that it holds every write committed before the read, waits until its
-//! state has applied them, and then serves locally. `?consistency=stale` skips the round.
+//! in the Raft core: one heartbeat round confirms every read queued before it) that it holds
+//! every write committed before the read, waits on a condition variable until its state has
+//! applied them, and then serves locally. With `--read-mode lease` the leader skips the round
+//! while its CheckQuorum lease holds. `?consistency=stale` skips both.
+//!
+//! Operator requests (`join`, `leave`, `transfer-leader`) carry `x-lithair-auth-time` (Unix
+//! milliseconds) and `x-lithair-auth`, the hex HMAC-SHA256 under the cluster secret of
+//! `METHOD \n TARGET \n TIME \n BODY`; a node refuses them unsigned, badly signed, or signed
+//! more than `AUTH_SKEW_MS_MAX` away from its clock.
 
-use super::cli::ServeOptions;
+use super::cli::{ReadMode, ServeOptions};
 use super::state::AppState;
 use crate::engine::{digest_hex, Engine, EngineOptions, Replica};
 use crate::http::router::Router;
 use crate::http::{Handler, Method, Request, Response};
-use crate::raft::node::{ClusterStatus, Inbox, Node, NodeConfig};
+use crate::raft::node::{AppliedWatch, ClusterStatus, Inbox, Node, NodeConfig, PeerBook};
 use crate::raft::storage_log::read_hard_state;
 use crate::raft::ConfChange;
-use std::io::{Read, Write};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Header marking a request a follower forwarded (a node never forwards it again).
 pub const FORWARDED_HEADER: &str = "x-lithair-forwarded";
+/// Header carrying an operator request's signing time, in Unix milliseconds.
+pub const AUTH_TIME_HEADER: &str = "x-lithair-auth-time";
+/// Header carrying an operator request's hex HMAC-SHA256.
+pub const AUTH_HEADER: &str = "x-lithair-auth";
+/// Largest difference between a signature's time and the node's clock, in milliseconds.
+pub const AUTH_SKEW_MS_MAX: u64 = 300_000;
 /// Time allowed for a forwarded request, in milliseconds.
 pub const FORWARD_TIMEOUT_MS: u64 = 10_000;
+/// Connections a node keeps open to the leader for forwarding, at most (busy or idle).
+pub const FORWARD_CONNECTIONS_PER_PEER_MAX: usize = 64;
+/// An idle forwarding connection older than this is closed instead of reused, in
+/// milliseconds (well under the HTTP server's idle timeout, so the leader never closes it
+/// while a request is on its way).
+pub const FORWARD_IDLE_MS_MAX: u64 = 20_000;
+/// Largest response head read back from the leader, in bytes.
+pub const FORWARD_HEAD_BYTES_MAX: u64 = 64 * 1024;
+/// Largest forwarded response read back, in bytes.
+pub const FORWARD_RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Longest wait for the local state to reach a confirmed read index, in milliseconds.
 pub const READ_APPLY_TIMEOUT_MS: u64 = 2000;
 /// HTTP worker threads of a clustered node when the app kept the default.
 pub const CLUSTER_WORKER_THREADS: usize = 512;
-/// Largest forwarded response read back, in bytes.
-pub const FORWARD_RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// How long `--join` keeps asking (no leader yet, a change in progress), in milliseconds.
+pub const JOIN_TIMEOUT_MS: u64 = 60_000;
+/// Pause between two join attempts, in milliseconds.
+pub const JOIN_RETRY_MS: u64 = 200;
+/// How long a leader waits for a membership change to commit before answering, in ms.
+pub const CONF_CHANGE_WAIT_MS: u64 = 10_000;
+/// How long a leaving leader waits for another node to take over, in milliseconds.
+pub const LEAVE_TRANSFER_WAIT_MS: u64 = 5_000;
+/// How often a node looks for members whose peer address it does not know, in ms.
+pub const PEER_RESOLVE_INTERVAL_MS: u64 = 500;
+/// Time allowed for one operator or peer-resolution request, in milliseconds.
+pub const ADMIN_REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// How often bounded waits on the node's status look again, in milliseconds (operator
+/// requests only; never on a client's path).
+const STATUS_POLL_MS: u64 = 10;
 
 /// The engine and node of a clustered app.
 pub struct Clustered {
@@ -47,29 +87,37 @@ pub struct Clustered {
     pub replayed: u64,
 }
 
-/// Opens the engine in cluster mode and starts the Raft node.
+/// The cluster secret: `--cluster-secret`, else `LITHAIR_CLUSTER_SECRET`; never empty.
+pub fn cluster_secret(flag: Option<&str>) -> Option<String> {
+    flag.map(str::to_string)
+        .or_else(|| std::env::var("LITHAIR_CLUSTER_SECRET").ok())
+        .filter(|secret| !secret.is_empty())
+}
+
+/// Whether `data` holds the peers file of a node that ran in a cluster (so `serve` without
+/// `--cluster` or `--join` restarts it as that member).
+pub fn has_membership(data: &Path) -> bool {
+    data.join(crate::raft::node::PEER_BOOK_FILE_NAME).exists()
+}
+
+/// Opens the engine in cluster mode and starts the Raft node: from the static map, by
+/// joining through `--join`, or (neither given) from the peers file of an earlier run.
 ///
 /// # Errors
-/// A missing secret or peer port, storage or socket failures, in plain words.
+/// A missing secret, node id or peer port, a refused join, storage or socket failures.
 pub fn start_cluster(
     options: &ServeOptions,
     engine_options: EngineOptions,
     initial: AppState,
 ) -> Result<Clustered, String> {
-    let id = options.node_id.ok_or("`--cluster` needs `--node-id`")?;
-    let peer_port = options.peer_port.ok_or("`--cluster` needs `--peer-port`")?;
-    if options.join.is_some() {
-        return Err("`--join` (dynamic membership) is not supported yet; use `--cluster`".into());
-    }
-    let secret = options
-        .cluster_secret
-        .clone()
-        .or_else(|| std::env::var("LITHAIR_CLUSTER_SECRET").ok())
-        .filter(|secret| !secret.is_empty())
+    let secret = cluster_secret(options.cluster_secret.as_deref())
         .ok_or("a cluster needs `--cluster-secret` or LITHAIR_CLUSTER_SECRET")?;
     let data: &Path = &options.data;
     std::fs::create_dir_all(data)
         .map_err(|e| format!("cannot create data directory {}: {e}", data.display()))?;
+    let book = PeerBook::read(data).map_err(|e| e.to_string())?;
+    let config = node_config(options, book.as_ref(), secret)?;
+    let (id, own_peer_addr) = (config.id, config.peer_addr.clone());
     // The durable commit index bounds what the engine may replay from the shared log.
     let hard_state = read_hard_state(data).map_err(|e| format!("cannot open the node: {e}"))?;
     let inbox = Inbox::new();
@@ -78,7 +126,64 @@ pub fn start_cluster(
         Engine::open_cluster(data, engine_options, initial, proposer, hard_state.commit)
             .map_err(|e| format!("cannot open {}: {e}", data.display()))?;
     let replica = engine.replica();
-    let config = NodeConfig {
+    let node = Arc::new(
+        Node::start(config, inbox, Arc::clone(&replica), engine.cluster_log())
+            .map_err(|e| format!("cannot start the raft node: {e}"))?,
+    );
+    let watch = node.applied_watch();
+    // Every applied index, Raft-internal entries included: a read may wait for a no-op.
+    engine.on_applied(move |applied| watch.raise(applied));
+    // Events applied before the hook was registered.
+    node.applied_watch().raise(replica.applied_index());
+    if let Some(join) = options.join {
+        let request = JoinRequest {
+            id,
+            peer_addr: own_peer_addr,
+        };
+        match join_cluster(&node, &join.to_string(), &request) {
+            Ok(()) => {}
+            // A member restarting with `--join` still has its membership in its log.
+            Err(e) if book.is_some() => eprintln!(
+                "lithair: join via {join} failed ({e}); restarting from the local membership"
+            ),
+            Err(e) => return Err(format!("cannot join the cluster via {join}: {e}")),
+        }
+    }
+    start_peer_resolver(Arc::downgrade(&node)).map_err(|e| e.to_string())?;
+    Ok(Clustered {
+        engine,
+        node,
+        replica,
+        replayed: opened.applied_index - opened.snapshot_index,
+    })
+}
+
+/// The node's configuration: id and peer port from the flags, else from the peers file of an
+/// earlier run; membership from the static map unless the node joins (or joined).
+fn node_config(
+    options: &ServeOptions,
+    book: Option<&PeerBook>,
+    secret: String,
+) -> Result<NodeConfig, String> {
+    let id = options
+        .node_id
+        .or(book.map(|book| book.id))
+        .ok_or("a cluster node needs `--node-id`")?;
+    let peer_port = match options.peer_port {
+        Some(port) => port,
+        None => book
+            .and_then(|book| book.peer_addr.parse::<SocketAddr>().ok())
+            .map(|addr| addr.port())
+            .ok_or("a cluster node needs `--peer-port`")?,
+    };
+    let from_map = options.join.is_none() && !options.cluster.is_empty();
+    let peer_addr = options
+        .cluster
+        .iter()
+        .find(|(member, _)| *member == id)
+        .map(|(_, addr)| addr.to_string())
+        .unwrap_or_else(|| SocketAddr::new(announced_ip(options), peer_port).to_string());
+    Ok(NodeConfig {
         id,
         members: options
             .cluster
@@ -86,38 +191,296 @@ pub fn start_cluster(
             .map(|(member, addr)| (*member, addr.to_string()))
             .collect(),
         peer_listen: SocketAddr::new(options.bind, peer_port),
-        http_addr: announced_http_addr(options),
+        http_addr: SocketAddr::new(announced_ip(options), options.port).to_string(),
+        peer_addr,
         secret: secret.into_bytes(),
-        data_dir: data.to_path_buf(),
-    };
-    let node = Node::start(config, inbox, Arc::clone(&replica), engine.cluster_log())
-        .map_err(|e| format!("cannot start the raft node: {e}"))?;
-    Ok(Clustered {
-        engine,
-        node: Arc::new(node),
-        replica,
-        replayed: opened.applied_index - opened.snapshot_index,
+        data_dir: options.data.clone(),
+        join: !from_map,
+        read_mode: match options.read_mode {
+            ReadMode::ReadIndex => crate::raft::ReadMode::Safe,
+            ReadMode::Lease => crate::raft::ReadMode::Lease,
+        },
     })
 }
 
-/// The HTTP address peers should use for this node.
-fn announced_http_addr(options: &ServeOptions) -> String {
-    let ip = if options.bind.is_unspecified() {
+/// The IP peers should use for this node's listeners.
+fn announced_ip(options: &ServeOptions) -> IpAddr {
+    if options.bind.is_unspecified() {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
         options.bind
+    }
+}
+
+/// What a node asks for when it joins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct JoinRequest {
+    id: u64,
+    peer_addr: String,
+}
+
+impl JoinRequest {
+    fn encode(&self) -> String {
+        format!("id={}&peer={}", self.id, self.peer_addr)
+    }
+
+    fn decode(body: &[u8]) -> Option<JoinRequest> {
+        let text = std::str::from_utf8(body).ok()?;
+        let (mut id, mut peer_addr) = (None, None);
+        for pair in text.split('&') {
+            match pair.split_once('=')? {
+                ("id", value) => id = value.parse::<u64>().ok().filter(|&id| id != 0),
+                ("peer", value) => {
+                    peer_addr = value.parse::<SocketAddr>().ok().map(|a| a.to_string())
+                }
+                _ => return None,
+            }
+        }
+        Some(JoinRequest {
+            id: id?,
+            peer_addr: peer_addr?,
+        })
+    }
+}
+
+/// Asks the cluster at `via` (any member: followers forward to the leader) to add this node,
+/// retrying while no leader is known or another change is in progress, then learns every
+/// member's peer address from the answer.
+fn join_cluster(node: &Node, via: &str, request: &JoinRequest) -> Result<(), String> {
+    let started = Instant::now();
+    let body = request.encode();
+    loop {
+        let outcome = admin_request(
+            via,
+            "POST",
+            "/_lithair/cluster/join",
+            Some(node),
+            body.as_bytes(),
+        );
+        let retry_detail = match outcome {
+            Ok((200, answer)) => return learn_peers(node, &answer),
+            Ok((503, answer)) => String::from_utf8_lossy(&answer).into_owned(),
+            Ok((status, answer)) => {
+                let detail = String::from_utf8_lossy(&answer);
+                return Err(format!("{via} answered {status}: {detail}"));
+            }
+            Err(e) => e.to_string(),
+        };
+        if started.elapsed() > Duration::from_millis(JOIN_TIMEOUT_MS) {
+            return Err(format!(
+                "gave up after {JOIN_TIMEOUT_MS} ms: {retry_detail}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(JOIN_RETRY_MS));
+    }
+}
+
+/// Adds every member named in a `members` array of `answer` (join answer or status JSON)
+/// with a peer address to this node's peers.
+fn learn_peers(node: &Node, answer: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(answer).map_err(|_| "the answer is not UTF-8")?;
+    let document = crate::json::parse(text).map_err(|e| format!("bad answer: {e}"))?;
+    let members = document
+        .get("members")
+        .and_then(|members| members.as_array())
+        .ok_or("the answer names no members")?;
+    for member in members {
+        let id = member.get("id").and_then(|id| id.as_u64());
+        let peer = member.get("peer").and_then(|peer| peer.as_str());
+        if let (Some(id), Some(peer)) = (id, peer) {
+            node.add_peer(id, peer.to_string())
+                .map_err(|e| format!("cannot add peer {id}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts the thread that, while the node lives, learns the peer address of every member
+/// this node cannot reach yet (added by a join it did not serve) from the leader's status.
+fn start_peer_resolver(node: Weak<Node>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("lithair-cluster-peers".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(PEER_RESOLVE_INTERVAL_MS));
+            let Some(node) = node.upgrade() else { return };
+            resolve_peers(&node);
+        })
+        .map(|_| ())
+}
+
+fn resolve_peers(node: &Node) {
+    let status = node.status();
+    let missing = status
+        .members
+        .iter()
+        .any(|member| member.id != status.id && member.peer_addr.is_none());
+    if !missing {
+        return;
+    }
+    // The leader first (it served the join), then any member whose HTTP address is known.
+    let mut sources: Vec<u64> = vec![status.leader];
+    sources.extend(status.members.iter().map(|member| member.id));
+    for source in sources.into_iter().filter(|&s| s != 0 && s != status.id) {
+        let Some(addr) = node.http_addr(source) else {
+            continue;
+        };
+        if let Ok((200, answer)) = admin_request(&addr, "GET", "/_lithair/cluster", None, b"") {
+            if learn_peers(node, &answer).is_ok() {
+                return;
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&text[at..at + 2], 16).ok())
+        .collect()
+}
+
+/// The bytes an operator request's HMAC covers.
+fn auth_message(method: &str, target: &str, time_ms: u64, body: &[u8]) -> Vec<u8> {
+    let mut message = format!("{method}\n{target}\n{time_ms}\n").into_bytes();
+    message.extend_from_slice(body);
+    message
+}
+
+/// The two signature headers of a request, signed now with `sign`.
+fn auth_headers(
+    sign: impl Fn(&[u8]) -> [u8; 32],
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> [(String, String); 2] {
+    let time_ms = now_ms();
+    let tag = sign(&auth_message(method, target, time_ms, body));
+    [
+        (AUTH_TIME_HEADER.to_string(), time_ms.to_string()),
+        (AUTH_HEADER.to_string(), hex(&tag)),
+    ]
+}
+
+/// Signs operator requests made outside a node (the `cluster` subcommands).
+fn secret_signer(secret: &[u8]) -> impl Fn(&[u8]) -> [u8; 32] + '_ {
+    move |message| crate::crypto::hmac::hmac_sha256(secret, message)
+}
+
+/// The signature headers of an operator request made with the cluster `secret` now.
+pub fn sign_request(
+    secret: &[u8],
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> [(String, String); 2] {
+    auth_headers(secret_signer(secret), method, target, body)
+}
+
+/// Why an operator request is refused, or `None` when its signature holds.
+fn auth_problem(node: &Node, req: &Request) -> Option<&'static str> {
+    let time_ms: u64 = match req.header(AUTH_TIME_HEADER).map(str::parse) {
+        Some(Ok(time_ms)) => time_ms,
+        _ => return Some("missing or malformed signature time"),
     };
-    SocketAddr::new(ip, options.port).to_string()
+    if now_ms().abs_diff(time_ms) > AUTH_SKEW_MS_MAX {
+        return Some("signature time too far from this node's clock");
+    }
+    let Some(tag) = req.header(AUTH_HEADER).and_then(unhex) else {
+        return Some("missing or malformed signature");
+    };
+    let message = auth_message(req.method.as_str(), &req.target, time_ms, &req.body);
+    if node.authenticate(&message, &tag) {
+        None
+    } else {
+        Some("bad signature (is the cluster secret the same?)")
+    }
+}
+
+/// One HTTP/1.1 exchange over a fresh connection, signed by `node` when given; returns the
+/// status and body.
+///
+/// # Errors
+/// Connection or protocol failures.
+fn admin_request(
+    addr: &str,
+    method: &str,
+    target: &str,
+    signer: Option<&Node>,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let headers = signer.map(|node| auth_headers(|m| node.sign(m), method, target, body));
+    exchange_once(
+        addr,
+        method,
+        target,
+        headers.as_ref().map_or(&[][..], |h| &h[..]),
+        body,
+    )
+}
+
+/// One HTTP/1.1 exchange over a fresh connection (`Connection: close`).
+///
+/// # Errors
+/// Connection or protocol failures.
+pub fn exchange_once(
+    addr: &str,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let timeout = Duration::from_millis(ADMIN_REQUEST_TIMEOUT_MS);
+    let mut stream = connect(addr, timeout)?;
+    let mut out = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes)?;
+    let mut reader = BufReader::new(stream);
+    let answer = read_response(&mut reader)?;
+    let status = answer.response.status;
+    let body = answer.response.body.as_bytes().unwrap_or_default().to_vec();
+    Ok((status, body))
+}
+
+fn connect(addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {
+    let target = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let stream = TcpStream::connect_timeout(&target, timeout)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    Ok(stream)
 }
 
 /// The HTTP front of a clustered node: cluster endpoints, then forwarding, then the app.
 pub struct ClusterFront {
-    /// The app's router.
-    pub router: Router,
-    /// The Raft node.
-    pub node: Arc<Node>,
-    /// The engine (status digests).
-    pub replica: Arc<dyn Replica>,
+    router: Router,
+    node: Arc<Node>,
+    replica: Arc<dyn Replica>,
+    applied: Arc<AppliedWatch>,
+    pool: ForwardPool,
 }
 
 fn is_write(method: &Method) -> bool {
@@ -126,23 +489,16 @@ fn is_write(method: &Method) -> bool {
 
 impl Handler for ClusterFront {
     fn call(&self, req: &mut Request) -> Response {
-        if req.path == "/_lithair/cluster" && req.method == Method::Get {
-            return json_response(200, status_json(&self.node.status(), &*self.replica));
-        }
-        if req.path == "/_lithair/cluster/transfer-leader" && req.method == Method::Post {
-            return self.transfer_leader(req);
-        }
-        if req.path == "/_lithair/cluster/leave" && req.method == Method::Post {
-            return self.leave(req);
+        if let Some(response) = self.cluster_endpoint(req) {
+            return response;
         }
         if is_write(&req.method) {
-            if self.node.status().role != "leader" {
-                return self.forward(req);
+            if self.node.role() != "leader" {
+                return self.forward_to(req, &req.target, false);
             }
         } else if wants_linearizable(req) {
             if let Err(detail) = self.await_read_index() {
-                return json_response(503, format!("{{\"error\":\"{}\"}}", escape(&detail)))
-                    .with_header("Retry-After", "1");
+                return unavailable(&detail);
             }
         }
         self.router.call(req)
@@ -161,88 +517,194 @@ fn wants_linearizable(req: &Request) -> bool {
         && !req.query.split('&').any(|pair| pair == "consistency=stale")
 }
 
+fn query_id(req: &Request, key: &str) -> Option<Result<u64, std::num::ParseIntError>> {
+    req.query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+        .map(str::parse)
+}
+
 impl ClusterFront {
+    /// The front of `node`, serving the app's `router`.
+    pub fn new(router: Router, node: Arc<Node>, replica: Arc<dyn Replica>) -> ClusterFront {
+        ClusterFront {
+            router,
+            applied: node.applied_watch(),
+            node,
+            replica,
+            pool: ForwardPool::default(),
+        }
+    }
+
+    fn cluster_endpoint(&self, req: &mut Request) -> Option<Response> {
+        let operator = match (&req.method, req.path.as_str()) {
+            (Method::Get, "/_lithair/cluster") => {
+                return Some(json_response(
+                    200,
+                    status_json(&self.node.status(), &*self.replica),
+                ))
+            }
+            (Method::Post, "/_lithair/cluster/join") => ClusterFront::join,
+            (Method::Post, "/_lithair/cluster/leave") => ClusterFront::leave,
+            (Method::Post, "/_lithair/cluster/transfer-leader") => ClusterFront::transfer_leader,
+            _ => return None,
+        };
+        if let Some(problem) = auth_problem(&self.node, req) {
+            return Some(json_error(401, problem));
+        }
+        Some(operator(self, req))
+    }
+
     /// ReadIndex: waits until the local state holds every write committed before the read.
     fn await_read_index(&self) -> Result<(), String> {
         let target = self.node.read_index()?;
-        let started = std::time::Instant::now();
-        while self.replica.applied_index() < target {
-            if started.elapsed() > Duration::from_millis(READ_APPLY_TIMEOUT_MS) {
-                return Err("the local state did not catch up in time".to_string());
-            }
-            // The applier is at most one local-log write behind the delivered index.
-            std::thread::sleep(Duration::from_micros(100));
+        if self.replica.applied_index() >= target {
+            return Ok(()); // The common case: nothing to wait for.
         }
-        Ok(())
+        let timeout = Duration::from_millis(READ_APPLY_TIMEOUT_MS);
+        // The engine's own index decides; the watch only wakes this thread.
+        if self.applied.wait(target, timeout) || self.replica.applied_index() >= target {
+            Ok(())
+        } else {
+            Err("the local state did not catch up in time".to_string())
+        }
     }
 
-    fn transfer_leader(&self, req: &mut Request) -> Response {
+    /// `POST /_lithair/cluster/join` with `id=N&peer=HOST:PORT`: the leader records the
+    /// peer address and adds the node as a learner (the node promotes it once caught up).
+    /// A node already in the configuration gets the same success, so joining is idempotent.
+    fn join(&self, req: &Request) -> Response {
+        let Some(join) = JoinRequest::decode(&req.body) else {
+            return json_error(400, "expected `id=N&peer=HOST:PORT`");
+        };
         let status = self.node.status();
         if status.role != "leader" {
-            return self.forward(req);
+            return self.forward_to(req, &req.target, true);
         }
-        let requested = req
-            .query
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("to="))
-            .map(|value| value.parse::<u64>());
-        let to = match requested {
+        if join.id == status.id {
+            return json_error(409, "that id belongs to the leader");
+        }
+        if let Err(e) = self.node.add_peer(join.id, join.peer_addr.clone()) {
+            return json_error(500, &format!("cannot record the peer: {e}"));
+        }
+        let known = |status: &ClusterStatus| status.members.iter().any(|m| m.id == join.id);
+        if !known(&status) {
+            if let Err(e) = self.propose_patiently(ConfChange::AddLearner(join.id)) {
+                // Another change in progress, or this term's first entry not committed yet.
+                return unavailable(&e);
+            }
+            if self.wait_status(CONF_CHANGE_WAIT_MS, known).is_none() {
+                return unavailable("the membership change did not commit in time");
+            }
+        }
+        json_response(200, self.members_json(join.id))
+    }
+
+    /// `{"node_id":N,"members":[{"id":..,"peer":".."},..]}`: every peer address known here.
+    fn members_json(&self, joined: u64) -> String {
+        let members: Vec<String> = self
+            .node
+            .peer_addrs()
+            .iter()
+            .map(|(id, addr)| format!("{{\"id\":{id},\"peer\":\"{}\"}}", escape(addr)))
+            .collect();
+        format!(
+            "{{\"node_id\":{joined},\"members\":[{}]}}",
+            members.join(",")
+        )
+    }
+
+    /// Polls this node's status until `done` holds (operator requests only), at most `ms`.
+    fn wait_status(&self, ms: u64, done: impl Fn(&ClusterStatus) -> bool) -> Option<ClusterStatus> {
+        let started = Instant::now();
+        loop {
+            let status = self.node.status();
+            if done(&status) {
+                return Some(status);
+            }
+            if started.elapsed() > Duration::from_millis(ms) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(STATUS_POLL_MS));
+        }
+    }
+
+    fn transfer_leader(&self, req: &Request) -> Response {
+        let status = self.node.status();
+        if status.role != "leader" {
+            return self.forward_to(req, &req.target, true);
+        }
+        let to = match query_id(req, "to") {
             Some(Ok(to)) => to,
-            Some(Err(_)) => return json_response(400, "{\"error\":\"`to` must be a node id\"}"),
-            // No target: the most caught-up other voter.
-            None => match status
-                .members
-                .iter()
-                .filter(|m| m.voter && m.id != status.id)
-                .max_by_key(|m| m.match_index)
-            {
-                Some(member) => member.id,
-                None => return json_response(409, "{\"error\":\"no other voter\"}"),
+            Some(Err(_)) => return json_error(400, "`to` must be a node id"),
+            None => match most_caught_up_voter(&status) {
+                Some(id) => id,
+                None => return json_error(409, "no other voter"),
             },
         };
         match self.node.transfer_leader(to) {
             Ok(()) => json_response(202, format!("{{\"transferring_to\":{to}}}")),
-            Err(e) => json_response(409, format!("{{\"error\":\"{}\"}}", escape(&e))),
+            Err(e) => json_error(409, &e),
         }
     }
 
-    /// `POST /_lithair/cluster/leave[?node=N]`: removes node N (default: this node) from the
-    /// voters. The leader proposes it; any other node forwards it there naming itself.
+    /// `POST /_lithair/cluster/leave[?node=N]`: removes node N (default: this node). The
+    /// leader proposes it; any other node forwards it there naming the node. A leader that
+    /// is asked to remove itself first hands leadership to the most caught-up voter, so the
+    /// cluster is never without a leader for an election timeout.
     fn leave(&self, req: &Request) -> Response {
         let status = self.node.status();
-        let named = req
-            .query
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("node="))
-            .map(|value| value.parse::<u64>());
-        let leaving = match named {
+        let leaving = match query_id(req, "node") {
             Some(Ok(id)) => id,
-            Some(Err(_)) => return json_response(400, "{\"error\":\"`node` must be a node id\"}"),
+            Some(Err(_)) => return json_error(400, "`node` must be a node id"),
             None => status.id,
         };
+        let target = format!("/_lithair/cluster/leave?node={leaving}");
         if status.role != "leader" {
-            return self.forward_to(req, &format!("/_lithair/cluster/leave?node={leaving}"));
+            return self.forward_to(req, &target, true);
         }
-        match self.node.propose_conf_change(ConfChange::Remove(leaving)) {
+        if leaving == status.id {
+            if let Some(to) = most_caught_up_voter(&status) {
+                // Refused in lease mode (a transfer would break the lease): remove directly,
+                // and the leader steps down once the removal commits.
+                if self.node.transfer_leader(to).is_ok() {
+                    let handed = |s: &ClusterStatus| s.leader != 0 && s.leader != s.id;
+                    if self.wait_status(LEAVE_TRANSFER_WAIT_MS, handed).is_some() {
+                        return self.forward_to(req, &target, true);
+                    }
+                }
+            }
+        }
+        match self.propose_patiently(ConfChange::Remove(leaving)) {
             Ok(index) => {
                 json_response(202, format!("{{\"removing\":{leaving},\"index\":{index}}}"))
             }
-            Err(e) => json_response(409, format!("{{\"error\":\"{}\"}}", escape(&e))),
+            Err(e) => unavailable(&e),
         }
     }
 
-    /// Sends `req` to the leader and relays its answer; 503 + `Retry-After` without a leader.
-    fn forward(&self, req: &Request) -> Response {
-        self.forward_to(req, &req.target)
+    /// Proposes `change`, trying again while it is refused for a passing reason (another
+    /// change pending, or a new leader's first entry not committed yet) and this node still
+    /// leads, for at most `CONF_CHANGE_WAIT_MS`.
+    fn propose_patiently(&self, change: ConfChange) -> Result<u64, String> {
+        let started = Instant::now();
+        loop {
+            let refusal = match self.node.propose_conf_change(change) {
+                Ok(index) => return Ok(index),
+                Err(refusal) => refusal,
+            };
+            let waited = started.elapsed() > Duration::from_millis(CONF_CHANGE_WAIT_MS);
+            if waited || self.node.status().role != "leader" {
+                return Err(refusal);
+            }
+            std::thread::sleep(Duration::from_millis(STATUS_POLL_MS));
+        }
     }
 
-    /// Like `forward`, with another request target.
-    fn forward_to(&self, req: &Request, target: &str) -> Response {
+    /// Sends `req` to the leader with another target (re-signed when `sign`, since the
+    /// signature covers the target) and relays its answer; 503 + `Retry-After` without one.
+    fn forward_to(&self, req: &Request, target: &str, sign: bool) -> Response {
         let status = self.node.status();
-        let unavailable = |detail: &str| {
-            json_response(503, format!("{{\"error\":\"{}\"}}", escape(detail)))
-                .with_header("Retry-After", "1")
-        };
         if req.header(FORWARDED_HEADER).is_some() {
             return unavailable("this node is not the leader (forwarded request)");
         }
@@ -252,15 +714,63 @@ impl ClusterFront {
         let Some(addr) = self.node.http_addr(status.leader) else {
             return unavailable("the leader's address is not known yet");
         };
-        match forward_http(&addr, req, target) {
+        let method = req.method.as_str();
+        let mut headers: Vec<(String, String)> = req
+            .headers
+            .iter()
+            .filter(|(name, _)| forwardable(name, sign))
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        if sign {
+            let node = &self.node;
+            headers.extend(auth_headers(|m| node.sign(m), method, target, &req.body));
+        }
+        headers.push((FORWARDED_HEADER.to_string(), "1".to_string()));
+        let request = Outgoing {
+            method,
+            target,
+            headers: &headers,
+            body: &req.body,
+        };
+        match self.pool.exchange(&addr, &request) {
             Ok(response) => response,
             Err(e) => unavailable(&format!("cannot reach the leader at {addr}: {e}")),
         }
     }
 }
 
+/// Whether a client's header travels with a forwarded request (not hop-by-hop or framing,
+/// and not an old signature when the request is re-signed).
+fn forwardable(name: &str, resigned: bool) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let hop = matches!(
+        lower.as_str(),
+        "host" | "connection" | "content-length" | "transfer-encoding" | "keep-alive" | "te"
+    );
+    let signature = lower == AUTH_HEADER || lower == AUTH_TIME_HEADER;
+    !(hop || (resigned && signature))
+}
+
+fn most_caught_up_voter(status: &ClusterStatus) -> Option<u64> {
+    status
+        .members
+        .iter()
+        .filter(|m| m.voter && m.id != status.id)
+        .max_by_key(|m| m.match_index)
+        .map(|m| m.id)
+}
+
 fn json_response(status: u16, body: impl Into<String>) -> Response {
     Response::bytes(status, "application/json", body.into().into_bytes())
+}
+
+fn json_error(status: u16, detail: &str) -> Response {
+    json_response(status, format!("{{\"error\":\"{}\"}}", escape(detail)))
+}
+
+/// 503 with `Retry-After`: the client should try again (here or at another node).
+fn unavailable(detail: &str) -> Response {
+    json_error(503, detail).with_header("Retry-After", "1")
 }
 
 fn escape(text: &str) -> String {
@@ -279,17 +789,22 @@ fn escape(text: &str) -> String {
 /// The `/_lithair/cluster` document.
 pub fn status_json(status: &ClusterStatus, replica: &dyn Replica) -> String {
     let (applied_event, digest) = replica.applied_digest();
+    let quoted = |text: &Option<String>| {
+        text.as_deref()
+            .map_or("null".to_string(), |a| format!("\"{}\"", escape(a)))
+    };
     let members: Vec<String> = status
         .members
         .iter()
         .map(|m| {
-            let http = m
-                .http_addr
-                .as_deref()
-                .map_or("null".to_string(), |a| format!("\"{}\"", escape(a)));
             format!(
-                "{{\"id\":{},\"voter\":{},\"match_index\":{},\"lag\":{},\"http\":{http}}}",
-                m.id, m.voter, m.match_index, m.lag
+                "{{\"id\":{},\"voter\":{},\"match_index\":{},\"lag\":{},\"http\":{},\"peer\":{}}}",
+                m.id,
+                m.voter,
+                m.match_index,
+                m.lag,
+                quoted(&m.http_addr),
+                quoted(&m.peer_addr)
             )
         })
         .collect();
@@ -311,88 +826,285 @@ pub fn status_json(status: &ClusterStatus, replica: &dyn Replica) -> String {
     )
 }
 
-/// One HTTP/1.1 exchange with the leader over a fresh connection.
-fn forward_http(addr: &str, req: &Request, request_target: &str) -> std::io::Result<Response> {
-    let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
-    let target = addr
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other("no address"))?;
-    let mut stream = TcpStream::connect_timeout(&target, timeout)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    let mut head = format!(
-        "{} {request_target} HTTP/1.1\r\nHost: {addr}\r\n",
-        req.method.as_str()
-    );
-    for (name, value) in req.headers.iter() {
-        let lower = name.to_ascii_lowercase();
-        if matches!(
-            lower.as_str(),
-            "host" | "connection" | "content-length" | "transfer-encoding" | "keep-alive"
-        ) {
-            continue;
-        }
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str(&format!(
-        "{FORWARDED_HEADER}: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        req.body.len()
-    ));
-    let mut out = head.into_bytes();
-    out.extend_from_slice(&req.body);
-    stream.write_all(&out)?;
-    let mut answer = Vec::new();
-    stream
-        .take(FORWARD_RESPONSE_BYTES_MAX)
-        .read_to_end(&mut answer)?;
-    parse_response(&answer).ok_or_else(|| std::io::Error::other("malformed answer"))
+/// A request on its way to the leader.
+struct Outgoing<'a> {
+    method: &'a str,
+    target: &'a str,
+    headers: &'a [(String, String)],
+    body: &'a [u8],
 }
 
-/// Parses a complete `Connection: close` response (Content-Length, chunked or until close).
-fn parse_response(bytes: &[u8]) -> Option<Response> {
-    let split = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&bytes[..split]).ok()?;
-    let mut body = &bytes[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+impl Outgoing<'_> {
+    fn encode(&self, host: &str) -> Vec<u8> {
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nHost: {host}\r\n",
+            self.method, self.target
+        );
+        for (name, value) in self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", self.body.len()));
+        let mut out = head.into_bytes();
+        out.extend_from_slice(self.body);
+        out
+    }
+}
+
+/// A keep-alive connection to the leader, idle in the pool or in use.
+struct Pooled {
+    reader: BufReader<TcpStream>,
+    idle_since: Instant,
+}
+
+/// One peer's connections: the idle ones and how many are open in all.
+#[derive(Default)]
+struct PeerConnections {
+    idle: Vec<Pooled>,
+    open: usize,
+}
+
+/// Keep-alive connections to the leader's HTTP port, at most
+/// `FORWARD_CONNECTIONS_PER_PEER_MAX` per address: a forward takes an idle one (or dials
+/// while under the bound, or waits for one), and gives it back unless it broke.
+#[derive(Default)]
+struct ForwardPool {
+    peers: Mutex<HashMap<String, PeerConnections>>,
+    released: Condvar,
+}
+
+impl ForwardPool {
+    /// Sends `request` to `addr` and reads the answer. A reused connection the leader closed
+    /// while idle fails before any answer byte; that case alone is retried once, fresh.
+    fn exchange(&self, addr: &str, request: &Outgoing<'_>) -> std::io::Result<Response> {
+        let encoded = request.encode(addr);
+        let mut retried = false;
+        loop {
+            let (mut conn, reused) = match self.checkout(addr)? {
+                Some(conn) => (conn, true),
+                None => match dial(addr) {
+                    Ok(conn) => (conn, false),
+                    Err(e) => {
+                        self.checkin(addr, None);
+                        return Err(e);
+                    }
+                },
+            };
+            let outcome = conn
+                .reader
+                .get_mut()
+                .write_all(&encoded)
+                .and_then(|()| read_response(&mut conn.reader));
+            match outcome {
+                Ok(answer) => {
+                    conn.idle_since = Instant::now();
+                    self.checkin(addr, answer.keep_alive.then_some(conn));
+                    return Ok(answer.response);
+                }
+                Err(e) => {
+                    self.checkin(addr, None);
+                    if !(reused && !retried && closed_before_answer(&e)) {
+                        return Err(e);
+                    }
+                    retried = true;
+                }
+            }
+        }
+    }
+
+    /// An idle connection (`Some`), or `None` with a slot reserved for the caller to dial.
+    fn checkout(&self, addr: &str) -> std::io::Result<Option<Pooled>> {
+        let deadline = Instant::now() + Duration::from_millis(FORWARD_TIMEOUT_MS);
+        let mut peers = self.peers.lock().expect("forward pool poisoned");
+        loop {
+            let peer = peers.entry(addr.to_string()).or_default();
+            let before = peer.idle.len();
+            let max_idle = Duration::from_millis(FORWARD_IDLE_MS_MAX);
+            peer.idle
+                .retain(|conn| conn.idle_since.elapsed() < max_idle);
+            peer.open -= before - peer.idle.len();
+            if let Some(conn) = peer.idle.pop() {
+                return Ok(Some(conn));
+            }
+            if peer.open < FORWARD_CONNECTIONS_PER_PEER_MAX {
+                peer.open += 1;
+                return Ok(None);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "every connection to the leader is busy",
+                ));
+            }
+            peers = self
+                .released
+                .wait_timeout(peers, deadline - now)
+                .expect("forward pool poisoned")
+                .0;
+        }
+    }
+
+    /// Gives a healthy connection back, or (`None`) frees the slot of a broken one.
+    fn checkin(&self, addr: &str, conn: Option<Pooled>) {
+        let mut peers = self.peers.lock().expect("forward pool poisoned");
+        let peer = peers.entry(addr.to_string()).or_default();
+        match conn {
+            Some(conn) => peer.idle.push(conn),
+            None => {
+                assert!(peer.open > 0, "forward pool: slot freed twice for {addr}");
+                peer.open -= 1;
+            }
+        }
+        assert!(
+            peer.idle.len() <= peer.open,
+            "forward pool: more idle than open"
+        );
+        self.released.notify_one();
+    }
+}
+
+fn dial(addr: &str) -> std::io::Result<Pooled> {
+    let stream = connect(addr, Duration::from_millis(FORWARD_TIMEOUT_MS))?;
+    Ok(Pooled {
+        reader: BufReader::new(stream),
+        idle_since: Instant::now(),
+    })
+}
+
+/// Whether `error` means the peer closed the connection before answering anything.
+fn closed_before_answer(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::UnexpectedEof | ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
+    )
+}
+
+/// A response read off a connection, and whether the connection may carry another request.
+struct Answer {
+    response: Response,
+    keep_alive: bool,
+}
+
+fn malformed(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("malformed answer: {what}"),
+    )
+}
+
+/// Reads one line (without CRLF) of at most `budget` remaining head bytes. End of input
+/// before the first byte of the answer is `UnexpectedEof`; anywhere else it is malformed.
+fn read_line(reader: &mut impl BufRead, budget: &mut u64, first: bool) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let read = reader.by_ref().take(*budget).read_until(b'\n', &mut line)?;
+    if read == 0 && first {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    *budget -= read as u64;
+    if line.pop() != Some(b'\n') {
+        return Err(malformed("truncated or oversized head"));
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    String::from_utf8(line).map_err(|_| malformed("head is not UTF-8"))
+}
+
+/// Reads exactly one HTTP/1.1 response (Content-Length, chunked, or until close). Only an
+/// answer that never began is `UnexpectedEof` (the one case a caller may retry).
+fn read_response(reader: &mut impl BufRead) -> std::io::Result<Answer> {
+    let mut budget = FORWARD_HEAD_BYTES_MAX;
+    let status_line = read_line(reader, &mut budget, true)?;
+    read_after_status(reader, &status_line, budget).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            malformed("truncated")
+        } else {
+            e
+        }
+    })
+}
+
+fn read_after_status(
+    reader: &mut impl BufRead,
+    status_line: &str,
+    mut budget: u64,
+) -> std::io::Result<Answer> {
+    let mut words = status_line.split_whitespace();
+    let version = words.next().ok_or_else(|| malformed("no status line"))?;
+    let status: u16 = words
+        .next()
+        .and_then(|code| code.parse().ok())
+        .filter(|code| (100..600).contains(code))
+        .ok_or_else(|| malformed("no status code"))?;
     let mut response = Response::new(status);
-    let mut chunked = false;
-    for line in lines {
-        let (name, value) = line.split_once(':')?;
+    let (mut length, mut chunked) = (None, false);
+    let mut keep_alive = version == "HTTP/1.1";
+    loop {
+        let line = read_line(reader, &mut budget, false)?;
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').ok_or_else(|| malformed("header"))?;
         let (name, value) = (name.trim(), value.trim());
         match name.to_ascii_lowercase().as_str() {
             "content-length" => {
-                let len: usize = value.parse().ok()?;
-                body = body.get(..len)?;
+                let len: u64 = value.parse().map_err(|_| malformed("content-length"))?;
+                length = Some(len);
             }
             "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-            "connection" | "keep-alive" | "date" | "server" => {}
+            "connection" => keep_alive &= !value.eq_ignore_ascii_case("close"),
+            "keep-alive" | "date" | "server" => {}
             _ => response = response.with_header(name.to_string(), value.to_string()),
         }
     }
-    let body = if chunked {
-        dechunk(body)?
+    let bodiless = status < 200 || status == 204 || status == 304;
+    let body = if bodiless {
+        Vec::new()
+    } else if chunked {
+        read_chunked(reader)?
+    } else if let Some(len) = length {
+        if len > FORWARD_RESPONSE_BYTES_MAX {
+            return Err(malformed("body too large"));
+        }
+        let mut body = vec![0; len as usize];
+        reader.read_exact(&mut body)?;
+        body
     } else {
-        body.to_vec()
+        keep_alive = false;
+        let mut body = Vec::new();
+        reader
+            .take(FORWARD_RESPONSE_BYTES_MAX)
+            .read_to_end(&mut body)?;
+        body
     };
-    Some(response.with_body(body))
+    Ok(Answer {
+        response: response.with_body(body),
+        keep_alive,
+    })
 }
 
-fn dechunk(mut bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
+fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut budget = FORWARD_HEAD_BYTES_MAX;
     loop {
-        let line_end = bytes.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&bytes[..line_end]).ok()?;
-        let size_text = size_text.split(';').next()?.trim();
-        let size = usize::from_str_radix(size_text, 16).ok()?;
-        bytes = &bytes[line_end + 2..];
+        let line = read_line(reader, &mut budget, false)?;
+        let size_text = line.split(';').next().unwrap_or("").trim();
+        let size = u64::from_str_radix(size_text, 16).map_err(|_| malformed("chunk size"))?;
         if size == 0 {
-            return Some(out);
+            // Trailers, up to the empty line.
+            while !read_line(reader, &mut budget, false)?.is_empty() {}
+            return Ok(body);
         }
-        out.extend_from_slice(bytes.get(..size)?);
-        bytes = bytes.get(size + 2..)?;
+        if body.len() as u64 + size > FORWARD_RESPONSE_BYTES_MAX {
+            return Err(malformed("body too large"));
+        }
+        let start = body.len();
+        body.resize(start + size as usize, 0);
+        reader.read_exact(&mut body[start..])?;
+        if !read_line(reader, &mut budget, false)?.is_empty() {
+            return Err(malformed("chunk not followed by CRLF"));
+        }
     }
 }
 
@@ -400,21 +1112,95 @@ fn dechunk(mut bytes: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    fn parse(bytes: &[u8]) -> std::io::Result<Answer> {
+        read_response(&mut BufReader::new(bytes))
+    }
+
     #[test]
-    fn parses_content_length_and_chunked_answers() {
-        let plain = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
-        let response = parse_response(plain).unwrap();
-        assert_eq!(response.status, 201);
+    fn reads_content_length_chunked_and_close_delimited_answers() {
+        let plain = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+        let answer = parse(plain).unwrap();
+        assert_eq!(answer.response.status, 201);
+        assert!(answer.keep_alive);
         assert_eq!(
-            response.headers.get("content-type"),
+            answer.response.headers.get("content-type"),
             Some("application/json")
         );
-        assert_eq!(response.body.as_bytes(), Some(&b"{}"[..]));
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        let response = parse_response(chunked).unwrap();
-        assert_eq!(response.body.as_bytes(), Some(&b"abcde"[..]));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort").is_none());
-        assert!(parse_response(b"garbage").is_none());
+        assert_eq!(answer.response.body.as_bytes(), Some(&b"{}"[..]));
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let answer = parse(chunked).unwrap();
+        assert_eq!(answer.response.body.as_bytes(), Some(&b"abcde"[..]));
+        assert!(!answer.keep_alive);
+        let until_close = parse(b"HTTP/1.1 200 OK\r\n\r\nrest").unwrap();
+        assert_eq!(until_close.response.body.as_bytes(), Some(&b"rest"[..]));
+        assert!(!until_close.keep_alive);
+    }
+
+    #[test]
+    fn two_answers_on_one_connection_are_read_one_at_a_time() {
+        let bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 204 No Content\r\n\r\n";
+        let mut reader = BufReader::new(&bytes[..]);
+        let first = read_response(&mut reader).unwrap();
+        assert_eq!(first.response.body.as_bytes(), Some(&b"a"[..]));
+        let second = read_response(&mut reader).unwrap();
+        assert_eq!(second.response.status, 204);
+        let third = read_response(&mut reader).err().unwrap();
+        assert_eq!(third.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn malformed_answers_are_errors_not_panics() {
+        let cases: [&[u8]; 6] = [
+            b"garbage\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort",
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n",
+            b"HTTP/1.1 200",
+        ];
+        for case in cases {
+            let error = parse(case).err().expect("a malformed answer was accepted");
+            // Bytes of an answer arrived: never mistaken for a connection closed while idle.
+            assert!(!closed_before_answer(&error), "{error}");
+        }
+    }
+
+    #[test]
+    fn join_requests_round_trip_and_reject_bad_input() {
+        let join = JoinRequest {
+            id: 4,
+            peer_addr: "127.0.0.1:9084".into(),
+        };
+        assert_eq!(JoinRequest::decode(join.encode().as_bytes()), Some(join));
+        for bad in [
+            "",
+            "id=0&peer=127.0.0.1:1",
+            "id=4",
+            "id=4&peer=nowhere",
+            "id=x&peer=1.2.3.4:5",
+            "id=4&peer=1.2.3.4:5&x=1",
+        ] {
+            assert_eq!(JoinRequest::decode(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn signatures_cover_method_target_time_and_body() {
+        let sign = secret_signer(b"secret");
+        let message = auth_message("POST", "/_lithair/cluster/leave", 5, b"");
+        let tag = sign(&message);
+        assert_eq!(unhex(&hex(&tag)).as_deref(), Some(&tag[..]));
+        for other in [
+            auth_message("GET", "/_lithair/cluster/leave", 5, b""),
+            auth_message("POST", "/_lithair/cluster/leave?node=2", 5, b""),
+            auth_message("POST", "/_lithair/cluster/leave", 6, b""),
+            auth_message("POST", "/_lithair/cluster/leave", 5, b"x"),
+        ] {
+            assert_ne!(sign(&other), tag);
+        }
+        assert_ne!(secret_signer(b"other")(&message), tag);
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("abc"), None);
     }
 
     #[test]

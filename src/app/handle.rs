@@ -52,6 +52,34 @@ pub struct Executed<T> {
     pub receipt: Receipt,
 }
 
+/// What a submitted `Tx` command's engine outcome means for the caller; `output` is where
+/// the command left its result.
+fn executed<T>(
+    outcome: Result<Receipt, SubmitError<Rejection>>,
+    output: &std::sync::Mutex<Option<T>>,
+) -> Result<Executed<T>, WriteError> {
+    match outcome {
+        Ok(receipt) => {
+            let output = output.lock().expect("command output poisoned").take();
+            assert!(
+                output.is_some() || receipt.duplicate,
+                "an accepted command must leave its output"
+            );
+            Ok(Executed { output, receipt })
+        }
+        Err(SubmitError::Rejected(rejection)) => Err(WriteError::Rejected(rejection)),
+        Err(SubmitError::Conflict {
+            expected, current, ..
+        }) => Err(WriteError::Rejected(Rejection::VersionMismatch {
+            expected,
+            current,
+        })),
+        Err(SubmitError::DiskFull) => Err(WriteError::DiskFull),
+        Err(SubmitError::Storage(message)) => Err(WriteError::Unavailable(message)),
+        Err(SubmitError::Closed) => Err(WriteError::Unavailable("the engine is shut down".into())),
+    }
+}
+
 /// A cheap, cloneable handle on a running app's engine.
 #[derive(Clone)]
 pub struct Handle {
@@ -110,28 +138,25 @@ impl Handle {
         decide: impl Fn(&mut Tx<'_>) -> Result<T, Rejection> + Send + Sync + 'static,
     ) -> Result<Executed<T>, WriteError> {
         let (command, output) = tx_command(Arc::clone(&self.checks), decide);
-        match self.engine.submit_with(command, meta) {
-            Ok(receipt) => {
-                let output = output.lock().expect("command output poisoned").take();
-                assert!(
-                    output.is_some() || receipt.duplicate,
-                    "an accepted command must leave its output"
-                );
-                Ok(Executed { output, receipt })
-            }
-            Err(SubmitError::Rejected(rejection)) => Err(WriteError::Rejected(rejection)),
-            Err(SubmitError::Conflict {
-                expected, current, ..
-            }) => Err(WriteError::Rejected(Rejection::VersionMismatch {
-                expected,
-                current,
-            })),
-            Err(SubmitError::DiskFull) => Err(WriteError::DiskFull),
-            Err(SubmitError::Storage(message)) => Err(WriteError::Unavailable(message)),
-            Err(SubmitError::Closed) => {
-                Err(WriteError::Unavailable("the engine is shut down".into()))
-            }
-        }
+        executed(self.engine.submit_with(command, meta), &output)
+    }
+
+    /// Runs a command without waiting: `then` receives what [`Handle::execute`] would return,
+    /// once the events are durable and applied. Never blocks (a full engine queue answers
+    /// `WriteError::Unavailable` at once), so it may be called from an HTTP reactor.
+    ///
+    /// `then` runs on the engine's applier thread (see `Engine::submit_then`): keep it quick,
+    /// never block or wait on another write in it, and do not capture a `Handle` in it (the
+    /// last handle dropped there would stop the engine from its own thread).
+    pub fn execute_then<T: Send + 'static>(
+        &self,
+        meta: Meta,
+        decide: impl Fn(&mut Tx<'_>) -> Result<T, Rejection> + Send + Sync + 'static,
+        then: impl FnOnce(Result<Executed<T>, WriteError>) + Send + 'static,
+    ) {
+        let (command, output) = tx_command(Arc::clone(&self.checks), decide);
+        let then = move |outcome| then(executed(outcome, &output));
+        self.engine.try_submit_then(command, meta, Box::new(then));
     }
 
     /// Creates a record (an integer id of 0 is assigned).

@@ -14,7 +14,7 @@ use super::schema::{parse_list_query, FieldKind, Rule};
 use crate::engine::Meta;
 use crate::http::problem::Problem;
 use crate::http::router::Router;
-use crate::http::{inline, Request, Response};
+use crate::http::{inline, Handler, Request, Response};
 use crate::json::{self, ToJson, Writer};
 
 /// Longest `Idempotency-Key` accepted, in bytes.
@@ -129,10 +129,45 @@ pub fn model_routes<M: Model>(router: Router, handle: &Handle, writable: bool) -
         return router;
     }
     router
-        .post(base, move |req: &mut Request| create::<M>(&h2, req))
-        .put(&item, move |req: &mut Request| replace::<M>(&h4, req))
-        .patch(&item, move |req: &mut Request| patch::<M>(&h5, req))
-        .delete(&item, move |req: &mut Request| remove::<M>(&h6, req))
+        .post(base, write_route(move |req| create::<M>(&h2, req)))
+        .put(&item, write_route(move |req| replace::<M>(&h4, req)))
+        .patch(&item, write_route(move |req| patch::<M>(&h5, req)))
+        .delete(&item, write_route(move |req| remove::<M>(&h6, req)))
+}
+
+/// Largest body a write route decodes on the reactor thread; bigger ones go to a worker so a
+/// long JSON decode cannot stall the reactor's other connections.
+pub const INLINE_BODY_BYTES_MAX: usize = 16 * 1024;
+
+/// A generated write route. Without an `Idempotency-Key` it decodes, submits and returns a
+/// deferred response that the engine completes once the write is durable: nothing blocks, so
+/// the reactor may run it inline (no worker hand-off, no parked thread). A keyed request may
+/// have to read the log to answer a retry, so it runs on a worker and waits.
+struct WriteRoute<F>(F);
+
+impl<F> Handler for WriteRoute<F>
+where
+    F: Fn(&mut Request) -> Result<Response, Problem> + Send + Sync + 'static,
+{
+    fn call(&self, req: &mut Request) -> Response {
+        (self.0)(req).unwrap_or_else(Response::from)
+    }
+
+    fn is_inline(&self, req: &Request) -> bool {
+        deferrable(req)
+    }
+}
+
+fn write_route<F>(route: F) -> Arc<dyn Handler>
+where
+    F: Fn(&mut Request) -> Result<Response, Problem> + Send + Sync + 'static,
+{
+    Arc::new(WriteRoute(route))
+}
+
+/// Whether a write request is answered through a deferred response (see [`WriteRoute`]).
+fn deferrable(req: &Request) -> bool {
+    req.header("idempotency-key").is_none() && req.body.len() <= INLINE_BODY_BYTES_MAX
 }
 
 fn list<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
@@ -199,6 +234,39 @@ fn show<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Proble
 /// Runs a write and answers with the record it produced and the version the command gave it
 /// (returned by the command itself: no second read of the state); an idempotent retry answers
 /// with the record as it is now, marked `Idempotent-Replayed: true`.
+///
+/// Deferred (see [`WriteRoute`]) unless the request is keyed: then the handler waits, since a
+/// retry may need the log read back, which the engine's applier thread must never do.
+fn run_write<M: Model>(
+    handle: &Handle,
+    req: &Request,
+    meta: Meta,
+    status: u16,
+    decide: impl Fn(&mut Tx<'_>) -> Result<(M, u64), Rejection> + Send + Sync + 'static,
+) -> Result<Response, Problem> {
+    if !deferrable(req) || meta.idempotency_key.is_some() {
+        let keyed = meta.idempotency_key.is_some();
+        let outcome = handle.execute(meta, decide);
+        return respond_write(handle, outcome, status, keyed);
+    }
+    let (placeholder, responder) = Response::deferred();
+    // Runs on the applier: renders from the command's own output, touching no state.
+    handle.execute_then(meta, decide, move |outcome| {
+        let response = match outcome {
+            Ok(Executed {
+                output: Some((record, version)),
+                ..
+            }) => render_write(&record, version, status, false),
+            Ok(Executed { output: None, .. }) => {
+                unreachable!("a write without an Idempotency-Key is never a duplicate")
+            }
+            Err(error) => write_error_problem(&error).into(),
+        };
+        responder.complete(response);
+    });
+    Ok(placeholder)
+}
+
 fn respond_write<M: Model>(
     handle: &Handle,
     outcome: Result<Executed<(M, u64)>, WriteError>,
@@ -225,7 +293,11 @@ fn respond_write<M: Model>(
             (record, version, true)
         }
     };
-    let mut response = record_response(status, &record, version);
+    Ok(render_write(&record, version, status, replayed))
+}
+
+fn render_write<M: Model>(record: &M, version: u64, status: u16, replayed: bool) -> Response {
+    let mut response = record_response(status, record, version);
     if status == 201 {
         let location = format!("{}/{}", M::PATH.trim_end_matches('/'), record.id());
         response = response.with_header("Location", location);
@@ -233,7 +305,7 @@ fn respond_write<M: Model>(
     if replayed {
         response = response.with_header("Idempotent-Replayed", "true");
     }
-    Ok(response)
+    response
 }
 
 /// The record a write produced, with the version it has once this command is applied.
@@ -245,55 +317,56 @@ fn with_version<M: Model>(tx: &Tx<'_>, record: M) -> (M, u64) {
 fn create<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
     let record: M = req.json()?;
     let meta = write_meta(req)?;
-    let keyed = meta.idempotency_key.is_some();
-    let outcome = handle.execute(meta, move |tx| {
+    run_write(handle, req, meta, 201, move |tx| {
         let created = tx.create(record.clone())?;
         Ok(with_version(tx, created))
-    });
-    respond_write(handle, outcome, 201, keyed)
+    })
 }
 
 fn replace<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
     let id = path_id::<M>(req)?;
     let record: M = req.json()?;
     let (meta, expected) = (write_meta(req)?, if_match(req)?);
-    let keyed = meta.idempotency_key.is_some();
-    let outcome = handle.execute(meta, move |tx| {
+    run_write(handle, req, meta, 200, move |tx| {
         if let Some(expected) = expected {
             tx.expect_version::<M>(&id, expected)?;
         }
         let replaced = tx.replace(&id, record.clone())?;
         Ok(with_version(tx, replaced))
-    });
-    respond_write(handle, outcome, 200, keyed)
+    })
 }
 
 fn patch<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
     let id = path_id::<M>(req)?;
     let patch: M::Patch = req.json()?;
     let (meta, expected) = (write_meta(req)?, if_match(req)?);
-    let keyed = meta.idempotency_key.is_some();
-    let outcome = handle.execute(meta, move |tx| {
+    run_write(handle, req, meta, 200, move |tx| {
         if let Some(expected) = expected {
             tx.expect_version::<M>(&id, expected)?;
         }
         let updated = tx.update::<M>(&id, patch.clone())?;
         Ok(with_version(tx, updated))
-    });
-    respond_write(handle, outcome, 200, keyed)
+    })
 }
 
 fn remove<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
     let id = path_id::<M>(req)?;
     let (meta, expected) = (write_meta(req)?, if_match(req)?);
-    let outcome = handle.execute(meta, move |tx| {
+    let decide = move |tx: &mut Tx<'_>| {
         if let Some(expected) = expected {
             tx.expect_version::<M>(&id, expected)?;
         }
         tx.delete::<M>(&id).map(|_| ())
+    };
+    // A delete answers 204 whether or not it is a retry: always deferred.
+    let (placeholder, responder) = Response::deferred();
+    handle.execute_then(meta, decide, move |outcome| {
+        responder.complete(match outcome {
+            Ok(_) => Response::no_content(),
+            Err(error) => write_error_problem(&error).into(),
+        });
     });
-    outcome.map_err(|e| write_error_problem(&e))?;
-    Ok(Response::no_content())
+    Ok(placeholder)
 }
 
 /// `GET {base}/_schema`: the model's fields and constraints.

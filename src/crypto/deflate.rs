@@ -1,7 +1,8 @@
 //! DEFLATE (RFC 1951) encoder and decoder, gzip framing (RFC 1952) and the IEEE CRC-32.
 //!
-//! Owns: the compressed formats used by HTTP `Content-Encoding: gzip` and, later, WebSocket
-//! permessage-deflate (RFC 7692), which reuses [`compress_raw_sync`] and [`inflate_raw_partial`].
+//! Owns: the compressed formats used by HTTP `Content-Encoding: gzip` and WebSocket
+//! permessage-deflate (RFC 7692, `ws::deflate`), which uses [`compress_raw_sync_window`] and
+//! [`inflate_raw_partial`] with the previous messages as the dictionary (context takeover).
 //! Must not: perform I/O or allocate past the caller's output limit while decoding (a small
 //! compressed input can expand 1000x: every decoder takes an `output_bytes_max`).
 //!
@@ -31,6 +32,11 @@ const BLOCK_TOKENS_MAX: usize = 16 * 1024;
 const STORED_BYTES_MAX: usize = 65_535;
 const HASH_BITS: u32 = 15;
 const HASH_SIZE: usize = 1 << HASH_BITS;
+/// Every how many dictionary positions one enters the hash chains. The dictionary (previous
+/// messages) is re-indexed for every message, which dominates the cost of a short one; a match
+/// into it is still found from the next indexed position, at the price of up to three
+/// literals (measured on JSON chat messages: 4x less time, 0.102 -> 0.106 compressed ratio).
+const DICTIONARY_INDEX_STEP: usize = 4;
 /// No position recorded in a hash chain slot.
 const NIL: u32 = u32::MAX;
 
@@ -83,6 +89,8 @@ pub enum DeflateError {
     BadGzipCrc,
     /// The gzip trailer's size does not match the data.
     BadGzipSize,
+    /// Bytes follow the final block where the framing allows none.
+    TrailingData,
 }
 
 impl fmt::Display for DeflateError {
@@ -98,6 +106,7 @@ impl fmt::Display for DeflateError {
             Self::BadGzipHeader => "gzip: bad header",
             Self::BadGzipCrc => "gzip: CRC-32 mismatch",
             Self::BadGzipSize => "gzip: size mismatch",
+            Self::TrailingData => "deflate: data after the final block",
         })
     }
 }
@@ -202,6 +211,14 @@ impl<'a> BitReader<'a> {
         let drop = self.count % 8;
         self.bits >>= drop;
         self.count -= drop;
+    }
+
+    /// Returns the buffered bits to the input; only at a byte boundary (after [`Self::align`]).
+    fn unload(&mut self) {
+        assert_eq!(self.count % 8, 0, "unload only at a byte boundary");
+        self.pos -= (self.count / 8) as usize;
+        self.bits = 0;
+        self.count = 0;
     }
 
     /// Bytes consumed so far, counting buffered whole bytes as unread.
@@ -413,16 +430,19 @@ fn inflate_stored(
     limit: usize,
 ) -> Result<(), DeflateError> {
     reader.align();
-    let len = reader.bits(16)?;
-    let nlen = reader.bits(16)?;
-    if len != !nlen & 0xFFFF {
+    // A Huffman block before this one may have buffered up to 7 bytes ahead; LEN, NLEN and
+    // the data are read from the input directly, so give those bytes back first.
+    reader.unload();
+    let lengths = reader
+        .input
+        .get(reader.pos..reader.pos + 4)
+        .ok_or(DeflateError::Truncated)?;
+    let len = u16::from_le_bytes([lengths[0], lengths[1]]);
+    let nlen = u16::from_le_bytes([lengths[2], lengths[3]]);
+    if len != !nlen {
         return Err(DeflateError::StoredLength);
     }
-    assert_eq!(
-        reader.count, 0,
-        "aligned reads of 32 bits leave no buffered bits"
-    );
-    let start = reader.pos;
+    let start = reader.pos + 4;
     let end = start + len as usize;
     let bytes = reader
         .input
@@ -684,16 +704,22 @@ fn canonical_codes(lengths: &[u8]) -> Vec<u16> {
 /// The LZ77 stage: finds back-references with hash chains over the whole input.
 struct Matcher<'a> {
     data: &'a [u8],
+    /// Farthest distance a match may reach back (a power of two, at most [`WINDOW_BYTES`]).
+    window_bytes: usize,
     head: Vec<u32>,
     prev: Vec<u32>,
 }
 
 impl<'a> Matcher<'a> {
-    fn new(data: &'a [u8]) -> Self {
+    fn new(data: &'a [u8], window_bytes: usize) -> Self {
+        assert!(window_bytes.is_power_of_two() && window_bytes <= WINDOW_BYTES);
         Self {
             data,
+            window_bytes,
             head: vec![NIL; HASH_SIZE],
-            prev: vec![NIL; WINDOW_BYTES],
+            // One chain slot per position that can be in the window at once: a short input
+            // (a WebSocket message) does not pay for clearing a full window's table.
+            prev: vec![NIL; data.len().next_power_of_two().min(WINDOW_BYTES)],
         }
     }
 
@@ -708,7 +734,8 @@ impl<'a> Matcher<'a> {
             return;
         }
         let h = self.hash(pos);
-        self.prev[pos % WINDOW_BYTES] = self.head[h];
+        let slot = pos & (self.prev.len() - 1);
+        self.prev[slot] = self.head[h];
         self.head[h] = pos as u32;
     }
 
@@ -727,7 +754,7 @@ impl<'a> Matcher<'a> {
                 break;
             }
             let cand = candidate as usize;
-            if cand >= pos || pos - cand > WINDOW_BYTES {
+            if cand >= pos || pos - cand > self.window_bytes {
                 break;
             }
             if data[cand + best_len.min(max - 1)] == data[pos + best_len.min(max - 1)] {
@@ -739,7 +766,7 @@ impl<'a> Matcher<'a> {
                     }
                 }
             }
-            let next = self.prev[cand % WINDOW_BYTES];
+            let next = self.prev[cand & (self.prev.len() - 1)];
             // A slot reused by a newer position breaks the chain's decreasing order: stop.
             if next != NIL && next as usize >= cand {
                 break;
@@ -775,7 +802,7 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 /// Compresses `data` as a complete raw DEFLATE stream (last block has BFINAL).
 pub fn compress_raw(data: &[u8]) -> Vec<u8> {
     let mut writer = BitWriter::new(data.len() / 2 + 64);
-    encode_blocks(data, 0, &mut writer, true);
+    encode_blocks(data, 0, WINDOW_BYTES, &mut writer, true);
     writer.finish()
 }
 
@@ -790,7 +817,21 @@ pub fn compress_raw_sync(data: &[u8]) -> Vec<u8> {
 /// [`WINDOW_BYTES`] of it are used): the previous messages, for permessage-deflate with
 /// context takeover. The peer decodes with [`inflate_raw_partial`] and the same dictionary.
 pub fn compress_raw_sync_with_dictionary(dictionary: &[u8], data: &[u8]) -> Vec<u8> {
-    let dict = &dictionary[dictionary.len().saturating_sub(WINDOW_BYTES)..];
+    compress_raw_sync_window(dictionary, data, WINDOW_BYTES)
+}
+
+/// Like [`compress_raw_sync_with_dictionary`], with back-references reaching at most
+/// `window_bytes` back (a power of two from 256 to [`WINDOW_BYTES`]): for a peer that asked
+/// for a smaller LZ77 window (permessage-deflate's `server_max_window_bits`, RFC 7692 §7.1.2).
+///
+/// # Panics
+/// If `window_bytes` is not a power of two in that range.
+pub fn compress_raw_sync_window(dictionary: &[u8], data: &[u8], window_bytes: usize) -> Vec<u8> {
+    assert!(
+        window_bytes.is_power_of_two() && (256..=WINDOW_BYTES).contains(&window_bytes),
+        "window of {window_bytes} bytes"
+    );
+    let dict = &dictionary[dictionary.len().saturating_sub(window_bytes)..];
     let joined;
     let (buffer, start) = if dict.is_empty() {
         (data, 0)
@@ -799,7 +840,7 @@ pub fn compress_raw_sync_with_dictionary(dictionary: &[u8], data: &[u8]) -> Vec<
         (&joined[..], dict.len())
     };
     let mut writer = BitWriter::new(data.len() / 2 + 64);
-    encode_blocks(buffer, start, &mut writer, false);
+    encode_blocks(buffer, start, window_bytes, &mut writer, false);
     writer.put(0, 3); // BFINAL = 0, BTYPE = 00 (stored)
     writer.align();
     writer.put(0x0000, 16);
@@ -810,13 +851,19 @@ pub fn compress_raw_sync_with_dictionary(dictionary: &[u8], data: &[u8]) -> Vec<
 }
 
 /// Encodes `data[start..]` as blocks; `data[..start]` only primes the window.
-fn encode_blocks(data: &[u8], start: usize, writer: &mut BitWriter, last_is_final: bool) {
+fn encode_blocks(
+    data: &[u8],
+    start: usize,
+    window_bytes: usize,
+    writer: &mut BitWriter,
+    last_is_final: bool,
+) {
     assert!(
-        start <= WINDOW_BYTES && start <= data.len(),
+        start <= window_bytes && start <= data.len(),
         "dictionary larger than the window"
     );
-    let mut matcher = Matcher::new(data);
-    for p in 0..start {
+    let mut matcher = Matcher::new(data, window_bytes);
+    for p in (0..start).step_by(DICTIONARY_INDEX_STEP) {
         matcher.insert(p);
     }
     let mut tokens: Vec<Token> = Vec::with_capacity(BLOCK_TOKENS_MAX + 1);
@@ -1269,6 +1316,54 @@ mod tests {
                 .expect("inflate")
                 .data,
             b"qqqqqqqq"
+        );
+    }
+
+    #[test]
+    fn stored_block_after_a_huffman_block() {
+        // A fixed block whose decoding buffers bytes ahead, then a stored block: the stored
+        // block's LEN/NLEN and data must come from where the buffered bits say, not later.
+        let mut stream = compress_raw_sync(&b"abcabcabcabcabcabcabcabcabcabcabcabc".repeat(4));
+        stream.truncate(stream.len() - 4); // keep the stored block's header bits only
+                                           // LEN/NLEN of that empty block, then a final stored block holding "xyz".
+        stream.extend_from_slice(&[0x00, 0x00, 0xff, 0xff, 0x01, 0x03, 0x00, 0xfc, 0xff]);
+        stream.extend_from_slice(b"xyz");
+        let inflated = inflate_raw_partial(&stream, &[], LIMIT).expect("inflate");
+        let mut expected = b"abcabcabcabcabcabcabcabcabcabcabcabc".repeat(4);
+        expected.extend_from_slice(b"xyz");
+        assert_eq!(inflated.data, expected);
+        assert!(inflated.finished);
+    }
+
+    #[test]
+    fn smaller_window_never_reaches_further() {
+        // Matches into the dictionary exist at every distance; with a 256-byte window the
+        // stream must decode against only the dictionary's last 256 bytes.
+        let dictionary: Vec<u8> = (0..4000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        let data: Vec<u8> = dictionary.iter().step_by(3).copied().take(600).collect();
+        let mut message = dictionary[100..700].to_vec();
+        message.extend_from_slice(&dictionary[3800..]);
+        message.extend_from_slice(&data);
+        for window_bytes in [256, 1024, WINDOW_BYTES] {
+            let packed = compress_raw_sync_window(&dictionary, &message, window_bytes);
+            let tail = &dictionary[dictionary.len() - window_bytes.min(dictionary.len())..];
+            let back = inflate_raw_partial(&packed, tail, LIMIT).expect("within the window");
+            assert_eq!(back.data, message, "window {window_bytes}");
+        }
+        let wide = compress_raw_sync_window(&dictionary, &message, WINDOW_BYTES);
+        let narrow = compress_raw_sync_window(&dictionary, &message, 256);
+        assert!(
+            wide.len() < narrow.len(),
+            "{} vs {}",
+            wide.len(),
+            narrow.len()
+        );
+        assert_eq!(
+            inflate_raw_partial(&wide, &dictionary[dictionary.len() - 256..], LIMIT),
+            Err(DeflateError::DistanceTooFar),
+            "the full window does reach past 256 bytes"
         );
     }
 

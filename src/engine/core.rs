@@ -212,12 +212,41 @@ impl<T> Slot<T> {
 /// The reply slot of a submission whose command rejects with `R`.
 type ReplySlot<R> = Arc<Slot<Result<Receipt, SubmitError<R>>>>;
 
+/// What [`Engine::submit_then`] runs with the outcome of a submission.
+pub type Then<R> = Box<dyn FnOnce(Result<Receipt, SubmitError<R>>) + Send>;
+
+/// Error message of a submission refused because the queue is full ([`Engine::try_submit_then`]).
+pub const QUEUE_FULL: &str = "the engine's submission queue is full; retry";
+
+/// Where the outcome of a submission goes: a waiting thread, or a callback.
+enum Reply<R> {
+    Slot(ReplySlot<R>),
+    Then(Then<R>),
+}
+
+impl<R> Reply<R> {
+    fn deliver(self, outcome: Result<Receipt, SubmitError<R>>) {
+        match self {
+            Reply::Slot(slot) => slot.put(outcome),
+            Reply::Then(then) => {
+                // The callback usually runs on the applier thread: a panic in it must not take
+                // the engine down (the callback's captures are dropped by the unwinding, which
+                // is how an HTTP responder still answers).
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| then(outcome)));
+                if ran.is_err() {
+                    eprintln!("lithair: a submit_then callback panicked");
+                }
+            }
+        }
+    }
+}
+
 struct TypedSubmission<S: State, C: Command<S>> {
     command: C,
     meta: Meta,
     rejection: Option<C::Rejection>,
     /// `None` once answered; answering `Closed` on drop means a waiter never hangs.
-    reply: Option<ReplySlot<C::Rejection>>,
+    reply: Option<Reply<C::Rejection>>,
     _state: std::marker::PhantomData<fn(S)>,
 }
 
@@ -246,7 +275,7 @@ impl<S: State, C: Command<S>> Submission<S> for TypedSubmission<S, C> {
             })
         });
         if let Some(reply) = self.reply.take() {
-            reply.put(outcome);
+            reply.deliver(outcome);
         }
     }
 }
@@ -254,7 +283,7 @@ impl<S: State, C: Command<S>> Submission<S> for TypedSubmission<S, C> {
 impl<S: State, C: Command<S>> Drop for TypedSubmission<S, C> {
     fn drop(&mut self) {
         if let Some(reply) = self.reply.take() {
-            reply.put(Err(SubmitError::Closed));
+            reply.deliver(Err(SubmitError::Closed));
         }
     }
 }
@@ -306,7 +335,13 @@ struct Cluster {
     next_index: AtomicU64,
     /// The newest durable snapshot's index (see [`Replica::snapshot_index`]).
     snapshot_index: AtomicU64,
+    /// Hooks told the applied index after each applied batch and each restore (see
+    /// [`Engine::on_applied`]).
+    applied_hooks: RwLock<Vec<AppliedHook>>,
 }
+
+/// A hook told the applied index (cluster mode).
+type AppliedHook = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// Why a batch did not reach the applier as committed.
 #[derive(Clone)]
@@ -540,6 +575,7 @@ impl<S: State> Engine<S> {
                 delivered: Mutex::new(applied_index),
                 next_index: AtomicU64::new(applied_index + 1),
                 snapshot_index: AtomicU64::new(snapshot_index),
+                applied_hooks: RwLock::new(Vec::new()),
             }),
             replica_sender: Mutex::new(None),
         });
@@ -613,18 +649,54 @@ impl<S: State> Engine<S> {
             state: Mutex::new((None, false)),
             ready: Condvar::new(),
         });
-        let job: Job<S> = Box::new(TypedSubmission {
-            command,
-            meta,
-            rejection: None,
-            reply: Some(Arc::clone(&slot)),
-            _state: std::marker::PhantomData,
-        });
+        let job = Self::job(command, meta, Reply::Slot(Arc::clone(&slot)));
         let jobs = self.jobs.as_ref().expect("job sender lives until drop");
         if let Err(mpsc::SendError(job)) = jobs.send(job) {
             job.finish(Err(Failure::Closed));
         }
         Ticket { slot }
+    }
+
+    /// Queues a command; `then` receives its outcome once it is durable and applied (or
+    /// refused), so no thread waits for it. Blocks only while the queue is full.
+    ///
+    /// `then` runs on the applier thread after the batch is applied and the commit hooks ran,
+    /// in log order (never inside `apply`, never under the state lock); a submission that
+    /// fails before reaching the log (engine shut down, cluster node not leading) is answered
+    /// on the thread that notices. Keep `then` quick and non-blocking: never submit-and-wait,
+    /// read the log, or drop the last handle on this engine from it (the applier would wait
+    /// on itself). A panic in `then` is caught and logged.
+    pub fn submit_then<C: Command<S>>(&self, command: C, meta: Meta, then: Then<C::Rejection>) {
+        let job = Self::job(command, meta, Reply::Then(then));
+        let jobs = self.jobs.as_ref().expect("job sender lives until drop");
+        if let Err(mpsc::SendError(job)) = jobs.send(job) {
+            job.finish(Err(Failure::Closed));
+        }
+    }
+
+    /// Like [`Engine::submit_then`] but never blocks: when the queue is full, `then` runs at
+    /// once (on this thread) with `SubmitError::Storage(QUEUE_FULL)`. For callers that must
+    /// not wait, such as a handler running on an HTTP reactor.
+    pub fn try_submit_then<C: Command<S>>(&self, command: C, meta: Meta, then: Then<C::Rejection>) {
+        let job = Self::job(command, meta, Reply::Then(then));
+        let jobs = self.jobs.as_ref().expect("job sender lives until drop");
+        match jobs.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(job)) => {
+                job.finish(Err(Failure::Storage(QUEUE_FULL.to_string())));
+            }
+            Err(mpsc::TrySendError::Disconnected(job)) => job.finish(Err(Failure::Closed)),
+        }
+    }
+
+    fn job<C: Command<S>>(command: C, meta: Meta, reply: Reply<C::Rejection>) -> Job<S> {
+        Box::new(TypedSubmission {
+            command,
+            meta,
+            rejection: None,
+            reply: Some(reply),
+            _state: std::marker::PhantomData,
+        })
     }
 
     /// Subscribes to committed events from `from_index` (catching up from the log, then live).
@@ -653,6 +725,20 @@ impl<S: State> Engine<S> {
             .write()
             .expect("hooks lock poisoned")
             .push(Arc::new(hook));
+    }
+
+    /// Cluster mode: registers a hook told the applied index after each applied batch and
+    /// each snapshot restore. Unlike [`Engine::on_commit`] it also sees the indexes of
+    /// Raft-internal entries, which carry no event (a linearizable read may wait for one).
+    /// Does nothing on a single node.
+    pub fn on_applied(&self, hook: impl Fn(u64) + Send + Sync + 'static) {
+        if let Some(cluster) = &self.shared().cluster {
+            cluster
+                .applied_hooks
+                .write()
+                .expect("applied hooks lock poisoned")
+                .push(Arc::new(hook));
+        }
     }
 
     /// Takes a snapshot now (waiting for it) and deletes the log segments it covers.
@@ -1048,7 +1134,7 @@ fn apply_committed<S: State>(
     remembered: &[(Arc<str>, Receipt)],
     skip_to: u64,
 ) {
-    {
+    let applied_index = {
         let mut committed = shared.committed.write().expect("state lock poisoned");
         for committed_event in &events {
             if skip_to > 0 {
@@ -1066,12 +1152,16 @@ fn apply_committed<S: State>(
         if skip_to > committed.applied_index {
             committed.skip_to(skip_to);
         }
-    }
+        committed.applied_index
+    };
     let hooks = shared.hooks.read().expect("hooks lock poisoned").clone();
     for committed_event in &events {
         for hook in &hooks {
             hook(committed_event);
         }
+    }
+    if let Some(cluster) = &shared.cluster {
+        tell_applied(cluster, applied_index);
     }
     if let Some(last) = events.last() {
         let last_index = last.envelope.index.max(skip_to);
@@ -1080,6 +1170,18 @@ fn apply_committed<S: State>(
             .lock()
             .expect("subscribers lock poisoned");
         subscribers.deliver(events, last_index);
+    }
+}
+
+/// Runs the cluster's applied-index hooks.
+fn tell_applied(cluster: &Cluster, applied_index: u64) {
+    let hooks = cluster
+        .applied_hooks
+        .read()
+        .expect("applied hooks lock poisoned")
+        .clone();
+    for hook in &hooks {
+        hook(applied_index);
     }
 }
 
@@ -1350,6 +1452,8 @@ impl<S: State> Replica for EngineReplica<S> {
             .expect("subscribers lock poisoned")
             .restart_at(index);
         cluster.snapshot_index.fetch_max(index, Ordering::SeqCst);
+        drop(delivered);
+        tell_applied(cluster, index);
         Ok(())
     }
 

@@ -32,9 +32,9 @@ mod subscribe;
 pub mod tools;
 
 pub use self::core::{
-    Engine, EngineOptions, Opened, ReplayProgress, SnapshotInfo, SubmitError, Ticket,
+    Engine, EngineOptions, Opened, ReplayProgress, SnapshotInfo, SubmitError, Then, Ticket,
     BATCH_COMMANDS_MAX, IDEMPOTENCY_KEYS_DEFAULT, NOT_COMMITTED, QUEUE_COMMANDS_DEFAULT,
-    REPLAY_PROGRESS_EVENTS, SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
+    QUEUE_FULL, REPLAY_PROGRESS_EVENTS, SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
 };
 pub use envelope::{decode_entry, encode_entry, Envelope, EnvelopeRef};
 pub use replay::{decode_event, replay_dir};

@@ -229,9 +229,8 @@ pub fn log_stats(data: &Path, out: &mut dyn Write) -> Result<(), String> {
     let mut bytes = 0u64;
     for first in &segments {
         let path = log::segment_path(&log_dir, *first);
-        bytes += std::fs::metadata(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .len();
+        // Without the preallocated zero tail: the bytes the log really holds.
+        bytes += log::used_bytes(&path, *first).map_err(|e| e.to_string())?;
     }
     let mut per_type: BTreeMap<String, u64> = BTreeMap::new();
     let totals = scan_totals(data, &mut |envelope| {

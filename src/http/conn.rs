@@ -9,6 +9,7 @@
 //! Must not: block, or poll (the reactor owns the poller and tells it what we want).
 
 use super::chunked::ChunkedDecoder;
+use super::deferred::Deferred;
 use super::parse::{framing, parse_head, BodyKind, HeadLimits, HeaderSlot, ParseError, Status};
 use super::reactor::{Completion, Inbox, Outcome, Shared};
 use super::request::{Method, Request, Trailers, Version};
@@ -569,9 +570,14 @@ impl Conn {
             self.push_ready(exchange, allow);
             return;
         }
+        let seq = self.first_seq + self.slots.len() as u64;
         if handler.is_inline(request) {
+            let unsafe_method = !request.method.is_safe();
             let response = run_handler(handler, request);
-            self.push_ready(exchange, response);
+            match settle(response, ctx.inbox, ctx.token, seq) {
+                Some(response) => self.push_ready(exchange, response),
+                None => self.push_waiting(exchange, unsafe_method),
+            }
             return;
         }
         let mut request = match source {
@@ -579,22 +585,29 @@ impl Conn {
             Source::Boxed(boxed) => boxed,
         };
         let unsafe_method = !request.method.is_safe();
-        let seq = self.first_seq + self.slots.len() as u64;
         let handler = Arc::clone(&shared.handler);
         let inbox = Arc::clone(ctx.inbox);
         let token = ctx.token;
         let job = Box::new(move || {
             let response = run_handler(&*handler, &mut request);
-            inbox.push(Completion {
-                token,
-                outcome: Outcome::Response { seq, response },
-            });
+            if let Some(response) = settle(response, &inbox, token, seq) {
+                inbox.push(Completion {
+                    token,
+                    outcome: Outcome::Response { seq, response },
+                });
+            }
         });
         if shared.pool.try_submit(job).is_err() {
             let busy = Response::text(503, "server busy").with_header("Retry-After", "1");
             self.push_ready(exchange, busy);
             return;
         }
+        self.push_waiting(exchange, unsafe_method);
+    }
+
+    /// A slot whose answer comes later (from a worker or a deferred response), as request
+    /// number `first_seq + slots.len()`.
+    fn push_waiting(&mut self, exchange: Exchange, unsafe_method: bool) {
         self.waiting += 1;
         self.waiting_unsafe += usize::from(unsafe_method);
         self.slots.push_back(Slot {
@@ -913,6 +926,25 @@ const WRITE_BUF_KEEP_BYTES: usize = 256 * 1024;
 /// An empty request used to refill the reactor's scratch (allocates nothing).
 pub(crate) fn empty_request() -> Request {
     Request::new(Method::Get, "")
+}
+
+/// What to do with a handler's answer to request `seq`: an ordinary response is returned as
+/// is; a deferred one is returned if already complete, else delivered to the connection's
+/// inbox when its responder completes it (from whatever thread that is).
+fn settle(mut response: Response, inbox: &Arc<Inbox>, token: u64, seq: u64) -> Option<Response> {
+    let Some(deferred) = Deferred::take(&mut response) else {
+        return Some(response);
+    };
+    let inbox = Arc::clone(inbox);
+    deferred.attach(
+        response,
+        Box::new(move |response| {
+            inbox.push(Completion {
+                token,
+                outcome: Outcome::Response { seq, response },
+            });
+        }),
+    )
 }
 
 /// Runs a handler, turning a panic into a logged 500.

@@ -7,6 +7,7 @@
 pub mod chunked;
 mod conn;
 pub mod date;
+pub mod deferred;
 mod direct;
 pub mod handler;
 pub mod limits;
@@ -18,6 +19,7 @@ pub mod response;
 pub mod server;
 pub mod writer;
 
+pub use deferred::Responder;
 pub use handler::{inline, Handler, Inline};
 pub use limits::ServerConfig;
 pub use request::{Extensions, Headers, Method, Request, Trailers, Version};

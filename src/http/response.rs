@@ -103,6 +103,8 @@ pub struct Response {
     pub body: Body,
     /// The protocol that takes the connection over after a 101 (see [`Response::upgrade`]).
     pub upgrade: Option<super::upgrade::Upgrade>,
+    /// Set on the placeholder of a deferred response (see [`Response::deferred`]).
+    pub(crate) deferred: Option<super::deferred::Deferred>,
 }
 
 impl Response {
@@ -113,6 +115,7 @@ impl Response {
             headers: Headers::new(),
             body: Body::Empty,
             upgrade: None,
+            deferred: None,
         }
     }
 
@@ -125,6 +128,7 @@ impl Response {
             headers,
             body: Body::Bytes(body.into().into_bytes()),
             upgrade: None,
+            deferred: None,
         }
     }
 
@@ -137,6 +141,7 @@ impl Response {
             headers,
             body: Body::Bytes(body),
             upgrade: None,
+            deferred: None,
         }
     }
 
@@ -149,6 +154,7 @@ impl Response {
             headers,
             body: Body::Static(body),
             upgrade: None,
+            deferred: None,
         }
     }
 
@@ -165,7 +171,25 @@ impl Response {
             headers,
             body: Body::Stream(Box::new(write)),
             upgrade: None,
+            deferred: None,
         }
+    }
+
+    /// A deferred response: return the placeholder from the handler and complete the real
+    /// response later, from any thread, with the [`Responder`](super::deferred::Responder)
+    /// (dropping it unanswered sends 503). The connection keeps pipelined responses in order
+    /// and answers nothing after it until it is completed. Headers that middleware adds to the
+    /// placeholder are carried over to the real response; its status (202) is never sent.
+    pub fn deferred() -> (Response, super::deferred::Responder) {
+        let (deferred, responder) = super::deferred::Deferred::pair();
+        let mut placeholder = Response::new(202);
+        placeholder.deferred = Some(deferred);
+        (placeholder, responder)
+    }
+
+    /// True for the placeholder of a deferred response.
+    pub fn is_deferred(&self) -> bool {
+        self.deferred.is_some()
     }
 
     /// Sets (replaces) a header; builder style.

@@ -114,9 +114,14 @@ pub fn write_response(
         headers,
         body,
         upgrade,
+        deferred,
     } = response;
     // The connection takes the protocol out before writing; one left here has nowhere to go.
     assert!(upgrade.is_none(), "an upgrade must be taken before writing");
+    assert!(
+        deferred.is_none(),
+        "a deferred response is settled before writing"
+    );
     if !(100..=999).contains(&status) {
         eprintln!("lithair http: handler returned invalid status {status}; sending 500");
         status = 500;

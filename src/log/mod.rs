@@ -20,8 +20,9 @@ pub use frame::{
     FRAME_PREFIX_BYTES, HEADER_BYTES, SEGMENT_MAGIC,
 };
 pub use reader::{read_range, Cursor};
-pub use segment::{list_segments, segment_name, segment_path, sync_dir};
+pub use segment::{is_zero_tail, list_segments, segment_name, segment_path, sync_dir, used_bytes};
 pub use writer::{
     lock_data_dir, Append, Appended, Done, Durability, Faults, Log, LogOptions, Recovery,
-    APPEND_BYTES_MAX, GROUP_BYTES_MAX, LOCK_FILE_NAME, LOG_DIR_NAME, SEGMENT_BYTES_DEFAULT,
+    APPEND_BYTES_MAX, GROUP_BYTES_MAX, LOCK_FILE_NAME, LOG_DIR_NAME, PREALLOCATE_CHUNK_BYTES,
+    SEGMENT_BYTES_DEFAULT,
 };

@@ -92,7 +92,7 @@ impl Cursor {
         visit: &mut dyn FnMut(&Frame<'_>) -> Result<bool, Error>,
     ) -> Result<(), Error> {
         loop {
-            if self.offset >= self.buffer.len() && !self.load()? {
+            if !self.has_frame_start() && !self.load()? {
                 return Ok(());
             }
             let first = self.loaded.expect("a segment is loaded");
@@ -143,7 +143,6 @@ impl Cursor {
         } else {
             HEADER_BYTES
         };
-        let before = self.buffer.len();
         let path = segment::segment_path(&self.log_dir, first);
         segment::read_segment(&path, &mut self.buffer)?;
         if let Err(error) = frame::parse_header(&self.buffer) {
@@ -153,9 +152,22 @@ impl Cursor {
                 reason: error.to_string(),
             });
         }
-        let grew = self.loaded != Some(first) || self.buffer.len() > before;
         self.loaded = Some(first);
         self.offset = resume_at.min(self.buffer.len());
-        Ok(grew && self.offset < self.buffer.len())
+        // Progress is possible only if a whole frame (or damage to report) is there now; a
+        // preallocated zero tail or a frame still being written means "nothing new yet".
+        let partial = matches!(
+            frame::parse_frame(&self.buffer[self.offset..]),
+            Ok(Status::Partial)
+        );
+        Ok(self.has_frame_start() && !partial)
+    }
+
+    /// True when the loaded buffer holds something at the cursor other than the end of the
+    /// written data (end of file, or a preallocated zero tail: a frame's `len` is never 0).
+    fn has_frame_start(&self) -> bool {
+        let rest = &self.buffer[self.offset.min(self.buffer.len())..];
+        let zero_len = rest.get(..4) == Some(&[0, 0, 0, 0][..]);
+        !rest.is_empty() && !zero_len
     }
 }

@@ -116,6 +116,11 @@ pub fn scan_segment(
     let mut next_index = first;
     let mut last_term = None;
     while at < bytes.len() {
+        // Only a zero `len` field leads to the (single, final) scan of the remainder.
+        if bytes[at..].iter().take(4).all(|&byte| byte == 0) && is_zero_tail(&bytes[at..]) {
+            // Preallocated space never written: the clean end of the segment.
+            break;
+        }
         let reason = match frame::parse_frame(&bytes[at..]) {
             Ok(Status::Complete(frame)) => {
                 if frame.index != next_index {
@@ -155,6 +160,22 @@ pub fn scan_segment(
         valid_end: at as u64,
         ending: Ending::Clean,
     })
+}
+
+/// True when `rest` (what follows the last valid frame) is all zeros: preallocated space,
+/// the clean end of a segment. A frame's `len` is never 0, so a 0 `len` marks the end; any
+/// other byte after it means damage (a torn write, or corruption if a valid frame follows).
+pub fn is_zero_tail(rest: &[u8]) -> bool {
+    rest.iter().all(|&byte| byte == 0)
+}
+
+/// Bytes of a segment file in use: up to the end of its last valid frame, without the
+/// preallocated zero tail (what `log stats` reports as the log's size).
+pub fn used_bytes(path: &Path, expected_first: u64) -> Result<u64, Error> {
+    let mut bytes = Vec::new();
+    read_segment(path, &mut bytes)?;
+    let scan = scan_segment(path, &bytes, expected_first, &mut |_| Ok(()))?;
+    Ok(scan.valid_end)
 }
 
 /// The first index a segment's header names, checked against the expected one; `None` when the

@@ -10,6 +10,7 @@ use super::segment::{self, Ending};
 use super::{AppendError, Error};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -23,6 +24,11 @@ pub const APPEND_BYTES_MAX: usize = 64 * 1024 * 1024;
 pub const GROUP_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Default size at which the writer starts a new segment.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Segments are preallocated ahead of the writer by this much (never past
+/// `segment_bytes_max`): appends overwrite zeros in place, which makes each `fdatasync`
+/// cheaper than growing the file (no size or block-allocation change to commit), and a
+/// segment carries at most this much unused tail for recovery to read.
+pub const PREALLOCATE_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 /// Name of the lock file in the data directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
 /// Name of the log's sub-directory in the data directory.
@@ -217,20 +223,20 @@ impl Log {
         fs::create_dir_all(&log_dir).map_err(|e| Error::io(&log_dir, "create directory", e))?;
         let mut firsts = segment::list_segments(&log_dir)?;
         if firsts.is_empty() {
-            create_segment(&log_dir, options.first_index)?;
+            let preallocate_bytes = preallocation_target(HEADER_BYTES as u64, &options);
+            create_segment(&log_dir, options.first_index, preallocate_bytes)?;
             firsts.push(options.first_index);
         }
-        let recovered = recover(&log_dir, &firsts, options.replay_from, visit)?;
+        let (recovered, file_bytes) = recover(&log_dir, &firsts, options.replay_from, visit)?;
         let last_first = *firsts.last().expect("at least one segment");
         let path = segment::segment_path(&log_dir, last_first);
         let file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, "open", e))?;
-        let file_bytes = file
-            .metadata()
-            .map_err(|e| Error::io(&path, "stat", e))?
-            .len();
+        // A segment cut back by recovery (or written before preallocation existed) gets its
+        // room back, durably, before any append relies on it.
+        let allocated = preallocate(&file, &path, preallocation_target(file_bytes, &options))?;
         let shared = Arc::new(Shared::default());
         shared
             .next_index
@@ -240,6 +246,8 @@ impl Log {
             segments: firsts,
             file,
             file_bytes,
+            allocated,
+            preallocation_supported: true,
             next_index: recovered.next_index,
             options,
             shared: Arc::clone(&shared),
@@ -376,8 +384,10 @@ fn closed() -> Error {
     }
 }
 
-/// Creates an empty segment (header only), durably: write, fsync file, fsync directory.
-fn create_segment(log_dir: &Path, first_index: u64) -> Result<File, Error> {
+/// Creates an empty segment (header, then `preallocate_bytes` of zeros where the file system
+/// supports it), durably: write, preallocate, fsync file, fsync directory. Appends then write
+/// at explicit offsets (`write_all_at`), so the zeros are overwritten in place.
+fn create_segment(log_dir: &Path, first_index: u64, preallocate_bytes: u64) -> Result<File, Error> {
     let path = segment::segment_path(log_dir, first_index);
     let mut file = OpenOptions::new()
         .create(true)
@@ -387,24 +397,57 @@ fn create_segment(log_dir: &Path, first_index: u64) -> Result<File, Error> {
         .map_err(|e| Error::io(&path, "create", e))?;
     file.write_all(&frame::encode_header(first_index))
         .map_err(|e| Error::io(&path, "write", e))?;
+    preallocate(&file, &path, preallocate_bytes)?;
     file.sync_all().map_err(|e| Error::io(&path, "fsync", e))?;
     segment::sync_dir(log_dir)?;
-    // Appends go through an O_APPEND descriptor so a truncation after a failed write never
-    // leaves the file position past the end (which would create a hole).
-    OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, "open", e))
+    Ok(file)
+}
+
+/// How far to preallocate a segment whose data ends at `used` bytes: one chunk ahead, but not
+/// past the rollover size (a finished segment then carries no zero tail).
+fn preallocation_target(used: u64, options: &LogOptions) -> u64 {
+    (used + PREALLOCATE_CHUNK_BYTES).min(options.segment_bytes_max.max(used))
+}
+
+/// Extends `file` with preallocated zeros up to `bytes` (never shrinks it) and makes the new
+/// size durable; returns the file's length. Without preallocation support, or when it fails
+/// (e.g. the disk is nearly full), the log simply grows with each append.
+fn preallocate(file: &File, path: &Path, bytes: u64) -> Result<u64, Error> {
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io(path, "stat", e))?
+        .len();
+    if len >= bytes {
+        return Ok(len);
+    }
+    match crate::sys::prealloc::preallocate(file, bytes) {
+        Ok(true) => {
+            file.sync_all().map_err(|e| Error::io(path, "fsync", e))?;
+            Ok(bytes)
+        }
+        Ok(false) => Ok(len),
+        Err(error) => {
+            eprintln!(
+                "lithair log: cannot preallocate {} ({error}); appending without",
+                path.display()
+            );
+            Ok(len)
+        }
+    }
 }
 
 /// Scans every segment, truncating a torn tail of the last one.
+///
+/// Also returns where the last segment's valid frames end (the next append's offset): before a
+/// preallocated zero tail, or where a torn tail was cut.
 fn recover(
     log_dir: &Path,
     firsts: &[u64],
     replay_from: u64,
     visit: &mut dyn FnMut(&Frame<'_>) -> Result<(), Error>,
-) -> Result<Recovery, Error> {
+) -> Result<(Recovery, u64), Error> {
     let mut buffer = Vec::new();
+    let mut valid_end = 0;
     let mut next_index = firsts[0];
     let mut last_term = 0;
     let mut truncated = None;
@@ -434,6 +477,7 @@ fn recover(
         };
         let scan = segment::scan_segment(&path, &buffer, first, &mut visit_from)?;
         next_index = scan.next_index;
+        valid_end = scan.valid_end.max(HEADER_BYTES as u64);
         last_term = scan.last_term.unwrap_or(last_term);
         if let Ending::Torn { offset, reason } = scan.ending {
             if !is_last {
@@ -447,13 +491,14 @@ fn recover(
             truncated = Some(cut_torn_tail(&path, offset, buffer.len() as u64, first)?);
         }
     }
-    Ok(Recovery {
+    let recovery = Recovery {
         first_index: firsts[0],
         next_index,
         last_term,
         segments: firsts.len(),
         truncated,
-    })
+    };
+    Ok((recovery, valid_end))
 }
 
 /// Cuts a torn tail at `offset` (rewriting the header if even that was torn) and reports it.
@@ -493,6 +538,10 @@ struct Writer {
     file: File,
     /// Length of `file` up to the end of the last good frame.
     file_bytes: u64,
+    /// Length of `file` including its preallocated zero tail (>= `file_bytes`).
+    allocated: u64,
+    /// False once the file system said it cannot preallocate: stop asking on every write.
+    preallocation_supported: bool,
     next_index: u64,
     options: LogOptions,
     shared: Arc<Shared>,
@@ -670,13 +719,15 @@ impl Writer {
             .faults
             .as_ref()
             .is_some_and(|f| Faults::take(&f.writes_to_fail));
+        let at = self.file_bytes;
+        self.extend_preallocation(at + self.buffer.len() as u64);
         let result = if injected {
             let half = self.buffer.len() / 2;
             self.file
-                .write_all(&self.buffer[..half])
+                .write_all_at(&self.buffer[..half], at)
                 .and_then(|()| Err(io::Error::from_raw_os_error(ENOSPC)))
         } else {
-            self.file.write_all(&self.buffer)
+            self.file.write_all_at(&self.buffer, at)
         };
         match result {
             Ok(()) => {
@@ -684,6 +735,9 @@ impl Writer {
                 Ok(())
             }
             Err(error) => {
+                // Cutting back also drops the rest of the preallocation: later appends grow
+                // the file, which is slower but correct.
+                self.allocated = self.file_bytes;
                 if let Err(cut) = self.file.set_len(self.file_bytes) {
                     fatal(&format!(
                         "write failed ({error}) and truncating it back failed ({cut})"
@@ -721,6 +775,23 @@ impl Writer {
         self.unsynced_since = None;
     }
 
+    /// Preallocates the next chunk when a write would run past the preallocated space. The
+    /// new size needs no fsync of its own: the group's `fdatasync` commits it along with the
+    /// data (once per chunk instead of with every append).
+    fn extend_preallocation(&mut self, needed: u64) {
+        if needed <= self.allocated || !self.preallocation_supported {
+            return;
+        }
+        let target = preallocation_target(needed, &self.options).max(needed);
+        match crate::sys::prealloc::preallocate(&self.file, target) {
+            Ok(true) => self.allocated = target,
+            Ok(false) => self.preallocation_supported = false,
+            // Failing (e.g. a nearly full disk): append without; the write reports a real
+            // disk-full, and the next chunk is tried again later.
+            Err(_) => self.allocated = needed,
+        }
+    }
+
     fn active_first(&self) -> u64 {
         *self.segments.last().expect("at least one segment")
     }
@@ -729,10 +800,12 @@ impl Writer {
         if self.unsynced_since.is_some() {
             self.sync();
         }
-        match create_segment(&self.log_dir, self.next_index) {
+        let preallocate_bytes = preallocation_target(HEADER_BYTES as u64, &self.options);
+        match create_segment(&self.log_dir, self.next_index, preallocate_bytes) {
             Ok(file) => {
                 self.file = file;
                 self.file_bytes = HEADER_BYTES as u64;
+                self.allocated = preallocate_bytes.max(self.file_bytes);
                 self.segments.push(self.next_index);
             }
             // Keep appending to the current segment; rollover is retried after the next group.
@@ -779,8 +852,8 @@ impl Writer {
         let mut bytes = Vec::new();
         segment::read_segment(&path, &mut bytes)?;
         let (cut_offset, kept) = find_cut(&path, &bytes, first, cut_index)?;
-        let mut file = OpenOptions::new()
-            .append(true)
+        let file = OpenOptions::new()
+            .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, "open", e))?;
         file.set_len(cut_offset)
@@ -789,7 +862,7 @@ impl Writer {
         if let Some((frame_index, term, entries)) = kept {
             self.buffer.clear();
             frame::encode_frame(&mut self.buffer, frame_index, term, &[&entries]);
-            file.write_all(&self.buffer)
+            file.write_all_at(&self.buffer, file_bytes)
                 .map_err(|e| Error::io(&path, "write", e))?;
             file_bytes += self.buffer.len() as u64;
         }
@@ -797,6 +870,7 @@ impl Writer {
         segment::sync_dir(&self.log_dir)?;
         self.file = file;
         self.file_bytes = file_bytes;
+        self.allocated = file_bytes;
         self.next_index = cut_index;
         self.shared.next_index.store(cut_index, Ordering::SeqCst);
         self.unsynced_since = None;
@@ -812,8 +886,10 @@ impl Writer {
         }
         segment::sync_dir(&self.log_dir)?;
         self.segments = vec![first_index];
-        self.file = create_segment(&self.log_dir, first_index)?;
+        let preallocate_bytes = preallocation_target(HEADER_BYTES as u64, &self.options);
+        self.file = create_segment(&self.log_dir, first_index, preallocate_bytes)?;
         self.file_bytes = HEADER_BYTES as u64;
+        self.allocated = preallocate_bytes.max(self.file_bytes);
         self.next_index = first_index;
         self.shared.next_index.store(first_index, Ordering::SeqCst);
         self.unsynced_since = None;

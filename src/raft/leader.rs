@@ -14,6 +14,12 @@ use super::types::{ConfChange, Entry, EntryKind, MessageBody, NodeId, ReadState,
 
 /// Most heartbeat rounds remembered for lease computation.
 const READ_ROUNDS_REMEMBERED_MAX: usize = 1024;
+/// Lease reads stop this many ticks before the voters' lease (an election timeout) ends.
+/// Clock-drift assumption: the lease is safe while this node's ticks run at most
+/// `election_ticks / (election_ticks - margin)` times slower than any voter's (1.25 with the
+/// defaults: 10 and 2) and the process is never paused for longer than the margin
+/// mid-read. Ticks come from each process's monotonic clock, not wall time.
+pub(crate) const LEASE_SAFETY_MARGIN_TICKS: u64 = 2;
 
 /// Heartbeats without an acknowledgement after which a leader resends the current snapshot
 /// chunk (one chunk in flight otherwise: the next leaves when the previous is acknowledged).
@@ -632,7 +638,8 @@ impl<S: Storage> Raft<S> {
     }
 
     /// A quorum acknowledged a heartbeat sent at tick `t`: no other leader can be elected
-    /// before `t + election_ticks` (voters honour the lease that long), minus a tick of margin.
+    /// before `t + election_ticks` (voters honour the lease that long), so the lease lasts
+    /// until `t + election_ticks - LEASE_SAFETY_MARGIN_TICKS` of this node's ticks.
     fn lease_valid(&self) -> bool {
         let confirmed = self.confirmed_round();
         let sent = self
@@ -640,7 +647,9 @@ impl<S: Storage> Raft<S> {
             .iter()
             .find(|&&(round, _)| round == confirmed)
             .map(|&(_, t)| t);
-        sent.is_some_and(|t| self.ticks + 1 < t + u64::from(self.config.election_ticks))
+        let lease_ticks =
+            u64::from(self.config.election_ticks).saturating_sub(LEASE_SAFETY_MARGIN_TICKS);
+        sent.is_some_and(|t| self.ticks < t + lease_ticks)
     }
 
     fn confirm_reads(&mut self) {

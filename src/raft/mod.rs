@@ -27,7 +27,8 @@
 //! - ReadIndex rounds ride on heartbeats: reads registered between two Readies share one round;
 //!   a read is answered once a quorum acknowledged a round started after it. `ReadMode::Lease`
 //!   skips the round while a quorum acknowledged a heartbeat sent less than an election timeout
-//!   ago; it assumes tick rates do not drift apart and refuses leadership transfer.
+//!   minus `LEASE_SAFETY_MARGIN_TICKS` ago; it assumes tick rates drift apart by less than
+//!   that margin allows (see `leader.rs`) and refuses leadership transfer.
 //! - Snapshots are sent in `snapshot_chunk_bytes` chunks; the follower keeps the partial
 //!   snapshot in memory only (a crash mid-install just restarts the transfer) and reports how
 //!   many bytes it holds, which is where the leader resumes. Once whole, the driver persists

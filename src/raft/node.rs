@@ -10,7 +10,7 @@
 //! Architecture invariant: only the Raft thread touches the `RawNode` and its storage; every
 //! other thread talks to it through the inbox.
 
-use super::config::Config;
+use super::config::{Config, ReadMode};
 use super::raw_node::{RawNode, Ready};
 use super::storage::Storage;
 use super::storage_log::{InstallStep, LogStorage};
@@ -38,6 +38,9 @@ pub const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
 /// after which the process aborts, to test that a crash in the middle of an install leaves a
 /// node able to start.
 pub const INSTALL_CRASH_ENV: &str = "LITHAIR_TEST_CRASH_DURING_INSTALL";
+/// A learner is promoted to voter once it lags the leader's last index by at most this many
+/// entries: close enough that it can keep up, so adding its vote does not stall commits.
+pub const LEARNER_PROMOTE_LAG_ENTRIES_MAX: u64 = 64;
 
 /// How to run a node.
 #[derive(Clone, Debug)]
@@ -50,10 +53,17 @@ pub struct NodeConfig {
     pub peer_listen: SocketAddr,
     /// This node's HTTP address (announced to peers so followers can forward to a leader).
     pub http_addr: String,
+    /// This node's peer address as the others dial it (reported to joining nodes).
+    pub peer_addr: String,
     /// The shared cluster secret.
     pub secret: Vec<u8>,
     /// The data directory (the Raft log is the engine's log in its `log` folder).
     pub data_dir: PathBuf,
+    /// Dynamic membership: this node learns the membership from the leader's log (a new log
+    /// is not bootstrapped from `members`, and this node need not be in it).
+    pub join: bool,
+    /// How the leader confirms linearizable reads.
+    pub read_mode: ReadMode,
 }
 
 /// Something for the Raft thread to do.
@@ -69,12 +79,107 @@ enum Event {
     TransferLeader(NodeId, Sender<Result<(), String>>),
     /// A single-server membership change (leader only).
     ConfChange(ConfChange, Sender<Result<u64, String>>),
-    /// A linearizable read: answered with the event index the engine must reach first.
-    ReadIndex(Sender<Result<u64, String>>),
+    /// One batch of linearizable reads (its id): the batcher learns the event index the
+    /// engine must reach before they may be served.
+    ReadIndex(u64),
 }
 
 /// Longest wait for a linearizable read's confirmation, in milliseconds.
 pub const READ_INDEX_TIMEOUT_MS: u64 = 2000;
+/// Ticks after which the driver gives up on an unconfirmed read batch (no leader confirmed
+/// it), so the next batch can start; its readers retry.
+const READ_BATCH_EXPIRY_TICKS: u64 = READ_INDEX_TIMEOUT_MS / TICK_MS;
+/// Ticks after which an unconfirmed read batch is asked again: the request or its answer
+/// may have been dropped (Raft messages may be), and asking twice is harmless.
+const READ_BATCH_RETRY_TICKS: u64 = 10;
+
+/// Batches linearizable reads: at most one ReadIndex request is in flight; a read arriving
+/// while one is in flight joins the next batch, sent the moment the current one completes
+/// (a batch started before a read arrived may not confirm it). So the Raft thread sees one
+/// event per batch, not per read, and readers wait on a condition variable.
+struct ReadBatcher {
+    state: Mutex<ReadBatches>,
+    completed: std::sync::Condvar,
+}
+
+struct ReadBatches {
+    inbox: Sender<Event>,
+    /// Id of the last batch sent to the Raft thread.
+    sent: u64,
+    /// Whether batch `sent` awaits its outcome.
+    in_flight: bool,
+    /// Whether some reader waits for batch `sent + 1`.
+    next_wanted: bool,
+    /// Id of the last completed batch, and its outcome (the engine index to reach).
+    completed: u64,
+    outcome: Result<u64, String>,
+}
+
+impl ReadBatcher {
+    fn new(inbox: Sender<Event>) -> ReadBatcher {
+        ReadBatcher {
+            state: Mutex::new(ReadBatches {
+                inbox,
+                sent: 0,
+                in_flight: false,
+                next_wanted: false,
+                completed: 0,
+                outcome: Err("no read yet".to_string()),
+            }),
+            completed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Joins the next batch that starts after now and waits for its outcome.
+    fn read(&self, timeout: Duration) -> Result<u64, String> {
+        let mut state = self.state.lock().expect("read batcher poisoned");
+        let mine = if state.in_flight {
+            state.next_wanted = true;
+            state.sent + 1
+        } else {
+            state.start_next();
+            state.sent
+        };
+        let (state, _) = self
+            .completed
+            .wait_timeout_while(state, timeout, |state| state.completed < mine)
+            .expect("read batcher poisoned");
+        if state.completed < mine {
+            return Err("the read was not confirmed by a leader in time".to_string());
+        }
+        // A later batch's outcome serves too: it started after this read arrived.
+        state.outcome.clone()
+    }
+
+    /// Records batch `batch`'s outcome, wakes its readers and starts the next batch.
+    fn complete(&self, batch: u64, outcome: Result<u64, String>) {
+        let mut state = self.state.lock().expect("read batcher poisoned");
+        if !state.in_flight || batch != state.sent {
+            return; // Already completed (expired, then confirmed late).
+        }
+        assert!(batch > state.completed, "read batches complete in order");
+        state.completed = batch;
+        state.outcome = outcome;
+        state.in_flight = false;
+        if std::mem::take(&mut state.next_wanted) {
+            state.start_next();
+        }
+        self.completed.notify_all();
+    }
+}
+
+impl ReadBatches {
+    fn start_next(&mut self) {
+        assert!(!self.in_flight, "one read batch in flight at most");
+        self.sent += 1;
+        if self.inbox.send(Event::ReadIndex(self.sent)).is_ok() {
+            self.in_flight = true;
+        } else {
+            self.completed = self.sent;
+            self.outcome = Err("the node is stopping".to_string());
+        }
+    }
+}
 
 /// The inbox end of a node that does not run yet: create it first, give its proposer to the
 /// engine, then start the node with it.
@@ -134,6 +239,8 @@ pub struct MemberStatus {
     pub lag: u64,
     /// Its HTTP address, when known.
     pub http_addr: Option<String>,
+    /// Its peer (Raft) address, when known.
+    pub peer_addr: Option<String>,
 }
 
 /// What `GET /_lithair/cluster` reports.
@@ -170,10 +277,135 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
+/// The peers file in the data directory: this node's id and peer address and every peer's
+/// address, so a node that joined restarts without `--join` and reaches members added later.
+pub const PEER_BOOK_FILE_NAME: &str = "cluster-peers";
+/// Largest peers file read, in bytes.
+pub const PEER_BOOK_BYTES_MAX: u64 = 1 << 20;
+
+/// What the peers file records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerBook {
+    /// This node's id.
+    pub id: NodeId,
+    /// This node's peer address.
+    pub peer_addr: String,
+    /// Every other known peer and its peer address.
+    pub peers: Vec<(NodeId, String)>,
+}
+
+impl PeerBook {
+    /// The file's text: `id N`, `peer_addr A`, then one `peer N A` line per peer.
+    pub fn encode(&self) -> String {
+        let mut text = format!("id {}\npeer_addr {}\n", self.id, self.peer_addr);
+        for (id, addr) in &self.peers {
+            text.push_str(&format!("peer {id} {addr}\n"));
+        }
+        text
+    }
+
+    /// Parses [`PeerBook::encode`] output; `None` when malformed.
+    pub fn decode(text: &str) -> Option<PeerBook> {
+        let (mut id, mut peer_addr, mut peers) = (None, None, Vec::new());
+        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+            let mut words = line.split_whitespace();
+            match (words.next()?, words.next()?, words.next()) {
+                ("id", value, None) => id = Some(value.parse().ok()?),
+                ("peer_addr", value, None) => peer_addr = Some(value.to_string()),
+                ("peer", value, Some(addr)) => peers.push((value.parse().ok()?, addr.to_string())),
+                _ => return None,
+            }
+            if words.next().is_some() {
+                return None;
+            }
+        }
+        Some(PeerBook {
+            id: id.filter(|&id| id != NODE_NONE)?,
+            peer_addr: peer_addr?,
+            peers,
+        })
+    }
+
+    /// Reads the peers file of `data_dir`, if there is one.
+    ///
+    /// # Errors
+    /// I/O failures, or a malformed file.
+    pub fn read(data_dir: &std::path::Path) -> io::Result<Option<PeerBook>> {
+        use std::io::Read;
+        let path = data_dir.join(PEER_BOOK_FILE_NAME);
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut text = String::new();
+        file.take(PEER_BOOK_BYTES_MAX).read_to_string(&mut text)?;
+        match PeerBook::decode(&text) {
+            Some(book) => Ok(Some(book)),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("malformed peers file {}", path.display()),
+            )),
+        }
+    }
+
+    /// Replaces the peers file of `data_dir` (temporary file, fsync, rename).
+    ///
+    /// # Errors
+    /// I/O failures.
+    pub fn write(&self, data_dir: &std::path::Path) -> io::Result<()> {
+        use std::io::Write;
+        let path = data_dir.join(PEER_BOOK_FILE_NAME);
+        let temporary = data_dir.join(format!("{PEER_BOOK_FILE_NAME}.tmp"));
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(self.encode().as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &path)?;
+        // The rename itself must survive a crash: sync the directory.
+        std::fs::File::open(data_dir)?.sync_all()
+    }
+}
+
+/// The engine's applied event index as the node's waiters see it: the app's post-commit hook
+/// raises it, linearizable reads wait on it (condition variable, no polling).
+#[derive(Default)]
+pub struct AppliedWatch {
+    applied: Mutex<u64>,
+    raised: std::sync::Condvar,
+}
+
+impl AppliedWatch {
+    /// Records that the engine applied every event up to `index`.
+    pub fn raise(&self, index: u64) {
+        let mut applied = self.applied.lock().expect("applied watch poisoned");
+        if index > *applied {
+            *applied = index;
+            self.raised.notify_all();
+        }
+    }
+
+    /// Waits until `index` is applied; `false` when `timeout` passed first.
+    pub fn wait(&self, index: u64, timeout: Duration) -> bool {
+        let applied = self.applied.lock().expect("applied watch poisoned");
+        let (applied, _) = self
+            .raised
+            .wait_timeout_while(applied, timeout, |applied| *applied < index)
+            .expect("applied watch poisoned");
+        *applied >= index
+    }
+}
+
 /// A running node. Dropping it stops the Raft thread, the timer and the transport.
 pub struct Node {
     inbox: Sender<Event>,
     transport: Arc<Transport>,
+    /// The peers file's content; its lock also serializes rewrites of the file.
+    book: Mutex<PeerBook>,
+    data_dir: PathBuf,
+    applied: Arc<AppliedWatch>,
+    reads: Arc<ReadBatcher>,
+    /// The cluster secret (signs and checks operator requests; never leaves the node).
+    secret: Vec<u8>,
     status: Arc<Mutex<ClusterStatus>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     threads: Vec<thread::JoinHandle<()>>,
@@ -192,17 +424,7 @@ impl Node {
         replica: Arc<dyn Replica>,
         log: Arc<crate::log::Log>,
     ) -> io::Result<Node> {
-        let voters: Vec<NodeId> = config.members.iter().map(|(id, _)| *id).collect();
-        if !voters.contains(&config.id) {
-            let message = format!("node {} is not in the cluster map", config.id);
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
-        }
-        let storage = LogStorage::open(log, &config.data_dir, &voters)?;
-        let raft_config = raft_config(config.id, &*replica, &storage)?;
-        let applied = raft_config.applied;
-        let install_crash = std::env::var(INSTALL_CRASH_ENV).ok();
-        let raw = RawNode::new(raft_config, storage)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let (raw, applied) = open_raw_node(&config, &*replica, log)?;
         let sender = inbox.sender.clone();
         let deliver: Deliver = Arc::new(move |message| {
             let _ = sender.send(Event::Message(message));
@@ -220,9 +442,11 @@ impl Node {
                 peers,
                 secret: config.secret.clone(),
                 http_addr: config.http_addr.clone(),
+                peer_addr: config.peer_addr.clone(),
             },
             deliver,
         )?);
+        let book = load_peer_book(&config, &transport)?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let status = Arc::new(Mutex::new(ClusterStatus::default()));
         let ticker = {
@@ -231,6 +455,8 @@ impl Node {
                 .name("lithair-raft-tick".into())
                 .spawn(move || run_ticker(&sender, &stop))?
         };
+        let replica_applied = replica.applied_index();
+        let batcher = Arc::new(ReadBatcher::new(inbox.sender.clone()));
         let driver = Driver {
             raw,
             transport: Arc::clone(&transport),
@@ -243,17 +469,25 @@ impl Node {
             applied,
             reads: std::collections::HashMap::new(),
             confirmed: Vec::new(),
-            next_read: 0,
             snapshots_installed: 0,
-            install_crash,
+            install_crash: std::env::var(INSTALL_CRASH_ENV).ok(),
+            batcher: Arc::clone(&batcher),
+            ticks: 0,
         };
         let receiver = inbox.receiver;
         let raft = thread::Builder::new()
             .name("lithair-raft".into())
             .spawn(move || driver.run(&receiver))?;
+        let applied = Arc::new(AppliedWatch::default());
+        applied.raise(replica_applied);
         Ok(Node {
             inbox: inbox.sender,
             transport,
+            book: Mutex::new(book),
+            data_dir: config.data_dir,
+            applied,
+            reads: batcher,
+            secret: config.secret,
             status,
             stop,
             threads: vec![ticker, raft],
@@ -265,9 +499,54 @@ impl Node {
         self.status.lock().expect("status poisoned").clone()
     }
 
+    /// This node's latest role (`"leader"`, `"follower"`, ...), without copying the status.
+    pub fn role(&self) -> &'static str {
+        self.status.lock().expect("status poisoned").role
+    }
+
     /// The HTTP address of `id` (learned in the peer handshake), if known.
     pub fn http_addr(&self, id: NodeId) -> Option<String> {
         self.transport.http_addr(id)
+    }
+
+    /// The peer (Raft) address this node uses to reach `id`, if known.
+    pub fn peer_addr(&self, id: NodeId) -> Option<String> {
+        self.transport.peer_addr(id)
+    }
+
+    /// Every peer this node can reach, with its peer address.
+    pub fn peer_addrs(&self) -> Vec<(NodeId, String)> {
+        self.transport.peer_addrs()
+    }
+
+    /// Starts sending to `id` at `addr` (no-op when `id` is already known or is this node).
+    ///
+    /// # Errors
+    /// The transport could not start a writer thread.
+    pub fn add_peer(&self, id: NodeId, addr: String) -> io::Result<()> {
+        let mut book = self.book.lock().expect("peer book poisoned");
+        if id == book.id || book.peers.iter().any(|(known, _)| *known == id) {
+            return Ok(());
+        }
+        self.transport.add_peer(id, addr.clone())?;
+        book.peers.push((id, addr));
+        book.peers.sort();
+        book.write(&self.data_dir)
+    }
+
+    /// HMAC-SHA256 of `message` under the cluster secret.
+    pub fn sign(&self, message: &[u8]) -> [u8; 32] {
+        crate::crypto::hmac::hmac_sha256(&self.secret, message)
+    }
+
+    /// Whether `tag` is the HMAC-SHA256 of `message` under the cluster secret (constant time).
+    pub fn authenticate(&self, message: &[u8], tag: &[u8]) -> bool {
+        crate::crypto::ct_eq(&self.sign(message), tag)
+    }
+
+    /// What linearizable reads wait on; the app raises it from its post-commit hook.
+    pub fn applied_watch(&self) -> Arc<AppliedWatch> {
+        Arc::clone(&self.applied)
     }
 
     /// Confirms with the leader (ReadIndex, batched with other reads) that this node has
@@ -277,14 +556,8 @@ impl Node {
     /// # Errors
     /// No leader known, the read queue is full, or no confirmation in time.
     pub fn read_index(&self) -> Result<u64, String> {
-        let (reply, outcome) = mpsc::channel();
-        self.inbox
-            .send(Event::ReadIndex(reply))
-            .map_err(|_| "the node is stopping".to_string())?;
-        match outcome.recv_timeout(Duration::from_millis(READ_INDEX_TIMEOUT_MS)) {
-            Ok(result) => result,
-            Err(_) => Err("the read was not confirmed by a leader in time".to_string()),
-        }
+        self.reads
+            .read(Duration::from_millis(READ_INDEX_TIMEOUT_MS))
     }
 
     /// Proposes a membership change (this node must lead); returns the entry's index. The
@@ -355,16 +628,79 @@ fn command_runs(first_index: u64, entries: &[Vec<u8>]) -> Vec<(u64, u64)> {
     runs
 }
 
+/// Opens the Raft storage on the engine's log (bootstrapped from the static map unless the
+/// node joins) and the core; returns it with the index the core starts from as applied.
+fn open_raw_node(
+    config: &NodeConfig,
+    replica: &dyn Replica,
+    log: Arc<crate::log::Log>,
+) -> io::Result<(RawNode<LogStorage>, u64)> {
+    let mut voters: Vec<NodeId> = config.members.iter().map(|(id, _)| *id).collect();
+    if config.join {
+        // A joining node starts empty: the leader's log tells it the membership.
+        voters.clear();
+    } else if !voters.contains(&config.id) {
+        let message = format!("node {} is not in the cluster map", config.id);
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+    }
+    let storage = LogStorage::open(log, &config.data_dir, &voters)?;
+    let raft_config = raft_config(config, replica, &storage)?;
+    let applied = raft_config.applied;
+    let raw = RawNode::new(raft_config, storage)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    Ok((raw, applied))
+}
+
 /// The core's settings for a node whose engine is `replica`.
-fn raft_config(id: NodeId, replica: &dyn Replica, storage: &LogStorage) -> io::Result<Config> {
-    let mut config = Config::new(id);
-    config.seed = crate::crypto::random::u64()?;
+fn raft_config(
+    config: &NodeConfig,
+    replica: &dyn Replica,
+    storage: &LogStorage,
+) -> io::Result<Config> {
+    let mut raft_config = Config::new(config.id);
+    raft_config.seed = crate::crypto::random::u64()?;
     // The engine may hold more than the commit hint (a snapshot past it); the core must not
     // believe anything beyond its commit applied, so it re-delivers that part and the engine
     // ignores what it already holds.
-    config.applied = replica.applied_index().min(storage.hard_state().commit);
-    config.snapshot_chunk_bytes = SNAPSHOT_CHUNK_BYTES;
-    Ok(config)
+    raft_config.applied = replica.applied_index().min(storage.hard_state().commit);
+    raft_config.snapshot_chunk_bytes = SNAPSHOT_CHUNK_BYTES;
+    raft_config.read_mode = config.read_mode;
+    // The driver promotes learners itself, with a lag threshold (see `promote_learners`).
+    raft_config.auto_promote_learners = false;
+    Ok(raft_config)
+}
+
+/// Reads the peers file (refusing another node's), starts writers toward the peers it names
+/// that the configuration did not, and rewrites it with the configuration's peers added.
+fn load_peer_book(config: &NodeConfig, transport: &Transport) -> io::Result<PeerBook> {
+    let stored = PeerBook::read(&config.data_dir)?;
+    if let Some(stored) = &stored {
+        if stored.id != config.id {
+            let message = format!(
+                "{} belongs to node {}, not {}",
+                config.data_dir.display(),
+                stored.id,
+                config.id
+            );
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+        }
+        for (peer, addr) in &stored.peers {
+            transport.add_peer(*peer, addr.clone())?;
+        }
+    }
+    let book = PeerBook {
+        id: config.id,
+        peer_addr: config.peer_addr.clone(),
+        peers: transport
+            .peer_addrs()
+            .into_iter()
+            .filter(|(peer, _)| *peer != config.id)
+            .collect(),
+    };
+    if stored.as_ref() != Some(&book) {
+        book.write(&config.data_dir)?;
+    }
+    Ok(book)
 }
 
 fn run_ticker(sender: &Sender<Event>, stop: &std::sync::atomic::AtomicBool) {
@@ -400,11 +736,14 @@ struct Driver {
     leading: bool,
     /// Last index handed to the engine.
     applied: u64,
-    /// Reads waiting for their confirmation, by context id.
-    reads: std::collections::HashMap<u64, Sender<Result<u64, String>>>,
-    /// Confirmed reads waiting until their index is handed to the engine.
-    confirmed: Vec<(u64, Sender<Result<u64, String>>)>,
-    next_read: u64,
+    /// Read batches waiting for their confirmation: batch id to the ticks it was first and
+    /// last asked at.
+    reads: std::collections::HashMap<u64, (u64, u64)>,
+    /// Confirmed read batches (Raft index, batch id) waiting until that index is applied.
+    confirmed: Vec<(u64, u64)>,
+    batcher: Arc<ReadBatcher>,
+    /// Ticks handled so far (read batch expiry).
+    ticks: u64,
     /// Snapshots installed from a leader since start.
     snapshots_installed: u64,
     /// Test hook: abort after this install step (see [`INSTALL_CRASH_ENV`]).
@@ -457,6 +796,9 @@ impl Driver {
         match event {
             Event::Tick => {
                 self.raw.tick();
+                self.ticks += 1;
+                self.expire_reads();
+                self.promote_learners();
                 // The ticker sends one last tick after `stop` so this check runs.
                 !self.stop.load(std::sync::atomic::Ordering::SeqCst)
             }
@@ -478,8 +820,8 @@ impl Driver {
                 let _ = reply.send(outcome.map_err(|e| e.to_string()));
                 true
             }
-            Event::ReadIndex(reply) => {
-                self.read_index(reply);
+            Event::ReadIndex(batch) => {
+                self.read_index(batch);
                 true
             }
             Event::TransferLeader(to, reply) => {
@@ -490,28 +832,77 @@ impl Driver {
         }
     }
 
-    fn read_index(&mut self, reply: Sender<Result<u64, String>>) {
-        self.next_read += 1;
-        let id = self.next_read;
-        match self.raw.read_index(id.to_le_bytes().to_vec()) {
+    /// As leader, proposes `AddVoter` for the first learner that lags the last index by at
+    /// most `LEARNER_PROMOTE_LAG_ENTRIES_MAX` entries. One change at a time: the core refuses
+    /// a second while one is pending, and this runs again on the next tick.
+    fn promote_learners(&mut self) {
+        let status = self.raw.status();
+        if status.role != Role::Leader || status.conf.learners.is_empty() {
+            return;
+        }
+        let caught_up = status.conf.learners.iter().copied().find(|learner| {
+            status
+                .match_indexes
+                .iter()
+                .find(|(peer, _)| peer == learner)
+                .is_some_and(|(_, matched)| {
+                    *matched > 0
+                        && status.last_index.saturating_sub(*matched)
+                            <= LEARNER_PROMOTE_LAG_ENTRIES_MAX
+                })
+        });
+        if let Some(learner) = caught_up {
+            // Refused while another change is pending or before this term's no-op commits.
+            let _ = self.raw.propose_conf_change(ConfChange::AddVoter(learner));
+        }
+    }
+
+    fn read_index(&mut self, batch: u64) {
+        match self.raw.read_index(batch.to_le_bytes().to_vec()) {
             Ok(()) => {
-                self.reads.insert(id, reply);
+                let first = self
+                    .reads
+                    .get(&batch)
+                    .map_or(self.ticks, |(first, _)| *first);
+                self.reads.insert(batch, (first, self.ticks));
             }
             Err(e) => {
-                let _ = reply.send(Err(e.to_string()));
+                self.reads.remove(&batch);
+                self.batcher.complete(batch, Err(e.to_string()));
             }
         }
     }
 
-    /// Answers confirmed reads whose index is handed to the engine (Raft indexes are event
-    /// indexes: the engine waits until it applied the read index).
+    /// Asks again for read batches unconfirmed for `READ_BATCH_RETRY_TICKS`, and fails those
+    /// unconfirmed for `READ_BATCH_EXPIRY_TICKS` (their readers retry).
+    fn expire_reads(&mut self) {
+        let now = self.ticks;
+        let batcher = &self.batcher;
+        let mut again = Vec::new();
+        self.reads.retain(|batch, (first, last)| {
+            let alive = now - *first < READ_BATCH_EXPIRY_TICKS;
+            if !alive {
+                batcher.complete(*batch, Err("no leader confirmed the read".to_string()));
+            } else if now - *last >= READ_BATCH_RETRY_TICKS {
+                again.push(*batch);
+            }
+            alive
+        });
+        for batch in again {
+            self.read_index(batch);
+        }
+    }
+
+    /// Answers confirmed read batches whose index is handed to the engine (Raft indexes are
+    /// event indexes: the reader waits until the engine applied the read index).
     fn answer_reads(&mut self) {
         let applied = self.applied;
-        self.confirmed.retain(|(index, reply)| {
+        let batcher = &self.batcher;
+        self.confirmed.retain(|(index, batch)| {
             if *index > applied {
                 return true;
             }
-            let _ = reply.send(Ok(*index));
+            batcher.complete(*batch, Ok(*index));
             false
         });
     }
@@ -626,8 +1017,9 @@ impl Driver {
             let Ok(bytes) = <[u8; 8]>::try_from(read.ctx.as_slice()) else {
                 continue;
             };
-            if let Some(reply) = self.reads.remove(&u64::from_le_bytes(bytes)) {
-                self.confirmed.push((read.index, reply));
+            let batch = u64::from_le_bytes(bytes);
+            if self.reads.remove(&batch).is_some() {
+                self.confirmed.push((read.index, batch));
             }
         }
         self.answer_reads();
@@ -682,7 +1074,10 @@ impl Driver {
             self.replica.abandon(token);
         }
         // Reads in flight may never be confirmed now; their callers retry.
-        self.reads.clear();
+        for (batch, _) in std::mem::take(&mut self.reads) {
+            let outcome = Err("leadership changed during the read".to_string());
+            self.batcher.complete(batch, outcome);
+        }
     }
 
     fn publish_status(&self) {
@@ -711,6 +1106,7 @@ impl Driver {
                     0
                 },
                 http_addr: self.transport.http_addr(id),
+                peer_addr: self.transport.peer_addr(id),
             });
         }
         let snapshot = ClusterStatus {
@@ -765,5 +1161,95 @@ mod tests {
             .collect();
         assert_eq!(command_runs(10, &entries), vec![(11, 13), (15, 16)]);
         assert_eq!(command_runs(10, &[Vec::new(), event(11, 1)]), vec![]);
+    }
+
+    #[test]
+    fn peer_books_round_trip_and_reject_malformed_files() {
+        let book = PeerBook {
+            id: 4,
+            peer_addr: "127.0.0.1:9084".into(),
+            peers: vec![(1, "127.0.0.1:9081".into()), (2, "127.0.0.1:9082".into())],
+        };
+        assert_eq!(PeerBook::decode(&book.encode()), Some(book));
+        for bad in [
+            "",
+            "id 0\npeer_addr a\n",
+            "id 4\n",
+            "id x\npeer_addr a\n",
+            "id 4\npeer_addr a\npeer 1\n",
+            "id 4\npeer_addr a\npeer 1 b c\n",
+            "id 4\npeer_addr a\nother 1\n",
+        ] {
+            assert_eq!(PeerBook::decode(bad), None, "{bad:?}");
+        }
+    }
+
+    fn next_batch(receiver: &Receiver<Event>) -> u64 {
+        match receiver.recv_timeout(Duration::from_secs(30)) {
+            Ok(Event::ReadIndex(batch)) => batch,
+            _ => panic!("expected a read batch"),
+        }
+    }
+
+    #[test]
+    fn a_read_arriving_during_a_batch_waits_for_the_next_one() {
+        let (sender, receiver) = mpsc::channel();
+        let batcher = Arc::new(ReadBatcher::new(sender));
+        let reader = |batcher: &Arc<ReadBatcher>| {
+            let batcher = Arc::clone(batcher);
+            thread::spawn(move || batcher.read(Duration::from_secs(30)))
+        };
+        let first = reader(&batcher);
+        assert_eq!(next_batch(&receiver), 1);
+        let second = reader(&batcher);
+        while !batcher.state.lock().unwrap().next_wanted {
+            thread::yield_now();
+        }
+        // Batch 1 started before the second read arrived: it answers the first read only,
+        // and batch 2 leaves at once for the second.
+        batcher.complete(1, Ok(5));
+        assert_eq!(first.join().unwrap(), Ok(5));
+        assert_eq!(next_batch(&receiver), 2);
+        assert!(!second.is_finished());
+        batcher.complete(1, Ok(0)); // Late: ignored.
+        batcher.complete(2, Ok(7));
+        assert_eq!(second.join().unwrap(), Ok(7));
+        assert!(receiver.try_recv().is_err(), "no batch without readers");
+    }
+
+    #[test]
+    fn an_unanswered_batch_times_out_and_the_next_read_starts_a_batch() {
+        let (sender, receiver) = mpsc::channel();
+        let batcher = Arc::new(ReadBatcher::new(sender));
+        assert!(batcher.read(Duration::from_millis(1)).is_err());
+        assert_eq!(next_batch(&receiver), 1);
+        // The driver expires batch 1; the next read starts batch 2 itself.
+        batcher.complete(1, Err("expired".into()));
+        let reader = {
+            let batcher = Arc::clone(&batcher);
+            thread::spawn(move || batcher.read(Duration::from_secs(30)))
+        };
+        assert_eq!(next_batch(&receiver), 2);
+        batcher.complete(2, Ok(9));
+        assert_eq!(reader.join().unwrap(), Ok(9));
+        // A stopped node (its inbox gone) fails reads at once instead of waiting.
+        let (sender, receiver) = mpsc::channel();
+        drop(receiver);
+        let stopped = ReadBatcher::new(sender);
+        assert!(stopped.read(Duration::from_secs(30)).is_err());
+    }
+
+    #[test]
+    fn the_applied_watch_wakes_waiters_and_never_goes_back() {
+        let watch = Arc::new(AppliedWatch::default());
+        assert!(!watch.wait(1, Duration::from_millis(1)));
+        let waiter = {
+            let watch = Arc::clone(&watch);
+            thread::spawn(move || watch.wait(3, Duration::from_secs(30)))
+        };
+        watch.raise(3);
+        watch.raise(2);
+        assert!(waiter.join().unwrap());
+        assert!(watch.wait(3, Duration::from_millis(1)));
     }
 }

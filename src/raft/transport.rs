@@ -55,6 +55,8 @@ pub struct TransportConfig {
     pub secret: Vec<u8>,
     /// This node's HTTP address, announced to peers.
     pub http_addr: String,
+    /// This node's peer address as peers dial it (reported in the peer table).
+    pub peer_addr: String,
 }
 
 /// Receives every authenticated message (called from the reader threads).
@@ -64,6 +66,8 @@ pub type Deliver = Arc<dyn Fn(Message) + Send + Sync>;
 pub struct Transport {
     id: NodeId,
     queues: Mutex<HashMap<NodeId, SyncSender<Message>>>,
+    /// Where each peer's writer dials (set with its queue).
+    peer_addrs: Mutex<HashMap<NodeId, String>>,
     http_addrs: Arc<Mutex<HashMap<NodeId, String>>>,
     stop: Arc<AtomicBool>,
     shared: Arc<Endpoint>,
@@ -107,6 +111,7 @@ impl Transport {
         let transport = Transport {
             id: config.id,
             queues: Mutex::new(HashMap::new()),
+            peer_addrs: Mutex::new(HashMap::from([(config.id, config.peer_addr)])),
             http_addrs,
             stop,
             shared,
@@ -128,6 +133,10 @@ impl Transport {
             return Ok(());
         }
         let (sender, receiver) = mpsc::sync_channel(PEER_QUEUE_MESSAGES_MAX);
+        self.peer_addrs
+            .lock()
+            .expect("peer address table poisoned")
+            .insert(peer, addr.clone());
         let (shared, stop, addrs) = (
             self.shared.clone(),
             self.stop.clone(),
@@ -161,6 +170,24 @@ impl Transport {
                 Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
             }
         }
+    }
+
+    /// The address this transport dials to reach `peer`, if it is a known peer.
+    pub fn peer_addr(&self, peer: NodeId) -> Option<String> {
+        self.peer_addrs
+            .lock()
+            .expect("peer address table poisoned")
+            .get(&peer)
+            .cloned()
+    }
+
+    /// Every known peer and the address this transport dials for it, sorted by id.
+    pub fn peer_addrs(&self) -> Vec<(NodeId, String)> {
+        let table = self.peer_addrs.lock().expect("peer address table poisoned");
+        let mut peers: Vec<(NodeId, String)> =
+            table.iter().map(|(id, addr)| (*id, addr.clone())).collect();
+        peers.sort();
+        peers
     }
 
     /// The HTTP address `peer` announced in a handshake, if any yet.
@@ -459,7 +486,14 @@ impl PeerWriter {
             let first = match queue.recv_timeout(Duration::from_millis(STOP_POLL_MS)) {
                 Ok(message) => message,
                 Err(RecvTimeoutError::Timeout) if self.stop.load(Ordering::Relaxed) => return None,
-                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    // An idle connection to a peer that restarted would swallow the next
+                    // message (written into a dead socket); find out now and re-dial.
+                    if peer_closed(&stream) {
+                        return Some(());
+                    }
+                    continue;
+                }
                 Err(RecvTimeoutError::Disconnected) => return None,
             };
             out.clear();
@@ -473,6 +507,20 @@ impl PeerWriter {
             }
         }
     }
+}
+
+/// Whether the listener closed `stream`: it never writes after the handshake, so readable
+/// means end of file (or an error).
+fn peer_closed(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut byte = [0u8; 1];
+    let closed = match stream.peek(&mut byte) {
+        Ok(_) => true,
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+    };
+    closed || stream.set_nonblocking(false).is_err()
 }
 
 #[cfg(test)]
@@ -499,6 +547,7 @@ mod tests {
             peers,
             secret: secret.to_vec(),
             http_addr: format!("127.0.0.1:808{id}"),
+            peer_addr: listen.to_string(),
         };
         let _node_2 = Transport::start(config(2, addr_2, vec![], secret_2), deliver_2).unwrap();
         let node_1 = Transport::start(
@@ -548,6 +597,7 @@ mod tests {
             peers: vec![],
             secret: vec![],
             http_addr: String::new(),
+            peer_addr: String::new(),
         };
         assert!(Transport::start(config, Arc::new(|_| {})).is_err());
     }

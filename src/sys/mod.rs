@@ -8,6 +8,7 @@ pub mod crc32c_hw;
 pub mod epoll;
 pub mod fs;
 pub mod poll;
+pub mod prealloc;
 pub mod rlimit;
 pub mod signal;
 pub mod socket;

@@ -1,8 +1,10 @@
 //! The per-connection WebSocket state machine: bytes in, events and bytes out.
 //!
 //! Owns: frame sequencing (fragmented messages with control frames interleaved), reassembly,
-//! UTF-8 validation of text as each piece arrives, the frame and message size limits, automatic
-//! pongs, the close handshake, and the ping and idle timers (driven by [`Connection::tick`]).
+//! UTF-8 validation of text as each piece arrives (after inflation for a compressed message),
+//! the frame and message size limits, permessage-deflate's RSV1 (which messages are compressed,
+//! both ways), automatic pongs, the close handshake, and the ping and idle timers (driven by
+//! [`Connection::tick`]).
 //! Must not: touch sockets, threads or clocks. The driver (the HTTP reactor, or a blocking loop)
 //! feeds received bytes to [`Connection::receive`], writes [`Connection::output`] to the socket,
 //! calls [`Connection::tick`] with a monotonic time, and drops the socket once the state is
@@ -14,10 +16,13 @@ use std::collections::VecDeque;
 use std::fmt;
 
 use super::close::{self, CloseError, CloseFrame};
+use super::deflate::{Deflate, Params};
 use super::frame::{
     self, apply_mask, parse_header, FrameError, FrameHeader, Opcode, ParseConfig, Role, Status,
+    RSV1,
 };
 use super::utf8::Utf8Validator;
+use crate::crypto::deflate::DeflateError;
 
 /// Default largest message (all fragments together), in bytes (16 MiB).
 pub const MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -32,6 +37,10 @@ pub const CLOSE_TIMEOUT_MS: u64 = 5_000;
 const RESERVE_BYTES_MAX: u64 = 64 * 1024;
 /// Consumed output bytes kept at the front of the buffer before it is compacted.
 const OUTPUT_COMPACT_BYTES: usize = 64 * 1024;
+/// A compressed message may be this fraction (1/n) larger than the message limit on the wire.
+const COMPRESSED_SLACK_RATIO: u64 = 1024;
+/// ...plus this many bytes (block headers of a short message).
+const COMPRESSED_SLACK_BYTES: u64 = 64;
 
 /// Limits and timers of one connection. Validated once by [`Connection::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +62,9 @@ pub struct Config {
     /// Seed of the masking keys of a client (RFC 6455 §5.3). A server ignores it. The keys come
     /// from a xorshift generator: fine for tests and load clients, not for a browser-grade client.
     pub mask_seed: u64,
+    /// The permessage-deflate parameters agreed in the opening handshake; `None` without the
+    /// extension (RSV1 is then a protocol error). An endpoint fills it in per connection.
+    pub deflate: Option<Params>,
 }
 
 impl Config {
@@ -66,6 +78,7 @@ impl Config {
         idle_timeout_ms: 0,
         close_timeout_ms: CLOSE_TIMEOUT_MS,
         mask_seed: 0,
+        deflate: None,
     };
 
     /// Client defaults (masking keys from `mask_seed`, which should differ per connection).
@@ -110,8 +123,10 @@ pub enum ProtocolError {
     ExpectedContinuation,
     /// A text message is not valid UTF-8.
     InvalidUtf8,
-    /// A message grew past the message size limit.
+    /// A message grew past the message size limit (for a compressed one: once inflated).
     MessageTooBig,
+    /// A compressed message is not valid DEFLATE data.
+    Compression(DeflateError),
 }
 
 impl ProtocolError {
@@ -120,7 +135,7 @@ impl ProtocolError {
         match self {
             ProtocolError::Frame(error) => error.close_code(),
             ProtocolError::Close(error) => error.close_code(),
-            ProtocolError::InvalidUtf8 => close::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::Compression(_) => close::INVALID_PAYLOAD,
             ProtocolError::MessageTooBig => close::MESSAGE_TOO_BIG,
             ProtocolError::UnexpectedContinuation | ProtocolError::ExpectedContinuation => {
                 close::PROTOCOL_ERROR
@@ -142,6 +157,7 @@ impl fmt::Display for ProtocolError {
             }
             ProtocolError::InvalidUtf8 => f.write_str("text message is not valid UTF-8"),
             ProtocolError::MessageTooBig => f.write_str("message exceeds the size limit"),
+            ProtocolError::Compression(error) => write!(f, "compressed message: {error}"),
         }
     }
 }
@@ -231,6 +247,10 @@ pub struct Connection {
     /// False once a close, a failure or EOF is queued: later input is ignored.
     reading: bool,
     message: Vec<u8>,
+    /// The message in progress had RSV1 on its first frame: `message` holds DEFLATE data.
+    compressed: bool,
+    /// permessage-deflate state, when negotiated.
+    deflate: Option<Deflate>,
     utf8: Utf8Validator,
     control: Vec<u8>,
     events: VecDeque<Event>,
@@ -276,7 +296,7 @@ impl Connection {
         );
         let parse_config = ParseConfig {
             role: config.role,
-            rsv_allowed: 0,
+            rsv_allowed: if config.deflate.is_some() { RSV1 } else { 0 },
             frame_bytes_max: config.frame_bytes_max,
         };
         Connection {
@@ -290,6 +310,10 @@ impl Connection {
             discarding: false,
             reading: true,
             message: Vec::new(),
+            compressed: false,
+            deflate: config
+                .deflate
+                .map(|params| Deflate::new(params, config.role)),
             utf8: Utf8Validator::new(),
             control: Vec::new(),
             events: VecDeque::new(),
@@ -361,6 +385,8 @@ impl Connection {
         assert!(!self.reading, "input stops before the connection is closed");
         self.state = State::Closed;
         self.message = Vec::new();
+        self.compressed = false;
+        self.deflate = None;
         self.control = Vec::new();
         self.kind = None;
     }
@@ -491,13 +517,14 @@ impl Connection {
                     unreachable!("control frames are handled above")
                 }
             };
-            let total = (self.message.len() as u64).saturating_add(header.payload_len);
-            if total > self.config.message_bytes_max as u64 {
-                return self.fail(ProtocolError::MessageTooBig);
-            }
             if self.kind.is_none() {
                 self.utf8 = Utf8Validator::new();
                 self.kind = Some(kind);
+                self.compressed = header.rsv & RSV1 != 0;
+            }
+            let total = (self.message.len() as u64).saturating_add(header.payload_len);
+            if total > self.wire_bytes_max() {
+                return self.fail(ProtocolError::MessageTooBig);
             }
             self.message
                 .reserve(header.payload_len.min(RESERVE_BYTES_MAX) as usize);
@@ -535,7 +562,8 @@ impl Connection {
             }
             // Validate each piece as it lands: an invalid byte fails the connection now, not
             // when the rest of a long frame has arrived (RFC 6455 §8.1, Autobahn 6.4.x).
-            if self.kind == Some(Kind::Text) && self.utf8.feed(&self.message[start..]).is_err() {
+            let text = self.kind == Some(Kind::Text) && !self.compressed;
+            if text && self.utf8.feed(&self.message[start..]).is_err() {
                 self.fail(ProtocolError::InvalidUtf8);
                 return take;
             }
@@ -566,18 +594,54 @@ impl Connection {
             unreachable!("a data frame always has a message kind")
         };
         let payload = std::mem::take(&mut self.message);
-        let message = match kind {
-            Kind::Binary => Message::Binary(payload),
-            Kind::Text => {
-                if !self.utf8.is_boundary() {
-                    return self.fail(ProtocolError::InvalidUtf8);
-                }
-                let text = String::from_utf8(payload);
-                Message::Text(text.expect("the incremental validator accepted this text"))
+        match self.complete_message(kind, payload) {
+            Ok(message) => {
+                self.timers.message_since_tick = true;
+                self.events.push_back(Event::Message(message));
             }
+            Err(error) => self.fail(error),
+        }
+    }
+
+    /// Turns a reassembled payload into a message: inflated if compressed, text validated.
+    fn complete_message(&mut self, kind: Kind, payload: Vec<u8>) -> Result<Message, ProtocolError> {
+        if !std::mem::take(&mut self.compressed) {
+            return match kind {
+                Kind::Binary => Ok(Message::Binary(payload)),
+                Kind::Text if !self.utf8.is_boundary() => Err(ProtocolError::InvalidUtf8),
+                Kind::Text => Ok(Message::Text(
+                    String::from_utf8(payload)
+                        .expect("the incremental validator accepted this text"),
+                )),
+            };
+        }
+        let Some(deflate) = self.deflate.as_mut() else {
+            unreachable!("RSV1 is refused by the frame parser without permessage-deflate")
         };
-        self.timers.message_since_tick = true;
-        self.events.push_back(Event::Message(message));
+        let inflated = deflate
+            .decompress(payload, self.config.message_bytes_max)
+            .map_err(|error| match error {
+                DeflateError::OutputTooLarge => ProtocolError::MessageTooBig,
+                other => ProtocolError::Compression(other),
+            })?;
+        match kind {
+            Kind::Binary => Ok(Message::Binary(inflated)),
+            Kind::Text => String::from_utf8(inflated)
+                .map(Message::Text)
+                .map_err(|_| ProtocolError::InvalidUtf8),
+        }
+    }
+
+    /// Largest payload of one message on the wire. DEFLATE can grow incompressible data a
+    /// little (5 bytes per 64 KiB stored block), so a compressed message gets that slack; its
+    /// inflated size is held to `message_bytes_max` separately.
+    fn wire_bytes_max(&self) -> u64 {
+        let limit = self.config.message_bytes_max as u64;
+        if self.compressed {
+            limit.saturating_add(limit / COMPRESSED_SLACK_RATIO + COMPRESSED_SLACK_BYTES)
+        } else {
+            limit
+        }
     }
 
     /// Answers a complete ping, pong or close frame.
@@ -673,6 +737,7 @@ impl Connection {
         // A fragmented message in progress will never be delivered now.
         self.kind = None;
         self.message = Vec::new();
+        self.compressed = false;
     }
 
     /// Advances the connection's clock to `now_ms` (monotonic, never going back) and runs the
@@ -732,17 +797,29 @@ impl Connection {
         if self.state != State::Open {
             return Err(SendError::Closed);
         }
-        self.write_frame(opcode, payload);
+        match self
+            .deflate
+            .as_mut()
+            .and_then(|deflate| deflate.compress(payload))
+        {
+            Some(packed) => self.write_frame_rsv(RSV1, opcode, &packed),
+            None => self.write_frame(opcode, payload),
+        }
         Ok(())
     }
 
     /// Appends one final frame to the output, masked when this end is a client.
     fn write_frame(&mut self, opcode: Opcode, payload: &[u8]) {
+        self.write_frame_rsv(0, opcode, payload);
+    }
+
+    /// [`Connection::write_frame`] with RSV bits (RSV1: a compressed message).
+    fn write_frame_rsv(&mut self, rsv: u8, opcode: Opcode, payload: &[u8]) {
         let mask = match self.config.role {
             Role::Server => None,
             Role::Client => Some(self.next_mask()),
         };
-        frame::write_frame(&mut self.output, true, opcode, payload, mask);
+        frame::write_frame_rsv(&mut self.output, true, rsv, opcode, payload, mask);
     }
 
     /// xorshift64: a fresh masking key per client frame.

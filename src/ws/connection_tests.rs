@@ -591,3 +591,172 @@ proptest! {
         prop_assert_eq!(connection.state(), State::Open);
     }
 }
+
+// permessage-deflate (RFC 7692) on the connection.
+
+fn deflate_config(role: Role, params: Params) -> Config {
+    let base = match role {
+        Role::Server => Config::SERVER,
+        Role::Client => Config::CLIENT,
+    };
+    Config {
+        deflate: Some(params),
+        ..base
+    }
+}
+
+/// A masked client frame with RSV1 set.
+fn compressed_client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let opcode = Opcode::from_u8(opcode).expect("test uses valid opcodes");
+    frame::write_frame_rsv(&mut out, fin, RSV1, opcode, payload, Some(KEY));
+    out
+}
+
+#[test]
+fn rfc7692_hello_in_one_and_in_two_frames() {
+    let mut connection = Connection::new(deflate_config(Role::Server, Params::DEFAULT), 0);
+    // §7.2.3.1, then §7.2.3.2 (the window is shared), then the first example fragmented.
+    let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    let mut input = compressed_client_frame(true, 1, &hello);
+    input.extend(compressed_client_frame(
+        true,
+        1,
+        &[0xf2, 0x00, 0x11, 0x00, 0x00],
+    ));
+    input.extend(compressed_client_frame(false, 1, &hello[..3]));
+    input.extend(client_frame(true, 9, b"ping between fragments"));
+    input.extend(client_frame(true, 0, &hello[3..]));
+    connection.receive(&input);
+    let got = events(&mut connection);
+    assert_eq!(
+        got,
+        [
+            text("Hello"),
+            text("Hello"),
+            Event::Ping(b"ping between fragments".to_vec()),
+            text("Hello")
+        ]
+    );
+}
+
+#[test]
+fn rsv1_without_the_extension_or_on_the_wrong_frame_is_1002() {
+    let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    let mut plain = server();
+    plain.receive(&compressed_client_frame(true, 1, &hello));
+    assert!(matches!(
+        events(&mut plain)[..],
+        [Event::Failed(ProtocolError::Frame(
+            FrameError::ReservedBits
+        ))]
+    ));
+    assert_eq!(close_code_written(&mut plain), Some(1002));
+
+    let mut continuation = Connection::new(deflate_config(Role::Server, Params::DEFAULT), 0);
+    let mut input = client_frame(false, 1, b"He");
+    let mut rsv1_continuation = client_frame(true, 0, b"llo");
+    rsv1_continuation[0] |= RSV1 << 4;
+    input.extend(rsv1_continuation);
+    continuation.receive(&input);
+    assert_eq!(
+        close_code_written_after_events(&mut continuation),
+        Some(1002)
+    );
+
+    let mut control = Connection::new(deflate_config(Role::Server, Params::DEFAULT), 0);
+    let mut ping = client_frame(true, 9, b"");
+    ping[0] |= RSV1 << 4;
+    control.receive(&ping);
+    assert_eq!(close_code_written_after_events(&mut control), Some(1002));
+}
+
+fn close_code_written_after_events(connection: &mut Connection) -> Option<u16> {
+    let _ = events(connection);
+    close_code_written(connection)
+}
+
+#[test]
+fn compressed_zip_bomb_fails_with_1009() {
+    let config = Config {
+        message_bytes_max: 64 * 1024,
+        ..deflate_config(Role::Server, Params::DEFAULT)
+    };
+    let mut connection = Connection::new(config, 0);
+    let packed = crate::crypto::deflate::compress_raw_sync(&vec![b'a'; 8 << 20]);
+    let payload = &packed[..packed.len() - 4];
+    assert!(
+        payload.len() < config.message_bytes_max,
+        "the bomb itself is small"
+    );
+    connection.receive(&compressed_client_frame(true, 2, payload));
+    assert_eq!(
+        events(&mut connection),
+        [Event::Failed(ProtocolError::MessageTooBig)]
+    );
+    assert_eq!(close_code_written(&mut connection), Some(1009));
+}
+
+#[test]
+fn bad_compressed_data_and_bad_inflated_text_fail_with_1007() {
+    let mut broken = Connection::new(deflate_config(Role::Server, Params::DEFAULT), 0);
+    broken.receive(&compressed_client_frame(true, 2, &[0xff, 0xff, 0xff]));
+    assert!(matches!(
+        events(&mut broken)[..],
+        [Event::Failed(ProtocolError::Compression(_))]
+    ));
+    assert_eq!(close_code_written(&mut broken), Some(1007));
+
+    let mut invalid = Connection::new(deflate_config(Role::Server, Params::DEFAULT), 0);
+    let packed = crate::crypto::deflate::compress_raw_sync(&[b'a', 0xff, b'b']);
+    invalid.receive(&compressed_client_frame(
+        true,
+        1,
+        &packed[..packed.len() - 4],
+    ));
+    assert_eq!(
+        events(&mut invalid),
+        [Event::Failed(ProtocolError::InvalidUtf8)]
+    );
+    assert_eq!(close_code_written(&mut invalid), Some(1007));
+}
+
+#[test]
+fn deflate_client_and_server_talk_with_context_takeover() {
+    let params = Params {
+        client_no_context_takeover: true,
+        server_max_window_bits: 10,
+        ..Params::DEFAULT
+    };
+    let mut client = Connection::new(deflate_config(Role::Client, params), 0);
+    let mut server = Connection::new(deflate_config(Role::Server, params), 0);
+    let long = "{\"event\":\"update\",\"id\":1234,\"fields\":[\"a\",\"b\",\"c\"]} ".repeat(8);
+    let mut wire_sizes = Vec::new();
+    for round in 0..3 {
+        client.send_text(&long).expect("open");
+        client.send_binary(b"short").expect("open");
+        server.receive(&client.take_output());
+        let got = events(&mut server);
+        assert_eq!(
+            got,
+            [
+                text(&long),
+                Event::Message(Message::Binary(b"short".to_vec()))
+            ],
+            "round {round}"
+        );
+        server.send_text(&long).expect("open");
+        server.send_text("tiny").expect("open");
+        let wire = server.take_output();
+        // A compressed frame (RSV1) first, then a plain one below the threshold.
+        assert_eq!(wire[0], 0xC1, "round {round}");
+        wire_sizes.push(wire.len());
+        client.receive(&wire);
+        assert_eq!(events(&mut client), [text(&long), text("tiny")]);
+    }
+    assert!(
+        wire_sizes[1] < wire_sizes[0],
+        "server keeps its window: {wire_sizes:?}"
+    );
+    assert!(long.len() > 4 * (wire_sizes[0] - 8), "{wire_sizes:?}");
+}

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::close;
 use super::connection::Config;
+use super::deflate::DeflateConfig;
 use super::hub::ConnId;
 use super::session::{Session, SharedHub, WsHandler};
 use super::upgrade::{accept, Anonymous, Authenticate};
@@ -28,6 +29,7 @@ static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 /// A WebSocket route: `router.get("/ws", move |req| endpoint.respond(req))`.
 pub struct Endpoint {
     config: Config,
+    deflate: DeflateConfig,
     hub: Option<Arc<SharedHub>>,
     auth: Box<dyn Authenticate>,
     choose_protocol: Box<ChooseProtocol>,
@@ -42,6 +44,7 @@ impl Endpoint {
     ) -> Endpoint {
         Endpoint {
             config: Config::SERVER,
+            deflate: DeflateConfig::ENABLED,
             hub: None,
             auth: Box::new(Anonymous),
             choose_protocol: Box::new(|_: &[String]| None),
@@ -54,6 +57,7 @@ impl Endpoint {
     pub fn per_request() -> Endpoint {
         Endpoint {
             config: Config::SERVER,
+            deflate: DeflateConfig::ENABLED,
             hub: None,
             auth: Box::new(Anonymous),
             choose_protocol: Box::new(|_: &[String]| None),
@@ -64,6 +68,13 @@ impl Endpoint {
     /// Connection limits and timers.
     pub fn config(mut self, config: Config) -> Endpoint {
         self.config = config;
+        self
+    }
+
+    /// Whether permessage-deflate (RFC 7692) is agreed with clients that offer it (by default
+    /// it is). The agreed parameters land in each connection's `Config::deflate`.
+    pub fn deflate(mut self, deflate: DeflateConfig) -> Endpoint {
+        self.deflate = deflate;
         self
     }
 
@@ -103,14 +114,17 @@ impl Endpoint {
         request: &Request,
         make: impl FnOnce(&Request, &str) -> Box<dyn WsHandler>,
     ) -> Response {
-        let accepted = match accept(request, &*self.auth, &*self.choose_protocol) {
+        let accepted = match accept(request, &*self.auth, &*self.choose_protocol, self.deflate) {
             Ok(accepted) => accepted,
             Err(refusal) => return refusal,
         };
         let handler = make(request, &accepted.user);
         let upgraded = WsUpgraded {
             id: ConnId(NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed)),
-            config: self.config,
+            config: Config {
+                deflate: accepted.deflate,
+                ..self.config
+            },
             user: accepted.user,
             hub: self.hub.clone(),
             pending: Some(handler),

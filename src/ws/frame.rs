@@ -17,6 +17,10 @@ pub const CONTROL_PAYLOAD_BYTES_MAX: usize = 125;
 /// Default largest frame payload accepted (16 MiB).
 pub const FRAME_BYTES_MAX: u64 = 16 * 1024 * 1024;
 
+/// RSV1 in the 3-bit `rsv` value: permessage-deflate's "this message is compressed"
+/// (RFC 7692 §6), allowed only on the first frame of a data message.
+pub const RSV1: u8 = 0b100;
+
 /// Result of a parser that may need more input: `Partial` means "feed more bytes", not an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status<T> {
@@ -90,7 +94,7 @@ pub struct ParseConfig {
     /// The side that receives these frames.
     pub role: Role,
     /// RSV bits (as the 3-bit value `RSV1 << 2 | RSV2 << 1 | RSV3`) that a negotiated extension
-    /// gives meaning to. Zero while no extension is negotiated (always, for now).
+    /// gives meaning to: [`RSV1`] with permessage-deflate, else zero.
     pub rsv_allowed: u8,
     /// Largest payload of one frame, in bytes; larger frames fail with 1009.
     pub frame_bytes_max: u64,
@@ -195,6 +199,10 @@ pub fn parse_header(buf: &[u8], config: &ParseConfig) -> Result<Status<FrameHead
         return Err(FrameError::ReservedBits);
     }
     let opcode = Opcode::from_u8(first & 0x0F).ok_or(FrameError::ReservedOpcode(first & 0x0F))?;
+    // Compression is per message: its bit belongs on the first data frame only (RFC 7692 §6).
+    if rsv & RSV1 != 0 && (opcode.is_control() || opcode == Opcode::Continuation) {
+        return Err(FrameError::ReservedBits);
+    }
     if opcode.is_control() && !fin {
         return Err(FrameError::ControlFragmented);
     }
@@ -338,9 +346,23 @@ pub fn write_header(
     payload_len: u64,
     mask: Option<[u8; 4]>,
 ) {
+    write_header_rsv(out, fin, 0, opcode, payload_len, mask);
+}
+
+/// Like [`write_header`], with the RSV bits `rsv` (a 3-bit value, e.g. [`RSV1`]) set.
+pub fn write_header_rsv(
+    out: &mut Vec<u8>,
+    fin: bool,
+    rsv: u8,
+    opcode: Opcode,
+    payload_len: u64,
+    mask: Option<[u8; 4]>,
+) {
     assert!(!opcode.is_control() || (fin && payload_len <= CONTROL_PAYLOAD_BYTES_MAX as u64));
+    assert!(rsv <= 0b111, "rsv is a 3-bit value");
+    assert!(rsv & RSV1 == 0 || (opcode == Opcode::Text || opcode == Opcode::Binary));
     let start = out.len();
-    out.push(if fin { 0x80 } else { 0 } | opcode.to_u8());
+    out.push(if fin { 0x80 } else { 0 } | rsv << 4 | opcode.to_u8());
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     if payload_len < 126 {
         out.push(mask_bit | payload_len as u8);
@@ -366,7 +388,19 @@ pub fn write_frame(
     payload: &[u8],
     mask: Option<[u8; 4]>,
 ) {
-    write_header(out, fin, opcode, payload.len() as u64, mask);
+    write_frame_rsv(out, fin, 0, opcode, payload, mask);
+}
+
+/// Like [`write_frame`], with the RSV bits `rsv` set (RSV1 marks a compressed message).
+pub fn write_frame_rsv(
+    out: &mut Vec<u8>,
+    fin: bool,
+    rsv: u8,
+    opcode: Opcode,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
+    write_header_rsv(out, fin, rsv, opcode, payload.len() as u64, mask);
     let payload_start = out.len();
     out.extend_from_slice(payload);
     if let Some(key) = mask {
@@ -510,6 +544,36 @@ mod tests {
             parse_header(&[0xE1], &config),
             Err(FrameError::ReservedBits)
         );
+        // RFC 7692 §6: RSV1 marks a message, so never a continuation or a control frame.
+        for first in [0x40, 0xC0, 0xC8, 0xC9, 0xCA] {
+            assert_eq!(
+                parse_header(&[first], &config),
+                Err(FrameError::ReservedBits),
+                "{first:#x}"
+            );
+        }
+        let Ok(Status::Complete(first)) = parse_header(&[0x42, 0x80, 1, 2, 3, 4], &config) else {
+            panic!("a non-final compressed binary frame")
+        };
+        assert_eq!(
+            (first.fin, first.rsv, first.opcode),
+            (false, RSV1, Opcode::Binary)
+        );
+    }
+
+    #[test]
+    fn written_rsv1_parses_back() {
+        let config = ParseConfig {
+            rsv_allowed: RSV1,
+            ..ParseConfig::CLIENT
+        };
+        let mut wire = Vec::new();
+        write_frame_rsv(&mut wire, true, RSV1, Opcode::Text, b"\xf2\x00", None);
+        assert_eq!(wire[0], 0xC1);
+        let Ok(Status::Complete(frame)) = parse_frame(&wire, &config) else {
+            panic!("parse")
+        };
+        assert_eq!((frame.header.rsv, frame.payload), (RSV1, &b"\xf2\x00"[..]));
     }
 
     #[test]

@@ -5,11 +5,13 @@
 //! `Upgrade`, `Connection`, `Sec-WebSocket-Key` and `Sec-WebSocket-Version` headers; subprotocol
 //! selection (the application picks one of those offered).
 //! Must not: parse HTTP or touch sockets. It takes the method, version and header pairs of a
-//! request that the HTTP layer has already parsed. Extensions are never accepted for now
-//! (permessage-deflate is declined by leaving `Sec-WebSocket-Extensions` out of the answer).
+//! request that the HTTP layer has already parsed. It collects the `Sec-WebSocket-Extensions`
+//! values; choosing an extension is `deflate::negotiate`'s, and the answer carries it only when
+//! the caller passes the agreed parameters.
 
 use std::fmt;
 
+use super::deflate::{self, Params};
 use crate::crypto::{base64, sha1};
 
 /// The GUID appended to the client's key (RFC 6455 §1.3).
@@ -23,6 +25,10 @@ const KEY_BYTES: usize = 16;
 
 /// Most subprotocols accepted from one request's `Sec-WebSocket-Protocol` headers.
 pub const PROTOCOLS_MAX: usize = 16;
+
+/// Most `Sec-WebSocket-Extensions` header lines kept from one request; later ones are ignored
+/// (their offers are declined).
+pub const EXTENSION_HEADERS_MAX: usize = 8;
 
 /// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`: base64(SHA-1(key + GUID)).
 pub fn accept_key(key: &str) -> String {
@@ -95,8 +101,10 @@ pub struct Upgrade {
     pub accept: String,
     /// Subprotocols the client offered, in its order of preference.
     pub protocols: Vec<String>,
-    /// Whether the client offered any extension (all are declined for now).
+    /// Whether the client offered any extension.
     pub offered_extensions: bool,
+    /// The `Sec-WebSocket-Extensions` values, in order (at most [`EXTENSION_HEADERS_MAX`]).
+    pub extensions: Vec<String>,
 }
 
 /// Validates an upgrade request from its method, HTTP version and headers (name, value), in order.
@@ -116,6 +124,7 @@ where
     let mut versions = Vec::new();
     let mut protocols = Vec::new();
     let mut offered_extensions = false;
+    let mut extensions = Vec::new();
     for (name, value) in headers {
         if name.eq_ignore_ascii_case("upgrade") {
             upgrade |= has_token(value, "websocket");
@@ -138,6 +147,9 @@ where
             }
         } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
             offered_extensions = true;
+            if extensions.len() < EXTENSION_HEADERS_MAX {
+                extensions.push(value.to_string());
+            }
         }
     }
     if !upgrade {
@@ -159,6 +171,7 @@ where
         accept: accept_key(key),
         protocols,
         offered_extensions,
+        extensions,
     })
 }
 
@@ -170,7 +183,31 @@ fn has_token(value: &str, token: &str) -> bool {
 }
 
 impl Upgrade {
-    /// The headers of the 101 answer. `protocol` must be one the client offered.
+    /// The permessage-deflate parameters to agree on: the first acceptable offer.
+    pub fn negotiate_deflate(&self) -> Option<Params> {
+        deflate::negotiate(self.extensions.iter().map(String::as_str))
+    }
+
+    /// The headers of the 101 answer with permessage-deflate agreed on `deflate` (from
+    /// [`Upgrade::negotiate_deflate`]). `protocol` must be one the client offered.
+    pub fn response_headers_with(
+        &self,
+        protocol: Option<&str>,
+        deflate: Option<&Params>,
+    ) -> Vec<(&'static str, String)> {
+        let mut headers = self.response_headers(protocol);
+        if let Some(params) = deflate {
+            assert!(
+                self.offered_extensions,
+                "an extension the client did not offer"
+            );
+            headers.push(("Sec-WebSocket-Extensions", params.response()));
+        }
+        headers
+    }
+
+    /// The headers of the 101 answer, declining every extension. `protocol` must be one the
+    /// client offered.
     pub fn response_headers(&self, protocol: Option<&str>) -> Vec<(&'static str, String)> {
         let mut headers = vec![
             ("Upgrade", "websocket".to_string()),

@@ -3,7 +3,8 @@
 //!
 //! Owns: the protocol, entirely sans-IO: [`handshake`] validates an upgrade request and builds
 //! the 101 answer, [`frame`] parses and writes frames, [`Connection`] turns received bytes into
-//! [`Event`]s and output bytes, [`hub`] routes messages between connections.
+//! [`Event`]s and output bytes, [`deflate`] negotiates and runs permessage-deflate (RFC 7692),
+//! [`hub`] routes messages between connections.
 //! Must not: own sockets, threads or clocks; connections live in the HTTP reactor (or, for the
 //! test clients, a blocking loop), which feeds bytes and time in and writes bytes out.
 //!
@@ -20,6 +21,7 @@
 
 pub mod close;
 mod connection;
+pub mod deflate;
 pub mod endpoint;
 pub mod frame;
 pub mod handshake;
@@ -33,6 +35,7 @@ pub use connection::{
     encode_server_message, Abandon, Config, Connection, Event, Message, ProtocolError, SendError,
     State, CLOSE_TIMEOUT_MS, MESSAGE_BYTES_MAX, PING_INTERVAL_MS, PONG_TIMEOUT_MS,
 };
+pub use deflate::{DeflateConfig, Params as DeflateParams};
 pub use endpoint::Endpoint;
 pub use frame::{Opcode, Role, Status, FRAME_BYTES_MAX};
 pub use handshake::{accept_key, HandshakeError, Upgrade};

@@ -2,12 +2,14 @@
 //! authentication hook, and the 101 or refusal `http::Response`.
 //!
 //! Owns: the order of the checks (handshake rules first, so a plain GET gets 426 whoever sends
-//! it; then authentication; then subprotocol choice) and the shape of the answers.
+//! it; then authentication; then subprotocol choice and permessage-deflate negotiation) and the
+//! shape of the answers.
 //! Must not: write to sockets or keep the request. Handing the socket to a [`super::Session`]
 //! after the 101 is the HTTP reactor's upgrade hook.
 
 use crate::http::{Request, Response, Version};
 
+use super::deflate::{DeflateConfig, Params};
 use super::handshake::{self, HandshakeError, Upgrade};
 
 /// Decides who opens a WebSocket, from the upgrade request (a session cookie, an
@@ -46,28 +48,39 @@ pub struct Accepted {
     pub user: String,
     /// The subprotocol chosen, if any (echoed in `Sec-WebSocket-Protocol`).
     pub protocol: Option<String>,
+    /// The permessage-deflate parameters agreed, if any (answered in
+    /// `Sec-WebSocket-Extensions`); the connection's `Config::deflate`.
+    pub deflate: Option<Params>,
 }
 
 /// Checks an upgrade request and builds the answer. `choose_protocol` picks one of the offered
 /// subprotocols (in the client's order of preference) or none; a choice that was not offered is
-/// ignored. `Err` is the complete refusal to send.
+/// ignored. permessage-deflate is agreed when `deflate` enables it and the client offers it
+/// acceptably. `Err` is the complete refusal to send.
 pub fn accept(
     request: &Request,
     auth: &dyn Authenticate,
     choose_protocol: &dyn Fn(&[String]) -> Option<String>,
+    deflate: DeflateConfig,
 ) -> Result<Accepted, Response> {
     let upgrade = check(request).map_err(|error| refusal(&error))?;
     let user = auth.authenticate(request)?;
     let protocol =
         choose_protocol(&upgrade.protocols).filter(|chosen| upgrade.protocols.contains(chosen));
+    let agreed = if deflate.enabled {
+        upgrade.negotiate_deflate()
+    } else {
+        None
+    };
     let mut response = Response::new(101);
-    for (name, value) in upgrade.response_headers(protocol.as_deref()) {
+    for (name, value) in upgrade.response_headers_with(protocol.as_deref(), agreed.as_ref()) {
         response.headers.append(name, value);
     }
     Ok(Accepted {
         response,
         user,
         protocol,
+        deflate: agreed,
     })
 }
 
@@ -123,7 +136,12 @@ mod tests {
     #[test]
     fn accepted_upgrade_answers_101() {
         let choose = |offered: &[String]| offered.iter().find(|p| p.as_str() == "v1.chat").cloned();
-        let Ok(accepted) = accept(&upgrade_request(), &token_auth, &choose) else {
+        let Ok(accepted) = accept(
+            &upgrade_request(),
+            &token_auth,
+            &choose,
+            DeflateConfig::ENABLED,
+        ) else {
             panic!("refused")
         };
         assert_eq!(accepted.response.status, 101);
@@ -146,7 +164,12 @@ mod tests {
     #[test]
     fn unoffered_protocol_choice_is_ignored() {
         let choose = |_offered: &[String]| Some("v9".to_string());
-        let Ok(accepted) = accept(&upgrade_request(), &Anonymous, &choose) else {
+        let Ok(accepted) = accept(
+            &upgrade_request(),
+            &Anonymous,
+            &choose,
+            DeflateConfig::ENABLED,
+        ) else {
             panic!("refused")
         };
         assert_eq!(accepted.protocol, None);
@@ -161,13 +184,15 @@ mod tests {
     fn authentication_refuses_after_the_handshake_rules() {
         let mut request = upgrade_request();
         request.set_target("/ws?token=wrong");
-        let Err(response) = accept(&request, &token_auth, &no_protocol) else {
+        let Err(response) = accept(&request, &token_auth, &no_protocol, DeflateConfig::ENABLED)
+        else {
             panic!("accepted")
         };
         assert_eq!(response.status, 401);
         // A request that is not an upgrade gets 426 before authentication runs.
         let plain = Request::new(Method::Get, "/ws");
-        let Err(response) = accept(&plain, &token_auth, &no_protocol) else {
+        let Err(response) = accept(&plain, &token_auth, &no_protocol, DeflateConfig::ENABLED)
+        else {
             panic!("accepted")
         };
         assert_eq!(
@@ -177,10 +202,52 @@ mod tests {
     }
 
     #[test]
+    fn permessage_deflate_is_agreed_unless_disabled() {
+        let mut request = upgrade_request();
+        request.headers.append(
+            "Sec-WebSocket-Extensions",
+            "permessage-deflate; server_max_window_bits=20, permessage-deflate; client_max_window_bits",
+        );
+        request.headers.append(
+            "Sec-WebSocket-Extensions",
+            "x-webkit-deflate-frame, permessage-deflate; server_no_context_takeover",
+        );
+        let Ok(accepted) = accept(&request, &Anonymous, &no_protocol, DeflateConfig::ENABLED)
+        else {
+            panic!("refused")
+        };
+        // The first offer is invalid (20 bits), the second acceptable.
+        assert_eq!(accepted.deflate, Some(Params::DEFAULT));
+        assert_eq!(
+            accepted.response.headers.get("sec-websocket-extensions"),
+            Some("permessage-deflate")
+        );
+        let Ok(declined) = accept(&request, &Anonymous, &no_protocol, DeflateConfig::DISABLED)
+        else {
+            panic!("refused")
+        };
+        assert_eq!(declined.deflate, None);
+        assert_eq!(
+            declined.response.headers.get("sec-websocket-extensions"),
+            None
+        );
+        let Ok(plain) = accept(
+            &upgrade_request(),
+            &Anonymous,
+            &no_protocol,
+            DeflateConfig::ENABLED,
+        ) else {
+            panic!("refused")
+        };
+        assert_eq!(plain.deflate, None, "nothing offered, nothing agreed");
+    }
+
+    #[test]
     fn refusals_carry_their_headers() {
         let mut request = upgrade_request();
         request.headers.insert("Sec-WebSocket-Version", "8");
-        let Err(response) = accept(&request, &Anonymous, &no_protocol) else {
+        let Err(response) = accept(&request, &Anonymous, &no_protocol, DeflateConfig::ENABLED)
+        else {
             panic!("accepted")
         };
         assert_eq!(
@@ -192,7 +259,8 @@ mod tests {
         );
         let mut request = upgrade_request();
         request.method = Method::Post;
-        let Err(response) = accept(&request, &Anonymous, &no_protocol) else {
+        let Err(response) = accept(&request, &Anonymous, &no_protocol, DeflateConfig::ENABLED)
+        else {
             panic!("accepted")
         };
         assert_eq!(

@@ -35,6 +35,13 @@ def main():
             failed += 1
             print("autobahn: case %s: behavior %s, close %s (%s)" % (case_id, behavior, closing, result.get("reportfile")))
     print("autobahn: by behavior: " + ", ".join("%s %d" % item for item in sorted(behaviors.items())))
+    groups = {}
+    for case_id, result in cases.items():
+        counts = groups.setdefault(int(case_id.split(".")[0]), {})
+        behavior = result.get("behavior")
+        counts[behavior] = counts.get(behavior, 0) + 1
+    for group in sorted(groups):
+        print("autobahn: group %d: %s" % (group, ", ".join("%s %d" % item for item in sorted(groups[group].items()))))
     print("autobahn: %d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Lithair's 3-node cluster against etcd's, on loopback, measured by the same load client
+# (`cluster_bench load`: CLIENTS keep-alive clients, SECONDS_RUN seconds each) with the same
+# durability (both fsync before acknowledging). Prints both lines and the throughput ratio.
+#
+#   benches/cluster-compare.sh            # from the project root
+#   CLIENTS=64 SECONDS_RUN=5 benches/cluster-compare.sh
+#
+# Installs Debian's etcd-server with apt-get when `etcd` is missing. Data lives in a temp
+# directory removed at exit; every process it started is killed at exit (by its pid).
+# The machine may be shared: note `uptime` (printed) next to the figures.
+set -euo pipefail
+
+CLIENTS=${CLIENTS:-256}
+SECONDS_RUN=${SECONDS_RUN:-10}
+# Longest wait for a cluster to elect a leader / report healthy, in seconds.
+READY_WAIT_S=30
+BASE=$((20000 + RANDOM % 20000))
+TMP=$(mktemp -d)
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+cargo build --release --example cluster_bench
+BENCH=target/release/examples/cluster_bench
+
+if ! command -v etcd >/dev/null; then
+    echo "installing etcd-server (apt-get)" >&2
+    apt-get install -y etcd-server >/dev/null || { apt-get update >/dev/null && apt-get install -y etcd-server >/dev/null; }
+fi
+
+wait_for() { # wait_for DESCRIPTION COMMAND...: polls once a second up to READY_WAIT_S
+    local what=$1; shift
+    for _ in $(seq "$READY_WAIT_S"); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 1
+    done
+    echo "$what did not come up in ${READY_WAIT_S} s" >&2
+    exit 1
+}
+
+# --- Lithair: nodes 1..3, HTTP BASE+1.., peers BASE+11.. ---
+MAP=""
+for i in 1 2 3; do MAP="$MAP${MAP:+,}$i@127.0.0.1:$((BASE + 10 + i))"; done
+LITHAIR_TARGETS=""
+for i in 1 2 3; do
+    "$BENCH" serve --node-id "$i" --port $((BASE + i)) --bind 127.0.0.1 \
+        --peer-port $((BASE + 10 + i)) --data "$TMP/lithair$i" --cluster "$MAP" \
+        --cluster-secret compare >"$TMP/lithair$i.log" 2>&1 &
+    PIDS+=($!)
+    LITHAIR_TARGETS="$LITHAIR_TARGETS${LITHAIR_TARGETS:+,}127.0.0.1:$((BASE + i))"
+done
+lithair_has_leader() { curl -sf "http://127.0.0.1:$((BASE + 1))/_lithair/cluster" | grep -q '"leader":[1-9]'; }
+wait_for "the Lithair cluster" lithair_has_leader
+echo "load: $(uptime)"
+LITHAIR=$("$BENCH" load --targets "$LITHAIR_TARGETS" --clients "$CLIENTS" --seconds "$SECONDS_RUN" --mode write)
+echo "lithair: $LITHAIR"
+for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+PIDS=()
+
+# --- etcd: members e1..e3, clients BASE+21.., peers BASE+31.. ---
+CLUSTER=""
+for i in 1 2 3; do CLUSTER="$CLUSTER${CLUSTER:+,}e$i=http://127.0.0.1:$((BASE + 30 + i))"; done
+ETCD_TARGETS=""
+for i in 1 2 3; do
+    etcd --name "e$i" --data-dir "$TMP/etcd$i" \
+        --listen-client-urls "http://127.0.0.1:$((BASE + 20 + i))" \
+        --advertise-client-urls "http://127.0.0.1:$((BASE + 20 + i))" \
+        --listen-peer-urls "http://127.0.0.1:$((BASE + 30 + i))" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$((BASE + 30 + i))" \
+        --initial-cluster "$CLUSTER" --initial-cluster-state new \
+        --initial-cluster-token lithair-compare >"$TMP/etcd$i.log" 2>&1 &
+    PIDS+=($!)
+    ETCD_TARGETS="$ETCD_TARGETS${ETCD_TARGETS:+,}127.0.0.1:$((BASE + 20 + i))"
+done
+etcd_healthy() { curl -sf "http://127.0.0.1:$((BASE + 21))/health" | grep -q '"health":"true"'; }
+wait_for "the etcd cluster" etcd_healthy
+echo "load: $(uptime)"
+ETCD=$("$BENCH" load --targets "$ETCD_TARGETS" --clients "$CLIENTS" --seconds "$SECONDS_RUN" --mode etcd)
+echo "etcd:    $ETCD"
+
+rate() { sed -E 's/.*: ([0-9]+) acknowledged\/s.*/\1/' <<<"$1"; }
+L=$(rate "$LITHAIR")
+E=$(rate "$ETCD")
+if [ "$E" -gt 0 ]; then
+    echo "writes/s: lithair $L, etcd $E, ratio $(awk -v l="$L" -v e="$E" 'BEGIN { printf "%.2f", l / e }')x"
+else
+    echo "writes/s: lithair $L, etcd $E (etcd acknowledged nothing)"
+fi

@@ -1,0 +1,213 @@
+//! Deferred responses: a handler returns at once with a placeholder and the real response is
+//! completed later, from any thread, through a [`Responder`] (for example by the engine's
+//! applier once a write is durable), so no thread waits for a commit.
+//!
+//! Owns: the hand-over between the thread that completes a response and the connection that
+//! is waiting for it, whichever comes first, and the rule that an abandoned responder still
+//! answers (503) so a connection never hangs.
+//! Must not: know about sockets or reactors (the connection attaches a delivery closure).
+
+use super::response::Response;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Status a dropped, never-completed [`Responder`] answers with.
+pub const ABANDONED_STATUS: u16 = 503;
+
+/// How a completed response reaches its connection (set by the connection).
+pub(crate) type Deliver = Box<dyn FnOnce(Response) + Send>;
+
+enum State {
+    /// Neither the response nor the connection's delivery is there yet.
+    Open,
+    /// The connection waits: deliver the response (merged with the placeholder's headers) as
+    /// soon as it is completed.
+    Attached(Response, Deliver),
+    /// The response came first: the connection takes it when it attaches.
+    Completed(Response),
+    /// Handed over; nothing left to do.
+    Done,
+}
+
+struct Cell {
+    state: Mutex<State>,
+}
+
+impl Cell {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every transition is a single assignment, so a poisoned lock still holds a whole state.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Completes a deferred response; `Send`, so any thread may do it. Dropping it without
+/// calling [`Responder::complete`] answers `503` (the outcome is unknown: e.g. the engine shut
+/// down or the code holding it panicked).
+pub struct Responder {
+    cell: Option<Arc<Cell>>,
+}
+
+impl Responder {
+    /// Sends `response` to the waiting connection (or keeps it until the connection attaches).
+    pub fn complete(mut self, response: Response) {
+        if let Some(cell) = self.cell.take() {
+            complete(&cell, response);
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(cell) = self.cell.take() {
+            let abandoned = Response::text(ABANDONED_STATUS, "the response was abandoned")
+                .with_header("Retry-After", "1");
+            complete(&cell, abandoned);
+        }
+    }
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder")
+    }
+}
+
+fn complete(cell: &Cell, response: Response) {
+    assert!(
+        response.deferred.is_none(),
+        "a deferred response cannot complete with another deferred response"
+    );
+    let mut state = cell.lock();
+    match std::mem::replace(&mut *state, State::Done) {
+        State::Open => *state = State::Completed(response),
+        State::Attached(placeholder, deliver) => {
+            drop(state);
+            deliver(merge_placeholder(&placeholder, response));
+        }
+        State::Completed(_) | State::Done => panic!("a deferred response is completed once"),
+    }
+}
+
+/// The placeholder's side of a deferred response, carried in [`Response`] until the
+/// connection attaches to it.
+pub struct Deferred {
+    cell: Arc<Cell>,
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deferred")
+    }
+}
+
+impl Deferred {
+    /// A new pair: the placeholder side and the responder.
+    pub(crate) fn pair() -> (Deferred, Responder) {
+        let cell = Arc::new(Cell {
+            state: Mutex::new(State::Open),
+        });
+        let responder = Responder {
+            cell: Some(Arc::clone(&cell)),
+        };
+        (Deferred { cell }, responder)
+    }
+
+    /// Returns the response if it is already complete; otherwise `deliver` will receive it.
+    /// Either way it carries the headers middleware added to `placeholder`.
+    pub(crate) fn attach(self, placeholder: Response, deliver: Deliver) -> Option<Response> {
+        assert!(placeholder.deferred.is_none(), "the pair was taken out");
+        let mut state = self.cell.lock();
+        match std::mem::replace(&mut *state, State::Done) {
+            State::Open => {
+                *state = State::Attached(placeholder, deliver);
+                None
+            }
+            State::Completed(response) => Some(merge_placeholder(&placeholder, response)),
+            State::Attached(..) | State::Done => panic!("a deferred response is attached once"),
+        }
+    }
+
+    /// Splits a placeholder into the pair's side and the rest; `None` for other responses.
+    pub(crate) fn take(response: &mut Response) -> Option<Deferred> {
+        response.deferred.take()
+    }
+}
+
+/// Headers a middleware added to the placeholder are carried over to the real response
+/// (unless it sets them itself), so wrapping layers (CORS, request ids) still apply.
+fn merge_placeholder(placeholder: &Response, mut response: Response) -> Response {
+    for (name, value) in placeholder.headers.iter() {
+        if !response.headers.contains(name) {
+            response.headers.append(name.to_string(), value.to_string());
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn completed_before_attach_is_taken_by_attach() {
+        let (placeholder, responder) = Response::deferred();
+        responder.complete(Response::text(201, "made"));
+        let mut placeholder = placeholder.with_header("X-Layer", "yes");
+        let deferred = Deferred::take(&mut placeholder).expect("placeholder carries the pair");
+        let response = deferred
+            .attach(placeholder, Box::new(|_| panic!("must not deliver twice")))
+            .expect("already complete");
+        assert_eq!(response.status, 201);
+        assert_eq!(response.headers.get("x-layer"), Some("yes"));
+    }
+
+    #[test]
+    fn completed_after_attach_is_delivered_from_another_thread() {
+        let (placeholder, responder) = Response::deferred();
+        let (sender, receiver) = mpsc::channel();
+        let mut placeholder = placeholder;
+        let deferred = Deferred::take(&mut placeholder).expect("placeholder carries the pair");
+        let now = deferred.attach(
+            placeholder,
+            Box::new(move |response| {
+                sender.send(response.status).expect("receiver alive");
+            }),
+        );
+        assert!(now.is_none());
+        std::thread::spawn(move || responder.complete(Response::new(204)))
+            .join()
+            .expect("completer thread");
+        assert_eq!(receiver.recv().expect("delivered"), 204);
+    }
+
+    #[test]
+    fn a_dropped_responder_answers_503() {
+        let (placeholder, responder) = Response::deferred();
+        let (sender, receiver) = mpsc::channel();
+        let mut placeholder = placeholder;
+        let deferred = Deferred::take(&mut placeholder).expect("placeholder carries the pair");
+        let deliver: Deliver = Box::new(move |response| {
+            sender.send(response).expect("receiver alive");
+        });
+        assert!(deferred.attach(placeholder, deliver).is_none());
+        drop(responder);
+        let response = receiver.recv().expect("delivered");
+        assert_eq!(response.status, ABANDONED_STATUS);
+        assert_eq!(response.headers.get("retry-after"), Some("1"));
+    }
+
+    #[test]
+    fn placeholder_headers_carry_over_unless_set() {
+        let placeholder = Response::new(202)
+            .with_header("X-Layer", "yes")
+            .with_header("Content-Type", "text/plain");
+        let merged = merge_placeholder(
+            &placeholder,
+            Response::bytes(201, "application/json", b"{}".to_vec()),
+        );
+        assert_eq!(merged.headers.get("x-layer"), Some("yes"));
+        assert_eq!(merged.headers.get("content-type"), Some("application/json"));
+    }
+}

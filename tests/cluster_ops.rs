@@ -1,0 +1,392 @@
+//! Real-process cluster operations: a fourth node joins a cluster under write load and
+//! catches up; joining is idempotent and a joined node restarts from its peers file;
+//! `cluster status|leave|transfer-leader` against running nodes; and a partition of the
+//! leader through TCP proxies the test controls (a new leader, the old one steps down, no
+//! acknowledged write lost, one leader and equal digests after healing, and an old leader
+//! restarting never makes a second leader in a term).
+//!
+//! No timed assertions: every wait is a bounded poll that fails only past its bound.
+
+#[path = "support/cluster_harness.rs"]
+mod cluster_harness;
+
+use cluster_harness::*;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Snapshot interval of the join test's nodes, in events: several snapshots are taken
+/// while the writers run before node 4 joins.
+const JOIN_SNAPSHOT_EVERY_EVENTS: u64 = 100;
+
+/// Writer threads posting items through every node until `stop`; acknowledged ids land in
+/// `acked`.
+fn start_writers(
+    addrs: Vec<SocketAddr>,
+    writers: usize,
+    stop: &Arc<AtomicBool>,
+    acked: &Arc<Mutex<BTreeSet<u64>>>,
+) -> Vec<JoinHandle<()>> {
+    (0..writers)
+        .map(|w| {
+            let (addrs, stop, acked) = (addrs.clone(), Arc::clone(stop), Arc::clone(acked));
+            std::thread::spawn(move || {
+                for n in 0.. {
+                    let key = format!("load-{w}-{n}-{}", std::process::id());
+                    let Some(id) = write_item(&addrs, w, &key, &stop) else {
+                        break;
+                    };
+                    acked.lock().unwrap().insert(id);
+                }
+            })
+        })
+        .collect()
+}
+
+fn stop_writers(stop: &AtomicBool, writers: Vec<JoinHandle<()>>) {
+    stop.store(true, Ordering::SeqCst);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+}
+
+/// The members a node's status lists: id and whether it votes.
+fn members(addr: SocketAddr) -> Option<BTreeMap<u64, bool>> {
+    let (code, body) = http(addr, "GET", "/_lithair/cluster", "", "")?;
+    if code != 200 {
+        return None;
+    }
+    let list = &body[body.find("\"members\":[")?..];
+    let mut out = BTreeMap::new();
+    for member in list.split("{\"id\":").skip(1) {
+        let id = member
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>();
+        out.insert(id.parse().ok()?, member.contains("\"voter\":true"));
+    }
+    Some(out)
+}
+
+/// The leader id every one of `addrs` agrees on, if they all do and it says it leads.
+fn leader_among(addrs: &[(u64, SocketAddr)]) -> Option<u64> {
+    let statuses: Vec<(u64, Status)> = addrs
+        .iter()
+        .map(|(id, addr)| status(*addr).map(|s| (*id, s)))
+        .collect::<Option<_>>()?;
+    let leader = statuses.first()?.1.leader;
+    let agreed = leader != 0 && statuses.iter().all(|(_, s)| s.leader == leader);
+    let leads = statuses
+        .iter()
+        .any(|(id, s)| *id == leader && s.role == "leader");
+    (agreed && leads).then_some(leader)
+}
+
+/// Waits until every address reports the same applied event index and digest.
+fn converged(addrs: &[SocketAddr]) -> Vec<Status> {
+    poll(Duration::from_secs(30), || {
+        let all: Vec<Status> = addrs.iter().map(|a| status(*a)).collect::<Option<_>>()?;
+        let first = &all[0];
+        all.iter()
+            .all(|s| s.applied_event == first.applied_event && s.digest == first.digest)
+            .then_some(all)
+    })
+    .expect("the nodes converge on one applied index and digest")
+}
+
+fn cli(args: &[&str]) -> bool {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    run_cli(&args)
+}
+
+#[test]
+fn a_fourth_node_joins_a_loaded_cluster_and_operators_manage_it() {
+    // Frequent snapshots: the leader compacts its log before node 4 joins, so node 4 (whose
+    // log is empty) can only catch up through an InstallSnapshot.
+    let snapshots = [
+        SNAPSHOT_EVERY_ARG.to_string(),
+        JOIN_SNAPSHOT_EVERY_EVENTS.to_string(),
+    ];
+    let mut cluster = start_cluster_with("join", &snapshots, &mut |_, _, real| real);
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.http).collect();
+    let leader = poll(Duration::from_secs(20), || agreed_leader(&cluster)).expect("a leader");
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let writers = start_writers(addrs.clone(), 4, &stop, &acked);
+    poll(Duration::from_secs(20), || {
+        (acked.lock().unwrap().len() >= 50).then_some(())
+    })
+    .expect("the cluster commits writes");
+    poll(Duration::from_secs(40), || {
+        status(addrs[leader]).filter(|s| s.snapshot_index > 0)
+    })
+    .expect("the leader compacts its log to a snapshot");
+    // Node 4 joins through a follower (forwarded to the leader) while writes continue.
+    let via = addrs[(leader + 1) % addrs.len()];
+    let port = free_port();
+    let data = cluster.dir.join("d4").display().to_string();
+    let peer_port = free_port();
+    let joined_args = |join: bool| {
+        let mut args = snapshots.to_vec();
+        args.extend(fourth_args(port, &data, join.then_some((via, peer_port))));
+        args
+    };
+    let mut fourth = Node {
+        id: 4,
+        http: SocketAddr::from(([127, 0, 0, 1], port)),
+        args: joined_args(true),
+        child: None,
+        dir: cluster.dir.clone(),
+    };
+    fourth.spawn();
+    let voter = |addr: SocketAddr| members(addr).and_then(|m| m.get(&4).copied());
+    poll(Duration::from_secs(40), || {
+        voter(addrs[leader]).filter(|v| *v)
+    })
+    .expect("node 4 is added as a learner and promoted to voter once caught up");
+    std::thread::sleep(Duration::from_millis(300));
+    stop_writers(&stop, writers);
+    let mut everyone = addrs.clone();
+    everyone.push(fourth.http);
+    let statuses = converged(&everyone);
+    // The leader's log starts after its snapshot, so node 4 caught up through one.
+    assert!(
+        statuses[3].snapshots_installed >= 1,
+        "node 4 caught up through an InstallSnapshot: {:?}",
+        statuses[3]
+    );
+    eprintln!(
+        "node 4 caught up: event index {}, digest {}, {} acknowledged writes",
+        statuses[3].applied_event,
+        statuses[3].digest,
+        acked.lock().unwrap().len()
+    );
+    let acked: BTreeSet<u64> = acked.lock().unwrap().clone();
+    assert_readable(fourth.http, &acked);
+    // Joining again is a no-op success: the node restarts with the same `--join` and serves.
+    fourth.kill();
+    fourth.spawn();
+    poll(Duration::from_secs(20), || {
+        status(fourth.http).filter(|s| s.role == "follower" && s.leader != 0)
+    })
+    .expect("node 4 joins again (already a member) and follows");
+    assert_eq!(voter(addrs[leader]), Some(true), "still a voter");
+    // Restart without `--join`, `--node-id` or `--peer-port`: the peers file is enough.
+    fourth.kill();
+    fourth.args = joined_args(false);
+    fourth.spawn();
+    poll(Duration::from_secs(20), || {
+        status(fourth.http).filter(|s| s.role == "follower" && s.leader != 0)
+    })
+    .expect("node 4 restarts as a member from its peers file");
+    let never = AtomicBool::new(false);
+    let id = write_item(&[fourth.http], 0, "through-4", &never).expect("write through node 4");
+    assert_readable(fourth.http, &BTreeSet::from([id]));
+    cluster.nodes.push(fourth);
+    operators_manage_the_cluster(&mut cluster);
+}
+
+/// Node 4's `serve` arguments; with `join`, its id, a peer port and `--join` too.
+fn fourth_args(port: u16, data: &str, join: Option<(SocketAddr, u16)>) -> Vec<String> {
+    let mut args: Vec<String> = ["serve", "--port", &port.to_string(), "--bind", "127.0.0.1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend([
+        "--data".into(),
+        data.into(),
+        "--cluster-secret".into(),
+        SECRET.into(),
+    ]);
+    if let Some((via, peer_port)) = join {
+        let peer_port = peer_port.to_string();
+        args.extend([
+            "--node-id".into(),
+            "4".into(),
+            "--peer-port".into(),
+            peer_port,
+        ]);
+        args.extend(["--join".into(), via.to_string()]);
+    }
+    args
+}
+
+/// `cluster status`, `transfer-leader` and `leave` through the command line, after checking
+/// that unsigned operator requests are refused.
+fn operators_manage_the_cluster(cluster: &mut Cluster) {
+    let by_id: HashMap<u64, SocketAddr> = cluster.nodes.iter().map(|n| (n.id, n.http)).collect();
+    let all: Vec<(u64, SocketAddr)> = by_id.iter().map(|(id, a)| (*id, *a)).collect();
+    let leader = poll(Duration::from_secs(20), || leader_among(&all)).expect("one leader");
+    let node_4 = by_id[&4].to_string();
+    assert!(cli(&["cluster", "status", "--node", &node_4]));
+    let (code, _) = http(
+        by_id[&4],
+        "POST",
+        "/_lithair/cluster/transfer-leader",
+        "",
+        "",
+    )
+    .expect("transfer answers");
+    assert_eq!(code, 401, "an unsigned transfer is refused");
+    // Transfer leadership to node 4, asked through another follower.
+    let asked = *by_id.keys().find(|&&id| id != leader && id != 4).unwrap();
+    let asked = by_id[&asked].to_string();
+    assert!(cli(&[
+        "cluster",
+        "transfer-leader",
+        "--node",
+        &asked,
+        "--to",
+        "4",
+        "--cluster-secret",
+        SECRET
+    ]));
+    let transferred = poll(Duration::from_secs(20), || {
+        (leader_among(&all) == Some(4)).then_some(())
+    });
+    if transferred.is_none() {
+        for (id, addr) in &all {
+            eprintln!(
+                "node {id}: {:?}",
+                http(*addr, "GET", "/_lithair/cluster", "", "")
+            );
+        }
+        panic!("node 4 does not lead after the transfer");
+    }
+    // The leader leaves: it hands leadership over first, then is removed.
+    assert!(
+        !cli(&["cluster", "leave", "--node", &node_4]),
+        "unsigned leave refused"
+    );
+    assert!(cli(&[
+        "cluster",
+        "leave",
+        "--node",
+        &node_4,
+        "--cluster-secret",
+        SECRET
+    ]));
+    let rest: Vec<(u64, SocketAddr)> = all.iter().copied().filter(|(id, _)| *id != 4).collect();
+    let new_leader = poll(Duration::from_secs(20), || {
+        let leader = leader_among(&rest)?;
+        let listed = members(by_id[&leader])?;
+        (!listed.contains_key(&4)).then_some(leader)
+    })
+    .expect("another node leads and node 4 is no longer a member");
+    let never = AtomicBool::new(false);
+    let id = write_item(&[by_id[&new_leader]], 0, "after-4-left", &never);
+    assert!(id.is_some(), "the remaining voters commit");
+}
+
+/// Node `viewer`'s proxy toward `peer` (its `--cluster` map points there).
+type Proxies = HashMap<(u64, u64), Proxy>;
+
+fn isolate(proxies: &Proxies, node: u64, cut: bool) {
+    for ((viewer, peer), proxy) in proxies {
+        if *viewer == node || *peer == node {
+            if cut {
+                proxy.cut();
+            } else {
+                proxy.heal();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_partitioned_leader_steps_down_and_the_cluster_heals() {
+    let mut proxies: Proxies = HashMap::new();
+    let mut cluster = start_cluster_routed("partition", &mut |viewer, peer, real| {
+        let proxy = Proxy::start(real);
+        let addr = proxy.addr;
+        proxies.insert((viewer, peer), proxy);
+        addr
+    });
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.http).collect();
+    let all: Vec<(u64, SocketAddr)> = cluster.nodes.iter().map(|n| (n.id, n.http)).collect();
+    let old = poll(Duration::from_secs(20), || leader_among(&all)).expect("a leader");
+    let old_term = status(addrs[(old - 1) as usize]).expect("status").term;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let writers = start_writers(addrs.clone(), 4, &stop, &acked);
+    poll(Duration::from_secs(20), || {
+        (acked.lock().unwrap().len() >= 30).then_some(())
+    })
+    .expect("the cluster commits writes");
+    isolate(&proxies, old, true);
+    let majority: Vec<(u64, SocketAddr)> =
+        all.iter().copied().filter(|(id, _)| *id != old).collect();
+    let new = poll(Duration::from_secs(20), || leader_among(&majority))
+        .expect("the majority elects a new leader");
+    assert_ne!(new, old);
+    poll(Duration::from_secs(20), || {
+        status(addrs[(old - 1) as usize]).filter(|s| s.role != "leader")
+    })
+    .expect("the isolated leader steps down (CheckQuorum)");
+    let before = acked.lock().unwrap().len();
+    poll(Duration::from_secs(20), || {
+        (acked.lock().unwrap().len() >= before + 30).then_some(())
+    })
+    .expect("the majority keeps committing during the partition");
+    isolate(&proxies, old, false);
+    let mut leaders_by_term: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    let sample = |leaders_by_term: &mut BTreeMap<u64, BTreeSet<u64>>| {
+        for (id, addr) in &all {
+            if let Some(s) = status(*addr).filter(|s| s.role == "leader") {
+                leaders_by_term.entry(s.term).or_default().insert(*id);
+            }
+        }
+    };
+    poll(Duration::from_secs(20), || {
+        sample(&mut leaders_by_term);
+        leader_among(&all)
+    })
+    .expect("one leader after healing");
+    std::thread::sleep(Duration::from_millis(300));
+    stop_writers(&stop, writers);
+    converged(&addrs);
+    let acked: BTreeSet<u64> = acked.lock().unwrap().clone();
+    for addr in &addrs {
+        assert_readable(*addr, &acked);
+    }
+    restart_never_makes_a_second_leader(&mut cluster, old, old_term, leaders_by_term);
+}
+
+/// The old leader restarts (kill -9, same data): it never leads a term someone else led.
+fn restart_never_makes_a_second_leader(
+    cluster: &mut Cluster,
+    old: u64,
+    old_term: u64,
+    mut leaders_by_term: BTreeMap<u64, BTreeSet<u64>>,
+) {
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.http).collect();
+    let all: Vec<(u64, SocketAddr)> = cluster.nodes.iter().map(|n| (n.id, n.http)).collect();
+    let sample = |leaders_by_term: &mut BTreeMap<u64, BTreeSet<u64>>| {
+        for (id, addr) in &all {
+            if let Some(s) = status(*addr).filter(|s| s.role == "leader") {
+                leaders_by_term.entry(s.term).or_default().insert(*id);
+            }
+        }
+    };
+    let k = (old - 1) as usize;
+    cluster.nodes[k].kill();
+    cluster.nodes[k].spawn();
+    poll(Duration::from_secs(20), || {
+        sample(&mut leaders_by_term);
+        status(addrs[k]).filter(|s| s.role == "follower" && s.leader != 0)
+    })
+    .expect("the old leader rejoins as a follower");
+    sample(&mut leaders_by_term);
+    for (term, leaders) in &leaders_by_term {
+        assert_eq!(leaders.len(), 1, "two leaders in term {term}: {leaders:?}");
+    }
+    let final_term = status(addrs[k]).expect("status").term;
+    assert!(
+        final_term > old_term,
+        "the term moved on after the partition"
+    );
+    converged(&addrs);
+}

@@ -1,0 +1,516 @@
+//! Real-process cluster harness shared by tests/cluster.rs and tests/cluster_ops.rs
+//! (included with `#[path]`, so each test binary compiles its own copy): a small app served
+//! by this test binary re-run in child mode, nodes as child processes, a TCP proxy the test
+//! controls, and bounded polls (never timed assertions).
+
+#![allow(dead_code)]
+
+use lithair::app::{App, FieldKind, FieldSpec, Id, Model};
+use lithair::engine::EngineOptions;
+use lithair::json::{self, Value};
+use lithair::prelude::*;
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Json, Binary, Clone, Debug, PartialEq, Default)]
+pub struct Item {
+    #[json(default)]
+    id: u64,
+    name: String,
+}
+
+#[derive(Json, Binary, Clone, Debug, PartialEq, Default)]
+pub struct ItemPatch {
+    name: Option<String>,
+}
+
+const ITEM_FIELDS: [FieldSpec; 2] = [
+    FieldSpec {
+        primary_key: true,
+        ..FieldSpec::plain("id", FieldKind::UInt)
+    },
+    FieldSpec::plain("name", FieldKind::Str),
+];
+
+impl Model for Item {
+    type Patch = ItemPatch;
+    const NAME: &'static str = "Item";
+    const PATH: &'static str = "/api/items";
+    const FIELDS: &'static [FieldSpec] = &ITEM_FIELDS;
+    const PRIMARY_KEY: usize = 0;
+
+    fn id(&self) -> Id {
+        Id::Int(self.id)
+    }
+
+    fn set_id(&mut self, id: Id) {
+        if let Id::Int(id) = id {
+            self.id = id;
+        }
+    }
+
+    fn field_value(&self, index: usize) -> Value {
+        match index {
+            0 => json::to_value(&self.id),
+            _ => json::to_value(&self.name),
+        }
+        .unwrap_or(Value::Null)
+    }
+
+    fn apply_patch(&mut self, patch: &ItemPatch) {
+        if let Some(name) = &patch.name {
+            self.name = name.clone();
+        }
+    }
+
+    fn patch_fields(patch: &ItemPatch) -> Vec<usize> {
+        if patch.name.is_some() {
+            vec![1]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+pub const CHILD_ARGS_ENV: &str = "LITHAIR_CLUSTER_TEST_CHILD_ARGS";
+pub const SECRET: &str = "cluster-test-secret";
+/// A child argument (before `serve`) setting the node's snapshot interval in events, so a
+/// test can make the leader compact its log early; the child removes it before `run_with`.
+pub const SNAPSHOT_EVERY_ARG: &str = "--test-snapshot-every-events";
+
+/// Child-process entry point: serves a node when the parent test set the environment, and
+/// does nothing in a normal test run.
+#[test]
+pub fn cluster_node_child() {
+    let Ok(args) = std::env::var(CHILD_ARGS_ENV) else {
+        return;
+    };
+    let mut args: Vec<String> = args.split('\u{1f}').map(str::to_string).collect();
+    let mut app = App::new("cluster-test").model::<Item>();
+    if let Some(at) = args.iter().position(|arg| arg == SNAPSHOT_EVERY_ARG) {
+        let every = args
+            .get(at + 1)
+            .and_then(|n| n.parse().ok())
+            .expect("a snapshot interval after the flag");
+        args.drain(at..at + 2);
+        app = app.engine_options(EngineOptions {
+            snapshot_every_events: every,
+            ..EngineOptions::default()
+        });
+    }
+    let outcome = app.run_with(&args);
+    if let Err(message) = outcome {
+        eprintln!("child node: {message}");
+        std::process::exit(1);
+    }
+    std::process::exit(0);
+}
+
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+pub struct Node {
+    pub id: u64,
+    pub http: SocketAddr,
+    pub args: Vec<String>,
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+}
+
+impl Node {
+    pub fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.join(format!("node{}.log", self.id)))
+            .expect("node log file");
+        let child = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "cluster_harness::cluster_node_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ARGS_ENV, self.args.join("\u{1f}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn a node");
+        self.child = Some(child);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+        }
+    }
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub dir: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn start_cluster(name: &str) -> Cluster {
+    start_cluster_routed(name, &mut |_, _, real| real)
+}
+
+/// Starts nodes 1, 2 and 3; `route(viewer, peer, real)` gives the address in `viewer`'s
+/// `--cluster` map for `peer`, whose real peer address is `real` (a proxy, say).
+pub fn start_cluster_routed(
+    name: &str,
+    route: &mut dyn FnMut(u64, u64, SocketAddr) -> SocketAddr,
+) -> Cluster {
+    start_cluster_with(name, &[], route)
+}
+
+/// Like [`start_cluster_routed`], with `child_args` (e.g. [`SNAPSHOT_EVERY_ARG`] and its
+/// value) put before each node's `serve` arguments.
+pub fn start_cluster_with(
+    name: &str,
+    child_args: &[String],
+    route: &mut dyn FnMut(u64, u64, SocketAddr) -> SocketAddr,
+) -> Cluster {
+    let dir = std::env::temp_dir().join(format!("lithair-cluster-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test dir");
+    let ids = [1u64, 2, 3];
+    let peer_ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
+    let mut nodes = Vec::new();
+    for (k, id) in ids.iter().enumerate() {
+        let map: Vec<String> = ids
+            .iter()
+            .zip(&peer_ports)
+            .map(|(peer, port)| {
+                let real = SocketAddr::from(([127, 0, 0, 1], *port));
+                let seen = if peer == id {
+                    real
+                } else {
+                    route(*id, *peer, real)
+                };
+                format!("{peer}@{seen}")
+            })
+            .collect();
+        let port = free_port();
+        let mut args = child_args.to_vec();
+        args.extend([
+            "serve".to_string(),
+            "--node-id".into(),
+            id.to_string(),
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--peer-port".into(),
+            peer_ports[k].to_string(),
+            "--data".into(),
+            dir.join(format!("d{id}")).display().to_string(),
+            "--cluster".into(),
+            map.join(","),
+            "--cluster-secret".into(),
+            SECRET.into(),
+        ]);
+        let mut node = Node {
+            id: *id,
+            http: SocketAddr::from(([127, 0, 0, 1], port)),
+            args,
+            child: None,
+            dir: dir.clone(),
+        };
+        node.spawn();
+        nodes.push(node);
+    }
+    Cluster { nodes, dir }
+}
+
+/// One HTTP/1.1 request on a fresh connection: status and body, or `None` on any failure.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> Option<(u16, String)> {
+    let timeout = Duration::from_secs(5);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// The number after `"key":` in a JSON text (our JSON has no spaces).
+pub fn json_number(text: &str, key: &str) -> Option<u64> {
+    let at = text.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let digits: String = text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+pub fn json_string(text: &str, key: &str) -> Option<String> {
+    let at = text.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    Some(text[at..].chars().take_while(|c| *c != '"').collect())
+}
+
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub role: String,
+    pub term: u64,
+    pub leader: u64,
+    pub applied_event: u64,
+    pub digest: String,
+    /// Index of the newest snapshot the node's log is compacted to.
+    pub snapshot_index: u64,
+    /// Snapshots the node installed from a leader since it started.
+    pub snapshots_installed: u64,
+}
+
+pub fn status(addr: SocketAddr) -> Option<Status> {
+    let (code, body) = http(addr, "GET", "/_lithair/cluster", "", "")?;
+    if code != 200 {
+        return None;
+    }
+    Some(Status {
+        role: json_string(&body, "role")?,
+        term: json_number(&body, "term")?,
+        leader: json_number(&body, "leader")?,
+        applied_event: json_number(&body, "applied_event_index")?,
+        digest: json_string(&body, "digest")?,
+        snapshot_index: json_number(&body, "snapshot_index")?,
+        snapshots_installed: json_number(&body, "snapshots_installed")?,
+    })
+}
+
+/// Polls every `interval` until `check` returns `Some`, for at most `bound`.
+pub fn poll<T>(bound: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if started.elapsed() > bound {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The index in `nodes` of the one leader all live nodes agree on.
+pub fn agreed_leader(cluster: &Cluster) -> Option<usize> {
+    let live: Vec<(usize, Status)> = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.child.is_some())
+        .map(|(k, n)| status(n.http).map(|s| (k, s)))
+        .collect::<Option<_>>()?;
+    let leader_id = live.first()?.1.leader;
+    let agreed = live
+        .iter()
+        .all(|(_, s)| s.leader == leader_id && s.leader != 0);
+    let k = cluster.nodes.iter().position(|n| n.id == leader_id)?;
+    (agreed && live.iter().any(|(j, s)| *j == k && s.role == "leader")).then_some(k)
+}
+
+/// Posts one item with an idempotency key, retrying across nodes until acknowledged.
+pub fn write_item(addrs: &[SocketAddr], first: usize, key: &str, stop: &AtomicBool) -> Option<u64> {
+    let headers = format!("Content-Type: application/json\r\nIdempotency-Key: {key}\r\n");
+    let mut target = first;
+    while !stop.load(Ordering::Relaxed) {
+        if let Some((200 | 201, body)) = http(
+            addrs[target % addrs.len()],
+            "POST",
+            "/api/items",
+            &headers,
+            "{\"name\":\"x\"}",
+        ) {
+            return json_number(&body, "id");
+        }
+        target += 1;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+pub fn wait_converged(cluster: &Cluster) -> Vec<Status> {
+    poll(Duration::from_secs(30), || {
+        let all: Vec<Status> = cluster
+            .nodes
+            .iter()
+            .map(|n| status(n.http))
+            .collect::<Option<_>>()?;
+        let first = &all[0];
+        all.iter()
+            .all(|s| s.applied_event == first.applied_event && s.digest == first.digest)
+            .then_some(all)
+    })
+    .expect("the nodes converge on one applied index and digest")
+}
+
+/// Every id reads back on `addr` (a 503, "retry", is retried for a bounded time: only an
+/// answer other than 503 decides).
+pub fn assert_readable(addr: SocketAddr, ids: &BTreeSet<u64>) {
+    for id in ids {
+        let path = format!("/api/items/{id}");
+        let answer = poll(Duration::from_secs(10), || {
+            http(addr, "GET", &path, "", "").filter(|(code, _)| *code != 503)
+        });
+        let (code, body) = answer.expect("a node answers reads");
+        assert_eq!(
+            code, 200,
+            "acknowledged item {id} missing on {addr}: {body}"
+        );
+    }
+}
+
+/// The signature headers of an operator request (`x-lithair-auth-time`, `x-lithair-auth`),
+/// as CRLF-terminated lines for `http`.
+pub fn signed(method: &str, target: &str) -> String {
+    lithair::app::cluster::sign_request(SECRET.as_bytes(), method, target, b"")
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect()
+}
+
+/// Runs this app's command line (`cluster status ...`) as a child process; its exit status.
+pub fn run_cli(args: &[String]) -> bool {
+    Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "cluster_harness::cluster_node_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ARGS_ENV, args.join("\u{1f}"))
+        .output()
+        .map(|output| {
+            // Shown when a test fails: what the command printed.
+            let text = String::from_utf8_lossy(&output.stdout);
+            let errors = String::from_utf8_lossy(&output.stderr);
+            eprintln!("{args:?}: {} {}", text.trim(), errors.trim());
+            output.status.success()
+        })
+        .unwrap_or(false)
+}
+
+/// A TCP proxy the test controls: forwards every connection to `target` until `cut`, which
+/// closes the open connections and refuses new ones until `heal`. Dropping it stops it.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How often proxy threads look at the cut and stop flags.
+const PROXY_POLL_MS: u64 = 20;
+
+impl Proxy {
+    pub fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a proxy");
+        listener.set_nonblocking(true).expect("nonblocking proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let cut = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, halt) = (Arc::clone(&cut), Arc::clone(&stop));
+        let accept = std::thread::spawn(move || {
+            while !halt.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) if !flag.load(Ordering::SeqCst) => {
+                        pipe(client, target, &flag, &halt)
+                    }
+                    Ok(_) => {} // Cut: the connection is dropped at once.
+                    Err(_) => std::thread::sleep(Duration::from_millis(PROXY_POLL_MS)),
+                }
+            }
+        });
+        Proxy {
+            addr,
+            cut,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+    }
+
+    pub fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
+
+/// Copies both ways between `client` and a new connection to `target` on two threads that
+/// end when either side closes, or the proxy is cut or stopped.
+fn pipe(client: TcpStream, target: SocketAddr, cut: &Arc<AtomicBool>, stop: &Arc<AtomicBool>) {
+    let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(1)) else {
+        return;
+    };
+    for (from, to) in [
+        (client.try_clone(), server.try_clone()),
+        (server.try_clone(), client.try_clone()),
+    ] {
+        let (Ok(mut from), Ok(mut to)) = (from, to) else {
+            return;
+        };
+        let (cut, stop) = (Arc::clone(cut), Arc::clone(stop));
+        std::thread::spawn(move || {
+            let _ = from.set_nonblocking(false);
+            let _ = from.set_read_timeout(Some(Duration::from_millis(PROXY_POLL_MS)));
+            let mut buf = [0u8; 16 * 1024];
+            while !cut.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+                match from.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = from.shutdown(Shutdown::Both);
+            let _ = to.shutdown(Shutdown::Both);
+        });
+    }
+}
