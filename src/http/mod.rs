@@ -18,7 +18,7 @@ pub mod response;
 pub mod server;
 pub mod writer;
 
-pub use handler::{inline, Handler, Inline};
+pub use handler::{inline, Handler, HeadPlan, Inline};
 pub use limits::ServerConfig;
 pub use request::{Extensions, Headers, Method, Request, Trailers, Version};
 pub use response::{Body, Response};
