@@ -535,9 +535,8 @@ impl Conn {
             Source::Scratch => &*ctx.scratch,
             Source::Boxed(request) => &**request,
         };
-        if is_upgrade_request(request.header("connection"), request.header("upgrade")) {
-            self.upgrade_barrier = true;
-        }
+        let upgrade = is_upgrade_request(request.header("connection"), request.header("upgrade"));
+        self.upgrade_barrier |= upgrade;
         let method = &request.method;
         let must_wait = self.waiting_unsafe > 0 || (!method.is_safe() && self.waiting > 0);
         if must_wait {
@@ -548,7 +547,7 @@ impl Conn {
             self.held = Some((request, exchange));
             return;
         }
-        self.dispatch(ctx, source, exchange);
+        self.dispatch(ctx, source, exchange, upgrade);
     }
 
     fn release_held(&mut self, ctx: &mut Ctx<'_>) {
@@ -561,16 +560,12 @@ impl Conn {
         let Some((request, exchange)) = self.held.take() else {
             return;
         };
-        self.dispatch(ctx, Source::Boxed(request), exchange);
+        let upgrade = is_upgrade_request(request.header("connection"), request.header("upgrade"));
+        self.dispatch(ctx, Source::Boxed(request), exchange, upgrade);
     }
 
     /// Starts a request and marks its slot when it asks for an upgrade.
-    fn dispatch(&mut self, ctx: &mut Ctx<'_>, source: Source, exchange: Exchange) {
-        let request = match &source {
-            Source::Scratch => &*ctx.scratch,
-            Source::Boxed(request) => &**request,
-        };
-        let upgrade = is_upgrade_request(request.header("connection"), request.header("upgrade"));
+    fn dispatch(&mut self, ctx: &mut Ctx<'_>, source: Source, exchange: Exchange, upgrade: bool) {
         let slots_before = self.slots.len();
         self.dispatch_request(ctx, source, exchange);
         assert_eq!(self.slots.len(), slots_before + 1, "one slot per request");

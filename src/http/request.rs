@@ -128,7 +128,7 @@ impl Headers {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.entries
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| same_name(n, name))
             .map(|(_, v)| v.as_ref())
     }
 
@@ -136,7 +136,7 @@ impl Headers {
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.entries
             .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .filter(move |(n, _)| same_name(n, name))
             .map(|(_, v)| v.as_ref())
     }
 
@@ -179,7 +179,7 @@ impl Headers {
 
     /// Removes every header named `name`.
     pub fn remove(&mut self, name: &str) {
-        self.entries.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.entries.retain(|(n, _)| !same_name(n, name));
     }
 
     /// Every header in order, as stored: the writer trusts `Cow::Borrowed` parts (see
@@ -227,6 +227,13 @@ impl Headers {
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
+}
+
+/// Header names compare ASCII case-insensitively; the length test, inlined, settles most
+/// comparisons without a call.
+#[inline]
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.eq_ignore_ascii_case(b)
 }
 
 /// A typed map for data attached to a request by middleware (request id, user, ...).
@@ -382,6 +389,9 @@ impl Request {
 
     /// Empties `params`, keeping its strings for reuse by `take_param_strings`.
     pub(crate) fn recycle_params(&mut self) {
+        if self.params.is_empty() {
+            return;
+        }
         let room = SPARE_PARAMS_MAX.saturating_sub(self.planned.spare_params.len());
         let params = self.params.drain(..).take(room);
         self.planned.spare_params.extend(params);

@@ -32,6 +32,7 @@ use crate::http::response::Response;
 use crate::http::static_files::StaticDir;
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 
@@ -335,7 +336,29 @@ struct Table {
     /// Static-only patterns by their path. A raw path without `%` that equals one of them is
     /// exactly what the trie would find (it prefers static children at every segment), so a
     /// hit skips splitting and walking.
-    exact: HashMap<String, Endpoint>,
+    exact: HashMap<String, Endpoint, BuildHasherDefault<PathHasher>>,
+}
+
+/// FNV-1a over the path bytes. A weak hash is safe here: the exact-path map is filled at
+/// start-up and only read while serving, so crafted paths can at worst walk the longest chain
+/// of registered routes (a few entries), never grow one; and it costs a fraction of SipHash.
+#[derive(Default)]
+struct PathHasher(u64);
+
+impl Hasher for PathHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut hash = if self.0 == 0 { FNV_OFFSET } else { self.0 };
+        for &byte in bytes {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME);
+        }
+        self.0 = hash;
+    }
 }
 
 /// What resolving a request found. `Found` holds the handler index; the parameters are
