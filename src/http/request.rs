@@ -505,6 +505,27 @@ mod tests {
     }
 
     #[test]
+    fn cleared_headers_and_params_leave_reusable_strings() {
+        let mut h = Headers::new();
+        h.append("X-A", "1");
+        h.append_static("Host", "h");
+        let mut spare = Vec::new();
+        h.clear_into(&mut spare, 2);
+        assert!(h.is_empty());
+        // Only owned strings are kept, and no more than asked.
+        assert_eq!(spare, ["X-A", "1"]);
+        h.append("X-B", "2");
+        h.clear_into(&mut spare, 2);
+        assert_eq!(spare.len(), 2);
+        let mut r = Request::new(Method::Get, "/");
+        r.params.push(("id".into(), "7".into()));
+        r.reset_plan();
+        assert!(r.params.is_empty());
+        let (name, value) = r.take_param_strings();
+        assert!(name.is_empty() && value.is_empty() && name.capacity() >= 2);
+    }
+
+    #[test]
     fn extensions_hold_one_value_per_type() {
         let mut e = Extensions::new();
         assert_eq!(e.insert(5u32), None);

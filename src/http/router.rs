@@ -742,9 +742,23 @@ mod tests {
         }
     }
 
+    fn body_text(response: &Response) -> String {
+        String::from_utf8_lossy(response.body.as_bytes().unwrap_or(b"")).into_owned()
+    }
+
+    /// Runs the case on both paths: `call` alone, and the server's `plan` then `call`.
     fn check(router: &Router, method: Method, target: &str, status: u16, body: &str) -> Response {
+        let mut planned = Request::new(method.clone(), target);
+        let _ = router.plan(&mut planned);
+        let answer = router.call(&mut planned);
         let mut req = Request::new(method.clone(), target);
         let response = router.call(&mut req);
+        assert_eq!(answer.status, response.status, "planned {method} {target}");
+        assert_eq!(
+            body_text(&answer),
+            body_text(&response),
+            "{method} {target}"
+        );
         assert_eq!(response.status, status, "{method} {target}");
         if status == 200 {
             let got = String::from_utf8_lossy(response.body.as_bytes().unwrap_or(b"")).into_owned();
@@ -885,5 +899,68 @@ mod tests {
         assert!(r.is_inline(&Request::new(Method::Get, "/fast")));
         assert!(!r.is_inline(&Request::new(Method::Get, "/slow")));
         assert!(r.is_inline(&Request::new(Method::Get, "/missing")));
+    }
+
+    #[test]
+    fn plan_routes_once_and_call_reuses_it() {
+        let limited = echo("small").with(crate::http::middleware::BodyLimit::bytes(8));
+        let r = Router::new()
+            .post("/small/{id}", limited)
+            .get("/fast", crate::http::handler::inline(echo("fast")))
+            .get("/items/{id}", echo("item"));
+        let mut req = Request::new(Method::Post, "/small/7");
+        let plan = r.plan(&mut req);
+        assert_eq!((plan.inline, plan.body_bytes_max), (false, Some(8)));
+        assert_eq!(req.params, [("id".to_string(), "7".to_string())]);
+        assert_eq!(body_text(&r.call(&mut req)), "small id=7");
+        let mut req = Request::new(Method::Get, "/fast");
+        assert_eq!(
+            r.plan(&mut req),
+            HeadPlan {
+                inline: true,
+                body_bytes_max: None
+            }
+        );
+        // Errors are planned inline with no limit, and answered by `call` as usual.
+        let mut req = Request::new(Method::Delete, "/fast");
+        assert!(r.plan(&mut req).inline);
+        assert_eq!(r.call(&mut req).status, 405);
+        // One request reused for the next head (as the reactor does): nothing leaks over.
+        let mut req = Request::new(Method::Get, "/items/1");
+        let _ = r.plan(&mut req);
+        req.set_target("/fast");
+        req.reset_plan();
+        let _ = r.plan(&mut req);
+        assert!(req.params.is_empty(), "{:?}", req.params);
+        assert_eq!(body_text(&r.call(&mut req)), "fast ");
+        req.set_target("/items/22");
+        req.reset_plan();
+        let _ = r.plan(&mut req);
+        assert_eq!(body_text(&r.call(&mut req)), "item id=22");
+    }
+
+    #[test]
+    fn a_rewritten_path_or_a_nested_router_routes_again() {
+        // A global layer that rewrites the path after `plan` ran: `call` must follow it.
+        let rewrite = |req: &mut Request, next: &dyn Handler| {
+            if req.path == "/old/5" {
+                req.path = "/new/5".to_string();
+            }
+            next.call(req)
+        };
+        let r = Router::bare()
+            .layer(rewrite)
+            .get("/old/{id}", echo("old"))
+            .get("/new/{n}", echo("new"));
+        let mut req = Request::new(Method::Get, "/old/5");
+        let _ = r.plan(&mut req);
+        assert_eq!(body_text(&r.call(&mut req)), "new n=5");
+        // A router mounted inside another: each level's parameters, inner last.
+        let inner = Router::bare().get("/in/{*rest}", echo("inner"));
+        let outer = Router::bare().get("/in/{*path}", inner);
+        let mut req = Request::new(Method::Get, "/in/a/b");
+        let _ = outer.plan(&mut req);
+        assert_eq!(body_text(&outer.call(&mut req)), "inner rest=a/b");
+        check(&outer, Method::Get, "/in/x", 200, "inner rest=x");
     }
 }
