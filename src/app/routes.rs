@@ -168,7 +168,26 @@ where
 
 /// Whether a write request is answered through a deferred response (see [`WriteRoute`]).
 fn deferrable(req: &Request) -> bool {
-    req.header("idempotency-key").is_none() && req.body.len() <= INLINE_BODY_BYTES_MAX
+    req.header("idempotency-key").is_none() && small_body(req)
+}
+
+/// Whether the request's body is at most [`INLINE_BODY_BYTES_MAX`]. The server asks before the
+/// body is read (`Handler::plan` runs on the head), so the declared `Content-Length` decides
+/// then; a chunked body's size is unknown up front and counts as large.
+pub(crate) fn small_body(req: &Request) -> bool {
+    if !req.body.is_empty() {
+        return req.body.len() <= INLINE_BODY_BYTES_MAX;
+    }
+    if req.header("transfer-encoding").is_some() {
+        return false;
+    }
+    match req.header("content-length") {
+        None => true,
+        Some(text) => text
+            .trim()
+            .parse::<usize>()
+            .is_ok_and(|declared| declared <= INLINE_BODY_BYTES_MAX),
+    }
 }
 
 fn list<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
@@ -473,4 +492,37 @@ pub fn describe_rule(rule: &Rule) -> String {
 /// Serializes any value (used by `/openapi.json` and tests).
 pub fn to_json_text<T: ToJson + ?Sized>(value: &T) -> String {
     json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Method;
+
+    fn post(headers: &[(&'static str, &'static str)], body: &[u8]) -> Request {
+        let mut req = Request::new(Method::Post, "/items");
+        for (name, value) in headers {
+            req.headers.append(*name, *value);
+        }
+        req.body = body.to_vec();
+        req
+    }
+
+    #[test]
+    fn small_body_decides_on_the_declared_length_before_the_body_is_read() {
+        let limit = INLINE_BODY_BYTES_MAX.to_string();
+        let over = (INLINE_BODY_BYTES_MAX + 1).to_string();
+        let mut at_limit = post(&[], b"");
+        at_limit.headers.append("content-length", limit);
+        assert!(small_body(&at_limit));
+        let mut too_big = post(&[], b"");
+        too_big.headers.append("content-length", over);
+        assert!(!small_body(&too_big));
+        assert!(!small_body(&post(&[("transfer-encoding", "chunked")], b"")));
+        assert!(!small_body(&post(&[("content-length", "x")], b"")));
+        assert!(small_body(&post(&[], b"")));
+        assert!(!small_body(&post(&[], &vec![b' '; INLINE_BODY_BYTES_MAX + 1])));
+        assert!(!deferrable(&post(&[("idempotency-key", "k")], b"{}")));
+        assert!(deferrable(&post(&[], b"{}")));
+    }
 }
