@@ -95,13 +95,22 @@ pub trait Decode: Sized {
     }
 }
 
-/// The capacity to reserve for `count` decoded elements of `T`: never more memory than the
-/// remaining input size, so a false count cannot make the decoder allocate much more than the
-/// input it was given. Genuine larger collections grow as their elements are decoded.
+/// Bytes of memory a sequence decoder may reserve up front per byte of remaining input. Counts
+/// are already checked against the input (each element takes at least `ENCODED_BYTES_MIN`
+/// bytes), but an element can be far larger in memory than on the wire (a struct of strings
+/// may encode to a dozen bytes and take 150 in memory), so the reservation is capped too.
+pub const CAPACITY_BYTES_PER_INPUT_BYTE: usize = 8;
+
+/// The capacity to reserve for `count` decoded elements of `T`: exactly `count` whenever that
+/// takes at most [`CAPACITY_BYTES_PER_INPUT_BYTE`] bytes of memory per remaining input byte
+/// (every genuine collection of ordinary structs), so decoding it costs one allocation and no
+/// regrowth; a false count can make the decoder reserve at most that multiple of its input.
+/// Larger collections grow as their elements are decoded.
 #[inline]
 pub fn capacity_for<T>(count: usize, remaining_bytes: usize) -> usize {
     let element_bytes = std::mem::size_of::<T>().max(1);
-    count.min(remaining_bytes / element_bytes + 1)
+    let budget_bytes = remaining_bytes.saturating_mul(CAPACITY_BYTES_PER_INPUT_BYTE);
+    count.min(budget_bytes / element_bytes + 1)
 }
 
 /// Starts a framed struct body: reserves one byte for the length and returns the mark that
@@ -256,8 +265,13 @@ mod tests {
 
     #[test]
     fn capacity_never_exceeds_input_bytes() {
-        assert_eq!(capacity_for::<u64>(1_000_000, 80), 11);
+        // 80 input bytes allow 640 bytes of memory: 80 u64, plus one.
+        assert_eq!(capacity_for::<u64>(1_000_000, 80), 81);
         assert_eq!(capacity_for::<u64>(3, 80), 3);
         assert_eq!(capacity_for::<()>(70_000, 0), 1);
+        assert_eq!(capacity_for::<[u8; 100]>(1_000, usize::MAX), 1_000);
+        // A struct-sized element: exact capacity while it fits the budget.
+        assert_eq!(capacity_for::<[u64; 20]>(1_000, 20_000), 1_000);
+        assert_eq!(capacity_for::<[u64; 20]>(1_000, 10_000), 501);
     }
 }
