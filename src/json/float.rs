@@ -15,8 +15,8 @@ use std::sync::OnceLock;
 
 /// Bytes of the buffer a formatted f64 is written into: sign, 17 digits, point, up to 5 zeros,
 /// `e-308` is at most 26; the layout also stores whole 8- and 16-byte words past the text (up
-/// to sign + 33 bytes), which the caller then cuts off.
-pub(crate) const FLOAT_BYTES_MAX: usize = 40;
+/// to sign + 23 bytes), which the caller then cuts off.
+pub(crate) const FLOAT_BYTES_MAX: usize = 32;
 
 /// Smallest and largest decimal exponent `e` whose 10^e the algorithm needs.
 const POW10_EXPONENT_MIN: i32 = -292;
@@ -652,6 +652,16 @@ fn significand_words(digits: u64) -> (u8, u64, u64, usize) {
     (first, middle + ASCII_ZEROS, low + ASCII_ZEROS, significant)
 }
 
+/// The eight text bytes of `word` with a point inserted before byte `index` (< 8): the bytes
+/// from `index` on move one place up and the last one falls off.
+#[inline(always)]
+fn insert_point(word: u64, index: usize) -> u64 {
+    assert!(index < 8, "insert_point inside one word");
+    let shift = 8 * index as u32;
+    let below = (1u64 << shift) - 1;
+    (word & below) | (u64::from(b'.') << shift) | ((word & !below) << 8)
+}
+
 /// Stores `word` little-endian at `out[at..at + 8]`.
 #[inline(always)]
 fn store_eight(out: &mut [u8], at: usize, word: u64) {
@@ -666,15 +676,20 @@ fn layout(digits: u64, k: i32, out: &mut [u8]) -> usize {
     // Decimal exponent of the first digit.
     let scientific = k + SIGNIFICAND_DIGITS as i32 - 1;
     if (0..16).contains(&scientific) {
-        // ddd.ddd: write the digits, then move all after the whole part one place right over
-        // a 16-byte window (at most 16 digits follow the point) and put the point in the gap.
+        // ddd.ddd: the digits after the first, with the point inserted after `whole - 1` of
+        // them, are put together in two registers and stored once (storing the digits and then
+        // reloading them across the stores to move them would stall store forwarding).
         let whole = scientific as usize + 1;
+        let (head, tail) = if whole <= 8 {
+            (insert_point(middle, whole - 1), (middle >> 56) | (low << 8))
+        } else {
+            (middle, insert_point(low, whole - 9))
+        };
         out[0] = b'0' + first;
-        store_eight(out, 1, middle);
-        store_eight(out, 9, low);
-        let tail = u128::from_le_bytes(sixteen_at(out, whole));
-        out[whole + 1..whole + 17].copy_from_slice(&tail.to_le_bytes());
-        out[whole] = b'.';
+        store_eight(out, 1, head);
+        store_eight(out, 9, tail);
+        // The last digit, pushed one place right by the point.
+        out[17] = (low >> 56) as u8;
         // At least one fractional digit: out[whole + 1] is a zero digit when none is
         // significant, since whole < 17.
         return whole + 1 + significant.saturating_sub(whole).max(1);
@@ -704,15 +719,6 @@ fn layout(digits: u64, k: i32, out: &mut [u8]) -> usize {
     let exponent_digits = decimal_length(exponent);
     write_digits(exponent, exponent_digits, &mut out[len..]);
     len + exponent_digits
-}
-
-/// The sixteen bytes of `out` from `at`, as an array.
-#[inline(always)]
-fn sixteen_at(out: &[u8], at: usize) -> [u8; 16] {
-    match out[at..at + 16].try_into() {
-        Ok(window) => window,
-        Err(_) => unreachable!("a sixteen-byte window"),
-    }
 }
 
 /// A `fmt::Write` into a fixed buffer (for f32, which keeps std's formatter).
