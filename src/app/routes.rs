@@ -521,7 +521,10 @@ mod tests {
         assert!(!small_body(&post(&[("transfer-encoding", "chunked")], b"")));
         assert!(!small_body(&post(&[("content-length", "x")], b"")));
         assert!(small_body(&post(&[], b"")));
-        assert!(!small_body(&post(&[], &vec![b' '; INLINE_BODY_BYTES_MAX + 1])));
+        assert!(!small_body(&post(
+            &[],
+            &vec![b' '; INLINE_BODY_BYTES_MAX + 1]
+        )));
         assert!(!deferrable(&post(&[("idempotency-key", "k")], b"{}")));
         assert!(deferrable(&post(&[], b"{}")));
     }
