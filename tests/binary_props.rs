@@ -471,7 +471,7 @@ proptest! {
     }
 
     /// What a decoder reserves before decoding elements: never more memory than the remaining
-    /// input (plus one element), whatever count the input claims.
+    /// input (plus one element) nor than `PREALLOC_BYTES_MAX`, whatever count the input claims.
     #[test]
     fn preallocation_is_bounded_by_the_input(count in any::<usize>(), remaining in 0usize..1 << 20) {
         fn check<T>(count: usize, remaining: usize) {
@@ -479,6 +479,7 @@ proptest! {
             let element_bytes = std::mem::size_of::<T>().max(1);
             assert!(capacity <= count);
             assert!(capacity * element_bytes <= remaining + element_bytes, "{capacity} x {element_bytes} for {remaining}");
+            assert!(capacity * element_bytes <= binary::PREALLOC_BYTES_MAX, "{capacity} x {element_bytes} over the cap");
         }
         check::<u8>(count, remaining);
         check::<u64>(count, remaining);

@@ -230,3 +230,55 @@ fn a_pipelined_burst_larger_than_the_read_buffer_is_fully_answered() {
     writer.join().expect("writer");
     stream.flush().expect("flush");
 }
+
+/// A route's lower body limit (`BodyLimit`) is known from the head: a client that announces
+/// a large body and then waits gets 413 at once, without a 100 Continue and without sending
+/// a single body byte; routes without the limit still accept the body.
+#[test]
+fn a_route_body_limit_is_answered_before_the_body() {
+    use lithair::http::middleware::BodyLimit;
+    use lithair::http::router::WithMiddleware;
+    use lithair::http::{Request, Response, Router, Server};
+    let count = |req: &mut Request| Response::text(200, req.body.len().to_string());
+    let router = Router::new()
+        .post("/small", count.with(BodyLimit::bytes(8)))
+        .post("/any", count);
+    let server = Server::bind("127.0.0.1:0")
+        .expect("bind")
+        .config(quick_config())
+        .spawn(router)
+        .expect("spawn");
+    let addr = server.local_addr();
+    // Below the server's limit, above the route's; the body is never sent.
+    let head = "POST /small HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n";
+    let (resp, mut reader) = send(addr, head.as_bytes());
+    assert_eq!(resp.status, 413, "{}", resp.text());
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(is_closed(&mut reader), "the unread body cannot be reused");
+    let expect = "POST /small HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\
+                  Content-Length: 9\r\n\r\n";
+    let (resp, _) = send(addr, expect.as_bytes());
+    assert_eq!(
+        resp.status, 413,
+        "no 100 Continue for a body the route refuses"
+    );
+    // At the route's limit, and on a route without one, the body is read as usual.
+    let fits = "POST /small HTTP/1.1\r\nHost: h\r\nContent-Length: 8\r\n\r\n12345678";
+    assert_eq!(send(addr, fits.as_bytes()).0.text(), "8");
+    let expect = "POST /any HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\
+                  Content-Length: 9\r\n\r\n";
+    let mut stream = connect(addr);
+    stream.write_all(expect.as_bytes()).expect("write head");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let interim = read_response(&mut reader, true).expect("interim");
+    assert_eq!(interim.status, 100);
+    stream.write_all(b"123456789").expect("write body");
+    assert_eq!(
+        read_response(&mut reader, false).expect("final").text(),
+        "9"
+    );
+}

@@ -7,6 +7,26 @@ use lithair::json::{self, Map, Number, ParseOptions, Reader, Value};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 
+/// f64 bit patterns from the classes where shortest formatting goes wrong first: subnormals,
+/// powers of two (the narrower gap below them), the last value of each binade, integers and
+/// their neighbours, short decimals, and both ends of the fixed-notation range.
+fn float_bit_classes() -> impl Strategy<Value = u64> {
+    let sign = any::<bool>().prop_map(|negative| u64::from(negative) << 63);
+    let class = prop_oneof![
+        (1u64..1 << 52),
+        (1u64..2046).prop_map(|exponent| exponent << 52),
+        (1u64..2046).prop_map(|exponent| (exponent << 52) | ((1 << 52) - 1)),
+        (0u64..1 << 53).prop_map(|n| (n as f64).to_bits()),
+        ((0u64..1 << 53), -1i64..=1)
+            .prop_map(|(n, step)| (n as f64).to_bits().wrapping_add_signed(step)),
+        ((0u64..100_000_000), 0i32..=20).prop_map(|(n, k)| (n as f64 / 10f64.powi(k)).to_bits()),
+        prop_oneof![Just(1e16f64), Just(1e-4), Just(1e-3), Just(1e-5)].prop_flat_map(|v| (-2i64
+            ..=2)
+            .prop_map(move |step| v.to_bits().wrapping_add_signed(step))),
+    ];
+    (sign, class).prop_map(|(sign, bits)| sign | (bits & !(1 << 63)))
+}
+
 fn number() -> impl Strategy<Value = Number> {
     prop_oneof![
         any::<u64>().prop_map(Number::from_u64),
@@ -98,7 +118,7 @@ proptest! {
     }
 
     #[test]
-    fn floats_are_shortest_and_exact(bits in any::<u64>()) {
+    fn floats_are_shortest_and_exact(bits in prop_oneof![any::<u64>(), float_bit_classes()]) {
         let f = f64::from_bits(bits);
         if f.is_finite() {
             let text = json::to_string(&f).unwrap();

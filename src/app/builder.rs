@@ -580,7 +580,7 @@ impl crate::http::Handler for CommandHandlerRoute {
     }
 
     fn is_inline(&self, req: &Request) -> bool {
-        req.body.len() <= super::routes::INLINE_BODY_BYTES_MAX
+        super::routes::small_body(req)
     }
 }
 

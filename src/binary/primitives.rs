@@ -210,8 +210,7 @@ impl Encode for String {
 #[inline]
 fn read_str<'a>(r: &mut Reader<'a>) -> Result<&'a str, Error> {
     let offset = r.offset();
-    let length = r.read_len()?;
-    let bytes = r.read_bytes(length)?;
+    let bytes = r.read_len_bytes()?;
     std::str::from_utf8(bytes).map_err(|_| Error::at(ErrorKind::InvalidUtf8, offset))
 }
 

@@ -98,6 +98,12 @@ impl<'a> Reader<'a> {
 
     #[inline(never)]
     fn read_varint_slow(&mut self) -> Result<u64, Error> {
+        if let Some(&chunk) = self.rest.first_chunk::<8>() {
+            if let Some((value, used)) = varint::parse_varint_word(u64::from_le_bytes(chunk)) {
+                self.advance(used);
+                return Ok(value);
+            }
+        }
         match varint::parse_varint(self.rest) {
             Ok((value, used)) => {
                 self.advance(used);
@@ -158,6 +164,24 @@ impl<'a> Reader<'a> {
             return Err(self.error(kind));
         }
         Ok(length as usize)
+    }
+
+    /// Reads a varint byte length, checks it against the remaining input and borrows that many
+    /// bytes (strings, byte vectors); an error (and no advance) if fewer remain.
+    #[inline]
+    pub fn read_len_bytes(&mut self) -> Result<&'a [u8], Error> {
+        // Short values (under 128 bytes) dominate: one comparison and one split.
+        if let Some((&byte, rest)) = self.rest.split_first() {
+            let length = usize::from(byte);
+            if byte < 0x80 && length <= rest.len() {
+                let (head, tail) = rest.split_at(length);
+                self.rest = tail;
+                self.offset += 1 + length;
+                return Ok(head);
+            }
+        }
+        let length = self.read_len()?;
+        self.read_bytes(length)
     }
 
     /// Reads a varint element count for elements that each encode to at least

@@ -114,6 +114,36 @@ fn parse_varint_prefix(bytes: &[u8], available: usize) -> Result<(u64, usize), E
     })
 }
 
+/// Mask of the continuation bits of eight varint bytes in a little-endian word.
+const CONTINUATION_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// Parses a varint of at most eight bytes from the first eight input bytes, read as one
+/// little-endian word, without a loop: the first byte with a clear top bit ends it, and the
+/// 7-bit groups are packed together in three mask-and-shift steps. `None` when no byte of the
+/// eight ends the varint or when it is not canonical (a redundant trailing zero group): the
+/// caller then runs [`parse_varint`], which reports the right error. Eight groups hold 56 bits,
+/// so a u64 cannot overflow here.
+#[inline]
+pub fn parse_varint_word(word: u64) -> Option<(u64, usize)> {
+    let stops = !word & CONTINUATION_BITS;
+    if stops == 0 {
+        return None;
+    }
+    // The terminating byte's clear top bit is bit 8 * index + 7.
+    let used = (stops.trailing_zeros() / 8 + 1) as usize;
+    let mask = u64::MAX >> (64 - 8 * used);
+    let bytes = word & mask;
+    if used > 1 && bytes >> (8 * (used - 1)) == 0 {
+        return None;
+    }
+    let groups = bytes & 0x7f7f_7f7f_7f7f_7f7f;
+    // Pairs of 7-bit groups into 14 bits per 16-bit lane, then 28 per 32-bit lane, then 56.
+    let pairs = (groups & 0x007f_007f_007f_007f) | ((groups & 0x7f00_7f00_7f00_7f00) >> 1);
+    let quads = (pairs & 0x0000_3fff_0000_3fff) | ((pairs & 0x3fff_0000_3fff_0000) >> 2);
+    let value = (quads & 0x0fff_ffff) | ((quads & 0x0fff_ffff_0000_0000) >> 4);
+    Some((value, used))
+}
+
 /// Parses a canonical u128 varint at the start of `bytes`.
 pub fn parse_varint_u128(bytes: &[u8]) -> Result<(u128, usize), ErrorKind> {
     let mut value: u128 = 0;
@@ -200,6 +230,55 @@ mod tests {
             parse_varint(&[]),
             Err(ErrorKind::UnexpectedEnd { .. })
         ));
+    }
+
+    /// The word parser must agree with the byte loop wherever it answers, and answer for every
+    /// canonical varint of up to eight bytes.
+    fn check_word(bytes: [u8; 8]) {
+        let reference = parse_varint(&bytes);
+        match parse_varint_word(u64::from_le_bytes(bytes)) {
+            Some(found) => assert_eq!(Ok(found), reference, "{bytes:02x?}"),
+            None => assert!(
+                !matches!(reference, Ok((_, used)) if used <= 8),
+                "word parser declined a canonical varint {bytes:02x?}"
+            ),
+        }
+    }
+
+    #[test]
+    fn word_parser_matches_byte_loop() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for shift in 0..64 {
+            for value in [1u64 << shift, (1u64 << shift) - 1, (1u64 << shift) + 1] {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // The varint, then noise after it (the word always spans eight bytes).
+                let mut bytes = encoded(value);
+                bytes.extend_from_slice(&state.to_le_bytes());
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&bytes[..8]);
+                check_word(word);
+            }
+        }
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Random words, with the continuation bits mostly set so that long varints and
+            // overlong ones (a zero last byte) both occur.
+            let continuation = state.rotate_left(17) | state.rotate_left(31);
+            let word = (state & 0x7f7f_7f7f_7f7f_7f7f) | (continuation & CONTINUATION_BITS);
+            check_word(word.to_le_bytes());
+            check_word((word & !0x7f00).to_le_bytes());
+        }
+        assert_eq!(parse_varint_word(0x0080), None, "overlong two-byte zero");
+        assert_eq!(
+            parse_varint_word(u64::MAX),
+            None,
+            "no terminator in eight bytes"
+        );
+        assert_eq!(parse_varint_word(0x02ac), Some((300, 2)));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 use super::chunked::ChunkedDecoder;
 use super::deferred::Deferred;
 use super::parse::{framing, parse_head, BodyKind, HeadLimits, HeaderSlot, ParseError, Status};
+use super::problem::Problem;
 use super::reactor::{Completion, Inbox, Outcome, Shared};
 use super::request::{Method, Request, Trailers, Version};
 use super::response::Response;
@@ -75,6 +76,8 @@ enum Reading {
         request: Box<Request>,
         exchange: Exchange,
         body: BodyState,
+        /// The body limit for this request: the server's, or the route's when lower.
+        body_bytes_max: u64,
     },
 }
 
@@ -414,18 +417,23 @@ impl Conn {
             self.fail(400, "invalid request target form");
             return None;
         }
+        // Routed on the head: the route's body limit applies before any body byte is read.
+        let plan = ctx.shared.handler.plan(ctx.scratch);
+        ctx.scratch.planned.done = true;
+        ctx.scratch.planned.inline = plan.inline;
+        let body_bytes_max = plan
+            .body_bytes_max
+            .map_or(ctx.shared.config.body_bytes_max, |route| {
+                route.min(ctx.shared.config.body_bytes_max)
+            });
         let exchange = Exchange {
             version: head.version,
             head: ctx.scratch.method == Method::Head,
             keep_alive: frame.keep_alive && !ctx.shared.is_shutting_down(),
         };
         let body_started = data.len() > head.head_len;
-        self.start_body(
-            ctx,
-            frame.body,
-            frame.expect_continue && !body_started,
-            exchange,
-        )?;
+        let expect_continue = frame.expect_continue && !body_started;
+        self.start_body(ctx, frame.body, body_bytes_max, expect_continue, exchange)?;
         Some(head.head_len)
     }
 
@@ -433,6 +441,7 @@ impl Conn {
         &mut self,
         ctx: &mut Ctx<'_>,
         kind: BodyKind,
+        body_bytes_max: u64,
         expect_continue: bool,
         exchange: Exchange,
     ) -> Option<()> {
@@ -443,6 +452,12 @@ impl Conn {
             }
             BodyKind::Length(n) if n > ctx.shared.config.body_bytes_max => {
                 self.fail(413, "request body too large");
+                return None;
+            }
+            BodyKind::Length(n) if n > body_bytes_max => {
+                // The route's own, lower limit: answered like the route's `BodyLimit` would.
+                let problem = Problem::payload_too_large(body_bytes_max).into_response();
+                self.fail_with(problem);
                 return None;
             }
             BodyKind::Length(n) => BodyState::Length(n),
@@ -459,14 +474,20 @@ impl Conn {
             request,
             exchange,
             body,
+            body_bytes_max,
         };
         Some(())
     }
 
     /// Feeds body bytes; returns the bytes used, or None after answering a body error.
     fn read_body(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) -> Option<usize> {
-        let body_max = ctx.shared.config.body_bytes_max;
-        let Reading::Body { request, body, .. } = &mut self.reading else {
+        let Reading::Body {
+            request,
+            body,
+            body_bytes_max,
+            ..
+        } = &mut self.reading
+        else {
             unreachable!("read_body outside a body");
         };
         let (used, complete) = match body {
@@ -477,7 +498,7 @@ impl Conn {
                 (take, *remaining == 0)
             }
             BodyState::Chunked(decoder) => {
-                match decoder.decode(data, &mut request.body, body_max) {
+                match decoder.decode(data, &mut request.body, *body_bytes_max) {
                     Ok(Status::Complete(used)) => (used, true),
                     Ok(Status::Partial) => (data.len(), false),
                     Err(error) => {
@@ -492,6 +513,7 @@ impl Conn {
                 mut request,
                 exchange,
                 body,
+                ..
             } = std::mem::replace(&mut self.reading, Reading::Head)
             else {
                 unreachable!("body state vanished");
@@ -514,9 +536,8 @@ impl Conn {
             Source::Scratch => &*ctx.scratch,
             Source::Boxed(request) => &**request,
         };
-        if is_upgrade_request(request.header("connection"), request.header("upgrade")) {
-            self.upgrade_barrier = true;
-        }
+        let upgrade = is_upgrade_request(request.header("connection"), request.header("upgrade"));
+        self.upgrade_barrier |= upgrade;
         let method = &request.method;
         let must_wait = self.waiting_unsafe > 0 || (!method.is_safe() && self.waiting > 0);
         if must_wait {
@@ -527,7 +548,7 @@ impl Conn {
             self.held = Some((request, exchange));
             return;
         }
-        self.dispatch(ctx, source, exchange);
+        self.dispatch(ctx, source, exchange, upgrade);
     }
 
     fn release_held(&mut self, ctx: &mut Ctx<'_>) {
@@ -540,16 +561,12 @@ impl Conn {
         let Some((request, exchange)) = self.held.take() else {
             return;
         };
-        self.dispatch(ctx, Source::Boxed(request), exchange);
+        let upgrade = is_upgrade_request(request.header("connection"), request.header("upgrade"));
+        self.dispatch(ctx, Source::Boxed(request), exchange, upgrade);
     }
 
     /// Starts a request and marks its slot when it asks for an upgrade.
-    fn dispatch(&mut self, ctx: &mut Ctx<'_>, source: Source, exchange: Exchange) {
-        let request = match &source {
-            Source::Scratch => &*ctx.scratch,
-            Source::Boxed(request) => &**request,
-        };
-        let upgrade = is_upgrade_request(request.header("connection"), request.header("upgrade"));
+    fn dispatch(&mut self, ctx: &mut Ctx<'_>, source: Source, exchange: Exchange, upgrade: bool) {
         let slots_before = self.slots.len();
         self.dispatch_request(ctx, source, exchange);
         assert_eq!(self.slots.len(), slots_before + 1, "one slot per request");
@@ -571,7 +588,11 @@ impl Conn {
             return;
         }
         let seq = self.first_seq + self.slots.len() as u64;
-        if handler.is_inline(request) {
+        let inline = match request.planned.done {
+            true => request.planned.inline,
+            false => handler.is_inline(request),
+        };
+        if inline {
             let unsafe_method = !request.method.is_safe();
             let response = run_handler(handler, request);
             match settle(response, ctx.inbox, ctx.token, seq) {
@@ -630,6 +651,11 @@ impl Conn {
     /// Answers a framing or limit error and stops reading: the rest of the input cannot be
     /// trusted to be framed the way we think.
     fn fail(&mut self, status: u16, message: &'static str) {
+        self.fail_with(Response::text(status, message));
+    }
+
+    /// Like `fail`, with a response of the caller's making.
+    fn fail_with(&mut self, response: Response) {
         self.accept_more = false;
         self.reading = Reading::Head;
         self.head_started_ms = None;
@@ -639,7 +665,6 @@ impl Conn {
             head: false,
             keep_alive: false,
         };
-        let response = Response::text(status, message);
         self.push_ready(exchange, response);
     }
 
@@ -966,8 +991,19 @@ pub(crate) fn run_handler(handler: &dyn Handler, request: &mut Request) -> Respo
     }
 }
 
+/// Header strings kept between requests for reuse (a head has at most this many worth keeping).
+const SPARE_STRINGS_MAX: usize = 2 * HEADER_SLOTS_INLINE;
+
+/// `text` in a string taken from `spare` (no allocation once the spare strings are large enough).
+fn reused(spare: &mut Vec<String>, text: &str) -> String {
+    let mut out = spare.pop().unwrap_or_default();
+    out.clear();
+    out.push_str(text);
+    out
+}
+
 /// Common header names as static strings: no allocation for them.
-fn static_name(name: &str) -> Cow<'static, str> {
+fn static_name(name: &str) -> Option<&'static str> {
     const KNOWN: [&str; 12] = [
         "Host",
         "User-Agent",
@@ -982,10 +1018,7 @@ fn static_name(name: &str) -> Cow<'static, str> {
         "Authorization",
         "Expect",
     ];
-    match KNOWN.iter().find(|k| **k == name) {
-        Some(known) => Cow::Borrowed(known),
-        None => Cow::Owned(name.to_string()),
-    }
+    KNOWN.iter().find(|k| **k == name).copied()
 }
 
 /// Copies a parsed head into `request`, reusing its allocations.
@@ -1001,15 +1034,19 @@ fn fill_request(
     };
     request.set_target(head.target);
     request.version = head.version;
-    request.headers.clear();
+    request.reset_plan();
+    let spare = &mut request.planned.spare_strings;
+    request.headers.clear_into(spare, SPARE_STRINGS_MAX);
     for field in fields {
-        request
-            .headers
-            .append_cow(static_name(field.name), Cow::Owned(field.value.to_string()));
+        let name = match static_name(field.name) {
+            Some(known) => Cow::Borrowed(known),
+            None => Cow::Owned(reused(spare, field.name)),
+        };
+        let value = Cow::Owned(reused(spare, field.value));
+        request.headers.append_cow(name, value);
     }
     request.body.clear();
     request.remote_addr = peer;
-    request.params.clear();
     request.extensions.clear();
 }
 
@@ -1061,7 +1098,7 @@ mod tests {
 
     #[test]
     fn static_names_do_not_allocate_for_known_headers() {
-        assert!(matches!(static_name("Host"), Cow::Borrowed("Host")));
-        assert!(matches!(static_name("host"), Cow::Owned(_)));
+        assert_eq!(static_name("Host"), Some("Host"));
+        assert_eq!(static_name("host"), None);
     }
 }

@@ -21,6 +21,37 @@ pub trait Handler: Send + Sync + 'static {
         let _ = req;
         false
     }
+
+    /// Called by the server once per request, right after the head is parsed and before any
+    /// body byte is read: decides where the request runs and how large its body may be. A
+    /// router matches the route here and remembers it on the request, so `call` does not
+    /// match again. The default answers from `is_inline` with no body limit of its own.
+    fn plan(&self, req: &mut Request) -> HeadPlan {
+        HeadPlan {
+            inline: self.is_inline(req),
+            body_bytes_max: None,
+        }
+    }
+}
+
+/// What a handler decides from a request's head alone (see [`Handler::plan`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadPlan {
+    /// The request may run on the reactor thread (see [`Handler::is_inline`]).
+    pub inline: bool,
+    /// A body limit for this request below the server's own (413 before the body is read).
+    pub body_bytes_max: Option<u64>,
+}
+
+impl HeadPlan {
+    /// The stricter of two optional body limits.
+    pub fn min_limit(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+        match (a, b) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, None) => x,
+            (None, y) => y,
+        }
+    }
 }
 
 impl<F> Handler for F
@@ -40,6 +71,10 @@ impl<H: Handler + ?Sized> Handler for Arc<H> {
     fn is_inline(&self, req: &Request) -> bool {
         (**self).is_inline(req)
     }
+
+    fn plan(&self, req: &mut Request) -> HeadPlan {
+        (**self).plan(req)
+    }
 }
 
 /// Wraps a handler that never blocks so that every request it answers runs on the reactor.
@@ -52,6 +87,13 @@ impl<H: Handler> Handler for Inline<H> {
 
     fn is_inline(&self, _req: &Request) -> bool {
         true
+    }
+
+    fn plan(&self, req: &mut Request) -> HeadPlan {
+        HeadPlan {
+            inline: true,
+            ..self.0.plan(req)
+        }
     }
 }
 
@@ -76,5 +118,17 @@ mod tests {
         );
         let shared: Arc<dyn Handler> = Arc::new(inline(h));
         assert!(shared.is_inline(&req));
+        assert_eq!(
+            shared.plan(&mut req),
+            HeadPlan {
+                inline: true,
+                body_bytes_max: None
+            }
+        );
+        assert!(!h.plan(&mut req).inline);
+        assert_eq!(HeadPlan::min_limit(Some(5), Some(3)), Some(3));
+        assert_eq!(HeadPlan::min_limit(None, Some(3)), Some(3));
+        assert_eq!(HeadPlan::min_limit(Some(5), None), Some(5));
+        assert_eq!(HeadPlan::min_limit(None, None), None);
     }
 }

@@ -20,7 +20,7 @@ pub mod server;
 pub mod writer;
 
 pub use deferred::Responder;
-pub use handler::{inline, Handler, Inline};
+pub use handler::{inline, Handler, HeadPlan, Inline};
 pub use limits::ServerConfig;
 pub use request::{Extensions, Headers, Method, Request, Trailers, Version};
 pub use response::{Body, Response};

@@ -179,7 +179,7 @@ const TOKEN_BYTES: [bool; 256] = {
 };
 
 /// tchar (RFC 9110 §5.6.2).
-fn is_token_byte(b: u8) -> bool {
+pub(crate) fn is_token_byte(b: u8) -> bool {
     TOKEN_BYTES[b as usize]
 }
 

@@ -128,7 +128,7 @@ impl Headers {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.entries
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| same_name(n, name))
             .map(|(_, v)| v.as_ref())
     }
 
@@ -136,7 +136,7 @@ impl Headers {
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.entries
             .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .filter(move |(n, _)| same_name(n, name))
             .map(|(_, v)| v.as_ref())
     }
 
@@ -179,7 +179,13 @@ impl Headers {
 
     /// Removes every header named `name`.
     pub fn remove(&mut self, name: &str) {
-        self.entries.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.entries.retain(|(n, _)| !same_name(n, name));
+    }
+
+    /// Every header in order, as stored: the writer trusts `Cow::Borrowed` parts (see
+    /// `http::writer`).
+    pub(crate) fn entries(&self) -> &[(Cow<'static, str>, Cow<'static, str>)] {
+        &self.entries
     }
 
     /// Every header in order, as `(name, value)`.
@@ -202,6 +208,18 @@ impl Headers {
         self.entries.clear();
     }
 
+    /// Removes every header, keeping the owned strings in `spare` (at most `spare_max`) so
+    /// that the next request's headers reuse them instead of allocating.
+    pub(crate) fn clear_into(&mut self, spare: &mut Vec<String>, spare_max: usize) {
+        for (name, value) in self.entries.drain(..) {
+            for text in [name, value] {
+                if let (Cow::Owned(text), true) = (text, spare.len() < spare_max) {
+                    spare.push(text);
+                }
+            }
+        }
+    }
+
     /// True when any comma-separated element of any `name` header equals `token`
     /// (ASCII case-insensitive), e.g. `has_token("connection", "close")`.
     pub fn has_token(&self, name: &str, token: &str) -> bool {
@@ -209,6 +227,13 @@ impl Headers {
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
+}
+
+/// Header names compare ASCII case-insensitively; the length test, inlined, settles most
+/// comparisons without a call.
+#[inline]
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.eq_ignore_ascii_case(b)
 }
 
 /// A typed map for data attached to a request by middleware (request id, user, ...).
@@ -308,6 +333,77 @@ pub struct Request {
     pub params: Vec<(String, String)>,
     /// Typed data attached by middleware.
     pub extensions: Extensions,
+    /// What was decided from the head; not part of the API.
+    pub(crate) planned: Planned,
+}
+
+/// What the server and the router learned from a request's head (see `Handler::plan`), kept
+/// with the request so that no later stage routes or asks twice, plus strings of earlier
+/// requests kept for reuse (the reactor reuses one request for every head it parses).
+#[derive(Debug)]
+pub(crate) struct Planned {
+    /// `Handler::plan` ran for this request and `inline` holds its answer.
+    pub(crate) done: bool,
+    /// See `HeadPlan::inline`.
+    pub(crate) inline: bool,
+    /// Address of the routing table whose route is remembered; 0 for none.
+    pub(crate) table: usize,
+    /// Index of the remembered route's handler in that table.
+    pub(crate) route: usize,
+    /// The method the route was matched for (a middleware may rewrite it before routing).
+    pub(crate) method: Method,
+    /// The path the route was matched for.
+    pub(crate) path: String,
+    /// Parameter pairs of earlier requests, reused to fill `params`.
+    pub(crate) spare_params: Vec<(String, String)>,
+    /// Header strings of earlier requests, reused to fill `headers`.
+    pub(crate) spare_strings: Vec<String>,
+}
+
+impl Planned {
+    fn new() -> Planned {
+        Planned {
+            done: false,
+            inline: false,
+            table: 0,
+            route: 0,
+            method: Method::Get,
+            path: String::new(),
+            spare_params: Vec::new(),
+            spare_strings: Vec::new(),
+        }
+    }
+}
+
+/// Most parameter pairs kept for reuse between requests.
+const SPARE_PARAMS_MAX: usize = 16;
+
+impl Request {
+    /// Forgets the plan and route of the previous request; keeps its parameter strings for
+    /// reuse by `take_param_strings`.
+    pub(crate) fn reset_plan(&mut self) {
+        self.planned.done = false;
+        self.planned.table = 0;
+        self.recycle_params();
+    }
+
+    /// Empties `params`, keeping its strings for reuse by `take_param_strings`.
+    pub(crate) fn recycle_params(&mut self) {
+        if self.params.is_empty() {
+            return;
+        }
+        let room = SPARE_PARAMS_MAX.saturating_sub(self.planned.spare_params.len());
+        let params = self.params.drain(..).take(room);
+        self.planned.spare_params.extend(params);
+    }
+
+    /// An empty (name, value) pair for `params`, reusing earlier strings when possible.
+    pub(crate) fn take_param_strings(&mut self) -> (String, String) {
+        let mut pair = self.planned.spare_params.pop().unwrap_or_default();
+        pair.0.clear();
+        pair.1.clear();
+        pair
+    }
 }
 
 impl Request {
@@ -324,6 +420,7 @@ impl Request {
             remote_addr: None,
             params: Vec::new(),
             extensions: Extensions::new(),
+            planned: Planned::new(),
         };
         request.set_target(target);
         request
@@ -405,6 +502,27 @@ mod tests {
         h.remove("host");
         assert_eq!(h.len(), 1);
         assert!(h.has_token("set-cookie", "C=3"));
+    }
+
+    #[test]
+    fn cleared_headers_and_params_leave_reusable_strings() {
+        let mut h = Headers::new();
+        h.append("X-A", "1");
+        h.append_static("Host", "h");
+        let mut spare = Vec::new();
+        h.clear_into(&mut spare, 2);
+        assert!(h.is_empty());
+        // Only owned strings are kept, and no more than asked.
+        assert_eq!(spare, ["X-A", "1"]);
+        h.append("X-B", "2");
+        h.clear_into(&mut spare, 2);
+        assert_eq!(spare.len(), 2);
+        let mut r = Request::new(Method::Get, "/");
+        r.params.push(("id".into(), "7".into()));
+        r.reset_plan();
+        assert!(r.params.is_empty());
+        let (name, value) = r.take_param_strings();
+        assert!(name.is_empty() && value.is_empty() && name.capacity() >= 2);
     }
 
     #[test]

@@ -11,6 +11,18 @@ pub type StreamWriter<'a> = &'a mut dyn std::io::Write;
 /// The closure type of a streamed body.
 pub type StreamFn = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send>;
 
+/// Header slots a response starts with: its own few plus the default security headers added
+/// by the router, without growing the list per response.
+const RESPONSE_HEADERS_CAPACITY: usize = 8;
+
+/// Content types common enough to be kept as static strings (no allocation per response).
+const COMMON_CONTENT_TYPES: [&str; 4] = [
+    "application/json",
+    "text/plain",
+    "text/plain; charset=utf-8",
+    "text/html; charset=utf-8",
+];
+
 /// A response body.
 pub enum Body {
     /// No body (`Content-Length: 0`, or none at all for 1xx/204/304).
@@ -121,7 +133,7 @@ impl Response {
 
     /// A `text/plain; charset=utf-8` response.
     pub fn text(status: u16, body: impl Into<String>) -> Self {
-        let mut headers = Headers::with_capacity(2);
+        let mut headers = Headers::with_capacity(RESPONSE_HEADERS_CAPACITY);
         headers.append_static("Content-Type", "text/plain; charset=utf-8");
         Response {
             status,
@@ -134,8 +146,14 @@ impl Response {
 
     /// A response with the given `Content-Type` and body.
     pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
-        let mut headers = Headers::with_capacity(2);
-        headers.append("Content-Type", content_type);
+        let mut headers = Headers::with_capacity(RESPONSE_HEADERS_CAPACITY);
+        match COMMON_CONTENT_TYPES.iter().find(|t| **t == content_type) {
+            Some(known) => headers.append_static("Content-Type", known),
+            None => headers.append_cow(
+                std::borrow::Cow::Borrowed("Content-Type"),
+                std::borrow::Cow::Owned(content_type.to_string()),
+            ),
+        }
         Response {
             status,
             headers,
@@ -147,7 +165,7 @@ impl Response {
 
     /// A response with a static `Content-Type` and a static body: no allocation but the header list.
     pub fn static_bytes(status: u16, content_type: &'static str, body: &'static [u8]) -> Self {
-        let mut headers = Headers::with_capacity(2);
+        let mut headers = Headers::with_capacity(RESPONSE_HEADERS_CAPACITY);
         headers.append_static("Content-Type", content_type);
         Response {
             status,
@@ -164,7 +182,7 @@ impl Response {
         content_type: &str,
         write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
     ) -> Self {
-        let mut headers = Headers::with_capacity(2);
+        let mut headers = Headers::with_capacity(RESPONSE_HEADERS_CAPACITY);
         headers.append("Content-Type", content_type);
         Response {
             status,

@@ -22,7 +22,7 @@
 //! Registration mistakes (a duplicate route, two parameter names at one position) panic at
 //! start-up with the pattern, like any other configuration error found before serving.
 
-use crate::http::handler::{Handler, Inline};
+use crate::http::handler::{Handler, HeadPlan, Inline};
 use crate::http::middleware::{wrap, Layered, Middleware, SecurityHeaders, Timeout};
 use crate::http::percent;
 use crate::http::problem::Problem;
@@ -31,6 +31,8 @@ use crate::http::respond::IntoResponse;
 use crate::http::response::Response;
 use crate::http::static_files::StaticDir;
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 
@@ -112,13 +114,14 @@ pub trait WithMiddleware<Marker>: IntoHandler<Marker> + Sized {
 
 impl<Marker, T: IntoHandler<Marker>> WithMiddleware<Marker> for T {}
 
-/// A route's handlers per method.
+/// A route's handlers per method, as indexes into `Table::handlers`.
+#[derive(Clone, Default)]
 struct Endpoint {
-    methods: Vec<(Method, Arc<dyn Handler>)>,
+    methods: Vec<(Method, usize)>,
 }
 
 impl Endpoint {
-    fn find(&self, method: &Method) -> Option<&Arc<dyn Handler>> {
+    fn find(&self, method: &Method) -> Option<usize> {
         let direct = self.methods.iter().find(|(m, _)| m == method);
         // HEAD is answered by GET's handler when not routed (the server drops the body).
         let head = || {
@@ -126,7 +129,7 @@ impl Endpoint {
                 .iter()
                 .find(|(m, _)| *m == Method::Get && *method == Method::Head)
         };
-        direct.or_else(head).map(|(_, h)| h)
+        direct.or_else(head).map(|(_, h)| *h)
     }
 
     /// The `Allow` header value: routed methods, plus HEAD with GET, plus OPTIONS.
@@ -196,7 +199,7 @@ fn parse_pattern(pattern: &str) -> Vec<Segment<'_>> {
 }
 
 impl Node {
-    fn insert(&mut self, pattern: &str, method: Method, handler: Arc<dyn Handler>) {
+    fn insert(&mut self, pattern: &str, method: Method, handler: usize) {
         let mut node = self;
         let new_endpoint = || Endpoint {
             methods: Vec::new(),
@@ -302,13 +305,14 @@ fn with_segments<R>(path: &str, f: impl FnOnce(&[&str]) -> R) -> Result<Option<R
     }
     if !body.contains('%') {
         let mut buffer = [""; PATH_SEGMENTS_MAX];
-        for (count, segment) in body.split('/').enumerate() {
+        let mut count = 0;
+        for segment in body.split('/') {
             let Some(slot) = buffer.get_mut(count) else {
                 return Ok(None);
             };
             *slot = segment;
+            count += 1;
         }
-        let count = body.split('/').count();
         return Ok(Some(f(&buffer[..count])));
     }
     let decoded = body
@@ -323,17 +327,44 @@ fn with_segments<R>(path: &str, f: impl FnOnce(&[&str]) -> R) -> Result<Option<R
     Ok(Some(f(&segments)))
 }
 
+/// The routes: a trie for matching, the handlers it points to, and an exact-path map for
+/// routes made only of static segments.
+#[derive(Default)]
 struct Table {
     root: Node,
+    handlers: Vec<Arc<dyn Handler>>,
+    /// Static-only patterns by their path. A raw path without `%` that equals one of them is
+    /// exactly what the trie would find (it prefers static children at every segment), so a
+    /// hit skips splitting and walking.
+    exact: HashMap<String, Endpoint, BuildHasherDefault<PathHasher>>,
 }
 
-/// What resolving a request found.
-enum Resolved<'t> {
-    Found(
-        &'t Arc<dyn Handler>,
-        Vec<(String, String)>,
-        Option<Vec<String>>,
-    ),
+/// FNV-1a over the path bytes. A weak hash is safe here: the exact-path map is filled at
+/// start-up and only read while serving, so crafted paths can at worst walk the longest chain
+/// of registered routes (a few entries), never grow one; and it costs a fraction of SipHash.
+#[derive(Default)]
+struct PathHasher(u64);
+
+impl Hasher for PathHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut hash = if self.0 == 0 { FNV_OFFSET } else { self.0 };
+        for &byte in bytes {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME);
+        }
+        self.0 = hash;
+    }
+}
+
+/// What resolving a request found. `Found` holds the handler index; the parameters are
+/// already in `Request::params`.
+enum Resolved {
+    Found(usize, Option<Vec<String>>),
     MethodNotAllowed(String),
     Options(String),
     NotFound,
@@ -341,44 +372,77 @@ enum Resolved<'t> {
 }
 
 impl Table {
+    fn insert(&mut self, pattern: &str, method: Method, handler: Arc<dyn Handler>) {
+        let index = self.handlers.len();
+        self.root.insert(pattern, method.clone(), index);
+        self.handlers.push(handler);
+        let segments = pattern.split('/').count().saturating_sub(1);
+        if !pattern.contains(['{', '}']) && segments <= PATH_SEGMENTS_MAX {
+            let endpoint = self.exact.entry(pattern.to_string()).or_default();
+            endpoint.methods.push((method, index));
+        }
+    }
+
     /// The endpoint for a path and, if it routes `method`, its handler; no copies.
     fn find<'t>(
         &'t self,
         segments: &[&str],
         method: &Method,
         captures: &mut Vec<Capture<'t>>,
-    ) -> Option<(&'t Endpoint, Option<&'t Arc<dyn Handler>>)> {
+    ) -> Option<(&'t Endpoint, Option<usize>)> {
         let endpoint = self.root.lookup(segments, 0, captures)?;
         Some((endpoint, endpoint.find(method)))
     }
 
-    fn resolve(&self, req: &Request) -> Resolved<'_> {
-        let outcome = with_segments(&req.path, |segments| {
+    fn exact_hit(&self, path: &str) -> Option<&Endpoint> {
+        if self.exact.is_empty() || path.contains('%') {
+            return None;
+        }
+        self.exact.get(path)
+    }
+
+    fn choose(endpoint: &Endpoint, method: &Method, rest: Option<Vec<String>>) -> Resolved {
+        match (endpoint.find(method), method) {
+            (Some(index), _) => Resolved::Found(index, rest),
+            (None, Method::Options) => Resolved::Options(endpoint.allow()),
+            (None, _) => Resolved::MethodNotAllowed(endpoint.allow()),
+        }
+    }
+
+    /// Matches `req` and, when a handler is found, fills `req.params` (reusing its strings).
+    fn resolve(&self, req: &mut Request) -> Resolved {
+        req.recycle_params();
+        if let Some(endpoint) = self.exact_hit(&req.path) {
+            return Table::choose(endpoint, &req.method, None);
+        }
+        // The segments borrow the path while the parameters are written into the request.
+        let path = std::mem::take(&mut req.path);
+        let outcome = with_segments(&path, |segments| {
             let mut captures = Vec::new();
-            let Some((endpoint, handler)) = self.find(segments, &req.method, &mut captures) else {
+            let Some(endpoint) = self.root.lookup(segments, 0, &mut captures) else {
                 return Resolved::NotFound;
             };
-            let Some(handler) = handler else {
-                return match req.method {
-                    Method::Options => Resolved::Options(endpoint.allow()),
-                    _ => Resolved::MethodNotAllowed(endpoint.allow()),
-                };
-            };
-            let mut params = Vec::with_capacity(captures.len());
             let mut rest = None;
-            for capture in captures {
-                match capture {
-                    Capture::Param(name, at) => {
-                        params.push((name.to_string(), segments[at].to_string()))
+            if endpoint.find(&req.method).is_some() {
+                for capture in captures {
+                    let (mut name, mut value) = req.take_param_strings();
+                    match capture {
+                        Capture::Param(key, at) => {
+                            name.push_str(key);
+                            value.push_str(segments[at]);
+                        }
+                        Capture::Rest(key, at) => {
+                            name.push_str(key);
+                            value.push_str(&segments[at..].join("/"));
+                            rest = Some(segments[at..].iter().map(|s| s.to_string()).collect());
+                        }
                     }
-                    Capture::Rest(name, at) => {
-                        params.push((name.to_string(), segments[at..].join("/")));
-                        rest = Some(segments[at..].iter().map(|s| s.to_string()).collect());
-                    }
+                    req.params.push((name, value));
                 }
             }
-            Resolved::Found(handler, params, rest)
+            Table::choose(endpoint, &req.method, rest)
         });
+        req.path = path;
         match outcome {
             Ok(Some(resolved)) => resolved,
             Ok(None) => Resolved::NotFound,
@@ -388,10 +452,15 @@ impl Table {
 
     /// Whether the routed handler is inline; error answers are cheap and never block.
     fn is_inline(&self, req: &Request) -> bool {
+        if let Some(endpoint) = self.exact_hit(&req.path) {
+            return endpoint
+                .find(&req.method)
+                .is_none_or(|index| self.handlers[index].is_inline(req));
+        }
         let inline = with_segments(&req.path, |segments| {
             let mut captures = Vec::new();
             match self.find(segments, &req.method, &mut captures) {
-                Some((_, Some(handler))) => handler.is_inline(req),
+                Some((_, Some(index))) => self.handlers[index].is_inline(req),
                 _ => true,
             }
         });
@@ -402,15 +471,41 @@ impl Table {
 /// The innermost handler of a router: resolves and dispatches.
 struct Dispatch(Arc<Table>);
 
+impl Dispatch {
+    /// Identifies this router's table in `Request::planned`.
+    fn table_id(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
+    /// The route `plan` chose for this request, if it is still valid: chosen by this table,
+    /// for the method and path the request has now.
+    fn remembered(&self, req: &Request) -> Option<usize> {
+        let planned = &req.planned;
+        let valid = planned.table == self.table_id()
+            && planned.method == req.method
+            && planned.path == req.path;
+        valid.then_some(planned.route)
+    }
+
+    fn found(req: &mut Request, rest: Option<Vec<String>>) {
+        if let Some(rest) = rest {
+            req.extensions.insert(RestSegments(rest));
+        }
+    }
+}
+
 impl Handler for Dispatch {
     fn call(&self, req: &mut Request) -> Response {
+        if let Some(index) = self.remembered(req) {
+            return self.0.handlers[index].call(req);
+        }
+        // Routed again (a nested router, or a middleware rewrote the request): any route
+        // remembered belongs to an earlier match, so inner routers must match again too.
+        req.planned.table = 0;
         match self.0.resolve(req) {
-            Resolved::Found(handler, params, rest) => {
-                req.params = params;
-                if let Some(rest) = rest {
-                    req.extensions.insert(RestSegments(rest));
-                }
-                handler.call(req)
+            Resolved::Found(index, rest) => {
+                Dispatch::found(req, rest);
+                self.0.handlers[index].call(req)
             }
             Resolved::MethodNotAllowed(allow) => Problem::method_not_allowed(&allow)
                 .with_detail(format!("{} is not allowed here", req.method))
@@ -425,6 +520,22 @@ impl Handler for Dispatch {
 
     fn is_inline(&self, req: &Request) -> bool {
         self.0.is_inline(req)
+    }
+
+    fn plan(&self, req: &mut Request) -> HeadPlan {
+        let Resolved::Found(index, rest) = self.0.resolve(req) else {
+            // Error answers are cheap, never block, and read no body.
+            return HeadPlan {
+                inline: true,
+                body_bytes_max: None,
+            };
+        };
+        Dispatch::found(req, rest);
+        req.planned.table = self.table_id();
+        req.planned.route = index;
+        req.planned.method.clone_from(&req.method);
+        req.planned.path.clone_from(&req.path);
+        self.0.handlers[index].plan(req)
     }
 }
 
@@ -451,9 +562,7 @@ impl Router {
     /// An empty router with no middleware at all.
     pub fn bare() -> Self {
         Self {
-            table: Arc::new(Table {
-                root: Node::default(),
-            }),
+            table: Arc::new(Table::default()),
             layers: Vec::new(),
             composed: OnceLock::new(),
         }
@@ -468,7 +577,6 @@ impl Router {
     /// Registers `handler` for `method` on `pattern`.
     pub fn route<M>(mut self, method: Method, pattern: &str, handler: impl IntoHandler<M>) -> Self {
         self.table_mut()
-            .root
             .insert(pattern, method, handler.into_handler());
         self
     }
@@ -511,7 +619,7 @@ impl Router {
     pub fn group(mut self, prefix: &str, build: impl FnOnce(Group) -> Group) -> Self {
         let group = build(Group::new(prefix));
         for (method, pattern, handler) in group.into_routes() {
-            self.table_mut().root.insert(&pattern, method, handler);
+            self.table_mut().insert(&pattern, method, handler);
         }
         self
     }
@@ -538,6 +646,10 @@ impl Handler for Router {
 
     fn is_inline(&self, req: &Request) -> bool {
         self.composed().is_inline(req)
+    }
+
+    fn plan(&self, req: &mut Request) -> HeadPlan {
+        self.composed().plan(req)
     }
 }
 
@@ -630,9 +742,23 @@ mod tests {
         }
     }
 
+    fn body_text(response: &Response) -> String {
+        String::from_utf8_lossy(response.body.as_bytes().unwrap_or(b"")).into_owned()
+    }
+
+    /// Runs the case on both paths: `call` alone, and the server's `plan` then `call`.
     fn check(router: &Router, method: Method, target: &str, status: u16, body: &str) -> Response {
+        let mut planned = Request::new(method.clone(), target);
+        let _ = router.plan(&mut planned);
+        let answer = router.call(&mut planned);
         let mut req = Request::new(method.clone(), target);
         let response = router.call(&mut req);
+        assert_eq!(answer.status, response.status, "planned {method} {target}");
+        assert_eq!(
+            body_text(&answer),
+            body_text(&response),
+            "{method} {target}"
+        );
         assert_eq!(response.status, status, "{method} {target}");
         if status == 200 {
             let got = String::from_utf8_lossy(response.body.as_bytes().unwrap_or(b"")).into_owned();
@@ -773,5 +899,68 @@ mod tests {
         assert!(r.is_inline(&Request::new(Method::Get, "/fast")));
         assert!(!r.is_inline(&Request::new(Method::Get, "/slow")));
         assert!(r.is_inline(&Request::new(Method::Get, "/missing")));
+    }
+
+    #[test]
+    fn plan_routes_once_and_call_reuses_it() {
+        let limited = echo("small").with(crate::http::middleware::BodyLimit::bytes(8));
+        let r = Router::new()
+            .post("/small/{id}", limited)
+            .get("/fast", crate::http::handler::inline(echo("fast")))
+            .get("/items/{id}", echo("item"));
+        let mut req = Request::new(Method::Post, "/small/7");
+        let plan = r.plan(&mut req);
+        assert_eq!((plan.inline, plan.body_bytes_max), (false, Some(8)));
+        assert_eq!(req.params, [("id".to_string(), "7".to_string())]);
+        assert_eq!(body_text(&r.call(&mut req)), "small id=7");
+        let mut req = Request::new(Method::Get, "/fast");
+        assert_eq!(
+            r.plan(&mut req),
+            HeadPlan {
+                inline: true,
+                body_bytes_max: None
+            }
+        );
+        // Errors are planned inline with no limit, and answered by `call` as usual.
+        let mut req = Request::new(Method::Delete, "/fast");
+        assert!(r.plan(&mut req).inline);
+        assert_eq!(r.call(&mut req).status, 405);
+        // One request reused for the next head (as the reactor does): nothing leaks over.
+        let mut req = Request::new(Method::Get, "/items/1");
+        let _ = r.plan(&mut req);
+        req.set_target("/fast");
+        req.reset_plan();
+        let _ = r.plan(&mut req);
+        assert!(req.params.is_empty(), "{:?}", req.params);
+        assert_eq!(body_text(&r.call(&mut req)), "fast ");
+        req.set_target("/items/22");
+        req.reset_plan();
+        let _ = r.plan(&mut req);
+        assert_eq!(body_text(&r.call(&mut req)), "item id=22");
+    }
+
+    #[test]
+    fn a_rewritten_path_or_a_nested_router_routes_again() {
+        // A global layer that rewrites the path after `plan` ran: `call` must follow it.
+        let rewrite = |req: &mut Request, next: &dyn Handler| {
+            if req.path == "/old/5" {
+                req.path = "/new/5".to_string();
+            }
+            next.call(req)
+        };
+        let r = Router::bare()
+            .layer(rewrite)
+            .get("/old/{id}", echo("old"))
+            .get("/new/{n}", echo("new"));
+        let mut req = Request::new(Method::Get, "/old/5");
+        let _ = r.plan(&mut req);
+        assert_eq!(body_text(&r.call(&mut req)), "new n=5");
+        // A router mounted inside another: each level's parameters, inner last.
+        let inner = Router::bare().get("/in/{*rest}", echo("inner"));
+        let outer = Router::bare().get("/in/{*path}", inner);
+        let mut req = Request::new(Method::Get, "/in/a/b");
+        let _ = outer.plan(&mut req);
+        assert_eq!(body_text(&outer.call(&mut req)), "inner rest=a/b");
+        check(&outer, Method::Get, "/in/x", 200, "inner rest=x");
     }
 }

@@ -3,12 +3,16 @@
 //! chunked framing, no body for HEAD / 1xx / 204 / 304).
 //!
 //! Owns: the bytes of every response head and of in-memory bodies; header sanitising (a value
-//! with CR, LF or NUL from a handler is dropped, never sent: response splitting).
+//! with CR, LF or NUL from a handler is dropped, never sent: response splitting). Header
+//! parts given as `&'static str` are program text and are trusted; every string built at run
+//! time is checked.
 //! Must not: perform I/O. Stream and file bodies are handed back to the caller as `Direct`.
 
 use super::date::HTTP_DATE_BYTES;
+use super::parse::is_token_byte;
 use super::request::Version;
 use super::response::{reason_phrase, Body, Response, StreamFn};
+use std::borrow::Cow;
 
 /// What the writer needs to know about the request being answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,14 +96,36 @@ pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.bytes().all(is_token_byte)
 }
 
 fn is_safe_value(s: &str) -> bool {
     s.bytes().all(|b| b == b'\t' || b >= 0x20 && b != 0x7f)
 }
+
+/// Response header fields the writer decides itself instead of copying.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Other,
+}
+
+/// Classifies a header name; the length test first keeps the common case (any other header)
+/// to one comparison instead of three case-insensitive ones.
+fn framing_name(name: &str) -> Framing {
+    match name.len() {
+        10 if name.eq_ignore_ascii_case("connection") => Framing::Connection,
+        14 if name.eq_ignore_ascii_case("content-length") => Framing::ContentLength,
+        17 if name.eq_ignore_ascii_case("transfer-encoding") => Framing::TransferEncoding,
+        _ => Framing::Other,
+    }
+}
+
+/// Bytes the head needs besides the header fields: status line, `Server`, `Date`,
+/// `Content-Length` or `Transfer-Encoding`, `Connection` and the final CRLF.
+const HEAD_FIXED_BYTES: usize = 160;
 
 /// Serializes `response` (head, and the body when it is in memory) into `out`.
 pub fn write_response(
@@ -126,6 +152,14 @@ pub fn write_response(
         eprintln!("lithair http: handler returned invalid status {status}; sending 500");
         status = 500;
     }
+    // One reservation for the whole response: the copies below never reallocate.
+    let fields_len: usize = headers
+        .entries()
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 4)
+        .sum();
+    let inline_len = body.as_bytes().map_or(0, <[u8]>::len);
+    out.reserve(HEAD_FIXED_BYTES + server_name.len() + fields_len + inline_len);
     let start = out.len();
     status_line(out, status);
     out.extend_from_slice(b"Server: ");
@@ -135,23 +169,31 @@ pub fn write_response(
     out.extend_from_slice(b"\r\n");
     let mut close = !exchange.keep_alive;
     let mut own_length = None;
-    for (name, value) in headers.iter() {
-        if !is_token(name) || !is_safe_value(value) {
+    for (name, value) in headers.entries() {
+        // Static strings are program text, written by the developer, and cannot carry
+        // attacker bytes; only owned strings (built at run time, maybe from request data)
+        // are checked per response. This keeps the default headers free of per-byte work.
+        let name_ok = matches!(name, Cow::Borrowed(_)) || is_token(name);
+        let value_ok = matches!(value, Cow::Borrowed(_)) || is_safe_value(value);
+        if !name_ok || !value_ok {
             eprintln!("lithair http: dropped invalid response header {name:?}");
             continue;
         }
-        if name.eq_ignore_ascii_case("content-length") {
-            own_length = Some(value);
-            continue;
-        }
-        if name.eq_ignore_ascii_case("transfer-encoding") {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("connection") && status != 101 {
-            close |= value
-                .split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("close"));
-            continue;
+        let (name, value) = (name.as_ref(), value.as_ref());
+        match framing_name(name) {
+            Framing::Other => {}
+            Framing::ContentLength => {
+                own_length = Some(value);
+                continue;
+            }
+            Framing::TransferEncoding => continue,
+            Framing::Connection if status == 101 => {}
+            Framing::Connection => {
+                close |= value
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("close"));
+                continue;
+            }
         }
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");

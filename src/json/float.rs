@@ -13,7 +13,9 @@
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
-/// Bytes a formatted f64 can take: sign, 17 digits, point, up to 5 zeros, `e-308`, with margin.
+/// Bytes of the buffer a formatted f64 is written into: sign, 17 digits, point, up to 5 zeros,
+/// `e-308` is at most 26; the layout also stores whole 8- and 16-byte words past the text (up
+/// to sign + 23 bytes), which the caller then cuts off.
 pub(crate) const FLOAT_BYTES_MAX: usize = 32;
 
 /// Smallest and largest decimal exponent `e` whose 10^e the algorithm needs.
@@ -38,8 +40,8 @@ fn floor_log10_three_quarters_pow2(q: i32) -> i32 {
 }
 
 /// floor(e * log2(10)), exact for |e| <= 1838394.
-fn floor_log2_pow10(e: i32) -> i32 {
-    ((i64::from(e) * 913_124_641_741) >> 38) as i32
+const fn floor_log2_pow10(e: i32) -> i32 {
+    ((e as i64 * 913_124_641_741) >> 38) as i32
 }
 
 /// A little-endian big unsigned integer, only as large as the table needs.
@@ -90,6 +92,7 @@ impl Big {
 
     /// floor(2^power / self), for a `self` that is not a power of two and a quotient that
     /// fits in 127 bits.
+    #[cfg(test)]
     fn divide_power_of_two(&self, power: u32) -> u128 {
         // Binary long division over the bits of 2^power. Until 2^start the partial dividend is
         // below `self`, so start there with a zero quotient; the remainder stays < self.
@@ -184,14 +187,106 @@ impl Big {
 }
 
 /// g(e) = floor(10^e * 2^(125 - floor(log2(10^e)))) + 1, a 126-bit over-approximation of 10^e,
-/// for e in [POW10_EXPONENT_MIN, POW10_EXPONENT_MAX]. Each entry is computed exactly, once, on
-/// first use (tens of microseconds at most), so no table is built up front.
+/// for e in [POW10_EXPONENT_MIN, POW10_EXPONENT_MAX], indexed by e - POW10_EXPONENT_MIN. Built
+/// exactly at compile time ([`pow10_table`]), so a lookup is one load with no first-use check.
+static POW10_TABLE: [u128; POW10_COUNT] = pow10_table();
+
+/// Words of the big integers [`pow10_table`] works with: 10^324 < 2^1077 needs 17 words, and
+/// the reciprocals start from 2^(64 * 18 - 1).
+const TABLE_WORDS: usize = 18;
+
 #[inline(always)]
 fn pow10_entry(e: i32) -> u128 {
-    static TABLE: [OnceLock<u128>; POW10_COUNT] = [const { OnceLock::new() }; POW10_COUNT];
-    *TABLE[(e - POW10_EXPONENT_MIN) as usize].get_or_init(|| pow10_compute(e))
+    POW10_TABLE[(e - POW10_EXPONENT_MIN) as usize]
 }
 
+/// Number of significant bits of a little-endian big integer (0 for zero).
+const fn const_bits(words: &[u64; TABLE_WORDS]) -> u32 {
+    let mut i = TABLE_WORDS;
+    while i > 0 {
+        i -= 1;
+        if words[i] != 0 {
+            return 64 * i as u32 + 64 - words[i].leading_zeros();
+        }
+    }
+    0
+}
+
+/// Bits [low, low + 128) of a little-endian big integer, as a u128.
+const fn const_bits_from(words: &[u64; TABLE_WORDS], low: u32) -> u128 {
+    let mut result = 0u128;
+    let mut i = 0;
+    while i < 128 {
+        let bit = low + i;
+        let word = (bit / 64) as usize;
+        if word < TABLE_WORDS && (words[word] >> (bit % 64)) & 1 == 1 {
+            result |= 1 << i;
+        }
+        i += 1;
+    }
+    result
+}
+
+/// The top 126 bits of a big integer whose highest set bit is `top` (< 2^126 values shift up).
+const fn const_top_126(words: &[u64; TABLE_WORDS], top: u32) -> u128 {
+    if top <= 125 {
+        const_bits_from(words, 0) << (125 - top)
+    } else {
+        const_bits_from(words, top - 125)
+    }
+}
+
+/// Computes every g(e) exactly. For e >= 0 it keeps 10^e as a big integer (one multiply by ten
+/// per step) and takes its top 126 bits. For e = -m < 0, g is floor(2^(125 + b) / 5^m) + 1
+/// with b the bit length of 5^m (as 10^-m = 2^-m / 5^m): it keeps Q = floor(2^N / 5^m), one
+/// division by five per step (floor(floor(x) / 5) = floor(x / 5)), and shifts Q right by
+/// N - 125 - b, again exact because floor(floor(x) / 2^s) = floor(x / 2^s).
+const fn pow10_table() -> [u128; POW10_COUNT] {
+    let mut table = [0u128; POW10_COUNT];
+    let mut power = [0u64; TABLE_WORDS];
+    power[0] = 1;
+    let mut e = 0;
+    while e <= POW10_EXPONENT_MAX {
+        let top = const_bits(&power) - 1;
+        assert!(top as i32 == floor_log2_pow10(e));
+        table[(e - POW10_EXPONENT_MIN) as usize] = const_top_126(&power, top) + 1;
+        let mut carry = 0u128;
+        let mut i = 0;
+        while i < TABLE_WORDS {
+            let product = power[i] as u128 * 10 + carry;
+            power[i] = product as u64;
+            carry = product >> 64;
+            i += 1;
+        }
+        assert!(carry == 0, "10^e outgrew the table words");
+        e += 1;
+    }
+    const N: u32 = 64 * TABLE_WORDS as u32 - 1;
+    let mut quotient = [0u64; TABLE_WORDS];
+    quotient[TABLE_WORDS - 1] = 1 << 63;
+    let mut m = 1;
+    while m <= -POW10_EXPONENT_MIN {
+        let mut remainder = 0u128;
+        let mut i = TABLE_WORDS;
+        while i > 0 {
+            i -= 1;
+            let current = (remainder << 64) | quotient[i] as u128;
+            quotient[i] = (current / 5) as u64;
+            remainder = current % 5;
+        }
+        // 5^m is not a power of two, so its bit length is ceil(log2(5^m)).
+        let five_bits = (-m - floor_log2_pow10(-m)) as u32;
+        let shift = N - 125 - five_bits;
+        let top = const_bits(&quotient) - 1;
+        assert!(top >= shift + 125, "the reciprocal keeps at least 126 bits");
+        table[(-m - POW10_EXPONENT_MIN) as usize] = const_bits_from(&quotient, shift) + 1;
+        m += 1;
+    }
+    table
+}
+
+/// g(e) computed directly with `Big` (the reference the compile-time table is checked against).
+#[cfg(test)]
 fn pow10_compute(e: i32) -> u128 {
     assert!((POW10_EXPONENT_MIN..=POW10_EXPONENT_MAX).contains(&e));
     if e >= 0 {
@@ -268,50 +363,25 @@ fn to_decimal(q: i32, c: u64) -> (u64, i32) {
     (if pick_s { s } else { t }, k)
 }
 
-/// Shortest decimal of a positive, finite, normal `v`: (digits without trailing zeros, exponent).
+/// Decimal digits of the significand [`shortest`] returns.
+const SIGNIFICAND_DIGITS: usize = 17;
+/// 10^16: the smallest 17-digit significand.
+const SIGNIFICAND_MIN: u64 = 10_000_000_000_000_000;
+
+/// Shortest decimal of a positive, finite, normal `v` that is not a small integer, as
+/// `(f, k)` with `f * 10^k == decimal` and `f` padded with trailing zeros to exactly 17 digits:
+/// the writer counts the zeros from the digits it has already computed, which is cheaper than
+/// dividing them off.
 #[inline(always)]
-fn shortest(v: f64) -> (u64, i32) {
-    let bits = v.to_bits();
-    let fraction = bits & (C_MIN - 1);
-    let biased = ((bits >> 52) & 0x7ff) as i32;
-    assert!(biased != 0x7ff, "shortest called with a non-finite value");
-    assert!(biased != 0, "shortest called with a subnormal value");
-    let c = C_MIN | fraction;
-    let q = biased - 1075;
-    // Integers below 2^53 are their own shortest decimal.
-    let (mut f, mut k) = if (-52..0).contains(&q) && c.trailing_zeros() >= (-q) as u32 {
-        (c >> -q, 0)
-    } else {
-        to_decimal(q, c)
-    };
+fn shortest(c: u64, q: i32) -> (u64, i32) {
+    let (f, k) = to_decimal(q, c);
+    // Schubfach's candidates lie in [2^52, 10 * 2^53): 16 or 17 digits.
     assert!(
-        f != 0,
-        "a positive value has a non-zero decimal significand"
+        (SIGNIFICAND_MIN / 10..SIGNIFICAND_MIN * 10).contains(&f),
+        "Schubfach significand {f} outside 16..=17 digits"
     );
-    if f % 10 != 0 {
-        // The usual case for long decimals: no trailing zero at all.
-        return (f, k);
-    }
-    // Strip trailing zeros in large steps first: short decimals such as 0.1 come out of the
-    // algorithm as 17 digits with 16 zeros.
-    if f % 100_000_000 == 0 {
-        f /= 100_000_000;
-        k += 8;
-    }
-    if f % 10_000 == 0 {
-        f /= 10_000;
-        k += 4;
-    }
-    if f % 100 == 0 {
-        f /= 100;
-        k += 2;
-    }
-    // Up to 16 zeros: the steps above leave at most two.
-    while f % 10 == 0 {
-        f /= 10;
-        k += 1;
-    }
-    (f, k)
+    let short = f < SIGNIFICAND_MIN;
+    (if short { f * 10 } else { f }, k - i32::from(short))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -451,12 +521,16 @@ fn write_digits_to(mut v: u32, out: &mut [u8], end: usize, count: usize) {
     }
 }
 
-/// Writes exactly eight digits of `v` (< 10^8, zero-padded), with no loop and one store:
-/// the digits are split in the lanes of one u64 (4+4, then 2+2 per half, then 1+1 per pair),
-/// each split done for all lanes at once with a multiply-shift reciprocal.
+/// ASCII '0' in each of the eight byte lanes of a u64.
+const ASCII_ZEROS: u64 = 0x3030_3030_3030_3030;
+
+/// The eight decimal digits of `v` (< 10^8, zero-padded) as the byte lanes of a u64, the first
+/// digit in the lowest lane (so `to_le_bytes` gives text order), each lane 0 to 9. No loop:
+/// the digits are split in lanes (4+4, then 2+2 per half, then 1+1 per pair), each split done
+/// for all lanes at once with a multiply-shift reciprocal.
 #[inline(always)]
-fn write_eight(v: u32, out: &mut [u8; 8]) {
-    assert!(v < 100_000_000, "write_eight takes at most eight digits");
+fn eight_lanes(v: u32) -> u64 {
+    assert!(v < 100_000_000, "eight_lanes takes at most eight digits");
     // Lanes of 32 bits: the high four digits first (lowest address, little-endian).
     let y = u64::from(v / 10_000) | (u64::from(v % 10_000) << 32);
     // Per 32-bit lane u < 10^4: u * 10486 >> 20 == u / 100.
@@ -464,8 +538,13 @@ fn write_eight(v: u32, out: &mut [u8; 8]) {
     let z = hundreds | ((y - hundreds * 100) << 16);
     // Per 16-bit lane w < 100: w * 103 >> 10 == w / 10.
     let tens = ((z * 103) >> 10) & 0x000f_000f_000f_000f;
-    let digits = tens | ((z - tens * 10) << 8);
-    *out = (digits + 0x3030_3030_3030_3030).to_le_bytes();
+    tens | ((z - tens * 10) << 8)
+}
+
+/// Writes exactly eight digits of `v` (< 10^8, zero-padded) with one store.
+#[inline(always)]
+fn write_eight(v: u32, out: &mut [u8; 8]) {
+    *out = (eight_lanes(v) + ASCII_ZEROS).to_le_bytes();
 }
 
 /// The eight bytes of `out` from `at`, as an array.
@@ -519,75 +598,127 @@ pub(crate) fn format_f64(v: f64, buffer: &mut [u8; FLOAT_BYTES_MAX]) -> &str {
 #[inline(always)]
 pub(crate) fn format_ascii(v: f64, buffer: &mut [u8; FLOAT_BYTES_MAX]) -> usize {
     assert!(v.is_finite(), "format_f64 called with a non-finite value");
-    let mut len = 0;
-    if v.is_sign_negative() {
-        buffer[0] = b'-';
-        len = 1;
-    }
-    if v == 0.0 {
-        buffer[len..len + 3].copy_from_slice(b"0.0");
-        return len + 3;
-    }
-    if v.abs() < f64::MIN_POSITIVE {
+    let bits = v.to_bits();
+    let sign = (bits >> 63) as usize;
+    // Written unconditionally; a positive value overwrites it.
+    buffer[0] = b'-';
+    let fraction = bits & (C_MIN - 1);
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    if biased == 0 {
+        if fraction == 0 {
+            buffer[sign..sign + 3].copy_from_slice(b"0.0");
+            return sign + 3;
+        }
         // Subnormals: with so few significant bits the scaled value can have fewer than three
         // digits, outside the range where the two-candidate search above is shortest; they are
         // rare, so std's formatter handles them.
         return format_with_std(v, buffer).len();
     }
-    let (digits, k) = shortest(v.abs());
-    len + layout(digits, k, &mut buffer[len..])
+    let c = C_MIN | fraction;
+    let q = biased - 1075;
+    let out = &mut buffer[sign..];
+    if (-52..0).contains(&q) && c.trailing_zeros() >= q.unsigned_abs() {
+        // An integer below 2^53 is its own shortest decimal, and fewer than 17 digits.
+        return sign + write_integer(c >> q.unsigned_abs(), out);
+    }
+    let (digits, k) = shortest(c, q);
+    sign + layout(digits, k, out)
 }
 
-/// Lays out `digits * 10^k` into `out`; returns the byte count.
+/// Writes the integer `n` (< 2^53) as `n.0`; returns the byte count.
+#[inline(always)]
+fn write_integer(n: u64, out: &mut [u8]) -> usize {
+    let count = decimal_length(n);
+    write_digits(n, count, out);
+    out[count..count + 2].copy_from_slice(b".0");
+    count + 2
+}
+
+/// The eight text bytes of the 17-digit `digits` after the first, in two words, and how many
+/// of the 17 digits are significant (the rest are trailing zeros).
+#[inline(always)]
+fn significand_words(digits: u64) -> (u8, u64, u64, usize) {
+    let high = digits / 100_000_000;
+    let first = (high / 100_000_000) as u8;
+    let middle = eight_lanes((high % 100_000_000) as u32);
+    let low = eight_lanes((digits % 100_000_000) as u32);
+    // The last digit is the highest lane; a zero lane is a zero digit. `first` is never 0.
+    let trailing_zeros = if low != 0 {
+        low.leading_zeros() / 8
+    } else {
+        8 + middle.leading_zeros() / 8
+    };
+    let significant = SIGNIFICAND_DIGITS - trailing_zeros as usize;
+    (first, middle + ASCII_ZEROS, low + ASCII_ZEROS, significant)
+}
+
+/// The eight text bytes of `word` with a point inserted before byte `index` (< 8): the bytes
+/// from `index` on move one place up and the last one falls off.
+#[inline(always)]
+fn insert_point(word: u64, index: usize) -> u64 {
+    assert!(index < 8, "insert_point inside one word");
+    let shift = 8 * index as u32;
+    let below = (1u64 << shift) - 1;
+    (word & below) | (u64::from(b'.') << shift) | ((word & !below) << 8)
+}
+
+/// Stores `word` little-endian at `out[at..at + 8]`.
+#[inline(always)]
+fn store_eight(out: &mut [u8], at: usize, word: u64) {
+    out[at..at + 8].copy_from_slice(&word.to_le_bytes());
+}
+
+/// Lays out `digits * 10^k` (`digits` exactly 17 digits) into `out`; returns the byte count.
+/// The 17 digits are always written whole, trailing zeros included, and the length cuts them.
 #[inline(always)]
 fn layout(digits: u64, k: i32, out: &mut [u8]) -> usize {
-    let n = decimal_length(digits);
-    let scientific = k + n as i32 - 1;
-    if !(-4..16).contains(&scientific) {
-        // d.ddde-x: write the digits one place right, then move the first before the point.
-        write_digits(digits, n, &mut out[1..]);
-        out[0] = out[1];
-        let mut len = 1;
-        if n > 1 {
-            out[1] = b'.';
-            len = n + 1;
-        }
-        out[len] = b'e';
-        len += 1;
-        if scientific < 0 {
-            out[len] = b'-';
-            len += 1;
-        }
-        let exponent = u64::from(scientific.unsigned_abs());
-        let exponent_digits = decimal_length(exponent);
-        write_digits(exponent, exponent_digits, &mut out[len..]);
-        return len + exponent_digits;
-    }
-    if k >= 0 {
-        // An integer: digits, k zeros, ".0".
-        let k = k as usize;
-        write_digits(digits, n, out);
-        out[n..n + k].fill(b'0');
-        out[n + k..n + k + 2].copy_from_slice(b".0");
-        return n + k + 2;
-    }
-    if scientific >= 0 {
-        // The point falls inside the digits: write them one place right, then move the whole
-        // part (at most 16 bytes, usually 1 to 3) back over the gap.
+    let (first, middle, low, significant) = significand_words(digits);
+    // Decimal exponent of the first digit.
+    let scientific = k + SIGNIFICAND_DIGITS as i32 - 1;
+    if (0..16).contains(&scientific) {
+        // ddd.ddd: the digits after the first, with the point inserted after `whole - 1` of
+        // them, are put together in two registers and stored once (storing the digits and then
+        // reloading them across the stores to move them would stall store forwarding).
         let whole = scientific as usize + 1;
-        write_digits(digits, n, &mut out[1..]);
-        for i in 0..whole {
-            out[i] = out[i + 1];
-        }
-        out[whole] = b'.';
-        return n + 1;
+        let (head, tail) = if whole <= 8 {
+            (insert_point(middle, whole - 1), (middle >> 56) | (low << 8))
+        } else {
+            (middle, insert_point(low, whole - 9))
+        };
+        out[0] = b'0' + first;
+        store_eight(out, 1, head);
+        store_eight(out, 9, tail);
+        // The last digit, pushed one place right by the point.
+        out[17] = (low >> 56) as u8;
+        // At least one fractional digit: out[whole + 1] is a zero digit when none is
+        // significant, since whole < 17.
+        return whole + 1 + significant.saturating_sub(whole).max(1);
     }
-    // 0.000ddd
-    let zeros = (-scientific - 1) as usize;
-    out[..2].copy_from_slice(b"0.");
-    out[2..2 + zeros].fill(b'0');
-    write_digits(digits, n, &mut out[2 + zeros..]);
-    2 + zeros + n
+    if (-4..0).contains(&scientific) {
+        // 0.000ddd: up to three zeros after the point.
+        let zeros = (-scientific - 1) as usize;
+        store_eight(out, 0, u64::from_le_bytes(*b"0.000000"));
+        out[2 + zeros] = b'0' + first;
+        store_eight(out, 3 + zeros, middle);
+        store_eight(out, 11 + zeros, low);
+        return 2 + zeros + significant;
+    }
+    // d.ddde-x
+    out[0] = b'0' + first;
+    out[1] = b'.';
+    store_eight(out, 2, middle);
+    store_eight(out, 10, low);
+    let mut len = if significant > 1 { significant + 1 } else { 1 };
+    out[len] = b'e';
+    len += 1;
+    if scientific < 0 {
+        out[len] = b'-';
+        len += 1;
+    }
+    let exponent = u64::from(scientific.unsigned_abs());
+    let exponent_digits = decimal_length(exponent);
+    write_digits(exponent, exponent_digits, &mut out[len..]);
+    len + exponent_digits
 }
 
 /// A `fmt::Write` into a fixed buffer (for f32, which keeps std's formatter).
@@ -757,6 +888,13 @@ mod tests {
         for w in 9_007_199_254_740_990..9_007_199_254_741_000u64 {
             check_parse(w, 0);
             check_parse(w * 10, -1);
+        }
+    }
+
+    #[test]
+    fn compile_time_powers_of_ten_match_big_integer_division() {
+        for e in POW10_EXPONENT_MIN..=POW10_EXPONENT_MAX {
+            assert_eq!(pow10_entry(e), pow10_compute(e), "10^{e}");
         }
     }
 

@@ -61,18 +61,7 @@ fn write_value_compact(v: &Value, out: &mut Vec<u8>) {
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::Number(n) => write_number(n.n, out),
         Value::String(s) => write_escaped(out, s),
-        Value::Array(items) => {
-            out.push(b'[');
-            let mut first = true;
-            for item in items {
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                write_value_compact(item, out);
-            }
-            out.push(b']');
-        }
+        Value::Array(items) => write_array_compact(items, out),
         Value::Object(map) => {
             out.push(b'{');
             let mut first = true;
@@ -90,7 +79,23 @@ fn write_value_compact(v: &Value, out: &mut Vec<u8>) {
     }
 }
 
-#[inline]
+/// `[a,b,...]`. Numbers, the usual leaves of large arrays (coordinates, series), are written
+/// here without a call per element.
+fn write_array_compact(items: &[Value], out: &mut Vec<u8>) {
+    out.push(b'[');
+    for (index, item) in items.iter().enumerate() {
+        if index != 0 {
+            out.push(b',');
+        }
+        match item {
+            Value::Number(n) => write_number(n.n, out),
+            _ => write_value_compact(item, out),
+        }
+    }
+    out.push(b']');
+}
+
+#[inline(always)]
 fn write_number(n: N, out: &mut Vec<u8>) {
     match n {
         N::PosInt(v) => write_u64(out, v),

@@ -135,14 +135,15 @@ pub(crate) fn write_i64(out: &mut Vec<u8>, v: i64) {
 }
 
 /// Appends a finite `v` in shortest round-trip form, formatted in place.
-#[inline]
+#[inline(always)]
 pub(crate) fn write_finite_f64(out: &mut Vec<u8>, v: f64) {
     let start = out.len();
     out.extend_from_slice(&[0u8; FLOAT_BYTES_MAX]);
-    let window: &mut [u8; FLOAT_BYTES_MAX] = match (&mut out[start..]).try_into() {
-        Ok(window) => window,
-        Err(_) => unreachable!("the window is exactly FLOAT_BYTES_MAX bytes"),
-    };
+    let window: &mut [u8; FLOAT_BYTES_MAX] =
+        match (&mut out[start..start + FLOAT_BYTES_MAX]).try_into() {
+            Ok(window) => window,
+            Err(_) => unreachable!("the window is exactly FLOAT_BYTES_MAX bytes"),
+        };
     let len = float::format_ascii(v, window);
     out.truncate(start + len);
 }

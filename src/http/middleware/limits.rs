@@ -16,8 +16,9 @@ pub const TIMEOUT_THREADS_MAX: usize = 256;
 
 static TIMED_RUNNING: AtomicUsize = AtomicUsize::new(0);
 
-/// Refuses bodies above `bytes_max` with 413, judging by `Content-Length` and the body read.
-/// It can only lower the server's own limit, which is enforced before the body is read.
+/// Refuses bodies above `bytes_max` with 413. On a route, the server learns the limit from
+/// the head (see `Handler::plan`) and answers before reading any body byte; the checks in
+/// `call` cover handlers invoked directly. It can only lower the server's own limit.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit {
     bytes_max: u64,
@@ -39,6 +40,10 @@ impl Middleware for BodyLimit {
             return Problem::payload_too_large(self.bytes_max).into_response();
         }
         next.call(req)
+    }
+
+    fn body_bytes_max(&self) -> Option<u64> {
+        Some(self.bytes_max)
     }
 }
 

@@ -20,7 +20,7 @@ pub use security::{SecurityHeaders, DEFAULT_CSP};
 
 pub use crate::http::cors::Cors;
 
-use crate::http::handler::Handler;
+use crate::http::handler::{Handler, HeadPlan};
 use crate::http::request::Request;
 use crate::http::response::Response;
 use std::sync::Arc;
@@ -35,6 +35,12 @@ pub trait Middleware: Send + Sync + 'static {
     /// (see [`Handler::is_inline`]). Default `true`: most middleware only edits headers.
     fn is_inline(&self) -> bool {
         true
+    }
+
+    /// A body limit this middleware imposes, known from the route alone, so the server can
+    /// answer 413 before reading the body (see [`Handler::plan`]). Default: none.
+    fn body_bytes_max(&self) -> Option<u64> {
+        None
     }
 }
 
@@ -67,6 +73,17 @@ impl Handler for Layered {
 
     fn is_inline(&self, req: &Request) -> bool {
         self.middleware.is_inline() && self.next.is_inline(req)
+    }
+
+    fn plan(&self, req: &mut Request) -> HeadPlan {
+        let inner = self.next.plan(req);
+        HeadPlan {
+            inline: inner.inline && self.middleware.is_inline(),
+            body_bytes_max: HeadPlan::min_limit(
+                inner.body_bytes_max,
+                self.middleware.body_bytes_max(),
+            ),
+        }
     }
 }
 
