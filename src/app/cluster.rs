@@ -24,7 +24,7 @@ use super::cli::{ReadMode, ServeOptions};
 use super::state::AppState;
 use crate::engine::{digest_hex, Engine, EngineOptions, Replica};
 use crate::http::router::Router;
-use crate::http::{Handler, Method, Request, Response};
+use crate::http::{Handler, HeadPlan, Method, Request, Response};
 use crate::raft::node::{AppliedWatch, ClusterStatus, Inbox, Node, NodeConfig, PeerBook};
 use crate::raft::storage_log::read_hard_state;
 use crate::raft::ConfChange;
@@ -508,7 +508,25 @@ impl Handler for ClusterFront {
         // Linearizable reads wait for a heartbeat round: never on the reactor.
         !is_write(&req.method) && !wants_linearizable(req) && self.router.is_inline(req)
     }
+
+    /// Plans on the head like the app's router (so a route's body limit is a 413 before the
+    /// body is read, also on a follower that would forward the request), but never inline for
+    /// what may block here: writes (forwarded or proposed), linearizable reads, and the
+    /// `/_lithair/cluster` endpoints (a digest of the whole state, joins and hand-overs).
+    fn plan(&self, req: &mut Request) -> HeadPlan {
+        let routed = self.router.plan(req);
+        let blocking = is_write(&req.method)
+            || wants_linearizable(req)
+            || req.path.starts_with(CLUSTER_PATH_PREFIX);
+        HeadPlan {
+            inline: routed.inline && !blocking,
+            body_bytes_max: routed.body_bytes_max,
+        }
+    }
 }
+
+/// Path prefix of the cluster's own endpoints.
+const CLUSTER_PATH_PREFIX: &str = "/_lithair/cluster";
 
 /// Whether a read must be linearizable: every application read unless it asks for
 /// `consistency=stale` (which serves the local, possibly stale, state at once).
