@@ -230,10 +230,14 @@ pub fn parse_fn(toks: &[Tok], whole: Sp) -> Result<Signature, Error> {
         match text.as_str() {
             "fn" => break,
             "const" => pos += 1,
-            "async" | "unsafe" | "extern" => {
+            // Any other qualifier of a function (async, extern, ...) is refused: a command is
+            // a plain function the sequencer calls synchronously.
+            qualifier if qualifies_a_fn(&toks[pos..]) => {
                 return Err(Error::new(
                     *sp,
-                    format!("a command cannot be `{text}`: it runs synchronously in the sequencer"),
+                    format!(
+                        "a command cannot be `{qualifier}`: it runs synchronously in the sequencer"
+                    ),
                 ))
             }
             _ => break,
@@ -254,6 +258,19 @@ pub fn parse_fn(toks: &[Tok], whole: Sp) -> Result<Signature, Error> {
         name,
         doc: first_paragraph(&docs),
     })
+}
+
+/// Whether `toks` (from a qualifier on) is a run of words ending in `fn`: `async fn`,
+/// `extern "C" fn`, ... (not `struct S`, which is not a function at all).
+fn qualifies_a_fn(toks: &[Tok]) -> bool {
+    for tok in toks {
+        match tok {
+            Tok::Ident { text, .. } if text == "fn" => return true,
+            Tok::Ident { .. } | Tok::Lit { .. } => {}
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// After the name: no generics, `(tx, input, params)` without a receiver, and a return type.
