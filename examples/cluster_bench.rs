@@ -14,8 +14,7 @@
 //! `POST /v3/kv/put` (etcd's v3 HTTP gateway, base64 key and value) with a unique key, so
 //! `benches/cluster-compare.sh` measures both systems the same way.
 
-use lithair::app::{App, FieldKind, FieldSpec, Id, Model};
-use lithair::json::{self, Value};
+use lithair::app::App;
 use lithair::prelude::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -23,64 +22,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[derive(Json, Binary, Clone, Debug, PartialEq, Default)]
+/// The item the load client writes at `/api/items`.
+#[derive(Model, Clone, Debug, PartialEq)]
+#[model(path = "/api/items")]
 struct Item {
-    #[json(default)]
+    /// Assigned by the sequencer on `POST /api/items`.
+    #[db(primary_key)]
     id: u64,
+    /// Name.
     name: String,
-}
-
-#[derive(Json, Binary, Clone, Debug, PartialEq, Default)]
-struct ItemPatch {
-    name: Option<String>,
-}
-
-const ITEM_FIELDS: [FieldSpec; 2] = [
-    FieldSpec {
-        primary_key: true,
-        ..FieldSpec::plain("id", FieldKind::UInt)
-    },
-    FieldSpec::plain("name", FieldKind::Str),
-];
-
-impl Model for Item {
-    type Patch = ItemPatch;
-    const NAME: &'static str = "Item";
-    const PATH: &'static str = "/api/items";
-    const FIELDS: &'static [FieldSpec] = &ITEM_FIELDS;
-    const PRIMARY_KEY: usize = 0;
-
-    fn id(&self) -> Id {
-        Id::Int(self.id)
-    }
-
-    fn set_id(&mut self, id: Id) {
-        if let Id::Int(id) = id {
-            self.id = id;
-        }
-    }
-
-    fn field_value(&self, index: usize) -> Value {
-        match index {
-            0 => json::to_value(&self.id),
-            _ => json::to_value(&self.name),
-        }
-        .unwrap_or(Value::Null)
-    }
-
-    fn apply_patch(&mut self, patch: &ItemPatch) {
-        if let Some(name) = &patch.name {
-            self.name = name.clone();
-        }
-    }
-
-    fn patch_fields(patch: &ItemPatch) -> Vec<usize> {
-        if patch.name.is_some() {
-            vec![1]
-        } else {
-            Vec::new()
-        }
-    }
 }
 
 fn main() -> std::process::ExitCode {

@@ -238,20 +238,21 @@ fn list<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Proble
 fn show<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
     let id = path_id::<M>(req)?;
     let wanted = req.header("if-none-match");
-    // One record is small: it is serialized under the read lock, which saves copying it out
-    // (a record clone allocates every string field) and the JSON is the only allocation.
+    // Copy the record out under the read lock and serialize after releasing it (DESIGN §2:
+    // the applier's write lock never waits on JSON rendering, whatever a record's size). A
+    // conditional hit copies nothing.
     let found = handle.read(|state| {
         let record = state.collection::<M>().get(&id)?;
         let version = record.version;
         if wanted.is_some_and(|tags| etag_matches(tags, version)) {
             return Some((None, version));
         }
-        Some((Some(json::to_string(&record.value)), version))
+        Some((Some(record.value.clone()), version))
     });
-    let Some((json, version)) = found else {
+    let Some((value, version)) = found else {
         return Err(Problem::not_found(format!("{} {id} not found", M::NAME)));
     };
-    let mut response = match json {
+    let mut response = match value.map(|value| json::to_string(&value)) {
         None => Response::new(304),
         Some(Ok(text)) => Response::bytes(200, "application/json", text.into_bytes()),
         Some(Err(e)) => {

@@ -5,9 +5,8 @@
 
 #![allow(dead_code)]
 
-use lithair::app::{App, FieldKind, FieldSpec, Id, Model};
+use lithair::app::App;
 use lithair::engine::EngineOptions;
-use lithair::json::{self, Value};
 use lithair::prelude::*;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -18,64 +17,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[derive(Json, Binary, Clone, Debug, PartialEq, Default)]
+/// The item the test nodes serve at `/api/items`.
+#[derive(Model, Clone, Debug, PartialEq)]
+#[model(path = "/api/items")]
 pub struct Item {
-    #[json(default)]
-    id: u64,
-    name: String,
-}
-
-#[derive(Json, Binary, Clone, Debug, PartialEq, Default)]
-pub struct ItemPatch {
-    name: Option<String>,
-}
-
-const ITEM_FIELDS: [FieldSpec; 2] = [
-    FieldSpec {
-        primary_key: true,
-        ..FieldSpec::plain("id", FieldKind::UInt)
-    },
-    FieldSpec::plain("name", FieldKind::Str),
-];
-
-impl Model for Item {
-    type Patch = ItemPatch;
-    const NAME: &'static str = "Item";
-    const PATH: &'static str = "/api/items";
-    const FIELDS: &'static [FieldSpec] = &ITEM_FIELDS;
-    const PRIMARY_KEY: usize = 0;
-
-    fn id(&self) -> Id {
-        Id::Int(self.id)
-    }
-
-    fn set_id(&mut self, id: Id) {
-        if let Id::Int(id) = id {
-            self.id = id;
-        }
-    }
-
-    fn field_value(&self, index: usize) -> Value {
-        match index {
-            0 => json::to_value(&self.id),
-            _ => json::to_value(&self.name),
-        }
-        .unwrap_or(Value::Null)
-    }
-
-    fn apply_patch(&mut self, patch: &ItemPatch) {
-        if let Some(name) = &patch.name {
-            self.name = name.clone();
-        }
-    }
-
-    fn patch_fields(patch: &ItemPatch) -> Vec<usize> {
-        if patch.name.is_some() {
-            vec![1]
-        } else {
-            Vec::new()
-        }
-    }
+    /// Assigned by the sequencer.
+    #[db(primary_key)]
+    pub id: u64,
+    /// Name.
+    pub name: String,
 }
 
 pub const CHILD_ARGS_ENV: &str = "LITHAIR_CLUSTER_TEST_CHILD_ARGS";
