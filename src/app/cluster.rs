@@ -13,7 +13,9 @@
 //! in the Raft core: one heartbeat round confirms every read queued before it) that it holds
 //! every write committed before the read, waits on a condition variable until its state has
 //! applied them, and then serves locally. With `--read-mode lease` the leader skips the round
-//! while its CheckQuorum lease holds. `?consistency=stale` skips both.
+//! while its CheckQuorum lease holds: HTTP threads read the lease the Raft thread publishes
+//! (`raft::reads::ReadLease`), so such a read touches no other thread, and runs on the reactor
+//! when the engine already applied the lease's index. `?consistency=stale` skips both.
 //!
 //! Operator requests (`join`, `leave`, `transfer-leader`) carry `x-lithair-auth-time` (Unix
 //! milliseconds) and `x-lithair-auth`, the hex HMAC-SHA256 under the cluster secret of
@@ -496,7 +498,7 @@ impl Handler for ClusterFront {
             if self.node.role() != "leader" {
                 return self.forward_to(req, &req.target, false);
             }
-        } else if wants_linearizable(req) {
+        } else if wants_linearizable(req) && req.extensions.remove::<LeaseConfirmed>().is_none() {
             if let Err(detail) = self.await_read_index() {
                 return unavailable(&detail);
             }
@@ -505,7 +507,8 @@ impl Handler for ClusterFront {
     }
 
     fn is_inline(&self, req: &Request) -> bool {
-        // Linearizable reads wait for a heartbeat round: never on the reactor.
+        // Linearizable reads may wait for a heartbeat round: never on the reactor (unless
+        // `plan` confirmed them under the lease).
         !is_write(&req.method) && !wants_linearizable(req) && self.router.is_inline(req)
     }
 
@@ -515,8 +518,9 @@ impl Handler for ClusterFront {
     /// `/_lithair/cluster` endpoints (a digest of the whole state, joins and hand-overs).
     fn plan(&self, req: &mut Request) -> HeadPlan {
         let routed = self.router.plan(req);
+        let linearizable = !is_write(&req.method) && wants_linearizable(req);
         let blocking = is_write(&req.method)
-            || wants_linearizable(req)
+            || (linearizable && !(routed.inline && self.confirm_by_lease(req)))
             || req.path.starts_with(CLUSTER_PATH_PREFIX);
         HeadPlan {
             inline: routed.inline && !blocking,
@@ -524,6 +528,11 @@ impl Handler for ClusterFront {
         }
     }
 }
+
+/// Marks a read `plan` confirmed under the leader's lease: it started while the lease held
+/// and the engine had applied the lease's index then, so `call` serves it at once (later state
+/// is a longer prefix of the same committed log). Private: nothing else can forge it.
+struct LeaseConfirmed;
 
 /// Path prefix of the cluster's own endpoints.
 const CLUSTER_PATH_PREFIX: &str = "/_lithair/cluster";
@@ -571,6 +580,20 @@ impl ClusterFront {
             return Some(json_error(401, problem));
         }
         Some(operator(self, req))
+    }
+
+    /// Lease mode, on the leader: confirms a read from its head alone when the lease holds and
+    /// the engine already applied the lease's index, so it may run inline (no thread hop, no
+    /// wait); marks the request for `call`.
+    fn confirm_by_lease(&self, req: &mut Request) -> bool {
+        let confirmed = self
+            .node
+            .lease_read_index()
+            .is_some_and(|index| self.replica.applied_index() >= index);
+        if confirmed {
+            req.extensions.insert(LeaseConfirmed);
+        }
+        confirmed
     }
 
     /// ReadIndex: waits until the local state holds every write committed before the read.

@@ -48,6 +48,7 @@ mod storage;
 mod types;
 
 pub mod node;
+pub mod reads;
 pub mod storage_log;
 pub mod transport;
 pub mod wire;
@@ -57,6 +58,7 @@ pub mod sim;
 
 pub use self::config::{Config, ConfigError, ReadMode, SplitMix64};
 pub use self::core::{RaftError, READS_WAITING_MAX};
+pub use self::leader::{lease_ticks, LeaseRead};
 pub use self::raw_node::{RawNode, Ready, SoftState, Status, READY_APPLY_BYTES_MAX};
 pub use self::storage::{bootstrap_entries, MemStorage, Storage, StorageError};
 pub use self::types::{
