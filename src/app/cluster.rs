@@ -15,7 +15,10 @@
 //! applied them, and then serves locally. With `--read-mode lease` the leader skips the round
 //! while its CheckQuorum lease holds: HTTP threads read the lease the Raft thread publishes
 //! (`raft::reads::ReadLease`), so such a read touches no other thread, and runs on the reactor
-//! when the engine already applied the lease's index. `?consistency=stale` skips both.
+//! when the engine already applied the lease's index. Other linearizable reads of inline
+//! (cheap) routes do not hold a worker while they wait: the reactor hands them to the read
+//! queue (`cluster_reads`), which confirms everything queued with one ReadIndex and answers
+//! through deferred responses. `?consistency=stale` skips all of it.
 //!
 //! Operator requests (`join`, `leave`, `transfer-leader`) carry `x-lithair-auth-time` (Unix
 //! milliseconds) and `x-lithair-auth`, the hex HMAC-SHA256 under the cluster secret of
@@ -23,6 +26,7 @@
 //! more than `AUTH_SKEW_MS_MAX` away from its clock.
 
 use super::cli::{ReadMode, ServeOptions};
+use super::cluster_reads::{ReadContext, ReadQueue};
 use super::state::AppState;
 use crate::engine::{digest_hex, Engine, EngineOptions, Replica};
 use crate::http::router::Router;
@@ -478,7 +482,9 @@ fn connect(addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {
 
 /// The HTTP front of a clustered node: cluster endpoints, then forwarding, then the app.
 pub struct ClusterFront {
-    router: Router,
+    router: Arc<Router>,
+    /// Linearizable reads of inline routes wait here, not on a worker each.
+    reads: Option<ReadQueue>,
     node: Arc<Node>,
     replica: Arc<dyn Replica>,
     applied: Arc<AppliedWatch>,
@@ -498,9 +504,19 @@ impl Handler for ClusterFront {
             if self.node.role() != "leader" {
                 return self.forward_to(req, &req.target, false);
             }
-        } else if wants_linearizable(req) && req.extensions.remove::<LeaseConfirmed>().is_none() {
-            if let Err(detail) = self.await_read_index() {
-                return unavailable(&detail);
+        } else if wants_linearizable(req) {
+            match req.extensions.remove::<PlannedRead>() {
+                Some(PlannedRead::Confirmed) => {}
+                Some(PlannedRead::Queued) => {
+                    if let Some(reads) = &self.reads {
+                        return reads.submit(req);
+                    }
+                }
+                None => {
+                    if let Err(detail) = self.await_read_index() {
+                        return unavailable(&detail);
+                    }
+                }
             }
         }
         self.router.call(req)
@@ -520,7 +536,7 @@ impl Handler for ClusterFront {
         let routed = self.router.plan(req);
         let linearizable = !is_write(&req.method) && wants_linearizable(req);
         let blocking = is_write(&req.method)
-            || (linearizable && !(routed.inline && self.confirm_by_lease(req)))
+            || (linearizable && !(routed.inline && self.plan_read(req)))
             || req.path.starts_with(CLUSTER_PATH_PREFIX);
         HeadPlan {
             inline: routed.inline && !blocking,
@@ -529,10 +545,16 @@ impl Handler for ClusterFront {
     }
 }
 
-/// Marks a read `plan` confirmed under the leader's lease: it started while the lease held
-/// and the engine had applied the lease's index then, so `call` serves it at once (later state
-/// is a longer prefix of the same committed log). Private: nothing else can forge it.
-struct LeaseConfirmed;
+/// How `plan` arranged a linearizable read of an inline route, for `call` (on the reactor).
+/// Private: nothing else can forge it.
+enum PlannedRead {
+    /// Confirmed under the leader's lease: the read started while the lease held and the
+    /// engine had applied the lease's index then, so `call` serves it at once (later state is
+    /// a longer prefix of the same committed log).
+    Confirmed,
+    /// `call` hands it to the read queue (deferred response; no thread waits for it).
+    Queued,
+}
 
 /// Path prefix of the cluster's own endpoints.
 const CLUSTER_PATH_PREFIX: &str = "/_lithair/cluster";
@@ -554,7 +576,19 @@ fn query_id(req: &Request, key: &str) -> Option<Result<u64, std::num::ParseIntEr
 impl ClusterFront {
     /// The front of `node`, serving the app's `router`.
     pub fn new(router: Router, node: Arc<Node>, replica: Arc<dyn Replica>) -> ClusterFront {
+        let router = Arc::new(router);
+        let context = ReadContext {
+            router: Arc::clone(&router),
+            node: Arc::clone(&node),
+            replica: Arc::clone(&replica),
+            applied: node.applied_watch(),
+            apply_timeout: Duration::from_millis(READ_APPLY_TIMEOUT_MS),
+        };
+        let reads = ReadQueue::start(context)
+            .map_err(|e| eprintln!("lithair: no read queue ({e}); reads wait on workers"))
+            .ok();
         ClusterFront {
+            reads,
             router,
             applied: node.applied_watch(),
             node,
@@ -582,33 +616,28 @@ impl ClusterFront {
         Some(operator(self, req))
     }
 
-    /// Lease mode, on the leader: confirms a read from its head alone when the lease holds and
-    /// the engine already applied the lease's index, so it may run inline (no thread hop, no
-    /// wait); marks the request for `call`.
-    fn confirm_by_lease(&self, req: &mut Request) -> bool {
+    /// A linearizable read of an inline route may stay on the reactor when it is confirmed
+    /// from its head alone (lease mode, on the leader, the lease holding and the engine having
+    /// applied the lease's index: no thread hop, no wait) or when the read queue takes it.
+    /// Marks the request for `call`; `false`: a worker runs it and waits.
+    fn plan_read(&self, req: &mut Request) -> bool {
         let confirmed = self
             .node
             .lease_read_index()
             .is_some_and(|index| self.replica.applied_index() >= index);
-        if confirmed {
-            req.extensions.insert(LeaseConfirmed);
-        }
-        confirmed
+        let planned = match (confirmed, &self.reads) {
+            (true, _) => PlannedRead::Confirmed,
+            (false, Some(_)) => PlannedRead::Queued,
+            (false, None) => return false,
+        };
+        req.extensions.insert(planned);
+        true
     }
 
     /// ReadIndex: waits until the local state holds every write committed before the read.
     fn await_read_index(&self) -> Result<(), String> {
-        let target = self.node.read_index()?;
-        if self.replica.applied_index() >= target {
-            return Ok(()); // The common case: nothing to wait for.
-        }
         let timeout = Duration::from_millis(READ_APPLY_TIMEOUT_MS);
-        // The engine's own index decides; the watch only wakes this thread.
-        if self.applied.wait(target, timeout) || self.replica.applied_index() >= target {
-            Ok(())
-        } else {
-            Err("the local state did not catch up in time".to_string())
-        }
+        super::cluster_reads::confirm(&self.node, &*self.replica, &self.applied, timeout)
     }
 
     /// `POST /_lithair/cluster/join` with `id=N&peer=HOST:PORT`: the leader records the
@@ -810,7 +839,7 @@ fn json_error(status: u16, detail: &str) -> Response {
 }
 
 /// 503 with `Retry-After`: the client should try again (here or at another node).
-fn unavailable(detail: &str) -> Response {
+pub(crate) fn unavailable(detail: &str) -> Response {
     json_error(503, detail).with_header("Retry-After", "1")
 }
 
