@@ -26,7 +26,7 @@
 //! more than `AUTH_SKEW_MS_MAX` away from its clock.
 
 use super::cli::{ReadMode, ServeOptions};
-use super::cluster_reads::{ReadContext, ReadQueue};
+use super::cluster_reads::{confirm, Confirm, ReadQueue};
 use super::state::AppState;
 use crate::engine::{digest_hex, Engine, EngineOptions, Replica};
 use crate::http::router::Router;
@@ -577,14 +577,15 @@ impl ClusterFront {
     /// The front of `node`, serving the app's `router`.
     pub fn new(router: Router, node: Arc<Node>, replica: Arc<dyn Replica>) -> ClusterFront {
         let router = Arc::new(router);
-        let context = ReadContext {
-            router: Arc::clone(&router),
-            node: Arc::clone(&node),
-            replica: Arc::clone(&replica),
-            applied: node.applied_watch(),
-            apply_timeout: Duration::from_millis(READ_APPLY_TIMEOUT_MS),
+        let confirm: Confirm = {
+            let (node, replica) = (Arc::clone(&node), Arc::clone(&replica));
+            let (applied, timeout) = (
+                node.applied_watch(),
+                Duration::from_millis(READ_APPLY_TIMEOUT_MS),
+            );
+            Box::new(move || confirm(&node, &*replica, &applied, timeout))
         };
-        let reads = ReadQueue::start(context)
+        let reads = ReadQueue::start(Arc::clone(&router), confirm)
             .map_err(|e| eprintln!("lithair: no read queue ({e}); reads wait on workers"))
             .ok();
         ClusterFront {
@@ -637,7 +638,7 @@ impl ClusterFront {
     /// ReadIndex: waits until the local state holds every write committed before the read.
     fn await_read_index(&self) -> Result<(), String> {
         let timeout = Duration::from_millis(READ_APPLY_TIMEOUT_MS);
-        super::cluster_reads::confirm(&self.node, &*self.replica, &self.applied, timeout)
+        confirm(&self.node, &*self.replica, &self.applied, timeout)
     }
 
     /// `POST /_lithair/cluster/join` with `id=N&peer=HOST:PORT`: the leader records the

@@ -34,26 +34,20 @@ pub(crate) struct ReadQueue {
     sender: Sender<Job>,
 }
 
-/// What the thread needs to confirm and run reads.
-pub(crate) struct ReadContext {
-    pub(crate) router: Arc<Router>,
-    pub(crate) node: Arc<Node>,
-    pub(crate) replica: Arc<dyn Replica>,
-    pub(crate) applied: Arc<AppliedWatch>,
-    /// Longest wait for the engine to apply a confirmed index.
-    pub(crate) apply_timeout: Duration,
-}
+/// Confirms every read queued before the call (see [`confirm`]); the thread calls it once
+/// per batch.
+pub(crate) type Confirm = Box<dyn Fn() -> Result<(), String> + Send>;
 
 impl ReadQueue {
     /// Starts the thread.
     ///
     /// # Errors
     /// The thread could not be spawned.
-    pub(crate) fn start(context: ReadContext) -> std::io::Result<ReadQueue> {
+    pub(crate) fn start(router: Arc<Router>, confirm: Confirm) -> std::io::Result<ReadQueue> {
         let (sender, receiver) = mpsc::channel();
         std::thread::Builder::new()
             .name("lithair-reads".into())
-            .spawn(move || serve(&receiver, &context))?;
+            .spawn(move || serve(&receiver, &router, &confirm))?;
         Ok(ReadQueue { sender })
     }
 
@@ -68,25 +62,20 @@ impl ReadQueue {
     }
 }
 
-fn serve(receiver: &Receiver<Job>, context: &ReadContext) {
+fn serve(receiver: &Receiver<Job>, router: &Router, confirm: &Confirm) {
     while let Ok(first) = receiver.recv() {
         let mut jobs = Vec::with_capacity(64);
         jobs.push(first);
         // Every read queued now arrived before the confirmation asked for below.
         jobs.extend(receiver.try_iter().take(READ_BATCH_REQUESTS_MAX - 1));
-        let confirmed = confirm(
-            &context.node,
-            &*context.replica,
-            &context.applied,
-            context.apply_timeout,
-        );
+        let confirmed = confirm();
         for Job {
             mut request,
             responder,
         } in jobs
         {
             let response = match &confirmed {
-                Ok(()) => run(&context.router, &mut request),
+                Ok(()) => run(router, &mut request),
                 Err(detail) => super::cluster::unavailable(detail),
             };
             responder.complete(response);
@@ -136,5 +125,75 @@ fn run(router: &Router, request: &mut Request) -> Response {
             );
             Response::text(500, "internal server error")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::deferred::Deferred;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// The response a deferred placeholder is completed with.
+    fn answer(mut placeholder: Response) -> Response {
+        let deferred = Deferred::take(&mut placeholder).expect("a deferred placeholder");
+        let (sender, receiver) = mpsc::channel();
+        if let Some(ready) = deferred.attach(
+            placeholder,
+            Box::new(move |response| {
+                let _ = sender.send(response);
+            }),
+        ) {
+            return ready;
+        }
+        receiver
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the read is answered")
+    }
+
+    fn router() -> Arc<Router> {
+        Arc::new(Router::bare().get("/x", |_req: &mut Request| Response::text(200, "x")))
+    }
+
+    #[test]
+    fn queued_reads_share_confirmations_and_all_get_answered() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        // Holds the first confirmation until every read is queued, so they pile up.
+        let gate = Arc::new(Mutex::new(()));
+        let held = gate.lock().unwrap();
+        let confirm: Confirm = {
+            let (calls, gate) = (Arc::clone(&calls), Arc::clone(&gate));
+            Box::new(move || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                drop(gate.lock().unwrap());
+                Ok(())
+            })
+        };
+        let queue = ReadQueue::start(router(), confirm).expect("thread");
+        let placeholders: Vec<Response> = (0..50)
+            .map(|_| queue.submit(&mut Request::new(Method::Get, "/x")))
+            .collect();
+        drop(held);
+        for placeholder in placeholders {
+            assert_eq!(answer(placeholder).status, 200);
+        }
+        // The first read's batch, then at most one more for everything queued meanwhile.
+        assert!(
+            calls.load(Ordering::SeqCst) <= 2,
+            "one confirmation per batch"
+        );
+    }
+
+    #[test]
+    fn an_unconfirmed_batch_is_refused_and_the_request_left_behind_is_empty() {
+        let queue =
+            ReadQueue::start(router(), Box::new(|| Err("no leader".into()))).expect("thread");
+        let mut request = Request::new(Method::Get, "/x");
+        let placeholder = queue.submit(&mut request);
+        assert_eq!(request.target, "", "the queue took the request over");
+        let refused = answer(placeholder);
+        assert_eq!(refused.status, 503);
+        assert!(refused.headers.get("retry-after").is_some());
     }
 }
