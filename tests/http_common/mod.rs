@@ -5,7 +5,7 @@
 use lithair::http::{Handler, Method, Request, Response, Server, ServerConfig, ServerHandle};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Safety net for reads so a broken server fails a test instead of hanging it.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,6 +70,19 @@ impl Handler for TestApp {
     fn is_inline(&self, req: &Request) -> bool {
         // Exercise both paths: `/inline/...` and the default route run on the reactor.
         req.path.starts_with("/inline") || (req.method == Method::Get && req.path == "/")
+    }
+}
+
+/// Polls `condition` every few milliseconds until it holds; fails the test (naming `what`)
+/// past READ_TIMEOUT, a bound for a broken server rather than a timed assertion.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < READ_TIMEOUT,
+            "gave up waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
