@@ -2,6 +2,9 @@
 //! minimal response reader. Every test binds port 0 and talks over loopback.
 #![allow(dead_code)]
 
+#[path = "../support/http_client.rs"]
+mod client;
+
 use lithair::http::{Handler, Method, Request, Response, Server, ServerConfig, ServerHandle};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -104,25 +107,8 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-/// One parsed response.
-#[derive(Debug)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
+/// One parsed response: the type of the raw-bytes client the other HTTP tests use.
+pub use client::Reply as Resp;
 
 /// Reads one response (Content-Length or chunked; `head` for responses without a body).
 pub fn read_response(reader: &mut BufReader<TcpStream>, head: bool) -> Option<Resp> {
