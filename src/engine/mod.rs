@@ -24,6 +24,7 @@
 
 mod core;
 mod envelope;
+mod queue;
 mod replay;
 mod replica;
 mod snapshot;
@@ -37,6 +38,7 @@ pub use self::core::{
     QUEUE_FULL, REPLAY_PROGRESS_EVENTS, SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
 };
 pub use envelope::{decode_entry, encode_entry, Envelope, EnvelopeRef};
+pub use queue::GROUP_WAIT_US_MAX;
 pub use replay::{decode_event, replay_dir};
 pub use replica::{
     classify, encode_reserved, is_reserved, Proposer, Replica, Reserved, Token,
