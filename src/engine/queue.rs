@@ -520,4 +520,64 @@ mod tests {
         let at = state.acknowledged_at.expect("acknowledged");
         assert_eq!(single.ready(&state, at), Ok(()));
     }
+
+    fn board_slot() -> (Arc<WakeBoard>, Arc<Slot<u32>>) {
+        let board = Arc::new(WakeBoard::new().expect("futex on the test platform"));
+        let slot = Arc::new(Slot::new(Some(Arc::clone(&board))));
+        (board, slot)
+    }
+
+    #[test]
+    fn board_waiter_follows_its_job_into_a_later_batch() {
+        let (board, slot) = board_slot();
+        let waiter = {
+            let slot = Arc::clone(&slot);
+            // Queued while batch 1 was open, but the job landed in batch 3.
+            thread::spawn(move || slot.take(1))
+        };
+        board.release(1);
+        board.release(2);
+        slot.fill(7);
+        board.release(3);
+        assert_eq!(waiter.join().unwrap(), 7);
+    }
+
+    #[test]
+    fn board_waiter_wakes_on_an_answer_outside_any_batch() {
+        let (_board, slot) = board_slot();
+        let waiter = {
+            let slot = Arc::clone(&slot);
+            thread::spawn(move || slot.take(5))
+        };
+        slot.put(9);
+        assert_eq!(waiter.join().unwrap(), 9);
+    }
+
+    #[test]
+    fn board_wakes_every_waiter_of_a_batch_with_one_release() {
+        let board = Arc::new(WakeBoard::new().expect("futex on the test platform"));
+        let slots: Vec<Arc<Slot<usize>>> = (0..8)
+            .map(|_| Arc::new(Slot::new(Some(Arc::clone(&board)))))
+            .collect();
+        let waiters: Vec<_> = slots
+            .iter()
+            .map(|slot| {
+                let slot = Arc::clone(slot);
+                thread::spawn(move || slot.take(1))
+            })
+            .collect();
+        for (answer, slot) in slots.iter().enumerate() {
+            slot.fill(answer);
+        }
+        board.release(1);
+        let answers: Vec<usize> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+        assert_eq!(answers, (0..8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    #[should_panic(expected = "released in order")]
+    fn board_refuses_a_batch_out_of_order() {
+        let board = WakeBoard::new().expect("futex on the test platform");
+        board.release(2);
+    }
 }
