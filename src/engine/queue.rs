@@ -7,8 +7,8 @@
 //! Must not: decide, encode or apply anything, or hold its lock while running user code.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
@@ -29,8 +29,33 @@ pub(super) enum Refused<J> {
 }
 
 /// A bounded multi-producer queue drained by one consumer, the sequencer, in whole batches.
+///
+/// Pushing takes no lock (a lock-free channel and atomic counters): a whole batch of
+/// submitters, woken at once, comes back at once, and a shared lock made a third of them
+/// sleep on it. The control state (log busy, pacing, sequencer asleep) sits behind a mutex
+/// that only the sequencer, the writer's acknowledgement and the one submitter that wakes the
+/// sequencer take.
 pub(super) struct JobQueue<J> {
-    state: Mutex<QueueState<J>>,
+    sender: mpsc::Sender<J>,
+    /// Only the sequencer receives (the lock is never contended).
+    receiver: Mutex<mpsc::Receiver<J>>,
+    /// Room reserved by submitters (jobs sent or about to be) and not yet taken: the bound.
+    queued: AtomicUsize,
+    /// Jobs in the channel and not yet taken (counted after the send, so each one counted
+    /// can be received).
+    available: AtomicUsize,
+    /// Commands queued since the last acknowledgement of the log.
+    arrived: AtomicUsize,
+    /// Commands the last acknowledged batch answered: that many callers may come back
+    /// (written under the control lock, read by submitters without it).
+    awaited: AtomicUsize,
+    /// Batches taken so far (the last one's number).
+    taken: AtomicU64,
+    closed: AtomicBool,
+    /// What the sequencer sleeps for (the `SLEEP_*` constants), read by submitters to decide
+    /// whether to wake it.
+    sleep: AtomicU8,
+    control: Mutex<Control>,
     /// The sequencer waits here for jobs, for the log to finish, or for the group wait.
     sequencer: Condvar,
     /// Submitters blocked on a full queue wait here.
@@ -40,38 +65,43 @@ pub(super) struct JobQueue<J> {
     group_wait: Option<Duration>,
 }
 
-struct QueueState<J> {
-    jobs: VecDeque<J>,
-    closed: bool,
-    sequencer_waiting: bool,
+/// The sequencer is awake.
+const SLEEP_NONE: u8 = 0;
+/// The sequencer sleeps until jobs come (no deadline): any job wakes it.
+const SLEEP_FOR_JOBS: u8 = 1;
+/// The sequencer sleeps until the group is complete or a deadline: only the job completing
+/// the group wakes it.
+const SLEEP_FOR_GROUP: u8 = 2;
+/// The sequencer sleeps until the log acknowledges: jobs never wake it.
+const SLEEP_FOR_LOG: u8 = 3;
+
+struct Control {
     submitters_waiting: usize,
     /// A batch was appended to the log and not yet acknowledged by the writer.
     log_busy: bool,
-    /// Commands the last acknowledged batch answered: that many callers may come back.
-    awaited: usize,
-    /// Commands queued since the last acknowledgement.
-    arrived: usize,
     /// When the writer acknowledged the last batch.
     acknowledged_at: Option<Instant>,
-    /// Batches taken so far (the last one's number).
-    taken: u64,
 }
 
 impl<J> JobQueue<J> {
     /// A queue of `capacity` jobs (> 0); `pace` enables the group wait.
     pub(super) fn new(capacity: usize, pace: bool) -> Self {
         assert!(capacity > 0, "a job queue holds at least one job");
+        let (sender, receiver) = mpsc::channel();
         JobQueue {
-            state: Mutex::new(QueueState {
-                jobs: VecDeque::new(),
-                closed: false,
-                sequencer_waiting: false,
+            sender,
+            receiver: Mutex::new(receiver),
+            queued: AtomicUsize::new(0),
+            available: AtomicUsize::new(0),
+            arrived: AtomicUsize::new(0),
+            awaited: AtomicUsize::new(0),
+            taken: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            sleep: AtomicU8::new(SLEEP_NONE),
+            control: Mutex::new(Control {
                 submitters_waiting: 0,
                 log_busy: false,
-                awaited: 0,
-                arrived: 0,
                 acknowledged_at: None,
-                taken: 0,
             }),
             sequencer: Condvar::new(),
             room: Condvar::new(),
@@ -80,61 +110,92 @@ impl<J> JobQueue<J> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState<J>> {
-        self.state.lock().expect("job queue poisoned")
+    fn lock(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.control.lock().expect("job queue poisoned")
     }
 
     /// Queues `job`, waiting while the queue is full. Returns the first batch the job can be in
     /// (the next one taken; a later one if that batch is full; see [`WakeBoard`]).
     pub(super) fn push(&self, job: J) -> Result<u64, Refused<J>> {
-        let mut state = self.lock();
-        while state.jobs.len() >= self.capacity && !state.closed {
-            state.submitters_waiting += 1;
-            state = self.room.wait(state).expect("job queue poisoned");
-            state.submitters_waiting -= 1;
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+            // Rare: wait for room under the control lock (the sequencer signals it).
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            let mut control = self.lock();
+            while self.queued.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+                if self.closed.load(Ordering::SeqCst) {
+                    return Err(Refused::Closed(job));
+                }
+                control.submitters_waiting += 1;
+                control = self.room.wait(control).expect("job queue poisoned");
+                control.submitters_waiting -= 1;
+            }
         }
-        self.enqueue(state, job)
+        self.enqueue(job)
     }
 
     /// Queues `job` unless the queue is full; returns as [`JobQueue::push`].
     pub(super) fn try_push(&self, job: J) -> Result<u64, Refused<J>> {
-        let state = self.lock();
-        if state.jobs.len() >= self.capacity && !state.closed {
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(Refused::Full(job));
         }
-        self.enqueue(state, job)
+        self.enqueue(job)
     }
 
-    fn enqueue(
-        &self,
-        mut state: std::sync::MutexGuard<'_, QueueState<J>>,
-        job: J,
-    ) -> Result<u64, Refused<J>> {
-        if state.closed {
+    /// Sends a job whose room is reserved in `queued`.
+    fn enqueue(&self, job: J) -> Result<u64, Refused<J>> {
+        if self.closed.load(Ordering::SeqCst) {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(Refused::Closed(job));
         }
-        state.jobs.push_back(job);
-        state.arrived += 1;
-        // Only a sleeping sequencer that this job lets go on is worth a futex wake.
-        let wake = state.sequencer_waiting && self.ready(&state, Instant::now()).is_ok();
-        let batch = state.taken + 1;
-        drop(state);
+        // Read before sending: the job cannot be taken by an earlier batch than this.
+        let batch = self.taken.load(Ordering::SeqCst) + 1;
+        if let Err(mpsc::SendError(job)) = self.sender.send(job) {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(Refused::Closed(job));
+        }
+        self.available.fetch_add(1, Ordering::SeqCst);
+        let arrived = self.arrived.fetch_add(1, Ordering::SeqCst) + 1;
+        // Only a sleeping sequencer that this job lets go on is worth a futex wake, and only
+        // one submitter wakes it: the one that claims the sleep state (the sequencer reads
+        // every counter again once awake).
+        let wake = match self.sleep.load(Ordering::SeqCst) {
+            SLEEP_FOR_JOBS => self.claim(SLEEP_FOR_JOBS),
+            SLEEP_FOR_GROUP if arrived >= self.awaited.load(Ordering::SeqCst) => {
+                self.claim(SLEEP_FOR_GROUP)
+            }
+            _ => false,
+        };
         if wake {
+            // Under the lock: the sequencer is inside its wait, or has not checked yet.
+            let _control = self.lock();
             self.sequencer.notify_one();
         }
         Ok(batch)
     }
 
-    /// Whether the sequencer may take a batch now; `Err(Some(d))`: not before `d` from now
-    /// unless something changes, `Err(None)`: not until something changes.
-    fn ready(&self, state: &QueueState<J>, now: Instant) -> Result<(), Option<Duration>> {
-        if state.jobs.is_empty() || state.log_busy {
+    /// Takes the duty of waking the sequencer sleeping in `state`.
+    fn claim(&self, state: u8) -> bool {
+        let claimed =
+            self.sleep
+                .compare_exchange(state, SLEEP_NONE, Ordering::SeqCst, Ordering::SeqCst);
+        claimed.is_ok()
+    }
+
+    /// Whether the sequencer may take a batch now (`jobs`: some are queued or held back);
+    /// `Err(Some(d))`: not before `d` from now unless something changes, `Err(None)`: not
+    /// until something changes.
+    fn ready(&self, control: &Control, jobs: bool, now: Instant) -> Result<(), Option<Duration>> {
+        if !jobs || control.log_busy {
             return Err(None);
         }
-        let (Some(wait), Some(at)) = (self.group_wait, state.acknowledged_at) else {
+        let (Some(wait), Some(at)) = (self.group_wait, control.acknowledged_at) else {
             return Ok(());
         };
-        if state.closed || state.arrived >= state.awaited {
+        let arrived = self.arrived.load(Ordering::SeqCst);
+        let awaited = self.awaited.load(Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) || arrived >= awaited {
             return Ok(());
         }
         let waited = now.saturating_duration_since(at);
@@ -149,70 +210,91 @@ impl<J> JobQueue<J> {
     /// (jobs left over from the last batch are in `out`), waits only for the log. Returns
     /// `None` once the queue is closed and drained and there is no backlog.
     pub(super) fn take_batch(&self, out: &mut VecDeque<J>, max: usize) -> Option<u64> {
-        let mut state = self.lock();
+        let mut control = self.lock();
         loop {
-            if state.closed && state.jobs.is_empty() && out.is_empty() {
-                return None;
-            }
-            let now = Instant::now();
+            // SeqCst store, then SeqCst loads of the counters below: a submitter that queued
+            // after these loads sees the sleep state and wakes us.
             let verdict = if out.is_empty() {
-                self.ready(&state, now)
-            } else if state.log_busy {
+                self.sleep.store(SLEEP_FOR_JOBS, Ordering::SeqCst);
+                let jobs = self.available.load(Ordering::SeqCst) > 0;
+                if !jobs && self.closed.load(Ordering::SeqCst) {
+                    self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
+                    return None;
+                }
+                self.ready(&control, jobs, Instant::now())
+            } else if control.log_busy {
                 Err(None)
             } else {
                 Ok(())
             };
-            let wait_for = match verdict {
+            let state = match verdict {
                 Ok(()) => break,
-                Err(wait_for) => wait_for,
+                Err(_) if control.log_busy => SLEEP_FOR_LOG,
+                Err(None) => SLEEP_FOR_JOBS,
+                Err(Some(_)) => SLEEP_FOR_GROUP,
             };
-            state.sequencer_waiting = true;
-            state = match wait_for {
-                None => self.sequencer.wait(state).expect("job queue poisoned"),
-                Some(left) => {
-                    let waited = self.sequencer.wait_timeout(state, left);
+            self.sleep.store(state, Ordering::SeqCst);
+            control = match verdict {
+                Err(Some(left)) => {
+                    let waited = self.sequencer.wait_timeout(control, left);
                     waited.expect("job queue poisoned").0
                 }
+                _ => self.sequencer.wait(control).expect("job queue poisoned"),
             };
-            state.sequencer_waiting = false;
         }
-        let count = state.jobs.len().min(max.saturating_sub(out.len()));
-        out.extend(state.jobs.drain(..count));
-        state.taken += 1;
-        let batch = state.taken;
-        let wake_submitters = state.submitters_waiting > 0;
-        drop(state);
+        self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
+        self.drain(&control, out, max);
+        let batch = self.taken.fetch_add(1, Ordering::SeqCst) + 1;
+        let wake_submitters = control.submitters_waiting > 0;
+        drop(control);
         if wake_submitters {
             self.room.notify_all();
         }
         Some(batch)
     }
 
+    /// Moves the counted jobs, up to `max` in `out`, from the channel into `out` (under the
+    /// control lock, so room waiters see `queued` change only while it is held).
+    fn drain(&self, _control: &Control, out: &mut VecDeque<J>, max: usize) {
+        let receiver = self.receiver.lock().expect("job receiver poisoned");
+        let count = self
+            .available
+            .load(Ordering::SeqCst)
+            .min(max.saturating_sub(out.len()));
+        for _ in 0..count {
+            let job = receiver
+                .try_recv()
+                .expect("a counted job is in the channel");
+            out.push_back(job);
+        }
+        self.available.fetch_sub(count, Ordering::SeqCst);
+        self.queued.fetch_sub(count, Ordering::SeqCst);
+    }
+
     /// The sequencer hands a batch to the log: hold the next one until it is acknowledged.
     pub(super) fn log_started(&self) {
-        let mut state = self.lock();
-        assert!(!state.log_busy, "one batch at a time in the log writer");
-        state.log_busy = true;
+        let mut control = self.lock();
+        assert!(!control.log_busy, "one batch at a time in the log writer");
+        control.log_busy = true;
     }
 
     /// The log acknowledged the batch (durable, or failed); it answered `answered` commands.
     pub(super) fn log_done(&self, answered: usize) {
-        let mut state = self.lock();
-        assert!(state.log_busy, "a log acknowledgement without a batch");
-        state.log_busy = false;
-        state.awaited = answered;
-        state.arrived = 0;
-        state.acknowledged_at = Some(Instant::now());
-        let wake = state.sequencer_waiting;
-        drop(state);
-        if wake {
+        let mut control = self.lock();
+        assert!(control.log_busy, "a log acknowledgement without a batch");
+        control.log_busy = false;
+        self.awaited.store(answered, Ordering::SeqCst);
+        self.arrived.store(0, Ordering::SeqCst);
+        control.acknowledged_at = Some(Instant::now());
+        if self.sleep.load(Ordering::SeqCst) != SLEEP_NONE {
             self.sequencer.notify_one();
         }
     }
 
     /// Refuses new jobs; the sequencer drains what is queued, then stops.
     pub(super) fn close(&self) {
-        self.lock().closed = true;
+        self.closed.store(true, Ordering::SeqCst);
+        let _control = self.lock();
         self.sequencer.notify_all();
         self.room.notify_all();
     }
@@ -487,17 +569,17 @@ mod tests {
         assert!(queue.push(2).is_ok());
         {
             let state = queue.lock();
-            assert_eq!(queue.ready(&state, at), Err(Some(bound)));
+            assert_eq!(queue.ready(&state, true, at), Err(Some(bound)));
             assert_eq!(
-                queue.ready(&state, at + bound / 2),
+                queue.ready(&state, true, at + bound / 2),
                 Err(Some(bound - bound / 2))
             );
-            assert_eq!(queue.ready(&state, at + bound), Ok(()));
+            assert_eq!(queue.ready(&state, true, at + bound), Ok(()));
         }
         assert!(queue.push(3).is_ok());
         let state = queue.lock();
         assert_eq!(
-            queue.ready(&state, at),
+            queue.ready(&state, true, at),
             Ok(()),
             "all three are back: go at once"
         );
@@ -510,7 +592,7 @@ mod tests {
         unpaced.log_done(3);
         assert!(unpaced.push(1_u32).is_ok());
         let state = unpaced.lock();
-        assert_eq!(unpaced.ready(&state, Instant::now()), Ok(()));
+        assert_eq!(unpaced.ready(&state, true, Instant::now()), Ok(()));
         drop(state);
         let single = JobQueue::new(64, true);
         single.log_started();
@@ -518,7 +600,7 @@ mod tests {
         assert!(single.push(1_u32).is_ok());
         let state = single.lock();
         let at = state.acknowledged_at.expect("acknowledged");
-        assert_eq!(single.ready(&state, at), Ok(()));
+        assert_eq!(single.ready(&state, true, at), Ok(()));
     }
 
     fn board_slot() -> (Arc<WakeBoard>, Arc<Slot<u32>>) {
@@ -579,5 +661,47 @@ mod tests {
     fn board_refuses_a_batch_out_of_order() {
         let board = WakeBoard::new().expect("futex on the test platform");
         board.release(2);
+    }
+
+    #[test]
+    fn every_job_of_many_concurrent_submitters_is_taken_once_in_non_empty_batches() {
+        const THREADS: u32 = 8;
+        const JOBS_PER_THREAD: u32 = 500;
+        let queue = Arc::new(JobQueue::new(64, true));
+        let submitters: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                let queue = Arc::clone(&queue);
+                thread::spawn(move || {
+                    for job in 0..JOBS_PER_THREAD {
+                        assert!(queue.push(thread * JOBS_PER_THREAD + job).is_ok());
+                    }
+                })
+            })
+            .collect();
+        let mut seen = vec![false; (THREADS * JOBS_PER_THREAD) as usize];
+        let mut out = VecDeque::new();
+        let mut expected_batch = 1;
+        let mut taken = 0;
+        while taken < seen.len() {
+            let batch = queue.take_batch(&mut out, 100).expect("open queue");
+            assert_eq!(batch, expected_batch);
+            expected_batch += 1;
+            assert!(!out.is_empty(), "batch {batch} is empty");
+            queue.log_started();
+            let answered = out.len();
+            for job in out.drain(..) {
+                assert!(
+                    !std::mem::replace(&mut seen[job as usize], true),
+                    "job {job} twice"
+                );
+                taken += 1;
+            }
+            queue.log_done(answered);
+        }
+        for submitter in submitters {
+            submitter.join().unwrap();
+        }
+        queue.close();
+        assert_eq!(queue.take_batch(&mut out, 100), None);
     }
 }
