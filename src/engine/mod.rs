@@ -6,14 +6,14 @@
 //!
 //! ## Pipeline
 //! `submit` queues a command (bounded queue, `queue.rs`). The **sequencer** thread drains
-//! every queued command into one batch; each command decides against a *speculative copy* of the state
-//! that already includes every accepted command (even those not yet durable), then its events
-//! are applied to that copy, so later commands see them. (We chose a full speculative copy
-//! over a staging view: it works for any `State` without help, at the cost of applying each
-//! event twice and keeping two copies in RAM.) The batch goes to the **log writer** as one
-//! append; the writer group-commits every pending append with one `write` and one
-//! `fdatasync`. The **applier** thread then applies the batch to the committed state under the
-//! write lock, runs post-commit hooks, feeds subscribers and wakes the submitters.
+//! every queued command into one batch; each command decides against a *speculative copy*
+//! of the state that already includes every accepted command (even those not yet durable),
+//! then its events are applied to that copy, so later commands see them. (We chose a full
+//! speculative copy over a staging view: it works for any `State` without help, at the cost
+//! of applying each event twice and keeping two copies in RAM.) The batch goes to the **log
+//! writer** as one append; the writer group-commits every pending append with one `write`
+//! and one `fdatasync`. The **applier** thread then applies the batch to the committed state
+//! under the write lock, runs post-commit hooks, feeds subscribers and wakes the submitters.
 //!
 //! Group-commit pacing (single node): one batch is in the log writer at a time. While it is
 //! written and fsynced, new commands pile up in the queue without waking anyone; when the
