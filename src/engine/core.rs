@@ -6,6 +6,7 @@
 //! Must not: apply an event before it is durable, or call user hooks under the state lock.
 
 use super::envelope::{self, Envelope};
+use super::queue::{JobQueue, Refused, Slot, WakeBoard};
 use super::replay;
 use super::replica::{self, Proposer, Replica, Token};
 use super::snapshot::{self, SnapshotHook, SnapshotStep};
@@ -16,6 +17,7 @@ use crate::log::{
     self, Append, AppendError, Appended, Durability, EntryBatch, Error, Faults, Log, LogOptions,
 };
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -177,37 +179,12 @@ trait Submission<S: State>: Send {
     /// Decides; a rejection is stored inside the submission and reported by `finish`.
     fn decide(&mut self, state: &S, context: &Context) -> Option<Vec<S::Event>>;
     fn finish(self: Box<Self>, outcome: Result<Receipt, Failure>);
+    /// Like `finish`, for a job of a log batch: a waiting submitter wakes when the applier
+    /// releases the whole batch ([`WakeBoard::release`]).
+    fn finish_in_batch(self: Box<Self>, outcome: Result<Receipt, Failure>);
 }
 
 type Job<S> = Box<dyn Submission<S>>;
-
-/// A one-shot reply slot: cheaper than a channel, and it only wakes a thread that waits.
-struct Slot<T> {
-    state: Mutex<(Option<T>, bool)>,
-    ready: Condvar,
-}
-
-impl<T> Slot<T> {
-    fn put(&self, value: T) {
-        let mut state = self.state.lock().expect("reply slot poisoned");
-        assert!(state.0.is_none(), "a submission is answered once");
-        state.0 = Some(value);
-        if state.1 {
-            self.ready.notify_one();
-        }
-    }
-
-    fn take(&self) -> T {
-        let mut state = self.state.lock().expect("reply slot poisoned");
-        loop {
-            if let Some(value) = state.0.take() {
-                return value;
-            }
-            state.1 = true;
-            state = self.ready.wait(state).expect("reply slot poisoned");
-        }
-    }
-}
 
 /// The reply slot of a submission whose command rejects with `R`.
 type ReplySlot<R> = Arc<Slot<Result<Receipt, SubmitError<R>>>>;
@@ -225,8 +202,9 @@ enum Reply<R> {
 }
 
 impl<R> Reply<R> {
-    fn deliver(self, outcome: Result<Receipt, SubmitError<R>>) {
+    fn deliver(self, outcome: Result<Receipt, SubmitError<R>>, in_batch: bool) {
         match self {
+            Reply::Slot(slot) if in_batch => slot.fill(outcome),
             Reply::Slot(slot) => slot.put(outcome),
             Reply::Then(then) => {
                 // The callback usually runs on the applier thread: a panic in it must not take
@@ -266,6 +244,16 @@ impl<S: State, C: Command<S>> Submission<S> for TypedSubmission<S, C> {
     }
 
     fn finish(mut self: Box<Self>, outcome: Result<Receipt, Failure>) {
+        self.answer(outcome, false);
+    }
+
+    fn finish_in_batch(mut self: Box<Self>, outcome: Result<Receipt, Failure>) {
+        self.answer(outcome, true);
+    }
+}
+
+impl<S: State, C: Command<S>> TypedSubmission<S, C> {
+    fn answer(&mut self, outcome: Result<Receipt, Failure>, in_batch: bool) {
         let rejection = &mut self.rejection;
         let outcome = outcome.map_err(|failure| {
             failure.typed(|| {
@@ -275,7 +263,7 @@ impl<S: State, C: Command<S>> Submission<S> for TypedSubmission<S, C> {
             })
         });
         if let Some(reply) = self.reply.take() {
-            reply.deliver(outcome);
+            reply.deliver(outcome, in_batch);
         }
     }
 }
@@ -283,13 +271,15 @@ impl<S: State, C: Command<S>> Submission<S> for TypedSubmission<S, C> {
 impl<S: State, C: Command<S>> Drop for TypedSubmission<S, C> {
     fn drop(&mut self) {
         if let Some(reply) = self.reply.take() {
-            reply.deliver(Err(SubmitError::Closed));
+            reply.deliver(Err(SubmitError::Closed), false);
         }
     }
 }
 
 /// What one log append carries to the applier.
 struct Pending<S: State> {
+    /// Single node: the batch's number for the [`WakeBoard`] (0 in cluster mode).
+    batch: u64,
     /// Bytes the batch's entries take in the log.
     bytes: u64,
     /// Cluster mode: the last index the batch covers, Raft-internal entries included (0 on a
@@ -309,6 +299,8 @@ pub(super) struct Shared<S: State> {
     options: EngineOptions,
     hooks: RwLock<Vec<Hook<S::Event>>>,
     pub(super) subscribers: Mutex<Subscribers<S::Event>>,
+    /// Where submitters wait on the single-node log path (`None`: each slot unparks).
+    board: Option<Arc<WakeBoard>>,
     /// Set by the applier when an append failed; the sequencer then rebuilds its copy.
     failed: AtomicBool,
     in_flight: Mutex<u64>,
@@ -368,12 +360,14 @@ pub const NOT_COMMITTED: &str =
 /// A submission in flight (from [`Engine::submit_async`]); `wait` blocks until its outcome.
 pub struct Ticket<R> {
     slot: ReplySlot<R>,
+    /// The first log batch the submission can be in.
+    batch: u64,
 }
 
 impl<R> Ticket<R> {
     /// Waits for the outcome.
     pub fn wait(self) -> Result<Receipt, SubmitError<R>> {
-        self.slot.take()
+        self.slot.take(self.batch)
     }
 }
 
@@ -402,7 +396,7 @@ pub struct SnapshotInfo {
 /// The event engine over a data directory.
 pub struct Engine<S: State> {
     shared: Option<Arc<Shared<S>>>,
-    jobs: Option<mpsc::SyncSender<Job<S>>>,
+    jobs: Arc<JobQueue<Job<S>>>,
     sequencer: Option<thread::JoinHandle<()>>,
     applier: Option<thread::JoinHandle<()>>,
     snapshotter: Arc<Mutex<Option<thread::JoinHandle<()>>>>,
@@ -555,7 +549,9 @@ impl<S: State> Engine<S> {
             .and_then(|indexes| indexes.last().copied())
             .unwrap_or(0)
             .min(applied_index);
+        let board = proposer.is_none().then(WakeBoard::new).flatten();
         let shared = Arc::new(Shared {
+            board: board.map(Arc::new),
             committed: RwLock::new(tracked),
             log,
             data_dir: data_dir.to_path_buf(),
@@ -580,7 +576,10 @@ impl<S: State> Engine<S> {
             replica_sender: Mutex::new(None),
         });
         let snapshotter = Arc::new(Mutex::new(None));
-        let (jobs, job_receiver) = mpsc::sync_channel(queue_commands_max);
+        // Pacing amortizes fsyncs; in Relaxed mode or behind Raft there is none to amortize.
+        let pace = shared.options.durability == Durability::Durable && shared.cluster.is_none();
+        let jobs = Arc::new(JobQueue::new(queue_commands_max, pace));
+        let job_receiver = Arc::clone(&jobs);
         let (applier_sender, applier_receiver) = mpsc::channel();
         if shared.cluster.is_some() {
             *shared
@@ -602,7 +601,7 @@ impl<S: State> Engine<S> {
             .expect("spawn the applier thread");
         Engine {
             shared: Some(shared),
-            jobs: Some(jobs),
+            jobs,
             sequencer: Some(sequencer),
             applier: Some(applier),
             snapshotter,
@@ -645,16 +644,16 @@ impl<S: State> Engine<S> {
     /// Queues a command and returns at once; [`Ticket::wait`] gives the outcome. Lets one
     /// caller keep several commands in flight (they share fsyncs).
     pub fn submit_async<C: Command<S>>(&self, command: C, meta: Meta) -> Ticket<C::Rejection> {
-        let slot = Arc::new(Slot {
-            state: Mutex::new((None, false)),
-            ready: Condvar::new(),
-        });
+        let slot = Arc::new(Slot::new(self.shared().board.clone()));
         let job = Self::job(command, meta, Reply::Slot(Arc::clone(&slot)));
-        let jobs = self.jobs.as_ref().expect("job sender lives until drop");
-        if let Err(mpsc::SendError(job)) = jobs.send(job) {
-            job.finish(Err(Failure::Closed));
-        }
-        Ticket { slot }
+        let batch = match self.jobs.push(job) {
+            Ok(batch) => batch,
+            Err(Refused::Closed(job) | Refused::Full(job)) => {
+                job.finish(Err(Failure::Closed));
+                0
+            }
+        };
+        Ticket { slot, batch }
     }
 
     /// Queues a command; `then` receives its outcome once it is durable and applied (or
@@ -668,8 +667,7 @@ impl<S: State> Engine<S> {
     /// on itself). A panic in `then` is caught and logged.
     pub fn submit_then<C: Command<S>>(&self, command: C, meta: Meta, then: Then<C::Rejection>) {
         let job = Self::job(command, meta, Reply::Then(then));
-        let jobs = self.jobs.as_ref().expect("job sender lives until drop");
-        if let Err(mpsc::SendError(job)) = jobs.send(job) {
+        if let Err(Refused::Closed(job) | Refused::Full(job)) = self.jobs.push(job) {
             job.finish(Err(Failure::Closed));
         }
     }
@@ -679,13 +677,12 @@ impl<S: State> Engine<S> {
     /// not wait, such as a handler running on an HTTP reactor.
     pub fn try_submit_then<C: Command<S>>(&self, command: C, meta: Meta, then: Then<C::Rejection>) {
         let job = Self::job(command, meta, Reply::Then(then));
-        let jobs = self.jobs.as_ref().expect("job sender lives until drop");
-        match jobs.try_send(job) {
-            Ok(()) => {}
-            Err(mpsc::TrySendError::Full(job)) => {
+        match self.jobs.try_push(job) {
+            Ok(_) => {}
+            Err(Refused::Full(job)) => {
                 job.finish(Err(Failure::Storage(QUEUE_FULL.to_string())));
             }
-            Err(mpsc::TrySendError::Disconnected(job)) => job.finish(Err(Failure::Closed)),
+            Err(Refused::Closed(job)) => job.finish(Err(Failure::Closed)),
         }
     }
 
@@ -779,7 +776,7 @@ impl<S: State> Drop for Engine<S> {
     fn drop(&mut self) {
         // Order matters: stop taking commands, let the sequencer finish its batch, let the
         // applier drain every append the writer still completes, then close the log.
-        drop(self.jobs.take());
+        self.jobs.close();
         drop(self.applier_sender.take());
         if let Some(handle) = self.sequencer.take() {
             let _ = handle.join();
@@ -939,18 +936,17 @@ impl<S: State> Sequencer<S> {
 
 type ApplierMessage<S> = (Result<Appended, Failed>, Pending<S>);
 
-/// Cluster mode: whether `job` may be sequenced now. Rebuilds the speculative copy when this
-/// node became leader of a new term (after everything committed before it is applied).
+/// Cluster mode: whether jobs may be sequenced now (this node leads). Rebuilds the
+/// speculative copy when this node became leader of a new term (after everything committed
+/// before it is applied).
 fn cluster_admit<S: State>(
     shared: &Shared<S>,
     cluster: &Cluster,
     sequencer: &mut Sequencer<S>,
-    job: Job<S>,
-) -> Option<Job<S>> {
+) -> bool {
     let term = cluster.leader_term.load(Ordering::SeqCst);
     if term == 0 {
-        job.finish(Err(Failure::Storage(NOT_COMMITTED.to_string())));
-        return None;
+        return false;
     }
     if term != sequencer.term {
         wait_until_idle(shared);
@@ -958,54 +954,51 @@ fn cluster_admit<S: State>(
         sequencer.term = term;
         shared.failed.store(false, Ordering::SeqCst);
     }
-    Some(job)
+    true
 }
 
 fn run_sequencer<S: State>(
     shared: &Arc<Shared<S>>,
-    jobs: &mpsc::Receiver<Job<S>>,
+    jobs: &Arc<JobQueue<Job<S>>>,
     applier: &mpsc::Sender<ApplierMessage<S>>,
 ) {
     let mut sequencer = Sequencer::from_committed(shared, 1);
-    while let Ok(first) = jobs.recv() {
+    // Jobs taken from the queue but not yet sequenced (a batch stops at its size bounds).
+    let mut backlog: VecDeque<Job<S>> = VecDeque::new();
+    while let Some(batch) = jobs.take_batch(&mut backlog, BATCH_COMMANDS_MAX) {
+        assert!(!backlog.is_empty(), "a batch holds at least one job");
         if shared.failed.load(Ordering::SeqCst) {
             wait_until_idle(shared);
             sequencer = Sequencer::from_committed(shared, sequencer.next_request_id);
             shared.failed.store(false, Ordering::SeqCst);
         }
-        let first = match &shared.cluster {
-            Some(cluster) => match cluster_admit(shared, cluster, &mut sequencer, first) {
-                Some(job) => job,
-                None => continue,
-            },
-            None => first,
-        };
-        let timestamp_ms = sequencer.now_ms();
-        let first_index = sequencer.next_index;
-        let mut entries = EntryBatch::new();
-        let mut pending = Pending {
-            bytes: 0,
-            skip_to: 0,
-            events: Vec::new(),
-            remembered: Vec::new(),
-            outcomes: Vec::new(),
-        };
-        sequencer.sequence(first, timestamp_ms, &mut entries, &mut pending);
-        while pending.outcomes.len() < BATCH_COMMANDS_MAX
-            && entries.byte_len() < log::GROUP_BYTES_MAX / 2
-        {
-            let Ok(job) = jobs.try_recv() else { break };
-            sequencer.sequence(job, timestamp_ms, &mut entries, &mut pending);
+        if let Some(cluster) = &shared.cluster {
+            if !cluster_admit(shared, cluster, &mut sequencer) {
+                for job in backlog.drain(..) {
+                    job.finish(Err(Failure::Storage(NOT_COMMITTED.to_string())));
+                }
+                continue;
+            }
         }
+        let first_index = sequencer.next_index;
+        let (entries, pending) = sequence_batch(&mut sequencer, &mut backlog);
         assert_eq!(first_index + u64::from(entries.len()), sequencer.next_index);
-        pending.bytes = entries.byte_len() as u64;
         *shared.in_flight.lock().expect("in-flight lock poisoned") += 1;
         if let Some(cluster) = &shared.cluster {
             propose_batch(cluster, &mut sequencer, first_index, &entries, pending);
             continue;
         }
         let applier = applier.clone();
+        let queue = Arc::clone(jobs);
+        let answered = pending.outcomes.len();
+        // The next batch waits for this one: jobs arriving meanwhile pile up without waking
+        // the sequencer, and all go with the next write and fsync.
+        let mut pending = pending;
+        pending.batch = batch;
+        jobs.log_started();
         let done: log::Done = Box::new(move |result| {
+            // Before the applier wakes anyone: callers it answers count as returning.
+            queue.log_done(answered);
             // The applier only stops after every sender (including this one) is gone.
             let _ = applier.send((result.map_err(Failed::Append), pending));
         });
@@ -1016,6 +1009,37 @@ fn run_sequencer<S: State>(
             done,
         });
     }
+}
+
+/// Sequences jobs from the front of `backlog` into one batch, up to the batch bounds.
+fn sequence_batch<S: State>(
+    sequencer: &mut Sequencer<S>,
+    backlog: &mut VecDeque<Job<S>>,
+) -> (EntryBatch, Pending<S>) {
+    let timestamp_ms = sequencer.now_ms();
+    let mut entries = EntryBatch::new();
+    let mut pending = Pending {
+        batch: 0,
+        bytes: 0,
+        skip_to: 0,
+        events: Vec::with_capacity(backlog.len()),
+        remembered: Vec::new(),
+        outcomes: Vec::with_capacity(backlog.len()),
+    };
+    while let Some(job) = backlog.pop_front() {
+        sequencer.sequence(job, timestamp_ms, &mut entries, &mut pending);
+        if pending.outcomes.len() >= BATCH_COMMANDS_MAX
+            || entries.byte_len() >= log::GROUP_BYTES_MAX / 2
+        {
+            break;
+        }
+    }
+    assert!(
+        !pending.outcomes.is_empty(),
+        "a batch answers at least one job"
+    );
+    pending.bytes = entries.byte_len() as u64;
+    (entries, pending)
 }
 
 /// Cluster mode: hands a sequenced batch to Raft, one entry per event. A batch without events
@@ -1072,6 +1096,7 @@ fn run_applier<S: State>(
 ) {
     while let Ok((result, pending)) = receiver.recv() {
         let Pending {
+            batch,
             bytes,
             skip_to,
             events,
@@ -1082,9 +1107,7 @@ fn run_applier<S: State>(
             Ok(_) => {
                 let count = events.len() as u64;
                 apply_committed(shared, events, &remembered, skip_to);
-                for (job, outcome) in outcomes {
-                    job.finish(outcome);
-                }
+                answer_batch(shared, batch, outcomes);
                 let events_since = shared
                     .events_since_snapshot
                     .fetch_add(count, Ordering::Relaxed)
@@ -1112,15 +1135,38 @@ fn run_applier<S: State>(
                 );
                 // Nothing of this batch is stored; the sequencer must forget it too.
                 shared.failed.store(true, Ordering::SeqCst);
-                for (job, _) in outcomes {
-                    job.finish(Err(error.failure()));
-                }
+                let failed = outcomes
+                    .into_iter()
+                    .map(|(job, _)| (job, Err(error.failure())));
+                answer_batch(shared, batch, failed);
             }
         }
         let mut in_flight = shared.in_flight.lock().expect("in-flight lock poisoned");
         *in_flight -= 1;
         if *in_flight == 0 {
             shared.in_flight_zero.notify_all();
+        }
+    }
+}
+
+/// Answers every job of a batch, in order; on the single-node log path (`batch` > 0) the
+/// waiting submitters then wake together, with one system call.
+fn answer_batch<S: State>(
+    shared: &Shared<S>,
+    batch: u64,
+    outcomes: impl IntoIterator<Item = (Job<S>, Result<Receipt, Failure>)>,
+) {
+    match shared.board.as_ref().filter(|_| batch > 0) {
+        Some(board) => {
+            for (job, outcome) in outcomes {
+                job.finish_in_batch(outcome);
+            }
+            board.release(batch);
+        }
+        None => {
+            for (job, outcome) in outcomes {
+                job.finish(outcome);
+            }
         }
     }
 }
@@ -1367,6 +1413,7 @@ impl<S: State> Replica for EngineReplica<S> {
             }
         };
         let pending = Pending {
+            batch: 0,
             bytes: entries.iter().map(|e| e.len() as u64 + 4).sum(),
             skip_to: last_index,
             events,

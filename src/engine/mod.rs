@@ -5,15 +5,23 @@
 //! Must not: read clocks or randomness inside `apply`; know about HTTP.
 //!
 //! ## Pipeline
-//! `submit` queues a command (bounded queue). The **sequencer** thread drains every queued
-//! command into one batch; each command decides against a *speculative copy* of the state
-//! that already includes every accepted command (even those not yet durable), then its events
-//! are applied to that copy, so later commands see them. (We chose a full speculative copy
-//! over a staging view: it works for any `State` without help, at the cost of applying each
-//! event twice and keeping two copies in RAM.) The batch goes to the **log writer** as one
-//! append; the writer group-commits every pending append with one `write` and one
-//! `fdatasync`. The **applier** thread then applies the batch to the committed state under the
-//! write lock, runs post-commit hooks, feeds subscribers and wakes the submitters.
+//! `submit` queues a command (bounded queue, `queue.rs`). The **sequencer** thread drains
+//! every queued command into one batch; each command decides against a *speculative copy*
+//! of the state that already includes every accepted command (even those not yet durable),
+//! then its events are applied to that copy, so later commands see them. (We chose a full
+//! speculative copy over a staging view: it works for any `State` without help, at the cost
+//! of applying each event twice and keeping two copies in RAM.) The batch goes to the **log
+//! writer** as one append; the writer group-commits every pending append with one `write`
+//! and one `fdatasync`. The **applier** thread then applies the batch to the committed state
+//! under the write lock, runs post-commit hooks, feeds subscribers and wakes the submitters.
+//!
+//! Group-commit pacing (single node): one batch is in the log writer at a time. While it is
+//! written and fsynced, new commands pile up in the queue without waking anyone; when the
+//! writer acknowledges it, the sequencer takes them all. In Durable mode it first waits (at
+//! most `GROUP_WAIT_US_MAX`) until as many commands arrived as the acknowledged batch
+//! answered, so the callers it is about to wake share the next fsync instead of splitting
+//! into two alternating half-size groups; a lone caller never waits. The applier fills every
+//! reply of a batch, then wakes all its waiting submitters with one `futex` call.
 //!
 //! Rejections, conflicts and duplicate (idempotent) answers are also delivered only after the
 //! batch they were decided in is durable, since they may depend on events still in flight.
@@ -24,6 +32,7 @@
 
 mod core;
 mod envelope;
+mod queue;
 mod replay;
 mod replica;
 mod snapshot;
@@ -37,6 +46,7 @@ pub use self::core::{
     QUEUE_FULL, REPLAY_PROGRESS_EVENTS, SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
 };
 pub use envelope::{decode_entry, encode_entry, Envelope, EnvelopeRef};
+pub use queue::GROUP_WAIT_US_MAX;
 pub use replay::{decode_event, replay_dir};
 pub use replica::{
     classify, encode_reserved, is_reserved, Proposer, Replica, Reserved, Token,

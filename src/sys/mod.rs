@@ -7,6 +7,7 @@ pub mod crc32c_hw;
 #[cfg(target_os = "linux")]
 pub mod epoll;
 pub mod fs;
+pub mod futex;
 pub mod poll;
 pub mod prealloc;
 pub mod rlimit;

@@ -1,0 +1,707 @@
+//! The hand-offs of the submit path: the bounded submission queue between submitters and the
+//! sequencer (with its group-commit pacing), and the one-shot reply slot a submitter parks on.
+//!
+//! Owns: when the sequencer wakes and how much it takes. A submitter wakes the sequencer only
+//! when the sequencer sleeps waiting for work; while a batch is in the log writer, jobs pile up
+//! with no wakeup at all, and the sequencer takes them all at once when the writer is done.
+//! Must not: decide, encode or apply anything, or hold its lock while running user code.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+/// Longest time the sequencer holds the next batch back, after the log acknowledged the
+/// previous one, waiting for that batch's submitters to come back with their next command, in
+/// microseconds. Without it, submitters that return while a fsync runs and those that return
+/// after it split into two alternating half-size groups; with it, they share one fsync. The
+/// wait ends as soon as as many commands arrived as the previous batch answered (one
+/// submitter: at once), so a lone caller never waits for it.
+pub const GROUP_WAIT_US_MAX: u64 = 200;
+
+/// Why a job was not queued; the job comes back so its reply can be answered.
+pub(super) enum Refused<J> {
+    /// The queue holds its capacity (only from [`JobQueue::try_push`]).
+    Full(J),
+    /// The queue is closed (the engine shuts down).
+    Closed(J),
+}
+
+/// A bounded multi-producer queue drained by one consumer, the sequencer, in whole batches.
+///
+/// Pushing takes no lock (a lock-free channel and atomic counters): a whole batch of
+/// submitters, woken at once, comes back at once, and a shared lock made a third of them
+/// sleep on it. The control state (log busy, pacing, sequencer asleep) sits behind a mutex
+/// that only the sequencer, the writer's acknowledgement and the one submitter that wakes the
+/// sequencer take.
+pub(super) struct JobQueue<J> {
+    sender: mpsc::Sender<J>,
+    /// Only the sequencer receives (the lock is never contended).
+    receiver: Mutex<mpsc::Receiver<J>>,
+    /// Room reserved by submitters (jobs sent or about to be) and not yet taken: the bound.
+    queued: AtomicUsize,
+    /// Jobs in the channel and not yet taken (counted after the send, so each one counted
+    /// can be received).
+    available: AtomicUsize,
+    /// Commands queued since the last acknowledgement of the log.
+    arrived: AtomicUsize,
+    /// Commands the last acknowledged batch answered: that many callers may come back
+    /// (written under the control lock, read by submitters without it).
+    awaited: AtomicUsize,
+    /// Batches taken so far (the last one's number).
+    taken: AtomicU64,
+    closed: AtomicBool,
+    /// What the sequencer sleeps for (the `SLEEP_*` constants), read by submitters to decide
+    /// whether to wake it.
+    sleep: AtomicU8,
+    control: Mutex<Control>,
+    /// The sequencer waits here for jobs, for the log to finish, or for the group wait.
+    sequencer: Condvar,
+    /// Submitters blocked on a full queue wait here.
+    room: Condvar,
+    capacity: usize,
+    /// `None`: no pacing (Relaxed durability, cluster mode: nothing to amortize here).
+    group_wait: Option<Duration>,
+}
+
+/// The sequencer is awake.
+const SLEEP_NONE: u8 = 0;
+/// The sequencer sleeps until jobs come (no deadline): any job wakes it.
+const SLEEP_FOR_JOBS: u8 = 1;
+/// The sequencer sleeps until the group is complete or a deadline: only the job completing
+/// the group wakes it.
+const SLEEP_FOR_GROUP: u8 = 2;
+/// The sequencer sleeps until the log acknowledges: jobs never wake it.
+const SLEEP_FOR_LOG: u8 = 3;
+
+struct Control {
+    submitters_waiting: usize,
+    /// A batch was appended to the log and not yet acknowledged by the writer.
+    log_busy: bool,
+    /// When the writer acknowledged the last batch.
+    acknowledged_at: Option<Instant>,
+}
+
+impl<J> JobQueue<J> {
+    /// A queue of `capacity` jobs (> 0); `pace` enables the group wait.
+    pub(super) fn new(capacity: usize, pace: bool) -> Self {
+        assert!(capacity > 0, "a job queue holds at least one job");
+        let (sender, receiver) = mpsc::channel();
+        JobQueue {
+            sender,
+            receiver: Mutex::new(receiver),
+            queued: AtomicUsize::new(0),
+            available: AtomicUsize::new(0),
+            arrived: AtomicUsize::new(0),
+            awaited: AtomicUsize::new(0),
+            taken: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            sleep: AtomicU8::new(SLEEP_NONE),
+            control: Mutex::new(Control {
+                submitters_waiting: 0,
+                log_busy: false,
+                acknowledged_at: None,
+            }),
+            sequencer: Condvar::new(),
+            room: Condvar::new(),
+            capacity,
+            group_wait: pace.then(|| Duration::from_micros(GROUP_WAIT_US_MAX)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.control.lock().expect("job queue poisoned")
+    }
+
+    /// Queues `job`, waiting while the queue is full. Returns the first batch the job can be in
+    /// (the next one taken; a later one if that batch is full; see [`WakeBoard`]).
+    pub(super) fn push(&self, job: J) -> Result<u64, Refused<J>> {
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+            // Rare: wait for room under the control lock (the sequencer signals it).
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            let mut control = self.lock();
+            while self.queued.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+                if self.closed.load(Ordering::SeqCst) {
+                    return Err(Refused::Closed(job));
+                }
+                control.submitters_waiting += 1;
+                control = self.room.wait(control).expect("job queue poisoned");
+                control.submitters_waiting -= 1;
+            }
+        }
+        self.enqueue(job)
+    }
+
+    /// Queues `job` unless the queue is full; returns as [`JobQueue::push`].
+    pub(super) fn try_push(&self, job: J) -> Result<u64, Refused<J>> {
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(Refused::Full(job));
+        }
+        self.enqueue(job)
+    }
+
+    /// Sends a job whose room is reserved in `queued`.
+    fn enqueue(&self, job: J) -> Result<u64, Refused<J>> {
+        if self.closed.load(Ordering::SeqCst) {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(Refused::Closed(job));
+        }
+        // Read before sending: the job cannot be taken by an earlier batch than this.
+        let batch = self.taken.load(Ordering::SeqCst) + 1;
+        if let Err(mpsc::SendError(job)) = self.sender.send(job) {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(Refused::Closed(job));
+        }
+        self.available.fetch_add(1, Ordering::SeqCst);
+        let arrived = self.arrived.fetch_add(1, Ordering::SeqCst) + 1;
+        // Only a sleeping sequencer that this job lets go on is worth a futex wake, and only
+        // one submitter wakes it: the one that claims the sleep state (the sequencer reads
+        // every counter again once awake).
+        let wake = match self.sleep.load(Ordering::SeqCst) {
+            SLEEP_FOR_JOBS => self.claim(SLEEP_FOR_JOBS),
+            SLEEP_FOR_GROUP if arrived >= self.awaited.load(Ordering::SeqCst) => {
+                self.claim(SLEEP_FOR_GROUP)
+            }
+            _ => false,
+        };
+        if wake {
+            // Under the lock: the sequencer is inside its wait, or has not checked yet.
+            let _control = self.lock();
+            self.sequencer.notify_one();
+        }
+        Ok(batch)
+    }
+
+    /// Takes the duty of waking the sequencer sleeping in `state`.
+    fn claim(&self, state: u8) -> bool {
+        let claimed =
+            self.sleep
+                .compare_exchange(state, SLEEP_NONE, Ordering::SeqCst, Ordering::SeqCst);
+        claimed.is_ok()
+    }
+
+    /// Whether the sequencer may take a batch now (`jobs`: some are queued or held back);
+    /// `Err(Some(d))`: not before `d` from now unless something changes, `Err(None)`: not
+    /// until something changes.
+    fn ready(&self, control: &Control, jobs: bool, now: Instant) -> Result<(), Option<Duration>> {
+        if !jobs || control.log_busy {
+            return Err(None);
+        }
+        let (Some(wait), Some(at)) = (self.group_wait, control.acknowledged_at) else {
+            return Ok(());
+        };
+        let arrived = self.arrived.load(Ordering::SeqCst);
+        let awaited = self.awaited.load(Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) || arrived >= awaited {
+            return Ok(());
+        }
+        let waited = now.saturating_duration_since(at);
+        if waited >= wait {
+            return Ok(());
+        }
+        Err(Some(wait - waited))
+    }
+
+    /// Blocks until a batch may go, then moves up to `max` jobs into `out`, and numbers the
+    /// batch (1, 2, ...: the caller makes exactly one log batch of each take). With a backlog
+    /// (jobs left over from the last batch are in `out`), waits only for the log. Returns
+    /// `None` once the queue is closed and drained and there is no backlog.
+    pub(super) fn take_batch(&self, out: &mut VecDeque<J>, max: usize) -> Option<u64> {
+        let mut control = self.lock();
+        loop {
+            // SeqCst store, then SeqCst loads of the counters below: a submitter that queued
+            // after these loads sees the sleep state and wakes us.
+            let verdict = if out.is_empty() {
+                self.sleep.store(SLEEP_FOR_JOBS, Ordering::SeqCst);
+                let jobs = self.available.load(Ordering::SeqCst) > 0;
+                if !jobs && self.closed.load(Ordering::SeqCst) {
+                    self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
+                    return None;
+                }
+                self.ready(&control, jobs, Instant::now())
+            } else if control.log_busy {
+                Err(None)
+            } else {
+                Ok(())
+            };
+            let state = match verdict {
+                Ok(()) => break,
+                Err(_) if control.log_busy => SLEEP_FOR_LOG,
+                Err(None) => SLEEP_FOR_JOBS,
+                Err(Some(_)) => SLEEP_FOR_GROUP,
+            };
+            self.sleep.store(state, Ordering::SeqCst);
+            control = match verdict {
+                Err(Some(left)) => {
+                    let waited = self.sequencer.wait_timeout(control, left);
+                    waited.expect("job queue poisoned").0
+                }
+                _ => self.sequencer.wait(control).expect("job queue poisoned"),
+            };
+        }
+        self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
+        self.drain(&control, out, max);
+        let batch = self.taken.fetch_add(1, Ordering::SeqCst) + 1;
+        let wake_submitters = control.submitters_waiting > 0;
+        drop(control);
+        if wake_submitters {
+            self.room.notify_all();
+        }
+        Some(batch)
+    }
+
+    /// Moves the counted jobs, up to `max` in `out`, from the channel into `out` (under the
+    /// control lock, so room waiters see `queued` change only while it is held).
+    fn drain(&self, _control: &Control, out: &mut VecDeque<J>, max: usize) {
+        let receiver = self.receiver.lock().expect("job receiver poisoned");
+        let count = self
+            .available
+            .load(Ordering::SeqCst)
+            .min(max.saturating_sub(out.len()));
+        for _ in 0..count {
+            let job = receiver
+                .try_recv()
+                .expect("a counted job is in the channel");
+            out.push_back(job);
+        }
+        self.available.fetch_sub(count, Ordering::SeqCst);
+        self.queued.fetch_sub(count, Ordering::SeqCst);
+    }
+
+    /// The sequencer hands a batch to the log: hold the next one until it is acknowledged.
+    pub(super) fn log_started(&self) {
+        let mut control = self.lock();
+        assert!(!control.log_busy, "one batch at a time in the log writer");
+        control.log_busy = true;
+    }
+
+    /// The log acknowledged the batch (durable, or failed); it answered `answered` commands.
+    pub(super) fn log_done(&self, answered: usize) {
+        let mut control = self.lock();
+        assert!(control.log_busy, "a log acknowledgement without a batch");
+        control.log_busy = false;
+        self.awaited.store(answered, Ordering::SeqCst);
+        self.arrived.store(0, Ordering::SeqCst);
+        control.acknowledged_at = Some(Instant::now());
+        if self.sleep.load(Ordering::SeqCst) != SLEEP_NONE {
+            self.sequencer.notify_one();
+        }
+    }
+
+    /// Refuses new jobs; the sequencer drains what is queued, then stops.
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let _control = self.lock();
+        self.sequencer.notify_all();
+        self.room.notify_all();
+    }
+}
+
+/// Lanes of a [`WakeBoard`]: waiters of batch `b` sleep on lane `b % WAKE_LANES`, so waking
+/// one batch rarely disturbs the waiters of the next ones (at most two or three batches have
+/// waiters at a time: one in the log, the next queued).
+pub const WAKE_LANES: usize = 4;
+
+/// Where submitters of the single-node log path sleep: the applier fills every reply slot of
+/// a batch, then wakes the batch's lane with one `futex` call (one system call, and at most
+/// one preemption of the applier, instead of one per submitter).
+///
+/// Invariant: batches are released in order (one batch in the log at a time, acknowledged
+/// in order), so a filled slot's batch is at most `released`.
+pub(super) struct WakeBoard {
+    /// The last batch whose slots are all filled.
+    released: AtomicU64,
+    lanes: [Lane; WAKE_LANES],
+}
+
+#[derive(Default)]
+struct Lane {
+    /// The futex word: bumped on every wake of this lane.
+    sequence: AtomicU32,
+    /// Threads inside (or about to enter) the futex wait: no system call when zero.
+    sleepers: AtomicU32,
+}
+
+impl WakeBoard {
+    /// A board, where the platform lets many threads sleep on one word (else `None`: slots
+    /// then wake their waiter one by one).
+    pub(super) fn new() -> Option<Self> {
+        crate::sys::futex::SUPPORTED.then(|| WakeBoard {
+            released: AtomicU64::new(0),
+            lanes: Default::default(),
+        })
+    }
+
+    fn lane(&self, batch: u64) -> &Lane {
+        &self.lanes[(batch % WAKE_LANES as u64) as usize]
+    }
+
+    /// Every slot of `batch` is filled: wake its waiters.
+    ///
+    /// # Panics
+    /// If `batch` is not the one after the last released (batches are released in order).
+    pub(super) fn release(&self, batch: u64) {
+        let previous = self.released.swap(batch, Ordering::SeqCst);
+        assert_eq!(previous + 1, batch, "batches are released in order");
+        Self::wake(self.lane(batch));
+    }
+
+    /// Wakes every lane (a slot answered outside its batch: shutdown, a panic).
+    fn wake_everyone(&self) {
+        for lane in &self.lanes {
+            Self::wake(lane);
+        }
+    }
+
+    fn wake(lane: &Lane) {
+        lane.sequence.fetch_add(1, Ordering::SeqCst);
+        if lane.sleepers.load(Ordering::SeqCst) > 0 {
+            crate::sys::futex::wake_all(&lane.sequence);
+        }
+    }
+
+    /// Sleeps until `filled` is set. `batch` is the first batch the job can be in (the one
+    /// after the last handed to the log when it was queued): it may land in a later one, which
+    /// the released counter tells.
+    fn wait_for(&self, filled: &AtomicBool, batch: u64) {
+        let mut batch = batch;
+        loop {
+            let lane = self.lane(batch);
+            // Read before the checks: a wake after them changes the word, so the futex
+            // wait below returns at once instead of missing it.
+            let sequence = lane.sequence.load(Ordering::SeqCst);
+            if filled.load(Ordering::SeqCst) {
+                return;
+            }
+            if self.released.load(Ordering::SeqCst) >= batch {
+                batch += 1; // Not in that batch: the next one, or later.
+                continue;
+            }
+            lane.sleepers.fetch_add(1, Ordering::SeqCst);
+            crate::sys::futex::wait(&lane.sequence, sequence);
+            lane.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A one-shot reply slot. On the single-node log path the waiter sleeps on the [`WakeBoard`]
+/// lane of its batch; otherwise it parks its own thread and the answerer unparks exactly that
+/// thread after releasing the lock (no contention on wake). Nobody is woken if nobody waits.
+pub(super) struct Slot<T> {
+    state: Mutex<SlotState<T>>,
+    /// Set (after the value is stored) when the value is there; checked across spurious
+    /// wakeups.
+    filled: AtomicBool,
+    board: Option<Arc<WakeBoard>>,
+}
+
+struct SlotState<T> {
+    value: Option<T>,
+    answered: bool,
+    /// A parked waiter (only without a board).
+    waiter: Option<Thread>,
+}
+
+impl<T> Slot<T> {
+    /// An empty slot; with `board`, waiters sleep on it.
+    pub(super) fn new(board: Option<Arc<WakeBoard>>) -> Self {
+        Slot {
+            state: Mutex::new(SlotState {
+                value: None,
+                answered: false,
+                waiter: None,
+            }),
+            filled: AtomicBool::new(false),
+            board,
+        }
+    }
+
+    /// Stores the answer; returns the parked waiter, if any.
+    fn store(&self, value: T) -> Option<Thread> {
+        let waiter = {
+            let mut state = self.state.lock().expect("reply slot poisoned");
+            assert!(!state.answered, "a submission is answered once");
+            state.answered = true;
+            state.value = Some(value);
+            state.waiter.take()
+        };
+        self.filled.store(true, Ordering::SeqCst);
+        waiter
+    }
+
+    /// Stores the answer and wakes the waiter at once, wherever it sleeps.
+    ///
+    /// # Panics
+    /// If the slot was already answered (a submission is answered once).
+    pub(super) fn put(&self, value: T) {
+        if let Some(waiter) = self.store(value) {
+            waiter.unpark();
+        }
+        if let Some(board) = &self.board {
+            board.wake_everyone();
+        }
+    }
+
+    /// Stores the answer of a job of a log batch; with a board, the waiter wakes when the
+    /// applier releases the batch ([`WakeBoard::release`]), else at once.
+    pub(super) fn fill(&self, value: T) {
+        if self.board.is_none() {
+            return self.put(value);
+        }
+        let waiter = self.store(value);
+        assert!(waiter.is_none(), "with a board nobody parks");
+    }
+
+    /// Waits for the answer and takes it; `batch` as for [`WakeBoard`]'s waits.
+    pub(super) fn take(&self, batch: u64) -> T {
+        match &self.board {
+            Some(board) => board.wait_for(&self.filled, batch),
+            None => {
+                {
+                    let mut state = self.state.lock().expect("reply slot poisoned");
+                    if let Some(value) = state.value.take() {
+                        return value;
+                    }
+                    state.waiter = Some(thread::current());
+                }
+                while !self.filled.load(Ordering::SeqCst) {
+                    thread::park();
+                }
+            }
+        }
+        let mut state = self.state.lock().expect("reply slot poisoned");
+        state.value.take().expect("a filled slot holds its value")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_answers_a_waiter_on_another_thread_and_one_that_comes_late() {
+        for late in [false, true] {
+            let slot = Arc::new(Slot::new(None));
+            let answerer = {
+                let slot = Arc::clone(&slot);
+                thread::spawn(move || slot.put(42_u32))
+            };
+            if late {
+                answerer.join().unwrap();
+                assert_eq!(slot.take(0), 42);
+            } else {
+                assert_eq!(slot.take(0), 42);
+                answerer.join().unwrap();
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "answered once")]
+    fn slot_refuses_a_second_answer() {
+        let slot = Slot::new(None);
+        slot.put(1_u8);
+        slot.put(2_u8);
+    }
+
+    #[test]
+    fn queue_holds_jobs_while_the_log_is_busy_and_hands_them_over_at_once() {
+        let queue = Arc::new(JobQueue::new(16, false));
+        queue.log_started();
+        for job in 0..5_u32 {
+            assert!(queue.push(job).is_ok());
+        }
+        let taker = {
+            let queue = Arc::clone(&queue);
+            thread::spawn(move || {
+                let mut out = VecDeque::new();
+                assert_eq!(queue.take_batch(&mut out, 64), Some(1));
+                out
+            })
+        };
+        queue.log_done(5);
+        let taken: Vec<u32> = taker.join().unwrap().into_iter().collect();
+        assert_eq!(taken, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn queue_takes_at_most_max_and_keeps_the_rest_in_order() {
+        let queue = JobQueue::new(16, false);
+        for job in 0..10_u32 {
+            assert!(queue.push(job).is_ok());
+        }
+        let mut out = VecDeque::new();
+        assert_eq!(queue.take_batch(&mut out, 4), Some(1));
+        assert_eq!(out.drain(..).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        assert_eq!(queue.take_batch(&mut out, 100), Some(2));
+        assert_eq!(out.drain(..).collect::<Vec<_>>(), vec![4, 5, 6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn queue_full_and_closed_give_the_job_back() {
+        let queue = JobQueue::new(2, false);
+        assert!(queue.try_push(1_u32).is_ok());
+        assert!(queue.try_push(2).is_ok());
+        assert!(matches!(queue.try_push(3), Err(Refused::Full(3))));
+        queue.close();
+        assert!(matches!(queue.push(4), Err(Refused::Closed(4))));
+        let mut out = VecDeque::new();
+        assert!(
+            queue.take_batch(&mut out, 10).is_some(),
+            "queued jobs drain after close"
+        );
+        assert_eq!(out.len(), 2);
+        out.clear();
+        assert_eq!(queue.take_batch(&mut out, 10), None);
+    }
+
+    #[test]
+    fn paced_queue_waits_for_the_answered_callers_but_never_beyond_the_bound() {
+        let queue = JobQueue::new(64, true);
+        queue.log_started();
+        queue.log_done(3);
+        let at = queue.lock().acknowledged_at.expect("acknowledged");
+        let bound = Duration::from_micros(GROUP_WAIT_US_MAX);
+        assert!(queue.push(1_u32).is_ok());
+        assert!(queue.push(2).is_ok());
+        {
+            let state = queue.lock();
+            assert_eq!(queue.ready(&state, true, at), Err(Some(bound)));
+            assert_eq!(
+                queue.ready(&state, true, at + bound / 2),
+                Err(Some(bound - bound / 2))
+            );
+            assert_eq!(queue.ready(&state, true, at + bound), Ok(()));
+        }
+        assert!(queue.push(3).is_ok());
+        let state = queue.lock();
+        assert_eq!(
+            queue.ready(&state, true, at),
+            Ok(()),
+            "all three are back: go at once"
+        );
+    }
+
+    #[test]
+    fn unpaced_queue_and_a_single_caller_never_wait() {
+        let unpaced = JobQueue::new(64, false);
+        unpaced.log_started();
+        unpaced.log_done(3);
+        assert!(unpaced.push(1_u32).is_ok());
+        let state = unpaced.lock();
+        assert_eq!(unpaced.ready(&state, true, Instant::now()), Ok(()));
+        drop(state);
+        let single = JobQueue::new(64, true);
+        single.log_started();
+        single.log_done(1);
+        assert!(single.push(1_u32).is_ok());
+        let state = single.lock();
+        let at = state.acknowledged_at.expect("acknowledged");
+        assert_eq!(single.ready(&state, true, at), Ok(()));
+    }
+
+    fn board_slot() -> (Arc<WakeBoard>, Arc<Slot<u32>>) {
+        let board = Arc::new(WakeBoard::new().expect("futex on the test platform"));
+        let slot = Arc::new(Slot::new(Some(Arc::clone(&board))));
+        (board, slot)
+    }
+
+    #[test]
+    fn board_waiter_follows_its_job_into_a_later_batch() {
+        let (board, slot) = board_slot();
+        let waiter = {
+            let slot = Arc::clone(&slot);
+            // Queued while batch 1 was open, but the job landed in batch 3.
+            thread::spawn(move || slot.take(1))
+        };
+        board.release(1);
+        board.release(2);
+        slot.fill(7);
+        board.release(3);
+        assert_eq!(waiter.join().unwrap(), 7);
+    }
+
+    #[test]
+    fn board_waiter_wakes_on_an_answer_outside_any_batch() {
+        let (_board, slot) = board_slot();
+        let waiter = {
+            let slot = Arc::clone(&slot);
+            thread::spawn(move || slot.take(5))
+        };
+        slot.put(9);
+        assert_eq!(waiter.join().unwrap(), 9);
+    }
+
+    #[test]
+    fn board_wakes_every_waiter_of_a_batch_with_one_release() {
+        let board = Arc::new(WakeBoard::new().expect("futex on the test platform"));
+        let slots: Vec<Arc<Slot<usize>>> = (0..8)
+            .map(|_| Arc::new(Slot::new(Some(Arc::clone(&board)))))
+            .collect();
+        let waiters: Vec<_> = slots
+            .iter()
+            .map(|slot| {
+                let slot = Arc::clone(slot);
+                thread::spawn(move || slot.take(1))
+            })
+            .collect();
+        for (answer, slot) in slots.iter().enumerate() {
+            slot.fill(answer);
+        }
+        board.release(1);
+        let answers: Vec<usize> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+        assert_eq!(answers, (0..8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    #[should_panic(expected = "released in order")]
+    fn board_refuses_a_batch_out_of_order() {
+        let board = WakeBoard::new().expect("futex on the test platform");
+        board.release(2);
+    }
+
+    #[test]
+    fn every_job_of_many_concurrent_submitters_is_taken_once_in_non_empty_batches() {
+        const THREADS: u32 = 8;
+        const JOBS_PER_THREAD: u32 = 500;
+        let queue = Arc::new(JobQueue::new(64, true));
+        let submitters: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                let queue = Arc::clone(&queue);
+                thread::spawn(move || {
+                    for job in 0..JOBS_PER_THREAD {
+                        assert!(queue.push(thread * JOBS_PER_THREAD + job).is_ok());
+                    }
+                })
+            })
+            .collect();
+        let mut seen = vec![false; (THREADS * JOBS_PER_THREAD) as usize];
+        let mut out = VecDeque::new();
+        let mut expected_batch = 1;
+        let mut taken = 0;
+        while taken < seen.len() {
+            let batch = queue.take_batch(&mut out, 100).expect("open queue");
+            assert_eq!(batch, expected_batch);
+            expected_batch += 1;
+            assert!(!out.is_empty(), "batch {batch} is empty");
+            queue.log_started();
+            let answered = out.len();
+            for job in out.drain(..) {
+                assert!(
+                    !std::mem::replace(&mut seen[job as usize], true),
+                    "job {job} twice"
+                );
+                taken += 1;
+            }
+            queue.log_done(answered);
+        }
+        for submitter in submitters {
+            submitter.join().unwrap();
+        }
+        queue.close();
+        assert_eq!(queue.take_batch(&mut out, 100), None);
+    }
+}
