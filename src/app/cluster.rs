@@ -51,8 +51,12 @@ pub const AUTH_HEADER: &str = "x-lithair-auth";
 pub const AUTH_SKEW_MS_MAX: u64 = 300_000;
 /// Time allowed for a forwarded request, in milliseconds.
 pub const FORWARD_TIMEOUT_MS: u64 = 10_000;
-/// Connections a node keeps open to the leader for forwarding, at most (busy or idle).
-pub const FORWARD_CONNECTIONS_PER_PEER_MAX: usize = 64;
+/// Connections a node keeps open to the leader for forwarding, at most (busy or idle). As
+/// many as this node has workers: each forward holds a worker and a connection until the
+/// leader answers (after its commit), so a smaller pool, not the worker pool, would cap the
+/// writes in flight through a follower. The leader's reactor holds idle connections
+/// without threads.
+pub const FORWARD_CONNECTIONS_PER_PEER_MAX: usize = CLUSTER_WORKER_THREADS;
 /// An idle forwarding connection older than this is closed instead of reused, in
 /// milliseconds (well under the HTTP server's idle timeout, so the leader never closes it
 /// while a request is on its way).

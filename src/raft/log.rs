@@ -302,12 +302,22 @@ impl<S: Storage> RaftLog<S> {
         self.handed_index < self.last_index() && !self.unstable.is_empty()
     }
 
-    /// Committed entries not yet handed out for apply (`applying + 1 ..= committed`).
+    /// The highest index that may be applied: committed, and durable here. A follower may
+    /// learn a commit index beyond what its own disk holds yet (its persist runs in the
+    /// background); it applies those entries once they are durable, so that a state machine
+    /// snapshot never covers entries the local log could lose in a crash.
+    pub(crate) fn applicable(&self) -> u64 {
+        self.committed.min(self.stable_last_index())
+    }
+
+    /// Committed, durable entries not yet handed out for apply (`applying + 1 ..=
+    /// applicable`).
     pub(crate) fn hand_committed(&mut self, bytes_max: u64) -> Vec<Entry> {
-        if self.applying >= self.committed {
+        let applicable = self.applicable();
+        if self.applying >= applicable {
             return Vec::new();
         }
-        let entries = match self.entries(self.applying + 1, self.committed + 1, bytes_max) {
+        let entries = match self.entries(self.applying + 1, applicable + 1, bytes_max) {
             Ok(entries) => entries,
             Err(error) => panic!(
                 "committed entries after {} unreadable: {error}",

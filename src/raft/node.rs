@@ -2,6 +2,15 @@
 //! messages and proposals into it, and handles each `Ready` in the documented order: send,
 //! persist (fsync), send what depended on the persist, apply committed entries, advance.
 //!
+//! Persistence runs in the background (etcd-raft's async storage writes): a Ready's entries
+//! go to the log writer thread and the Raft thread moves on (`RawNode::advance_append`), so
+//! acknowledgements, heartbeats and new proposals are stepped while the disk syncs. When the
+//! writer reports them durable the driver exposes them to the core (`LogStorage::mirror`,
+//! `RawNode::persisted`: only then does a leader count its own copy) and sends the messages
+//! that promised them (a follower's acknowledgement), in Ready order. A Ready that truncates
+//! the log, installs a snapshot or changes the term or vote waits for the queue to drain and
+//! is handled synchronously.
+//!
 //! Owns: the Raft thread, the proposal tokens of the entries this node proposed, leadership
 //! hand-over to the engine, and the status snapshot served by `GET /_lithair/cluster`.
 //! Must not: block on the network (the transport queues), or apply an entry before it is
@@ -84,6 +93,8 @@ enum Event {
     /// One batch of linearizable reads (its id): the batcher learns the event index the
     /// engine must reach before they may be served.
     ReadIndex(u64),
+    /// The log writer made more entries durable (see [`PersistWatermark`]).
+    Persisted,
 }
 
 /// Longest wait for a linearizable read's confirmation, in milliseconds.
@@ -344,6 +355,7 @@ impl Node {
                 .spawn(move || run_ticker(&sender, &stop))?
         };
         let replica_applied = replica.applied_index();
+        let persist_next = raw.storage().last_index() + 1;
         let batch_sender = inbox.sender.clone();
         let start_batch: StartBatch =
             Box::new(move |batch| batch_sender.send(Event::ReadIndex(batch)).is_ok());
@@ -366,6 +378,11 @@ impl Node {
             install_crash: std::env::var(INSTALL_CRASH_ENV).ok(),
             batcher: Arc::clone(&batcher),
             ticks: 0,
+            persists: std::collections::VecDeque::new(),
+            submitted: 0,
+            persist_next,
+            watermark: Arc::new(PersistWatermark::default()),
+            wake: inbox.sender.clone(),
             lease: Arc::clone(&lease),
             rounds: RoundClock::default(),
             lease_length,
@@ -627,6 +644,55 @@ fn run_ticker(sender: &Sender<Event>, stop: &std::sync::atomic::AtomicBool) {
     let _ = sender.send(Event::Tick);
 }
 
+/// How far the log writer got with the entries the Raft thread queued: the sequence number
+/// of the last durable submission, or the first failure. The writer raises it (and wakes the
+/// Raft thread through its inbox); the Raft thread waits on it only to drain the queue before
+/// a step that must not overtake queued writes (truncation, snapshot, term or vote change).
+#[derive(Default)]
+struct PersistWatermark {
+    state: Mutex<(u64, Option<String>)>,
+    raised: std::sync::Condvar,
+}
+
+impl PersistWatermark {
+    fn raise(&self, sequence: u64, result: Result<(), String>) {
+        let mut state = self.state.lock().expect("persist watermark poisoned");
+        assert!(sequence > state.0, "persists complete in submission order");
+        state.0 = sequence;
+        if let Err(error) = result {
+            state.1.get_or_insert(error);
+        }
+        self.raised.notify_all();
+    }
+
+    /// The last durable submission, or the first failure.
+    fn durable(&self) -> Result<u64, String> {
+        let state = self.state.lock().expect("persist watermark poisoned");
+        state.1.clone().map_or(Ok(state.0), Err)
+    }
+
+    /// Waits until submission `sequence` is durable (or some submission failed).
+    fn wait(&self, sequence: u64) -> Result<u64, String> {
+        let state = self.state.lock().expect("persist watermark poisoned");
+        let state = self
+            .raised
+            .wait_while(state, |state| state.0 < sequence && state.1.is_none())
+            .expect("persist watermark poisoned");
+        state.1.clone().map_or(Ok(state.0), Err)
+    }
+}
+
+/// One Ready's persist in flight: its entries (exposed to the core once durable), its last
+/// entry for [`RawNode::persisted`], and the messages that promise it durable.
+struct Persist {
+    /// The submission that must be durable first (the latest one when the Ready had no
+    /// entries: its messages still wait for everything queued before them).
+    sequence: u64,
+    entries: Vec<super::types::Entry>,
+    last: Option<(u64, u64)>,
+    messages: Vec<Message>,
+}
+
 /// The Raft thread's state.
 struct Driver {
     raw: RawNode<LogStorage>,
@@ -661,6 +727,16 @@ struct Driver {
     snapshots_installed: u64,
     /// Test hook: abort after this install step (see [`INSTALL_CRASH_ENV`]).
     install_crash: Option<String>,
+    /// Readies whose persist is in flight, oldest first (at most one per Ready the loop
+    /// handled, and the loop drains it before any synchronous step).
+    persists: std::collections::VecDeque<Persist>,
+    /// Sequence number of the last submission to the log writer.
+    submitted: u64,
+    /// The index the next queued entry must have to continue the queue.
+    persist_next: u64,
+    watermark: Arc<PersistWatermark>,
+    /// Wakes the Raft thread when a persist completes.
+    wake: Sender<Event>,
 }
 
 impl Driver {
@@ -684,14 +760,15 @@ impl Driver {
                 let Ok(event) = inbox.try_recv() else { break };
                 stopped |= !self.handle(event);
             }
-            while self.raw.has_ready() {
+            let mut persisted = self.collect_persisted();
+            while persisted.is_ok() && self.raw.has_ready() {
                 let ready = self.raw.ready();
-                if let Err(error) = self.process(ready) {
-                    // Without durable storage this node must not vote or acknowledge anything.
-                    eprintln!("lithair: raft storage failed, stopping the node: {error}");
-                    stopped = true;
-                    break;
-                }
+                persisted = self.process(ready);
+            }
+            if let Err(error) = persisted {
+                // Without durable storage this node must not vote or acknowledge anything.
+                eprintln!("lithair: raft storage failed, stopping the node: {error}");
+                break;
             }
             if let Err(error) = self.compact() {
                 eprintln!("lithair: raft log compaction failed, stopping the node: {error}");
@@ -745,6 +822,8 @@ impl Driver {
                 let _ = reply.send(outcome);
                 true
             }
+            // The loop collects completed persists after every batch of events.
+            Event::Persisted => true,
         }
     }
 
@@ -907,15 +986,85 @@ impl Driver {
         }
     }
 
-    /// Handles one Ready in the order `Ready` documents.
+    /// Handles one Ready in the order `Ready` documents. Its entries go to the log writer
+    /// without waiting (the Raft thread keeps stepping acknowledgements and heartbeats while
+    /// the disk works); the messages that promise them durable wait in `persists`. A Ready
+    /// that truncates, installs a snapshot or changes the term or vote first waits for
+    /// everything queued, then is handled synchronously.
     fn process(&mut self, mut ready: Ready) -> io::Result<()> {
         // Before anything below can reveal the commit index (lease reads rely on it).
         self.lease.publish_commit(self.raw.commit_index());
         for message in ready.messages.drain(..) {
             self.transport.send(message);
         }
-        let snapshot = ready.snapshot.take();
-        if let Some(snapshot) = &snapshot {
+        let continues = ready
+            .entries
+            .first()
+            .is_none_or(|first| first.index == self.persist_next);
+        let hard_state_durable = ready
+            .hard_state
+            .is_none_or(|hard_state| !self.raw.storage().changes_term_or_vote(hard_state));
+        if ready.snapshot.is_none() && continues && hard_state_durable {
+            return self.process_async(ready);
+        }
+        self.drain_persists()?;
+        self.persist_now(&mut ready)?;
+        for message in ready.persisted_messages.drain(..) {
+            self.transport.send(message);
+        }
+        self.finish_ready(ready)?;
+        self.raw.advance();
+        self.persist_next = self.raw.storage().last_index() + 1;
+        Ok(())
+    }
+
+    /// The common case of [`Driver::process`]: queue the entries, apply what is committed
+    /// and durable, and hold the messages that depend on the queued entries.
+    fn process_async(&mut self, mut ready: Ready) -> io::Result<()> {
+        let entries = std::mem::take(&mut ready.entries);
+        if let Some(last) = entries.last() {
+            self.submitted += 1;
+            self.persist_next = last.index + 1;
+            let (sequence, watermark, wake) = (
+                self.submitted,
+                Arc::clone(&self.watermark),
+                self.wake.clone(),
+            );
+            let done = Box::new(move |result: Result<(), String>| {
+                watermark.raise(sequence, result);
+                let _ = wake.send(Event::Persisted);
+            });
+            self.raw.storage().submit(&entries, done);
+        }
+        if let Some(hard_state) = ready.hard_state {
+            // Only the commit index changed: recorded in memory, no file write.
+            self.raw.storage_mut().set_hard_state(hard_state)?;
+        }
+        let messages = std::mem::take(&mut ready.persisted_messages);
+        self.finish_ready(ready)?;
+        let last = self.raw.advance_append();
+        assert_eq!(last, entries.last().map(|e| (e.index, e.term)));
+        if self.persists.is_empty() && entries.is_empty() {
+            for message in messages {
+                self.transport.send(message);
+            }
+            return Ok(());
+        }
+        if !(entries.is_empty() && messages.is_empty()) {
+            self.persists.push_back(Persist {
+                sequence: self.submitted,
+                entries,
+                last,
+                messages,
+            });
+        }
+        Ok(())
+    }
+
+    /// The synchronous part of [`Driver::process`]: snapshot, entries (truncating the
+    /// suffix they replace), hard state, each durable on return.
+    fn persist_now(&mut self, ready: &mut Ready) -> io::Result<()> {
+        if let Some(snapshot) = &ready.snapshot {
             let crash = self.install_crash.clone();
             let after = move |step: InstallStep| {
                 let name = match step {
@@ -935,10 +1084,13 @@ impl Driver {
         if let Some(hard_state) = ready.hard_state {
             storage.set_hard_state(hard_state)?;
         }
-        for message in ready.persisted_messages.drain(..) {
-            self.transport.send(message);
-        }
-        if let Some(snapshot) = snapshot {
+        Ok(())
+    }
+
+    /// Steps 4 and 5 of a Ready: restore a received snapshot, hand committed entries to the
+    /// engine, and note confirmed reads.
+    fn finish_ready(&mut self, mut ready: Ready) -> io::Result<()> {
+        if let Some(snapshot) = ready.snapshot.take() {
             let index = snapshot.meta.index;
             self.replica.restore(index).map_err(io::Error::other)?;
             self.applied = index;
@@ -957,7 +1109,36 @@ impl Driver {
             }
         }
         self.answer_reads();
-        self.raw.advance();
+        Ok(())
+    }
+
+    /// Exposes the entries the log writer made durable to the core (oldest Ready first),
+    /// and sends the messages that waited for them.
+    fn collect_persisted(&mut self) -> io::Result<()> {
+        let durable = self.watermark.durable().map_err(io::Error::other)?;
+        while self.persists.front().is_some_and(|p| p.sequence <= durable) {
+            let persist = self.persists.pop_front().expect("front checked");
+            self.raw.storage_mut().mirror(&persist.entries);
+            if let Some((index, term)) = persist.last {
+                self.raw.persisted(index, term);
+            }
+            for message in persist.messages {
+                self.transport.send(message);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until everything queued is durable, then collects it.
+    fn drain_persists(&mut self) -> io::Result<()> {
+        self.watermark
+            .wait(self.submitted)
+            .map_err(io::Error::other)?;
+        self.collect_persisted()?;
+        assert!(
+            self.persists.is_empty(),
+            "a drained persist is still queued"
+        );
         Ok(())
     }
 

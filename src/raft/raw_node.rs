@@ -32,6 +32,12 @@ pub struct SoftState {
 /// 4. apply `snapshot` to the state machine, then `committed_entries` in order;
 /// 5. serve `read_states` once the state machine has applied their index;
 /// 6. call [`RawNode::advance`].
+///
+/// With background persistence, step 2 only queues the entries: call
+/// [`RawNode::advance_append`] instead of `advance`, hold `persisted_messages` (behind those
+/// of earlier Readies), and once the entries are durable report them with
+/// [`RawNode::persisted`] and send the held messages. `committed_entries` only ever lists
+/// entries already reported durable, so applying them never runs ahead of the local disk.
 #[derive(Debug, Default)]
 pub struct Ready {
     /// Role or leader changes (informational).
@@ -175,7 +181,7 @@ impl<S: Storage> RawNode<S> {
             || !raft.read_states.is_empty()
             || raft.log.unhanded_snapshot().is_some()
             || raft.log.has_unhanded_entries()
-            || raft.log.committed > raft.log.applying
+            || raft.log.applicable() > raft.log.applying
             || self.hard_state() != self.previous_hard_state
             || self.soft_state() != self.previous_soft_state
     }
@@ -241,14 +247,35 @@ impl<S: Storage> RawNode<S> {
     /// # Panics
     /// If there was no Ready to advance.
     pub fn advance(&mut self) {
+        if let Some((index, term)) = self.advance_append() {
+            self.persisted(index, term);
+        }
+    }
+
+    /// Asynchronous persistence (etcd-raft's async storage writes): tells the core the last
+    /// Ready was handled except that its entries may still be on their way to the disk (its
+    /// snapshot, if any, is durable and its committed entries applied). Returns the last
+    /// entry (index, term) the driver must report through [`RawNode::persisted`] once the
+    /// entries are durable; until then the `persisted_messages` of this Ready must wait too,
+    /// in Ready order. Later Readies may be taken meanwhile: their entries continue the log
+    /// (or replace part of the unpersisted suffix).
+    ///
+    /// # Panics
+    /// If there was no Ready to advance.
+    pub fn advance_append(&mut self) -> Option<(u64, u64)> {
         let record = self.record.take().expect("advance() without a ready()");
         if let Some(index) = record.snapshot_index {
             self.raft.log.stable_snapshot_to(index);
         }
-        if let Some((index, term)) = record.last_entry {
-            self.raft.on_persisted(index, term);
-        }
         self.raft.log.applied_to(record.applying);
+        record.last_entry
+    }
+
+    /// Input: the entries up to `index` of `term` are durable in `Storage`. A leader counts
+    /// its own copy toward commit only from here; an entry replaced meanwhile (another term
+    /// at `index`) is ignored, and its replacement is reported by its own Ready.
+    pub fn persisted(&mut self, index: u64, term: u64) {
+        self.raft.on_persisted(index, term);
     }
 
     /// The storage (to append what a Ready lists, or to compact).

@@ -273,6 +273,67 @@ impl LogStorage {
         Ok(())
     }
 
+    /// Queues `entries`, which continue what is durable or already queued, for the log
+    /// writer and returns at once (asynchronous persistence: the Raft thread keeps stepping
+    /// while the writer writes and fsyncs). `done` runs on the writer thread once every
+    /// entry is durable, or with the first failure. Nothing is exposed to the core here:
+    /// the driver calls [`LogStorage::mirror`] with the same entries after `done`.
+    /// Truncating a suffix needs [`LogStorage::append`] once nothing is queued.
+    ///
+    /// # Panics
+    /// If `entries` are empty or not consecutive.
+    pub fn submit(&self, entries: &[Entry], done: Box<dyn FnOnce(Result<(), String>) + Send>) {
+        assert!(!entries.is_empty(), "nothing to persist");
+        assert!(
+            entries.windows(2).all(|w| w[0].index + 1 == w[1].index),
+            "raft entries to persist are not consecutive"
+        );
+        let runs: Vec<&[Entry]> = entries.chunk_by(|a, b| a.term == b.term).collect();
+        // One log append per term (a frame has one term). The writer completes them in
+        // order, so the last one reports for all: earlier ones only record a failure.
+        let failure = Arc::new(std::sync::Mutex::new(None::<String>));
+        let mut done = Some(done);
+        for (k, run) in runs.iter().enumerate() {
+            let mut batch = EntryBatch::new();
+            for entry in run.iter() {
+                batch.push_with(|out| encode_entry(out, entry));
+            }
+            let failure = Arc::clone(&failure);
+            let last = k + 1 == runs.len();
+            let finish = if last { done.take() } else { None };
+            self.log.append(crate::log::Append {
+                term: run[0].term,
+                first_index: run[0].index,
+                entries: batch,
+                done: Box::new(move |result| {
+                    let mut first = failure.lock().expect("persist failure poisoned");
+                    if let Err(e) = result {
+                        first.get_or_insert(format!("append to the raft log: {e}"));
+                    }
+                    if let Some(finish) = finish {
+                        finish(first.take().map_or(Ok(()), Err));
+                    }
+                }),
+            });
+        }
+        assert!(done.is_none(), "the last run reports");
+    }
+
+    /// Exposes `entries`, made durable by [`LogStorage::submit`], to the core.
+    ///
+    /// # Panics
+    /// If they do not continue the exposed log (the driver mirrors in submission order, and
+    /// waits for everything queued before it truncates).
+    pub fn mirror(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else { return };
+        assert_eq!(
+            first.index,
+            self.mem.last_index() + 1,
+            "mirrored entries do not continue the log"
+        );
+        self.mem.append(entries);
+    }
+
     /// Records the hard state; fsyncs the file when the term or vote changed.
     ///
     /// # Errors
@@ -284,6 +345,11 @@ impl LogStorage {
         }
         self.mem.set_hard_state(hard_state);
         Ok(())
+    }
+
+    /// Whether recording `hard_state` writes the file (its term or vote changed).
+    pub fn changes_term_or_vote(&self, hard_state: HardState) -> bool {
+        (hard_state.term, hard_state.vote) != self.durable_term_vote
     }
 
     /// The hard state as last recorded.

@@ -964,3 +964,100 @@ mod scenarios {
         }
     }
 }
+
+/// Background persistence: takes one Ready, queues its messages, writes its entries to the
+/// storage view but reports nothing durable (`advance_append`); returns the last entry and
+/// the messages that must wait for the persist, plus the entries it handed for apply.
+fn ready_in_background(
+    cluster: &mut Cluster,
+    id: NodeId,
+) -> (Option<(u64, u64)>, Vec<Message>, Vec<Entry>) {
+    let raw = cluster.nodes.get_mut(&id).expect("node exists");
+    assert!(raw.has_ready(), "node {id} has work");
+    let mut ready = raw.ready();
+    cluster.queue.extend(ready.messages.drain(..));
+    raw.storage_mut().append(&ready.entries);
+    if let Some(hard_state) = ready.hard_state {
+        raw.storage_mut().set_hard_state(hard_state);
+    }
+    let last = raw.advance_append();
+    assert_eq!(last, ready.entries.last().map(|e| (e.index, e.term)));
+    (last, ready.persisted_messages, ready.committed_entries)
+}
+
+#[test]
+fn a_leader_counts_its_own_entry_only_once_persisted() {
+    let mut cluster = Cluster::new(&[1, 2], &[], |_| {});
+    cluster.elect(1);
+    let commit = cluster.status(1).commit;
+    let index = cluster.node(1).propose(vec![vec![7]]).expect("leader");
+    let (last, held, _) = ready_in_background(&mut cluster, 1);
+    assert_eq!(last.map(|(i, _)| i), Some(index));
+    assert!(
+        held.is_empty(),
+        "a leader promises nothing to its followers"
+    );
+    // The follower persists and acknowledges; with two voters the leader's copy is needed.
+    cluster.deliver();
+    assert_eq!(
+        cluster.status(1).commit,
+        commit,
+        "not durable on the leader yet"
+    );
+    let (index, term) = last.expect("an entry");
+    cluster.node(1).persisted(index, term);
+    cluster.deliver();
+    assert_eq!(cluster.status(1).commit, index);
+    assert_eq!(cluster.status(2).commit, index);
+    let applied = &cluster.applied[&1];
+    assert_eq!(applied.last().map(|e| e.index), Some(index));
+}
+
+#[test]
+fn a_follower_acknowledges_and_applies_only_durable_entries() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |_| {});
+    cluster.elect(1);
+    let first = cluster.node(1).propose(vec![vec![1]]).expect("leader");
+    cluster.drain(1);
+    // Node 3 persists in the background; node 2 synchronously, so entries commit.
+    let mut held_by_3 = Vec::new();
+    let mut last_of_3 = None;
+    for _ in 0..100 {
+        let Some(message) = cluster.queue.pop_front() else {
+            break;
+        };
+        let to = message.to;
+        cluster.node(to).step(message);
+        if to == 3 {
+            while cluster.node(3).has_ready() {
+                let (last, held, committed) = ready_in_background(&mut cluster, 3);
+                last_of_3 = last.or(last_of_3);
+                held_by_3.extend(held);
+                assert!(
+                    committed.iter().all(|e| e.index < first),
+                    "node 3 applied an entry its disk may not hold"
+                );
+            }
+        } else {
+            cluster.drain(to);
+        }
+    }
+    assert!(cluster.status(1).commit >= first, "nodes 1 and 2 commit it");
+    assert!(
+        cluster.status(3).commit >= first,
+        "node 3 learned the commit"
+    );
+    assert!(
+        held_by_3
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::AppendResponse { .. })),
+        "node 3's acknowledgement waits for its persist"
+    );
+    let applied_3 = cluster.applied.get(&3).map_or(0, |a| a.len());
+    let (index, term) = last_of_3.expect("node 3 got the entry");
+    cluster.node(3).persisted(index, term);
+    cluster.drain(3);
+    let applied = &cluster.applied[&3];
+    assert!(applied.len() > applied_3, "applied once durable");
+    assert_eq!(applied.last().map(|e| e.index), Some(index));
+}

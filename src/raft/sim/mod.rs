@@ -49,6 +49,12 @@ pub struct SimOptions {
     pub crash_per_million: u64,
     /// Per Ready that must sync: crash after the write, before the fsync.
     pub crash_before_sync_per_million: u64,
+    /// Per Ready: persist its entries in the background (the node driver's mode), when the
+    /// driver would (otherwise synchronously).
+    pub background_persist_per_million: u64,
+    /// Per tick and node: complete its background persists (sync, report, release the
+    /// messages that waited). A crash first loses them.
+    pub persist_complete_per_million: u64,
     /// Per tick: restart a crashed node.
     pub restart_per_million: u64,
     /// Per tick: the leader adds a learner or removes a member.
@@ -79,6 +85,8 @@ impl Default for SimOptions {
             heal_per_million: 20_000,
             crash_per_million: 5_000,
             crash_before_sync_per_million: 2_000,
+            background_persist_per_million: 700_000,
+            persist_complete_per_million: 500_000,
             restart_per_million: 30_000,
             membership_per_million: 6_000,
             transfer_per_million: 3_000,
@@ -285,6 +293,7 @@ impl Sim {
         for &id in &ids {
             self.drain_ready(id)?;
         }
+        self.complete_persists(&ids)?;
         self.deliver_due()?;
         let time = self.next_time();
         self.clients.expire(time, self.tick);
@@ -295,6 +304,24 @@ impl Sim {
             {
                 node.compact();
             }
+        }
+        Ok(())
+    }
+
+    /// Completes the background persists of some nodes (each with
+    /// `persist_complete_per_million`), sends what waited for them and handles the Readies
+    /// that follow (a leader may commit).
+    fn complete_persists(&mut self, ids: &[NodeId]) -> Result<(), String> {
+        for &id in ids {
+            if !self.rng.chance(self.options.persist_complete_per_million) {
+                continue;
+            }
+            let released = self.nodes.get_mut(&id).expect("node").complete_persists();
+            self.trace(&[self.tick, id, released.len() as u64]);
+            for message in released {
+                self.send(message);
+            }
+            self.drain_ready(id)?;
         }
         Ok(())
     }
@@ -372,8 +399,9 @@ impl Sim {
         for _ in 0..READIES_PER_DRAIN_MAX {
             let crash =
                 self.faults_on && self.rng.chance(self.options.crash_before_sync_per_million);
+            let background = self.rng.chance(self.options.background_persist_per_million);
             let node = self.nodes.get_mut(&id).expect("node");
-            let handled = node.handle_ready(crash);
+            let handled = node.handle_ready(crash, background);
             self.snapshots_installed += u64::from(handled.installed_snapshot);
             if handled.crashed {
                 self.crashes += 1;

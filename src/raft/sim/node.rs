@@ -1,14 +1,17 @@
 //! One simulated node: a `RawNode` over `MemStorage`, a disk that loses unsynced writes on a
 //! crash, and a key-value state machine with a running digest.
 //!
-//! Owns: the driver loop a real node would run (send, persist, sync, send, apply, advance).
+//! Owns: the driver loop a real node would run (send, persist, sync, send, apply, advance),
+//! in both of the node driver's modes: synchronous, and background persistence (the Ready is
+//! advanced before its entries are durable; the messages promising them wait until the
+//! simulator completes the persist, and a crash before that loses them).
 //! Must not: decide faults; the simulator tells it when to crash.
 
 use crate::raft::{
     ConfChange, ConfState, Config, Entry, EntryKind, HardState, MemStorage, Message, RawNode,
     ReadState, Ready, Snapshot, Storage,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// One write that has not reached the durable disk yet.
 #[derive(Clone, Debug)]
@@ -195,11 +198,21 @@ pub(crate) struct Handled {
     pub(crate) crashed: bool,
 }
 
+/// A Ready whose entries are written but not yet synced (background persistence): the last
+/// entry to report once durable, and the messages that must wait until then.
+#[derive(Debug)]
+struct PendingPersist {
+    last: Option<(u64, u64)>,
+    messages: Vec<Message>,
+}
+
 pub(crate) struct SimNode {
     pub(crate) raw: Option<RawNode<MemStorage>>,
     pub(crate) disk: Disk,
     pub(crate) machine: Machine,
     pub(crate) config: Config,
+    /// Background persists in Ready order (lost on a crash).
+    pending: VecDeque<PendingPersist>,
 }
 
 impl SimNode {
@@ -212,6 +225,7 @@ impl SimNode {
             disk,
             machine,
             config,
+            pending: VecDeque::new(),
         };
         node.restart();
         node
@@ -241,11 +255,36 @@ impl SimNode {
     pub(crate) fn crash(&mut self) {
         self.raw = None;
         self.disk.crash();
+        self.pending.clear();
+    }
+
+    /// Completes every background persist: syncs the disk, reports the entries durable in
+    /// Ready order, and returns the messages that waited for them.
+    pub(crate) fn complete_persists(&mut self) -> Vec<Message> {
+        let mut released = Vec::new();
+        let Some(raw) = self.raw.as_mut() else {
+            assert!(self.pending.is_empty(), "a crashed node keeps no persist");
+            return released;
+        };
+        if self.pending.is_empty() {
+            return released;
+        }
+        self.disk.sync();
+        for pending in self.pending.drain(..) {
+            if let Some((index, term)) = pending.last {
+                raw.persisted(index, term);
+            }
+            released.extend(pending.messages);
+        }
+        released
     }
 
     /// Runs one Ready through the driver steps. `crash_before_sync` simulates power loss after
-    /// the writes reached the page cache but before fsync.
-    pub(crate) fn handle_ready(&mut self, crash_before_sync: bool) -> Handled {
+    /// the writes reached the page cache but before fsync. `background` persists the Ready's
+    /// entries without waiting when the node driver would (they continue the log, no
+    /// snapshot, no term or vote change); otherwise earlier background persists complete
+    /// first, as the driver drains its queue.
+    pub(crate) fn handle_ready(&mut self, crash_before_sync: bool, background: bool) -> Handled {
         let mut handled = Handled::default();
         let Some(raw) = self.raw.as_mut() else {
             return handled;
@@ -258,9 +297,44 @@ impl SimNode {
         handled.became_leader = ready
             .soft_state
             .is_some_and(|s| s.role == crate::raft::Role::Leader);
+        let written = raw.storage().hard_state();
+        let term_or_vote = ready
+            .hard_state
+            .is_some_and(|h| (h.term, h.vote) != (written.term, written.vote));
+        let continues = ready
+            .entries
+            .first()
+            .is_none_or(|first| first.index == raw.storage().last_index() + 1);
+        let background = background && ready.snapshot.is_none() && continues && !term_or_vote;
+        if !background {
+            let released = self.complete_persists();
+            handled.sent.extend(released);
+        }
+        self.write_ready(&mut ready, &mut handled);
+        if background {
+            self.finish_in_background(ready, &mut handled);
+            return handled;
+        }
+        if crash_before_sync && ready.must_sync {
+            self.crash();
+            handled.crashed = true;
+            return handled;
+        }
+        if ready.must_sync {
+            self.disk.sync();
+        }
+        handled.sent.append(&mut ready.persisted_messages);
+        self.apply_ready(&mut ready, &mut handled);
+        self.raw.as_mut().expect("running").advance();
+        handled
+    }
+
+    /// Writes a Ready's snapshot, entries and hard state to the page cache (the storage view
+    /// and the unsynced disk).
+    fn write_ready(&mut self, ready: &mut Ready, handled: &mut Handled) {
+        let raw = self.raw.as_mut().expect("running");
         if let Some(snapshot) = ready.snapshot.take() {
             handled.installed_snapshot = true;
-
             raw.storage_mut().apply_snapshot(snapshot.clone());
             self.machine = Machine::decode(&snapshot.data, snapshot.meta.conf.clone());
             assert_eq!(
@@ -281,22 +355,33 @@ impl SimNode {
             self.disk.unsynced.push(DiskWrite::HardState(hard_state));
             handled.ready_hard_state = Some(hard_state);
         }
-        if crash_before_sync && ready.must_sync {
-            self.crash();
-            handled.crashed = true;
-            return handled;
-        }
-        if ready.must_sync {
-            self.disk.sync();
-        }
-        handled.sent.append(&mut ready.persisted_messages);
+    }
+
+    /// Applies a Ready's committed entries and collects its read states.
+    fn apply_ready(&mut self, ready: &mut Ready, handled: &mut Handled) {
         for entry in ready.committed_entries.drain(..) {
             let put = self.machine.apply(&entry);
             handled.applied.push((entry, put, self.machine.digest));
         }
         handled.read_states = std::mem::take(&mut ready.read_states);
-        raw.advance();
-        handled
+    }
+
+    /// Background persistence: advance now, hold the messages until the persist completes
+    /// (behind every earlier one).
+    fn finish_in_background(&mut self, mut ready: Ready, handled: &mut Handled) {
+        self.apply_ready(&mut ready, handled);
+        let last = self.raw.as_mut().expect("running").advance_append();
+        assert_eq!(
+            last,
+            handled.persisted.last().map(|e| (e.index, e.term)),
+            "advance_append reports the Ready's last entry"
+        );
+        let messages = std::mem::take(&mut ready.persisted_messages);
+        if last.is_none() && self.pending.is_empty() {
+            handled.sent.extend(messages);
+        } else if last.is_some() || !messages.is_empty() {
+            self.pending.push_back(PendingPersist { last, messages });
+        }
     }
 
     /// Takes a local snapshot of the applied state and compacts the log (fsync first, as the
