@@ -1178,6 +1178,35 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn one_multiply_matches_schubfach_on_any_bits(bits in proptest::prelude::any::<u64>()) {
+            let biased = ((bits >> 52) & 0x7ff) as i32;
+            if biased != 0 && biased != 0x7ff {
+                check_against_schubfach(C_MIN | (bits & (C_MIN - 1)), biased - 1075);
+            }
+        }
+    }
+
+    #[test]
+    fn one_multiply_matches_schubfach_on_canada_numbers() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/data/canada.json");
+        let text = std::fs::read_to_string(path).expect("benches/data/canada.json");
+        let mut count = 0;
+        for token in text.split(|c: char| !matches!(c, '-' | '.' | 'e' | 'E' | '0'..='9')) {
+            let Ok(v) = token.parse::<f64>() else {
+                continue;
+            };
+            let bits = v.to_bits();
+            let biased = ((bits >> 52) & 0x7ff) as i32;
+            if biased != 0 {
+                check_against_schubfach(C_MIN | (bits & (C_MIN - 1)), biased - 1075);
+                count += 1;
+            }
+        }
+        assert!(count > 100_000, "only {count} numbers");
+    }
+
     #[test]
     fn compile_time_powers_of_ten_match_big_integer_division() {
         for e in POW10_EXPONENT_MIN..=POW10_EXPONENT_MAX {
