@@ -532,7 +532,7 @@ fn to_decimal_one_multiply(q: i32, c: u64) -> (u64, i32) {
         // The right end itself is the candidate and the interval excludes it. `r == 0` is
         // tested first on its own: it is rare, so the branch predicts well (`closed` is a coin
         // flip).
-        if r != 0 || !(z_is_integer && !closed) {
+        if r != 0 || !z_is_integer || closed {
             return (significand, minus_k + KAPPA + 1);
         }
         significand -= 1;
