@@ -193,8 +193,8 @@ proptest! {
     }
 }
 
-/// Every number token of canada.json: our parser gives std's correctly rounded value, and
-/// writing then re-reading gives the same bits.
+/// Every number token of canada.json: our parser gives std's correctly rounded value, the
+/// writer prints exactly std's shortest text, and re-reading it gives the same bits.
 #[test]
 fn canada_numbers_round_trip_bit_exactly() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/data/canada.json");
@@ -215,6 +215,11 @@ fn canada_numbers_round_trip_bit_exactly() {
             let ours = json::parse(token).unwrap().as_f64().unwrap();
             assert_eq!(ours.to_bits(), expected.to_bits(), "{token}");
             let written = json::to_string(&ours).unwrap();
+            assert_eq!(
+                written,
+                format!("{ours:?}"),
+                "{token}: shortest, as std writes it"
+            );
             let again = json::parse(&written).unwrap().as_f64().unwrap();
             assert_eq!(again.to_bits(), expected.to_bits(), "{token} -> {written}");
             count += 1;

@@ -91,7 +91,7 @@ impl Big {
     }
 
     /// floor(2^power / self), for a `self` that is not a power of two and a quotient that
-    /// fits in 127 bits.
+    /// fits in 128 bits.
     #[cfg(test)]
     fn divide_power_of_two(&self, power: u32) -> u128 {
         // Binary long division over the bits of 2^power. Until 2^start the partial dividend is
@@ -285,6 +285,112 @@ const fn pow10_table() -> [u128; POW10_COUNT] {
     table
 }
 
+/// Smallest and largest decimal exponent `k` whose 10^k the one-multiplication path needs:
+/// k = KAPPA - floor(q * log10(2)) over the binary exponents q of normal doubles.
+const CACHE_EXPONENT_MIN: i32 = -290;
+const CACHE_EXPONENT_MAX: i32 = 326;
+const CACHE_COUNT: usize = (CACHE_EXPONENT_MAX - CACHE_EXPONENT_MIN + 1) as usize;
+
+/// cache(k) = ceil(10^k * 2^(127 - floor(log2(10^k)))): 10^k normalized to 128 bits with the
+/// top bit set, rounded up (exact for the small k where it fits), indexed by
+/// k - CACHE_EXPONENT_MIN. Built exactly at compile time ([`cache_table`]).
+static CACHE_TABLE: [u128; CACHE_COUNT] = cache_table();
+
+#[inline(always)]
+fn cache_entry(k: i32) -> u128 {
+    CACHE_TABLE[(k - CACHE_EXPONENT_MIN) as usize]
+}
+
+/// True when any of the bits [0, count) of a little-endian big integer is set.
+const fn const_any_below(words: &[u64; TABLE_WORDS], count: u32) -> bool {
+    let mut i = 0;
+    while i < count {
+        if (words[(i / 64) as usize] >> (i % 64)) & 1 == 1 {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Computes every cache(k) exactly, the same way as [`pow10_table`] (10^k kept as a big
+/// integer for k >= 0, floor(2^N / 5^m) kept for k = -m < 0), but with 128 bits and rounding
+/// up: 5^m never divides a power of two, so every negative entry is floor + 1.
+const fn cache_table() -> [u128; CACHE_COUNT] {
+    let mut table = [0u128; CACHE_COUNT];
+    let mut power = [0u64; TABLE_WORDS];
+    power[0] = 1;
+    let mut k = 0;
+    while k <= CACHE_EXPONENT_MAX {
+        let top = const_bits(&power) - 1;
+        assert!(top as i32 == floor_log2_pow10(k));
+        let (entry, inexact) = if top <= 127 {
+            (const_bits_from(&power, 0) << (127 - top), false)
+        } else {
+            (
+                const_bits_from(&power, top - 127),
+                const_any_below(&power, top - 127),
+            )
+        };
+        assert!(entry >> 127 == 1 && entry != u128::MAX);
+        table[(k - CACHE_EXPONENT_MIN) as usize] = entry + inexact as u128;
+        let mut carry = 0u128;
+        let mut i = 0;
+        while i < TABLE_WORDS {
+            let product = power[i] as u128 * 10 + carry;
+            power[i] = product as u64;
+            carry = product >> 64;
+            i += 1;
+        }
+        assert!(carry == 0, "10^k outgrew the table words");
+        k += 1;
+    }
+    const N: u32 = 64 * TABLE_WORDS as u32 - 1;
+    let mut quotient = [0u64; TABLE_WORDS];
+    quotient[TABLE_WORDS - 1] = 1 << 63;
+    let mut m = 1;
+    while m <= -CACHE_EXPONENT_MIN {
+        let mut remainder = 0u128;
+        let mut i = TABLE_WORDS;
+        while i > 0 {
+            i -= 1;
+            let current = (remainder << 64) | quotient[i] as u128;
+            quotient[i] = (current / 5) as u64;
+            remainder = current % 5;
+        }
+        let five_bits = (-m - floor_log2_pow10(-m)) as u32;
+        let shift = N - 127 - five_bits;
+        assert!(
+            const_bits(&quotient) - 1 == shift + 127,
+            "the reciprocal has 128 bits"
+        );
+        let entry = const_bits_from(&quotient, shift);
+        assert!(entry != u128::MAX);
+        table[(-m - CACHE_EXPONENT_MIN) as usize] = entry + 1;
+        m += 1;
+    }
+    table
+}
+
+/// cache(k) computed directly with `Big` (the reference the compile-time table is checked
+/// against).
+#[cfg(test)]
+fn cache_compute(k: i32) -> u128 {
+    assert!((CACHE_EXPONENT_MIN..=CACHE_EXPONENT_MAX).contains(&k));
+    if k >= 0 {
+        let power = Big::power(10, k.unsigned_abs());
+        let top = power.bits() - 1;
+        if top <= 127 {
+            return power.bits_from(0) << (127 - top);
+        }
+        let inexact = (0..top - 127).any(|i| power.bit(i));
+        return power.bits_from(top - 127) + u128::from(inexact);
+    }
+    // 10^-m * 2^(127 - floor(log2(10^-m))) is 2^(127 + bits(5^m)) / 5^m, never an integer.
+    let five = Big::power(5, k.unsigned_abs());
+    five.divide_power_of_two(127 + five.bits()) + 1
+}
+
 /// g(e) computed directly with `Big` (the reference the compile-time table is checked against).
 #[cfg(test)]
 fn pow10_compute(e: i32) -> u128 {
@@ -363,6 +469,100 @@ fn to_decimal(q: i32, c: u64) -> (u64, i32) {
     (if pick_s { s } else { t }, k)
 }
 
+/// The upper 128 bits of the 192-bit product `x * y`.
+#[inline(always)]
+fn mul_upper_128(x: u64, y: u128) -> u128 {
+    let high = u128::from(x) * (y >> 64);
+    let low = (u128::from(x) * (y & u128::from(u64::MAX))) >> 64;
+    // x * y < 2^192, so the upper part cannot overflow.
+    high + low
+}
+
+/// For the scaled value floor(two_f / 2 * 2^q * 10^k) (two_f * cache shifted right by
+/// 128 - beta): its parity, and whether it is an integer. Only the lower 128 bits of the
+/// product matter; of those below the integer part, only the top `beta` of the low word lie
+/// above the error the rounded-up cache adds (< two_f < 2^55), the same bound Dragonbox uses.
+#[inline(always)]
+fn mul_parity(two_f: u64, cache: u128, beta: u32) -> (bool, bool) {
+    let product = u128::from(two_f).wrapping_mul(cache);
+    let parity = (product >> (128 - beta)) & 1 == 1;
+    let is_integer = (product << beta) >> 64 == 0;
+    (parity, is_integer)
+}
+
+/// Position of the first digit the one-multiplication path tries to drop, as in Dragonbox:
+/// with k = KAPPA - floor(q * log10(2)), the scaled interval width 2^q * 10^k lies in
+/// [10^KAPPA, 10^(KAPPA + 1)).
+const KAPPA: i32 = 2;
+/// 10^(KAPPA + 1) and 10^KAPPA.
+const BIG_DIVISOR: u32 = 1000;
+const SMALL_DIVISOR: u32 = 100;
+
+/// The shortest decimal `f * 10^k` that rounds to `c * 2^q`, closest to it, for a normal `c`
+/// that is not a power of two (its rounding interval is symmetric), after Junekey Jeon's
+/// Dragonbox ("Dragonbox: A New Floating-Point Binary-to-Decimal Conversion Algorithm", 2020):
+/// one 64x128 multiplication scales the interval's right end by 10^k; the interval is narrower
+/// than 10^(KAPPA + 1), so it holds at most one multiple of that, found with one division.
+/// Otherwise the answer has one more digit and is the multiple of 10^KAPPA nearest the value;
+/// a second, cheaper multiplication settles the rare cases the integer parts cannot.
+#[inline(always)]
+fn to_decimal_one_multiply(q: i32, c: u64) -> (u64, i32) {
+    assert!(
+        c > C_MIN && c < 2 * C_MIN,
+        "symmetric interval of a normal double"
+    );
+    let minus_k = floor_log10_pow2(q) - KAPPA;
+    let cache = cache_entry(-minus_k);
+    let beta = (q + floor_log2_pow10(-minus_k)) as u32;
+    debug_assert!(
+        (6..=9).contains(&beta),
+        "Dragonbox shift out of range: {beta}"
+    );
+    // Round half to even: the interval is closed when c is even.
+    let closed = c & 1 == 0;
+    let two_c = c << 1;
+    let upper = mul_upper_128((two_c | 1) << beta, cache);
+    let z = (upper >> 64) as u64;
+    let z_is_integer = upper as u64 == 0;
+    let delta = ((cache >> 64) as u64 >> (63 - beta)) as u32;
+    debug_assert!((SMALL_DIVISOR..BIG_DIVISOR).contains(&delta));
+    let mut significand = z / u64::from(BIG_DIVISOR);
+    let mut r = (z - significand * u64::from(BIG_DIVISOR)) as u32;
+    if r < delta {
+        // The right end itself is the candidate and the interval excludes it. `r == 0` is
+        // tested first on its own: it is rare, so the branch predicts well (`closed` is a coin
+        // flip).
+        if r != 0 || !z_is_integer || closed {
+            return (significand, minus_k + KAPPA + 1);
+        }
+        significand -= 1;
+        r = BIG_DIVISOR;
+    } else if r == delta {
+        // Inside exactly when the left end's integer part is odd (then it lies strictly
+        // below), or the left end is that multiple and the interval is closed.
+        let (parity, is_integer) = mul_parity(two_c - 1, cache, beta);
+        if parity || (is_integer && closed) {
+            return (significand, minus_k + KAPPA + 1);
+        }
+    }
+    // One digit more: round the value (the interval's centre, delta / 2 below its right end)
+    // to the nearest multiple of 10^KAPPA, halves up, from the integer parts.
+    let dist = r - delta / 2 + SMALL_DIVISOR / 2;
+    let approximate_parity = (dist ^ (SMALL_DIVISOR / 2)) & 1 == 1;
+    let divisible = dist % SMALL_DIVISOR == 0;
+    let mut f = significand * 10 + u64::from(dist / SMALL_DIVISOR);
+    if divisible {
+        // The dropped fraction is 0 or exactly half a unit: the value's own integer part
+        // decides. An exact tie would round up, as std does; for doubles it cannot happen
+        // (a tie needs 2^q dividing (n + 1/2) * 10^j with 2^q >= 10^j).
+        let (parity, _) = mul_parity(two_c, cache, beta);
+        if parity != approximate_parity {
+            f -= 1;
+        }
+    }
+    (f, minus_k + KAPPA)
+}
+
 /// Decimal digits of the significand [`shortest`] returns.
 const SIGNIFICAND_DIGITS: usize = 17;
 /// 10^16: the smallest 17-digit significand.
@@ -374,6 +574,25 @@ const SIGNIFICAND_MIN: u64 = 10_000_000_000_000_000;
 /// dividing them off.
 #[inline(always)]
 fn shortest(c: u64, q: i32) -> (u64, i32) {
+    if c == C_MIN {
+        // A power of two: the gap below is half the gap above. Rare; Schubfach handles it.
+        return shortest_schubfach(c, q);
+    }
+    let (f, k) = to_decimal_one_multiply(q, c);
+    // From [2^52 * 10^KAPPA / 10^(KAPPA + 1), 2^53 * 10^(KAPPA + 1) / 10^KAPPA): 15 to 17 digits.
+    assert!(
+        (SIGNIFICAND_MIN / 100..SIGNIFICAND_MIN * 10).contains(&f),
+        "significand {f} outside 15..=17 digits"
+    );
+    // Without branches: the digit count follows the data, so a branch would mispredict often.
+    let missing = usize::from(f < SIGNIFICAND_MIN) + usize::from(f < SIGNIFICAND_MIN / 10);
+    (f * POW10_U64[missing], k - missing as i32)
+}
+
+/// [`shortest`] through Schubfach: for powers of two, and the reference the tests compare the
+/// one-multiplication path with.
+#[inline(never)]
+fn shortest_schubfach(c: u64, q: i32) -> (u64, i32) {
     let (f, k) = to_decimal(q, c);
     // Schubfach's candidates lie in [2^52, 10 * 2^53): 16 or 17 digits.
     assert!(
@@ -531,14 +750,17 @@ const ASCII_ZEROS: u64 = 0x3030_3030_3030_3030;
 #[inline(always)]
 fn eight_lanes(v: u32) -> u64 {
     assert!(v < 100_000_000, "eight_lanes takes at most eight digits");
+    // Each split of a lane x into (x / d, x % d) is written as x * 2^w + (x / d) * (1 - d * 2^w)
+    // with w the new lane width: the quotient stays low, x - d * (x / d) lands in the high lane.
     // Lanes of 32 bits: the high four digits first (lowest address, little-endian).
-    let y = u64::from(v / 10_000) | (u64::from(v % 10_000) << 32);
+    let x = u64::from(v);
+    let y = (x << 32).wrapping_add((x / 10_000).wrapping_mul(1u64.wrapping_sub(10_000 << 32)));
     // Per 32-bit lane u < 10^4: u * 10486 >> 20 == u / 100.
     let hundreds = ((y * 10_486) >> 20) & 0x0000_007f_0000_007f;
-    let z = hundreds | ((y - hundreds * 100) << 16);
+    let z = (y << 16).wrapping_add(hundreds.wrapping_mul(1u64.wrapping_sub(100 << 16)));
     // Per 16-bit lane w < 100: w * 103 >> 10 == w / 10.
     let tens = ((z * 103) >> 10) & 0x000f_000f_000f_000f;
-    tens | ((z - tens * 10) << 8)
+    (z << 8).wrapping_add(tens.wrapping_mul(1u64.wrapping_sub(10 << 8)))
 }
 
 /// Writes exactly eight digits of `v` (< 10^8, zero-padded) with one store.
@@ -889,6 +1111,100 @@ mod tests {
             check_parse(w, 0);
             check_parse(w * 10, -1);
         }
+    }
+
+    #[test]
+    fn compile_time_caches_match_big_integer_division() {
+        for k in CACHE_EXPONENT_MIN..=CACHE_EXPONENT_MAX {
+            assert_eq!(cache_entry(k), cache_compute(k), "10^{k}");
+        }
+        // Every normal binary exponent finds its power in the table.
+        for biased in 1..2047 {
+            let k = KAPPA - floor_log10_pow2(biased - 1075);
+            assert!(
+                (CACHE_EXPONENT_MIN..=CACHE_EXPONENT_MAX).contains(&k),
+                "{biased}"
+            );
+        }
+    }
+
+    /// The one-multiplication path against Schubfach (the formatter it replaced), digit for
+    /// digit, on a normal significand `c` and binary exponent `q`.
+    fn check_against_schubfach(c: u64, q: i32) {
+        if c == C_MIN {
+            return;
+        }
+        let (f, k) = to_decimal_one_multiply(q, c);
+        let (g, j) = shortest_schubfach(c, q);
+        // Same decimal: g = f * 10^(k - j) with g padded to 17 digits.
+        assert!(k >= j && k - j <= 2, "c {c} q {q}: {f}e{k} vs {g}e{j}");
+        assert_eq!(
+            f * 10u64.pow((k - j) as u32),
+            g,
+            "c {c} q {q}: {f}e{k} vs {g}e{j}"
+        );
+    }
+
+    #[test]
+    fn one_multiply_matches_schubfach() {
+        let mut state = 0x1234_5678_9abc_def1u64;
+        for _ in 0..400_000 {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let bits = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            let biased = ((bits >> 52) & 0x7ff) as i32;
+            if biased == 0 || biased == 0x7ff {
+                continue;
+            }
+            check_against_schubfach(C_MIN | (bits & (C_MIN - 1)), biased - 1075);
+        }
+        for biased in 1..2047 {
+            let q = biased - 1075;
+            // The ends of every binade, and significands with long runs of zeros or ones.
+            for c in [
+                C_MIN + 1,
+                C_MIN + 2,
+                C_MIN + 3,
+                2 * C_MIN - 1,
+                2 * C_MIN - 2,
+            ] {
+                check_against_schubfach(c, q);
+            }
+            for shift in 0..52 {
+                check_against_schubfach(C_MIN | (1 << shift), q);
+                check_against_schubfach((2 * C_MIN - 1) ^ (1 << shift), q);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_multiply_matches_schubfach_on_any_bits(bits in proptest::prelude::any::<u64>()) {
+            let biased = ((bits >> 52) & 0x7ff) as i32;
+            if biased != 0 && biased != 0x7ff {
+                check_against_schubfach(C_MIN | (bits & (C_MIN - 1)), biased - 1075);
+            }
+        }
+    }
+
+    #[test]
+    fn one_multiply_matches_schubfach_on_canada_numbers() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/data/canada.json");
+        let text = std::fs::read_to_string(path).expect("benches/data/canada.json");
+        let mut count = 0;
+        for token in text.split(|c: char| !matches!(c, '-' | '.' | 'e' | 'E' | '0'..='9')) {
+            let Ok(v) = token.parse::<f64>() else {
+                continue;
+            };
+            let bits = v.to_bits();
+            let biased = ((bits >> 52) & 0x7ff) as i32;
+            if biased != 0 {
+                check_against_schubfach(C_MIN | (bits & (C_MIN - 1)), biased - 1075);
+                count += 1;
+            }
+        }
+        assert!(count > 100_000, "only {count} numbers");
     }
 
     #[test]

@@ -80,19 +80,51 @@ fn write_value_compact(v: &Value, out: &mut Vec<u8>) {
 }
 
 /// `[a,b,...]`. Numbers, the usual leaves of large arrays (coordinates, series), are written
-/// here without a call per element.
+/// here without a call per element, and so are arrays of numbers one level down (points in a
+/// list of points): a call per small array costs about as much as formatting one number.
 fn write_array_compact(items: &[Value], out: &mut Vec<u8>) {
     out.push(b'[');
     for (index, item) in items.iter().enumerate() {
-        if index != 0 {
-            out.push(b',');
-        }
         match item {
-            Value::Number(n) => write_number(n.n, out),
-            _ => write_value_compact(item, out),
+            Value::Number(n) => write_number_element(n.n, index != 0, out),
+            // An array of arrays (a ring of points) recurses once here, so that its own
+            // elements, arrays of numbers, take the inline loop below.
+            Value::Array(inner) if matches!(inner.first(), Some(Value::Number(_))) => {
+                if index != 0 {
+                    out.push(b',');
+                }
+                out.push(b'[');
+                for (inner_index, inner_item) in inner.iter().enumerate() {
+                    match inner_item {
+                        Value::Number(n) => write_number_element(n.n, inner_index != 0, out),
+                        _ => {
+                            if inner_index != 0 {
+                                out.push(b',');
+                            }
+                            write_value_compact(inner_item, out);
+                        }
+                    }
+                }
+                out.push(b']');
+            }
+            _ => {
+                if index != 0 {
+                    out.push(b',');
+                }
+                write_value_compact(item, out);
+            }
         }
     }
     out.push(b']');
+}
+
+/// An array element that is a number, after a comma unless it is the first.
+#[inline(always)]
+fn write_number_element(n: N, comma: bool, out: &mut Vec<u8>) {
+    if comma {
+        out.push(b',');
+    }
+    write_number(n, out);
 }
 
 #[inline(always)]
