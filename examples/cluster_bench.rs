@@ -9,7 +9,9 @@
 //! a 503 or loses its connection moves to the next target and retries with the same
 //! `Idempotency-Key`. It prints one line: committed writes/s, p50/p99 latency, and the longest
 //! time with no acknowledged write (the failover time when a leader is killed meanwhile).
-//! `--mode read` measures linearizable reads of item 1 instead, `--mode stale` local reads.
+//! `--mode read` measures linearizable reads of item 1 instead (write it first; start the
+//! nodes with `--read-mode lease` to measure lease reads), `--mode stale` local reads, the
+//! ceiling of the read modes. `benches/cluster-reads.sh` runs them all on three nodes.
 //! `--mode etcd` drives an etcd cluster with the same client: each write is a JSON
 //! `POST /v3/kv/put` (etcd's v3 HTTP gateway, base64 key and value) with a unique key, so
 //! `benches/cluster-compare.sh` measures both systems the same way.

@@ -1,14 +1,11 @@
 //! The generated model routes over real sockets, with a hand-written `Model` implementation
 //! (the shape `#[derive(Model)]` generates), so the app layer is tested on its own.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::time::Duration;
-
-use lithair::app::cli::ServeOptions;
 use lithair::app::{App, Id, ModelEvent};
-use lithair::json::{self, Value};
+use lithair::json;
+
+mod common;
+use common::request;
 
 #[allow(dead_code)]
 #[path = "support/post_model.rs"]
@@ -64,84 +61,10 @@ fn with_rules(app: App) -> App {
     )
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lithair-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn options(data: PathBuf) -> ServeOptions {
-    ServeOptions {
-        port: 0,
-        bind: "127.0.0.1".parse().unwrap(),
-        data,
-        node_id: None,
-        peer_port: None,
-        cluster: Vec::new(),
-        join: None,
-        cluster_secret: None,
-        read_mode: Default::default(),
-        extra: Vec::new(),
-    }
-}
-
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        json::parse(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn request(addr: SocketAddr, method: &str, path: &str, extra: &str, body: &str) -> Answer {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        body: body.to_string(),
-    }
-}
-
 #[test]
 fn crud_validation_uniqueness_and_restart() {
-    let data = temp_dir("crud");
-    let running = app().start(&options(data.clone())).unwrap();
-    let addr = running.server.local_addr();
+    let data = common::fresh_dir("app", "crud");
+    let (running, addr) = common::start(&app(), &data);
 
     let created = request(
         addr,
@@ -300,8 +223,7 @@ fn crud_validation_uniqueness_and_restart() {
     running.stop().unwrap();
 
     // Restart on the same directory: every record is back, with the same digest.
-    let running = app().start(&options(data.clone())).unwrap();
-    let addr = running.server.local_addr();
+    let (running, addr) = common::start(&app(), &data);
     assert_eq!(running.handle.engine().digest(), digest);
     assert_eq!(request(addr, "GET", "/api/posts", "", "").body, listing);
     // An idempotent retry after the restart is answered from the log.
@@ -341,7 +263,7 @@ fn crud_validation_uniqueness_and_restart() {
     };
     let running = app()
         .engine_options(options_with_progress)
-        .start(&options(data.clone()))
+        .start(&common::serve_options(&data))
         .unwrap();
     running.stop().unwrap();
     let reports = seen.lock().unwrap().clone();
@@ -426,18 +348,11 @@ fn split_responses(mut raw: &[u8]) -> Vec<(u16, String)> {
 
 #[test]
 fn pipelined_writes_are_answered_in_order_through_deferred_responses() {
-    let data = temp_dir("crud-pipelined");
+    let data = common::fresh_dir("app", "crud-pipelined");
     // Without the change hook: `CHANGES` belongs to the other test.
-    let running = with_rules(App::new("crud-pipelined").model::<Post>())
-        .start(&options(data.clone()))
-        .unwrap();
-    let addr = running.server.local_addr();
-    let post = |method: &str, path: &str, extra: &str, body: &str| {
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: t\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-    };
+    let app = with_rules(App::new("crud-pipelined").model::<Post>());
+    let (running, addr) = common::start(&app, &data);
+    let post = common::request_text;
     let mut batch = String::new();
     for i in 0..10 {
         let body = format!(r#"{{"title":"T{i}","slug":"s{i}"}}"#);
@@ -454,13 +369,7 @@ fn pipelined_writes_are_answered_in_order_through_deferred_responses() {
     batch += &post("GET", "/api/posts/2", "", "");
     batch += &post("DELETE", "/api/posts/5", "", "");
     batch += &post("GET", "/api/posts/5", "Connection: close\r\n", "");
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(batch.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
+    let raw = common::exchange(addr, batch.as_bytes());
     let answers = split_responses(&raw);
     assert_eq!(answers.len(), 16, "{answers:?}");
     for (i, (status, body)) in answers[..10].iter().enumerate() {

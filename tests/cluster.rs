@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 fn leader_kill_under_load_loses_no_acknowledged_write() {
     let mut cluster = start_cluster("kill");
     let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.http).collect();
-    let leader = poll(Duration::from_secs(20), || agreed_leader(&cluster)).expect("a leader");
+    let leader = wait_leader(&cluster);
     // Writes through every node: followers forward to the leader.
     let never = AtomicBool::new(false);
     let mut acked = BTreeSet::new();

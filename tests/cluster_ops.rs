@@ -106,13 +106,13 @@ fn cli(args: &[&str]) -> bool {
 fn a_fourth_node_joins_a_loaded_cluster_and_operators_manage_it() {
     // Frequent snapshots: the leader compacts its log before node 4 joins, so node 4 (whose
     // log is empty) can only catch up through an InstallSnapshot.
-    let snapshots = [
-        SNAPSHOT_EVERY_ARG.to_string(),
-        JOIN_SNAPSHOT_EVERY_EVENTS.to_string(),
-    ];
-    let mut cluster = start_cluster_with("join", &snapshots, &mut |_, _, real| real);
+    let options = NodeOptions {
+        snapshot_every_events: Some(JOIN_SNAPSHOT_EVERY_EVENTS),
+        ..NodeOptions::default()
+    };
+    let mut cluster = start_cluster_with("join", &options, &mut |_, _, real| real);
     let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.http).collect();
-    let leader = poll(Duration::from_secs(20), || agreed_leader(&cluster)).expect("a leader");
+    let leader = wait_leader(&cluster);
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let writers = start_writers(addrs.clone(), 4, &stop, &acked);
@@ -130,7 +130,7 @@ fn a_fourth_node_joins_a_loaded_cluster_and_operators_manage_it() {
     let data = cluster.dir.join("d4").display().to_string();
     let peer_port = free_port();
     let joined_args = |join: bool| {
-        let mut args = snapshots.to_vec();
+        let mut args = options.child_args();
         args.extend(fourth_args(port, &data, join.then_some((via, peer_port))));
         args
     };
@@ -389,4 +389,46 @@ fn restart_never_makes_a_second_leader(
         "the term moved on after the partition"
     );
     converged(&addrs);
+}
+
+/// The cluster front plans on the head like the app's router: a route's own body limit is
+/// answered 413 from the head alone (the body is never sent) on the leader and on a follower
+/// (which would otherwise forward the request), also when the client waits for a
+/// 100 Continue; a body within the limit is read and served on both.
+#[test]
+fn the_cluster_front_answers_a_route_body_limit_before_the_body() {
+    let cluster = start_cluster("front-limit");
+    let leader = wait_leader(&cluster);
+    let follower = (leader + 1) % cluster.nodes.len();
+    let over = LIMITED_BODY_BYTES_MAX + 1;
+    for (role, k) in [("leader", leader), ("follower", follower)] {
+        let addr = cluster.nodes[k].http;
+        for extra in ["", "Expect: 100-continue\r\n"] {
+            // Over the route's limit (far below the server's); no body byte follows the head.
+            let head = format!(
+                "POST {LIMITED_PATH} HTTP/1.1\r\nHost: test\r\n{extra}Content-Length: {over}\r\n\r\n"
+            );
+            let answer = exchange(addr, head.as_bytes())
+                .unwrap_or_else(|| panic!("the {role} answers the head alone ({extra:?})"));
+            assert!(
+                answer.starts_with("HTTP/1.1 413"),
+                "{role} ({extra:?}): {answer}"
+            );
+            assert!(!answer.contains("100 Continue"), "{role}: {answer}");
+            assert!(
+                answer.to_ascii_lowercase().contains("connection: close"),
+                "the unread body cannot be reused: {answer}"
+            );
+        }
+        // Within the limit the body is read; a follower forwards it to the leader.
+        let fits = "x".repeat(LIMITED_BODY_BYTES_MAX as usize);
+        let answer = poll(Duration::from_secs(10), || {
+            http(addr, "POST", LIMITED_PATH, "", &fits).filter(|(code, _)| *code != 503)
+        });
+        assert_eq!(
+            answer,
+            Some((200, LIMITED_BODY_BYTES_MAX.to_string())),
+            "{role}"
+        );
+    }
 }

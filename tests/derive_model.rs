@@ -3,15 +3,14 @@
 //! the schema-evolution golden test (old bytes and an old log read by a model that gained
 //! defaulted fields).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::time::Duration;
 
-use lithair::app::cli::ServeOptions;
 use lithair::app::{FieldKind, Handle, ModelEvent, Rejection, Rule, WriteError};
-use lithair::json::{self, Value};
+use lithair::json;
 use lithair::prelude::*;
+
+mod common;
+use common::{request, serve_options};
 
 #[derive(Model, Clone, Debug, PartialEq)]
 struct Post {
@@ -85,62 +84,6 @@ fn app() -> App {
         .model::<Address>()
         .model::<Person>()
         .model::<Item>()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "lithair-derive-model-{name}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn options(data: PathBuf) -> ServeOptions {
-    ServeOptions {
-        port: 0,
-        bind: "127.0.0.1".parse().unwrap(),
-        data,
-        node_id: None,
-        peer_port: None,
-        cluster: Vec::new(),
-        join: None,
-        cluster_secret: None,
-        read_mode: Default::default(),
-        extra: Vec::new(),
-    }
-}
-
-struct Answer {
-    status: u16,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        json::parse(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-}
-
-fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> Answer {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    Answer {
-        status,
-        body: body.to_string(),
-    }
 }
 
 fn post(title: &str, slug: &str) -> Post {
@@ -368,15 +311,15 @@ fn drive_directly(handle: &Handle) {
 
 #[test]
 fn direct_and_http_crud_with_every_attribute() {
-    let data = temp_dir("crud");
-    let running = app().start(&options(data.clone())).unwrap();
+    let data = common::fresh_dir("derive-model", "crud");
+    let (running, addr) = common::start(&app(), &data);
     drive_directly(&running.handle);
-    let addr = running.server.local_addr();
 
     let created = request(
         addr,
         "POST",
         "/api/posts",
+        "",
         r#"{"title":"Second","slug":"second","secret":"ignored","score":50,"author_email":"me@example.com"}"#,
     );
     assert_eq!(created.status, 201, "{}", created.body);
@@ -404,21 +347,22 @@ fn direct_and_http_crud_with_every_attribute() {
         (r#"{"title":"x","slug":"e5","tittle":"y"}"#, 422, "tittle"),
     ];
     for (input, status, mention) in cases {
-        let answer = request(addr, "POST", "/api/posts", input);
+        let answer = request(addr, "POST", "/api/posts", "", input);
         assert_eq!(answer.status, status, "{input}: {}", answer.body);
         assert!(answer.body.contains(mention), "{input}: {}", answer.body);
     }
 
-    let filtered = request(addr, "GET", "/api/posts?published=true", "").json();
+    let filtered = request(addr, "GET", "/api/posts?published=true", "", "").json();
     assert_eq!(filtered["total"].as_u64(), Some(1), "indexed filter");
     assert_eq!(filtered["data"][0]["slug"].as_str(), Some("first"));
 
-    let patch = request(addr, "PATCH", "/api/posts/2", r#"{"slug":"changed"}"#);
+    let patch = request(addr, "PATCH", "/api/posts/2", "", r#"{"slug":"changed"}"#);
     assert_eq!(patch.status, 422, "immutable on PATCH: {}", patch.body);
     let put = request(
         addr,
         "PUT",
         "/api/posts/2",
+        "",
         r#"{"title":"Second","slug":"changed"}"#,
     );
     assert_eq!(put.status, 422, "immutable on PUT: {}", put.body);
@@ -426,6 +370,7 @@ fn direct_and_http_crud_with_every_attribute() {
         addr,
         "PUT",
         "/api/posts/2",
+        "",
         r#"{"title":"Replaced","slug":"second","score":1000}"#,
     );
     assert_eq!(put.status, 200, "{}", put.body);
@@ -434,6 +379,7 @@ fn direct_and_http_crud_with_every_attribute() {
         addr,
         "PATCH",
         "/api/posts/2",
+        "",
         r#"{"author_email":null,"views":1}"#,
     );
     assert_eq!(merged.status, 200, "{}", merged.body);
@@ -446,27 +392,34 @@ fn direct_and_http_crud_with_every_attribute() {
         addr,
         "POST",
         "/api/categories",
+        "",
         r#"{"code":"games","displayName":"Games","parent":"books"}"#,
     );
     assert_eq!(category.status, 201, "{}", category.body);
-    let shown = request(addr, "GET", "/api/categories/games", "").json();
+    let shown = request(addr, "GET", "/api/categories/games", "", "").json();
     assert_eq!(shown["parent"].as_str(), Some("books"));
-    let no_key = request(addr, "POST", "/api/categories", r#"{"displayName":"None"}"#);
+    let no_key = request(
+        addr,
+        "POST",
+        "/api/categories",
+        "",
+        r#"{"displayName":"None"}"#,
+    );
     assert_eq!(no_key.status, 422, "{}", no_key.body);
     for (path, body) in [
         ("/api/addresses", r#"{"street":"Main"}"#),
         ("/api/persons", r#"{"name":"Ada"}"#),
         ("/things", r#"{"label":"box"}"#),
     ] {
-        let answer = request(addr, "POST", path, body);
+        let answer = request(addr, "POST", path, "", body);
         assert_eq!(answer.status, 201, "{path}: {}", answer.body);
     }
-    let schema = request(addr, "GET", "/things/_schema", "").json();
+    let schema = request(addr, "GET", "/things/_schema", "", "").json();
     assert_eq!(schema["name"].as_str(), Some("Thing"));
 
     let digest = running.handle.engine().digest();
     running.stop().unwrap();
-    let running = app().start(&options(data.clone())).unwrap();
+    let running = app().start(&serve_options(&data)).unwrap();
     assert_eq!(running.handle.engine().digest(), digest);
     let (second, _) = running.handle.get::<Post>(&Id::Int(2)).unwrap();
     assert_eq!(
@@ -561,7 +514,7 @@ fn write_v1_log() {
     };
     let running = App::new("evolution")
         .model::<v1::Note>()
-        .start(&options(PathBuf::from(dir)))
+        .start(&serve_options(&PathBuf::from(dir)))
         .unwrap();
     for text in ["a", "b"] {
         let note = v1::Note {
@@ -582,7 +535,7 @@ fn write_v1_log() {
 
 #[test]
 fn an_old_log_replays_into_the_evolved_model() {
-    let data = temp_dir("evolution");
+    let data = common::fresh_dir("derive-model", "evolution");
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "write_v1_log", "--test-threads=1"])
         .env(V1_LOG_DIR_ENV, &data)
@@ -592,7 +545,7 @@ fn an_old_log_replays_into_the_evolved_model() {
 
     let running = App::new("evolution")
         .model::<v2::Note>()
-        .start(&options(data.clone()))
+        .start(&serve_options(&data))
         .unwrap();
     let (first, _) = running
         .handle

@@ -12,7 +12,7 @@ use lithair::engine::{
 use lithair::log::Faults;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -181,6 +181,25 @@ fn open(dir: &Path, options: EngineOptions) -> Engine<Shop> {
         .0
 }
 
+/// A fresh scratch directory for test `name` and an engine opened on it with default options.
+fn open_fresh(name: &str) -> (PathBuf, Engine<Shop>) {
+    let dir = common::fresh_dir("engine", name);
+    let engine = open(&dir, EngineOptions::default());
+    (dir, engine)
+}
+
+/// Drops the engine (its threads stop and the directory is unlocked), then removes the scratch
+/// directory of a test that passed.
+fn close_and_remove(engine: Engine<Shop>, dir: &Path) {
+    drop(engine);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Restocks `item` by `quantity`, which the engine must accept.
+fn restock(engine: &Engine<Shop>, item: u64, quantity: u64) {
+    engine.submit(Restock { item, quantity }).expect("restock");
+}
+
 fn small_segments() -> EngineOptions {
     EngineOptions {
         segment_bytes_max: 512,
@@ -192,12 +211,7 @@ fn small_segments() -> EngineOptions {
 fn concurrent_sells_decide_against_accepted_commands() {
     let dir = common::fresh_dir("engine", "oversell");
     let engine = Arc::new(open(&dir, EngineOptions::default()));
-    engine
-        .submit(Restock {
-            item: 1,
-            quantity: 100,
-        })
-        .expect("restock");
+    restock(&engine, 1, 100);
     let threads: Vec<_> = (0..16)
         .map(|_| {
             let engine = Arc::clone(&engine);
@@ -246,8 +260,7 @@ fn concurrent_sells_decide_against_accepted_commands() {
     let engine = open(&dir, EngineOptions::default());
     assert_eq!(engine.digest(), live);
     assert_eq!(engine.applied_index(), 101);
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
+    close_and_remove(engine, &dir);
 }
 
 #[test]
@@ -258,12 +271,7 @@ fn idempotency_key_returns_the_original_receipt_even_after_restart() {
         ..Meta::default()
     };
     let engine = open(&dir, EngineOptions::default());
-    engine
-        .submit(Restock {
-            item: 3,
-            quantity: 10,
-        })
-        .expect("restock");
+    restock(&engine, 3, 10);
     let first = engine
         .submit_with(
             Sell {
@@ -305,8 +313,7 @@ fn idempotency_key_returns_the_original_receipt_even_after_restart() {
         (first.first_index, first.request_id)
     );
     engine.read(|shop| assert_eq!(shop.stock[&3], 6));
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
+    close_and_remove(engine, &dir);
 }
 
 #[test]
@@ -374,20 +381,13 @@ fn idempotency_window_is_bounded() {
             .duplicate
     );
     engine.read(|shop| assert_eq!(shop.stock[&1], 4));
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
+    close_and_remove(engine, &dir);
 }
 
 #[test]
 fn expected_version_mismatch_is_a_typed_conflict() {
-    let dir = common::fresh_dir("engine", "conflict");
-    let engine = open(&dir, EngineOptions::default());
-    engine
-        .submit(Restock {
-            item: 9,
-            quantity: 5,
-        })
-        .expect("restock");
+    let (dir, engine) = open_fresh("conflict");
+    restock(&engine, 9, 5);
     assert_eq!(engine.version(9), 1);
     let stale = Meta {
         expected_version: Some((9, 0)),
@@ -424,8 +424,7 @@ fn expected_version_mismatch_is_a_typed_conflict() {
     drop(engine);
     let engine = open(&dir, EngineOptions::default());
     assert_eq!(engine.version(9), 2, "versions are rebuilt by replay");
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
+    close_and_remove(engine, &dir);
 }
 
 #[test]
@@ -433,18 +432,14 @@ fn subscription_catches_up_then_goes_live_without_gap_or_duplicate() {
     let dir = common::fresh_dir("engine", "subscribe");
     let engine = Arc::new(open(&dir, small_segments()));
     for item in 0..50 {
-        engine
-            .submit(Restock { item, quantity: 1 })
-            .expect("restock");
+        restock(&engine, item, 1);
     }
     let mut subscription = engine.subscribe(10).expect("subscribe");
     let writer = {
         let engine = Arc::clone(&engine);
         std::thread::spawn(move || {
             for item in 50..150 {
-                engine
-                    .submit(Restock { item, quantity: 1 })
-                    .expect("restock");
+                restock(&engine, item, 1);
             }
         })
     };
@@ -497,39 +492,26 @@ fn slow_subscriber_is_cut_off_instead_of_slowing_the_engine() {
         .expect("ok")
         .expect("event");
     assert_eq!(next.envelope.index, yielded + 1);
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
+    close_and_remove(engine, &dir);
 }
 
 #[test]
 fn post_commit_hooks_see_every_committed_event() {
-    let dir = common::fresh_dir("engine", "hooks");
-    let engine = open(&dir, EngineOptions::default());
+    let (dir, engine) = open_fresh("hooks");
     let seen = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&seen);
     engine.on_commit(move |committed| {
         counter.fetch_add(committed.envelope.index, Ordering::SeqCst);
     });
-    engine
-        .submit(Restock {
-            item: 1,
-            quantity: 1,
-        })
-        .expect("restock");
-    engine
-        .submit(Restock {
-            item: 1,
-            quantity: 1,
-        })
-        .expect("restock");
+    restock(&engine, 1, 1);
+    restock(&engine, 1, 1);
     let _ = engine.submit(Sell {
         item: 1,
         quantity: 5,
     });
     // Hooks run before the submitter is woken: indexes 1 + 2, the rejected sell adds nothing.
     assert_eq!(seen.load(Ordering::SeqCst), 3);
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
+    close_and_remove(engine, &dir);
 }
 
 #[test]
@@ -541,12 +523,7 @@ fn disk_full_fails_submissions_and_the_engine_recovers() {
         ..EngineOptions::default()
     };
     let engine = open(&dir, options.clone());
-    engine
-        .submit(Restock {
-            item: 1,
-            quantity: 10,
-        })
-        .expect("restock");
+    restock(&engine, 1, 10);
     faults.fail_next_writes(1);
     assert!(matches!(
         engine.submit(Sell {
@@ -568,14 +545,13 @@ fn disk_full_fails_submissions_and_the_engine_recovers() {
     drop(engine);
     let engine = open(&dir, options);
     assert_eq!((engine.digest(), engine.applied_index()), (live, 2));
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
+    close_and_remove(engine, &dir);
 }
 
 fn fill(engine: &Engine<Shop>, operations: &[(bool, u64, u64)]) {
-    for &(restock, item, quantity) in operations {
-        if restock {
-            engine.submit(Restock { item, quantity }).expect("restock");
+    for &(is_restock, item, quantity) in operations {
+        if is_restock {
+            restock(engine, item, quantity);
         } else {
             let _ = engine.submit(Sell { item, quantity });
         }
@@ -660,8 +636,7 @@ fn crash_at_each_snapshot_step_recovers_the_same_state() {
             expect_snapshot,
             "stopped at {stop_at:?}"
         );
-        drop(engine);
-        let _ = std::fs::remove_dir_all(&dir);
+        close_and_remove(engine, &dir);
     }
 }
 
@@ -686,8 +661,7 @@ proptest! {
         drop(engine);
         let engine = open(&dir, small_segments());
         prop_assert_eq!(engine.digest(), live);
-        drop(engine);
-        let _ = std::fs::remove_dir_all(&dir);
+        close_and_remove(engine, &dir);
     }
 }
 
@@ -832,9 +806,7 @@ fn background_snapshots_trigger_by_event_count_and_by_bytes() {
         };
         let engine = open(&dir, options);
         for item in 0..60 {
-            engine
-                .submit(Restock { item, quantity: 1 })
-                .expect("restock");
+            restock(&engine, item, 1);
         }
         let live = engine.digest();
         drop(engine); // waits for a running background snapshot
@@ -849,8 +821,7 @@ fn background_snapshots_trigger_by_event_count_and_by_bytes() {
             (opened.snapshot_index, engine.digest()),
             (*snapshots.last().unwrap_or(&0), live)
         );
-        drop(engine);
-        let _ = std::fs::remove_dir_all(&dir);
+        close_and_remove(engine, &dir);
     }
 }
 
@@ -865,33 +836,24 @@ fn relaxed_durability_acknowledges_and_survives_a_clean_restart() {
     };
     let engine = open(&dir, options.clone());
     for item in 0..100 {
-        engine
-            .submit(Restock { item, quantity: 2 })
-            .expect("restock");
+        restock(&engine, item, 2);
     }
     let live = engine.digest();
     drop(engine);
     let engine = open(&dir, options);
     assert_eq!((engine.applied_index(), engine.digest()), (100, live));
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
+    close_and_remove(engine, &dir);
 }
 
 #[test]
 fn submit_then_answers_in_log_order_after_apply_and_hooks() {
-    let dir = common::fresh_dir("engine", "submit-then");
-    let engine = open(&dir, EngineOptions::default());
+    let (dir, engine) = open_fresh("submit-then");
     let hooked = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&hooked);
     engine.on_commit(move |committed| {
         counter.store(committed.envelope.index, Ordering::SeqCst);
     });
-    engine
-        .submit(Restock {
-            item: 1,
-            quantity: 50,
-        })
-        .expect("restock");
+    restock(&engine, 1, 50);
     let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (done_sender, done) = std::sync::mpsc::channel();
     for _ in 0..80 {
@@ -940,14 +902,12 @@ fn submit_then_answers_in_log_order_after_apply_and_hooks() {
         .count();
     assert_eq!(rejected, 30);
     assert_eq!(engine.read(|shop| shop.stock[&1]), 0);
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
+    close_and_remove(engine, &dir);
 }
 
 #[test]
 fn submit_then_is_answered_once_even_when_the_engine_shuts_down() {
-    let dir = common::fresh_dir("engine", "submit-then-drop");
-    let engine = open(&dir, EngineOptions::default());
+    let (dir, engine) = open_fresh("submit-then-drop");
     let answered = Arc::new(AtomicU64::new(0));
     for item in 0..200 {
         let answered = Arc::clone(&answered);

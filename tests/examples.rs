@@ -10,63 +10,23 @@ mod blog;
 mod shop;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use lithair::app::cli::ServeOptions;
-use lithair::json::{self, Value};
+use lithair::json::Value;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lithair-example-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn options(data: PathBuf) -> ServeOptions {
-    ServeOptions {
-        port: 0,
-        bind: "127.0.0.1".parse().unwrap(),
-        data,
-        node_id: None,
-        peer_port: None,
-        cluster: Vec::new(),
-        join: None,
-        cluster_secret: None,
-        read_mode: Default::default(),
-        extra: Vec::new(),
-    }
-}
+mod common;
 
 /// One request on a fresh connection; returns status and parsed JSON body (Null when empty).
 fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
-        .unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let value = if body.is_empty() {
-        Value::Null
-    } else {
-        json::parse(body).unwrap_or_else(|e| panic!("{e}: {body}"))
-    };
-    (status, value)
+    let answer = common::request(addr, method, path, "", body);
+    (answer.status, answer.json_or_null())
 }
 
 #[test]
 fn blog_rules_and_restart() {
-    let data = temp_dir("blog");
-    let running = blog::app().start(&options(data.clone())).unwrap();
-    let addr = running.server.local_addr();
+    let data = common::fresh_dir("example", "blog");
+    let (running, addr) = common::start(&blog::app(), &data);
     let (status, _) = call(
         addr,
         "POST",
@@ -124,8 +84,7 @@ fn blog_rules_and_restart() {
     let digest = running.handle.engine().digest();
     let (_, posts) = call(addr, "GET", "/api/posts", "");
     running.stop().unwrap();
-    let running = blog::app().start(&options(data.clone())).unwrap();
-    let addr = running.server.local_addr();
+    let (running, addr) = common::start(&blog::app(), &data);
     assert_eq!(
         running.handle.engine().digest(),
         digest,
@@ -138,9 +97,8 @@ fn blog_rules_and_restart() {
 
 #[test]
 fn shop_never_oversells_under_concurrency() {
-    let data = temp_dir("shop");
-    let running = shop::app().start(&options(data.clone())).unwrap();
-    let addr = running.server.local_addr();
+    let data = common::fresh_dir("example", "shop");
+    let (running, addr) = common::start(&shop::app(), &data);
     let product = r#"{"sku":"W-1","name":"Widget","price":2.5,"stock":10}"#;
     assert_eq!(call(addr, "POST", "/api/products", product).0, 201);
 
@@ -210,9 +168,8 @@ fn shop_never_oversells_under_concurrency() {
 
     let digest = running.handle.engine().digest();
     running.stop().unwrap();
-    let running = shop::app().start(&options(data.clone())).unwrap();
+    let (running, addr) = common::start(&shop::app(), &data);
     assert_eq!(running.handle.engine().digest(), digest);
-    let addr = running.server.local_addr();
     assert_eq!(
         call(addr, "GET", "/api/orders", "").1["total"].as_u64(),
         Some(10)

@@ -5,18 +5,7 @@
 mod http_common;
 use http_common::*;
 use std::io::{BufReader, Read, Write};
-use std::time::{Duration, Instant};
-
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(
-            start.elapsed() < READ_TIMEOUT,
-            "gave up waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+use std::time::Duration;
 
 #[test]
 fn keep_alive_serves_many_requests_with_date_and_server() {

@@ -6,18 +6,7 @@ mod http_common;
 use http_common::*;
 use lithair::http::ServerConfig;
 use std::io::{BufReader, Write};
-use std::time::{Duration, Instant};
-
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(
-            start.elapsed() < READ_TIMEOUT,
-            "gave up waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+use std::time::Duration;
 
 #[test]
 fn size_limits_are_answered_and_closed() {

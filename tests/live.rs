@@ -3,14 +3,13 @@
 //! `Last-Event-ID` (or `from=`) resumes with no gap and no duplicate; a lagging feed is cut off
 //! and resumes. The model is hand-written in the shape `#[derive(Model)]` generates.
 
+mod common;
 mod ws_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::time::Duration;
 
-use lithair::app::cli::ServeOptions;
 use lithair::app::live::{parse_live_query, Change, LiveError, LiveFeed, LiveItem};
 use lithair::app::{App, Id};
 use lithair::engine::EngineOptions;
@@ -21,27 +20,6 @@ use ws_support::WsClient;
 #[path = "support/post_model.rs"]
 mod post_model;
 use post_model::{Post, PostPatch};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lithair-live-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn options(data: PathBuf) -> ServeOptions {
-    ServeOptions {
-        port: 0,
-        bind: "127.0.0.1".parse().unwrap(),
-        data,
-        node_id: None,
-        peer_port: None,
-        cluster: Vec::new(),
-        join: None,
-        cluster_secret: None,
-        read_mode: Default::default(),
-        extra: Vec::new(),
-    }
-}
 
 fn post(title: &str, published: bool) -> Post {
     Post {
@@ -140,18 +118,6 @@ impl SseClient {
     }
 }
 
-fn request(addr: SocketAddr, target: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let head = format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    raw
-}
-
 fn ids(page: &Value) -> Vec<u64> {
     let Value::Array(items) = &page["data"] else {
         panic!("no data array: {page:?}")
@@ -183,12 +149,10 @@ fn patch_published(published: bool) -> PostPatch {
 
 #[test]
 fn sse_feed_sends_page_then_changes_and_resumes_without_gap() {
-    let data = temp_dir("sse");
-    let running = App::new("live-test")
-        .model::<Post>()
-        .start(&options(data.clone()))
-        .unwrap();
-    let (addr, handle) = (running.server.local_addr(), running.handle.clone());
+    let data = common::fresh_dir("live", "sse");
+    let app = App::new("live-test").model::<Post>();
+    let (running, addr) = common::start(&app, &data);
+    let handle = running.handle.clone();
     handle.create(post("one", true)).unwrap(); // index 1, id 1
     handle.create(post("two", false)).unwrap(); // index 2, id 2
     handle.create(post("three", true)).unwrap(); // index 3, id 3
@@ -263,12 +227,9 @@ fn sse_feed_sends_page_then_changes_and_resumes_without_gap() {
 
 #[test]
 fn sse_feed_rejects_bad_parameters() {
-    let data = temp_dir("bad");
-    let running = App::new("live-bad")
-        .model::<Post>()
-        .start(&options(data.clone()))
-        .unwrap();
-    let addr = running.server.local_addr();
+    let data = common::fresh_dir("live", "bad");
+    let app = App::new("live-bad").model::<Post>();
+    let (running, addr) = common::start(&app, &data);
     for target in [
         "/api/posts/stream?from=x",
         "/api/posts/stream?heartbeat_ms=1",
@@ -282,21 +243,21 @@ fn sse_feed_rejects_bad_parameters() {
         .expect("refused");
     assert!(err.starts_with("HTTP/1.1 400"), "{err}");
     // The list route itself is unchanged.
-    assert!(request(addr, "/api/posts").starts_with("HTTP/1.1 200"));
+    assert_eq!(common::get(addr, "/api/posts").status, 200);
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
 
 #[test]
 fn a_lagging_feed_is_cut_off_and_resumes_without_gap() {
-    let data = temp_dir("lag");
+    let data = common::fresh_dir("live", "lag");
     let running = App::new("live-lag")
         .model::<Post>()
         .engine_options(EngineOptions {
             subscriber_buffer_events: 4,
             ..EngineOptions::default()
         })
-        .start(&options(data.clone()))
+        .start(&common::serve_options(&data))
         .unwrap();
     let handle = running.handle.clone();
     let pairs = vec![("published".to_string(), "true".to_string())];
@@ -360,12 +321,10 @@ fn ws_change(value: &Value) -> (u64, String, u64) {
 
 #[test]
 fn websocket_feed_sends_page_then_changes_and_resumes() {
-    let data = temp_dir("ws");
-    let running = App::new("live-ws")
-        .model::<Post>()
-        .start(&options(data.clone()))
-        .unwrap();
-    let (addr, handle) = (running.server.local_addr(), running.handle.clone());
+    let data = common::fresh_dir("live", "ws");
+    let app = App::new("live-ws").model::<Post>();
+    let (running, addr) = common::start(&app, &data);
+    let handle = running.handle.clone();
     handle.create(post("a", true)).unwrap(); // 1
     handle.create(post("b", false)).unwrap(); // 2
 
@@ -412,7 +371,7 @@ fn websocket_feed_sends_page_then_changes_and_resumes() {
     // The pump and its feeds let go of the engine: the data directory opens again.
     let running = App::new("live-ws")
         .model::<Post>()
-        .start(&options(data.clone()))
+        .start(&common::serve_options(&data))
         .unwrap();
     assert_eq!(running.handle.engine().applied_index(), 7);
     running.stop().unwrap();

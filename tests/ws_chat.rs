@@ -4,44 +4,13 @@
 #[path = "../examples/chat.rs"]
 #[allow(dead_code)]
 mod chat;
+mod common;
 mod ws_support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::time::Duration;
+use std::net::SocketAddr;
 
-use lithair::app::cli::ServeOptions;
 use lithair::json::{self, Value};
 use ws_support::WsClient;
-
-fn options(data: PathBuf) -> ServeOptions {
-    ServeOptions {
-        port: 0,
-        bind: "127.0.0.1".parse().unwrap(),
-        data,
-        node_id: None,
-        peer_port: None,
-        cluster: Vec::new(),
-        join: None,
-        cluster_secret: None,
-        read_mode: Default::default(),
-        extra: Vec::new(),
-    }
-}
-
-fn get(addr: SocketAddr, target: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a head");
-    (head.to_string(), body.to_string())
-}
 
 fn next(client: &mut WsClient) -> Value {
     let text = client.next_text();
@@ -82,13 +51,11 @@ fn users(members: &Value) -> Vec<&str> {
 
 #[test]
 fn chat_rooms_presence_and_durable_history() {
-    let data = std::env::temp_dir().join(format!("lithair-chat-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
-    let running = chat::app().start(&options(data.clone())).unwrap();
-    let addr = running.server.local_addr();
-    let (head, page) = get(addr, "/");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(page.contains("<title>Lithair chat</title>"));
+    let data = common::fresh_dir("example", "chat");
+    let (running, addr) = common::start(&chat::app(), &data);
+    let page = common::get(addr, "/");
+    assert_eq!(page.status, 200, "{}", page.head);
+    assert!(page.body.contains("<title>Lithair chat</title>"));
 
     let (mut ann, history, members) = join(addr, "r1", "ann");
     assert!(texts(&history).is_empty());
@@ -132,19 +99,19 @@ fn chat_rooms_presence_and_durable_history() {
     ann.close();
     carl.close();
 
-    let (head, body) = get(addr, "/api/messages?room=r1");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(json::parse(&body).unwrap()["total"].as_u64(), Some(1));
-    let (head, _) = get(addr, "/ws?room=r1&user=");
-    assert!(
-        head.starts_with("HTTP/1.1 400"),
-        "an empty name is refused: {head}"
+    let messages = common::get(addr, "/api/messages?room=r1");
+    assert_eq!(messages.status, 200, "{}", messages.head);
+    assert_eq!(messages.json()["total"].as_u64(), Some(1));
+    let nameless = common::get(addr, "/ws?room=r1&user=");
+    assert_eq!(
+        nameless.status, 400,
+        "an empty name is refused: {}",
+        nameless.head
     );
     running.stop().unwrap();
 
     // A restart (or a page reload) shows the history, per room.
-    let running = chat::app().start(&options(data.clone())).unwrap();
-    let addr = running.server.local_addr();
+    let (running, addr) = common::start(&chat::app(), &data);
     let (dan, history, _) = join(addr, "r1", "dan");
     assert_eq!(texts(&history), ["ann: hello"]);
     let (eve, history, _) = join(addr, "r2", "eve");

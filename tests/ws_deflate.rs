@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lithair::http::{Request, Router, Server, ServerConfig, ServerHandle};
+use lithair::http::{Request, Router, ServerHandle};
 use lithair::ws::frame::{self, Opcode, ParseConfig, Status, RSV1};
 use lithair::ws::{
     Config, Connection, Ctx, DeflateConfig, DeflateParams, Endpoint, Event, Message, WsHandler,
@@ -51,16 +51,7 @@ fn start() -> ServerHandle {
         .get("/echo", move |req: &mut Request| echo.respond(req))
         .get("/plain", move |req: &mut Request| plain.respond(req))
         .get("/small", move |req: &mut Request| small.respond(req));
-    let config = ServerConfig {
-        worker_threads: 2,
-        reactor_threads: 1,
-        ..ServerConfig::default()
-    };
-    Server::bind("127.0.0.1:0")
-        .expect("bind")
-        .config(config)
-        .spawn(router)
-        .expect("spawn")
+    ws_support::serve(router, 2)
 }
 
 /// A client that records every frame header's first byte it receives.

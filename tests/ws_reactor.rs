@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lithair::http::{Request, Response, Router, Server, ServerConfig, ServerHandle};
+use lithair::http::{Request, Response, Router, ServerHandle};
 use lithair::ws::{self, Config, Connection, Ctx, Endpoint, Event, Message, SharedHub, WsHandler};
 use ws_support::{read_head, upgrade_request, WsClient};
 
@@ -60,16 +60,7 @@ fn start() -> ServerHandle {
         .get("/plain", |_: &mut Request| Response::text(200, "plain"))
         .get("/echo", move |req: &mut Request| echo.respond(req))
         .get("/room", move |req: &mut Request| room.respond(req));
-    let config = ServerConfig {
-        worker_threads: 4,
-        reactor_threads: 1,
-        ..ServerConfig::default()
-    };
-    Server::bind("127.0.0.1:0")
-        .expect("bind")
-        .config(config)
-        .spawn(router)
-        .expect("spawn")
+    ws_support::serve(router, 4)
 }
 
 fn client_frames(text: &str) -> Vec<u8> {

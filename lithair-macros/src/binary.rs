@@ -208,18 +208,13 @@ fn decode_enum(shape: &[(Option<&Variant>, Vec<BinField<'_>>)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ast::parse_item;
-    use crate::tokens::lex::lex;
-    use crate::tokens::Sp;
 
-    /// Expands `source`, with the type placeholders filled in for readable assertions.
     fn expand_source(source: &str) -> Result<String, Vec<Error>> {
-        let item = parse_item(&lex(source), Sp(u32::MAX)).expect("test source parses");
-        expand(&item).map(|code| emit::fill_types(&code, &item))
+        emit::expand_source(expand, source)
     }
 
     fn ok(source: &str) -> String {
-        expand_source(source).unwrap_or_else(|errors| panic!("unexpected errors: {errors:?}"))
+        emit::expand_ok(expand, source)
     }
 
     #[test]

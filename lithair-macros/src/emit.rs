@@ -3,6 +3,8 @@
 //!
 //! Owns: how an `impl` line is spelled. Must not: emit anything but absolute paths
 //! (`::lithair::..`, `::core::..`), so generated code works whatever the user imported.
+#[cfg(test)]
+use crate::ast::Error;
 use crate::ast::{Body, Field, GenericParam, Item};
 use crate::attrs::DefaultSpec;
 use crate::tokens::{render, Sp, Tok};
@@ -164,6 +166,33 @@ pub fn fill_types(code: &str, item: &Item) -> String {
 /// The local variable holding field `field` while reading: `__f_title`, `__f_0`.
 pub fn local(field: &Field) -> String {
     format!("__f_{}", field.name())
+}
+
+/// Test helper of every derive: lexes and parses `source`, expands it with `expand`, and fills
+/// the type placeholders in, so assertions read like the generated code.
+#[cfg(test)]
+pub fn expand_source(
+    expand: fn(&Item) -> Result<String, Vec<Error>>,
+    source: &str,
+) -> Result<String, Vec<Error>> {
+    let item = crate::ast::parse_item(&crate::tokens::lex::lex(source), Sp(u32::MAX))
+        .expect("test source parses");
+    expand(&item).map(|code| fill_types(&code, &item))
+}
+
+/// Test helper: the expansion of `source`, which must succeed.
+#[cfg(test)]
+pub fn expand_ok(expand: fn(&Item) -> Result<String, Vec<Error>>, source: &str) -> String {
+    expand_source(expand, source).unwrap_or_else(|errors| panic!("unexpected errors: {errors:?}"))
+}
+
+/// Test helper: the error messages of `source`, which must be rejected.
+#[cfg(test)]
+pub fn expand_errors(expand: fn(&Item) -> Result<String, Vec<Error>>, source: &str) -> Vec<String> {
+    match expand_source(expand, source) {
+        Ok(_) => panic!("expected errors for {source}"),
+        Err(errors) => errors.into_iter().map(|e| e.message).collect(),
+    }
 }
 
 #[cfg(test)]

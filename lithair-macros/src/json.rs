@@ -668,21 +668,12 @@ mod tests {
     use crate::tokens::lex::lex;
     use crate::tokens::Sp;
 
-    /// Expands `source`, with the type placeholders filled in for readable assertions.
-    fn expand_source(source: &str) -> Result<String, Vec<Error>> {
-        let item = parse_item(&lex(source), Sp(u32::MAX)).expect("test source parses");
-        expand(&item).map(|code| emit::fill_types(&code, &item))
-    }
-
     fn ok(source: &str) -> String {
-        expand_source(source).unwrap_or_else(|errors| panic!("unexpected errors: {errors:?}"))
+        emit::expand_ok(expand, source)
     }
 
     fn errors(source: &str) -> Vec<String> {
-        match expand_source(source) {
-            Ok(_) => panic!("expected errors for {source}"),
-            Err(errors) => errors.into_iter().map(|e| e.message).collect(),
-        }
+        emit::expand_errors(expand, source)
     }
 
     #[test]

@@ -83,11 +83,7 @@ pub fn command(attr: TokenStream, item: TokenStream) -> TokenStream {
     let attr_toks = convert(attr, &mut trees);
     let item_toks = convert(item.clone(), &mut trees);
     let whole = next_sp(&trees);
-    let spans: Vec<Span> = trees
-        .iter()
-        .map(TokenTree::span)
-        .chain([Span::call_site()])
-        .collect();
+    let spans = spans_of(&trees);
     let mut out = item.clone();
     let code = match command::expand(&attr_toks, &item_toks, whole) {
         Ok(code) => code,
@@ -99,11 +95,7 @@ pub fn command(attr: TokenStream, item: TokenStream) -> TokenStream {
     let name = fn_name(item).expect("command::expand accepted an item with a function name");
     match code.parse::<TokenStream>() {
         Ok(companion) => out.extend(replace_ident(companion, command::DECIDE_PLACEHOLDER, &name)),
-        Err(_) => {
-            let message =
-                "lithair-macros generated code that does not parse; please report this bug";
-            out.extend(compile_errors(&[ast::Error::new(whole, message)], &spans));
-        }
+        Err(_) => out.extend(unparsable_output(whole, &spans)),
     }
     out
 }
@@ -152,11 +144,7 @@ fn derive(
     let toks = convert(input, &mut trees);
     // Errors about the input as a whole (it ended early) point at the derive itself.
     let whole = next_sp(&trees);
-    let spans: Vec<Span> = trees
-        .iter()
-        .map(TokenTree::span)
-        .chain([Span::call_site()])
-        .collect();
+    let spans = spans_of(&trees);
     let item = match ast::parse_item(&toks, whole) {
         Ok(item) => item,
         Err(error) => return compile_errors(&[error], &spans),
@@ -167,12 +155,24 @@ fn derive(
     };
     match code.parse::<TokenStream>() {
         Ok(stream) => put_types_back(stream, &item, &trees),
-        Err(_) => {
-            let message =
-                "lithair-macros generated code that does not parse; please report this bug";
-            compile_errors(&[ast::Error::new(whole, message)], &spans)
-        }
+        Err(_) => unparsable_output(whole, &spans),
     }
+}
+
+/// The span of every tree in `trees` (indexed by `Sp`), then the call site for errors about
+/// the input as a whole.
+fn spans_of(trees: &[TokenTree]) -> Vec<Span> {
+    trees
+        .iter()
+        .map(TokenTree::span)
+        .chain([Span::call_site()])
+        .collect()
+}
+
+/// The error for generated code that does not parse: a bug of this crate, not of the input.
+fn unparsable_output(whole: Sp, spans: &[Span]) -> TokenStream {
+    let message = "lithair-macros generated code that does not parse; please report this bug";
+    compile_errors(&[ast::Error::new(whole, message)], spans)
 }
 
 /// Converts a token stream into the owned model, keeping each original tree in `trees` (the

@@ -814,8 +814,7 @@ mod tests {
     use crate::tokens::Sp;
 
     fn expand_source(source: &str) -> Result<String, Vec<Error>> {
-        let item = parse_item(&lex(source), Sp(u32::MAX)).expect("test source parses");
-        expand(&item).map(|code| emit::fill_types(&code, &item))
+        emit::expand_source(expand, source)
     }
 
     fn error_of(source: &str) -> Error {

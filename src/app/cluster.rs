@@ -13,7 +13,12 @@
 //! in the Raft core: one heartbeat round confirms every read queued before it) that it holds
 //! every write committed before the read, waits on a condition variable until its state has
 //! applied them, and then serves locally. With `--read-mode lease` the leader skips the round
-//! while its CheckQuorum lease holds. `?consistency=stale` skips both.
+//! while its CheckQuorum lease holds: HTTP threads read the lease the Raft thread publishes
+//! (`raft::reads::ReadLease`), so such a read touches no other thread, and runs on the reactor
+//! when the engine already applied the lease's index. Other linearizable reads of inline
+//! (cheap) routes do not hold a worker while they wait: the reactor hands them to the read
+//! queue (`cluster_reads`), which confirms everything queued with one ReadIndex and answers
+//! through deferred responses. `?consistency=stale` skips all of it.
 //!
 //! Operator requests (`join`, `leave`, `transfer-leader`) carry `x-lithair-auth-time` (Unix
 //! milliseconds) and `x-lithair-auth`, the hex HMAC-SHA256 under the cluster secret of
@@ -21,6 +26,7 @@
 //! more than `AUTH_SKEW_MS_MAX` away from its clock.
 
 use super::cli::{ReadMode, ServeOptions};
+use super::cluster_reads::{confirm, Confirm, ReadQueue};
 use super::state::AppState;
 use crate::engine::{digest_hex, Engine, EngineOptions, Replica};
 use crate::http::router::Router;
@@ -476,7 +482,9 @@ fn connect(addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {
 
 /// The HTTP front of a clustered node: cluster endpoints, then forwarding, then the app.
 pub struct ClusterFront {
-    router: Router,
+    router: Arc<Router>,
+    /// Linearizable reads of inline routes wait here, not on a worker each.
+    reads: Option<ReadQueue>,
     node: Arc<Node>,
     replica: Arc<dyn Replica>,
     applied: Arc<AppliedWatch>,
@@ -497,15 +505,26 @@ impl Handler for ClusterFront {
                 return self.forward_to(req, &req.target, false);
             }
         } else if wants_linearizable(req) {
-            if let Err(detail) = self.await_read_index() {
-                return unavailable(&detail);
+            match req.extensions.remove::<PlannedRead>() {
+                Some(PlannedRead::Confirmed) => {}
+                Some(PlannedRead::Queued) => {
+                    if let Some(reads) = &self.reads {
+                        return reads.submit(req);
+                    }
+                }
+                None => {
+                    if let Err(detail) = self.await_read_index() {
+                        return unavailable(&detail);
+                    }
+                }
             }
         }
         self.router.call(req)
     }
 
     fn is_inline(&self, req: &Request) -> bool {
-        // Linearizable reads wait for a heartbeat round: never on the reactor.
+        // Linearizable reads may wait for a heartbeat round: never on the reactor (unless
+        // `plan` confirmed them under the lease).
         !is_write(&req.method) && !wants_linearizable(req) && self.router.is_inline(req)
     }
 
@@ -515,14 +534,26 @@ impl Handler for ClusterFront {
     /// `/_lithair/cluster` endpoints (a digest of the whole state, joins and hand-overs).
     fn plan(&self, req: &mut Request) -> HeadPlan {
         let routed = self.router.plan(req);
+        let linearizable = !is_write(&req.method) && wants_linearizable(req);
         let blocking = is_write(&req.method)
-            || wants_linearizable(req)
+            || (linearizable && !(routed.inline && self.plan_read(req)))
             || req.path.starts_with(CLUSTER_PATH_PREFIX);
         HeadPlan {
             inline: routed.inline && !blocking,
             body_bytes_max: routed.body_bytes_max,
         }
     }
+}
+
+/// How `plan` arranged a linearizable read of an inline route, for `call` (on the reactor).
+/// Private: nothing else can forge it.
+enum PlannedRead {
+    /// Confirmed under the leader's lease: the read started while the lease held and the
+    /// engine had applied the lease's index then, so `call` serves it at once (later state is
+    /// a longer prefix of the same committed log).
+    Confirmed,
+    /// `call` hands it to the read queue (deferred response; no thread waits for it).
+    Queued,
 }
 
 /// Path prefix of the cluster's own endpoints.
@@ -545,7 +576,20 @@ fn query_id(req: &Request, key: &str) -> Option<Result<u64, std::num::ParseIntEr
 impl ClusterFront {
     /// The front of `node`, serving the app's `router`.
     pub fn new(router: Router, node: Arc<Node>, replica: Arc<dyn Replica>) -> ClusterFront {
+        let router = Arc::new(router);
+        let confirm: Confirm = {
+            let (node, replica) = (Arc::clone(&node), Arc::clone(&replica));
+            let (applied, timeout) = (
+                node.applied_watch(),
+                Duration::from_millis(READ_APPLY_TIMEOUT_MS),
+            );
+            Box::new(move || confirm(&node, &*replica, &applied, timeout))
+        };
+        let reads = ReadQueue::start(Arc::clone(&router), confirm)
+            .map_err(|e| eprintln!("lithair: no read queue ({e}); reads wait on workers"))
+            .ok();
         ClusterFront {
+            reads,
             router,
             applied: node.applied_watch(),
             node,
@@ -573,19 +617,28 @@ impl ClusterFront {
         Some(operator(self, req))
     }
 
+    /// A linearizable read of an inline route may stay on the reactor when it is confirmed
+    /// from its head alone (lease mode, on the leader, the lease holding and the engine having
+    /// applied the lease's index: no thread hop, no wait) or when the read queue takes it.
+    /// Marks the request for `call`; `false`: a worker runs it and waits.
+    fn plan_read(&self, req: &mut Request) -> bool {
+        let confirmed = self
+            .node
+            .lease_read_index()
+            .is_some_and(|index| self.replica.applied_index() >= index);
+        let planned = match (confirmed, &self.reads) {
+            (true, _) => PlannedRead::Confirmed,
+            (false, Some(_)) => PlannedRead::Queued,
+            (false, None) => return false,
+        };
+        req.extensions.insert(planned);
+        true
+    }
+
     /// ReadIndex: waits until the local state holds every write committed before the read.
     fn await_read_index(&self) -> Result<(), String> {
-        let target = self.node.read_index()?;
-        if self.replica.applied_index() >= target {
-            return Ok(()); // The common case: nothing to wait for.
-        }
         let timeout = Duration::from_millis(READ_APPLY_TIMEOUT_MS);
-        // The engine's own index decides; the watch only wakes this thread.
-        if self.applied.wait(target, timeout) || self.replica.applied_index() >= target {
-            Ok(())
-        } else {
-            Err("the local state did not catch up in time".to_string())
-        }
+        confirm(&self.node, &*self.replica, &self.applied, timeout)
     }
 
     /// `POST /_lithair/cluster/join` with `id=N&peer=HOST:PORT`: the leader records the
@@ -787,7 +840,7 @@ fn json_error(status: u16, detail: &str) -> Response {
 }
 
 /// 503 with `Retry-After`: the client should try again (here or at another node).
-fn unavailable(detail: &str) -> Response {
+pub(crate) fn unavailable(detail: &str) -> Response {
     json_error(503, detail).with_header("Retry-After", "1")
 }
 

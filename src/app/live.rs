@@ -18,7 +18,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::handle::Handle;
-use super::model::{compare_values, filter_matches, Id, Model, ModelEvent};
+use super::model::{filter_matches, sorted_page, Id, Model, ModelEvent};
 use super::schema::{parse_list_query, ListQuery};
 use super::state::AppState;
 use crate::engine::{SubscribeError, Subscription};
@@ -304,26 +304,9 @@ fn subscribe(handle: &Handle, from_index: u64) -> Result<Subscription<AppState>,
 /// Reads the first page and the ids of every matching record at one index.
 pub fn first_page<M: Model>(handle: &Handle, query: &ListQuery) -> (Page<M>, HashSet<Id>) {
     let (index, (total, data, in_view)) = handle.engine().read_indexed(|state| {
-        let mut selected = state.collection::<M>().select(&query.filters);
+        let selected = state.collection::<M>().select(&query.filters);
         let in_view: HashSet<Id> = selected.iter().map(|record| record.value.id()).collect();
-        if let Some((field, descending)) = query.sort {
-            selected.sort_by(|a, b| {
-                let order =
-                    compare_values(&a.value.field_value(field), &b.value.field_value(field));
-                if descending {
-                    order.reverse()
-                } else {
-                    order
-                }
-            });
-        }
-        let total = selected.len();
-        let data: Vec<M> = selected
-            .into_iter()
-            .skip(query.skip)
-            .take(query.take)
-            .map(|record| record.value.clone())
-            .collect();
+        let (total, data) = sorted_page(selected, query);
         (total, data, in_view)
     });
     assert_eq!(total, in_view.len(), "ids of a collection are unique");
@@ -382,14 +365,20 @@ fn write_id(w: &mut Writer, id: &Id) {
     }
 }
 
+/// One JSON object whose fields `write_fields` writes.
+fn object_json(write_fields: impl FnOnce(&mut Writer)) -> String {
+    let mut w = Writer::new();
+    w.begin_object();
+    write_fields(&mut w);
+    w.end_object();
+    // A value the writer refused (a non-finite float, say) makes the whole object `null`.
+    w.finish().unwrap_or_else(|_| "null".into())
+}
+
 impl<M: Model> Page<M> {
     /// `{"index":N,"total":T,"data":[...]}`.
     pub fn to_json(&self) -> String {
-        let mut w = Writer::new();
-        w.begin_object();
-        self.write_fields(&mut w);
-        w.end_object();
-        w.finish().unwrap_or_else(|_| "null".into())
+        object_json(|w| self.write_fields(w))
     }
 
     /// Writes the fields of [`Page::to_json`] into an open object.
@@ -413,11 +402,7 @@ impl<M: Model> Change<M> {
 
     /// `{"index":N,"op":"upsert"|"remove","kind":"created",...,"id":..,"data":record|null}`.
     pub fn to_json(&self) -> String {
-        let mut w = Writer::new();
-        w.begin_object();
-        self.write_fields(&mut w);
-        w.end_object();
-        w.finish().unwrap_or_else(|_| "null".into())
+        object_json(|w| self.write_fields(w))
     }
 
     /// Writes the fields of [`Change::to_json`] into an open object.

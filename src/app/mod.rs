@@ -7,6 +7,7 @@
 pub mod builder;
 pub mod cli;
 pub mod cluster;
+mod cluster_reads;
 pub mod command;
 pub mod docs;
 pub mod handle;

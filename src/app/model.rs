@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::binary::{self, Decode, Encode};
 use crate::json::{self, FromJson, ToJson, Value};
 
-use super::schema::{check_len_rules, check_number_rules, check_string_rules, Filter, FilterOp};
+use super::schema::{
+    check_len_rules, check_number_rules, check_string_rules, Filter, FilterOp, ListQuery,
+};
 pub use super::schema::{FieldKind, FieldSpec, Id, Rule};
 
 /// A struct whose records Lithair stores, serves and replicates. Implemented by
@@ -541,6 +543,33 @@ pub fn filter_matches<M: Model>(record: &M, filter: &Filter) -> bool {
         FilterOp::Le => ordering != Greater,
         FilterOp::Contains => unreachable!("handled above"),
     }
+}
+
+/// Sorts `selected` as `query` asks (a stable sort, so ties keep id order) and copies out the
+/// page it asks for; returns the number selected (before paging) and the page.
+pub fn sorted_page<M: Model>(mut selected: Vec<&Record<M>>, query: &ListQuery) -> (usize, Vec<M>) {
+    if let Some((field, descending)) = query.sort {
+        selected.sort_by(|a, b| {
+            let order = compare_values(&a.value.field_value(field), &b.value.field_value(field));
+            if descending {
+                order.reverse()
+            } else {
+                order
+            }
+        });
+    }
+    let total = selected.len();
+    let page: Vec<M> = selected
+        .into_iter()
+        .skip(query.skip)
+        .take(query.take)
+        .map(|record| record.value.clone())
+        .collect();
+    assert!(
+        page.len() <= query.take,
+        "a page holds at most `take` records"
+    );
+    (total, page)
 }
 
 /// Compares two field values for sorting: numbers numerically, strings by bytes, nulls first.

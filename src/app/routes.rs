@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::command::Tx;
 use super::handle::{Executed, Handle, WriteError};
-use super::model::{compare_values, FieldError, Id, Model, Rejection};
+use super::model::{sorted_page, FieldError, Id, Model, Rejection};
 use super::schema::{parse_list_query, FieldKind, Rule};
 use crate::engine::Meta;
 use crate::http::problem::Problem;
@@ -214,28 +214,8 @@ fn list<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Proble
     let pairs = req.query_pairs()?;
     let query = parse_list_query(&pairs, M::FIELDS).map_err(Problem::bad_request)?;
     // Copy the page out under the read lock; serialize after releasing it.
-    let (total, page) = handle.read(|state| {
-        let mut selected = state.collection::<M>().select(&query.filters);
-        if let Some((field, descending)) = query.sort {
-            selected.sort_by(|a, b| {
-                let order =
-                    compare_values(&a.value.field_value(field), &b.value.field_value(field));
-                if descending {
-                    order.reverse()
-                } else {
-                    order
-                }
-            });
-        }
-        let total = selected.len();
-        let page: Vec<M> = selected
-            .into_iter()
-            .skip(query.skip)
-            .take(query.take)
-            .map(|record| record.value.clone())
-            .collect();
-        (total, page)
-    });
+    let (total, page) =
+        handle.read(|state| sorted_page(state.collection::<M>().select(&query.filters), &query));
     let mut w = Writer::new();
     w.begin_object();
     w.field("data");

@@ -621,6 +621,37 @@ impl Default for Router {
     }
 }
 
+/// The per-method shorthands of `route`, the same on [`Router`] and [`Group`] (each has its own
+/// `route`: the group adds its prefix).
+macro_rules! method_shorthands {
+    () => {
+        /// Registers a GET route (HEAD is answered by it too).
+        pub fn get<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+            self.route(Method::Get, pattern, handler)
+        }
+
+        /// Registers a POST route.
+        pub fn post<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+            self.route(Method::Post, pattern, handler)
+        }
+
+        /// Registers a PUT route.
+        pub fn put<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+            self.route(Method::Put, pattern, handler)
+        }
+
+        /// Registers a PATCH route.
+        pub fn patch<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+            self.route(Method::Patch, pattern, handler)
+        }
+
+        /// Registers a DELETE route.
+        pub fn delete<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
+            self.route(Method::Delete, pattern, handler)
+        }
+    };
+}
+
 impl Router {
     /// An empty router with the default security headers as its first global layer.
     pub fn new() -> Self {
@@ -649,30 +680,7 @@ impl Router {
         self
     }
 
-    /// Registers a GET route (HEAD is answered by it too).
-    pub fn get<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
-        self.route(Method::Get, pattern, handler)
-    }
-
-    /// Registers a POST route.
-    pub fn post<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
-        self.route(Method::Post, pattern, handler)
-    }
-
-    /// Registers a PUT route.
-    pub fn put<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
-        self.route(Method::Put, pattern, handler)
-    }
-
-    /// Registers a PATCH route.
-    pub fn patch<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
-        self.route(Method::Patch, pattern, handler)
-    }
-
-    /// Registers a DELETE route.
-    pub fn delete<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
-        self.route(Method::Delete, pattern, handler)
-    }
+    method_shorthands!();
 
     /// Adds a global middleware; the first added runs first (outermost). Global middleware
     /// also sees 404 and 405 answers.
@@ -758,30 +766,7 @@ impl Group {
         self
     }
 
-    /// Registers a GET route.
-    pub fn get<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
-        self.route(Method::Get, pattern, handler)
-    }
-
-    /// Registers a POST route.
-    pub fn post<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
-        self.route(Method::Post, pattern, handler)
-    }
-
-    /// Registers a PUT route.
-    pub fn put<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
-        self.route(Method::Put, pattern, handler)
-    }
-
-    /// Registers a PATCH route.
-    pub fn patch<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
-        self.route(Method::Patch, pattern, handler)
-    }
-
-    /// Registers a DELETE route.
-    pub fn delete<M>(self, pattern: &str, handler: impl IntoHandler<M>) -> Self {
-        self.route(Method::Delete, pattern, handler)
-    }
+    method_shorthands!();
 
     /// A nested group: its prefix is appended and its layers run inside this group's.
     pub fn group(mut self, prefix: &str, build: impl FnOnce(Group) -> Group) -> Self {

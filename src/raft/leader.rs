@@ -21,6 +21,27 @@ const READ_ROUNDS_REMEMBERED_MAX: usize = 1024;
 /// mid-read. Ticks come from each process's monotonic clock, not wall time.
 pub(crate) const LEASE_SAFETY_MARGIN_TICKS: u64 = 2;
 
+/// Ticks a lease lasts from the heartbeat round it rests on (see
+/// [`LEASE_SAFETY_MARGIN_TICKS`]).
+pub fn lease_ticks(election_ticks: u32) -> u64 {
+    u64::from(election_ticks).saturating_sub(LEASE_SAFETY_MARGIN_TICKS)
+}
+
+/// A lease-mode leader's permission to serve a linearizable read from its own state, without
+/// a round trip: every write acknowledged before now is at or below `index`, so a read served
+/// once the state machine applied `index` is linearizable, provided it started while the
+/// lease held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseRead {
+    /// The commit index: the state machine must have applied it before serving.
+    pub index: u64,
+    /// The heartbeat round (see [`crate::raft::RawNode::read_round`]) whose acknowledgement
+    /// by a quorum grants the lease; `None` for a sole voter, which needs none.
+    pub round: Option<u64>,
+    /// The lease holds while the core's tick count is below this.
+    pub expires_tick: u64,
+}
+
 /// Heartbeats without an acknowledgement after which a leader resends the current snapshot
 /// chunk (one chunk in flight otherwise: the next leaves when the previous is acknowledged).
 pub(crate) const SNAPSHOT_RESEND_HEARTBEATS: u32 = 5;
@@ -641,15 +662,47 @@ impl<S: Storage> Raft<S> {
     /// before `t + election_ticks` (voters honour the lease that long), so the lease lasts
     /// until `t + election_ticks - LEASE_SAFETY_MARGIN_TICKS` of this node's ticks.
     fn lease_valid(&self) -> bool {
+        self.lease_basis()
+            .is_some_and(|(_, expires_tick)| self.ticks < expires_tick)
+    }
+
+    /// The heartbeat round the lease rests on (the newest one a quorum acknowledged) and the
+    /// tick at which the lease it grants ends.
+    fn lease_basis(&self) -> Option<(u64, u64)> {
         let confirmed = self.confirmed_round();
         let sent = self
             .read_round_ticks
             .iter()
             .find(|&&(round, _)| round == confirmed)
-            .map(|&(_, t)| t);
-        let lease_ticks =
-            u64::from(self.config.election_ticks).saturating_sub(LEASE_SAFETY_MARGIN_TICKS);
-        sent.is_some_and(|t| self.ticks < t + lease_ticks)
+            .map(|&(_, t)| t)?;
+        Some((confirmed, sent + lease_ticks(self.config.election_ticks)))
+    }
+
+    /// What this node may serve locally without asking anyone (see [`LeaseRead`]): only a
+    /// lease-mode leader that committed an entry of its term (so its commit index covers every
+    /// earlier leader's commits) and whose lease holds now.
+    pub(crate) fn lease_read(&self) -> Option<LeaseRead> {
+        if self.role != Role::Leader
+            || self.config.read_mode != ReadMode::Lease
+            || !self.committed_in_term()
+        {
+            return None;
+        }
+        let index = self.log.committed;
+        if self.conf.voters == [self.id] {
+            // No other voter can elect anyone: nothing to confirm, no expiry.
+            return Some(LeaseRead {
+                index,
+                round: None,
+                expires_tick: u64::MAX,
+            });
+        }
+        let (round, expires_tick) = self.lease_basis()?;
+        (self.ticks < expires_tick).then_some(LeaseRead {
+            index,
+            round: Some(round),
+            expires_tick,
+        })
     }
 
     fn confirm_reads(&mut self) {

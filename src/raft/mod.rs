@@ -10,6 +10,8 @@
 //! - `config`: `Config` (validated once) and the seeded `SplitMix64` PRNG.
 //! - `raw_node`: `RawNode` and `Ready`, the public API; `core`, `leader`, `follower`, `log` and
 //!   `progress` are the private state machine behind it.
+//! - `node` and `reads`: the driver thread, and the read side HTTP threads use (ReadIndex
+//!   batching, the applied-index watch, the published lease).
 //! - `sim`: the deterministic simulator and the linearizability checker (tests only; hidden).
 //!
 //! Architecture invariant: the core is deterministic. Given the same config (seed included),
@@ -28,7 +30,10 @@
 //!   a read is answered once a quorum acknowledged a round started after it. `ReadMode::Lease`
 //!   skips the round while a quorum acknowledged a heartbeat sent less than an election timeout
 //!   minus `LEASE_SAFETY_MARGIN_TICKS` ago; it assumes tick rates drift apart by less than
-//!   that margin allows (see `leader.rs`) and refuses leadership transfer.
+//!   that margin allows (see `leader.rs`) and refuses leadership transfer. `RawNode::lease_read`
+//!   tells a driver when it may serve reads locally; the node driver publishes that as a
+//!   deadline in monotonic time for its HTTP threads (`reads`), so a lease read never waits
+//!   for the Raft thread.
 //! - Snapshots are sent in `snapshot_chunk_bytes` chunks; the follower keeps the partial
 //!   snapshot in memory only (a crash mid-install just restarts the transfer) and reports how
 //!   many bytes it holds, which is where the leader resumes. Once whole, the driver persists
@@ -48,6 +53,7 @@ mod storage;
 mod types;
 
 pub mod node;
+pub mod reads;
 pub mod storage_log;
 pub mod transport;
 pub mod wire;
@@ -57,6 +63,7 @@ pub mod sim;
 
 pub use self::config::{Config, ConfigError, ReadMode, SplitMix64};
 pub use self::core::{RaftError, READS_WAITING_MAX};
+pub use self::leader::{lease_ticks, LeaseRead};
 pub use self::raw_node::{RawNode, Ready, SoftState, Status, READY_APPLY_BYTES_MAX};
 pub use self::storage::{bootstrap_entries, MemStorage, Storage, StorageError};
 pub use self::types::{

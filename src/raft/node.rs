@@ -11,7 +11,9 @@
 //! other thread talks to it through the inbox.
 
 use super::config::{Config, ReadMode};
+use super::leader::lease_ticks;
 use super::raw_node::{RawNode, Ready};
+use super::reads::{ReadBatcher, ReadLease, RoundClock, StartBatch};
 use super::storage::Storage;
 use super::storage_log::{InstallStep, LogStorage};
 use super::transport::{Deliver, Transport, TransportConfig};
@@ -93,93 +95,7 @@ const READ_BATCH_EXPIRY_TICKS: u64 = READ_INDEX_TIMEOUT_MS / TICK_MS;
 /// may have been dropped (Raft messages may be), and asking twice is harmless.
 const READ_BATCH_RETRY_TICKS: u64 = 10;
 
-/// Batches linearizable reads: at most one ReadIndex request is in flight; a read arriving
-/// while one is in flight joins the next batch, sent the moment the current one completes
-/// (a batch started before a read arrived may not confirm it). So the Raft thread sees one
-/// event per batch, not per read, and readers wait on a condition variable.
-struct ReadBatcher {
-    state: Mutex<ReadBatches>,
-    completed: std::sync::Condvar,
-}
-
-struct ReadBatches {
-    inbox: Sender<Event>,
-    /// Id of the last batch sent to the Raft thread.
-    sent: u64,
-    /// Whether batch `sent` awaits its outcome.
-    in_flight: bool,
-    /// Whether some reader waits for batch `sent + 1`.
-    next_wanted: bool,
-    /// Id of the last completed batch, and its outcome (the engine index to reach).
-    completed: u64,
-    outcome: Result<u64, String>,
-}
-
-impl ReadBatcher {
-    fn new(inbox: Sender<Event>) -> ReadBatcher {
-        ReadBatcher {
-            state: Mutex::new(ReadBatches {
-                inbox,
-                sent: 0,
-                in_flight: false,
-                next_wanted: false,
-                completed: 0,
-                outcome: Err("no read yet".to_string()),
-            }),
-            completed: std::sync::Condvar::new(),
-        }
-    }
-
-    /// Joins the next batch that starts after now and waits for its outcome.
-    fn read(&self, timeout: Duration) -> Result<u64, String> {
-        let mut state = self.state.lock().expect("read batcher poisoned");
-        let mine = if state.in_flight {
-            state.next_wanted = true;
-            state.sent + 1
-        } else {
-            state.start_next();
-            state.sent
-        };
-        let (state, _) = self
-            .completed
-            .wait_timeout_while(state, timeout, |state| state.completed < mine)
-            .expect("read batcher poisoned");
-        if state.completed < mine {
-            return Err("the read was not confirmed by a leader in time".to_string());
-        }
-        // A later batch's outcome serves too: it started after this read arrived.
-        state.outcome.clone()
-    }
-
-    /// Records batch `batch`'s outcome, wakes its readers and starts the next batch.
-    fn complete(&self, batch: u64, outcome: Result<u64, String>) {
-        let mut state = self.state.lock().expect("read batcher poisoned");
-        if !state.in_flight || batch != state.sent {
-            return; // Already completed (expired, then confirmed late).
-        }
-        assert!(batch > state.completed, "read batches complete in order");
-        state.completed = batch;
-        state.outcome = outcome;
-        state.in_flight = false;
-        if std::mem::take(&mut state.next_wanted) {
-            state.start_next();
-        }
-        self.completed.notify_all();
-    }
-}
-
-impl ReadBatches {
-    fn start_next(&mut self) {
-        assert!(!self.in_flight, "one read batch in flight at most");
-        self.sent += 1;
-        if self.inbox.send(Event::ReadIndex(self.sent)).is_ok() {
-            self.in_flight = true;
-        } else {
-            self.completed = self.sent;
-            self.outcome = Err("the node is stopping".to_string());
-        }
-    }
-}
+pub use super::reads::AppliedWatch;
 
 /// The inbox end of a node that does not run yet: create it first, give its proposer to the
 /// engine, then start the node with it.
@@ -366,35 +282,6 @@ impl PeerBook {
     }
 }
 
-/// The engine's applied event index as the node's waiters see it: the app's post-commit hook
-/// raises it, linearizable reads wait on it (condition variable, no polling).
-#[derive(Default)]
-pub struct AppliedWatch {
-    applied: Mutex<u64>,
-    raised: std::sync::Condvar,
-}
-
-impl AppliedWatch {
-    /// Records that the engine applied every event up to `index`.
-    pub fn raise(&self, index: u64) {
-        let mut applied = self.applied.lock().expect("applied watch poisoned");
-        if index > *applied {
-            *applied = index;
-            self.raised.notify_all();
-        }
-    }
-
-    /// Waits until `index` is applied; `false` when `timeout` passed first.
-    pub fn wait(&self, index: u64, timeout: Duration) -> bool {
-        let applied = self.applied.lock().expect("applied watch poisoned");
-        let (applied, _) = self
-            .raised
-            .wait_timeout_while(applied, timeout, |applied| *applied < index)
-            .expect("applied watch poisoned");
-        *applied >= index
-    }
-}
-
 /// A running node. Dropping it stops the Raft thread, the timer and the transport.
 pub struct Node {
     inbox: Sender<Event>,
@@ -404,6 +291,7 @@ pub struct Node {
     data_dir: PathBuf,
     applied: Arc<AppliedWatch>,
     reads: Arc<ReadBatcher>,
+    lease: Arc<ReadLease>,
     /// The cluster secret (signs and checks operator requests; never leaves the node).
     secret: Vec<u8>,
     status: Arc<Mutex<ClusterStatus>>,
@@ -456,7 +344,12 @@ impl Node {
                 .spawn(move || run_ticker(&sender, &stop))?
         };
         let replica_applied = replica.applied_index();
-        let batcher = Arc::new(ReadBatcher::new(inbox.sender.clone()));
+        let batch_sender = inbox.sender.clone();
+        let start_batch: StartBatch =
+            Box::new(move |batch| batch_sender.send(Event::ReadIndex(batch)).is_ok());
+        let batcher = Arc::new(ReadBatcher::new(start_batch));
+        let lease = Arc::new(ReadLease::default());
+        let lease_length = Duration::from_millis(lease_ticks(raw.election_ticks()) * TICK_MS);
         let driver = Driver {
             raw,
             transport: Arc::clone(&transport),
@@ -473,6 +366,9 @@ impl Node {
             install_crash: std::env::var(INSTALL_CRASH_ENV).ok(),
             batcher: Arc::clone(&batcher),
             ticks: 0,
+            lease: Arc::clone(&lease),
+            rounds: RoundClock::default(),
+            lease_length,
         };
         let receiver = inbox.receiver;
         let raft = thread::Builder::new()
@@ -487,6 +383,7 @@ impl Node {
             data_dir: config.data_dir,
             applied,
             reads: batcher,
+            lease,
             secret: config.secret,
             status,
             stop,
@@ -551,13 +448,23 @@ impl Node {
 
     /// Confirms with the leader (ReadIndex, batched with other reads) that this node has
     /// every write committed before now, and returns the engine event index to wait for
-    /// before reading locally.
+    /// before reading locally. A lease-mode leader whose lease holds answers at once, without
+    /// the Raft thread (see [`Node::lease_read_index`]).
     ///
     /// # Errors
     /// No leader known, the read queue is full, or no confirmation in time.
     pub fn read_index(&self) -> Result<u64, String> {
+        if let Some(index) = self.lease.read_index() {
+            return Ok(index);
+        }
         self.reads
             .read(Duration::from_millis(READ_INDEX_TIMEOUT_MS))
+    }
+
+    /// Lease mode, on the leader while its lease holds: the engine event index a
+    /// linearizable read starting now must see applied. Lock-free; `None` elsewhere.
+    pub fn lease_read_index(&self) -> Option<u64> {
+        self.lease.read_index()
     }
 
     /// Proposes a membership change (this node must lead); returns the entry's index. The
@@ -744,6 +651,12 @@ struct Driver {
     batcher: Arc<ReadBatcher>,
     /// Ticks handled so far (read batch expiry).
     ticks: u64,
+    /// The lease HTTP threads read (lease mode).
+    lease: Arc<ReadLease>,
+    /// When each heartbeat round started (turns the core's lease into a deadline).
+    rounds: RoundClock,
+    /// How long a lease lasts from the start of the round it rests on.
+    lease_length: Duration,
     /// Snapshots installed from a leader since start.
     snapshots_installed: u64,
     /// Test hook: abort after this install step (see [`INSTALL_CRASH_ENV`]).
@@ -764,6 +677,8 @@ impl Driver {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
+            // Before any heartbeat round this pass creates: a lease counts from here.
+            let pass_began = Instant::now();
             let mut stopped = !self.handle(first);
             for _ in 1..INBOX_BATCH_MAX {
                 let Ok(event) = inbox.try_recv() else { break };
@@ -783,6 +698,7 @@ impl Driver {
                 stopped = true;
             }
             self.update_leadership();
+            self.publish_lease(pass_began);
             self.publish_status();
             if stopped {
                 break;
@@ -907,6 +823,22 @@ impl Driver {
         });
     }
 
+    /// Publishes the lease for HTTP threads: the core's answer (a lease-mode leader that
+    /// committed in its term and holds a quorum-acknowledged round), as a deadline counted
+    /// from an instant before that round was created. `pass_began` precedes every round this
+    /// pass created.
+    fn publish_lease(&mut self, pass_began: Instant) {
+        self.rounds.note(self.raw.read_round(), pass_began);
+        let deadline = self
+            .raw
+            .lease_read()
+            .and_then(|read| self.rounds.deadline(read.round, self.lease_length));
+        if deadline.is_some() {
+            self.lease.publish_commit(self.raw.commit_index());
+        }
+        self.lease.publish_deadline(deadline);
+    }
+
     /// Proposes a batch of the sequencer. Its envelopes carry indexes the sequencer assigned,
     /// so they must be exactly the indexes the log gives them; otherwise (an entry the
     /// sequencer did not know about, e.g. a membership change, took an index) the batch is
@@ -977,6 +909,8 @@ impl Driver {
 
     /// Handles one Ready in the order `Ready` documents.
     fn process(&mut self, mut ready: Ready) -> io::Result<()> {
+        // Before anything below can reveal the commit index (lease reads rely on it).
+        self.lease.publish_commit(self.raw.commit_index());
         for message in ready.messages.drain(..) {
             self.transport.send(message);
         }
@@ -1063,6 +997,7 @@ impl Driver {
     }
 
     fn step_down(&mut self) {
+        self.lease.publish_deadline(None);
         self.lead_from = None;
         if self.leading {
             self.leading = false;
@@ -1182,74 +1117,5 @@ mod tests {
         ] {
             assert_eq!(PeerBook::decode(bad), None, "{bad:?}");
         }
-    }
-
-    fn next_batch(receiver: &Receiver<Event>) -> u64 {
-        match receiver.recv_timeout(Duration::from_secs(30)) {
-            Ok(Event::ReadIndex(batch)) => batch,
-            _ => panic!("expected a read batch"),
-        }
-    }
-
-    #[test]
-    fn a_read_arriving_during_a_batch_waits_for_the_next_one() {
-        let (sender, receiver) = mpsc::channel();
-        let batcher = Arc::new(ReadBatcher::new(sender));
-        let reader = |batcher: &Arc<ReadBatcher>| {
-            let batcher = Arc::clone(batcher);
-            thread::spawn(move || batcher.read(Duration::from_secs(30)))
-        };
-        let first = reader(&batcher);
-        assert_eq!(next_batch(&receiver), 1);
-        let second = reader(&batcher);
-        while !batcher.state.lock().unwrap().next_wanted {
-            thread::yield_now();
-        }
-        // Batch 1 started before the second read arrived: it answers the first read only,
-        // and batch 2 leaves at once for the second.
-        batcher.complete(1, Ok(5));
-        assert_eq!(first.join().unwrap(), Ok(5));
-        assert_eq!(next_batch(&receiver), 2);
-        assert!(!second.is_finished());
-        batcher.complete(1, Ok(0)); // Late: ignored.
-        batcher.complete(2, Ok(7));
-        assert_eq!(second.join().unwrap(), Ok(7));
-        assert!(receiver.try_recv().is_err(), "no batch without readers");
-    }
-
-    #[test]
-    fn an_unanswered_batch_times_out_and_the_next_read_starts_a_batch() {
-        let (sender, receiver) = mpsc::channel();
-        let batcher = Arc::new(ReadBatcher::new(sender));
-        assert!(batcher.read(Duration::from_millis(1)).is_err());
-        assert_eq!(next_batch(&receiver), 1);
-        // The driver expires batch 1; the next read starts batch 2 itself.
-        batcher.complete(1, Err("expired".into()));
-        let reader = {
-            let batcher = Arc::clone(&batcher);
-            thread::spawn(move || batcher.read(Duration::from_secs(30)))
-        };
-        assert_eq!(next_batch(&receiver), 2);
-        batcher.complete(2, Ok(9));
-        assert_eq!(reader.join().unwrap(), Ok(9));
-        // A stopped node (its inbox gone) fails reads at once instead of waiting.
-        let (sender, receiver) = mpsc::channel();
-        drop(receiver);
-        let stopped = ReadBatcher::new(sender);
-        assert!(stopped.read(Duration::from_secs(30)).is_err());
-    }
-
-    #[test]
-    fn the_applied_watch_wakes_waiters_and_never_goes_back() {
-        let watch = Arc::new(AppliedWatch::default());
-        assert!(!watch.wait(1, Duration::from_millis(1)));
-        let waiter = {
-            let watch = Arc::clone(&watch);
-            thread::spawn(move || watch.wait(3, Duration::from_secs(30)))
-        };
-        watch.raise(3);
-        watch.raise(2);
-        assert!(waiter.join().unwrap());
-        assert!(watch.wait(3, Duration::from_millis(1)));
     }
 }

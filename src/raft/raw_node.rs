@@ -7,6 +7,7 @@
 
 use super::config::Config;
 use super::core::{Raft, RaftError};
+use super::leader::LeaseRead;
 use super::storage::Storage;
 use super::types::{
     ConfChange, ConfState, Entry, HardState, Message, NodeId, ReadState, Role, Snapshot,
@@ -280,6 +281,29 @@ impl<S: Storage> RawNode<S> {
                 .map(|(&id, p)| (id, p.match_index))
                 .collect(),
         }
+    }
+
+    /// Lease mode: whether this leader may serve a linearizable read locally now, and from
+    /// which index (see [`LeaseRead`]). `None` in ReadIndex mode, on a follower, before the
+    /// leader committed an entry of its term, or once its lease lapsed.
+    pub fn lease_read(&self) -> Option<LeaseRead> {
+        self.raft.lease_read()
+    }
+
+    /// The number of the newest heartbeat round this node started as leader (rounds only
+    /// count up; a driver notes when each began to turn a [`LeaseRead`] into a deadline).
+    pub fn read_round(&self) -> u64 {
+        self.raft.read_round
+    }
+
+    /// The configured base election timeout, in ticks.
+    pub fn election_ticks(&self) -> u32 {
+        self.raft.config.election_ticks
+    }
+
+    /// The commit index, without building a [`Status`].
+    pub fn commit_index(&self) -> u64 {
+        self.raft.log.committed
     }
 
     /// The term of entry `index`, if held.

@@ -362,6 +362,47 @@ fn lease_reads_skip_the_round_trip_while_the_lease_holds() {
 }
 
 #[test]
+fn a_lease_read_needs_a_lease_mode_leader_with_a_live_lease() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |c| c.read_mode = ReadMode::Lease);
+    cluster.tick(40);
+    let leader = [1, 2, 3]
+        .into_iter()
+        .find(|&id| cluster.status(id).role == Role::Leader)
+        .expect("a leader");
+    let others: Vec<NodeId> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+    let commit = cluster.status(leader).commit;
+    let read = cluster.node(leader).lease_read().expect("a live lease");
+    assert_eq!(read.index, commit);
+    let round = read
+        .round
+        .expect("three voters: the lease rests on a round");
+    assert!(round <= cluster.node(leader).read_round());
+    for &follower in &others {
+        assert_eq!(
+            cluster.node(follower).lease_read(),
+            None,
+            "followers hold no lease"
+        );
+    }
+    // Cut off from its quorum, the leader loses the lease before the followers may elect.
+    cluster.cut.extend(others.iter().copied());
+    let mut lapsed_after = None;
+    for tick in 1..=10u32 {
+        cluster.tick(1);
+        if cluster.node(leader).lease_read().is_none() {
+            lapsed_after = Some(tick);
+            break;
+        }
+    }
+    let lapsed_after = lapsed_after.expect("the lease lapses without acknowledgements");
+    assert!(u64::from(lapsed_after) <= crate::raft::lease_ticks(10));
+    // ReadIndex mode never grants a lease.
+    let mut safe = Cluster::new(&[1, 2, 3], &[], |_| {});
+    safe.elect(1);
+    assert_eq!(safe.node(1).lease_read(), None);
+}
+
+#[test]
 fn a_lagging_follower_gets_a_chunked_snapshot_and_resumes_after_losing_chunks() {
     let mut cluster = Cluster::new(&[1, 2, 3], &[], |c| c.snapshot_chunk_bytes = 8);
     cluster.elect(1);

@@ -150,30 +150,5 @@ impl Epoll {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use std::io::Write;
-    use std::os::unix::net::UnixStream;
-
-    #[test]
-    fn reports_readable_then_writable_after_modify() {
-        let mut poller = Epoll::new().expect("epoll");
-        let (mut a, b) = UnixStream::pair().expect("pair");
-        poller.add(b.as_raw_fd(), 7, Interest::READ).expect("add");
-        let mut events = Vec::new();
-        poller.wait(&mut events, 0).expect("wait");
-        assert!(events.is_empty());
-        a.write_all(b"x").expect("write");
-        poller.wait(&mut events, 1000).expect("wait");
-        assert_eq!(events.len(), 1);
-        assert!(events[0].readable && events[0].token == 7);
-        poller
-            .modify(b.as_raw_fd(), 8, Interest::WRITE)
-            .expect("mod");
-        poller.wait(&mut events, 1000).expect("wait");
-        assert!(events[0].writable && !events[0].readable && events[0].token == 8);
-        poller.delete(b.as_raw_fd()).expect("del");
-        poller.wait(&mut events, 0).expect("wait");
-        assert!(events.is_empty());
-        assert!(poller.delete(b.as_raw_fd()).is_err());
-    }
+    super::super::poller_contract_tests!(super::Epoll::new().expect("poller"));
 }

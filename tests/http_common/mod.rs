@@ -2,10 +2,13 @@
 //! minimal response reader. Every test binds port 0 and talks over loopback.
 #![allow(dead_code)]
 
+#[path = "../support/http_client.rs"]
+mod client;
+
 use lithair::http::{Handler, Method, Request, Response, Server, ServerConfig, ServerHandle};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Safety net for reads so a broken server fails a test instead of hanging it.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,6 +76,19 @@ impl Handler for TestApp {
     }
 }
 
+/// Polls `condition` every few milliseconds until it holds; fails the test (naming `what`)
+/// past READ_TIMEOUT, a bound for a broken server rather than a timed assertion.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < READ_TIMEOUT,
+            "gave up waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 pub fn spawn(config: ServerConfig) -> ServerHandle {
     Server::bind("127.0.0.1:0")
         .expect("bind")
@@ -91,25 +107,8 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-/// One parsed response.
-#[derive(Debug)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
+/// One parsed response: the type of the raw-bytes client the other HTTP tests use.
+pub use client::Reply as Resp;
 
 /// Reads one response (Content-Length or chunked; `head` for responses without a body).
 pub fn read_response(reader: &mut BufReader<TcpStream>, head: bool) -> Option<Resp> {

@@ -1,5 +1,5 @@
-//! Real-process cluster harness shared by tests/cluster.rs and tests/cluster_ops.rs
-//! (included with `#[path]`, so each test binary compiles its own copy): a small app served
+//! Real-process cluster harness shared by tests/cluster.rs, tests/cluster_ops.rs and
+//! tests/cluster_snapshot.rs (included with `#[path]`, so each test binary compiles its own copy): a small app served
 //! by this test binary re-run in child mode, nodes as child processes, a TCP proxy the test
 //! controls, and bounded polls (never timed assertions).
 
@@ -7,7 +7,11 @@
 
 use lithair::app::App;
 use lithair::engine::EngineOptions;
+use lithair::http::middleware::BodyLimit;
+use lithair::http::router::WithMiddleware;
+use lithair::http::{Request, Response};
 use lithair::prelude::*;
+use lithair::raft::node::INSTALL_CRASH_ENV;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -28,11 +32,79 @@ pub struct Item {
     pub name: String,
 }
 
+/// A route of the test app with its own body limit (`BodyLimit`), lower than the server's; it
+/// answers the length of the body it read.
+pub const LIMITED_PATH: &str = "/api/limited";
+/// The body limit of [`LIMITED_PATH`], in bytes.
+pub const LIMITED_BODY_BYTES_MAX: u64 = 8;
+
 pub const CHILD_ARGS_ENV: &str = "LITHAIR_CLUSTER_TEST_CHILD_ARGS";
 pub const SECRET: &str = "cluster-test-secret";
 /// A child argument (before `serve`) setting the node's snapshot interval in events, so a
 /// test can make the leader compact its log early; the child removes it before `run_with`.
 pub const SNAPSHOT_EVERY_ARG: &str = "--test-snapshot-every-events";
+/// A child argument (before `serve`) setting the node's log segment size in bytes, so a test
+/// gets many segments (and so compaction) from few writes.
+pub const SEGMENT_BYTES_ARG: &str = "--test-segment-bytes-max";
+
+/// Engine settings of the test nodes that differ from the app's; each set field travels to
+/// the child as a flag before `serve` ([`NodeOptions::child_args`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NodeOptions {
+    /// Snapshot (and so compaction) interval, in events.
+    pub snapshot_every_events: Option<u64>,
+    /// Log segment size, in bytes.
+    pub segment_bytes_max: Option<u64>,
+}
+
+impl NodeOptions {
+    /// The flags that carry these options to a child node.
+    pub fn child_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for (flag, value) in [
+            (SNAPSHOT_EVERY_ARG, self.snapshot_every_events),
+            (SEGMENT_BYTES_ARG, self.segment_bytes_max),
+        ] {
+            if let Some(value) = value {
+                args.extend([flag.to_string(), value.to_string()]);
+            }
+        }
+        args
+    }
+
+    /// Removes the flags of [`NodeOptions::child_args`] from `args` and returns their values.
+    fn take_from(args: &mut Vec<String>) -> NodeOptions {
+        let mut take = |flag: &str| {
+            let at = args.iter().position(|arg| arg == flag)?;
+            let value = args
+                .get(at + 1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("a number after {flag}"));
+            args.drain(at..at + 2);
+            Some(value)
+        };
+        NodeOptions {
+            snapshot_every_events: take(SNAPSHOT_EVERY_ARG),
+            segment_bytes_max: take(SEGMENT_BYTES_ARG),
+        }
+    }
+
+    /// `app` with these options; unset fields take `EngineOptions::default()` once any is
+    /// set, and the app keeps its own engine options when none is.
+    fn apply(&self, app: App) -> App {
+        if self.snapshot_every_events.is_none() && self.segment_bytes_max.is_none() {
+            return app;
+        }
+        let defaults = EngineOptions::default();
+        app.engine_options(EngineOptions {
+            snapshot_every_events: self
+                .snapshot_every_events
+                .unwrap_or(defaults.snapshot_every_events),
+            segment_bytes_max: self.segment_bytes_max.unwrap_or(defaults.segment_bytes_max),
+            ..defaults
+        })
+    }
+}
 
 /// Child-process entry point: serves a node when the parent test set the environment, and
 /// does nothing in a normal test run.
@@ -42,20 +114,18 @@ pub fn cluster_node_child() {
         return;
     };
     let mut args: Vec<String> = args.split('\u{1f}').map(str::to_string).collect();
-    let mut app = App::new("cluster-test").model::<Item>();
-    if let Some(at) = args.iter().position(|arg| arg == SNAPSHOT_EVERY_ARG) {
-        let every = args
-            .get(at + 1)
-            .and_then(|n| n.parse().ok())
-            .expect("a snapshot interval after the flag");
-        args.drain(at..at + 2);
-        app = app.engine_options(EngineOptions {
-            snapshot_every_events: every,
-            ..EngineOptions::default()
+    let options = NodeOptions::take_from(&mut args);
+    let app = App::new("cluster-test")
+        .model::<Item>()
+        .routes(|router, _| {
+            let count = |req: &mut Request| Response::text(200, req.body.len().to_string());
+            router.post(
+                LIMITED_PATH,
+                count.with(BodyLimit::bytes(LIMITED_BODY_BYTES_MAX)),
+            )
         });
-    }
-    let outcome = app.run_with(&args);
-    if let Err(message) = outcome {
+    let app = options.apply(app);
+    if let Err(message) = app.run_with(&args) {
         eprintln!("child node: {message}");
         std::process::exit(1);
     }
@@ -77,9 +147,19 @@ pub struct Node {
 
 impl Node {
     pub fn spawn(&mut self) {
-        let log = std::fs::File::create(self.dir.join(format!("node{}.log", self.id)))
+        self.spawn_with_crash_hook(None);
+    }
+
+    /// Starts the node; with `crash_step`, the child aborts after that InstallSnapshot step
+    /// (the `INSTALL_CRASH_ENV` test hook). The log is appended to, so it keeps every run.
+    pub fn spawn_with_crash_hook(&mut self, crash_step: Option<&str>) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
             .expect("node log file");
-        let child = Command::new(std::env::current_exe().expect("test binary"))
+        let mut command = Command::new(std::env::current_exe().expect("test binary"));
+        command
             .args([
                 "cluster_harness::cluster_node_child",
                 "--exact",
@@ -87,11 +167,18 @@ impl Node {
                 "--test-threads=1",
             ])
             .env(CHILD_ARGS_ENV, self.args.join("\u{1f}"))
+            .env_remove(INSTALL_CRASH_ENV)
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn a node");
-        self.child = Some(child);
+            .stderr(log);
+        if let Some(step) = crash_step {
+            command.env(INSTALL_CRASH_ENV, step);
+        }
+        self.child = Some(command.spawn().expect("spawn a node"));
+    }
+
+    /// What the node wrote to stderr, across its runs.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(format!("node{}.log", self.id))
     }
 
     pub fn kill(&mut self) {
@@ -126,14 +213,13 @@ pub fn start_cluster_routed(
     name: &str,
     route: &mut dyn FnMut(u64, u64, SocketAddr) -> SocketAddr,
 ) -> Cluster {
-    start_cluster_with(name, &[], route)
+    start_cluster_with(name, &NodeOptions::default(), route)
 }
 
-/// Like [`start_cluster_routed`], with `child_args` (e.g. [`SNAPSHOT_EVERY_ARG`] and its
-/// value) put before each node's `serve` arguments.
+/// Like [`start_cluster_routed`], with `options` for every node.
 pub fn start_cluster_with(
     name: &str,
-    child_args: &[String],
+    options: &NodeOptions,
     route: &mut dyn FnMut(u64, u64, SocketAddr) -> SocketAddr,
 ) -> Cluster {
     let dir = std::env::temp_dir().join(format!("lithair-cluster-{name}-{}", std::process::id()));
@@ -157,7 +243,7 @@ pub fn start_cluster_with(
             })
             .collect();
         let port = free_port();
-        let mut args = child_args.to_vec();
+        let mut args = options.child_args();
         args.extend([
             "serve".to_string(),
             "--node-id".into(),
@@ -196,20 +282,26 @@ pub fn http(
     headers: &str,
     body: &str,
 ) -> Option<(u16, String)> {
-    let timeout = Duration::from_secs(5);
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
-    stream.set_read_timeout(Some(timeout)).ok()?;
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).ok()?;
-    let text = String::from_utf8_lossy(&answer).into_owned();
+    let text = exchange(addr, request.as_bytes())?;
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, body.to_string()))
+}
+
+/// Writes `bytes` on a fresh connection and reads until the node closes it (bounded by a
+/// read timeout); `None` on any failure, a timeout included.
+pub fn exchange(addr: SocketAddr, bytes: &[u8]) -> Option<String> {
+    let timeout = Duration::from_secs(5);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.write_all(bytes).ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    Some(String::from_utf8_lossy(&answer).into_owned())
 }
 
 /// The number after `"key":` in a JSON text (our JSON has no spaces).
@@ -287,6 +379,12 @@ pub fn agreed_leader(cluster: &Cluster) -> Option<usize> {
     (agreed && live.iter().any(|(j, s)| *j == k && s.role == "leader")).then_some(k)
 }
 
+/// Polls (for a bounded time) until the live nodes agree on a leader; its index in `nodes`.
+pub fn wait_leader(cluster: &Cluster) -> usize {
+    poll(Duration::from_secs(30), || agreed_leader(cluster))
+        .expect("the live nodes agree on a leader")
+}
+
 /// Posts one item with an idempotency key, retrying across nodes until acknowledged.
 pub fn write_item(addrs: &[SocketAddr], first: usize, key: &str, stop: &AtomicBool) -> Option<u64> {
     let headers = format!("Content-Type: application/json\r\nIdempotency-Key: {key}\r\n");
@@ -307,8 +405,10 @@ pub fn write_item(addrs: &[SocketAddr], first: usize, key: &str, stop: &AtomicBo
     None
 }
 
+/// Polls until every node reports the same applied index and digest; on failure, prints each
+/// node's status answer and log before failing the test.
 pub fn wait_converged(cluster: &Cluster) -> Vec<Status> {
-    poll(Duration::from_secs(30), || {
+    let converged = poll(Duration::from_secs(60), || {
         let all: Vec<Status> = cluster
             .nodes
             .iter()
@@ -318,8 +418,15 @@ pub fn wait_converged(cluster: &Cluster) -> Vec<Status> {
         all.iter()
             .all(|s| s.applied_event == first.applied_event && s.digest == first.digest)
             .then_some(all)
+    });
+    converged.unwrap_or_else(|| {
+        for node in &cluster.nodes {
+            let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
+            let raw = http(node.http, "GET", "/_lithair/cluster", "", "");
+            eprintln!("node {}: {raw:?}\n{log}", node.id);
+        }
+        panic!("the nodes converge on one applied index and digest")
     })
-    .expect("the nodes converge on one applied index and digest")
 }
 
 /// Every id reads back on `addr` (a 503, "retry", is retried for a bounded time: only an

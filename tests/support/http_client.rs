@@ -1,5 +1,6 @@
 //! A minimal raw-bytes HTTP/1.1 client and server harness shared by the http-surface
-//! integration tests (included with `#[path]`, so each test binary compiles its own copy).
+//! integration tests (included with `#[path]`, so each test binary compiles its own copy);
+//! tests/http_common uses its `Reply` as the one parsed-response type.
 
 #![allow(dead_code)]
 

@@ -1,5 +1,6 @@
-//! A blocking WebSocket test client over a raw socket: `lithair::ws::Connection` in the client
-//! role frames and masks, this file moves bytes.
+//! A blocking WebSocket test client over a raw socket (`lithair::ws::Connection` in the client
+//! role frames and masks, this file moves bytes), and the loopback server the WebSocket tests
+//! start.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -7,9 +8,25 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use lithair::http::{Handler, Server, ServerConfig, ServerHandle};
 use lithair::ws::{Config, Connection, Event, Message};
 
 static SEED: AtomicU64 = AtomicU64::new(0x5EED);
+
+/// Serves `handler` on a loopback port (chosen by the OS) with one reactor thread and
+/// `worker_threads` workers.
+pub fn serve(handler: impl Handler, worker_threads: usize) -> ServerHandle {
+    let config = ServerConfig {
+        worker_threads,
+        reactor_threads: 1,
+        ..ServerConfig::default()
+    };
+    Server::bind("127.0.0.1:0")
+        .expect("bind")
+        .config(config)
+        .spawn(handler)
+        .expect("spawn")
+}
 
 /// The upgrade request for `target`, plus `extra` header lines.
 pub fn upgrade_request(target: &str, extra: &str) -> String {

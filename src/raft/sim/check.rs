@@ -1,5 +1,6 @@
 //! The safety properties the simulator checks after every step, from the Raft paper (§5.2,
-//! §5.3, §5.4, Figure 3) plus monotonicity of term, commit and applied within a node's life.
+//! §5.3, §5.4, Figure 3) plus monotonicity of term, commit and applied within a node's life,
+//! and lease safety (no later term commits while a leader may serve lease reads).
 //!
 //! Owns: the global record of what was committed and applied at each index.
 //! Must not: influence the run; it only observes.
@@ -64,6 +65,7 @@ impl Checker {
             self.check_new_leader(id, status.term, raw)?;
         }
         self.check_committed(id, raw)?;
+        self.check_lease(id, status.term, raw)?;
         let cursor = (status.term, status.commit, status.applied);
         if let Some(&(term, commit, applied)) = self.cursors.get(&id) {
             if cursor.0 < term || cursor.1 < commit || cursor.2 < applied {
@@ -75,6 +77,20 @@ impl Checker {
         }
         self.cursors.insert(id, cursor);
         Ok(())
+    }
+
+    /// Lease safety: while a node may serve reads from its lease, no later leader can have
+    /// committed anything (the newest committed entry's term is the highest committed term).
+    fn check_lease(&self, id: NodeId, term: u64, raw: &RawNode<MemStorage>) -> CheckResult {
+        if raw.lease_read().is_none() {
+            return Ok(());
+        }
+        match self.committed.values().next_back() {
+            Some(&newest) if newest > term => Err(format!(
+                "lease safety: node {id} holds a read lease in term {term} while an entry of term {newest} is committed"
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn check_entry(&mut self, id: NodeId, entry: &Entry, prev_term: u64) -> CheckResult {

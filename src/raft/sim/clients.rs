@@ -1,6 +1,7 @@
 //! Simulated clients: each submits puts through `propose` and gets through ReadIndex to some
-//! node, waits for the answer from that node only, and records invoke/return times for the
-//! linearizability checker.
+//! node (or, half the time on a lease-mode leader whose lease holds, through `lease_read`, as
+//! the node's HTTP threads do), waits for the answer from that node only, and records
+//! invoke/return times for the linearizability checker.
 //!
 //! Owns: the history and the rule "an unanswered put may or may not have happened".
 //! Must not: look at other nodes to decide an outcome (a real client cannot).
@@ -85,6 +86,9 @@ impl Clients {
                 }
                 self.next_value += 1;
                 Waiting::Put { value }
+            } else if let Some(lease) = raw.lease_read().filter(|_| rng.chance(500_000)) {
+                // A lease read as a node's HTTP thread serves it: the index of now, no round.
+                Waiting::GetAfterApply { index: lease.index }
             } else {
                 if raw.read_index(op_id.to_le_bytes().to_vec()).is_err() {
                     continue;

@@ -1,0 +1,378 @@
+//! The read side of a node: batching of ReadIndex requests, the wait until the engine applied
+//! a read's index, and the lease a leader publishes so HTTP threads serve linearizable reads
+//! without the Raft thread.
+//!
+//! Owns: `ReadBatcher` (one ReadIndex round in flight, later reads join the next),
+//! `AppliedWatch`, `ReadLease` (the shared lease deadline and commit index) and `RoundClock`
+//! (when each heartbeat round started, in monotonic time).
+//! Must not: touch the `RawNode` (only the Raft thread does) or decide whether a lease holds
+//! (the core does; this module only turns the core's answer into a deadline in real time).
+//!
+//! Why a lease read is linearizable (`--read-mode lease`): the core grants a lease when a
+//! quorum acknowledged a heartbeat round; voters refuse to elect anyone for an election
+//! timeout after hearing from the leader, so no other leader can exist until
+//! `lease_ticks * TICK_MS` after the round started. The Raft thread notes an `Instant` taken
+//! *before* each round was created and publishes `that instant + lease` as the deadline, so
+//! the deadline is never later than the one the voters honour (same drift assumption as the
+//! core's, see `leader.rs`), even when the Raft thread runs late. It publishes the commit
+//! index before any message, acknowledgement or read answer can reveal it, so a reader that
+//! sees the lease valid and then loads the commit index gets an index covering every write
+//! acknowledged, and every linearizable read answered, before the reader arrived.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Batches linearizable reads: at most one ReadIndex request is in flight; a read arriving
+/// while one is in flight joins the next batch, sent the moment the current one completes
+/// (a batch started before a read arrived may not confirm it). So the Raft thread sees one
+/// event per batch, not per read, and readers wait on a condition variable.
+pub(crate) struct ReadBatcher {
+    state: Mutex<ReadBatches>,
+    completed: std::sync::Condvar,
+}
+
+/// Starts batch `id` (hands it to the Raft thread); `false` when the node is stopping.
+pub(crate) type StartBatch = Box<dyn Fn(u64) -> bool + Send>;
+
+struct ReadBatches {
+    start: StartBatch,
+    /// Id of the last batch sent to the Raft thread.
+    sent: u64,
+    /// Whether batch `sent` awaits its outcome.
+    in_flight: bool,
+    /// Whether some reader waits for batch `sent + 1`.
+    next_wanted: bool,
+    /// Id of the last completed batch, and its outcome (the engine index to reach).
+    completed: u64,
+    outcome: Result<u64, String>,
+}
+
+impl ReadBatcher {
+    pub(crate) fn new(start: StartBatch) -> ReadBatcher {
+        ReadBatcher {
+            state: Mutex::new(ReadBatches {
+                start,
+                sent: 0,
+                in_flight: false,
+                next_wanted: false,
+                completed: 0,
+                outcome: Err("no read yet".to_string()),
+            }),
+            completed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Joins the next batch that starts after now and waits for its outcome.
+    pub(crate) fn read(&self, timeout: Duration) -> Result<u64, String> {
+        let mut state = self.state.lock().expect("read batcher poisoned");
+        let mine = if state.in_flight {
+            state.next_wanted = true;
+            state.sent + 1
+        } else {
+            state.start_next();
+            state.sent
+        };
+        let (state, _) = self
+            .completed
+            .wait_timeout_while(state, timeout, |state| state.completed < mine)
+            .expect("read batcher poisoned");
+        if state.completed < mine {
+            return Err("the read was not confirmed by a leader in time".to_string());
+        }
+        // A later batch's outcome serves too: it started after this read arrived.
+        state.outcome.clone()
+    }
+
+    /// Records batch `batch`'s outcome, wakes its readers and starts the next batch.
+    pub(crate) fn complete(&self, batch: u64, outcome: Result<u64, String>) {
+        let mut state = self.state.lock().expect("read batcher poisoned");
+        if !state.in_flight || batch != state.sent {
+            return; // Already completed (expired, then confirmed late).
+        }
+        assert!(batch > state.completed, "read batches complete in order");
+        state.completed = batch;
+        state.outcome = outcome;
+        state.in_flight = false;
+        if std::mem::take(&mut state.next_wanted) {
+            state.start_next();
+        }
+        self.completed.notify_all();
+    }
+}
+
+impl ReadBatches {
+    fn start_next(&mut self) {
+        assert!(!self.in_flight, "one read batch in flight at most");
+        self.sent += 1;
+        if (self.start)(self.sent) {
+            self.in_flight = true;
+        } else {
+            self.completed = self.sent;
+            self.outcome = Err("the node is stopping".to_string());
+        }
+    }
+}
+
+/// The engine's applied event index as the node's waiters see it: the app's post-commit hook
+/// raises it, linearizable reads wait on it (condition variable, no polling).
+#[derive(Default)]
+pub struct AppliedWatch {
+    applied: Mutex<u64>,
+    raised: std::sync::Condvar,
+}
+
+impl AppliedWatch {
+    /// Records that the engine applied every event up to `index`.
+    pub fn raise(&self, index: u64) {
+        let mut applied = self.applied.lock().expect("applied watch poisoned");
+        if index > *applied {
+            *applied = index;
+            self.raised.notify_all();
+        }
+    }
+
+    /// Waits until `index` is applied; `false` when `timeout` passed first.
+    pub fn wait(&self, index: u64, timeout: Duration) -> bool {
+        let applied = self.applied.lock().expect("applied watch poisoned");
+        let (applied, _) = self
+            .raised
+            .wait_timeout_while(applied, timeout, |applied| *applied < index)
+            .expect("applied watch poisoned");
+        *applied >= index
+    }
+}
+
+/// Heartbeat rounds whose start time the Raft thread remembers (older rounds grant no lease).
+const ROUNDS_REMEMBERED_MAX: usize = 1024;
+
+/// A leader's lease as HTTP threads see it: a deadline in monotonic time and the commit
+/// index. Written by the Raft thread only; read lock-free by any thread.
+pub struct ReadLease {
+    origin: Instant,
+    /// Nanoseconds after `origin` until which the lease holds; 0: no lease.
+    until_ns: AtomicU64,
+    /// The commit index, published before anything reveals it (see the module doc).
+    commit: AtomicU64,
+}
+
+impl Default for ReadLease {
+    fn default() -> Self {
+        ReadLease {
+            origin: Instant::now(),
+            until_ns: AtomicU64::new(0),
+            commit: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ReadLease {
+    /// The index a linearizable read starting now must see applied before it is served, if
+    /// this node's lease holds now; `None` otherwise (ask the leader instead).
+    pub fn read_index(&self) -> Option<u64> {
+        let until = self.until_ns.load(Ordering::SeqCst);
+        if until == 0 || self.now_ns() >= until {
+            return None;
+        }
+        // Loaded after the lease check: at least the commit index of that moment.
+        Some(self.commit.load(Ordering::SeqCst))
+    }
+
+    /// Raft thread: publishes the commit index. Call before sending messages, acknowledging
+    /// writes or answering reads that depend on it.
+    pub(crate) fn publish_commit(&self, commit: u64) {
+        let previous = self.commit.swap(commit, Ordering::SeqCst);
+        assert!(
+            previous <= commit,
+            "commit index went back: {previous} -> {commit}"
+        );
+    }
+
+    /// Raft thread: the lease holds until `deadline` (`None`: no lease from now on).
+    pub(crate) fn publish_deadline(&self, deadline: Option<Instant>) {
+        let until = deadline.map_or(0, |deadline| {
+            let ns = deadline.saturating_duration_since(self.origin).as_nanos();
+            // At least 1 (0 means none); an absurdly far deadline saturates.
+            u64::try_from(ns).unwrap_or(u64::MAX).max(1)
+        });
+        self.until_ns.store(until, Ordering::SeqCst);
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// When heartbeat rounds started, as ranges of round numbers created after an `Instant`
+/// noted before the Raft thread did the work that created them (so never later than the
+/// real start).
+#[derive(Default)]
+pub(crate) struct RoundClock {
+    /// (first round, last round, an instant before both were created), oldest first.
+    ranges: VecDeque<(u64, u64, Instant)>,
+    /// The newest round noted.
+    noted: u64,
+}
+
+impl RoundClock {
+    /// Notes that every round above the last noted one up to `round` was created after
+    /// `before`.
+    pub(crate) fn note(&mut self, round: u64, before: Instant) {
+        if round <= self.noted {
+            return;
+        }
+        self.ranges.push_back((self.noted + 1, round, before));
+        self.noted = round;
+        if self.ranges.len() > ROUNDS_REMEMBERED_MAX {
+            self.ranges.pop_front();
+        }
+    }
+
+    /// An instant no later than the start of `round`, if remembered.
+    pub(crate) fn started(&self, round: u64) -> Option<Instant> {
+        self.ranges
+            .iter()
+            .rev()
+            .find(|(first, last, _)| (*first..=*last).contains(&round))
+            .map(|(_, _, before)| *before)
+    }
+
+    /// The deadline of a lease resting on `round` (`None`: none, or the round is forgotten),
+    /// given the lease length.
+    pub(crate) fn deadline(&self, round: Option<u64>, lease: Duration) -> Option<Instant> {
+        match round {
+            // A sole voter needs no confirmation: a deadline far enough to never matter,
+            // republished (or withdrawn) after every event the Raft thread handles.
+            None => Some(Instant::now() + Duration::from_secs(LEASE_SOLE_VOTER_S)),
+            Some(round) => self.started(round).map(|start| start + lease),
+        }
+    }
+}
+
+/// A sole voter's lease length, in seconds: it is republished or withdrawn on every pass of
+/// the Raft thread, so this only needs to outlast one pass.
+const LEASE_SOLE_VOTER_S: u64 = 3600;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::{self, Receiver};
+    use std::sync::Arc;
+    use std::thread;
+
+    fn next_batch(receiver: &Receiver<u64>) -> u64 {
+        receiver
+            .recv_timeout(Duration::from_secs(30))
+            .expect("expected a read batch")
+    }
+
+    fn batcher() -> (Arc<ReadBatcher>, Receiver<u64>) {
+        let (sender, receiver) = mpsc::channel();
+        let start: StartBatch = Box::new(move |batch| sender.send(batch).is_ok());
+        (Arc::new(ReadBatcher::new(start)), receiver)
+    }
+
+    #[test]
+    fn a_read_arriving_during_a_batch_waits_for_the_next_one() {
+        let (batcher, receiver) = batcher();
+        let reader = |batcher: &Arc<ReadBatcher>| {
+            let batcher = Arc::clone(batcher);
+            thread::spawn(move || batcher.read(Duration::from_secs(30)))
+        };
+        let first = reader(&batcher);
+        assert_eq!(next_batch(&receiver), 1);
+        let second = reader(&batcher);
+        while !batcher.state.lock().unwrap().next_wanted {
+            thread::yield_now();
+        }
+        // Batch 1 started before the second read arrived: it answers the first read only,
+        // and batch 2 leaves at once for the second.
+        batcher.complete(1, Ok(5));
+        assert_eq!(first.join().unwrap(), Ok(5));
+        assert_eq!(next_batch(&receiver), 2);
+        assert!(!second.is_finished());
+        batcher.complete(1, Ok(0)); // Late: ignored.
+        batcher.complete(2, Ok(7));
+        assert_eq!(second.join().unwrap(), Ok(7));
+        assert!(receiver.try_recv().is_err(), "no batch without readers");
+    }
+
+    #[test]
+    fn an_unanswered_batch_times_out_and_the_next_read_starts_a_batch() {
+        let (batcher, receiver) = batcher();
+        assert!(batcher.read(Duration::from_millis(1)).is_err());
+        assert_eq!(next_batch(&receiver), 1);
+        // The driver expires batch 1; the next read starts batch 2 itself.
+        batcher.complete(1, Err("expired".into()));
+        let reader = {
+            let batcher = Arc::clone(&batcher);
+            thread::spawn(move || batcher.read(Duration::from_secs(30)))
+        };
+        assert_eq!(next_batch(&receiver), 2);
+        batcher.complete(2, Ok(9));
+        assert_eq!(reader.join().unwrap(), Ok(9));
+        // A stopped node (its inbox gone) fails reads at once instead of waiting.
+        let stopped = ReadBatcher::new(Box::new(|_| false));
+        assert!(stopped.read(Duration::from_secs(30)).is_err());
+    }
+
+    #[test]
+    fn the_applied_watch_wakes_waiters_and_never_goes_back() {
+        let watch = Arc::new(AppliedWatch::default());
+        assert!(!watch.wait(1, Duration::from_millis(1)));
+        let waiter = {
+            let watch = Arc::clone(&watch);
+            thread::spawn(move || watch.wait(3, Duration::from_secs(30)))
+        };
+        watch.raise(3);
+        watch.raise(2);
+        assert!(waiter.join().unwrap());
+        assert!(watch.wait(3, Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn a_lease_serves_until_its_deadline_with_the_published_commit() {
+        let lease = ReadLease::default();
+        assert_eq!(lease.read_index(), None, "no lease before one is published");
+        lease.publish_commit(7);
+        lease.publish_deadline(Some(Instant::now() + Duration::from_secs(60)));
+        assert_eq!(lease.read_index(), Some(7));
+        lease.publish_commit(9);
+        assert_eq!(lease.read_index(), Some(9));
+        lease.publish_deadline(Some(Instant::now()));
+        assert_eq!(
+            lease.read_index(),
+            None,
+            "a deadline in the past grants nothing"
+        );
+        lease.publish_deadline(Some(Instant::now() + Duration::from_secs(60)));
+        lease.publish_deadline(None);
+        assert_eq!(lease.read_index(), None, "withdrawn");
+    }
+
+    #[test]
+    fn round_starts_are_never_later_than_noted_and_forgotten_rounds_grant_nothing() {
+        let mut clock = RoundClock::default();
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(20);
+        clock.note(3, t0);
+        clock.note(3, t1); // Nothing new: round 3 keeps its earlier instant.
+        clock.note(5, t1);
+        assert_eq!(clock.started(1), Some(t0));
+        assert_eq!(clock.started(3), Some(t0));
+        assert_eq!(clock.started(4), Some(t1));
+        assert_eq!(clock.started(6), None, "not created yet");
+        let lease = Duration::from_millis(160);
+        assert_eq!(clock.deadline(Some(5), lease), Some(t1 + lease));
+        for round in 6..6 + ROUNDS_REMEMBERED_MAX as u64 {
+            clock.note(round, t1);
+        }
+        assert_eq!(clock.started(1), None, "forgotten");
+        assert_eq!(clock.deadline(Some(1), lease), None);
+        assert!(
+            clock.deadline(None, lease).is_some(),
+            "a sole voter needs no round"
+        );
+    }
+}
