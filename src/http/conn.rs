@@ -16,7 +16,7 @@ use super::reactor::{Completion, Inbox, Outcome, Shared};
 use super::request::{Method, Request, Trailers, Version};
 use super::response::Response;
 use super::upgrade::{is_upgrade_request, Driver, ReadEnd};
-use super::writer::{write_response, Direct, Exchange};
+use super::writer::{write_response_common, Direct, Exchange};
 use super::Handler;
 use crate::sys::Interest;
 use std::borrow::Cow;
@@ -60,7 +60,8 @@ pub(crate) struct Ctx<'a> {
     pub inbox: &'a Arc<Inbox>,
     pub token: u64,
     pub now_ms: u64,
-    pub date: &'a [u8; 29],
+    /// The `Server` and `Date` lines, rendered once per second.
+    pub common_head: &'a [u8],
     pub write_buf: &'a mut Vec<u8>,
     pub scratch: &'a mut Request,
 }
@@ -728,17 +729,11 @@ impl Conn {
             self.first_seq += 1;
             let response = slot.response.unwrap_or_else(|| Response::new(500));
             let (response, upgrade) = self.take_upgrade(ctx, response, slot.upgrade_request);
-            let config = &ctx.shared.config;
             let mut exchange = slot.exchange;
             // During a graceful shutdown every answer tells the client to go away.
             exchange.keep_alive &= !ctx.shared.is_shutting_down();
-            let written = write_response(
-                &mut self.output,
-                response,
-                exchange,
-                ctx.date,
-                config.server_name,
-            );
+            let written =
+                write_response_common(&mut self.output, response, exchange, ctx.common_head);
             if let Some(direct) = written.direct {
                 self.direct = DirectState::Pending(direct);
             }
@@ -1018,7 +1013,11 @@ fn static_name(name: &str) -> Option<&'static str> {
         "Authorization",
         "Expect",
     ];
-    KNOWN.iter().find(|k| **k == name).copied()
+    // The length test first: most comparisons end there, without a `memcmp` call.
+    KNOWN
+        .iter()
+        .find(|k| k.len() == name.len() && **k == name)
+        .copied()
 }
 
 /// Copies a parsed head into `request`, reusing its allocations.

@@ -188,12 +188,115 @@ fn is_value_byte(b: u8) -> bool {
     b == b'\t' || (0x20..=0x7e).contains(&b) || b >= 0x80
 }
 
+/// Word-at-a-time scans: eight bytes are tested with a few integer operations, and only the
+/// word holding the first rejected byte is walked byte by byte.
+const WORD_BYTES: usize = 8;
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// True when some byte of `word` is below `n` (`n <= 0x80`; exact, no false positives).
+fn has_byte_below(word: u64, n: u8) -> bool {
+    word.wrapping_sub(LOW_BITS * u64::from(n)) & !word & HIGH_BITS != 0
+}
+
+/// True when some byte of `word` is above `n` (`n < 0x80`; exact).
+fn has_byte_above(word: u64, n: u8) -> bool {
+    (word.wrapping_add(LOW_BITS * u64::from(127 - n)) | word) & HIGH_BITS != 0
+}
+
+/// True when every byte of `word` is a field-value byte other than HTAB (the rare HTAB sends
+/// the word to the byte loop).
+fn all_plain_value_bytes(word: u64) -> bool {
+    !has_byte_below(word, 0x20) && !has_byte_below(word ^ (LOW_BITS * 0x7f), 1)
+}
+
+/// True when every byte of `word` is visible ASCII (a request-target byte).
+fn all_visible_ascii(word: u64) -> bool {
+    !has_byte_below(word, 0x21) && !has_byte_above(word, 0x7e)
+}
+
+/// The index of the first byte of `buf` failing `byte_ok`; `word_ok` must accept a word only
+/// when `byte_ok` accepts each of its bytes.
+fn first_rejected(
+    buf: &[u8],
+    word_ok: impl Fn(u64) -> bool,
+    byte_ok: impl Fn(u8) -> bool,
+) -> Option<usize> {
+    let mut at = 0;
+    for chunk in buf.chunks_exact(WORD_BYTES) {
+        let Ok(bytes) = <[u8; WORD_BYTES]>::try_from(chunk) else {
+            break;
+        };
+        if !word_ok(u64::from_le_bytes(bytes)) {
+            break;
+        }
+        at += WORD_BYTES;
+    }
+    let found = buf[at..].iter().position(|&b| !byte_ok(b)).map(|n| at + n);
+    assert!(
+        found.is_none_or(|i| !byte_ok(buf[i])),
+        "scan stopped on an accepted byte"
+    );
+    found
+}
+
 fn text(bytes: &[u8]) -> Result<&str, ParseError> {
     std::str::from_utf8(bytes).map_err(|_| ParseError::BadHeaderValue)
 }
 
+/// Fields whose byte spans are collected before one UTF-8 check turns them into slots. A head
+/// with more fields is converted in several such batches.
+const SPANS_BATCH: usize = 8;
+
+/// Where one field lies in the buffer: `[name.0, name.1)` and the value without surrounding
+/// whitespace `[value.0, value.1)`. Every bound sits next to an ASCII delimiter, so it is a
+/// char boundary of any valid UTF-8 text covering it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct FieldSpan {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+impl FieldSpan {
+    fn shifted(self, by: usize) -> FieldSpan {
+        FieldSpan {
+            name: (self.name.0 + by, self.name.1 + by),
+            value: (self.value.0 + by, self.value.1 + by),
+        }
+    }
+}
+
+/// `text[range]` for a `text` that starts at byte `base` of the buffer.
+fn piece(text: &str, base: usize, range: (usize, usize)) -> Result<&str, ParseError> {
+    assert!(
+        range.0 >= base && range.0 <= range.1,
+        "span {range:?} before {base}"
+    );
+    text.get(range.0 - base..range.1 - base)
+        .ok_or(ParseError::BadHeaderValue)
+}
+
+/// Checks `buf[base..end]` as UTF-8 once (method, target and names are ASCII by the byte
+/// rules; only values may hold obs-text) and fills `slots` from `spans`.
+fn fill_slots<'b>(
+    buf: &'b [u8],
+    base: usize,
+    end: usize,
+    spans: &[FieldSpan],
+    slots: &mut [HeaderSlot<'b>],
+) -> Result<&'b str, ParseError> {
+    assert_eq!(spans.len(), slots.len(), "one slot per span");
+    let text = text(&buf[base..end])?;
+    for (slot, span) in slots.iter_mut().zip(spans) {
+        slot.name = piece(text, base, span.name)?;
+        slot.value = piece(text, base, span.value)?;
+    }
+    Ok(text)
+}
+
 /// Parses a request head from the start of `buf`. Header fields go to `slots`; a full slice
-/// with more fields is `TooManyHeaders`.
+/// with more fields is `TooManyHeaders`. The bytes are scanned once by the syntax rules, then
+/// checked as UTF-8 once per batch of fields (not once per name and value).
 pub fn parse_head<'b>(
     buf: &'b [u8],
     limits: &HeadLimits,
@@ -211,7 +314,12 @@ pub fn parse_head<'b>(
         Status::Complete(line) => line,
         Status::Partial => return partial(buf, limits),
     };
+    let line_start = pos;
     pos += line.len;
+    let mut line_text = None;
+    let mut spans = [FieldSpan::default(); SPANS_BATCH];
+    let mut batched = 0;
+    let mut batch_start = line_start;
     let mut count = 0;
     loop {
         let rest = &buf[pos..];
@@ -225,18 +333,26 @@ pub fn parse_head<'b>(
         if rest[0] == b'\n' {
             return Err(ParseError::BareLineFeed);
         }
-        let (slot, used) = match parse_field(rest)? {
+        let (span, used) = match scan_field(rest)? {
             Status::Complete(field) => field,
             Status::Partial => return partial(buf, limits),
         };
         if count == slots.len() {
             return Err(ParseError::TooManyHeaders);
         }
-        slots[count] = slot;
+        spans[batched] = span.shifted(pos);
+        batched += 1;
         count += 1;
         pos += used;
         if pos > limits.head_bytes_max {
             return Err(ParseError::HeadTooLarge);
+        }
+        if batched == SPANS_BATCH {
+            let batch = &mut slots[count - batched..count];
+            let text = fill_slots(buf, batch_start, pos, &spans, batch)?;
+            line_text.get_or_insert((text, batch_start));
+            batched = 0;
+            batch_start = pos;
         }
     }
     if pos > limits.head_bytes_max {
@@ -247,9 +363,16 @@ pub fn parse_head<'b>(
         "head_len {pos} beyond buffer {}",
         buf.len()
     );
+    let batch = &mut slots[count - batched..count];
+    let text = fill_slots(buf, batch_start, pos, &spans[..batched], batch)?;
+    let (line_text, base) = line_text.unwrap_or((text, batch_start));
+    assert_eq!(
+        base, line_start,
+        "the first batch starts at the request line"
+    );
     Ok(Status::Complete(Head {
-        method: line.method,
-        target: line.target,
+        method: piece(line_text, base, line.method.shifted(line_start))?,
+        target: piece(line_text, base, line.target.shifted(line_start))?,
         version: line.version,
         header_count: count,
         head_len: pos,
@@ -264,17 +387,25 @@ fn partial<T>(buf: &[u8], limits: &HeadLimits) -> Result<Status<T>, ParseError> 
     Ok(Status::Partial)
 }
 
-struct RequestLine<'b> {
-    method: &'b str,
-    target: &'b str,
+/// A byte range `[start, end)` relative to some origin.
+#[derive(Clone, Copy, Debug)]
+struct Range(usize, usize);
+
+impl Range {
+    fn shifted(self, by: usize) -> (usize, usize) {
+        (self.0 + by, self.1 + by)
+    }
+}
+
+/// The request line as byte ranges (method and target are ASCII by the byte rules).
+struct RequestLine {
+    method: Range,
+    target: Range,
     version: Version,
     len: usize,
 }
 
-fn parse_request_line<'b>(
-    buf: &'b [u8],
-    limits: &HeadLimits,
-) -> Result<Status<RequestLine<'b>>, ParseError> {
+fn parse_request_line(buf: &[u8], limits: &HeadLimits) -> Result<Status<RequestLine>, ParseError> {
     let too_long = |end: usize| end > limits.request_line_bytes_max;
     let method_len = match buf.iter().position(|&b| !is_token_byte(b)) {
         Some(n) => n,
@@ -285,10 +416,9 @@ fn parse_request_line<'b>(
         return Err(ParseError::BadMethod);
     }
     let target_start = method_len + 1;
-    let target_len = match buf[target_start..]
-        .iter()
-        .position(|&b| !(0x21..=0x7e).contains(&b))
-    {
+    let target_len = match first_rejected(&buf[target_start..], all_visible_ascii, |b| {
+        (0x21..=0x7e).contains(&b)
+    }) {
         Some(n) => n,
         None if too_long(buf.len()) => return Err(ParseError::RequestLineTooLong),
         None => return Ok(Status::Partial),
@@ -318,8 +448,8 @@ fn parse_request_line<'b>(
         return Err(ParseError::BadRequestLine);
     }
     Ok(Status::Complete(RequestLine {
-        method: text(&buf[..method_len]).map_err(|_| ParseError::BadMethod)?,
-        target: text(&buf[target_start..target_end]).map_err(|_| ParseError::BadTarget)?,
+        method: Range(0, method_len),
+        target: Range(target_start, target_end),
         version,
         len: line_end + 2,
     }))
@@ -351,6 +481,18 @@ fn parse_version(v: &[u8]) -> Result<Version, ParseError> {
 
 /// One `name: value CRLF` line at the start of `buf`; returns the slot and bytes used.
 pub(crate) fn parse_field(buf: &[u8]) -> Result<Status<(HeaderSlot<'_>, usize)>, ParseError> {
+    let (span, used) = match scan_field(buf)? {
+        Status::Complete(field) => field,
+        Status::Partial => return Ok(Status::Partial),
+    };
+    let mut slot = [HeaderSlot::default()];
+    fill_slots(buf, 0, used, &[span], &mut slot)?;
+    Ok(Status::Complete((slot[0], used)))
+}
+
+/// The byte rules of one field line at the start of `buf`: returns where the name and the
+/// trimmed value lie, and the bytes used (CRLF included). No UTF-8 check here.
+fn scan_field(buf: &[u8]) -> Result<Status<(FieldSpan, usize)>, ParseError> {
     if buf[0] == b' ' || buf[0] == b'\t' {
         return Err(ParseError::ObsFold);
     }
@@ -364,7 +506,8 @@ pub(crate) fn parse_field(buf: &[u8]) -> Result<Status<(HeaderSlot<'_>, usize)>,
         _ => return Err(ParseError::BadHeaderName),
     }
     let value_start = name_len + 1;
-    let value_len = match buf[value_start..].iter().position(|&b| !is_value_byte(b)) {
+    let value_len = match first_rejected(&buf[value_start..], all_plain_value_bytes, is_value_byte)
+    {
         Some(n) => n,
         None => return Ok(Status::Partial),
     };
@@ -379,12 +522,20 @@ pub(crate) fn parse_field(buf: &[u8]) -> Result<Status<(HeaderSlot<'_>, usize)>,
         Some(b'\n') => {}
         Some(_) => return Err(ParseError::BadHeaderValue),
     }
-    let value = text(&buf[value_start..value_end])?.trim_matches([' ', '\t']);
-    let name = text(&buf[..name_len]).map_err(|_| ParseError::BadHeaderName)?;
-    Ok(Status::Complete((
-        HeaderSlot { name, value },
-        value_end + 2,
-    )))
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let value = &buf[value_start..value_end];
+    let lead = value.iter().position(|b| !blank(b)).unwrap_or(value.len());
+    let tail = value[lead..]
+        .iter()
+        .rev()
+        .position(|b| !blank(b))
+        .unwrap_or(0);
+    let span = FieldSpan {
+        name: (0, name_len),
+        value: (value_start + lead, value_end - tail),
+    };
+    assert!(span.value.0 <= span.value.1, "trimmed value {span:?}");
+    Ok(Status::Complete((span, value_end + 2)))
 }
 
 /// How the body of a request is delimited (RFC 9112 §6.3).
@@ -419,36 +570,30 @@ pub fn framing(version: Version, fields: &[HeaderSlot<'_>]) -> Result<Framing, P
     let mut keep_alive_token = false;
     let mut expect_continue = false;
     for field in fields {
+        // The length picks the one name worth comparing: most fields are none of these.
         let name = field.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            length = Some(merge_content_length(length, field.value)?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            for coding in field.value.split(',').map(|c| c.trim_matches([' ', '\t'])) {
-                if coding.is_empty() {
-                    continue;
-                }
-                if chunked_last {
-                    // Anything after chunked (even another chunked) is invalid framing.
-                    return Err(ParseError::BadTransferEncoding);
-                }
-                if !coding.eq_ignore_ascii_case("chunked") {
-                    return Err(ParseError::UnsupportedTransferCoding);
-                }
-                chunked_last = true;
+        match name.len() {
+            14 if name.eq_ignore_ascii_case("content-length") => {
+                length = Some(merge_content_length(length, field.value)?);
             }
-            transfer_encoding = true;
-        } else if name.eq_ignore_ascii_case("host") {
-            host_count += 1;
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in field.value.split(',').map(|t| t.trim_matches([' ', '\t'])) {
-                close |= token.eq_ignore_ascii_case("close");
-                keep_alive_token |= token.eq_ignore_ascii_case("keep-alive");
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+                chunked_last = transfer_codings(field.value, chunked_last)?;
+                transfer_encoding = true;
             }
-        } else if name.eq_ignore_ascii_case("expect") {
-            if !field.value.eq_ignore_ascii_case("100-continue") {
-                return Err(ParseError::UnsupportedExpectation);
+            4 if name.eq_ignore_ascii_case("host") => host_count += 1,
+            10 if name.eq_ignore_ascii_case("connection") => {
+                for token in field.value.split(',').map(|t| t.trim_matches([' ', '\t'])) {
+                    close |= token.eq_ignore_ascii_case("close");
+                    keep_alive_token |= token.eq_ignore_ascii_case("keep-alive");
+                }
             }
-            expect_continue = true;
+            6 if name.eq_ignore_ascii_case("expect") => {
+                if !field.value.eq_ignore_ascii_case("100-continue") {
+                    return Err(ParseError::UnsupportedExpectation);
+                }
+                expect_continue = true;
+            }
+            _ => {}
         }
     }
     if host_count > 1 {
@@ -475,6 +620,26 @@ pub fn framing(version: Version, fields: &[HeaderSlot<'_>]) -> Result<Framing, P
         keep_alive,
         expect_continue: expect_continue && version == Version::Http11,
     })
+}
+
+/// Checks one `Transfer-Encoding` value: only `chunked`, and nothing after it (even across
+/// fields: `chunked_last` says whether an earlier field already ended in it). Returns whether
+/// this one ends in `chunked`.
+fn transfer_codings(value: &str, mut chunked_last: bool) -> Result<bool, ParseError> {
+    for coding in value.split(',').map(|c| c.trim_matches([' ', '\t'])) {
+        if coding.is_empty() {
+            continue;
+        }
+        if chunked_last {
+            // Anything after chunked (even another chunked) is invalid framing.
+            return Err(ParseError::BadTransferEncoding);
+        }
+        if !coding.eq_ignore_ascii_case("chunked") {
+            return Err(ParseError::UnsupportedTransferCoding);
+        }
+        chunked_last = true;
+    }
+    Ok(chunked_last)
 }
 
 /// Content-Length is 1*DIGIT; repeated fields (or list elements) must all agree.

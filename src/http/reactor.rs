@@ -13,13 +13,13 @@
 //! Must not: run a handler that is not inline, or block anywhere but in `poll`.
 
 use super::conn::{empty_request, Conn, Ctx, Flow, EDGE_READ};
-use super::date::DateCache;
+use super::date::{DateCache, HTTP_DATE_BYTES};
 use super::direct::send_direct;
 use super::limits::ServerConfig;
 use super::pool::Pool;
 use super::request::Request;
 use super::response::Response;
-use super::writer::Direct;
+use super::writer::{render_common_head, Direct};
 use super::Handler;
 use crate::sys::waker::Waker;
 use crate::sys::{Event, Interest, Poller};
@@ -160,6 +160,9 @@ pub(crate) struct Reactor {
     read_buf: Box<[u8]>,
     write_buf: Vec<u8>,
     date: DateCache,
+    /// `Server` and `Date` lines as sent, re-rendered when the date changes.
+    common_head: Vec<u8>,
+    common_date: [u8; HTTP_DATE_BYTES],
     scratch: Request,
     start: Instant,
     now_ms: u64,
@@ -183,7 +186,7 @@ impl Reactor {
         if let Some(fd) = signal_fd {
             poller.add(fd, SIGNAL_TOKEN, Interest::READ)?;
         }
-        Ok(Reactor {
+        let mut reactor = Reactor {
             shared,
             inbox,
             poller,
@@ -194,12 +197,16 @@ impl Reactor {
             read_buf: vec![0u8; READ_BUF_BYTES].into_boxed_slice(),
             write_buf: Vec::with_capacity(READ_BUF_BYTES),
             date: DateCache::new(),
+            common_head: Vec::new(),
+            common_date: [0; HTTP_DATE_BYTES],
             scratch: empty_request(),
             start: Instant::now(),
             now_ms: 0,
             next_timer_ms: 0,
             drain_deadline_ms: None,
-        })
+        };
+        reactor.refresh_date();
+        Ok(reactor)
     }
 
     fn tick_ms(&self) -> u64 {
@@ -231,7 +238,7 @@ impl Reactor {
                 break;
             }
             self.now_ms = self.start.elapsed().as_millis() as u64;
-            self.date.refresh(SystemTime::now());
+            self.refresh_date();
             for event in &events {
                 match event.token {
                     LISTENER_TOKEN => self.accept_all(),
@@ -268,6 +275,20 @@ impl Reactor {
         self.close_all();
     }
 
+    /// Refreshes the `Date` and, once per second, the rendered `Server` and `Date` lines.
+    fn refresh_date(&mut self) {
+        self.date.refresh(SystemTime::now());
+        if self.common_head.is_empty() || self.date.get() != &self.common_date {
+            self.common_date = *self.date.get();
+            self.common_head.clear();
+            render_common_head(
+                &mut self.common_head,
+                &self.common_date,
+                self.shared.config.server_name,
+            );
+        }
+    }
+
     fn ctx_parts(&mut self, index: usize) -> Option<(&mut Conn, Ctx<'_>, &mut [u8])> {
         let token = token_of(index, self.entries.get(index)?.generation);
         let conn = self.entries[index].conn.as_mut()?;
@@ -276,7 +297,7 @@ impl Reactor {
             inbox: &self.inbox,
             token,
             now_ms: self.now_ms,
-            date: self.date.get(),
+            common_head: &self.common_head,
             write_buf: &mut self.write_buf,
             scratch: &mut self.scratch,
         };

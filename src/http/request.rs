@@ -449,15 +449,17 @@ impl Request {
 pub fn split_target(target: &str) -> (&str, &str) {
     // Fast path for origin-form, by far the most common (no substring search).
     if target.starts_with('/') {
-        let end = target
-            .bytes()
-            .position(|b| b == b'#')
-            .unwrap_or(target.len());
-        let origin = &target[..end];
-        return match origin.bytes().position(|b| b == b'?') {
-            Some(i) => (&origin[..i], &origin[i + 1..]),
-            None => (origin, ""),
+        // One scan for the first `?` or `#`; the usual target has neither.
+        let bytes = target.as_bytes();
+        let Some(at) = bytes.iter().position(|&b| b == b'?' || b == b'#') else {
+            return (target, "");
         };
+        if bytes[at] == b'#' {
+            return (&target[..at], "");
+        }
+        let after = &target[at + 1..];
+        let end = after.bytes().position(|b| b == b'#').unwrap_or(after.len());
+        return (&target[..at], &after[..end]);
     }
     let without_fragment = target.split('#').next().unwrap_or(target);
     let origin = match without_fragment.find("://") {
@@ -548,6 +550,9 @@ mod tests {
             ("http://example.com?k", "/", "k"),
             ("*", "*", ""),
             ("/x#frag", "/x", ""),
+            ("/x?q=1#f?g", "/x", "q=1"),
+            ("/x?a?b", "/x", "a?b"),
+            ("/x#f?g", "/x", ""),
         ];
         for (target, path, query) in cases {
             assert_eq!(split_target(target), (path, query), "{target}");

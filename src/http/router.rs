@@ -257,7 +257,7 @@ impl Node {
         &'n self,
         segments: &[&str],
         at: usize,
-        captures: &mut Vec<Capture<'n>>,
+        captures: &mut Captures<'n>,
     ) -> Option<&'n Endpoint> {
         let Some(first) = segments.get(at) else {
             if let Some(endpoint) = &self.endpoint {
@@ -287,10 +287,76 @@ impl Node {
     }
 }
 
+/// Routes capture few parameters: this many live on the stack, more spill to the heap.
+const CAPTURES_INLINE: usize = 4;
+
+/// The captures of one lookup, in order, without a heap allocation in the usual case.
+struct Captures<'n> {
+    inline: [Capture<'n>; CAPTURES_INLINE],
+    spill: Vec<Capture<'n>>,
+    len: usize,
+}
+
+impl<'n> Captures<'n> {
+    fn new() -> Self {
+        Captures {
+            inline: [Capture::Param("", 0); CAPTURES_INLINE],
+            spill: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, capture: Capture<'n>) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => *slot = capture,
+            None => self.spill.push(capture),
+        }
+        self.len += 1;
+        assert_eq!(
+            self.len,
+            self.len.min(CAPTURES_INLINE) + self.spill.len(),
+            "captures out of step"
+        );
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.spill.truncate(len.saturating_sub(CAPTURES_INLINE));
+        self.len = self.len.min(len);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Capture<'n>> + '_ {
+        let inline = &self.inline[..self.len.min(CAPTURES_INLINE)];
+        inline.iter().chain(self.spill.iter()).copied()
+    }
+}
+
 /// What a parameter matched: `{name}` at one segment, or `{*name}` from a segment to the end.
+#[derive(Clone, Copy)]
 enum Capture<'n> {
     Param(&'n str, usize),
     Rest(&'n str, usize),
+}
+
+/// Segments of a path without escapes that fit on the stack (longer paths use the heap).
+const SEGMENTS_INLINE: usize = 16;
+
+/// The `/`-separated parts of `body`, in one pass over its bytes (`/` is ASCII, so every cut
+/// is a char boundary).
+fn raw_segments(body: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    body.bytes()
+        .enumerate()
+        .filter_map(|(i, b)| (b == b'/').then_some(i))
+        .chain([body.len()])
+        .map(move |end| {
+            let segment = body.get(start..end).unwrap_or("");
+            start = end + 1;
+            segment
+        })
 }
 
 /// Runs `f` over the decoded segments of a raw path (`/` is `[]`, `/a/` is `["a", ""]`).
@@ -304,11 +370,13 @@ fn with_segments<R>(path: &str, f: impl FnOnce(&[&str]) -> R) -> Result<Option<R
         return Ok(Some(f(&[])));
     }
     if !body.contains('%') {
-        let mut buffer = [""; PATH_SEGMENTS_MAX];
+        let mut buffer = [""; SEGMENTS_INLINE];
         let mut count = 0;
-        for segment in body.split('/') {
+        for segment in raw_segments(body) {
             let Some(slot) = buffer.get_mut(count) else {
-                return Ok(None);
+                // A long path: rare enough for a heap list.
+                let segments: Vec<&str> = raw_segments(body).take(PATH_SEGMENTS_MAX + 1).collect();
+                return Ok((segments.len() <= PATH_SEGMENTS_MAX).then(|| f(&segments)));
             };
             *slot = segment;
             count += 1;
@@ -388,7 +456,7 @@ impl Table {
         &'t self,
         segments: &[&str],
         method: &Method,
-        captures: &mut Vec<Capture<'t>>,
+        captures: &mut Captures<'t>,
     ) -> Option<(&'t Endpoint, Option<usize>)> {
         let endpoint = self.root.lookup(segments, 0, captures)?;
         Some((endpoint, endpoint.find(method)))
@@ -418,13 +486,13 @@ impl Table {
         // The segments borrow the path while the parameters are written into the request.
         let path = std::mem::take(&mut req.path);
         let outcome = with_segments(&path, |segments| {
-            let mut captures = Vec::new();
+            let mut captures = Captures::new();
             let Some(endpoint) = self.root.lookup(segments, 0, &mut captures) else {
                 return Resolved::NotFound;
             };
             let mut rest = None;
             if endpoint.find(&req.method).is_some() {
-                for capture in captures {
+                for capture in captures.iter() {
                     let (mut name, mut value) = req.take_param_strings();
                     match capture {
                         Capture::Param(key, at) => {
@@ -458,7 +526,7 @@ impl Table {
                 .is_none_or(|index| self.handlers[index].is_inline(req));
         }
         let inline = with_segments(&req.path, |segments| {
-            let mut captures = Vec::new();
+            let mut captures = Captures::new();
             match self.find(segments, &req.method, &mut captures) {
                 Some((_, Some(index))) => self.handlers[index].is_inline(req),
                 _ => true,
@@ -799,6 +867,21 @@ mod tests {
     }
 
     #[test]
+    fn segments_split_on_the_stack_and_on_the_heap() {
+        let count = |path: &str| with_segments(path, |s| s.len()).ok().flatten();
+        let joined = |path: &str| with_segments(path, |s| s.join("|")).ok().flatten();
+        assert_eq!(count("/"), Some(0));
+        assert_eq!(joined("/a/").as_deref(), Some("a|"));
+        assert_eq!(joined("/a//b").as_deref(), Some("a||b"));
+        assert_eq!(joined("/é/b").as_deref(), Some("é|b"));
+        let path = |n: usize| format!("/{}", vec!["x"; n].join("/"));
+        assert_eq!(count(&path(SEGMENTS_INLINE)), Some(SEGMENTS_INLINE));
+        assert_eq!(count(&path(SEGMENTS_INLINE + 3)), Some(SEGMENTS_INLINE + 3));
+        assert_eq!(count(&path(PATH_SEGMENTS_MAX)), Some(PATH_SEGMENTS_MAX));
+        assert_eq!(count(&path(PATH_SEGMENTS_MAX + 1)), None);
+    }
+
+    #[test]
     fn rest_segments_keep_encoded_slashes_apart() {
         let r = Router::bare().get("/s/{*path}", |req: &mut Request| {
             let rest = req
@@ -884,6 +967,30 @@ mod tests {
         assert!(r.is_inline(&Request::new(Method::Get, "/fast")));
         assert!(!r.is_inline(&Request::new(Method::Get, "/slow")));
         assert!(r.is_inline(&Request::new(Method::Get, "/missing")));
+    }
+
+    #[test]
+    fn captures_spill_past_the_inline_ones_and_truncate_back() {
+        let mut captures = Captures::new();
+        for at in 0..CAPTURES_INLINE + 2 {
+            captures.push(Capture::Param("p", at));
+        }
+        let positions = |c: &Captures<'_>| {
+            c.iter()
+                .map(|c| match c {
+                    Capture::Param(_, at) | Capture::Rest(_, at) => at,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            positions(&captures),
+            (0..CAPTURES_INLINE + 2).collect::<Vec<_>>()
+        );
+        captures.truncate(CAPTURES_INLINE + 1);
+        assert_eq!(captures.len(), CAPTURES_INLINE + 1);
+        captures.truncate(2);
+        captures.push(Capture::Rest("r", 9));
+        assert_eq!(positions(&captures), vec![0, 1, 9]);
     }
 
     #[test]

@@ -127,6 +127,16 @@ fn framing_name(name: &str) -> Framing {
 /// `Content-Length` or `Transfer-Encoding`, `Connection` and the final CRLF.
 const HEAD_FIXED_BYTES: usize = 160;
 
+/// Appends the lines every response carries after its status line: `Server` and `Date`. The
+/// reactor renders them once per second (see [`write_response_common`]).
+pub fn render_common_head(out: &mut Vec<u8>, date: &[u8; HTTP_DATE_BYTES], server_name: &str) {
+    out.extend_from_slice(b"Server: ");
+    out.extend_from_slice(server_name.as_bytes());
+    out.extend_from_slice(b"\r\nDate: ");
+    out.extend_from_slice(date);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Serializes `response` (head, and the body when it is in memory) into `out`.
 pub fn write_response(
     out: &mut Vec<u8>,
@@ -135,6 +145,23 @@ pub fn write_response(
     date: &[u8; HTTP_DATE_BYTES],
     server_name: &str,
 ) -> Written {
+    let mut common = Vec::with_capacity(HEAD_FIXED_BYTES + server_name.len());
+    render_common_head(&mut common, date, server_name);
+    write_response_common(out, response, exchange, &common)
+}
+
+/// Like [`write_response`], with the `Server` and `Date` lines already rendered by
+/// [`render_common_head`] (one copy per response instead of five).
+pub fn write_response_common(
+    out: &mut Vec<u8>,
+    response: Response,
+    exchange: Exchange,
+    common_head: &[u8],
+) -> Written {
+    assert!(
+        common_head.ends_with(b"\r\n"),
+        "the common head is whole header lines"
+    );
     let Response {
         mut status,
         headers,
@@ -159,14 +186,10 @@ pub fn write_response(
         .map(|(n, v)| n.len() + v.len() + 4)
         .sum();
     let inline_len = body.as_bytes().map_or(0, <[u8]>::len);
-    out.reserve(HEAD_FIXED_BYTES + server_name.len() + fields_len + inline_len);
+    out.reserve(HEAD_FIXED_BYTES + common_head.len() + fields_len + inline_len);
     let start = out.len();
     status_line(out, status);
-    out.extend_from_slice(b"Server: ");
-    out.extend_from_slice(server_name.as_bytes());
-    out.extend_from_slice(b"\r\nDate: ");
-    out.extend_from_slice(date);
-    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(common_head);
     let mut close = !exchange.keep_alive;
     let mut own_length = None;
     for (name, value) in headers.entries() {

@@ -309,3 +309,34 @@ proptest! {
         let _ = parse_head(input.as_bytes(), &LIMITS, &mut slots);
     }
 }
+
+proptest! {
+    #[test]
+    fn word_scans_agree_with_the_byte_rules(
+        input in proptest::collection::vec(prop_oneof![9 => 0x20u8..0x7f, 1 => any::<u8>()], 0..40)
+    ) {
+        let target = |b: u8| (0x21..=0x7e).contains(&b);
+        prop_assert_eq!(
+            first_rejected(&input, all_visible_ascii, target),
+            input.iter().position(|&b| !target(b))
+        );
+        prop_assert_eq!(
+            first_rejected(&input, all_plain_value_bytes, is_value_byte),
+            input.iter().position(|&b| !is_value_byte(b))
+        );
+    }
+}
+
+#[test]
+fn word_tests_on_every_byte_value() {
+    for b in 0..=255u8 {
+        let word = u64::from_le_bytes([b'a', b'b', b, b'c', b'd', b'e', b'f', b'g']);
+        assert_eq!(
+            all_visible_ascii(word),
+            (0x21..=0x7e).contains(&b),
+            "{b:#x}"
+        );
+        let plain = b != b'\t' && is_value_byte(b);
+        assert_eq!(all_plain_value_bytes(word), plain, "{b:#x}");
+    }
+}
