@@ -212,6 +212,32 @@ const fn const_bits(words: &[u64; TABLE_WORDS]) -> u32 {
     0
 }
 
+/// Multiplies a little-endian big integer by ten in place; the table words must hold it.
+const fn const_times_ten(words: &mut [u64; TABLE_WORDS]) {
+    let mut carry = 0u128;
+    let mut i = 0;
+    while i < TABLE_WORDS {
+        let product = words[i] as u128 * 10 + carry;
+        words[i] = product as u64;
+        carry = product >> 64;
+        i += 1;
+    }
+    assert!(carry == 0, "a power of ten outgrew the table words");
+}
+
+/// Divides a little-endian big integer by five in place, rounding down (the remainder is
+/// dropped: floor(floor(x) / 5) = floor(x / 5), so repeated division stays exact).
+const fn const_divide_by_five(words: &mut [u64; TABLE_WORDS]) {
+    let mut remainder = 0u128;
+    let mut i = TABLE_WORDS;
+    while i > 0 {
+        i -= 1;
+        let current = (remainder << 64) | words[i] as u128;
+        words[i] = (current / 5) as u64;
+        remainder = current % 5;
+    }
+}
+
 /// Bits [low, low + 128) of a little-endian big integer, as a u128.
 const fn const_bits_from(words: &[u64; TABLE_WORDS], low: u32) -> u128 {
     let mut result = 0u128;
@@ -250,15 +276,7 @@ const fn pow10_table() -> [u128; POW10_COUNT] {
         let top = const_bits(&power) - 1;
         assert!(top as i32 == floor_log2_pow10(e));
         table[(e - POW10_EXPONENT_MIN) as usize] = const_top_126(&power, top) + 1;
-        let mut carry = 0u128;
-        let mut i = 0;
-        while i < TABLE_WORDS {
-            let product = power[i] as u128 * 10 + carry;
-            power[i] = product as u64;
-            carry = product >> 64;
-            i += 1;
-        }
-        assert!(carry == 0, "10^e outgrew the table words");
+        const_times_ten(&mut power);
         e += 1;
     }
     const N: u32 = 64 * TABLE_WORDS as u32 - 1;
@@ -266,14 +284,7 @@ const fn pow10_table() -> [u128; POW10_COUNT] {
     quotient[TABLE_WORDS - 1] = 1 << 63;
     let mut m = 1;
     while m <= -POW10_EXPONENT_MIN {
-        let mut remainder = 0u128;
-        let mut i = TABLE_WORDS;
-        while i > 0 {
-            i -= 1;
-            let current = (remainder << 64) | quotient[i] as u128;
-            quotient[i] = (current / 5) as u64;
-            remainder = current % 5;
-        }
+        const_divide_by_five(&mut quotient);
         // 5^m is not a power of two, so its bit length is ceil(log2(5^m)).
         let five_bits = (-m - floor_log2_pow10(-m)) as u32;
         let shift = N - 125 - five_bits;
@@ -334,15 +345,7 @@ const fn cache_table() -> [u128; CACHE_COUNT] {
         };
         assert!(entry >> 127 == 1 && entry != u128::MAX);
         table[(k - CACHE_EXPONENT_MIN) as usize] = entry + inexact as u128;
-        let mut carry = 0u128;
-        let mut i = 0;
-        while i < TABLE_WORDS {
-            let product = power[i] as u128 * 10 + carry;
-            power[i] = product as u64;
-            carry = product >> 64;
-            i += 1;
-        }
-        assert!(carry == 0, "10^k outgrew the table words");
+        const_times_ten(&mut power);
         k += 1;
     }
     const N: u32 = 64 * TABLE_WORDS as u32 - 1;
@@ -350,14 +353,7 @@ const fn cache_table() -> [u128; CACHE_COUNT] {
     quotient[TABLE_WORDS - 1] = 1 << 63;
     let mut m = 1;
     while m <= -CACHE_EXPONENT_MIN {
-        let mut remainder = 0u128;
-        let mut i = TABLE_WORDS;
-        while i > 0 {
-            i -= 1;
-            let current = (remainder << 64) | quotient[i] as u128;
-            quotient[i] = (current / 5) as u64;
-            remainder = current % 5;
-        }
+        const_divide_by_five(&mut quotient);
         let five_bits = (-m - floor_log2_pow10(-m)) as u32;
         let shift = N - 127 - five_bits;
         assert!(
