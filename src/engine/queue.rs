@@ -357,6 +357,9 @@ impl WakeBoard {
     }
 
     fn wake(lane: &Lane) {
+        // Change the word first, then count sleepers (both SeqCst): a waiter counted after
+        // this load waits for the old value, so the kernel returns it at once (see
+        // `sys::futex` on why skipping the call then loses no wakeup).
         lane.sequence.fetch_add(1, Ordering::SeqCst);
         if lane.sleepers.load(Ordering::SeqCst) > 0 {
             crate::sys::futex::wake_all(&lane.sequence);
@@ -376,6 +379,9 @@ impl WakeBoard {
             if filled.load(Ordering::SeqCst) {
                 return;
             }
+            // The applier fills every slot of a batch before releasing it, so a released
+            // batch with our slot still empty was not ours (re-checking `filled` first, on
+            // the next turn, covers a fill that landed between the two loads).
             if self.released.load(Ordering::SeqCst) >= batch {
                 batch += 1; // Not in that batch: the next one, or later.
                 continue;

@@ -3,15 +3,37 @@
 //! instead of one `unpark` (and possibly one preemption of itself) per submitter.
 //!
 //! Owns: the hand-declared `syscall` binding and its safe wrappers. Must not: decide who waits
-//! on what (`engine::queue` does). Elsewhere than Linux, waiting returns at once (callers
+//! on what (`engine::queue` does). Elsewhere than 64-bit Linux on x86_64, aarch64 or riscv64
+//! (the targets whose `SYS_FUTEX` number is declared here), waiting returns at once (callers
 //! re-check their condition in a loop, so that degrades to a yielding spin, never a hang).
+//!
+//! Why a waker may skip the system call when it counts no sleeper: the kernel reads the word
+//! inside `FUTEX_WAIT` after a full barrier and compares it atomically with queueing the
+//! waiter. So a waiter that announces itself (SeqCst), then waits for the value it read
+//! earlier, and a waker that changes the word (SeqCst), then reads the sleeper count, cannot
+//! both miss each other: either the waker sees the sleeper and wakes it, or the kernel sees
+//! the changed word and the wait returns at once.
 
 use std::sync::atomic::AtomicU32;
 
 /// Whether [`wait`] really sleeps on this platform (callers pick another mechanism if not).
-pub const SUPPORTED: bool = cfg!(target_os = "linux");
+pub const SUPPORTED: bool = cfg!(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+));
 
-#[cfg(target_os = "linux")]
+#[cfg(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+))]
 mod linux {
     use std::sync::atomic::AtomicU32;
 
@@ -69,10 +91,17 @@ mod linux {
 /// Sleeps while `word` holds `expected` (returns at once if it does not, and may return
 /// spuriously: re-check in a loop).
 pub fn wait(word: &AtomicU32, expected: u32) {
-    #[cfg(target_os = "linux")]
-    linux::wait(word, expected);
-    #[cfg(not(target_os = "linux"))]
-    {
+    if SUPPORTED {
+        #[cfg(all(
+            target_os = "linux",
+            any(
+                target_arch = "x86_64",
+                target_arch = "aarch64",
+                target_arch = "riscv64"
+            )
+        ))]
+        linux::wait(word, expected);
+    } else {
         let _ = (word, expected);
         std::thread::yield_now();
     }
@@ -80,9 +109,15 @@ pub fn wait(word: &AtomicU32, expected: u32) {
 
 /// Wakes every thread sleeping in [`wait`] on `word`.
 pub fn wake_all(word: &AtomicU32) {
-    #[cfg(target_os = "linux")]
+    #[cfg(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        )
+    ))]
     linux::wake_all(word);
-    #[cfg(not(target_os = "linux"))]
     let _ = word;
 }
 
