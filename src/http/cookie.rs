@@ -4,6 +4,7 @@
 //! Must not: sign or encrypt values (sessions build on this, elsewhere).
 
 use crate::http::httpdate;
+use crate::http::parse::is_token;
 use std::fmt;
 use std::time::SystemTime;
 
@@ -24,13 +25,6 @@ pub fn parse(header: &str) -> impl Iterator<Item = (&str, &str)> {
             (is_token(name) && is_cookie_value(value)).then_some((name, value))
         })
         .take(COOKIES_MAX)
-}
-
-/// `token` from RFC 9110 §5.6.2.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// `cookie-octet*` from RFC 6265 §4.1.1: no controls, space, `"`, `,`, `;` or `\`.

@@ -183,6 +183,11 @@ pub(crate) fn is_token_byte(b: u8) -> bool {
     TOKEN_BYTES[b as usize]
 }
 
+/// `token` (RFC 9110 §5.6.2): one or more tchar.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_byte)
+}
+
 /// A field-value byte (VCHAR, SP, HTAB or obs-text); CR, LF, NUL, DEL and other CTLs are not.
 fn is_value_byte(b: u8) -> bool {
     b == b'\t' || (0x20..=0x7e).contains(&b) || b >= 0x80

@@ -501,7 +501,13 @@ impl Table {
                         }
                         Capture::Rest(key, at) => {
                             name.push_str(key);
-                            value.push_str(&segments[at..].join("/"));
+                            // Joined in place: no temporary string per request.
+                            for (i, segment) in segments[at..].iter().enumerate() {
+                                if i > 0 {
+                                    value.push('/');
+                                }
+                                value.push_str(segment);
+                            }
                             rest = Some(segments[at..].iter().map(|s| s.to_string()).collect());
                         }
                     }

@@ -9,7 +9,7 @@
 //! Must not: perform I/O. Stream and file bodies are handed back to the caller as `Direct`.
 
 use super::date::HTTP_DATE_BYTES;
-use super::parse::is_token_byte;
+use super::parse::is_token;
 use super::request::Version;
 use super::response::{reason_phrase, Body, Response, StreamFn};
 use std::borrow::Cow;
@@ -93,10 +93,6 @@ pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
         }
     }
     out.extend_from_slice(&digits[i..]);
-}
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(is_token_byte)
 }
 
 fn is_safe_value(s: &str) -> bool {

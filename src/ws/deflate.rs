@@ -11,6 +11,7 @@
 //! `crypto::deflate`.
 
 use crate::crypto::deflate::{self, DeflateError, WINDOW_BYTES};
+use crate::http::parse::is_token;
 
 use super::frame::Role;
 
@@ -251,14 +252,6 @@ fn split_unquoted(value: &str, separator: u8) -> Option<Vec<&str>> {
     }
     parts.push(&value[start..]);
     Some(parts)
-}
-
-/// An HTTP token (RFC 7230 §3.2.6): one or more tchar.
-fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// One connection's compression state: what each direction remembers between messages.
