@@ -16,18 +16,11 @@ SECONDS_RUN=${SECONDS_RUN:-10}
 # Longest wait for a cluster to elect a leader / report healthy, in seconds.
 READY_WAIT_S=30
 BASE=$((20000 + RANDOM % 20000))
-TMP=$(mktemp -d)
-PIDS=()
-
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
 
 cargo build --release --example cluster_bench
 BENCH=target/release/examples/cluster_bench
+# shellcheck source=benches/cluster-common.sh
+source "$(dirname "$0")/cluster-common.sh"
 
 if ! command -v etcd >/dev/null; then
     echo "installing etcd-server (apt-get)" >&2
@@ -44,25 +37,20 @@ wait_for() { # wait_for DESCRIPTION COMMAND...: polls once a second up to READY_
     exit 1
 }
 
+measure() { # measure WHAT READY_CHECK TARGETS MODE: once READY_CHECK passes, one load run into RESULT
+    wait_for "$1" "$2"
+    echo "load: $(uptime)"
+    RESULT=$("$BENCH" load --targets "$3" --clients "$CLIENTS" --seconds "$SECONDS_RUN" --mode "$4")
+}
+
 # --- Lithair: nodes 1..3, HTTP BASE+1.., peers BASE+11.. ---
-MAP=""
-for i in 1 2 3; do MAP="$MAP${MAP:+,}$i@127.0.0.1:$((BASE + 10 + i))"; done
-LITHAIR_TARGETS=""
-for i in 1 2 3; do
-    "$BENCH" serve --node-id "$i" --port $((BASE + i)) --bind 127.0.0.1 \
-        --peer-port $((BASE + 10 + i)) --data "$TMP/lithair$i" --cluster "$MAP" \
-        --cluster-secret compare >"$TMP/lithair$i.log" 2>&1 &
-    PIDS+=($!)
-    LITHAIR_TARGETS="$LITHAIR_TARGETS${LITHAIR_TARGETS:+,}127.0.0.1:$((BASE + i))"
-done
+start_lithair "$BASE" lithair compare
+LITHAIR_TARGETS="127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2)),127.0.0.1:$((BASE + 3))"
 lithair_has_leader() { curl -sf "http://127.0.0.1:$((BASE + 1))/_lithair/cluster" | grep -q '"leader":[1-9]'; }
-wait_for "the Lithair cluster" lithair_has_leader
-echo "load: $(uptime)"
-LITHAIR=$("$BENCH" load --targets "$LITHAIR_TARGETS" --clients "$CLIENTS" --seconds "$SECONDS_RUN" --mode write)
+measure "the Lithair cluster" lithair_has_leader "$LITHAIR_TARGETS" write
+LITHAIR=$RESULT
 echo "lithair: $LITHAIR"
-for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-PIDS=()
+stop_all
 
 # --- etcd: members e1..e3, clients BASE+21.., peers BASE+31.. ---
 CLUSTER=""
@@ -80,9 +68,8 @@ for i in 1 2 3; do
     ETCD_TARGETS="$ETCD_TARGETS${ETCD_TARGETS:+,}127.0.0.1:$((BASE + 20 + i))"
 done
 etcd_healthy() { curl -sf "http://127.0.0.1:$((BASE + 21))/health" | grep -q '"health":"true"'; }
-wait_for "the etcd cluster" etcd_healthy
-echo "load: $(uptime)"
-ETCD=$("$BENCH" load --targets "$ETCD_TARGETS" --clients "$CLIENTS" --seconds "$SECONDS_RUN" --mode etcd)
+measure "the etcd cluster" etcd_healthy "$ETCD_TARGETS" etcd
+ETCD=$RESULT
 echo "etcd:    $ETCD"
 
 rate() { sed -E 's/.*: ([0-9]+) acknowledged\/s.*/\1/' <<<"$1"; }

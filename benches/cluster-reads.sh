@@ -15,30 +15,17 @@ CLIENTS=${CLIENTS:-128}
 SECONDS_RUN=${SECONDS_RUN:-5}
 # Longest wait for a cluster to elect a leader, in seconds.
 READY_WAIT_S=30
-TMP=$(mktemp -d)
-PIDS=()
-
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
 
 if [ -z "${BENCH:-}" ]; then
     cargo build --release --example cluster_bench
     BENCH=target/release/examples/cluster_bench
 fi
+# shellcheck source=benches/cluster-common.sh
+source "$(dirname "$0")/cluster-common.sh"
 
 run_mode() { # run_mode READ_MODE: one cluster, four load lines
-    local mode=$1 base=$((20000 + RANDOM % 20000)) map="" leader="" i
-    for i in 1 2 3; do map="$map${map:+,}$i@127.0.0.1:$((base + 10 + i))"; done
-    for i in 1 2 3; do
-        "$BENCH" serve --node-id "$i" --port $((base + i)) --bind 127.0.0.1 \
-            --peer-port $((base + 10 + i)) --data "$TMP/$mode$i" --cluster "$map" \
-            --cluster-secret reads --read-mode "$mode" >"$TMP/$mode$i.log" 2>&1 &
-        PIDS+=($!)
-    done
+    local mode=$1 base=$((20000 + RANDOM % 20000)) leader=""
+    start_lithair "$base" "$mode" reads --read-mode "$mode"
     for _ in $(seq "$READY_WAIT_S"); do
         leader=$(curl -sf "http://127.0.0.1:$((base + 1))/_lithair/cluster" \
             | grep -o '"leader":[0-9]*' | cut -d: -f2 || true)
@@ -58,9 +45,7 @@ run_mode() { # run_mode READ_MODE: one cluster, four load lines
         echo "[$mode, $3] load: $(uptime | sed 's/.*load average: //')"
         "$BENCH" load --targets "$2" --clients "$CLIENTS" --seconds "$SECONDS_RUN" --mode "$1"
     done
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    PIDS=()
+    stop_all
 }
 
 run_mode read-index

@@ -71,20 +71,6 @@ fn members(addr: SocketAddr) -> Option<BTreeMap<u64, bool>> {
     Some(out)
 }
 
-/// The leader id every one of `addrs` agrees on, if they all do and it says it leads.
-fn leader_among(addrs: &[(u64, SocketAddr)]) -> Option<u64> {
-    let statuses: Vec<(u64, Status)> = addrs
-        .iter()
-        .map(|(id, addr)| status(*addr).map(|s| (*id, s)))
-        .collect::<Option<_>>()?;
-    let leader = statuses.first()?.1.leader;
-    let agreed = leader != 0 && statuses.iter().all(|(_, s)| s.leader == leader);
-    let leads = statuses
-        .iter()
-        .any(|(id, s)| *id == leader && s.role == "leader");
-    (agreed && leads).then_some(leader)
-}
-
 /// Waits until every address reports the same applied event index and digest.
 fn converged(addrs: &[SocketAddr]) -> Vec<Status> {
     poll(Duration::from_secs(30), || {

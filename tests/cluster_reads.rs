@@ -31,20 +31,6 @@ fn with_lease_reads(cluster: &mut Cluster) {
     }
 }
 
-/// The leader every node of `nodes` agrees on, when it says it leads.
-fn leader_among(nodes: &[(u64, SocketAddr)]) -> Option<u64> {
-    let statuses: Vec<(u64, Status)> = nodes
-        .iter()
-        .map(|(id, addr)| status(*addr).map(|s| (*id, s)))
-        .collect::<Option<_>>()?;
-    let leader = statuses.first()?.1.leader;
-    let agreed = leader != 0 && statuses.iter().all(|(_, s)| s.leader == leader);
-    let leads = statuses
-        .iter()
-        .any(|(id, s)| *id == leader && s.role == "leader");
-    (agreed && leads).then_some(leader)
-}
-
 #[test]
 fn lease_reads_see_every_acknowledged_write_on_every_node() {
     let mut cluster = start_cluster("lease-ryw");

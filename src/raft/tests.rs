@@ -126,6 +126,17 @@ impl Cluster {
         );
     }
 
+    /// The leader among `ids` (panics if none leads) and the rest of `ids`.
+    fn leader_and_others(&mut self, ids: &[NodeId]) -> (NodeId, Vec<NodeId>) {
+        let leader = ids
+            .iter()
+            .copied()
+            .find(|&id| self.status(id).role == Role::Leader)
+            .expect("a leader");
+        let others = ids.iter().copied().filter(|&id| id != leader).collect();
+        (leader, others)
+    }
+
     fn status(&mut self, id: NodeId) -> Status {
         self.node(id).status()
     }
@@ -328,11 +339,7 @@ fn lease_reads_skip_the_round_trip_while_the_lease_holds() {
     cluster.deliver();
     assert_eq!(cluster.status(1).role, Role::PreCandidate);
     cluster.tick(40);
-    let leader = [1, 2, 3]
-        .into_iter()
-        .find(|&id| cluster.status(id).role == Role::Leader)
-        .expect("a leader");
-    let others: Vec<NodeId> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+    let (leader, others) = cluster.leader_and_others(&[1, 2, 3]);
     cluster.reads.clear();
     cluster.node(leader).read_index(vec![5]).expect("leader");
     cluster.drain(leader);
@@ -365,11 +372,7 @@ fn lease_reads_skip_the_round_trip_while_the_lease_holds() {
 fn a_lease_read_needs_a_lease_mode_leader_with_a_live_lease() {
     let mut cluster = Cluster::new(&[1, 2, 3], &[], |c| c.read_mode = ReadMode::Lease);
     cluster.tick(40);
-    let leader = [1, 2, 3]
-        .into_iter()
-        .find(|&id| cluster.status(id).role == Role::Leader)
-        .expect("a leader");
-    let others: Vec<NodeId> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+    let (leader, others) = cluster.leader_and_others(&[1, 2, 3]);
     let commit = cluster.status(leader).commit;
     let read = cluster.node(leader).lease_read().expect("a live lease");
     assert_eq!(read.index, commit);

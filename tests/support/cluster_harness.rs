@@ -1,5 +1,5 @@
-//! Real-process cluster harness shared by tests/cluster.rs, tests/cluster_ops.rs and
-//! tests/cluster_snapshot.rs (included with `#[path]`, so each test binary compiles its own copy): a small app served
+//! Real-process cluster harness shared by tests/cluster.rs, tests/cluster_ops.rs,
+//! tests/cluster_reads.rs and tests/cluster_snapshot.rs (included with `#[path]`, so each test binary compiles its own copy): a small app served
 //! by this test binary re-run in child mode, nodes as child processes, a TCP proxy the test
 //! controls, and bounded polls (never timed assertions).
 
@@ -377,6 +377,21 @@ pub fn agreed_leader(cluster: &Cluster) -> Option<usize> {
         .all(|(_, s)| s.leader == leader_id && s.leader != 0);
     let k = cluster.nodes.iter().position(|n| n.id == leader_id)?;
     (agreed && live.iter().any(|(j, s)| *j == k && s.role == "leader")).then_some(k)
+}
+
+/// The leader id every one of `addrs` (node id, HTTP address) agrees on, if they all do and it
+/// says it leads. Unlike [`agreed_leader`], asks exactly these nodes (a chosen side of a cut).
+pub fn leader_among(addrs: &[(u64, SocketAddr)]) -> Option<u64> {
+    let statuses: Vec<(u64, Status)> = addrs
+        .iter()
+        .map(|(id, addr)| status(*addr).map(|s| (*id, s)))
+        .collect::<Option<_>>()?;
+    let leader = statuses.first()?.1.leader;
+    let agreed = leader != 0 && statuses.iter().all(|(_, s)| s.leader == leader);
+    let leads = statuses
+        .iter()
+        .any(|(id, s)| *id == leader && s.role == "leader");
+    (agreed && leads).then_some(leader)
 }
 
 /// Polls (for a bounded time) until the live nodes agree on a leader; its index in `nodes`.
