@@ -145,12 +145,24 @@ impl Cursor {
         };
         let path = segment::segment_path(&self.log_dir, first);
         segment::read_segment(&path, &mut self.buffer)?;
-        if let Err(error) = frame::parse_header(&self.buffer) {
-            return Err(Error::Corrupt {
-                path,
-                offset: 0,
-                reason: error.to_string(),
-            });
+        match frame::parse_header(&self.buffer) {
+            Ok(Status::Complete(_)) => {}
+            // The writer creates a segment file and then writes its header: a reader can see
+            // the file in between. Nothing is loaded, so the next call looks again from the
+            // header instead of taking the header's bytes for a frame.
+            Ok(Status::Partial) => {
+                self.buffer.clear();
+                self.loaded = None;
+                self.offset = 0;
+                return Ok(false);
+            }
+            Err(error) => {
+                return Err(Error::Corrupt {
+                    path,
+                    offset: 0,
+                    reason: error.to_string(),
+                })
+            }
         }
         self.loaded = Some(first);
         self.offset = resume_at.min(self.buffer.len());
@@ -169,5 +181,56 @@ impl Cursor {
         let rest = &self.buffer[self.offset.min(self.buffer.len())..];
         let zero_len = rest.get(..4) == Some(&[0, 0, 0, 0][..]);
         !rest.is_empty() && !zero_len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::frame::{encode_frame, encode_header, EntryBatch};
+
+    /// A segment file holding a header and one frame with `entries` entries from `first`.
+    fn segment_bytes(first: u64, entries: u64) -> Vec<u8> {
+        let mut batch = EntryBatch::new();
+        for index in first..first + entries {
+            batch.push(&index.to_le_bytes());
+        }
+        let mut bytes = encode_header(first).to_vec();
+        encode_frame(&mut bytes, first, 1, &[&batch]);
+        bytes
+    }
+
+    fn read_indexes(cursor: &mut Cursor) -> Result<Vec<u64>, Error> {
+        let mut seen = Vec::new();
+        cursor.read(&mut |frame| {
+            seen.extend((0..frame.count as u64).map(|offset| frame.index + offset));
+            Ok(true)
+        })?;
+        Ok(seen)
+    }
+
+    #[test]
+    fn a_new_segment_without_its_header_yet_is_nothing_new_then_read_from_its_start() {
+        let dir =
+            std::env::temp_dir().join(format!("lithair-cursor-header-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create dir");
+        std::fs::write(segment::segment_path(&dir, 1), segment_bytes(1, 3)).expect("write");
+        let mut cursor = Cursor::new(&dir, 1);
+        assert_eq!(read_indexes(&mut cursor).expect("first segment"), [1, 2, 3]);
+        // The writer rolled over: the next file exists, empty and then with part of its header.
+        let next = segment::segment_path(&dir, 4);
+        let full = segment_bytes(4, 2);
+        for visible in [0, HEADER_BYTES / 2] {
+            std::fs::write(&next, &full[..visible]).expect("write part");
+            assert_eq!(
+                read_indexes(&mut cursor).expect("partial header"),
+                [0u64; 0]
+            );
+        }
+        std::fs::write(&next, &full).expect("write whole");
+        assert_eq!(read_indexes(&mut cursor).expect("second segment"), [4, 5]);
+        assert_eq!(cursor.next_index(), 6);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
