@@ -172,7 +172,27 @@ impl Cursor {
             frame::parse_frame(&self.buffer[self.offset..]),
             Ok(Status::Partial)
         );
-        Ok(self.has_frame_start() && !partial)
+        if self.has_frame_start() && !partial {
+            return Ok(true);
+        }
+        // "Not yet" holds only for the segment being written. The writer creates the next
+        // segment after its last write to this one, and `firsts` was listed before this read:
+        // if a later segment exists, this one is finished, so an end short of the next
+        // segment's first index (a zeroed length, a cut frame, missing entries) is damage a
+        // tailing reader must report rather than wait on forever.
+        if let Some(&later) = firsts.iter().find(|&&other| other > first) {
+            if self.next_index < later {
+                return Err(Error::Corrupt {
+                    path,
+                    offset: self.offset as u64,
+                    reason: format!(
+                        "segment ends before index {} but the next segment starts at {later}",
+                        self.next_index
+                    ),
+                });
+            }
+        }
+        Ok(false)
     }
 
     /// True when the loaded buffer holds something at the cursor other than the end of the
@@ -207,6 +227,70 @@ mod tests {
             Ok(true)
         })?;
         Ok(seen)
+    }
+
+    /// A log directory with segment 1 holding `first_bytes` and segment `later` (if any) whole.
+    fn damaged_log(name: &str, first_bytes: &[u8], later: Option<u64>) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("lithair-cursor-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create dir");
+        std::fs::write(segment::segment_path(&dir, 1), first_bytes).expect("write");
+        if let Some(later) = later {
+            let bytes = segment_bytes(later, 2);
+            std::fs::write(segment::segment_path(&dir, later), bytes).expect("write");
+        }
+        dir
+    }
+
+    fn is_corrupt_in_first_segment(result: Result<Vec<u64>, Error>) -> bool {
+        matches!(result, Err(Error::Corrupt { path, .. }) if path.ends_with(segment::segment_name(1)))
+    }
+
+    #[test]
+    fn a_zeroed_length_before_valid_data_is_waited_on_only_in_the_last_segment() {
+        // Frame 1..=3, then four zero bytes where a length should be, then a valid frame.
+        let mut bytes = segment_bytes(1, 3);
+        let second = segment_bytes(4, 2);
+        bytes.extend_from_slice(&[0; 4]);
+        bytes.extend_from_slice(&second[HEADER_BYTES..]);
+        // Last segment: a write may still be landing, so it is "nothing new yet".
+        let dir = damaged_log("zero-last", &bytes, None);
+        let mut cursor = Cursor::new(&dir, 1);
+        assert_eq!(read_indexes(&mut cursor).expect("valid prefix"), [1, 2, 3]);
+        assert_eq!(read_indexes(&mut cursor).expect("still waiting"), [0u64; 0]);
+        let _ = std::fs::remove_dir_all(&dir);
+        // A later segment exists: this one is finished, so the same bytes are damage.
+        let dir = damaged_log("zero-mid", &bytes, Some(6));
+        let mut cursor = Cursor::new(&dir, 1);
+        assert!(is_corrupt_in_first_segment(read_indexes(&mut cursor)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_finished_segment_missing_entries_or_cut_mid_frame_is_corruption() {
+        let whole = segment_bytes(1, 3);
+        // Entries 4 and 5 missing: segment 1 ends cleanly (zero tail), segment 6 follows.
+        let mut zero_tail = whole.clone();
+        zero_tail.resize(whole.len() + 64, 0);
+        // A frame cut in the middle, then segment 6.
+        let mut cut = whole.clone();
+        cut.extend_from_slice(&segment_bytes(4, 2)[HEADER_BYTES..HEADER_BYTES + 10]);
+        for (name, bytes) in [("gap", zero_tail), ("cut", cut)] {
+            let dir = damaged_log(name, &bytes, Some(6));
+            let mut cursor = Cursor::new(&dir, 1);
+            let mut seen = Vec::new();
+            let result = cursor.read(&mut |frame| {
+                seen.push(frame.index);
+                Ok(true)
+            });
+            assert_eq!(seen, [1], "{name}: the valid frame is delivered first");
+            assert!(
+                is_corrupt_in_first_segment(result.map(|()| seen.clone())),
+                "{name}"
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 
     #[test]
