@@ -26,7 +26,8 @@ pub const GROUP_BYTES_MAX: usize = 32 * 1024 * 1024;
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 /// Segments are preallocated ahead of the writer by this much (never past
 /// `segment_bytes_max`): appends overwrite zeros in place, which makes each `fdatasync`
-/// cheaper than growing the file (no size or block-allocation change to commit), and a
+/// cheaper than growing the file (no size change, no block allocation; ext4 still journals the
+/// conversion of the written part of its "unwritten" extents, see docs/LOG_FORMAT.md), and a
 /// segment carries at most this much unused tail for recovery to read.
 pub const PREALLOCATE_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 /// Name of the lock file in the data directory.
