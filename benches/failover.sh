@@ -108,8 +108,11 @@ for trial in $(seq "$TRIALS"); do
     PIDS+=("$load")
     sleep "$KILL_AFTER_S"
     read -r victim term < <(wait_leader)
-    date +%s%N >"$mark" # just before the kill: the figure errs long by the `kill` fork
+    date +%s%N >"$mark" # just before the kill (the figure errs long by microseconds)
     kill_node "$victim"
+    # When the killed process was reaped: its sockets close only once every one of its
+    # threads exited, so survivors and clients cannot notice the crash before.
+    teardown=$((($(date +%s%N) - $(cat "$mark")) / 1000000))
     wait "$load" || { echo "trial $trial: the load client failed" >&2; exit 1; }
     forget_pid "$load"
     read -r successor new_term < <(wait_leader)
@@ -117,7 +120,7 @@ for trial in $(seq "$TRIALS"); do
     ms=$(grep -o 'failover [0-9.]*' <<<"$line" | cut -d' ' -f2 || true)
     if [ -z "$ms" ]; then echo "trial $trial: no write acknowledged after the kill: $line" >&2; exit 1; fi
     RESULTS+=("$ms")
-    echo "trial $trial: killed leader $victim (term $term), new leader $successor (term $new_term): failover $ms ms | $line"
+    echo "trial $trial: killed leader $victim (term $term), new leader $successor (term $new_term): failover $ms ms (kill to reaped $teardown ms) | $line"
     start_node "$victim"
     wait_caught_up "$victim"
 done
