@@ -27,9 +27,10 @@
 //! The stagger: every survivor gets the notice at about the same instant; if they all
 //! campaigned at once, their pre-votes would cross, each would grant the other's and their
 //! elections would split the vote, costing a full timeout. So the survivor with the lowest id
-//! campaigns on its next tick and each next one `LEADER_LOSS_STAGGER_TICKS` later: by then the
-//! first one's vote request has reached it (a round trip is well under a tick), and it grants
-//! it, or, when its own log is more up to date and it refused, campaigns itself and wins.
+//! campaigns at once and each next one `LEADER_LOSS_STAGGER_TICKS` ticks later (on a tick
+//! boundary, so at least one whole tick after the first): by then the first one's vote request
+//! has reached it (a round trip is well under a tick), and it granted it, or, when its own log
+//! is more up to date and it refused, it campaigns itself and wins.
 
 use super::config::ReadMode;
 use super::core::Raft;
@@ -42,8 +43,9 @@ pub const LEADER_LOSS_STAGGER_TICKS: u32 = 2;
 impl<S: Storage> Raft<S> {
     /// The transport reports that the connection on which `peer` sends to this node broke.
     /// If `peer` is the leader this follower follows (and lease reads are off), forget it and
-    /// bring the election forward to `1 + LEADER_LOSS_STAGGER_TICKS * rank` ticks from now,
-    /// `rank` counting the other surviving voters with a lower id. Returns whether it did.
+    /// campaign now (`rank` 0) or bring the election forward to `LEADER_LOSS_STAGGER_TICKS *
+    /// rank` ticks from now, `rank` counting the other surviving voters with a lower id.
+    /// Returns whether it did.
     pub(crate) fn leader_unreachable(&mut self, peer: NodeId) -> bool {
         if self.config.read_mode == ReadMode::Lease
             || peer == NODE_NONE
@@ -59,13 +61,19 @@ impl<S: Storage> Raft<S> {
             .iter()
             .filter(|&&voter| voter != peer && voter < self.id)
             .count() as u32;
-        let delay = 1 + LEADER_LOSS_STAGGER_TICKS.saturating_mul(rank);
+        self.leader_id = NODE_NONE;
+        if rank == 0 {
+            // As the election timeout would (`tick`): restart the clock, so a failed campaign
+            // (a wrong notice) waits a whole randomized timeout before the next.
+            self.election_elapsed = 0;
+            self.campaign(false);
+            return true;
+        }
+        let delay = LEADER_LOSS_STAGGER_TICKS.saturating_mul(rank);
         // Move the clock, not the timeout: the campaign restarts the clock, and a failed one
-        // (a wrong notice) waits a whole randomized timeout again. Never later than the
-        // timeout already running.
+        // waits a whole randomized timeout again. Never later than the timeout already running.
         let early = self.randomized_election_ticks.saturating_sub(delay);
         self.election_elapsed = self.election_elapsed.max(early);
-        self.leader_id = NODE_NONE;
         true
     }
 }
@@ -171,20 +179,18 @@ mod tests {
     }
 
     #[test]
-    fn survivors_of_a_dead_leader_elect_within_a_few_ticks() {
+    fn survivors_of_a_dead_leader_elect_without_waiting_for_a_timeout() {
         for dead_leader in 1..=3 {
             let mut trio = Trio::new(ReadMode::Safe);
             trio.elect(dead_leader);
             let old_term = trio.nodes[&dead_leader].status().term;
             trio.dead.insert(dead_leader);
-            for id in (1..=3).filter(|&id| id != dead_leader) {
+            for id in (1..=3).filter(|&id| id != dead_leader).rev() {
                 assert!(trio.node(id).leader_unreachable(dead_leader));
-                assert_eq!(trio.nodes[&id].status().leader_id, NODE_NONE);
             }
-            // The lowest surviving id campaigns on its next tick and wins at once; the
+            // The lowest surviving id campaigns at once and wins, before any tick: the
             // election timeout (at least 10 ticks) never comes into it.
-            let ticks = trio.ticks_to_new_leader(dead_leader, 10);
-            assert_eq!(ticks, Some(1), "dead leader {dead_leader}");
+            trio.deliver();
             let leader = trio.leader().expect("a leader");
             assert_eq!(leader, if dead_leader == 1 { 2 } else { 1 });
             assert_eq!(trio.nodes[&leader].status().term, old_term + 1);
@@ -207,8 +213,11 @@ mod tests {
         for id in [1, 2] {
             assert!(trio.node(id).leader_unreachable(3));
         }
+        // Node 1 campaigns at once and loses; node 2 campaigns on its stagger.
+        trio.deliver();
+        assert_ne!(trio.nodes[&1].status().role, Role::Leader);
         let ticks = trio.ticks_to_new_leader(3, 10);
-        assert_eq!(ticks, Some(1 + LEADER_LOSS_STAGGER_TICKS));
+        assert_eq!(ticks, Some(LEADER_LOSS_STAGGER_TICKS));
         assert_eq!(trio.leader(), Some(2));
     }
 
