@@ -30,7 +30,10 @@
 //! campaigns at once and each next one `LEADER_LOSS_STAGGER_TICKS` ticks later (on a tick
 //! boundary, so at least one whole tick after the first): by then the first one's vote request
 //! has reached it (a round trip is well under a tick), and it granted it, or, when its own log
-//! is more up to date and it refused, it campaigns itself and wins.
+//! is more up to date and it refused, it campaigns itself and wins. The first one campaigns
+//! once more after every other survivor had its turn: its first pre-vote may have reached a
+//! survivor that had not heard of the loss yet (which ignores it, still following the dead
+//! leader), and when that survivor's log is the older one, nobody else can win.
 
 use super::config::ReadMode;
 use super::core::Raft;
@@ -62,16 +65,17 @@ impl<S: Storage> Raft<S> {
             .filter(|&&voter| voter != peer && voter < self.id)
             .count() as u32;
         self.leader_id = NODE_NONE;
-        if rank == 0 {
-            // As the election timeout would (`tick`): restart the clock, so a failed campaign
-            // (a wrong notice) waits a whole randomized timeout before the next.
-            self.election_elapsed = 0;
+        let delay = if rank == 0 {
             self.campaign(false);
-            return true;
-        }
-        let delay = LEADER_LOSS_STAGGER_TICKS.saturating_mul(rank);
-        // Move the clock, not the timeout: the campaign restarts the clock, and a failed one
-        // waits a whole randomized timeout again. Never later than the timeout already running.
+            // The retry, after every other survivor's turn.
+            let survivors = self.conf.voters.iter().filter(|&&v| v != peer).count() as u32;
+            LEADER_LOSS_STAGGER_TICKS.saturating_mul(survivors)
+        } else {
+            LEADER_LOSS_STAGGER_TICKS.saturating_mul(rank)
+        };
+        // Move the clock, not the timeout: the early campaign restarts the clock (`tick`), so
+        // a failed one waits a whole randomized timeout before the next. Never later than the
+        // timeout already running.
         let early = self.randomized_election_ticks.saturating_sub(delay);
         self.election_elapsed = self.election_elapsed.max(early);
         true
@@ -218,6 +222,28 @@ mod tests {
         assert_ne!(trio.nodes[&1].status().role, Role::Leader);
         let ticks = trio.ticks_to_new_leader(3, 10);
         assert_eq!(ticks, Some(LEADER_LOSS_STAGGER_TICKS));
+        assert_eq!(trio.leader(), Some(2));
+    }
+
+    #[test]
+    fn the_first_survivor_tries_again_when_its_first_pre_vote_was_ignored() {
+        let mut trio = Trio::new(ReadMode::Safe);
+        trio.elect(1);
+        // Node 3 misses the last entry, so only node 2 can win.
+        trio.dead.insert(3);
+        trio.node(1).propose(vec![b"x".to_vec()]).expect("leader");
+        trio.deliver();
+        trio.dead = BTreeSet::from([1]);
+        // Node 2 hears of the loss first and campaigns at once; node 3 still follows node 1
+        // and ignores the pre-vote. Then node 3 hears of it and campaigns on its stagger, in
+        // vain (its log is older).
+        assert!(trio.node(2).leader_unreachable(1));
+        trio.deliver();
+        assert!(trio.node(3).leader_unreachable(1));
+        assert_eq!(trio.leader(), None);
+        let ticks = trio.ticks_to_new_leader(1, 10);
+        // Node 2's retry comes after both turns (2 survivors), long before a timeout.
+        assert_eq!(ticks, Some(2 * LEADER_LOSS_STAGGER_TICKS));
         assert_eq!(trio.leader(), Some(2));
     }
 
