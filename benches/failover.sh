@@ -84,7 +84,8 @@ wait_caught_up() { # wait_caught_up I: node I follows a leader and applied the l
         fi
         sleep "$POLL_S"
     done
-    echo "node $1 did not catch up in ${READY_WAIT_S} s" >&2
+    echo "node $1 did not catch up in ${READY_WAIT_S} s; the nodes say:" >&2
+    for i in 1 2 3; do echo "node $i: $(status_of "$i" | sed 's/,"members".*//' || echo down)" >&2; done
     return 1
 }
 
