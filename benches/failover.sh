@@ -14,6 +14,7 @@
 #   benches/failover.sh                       # from the project root
 #   TRIALS=20 CLIENTS=64 benches/failover.sh
 #   STABILITY_SECONDS=0 TRIALS=5 benches/failover.sh
+#   STABILITY_SECONDS=30 TRIALS=0 benches/failover.sh    # spurious elections only
 #
 # Bounded: every wait is a bounded poll; data lives in a temp directory removed at exit, and
 # every process it started is killed at exit (by its pid). The machine may be shared: note
@@ -99,6 +100,7 @@ if [ "$STABILITY_SECONDS" -gt 0 ]; then
     echo "stability: $STABILITY_CLIENTS clients for $STABILITY_SECONDS s: term $TERM0 -> $TERM1, $((TERM1 - TERM0)) leader changes without a kill"
 fi
 
+[ "$TRIALS" -gt 0 ] || exit 0
 echo "failover trials: $CLIENTS clients, $(uptime)"
 RESULTS=()
 for trial in $(seq "$TRIALS"); do
