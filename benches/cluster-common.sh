@@ -1,14 +1,18 @@
-# Sourced (not run) by benches/cluster-compare.sh and benches/cluster-reads.sh: the temp data
-# directory, the pids of every process a bench starts (killed by pid, never by name), and the
-# start of a 3-node Lithair cluster. Expects `set -euo pipefail` and BENCH set by the caller.
+# Sourced (not run) by benches/cluster-compare.sh, benches/cluster-reads.sh and
+# benches/failover.sh: the temp data directory, the pids of every process a bench starts
+# (killed by pid, never by name), and the start (and restart) of a 3-node Lithair cluster.
+# Expects `set -euo pipefail` and BENCH set by the caller.
 
 TMP=$(mktemp -d)
 PIDS=()
+# The pid of each running node of the cluster start_lithair started, by node id.
+NODE_PID=()
 
 stop_all() { # kills and reaps every process started so far
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     PIDS=()
+    NODE_PID=()
 }
 
 cleanup() {
@@ -17,14 +21,34 @@ cleanup() {
 }
 trap cleanup EXIT
 
+forget_pid() { # forget_pid PID: a reaped process (its pid may be reused: never kill it again)
+    local kept=() pid
+    for pid in "${PIDS[@]}"; do [ "$pid" = "$1" ] || kept+=("$pid"); done
+    PIDS=("${kept[@]}")
+}
+
+start_node() { # start_node I: node I of the cluster start_lithair set up, on its data directory
+    local i=$1
+    "$BENCH" serve --node-id "$i" --port $((CLUSTER_BASE + i)) --bind 127.0.0.1 \
+        --peer-port $((CLUSTER_BASE + 10 + i)) --data "$TMP/$CLUSTER_NAME$i" --cluster "$CLUSTER_MAP" \
+        --cluster-secret "$CLUSTER_SECRET" "${CLUSTER_ARGS[@]}" >>"$TMP/$CLUSTER_NAME$i.log" 2>&1 &
+    PIDS+=($!)
+    NODE_PID[i]=$!
+}
+
+kill_node() { # kill_node I: kill -9 node I and reap it
+    local pid=${NODE_PID[$1]}
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    forget_pid "$pid"
+    NODE_PID[$1]=""
+}
+
 start_lithair() { # start_lithair BASE NAME SECRET [SERVE ARGS...]: nodes 1..3, HTTP BASE+1.., peers BASE+11..
-    local base=$1 name=$2 secret=$3 map="" i
+    local i
+    CLUSTER_BASE=$1 CLUSTER_NAME=$2 CLUSTER_SECRET=$3 CLUSTER_MAP=""
     shift 3
-    for i in 1 2 3; do map="$map${map:+,}$i@127.0.0.1:$((base + 10 + i))"; done
-    for i in 1 2 3; do
-        "$BENCH" serve --node-id "$i" --port $((base + i)) --bind 127.0.0.1 \
-            --peer-port $((base + 10 + i)) --data "$TMP/$name$i" --cluster "$map" \
-            --cluster-secret "$secret" "$@" >"$TMP/$name$i.log" 2>&1 &
-        PIDS+=($!)
-    done
+    CLUSTER_ARGS=("$@")
+    for i in 1 2 3; do CLUSTER_MAP="$CLUSTER_MAP${CLUSTER_MAP:+,}$i@127.0.0.1:$((CLUSTER_BASE + 10 + i))"; done
+    for i in 1 2 3; do start_node "$i"; done
 }

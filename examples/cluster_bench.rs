@@ -15,6 +15,11 @@
 //! `--mode etcd` drives an etcd cluster with the same client: each write is a JSON
 //! `POST /v3/kv/put` (etcd's v3 HTTP gateway, base64 key and value) with a unique key, so
 //! `benches/cluster-compare.sh` measures both systems the same way.
+//! `--kill-mark PATH`: failover measurement (`benches/failover.sh`). Someone writes the wall
+//! clock time of a leader kill, in nanoseconds since the Unix epoch, into PATH during the run;
+//! at the end the line also gives the failover time: from that instant to the first
+//! acknowledgement of a request attempt sent at or after it (so committed under a new
+//! leader, the killed one being gone).
 
 use lithair::app::App;
 use lithair::prelude::*;
@@ -57,6 +62,8 @@ struct LoadOptions {
     mode: String,
     /// Prefix of this run's idempotency keys.
     run_id: String,
+    /// File holding the kill instant (ns since the Unix epoch), read at the end of the run.
+    kill_mark: Option<String>,
 }
 
 fn parse_load(args: &[String]) -> Result<LoadOptions, String> {
@@ -72,6 +79,7 @@ fn parse_load(args: &[String]) -> Result<LoadOptions, String> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         ),
+        kill_mark: None,
     };
     let mut iter = args.iter();
     while let Some(flag) = iter.next() {
@@ -81,6 +89,7 @@ fn parse_load(args: &[String]) -> Result<LoadOptions, String> {
             "--clients" => options.clients = value.parse().map_err(|_| "bad --clients")?,
             "--seconds" => options.seconds = value.parse().map_err(|_| "bad --seconds")?,
             "--mode" => options.mode = value.clone(),
+            "--kill-mark" => options.kill_mark = Some(value.clone()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -96,8 +105,9 @@ fn parse_load(args: &[String]) -> Result<LoadOptions, String> {
 /// Shared results of the load run.
 struct Results {
     latencies_us: Mutex<Vec<u64>>,
-    /// Microseconds since start of every acknowledged write, to find the longest gap.
-    acks_us: Mutex<Vec<u64>>,
+    /// Microseconds since start of every acknowledged request: when the acknowledged attempt
+    /// was sent, and when its answer arrived (the longest gap, the failover time).
+    acks_us: Mutex<Vec<(u64, u64)>>,
     retries: AtomicU64,
 }
 
@@ -109,6 +119,7 @@ fn load(args: &[String]) -> Result<(), String> {
         retries: AtomicU64::new(0),
     });
     let start = Instant::now();
+    let start_wall = std::time::SystemTime::now();
     let deadline = start + Duration::from_secs(options.seconds);
     let mut threads = Vec::new();
     for client in 0..options.clients {
@@ -135,9 +146,15 @@ fn load(args: &[String]) -> Result<(), String> {
         }
         latencies[((latencies.len() - 1) as f64 * q) as usize] as f64 / 1000.0
     };
-    let max_gap_ms = acks.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as f64 / 1000.0;
+    let mut acked_at: Vec<u64> = acks.iter().map(|(_, acked)| *acked).collect();
+    acked_at.sort_unstable();
+    let max_gap_ms = acked_at.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as f64 / 1000.0;
+    let failover = match &options.kill_mark {
+        Some(path) => failover_text(path, start_wall, &acks)?,
+        None => String::new(),
+    };
     println!(
-        "mode {} clients {} ok requests {} in {elapsed:.2} s: {:.0} acknowledged/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, longest gap without an ack {max_gap_ms:.1} ms, retries {}",
+        "mode {} clients {} ok requests {} in {elapsed:.2} s: {:.0} acknowledged/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, longest gap without an ack {max_gap_ms:.1} ms, retries {}{failover}",
         options.mode,
         options.clients,
         latencies.len(),
@@ -148,6 +165,35 @@ fn load(args: &[String]) -> Result<(), String> {
         results.retries.load(Ordering::Relaxed)
     );
     Ok(())
+}
+
+/// `, failover X ms` from the kill instant in `path` to the first acknowledgement of an
+/// attempt sent at or after it (`acks`: attempt sent and answer received, in microseconds
+/// since `start_wall`); `, failover none` when no such attempt was acknowledged.
+fn failover_text(
+    path: &str,
+    start_wall: std::time::SystemTime,
+    acks: &[(u64, u64)],
+) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--kill-mark {path}: {e}"))?;
+    let killed_ns: u128 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("--kill-mark {path}: expected nanoseconds, got {text:?}"))?;
+    let start_ns = start_wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_nanos();
+    let killed_us = (killed_ns.saturating_sub(start_ns) / 1000) as u64;
+    let first = acks
+        .iter()
+        .filter(|(sent, _)| *sent >= killed_us)
+        .map(|(_, acked)| *acked)
+        .min();
+    Ok(match first {
+        Some(acked) => format!(", failover {:.1} ms", (acked - killed_us) as f64 / 1000.0),
+        None => ", failover none".to_string(),
+    })
 }
 
 fn run_client(
@@ -169,6 +215,7 @@ fn run_client(
         let began = Instant::now();
         // Retry the same write (same key) until acknowledged or the run ends.
         while Instant::now() < deadline {
+            let sent = Instant::now();
             match request(
                 &mut connection,
                 &options.targets[target],
@@ -178,7 +225,10 @@ fn run_client(
                 Ok(201 | 200) => {
                     let now = Instant::now();
                     latencies.push(now.duration_since(began).as_micros() as u64);
-                    acks.push(now.duration_since(start).as_micros() as u64);
+                    acks.push((
+                        sent.duration_since(start).as_micros() as u64,
+                        now.duration_since(start).as_micros() as u64,
+                    ));
                     break;
                 }
                 _ => {

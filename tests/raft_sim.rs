@@ -37,6 +37,7 @@ fn many_seeds_with_faults_stay_safe_and_converge() {
     let options = SimOptions::default();
     let (mut committed, mut leaders, mut crashes, mut changes, mut snapshots, mut ops) =
         (0, 0, 0, 0, 0, 0);
+    let mut early = 0;
     for seed in 0..seeds {
         let report = run_seed(seed, &options).unwrap_or_else(|failure| panic!("{failure}"));
         committed += report.committed;
@@ -45,10 +46,12 @@ fn many_seeds_with_faults_stay_safe_and_converge() {
         changes += report.membership_changes;
         snapshots += report.snapshots_installed;
         ops += report.history.len() as u64;
+        early += report.early_campaigns;
     }
     eprintln!(
         "{seeds} seeds: {committed} entries committed, {leaders} leaders, {crashes} crashes, \
-         {changes} membership changes, {snapshots} snapshots installed, {ops} client ops"
+         {changes} membership changes, {snapshots} snapshots installed, {ops} client ops, \
+         {early} early campaigns"
     );
     // The faults must actually happen for the run to mean anything.
     assert!(
@@ -59,6 +62,8 @@ fn many_seeds_with_faults_stay_safe_and_converge() {
         changes > seeds / 4 && snapshots > seeds / 10,
         "too few membership changes or snapshots"
     );
+    // Unreachable-leader notices (true after crashes, false otherwise) must be acted on.
+    assert!(early > seeds / 4, "too few early campaigns");
 }
 
 #[test]

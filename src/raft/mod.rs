@@ -46,6 +46,7 @@ mod config;
 mod core;
 mod follower;
 mod leader;
+mod leader_loss;
 mod log;
 mod progress;
 mod raw_node;
@@ -64,6 +65,7 @@ pub mod sim;
 pub use self::config::{Config, ConfigError, ReadMode, SplitMix64};
 pub use self::core::{RaftError, READS_WAITING_MAX};
 pub use self::leader::{lease_ticks, LeaseRead};
+pub use self::leader_loss::LEADER_LOSS_STAGGER_TICKS;
 pub use self::raw_node::{RawNode, Ready, SoftState, Status, READY_APPLY_BYTES_MAX};
 pub use self::storage::{bootstrap_entries, MemStorage, Storage, StorageError};
 pub use self::types::{

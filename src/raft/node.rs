@@ -25,7 +25,7 @@ use super::raw_node::{RawNode, Ready};
 use super::reads::{ReadBatcher, ReadLease, RoundClock, StartBatch};
 use super::storage::Storage;
 use super::storage_log::{InstallStep, LogStorage};
-use super::transport::{Deliver, Transport, TransportConfig};
+use super::transport::{Deliver, Lost, Transport, TransportConfig};
 use super::types::{ConfChange, EntryKind, Message, NodeId, Role, NODE_NONE};
 use crate::engine::{Proposer, Replica, Token};
 use std::collections::BTreeMap;
@@ -95,6 +95,8 @@ enum Event {
     ReadIndex(u64),
     /// The log writer made more entries durable (see [`PersistWatermark`]).
     Persisted,
+    /// The last connection a peer dialed to this node broke (see [`Lost`]).
+    PeerLost(NodeId),
 }
 
 /// Longest wait for a linearizable read's confirmation, in milliseconds.
@@ -328,6 +330,10 @@ impl Node {
         let deliver: Deliver = Arc::new(move |message| {
             let _ = sender.send(Event::Message(message));
         });
+        let sender = inbox.sender.clone();
+        let lost: Lost = Arc::new(move |peer| {
+            let _ = sender.send(Event::PeerLost(peer));
+        });
         let peers = config
             .members
             .iter()
@@ -344,6 +350,7 @@ impl Node {
                 peer_addr: config.peer_addr.clone(),
             },
             deliver,
+            lost,
         )?);
         let book = load_peer_book(&config, &transport)?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -824,6 +831,12 @@ impl Driver {
             }
             // The loop collects completed persists after every batch of events.
             Event::Persisted => true,
+            Event::PeerLost(peer) => {
+                if self.raw.leader_unreachable(peer) {
+                    eprintln!("lithair: lost the connection from leader {peer}; campaigning early");
+                }
+                true
+            }
         }
     }
 

@@ -120,6 +120,13 @@ impl<S: Storage> RawNode<S> {
         self.raft.campaign(false);
     }
 
+    /// The transport saw the connection from `peer` break. A follower whose leader it is
+    /// campaigns soon instead of after an election timeout (not in lease mode; see
+    /// `leader_loss.rs`). Returns whether this node acted on it.
+    pub fn leader_unreachable(&mut self, peer: NodeId) -> bool {
+        self.raft.leader_unreachable(peer)
+    }
+
     /// Leader: asks that the entries `first..=last` it proposed reach each follower in one
     /// Append (they are one command's events), unless they alone exceed a message's limits.
     /// A leader that crashes then leaves followers with all of them or none, so a later leader

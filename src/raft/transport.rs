@@ -9,6 +9,10 @@
 //! Each connection carries messages in one direction only (dialer to listener): a node dials
 //! every peer to send, and receives on the connections peers dialed to it. Raft tolerates loss,
 //! so a full queue or a broken connection drops messages instead of waiting.
+//!
+//! When the last connection a peer dialed to us ends with end-of-file or a reset (its process
+//! died: the kernel closed its sockets), the transport reports it ([`Lost`]) so the node can
+//! react before an election timeout passes.
 
 use super::types::{Message, NodeId};
 use super::wire::{
@@ -62,6 +66,10 @@ pub struct TransportConfig {
 /// Receives every authenticated message (called from the reader threads).
 pub type Deliver = Arc<dyn Fn(Message) + Send + Sync>;
 
+/// Told the id of a peer whose last inbound connection broke (end of file or reset, not our
+/// own shutdown), called from a reader thread. A hint, not a verdict: the peer may re-dial.
+pub type Lost = Arc<dyn Fn(NodeId) + Send + Sync>;
+
 /// The running transport. Dropping it stops its threads.
 pub struct Transport {
     id: NodeId,
@@ -79,14 +87,18 @@ struct Endpoint {
     id: NodeId,
     secret: Vec<u8>,
     http_addr: String,
+    /// Authenticated inbound connections open per peer.
+    inbound: Mutex<HashMap<NodeId, usize>>,
+    lost: Lost,
 }
 
 impl Transport {
-    /// Binds the peer port and starts the listener and one writer per peer.
+    /// Binds the peer port and starts the listener and one writer per peer. Messages go to
+    /// `deliver`; peers whose connections to us broke, to `lost`.
     ///
     /// # Errors
     /// The bind error, or an empty secret (replication is never unauthenticated).
-    pub fn start(config: TransportConfig, deliver: Deliver) -> io::Result<Transport> {
+    pub fn start(config: TransportConfig, deliver: Deliver, lost: Lost) -> io::Result<Transport> {
         if config.secret.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -101,6 +113,8 @@ impl Transport {
             id: config.id,
             secret: config.secret,
             http_addr: config.http_addr,
+            inbound: Mutex::new(HashMap::new()),
+            lost,
         });
         let accept = {
             let (shared, stop, addrs) = (shared.clone(), stop.clone(), http_addrs.clone());
@@ -326,10 +340,56 @@ fn serve_inbound(
     http_addrs
         .lock()
         .expect("http address table poisoned")
-        .insert(hello.from, hello.http_addr);
+        .insert(hello.from, hello.http_addr.clone());
+    let peer = hello.from;
+    count_inbound(shared, peer, true);
+    let ended = read_messages(&mut stream, &mut buf, shared, stop, &hello, deliver);
+    let remaining = count_inbound(shared, peer, false);
+    // End of file or a reset: the peer's process closed the connection (or died). Not a
+    // protocol error, a timeout or our own shutdown; and not while another connection from
+    // the same peer (a re-dial) is open.
+    let broke = matches!(
+        ended.as_ref().map_err(io::Error::kind),
+        Err(io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted)
+    );
+    if remaining == 0 && broke && !stop.load(Ordering::Relaxed) {
+        (shared.lost)(peer);
+    }
+    ended
+}
+
+/// Counts an inbound connection of `peer` opening (`opened`) or closing; returns how many
+/// remain open.
+fn count_inbound(shared: &Endpoint, peer: NodeId, opened: bool) -> usize {
+    let mut table = shared.inbound.lock().expect("inbound table poisoned");
+    let count = table.entry(peer).or_insert(0);
+    if opened {
+        *count += 1;
+    } else {
+        assert!(*count > 0, "inbound connection of {peer} closed twice");
+        *count -= 1;
+    }
+    let now = *count;
+    if now == 0 {
+        table.remove(&peer);
+    }
+    now
+}
+
+/// Delivers the authenticated peer's messages until the connection ends (the error says how).
+fn read_messages(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    shared: &Endpoint,
+    stop: &AtomicBool,
+    hello: &Hello,
+    deliver: &Deliver,
+) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_millis(STOP_POLL_MS)))?;
     loop {
-        let (kind, body) = read_frame(&mut stream, &mut buf, FRAME_BYTES_MAX, stop)?;
+        let (kind, body) = read_frame(stream, buf, FRAME_BYTES_MAX, stop)?;
         if kind != FrameKind::Message {
             return Err(protocol_error(wire::WireError::Malformed(
                 "expected message",
@@ -549,9 +609,15 @@ mod tests {
             http_addr: format!("127.0.0.1:808{id}"),
             peer_addr: listen.to_string(),
         };
-        let _node_2 = Transport::start(config(2, addr_2, vec![], secret_2), deliver_2).unwrap();
+        let _node_2 = Transport::start(
+            config(2, addr_2, vec![], secret_2),
+            deliver_2,
+            Arc::new(|_| {}),
+        )
+        .unwrap();
         let node_1 = Transport::start(
             config(1, addr_1, vec![(2, addr_2.to_string())], secret_1),
+            Arc::new(|_| {}),
             Arc::new(|_| {}),
         )
         .unwrap();
@@ -590,6 +656,56 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_that_goes_away_is_reported_lost_once_its_last_connection_ends() {
+        let (addr_1, addr_2) = (free_addr(), free_addr());
+        let (delivered, lost) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(Vec::new())));
+        let (sink, lost_sink) = (Arc::clone(&delivered), Arc::clone(&lost));
+        let config = |id, listen: SocketAddr, peers| TransportConfig {
+            id,
+            listen,
+            peers,
+            secret: b"secret".to_vec(),
+            http_addr: String::new(),
+            peer_addr: listen.to_string(),
+        };
+        let _node_2 = Transport::start(
+            config(2, addr_2, vec![]),
+            Arc::new(move |_| *sink.lock().unwrap() += 1),
+            Arc::new(move |peer| lost_sink.lock().unwrap().push(peer)),
+        )
+        .unwrap();
+        let node_1 = Transport::start(
+            config(1, addr_1, vec![(2, addr_2.to_string())]),
+            Arc::new(|_| {}),
+            Arc::new(|_| {}),
+        )
+        .unwrap();
+        let heartbeat = Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: MessageBody::Heartbeat {
+                commit: 0,
+                read_round: 0,
+            },
+        };
+        let started = Instant::now();
+        while *delivered.lock().unwrap() == 0 && started.elapsed() < Duration::from_secs(30) {
+            node_1.send(heartbeat.clone());
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(*delivered.lock().unwrap() > 0, "no message arrived");
+        assert!(lost.lock().unwrap().is_empty(), "lost while connected");
+        // Node 1 goes away: its connection closes, and node 2 hears of it.
+        drop(node_1);
+        let started = Instant::now();
+        while lost.lock().unwrap().is_empty() && started.elapsed() < Duration::from_secs(30) {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(*lost.lock().unwrap(), vec![1]);
+    }
+
+    #[test]
     fn an_empty_secret_is_refused() {
         let config = TransportConfig {
             id: 1,
@@ -599,6 +715,6 @@ mod tests {
             http_addr: String::new(),
             peer_addr: String::new(),
         };
-        assert!(Transport::start(config, Arc::new(|_| {})).is_err());
+        assert!(Transport::start(config, Arc::new(|_| {}), Arc::new(|_| {})).is_err());
     }
 }

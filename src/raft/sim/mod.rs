@@ -1,7 +1,10 @@
 //! A deterministic simulator for the Raft core: N nodes in one thread with a seeded network
 //! (drops, duplicates, reordering, delays, partitions), a seeded clock (ticks), disks that lose
 //! unsynced writes on a crash, restarts, membership changes, leadership transfers and clients
-//! whose histories feed the linearizability checker. Public only for tests (`#[doc(hidden)]`).
+//! whose histories feed the linearizability checker. Survivors of a crash may be told the
+//! crashed node is unreachable (as the transport tells them when its connections close), and
+//! running nodes are sometimes told so wrongly (a reset connection), to exercise the early
+//! campaign rule (`leader_loss.rs`). Public only for tests (`#[doc(hidden)]`).
 //!
 //! Owns: fault injection and the after-every-step safety checks; a seed replays bit for bit.
 //! Must not: use real time, threads, sockets or unseeded randomness.
@@ -57,6 +60,12 @@ pub struct SimOptions {
     pub persist_complete_per_million: u64,
     /// Per tick: restart a crashed node.
     pub restart_per_million: u64,
+    /// Per crash and surviving node: on the next tick, it is told the crashed node is
+    /// unreachable (the transport saw its connection close).
+    pub crash_notice_per_million: u64,
+    /// Per tick: a random running node is told another running node is unreachable (a
+    /// connection reset while both run).
+    pub false_notice_per_million: u64,
     /// Per tick: the leader adds a learner or removes a member.
     pub membership_per_million: u64,
     /// Per tick: the leader transfers leadership.
@@ -88,6 +97,8 @@ impl Default for SimOptions {
             background_persist_per_million: 700_000,
             persist_complete_per_million: 500_000,
             restart_per_million: 30_000,
+            crash_notice_per_million: 700_000,
+            false_notice_per_million: 10_000,
             membership_per_million: 6_000,
             transfer_per_million: 3_000,
             compact_entries: 24,
@@ -137,6 +148,8 @@ pub struct SimReport {
     pub membership_changes: u64,
     /// Snapshots installed from a leader.
     pub snapshots_installed: u64,
+    /// Unreachable-leader notices a follower acted on (early campaigns).
+    pub early_campaigns: u64,
     /// The client history.
     pub history: Vec<linearize::Operation>,
 }
@@ -157,6 +170,9 @@ struct Sim {
     crashes: u64,
     membership_changes: u64,
     snapshots_installed: u64,
+    early_campaigns: u64,
+    /// Unreachable notices due next tick: (told node, unreachable node).
+    notices: Vec<(NodeId, NodeId)>,
     faults_on: bool,
 }
 
@@ -221,6 +237,8 @@ impl Sim {
             crashes: 0,
             membership_changes: 0,
             snapshots_installed: 0,
+            early_campaigns: 0,
+            notices: Vec::new(),
             faults_on: true,
         }
     }
@@ -257,6 +275,7 @@ impl Sim {
             crashes: self.crashes,
             membership_changes: self.membership_changes,
             snapshots_installed: self.snapshots_installed,
+            early_campaigns: self.early_campaigns,
             history,
         })
     }
@@ -273,6 +292,7 @@ impl Sim {
     /// One tick: clocks advance, clients act, due messages are delivered, Readies are handled.
     fn step_tick(&mut self, clients_active: bool) -> Result<(), String> {
         self.tick += 1;
+        self.deliver_notices()?;
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for &id in &ids {
             if let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raw.as_mut()) {
@@ -407,6 +427,7 @@ impl Sim {
                 self.crashes += 1;
                 self.checker.node_restarted(id);
                 self.clients.node_crashed(id);
+                self.queue_crash_notices(id);
             }
             let node = self.nodes.get(&id).expect("node");
             self.checker.after_ready(id, node.raw.as_ref(), &handled)?;
@@ -466,6 +487,14 @@ impl Sim {
                 self.crashes += 1;
                 self.checker.node_restarted(id);
                 self.clients.node_crashed(id);
+                self.queue_crash_notices(id);
+            }
+        }
+        if self.rng.chance(options.false_notice_per_million) {
+            let told = 1 + self.rng.below(options.nodes_max);
+            let about = 1 + self.rng.below(options.nodes_max);
+            if told != about {
+                self.notices.push((told, about));
             }
         }
         if self.rng.chance(options.restart_per_million) {
@@ -487,6 +516,37 @@ impl Sim {
                 let _ = raw.transfer_leader(target);
             }
         }
+    }
+
+    /// Each running survivor of `crashed` hears of it next tick with
+    /// `crash_notice_per_million`.
+    fn queue_crash_notices(&mut self, crashed: NodeId) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            if id != crashed && self.rng.chance(self.options.crash_notice_per_million) {
+                self.notices.push((id, crashed));
+            }
+        }
+    }
+
+    /// Tells each noticed node (if it runs) that the other is unreachable.
+    fn deliver_notices(&mut self) -> Result<(), String> {
+        for (told, about) in std::mem::take(&mut self.notices) {
+            let Some(raw) = self.nodes.get_mut(&told).and_then(|n| n.raw.as_mut()) else {
+                continue;
+            };
+            let acted = raw.leader_unreachable(about);
+            if self.options.verbose {
+                eprintln!(
+                    "t{} node {told} told {about} is unreachable: {acted}",
+                    self.tick
+                );
+            }
+            self.early_campaigns += u64::from(acted);
+            self.trace(&[self.tick, told, about, u64::from(acted)]);
+            self.drain_ready(told)?;
+        }
+        Ok(())
     }
 
     fn change_membership(&mut self) {
