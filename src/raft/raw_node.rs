@@ -120,18 +120,23 @@ impl<S: Storage> RawNode<S> {
         self.raft.campaign(false);
     }
 
-    /// Leader: asks that the entries `first..=last` it proposed reach each follower in one
-    /// Append (they are one command's events), unless they alone exceed a message's limits.
-    /// A leader that crashes then leaves followers with all of them or none, so a later leader
-    /// never commits part of the run. Call just before proposing them.
-    pub fn keep_together(&mut self, first: u64, last: u64) {
-        self.raft.keep_together(first, last);
+    /// Tells the core which adjacent entries hold events of one command (a *run*): `same`
+    /// gets the data of two consecutive non-empty entries of one term. Every leader then
+    /// sends each run whole in one Append (past the message window if need be), so no log
+    /// ever holds part of a run and no node commits or applies part of one (the argument is
+    /// in `leader.rs`). `propose` refuses runs over [`crate::raft::COMMAND_BYTES_MAX`]. Set
+    /// it before the first `propose` or `step`, identically on every node; the default makes
+    /// every entry a run of its own.
+    pub fn set_same_command(&mut self, same: super::core::SameCommand) {
+        self.raft.same_command = same;
     }
 
     /// Appends a batch of payloads to the log (leader only); returns the last index used.
     ///
     /// # Errors
-    /// `NotLeader` (with the known leader) or `TransferInProgress`.
+    /// `NotLeader` (with the known leader), `TransferInProgress`, `CommandTooLarge` (a run
+    /// over [`crate::raft::COMMAND_BYTES_MAX`]) or `InvalidRequest` (the first payload
+    /// continues the command the log ends with); nothing is appended then.
     pub fn propose(&mut self, payloads: Vec<Vec<u8>>) -> Result<u64, RaftError> {
         self.raft.propose(payloads)
     }
@@ -215,7 +220,8 @@ impl<S: Storage> RawNode<S> {
             self.raft.broadcast_heartbeat();
         }
         let (snapshot, entries) = self.raft.log.hand_unstable();
-        let committed_entries = self.raft.log.hand_committed(READY_APPLY_BYTES_MAX);
+        let mut committed_entries = self.raft.log.hand_committed(READY_APPLY_BYTES_MAX);
+        self.complete_last_run(&mut committed_entries);
         let hard_state = self.hard_state();
         let soft_state = self.soft_state();
         let term_or_vote_changed = (hard_state.term, hard_state.vote)
@@ -239,6 +245,20 @@ impl<S: Storage> RawNode<S> {
             applying: self.raft.log.applying,
         });
         ready
+    }
+
+    /// Hands the rest of the run the last committed entry belongs to, which the apply byte
+    /// limit may have cut: the state machine applies a command's events together, and a
+    /// snapshot taken at the applied index never ends inside a command.
+    fn complete_last_run(&mut self, committed: &mut Vec<Entry>) {
+        let Some(last) = committed.last() else { return };
+        let applicable = self.raft.log.applicable();
+        if !self.raft.run_continues_after(last, applicable) {
+            return;
+        }
+        self.raft.extend_to_run_end(committed, applicable);
+        let last = committed.last().expect("extended, not emptied");
+        self.raft.log.applying = last.index;
     }
 
     /// Tells the core the last Ready was handled: its entries and snapshot are in `Storage`

@@ -477,44 +477,174 @@ fn the_replication_window_bounds_appends_in_flight() {
     cluster.node(1).advance();
 }
 
+/// Test grouping: non-empty entries whose first byte is equal are one command.
+fn same_first_byte(a: &[u8], b: &[u8]) -> bool {
+    a[0] == b[0]
+}
+
+/// A command of `parts` entries, tagged `tag` (see [`same_first_byte`]).
+fn command(tag: u8, parts: u8) -> Vec<Vec<u8>> {
+    (0..parts).map(|part| vec![tag, part]).collect()
+}
+
+impl Cluster {
+    fn group_commands(&mut self) {
+        for raw in self.nodes.values_mut() {
+            raw.set_same_command(same_first_byte);
+        }
+    }
+
+    /// Lets every node's election timeout pass without delivering anything (their leader is
+    /// gone), so none honours its lease any more.
+    fn forget_leader(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for _ in 0..10 {
+            for &id in &ids {
+                self.node(id).tick();
+                self.drain(id);
+            }
+        }
+        self.queue.clear();
+    }
+
+    /// The (first, last) indexes of the non-empty Appends delivered to `to`.
+    fn appends_to(&self, to: NodeId) -> Vec<(u64, u64)> {
+        self.delivered
+            .iter()
+            .filter(|m| m.to == to)
+            .filter_map(|m| match &m.body {
+                MessageBody::Append { entries, .. } if !entries.is_empty() => {
+                    Some((entries[0].index, entries[entries.len() - 1].index))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Whether `applied` holds part of the command tagged `tag` without all `parts` of it.
+fn holds_part_of(applied: &[Entry], tag: u8, parts: usize) -> bool {
+    let held = applied
+        .iter()
+        .filter(|e| e.data.first() == Some(&tag))
+        .count();
+    held != 0 && held != parts
+}
+
 #[test]
-fn appends_cut_by_the_limits_never_split_a_run_kept_together() {
+fn appends_cut_by_the_limits_never_end_inside_a_command() {
     let mut cluster = Cluster::new(&[1, 2, 3], &[], |c| c.msg_entries_max = 4);
+    cluster.group_commands();
     cluster.elect(1);
     let first = cluster.status(1).last_index + 1;
     // Entries first+2 ..= first+5 are one command's events; a message holds four entries.
-    cluster.node(1).keep_together(first + 2, first + 5);
-    cluster
-        .node(1)
-        .propose((0..10u8).map(|k| vec![k]).collect())
-        .expect("leader");
+    let mut payloads = command(1, 1);
+    payloads.extend(command(2, 1));
+    payloads.extend(command(3, 4));
+    payloads.extend(command(4, 1));
+    payloads.extend(command(5, 3));
+    cluster.node(1).propose(payloads).expect("leader");
     cluster.deliver();
-    let ends: Vec<(u64, u64)> = cluster
-        .delivered
-        .iter()
-        .filter(|m| m.to == 2)
-        .filter_map(|m| match &m.body {
-            MessageBody::Append { entries, .. } if !entries.is_empty() => {
-                Some((entries[0].index, entries[entries.len() - 1].index))
-            }
-            _ => None,
-        })
-        .collect();
+    let ends = cluster.appends_to(2);
     assert!(!ends.is_empty());
     for (lo, hi) in &ends {
         let splits = *lo <= first + 5 && *hi >= first + 2 && (*lo > first + 2 || *hi < first + 5);
         assert!(!splits, "append {lo}..={hi} splits the run: {ends:?}");
     }
     assert_eq!(cluster.status(2).last_index, first + 9);
-    // A run longer than a message is sent anyway (it cannot be whole).
+    // A command longer than a message travels whole in one Append anyway.
     let next = first + 10;
-    cluster.node(1).keep_together(next, next + 5);
-    cluster
-        .node(1)
-        .propose((0..6u8).map(|k| vec![k]).collect())
-        .expect("leader");
+    cluster.delivered.clear();
+    cluster.node(1).propose(command(6, 7)).expect("leader");
     cluster.deliver();
-    assert_eq!(cluster.status(3).last_index, next + 5);
+    assert!(cluster.appends_to(3).contains(&(next, next + 6)));
+    assert_eq!(cluster.status(3).last_index, next + 6);
+}
+
+#[test]
+fn a_leader_crash_while_sending_a_big_command_never_commits_part_of_it() {
+    // Issue 7: the leader sends a command larger than the message window, then dies after
+    // one message; a new leader must not commit a part of it with its no-op.
+    let mut cluster = Cluster::new(&[1, 2, 3, 4, 5], &[], |c| {
+        c.msg_entries_max = 3;
+        c.msg_bytes_max = 64;
+    });
+    cluster.group_commands();
+    cluster.elect(1);
+    let first = cluster.status(1).last_index + 1;
+    cluster.cut.extend([3, 4, 5]);
+    cluster.node(1).propose(command(7, 10)).expect("leader");
+    // Only the first Append of the leader reaches node 2, then the leader is gone.
+    let mut ready = cluster.node(1).ready();
+    let appends: Vec<Message> = ready
+        .messages
+        .drain(..)
+        .filter(|m| m.to == 2 && matches!(m.body, MessageBody::Append { .. }))
+        .collect();
+    cluster.node(1).advance();
+    let append = appends.into_iter().next().expect("an Append to node 2");
+    let MessageBody::Append { entries, .. } = &append.body else {
+        unreachable!("filtered on Append")
+    };
+    assert_eq!(
+        (entries[0].index, entries.len()),
+        (first, 10),
+        "the whole command in one message, beyond the window of 3 entries"
+    );
+    cluster.node(2).step(append);
+    cluster.drain(2);
+    cluster.queue.clear();
+    cluster.cut = [1].into();
+    cluster.delivered.clear();
+    cluster.forget_leader();
+    cluster.elect(2);
+    cluster.tick(3);
+    // The new leader holds the run (it received it whole) and sends it whole again, as an
+    // entry of an earlier term, to the nodes that lack it.
+    for node in [3, 4, 5] {
+        assert!(
+            cluster
+                .appends_to(node)
+                .iter()
+                .all(|&(lo, hi)| lo > first + 9 || hi < first || (lo <= first && hi >= first + 9)),
+            "node {node} got part of the run: {:?}",
+            cluster.appends_to(node)
+        );
+    }
+    for node in [2, 3, 4, 5] {
+        let applied = &cluster.applied[&node];
+        assert!(!holds_part_of(applied, 7, 10), "node {node} applied part");
+        assert!(applied.iter().any(|e| e.index == first + 9), "committed");
+    }
+}
+
+#[test]
+fn proposals_over_the_command_limit_or_continuing_a_command_are_refused_whole() {
+    let mut cluster = Cluster::new(&[1], &[], |_| {});
+    cluster.group_commands();
+    cluster.elect(1);
+    let before = cluster.status(1).last_index;
+    let half = (COMMAND_BYTES_MAX / 2) as usize;
+    let big = vec![vec![1u8; half], vec![1u8; half]];
+    match cluster.node(1).propose(big) {
+        Err(RaftError::CommandTooLarge { bytes, max }) => {
+            assert_eq!(max, COMMAND_BYTES_MAX);
+            assert_eq!(bytes, 2 * (half as u64 + COMMAND_ENTRY_OVERHEAD_BYTES));
+        }
+        other => panic!("expected CommandTooLarge, got {other:?}"),
+    }
+    // The same bytes as two commands are fine.
+    let two = vec![vec![1u8; half], vec![2u8; half]];
+    cluster.node(1).propose(two).expect("two commands fit");
+    let after = cluster.status(1).last_index;
+    assert_eq!(after, before + 2);
+    assert_eq!(
+        cluster.node(1).propose(command(2, 1)),
+        Err(RaftError::InvalidRequest(
+            "a proposal continues the command the log ends with"
+        ))
+    );
+    assert_eq!(cluster.status(1).last_index, after);
 }
 
 #[test]

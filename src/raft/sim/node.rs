@@ -73,35 +73,66 @@ pub(crate) struct Machine {
     pub(crate) conf: ConfState,
 }
 
-/// A client write as stored in an entry.
+/// A client write as stored in an entry. A put may be one command of several entries (a
+/// run: parts `0..parts` of one `op_id`, each writing the same key and value), which the
+/// checker requires to be applied whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PutOp {
     pub(crate) op_id: u64,
     pub(crate) key: u64,
     pub(crate) value: u64,
+    pub(crate) part: u64,
+    pub(crate) parts: u64,
 }
+
+/// Bytes of an encoded [`PutOp`].
+const PUT_BYTES: usize = 40;
 
 impl PutOp {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(24);
-        for word in [self.op_id, self.key, self.value] {
+        let mut out = Vec::with_capacity(PUT_BYTES);
+        for word in [self.op_id, self.key, self.value, self.part, self.parts] {
             out.extend_from_slice(&word.to_le_bytes());
         }
         out
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Option<PutOp> {
-        if bytes.len() != 24 {
+        if bytes.len() != PUT_BYTES {
             return None;
         }
         let word =
             |k: usize| u64::from_le_bytes(bytes[k * 8..k * 8 + 8].try_into().expect("8 bytes"));
-        Some(PutOp {
+        let put = PutOp {
             op_id: word(0),
             key: word(1),
             value: word(2),
-        })
+            part: word(3),
+            parts: word(4),
+        };
+        (put.part < put.parts).then_some(put)
     }
+
+    /// The parts of one command: one entry each.
+    pub(crate) fn encode_parts(op_id: u64, key: u64, value: u64, parts: u64) -> Vec<Vec<u8>> {
+        (0..parts)
+            .map(|part| {
+                let put = PutOp {
+                    op_id,
+                    key,
+                    value,
+                    part,
+                    parts,
+                };
+                put.encode()
+            })
+            .collect()
+    }
+}
+
+/// The simulator's [`crate::raft::SameCommand`]: the parts of one put are one command.
+pub(crate) fn same_put(a: &[u8], b: &[u8]) -> bool {
+    matches!((PutOp::decode(a), PutOp::decode(b)), (Some(x), Some(y)) if x.op_id == y.op_id)
 }
 
 /// FNV-1a over a few words: a deterministic digest step (not cryptographic).
@@ -249,7 +280,9 @@ impl SimNode {
         config.seed = config
             .seed
             .wrapping_add(self.disk.durable.hard_state().term);
-        self.raw = Some(RawNode::new(config, storage).expect("sim config is valid"));
+        let mut raw = RawNode::new(config, storage).expect("sim config is valid");
+        raw.set_same_command(same_put);
+        self.raw = Some(raw);
     }
 
     pub(crate) fn crash(&mut self) {
