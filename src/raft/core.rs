@@ -110,14 +110,32 @@ pub(crate) struct PendingRead {
     pub(crate) round: u64,
 }
 
-/// A snapshot being received chunk by chunk.
+/// A snapshot being received chunk by chunk. Its bytes are not kept here: each accepted
+/// chunk leaves through `Ready::snapshot_chunks` for the driver to write out (a temporary
+/// file in the node), so a large snapshot never sits in memory while it arrives.
 #[derive(Clone, Debug)]
 pub(crate) struct IncomingSnapshot {
     pub(crate) index: u64,
     pub(crate) term: u64,
     pub(crate) conf: ConfState,
     pub(crate) total_bytes: u64,
-    pub(crate) data: Vec<u8>,
+    /// Bytes accepted contiguously from offset 0 (and handed to the driver).
+    pub(crate) received_bytes: u64,
+}
+
+/// One accepted chunk of an incoming snapshot, for the driver to store: `data` goes at
+/// `offset` of the snapshot covering `index`; offset 0 starts a new snapshot (drop whatever
+/// an earlier one left). Chunks come in order and contiguous: the core refuses the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    /// The snapshot's last index.
+    pub index: u64,
+    /// Where `data` starts within the snapshot.
+    pub offset: u64,
+    /// The snapshot's total size in bytes.
+    pub total_bytes: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
 }
 
 pub(crate) struct Raft<S: Storage> {
@@ -152,6 +170,8 @@ pub(crate) struct Raft<S: Storage> {
     pub(crate) reads_waiting_commit: Vec<(Vec<u8>, NodeId)>,
     pub(crate) read_states: Vec<super::types::ReadState>,
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
+    /// Chunks accepted since the last Ready (see [`SnapshotChunk`]).
+    pub(crate) snapshot_chunks: Vec<SnapshotChunk>,
     pub(crate) outgoing_snapshot: Option<super::types::Snapshot>,
     /// Whether two adjacent entries of one term hold events of one command (a run that is
     /// replicated, persisted, committed and applied whole; see `leader.rs`).
@@ -200,6 +220,7 @@ impl<S: Storage> Raft<S> {
             reads_waiting_commit: Vec::new(),
             read_states: Vec::new(),
             incoming_snapshot: None,
+            snapshot_chunks: Vec::new(),
             outgoing_snapshot: None,
             same_command: never_same_command,
             snapshot_silence: BTreeMap::new(),

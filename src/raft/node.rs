@@ -981,6 +981,9 @@ impl Driver {
         for message in ready.messages.drain(..) {
             self.transport.send(message);
         }
+        // Before the acknowledgements that count these bytes as received leave.
+        let chunks = std::mem::take(&mut ready.snapshot_chunks);
+        self.raw.storage_mut().store_snapshot_chunks(&chunks)?;
         let continues = ready
             .entries
             .first()

@@ -6,7 +6,7 @@
 //! Must not: do I/O, read clocks or spawn threads; the node driver and the simulator do that.
 
 use super::config::Config;
-use super::core::{Raft, RaftError};
+use super::core::{Raft, RaftError, SnapshotChunk};
 use super::leader::LeaseRead;
 use super::storage::Storage;
 use super::types::{
@@ -26,8 +26,10 @@ pub struct SoftState {
 ///
 /// 1. send `messages` (they do not depend on this Ready's persist; heartbeats and Appends from
 ///    a leader go out immediately, in parallel with its own disk write);
-/// 2. persist `snapshot` (if any), then append `entries` (truncating any suffix they replace),
-///    then `hard_state`; if `must_sync`, fsync before going on;
+/// 2. store `snapshot_chunks` in order (no fsync needed: a crash restarts the transfer);
+///    persist `snapshot` (if any: its `data` is empty, its bytes are the chunks stored so
+///    far, to fsync before the install), then append `entries` (truncating any suffix they
+///    replace), then `hard_state`; if `must_sync`, fsync before going on;
 /// 3. send `persisted_messages` (votes and acknowledgements that promise durable state);
 /// 4. apply `snapshot` to the state machine, then `committed_entries` in order;
 /// 5. serve `read_states` once the state machine has applied their index;
@@ -46,7 +48,12 @@ pub struct Ready {
     pub hard_state: Option<HardState>,
     /// Entries to append to the log.
     pub entries: Vec<Entry>,
+    /// Chunks of a snapshot the leader is sending, to store in order (see [`SnapshotChunk`]);
+    /// the core keeps none of the bytes.
+    pub snapshot_chunks: Vec<SnapshotChunk>,
     /// A snapshot received from the leader: persist it and restore the state machine from it.
+    /// Its `data` is empty: the bytes are the `snapshot_chunks` of this and earlier Readies
+    /// since the one at offset 0.
     pub snapshot: Option<Snapshot>,
     /// Whether step 2 needs an fsync (term, vote, entries or snapshot changed; a commit-index
     /// change alone does not).
@@ -183,6 +190,7 @@ impl<S: Storage> RawNode<S> {
         raft.read_broadcast_due
             || !raft.msgs.is_empty()
             || !raft.msgs_after_persist.is_empty()
+            || !raft.snapshot_chunks.is_empty()
             || !raft.read_states.is_empty()
             || raft.log.unhanded_snapshot().is_some()
             || raft.log.has_unhanded_entries()
@@ -233,6 +241,7 @@ impl<S: Storage> RawNode<S> {
             messages: std::mem::take(&mut self.raft.msgs),
             persisted_messages: std::mem::take(&mut self.raft.msgs_after_persist),
             read_states: std::mem::take(&mut self.raft.read_states),
+            snapshot_chunks: std::mem::take(&mut self.raft.snapshot_chunks),
             entries,
             snapshot,
             committed_entries,

@@ -12,6 +12,8 @@ struct Cluster {
     applied: BTreeMap<NodeId, Vec<Entry>>,
     reads: BTreeMap<NodeId, Vec<ReadState>>,
     delivered: Vec<Message>,
+    /// Per node: the snapshot chunks received so far (a driver's temporary file).
+    incoming: BTreeMap<NodeId, Vec<u8>>,
 }
 
 fn test_config(id: NodeId) -> Config {
@@ -43,6 +45,7 @@ impl Cluster {
             applied: BTreeMap::new(),
             reads: BTreeMap::new(),
             delivered: Vec::new(),
+            incoming: BTreeMap::new(),
         };
         cluster.drain_all();
         cluster
@@ -61,7 +64,16 @@ impl Cluster {
         while raw.has_ready() {
             let mut ready = raw.ready();
             self.queue.extend(ready.messages.drain(..));
-            if let Some(snapshot) = ready.snapshot.take() {
+            let incoming = self.incoming.entry(id).or_default();
+            for chunk in ready.snapshot_chunks.drain(..) {
+                if chunk.offset == 0 {
+                    incoming.clear();
+                }
+                assert_eq!(chunk.offset, incoming.len() as u64, "contiguous chunks");
+                incoming.extend_from_slice(&chunk.data);
+            }
+            if let Some(mut snapshot) = ready.snapshot.take() {
+                snapshot.data = std::mem::take(incoming);
                 raw.storage_mut().apply_snapshot(snapshot);
             }
             raw.storage_mut().append(&ready.entries);
@@ -448,6 +460,83 @@ fn a_lagging_follower_gets_a_chunked_snapshot_and_resumes_after_losing_chunks() 
         (applied, (0..60u8).collect::<Vec<u8>>())
     );
     assert_eq!(cluster.status(3).last_index, cluster.status(1).last_index);
+}
+
+/// What node `id` did with one message: the snapshot chunks it handed out, its
+/// SnapshotResponses (received bytes, done) and whether it installed a snapshot.
+fn step_snapshot_chunk(
+    cluster: &mut Cluster,
+    id: NodeId,
+    message: Message,
+) -> (Vec<SnapshotChunk>, Vec<(u64, bool)>, Option<Snapshot>) {
+    let raw = cluster.node(id);
+    raw.step(message);
+    let mut ready = raw.ready();
+    let chunks = std::mem::take(&mut ready.snapshot_chunks);
+    let responses = ready
+        .persisted_messages
+        .iter()
+        .filter_map(|m| match m.body {
+            MessageBody::SnapshotResponse {
+                received_bytes,
+                done,
+                ..
+            } => Some((received_bytes, done)),
+            _ => None,
+        })
+        .collect();
+    let snapshot = ready.snapshot.take();
+    if let Some(snapshot) = &snapshot {
+        raw.storage_mut().apply_snapshot(snapshot.clone());
+    }
+    raw.advance();
+    (chunks, responses, snapshot)
+}
+
+#[test]
+fn snapshot_chunks_leave_the_core_in_order_and_other_offsets_are_refused() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |c| c.snapshot_bytes_max = 64);
+    cluster.elect(1);
+    let (term, conf) = (cluster.status(1).term, cluster.status(1).conf);
+    let chunk = |index: u64, offset: u64, total_bytes: u64, fill: u8| Message {
+        from: 1,
+        to: 3,
+        term,
+        body: MessageBody::InstallSnapshot {
+            index,
+            snapshot_term: term,
+            conf: conf.clone(),
+            offset,
+            total_bytes,
+            data: vec![fill; 8],
+        },
+    };
+    let stored = |offset: u64, fill: u8| SnapshotChunk {
+        index: 100,
+        offset,
+        total_bytes: 24,
+        data: vec![fill; 8],
+    };
+    // The middle of a transfer the follower knows nothing of: the leader restarts at 0.
+    let (chunks, answers, _) = step_snapshot_chunk(&mut cluster, 3, chunk(100, 8, 24, 1));
+    assert_eq!((chunks, answers), (vec![], vec![(0, false)]));
+    let (chunks, answers, _) = step_snapshot_chunk(&mut cluster, 3, chunk(100, 0, 24, 0));
+    assert_eq!((chunks, answers), (vec![stored(0, 0)], vec![(8, false)]));
+    // A gap and a duplicate are refused; the count says where to go on.
+    for offset in [16, 0] {
+        let (chunks, answers, _) = step_snapshot_chunk(&mut cluster, 3, chunk(100, offset, 24, 2));
+        assert_eq!((chunks, answers), (vec![], vec![(8, false)]));
+    }
+    // Over the size bound: dropped unanswered.
+    let (chunks, answers, _) = step_snapshot_chunk(&mut cluster, 3, chunk(200, 0, 65, 9));
+    assert_eq!((chunks, answers), (vec![], vec![]));
+    let (chunks, _, _) = step_snapshot_chunk(&mut cluster, 3, chunk(100, 8, 24, 1));
+    assert_eq!(chunks, vec![stored(8, 1)]);
+    let (chunks, answers, snapshot) = step_snapshot_chunk(&mut cluster, 3, chunk(100, 16, 24, 2));
+    assert_eq!((chunks, answers), (vec![stored(16, 2)], vec![(24, true)]));
+    let snapshot = snapshot.expect("installed once whole");
+    assert_eq!(snapshot.meta.index, 100);
+    assert!(snapshot.data.is_empty(), "the core kept none of the bytes");
 }
 
 #[test]

@@ -244,6 +244,9 @@ pub(crate) struct SimNode {
     pub(crate) config: Config,
     /// Background persists in Ready order (lost on a crash).
     pending: VecDeque<PendingPersist>,
+    /// The snapshot chunks received so far (the node driver's temporary file; lost on a
+    /// crash, as that file is only synced at the install).
+    incoming: Vec<u8>,
 }
 
 impl SimNode {
@@ -257,6 +260,7 @@ impl SimNode {
             machine,
             config,
             pending: VecDeque::new(),
+            incoming: Vec::new(),
         };
         node.restart();
         node
@@ -289,6 +293,7 @@ impl SimNode {
         self.raw = None;
         self.disk.crash();
         self.pending.clear();
+        self.incoming.clear();
     }
 
     /// Completes every background persist: syncs the disk, reports the entries durable in
@@ -365,8 +370,25 @@ impl SimNode {
     /// Writes a Ready's snapshot, entries and hard state to the page cache (the storage view
     /// and the unsynced disk).
     fn write_ready(&mut self, ready: &mut Ready, handled: &mut Handled) {
+        for chunk in ready.snapshot_chunks.drain(..) {
+            if chunk.offset == 0 {
+                self.incoming.clear();
+            }
+            assert_eq!(
+                chunk.offset,
+                self.incoming.len() as u64,
+                "snapshot chunks are contiguous"
+            );
+            self.incoming.extend_from_slice(&chunk.data);
+            assert!(
+                self.incoming.len() as u64 <= chunk.total_bytes,
+                "chunk past the end"
+            );
+        }
         let raw = self.raw.as_mut().expect("running");
-        if let Some(snapshot) = ready.snapshot.take() {
+        if let Some(mut snapshot) = ready.snapshot.take() {
+            assert!(snapshot.data.is_empty(), "the core keeps no snapshot bytes");
+            snapshot.data = std::mem::take(&mut self.incoming);
             handled.installed_snapshot = true;
             raw.storage_mut().apply_snapshot(snapshot.clone());
             self.machine = Machine::decode(&snapshot.data, snapshot.meta.conf.clone());
