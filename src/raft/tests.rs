@@ -1283,3 +1283,51 @@ fn a_follower_acknowledges_and_applies_only_durable_entries() {
     assert!(applied.len() > applied_3, "applied once durable");
     assert_eq!(applied.last().map(|e| e.index), Some(index));
 }
+
+#[test]
+fn committed_entries_cut_by_the_apply_limit_end_at_a_command_end() {
+    // Commands of a small and a large event; together they exceed one Ready's apply limit,
+    // which would cut between the two events of a command.
+    const LARGE_BYTES: usize = 4_000_000;
+    let commands = (READY_APPLY_BYTES_MAX / LARGE_BYTES as u64 + 2) as u8;
+    let mut raw = RawNode::new(test_config(1), MemStorage::bootstrap(&[1])).expect("config");
+    raw.set_same_command(same_first_byte);
+    raw.campaign();
+    let mut readies_applying = 0;
+    let mut applied_last = 0;
+    let mut proposed = false;
+    for _ in 0..1000 {
+        if !raw.has_ready() {
+            if proposed {
+                break;
+            }
+            for tag in 1..=commands {
+                raw.propose(vec![vec![tag; 100], vec![tag; LARGE_BYTES]])
+                    .expect("sole voter leads");
+            }
+            proposed = true;
+            continue;
+        }
+        let mut ready = raw.ready();
+        raw.storage_mut().append(&ready.entries);
+        if let Some(hard_state) = ready.hard_state {
+            raw.storage_mut().set_hard_state(hard_state);
+        }
+        let committed = std::mem::take(&mut ready.committed_entries);
+        if let Some(last) = committed.last() {
+            readies_applying += 1;
+            applied_last = last.index;
+            let tag = last.data.first().copied();
+            let whole = last.kind == EntryKind::ConfChange
+                || last.data.is_empty()
+                || last.data.len() == LARGE_BYTES;
+            assert!(
+                whole,
+                "a Ready's committed entries end inside command {tag:?}"
+            );
+        }
+        raw.advance();
+    }
+    assert_eq!(applied_last, raw.status().last_index, "everything applied");
+    assert!(readies_applying >= 3, "the apply limit cut the commands");
+}
