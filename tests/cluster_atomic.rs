@@ -79,3 +79,38 @@ fn commands_commit_whole_and_oversized_ones_are_refused_with_413() {
         assert_eq!(item_total(*addr), Some(2 * BIG_COMMAND_ITEMS as u64 + 1));
     }
 }
+
+#[test]
+fn a_single_node_refuses_an_oversized_command_alike() {
+    // The limit is the engine's, so a command that could never replicate is refused on a
+    // single node too (a data directory may later join a cluster's workload).
+    let dir = std::env::temp_dir().join(format!("lithair-atomic-single-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test dir");
+    let port = free_port();
+    let mut node = Node {
+        id: 1,
+        http: SocketAddr::from(([127, 0, 0, 1], port)),
+        args: [
+            "serve",
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--data",
+            &dir.join("d1").display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec(),
+        child: None,
+        dir: dir.clone(),
+    };
+    node.spawn();
+    let (code, body) = bulk(node.http, 3, COMMAND_BYTES_MAX / 3);
+    assert_eq!(code, 413, "{body}");
+    let (code, body) = bulk(node.http, 2, COMMAND_BYTES_MAX / 3);
+    assert_eq!(code, 201, "two thirds fit: {body}");
+    assert_eq!(item_total(node.http), Some(2));
+    node.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
