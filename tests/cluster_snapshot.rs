@@ -14,6 +14,7 @@
 mod cluster_harness;
 
 use cluster_harness::*;
+use lithair::raft::storage_log::INCOMING_SNAPSHOT_FILE_NAME;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -77,6 +78,14 @@ fn stop_follower_and_compact_past_it(cluster: &mut Cluster, tag: &str) -> (usize
     (follower, leader)
 }
 
+/// Where node `k` streams a snapshot it receives.
+fn incoming_file(cluster: &Cluster, k: usize) -> std::path::PathBuf {
+    cluster
+        .dir
+        .join(format!("d{}", cluster.nodes[k].id))
+        .join(INCOMING_SNAPSHOT_FILE_NAME)
+}
+
 #[test]
 fn a_follower_behind_the_compaction_point_catches_up_through_a_snapshot() {
     let mut cluster = start_snapshotting_cluster("catch-up");
@@ -84,10 +93,17 @@ fn a_follower_behind_the_compaction_point_catches_up_through_a_snapshot() {
     write_items(cluster.nodes[leader].http, "warm", 50);
     wait_converged(&cluster);
 
-    // 1. A plain restart after compaction: the follower gets a snapshot.
+    // 1. A plain restart after compaction: the follower gets a snapshot. A garbage incoming
+    // snapshot file (a transfer a crash cut short) is dropped, never installed.
     let (follower, _) = stop_follower_and_compact_past_it(&mut cluster, "a");
+    let incoming = incoming_file(&cluster, follower);
+    std::fs::write(&incoming, b"a cut-short transfer").expect("write the leftover");
     cluster.nodes[follower].spawn();
     let all = wait_converged(&cluster);
+    assert!(
+        !incoming.exists(),
+        "the incoming snapshot file is gone once installed"
+    );
     let installed = all[follower].snapshots_installed;
     assert!(
         installed >= 1,
@@ -115,6 +131,11 @@ fn a_follower_behind_the_compaction_point_catches_up_through_a_snapshot() {
         cluster.nodes[follower].spawn();
         let all = wait_converged(&cluster);
         assert!(all.iter().all(|s| s.applied_event == all[0].applied_event));
+        let incoming = incoming_file(&cluster, follower);
+        assert!(
+            !incoming.exists(),
+            "no incoming file left after round {round}"
+        );
     }
 }
 

@@ -22,6 +22,14 @@ pub enum WriteError {
     DiskFull,
     /// Storage failed; nothing was stored, a retry may succeed (HTTP 503).
     Unavailable(String),
+    /// The command's events exceed `engine::COMMAND_BYTES_MAX`; nothing was stored and a retry
+    /// fails alike (HTTP 413).
+    TooLarge {
+        /// Their size in bytes.
+        bytes: u64,
+        /// The limit.
+        max: u64,
+    },
 }
 
 impl std::fmt::Display for WriteError {
@@ -30,6 +38,10 @@ impl std::fmt::Display for WriteError {
             WriteError::Rejected(rejection) => write!(f, "{rejection}"),
             WriteError::DiskFull => f.write_str("the disk is full: the change was not stored"),
             WriteError::Unavailable(message) => write!(f, "storage unavailable: {message}"),
+            WriteError::TooLarge { bytes, max } => write!(
+                f,
+                "the change takes {bytes} bytes, more than the {max} one command may write"
+            ),
         }
     }
 }
@@ -77,6 +89,7 @@ fn executed<T>(
         Err(SubmitError::DiskFull) => Err(WriteError::DiskFull),
         Err(SubmitError::Storage(message)) => Err(WriteError::Unavailable(message)),
         Err(SubmitError::Closed) => Err(WriteError::Unavailable("the engine is shut down".into())),
+        Err(SubmitError::TooLarge { bytes, max }) => Err(WriteError::TooLarge { bytes, max }),
     }
 }
 

@@ -26,6 +26,9 @@ pub fn write_error_problem(error: &WriteError) -> Problem {
     match error {
         WriteError::Rejected(rejection) => rejection_problem(rejection),
         WriteError::DiskFull => Problem::new(507).with_detail(error.to_string()),
+        WriteError::TooLarge { max, .. } => Problem::new(413)
+            .with_detail(error.to_string())
+            .with_extension("max_bytes", max),
         WriteError::Unavailable(_) => Problem::new(503)
             .with_detail(error.to_string())
             .with_header("Retry-After", "1"),

@@ -110,6 +110,13 @@ pub enum SubmitError<R> {
     Storage(String),
     /// The engine is shut down.
     Closed,
+    /// The command's events exceed [`super::COMMAND_BYTES_MAX`] (HTTP 413); nothing was stored.
+    TooLarge {
+        /// Their size, counted as [`super::COMMAND_BYTES_MAX`] says.
+        bytes: u64,
+        /// The limit.
+        max: u64,
+    },
 }
 
 impl<R: std::fmt::Debug> std::fmt::Display for SubmitError<R> {
@@ -129,6 +136,10 @@ impl<R: std::fmt::Debug> std::fmt::Display for SubmitError<R> {
             SubmitError::DiskFull => f.write_str("disk full: the change was not stored"),
             SubmitError::Storage(message) => write!(f, "storage failure: {message}"),
             SubmitError::Closed => f.write_str("the engine is shut down"),
+            SubmitError::TooLarge { bytes, max } => write!(
+                f,
+                "the command's events take {bytes} bytes, more than the {max} one command may write"
+            ),
         }
     }
 }
@@ -154,6 +165,7 @@ impl Failure {
             SubmitError::DiskFull => SubmitError::DiskFull,
             SubmitError::Storage(message) => SubmitError::Storage(message),
             SubmitError::Closed => SubmitError::Closed,
+            SubmitError::TooLarge { bytes, max } => SubmitError::TooLarge { bytes, max },
         }
     }
 
@@ -808,6 +820,9 @@ struct Sequencer<S: State> {
     next_index: u64,
     next_request_id: u64,
     last_timestamp_ms: u64,
+    /// One command's encoded events, before they are known to fit `COMMAND_BYTES_MAX`
+    /// (reused: no allocation per command once grown).
+    scratch: Vec<u8>,
 }
 
 impl<S: State> Sequencer<S> {
@@ -837,6 +852,7 @@ impl<S: State> Sequencer<S> {
             next_index,
             next_request_id,
             last_timestamp_ms: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -899,23 +915,44 @@ impl<S: State> Sequencer<S> {
             return;
         };
         let first_index = self.next_index;
-        for event in events {
+        // Encoded aside first: a command over COMMAND_BYTES_MAX leaves no trace (no entry, no
+        // speculative change).
+        let mut encoded = Vec::with_capacity(events.len());
+        let mut command_bytes = 0usize;
+        for (offset, event) in events.iter().enumerate() {
             let envelope = Envelope {
-                index: self.next_index,
+                index: first_index + offset as u64,
                 timestamp_ms,
-                event_type: Cow::Borrowed(S::event_type(&event)),
+                event_type: Cow::Borrowed(S::event_type(event)),
                 schema_version: S::SCHEMA_VERSION,
                 request_id,
                 idempotency_key: meta.idempotency_key.clone(),
                 actor: meta.actor.clone(),
                 correlation_id: meta.correlation_id.clone(),
             };
-            entries
-                .push_with(|out| envelope::encode_entry(out, &envelope, |out| event.encode(out)));
+            let start = self.scratch.len();
+            envelope::encode_entry(&mut self.scratch, &envelope, |out| event.encode(out));
+            command_bytes +=
+                self.scratch.len() - start + super::replica::COMMAND_EVENT_OVERHEAD_BYTES;
+            encoded.push((envelope, start..self.scratch.len()));
+        }
+        if command_bytes > super::replica::COMMAND_BYTES_MAX {
+            self.scratch.clear();
+            let failure = Failure::TooLarge {
+                bytes: command_bytes as u64,
+                max: super::replica::COMMAND_BYTES_MAX as u64,
+            };
+            pending.outcomes.push((job, Err(failure)));
+            return;
+        }
+        for (event, (envelope, range)) in events.into_iter().zip(encoded) {
+            assert_eq!(envelope.index, self.next_index, "events out of index order");
+            entries.push(&self.scratch[range]);
             self.speculative.apply(self.next_index, request_id, &event);
             self.next_index += 1;
             pending.events.push(Committed { envelope, event });
         }
+        self.scratch.clear();
         let last_index = self.next_index - 1;
         let receipt = Receipt {
             first_index,

@@ -49,8 +49,8 @@ pub use envelope::{decode_entry, encode_entry, Envelope, EnvelopeRef};
 pub use queue::GROUP_WAIT_US_MAX;
 pub use replay::{decode_event, replay_dir};
 pub use replica::{
-    classify, encode_reserved, is_reserved, Proposer, Replica, Reserved, Token,
-    RAFT_CONF_EVENT_TYPE, RAFT_NOOP_EVENT_TYPE,
+    classify, encode_reserved, is_reserved, Proposer, Replica, Reserved, Token, COMMAND_BYTES_MAX,
+    COMMAND_EVENT_OVERHEAD_BYTES, RAFT_CONF_EVENT_TYPE, RAFT_NOOP_EVENT_TYPE,
 };
 pub use snapshot::{
     install_snapshot_file, list_snapshots, parse_snapshot, read_snapshot_file, snapshot_dir,

@@ -21,6 +21,17 @@ use std::borrow::Cow;
 /// Opaque data the sequencer attaches to a proposal and gets back when it commits.
 pub type Token = Box<dyn Any + Send>;
 
+/// Largest total size of one command's events, in bytes: each event's encoded envelope plus
+/// [`COMMAND_EVENT_OVERHEAD_BYTES`]. In a cluster a command's events are consecutive Raft
+/// entries that must reach every follower in one message (all of them or none survive a
+/// leader crash), so a bigger command is refused at submit
+/// ([`crate::engine::SubmitError::TooLarge`], HTTP 413), in cluster and single-node mode alike.
+/// The Raft layer checks that this fits a peer frame with margin.
+pub const COMMAND_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Bytes each event adds toward [`COMMAND_BYTES_MAX`] besides its envelope: a bound on what a
+/// Raft message adds around one entry.
+pub const COMMAND_EVENT_OVERHEAD_BYTES: usize = 32;
+
 /// Event type of the reserved envelope storing a Raft no-op (a new leader's first entry).
 pub const RAFT_NOOP_EVENT_TYPE: &str = "$raft.noop";
 /// Event type of the reserved envelope storing a Raft membership change; its payload is the

@@ -19,6 +19,37 @@ use std::fmt;
 /// Most ReadIndex requests queued on a leader waiting for its first commit of the term.
 pub const READS_WAITING_MAX: usize = 4096;
 
+/// Largest run of entries one command may propose, counted by [`command_bytes`]. A leader
+/// sends a run whole in one Append even past `Config::msg_bytes_max` (see `leader.rs`), so
+/// this bounds the largest Append: it is the engine's limit on one command's events
+/// (`engine::COMMAND_BYTES_MAX`, refused at submit with a typed error before Raft sees it),
+/// and leaves a wide margin inside a peer frame (`wire::FRAME_BYTES_MAX`).
+pub const COMMAND_BYTES_MAX: u64 = crate::engine::COMMAND_BYTES_MAX as u64;
+
+/// Bytes an entry costs toward [`COMMAND_BYTES_MAX`]: its data plus a bound on what the peer
+/// codec adds around it (length prefixes and varint term, index and kind).
+pub const COMMAND_ENTRY_OVERHEAD_BYTES: u64 = crate::engine::COMMAND_EVENT_OVERHEAD_BYTES as u64;
+
+// An Append holding the largest run, with its header, fits a peer frame with room to spare.
+const _: () = assert!(COMMAND_BYTES_MAX * 2 <= super::wire::FRAME_BYTES_MAX as u64);
+
+/// The size of a run of entries toward [`COMMAND_BYTES_MAX`].
+pub fn command_bytes<'a>(datas: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+    datas
+        .into_iter()
+        .map(|data| data.len() as u64 + COMMAND_ENTRY_OVERHEAD_BYTES)
+        .sum()
+}
+
+/// Whether two entry payloads hold events of one command (see
+/// [`crate::raft::RawNode::set_same_command`]).
+pub type SameCommand = fn(&[u8], &[u8]) -> bool;
+
+/// The default [`SameCommand`]: every entry is a command of its own.
+pub fn never_same_command(_: &[u8], _: &[u8]) -> bool {
+    false
+}
+
 /// Why a request to the core was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RaftError {
@@ -36,6 +67,15 @@ pub enum RaftError {
     InvalidRequest(&'static str),
     /// Too many reads are already queued.
     ReadQueueFull,
+    /// One command's entries (a run, see [`crate::raft::RawNode::set_same_command`]) exceed
+    /// [`COMMAND_BYTES_MAX`]: they could not travel in one Append, so the proposal is refused
+    /// whole (nothing of it enters the log).
+    CommandTooLarge {
+        /// The run's size, counted as [`command_bytes`] does.
+        bytes: u64,
+        /// The limit.
+        max: u64,
+    },
 }
 
 impl fmt::Display for RaftError {
@@ -51,6 +91,10 @@ impl fmt::Display for RaftError {
             RaftError::ConfChangePending => write!(f, "a membership change is still pending"),
             RaftError::InvalidRequest(why) => write!(f, "invalid request: {why}"),
             RaftError::ReadQueueFull => write!(f, "too many pending reads"),
+            RaftError::CommandTooLarge { bytes, max } => write!(
+                f,
+                "one command's entries take {bytes} bytes, more than the {max} one message carries"
+            ),
         }
     }
 }
@@ -66,14 +110,32 @@ pub(crate) struct PendingRead {
     pub(crate) round: u64,
 }
 
-/// A snapshot being received chunk by chunk.
+/// A snapshot being received chunk by chunk. Its bytes are not kept here: each accepted
+/// chunk leaves through `Ready::snapshot_chunks` for the driver to write out (a temporary
+/// file in the node), so a large snapshot never sits in memory while it arrives.
 #[derive(Clone, Debug)]
 pub(crate) struct IncomingSnapshot {
     pub(crate) index: u64,
     pub(crate) term: u64,
     pub(crate) conf: ConfState,
     pub(crate) total_bytes: u64,
-    pub(crate) data: Vec<u8>,
+    /// Bytes accepted contiguously from offset 0 (and handed to the driver).
+    pub(crate) received_bytes: u64,
+}
+
+/// One accepted chunk of an incoming snapshot, for the driver to store: `data` goes at
+/// `offset` of the snapshot covering `index`; offset 0 starts a new snapshot (drop whatever
+/// an earlier one left). Chunks come in order and contiguous: the core refuses the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    /// The snapshot's last index.
+    pub index: u64,
+    /// Where `data` starts within the snapshot.
+    pub offset: u64,
+    /// The snapshot's total size in bytes.
+    pub total_bytes: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
 }
 
 pub(crate) struct Raft<S: Storage> {
@@ -108,10 +170,12 @@ pub(crate) struct Raft<S: Storage> {
     pub(crate) reads_waiting_commit: Vec<(Vec<u8>, NodeId)>,
     pub(crate) read_states: Vec<super::types::ReadState>,
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
+    /// Chunks accepted since the last Ready (see [`SnapshotChunk`]).
+    pub(crate) snapshot_chunks: Vec<SnapshotChunk>,
     pub(crate) outgoing_snapshot: Option<super::types::Snapshot>,
-    /// Leader: runs of its own uncommitted entries (first -> last index) that an Append should
-    /// not cut (the events of one command), so followers hold them whole or not at all.
-    pub(crate) keep_together: BTreeMap<u64, u64>,
+    /// Whether two adjacent entries of one term hold events of one command (a run that is
+    /// replicated, persisted, committed and applied whole; see `leader.rs`).
+    pub(crate) same_command: SameCommand,
     /// Leader: heartbeats since each installing follower last acknowledged a chunk.
     pub(crate) snapshot_silence: BTreeMap<NodeId, u32>,
 }
@@ -156,8 +220,9 @@ impl<S: Storage> Raft<S> {
             reads_waiting_commit: Vec::new(),
             read_states: Vec::new(),
             incoming_snapshot: None,
+            snapshot_chunks: Vec::new(),
             outgoing_snapshot: None,
-            keep_together: BTreeMap::new(),
+            same_command: never_same_command,
             snapshot_silence: BTreeMap::new(),
         };
         raft.apply_committed_conf();

@@ -5,7 +5,7 @@
 //! validation of everything a leader sends before it touches the log.
 //! Must not: do I/O; replies leave through `send` and wait for the persist.
 
-use super::core::{IncomingSnapshot, Raft};
+use super::core::{IncomingSnapshot, Raft, SnapshotChunk};
 use super::storage::Storage;
 use super::types::{ConfState, Entry, MessageBody, NodeId, Snapshot, SnapshotMeta};
 
@@ -33,7 +33,7 @@ impl<S: Storage> Raft<S> {
                 total_bytes,
                 data,
             } => {
-                let chunk = SnapshotChunk {
+                let chunk = IncomingChunk {
                     index,
                     term: snapshot_term,
                     conf,
@@ -115,7 +115,7 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    fn handle_snapshot_chunk(&mut self, from: NodeId, chunk: SnapshotChunk) {
+    fn handle_snapshot_chunk(&mut self, from: NodeId, chunk: IncomingChunk) {
         let chunk_end = chunk.offset.checked_add(chunk.data.len() as u64);
         if chunk.total_bytes > self.config.snapshot_bytes_max
             || chunk_end.is_none_or(|end| end > chunk.total_bytes)
@@ -140,19 +140,21 @@ impl<S: Storage> Raft<S> {
         let same = self.incoming_snapshot.as_ref().is_some_and(|s| {
             s.index == index && s.term == chunk.term && s.total_bytes == chunk.total_bytes
         });
-        if !same {
+        if !same && chunk.offset == 0 {
+            // A new transfer (or a restart of one): the driver drops what it stored before.
+            self.incoming_snapshot = Some(IncomingSnapshot {
+                index,
+                term: chunk.term,
+                conf: chunk.conf,
+                total_bytes: chunk.total_bytes,
+                received_bytes: 0,
+            });
+        } else if !same {
             self.incoming_snapshot = None;
-            if chunk.offset == 0 {
-                self.incoming_snapshot = Some(IncomingSnapshot {
-                    index,
-                    term: chunk.term,
-                    conf: chunk.conf,
-                    total_bytes: chunk.total_bytes,
-                    data: Vec::new(),
-                });
-            }
         }
         let Some(incoming) = self.incoming_snapshot.as_mut() else {
+            // A chunk in the middle of a transfer we know nothing of (e.g. after a restart):
+            // the leader starts again from offset 0.
             let body = MessageBody::SnapshotResponse {
                 index,
                 received_bytes: 0,
@@ -161,11 +163,21 @@ impl<S: Storage> Raft<S> {
             self.send(from, body);
             return;
         };
-        if chunk.offset == incoming.data.len() as u64 {
-            incoming.data.extend_from_slice(&chunk.data);
+        // Only the chunk that continues what we hold is taken; any other offset (a duplicate,
+        // a reordered or resent chunk) is ignored and our count tells the leader where to go on.
+        let fresh = chunk.offset == incoming.received_bytes
+            && (!chunk.data.is_empty() || chunk.total_bytes == 0);
+        if fresh {
+            incoming.received_bytes += chunk.data.len() as u64;
+            self.snapshot_chunks.push(SnapshotChunk {
+                index,
+                offset: chunk.offset,
+                total_bytes: chunk.total_bytes,
+                data: chunk.data,
+            });
         }
-        let received_bytes = incoming.data.len() as u64;
-        let done = received_bytes == incoming.total_bytes;
+        let received_bytes = incoming.received_bytes;
+        let done = fresh && received_bytes == incoming.total_bytes;
         if done {
             self.install_incoming_snapshot();
         }
@@ -182,8 +194,7 @@ impl<S: Storage> Raft<S> {
     fn install_incoming_snapshot(&mut self) {
         let incoming = self.incoming_snapshot.take().expect("caller checked");
         assert_eq!(
-            incoming.data.len() as u64,
-            incoming.total_bytes,
+            incoming.received_bytes, incoming.total_bytes,
             "installing a partial snapshot"
         );
         let meta = SnapshotMeta {
@@ -193,9 +204,10 @@ impl<S: Storage> Raft<S> {
         };
         self.conf = sorted(meta.conf.clone());
         self.conf_applied_index = meta.index;
+        // The bytes went out in `snapshot_chunks`; the driver assembled them.
         self.log.restore(Snapshot {
             meta,
-            data: incoming.data,
+            data: Vec::new(),
         });
     }
 }
@@ -211,7 +223,7 @@ fn sorted(mut conf: ConfState) -> ConfState {
 }
 
 /// One InstallSnapshot message's fields.
-struct SnapshotChunk {
+struct IncomingChunk {
     index: u64,
     term: u64,
     conf: ConfState,

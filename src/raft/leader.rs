@@ -2,12 +2,14 @@
 //! counting, heartbeats and CheckQuorum, snapshots to lagging followers, proposals, membership
 //! changes, leadership transfer and ReadIndex.
 //!
-//! Owns: "only entries of the current term are committed by counting" and "the leader counts
-//! its own entries only once persisted".
+//! Owns: "only entries of the current term are committed by counting", "the leader counts
+//! its own entries only once persisted" and "an Append never ends inside a command's run".
 //! Must not: do I/O; everything leaves through `send`.
 
 use super::config::ReadMode;
-use super::core::{PendingRead, Raft, RaftError, READS_WAITING_MAX};
+use super::core::{
+    command_bytes, PendingRead, Raft, RaftError, COMMAND_BYTES_MAX, READS_WAITING_MAX,
+};
 use super::progress::{Progress, ProgressState};
 use super::storage::{Storage, StorageError};
 use super::types::{ConfChange, Entry, EntryKind, MessageBody, NodeId, ReadState, Role, NODE_NONE};
@@ -46,7 +48,163 @@ pub struct LeaseRead {
 /// chunk (one chunk in flight otherwise: the next leaves when the previous is acknowledged).
 pub(crate) const SNAPSHOT_RESEND_HEARTBEATS: u32 = 5;
 
+// Atomicity of a command's entries (the events of one command are a *run*: consecutive
+// entries of one term for which `same_command` holds pairwise; they must be applied all or
+// none). The rule: **every Append ends at the end of a run** (or at the end of the leader's
+// log), whoever proposed the run and whatever the message window says: `end_at_run_boundary`
+// trims a message back to the start of the run it would cut, or, when the message holds
+// nothing but part of one run, carries it on to the run's end. `propose` refuses a run over
+// `COMMAND_BYTES_MAX` so such a message stays far below a peer frame (`core.rs`), and the
+// engine refuses such a command at submit already (a typed error, HTTP 413).
+//
+// Invariant I: every log holds, of every run, all of its entries or none (counting from the
+// log's snapshot point, which only sits at the end of a run: see below). It holds inductively:
+// - A leader's `propose` appends whole runs, and a proposal never continues the run its log
+//   ends with (`check_proposal`); the no-op is a run of its own. So a leader's log, which
+//   only grows, keeps I.
+// - A follower's `maybe_append` keeps its log up to the first conflict c and takes the
+//   message's entries from c on. The message ends at a run end (the rule). It may start inside
+//   a run R (the leader's next index was a backtracking guess), but then the follower matched
+//   at the entry before, holds part of R and so, by I, all of R: R's entries match and c lies
+//   after R. Nor can c fall inside a run R' of the follower's: the entries before c are the
+//   leader's too (log matching), so the leader would hold part of R' but not its entry at c,
+//   against I on the leader. Truncating at c thus drops whole runs, and appends whole runs.
+// - Persistence: a follower's Ready holds the entries of whole Appends and a leader's the
+//   whole proposals; the driver queues a Ready's entries as one log append per term (a run has
+//   one term), the log writer never splits an append across frames or segments (it caps
+//   groups, not appends), and a frame is all-or-nothing by its CRC. A crash at any point
+//   therefore leaves a prefix of whole runs; the simulator's disks lose whole Readies.
+// - Commit: match indexes are ends of Appends and a leader's own persisted index is the end
+//   of a Ready, so the commit index (a quorum's match, or the leader's commit capped by a
+//   follower's match) always sits at the end of a run. `RawNode::ready` also never hands a
+//   run's first entries to apply without the rest, so the applied index, and every snapshot
+//   taken at it, ends a run too.
+// A later leader holds every committed run whole (I and leader completeness) and appends its
+// no-op after whole runs only, so the scenario "a follower got part of a big run, the leader
+// died, the new leader committed that part with its no-op" cannot arise: that follower never
+// held part of a run. The simulator checks, for every seed, that no node applies part of a
+// run (`sim/check.rs`).
+
 impl<S: Storage> Raft<S> {
+    /// Whether `next` directly follows `entry` inside one command's run.
+    pub(crate) fn continues_run(&self, entry: &Entry, next: &Entry) -> bool {
+        entry.index + 1 == next.index
+            && entry.term == next.term
+            && entry.kind == EntryKind::Normal
+            && next.kind == EntryKind::Normal
+            && !entry.data.is_empty()
+            && !next.data.is_empty()
+            && (self.same_command)(&entry.data, &next.data)
+    }
+
+    /// Ends an Append cut by the message limits at the end of a run: back to the start of the
+    /// run the cut falls in, or (when the message holds only part of one run) on to its end.
+    fn end_at_run_boundary(&self, entries: &mut Vec<Entry>) {
+        let Some(last) = entries.last() else { return };
+        if !self.run_continues_after(last, self.log.last_index()) {
+            return;
+        }
+        let mut start = entries.len() - 1;
+        while start > 0 && self.continues_run(&entries[start - 1], &entries[start]) {
+            start -= 1;
+        }
+        if start > 0 {
+            entries.truncate(start);
+        } else {
+            self.extend_to_run_end(entries, self.log.last_index());
+        }
+        let last = entries.last().expect("never emptied");
+        assert!(
+            !self.run_continues_after(last, self.log.last_index()),
+            "an Append ends inside a run at {}",
+            last.index
+        );
+    }
+
+    /// Whether the entry after `entry` (up to `hi`) continues its run.
+    pub(crate) fn run_continues_after(&self, entry: &Entry, hi: u64) -> bool {
+        if entry.index >= hi {
+            return false;
+        }
+        match self.log.entries(entry.index + 1, entry.index + 2, u64::MAX) {
+            Ok(next) => next.first().is_some_and(|n| self.continues_run(entry, n)),
+            Err(error) => panic!("entry after {} unreadable: {error}", entry.index),
+        }
+    }
+
+    /// Appends to `entries` the rest of the run their last entry belongs to, up to index `hi`.
+    ///
+    /// # Panics
+    /// If the run exceeds `COMMAND_BYTES_MAX` (`propose` refuses those).
+    pub(crate) fn extend_to_run_end(&self, entries: &mut Vec<Entry>, hi: u64) {
+        const READ_ENTRIES_MAX: u64 = 256;
+        let mut run_bytes = 0;
+        loop {
+            let last = entries.last().expect("extending a non-empty message");
+            let lo = last.index + 1;
+            if lo > hi {
+                return;
+            }
+            let more = match self
+                .log
+                .entries(lo, (lo + READ_ENTRIES_MAX).min(hi + 1), u64::MAX)
+            {
+                Ok(more) => more,
+                Err(error) => panic!("entries after {} unreadable: {error}", last.index),
+            };
+            let before = entries.len();
+            for entry in more {
+                if !self.continues_run(entries.last().expect("non-empty"), &entry) {
+                    break;
+                }
+                run_bytes += command_bytes([entry.data.as_slice()]);
+                assert!(
+                    run_bytes <= COMMAND_BYTES_MAX,
+                    "a run past entry {} exceeds COMMAND_BYTES_MAX",
+                    entry.index
+                );
+                entries.push(entry);
+            }
+            let taken = entries.len() - before;
+            if (taken as u64) < READ_ENTRIES_MAX {
+                return;
+            }
+        }
+    }
+
+    /// Refuses a proposal holding a run over `COMMAND_BYTES_MAX`, or whose first entry would
+    /// continue the run the log ends with (a run must enter the log in one proposal).
+    fn check_proposal(&self, payloads: &[Vec<u8>]) -> Result<(), RaftError> {
+        let same = |a: &[u8], b: &[u8]| !a.is_empty() && !b.is_empty() && (self.same_command)(a, b);
+        let last_index = self.log.last_index();
+        // A compacted last entry means the log ends at a snapshot, which ends a run.
+        if let (Ok(last), Some(first)) = (
+            self.log.entries(last_index, last_index + 1, u64::MAX),
+            payloads.first(),
+        ) {
+            let continued = last.first().is_some_and(|last| {
+                last.term == self.term && last.kind == EntryKind::Normal && same(&last.data, first)
+            });
+            if continued {
+                return Err(RaftError::InvalidRequest(
+                    "a proposal continues the command the log ends with",
+                ));
+            }
+        }
+        let mut run_bytes = 0;
+        for (k, data) in payloads.iter().enumerate() {
+            let continues = k > 0 && same(&payloads[k - 1], data);
+            run_bytes = if continues { run_bytes } else { 0 } + command_bytes([data.as_slice()]);
+            if run_bytes > COMMAND_BYTES_MAX {
+                return Err(RaftError::CommandTooLarge {
+                    bytes: run_bytes,
+                    max: COMMAND_BYTES_MAX,
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn become_leader(&mut self) {
         self.snapshot_silence.clear();
         assert_eq!(
@@ -57,7 +215,6 @@ impl<S: Storage> Raft<S> {
         assert_eq!(self.vote, self.id, "a leader voted for itself");
         let term = self.term;
         self.become_follower_keeping_term();
-        self.keep_together.clear();
         self.role = Role::Leader;
         self.leader_id = self.id;
         let next = self.log.last_index() + 1;
@@ -193,7 +350,7 @@ impl<S: Storage> Raft<S> {
             self.start_snapshot(to);
             return true;
         };
-        self.trim_to_whole_runs(next, &mut entries);
+        self.end_at_run_boundary(&mut entries);
         if entries.is_empty() && !send_if_empty {
             return false;
         }
@@ -466,38 +623,6 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    /// Shortens an Append cut by the message limits so it does not end inside a run of
-    /// entries to keep together (unless that run alone exceeds a message).
-    fn trim_to_whole_runs(&mut self, next: u64, entries: &mut Vec<Entry>) {
-        let committed = self.log.committed;
-        // Committed runs are whole on every future leader (election restriction).
-        while let Some(entry) = self.keep_together.first_entry() {
-            if *entry.get() > committed {
-                break;
-            }
-            entry.remove();
-        }
-        let Some(last) = entries.last().map(|e| e.index) else {
-            return;
-        };
-        if last >= self.log.last_index() {
-            return;
-        }
-        if let Some((&first, &run_last)) = self.keep_together.range(..=last).next_back() {
-            if run_last > last && first > next {
-                entries.truncate((first - next) as usize);
-            }
-        }
-    }
-
-    /// Marks `first..=last` (entries this leader proposes next) as one run an Append should not
-    /// cut.
-    pub(crate) fn keep_together(&mut self, first: u64, last: u64) {
-        if self.role == Role::Leader && first < last {
-            self.keep_together.insert(first, last);
-        }
-    }
-
     pub(crate) fn propose(&mut self, payloads: Vec<Vec<u8>>) -> Result<u64, RaftError> {
         if self.role != Role::Leader {
             return Err(RaftError::NotLeader {
@@ -507,6 +632,7 @@ impl<S: Storage> Raft<S> {
         if self.transferee != NODE_NONE {
             return Err(RaftError::TransferInProgress);
         }
+        self.check_proposal(&payloads)?;
         let first = self.log.last_index() + 1;
         let entries: Vec<Entry> = payloads
             .into_iter()

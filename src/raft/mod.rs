@@ -34,10 +34,17 @@
 //!   tells a driver when it may serve reads locally; the node driver publishes that as a
 //!   deadline in monotonic time for its HTTP threads (`reads`), so a lease read never waits
 //!   for the Raft thread.
-//! - Snapshots are sent in `snapshot_chunk_bytes` chunks; the follower keeps the partial
-//!   snapshot in memory only (a crash mid-install just restarts the transfer) and reports how
-//!   many bytes it holds, which is where the leader resumes. Once whole, the driver persists
-//!   it crash-safely (`storage_log::LogStorage::install`) before restoring the engine.
+//! - A command's events are a run of entries that every leader sends in one Append, even past
+//!   the message window (`RawNode::set_same_command`, the argument in `leader.rs`): a log
+//!   holds all of a run or none, so no node commits or applies part of a command. A run is at
+//!   most `COMMAND_BYTES_MAX`; the engine refuses bigger commands at submit.
+//! - Snapshots are sent in `snapshot_chunk_bytes` chunks; the follower core keeps none of the
+//!   bytes: it takes only the chunk that continues what it has (contiguous offsets, a total
+//!   under `snapshot_bytes_max`), hands it out in `Ready::snapshot_chunks` for the driver to
+//!   store (the node driver streams them into a temporary file of the data directory), and
+//!   reports how many bytes it took, which is where the leader resumes. A crash restarts the
+//!   transfer from offset 0. Once whole, the driver fsyncs the file and persists the snapshot
+//!   crash-safely (`storage_log::LogStorage::install`) before restoring the engine.
 //! - In a node, the engine's log is the Raft log and the engine's snapshot the Raft snapshot
 //!   (`storage_log`); the driver compacts to each durable snapshot the engine has applied.
 
@@ -63,7 +70,10 @@ pub mod wire;
 pub mod sim;
 
 pub use self::config::{Config, ConfigError, ReadMode, SplitMix64};
-pub use self::core::{RaftError, READS_WAITING_MAX};
+pub use self::core::{
+    command_bytes, never_same_command, RaftError, SameCommand, SnapshotChunk, COMMAND_BYTES_MAX,
+    COMMAND_ENTRY_OVERHEAD_BYTES, READS_WAITING_MAX,
+};
 pub use self::leader::{lease_ticks, LeaseRead};
 pub use self::leader_loss::LEADER_LOSS_STAGGER_TICKS;
 pub use self::raw_node::{RawNode, Ready, SoftState, Status, READY_APPLY_BYTES_MAX};

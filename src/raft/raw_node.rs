@@ -6,7 +6,7 @@
 //! Must not: do I/O, read clocks or spawn threads; the node driver and the simulator do that.
 
 use super::config::Config;
-use super::core::{Raft, RaftError};
+use super::core::{Raft, RaftError, SnapshotChunk};
 use super::leader::LeaseRead;
 use super::storage::Storage;
 use super::types::{
@@ -26,8 +26,10 @@ pub struct SoftState {
 ///
 /// 1. send `messages` (they do not depend on this Ready's persist; heartbeats and Appends from
 ///    a leader go out immediately, in parallel with its own disk write);
-/// 2. persist `snapshot` (if any), then append `entries` (truncating any suffix they replace),
-///    then `hard_state`; if `must_sync`, fsync before going on;
+/// 2. store `snapshot_chunks` in order (no fsync needed: a crash restarts the transfer);
+///    persist `snapshot` (if any: its `data` is empty, its bytes are the chunks stored so
+///    far, to fsync before the install), then append `entries` (truncating any suffix they
+///    replace), then `hard_state`; if `must_sync`, fsync before going on;
 /// 3. send `persisted_messages` (votes and acknowledgements that promise durable state);
 /// 4. apply `snapshot` to the state machine, then `committed_entries` in order;
 /// 5. serve `read_states` once the state machine has applied their index;
@@ -46,7 +48,12 @@ pub struct Ready {
     pub hard_state: Option<HardState>,
     /// Entries to append to the log.
     pub entries: Vec<Entry>,
+    /// Chunks of a snapshot the leader is sending, to store in order (see [`SnapshotChunk`]);
+    /// the core keeps none of the bytes.
+    pub snapshot_chunks: Vec<SnapshotChunk>,
     /// A snapshot received from the leader: persist it and restore the state machine from it.
+    /// Its `data` is empty: the bytes are the `snapshot_chunks` of this and earlier Readies
+    /// since the one at offset 0.
     pub snapshot: Option<Snapshot>,
     /// Whether step 2 needs an fsync (term, vote, entries or snapshot changed; a commit-index
     /// change alone does not).
@@ -127,18 +134,23 @@ impl<S: Storage> RawNode<S> {
         self.raft.leader_unreachable(peer)
     }
 
-    /// Leader: asks that the entries `first..=last` it proposed reach each follower in one
-    /// Append (they are one command's events), unless they alone exceed a message's limits.
-    /// A leader that crashes then leaves followers with all of them or none, so a later leader
-    /// never commits part of the run. Call just before proposing them.
-    pub fn keep_together(&mut self, first: u64, last: u64) {
-        self.raft.keep_together(first, last);
+    /// Tells the core which adjacent entries hold events of one command (a *run*): `same`
+    /// gets the data of two consecutive non-empty entries of one term. Every leader then
+    /// sends each run whole in one Append (past the message window if need be), so no log
+    /// ever holds part of a run and no node commits or applies part of one (the argument is
+    /// in `leader.rs`). `propose` refuses runs over [`crate::raft::COMMAND_BYTES_MAX`]. Set
+    /// it before the first `propose` or `step`, identically on every node; the default makes
+    /// every entry a run of its own.
+    pub fn set_same_command(&mut self, same: super::core::SameCommand) {
+        self.raft.same_command = same;
     }
 
     /// Appends a batch of payloads to the log (leader only); returns the last index used.
     ///
     /// # Errors
-    /// `NotLeader` (with the known leader) or `TransferInProgress`.
+    /// `NotLeader` (with the known leader), `TransferInProgress`, `CommandTooLarge` (a run
+    /// over [`crate::raft::COMMAND_BYTES_MAX`]) or `InvalidRequest` (the first payload
+    /// continues the command the log ends with); nothing is appended then.
     pub fn propose(&mut self, payloads: Vec<Vec<u8>>) -> Result<u64, RaftError> {
         self.raft.propose(payloads)
     }
@@ -185,6 +197,7 @@ impl<S: Storage> RawNode<S> {
         raft.read_broadcast_due
             || !raft.msgs.is_empty()
             || !raft.msgs_after_persist.is_empty()
+            || !raft.snapshot_chunks.is_empty()
             || !raft.read_states.is_empty()
             || raft.log.unhanded_snapshot().is_some()
             || raft.log.has_unhanded_entries()
@@ -222,7 +235,8 @@ impl<S: Storage> RawNode<S> {
             self.raft.broadcast_heartbeat();
         }
         let (snapshot, entries) = self.raft.log.hand_unstable();
-        let committed_entries = self.raft.log.hand_committed(READY_APPLY_BYTES_MAX);
+        let mut committed_entries = self.raft.log.hand_committed(READY_APPLY_BYTES_MAX);
+        self.complete_last_run(&mut committed_entries);
         let hard_state = self.hard_state();
         let soft_state = self.soft_state();
         let term_or_vote_changed = (hard_state.term, hard_state.vote)
@@ -234,6 +248,7 @@ impl<S: Storage> RawNode<S> {
             messages: std::mem::take(&mut self.raft.msgs),
             persisted_messages: std::mem::take(&mut self.raft.msgs_after_persist),
             read_states: std::mem::take(&mut self.raft.read_states),
+            snapshot_chunks: std::mem::take(&mut self.raft.snapshot_chunks),
             entries,
             snapshot,
             committed_entries,
@@ -246,6 +261,20 @@ impl<S: Storage> RawNode<S> {
             applying: self.raft.log.applying,
         });
         ready
+    }
+
+    /// Hands the rest of the run the last committed entry belongs to, which the apply byte
+    /// limit may have cut: the state machine applies a command's events together, and a
+    /// snapshot taken at the applied index never ends inside a command.
+    fn complete_last_run(&mut self, committed: &mut Vec<Entry>) {
+        let Some(last) = committed.last() else { return };
+        let applicable = self.raft.log.applicable();
+        if !self.raft.run_continues_after(last, applicable) {
+            return;
+        }
+        self.raft.extend_to_run_end(committed, applicable);
+        let last = committed.last().expect("extended, not emptied");
+        self.raft.log.applying = last.index;
     }
 
     /// Tells the core the last Ready was handled: its entries and snapshot are in `Storage`

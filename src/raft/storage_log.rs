@@ -16,6 +16,7 @@
 //! (Raft allows persisting it lazily), so commit-only changes cost no fsync; the engine replays
 //! the log up to that hint at start and Raft re-delivers the rest once it re-learns the commit.
 
+use super::core::SnapshotChunk;
 use super::storage::{MemStorage, Storage, StorageError};
 use super::types::{
     ConfChange, ConfState, Entry, EntryKind, HardState, NodeId, Snapshot, SnapshotMeta,
@@ -36,6 +37,9 @@ pub const HARD_STATE_FILE_NAME: &str = "raft-hardstate";
 /// The Raft snapshot record's name, next to the hard state: index, term and membership of
 /// the snapshot the log was compacted to (the engine's snapshot file of that index).
 pub const SNAPSHOT_META_FILE_NAME: &str = "raft-snapshot";
+/// The file a snapshot from the leader is streamed into while its chunks arrive, in the data
+/// directory (deleted at start: a transfer a crash interrupted starts again from offset 0).
+pub const INCOMING_SNAPSHOT_FILE_NAME: &str = "raft-snapshot-incoming.tmp";
 /// Bytes of the hard state file: term, vote, commit (u64 LE each) and a CRC32C.
 pub const HARD_STATE_BYTES: usize = 28;
 
@@ -46,6 +50,8 @@ pub struct LogStorage {
     dir: PathBuf,
     /// The term and vote last written to the hard state file.
     durable_term_vote: (u64, NodeId),
+    /// The snapshot being received: its index, the open incoming file and the bytes in it.
+    incoming: Option<(u64, File, u64)>,
 }
 
 fn io_error(context: &str, error: impl std::fmt::Display) -> io::Error {
@@ -108,7 +114,12 @@ impl LogStorage {
             log,
             dir: data_dir.to_path_buf(),
             durable_term_vote: (hard_state.term, hard_state.vote),
+            incoming: None,
         };
+        match fs::remove_file(data_dir.join(INCOMING_SNAPSHOT_FILE_NAME)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         if let Some(meta) = meta {
             // A snapshot covers only committed entries, even if the hint lags behind it.
             hard_state.commit = hard_state.commit.max(meta.index);
@@ -174,7 +185,17 @@ impl LogStorage {
     /// A damaged snapshot, or I/O failures.
     pub fn install(&mut self, snapshot: &Snapshot, after: &dyn Fn(InstallStep)) -> io::Result<()> {
         let meta = &snapshot.meta;
-        engine::install_snapshot_file(&self.dir, meta.index, &snapshot.data)
+        // The core hands the bytes as chunks (`store_snapshot_chunks`): read them back only
+        // now, once, to check and write the snapshot file (which `install_snapshot_file`
+        // fsyncs and renames into place, so the incoming file itself needs no fsync).
+        let streamed;
+        let data: &[u8] = if snapshot.data.is_empty() && self.incoming.is_some() {
+            streamed = self.take_incoming(meta.index)?;
+            &streamed
+        } else {
+            &snapshot.data
+        };
+        engine::install_snapshot_file(&self.dir, meta.index, data)
             .map_err(|e| io_error("install the snapshot", e))?;
         after(InstallStep::File);
         write_snapshot_meta(&self.dir, meta)?;
@@ -192,6 +213,51 @@ impl LogStorage {
             data: Vec::new(),
         });
         Ok(())
+    }
+
+    /// Streams chunks of a snapshot from the leader into the incoming file: offset 0 starts
+    /// it anew; each other chunk continues it (the core only hands out contiguous chunks).
+    ///
+    /// # Errors
+    /// I/O failures writing the file.
+    ///
+    /// # Panics
+    /// If a chunk does not continue the file (the core's contract).
+    pub fn store_snapshot_chunks(&mut self, chunks: &[SnapshotChunk]) -> io::Result<()> {
+        let path = self.dir.join(INCOMING_SNAPSHOT_FILE_NAME);
+        for chunk in chunks {
+            if chunk.offset == 0 {
+                let file =
+                    File::create(&path).map_err(|e| io_error(&path.display().to_string(), e))?;
+                self.incoming = Some((chunk.index, file, 0));
+            }
+            let (index, file, bytes) = self.incoming.as_mut().expect("a chunk at offset 0 first");
+            assert_eq!(
+                (*index, *bytes),
+                (chunk.index, chunk.offset),
+                "snapshot chunks out of order"
+            );
+            file.write_all(&chunk.data)
+                .map_err(|e| io_error(&path.display().to_string(), e))?;
+            *bytes += chunk.data.len() as u64;
+            assert!(
+                *bytes <= chunk.total_bytes,
+                "a chunk past the snapshot's end"
+            );
+        }
+        Ok(())
+    }
+
+    /// The incoming snapshot's bytes, once whole; removes the file.
+    fn take_incoming(&mut self, index: u64) -> io::Result<Vec<u8>> {
+        let (received, file, bytes) = self.incoming.take().expect("caller checked");
+        assert_eq!(received, index, "installing another snapshot than received");
+        drop(file);
+        let path = self.dir.join(INCOMING_SNAPSHOT_FILE_NAME);
+        let data = fs::read(&path).map_err(|e| io_error(&path.display().to_string(), e))?;
+        assert_eq!(data.len() as u64, bytes, "the incoming file lost bytes");
+        fs::remove_file(&path).map_err(|e| io_error(&path.display().to_string(), e))?;
+        Ok(data)
     }
 
     /// The membership as of `index`: the snapshot's, changed by every membership entry up to

@@ -12,6 +12,8 @@ struct Cluster {
     applied: BTreeMap<NodeId, Vec<Entry>>,
     reads: BTreeMap<NodeId, Vec<ReadState>>,
     delivered: Vec<Message>,
+    /// Per node: the snapshot chunks received so far (a driver's temporary file).
+    incoming: BTreeMap<NodeId, Vec<u8>>,
 }
 
 fn test_config(id: NodeId) -> Config {
@@ -43,6 +45,7 @@ impl Cluster {
             applied: BTreeMap::new(),
             reads: BTreeMap::new(),
             delivered: Vec::new(),
+            incoming: BTreeMap::new(),
         };
         cluster.drain_all();
         cluster
@@ -61,7 +64,16 @@ impl Cluster {
         while raw.has_ready() {
             let mut ready = raw.ready();
             self.queue.extend(ready.messages.drain(..));
-            if let Some(snapshot) = ready.snapshot.take() {
+            let incoming = self.incoming.entry(id).or_default();
+            for chunk in ready.snapshot_chunks.drain(..) {
+                if chunk.offset == 0 {
+                    incoming.clear();
+                }
+                assert_eq!(chunk.offset, incoming.len() as u64, "contiguous chunks");
+                incoming.extend_from_slice(&chunk.data);
+            }
+            if let Some(mut snapshot) = ready.snapshot.take() {
+                snapshot.data = std::mem::take(incoming);
                 raw.storage_mut().apply_snapshot(snapshot);
             }
             raw.storage_mut().append(&ready.entries);
@@ -450,6 +462,83 @@ fn a_lagging_follower_gets_a_chunked_snapshot_and_resumes_after_losing_chunks() 
     assert_eq!(cluster.status(3).last_index, cluster.status(1).last_index);
 }
 
+/// What node `id` did with one message: the snapshot chunks it handed out, its
+/// SnapshotResponses (received bytes, done) and whether it installed a snapshot.
+fn step_snapshot_chunk(
+    cluster: &mut Cluster,
+    id: NodeId,
+    message: Message,
+) -> (Vec<SnapshotChunk>, Vec<(u64, bool)>, Option<Snapshot>) {
+    let raw = cluster.node(id);
+    raw.step(message);
+    let mut ready = raw.ready();
+    let chunks = std::mem::take(&mut ready.snapshot_chunks);
+    let responses = ready
+        .persisted_messages
+        .iter()
+        .filter_map(|m| match m.body {
+            MessageBody::SnapshotResponse {
+                received_bytes,
+                done,
+                ..
+            } => Some((received_bytes, done)),
+            _ => None,
+        })
+        .collect();
+    let snapshot = ready.snapshot.take();
+    if let Some(snapshot) = &snapshot {
+        raw.storage_mut().apply_snapshot(snapshot.clone());
+    }
+    raw.advance();
+    (chunks, responses, snapshot)
+}
+
+#[test]
+fn snapshot_chunks_leave_the_core_in_order_and_other_offsets_are_refused() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |c| c.snapshot_bytes_max = 64);
+    cluster.elect(1);
+    let (term, conf) = (cluster.status(1).term, cluster.status(1).conf);
+    let chunk = |index: u64, offset: u64, total_bytes: u64, fill: u8| Message {
+        from: 1,
+        to: 3,
+        term,
+        body: MessageBody::InstallSnapshot {
+            index,
+            snapshot_term: term,
+            conf: conf.clone(),
+            offset,
+            total_bytes,
+            data: vec![fill; 8],
+        },
+    };
+    let stored = |offset: u64, fill: u8| SnapshotChunk {
+        index: 100,
+        offset,
+        total_bytes: 24,
+        data: vec![fill; 8],
+    };
+    // The middle of a transfer the follower knows nothing of: the leader restarts at 0.
+    let (chunks, answers, _) = step_snapshot_chunk(&mut cluster, 3, chunk(100, 8, 24, 1));
+    assert_eq!((chunks, answers), (vec![], vec![(0, false)]));
+    let (chunks, answers, _) = step_snapshot_chunk(&mut cluster, 3, chunk(100, 0, 24, 0));
+    assert_eq!((chunks, answers), (vec![stored(0, 0)], vec![(8, false)]));
+    // A gap and a duplicate are refused; the count says where to go on.
+    for offset in [16, 0] {
+        let (chunks, answers, _) = step_snapshot_chunk(&mut cluster, 3, chunk(100, offset, 24, 2));
+        assert_eq!((chunks, answers), (vec![], vec![(8, false)]));
+    }
+    // Over the size bound: dropped unanswered.
+    let (chunks, answers, _) = step_snapshot_chunk(&mut cluster, 3, chunk(200, 0, 65, 9));
+    assert_eq!((chunks, answers), (vec![], vec![]));
+    let (chunks, _, _) = step_snapshot_chunk(&mut cluster, 3, chunk(100, 8, 24, 1));
+    assert_eq!(chunks, vec![stored(8, 1)]);
+    let (chunks, answers, snapshot) = step_snapshot_chunk(&mut cluster, 3, chunk(100, 16, 24, 2));
+    assert_eq!((chunks, answers), (vec![stored(16, 2)], vec![(24, true)]));
+    let snapshot = snapshot.expect("installed once whole");
+    assert_eq!(snapshot.meta.index, 100);
+    assert!(snapshot.data.is_empty(), "the core kept none of the bytes");
+}
+
 #[test]
 fn the_replication_window_bounds_appends_in_flight() {
     let mut cluster = Cluster::new(&[1, 2, 3], &[], |c| {
@@ -477,44 +566,174 @@ fn the_replication_window_bounds_appends_in_flight() {
     cluster.node(1).advance();
 }
 
+/// Test grouping: non-empty entries whose first byte is equal are one command.
+fn same_first_byte(a: &[u8], b: &[u8]) -> bool {
+    a[0] == b[0]
+}
+
+/// A command of `parts` entries, tagged `tag` (see [`same_first_byte`]).
+fn command(tag: u8, parts: u8) -> Vec<Vec<u8>> {
+    (0..parts).map(|part| vec![tag, part]).collect()
+}
+
+impl Cluster {
+    fn group_commands(&mut self) {
+        for raw in self.nodes.values_mut() {
+            raw.set_same_command(same_first_byte);
+        }
+    }
+
+    /// Lets every node's election timeout pass without delivering anything (their leader is
+    /// gone), so none honours its lease any more.
+    fn forget_leader(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for _ in 0..10 {
+            for &id in &ids {
+                self.node(id).tick();
+                self.drain(id);
+            }
+        }
+        self.queue.clear();
+    }
+
+    /// The (first, last) indexes of the non-empty Appends delivered to `to`.
+    fn appends_to(&self, to: NodeId) -> Vec<(u64, u64)> {
+        self.delivered
+            .iter()
+            .filter(|m| m.to == to)
+            .filter_map(|m| match &m.body {
+                MessageBody::Append { entries, .. } if !entries.is_empty() => {
+                    Some((entries[0].index, entries[entries.len() - 1].index))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Whether `applied` holds part of the command tagged `tag` without all `parts` of it.
+fn holds_part_of(applied: &[Entry], tag: u8, parts: usize) -> bool {
+    let held = applied
+        .iter()
+        .filter(|e| e.data.first() == Some(&tag))
+        .count();
+    held != 0 && held != parts
+}
+
 #[test]
-fn appends_cut_by_the_limits_never_split_a_run_kept_together() {
+fn appends_cut_by_the_limits_never_end_inside_a_command() {
     let mut cluster = Cluster::new(&[1, 2, 3], &[], |c| c.msg_entries_max = 4);
+    cluster.group_commands();
     cluster.elect(1);
     let first = cluster.status(1).last_index + 1;
     // Entries first+2 ..= first+5 are one command's events; a message holds four entries.
-    cluster.node(1).keep_together(first + 2, first + 5);
-    cluster
-        .node(1)
-        .propose((0..10u8).map(|k| vec![k]).collect())
-        .expect("leader");
+    let mut payloads = command(1, 1);
+    payloads.extend(command(2, 1));
+    payloads.extend(command(3, 4));
+    payloads.extend(command(4, 1));
+    payloads.extend(command(5, 3));
+    cluster.node(1).propose(payloads).expect("leader");
     cluster.deliver();
-    let ends: Vec<(u64, u64)> = cluster
-        .delivered
-        .iter()
-        .filter(|m| m.to == 2)
-        .filter_map(|m| match &m.body {
-            MessageBody::Append { entries, .. } if !entries.is_empty() => {
-                Some((entries[0].index, entries[entries.len() - 1].index))
-            }
-            _ => None,
-        })
-        .collect();
+    let ends = cluster.appends_to(2);
     assert!(!ends.is_empty());
     for (lo, hi) in &ends {
         let splits = *lo <= first + 5 && *hi >= first + 2 && (*lo > first + 2 || *hi < first + 5);
         assert!(!splits, "append {lo}..={hi} splits the run: {ends:?}");
     }
     assert_eq!(cluster.status(2).last_index, first + 9);
-    // A run longer than a message is sent anyway (it cannot be whole).
+    // A command longer than a message travels whole in one Append anyway.
     let next = first + 10;
-    cluster.node(1).keep_together(next, next + 5);
-    cluster
-        .node(1)
-        .propose((0..6u8).map(|k| vec![k]).collect())
-        .expect("leader");
+    cluster.delivered.clear();
+    cluster.node(1).propose(command(6, 7)).expect("leader");
     cluster.deliver();
-    assert_eq!(cluster.status(3).last_index, next + 5);
+    assert!(cluster.appends_to(3).contains(&(next, next + 6)));
+    assert_eq!(cluster.status(3).last_index, next + 6);
+}
+
+#[test]
+fn a_leader_crash_while_sending_a_big_command_never_commits_part_of_it() {
+    // Issue 7: the leader sends a command larger than the message window, then dies after
+    // one message; a new leader must not commit a part of it with its no-op.
+    let mut cluster = Cluster::new(&[1, 2, 3, 4, 5], &[], |c| {
+        c.msg_entries_max = 3;
+        c.msg_bytes_max = 64;
+    });
+    cluster.group_commands();
+    cluster.elect(1);
+    let first = cluster.status(1).last_index + 1;
+    cluster.cut.extend([3, 4, 5]);
+    cluster.node(1).propose(command(7, 10)).expect("leader");
+    // Only the first Append of the leader reaches node 2, then the leader is gone.
+    let mut ready = cluster.node(1).ready();
+    let appends: Vec<Message> = ready
+        .messages
+        .drain(..)
+        .filter(|m| m.to == 2 && matches!(m.body, MessageBody::Append { .. }))
+        .collect();
+    cluster.node(1).advance();
+    let append = appends.into_iter().next().expect("an Append to node 2");
+    let MessageBody::Append { entries, .. } = &append.body else {
+        unreachable!("filtered on Append")
+    };
+    assert_eq!(
+        (entries[0].index, entries.len()),
+        (first, 10),
+        "the whole command in one message, beyond the window of 3 entries"
+    );
+    cluster.node(2).step(append);
+    cluster.drain(2);
+    cluster.queue.clear();
+    cluster.cut = [1].into();
+    cluster.delivered.clear();
+    cluster.forget_leader();
+    cluster.elect(2);
+    cluster.tick(3);
+    // The new leader holds the run (it received it whole) and sends it whole again, as an
+    // entry of an earlier term, to the nodes that lack it.
+    for node in [3, 4, 5] {
+        assert!(
+            cluster
+                .appends_to(node)
+                .iter()
+                .all(|&(lo, hi)| lo > first + 9 || hi < first || (lo <= first && hi >= first + 9)),
+            "node {node} got part of the run: {:?}",
+            cluster.appends_to(node)
+        );
+    }
+    for node in [2, 3, 4, 5] {
+        let applied = &cluster.applied[&node];
+        assert!(!holds_part_of(applied, 7, 10), "node {node} applied part");
+        assert!(applied.iter().any(|e| e.index == first + 9), "committed");
+    }
+}
+
+#[test]
+fn proposals_over_the_command_limit_or_continuing_a_command_are_refused_whole() {
+    let mut cluster = Cluster::new(&[1], &[], |_| {});
+    cluster.group_commands();
+    cluster.elect(1);
+    let before = cluster.status(1).last_index;
+    let half = (COMMAND_BYTES_MAX / 2) as usize;
+    let big = vec![vec![1u8; half], vec![1u8; half]];
+    match cluster.node(1).propose(big) {
+        Err(RaftError::CommandTooLarge { bytes, max }) => {
+            assert_eq!(max, COMMAND_BYTES_MAX);
+            assert_eq!(bytes, 2 * (half as u64 + COMMAND_ENTRY_OVERHEAD_BYTES));
+        }
+        other => panic!("expected CommandTooLarge, got {other:?}"),
+    }
+    // The same bytes as two commands are fine.
+    let two = vec![vec![1u8; half], vec![2u8; half]];
+    cluster.node(1).propose(two).expect("two commands fit");
+    let after = cluster.status(1).last_index;
+    assert_eq!(after, before + 2);
+    assert_eq!(
+        cluster.node(1).propose(command(2, 1)),
+        Err(RaftError::InvalidRequest(
+            "a proposal continues the command the log ends with"
+        ))
+    );
+    assert_eq!(cluster.status(1).last_index, after);
 }
 
 #[test]
@@ -1063,4 +1282,52 @@ fn a_follower_acknowledges_and_applies_only_durable_entries() {
     let applied = &cluster.applied[&3];
     assert!(applied.len() > applied_3, "applied once durable");
     assert_eq!(applied.last().map(|e| e.index), Some(index));
+}
+
+#[test]
+fn committed_entries_cut_by_the_apply_limit_end_at_a_command_end() {
+    // Commands of a small and a large event; together they exceed one Ready's apply limit,
+    // which would cut between the two events of a command.
+    const LARGE_BYTES: usize = 4_000_000;
+    let commands = (READY_APPLY_BYTES_MAX / LARGE_BYTES as u64 + 2) as u8;
+    let mut raw = RawNode::new(test_config(1), MemStorage::bootstrap(&[1])).expect("config");
+    raw.set_same_command(same_first_byte);
+    raw.campaign();
+    let mut readies_applying = 0;
+    let mut applied_last = 0;
+    let mut proposed = false;
+    for _ in 0..1000 {
+        if !raw.has_ready() {
+            if proposed {
+                break;
+            }
+            for tag in 1..=commands {
+                raw.propose(vec![vec![tag; 100], vec![tag; LARGE_BYTES]])
+                    .expect("sole voter leads");
+            }
+            proposed = true;
+            continue;
+        }
+        let mut ready = raw.ready();
+        raw.storage_mut().append(&ready.entries);
+        if let Some(hard_state) = ready.hard_state {
+            raw.storage_mut().set_hard_state(hard_state);
+        }
+        let committed = std::mem::take(&mut ready.committed_entries);
+        if let Some(last) = committed.last() {
+            readies_applying += 1;
+            applied_last = last.index;
+            let tag = last.data.first().copied();
+            let whole = last.kind == EntryKind::ConfChange
+                || last.data.is_empty()
+                || last.data.len() == LARGE_BYTES;
+            assert!(
+                whole,
+                "a Ready's committed entries end inside command {tag:?}"
+            );
+        }
+        raw.advance();
+    }
+    assert_eq!(applied_last, raw.status().last_index, "everything applied");
+    assert!(readies_applying >= 3, "the apply limit cut the commands");
 }

@@ -38,6 +38,11 @@ pub const LIMITED_PATH: &str = "/api/limited";
 /// The body limit of [`LIMITED_PATH`], in bytes.
 pub const LIMITED_BODY_BYTES_MAX: u64 = 8;
 
+/// A command route of the test app: `POST /api/bulk/{count}/{bytes}` creates `count` items
+/// whose names are `bytes` long, as one command (one run of `count` events); answers the
+/// count. Lets a test propose a command larger than a Raft message, or than a command may be.
+pub const BULK_PATH: &str = "/api/bulk/{count}/{bytes}";
+
 pub const CHILD_ARGS_ENV: &str = "LITHAIR_CLUSTER_TEST_CHILD_ARGS";
 pub const SECRET: &str = "cluster-test-secret";
 /// A child argument (before `serve`) setting the node's snapshot interval in events, so a
@@ -123,7 +128,21 @@ pub fn cluster_node_child() {
                 LIMITED_PATH,
                 count.with(BodyLimit::bytes(LIMITED_BODY_BYTES_MAX)),
             )
-        });
+        })
+        .command(
+            BULK_PATH,
+            201,
+            "Create many items at once",
+            |tx, _: &(), params| {
+                let count: u64 = params.get("count")?;
+                let bytes: usize = params.get("bytes")?;
+                for _ in 0..count {
+                    let name = "x".repeat(bytes);
+                    tx.create(Item { id: 0, name })?;
+                }
+                Ok(count)
+            },
+        );
     let app = options.apply(app);
     if let Err(message) = app.run_with(&args) {
         eprintln!("child node: {message}");

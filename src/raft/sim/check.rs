@@ -1,11 +1,12 @@
 //! The safety properties the simulator checks after every step, from the Raft paper (§5.2,
 //! §5.3, §5.4, Figure 3) plus monotonicity of term, commit and applied within a node's life,
-//! and lease safety (no later term commits while a leader may serve lease reads).
+//! lease safety (no later term commits while a leader may serve lease reads), and command
+//! atomicity (no node applies part of a multi-entry put without the rest right after it).
 //!
 //! Owns: the global record of what was committed and applied at each index.
 //! Must not: influence the run; it only observes.
 
-use super::node::{entry_hash, Handled};
+use super::node::{entry_hash, Handled, PutOp};
 use crate::raft::{Entry, MemStorage, NodeId, RawNode, Storage};
 use std::collections::BTreeMap;
 
@@ -19,6 +20,8 @@ pub(crate) struct Checker {
     committed: BTreeMap<u64, u64>,
     /// State-machine safety: index -> (entry hash, digest after applying it).
     applied: BTreeMap<u64, (u64, u64)>,
+    /// Command atomicity: applied index -> the put part it holds (`None`: not a put).
+    parts: BTreeMap<u64, Option<PutOp>>,
     /// Per node: (term, commit, applied) last seen in this incarnation.
     cursors: BTreeMap<NodeId, (u64, u64, u64)>,
     pub(crate) leaders_elected: u64,
@@ -49,7 +52,8 @@ impl Checker {
             };
             self.check_entry(id, entry, prev_term)?;
         }
-        for (entry, _, digest) in &handled.applied {
+        for (entry, put, digest) in &handled.applied {
+            self.check_run(id, entry.index, *put)?;
             let record = (entry_hash(entry), *digest);
             let known = *self.applied.entry(entry.index).or_insert(record);
             if known != record {
@@ -91,6 +95,42 @@ impl Checker {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Command atomicity: a put part other than the last is followed, at the next index, by
+    /// the next part of the same put, and a part other than the first follows the previous
+    /// one. Applied indexes are checked in every node's apply order, and what is applied at an
+    /// index is the same everywhere (state-machine safety), so one global record suffices:
+    /// a node that applied part of a run followed by anything else fails here.
+    fn check_run(&mut self, id: NodeId, index: u64, put: Option<PutOp>) -> CheckResult {
+        let before = self.parts.get(&(index - 1)).copied();
+        let expected_next = before
+            .flatten()
+            .filter(|p| p.part + 1 < p.parts)
+            .map(|p| (p.op_id, p.part + 1, p.parts));
+        let got = put.map(|p| (p.op_id, p.part, p.parts));
+        if let Some(expected) = expected_next {
+            if got != Some(expected) {
+                return Err(format!(
+                    "command atomicity: node {id} applied {got:?} at {index} after a put part \
+                     that needs {expected:?} next"
+                ));
+            }
+        }
+        if let (Some(put), Some(before)) = (put, before) {
+            let follows = before.is_some_and(|b| {
+                (b.op_id, b.part + 1, b.parts) == (put.op_id, put.part, put.parts)
+            });
+            if put.part > 0 && !follows {
+                return Err(format!(
+                    "command atomicity: node {id} applied part {} of {} of put {} at {index} \
+                     without the part before it",
+                    put.part, put.parts, put.op_id
+                ));
+            }
+        }
+        self.parts.insert(index, put);
+        Ok(())
     }
 
     fn check_entry(&mut self, id: NodeId, entry: &Entry, prev_term: u64) -> CheckResult {

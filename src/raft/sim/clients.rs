@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 /// A client gives up on an operation after this many ticks.
 const OP_TIMEOUT_TICKS: u64 = 120;
+/// Most entries of one multi-entry put (a run several Append windows long).
+const MULTI_PUT_PARTS_MAX: u64 = 24;
 
 #[derive(Clone, Copy, Debug)]
 enum Waiting {
@@ -80,8 +82,17 @@ impl Clients {
             };
             let waiting = if rng.chance(500_000) {
                 let value = self.next_value;
-                let put = PutOp { op_id, key, value };
-                if raw.propose(vec![put.encode()]).is_err() {
+                // A quarter of the puts are commands of several entries, most of them larger
+                // than one Append's window (`node_config`): they must still apply whole.
+                let parts = if rng.chance(250_000) {
+                    2 + rng.below(MULTI_PUT_PARTS_MAX - 1)
+                } else {
+                    1
+                };
+                if raw
+                    .propose(PutOp::encode_parts(op_id, key, value, parts))
+                    .is_err()
+                {
                     continue;
                 }
                 self.next_value += 1;

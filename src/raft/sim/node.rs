@@ -73,35 +73,66 @@ pub(crate) struct Machine {
     pub(crate) conf: ConfState,
 }
 
-/// A client write as stored in an entry.
+/// A client write as stored in an entry. A put may be one command of several entries (a
+/// run: parts `0..parts` of one `op_id`, each writing the same key and value), which the
+/// checker requires to be applied whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PutOp {
     pub(crate) op_id: u64,
     pub(crate) key: u64,
     pub(crate) value: u64,
+    pub(crate) part: u64,
+    pub(crate) parts: u64,
 }
+
+/// Bytes of an encoded [`PutOp`].
+const PUT_BYTES: usize = 40;
 
 impl PutOp {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(24);
-        for word in [self.op_id, self.key, self.value] {
+        let mut out = Vec::with_capacity(PUT_BYTES);
+        for word in [self.op_id, self.key, self.value, self.part, self.parts] {
             out.extend_from_slice(&word.to_le_bytes());
         }
         out
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Option<PutOp> {
-        if bytes.len() != 24 {
+        if bytes.len() != PUT_BYTES {
             return None;
         }
         let word =
             |k: usize| u64::from_le_bytes(bytes[k * 8..k * 8 + 8].try_into().expect("8 bytes"));
-        Some(PutOp {
+        let put = PutOp {
             op_id: word(0),
             key: word(1),
             value: word(2),
-        })
+            part: word(3),
+            parts: word(4),
+        };
+        (put.part < put.parts).then_some(put)
     }
+
+    /// The parts of one command: one entry each.
+    pub(crate) fn encode_parts(op_id: u64, key: u64, value: u64, parts: u64) -> Vec<Vec<u8>> {
+        (0..parts)
+            .map(|part| {
+                let put = PutOp {
+                    op_id,
+                    key,
+                    value,
+                    part,
+                    parts,
+                };
+                put.encode()
+            })
+            .collect()
+    }
+}
+
+/// The simulator's [`crate::raft::SameCommand`]: the parts of one put are one command.
+pub(crate) fn same_put(a: &[u8], b: &[u8]) -> bool {
+    matches!((PutOp::decode(a), PutOp::decode(b)), (Some(x), Some(y)) if x.op_id == y.op_id)
 }
 
 /// FNV-1a over a few words: a deterministic digest step (not cryptographic).
@@ -213,6 +244,9 @@ pub(crate) struct SimNode {
     pub(crate) config: Config,
     /// Background persists in Ready order (lost on a crash).
     pending: VecDeque<PendingPersist>,
+    /// The snapshot chunks received so far (the node driver's temporary file; lost on a
+    /// crash, as that file is only synced at the install).
+    incoming: Vec<u8>,
 }
 
 impl SimNode {
@@ -226,6 +260,7 @@ impl SimNode {
             machine,
             config,
             pending: VecDeque::new(),
+            incoming: Vec::new(),
         };
         node.restart();
         node
@@ -249,13 +284,16 @@ impl SimNode {
         config.seed = config
             .seed
             .wrapping_add(self.disk.durable.hard_state().term);
-        self.raw = Some(RawNode::new(config, storage).expect("sim config is valid"));
+        let mut raw = RawNode::new(config, storage).expect("sim config is valid");
+        raw.set_same_command(same_put);
+        self.raw = Some(raw);
     }
 
     pub(crate) fn crash(&mut self) {
         self.raw = None;
         self.disk.crash();
         self.pending.clear();
+        self.incoming.clear();
     }
 
     /// Completes every background persist: syncs the disk, reports the entries durable in
@@ -332,8 +370,25 @@ impl SimNode {
     /// Writes a Ready's snapshot, entries and hard state to the page cache (the storage view
     /// and the unsynced disk).
     fn write_ready(&mut self, ready: &mut Ready, handled: &mut Handled) {
+        for chunk in ready.snapshot_chunks.drain(..) {
+            if chunk.offset == 0 {
+                self.incoming.clear();
+            }
+            assert_eq!(
+                chunk.offset,
+                self.incoming.len() as u64,
+                "snapshot chunks are contiguous"
+            );
+            self.incoming.extend_from_slice(&chunk.data);
+            assert!(
+                self.incoming.len() as u64 <= chunk.total_bytes,
+                "chunk past the end"
+            );
+        }
         let raw = self.raw.as_mut().expect("running");
-        if let Some(snapshot) = ready.snapshot.take() {
+        if let Some(mut snapshot) = ready.snapshot.take() {
+            assert!(snapshot.data.is_empty(), "the core keeps no snapshot bytes");
+            snapshot.data = std::mem::take(&mut self.incoming);
             handled.installed_snapshot = true;
             raw.storage_mut().apply_snapshot(snapshot.clone());
             self.machine = Machine::decode(&snapshot.data, snapshot.meta.conf.clone());
