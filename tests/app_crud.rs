@@ -405,3 +405,46 @@ fn pipelined_writes_are_answered_in_order_through_deferred_responses() {
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// GET by id renders a small record in place under the read lock and copies a large one out
+/// first (after the first large record, every record of the model): the answers, `ETag` and
+/// `If-None-Match` are the same either way.
+#[test]
+fn get_by_id_answers_the_same_for_small_and_large_records() {
+    let data = common::fresh_dir("app", "crud-get-sizes");
+    let app = App::new("crud-get-sizes").model::<Post>();
+    let (running, addr) = common::start(&app, &data);
+    // Past the 4 KiB rendering bound of `routes::show`, with characters that need escaping.
+    let long_slug = "q\"\\/é\n".repeat(1_000);
+    let slugs = [
+        "small-before".to_string(),
+        long_slug,
+        "small-after".to_string(),
+    ];
+    for (i, slug) in slugs.iter().enumerate() {
+        let mut body = String::from(r#"{"title":"T","slug":"#);
+        body += &json::to_string(slug).unwrap();
+        body += "}";
+        let created = request(addr, "POST", "/api/posts", "", &body);
+        assert_eq!(created.status, 201, "{}", created.body);
+        assert_eq!(created.json()["id"].as_u64(), Some(i as u64 + 1));
+    }
+    // Each record twice: the large one switches the route to copying on its first read.
+    for _round in 0..2 {
+        for (i, slug) in slugs.iter().enumerate() {
+            let target = format!("/api/posts/{}", i + 1);
+            let shown = request(addr, "GET", &target, "", "");
+            assert_eq!(shown.status, 200, "{}", shown.body);
+            assert_eq!(shown.header("etag"), Some("\"1\""));
+            assert_eq!(shown.header("content-type"), Some("application/json"));
+            let value = shown.json();
+            assert_eq!(value["slug"].as_str(), Some(slug.as_str()));
+            assert_eq!(value["id"].as_u64(), Some(i as u64 + 1));
+            let unchanged = request(addr, "GET", &target, "If-None-Match: \"1\"\r\n", "");
+            assert_eq!((unchanged.status, unchanged.body.as_str()), (304, ""));
+        }
+    }
+    assert_eq!(request(addr, "GET", "/api/posts/4", "", "").status, 404);
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}

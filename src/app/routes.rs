@@ -6,6 +6,7 @@
 //! Must not: decide writes itself; every write is a `Tx` command run through `Handle::execute`.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::command::Tx;
@@ -138,16 +139,19 @@ pub fn model_routes<M: Model>(router: Router, handle: &Handle, writable: bool) -
         handle.clone(),
         handle.clone(),
     );
+    let render_in_place = AtomicBool::new(true);
     let router = router
         .get(&format!("{base}/_schema"), |_: &mut Request| {
             Response::bytes(200, "application/json", schema_json::<M>().into_bytes())
         })
         .get(base, move |req: &mut Request| list::<M>(&h1, req))
-        // A single-record read copies one record under the read lock: cheap and non-blocking,
-        // so the reactor may run it inline.
+        // A single-record read holds the read lock for one small record (rendered in place)
+        // or one copy: cheap and non-blocking, so the reactor may run it inline.
         .get(
             &item,
-            inline(move |req: &mut Request| show::<M>(&h3, req).unwrap_or_else(Response::from)),
+            inline(move |req: &mut Request| {
+                show::<M>(&h3, req, &render_in_place).unwrap_or_else(Response::from)
+            }),
         );
     if !writable {
         return router;
@@ -238,24 +242,60 @@ fn list<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Proble
     Ok(Response::bytes(200, "application/json", body.into_bytes()))
 }
 
-fn show<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
+/// Largest rendering of one record made while holding the read lock, in bytes. Rendering a
+/// small record in place costs less than copying it out (no allocation per field); past this
+/// size the copy is the shorter hold, so a model whose records render larger switches to
+/// copy-then-render (DESIGN §2: never serialize a large response under the lock).
+const RENDER_UNDER_LOCK_BYTES_MAX: usize = 4 * 1024;
+
+/// What a GET by id took out of the read lock.
+enum Shown<M> {
+    /// The client's `If-None-Match` names the current version.
+    NotModified,
+    /// The record, rendered in place (it was small enough).
+    Rendered(Writer),
+    /// A copy of the record, to render after the lock is released.
+    Copied(M),
+}
+
+/// GET by id. `render_in_place` starts true and is cleared, for the life of the process, the
+/// first time a record of `M` renders past `RENDER_UNDER_LOCK_BYTES_MAX`: a large record is
+/// rendered under the lock at most once.
+fn show<M: Model>(
+    handle: &Handle,
+    req: &mut Request,
+    render_in_place: &AtomicBool,
+) -> Result<Response, Problem> {
     let id = path_id::<M>(req)?;
     let wanted = req.header("if-none-match");
-    // Copy the record out under the read lock and serialize after releasing it (DESIGN §2:
-    // the applier's write lock never waits on JSON rendering, whatever a record's size). A
-    // conditional hit copies nothing.
+    let in_place = render_in_place.load(Ordering::Relaxed);
     let found = handle.read(|state| {
         let record = state.collection::<M>().get(&id)?;
         let version = record.version;
         if wanted.is_some_and(|tags| etag_matches(tags, version)) {
-            return Some((None, version));
+            return Some((Shown::NotModified, version));
         }
-        Some((Some(record.value.clone()), version))
+        if !in_place {
+            return Some((Shown::Copied(record.value.clone()), version));
+        }
+        let mut writer = Writer::new();
+        record.value.write_json(&mut writer);
+        Some((Shown::Rendered(writer), version))
     });
-    let Some((value, version)) = found else {
+    let Some((shown, version)) = found else {
         return Err(Problem::not_found(format!("{} {id} not found", M::NAME)));
     };
-    let mut response = match value.map(|value| json::to_string(&value)) {
+    let rendered = match shown {
+        Shown::NotModified => None,
+        Shown::Rendered(writer) => {
+            if writer.as_bytes().len() > RENDER_UNDER_LOCK_BYTES_MAX {
+                render_in_place.store(false, Ordering::Relaxed);
+            }
+            Some(writer.finish())
+        }
+        Shown::Copied(value) => Some(json::to_string(&value)),
+    };
+    let mut response = match rendered {
         None => Response::new(304),
         Some(Ok(text)) => Response::bytes(200, "application/json", text.into_bytes()),
         Some(Err(e)) => {

@@ -373,6 +373,14 @@ impl Conn {
                 Some(used) => pos += used,
                 None => return data.len(),
             }
+            // More requests follow (pipelining): serialize the answers first in line now, so
+            // their header lists and bodies are freed before the next request allocates its
+            // own and a burst reuses the allocator's cached blocks instead of holding one per
+            // request until the burst is parsed. Not behind an upgrade request: the bytes
+            // after it are not in `self.input` yet. A lone request is serialized by `pump`.
+            if pos < data.len() && !self.upgrade_barrier {
+                self.serialize_ready(ctx);
+            }
         }
         assert!(pos <= data.len(), "consumed {pos} of {}", data.len());
         pos

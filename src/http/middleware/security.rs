@@ -44,16 +44,16 @@ impl Middleware for SecurityHeaders {
         let mut is_html = false;
         for (name, value) in response.headers.iter() {
             // The length picks the one or two names worth comparing.
+            let name = name.as_bytes();
             match name.len() {
-                22 => present[0] |= name.eq_ignore_ascii_case(DEFAULTS[0].0),
+                22 => present[0] |= X_CONTENT_TYPE_OPTIONS.prefix_of(name),
                 15 => {
-                    present[1] |= name.eq_ignore_ascii_case(DEFAULTS[1].0);
-                    present[2] |= name.eq_ignore_ascii_case(DEFAULTS[2].0);
+                    present[1] |= X_FRAME_OPTIONS.prefix_of(name);
+                    present[2] |= REFERRER_POLICY.prefix_of(name);
                 }
-                23 => present[3] |= name.eq_ignore_ascii_case("content-security-policy"),
-                12 if name.eq_ignore_ascii_case("content-type") => {
-                    let t = value.trim_start().as_bytes();
-                    is_html = t.len() >= 9 && t[..9].eq_ignore_ascii_case(b"text/html");
+                23 => present[3] |= CONTENT_SECURITY_POLICY.prefix_of(name),
+                12 if CONTENT_TYPE.prefix_of(name) => {
+                    is_html = TEXT_HTML.prefix_of(value.as_bytes().trim_ascii_start());
                 }
                 _ => {}
             }
@@ -72,6 +72,69 @@ impl Middleware for SecurityHeaders {
     }
 }
 
+/// A lowercase ASCII pattern of 8 to 24 bytes, prepared at compile time to be compared
+/// ASCII-case-insensitively three words at a time (this runs on every response): words at 0,
+/// 8 and `len - 8`, overlapping when shorter. `case` has 0x20 in the bytes where the pattern
+/// has a letter, so `text | case == pattern` holds exactly when each byte is the pattern's
+/// byte or, for a letter, its upper-case form.
+struct Folded {
+    len: usize,
+    at: [usize; 3],
+    pattern: [u64; 3],
+    case: [u64; 3],
+}
+
+impl Folded {
+    const fn new(lower: &[u8]) -> Folded {
+        assert!(lower.len() >= 8 && lower.len() <= 24, "8 to 24 bytes");
+        let len = lower.len();
+        let second = if len >= 16 { 8 } else { len - 8 };
+        let at = [0, second, len - 8];
+        let mut pattern = [0u64; 3];
+        let mut case = [0u64; 3];
+        let mut word = 0;
+        while word < 3 {
+            let mut i = 0;
+            while i < 8 {
+                let b = lower[at[word] + i];
+                assert!(!b.is_ascii_uppercase(), "the pattern is lowercase");
+                pattern[word] |= (b as u64) << (8 * i);
+                if b.is_ascii_lowercase() {
+                    case[word] |= 0x20 << (8 * i);
+                }
+                i += 1;
+            }
+            word += 1;
+        }
+        Folded {
+            len,
+            at,
+            pattern,
+            case,
+        }
+    }
+
+    /// True when `text` starts with the pattern, ignoring ASCII case.
+    #[inline]
+    fn prefix_of(&self, text: &[u8]) -> bool {
+        if text.len() < self.len {
+            return false;
+        }
+        (0..3).all(|word| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&text[self.at[word]..self.at[word] + 8]);
+            u64::from_le_bytes(bytes) | self.case[word] == self.pattern[word]
+        })
+    }
+}
+
+const X_CONTENT_TYPE_OPTIONS: Folded = Folded::new(b"x-content-type-options");
+const X_FRAME_OPTIONS: Folded = Folded::new(b"x-frame-options");
+const REFERRER_POLICY: Folded = Folded::new(b"referrer-policy");
+const CONTENT_SECURITY_POLICY: Folded = Folded::new(b"content-security-policy");
+const CONTENT_TYPE: Folded = Folded::new(b"content-type");
+const TEXT_HTML: Folded = Folded::new(b"text/html");
+
 /// The headers added to every response that does not set them itself (the name lengths,
 /// 22 and 15, are matched first in `call`).
 const DEFAULTS: [(&str, &str); 3] = [
@@ -84,6 +147,45 @@ const DEFAULTS: [(&str, &str); 3] = [
 mod tests {
     use super::*;
     use crate::http::request::Method;
+
+    #[test]
+    fn folded_patterns_agree_with_the_byte_by_byte_comparison() {
+        let patterns: [&[u8]; 4] = [
+            b"content-type",
+            b"text/html",
+            b"x-frame-options",
+            b"content-security-policy",
+        ];
+        let alphabet = [
+            b'a', b'A', b'-', b'\r', b'T', b't', b'x', b'/', 0x80, b'@', b'`', b'{',
+        ];
+        for lower in patterns {
+            let folded = Folded::new(lower);
+            for len in 0..=lower.len() + 2 {
+                // The pattern (upper- and lower-case) with one byte replaced by each alphabet
+                // byte, cut to every length.
+                for at in 0..lower.len() {
+                    for &b in &alphabet {
+                        for upper in [false, true] {
+                            let mut text: Vec<u8> = lower.iter().chain(b"xy").copied().collect();
+                            if upper {
+                                text.make_ascii_uppercase();
+                            }
+                            text[at] = b;
+                            text.truncate(len);
+                            let expected = text.len() >= lower.len()
+                                && text[..lower.len()].eq_ignore_ascii_case(lower);
+                            assert_eq!(folded.prefix_of(&text), expected, "{text:?}");
+                        }
+                    }
+                }
+            }
+        }
+        for (name, _) in DEFAULTS {
+            let folded = Folded::new(name.to_ascii_lowercase().as_bytes());
+            assert!(folded.prefix_of(name.as_bytes()), "{name}");
+        }
+    }
 
     #[test]
     fn adds_headers_and_csp_for_html_only() {
