@@ -532,7 +532,13 @@ fn to_decimal_one_multiply(q: i32, c: u64) -> (u64, i32) {
     // Bitwise, not short-circuit: `short` is unpredictable, the other terms almost never true.
     let exact_needed = (r == 0) | (r == delta) | (!short & (dist == digit * SMALL_DIVISOR));
     if exact_needed {
-        return to_decimal_exact_cases(q, c);
+        // Same scale as below: a short answer gets its zero digit back.
+        let (f, k) = to_decimal_exact_cases(q, c);
+        return if k > minus_k + KAPPA {
+            (f * 10, k - 1)
+        } else {
+            (f, k)
+        };
     }
     // The short answer `significand * 10^(KAPPA + 1)` written at the scale of the long one.
     let last = if short { 0 } else { digit };
@@ -617,14 +623,15 @@ fn shortest(c: u64, q: i32) -> (u64, i32) {
         return shortest_schubfach(c, q);
     }
     let (f, k) = to_decimal_one_multiply(q, c);
-    // From [2^52 * 10^KAPPA / 10^(KAPPA + 1), 2^53 * 10^(KAPPA + 1) / 10^KAPPA): 15 to 17 digits.
+    // Always at the scale 10^k with k = floor(q * log10(2)) - KAPPA + KAPPA, where 2^q * 10^-k
+    // lies in [1, 10), so f ~ c * 2^q * 10^-k lies in [2^52, 10 * 2^53): 16 or 17 digits.
     assert!(
-        (SIGNIFICAND_MIN / 100..SIGNIFICAND_MIN * 10).contains(&f),
-        "significand {f} outside 15..=17 digits"
+        (SIGNIFICAND_MIN / 10..SIGNIFICAND_MIN * 10).contains(&f),
+        "significand {f} outside 16..=17 digits"
     );
-    // Without branches: the digit count follows the data, so a branch would mispredict often.
-    let missing = usize::from(f < SIGNIFICAND_MIN) + usize::from(f < SIGNIFICAND_MIN / 10);
-    (f * POW10_U64[missing], k - missing as i32)
+    // A select, not a branch: the digit count follows the data and would mispredict often.
+    let short = f < SIGNIFICAND_MIN;
+    (if short { f * 10 } else { f }, k - i32::from(short))
 }
 
 /// [`shortest`] through Schubfach: for powers of two, and the reference the tests compare the
