@@ -623,8 +623,8 @@ fn shortest(c: u64, q: i32) -> (u64, i32) {
         return shortest_schubfach(c, q);
     }
     let (f, k) = to_decimal_one_multiply(q, c);
-    // Always at the scale 10^k with k = floor(q * log10(2)) - KAPPA + KAPPA, where 2^q * 10^-k
-    // lies in [1, 10), so f ~ c * 2^q * 10^-k lies in [2^52, 10 * 2^53): 16 or 17 digits.
+    // Always at the scale 10^k with k = floor(q * log10(2)), where 2^q * 10^-k lies in
+    // [1, 10), so f ~ c * 2^q * 10^-k lies in [2^52, 10 * 2^53): 16 or 17 digits.
     assert!(
         (SIGNIFICAND_MIN / 10..SIGNIFICAND_MIN * 10).contains(&f),
         "significand {f} outside 16..=17 digits"

@@ -168,10 +168,11 @@ pub(crate) fn write_small_number_array(items: &[Value], comma: bool, out: &mut V
     };
     let start = out.len();
     out.extend_from_slice(&[0u8; SMALL_ARRAY_WINDOW_BYTES]);
-    let window: &mut [u8; SMALL_ARRAY_WINDOW_BYTES] = match (&mut out[start..]).try_into() {
-        Ok(window) => window,
-        Err(_) => unreachable!("the window is exactly SMALL_ARRAY_WINDOW_BYTES bytes"),
-    };
+    let window: &mut [u8; SMALL_ARRAY_WINDOW_BYTES] =
+        match (&mut out[start..start + SMALL_ARRAY_WINDOW_BYTES]).try_into() {
+            Ok(window) => window,
+            Err(_) => unreachable!("the window is exactly SMALL_ARRAY_WINDOW_BYTES bytes"),
+        };
     // The comma is always stored; without one, `[` overwrites it.
     window[0] = b',';
     let mut len = usize::from(comma);
@@ -484,6 +485,59 @@ mod tests {
             text,
             "{\n  \"a\": [\n    -1,\n    {}\n  ],\n  \"b\\n\": \"x\\\"\\u0001é\"\n}"
         );
+    }
+
+    /// Points written in one window: each kind of number, the longest texts, with and without
+    /// the leading comma; anything that is not one or two numbers writes nothing.
+    #[test]
+    fn small_number_arrays_in_one_window() {
+        let numbers = [
+            Value::from(-2.2250738585072014e-308),
+            Value::from(-0.0001234567890123456),
+            Value::from(-1234567890123456.7),
+            Value::from(1.5),
+            Value::from(-0.0),
+            Value::from(i64::MIN),
+            Value::from(u64::MAX),
+            Value::from(0u64),
+            Value::from(-7i64),
+        ];
+        let text = |v: &Value| match v {
+            Value::Number(n) => n.to_string(),
+            _ => unreachable!("numbers only"),
+        };
+        for a in &numbers {
+            for b in &numbers {
+                for comma in [false, true] {
+                    let prefix = if comma { "," } else { "" };
+                    let mut out = b"x".to_vec();
+                    assert!(write_small_number_array(
+                        &[a.clone(), b.clone()],
+                        comma,
+                        &mut out
+                    ));
+                    let expected = format!("x{prefix}[{},{}]", text(a), text(b));
+                    assert_eq!(String::from_utf8(out).unwrap(), expected);
+                    let mut out = Vec::new();
+                    assert!(write_small_number_array(&[a.clone()], comma, &mut out));
+                    assert_eq!(
+                        String::from_utf8(out).unwrap(),
+                        format!("{prefix}[{}]", text(a))
+                    );
+                }
+            }
+        }
+        let one = Value::from(1u64);
+        for items in [
+            vec![],
+            vec![one.clone(), one.clone(), one.clone()],
+            vec![one.clone(), Value::Null],
+            vec![Value::from("1")],
+        ] {
+            let mut out = b"x".to_vec();
+            assert!(!write_small_number_array(&items, true, &mut out));
+            assert_eq!(out, b"x");
+        }
     }
 
     #[test]
