@@ -519,7 +519,11 @@ mod tests {
                     let expected = format!("x{prefix}[{},{}]", text(a), text(b));
                     assert_eq!(String::from_utf8(out).unwrap(), expected);
                     let mut out = Vec::new();
-                    assert!(write_small_number_array(&[a.clone()], comma, &mut out));
+                    assert!(write_small_number_array(
+                        std::slice::from_ref(a),
+                        comma,
+                        &mut out
+                    ));
                     assert_eq!(
                         String::from_utf8(out).unwrap(),
                         format!("{prefix}[{}]", text(a))
