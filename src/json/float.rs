@@ -17,6 +17,9 @@ use std::sync::OnceLock;
 /// `e-308` is at most 26; the layout also stores whole 8- and 16-byte words past the text (up
 /// to sign + 23 bytes), which the caller then cuts off.
 pub(crate) const FLOAT_BYTES_MAX: usize = 32;
+/// Longest text a formatted f64 can have: `-2.2250738585072014e-308` (sign, 17 digits, point,
+/// `e-308`); the plain forms are shorter (`-0.0001234567890123456` is 23 bytes).
+pub(crate) const FLOAT_TEXT_BYTES_MAX: usize = 24;
 
 /// Smallest and largest decimal exponent `e` whose 10^e the algorithm needs.
 const POW10_EXPONENT_MIN: i32 = -292;
@@ -501,8 +504,53 @@ const SMALL_DIVISOR: u32 = 100;
 /// than 10^(KAPPA + 1), so it holds at most one multiple of that, found with one division.
 /// Otherwise the answer has one more digit and is the multiple of 10^KAPPA nearest the value;
 /// a second, cheaper multiplication settles the rare cases the integer parts cannot.
+///
+/// This is the common case without branches on the data: the two outcomes (the multiple of
+/// 10^(KAPPA + 1), or one digit more) are both computed and one is selected, because which one
+/// applies is close to a coin flip (a branch on it mispredicts about a third of the time).
+/// The cases that need more than the integer parts (a remainder of zero, exactly `delta`, or a
+/// dropped fraction that may be exactly half) are about one in a hundred; they go to
+/// [`to_decimal_exact_cases`], which handles every input.
 #[inline(always)]
 fn to_decimal_one_multiply(q: i32, c: u64) -> (u64, i32) {
+    assert!(
+        c > C_MIN && c < 2 * C_MIN,
+        "symmetric interval of a normal double"
+    );
+    let minus_k = floor_log10_pow2(q) - KAPPA;
+    let cache = cache_entry(-minus_k);
+    let beta = (q + floor_log2_pow10(-minus_k)) as u32;
+    let upper = mul_upper_128(((c << 1) | 1) << beta, cache);
+    let z = (upper >> 64) as u64;
+    let delta = ((cache >> 64) as u64 >> (63 - beta)) as u32;
+    let significand = z / u64::from(BIG_DIVISOR);
+    let r = (z - significand * u64::from(BIG_DIVISOR)) as u32;
+    // Only meaningful when r > delta (then it does not wrap); see the exact version.
+    let dist = r.wrapping_sub(delta / 2).wrapping_add(SMALL_DIVISOR / 2);
+    let digit = dist / SMALL_DIVISOR;
+    let short = r < delta;
+    // Bitwise, not short-circuit: `short` is unpredictable, the other terms almost never true.
+    let exact_needed = (r == 0) | (r == delta) | (!short & (dist == digit * SMALL_DIVISOR));
+    if exact_needed {
+        // Same scale as below: a short answer gets its zero digit back.
+        let (f, k) = to_decimal_exact_cases(q, c);
+        return if k > minus_k + KAPPA {
+            (f * 10, k - 1)
+        } else {
+            (f, k)
+        };
+    }
+    // The short answer `significand * 10^(KAPPA + 1)` written at the scale of the long one.
+    let last = if short { 0 } else { digit };
+    (significand * 10 + u64::from(last), minus_k + KAPPA)
+}
+
+/// [`to_decimal_one_multiply`] for every input, rare cases included: when the right end is
+/// itself the candidate (r == 0), when the left end decides (r == delta), and when the dropped
+/// fraction may be exactly half a unit.
+#[cold]
+#[inline(never)]
+fn to_decimal_exact_cases(q: i32, c: u64) -> (u64, i32) {
     assert!(
         c > C_MIN && c < 2 * C_MIN,
         "symmetric interval of a normal double"
@@ -575,14 +623,15 @@ fn shortest(c: u64, q: i32) -> (u64, i32) {
         return shortest_schubfach(c, q);
     }
     let (f, k) = to_decimal_one_multiply(q, c);
-    // From [2^52 * 10^KAPPA / 10^(KAPPA + 1), 2^53 * 10^(KAPPA + 1) / 10^KAPPA): 15 to 17 digits.
+    // Always at the scale 10^k with k = floor(q * log10(2)), where 2^q * 10^-k lies in
+    // [1, 10), so f ~ c * 2^q * 10^-k lies in [2^52, 10 * 2^53): 16 or 17 digits.
     assert!(
-        (SIGNIFICAND_MIN / 100..SIGNIFICAND_MIN * 10).contains(&f),
-        "significand {f} outside 15..=17 digits"
+        (SIGNIFICAND_MIN / 10..SIGNIFICAND_MIN * 10).contains(&f),
+        "significand {f} outside 16..=17 digits"
     );
-    // Without branches: the digit count follows the data, so a branch would mispredict often.
-    let missing = usize::from(f < SIGNIFICAND_MIN) + usize::from(f < SIGNIFICAND_MIN / 10);
-    (f * POW10_U64[missing], k - missing as i32)
+    // A select, not a branch: the digit count follows the data and would mispredict often.
+    let short = f < SIGNIFICAND_MIN;
+    (if short { f * 10 } else { f }, k - i32::from(short))
 }
 
 /// [`shortest`] through Schubfach: for powers of two, and the reference the tests compare the
@@ -815,13 +864,14 @@ pub(crate) fn format_f64(v: f64, buffer: &mut [u8; FLOAT_BYTES_MAX]) -> &str {
 /// Writes `v` (finite) as ASCII into `buffer`; returns the length.
 #[inline(always)]
 pub(crate) fn format_ascii(v: f64, buffer: &mut [u8; FLOAT_BYTES_MAX]) -> usize {
-    assert!(v.is_finite(), "format_f64 called with a non-finite value");
     let bits = v.to_bits();
     let sign = (bits >> 63) as usize;
     // Written unconditionally; a positive value overwrites it.
     buffer[0] = b'-';
     let fraction = bits & (C_MIN - 1);
     let biased = ((bits >> 52) & 0x7ff) as i32;
+    // The all-ones exponent is infinity or NaN (checked on the field already extracted).
+    assert!(biased != 0x7ff, "format_f64 called with a non-finite value");
     if biased == 0 {
         if fraction == 0 {
             buffer[sign..sign + 3].copy_from_slice(b"0.0");
@@ -861,11 +911,9 @@ fn significand_words(digits: u64) -> (u8, u64, u64, usize) {
     let middle = eight_lanes((high % 100_000_000) as u32);
     let low = eight_lanes((digits % 100_000_000) as u32);
     // The last digit is the highest lane; a zero lane is a zero digit. `first` is never 0.
-    let trailing_zeros = if low != 0 {
-        low.leading_zeros() / 8
-    } else {
-        8 + middle.leading_zeros() / 8
-    };
+    // As one 128-bit word (the last digits on top), the zero digits at the end are its
+    // leading zero bytes: no branch on whether the low eight digits are all zero.
+    let trailing_zeros = ((u128::from(low) << 64) | u128::from(middle)).leading_zeros() / 8;
     let significant = SIGNIFICAND_DIGITS - trailing_zeros as usize;
     (first, middle + ASCII_ZEROS, low + ASCII_ZEROS, significant)
 }
@@ -908,9 +956,9 @@ fn layout(digits: u64, k: i32, out: &mut [u8]) -> usize {
         store_eight(out, 9, tail);
         // The last digit, pushed one place right by the point.
         out[17] = (low >> 56) as u8;
-        // At least one fractional digit: out[whole + 1] is a zero digit when none is
-        // significant, since whole < 17.
-        return whole + 1 + significant.saturating_sub(whole).max(1);
+        // The significant digits and the point, but at least one fractional digit:
+        // out[whole + 1] is a zero digit when none is significant, since whole < 17.
+        return (significant + 1).max(whole + 2);
     }
     if (-4..0).contains(&scientific) {
         // 0.000ddd: up to three zeros after the point.
@@ -983,6 +1031,7 @@ mod tests {
         let mut buffer = [0u8; FLOAT_BYTES_MAX];
         let text = format_f64(v, &mut buffer);
         assert_eq!(text, format!("{v:?}"), "bits {:#x}", v.to_bits());
+        assert!(text.len() <= FLOAT_TEXT_BYTES_MAX, "{text}");
     }
 
     #[test]
@@ -1201,6 +1250,60 @@ mod tests {
             }
         }
         assert!(count > 100_000, "only {count} numbers");
+    }
+
+    /// The branch-free common path against the version that decides every case exactly: the
+    /// same decimal value (the short answer comes back one digit longer, with a zero).
+    #[test]
+    fn one_multiply_fast_path_matches_exact_cases() {
+        let mut state = 0x0f1e_2d3c_4b5a_6978u64;
+        let mut short = 0;
+        for _ in 0..200_000 {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let bits = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            let biased = ((bits >> 52) & 0x7ff) as i32;
+            let c = C_MIN | (bits & (C_MIN - 1));
+            if biased == 0 || biased == 0x7ff || c == C_MIN {
+                continue;
+            }
+            let q = biased - 1075;
+            let (f, k) = to_decimal_one_multiply(q, c);
+            let (g, j) = to_decimal_exact_cases(q, c);
+            assert!(j >= k && j - k <= 1, "c {c} q {q}: {f}e{k} vs {g}e{j}");
+            assert_eq!(g * 10u64.pow((j - k) as u32), f, "c {c} q {q}");
+            short += usize::from(j > k);
+        }
+        // Both outcomes of the selection are exercised.
+        assert!(short > 10_000, "only {short} short answers");
+    }
+
+    /// The significant-digit count from the digit lanes, for every count from 1 to 17.
+    #[test]
+    fn significand_words_count_trailing_zeros() {
+        let mut state = 0x7777_1234_abcd_0001u64;
+        for count in 1..=SIGNIFICAND_DIGITS {
+            for _ in 0..2_000 {
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                let r = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+                // `count` digits, the first and the last non-zero, then zeros up to 17 digits.
+                let low = POW10_U64[count - 1];
+                let mut digits = low + r % (9 * low);
+                if digits % 10 == 0 {
+                    digits += 1;
+                }
+                let padded = digits * POW10_U64[SIGNIFICAND_DIGITS - count];
+                let (first, middle, tail, significant) = significand_words(padded);
+                assert_eq!(significant, count, "{padded}");
+                let mut text = vec![b'0' + first];
+                text.extend_from_slice(&middle.to_le_bytes());
+                text.extend_from_slice(&tail.to_le_bytes());
+                assert_eq!(text, padded.to_string().as_bytes());
+            }
+        }
     }
 
     #[test]

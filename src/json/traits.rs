@@ -6,7 +6,9 @@
 //! Must not: build a `Value` on the typed path (`read_json` reads straight from text).
 
 use super::number::N;
-use super::writer::{write_escaped, write_finite_f64, write_i64, write_u64};
+use super::writer::{
+    write_escaped, write_finite_f64, write_i64, write_small_number_array, write_u64,
+};
 use super::{Error, Kind, Map, Reader, Value, Writer};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -87,6 +89,8 @@ fn write_array_compact(items: &[Value], out: &mut Vec<u8>) {
     for (index, item) in items.iter().enumerate() {
         match item {
             Value::Number(n) => write_number_element(n.n, index != 0, out),
+            // A point (one or two numbers) in one window; writes nothing when it is not one.
+            Value::Array(inner) if write_small_number_array(inner, index != 0, out) => {}
             // An array of arrays (a ring of points) recurses once here, so that its own
             // elements, arrays of numbers, take the inline loop below.
             Value::Array(inner) if matches!(inner.first(), Some(Value::Number(_))) => {

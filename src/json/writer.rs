@@ -9,9 +9,10 @@
 //! Must not: panic or emit invalid JSON for a non-finite float: it writes `null`, records the
 //! first such error and `finish` returns it.
 
-use super::float::{self, FLOAT_BYTES_MAX};
+use super::float::{self, FLOAT_BYTES_MAX, FLOAT_TEXT_BYTES_MAX};
 use super::lex::find_special;
-use super::Error;
+use super::number::N;
+use super::{Error, Value};
 
 /// Bytes to reserve up front: most documents written are small.
 const INITIAL_CAPACITY_BYTES: usize = 128;
@@ -146,6 +147,71 @@ pub(crate) fn write_finite_f64(out: &mut Vec<u8>, v: f64) {
         };
     let len = float::format_ascii(v, window);
     out.truncate(start + len);
+}
+
+/// Bytes of the window a small array of numbers is written into: a comma, `[`, the first number,
+/// `,`, then the scratch the formatter needs for the second (it stores whole words past the
+/// text); `]` lands inside that scratch.
+const SMALL_ARRAY_WINDOW_BYTES: usize = 64;
+const _: () = assert!(2 + FLOAT_TEXT_BYTES_MAX + 1 + FLOAT_BYTES_MAX <= SMALL_ARRAY_WINDOW_BYTES);
+
+/// Appends `[a]` or `[a,b]` (after a comma when `comma`) when `items` is one or two numbers, and
+/// returns true; otherwise writes nothing and returns false. Such arrays (coordinates, points)
+/// are the leaves of large documents: one capacity check and one length update for the whole
+/// array, instead of one per bracket, comma and number.
+#[inline(always)]
+pub(crate) fn write_small_number_array(items: &[Value], comma: bool, out: &mut Vec<u8>) -> bool {
+    let (first, second) = match items {
+        [Value::Number(a)] => (a.n, None),
+        [Value::Number(a), Value::Number(b)] => (a.n, Some(b.n)),
+        _ => return false,
+    };
+    let start = out.len();
+    out.extend_from_slice(&[0u8; SMALL_ARRAY_WINDOW_BYTES]);
+    let window: &mut [u8; SMALL_ARRAY_WINDOW_BYTES] =
+        match (&mut out[start..start + SMALL_ARRAY_WINDOW_BYTES]).try_into() {
+            Ok(window) => window,
+            Err(_) => unreachable!("the window is exactly SMALL_ARRAY_WINDOW_BYTES bytes"),
+        };
+    // The comma is always stored; without one, `[` overwrites it.
+    window[0] = b',';
+    let mut len = usize::from(comma);
+    window[len] = b'[';
+    len += 1;
+    len += write_number_at(first, window, len);
+    if let Some(second) = second {
+        window[len] = b',';
+        len += 1;
+        len += write_number_at(second, window, len);
+    }
+    window[len] = b']';
+    out.truncate(start + len + 1);
+    true
+}
+
+/// Writes the number `n` at `window[at..]`, in a scratch of FLOAT_BYTES_MAX bytes; returns the
+/// length of its text (at most FLOAT_TEXT_BYTES_MAX).
+#[inline(always)]
+fn write_number_at(n: N, window: &mut [u8; SMALL_ARRAY_WINDOW_BYTES], at: usize) -> usize {
+    let slot: &mut [u8; FLOAT_BYTES_MAX] = match (&mut window[at..at + FLOAT_BYTES_MAX]).try_into()
+    {
+        Ok(slot) => slot,
+        Err(_) => unreachable!("the slot is exactly FLOAT_BYTES_MAX bytes"),
+    };
+    match n {
+        N::Float(v) => float::format_ascii(v, slot),
+        N::PosInt(v) => {
+            let count = float::decimal_length(v);
+            itoa(v, &mut slot[..count]);
+            count
+        }
+        N::NegInt(v) => {
+            let count = float::decimal_length(v.unsigned_abs());
+            slot[0] = b'-';
+            itoa(v.unsigned_abs(), &mut slot[1..count + 1]);
+            count + 1
+        }
+    }
 }
 
 impl Writer {
@@ -419,6 +485,63 @@ mod tests {
             text,
             "{\n  \"a\": [\n    -1,\n    {}\n  ],\n  \"b\\n\": \"x\\\"\\u0001é\"\n}"
         );
+    }
+
+    /// Points written in one window: each kind of number, the longest texts, with and without
+    /// the leading comma; anything that is not one or two numbers writes nothing.
+    #[test]
+    fn small_number_arrays_in_one_window() {
+        let numbers = [
+            Value::from(-2.2250738585072014e-308),
+            Value::from(-0.0001234567890123456),
+            Value::from(-1234567890123456.7),
+            Value::from(1.5),
+            Value::from(-0.0),
+            Value::from(i64::MIN),
+            Value::from(u64::MAX),
+            Value::from(0u64),
+            Value::from(-7i64),
+        ];
+        let text = |v: &Value| match v {
+            Value::Number(n) => n.to_string(),
+            _ => unreachable!("numbers only"),
+        };
+        for a in &numbers {
+            for b in &numbers {
+                for comma in [false, true] {
+                    let prefix = if comma { "," } else { "" };
+                    let mut out = b"x".to_vec();
+                    assert!(write_small_number_array(
+                        &[a.clone(), b.clone()],
+                        comma,
+                        &mut out
+                    ));
+                    let expected = format!("x{prefix}[{},{}]", text(a), text(b));
+                    assert_eq!(String::from_utf8(out).unwrap(), expected);
+                    let mut out = Vec::new();
+                    assert!(write_small_number_array(
+                        std::slice::from_ref(a),
+                        comma,
+                        &mut out
+                    ));
+                    assert_eq!(
+                        String::from_utf8(out).unwrap(),
+                        format!("{prefix}[{}]", text(a))
+                    );
+                }
+            }
+        }
+        let one = Value::from(1u64);
+        for items in [
+            vec![],
+            vec![one.clone(), one.clone(), one.clone()],
+            vec![one.clone(), Value::Null],
+            vec![Value::from("1")],
+        ] {
+            let mut out = b"x".to_vec();
+            assert!(!write_small_number_array(&items, true, &mut out));
+            assert_eq!(out, b"x");
+        }
     }
 
     #[test]
