@@ -513,13 +513,7 @@ const SMALL_DIVISOR: u32 = 100;
 /// [`to_decimal_exact_cases`], which handles every input.
 #[inline(always)]
 fn to_decimal_one_multiply(q: i32, c: u64) -> (u64, i32) {
-    assert!(
-        c > C_MIN && c < 2 * C_MIN,
-        "symmetric interval of a normal double"
-    );
-    let minus_k = floor_log10_pow2(q) - KAPPA;
-    let cache = cache_entry(-minus_k);
-    let beta = (q + floor_log2_pow10(-minus_k)) as u32;
+    let (minus_k, cache, beta) = scale_for(q, c);
     let upper = mul_upper_128(((c << 1) | 1) << beta, cache);
     let z = (upper >> 64) as u64;
     let delta = ((cache >> 64) as u64 >> (63 - beta)) as u32;
@@ -545,12 +539,12 @@ fn to_decimal_one_multiply(q: i32, c: u64) -> (u64, i32) {
     (significand * 10 + u64::from(last), minus_k + KAPPA)
 }
 
-/// [`to_decimal_one_multiply`] for every input, rare cases included: when the right end is
-/// itself the candidate (r == 0), when the left end decides (r == delta), and when the dropped
-/// fraction may be exactly half a unit.
-#[cold]
-#[inline(never)]
-fn to_decimal_exact_cases(q: i32, c: u64) -> (u64, i32) {
+/// The scale both one-multiplication paths work at for `c * 2^q` (a normal double whose
+/// interval is symmetric): `minus_k` (the decimal exponent of the result is `minus_k + KAPPA`
+/// or one more), the 128-bit cached power of ten, and the shift `beta` applied before the
+/// multiplication.
+#[inline(always)]
+fn scale_for(q: i32, c: u64) -> (i32, u128, u32) {
     assert!(
         c > C_MIN && c < 2 * C_MIN,
         "symmetric interval of a normal double"
@@ -562,6 +556,16 @@ fn to_decimal_exact_cases(q: i32, c: u64) -> (u64, i32) {
         (6..=9).contains(&beta),
         "Dragonbox shift out of range: {beta}"
     );
+    (minus_k, cache, beta)
+}
+
+/// [`to_decimal_one_multiply`] for every input, rare cases included: when the right end is
+/// itself the candidate (r == 0), when the left end decides (r == delta), and when the dropped
+/// fraction may be exactly half a unit.
+#[cold]
+#[inline(never)]
+fn to_decimal_exact_cases(q: i32, c: u64) -> (u64, i32) {
+    let (minus_k, cache, beta) = scale_for(q, c);
     // Round half to even: the interval is closed when c is even.
     let closed = c & 1 == 0;
     let two_c = c << 1;

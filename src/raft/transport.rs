@@ -596,6 +596,19 @@ mod tests {
 
     /// Starts node 2 listening, and node 1 dialing it with `secret`; returns what 2 received
     /// after 1 sent heartbeats until one arrived or `bound` passed.
+    /// A message node 1 may send node 2 at any time.
+    fn heartbeat_1_to_2() -> Message {
+        Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: MessageBody::Heartbeat {
+                commit: 0,
+                read_round: 0,
+            },
+        }
+    }
+
     fn exchange(secret_1: &[u8], secret_2: &[u8], bound: Duration) -> Vec<Message> {
         let (addr_1, addr_2) = (free_addr(), free_addr());
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -623,15 +636,7 @@ mod tests {
         .unwrap();
         let started = Instant::now();
         while received.lock().unwrap().is_empty() && started.elapsed() < bound {
-            node_1.send(Message {
-                from: 1,
-                to: 2,
-                term: 1,
-                body: MessageBody::Heartbeat {
-                    commit: 0,
-                    read_round: 0,
-                },
-            });
+            node_1.send(heartbeat_1_to_2());
             thread::sleep(Duration::from_millis(20));
         }
         let out = received.lock().unwrap().clone();
@@ -680,18 +685,9 @@ mod tests {
             Arc::new(|_| {}),
         )
         .unwrap();
-        let heartbeat = Message {
-            from: 1,
-            to: 2,
-            term: 1,
-            body: MessageBody::Heartbeat {
-                commit: 0,
-                read_round: 0,
-            },
-        };
         let started = Instant::now();
         while *delivered.lock().unwrap() == 0 && started.elapsed() < Duration::from_secs(30) {
-            node_1.send(heartbeat.clone());
+            node_1.send(heartbeat_1_to_2());
             thread::sleep(Duration::from_millis(20));
         }
         assert!(*delivered.lock().unwrap() > 0, "no message arrived");
