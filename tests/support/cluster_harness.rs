@@ -218,9 +218,26 @@ impl Drop for Cluster {
         for node in &mut self.nodes {
             node.kill();
         }
+        // A failing test keeps the nodes' logs and data for the post-mortem, and says where.
+        if std::thread::panicking() {
+            eprintln!("cluster kept for inspection: {}", self.dir.display());
+            for node in &self.nodes {
+                if let Ok(log) = std::fs::read_to_string(node.log_path()) {
+                    let tail: Vec<&str> = log.lines().rev().take(NODE_LOG_TAIL_LINES).collect();
+                    eprintln!("--- node {} log (last lines) ---", node.id);
+                    for line in tail.iter().rev() {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Lines of each node's log a failing test prints.
+const NODE_LOG_TAIL_LINES: usize = 40;
 
 pub fn start_cluster(name: &str) -> Cluster {
     start_cluster_routed(name, &mut |_, _, real| real)
