@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -151,9 +151,27 @@ pub fn cluster_node_child() {
     std::process::exit(0);
 }
 
+/// First port handed to child nodes. Child ports come from below the kernel's ephemeral range
+/// (32768-60999 on Linux, 49152-65535 elsewhere): a port picked with `bind(":0")` and closed
+/// could be taken again by a proxy's `bind(":0")` or by an outgoing connection's source port
+/// before the child binds it ("Address already in use", seen under load).
+const CHILD_PORT_FIRST: u16 = 20_000;
+/// How many ports child nodes draw from, starting at [`CHILD_PORT_FIRST`].
+const CHILD_PORT_SPAN: u32 = 12_000;
+
+/// A loopback port no other caller in this process gets, free when checked. The walk starts
+/// at an offset from the pid, so test binaries running side by side rarely meet.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919) % CHILD_PORT_SPAN;
+    for _ in 0..CHILD_PORT_SPAN {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = CHILD_PORT_FIRST + ((start + step) % CHILD_PORT_SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {CHILD_PORT_FIRST}..+{CHILD_PORT_SPAN}");
 }
 
 pub struct Node {
