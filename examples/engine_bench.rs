@@ -124,6 +124,7 @@ fn durable(args: &[String]) {
     let stop = Arc::new(AtomicBool::new(false));
     let committed = Arc::new(AtomicU64::new(0));
     let fsyncs_before = engine.fsync_count();
+    let fsync_time_before = engine.fsync_time();
     let started = Instant::now();
     let threads: Vec<_> = (0..submitters)
         .map(|thread| {
@@ -157,9 +158,14 @@ fn durable(args: &[String]) {
     let elapsed = started.elapsed().as_secs_f64();
     let events = committed.load(Ordering::Relaxed);
     let fsyncs = (engine.fsync_count() - fsyncs_before).max(1);
+    let fsync_seconds = (engine.fsync_time() - fsync_time_before).as_secs_f64();
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
-    println!("submitters {submitters}, window {window}, fsyncs {fsyncs}");
+    println!(
+        "submitters {submitters}, window {window}, fsyncs {fsyncs} ({:.0} us each, disk busy {:.0}%)",
+        fsync_seconds * 1e6 / fsyncs as f64,
+        fsync_seconds * 100.0 / elapsed
+    );
     println!(
         "durable: {events} events in {elapsed:.2} s ({:.0} events/s, {:.1} events per fsync)",
         events as f64 / elapsed,

@@ -770,6 +770,11 @@ impl<S: State> Engine<S> {
     pub fn fsync_count(&self) -> u64 {
         self.shared().log.fsync_count()
     }
+
+    /// Time the log spent in those fsyncs (for benchmarks: how busy the disk was).
+    pub fn fsync_time(&self) -> std::time::Duration {
+        self.shared().log.fsync_time()
+    }
 }
 
 impl<S: State> Drop for Engine<S> {
@@ -991,8 +996,8 @@ fn run_sequencer<S: State>(
         let applier = applier.clone();
         let queue = Arc::clone(jobs);
         let answered = pending.outcomes.len();
-        // The next batch waits for this one: jobs arriving meanwhile pile up without waking
-        // the sequencer, and all go with the next write and fsync.
+        // Counted until the log acknowledges it: at most `LOG_BATCHES_MAX` batches are in the
+        // log, so the next one can be written while this one's fsync runs.
         let mut pending = pending;
         pending.batch = batch;
         jobs.log_started();

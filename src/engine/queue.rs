@@ -2,8 +2,9 @@
 //! sequencer (with its group-commit pacing), and the one-shot reply slot a submitter parks on.
 //!
 //! Owns: when the sequencer wakes and how much it takes. A submitter wakes the sequencer only
-//! when the sequencer sleeps waiting for work; while a batch is in the log writer, jobs pile up
-//! with no wakeup at all, and the sequencer takes them all at once when the writer is done.
+//! when the sequencer sleeps waiting for work. Up to [`LOG_BATCHES_MAX`] batches may be in the
+//! log at once: the log writes a batch while the fsync of the previous one runs, so the
+//! sequencer hands a batch over as soon as it has jobs, and that batch joins the next fsync.
 //! Must not: decide, encode or apply anything, or hold its lock while running user code.
 
 use std::collections::VecDeque;
@@ -19,6 +20,11 @@ use std::time::{Duration, Instant};
 /// wait ends as soon as as many commands arrived as the previous batch answered (one
 /// submitter: at once), so a lone caller never waits for it.
 pub const GROUP_WAIT_US_MAX: u64 = 200;
+
+/// Batches handed to the log and not yet acknowledged, at most. More than one lets a batch be
+/// sequenced and written while the fsync of the previous one runs; the bound keeps the
+/// sequencer from cutting the jobs that arrive during one fsync into many tiny writes.
+pub const LOG_BATCHES_MAX: usize = 2;
 
 /// Why a job was not queued; the job comes back so its reply can be answered.
 pub(super) enum Refused<J> {
@@ -72,13 +78,14 @@ const SLEEP_FOR_JOBS: u8 = 1;
 /// The sequencer sleeps until the group is complete or a deadline: only the job completing
 /// the group wakes it.
 const SLEEP_FOR_GROUP: u8 = 2;
-/// The sequencer sleeps until the log acknowledges: jobs never wake it.
+/// The sequencer sleeps until the log acknowledges a batch ([`LOG_BATCHES_MAX`] are in it):
+/// jobs never wake it.
 const SLEEP_FOR_LOG: u8 = 3;
 
 struct Control {
     submitters_waiting: usize,
-    /// A batch was appended to the log and not yet acknowledged by the writer.
-    log_busy: bool,
+    /// Batches appended to the log and not yet acknowledged by the writer.
+    in_log: usize,
     /// When the writer acknowledged the last batch.
     acknowledged_at: Option<Instant>,
 }
@@ -100,7 +107,7 @@ impl<J> JobQueue<J> {
             sleep: AtomicU8::new(SLEEP_NONE),
             control: Mutex::new(Control {
                 submitters_waiting: 0,
-                log_busy: false,
+                in_log: 0,
                 acknowledged_at: None,
             }),
             sequencer: Condvar::new(),
@@ -157,17 +164,7 @@ impl<J> JobQueue<J> {
         }
         self.available.fetch_add(1, Ordering::SeqCst);
         let arrived = self.arrived.fetch_add(1, Ordering::SeqCst) + 1;
-        // Only a sleeping sequencer that this job lets go on is worth a futex wake, and only
-        // one submitter wakes it: the one that claims the sleep state (the sequencer reads
-        // every counter again once awake).
-        let wake = match self.sleep.load(Ordering::SeqCst) {
-            SLEEP_FOR_JOBS => self.claim(SLEEP_FOR_JOBS),
-            SLEEP_FOR_GROUP if arrived >= self.awaited.load(Ordering::SeqCst) => {
-                self.claim(SLEEP_FOR_GROUP)
-            }
-            _ => false,
-        };
-        if wake {
+        if self.should_wake(arrived) {
             // Under the lock: the sequencer is inside its wait, or has not checked yet.
             let _control = self.lock();
             self.sequencer.notify_one();
@@ -175,20 +172,51 @@ impl<J> JobQueue<J> {
         Ok(batch)
     }
 
-    /// Takes the duty of waking the sequencer sleeping in `state`.
-    fn claim(&self, state: u8) -> bool {
-        let claimed =
-            self.sleep
-                .compare_exchange(state, SLEEP_NONE, Ordering::SeqCst, Ordering::SeqCst);
-        claimed.is_ok()
+    /// Whether this submitter (whose job made `arrived`) must wake the sequencer: it sleeps
+    /// for something this job brings, and this submitter claimed the duty (only one wakes
+    /// it; the sequencer reads every counter again once awake).
+    ///
+    /// Ordering (all SeqCst): the job is counted (`available`, `arrived`) before `sleep` is
+    /// read here, and the sequencer stores its sleep state before it reads the counters. So
+    /// either the sequencer's reads see this job, or this read sees its sleep state. The
+    /// sequencer stores `SLEEP_FOR_JOBS` first and may then switch to `SLEEP_FOR_GROUP` (the
+    /// group is incomplete) under its lock: a claim of `SLEEP_FOR_JOBS` that loses that race
+    /// must look again and judge the group state, or the job completing the group wakes
+    /// nobody and the sequencer sleeps out `GROUP_WAIT_US_MAX`. The claim is re-evaluated on
+    /// every failed exchange, and a successful claim notifies under the sequencer's lock, so
+    /// the sequencer is either inside its wait or has not checked yet (it checks again).
+    fn should_wake(&self, arrived: usize) -> bool {
+        let mut state = self.sleep.load(Ordering::SeqCst);
+        loop {
+            let wanted = match state {
+                SLEEP_FOR_JOBS => true,
+                SLEEP_FOR_GROUP => arrived >= self.awaited.load(Ordering::SeqCst),
+                _ => false,
+            };
+            if !wanted {
+                return false;
+            }
+            match self
+                .sleep
+                .compare_exchange(state, SLEEP_NONE, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return true,
+                Err(now) => state = now,
+            }
+        }
     }
 
     /// Whether the sequencer may take a batch now (`jobs`: some are queued or held back);
     /// `Err(Some(d))`: not before `d` from now unless something changes, `Err(None)`: not
     /// until something changes.
     fn ready(&self, control: &Control, jobs: bool, now: Instant) -> Result<(), Option<Duration>> {
-        if !jobs || control.log_busy {
+        if !jobs || control.in_log >= LOG_BATCHES_MAX {
             return Err(None);
+        }
+        // A batch already in the log is being synced: this one joins the next fsync whenever
+        // it goes, so holding it back gains nothing.
+        if control.in_log > 0 {
+            return Ok(());
         }
         let (Some(wait), Some(at)) = (self.group_wait, control.acknowledged_at) else {
             return Ok(());
@@ -222,14 +250,14 @@ impl<J> JobQueue<J> {
                     return None;
                 }
                 self.ready(&control, jobs, Instant::now())
-            } else if control.log_busy {
+            } else if control.in_log >= LOG_BATCHES_MAX {
                 Err(None)
             } else {
                 Ok(())
             };
             let state = match verdict {
                 Ok(()) => break,
-                Err(_) if control.log_busy => SLEEP_FOR_LOG,
+                Err(_) if control.in_log >= LOG_BATCHES_MAX => SLEEP_FOR_LOG,
                 Err(None) => SLEEP_FOR_JOBS,
                 Err(Some(_)) => SLEEP_FOR_GROUP,
             };
@@ -271,18 +299,21 @@ impl<J> JobQueue<J> {
         self.queued.fetch_sub(count, Ordering::SeqCst);
     }
 
-    /// The sequencer hands a batch to the log: hold the next one until it is acknowledged.
+    /// The sequencer hands a batch to the log (counted until it is acknowledged).
     pub(super) fn log_started(&self) {
         let mut control = self.lock();
-        assert!(!control.log_busy, "one batch at a time in the log writer");
-        control.log_busy = true;
+        assert!(
+            control.in_log < LOG_BATCHES_MAX,
+            "at most LOG_BATCHES_MAX batches in the log writer"
+        );
+        control.in_log += 1;
     }
 
     /// The log acknowledged the batch (durable, or failed); it answered `answered` commands.
     pub(super) fn log_done(&self, answered: usize) {
         let mut control = self.lock();
-        assert!(control.log_busy, "a log acknowledgement without a batch");
-        control.log_busy = false;
+        assert!(control.in_log > 0, "a log acknowledgement without a batch");
+        control.in_log -= 1;
         self.awaited.store(answered, Ordering::SeqCst);
         self.arrived.store(0, Ordering::SeqCst);
         control.acknowledged_at = Some(Instant::now());
@@ -301,16 +332,17 @@ impl<J> JobQueue<J> {
 }
 
 /// Lanes of a [`WakeBoard`]: waiters of batch `b` sleep on lane `b % WAKE_LANES`, so waking
-/// one batch rarely disturbs the waiters of the next ones (at most two or three batches have
-/// waiters at a time: one in the log, the next queued).
+/// one batch rarely disturbs the waiters of the next ones (at most `LOG_BATCHES_MAX` + 1
+/// batches have waiters at a time: those in the log, and the next one queued).
 pub const WAKE_LANES: usize = 4;
 
 /// Where submitters of the single-node log path sleep: the applier fills every reply slot of
 /// a batch, then wakes the batch's lane with one `futex` call (one system call, and at most
 /// one preemption of the applier, instead of one per submitter).
 ///
-/// Invariant: batches are released in order (one batch in the log at a time, acknowledged
-/// in order), so a filled slot's batch is at most `released`.
+/// Invariant: batches are released in order (the log acknowledges them in the order they
+/// were handed to it, and the applier releases them in that order), so a filled slot's
+/// batch is at most `released`.
 pub(super) struct WakeBoard {
     /// The last batch whose slots are all filled.
     released: AtomicU64,
