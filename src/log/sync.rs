@@ -1,10 +1,11 @@
-//! The sync stage of a durable log: a second thread that runs `fdatasync` while the writer
-//! thread keeps writing, and acknowledges appends in the order they were written.
+//! The sync stage of a durable log: written groups wait here for an `fdatasync`, run by
+//! whichever writer thread is free, while the other thread writes the next group.
 //!
-//! Owns: "acknowledged means an fsync that began after the write returned". The writer pushes
-//! each group once its `write` returned; the sync thread takes every group pushed so far,
+//! Owns: "acknowledged means an fsync that began after the write returned". A writer pushes
+//! each group once its `write` returned; the syncing thread takes every group pushed so far,
 //! then runs one `fdatasync`, so that fsync covers them all, and only then calls their
-//! completions. Groups written during that fsync wait for the next one.
+//! completions. Groups pushed during that fsync wait for the next one. One thread syncs at a
+//! time, and it takes groups oldest first, so completions keep the write order.
 //! Must not: write, truncate or pick files (the writer does), retry a failed fsync (the
 //! process stops), or acknowledge a group before every group pushed before it.
 
@@ -27,12 +28,10 @@ pub(super) struct Written {
     pub(super) acks: Vec<(Done, Result<Appended, AppendError>)>,
 }
 
-/// The hand-off between the writer thread and the sync thread.
+/// The hand-off between the writer threads and the one of them that syncs.
 pub(super) struct SyncPipe {
     state: Mutex<PipeState>,
-    /// The sync thread waits here for groups.
-    work: Condvar,
-    /// The writer waits here for the pipe to drain (before rolling over or truncating).
+    /// A thread that must see everything synced waits here for the syncing thread.
     idle: Condvar,
     faults: Option<Arc<Faults>>,
     /// Fsyncs issued (shared with the log handle's counters).
@@ -43,16 +42,12 @@ pub(super) struct SyncPipe {
 
 #[derive(Default)]
 struct PipeState {
-    /// Groups written and not yet taken by the sync thread, oldest first.
+    /// Groups written and not yet taken for an fsync, oldest first.
     queue: VecDeque<Written>,
-    /// The sync thread holds groups it has not acknowledged yet.
+    /// A thread is syncing groups it has not acknowledged yet.
     busy: bool,
-    /// The sync thread sleeps on `work` (a push must wake it).
-    sync_waiting: bool,
-    /// The writer sleeps on `idle`.
-    writer_waiting: bool,
-    /// No more groups will come: drain and stop.
-    closed: bool,
+    /// A thread waits on `idle`.
+    drain_waiting: bool,
 }
 
 impl SyncPipe {
@@ -63,12 +58,11 @@ impl SyncPipe {
         fsync_nanos: Arc<AtomicU64>,
     ) -> Self {
         SyncPipe {
-            fsync_nanos,
             state: Mutex::new(PipeState::default()),
-            work: Condvar::new(),
             idle: Condvar::new(),
             faults,
             fsyncs,
+            fsync_nanos,
         }
     }
 
@@ -76,62 +70,54 @@ impl SyncPipe {
         self.state.lock().expect("sync pipe poisoned")
     }
 
-    /// Queues a written group for the next fsync (called by the writer after its `write`).
+    /// Queues a written group for the next fsync (called by a writer after its `write`).
     pub(super) fn push(&self, written: Written) {
+        self.lock().queue.push_back(written);
+    }
+
+    /// Syncs and acknowledges queued groups until none is left, unless another thread is
+    /// syncing: that thread looks at the queue again after its fsync (under the lock, after
+    /// clearing `busy`), so nothing pushed is left behind.
+    pub(super) fn sync_if_free(&self) {
         let mut state = self.lock();
-        assert!(!state.closed, "a group pushed after close");
-        state.queue.push_back(written);
-        // Only a sleeping sync thread needs the futex wake: a busy one looks at the queue
-        // again, under this lock, before it sleeps.
-        if std::mem::take(&mut state.sync_waiting) {
-            self.work.notify_one();
+        while !state.busy && !state.queue.is_empty() {
+            state = self.sync_round(state);
         }
     }
 
-    /// Waits until every pushed group is acknowledged: nothing written is unsynced any more.
+    /// Returns once every pushed group is acknowledged: syncs them itself, or waits for the
+    /// thread syncing.
     pub(super) fn drain(&self) {
         let mut state = self.lock();
         while state.busy || !state.queue.is_empty() {
-            state.writer_waiting = true;
-            state = self.idle.wait(state).expect("sync pipe poisoned");
+            if state.busy {
+                state.drain_waiting = true;
+                state = self.idle.wait(state).expect("sync pipe poisoned");
+            } else {
+                state = self.sync_round(state);
+            }
         }
     }
 
-    /// No more groups: the sync thread acknowledges what is queued, then returns.
-    pub(super) fn close(&self) {
+    /// Takes every queued group (all written before the fsync below begins), syncs them
+    /// without the lock, acknowledges them in order, and takes the lock back.
+    fn sync_round<'a>(&'a self, mut state: MutexGuard<'a, PipeState>) -> MutexGuard<'a, PipeState> {
+        assert!(!state.busy, "one thread syncs at a time");
+        let taken: Vec<Written> = state.queue.drain(..).collect();
+        state.busy = true;
+        drop(state);
+        self.sync_taken(&taken);
+        for written in taken {
+            for (done, outcome) in written.acks {
+                done(outcome);
+            }
+        }
         let mut state = self.lock();
-        state.closed = true;
-        self.work.notify_one();
-    }
-
-    /// The sync thread's loop: take everything written, one fsync, acknowledge in order.
-    pub(super) fn run(&self) {
-        let mut taken: Vec<Written> = Vec::new();
-        loop {
-            {
-                let mut state = self.lock();
-                state.busy = false;
-                if state.queue.is_empty() && std::mem::take(&mut state.writer_waiting) {
-                    self.idle.notify_all();
-                }
-                while state.queue.is_empty() && !state.closed {
-                    state.sync_waiting = true;
-                    state = self.work.wait(state).expect("sync pipe poisoned");
-                }
-                if state.queue.is_empty() {
-                    return; // Closed and drained.
-                }
-                // Everything pushed so far was written before this fsync begins.
-                taken.extend(state.queue.drain(..));
-                state.busy = true;
-            }
-            self.sync_taken(&taken);
-            for written in taken.drain(..) {
-                for (done, outcome) in written.acks {
-                    done(outcome);
-                }
-            }
+        state.busy = false;
+        if std::mem::take(&mut state.drain_waiting) {
+            self.idle.notify_all();
         }
+        state
     }
 
     /// One `fdatasync` per distinct file among `taken` (one file, except around a rollover).
@@ -196,9 +182,15 @@ mod tests {
         let fsyncs = Arc::new(AtomicU64::new(0));
         let nanos = Arc::new(AtomicU64::new(0));
         let pipe = Arc::new(SyncPipe::new(None, Arc::clone(&fsyncs), nanos));
+        // A second thread syncs while this one pushes (as the other writer thread would).
         let syncer = {
             let pipe = Arc::clone(&pipe);
-            std::thread::spawn(move || pipe.run())
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    pipe.sync_if_free();
+                    std::thread::yield_now();
+                }
+            })
         };
         let (order, acknowledged) = mpsc::channel();
         for tag in 1..=20_u64 {
@@ -231,8 +223,8 @@ mod tests {
             (1..=14).contains(&synced),
             "{synced} fsyncs for 14 written groups"
         );
-        pipe.close();
         syncer.join().unwrap();
+        pipe.drain();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

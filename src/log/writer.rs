@@ -21,7 +21,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -189,7 +189,7 @@ struct Shared {
 /// writer thread; the directory lock is released when the writer exits.
 pub struct Log {
     sender: Option<mpsc::Sender<Request>>,
-    writer: Option<thread::JoinHandle<()>>,
+    writers: Vec<thread::JoinHandle<()>>,
     shared: Arc<Shared>,
     log_dir: PathBuf,
 }
@@ -257,28 +257,22 @@ impl Log {
         shared
             .next_index
             .store(recovered.next_index, Ordering::SeqCst);
-        let (pipe, syncer) = match options.durability {
+        let (pipe, workers) = match options.durability {
             Durability::Durable => {
                 let pipe = Arc::new(SyncPipe::new(
                     options.faults.clone(),
                     Arc::clone(&shared.fsyncs),
                     Arc::clone(&shared.fsync_nanos),
                 ));
-                let runner = Arc::clone(&pipe);
-                let syncer = thread::Builder::new()
-                    .name("lithair-log-sync".into())
-                    .spawn(move || runner.run())
-                    .map_err(|e| Error::io(&log_dir, "spawn sync thread", e))?;
-                (Some(pipe), Some(syncer))
+                (Some(pipe), DURABLE_WORKERS)
             }
-            Durability::Relaxed { .. } => (None, None),
+            Durability::Relaxed { .. } => (None, 1),
         };
         let writer = Writer {
             log_dir: log_dir.clone(),
             segments: firsts,
             file: Arc::new(file),
             pipe,
-            syncer,
             file_bytes,
             allocated,
             preallocation_supported: true,
@@ -290,13 +284,26 @@ impl Log {
             _lock: lock,
         };
         let (sender, receiver) = mpsc::channel();
-        let handle = thread::Builder::new()
-            .name("lithair-log-writer".into())
-            .spawn(move || writer.run(receiver))
-            .map_err(|e| Error::io(&log_dir, "spawn writer thread", e))?;
+        let worker = Arc::new(Worker {
+            receiver: Mutex::new(receiver),
+            pipe: writer.pipe.clone(),
+            writer: Mutex::new(writer),
+        });
+        let mut handles = Vec::with_capacity(workers);
+        for number in 0..workers {
+            let worker = Arc::clone(&worker);
+            let spawned = thread::Builder::new()
+                .name(format!("lithair-log-writer-{number}"))
+                .spawn(move || worker.run());
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                // The ones already running stop when the sender is dropped below.
+                Err(e) => return Err(Error::io(&log_dir, "spawn writer thread", e)),
+            }
+        }
         let log = Log {
             sender: Some(sender),
-            writer: Some(handle),
+            writers: handles,
             shared,
             log_dir,
         };
@@ -407,8 +414,8 @@ impl Log {
 impl Drop for Log {
     fn drop(&mut self) {
         drop(self.sender.take());
-        if let Some(handle) = self.writer.take() {
-            // A panic on the writer thread already printed its message; nothing to add here.
+        for handle in self.writers.drain(..) {
+            // A panic on a writer thread already printed its message; nothing to add here.
             let _ = handle.join();
         }
     }
@@ -573,9 +580,9 @@ struct Writer {
     segments: Vec<u64>,
     /// Shared with the sync thread, which fsyncs the groups written to it.
     file: Arc<File>,
-    /// `Durable` mode: the sync thread's inbox (every written group goes through it).
+    /// `Durable` mode: where written groups wait for their fsync (every group goes through
+    /// it, so completions keep the write order).
     pipe: Option<Arc<SyncPipe>>,
-    syncer: Option<thread::JoinHandle<()>>,
     /// Length of `file` up to the end of the last good frame.
     file_bytes: u64,
     /// Length of `file` including its preallocated zero tail (>= `file_bytes`).
@@ -591,61 +598,95 @@ struct Writer {
     _lock: File,
 }
 
-impl Writer {
-    fn run(mut self, receiver: mpsc::Receiver<Request>) {
-        let mut group: Vec<Append> = Vec::new();
-        loop {
-            let Some(first) = self.wait(&receiver) else {
-                break;
-            };
-            let mut control = None;
-            let mut group_bytes = 0;
-            let mut next = Some(first);
-            while let Some(request) = next.take() {
-                match request {
-                    Request::Append(append) => {
-                        group_bytes += append.entries.byte_len();
-                        group.push(append);
-                    }
-                    other => {
-                        control = Some(other);
-                        break;
-                    }
-                }
-                if group_bytes < GROUP_BYTES_MAX {
-                    next = receiver.try_recv().ok();
-                }
-            }
-            self.commit_group(&mut group);
-            if let Some(request) = control {
-                self.control(request);
-            }
-        }
-        // Relaxed mode: make the last writes durable before releasing the lock.
-        if self.unsynced_since.is_some() {
-            self.sync();
-        }
-        // Durable mode: acknowledge what is in flight before releasing the lock.
-        if let Some(pipe) = self.pipe.take() {
-            pipe.close();
-        }
-        if let Some(syncer) = self.syncer.take() {
-            // A panic on the sync thread already printed its message.
-            let _ = syncer.join();
-        }
+/// Writer threads of a `Durable` log: while one runs an fsync, the other writes the next
+/// group. A `Relaxed` log has one (its fsyncs are off the acknowledgement path).
+const DURABLE_WORKERS: usize = 2;
+
+/// What the writer threads share. Lock order: `receiver`, then `writer` (a thread takes the
+/// writer before it lets go of the receiver, so groups are written in the order they were
+/// received), then the sync pipe's lock.
+struct Worker {
+    receiver: Mutex<mpsc::Receiver<Request>>,
+    writer: Mutex<Writer>,
+    /// The writer's pipe, reachable without its lock (`None`: `Relaxed` mode).
+    pipe: Option<Arc<SyncPipe>>,
+}
+
+impl Worker {
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().expect("log writer poisoned")
     }
 
-    /// Waits until the sync thread acknowledged every written group (before the file changes
-    /// under it: rollover, truncation, reset, deletion).
+    /// One writer thread: take every pending append, write them as one group, then run the
+    /// fsync unless the other thread is running one (which then covers this group too, or
+    /// its next one does). So a lone append is written and synced by one thread with no
+    /// hand-off, and under load a write overlaps the running fsync.
+    fn run(&self) {
+        let mut group: Vec<Append> = Vec::new();
+        loop {
+            let mut control = None;
+            {
+                let receiver = self.receiver.lock().expect("log receiver poisoned");
+                // Never wait for a request holding the writer in `Durable` mode: the other
+                // thread needs it to finish its group.
+                let first = match &self.pipe {
+                    Some(_) => receiver.recv().ok(),
+                    // One thread in this mode: holding the writer while waiting is fine.
+                    None => self.writer().wait(&receiver),
+                };
+                let Some(first) = first else {
+                    break;
+                };
+                let mut group_bytes = 0;
+                let mut next = Some(first);
+                while let Some(request) = next.take() {
+                    match request {
+                        Request::Append(append) => {
+                            group_bytes += append.entries.byte_len();
+                            group.push(append);
+                        }
+                        other => {
+                            control = Some(other);
+                            break;
+                        }
+                    }
+                    if group_bytes < GROUP_BYTES_MAX {
+                        next = receiver.try_recv().ok();
+                    }
+                }
+                let mut writer = self.writer();
+                drop(receiver);
+                writer.commit_group(&mut group);
+                if let Some(request) = control.take() {
+                    writer.control(request);
+                }
+            }
+            if let Some(pipe) = &self.pipe {
+                pipe.sync_if_free();
+            }
+        }
+        let mut writer = self.writer();
+        // Durable mode: acknowledge what is written before the last thread releases the lock.
+        writer.drain();
+        // Relaxed mode: make the last writes durable likewise.
+        if writer.unsynced_since.is_some() {
+            writer.sync();
+        }
+    }
+}
+
+impl Writer {
+    /// Syncs and acknowledges every written group, or waits for the thread doing it (before
+    /// the file changes under it: rollover, truncation, reset, deletion).
     fn drain(&self) {
         if let Some(pipe) = &self.pipe {
             pipe.drain();
         }
     }
 
-    /// Completes `acks` in order after every earlier group: through the sync thread in
-    /// `Durable` mode (after an fsync of `file` that begins after this call, when `file` is
-    /// given), at once otherwise.
+    /// Completes `acks` in order after every earlier group: through the sync pipe in
+    /// `Durable` mode (after an fsync of `file` that begins after this call, when `written`),
+    /// at once otherwise.
     fn complete(&self, acks: Vec<(Done, Result<Appended, AppendError>)>, written: bool) {
         match &self.pipe {
             Some(pipe) => {
