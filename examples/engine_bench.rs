@@ -1,7 +1,8 @@
 //! Engine benchmark (release mode), rerunnable by anyone:
 //!
-//! `engine_bench durable --submitters K --seconds S [--window W] [--dir PATH]` runs K threads,
-//! each keeping W commands in flight (default 1: submit and wait), durable mode, and ends with
+//! `engine_bench durable --submitters K --seconds S [--window W] [--log-batches B] [--dir PATH]`
+//! runs K threads, each keeping W commands in flight (default 1: submit and wait), with at most
+//! B batches in the log at once (`EngineOptions::log_batches_max`), durable mode, and ends with
 //! `durable: N events in S s (E events/s, B events per fsync)`.
 //!
 //! `engine_bench replay --events N [--snapshot] [--dir PATH]` writes N small events (with
@@ -118,8 +119,17 @@ fn durable(args: &[String]) {
     let submitters: usize = flag(args, "--submitters", None);
     let seconds: f64 = flag(args, "--seconds", None);
     let window: usize = flag(args, "--window", Some(1));
+    let log_batches_max: usize = flag(
+        args,
+        "--log-batches",
+        Some(lithair::engine::LOG_BATCHES_DEFAULT),
+    );
     let dir = bench_dir(args, "durable");
-    let (engine, _) = Engine::open(&dir, EngineOptions::default(), empty()).expect("open engine");
+    let options = EngineOptions {
+        log_batches_max,
+        ..EngineOptions::default()
+    };
+    let (engine, _) = Engine::open(&dir, options, empty()).expect("open engine");
     let engine = Arc::new(engine);
     let stop = Arc::new(AtomicBool::new(false));
     let committed = Arc::new(AtomicU64::new(0));
