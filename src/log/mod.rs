@@ -4,9 +4,9 @@
 //! means fsynced"). Must not: decode event payloads; it stores opaque bytes.
 //!
 //! Layout: `DATA/LOCK` (exclusive `flock` while a [`Log`] is open) and `DATA/log/` holding
-//! segments named by their first index. One writer thread per log appends frames (in
-//! `Durable` mode a sync thread runs each `fdatasync` while the writer writes the next group);
-//! readers ([`read_range`]) open the files independently.
+//! segments named by their first index. The log's writer threads append frames (in `Durable`
+//! mode two: one runs an `fdatasync` while the other writes the next group); readers
+//! ([`read_range`]) open the files independently.
 
 mod error;
 mod frame;

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-/// One group handed from the writer to the sync thread, in write order.
+/// One group handed from a writer thread to the sync pipe, in write order.
 pub(super) struct Written {
     /// The segment the group went to; `None`: nothing was written (failed or empty appends,
     /// which still wait for the groups before them).

@@ -1,10 +1,10 @@
-//! The `Log` handle: opening with recovery, the directory lock, and the single writer thread
-//! that group-commits appends (one frame per term run, one `write`, one `fdatasync`).
+//! The `Log` handle: opening with recovery, the directory lock, and the writer threads that
+//! group-commit appends (one frame per term run, one `write`, one `fdatasync`).
 //!
-//! In `Durable` mode the fsync runs on a second thread (`super::sync`): while it syncs one
-//! group, the writer already writes the next, and the next fsync covers every group written
-//! meanwhile. So a caller's turnaround (apply, wake, resubmit) overlaps an fsync instead of
-//! following it.
+//! In `Durable` mode two writer threads share the work (`super::sync`): while one runs an
+//! fsync, the other writes the next group, and the next fsync covers every group written
+//! meanwhile. A lone append is written and synced by the same thread (no hand-off).
+//! `Relaxed` mode has one writer thread.
 //!
 //! Owns: the durability promise. `Durable` acknowledges only after an `fdatasync` that began
 //! after the append's `write` returned; completions run in append order.
@@ -142,8 +142,8 @@ pub struct Appended {
     pub group_entries: u32,
 }
 
-/// Completion callback of an append; runs on the log's writer thread (on its sync thread in
-/// `Durable` mode), so it must be quick.
+/// Completion callback of an append; runs on one of the log's writer threads, so it must be
+/// quick (and must not wait for the log).
 pub type Done = Box<dyn FnOnce(Result<Appended, AppendError>) + Send>;
 
 /// One append request.
@@ -178,7 +178,7 @@ enum Request {
 #[derive(Debug, Default)]
 struct Shared {
     next_index: AtomicU64,
-    /// Shared with the sync thread.
+    /// Shared with the sync pipe.
     fsyncs: Arc<AtomicU64>,
     /// Time spent inside `fdatasync` of appended data, in nanoseconds (shared likewise).
     fsync_nanos: Arc<AtomicU64>,
@@ -578,7 +578,7 @@ struct Writer {
     log_dir: PathBuf,
     /// First indexes of the segments on disk, ascending; the last one is `file`.
     segments: Vec<u64>,
-    /// Shared with the sync thread, which fsyncs the groups written to it.
+    /// Shared with the sync pipe, whose syncing thread fsyncs the groups written to it.
     file: Arc<File>,
     /// `Durable` mode: where written groups wait for their fsync (every group goes through
     /// it, so completions keep the write order).
@@ -737,7 +737,7 @@ impl Writer {
     }
 
     /// Writes the appends of `group` with one `write` and acknowledges them after one
-    /// `fdatasync` (on the sync thread in `Durable` mode). An append that is too large or does
+    /// `fdatasync` (through the sync pipe in `Durable` mode). An append that is too large or does
     /// not continue the log is refused without writing; completions keep the append order, so
     /// the appends before a refused one are written (and completed) before it is refused.
     fn commit_group(&mut self, group: &mut Vec<Append>) {
@@ -800,7 +800,7 @@ impl Writer {
         self.shared.next_index.store(end_index, Ordering::SeqCst);
         self.shared.groups.fetch_add(1, Ordering::Relaxed);
         match self.options.durability {
-            // The sync thread fsyncs it (`complete` below hands it over).
+            // Synced through the pipe (`complete` below hands it over).
             Durability::Durable => {}
             Durability::Relaxed { .. } => {
                 self.unsynced_since.get_or_insert_with(Instant::now);
