@@ -611,6 +611,30 @@ mod tests {
     }
 
     #[test]
+    fn the_job_completing_the_group_wakes_a_sequencer_that_switched_to_the_group_wait() {
+        let queue = JobQueue::<u32>::new(8, true, 1);
+        queue.awaited.store(3, Ordering::SeqCst);
+        // The sequencer went from waiting for jobs to waiting for the group after this
+        // submitter read its state: the claim is judged again against the group.
+        queue.sleep.store(SLEEP_FOR_GROUP, Ordering::SeqCst);
+        assert!(!queue.should_wake(2), "the group is not complete yet");
+        assert_eq!(queue.sleep.load(Ordering::SeqCst), SLEEP_FOR_GROUP);
+        assert!(queue.should_wake(3), "the third job completes the group");
+        assert_eq!(queue.sleep.load(Ordering::SeqCst), SLEEP_NONE);
+        assert!(!queue.should_wake(4), "only one submitter wakes it");
+        queue.sleep.store(SLEEP_FOR_JOBS, Ordering::SeqCst);
+        assert!(
+            queue.should_wake(1),
+            "any job wakes a sequencer waiting for jobs"
+        );
+        queue.sleep.store(SLEEP_FOR_LOG, Ordering::SeqCst);
+        assert!(
+            !queue.should_wake(9),
+            "jobs never wake a sequencer waiting for the log"
+        );
+    }
+
+    #[test]
     fn queue_takes_at_most_max_and_keeps_the_rest_in_order() {
         let queue = JobQueue::new(16, false, 1);
         for job in 0..10_u32 {
