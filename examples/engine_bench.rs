@@ -1,7 +1,8 @@
 //! Engine benchmark (release mode), rerunnable by anyone:
 //!
-//! `engine_bench durable --submitters K --seconds S [--window W] [--dir PATH]` runs K threads,
-//! each keeping W commands in flight (default 1: submit and wait), durable mode, and ends with
+//! `engine_bench durable --submitters K --seconds S [--window W] [--log-batches B] [--dir PATH]`
+//! runs K threads, each keeping W commands in flight (default 1: submit and wait), with at most
+//! B batches in the log at once (`EngineOptions::log_batches_max`), durable mode, and ends with
 //! `durable: N events in S s (E events/s, B events per fsync)`.
 //!
 //! `engine_bench replay --events N [--snapshot] [--dir PATH]` writes N small events (with
@@ -118,12 +119,22 @@ fn durable(args: &[String]) {
     let submitters: usize = flag(args, "--submitters", None);
     let seconds: f64 = flag(args, "--seconds", None);
     let window: usize = flag(args, "--window", Some(1));
+    let log_batches_max: usize = flag(
+        args,
+        "--log-batches",
+        Some(lithair::engine::LOG_BATCHES_DEFAULT),
+    );
     let dir = bench_dir(args, "durable");
-    let (engine, _) = Engine::open(&dir, EngineOptions::default(), empty()).expect("open engine");
+    let options = EngineOptions {
+        log_batches_max,
+        ..EngineOptions::default()
+    };
+    let (engine, _) = Engine::open(&dir, options, empty()).expect("open engine");
     let engine = Arc::new(engine);
     let stop = Arc::new(AtomicBool::new(false));
     let committed = Arc::new(AtomicU64::new(0));
     let fsyncs_before = engine.fsync_count();
+    let fsync_time_before = engine.fsync_time();
     let started = Instant::now();
     let threads: Vec<_> = (0..submitters)
         .map(|thread| {
@@ -157,9 +168,14 @@ fn durable(args: &[String]) {
     let elapsed = started.elapsed().as_secs_f64();
     let events = committed.load(Ordering::Relaxed);
     let fsyncs = (engine.fsync_count() - fsyncs_before).max(1);
+    let fsync_seconds = (engine.fsync_time() - fsync_time_before).as_secs_f64();
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
-    println!("submitters {submitters}, window {window}, fsyncs {fsyncs}");
+    println!(
+        "submitters {submitters}, window {window}, fsyncs {fsyncs} ({:.0} us each, disk busy {:.0}%)",
+        fsync_seconds * 1e6 / fsyncs as f64,
+        fsync_seconds * 100.0 / elapsed
+    );
     println!(
         "durable: {events} events in {elapsed:.2} s ({:.0} events/s, {:.1} events per fsync)",
         events as f64 / elapsed,

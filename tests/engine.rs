@@ -921,3 +921,66 @@ fn submit_then_is_answered_once_even_when_the_engine_shuts_down() {
     assert_eq!(answered.load(Ordering::SeqCst), 200);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_failed_write_under_concurrent_submitters_answers_every_one_and_the_log_reopens() {
+    const SUBMITTERS: u64 = 16;
+    const SUBMITS_EACH: u64 = 60;
+    let dir = common::fresh_dir("engine", "diskfull-concurrent");
+    let faults = Arc::new(Faults::default());
+    let options = EngineOptions {
+        faults: Some(Arc::clone(&faults)),
+        ..EngineOptions::default()
+    };
+    let engine = Arc::new(open(&dir, options.clone()));
+    let stored = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let submitters: Vec<_> = (0..SUBMITTERS)
+        .map(|item| {
+            let (engine, stored, refused) = (
+                Arc::clone(&engine),
+                Arc::clone(&stored),
+                Arc::clone(&refused),
+            );
+            std::thread::spawn(move || {
+                for _ in 0..SUBMITS_EACH {
+                    match engine.submit(Restock { item, quantity: 1 }) {
+                        Ok(_) => stored.fetch_add(1, Ordering::SeqCst),
+                        Err(SubmitError::DiskFull | SubmitError::Storage(_)) => {
+                            refused.fetch_add(1, Ordering::SeqCst)
+                        }
+                        Err(other) => panic!("unexpected outcome {other:?}"),
+                    };
+                }
+            })
+        })
+        .collect();
+    // Fail a write while the submitters are busy: wait until some submits went through.
+    while stored.load(Ordering::SeqCst) < SUBMITTERS {
+        std::thread::yield_now();
+    }
+    faults.fail_next_writes(1);
+    for submitter in submitters {
+        submitter.join().expect("every submitter returns");
+    }
+    let (stored, refused) = (
+        stored.load(Ordering::SeqCst),
+        refused.load(Ordering::SeqCst),
+    );
+    assert_eq!(stored + refused, SUBMITTERS * SUBMITS_EACH);
+    assert!(refused > 0, "the injected failure reached a submitter");
+    // Later submits work, and the state holds exactly the stored restocks.
+    restock(&engine, 0, 1);
+    let total = |shop: &Shop| shop.stock.values().sum::<u64>();
+    assert_eq!(engine.read(total), stored + 1);
+    let live = engine.digest();
+    let engine = Arc::into_inner(engine).expect("the submitters are gone");
+    drop(engine);
+    let engine = open(&dir, options);
+    assert_eq!(engine.read(total), stored + 1);
+    assert_eq!(
+        (engine.digest(), engine.applied_index()),
+        (live, stored + 1)
+    );
+    close_and_remove(engine, &dir);
+}

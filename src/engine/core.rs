@@ -6,7 +6,7 @@
 //! Must not: apply an event before it is durable, or call user hooks under the state lock.
 
 use super::envelope::{self, Envelope};
-use super::queue::{JobQueue, Refused, Slot, WakeBoard};
+use super::queue::{JobQueue, Refused, Slot, WakeBoard, LOG_BATCHES_DEFAULT, LOG_BATCHES_MAX};
 use super::replay;
 use super::replica::{self, Proposer, Replica, Token};
 use super::snapshot::{self, SnapshotHook, SnapshotStep};
@@ -62,6 +62,10 @@ pub struct EngineOptions {
     pub replay_progress: Option<ReplayProgress>,
     /// Events between two progress reports (default [`REPLAY_PROGRESS_EVENTS`]).
     pub replay_progress_every_events: u64,
+    /// Batches handed to the log and not yet durable, at most (1..=[`LOG_BATCHES_MAX`];
+    /// default [`LOG_BATCHES_DEFAULT`]). More than one lets the next batch be written while
+    /// the previous one's fsync runs.
+    pub log_batches_max: usize,
 }
 
 /// A recovery progress callback: receives the last log index replayed.
@@ -85,6 +89,7 @@ impl Default for EngineOptions {
             snapshot_hook: None,
             replay_progress: None,
             replay_progress_every_events: REPLAY_PROGRESS_EVENTS,
+            log_batches_max: LOG_BATCHES_DEFAULT,
         }
     }
 }
@@ -483,9 +488,10 @@ impl<S: State> Engine<S> {
         if options.idempotency_keys_max == 0
             || options.subscriber_buffer_events == 0
             || options.queue_commands_max == 0
+            || !(1..=LOG_BATCHES_MAX).contains(&options.log_batches_max)
         {
-            let message =
-                "idempotency_keys_max, subscriber_buffer_events and queue_commands_max must be > 0";
+            let message = "idempotency_keys_max, subscriber_buffer_events and queue_commands_max \
+                must be > 0, and log_batches_max in 1..=LOG_BATCHES_MAX";
             return Err(Error::Invalid {
                 message: message.to_string(),
             });
@@ -590,7 +596,8 @@ impl<S: State> Engine<S> {
         let snapshotter = Arc::new(Mutex::new(None));
         // Pacing amortizes fsyncs; in Relaxed mode or behind Raft there is none to amortize.
         let pace = shared.options.durability == Durability::Durable && shared.cluster.is_none();
-        let jobs = Arc::new(JobQueue::new(queue_commands_max, pace));
+        let batches_max = shared.options.log_batches_max;
+        let jobs = Arc::new(JobQueue::new(queue_commands_max, pace, batches_max));
         let job_receiver = Arc::clone(&jobs);
         let (applier_sender, applier_receiver) = mpsc::channel();
         if shared.cluster.is_some() {
@@ -781,6 +788,11 @@ impl<S: State> Engine<S> {
     /// Fsyncs issued by the log since open (for benchmarks).
     pub fn fsync_count(&self) -> u64 {
         self.shared().log.fsync_count()
+    }
+
+    /// Time the log spent in those fsyncs (for benchmarks: how busy the disk was).
+    pub fn fsync_time(&self) -> std::time::Duration {
+        self.shared().log.fsync_time()
     }
 }
 
@@ -1028,8 +1040,8 @@ fn run_sequencer<S: State>(
         let applier = applier.clone();
         let queue = Arc::clone(jobs);
         let answered = pending.outcomes.len();
-        // The next batch waits for this one: jobs arriving meanwhile pile up without waking
-        // the sequencer, and all go with the next write and fsync.
+        // Counted until the log acknowledges it: at most `log_batches_max` batches are in the
+        // log (with more than one, the next is written while this one's fsync runs).
         let mut pending = pending;
         pending.batch = batch;
         jobs.log_started();

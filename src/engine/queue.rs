@@ -2,8 +2,11 @@
 //! sequencer (with its group-commit pacing), and the one-shot reply slot a submitter parks on.
 //!
 //! Owns: when the sequencer wakes and how much it takes. A submitter wakes the sequencer only
-//! when the sequencer sleeps waiting for work; while a batch is in the log writer, jobs pile up
-//! with no wakeup at all, and the sequencer takes them all at once when the writer is done.
+//! when the sequencer sleeps waiting for work; while the log holds as many batches as allowed
+//! (`EngineOptions::log_batches_max`), jobs pile up with no wakeup at all, and the sequencer
+//! takes them all at once when the log acknowledges. With more than one batch allowed, the
+//! log writes a batch while the fsync of the previous one runs, and that batch joins the next
+//! fsync.
 //! Must not: decide, encode or apply anything, or hold its lock while running user code.
 
 use std::collections::VecDeque;
@@ -19,6 +22,17 @@ use std::time::{Duration, Instant};
 /// wait ends as soon as as many commands arrived as the previous batch answered (one
 /// submitter: at once), so a lone caller never waits for it.
 pub const GROUP_WAIT_US_MAX: u64 = 200;
+
+/// Default of `EngineOptions::log_batches_max`: batches handed to the log and not yet
+/// acknowledged, at most. One: the next batch waits for the previous one's fsync, and takes
+/// every job that arrived meanwhile. Measured on the shared 2-core box (see the commit-pipe
+/// report), 2 or more split 64 submitters into two alternating half-size groups (about 30
+/// events per fsync instead of 50) and lost 10 to 30% of the events/s.
+pub const LOG_BATCHES_DEFAULT: usize = 1;
+
+/// Largest `EngineOptions::log_batches_max` (half the [`WAKE_LANES`], so waiters of
+/// batches in the log rarely share a lane).
+pub const LOG_BATCHES_MAX: usize = WAKE_LANES / 2;
 
 /// Why a job was not queued; the job comes back so its reply can be answered.
 pub(super) enum Refused<J> {
@@ -61,6 +75,8 @@ pub(super) struct JobQueue<J> {
     /// Submitters blocked on a full queue wait here.
     room: Condvar,
     capacity: usize,
+    /// Batches allowed in the log at once (1..=[`LOG_BATCHES_MAX`]).
+    batches_max: usize,
     /// `None`: no pacing (Relaxed durability, cluster mode: nothing to amortize here).
     group_wait: Option<Duration>,
 }
@@ -72,21 +88,27 @@ const SLEEP_FOR_JOBS: u8 = 1;
 /// The sequencer sleeps until the group is complete or a deadline: only the job completing
 /// the group wakes it.
 const SLEEP_FOR_GROUP: u8 = 2;
-/// The sequencer sleeps until the log acknowledges: jobs never wake it.
+/// The sequencer sleeps until the log acknowledges a batch (as many as allowed are in it):
+/// jobs never wake it.
 const SLEEP_FOR_LOG: u8 = 3;
 
 struct Control {
     submitters_waiting: usize,
-    /// A batch was appended to the log and not yet acknowledged by the writer.
-    log_busy: bool,
+    /// Batches appended to the log and not yet acknowledged by the writer.
+    in_log: usize,
     /// When the writer acknowledged the last batch.
     acknowledged_at: Option<Instant>,
 }
 
 impl<J> JobQueue<J> {
-    /// A queue of `capacity` jobs (> 0); `pace` enables the group wait.
-    pub(super) fn new(capacity: usize, pace: bool) -> Self {
+    /// A queue of `capacity` jobs (> 0) that lets `batches_max` batches be in the log at once
+    /// (1..=[`LOG_BATCHES_MAX`]); `pace` enables the group wait.
+    pub(super) fn new(capacity: usize, pace: bool, batches_max: usize) -> Self {
         assert!(capacity > 0, "a job queue holds at least one job");
+        assert!(
+            (1..=LOG_BATCHES_MAX).contains(&batches_max),
+            "batches in the log: 1..=LOG_BATCHES_MAX, not {batches_max}"
+        );
         let (sender, receiver) = mpsc::channel();
         JobQueue {
             sender,
@@ -100,12 +122,13 @@ impl<J> JobQueue<J> {
             sleep: AtomicU8::new(SLEEP_NONE),
             control: Mutex::new(Control {
                 submitters_waiting: 0,
-                log_busy: false,
+                in_log: 0,
                 acknowledged_at: None,
             }),
             sequencer: Condvar::new(),
             room: Condvar::new(),
             capacity,
+            batches_max,
             group_wait: pace.then(|| Duration::from_micros(GROUP_WAIT_US_MAX)),
         }
     }
@@ -157,17 +180,7 @@ impl<J> JobQueue<J> {
         }
         self.available.fetch_add(1, Ordering::SeqCst);
         let arrived = self.arrived.fetch_add(1, Ordering::SeqCst) + 1;
-        // Only a sleeping sequencer that this job lets go on is worth a futex wake, and only
-        // one submitter wakes it: the one that claims the sleep state (the sequencer reads
-        // every counter again once awake).
-        let wake = match self.sleep.load(Ordering::SeqCst) {
-            SLEEP_FOR_JOBS => self.claim(SLEEP_FOR_JOBS),
-            SLEEP_FOR_GROUP if arrived >= self.awaited.load(Ordering::SeqCst) => {
-                self.claim(SLEEP_FOR_GROUP)
-            }
-            _ => false,
-        };
-        if wake {
+        if self.should_wake(arrived) {
             // Under the lock: the sequencer is inside its wait, or has not checked yet.
             let _control = self.lock();
             self.sequencer.notify_one();
@@ -175,20 +188,51 @@ impl<J> JobQueue<J> {
         Ok(batch)
     }
 
-    /// Takes the duty of waking the sequencer sleeping in `state`.
-    fn claim(&self, state: u8) -> bool {
-        let claimed =
-            self.sleep
-                .compare_exchange(state, SLEEP_NONE, Ordering::SeqCst, Ordering::SeqCst);
-        claimed.is_ok()
+    /// Whether this submitter (whose job made `arrived`) must wake the sequencer: it sleeps
+    /// for something this job brings, and this submitter claimed the duty (only one wakes
+    /// it; the sequencer reads every counter again once awake).
+    ///
+    /// Ordering (all SeqCst): the job is counted (`available`, `arrived`) before `sleep` is
+    /// read here, and the sequencer stores its sleep state before it reads the counters. So
+    /// either the sequencer's reads see this job, or this read sees its sleep state. The
+    /// sequencer stores `SLEEP_FOR_JOBS` first and may then switch to `SLEEP_FOR_GROUP` (the
+    /// group is incomplete) under its lock: a claim of `SLEEP_FOR_JOBS` that loses that race
+    /// must look again and judge the group state, or the job completing the group wakes
+    /// nobody and the sequencer sleeps out `GROUP_WAIT_US_MAX`. The claim is re-evaluated on
+    /// every failed exchange, and a successful claim notifies under the sequencer's lock, so
+    /// the sequencer is either inside its wait or has not checked yet (it checks again).
+    fn should_wake(&self, arrived: usize) -> bool {
+        let mut state = self.sleep.load(Ordering::SeqCst);
+        loop {
+            let wanted = match state {
+                SLEEP_FOR_JOBS => true,
+                SLEEP_FOR_GROUP => arrived >= self.awaited.load(Ordering::SeqCst),
+                _ => false,
+            };
+            if !wanted {
+                return false;
+            }
+            match self
+                .sleep
+                .compare_exchange(state, SLEEP_NONE, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return true,
+                Err(now) => state = now,
+            }
+        }
     }
 
     /// Whether the sequencer may take a batch now (`jobs`: some are queued or held back);
     /// `Err(Some(d))`: not before `d` from now unless something changes, `Err(None)`: not
     /// until something changes.
     fn ready(&self, control: &Control, jobs: bool, now: Instant) -> Result<(), Option<Duration>> {
-        if !jobs || control.log_busy {
+        if !jobs || control.in_log >= self.batches_max {
             return Err(None);
+        }
+        // A batch already in the log is being synced: this one joins the next fsync whenever
+        // it goes, so holding it back gains nothing.
+        if control.in_log > 0 {
+            return Ok(());
         }
         let (Some(wait), Some(at)) = (self.group_wait, control.acknowledged_at) else {
             return Ok(());
@@ -222,14 +266,14 @@ impl<J> JobQueue<J> {
                     return None;
                 }
                 self.ready(&control, jobs, Instant::now())
-            } else if control.log_busy {
+            } else if control.in_log >= self.batches_max {
                 Err(None)
             } else {
                 Ok(())
             };
             let state = match verdict {
                 Ok(()) => break,
-                Err(_) if control.log_busy => SLEEP_FOR_LOG,
+                Err(_) if control.in_log >= self.batches_max => SLEEP_FOR_LOG,
                 Err(None) => SLEEP_FOR_JOBS,
                 Err(Some(_)) => SLEEP_FOR_GROUP,
             };
@@ -271,18 +315,21 @@ impl<J> JobQueue<J> {
         self.queued.fetch_sub(count, Ordering::SeqCst);
     }
 
-    /// The sequencer hands a batch to the log: hold the next one until it is acknowledged.
+    /// The sequencer hands a batch to the log (counted until it is acknowledged).
     pub(super) fn log_started(&self) {
         let mut control = self.lock();
-        assert!(!control.log_busy, "one batch at a time in the log writer");
-        control.log_busy = true;
+        assert!(
+            control.in_log < self.batches_max,
+            "more batches in the log writer than allowed"
+        );
+        control.in_log += 1;
     }
 
     /// The log acknowledged the batch (durable, or failed); it answered `answered` commands.
     pub(super) fn log_done(&self, answered: usize) {
         let mut control = self.lock();
-        assert!(control.log_busy, "a log acknowledgement without a batch");
-        control.log_busy = false;
+        assert!(control.in_log > 0, "a log acknowledgement without a batch");
+        control.in_log -= 1;
         self.awaited.store(answered, Ordering::SeqCst);
         self.arrived.store(0, Ordering::SeqCst);
         control.acknowledged_at = Some(Instant::now());
@@ -301,16 +348,17 @@ impl<J> JobQueue<J> {
 }
 
 /// Lanes of a [`WakeBoard`]: waiters of batch `b` sleep on lane `b % WAKE_LANES`, so waking
-/// one batch rarely disturbs the waiters of the next ones (at most two or three batches have
-/// waiters at a time: one in the log, the next queued).
-pub const WAKE_LANES: usize = 4;
+/// one batch rarely disturbs the waiters of the next ones (at most `log_batches_max` + 1
+/// batches have waiters at a time: those in the log, and the next one queued).
+pub const WAKE_LANES: usize = 16;
 
 /// Where submitters of the single-node log path sleep: the applier fills every reply slot of
 /// a batch, then wakes the batch's lane with one `futex` call (one system call, and at most
 /// one preemption of the applier, instead of one per submitter).
 ///
-/// Invariant: batches are released in order (one batch in the log at a time, acknowledged
-/// in order), so a filled slot's batch is at most `released`.
+/// Invariant: batches are released in order (the log acknowledges them in the order they
+/// were handed to it, and the applier releases them in that order), so a filled slot's
+/// batch is at most `released`.
 pub(super) struct WakeBoard {
     /// The last batch whose slots are all filled.
     released: AtomicU64,
@@ -515,7 +563,7 @@ mod tests {
 
     #[test]
     fn queue_holds_jobs_while_the_log_is_busy_and_hands_them_over_at_once() {
-        let queue = Arc::new(JobQueue::new(16, false));
+        let queue = Arc::new(JobQueue::new(16, false, 1));
         queue.log_started();
         for job in 0..5_u32 {
             assert!(queue.push(job).is_ok());
@@ -534,8 +582,61 @@ mod tests {
     }
 
     #[test]
+    fn queue_hands_a_second_batch_to_the_log_only_when_allowed() {
+        let queue = JobQueue::new(16, true, 2);
+        queue.log_started();
+        assert!(queue.push(1_u32).is_ok());
+        let mut out = VecDeque::new();
+        // One batch is in the log (its fsync runs): the next goes at once, no group wait.
+        assert_eq!(queue.take_batch(&mut out, 8), Some(1));
+        queue.log_started();
+        assert!(queue.push(2).is_ok());
+        let state = queue.lock();
+        assert_eq!(
+            queue.ready(&state, true, Instant::now()),
+            Err(None),
+            "two in the log: wait for an acknowledgement"
+        );
+        drop(state);
+        queue.log_done(1);
+        out.clear();
+        assert_eq!(queue.take_batch(&mut out, 8), Some(2));
+        assert_eq!(out.drain(..).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    #[should_panic(expected = "1..=LOG_BATCHES_MAX")]
+    fn queue_refuses_zero_batches_in_the_log() {
+        let _ = JobQueue::<u32>::new(4, false, 0);
+    }
+
+    #[test]
+    fn the_job_completing_the_group_wakes_a_sequencer_that_switched_to_the_group_wait() {
+        let queue = JobQueue::<u32>::new(8, true, 1);
+        queue.awaited.store(3, Ordering::SeqCst);
+        // The sequencer went from waiting for jobs to waiting for the group after this
+        // submitter read its state: the claim is judged again against the group.
+        queue.sleep.store(SLEEP_FOR_GROUP, Ordering::SeqCst);
+        assert!(!queue.should_wake(2), "the group is not complete yet");
+        assert_eq!(queue.sleep.load(Ordering::SeqCst), SLEEP_FOR_GROUP);
+        assert!(queue.should_wake(3), "the third job completes the group");
+        assert_eq!(queue.sleep.load(Ordering::SeqCst), SLEEP_NONE);
+        assert!(!queue.should_wake(4), "only one submitter wakes it");
+        queue.sleep.store(SLEEP_FOR_JOBS, Ordering::SeqCst);
+        assert!(
+            queue.should_wake(1),
+            "any job wakes a sequencer waiting for jobs"
+        );
+        queue.sleep.store(SLEEP_FOR_LOG, Ordering::SeqCst);
+        assert!(
+            !queue.should_wake(9),
+            "jobs never wake a sequencer waiting for the log"
+        );
+    }
+
+    #[test]
     fn queue_takes_at_most_max_and_keeps_the_rest_in_order() {
-        let queue = JobQueue::new(16, false);
+        let queue = JobQueue::new(16, false, 1);
         for job in 0..10_u32 {
             assert!(queue.push(job).is_ok());
         }
@@ -548,7 +649,7 @@ mod tests {
 
     #[test]
     fn queue_full_and_closed_give_the_job_back() {
-        let queue = JobQueue::new(2, false);
+        let queue = JobQueue::new(2, false, 1);
         assert!(queue.try_push(1_u32).is_ok());
         assert!(queue.try_push(2).is_ok());
         assert!(matches!(queue.try_push(3), Err(Refused::Full(3))));
@@ -566,7 +667,7 @@ mod tests {
 
     #[test]
     fn paced_queue_waits_for_the_answered_callers_but_never_beyond_the_bound() {
-        let queue = JobQueue::new(64, true);
+        let queue = JobQueue::new(64, true, 1);
         queue.log_started();
         queue.log_done(3);
         let at = queue.lock().acknowledged_at.expect("acknowledged");
@@ -593,14 +694,14 @@ mod tests {
 
     #[test]
     fn unpaced_queue_and_a_single_caller_never_wait() {
-        let unpaced = JobQueue::new(64, false);
+        let unpaced = JobQueue::new(64, false, 1);
         unpaced.log_started();
         unpaced.log_done(3);
         assert!(unpaced.push(1_u32).is_ok());
         let state = unpaced.lock();
         assert_eq!(unpaced.ready(&state, true, Instant::now()), Ok(()));
         drop(state);
-        let single = JobQueue::new(64, true);
+        let single = JobQueue::new(64, true, 1);
         single.log_started();
         single.log_done(1);
         assert!(single.push(1_u32).is_ok());
@@ -673,7 +774,7 @@ mod tests {
     fn every_job_of_many_concurrent_submitters_is_taken_once_in_non_empty_batches() {
         const THREADS: u32 = 8;
         const JOBS_PER_THREAD: u32 = 500;
-        let queue = Arc::new(JobQueue::new(64, true));
+        let queue = Arc::new(JobQueue::new(64, true, 1));
         let submitters: Vec<_> = (0..THREADS)
             .map(|thread| {
                 let queue = Arc::clone(&queue);

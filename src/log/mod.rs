@@ -4,13 +4,15 @@
 //! means fsynced"). Must not: decode event payloads; it stores opaque bytes.
 //!
 //! Layout: `DATA/LOCK` (exclusive `flock` while a [`Log`] is open) and `DATA/log/` holding
-//! segments named by their first index. One writer thread per log appends frames; readers
+//! segments named by their first index. The log's writer threads append frames (in `Durable`
+//! mode two: one runs an `fdatasync` while the other writes the next group); readers
 //! ([`read_range`]) open the files independently.
 
 mod error;
 mod frame;
 mod reader;
 mod segment;
+mod sync;
 mod writer;
 
 pub use error::{AppendError, Error};

@@ -1,12 +1,19 @@
-//! The `Log` handle: opening with recovery, the directory lock, and the single writer thread
-//! that group-commits appends (one frame per term run, one `write`, one `fdatasync`).
+//! The `Log` handle: opening with recovery, the directory lock, and the writer threads that
+//! group-commit appends (one frame per term run, one `write`, one `fdatasync`).
 //!
-//! Owns: the durability promise. `Durable` acknowledges only after `fdatasync` returned.
+//! In `Durable` mode two writer threads share the work (`super::sync`): while one runs an
+//! fsync, the other writes the next group, and the next fsync covers every group written
+//! meanwhile. A lone append is written and synced by the same thread (no hand-off).
+//! `Relaxed` mode has one writer thread.
+//!
+//! Owns: the durability promise. `Durable` acknowledges only after an `fdatasync` that began
+//! after the append's `write` returned; completions run in append order.
 //! Must not: retry a failed fsync (the page cache state is unknown afterwards, so the process
 //! stops), or leave a partial frame behind after a failed write.
 
 use super::frame::{self, EntryBatch, Frame, Status, HEADER_BYTES};
 use super::segment::{self, Ending};
+use super::sync::{SyncPipe, Written};
 use super::{AppendError, Error};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -14,7 +21,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -76,6 +83,11 @@ impl Faults {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
     }
+
+    /// Whether this fsync must fail (consumes one injected failure).
+    pub(super) fn take_sync_failure(&self) -> bool {
+        Self::take(&self.syncs_to_fail)
+    }
 }
 
 /// Settings of a log, checked once by [`Log::open`].
@@ -131,7 +143,8 @@ pub struct Appended {
     pub group_entries: u32,
 }
 
-/// Completion callback of an append; runs on the writer thread, so it must be quick.
+/// Completion callback of an append; runs on one of the log's writer threads, so it must be
+/// quick (and must not wait for the log).
 pub type Done = Box<dyn FnOnce(Result<Appended, AppendError>) + Send>;
 
 /// One append request.
@@ -166,7 +179,10 @@ enum Request {
 #[derive(Debug, Default)]
 struct Shared {
     next_index: AtomicU64,
-    fsyncs: AtomicU64,
+    /// Shared with the sync pipe.
+    fsyncs: Arc<AtomicU64>,
+    /// Time spent inside `fdatasync` of appended data, in nanoseconds (shared likewise).
+    fsync_nanos: Arc<AtomicU64>,
     groups: AtomicU64,
 }
 
@@ -174,7 +190,7 @@ struct Shared {
 /// writer thread; the directory lock is released when the writer exits.
 pub struct Log {
     sender: Option<mpsc::Sender<Request>>,
-    writer: Option<thread::JoinHandle<()>>,
+    writers: Vec<thread::JoinHandle<()>>,
     shared: Arc<Shared>,
     log_dir: PathBuf,
 }
@@ -242,10 +258,22 @@ impl Log {
         shared
             .next_index
             .store(recovered.next_index, Ordering::SeqCst);
+        let (pipe, workers) = match options.durability {
+            Durability::Durable => {
+                let pipe = Arc::new(SyncPipe::new(
+                    options.faults.clone(),
+                    Arc::clone(&shared.fsyncs),
+                    Arc::clone(&shared.fsync_nanos),
+                ));
+                (Some(pipe), DURABLE_WORKERS)
+            }
+            Durability::Relaxed { .. } => (None, 1),
+        };
         let writer = Writer {
             log_dir: log_dir.clone(),
             segments: firsts,
-            file,
+            file: Arc::new(file),
+            pipe,
             file_bytes,
             allocated,
             preallocation_supported: true,
@@ -257,26 +285,35 @@ impl Log {
             _lock: lock,
         };
         let (sender, receiver) = mpsc::channel();
-        let handle = thread::Builder::new()
-            .name("lithair-log-writer".into())
-            .spawn(move || writer.run(receiver))
-            .map_err(|e| Error::io(&log_dir, "spawn writer thread", e))?;
+        let worker = Arc::new(Worker {
+            receiver: Mutex::new(receiver),
+            pipe: writer.pipe.clone(),
+            writer: Mutex::new(writer),
+        });
+        let mut handles = Vec::with_capacity(workers);
+        for number in 0..workers {
+            let worker = Arc::clone(&worker);
+            let spawned = thread::Builder::new()
+                .name(format!("lithair-log-writer-{number}"))
+                .spawn(move || worker.run());
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                // The ones already running stop when the sender is dropped below.
+                Err(e) => return Err(Error::io(&log_dir, "spawn writer thread", e)),
+            }
+        }
         let log = Log {
             sender: Some(sender),
-            writer: Some(handle),
+            writers: handles,
             shared,
             log_dir,
         };
         Ok((log, recovered))
     }
 
-    /// Queues an append. The outcome arrives through `append.done`.
+    /// Queues an append. The outcome arrives through `append.done`; outcomes arrive in the
+    /// order of the appends (a refused one included).
     pub fn append(&self, append: Append) {
-        if append.entries.byte_len() > APPEND_BYTES_MAX {
-            let bytes = append.entries.byte_len();
-            (append.done)(Err(AppendError::TooLarge { bytes }));
-            return;
-        }
         let sender = self.sender.as_ref().expect("sender lives until drop");
         if let Err(mpsc::SendError(Request::Append(append))) = sender.send(Request::Append(append))
         {
@@ -343,9 +380,15 @@ impl Log {
         self.shared.next_index.load(Ordering::SeqCst)
     }
 
-    /// Number of fsyncs issued since open.
+    /// Number of fsyncs of appended data issued since open.
     pub fn fsync_count(&self) -> u64 {
         self.shared.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Time spent in `fdatasync` of appended data since open (benchmarks: how busy the disk
+    /// was).
+    pub fn fsync_time(&self) -> Duration {
+        Duration::from_nanos(self.shared.fsync_nanos.load(Ordering::Relaxed))
     }
 
     /// Number of groups written since open.
@@ -372,8 +415,8 @@ impl Log {
 impl Drop for Log {
     fn drop(&mut self) {
         drop(self.sender.take());
-        if let Some(handle) = self.writer.take() {
-            // A panic on the writer thread already printed its message; nothing to add here.
+        for handle in self.writers.drain(..) {
+            // A panic on a writer thread already printed its message; nothing to add here.
             let _ = handle.join();
         }
     }
@@ -536,7 +579,11 @@ struct Writer {
     log_dir: PathBuf,
     /// First indexes of the segments on disk, ascending; the last one is `file`.
     segments: Vec<u64>,
-    file: File,
+    /// Shared with the sync pipe, whose syncing thread fsyncs the groups written to it.
+    file: Arc<File>,
+    /// `Durable` mode: where written groups wait for their fsync (every group goes through
+    /// it, so completions keep the write order).
+    pipe: Option<Arc<SyncPipe>>,
     /// Length of `file` up to the end of the last good frame.
     file_bytes: u64,
     /// Length of `file` including its preallocated zero tail (>= `file_bytes`).
@@ -552,39 +599,107 @@ struct Writer {
     _lock: File,
 }
 
-impl Writer {
-    fn run(mut self, receiver: mpsc::Receiver<Request>) {
+/// Writer threads of a `Durable` log: while one runs an fsync, the other writes the next
+/// group. A `Relaxed` log has one (its fsyncs are off the acknowledgement path).
+const DURABLE_WORKERS: usize = 2;
+
+/// What the writer threads share. Lock order: `receiver`, then `writer` (a thread takes the
+/// writer before it lets go of the receiver, so groups are written in the order they were
+/// received), then the sync pipe's lock.
+struct Worker {
+    receiver: Mutex<mpsc::Receiver<Request>>,
+    writer: Mutex<Writer>,
+    /// The writer's pipe, reachable without its lock (`None`: `Relaxed` mode).
+    pipe: Option<Arc<SyncPipe>>,
+}
+
+impl Worker {
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().expect("log writer poisoned")
+    }
+
+    /// One writer thread: take every pending append, write them as one group, then run the
+    /// fsync unless the other thread is running one (which then covers this group too, or
+    /// its next one does). So a lone append is written and synced by one thread with no
+    /// hand-off, and under load a write overlaps the running fsync.
+    fn run(&self) {
         let mut group: Vec<Append> = Vec::new();
         loop {
-            let Some(first) = self.wait(&receiver) else {
-                break;
-            };
             let mut control = None;
-            let mut group_bytes = 0;
-            let mut next = Some(first);
-            while let Some(request) = next.take() {
-                match request {
-                    Request::Append(append) => {
-                        group_bytes += append.entries.byte_len();
-                        group.push(append);
+            {
+                let receiver = self.receiver.lock().expect("log receiver poisoned");
+                // Never wait for a request holding the writer in `Durable` mode: the other
+                // thread needs it to finish its group.
+                let first = match &self.pipe {
+                    Some(_) => receiver.recv().ok(),
+                    // One thread in this mode: holding the writer while waiting is fine.
+                    None => self.writer().wait(&receiver),
+                };
+                let Some(first) = first else {
+                    break;
+                };
+                let mut group_bytes = 0;
+                let mut next = Some(first);
+                while let Some(request) = next.take() {
+                    match request {
+                        Request::Append(append) => {
+                            group_bytes += append.entries.byte_len();
+                            group.push(append);
+                        }
+                        other => {
+                            control = Some(other);
+                            break;
+                        }
                     }
-                    other => {
-                        control = Some(other);
-                        break;
+                    if group_bytes < GROUP_BYTES_MAX {
+                        next = receiver.try_recv().ok();
                     }
                 }
-                if group_bytes < GROUP_BYTES_MAX {
-                    next = receiver.try_recv().ok();
+                let mut writer = self.writer();
+                drop(receiver);
+                writer.commit_group(&mut group);
+                if let Some(request) = control.take() {
+                    writer.control(request);
                 }
             }
-            self.commit_group(&mut group);
-            if let Some(request) = control {
-                self.control(request);
+            if let Some(pipe) = &self.pipe {
+                pipe.sync_if_free();
             }
         }
-        // Relaxed mode: make the last writes durable before releasing the lock.
-        if self.unsynced_since.is_some() {
-            self.sync();
+        let mut writer = self.writer();
+        // Durable mode: acknowledge what is written before the last thread releases the lock.
+        writer.drain();
+        // Relaxed mode: make the last writes durable likewise.
+        if writer.unsynced_since.is_some() {
+            writer.sync();
+        }
+    }
+}
+
+impl Writer {
+    /// Syncs and acknowledges every written group, or waits for the thread doing it (before
+    /// the file changes under it: rollover, truncation, reset, deletion).
+    fn drain(&self) {
+        if let Some(pipe) = &self.pipe {
+            pipe.drain();
+        }
+    }
+
+    /// Completes `acks` in order after every earlier group: through the sync pipe in
+    /// `Durable` mode (after an fsync of `file` that begins after this call, when `written`),
+    /// at once otherwise.
+    fn complete(&self, acks: Vec<(Done, Result<Appended, AppendError>)>, written: bool) {
+        match &self.pipe {
+            Some(pipe) => {
+                let path = segment::segment_path(&self.log_dir, self.active_first());
+                let file = written.then(|| (Arc::clone(&self.file), path));
+                pipe.push(Written { file, acks });
+            }
+            None => {
+                for (done, outcome) in acks {
+                    done(outcome);
+                }
+            }
         }
     }
 
@@ -607,6 +722,7 @@ impl Writer {
     }
 
     fn control(&mut self, request: Request) {
+        self.drain();
         match request {
             Request::Append(_) => unreachable!("appends are grouped"),
             Request::TruncateAfter { index, reply } => {
@@ -621,50 +737,77 @@ impl Writer {
         }
     }
 
-    /// Writes every contiguous append of `group` with one `write` and one `fdatasync`, then
-    /// acknowledges them; appends that do not continue the log are failed without writing.
+    /// Writes the appends of `group` with one `write` and acknowledges them after one
+    /// `fdatasync` (through the sync pipe in `Durable` mode). An append that is too large or does
+    /// not continue the log is refused without writing; completions keep the append order, so
+    /// the appends before a refused one are written (and completed) before it is refused.
     fn commit_group(&mut self, group: &mut Vec<Append>) {
-        if group.is_empty() {
-            return;
-        }
-        let start_index = self.next_index;
-        let mut accepted = Vec::with_capacity(group.len());
-        let mut expected = start_index;
+        let mut run: Vec<Append> = Vec::with_capacity(group.len());
+        let mut expected = self.next_index;
         for append in group.drain(..) {
-            if append.first_index != expected {
+            let bytes = append.entries.byte_len();
+            let refusal = if bytes > APPEND_BYTES_MAX {
+                Some(AppendError::TooLarge { bytes })
+            } else if append.first_index != expected {
                 let got = append.first_index;
-                (append.done)(Err(AppendError::NotContiguous { expected, got }));
-                continue;
+                Some(AppendError::NotContiguous { expected, got })
+            } else {
+                None
+            };
+            match refusal {
+                None => {
+                    expected += u64::from(append.entries.len());
+                    run.push(append);
+                }
+                Some(error) => {
+                    self.write_run(&mut run);
+                    self.complete(vec![(append.done, Err(error))], false);
+                    expected = self.next_index;
+                }
             }
-            expected += u64::from(append.entries.len());
-            accepted.push(append);
         }
-        if accepted.is_empty() {
+        self.write_run(&mut run);
+    }
+
+    /// Writes `run` (appends that continue the log, in order) with one `write`, then
+    /// acknowledges them after an fsync, or fails them all if the write fails.
+    fn write_run(&mut self, run: &mut Vec<Append>) {
+        if run.is_empty() {
             return;
         }
+        let accepted = std::mem::take(run);
+        let start_index = self.next_index;
+        let end_index = start_index
+            + accepted
+                .iter()
+                .map(|a| u64::from(a.entries.len()))
+                .sum::<u64>();
         self.encode_group(&accepted, start_index);
         if self.buffer.is_empty() {
-            // Only empty appends (e.g. every command was rejected): nothing to write or sync;
-            // every earlier group was already made durable before its acknowledgement.
-            self.acknowledge(accepted);
+            // Only empty appends (e.g. every command was rejected): nothing to write or sync,
+            // but their completions still wait for every earlier group to be durable.
+            self.complete(acknowledgements(accepted), false);
             return;
         }
         if let Err(error) = self.write_buffer() {
-            for append in accepted {
-                (append.done)(Err(error.clone()));
-            }
+            let failed = accepted
+                .into_iter()
+                .map(|append| (append.done, Err(error.clone())))
+                .collect();
+            self.complete(failed, false);
             return;
         }
-        self.next_index = expected;
-        self.shared.next_index.store(expected, Ordering::SeqCst);
+        self.next_index = end_index;
+        self.shared.next_index.store(end_index, Ordering::SeqCst);
         self.shared.groups.fetch_add(1, Ordering::Relaxed);
         match self.options.durability {
-            Durability::Durable => self.sync(),
+            // Synced through the pipe (`complete` below hands it over).
+            Durability::Durable => {}
             Durability::Relaxed { .. } => {
                 self.unsynced_since.get_or_insert_with(Instant::now);
             }
         }
-        self.acknowledge(accepted);
+        self.complete(acknowledgements(accepted), true);
         if self.file_bytes >= self.options.segment_bytes_max {
             self.roll_over();
         }
@@ -695,20 +838,6 @@ impl Writer {
             }
             run_index += count;
             run_start = end;
-        }
-    }
-
-    fn acknowledge(&mut self, accepted: Vec<Append>) {
-        let group_appends = accepted.len() as u32;
-        let group_entries: u32 = accepted.iter().map(|a| a.entries.len()).sum();
-        for append in accepted {
-            // An empty append "ends" just before where it starts.
-            let last_index = append.first_index + u64::from(append.entries.len()) - 1;
-            (append.done)(Ok(Appended {
-                last_index,
-                group_appends,
-                group_entries,
-            }));
         }
     }
 
@@ -763,6 +892,7 @@ impl Writer {
             .faults
             .as_ref()
             .is_some_and(|f| Faults::take(&f.syncs_to_fail));
+        let started = Instant::now();
         let result = if injected {
             Err(io::Error::from_raw_os_error(5))
         } else {
@@ -772,6 +902,8 @@ impl Writer {
             let path = segment::segment_path(&self.log_dir, self.active_first());
             fatal(&format!("fsync of {} failed: {error}", path.display()));
         }
+        let nanos = started.elapsed().as_nanos() as u64;
+        self.shared.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
         self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.unsynced_since = None;
     }
@@ -798,13 +930,16 @@ impl Writer {
     }
 
     fn roll_over(&mut self) {
+        // Every frame of this segment is durable before the next segment exists: recovery
+        // reads a torn frame in a segment that is not the last as corruption.
+        self.drain();
         if self.unsynced_since.is_some() {
             self.sync();
         }
         let preallocate_bytes = preallocation_target(HEADER_BYTES as u64, &self.options);
         match create_segment(&self.log_dir, self.next_index, preallocate_bytes) {
             Ok(file) => {
-                self.file = file;
+                self.file = Arc::new(file);
                 self.file_bytes = HEADER_BYTES as u64;
                 self.allocated = preallocate_bytes.max(self.file_bytes);
                 self.segments.push(self.next_index);
@@ -820,8 +955,27 @@ impl Writer {
     }
 }
 
+/// The successful outcomes of the appends of one written group (or of empty appends).
+fn acknowledgements(accepted: Vec<Append>) -> Vec<(Done, Result<Appended, AppendError>)> {
+    let group_appends = accepted.len() as u32;
+    let group_entries: u32 = accepted.iter().map(|a| a.entries.len()).sum();
+    accepted
+        .into_iter()
+        .map(|append| {
+            // An empty append "ends" just before where it starts.
+            let last_index = append.first_index + u64::from(append.entries.len()) - 1;
+            let appended = Appended {
+                last_index,
+                group_appends,
+                group_entries,
+            };
+            (append.done, Ok(appended))
+        })
+        .collect()
+}
+
 /// Stops the process after a durability failure, with a message naming it.
-fn fatal(message: &str) -> ! {
+pub(super) fn fatal(message: &str) -> ! {
     eprintln!(
         "lithair log: FATAL: {message}; stopping the process (acknowledged data may be unsynced)"
     );
@@ -869,7 +1023,7 @@ impl Writer {
         }
         file.sync_all().map_err(|e| Error::io(&path, "fsync", e))?;
         segment::sync_dir(&self.log_dir)?;
-        self.file = file;
+        self.file = Arc::new(file);
         self.file_bytes = file_bytes;
         self.allocated = file_bytes;
         self.next_index = cut_index;
@@ -888,7 +1042,11 @@ impl Writer {
         segment::sync_dir(&self.log_dir)?;
         self.segments = vec![first_index];
         let preallocate_bytes = preallocation_target(HEADER_BYTES as u64, &self.options);
-        self.file = create_segment(&self.log_dir, first_index, preallocate_bytes)?;
+        self.file = Arc::new(create_segment(
+            &self.log_dir,
+            first_index,
+            preallocate_bytes,
+        )?);
         self.file_bytes = HEADER_BYTES as u64;
         self.allocated = preallocate_bytes.max(self.file_bytes);
         self.next_index = first_index;
@@ -952,6 +1110,80 @@ mod tests {
             batch.push(entry);
         }
         batch
+    }
+
+    /// Queues `count` one-entry appends starting at `first` without waiting (the last one
+    /// may be given a wrong first index); returns the receiver of `(index, ok)` in completion
+    /// order.
+    fn queue_appends(
+        log: &Log,
+        first: u64,
+        count: u64,
+        wrong_at: Option<u64>,
+    ) -> mpsc::Receiver<(u64, bool)> {
+        let (order, completions) = mpsc::channel();
+        for index in first..first + count {
+            let order = order.clone();
+            let first_index = if Some(index) == wrong_at {
+                index + 100
+            } else {
+                index
+            };
+            log.append(Append {
+                term: 1,
+                first_index,
+                entries: batch(&[format!("entry {index}").as_bytes()]),
+                done: Box::new(move |outcome| {
+                    let _ = order.send((index, outcome.is_ok()));
+                }),
+            });
+        }
+        completions
+    }
+
+    #[test]
+    fn pipelined_appends_complete_in_order_and_a_refused_one_fails_only_what_follows() {
+        let dir = std::env::temp_dir().join(format!("lithair-log-order-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let faults = Arc::new(Faults::default());
+        let options = LogOptions {
+            faults: Some(Arc::clone(&faults)),
+            ..LogOptions::default()
+        };
+        let (log, _) = Log::open(&dir, options.clone(), &mut |_| Ok(())).unwrap();
+        // 1..=40 fine; 41 claims a wrong index, so 42..=60 do not continue the log either.
+        let completions = queue_appends(&log, 1, 60, Some(41));
+        let seen: Vec<(u64, bool)> = completions.iter().take(60).collect();
+        let expected: Vec<(u64, bool)> = (1..=60).map(|index| (index, index <= 40)).collect();
+        assert_eq!(seen, expected);
+        assert_eq!(log.next_index(), 41);
+        // A failed write in the middle of a pipeline: the writes after it do not continue the
+        // log and fail too, in order; the log stays valid and appends work again afterwards.
+        faults.fail_next_writes(1);
+        let seen: Vec<(u64, bool)> = queue_appends(&log, 41, 20, None).iter().take(20).collect();
+        assert!(seen.iter().map(|(index, _)| *index).eq(41..61));
+        assert!(
+            seen.iter().all(|(_, ok)| !ok),
+            "the first write failed: {seen:?}"
+        );
+        let seen: Vec<(u64, bool)> = queue_appends(&log, 41, 30, None).iter().take(30).collect();
+        assert!(seen.iter().all(|(_, ok)| *ok));
+        assert!(log.fsync_count() >= 1);
+        drop(log);
+        let mut stored = Vec::new();
+        let (log, recovery) = Log::open(&dir, options, &mut |frame| {
+            stored.extend(frame.entries().map(|entry| entry.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(recovery.next_index, 71);
+        assert_eq!(recovery.truncated, None);
+        let want: Vec<Vec<u8>> = (1..=70)
+            .map(|i| format!("entry {i}").into_bytes())
+            .collect();
+        assert_eq!(stored, want);
+        drop(log);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
