@@ -80,6 +80,8 @@ pub struct Transport {
     stop: Arc<AtomicBool>,
     shared: Arc<Endpoint>,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
+    /// The address the peer listener is bound to (the real port when configured with 0).
+    listen_addr: SocketAddr,
 }
 
 /// What every transport thread shares.
@@ -106,6 +108,7 @@ impl Transport {
             ));
         }
         let listener = TcpListener::bind(config.listen)?;
+        let listen_addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let http_addrs = Arc::new(Mutex::new(HashMap::new()));
@@ -130,11 +133,17 @@ impl Transport {
             stop,
             shared,
             threads: Mutex::new(vec![accept]),
+            listen_addr,
         };
         for (peer, addr) in config.peers {
             transport.add_peer(peer, addr)?;
         }
         Ok(transport)
+    }
+
+    /// The address the peer listener is bound to: the OS-chosen port when started on port 0.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen_addr
     }
 
     /// Starts a writer toward `peer` at `addr` (no-op if one exists or `peer` is this node).
@@ -589,9 +598,10 @@ mod tests {
     use crate::raft::MessageBody;
     use std::time::Instant;
 
-    fn free_addr() -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
+    /// Port 0: the OS picks a port at bind and `listen_addr` tells it, so tests never race
+    /// for a port between picking and binding it.
+    fn any_port() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 0))
     }
 
     /// Starts node 2 listening, and node 1 dialing it with `secret`; returns what 2 received
@@ -610,7 +620,6 @@ mod tests {
     }
 
     fn exchange(secret_1: &[u8], secret_2: &[u8], bound: Duration) -> Vec<Message> {
-        let (addr_1, addr_2) = (free_addr(), free_addr());
         let received = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&received);
         let deliver_2: Deliver = Arc::new(move |m| sink.lock().unwrap().push(m));
@@ -622,14 +631,15 @@ mod tests {
             http_addr: format!("127.0.0.1:808{id}"),
             peer_addr: listen.to_string(),
         };
-        let _node_2 = Transport::start(
-            config(2, addr_2, vec![], secret_2),
+        let node_2 = Transport::start(
+            config(2, any_port(), vec![], secret_2),
             deliver_2,
             Arc::new(|_| {}),
         )
         .unwrap();
+        let addr_2 = node_2.listen_addr();
         let node_1 = Transport::start(
-            config(1, addr_1, vec![(2, addr_2.to_string())], secret_1),
+            config(1, any_port(), vec![(2, addr_2.to_string())], secret_1),
             Arc::new(|_| {}),
             Arc::new(|_| {}),
         )
@@ -662,7 +672,6 @@ mod tests {
 
     #[test]
     fn a_peer_that_goes_away_is_reported_lost_once_its_last_connection_ends() {
-        let (addr_1, addr_2) = (free_addr(), free_addr());
         let (delivered, lost) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(Vec::new())));
         let (sink, lost_sink) = (Arc::clone(&delivered), Arc::clone(&lost));
         let config = |id, listen: SocketAddr, peers| TransportConfig {
@@ -673,14 +682,15 @@ mod tests {
             http_addr: String::new(),
             peer_addr: listen.to_string(),
         };
-        let _node_2 = Transport::start(
-            config(2, addr_2, vec![]),
+        let node_2 = Transport::start(
+            config(2, any_port(), vec![]),
             Arc::new(move |_| *sink.lock().unwrap() += 1),
             Arc::new(move |peer| lost_sink.lock().unwrap().push(peer)),
         )
         .unwrap();
+        let addr_2 = node_2.listen_addr();
         let node_1 = Transport::start(
-            config(1, addr_1, vec![(2, addr_2.to_string())]),
+            config(1, any_port(), vec![(2, addr_2.to_string())]),
             Arc::new(|_| {}),
             Arc::new(|_| {}),
         )
@@ -705,7 +715,7 @@ mod tests {
     fn an_empty_secret_is_refused() {
         let config = TransportConfig {
             id: 1,
-            listen: free_addr(),
+            listen: any_port(),
             peers: vec![],
             secret: vec![],
             http_addr: String::new(),
