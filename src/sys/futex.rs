@@ -17,14 +17,18 @@
 use std::sync::atomic::AtomicU32;
 
 /// Whether [`wait`] really sleeps on this platform (callers pick another mechanism if not).
-pub const SUPPORTED: bool = cfg!(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    )
-));
+pub const SUPPORTED: bool = imp::SUPPORTED;
+
+/// Sleeps while `word` holds `expected` (returns at once if it does not, and may return
+/// spuriously: re-check in a loop).
+pub fn wait(word: &AtomicU32, expected: u32) {
+    imp::wait(word, expected);
+}
+
+/// Wakes every thread sleeping in [`wait`] on `word`.
+pub fn wake_all(word: &AtomicU32) {
+    imp::wake_all(word);
+}
 
 #[cfg(all(
     target_os = "linux",
@@ -34,8 +38,10 @@ pub const SUPPORTED: bool = cfg!(all(
         target_arch = "riscv64"
     )
 ))]
-mod linux {
+mod imp {
     use std::sync::atomic::AtomicU32;
+
+    pub const SUPPORTED: bool = true;
 
     extern "C" {
         fn syscall(number: i64, ...) -> i64;
@@ -88,37 +94,26 @@ mod linux {
     }
 }
 
-/// Sleeps while `word` holds `expected` (returns at once if it does not, and may return
-/// spuriously: re-check in a loop).
-pub fn wait(word: &AtomicU32, expected: u32) {
-    if SUPPORTED {
-        #[cfg(all(
-            target_os = "linux",
-            any(
-                target_arch = "x86_64",
-                target_arch = "aarch64",
-                target_arch = "riscv64"
-            )
-        ))]
-        linux::wait(word, expected);
-    } else {
-        let _ = (word, expected);
+/// Targets without a declared `SYS_FUTEX`: waiting yields instead of sleeping (callers loop on
+/// their condition, and `SUPPORTED` tells them to prefer park/unpark).
+#[cfg(not(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+)))]
+mod imp {
+    use std::sync::atomic::AtomicU32;
+
+    pub const SUPPORTED: bool = false;
+
+    pub fn wait(_word: &AtomicU32, _expected: u32) {
         std::thread::yield_now();
     }
-}
 
-/// Wakes every thread sleeping in [`wait`] on `word`.
-pub fn wake_all(word: &AtomicU32) {
-    #[cfg(all(
-        target_os = "linux",
-        any(
-            target_arch = "x86_64",
-            target_arch = "aarch64",
-            target_arch = "riscv64"
-        )
-    ))]
-    linux::wake_all(word);
-    let _ = word;
+    pub fn wake_all(_word: &AtomicU32) {}
 }
 
 #[cfg(test)]
