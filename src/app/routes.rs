@@ -259,8 +259,8 @@ enum Shown<M> {
 }
 
 /// GET by id. `render_in_place` starts true and is cleared, for the life of the process, the
-/// first time a record of `M` renders past `RENDER_UNDER_LOCK_BYTES_MAX`: a large record is
-/// rendered under the lock at most once.
+/// first time a record of `M` renders past `RENDER_UNDER_LOCK_BYTES_MAX`: large records are
+/// rendered under the lock only by the reads already in flight at that moment.
 fn show<M: Model>(
     handle: &Handle,
     req: &mut Request,

@@ -835,6 +835,8 @@ struct Sequencer<S: State> {
     /// One command's encoded events, before they are known to fit `COMMAND_BYTES_MAX`
     /// (reused: no allocation per command once grown).
     scratch: Vec<u8>,
+    /// The envelopes of those events and where each sits in `scratch` (reused likewise).
+    scratch_envelopes: Vec<(Envelope, std::ops::Range<usize>)>,
 }
 
 impl<S: State> Sequencer<S> {
@@ -865,6 +867,7 @@ impl<S: State> Sequencer<S> {
             next_request_id,
             last_timestamp_ms: 0,
             scratch: Vec::new(),
+            scratch_envelopes: Vec::new(),
         }
     }
 
@@ -929,7 +932,7 @@ impl<S: State> Sequencer<S> {
         let first_index = self.next_index;
         // Encoded aside first: a command over COMMAND_BYTES_MAX leaves no trace (no entry, no
         // speculative change).
-        let mut encoded = Vec::with_capacity(events.len());
+        debug_assert!(self.scratch.is_empty() && self.scratch_envelopes.is_empty());
         let mut command_bytes = 0usize;
         for (offset, event) in events.iter().enumerate() {
             let envelope = Envelope {
@@ -946,10 +949,12 @@ impl<S: State> Sequencer<S> {
             envelope::encode_entry(&mut self.scratch, &envelope, |out| event.encode(out));
             command_bytes +=
                 self.scratch.len() - start + super::replica::COMMAND_EVENT_OVERHEAD_BYTES;
-            encoded.push((envelope, start..self.scratch.len()));
+            self.scratch_envelopes
+                .push((envelope, start..self.scratch.len()));
         }
         if command_bytes > super::replica::COMMAND_BYTES_MAX {
             self.scratch.clear();
+            self.scratch_envelopes.clear();
             let failure = Failure::TooLarge {
                 bytes: command_bytes as u64,
                 max: super::replica::COMMAND_BYTES_MAX as u64,
@@ -957,7 +962,7 @@ impl<S: State> Sequencer<S> {
             pending.outcomes.push((job, Err(failure)));
             return;
         }
-        for (event, (envelope, range)) in events.into_iter().zip(encoded) {
+        for (event, (envelope, range)) in events.into_iter().zip(self.scratch_envelopes.drain(..)) {
             assert_eq!(envelope.index, self.next_index, "events out of index order");
             entries.push(&self.scratch[range]);
             self.speculative.apply(self.next_index, request_id, &event);
