@@ -7,17 +7,22 @@
 //!   answer (201, or 503 with `Retry-After`: the outcome is unknown), none hangs; every 201 is
 //!   durable; new writes through a follower reach the new leader.
 //!
+//! - the leader's side: pipelined writes a handler marks `Handler::unordered` (the
+//!   forwarded ones, in the cluster) run side by side on one connection.
+//!
 //! No timed assertions: every wait is a bounded poll or a generous read timeout.
 
 #[path = "support/cluster_harness.rs"]
 mod cluster_harness;
 
 use cluster_harness::*;
+use lithair::http::{Handler, Request, Response, Server};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use std::time::Duration;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Client threads writing through one follower at once.
 const WRITERS: usize = 32;
@@ -40,16 +45,22 @@ fn post_item(addr: SocketAddr, key: &str) -> Option<(u16, bool, String)> {
          Idempotency-Key: {key}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    stream.set_read_timeout(Some(CLIENT_WAIT)).ok()?;
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).ok()?;
-    let text = String::from_utf8_lossy(&answer).into_owned();
+    let text = exchange_patiently(addr, request.as_bytes())?;
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     let retry_after = head.to_ascii_lowercase().contains("\r\nretry-after:");
     Some((status, retry_after, body.to_string()))
+}
+
+/// Writes `bytes` on a fresh connection and reads until the server closes it, waiting up to
+/// `CLIENT_WAIT` for each read.
+fn exchange_patiently(addr: SocketAddr, bytes: &[u8]) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    stream.set_read_timeout(Some(CLIENT_WAIT)).ok()?;
+    stream.write_all(bytes).ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    Some(String::from_utf8_lossy(&answer).into_owned())
 }
 
 /// The index in `cluster.nodes` of a node other than `leader`.
@@ -222,4 +233,59 @@ fn writes_in_flight_when_the_leader_dies_get_an_answer_and_new_writes_reach_the_
     let (_, _, body) = written.expect("a write through the follower after the failover");
     acknowledged.insert(json_number(&body, "id").expect("an id"));
     assert_readable(new_leader_http, &acknowledged);
+}
+
+/// Answers `met` when a second request started while this one ran, `alone` after waiting
+/// `GATE_WAIT` for one. Requests carrying `x-unordered` are `Handler::unordered`.
+struct Gate {
+    started: Mutex<u32>,
+    changed: Condvar,
+}
+
+/// How long a gated request waits for the other one; a bound against hangs, not a timing.
+const GATE_WAIT: Duration = Duration::from_secs(20);
+
+impl Handler for Gate {
+    fn call(&self, _req: &mut Request) -> Response {
+        let deadline = Instant::now() + GATE_WAIT;
+        let mut started = self.started.lock().expect("gate");
+        *started += 1;
+        self.changed.notify_all();
+        while *started < 2 {
+            let now = Instant::now();
+            if now >= deadline {
+                return Response::text(200, "alone");
+            }
+            started = self
+                .changed
+                .wait_timeout(started, deadline - now)
+                .expect("gate")
+                .0;
+        }
+        Response::text(200, "met")
+    }
+
+    fn unordered(&self, req: &Request) -> bool {
+        req.header("x-unordered").is_some()
+    }
+}
+
+#[test]
+fn pipelined_unordered_writes_run_side_by_side_on_one_connection() {
+    let gate = Gate {
+        started: Mutex::new(0),
+        changed: Condvar::new(),
+    };
+    let server = Server::bind("127.0.0.1:0")
+        .expect("bind")
+        .spawn(gate)
+        .expect("server");
+    let addr = server.local_addr();
+    let one = "POST /a HTTP/1.1\r\nHost: h\r\nx-unordered: 1\r\nContent-Length: 0\r\n\r\n";
+    let two = "POST /b HTTP/1.1\r\nHost: h\r\nx-unordered: 1\r\nContent-Length: 0\r\n\
+               Connection: close\r\n\r\n";
+    let text = exchange_patiently(addr, format!("{one}{two}").as_bytes()).expect("answers");
+    // In order, each request saw the other one run: neither waited for the other's answer.
+    assert_eq!(text.matches("met").count(), 2, "{text}");
+    assert!(!text.contains("alone"), "{text}");
 }
