@@ -1,7 +1,9 @@
 //! Cluster mode of an app: starting the Raft node next to the engine (static `--cluster` map,
 //! `--join`, or a restart from the peers file), the HTTP front that forwards writes from
-//! followers to the leader over pooled keep-alive connections, and the `/_lithair/cluster`
-//! endpoints (status, join, leave, transfer-leader).
+//! followers to the leader (client writes through the pipelined link of `forward`, answered
+//! with deferred responses, so they run on the reactor; signed operator requests over pooled
+//! keep-alive connections, on a worker), and the `/_lithair/cluster` endpoints (status, join,
+//! leave, transfer-leader).
 //!
 //! Owns: which requests a follower forwards, the 503 + `Retry-After` answer when no leader is
 //! known, the cluster status JSON, the operator requests' HMAC signature, and learning the

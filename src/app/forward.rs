@@ -27,7 +27,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Connections of the pipelined link to the leader, at most. A few spread the parsing over
-/// the leader's reactors and this node's reader threads; each carries many requests at once.
+/// the leader's reactors and this node's reader threads; each carries many requests at once
+/// (the leader reads up to its `PIPELINE_IN_FLIGHT_MAX` requests ahead on each; more wait in
+/// the socket buffers).
 pub const FORWARD_LINK_CONNECTIONS: usize = 4;
 /// Requests a node holds for the leader at most (queued or in flight); one more is a 503
 /// with `Retry-After` at once.
@@ -229,11 +231,12 @@ impl Link {
         self.wake.notify_one();
     }
 
-    /// Waits for queued requests (at most one tick while `ticking`), then takes them all.
+    /// Waits for queued requests (at most one tick while `ticking` or retired: deadlines of
+    /// requests in flight still run), then takes them all.
     fn next_batch(&self, ticking: bool) -> (Vec<Queued>, bool) {
         let mut state = lock(&self.state);
-        if state.queue.is_empty() && !state.retired {
-            state = if ticking {
+        if state.queue.is_empty() {
+            state = if ticking || state.retired {
                 let tick = Duration::from_millis(FORWARD_TICK_MS);
                 self.wake
                     .wait_timeout(state, tick)
@@ -983,6 +986,29 @@ mod tests {
         forwarder.send(&addr, request(&addr, "x"), responder(&sender, 0));
         let (_, response) = answers.recv_timeout(ANSWER_WAIT).expect("an answer");
         assert_unavailable(&response);
+    }
+
+    #[test]
+    fn requests_in_flight_to_a_replaced_leader_still_end_with_an_answer() {
+        let old = fake_leader(Leader::Silent);
+        let new = fake_leader(Leader::Echo("new"));
+        let forwarder = Forwarder::new(settings(300, 10));
+        let (sender, answers) = mpsc::channel();
+        for k in 0..2 {
+            forwarder.send(&old, request(&old, "x"), responder(&sender, k));
+        }
+        forwarder.send(&new, request(&new, "y"), responder(&sender, 2));
+        let mut statuses = [0; 3];
+        for _ in 0..3 {
+            let (tag, response) = answers.recv_timeout(ANSWER_WAIT).expect("an answer");
+            if tag < 2 {
+                assert_unavailable(&response);
+            } else {
+                assert_eq!(body(&response), "new:y");
+            }
+            statuses[tag] = response.status;
+        }
+        assert_eq!(statuses, [503, 503, 201]);
     }
 
     #[test]
