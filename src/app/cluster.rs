@@ -801,16 +801,22 @@ impl ClusterFront {
     /// Client writes (`!sign`) go through the pipelined link and get a deferred response;
     /// signed operator requests wait for the leader on this thread.
     fn forward_to(&self, req: &Request, target: &str, sign: bool) -> Response {
-        let status = self.node.status();
         if req.header(FORWARDED_HEADER).is_some() {
             return unavailable("this node is not the leader (forwarded request)");
         }
-        if status.leader == 0 || status.leader == status.id {
+        let (own, leader) = self.node.leader();
+        if leader == 0 || leader == own {
             return unavailable("no leader is known yet");
         }
-        let Some(addr) = self.node.http_addr(status.leader) else {
+        let Some(addr) = self.node.http_addr(leader) else {
             return unavailable("the leader's address is not known yet");
         };
+        if !sign {
+            let (placeholder, responder) = Response::deferred();
+            let request = encode_forward(req, target, &addr);
+            self.forwarder.send(&addr, request, responder);
+            return placeholder;
+        }
         let method = req.method.as_str();
         let mut headers: Vec<(String, String)> = req
             .headers
@@ -829,15 +835,10 @@ impl ClusterFront {
             headers: &headers,
             body: &req.body,
         };
-        if sign {
-            return match self.pool.exchange(&addr, &request) {
-                Ok(response) => response,
-                Err(e) => unavailable(&format!("cannot reach the leader at {addr}: {e}")),
-            };
+        match self.pool.exchange(&addr, &request) {
+            Ok(response) => response,
+            Err(e) => unavailable(&format!("cannot reach the leader at {addr}: {e}")),
         }
-        let (placeholder, responder) = Response::deferred();
-        self.forwarder.send(&addr, request.encode(&addr), responder);
-        placeholder
     }
 
     /// Whether `req` is a client write this node forwards through the pipelined link:
@@ -857,19 +858,53 @@ impl ClusterFront {
 /// not `Expect` (this node read the body already; a `100 Continue` from the leader would be
 /// taken for its answer), and not an old signature when the request is re-signed).
 fn forwardable(name: &str, resigned: bool) -> bool {
-    let lower = name.to_ascii_lowercase();
-    let hop = matches!(
-        lower.as_str(),
-        "host"
-            | "connection"
-            | "content-length"
-            | "transfer-encoding"
-            | "keep-alive"
-            | "te"
-            | "expect"
-    );
-    let signature = lower == AUTH_HEADER || lower == AUTH_TIME_HEADER;
+    const NOT_FORWARDED: [&str; 7] = [
+        "host",
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "keep-alive",
+        "te",
+        "expect",
+    ];
+    let is = |other: &str| name.eq_ignore_ascii_case(other);
+    let hop = NOT_FORWARDED.iter().any(|other| is(other));
+    let signature = is(AUTH_HEADER) || is(AUTH_TIME_HEADER);
     !(hop || (resigned && signature))
+}
+
+/// Room reserved for a forwarded request's head, in bytes (a guess; the buffer grows).
+const FORWARD_HEAD_BYTES_GUESS: usize = 512;
+
+/// A client's request as forwarded to the leader at `host` with `target` (unsigned): the
+/// forwardable headers, the forwarded mark and the body, built in one buffer (this runs on
+/// the reactor, once per forwarded write).
+fn encode_forward(req: &Request, target: &str, host: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FORWARD_HEAD_BYTES_GUESS + req.body.len());
+    for part in [
+        req.method.as_str(),
+        " ",
+        target,
+        " HTTP/1.1\r\nHost: ",
+        host,
+        "\r\n",
+    ] {
+        out.extend_from_slice(part.as_bytes());
+    }
+    for (name, value) in req.headers.iter() {
+        if forwardable(name, false) {
+            for part in [name, ": ", value, "\r\n"] {
+                out.extend_from_slice(part.as_bytes());
+            }
+        }
+    }
+    let framing = format!(
+        "{FORWARDED_HEADER}: 1\r\nContent-Length: {}\r\n\r\n",
+        req.body.len()
+    );
+    out.extend_from_slice(framing.as_bytes());
+    out.extend_from_slice(&req.body);
+    out
 }
 
 fn most_caught_up_voter(status: &ClusterStatus) -> Option<u64> {
@@ -987,6 +1022,34 @@ mod tests {
         assert_ne!(secret_signer(b"other")(&message), tag);
         assert_eq!(unhex("zz"), None);
         assert_eq!(unhex("abc"), None);
+    }
+
+    #[test]
+    fn forwarded_requests_keep_end_to_end_headers_only() {
+        let mut req = Request::new(Method::Post, "/api/items?x=1");
+        for (name, value) in [
+            ("Host", "client"),
+            ("Content-Type", "application/json"),
+            ("connection", "close"),
+            ("Idempotency-Key", "k1"),
+            ("Expect", "100-continue"),
+            ("Transfer-Encoding", "chunked"),
+            (AUTH_HEADER, "tag"),
+        ] {
+            req.headers.append(name, value);
+        }
+        req.body = b"{}".to_vec();
+        let bytes = encode_forward(&req, "/api/items?x=1", "leader:1");
+        let text = String::from_utf8(bytes).expect("ASCII");
+        assert_eq!(
+            text,
+            "POST /api/items?x=1 HTTP/1.1\r\nHost: leader:1\r\nContent-Type: application/json\r\n\
+             Idempotency-Key: k1\r\nx-lithair-auth: tag\r\nx-lithair-forwarded: 1\r\n\
+             Content-Length: 2\r\n\r\n{}"
+        );
+        assert!(!forwardable("X-LITHAIR-AUTH", true));
+        assert!(forwardable("X-LITHAIR-AUTH", false));
+        assert!(!forwardable("Keep-Alive", false));
     }
 
     #[test]
