@@ -67,8 +67,12 @@ pub const FORWARD_HEAD_BYTES_MAX: u64 = 64 * 1024;
 pub const FORWARD_RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Longest wait for the local state to reach a confirmed read index, in milliseconds.
 pub const READ_APPLY_TIMEOUT_MS: u64 = 2000;
-/// HTTP worker threads of a clustered node when the app kept the default.
-pub const CLUSTER_WORKER_THREADS: usize = 512;
+/// HTTP worker threads of a clustered node when the app kept the default. On the leader,
+/// writes of deferred routes (every generated write with a small body, keyed or not) run on
+/// the reactor and park no worker; a follower still parks one per write it forwards until
+/// the leader answers, so this bounds the writes in flight through one follower: as many as
+/// the 256 concurrent clients of the target, even if they all use one follower.
+pub const CLUSTER_WORKER_THREADS: usize = 256;
 /// How long `--join` keeps asking (no leader yet, a change in progress), in milliseconds.
 pub const JOIN_TIMEOUT_MS: u64 = 60_000;
 /// Pause between two join attempts, in milliseconds.
