@@ -67,8 +67,12 @@ pub const FORWARD_HEAD_BYTES_MAX: u64 = 64 * 1024;
 pub const FORWARD_RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Longest wait for the local state to reach a confirmed read index, in milliseconds.
 pub const READ_APPLY_TIMEOUT_MS: u64 = 2000;
-/// HTTP worker threads of a clustered node when the app kept the default.
-pub const CLUSTER_WORKER_THREADS: usize = 512;
+/// HTTP worker threads of a clustered node when the app kept the default. On the leader,
+/// writes of deferred routes (every generated write with a small body, keyed or not) run on
+/// the reactor and park no worker; a follower still parks one per write it forwards until
+/// the leader answers, so this bounds the writes in flight through one follower: as many as
+/// the 256 concurrent clients of the target, even if they all use one follower.
+pub const CLUSTER_WORKER_THREADS: usize = 256;
 /// How long `--join` keeps asking (no leader yet, a change in progress), in milliseconds.
 pub const JOIN_TIMEOUT_MS: u64 = 60_000;
 /// Pause between two join attempts, in milliseconds.
@@ -505,7 +509,13 @@ impl Handler for ClusterFront {
             return response;
         }
         if is_write(&req.method) {
+            let inline = req.extensions.remove::<PlannedWrite>().is_some();
             if self.node.role() != "leader" {
+                if inline {
+                    // On the reactor, where forwarding (which waits for the leader) must
+                    // not run: leadership moved between the head and now.
+                    return unavailable("this node stopped leading while the write was read");
+                }
                 return self.forward_to(req, &req.target, false);
             }
         } else if wants_linearizable(req) {
@@ -534,20 +544,33 @@ impl Handler for ClusterFront {
 
     /// Plans on the head like the app's router (so a route's body limit is a 413 before the
     /// body is read, also on a follower that would forward the request), but never inline for
-    /// what may block here: writes (forwarded or proposed), linearizable reads, and the
-    /// `/_lithair/cluster` endpoints (a digest of the whole state, joins and hand-overs).
+    /// what may block here: writes this node would forward (not leading now), linearizable
+    /// reads that must wait, and the `/_lithair/cluster` endpoints (a digest of the whole
+    /// state, joins and hand-overs). On the leader, a write the router would run inline (a
+    /// deferred write route) stays inline: the engine answers it once committed, and `call`
+    /// answers 503 instead of forwarding if leadership moved in between.
     fn plan(&self, req: &mut Request) -> HeadPlan {
         let routed = self.router.plan(req);
-        let linearizable = !is_write(&req.method) && wants_linearizable(req);
-        let blocking = is_write(&req.method)
-            || (linearizable && !(routed.inline && self.plan_read(req)))
-            || req.path.starts_with(CLUSTER_PATH_PREFIX);
+        let write = is_write(&req.method);
+        let endpoint = req.path.starts_with(CLUSTER_PATH_PREFIX);
+        let linearizable = !write && wants_linearizable(req);
+        let inline = if endpoint || !routed.inline {
+            false
+        } else if write {
+            self.plan_write(req)
+        } else {
+            !linearizable || self.plan_read(req)
+        };
         HeadPlan {
-            inline: routed.inline && !blocking,
+            inline,
             body_bytes_max: routed.body_bytes_max,
         }
     }
 }
+
+/// Marks a write that `plan` let run on the reactor (this node led then), so `call` never
+/// forwards it from there. Private: nothing else can forge it.
+struct PlannedWrite;
 
 /// How `plan` arranged a linearizable read of an inline route, for `call` (on the reactor).
 /// Private: nothing else can forge it.
@@ -636,6 +659,16 @@ impl ClusterFront {
             (false, None) => return false,
         };
         req.extensions.insert(planned);
+        true
+    }
+
+    /// A write of an inline route stays on the reactor when this node leads now (it is
+    /// submitted, not forwarded); marks the request for `call`.
+    fn plan_write(&self, req: &mut Request) -> bool {
+        if self.node.role() != "leader" {
+            return false;
+        }
+        req.extensions.insert(PlannedWrite);
         true
     }
 
