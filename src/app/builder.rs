@@ -70,6 +70,8 @@ pub struct App {
     static_dirs: Vec<(String, String)>,
     checks: Checks,
     hooks: Vec<HookFn>,
+    /// Keyed write outcomes remembered in memory (see `Handle::with_outcome_window`).
+    outcome_window: usize,
 }
 
 impl App {
@@ -89,6 +91,7 @@ impl App {
             server_config: ServerConfig::default(),
             static_dirs: Vec::new(),
             checks: Checks::new(),
+            outcome_window: super::handle::RECENT_OUTCOMES_MAX,
             hooks: Vec::new(),
         }
     }
@@ -260,6 +263,20 @@ impl App {
         self
     }
 
+    /// How many keyed writes' outcomes are remembered in memory (default
+    /// `handle::RECENT_OUTCOMES_MAX`); a retry of an older one reads the log back.
+    ///
+    /// # Panics
+    /// If `outcomes` is 0.
+    pub fn outcome_window(mut self, outcomes: usize) -> App {
+        assert!(
+            outcomes > 0,
+            "the outcome window holds at least one outcome"
+        );
+        self.outcome_window = outcomes;
+        self
+    }
+
     /// Replaces the HTTP server settings (limits, threads).
     pub fn server_config(mut self, config: ServerConfig) -> App {
         self.server_config = config;
@@ -368,7 +385,11 @@ impl App {
             let parts = (clustered.node, clustered.replica);
             (clustered.engine, clustered.replayed, Some(parts))
         };
-        let handle = Handle::new(Arc::new(engine), Arc::new(self.checks.clone()));
+        let handle = Handle::with_outcome_window(
+            Arc::new(engine),
+            Arc::new(self.checks.clone()),
+            self.outcome_window,
+        );
         for install in &self.hooks {
             install(&handle);
         }

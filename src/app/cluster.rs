@@ -70,8 +70,13 @@ pub const FORWARD_HEAD_BYTES_MAX: u64 = 64 * 1024;
 pub const FORWARD_RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Longest wait for the local state to reach a confirmed read index, in milliseconds.
 pub const READ_APPLY_TIMEOUT_MS: u64 = 2000;
-/// HTTP worker threads of a clustered node when the app kept the default.
-pub const CLUSTER_WORKER_THREADS: usize = 512;
+/// HTTP worker threads of a clustered node when the app kept the default. On the leader,
+/// writes of deferred routes (every generated write with a small body, keyed or not) run on
+/// the reactor and park no worker; a follower forwards client writes from the reactor too
+/// (pipelined link, deferred responses). Workers still run the writes of routes that are not
+/// inline (e.g. large bodies, custom blocking handlers), reads that wait for a ReadIndex
+/// without the read queue, and the signed operator requests.
+pub const CLUSTER_WORKER_THREADS: usize = 256;
 /// How long `--join` keeps asking (no leader yet, a change in progress), in milliseconds.
 pub const JOIN_TIMEOUT_MS: u64 = 60_000;
 /// Pause between two join attempts, in milliseconds.
@@ -498,9 +503,11 @@ impl Handler for ClusterFront {
         if let Some(response) = self.cluster_endpoint(req) {
             return response;
         }
-        let planned_forward = req.extensions.remove::<PlannedForward>().is_some();
         if is_write(&req.method) {
+            let planned_forward = req.extensions.remove::<PlannedForward>().is_some();
             if self.node.role() != "leader" {
+                // Never waits for the leader (a deferred response): fine on the reactor too,
+                // also for a write `plan` made inline while this node led.
                 return self.forward_to(req, &req.target, false);
             }
             if planned_forward {
@@ -542,8 +549,12 @@ impl Handler for ClusterFront {
 
     /// Plans on the head like the app's router (so a route's body limit is a 413 before the
     /// body is read, also on a follower that would forward the request), but never inline for
-    /// what may block here: writes (forwarded or proposed), linearizable reads, and the
-    /// `/_lithair/cluster` endpoints (a digest of the whole state, joins and hand-overs).
+    /// what may block here: linearizable reads that must wait, and the `/_lithair/cluster`
+    /// endpoints (a digest of the whole state, joins and hand-overs). A write this node
+    /// forwards (`forward_is_async`) is inline whatever its route: forwarding answers through
+    /// a deferred response and never waits for the leader. On the leader, a write the router
+    /// would run inline (a deferred write route) stays inline: the engine answers it once
+    /// committed, and `call` forwards it (without waiting) if leadership moved in between.
     fn plan(&self, req: &mut Request) -> HeadPlan {
         let routed = self.router.plan(req);
         if self.forward_is_async(req) {
@@ -553,12 +564,18 @@ impl Handler for ClusterFront {
                 body_bytes_max: routed.body_bytes_max,
             };
         }
-        let linearizable = !is_write(&req.method) && wants_linearizable(req);
-        let blocking = is_write(&req.method)
-            || (linearizable && !(routed.inline && self.plan_read(req)))
-            || req.path.starts_with(CLUSTER_PATH_PREFIX);
+        let write = is_write(&req.method);
+        let endpoint = req.path.starts_with(CLUSTER_PATH_PREFIX);
+        let linearizable = !write && wants_linearizable(req);
+        let inline = if endpoint || !routed.inline {
+            false
+        } else if write {
+            self.plan_write()
+        } else {
+            !linearizable || self.plan_read(req)
+        };
         HeadPlan {
-            inline: routed.inline && !blocking,
+            inline,
             body_bytes_max: routed.body_bytes_max,
         }
     }
@@ -657,6 +674,13 @@ impl ClusterFront {
         };
         req.extensions.insert(planned);
         true
+    }
+
+    /// A write of an inline route stays on the reactor when this node leads now (it is
+    /// submitted, not forwarded; if leadership moves before `call`, `call` forwards it, which
+    /// does not wait either).
+    fn plan_write(&self) -> bool {
+        self.node.role() == "leader"
     }
 
     /// ReadIndex: waits until the local state holds every write committed before the read.

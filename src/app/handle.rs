@@ -2,16 +2,19 @@
 //! writes run a command through the engine (the same path the HTTP routes take).
 //!
 //! Owns: turning engine outcomes into `WriteError`s, and recovering the outcome of an
-//! idempotent retry.
-//! Must not: know about HTTP.
+//! idempotent retry (from an in-memory window of recent outcomes, else by reading the log
+//! back on a lookup thread of its own).
+//! Must not: know about HTTP; read the log or block on the engine's applier thread.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use super::command::{tx_command, Checks, Tx};
 use super::model::{Id, Model, ModelEvent, Rejection};
 use super::state::{AppEvent, AppState};
-use crate::engine::{Committed, Engine, Meta, Receipt, SubmitError};
+use crate::engine::{Committed, Engine, Meta, Receipt, StateReader, SubmitError};
 
 /// Why a write did not happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,29 +101,249 @@ fn executed<T>(
 pub struct Handle {
     engine: Arc<Engine<AppState>>,
     checks: Arc<Checks>,
-    /// Recent outcomes of writes that carried an idempotency key: first log index -> record id,
-    /// so a retry is answered without reading the log back (after a restart it falls back to
-    /// the log).
-    recent: Arc<std::sync::Mutex<RecentOutcomes>>,
+    /// Answers idempotent retries (from the outcome window, or by reading the log back).
+    replays: Arc<Replays>,
 }
 
 /// Idempotent outcomes remembered in memory, oldest evicted first.
 pub const RECENT_OUTCOMES_MAX: usize = 65_536;
 
-#[derive(Default)]
+/// Retries waiting for the log to be read back, at most; past it a retry answers 503.
+pub const REPLAY_LOOKUPS_QUEUED_MAX: usize = 1024;
+
+/// Outcomes of recent keyed writes: (first log index, model name, record id), in increasing
+/// index order, so a lookup is a binary search and eviction pops the front. Writes are
+/// remembered by the applier in log order, so an insert is almost always a push at the back.
 struct RecentOutcomes {
-    by_index: std::collections::HashMap<u64, Id>,
-    order: std::collections::VecDeque<u64>,
+    entries: VecDeque<(u64, &'static str, Id)>,
+    capacity: usize,
+}
+
+impl RecentOutcomes {
+    fn with_capacity(capacity: usize) -> Self {
+        assert!(
+            capacity > 0,
+            "the outcome window holds at least one outcome"
+        );
+        RecentOutcomes {
+            entries: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    fn insert(&mut self, index: u64, model: &'static str, id: Id) {
+        let in_order = self.entries.back().is_none_or(|(last, _, _)| *last < index);
+        if in_order {
+            self.entries.push_back((index, model, id));
+        } else {
+            match self.entries.binary_search_by_key(&index, |(at, _, _)| *at) {
+                Ok(at) => self.entries[at] = (index, model, id),
+                Err(at) => self.entries.insert(at, (index, model, id)),
+            }
+        }
+        while self.entries.len() > self.capacity {
+            self.entries.pop_front();
+        }
+        assert!(self.entries.len() <= self.capacity);
+    }
+
+    /// What the write at `index` touched, if it is still in the window.
+    fn get(&self, index: u64) -> Option<(&'static str, &Id)> {
+        let at = self
+            .entries
+            .binary_search_by_key(&index, |(at, _, _)| *at)
+            .ok()?;
+        let (found, model, id) = &self.entries[at];
+        assert_eq!(*found, index);
+        Some((*model, id))
+    }
+}
+
+/// Why an idempotent retry cannot be answered with the record its first request touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayError {
+    /// The key's first request touched no record of this model (the key was reused for
+    /// another request): HTTP 409.
+    KeyReused,
+    /// The record was deleted since: HTTP 404.
+    Gone(Id),
+    /// The answer could not be looked up now (engine shut down, too many lookups waiting);
+    /// a retry may succeed: HTTP 503.
+    Unavailable(&'static str),
+}
+
+/// A job for the lookup thread; the argument is `Err(reason)` when the job is refused (run
+/// on the caller's thread instead, to answer that reason).
+type Lookup = Box<dyn FnOnce(Result<(), &'static str>) + Send>;
+
+/// Answers idempotent retries. Safe to hold, use and drop on the engine's applier thread: it
+/// reads the state through a [`StateReader`] and holds the engine only weakly, so it never
+/// stops the engine from the applier. A retry whose outcome is in the window is answered on
+/// the calling thread; one that needs the log read back (after a restart or an eviction) goes
+/// to a lookup thread of its own (started on first use), never to the applier.
+pub(crate) struct Replays {
+    reader: StateReader<AppState>,
+    recent: Mutex<RecentOutcomes>,
+    engine: Weak<Engine<AppState>>,
+    lookups: OnceLock<Option<SyncSender<Lookup>>>,
+}
+
+impl Replays {
+    fn new(engine: &Arc<Engine<AppState>>, window: usize) -> Self {
+        Replays {
+            reader: engine.reader(),
+            recent: Mutex::new(RecentOutcomes::with_capacity(window)),
+            engine: Arc::downgrade(engine),
+            lookups: OnceLock::new(),
+        }
+    }
+
+    /// Remembers that the keyed write at `receipt` touched record `id` of `M` first.
+    pub(crate) fn remember<M: Model>(&self, receipt: &Receipt, id: Id) {
+        assert!(
+            !receipt.duplicate,
+            "only a first execution has an outcome to remember"
+        );
+        let mut recent = self.recent.lock().expect("recent outcomes poisoned");
+        recent.insert(receipt.first_index, M::NAME, id);
+    }
+
+    /// The id remembered for the write at `receipt`: `None` when it is not in the window,
+    /// `Some(None)` when it touched another model.
+    fn remembered<M: Model>(&self, receipt: &Receipt) -> Option<Option<Id>> {
+        let recent = self.recent.lock().expect("recent outcomes poisoned");
+        let (model, id) = recent.get(receipt.first_index)?;
+        Some((model == M::NAME).then(|| id.clone()))
+    }
+
+    /// Answers the idempotent retry of the write at `receipt` with the record it touched, as
+    /// it is now: at once from the window, else from the lookup thread (`answer` then runs
+    /// there). Never blocks and never reads the log on the calling thread.
+    pub(crate) fn replay<M: Model>(
+        &self,
+        receipt: Receipt,
+        answer: impl FnOnce(Result<(M, u64), ReplayError>) + Send + 'static,
+    ) {
+        assert!(receipt.duplicate, "only a retry is replayed");
+        if let Some(remembered) = self.remembered::<M>(&receipt) {
+            let found = remembered.ok_or(ReplayError::KeyReused);
+            return answer(found.and_then(|id| self.reader.read(|state| current::<M>(state, id))));
+        }
+        let engine = Weak::clone(&self.engine);
+        let lookup: Lookup = Box::new(move |admitted| match admitted {
+            Err(reason) => answer(Err(ReplayError::Unavailable(reason))),
+            Ok(()) => answer(replay_from_log::<M>(&engine, &receipt)),
+        });
+        let Some(lookups) = self.lookups.get_or_init(start_lookups) else {
+            return lookup(Err("no thread to read the log back; retry later"));
+        };
+        match lookups.try_send(lookup) {
+            Ok(()) => {}
+            Err(TrySendError::Full(lookup)) => {
+                lookup(Err("too many retries are waiting for the log; retry later"))
+            }
+            Err(TrySendError::Disconnected(lookup)) => lookup(Err("the app is shutting down")),
+        }
+    }
+}
+
+/// The record `id` of `M` in `state`, with its version (a copy: called under the read lock).
+fn current<M: Model>(state: &AppState, id: Id) -> Result<(M, u64), ReplayError> {
+    match state.collection::<M>().get(&id) {
+        Some(record) => Ok((record.value.clone(), record.version)),
+        None => Err(ReplayError::Gone(id)),
+    }
+}
+
+/// The lookup thread: runs lookups one at a time until every sender is gone (it holds none
+/// itself, so it ends with the last `Replays`). `None` when it cannot be started.
+fn start_lookups() -> Option<SyncSender<Lookup>> {
+    let (sender, receiver) = sync_channel::<Lookup>(REPLAY_LOOKUPS_QUEUED_MAX);
+    let spawned = std::thread::Builder::new()
+        .name("lithair-replays".into())
+        .spawn(move || {
+            while let Ok(lookup) = receiver.recv() {
+                lookup(Ok(()));
+            }
+        });
+    match spawned {
+        Ok(_) => Some(sender),
+        Err(error) => {
+            eprintln!("lithair: no thread for idempotent retries that need the log: {error}");
+            None
+        }
+    }
+}
+
+/// A retry's answer read back from the log (on the lookup thread). The engine is upgraded
+/// here, so if this turns out to be its last owner it stops on this thread, not the applier.
+fn replay_from_log<M: Model>(
+    engine: &Weak<Engine<AppState>>,
+    receipt: &Receipt,
+) -> Result<(M, u64), ReplayError> {
+    let engine = engine
+        .upgrade()
+        .ok_or(ReplayError::Unavailable("the engine is shut down"))?;
+    let id = touched_in_log::<M>(&engine, receipt).ok_or(ReplayError::KeyReused)?;
+    engine.read(|state| current::<M>(state, id))
+}
+
+/// The first committed event at `index`, read back from the log.
+fn event_at(engine: &Engine<AppState>, index: u64) -> Option<Arc<Committed<AppEvent>>> {
+    let mut subscription = engine.subscribe(index).ok()?;
+    let event = subscription
+        .next_timeout(Duration::from_millis(LOG_READ_TIMEOUT_MS))
+        .ok()??;
+    (event.envelope.index == index).then_some(event)
+}
+
+/// Longest wait for one event read back from the log, in milliseconds.
+pub const LOG_READ_TIMEOUT_MS: u64 = 5_000;
+
+/// The id of the first `M` record the command at `receipt` touched, read back from the log.
+fn touched_in_log<M: Model>(engine: &Engine<AppState>, receipt: &Receipt) -> Option<Id> {
+    if receipt.last_index < receipt.first_index {
+        return None;
+    }
+    for index in receipt.first_index..=receipt.last_index {
+        let event = event_at(engine, index)?;
+        if let Some(Ok(typed)) = event.event.decode::<M>() {
+            return Some(match typed {
+                ModelEvent::Created(record) | ModelEvent::Replaced(record) => record.id(),
+                ModelEvent::Updated { id, .. } | ModelEvent::Deleted { id } => id,
+            });
+        }
+    }
+    None
 }
 
 impl Handle {
     /// Wraps an open engine; every write enforces `checks`.
     pub fn new(engine: Arc<Engine<AppState>>, checks: Arc<Checks>) -> Self {
+        Handle::with_outcome_window(engine, checks, RECENT_OUTCOMES_MAX)
+    }
+
+    /// Like [`Handle::new`], remembering the outcomes of the last `window` keyed writes in
+    /// memory (older retries are answered by reading the log back).
+    ///
+    /// # Panics
+    /// If `window` is 0.
+    pub fn with_outcome_window(
+        engine: Arc<Engine<AppState>>,
+        checks: Arc<Checks>,
+        window: usize,
+    ) -> Self {
+        let replays = Arc::new(Replays::new(&engine, window));
         Handle {
             engine,
             checks,
-            recent: Arc::default(),
+            replays,
         }
+    }
+
+    /// Answers idempotent retries; safe to capture in a `then` of [`Handle::execute_then`].
+    pub(crate) fn replays(&self) -> Arc<Replays> {
+        Arc::clone(&self.replays)
     }
 
     /// The engine.
@@ -199,51 +422,57 @@ impl Handle {
     }
 
     /// The first committed event at `index`, read back from the log (used to answer an
-    /// idempotent retry with the outcome of the original request).
+    /// idempotent retry with the outcome of the original request). Blocks up to
+    /// [`LOG_READ_TIMEOUT_MS`].
     pub fn event_at(&self, index: u64) -> Option<Arc<Committed<AppEvent>>> {
-        let mut subscription = self.engine.subscribe(index).ok()?;
-        let event = subscription.next_timeout(Duration::from_secs(5)).ok()??;
-        (event.envelope.index == index).then_some(event)
+        event_at(&self.engine, index)
     }
 
-    /// Remembers that the keyed write at `receipt` produced record `id`.
-    pub fn remember_outcome(&self, receipt: &Receipt, id: Id) {
-        let mut recent = self.recent.lock().expect("recent outcomes poisoned");
-        if recent.by_index.insert(receipt.first_index, id).is_none() {
-            recent.order.push_back(receipt.first_index);
-        }
-        while recent.order.len() > RECENT_OUTCOMES_MAX {
-            if let Some(oldest) = recent.order.pop_front() {
-                recent.by_index.remove(&oldest);
-            }
-        }
+    /// Remembers that the keyed write at `receipt` produced record `id` of `M`.
+    pub fn remember_outcome<M: Model>(&self, receipt: &Receipt, id: Id) {
+        self.replays.remember::<M>(receipt, id);
     }
 
     /// The id of the `M` record the command at `receipt` touched first, for idempotent retries:
-    /// from memory when this process ran it, else read back from the log.
+    /// from memory when this process ran it recently, else read back from the log (blocks:
+    /// never call it on the applier or a reactor).
     pub fn id_touched_by<M: Model>(&self, receipt: &Receipt) -> Option<Id> {
-        let remembered = self
-            .recent
-            .lock()
-            .expect("recent outcomes poisoned")
-            .by_index
-            .get(&receipt.first_index)
-            .cloned();
-        if remembered.is_some() {
-            return remembered;
+        match self.replays.remembered::<M>(receipt) {
+            Some(remembered) => remembered,
+            None => touched_in_log::<M>(&self.engine, receipt),
         }
-        if receipt.last_index < receipt.first_index {
-            return None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outcome_window_keeps_the_newest_and_finds_by_index() {
+        let mut recent = RecentOutcomes::with_capacity(3);
+        for index in [10, 12, 15, 20] {
+            recent.insert(index, "Post", Id::Int(index));
         }
-        for index in receipt.first_index..=receipt.last_index {
-            let event = self.event_at(index)?;
-            if let Some(Ok(typed)) = event.event.decode::<M>() {
-                return Some(match typed {
-                    ModelEvent::Created(record) | ModelEvent::Replaced(record) => record.id(),
-                    ModelEvent::Updated { id, .. } | ModelEvent::Deleted { id } => id,
-                });
-            }
-        }
-        None
+        assert_eq!(recent.get(10), None, "the oldest was evicted");
+        assert_eq!(recent.get(12), Some(("Post", &Id::Int(12))));
+        assert_eq!(recent.get(20), Some(("Post", &Id::Int(20))));
+        assert_eq!(recent.get(13), None);
+        // Out of order (a caller other than the applier): still sorted, still bounded.
+        recent.insert(14, "Item", Id::Str("a".into()));
+        assert_eq!(recent.get(12), None, "the oldest was evicted");
+        assert_eq!(recent.get(14), Some(("Item", &Id::Str("a".into()))));
+        assert_eq!(recent.get(15), Some(("Post", &Id::Int(15))));
+        recent.insert(15, "Post", Id::Int(99));
+        assert_eq!(recent.get(15), Some(("Post", &Id::Int(99))), "replaced");
+        assert_eq!(recent.entries.len(), 3);
+        let indexes: Vec<u64> = recent.entries.iter().map(|(at, _, _)| *at).collect();
+        assert_eq!(indexes, [14, 15, 20]);
+    }
+
+    #[test]
+    #[should_panic(expected = "at least one outcome")]
+    fn an_empty_outcome_window_is_refused() {
+        let _ = RecentOutcomes::with_capacity(0);
     }
 }

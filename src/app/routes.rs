@@ -3,14 +3,15 @@
 //!
 //! Owns: HTTP semantics of model resources (status codes, `Location`, `ETag`, `If-Match`,
 //! `Idempotency-Key`, list envelopes).
-//! Must not: decide writes itself; every write is a `Tx` command run through `Handle::execute`.
+//! Must not: decide writes itself (every write is a `Tx` command run through
+//! `Handle::execute_then`); block a thread on a commit or read the log on the applier.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::command::Tx;
-use super::handle::{Executed, Handle, WriteError};
+use super::handle::{Executed, Handle, ReplayError, WriteError};
 use super::model::{sorted_page, FieldError, Id, Model, Rejection};
 use super::schema::{parse_list_query, FieldKind, Rule};
 use crate::engine::Meta;
@@ -167,10 +168,10 @@ pub fn model_routes<M: Model>(router: Router, handle: &Handle, writable: bool) -
 /// long JSON decode cannot stall the reactor's other connections.
 pub const INLINE_BODY_BYTES_MAX: usize = 16 * 1024;
 
-/// A generated write route. Without an `Idempotency-Key` it decodes, submits and returns a
-/// deferred response that the engine completes once the write is durable: nothing blocks, so
-/// the reactor may run it inline (no worker hand-off, no parked thread). A keyed request may
-/// have to read the log to answer a retry, so it runs on a worker and waits.
+/// A generated write route: it decodes, submits and returns a deferred response that the
+/// engine completes once the write is durable (see [`run_write`]). Nothing blocks, keyed or
+/// not, so the reactor may run it inline (no worker hand-off, no parked thread) when its body
+/// is small.
 struct WriteRoute<F>(F);
 
 impl<F> Handler for WriteRoute<F>
@@ -193,9 +194,10 @@ where
     Arc::new(WriteRoute(route))
 }
 
-/// Whether a write request is answered through a deferred response (see [`WriteRoute`]).
+/// Whether a write request may run on the reactor: every write is answered through a
+/// deferred response (see [`WriteRoute`]), so only the body's decoding time decides.
 fn deferrable(req: &Request) -> bool {
-    req.header("idempotency-key").is_none() && small_body(req)
+    small_body(req)
 }
 
 /// Whether the request's body is at most [`INLINE_BODY_BYTES_MAX`]. The server asks before the
@@ -325,65 +327,58 @@ fn etag_matches(tags: &str, version: u64) -> bool {
 /// (returned by the command itself: no second read of the state); an idempotent retry answers
 /// with the record as it is now, marked `Idempotent-Replayed: true`.
 ///
-/// Deferred (see [`WriteRoute`]) unless the request is keyed: then the handler waits, since a
-/// retry may need the log read back, which the engine's applier thread must never do.
+/// Always deferred: the engine's applier completes the response once the write is durable.
+/// A keyed first execution is remembered there (one insert at the back of the outcome
+/// window); a retry whose outcome is in that window is answered there too (one read-locked
+/// copy of the record); only a retry that needs the log read back is answered by the
+/// handle's lookup thread (see `Replays`), never by the applier.
 fn run_write<M: Model>(
     handle: &Handle,
-    req: &Request,
     meta: Meta,
     status: u16,
     decide: impl Fn(&mut Tx<'_>) -> Result<(M, u64), Rejection> + Send + Sync + 'static,
 ) -> Result<Response, Problem> {
-    if !deferrable(req) || meta.idempotency_key.is_some() {
-        let keyed = meta.idempotency_key.is_some();
-        let outcome = handle.execute(meta, decide);
-        return respond_write(handle, outcome, status, keyed);
-    }
     let (placeholder, responder) = Response::deferred();
-    // Runs on the applier: renders from the command's own output, touching no state.
-    handle.execute_then(meta, decide, move |outcome| {
-        let response = match outcome {
-            Ok(Executed {
-                output: Some((record, version)),
-                ..
-            }) => render_write(&record, version, status, false),
-            Ok(Executed { output: None, .. }) => {
-                unreachable!("a write without an Idempotency-Key is never a duplicate")
+    let replays = meta.idempotency_key.is_some().then(|| handle.replays());
+    handle.execute_then(meta, decide, move |outcome| match outcome {
+        Ok(Executed {
+            output: Some((record, version)),
+            receipt,
+        }) => {
+            if let Some(replays) = &replays {
+                replays.remember::<M>(&receipt, record.id());
             }
-            Err(error) => write_error_problem(&error).into(),
-        };
-        responder.complete(response);
+            responder.complete(render_write(&record, version, status, false));
+        }
+        Ok(Executed {
+            output: None,
+            receipt,
+        }) => {
+            let replays = replays.expect("a write without an Idempotency-Key is never a retry");
+            replays.replay::<M>(receipt, move |found| {
+                responder.complete(replayed(found, status));
+            });
+        }
+        Err(error) => responder.complete(write_error_problem(&error).into()),
     });
     Ok(placeholder)
 }
 
-fn respond_write<M: Model>(
-    handle: &Handle,
-    outcome: Result<Executed<(M, u64)>, WriteError>,
-    status: u16,
-    keyed: bool,
-) -> Result<Response, Problem> {
-    let executed = outcome.map_err(|e| write_error_problem(&e))?;
-    let (record, version, replayed) = match executed.output {
-        Some((record, version)) => {
-            if keyed {
-                handle.remember_outcome(&executed.receipt, record.id());
-            }
-            (record, version, false)
+/// The answer to an idempotent retry (see [`run_write`]).
+fn replayed<M: Model>(found: Result<(M, u64), ReplayError>, status: u16) -> Response {
+    match found {
+        Ok((record, version)) => render_write(&record, version, status, true),
+        Err(ReplayError::KeyReused) => {
+            Problem::conflict("this Idempotency-Key was used for another request").into()
         }
-        None => {
-            let id = handle
-                .id_touched_by::<M>(&executed.receipt)
-                .ok_or_else(|| {
-                    Problem::conflict("this Idempotency-Key was used for another request")
-                })?;
-            let (record, version) = handle
-                .get::<M>(&id)
-                .ok_or_else(|| Problem::not_found(format!("{} {id} no longer exists", M::NAME)))?;
-            (record, version, true)
+        Err(ReplayError::Gone(id)) => {
+            Problem::not_found(format!("{} {id} no longer exists", M::NAME)).into()
         }
-    };
-    Ok(render_write(&record, version, status, replayed))
+        Err(ReplayError::Unavailable(reason)) => Problem::new(503)
+            .with_detail(reason)
+            .with_header("Retry-After", "1")
+            .into(),
+    }
 }
 
 fn render_write<M: Model>(record: &M, version: u64, status: u16, replayed: bool) -> Response {
@@ -407,7 +402,7 @@ fn with_version<M: Model>(tx: &Tx<'_>, record: M) -> (M, u64) {
 fn create<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Problem> {
     let record: M = req.json()?;
     let meta = write_meta(req)?;
-    run_write(handle, req, meta, 201, move |tx| {
+    run_write(handle, meta, 201, move |tx| {
         let created = tx.create(record.clone())?;
         Ok(with_version(tx, created))
     })
@@ -417,7 +412,7 @@ fn replace<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Pro
     let id = path_id::<M>(req)?;
     let record: M = req.json()?;
     let (meta, expected) = (write_meta(req)?, if_match(req)?);
-    run_write(handle, req, meta, 200, move |tx| {
+    run_write(handle, meta, 200, move |tx| {
         if let Some(expected) = expected {
             tx.expect_version::<M>(&id, expected)?;
         }
@@ -430,7 +425,7 @@ fn patch<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Probl
     let id = path_id::<M>(req)?;
     let patch: M::Patch = req.json()?;
     let (meta, expected) = (write_meta(req)?, if_match(req)?);
-    run_write(handle, req, meta, 200, move |tx| {
+    run_write(handle, meta, 200, move |tx| {
         if let Some(expected) = expected {
             tx.expect_version::<M>(&id, expected)?;
         }
@@ -586,7 +581,11 @@ mod tests {
             &[],
             &vec![b' '; INLINE_BODY_BYTES_MAX + 1]
         )));
-        assert!(!deferrable(&post(&[("idempotency-key", "k")], b"{}")));
+        assert!(deferrable(&post(&[("idempotency-key", "k")], b"{}")));
         assert!(deferrable(&post(&[], b"{}")));
+        assert!(!deferrable(&post(
+            &[("idempotency-key", "k")],
+            &vec![b' '; INLINE_BODY_BYTES_MAX + 1]
+        )));
     }
 }

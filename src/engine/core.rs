@@ -469,6 +469,15 @@ impl<S: State> Engine<S> {
         })
     }
 
+    /// A read-only view of the committed state that does not own the engine: unlike an
+    /// `Arc<Engine>`, it may be held and dropped on the applier thread (in a `then` of
+    /// [`Engine::submit_then`]), since dropping it never stops the engine.
+    pub fn reader(&self) -> StateReader<S> {
+        StateReader {
+            shared: Arc::clone(self.shared()),
+        }
+    }
+
     /// Opens the engine on `data_dir`: takes the directory lock, loads the newest valid
     /// snapshot (or `initial`), replays the log tail, and starts the threads.
     pub fn open(
@@ -793,6 +802,27 @@ impl<S: State> Engine<S> {
     /// Time the log spent in those fsyncs (for benchmarks: how busy the disk was).
     pub fn fsync_time(&self) -> std::time::Duration {
         self.shared().log.fsync_time()
+    }
+}
+
+/// See [`Engine::reader`].
+pub struct StateReader<S: State> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: State> StateReader<S> {
+    /// Runs `f` on the committed state under the read lock, like [`Engine::read`].
+    pub fn read<R>(&self, f: impl FnOnce(&S) -> R) -> R {
+        let committed = self.shared.committed.read().expect("state lock poisoned");
+        f(&committed.state)
+    }
+}
+
+impl<S: State> Clone for StateReader<S> {
+    fn clone(&self) -> Self {
+        StateReader {
+            shared: Arc::clone(&self.shared),
+        }
     }
 }
 

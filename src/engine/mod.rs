@@ -41,8 +41,8 @@ mod subscribe;
 pub mod tools;
 
 pub use self::core::{
-    Engine, EngineOptions, Opened, ReplayProgress, SnapshotInfo, SubmitError, Then, Ticket,
-    BATCH_COMMANDS_MAX, IDEMPOTENCY_KEYS_DEFAULT, NOT_COMMITTED, QUEUE_COMMANDS_DEFAULT,
+    Engine, EngineOptions, Opened, ReplayProgress, SnapshotInfo, StateReader, SubmitError, Then,
+    Ticket, BATCH_COMMANDS_MAX, IDEMPOTENCY_KEYS_DEFAULT, NOT_COMMITTED, QUEUE_COMMANDS_DEFAULT,
     QUEUE_FULL, REPLAY_PROGRESS_EVENTS, SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
 };
 pub use envelope::{decode_entry, encode_entry, Envelope, EnvelopeRef};
