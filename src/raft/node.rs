@@ -873,7 +873,11 @@ impl Driver {
                 true
             }
             Event::ReadIndex(batch) => {
-                self.read_index(batch);
+                // Closed to new readers only now: those that joined while this event waited
+                // in the inbox share its round.
+                if self.batcher.seal(batch) {
+                    self.read_index(batch);
+                }
                 true
             }
             Event::TransferLeader(to, reply) => {

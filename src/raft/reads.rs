@@ -25,10 +25,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Batches linearizable reads: at most one ReadIndex request is in flight; a read arriving
-/// while one is in flight joins the next batch, sent the moment the current one completes
-/// (a batch started before a read arrived may not confirm it). So the Raft thread sees one
-/// event per batch, not per read, and readers wait on a condition variable.
+/// Batches linearizable reads: at most one ReadIndex request is in flight. A batch stays open
+/// to new readers until the Raft thread seals it, just before it asks for the confirmation
+/// (so every reader of a batch arrived before its ReadIndex); a read arriving after that joins
+/// the next batch, sent the moment the current one completes (a confirmation asked before a
+/// read arrived may not cover it). So the Raft thread sees one event per batch, not per read,
+/// and readers arriving while it gets round to the batch still share it.
 pub(crate) struct ReadBatcher {
     state: Mutex<ReadBatches>,
     completed: std::sync::Condvar,
@@ -53,6 +55,8 @@ struct ReadBatches {
     sent: u64,
     /// Whether batch `sent` awaits its outcome.
     in_flight: bool,
+    /// Whether batch `sent` is closed to new readers (its confirmation was asked for).
+    sealed: bool,
     /// Whether some reader waits for batch `sent + 1`.
     next_wanted: bool,
     /// Id of the last completed batch, and its outcome (the engine index to reach).
@@ -67,6 +71,7 @@ impl ReadBatcher {
                 start,
                 sent: 0,
                 in_flight: false,
+                sealed: false,
                 next_wanted: false,
                 completed: 0,
                 outcome: Err("no read yet".to_string()),
@@ -95,6 +100,17 @@ impl ReadBatcher {
             return Err(STOPPING.to_string()); // Its start failed: nobody else is in it.
         }
         Ok(mine)
+    }
+
+    /// Raft thread, before it asks for batch `batch`'s confirmation: closes it to new readers.
+    /// `false` when that batch is no longer in flight (nothing to ask for).
+    pub(crate) fn seal(&self, batch: u64) -> bool {
+        let mut state = self.state.lock().expect("read batcher poisoned");
+        if !state.in_flight || state.sent != batch {
+            return false;
+        }
+        state.sealed = true;
+        true
     }
 
     /// Whether batch `batch` has its outcome (the driver stops tracking it).
@@ -148,10 +164,13 @@ impl ReadBatcher {
 }
 
 impl ReadBatches {
-    /// The batch a read arriving now belongs to: the one in flight started before it, so the
-    /// next one (sent when the current one completes), or a new one started now.
+    /// The batch a read arriving now belongs to: the open one, or when the one in flight is
+    /// sealed (its confirmation may predate this read) the next one (sent when the current one
+    /// completes), or a new one started now.
     fn join(&mut self) -> u64 {
-        if self.in_flight {
+        if self.in_flight && !self.sealed {
+            self.sent
+        } else if self.in_flight {
             self.next_wanted = true;
             self.sent + 1
         } else {
@@ -163,6 +182,7 @@ impl ReadBatches {
     fn start_next(&mut self) {
         assert!(!self.in_flight, "one read batch in flight at most");
         self.sent += 1;
+        self.sealed = false;
         if (self.start)(self.sent) {
             self.in_flight = true;
         } else {
@@ -353,6 +373,10 @@ mod tests {
         };
         let first = reader(&batcher);
         assert_eq!(next_batch(&receiver), 1);
+        assert!(
+            batcher.seal(1),
+            "the driver asks for batch 1's confirmation"
+        );
         let second = reader(&batcher);
         while !batcher.state.lock().unwrap().next_wanted {
             thread::yield_now();
@@ -407,7 +431,14 @@ mod tests {
             "nothing in flight: batch 1 starts now"
         );
         assert_eq!(next_batch(&receiver), 1);
-        // Batch 1 started before these reads: they join batch 2, sent when 1 completes.
+        assert_eq!(
+            batcher.join(),
+            Ok(1),
+            "not sealed yet: still open to readers"
+        );
+        assert!(batcher.seal(1));
+        assert!(!batcher.seal(2), "batch 2 is not in flight");
+        // Batch 1's confirmation may predate these reads: they join batch 2.
         assert_eq!(batcher.join(), Ok(2));
         assert_eq!(batcher.join(), Ok(2));
         assert!(receiver.try_recv().is_err(), "one batch in flight at most");
@@ -415,6 +446,7 @@ mod tests {
         batcher.complete(1, Ok(5));
         assert!(batcher.settled(1) && !batcher.settled(2));
         assert_eq!(next_batch(&receiver), 2);
+        assert!(batcher.seal(2));
         batcher.complete(2, Ok(6));
         batcher.complete(2, Ok(9)); // Late duplicate: ignored, not heard.
         assert_eq!(*heard.lock().unwrap(), vec![(1, Ok(5)), (2, Ok(6))]);
@@ -440,6 +472,7 @@ mod tests {
         };
         assert!(batcher.listen(listener));
         assert_eq!(batcher.join(), Ok(1));
+        assert!(batcher.seal(1));
         assert_eq!(batcher.join(), Ok(2));
         batcher.complete(1, Ok(3));
         assert_eq!(*heard.lock().unwrap(), vec![(1, true), (2, false)]);
