@@ -16,9 +16,10 @@
 //! while its CheckQuorum lease holds: HTTP threads read the lease the Raft thread publishes
 //! (`raft::reads::ReadLease`), so such a read touches no other thread, and runs on the reactor
 //! when the engine already applied the lease's index. Other linearizable reads of inline
-//! (cheap) routes do not hold a worker while they wait: the reactor hands them to the read
-//! queue (`cluster_reads`), which confirms everything queued with one ReadIndex and answers
-//! through deferred responses. `?consistency=stale` skips all of it.
+//! (cheap) routes do not hold a worker while they wait: the reactor runs them at once and
+//! parks their responses until a ReadIndex batch that started after they ran confirms them
+//! (`cluster_reads`: one round for every read parked before it, answered through deferred
+//! responses). `?consistency=stale` skips all of it.
 //!
 //! Operator requests (`join`, `leave`, `transfer-leader`) carry `x-lithair-auth-time` (Unix
 //! milliseconds) and `x-lithair-auth`, the hex HMAC-SHA256 under the cluster secret of
@@ -26,7 +27,7 @@
 //! more than `AUTH_SKEW_MS_MAX` away from its clock.
 
 use super::cli::{ReadMode, ServeOptions};
-use super::cluster_reads::{confirm, Confirm, ReadQueue};
+use super::cluster_reads::{confirm, Confirm, ParkedReads};
 use super::state::AppState;
 use crate::engine::{digest_hex, Engine, EngineOptions, Replica};
 use crate::http::router::Router;
@@ -492,7 +493,7 @@ fn connect(addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {
 pub struct ClusterFront {
     router: Arc<Router>,
     /// Linearizable reads of inline routes wait here, not on a worker each.
-    reads: Option<ReadQueue>,
+    reads: Option<Arc<ParkedReads>>,
     node: Arc<Node>,
     replica: Arc<dyn Replica>,
     applied: Arc<AppliedWatch>,
@@ -521,6 +522,11 @@ impl Handler for ClusterFront {
         } else if wants_linearizable(req) {
             match req.extensions.remove::<PlannedRead>() {
                 Some(PlannedRead::Confirmed) => {}
+                Some(PlannedRead::Parked) => {
+                    if let Some(reads) = &self.reads {
+                        return reads.run(&self.router, req);
+                    }
+                }
                 Some(PlannedRead::Queued) => {
                     if let Some(reads) = &self.reads {
                         return reads.submit(req);
@@ -579,7 +585,10 @@ enum PlannedRead {
     /// engine had applied the lease's index then, so `call` serves it at once (later state is
     /// a longer prefix of the same committed log).
     Confirmed,
-    /// `call` hands it to the read queue (deferred response; no thread waits for it).
+    /// `call` runs it at once and holds the response until a ReadIndex batch that starts
+    /// after it ran confirms it (`ParkedReads`; deferred response, no thread waits for it).
+    Parked,
+    /// Too many reads parked: `call` hands it to the read queue (deferred response).
     Queued,
 }
 
@@ -610,9 +619,11 @@ impl ClusterFront {
                 node.applied_watch(),
                 Duration::from_millis(READ_APPLY_TIMEOUT_MS),
             );
-            Box::new(move || confirm(&node, &*replica, &applied, timeout))
+            Box::new(move |round, at_least| {
+                confirm(&node, &*replica, &applied, timeout, round, at_least)
+            })
         };
-        let reads = ReadQueue::start(Arc::clone(&router), confirm)
+        let reads = ParkedReads::start(Arc::clone(&router), &node, Arc::clone(&replica), confirm)
             .map_err(|e| eprintln!("lithair: no read queue ({e}); reads wait on workers"))
             .ok();
         ClusterFront {
@@ -644,9 +655,10 @@ impl ClusterFront {
         Some(operator(self, req))
     }
 
-    /// A linearizable read of an inline route may stay on the reactor when it is confirmed
-    /// from its head alone (lease mode, on the leader, the lease holding and the engine having
-    /// applied the lease's index: no thread hop, no wait) or when the read queue takes it.
+    /// A linearizable read of an inline route stays on the reactor: confirmed from its head
+    /// alone (lease mode, on the leader, the lease holding and the engine having applied the
+    /// lease's index: no thread hop, no wait), parked (run now, answered when its batch is
+    /// confirmed) or, past the parking limit, handed to the read queue.
     /// Marks the request for `call`; `false`: a worker runs it and waits.
     fn plan_read(&self, req: &mut Request) -> bool {
         let confirmed = self
@@ -655,6 +667,7 @@ impl ClusterFront {
             .is_some_and(|index| self.replica.applied_index() >= index);
         let planned = match (confirmed, &self.reads) {
             (true, _) => PlannedRead::Confirmed,
+            (false, Some(reads)) if reads.has_room() => PlannedRead::Parked,
             (false, Some(_)) => PlannedRead::Queued,
             (false, None) => return false,
         };
@@ -675,7 +688,7 @@ impl ClusterFront {
     /// ReadIndex: waits until the local state holds every write committed before the read.
     fn await_read_index(&self) -> Result<(), String> {
         let timeout = Duration::from_millis(READ_APPLY_TIMEOUT_MS);
-        confirm(&self.node, &*self.replica, &self.applied, timeout)
+        confirm(&self.node, &*self.replica, &self.applied, timeout, true, 0)
     }
 
     /// `POST /_lithair/cluster/join` with `id=N&peer=HOST:PORT`: the leader records the
