@@ -154,6 +154,7 @@ fn durable(args: &[String]) {
     let events = run.committed.load(Ordering::Relaxed);
     let fsyncs = (engine.fsync_count() - fsyncs_before).max(1);
     let fsync_seconds = (engine.fsync_time() - fsync_time_before).as_secs_f64();
+    let unprepared = engine.unprepared_writes();
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
     let mode = if callbacks {
@@ -162,7 +163,8 @@ fn durable(args: &[String]) {
         format!("window {window}")
     };
     println!(
-        "submitters {submitters}, {mode}, fsyncs {fsyncs} ({:.0} us each, disk busy {:.0}%)",
+        "submitters {submitters}, {mode}, fsyncs {fsyncs} ({:.0} us each, disk busy {:.0}%, \
+         {unprepared} writes past the zero-filled space)",
         fsync_seconds * 1e6 / fsyncs as f64,
         fsync_seconds * 100.0 / elapsed
     );
