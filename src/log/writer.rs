@@ -4,7 +4,8 @@
 //! In `Durable` mode two writer threads share the work (`super::sync`): while one runs an
 //! fsync, the other writes the next group, and the next fsync covers every group written
 //! meanwhile. A lone append is written and synced by the same thread (no hand-off).
-//! `Relaxed` mode has one writer thread.
+//! `Relaxed` mode has one writer thread. A third thread (`super::prepare`) zero-fills the space
+//! ahead of the writer, so appends overwrite written blocks.
 //!
 //! Owns: the durability promise. `Durable` acknowledges only after an `fdatasync` that began
 //! after the append's `write` returned; completions run in append order.
@@ -33,10 +34,10 @@ pub const GROUP_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Default size at which the writer starts a new segment.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 /// Segments are preallocated ahead of the writer by this much (never past
-/// `segment_bytes_max`): appends overwrite zeros in place, which makes each `fdatasync`
-/// cheaper than growing the file (no size change, no block allocation; ext4 still journals the
-/// conversion of the written part of its "unwritten" extents, see docs/LOG_FORMAT.md), and a
-/// segment carries at most this much unused tail for recovery to read.
+/// `segment_bytes_max`), the fallback under the zero-filled space (`super::prepare`): appends
+/// there overwrite zeros in place, which makes each `fdatasync` cheaper than growing the file
+/// (no size change, no block allocation) but not free: ext4 journals the conversion of the
+/// written part of its "unwritten" extents (see docs/LOG_FORMAT.md).
 pub const PREALLOCATE_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 /// Name of the lock file in the data directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
