@@ -614,17 +614,9 @@ impl<S: State> Engine<S> {
             .expect("spawn the sequencer thread");
         let applier_shared = Arc::clone(&shared);
         let applier_snapshotter = Arc::clone(&snapshotter);
-        let applier_jobs = Arc::clone(&jobs);
         let applier = thread::Builder::new()
             .name("lithair-applier".into())
-            .spawn(move || {
-                run_applier(
-                    &applier_shared,
-                    &applier_receiver,
-                    &applier_snapshotter,
-                    &applier_jobs,
-                )
-            })
+            .spawn(move || run_applier(&applier_shared, &applier_receiver, &applier_snapshotter))
             .expect("spawn the applier thread");
         Engine {
             shared: Some(shared),
@@ -1161,7 +1153,6 @@ fn run_applier<S: State>(
     shared: &Arc<Shared<S>>,
     receiver: &mpsc::Receiver<ApplierMessage<S>>,
     snapshotter: &Arc<Mutex<Option<thread::JoinHandle<()>>>>,
-    jobs: &JobQueue<Job<S>>,
 ) {
     while let Ok((result, pending)) = receiver.recv() {
         let Pending {
@@ -1210,7 +1201,6 @@ fn run_applier<S: State>(
                 answer_batch(shared, batch, failed);
             }
         }
-        jobs.batch_answered();
         let mut in_flight = shared.in_flight.lock().expect("in-flight lock poisoned");
         *in_flight -= 1;
         if *in_flight == 0 {

@@ -20,10 +20,7 @@
 //! writer acknowledges it, the sequencer takes them all. In Durable mode it first waits (at
 //! most `GROUP_WAIT_US_MAX`) until as many commands arrived as the acknowledged batch
 //! answered, so the callers it is about to wake share the next fsync instead of splitting
-//! into two alternating half-size groups; a lone caller never waits. The acknowledgement does
-//! not wake a sequencer that would only start that wait: it sleeps on until the command
-//! completing the group wakes it, or the applier, once it answered the whole batch, starts
-//! the bounded wait (so at the acknowledgement only the applier competes for a CPU). The applier fills every
+//! into two alternating half-size groups; a lone caller never waits. The applier fills every
 //! reply of a batch, then wakes all its waiting submitters with one `futex` call.
 //!
 //! Rejections, conflicts and duplicate (idempotent) answers are also delivered only after the

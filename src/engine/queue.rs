@@ -94,9 +94,6 @@ const SLEEP_FOR_LOG: u8 = 3;
 
 struct Control {
     submitters_waiting: usize,
-    /// The sequencer sleeps holding jobs left over from its last batch (they go as soon as
-    /// the log allows, without a group wait).
-    backlog: bool,
     /// Batches appended to the log and not yet acknowledged by the writer.
     in_log: usize,
     /// When the writer acknowledged the last batch.
@@ -125,7 +122,6 @@ impl<J> JobQueue<J> {
             sleep: AtomicU8::new(SLEEP_NONE),
             control: Mutex::new(Control {
                 submitters_waiting: 0,
-                backlog: false,
                 in_log: 0,
                 acknowledged_at: None,
             }),
@@ -282,7 +278,6 @@ impl<J> JobQueue<J> {
                 Err(Some(_)) => SLEEP_FOR_GROUP,
             };
             self.sleep.store(state, Ordering::SeqCst);
-            control.backlog = !out.is_empty();
             control = match verdict {
                 Err(Some(left)) => {
                     let waited = self.sequencer.wait_timeout(control, left);
@@ -338,38 +333,7 @@ impl<J> JobQueue<J> {
         self.awaited.store(answered, Ordering::SeqCst);
         self.arrived.store(0, Ordering::SeqCst);
         control.acknowledged_at = Some(Instant::now());
-        let sleep = self.sleep.load(Ordering::SeqCst);
-        let group_follows = self.group_wait.is_some()
-            && answered > 0
-            && control.in_log == 0
-            && !control.backlog
-            && !self.closed.load(Ordering::SeqCst);
-        if sleep == SLEEP_FOR_LOG && group_follows {
-            // Awake, the sequencer would only start the group wait: it sleeps on (it waits
-            // under this lock, so it is inside its wait), and the job completing the group
-            // wakes it, or `batch_answered` does. Not waking it here keeps the CPU for the
-            // applier, which is about to answer the batch (on a 2-vCPU VM, that wake cost the
-            // applier's wake-up tens of microseconds).
-            self.sleep.store(SLEEP_FOR_GROUP, Ordering::SeqCst);
-        } else if sleep != SLEEP_NONE {
-            self.sequencer.notify_one();
-        }
-    }
-
-    /// The applier answered every job of an acknowledged batch: a sequencer still waiting for
-    /// the group (not every caller came back during the answers) starts its bounded wait now.
-    pub(super) fn batch_answered(&self) {
-        let claimed = self
-            .sleep
-            .compare_exchange(
-                SLEEP_FOR_GROUP,
-                SLEEP_NONE,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            )
-            .is_ok();
-        if claimed {
-            let _control = self.lock();
+        if self.sleep.load(Ordering::SeqCst) != SLEEP_NONE {
             self.sequencer.notify_one();
         }
     }
@@ -667,53 +631,6 @@ mod tests {
         assert!(
             !queue.should_wake(9),
             "jobs never wake a sequencer waiting for the log"
-        );
-    }
-
-    #[test]
-    fn an_acknowledged_batch_leaves_the_sequencer_asleep_until_its_group_is_back_or_answered() {
-        let queue = Arc::new(JobQueue::new(16, true, 1));
-        queue.log_started();
-        let taker = {
-            let queue = Arc::clone(&queue);
-            thread::spawn(move || {
-                let mut out = VecDeque::new();
-                let batch = queue.take_batch(&mut out, 8);
-                (batch, out.into_iter().collect::<Vec<u32>>())
-            })
-        };
-        // The batch in the log is the only one allowed: the sequencer sleeps for the log.
-        while queue.sleep.load(Ordering::SeqCst) != SLEEP_FOR_LOG {
-            thread::yield_now();
-        }
-        queue.log_done(3);
-        assert_eq!(
-            queue.sleep.load(Ordering::SeqCst),
-            SLEEP_FOR_GROUP,
-            "not woken just to start the group wait"
-        );
-        assert!(queue.push(1).is_ok(), "one of the three callers is back");
-        assert_eq!(queue.sleep.load(Ordering::SeqCst), SLEEP_FOR_GROUP);
-        // Every answer is delivered and the other two did not come back: the bounded wait
-        // starts, then the one job goes.
-        queue.batch_answered();
-        assert_eq!(taker.join().unwrap(), (Some(1), vec![1]));
-    }
-
-    #[test]
-    fn an_acknowledgement_wakes_a_sequencer_holding_a_backlog() {
-        let queue = JobQueue::<u32>::new(16, true, 1);
-        queue.log_started();
-        {
-            let mut control = queue.lock();
-            control.backlog = true;
-            queue.sleep.store(SLEEP_FOR_LOG, Ordering::SeqCst);
-        }
-        queue.log_done(3);
-        assert_eq!(
-            queue.sleep.load(Ordering::SeqCst),
-            SLEEP_FOR_LOG,
-            "a backlog goes without a group wait: the sequencer is notified, not switched"
         );
     }
 
