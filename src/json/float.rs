@@ -961,7 +961,7 @@ fn significand_words(digits: u64) -> (u8, u64, u64, usize) {
     let first = (high / 100_000_000) as u8;
     // Both ends of the 17-digit range in one check: the leading digit is 1 to 9.
     assert!((1..10).contains(&first), "{digits} is not 17 digits");
-    let middle = eight_lanes((high % 100_000_000) as u32);
+    let middle = eight_lanes(high % 100_000_000);
     let low = eight_lanes((digits % 100_000_000) as u32);
     // The last digit is the highest lane; a zero lane is a zero digit. `first` is never 0.
     // As one 128-bit word (the last digits on top), the zero digits at the end are its
