@@ -2,10 +2,14 @@
 //! `Value`, and the typed path (decode twitter.json straight into structs, and write them back).
 //!
 //! Run: `cargo bench --bench json` (add a filter such as `-- typed` to run one group).
+//! Instruction counts (noise-free on a shared machine): build with
+//! `cargo bench --bench json --no-run`, then run the printed binary under
+//! `valgrind --tool=callgrind` with `JSON_BENCH_DRIVE=stringify:canada.json:10` and with a count
+//! of 0; the difference divided by 10 is one `to_string` (see [`DRIVE_VARIABLE`]).
 //! The typed structs live in benches/data/twitter_types.rs; their `FromJson` / `ToJson` impls
 //! are written out by `json_struct!` below in exactly the shape `#[derive(Json)]` generates.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{black_box, criterion_group, Criterion, Throughput};
 use lithair::json::{self, Error, FromJson, Reader, ToJson, Value, Writer};
 use std::time::Duration;
 
@@ -117,4 +121,39 @@ criterion_group! {
     config = config();
     targets = parse, stringify, typed
 }
-criterion_main!(benches);
+/// Environment variable that turns this binary into a driver for instruction counting:
+/// `JSON_BENCH_DRIVE=stringify:canada.json:10` runs only that operation (`parse` or
+/// `stringify`) that many times and exits, so `valgrind --tool=callgrind` on the bench binary
+/// counts it without criterion's own work; run it with a count of 0 too and subtract.
+const DRIVE_VARIABLE: &str = "JSON_BENCH_DRIVE";
+
+/// Runs the operation named by [`DRIVE_VARIABLE`]; returns the total output bytes (so the work
+/// cannot be optimized away).
+fn drive(spec: &str) -> usize {
+    let mut parts = spec.split(':');
+    let (Some(operation), Some(name), Some(count)) = (parts.next(), parts.next(), parts.next())
+    else {
+        panic!("{DRIVE_VARIABLE}: expected operation:file:count, got {spec}");
+    };
+    let count: usize = count.parse().expect("a repeat count");
+    let text = read(name);
+    let value: Value = json::parse(&text).unwrap();
+    let mut total = 0;
+    for _ in 0..count {
+        total += match operation {
+            "parse" => usize::from(json::parse(black_box(&text)).is_ok()),
+            "stringify" => json::to_string(black_box(&value)).unwrap().len(),
+            _ => panic!("{DRIVE_VARIABLE}: operation is parse or stringify, got {operation}"),
+        };
+    }
+    total
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var(DRIVE_VARIABLE) {
+        println!("{spec}: {} bytes", drive(&spec));
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,8 +1,13 @@
 //! Engine benchmark (release mode), rerunnable by anyone:
 //!
-//! `engine_bench durable --submitters K --seconds S [--window W] [--log-batches B] [--dir PATH]`
-//! runs K threads, each keeping W commands in flight (default 1: submit and wait), with at most
-//! B batches in the log at once (`EngineOptions::log_batches_max`), durable mode, and ends with
+//! `engine_bench durable --submitters K --seconds S [--window W] [--log-batches B] [--callbacks]
+//! [--dir PATH]` runs K submitters for S seconds, with at most B batches in the log at once
+//! (`EngineOptions::log_batches_max`), durable mode. By default each submitter is a thread
+//! keeping W commands in flight (default 1: submit and wait). With `--callbacks` the K
+//! submitters have no thread: each one submits its next command from the `submit_then`
+//! completion of the previous one (on the engine's applier thread), as the HTTP server drives
+//! the engine; W does not apply. Both modes print the fsync count, the average fsync time and
+//! how busy the disk was, then end with
 //! `durable: N events in S s (E events/s, B events per fsync)`.
 //!
 //! `engine_bench replay --events N [--snapshot] [--dir PATH]` writes N small events (with
@@ -119,6 +124,7 @@ fn durable(args: &[String]) {
     let submitters: usize = flag(args, "--submitters", None);
     let seconds: f64 = flag(args, "--seconds", None);
     let window: usize = flag(args, "--window", Some(1));
+    let callbacks = args.iter().any(|a| a == "--callbacks");
     let log_batches_max: usize = flag(
         args,
         "--log-batches",
@@ -131,24 +137,77 @@ fn durable(args: &[String]) {
     };
     let (engine, _) = Engine::open(&dir, options, empty()).expect("open engine");
     let engine = Arc::new(engine);
-    let stop = Arc::new(AtomicBool::new(false));
-    let committed = Arc::new(AtomicU64::new(0));
+    let run = Run {
+        stop: Arc::new(AtomicBool::new(false)),
+        committed: Arc::new(AtomicU64::new(0)),
+    };
     let fsyncs_before = engine.fsync_count();
     let fsync_time_before = engine.fsync_time();
     let started = Instant::now();
+    let duration = Duration::from_secs_f64(seconds);
+    if callbacks {
+        run_callbacks(&engine, &run, submitters, duration);
+    } else {
+        run_threads(&engine, &run, submitters, window, duration);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let events = run.committed.load(Ordering::Relaxed);
+    let fsyncs = (engine.fsync_count() - fsyncs_before).max(1);
+    let fsync_seconds = (engine.fsync_time() - fsync_time_before).as_secs_f64();
+    let unprepared = engine.unprepared_writes();
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mode = if callbacks {
+        "callbacks".to_string()
+    } else {
+        format!("window {window}")
+    };
+    println!(
+        "submitters {submitters}, {mode}, fsyncs {fsyncs} ({:.0} us each, disk busy {:.0}%, \
+         {unprepared} writes past the zero-filled space)",
+        fsync_seconds * 1e6 / fsyncs as f64,
+        fsync_seconds * 100.0 / elapsed
+    );
+    println!(
+        "durable: {events} events in {elapsed:.2} s ({:.0} events/s, {:.1} events per fsync)",
+        events as f64 / elapsed,
+        events as f64 / fsyncs as f64
+    );
+}
+
+/// What the submitters of a durable run share: the stop flag and the count of durable events.
+struct Run {
+    stop: Arc<AtomicBool>,
+    committed: Arc<AtomicU64>,
+}
+
+/// The next command number of a submitter (a cheap LCG: spreads commands over the slots).
+fn next_command(n: u32) -> u32 {
+    n.wrapping_mul(1_103_515_245).wrapping_add(12_345)
+}
+
+/// Thread mode: `submitters` threads, each keeping `window` commands in flight; returns once
+/// every thread has seen its last command through after `duration`.
+fn run_threads(
+    engine: &Arc<Engine<Tally>>,
+    run: &Run,
+    submitters: usize,
+    window: usize,
+    duration: Duration,
+) {
     let threads: Vec<_> = (0..submitters)
         .map(|thread| {
             let (engine, stop, committed) = (
-                Arc::clone(&engine),
-                Arc::clone(&stop),
-                Arc::clone(&committed),
+                Arc::clone(engine),
+                Arc::clone(&run.stop),
+                Arc::clone(&run.committed),
             );
             std::thread::spawn(move || {
                 let mut in_flight = VecDeque::with_capacity(window);
                 let mut n = thread as u32;
                 while !stop.load(Ordering::Relaxed) || !in_flight.is_empty() {
                     if !stop.load(Ordering::Relaxed) && in_flight.len() < window {
-                        n = n.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                        n = next_command(n);
                         in_flight.push_back(engine.submit_async(AddCommand(n), Meta::default()));
                         continue;
                     }
@@ -160,27 +219,62 @@ fn durable(args: &[String]) {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_secs_f64(seconds));
-    stop.store(true, Ordering::Relaxed);
+    std::thread::sleep(duration);
+    run.stop.store(true, Ordering::Relaxed);
     for thread in threads {
         thread.join().expect("submitter");
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let events = committed.load(Ordering::Relaxed);
-    let fsyncs = (engine.fsync_count() - fsyncs_before).max(1);
-    let fsync_seconds = (engine.fsync_time() - fsync_time_before).as_secs_f64();
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
-    println!(
-        "submitters {submitters}, window {window}, fsyncs {fsyncs} ({:.0} us each, disk busy {:.0}%)",
-        fsync_seconds * 1e6 / fsyncs as f64,
-        fsync_seconds * 100.0 / elapsed
-    );
-    println!(
-        "durable: {events} events in {elapsed:.2} s ({:.0} events/s, {:.1} events per fsync)",
-        events as f64 / elapsed,
-        events as f64 / fsyncs as f64
-    );
+}
+
+/// Callback mode: `submitters` logical submitters without a thread each; every one resubmits
+/// from its `submit_then` completion (on the engine's applier thread), the way the HTTP
+/// server drives the engine. Returns once every chain has stopped after `duration`.
+fn run_callbacks(engine: &Arc<Engine<Tally>>, run: &Run, submitters: usize, duration: Duration) {
+    let chains = Arc::new(AtomicU64::new(submitters as u64));
+    for k in 0..submitters {
+        let chain = Chain {
+            engine: Arc::clone(engine),
+            stop: Arc::clone(&run.stop),
+            committed: Arc::clone(&run.committed),
+            chains: Arc::clone(&chains),
+        };
+        chain.submit(k as u32);
+    }
+    std::thread::sleep(duration);
+    run.stop.store(true, Ordering::Relaxed);
+    while chains.load(Ordering::Acquire) > 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// One logical submitter of the callback mode.
+struct Chain {
+    engine: Arc<Engine<Tally>>,
+    stop: Arc<AtomicBool>,
+    committed: Arc<AtomicU64>,
+    /// Chains still running (each one leaves once it sees `stop`).
+    chains: Arc<AtomicU64>,
+}
+
+impl Chain {
+    /// Submits the command after `n`; its completion counts it and submits the next one.
+    fn submit(self, n: u32) {
+        if self.stop.load(Ordering::Relaxed) {
+            self.chains.fetch_sub(1, Ordering::Release);
+            return;
+        }
+        let next = next_command(n);
+        let engine = Arc::clone(&self.engine);
+        engine.submit_then(
+            AddCommand(next),
+            Meta::default(),
+            Box::new(move |outcome| {
+                outcome.expect("durable submit");
+                self.committed.fetch_add(1, Ordering::Relaxed);
+                self.submit(next);
+            }),
+        );
+    }
 }
 
 /// Writes events `first..first + count` straight through the log, in batches.
@@ -300,7 +394,9 @@ fn main() {
         Some("durable") => durable(&args),
         Some("replay") => replay(&args),
         _ => {
-            eprintln!("usage: engine_bench durable --submitters K --seconds S [--window W]");
+            eprintln!(
+                "usage: engine_bench durable --submitters K --seconds S [--window W] [--callbacks]"
+            );
             eprintln!("       engine_bench replay --events N [--snapshot]");
             std::process::exit(2);
         }

@@ -1,5 +1,6 @@
 //! Log recovery: reopen round trips, torn tails at every byte, bit flips, injected disk-full,
-//! the directory lock, truncation and compaction.
+//! the directory lock, truncation and compaction, and the zero-filled space ahead of the writer
+//! (a stale prepared-segment temp file, a rollover cut short, zero-fill failures).
 
 mod common;
 
@@ -540,5 +541,103 @@ fn preallocated_zero_tail_is_a_clean_end_and_damage_after_it_is_caught() {
         Err(other) => panic!("unexpected error {other}"),
         Ok((_, recovery, _)) => panic!("opened a log with a hole: {recovery:?}"),
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Small segments, so a few appends roll over several times (each rollover installs the
+/// prepared next segment when the preparer has it ready, or creates one).
+fn small_segments(faults: Option<Arc<Faults>>) -> LogOptions {
+    LogOptions {
+        segment_bytes_max: 1024,
+        faults,
+        ..LogOptions::default()
+    }
+}
+
+#[test]
+fn a_stale_prepared_segment_is_deleted_at_open_and_never_read_as_a_segment() {
+    let dir = common::fresh_dir("log", "stale-prepared");
+    let options = small_segments(None);
+    let segments_before = {
+        let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
+        append_batches(&log, 40, 3);
+        let segments = log::list_segments(log.dir()).expect("list");
+        assert!(segments.len() > 2, "rolled over: {segments:?}");
+        drop(log);
+        assert!(
+            !dir.join("log").join(log::PREPARED_FILE_NAME).exists(),
+            "a closed log leaves no temp file"
+        );
+        segments
+    };
+    // A crash while preparing: a half zero-filled temp file (here even with a valid header
+    // naming the next index and a stray byte), as a killed process may leave it.
+    let temp = dir.join("log").join(log::PREPARED_FILE_NAME);
+    let mut half = log::encode_header(121).to_vec();
+    half.resize(10_000, 0);
+    half[9_000] = 0xAB;
+    std::fs::write(&temp, &half).expect("write temp");
+    let (log, recovery, seen) = open_collect(&dir, options.clone()).expect("reopen");
+    assert_eq!(
+        (recovery.truncated.clone(), recovery.next_index),
+        (None, 121)
+    );
+    assert_entries(&seen, 1, 121);
+    assert!(!temp.exists(), "the stale temp file is deleted at open");
+    assert_eq!(
+        log::list_segments(log.dir()).expect("list"),
+        segments_before
+    );
+    append_batches(&log, 20, 3);
+    drop(log);
+    let (_, recovery, seen) = open_collect(&dir, options).expect("reopen again");
+    assert_eq!((recovery.truncated, recovery.next_index), (None, 181));
+    assert_entries(&seen, 1, 181);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_rollover_cut_short_after_the_rename_leaves_an_empty_segment_the_log_continues() {
+    let dir = common::fresh_dir("log", "rollover-cut");
+    let options = small_segments(None);
+    {
+        let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
+        append_batches(&log, 10, 2);
+    }
+    // The crash came after the prepared file got its header and its new name, before any
+    // append reached it: a segment holding a header and zeros only.
+    let mut empty = log::encode_header(21).to_vec();
+    empty.resize(64 * 1024, 0);
+    std::fs::write(segment_path(&dir.join("log"), 21), &empty).expect("write segment");
+    let (log, recovery, seen) = open_collect(&dir, options.clone()).expect("reopen");
+    assert_eq!(
+        (recovery.truncated.clone(), recovery.next_index),
+        (None, 21)
+    );
+    assert_entries(&seen, 1, 21);
+    append_batches(&log, 30, 2);
+    drop(log);
+    let (_, recovery, seen) = open_collect(&dir, options).expect("reopen again");
+    assert_eq!((recovery.truncated, recovery.next_index), (None, 81));
+    assert_entries(&seen, 1, 81);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn failing_zero_fills_fall_back_to_preallocated_space_and_lose_nothing() {
+    let dir = common::fresh_dir("log", "zero-fill-fails");
+    let faults = Arc::new(Faults::default());
+    faults.fail_next_zero_fills(u32::MAX);
+    let options = small_segments(Some(Arc::clone(&faults)));
+    let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
+    append_batches(&log, 60, 3);
+    // Every zero write fails, so no group ever lands in zero-filled space.
+    assert_eq!(log.zero_filled_bytes(), 0);
+    assert_eq!(log.unprepared_writes(), log.group_count());
+    drop(log);
+    assert!(!dir.join("log").join(log::PREPARED_FILE_NAME).exists());
+    let (_, recovery, seen) = open_collect(&dir, options).expect("reopen");
+    assert_eq!((recovery.truncated, recovery.next_index), (None, 181));
+    assert_entries(&seen, 1, 181);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -18,9 +18,10 @@
 //! while its CheckQuorum lease holds: HTTP threads read the lease the Raft thread publishes
 //! (`raft::reads::ReadLease`), so such a read touches no other thread, and runs on the reactor
 //! when the engine already applied the lease's index. Other linearizable reads of inline
-//! (cheap) routes do not hold a worker while they wait: the reactor hands them to the read
-//! queue (`cluster_reads`), which confirms everything queued with one ReadIndex and answers
-//! through deferred responses. `?consistency=stale` skips all of it.
+//! (cheap) routes do not hold a worker while they wait: the reactor runs them at once and
+//! parks their responses until a ReadIndex batch that started after they ran confirms them
+//! (`cluster_reads`: one round for every read parked before it, answered through deferred
+//! responses). `?consistency=stale` skips all of it.
 //!
 //! Operator requests (`join`, `leave`, `transfer-leader`) carry `x-lithair-auth-time` (Unix
 //! milliseconds) and `x-lithair-auth`, the hex HMAC-SHA256 under the cluster secret of
@@ -28,7 +29,7 @@
 //! more than `AUTH_SKEW_MS_MAX` away from its clock.
 
 use super::cli::{ReadMode, ServeOptions};
-use super::cluster_reads::{confirm, Confirm, ReadQueue};
+use super::cluster_reads::{confirm, Confirm, ParkedReads};
 use super::forward::{connect, read_response, ForwardPool, Forwarder, LinkSettings, Outgoing};
 pub use super::forward::{FORWARD_LINK_CONNECTIONS, FORWARD_QUEUE_MAX, FORWARD_TICK_MS};
 use super::state::AppState;
@@ -484,7 +485,7 @@ pub fn exchange_once(
 pub struct ClusterFront {
     router: Arc<Router>,
     /// Linearizable reads of inline routes wait here, not on a worker each.
-    reads: Option<ReadQueue>,
+    reads: Option<Arc<ParkedReads>>,
     node: Arc<Node>,
     replica: Arc<dyn Replica>,
     applied: Arc<AppliedWatch>,
@@ -518,6 +519,11 @@ impl Handler for ClusterFront {
         } else if wants_linearizable(req) {
             match req.extensions.remove::<PlannedRead>() {
                 Some(PlannedRead::Confirmed) => {}
+                Some(PlannedRead::Parked) => {
+                    if let Some(reads) = &self.reads {
+                        return reads.run(&self.router, req);
+                    }
+                }
                 Some(PlannedRead::Queued) => {
                     if let Some(reads) = &self.reads {
                         return reads.submit(req);
@@ -592,7 +598,10 @@ enum PlannedRead {
     /// engine had applied the lease's index then, so `call` serves it at once (later state is
     /// a longer prefix of the same committed log).
     Confirmed,
-    /// `call` hands it to the read queue (deferred response; no thread waits for it).
+    /// `call` runs it at once and holds the response until a ReadIndex batch that starts
+    /// after it ran confirms it (`ParkedReads`; deferred response, no thread waits for it).
+    Parked,
+    /// Too many reads parked: `call` hands it to the read queue (deferred response).
     Queued,
 }
 
@@ -623,9 +632,11 @@ impl ClusterFront {
                 node.applied_watch(),
                 Duration::from_millis(READ_APPLY_TIMEOUT_MS),
             );
-            Box::new(move || confirm(&node, &*replica, &applied, timeout))
+            Box::new(move |round, at_least| {
+                confirm(&node, &*replica, &applied, timeout, round, at_least)
+            })
         };
-        let reads = ReadQueue::start(Arc::clone(&router), confirm)
+        let reads = ParkedReads::start(Arc::clone(&router), &node, Arc::clone(&replica), confirm)
             .map_err(|e| eprintln!("lithair: no read queue ({e}); reads wait on workers"))
             .ok();
         ClusterFront {
@@ -658,9 +669,10 @@ impl ClusterFront {
         Some(operator(self, req))
     }
 
-    /// A linearizable read of an inline route may stay on the reactor when it is confirmed
-    /// from its head alone (lease mode, on the leader, the lease holding and the engine having
-    /// applied the lease's index: no thread hop, no wait) or when the read queue takes it.
+    /// A linearizable read of an inline route stays on the reactor: confirmed from its head
+    /// alone (lease mode, on the leader, the lease holding and the engine having applied the
+    /// lease's index: no thread hop, no wait), parked (run now, answered when its batch is
+    /// confirmed) or, past the parking limit, handed to the read queue.
     /// Marks the request for `call`; `false`: a worker runs it and waits.
     fn plan_read(&self, req: &mut Request) -> bool {
         let confirmed = self
@@ -669,6 +681,7 @@ impl ClusterFront {
             .is_some_and(|index| self.replica.applied_index() >= index);
         let planned = match (confirmed, &self.reads) {
             (true, _) => PlannedRead::Confirmed,
+            (false, Some(reads)) if reads.has_room() => PlannedRead::Parked,
             (false, Some(_)) => PlannedRead::Queued,
             (false, None) => return false,
         };
@@ -686,7 +699,7 @@ impl ClusterFront {
     /// ReadIndex: waits until the local state holds every write committed before the read.
     fn await_read_index(&self) -> Result<(), String> {
         let timeout = Duration::from_millis(READ_APPLY_TIMEOUT_MS);
-        confirm(&self.node, &*self.replica, &self.applied, timeout)
+        confirm(&self.node, &*self.replica, &self.applied, timeout, true, 0)
     }
 
     /// `POST /_lithair/cluster/join` with `id=N&peer=HOST:PORT`: the leader records the

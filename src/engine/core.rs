@@ -803,6 +803,12 @@ impl<S: State> Engine<S> {
     pub fn fsync_time(&self) -> std::time::Duration {
         self.shared().log.fsync_time()
     }
+
+    /// Group writes of the log that went past its zero-filled space since open (for
+    /// benchmarks: each costs its `fdatasync` a journal commit more; see docs/LOG_FORMAT.md).
+    pub fn unprepared_writes(&self) -> u64 {
+        self.shared().log.unprepared_writes()
+    }
 }
 
 /// See [`Engine::reader`].

@@ -33,8 +33,8 @@ const C_MIN: u64 = 1 << 52;
 const MASK_63: u64 = (1 << 63) - 1;
 
 /// floor(q * log10(2)), exact for |q| <= 5456721.
-fn floor_log10_pow2(q: i32) -> i32 {
-    ((i64::from(q) * 661_971_961_083) >> 41) as i32
+const fn floor_log10_pow2(q: i32) -> i32 {
+    ((q as i64 * 661_971_961_083) >> 41) as i32
 }
 
 /// floor(q * log10(2) + log10(3/4)), for the lower boundary of a power of two.
@@ -549,14 +549,43 @@ fn scale_for(q: i32, c: u64) -> (i32, u128, u32) {
         c > C_MIN && c < 2 * C_MIN,
         "symmetric interval of a normal double"
     );
-    let minus_k = floor_log10_pow2(q) - KAPPA;
-    let cache = cache_entry(-minus_k);
-    let beta = (q + floor_log2_pow10(-minus_k)) as u32;
+    // One load instead of two logarithm approximations (four multiplications and shifts).
+    let scale = SCALE_TABLE[(q - Q_NORMAL_MIN) as usize];
+    let minus_k = -(i32::from(scale as u16) + CACHE_EXPONENT_MIN);
+    let beta = scale >> 16;
     debug_assert!(
         (6..=9).contains(&beta),
         "Dragonbox shift out of range: {beta}"
     );
-    (minus_k, cache, beta)
+    (minus_k, cache_entry(-minus_k), beta)
+}
+
+/// Binary exponent `q` of the smallest normal double (c * 2^q, c of 53 bits).
+const Q_NORMAL_MIN: i32 = 1 - 1075;
+/// Binary exponents of normal doubles (biased exponents 1 to 2046).
+const Q_NORMAL_COUNT: usize = 2046;
+
+/// Per binary exponent of a normal double (indexed by q - Q_NORMAL_MIN), the scale
+/// [`scale_for`] needs: the index of 10^-minus_k in [`CACHE_TABLE`] in the low 16 bits, with
+/// minus_k = floor(q * log10(2)) - KAPPA, and the shift beta = q + floor(-minus_k * log2(10))
+/// above them. Built at compile time from the same formulas ([`scale_formula`]).
+static SCALE_TABLE: [u32; Q_NORMAL_COUNT] = {
+    let mut table = [0u32; Q_NORMAL_COUNT];
+    let mut i = 0;
+    while i < Q_NORMAL_COUNT {
+        let (minus_k, beta) = scale_formula(Q_NORMAL_MIN + i as i32);
+        let index = -minus_k - CACHE_EXPONENT_MIN;
+        assert!(index >= 0 && index < CACHE_COUNT as i32 && beta >= 6 && beta <= 9);
+        table[i] = index as u32 | (beta as u32) << 16;
+        i += 1;
+    }
+    table
+};
+
+/// minus_k and beta for the binary exponent `q`, computed (see [`SCALE_TABLE`]).
+const fn scale_formula(q: i32) -> (i32, i32) {
+    let minus_k = floor_log10_pow2(q) - KAPPA;
+    (minus_k, q + floor_log2_pow10(-minus_k))
 }
 
 /// [`to_decimal_one_multiply`] for every input, rare cases included: when the right end is
@@ -628,11 +657,9 @@ fn shortest(c: u64, q: i32) -> (u64, i32) {
     }
     let (f, k) = to_decimal_one_multiply(q, c);
     // Always at the scale 10^k with k = floor(q * log10(2)), where 2^q * 10^-k lies in
-    // [1, 10), so f ~ c * 2^q * 10^-k lies in [2^52, 10 * 2^53): 16 or 17 digits.
-    assert!(
-        (SIGNIFICAND_MIN / 10..SIGNIFICAND_MIN * 10).contains(&f),
-        "significand {f} outside 16..=17 digits"
-    );
+    // [1, 10), so f ~ c * 2^q * 10^-k lies in [2^52, 10 * 2^53): 16 or 17 digits. Asserted
+    // after padding, on the leading digit [`significand_words`] computes anyway.
+    debug_assert!((SIGNIFICAND_MIN / 10..SIGNIFICAND_MIN * 10).contains(&f));
     // A select, not a branch: the digit count follows the data and would mispredict often.
     let short = f < SIGNIFICAND_MIN;
     (if short { f * 10 } else { f }, k - i32::from(short))
@@ -874,27 +901,45 @@ pub(crate) fn format_ascii(v: f64, buffer: &mut [u8; FLOAT_BYTES_MAX]) -> usize 
     buffer[0] = b'-';
     let fraction = bits & (C_MIN - 1);
     let biased = ((bits >> 52) & 0x7ff) as i32;
-    // The all-ones exponent is infinity or NaN (checked on the field already extracted).
-    assert!(biased != 0x7ff, "format_f64 called with a non-finite value");
-    if biased == 0 {
-        if fraction == 0 {
-            buffer[sign..sign + 3].copy_from_slice(b"0.0");
-            return sign + 3;
-        }
-        // Subnormals: with so few significant bits the scaled value can have fewer than three
-        // digits, outside the range where the two-candidate search above is shortest; they are
-        // rare, so std's formatter handles them.
-        return format_with_std(v, buffer).len();
+    // One test for both rare exponent fields: zero (zeros, subnormals) and all ones (asserted
+    // against there: infinity or NaN).
+    if (biased - 1) as u32 >= 0x7fe {
+        return format_zero_or_subnormal(v, buffer);
     }
     let c = C_MIN | fraction;
     let q = biased - 1075;
-    let out = &mut buffer[sign..];
+    // A fixed-size window after the sign, so the layout's stores need no length checks.
+    let out: &mut [u8; FLOAT_BYTES_MAX - 1] =
+        match (&mut buffer[sign..sign + FLOAT_BYTES_MAX - 1]).try_into() {
+            Ok(window) => window,
+            Err(_) => unreachable!("the window after the sign is FLOAT_BYTES_MAX - 1 bytes"),
+        };
     if (-52..0).contains(&q) && c.trailing_zeros() >= q.unsigned_abs() {
         // An integer below 2^53 is its own shortest decimal, and fewer than 17 digits.
         return sign + write_integer(c >> q.unsigned_abs(), out);
     }
     let (digits, k) = shortest(c, q);
     sign + layout(digits, k, out)
+}
+
+/// [`format_ascii`] for a zero or subnormal `v`; asserts that `v` is finite.
+#[cold]
+#[inline(never)]
+fn format_zero_or_subnormal(v: f64, buffer: &mut [u8; FLOAT_BYTES_MAX]) -> usize {
+    assert!(v.is_finite(), "format_f64 called with a non-finite value");
+    let sign = usize::from(v.is_sign_negative());
+    if v == 0.0 {
+        buffer[sign..sign + 3].copy_from_slice(b"0.0");
+        return sign + 3;
+    }
+    assert!(
+        v.abs() < f64::MIN_POSITIVE,
+        "only zeros and subnormals come here"
+    );
+    // Subnormals: with so few significant bits the scaled value can have fewer than three
+    // digits, outside the range where the two-candidate search is shortest; they are rare, so
+    // std's formatter handles them.
+    format_with_std(v, buffer).len()
 }
 
 /// Writes the integer `n` (< 2^53) as `n.0`; returns the byte count.
@@ -910,9 +955,13 @@ fn write_integer(n: u64, out: &mut [u8]) -> usize {
 /// of the 17 digits are significant (the rest are trailing zeros).
 #[inline(always)]
 fn significand_words(digits: u64) -> (u8, u64, u64, usize) {
-    let high = digits / 100_000_000;
+    // The high nine digits fit in a u32: their leading digit and the rest come from one 32-bit
+    // division (as a u64 the compiler divides the whole by 10^16 a second time instead).
+    let high = (digits / 100_000_000) as u32;
     let first = (high / 100_000_000) as u8;
-    let middle = eight_lanes((high % 100_000_000) as u32);
+    // Both ends of the 17-digit range in one check: the leading digit is 1 to 9.
+    assert!((1..10).contains(&first), "{digits} is not 17 digits");
+    let middle = eight_lanes(high % 100_000_000);
     let low = eight_lanes((digits % 100_000_000) as u32);
     // The last digit is the highest lane; a zero lane is a zero digit. `first` is never 0.
     // As one 128-bit word (the last digits on top), the zero digits at the end are its
@@ -927,10 +976,32 @@ fn significand_words(digits: u64) -> (u8, u64, u64, usize) {
 #[inline(always)]
 fn insert_point(word: u64, index: usize) -> u64 {
     assert!(index < 8, "insert_point inside one word");
-    let shift = 8 * index as u32;
-    let below = (1u64 << shift) - 1;
-    (word & below) | (u64::from(b'.') << shift) | ((word & !below) << 8)
+    // Two table loads replace building the mask and the point from a variable shift.
+    let upper = word & POINT_UPPER_MASKS[index];
+    (word ^ upper) | (upper << 8) | POINT_BYTES[index]
 }
+
+/// For a point inserted before byte `i` of a word: the mask of bytes `i..8` (they move up).
+const POINT_UPPER_MASKS: [u64; 8] = {
+    let mut masks = [0u64; 8];
+    let mut i = 0;
+    while i < 8 {
+        masks[i] = u64::MAX << (8 * i);
+        i += 1;
+    }
+    masks
+};
+
+/// For a point inserted before byte `i` of a word: the point alone, in byte `i`.
+const POINT_BYTES: [u64; 8] = {
+    let mut points = [0u64; 8];
+    let mut i = 0;
+    while i < 8 {
+        points[i] = (b'.' as u64) << (8 * i);
+        i += 1;
+    }
+    points
+};
 
 /// Stores `word` little-endian at `out[at..at + 8]`.
 #[inline(always)]
@@ -1159,6 +1230,33 @@ mod tests {
         for w in 9_007_199_254_740_990..9_007_199_254_741_000u64 {
             check_parse(w, 0);
             check_parse(w * 10, -1);
+        }
+    }
+
+    #[test]
+    fn insert_point_at_every_byte() {
+        let word = u64::from_le_bytes(*b"ABCDEFGH");
+        for index in 0..8 {
+            let mut expected = b"ABCDEFGH".to_vec();
+            expected.insert(index, b'.');
+            expected.truncate(8);
+            assert_eq!(insert_point(word, index).to_le_bytes().to_vec(), expected);
+        }
+    }
+
+    /// The packed per-exponent table unpacks to what the logarithm approximations give.
+    #[test]
+    fn scale_table_matches_the_logarithm_formulas() {
+        for biased in 1..2047 {
+            let q = biased - 1075;
+            let minus_k = floor_log10_pow2(q) - KAPPA;
+            let beta = (q + floor_log2_pow10(-minus_k)) as u32;
+            let c = C_MIN + 1;
+            assert_eq!(
+                scale_for(q, c),
+                (minus_k, cache_entry(-minus_k), beta),
+                "q {q}"
+            );
         }
     }
 

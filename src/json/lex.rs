@@ -340,6 +340,26 @@ fn fraction_and_exponent(bytes: &[u8], span: &mut Span) -> Result<(), LexError> 
     if bytes.get(i) == Some(&b'.') {
         i += 1;
         let start = i;
+        // Eight, then four digits at a time while they all fit the 19-digit budget and a
+        // significant digit came before (leading zeros take the byte loop below, which keeps
+        // them out of the budget); the byte loop finishes the rest.
+        if span.mantissa != 0 {
+            while span.digits + 8 <= 19 {
+                let Some(value) = bytes.get(i..i + 8).and_then(eight_digits) else {
+                    break;
+                };
+                span.mantissa = span.mantissa * 100_000_000 + u64::from(value);
+                span.digits += 8;
+                i += 8;
+            }
+            if span.digits + 4 <= 19 {
+                if let Some(value) = bytes.get(i..i + 4).and_then(four_digits) {
+                    span.mantissa = span.mantissa * 10_000 + u64::from(value);
+                    span.digits += 4;
+                    i += 4;
+                }
+            }
+        }
         while let Some(&d @ b'0'..=b'9') = bytes.get(i) {
             // Leading zeros of "0.000123" add nothing to the mantissa; keep them out of the
             // 19-digit budget so such numbers still take the exact fast path.
@@ -379,6 +399,51 @@ fn fraction_and_exponent(bytes: &[u8], span: &mut Span) -> Result<(), LexError> 
     }
     span.end = i;
     Ok(())
+}
+
+/// ASCII '0' in each byte lane of a u64.
+const ASCII_ZEROS: u64 = 0x3030_3030_3030_3030;
+/// The high nibble of each byte lane.
+const HIGH_NIBBLES: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+/// Six in each byte lane: a digit byte plus six stays below 0x40, any byte above '9' reaches it.
+const SIXES: u64 = 0x0606_0606_0606_0606;
+
+/// The value of `chunk` when it is exactly eight ASCII digits (the first the most significant),
+/// in a few multiplications instead of a loop; `None` when any byte is not a digit.
+#[inline(always)]
+fn eight_digits(chunk: &[u8]) -> Option<u32> {
+    let word = u64::from_le_bytes(chunk.try_into().ok()?);
+    // Every byte is 0x30..=0x39: its high nibble is 3, and adding 6 does not carry into it.
+    let all_digits = (word & HIGH_NIBBLES) == ASCII_ZEROS
+        && (word.wrapping_add(SIXES) & HIGH_NIBBLES) == ASCII_ZEROS;
+    if !all_digits {
+        return None;
+    }
+    // Digit values in byte lanes (the first digit lowest); then pairs in 16-bit lanes
+    // (10 * first + second), quadruples in 32-bit lanes, and the whole. No lane overflows: a
+    // lane holds at most 99, 9999 or 99999999 after each step.
+    let digits = word - ASCII_ZEROS;
+    let pairs = (digits * 10 + (digits >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let quads = (pairs * 100 + (pairs >> 16)) & 0x0000_ffff_0000_ffff;
+    let value = (quads.wrapping_mul(10_000) + (quads >> 32)) & 0xffff_ffff;
+    assert!(value < 100_000_000, "eight digits are below 10^8");
+    Some(value as u32)
+}
+
+/// [`eight_digits`] for a chunk of four ASCII digits.
+#[inline(always)]
+fn four_digits(chunk: &[u8]) -> Option<u32> {
+    let word = u32::from_le_bytes(chunk.try_into().ok()?);
+    let all_digits = (word & HIGH_NIBBLES as u32) == ASCII_ZEROS as u32
+        && (word.wrapping_add(SIXES as u32) & HIGH_NIBBLES as u32) == ASCII_ZEROS as u32;
+    if !all_digits {
+        return None;
+    }
+    let digits = word - ASCII_ZEROS as u32;
+    let pairs = (digits * 10 + (digits >> 8)) & 0x00ff_00ff;
+    let value = (pairs * 100 + (pairs >> 16)) & 0xffff;
+    assert!(value < 10_000, "four digits are below 10^4");
+    Some(value)
 }
 
 /// Lexes a number at `pos` (which holds `-` or a digit); returns it and the offset after it.
@@ -449,6 +514,70 @@ fn float_slow(text: &str, pos: usize, end: usize) -> Result<Num, LexError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digit_chunks_match_a_byte_loop() {
+        let mut state = 0x2468_ace0_1357_9bdfu64;
+        for _ in 0..20_000 {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let r = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            let text = format!("{:08}", r % 100_000_000);
+            let expected: u32 = text.parse().unwrap();
+            assert_eq!(eight_digits(text.as_bytes()), Some(expected), "{text}");
+            let expected: u32 = text[..4].parse().unwrap();
+            assert_eq!(four_digits(&text.as_bytes()[..4]), Some(expected), "{text}");
+        }
+        // Any non-digit byte, at any position, rejects the chunk.
+        for position in 0..8 {
+            for byte in (0..=255u8).filter(|b| !b.is_ascii_digit()) {
+                let mut chunk = *b"12345678";
+                chunk[position] = byte;
+                assert_eq!(eight_digits(&chunk), None, "{byte:#x} at {position}");
+                if position < 4 {
+                    assert_eq!(four_digits(&chunk[..4]), None, "{byte:#x} at {position}");
+                }
+            }
+        }
+        assert_eq!(eight_digits(b"1234567"), None, "short chunk");
+    }
+
+    /// Fractions read in digit chunks give std's value for every split of the 19-digit budget:
+    /// integer parts of 1 to 20 digits, fractions of 1 to 24, with runs of zeros.
+    #[test]
+    fn chunked_fractions_parse_like_std() {
+        let mut state = 0x0bad_cafe_f00d_1234u64;
+        let mut digit = || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let r = state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 60;
+            // Zeros one time in three, so chunks of zeros and leading zeros occur.
+            if r < 5 {
+                b'0'
+            } else {
+                b'0' + (r % 10) as u8
+            }
+        };
+        for whole in 1..=20 {
+            for fraction in 1..=24 {
+                for exponent in ["", "e5", "e-30"] {
+                    let mut text = vec![b'1'];
+                    text.extend((1..whole).map(|_| digit()));
+                    text.push(b'.');
+                    text.extend((0..fraction).map(|_| digit()));
+                    text.extend_from_slice(exponent.as_bytes());
+                    let text = String::from_utf8(text).unwrap();
+                    let expected: f64 = text.parse().unwrap();
+                    assert_eq!(num(&text), Ok(Num::Float(expected)), "{text}");
+                    let zero = format!("0.{}", &text[text.len() - fraction - exponent.len()..]);
+                    let expected: f64 = zero.parse().unwrap();
+                    assert_eq!(num(&zero), Ok(Num::Float(expected)), "{zero}");
+                }
+            }
+        }
+    }
 
     fn num(text: &str) -> Result<Num, String> {
         number(text, 0)

@@ -10,6 +10,7 @@
 
 mod error;
 mod frame;
+mod prepare;
 mod reader;
 mod segment;
 mod sync;
@@ -21,6 +22,7 @@ pub use frame::{
     Status, ENTRY_PREFIX_BYTES, FORMAT_VERSION, FRAME_BYTES_MAX, FRAME_HEAD_BYTES,
     FRAME_PREFIX_BYTES, HEADER_BYTES, SEGMENT_MAGIC,
 };
+pub use prepare::PREPARED_FILE_NAME;
 pub use reader::{read_range, Cursor};
 pub use segment::{is_zero_tail, list_segments, segment_name, segment_path, sync_dir, used_bytes};
 pub use writer::{

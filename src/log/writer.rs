@@ -4,7 +4,8 @@
 //! In `Durable` mode two writer threads share the work (`super::sync`): while one runs an
 //! fsync, the other writes the next group, and the next fsync covers every group written
 //! meanwhile. A lone append is written and synced by the same thread (no hand-off).
-//! `Relaxed` mode has one writer thread.
+//! `Relaxed` mode has one writer thread. A third thread (`super::prepare`) zero-fills the space
+//! ahead of the writer, so appends overwrite written blocks.
 //!
 //! Owns: the durability promise. `Durable` acknowledges only after an `fdatasync` that began
 //! after the append's `write` returned; completions run in append order.
@@ -12,6 +13,7 @@
 //! stops), or leave a partial frame behind after a failed write.
 
 use super::frame::{self, EntryBatch, Frame, Status, HEADER_BYTES};
+use super::prepare::{self, Preparer};
 use super::segment::{self, Ending};
 use super::sync::{SyncPipe, Written};
 use super::{AppendError, Error};
@@ -32,17 +34,17 @@ pub const GROUP_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Default size at which the writer starts a new segment.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 /// Segments are preallocated ahead of the writer by this much (never past
-/// `segment_bytes_max`): appends overwrite zeros in place, which makes each `fdatasync`
-/// cheaper than growing the file (no size change, no block allocation; ext4 still journals the
-/// conversion of the written part of its "unwritten" extents, see docs/LOG_FORMAT.md), and a
-/// segment carries at most this much unused tail for recovery to read.
+/// `segment_bytes_max`), the fallback under the zero-filled space (`super::prepare`): appends
+/// there overwrite zeros in place, which makes each `fdatasync` cheaper than growing the file
+/// (no size change, no block allocation) but not free: ext4 journals the conversion of the
+/// written part of its "unwritten" extents (see docs/LOG_FORMAT.md).
 pub const PREALLOCATE_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 /// Name of the lock file in the data directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
 /// Name of the log's sub-directory in the data directory.
 pub const LOG_DIR_NAME: &str = "log";
 /// `ENOSPC` on Linux: the disk-full error number.
-const ENOSPC: i32 = 28;
+pub(super) const ENOSPC: i32 = 28;
 
 /// When an append is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,7 @@ pub enum Durability {
 pub struct Faults {
     writes_to_fail: AtomicU32,
     syncs_to_fail: AtomicU32,
+    zero_fills_to_fail: AtomicU32,
 }
 
 impl Faults {
@@ -78,6 +81,12 @@ impl Faults {
         self.syncs_to_fail.store(count, Ordering::SeqCst);
     }
 
+    /// The next `count` zero writes ahead of the writer fail with ENOSPC (which stops the
+    /// zero-filling; appends go on into preallocated space).
+    pub fn fail_next_zero_fills(&self, count: u32) {
+        self.zero_fills_to_fail.store(count, Ordering::SeqCst);
+    }
+
     fn take(counter: &AtomicU32) -> bool {
         counter
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -87,6 +96,11 @@ impl Faults {
     /// Whether this fsync must fail (consumes one injected failure).
     pub(super) fn take_sync_failure(&self) -> bool {
         Self::take(&self.syncs_to_fail)
+    }
+
+    /// Whether this zero write must fail (consumes one injected failure).
+    pub(super) fn take_zero_fill_failure(&self) -> bool {
+        Self::take(&self.zero_fills_to_fail)
     }
 }
 
@@ -192,6 +206,7 @@ pub struct Log {
     sender: Option<mpsc::Sender<Request>>,
     writers: Vec<thread::JoinHandle<()>>,
     shared: Arc<Shared>,
+    prepared: Arc<prepare::Stats>,
     log_dir: PathBuf,
 }
 
@@ -238,6 +253,7 @@ impl Log {
         let lock = lock_data_dir(data_dir)?;
         let log_dir = data_dir.join(LOG_DIR_NAME);
         fs::create_dir_all(&log_dir).map_err(|e| Error::io(&log_dir, "create directory", e))?;
+        prepare::remove_stale(&log_dir)?;
         let mut firsts = segment::list_segments(&log_dir)?;
         if firsts.is_empty() {
             let preallocate_bytes = preallocation_target(HEADER_BYTES as u64, &options);
@@ -254,6 +270,15 @@ impl Log {
         // A segment cut back by recovery (or written before preallocation existed) gets its
         // room back, durably, before any append relies on it.
         let allocated = preallocate(&file, &path, preallocation_target(file_bytes, &options))?;
+        let file = Arc::new(file);
+        let preparer = Preparer::start(
+            &log_dir,
+            options.segment_bytes_max,
+            options.faults.clone(),
+            Arc::clone(&file),
+            file_bytes,
+        );
+        let prepared = preparer.stats();
         let shared = Arc::new(Shared::default());
         shared
             .next_index
@@ -272,7 +297,7 @@ impl Log {
         let writer = Writer {
             log_dir: log_dir.clone(),
             segments: firsts,
-            file: Arc::new(file),
+            file,
             pipe,
             file_bytes,
             allocated,
@@ -282,6 +307,7 @@ impl Log {
             shared: Arc::clone(&shared),
             buffer: Vec::new(),
             unsynced_since: None,
+            preparer,
             _lock: lock,
         };
         let (sender, receiver) = mpsc::channel();
@@ -306,6 +332,7 @@ impl Log {
             sender: Some(sender),
             writers: handles,
             shared,
+            prepared,
             log_dir,
         };
         Ok((log, recovered))
@@ -389,6 +416,18 @@ impl Log {
     /// was).
     pub fn fsync_time(&self) -> Duration {
         Duration::from_nanos(self.shared.fsync_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Bytes of zeros written and synced ahead of the writer since open (see
+    /// docs/LOG_FORMAT.md: appends overwrite them instead of preallocated space).
+    pub fn zero_filled_bytes(&self) -> u64 {
+        self.prepared.zero_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Group writes since open that went past the zero-filled space (into preallocated or new
+    /// space, whose `fdatasync` costs a journal commit more).
+    pub fn unprepared_writes(&self) -> u64 {
+        self.prepared.unprepared_writes.load(Ordering::Relaxed)
     }
 
     /// Number of groups written since open.
@@ -596,6 +635,8 @@ struct Writer {
     buffer: Vec<u8>,
     /// Time of the first write not yet fsynced (Relaxed mode only).
     unsynced_since: Option<Instant>,
+    /// Zero-fills ahead of `file_bytes`; dropped (its thread joined) before the lock goes.
+    preparer: Preparer,
     _lock: File,
 }
 
@@ -723,16 +764,25 @@ impl Writer {
 
     fn control(&mut self, request: Request) {
         self.drain();
+        if matches!(request, Request::DeleteBefore { .. }) {
+            // The active segment is never deleted: nothing changes under the preparer.
+        } else {
+            self.preparer.hold();
+        }
         match request {
             Request::Append(_) => unreachable!("appends are grouped"),
             Request::TruncateAfter { index, reply } => {
                 let _ = reply.send(self.truncate_after(index));
+                self.preparer
+                    .resume(Arc::clone(&self.file), self.file_bytes, 0);
             }
             Request::DeleteBefore { index, reply } => {
                 let _ = reply.send(self.delete_before(index));
             }
             Request::Reset { first_index, reply } => {
                 let _ = reply.send(self.reset(first_index));
+                self.preparer
+                    .resume(Arc::clone(&self.file), self.file_bytes, 0);
             }
         }
     }
@@ -850,7 +900,11 @@ impl Writer {
             .as_ref()
             .is_some_and(|f| Faults::take(&f.writes_to_fail));
         let at = self.file_bytes;
-        self.extend_preallocation(at + self.buffer.len() as u64);
+        let len = self.buffer.len() as u64;
+        if !self.preparer.covers(at, at + len) {
+            self.preparer.before_unprepared_write(at, at + len);
+            self.extend_preallocation(at + len);
+        }
         let result = if injected {
             let half = self.buffer.len() / 2;
             self.file
@@ -861,18 +915,22 @@ impl Writer {
         };
         match result {
             Ok(()) => {
-                self.file_bytes += self.buffer.len() as u64;
+                self.file_bytes += len;
+                self.preparer.wrote(self.file_bytes, len);
                 Ok(())
             }
             Err(error) => {
-                // Cutting back also drops the rest of the preallocation: later appends grow
-                // the file, which is slower but correct.
+                // Cutting back also drops the rest of the preallocation and of the zero-filled
+                // space: later appends grow the file until the preparer catches up again.
                 self.allocated = self.file_bytes;
+                self.preparer.hold();
                 if let Err(cut) = self.file.set_len(self.file_bytes) {
                     fatal(&format!(
                         "write failed ({error}) and truncating it back failed ({cut})"
                     ));
                 }
+                self.preparer
+                    .resume(Arc::clone(&self.file), self.file_bytes, 0);
                 if error.raw_os_error() == Some(ENOSPC) {
                     Err(AppendError::DiskFull)
                 } else {
@@ -936,6 +994,29 @@ impl Writer {
         if self.unsynced_since.is_some() {
             self.sync();
         }
+        // The zero-written start of the next segment, if the preparer has it ready.
+        let (mut installed, mut prepared) = (false, 0);
+        if let Some((file, zeroed)) = self.preparer.take_next() {
+            match prepare::install_next(&self.log_dir, &file, self.next_index) {
+                Ok(()) => {
+                    self.file = file;
+                    self.file_bytes = HEADER_BYTES as u64;
+                    self.allocated = zeroed.max(self.file_bytes);
+                    self.segments.push(self.next_index);
+                    (installed, prepared) = (true, zeroed);
+                }
+                Err(error) => eprintln!("lithair log: cannot use the prepared segment: {error}"),
+            }
+        }
+        if !installed {
+            self.create_next_segment();
+        }
+        self.preparer
+            .resume(Arc::clone(&self.file), self.file_bytes, prepared);
+    }
+
+    /// Starts the next segment the plain way (create, preallocate, fsync file and directory).
+    fn create_next_segment(&mut self) {
         let preallocate_bytes = preallocation_target(HEADER_BYTES as u64, &self.options);
         match create_segment(&self.log_dir, self.next_index, preallocate_bytes) {
             Ok(file) => {

@@ -22,18 +22,18 @@
 use super::config::{Config, ReadMode};
 use super::leader::lease_ticks;
 use super::raw_node::{RawNode, Ready};
-use super::reads::{ReadBatcher, ReadLease, RoundClock, StartBatch};
+use super::reads::{BatchListener, ReadBatcher, ReadLease, RoundClock, StartBatch};
 use super::storage::Storage;
 use super::storage_log::{InstallStep, LogStorage};
 use super::transport::{Deliver, Lost, Transport, TransportConfig};
-use super::types::{ConfChange, EntryKind, Message, NodeId, Role, NODE_NONE};
+use super::types::{ConfChange, EntryKind, Message, MessageBody, NodeId, Role, NODE_NONE};
 use crate::engine::{Proposer, Replica, Token};
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -326,10 +326,19 @@ impl Node {
         log: Arc<crate::log::Log>,
     ) -> io::Result<Node> {
         let (raw, applied) = open_raw_node(&config, &*replica, log)?;
-        let sender = inbox.sender.clone();
-        let deliver: Deliver = Arc::new(move |message| {
-            let _ = sender.send(Event::Message(message));
-        });
+        let batch_sender = inbox.sender.clone();
+        let start_batch: StartBatch =
+            Box::new(move |batch| batch_sender.send(Event::ReadIndex(batch)).is_ok());
+        let batcher = Arc::new(ReadBatcher::new(start_batch));
+        let lease = Arc::new(ReadLease::default());
+        let answerer: Arc<OnceLock<std::sync::Weak<Transport>>> = Arc::default();
+        let deliver = deliver_messages(
+            config.id,
+            inbox.sender.clone(),
+            Arc::clone(&batcher),
+            Arc::clone(&lease),
+            Arc::clone(&answerer),
+        );
         let sender = inbox.sender.clone();
         let lost: Lost = Arc::new(move |peer| {
             let _ = sender.send(Event::PeerLost(peer));
@@ -352,6 +361,8 @@ impl Node {
             deliver,
             lost,
         )?);
+        // Only the peer readers use it, and only while the node (holding the transport) lives.
+        let _ = answerer.set(Arc::downgrade(&transport));
         let book = load_peer_book(&config, &transport)?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let status = Arc::new(Mutex::new(ClusterStatus::default()));
@@ -363,11 +374,6 @@ impl Node {
         };
         let replica_applied = replica.applied_index();
         let persist_next = raw.storage().last_index() + 1;
-        let batch_sender = inbox.sender.clone();
-        let start_batch: StartBatch =
-            Box::new(move |batch| batch_sender.send(Event::ReadIndex(batch)).is_ok());
-        let batcher = Arc::new(ReadBatcher::new(start_batch));
-        let lease = Arc::new(ReadLease::default());
         let lease_length = Duration::from_millis(lease_ticks(raw.election_ticks()) * TICK_MS);
         let driver = Driver {
             raw,
@@ -491,6 +497,22 @@ impl Node {
             .read(Duration::from_millis(READ_INDEX_TIMEOUT_MS))
     }
 
+    /// Joins the next ReadIndex batch that starts after now without waiting (see
+    /// [`ReadBatcher::join`]); its outcome reaches the listener set by
+    /// [`Node::on_read_batch`].
+    ///
+    /// # Errors
+    /// The node is stopping.
+    pub(crate) fn read_join(&self) -> Result<u64, String> {
+        self.reads.join()
+    }
+
+    /// Sets the listener that hears every read batch's outcome; `false` when the node
+    /// already has one (one per node).
+    pub(crate) fn on_read_batch(&self, listener: BatchListener) -> bool {
+        self.reads.listen(listener)
+    }
+
     /// Lease mode, on the leader while its lease holds: the engine event index a
     /// linearizable read starting now must see applied. Lock-free; `None` elsewhere.
     pub fn lease_read_index(&self) -> Option<u64> {
@@ -592,6 +614,49 @@ fn raft_config(
     // The driver promotes learners itself, with a lag threshold (see `promote_learners`).
     raft_config.auto_promote_learners = false;
     Ok(raft_config)
+}
+
+/// What the peer readers do with each message: most go to the Raft thread; read answers
+/// skip it. A ReadIndex answer completes this node's batch at once: its index was confirmed by
+/// the node that led when it answered (a quorum round or its lease, after our batch started),
+/// so it covers every write committed before the batch, whatever our own term or role; the
+/// reads then wait until the engine applied it. A lease-mode leader whose lease holds answers
+/// a follower's ReadIndex from the reader too (the lease read of `ReadLease::read_index`,
+/// taken after the request arrived). Saves two Raft-thread wake-ups per follower batch.
+fn deliver_messages(
+    id: NodeId,
+    sender: Sender<Event>,
+    batcher: Arc<ReadBatcher>,
+    lease: Arc<ReadLease>,
+    answerer: Arc<OnceLock<std::sync::Weak<Transport>>>,
+) -> Deliver {
+    Arc::new(move |message: Message| {
+        match &message.body {
+            MessageBody::ReadIndexResponse { index, ctx } => {
+                if let Ok(bytes) = <[u8; 8]>::try_from(ctx.as_slice()) {
+                    batcher.complete(u64::from_le_bytes(bytes), Ok(*index));
+                }
+                return;
+            }
+            MessageBody::ReadIndex { ctx } => {
+                let transport = answerer.get().and_then(std::sync::Weak::upgrade);
+                if let (Some(index), Some(transport)) = (lease.read_index(), transport) {
+                    transport.send(Message {
+                        from: id,
+                        to: message.from,
+                        term: lease.term(),
+                        body: MessageBody::ReadIndexResponse {
+                            index,
+                            ctx: ctx.clone(),
+                        },
+                    });
+                    return;
+                }
+            }
+            _ => {}
+        }
+        let _ = sender.send(Event::Message(message));
+    })
 }
 
 /// Reads the peers file (refusing another node's), starts writers toward the peers it names
@@ -814,7 +879,11 @@ impl Driver {
                 true
             }
             Event::ReadIndex(batch) => {
-                self.read_index(batch);
+                // Closed to new readers only now: those that joined while this event waited
+                // in the inbox share its round.
+                if self.batcher.seal(batch) {
+                    self.read_index(batch);
+                }
                 true
             }
             Event::TransferLeader(to, reply) => {
@@ -881,6 +950,9 @@ impl Driver {
         let batcher = &self.batcher;
         let mut again = Vec::new();
         self.reads.retain(|batch, (first, last)| {
+            if batcher.settled(*batch) {
+                return false; // A peer reader delivered its answer (see `deliver_messages`).
+            }
             let alive = now - *first < READ_BATCH_EXPIRY_TICKS;
             if !alive {
                 batcher.complete(*batch, Err("no leader confirmed the read".to_string()));
@@ -1162,6 +1234,7 @@ impl Driver {
     /// before this term's first entry is handed to it (so its copy starts from all of them).
     fn update_leadership(&mut self) {
         let status = self.raw.status();
+        self.lease.publish_term(status.term);
         if status.role != Role::Leader {
             if self.lead_from.is_some() {
                 self.step_down();

@@ -2,7 +2,8 @@
 //! a read's index, and the lease a leader publishes so HTTP threads serve linearizable reads
 //! without the Raft thread.
 //!
-//! Owns: `ReadBatcher` (one ReadIndex round in flight, later reads join the next),
+//! Owns: `ReadBatcher` (one ReadIndex round in flight, later reads join the next; readers
+//! either wait for their batch or join it and hear its outcome through the batch listener),
 //! `AppliedWatch`, `ReadLease` (the shared lease deadline and commit index) and `RoundClock`
 //! (when each heartbeat round started, in monotonic time).
 //! Must not: touch the `RawNode` (only the Raft thread does) or decide whether a lease holds
@@ -21,20 +22,32 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Batches linearizable reads: at most one ReadIndex request is in flight; a read arriving
-/// while one is in flight joins the next batch, sent the moment the current one completes
-/// (a batch started before a read arrived may not confirm it). So the Raft thread sees one
-/// event per batch, not per read, and readers wait on a condition variable.
+/// Batches linearizable reads: at most one ReadIndex request is in flight. A batch stays open
+/// to new readers until the Raft thread seals it, just before it asks for the confirmation
+/// (so every reader of a batch arrived before its ReadIndex); a read arriving after that joins
+/// the next batch, sent the moment the current one completes (a confirmation asked before a
+/// read arrived may not cover it). So the Raft thread sees one event per batch, not per read,
+/// and readers arriving while it gets round to the batch still share it.
 pub(crate) struct ReadBatcher {
     state: Mutex<ReadBatches>,
     completed: std::sync::Condvar,
+    /// Told every batch's outcome, after the lock is released (see [`ReadBatcher::join`]).
+    listener: OnceLock<BatchListener>,
 }
 
 /// Starts batch `id` (hands it to the Raft thread); `false` when the node is stopping.
 pub(crate) type StartBatch = Box<dyn Fn(u64) -> bool + Send>;
+
+/// Hears each batch's id and outcome once it completes, on the completing thread (the Raft
+/// thread or a peer reader), without any batcher lock held. A batch's outcome also serves
+/// every earlier batch: a later batch started after their reads arrived.
+pub(crate) type BatchListener = Box<dyn Fn(u64, &Result<u64, String>) + Send + Sync>;
+
+/// What a stopped node answers reads with.
+const STOPPING: &str = "the node is stopping";
 
 struct ReadBatches {
     start: StartBatch,
@@ -42,6 +55,8 @@ struct ReadBatches {
     sent: u64,
     /// Whether batch `sent` awaits its outcome.
     in_flight: bool,
+    /// Whether batch `sent` is closed to new readers (its confirmation was asked for).
+    sealed: bool,
     /// Whether some reader waits for batch `sent + 1`.
     next_wanted: bool,
     /// Id of the last completed batch, and its outcome (the engine index to reach).
@@ -56,24 +71,57 @@ impl ReadBatcher {
                 start,
                 sent: 0,
                 in_flight: false,
+                sealed: false,
                 next_wanted: false,
                 completed: 0,
                 outcome: Err("no read yet".to_string()),
             }),
             completed: std::sync::Condvar::new(),
+            listener: OnceLock::new(),
         }
+    }
+
+    /// Sets the listener [`ReadBatcher::join`]ed reads hear their outcome from; `false` when
+    /// one is already set (it stays).
+    pub(crate) fn listen(&self, listener: BatchListener) -> bool {
+        self.listener.set(listener).is_ok()
+    }
+
+    /// Joins the next batch that starts after now, without waiting: its id, whose outcome
+    /// (or a later batch's) reaches the listener. A caller that files the read under that id
+    /// must do so under a lock the listener also takes, so the outcome cannot slip between.
+    ///
+    /// # Errors
+    /// The node is stopping (no batch will start).
+    pub(crate) fn join(&self) -> Result<u64, String> {
+        let mut state = self.state.lock().expect("read batcher poisoned");
+        let mine = state.join();
+        if state.completed >= mine {
+            return Err(STOPPING.to_string()); // Its start failed: nobody else is in it.
+        }
+        Ok(mine)
+    }
+
+    /// Raft thread, before it asks for batch `batch`'s confirmation: closes it to new readers.
+    /// `false` when that batch is no longer in flight (nothing to ask for).
+    pub(crate) fn seal(&self, batch: u64) -> bool {
+        let mut state = self.state.lock().expect("read batcher poisoned");
+        if !state.in_flight || state.sent != batch {
+            return false;
+        }
+        state.sealed = true;
+        true
+    }
+
+    /// Whether batch `batch` has its outcome (the driver stops tracking it).
+    pub(crate) fn settled(&self, batch: u64) -> bool {
+        self.state.lock().expect("read batcher poisoned").completed >= batch
     }
 
     /// Joins the next batch that starts after now and waits for its outcome.
     pub(crate) fn read(&self, timeout: Duration) -> Result<u64, String> {
         let mut state = self.state.lock().expect("read batcher poisoned");
-        let mine = if state.in_flight {
-            state.next_wanted = true;
-            state.sent + 1
-        } else {
-            state.start_next();
-            state.sent
-        };
+        let mine = state.join();
         let (state, _) = self
             .completed
             .wait_timeout_while(state, timeout, |state| state.completed < mine)
@@ -86,31 +134,60 @@ impl ReadBatcher {
     }
 
     /// Records batch `batch`'s outcome, wakes its readers and starts the next batch.
+    /// Any thread may call it; a batch completes once (later calls for it are ignored).
     pub(crate) fn complete(&self, batch: u64, outcome: Result<u64, String>) {
-        let mut state = self.state.lock().expect("read batcher poisoned");
-        if !state.in_flight || batch != state.sent {
-            return; // Already completed (expired, then confirmed late).
+        let mut failed_next = None;
+        {
+            let mut state = self.state.lock().expect("read batcher poisoned");
+            if !state.in_flight || batch != state.sent {
+                return; // Already completed (expired, then confirmed late).
+            }
+            assert!(batch > state.completed, "read batches complete in order");
+            state.completed = batch;
+            state.outcome = outcome.clone();
+            state.in_flight = false;
+            if std::mem::take(&mut state.next_wanted) {
+                state.start_next();
+                if !state.in_flight {
+                    failed_next = Some(state.sent);
+                }
+            }
+            self.completed.notify_all();
         }
-        assert!(batch > state.completed, "read batches complete in order");
-        state.completed = batch;
-        state.outcome = outcome;
-        state.in_flight = false;
-        if std::mem::take(&mut state.next_wanted) {
-            state.start_next();
+        if let Some(listener) = self.listener.get() {
+            listener(batch, &outcome);
+            if let Some(next) = failed_next {
+                listener(next, &Err(STOPPING.to_string()));
+            }
         }
-        self.completed.notify_all();
     }
 }
 
 impl ReadBatches {
+    /// The batch a read arriving now belongs to: the open one, or when the one in flight is
+    /// sealed (its confirmation may predate this read) the next one (sent when the current one
+    /// completes), or a new one started now.
+    fn join(&mut self) -> u64 {
+        if self.in_flight && !self.sealed {
+            self.sent
+        } else if self.in_flight {
+            self.next_wanted = true;
+            self.sent + 1
+        } else {
+            self.start_next();
+            self.sent
+        }
+    }
+
     fn start_next(&mut self) {
         assert!(!self.in_flight, "one read batch in flight at most");
         self.sent += 1;
+        self.sealed = false;
         if (self.start)(self.sent) {
             self.in_flight = true;
         } else {
             self.completed = self.sent;
-            self.outcome = Err("the node is stopping".to_string());
+            self.outcome = Err(STOPPING.to_string());
         }
     }
 }
@@ -155,6 +232,8 @@ pub struct ReadLease {
     until_ns: AtomicU64,
     /// The commit index, published before anything reveals it (see the module doc).
     commit: AtomicU64,
+    /// The node's term, for the messages a peer reader sends on the lease's behalf.
+    term: AtomicU64,
 }
 
 impl Default for ReadLease {
@@ -163,6 +242,7 @@ impl Default for ReadLease {
             origin: Instant::now(),
             until_ns: AtomicU64::new(0),
             commit: AtomicU64::new(0),
+            term: AtomicU64::new(0),
         }
     }
 }
@@ -187,6 +267,17 @@ impl ReadLease {
             previous <= commit,
             "commit index went back: {previous} -> {commit}"
         );
+    }
+
+    /// Raft thread: the node's current term (labels answers sent under the lease; a read
+    /// answer's validity rests on the lease, not on this label).
+    pub(crate) fn publish_term(&self, term: u64) {
+        self.term.store(term, Ordering::SeqCst);
+    }
+
+    /// The term last published.
+    pub(crate) fn term(&self) -> u64 {
+        self.term.load(Ordering::SeqCst)
     }
 
     /// Raft thread: the lease holds until `deadline` (`None`: no lease from now on).
@@ -282,6 +373,10 @@ mod tests {
         };
         let first = reader(&batcher);
         assert_eq!(next_batch(&receiver), 1);
+        assert!(
+            batcher.seal(1),
+            "the driver asks for batch 1's confirmation"
+        );
         let second = reader(&batcher);
         while !batcher.state.lock().unwrap().next_wanted {
             thread::yield_now();
@@ -315,6 +410,73 @@ mod tests {
         // A stopped node (its inbox gone) fails reads at once instead of waiting.
         let stopped = ReadBatcher::new(Box::new(|_| false));
         assert!(stopped.read(Duration::from_secs(30)).is_err());
+    }
+
+    #[test]
+    fn joined_reads_hear_their_batch_from_the_listener_without_waiting() {
+        let (batcher, receiver) = batcher();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let listener: BatchListener = {
+            let heard = Arc::clone(&heard);
+            Box::new(move |batch, outcome| heard.lock().unwrap().push((batch, outcome.clone())))
+        };
+        assert!(batcher.listen(listener));
+        assert!(
+            !batcher.listen(Box::new(|_, _| {})),
+            "one listener per batcher"
+        );
+        assert_eq!(
+            batcher.join(),
+            Ok(1),
+            "nothing in flight: batch 1 starts now"
+        );
+        assert_eq!(next_batch(&receiver), 1);
+        assert_eq!(
+            batcher.join(),
+            Ok(1),
+            "not sealed yet: still open to readers"
+        );
+        assert!(batcher.seal(1));
+        assert!(!batcher.seal(2), "batch 2 is not in flight");
+        // Batch 1's confirmation may predate these reads: they join batch 2.
+        assert_eq!(batcher.join(), Ok(2));
+        assert_eq!(batcher.join(), Ok(2));
+        assert!(receiver.try_recv().is_err(), "one batch in flight at most");
+        assert!(!batcher.settled(1));
+        batcher.complete(1, Ok(5));
+        assert!(batcher.settled(1) && !batcher.settled(2));
+        assert_eq!(next_batch(&receiver), 2);
+        assert!(batcher.seal(2));
+        batcher.complete(2, Ok(6));
+        batcher.complete(2, Ok(9)); // Late duplicate: ignored, not heard.
+        assert_eq!(*heard.lock().unwrap(), vec![(1, Ok(5)), (2, Ok(6))]);
+        assert!(receiver.try_recv().is_err(), "no batch without readers");
+    }
+
+    #[test]
+    fn a_batch_that_cannot_start_fails_its_joiners() {
+        let stopped = ReadBatcher::new(Box::new(|_| false));
+        assert!(stopped.join().is_err(), "nobody would ever confirm it");
+        // Batch 1 leaves, then the node stops: batch 2's joiners hear the failure.
+        let started = Arc::new(AtomicU64::new(0));
+        let batcher = {
+            let started = Arc::clone(&started);
+            ReadBatcher::new(Box::new(move |_| {
+                started.fetch_add(1, Ordering::SeqCst) == 0
+            }))
+        };
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let listener: BatchListener = {
+            let heard = Arc::clone(&heard);
+            Box::new(move |batch, outcome| heard.lock().unwrap().push((batch, outcome.is_ok())))
+        };
+        assert!(batcher.listen(listener));
+        assert_eq!(batcher.join(), Ok(1));
+        assert!(batcher.seal(1));
+        assert_eq!(batcher.join(), Ok(2));
+        batcher.complete(1, Ok(3));
+        assert_eq!(*heard.lock().unwrap(), vec![(1, true), (2, false)]);
+        assert!(batcher.settled(2));
     }
 
     #[test]
