@@ -1,7 +1,9 @@
 //! Cluster mode of an app: starting the Raft node next to the engine (static `--cluster` map,
 //! `--join`, or a restart from the peers file), the HTTP front that forwards writes from
-//! followers to the leader over pooled keep-alive connections, and the `/_lithair/cluster`
-//! endpoints (status, join, leave, transfer-leader).
+//! followers to the leader (client writes through the pipelined link of `forward`, answered
+//! with deferred responses, so they run on the reactor; signed operator requests over pooled
+//! keep-alive connections, on a worker), and the `/_lithair/cluster` endpoints (status, join,
+//! leave, transfer-leader).
 //!
 //! Owns: which requests a follower forwards, the 503 + `Retry-After` answer when no leader is
 //! known, the cluster status JSON, the operator requests' HMAC signature, and learning the
@@ -28,6 +30,8 @@
 
 use super::cli::{ReadMode, ServeOptions};
 use super::cluster_reads::{confirm, Confirm, ParkedReads};
+use super::forward::{connect, read_response, ForwardPool, Forwarder, LinkSettings, Outgoing};
+pub use super::forward::{FORWARD_LINK_CONNECTIONS, FORWARD_QUEUE_MAX, FORWARD_TICK_MS};
 use super::state::AppState;
 use crate::engine::{digest_hex, Engine, EngineOptions, Replica};
 use crate::http::router::Router;
@@ -35,11 +39,10 @@ use crate::http::{Handler, HeadPlan, Method, Request, Response};
 use crate::raft::node::{AppliedWatch, ClusterStatus, Inbox, Node, NodeConfig, PeerBook};
 use crate::raft::storage_log::read_hard_state;
 use crate::raft::ConfChange;
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Header marking a request a follower forwarded (a node never forwards it again).
@@ -50,13 +53,13 @@ pub const AUTH_TIME_HEADER: &str = "x-lithair-auth-time";
 pub const AUTH_HEADER: &str = "x-lithair-auth";
 /// Largest difference between a signature's time and the node's clock, in milliseconds.
 pub const AUTH_SKEW_MS_MAX: u64 = 300_000;
-/// Time allowed for a forwarded request, in milliseconds.
+/// Time allowed for a forwarded request, from the moment the follower takes it to the
+/// leader's answer, in milliseconds; past it the client gets a 503 with `Retry-After`.
 pub const FORWARD_TIMEOUT_MS: u64 = 10_000;
-/// Connections a node keeps open to the leader for forwarding, at most (busy or idle). As
-/// many as this node has workers: each forward holds a worker and a connection until the
-/// leader answers (after its commit), so a smaller pool, not the worker pool, would cap the
-/// writes in flight through a follower. The leader's reactor holds idle connections
-/// without threads.
+/// Connections a node keeps open to the leader for the signed operator requests (join,
+/// leave, transfer-leader), at most (busy or idle): each holds a worker and a connection
+/// until the leader answers. Client writes use the pipelined link instead
+/// (`FORWARD_LINK_CONNECTIONS`).
 pub const FORWARD_CONNECTIONS_PER_PEER_MAX: usize = CLUSTER_WORKER_THREADS;
 /// An idle forwarding connection older than this is closed instead of reused, in
 /// milliseconds (well under the HTTP server's idle timeout, so the leader never closes it
@@ -70,9 +73,10 @@ pub const FORWARD_RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 pub const READ_APPLY_TIMEOUT_MS: u64 = 2000;
 /// HTTP worker threads of a clustered node when the app kept the default. On the leader,
 /// writes of deferred routes (every generated write with a small body, keyed or not) run on
-/// the reactor and park no worker; a follower still parks one per write it forwards until
-/// the leader answers, so this bounds the writes in flight through one follower: as many as
-/// the 256 concurrent clients of the issue's target, even if they all use one follower.
+/// the reactor and park no worker; a follower forwards client writes from the reactor too
+/// (pipelined link, deferred responses). Workers still run the writes of routes that are not
+/// inline (e.g. large bodies, custom blocking handlers), reads that wait for a ReadIndex
+/// without the read queue, and the signed operator requests.
 pub const CLUSTER_WORKER_THREADS: usize = 256;
 /// How long `--join` keeps asking (no leader yet, a change in progress), in milliseconds.
 pub const JOIN_TIMEOUT_MS: u64 = 60_000;
@@ -477,18 +481,6 @@ pub fn exchange_once(
     Ok((status, body))
 }
 
-fn connect(addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {
-    let target = addr
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other("no address"))?;
-    let stream = TcpStream::connect_timeout(&target, timeout)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    Ok(stream)
-}
-
 /// The HTTP front of a clustered node: cluster endpoints, then forwarding, then the app.
 pub struct ClusterFront {
     router: Arc<Router>,
@@ -497,7 +489,10 @@ pub struct ClusterFront {
     node: Arc<Node>,
     replica: Arc<dyn Replica>,
     applied: Arc<AppliedWatch>,
+    /// Signed operator requests: blocking, one keep-alive connection each.
     pool: ForwardPool,
+    /// Client writes: pipelined, answered through deferred responses.
+    forwarder: Forwarder,
 }
 
 fn is_write(method: &Method) -> bool {
@@ -510,14 +505,16 @@ impl Handler for ClusterFront {
             return response;
         }
         if is_write(&req.method) {
-            let inline = req.extensions.remove::<PlannedWrite>().is_some();
+            let planned_forward = req.extensions.remove::<PlannedForward>().is_some();
             if self.node.role() != "leader" {
-                if inline {
-                    // On the reactor, where forwarding (which waits for the leader) must
-                    // not run: leadership moved between the head and now.
-                    return unavailable("this node stopped leading while the write was read");
-                }
+                // Never waits for the leader (a deferred response): fine on the reactor too,
+                // also for a write `plan` made inline while this node led.
                 return self.forward_to(req, &req.target, false);
+            }
+            if planned_forward {
+                // Became the leader between head and body: this may be the reactor, where a
+                // write that waits for its commit must not run.
+                return unavailable("this node just became the leader; try again");
             }
         } else if wants_linearizable(req) {
             match req.extensions.remove::<PlannedRead>() {
@@ -542,6 +539,14 @@ impl Handler for ClusterFront {
         self.router.call(req)
     }
 
+    /// A follower pipelines forwarded writes of independent clients on one connection (each
+    /// client's own writes never overlap: the follower holds its next one until the previous
+    /// one is answered), so the leader runs them side by side. A client sending the header
+    /// itself only loses the order of its own pipelined writes.
+    fn unordered(&self, req: &Request) -> bool {
+        req.header(FORWARDED_HEADER).is_some()
+    }
+
     fn is_inline(&self, req: &Request) -> bool {
         // Linearizable reads may wait for a heartbeat round: never on the reactor (unless
         // `plan` confirmed them under the lease).
@@ -550,20 +555,28 @@ impl Handler for ClusterFront {
 
     /// Plans on the head like the app's router (so a route's body limit is a 413 before the
     /// body is read, also on a follower that would forward the request), but never inline for
-    /// what may block here: writes this node would forward (not leading now), linearizable
-    /// reads that must wait, and the `/_lithair/cluster` endpoints (a digest of the whole
-    /// state, joins and hand-overs). On the leader, a write the router would run inline (a
-    /// deferred write route) stays inline: the engine answers it once committed, and `call`
-    /// answers 503 instead of forwarding if leadership moved in between.
+    /// what may block here: linearizable reads that must wait, and the `/_lithair/cluster`
+    /// endpoints (a digest of the whole state, joins and hand-overs). A write this node
+    /// forwards (`forward_is_async`) is inline whatever its route: forwarding answers through
+    /// a deferred response and never waits for the leader. On the leader, a write the router
+    /// would run inline (a deferred write route) stays inline: the engine answers it once
+    /// committed, and `call` forwards it (without waiting) if leadership moved in between.
     fn plan(&self, req: &mut Request) -> HeadPlan {
         let routed = self.router.plan(req);
+        if self.forward_is_async(req) {
+            req.extensions.insert(PlannedForward);
+            return HeadPlan {
+                inline: true,
+                body_bytes_max: routed.body_bytes_max,
+            };
+        }
         let write = is_write(&req.method);
         let endpoint = req.path.starts_with(CLUSTER_PATH_PREFIX);
         let linearizable = !write && wants_linearizable(req);
         let inline = if endpoint || !routed.inline {
             false
         } else if write {
-            self.plan_write(req)
+            self.plan_write()
         } else {
             !linearizable || self.plan_read(req)
         };
@@ -574,9 +587,9 @@ impl Handler for ClusterFront {
     }
 }
 
-/// Marks a write that `plan` let run on the reactor (this node led then), so `call` never
-/// forwards it from there. Private: nothing else can forge it.
-struct PlannedWrite;
+/// Marks a write `plan` let run on the reactor because it is to be forwarded (`call` must not
+/// run it here if the node became the leader meanwhile). Private: nothing else can forge it.
+struct PlannedForward;
 
 /// How `plan` arranged a linearizable read of an inline route, for `call` (on the reactor).
 /// Private: nothing else can forge it.
@@ -633,6 +646,7 @@ impl ClusterFront {
             node,
             replica,
             pool: ForwardPool::default(),
+            forwarder: Forwarder::new(LinkSettings::standard()),
         }
     }
 
@@ -676,13 +690,10 @@ impl ClusterFront {
     }
 
     /// A write of an inline route stays on the reactor when this node leads now (it is
-    /// submitted, not forwarded); marks the request for `call`.
-    fn plan_write(&self, req: &mut Request) -> bool {
-        if self.node.role() != "leader" {
-            return false;
-        }
-        req.extensions.insert(PlannedWrite);
-        true
+    /// submitted, not forwarded; if leadership moves before `call`, `call` forwards it, which
+    /// does not wait either).
+    fn plan_write(&self) -> bool {
+        self.node.role() == "leader"
     }
 
     /// ReadIndex: waits until the local state holds every write committed before the read.
@@ -824,17 +835,25 @@ impl ClusterFront {
 
     /// Sends `req` to the leader with another target (re-signed when `sign`, since the
     /// signature covers the target) and relays its answer; 503 + `Retry-After` without one.
+    /// Client writes (`!sign`) go through the pipelined link and get a deferred response;
+    /// signed operator requests wait for the leader on this thread.
     fn forward_to(&self, req: &Request, target: &str, sign: bool) -> Response {
-        let status = self.node.status();
         if req.header(FORWARDED_HEADER).is_some() {
             return unavailable("this node is not the leader (forwarded request)");
         }
-        if status.leader == 0 || status.leader == status.id {
+        let (own, leader) = self.node.leader();
+        if leader == 0 || leader == own {
             return unavailable("no leader is known yet");
         }
-        let Some(addr) = self.node.http_addr(status.leader) else {
+        let Some(addr) = self.node.http_addr(leader) else {
             return unavailable("the leader's address is not known yet");
         };
+        if !sign {
+            let (placeholder, responder) = Response::deferred();
+            let request = encode_forward(req, target, &addr);
+            self.forwarder.send(&addr, request, responder);
+            return placeholder;
+        }
         let method = req.method.as_str();
         let mut headers: Vec<(String, String)> = req
             .headers
@@ -858,18 +877,71 @@ impl ClusterFront {
             Err(e) => unavailable(&format!("cannot reach the leader at {addr}: {e}")),
         }
     }
+
+    /// Whether `req` is a client write this node forwards through the pipelined link:
+    /// `forward_to` then answers with a deferred response at once (no thread waits for the
+    /// leader), so the request may run on the reactor whatever its route (the route runs on
+    /// the leader). A write, not to the cluster endpoints (signed; they keep the blocking
+    /// path), not forwarded already, while this node does not lead. `plan` asks it first.
+    fn forward_is_async(&self, req: &Request) -> bool {
+        is_write(&req.method)
+            && !req.path.starts_with(CLUSTER_PATH_PREFIX)
+            && req.header(FORWARDED_HEADER).is_none()
+            && self.node.role() != "leader"
+    }
 }
 
 /// Whether a client's header travels with a forwarded request (not hop-by-hop or framing,
-/// and not an old signature when the request is re-signed).
+/// not `Expect` (this node read the body already; a `100 Continue` from the leader would be
+/// taken for its answer), and not an old signature when the request is re-signed).
 fn forwardable(name: &str, resigned: bool) -> bool {
-    let lower = name.to_ascii_lowercase();
-    let hop = matches!(
-        lower.as_str(),
-        "host" | "connection" | "content-length" | "transfer-encoding" | "keep-alive" | "te"
-    );
-    let signature = lower == AUTH_HEADER || lower == AUTH_TIME_HEADER;
+    const NOT_FORWARDED: [&str; 7] = [
+        "host",
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "keep-alive",
+        "te",
+        "expect",
+    ];
+    let is = |other: &str| name.eq_ignore_ascii_case(other);
+    let hop = NOT_FORWARDED.iter().any(|other| is(other));
+    let signature = is(AUTH_HEADER) || is(AUTH_TIME_HEADER);
     !(hop || (resigned && signature))
+}
+
+/// Room reserved for a forwarded request's head, in bytes (a guess; the buffer grows).
+const FORWARD_HEAD_BYTES_GUESS: usize = 512;
+
+/// A client's request as forwarded to the leader at `host` with `target` (unsigned): the
+/// forwardable headers, the forwarded mark and the body, built in one buffer (this runs on
+/// the reactor, once per forwarded write).
+fn encode_forward(req: &Request, target: &str, host: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FORWARD_HEAD_BYTES_GUESS + req.body.len());
+    for part in [
+        req.method.as_str(),
+        " ",
+        target,
+        " HTTP/1.1\r\nHost: ",
+        host,
+        "\r\n",
+    ] {
+        out.extend_from_slice(part.as_bytes());
+    }
+    for (name, value) in req.headers.iter() {
+        if forwardable(name, false) {
+            for part in [name, ": ", value, "\r\n"] {
+                out.extend_from_slice(part.as_bytes());
+            }
+        }
+    }
+    let framing = format!(
+        "{FORWARDED_HEADER}: 1\r\nContent-Length: {}\r\n\r\n",
+        req.body.len()
+    );
+    out.extend_from_slice(framing.as_bytes());
+    out.extend_from_slice(&req.body);
+    out
 }
 
 fn most_caught_up_voter(status: &ClusterStatus) -> Option<u64> {
@@ -947,344 +1019,9 @@ pub fn status_json(status: &ClusterStatus, replica: &dyn Replica) -> String {
     )
 }
 
-/// A request on its way to the leader.
-struct Outgoing<'a> {
-    method: &'a str,
-    target: &'a str,
-    headers: &'a [(String, String)],
-    body: &'a [u8],
-}
-
-impl Outgoing<'_> {
-    fn encode(&self, host: &str) -> Vec<u8> {
-        let mut head = format!(
-            "{} {} HTTP/1.1\r\nHost: {host}\r\n",
-            self.method, self.target
-        );
-        for (name, value) in self.headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", self.body.len()));
-        let mut out = head.into_bytes();
-        out.extend_from_slice(self.body);
-        out
-    }
-}
-
-/// A keep-alive connection to the leader, idle in the pool or in use.
-struct Pooled {
-    reader: BufReader<TcpStream>,
-    idle_since: Instant,
-}
-
-/// One peer's connections: the idle ones and how many are open in all.
-#[derive(Default)]
-struct PeerConnections {
-    idle: Vec<Pooled>,
-    open: usize,
-}
-
-/// Keep-alive connections to the leader's HTTP port, at most
-/// `FORWARD_CONNECTIONS_PER_PEER_MAX` per address: a forward takes an idle one (or dials
-/// while under the bound, or waits for one), and gives it back unless it broke.
-#[derive(Default)]
-struct ForwardPool {
-    peers: Mutex<HashMap<String, PeerConnections>>,
-    released: Condvar,
-}
-
-impl ForwardPool {
-    /// Sends `request` to `addr` and reads the answer. A reused connection the leader closed
-    /// while idle fails before any answer byte; that case alone is retried once, fresh.
-    fn exchange(&self, addr: &str, request: &Outgoing<'_>) -> std::io::Result<Response> {
-        let encoded = request.encode(addr);
-        let mut retried = false;
-        loop {
-            let (mut conn, reused) = match self.checkout(addr)? {
-                Some(conn) => (conn, true),
-                None => match dial(addr) {
-                    Ok(conn) => (conn, false),
-                    Err(e) => {
-                        self.checkin(addr, None);
-                        return Err(e);
-                    }
-                },
-            };
-            let outcome = conn
-                .reader
-                .get_mut()
-                .write_all(&encoded)
-                .and_then(|()| read_response(&mut conn.reader));
-            match outcome {
-                Ok(answer) => {
-                    conn.idle_since = Instant::now();
-                    self.checkin(addr, answer.keep_alive.then_some(conn));
-                    return Ok(answer.response);
-                }
-                Err(e) => {
-                    self.checkin(addr, None);
-                    if !(reused && !retried && closed_before_answer(&e)) {
-                        return Err(e);
-                    }
-                    retried = true;
-                }
-            }
-        }
-    }
-
-    /// An idle connection (`Some`), or `None` with a slot reserved for the caller to dial.
-    fn checkout(&self, addr: &str) -> std::io::Result<Option<Pooled>> {
-        let deadline = Instant::now() + Duration::from_millis(FORWARD_TIMEOUT_MS);
-        let mut peers = self.peers.lock().expect("forward pool poisoned");
-        loop {
-            let peer = peers.entry(addr.to_string()).or_default();
-            let before = peer.idle.len();
-            let max_idle = Duration::from_millis(FORWARD_IDLE_MS_MAX);
-            peer.idle
-                .retain(|conn| conn.idle_since.elapsed() < max_idle);
-            peer.open -= before - peer.idle.len();
-            if let Some(conn) = peer.idle.pop() {
-                return Ok(Some(conn));
-            }
-            if peer.open < FORWARD_CONNECTIONS_PER_PEER_MAX {
-                peer.open += 1;
-                return Ok(None);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "every connection to the leader is busy",
-                ));
-            }
-            peers = self
-                .released
-                .wait_timeout(peers, deadline - now)
-                .expect("forward pool poisoned")
-                .0;
-        }
-    }
-
-    /// Gives a healthy connection back, or (`None`) frees the slot of a broken one.
-    fn checkin(&self, addr: &str, conn: Option<Pooled>) {
-        let mut peers = self.peers.lock().expect("forward pool poisoned");
-        let peer = peers.entry(addr.to_string()).or_default();
-        match conn {
-            Some(conn) => peer.idle.push(conn),
-            None => {
-                assert!(peer.open > 0, "forward pool: slot freed twice for {addr}");
-                peer.open -= 1;
-            }
-        }
-        assert!(
-            peer.idle.len() <= peer.open,
-            "forward pool: more idle than open"
-        );
-        self.released.notify_one();
-    }
-}
-
-fn dial(addr: &str) -> std::io::Result<Pooled> {
-    let stream = connect(addr, Duration::from_millis(FORWARD_TIMEOUT_MS))?;
-    Ok(Pooled {
-        reader: BufReader::new(stream),
-        idle_since: Instant::now(),
-    })
-}
-
-/// Whether `error` means the peer closed the connection before answering anything.
-fn closed_before_answer(error: &std::io::Error) -> bool {
-    use std::io::ErrorKind;
-    matches!(
-        error.kind(),
-        ErrorKind::UnexpectedEof | ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
-    )
-}
-
-/// A response read off a connection, and whether the connection may carry another request.
-struct Answer {
-    response: Response,
-    keep_alive: bool,
-}
-
-fn malformed(what: &str) -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        format!("malformed answer: {what}"),
-    )
-}
-
-/// Reads one line (without CRLF) of at most `budget` remaining head bytes. End of input
-/// before the first byte of the answer is `UnexpectedEof`; anywhere else it is malformed.
-fn read_line(reader: &mut impl BufRead, budget: &mut u64, first: bool) -> std::io::Result<String> {
-    let mut line = Vec::new();
-    let read = reader.by_ref().take(*budget).read_until(b'\n', &mut line)?;
-    if read == 0 && first {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    *budget -= read as u64;
-    if line.pop() != Some(b'\n') {
-        return Err(malformed("truncated or oversized head"));
-    }
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    String::from_utf8(line).map_err(|_| malformed("head is not UTF-8"))
-}
-
-/// Reads exactly one HTTP/1.1 response (Content-Length, chunked, or until close). Only an
-/// answer that never began is `UnexpectedEof` (the one case a caller may retry).
-fn read_response(reader: &mut impl BufRead) -> std::io::Result<Answer> {
-    let mut budget = FORWARD_HEAD_BYTES_MAX;
-    let status_line = read_line(reader, &mut budget, true)?;
-    read_after_status(reader, &status_line, budget).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            malformed("truncated")
-        } else {
-            e
-        }
-    })
-}
-
-fn read_after_status(
-    reader: &mut impl BufRead,
-    status_line: &str,
-    mut budget: u64,
-) -> std::io::Result<Answer> {
-    let mut words = status_line.split_whitespace();
-    let version = words.next().ok_or_else(|| malformed("no status line"))?;
-    let status: u16 = words
-        .next()
-        .and_then(|code| code.parse().ok())
-        .filter(|code| (100..600).contains(code))
-        .ok_or_else(|| malformed("no status code"))?;
-    let mut response = Response::new(status);
-    let (mut length, mut chunked) = (None, false);
-    let mut keep_alive = version == "HTTP/1.1";
-    loop {
-        let line = read_line(reader, &mut budget, false)?;
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':').ok_or_else(|| malformed("header"))?;
-        let (name, value) = (name.trim(), value.trim());
-        match name.to_ascii_lowercase().as_str() {
-            "content-length" => {
-                let len: u64 = value.parse().map_err(|_| malformed("content-length"))?;
-                length = Some(len);
-            }
-            "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-            "connection" => keep_alive &= !value.eq_ignore_ascii_case("close"),
-            "keep-alive" | "date" | "server" => {}
-            _ => response = response.with_header(name.to_string(), value.to_string()),
-        }
-    }
-    let bodiless = status < 200 || status == 204 || status == 304;
-    let body = if bodiless {
-        Vec::new()
-    } else if chunked {
-        read_chunked(reader)?
-    } else if let Some(len) = length {
-        if len > FORWARD_RESPONSE_BYTES_MAX {
-            return Err(malformed("body too large"));
-        }
-        let mut body = vec![0; len as usize];
-        reader.read_exact(&mut body)?;
-        body
-    } else {
-        keep_alive = false;
-        let mut body = Vec::new();
-        reader
-            .take(FORWARD_RESPONSE_BYTES_MAX)
-            .read_to_end(&mut body)?;
-        body
-    };
-    Ok(Answer {
-        response: response.with_body(body),
-        keep_alive,
-    })
-}
-
-fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    let mut budget = FORWARD_HEAD_BYTES_MAX;
-    loop {
-        let line = read_line(reader, &mut budget, false)?;
-        let size_text = line.split(';').next().unwrap_or("").trim();
-        let size = u64::from_str_radix(size_text, 16).map_err(|_| malformed("chunk size"))?;
-        if size == 0 {
-            // Trailers, up to the empty line.
-            while !read_line(reader, &mut budget, false)?.is_empty() {}
-            return Ok(body);
-        }
-        if body.len() as u64 + size > FORWARD_RESPONSE_BYTES_MAX {
-            return Err(malformed("body too large"));
-        }
-        let start = body.len();
-        body.resize(start + size as usize, 0);
-        reader.read_exact(&mut body[start..])?;
-        if !read_line(reader, &mut budget, false)?.is_empty() {
-            return Err(malformed("chunk not followed by CRLF"));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(bytes: &[u8]) -> std::io::Result<Answer> {
-        read_response(&mut BufReader::new(bytes))
-    }
-
-    #[test]
-    fn reads_content_length_chunked_and_close_delimited_answers() {
-        let plain = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
-        let answer = parse(plain).unwrap();
-        assert_eq!(answer.response.status, 201);
-        assert!(answer.keep_alive);
-        assert_eq!(
-            answer.response.headers.get("content-type"),
-            Some("application/json")
-        );
-        assert_eq!(answer.response.body.as_bytes(), Some(&b"{}"[..]));
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        let answer = parse(chunked).unwrap();
-        assert_eq!(answer.response.body.as_bytes(), Some(&b"abcde"[..]));
-        assert!(!answer.keep_alive);
-        let until_close = parse(b"HTTP/1.1 200 OK\r\n\r\nrest").unwrap();
-        assert_eq!(until_close.response.body.as_bytes(), Some(&b"rest"[..]));
-        assert!(!until_close.keep_alive);
-    }
-
-    #[test]
-    fn two_answers_on_one_connection_are_read_one_at_a_time() {
-        let bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 204 No Content\r\n\r\n";
-        let mut reader = BufReader::new(&bytes[..]);
-        let first = read_response(&mut reader).unwrap();
-        assert_eq!(first.response.body.as_bytes(), Some(&b"a"[..]));
-        let second = read_response(&mut reader).unwrap();
-        assert_eq!(second.response.status, 204);
-        let third = read_response(&mut reader).err().unwrap();
-        assert_eq!(third.kind(), std::io::ErrorKind::UnexpectedEof);
-    }
-
-    #[test]
-    fn malformed_answers_are_errors_not_panics() {
-        let cases: [&[u8]; 6] = [
-            b"garbage\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort",
-            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n",
-            b"HTTP/1.1 200",
-        ];
-        for case in cases {
-            let error = parse(case).err().expect("a malformed answer was accepted");
-            // Bytes of an answer arrived: never mistaken for a connection closed while idle.
-            assert!(!closed_before_answer(&error), "{error}");
-        }
-    }
 
     #[test]
     fn join_requests_round_trip_and_reject_bad_input() {
@@ -1322,6 +1059,34 @@ mod tests {
         assert_ne!(secret_signer(b"other")(&message), tag);
         assert_eq!(unhex("zz"), None);
         assert_eq!(unhex("abc"), None);
+    }
+
+    #[test]
+    fn forwarded_requests_keep_end_to_end_headers_only() {
+        let mut req = Request::new(Method::Post, "/api/items?x=1");
+        for (name, value) in [
+            ("Host", "client"),
+            ("Content-Type", "application/json"),
+            ("connection", "close"),
+            ("Idempotency-Key", "k1"),
+            ("Expect", "100-continue"),
+            ("Transfer-Encoding", "chunked"),
+            (AUTH_HEADER, "tag"),
+        ] {
+            req.headers.append(name, value);
+        }
+        req.body = b"{}".to_vec();
+        let bytes = encode_forward(&req, "/api/items?x=1", "leader:1");
+        let text = String::from_utf8(bytes).expect("ASCII");
+        assert_eq!(
+            text,
+            "POST /api/items?x=1 HTTP/1.1\r\nHost: leader:1\r\nContent-Type: application/json\r\n\
+             Idempotency-Key: k1\r\nx-lithair-auth: tag\r\nx-lithair-forwarded: 1\r\n\
+             Content-Length: 2\r\n\r\n{}"
+        );
+        assert!(!forwardable("X-LITHAIR-AUTH", true));
+        assert!(forwardable("X-LITHAIR-AUTH", false));
+        assert!(!forwardable("Keep-Alive", false));
     }
 
     #[test]

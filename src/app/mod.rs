@@ -10,6 +10,7 @@ pub mod cluster;
 mod cluster_reads;
 pub mod command;
 pub mod docs;
+mod forward;
 pub mod handle;
 pub mod live;
 pub mod live_ws;

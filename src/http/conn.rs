@@ -97,6 +97,13 @@ struct Slot {
     response: Option<Response>,
 }
 
+/// Whether `request` must wait for the requests before it and hold back those after it: a
+/// method that is not safe (RFC 9110 §9.2.1), unless the handler says the request depends on
+/// no other request of the connection (`Handler::unordered`).
+fn keeps_order(handler: &dyn Handler, request: &Request) -> bool {
+    !request.method.is_safe() && !handler.unordered(request)
+}
+
 /// Where a complete request lives: the reactor's reusable scratch request, or its own box.
 enum Source {
     Scratch,
@@ -104,8 +111,8 @@ enum Source {
 }
 
 /// One client connection. INVARIANT: `waiting` counts slots with no response yet and
-/// `waiting_unsafe` those among them whose method is not safe; slot `i` answers request
-/// number `first_seq + i`.
+/// `waiting_unsafe` those among them that keep their order (method not safe, and not
+/// `Handler::unordered`); slot `i` answers request number `first_seq + i`.
 pub(crate) struct Conn {
     pub stream: TcpStream,
     pub peer: Option<SocketAddr>,
@@ -547,8 +554,8 @@ impl Conn {
         };
         let upgrade = is_upgrade_request(request.header("connection"), request.header("upgrade"));
         self.upgrade_barrier |= upgrade;
-        let method = &request.method;
-        let must_wait = self.waiting_unsafe > 0 || (!method.is_safe() && self.waiting > 0);
+        let ordered = keeps_order(&*ctx.shared.handler, request);
+        let must_wait = self.waiting_unsafe > 0 || (ordered && self.waiting > 0);
         if must_wait {
             let request = match source {
                 Source::Scratch => Box::new(std::mem::replace(ctx.scratch, empty_request())),
@@ -564,7 +571,8 @@ impl Conn {
         let Some((request, _)) = &self.held else {
             return;
         };
-        if self.waiting_unsafe > 0 || (!request.method.is_safe() && self.waiting > 0) {
+        let ordered = keeps_order(&*ctx.shared.handler, request);
+        if self.waiting_unsafe > 0 || (ordered && self.waiting > 0) {
             return;
         }
         let Some((request, exchange)) = self.held.take() else {
@@ -602,7 +610,7 @@ impl Conn {
             false => handler.is_inline(request),
         };
         if inline {
-            let unsafe_method = !request.method.is_safe();
+            let unsafe_method = keeps_order(handler, request);
             let response = run_handler(handler, request);
             match settle(response, ctx.inbox, ctx.token, seq) {
                 Some(response) => self.push_ready(exchange, response),
@@ -614,7 +622,7 @@ impl Conn {
             Source::Scratch => Box::new(std::mem::replace(ctx.scratch, empty_request())),
             Source::Boxed(boxed) => boxed,
         };
-        let unsafe_method = !request.method.is_safe();
+        let unsafe_method = keeps_order(handler, &request);
         let handler = Arc::clone(&shared.handler);
         let inbox = Arc::clone(ctx.inbox);
         let token = ctx.token;

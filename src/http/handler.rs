@@ -22,6 +22,16 @@ pub trait Handler: Send + Sync + 'static {
         false
     }
 
+    /// True when `req` does not depend on the requests before it on its connection: a request
+    /// whose method is not safe may then start while earlier ones still run (answers still go
+    /// out in request order). RFC 9112 §9.3.2 keeps one client's pipelined unsafe requests in
+    /// order; a proxy that pipelines independent clients' requests on one connection (a
+    /// follower forwarding writes to its leader) needs no such order. Default `false`.
+    fn unordered(&self, req: &Request) -> bool {
+        let _ = req;
+        false
+    }
+
     /// Called by the server once per request, right after the head is parsed and before any
     /// body byte is read: decides where the request runs and how large its body may be. A
     /// router matches the route here and remembers it on the request, so `call` does not
@@ -70,6 +80,10 @@ impl<H: Handler + ?Sized> Handler for Arc<H> {
 
     fn is_inline(&self, req: &Request) -> bool {
         (**self).is_inline(req)
+    }
+
+    fn unordered(&self, req: &Request) -> bool {
+        (**self).unordered(req)
     }
 
     fn plan(&self, req: &mut Request) -> HeadPlan {

@@ -426,6 +426,12 @@ impl Node {
         self.status.lock().expect("status poisoned").clone()
     }
 
+    /// This node's id and the leader it knows (0: none), without copying the status.
+    pub fn leader(&self) -> (NodeId, NodeId) {
+        let status = self.status.lock().expect("status poisoned");
+        (status.id, status.leader)
+    }
+
     /// This node's latest role (`"leader"`, `"follower"`, ...), without copying the status.
     pub fn role(&self) -> &'static str {
         self.status.lock().expect("status poisoned").role
