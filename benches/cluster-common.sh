@@ -36,9 +36,12 @@ start_node() { # start_node I: node I of the cluster start_lithair set up, on it
     NODE_PID[i]=$!
 }
 
-kill_node() { # kill_node I: kill -9 node I and reap it
+kill_node() { # kill_node I [MARK]: kill -9 node I and reap it; MARK gets the kill's time (ns)
     local pid=${NODE_PID[$1]}
     kill -9 "$pid" 2>/dev/null || true
+    # Written after the signal, so a write the dying leader still commits is never counted as
+    # sent after the kill; the mark errs late by the time `date` takes to start.
+    if [ -n "${2:-}" ]; then date +%s%N >"$2"; fi
     wait "$pid" 2>/dev/null || true
     forget_pid "$pid"
     NODE_PID[$1]=""

@@ -111,8 +111,7 @@ for trial in $(seq "$TRIALS"); do
     PIDS+=("$load")
     sleep "$KILL_AFTER_S"
     read -r victim term < <(wait_leader)
-    date +%s%N >"$mark" # just before the kill (the figure errs long by microseconds)
-    kill_node "$victim"
+    kill_node "$victim" "$mark"
     # When the killed process was reaped: its sockets close only once every one of its
     # threads exited, so survivors and clients cannot notice the crash before.
     teardown=$((($(date +%s%N) - $(cat "$mark")) / 1000000))
