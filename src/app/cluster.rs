@@ -935,11 +935,12 @@ fn encode_forward(req: &Request, target: &str, host: &str) -> Vec<u8> {
             }
         }
     }
-    let framing = format!(
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
         "{FORWARDED_HEADER}: 1\r\nContent-Length: {}\r\n\r\n",
         req.body.len()
     );
-    out.extend_from_slice(framing.as_bytes());
     out.extend_from_slice(&req.body);
     out
 }

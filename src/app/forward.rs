@@ -935,29 +935,27 @@ mod tests {
     fn a_leader_that_never_answers_gets_503_at_the_deadline() {
         let addr = fake_leader(Leader::Silent);
         let forwarder = Forwarder::new(settings(200, 1000));
+        send_expecting_unavailable(&forwarder, &addr, 5);
+        assert_eq!(forwarder.outstanding(), 0);
+    }
+
+    /// Sends `count` requests to `addr` and expects each to be answered 503 + `Retry-After`.
+    fn send_expecting_unavailable(forwarder: &Forwarder, addr: &str, count: usize) {
         let (sender, answers) = mpsc::channel();
-        for k in 0..5 {
-            forwarder.send(&addr, request(&addr, "x"), responder(&sender, k));
+        for k in 0..count {
+            forwarder.send(addr, request(addr, "x"), responder(&sender, k));
         }
-        for _ in 0..5 {
+        for _ in 0..count {
             let (_, response) = answers.recv_timeout(ANSWER_WAIT).expect("an answer");
             assert_unavailable(&response);
         }
-        assert_eq!(forwarder.outstanding(), 0);
     }
 
     #[test]
     fn a_connection_lost_with_requests_in_flight_answers_each_503() {
         let addr = fake_leader(Leader::CloseAfter(3));
         let forwarder = Forwarder::new(settings(FORWARD_TIMEOUT_MS, 1000));
-        let (sender, answers) = mpsc::channel();
-        for k in 0..3 {
-            forwarder.send(&addr, request(&addr, "x"), responder(&sender, k));
-        }
-        for _ in 0..3 {
-            let (_, response) = answers.recv_timeout(ANSWER_WAIT).expect("an answer");
-            assert_unavailable(&response);
-        }
+        send_expecting_unavailable(&forwarder, &addr, 3);
     }
 
     #[test]

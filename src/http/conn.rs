@@ -91,7 +91,7 @@ pub(crate) enum DirectState {
 
 struct Slot {
     exchange: Exchange,
-    unsafe_method: bool,
+    in_order: bool,
     /// The request asked for a protocol switch: a 101 with an upgrade takes the connection.
     upgrade_request: bool,
     response: Option<Response>,
@@ -111,7 +111,7 @@ enum Source {
 }
 
 /// One client connection. INVARIANT: `waiting` counts slots with no response yet and
-/// `waiting_unsafe` those among them that keep their order (method not safe, and not
+/// `waiting_in_order` those among them that keep their order (method not safe, and not
 /// `Handler::unordered`); slot `i` answers request number `first_seq + i`.
 pub(crate) struct Conn {
     pub stream: TcpStream,
@@ -125,7 +125,7 @@ pub(crate) struct Conn {
     slots: VecDeque<Slot>,
     first_seq: u64,
     waiting: usize,
-    waiting_unsafe: usize,
+    waiting_in_order: usize,
     held: Option<(Box<Request>, Exchange)>,
     accept_more: bool,
     peer_eof: bool,
@@ -157,7 +157,7 @@ impl Conn {
             slots: VecDeque::new(),
             first_seq: 0,
             waiting: 0,
-            waiting_unsafe: 0,
+            waiting_in_order: 0,
             held: None,
             accept_more: true,
             peer_eof: false,
@@ -555,7 +555,7 @@ impl Conn {
         let upgrade = is_upgrade_request(request.header("connection"), request.header("upgrade"));
         self.upgrade_barrier |= upgrade;
         let ordered = keeps_order(&*ctx.shared.handler, request);
-        let must_wait = self.waiting_unsafe > 0 || (ordered && self.waiting > 0);
+        let must_wait = self.waiting_in_order > 0 || (ordered && self.waiting > 0);
         if must_wait {
             let request = match source {
                 Source::Scratch => Box::new(std::mem::replace(ctx.scratch, empty_request())),
@@ -572,7 +572,7 @@ impl Conn {
             return;
         };
         let ordered = keeps_order(&*ctx.shared.handler, request);
-        if self.waiting_unsafe > 0 || (ordered && self.waiting > 0) {
+        if self.waiting_in_order > 0 || (ordered && self.waiting > 0) {
             return;
         }
         let Some((request, exchange)) = self.held.take() else {
@@ -610,11 +610,11 @@ impl Conn {
             false => handler.is_inline(request),
         };
         if inline {
-            let unsafe_method = keeps_order(handler, request);
+            let in_order = keeps_order(handler, request);
             let response = run_handler(handler, request);
             match settle(response, ctx.inbox, ctx.token, seq) {
                 Some(response) => self.push_ready(exchange, response),
-                None => self.push_waiting(exchange, unsafe_method),
+                None => self.push_waiting(exchange, in_order),
             }
             return;
         }
@@ -622,7 +622,7 @@ impl Conn {
             Source::Scratch => Box::new(std::mem::replace(ctx.scratch, empty_request())),
             Source::Boxed(boxed) => boxed,
         };
-        let unsafe_method = keeps_order(handler, &request);
+        let in_order = keeps_order(handler, &request);
         let handler = Arc::clone(&shared.handler);
         let inbox = Arc::clone(ctx.inbox);
         let token = ctx.token;
@@ -640,17 +640,17 @@ impl Conn {
             self.push_ready(exchange, busy);
             return;
         }
-        self.push_waiting(exchange, unsafe_method);
+        self.push_waiting(exchange, in_order);
     }
 
     /// A slot whose answer comes later (from a worker or a deferred response), as request
     /// number `first_seq + slots.len()`.
-    fn push_waiting(&mut self, exchange: Exchange, unsafe_method: bool) {
+    fn push_waiting(&mut self, exchange: Exchange, in_order: bool) {
         self.waiting += 1;
-        self.waiting_unsafe += usize::from(unsafe_method);
+        self.waiting_in_order += usize::from(in_order);
         self.slots.push_back(Slot {
             exchange,
-            unsafe_method,
+            in_order,
             upgrade_request: false,
             response: None,
         });
@@ -659,7 +659,7 @@ impl Conn {
     fn push_ready(&mut self, exchange: Exchange, response: Response) {
         self.slots.push_back(Slot {
             exchange,
-            unsafe_method: false,
+            in_order: false,
             upgrade_request: false,
             response: Some(response),
         });
@@ -698,8 +698,8 @@ impl Conn {
         slot.response = Some(response);
         assert!(self.waiting > 0, "response without a waiting slot");
         self.waiting -= 1;
-        if slot.unsafe_method {
-            self.waiting_unsafe -= 1;
+        if slot.in_order {
+            self.waiting_in_order -= 1;
         }
     }
 
@@ -859,7 +859,7 @@ impl Conn {
         self.first_seq += self.slots.len() as u64;
         self.slots.clear();
         self.waiting = 0;
-        self.waiting_unsafe = 0;
+        self.waiting_in_order = 0;
         self.held = None;
         self.reading = Reading::Head;
         self.input = Vec::new();

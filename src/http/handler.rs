@@ -24,8 +24,8 @@ pub trait Handler: Send + Sync + 'static {
 
     /// True when `req` does not depend on the requests before it on its connection: a request
     /// whose method is not safe may then start while earlier ones still run (answers still go
-    /// out in request order). RFC 9112 §9.3.2 keeps one client's pipelined unsafe requests in
-    /// order; a proxy that pipelines independent clients' requests on one connection (a
+    /// out in request order). RFC 9112 §9.3.2 keeps one client's pipelined state-changing
+    /// requests in order; a proxy that pipelines independent clients' requests on one connection (a
     /// follower forwarding writes to its leader) needs no such order. Default `false`.
     fn unordered(&self, req: &Request) -> bool {
         let _ = req;
