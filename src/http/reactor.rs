@@ -228,6 +228,7 @@ impl Reactor {
     pub fn run(mut self, signal_waker: Option<&Waker>) {
         let mut events: Vec<Event> = Vec::with_capacity(1024);
         let mut completions = Vec::new();
+        let mut answered = Vec::new();
         loop {
             let timeout = self
                 .next_timer_ms
@@ -245,9 +246,7 @@ impl Reactor {
                     WAKER_TOKEN => {
                         self.inbox.waker.drain();
                         self.inbox.take_all(&mut completions);
-                        for completion in completions.drain(..) {
-                            self.on_completion(completion);
-                        }
+                        self.on_completions(&mut completions, &mut answered);
                     }
                     SIGNAL_TOKEN => {
                         if let Some(waker) = signal_waker {
@@ -330,6 +329,38 @@ impl Reactor {
         self.apply(index, flow);
     }
 
+    /// Handles every completion taken from the inbox. Responses are filed first and each
+    /// connection that got some is pumped once afterwards: deferred answers completed together
+    /// (a read batch confirmed, a group of writes committed) leave in one write per
+    /// connection, not one write each. `answered` is reused scratch space.
+    fn on_completions(&mut self, completions: &mut Vec<Completion>, answered: &mut Vec<u64>) {
+        answered.clear();
+        for completion in completions.drain(..) {
+            match completion.outcome {
+                Outcome::Response { seq, response } => {
+                    let Some(index) = self.lookup(completion.token) else {
+                        continue; // The connection closed meanwhile.
+                    };
+                    if let Some(conn) = self.entries[index].conn.as_mut() {
+                        conn.on_response(seq, response);
+                        answered.push(completion.token);
+                    }
+                }
+                _ => self.on_completion(completion),
+            }
+        }
+        answered.sort_unstable();
+        answered.dedup();
+        for token in answered.drain(..) {
+            // Closed meanwhile (by another completion of this drain): nothing to pump.
+            if let Some(index) = self.lookup(token) {
+                let flow = self.pump_index(index);
+                self.apply(index, flow);
+            }
+        }
+    }
+
+    /// A completion other than a response (see `on_completions`).
     fn on_completion(&mut self, completion: Completion) {
         let Some(index) = self.lookup(completion.token) else {
             return; // The connection closed meanwhile.
