@@ -7,6 +7,8 @@
 //! [`ParkedReads::settle`] on whichever thread completes it: a read whose noted index is at
 //! least the confirmed one is answered with the response it already has; otherwise (writes
 //! committed meanwhile) the read queue runs it again once the engine applied that index.
+//! A batch's answers reach each reactor together (`http::deliver_together`), so the pipelined
+//! reads of a connection leave in one write, not one write per read.
 //!
 //! Why a held response is linearizable: the confirmed index covers every write committed, by
 //! any leader, before the batch started, hence before the handler returned; the handler saw at
@@ -109,18 +111,20 @@ fn serve(receiver: &Receiver<Job>, router: &Router, confirm: &Confirm) {
         let round = jobs.iter().any(|job| job.confirmed.is_none());
         let at_least = jobs.iter().filter_map(|job| job.confirmed).max();
         let confirmed = confirm(round, at_least.unwrap_or(0));
-        for Job {
-            mut request,
-            responder,
-            ..
-        } in jobs
-        {
-            let response = match &confirmed {
-                Ok(()) => run(router, &mut request),
-                Err(detail) => super::cluster::unavailable(detail),
-            };
-            responder.complete(response);
-        }
+        crate::http::deliver_together(|| {
+            for Job {
+                mut request,
+                responder,
+                ..
+            } in jobs
+            {
+                let response = match &confirmed {
+                    Ok(()) => run(router, &mut request),
+                    Err(detail) => super::cluster::unavailable(detail),
+                };
+                responder.complete(response);
+            }
+        });
     }
 }
 
@@ -279,13 +283,16 @@ impl ParkedReads {
             std::mem::replace(&mut waiting.by_batch, later)
         };
         let mut emptied = Vec::new();
-        for mut list in settled.into_values() {
-            self.count.fetch_sub(list.len(), Ordering::Relaxed);
-            for parked in list.drain(..) {
-                self.answer(parked, outcome);
+        // One hand-over per reactor for the whole batch, not one per read.
+        crate::http::deliver_together(|| {
+            for mut list in settled.into_values() {
+                self.count.fetch_sub(list.len(), Ordering::Relaxed);
+                for parked in list.drain(..) {
+                    self.answer(parked, outcome);
+                }
+                emptied.push(list);
             }
-            emptied.push(list);
-        }
+        });
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         for list in emptied {
             assert!(list.is_empty(), "every settled read was answered");
