@@ -8,9 +8,8 @@
 //! completes many answers at once post them with one lock and one wake-up per reactor).
 //! Responses are serialized by the reactor in request order, and the answers of one inbox
 //! drain are all filed before any connection writes, so a batch of pipelined answers leaves
-//! in one `write`. Streamed and file
-//! bodies are the exception: the socket is unregistered and a worker writes them (blocking,
-//! bounded by the write deadline), then hands the socket back.
+//! in one `write`. Streamed and file bodies are the exception: the socket is unregistered and
+//! a worker writes them (blocking, bounded by the write deadline), then hands the socket back.
 //!
 //! Owns: the poller, accepting, connection slots and tokens, timers, graceful shutdown.
 //! Must not: run a handler that is not inline, or block anywhere but in `poll`.
