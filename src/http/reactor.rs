@@ -165,11 +165,12 @@ impl Inbox {
     }
 }
 
+/// Completions held back by [`deliver_together`], by inbox.
+type Gathered = Vec<(Arc<Inbox>, Vec<Completion>)>;
+
 thread_local! {
-    /// Completions held back on this thread by [`deliver_together`], by inbox (`None`: not
-    /// gathering).
-    static GATHERED: RefCell<Option<Vec<(Arc<Inbox>, Vec<Completion>)>>> =
-        const { RefCell::new(None) };
+    /// What [`deliver_together`] holds back on this thread (`None`: not gathering).
+    static GATHERED: RefCell<Option<Gathered>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` and posts the completions it causes on this thread (deferred responses completed,
