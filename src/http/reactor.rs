@@ -425,7 +425,8 @@ impl Reactor {
         }
     }
 
-    /// A completion other than a response (see `on_completions`).
+    /// One completion, handled at once (`on_completions` files responses itself and pumps
+    /// later; a response passed here is filed and written now).
     fn on_completion(&mut self, completion: Completion) {
         let Some(index) = self.lookup(completion.token) else {
             return; // The connection closed meanwhile.
