@@ -3,7 +3,8 @@
 //! without the Raft thread.
 //!
 //! Owns: `ReadBatcher` (one ReadIndex round in flight, later reads join the next; readers
-//! either wait for their batch or join it and hear its outcome through the batch listener),
+//! either wait for their batch or join it and hear its outcome through the batch listener;
+//! it counts reads and batches for the node status, so a test can see reads share rounds),
 //! `AppliedWatch`, `ReadLease` (the shared lease deadline and commit index) and `RoundClock`
 //! (when each heartbeat round started, in monotonic time).
 //! Must not: touch the `RawNode` (only the Raft thread does) or decide whether a lease holds
