@@ -13,6 +13,9 @@
 #
 #   benches/cluster-reads.sh                 # from the project root
 #   CLIENTS=32 SECONDS_RUN=5 WRK_CONNS=128 BENCH=path/to/cluster_bench benches/cluster-reads.sh
+#   MODES=read-index CASES="leader all-three" TOOLS=pipelined benches/cluster-reads.sh
+# MODES (read-index lease), CASES (leader-stale leader follower all-three) and TOOLS
+# (cluster_bench plain pipelined) pick a subset; every one by default.
 #
 # Installs Debian's wrk with apt-get when `wrk` is missing. Data lives in a temp directory
 # removed at exit; every process it started is killed at exit (by its pid). The machine may
@@ -24,6 +27,9 @@ SECONDS_RUN=${SECONDS_RUN:-5}
 WRK_CONNS=${WRK_CONNS:-128}
 WRK_THREADS=${WRK_THREADS:-2}
 PIPELINE_DEPTH=${PIPELINE_DEPTH:-16}
+MODES=${MODES:-read-index lease}
+CASES=${CASES:-leader-stale leader follower all-three}
+TOOLS=${TOOLS:-cluster_bench plain pipelined}
 # Longest wait for a cluster to elect a leader, in seconds.
 READY_WAIT_S=30
 
@@ -51,6 +57,10 @@ request = function() return pipelined end
 LUA
 
 load_now() { uptime | sed 's/.*load average: //'; }
+
+picked() { # picked WORD LIST: whether WORD is one of the words of LIST
+    case " $2 " in *" $1 "*) return 0 ;; *) return 1 ;; esac
+}
 
 summary() { # summary MODE CASE TOOL RATE DETAIL
     echo "SUMMARY mode=$1 case=$2 tool=$3 reads/s=$4 $5 (load avg $(load_now))"
@@ -83,15 +93,19 @@ run_wrk() { # run_wrk KIND(plain|pipelined) QUERY ADDR...: prints "RATE NON2XX P
 run_case() { # run_case MODE CASE LOAD_MODE(stale|read) ADDR...
     local mode=$1 name=$2 load_mode=$3 query="" targets rate line
     shift 3
+    picked "$name" "$CASES" || return 0
     [ "$load_mode" = stale ] && query="?consistency=stale"
     targets=$(IFS=,; echo "$*")
-    echo "[$mode, $name] cluster_bench, load: $(load_now)"
-    line=$("$BENCH" load --targets "$targets" --clients "$CLIENTS" --seconds "$SECONDS_RUN" \
-        --mode "$load_mode")
-    echo "$line"
-    rate=$(echo "$line" | grep -o '[0-9]* acknowledged/s' | cut -d' ' -f1)
-    summary "$mode" "$name" cluster_bench "${rate:-?}" "(clients $CLIENTS)"
+    if picked cluster_bench "$TOOLS"; then
+        echo "[$mode, $name] cluster_bench, load: $(load_now)"
+        line=$("$BENCH" load --targets "$targets" --clients "$CLIENTS" \
+            --seconds "$SECONDS_RUN" --mode "$load_mode")
+        echo "$line"
+        rate=$(echo "$line" | grep -o '[0-9]* acknowledged/s' | cut -d' ' -f1)
+        summary "$mode" "$name" cluster_bench "${rate:-?}" "(clients $CLIENTS)"
+    fi
     for kind in plain pipelined; do
+        picked "$kind" "$TOOLS" || continue
         set -- $(run_wrk "$kind" "$query" ${targets//,/ })
         if [ "$kind" = plain ]; then
             summary "$mode" "$name" wrk "$1" "non-2xx $2, p50 $3, p99 $4 (conns $WRK_CONNS)"
@@ -127,5 +141,4 @@ run_mode() { # run_mode READ_MODE: one cluster, four cases
     stop_all
 }
 
-run_mode read-index
-run_mode lease
+for mode in $MODES; do run_mode "$mode"; done

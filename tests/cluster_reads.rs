@@ -11,6 +11,12 @@
 //!   acknowledged a newer write, the old leader answers that read with the write or a 503,
 //!   never with the state from before it.
 //!
+//! - pipelined reads on one connection, to the leader and to a follower, are answered in
+//!   order with their own data, and share ReadIndex batches (fewer batches than reads, read
+//!   from the node's counters in `/_lithair/cluster`);
+//! - a write pipelined before reads on the same connection orders them: every read after it
+//!   sees it, on the leader and on a follower.
+//!
 //! No timed assertions: every wait is a bounded poll that fails only past its bound.
 
 #[path = "support/cluster_harness.rs"]
@@ -28,6 +34,10 @@ const STALE_PROBE_READS: usize = 10;
 const STALE_PROBE_READS_READ_INDEX: usize = 3;
 /// Writes acknowledged while readers chase them.
 const CHASED_WRITES: usize = 60;
+/// Reads pipelined in one write on one connection (below the server's pipelining limit).
+const PIPELINED_READS: usize = 48;
+/// Items the pipelined reads fetch, in turn.
+const PIPELINED_ITEMS: usize = 6;
 
 /// Restarts every node of `cluster` (still empty) with `--read-mode lease`.
 fn with_lease_reads(cluster: &mut Cluster) {
@@ -182,4 +192,171 @@ fn isolated_leader_never_serves_a_stale_read(name: &str, lease: bool, probes: us
     }
     let acked = BTreeSet::from([first, newer]);
     assert_readable(old_addr, &acked);
+}
+
+/// One pipelined request: method, target and JSON body (empty: none).
+struct Pipelined {
+    method: &'static str,
+    target: String,
+    body: String,
+}
+
+impl Pipelined {
+    fn get(target: String) -> Pipelined {
+        Pipelined {
+            method: "GET",
+            target,
+            body: String::new(),
+        }
+    }
+}
+
+/// Sends `requests` in one write on one connection (the last one closes it) and returns the
+/// answers in the order they came: status and body.
+fn pipeline(addr: SocketAddr, requests: &[Pipelined]) -> Vec<(u16, String)> {
+    let mut bytes = String::new();
+    for (k, request) in requests.iter().enumerate() {
+        let close = if k + 1 == requests.len() {
+            "Connection: close\r\n"
+        } else {
+            ""
+        };
+        bytes += &format!(
+            "{} {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n{close}\r\n{}",
+            request.method,
+            request.target,
+            request.body.len(),
+            request.body
+        );
+    }
+    let text = exchange(addr, bytes.as_bytes()).expect("the node answers the pipeline");
+    let answers = split_responses(&text);
+    assert_eq!(
+        answers.len(),
+        requests.len(),
+        "one answer per pipelined request from {addr}: {text}"
+    );
+    answers
+}
+
+/// Splits a stream of `Content-Length` framed HTTP/1.1 responses.
+fn split_responses(mut text: &str) -> Vec<(u16, String)> {
+    let mut answers = Vec::new();
+    while let Some((head, rest)) = text.split_once("\r\n\r\n") {
+        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+        let length = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        });
+        let (Some(status), Some(length)) = (status, length) else {
+            panic!("an answer without a status or a Content-Length: {head}");
+        };
+        assert!(rest.len() >= length, "a truncated body after {head}");
+        answers.push((status, rest[..length].to_string()));
+        text = &rest[length..];
+    }
+    assert!(text.is_empty(), "bytes after the last answer: {text}");
+    answers
+}
+
+/// A node's read counters: linearizable reads that joined a ReadIndex batch, and batches.
+fn read_counters(addr: SocketAddr) -> (u64, u64) {
+    let (code, body) = http(addr, "GET", "/_lithair/cluster", "", "").expect("status");
+    assert_eq!(code, 200, "{body}");
+    let reads = json_number(&body, "batched_reads").expect("batched_reads in the status");
+    let batches = json_number(&body, "read_batches").expect("read_batches in the status");
+    (reads, batches)
+}
+
+/// The leader's and one follower's HTTP addresses, once all nodes agree on the leader.
+fn leader_and_follower(cluster: &Cluster) -> [SocketAddr; 2] {
+    let leader = wait_leader(cluster);
+    let follower = (leader + 1) % cluster.nodes.len();
+    [cluster.nodes[leader].http, cluster.nodes[follower].http]
+}
+
+#[test]
+fn pipelined_reads_answer_in_order_and_share_read_index_batches_on_leader_and_follower() {
+    let cluster = start_cluster("pipelined-reads");
+    let targets = leader_and_follower(&cluster);
+    let never = AtomicBool::new(false);
+    let ids: Vec<u64> = (0..PIPELINED_ITEMS)
+        .map(|k| write_item(&targets, 0, &format!("piped-{k}"), &never).expect("acknowledged"))
+        .collect();
+    let missing = ids.iter().max().expect("items") + 1_000;
+    for addr in targets {
+        // Every fifth read asks for an item that does not exist: answers differ by position.
+        let wanted: Vec<Option<u64>> = (0..PIPELINED_READS)
+            .map(|k| (k % 5 != 4).then_some(ids[k % ids.len()]))
+            .collect();
+        let requests: Vec<Pipelined> = wanted
+            .iter()
+            .map(|id| Pipelined::get(format!("/api/items/{}", id.unwrap_or(missing))))
+            .collect();
+        let (reads_before, batches_before) = read_counters(addr);
+        let answers = pipeline(addr, &requests);
+        let (reads_after, batches_after) = read_counters(addr);
+        for (k, (id, (code, body))) in wanted.iter().zip(&answers).enumerate() {
+            match id {
+                Some(id) => {
+                    assert_eq!(*code, 200, "read {k} of item {id} on {addr}: {body}");
+                    assert_eq!(json_number(body, "id"), Some(*id), "read {k} on {addr}");
+                }
+                None => assert_eq!(*code, 404, "read {k} of a missing item on {addr}: {body}"),
+            }
+        }
+        let (reads, batches) = (reads_after - reads_before, batches_after - batches_before);
+        assert!(
+            reads >= PIPELINED_READS as u64,
+            "every pipelined read joined a batch on {addr}: {reads}"
+        );
+        assert!(
+            batches < PIPELINED_READS as u64,
+            "{PIPELINED_READS} pipelined reads took {batches} ReadIndex batches on {addr}"
+        );
+    }
+}
+
+#[test]
+fn a_pipelined_write_orders_the_reads_after_it_on_leader_and_follower() {
+    let cluster = start_cluster("pipelined-write");
+    let targets = leader_and_follower(&cluster);
+    let never = AtomicBool::new(false);
+    let mut last = write_item(&targets, 0, "first", &never).expect("acknowledged");
+    for (k, addr) in targets.into_iter().enumerate() {
+        // Nothing else writes: the item the pipelined write creates takes the next id.
+        let next = last + 1;
+        let name = format!("ordered-{k}");
+        let mut requests = vec![Pipelined::get(format!("/api/items/{next}"))];
+        requests.push(Pipelined {
+            method: "POST",
+            target: "/api/items".to_string(),
+            body: format!("{{\"name\":\"{name}\"}}"),
+        });
+        requests.extend((0..PIPELINED_READS).map(|_| Pipelined::get(format!("/api/items/{next}"))));
+        let answers = pipeline(addr, &requests);
+        assert_eq!(
+            answers[0].0, 404,
+            "read before the write on {addr}: {}",
+            answers[0].1
+        );
+        let (code, body) = &answers[1];
+        assert_eq!(*code, 201, "the pipelined write on {addr}: {body}");
+        assert_eq!(
+            json_number(body, "id"),
+            Some(next),
+            "ids are assigned in order and nothing else writes"
+        );
+        for (k, (code, body)) in answers[2..].iter().enumerate() {
+            assert_eq!(*code, 200, "read {k} after the write on {addr}: {body}");
+            assert_eq!(
+                json_string(body, "name"),
+                Some(name.clone()),
+                "read {k} on {addr}"
+            );
+        }
+        last = next;
+    }
 }

@@ -384,6 +384,63 @@ fn deferred_responses_keep_pipeline_order_on_both_paths() {
     }
 }
 
+/// Requests `GatedApp` holds before it answers them all at once.
+const GATED_REQUESTS: usize = 32;
+
+/// Holds the responders of its requests until `GATED_REQUESTS` arrived, then completes them
+/// all from one thread, newest first: the reactor gets many answers at once, for several
+/// connections and out of order (they are filed first, then each connection writes).
+struct GatedApp {
+    held: std::sync::Mutex<Vec<(String, lithair::http::Responder)>>,
+}
+
+impl lithair::http::Handler for GatedApp {
+    fn call(&self, req: &mut lithair::http::Request) -> lithair::http::Response {
+        let (placeholder, responder) = lithair::http::Response::deferred();
+        let mut held = self.held.lock().expect("held responders");
+        held.push((req.query.clone(), responder));
+        if held.len() == GATED_REQUESTS {
+            let all = std::mem::take(&mut *held);
+            std::thread::spawn(move || {
+                for (text, responder) in all.into_iter().rev() {
+                    responder.complete(lithair::http::Response::text(200, text));
+                }
+            });
+        }
+        placeholder
+    }
+
+    fn is_inline(&self, _req: &lithair::http::Request) -> bool {
+        true
+    }
+}
+
+#[test]
+fn deferred_responses_completed_together_and_out_of_order_keep_each_pipeline_in_order() {
+    let server = lithair::http::Server::bind("127.0.0.1:0")
+        .expect("bind")
+        .config(quick_config())
+        .spawn(GatedApp {
+            held: std::sync::Mutex::new(Vec::new()),
+        })
+        .expect("spawn");
+    let per_connection = GATED_REQUESTS / 2;
+    let mut streams: Vec<_> = (0..2).map(|_| connect(server.local_addr())).collect();
+    for (c, stream) in streams.iter_mut().enumerate() {
+        let batch: String = (0..per_connection)
+            .map(|i| format!("GET /gate?{c}-{i} HTTP/1.1\r\nHost: h\r\n\r\n"))
+            .collect();
+        stream.write_all(batch.as_bytes()).expect("write");
+    }
+    for (c, stream) in streams.into_iter().enumerate() {
+        let mut reader = BufReader::new(stream);
+        for i in 0..per_connection {
+            let resp = read_response(&mut reader, false).expect("response");
+            assert_eq!((resp.status, resp.text()), (200, format!("{c}-{i}")));
+        }
+    }
+}
+
 #[test]
 fn a_dropped_responder_answers_503_and_the_connection_survives() {
     let server = spawn_deferring();

@@ -1005,7 +1005,8 @@ pub fn status_json(status: &ClusterStatus, replica: &dyn Replica) -> String {
     format!(
         "{{\"node_id\":{},\"role\":\"{}\",\"term\":{},\"leader\":{},\"commit_index\":{},\
          \"applied_index\":{},\"last_index\":{},\"applied_event_index\":{applied_event},\
-         \"digest\":\"{}\",\"snapshot_index\":{},\"snapshots_installed\":{},\"members\":[{}]}}",
+         \"digest\":\"{}\",\"snapshot_index\":{},\"snapshots_installed\":{},\
+         \"batched_reads\":{},\"read_batches\":{},\"members\":[{}]}}",
         status.id,
         status.role,
         status.term,
@@ -1016,6 +1017,8 @@ pub fn status_json(status: &ClusterStatus, replica: &dyn Replica) -> String {
         digest_hex(&digest),
         status.snapshot_index,
         status.snapshots_installed,
+        status.batched_reads,
+        status.read_batches,
         members.join(",")
     )
 }

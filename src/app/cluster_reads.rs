@@ -7,6 +7,8 @@
 //! [`ParkedReads::settle`] on whichever thread completes it: a read whose noted index is at
 //! least the confirmed one is answered with the response it already has; otherwise (writes
 //! committed meanwhile) the read queue runs it again once the engine applied that index.
+//! A batch's answers reach each reactor together (`http::deliver_together`), so the pipelined
+//! reads of a connection leave in one write, not one write per read.
 //!
 //! Why a held response is linearizable: the confirmed index covers every write committed, by
 //! any leader, before the batch started, hence before the handler returned; the handler saw at
@@ -41,6 +43,14 @@ pub const READ_BATCH_REQUESTS_MAX: usize = 4096;
 /// Most reads parked at once (each holds its request and response); past it, reads go to the
 /// read queue.
 pub const PARKED_READS_MAX: usize = 16_384;
+
+/// Emptied batch lists kept for reuse (a batch in flight and the next one are all that fill
+/// at once). A pipelined load parks thousands of reads per batch: a list grown afresh each
+/// batch reallocated a large block again and again (and freed it on the completing thread),
+/// which showed in the profile as `malloc_consolidate`.
+const SPARE_BATCH_LISTS_MAX: usize = 2;
+/// Largest emptied list kept, in reads (bounds the memory spare lists hold).
+const SPARE_BATCH_LIST_READS_MAX: usize = 4096;
 
 /// A read for the queue thread.
 struct Job {
@@ -101,18 +111,20 @@ fn serve(receiver: &Receiver<Job>, router: &Router, confirm: &Confirm) {
         let round = jobs.iter().any(|job| job.confirmed.is_none());
         let at_least = jobs.iter().filter_map(|job| job.confirmed).max();
         let confirmed = confirm(round, at_least.unwrap_or(0));
-        for Job {
-            mut request,
-            responder,
-            ..
-        } in jobs
-        {
-            let response = match &confirmed {
-                Ok(()) => run(router, &mut request),
-                Err(detail) => super::cluster::unavailable(detail),
-            };
-            responder.complete(response);
-        }
+        crate::http::deliver_together(|| {
+            for Job {
+                mut request,
+                responder,
+                ..
+            } in jobs
+            {
+                let response = match &confirmed {
+                    Ok(()) => run(router, &mut request),
+                    Err(detail) => super::cluster::unavailable(detail),
+                };
+                responder.complete(response);
+            }
+        });
     }
 }
 
@@ -159,9 +171,16 @@ pub(crate) type JoinBatch = Box<dyn Fn() -> Result<u64, String> + Send + Sync>;
 /// The engine's applied index (`Replica::applied_index`).
 pub(crate) type AppliedIndex = Box<dyn Fn() -> u64 + Send + Sync>;
 
+/// Parked reads by the batch they joined, and emptied lists to file the next batches in.
+#[derive(Default)]
+struct Waiting {
+    by_batch: BTreeMap<u64, Vec<Parked>>,
+    spare: Vec<Vec<Parked>>,
+}
+
 /// Parked reads by the batch they joined, and the queue for those to run again.
 pub(crate) struct ParkedReads {
-    waiting: Mutex<BTreeMap<u64, Vec<Parked>>>,
+    waiting: Mutex<Waiting>,
     /// Reads in `waiting` (read without the lock to refuse new ones past the maximum).
     count: AtomicUsize,
     join: JoinBatch,
@@ -205,7 +224,7 @@ impl ParkedReads {
     /// on `queue`; someone must call [`ParkedReads::settle`] with every batch's outcome.
     pub(crate) fn new(join: JoinBatch, applied: AppliedIndex, queue: ReadQueue) -> ParkedReads {
         ParkedReads {
-            waiting: Mutex::new(BTreeMap::new()),
+            waiting: Mutex::new(Waiting::default()),
             count: AtomicUsize::new(0),
             join,
             applied,
@@ -239,7 +258,11 @@ impl ParkedReads {
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         match (self.join)() {
             Ok(batch) => {
-                waiting.entry(batch).or_default().push(parked);
+                let Waiting { by_batch, spare } = &mut *waiting;
+                let list = by_batch
+                    .entry(batch)
+                    .or_insert_with(|| spare.pop().unwrap_or_default());
+                list.push(parked);
                 self.count.fetch_add(1, Ordering::Relaxed);
             }
             Err(detail) => {
@@ -256,25 +279,45 @@ impl ParkedReads {
     pub(crate) fn settle(&self, batch: u64, outcome: &Result<u64, String>) {
         let settled = {
             let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-            let later = waiting.split_off(&batch.saturating_add(1));
-            std::mem::replace(&mut *waiting, later)
+            let later = waiting.by_batch.split_off(&batch.saturating_add(1));
+            std::mem::replace(&mut waiting.by_batch, later)
         };
-        for parked in settled.into_values().flatten() {
-            self.count.fetch_sub(1, Ordering::Relaxed);
-            match outcome {
-                Ok(index) if parked.applied >= *index => {
-                    parked.responder.complete(parked.response);
+        let mut emptied = Vec::new();
+        // One hand-over per reactor for the whole batch, not one per read.
+        crate::http::deliver_together(|| {
+            for mut list in settled.into_values() {
+                self.count.fetch_sub(list.len(), Ordering::Relaxed);
+                for parked in list.drain(..) {
+                    self.answer(parked, outcome);
                 }
-                // Writes committed since it ran: run it again once the engine has them.
-                Ok(index) => self.queue.send(Job {
-                    request: parked.request,
-                    responder: parked.responder,
-                    confirmed: Some(*index),
-                }),
-                Err(detail) => parked
-                    .responder
-                    .complete(super::cluster::unavailable(detail)),
+                emptied.push(list);
             }
+        });
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        for list in emptied {
+            assert!(list.is_empty(), "every settled read was answered");
+            let kept = list.capacity() <= SPARE_BATCH_LIST_READS_MAX;
+            if kept && waiting.spare.len() < SPARE_BATCH_LISTS_MAX {
+                waiting.spare.push(list);
+            }
+        }
+    }
+
+    /// Answers one read of a batch that completed with `outcome`.
+    fn answer(&self, parked: Parked, outcome: &Result<u64, String>) {
+        match outcome {
+            Ok(index) if parked.applied >= *index => {
+                parked.responder.complete(parked.response);
+            }
+            // Writes committed since it ran: run it again once the engine has them.
+            Ok(index) => self.queue.send(Job {
+                request: parked.request,
+                responder: parked.responder,
+                confirmed: Some(*index),
+            }),
+            Err(detail) => parked
+                .responder
+                .complete(super::cluster::unavailable(detail)),
         }
     }
 }
@@ -449,6 +492,34 @@ mod tests {
             p.asked.lock().unwrap().is_empty(),
             "the queue was never needed"
         );
+    }
+
+    #[test]
+    fn settled_batch_lists_are_reused_for_later_batches() {
+        let p = parking();
+        let first: Vec<Response> = (0..3).map(|_| p.park()).collect();
+        p.parked.settle(1, &Ok(5));
+        for placeholder in first {
+            assert_eq!(answered_now(placeholder).expect("confirmed").status, 200);
+        }
+        let spare_capacity = |p: &Parking| {
+            let waiting = p.parked.waiting.lock().unwrap();
+            assert!(waiting.by_batch.is_empty(), "nothing left parked");
+            waiting.spare.iter().map(Vec::capacity).collect::<Vec<_>>()
+        };
+        let spare = spare_capacity(&p);
+        assert_eq!(spare.len(), 1, "the emptied list is kept");
+        assert!(spare[0] >= 3, "with its capacity: {spare:?}");
+        p.batch.store(2, Ordering::SeqCst);
+        let second = p.park();
+        assert!(
+            p.parked.waiting.lock().unwrap().spare.is_empty(),
+            "batch 2 is filed in the kept list"
+        );
+        p.parked.settle(2, &Ok(5));
+        assert_eq!(answered_now(second).expect("confirmed").status, 200);
+        assert_eq!(spare_capacity(&p).len(), 1, "and it comes back");
+        assert_eq!(p.parked.count.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! Design (half-sync/half-async, DESIGN.md §5): the reactor reads, parses and writes; cheap
 //! handlers (`Handler::is_inline`) run right here, others go to the bounded worker pool and
 //! come back through the inbox (a mutex-protected vector plus an eventfd wake-up, signalled
-//! only when the vector goes from empty to non-empty). Responses are serialized by the reactor
-//! in request order, so a batch of pipelined answers leaves in one `write`. Streamed and file
-//! bodies are the exception: the socket is unregistered and a worker writes them (blocking,
-//! bounded by the write deadline), then hands the socket back.
+//! only when the vector goes from empty to non-empty; `deliver_together` lets a thread that
+//! completes many answers at once post them with one lock and one wake-up per reactor).
+//! Responses are serialized by the reactor in request order, and the answers of one inbox
+//! drain are all filed before any connection writes, so a batch of pipelined answers leaves
+//! in one `write`. Streamed and file bodies are the exception: the socket is unregistered and
+//! a worker writes them (blocking, bounded by the write deadline), then hands the socket back.
 //!
 //! Owns: the poller, accepting, connection slots and tokens, timers, graceful shutdown.
 //! Must not: run a handler that is not inline, or block anywhere but in `poll`.
@@ -23,6 +25,7 @@ use super::writer::{render_common_head, Direct};
 use super::Handler;
 use crate::sys::waker::Waker;
 use crate::sys::{Event, Interest, Poller};
+use std::cell::RefCell;
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
@@ -114,16 +117,39 @@ impl Inbox {
         })
     }
 
-    /// Posts a completion; wakes the reactor only on the empty-to-non-empty transition.
-    pub fn push(&self, completion: Completion) {
+    /// Posts a completion; wakes the reactor only on the empty-to-non-empty transition. Inside
+    /// [`deliver_together`] it is held back and posted with the others when that returns.
+    pub fn push(self: &Arc<Self>, completion: Completion) {
+        let completion = GATHERED.with(|gathered| {
+            // Not gathering (or, never expected, re-entered while a flush runs): post now.
+            let Ok(mut gathered) = gathered.try_borrow_mut() else {
+                return Some(completion);
+            };
+            let Some(held) = gathered.as_mut() else {
+                return Some(completion);
+            };
+            match held.iter_mut().find(|(inbox, _)| Arc::ptr_eq(inbox, self)) {
+                Some((_, completions)) => completions.push(completion),
+                None => held.push((Arc::clone(self), vec![completion])),
+            }
+            None
+        });
+        if let Some(completion) = completion {
+            self.post(std::iter::once(completion));
+        }
+    }
+
+    /// Appends `completions` under one lock; wakes the reactor on the empty-to-non-empty
+    /// transition only.
+    fn post(&self, completions: impl IntoIterator<Item = Completion>) {
         let was_empty = {
             let mut list = self
                 .completions
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let was_empty = list.is_empty();
-            list.push(completion);
-            was_empty
+            list.extend(completions);
+            was_empty && !list.is_empty()
         };
         if was_empty {
             self.waker.wake();
@@ -137,6 +163,45 @@ impl Inbox {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         std::mem::swap(&mut *list, into);
     }
+}
+
+/// Completions held back by [`deliver_together`], by inbox.
+type Gathered = Vec<(Arc<Inbox>, Vec<Completion>)>;
+
+thread_local! {
+    /// What [`deliver_together`] holds back on this thread (`None`: not gathering).
+    static GATHERED: RefCell<Option<Gathered>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` and posts the completions it causes on this thread (deferred responses completed,
+/// workers' answers) when it returns, one lock and at most one wake-up per reactor instead of
+/// one per completion: answers completed together (a confirmed read batch) reach their
+/// reactor in one drain, so each connection writes them at once. A nested call joins the
+/// outer one. Completions are posted even if `f` panics.
+pub(crate) fn deliver_together<R>(f: impl FnOnce() -> R) -> R {
+    let outermost = GATHERED.with(|gathered| {
+        let mut gathered = gathered.borrow_mut();
+        if gathered.is_some() {
+            return false;
+        }
+        *gathered = Some(Vec::new());
+        true
+    });
+    if !outermost {
+        return f();
+    }
+    /// Posts what was gathered when dropped (also while unwinding).
+    struct Flush;
+    impl Drop for Flush {
+        fn drop(&mut self) {
+            let gathered = GATHERED.with(|gathered| gathered.borrow_mut().take());
+            for (inbox, completions) in gathered.into_iter().flatten() {
+                inbox.post(completions);
+            }
+        }
+    }
+    let _flush = Flush;
+    f()
 }
 
 struct Entry {
@@ -228,6 +293,7 @@ impl Reactor {
     pub fn run(mut self, signal_waker: Option<&Waker>) {
         let mut events: Vec<Event> = Vec::with_capacity(1024);
         let mut completions = Vec::new();
+        let mut answered = Vec::new();
         loop {
             let timeout = self
                 .next_timer_ms
@@ -245,9 +311,7 @@ impl Reactor {
                     WAKER_TOKEN => {
                         self.inbox.waker.drain();
                         self.inbox.take_all(&mut completions);
-                        for completion in completions.drain(..) {
-                            self.on_completion(completion);
-                        }
+                        self.on_completions(&mut completions, &mut answered);
                     }
                     SIGNAL_TOKEN => {
                         if let Some(waker) = signal_waker {
@@ -330,6 +394,39 @@ impl Reactor {
         self.apply(index, flow);
     }
 
+    /// Handles every completion taken from the inbox. Responses are filed first and each
+    /// connection that got some is pumped once afterwards: deferred answers completed together
+    /// (a read batch confirmed, a group of writes committed) leave in one write per
+    /// connection, not one write each. `answered` is reused scratch space.
+    fn on_completions(&mut self, completions: &mut Vec<Completion>, answered: &mut Vec<u64>) {
+        answered.clear();
+        for completion in completions.drain(..) {
+            match completion.outcome {
+                Outcome::Response { seq, response } => {
+                    let Some(index) = self.lookup(completion.token) else {
+                        continue; // The connection closed meanwhile.
+                    };
+                    if let Some(conn) = self.entries[index].conn.as_mut() {
+                        conn.on_response(seq, response);
+                        answered.push(completion.token);
+                    }
+                }
+                _ => self.on_completion(completion),
+            }
+        }
+        answered.sort_unstable();
+        answered.dedup();
+        for token in answered.drain(..) {
+            // Closed meanwhile (by another completion of this drain): nothing to pump.
+            if let Some(index) = self.lookup(token) {
+                let flow = self.pump_index(index);
+                self.apply(index, flow);
+            }
+        }
+    }
+
+    /// One completion, handled at once (`on_completions` files responses itself and pumps
+    /// later; a response passed here is filed and written now).
     fn on_completion(&mut self, completion: Completion) {
         let Some(index) = self.lookup(completion.token) else {
             return; // The connection closed meanwhile.
@@ -527,5 +624,60 @@ impl Reactor {
             self.close(index);
         }
         assert_eq!(self.live, 0, "connections left after close_all");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(token: u64) -> Completion {
+        Completion {
+            token,
+            outcome: Outcome::Wake,
+        }
+    }
+
+    fn queued(inbox: &Inbox) -> Vec<u64> {
+        let mut taken = Vec::new();
+        inbox.take_all(&mut taken);
+        taken.iter().map(|completion| completion.token).collect()
+    }
+
+    #[test]
+    fn completions_delivered_together_reach_each_inbox_at_the_end_in_order() {
+        let (one, two) = (
+            Arc::new(Inbox::new().expect("inbox")),
+            Arc::new(Inbox::new().expect("inbox")),
+        );
+        one.push(answer(1));
+        assert_eq!(queued(&one), vec![1], "outside: posted at once");
+        deliver_together(|| {
+            one.push(answer(2));
+            two.push(answer(3));
+            deliver_together(|| one.push(answer(4)));
+            assert!(queued(&one).is_empty(), "held, also by a nested call");
+            assert!(queued(&two).is_empty(), "held");
+            one.push(answer(5));
+        });
+        assert_eq!(queued(&one), vec![2, 4, 5]);
+        assert_eq!(queued(&two), vec![3]);
+        one.push(answer(6));
+        assert_eq!(queued(&one), vec![6], "gathering ended with the call");
+    }
+
+    #[test]
+    fn completions_held_by_a_panicking_call_are_still_posted() {
+        let inbox = Arc::new(Inbox::new().expect("inbox"));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            deliver_together(|| {
+                inbox.push(answer(7));
+                panic!("a listener bug");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(queued(&inbox), vec![7], "a connection never waits forever");
+        inbox.push(answer(8));
+        assert_eq!(queued(&inbox), vec![8], "not gathering any more");
     }
 }

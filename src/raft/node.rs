@@ -195,6 +195,12 @@ pub struct ClusterStatus {
     pub snapshot_index: u64,
     /// Snapshots installed from a leader since this process started.
     pub snapshots_installed: u64,
+    /// Linearizable reads that joined a ReadIndex batch since this process started (lease
+    /// reads, which need no round, are not counted).
+    pub batched_reads: u64,
+    /// ReadIndex batches this node started (each one confirmation asked of the leader, or
+    /// of its own core when it leads) since this process started.
+    pub read_batches: u64,
 }
 
 fn role_name(role: Role) -> &'static str {
@@ -423,7 +429,9 @@ impl Node {
 
     /// The latest status.
     pub fn status(&self) -> ClusterStatus {
-        self.status.lock().expect("status poisoned").clone()
+        let mut status = self.status.lock().expect("status poisoned").clone();
+        (status.batched_reads, status.read_batches) = self.reads.counts();
+        status
     }
 
     /// This node's id and the leader it knows (0: none), without copying the status.
@@ -1319,6 +1327,9 @@ impl Driver {
             members,
             snapshot_index: self.raw.storage().snapshot_index(),
             snapshots_installed: self.snapshots_installed,
+            // Filled in by `Node::status` from the batcher, which counts them.
+            batched_reads: 0,
+            read_batches: 0,
         };
         *self.status.lock().expect("status poisoned") = snapshot;
     }

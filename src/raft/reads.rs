@@ -3,7 +3,8 @@
 //! without the Raft thread.
 //!
 //! Owns: `ReadBatcher` (one ReadIndex round in flight, later reads join the next; readers
-//! either wait for their batch or join it and hear its outcome through the batch listener),
+//! either wait for their batch or join it and hear its outcome through the batch listener;
+//! it counts reads and batches for the node status, so a test can see reads share rounds),
 //! `AppliedWatch`, `ReadLease` (the shared lease deadline and commit index) and `RoundClock`
 //! (when each heartbeat round started, in monotonic time).
 //! Must not: touch the `RawNode` (only the Raft thread does) or decide whether a lease holds
@@ -62,6 +63,8 @@ struct ReadBatches {
     /// Id of the last completed batch, and its outcome (the engine index to reach).
     completed: u64,
     outcome: Result<u64, String>,
+    /// Reads that joined a batch so far (for the status counters).
+    joined: u64,
 }
 
 impl ReadBatcher {
@@ -75,10 +78,18 @@ impl ReadBatcher {
                 next_wanted: false,
                 completed: 0,
                 outcome: Err("no read yet".to_string()),
+                joined: 0,
             }),
             completed: std::sync::Condvar::new(),
             listener: OnceLock::new(),
         }
+    }
+
+    /// Reads that joined a batch, and batches started (sent or not), since the batcher was
+    /// made: a batch shared by many reads shows as fewer batches than reads.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        let state = self.state.lock().expect("read batcher poisoned");
+        (state.joined, state.sent)
     }
 
     /// Sets the listener [`ReadBatcher::join`]ed reads hear their outcome from; `false` when
@@ -168,6 +179,7 @@ impl ReadBatches {
     /// sealed (its confirmation may predate this read) the next one (sent when the current one
     /// completes), or a new one started now.
     fn join(&mut self) -> u64 {
+        self.joined += 1;
         if self.in_flight && !self.sealed {
             self.sent
         } else if self.in_flight {
@@ -451,6 +463,7 @@ mod tests {
         batcher.complete(2, Ok(9)); // Late duplicate: ignored, not heard.
         assert_eq!(*heard.lock().unwrap(), vec![(1, Ok(5)), (2, Ok(6))]);
         assert!(receiver.try_recv().is_err(), "no batch without readers");
+        assert_eq!(batcher.counts(), (4, 2), "four reads shared two batches");
     }
 
     #[test]
