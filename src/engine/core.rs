@@ -1221,10 +1221,13 @@ fn completion<S: State>(
             // its copy (once this batch and those before it are done).
             shared.failed.store(true, Ordering::SeqCst);
         }
-        // Before any answer: the callers answered below count as returning, and the next
-        // batch is sequenced while this one is applied.
-        queue.log_done(answered);
-        complete_append(&shared, result, pending, &snapshotter);
+        // Before any answer: the callers answered below count as returning. The sequencer
+        // is woken once every answer is filled (the callbacks among them resubmitted), to
+        // take them all, and before the waiting submitters wake (a crowd that would keep
+        // this thread off a core for a while).
+        queue.log_done_quietly(answered);
+        let wake_sequencer = || queue.wake_after_log();
+        complete_append(&shared, result, pending, &snapshotter, &wake_sequencer);
         // Last: the engine handle waiting for zero in flight must drop `Shared` after us.
         drop(shared);
         drop(queue);
@@ -1312,18 +1315,20 @@ fn run_applier<S: State>(
     snapshotter: &Snapshotter,
 ) {
     while let Ok((result, pending)) = receiver.recv() {
-        complete_append(shared, result, pending, snapshotter);
+        complete_append(shared, result, pending, snapshotter, &|| {});
         shared.in_flight.finish();
     }
 }
 
 /// Applies a batch the log (or Raft) committed, runs hooks and answers its submitters; or
 /// fails them all when it did not commit. Batches come here one at a time, in log order.
+/// `filled` runs once every answer is delivered, before the waiting submitters wake.
 fn complete_append<S: State>(
     shared: &Arc<Shared<S>>,
     result: Result<Appended, Failed>,
     pending: Pending<S>,
     snapshotter: &Snapshotter,
+    filled: &dyn Fn(),
 ) {
     let Pending {
         batch,
@@ -1345,12 +1350,12 @@ fn complete_append<S: State>(
         let failed = outcomes
             .into_iter()
             .map(|(job, _)| (job, Err(error.failure())));
-        answer_batch(shared, batch, failed);
+        answer_batch(shared, batch, failed, filled);
         return;
     }
     let count = events.len() as u64;
     apply_committed(shared, events, &remembered, skip_to);
-    answer_batch(shared, batch, outcomes);
+    answer_batch(shared, batch, outcomes, filled);
     let events_since = shared
         .events_since_snapshot
         .fetch_add(count, Ordering::Relaxed)
@@ -1370,24 +1375,27 @@ fn complete_append<S: State>(
     }
 }
 
-/// Answers every job of a batch, in order; on the single-node log path (`batch` > 0) the
-/// waiting submitters then wake together, with one system call.
+/// Answers every job of a batch, in order, then runs `filled`; on the single-node log path
+/// (`batch` > 0) the waiting submitters then wake together, with one system call.
 fn answer_batch<S: State>(
     shared: &Shared<S>,
     batch: u64,
     outcomes: impl IntoIterator<Item = (Job<S>, Result<Receipt, Failure>)>,
+    filled: &dyn Fn(),
 ) {
     match shared.board.as_ref().filter(|_| batch > 0) {
         Some(board) => {
             for (job, outcome) in outcomes {
                 job.finish_in_batch(outcome);
             }
+            filled();
             board.release(batch);
         }
         None => {
             for (job, outcome) in outcomes {
                 job.finish(outcome);
             }
+            filled();
         }
     }
 }
