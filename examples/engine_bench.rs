@@ -5,8 +5,8 @@
 //! (`EngineOptions::log_batches_max`), durable mode. By default each submitter is a thread
 //! keeping W commands in flight (default 1: submit and wait). With `--callbacks` the K
 //! submitters have no thread: each one submits its next command from the `submit_then`
-//! completion of the previous one (on the engine's applier thread), as the HTTP server drives
-//! the engine; W does not apply. Both modes print the fsync count, the average fsync time and
+//! completion of the previous one (where the engine applies: a log thread), as the HTTP
+//! server drives the engine; W does not apply. Both modes print the fsync count, the average fsync time and
 //! how busy the disk was, then end with
 //! `durable: N events in S s (E events/s, B events per fsync)`.
 //!
@@ -227,7 +227,7 @@ fn run_threads(
 }
 
 /// Callback mode: `submitters` logical submitters without a thread each; every one resubmits
-/// from its `submit_then` completion (on the engine's applier thread), the way the HTTP
+/// from its `submit_then` completion (where the engine applies: a log thread), the way the HTTP
 /// server drives the engine. Returns once every chain has stopped after `duration`.
 fn run_callbacks(engine: &Arc<Engine<Tally>>, run: &Run, submitters: usize, duration: Duration) {
     let chains = Arc::new(AtomicU64::new(submitters as u64));

@@ -984,3 +984,108 @@ fn a_failed_write_under_concurrent_submitters_answers_every_one_and_the_log_reop
     );
     close_and_remove(engine, &dir);
 }
+
+#[test]
+fn a_wait_on_the_engine_inside_a_completion_is_refused_and_a_panicking_hook_is_survived() {
+    let (dir, engine) = open_fresh("wait-in-completion");
+    let engine = Arc::new(engine);
+    // A hook that panics on one item: the log thread running it must go on.
+    engine.on_commit(|committed| {
+        if let ShopEvent::Restocked { item: 7, .. } = committed.event {
+            panic!("this hook refuses item 7");
+        }
+    });
+    restock(&engine, 7, 1);
+    let (sender, outcome) = std::sync::mpsc::channel();
+    let weak = Arc::downgrade(&engine);
+    let then = move |first: Result<_, SubmitError<()>>| {
+        let refused = {
+            let engine = weak.upgrade().expect("the test holds the engine");
+            let submit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                engine.submit(Restock {
+                    item: 2,
+                    quantity: 1,
+                })
+            }));
+            let snapshot =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.snapshot()));
+            (submit.is_err(), snapshot.is_err())
+        };
+        let on_log_thread = lithair::log::on_writer_thread();
+        sender
+            .send((first.is_ok(), refused, on_log_thread))
+            .expect("test alive");
+    };
+    engine.submit_then(
+        Restock {
+            item: 1,
+            quantity: 1,
+        },
+        Meta::default(),
+        Box::new(then),
+    );
+    let (first_ok, refused, on_log_thread) = outcome
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the completion ran instead of deadlocking");
+    assert!(first_ok);
+    assert!(
+        on_log_thread,
+        "single node: completions run on a log thread"
+    );
+    assert_eq!(
+        refused,
+        (true, true),
+        "submit-and-wait and snapshot refused"
+    );
+    // Nothing was queued by the refused submit; the engine still takes writes.
+    restock(&engine, 3, 1);
+    assert_eq!(
+        engine.read(|shop| shop.stock.clone()),
+        BTreeMap::from([(1, 1), (3, 1), (7, 1)])
+    );
+    let engine = Arc::into_inner(engine).expect("the completion let go of its handle");
+    close_and_remove(engine, &dir);
+}
+
+#[test]
+fn the_last_handle_dropped_in_a_completion_shuts_the_engine_down_off_the_log_thread() {
+    let (dir, engine) = open_fresh("drop-in-completion");
+    let engine = Arc::new(engine);
+    let last = Arc::clone(&engine);
+    let (go_sender, go) = std::sync::mpsc::channel::<()>();
+    let (sender, outcome) = std::sync::mpsc::channel();
+    let then = move |result: Result<_, SubmitError<()>>| {
+        // Wait until the test let go of its handle, so this one is the last.
+        go.recv_timeout(Duration::from_secs(30))
+            .expect("the test dropped its handle");
+        drop(last);
+        sender.send(result.is_ok()).expect("test alive");
+    };
+    engine.submit_then(
+        Restock {
+            item: 4,
+            quantity: 2,
+        },
+        Meta::default(),
+        Box::new(then),
+    );
+    drop(engine);
+    go_sender.send(()).expect("the completion waits");
+    assert!(outcome
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the completion returned instead of joining its own thread"));
+    // The shutdown runs on a thread of its own: the directory unlocks once it is done.
+    let mut attempts = 0;
+    let reopened = loop {
+        match Engine::open(&dir, EngineOptions::default(), Shop::default()) {
+            Ok((engine, _)) => break engine,
+            Err(lithair::log::Error::Locked { .. }) if attempts < 3_000 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(other) => panic!("reopen after a shutdown from a completion: {other}"),
+        }
+    };
+    assert_eq!(reopened.read(|shop| shop.stock.get(&4).copied()), Some(2));
+    close_and_remove(reopened, &dir);
+}

@@ -12,8 +12,12 @@
 //! speculative copy over a staging view: it works for any `State` without help, at the cost
 //! of applying each event twice and keeping two copies in RAM.) The batch goes to the **log
 //! writer** as one append; the writer group-commits every pending append with one `write`
-//! and one `fdatasync`. The **applier** thread then applies the batch to the committed state
-//! under the write lock, runs post-commit hooks, feeds subscribers and wakes the submitters.
+//! and one `fdatasync`. The **applier** then applies the batch to the committed state under
+//! the write lock, runs post-commit hooks, feeds subscribers and wakes the submitters. On a
+//! single node the applier is the log thread that saw the fsync complete (no hand-off: it
+//! runs in the append's completion, while the other log thread writes and fsyncs the next
+//! batch); in a cluster it is a thread of its own fed by the Raft replica. Hooks and
+//! `submit_then` callbacks run there too, so a wait on the engine from them asserts.
 //!
 //! Group-commit pacing (single node): one batch is in the log writer at a time. While it is
 //! written and fsynced, new commands pile up in the queue without waking anyone; when the

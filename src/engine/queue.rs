@@ -150,6 +150,9 @@ impl<J> JobQueue<J> {
                     return Err(Refused::Closed(job));
                 }
                 control.submitters_waiting += 1;
+                // The sequencer may sleep through an acknowledgement (see
+                // `log_done_quietly`) while this waits for it to make room: wake it.
+                self.sequencer.notify_one();
                 control = self.room.wait(control).expect("job queue poisoned");
                 control.submitters_waiting -= 1;
             }
@@ -326,13 +329,30 @@ impl<J> JobQueue<J> {
     }
 
     /// The log acknowledged the batch (durable, or failed); it answered `answered` commands.
+    #[cfg(test)]
     pub(super) fn log_done(&self, answered: usize) {
+        self.log_done_quietly(answered);
+        self.wake_after_log();
+    }
+
+    /// Like [`JobQueue::log_done`] without waking the sequencer: for the thread about to
+    /// answer the batch's submitters itself, whose callbacks resubmit. The sequencer keeps
+    /// sleeping (their jobs wake nobody) until [`JobQueue::wake_after_log`], after the
+    /// answers, so it wakes once with the whole group instead of twice (once to find the
+    /// group incomplete), and does not take a core from the answering thread meanwhile. A
+    /// submitter blocked on a full queue wakes it anyway (see [`JobQueue::push`]).
+    pub(super) fn log_done_quietly(&self, answered: usize) {
         let mut control = self.lock();
         assert!(control.in_log > 0, "a log acknowledgement without a batch");
         control.in_log -= 1;
         self.awaited.store(answered, Ordering::SeqCst);
         self.arrived.store(0, Ordering::SeqCst);
         control.acknowledged_at = Some(Instant::now());
+    }
+
+    /// Wakes the sequencer if it sleeps (it then judges every counter again).
+    pub(super) fn wake_after_log(&self) {
+        let _control = self.lock();
         if self.sleep.load(Ordering::SeqCst) != SLEEP_NONE {
             self.sequencer.notify_one();
         }
@@ -579,6 +599,51 @@ mod tests {
         queue.log_done(5);
         let taken: Vec<u32> = taker.join().unwrap().into_iter().collect();
         assert_eq!(taken, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_quiet_acknowledgement_wakes_nobody_until_told_but_a_full_queue_wakes_the_sequencer() {
+        let queue = Arc::new(JobQueue::new(2, true, 1));
+        queue.log_started();
+        assert!(queue.push(1_u32).is_ok());
+        assert!(queue.push(2).is_ok());
+        let (taken_sender, taken) = mpsc::channel();
+        let sequencer = {
+            let queue = Arc::clone(&queue);
+            thread::spawn(move || {
+                let mut out = VecDeque::new();
+                // Sleeps for the log first (one batch is in it).
+                while let Some(batch) = queue.take_batch(&mut out, 8) {
+                    taken_sender
+                        .send((batch, out.drain(..).collect::<Vec<_>>()))
+                        .expect("test alive");
+                }
+            })
+        };
+        while queue.sleep.load(Ordering::SeqCst) != SLEEP_FOR_LOG {
+            thread::yield_now();
+        }
+        // The answering thread acknowledged quietly; its resubmit finds the queue full and
+        // must wake the sleeping sequencer itself, or it waits forever for room.
+        queue.log_done_quietly(2);
+        let pusher = {
+            let queue = Arc::clone(&queue);
+            thread::spawn(move || queue.push(3).is_ok())
+        };
+        let first = taken
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the blocked submitter woke the sequencer");
+        assert_eq!(first, (1, vec![1, 2]));
+        assert!(pusher.join().expect("pusher"), "room was made");
+        queue.log_started();
+        queue.log_done_quietly(1);
+        queue.wake_after_log();
+        let second = taken
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the explicit wake after the answers");
+        assert_eq!(second, (2, vec![3]));
+        queue.close();
+        sequencer.join().expect("sequencer");
     }
 
     #[test]

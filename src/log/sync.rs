@@ -5,7 +5,11 @@
 //! each group once its `write` returned; the syncing thread takes every group pushed so far,
 //! then runs one `fdatasync`, so that fsync covers them all, and only then calls their
 //! completions. Groups pushed during that fsync wait for the next one. One thread syncs at a
-//! time, and it takes groups oldest first, so completions keep the write order.
+//! time, and it takes groups oldest first. Completions may be slow (a single-node engine
+//! applies its batch and answers its submitters in them), so the syncing thread hands the
+//! sync stage on before running them: the other thread may start the next fsync meanwhile.
+//! Completions still keep the write order: a round takes the completion turn (`acks`) before
+//! it lets go of the sync stage, so the next round's completions wait for this one's.
 //! Must not: write, truncate or pick files (the writer does), retry a failed fsync (the
 //! process stops), or acknowledge a group before every group pushed before it.
 
@@ -31,6 +35,10 @@ pub(super) struct Written {
 /// The hand-off between the writer threads and the one of them that syncs.
 pub(super) struct SyncPipe {
     state: Mutex<PipeState>,
+    /// The completion turn: held while a round runs its completions. Taken under `state`
+    /// (lock order: `state`, then `acks`; never `state` while holding `acks`), so rounds
+    /// take it in the order they synced.
+    acks: Mutex<()>,
     /// A thread that must see everything synced waits here for the syncing thread.
     idle: Condvar,
     faults: Option<Arc<Faults>>,
@@ -44,8 +52,10 @@ pub(super) struct SyncPipe {
 struct PipeState {
     /// Groups written and not yet taken for an fsync, oldest first.
     queue: VecDeque<Written>,
-    /// A thread is syncing groups it has not acknowledged yet.
+    /// A thread is syncing groups (between taking them and its fsync's return).
     busy: bool,
+    /// Rounds synced whose completions have not all run yet (0 or 1 with two threads).
+    acking: u32,
     /// A thread waits on `idle`.
     drain_waiting: bool,
 }
@@ -59,6 +69,7 @@ impl SyncPipe {
     ) -> Self {
         SyncPipe {
             state: Mutex::new(PipeState::default()),
+            acks: Mutex::new(()),
             idle: Condvar::new(),
             faults,
             fsyncs,
@@ -89,8 +100,8 @@ impl SyncPipe {
     /// thread syncing.
     pub(super) fn drain(&self) {
         let mut state = self.lock();
-        while state.busy || !state.queue.is_empty() {
-            if state.busy {
+        while state.busy || state.acking > 0 || !state.queue.is_empty() {
+            if state.busy || state.acking > 0 {
                 state.drain_waiting = true;
                 state = self.idle.wait(state).expect("sync pipe poisoned");
             } else {
@@ -100,20 +111,29 @@ impl SyncPipe {
     }
 
     /// Takes every queued group (all written before the fsync below begins), syncs them
-    /// without the lock, acknowledges them in order, and takes the lock back.
+    /// without the lock, then takes the completion turn, hands the sync stage on and
+    /// acknowledges them in order; returns with the lock taken back.
     fn sync_round<'a>(&'a self, mut state: MutexGuard<'a, PipeState>) -> MutexGuard<'a, PipeState> {
         assert!(!state.busy, "one thread syncs at a time");
         let taken: Vec<Written> = state.queue.drain(..).collect();
         state.busy = true;
         drop(state);
         self.sync_taken(&taken);
+        let mut state = self.lock();
+        // Under `state`: no later round can take the turn before this one.
+        let turn = self.acks.lock().expect("sync pipe completions poisoned");
+        state.busy = false;
+        state.acking += 1;
+        drop(state);
         for written in taken {
             for (done, outcome) in written.acks {
                 done(outcome);
             }
         }
+        drop(turn);
         let mut state = self.lock();
-        state.busy = false;
+        assert!(state.acking > 0, "a round acknowledged that never synced");
+        state.acking -= 1;
         if std::mem::take(&mut state.drain_waiting) {
             self.idle.notify_all();
         }

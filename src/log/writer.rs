@@ -158,8 +158,31 @@ pub struct Appended {
 }
 
 /// Completion callback of an append; runs on one of the log's writer threads, so it must be
-/// quick (and must not wait for the log).
+/// quick and must not wait for the log: in `Durable` mode the thread running it holds the
+/// sync stage, so no later append is acknowledged until it returns, and a wait on the log
+/// from it would wait on itself (the log's blocking calls assert against it; see
+/// [`on_writer_thread`]).
 pub type Done = Box<dyn FnOnce(Result<Appended, AppendError>) + Send>;
+
+thread_local! {
+    /// Set on every log writer thread (of any log) for its whole life.
+    static ON_WRITER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is a log writer thread, where [`Done`] completions run. A
+/// caller about to block on a log (or on something only a log completion releases) asserts
+/// it is not, since the wait could never end.
+pub fn on_writer_thread() -> bool {
+    ON_WRITER_THREAD.with(|flag| flag.get())
+}
+
+/// Panics with a message naming `what` when called on a log writer thread.
+fn assert_not_writer_thread(what: &str) {
+    assert!(
+        !on_writer_thread(),
+        "{what} on a log writer thread (from an append's completion) would wait on itself"
+    );
+}
 
 /// One append request.
 pub struct Append {
@@ -321,7 +344,10 @@ impl Log {
             let worker = Arc::clone(&worker);
             let spawned = thread::Builder::new()
                 .name(format!("lithair-log-writer-{number}"))
-                .spawn(move || worker.run());
+                .spawn(move || {
+                    ON_WRITER_THREAD.with(|flag| flag.set(true));
+                    worker.run()
+                });
             match spawned {
                 Ok(handle) => handles.push(handle),
                 // The ones already running stop when the sender is dropped below.
@@ -355,6 +381,7 @@ impl Log {
         first_index: u64,
         entries: EntryBatch,
     ) -> Result<Appended, AppendError> {
+        assert_not_writer_thread("Log::append_wait");
         let (reply, outcome) = mpsc::channel();
         let done: Done = Box::new(move |result| {
             let _ = reply.send(result);
@@ -397,7 +424,9 @@ impl Log {
         outcome.recv().unwrap_or_else(|_| Err(closed()))
     }
 
+    /// Sends a control request whose caller then waits for the reply.
     fn request(&self, request: Request) -> Result<(), Error> {
+        assert_not_writer_thread("a blocking log request (truncate, delete, reset)");
         let sender = self.sender.as_ref().expect("sender lives until drop");
         sender.send(request).map_err(|_| closed())
     }
@@ -454,7 +483,29 @@ impl Log {
 impl Drop for Log {
     fn drop(&mut self) {
         drop(self.sender.take());
-        for handle in self.writers.drain(..) {
+        let writers = std::mem::take(&mut self.writers);
+        let current = thread::current().id();
+        if writers.iter().any(|handle| handle.thread().id() == current) {
+            // The last owner let go inside a completion, on one of our own writer threads:
+            // joining would wait on ourselves. Let a helper join them; the threads stop (and
+            // release the directory lock) once they drained what is queued.
+            let spawned = thread::Builder::new()
+                .name("lithair-log-close".into())
+                .spawn(move || join_writers(writers));
+            if let Err(error) = spawned {
+                eprintln!("lithair log: cannot start a thread to close the log: {error}");
+            }
+            return;
+        }
+        join_writers(writers);
+    }
+}
+
+/// Joins the writer threads (never the calling thread itself).
+fn join_writers(writers: Vec<thread::JoinHandle<()>>) {
+    let current = thread::current().id();
+    for handle in writers {
+        if handle.thread().id() != current {
             // A panic on a writer thread already printed its message; nothing to add here.
             let _ = handle.join();
         }
