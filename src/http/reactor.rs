@@ -228,6 +228,7 @@ impl Reactor {
     pub fn run(mut self, signal_waker: Option<&Waker>) {
         let mut events: Vec<Event> = Vec::with_capacity(1024);
         let mut completions = Vec::new();
+        let mut answered = Vec::new();
         loop {
             let timeout = self
                 .next_timer_ms
@@ -246,8 +247,9 @@ impl Reactor {
                         self.inbox.waker.drain();
                         self.inbox.take_all(&mut completions);
                         for completion in completions.drain(..) {
-                            self.on_completion(completion);
+                            self.on_completion(completion, &mut answered);
                         }
+                        self.pump_answered(&mut answered);
                     }
                     SIGNAL_TOKEN => {
                         if let Some(waker) = signal_waker {
@@ -330,7 +332,24 @@ impl Reactor {
         self.apply(index, flow);
     }
 
-    fn on_completion(&mut self, completion: Completion) {
+    /// Writes the answers the completions of one wake-up brought: one pump (so one `write`)
+    /// per connection, however many of its pipelined requests were answered (a follower's
+    /// forwarding link gets a whole batch of commits back in one segment).
+    fn pump_answered(&mut self, answered: &mut Vec<u64>) {
+        answered.sort_unstable();
+        answered.dedup();
+        for token in answered.drain(..) {
+            // The connection may have closed (and its slot been reused) meanwhile.
+            if let Some(index) = self.lookup(token) {
+                let flow = self.pump_index(index);
+                self.apply(index, flow);
+            }
+        }
+    }
+
+    /// Delivers one completion; a response is only recorded (its connection's token joins
+    /// `answered`, pumped once after the whole wake-up's completions).
+    fn on_completion(&mut self, completion: Completion, answered: &mut Vec<u64>) {
         let Some(index) = self.lookup(completion.token) else {
             return; // The connection closed meanwhile.
         };
@@ -340,7 +359,8 @@ impl Reactor {
         let flow = match completion.outcome {
             Outcome::Response { seq, response } => {
                 conn.on_response(seq, response);
-                conn.pump(&mut ctx)
+                answered.push(completion.token);
+                return;
             }
             Outcome::Wake => conn.on_wake(&mut ctx),
             Outcome::DirectDone { ok, close } => {

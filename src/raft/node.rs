@@ -396,6 +396,7 @@ impl Node {
             persist_next,
             watermark: Arc::new(PersistWatermark::default()),
             wake: inbox.sender.clone(),
+            outbox: Vec::new(),
             lease: Arc::clone(&lease),
             rounds: RoundClock::default(),
             lease_length,
@@ -802,6 +803,9 @@ struct Driver {
     watermark: Arc<PersistWatermark>,
     /// Wakes the Raft thread when a persist completes.
     wake: Sender<Event>,
+    /// Messages produced in this pass, in order, not yet handed to the transport (see
+    /// [`Driver::flush_outbox`]).
+    outbox: Vec<Message>,
 }
 
 impl Driver {
@@ -830,6 +834,8 @@ impl Driver {
                 let ready = self.raw.ready();
                 persisted = self.process(ready);
             }
+            // Everything this pass produced, one hand-over (and at most one wake-up) per peer.
+            self.flush_outbox();
             if let Err(error) = persisted {
                 // Without durable storage this node must not vote or acknowledge anything.
                 eprintln!("lithair: raft storage failed, stopping the node: {error}");
@@ -1069,9 +1075,7 @@ impl Driver {
     fn process(&mut self, mut ready: Ready) -> io::Result<()> {
         // Before anything below can reveal the commit index (lease reads rely on it).
         self.lease.publish_commit(self.raw.commit_index());
-        for message in ready.messages.drain(..) {
-            self.transport.send(message);
-        }
+        self.outbox.append(&mut ready.messages);
         // Before the acknowledgements that count these bytes as received leave.
         let chunks = std::mem::take(&mut ready.snapshot_chunks);
         self.raw.storage_mut().store_snapshot_chunks(&chunks)?;
@@ -1085,11 +1089,11 @@ impl Driver {
         if ready.snapshot.is_none() && continues && hard_state_durable {
             return self.process_async(ready);
         }
+        // The peers get to work before this thread waits for the disk.
+        self.flush_outbox();
         self.drain_persists()?;
         self.persist_now(&mut ready)?;
-        for message in ready.persisted_messages.drain(..) {
-            self.transport.send(message);
-        }
+        self.outbox.append(&mut ready.persisted_messages);
         self.finish_ready(ready)?;
         self.raw.advance();
         self.persist_next = self.raw.storage().last_index() + 1;
@@ -1123,9 +1127,7 @@ impl Driver {
         let last = self.raw.advance_append();
         assert_eq!(last, entries.last().map(|e| (e.index, e.term)));
         if self.persists.is_empty() && entries.is_empty() {
-            for message in messages {
-                self.transport.send(message);
-            }
+            self.outbox.extend(messages);
             return Ok(());
         }
         if !(entries.is_empty() && messages.is_empty()) {
@@ -1200,11 +1202,17 @@ impl Driver {
             if let Some((index, term)) = persist.last {
                 self.raw.persisted(index, term);
             }
-            for message in persist.messages {
-                self.transport.send(message);
-            }
+            self.outbox.extend(persist.messages);
         }
         Ok(())
+    }
+
+    /// Hands the messages produced so far to the transport in one call: each peer's writer
+    /// is woken once for all of them and sends them with one `write`.
+    fn flush_outbox(&mut self) {
+        if !self.outbox.is_empty() {
+            self.transport.send_all(self.outbox.drain(..));
+        }
     }
 
     /// Waits until everything queued is durable, then collects it.
