@@ -286,22 +286,36 @@ fn run_clients(
         .collect();
     let mut measured = Measured::default();
     for token in 0..clients.len() {
-        next_request(&mut clients[token], token, options, &poller, results, deadline);
+        next_request(
+            &mut clients[token],
+            token,
+            options,
+            &poller,
+            results,
+            deadline,
+        );
     }
     let mut events = Vec::new();
     let mut buffer = vec![0u8; CLIENT_READ_BYTES];
     let mut last_sweep = Instant::now();
-    while clients.iter().any(|c| c.sent.is_some() || c.paused_until.is_some()) {
+    while clients
+        .iter()
+        .any(|c| c.sent.is_some() || c.paused_until.is_some())
+    {
         // Wake for the earliest retry too, so a pause lasts RETRY_PAUSE_MS, not a sweep.
         let retry_at = clients.iter().filter_map(|c| c.paused_until).min();
         let wait_ms = retry_at.map_or(SWEEP_MS, |at| {
             let left = at.saturating_duration_since(Instant::now());
             (left.as_millis() as u64 + 1).min(SWEEP_MS)
         });
-        poller.wait(&mut events, wait_ms as i32).map_err(|e| e.to_string())?;
+        poller
+            .wait(&mut events, wait_ms as i32)
+            .map_err(|e| e.to_string())?;
         for event in &events {
             let token = event.token as usize;
-            let Some(client) = clients.get_mut(token) else { continue };
+            let Some(client) = clients.get_mut(token) else {
+                continue;
+            };
             match read_answer(client, &mut buffer) {
                 Ok(None) => continue,
                 Ok(Some(status)) => finish(client, status, start, results, &mut measured),
@@ -336,7 +350,10 @@ fn sweep(
 ) {
     let timeout = Duration::from_millis(ANSWER_TIMEOUT_MS);
     for (token, client) in clients.iter_mut().enumerate() {
-        if client.sent.is_some_and(|sent| now.duration_since(sent) > timeout) {
+        if client
+            .sent
+            .is_some_and(|sent| now.duration_since(sent) > timeout)
+        {
             fail(client, poller, results);
         }
         if client.paused_until.is_some_and(|until| until <= now) {
@@ -347,11 +364,21 @@ fn sweep(
 }
 
 /// An acknowledged (2xx) or refused answer to the attempt in flight.
-fn finish(client: &mut Client, status: u16, start: Instant, results: &Results, measured: &mut Measured) {
-    let Some(sent) = client.sent.take() else { return };
+fn finish(
+    client: &mut Client,
+    status: u16,
+    start: Instant,
+    results: &Results,
+    measured: &mut Measured,
+) {
+    let Some(sent) = client.sent.take() else {
+        return;
+    };
     if status == 200 || status == 201 {
         let now = Instant::now();
-        measured.latencies.push(now.duration_since(client.began).as_micros() as u64);
+        measured
+            .latencies
+            .push(now.duration_since(client.began).as_micros() as u64);
         measured.acks.push((
             sent.duration_since(start).as_micros() as u64,
             now.duration_since(start).as_micros() as u64,
@@ -416,10 +443,17 @@ fn send_attempt(
         let stream = TcpStream::connect(target)?;
         stream.set_nodelay(true)?;
         stream.set_nonblocking(true)?;
-        poller.add(stream.as_raw_fd(), token as u64, lithair::sys::Interest::READ)?;
+        poller.add(
+            stream.as_raw_fd(),
+            token as u64,
+            lithair::sys::Interest::READ,
+        )?;
         client.connection = Some(stream);
     }
-    let stream = client.connection.as_mut().ok_or(std::io::ErrorKind::NotConnected)?;
+    let stream = client
+        .connection
+        .as_mut()
+        .ok_or(std::io::ErrorKind::NotConnected)?;
     let request = request_text(target, &client.key, mode);
     client.input.clear();
     client.sent = Some(Instant::now());

@@ -21,7 +21,7 @@
 
 use super::config::{Config, ReadMode};
 use super::leader::lease_ticks;
-use super::raw_node::{RawNode, Ready};
+use super::raw_node::{RawNode, Ready, Status};
 use super::reads::{BatchListener, ReadBatcher, ReadLease, RoundClock, StartBatch};
 use super::storage::Storage;
 use super::storage_log::{InstallStep, LogStorage};
@@ -397,6 +397,8 @@ impl Node {
             watermark: Arc::new(PersistWatermark::default()),
             wake: inbox.sender.clone(),
             outbox: Vec::new(),
+            members_shape: None,
+            members_tick: None,
             lease: Arc::clone(&lease),
             rounds: RoundClock::default(),
             lease_length,
@@ -806,6 +808,10 @@ struct Driver {
     /// Messages produced in this pass, in order, not yet handed to the transport (see
     /// [`Driver::flush_outbox`]).
     outbox: Vec<Message>,
+    /// Role, term and membership the published member list was built for, and the tick it
+    /// was built at (see [`Driver::publish_status`]).
+    members_shape: Option<(Role, u64, super::types::ConfState)>,
+    members_tick: Option<u64>,
 }
 
 impl Driver {
@@ -845,9 +851,10 @@ impl Driver {
                 eprintln!("lithair: raft log compaction failed, stopping the node: {error}");
                 stopped = true;
             }
-            self.update_leadership();
+            let status = self.raw.status();
+            self.update_leadership(&status);
             self.publish_lease(pass_began);
-            self.publish_status();
+            self.publish_status(&status);
             if stopped {
                 break;
             }
@@ -1240,8 +1247,7 @@ impl Driver {
 
     /// Tells the engine when it may sequence: only as leader, and only once every entry
     /// before this term's first entry is handed to it (so its copy starts from all of them).
-    fn update_leadership(&mut self) {
-        let status = self.raw.status();
+    fn update_leadership(&mut self, status: &Status) {
         self.lease.publish_term(status.term);
         if status.role != Role::Leader {
             if self.lead_from.is_some() {
@@ -1283,11 +1289,43 @@ impl Driver {
         }
     }
 
-    fn publish_status(&self) {
-        let status = self.raw.status();
+    /// Publishes the status HTTP threads read. The indexes are fresh every pass; the member
+    /// list (string copies and transport look-ups) is rebuilt when the role, term or
+    /// membership changed and otherwise once per tick, so its match indexes and lags lag by
+    /// at most a tick (a pass runs per batch of events: thousands a second under load).
+    fn publish_status(&mut self, status: &Status) {
+        let same_shape = self
+            .members_shape
+            .as_ref()
+            .is_some_and(|(role, term, conf)| {
+                *role == status.role && *term == status.term && *conf == status.conf
+            });
+        let rebuild = !same_shape || self.members_tick != Some(self.ticks);
+        let members = rebuild.then(|| self.member_statuses(status));
+        if rebuild {
+            self.members_shape = Some((status.role, status.term, status.conf.clone()));
+            self.members_tick = Some(self.ticks);
+        }
+        let mut published = self.status.lock().expect("status poisoned");
+        published.id = status.id;
+        published.role = role_name(status.role);
+        published.term = status.term;
+        published.leader = status.leader_id;
+        published.commit = status.commit;
+        published.applied = self.applied;
+        published.last_index = self.raw.storage().last_index();
+        published.snapshot_index = self.raw.storage().snapshot_index();
+        published.snapshots_installed = self.snapshots_installed;
+        let replaced = members.map(|members| std::mem::replace(&mut published.members, members));
+        drop(published);
+        drop(replaced); // Freed outside the lock.
+    }
+
+    fn member_statuses(&self, status: &Status) -> Vec<MemberStatus> {
         let mut members: Vec<MemberStatus> = Vec::new();
         let all = status.conf.voters.iter().map(|&id| (id, true));
         let learners = status.conf.learners.iter().map(|&id| (id, false));
+        let is_leader = status.role == Role::Leader;
         for (id, voter) in all.chain(learners) {
             let match_index = if id == status.id {
                 status.last_index
@@ -1298,7 +1336,6 @@ impl Driver {
                     .find(|(peer, _)| *peer == id)
                     .map_or(0, |(_, index)| *index)
             };
-            let is_leader = status.role == Role::Leader;
             members.push(MemberStatus {
                 id,
                 voter,
@@ -1312,23 +1349,7 @@ impl Driver {
                 peer_addr: self.transport.peer_addr(id),
             });
         }
-        let snapshot = ClusterStatus {
-            id: status.id,
-            role: role_name(status.role),
-            term: status.term,
-            leader: if status.leader_id == NODE_NONE {
-                NODE_NONE
-            } else {
-                status.leader_id
-            },
-            commit: status.commit,
-            applied: self.applied,
-            last_index: self.raw.storage().last_index(),
-            members,
-            snapshot_index: self.raw.storage().snapshot_index(),
-            snapshots_installed: self.snapshots_installed,
-        };
-        *self.status.lock().expect("status poisoned") = snapshot;
+        members
     }
 }
 

@@ -850,6 +850,117 @@ mod tests {
         assert_eq!(*lost.lock().unwrap(), vec![1]);
     }
 
+    /// An `Append` from 1 to 2 carrying one entry of `bytes` bytes, tagged with `index`.
+    fn append_1_to_2(index: u64, bytes: usize) -> Message {
+        Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: MessageBody::Append {
+                prev_index: index - 1,
+                prev_term: 1,
+                entries: vec![crate::raft::Entry {
+                    term: 1,
+                    index,
+                    kind: crate::raft::EntryKind::Normal,
+                    data: vec![(index % 251) as u8; bytes],
+                }],
+                commit: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn batches_arrive_whole_and_in_order_also_frames_larger_than_a_read() {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&received);
+        let config = |id, listen: SocketAddr, peers| TransportConfig {
+            id,
+            listen,
+            peers,
+            secret: b"secret".to_vec(),
+            http_addr: String::new(),
+            peer_addr: listen.to_string(),
+        };
+        let node_2 = Transport::start(
+            config(2, any_port(), vec![]),
+            Arc::new(move |m| sink.lock().unwrap().push(m)),
+            Arc::new(|_| {}),
+        )
+        .unwrap();
+        let addr_2 = node_2.listen_addr();
+        let node_1 = Transport::start(
+            config(1, any_port(), vec![(2, addr_2.to_string())]),
+            Arc::new(|_| {}),
+            Arc::new(|_| {}),
+        )
+        .unwrap();
+        // Wait until the connection is up (messages queued before it are dropped).
+        let started = Instant::now();
+        while received.lock().unwrap().is_empty() && started.elapsed() < Duration::from_secs(30) {
+            node_1.send(heartbeat_1_to_2());
+            thread::sleep(Duration::from_millis(20));
+        }
+        received.lock().unwrap().clear();
+        // Small frames and frames of several read buffers, in one batch and across batches,
+        // with a message to an unknown peer mixed in (dropped, the rest unaffected).
+        let sizes = [10, 3 * READ_CHUNK_BYTES + 17, 1, READ_CHUNK_BYTES - 3, 200];
+        let mut sent = Vec::new();
+        for (at, bytes) in sizes.iter().enumerate() {
+            sent.push(append_1_to_2(at as u64 + 1, *bytes));
+        }
+        let mut stray = heartbeat_1_to_2();
+        stray.to = 9;
+        node_1.send_all(vec![
+            sent[0].clone(),
+            stray,
+            sent[1].clone(),
+            sent[2].clone(),
+        ]);
+        node_1.send_all(sent[3..].to_vec());
+        let started = Instant::now();
+        while received.lock().unwrap().len() < sent.len()
+            && started.elapsed() < Duration::from_secs(30)
+        {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let got: Vec<Message> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| matches!(m.body, MessageBody::Append { .. }))
+            .cloned()
+            .collect();
+        assert_eq!(got, sent);
+    }
+
+    #[test]
+    fn a_peer_queue_drops_past_its_bound_and_hands_over_everything_in_order() {
+        let queue = PeerQueue::default();
+        let many: Vec<Message> = (1..=PEER_QUEUE_MESSAGES_MAX as u64 + 5)
+            .map(|index| append_1_to_2(index, 1))
+            .collect();
+        queue.push(many[..10].to_vec());
+        queue.push(many[10..].to_vec());
+        let mut taken = Vec::new();
+        assert!(matches!(
+            queue.take(&mut taken, Duration::ZERO),
+            Taken::Messages
+        ));
+        assert_eq!(taken, many[..PEER_QUEUE_MESSAGES_MAX].to_vec());
+        assert!(matches!(
+            queue.take(&mut taken, Duration::from_millis(1)),
+            Taken::Nothing
+        ));
+        assert!(taken.is_empty());
+        queue.push(many[..1].to_vec());
+        queue.close();
+        assert!(matches!(
+            queue.take(&mut taken, Duration::ZERO),
+            Taken::Closed
+        ));
+    }
+
     #[test]
     fn an_empty_secret_is_refused() {
         let config = TransportConfig {
