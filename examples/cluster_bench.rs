@@ -285,15 +285,8 @@ fn run_clients(
         })
         .collect();
     let mut measured = Measured::default();
-    for token in 0..clients.len() {
-        next_request(
-            &mut clients[token],
-            token,
-            options,
-            &poller,
-            results,
-            deadline,
-        );
+    for (token, client) in clients.iter_mut().enumerate() {
+        next_request(client, token, options, &poller, results, deadline);
     }
     let mut events = Vec::new();
     let mut buffer = vec![0u8; CLIENT_READ_BYTES];
