@@ -399,6 +399,7 @@ impl Node {
             outbox: Vec::new(),
             members_shape: None,
             members_tick: None,
+            held: Arc::new(Mutex::new(HeldMessages::default())),
             lease: Arc::clone(&lease),
             rounds: RoundClock::default(),
             lease_length,
@@ -750,15 +751,68 @@ impl PersistWatermark {
     }
 }
 
-/// One Ready's persist in flight: its entries (exposed to the core once durable), its last
-/// entry for [`RawNode::persisted`], and the messages that promise it durable.
+/// One Ready's persist in flight: its entries (exposed to the core once durable) and its
+/// last entry for [`RawNode::persisted`]. The messages that promise it durable wait in
+/// [`HeldMessages`].
 struct Persist {
-    /// The submission that must be durable first (the latest one when the Ready had no
-    /// entries: its messages still wait for everything queued before them).
+    /// The submission that must be durable first.
     sequence: u64,
     entries: Vec<super::types::Entry>,
     last: Option<(u64, u64)>,
-    messages: Vec<Message>,
+}
+
+/// Messages that promise queued entries durable (a follower's acknowledgements), each with
+/// the log writer submission that must be durable before it leaves. The log writer's
+/// completion sends them itself, right after the `fdatasync` (one thread hop on the
+/// acknowledgement's path instead of two: no detour through the Raft thread). Both threads
+/// send under this lock, so messages leave in the order the Raft thread produced them.
+/// INVARIANT: `held` is sorted by submission, and every submission in it is above `durable`.
+#[derive(Default)]
+struct HeldMessages {
+    /// The last submission the log writer made durable.
+    durable: u64,
+    held: std::collections::VecDeque<(u64, Vec<Message>)>,
+}
+
+impl HeldMessages {
+    /// Records `sequence` durable and sends every message that waited for it (log writer).
+    fn release(held: &Mutex<HeldMessages>, sequence: u64, transport: &Transport) {
+        let mut state = held.lock().expect("held messages poisoned");
+        assert!(
+            sequence > state.durable,
+            "persists complete in submission order"
+        );
+        state.durable = sequence;
+        let mut out = Vec::new();
+        while state.held.front().is_some_and(|(at, _)| *at <= sequence) {
+            let (_, messages) = state.held.pop_front().expect("front checked");
+            out.extend(messages);
+        }
+        if !out.is_empty() {
+            transport.send_all(out);
+        }
+    }
+
+    /// Sends `messages` now if submission `sequence` is durable, else holds them until it
+    /// is (Raft thread).
+    fn send_after(
+        held: &Mutex<HeldMessages>,
+        sequence: u64,
+        messages: Vec<Message>,
+        transport: &Transport,
+    ) {
+        let mut state = held.lock().expect("held messages poisoned");
+        if state.durable >= sequence {
+            assert!(
+                state.held.is_empty(),
+                "held messages outlived their persist"
+            );
+            transport.send_all(messages);
+        } else {
+            assert!(state.held.back().is_none_or(|(at, _)| *at <= sequence));
+            state.held.push_back((sequence, messages));
+        }
+    }
 }
 
 /// The Raft thread's state.
@@ -812,6 +866,8 @@ struct Driver {
     /// was built at (see [`Driver::publish_status`]).
     members_shape: Option<(Role, u64, super::types::ConfState)>,
     members_tick: Option<u64>,
+    /// Messages waiting for the log writer (see [`HeldMessages`]).
+    held: Arc<Mutex<HeldMessages>>,
 }
 
 impl Driver {
@@ -1100,7 +1156,10 @@ impl Driver {
         self.flush_outbox();
         self.drain_persists()?;
         self.persist_now(&mut ready)?;
+        // At once: a later Ready of this pass may hold messages that the log writer sends
+        // as soon as they are durable; these must leave before them.
         self.outbox.append(&mut ready.persisted_messages);
+        self.flush_outbox();
         self.finish_ready(ready)?;
         self.raw.advance();
         self.persist_next = self.raw.storage().last_index() + 1;
@@ -1114,12 +1173,19 @@ impl Driver {
         if let Some(last) = entries.last() {
             self.submitted += 1;
             self.persist_next = last.index + 1;
-            let (sequence, watermark, wake) = (
+            let (sequence, watermark, wake, held, transport) = (
                 self.submitted,
                 Arc::clone(&self.watermark),
                 self.wake.clone(),
+                Arc::clone(&self.held),
+                Arc::downgrade(&self.transport),
             );
             let done = Box::new(move |result: Result<(), String>| {
+                // Before the watermark: once the Raft thread sees it raised, everything
+                // that waited for it has left (so nothing it sends later overtakes it).
+                if let (Ok(()), Some(transport)) = (&result, transport.upgrade()) {
+                    HeldMessages::release(&held, sequence, &transport);
+                }
                 watermark.raise(sequence, result);
                 let _ = wake.send(Event::Persisted);
             });
@@ -1133,16 +1199,15 @@ impl Driver {
         self.finish_ready(ready)?;
         let last = self.raw.advance_append();
         assert_eq!(last, entries.last().map(|e| (e.index, e.term)));
-        if self.persists.is_empty() && entries.is_empty() {
-            self.outbox.extend(messages);
-            return Ok(());
+        if !messages.is_empty() {
+            // Everything queued before them must be durable (the latest submission).
+            HeldMessages::send_after(&self.held, self.submitted, messages, &self.transport);
         }
-        if !(entries.is_empty() && messages.is_empty()) {
+        if !entries.is_empty() {
             self.persists.push_back(Persist {
                 sequence: self.submitted,
                 entries,
                 last,
-                messages,
             });
         }
         Ok(())
@@ -1199,8 +1264,8 @@ impl Driver {
         Ok(())
     }
 
-    /// Exposes the entries the log writer made durable to the core (oldest Ready first),
-    /// and sends the messages that waited for them.
+    /// Exposes the entries the log writer made durable to the core (oldest Ready first);
+    /// the messages that waited for them already left (see [`HeldMessages`]).
     fn collect_persisted(&mut self) -> io::Result<()> {
         let durable = self.watermark.durable().map_err(io::Error::other)?;
         while self.persists.front().is_some_and(|p| p.sequence <= durable) {
@@ -1209,7 +1274,6 @@ impl Driver {
             if let Some((index, term)) = persist.last {
                 self.raw.persisted(index, term);
             }
-            self.outbox.extend(persist.messages);
         }
         Ok(())
     }
