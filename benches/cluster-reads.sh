@@ -4,8 +4,9 @@
 # four cases: stale reads on the leader, linearizable reads on the leader, on a follower, and
 # on all three nodes (one load process per node, their rates summed). Every case is measured
 # three ways, each printed on its own SUMMARY line:
-#   - `cluster_bench load` (CLIENTS blocking keep-alive clients, one thread each; its own cost
-#     caps it well below the server on a small machine);
+#   - `cluster_bench load` (CLIENTS closed-loop keep-alive clients, one request in flight
+#     each, on two event-loop threads; its own cost still caps it below the server on a
+#     small machine);
 #   - wrk (WRK_CONNS keep-alive connections in total, WRK_THREADS threads per wrk process),
 #     one request in flight per connection;
 #   - wrk with a Lua script that pipelines PIPELINE_DEPTH requests per write, labelled

@@ -472,28 +472,51 @@ impl Wire {
 }
 
 /// The reader thread: parses answers in order and completes the oldest request in flight
-/// with each; any error (close, reset, malformed answer) closes the connection.
+/// with each; any error (close, reset, malformed answer) closes the connection. Answers that
+/// arrived together (one `read`) are completed together, once the buffer is used up: their
+/// connections' reactors are woken once for the lot instead of once per answer.
 fn read_loop(wire: &Wire, stream: TcpStream) {
     let mut reader = BufReader::with_capacity(LINK_READ_BUFFER_BYTES, stream);
+    let mut answered: Vec<(Responder, Response)> = Vec::new();
     loop {
+        if reader.buffer().is_empty() {
+            // The next parse may block in `read`: answer what is parsed first.
+            complete_all(wire, &mut answered);
+        }
         let answer = match read_response(&mut reader) {
             Ok(answer) => answer,
             Err(e) => {
+                complete_all(wire, &mut answered);
                 wire.kill(&format!("lost the connection to the leader: {e}"));
                 return;
             }
         };
         let oldest = lock(&wire.flight).waiting.pop_front();
         let Some(request) = oldest else {
+            complete_all(wire, &mut answered);
             wire.kill("the leader answered a request it was not sent");
             return;
         };
-        wire.link.finish(request.responder, answer.response);
+        answered.push((request.responder, answer.response));
         if !answer.keep_alive {
+            complete_all(wire, &mut answered);
             wire.kill("the leader closed the connection");
             return;
         }
     }
+}
+
+/// Completes the parsed answers, oldest first, posted to each reactor together (one lock and
+/// at most one wake-up per reactor).
+fn complete_all(wire: &Wire, answered: &mut Vec<(Responder, Response)>) {
+    if answered.is_empty() {
+        return;
+    }
+    crate::http::deliver_together(|| {
+        for (responder, response) in answered.drain(..) {
+            wire.link.finish(responder, response);
+        }
+    });
 }
 
 pub(crate) fn connect(addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {

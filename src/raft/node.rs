@@ -21,7 +21,7 @@
 
 use super::config::{Config, ReadMode};
 use super::leader::lease_ticks;
-use super::raw_node::{RawNode, Ready};
+use super::raw_node::{RawNode, Ready, Status};
 use super::reads::{BatchListener, ReadBatcher, ReadLease, RoundClock, StartBatch};
 use super::storage::Storage;
 use super::storage_log::{InstallStep, LogStorage};
@@ -402,6 +402,10 @@ impl Node {
             persist_next,
             watermark: Arc::new(PersistWatermark::default()),
             wake: inbox.sender.clone(),
+            outbox: Vec::new(),
+            members_shape: None,
+            members_tick: None,
+            held: Arc::new(Mutex::new(HeldMessages::default())),
             lease: Arc::clone(&lease),
             rounds: RoundClock::default(),
             lease_length,
@@ -755,15 +759,68 @@ impl PersistWatermark {
     }
 }
 
-/// One Ready's persist in flight: its entries (exposed to the core once durable), its last
-/// entry for [`RawNode::persisted`], and the messages that promise it durable.
+/// One Ready's persist in flight: its entries (exposed to the core once durable) and its
+/// last entry for [`RawNode::persisted`]. The messages that promise it durable wait in
+/// [`HeldMessages`].
 struct Persist {
-    /// The submission that must be durable first (the latest one when the Ready had no
-    /// entries: its messages still wait for everything queued before them).
+    /// The submission that must be durable first.
     sequence: u64,
     entries: Vec<super::types::Entry>,
     last: Option<(u64, u64)>,
-    messages: Vec<Message>,
+}
+
+/// Messages that promise queued entries durable (a follower's acknowledgements), each with
+/// the log writer submission that must be durable before it leaves. The log writer's
+/// completion sends them itself, right after the `fdatasync` (one thread hop on the
+/// acknowledgement's path instead of two: no detour through the Raft thread). Both threads
+/// send under this lock, so messages leave in the order the Raft thread produced them.
+/// INVARIANT: `held` is sorted by submission, and every submission in it is above `durable`.
+#[derive(Default)]
+struct HeldMessages {
+    /// The last submission the log writer made durable.
+    durable: u64,
+    held: std::collections::VecDeque<(u64, Vec<Message>)>,
+}
+
+impl HeldMessages {
+    /// Records `sequence` durable and sends every message that waited for it (log writer).
+    fn release(held: &Mutex<HeldMessages>, sequence: u64, transport: &Transport) {
+        let mut state = held.lock().expect("held messages poisoned");
+        assert!(
+            sequence > state.durable,
+            "persists complete in submission order"
+        );
+        state.durable = sequence;
+        let mut out = Vec::new();
+        while state.held.front().is_some_and(|(at, _)| *at <= sequence) {
+            let (_, messages) = state.held.pop_front().expect("front checked");
+            out.extend(messages);
+        }
+        if !out.is_empty() {
+            transport.send_all(out);
+        }
+    }
+
+    /// Sends `messages` now if submission `sequence` is durable, else holds them until it
+    /// is (Raft thread).
+    fn send_after(
+        held: &Mutex<HeldMessages>,
+        sequence: u64,
+        messages: Vec<Message>,
+        transport: &Transport,
+    ) {
+        let mut state = held.lock().expect("held messages poisoned");
+        if state.durable >= sequence {
+            assert!(
+                state.held.is_empty(),
+                "held messages outlived their persist"
+            );
+            transport.send_all(messages);
+        } else {
+            assert!(state.held.back().is_none_or(|(at, _)| *at <= sequence));
+            state.held.push_back((sequence, messages));
+        }
+    }
 }
 
 /// The Raft thread's state.
@@ -810,6 +867,15 @@ struct Driver {
     watermark: Arc<PersistWatermark>,
     /// Wakes the Raft thread when a persist completes.
     wake: Sender<Event>,
+    /// Messages produced in this pass, in order, not yet handed to the transport (see
+    /// [`Driver::flush_outbox`]).
+    outbox: Vec<Message>,
+    /// Role, term and membership the published member list was built for, and the tick it
+    /// was built at (see [`Driver::publish_status`]).
+    members_shape: Option<(Role, u64, super::types::ConfState)>,
+    members_tick: Option<u64>,
+    /// Messages waiting for the log writer (see [`HeldMessages`]).
+    held: Arc<Mutex<HeldMessages>>,
 }
 
 impl Driver {
@@ -838,6 +904,8 @@ impl Driver {
                 let ready = self.raw.ready();
                 persisted = self.process(ready);
             }
+            // Everything this pass produced, one hand-over (and at most one wake-up) per peer.
+            self.flush_outbox();
             if let Err(error) = persisted {
                 // Without durable storage this node must not vote or acknowledge anything.
                 eprintln!("lithair: raft storage failed, stopping the node: {error}");
@@ -847,9 +915,10 @@ impl Driver {
                 eprintln!("lithair: raft log compaction failed, stopping the node: {error}");
                 stopped = true;
             }
-            self.update_leadership();
+            let status = self.raw.status();
+            self.update_leadership(&status);
             self.publish_lease(pass_began);
-            self.publish_status();
+            self.publish_status(&status);
             if stopped {
                 break;
             }
@@ -1077,9 +1146,7 @@ impl Driver {
     fn process(&mut self, mut ready: Ready) -> io::Result<()> {
         // Before anything below can reveal the commit index (lease reads rely on it).
         self.lease.publish_commit(self.raw.commit_index());
-        for message in ready.messages.drain(..) {
-            self.transport.send(message);
-        }
+        self.outbox.append(&mut ready.messages);
         // Before the acknowledgements that count these bytes as received leave.
         let chunks = std::mem::take(&mut ready.snapshot_chunks);
         self.raw.storage_mut().store_snapshot_chunks(&chunks)?;
@@ -1093,11 +1160,14 @@ impl Driver {
         if ready.snapshot.is_none() && continues && hard_state_durable {
             return self.process_async(ready);
         }
+        // The peers get to work before this thread waits for the disk.
+        self.flush_outbox();
         self.drain_persists()?;
         self.persist_now(&mut ready)?;
-        for message in ready.persisted_messages.drain(..) {
-            self.transport.send(message);
-        }
+        // At once: a later Ready of this pass may hold messages that the log writer sends
+        // as soon as they are durable; these must leave before them.
+        self.outbox.append(&mut ready.persisted_messages);
+        self.flush_outbox();
         self.finish_ready(ready)?;
         self.raw.advance();
         self.persist_next = self.raw.storage().last_index() + 1;
@@ -1111,12 +1181,19 @@ impl Driver {
         if let Some(last) = entries.last() {
             self.submitted += 1;
             self.persist_next = last.index + 1;
-            let (sequence, watermark, wake) = (
+            let (sequence, watermark, wake, held, transport) = (
                 self.submitted,
                 Arc::clone(&self.watermark),
                 self.wake.clone(),
+                Arc::clone(&self.held),
+                Arc::downgrade(&self.transport),
             );
             let done = Box::new(move |result: Result<(), String>| {
+                // Before the watermark: once the Raft thread sees it raised, everything
+                // that waited for it has left (so nothing it sends later overtakes it).
+                if let (Ok(()), Some(transport)) = (&result, transport.upgrade()) {
+                    HeldMessages::release(&held, sequence, &transport);
+                }
                 watermark.raise(sequence, result);
                 let _ = wake.send(Event::Persisted);
             });
@@ -1130,18 +1207,15 @@ impl Driver {
         self.finish_ready(ready)?;
         let last = self.raw.advance_append();
         assert_eq!(last, entries.last().map(|e| (e.index, e.term)));
-        if self.persists.is_empty() && entries.is_empty() {
-            for message in messages {
-                self.transport.send(message);
-            }
-            return Ok(());
+        if !messages.is_empty() {
+            // Everything queued before them must be durable (the latest submission).
+            HeldMessages::send_after(&self.held, self.submitted, messages, &self.transport);
         }
-        if !(entries.is_empty() && messages.is_empty()) {
+        if !entries.is_empty() {
             self.persists.push_back(Persist {
                 sequence: self.submitted,
                 entries,
                 last,
-                messages,
             });
         }
         Ok(())
@@ -1198,8 +1272,8 @@ impl Driver {
         Ok(())
     }
 
-    /// Exposes the entries the log writer made durable to the core (oldest Ready first),
-    /// and sends the messages that waited for them.
+    /// Exposes the entries the log writer made durable to the core (oldest Ready first);
+    /// the messages that waited for them already left (see [`HeldMessages`]).
     fn collect_persisted(&mut self) -> io::Result<()> {
         let durable = self.watermark.durable().map_err(io::Error::other)?;
         while self.persists.front().is_some_and(|p| p.sequence <= durable) {
@@ -1208,11 +1282,16 @@ impl Driver {
             if let Some((index, term)) = persist.last {
                 self.raw.persisted(index, term);
             }
-            for message in persist.messages {
-                self.transport.send(message);
-            }
         }
         Ok(())
+    }
+
+    /// Hands the messages produced so far to the transport in one call: each peer's writer
+    /// is woken once for all of them and sends them with one `write`.
+    fn flush_outbox(&mut self) {
+        if !self.outbox.is_empty() {
+            self.transport.send_all(self.outbox.drain(..));
+        }
     }
 
     /// Waits until everything queued is durable, then collects it.
@@ -1240,8 +1319,7 @@ impl Driver {
 
     /// Tells the engine when it may sequence: only as leader, and only once every entry
     /// before this term's first entry is handed to it (so its copy starts from all of them).
-    fn update_leadership(&mut self) {
-        let status = self.raw.status();
+    fn update_leadership(&mut self, status: &Status) {
         self.lease.publish_term(status.term);
         if status.role != Role::Leader {
             if self.lead_from.is_some() {
@@ -1283,11 +1361,43 @@ impl Driver {
         }
     }
 
-    fn publish_status(&self) {
-        let status = self.raw.status();
+    /// Publishes the status HTTP threads read. The indexes are fresh every pass; the member
+    /// list (string copies and transport look-ups) is rebuilt when the role, term or
+    /// membership changed and otherwise once per tick, so its match indexes and lags lag by
+    /// at most a tick (a pass runs per batch of events: thousands a second under load).
+    fn publish_status(&mut self, status: &Status) {
+        let same_shape = self
+            .members_shape
+            .as_ref()
+            .is_some_and(|(role, term, conf)| {
+                *role == status.role && *term == status.term && *conf == status.conf
+            });
+        let rebuild = !same_shape || self.members_tick != Some(self.ticks);
+        let members = rebuild.then(|| self.member_statuses(status));
+        if rebuild {
+            self.members_shape = Some((status.role, status.term, status.conf.clone()));
+            self.members_tick = Some(self.ticks);
+        }
+        let mut published = self.status.lock().expect("status poisoned");
+        published.id = status.id;
+        published.role = role_name(status.role);
+        published.term = status.term;
+        published.leader = status.leader_id;
+        published.commit = status.commit;
+        published.applied = self.applied;
+        published.last_index = self.raw.storage().last_index();
+        published.snapshot_index = self.raw.storage().snapshot_index();
+        published.snapshots_installed = self.snapshots_installed;
+        let replaced = members.map(|members| std::mem::replace(&mut published.members, members));
+        drop(published);
+        drop(replaced); // Freed outside the lock.
+    }
+
+    fn member_statuses(&self, status: &Status) -> Vec<MemberStatus> {
         let mut members: Vec<MemberStatus> = Vec::new();
         let all = status.conf.voters.iter().map(|&id| (id, true));
         let learners = status.conf.learners.iter().map(|&id| (id, false));
+        let is_leader = status.role == Role::Leader;
         for (id, voter) in all.chain(learners) {
             let match_index = if id == status.id {
                 status.last_index
@@ -1298,7 +1408,6 @@ impl Driver {
                     .find(|(peer, _)| *peer == id)
                     .map_or(0, |(_, index)| *index)
             };
-            let is_leader = status.role == Role::Leader;
             members.push(MemberStatus {
                 id,
                 voter,
@@ -1312,26 +1421,7 @@ impl Driver {
                 peer_addr: self.transport.peer_addr(id),
             });
         }
-        let snapshot = ClusterStatus {
-            id: status.id,
-            role: role_name(status.role),
-            term: status.term,
-            leader: if status.leader_id == NODE_NONE {
-                NODE_NONE
-            } else {
-                status.leader_id
-            },
-            commit: status.commit,
-            applied: self.applied,
-            last_index: self.raw.storage().last_index(),
-            members,
-            snapshot_index: self.raw.storage().snapshot_index(),
-            snapshots_installed: self.snapshots_installed,
-            // Filled in by `Node::status` from the batcher, which counts them.
-            batched_reads: 0,
-            read_batches: 0,
-        };
-        *self.status.lock().expect("status poisoned") = snapshot;
+        members
     }
 }
 

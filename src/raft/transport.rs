@@ -24,8 +24,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -41,8 +40,6 @@ pub const HANDSHAKE_TIMEOUT_MS: u64 = 2000;
 pub const WRITE_TIMEOUT_MS: u64 = 5000;
 /// Inbound peer connections served at once.
 pub const INBOUND_CONNECTIONS_MAX: usize = 64;
-/// Messages a writer coalesces into one `write`.
-const WRITE_BATCH_MESSAGES_MAX: usize = 256;
 /// How often blocked threads check for shutdown, in milliseconds.
 const STOP_POLL_MS: u64 = 100;
 
@@ -73,7 +70,7 @@ pub type Lost = Arc<dyn Fn(NodeId) + Send + Sync>;
 /// The running transport. Dropping it stops its threads.
 pub struct Transport {
     id: NodeId,
-    queues: Mutex<HashMap<NodeId, SyncSender<Message>>>,
+    queues: Mutex<HashMap<NodeId, Arc<PeerQueue>>>,
     /// Where each peer's writer dials (set with its queue).
     peer_addrs: Mutex<HashMap<NodeId, String>>,
     http_addrs: Arc<Mutex<HashMap<NodeId, String>>>,
@@ -155,15 +152,16 @@ impl Transport {
         if peer == self.id || queues.contains_key(&peer) {
             return Ok(());
         }
-        let (sender, receiver) = mpsc::sync_channel(PEER_QUEUE_MESSAGES_MAX);
+        let queue = Arc::new(PeerQueue::default());
         self.peer_addrs
             .lock()
             .expect("peer address table poisoned")
             .insert(peer, addr.clone());
-        let (shared, stop, addrs) = (
+        let (shared, stop, addrs, receiver) = (
             self.shared.clone(),
             self.stop.clone(),
             self.http_addrs.clone(),
+            Arc::clone(&queue),
         );
         let handle = thread::Builder::new()
             .name(format!("lithair-raft-peer-{peer}"))
@@ -177,7 +175,7 @@ impl Transport {
                 };
                 writer.run(&receiver);
             })?;
-        queues.insert(peer, sender);
+        queues.insert(peer, queue);
         self.threads
             .lock()
             .expect("transport threads poisoned")
@@ -187,11 +185,26 @@ impl Transport {
 
     /// Queues `message` for its destination; drops it if the peer's queue is full or unknown.
     pub fn send(&self, message: Message) {
+        self.send_all(std::iter::once(message));
+    }
+
+    /// Queues `messages` for their destinations in order (dropping those whose peer's queue
+    /// is full or unknown), waking each peer's writer at most once: the Raft thread hands over
+    /// everything a pass produced in one call, and each writer sends it with one `write`.
+    pub fn send_all(&self, messages: impl IntoIterator<Item = Message>) {
         let queues = self.queues.lock().expect("transport queues poisoned");
-        if let Some(queue) = queues.get(&message.to) {
-            match queue.try_send(message) {
-                Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
+        // Few peers: a linear scan beats hashing per message.
+        let mut touched: Vec<(NodeId, &Arc<PeerQueue>, Vec<Message>)> = Vec::new();
+        for message in messages {
+            let to = message.to;
+            if let Some(at) = touched.iter().position(|(peer, _, _)| *peer == to) {
+                touched[at].2.push(message);
+            } else if let Some(queue) = queues.get(&to) {
+                touched.push((to, queue, vec![message]));
             }
+        }
+        for (_, queue, batch) in touched {
+            queue.push(batch);
         }
     }
 
@@ -229,14 +242,106 @@ impl Transport {
 impl Drop for Transport {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.queues
-            .lock()
-            .expect("transport queues poisoned")
-            .clear();
+        let queues = std::mem::take(&mut *self.queues.lock().expect("transport queues poisoned"));
+        for queue in queues.values() {
+            queue.close();
+        }
         let threads = std::mem::take(&mut *self.threads.lock().expect("threads poisoned"));
         for handle in threads {
             let _ = handle.join();
         }
+    }
+}
+
+/// One peer's outgoing messages: the Raft thread appends whole batches, the peer's writer
+/// takes everything queued at once. INVARIANT: `messages` holds at most
+/// `PEER_QUEUE_MESSAGES_MAX` messages (more are dropped: Raft tolerates loss, and a slow peer
+/// must never block the leader).
+#[derive(Default)]
+struct PeerQueue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    messages: Vec<Message>,
+    /// The writer sleeps on `ready`: the next push must wake it (and only then: a wake-up is
+    /// a system call, and a busy writer takes the queue on its next turn anyway).
+    idle: bool,
+    /// The transport is gone: the writer ends.
+    closed: bool,
+}
+
+/// What a writer found in its queue.
+enum Taken {
+    /// Messages to send (the writer's buffer now holds them, oldest first).
+    Messages,
+    /// Nothing within the wait.
+    Nothing,
+    /// The transport is gone.
+    Closed,
+}
+
+impl PeerQueue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // Every critical section is a push, a swap or a flag: a poisoned lock holds whole data.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends `batch` (dropping what does not fit) and wakes the writer if it sleeps.
+    fn push(&self, mut batch: Vec<Message>) {
+        let mut state = self.lock();
+        if state.closed {
+            return;
+        }
+        let room = PEER_QUEUE_MESSAGES_MAX.saturating_sub(state.messages.len());
+        batch.truncate(room);
+        state.messages.append(&mut batch);
+        assert!(state.messages.len() <= PEER_QUEUE_MESSAGES_MAX);
+        let wake = state.idle && !state.messages.is_empty();
+        drop(state);
+        if wake {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Waits up to `wait` for messages and moves all of them into `into` (emptied first).
+    fn take(&self, into: &mut Vec<Message>, wait: Duration) -> Taken {
+        into.clear();
+        let mut state = self.lock();
+        if state.messages.is_empty() && !state.closed {
+            state.idle = true;
+            state = self
+                .ready
+                .wait_timeout_while(state, wait, |state| {
+                    state.messages.is_empty() && !state.closed
+                })
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+            state.idle = false;
+        }
+        if state.closed {
+            return Taken::Closed;
+        }
+        std::mem::swap(&mut state.messages, into);
+        if into.is_empty() {
+            Taken::Nothing
+        } else {
+            Taken::Messages
+        }
+    }
+
+    /// Forgets everything queued (stale once the peer was unreachable).
+    fn clear(&self) {
+        self.lock().messages.clear();
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_one();
     }
 }
 
@@ -258,7 +363,8 @@ fn read_frame(
     max: usize,
     stop: &AtomicBool,
 ) -> io::Result<(FrameKind, Vec<u8>)> {
-    let mut chunk = [0u8; 64 * 1024];
+    // Handshake frames only (small): a small stack chunk.
+    let mut chunk = [0u8; 4096];
     loop {
         if let Some(frame) = wire::parse_frame(buf, max).map_err(protocol_error)? {
             let out = (frame.kind, frame.body.to_vec());
@@ -272,7 +378,6 @@ fn read_frame(
         match stream.read(&mut chunk) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if is_timeout(&e) && max == FRAME_BYTES_MAX => continue,
             Err(e) => return Err(e),
         }
     }
@@ -352,7 +457,7 @@ fn serve_inbound(
         .insert(hello.from, hello.http_addr.clone());
     let peer = hello.from;
     count_inbound(shared, peer, true);
-    let ended = read_messages(&mut stream, &mut buf, shared, stop, &hello, deliver);
+    let ended = read_messages(&mut stream, &buf, shared, stop, &hello, deliver);
     let remaining = count_inbound(shared, peer, false);
     // End of file or a reset: the peer's process closed the connection (or died). Not a
     // protocol error, a timeout or our own shutdown; and not while another connection from
@@ -387,27 +492,61 @@ fn count_inbound(shared: &Endpoint, peer: NodeId, opened: bool) -> usize {
     now
 }
 
+/// Bytes a peer reader asks the socket for at once (many frames per `read` under load).
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
 /// Delivers the authenticated peer's messages until the connection ends (the error says how).
+/// `leftover` holds what the handshake read past its last frame. Frames are decoded in place
+/// from one buffer that is zeroed once per connection, not per frame.
 fn read_messages(
     stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
+    leftover: &[u8],
     shared: &Endpoint,
     stop: &AtomicBool,
     hello: &Hello,
     deliver: &Deliver,
 ) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_millis(STOP_POLL_MS)))?;
+    let mut buf = vec![0u8; READ_CHUNK_BYTES.max(leftover.len())];
+    buf[..leftover.len()].copy_from_slice(leftover);
+    // INVARIANT: start <= filled <= buf.len(); buf[start..filled] is unparsed input.
+    let (mut start, mut filled) = (0, leftover.len());
     loop {
-        let (kind, body) = read_frame(stream, buf, FRAME_BYTES_MAX, stop)?;
-        if kind != FrameKind::Message {
-            return Err(protocol_error(wire::WireError::Malformed(
-                "expected message",
-            )));
+        while let Some(frame) =
+            wire::parse_frame(&buf[start..filled], FRAME_BYTES_MAX).map_err(protocol_error)?
+        {
+            if frame.kind != FrameKind::Message {
+                return Err(protocol_error(wire::WireError::Malformed(
+                    "expected message",
+                )));
+            }
+            let message = wire::decode_message(frame.body).map_err(protocol_error)?;
+            start += frame.consumed;
+            // An authenticated peer may speak only for itself, and only to us.
+            if message.from == hello.from && message.to == shared.id {
+                deliver(message);
+            }
         }
-        let message = wire::decode_message(&body).map_err(protocol_error)?;
-        // An authenticated peer may speak only for itself, and only to us.
-        if message.from == hello.from && message.to == shared.id {
-            deliver(message);
+        assert!(start <= filled && filled <= buf.len());
+        if start == filled {
+            (start, filled) = (0, 0);
+        } else if filled == buf.len() {
+            // A partial frame at the end: move it to the front, and grow only for a frame
+            // larger than the buffer (bounded by FRAME_BYTES_MAX through parse_frame).
+            buf.copy_within(start..filled, 0);
+            (start, filled) = (0, filled - start);
+            if filled == buf.len() {
+                buf.resize(buf.len() * 2, 0);
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "stopping"));
+        }
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => filled += n,
+            Err(e) if is_timeout(&e) => continue,
+            Err(e) => return Err(e),
         }
     }
 }
@@ -473,7 +612,7 @@ struct PeerWriter {
 }
 
 impl PeerWriter {
-    fn run(&self, queue: &mpsc::Receiver<Message>) {
+    fn run(&self, queue: &PeerQueue) {
         let mut backoff_ms = RECONNECT_BACKOFF_MS_MIN;
         while !self.stop.load(Ordering::Relaxed) {
             match self.connect() {
@@ -485,7 +624,7 @@ impl PeerWriter {
                 }
                 Err(_) => {
                     // Messages queued while the peer is unreachable are stale by now.
-                    while queue.try_recv().is_ok() {}
+                    queue.clear();
                     thread::sleep(Duration::from_millis(backoff_ms));
                     backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
                 }
@@ -548,14 +687,17 @@ impl PeerWriter {
         Ok(stream)
     }
 
-    /// Writes queued messages until an error (`Some`) or until the transport is dropped (`None`).
-    fn pump(&self, mut stream: TcpStream, queue: &mpsc::Receiver<Message>) -> Option<()> {
+    /// Writes queued messages until an error (`Some`) or until the transport is dropped
+    /// (`None`): everything queued at once, encoded into one buffer, one `write`.
+    fn pump(&self, mut stream: TcpStream, queue: &PeerQueue) -> Option<()> {
         let mut out = Vec::new();
+        let mut batch = Vec::new();
         loop {
-            let first = match queue.recv_timeout(Duration::from_millis(STOP_POLL_MS)) {
-                Ok(message) => message,
-                Err(RecvTimeoutError::Timeout) if self.stop.load(Ordering::Relaxed) => return None,
-                Err(RecvTimeoutError::Timeout) => {
+            match queue.take(&mut batch, Duration::from_millis(STOP_POLL_MS)) {
+                Taken::Messages => {}
+                Taken::Closed => return None,
+                Taken::Nothing if self.stop.load(Ordering::Relaxed) => return None,
+                Taken::Nothing => {
                     // An idle connection to a peer that restarted would swallow the next
                     // message (written into a dead socket); find out now and re-dial.
                     if peer_closed(&stream) {
@@ -563,12 +705,9 @@ impl PeerWriter {
                     }
                     continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => return None,
-            };
+            }
             out.clear();
-            wire::encode_message(&mut out, &first);
-            for _ in 1..WRITE_BATCH_MESSAGES_MAX {
-                let Ok(message) = queue.try_recv() else { break };
+            for message in batch.drain(..) {
                 wire::encode_message(&mut out, &message);
             }
             if stream.write_all(&out).is_err() {
@@ -709,6 +848,117 @@ mod tests {
             thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(*lost.lock().unwrap(), vec![1]);
+    }
+
+    /// An `Append` from 1 to 2 carrying one entry of `bytes` bytes, tagged with `index`.
+    fn append_1_to_2(index: u64, bytes: usize) -> Message {
+        Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: MessageBody::Append {
+                prev_index: index - 1,
+                prev_term: 1,
+                entries: vec![crate::raft::Entry {
+                    term: 1,
+                    index,
+                    kind: crate::raft::EntryKind::Normal,
+                    data: vec![(index % 251) as u8; bytes],
+                }],
+                commit: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn batches_arrive_whole_and_in_order_also_frames_larger_than_a_read() {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&received);
+        let config = |id, listen: SocketAddr, peers| TransportConfig {
+            id,
+            listen,
+            peers,
+            secret: b"secret".to_vec(),
+            http_addr: String::new(),
+            peer_addr: listen.to_string(),
+        };
+        let node_2 = Transport::start(
+            config(2, any_port(), vec![]),
+            Arc::new(move |m| sink.lock().unwrap().push(m)),
+            Arc::new(|_| {}),
+        )
+        .unwrap();
+        let addr_2 = node_2.listen_addr();
+        let node_1 = Transport::start(
+            config(1, any_port(), vec![(2, addr_2.to_string())]),
+            Arc::new(|_| {}),
+            Arc::new(|_| {}),
+        )
+        .unwrap();
+        // Wait until the connection is up (messages queued before it are dropped).
+        let started = Instant::now();
+        while received.lock().unwrap().is_empty() && started.elapsed() < Duration::from_secs(30) {
+            node_1.send(heartbeat_1_to_2());
+            thread::sleep(Duration::from_millis(20));
+        }
+        received.lock().unwrap().clear();
+        // Small frames and frames of several read buffers, in one batch and across batches,
+        // with a message to an unknown peer mixed in (dropped, the rest unaffected).
+        let sizes = [10, 3 * READ_CHUNK_BYTES + 17, 1, READ_CHUNK_BYTES - 3, 200];
+        let mut sent = Vec::new();
+        for (at, bytes) in sizes.iter().enumerate() {
+            sent.push(append_1_to_2(at as u64 + 1, *bytes));
+        }
+        let mut stray = heartbeat_1_to_2();
+        stray.to = 9;
+        node_1.send_all(vec![
+            sent[0].clone(),
+            stray,
+            sent[1].clone(),
+            sent[2].clone(),
+        ]);
+        node_1.send_all(sent[3..].to_vec());
+        let started = Instant::now();
+        while received.lock().unwrap().len() < sent.len()
+            && started.elapsed() < Duration::from_secs(30)
+        {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let got: Vec<Message> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| matches!(m.body, MessageBody::Append { .. }))
+            .cloned()
+            .collect();
+        assert_eq!(got, sent);
+    }
+
+    #[test]
+    fn a_peer_queue_drops_past_its_bound_and_hands_over_everything_in_order() {
+        let queue = PeerQueue::default();
+        let many: Vec<Message> = (1..=PEER_QUEUE_MESSAGES_MAX as u64 + 5)
+            .map(|index| append_1_to_2(index, 1))
+            .collect();
+        queue.push(many[..10].to_vec());
+        queue.push(many[10..].to_vec());
+        let mut taken = Vec::new();
+        assert!(matches!(
+            queue.take(&mut taken, Duration::ZERO),
+            Taken::Messages
+        ));
+        assert_eq!(taken, many[..PEER_QUEUE_MESSAGES_MAX].to_vec());
+        assert!(matches!(
+            queue.take(&mut taken, Duration::from_millis(1)),
+            Taken::Nothing
+        ));
+        assert!(taken.is_empty());
+        queue.push(many[..1].to_vec());
+        queue.close();
+        assert!(matches!(
+            queue.take(&mut taken, Duration::ZERO),
+            Taken::Closed
+        ));
     }
 
     #[test]
