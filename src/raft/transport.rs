@@ -743,8 +743,6 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], 0))
     }
 
-    /// Starts node 2 listening, and node 1 dialing it with `secret`; returns what 2 received
-    /// after 1 sent heartbeats until one arrived or `bound` passed.
     /// A message node 1 may send node 2 at any time.
     fn heartbeat_1_to_2() -> Message {
         Message {
@@ -758,31 +756,43 @@ mod tests {
         }
     }
 
+    /// Starts node 2 listening with `secret_2` (delivering to `deliver_2`, reporting lost
+    /// peers to `lost_2`), then node 1 dialing it with `secret_1`; returns (node 1, node 2).
+    fn start_pair(
+        secret_1: &[u8],
+        secret_2: &[u8],
+        deliver_2: Deliver,
+        lost_2: Lost,
+    ) -> (Transport, Transport) {
+        let config = |id, peers: Vec<(NodeId, String)>, secret: &[u8]| {
+            let listen = any_port();
+            TransportConfig {
+                id,
+                listen,
+                peers,
+                secret: secret.to_vec(),
+                http_addr: format!("127.0.0.1:808{id}"),
+                peer_addr: listen.to_string(),
+            }
+        };
+        let node_2 = Transport::start(config(2, vec![], secret_2), deliver_2, lost_2).unwrap();
+        let addr_2 = node_2.listen_addr().to_string();
+        let node_1 = Transport::start(
+            config(1, vec![(2, addr_2)], secret_1),
+            Arc::new(|_| {}),
+            Arc::new(|_| {}),
+        )
+        .unwrap();
+        (node_1, node_2)
+    }
+
+    /// Starts a pair (see `start_pair`); returns what node 2 received after node 1 sent
+    /// heartbeats until one arrived or `bound` passed.
     fn exchange(secret_1: &[u8], secret_2: &[u8], bound: Duration) -> Vec<Message> {
         let received = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&received);
         let deliver_2: Deliver = Arc::new(move |m| sink.lock().unwrap().push(m));
-        let config = |id, listen, peers: Vec<(NodeId, String)>, secret: &[u8]| TransportConfig {
-            id,
-            listen,
-            peers,
-            secret: secret.to_vec(),
-            http_addr: format!("127.0.0.1:808{id}"),
-            peer_addr: listen.to_string(),
-        };
-        let node_2 = Transport::start(
-            config(2, any_port(), vec![], secret_2),
-            deliver_2,
-            Arc::new(|_| {}),
-        )
-        .unwrap();
-        let addr_2 = node_2.listen_addr();
-        let node_1 = Transport::start(
-            config(1, any_port(), vec![(2, addr_2.to_string())], secret_1),
-            Arc::new(|_| {}),
-            Arc::new(|_| {}),
-        )
-        .unwrap();
+        let (node_1, _node_2) = start_pair(secret_1, secret_2, deliver_2, Arc::new(|_| {}));
         let started = Instant::now();
         while received.lock().unwrap().is_empty() && started.elapsed() < bound {
             node_1.send(heartbeat_1_to_2());
@@ -813,27 +823,12 @@ mod tests {
     fn a_peer_that_goes_away_is_reported_lost_once_its_last_connection_ends() {
         let (delivered, lost) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(Vec::new())));
         let (sink, lost_sink) = (Arc::clone(&delivered), Arc::clone(&lost));
-        let config = |id, listen: SocketAddr, peers| TransportConfig {
-            id,
-            listen,
-            peers,
-            secret: b"secret".to_vec(),
-            http_addr: String::new(),
-            peer_addr: listen.to_string(),
-        };
-        let node_2 = Transport::start(
-            config(2, any_port(), vec![]),
+        let (node_1, _node_2) = start_pair(
+            b"secret",
+            b"secret",
             Arc::new(move |_| *sink.lock().unwrap() += 1),
             Arc::new(move |peer| lost_sink.lock().unwrap().push(peer)),
-        )
-        .unwrap();
-        let addr_2 = node_2.listen_addr();
-        let node_1 = Transport::start(
-            config(1, any_port(), vec![(2, addr_2.to_string())]),
-            Arc::new(|_| {}),
-            Arc::new(|_| {}),
-        )
-        .unwrap();
+        );
         let started = Instant::now();
         while *delivered.lock().unwrap() == 0 && started.elapsed() < Duration::from_secs(30) {
             node_1.send(heartbeat_1_to_2());
@@ -874,27 +869,12 @@ mod tests {
     fn batches_arrive_whole_and_in_order_also_frames_larger_than_a_read() {
         let received = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&received);
-        let config = |id, listen: SocketAddr, peers| TransportConfig {
-            id,
-            listen,
-            peers,
-            secret: b"secret".to_vec(),
-            http_addr: String::new(),
-            peer_addr: listen.to_string(),
-        };
-        let node_2 = Transport::start(
-            config(2, any_port(), vec![]),
+        let (node_1, _node_2) = start_pair(
+            b"secret",
+            b"secret",
             Arc::new(move |m| sink.lock().unwrap().push(m)),
             Arc::new(|_| {}),
-        )
-        .unwrap();
-        let addr_2 = node_2.listen_addr();
-        let node_1 = Transport::start(
-            config(1, any_port(), vec![(2, addr_2.to_string())]),
-            Arc::new(|_| {}),
-            Arc::new(|_| {}),
-        )
-        .unwrap();
+        );
         // Wait until the connection is up (messages queued before it are dropped).
         let started = Instant::now();
         while received.lock().unwrap().is_empty() && started.elapsed() < Duration::from_secs(30) {
