@@ -357,7 +357,7 @@ mod tests {
     }
 
     #[test]
-    fn unsafe_headers_are_dropped_and_framing_headers_replaced() {
+    fn injected_or_malformed_headers_are_dropped_and_framing_headers_replaced() {
         let response = Response::text(200, "ok")
             .with_header("X-Evil", "a\r\nSet-Cookie: x=1")
             .with_header("Bad Name", "v")
