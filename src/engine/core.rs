@@ -391,18 +391,17 @@ impl<R> Ticket<R> {
     /// On a log writer thread (in a commit hook or a [`Engine::submit_then`] callback of a
     /// single-node engine): the outcome needs that thread, so the wait would never end.
     pub fn wait(self) -> Result<Receipt, SubmitError<R>> {
-        assert_may_wait();
+        assert_may_wait("Ticket::wait (use submit_then there)");
         self.slot.take(self.batch)
     }
 }
 
-/// Panics on a log writer thread, where a single-node engine runs hooks and completions: a
-/// submitter waiting there waits for that very thread.
-fn assert_may_wait() {
+/// Panics on a log writer thread, where a single-node engine runs hooks and completions:
+/// `what` waiting there would wait for that very thread.
+fn assert_may_wait(what: &str) {
     assert!(
         !log::on_writer_thread(),
-        "a submit waited for its outcome in a commit hook or completion (on a log thread): \
-         it would wait on itself; use submit_then"
+        "{what} in a commit hook or completion (on a log thread) would wait on itself"
     );
 }
 
@@ -721,7 +720,7 @@ impl<S: State> Engine<S> {
     /// In a commit hook or completion of a single-node engine (see [`Ticket::wait`]), before
     /// anything is queued.
     pub fn submit<C: Command<S>>(&self, command: C) -> Result<Receipt, SubmitError<C::Rejection>> {
-        assert_may_wait();
+        assert_may_wait("Engine::submit (use submit_then there)");
         self.submit_async(command, Meta::default()).wait()
     }
 
@@ -731,7 +730,7 @@ impl<S: State> Engine<S> {
         command: C,
         meta: Meta,
     ) -> Result<Receipt, SubmitError<C::Rejection>> {
-        assert_may_wait();
+        assert_may_wait("Engine::submit_with (use submit_then there)");
         self.submit_async(command, meta).wait()
     }
 
@@ -843,10 +842,7 @@ impl<S: State> Engine<S> {
     /// # Panics
     /// On a log writer thread (in a commit hook or completion): the deletion waits for it.
     pub fn snapshot(&self) -> Result<SnapshotInfo, Error> {
-        assert!(
-            !log::on_writer_thread(),
-            "Engine::snapshot in a commit hook or completion (on a log thread) would wait on itself"
-        );
+        assert_may_wait("Engine::snapshot");
         take_snapshot(self.shared())
     }
 
@@ -1434,7 +1430,7 @@ fn apply_committed<S: State>(
     for committed_event in &events {
         for hook in &hooks {
             // On a single node this is a log thread: a hook's panic (such as the assert of
-            // a wait on the log) must not take it down with the sync stage held.
+            // a wait on the log) must not take it down with the completion turn held.
             let ran =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(committed_event)));
             if ran.is_err() {

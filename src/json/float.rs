@@ -1176,10 +1176,7 @@ mod tests {
         // xorshift64*: a fixed, reproducible stream of bit patterns over every exponent.
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..300_000 {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let bits = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            let bits = crate::json::xorshift64(&mut state).wrapping_mul(0x2545_f491_4f6c_dd1d);
             let v = f64::from_bits(bits);
             if v.is_finite() {
                 check(v);
@@ -1200,10 +1197,7 @@ mod tests {
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut decided = 0;
         for i in 0..200_000u64 {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let r = state.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let r = crate::json::xorshift64(&mut state).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             // Mantissas of every length up to 19 digits, exponents over the whole range.
             let w = r % POW10_U64[(i % 19) as usize + 1];
             let q = (r >> 40) as i64 % 660 - 342;
@@ -1296,10 +1290,7 @@ mod tests {
     fn one_multiply_matches_schubfach() {
         let mut state = 0x1234_5678_9abc_def1u64;
         for _ in 0..400_000 {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let bits = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            let bits = crate::json::xorshift64(&mut state).wrapping_mul(0x2545_f491_4f6c_dd1d);
             let biased = ((bits >> 52) & 0x7ff) as i32;
             if biased == 0 || biased == 0x7ff {
                 continue;
@@ -1361,10 +1352,7 @@ mod tests {
         let mut state = 0x0f1e_2d3c_4b5a_6978u64;
         let mut short = 0;
         for _ in 0..200_000 {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let bits = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            let bits = crate::json::xorshift64(&mut state).wrapping_mul(0x2545_f491_4f6c_dd1d);
             let biased = ((bits >> 52) & 0x7ff) as i32;
             let c = C_MIN | (bits & (C_MIN - 1));
             if biased == 0 || biased == 0x7ff || c == C_MIN {
@@ -1387,10 +1375,7 @@ mod tests {
         let mut state = 0x7777_1234_abcd_0001u64;
         for count in 1..=SIGNIFICAND_DIGITS {
             for _ in 0..2_000 {
-                state ^= state >> 12;
-                state ^= state << 25;
-                state ^= state >> 27;
-                let r = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+                let r = crate::json::xorshift64(&mut state).wrapping_mul(0x2545_f491_4f6c_dd1d);
                 // `count` digits, the first and the last non-zero, then zeros up to 17 digits.
                 let low = POW10_U64[count - 1];
                 let mut digits = low + r % (9 * low);

@@ -519,10 +519,7 @@ mod tests {
     fn digit_chunks_match_a_byte_loop() {
         let mut state = 0x2468_ace0_1357_9bdfu64;
         for _ in 0..20_000 {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let r = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            let r = crate::json::xorshift64(&mut state).wrapping_mul(0x2545_f491_4f6c_dd1d);
             let text = format!("{:08}", r % 100_000_000);
             let expected: u32 = text.parse().unwrap();
             assert_eq!(eight_digits(text.as_bytes()), Some(expected), "{text}");
@@ -549,10 +546,7 @@ mod tests {
     fn chunked_fractions_parse_like_std() {
         let mut state = 0x0bad_cafe_f00d_1234u64;
         let mut digit = || {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let r = state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 60;
+            let r = crate::json::xorshift64(&mut state).wrapping_mul(0x2545_f491_4f6c_dd1d) >> 60;
             // Zeros one time in three, so chunks of zeros and leading zeros occur.
             if r < 5 {
                 b'0'

@@ -30,6 +30,16 @@ mod parser;
 mod reader;
 mod traits;
 mod value;
+
+/// Test inputs for the number code: one xorshift64 step (Marsaglia), a fixed reproducible
+/// stream of bit patterns; callers multiply the state by an odd constant (xorshift64*).
+#[cfg(test)]
+fn xorshift64(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    *state
+}
 mod writer;
 
 pub use error::Error;

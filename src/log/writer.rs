@@ -159,8 +159,8 @@ pub struct Appended {
 
 /// Completion callback of an append; runs on one of the log's writer threads, so it must be
 /// quick and must not wait for the log: in `Durable` mode the thread running it holds the
-/// sync stage, so no later append is acknowledged until it returns, and a wait on the log
-/// from it would wait on itself (the log's blocking calls assert against it; see
+/// completion turn (the next fsync may run meanwhile, but no later append is acknowledged
+/// until it returns), and a wait on the log from it would wait on itself (the log's blocking calls assert against it; see
 /// [`on_writer_thread`]).
 pub type Done = Box<dyn FnOnce(Result<Appended, AppendError>) + Send>;
 
