@@ -6,6 +6,7 @@
 
 use super::envelope::Envelope;
 use crate::binary::{self, Decode, Encode, Reader};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -183,14 +184,15 @@ impl<S: State> Tracked<S> {
     /// Records the receipt of a command with an idempotency key, evicting the oldest keys past
     /// the configured bound.
     pub fn remember(&mut self, key: &Arc<str>, receipt: Receipt) {
-        match self.idempotency.get_mut(key) {
+        // One lookup (the key is hashed once; SipHash, since keys come from clients).
+        match self.idempotency.entry(Arc::clone(key)) {
             // Replay sees one entry per event of the command: widen the stored range.
-            Some(stored) if stored.request_id == receipt.request_id => {
-                stored.last_index = receipt.last_index
+            Entry::Occupied(mut stored) if stored.get().request_id == receipt.request_id => {
+                stored.get_mut().last_index = receipt.last_index
             }
-            Some(_) => {}
-            None => {
-                self.idempotency.insert(Arc::clone(key), receipt);
+            Entry::Occupied(_) => {}
+            Entry::Vacant(vacant) => {
+                vacant.insert(receipt);
                 self.idempotency_order.push_back(Arc::clone(key));
             }
         }

@@ -6,7 +6,7 @@
 //! transport).
 //! Must not: panic on any input; validation of meaning (entry order, sizes) stays in the core.
 
-use super::types::{ConfState, Entry, EntryKind, Message, MessageBody};
+use super::types::{ConfState, Entry, EntryKind, Message, MessageBody, Payload};
 use crate::binary::{begin_struct, end_struct, write_varint, Decode, Encode, Error, Reader};
 
 /// Implements `Encode` and `Decode` for a struct as `varint(len) body`, with the fields in the
@@ -76,6 +76,25 @@ enum_codec! {
     }
 }
 
+// A payload travels as a `Vec<u8>` does (a count, then the bytes), decoded with one copy
+// straight into its shared allocation.
+impl Encode for Payload {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.as_slice().encode(out);
+    }
+}
+
+impl Decode for Payload {
+    const ENCODED_BYTES_MIN: usize = 1;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, Error> {
+        r.nested(|r| {
+            let count = r.read_count(1)?;
+            Ok(Payload::from(r.read_bytes(count)?))
+        })
+    }
+}
+
 // Entry: a framed body of four fields is at least the length byte and four one-byte fields.
 struct_codec! { Entry { term, index, kind, data }, bytes_min = 5 }
 
@@ -120,7 +139,7 @@ mod tests {
                 } else {
                     EntryKind::Normal
                 },
-                data,
+                data: data.into(),
             })
     }
 
@@ -234,7 +253,7 @@ mod tests {
             term: 5,
             index: 5,
             kind: EntryKind::Normal,
-            data: vec![9],
+            data: vec![9].into(),
         };
         let message = Message {
             from: 1,

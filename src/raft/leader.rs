@@ -12,7 +12,9 @@ use super::core::{
 };
 use super::progress::{Progress, ProgressState};
 use super::storage::{Storage, StorageError};
-use super::types::{ConfChange, Entry, EntryKind, MessageBody, NodeId, ReadState, Role, NODE_NONE};
+use super::types::{
+    ConfChange, Entry, EntryKind, MessageBody, NodeId, Payload, ReadState, Role, NODE_NONE,
+};
 
 /// Most heartbeat rounds remembered for lease computation.
 const READ_ROUNDS_REMEMBERED_MAX: usize = 1024;
@@ -174,7 +176,7 @@ impl<S: Storage> Raft<S> {
 
     /// Refuses a proposal holding a run over `COMMAND_BYTES_MAX`, or whose first entry would
     /// continue the run the log ends with (a run must enter the log in one proposal).
-    fn check_proposal(&self, payloads: &[Vec<u8>]) -> Result<(), RaftError> {
+    fn check_proposal(&self, payloads: &[Payload]) -> Result<(), RaftError> {
         let same = |a: &[u8], b: &[u8]| !a.is_empty() && !b.is_empty() && (self.same_command)(a, b);
         let last_index = self.log.last_index();
         // A compacted last entry means the log ends at a snapshot, which ends a run.
@@ -234,7 +236,7 @@ impl<S: Storage> Raft<S> {
             term,
             index: next,
             kind: EntryKind::Normal,
-            data: Vec::new(),
+            data: Payload::default(),
         };
         self.append_own(vec![noop]);
         self.pending_conf_index = self.log.last_index();
@@ -623,7 +625,7 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    pub(crate) fn propose(&mut self, payloads: Vec<Vec<u8>>) -> Result<u64, RaftError> {
+    pub(crate) fn propose(&mut self, payloads: Vec<Payload>) -> Result<u64, RaftError> {
         if self.role != Role::Leader {
             return Err(RaftError::NotLeader {
                 leader: self.leader_id,
@@ -673,7 +675,7 @@ impl<S: Storage> Raft<S> {
             term: self.term,
             index,
             kind: EntryKind::ConfChange,
-            data: change.encode(),
+            data: change.encode().into(),
         };
         self.append_own(vec![entry]);
         self.pending_conf_index = index;

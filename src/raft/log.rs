@@ -366,7 +366,7 @@ mod tests {
             index,
             term,
             kind: EntryKind::Normal,
-            data: Vec::new(),
+            data: super::super::types::Payload::default(),
         }
     }
 

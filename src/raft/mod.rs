@@ -79,8 +79,8 @@ pub use self::leader_loss::LEADER_LOSS_STAGGER_TICKS;
 pub use self::raw_node::{RawNode, Ready, SoftState, Status, READY_APPLY_BYTES_MAX};
 pub use self::storage::{bootstrap_entries, MemStorage, Storage, StorageError};
 pub use self::types::{
-    ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageBody, NodeId, ReadState,
-    Role, Snapshot, SnapshotMeta, CONF_CHANGE_BYTES, NODE_NONE,
+    ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageBody, NodeId, Payload,
+    ReadState, Role, Snapshot, SnapshotMeta, CONF_CHANGE_BYTES, NODE_NONE,
 };
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use super::core::{Raft, RaftError, SnapshotChunk};
 use super::leader::LeaseRead;
 use super::storage::Storage;
 use super::types::{
-    ConfChange, ConfState, Entry, HardState, Message, NodeId, ReadState, Role, Snapshot,
+    ConfChange, ConfState, Entry, HardState, Message, NodeId, Payload, ReadState, Role, Snapshot,
 };
 
 /// Volatile state worth reporting when it changes.
@@ -151,8 +151,9 @@ impl<S: Storage> RawNode<S> {
     /// `NotLeader` (with the known leader), `TransferInProgress`, `CommandTooLarge` (a run
     /// over [`crate::raft::COMMAND_BYTES_MAX`]) or `InvalidRequest` (the first payload
     /// continues the command the log ends with); nothing is appended then.
-    pub fn propose(&mut self, payloads: Vec<Vec<u8>>) -> Result<u64, RaftError> {
-        self.raft.propose(payloads)
+    pub fn propose<P: Into<Payload>>(&mut self, payloads: Vec<P>) -> Result<u64, RaftError> {
+        self.raft
+            .propose(payloads.into_iter().map(Into::into).collect())
     }
 
     /// Proposes a single-server membership change (leader only); returns its index.

@@ -207,7 +207,7 @@ pub fn bootstrap_entries(voters: &[u64]) -> Vec<Entry> {
             term: 1,
             index: k as u64 + 1,
             kind: super::types::EntryKind::ConfChange,
-            data: super::types::ConfChange::AddVoter(id).encode(),
+            data: super::types::ConfChange::AddVoter(id).encode().into(),
         })
         .collect()
 }
@@ -286,7 +286,7 @@ mod tests {
             index,
             term,
             kind: EntryKind::Normal,
-            data: vec![index as u8],
+            data: vec![index as u8].into(),
         }
     }
 

@@ -19,7 +19,7 @@
 use super::core::SnapshotChunk;
 use super::storage::{MemStorage, Storage, StorageError};
 use super::types::{
-    ConfChange, ConfState, Entry, EntryKind, HardState, NodeId, Snapshot, SnapshotMeta,
+    ConfChange, ConfState, Entry, EntryKind, HardState, NodeId, Payload, Snapshot, SnapshotMeta,
 };
 use crate::crypto::crc32c;
 use crate::engine::{self, Reserved};
@@ -475,9 +475,9 @@ fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
 
 fn decode_entry(index: u64, term: u64, bytes: &[u8]) -> Result<Entry, String> {
     let (kind, data) = match engine::classify(index, bytes)? {
-        None => (EntryKind::Normal, bytes.to_vec()),
-        Some(Reserved::Noop) => (EntryKind::Normal, Vec::new()),
-        Some(Reserved::Conf(change)) => (EntryKind::ConfChange, change.to_vec()),
+        None => (EntryKind::Normal, Payload::from(bytes)),
+        Some(Reserved::Noop) => (EntryKind::Normal, Payload::default()),
+        Some(Reserved::Conf(change)) => (EntryKind::ConfChange, Payload::from(change)),
     };
     Ok(Entry {
         term,
@@ -689,7 +689,7 @@ mod tests {
             term,
             index,
             kind: EntryKind::Normal,
-            data,
+            data: data.into(),
         }
     }
 
@@ -698,7 +698,7 @@ mod tests {
             term,
             index,
             kind: EntryKind::Normal,
-            data: Vec::new(),
+            data: Payload::default(),
         }
     }
 
@@ -822,7 +822,7 @@ mod tests {
                 term: 2,
                 index: 11,
                 kind: EntryKind::ConfChange,
-                data: ConfChange::AddLearner(4).encode(),
+                data: ConfChange::AddLearner(4).encode().into(),
             };
             storage.append(&[learner]).unwrap();
             storage

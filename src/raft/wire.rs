@@ -433,7 +433,7 @@ mod tests {
                     term: 7,
                     index: 4,
                     kind: EntryKind::Normal,
-                    data: b"payload".to_vec(),
+                    data: b"payload".to_vec().into(),
                 }],
                 commit: 3,
             },
