@@ -32,7 +32,7 @@ fn entry(index: u64, term: u64) -> Entry {
         index,
         term,
         kind: EntryKind::Normal,
-        data: vec![index as u8, term as u8],
+        data: vec![index as u8, term as u8].into(),
     }
 }
 
@@ -458,7 +458,7 @@ fn paper_5_3_leader_start_replication() {
         index: last + 1,
         term,
         kind: EntryKind::Normal,
-        data: b"x".to_vec(),
+        data: b"x".to_vec().into(),
     };
     for peer in [2, 3] {
         let body = MessageBody::Append {
@@ -491,7 +491,7 @@ fn paper_5_3_leader_commit_entry() {
     let out = drain(&mut raw);
     assert_eq!(raw.status().commit, index);
     assert_eq!(
-        out.committed.last().map(|e| e.data.clone()),
+        out.committed.last().map(|e| e.data.to_vec()),
         Some(b"y".to_vec())
     );
     let commits: Vec<u64> = out

@@ -1550,6 +1550,9 @@ impl<S: State> EngineReplica<S> {
 /// Idempotency keys with the receipts of the commands that used them.
 type Remembered = Vec<(Arc<str>, Receipt)>;
 
+/// A job with its outcome, as a batch answers it.
+type OutcomeOf<S> = (Job<S>, Result<Receipt, Failure>);
+
 /// Decodes committed entries into events and the idempotency receipts they imply (one
 /// receipt per command: its first to last event, as the leader's sequencer recorded it).
 /// Empty entries and reserved envelopes are Raft-internal and yield nothing.
@@ -1605,6 +1608,38 @@ fn decode_batch<S: State>(
     (events, remembered)
 }
 
+/// The events, receipts and outcomes of a committed run of entries that ends with this
+/// node's own proposal `pending`. The proposal's entries were encoded by this process from
+/// `pending`'s events (the Raft node hands the token over only when the committed entry at
+/// its last index has the term it was proposed in, so they are those very entries): they
+/// are not decoded again. Entries before them in the run (another leader's, or Raft's own)
+/// are.
+fn own_proposal<S: State>(
+    shared: &Shared<S>,
+    first_index: u64,
+    entries: &[&[u8]],
+    pending: Pending<S>,
+) -> (Vec<Committed<S::Event>>, Remembered, Vec<OutcomeOf<S>>) {
+    let last_index = first_index + entries.len() as u64 - 1;
+    assert_eq!(
+        pending.skip_to, last_index,
+        "a token ends its proposal's run"
+    );
+    let own_first = pending
+        .events
+        .first()
+        .map_or(last_index, |own| own.envelope.index);
+    assert!(
+        (first_index..=last_index).contains(&own_first),
+        "a proposal's first entry {own_first} is outside its run {first_index}..={last_index}"
+    );
+    let before = (own_first - first_index) as usize;
+    let (mut events, mut remembered) = decode_batch(shared, first_index, &entries[..before]);
+    events.extend(pending.events);
+    remembered.extend(pending.remembered);
+    (events, remembered, pending.outcomes)
+}
+
 impl<S: State> Replica for EngineReplica<S> {
     fn apply(&self, first_index: u64, entries: &[&[u8]], token: Option<Token>) {
         let shared = &self.shared;
@@ -1629,16 +1664,16 @@ impl<S: State> Replica for EngineReplica<S> {
         let skip = delivered.saturating_sub(first_index - 1) as usize;
         let (first_index, entries) = (first_index + skip as u64, &entries[skip..]);
         assert_eq!(first_index, *delivered + 1, "gap between committed entries");
-        let (events, remembered) = decode_batch(shared, first_index, entries);
-        let outcomes = match token {
+        let (events, remembered, outcomes) = match token {
             Some(token) => match token.downcast::<Pending<S>>() {
-                Ok(pending) => pending.outcomes,
+                Ok(pending) => own_proposal(shared, first_index, entries, *pending),
                 Err(_) => panic!("a proposal token is not this engine's"),
             },
             None => {
                 // Counted like the sequencer's batches so a new leader waits for it.
                 shared.in_flight.start();
-                Vec::new()
+                let (events, remembered) = decode_batch(shared, first_index, entries);
+                (events, remembered, Vec::new())
             }
         };
         let pending = Pending {

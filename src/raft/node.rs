@@ -1078,8 +1078,7 @@ impl Driver {
     /// sequencer did not know about, e.g. a membership change, took an index) the batch is
     /// abandoned and the sequencer continues from the log's real end.
     fn propose(&mut self, term: u64, first_index: u64, entries: Vec<Vec<u8>>, token: Token) {
-        let status_term = self.raw.status().term;
-        if !self.leading || term != status_term || entries.is_empty() {
+        if !self.leading || term != self.raw.term() || entries.is_empty() {
             self.replica.abandon(token);
             return;
         }

@@ -365,6 +365,11 @@ impl<S: Storage> RawNode<S> {
         self.raft.config.election_ticks
     }
 
+    /// The current term, without building a [`Status`] (which copies the membership).
+    pub fn term(&self) -> u64 {
+        self.raft.term
+    }
+
     /// The commit index, without building a [`Status`].
     pub fn commit_index(&self) -> u64 {
         self.raft.log.committed

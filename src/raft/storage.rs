@@ -231,9 +231,12 @@ impl Storage for MemStorage {
                 last_index: self.last_index(),
             });
         }
-        let mut out = Vec::new();
+        let range = &self.entries[(lo - first_index) as usize..(hi - first_index) as usize];
+        // Sized once: growing one entry at a time reallocates (and, past a kilobyte, makes
+        // glibc consolidate its free lists) a few times per call.
+        let mut out = Vec::with_capacity(range.len());
         let mut bytes = 0u64;
-        for entry in &self.entries[(lo - first_index) as usize..(hi - first_index) as usize] {
+        for entry in range {
             bytes += entry.size_bytes();
             if !out.is_empty() && bytes > bytes_max {
                 break;

@@ -224,6 +224,9 @@ impl LogStorage {
     /// # Panics
     /// If a chunk does not continue the file (the core's contract).
     pub fn store_snapshot_chunks(&mut self, chunks: &[SnapshotChunk]) -> io::Result<()> {
+        if chunks.is_empty() {
+            return Ok(()); // Every Ready calls this; most carry no chunk (no path to build).
+        }
         let path = self.dir.join(INCOMING_SNAPSHOT_FILE_NAME);
         for chunk in chunks {
             if chunk.offset == 0 {

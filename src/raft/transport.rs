@@ -192,15 +192,21 @@ impl Transport {
     /// is full or unknown), waking each peer's writer at most once: the Raft thread hands over
     /// everything a pass produced in one call, and each writer sends it with one `write`.
     pub fn send_all(&self, messages: impl IntoIterator<Item = Message>) {
+        let messages = messages.into_iter();
+        // Sized for the usual pass (messages spread over a few peers) to grow rarely.
+        let per_peer = messages.size_hint().0;
         let queues = self.queues.lock().expect("transport queues poisoned");
         // Few peers: a linear scan beats hashing per message.
-        let mut touched: Vec<(NodeId, &Arc<PeerQueue>, Vec<Message>)> = Vec::new();
+        let mut touched: Vec<(NodeId, &Arc<PeerQueue>, Vec<Message>)> =
+            Vec::with_capacity(queues.len());
         for message in messages {
             let to = message.to;
             if let Some(at) = touched.iter().position(|(peer, _, _)| *peer == to) {
                 touched[at].2.push(message);
             } else if let Some(queue) = queues.get(&to) {
-                touched.push((to, queue, vec![message]));
+                let mut batch = Vec::with_capacity(per_peer);
+                batch.push(message);
+                touched.push((to, queue, batch));
             }
         }
         for (_, queue, batch) in touched {
