@@ -1553,6 +1553,13 @@ type Remembered = Vec<(Arc<str>, Receipt)>;
 /// A job with its outcome, as a batch answers it.
 type OutcomeOf<S> = (Job<S>, Result<Receipt, Failure>);
 
+/// What a committed run hands the applier: its events, receipts and the outcomes to answer.
+type RunOf<S> = (
+    Vec<Committed<<S as State>::Event>>,
+    Remembered,
+    Vec<OutcomeOf<S>>,
+);
+
 /// Decodes committed entries into events and the idempotency receipts they imply (one
 /// receipt per command: its first to last event, as the leader's sequencer recorded it).
 /// Empty entries and reserved envelopes are Raft-internal and yield nothing.
@@ -1619,7 +1626,7 @@ fn own_proposal<S: State>(
     first_index: u64,
     entries: &[&[u8]],
     pending: Pending<S>,
-) -> (Vec<Committed<S::Event>>, Remembered, Vec<OutcomeOf<S>>) {
+) -> RunOf<S> {
     let last_index = first_index + entries.len() as u64 - 1;
     assert_eq!(
         pending.skip_to, last_index,
