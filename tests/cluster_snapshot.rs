@@ -173,13 +173,13 @@ mod engine_cluster {
         }
     }
 
-    type Proposal = (u64, u64, Vec<Vec<u8>>, Token);
+    type Proposal = (u64, u64, Vec<Arc<[u8]>>, Token);
 
     /// Records proposals, as the node's inbox would receive them.
     struct Recorder(Mutex<mpsc::Sender<Proposal>>);
 
     impl Proposer for Recorder {
-        fn propose(&self, term: u64, first_index: u64, entries: Vec<Vec<u8>>, token: Token) {
+        fn propose(&self, term: u64, first_index: u64, entries: Vec<Arc<[u8]>>, token: Token) {
             let _ = self
                 .0
                 .lock()
@@ -195,10 +195,10 @@ mod engine_cluster {
     }
 
     /// Writes entries to the shared log as the Raft storage does (frame term = Raft term).
-    fn persist(log: &lithair::log::Log, term: u64, first_index: u64, entries: &[Vec<u8>]) {
+    fn persist(log: &lithair::log::Log, term: u64, first_index: u64, entries: &[impl AsRef<[u8]>]) {
         let mut batch = EntryBatch::new();
         for entry in entries {
-            batch.push(entry);
+            batch.push(entry.as_ref());
         }
         log.append_wait(term, first_index, batch).unwrap();
     }
@@ -247,7 +247,7 @@ mod engine_cluster {
         let (term, first, entries, token) = next(&proposals);
         assert_eq!((term, first, entries.len()), (2, 3, 2));
         persist(&log, 2, 3, &entries);
-        let views: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        let views: Vec<&[u8]> = entries.iter().map(|entry| &entry[..]).collect();
         replica.apply(3, &views, Some(token));
         let receipt = ticket.wait().unwrap();
         assert_eq!((receipt.first_index, receipt.last_index), (3, 4));
@@ -274,7 +274,7 @@ mod engine_cluster {
         assert_eq!(first, 6);
         persist(&log, 2, 6, &entries);
         replica.apply(5, &[&[]], None);
-        let views: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        let views: Vec<&[u8]> = entries.iter().map(|entry| &entry[..]).collect();
         replica.apply(6, &views, Some(token));
         assert_eq!(ticket.wait().unwrap().first_index, 6);
         assert_eq!(engine.applied_index(), 7);

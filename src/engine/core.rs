@@ -1276,7 +1276,7 @@ fn propose_batch<S: State>(
 ) {
     let mut raw = split_entries(entries.as_bytes());
     if raw.is_empty() {
-        raw.push(Vec::new());
+        raw.push(Arc::from(&[][..]));
         sequencer.speculative.skip_to(first_index);
         sequencer.next_index += 1;
     }
@@ -1287,15 +1287,16 @@ fn propose_batch<S: State>(
         .propose(sequencer.term, first_index, raw, token);
 }
 
-/// The entries of an [`EntryBatch`]'s bytes (`len u32 LE | entry`, repeated), copied.
-fn split_entries(mut bytes: &[u8]) -> Vec<Vec<u8>> {
+/// The entries of an [`EntryBatch`]'s bytes (`len u32 LE | entry`, repeated), copied once
+/// into the shared allocations the Raft log keeps.
+fn split_entries(mut bytes: &[u8]) -> Vec<Arc<[u8]>> {
     let mut out = Vec::new();
     while let Some(prefix) = bytes.get(..4) {
         let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
         let entry = bytes
             .get(4..4 + len)
             .expect("an entry batch is well formed");
-        out.push(entry.to_vec());
+        out.push(Arc::from(entry));
         bytes = &bytes[4 + len..];
     }
     out

@@ -17,6 +17,7 @@
 use super::envelope::{self, Envelope};
 use std::any::Any;
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// Opaque data the sequencer attaches to a proposal and gets back when it commits.
 pub type Token = Box<dyn Any + Send>;
@@ -90,8 +91,9 @@ pub trait Proposer: Send + Sync {
     /// Proposes `entries` (one envelope each, for indexes `first_index..`) under leadership
     /// `term`. Exactly one of [`Replica::apply`] (with the token) or [`Replica::abandon`] must
     /// eventually receive `token`; the node abandons a proposal whose `first_index` is not the
-    /// index its log gives the first entry.
-    fn propose(&self, term: u64, first_index: u64, entries: Vec<Vec<u8>>, token: Token);
+    /// index its log gives the first entry. The entries are shared bytes: the Raft log keeps
+    /// them (and hands them to each follower) without copying them.
+    fn propose(&self, term: u64, first_index: u64, entries: Vec<Arc<[u8]>>, token: Token);
 }
 
 /// What the Raft node drives on the engine.

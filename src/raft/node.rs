@@ -84,7 +84,7 @@ enum Event {
     Propose {
         term: u64,
         first_index: u64,
-        entries: Vec<Vec<u8>>,
+        entries: Vec<Arc<[u8]>>,
         token: Token,
     },
     TransferLeader(NodeId, Sender<Result<(), String>>),
@@ -143,7 +143,7 @@ struct InboxProposer {
 }
 
 impl Proposer for InboxProposer {
-    fn propose(&self, term: u64, first_index: u64, entries: Vec<Vec<u8>>, token: Token) {
+    fn propose(&self, term: u64, first_index: u64, entries: Vec<Arc<[u8]>>, token: Token) {
         let sender = self.sender.lock().expect("proposer poisoned");
         // If the node is gone the token drops, and its submitters learn the engine is closed.
         let _ = sender.send(Event::Propose {
@@ -1077,7 +1077,7 @@ impl Driver {
     /// so they must be exactly the indexes the log gives them; otherwise (an entry the
     /// sequencer did not know about, e.g. a membership change, took an index) the batch is
     /// abandoned and the sequencer continues from the log's real end.
-    fn propose(&mut self, term: u64, first_index: u64, entries: Vec<Vec<u8>>, token: Token) {
+    fn propose(&mut self, term: u64, first_index: u64, entries: Vec<Arc<[u8]>>, token: Token) {
         if !self.leading || term != self.raw.term() || entries.is_empty() {
             self.replica.abandon(token);
             return;
