@@ -446,33 +446,37 @@ type Snapshotter = Arc<Mutex<Option<thread::JoinHandle<()>>>>;
 /// Counts batches sequenced and not yet applied (or failed).
 #[derive(Default)]
 struct InFlight {
-    count: Mutex<u64>,
+    /// The count, and the threads waiting for zero: `notify_all` is a system call even
+    /// with nobody waiting, and a follower's applier reaches zero after every batch.
+    count: Mutex<(u64, u32)>,
     zero: Condvar,
 }
 
 impl InFlight {
-    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, u32)> {
         self.count.lock().expect("in-flight lock poisoned")
     }
 
     fn start(&self) {
-        *self.lock() += 1;
+        self.lock().0 += 1;
     }
 
     fn finish(&self) {
         let mut count = self.lock();
-        assert!(*count > 0, "a batch finished that was never started");
-        *count -= 1;
-        if *count == 0 {
+        assert!(count.0 > 0, "a batch finished that was never started");
+        count.0 -= 1;
+        if count.0 == 0 && count.1 > 0 {
             self.zero.notify_all();
         }
     }
 
     fn wait_zero(&self) {
         let mut count = self.lock();
-        while *count > 0 {
+        count.1 += 1;
+        while count.0 > 0 {
             count = self.zero.wait(count).expect("in-flight lock poisoned");
         }
+        count.1 -= 1;
     }
 }
 

@@ -729,6 +729,9 @@ fn run_ticker(sender: &Sender<Event>, stop: &std::sync::atomic::AtomicBool) {
 struct PersistWatermark {
     state: Mutex<(u64, Option<String>)>,
     raised: std::sync::Condvar,
+    /// Whether the Raft thread waits on `raised` (rarely): a notification is a system call
+    /// even with nobody waiting, and the log writer raises the watermark after every sync.
+    waiting: std::sync::atomic::AtomicBool,
 }
 
 impl PersistWatermark {
@@ -739,7 +742,10 @@ impl PersistWatermark {
         if let Err(error) = result {
             state.1.get_or_insert(error);
         }
-        self.raised.notify_all();
+        // Read under the lock the waiter sets it under: no wake-up is missed.
+        if self.waiting.load(std::sync::atomic::Ordering::Relaxed) {
+            self.raised.notify_all();
+        }
     }
 
     /// The last durable submission, or the first failure.
@@ -751,10 +757,14 @@ impl PersistWatermark {
     /// Waits until submission `sequence` is durable (or some submission failed).
     fn wait(&self, sequence: u64) -> Result<u64, String> {
         let state = self.state.lock().expect("persist watermark poisoned");
+        self.waiting
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let state = self
             .raised
             .wait_while(state, |state| state.0 < sequence && state.1.is_none())
             .expect("persist watermark poisoned");
+        self.waiting
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         state.1.clone().map_or(Ok(state.0), Err)
     }
 }

@@ -208,7 +208,9 @@ impl ReadBatches {
 /// raises it, linearizable reads wait on it (condition variable, no polling).
 #[derive(Default)]
 pub struct AppliedWatch {
-    applied: Mutex<u64>,
+    /// The applied index, and the readers waiting: `notify_all` is a system call even with
+    /// nobody waiting, and the applier raises the index after every batch.
+    applied: Mutex<(u64, u32)>,
     raised: std::sync::Condvar,
 }
 
@@ -216,20 +218,24 @@ impl AppliedWatch {
     /// Records that the engine applied every event up to `index`.
     pub fn raise(&self, index: u64) {
         let mut applied = self.applied.lock().expect("applied watch poisoned");
-        if index > *applied {
-            *applied = index;
-            self.raised.notify_all();
+        if index > applied.0 {
+            applied.0 = index;
+            if applied.1 > 0 {
+                self.raised.notify_all();
+            }
         }
     }
 
     /// Waits until `index` is applied; `false` when `timeout` passed first.
     pub fn wait(&self, index: u64, timeout: Duration) -> bool {
-        let applied = self.applied.lock().expect("applied watch poisoned");
-        let (applied, _) = self
+        let mut applied = self.applied.lock().expect("applied watch poisoned");
+        applied.1 += 1;
+        let (mut applied, _) = self
             .raised
-            .wait_timeout_while(applied, timeout, |applied| *applied < index)
+            .wait_timeout_while(applied, timeout, |applied| applied.0 < index)
             .expect("applied watch poisoned");
-        *applied >= index
+        applied.1 -= 1;
+        applied.0 >= index
     }
 }
 
