@@ -209,7 +209,7 @@ mod engine_cluster {
         let conf = reserved(1, Reserved::Conf(&[1, 1, 0, 0, 0, 0, 0, 0, 0]));
         persist(log, 1, 1, &[conf]);
         persist(log, 2, 2, &[reserved(2, Reserved::Noop)]);
-        replica.apply(1, &[&[], &[]], None);
+        replica.apply(1, &[Arc::from(&[][..]), Arc::from(&[][..])], None);
         replica.set_next_index(3);
         replica.set_leader(Some(2));
     }
@@ -247,8 +247,7 @@ mod engine_cluster {
         let (term, first, entries, token) = next(&proposals);
         assert_eq!((term, first, entries.len()), (2, 3, 2));
         persist(&log, 2, 3, &entries);
-        let views: Vec<&[u8]> = entries.iter().map(|entry| &entry[..]).collect();
-        replica.apply(3, &views, Some(token));
+        replica.apply(3, &entries, Some(token));
         let receipt = ticket.wait().unwrap();
         assert_eq!((receipt.first_index, receipt.last_index), (3, 4));
 
@@ -273,9 +272,8 @@ mod engine_cluster {
         let (_, first, entries, token) = next(&proposals);
         assert_eq!(first, 6);
         persist(&log, 2, 6, &entries);
-        replica.apply(5, &[&[]], None);
-        let views: Vec<&[u8]> = entries.iter().map(|entry| &entry[..]).collect();
-        replica.apply(6, &views, Some(token));
+        replica.apply(5, &[Arc::from(&[][..])], None);
+        replica.apply(6, &entries, Some(token));
         assert_eq!(ticket.wait().unwrap().first_index, 6);
         assert_eq!(engine.applied_index(), 7);
         assert_eq!(engine.read(|s| s.total), 24);
@@ -295,8 +293,8 @@ mod engine_cluster {
         })
         .unwrap();
         assert_eq!(all.len(), 7);
-        let views: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
-        replica.apply(1, &views, None);
+        let shared: Vec<Arc<[u8]>> = all.iter().map(|entry| Arc::from(&entry[..])).collect();
+        replica.apply(1, &shared, None);
         let converged = (0..500).any(|_| {
             std::thread::sleep(Duration::from_millis(10));
             engine.applied_index() == 7

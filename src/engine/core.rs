@@ -306,6 +306,10 @@ struct Pending<S: State> {
     events: Vec<Committed<S::Event>>,
     remembered: Vec<(Arc<str>, Receipt)>,
     outcomes: Vec<(Job<S>, Result<Receipt, Failure>)>,
+    /// Cluster mode: committed entries from index `undecoded.0` on that precede `events`
+    /// and that the applier decodes first (on its own thread: the Raft thread only hands
+    /// them over, and the decoded events are allocated and freed by one thread).
+    undecoded: (u64, Vec<Arc<[u8]>>),
 }
 
 /// State shared by the engine handle and its threads.
@@ -1251,6 +1255,7 @@ fn sequence_batch<S: State>(
         events: Vec::with_capacity(backlog.len()),
         remembered: Vec::new(),
         outcomes: Vec::with_capacity(backlog.len()),
+        undecoded: (0, Vec::new()),
     };
     while let Some(job) = backlog.pop_front() {
         sequencer.sequence(job, timestamp_ms, &mut entries, &mut pending);
@@ -1316,10 +1321,25 @@ fn run_applier<S: State>(
     receiver: &mpsc::Receiver<ApplierMessage<S>>,
     snapshotter: &Snapshotter,
 ) {
-    while let Ok((result, pending)) = receiver.recv() {
+    while let Ok((result, mut pending)) = receiver.recv() {
+        decode_undecoded(shared, &mut pending);
         complete_append(shared, result, pending, snapshotter, &|| {});
         shared.in_flight.finish();
     }
+}
+
+/// Decodes the entries a committed run holds before the events of `pending` (all of them
+/// on a follower; on the leader, those before its own proposal) and puts them first.
+fn decode_undecoded<S: State>(shared: &Shared<S>, pending: &mut Pending<S>) {
+    let (first_index, entries) = std::mem::take(&mut pending.undecoded);
+    if entries.is_empty() {
+        return;
+    }
+    let views: Vec<&[u8]> = entries.iter().map(|entry| &entry[..]).collect();
+    let (mut events, mut remembered) = decode_batch(shared, first_index, &views);
+    events.append(&mut pending.events);
+    remembered.append(&mut pending.remembered);
+    (pending.events, pending.remembered) = (events, remembered);
 }
 
 /// Applies a batch the log (or Raft) committed, runs hooks and answers its submitters; or
@@ -1339,7 +1359,9 @@ fn complete_append<S: State>(
         events,
         remembered,
         outcomes,
+        undecoded,
     } = pending;
+    assert!(undecoded.1.is_empty(), "a committed run was not decoded");
     if let Err(error) = result {
         // A committed batch that cannot reach the local log would leave this replica
         // behind its peers for good; stop loudly, the Raft log re-delivers it on start.
@@ -1555,16 +1577,6 @@ impl<S: State> EngineReplica<S> {
 /// Idempotency keys with the receipts of the commands that used them.
 type Remembered = Vec<(Arc<str>, Receipt)>;
 
-/// A job with its outcome, as a batch answers it.
-type OutcomeOf<S> = (Job<S>, Result<Receipt, Failure>);
-
-/// What a committed run hands the applier: its events, receipts and the outcomes to answer.
-type RunOf<S> = (
-    Vec<Committed<<S as State>::Event>>,
-    Remembered,
-    Vec<OutcomeOf<S>>,
-);
-
 /// Decodes committed entries into events and the idempotency receipts they imply (one
 /// receipt per command: its first to last event, as the leader's sequencer recorded it).
 /// Empty entries and reserved envelopes are Raft-internal and yield nothing.
@@ -1620,18 +1632,17 @@ fn decode_batch<S: State>(
     (events, remembered)
 }
 
-/// The events, receipts and outcomes of a committed run of entries that ends with this
-/// node's own proposal `pending`. The proposal's entries were encoded by this process from
-/// `pending`'s events (the Raft node hands the token over only when the committed entry at
-/// its last index has the term it was proposed in, so they are those very entries): they
-/// are not decoded again. Entries before them in the run (another leader's, or Raft's own)
-/// are.
+/// The batch of a committed run of entries that ends with this node's own proposal
+/// `pending`. The proposal's entries were encoded by this process from `pending`'s events
+/// (the Raft node hands the token over only when the committed entry at its last index has
+/// the term it was proposed in, so they are those very entries): they are not decoded
+/// again. Entries before them in the run (another leader's, or Raft's own) are, by the
+/// applier.
 fn own_proposal<S: State>(
-    shared: &Shared<S>,
     first_index: u64,
-    entries: &[&[u8]],
-    pending: Pending<S>,
-) -> RunOf<S> {
+    entries: &[Arc<[u8]>],
+    mut pending: Pending<S>,
+) -> Pending<S> {
     let last_index = first_index + entries.len() as u64 - 1;
     assert_eq!(
         pending.skip_to, last_index,
@@ -1646,14 +1657,12 @@ fn own_proposal<S: State>(
         "a proposal's first entry {own_first} is outside its run {first_index}..={last_index}"
     );
     let before = (own_first - first_index) as usize;
-    let (mut events, mut remembered) = decode_batch(shared, first_index, &entries[..before]);
-    events.extend(pending.events);
-    remembered.extend(pending.remembered);
-    (events, remembered, pending.outcomes)
+    pending.undecoded = (first_index, entries[..before].to_vec());
+    pending
 }
 
 impl<S: State> Replica for EngineReplica<S> {
-    fn apply(&self, first_index: u64, entries: &[&[u8]], token: Option<Token>) {
+    fn apply(&self, first_index: u64, entries: &[Arc<[u8]>], token: Option<Token>) {
         let shared = &self.shared;
         let Some(applier) = self.applier() else {
             return; // Shutting down: Raft re-delivers these entries on the next start.
@@ -1676,26 +1685,26 @@ impl<S: State> Replica for EngineReplica<S> {
         let skip = delivered.saturating_sub(first_index - 1) as usize;
         let (first_index, entries) = (first_index + skip as u64, &entries[skip..]);
         assert_eq!(first_index, *delivered + 1, "gap between committed entries");
-        let (events, remembered, outcomes) = match token {
+        let mut pending = match token {
             Some(token) => match token.downcast::<Pending<S>>() {
-                Ok(pending) => own_proposal(shared, first_index, entries, *pending),
+                Ok(pending) => own_proposal(first_index, entries, *pending),
                 Err(_) => panic!("a proposal token is not this engine's"),
             },
             None => {
                 // Counted like the sequencer's batches so a new leader waits for it.
                 shared.in_flight.start();
-                let (events, remembered) = decode_batch(shared, first_index, entries);
-                (events, remembered, Vec::new())
+                Pending {
+                    batch: 0,
+                    bytes: 0,
+                    skip_to: last_index,
+                    events: Vec::new(),
+                    remembered: Vec::new(),
+                    outcomes: Vec::new(),
+                    undecoded: (first_index, entries.to_vec()),
+                }
             }
         };
-        let pending = Pending {
-            batch: 0,
-            bytes: entries.iter().map(|e| e.len() as u64 + 4).sum(),
-            skip_to: last_index,
-            events,
-            remembered,
-            outcomes,
-        };
+        pending.bytes = entries.iter().map(|e| e.len() as u64 + 4).sum();
         let appended = Appended {
             last_index,
             group_appends: 1,

@@ -102,8 +102,9 @@ pub trait Replica: Send + Sync {
     /// or empty for a Raft-internal entry (no-op, membership) that only consumes its index.
     /// Entries at or below [`Replica::delivered_index`] are ignored (re-delivered after a
     /// restart). `token` is present with the last entry of a proposal this node made in the
-    /// term it committed under.
-    fn apply(&self, first_index: u64, entries: &[&[u8]], token: Option<Token>);
+    /// term it committed under. The entries are shared bytes, so the engine decodes them on
+    /// its applier thread rather than on the caller's.
+    fn apply(&self, first_index: u64, entries: &[Arc<[u8]>], token: Option<Token>);
     /// The proposal carrying `token` will not be acknowledged (leadership lost, entry
     /// replaced, or a mismatched index); its submitters get a retryable error.
     fn abandon(&self, token: Token);

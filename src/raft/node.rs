@@ -1118,14 +1118,13 @@ impl Driver {
         let Some(first) = committed.first() else {
             return;
         };
-        let mut run: Vec<&[u8]> = Vec::with_capacity(committed.len());
+        let mut run: Vec<Arc<[u8]>> = Vec::with_capacity(committed.len());
         let mut run_first = first.index;
         for entry in committed {
-            let data: &[u8] = match entry.kind {
-                EntryKind::Normal => &entry.data,
-                EntryKind::ConfChange => &[],
-            };
-            run.push(data);
+            run.push(match entry.kind {
+                EntryKind::Normal => entry.data.shared(),
+                EntryKind::ConfChange => Arc::from(&[][..]),
+            });
             let token = match self.tokens.remove(&entry.index) {
                 Some((term, token)) if term == entry.term => Some(token),
                 Some((_, token)) => {

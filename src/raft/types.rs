@@ -45,6 +45,11 @@ impl Payload {
     pub fn as_slice(&self) -> &[u8] {
         &self.0
     }
+
+    /// The shared allocation itself (for a holder outside the Raft layer, the engine).
+    pub fn shared(&self) -> std::sync::Arc<[u8]> {
+        std::sync::Arc::clone(&self.0)
+    }
 }
 
 impl std::ops::Deref for Payload {
