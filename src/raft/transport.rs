@@ -1,6 +1,8 @@
 //! The TCP transport between Raft peers: a listener on the peer port that authenticates each
 //! dialer and hands its messages to the node, and one writer thread per peer with a bounded
-//! queue, so a slow or dead peer never blocks the leader.
+//! queue, so a slow or dead peer never blocks the leader. While a writer sleeps with nothing
+//! queued, the sender writes to its socket itself with a send that cannot block (see
+//! `PeerQueue`), leaving only what does not fit to the writer.
 //!
 //! Owns: sockets, the handshake's I/O, reconnection with backoff, per-peer queues, and the
 //! table of peers' HTTP addresses learned in handshakes.
