@@ -444,7 +444,7 @@ impl Conn {
             });
         let exchange = Exchange {
             version: head.version,
-            head: ctx.scratch.method == Method::Head,
+            head: matches!(ctx.scratch.method, Method::Head),
             keep_alive: frame.keep_alive && !ctx.shared.is_shutting_down(),
         };
         let body_started = data.len() > head.head_len;
@@ -599,7 +599,7 @@ impl Conn {
             Source::Scratch => ctx.scratch,
             Source::Boxed(boxed) => boxed,
         };
-        if request.method == Method::Options && request.target == "*" {
+        if matches!(request.method, Method::Options) && request.target == "*" {
             let allow = Response::new(204).with_header("Allow", ALLOW_ALL);
             self.push_ready(exchange, allow);
             return;

@@ -476,6 +476,9 @@ fn check_version_prefix(partial: &[u8]) -> Result<(), ParseError> {
 }
 
 fn parse_version(v: &[u8]) -> Result<Version, ParseError> {
+    if v == b"HTTP/1.1" {
+        return Ok(Version::Http11); // Nearly every request: one comparison.
+    }
     check_version_prefix(v)?;
     match v {
         b"HTTP/1.1" => Ok(Version::Http11),

@@ -6,7 +6,22 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::net::SocketAddr;
+
+/// One stored header: name and value, each static or owned.
+type Entry = (Cow<'static, str>, Cow<'static, str>);
+
+/// Emptied header lists kept per thread for the next responses (see `Headers::recycled`).
+const SPARE_LISTS_MAX: usize = 8;
+/// A list with more slots than this is freed rather than kept (a rare, large response).
+const SPARE_LIST_SLOTS_MAX: usize = 32;
+
+thread_local! {
+    /// Header lists of responses already written on this thread: a response built and written
+    /// on the reactor thread takes its list from here instead of allocating one.
+    static SPARE_LISTS: RefCell<Vec<Vec<Entry>>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A request method. Unknown but well-formed methods are kept as `Other`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -106,7 +121,7 @@ impl Version {
 /// strings (the common case) cost no allocation per header.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Headers {
-    entries: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    entries: Vec<Entry>,
 }
 
 impl Headers {
@@ -122,6 +137,36 @@ impl Headers {
         Headers {
             entries: Vec::with_capacity(capacity),
         }
+    }
+
+    /// An empty list with room for at least `capacity` headers, reusing a list that an
+    /// earlier response on this thread gave back with [`Headers::recycle`] when there is one.
+    pub(crate) fn recycled(capacity: usize) -> Headers {
+        let spare = SPARE_LISTS
+            .try_with(|lists| lists.borrow_mut().pop())
+            .ok()
+            .flatten();
+        let mut entries = spare.unwrap_or_default();
+        assert!(entries.is_empty(), "a spare header list holds headers");
+        entries.reserve(capacity);
+        Headers { entries }
+    }
+
+    /// Empties the list and keeps its allocation for [`Headers::recycled`] on this thread
+    /// (within limits); called once a response's head is written.
+    pub(crate) fn recycle(self) {
+        let mut entries = self.entries;
+        if entries.capacity() == 0 || entries.capacity() > SPARE_LIST_SLOTS_MAX {
+            return;
+        }
+        entries.clear();
+        // During thread teardown the spare lists may be gone: the list is simply freed.
+        let _ = SPARE_LISTS.try_with(|lists| {
+            let mut lists = lists.borrow_mut();
+            if lists.len() < SPARE_LISTS_MAX {
+                lists.push(entries);
+            }
+        });
     }
 
     /// The value of the first header named `name`, if any.
@@ -184,7 +229,7 @@ impl Headers {
 
     /// Every header in order, as stored: the writer trusts `Cow::Borrowed` parts (see
     /// `http::writer`).
-    pub(crate) fn entries(&self) -> &[(Cow<'static, str>, Cow<'static, str>)] {
+    pub(crate) fn entries(&self) -> &[Entry] {
         &self.entries
     }
 
@@ -211,11 +256,14 @@ impl Headers {
     /// Removes every header, keeping the owned strings in `spare` (at most `spare_max`) so
     /// that the next request's headers reuse them instead of allocating.
     pub(crate) fn clear_into(&mut self, spare: &mut Vec<String>, spare_max: usize) {
-        for (name, value) in self.entries.drain(..) {
-            for text in [name, value] {
-                if let (Cow::Owned(text), true) = (text, spare.len() < spare_max) {
-                    spare.push(text);
-                }
+        // Popped rather than drained: the order of the spare strings does not matter, and
+        // this runs on every request.
+        while let Some((name, value)) = self.entries.pop() {
+            if let (Cow::Owned(text), true) = (name, spare.len() < spare_max) {
+                spare.push(text);
+            }
+            if let (Cow::Owned(text), true) = (value, spare.len() < spare_max) {
+                spare.push(text);
             }
         }
     }
@@ -444,6 +492,29 @@ impl Request {
     }
 }
 
+/// The index of the first `?` or `#` in `bytes`, eight bytes per step: this runs on every
+/// request's target.
+fn query_or_fragment(bytes: &[u8]) -> Option<usize> {
+    const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    // Exact zero-byte test: true when some byte of `word` is 0.
+    let has_zero = |word: u64| word.wrapping_sub(LOW_BITS) & !word & HIGH_BITS != 0;
+    let mut at = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(eight);
+        if has_zero(word ^ (LOW_BITS * u64::from(b'?')))
+            || has_zero(word ^ (LOW_BITS * u64::from(b'#')))
+        {
+            break;
+        }
+        at += 8;
+    }
+    let found = bytes[at..].iter().position(|&b| b == b'?' || b == b'#');
+    found.map(|n| at + n)
+}
+
 /// Splits a request-target into (path, query). Absolute-form `http://host/p?q` gives `/p`, `q`;
 /// an absolute-form without a path gives `/`. Pure.
 pub fn split_target(target: &str) -> (&str, &str) {
@@ -451,7 +522,7 @@ pub fn split_target(target: &str) -> (&str, &str) {
     if target.starts_with('/') {
         // One scan for the first `?` or `#`; the usual target has neither.
         let bytes = target.as_bytes();
-        let Some(at) = bytes.iter().position(|&b| b == b'?' || b == b'#') else {
+        let Some(at) = query_or_fragment(bytes) else {
             return (target, "");
         };
         if bytes[at] == b'#' {
@@ -537,6 +608,27 @@ mod tests {
         *e.get_mut::<String>().expect("present") += "-1";
         assert_eq!(e.remove::<String>().as_deref(), Some("id-1"));
         assert_eq!(e.len(), 1);
+    }
+
+    #[test]
+    fn query_or_fragment_finds_the_first_of_either_at_any_offset() {
+        for len in 0..20 {
+            for at in 0..len {
+                for mark in [b'?', b'#'] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = mark;
+                    if at + 1 < len {
+                        bytes[len - 1] = b'?';
+                    }
+                    assert_eq!(query_or_fragment(&bytes), Some(at), "{bytes:?}");
+                }
+            }
+            let plain: Vec<u8> = (0..len)
+                .map(|i| b'!' + (i as u8 % 90))
+                .filter(|b| *b != b'?' && *b != b'#')
+                .collect();
+            assert_eq!(query_or_fragment(&plain), None);
+        }
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl Response {
 
     /// A `text/plain; charset=utf-8` response.
     pub fn text(status: u16, body: impl Into<String>) -> Self {
-        let mut headers = Headers::with_capacity(RESPONSE_HEADERS_CAPACITY);
+        let mut headers = Headers::recycled(RESPONSE_HEADERS_CAPACITY);
         headers.append_static("Content-Type", "text/plain; charset=utf-8");
         Response {
             status,
@@ -146,7 +146,7 @@ impl Response {
 
     /// A response with the given `Content-Type` and body.
     pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
-        let mut headers = Headers::with_capacity(RESPONSE_HEADERS_CAPACITY);
+        let mut headers = Headers::recycled(RESPONSE_HEADERS_CAPACITY);
         match COMMON_CONTENT_TYPES.iter().find(|t| **t == content_type) {
             Some(known) => headers.append_static("Content-Type", known),
             None => headers.append_cow(
@@ -165,7 +165,7 @@ impl Response {
 
     /// A response with a static `Content-Type` and a static body: no allocation but the header list.
     pub fn static_bytes(status: u16, content_type: &'static str, body: &'static [u8]) -> Self {
-        let mut headers = Headers::with_capacity(RESPONSE_HEADERS_CAPACITY);
+        let mut headers = Headers::recycled(RESPONSE_HEADERS_CAPACITY);
         headers.append_static("Content-Type", content_type);
         Response {
             status,
@@ -182,7 +182,7 @@ impl Response {
         content_type: &str,
         write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
     ) -> Self {
-        let mut headers = Headers::with_capacity(RESPONSE_HEADERS_CAPACITY);
+        let mut headers = Headers::recycled(RESPONSE_HEADERS_CAPACITY);
         headers.append("Content-Type", content_type);
         Response {
             status,

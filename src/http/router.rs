@@ -405,7 +405,13 @@ struct Table {
     /// exactly what the trie would find (it prefers static children at every segment), so a
     /// hit skips splitting and walking.
     exact: HashMap<String, Endpoint, BuildHasherDefault<PathHasher>>,
+    /// The same entries as `exact` while there are at most `EXACT_SCAN_MAX`: comparing a few
+    /// lengths costs less than hashing the path and probing.
+    exact_scan: Vec<(String, Endpoint)>,
 }
+
+/// Up to this many static-only routes are found by a scan rather than by hashing.
+const EXACT_SCAN_MAX: usize = 16;
 
 /// FNV-1a over the path bytes. A weak hash is safe here: the exact-path map is filled at
 /// start-up and only read while serving, so crafted paths can at worst walk the longest chain
@@ -453,9 +459,16 @@ impl Table {
         self.root.insert(pattern, method.clone(), index);
         self.handlers.push(handler);
         let segments = pattern.split('/').count().saturating_sub(1);
-        if !pattern.contains(['{', '}']) && segments <= PATH_SEGMENTS_MAX {
+        // A pattern with `%` is left to the trie, which decodes the path first: so a raw path
+        // found here holds no `%` and needs no decoding (nor a scan for `%`).
+        if !pattern.contains(['{', '}', '%']) && segments <= PATH_SEGMENTS_MAX {
             let endpoint = self.exact.entry(pattern.to_string()).or_default();
             endpoint.methods.push((method, index));
+            self.exact_scan.clear();
+            if self.exact.len() <= EXACT_SCAN_MAX {
+                let entries = self.exact.iter().map(|(p, e)| (p.clone(), e.clone()));
+                self.exact_scan.extend(entries);
+            }
         }
     }
 
@@ -471,8 +484,17 @@ impl Table {
     }
 
     fn exact_hit(&self, path: &str) -> Option<&Endpoint> {
-        if self.exact.is_empty() || path.contains('%') {
-            return None;
+        if self.exact.len() <= EXACT_SCAN_MAX {
+            assert_eq!(
+                self.exact_scan.len(),
+                self.exact.len(),
+                "scan list out of date"
+            );
+            return self
+                .exact_scan
+                .iter()
+                .find(|(pattern, _)| pattern == path)
+                .map(|(_, endpoint)| endpoint);
         }
         self.exact.get(path)
     }

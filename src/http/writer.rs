@@ -9,6 +9,7 @@
 //! Must not: perform I/O. Stream and file bodies are handed back to the caller as `Direct`.
 
 use super::date::HTTP_DATE_BYTES;
+use super::middleware::rendered_defaults;
 use super::parse::is_token;
 use super::request::Version;
 use super::response::{reason_phrase, Body, Response, StreamFn};
@@ -188,7 +189,16 @@ pub fn write_response_common(
     out.extend_from_slice(common_head);
     let mut close = !exchange.keep_alive;
     let mut own_length = None;
-    for (name, value) in headers.entries() {
+    let entries = headers.entries();
+    let mut next = 0;
+    while let Some((name, value)) = entries.get(next) {
+        if let Some((lines, count)) = rendered_defaults(&entries[next..]) {
+            // The default security headers, untouched: their lines are pre-rendered.
+            out.extend_from_slice(lines);
+            next += count;
+            continue;
+        }
+        next += 1;
         // Static strings are program text, written by the developer, and cannot carry
         // attacker bytes; only owned strings (built at run time, maybe from request data)
         // are checked per response. This keeps the default headers free of per-byte work.
@@ -258,10 +268,12 @@ pub fn write_response_common(
                 out.extend_from_slice(bytes);
             }
             assert!(out.len() > start, "nothing written");
+            headers.recycle();
             return Written { close, direct };
         }
     }
     finish_head(out, close, exchange);
+    headers.recycle();
     Written { close, direct }
 }
 
@@ -269,9 +281,25 @@ fn content_length(out: &mut Vec<u8>, len: u64, bodyless_status: bool) {
     if bodyless_status {
         return;
     }
-    out.extend_from_slice(b"Content-Length: ");
-    push_decimal(out, len);
-    out.extend_from_slice(b"\r\n");
+    // Rendered right-aligned on the stack (CRLF, digits backwards, then the name before them)
+    // and appended with one copy: this line is in nearly every response.
+    const PREFIX: &[u8; 16] = b"Content-Length: ";
+    const LINE_BYTES: usize = PREFIX.len() + 20 + 2;
+    let mut line = [0u8; LINE_BYTES];
+    line[LINE_BYTES - 2..].copy_from_slice(b"\r\n");
+    let mut start = LINE_BYTES - 2;
+    let mut n = len;
+    loop {
+        start -= 1;
+        line[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    start -= PREFIX.len();
+    line[start..start + PREFIX.len()].copy_from_slice(PREFIX);
+    out.extend_from_slice(&line[start..]);
 }
 
 fn finish_head(out: &mut Vec<u8>, close: bool, exchange: Exchange) {

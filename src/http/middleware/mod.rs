@@ -16,6 +16,7 @@ pub use access_log::{AccessLog, LogSink};
 pub use compress::{Compression, COMPRESS_BYTES_MIN, COMPRESS_FILE_BYTES_MAX};
 pub use limits::{BodyLimit, Timeout, TIMEOUT_THREADS_MAX};
 pub use request_id::{RequestId, REQUEST_ID_BYTES_MAX};
+pub(crate) use security::rendered_defaults;
 pub use security::{SecurityHeaders, DEFAULT_CSP};
 
 pub use crate::http::cors::Cors;

@@ -4,6 +4,7 @@ use super::Middleware;
 use crate::http::handler::Handler;
 use crate::http::request::Request;
 use crate::http::response::Response;
+use std::borrow::Cow;
 
 /// The Content-Security-Policy put on HTML responses that set none: same-origin resources
 /// only, no plugins, no framing, no `<base>` hijacking.
@@ -136,12 +137,38 @@ const CONTENT_TYPE: Folded = Folded::new(b"content-type");
 const TEXT_HTML: Folded = Folded::new(b"text/html");
 
 /// The headers added to every response that does not set them itself (the name lengths,
-/// 22 and 15, are matched first in `call`).
-const DEFAULTS: [(&str, &str); 3] = [
+/// 22 and 15, are matched first in `call`). A `static`, not a `const`: every response points
+/// at these very strings, which is how the writer recognises them (see [`rendered_defaults`]).
+static DEFAULTS: [(&str, &str); 3] = [
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "no-referrer"),
 ];
+
+/// `DEFAULTS` as header lines, rendered at compile time: the writer copies them with one copy.
+const DEFAULTS_RENDERED: &[u8] =
+    b"X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n";
+
+/// True when `part` is exactly the static string `text` (same address and length): then its
+/// bytes are `text`'s, without comparing them.
+fn is_same_static(part: &Cow<'static, str>, text: &'static str) -> bool {
+    matches!(part, Cow::Borrowed(s) if std::ptr::eq(*s, text))
+}
+
+/// When `entries` starts with the three default headers exactly as `SecurityHeaders` appends
+/// them (untouched since), their header lines pre-rendered and how many entries they stand
+/// for: the writer appends them with one copy instead of three header lines of four copies
+/// each. Same bytes either way.
+pub(crate) fn rendered_defaults(
+    entries: &[(Cow<'static, str>, Cow<'static, str>)],
+) -> Option<(&'static [u8], usize)> {
+    let run = entries.get(..DEFAULTS.len())?;
+    let same = run
+        .iter()
+        .zip(&DEFAULTS)
+        .all(|((name, value), (n, v))| is_same_static(name, n) && is_same_static(value, v));
+    same.then_some((DEFAULTS_RENDERED, DEFAULTS.len()))
+}
 
 #[cfg(test)]
 mod tests {
@@ -185,6 +212,39 @@ mod tests {
             let folded = Folded::new(name.to_ascii_lowercase().as_bytes());
             assert!(folded.prefix_of(name.as_bytes()), "{name}");
         }
+    }
+
+    #[test]
+    fn rendered_defaults_are_the_lines_of_the_defaults_and_only_of_them() {
+        let lines: String = DEFAULTS
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}\r\n"))
+            .collect();
+        assert_eq!(lines.as_bytes(), DEFAULTS_RENDERED);
+        let mw = SecurityHeaders::default();
+        let mut req = Request::new(Method::Get, "/");
+        let plain = |_: &mut Request| Response::text(200, "x");
+        let r = mw.call(&mut req, &plain);
+        let entries = r.headers.entries();
+        assert_eq!(
+            rendered_defaults(&entries[1..]),
+            Some((DEFAULTS_RENDERED, 3))
+        );
+        assert_eq!(
+            rendered_defaults(&entries[..3]),
+            None,
+            "not at the start of the run"
+        );
+        assert_eq!(rendered_defaults(&entries[2..]), None, "a partial run");
+        // The same text, but owned (or another static), is written header by header.
+        let mut copied = crate::http::request::Headers::new();
+        for (n, v) in DEFAULTS {
+            copied.append(n, v);
+        }
+        assert_eq!(rendered_defaults(copied.entries()), None);
+        let mut edited = r.headers.clone();
+        edited.insert_static("X-Frame-Options", "DENY");
+        assert_eq!(rendered_defaults(&edited.entries()[1..]), None);
     }
 
     #[test]
