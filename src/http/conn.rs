@@ -1015,25 +1015,24 @@ fn reused(spare: &mut Vec<String>, text: &str) -> String {
 
 /// Common header names as static strings: no allocation for them.
 fn static_name(name: &str) -> Option<&'static str> {
-    const KNOWN: [&str; 12] = [
-        "Host",
-        "User-Agent",
-        "Accept",
-        "Accept-Encoding",
-        "Accept-Language",
-        "Connection",
-        "Content-Type",
-        "Content-Length",
-        "Transfer-Encoding",
-        "Cookie",
-        "Authorization",
-        "Expect",
-    ];
-    // The length test first: most comparisons end there, without a `memcmp` call.
-    KNOWN
-        .iter()
-        .find(|k| k.len() == name.len() && **k == name)
-        .copied()
+    // A match on constant strings: the compiler tests the length, then the bytes inline
+    // (no `memcmp` call per known name).
+    let known = match name {
+        "Host" => "Host",
+        "User-Agent" => "User-Agent",
+        "Accept" => "Accept",
+        "Accept-Encoding" => "Accept-Encoding",
+        "Accept-Language" => "Accept-Language",
+        "Connection" => "Connection",
+        "Content-Type" => "Content-Type",
+        "Content-Length" => "Content-Length",
+        "Transfer-Encoding" => "Transfer-Encoding",
+        "Cookie" => "Cookie",
+        "Authorization" => "Authorization",
+        "Expect" => "Expect",
+        _ => return None,
+    };
+    Some(known)
 }
 
 /// Copies a parsed head into `request`, reusing its allocations.
@@ -1043,10 +1042,11 @@ fn fill_request(
     fields: &[HeaderSlot<'_>],
     peer: Option<SocketAddr>,
 ) {
-    request.method = match request.method.as_str() == head.method {
-        true => std::mem::replace(&mut request.method, Method::Get),
-        false => Method::from_token(head.method),
-    };
+    // `from_token` compares with constant tokens (no call); only an unknown method that
+    // repeats keeps its string.
+    if !matches!(&request.method, Method::Other(token) if token == head.method) {
+        request.method = Method::from_token(head.method);
+    }
     request.set_target(head.target);
     request.version = head.version;
     request.reset_plan();

@@ -119,16 +119,32 @@ impl Version {
 ///
 /// Names and values are stored as `Cow<'static, str>` so that responses built from static
 /// strings (the common case) cost no allocation per header.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// INVARIANT: the list is `entries` followed by `tail`, a run of static pairs set by
+/// [`Headers::set_static_tail`] (the default security headers, added to every response): one
+/// store instead of one push per header, and the writer copies the run pre-rendered. Any change
+/// that could reorder or touch the tail first moves it into `entries`.
+#[derive(Clone, Debug, Default)]
 pub struct Headers {
     entries: Vec<Entry>,
+    tail: &'static [(&'static str, &'static str)],
 }
+
+impl PartialEq for Headers {
+    /// The same headers in the same order, however they are stored.
+    fn eq(&self, other: &Headers) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
 
 impl Headers {
     /// An empty list; allocates nothing until the first header.
     pub fn new() -> Headers {
         Headers {
             entries: Vec::new(),
+            tail: &[],
         }
     }
 
@@ -136,6 +152,39 @@ impl Headers {
     pub fn with_capacity(capacity: usize) -> Headers {
         Headers {
             entries: Vec::with_capacity(capacity),
+            tail: &[],
+        }
+    }
+
+    /// Appends `run` (static pairs, in order) without copying it into the list; the writer
+    /// recognises a run it knows and copies its pre-rendered lines.
+    pub(crate) fn set_static_tail(&mut self, run: &'static [(&'static str, &'static str)]) {
+        self.materialize_tail();
+        self.tail = run;
+    }
+
+    /// The static run after `entries` (see [`Headers::set_static_tail`]).
+    pub(crate) fn static_tail(&self) -> &'static [(&'static str, &'static str)] {
+        self.tail
+    }
+
+    /// Moves the static tail into `entries`, before a change that must see one plain list.
+    #[inline]
+    fn materialize_tail(&mut self) {
+        if !self.tail.is_empty() {
+            self.move_tail();
+        }
+    }
+
+    /// `materialize_tail` for a list that has a tail (rare: a header set after the security
+    /// headers).
+    #[cold]
+    fn move_tail(&mut self) {
+        let tail = std::mem::take(&mut self.tail);
+        self.entries.reserve(tail.len());
+        for &(name, value) in tail {
+            self.entries
+                .push((Cow::Borrowed(name), Cow::Borrowed(value)));
         }
     }
 
@@ -149,7 +198,7 @@ impl Headers {
         let mut entries = spare.unwrap_or_default();
         assert!(entries.is_empty(), "a spare header list holds headers");
         entries.reserve(capacity);
-        Headers { entries }
+        Headers { entries, tail: &[] }
     }
 
     /// Empties the list and keeps its allocation for [`Headers::recycled`] on this thread
@@ -171,18 +220,22 @@ impl Headers {
 
     /// The value of the first header named `name`, if any.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|(n, _)| same_name(n, name))
-            .map(|(_, v)| v.as_ref())
+        let stored = self.entries.iter().find(|(n, _)| same_name(n, name));
+        match stored {
+            Some((_, value)) => Some(value),
+            None => self
+                .tail
+                .iter()
+                .find(|(n, _)| same_name(n, name))
+                .map(|&(_, v)| v),
+        }
     }
 
     /// Every value of the headers named `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.entries
-            .iter()
+        self.iter()
             .filter(move |(n, _)| same_name(n, name))
-            .map(|(_, v)| v.as_ref())
+            .map(|(_, v)| v)
     }
 
     /// True when at least one header is named `name`.
@@ -194,12 +247,14 @@ impl Headers {
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
         let name = name.into();
         self.remove(&name);
+        self.materialize_tail();
         self.entries
             .push((Cow::Owned(name), Cow::Owned(value.into())));
     }
 
     /// Appends `name: value`, keeping existing headers of that name.
     pub fn append(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.materialize_tail();
         self.entries
             .push((Cow::Owned(name.into()), Cow::Owned(value.into())));
     }
@@ -207,55 +262,67 @@ impl Headers {
     /// Like `insert` for static strings: no allocation.
     pub fn insert_static(&mut self, name: &'static str, value: &'static str) {
         self.remove(name);
+        self.materialize_tail();
         self.entries
             .push((Cow::Borrowed(name), Cow::Borrowed(value)));
     }
 
     /// Like `append` for static strings: no allocation.
     pub fn append_static(&mut self, name: &'static str, value: &'static str) {
+        self.materialize_tail();
         self.entries
             .push((Cow::Borrowed(name), Cow::Borrowed(value)));
     }
 
     /// Appends a header from parts that may already be static (no allocation for those).
     pub fn append_cow(&mut self, name: Cow<'static, str>, value: Cow<'static, str>) {
+        self.materialize_tail();
         self.entries.push((name, value));
     }
 
     /// Removes every header named `name`.
     pub fn remove(&mut self, name: &str) {
+        if self.tail.iter().any(|(n, _)| same_name(n, name)) {
+            self.materialize_tail();
+        }
         self.entries.retain(|(n, _)| !same_name(n, name));
     }
 
-    /// Every header in order, as stored: the writer trusts `Cow::Borrowed` parts (see
-    /// `http::writer`).
+    /// The headers before the static tail, in order, as stored: the writer trusts
+    /// `Cow::Borrowed` parts (see `http::writer`). The tail is [`Headers::static_tail`].
     pub(crate) fn entries(&self) -> &[Entry] {
         &self.entries
     }
 
     /// Every header in order, as `(name, value)`.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+        let tail = self.tail.iter().map(|&(n, v)| (n, v));
+        self.entries
+            .iter()
+            .map(|(n, v)| (n.as_ref(), v.as_ref()))
+            .chain(tail)
     }
 
     /// Number of header lines.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.tail.len()
     }
 
     /// True when there are no headers.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.tail.is_empty()
     }
 
     /// Removes every header, keeping the allocation for reuse.
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.tail = &[];
     }
 
     /// Removes every header, keeping the owned strings in `spare` (at most `spare_max`) so
     /// that the next request's headers reuse them instead of allocating.
     pub(crate) fn clear_into(&mut self, spare: &mut Vec<String>, spare_max: usize) {
+        self.tail = &[];
         // Popped rather than drained: the order of the spare strings does not matter, and
         // this runs on every request.
         while let Some((name, value)) = self.entries.pop() {
@@ -575,6 +642,53 @@ mod tests {
         h.remove("host");
         assert_eq!(h.len(), 1);
         assert!(h.has_token("set-cookie", "C=3"));
+    }
+
+    #[test]
+    fn a_static_tail_reads_and_changes_like_appended_headers() {
+        static RUN: [(&str, &str); 2] = [("X-A", "1"), ("X-B", "2")];
+        let with_tail = || {
+            let mut h = Headers::new();
+            h.append("Content-Type", "text/plain");
+            h.set_static_tail(&RUN);
+            h
+        };
+        let mut plain = Headers::new();
+        plain.append("Content-Type", "text/plain");
+        plain.append_static("X-A", "1");
+        plain.append_static("X-B", "2");
+        let h = with_tail();
+        assert_eq!(h, plain);
+        assert_eq!(
+            (h.len(), h.get("x-b"), h.contains("X-A")),
+            (3, Some("2"), true)
+        );
+        assert_eq!(h.get_all("x-a").collect::<Vec<_>>(), ["1"]);
+        assert_eq!((h.entries().len(), h.static_tail().len()), (1, 2));
+        // Every change keeps the order of a plain list.
+        let edits: [fn(&mut Headers); 5] = [
+            |h| h.append("X-C", "3"),
+            |h| h.append_static("X-A", "9"),
+            |h| h.insert("x-a", "0"),
+            |h| h.insert_static("Content-Type", "x"),
+            |h| h.remove("X-B"),
+        ];
+        for edit in edits {
+            let (mut a, mut b) = (with_tail(), plain.clone());
+            edit(&mut a);
+            edit(&mut b);
+            assert_eq!(a.iter().collect::<Vec<_>>(), b.iter().collect::<Vec<_>>());
+        }
+        let mut twice = with_tail();
+        twice.set_static_tail(&RUN);
+        assert_eq!(twice.len(), 5);
+        assert_eq!(twice.iter().nth(3), Some(("X-A", "1")));
+        let mut h = with_tail();
+        h.clear();
+        assert!(h.is_empty() && h.static_tail().is_empty());
+        let mut h = with_tail();
+        h.clear_into(&mut Vec::new(), 4);
+        assert_eq!(h.len(), 0);
     }
 
     #[test]

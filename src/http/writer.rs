@@ -9,7 +9,7 @@
 //! Must not: perform I/O. Stream and file bodies are handed back to the caller as `Direct`.
 
 use super::date::HTTP_DATE_BYTES;
-use super::middleware::rendered_defaults;
+use super::middleware::rendered_tail;
 use super::parse::is_token;
 use super::request::Version;
 use super::response::{reason_phrase, Body, Response, StreamFn};
@@ -120,6 +120,41 @@ fn framing_name(name: &str) -> Framing {
     }
 }
 
+/// What the header fields decided while they were written.
+struct Fields<'h> {
+    status: u16,
+    /// The connection closes after this response.
+    close: bool,
+    /// A `Content-Length` the handler set (used only for bodies the writer cannot measure).
+    own_length: Option<&'h str>,
+}
+
+impl<'h> Fields<'h> {
+    /// Writes one valid header field, except those that frame the message: the writer
+    /// decides those itself and only records what they asked for.
+    fn write(&mut self, out: &mut Vec<u8>, name: &'h str, value: &'h str) {
+        match framing_name(name) {
+            Framing::Other => {}
+            Framing::ContentLength => {
+                self.own_length = Some(value);
+                return;
+            }
+            Framing::TransferEncoding => return,
+            Framing::Connection if self.status == 101 => {}
+            Framing::Connection => {
+                self.close |= value
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("close"));
+                return;
+            }
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 /// Bytes the head needs besides the header fields: status line, `Server`, `Date`,
 /// `Content-Length` or `Transfer-Encoding`, `Connection` and the final CRLF.
 const HEAD_FIXED_BYTES: usize = 160;
@@ -177,28 +212,28 @@ pub fn write_response_common(
         status = 500;
     }
     // One reservation for the whole response: the copies below never reallocate.
+    let tail = headers.static_tail();
+    let rendered = rendered_tail(tail);
     let fields_len: usize = headers
         .entries()
         .iter()
         .map(|(n, v)| n.len() + v.len() + 4)
-        .sum();
+        .sum::<usize>()
+        + match rendered {
+            Some(lines) => lines.len(),
+            None => tail.iter().map(|(n, v)| n.len() + v.len() + 4).sum(),
+        };
     let inline_len = body.as_bytes().map_or(0, <[u8]>::len);
     out.reserve(HEAD_FIXED_BYTES + common_head.len() + fields_len + inline_len);
     let start = out.len();
     status_line(out, status);
     out.extend_from_slice(common_head);
-    let mut close = !exchange.keep_alive;
-    let mut own_length = None;
-    let entries = headers.entries();
-    let mut next = 0;
-    while let Some((name, value)) = entries.get(next) {
-        if let Some((lines, count)) = rendered_defaults(&entries[next..]) {
-            // The default security headers, untouched: their lines are pre-rendered.
-            out.extend_from_slice(lines);
-            next += count;
-            continue;
-        }
-        next += 1;
+    let mut fields = Fields {
+        status,
+        close: !exchange.keep_alive,
+        own_length: None,
+    };
+    for (name, value) in headers.entries() {
         // Static strings are program text, written by the developer, and cannot carry
         // attacker bytes; only owned strings (built at run time, maybe from request data)
         // are checked per response. This keeps the default headers free of per-byte work.
@@ -208,27 +243,22 @@ pub fn write_response_common(
             eprintln!("lithair http: dropped invalid response header {name:?}");
             continue;
         }
-        let (name, value) = (name.as_ref(), value.as_ref());
-        match framing_name(name) {
-            Framing::Other => {}
-            Framing::ContentLength => {
-                own_length = Some(value);
-                continue;
-            }
-            Framing::TransferEncoding => continue,
-            Framing::Connection if status == 101 => {}
-            Framing::Connection => {
-                close |= value
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("close"));
-                continue;
+        fields.write(out, name, value);
+    }
+    match rendered {
+        // The default security headers: their lines are pre-rendered.
+        Some(lines) => out.extend_from_slice(lines),
+        None => {
+            for &(name, value) in tail {
+                fields.write(out, name, value);
             }
         }
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
     }
+    let Fields {
+        mut close,
+        own_length,
+        ..
+    } = fields;
     let bodyless_status = status < 200 || status == 204 || status == 304;
     let send_body = !exchange.head && !bodyless_status;
     let chunked_ok = exchange.version == Version::Http11;

@@ -4,7 +4,6 @@ use super::Middleware;
 use crate::http::handler::Handler;
 use crate::http::request::Request;
 use crate::http::response::Response;
-use std::borrow::Cow;
 
 /// The Content-Security-Policy put on HTML responses that set none: same-origin resources
 /// only, no plugins, no framing, no `<base>` hijacking.
@@ -43,7 +42,7 @@ impl Middleware for SecurityHeaders {
         // One pass over the headers for everything we need to know: this runs per response.
         let mut present = [false; 4];
         let mut is_html = false;
-        for (name, value) in response.headers.iter() {
+        let mut note = |name: &str, value: &str| {
             // The length picks the one or two names worth comparing.
             let name = name.as_bytes();
             match name.len() {
@@ -58,10 +57,22 @@ impl Middleware for SecurityHeaders {
                 }
                 _ => {}
             }
+        };
+        for (name, value) in response.headers.entries() {
+            note(name, value);
         }
-        for (&here, &(name, value)) in present.iter().zip(&DEFAULTS) {
-            if !here {
-                response.headers.append_static(name, value);
+        for (name, value) in response.headers.static_tail() {
+            note(name, value);
+        }
+        if present[..DEFAULTS.len()] == [false; 3] {
+            // The usual case: all three, as a static tail (one store, and the writer copies
+            // the pre-rendered lines).
+            response.headers.set_static_tail(&DEFAULTS);
+        } else {
+            for (&here, &(name, value)) in present.iter().zip(&DEFAULTS) {
+                if !here {
+                    response.headers.append_static(name, value);
+                }
             }
         }
         if let (true, false, Some(csp)) = (is_html, present[3], self.csp) {
@@ -149,25 +160,13 @@ static DEFAULTS: [(&str, &str); 3] = [
 const DEFAULTS_RENDERED: &[u8] =
     b"X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n";
 
-/// True when `part` is exactly the static string `text` (same address and length): then its
-/// bytes are `text`'s, without comparing them.
-fn is_same_static(part: &Cow<'static, str>, text: &'static str) -> bool {
-    matches!(part, Cow::Borrowed(s) if std::ptr::eq(*s, text))
-}
-
-/// When `entries` starts with the three default headers exactly as `SecurityHeaders` appends
-/// them (untouched since), their header lines pre-rendered and how many entries they stand
-/// for: the writer appends them with one copy instead of three header lines of four copies
-/// each. Same bytes either way.
-pub(crate) fn rendered_defaults(
-    entries: &[(Cow<'static, str>, Cow<'static, str>)],
-) -> Option<(&'static [u8], usize)> {
-    let run = entries.get(..DEFAULTS.len())?;
-    let same = run
-        .iter()
-        .zip(&DEFAULTS)
-        .all(|((name, value), (n, v))| is_same_static(name, n) && is_same_static(value, v));
-    same.then_some((DEFAULTS_RENDERED, DEFAULTS.len()))
+/// The header lines of a static tail (see `Headers::set_static_tail`) when it is the default
+/// run `SecurityHeaders` sets: the writer appends them with one copy instead of three header
+/// lines of four copies each. Same bytes either way.
+pub(crate) fn rendered_tail(
+    tail: &'static [(&'static str, &'static str)],
+) -> Option<&'static [u8]> {
+    std::ptr::eq(tail, &DEFAULTS[..]).then_some(DEFAULTS_RENDERED)
 }
 
 #[cfg(test)]
@@ -225,26 +224,39 @@ mod tests {
         let mut req = Request::new(Method::Get, "/");
         let plain = |_: &mut Request| Response::text(200, "x");
         let r = mw.call(&mut req, &plain);
-        let entries = r.headers.entries();
         assert_eq!(
-            rendered_defaults(&entries[1..]),
-            Some((DEFAULTS_RENDERED, 3))
+            rendered_tail(r.headers.static_tail()),
+            Some(DEFAULTS_RENDERED)
         );
         assert_eq!(
-            rendered_defaults(&entries[..3]),
+            r.headers.entries().len(),
+            1,
+            "only the handler's header is stored"
+        );
+        static COPY: [(&str, &str); 3] = [
+            ("X-Content-Type-Options", "nosniff"),
+            ("X-Frame-Options", "DENY"),
+            ("Referrer-Policy", "no-referrer"),
+        ];
+        assert_eq!(
+            rendered_tail(&COPY),
             None,
-            "not at the start of the run"
+            "another run is written line by line"
         );
-        assert_eq!(rendered_defaults(&entries[2..]), None, "a partial run");
-        // The same text, but owned (or another static), is written header by header.
-        let mut copied = crate::http::request::Headers::new();
-        for (n, v) in DEFAULTS {
-            copied.append(n, v);
+        assert_eq!(rendered_tail(&DEFAULTS[1..]), None);
+        // Applied twice (nested routers): the second sees the first's headers.
+        let twice = mw.call(&mut req, &SecurityLayered(mw.clone()));
+        assert_eq!(twice.headers.len(), 4);
+    }
+
+    /// A handler that answers through a `SecurityHeaders` (a nested router's layer).
+    struct SecurityLayered(SecurityHeaders);
+
+    impl Handler for SecurityLayered {
+        fn call(&self, req: &mut Request) -> Response {
+            self.0
+                .call(req, &|_: &mut Request| Response::text(200, "x"))
         }
-        assert_eq!(rendered_defaults(copied.entries()), None);
-        let mut edited = r.headers.clone();
-        edited.insert_static("X-Frame-Options", "DENY");
-        assert_eq!(rendered_defaults(&edited.entries()[1..]), None);
     }
 
     #[test]
