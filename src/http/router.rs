@@ -122,14 +122,15 @@ struct Endpoint {
 
 impl Endpoint {
     fn find(&self, method: &Method) -> Option<usize> {
-        let direct = self.methods.iter().find(|(m, _)| m == method);
+        if let Some(&(_, handler)) = self.methods.iter().find(|(m, _)| m == method) {
+            return Some(handler);
+        }
         // HEAD is answered by GET's handler when not routed (the server drops the body).
-        let head = || {
-            self.methods
-                .iter()
-                .find(|(m, _)| *m == Method::Get && *method == Method::Head)
-        };
-        direct.or_else(head).map(|(_, h)| *h)
+        if !matches!(method, Method::Head) {
+            return None;
+        }
+        let get = self.methods.iter().find(|(m, _)| matches!(m, Method::Get));
+        get.map(|&(_, handler)| handler)
     }
 
     /// The `Allow` header value: routed methods, plus HEAD with GET, plus OPTIONS.

@@ -54,10 +54,13 @@ pub struct Written {
     pub direct: Option<Direct>,
 }
 
+/// The status line of a 200, the usual answer (see [`write_response_heads`]).
+pub const OK_STATUS_LINE: &[u8] = b"HTTP/1.1 200 OK\r\n";
+
 /// Appends the status line of `status` (HTTP/1.1).
 fn status_line(out: &mut Vec<u8>, status: u16) {
     let line: &[u8] = match status {
-        200 => b"HTTP/1.1 200 OK\r\n",
+        200 => OK_STATUS_LINE,
         201 => b"HTTP/1.1 201 Created\r\n",
         204 => b"HTTP/1.1 204 No Content\r\n",
         304 => b"HTTP/1.1 304 Not Modified\r\n",
@@ -190,9 +193,25 @@ pub fn write_response_common(
     exchange: Exchange,
     common_head: &[u8],
 ) -> Written {
+    write_response_heads(out, response, exchange, common_head, &[])
+}
+
+/// Like [`write_response_common`], with `ok_head` the 200 status line followed by
+/// `common_head` (empty if not rendered): a 200 starts with one copy of it.
+pub fn write_response_heads(
+    out: &mut Vec<u8>,
+    response: Response,
+    exchange: Exchange,
+    common_head: &[u8],
+    ok_head: &[u8],
+) -> Written {
     assert!(
         common_head.ends_with(b"\r\n"),
         "the common head is whole header lines"
+    );
+    assert!(
+        ok_head.is_empty() || ok_head.len() == OK_STATUS_LINE.len() + common_head.len(),
+        "ok_head is the 200 status line and the common head"
     );
     let Response {
         mut status,
@@ -226,8 +245,12 @@ pub fn write_response_common(
     let inline_len = body.as_bytes().map_or(0, <[u8]>::len);
     out.reserve(HEAD_FIXED_BYTES + common_head.len() + fields_len + inline_len);
     let start = out.len();
-    status_line(out, status);
-    out.extend_from_slice(common_head);
+    if status == 200 && !ok_head.is_empty() {
+        out.extend_from_slice(ok_head);
+    } else {
+        status_line(out, status);
+        out.extend_from_slice(common_head);
+    }
     let mut fields = Fields {
         status,
         close: !exchange.keep_alive,
@@ -369,6 +392,21 @@ mod tests {
              Content-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\n\r\nhi"
         );
         assert!(!close && !direct);
+    }
+
+    #[test]
+    fn the_rendered_ok_head_gives_the_same_bytes() {
+        let mut common = Vec::new();
+        render_common_head(&mut common, DATE, "lithair");
+        let mut ok_head = OK_STATUS_LINE.to_vec();
+        ok_head.extend_from_slice(&common);
+        for status in [200, 201, 404, 418] {
+            let make = || Response::text(status, "hi").with_header("X-A", "1");
+            let (mut plain, mut fused) = (Vec::new(), Vec::new());
+            write_response_common(&mut plain, make(), KEEP, &common);
+            write_response_heads(&mut fused, make(), KEEP, &common, &ok_head);
+            assert_eq!(String::from_utf8(fused), String::from_utf8(plain));
+        }
     }
 
     #[test]
