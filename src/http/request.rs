@@ -190,6 +190,7 @@ impl Headers {
 
     /// An empty list with room for at least `capacity` headers, reusing a list that an
     /// earlier response on this thread gave back with [`Headers::recycle`] when there is one.
+    #[inline]
     pub(crate) fn recycled(capacity: usize) -> Headers {
         let spare = SPARE_LISTS
             .try_with(|lists| lists.borrow_mut().pop())
@@ -203,6 +204,7 @@ impl Headers {
 
     /// Empties the list and keeps its allocation for [`Headers::recycled`] on this thread
     /// (within limits); called once a response's head is written.
+    #[inline]
     pub(crate) fn recycle(self) {
         let mut entries = self.entries;
         if entries.capacity() == 0 || entries.capacity() > SPARE_LIST_SLOTS_MAX {
@@ -321,6 +323,7 @@ impl Headers {
 
     /// Removes every header, keeping the owned strings in `spare` (at most `spare_max`) so
     /// that the next request's headers reuse them instead of allocating.
+    #[inline]
     pub(crate) fn clear_into(&mut self, spare: &mut Vec<String>, spare_max: usize) {
         self.tail = &[];
         // Popped rather than drained: the order of the spare strings does not matter, and
@@ -548,6 +551,7 @@ impl Request {
 
     /// Sets `target`, `path` and `query` from a raw request-target (origin-form, absolute-form,
     /// authority-form or `*`), reusing the strings' allocations.
+    #[inline]
     pub fn set_target(&mut self, target: &str) {
         self.target.clear();
         self.target.push_str(target);
@@ -561,6 +565,7 @@ impl Request {
 
 /// The index of the first `?` or `#` in `bytes`, eight bytes per step: this runs on every
 /// request's target.
+#[inline]
 fn query_or_fragment(bytes: &[u8]) -> Option<usize> {
     const LOW_BITS: u64 = 0x0101_0101_0101_0101;
     const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
@@ -584,6 +589,7 @@ fn query_or_fragment(bytes: &[u8]) -> Option<usize> {
 
 /// Splits a request-target into (path, query). Absolute-form `http://host/p?q` gives `/p`, `q`;
 /// an absolute-form without a path gives `/`. Pure.
+#[inline]
 pub fn split_target(target: &str) -> (&str, &str) {
     // Fast path for origin-form, by far the most common (no substring search).
     if target.starts_with('/') {

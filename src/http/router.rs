@@ -484,6 +484,7 @@ impl Table {
         Some((endpoint, endpoint.find(method)))
     }
 
+    #[inline]
     fn exact_hit(&self, path: &str) -> Option<&Endpoint> {
         if self.exact.len() <= EXACT_SCAN_MAX {
             assert_eq!(
@@ -500,6 +501,7 @@ impl Table {
         self.exact.get(path)
     }
 
+    #[inline]
     fn choose(endpoint: &Endpoint, method: &Method, rest: Option<Vec<String>>) -> Resolved {
         match (endpoint.find(method), method) {
             (Some(index), _) => Resolved::Found(index, rest),
@@ -509,6 +511,7 @@ impl Table {
     }
 
     /// Matches `req` and, when a handler is found, fills `req.params` (reusing its strings).
+    #[inline]
     fn resolve(&self, req: &mut Request) -> Resolved {
         req.recycle_params();
         if let Some(endpoint) = self.exact_hit(&req.path) {

@@ -135,6 +135,7 @@ struct Fields<'h> {
 impl<'h> Fields<'h> {
     /// Writes one valid header field, except those that frame the message: the writer
     /// decides those itself and only records what they asked for.
+    #[inline]
     fn write(&mut self, out: &mut Vec<u8>, name: &'h str, value: &'h str) {
         match framing_name(name) {
             Framing::Other => {}
