@@ -190,7 +190,7 @@ impl Headers {
 
     /// An empty list with room for at least `capacity` headers, reusing a list that an
     /// earlier response on this thread gave back with [`Headers::recycle`] when there is one.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn recycled(capacity: usize) -> Headers {
         let spare = SPARE_LISTS
             .try_with(|lists| lists.borrow_mut().pop())
@@ -204,7 +204,7 @@ impl Headers {
 
     /// Empties the list and keeps its allocation for [`Headers::recycled`] on this thread
     /// (within limits); called once a response's head is written.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn recycle(self) {
         let mut entries = self.entries;
         if entries.capacity() == 0 || entries.capacity() > SPARE_LIST_SLOTS_MAX {

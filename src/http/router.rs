@@ -484,7 +484,7 @@ impl Table {
         Some((endpoint, endpoint.find(method)))
     }
 
-    #[inline]
+    #[inline(always)]
     fn exact_hit(&self, path: &str) -> Option<&Endpoint> {
         if self.exact.len() <= EXACT_SCAN_MAX {
             assert_eq!(
