@@ -623,6 +623,11 @@ impl Conn {
         if inline {
             let in_order = keeps_order(handler, request);
             let response = run_handler(handler, request);
+            if !response.is_deferred() {
+                // The usual answer: straight into its slot (a response is large to move).
+                self.push_ready(exchange, response);
+                return;
+            }
             match settle(response, ctx.inbox, ctx.token, seq) {
                 Some(response) => self.push_ready(exchange, response),
                 None => self.push_waiting(exchange, in_order),

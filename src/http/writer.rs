@@ -159,6 +159,9 @@ impl<'h> Fields<'h> {
     }
 }
 
+/// Bytes reserved for the header fields of a response (a few headers and the security ones).
+const FIELDS_BYTES_GUESS: usize = 256;
+
 /// Bytes the head needs besides the header fields: status line, `Server`, `Date`,
 /// `Content-Length` or `Transfer-Encoding`, `Connection` and the final CRLF.
 const HEAD_FIXED_BYTES: usize = 160;
@@ -231,20 +234,12 @@ pub fn write_response_heads(
         eprintln!("lithair http: handler returned invalid status {status}; sending 500");
         status = 500;
     }
-    // One reservation for the whole response: the copies below never reallocate.
+    // One reservation for the whole response, with a guess for the header fields rather than
+    // a pass to measure them: the copies below reallocate only for unusually many fields.
     let tail = headers.static_tail();
     let rendered = rendered_tail(tail);
-    let fields_len: usize = headers
-        .entries()
-        .iter()
-        .map(|(n, v)| n.len() + v.len() + 4)
-        .sum::<usize>()
-        + match rendered {
-            Some(lines) => lines.len(),
-            None => tail.iter().map(|(n, v)| n.len() + v.len() + 4).sum(),
-        };
     let inline_len = body.as_bytes().map_or(0, <[u8]>::len);
-    out.reserve(HEAD_FIXED_BYTES + common_head.len() + fields_len + inline_len);
+    out.reserve(HEAD_FIXED_BYTES + common_head.len() + FIELDS_BYTES_GUESS + inline_len);
     let start = out.len();
     if status == 200 && !ok_head.is_empty() {
         out.extend_from_slice(ok_head);
