@@ -120,12 +120,14 @@ impl Version {
 /// Names and values are stored as `Cow<'static, str>` so that responses built from static
 /// strings (the common case) cost no allocation per header.
 ///
-/// INVARIANT: the list is `entries` followed by `tail`, a run of static pairs set by
-/// [`Headers::set_static_tail`] (the default security headers, added to every response): one
-/// store instead of one push per header, and the writer copies the run pre-rendered. Any change
-/// that could reorder or touch the tail first moves it into `entries`.
+/// INVARIANT: the list is `head`, then `entries`, then `tail`. `head` and `tail` are runs of
+/// static pairs set by [`Headers::static_head`] (a response's `Content-Type`) and
+/// [`Headers::set_static_tail`] (the default security headers): no allocation, one store instead
+/// of one push per header, and the writer copies known runs pre-rendered. A change that could
+/// reorder or touch a run first moves it into `entries` (appending after the head is in order).
 #[derive(Clone, Debug, Default)]
 pub struct Headers {
+    head: &'static [(&'static str, &'static str)],
     entries: Vec<Entry>,
     tail: &'static [(&'static str, &'static str)],
 }
@@ -143,14 +145,40 @@ impl Headers {
     /// An empty list; allocates nothing until the first header.
     pub fn new() -> Headers {
         Headers {
+            head: &[],
             entries: Vec::new(),
             tail: &[],
         }
     }
 
+    /// A list made of the static run `head` (no allocation; see the type's invariant).
+    pub(crate) fn static_head(head: &'static [(&'static str, &'static str)]) -> Headers {
+        Headers {
+            head,
+            entries: Vec::new(),
+            tail: &[],
+        }
+    }
+
+    /// The static run before `entries` (see [`Headers::static_head`]).
+    pub(crate) fn head_run(&self) -> &'static [(&'static str, &'static str)] {
+        self.head
+    }
+
+    /// Moves the head run into `entries`, before a change that would touch it.
+    #[cold]
+    fn materialize_head(&mut self) {
+        let head = std::mem::take(&mut self.head);
+        let moved = head
+            .iter()
+            .map(|&(name, value)| (Cow::Borrowed(name), Cow::Borrowed(value)));
+        self.entries.splice(0..0, moved);
+    }
+
     /// An empty list with room for `capacity` headers.
     pub fn with_capacity(capacity: usize) -> Headers {
         Headers {
+            head: &[],
             entries: Vec::with_capacity(capacity),
             tail: &[],
         }
@@ -166,6 +194,29 @@ impl Headers {
     /// The static run after `entries` (see [`Headers::set_static_tail`]).
     pub(crate) fn static_tail(&self) -> &'static [(&'static str, &'static str)] {
         self.tail
+    }
+
+    /// Makes `entries` ready to take a header at the end: the tail moved in first (it must
+    /// stay last), and a spare list taken if there is no allocation yet (a response made of
+    /// static runs that a middleware then adds to).
+    #[inline]
+    fn before_push(&mut self) {
+        if self.entries.capacity() == 0 {
+            self.take_spare_list();
+        }
+        self.materialize_tail();
+    }
+
+    #[cold]
+    fn take_spare_list(&mut self) {
+        let spare = SPARE_LISTS
+            .try_with(|lists| lists.borrow_mut().pop())
+            .ok()
+            .flatten();
+        if let Some(list) = spare {
+            assert!(list.is_empty(), "a spare header list holds headers");
+            self.entries = list;
+        }
     }
 
     /// Moves the static tail into `entries`, before a change that must see one plain list.
@@ -199,7 +250,11 @@ impl Headers {
         let mut entries = spare.unwrap_or_default();
         assert!(entries.is_empty(), "a spare header list holds headers");
         entries.reserve(capacity);
-        Headers { entries, tail: &[] }
+        Headers {
+            head: &[],
+            entries,
+            tail: &[],
+        }
     }
 
     /// Empties the list and keeps its allocation for [`Headers::recycled`] on this thread
@@ -222,14 +277,18 @@ impl Headers {
 
     /// The value of the first header named `name`, if any.
     pub fn get(&self, name: &str) -> Option<&str> {
+        let in_run = |run: &'static [(&'static str, &'static str)]| {
+            run.iter()
+                .find(|(n, _)| same_name(n, name))
+                .map(|&(_, v)| v)
+        };
+        if let Some(value) = in_run(self.head) {
+            return Some(value);
+        }
         let stored = self.entries.iter().find(|(n, _)| same_name(n, name));
         match stored {
             Some((_, value)) => Some(value),
-            None => self
-                .tail
-                .iter()
-                .find(|(n, _)| same_name(n, name))
-                .map(|&(_, v)| v),
+            None => in_run(self.tail),
         }
     }
 
@@ -249,14 +308,14 @@ impl Headers {
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
         let name = name.into();
         self.remove(&name);
-        self.materialize_tail();
+        self.before_push();
         self.entries
             .push((Cow::Owned(name), Cow::Owned(value.into())));
     }
 
     /// Appends `name: value`, keeping existing headers of that name.
     pub fn append(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.materialize_tail();
+        self.before_push();
         self.entries
             .push((Cow::Owned(name.into()), Cow::Owned(value.into())));
     }
@@ -264,59 +323,63 @@ impl Headers {
     /// Like `insert` for static strings: no allocation.
     pub fn insert_static(&mut self, name: &'static str, value: &'static str) {
         self.remove(name);
-        self.materialize_tail();
+        self.before_push();
         self.entries
             .push((Cow::Borrowed(name), Cow::Borrowed(value)));
     }
 
     /// Like `append` for static strings: no allocation.
     pub fn append_static(&mut self, name: &'static str, value: &'static str) {
-        self.materialize_tail();
+        self.before_push();
         self.entries
             .push((Cow::Borrowed(name), Cow::Borrowed(value)));
     }
 
     /// Appends a header from parts that may already be static (no allocation for those).
     pub fn append_cow(&mut self, name: Cow<'static, str>, value: Cow<'static, str>) {
-        self.materialize_tail();
+        self.before_push();
         self.entries.push((name, value));
     }
 
     /// Removes every header named `name`.
     pub fn remove(&mut self, name: &str) {
+        if self.head.iter().any(|(n, _)| same_name(n, name)) {
+            self.materialize_head();
+        }
         if self.tail.iter().any(|(n, _)| same_name(n, name)) {
             self.materialize_tail();
         }
         self.entries.retain(|(n, _)| !same_name(n, name));
     }
 
-    /// The headers before the static tail, in order, as stored: the writer trusts
-    /// `Cow::Borrowed` parts (see `http::writer`). The tail is [`Headers::static_tail`].
+    /// The headers between the static runs, in order, as stored: the writer trusts
+    /// `Cow::Borrowed` parts (see `http::writer`). The runs are [`Headers::head_run`] and
+    /// [`Headers::static_tail`].
     pub(crate) fn entries(&self) -> &[Entry] {
         &self.entries
     }
 
     /// Every header in order, as `(name, value)`.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let head = self.head.iter().map(|&(n, v)| (n, v));
         let tail = self.tail.iter().map(|&(n, v)| (n, v));
-        self.entries
-            .iter()
-            .map(|(n, v)| (n.as_ref(), v.as_ref()))
-            .chain(tail)
+        let stored = self.entries.iter().map(|(n, v)| (n.as_ref(), v.as_ref()));
+        head.chain(stored).chain(tail)
     }
 
     /// Number of header lines.
     pub fn len(&self) -> usize {
-        self.entries.len() + self.tail.len()
+        self.head.len() + self.entries.len() + self.tail.len()
     }
 
     /// True when there are no headers.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.tail.is_empty()
+        self.head.is_empty() && self.entries.is_empty() && self.tail.is_empty()
     }
 
     /// Removes every header, keeping the allocation for reuse.
     pub fn clear(&mut self) {
+        self.head = &[];
         self.entries.clear();
         self.tail = &[];
     }
@@ -325,6 +388,7 @@ impl Headers {
     /// that the next request's headers reuse them instead of allocating.
     #[inline]
     pub(crate) fn clear_into(&mut self, spare: &mut Vec<String>, spare_max: usize) {
+        self.head = &[];
         self.tail = &[];
         // Popped rather than drained: the order of the spare strings does not matter, and
         // this runs on every request.
@@ -685,6 +749,24 @@ mod tests {
             edit(&mut b);
             assert_eq!(a.iter().collect::<Vec<_>>(), b.iter().collect::<Vec<_>>());
         }
+        // The same with a static head run before the stored headers.
+        static HEAD: [(&str, &str); 1] = [("Content-Type", "text/plain")];
+        let with_both = || {
+            let mut h = Headers::static_head(&HEAD);
+            h.set_static_tail(&RUN);
+            h
+        };
+        assert_eq!(with_both(), plain);
+        assert_eq!(with_both().get("content-type"), Some("text/plain"));
+        for edit in edits {
+            let (mut a, mut b) = (with_both(), plain.clone());
+            edit(&mut a);
+            edit(&mut b);
+            assert_eq!(a.iter().collect::<Vec<_>>(), b.iter().collect::<Vec<_>>());
+        }
+        let mut h = with_both();
+        h.clear();
+        assert!(h.is_empty() && h.head_run().is_empty());
         let mut twice = with_tail();
         twice.set_static_tail(&RUN);
         assert_eq!(twice.len(), 5);

@@ -12,7 +12,7 @@ use super::date::HTTP_DATE_BYTES;
 use super::middleware::rendered_tail;
 use super::parse::is_token;
 use super::request::Version;
-use super::response::{reason_phrase, Body, Response, StreamFn};
+use super::response::{reason_phrase, rendered_head, Body, Response, StreamFn};
 use std::borrow::Cow;
 
 /// What the writer needs to know about the request being answered.
@@ -252,6 +252,16 @@ pub fn write_response_heads(
         close: !exchange.keep_alive,
         own_length: None,
     };
+    let head = headers.head_run();
+    match rendered_head(head) {
+        // A common `Content-Type`: its line is pre-rendered.
+        Some(lines) => out.extend_from_slice(lines),
+        None => {
+            for &(name, value) in head {
+                fields.write(out, name, value);
+            }
+        }
+    }
     for (name, value) in headers.entries() {
         // Static strings are program text, written by the developer, and cannot carry
         // attacker bytes; only owned strings (built at run time, maybe from request data)

@@ -58,6 +58,9 @@ impl Middleware for SecurityHeaders {
                 _ => {}
             }
         };
+        for (name, value) in response.headers.head_run() {
+            note(name, value);
+        }
         for (name, value) in response.headers.entries() {
             note(name, value);
         }
