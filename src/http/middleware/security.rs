@@ -231,10 +231,24 @@ mod tests {
             rendered_tail(r.headers.static_tail()),
             Some(DEFAULTS_RENDERED)
         );
+        // The handler's Content-Type is a static run too: nothing is stored in a list.
         assert_eq!(
-            r.headers.entries().len(),
-            1,
-            "only the handler's header is stored"
+            (r.headers.head_run().len(), r.headers.entries().len()),
+            (1, 0)
+        );
+        // With a header stored by the handler, the runs stay around it.
+        let etag = |_: &mut Request| Response::text(200, "x").with_header("ETag", "\"1\"");
+        let r = mw.call(&mut req, &etag);
+        let names: Vec<&str> = r.headers.iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "Content-Type",
+                "ETag",
+                "X-Content-Type-Options",
+                "X-Frame-Options",
+                "Referrer-Policy"
+            ]
         );
         static COPY: [(&str, &str); 3] = [
             ("X-Content-Type-Options", "nosniff"),
