@@ -835,6 +835,24 @@ mod tests {
     }
 
     #[test]
+    fn static_routes_are_found_by_scan_and_by_map_alike() {
+        for count in [EXACT_SCAN_MAX, EXACT_SCAN_MAX + 4] {
+            let mut router = Router::bare();
+            for i in 0..count {
+                let body: &'static str = Box::leak(format!("r{i}").into_boxed_str());
+                let pattern = format!("/route/number/{i}");
+                router = router.get(&pattern, move |_: &mut Request| Response::text(200, body));
+            }
+            check(&router, Method::Get, "/route/number/3", 200, "r3");
+            let last = format!("/route/number/{}", count - 1);
+            check(&router, Method::Get, &last, 200, &format!("r{}", count - 1));
+            check(&router, Method::Get, "/route/number/99", 404, "");
+            // An escaped path is decoded by the trie, never taken from the exact routes.
+            check(&router, Method::Get, "/route/number/%33", 200, "r3");
+        }
+    }
+
+    #[test]
     fn path_hash_covers_every_byte_of_words_and_remainder() {
         let base = "/a-longer-path/with/words";
         for at in 0..base.len() {
