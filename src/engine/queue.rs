@@ -256,26 +256,39 @@ impl<J> JobQueue<J> {
     /// batch (1, 2, ...: the caller makes exactly one log batch of each take). With a backlog
     /// (jobs left over from the last batch are in `out`), waits only for the log. Returns
     /// `None` once the queue is closed and drained and there is no backlog.
+    #[cfg(test)]
     pub(super) fn take_batch(&self, out: &mut VecDeque<J>, max: usize) -> Option<u64> {
+        loop {
+            if !self.wait_turn(!out.is_empty()) {
+                return None;
+            }
+            if let Some(batch) = self.try_take(out, max) {
+                return Some(batch);
+            }
+        }
+    }
+
+    /// The sequencer thread: blocks until a batch may go (`backlog`: jobs are left over from
+    /// the last take). Returns `false` once the queue is closed and drained and there is no
+    /// backlog. Takes nothing: [`JobQueue::try_take`] does, and may find the batch gone (a
+    /// log completion took it meanwhile).
+    pub(super) fn wait_turn(&self, backlog: bool) -> bool {
         let mut control = self.lock();
         loop {
-            // SeqCst store, then SeqCst loads of the counters below: a submitter that queued
-            // after these loads sees the sleep state and wakes us.
-            let verdict = if out.is_empty() {
+            if !backlog {
+                // SeqCst store, then SeqCst loads of the counters in `verdict`: a submitter
+                // that queued after these loads sees the sleep state and wakes us.
                 self.sleep.store(SLEEP_FOR_JOBS, Ordering::SeqCst);
-                let jobs = self.available.load(Ordering::SeqCst) > 0;
-                if !jobs && self.closed.load(Ordering::SeqCst) {
-                    self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
-                    return None;
-                }
-                self.ready(&control, jobs, Instant::now())
-            } else if control.in_log >= self.batches_max {
-                Err(None)
-            } else {
-                Ok(())
+            }
+            let Some(verdict) = self.verdict(&control, backlog) else {
+                self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
+                return false;
             };
             let state = match verdict {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
+                    return true;
+                }
                 Err(_) if control.in_log >= self.batches_max => SLEEP_FOR_LOG,
                 Err(None) => SLEEP_FOR_JOBS,
                 Err(Some(_)) => SLEEP_FOR_GROUP,
@@ -289,7 +302,37 @@ impl<J> JobQueue<J> {
                 _ => self.sequencer.wait(control).expect("job queue poisoned"),
             };
         }
-        self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
+    }
+
+    /// Whether a batch may go now (`backlog`: jobs are left over in the caller's `out`), as
+    /// [`JobQueue::ready`] says; `None`: the queue is closed and drained and there is no
+    /// backlog.
+    fn verdict(&self, control: &Control, backlog: bool) -> Option<Result<(), Option<Duration>>> {
+        if backlog {
+            return Some(if control.in_log >= self.batches_max {
+                Err(None)
+            } else {
+                Ok(())
+            });
+        }
+        let jobs = self.available.load(Ordering::SeqCst) > 0;
+        if !jobs && self.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(self.ready(control, jobs, Instant::now()))
+    }
+
+    /// Takes a batch if one may go now, without waiting: moves up to `max` jobs into `out`
+    /// and numbers the batch (1, 2, ...: one log batch of each take). Called by the sequencer thread
+    /// after [`JobQueue::wait_turn`], and by the log completion of the previous batch once
+    /// its callbacks resubmitted (it then sequences the batch itself: no sequencer wake). The
+    /// caller holds the sequencing role (one taker at a time, so batches reach the log in the
+    /// order they are numbered). Leaves the sequencer's sleep state alone.
+    pub(super) fn try_take(&self, out: &mut VecDeque<J>, max: usize) -> Option<u64> {
+        let control = self.lock();
+        if self.verdict(&control, !out.is_empty()) != Some(Ok(())) {
+            return None;
+        }
         self.drain(&control, out, max);
         let batch = self.taken.fetch_add(1, Ordering::SeqCst) + 1;
         let wake_submitters = control.submitters_waiting > 0;

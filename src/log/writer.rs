@@ -13,6 +13,7 @@
 //! stops), or leave a partial frame behind after a failed write.
 
 use super::frame::{self, EntryBatch, Frame, Status, HEADER_BYTES};
+use super::inbox::{Inbox, Waited};
 use super::prepare::{self, Preparer};
 use super::segment::{self, Ending};
 use super::sync::{SyncPipe, Written};
@@ -164,16 +165,11 @@ pub struct Appended {
 /// [`on_writer_thread`]).
 pub type Done = Box<dyn FnOnce(Result<Appended, AppendError>) + Send>;
 
-thread_local! {
-    /// Set on every log writer thread (of any log) for its whole life.
-    static ON_WRITER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 /// Whether the calling thread is a log writer thread, where [`Done`] completions run. A
 /// caller about to block on a log (or on something only a log completion releases) asserts
 /// it is not, since the wait could never end.
 pub fn on_writer_thread() -> bool {
-    ON_WRITER_THREAD.with(|flag| flag.get())
+    super::inbox::on_any_writer_thread()
 }
 
 /// Panics with a message naming `what` when called on a log writer thread.
@@ -226,7 +222,8 @@ struct Shared {
 /// The append-only log of a data directory. Dropping it drains queued appends and stops the
 /// writer thread; the directory lock is released when the writer exits.
 pub struct Log {
-    sender: Option<mpsc::Sender<Request>>,
+    /// Where appends and control requests wait for a writer thread (closed on drop).
+    inbox: Arc<Inbox<Request>>,
     writers: Vec<thread::JoinHandle<()>>,
     shared: Arc<Shared>,
     prepared: Arc<prepare::Stats>,
@@ -333,9 +330,10 @@ impl Log {
             preparer,
             _lock: lock,
         };
-        let (sender, receiver) = mpsc::channel();
+        let inbox = Arc::new(Inbox::new());
         let worker = Arc::new(Worker {
-            receiver: Mutex::new(receiver),
+            inbox: Arc::clone(&inbox),
+            turn: Mutex::new(()),
             pipe: writer.pipe.clone(),
             writer: Mutex::new(writer),
         });
@@ -345,17 +343,20 @@ impl Log {
             let spawned = thread::Builder::new()
                 .name(format!("lithair-log-writer-{number}"))
                 .spawn(move || {
-                    ON_WRITER_THREAD.with(|flag| flag.set(true));
+                    worker.inbox.enter();
                     worker.run()
                 });
             match spawned {
                 Ok(handle) => handles.push(handle),
-                // The ones already running stop when the sender is dropped below.
-                Err(e) => return Err(Error::io(&log_dir, "spawn writer thread", e)),
+                Err(e) => {
+                    // The ones already running stop once the inbox is closed.
+                    inbox.close();
+                    return Err(Error::io(&log_dir, "spawn writer thread", e));
+                }
             }
         }
         let log = Log {
-            sender: Some(sender),
+            inbox,
             writers: handles,
             shared,
             prepared,
@@ -366,10 +367,12 @@ impl Log {
 
     /// Queues an append. The outcome arrives through `append.done`; outcomes arrive in the
     /// order of the appends (a refused one included).
+    ///
+    /// Called from a completion on one of this log's writer threads (a single-node engine
+    /// appending its next batch), it wakes no other thread: that writer thread writes the
+    /// append itself once its completion returns.
     pub fn append(&self, append: Append) {
-        let sender = self.sender.as_ref().expect("sender lives until drop");
-        if let Err(mpsc::SendError(Request::Append(append))) = sender.send(Request::Append(append))
-        {
+        if let Err(Request::Append(append)) = self.inbox.push(Request::Append(append)) {
             (append.done)(Err(AppendError::Closed));
         }
     }
@@ -427,8 +430,7 @@ impl Log {
     /// Sends a control request whose caller then waits for the reply.
     fn request(&self, request: Request) -> Result<(), Error> {
         assert_not_writer_thread("a blocking log request (truncate, delete, reset)");
-        let sender = self.sender.as_ref().expect("sender lives until drop");
-        sender.send(request).map_err(|_| closed())
+        self.inbox.push(request).map(|_| ()).map_err(|_| closed())
     }
 
     /// Index the next append must start at, as seen by the writer after its last group.
@@ -482,7 +484,7 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
-        drop(self.sender.take());
+        self.inbox.close();
         let writers = std::mem::take(&mut self.writers);
         let current = thread::current().id();
         if writers.iter().any(|handle| handle.thread().id() == current) {
@@ -695,11 +697,16 @@ struct Writer {
 /// group. A `Relaxed` log has one (its fsyncs are off the acknowledgement path).
 const DURABLE_WORKERS: usize = 2;
 
-/// What the writer threads share. Lock order: `receiver`, then `writer` (a thread takes the
-/// writer before it lets go of the receiver, so groups are written in the order they were
-/// received), then the sync pipe's lock.
+/// What the writer threads share. Lock order: `turn`, then `writer` (a thread takes the
+/// writer before it lets go of the turn, so groups are written in the order they were
+/// taken), then the sync pipe's lock. The inbox's lock is only ever held briefly and alone
+/// (a completion run under the writer lock may append).
 struct Worker {
-    receiver: Mutex<mpsc::Receiver<Request>>,
+    inbox: Arc<Inbox<Request>>,
+    /// Taken to take requests from the inbox, and held until the writer is: groups are
+    /// written in the order they were taken. Nobody waits for requests holding it, so a
+    /// thread back from a completion takes what that completion appended at once.
+    turn: Mutex<()>,
     writer: Mutex<Writer>,
     /// The writer's pipe, reachable without its lock (`None`: `Relaxed` mode).
     pipe: Option<Arc<SyncPipe>>,
@@ -713,47 +720,43 @@ impl Worker {
     /// One writer thread: take every pending append, write them as one group, then run the
     /// fsync unless the other thread is running one (which then covers this group too, or
     /// its next one does). So a lone append is written and synced by one thread with no
-    /// hand-off, and under load a write overlaps the running fsync.
+    /// hand-off, and under load a write overlaps the running fsync. An append queued by a
+    /// completion on this thread is taken on the next turn of the loop (it woke nobody).
     fn run(&self) {
         let mut group: Vec<Append> = Vec::new();
         loop {
-            let mut control = None;
-            {
-                let receiver = self.receiver.lock().expect("log receiver poisoned");
-                // Never wait for a request holding the writer in `Durable` mode: the other
-                // thread needs it to finish its group.
-                let first = match &self.pipe {
-                    Some(_) => receiver.recv().ok(),
-                    // One thread in this mode: holding the writer while waiting is fine.
-                    None => self.writer().wait(&receiver),
-                };
-                let Some(first) = first else {
-                    break;
-                };
-                let mut group_bytes = 0;
-                let mut next = Some(first);
-                while let Some(request) = next.take() {
-                    match request {
-                        Request::Append(append) => {
-                            group_bytes += append.entries.byte_len();
-                            group.push(append);
-                        }
-                        other => {
-                            control = Some(other);
-                            break;
-                        }
-                    }
-                    if group_bytes < GROUP_BYTES_MAX {
-                        next = receiver.try_recv().ok();
-                    }
-                }
-                let mut writer = self.writer();
-                drop(receiver);
-                writer.commit_group(&mut group);
-                if let Some(request) = control.take() {
-                    writer.control(request);
-                }
+            let waited = match &self.pipe {
+                Some(_) => self.inbox.wait(None),
+                // One thread in this mode: holding the writer while waiting is fine.
+                None => self.writer().wait(&self.inbox),
+            };
+            if waited == Waited::Closed {
+                break;
             }
+            let turn = self.turn.lock().expect("log turn poisoned");
+            let mut control = None;
+            let mut group_bytes = 0;
+            self.inbox.take(|request| match request {
+                Request::Append(append) => {
+                    group_bytes += append.entries.byte_len();
+                    group.push(append);
+                    group_bytes < GROUP_BYTES_MAX
+                }
+                other => {
+                    control = Some(other);
+                    false
+                }
+            });
+            if group.is_empty() && control.is_none() {
+                continue; // The other thread took them.
+            }
+            let mut writer = self.writer();
+            drop(turn);
+            writer.commit_group(&mut group);
+            if let Some(request) = control.take() {
+                writer.control(request);
+            }
+            drop(writer);
             if let Some(pipe) = &self.pipe {
                 pipe.sync_if_free();
             }
@@ -795,20 +798,20 @@ impl Writer {
         }
     }
 
-    /// Blocks for the next request; in Relaxed mode wakes up to fsync when the interval passes.
-    fn wait(&mut self, receiver: &mpsc::Receiver<Request>) -> Option<Request> {
+    /// Blocks until a request is queued (or the inbox closed); in Relaxed mode wakes up to
+    /// fsync when the interval passes.
+    fn wait(&mut self, inbox: &Inbox<Request>) -> Waited {
         loop {
             let Durability::Relaxed { interval } = self.options.durability else {
-                return receiver.recv().ok();
+                return inbox.wait(None);
             };
             let Some(since) = self.unsynced_since else {
-                return receiver.recv().ok();
+                return inbox.wait(None);
             };
             let left = interval.saturating_sub(since.elapsed());
-            match receiver.recv_timeout(left) {
-                Ok(request) => return Some(request),
-                Err(mpsc::RecvTimeoutError::Timeout) => self.sync(),
-                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            match inbox.wait(Some(left)) {
+                Waited::TimedOut => self.sync(),
+                waited => return waited,
             }
         }
     }
