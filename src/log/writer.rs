@@ -1321,6 +1321,53 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Appends `index` whose completion appends `index + 1`, up to `last`; each completion
+    /// reports its thread.
+    fn append_chained(
+        log: &Arc<Log>,
+        index: u64,
+        last: u64,
+        order: mpsc::Sender<(u64, thread::ThreadId)>,
+    ) {
+        let next = Arc::clone(log);
+        log.append(Append {
+            term: 1,
+            first_index: index,
+            entries: batch(&[format!("entry {index}").as_bytes()]),
+            done: Box::new(move |outcome| {
+                assert!(outcome.is_ok(), "append {index}: {outcome:?}");
+                if index < last {
+                    append_chained(&next, index + 1, last, order.clone());
+                }
+                // Before reporting: the test takes the log back after the last report.
+                drop(next);
+                let _ = order.send((index, thread::current().id()));
+            }),
+        });
+    }
+
+    #[test]
+    fn an_append_from_a_completion_is_written_and_synced_by_the_thread_that_ran_it() {
+        let dir = std::env::temp_dir().join(format!("lithair-log-chain-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let (log, _) = Log::open(&dir, LogOptions::default(), &mut |_| Ok(())).unwrap();
+        let log = Arc::new(log);
+        let (order, completions) = mpsc::channel();
+        append_chained(&log, 1, 30, order);
+        let seen: Vec<(u64, thread::ThreadId)> = completions.iter().take(30).collect();
+        let indexes: Vec<u64> = seen.iter().map(|(index, _)| *index).collect();
+        assert_eq!(indexes, (1..=30).collect::<Vec<_>>());
+        // The second writer thread sleeps through it all: nothing woke it.
+        assert!(
+            seen.iter().all(|(_, thread)| *thread == seen[0].1),
+            "every completion ran on the thread that wrote the append before it"
+        );
+        assert_eq!(log.fsync_count(), 30, "one fsync per chained append");
+        let log = Arc::into_inner(log).expect("the chain let go of the log");
+        drop(log);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn reset_starts_an_empty_log_at_the_given_index_durably() {
         let dir = std::env::temp_dir().join(format!("lithair-log-reset-{}", std::process::id()));
