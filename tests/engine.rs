@@ -1091,8 +1091,7 @@ fn the_last_handle_dropped_in_a_completion_shuts_the_engine_down_off_the_log_thr
 }
 
 /// One chain of [`callback_chains_decide_in_log_order_and_survive_a_failed_write`]: submits a
-/// sell, and its completion (on a log thread, where the engine then sequences the resubmitted
-/// batch itself) records the outcome and submits the next one.
+/// sell, and its completion (on a log thread) records the outcome and submits the next one.
 struct SellChain {
     engine: Arc<Engine<Shop>>,
     left: u64,
@@ -1153,7 +1152,7 @@ fn callback_chains_decide_in_log_order_and_survive_a_failed_write() {
         };
         chain.submit();
     }
-    // Fail one write while the chains run (they resubmit from the log thread).
+    // Fail one write while the chains run (they resubmit from a log thread).
     while outcomes.lock().expect("outcomes").len() < 40 {
         std::thread::yield_now();
     }

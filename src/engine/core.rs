@@ -334,17 +334,6 @@ pub(super) struct Shared<S: State> {
     /// Cluster mode: the replica's way to the applier; taken on shutdown so a replica that
     /// outlives the engine cannot keep the applier alive.
     replica_sender: Mutex<Option<mpsc::Sender<ApplierMessage<S>>>>,
-    /// The sequencing role (set at start): whoever holds it takes, sequences and hands a
-    /// batch to the log, so batches reach the log in order. The sequencer thread waits for
-    /// it; a log completion only tries it (see [`sequence_in_completion`]).
-    role: Mutex<Option<Role<S>>>,
-}
-
-/// What the holder of the sequencing role works with.
-struct Role<S: State> {
-    sequencer: Sequencer<S>,
-    /// Jobs taken from the queue but not yet sequenced (a batch stops at its size bounds).
-    backlog: VecDeque<Job<S>>,
 }
 
 /// Cluster-mode state shared by the sequencer and the replica.
@@ -666,12 +655,6 @@ impl<S: State> Engine<S> {
                 applied_hooks: RwLock::new(Vec::new()),
             }),
             replica_sender: Mutex::new(None),
-            role: Mutex::new(None),
-        });
-        let sequencer = Sequencer::from_committed(&shared, 1);
-        *shared.role.lock().expect("sequencing role poisoned") = Some(Role {
-            sequencer,
-            backlog: VecDeque::new(),
         });
         let snapshotter: Snapshotter = Arc::new(Mutex::new(None));
         // Pacing amortizes fsyncs; in Relaxed mode or behind Raft there is none to amortize.
@@ -1167,120 +1150,45 @@ fn run_sequencer<S: State>(
     jobs: &Arc<JobQueue<Job<S>>>,
     snapshotter: &Snapshotter,
 ) {
-    loop {
-        let backlog = !lock_role(shared).backlog_is_empty();
-        if !jobs.wait_turn(backlog) {
-            // A log completion may have left a backlog since it was read: only stop when
-            // there is none.
-            if lock_role(shared).backlog_is_empty() {
-                break;
-            }
-            continue;
-        }
-        let mut guard = lock_role(shared);
-        let role = guard.role();
-        // A log completion may have taken the batch meanwhile.
-        let Some(batch) = jobs.try_take(&mut role.backlog, BATCH_COMMANDS_MAX) else {
-            continue;
-        };
-        assert!(!role.backlog.is_empty(), "a batch holds at least one job");
+    let mut sequencer = Sequencer::from_committed(shared, 1);
+    // Jobs taken from the queue but not yet sequenced (a batch stops at its size bounds).
+    let mut backlog: VecDeque<Job<S>> = VecDeque::new();
+    while let Some(batch) = jobs.take_batch(&mut backlog, BATCH_COMMANDS_MAX) {
+        assert!(!backlog.is_empty(), "a batch holds at least one job");
         if shared.failed.load(Ordering::SeqCst) {
             wait_until_idle(shared);
-            role.sequencer = Sequencer::from_committed(shared, role.sequencer.next_request_id);
+            sequencer = Sequencer::from_committed(shared, sequencer.next_request_id);
             shared.failed.store(false, Ordering::SeqCst);
         }
         if let Some(cluster) = &shared.cluster {
-            if !cluster_admit(shared, cluster, &mut role.sequencer) {
-                for job in role.backlog.drain(..) {
+            if !cluster_admit(shared, cluster, &mut sequencer) {
+                for job in backlog.drain(..) {
                     job.finish(Err(Failure::Storage(NOT_COMMITTED.to_string())));
                 }
                 continue;
             }
         }
-        hand_batch(shared, jobs, snapshotter, role, batch);
+        let first_index = sequencer.next_index;
+        let (entries, pending) = sequence_batch(&mut sequencer, &mut backlog);
+        assert_eq!(first_index + u64::from(entries.len()), sequencer.next_index);
+        shared.in_flight.start();
+        if let Some(cluster) = &shared.cluster {
+            propose_batch(cluster, &mut sequencer, first_index, &entries, pending);
+            continue;
+        }
+        let mut pending = pending;
+        pending.batch = batch;
+        // Counted until the log acknowledges it: at most `log_batches_max` batches are in the
+        // log (with more than one, the next is written while this one's fsync runs).
+        jobs.log_started();
+        let done = completion(Arc::clone(shared), Arc::clone(jobs), snapshotter, pending);
+        shared.log.append(Append {
+            term: 0,
+            first_index,
+            entries,
+            done,
+        });
     }
-}
-
-/// The sequencing role's lock guard.
-type RoleGuard<'a, S> = std::sync::MutexGuard<'a, Option<Role<S>>>;
-
-fn lock_role<S: State>(shared: &Shared<S>) -> RoleGuard<'_, S> {
-    shared.role.lock().expect("sequencing role poisoned")
-}
-
-/// Access to the role behind its guard.
-trait RoleAccess<S: State> {
-    fn role(&mut self) -> &mut Role<S>;
-    fn backlog_is_empty(&self) -> bool;
-}
-
-impl<S: State> RoleAccess<S> for RoleGuard<'_, S> {
-    fn role(&mut self) -> &mut Role<S> {
-        self.as_mut().expect("the sequencing role is set at start")
-    }
-
-    fn backlog_is_empty(&self) -> bool {
-        self.as_ref().is_none_or(|role| role.backlog.is_empty())
-    }
-}
-
-/// Sequences the jobs just taken (batch number `batch`) and hands them to the log (or to Raft
-/// in cluster mode); the caller holds the sequencing role, so batches reach the log in order.
-fn hand_batch<S: State>(
-    shared: &Arc<Shared<S>>,
-    jobs: &Arc<JobQueue<Job<S>>>,
-    snapshotter: &Snapshotter,
-    role: &mut Role<S>,
-    batch: u64,
-) {
-    let sequencer = &mut role.sequencer;
-    let first_index = sequencer.next_index;
-    let (entries, pending) = sequence_batch(sequencer, &mut role.backlog);
-    assert_eq!(first_index + u64::from(entries.len()), sequencer.next_index);
-    shared.in_flight.start();
-    if let Some(cluster) = &shared.cluster {
-        propose_batch(cluster, sequencer, first_index, &entries, pending);
-        return;
-    }
-    let mut pending = pending;
-    pending.batch = batch;
-    // Counted until the log acknowledges it: at most `log_batches_max` batches are in the
-    // log (with more than one, the next is written while this one's fsync runs).
-    jobs.log_started();
-    let done = completion(Arc::clone(shared), Arc::clone(jobs), snapshotter, pending);
-    shared.log.append(Append {
-        term: 0,
-        first_index,
-        entries,
-        done,
-    });
-}
-
-/// Single node, in a log completion once its answers are filled (the callbacks among them
-/// resubmitted): takes and sequences the next batch right there if it may go now, and hands
-/// it to the log, which writes it on this very thread once the completion returns (see
-/// `Log::append`): no sequencer wake and no writer wake between this fsync's return and the
-/// next write. Returns `false` when it did not (the group is not back yet, as with
-/// submitters that are threads woken after this; the sequencer thread holds the role; a
-/// failed append needs the sequencer's rebuild, which waits for this very completion): the
-/// caller then wakes the sequencer thread.
-fn sequence_in_completion<S: State>(
-    shared: &Arc<Shared<S>>,
-    jobs: &Arc<JobQueue<Job<S>>>,
-    snapshotter: &Snapshotter,
-) -> bool {
-    let Ok(mut guard) = shared.role.try_lock() else {
-        return false;
-    };
-    if shared.failed.load(Ordering::SeqCst) {
-        return false;
-    }
-    let role = guard.role();
-    let Some(batch) = jobs.try_take(&mut role.backlog, BATCH_COMMANDS_MAX) else {
-        return false;
-    };
-    hand_batch(shared, jobs, snapshotter, role, batch);
-    true
 }
 
 /// Single node: the log completion of a batch, run on the log thread that saw its fsync
@@ -1315,12 +1223,8 @@ fn completion<S: State>(
         // take them all, and before the waiting submitters wake (a crowd that would keep
         // this thread off a core for a while).
         queue.log_done_quietly(answered);
-        let next_batch = || {
-            if !sequence_in_completion(&shared, &queue, &snapshotter) {
-                queue.wake_after_log();
-            }
-        };
-        complete_append(&shared, result, pending, &snapshotter, &next_batch);
+        let wake_sequencer = || queue.wake_after_log();
+        complete_append(&shared, result, pending, &snapshotter, &wake_sequencer);
         // Last: the engine handle waiting for zero in flight must drop `Shared` after us.
         drop(shared);
         drop(queue);

@@ -256,39 +256,26 @@ impl<J> JobQueue<J> {
     /// batch (1, 2, ...: the caller makes exactly one log batch of each take). With a backlog
     /// (jobs left over from the last batch are in `out`), waits only for the log. Returns
     /// `None` once the queue is closed and drained and there is no backlog.
-    #[cfg(test)]
     pub(super) fn take_batch(&self, out: &mut VecDeque<J>, max: usize) -> Option<u64> {
-        loop {
-            if !self.wait_turn(!out.is_empty()) {
-                return None;
-            }
-            if let Some(batch) = self.try_take(out, max) {
-                return Some(batch);
-            }
-        }
-    }
-
-    /// The sequencer thread: blocks until a batch may go (`backlog`: jobs are left over from
-    /// the last take). Returns `false` once the queue is closed and drained and there is no
-    /// backlog. Takes nothing: [`JobQueue::try_take`] does, and may find the batch gone (a
-    /// log completion took it meanwhile).
-    pub(super) fn wait_turn(&self, backlog: bool) -> bool {
         let mut control = self.lock();
         loop {
-            if !backlog {
-                // SeqCst store, then SeqCst loads of the counters in `verdict`: a submitter
-                // that queued after these loads sees the sleep state and wakes us.
+            // SeqCst store, then SeqCst loads of the counters below: a submitter that queued
+            // after these loads sees the sleep state and wakes us.
+            let verdict = if out.is_empty() {
                 self.sleep.store(SLEEP_FOR_JOBS, Ordering::SeqCst);
-            }
-            let Some(verdict) = self.verdict(&control, backlog) else {
-                self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
-                return false;
+                let jobs = self.available.load(Ordering::SeqCst) > 0;
+                if !jobs && self.closed.load(Ordering::SeqCst) {
+                    self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
+                    return None;
+                }
+                self.ready(&control, jobs, Instant::now())
+            } else if control.in_log >= self.batches_max {
+                Err(None)
+            } else {
+                Ok(())
             };
             let state = match verdict {
-                Ok(()) => {
-                    self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
-                    return true;
-                }
+                Ok(()) => break,
                 Err(_) if control.in_log >= self.batches_max => SLEEP_FOR_LOG,
                 Err(None) => SLEEP_FOR_JOBS,
                 Err(Some(_)) => SLEEP_FOR_GROUP,
@@ -302,37 +289,7 @@ impl<J> JobQueue<J> {
                 _ => self.sequencer.wait(control).expect("job queue poisoned"),
             };
         }
-    }
-
-    /// Whether a batch may go now (`backlog`: jobs are left over in the caller's `out`), as
-    /// [`JobQueue::ready`] says; `None`: the queue is closed and drained and there is no
-    /// backlog.
-    fn verdict(&self, control: &Control, backlog: bool) -> Option<Result<(), Option<Duration>>> {
-        if backlog {
-            return Some(if control.in_log >= self.batches_max {
-                Err(None)
-            } else {
-                Ok(())
-            });
-        }
-        let jobs = self.available.load(Ordering::SeqCst) > 0;
-        if !jobs && self.closed.load(Ordering::SeqCst) {
-            return None;
-        }
-        Some(self.ready(control, jobs, Instant::now()))
-    }
-
-    /// Takes a batch if one may go now, without waiting: moves up to `max` jobs into `out`
-    /// and numbers the batch (1, 2, ...: one log batch of each take). Called by the sequencer thread
-    /// after [`JobQueue::wait_turn`], and by the log completion of the previous batch once
-    /// its callbacks resubmitted (it then sequences the batch itself: no sequencer wake). The
-    /// caller holds the sequencing role (one taker at a time, so batches reach the log in the
-    /// order they are numbered). Leaves the sequencer's sleep state alone.
-    pub(super) fn try_take(&self, out: &mut VecDeque<J>, max: usize) -> Option<u64> {
-        let control = self.lock();
-        if self.verdict(&control, !out.is_empty()) != Some(Ok(())) {
-            return None;
-        }
+        self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
         self.drain(&control, out, max);
         let batch = self.taken.fetch_add(1, Ordering::SeqCst) + 1;
         let wake_submitters = control.submitters_waiting > 0;
@@ -415,16 +372,9 @@ impl<J> JobQueue<J> {
 /// batches have waiters at a time: those in the log, and the next one queued).
 pub const WAKE_LANES: usize = 16;
 
-/// Waiters the applier wakes itself on releasing a batch: each starts a chain (see
-/// [`WakeBoard`]), so this many chains wake the batch side by side (one per core here).
-pub const WAKE_CHAINS: i32 = 2;
-
 /// Where submitters of the single-node log path sleep: the applier fills every reply slot of
-/// a batch, then wakes [`WAKE_CHAINS`] of the batch's lane, and every waiter that wakes up
-/// wakes one more before it goes on (a chain). Measured: one `futex` wake of the whole lane
-/// (~50 threads) kept the applier (a log thread) about 130 us per batch inside the system
-/// call on this 2-core VM (a wake-up on another core is an interrupt between cores, which a
-/// VM pays dearly); spread over the woken threads, that cost leaves the log thread's path.
+/// a batch, then wakes the batch's lane with one `futex` call (one system call, and at most
+/// one preemption of the applier, instead of one per submitter).
 ///
 /// Invariant: batches are released in order (the log acknowledges them in the order they
 /// were handed to it, and the applier releases them in that order), so a filled slot's
@@ -464,24 +414,23 @@ impl WakeBoard {
     pub(super) fn release(&self, batch: u64) {
         let previous = self.released.swap(batch, Ordering::SeqCst);
         assert_eq!(previous + 1, batch, "batches are released in order");
-        Self::wake(self.lane(batch), WAKE_CHAINS);
+        Self::wake(self.lane(batch));
     }
 
     /// Wakes every lane (a slot answered outside its batch: shutdown, a panic).
     fn wake_everyone(&self) {
         for lane in &self.lanes {
-            Self::wake(lane, i32::MAX);
+            Self::wake(lane);
         }
     }
 
-    /// Wakes `count` sleepers of `lane` (each passes the wake on, see `wait_for`).
-    fn wake(lane: &Lane, count: i32) {
+    fn wake(lane: &Lane) {
         // Change the word first, then count sleepers (both SeqCst): a waiter counted after
         // this load waits for the old value, so the kernel returns it at once (see
         // `sys::futex` on why skipping the call then loses no wakeup).
         lane.sequence.fetch_add(1, Ordering::SeqCst);
         if lane.sleepers.load(Ordering::SeqCst) > 0 {
-            crate::sys::futex::wake(&lane.sequence, count);
+            crate::sys::futex::wake_all(&lane.sequence);
         }
     }
 
@@ -507,13 +456,7 @@ impl WakeBoard {
             }
             lane.sleepers.fetch_add(1, Ordering::SeqCst);
             crate::sys::futex::wait(&lane.sequence, sequence);
-            // Whatever woke us (the chain, a spurious return, a word changed before the
-            // wait), pass one wake on first: every sleeper of the lane then wakes, one
-            // returning thread after another, and a thread not of this batch keeps the
-            // chain going too. An extra wake only makes a sleeper look again.
-            if lane.sleepers.fetch_sub(1, Ordering::SeqCst) > 1 {
-                crate::sys::futex::wake(&lane.sequence, 1);
-            }
+            lane.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -865,9 +808,8 @@ mod tests {
     }
 
     #[test]
-    fn board_wakes_every_waiter_of_a_batch_with_one_release_through_the_chain() {
+    fn board_wakes_every_waiter_of_a_batch_with_one_release() {
         let board = Arc::new(WakeBoard::new().expect("futex on the test platform"));
-        // Many more waiters than the release wakes itself: the rest wake along the chain.
         let slots: Vec<Arc<Slot<usize>>> = (0..48)
             .map(|_| Arc::new(Slot::new(Some(Arc::clone(&board)))))
             .collect();

@@ -67,7 +67,8 @@ const PLACEMENT_EXPLORE_EVERY: u64 = 32;
 const PLACEMENT_SAMPLES_MIN: u32 = 8;
 /// A CPU's average no longer counts after this many fsyncs elsewhere (it may have changed).
 const PLACEMENT_STALE_FSYNCS: u64 = 1024;
-/// Environment variable that switches the placement off when set to `off`.
+/// Environment variable that switches the fsync placement (see `log::sync`) off when set to
+/// `off`, read when a log opens.
 pub const PLACEMENT_ENV: &str = "LITHAIR_FSYNC_PLACEMENT";
 
 /// Per CPU, how long fsyncs took whose thread woke up there (an average of recent ones).

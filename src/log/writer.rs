@@ -13,7 +13,6 @@
 //! stops), or leave a partial frame behind after a failed write.
 
 use super::frame::{self, EntryBatch, Frame, Status, HEADER_BYTES};
-use super::inbox::{Inbox, Waited};
 use super::prepare::{self, Preparer};
 use super::segment::{self, Ending};
 use super::sync::{SyncPipe, Written};
@@ -165,11 +164,16 @@ pub struct Appended {
 /// [`on_writer_thread`]).
 pub type Done = Box<dyn FnOnce(Result<Appended, AppendError>) + Send>;
 
+thread_local! {
+    /// Set on every log writer thread (of any log) for its whole life.
+    static ON_WRITER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Whether the calling thread is a log writer thread, where [`Done`] completions run. A
 /// caller about to block on a log (or on something only a log completion releases) asserts
 /// it is not, since the wait could never end.
 pub fn on_writer_thread() -> bool {
-    super::inbox::on_any_writer_thread()
+    ON_WRITER_THREAD.with(|flag| flag.get())
 }
 
 /// Panics with a message naming `what` when called on a log writer thread.
@@ -222,8 +226,7 @@ struct Shared {
 /// The append-only log of a data directory. Dropping it drains queued appends and stops the
 /// writer thread; the directory lock is released when the writer exits.
 pub struct Log {
-    /// Where appends and control requests wait for a writer thread (closed on drop).
-    inbox: Arc<Inbox<Request>>,
+    sender: Option<mpsc::Sender<Request>>,
     writers: Vec<thread::JoinHandle<()>>,
     shared: Arc<Shared>,
     prepared: Arc<prepare::Stats>,
@@ -330,10 +333,9 @@ impl Log {
             preparer,
             _lock: lock,
         };
-        let inbox = Arc::new(Inbox::new());
+        let (sender, receiver) = mpsc::channel();
         let worker = Arc::new(Worker {
-            inbox: Arc::clone(&inbox),
-            turn: Mutex::new(()),
+            receiver: Mutex::new(receiver),
             pipe: writer.pipe.clone(),
             writer: Mutex::new(writer),
         });
@@ -343,20 +345,17 @@ impl Log {
             let spawned = thread::Builder::new()
                 .name(format!("lithair-log-writer-{number}"))
                 .spawn(move || {
-                    worker.inbox.enter();
+                    ON_WRITER_THREAD.with(|flag| flag.set(true));
                     worker.run()
                 });
             match spawned {
                 Ok(handle) => handles.push(handle),
-                Err(e) => {
-                    // The ones already running stop once the inbox is closed.
-                    inbox.close();
-                    return Err(Error::io(&log_dir, "spawn writer thread", e));
-                }
+                // The ones already running stop when the sender is dropped below.
+                Err(e) => return Err(Error::io(&log_dir, "spawn writer thread", e)),
             }
         }
         let log = Log {
-            inbox,
+            sender: Some(sender),
             writers: handles,
             shared,
             prepared,
@@ -367,12 +366,10 @@ impl Log {
 
     /// Queues an append. The outcome arrives through `append.done`; outcomes arrive in the
     /// order of the appends (a refused one included).
-    ///
-    /// Called from a completion on one of this log's writer threads (a single-node engine
-    /// appending its next batch), it wakes no other thread: that writer thread writes the
-    /// append itself once its completion returns.
     pub fn append(&self, append: Append) {
-        if let Err(Request::Append(append)) = self.inbox.push(Request::Append(append)) {
+        let sender = self.sender.as_ref().expect("sender lives until drop");
+        if let Err(mpsc::SendError(Request::Append(append))) = sender.send(Request::Append(append))
+        {
             (append.done)(Err(AppendError::Closed));
         }
     }
@@ -430,7 +427,8 @@ impl Log {
     /// Sends a control request whose caller then waits for the reply.
     fn request(&self, request: Request) -> Result<(), Error> {
         assert_not_writer_thread("a blocking log request (truncate, delete, reset)");
-        self.inbox.push(request).map(|_| ()).map_err(|_| closed())
+        let sender = self.sender.as_ref().expect("sender lives until drop");
+        sender.send(request).map_err(|_| closed())
     }
 
     /// Index the next append must start at, as seen by the writer after its last group.
@@ -484,7 +482,7 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
-        self.inbox.close();
+        drop(self.sender.take());
         let writers = std::mem::take(&mut self.writers);
         let current = thread::current().id();
         if writers.iter().any(|handle| handle.thread().id() == current) {
@@ -697,16 +695,11 @@ struct Writer {
 /// group. A `Relaxed` log has one (its fsyncs are off the acknowledgement path).
 const DURABLE_WORKERS: usize = 2;
 
-/// What the writer threads share. Lock order: `turn`, then `writer` (a thread takes the
-/// writer before it lets go of the turn, so groups are written in the order they were
-/// taken), then the sync pipe's lock. The inbox's lock is only ever held briefly and alone
-/// (a completion run under the writer lock may append).
+/// What the writer threads share. Lock order: `receiver`, then `writer` (a thread takes the
+/// writer before it lets go of the receiver, so groups are written in the order they were
+/// received), then the sync pipe's lock.
 struct Worker {
-    inbox: Arc<Inbox<Request>>,
-    /// Taken to take requests from the inbox, and held until the writer is: groups are
-    /// written in the order they were taken. Nobody waits for requests holding it, so a
-    /// thread back from a completion takes what that completion appended at once.
-    turn: Mutex<()>,
+    receiver: Mutex<mpsc::Receiver<Request>>,
     writer: Mutex<Writer>,
     /// The writer's pipe, reachable without its lock (`None`: `Relaxed` mode).
     pipe: Option<Arc<SyncPipe>>,
@@ -720,43 +713,47 @@ impl Worker {
     /// One writer thread: take every pending append, write them as one group, then run the
     /// fsync unless the other thread is running one (which then covers this group too, or
     /// its next one does). So a lone append is written and synced by one thread with no
-    /// hand-off, and under load a write overlaps the running fsync. An append queued by a
-    /// completion on this thread is taken on the next turn of the loop (it woke nobody).
+    /// hand-off, and under load a write overlaps the running fsync.
     fn run(&self) {
         let mut group: Vec<Append> = Vec::new();
         loop {
-            let waited = match &self.pipe {
-                Some(_) => self.inbox.wait(None),
-                // One thread in this mode: holding the writer while waiting is fine.
-                None => self.writer().wait(&self.inbox),
-            };
-            if waited == Waited::Closed {
-                break;
-            }
-            let turn = self.turn.lock().expect("log turn poisoned");
             let mut control = None;
-            let mut group_bytes = 0;
-            self.inbox.take(|request| match request {
-                Request::Append(append) => {
-                    group_bytes += append.entries.byte_len();
-                    group.push(append);
-                    group_bytes < GROUP_BYTES_MAX
+            {
+                let receiver = self.receiver.lock().expect("log receiver poisoned");
+                // Never wait for a request holding the writer in `Durable` mode: the other
+                // thread needs it to finish its group.
+                let first = match &self.pipe {
+                    Some(_) => receiver.recv().ok(),
+                    // One thread in this mode: holding the writer while waiting is fine.
+                    None => self.writer().wait(&receiver),
+                };
+                let Some(first) = first else {
+                    break;
+                };
+                let mut group_bytes = 0;
+                let mut next = Some(first);
+                while let Some(request) = next.take() {
+                    match request {
+                        Request::Append(append) => {
+                            group_bytes += append.entries.byte_len();
+                            group.push(append);
+                        }
+                        other => {
+                            control = Some(other);
+                            break;
+                        }
+                    }
+                    if group_bytes < GROUP_BYTES_MAX {
+                        next = receiver.try_recv().ok();
+                    }
                 }
-                other => {
-                    control = Some(other);
-                    false
+                let mut writer = self.writer();
+                drop(receiver);
+                writer.commit_group(&mut group);
+                if let Some(request) = control.take() {
+                    writer.control(request);
                 }
-            });
-            if group.is_empty() && control.is_none() {
-                continue; // The other thread took them.
             }
-            let mut writer = self.writer();
-            drop(turn);
-            writer.commit_group(&mut group);
-            if let Some(request) = control.take() {
-                writer.control(request);
-            }
-            drop(writer);
             if let Some(pipe) = &self.pipe {
                 pipe.sync_if_free();
             }
@@ -798,20 +795,20 @@ impl Writer {
         }
     }
 
-    /// Blocks until a request is queued (or the inbox closed); in Relaxed mode wakes up to
-    /// fsync when the interval passes.
-    fn wait(&mut self, inbox: &Inbox<Request>) -> Waited {
+    /// Blocks for the next request; in Relaxed mode wakes up to fsync when the interval passes.
+    fn wait(&mut self, receiver: &mpsc::Receiver<Request>) -> Option<Request> {
         loop {
             let Durability::Relaxed { interval } = self.options.durability else {
-                return inbox.wait(None);
+                return receiver.recv().ok();
             };
             let Some(since) = self.unsynced_since else {
-                return inbox.wait(None);
+                return receiver.recv().ok();
             };
             let left = interval.saturating_sub(since.elapsed());
-            match inbox.wait(Some(left)) {
-                Waited::TimedOut => self.sync(),
-                waited => return waited,
+            match receiver.recv_timeout(left) {
+                Ok(request) => return Some(request),
+                Err(mpsc::RecvTimeoutError::Timeout) => self.sync(),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
             }
         }
     }
@@ -1317,53 +1314,6 @@ mod tests {
             .map(|i| format!("entry {i}").into_bytes())
             .collect();
         assert_eq!(stored, want);
-        drop(log);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// Appends `index` whose completion appends `index + 1`, up to `last`; each completion
-    /// reports its thread.
-    fn append_chained(
-        log: &Arc<Log>,
-        index: u64,
-        last: u64,
-        order: mpsc::Sender<(u64, thread::ThreadId)>,
-    ) {
-        let next = Arc::clone(log);
-        log.append(Append {
-            term: 1,
-            first_index: index,
-            entries: batch(&[format!("entry {index}").as_bytes()]),
-            done: Box::new(move |outcome| {
-                assert!(outcome.is_ok(), "append {index}: {outcome:?}");
-                if index < last {
-                    append_chained(&next, index + 1, last, order.clone());
-                }
-                // Before reporting: the test takes the log back after the last report.
-                drop(next);
-                let _ = order.send((index, thread::current().id()));
-            }),
-        });
-    }
-
-    #[test]
-    fn an_append_from_a_completion_is_written_and_synced_by_the_thread_that_ran_it() {
-        let dir = std::env::temp_dir().join(format!("lithair-log-chain-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let (log, _) = Log::open(&dir, LogOptions::default(), &mut |_| Ok(())).unwrap();
-        let log = Arc::new(log);
-        let (order, completions) = mpsc::channel();
-        append_chained(&log, 1, 30, order);
-        let seen: Vec<(u64, thread::ThreadId)> = completions.iter().take(30).collect();
-        let indexes: Vec<u64> = seen.iter().map(|(index, _)| *index).collect();
-        assert_eq!(indexes, (1..=30).collect::<Vec<_>>());
-        // The second writer thread sleeps through it all: nothing woke it.
-        assert!(
-            seen.iter().all(|(_, thread)| *thread == seen[0].1),
-            "every completion ran on the thread that wrote the append before it"
-        );
-        assert_eq!(log.fsync_count(), 30, "one fsync per chained append");
-        let log = Arc::into_inner(log).expect("the chain let go of the log");
         drop(log);
         fs::remove_dir_all(&dir).unwrap();
     }

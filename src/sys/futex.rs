@@ -27,13 +27,7 @@ pub fn wait(word: &AtomicU32, expected: u32) {
 
 /// Wakes every thread sleeping in [`wait`] on `word`.
 pub fn wake_all(word: &AtomicU32) {
-    imp::wake(word, i32::MAX);
-}
-
-/// Wakes at most `count` (> 0) threads sleeping in [`wait`] on `word`, the longest waiting
-/// first.
-pub fn wake(word: &AtomicU32, count: i32) {
-    imp::wake(word, count);
+    imp::wake_all(word);
 }
 
 #[cfg(all(
@@ -82,7 +76,7 @@ mod imp {
         }
     }
 
-    pub fn wake(word: &AtomicU32, count: i32) {
+    pub fn wake_all(word: &AtomicU32) {
         let address = word.as_ptr();
         // SAFETY: `address` points to a live, aligned `u32`; FUTEX_WAKE only uses it as a key
         // to find waiters and reads no other argument beyond the count.
@@ -91,7 +85,7 @@ mod imp {
                 SYS_FUTEX,
                 address,
                 i64::from(FUTEX_WAKE_PRIVATE),
-                i64::from(count),
+                i64::from(i32::MAX),
                 std::ptr::null::<u8>(),
                 std::ptr::null::<u8>(),
                 0_i64,
@@ -119,7 +113,7 @@ mod imp {
         std::thread::yield_now();
     }
 
-    pub fn wake(_word: &AtomicU32, _count: i32) {}
+    pub fn wake_all(_word: &AtomicU32) {}
 }
 
 #[cfg(test)]
