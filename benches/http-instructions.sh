@@ -9,8 +9,8 @@
 #   CONNS=16 benches/http-instructions.sh hyper /plaintext -s pipeline.lua   (16 per write)
 # Environment: OURS (server binary, default target/release/examples/bench_server), CONNS (wrk
 # connections, default 16), SECS (default 4), CGOPTS (extra callgrind options), KEEP (copy the
-# callgrind files to the current directory). hyper is ../shared/peers/target/release/peer-hyper,
-# built by ../shared/bench/http-compare.sh. Needs valgrind, wrk, taskset, curl.
+# callgrind files to the current directory), HYPER (default ../shared/peers/target/release/peer-hyper,
+# built by ../shared/bench/http-compare.sh). Needs valgrind, wrk, taskset, curl.
 set -euo pipefail
 kind=$1 path=$2; shift 2
 port=18190
@@ -18,7 +18,7 @@ here=$(pwd)
 data=$(mktemp -d)
 case $kind in
   ours) bin=${OURS:-$here/target/release/examples/bench_server}; args="--port $port --items 10000 --data $data/d";;
-  hyper) bin=$here/../shared/peers/target/release/peer-hyper; args="--port $port --items 10000";;
+  hyper) bin=${HYPER:-$here/../shared/peers/target/release/peer-hyper}; args="--port $port --items 10000";;
   *) echo "ours or hyper" >&2; exit 2;;
 esac
 # shellcheck disable=SC2086

@@ -1089,3 +1089,99 @@ fn the_last_handle_dropped_in_a_completion_shuts_the_engine_down_off_the_log_thr
     assert_eq!(reopened.read(|shop| shop.stock.get(&4).copied()), Some(2));
     close_and_remove(reopened, &dir);
 }
+
+/// One chain of [`callback_chains_decide_in_log_order_and_survive_a_failed_write`]: submits a
+/// sell, and its completion (on a log thread) records the outcome and submits the next one.
+struct SellChain {
+    engine: Arc<Engine<Shop>>,
+    left: u64,
+    outcomes: Arc<std::sync::Mutex<Vec<Result<u64, String>>>>,
+    done: std::sync::mpsc::Sender<()>,
+}
+
+impl SellChain {
+    fn submit(mut self) {
+        if self.left == 0 {
+            // Let go of the engine before telling the test, which then takes it back.
+            let SellChain { engine, done, .. } = self;
+            drop(engine);
+            done.send(()).expect("test alive");
+            return;
+        }
+        self.left -= 1;
+        let engine = Arc::clone(&self.engine);
+        let sell = Sell {
+            item: 1,
+            quantity: 1,
+        };
+        let then = move |outcome: Result<lithair::engine::Receipt, SubmitError<OutOfStock>>| {
+            let recorded = match outcome {
+                Ok(receipt) => Ok(receipt.first_index),
+                Err(SubmitError::Rejected(OutOfStock { available: 0 })) => Err("sold out".into()),
+                Err(SubmitError::DiskFull | SubmitError::Storage(_)) => Err("refused".into()),
+                Err(other) => panic!("unexpected outcome {other:?}"),
+            };
+            self.outcomes.lock().expect("outcomes").push(recorded);
+            self.submit();
+        };
+        engine.submit_then(sell, Meta::default(), Box::new(then));
+    }
+}
+
+#[test]
+fn callback_chains_decide_in_log_order_and_survive_a_failed_write() {
+    const CHAINS: u64 = 8;
+    const SELLS_EACH: u64 = 40;
+    const STOCK: u64 = 250;
+    let dir = common::fresh_dir("engine", "callback-chains");
+    let faults = Arc::new(Faults::default());
+    let options = EngineOptions {
+        faults: Some(Arc::clone(&faults)),
+        ..EngineOptions::default()
+    };
+    let engine = Arc::new(open(&dir, options.clone()));
+    restock(&engine, 1, STOCK);
+    let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (done_sender, done) = std::sync::mpsc::channel();
+    for _ in 0..CHAINS {
+        let chain = SellChain {
+            engine: Arc::clone(&engine),
+            left: SELLS_EACH,
+            outcomes: Arc::clone(&outcomes),
+            done: done_sender.clone(),
+        };
+        chain.submit();
+    }
+    // Fail one write while the chains run (they resubmit from a log thread).
+    while outcomes.lock().expect("outcomes").len() < 40 {
+        std::thread::yield_now();
+    }
+    faults.fail_next_writes(1);
+    for _ in 0..CHAINS {
+        done.recv_timeout(Duration::from_secs(60))
+            .expect("every chain ran to its end");
+    }
+    let outcomes = std::mem::take(&mut *outcomes.lock().expect("outcomes"));
+    assert_eq!(outcomes.len() as u64, CHAINS * SELLS_EACH);
+    let accepted: Vec<u64> = outcomes.iter().filter_map(|o| o.clone().ok()).collect();
+    let refused = outcomes
+        .iter()
+        .filter(|o| o.as_ref().err().is_some_and(|e| e == "refused"));
+    assert!(refused.count() > 0, "the injected failure reached a chain");
+    assert!(
+        accepted.windows(2).all(|pair| pair[0] < pair[1]),
+        "answered in log order"
+    );
+    let sold = accepted.len() as u64;
+    assert!(sold <= STOCK, "never oversold");
+    assert_eq!(
+        engine.read(|shop| (shop.stock[&1], shop.sold)),
+        (STOCK - sold, sold)
+    );
+    let live = engine.digest();
+    let engine = Arc::into_inner(engine).expect("the chains let go of the engine");
+    drop(engine);
+    let engine = open(&dir, options);
+    assert_eq!(engine.digest(), live, "the log replays to the live state");
+    close_and_remove(engine, &dir);
+}

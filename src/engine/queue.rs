@@ -810,7 +810,7 @@ mod tests {
     #[test]
     fn board_wakes_every_waiter_of_a_batch_with_one_release() {
         let board = Arc::new(WakeBoard::new().expect("futex on the test platform"));
-        let slots: Vec<Arc<Slot<usize>>> = (0..8)
+        let slots: Vec<Arc<Slot<usize>>> = (0..48)
             .map(|_| Arc::new(Slot::new(Some(Arc::clone(&board)))))
             .collect();
         let waiters: Vec<_> = slots
@@ -825,7 +825,7 @@ mod tests {
         }
         board.release(1);
         let answers: Vec<usize> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
-        assert_eq!(answers, (0..8).collect::<Vec<_>>());
+        assert_eq!(answers, (0..48).collect::<Vec<_>>());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::reactor::{Completion, Inbox, Outcome, Shared};
 use super::request::{Method, Request, Trailers, Version};
 use super::response::Response;
 use super::upgrade::{is_upgrade_request, Driver, ReadEnd};
-use super::writer::{write_response_common, Direct, Exchange};
+use super::writer::{write_response_heads, Direct, Exchange};
 use super::Handler;
 use crate::sys::Interest;
 use std::borrow::Cow;
@@ -62,6 +62,8 @@ pub(crate) struct Ctx<'a> {
     pub now_ms: u64,
     /// The `Server` and `Date` lines, rendered once per second.
     pub common_head: &'a [u8],
+    /// The same lines after the status line of a 200 (one copy for the usual answer).
+    pub ok_head: &'a [u8],
     pub write_buf: &'a mut Vec<u8>,
     pub scratch: &'a mut Request,
 }
@@ -102,6 +104,15 @@ struct Slot {
 /// no other request of the connection (`Handler::unordered`).
 fn keeps_order(handler: &dyn Handler, request: &Request) -> bool {
     !request.method.is_safe() && !handler.unordered(request)
+}
+
+/// Whether `request` asks for a protocol switch. Without an `Upgrade` field (nearly every
+/// request) the `Connection` field is not looked up.
+fn asks_upgrade(request: &Request) -> bool {
+    match request.header("upgrade") {
+        None => false,
+        upgrade => is_upgrade_request(request.header("connection"), upgrade),
+    }
 }
 
 /// Where a complete request lives: the reactor's reusable scratch request, or its own box.
@@ -444,7 +455,7 @@ impl Conn {
             });
         let exchange = Exchange {
             version: head.version,
-            head: ctx.scratch.method == Method::Head,
+            head: matches!(ctx.scratch.method, Method::Head),
             keep_alive: frame.keep_alive && !ctx.shared.is_shutting_down(),
         };
         let body_started = data.len() > head.head_len;
@@ -552,7 +563,7 @@ impl Conn {
             Source::Scratch => &*ctx.scratch,
             Source::Boxed(request) => &**request,
         };
-        let upgrade = is_upgrade_request(request.header("connection"), request.header("upgrade"));
+        let upgrade = asks_upgrade(request);
         self.upgrade_barrier |= upgrade;
         let ordered = keeps_order(&*ctx.shared.handler, request);
         let must_wait = self.waiting_in_order > 0 || (ordered && self.waiting > 0);
@@ -578,7 +589,7 @@ impl Conn {
         let Some((request, exchange)) = self.held.take() else {
             return;
         };
-        let upgrade = is_upgrade_request(request.header("connection"), request.header("upgrade"));
+        let upgrade = asks_upgrade(&request);
         self.dispatch(ctx, Source::Boxed(request), exchange, upgrade);
     }
 
@@ -599,7 +610,7 @@ impl Conn {
             Source::Scratch => ctx.scratch,
             Source::Boxed(boxed) => boxed,
         };
-        if request.method == Method::Options && request.target == "*" {
+        if matches!(request.method, Method::Options) && request.target == "*" {
             let allow = Response::new(204).with_header("Allow", ALLOW_ALL);
             self.push_ready(exchange, allow);
             return;
@@ -612,6 +623,11 @@ impl Conn {
         if inline {
             let in_order = keeps_order(handler, request);
             let response = run_handler(handler, request);
+            if !response.is_deferred() {
+                // The usual answer: straight into its slot (a response is large to move).
+                self.push_ready(exchange, response);
+                return;
+            }
             match settle(response, ctx.inbox, ctx.token, seq) {
                 Some(response) => self.push_ready(exchange, response),
                 None => self.push_waiting(exchange, in_order),
@@ -743,13 +759,18 @@ impl Conn {
                 break;
             };
             self.first_seq += 1;
-            let response = slot.response.unwrap_or_else(|| Response::new(500));
-            let (response, upgrade) = self.take_upgrade(ctx, response, slot.upgrade_request);
+            let mut response = slot.response.unwrap_or_else(|| Response::new(500));
+            let upgrade = self.take_upgrade(ctx, &mut response, slot.upgrade_request);
             let mut exchange = slot.exchange;
             // During a graceful shutdown every answer tells the client to go away.
             exchange.keep_alive &= !ctx.shared.is_shutting_down();
-            let written =
-                write_response_common(&mut self.output, response, exchange, ctx.common_head);
+            let written = write_response_heads(
+                &mut self.output,
+                response,
+                exchange,
+                ctx.common_head,
+                ctx.ok_head,
+            );
             if let Some(direct) = written.direct {
                 self.direct = DirectState::Pending(direct);
             }
@@ -770,12 +791,13 @@ impl Conn {
 
     /// Separates the protocol of an upgrade answer. Only a 101 to an upgrade request, outside
     /// a shutdown, hands the connection over; any other 101 is a handler bug and becomes a 500.
+    /// Works on the response in place: it is large, and this runs for every response.
     fn take_upgrade(
         &mut self,
         ctx: &Ctx<'_>,
-        mut response: Response,
+        response: &mut Response,
         upgrade_request: bool,
-    ) -> (Response, Option<Box<dyn super::upgrade::Upgraded>>) {
+    ) -> Option<Box<dyn super::upgrade::Upgraded>> {
         if upgrade_request {
             self.upgrade_barrier = false;
         }
@@ -784,17 +806,19 @@ impl Conn {
             Some(protocol)
                 if response.status == 101 && upgrade_request && !ctx.shared.is_shutting_down() =>
             {
-                (response, Some(protocol.0))
+                Some(protocol.0)
             }
             Some(_) if ctx.shared.is_shutting_down() => {
-                (Response::text(503, "server shutting down"), None)
+                *response = Response::text(503, "server shutting down");
+                None
             }
-            None if response.status != 101 => (response, None),
+            None if response.status != 101 => None,
             _ => {
                 eprintln!(
                     "lithair http: a 101 without an upgrade request and protocol; sending 500"
                 );
-                (Response::text(500, "internal server error"), None)
+                *response = Response::text(500, "internal server error");
+                None
             }
         }
     }
@@ -1015,25 +1039,24 @@ fn reused(spare: &mut Vec<String>, text: &str) -> String {
 
 /// Common header names as static strings: no allocation for them.
 fn static_name(name: &str) -> Option<&'static str> {
-    const KNOWN: [&str; 12] = [
-        "Host",
-        "User-Agent",
-        "Accept",
-        "Accept-Encoding",
-        "Accept-Language",
-        "Connection",
-        "Content-Type",
-        "Content-Length",
-        "Transfer-Encoding",
-        "Cookie",
-        "Authorization",
-        "Expect",
-    ];
-    // The length test first: most comparisons end there, without a `memcmp` call.
-    KNOWN
-        .iter()
-        .find(|k| k.len() == name.len() && **k == name)
-        .copied()
+    // A match on constant strings: the compiler tests the length, then the bytes inline
+    // (no `memcmp` call per known name).
+    let known = match name {
+        "Host" => "Host",
+        "User-Agent" => "User-Agent",
+        "Accept" => "Accept",
+        "Accept-Encoding" => "Accept-Encoding",
+        "Accept-Language" => "Accept-Language",
+        "Connection" => "Connection",
+        "Content-Type" => "Content-Type",
+        "Content-Length" => "Content-Length",
+        "Transfer-Encoding" => "Transfer-Encoding",
+        "Cookie" => "Cookie",
+        "Authorization" => "Authorization",
+        "Expect" => "Expect",
+        _ => return None,
+    };
+    Some(known)
 }
 
 /// Copies a parsed head into `request`, reusing its allocations.
@@ -1043,10 +1066,11 @@ fn fill_request(
     fields: &[HeaderSlot<'_>],
     peer: Option<SocketAddr>,
 ) {
-    request.method = match request.method.as_str() == head.method {
-        true => std::mem::replace(&mut request.method, Method::Get),
-        false => Method::from_token(head.method),
-    };
+    // `from_token` compares with constant tokens (no call); only an unknown method that
+    // repeats keeps its string.
+    if !matches!(&request.method, Method::Other(token) if token == head.method) {
+        request.method = Method::from_token(head.method);
+    }
     request.set_target(head.target);
     request.version = head.version;
     request.reset_plan();

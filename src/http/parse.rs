@@ -222,6 +222,7 @@ fn all_visible_ascii(word: u64) -> bool {
 
 /// The index of the first byte of `buf` failing `byte_ok`; `word_ok` must accept a word only
 /// when `byte_ok` accepts each of its bytes.
+#[inline(always)]
 fn first_rejected(
     buf: &[u8],
     word_ok: impl Fn(u64) -> bool,
@@ -245,6 +246,7 @@ fn first_rejected(
     found
 }
 
+#[inline(always)]
 fn text(bytes: &[u8]) -> Result<&str, ParseError> {
     std::str::from_utf8(bytes).map_err(|_| ParseError::BadHeaderValue)
 }
@@ -272,6 +274,7 @@ impl FieldSpan {
 }
 
 /// `text[range]` for a `text` that starts at byte `base` of the buffer.
+#[inline(always)]
 fn piece(text: &str, base: usize, range: (usize, usize)) -> Result<&str, ParseError> {
     assert!(
         range.0 >= base && range.0 <= range.1,
@@ -283,6 +286,7 @@ fn piece(text: &str, base: usize, range: (usize, usize)) -> Result<&str, ParseEr
 
 /// Checks `buf[base..end]` as UTF-8 once (method, target and names are ASCII by the byte
 /// rules; only values may hold obs-text) and fills `slots` from `spans`.
+#[inline(always)]
 fn fill_slots<'b>(
     buf: &'b [u8],
     base: usize,
@@ -475,7 +479,11 @@ fn check_version_prefix(partial: &[u8]) -> Result<(), ParseError> {
     Ok(())
 }
 
+#[inline]
 fn parse_version(v: &[u8]) -> Result<Version, ParseError> {
+    if v == b"HTTP/1.1" {
+        return Ok(Version::Http11); // Nearly every request: one comparison.
+    }
     check_version_prefix(v)?;
     match v {
         b"HTTP/1.1" => Ok(Version::Http11),
@@ -497,6 +505,7 @@ pub(crate) fn parse_field(buf: &[u8]) -> Result<Status<(HeaderSlot<'_>, usize)>,
 
 /// The byte rules of one field line at the start of `buf`: returns where the name and the
 /// trimmed value lie, and the bytes used (CRLF included). No UTF-8 check here.
+#[inline(always)]
 fn scan_field(buf: &[u8]) -> Result<Status<(FieldSpan, usize)>, ParseError> {
     if buf[0] == b' ' || buf[0] == b'\t' {
         return Err(ParseError::ObsFold);

@@ -21,7 +21,7 @@ use super::limits::ServerConfig;
 use super::pool::Pool;
 use super::request::Request;
 use super::response::Response;
-use super::writer::{render_common_head, Direct};
+use super::writer::{render_common_head, Direct, OK_STATUS_LINE};
 use super::Handler;
 use crate::sys::waker::Waker;
 use crate::sys::{Event, Interest, Poller};
@@ -345,6 +345,8 @@ impl Reactor {
         if self.common_head.is_empty() || self.date.get() != &self.common_date {
             self.common_date = *self.date.get();
             self.common_head.clear();
+            // The 200 status line first: `ok_head` is the whole buffer, `common_head` the rest.
+            self.common_head.extend_from_slice(OK_STATUS_LINE);
             render_common_head(
                 &mut self.common_head,
                 &self.common_date,
@@ -361,7 +363,8 @@ impl Reactor {
             inbox: &self.inbox,
             token,
             now_ms: self.now_ms,
-            common_head: &self.common_head,
+            common_head: &self.common_head[OK_STATUS_LINE.len()..],
+            ok_head: &self.common_head,
             write_buf: &mut self.write_buf,
             scratch: &mut self.scratch,
         };

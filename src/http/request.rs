@@ -6,7 +6,22 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::net::SocketAddr;
+
+/// One stored header: name and value, each static or owned.
+type Entry = (Cow<'static, str>, Cow<'static, str>);
+
+/// Emptied header lists kept per thread for the next responses (see `Headers::recycled`).
+const SPARE_LISTS_MAX: usize = 8;
+/// A list with more slots than this is freed rather than kept (a rare, large response).
+const SPARE_LIST_SLOTS_MAX: usize = 32;
+
+thread_local! {
+    /// Header lists of responses already written on this thread: a response built and written
+    /// on the reactor thread takes its list from here instead of allocating one.
+    static SPARE_LISTS: RefCell<Vec<Vec<Entry>>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A request method. Unknown but well-formed methods are kept as `Other`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -104,40 +119,184 @@ impl Version {
 ///
 /// Names and values are stored as `Cow<'static, str>` so that responses built from static
 /// strings (the common case) cost no allocation per header.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// INVARIANT: the list is `head`, then `entries`, then `tail`. `head` and `tail` are runs of
+/// static pairs set by [`Headers::static_head`] (a response's `Content-Type`) and
+/// [`Headers::set_static_tail`] (the default security headers): no allocation, one store instead
+/// of one push per header, and the writer copies known runs pre-rendered. A change that could
+/// reorder or touch a run first moves it into `entries` (appending after the head is in order).
+#[derive(Clone, Debug, Default)]
 pub struct Headers {
-    entries: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    head: &'static [(&'static str, &'static str)],
+    entries: Vec<Entry>,
+    tail: &'static [(&'static str, &'static str)],
 }
+
+impl PartialEq for Headers {
+    /// The same headers in the same order, however they are stored.
+    fn eq(&self, other: &Headers) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
 
 impl Headers {
     /// An empty list; allocates nothing until the first header.
     pub fn new() -> Headers {
         Headers {
+            head: &[],
             entries: Vec::new(),
+            tail: &[],
         }
+    }
+
+    /// A list made of the static run `head` (no allocation; see the type's invariant).
+    pub(crate) fn static_head(head: &'static [(&'static str, &'static str)]) -> Headers {
+        Headers {
+            head,
+            entries: Vec::new(),
+            tail: &[],
+        }
+    }
+
+    /// The static run before `entries` (see [`Headers::static_head`]).
+    pub(crate) fn head_run(&self) -> &'static [(&'static str, &'static str)] {
+        self.head
+    }
+
+    /// Moves the head run into `entries`, before a change that would touch it.
+    #[cold]
+    fn materialize_head(&mut self) {
+        let head = std::mem::take(&mut self.head);
+        let moved = head
+            .iter()
+            .map(|&(name, value)| (Cow::Borrowed(name), Cow::Borrowed(value)));
+        self.entries.splice(0..0, moved);
     }
 
     /// An empty list with room for `capacity` headers.
     pub fn with_capacity(capacity: usize) -> Headers {
         Headers {
+            head: &[],
             entries: Vec::with_capacity(capacity),
+            tail: &[],
         }
+    }
+
+    /// Appends `run` (static pairs, in order) without copying it into the list; the writer
+    /// recognises a run it knows and copies its pre-rendered lines.
+    pub(crate) fn set_static_tail(&mut self, run: &'static [(&'static str, &'static str)]) {
+        self.materialize_tail();
+        self.tail = run;
+    }
+
+    /// The static run after `entries` (see [`Headers::set_static_tail`]).
+    pub(crate) fn static_tail(&self) -> &'static [(&'static str, &'static str)] {
+        self.tail
+    }
+
+    /// Makes `entries` ready to take a header at the end: the tail moved in first (it must
+    /// stay last), and a spare list taken if there is no allocation yet (a response made of
+    /// static runs that a middleware then adds to).
+    #[inline]
+    fn before_push(&mut self) {
+        if self.entries.capacity() == 0 {
+            self.take_spare_list();
+        }
+        self.materialize_tail();
+    }
+
+    #[cold]
+    fn take_spare_list(&mut self) {
+        let spare = SPARE_LISTS
+            .try_with(|lists| lists.borrow_mut().pop())
+            .ok()
+            .flatten();
+        if let Some(list) = spare {
+            assert!(list.is_empty(), "a spare header list holds headers");
+            self.entries = list;
+        }
+    }
+
+    /// Moves the static tail into `entries`, before a change that must see one plain list.
+    #[inline]
+    fn materialize_tail(&mut self) {
+        if !self.tail.is_empty() {
+            self.move_tail();
+        }
+    }
+
+    /// `materialize_tail` for a list that has a tail (rare: a header set after the security
+    /// headers).
+    #[cold]
+    fn move_tail(&mut self) {
+        let tail = std::mem::take(&mut self.tail);
+        self.entries.reserve(tail.len());
+        for &(name, value) in tail {
+            self.entries
+                .push((Cow::Borrowed(name), Cow::Borrowed(value)));
+        }
+    }
+
+    /// An empty list with room for at least `capacity` headers, reusing a list that an
+    /// earlier response on this thread gave back with [`Headers::recycle`] when there is one.
+    #[inline(always)]
+    pub(crate) fn recycled(capacity: usize) -> Headers {
+        let spare = SPARE_LISTS
+            .try_with(|lists| lists.borrow_mut().pop())
+            .ok()
+            .flatten();
+        let mut entries = spare.unwrap_or_default();
+        assert!(entries.is_empty(), "a spare header list holds headers");
+        entries.reserve(capacity);
+        Headers {
+            head: &[],
+            entries,
+            tail: &[],
+        }
+    }
+
+    /// Empties the list and keeps its allocation for [`Headers::recycled`] on this thread
+    /// (within limits); called once a response's head is written.
+    #[inline(always)]
+    pub(crate) fn recycle(self) {
+        let mut entries = self.entries;
+        if entries.capacity() == 0 || entries.capacity() > SPARE_LIST_SLOTS_MAX {
+            return;
+        }
+        entries.clear();
+        // During thread teardown the spare lists may be gone: the list is simply freed.
+        let _ = SPARE_LISTS.try_with(|lists| {
+            let mut lists = lists.borrow_mut();
+            if lists.len() < SPARE_LISTS_MAX {
+                lists.push(entries);
+            }
+        });
     }
 
     /// The value of the first header named `name`, if any.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|(n, _)| same_name(n, name))
-            .map(|(_, v)| v.as_ref())
+        let in_run = |run: &'static [(&'static str, &'static str)]| {
+            run.iter()
+                .find(|(n, _)| same_name(n, name))
+                .map(|&(_, v)| v)
+        };
+        if let Some(value) = in_run(self.head) {
+            return Some(value);
+        }
+        let stored = self.entries.iter().find(|(n, _)| same_name(n, name));
+        match stored {
+            Some((_, value)) => Some(value),
+            None => in_run(self.tail),
+        }
     }
 
     /// Every value of the headers named `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.entries
-            .iter()
+        self.iter()
             .filter(move |(n, _)| same_name(n, name))
-            .map(|(_, v)| v.as_ref())
+            .map(|(_, v)| v)
     }
 
     /// True when at least one header is named `name`.
@@ -149,12 +308,14 @@ impl Headers {
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
         let name = name.into();
         self.remove(&name);
+        self.before_push();
         self.entries
             .push((Cow::Owned(name), Cow::Owned(value.into())));
     }
 
     /// Appends `name: value`, keeping existing headers of that name.
     pub fn append(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.before_push();
         self.entries
             .push((Cow::Owned(name.into()), Cow::Owned(value.into())));
     }
@@ -162,60 +323,81 @@ impl Headers {
     /// Like `insert` for static strings: no allocation.
     pub fn insert_static(&mut self, name: &'static str, value: &'static str) {
         self.remove(name);
+        self.before_push();
         self.entries
             .push((Cow::Borrowed(name), Cow::Borrowed(value)));
     }
 
     /// Like `append` for static strings: no allocation.
     pub fn append_static(&mut self, name: &'static str, value: &'static str) {
+        self.before_push();
         self.entries
             .push((Cow::Borrowed(name), Cow::Borrowed(value)));
     }
 
     /// Appends a header from parts that may already be static (no allocation for those).
     pub fn append_cow(&mut self, name: Cow<'static, str>, value: Cow<'static, str>) {
+        self.before_push();
         self.entries.push((name, value));
     }
 
     /// Removes every header named `name`.
     pub fn remove(&mut self, name: &str) {
+        if self.head.iter().any(|(n, _)| same_name(n, name)) {
+            self.materialize_head();
+        }
+        if self.tail.iter().any(|(n, _)| same_name(n, name)) {
+            self.materialize_tail();
+        }
         self.entries.retain(|(n, _)| !same_name(n, name));
     }
 
-    /// Every header in order, as stored: the writer trusts `Cow::Borrowed` parts (see
-    /// `http::writer`).
-    pub(crate) fn entries(&self) -> &[(Cow<'static, str>, Cow<'static, str>)] {
+    /// The headers between the static runs, in order, as stored: the writer trusts
+    /// `Cow::Borrowed` parts (see `http::writer`). The runs are [`Headers::head_run`] and
+    /// [`Headers::static_tail`].
+    pub(crate) fn entries(&self) -> &[Entry] {
         &self.entries
     }
 
     /// Every header in order, as `(name, value)`.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+        let head = self.head.iter().map(|&(n, v)| (n, v));
+        let tail = self.tail.iter().map(|&(n, v)| (n, v));
+        let stored = self.entries.iter().map(|(n, v)| (n.as_ref(), v.as_ref()));
+        head.chain(stored).chain(tail)
     }
 
     /// Number of header lines.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.head.len() + self.entries.len() + self.tail.len()
     }
 
     /// True when there are no headers.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.head.is_empty() && self.entries.is_empty() && self.tail.is_empty()
     }
 
     /// Removes every header, keeping the allocation for reuse.
     pub fn clear(&mut self) {
+        self.head = &[];
         self.entries.clear();
+        self.tail = &[];
     }
 
     /// Removes every header, keeping the owned strings in `spare` (at most `spare_max`) so
     /// that the next request's headers reuse them instead of allocating.
+    #[inline]
     pub(crate) fn clear_into(&mut self, spare: &mut Vec<String>, spare_max: usize) {
-        for (name, value) in self.entries.drain(..) {
-            for text in [name, value] {
-                if let (Cow::Owned(text), true) = (text, spare.len() < spare_max) {
-                    spare.push(text);
-                }
+        self.head = &[];
+        self.tail = &[];
+        // Popped rather than drained: the order of the spare strings does not matter, and
+        // this runs on every request.
+        while let Some((name, value)) = self.entries.pop() {
+            if let (Cow::Owned(text), true) = (name, spare.len() < spare_max) {
+                spare.push(text);
+            }
+            if let (Cow::Owned(text), true) = (value, spare.len() < spare_max) {
+                spare.push(text);
             }
         }
     }
@@ -433,6 +615,7 @@ impl Request {
 
     /// Sets `target`, `path` and `query` from a raw request-target (origin-form, absolute-form,
     /// authority-form or `*`), reusing the strings' allocations.
+    #[inline]
     pub fn set_target(&mut self, target: &str) {
         self.target.clear();
         self.target.push_str(target);
@@ -444,14 +627,39 @@ impl Request {
     }
 }
 
+/// The index of the first `?` or `#` in `bytes`, eight bytes per step: this runs on every
+/// request's target.
+#[inline]
+fn query_or_fragment(bytes: &[u8]) -> Option<usize> {
+    const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    // Exact zero-byte test: true when some byte of `word` is 0.
+    let has_zero = |word: u64| word.wrapping_sub(LOW_BITS) & !word & HIGH_BITS != 0;
+    let mut at = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(eight);
+        if has_zero(word ^ (LOW_BITS * u64::from(b'?')))
+            || has_zero(word ^ (LOW_BITS * u64::from(b'#')))
+        {
+            break;
+        }
+        at += 8;
+    }
+    let found = bytes[at..].iter().position(|&b| b == b'?' || b == b'#');
+    found.map(|n| at + n)
+}
+
 /// Splits a request-target into (path, query). Absolute-form `http://host/p?q` gives `/p`, `q`;
 /// an absolute-form without a path gives `/`. Pure.
+#[inline]
 pub fn split_target(target: &str) -> (&str, &str) {
     // Fast path for origin-form, by far the most common (no substring search).
     if target.starts_with('/') {
         // One scan for the first `?` or `#`; the usual target has neither.
         let bytes = target.as_bytes();
-        let Some(at) = bytes.iter().position(|&b| b == b'?' || b == b'#') else {
+        let Some(at) = query_or_fragment(bytes) else {
             return (target, "");
         };
         if bytes[at] == b'#' {
@@ -507,6 +715,71 @@ mod tests {
     }
 
     #[test]
+    fn a_static_tail_reads_and_changes_like_appended_headers() {
+        static RUN: [(&str, &str); 2] = [("X-A", "1"), ("X-B", "2")];
+        let with_tail = || {
+            let mut h = Headers::new();
+            h.append("Content-Type", "text/plain");
+            h.set_static_tail(&RUN);
+            h
+        };
+        let mut plain = Headers::new();
+        plain.append("Content-Type", "text/plain");
+        plain.append_static("X-A", "1");
+        plain.append_static("X-B", "2");
+        let h = with_tail();
+        assert_eq!(h, plain);
+        assert_eq!(
+            (h.len(), h.get("x-b"), h.contains("X-A")),
+            (3, Some("2"), true)
+        );
+        assert_eq!(h.get_all("x-a").collect::<Vec<_>>(), ["1"]);
+        assert_eq!((h.entries().len(), h.static_tail().len()), (1, 2));
+        // Every change keeps the order of a plain list.
+        let edits: [fn(&mut Headers); 5] = [
+            |h| h.append("X-C", "3"),
+            |h| h.append_static("X-A", "9"),
+            |h| h.insert("x-a", "0"),
+            |h| h.insert_static("Content-Type", "x"),
+            |h| h.remove("X-B"),
+        ];
+        for edit in edits {
+            let (mut a, mut b) = (with_tail(), plain.clone());
+            edit(&mut a);
+            edit(&mut b);
+            assert_eq!(a.iter().collect::<Vec<_>>(), b.iter().collect::<Vec<_>>());
+        }
+        // The same with a static head run before the stored headers.
+        static HEAD: [(&str, &str); 1] = [("Content-Type", "text/plain")];
+        let with_both = || {
+            let mut h = Headers::static_head(&HEAD);
+            h.set_static_tail(&RUN);
+            h
+        };
+        assert_eq!(with_both(), plain);
+        assert_eq!(with_both().get("content-type"), Some("text/plain"));
+        for edit in edits {
+            let (mut a, mut b) = (with_both(), plain.clone());
+            edit(&mut a);
+            edit(&mut b);
+            assert_eq!(a.iter().collect::<Vec<_>>(), b.iter().collect::<Vec<_>>());
+        }
+        let mut h = with_both();
+        h.clear();
+        assert!(h.is_empty() && h.head_run().is_empty());
+        let mut twice = with_tail();
+        twice.set_static_tail(&RUN);
+        assert_eq!(twice.len(), 5);
+        assert_eq!(twice.iter().nth(3), Some(("X-A", "1")));
+        let mut h = with_tail();
+        h.clear();
+        assert!(h.is_empty() && h.static_tail().is_empty());
+        let mut h = with_tail();
+        h.clear_into(&mut Vec::new(), 4);
+        assert_eq!(h.len(), 0);
+    }
+
+    #[test]
     fn cleared_headers_and_params_leave_reusable_strings() {
         let mut h = Headers::new();
         h.append("X-A", "1");
@@ -537,6 +810,27 @@ mod tests {
         *e.get_mut::<String>().expect("present") += "-1";
         assert_eq!(e.remove::<String>().as_deref(), Some("id-1"));
         assert_eq!(e.len(), 1);
+    }
+
+    #[test]
+    fn query_or_fragment_finds_the_first_of_either_at_any_offset() {
+        for len in 0..20 {
+            for at in 0..len {
+                for mark in [b'?', b'#'] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = mark;
+                    if at + 1 < len {
+                        bytes[len - 1] = b'?';
+                    }
+                    assert_eq!(query_or_fragment(&bytes), Some(at), "{bytes:?}");
+                }
+            }
+            let plain: Vec<u8> = (0..len)
+                .map(|i| b'!' + (i as u8 % 90))
+                .filter(|b| *b != b'?' && *b != b'#')
+                .collect();
+            assert_eq!(query_or_fragment(&plain), None);
+        }
     }
 
     #[test]

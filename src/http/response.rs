@@ -23,6 +23,48 @@ const COMMON_CONTENT_TYPES: [&str; 4] = [
     "text/html; charset=utf-8",
 ];
 
+/// `COMMON_CONTENT_TYPES` as static header runs (see `Headers::static_head`): a response
+/// with one of them holds its `Content-Type` without allocating a header list.
+static CONTENT_TYPE_RUNS: [[(&str, &str); 1]; 4] = [
+    [("Content-Type", COMMON_CONTENT_TYPES[0])],
+    [("Content-Type", COMMON_CONTENT_TYPES[1])],
+    [("Content-Type", COMMON_CONTENT_TYPES[2])],
+    [("Content-Type", COMMON_CONTENT_TYPES[3])],
+];
+
+/// `CONTENT_TYPE_RUNS` as header lines, copied by the writer in one piece.
+const CONTENT_TYPE_LINES: [&[u8]; 4] = [
+    b"Content-Type: application/json\r\n",
+    b"Content-Type: text/plain\r\n",
+    b"Content-Type: text/plain; charset=utf-8\r\n",
+    b"Content-Type: text/html; charset=utf-8\r\n",
+];
+
+/// The header lines of a static head run when it is one of `CONTENT_TYPE_RUNS` (recognised by
+/// address: the very run a constructor set).
+pub(crate) fn rendered_head(run: &'static [(&'static str, &'static str)]) -> Option<&'static [u8]> {
+    let index = CONTENT_TYPE_RUNS
+        .iter()
+        .position(|known| std::ptr::eq(&known[..], run))?;
+    Some(CONTENT_TYPE_LINES[index])
+}
+
+/// Headers holding only `Content-Type: content_type`: a static run for the common types,
+/// else a (recycled) list.
+fn content_type_headers(content_type: &str) -> Headers {
+    match COMMON_CONTENT_TYPES.iter().position(|t| *t == content_type) {
+        Some(index) => Headers::static_head(&CONTENT_TYPE_RUNS[index]),
+        None => {
+            let mut headers = Headers::recycled(RESPONSE_HEADERS_CAPACITY);
+            headers.append_cow(
+                std::borrow::Cow::Borrowed("Content-Type"),
+                std::borrow::Cow::Owned(content_type.to_string()),
+            );
+            headers
+        }
+    }
+}
+
 /// A response body.
 pub enum Body {
     /// No body (`Content-Length: 0`, or none at all for 1xx/204/304).
@@ -133,8 +175,7 @@ impl Response {
 
     /// A `text/plain; charset=utf-8` response.
     pub fn text(status: u16, body: impl Into<String>) -> Self {
-        let mut headers = Headers::with_capacity(RESPONSE_HEADERS_CAPACITY);
-        headers.append_static("Content-Type", "text/plain; charset=utf-8");
+        let headers = Headers::static_head(&CONTENT_TYPE_RUNS[2]);
         Response {
             status,
             headers,
@@ -146,14 +187,7 @@ impl Response {
 
     /// A response with the given `Content-Type` and body.
     pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
-        let mut headers = Headers::with_capacity(RESPONSE_HEADERS_CAPACITY);
-        match COMMON_CONTENT_TYPES.iter().find(|t| **t == content_type) {
-            Some(known) => headers.append_static("Content-Type", known),
-            None => headers.append_cow(
-                std::borrow::Cow::Borrowed("Content-Type"),
-                std::borrow::Cow::Owned(content_type.to_string()),
-            ),
-        }
+        let headers = content_type_headers(content_type);
         Response {
             status,
             headers,
@@ -165,8 +199,14 @@ impl Response {
 
     /// A response with a static `Content-Type` and a static body: no allocation but the header list.
     pub fn static_bytes(status: u16, content_type: &'static str, body: &'static [u8]) -> Self {
-        let mut headers = Headers::with_capacity(RESPONSE_HEADERS_CAPACITY);
-        headers.append_static("Content-Type", content_type);
+        let headers = match COMMON_CONTENT_TYPES.iter().position(|t| *t == content_type) {
+            Some(index) => Headers::static_head(&CONTENT_TYPE_RUNS[index]),
+            None => {
+                let mut headers = Headers::recycled(RESPONSE_HEADERS_CAPACITY);
+                headers.append_static("Content-Type", content_type);
+                headers
+            }
+        };
         Response {
             status,
             headers,
@@ -182,7 +222,7 @@ impl Response {
         content_type: &str,
         write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
     ) -> Self {
-        let mut headers = Headers::with_capacity(RESPONSE_HEADERS_CAPACITY);
+        let mut headers = Headers::recycled(RESPONSE_HEADERS_CAPACITY);
         headers.append("Content-Type", content_type);
         Response {
             status,
@@ -287,6 +327,25 @@ pub fn reason_phrase(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_type_runs_render_as_their_lines() {
+        for (run, lines) in CONTENT_TYPE_RUNS.iter().zip(CONTENT_TYPE_LINES) {
+            let (name, value) = run[0];
+            assert_eq!(format!("{name}: {value}\r\n").as_bytes(), lines);
+            assert_eq!(rendered_head(run), Some(lines));
+        }
+        static OTHER: [(&str, &str); 1] = [("Content-Type", "text/plain")];
+        assert_eq!(rendered_head(&OTHER), None);
+        let r = Response::static_bytes(200, "text/plain", b"x").with_header("ETag", "\"1\"");
+        assert_eq!(
+            r.headers.iter().collect::<Vec<_>>(),
+            [("Content-Type", "text/plain"), ("ETag", "\"1\"")]
+        );
+        let r = Response::bytes(200, "image/png", vec![1]);
+        assert_eq!(r.headers.get("content-type"), Some("image/png"));
+        assert!(r.headers.head_run().is_empty());
+    }
 
     #[test]
     fn constructors_set_type_and_body() {

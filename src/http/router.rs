@@ -122,14 +122,15 @@ struct Endpoint {
 
 impl Endpoint {
     fn find(&self, method: &Method) -> Option<usize> {
-        let direct = self.methods.iter().find(|(m, _)| m == method);
+        if let Some(&(_, handler)) = self.methods.iter().find(|(m, _)| m == method) {
+            return Some(handler);
+        }
         // HEAD is answered by GET's handler when not routed (the server drops the body).
-        let head = || {
-            self.methods
-                .iter()
-                .find(|(m, _)| *m == Method::Get && *method == Method::Head)
-        };
-        direct.or_else(head).map(|(_, h)| *h)
+        if !matches!(method, Method::Head) {
+            return None;
+        }
+        let get = self.methods.iter().find(|(m, _)| matches!(m, Method::Get));
+        get.map(|&(_, handler)| handler)
     }
 
     /// The `Allow` header value: routed methods, plus HEAD with GET, plus OPTIONS.
@@ -405,7 +406,13 @@ struct Table {
     /// exactly what the trie would find (it prefers static children at every segment), so a
     /// hit skips splitting and walking.
     exact: HashMap<String, Endpoint, BuildHasherDefault<PathHasher>>,
+    /// The same entries as `exact` while there are at most `EXACT_SCAN_MAX`: comparing a few
+    /// lengths costs less than hashing the path and probing.
+    exact_scan: Vec<(String, Endpoint)>,
 }
+
+/// Up to this many static-only routes are found by a scan rather than by hashing.
+const EXACT_SCAN_MAX: usize = 16;
 
 /// FNV-1a over the path bytes. A weak hash is safe here: the exact-path map is filled at
 /// start-up and only read while serving, so crafted paths can at worst walk the longest chain
@@ -453,9 +460,16 @@ impl Table {
         self.root.insert(pattern, method.clone(), index);
         self.handlers.push(handler);
         let segments = pattern.split('/').count().saturating_sub(1);
-        if !pattern.contains(['{', '}']) && segments <= PATH_SEGMENTS_MAX {
+        // A pattern with `%` is left to the trie, which decodes the path first: so a raw path
+        // found here holds no `%` and needs no decoding (nor a scan for `%`).
+        if !pattern.contains(['{', '}', '%']) && segments <= PATH_SEGMENTS_MAX {
             let endpoint = self.exact.entry(pattern.to_string()).or_default();
             endpoint.methods.push((method, index));
+            self.exact_scan.clear();
+            if self.exact.len() <= EXACT_SCAN_MAX {
+                let entries = self.exact.iter().map(|(p, e)| (p.clone(), e.clone()));
+                self.exact_scan.extend(entries);
+            }
         }
     }
 
@@ -470,13 +484,24 @@ impl Table {
         Some((endpoint, endpoint.find(method)))
     }
 
+    #[inline(always)]
     fn exact_hit(&self, path: &str) -> Option<&Endpoint> {
-        if self.exact.is_empty() || path.contains('%') {
-            return None;
+        if self.exact.len() <= EXACT_SCAN_MAX {
+            assert_eq!(
+                self.exact_scan.len(),
+                self.exact.len(),
+                "scan list out of date"
+            );
+            return self
+                .exact_scan
+                .iter()
+                .find(|(pattern, _)| pattern == path)
+                .map(|(_, endpoint)| endpoint);
         }
         self.exact.get(path)
     }
 
+    #[inline]
     fn choose(endpoint: &Endpoint, method: &Method, rest: Option<Vec<String>>) -> Resolved {
         match (endpoint.find(method), method) {
             (Some(index), _) => Resolved::Found(index, rest),
@@ -486,6 +511,7 @@ impl Table {
     }
 
     /// Matches `req` and, when a handler is found, fills `req.params` (reusing its strings).
+    #[inline]
     fn resolve(&self, req: &mut Request) -> Resolved {
         req.recycle_params();
         if let Some(endpoint) = self.exact_hit(&req.path) {
@@ -806,6 +832,24 @@ mod tests {
         let mut hasher = PathHasher::default();
         hasher.write(path.as_bytes());
         hasher.finish()
+    }
+
+    #[test]
+    fn static_routes_are_found_by_scan_and_by_map_alike() {
+        for count in [EXACT_SCAN_MAX, EXACT_SCAN_MAX + 4] {
+            let mut router = Router::bare();
+            for i in 0..count {
+                let body: &'static str = Box::leak(format!("r{i}").into_boxed_str());
+                let pattern = format!("/route/number/{i}");
+                router = router.get(&pattern, move |_: &mut Request| Response::text(200, body));
+            }
+            check(&router, Method::Get, "/route/number/3", 200, "r3");
+            let last = format!("/route/number/{}", count - 1);
+            check(&router, Method::Get, &last, 200, &format!("r{}", count - 1));
+            check(&router, Method::Get, "/route/number/99", 404, "");
+            // An escaped path is decoded by the trie, never taken from the exact routes.
+            check(&router, Method::Get, "/route/number/%33", 200, "r3");
+        }
     }
 
     #[test]

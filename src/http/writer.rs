@@ -9,9 +9,10 @@
 //! Must not: perform I/O. Stream and file bodies are handed back to the caller as `Direct`.
 
 use super::date::HTTP_DATE_BYTES;
+use super::middleware::rendered_tail;
 use super::parse::is_token;
 use super::request::Version;
-use super::response::{reason_phrase, Body, Response, StreamFn};
+use super::response::{reason_phrase, rendered_head, Body, Response, StreamFn};
 use std::borrow::Cow;
 
 /// What the writer needs to know about the request being answered.
@@ -53,10 +54,13 @@ pub struct Written {
     pub direct: Option<Direct>,
 }
 
+/// The status line of a 200, the usual answer (see [`write_response_heads`]).
+pub const OK_STATUS_LINE: &[u8] = b"HTTP/1.1 200 OK\r\n";
+
 /// Appends the status line of `status` (HTTP/1.1).
 fn status_line(out: &mut Vec<u8>, status: u16) {
     let line: &[u8] = match status {
-        200 => b"HTTP/1.1 200 OK\r\n",
+        200 => OK_STATUS_LINE,
         201 => b"HTTP/1.1 201 Created\r\n",
         204 => b"HTTP/1.1 204 No Content\r\n",
         304 => b"HTTP/1.1 304 Not Modified\r\n",
@@ -119,6 +123,45 @@ fn framing_name(name: &str) -> Framing {
     }
 }
 
+/// What the header fields decided while they were written.
+struct Fields<'h> {
+    status: u16,
+    /// The connection closes after this response.
+    close: bool,
+    /// A `Content-Length` the handler set (used only for bodies the writer cannot measure).
+    own_length: Option<&'h str>,
+}
+
+impl<'h> Fields<'h> {
+    /// Writes one valid header field, except those that frame the message: the writer
+    /// decides those itself and only records what they asked for.
+    #[inline]
+    fn write(&mut self, out: &mut Vec<u8>, name: &'h str, value: &'h str) {
+        match framing_name(name) {
+            Framing::Other => {}
+            Framing::ContentLength => {
+                self.own_length = Some(value);
+                return;
+            }
+            Framing::TransferEncoding => return,
+            Framing::Connection if self.status == 101 => {}
+            Framing::Connection => {
+                self.close |= value
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("close"));
+                return;
+            }
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Bytes reserved for the header fields of a response (a few headers and the security ones).
+const FIELDS_BYTES_GUESS: usize = 256;
+
 /// Bytes the head needs besides the header fields: status line, `Server`, `Date`,
 /// `Content-Length` or `Transfer-Encoding`, `Connection` and the final CRLF.
 const HEAD_FIXED_BYTES: usize = 160;
@@ -154,9 +197,25 @@ pub fn write_response_common(
     exchange: Exchange,
     common_head: &[u8],
 ) -> Written {
+    write_response_heads(out, response, exchange, common_head, &[])
+}
+
+/// Like [`write_response_common`], with `ok_head` the 200 status line followed by
+/// `common_head` (empty if not rendered): a 200 starts with one copy of it.
+pub fn write_response_heads(
+    out: &mut Vec<u8>,
+    response: Response,
+    exchange: Exchange,
+    common_head: &[u8],
+    ok_head: &[u8],
+) -> Written {
     assert!(
         common_head.ends_with(b"\r\n"),
         "the common head is whole header lines"
+    );
+    assert!(
+        ok_head.is_empty() || ok_head.len() == OK_STATUS_LINE.len() + common_head.len(),
+        "ok_head is the 200 status line and the common head"
     );
     let Response {
         mut status,
@@ -175,19 +234,34 @@ pub fn write_response_common(
         eprintln!("lithair http: handler returned invalid status {status}; sending 500");
         status = 500;
     }
-    // One reservation for the whole response: the copies below never reallocate.
-    let fields_len: usize = headers
-        .entries()
-        .iter()
-        .map(|(n, v)| n.len() + v.len() + 4)
-        .sum();
+    // One reservation for the whole response, with a guess for the header fields rather than
+    // a pass to measure them: the copies below reallocate only for unusually many fields.
+    let tail = headers.static_tail();
+    let rendered = rendered_tail(tail);
     let inline_len = body.as_bytes().map_or(0, <[u8]>::len);
-    out.reserve(HEAD_FIXED_BYTES + common_head.len() + fields_len + inline_len);
+    out.reserve(HEAD_FIXED_BYTES + common_head.len() + FIELDS_BYTES_GUESS + inline_len);
     let start = out.len();
-    status_line(out, status);
-    out.extend_from_slice(common_head);
-    let mut close = !exchange.keep_alive;
-    let mut own_length = None;
+    if status == 200 && !ok_head.is_empty() {
+        out.extend_from_slice(ok_head);
+    } else {
+        status_line(out, status);
+        out.extend_from_slice(common_head);
+    }
+    let mut fields = Fields {
+        status,
+        close: !exchange.keep_alive,
+        own_length: None,
+    };
+    let head = headers.head_run();
+    match rendered_head(head) {
+        // A common `Content-Type`: its line is pre-rendered.
+        Some(lines) => out.extend_from_slice(lines),
+        None => {
+            for &(name, value) in head {
+                fields.write(out, name, value);
+            }
+        }
+    }
     for (name, value) in headers.entries() {
         // Static strings are program text, written by the developer, and cannot carry
         // attacker bytes; only owned strings (built at run time, maybe from request data)
@@ -198,27 +272,22 @@ pub fn write_response_common(
             eprintln!("lithair http: dropped invalid response header {name:?}");
             continue;
         }
-        let (name, value) = (name.as_ref(), value.as_ref());
-        match framing_name(name) {
-            Framing::Other => {}
-            Framing::ContentLength => {
-                own_length = Some(value);
-                continue;
-            }
-            Framing::TransferEncoding => continue,
-            Framing::Connection if status == 101 => {}
-            Framing::Connection => {
-                close |= value
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("close"));
-                continue;
+        fields.write(out, name, value);
+    }
+    match rendered {
+        // The default security headers: their lines are pre-rendered.
+        Some(lines) => out.extend_from_slice(lines),
+        None => {
+            for &(name, value) in tail {
+                fields.write(out, name, value);
             }
         }
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
     }
+    let Fields {
+        mut close,
+        own_length,
+        ..
+    } = fields;
     let bodyless_status = status < 200 || status == 204 || status == 304;
     let send_body = !exchange.head && !bodyless_status;
     let chunked_ok = exchange.version == Version::Http11;
@@ -258,10 +327,12 @@ pub fn write_response_common(
                 out.extend_from_slice(bytes);
             }
             assert!(out.len() > start, "nothing written");
+            headers.recycle();
             return Written { close, direct };
         }
     }
     finish_head(out, close, exchange);
+    headers.recycle();
     Written { close, direct }
 }
 
@@ -269,9 +340,25 @@ fn content_length(out: &mut Vec<u8>, len: u64, bodyless_status: bool) {
     if bodyless_status {
         return;
     }
-    out.extend_from_slice(b"Content-Length: ");
-    push_decimal(out, len);
-    out.extend_from_slice(b"\r\n");
+    // Rendered right-aligned on the stack (CRLF, digits backwards, then the name before them)
+    // and appended with one copy: this line is in nearly every response.
+    const PREFIX: &[u8; 16] = b"Content-Length: ";
+    const LINE_BYTES: usize = PREFIX.len() + 20 + 2;
+    let mut line = [0u8; LINE_BYTES];
+    line[LINE_BYTES - 2..].copy_from_slice(b"\r\n");
+    let mut start = LINE_BYTES - 2;
+    let mut n = len;
+    loop {
+        start -= 1;
+        line[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    start -= PREFIX.len();
+    line[start..start + PREFIX.len()].copy_from_slice(PREFIX);
+    out.extend_from_slice(&line[start..]);
 }
 
 fn finish_head(out: &mut Vec<u8>, close: bool, exchange: Exchange) {
@@ -311,6 +398,21 @@ mod tests {
              Content-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\n\r\nhi"
         );
         assert!(!close && !direct);
+    }
+
+    #[test]
+    fn the_rendered_ok_head_gives_the_same_bytes() {
+        let mut common = Vec::new();
+        render_common_head(&mut common, DATE, "lithair");
+        let mut ok_head = OK_STATUS_LINE.to_vec();
+        ok_head.extend_from_slice(&common);
+        for status in [200, 201, 404, 418] {
+            let make = || Response::text(status, "hi").with_header("X-A", "1");
+            let (mut plain, mut fused) = (Vec::new(), Vec::new());
+            write_response_common(&mut plain, make(), KEEP, &common);
+            write_response_heads(&mut fused, make(), KEEP, &common, &ok_head);
+            assert_eq!(String::from_utf8(fused), String::from_utf8(plain));
+        }
     }
 
     #[test]

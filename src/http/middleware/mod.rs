@@ -16,6 +16,7 @@ pub use access_log::{AccessLog, LogSink};
 pub use compress::{Compression, COMPRESS_BYTES_MIN, COMPRESS_FILE_BYTES_MAX};
 pub use limits::{BodyLimit, Timeout, TIMEOUT_THREADS_MAX};
 pub use request_id::{RequestId, REQUEST_ID_BYTES_MAX};
+pub(crate) use security::rendered_tail;
 pub use security::{SecurityHeaders, DEFAULT_CSP};
 
 pub use crate::http::cors::Cors;
@@ -57,12 +58,23 @@ where
 pub struct Layered {
     middleware: Arc<dyn Middleware>,
     next: Arc<dyn Handler>,
+    /// `middleware.is_inline()` and `middleware.body_bytes_max()`, asked once: they depend on
+    /// the middleware alone, and `plan` runs for every request.
+    inline: bool,
+    body_bytes_max: Option<u64>,
 }
 
 impl Layered {
     /// Wraps `next` in `middleware`.
     pub fn new(middleware: Arc<dyn Middleware>, next: Arc<dyn Handler>) -> Self {
-        Self { middleware, next }
+        let inline = middleware.is_inline();
+        let body_bytes_max = middleware.body_bytes_max();
+        Self {
+            middleware,
+            next,
+            inline,
+            body_bytes_max,
+        }
     }
 }
 
@@ -72,17 +84,14 @@ impl Handler for Layered {
     }
 
     fn is_inline(&self, req: &Request) -> bool {
-        self.middleware.is_inline() && self.next.is_inline(req)
+        self.inline && self.next.is_inline(req)
     }
 
     fn plan(&self, req: &mut Request) -> HeadPlan {
         let inner = self.next.plan(req);
         HeadPlan {
-            inline: inner.inline && self.middleware.is_inline(),
-            body_bytes_max: HeadPlan::min_limit(
-                inner.body_bytes_max,
-                self.middleware.body_bytes_max(),
-            ),
+            inline: inner.inline && self.inline,
+            body_bytes_max: HeadPlan::min_limit(inner.body_bytes_max, self.body_bytes_max),
         }
     }
 }

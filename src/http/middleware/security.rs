@@ -42,7 +42,7 @@ impl Middleware for SecurityHeaders {
         // One pass over the headers for everything we need to know: this runs per response.
         let mut present = [false; 4];
         let mut is_html = false;
-        for (name, value) in response.headers.iter() {
+        let mut note = |name: &str, value: &str| {
             // The length picks the one or two names worth comparing.
             let name = name.as_bytes();
             match name.len() {
@@ -57,10 +57,25 @@ impl Middleware for SecurityHeaders {
                 }
                 _ => {}
             }
+        };
+        for (name, value) in response.headers.head_run() {
+            note(name, value);
         }
-        for (&here, &(name, value)) in present.iter().zip(&DEFAULTS) {
-            if !here {
-                response.headers.append_static(name, value);
+        for (name, value) in response.headers.entries() {
+            note(name, value);
+        }
+        for (name, value) in response.headers.static_tail() {
+            note(name, value);
+        }
+        if present[..DEFAULTS.len()] == [false; 3] {
+            // The usual case: all three, as a static tail (one store, and the writer copies
+            // the pre-rendered lines).
+            response.headers.set_static_tail(&DEFAULTS);
+        } else {
+            for (&here, &(name, value)) in present.iter().zip(&DEFAULTS) {
+                if !here {
+                    response.headers.append_static(name, value);
+                }
             }
         }
         if let (true, false, Some(csp)) = (is_html, present[3], self.csp) {
@@ -136,12 +151,26 @@ const CONTENT_TYPE: Folded = Folded::new(b"content-type");
 const TEXT_HTML: Folded = Folded::new(b"text/html");
 
 /// The headers added to every response that does not set them itself (the name lengths,
-/// 22 and 15, are matched first in `call`).
-const DEFAULTS: [(&str, &str); 3] = [
+/// 22 and 15, are matched first in `call`). A `static`, not a `const`: every response points
+/// at these very strings, which is how the writer recognises them (see [`rendered_defaults`]).
+static DEFAULTS: [(&str, &str); 3] = [
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "no-referrer"),
 ];
+
+/// `DEFAULTS` as header lines, rendered at compile time: the writer copies them with one copy.
+const DEFAULTS_RENDERED: &[u8] =
+    b"X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n";
+
+/// The header lines of a static tail (see `Headers::set_static_tail`) when it is the default
+/// run `SecurityHeaders` sets: the writer appends them with one copy instead of three header
+/// lines of four copies each. Same bytes either way.
+pub(crate) fn rendered_tail(
+    tail: &'static [(&'static str, &'static str)],
+) -> Option<&'static [u8]> {
+    std::ptr::eq(tail, &DEFAULTS[..]).then_some(DEFAULTS_RENDERED)
+}
 
 #[cfg(test)]
 mod tests {
@@ -184,6 +213,66 @@ mod tests {
         for (name, _) in DEFAULTS {
             let folded = Folded::new(name.to_ascii_lowercase().as_bytes());
             assert!(folded.prefix_of(name.as_bytes()), "{name}");
+        }
+    }
+
+    #[test]
+    fn rendered_defaults_are_the_lines_of_the_defaults_and_only_of_them() {
+        let lines: String = DEFAULTS
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}\r\n"))
+            .collect();
+        assert_eq!(lines.as_bytes(), DEFAULTS_RENDERED);
+        let mw = SecurityHeaders::default();
+        let mut req = Request::new(Method::Get, "/");
+        let plain = |_: &mut Request| Response::text(200, "x");
+        let r = mw.call(&mut req, &plain);
+        assert_eq!(
+            rendered_tail(r.headers.static_tail()),
+            Some(DEFAULTS_RENDERED)
+        );
+        // The handler's Content-Type is a static run too: nothing is stored in a list.
+        assert_eq!(
+            (r.headers.head_run().len(), r.headers.entries().len()),
+            (1, 0)
+        );
+        // With a header stored by the handler, the runs stay around it.
+        let etag = |_: &mut Request| Response::text(200, "x").with_header("ETag", "\"1\"");
+        let r = mw.call(&mut req, &etag);
+        let names: Vec<&str> = r.headers.iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "Content-Type",
+                "ETag",
+                "X-Content-Type-Options",
+                "X-Frame-Options",
+                "Referrer-Policy"
+            ]
+        );
+        static COPY: [(&str, &str); 3] = [
+            ("X-Content-Type-Options", "nosniff"),
+            ("X-Frame-Options", "DENY"),
+            ("Referrer-Policy", "no-referrer"),
+        ];
+        assert_eq!(
+            rendered_tail(&COPY),
+            None,
+            "another run is written line by line"
+        );
+        assert_eq!(rendered_tail(&DEFAULTS[1..]), None);
+        // Applied twice (nested routers): the second sees the first's headers.
+        let twice = mw.call(&mut req, &SecurityLayered(mw.clone()));
+        assert_eq!(twice.headers.len(), 4);
+    }
+
+    /// A handler that answers through a `SecurityHeaders` (a nested router's layer).
+    struct SecurityLayered(SecurityHeaders);
+
+    impl Handler for SecurityLayered {
+        fn call(&self, req: &mut Request) -> Response {
+            self.0
+                .call(req, &|_: &mut Request| Response::text(200, "x"))
         }
     }
 
