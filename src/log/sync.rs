@@ -10,14 +10,6 @@
 //! sync stage on before running them: the other thread may start the next fsync meanwhile.
 //! Completions still keep the write order: a round takes the completion turn (`acks`) before
 //! it lets go of the sync stage, so the next round's completions wait for this one's.
-//!
-//! Also owns where the syncing thread sleeps during an fsync (see [`Placement`]): on a VM
-//! whose disk interrupts all go to one vCPU, an fsync whose thread sleeps on another vCPU
-//! took 4 to 6 times as long (measured on the dev VM: 1.7 to 2.5 ms instead of ~0.4 ms in
-//! the same run), because its wake-up needs that interrupt's vCPU and then an interrupt
-//! between vCPUs, each a halted vCPU the host must schedule again. So the thread moves, for
-//! the fsync only, to the CPU where fsyncs complete fastest, when its own CPU is clearly
-//! slower; it then usually stays there, and the next fsyncs need no move.
 //! Must not: write, truncate or pick files (the writer does), retry a failed fsync (the
 //! process stops), or acknowledge a group before every group pushed before it.
 
@@ -54,80 +46,6 @@ pub(super) struct SyncPipe {
     fsyncs: Arc<AtomicU64>,
     /// Nanoseconds spent in them (likewise).
     fsync_nanos: Arc<AtomicU64>,
-    /// Where the syncing thread sleeps during an fsync (`None`: switched off).
-    placement: Option<Mutex<Placement>>,
-}
-
-/// CPUs whose fsync times are tracked (a thread on a higher one is never moved).
-const PLACEMENT_CPUS_MAX: usize = 64;
-/// One fsync in this many runs where its thread happens to be (no move), so the figure of
-/// every CPU the thread visits stays fresh (a CPU that became busy stops attracting it).
-const PLACEMENT_EXPLORE_EVERY: u64 = 32;
-/// Fsyncs a CPU needs before its average counts.
-const PLACEMENT_SAMPLES_MIN: u32 = 8;
-/// A CPU's average no longer counts after this many fsyncs elsewhere (it may have changed).
-const PLACEMENT_STALE_FSYNCS: u64 = 1024;
-/// Environment variable that switches the fsync placement (see `log::sync`) off when set to
-/// `off`, read when a log opens.
-pub const PLACEMENT_ENV: &str = "LITHAIR_FSYNC_PLACEMENT";
-
-/// Per CPU, how long fsyncs took whose thread woke up there (an average of recent ones).
-/// Used by the one thread syncing at a time, so its lock is never contended.
-struct Placement {
-    /// Exponential average (1/8 weight) of fsync nanoseconds, per CPU.
-    average_nanos: [u64; PLACEMENT_CPUS_MAX],
-    samples: [u32; PLACEMENT_CPUS_MAX],
-    /// The `fsyncs` count at each CPU's last sample.
-    seen_at: [u64; PLACEMENT_CPUS_MAX],
-    fsyncs: u64,
-}
-
-impl Placement {
-    fn new() -> Self {
-        Placement {
-            average_nanos: [0; PLACEMENT_CPUS_MAX],
-            samples: [0; PLACEMENT_CPUS_MAX],
-            seen_at: [0; PLACEMENT_CPUS_MAX],
-            fsyncs: 0,
-        }
-    }
-
-    fn counts(&self, cpu: usize) -> bool {
-        self.samples[cpu] >= PLACEMENT_SAMPLES_MIN
-            && self.fsyncs - self.seen_at[cpu] <= PLACEMENT_STALE_FSYNCS
-    }
-
-    /// The CPU to sleep on for the next fsync of a thread on `current`, when another one is
-    /// clearly faster (its average under two thirds of the current one's); `None`: stay.
-    fn choose(&mut self, current: usize) -> Option<usize> {
-        self.fsyncs += 1;
-        if current >= PLACEMENT_CPUS_MAX
-            || self.fsyncs % PLACEMENT_EXPLORE_EVERY == 0
-            || !self.counts(current)
-        {
-            return None;
-        }
-        let best = (0..PLACEMENT_CPUS_MAX)
-            .filter(|&cpu| self.counts(cpu))
-            .min_by_key(|&cpu| self.average_nanos[cpu])?;
-        let (here, there) = (self.average_nanos[current], self.average_nanos[best]);
-        (best != current && there.saturating_mul(3) < here.saturating_mul(2)).then_some(best)
-    }
-
-    /// An fsync took `nanos` and its thread woke up on `cpu`.
-    fn record(&mut self, cpu: usize, nanos: u64) {
-        if cpu >= PLACEMENT_CPUS_MAX {
-            return;
-        }
-        let average = &mut self.average_nanos[cpu];
-        *average = if self.samples[cpu] == 0 {
-            nanos
-        } else {
-            *average - *average / 8 + nanos / 8
-        };
-        self.samples[cpu] = self.samples[cpu].saturating_add(1);
-        self.seen_at[cpu] = self.fsyncs;
-    }
 }
 
 #[derive(Default)]
@@ -156,8 +74,6 @@ impl SyncPipe {
             faults,
             fsyncs,
             fsync_nanos,
-            placement: (std::env::var(PLACEMENT_ENV).as_deref() != Ok("off"))
-                .then(|| Mutex::new(Placement::new())),
         }
     }
 
@@ -236,52 +152,22 @@ impl SyncPipe {
         }
     }
 
-    /// Moves the calling thread to the CPU where fsyncs complete fastest, if its own is clearly
-    /// slower (see [`Placement`]); returns the CPUs it was allowed before, to restore after
-    /// the fsync.
-    fn move_for_fsync(&self) -> Option<crate::sys::cpu::CpuMask> {
-        let placement = self.placement.as_ref()?;
-        let current = crate::sys::cpu::current()?;
-        let target = placement
-            .lock()
-            .expect("placement poisoned")
-            .choose(current)?;
-        let allowed = crate::sys::cpu::allowed()?;
-        if !allowed.allows(target) {
-            return None;
-        }
-        crate::sys::cpu::restrict(&crate::sys::cpu::CpuMask::only(target)).then_some(allowed)
-    }
-
     /// `fdatasync`; a failure stops the process (see the writer's module doc).
     fn sync_file(&self, file: &File, path: &std::path::Path) {
         let injected = self
             .faults
             .as_ref()
             .is_some_and(|faults| faults.take_sync_failure());
-        let restore = self.move_for_fsync();
         let started = Instant::now();
         let result = if injected {
             Err(io::Error::from_raw_os_error(5))
         } else {
             file.sync_data()
         };
-        let nanos = started.elapsed().as_nanos() as u64;
-        if let Some(placement) = &self.placement {
-            let woke_on = crate::sys::cpu::current();
-            if let Some(mask) = restore {
-                crate::sys::cpu::restrict(&mask);
-            }
-            if let Some(cpu) = woke_on {
-                placement
-                    .lock()
-                    .expect("placement poisoned")
-                    .record(cpu, nanos);
-            }
-        }
         if let Err(error) = result {
             fatal(&format!("fsync of {} failed: {error}", path.display()));
         }
+        let nanos = started.elapsed().as_nanos() as u64;
         self.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
     }
@@ -304,38 +190,6 @@ mod tests {
             group_entries: 1,
         };
         (done, Ok(appended))
-    }
-
-    #[test]
-    fn placement_moves_a_thread_only_to_a_clearly_faster_cpu_with_fresh_figures() {
-        let mut placement = Placement::new();
-        assert_eq!(placement.choose(0), None, "nothing known yet");
-        for _ in 0..PLACEMENT_SAMPLES_MIN {
-            placement.record(0, 2_000_000);
-            placement.record(1, 400_000);
-        }
-        // Every turn but the exploring ones moves a thread on CPU 0 to CPU 1.
-        let moves: Vec<Option<usize>> = (0..PLACEMENT_EXPLORE_EVERY)
-            .map(|_| placement.choose(0))
-            .collect();
-        assert_eq!(moves.iter().filter(|m| m.is_none()).count(), 1);
-        assert!(moves.iter().flatten().all(|&cpu| cpu == 1));
-        assert_eq!(placement.choose(1), None, "already on the fastest");
-        assert_eq!(placement.choose(PLACEMENT_CPUS_MAX), None, "untracked CPU");
-        // Close figures: no move.
-        for _ in 0..64 {
-            placement.record(0, 450_000);
-        }
-        assert_eq!(placement.choose(0), None);
-        // CPU 1's figure goes stale once fsyncs happen elsewhere for long enough.
-        for _ in 0..64 {
-            placement.record(0, 3_000_000);
-        }
-        for _ in 0..=PLACEMENT_STALE_FSYNCS {
-            placement.fsyncs += 1;
-        }
-        placement.record(0, 3_000_000);
-        assert_eq!(placement.choose(0), None, "CPU 1 was not seen for too long");
     }
 
     #[test]

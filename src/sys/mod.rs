@@ -3,7 +3,6 @@
 //!
 //! Must not: contain logic beyond translating between Rust types and system calls.
 
-pub mod cpu;
 pub mod crc32c_hw;
 #[cfg(target_os = "linux")]
 pub mod epoll;
