@@ -16,20 +16,10 @@
 set -euo pipefail
 kind=$1 path=$2; shift 2
 port=18191
-here=$(pwd)
+source "$(dirname "$0")/http-common.sh"
 data=$(mktemp -d)
-case $kind in
-  ours) bin=${OURS:-$here/target/release/examples/bench_server}; args="--port $port --items 10000 --data $data/d";;
-  hyper) bin=${HYPER:-$here/../shared/peers/target/release/peer-hyper}; args="--port $port --items 10000";;
-  *) echo "ours or hyper" >&2; exit 2;;
-esac
+start_server "$kind" "$port" "$path"
 secs=${SECS:-5}
-# shellcheck disable=SC2086
-taskset -c 1 "$bin" $args >"$data/log" 2>&1 &
-pid=$!
-trap 'kill -KILL $pid 2>/dev/null || true; rm -rf "$data"' EXIT
-for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port/plaintext" >/dev/null && break; sleep 0.2; done
-curl -sf "http://127.0.0.1:$port$path" >/dev/null || true
 events=task-clock
 for s in recvfrom read sendto write writev epoll_wait epoll_ctl accept4; do
   events="$events,syscalls:sys_enter_$s"

@@ -14,19 +14,10 @@
 set -euo pipefail
 kind=$1 path=$2; shift 2
 port=18190
-here=$(pwd)
+source "$(dirname "$0")/http-common.sh"
 data=$(mktemp -d)
-case $kind in
-  ours) bin=${OURS:-$here/target/release/examples/bench_server}; args="--port $port --items 10000 --data $data/d";;
-  hyper) bin=${HYPER:-$here/../shared/peers/target/release/peer-hyper}; args="--port $port --items 10000";;
-  *) echo "ours or hyper" >&2; exit 2;;
-esac
 # shellcheck disable=SC2086
-taskset -c 1 valgrind --tool=callgrind ${CGOPTS:-} --callgrind-out-file="$data/cg.out" "$bin" $args >"$data/log" 2>&1 &
-pid=$!
-trap 'kill -KILL $pid 2>/dev/null || true; rm -rf "$data"' EXIT
-for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port/plaintext" >/dev/null && break; sleep 0.2; done
-curl -sf "http://127.0.0.1:$port$path" >/dev/null || true
+start_server "$kind" "$port" "$path" valgrind --tool=callgrind ${CGOPTS:-} --callgrind-out-file="$data/cg.out"
 callgrind_control -z $pid >/dev/null
 out=$(taskset -c 0 wrk -t1 -c"${CONNS:-16}" -d"${SECS:-4}s" "$@" "http://127.0.0.1:$port$path")
 reqs=$(echo "$out" | awk '/requests in/ {print $1}')
