@@ -181,6 +181,16 @@ fn open(dir: &Path, options: EngineOptions) -> Engine<Shop> {
         .0
 }
 
+/// Default options with log fault injection, and the handle that injects the faults.
+fn with_faults() -> (EngineOptions, Arc<Faults>) {
+    let faults = Arc::new(Faults::default());
+    let options = EngineOptions {
+        faults: Some(Arc::clone(&faults)),
+        ..EngineOptions::default()
+    };
+    (options, faults)
+}
+
 /// A fresh scratch directory for test `name` and an engine opened on it with default options.
 fn open_fresh(name: &str) -> (PathBuf, Engine<Shop>) {
     let dir = common::fresh_dir("engine", name);
@@ -517,11 +527,7 @@ fn post_commit_hooks_see_every_committed_event() {
 #[test]
 fn disk_full_fails_submissions_and_the_engine_recovers() {
     let dir = common::fresh_dir("engine", "diskfull");
-    let faults = Arc::new(Faults::default());
-    let options = EngineOptions {
-        faults: Some(Arc::clone(&faults)),
-        ..EngineOptions::default()
-    };
+    let (options, faults) = with_faults();
     let engine = open(&dir, options.clone());
     restock(&engine, 1, 10);
     faults.fail_next_writes(1);
@@ -927,11 +933,7 @@ fn a_failed_write_under_concurrent_submitters_answers_every_one_and_the_log_reop
     const SUBMITTERS: u64 = 16;
     const SUBMITS_EACH: u64 = 60;
     let dir = common::fresh_dir("engine", "diskfull-concurrent");
-    let faults = Arc::new(Faults::default());
-    let options = EngineOptions {
-        faults: Some(Arc::clone(&faults)),
-        ..EngineOptions::default()
-    };
+    let (options, faults) = with_faults();
     let engine = Arc::new(open(&dir, options.clone()));
     let stored = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
@@ -1134,11 +1136,7 @@ fn callback_chains_decide_in_log_order_and_survive_a_failed_write() {
     const SELLS_EACH: u64 = 40;
     const STOCK: u64 = 250;
     let dir = common::fresh_dir("engine", "callback-chains");
-    let faults = Arc::new(Faults::default());
-    let options = EngineOptions {
-        faults: Some(Arc::clone(&faults)),
-        ..EngineOptions::default()
-    };
+    let (options, faults) = with_faults();
     let engine = Arc::new(open(&dir, options.clone()));
     restock(&engine, 1, STOCK);
     let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));

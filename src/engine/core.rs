@@ -450,37 +450,46 @@ type Snapshotter = Arc<Mutex<Option<thread::JoinHandle<()>>>>;
 /// Counts batches sequenced and not yet applied (or failed).
 #[derive(Default)]
 struct InFlight {
-    /// The count, and the threads waiting for zero: `notify_all` is a system call even
-    /// with nobody waiting, and a follower's applier reaches zero after every batch.
-    count: Mutex<(u64, u32)>,
+    counts: Mutex<InFlightCounts>,
     zero: Condvar,
 }
 
+/// What [`InFlight`] guards. The waiters are counted because `notify_all` is a system call
+/// even with nobody waiting, and a follower's applier reaches zero after every batch.
+#[derive(Default)]
+struct InFlightCounts {
+    batches: u64,
+    waiters: u32,
+}
+
 impl InFlight {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, u32)> {
-        self.count.lock().expect("in-flight lock poisoned")
+    fn lock(&self) -> std::sync::MutexGuard<'_, InFlightCounts> {
+        self.counts.lock().expect("in-flight lock poisoned")
     }
 
     fn start(&self) {
-        self.lock().0 += 1;
+        self.lock().batches += 1;
     }
 
     fn finish(&self) {
-        let mut count = self.lock();
-        assert!(count.0 > 0, "a batch finished that was never started");
-        count.0 -= 1;
-        if count.0 == 0 && count.1 > 0 {
+        let mut counts = self.lock();
+        assert!(
+            counts.batches > 0,
+            "a batch finished that was never started"
+        );
+        counts.batches -= 1;
+        if counts.batches == 0 && counts.waiters > 0 {
             self.zero.notify_all();
         }
     }
 
     fn wait_zero(&self) {
-        let mut count = self.lock();
-        count.1 += 1;
-        while count.0 > 0 {
-            count = self.zero.wait(count).expect("in-flight lock poisoned");
+        let mut counts = self.lock();
+        counts.waiters += 1;
+        while counts.batches > 0 {
+            counts = self.zero.wait(counts).expect("in-flight lock poisoned");
         }
-        count.1 -= 1;
+        counts.waiters -= 1;
     }
 }
 

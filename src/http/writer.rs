@@ -85,18 +85,27 @@ fn status_line(out: &mut Vec<u8>, status: u16) {
 }
 
 /// Appends `n` in decimal.
-pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+pub fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; U64_DIGITS_MAX];
+    let start = digits_before(&mut digits, U64_DIGITS_MAX, n);
+    out.extend_from_slice(&digits[start..]);
+}
+
+/// Decimal digits of the largest `u64`.
+const U64_DIGITS_MAX: usize = 20;
+
+/// Writes `n` in decimal so that its last digit is at `buf[end - 1]`; returns where the first
+/// digit is. `buf[..end]` must have room for [`U64_DIGITS_MAX`] digits.
+fn digits_before(buf: &mut [u8], end: usize, mut n: u64) -> usize {
+    let mut start = end;
     loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
-            break;
+            return start;
         }
     }
-    out.extend_from_slice(&digits[i..]);
 }
 
 fn is_safe_value(s: &str) -> bool {
@@ -343,20 +352,10 @@ fn content_length(out: &mut Vec<u8>, len: u64, bodyless_status: bool) {
     // Rendered right-aligned on the stack (CRLF, digits backwards, then the name before them)
     // and appended with one copy: this line is in nearly every response.
     const PREFIX: &[u8; 16] = b"Content-Length: ";
-    const LINE_BYTES: usize = PREFIX.len() + 20 + 2;
+    const LINE_BYTES: usize = PREFIX.len() + U64_DIGITS_MAX + 2;
     let mut line = [0u8; LINE_BYTES];
     line[LINE_BYTES - 2..].copy_from_slice(b"\r\n");
-    let mut start = LINE_BYTES - 2;
-    let mut n = len;
-    loop {
-        start -= 1;
-        line[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    start -= PREFIX.len();
+    let start = digits_before(&mut line, LINE_BYTES - 2, len) - PREFIX.len();
     line[start..start + PREFIX.len()].copy_from_slice(PREFIX);
     out.extend_from_slice(&line[start..]);
 }
