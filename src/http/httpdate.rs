@@ -2,7 +2,8 @@
 //! `Sun, 06 Nov 1994 08:49:37 GMT`, for `Last-Modified`, `If-Modified-Since` and cookie
 //! `Expires`.
 //!
-//! Owns: the conversion between `SystemTime` (whole seconds) and the text form.
+//! Owns: the calendar arithmetic and the conversion between `SystemTime` (whole seconds)
+//! and the text form (the `Date` header's per-second cache is [`super::date`]'s).
 //! Must not: read the clock (callers pass the time in).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,6 +15,33 @@ const MONTHS: [&str; 12] = [
 const SECONDS_PER_DAY: u64 = 86_400;
 /// Latest year we format or parse (keeps arithmetic far from overflow).
 const YEAR_MAX: u64 = 9999;
+
+/// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub const HTTP_DATE_BYTES: usize = 29;
+
+/// Formats Unix time `secs` as an IMF-fixdate. Pure.
+pub fn format_http_date(secs: u64) -> [u8; HTTP_DATE_BYTES] {
+    let days = secs / SECONDS_PER_DAY;
+    let second_of_day = secs % SECONDS_PER_DAY;
+    let (year, month, day) = civil_from_days(days);
+    let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
+    out[..3].copy_from_slice(DAYS[(days % 7) as usize].as_bytes());
+    two_digits(&mut out[5..7], day);
+    out[8..11].copy_from_slice(MONTHS[(month - 1) as usize].as_bytes());
+    let year = year.min(YEAR_MAX);
+    two_digits(&mut out[12..14], year / 100);
+    two_digits(&mut out[14..16], year % 100);
+    two_digits(&mut out[17..19], second_of_day / 3600);
+    two_digits(&mut out[20..22], second_of_day / 60 % 60);
+    two_digits(&mut out[23..25], second_of_day % 60);
+    out
+}
+
+fn two_digits(out: &mut [u8], n: u64) {
+    assert!(n < 100, "two_digits({n})");
+    out[0] = b'0' + (n / 10) as u8;
+    out[1] = b'0' + (n % 10) as u8;
+}
 
 /// Days since 1970-01-01 to (year, month 1..=12, day 1..=31); civil-from-days over 400-year
 /// eras (proleptic Gregorian).
@@ -48,19 +76,10 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
 /// Formats `time` (truncated to seconds; times before 1970 format as the epoch).
 pub fn format(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = secs / SECONDS_PER_DAY;
-    let rem = secs % SECONDS_PER_DAY;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year.min(YEAR_MAX),
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format_http_date(secs)
+        .iter()
+        .map(|&byte| char::from(byte))
+        .collect()
 }
 
 /// Parses an IMF-fixdate; `None` for anything else (the obsolete formats are not accepted,
