@@ -147,23 +147,10 @@ fn check_snapshot(data: &Path, index: u64, out: &mut dyn Write) -> Result<(), St
     }
 }
 
-fn json_string(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 fn json_option(out: &mut String, name: &str, value: Option<&str>) {
     out.push_str(&format!(",\"{name}\":"));
     match value {
-        Some(text) => json_string(out, text),
+        Some(text) => out.push_str(&crate::json::quote(text)),
         None => out.push_str("null"),
     }
 }
@@ -175,7 +162,7 @@ fn envelope_json(line: &mut String, envelope: &EnvelopeRef<'_>) {
         "{{\"index\":{},\"timestamp_ms\":{},\"type\":",
         envelope.index, envelope.timestamp_ms
     ));
-    json_string(line, envelope.event_type);
+    line.push_str(&crate::json::quote(envelope.event_type));
     line.push_str(&format!(
         ",\"schema_version\":{},\"request_id\":{}",
         envelope.schema_version, envelope.request_id

@@ -773,7 +773,8 @@ pub(crate) fn eisel_lemire(w: u64, q: i64) -> Option<f64> {
     Some(f64::from_bits(mantissa | (power2 as u64) << 52))
 }
 
-static DIGIT_PAIRS: &[u8; 200] = b"\
+/// "00" to "99", for writing integers two digits at a time.
+pub(super) static DIGIT_PAIRS: &[u8; 200] = b"\
 0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839\
 4041424344454647484950515253545556575859\

@@ -402,3 +402,11 @@ fn reader_can_look_ahead_and_rewind() {
     assert_eq!(r.read_value().unwrap()["data"].as_u64(), Some(1));
     r.finish().unwrap();
 }
+
+#[test]
+fn quote_escapes_and_round_trips() {
+    assert_eq!(quote("plain"), "\"plain\"");
+    assert_eq!(quote("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\u0001é\"");
+    let text = "tab\there \u{7f} \u{1f600}";
+    assert_eq!(from_str::<String>(&quote(text)).expect("parses"), text);
+}

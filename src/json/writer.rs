@@ -9,7 +9,7 @@
 //! Must not: panic or emit invalid JSON for a non-finite float: it writes `null`, records the
 //! first such error and `finish` returns it.
 
-use super::float::{self, FLOAT_BYTES_MAX, FLOAT_TEXT_BYTES_MAX};
+use super::float::{self, DIGIT_PAIRS, FLOAT_BYTES_MAX, FLOAT_TEXT_BYTES_MAX};
 use super::lex::find_special;
 use super::number::N;
 use super::{Error, Value};
@@ -52,14 +52,6 @@ static ESCAPE: [u8; 256] = {
     table[b'\\' as usize] = b'\\';
     table
 };
-
-/// "00" to "99", for writing integers two digits at a time.
-static DIGIT_PAIRS: &[u8; 200] = b"\
-0001020304050607080910111213141516171819\
-2021222324252627282930313233343536373839\
-4041424344454647484950515253545556575859\
-6061626364656667686970717273747576777879\
-8081828384858687888990919293949596979899";
 
 /// Writes the decimal digits of `v` so that they fill `out` exactly (`out.len()` is the digit
 /// count of `v`).
