@@ -15,12 +15,7 @@ pub const JSON_CONTENT_TYPE: &str = "application/json";
 
 /// `application/json` or any `+json` type (parameters ignored).
 fn is_json_type(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = super::mime::essence(content_type);
     essence == JSON_CONTENT_TYPE
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }

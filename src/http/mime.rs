@@ -56,15 +56,21 @@ pub fn for_path(path: &str) -> &'static str {
         .map_or(DEFAULT_TYPE, |(_, t)| t)
 }
 
-/// Whether a response of this content type shrinks under gzip (text, JSON, XML, SVG, wasm);
-/// already-compressed images, fonts, archives and media do not.
-pub fn is_compressible(content_type: &str) -> bool {
-    let essence = content_type
+/// The media type of a `Content-Type` value without its parameters, lower-cased
+/// (`Text/HTML; charset=utf-8` gives `text/html`; RFC 9110 §8.3.1).
+pub fn essence(content_type: &str) -> String {
+    content_type
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+/// Whether a response of this content type shrinks under gzip (text, JSON, XML, SVG, wasm);
+/// already-compressed images, fonts, archives and media do not.
+pub fn is_compressible(content_type: &str) -> bool {
+    let essence = essence(content_type);
     essence.starts_with("text/")
         || essence.ends_with("+json")
         || essence.ends_with("+xml")
@@ -94,6 +100,13 @@ mod tests {
         assert_eq!(for_path("README"), DEFAULT_TYPE);
         assert_eq!(for_path("dir.d/noext"), DEFAULT_TYPE);
         assert_eq!(for_path("archive.tar.unknown"), DEFAULT_TYPE);
+    }
+
+    #[test]
+    fn essence_drops_parameters_and_case() {
+        assert_eq!(essence("Text/HTML; charset=utf-8"), "text/html");
+        assert_eq!(essence(" application/json "), "application/json");
+        assert_eq!(essence(""), "");
     }
 
     #[test]
