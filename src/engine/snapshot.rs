@@ -49,6 +49,11 @@ fn snapshot_path(dir: &Path, index: u64) -> PathBuf {
     dir.join(format!("{index:020}.snap"))
 }
 
+/// The file of the snapshot covering `index` in `data_dir` (whether or not it exists).
+pub fn snapshot_file(data_dir: &Path, index: u64) -> PathBuf {
+    snapshot_path(&snapshot_dir(data_dir), index)
+}
+
 /// Indexes of the snapshot files present, ascending.
 pub fn list_snapshots(data_dir: &Path) -> Result<Vec<u64>, Error> {
     let dir = snapshot_dir(data_dir);
