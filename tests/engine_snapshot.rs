@@ -8,7 +8,7 @@ mod common;
 use lithair::binary::{self, Decode, Encode, Reader};
 use lithair::engine::{
     digest, list_snapshots, parse_snapshot, read_snapshot_file, Command, Context, Engine,
-    EngineOptions, Meta, Receipt, State, Tracked,
+    EngineOptions, Meta, Receipt, SnapshotStep, State, Tracked,
 };
 use lithair::log::Durability;
 use std::collections::BTreeMap;
@@ -160,9 +160,21 @@ fn load(dir: &Path, index: u64, keys_max: usize) -> Tracked<Kv> {
 }
 
 #[test]
-fn a_snapshot_completes_while_the_applier_holds_the_state_write_lock() {
+fn a_snapshot_is_durable_while_the_applier_holds_the_state_write_lock() {
     let dir = common::fresh_dir("engine-snapshot", "lock-free");
-    let (engine, _) = Engine::open(&dir, EngineOptions::default(), Kv::default()).expect("open");
+    // The snapshot reports each step here. Deleting covered segments is a request to the log
+    // threads (on a single node the blocked applier is one of them), so only the steps up
+    // to a durable snapshot can complete while it is blocked; the file is what must not wait.
+    let (step_sender, steps) = mpsc::channel();
+    let step_sender = Mutex::new(step_sender);
+    let options = EngineOptions {
+        snapshot_hook: Some(Arc::new(move |step: SnapshotStep| {
+            let _ = step_sender.lock().expect("step sender").send(step);
+            Ok(())
+        })),
+        ..EngineOptions::default()
+    };
+    let (engine, _) = Engine::open(&dir, options, Kv::default()).expect("open");
     let engine = Arc::new(engine);
     for key in 0..100 {
         put(&engine, key, key * 3);
@@ -177,11 +189,17 @@ fn a_snapshot_completes_while_the_applier_holds_the_state_write_lock() {
     let thread = std::thread::spawn(move || {
         let _ = sender.send(snapshotting.snapshot());
     });
-    let taken = outcome.recv_timeout(Duration::from_millis(HANG_TIMEOUT_MS));
+    let timeout = Duration::from_millis(HANG_TIMEOUT_MS);
+    let durable = (0..3).all(|_| steps.recv_timeout(timeout).is_ok());
     // Open the gate before asserting, so a failure does not leave the engine stuck.
     gate_set(None, Some(true));
-    let info = taken
-        .expect("the snapshot waited for the state lock held by the applier")
+    assert!(
+        durable,
+        "the snapshot waited for the state lock held by the applier"
+    );
+    let info = outcome
+        .recv_timeout(timeout)
+        .expect("snapshot returns")
         .expect("snapshot");
     thread.join().expect("snapshot thread");
     blocked
