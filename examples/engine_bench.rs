@@ -10,11 +10,12 @@
 //! how busy the disk was, then end with
 //! `durable: N events in S s (E events/s, B events per fsync)`.
 //!
-//! With `--snapshot-every N [--preload K]` a thread takes a snapshot (`Engine::snapshot`, the
+//! With `--snapshot-every N [--preload K] [--keep-state]` a thread takes a snapshot (`Engine::snapshot`, the
 //! same path as the background trigger) each time N more events committed, on a state that
 //! also holds K preloaded records (a realistic size), and the run prints, before the `durable:`
 //! line, `snapshot pauses: max X ms, snapshots C (longest gap outside them: Y ms)`: the longest
 //! interval in which no write completed that overlaps a snapshot, and the same outside them.
+//! `--keep-state` sets `EngineOptions::snapshot_keep_state`.
 //!
 //! `engine_bench replay --events N [--snapshot] [--dir PATH]` writes N small events (with
 //! `--snapshot`: a snapshot after 90% of them), then times recovery (`Engine::open`: snapshot
@@ -146,6 +147,7 @@ fn durable(args: &[String]) {
     let dir = bench_dir(args, "durable");
     let options = EngineOptions {
         log_batches_max,
+        snapshot_keep_state: args.iter().any(|a| a == "--keep-state"),
         ..EngineOptions::default()
     };
     let mut initial = empty();

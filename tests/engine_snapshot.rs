@@ -250,10 +250,22 @@ fn write_keyed(engine: &Arc<Engine<Kv>>, threads: u64, commands: u64) -> Vec<(St
 
 #[test]
 fn background_snapshots_equal_the_live_state_at_their_index() {
-    let dir = common::fresh_dir("engine-snapshot", "equal-live");
+    equal_live(false);
+}
+
+#[test]
+fn snapshots_continuing_from_a_kept_state_equal_the_live_state_at_their_index() {
+    equal_live(true);
+}
+
+/// Background snapshots while writing, then one on demand once quiesced, compared with the
+/// live state; `keep`: [`EngineOptions::snapshot_keep_state`].
+fn equal_live(keep: bool) {
+    let dir = common::fresh_dir("engine-snapshot", &format!("equal-live-{keep}"));
     let keys_max = 50;
     let options = EngineOptions {
         idempotency_keys_max: keys_max,
+        snapshot_keep_state: keep,
         snapshot_every_events: 97,
         segment_bytes_max: 4096,
         ..EngineOptions::default()
@@ -385,8 +397,19 @@ fn a_log_with_missing_entries_fails_the_snapshot_instead_of_skipping_them() {
 
 #[test]
 fn snapshots_under_concurrent_writes_give_the_full_replay_digest() {
-    let dir = common::fresh_dir("engine-snapshot", "concurrent");
+    concurrent(false);
+}
+
+#[test]
+fn kept_state_snapshots_under_concurrent_writes_give_the_full_replay_digest() {
+    concurrent(true);
+}
+
+/// Snapshots on demand in a loop while three threads write; `keep` as in [`equal_live`].
+fn concurrent(keep: bool) {
+    let dir = common::fresh_dir("engine-snapshot", &format!("concurrent-{keep}"));
     let options = EngineOptions {
+        snapshot_keep_state: keep,
         segment_bytes_max: 2048,
         ..EngineOptions::default()
     };

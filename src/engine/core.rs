@@ -51,6 +51,11 @@ pub struct EngineOptions {
     pub snapshot_every_events: u64,
     /// Take a snapshot in the background every this many log bytes (0: not by size).
     pub snapshot_every_bytes: u64,
+    /// Keep the state a snapshot was built from, so the next one replays only the log since
+    /// (instead of loading the previous snapshot file and replaying from it). Costs a second
+    /// copy of the state in RAM for good (without it, one exists only while a snapshot is
+    /// built); saves decoding the whole previous snapshot each time. Default off.
+    pub snapshot_keep_state: bool,
     /// Submissions queued before `submit` blocks.
     pub queue_commands_max: usize,
     /// Schema upcasters used during replay and catch-up.
@@ -85,6 +90,7 @@ impl Default for EngineOptions {
             subscriber_buffer_events: SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
             snapshot_every_events: 0,
             snapshot_every_bytes: 0,
+            snapshot_keep_state: false,
             queue_commands_max: QUEUE_COMMANDS_DEFAULT,
             upcasters: Vec::new(),
             faults: None,
@@ -322,6 +328,9 @@ pub(super) struct Shared<S: State> {
     /// The initial state, kept until the first snapshot file exists: the snapshotter rebuilds
     /// from the newest snapshot, or from this.
     initial: Mutex<Option<S>>,
+    /// With [`EngineOptions::snapshot_keep_state`]: the state of the last snapshot built here.
+    /// Touched only by the snapshot path (under `snapshot_lock`), never by the applier.
+    snapshot_state: Mutex<Option<Tracked<S>>>,
     /// Shared with the Raft storage in cluster mode, which is then the only writer.
     log: Arc<Log>,
     data_dir: PathBuf,
@@ -672,6 +681,7 @@ impl<S: State> Engine<S> {
             committed: RwLock::new(tracked),
             applied: AtomicU64::new(applied_index),
             initial: Mutex::new(initial),
+            snapshot_state: Mutex::new(None),
             log,
             data_dir: data_dir.to_path_buf(),
             options,
@@ -1565,9 +1575,22 @@ fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
         upcasters: &shared.options.upcasters,
         relaxed: shared.cluster.is_none()
             && matches!(shared.options.durability, Durability::Relaxed { .. }),
+        // Taken out: after a failure the next snapshot starts over from the newest file.
+        retained: shared
+            .snapshot_state
+            .lock()
+            .expect("snapshot state lock poisoned")
+            .take(),
     };
     let hook = shared.options.snapshot_hook.as_ref();
-    let (index, path) = snapshotter::write_at(source, target, hook)?;
+    let written = snapshotter::write_at(source, target, hook)?;
+    let (index, path) = (written.index, written.path);
+    if shared.options.snapshot_keep_state {
+        *shared
+            .snapshot_state
+            .lock()
+            .expect("snapshot state lock poisoned") = written.state;
+    }
     // A snapshot file exists from now on: later rebuilds start from one.
     *shared.initial.lock().expect("initial state lock poisoned") = None;
     // Cluster mode: the Raft node compacts the log once it sees the durable snapshot.

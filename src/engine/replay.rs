@@ -219,6 +219,8 @@ pub enum Base<S> {
     Newest(Option<S>),
     /// This initial state at index 0, ignoring snapshots.
     Initial(S),
+    /// A state already rebuilt up to its applied index, ignoring snapshots.
+    State(Tracked<S>),
 }
 
 /// What [`rebuild`] produced.
@@ -248,7 +250,7 @@ pub fn rebuild<S: State, T>(
     read: impl FnOnce(u64, &mut dyn FnMut(&Frame<'_>) -> Result<bool, Error>) -> Result<T, Error>,
 ) -> Result<Rebuilt<S, T>, Error> {
     let newest = match &base {
-        Base::Initial(_) => None,
+        Base::Initial(_) | Base::State(_) => None,
         Base::Newest(_) => snapshot::load_newest(data_dir)?,
     };
     let snapshot = newest.as_ref().map(|(index, _)| *index);
@@ -257,6 +259,7 @@ pub fn rebuild<S: State, T>(
         (None, Base::Initial(initial) | Base::Newest(Some(initial))) => {
             Tracked::new(initial, 0, idempotency_keys_max)
         }
+        (None, Base::State(tracked)) => tracked,
         (None, Base::Newest(None)) => {
             let message = format!(
                 "{} holds no valid snapshot to rebuild from",

@@ -9,7 +9,7 @@
 
 use super::replay::{self, Base};
 use super::snapshot::{self, SnapshotHook};
-use super::state::{State, Upcaster};
+use super::state::{State, Tracked, Upcaster};
 use crate::log::{self, Error};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,33 +26,64 @@ pub(super) struct Source<'a, S> {
     pub upcasters: &'a [Upcaster],
     /// Relaxed durability: entries up to N may be written but not yet fsynced.
     pub relaxed: bool,
+    /// The state the previous snapshot was built from, kept by
+    /// [`super::EngineOptions::snapshot_keep_state`]: the rebuild then replays only the log
+    /// after it, instead of loading the newest snapshot file.
+    pub retained: Option<Tracked<S>>,
+}
+
+/// What [`write_at`] did.
+pub(super) struct Written<S> {
+    /// The index the newest snapshot covers: the one asked for, or a newer one already there
+    /// (a cluster follower may have installed one from its leader meanwhile).
+    pub index: u64,
+    /// Its file.
+    pub path: PathBuf,
+    /// The state at `index` when it was rebuilt here (for the next snapshot to continue from,
+    /// if kept).
+    pub state: Option<Tracked<S>>,
 }
 
 /// Writes a snapshot of the committed state at `index` (an applied batch boundary, so every
-/// entry up to it is in the log, and durable unless `source.relaxed`). Returns the index the
-/// newest snapshot now covers and its file: `index`, or a newer snapshot already there (a
-/// cluster follower may have installed one from its leader meanwhile).
+/// entry up to it is in the log, and durable unless `source.relaxed`).
 pub(super) fn write_at<S: State>(
     source: Source<'_, S>,
     index: u64,
     hook: Option<&SnapshotHook>,
-) -> Result<(u64, PathBuf), Error> {
+) -> Result<Written<S>, Error> {
     let log_dir = source.data_dir.join(log::LOG_DIR_NAME);
     if source.relaxed {
         // Never a snapshot beyond the durable log: a crash would leave a snapshot the log
         // does not reach, and recovery refuses that.
         sync_log_through(&log_dir, index)?;
     }
+    let newest_file = snapshot::list_snapshots(source.data_dir)?.last().copied();
+    // A kept state behind the newest file (an install replaced the log after it) or past
+    // the index asked for (a restore moved the state elsewhere) cannot continue: drop it.
+    let base = match source.retained {
+        Some(kept)
+            if kept.applied_index <= index
+                && newest_file.is_none_or(|newest| newest <= kept.applied_index) =>
+        {
+            Base::State(kept)
+        }
+        _ => Base::Newest(source.initial),
+    };
     let rebuilt = replay::rebuild(
         source.data_dir,
-        Base::Newest(source.initial),
+        base,
         source.idempotency_keys_max,
         index,
         source.upcasters,
         |from, visit| log::read_range(&log_dir, from, visit),
     )?;
     if let Some(newest) = rebuilt.snapshot.filter(|&newest| newest >= index) {
-        return Ok((newest, snapshot::snapshot_file(source.data_dir, newest)));
+        let path = snapshot::snapshot_file(source.data_dir, newest);
+        return Ok(Written {
+            index: newest,
+            path,
+            state: Some(rebuilt.tracked),
+        });
     }
     let tracked = rebuilt.tracked;
     if tracked.applied_index != index {
@@ -66,9 +97,12 @@ pub(super) fn write_at<S: State>(
     }
     let mut body = Vec::new();
     tracked.encode_snapshot(&mut body);
-    drop(tracked);
     let path = snapshot::write_snapshot(source.data_dir, index, &body, hook)?;
-    Ok((index, path))
+    Ok(Written {
+        index,
+        path,
+        state: Some(tracked),
+    })
 }
 
 /// Fsyncs every segment holding entries up to `index`, and the log directory (for segments
