@@ -244,6 +244,11 @@ impl Gaps {
     fn completed(&self) {
         let now = self.now();
         let previous = self.last_completion.fetch_max(now, Ordering::AcqRel);
+        if previous == 0 {
+            // The first completion: before it the engine was starting (the sequencer copies
+            // the state for its speculative copy), which is no pause of a running engine.
+            return;
+        }
         let gap = now.saturating_sub(previous);
         // The gap overlaps a snapshot if one runs now or one ended after it began.
         let during = self.snapshot_running.load(Ordering::Acquire)
