@@ -28,7 +28,7 @@ use lithair::log::{EntryBatch, Log, LogOptions};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Counters in a fixed number of slots: O(1) apply, a snapshot of a realistic size.
@@ -154,12 +154,21 @@ fn durable(args: &[String]) {
     initial.records = (0..preload)
         .map(|key| (key, key.wrapping_mul(31)))
         .collect();
+    let gaps = Arc::new(Gaps::new());
+    let marking = Arc::clone(&gaps);
+    let options = EngineOptions {
+        snapshot_hook: Some(Arc::new(move |step| {
+            marking.mark(&format!("{step:?}"));
+            Ok(())
+        })),
+        ..options
+    };
     let (engine, _) = Engine::open(&dir, options, initial).expect("open engine");
     let engine = Arc::new(engine);
     let run = Run {
         stop: Arc::new(AtomicBool::new(false)),
         committed: Arc::new(AtomicU64::new(0)),
-        gaps: Arc::new(Gaps::new()),
+        gaps,
     };
     let snapshots = (snapshot_every > 0).then(|| snapshot_thread(&engine, &run, snapshot_every));
     let fsyncs_before = engine.fsync_count();
@@ -197,6 +206,7 @@ fn durable(args: &[String]) {
             during as f64 / 1e6,
             outside as f64 / 1e6
         );
+        println!("{}", run.gaps.longest_in_context());
     }
     println!(
         "durable: {events} events in {elapsed:.2} s ({:.0} events/s, {:.1} events per fsync)",
@@ -222,6 +232,10 @@ struct Gaps {
     last_snapshot_end: AtomicU64,
     longest_during: AtomicU64,
     longest_outside: AtomicU64,
+    /// Where the longest gap during a snapshot lay: (start, end).
+    longest_during_at: Mutex<(u64, u64)>,
+    /// Snapshot starts, steps and ends, in order: (what, when).
+    marks: Mutex<Vec<(String, u64)>>,
 }
 
 impl Gaps {
@@ -233,6 +247,8 @@ impl Gaps {
             last_snapshot_end: AtomicU64::new(0),
             longest_during: AtomicU64::new(0),
             longest_outside: AtomicU64::new(0),
+            longest_during_at: Mutex::new((0, 0)),
+            marks: Mutex::new(Vec::new()),
         }
     }
 
@@ -253,18 +269,52 @@ impl Gaps {
         // The gap overlaps a snapshot if one runs now or one ended after it began.
         let during = self.snapshot_running.load(Ordering::Acquire)
             || self.last_snapshot_end.load(Ordering::Acquire) > previous;
-        let longest = match during {
-            true => &self.longest_during,
-            false => &self.longest_outside,
-        };
-        longest.fetch_max(gap, Ordering::Relaxed);
+        if !during {
+            self.longest_outside.fetch_max(gap, Ordering::Relaxed);
+        } else if self.longest_during.fetch_max(gap, Ordering::Relaxed) < gap {
+            *self.longest_during_at.lock().expect("gaps") = (previous, now);
+        }
     }
 
     fn snapshot(&self, running: bool) {
+        self.mark(if running { "start" } else { "returned" });
         if !running {
             self.last_snapshot_end.store(self.now(), Ordering::Release);
         }
         self.snapshot_running.store(running, Ordering::Release);
+    }
+
+    fn mark(&self, what: &str) {
+        let now = self.now();
+        self.marks
+            .lock()
+            .expect("marks")
+            .push((what.to_string(), now));
+    }
+
+    /// The steps of the snapshot around the longest gap during one, in ms from its start.
+    fn longest_in_context(&self) -> String {
+        let (start, end) = *self.longest_during_at.lock().expect("gaps");
+        let marks = self.marks.lock().expect("marks");
+        let Some(first) = marks
+            .iter()
+            .rposition(|(what, at)| what == "start" && *at <= end)
+        else {
+            return String::new();
+        };
+        let origin = marks[first].1;
+        let ms = |at: u64| (at as f64 - origin as f64) / 1e6;
+        let steps: Vec<String> = marks[first + 1..]
+            .iter()
+            .take_while(|(what, _)| what != "start")
+            .map(|(what, at)| format!("{what} {:.1}", ms(*at)))
+            .collect();
+        format!(
+            "longest snapshot gap {:.1}..{:.1} ms after its start; steps at (ms): {}",
+            ms(start),
+            ms(end),
+            steps.join(", ")
+        )
     }
 
     fn longest(&self) -> (u64, u64) {
