@@ -15,6 +15,8 @@
 //! also holds K preloaded records (a realistic size), and the run prints, before the `durable:`
 //! line, `snapshot pauses: max X ms, snapshots C (longest gap outside them: Y ms)`: the longest
 //! interval in which no write completed that overlaps a snapshot, and the same outside them.
+//! A second line places that longest gap among the snapshot's steps (ms from its start:
+//! `TemporaryWritten` ends the rebuild and the file write, `SegmentsDeleted`, `returned`).
 //! `--keep-state` sets `EngineOptions::snapshot_keep_state`.
 //!
 //! `engine_bench replay --events N [--snapshot] [--dir PATH]` writes N small events (with
