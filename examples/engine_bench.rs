@@ -10,6 +10,15 @@
 //! how busy the disk was, then end with
 //! `durable: N events in S s (E events/s, B events per fsync)`.
 //!
+//! With `--snapshot-every N [--preload K] [--keep-state]` a thread takes a snapshot (`Engine::snapshot`, the
+//! same path as the background trigger) each time N more events committed, on a state that
+//! also holds K preloaded records (a realistic size), and the run prints, before the `durable:`
+//! line, `snapshot pauses: max X ms, snapshots C (longest gap outside them: Y ms)`: the longest
+//! interval in which no write completed that overlaps a snapshot, and the same outside them.
+//! A second line places that longest gap among the snapshot's steps (ms from its start:
+//! `TemporaryWritten` ends the rebuild and the file write, `SegmentsDeleted`, `returned`).
+//! `--keep-state` sets `EngineOptions::snapshot_keep_state`.
+//!
 //! `engine_bench replay --events N [--snapshot] [--dir PATH]` writes N small events (with
 //! `--snapshot`: a snapshot after 90% of them), then times recovery (`Engine::open`: snapshot
 //! load + log replay) and ends with `replay: N events in S s (E events/s)`. `--keep` leaves the
@@ -18,10 +27,10 @@
 use lithair::binary::{self, Decode, Encode, Reader};
 use lithair::engine::{Command, Context, Engine, EngineOptions, Envelope, Meta, State};
 use lithair::log::{EntryBatch, Log, LogOptions};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Counters in a fixed number of slots: O(1) apply, a snapshot of a realistic size.
@@ -30,6 +39,8 @@ const SLOTS: usize = 4_096;
 #[derive(Clone, Debug, PartialEq)]
 struct Tally {
     slots: Vec<u64>,
+    /// Preloaded records (`--preload`), never changed by events: they make the state large.
+    records: BTreeMap<u64, u64>,
 }
 
 struct Add {
@@ -40,6 +51,7 @@ struct Add {
 impl Encode for Tally {
     fn encode(&self, out: &mut Vec<u8>) {
         self.slots.encode(out);
+        self.records.encode(out);
     }
 }
 
@@ -49,7 +61,8 @@ impl Decode for Tally {
         if slots.len() != SLOTS {
             return Err(binary::Error::custom("wrong slot count"));
         }
-        Ok(Tally { slots })
+        let records = BTreeMap::decode(reader)?;
+        Ok(Tally { slots, records })
     }
 }
 
@@ -95,6 +108,7 @@ impl Command<Tally> for AddCommand {
 fn empty() -> Tally {
     Tally {
         slots: vec![0; SLOTS],
+        records: BTreeMap::new(),
     }
 }
 
@@ -130,17 +144,35 @@ fn durable(args: &[String]) {
         "--log-batches",
         Some(lithair::engine::LOG_BATCHES_DEFAULT),
     );
+    let snapshot_every: u64 = flag(args, "--snapshot-every", Some(0));
+    let preload: u64 = flag(args, "--preload", Some(0));
     let dir = bench_dir(args, "durable");
     let options = EngineOptions {
         log_batches_max,
+        snapshot_keep_state: args.iter().any(|a| a == "--keep-state"),
         ..EngineOptions::default()
     };
-    let (engine, _) = Engine::open(&dir, options, empty()).expect("open engine");
+    let mut initial = empty();
+    initial.records = (0..preload)
+        .map(|key| (key, key.wrapping_mul(31)))
+        .collect();
+    let gaps = Arc::new(Gaps::new());
+    let marking = Arc::clone(&gaps);
+    let options = EngineOptions {
+        snapshot_hook: Some(Arc::new(move |step| {
+            marking.mark(&format!("{step:?}"));
+            Ok(())
+        })),
+        ..options
+    };
+    let (engine, _) = Engine::open(&dir, options, initial).expect("open engine");
     let engine = Arc::new(engine);
     let run = Run {
         stop: Arc::new(AtomicBool::new(false)),
         committed: Arc::new(AtomicU64::new(0)),
+        gaps,
     };
+    let snapshots = (snapshot_every > 0).then(|| snapshot_thread(&engine, &run, snapshot_every));
     let fsyncs_before = engine.fsync_count();
     let fsync_time_before = engine.fsync_time();
     let started = Instant::now();
@@ -151,6 +183,7 @@ fn durable(args: &[String]) {
         run_threads(&engine, &run, submitters, window, duration);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let snapshots = snapshots.map(|thread| thread.join().expect("snapshot thread"));
     let events = run.committed.load(Ordering::Relaxed);
     let fsyncs = (engine.fsync_count() - fsyncs_before).max(1);
     let fsync_seconds = (engine.fsync_time() - fsync_time_before).as_secs_f64();
@@ -168,6 +201,15 @@ fn durable(args: &[String]) {
         fsync_seconds * 1e6 / fsyncs as f64,
         fsync_seconds * 100.0 / elapsed
     );
+    if let Some(count) = snapshots {
+        let (during, outside) = run.gaps.longest();
+        println!(
+            "snapshot pauses: max {:.1} ms, snapshots {count} (longest gap outside them: {:.1} ms)",
+            during as f64 / 1e6,
+            outside as f64 / 1e6
+        );
+        println!("{}", run.gaps.longest_in_context());
+    }
     println!(
         "durable: {events} events in {elapsed:.2} s ({:.0} events/s, {:.1} events per fsync)",
         events as f64 / elapsed,
@@ -175,10 +217,145 @@ fn durable(args: &[String]) {
     );
 }
 
-/// What the submitters of a durable run share: the stop flag and the count of durable events.
+/// What the submitters of a durable run share: the stop flag, the count of durable events and
+/// the gaps between completions.
 struct Run {
     stop: Arc<AtomicBool>,
     committed: Arc<AtomicU64>,
+    gaps: Arc<Gaps>,
+}
+
+/// The longest intervals without a completed write, during snapshots and outside them
+/// (nanoseconds since the start of the run).
+struct Gaps {
+    started: Instant,
+    last_completion: AtomicU64,
+    snapshot_running: AtomicBool,
+    last_snapshot_end: AtomicU64,
+    longest_during: AtomicU64,
+    longest_outside: AtomicU64,
+    /// Where the longest gap during a snapshot lay: (start, end).
+    longest_during_at: Mutex<(u64, u64)>,
+    /// Snapshot starts, steps and ends, in order: (what, when).
+    marks: Mutex<Vec<(String, u64)>>,
+}
+
+impl Gaps {
+    fn new() -> Self {
+        Gaps {
+            started: Instant::now(),
+            last_completion: AtomicU64::new(0),
+            snapshot_running: AtomicBool::new(false),
+            last_snapshot_end: AtomicU64::new(0),
+            longest_during: AtomicU64::new(0),
+            longest_outside: AtomicU64::new(0),
+            longest_during_at: Mutex::new((0, 0)),
+            marks: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+
+    /// A write completed: the gap since the previous completion ends here.
+    fn completed(&self) {
+        let now = self.now();
+        let previous = self.last_completion.fetch_max(now, Ordering::AcqRel);
+        if previous == 0 {
+            // The first completion: before it the engine was starting (the sequencer copies
+            // the state for its speculative copy), which is no pause of a running engine.
+            return;
+        }
+        let gap = now.saturating_sub(previous);
+        // The gap overlaps a snapshot if one runs now or one ended after it began.
+        let during = self.snapshot_running.load(Ordering::Acquire)
+            || self.last_snapshot_end.load(Ordering::Acquire) > previous;
+        if !during {
+            self.longest_outside.fetch_max(gap, Ordering::Relaxed);
+        } else if self.longest_during.fetch_max(gap, Ordering::Relaxed) < gap {
+            *self.longest_during_at.lock().expect("gaps") = (previous, now);
+        }
+    }
+
+    fn snapshot(&self, running: bool) {
+        self.mark(if running { "start" } else { "returned" });
+        if !running {
+            self.last_snapshot_end.store(self.now(), Ordering::Release);
+        }
+        self.snapshot_running.store(running, Ordering::Release);
+    }
+
+    fn mark(&self, what: &str) {
+        let now = self.now();
+        self.marks
+            .lock()
+            .expect("marks")
+            .push((what.to_string(), now));
+    }
+
+    /// The steps of the snapshot around the longest gap during one, in ms from its start.
+    fn longest_in_context(&self) -> String {
+        let (start, end) = *self.longest_during_at.lock().expect("gaps");
+        let marks = self.marks.lock().expect("marks");
+        let Some(first) = marks
+            .iter()
+            .rposition(|(what, at)| what == "start" && *at <= end)
+        else {
+            return String::new();
+        };
+        let origin = marks[first].1;
+        let ms = |at: u64| (at as f64 - origin as f64) / 1e6;
+        let steps: Vec<String> = marks[first + 1..]
+            .iter()
+            .take_while(|(what, _)| what != "start")
+            .map(|(what, at)| format!("{what} {:.1}", ms(*at)))
+            .collect();
+        format!(
+            "longest snapshot gap {:.1}..{:.1} ms after its start; steps at (ms): {}",
+            ms(start),
+            ms(end),
+            steps.join(", ")
+        )
+    }
+
+    fn longest(&self) -> (u64, u64) {
+        (
+            self.longest_during.load(Ordering::Relaxed),
+            self.longest_outside.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Takes a snapshot each time `every` more events committed, until the run stops; returns how
+/// many it took.
+fn snapshot_thread(
+    engine: &Arc<Engine<Tally>>,
+    run: &Run,
+    every: u64,
+) -> std::thread::JoinHandle<u64> {
+    let (engine, stop, committed, gaps) = (
+        Arc::clone(engine),
+        Arc::clone(&run.stop),
+        Arc::clone(&run.committed),
+        Arc::clone(&run.gaps),
+    );
+    std::thread::spawn(move || {
+        let mut taken = 0;
+        let mut next = every;
+        while !stop.load(Ordering::Relaxed) {
+            if committed.load(Ordering::Relaxed) < next {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            gaps.snapshot(true);
+            engine.snapshot().expect("snapshot");
+            gaps.snapshot(false);
+            taken += 1;
+            next = committed.load(Ordering::Relaxed) + every;
+        }
+        taken
+    })
 }
 
 /// The next command number of a submitter (a cheap LCG: spreads commands over the slots).
@@ -197,10 +374,11 @@ fn run_threads(
 ) {
     let threads: Vec<_> = (0..submitters)
         .map(|thread| {
-            let (engine, stop, committed) = (
+            let (engine, stop, committed, gaps) = (
                 Arc::clone(engine),
                 Arc::clone(&run.stop),
                 Arc::clone(&run.committed),
+                Arc::clone(&run.gaps),
             );
             std::thread::spawn(move || {
                 let mut in_flight = VecDeque::with_capacity(window);
@@ -214,6 +392,7 @@ fn run_threads(
                     if let Some(ticket) = in_flight.pop_front() {
                         ticket.wait().expect("durable submit");
                         committed.fetch_add(1, Ordering::Relaxed);
+                        gaps.completed();
                     }
                 }
             })
@@ -236,6 +415,7 @@ fn run_callbacks(engine: &Arc<Engine<Tally>>, run: &Run, submitters: usize, dura
             engine: Arc::clone(engine),
             stop: Arc::clone(&run.stop),
             committed: Arc::clone(&run.committed),
+            gaps: Arc::clone(&run.gaps),
             chains: Arc::clone(&chains),
         };
         chain.submit(k as u32);
@@ -252,6 +432,7 @@ struct Chain {
     engine: Arc<Engine<Tally>>,
     stop: Arc<AtomicBool>,
     committed: Arc<AtomicU64>,
+    gaps: Arc<Gaps>,
     /// Chains still running (each one leaves once it sees `stop`).
     chains: Arc<AtomicU64>,
 }
@@ -271,6 +452,7 @@ impl Chain {
             Box::new(move |outcome| {
                 outcome.expect("durable submit");
                 self.committed.fetch_add(1, Ordering::Relaxed);
+                self.gaps.completed();
                 self.submit(next);
             }),
         );

@@ -11,6 +11,7 @@ use super::queue::{JobQueue, Refused, Slot, WakeBoard, LOG_BATCHES_DEFAULT, LOG_
 use super::replay;
 use super::replica::{self, Proposer, Replica, Token};
 use super::snapshot::{self, SnapshotHook, SnapshotStep};
+use super::snapshotter;
 use super::state::{self, Command, Committed, Context, Meta, Receipt, State, Tracked, Upcaster};
 use super::subscribe::{Subscribers, Subscription};
 use crate::binary::Encode;
@@ -50,6 +51,11 @@ pub struct EngineOptions {
     pub snapshot_every_events: u64,
     /// Take a snapshot in the background every this many log bytes (0: not by size).
     pub snapshot_every_bytes: u64,
+    /// Keep the state a snapshot was built from, so the next one replays only the log since
+    /// (instead of loading the previous snapshot file and replaying from it). Costs a second
+    /// copy of the state in RAM for good (without it, one exists only while a snapshot is
+    /// built); saves decoding the whole previous snapshot each time. Default off.
+    pub snapshot_keep_state: bool,
     /// Submissions queued before `submit` blocks.
     pub queue_commands_max: usize,
     /// Schema upcasters used during replay and catch-up.
@@ -84,6 +90,7 @@ impl Default for EngineOptions {
             subscriber_buffer_events: SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
             snapshot_every_events: 0,
             snapshot_every_bytes: 0,
+            snapshot_keep_state: false,
             queue_commands_max: QUEUE_COMMANDS_DEFAULT,
             upcasters: Vec::new(),
             faults: None,
@@ -315,6 +322,15 @@ struct Pending<S: State> {
 /// State shared by the engine handle and its threads.
 pub(super) struct Shared<S: State> {
     committed: RwLock<Tracked<S>>,
+    /// The committed state's applied index, published after each applied batch (a batch
+    /// boundary) and each restore, so the snapshotter picks its index without the state lock.
+    applied: AtomicU64,
+    /// The initial state, kept until the first snapshot file exists: the snapshotter rebuilds
+    /// from the newest snapshot, or from this.
+    initial: Mutex<Option<S>>,
+    /// With [`EngineOptions::snapshot_keep_state`]: the state of the last snapshot built here.
+    /// Touched only by the snapshot path (under `snapshot_lock`), never by the applier.
+    snapshot_state: Mutex<Option<Tracked<S>>>,
     /// Shared with the Raft storage in cluster mode, which is then the only writer.
     log: Arc<Log>,
     data_dir: PathBuf,
@@ -577,36 +593,47 @@ impl<S: State> Engine<S> {
                 message: message.to_string(),
             });
         }
-        let tracked = replay::load_snapshot(data_dir, initial, options.idempotency_keys_max)?;
-        let snapshot_index = tracked.applied_index;
-        let log_dir = data_dir.join(log::LOG_DIR_NAME);
-        if log_dir.is_dir() {
-            // Before replaying: a log that starts too late cannot rebuild this state.
-            replay::check_log_start(&log_dir, snapshot_index + 1)?;
-        }
-        let log_options = LogOptions {
-            durability: options.durability,
-            segment_bytes_max: options.segment_bytes_max,
-            first_index: snapshot_index + 1,
-            replay_from: snapshot_index + 1,
-            faults: options.faults.clone(),
-        };
+        // The snapshotter rebuilds from the newest snapshot file; until one exists it needs
+        // the initial state (kept only then; usually empty).
+        let keep_initial = snapshot::list_snapshots(data_dir)?
+            .is_empty()
+            .then(|| initial.clone());
         let upcasters = options.upcasters.clone();
         let progress = options.replay_progress.clone();
         let every = options.replay_progress_every_events.max(1);
-        let mut next_report = snapshot_index + every;
+        let mut next_report = u64::MAX;
         let replay_to = cluster.as_ref().map_or(u64::MAX, |(_, hint)| *hint);
-        let replayed = replay::replay_pipelined(tracked, replay_to, &upcasters, |visit| {
-            Log::open(data_dir, log_options, &mut |frame| {
-                let last = frame.last_index();
-                if let Some(report) = progress.as_ref().filter(|_| last >= next_report) {
-                    report(last);
-                    next_report = last + every;
-                }
-                visit(frame)
-            })
-        })?;
-        let ((log, recovery), tracked) = replayed;
+        let (durability, segment_bytes_max) = (options.durability, options.segment_bytes_max);
+        let faults = options.faults.clone();
+        let rebuilt = replay::rebuild(
+            data_dir,
+            replay::Base::Newest(Some(initial)),
+            options.idempotency_keys_max,
+            replay_to,
+            &upcasters,
+            |from, visit| {
+                let log_options = LogOptions {
+                    durability,
+                    segment_bytes_max,
+                    first_index: from,
+                    replay_from: from,
+                    faults,
+                };
+                next_report = (from - 1).saturating_add(every);
+                // Recovery reads the whole log (it checks and trims the tail), past
+                // `replay_to` too: the visitor's "enough" is not a stop here.
+                Log::open(data_dir, log_options, &mut |frame| {
+                    let last = frame.last_index();
+                    if let Some(report) = progress.as_ref().filter(|_| last >= next_report) {
+                        report(last);
+                        next_report = last + every;
+                    }
+                    visit(frame).map(|_| ())
+                })
+            },
+        )?;
+        let snapshot_index = rebuilt.snapshot.unwrap_or(0);
+        let ((log, recovery), tracked) = (rebuilt.read, rebuilt.tracked);
         let log_end = recovery.next_index - 1;
         // Single node: the state is the whole log. Cluster: the log up to the commit hint (a
         // snapshot may cover more), and the log may end before the snapshot (a crash in an
@@ -628,7 +655,7 @@ impl<S: State> Engine<S> {
         };
         let proposer = cluster.map(|(proposer, _)| proposer);
         Ok((
-            Self::start(data_dir, options, tracked, log, proposer),
+            Self::start(data_dir, options, (tracked, keep_initial), log, proposer),
             opened,
         ))
     }
@@ -636,7 +663,7 @@ impl<S: State> Engine<S> {
     fn start(
         data_dir: &Path,
         options: EngineOptions,
-        tracked: Tracked<S>,
+        (tracked, initial): (Tracked<S>, Option<S>),
         log: Log,
         proposer: Option<Arc<dyn Proposer>>,
     ) -> Self {
@@ -652,6 +679,9 @@ impl<S: State> Engine<S> {
         let shared = Arc::new(Shared {
             board: board.map(Arc::new),
             committed: RwLock::new(tracked),
+            applied: AtomicU64::new(applied_index),
+            initial: Mutex::new(initial),
+            snapshot_state: Mutex::new(None),
             log,
             data_dir: data_dir.to_path_buf(),
             options,
@@ -1462,6 +1492,7 @@ fn apply_committed<S: State>(
         }
         committed.applied_index
     };
+    shared.applied.store(applied_index, Ordering::SeqCst);
     let hooks = shared.hooks.read().expect("hooks lock poisoned").clone();
     for committed_event in &events {
         for hook in &hooks {
@@ -1522,23 +1553,46 @@ fn start_background_snapshot<S: State>(shared: &Arc<Shared<S>>, snapshotter: &Sn
     }
 }
 
-/// Copies the committed state at a consistent index (a brief read lock), writes it durably,
-/// and only then deletes the log segments it covers.
+/// Snapshots the committed state at the last applied batch boundary without touching the
+/// live state (no lock on it: the state is rebuilt from the previous snapshot and the log,
+/// see `snapshotter`), writes it durably, and only then deletes the log segments it covers
+/// (single node) or tells Raft it may compact (cluster).
 fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
     let _one_at_a_time = shared.snapshot_lock.lock().expect("snapshot lock poisoned");
-    let copy = shared
-        .committed
-        .read()
-        .expect("state lock poisoned")
-        .clone();
+    // Applied means durable (Durable), written (Relaxed: the snapshotter syncs it) or
+    // committed (cluster); a follower's truncations only cut entries past its commit.
+    let target = shared.applied.load(Ordering::SeqCst);
     shared.events_since_snapshot.store(0, Ordering::Relaxed);
     shared.bytes_since_snapshot.store(0, Ordering::Relaxed);
-    let index = copy.applied_index;
-    let mut body = Vec::new();
-    copy.encode_snapshot(&mut body);
-    drop(copy);
+    let source = snapshotter::Source {
+        data_dir: &shared.data_dir,
+        initial: shared
+            .initial
+            .lock()
+            .expect("initial state lock poisoned")
+            .clone(),
+        idempotency_keys_max: shared.options.idempotency_keys_max,
+        upcasters: &shared.options.upcasters,
+        relaxed: shared.cluster.is_none()
+            && matches!(shared.options.durability, Durability::Relaxed { .. }),
+        // Taken out: after a failure the next snapshot starts over from the newest file.
+        retained: shared
+            .snapshot_state
+            .lock()
+            .expect("snapshot state lock poisoned")
+            .take(),
+    };
     let hook = shared.options.snapshot_hook.as_ref();
-    let path = snapshot::write_snapshot(&shared.data_dir, index, &body, hook)?;
+    let written = snapshotter::write_at(source, target, hook)?;
+    let (index, path) = (written.index, written.path);
+    if shared.options.snapshot_keep_state {
+        *shared
+            .snapshot_state
+            .lock()
+            .expect("snapshot state lock poisoned") = written.state;
+    }
+    // A snapshot file exists from now on: later rebuilds start from one.
+    *shared.initial.lock().expect("initial state lock poisoned") = None;
     // Cluster mode: the Raft node compacts the log once it sees the durable snapshot.
     let segments_deleted = match &shared.cluster {
         None => shared.log.delete_before(index + 1)?,
@@ -1786,6 +1840,7 @@ impl<S: State> Replica for EngineReplica<S> {
             thread::sleep(std::time::Duration::from_millis(1));
         }
         *shared.committed.write().expect("state lock poisoned") = tracked;
+        shared.applied.store(index, Ordering::SeqCst);
         *delivered = index;
         shared
             .subscribers

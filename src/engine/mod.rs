@@ -40,6 +40,7 @@ mod queue;
 mod replay;
 mod replica;
 mod snapshot;
+mod snapshotter;
 mod state;
 mod subscribe;
 pub mod tools;

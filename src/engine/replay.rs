@@ -194,29 +194,108 @@ pub fn committed_events<S: State>(
     Ok(())
 }
 
-/// Loads the newest valid snapshot of `data_dir`, or wraps `initial` when there is none.
-pub fn load_snapshot<S: State>(
-    data_dir: &Path,
-    initial: S,
+/// Decodes the body of the snapshot file named `index`, checking it holds the state at it.
+fn decode_snapshot<S: State>(
+    index: u64,
+    body: &[u8],
     idempotency_keys_max: usize,
 ) -> Result<Tracked<S>, Error> {
-    match snapshot::load_newest(data_dir)? {
-        Some((index, body)) => {
-            let tracked =
-                Tracked::<S>::decode_snapshot(&body, idempotency_keys_max).map_err(|e| {
-                    Error::Visitor {
-                        index,
-                        message: format!("snapshot does not decode: {e}"),
-                    }
-                })?;
-            if tracked.applied_index != index {
-                let message = format!("snapshot content is at index {}", tracked.applied_index);
-                return Err(Error::Visitor { index, message });
-            }
-            Ok(tracked)
-        }
-        None => Ok(Tracked::new(initial, 0, idempotency_keys_max)),
+    let tracked =
+        Tracked::<S>::decode_snapshot(body, idempotency_keys_max).map_err(|e| Error::Visitor {
+            index,
+            message: format!("snapshot does not decode: {e}"),
+        })?;
+    if tracked.applied_index != index {
+        let message = format!("snapshot content is at index {}", tracked.applied_index);
+        return Err(Error::Visitor { index, message });
     }
+    Ok(tracked)
+}
+
+/// Where [`rebuild`] starts.
+pub enum Base<S> {
+    /// The newest valid snapshot; without one, this initial state at index 0 (`None`: an
+    /// error).
+    Newest(Option<S>),
+    /// This initial state at index 0, ignoring snapshots.
+    Initial(S),
+    /// A state already rebuilt up to its applied index, ignoring snapshots.
+    State(Tracked<S>),
+}
+
+/// What [`rebuild`] produced.
+pub struct Rebuilt<S, T> {
+    /// Index covered by the snapshot the rebuild started from (`None`: `initial` was used).
+    pub snapshot: Option<u64>,
+    /// The state after replaying the log up to the requested index.
+    pub tracked: Tracked<S>,
+    /// What the caller's `read` returned.
+    pub read: T,
+}
+
+/// The one rebuild routine: loads the newest valid snapshot of `data_dir` (or wraps
+/// `initial`), then replays the log entries after it up to `last_index` through `read`, which
+/// gets the first index wanted and a visitor returning `false` once `last_index` is reached.
+/// `Engine::open` reads through the recovering `Log::open`; the background snapshotter and
+/// the tools through [`log::read_range`] on a log that may be live.
+///
+/// A frame that starts past the next index wanted is a gap (segments deleted or replaced
+/// under a live reader, e.g. by a Raft snapshot install): an error, never a skip.
+pub fn rebuild<S: State, T>(
+    data_dir: &Path,
+    base: Base<S>,
+    idempotency_keys_max: usize,
+    last_index: u64,
+    upcasters: &[Upcaster],
+    read: impl FnOnce(u64, &mut dyn FnMut(&Frame<'_>) -> Result<bool, Error>) -> Result<T, Error>,
+) -> Result<Rebuilt<S, T>, Error> {
+    let newest = match &base {
+        Base::Initial(_) | Base::State(_) => None,
+        Base::Newest(_) => snapshot::load_newest(data_dir)?,
+    };
+    let snapshot = newest.as_ref().map(|(index, _)| *index);
+    let tracked = match (newest, base) {
+        (Some((index, body)), _) => decode_snapshot(index, &body, idempotency_keys_max)?,
+        (None, Base::Initial(initial) | Base::Newest(Some(initial))) => {
+            Tracked::new(initial, 0, idempotency_keys_max)
+        }
+        (None, Base::State(tracked)) => tracked,
+        (None, Base::Newest(None)) => {
+            let message = format!(
+                "{} holds no valid snapshot to rebuild from",
+                data_dir.display()
+            );
+            return Err(Error::Invalid { message });
+        }
+    };
+    let from = tracked.applied_index + 1;
+    let log_dir = data_dir.join(log::LOG_DIR_NAME);
+    if log_dir.is_dir() {
+        // Before replaying: a log that starts too late cannot rebuild this state.
+        check_log_start(&log_dir, from)?;
+    }
+    let mut next_wanted = from;
+    let (read, tracked) = replay_pipelined(tracked, last_index, upcasters, |visit| {
+        read(from, &mut |frame| {
+            if frame.count > 0 && frame.index > next_wanted && next_wanted <= last_index {
+                return Err(Error::Invalid {
+                    message: format!(
+                        "the log jumps from index {} to {}: entries are missing",
+                        next_wanted - 1,
+                        frame.index
+                    ),
+                });
+            }
+            visit(frame)?;
+            next_wanted = next_wanted.max(frame.last_index() + 1);
+            Ok(next_wanted <= last_index)
+        })
+    })?;
+    Ok(Rebuilt {
+        snapshot,
+        tracked,
+        read,
+    })
 }
 
 /// Read-only replay for tools: snapshot (if `use_snapshot`) plus the log tail, without the
@@ -227,22 +306,20 @@ pub fn replay_dir<S: State>(
     use_snapshot: bool,
     upcasters: &[Upcaster],
 ) -> Result<Tracked<S>, Error> {
-    let keys_max = usize::MAX;
-    let tracked = if use_snapshot {
-        load_snapshot(data_dir, initial, keys_max)?
-    } else {
-        Tracked::new(initial, 0, keys_max)
-    };
-    let from = tracked.applied_index + 1;
     let log_dir = data_dir.join(log::LOG_DIR_NAME);
-    check_log_start(&log_dir, from)?;
-    let ((), tracked) = replay_pipelined(tracked, u64::MAX, upcasters, |visit| {
-        log::read_range(&log_dir, from, &mut |frame| {
-            visit(frame)?;
-            Ok(true)
-        })
-    })?;
-    Ok(tracked)
+    let base = match use_snapshot {
+        true => Base::Newest(Some(initial)),
+        false => Base::Initial(initial),
+    };
+    let rebuilt = rebuild(
+        data_dir,
+        base,
+        usize::MAX,
+        u64::MAX,
+        upcasters,
+        |from, visit| log::read_range(&log_dir, from, visit),
+    )?;
+    Ok(rebuilt.tracked)
 }
 
 /// Refuses a log whose oldest segment starts after `from` (entries would be missing).
