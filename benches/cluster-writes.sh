@@ -34,10 +34,23 @@ if [ -z "${BENCH:-}" ]; then
 fi
 source benches/cluster-common.sh
 
-ticks_of() { # ticks_of PID...: user + system clock ticks of the processes
-    local sum=0 pid
-    for pid in "$@"; do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+ticks_of() { # ticks_of PID...: user + system clock ticks of the processes (0 for one gone)
+    local sum=0 pid ticks
+    for pid in "$@"; do
+        ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || true)
+        sum=$((sum + ${ticks:-0}))
+    done
     echo "$sum"
+}
+
+check_nodes() { # a node that exited during a run: say so, with the end of its log
+    local i
+    for i in 1 2 3; do
+        if ! kill -0 "${NODE_PID[$i]}" 2>/dev/null; then
+            echo "node $i exited during the run; its log ends with:"
+            tail -n 20 "$TMP/$CLUSTER_NAME$i.log"
+        fi
+    done
 }
 
 # load_line LABEL TARGET CLIENTS: one measured load run and its line
@@ -50,6 +63,7 @@ load_line() {
     t1=$(ticks_of "${NODE_PID[@]}")
     l1=$(ticks_of "${NODE_PID[$LEADER]}")
     n=$(echo "$out" | grep -o 'ok requests [0-9]*' | grep -o '[0-9]*$')
+    check_nodes
     [ "${n:-0}" -gt 0 ] || { echo "$label: no acknowledged write: $out"; return; }
     echo "$label: $(echo "$out" | grep -o '[0-9]* acknowledged/s, p50 [0-9.]* ms, p99 [0-9.]* ms');" \
         "nodes $(((t1 - t0) * us_per_tick / n)) us/write (leader $(((l1 - l0) * us_per_tick / n)));" \
