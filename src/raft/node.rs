@@ -402,6 +402,7 @@ impl Node {
             persist_next,
             watermark: Arc::new(PersistWatermark::default()),
             wake: inbox.sender.clone(),
+            wake_through: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
             outbox: Vec::new(),
             members_shape: None,
             members_tick: None,
@@ -877,6 +878,9 @@ struct Driver {
     watermark: Arc<PersistWatermark>,
     /// Wakes the Raft thread when a persist completes.
     wake: Sender<Event>,
+    /// The log writer wakes this thread after a persist whose last entry is at or below
+    /// this index (`u64::MAX`: after every persist); see [`Driver::publish_wake_through`].
+    wake_through: Arc<std::sync::atomic::AtomicU64>,
     /// Messages produced in this pass, in order, not yet handed to the transport (see
     /// [`Driver::flush_outbox`]).
     outbox: Vec<Message>,
@@ -909,6 +913,7 @@ impl Driver {
                 let Ok(event) = inbox.try_recv() else { break };
                 stopped |= !self.handle(event);
             }
+            self.publish_wake_through();
             let mut persisted = self.collect_persisted();
             while persisted.is_ok() && self.raw.has_ready() {
                 let ready = self.raw.ready();
@@ -1196,14 +1201,22 @@ impl Driver {
                 Arc::clone(&self.held),
                 Arc::downgrade(&self.transport),
             );
+            let (last_index, wake_through) = (last.index, Arc::clone(&self.wake_through));
             let done = Box::new(move |result: Result<(), String>| {
                 // Before the watermark: once the Raft thread sees it raised, everything
                 // that waited for it has left (so nothing it sends later overtakes it).
                 if let (Ok(()), Some(transport)) = (&result, transport.upgrade()) {
                     HeldMessages::release(&held, sequence, &transport);
                 }
+                let failed = result.is_err();
                 watermark.raise(sequence, result);
-                let _ = wake.send(Event::Persisted);
+                // Pairs with the fence of `publish_wake_through`: either that pass's
+                // `collect_persisted` sees this watermark, or this load sees its index.
+                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+                let through = wake_through.load(std::sync::atomic::Ordering::SeqCst);
+                if failed || last_index <= through {
+                    let _ = wake.send(Event::Persisted);
+                }
             });
             self.raw.storage().submit(&entries, done);
         }
@@ -1278,6 +1291,24 @@ impl Driver {
         }
         self.answer_reads();
         Ok(())
+    }
+
+    /// Tells the log writer which completed persists need this thread at once (before the
+    /// pass collects them). A leader counts its own copy toward commits: every persist. A
+    /// follower only for entries it already knows committed (applying them waits for it);
+    /// its acknowledgement left from the log writer, so the rest waits for the next wake-up,
+    /// which the leader's next Append (carrying the commit index) or a tick brings: one
+    /// wake-up of this thread saved per fsync. Delaying `persisted` is always safe.
+    fn publish_wake_through(&self) {
+        let through = if self.raw.role() == Role::Follower {
+            self.raw.commit_index()
+        } else {
+            u64::MAX
+        };
+        self.wake_through
+            .store(through, std::sync::atomic::Ordering::SeqCst);
+        // Pairs with the log writer's fence (see `process_async`).
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Exposes the entries the log writer made durable to the core (oldest Ready first);

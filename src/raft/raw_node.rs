@@ -370,6 +370,11 @@ impl<S: Storage> RawNode<S> {
         self.raft.term
     }
 
+    /// The role, without building a [`Status`].
+    pub fn role(&self) -> Role {
+        self.raft.role
+    }
+
     /// The commit index, without building a [`Status`].
     pub fn commit_index(&self) -> u64 {
         self.raft.log.committed
