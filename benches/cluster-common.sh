@@ -1,5 +1,5 @@
-# Sourced (not run) by benches/cluster-compare.sh, benches/cluster-reads.sh and
-# benches/failover.sh: the temp data directory, the pids of every process a bench starts
+# Sourced (not run) by benches/cluster-compare.sh, cluster-reads.sh, cluster-writes.sh and
+# failover.sh: the temp data directory, the pids of every process a bench starts
 # (killed by pid, never by name), and the start (and restart) of a 3-node Lithair cluster.
 # Expects `set -euo pipefail` and BENCH set by the caller.
 
@@ -7,6 +7,11 @@ TMP=$(mktemp -d)
 PIDS=()
 # The pid of each running node of the cluster start_lithair started, by node id.
 NODE_PID=()
+
+# A random base port for a bench's servers (each uses base+1 .. base+40). It stays below
+# the kernel's ephemeral range (net.ipv4.ip_local_port_range starts at 32768 by default), so a
+# node's listening port can never be taken by some client's outgoing connection.
+random_port_base() { echo $((20000 + RANDOM % 12000)); }
 
 stop_all() { # kills and reaps every process started so far
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done

@@ -15,12 +15,12 @@ CLIENTS=${CLIENTS:-256}
 SECONDS_RUN=${SECONDS_RUN:-10}
 # Longest wait for a cluster to elect a leader / report healthy, in seconds.
 READY_WAIT_S=30
-BASE=$((20000 + RANDOM % 20000))
 
 cargo build --release --example cluster_bench
 BENCH=target/release/examples/cluster_bench
 # shellcheck source=benches/cluster-common.sh
 source "$(dirname "$0")/cluster-common.sh"
+BASE=$(random_port_base)
 
 if ! command -v etcd >/dev/null; then
     echo "installing etcd-server (apt-get)" >&2

@@ -120,7 +120,7 @@ run_case() { # run_case MODE CASE LOAD_MODE(stale|read) ADDR...
 }
 
 run_mode() { # run_mode READ_MODE: one cluster, four cases
-    local mode=$1 base=$((20000 + RANDOM % 20000)) leader=""
+    local mode=$1 base=$(random_port_base) leader=""
     start_lithair "$base" "$mode" reads --read-mode "$mode"
     for _ in $(seq "$READY_WAIT_S"); do
         leader=$(curl -sf "http://127.0.0.1:$((base + 1))/_lithair/cluster" \

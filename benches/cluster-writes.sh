@@ -71,7 +71,7 @@ load_line() {
 }
 
 one_run() {
-    local base=$((20000 + RANDOM % 20000)) polls=0 follower
+    local base=$(random_port_base) polls=0 follower
     start_lithair "$base" cw s3cret
     LEADER=""
     while [ -z "$LEADER" ] && [ "$polls" -lt "$LEADER_POLLS" ]; do

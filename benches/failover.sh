@@ -32,7 +32,6 @@ STABILITY_SECONDS=${STABILITY_SECONDS:-10}
 READY_WAIT_S=30
 # Poll interval of those waits, in seconds.
 POLL_S=0.05
-BASE=$((20000 + RANDOM % 20000))
 
 if [ -z "${BENCH:-}" ]; then
     cargo build --release --example cluster_bench
@@ -40,6 +39,7 @@ if [ -z "${BENCH:-}" ]; then
 fi
 # shellcheck source=benches/cluster-common.sh
 source "$(dirname "$0")/cluster-common.sh"
+BASE=$(random_port_base)
 
 TARGETS="127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2)),127.0.0.1:$((BASE + 3))"
 
