@@ -220,7 +220,7 @@ pub enum Base<S> {
     /// This initial state at index 0, ignoring snapshots.
     Initial(S),
     /// A state already rebuilt up to its applied index, ignoring snapshots.
-    State(Tracked<S>),
+    State(Box<Tracked<S>>),
 }
 
 /// What [`rebuild`] produced.
@@ -259,7 +259,7 @@ pub fn rebuild<S: State, T>(
         (None, Base::Initial(initial) | Base::Newest(Some(initial))) => {
             Tracked::new(initial, 0, idempotency_keys_max)
         }
-        (None, Base::State(tracked)) => tracked,
+        (None, Base::State(tracked)) => *tracked,
         (None, Base::Newest(None)) => {
             let message = format!(
                 "{} holds no valid snapshot to rebuild from",

@@ -65,7 +65,7 @@ pub(super) fn write_at<S: State>(
             if kept.applied_index <= index
                 && newest_file.is_none_or(|newest| newest <= kept.applied_index) =>
         {
-            Base::State(kept)
+            Base::State(Box::new(kept))
         }
         _ => Base::Newest(source.initial),
     };
