@@ -15,8 +15,8 @@
 #   TARGETS=single BENCH=/tmp/old/cluster_bench benches/cluster-writes.sh   # an older binary
 #
 # Compare two binaries with paired runs, back to back (BENCH=... for each), 3+ runs each.
-# SECS of 4-6 keeps a run short of the first 100k-event snapshot (a write pause while the state
-# is copied). Bounded: every wait is a bounded poll; data lives in a temp directory removed at
+# Runs of 10 s or more cross the nodes' 100k-event snapshots (built off the live state on a
+# background thread: no write pause, but CPU the writes share). Bounded: every wait is a bounded poll; data lives in a temp directory removed at
 # exit; every process it started is killed at exit (by its pid).
 set -euo pipefail
 
