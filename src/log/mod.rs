@@ -10,6 +10,7 @@
 
 mod error;
 mod frame;
+mod inbox;
 mod prepare;
 mod reader;
 mod segment;
