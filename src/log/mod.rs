@@ -10,7 +10,7 @@
 
 mod error;
 mod frame;
-mod inbox;
+pub(crate) mod inbox;
 mod prepare;
 mod reader;
 mod segment;
