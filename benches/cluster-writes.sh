@@ -71,7 +71,7 @@ ctxt_line() { # ctxt_line BEFORE AFTER N: switches per write by thread name, bus
         END {
             for (name in after) { d = (after[name] - before[name]) / n; total += d
                 if (d >= 0.05) line = line sprintf("%s %.2f\n", name, d) }
-            printf "ctxt/write: total %.2f;", total
+            printf "ctxt/write: total %.2f; ", total
             cmd = "sort -k2 -rn"; printf "%s", line | cmd; close(cmd)
         }' "$1" "$2" | paste -sd' ' | sed 's/\([0-9]\) /\1, /g'
 }
