@@ -14,6 +14,10 @@
 #   TARGETS=all RUNS=5 SECS=6 benches/cluster-writes.sh
 #   TARGETS=single BENCH=/tmp/old/cluster_bench benches/cluster-writes.sh   # an older binary
 #
+# CTXT=1 adds, after each single-client line on the leader, the leader's voluntary context
+# switches per acknowledged write by thread name (from /proc/PID/task/*/status), e.g.
+#   ctxt/write: total 21.3; lithair-raft 7.4, lithair-log-writer-0 2.1, ...
+#
 # Compare two binaries with paired runs, back to back (BENCH=... for each), 3+ runs each.
 # Runs of 10 s or more cross the nodes' 100k-event snapshots (built off the live state on a
 # background thread: no write pause, but CPU the writes share). Bounded: every wait is a bounded poll; data lives in a temp directory removed at
@@ -54,12 +58,32 @@ check_nodes() { # a node that exited during a run: say so, with the end of its l
 }
 
 # load_line LABEL TARGET CLIENTS: one measured load run and its line
+ctxt_of() { # ctxt_of PID: "thread-name voluntary-switches" per thread of the process
+    local task
+    for task in /proc/"$1"/task/*; do
+        echo "$(tr ' ' '_' <"$task/comm" 2>/dev/null || echo gone)" \
+            "$(awk '/^voluntary_ctxt_switches/ {print $2}' "$task/status" 2>/dev/null || echo 0)"
+    done
+}
+
+ctxt_line() { # ctxt_line BEFORE AFTER N: switches per write by thread name, busiest first
+    awk -v n="$3" 'FNR == NR { before[$1] += $2; next } { after[$1] += $2 }
+        END {
+            for (name in after) { d = (after[name] - before[name]) / n; total += d
+                if (d >= 0.05) line = line sprintf("%s %.2f\n", name, d) }
+            printf "ctxt/write: total %.2f; ", total
+            cmd = "sort -k2 -rn"; printf "%s", line | cmd; close(cmd)
+        }' "$1" "$2" | paste -sd' ' | sed 's/\([0-9]\) /\1, /g'
+}
+
 load_line() {
     local label=$1 target=$2 clients=$3 out n t0 t1 l0 l1 us_per_tick
     us_per_tick=$((1000000 / $(getconf CLK_TCK)))
     t0=$(ticks_of "${NODE_PID[@]}")
     l0=$(ticks_of "${NODE_PID[$LEADER]}")
+    ctxt_of "${NODE_PID[$LEADER]}" >"$TMP/ctxt0"
     out=$("$BENCH" load --targets "$target" --clients "$clients" --seconds "$SECS" --mode write)
+    ctxt_of "${NODE_PID[$LEADER]}" >"$TMP/ctxt1"
     t1=$(ticks_of "${NODE_PID[@]}")
     l1=$(ticks_of "${NODE_PID[$LEADER]}")
     n=$(echo "$out" | grep -o 'ok requests [0-9]*' | grep -o '[0-9]*$')
@@ -68,6 +92,7 @@ load_line() {
     echo "$label: $(echo "$out" | grep -o '[0-9]* acknowledged/s, p50 [0-9.]* ms, p99 [0-9.]* ms');" \
         "nodes $(((t1 - t0) * us_per_tick / n)) us/write (leader $(((l1 - l0) * us_per_tick / n)));" \
         "load$(uptime | sed 's/.*average//')"
+    if [ "${CTXT:-0}" = 1 ]; then echo "  leader $(ctxt_line "$TMP/ctxt0" "$TMP/ctxt1" "$n")"; fi
 }
 
 one_run() {

@@ -10,6 +10,7 @@
 
 mod error;
 mod frame;
+pub(crate) mod inbox;
 mod prepare;
 mod reader;
 mod segment;

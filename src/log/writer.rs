@@ -13,17 +13,19 @@
 //! stops), or leave a partial frame behind after a failed write.
 
 use super::frame::{self, EntryBatch, Frame, Status, HEADER_BYTES};
+use super::inbox::{Inbox, Received};
 use super::prepare::{self, Preparer};
 use super::segment::{self, Ending};
 use super::sync::{SyncPipe, Written};
 use super::{AppendError, Error};
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -226,7 +228,8 @@ struct Shared {
 /// The append-only log of a data directory. Dropping it drains queued appends and stops the
 /// writer thread; the directory lock is released when the writer exits.
 pub struct Log {
-    sender: Option<mpsc::Sender<Request>>,
+    /// Where appends and control requests wait for a writer thread (closed on drop).
+    inbox: Arc<Inbox<Request>>,
     writers: Vec<thread::JoinHandle<()>>,
     shared: Arc<Shared>,
     prepared: Arc<prepare::Stats>,
@@ -330,14 +333,17 @@ impl Log {
             shared: Arc::clone(&shared),
             buffer: Vec::new(),
             unsynced_since: None,
+            turn: 0,
+            turn_waiting: false,
             preparer,
             _lock: lock,
         };
-        let (sender, receiver) = mpsc::channel();
+        let inbox = Arc::new(Inbox::new());
         let worker = Arc::new(Worker {
-            receiver: Mutex::new(receiver),
+            inbox: Arc::clone(&inbox),
             pipe: writer.pipe.clone(),
             writer: Mutex::new(writer),
+            turn_changed: Condvar::new(),
         });
         let mut handles = Vec::with_capacity(workers);
         for number in 0..workers {
@@ -350,12 +356,15 @@ impl Log {
                 });
             match spawned {
                 Ok(handle) => handles.push(handle),
-                // The ones already running stop when the sender is dropped below.
-                Err(e) => return Err(Error::io(&log_dir, "spawn writer thread", e)),
+                Err(e) => {
+                    // The ones already running stop once the inbox is closed.
+                    inbox.close();
+                    return Err(Error::io(&log_dir, "spawn writer thread", e));
+                }
             }
         }
         let log = Log {
-            sender: Some(sender),
+            inbox,
             writers: handles,
             shared,
             prepared,
@@ -367,9 +376,7 @@ impl Log {
     /// Queues an append. The outcome arrives through `append.done`; outcomes arrive in the
     /// order of the appends (a refused one included).
     pub fn append(&self, append: Append) {
-        let sender = self.sender.as_ref().expect("sender lives until drop");
-        if let Err(mpsc::SendError(Request::Append(append))) = sender.send(Request::Append(append))
-        {
+        if let Err(Request::Append(append)) = self.inbox.push(Request::Append(append)) {
             (append.done)(Err(AppendError::Closed));
         }
     }
@@ -427,8 +434,7 @@ impl Log {
     /// Sends a control request whose caller then waits for the reply.
     fn request(&self, request: Request) -> Result<(), Error> {
         assert_not_writer_thread("a blocking log request (truncate, delete, reset)");
-        let sender = self.sender.as_ref().expect("sender lives until drop");
-        sender.send(request).map_err(|_| closed())
+        self.inbox.push(request).map_err(|_| closed())
     }
 
     /// Index the next append must start at, as seen by the writer after its last group.
@@ -482,7 +488,7 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
-        drop(self.sender.take());
+        self.inbox.close();
         let writers = std::mem::take(&mut self.writers);
         let current = thread::current().id();
         if writers.iter().any(|handle| handle.thread().id() == current) {
@@ -686,6 +692,10 @@ struct Writer {
     buffer: Vec<u8>,
     /// Time of the first write not yet fsynced (Relaxed mode only).
     unsynced_since: Option<Instant>,
+    /// Number of the next inbox take whose group may be written (see `Worker`).
+    turn: u64,
+    /// A writer thread waits for `turn` to advance.
+    turn_waiting: bool,
     /// Zero-fills ahead of `file_bytes`; dropped (its thread joined) before the lock goes.
     preparer: Preparer,
     _lock: File,
@@ -695,14 +705,35 @@ struct Writer {
 /// group. A `Relaxed` log has one (its fsyncs are off the acknowledgement path).
 const DURABLE_WORKERS: usize = 2;
 
-/// What the writer threads share. Lock order: `receiver`, then `writer` (a thread takes the
-/// writer before it lets go of the receiver, so groups are written in the order they were
-/// received), then the sync pipe's lock.
+/// What the writer threads share. Lock order: `inbox` (held only to take requests), then
+/// `writer`, then the sync pipe's lock. Groups are written in the order they were taken: each
+/// take is numbered by the inbox, and a thread writes its group only on its turn
+/// (`Writer::turn`), so a thread that took later never writes first.
 struct Worker {
-    receiver: Mutex<mpsc::Receiver<Request>>,
+    inbox: Arc<Inbox<Request>>,
     writer: Mutex<Writer>,
+    /// Signalled when `Writer::turn` advances and a thread waits for it.
+    turn_changed: Condvar,
     /// The writer's pipe, reachable without its lock (`None`: `Relaxed` mode).
     pipe: Option<Arc<SyncPipe>>,
+}
+
+/// Moves the next group out of the queue: appends from the front until `GROUP_BYTES_MAX`,
+/// stopping at a control request, which is taken too (and returned) when it comes first or
+/// right after the appends.
+fn take_group(queue: &mut VecDeque<Request>, group: &mut Vec<Append>) -> Option<Request> {
+    let mut group_bytes = 0;
+    while group_bytes < GROUP_BYTES_MAX {
+        match queue.pop_front() {
+            Some(Request::Append(append)) => {
+                group_bytes += append.entries.byte_len();
+                group.push(append);
+            }
+            Some(control) => return Some(control),
+            None => break,
+        }
+    }
+    None
 }
 
 impl Worker {
@@ -710,50 +741,56 @@ impl Worker {
         self.writer.lock().expect("log writer poisoned")
     }
 
+    /// The writer, once every group taken before take number `ticket` has been written.
+    fn writer_on_turn(&self, ticket: u64) -> MutexGuard<'_, Writer> {
+        let mut writer = self.writer();
+        while writer.turn != ticket {
+            assert!(writer.turn < ticket, "take {ticket} written twice");
+            writer.turn_waiting = true;
+            writer = self.turn_changed.wait(writer).expect("log writer poisoned");
+        }
+        writer
+    }
+
+    /// Ends the turn of the group just written: the next take may write.
+    fn end_turn(&self, mut writer: MutexGuard<'_, Writer>) {
+        writer.turn += 1;
+        if std::mem::take(&mut writer.turn_waiting) {
+            drop(writer);
+            self.turn_changed.notify_all();
+        }
+    }
+
     /// One writer thread: take every pending append, write them as one group, then run the
     /// fsync unless the other thread is running one (which then covers this group too, or
     /// its next one does). So a lone append is written and synced by one thread with no
-    /// hand-off, and under load a write overlaps the running fsync.
+    /// hand-off, and the other thread stays parked: the inbox wakes it only when an append
+    /// arrives while this one is busy (under load a write then overlaps the running fsync).
     fn run(&self) {
         let mut group: Vec<Append> = Vec::new();
         loop {
-            let mut control = None;
-            {
-                let receiver = self.receiver.lock().expect("log receiver poisoned");
-                // Never wait for a request holding the writer in `Durable` mode: the other
-                // thread needs it to finish its group.
-                let first = match &self.pipe {
-                    Some(_) => receiver.recv().ok(),
-                    // One thread in this mode: holding the writer while waiting is fine.
-                    None => self.writer().wait(&receiver),
-                };
-                let Some(first) = first else {
-                    break;
-                };
-                let mut group_bytes = 0;
-                let mut next = Some(first);
-                while let Some(request) = next.take() {
-                    match request {
-                        Request::Append(append) => {
-                            group_bytes += append.entries.byte_len();
-                            group.push(append);
-                        }
-                        other => {
-                            control = Some(other);
-                            break;
-                        }
-                    }
-                    if group_bytes < GROUP_BYTES_MAX {
-                        next = receiver.try_recv().ok();
-                    }
+            // Relaxed mode has this one thread: the writer is free to look at.
+            let timeout = match &self.pipe {
+                Some(_) => None,
+                None => self.writer().relaxed_wait(),
+            };
+            let received = self
+                .inbox
+                .recv_with(timeout, |queue| take_group(queue, &mut group));
+            let (control, ticket) = match received {
+                Received::Taken(control, ticket) => (control, ticket),
+                Received::TimedOut => {
+                    self.writer().sync();
+                    continue;
                 }
-                let mut writer = self.writer();
-                drop(receiver);
-                writer.commit_group(&mut group);
-                if let Some(request) = control.take() {
-                    writer.control(request);
-                }
+                Received::Closed => break,
+            };
+            let mut writer = self.writer_on_turn(ticket);
+            writer.commit_group(&mut group);
+            if let Some(request) = control {
+                writer.control(request);
             }
+            self.end_turn(writer);
             if let Some(pipe) = &self.pipe {
                 pipe.sync_if_free();
             }
@@ -795,22 +832,14 @@ impl Writer {
         }
     }
 
-    /// Blocks for the next request; in Relaxed mode wakes up to fsync when the interval passes.
-    fn wait(&mut self, receiver: &mpsc::Receiver<Request>) -> Option<Request> {
-        loop {
-            let Durability::Relaxed { interval } = self.options.durability else {
-                return receiver.recv().ok();
-            };
-            let Some(since) = self.unsynced_since else {
-                return receiver.recv().ok();
-            };
-            let left = interval.saturating_sub(since.elapsed());
-            match receiver.recv_timeout(left) {
-                Ok(request) => return Some(request),
-                Err(mpsc::RecvTimeoutError::Timeout) => self.sync(),
-                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
-            }
-        }
+    /// How long the Relaxed-mode writer may wait for a request before its fsync is due
+    /// (`None`: nothing unsynced, or Durable mode: wait as long as it takes).
+    fn relaxed_wait(&self) -> Option<Duration> {
+        let Durability::Relaxed { interval } = self.options.durability else {
+            return None;
+        };
+        let since = self.unsynced_since?;
+        Some(interval.saturating_sub(since.elapsed()))
     }
 
     fn control(&mut self, request: Request) {

@@ -28,11 +28,12 @@ use super::storage_log::{InstallStep, LogStorage};
 use super::transport::{Deliver, Lost, Transport, TransportConfig};
 use super::types::{ConfChange, EntryKind, Message, MessageBody, NodeId, Role, NODE_NONE};
 use crate::engine::{Proposer, Replica, Token};
+use crate::log::inbox::{Inbox as EventQueue, Received};
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -110,24 +111,42 @@ const READ_BATCH_RETRY_TICKS: u64 = 10;
 
 pub use super::reads::AppliedWatch;
 
+/// The sending end of the Raft thread's event queue (ticker, peer readers, proposer, log
+/// completions, operator calls). The queue wakes the Raft thread only when it is parked, with
+/// one short lock per event and no wake-up at all while it is busy with a pass (see
+/// `crate::log::inbox`). Sends fail once the Raft thread has exited (it closes the queue).
+struct QueueSender<T>(Arc<EventQueue<T>>);
+
+impl<T> Clone for QueueSender<T> {
+    fn clone(&self) -> Self {
+        QueueSender(Arc::clone(&self.0))
+    }
+}
+
+impl<T> QueueSender<T> {
+    fn send(&self, event: T) -> Result<(), T> {
+        self.0.push(event)
+    }
+}
+
 /// The inbox end of a node that does not run yet: create it first, give its proposer to the
 /// engine, then start the node with it.
 pub struct Inbox {
-    sender: Sender<Event>,
-    receiver: Receiver<Event>,
+    sender: QueueSender<Event>,
 }
 
 impl Inbox {
     /// A new inbox.
     pub fn new() -> Inbox {
-        let (sender, receiver) = mpsc::channel();
-        Inbox { sender, receiver }
+        Inbox {
+            sender: QueueSender(Arc::new(EventQueue::new())),
+        }
     }
 
     /// The proposer the engine's sequencer hands its batches to.
     pub fn proposer(&self) -> Arc<dyn Proposer> {
         Arc::new(InboxProposer {
-            sender: Mutex::new(self.sender.clone()),
+            sender: self.sender.clone(),
         })
     }
 }
@@ -139,12 +158,12 @@ impl Default for Inbox {
 }
 
 struct InboxProposer {
-    sender: Mutex<Sender<Event>>,
+    sender: QueueSender<Event>,
 }
 
 impl Proposer for InboxProposer {
     fn propose(&self, term: u64, first_index: u64, entries: Vec<Arc<[u8]>>, token: Token) {
-        let sender = self.sender.lock().expect("proposer poisoned");
+        let sender = &self.sender;
         // If the node is gone the token drops, and its submitters learn the engine is closed.
         let _ = sender.send(Event::Propose {
             term,
@@ -303,7 +322,7 @@ impl PeerBook {
 
 /// A running node. Dropping it stops the Raft thread, the timer and the transport.
 pub struct Node {
-    inbox: Sender<Event>,
+    inbox: QueueSender<Event>,
     transport: Arc<Transport>,
     /// The peers file's content; its lock also serializes rewrites of the file.
     book: Mutex<PeerBook>,
@@ -411,10 +430,10 @@ impl Node {
             rounds: RoundClock::default(),
             lease_length,
         };
-        let receiver = inbox.receiver;
+        let queue = Arc::clone(&inbox.sender.0);
         let raft = thread::Builder::new()
             .name("lithair-raft".into())
-            .spawn(move || driver.run(&receiver))?;
+            .spawn(move || driver.run(&queue))?;
         let applied = Arc::new(AppliedWatch::default());
         applied.raise(replica_applied);
         Ok(Node {
@@ -565,8 +584,8 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        // The ticker exits on `stop`, then drops its sender; the Raft thread exits once every
-        // sender (ours, the ticker's, the transport's, the proposers') is gone or on `stop`.
+        // The ticker sends a last tick after `stop`; the Raft thread exits on it (or on its
+        // next timed wake-up) and closes its queue, so later sends fail.
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
@@ -638,7 +657,7 @@ fn raft_config(
 /// taken after the request arrived). Saves two Raft-thread wake-ups per follower batch.
 fn deliver_messages(
     id: NodeId,
-    sender: Sender<Event>,
+    sender: QueueSender<Event>,
     batcher: Arc<ReadBatcher>,
     lease: Arc<ReadLease>,
     answerer: Arc<OnceLock<std::sync::Weak<Transport>>>,
@@ -705,7 +724,7 @@ fn load_peer_book(config: &NodeConfig, transport: &Transport) -> io::Result<Peer
     Ok(book)
 }
 
-fn run_ticker(sender: &Sender<Event>, stop: &std::sync::atomic::AtomicBool) {
+fn run_ticker(sender: &QueueSender<Event>, stop: &std::sync::atomic::AtomicBool) {
     let tick = Duration::from_millis(TICK_MS);
     let mut next = Instant::now() + tick;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -877,7 +896,7 @@ struct Driver {
     persist_next: u64,
     watermark: Arc<PersistWatermark>,
     /// Wakes the Raft thread when a persist completes.
-    wake: Sender<Event>,
+    wake: QueueSender<Event>,
     /// The log writer wakes this thread after a persist whose last entry is at or below
     /// this index (`u64::MAX`: after every persist); see [`Driver::publish_wake_through`].
     wake_through: Arc<std::sync::atomic::AtomicU64>,
@@ -893,24 +912,28 @@ struct Driver {
 }
 
 impl Driver {
-    fn run(mut self, inbox: &Receiver<Event>) {
+    fn run(mut self, inbox: &EventQueue<Event>) {
         let stop_poll = Duration::from_millis(TICK_MS * 5);
+        let mut events: Vec<Event> = Vec::new();
         loop {
-            let first = match inbox.recv_timeout(stop_poll) {
-                Ok(event) => event,
-                Err(RecvTimeoutError::Timeout) => {
+            let take = |queue: &mut std::collections::VecDeque<Event>| {
+                let count = queue.len().min(INBOX_BATCH_MAX);
+                events.extend(queue.drain(..count));
+            };
+            match inbox.recv_with(Some(stop_poll), take) {
+                Received::Taken((), _) => {}
+                Received::TimedOut => {
                     if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
                         break;
                     }
                     continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
+                Received::Closed => break,
+            }
             // Before any heartbeat round this pass creates: a lease counts from here.
             let pass_began = Instant::now();
-            let mut stopped = !self.handle(first);
-            for _ in 1..INBOX_BATCH_MAX {
-                let Ok(event) = inbox.try_recv() else { break };
+            let mut stopped = false;
+            for event in events.drain(..) {
                 stopped |= !self.handle(event);
             }
             self.publish_wake_through();
@@ -938,6 +961,8 @@ impl Driver {
                 break;
             }
         }
+        // Like a dropped receiver: the ticker and every other sender learn the node is gone.
+        inbox.close();
         self.step_down();
     }
 
