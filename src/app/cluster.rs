@@ -36,6 +36,7 @@ use super::state::AppState;
 use crate::engine::{digest_hex, Engine, EngineOptions, Replica};
 use crate::http::router::Router;
 use crate::http::{Handler, HeadPlan, Method, Request, Response};
+use crate::json::{self, Writer};
 use crate::raft::node::{AppliedWatch, ClusterStatus, Inbox, Node, NodeConfig, PeerBook};
 use crate::raft::storage_log::read_hard_state;
 use crate::raft::ConfChange;
@@ -734,16 +735,24 @@ impl ClusterFront {
 
     /// `{"node_id":N,"members":[{"id":..,"peer":".."},..]}`: every peer address known here.
     fn members_json(&self, joined: u64) -> String {
-        let members: Vec<String> = self
-            .node
-            .peer_addrs()
-            .iter()
-            .map(|(id, addr)| format!("{{\"id\":{id},\"peer\":\"{}\"}}", escape(addr)))
-            .collect();
-        format!(
-            "{{\"node_id\":{joined},\"members\":[{}]}}",
-            members.join(",")
-        )
+        let mut w = Writer::new();
+        w.begin_object();
+        w.field("node_id");
+        w.u64(joined);
+        w.field("members");
+        w.begin_array();
+        for (id, addr) in self.node.peer_addrs().iter() {
+            w.element();
+            w.begin_object();
+            w.field("id");
+            w.u64(*id);
+            w.field("peer");
+            w.str(addr);
+            w.end_object();
+        }
+        w.end_array();
+        w.end_object();
+        finish(w)
     }
 
     /// Polls this node's status until `done` holds (operator requests only), at most `ms`.
@@ -959,7 +968,7 @@ fn json_response(status: u16, body: impl Into<String>) -> Response {
 }
 
 fn json_error(status: u16, detail: &str) -> Response {
-    json_response(status, format!("{{\"error\":\"{}\"}}", escape(detail)))
+    json_response(status, format!("{{\"error\":{}}}", json::quote(detail)))
 }
 
 /// 503 with `Retry-After`: the client should try again (here or at another node).
@@ -967,60 +976,59 @@ pub(crate) fn unavailable(detail: &str) -> Response {
     json_error(503, detail).with_header("Retry-After", "1")
 }
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
+/// The text of a document written with integers, booleans and strings only.
+fn finish(w: Writer) -> String {
+    w.finish()
+        .expect("only a non-finite float fails a JSON document")
+}
+
+fn u64_field(w: &mut Writer, name: &str, value: u64) {
+    w.field(name);
+    w.u64(value);
 }
 
 /// The `/_lithair/cluster` document.
 pub fn status_json(status: &ClusterStatus, replica: &dyn Replica) -> String {
     let (applied_event, digest) = replica.applied_digest();
-    let quoted = |text: &Option<String>| {
-        text.as_deref()
-            .map_or("null".to_string(), |a| format!("\"{}\"", escape(a)))
-    };
-    let members: Vec<String> = status
-        .members
-        .iter()
-        .map(|m| {
-            format!(
-                "{{\"id\":{},\"voter\":{},\"match_index\":{},\"lag\":{},\"http\":{},\"peer\":{}}}",
-                m.id,
-                m.voter,
-                m.match_index,
-                m.lag,
-                quoted(&m.http_addr),
-                quoted(&m.peer_addr)
-            )
-        })
-        .collect();
-    format!(
-        "{{\"node_id\":{},\"role\":\"{}\",\"term\":{},\"leader\":{},\"commit_index\":{},\
-         \"applied_index\":{},\"last_index\":{},\"applied_event_index\":{applied_event},\
-         \"digest\":\"{}\",\"snapshot_index\":{},\"snapshots_installed\":{},\
-         \"batched_reads\":{},\"read_batches\":{},\"members\":[{}]}}",
-        status.id,
-        status.role,
-        status.term,
-        status.leader,
-        status.commit,
-        status.applied,
-        status.last_index,
-        digest_hex(&digest),
-        status.snapshot_index,
-        status.snapshots_installed,
-        status.batched_reads,
-        status.read_batches,
-        members.join(",")
-    )
+    let mut w = Writer::new();
+    w.begin_object();
+    u64_field(&mut w, "node_id", status.id);
+    w.field("role");
+    w.str(status.role);
+    u64_field(&mut w, "term", status.term);
+    u64_field(&mut w, "leader", status.leader);
+    u64_field(&mut w, "commit_index", status.commit);
+    u64_field(&mut w, "applied_index", status.applied);
+    u64_field(&mut w, "last_index", status.last_index);
+    u64_field(&mut w, "applied_event_index", applied_event);
+    w.field("digest");
+    w.str(&digest_hex(&digest));
+    u64_field(&mut w, "snapshot_index", status.snapshot_index);
+    u64_field(&mut w, "snapshots_installed", status.snapshots_installed);
+    u64_field(&mut w, "batched_reads", status.batched_reads);
+    u64_field(&mut w, "read_batches", status.read_batches);
+    w.field("members");
+    w.begin_array();
+    for member in &status.members {
+        w.element();
+        w.begin_object();
+        u64_field(&mut w, "id", member.id);
+        w.field("voter");
+        w.bool(member.voter);
+        u64_field(&mut w, "match_index", member.match_index);
+        u64_field(&mut w, "lag", member.lag);
+        for (name, addr) in [("http", &member.http_addr), ("peer", &member.peer_addr)] {
+            w.field(name);
+            match addr {
+                Some(addr) => w.str(addr),
+                None => w.null(),
+            }
+        }
+        w.end_object();
+    }
+    w.end_array();
+    w.end_object();
+    finish(w)
 }
 
 #[cfg(test)]
@@ -1094,7 +1102,13 @@ mod tests {
     }
 
     #[test]
-    fn escapes_json_strings() {
-        assert_eq!(escape("a\"b\\c\n"), "a\\\"b\\\\c\\u000a");
+    fn errors_are_json_with_escaped_detail() {
+        let response = json_error(400, "bad \"peer\"\n");
+        let crate::http::Body::Bytes(bytes) = response.body else {
+            panic!("an owned JSON body");
+        };
+        let body = String::from_utf8(bytes).expect("UTF-8");
+        let parsed = json::parse(&body).expect("valid JSON");
+        assert_eq!(parsed["error"].as_str(), Some("bad \"peer\"\n"));
     }
 }
