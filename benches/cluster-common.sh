@@ -1,7 +1,13 @@
 # Sourced (not run) by benches/cluster-compare.sh, cluster-reads.sh, cluster-writes.sh and
 # failover.sh: the temp data directory, the pids of every process a bench starts
 # (killed by pid, never by name), and the start (and restart) of a 3-node Lithair cluster.
-# Expects `set -euo pipefail` and BENCH set by the caller.
+# Expects `set -euo pipefail` and the project root as the working directory. BENCH is the
+# caller's cluster_bench binary, or the example built here when unset.
+
+if [ -z "${BENCH:-}" ]; then
+    cargo build --release --example cluster_bench
+    BENCH=target/release/examples/cluster_bench
+fi
 
 TMP=$(mktemp -d)
 PIDS=()

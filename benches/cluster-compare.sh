@@ -16,8 +16,6 @@ SECONDS_RUN=${SECONDS_RUN:-10}
 # Longest wait for a cluster to elect a leader / report healthy, in seconds.
 READY_WAIT_S=30
 
-cargo build --release --example cluster_bench
-BENCH=target/release/examples/cluster_bench
 # shellcheck source=benches/cluster-common.sh
 source "$(dirname "$0")/cluster-common.sh"
 BASE=$(random_port_base)

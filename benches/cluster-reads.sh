@@ -34,10 +34,6 @@ TOOLS=${TOOLS:-cluster_bench plain pipelined}
 # Longest wait for a cluster to elect a leader, in seconds.
 READY_WAIT_S=30
 
-if [ -z "${BENCH:-}" ]; then
-    cargo build --release --example cluster_bench
-    BENCH=target/release/examples/cluster_bench
-fi
 # shellcheck source=benches/cluster-common.sh
 source "$(dirname "$0")/cluster-common.sh"
 

@@ -20,8 +20,9 @@
 #
 # Compare two binaries with paired runs, back to back (BENCH=... for each), 3+ runs each.
 # Runs of 10 s or more cross the nodes' 100k-event snapshots (built off the live state on a
-# background thread: no write pause, but CPU the writes share). Bounded: every wait is a bounded poll; data lives in a temp directory removed at
-# exit; every process it started is killed at exit (by its pid).
+# background thread: no write pause, but CPU the writes share). Bounded: every wait is a
+# bounded poll; data lives in a temp directory removed at exit; every process it started is
+# killed at exit (by its pid).
 set -euo pipefail
 
 TARGETS=${TARGETS:-leader}
@@ -32,11 +33,8 @@ CLIENTS=${CLIENTS:-256}
 LEADER_POLLS=60
 POLL_S=0.5
 
-if [ -z "${BENCH:-}" ]; then
-    cargo build --release --example cluster_bench
-    BENCH=target/release/examples/cluster_bench
-fi
-source benches/cluster-common.sh
+# shellcheck source=benches/cluster-common.sh
+source "$(dirname "$0")/cluster-common.sh"
 
 ticks_of() { # ticks_of PID...: user + system clock ticks of the processes (0 for one gone)
     local sum=0 pid ticks
@@ -57,7 +55,6 @@ check_nodes() { # a node that exited during a run: say so, with the end of its l
     done
 }
 
-# load_line LABEL TARGET CLIENTS: one measured load run and its line
 ctxt_of() { # ctxt_of PID: "thread-name voluntary-switches" per thread of the process
     local task
     for task in /proc/"$1"/task/*; do
@@ -76,6 +73,7 @@ ctxt_line() { # ctxt_line BEFORE AFTER N: switches per write by thread name, bus
         }' "$1" "$2" | paste -sd' ' | sed 's/\([0-9]\) /\1, /g'
 }
 
+# load_line LABEL TARGET CLIENTS: one measured load run and its line
 load_line() {
     local label=$1 target=$2 clients=$3 out n t0 t1 l0 l1 us_per_tick
     us_per_tick=$((1000000 / $(getconf CLK_TCK)))
@@ -105,7 +103,7 @@ one_run() {
         [ -n "$LEADER" ] || sleep "$POLL_S"
         polls=$((polls + 1))
     done
-    [ -n "$LEADER" ] || { echo "no leader elected"; stop_all; return; }
+    [ -n "$LEADER" ] || { echo "no leader elected"; stop_all; rm -rf "${TMP:?}"/cw*; return; }
     sleep 1
     follower=$((LEADER % 3 + 1))
     case "$TARGETS" in
@@ -115,11 +113,14 @@ one_run() {
         load_line "single, leader" "127.0.0.1:$((base + LEADER))" 1
         load_line "single, follower" "127.0.0.1:$((base + follower))" 1
         ;;
-    *) echo "TARGETS must be leader, all or single" >&2; exit 2 ;;
     esac
     stop_all
     rm -rf "${TMP:?}"/cw*
 }
 
+case "$TARGETS" in
+leader | all | single) ;;
+*) echo "TARGETS must be leader, all or single" >&2; exit 2 ;;
+esac
 echo "cluster writes: $TARGETS, $RUNS runs of $SECS s, $BENCH"
 for _ in $(seq "$RUNS"); do one_run; done

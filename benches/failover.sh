@@ -33,10 +33,6 @@ READY_WAIT_S=30
 # Poll interval of those waits, in seconds.
 POLL_S=0.05
 
-if [ -z "${BENCH:-}" ]; then
-    cargo build --release --example cluster_bench
-    BENCH=target/release/examples/cluster_bench
-fi
 # shellcheck source=benches/cluster-common.sh
 source "$(dirname "$0")/cluster-common.sh"
 BASE=$(random_port_base)

@@ -25,7 +25,9 @@
 //! directory; `--reuse --dir PATH` times recovery of a kept directory without writing again.
 
 use lithair::binary::{self, Decode, Encode, Reader};
-use lithair::engine::{Command, Context, Engine, EngineOptions, Envelope, Meta, State};
+use lithair::engine::{
+    Command, Context, Engine, EngineOptions, Envelope, Meta, SnapshotHook, State,
+};
 use lithair::log::{EntryBatch, Log, LogOptions};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -156,13 +158,16 @@ fn durable(args: &[String]) {
     initial.records = (0..preload)
         .map(|key| (key, key.wrapping_mul(31)))
         .collect();
-    let gaps = Arc::new(Gaps::new());
+    // Gap tracking costs every completion a clock read: only for runs that take snapshots.
+    let gaps = Arc::new(Gaps::new(snapshot_every > 0));
     let marking = Arc::clone(&gaps);
     let options = EngineOptions {
-        snapshot_hook: Some(Arc::new(move |step| {
-            marking.mark(&format!("{step:?}"));
-            Ok(())
-        })),
+        snapshot_hook: (snapshot_every > 0).then(|| -> SnapshotHook {
+            Arc::new(move |step| {
+                marking.mark(&format!("{step:?}"));
+                Ok(())
+            })
+        }),
         ..options
     };
     let (engine, _) = Engine::open(&dir, options, initial).expect("open engine");
@@ -208,7 +213,9 @@ fn durable(args: &[String]) {
             during as f64 / 1e6,
             outside as f64 / 1e6
         );
-        println!("{}", run.gaps.longest_in_context());
+        if let Some(context) = run.gaps.longest_in_context() {
+            println!("{context}");
+        }
     }
     println!(
         "durable: {events} events in {elapsed:.2} s ({:.0} events/s, {:.1} events per fsync)",
@@ -218,7 +225,8 @@ fn durable(args: &[String]) {
 }
 
 /// What the submitters of a durable run share: the stop flag, the count of durable events and
-/// the gaps between completions.
+/// the gaps between completions (each an `Arc`: a clone shares them).
+#[derive(Clone)]
 struct Run {
     stop: Arc<AtomicBool>,
     committed: Arc<AtomicU64>,
@@ -228,6 +236,8 @@ struct Run {
 /// The longest intervals without a completed write, during snapshots and outside them
 /// (nanoseconds since the start of the run).
 struct Gaps {
+    /// Off: `completed` records nothing (runs without snapshots).
+    tracking: bool,
     started: Instant,
     last_completion: AtomicU64,
     snapshot_running: AtomicBool,
@@ -241,8 +251,9 @@ struct Gaps {
 }
 
 impl Gaps {
-    fn new() -> Self {
+    fn new(tracking: bool) -> Self {
         Gaps {
+            tracking,
             started: Instant::now(),
             last_completion: AtomicU64::new(0),
             snapshot_running: AtomicBool::new(false),
@@ -260,6 +271,9 @@ impl Gaps {
 
     /// A write completed: the gap since the previous completion ends here.
     fn completed(&self) {
+        if !self.tracking {
+            return;
+        }
         let now = self.now();
         let previous = self.last_completion.fetch_max(now, Ordering::AcqRel);
         if previous == 0 {
@@ -273,8 +287,13 @@ impl Gaps {
             || self.last_snapshot_end.load(Ordering::Acquire) > previous;
         if !during {
             self.longest_outside.fetch_max(gap, Ordering::Relaxed);
-        } else if self.longest_during.fetch_max(gap, Ordering::Relaxed) < gap {
-            *self.longest_during_at.lock().expect("gaps") = (previous, now);
+        } else if gap > self.longest_during.load(Ordering::Relaxed) {
+            // The length and its place change together, under the lock (a rare path).
+            let mut at = self.longest_during_at.lock().expect("gaps");
+            if gap > self.longest_during.load(Ordering::Relaxed) {
+                self.longest_during.store(gap, Ordering::Relaxed);
+                *at = (previous, now);
+            }
         }
     }
 
@@ -295,15 +314,12 @@ impl Gaps {
     }
 
     /// The steps of the snapshot around the longest gap during one, in ms from its start.
-    fn longest_in_context(&self) -> String {
+    fn longest_in_context(&self) -> Option<String> {
         let (start, end) = *self.longest_during_at.lock().expect("gaps");
         let marks = self.marks.lock().expect("marks");
-        let Some(first) = marks
+        let first = marks
             .iter()
-            .rposition(|(what, at)| what == "start" && *at <= end)
-        else {
-            return String::new();
-        };
+            .rposition(|(what, at)| what == "start" && *at <= end)?;
         let origin = marks[first].1;
         let ms = |at: u64| (at as f64 - origin as f64) / 1e6;
         let steps: Vec<String> = marks[first + 1..]
@@ -311,12 +327,12 @@ impl Gaps {
             .take_while(|(what, _)| what != "start")
             .map(|(what, at)| format!("{what} {:.1}", ms(*at)))
             .collect();
-        format!(
+        Some(format!(
             "longest snapshot gap {:.1}..{:.1} ms after its start; steps at (ms): {}",
             ms(start),
             ms(end),
             steps.join(", ")
-        )
+        ))
     }
 
     fn longest(&self) -> (u64, u64) {
@@ -334,12 +350,12 @@ fn snapshot_thread(
     run: &Run,
     every: u64,
 ) -> std::thread::JoinHandle<u64> {
-    let (engine, stop, committed, gaps) = (
-        Arc::clone(engine),
-        Arc::clone(&run.stop),
-        Arc::clone(&run.committed),
-        Arc::clone(&run.gaps),
-    );
+    let engine = Arc::clone(engine);
+    let Run {
+        stop,
+        committed,
+        gaps,
+    } = run.clone();
     std::thread::spawn(move || {
         let mut taken = 0;
         let mut next = every;
@@ -374,12 +390,12 @@ fn run_threads(
 ) {
     let threads: Vec<_> = (0..submitters)
         .map(|thread| {
-            let (engine, stop, committed, gaps) = (
-                Arc::clone(engine),
-                Arc::clone(&run.stop),
-                Arc::clone(&run.committed),
-                Arc::clone(&run.gaps),
-            );
+            let engine = Arc::clone(engine);
+            let Run {
+                stop,
+                committed,
+                gaps,
+            } = run.clone();
             std::thread::spawn(move || {
                 let mut in_flight = VecDeque::with_capacity(window);
                 let mut n = thread as u32;

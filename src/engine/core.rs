@@ -322,11 +322,12 @@ struct Pending<S: State> {
 /// State shared by the engine handle and its threads.
 pub(super) struct Shared<S: State> {
     committed: RwLock<Tracked<S>>,
-    /// The committed state's applied index, published after each applied batch (a batch
-    /// boundary) and each restore, so the snapshotter picks its index without the state lock.
+    /// The committed state's applied index, published under the write lock by each applied
+    /// batch (a batch boundary) and each restore, so the snapshotter reads it without the lock.
     applied: AtomicU64,
-    /// The initial state, kept until the first snapshot file exists: the snapshotter rebuilds
-    /// from the newest snapshot, or from this.
+    /// The initial state, kept while this engine has no valid snapshot (opened without one,
+    /// until its first snapshot here): the snapshotter rebuilds from the newest snapshot, or
+    /// from this.
     initial: Mutex<Option<S>>,
     /// With [`EngineOptions::snapshot_keep_state`]: the state of the last snapshot built here.
     /// Touched only by the snapshot path (under `snapshot_lock`), never by the applier.
@@ -593,11 +594,9 @@ impl<S: State> Engine<S> {
                 message: message.to_string(),
             });
         }
-        // The snapshotter rebuilds from the newest snapshot file; until one exists it needs
-        // the initial state (kept only then; usually empty).
-        let keep_initial = snapshot::list_snapshots(data_dir)?
-            .is_empty()
-            .then(|| initial.clone());
+        // The snapshotter rebuilds from the newest valid snapshot file; while there is none
+        // (no file, or only damaged ones) it needs the initial state (usually empty).
+        let initial_copy = initial.clone();
         let upcasters = options.upcasters.clone();
         let progress = options.replay_progress.clone();
         let every = options.replay_progress_every_events.max(1);
@@ -633,6 +632,7 @@ impl<S: State> Engine<S> {
             },
         )?;
         let snapshot_index = rebuilt.snapshot.unwrap_or(0);
+        let keep_initial = rebuilt.snapshot.is_none().then_some(initial_copy);
         let ((log, recovery), tracked) = (rebuilt.read, rebuilt.tracked);
         let log_end = recovery.next_index - 1;
         // Single node: the state is the whole log. Cluster: the log up to the commit hint (a
@@ -1374,8 +1374,7 @@ fn decode_undecoded<S: State>(shared: &Shared<S>, pending: &mut Pending<S>) {
     if entries.is_empty() {
         return;
     }
-    let views: Vec<&[u8]> = entries.iter().map(|entry| &entry[..]).collect();
-    let (mut events, mut remembered) = decode_batch(shared, first_index, &views);
+    let (mut events, mut remembered) = decode_batch(shared, first_index, &entries);
     events.append(&mut pending.events);
     remembered.append(&mut pending.remembered);
     (pending.events, pending.remembered) = (events, remembered);
@@ -1490,9 +1489,13 @@ fn apply_committed<S: State>(
         if skip_to > committed.applied_index {
             committed.skip_to(skip_to);
         }
+        // Under the lock, so a restore between two batches cannot be overwritten by an
+        // older index.
+        shared
+            .applied
+            .store(committed.applied_index, Ordering::SeqCst);
         committed.applied_index
     };
-    shared.applied.store(applied_index, Ordering::SeqCst);
     let hooks = shared.hooks.read().expect("hooks lock poisoned").clone();
     for committed_event in &events {
         for hook in &hooks {
@@ -1650,7 +1653,7 @@ type Remembered = Vec<(Arc<str>, Receipt)>;
 fn decode_batch<S: State>(
     shared: &Shared<S>,
     first_index: u64,
-    raw_entries: &[&[u8]],
+    raw_entries: &[Arc<[u8]>],
 ) -> (Vec<Committed<S::Event>>, Remembered) {
     let mut events = Vec::with_capacity(raw_entries.len());
     let mut remembered: Vec<(Arc<str>, Receipt)> = Vec::new();
@@ -1839,8 +1842,10 @@ impl<S: State> Replica for EngineReplica<S> {
             }
             thread::sleep(std::time::Duration::from_millis(1));
         }
-        *shared.committed.write().expect("state lock poisoned") = tracked;
+        let mut committed = shared.committed.write().expect("state lock poisoned");
+        *committed = tracked;
         shared.applied.store(index, Ordering::SeqCst);
+        drop(committed);
         *delivered = index;
         shared
             .subscribers

@@ -1,5 +1,6 @@
 //! Rebuilding state from snapshot + log: decoding envelopes, upcasting old schema versions and
-//! applying in log order. Used by `Engine::open`, subscriptions' catch-up and the tools.
+//! applying in log order. Used by `Engine::open`, the background snapshotter, subscriptions'
+//! catch-up and the tools.
 //!
 //! Owns: the rule that a record which cannot be decoded stops recovery (never skipped).
 //! Must not: write anything.
@@ -225,7 +226,8 @@ pub enum Base<S> {
 
 /// What [`rebuild`] produced.
 pub struct Rebuilt<S, T> {
-    /// Index covered by the snapshot the rebuild started from (`None`: `initial` was used).
+    /// Index covered by the snapshot file the rebuild started from (`None`: the base was not
+    /// a snapshot file).
     pub snapshot: Option<u64>,
     /// The state after replaying the log up to the requested index.
     pub tracked: Tracked<S>,
@@ -233,8 +235,8 @@ pub struct Rebuilt<S, T> {
     pub read: T,
 }
 
-/// The one rebuild routine: loads the newest valid snapshot of `data_dir` (or wraps
-/// `initial`), then replays the log entries after it up to `last_index` through `read`, which
+/// The one rebuild routine: starts from `base` (the newest valid snapshot of `data_dir`, an
+/// initial state, or a state already rebuilt), then replays the log entries after it up to `last_index` through `read`, which
 /// gets the first index wanted and a visitor returning `false` once `last_index` is reached.
 /// `Engine::open` reads through the recovering `Log::open`; the background snapshotter and
 /// the tools through [`log::read_range`] on a log that may be live.

@@ -89,8 +89,7 @@ pub(super) fn write_at<S: State>(
     if tracked.applied_index != index {
         // The stored log ended early: segments replaced under us (a Raft install).
         let message = format!(
-            "snapshot at {index}: the log read from {} ends at {}",
-            rebuilt.snapshot.unwrap_or(0) + 1,
+            "snapshot at {index}: the stored log ends at {}",
             tracked.applied_index
         );
         return Err(Error::Invalid { message });

@@ -138,8 +138,9 @@ impl Deferred {
 /// (unless it sets them itself), so wrapping layers (CORS, request ids) still apply.
 fn merge_placeholder(placeholder: &Response, mut response: Response) -> Response {
     // What the placeholder got from middleware around the handler (the security headers as a
-    // static run, most often) stays static: no copy allocated here, on the completing thread,
-    // and freed on the reactor's. Same headers in the same order as appending each one.
+    // static run, most often) stays static: no header name or value is copied here, on the
+    // completing thread, to be freed on the reactor's. Same headers in the same order as
+    // appending each one.
     let from = &placeholder.headers;
     for &(name, value) in from.head_run() {
         if !response.headers.contains(name) {

@@ -76,10 +76,10 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
 /// Formats `time` (truncated to seconds; times before 1970 format as the epoch).
 pub fn format(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    format_http_date(secs)
-        .iter()
-        .map(|&byte| char::from(byte))
-        .collect()
+    let text = format_http_date(secs);
+    std::str::from_utf8(&text)
+        .expect("an IMF-fixdate is ASCII")
+        .to_owned()
 }
 
 /// Parses an IMF-fixdate; `None` for anything else (the obsolete formats are not accepted,

@@ -3,6 +3,8 @@
 //! Owns: the extension table used by static files.
 //! Must not: sniff file contents (with `X-Content-Type-Options: nosniff`, the table is the truth).
 
+use std::borrow::Cow;
+
 /// Type for an unknown extension: browsers download it instead of rendering it.
 pub const DEFAULT_TYPE: &str = "application/octet-stream";
 
@@ -58,13 +60,14 @@ pub fn for_path(path: &str) -> &'static str {
 
 /// The media type of a `Content-Type` value without its parameters, lower-cased
 /// (`Text/HTML; charset=utf-8` gives `text/html`; RFC 9110 §8.3.1).
-pub fn essence(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
+pub fn essence(content_type: &str) -> Cow<'_, str> {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    // Borrowed in the usual case (already lower case): this runs per response and request.
+    if essence.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        Cow::Owned(essence.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(essence)
+    }
 }
 
 /// Whether a response of this content type shrinks under gzip (text, JSON, XML, SVG, wasm);
@@ -75,7 +78,7 @@ pub fn is_compressible(content_type: &str) -> bool {
         || essence.ends_with("+json")
         || essence.ends_with("+xml")
         || matches!(
-            essence.as_str(),
+            &*essence,
             "application/json"
                 | "application/problem+json"
                 | "application/xml"

@@ -197,7 +197,8 @@ impl Response {
         }
     }
 
-    /// A response with a static `Content-Type` and a static body: no allocation but the header list.
+    /// A response with a static `Content-Type` and a static body: no allocation for a common
+    /// content type (a static header run), else the header list only.
     pub fn static_bytes(status: u16, content_type: &'static str, body: &'static [u8]) -> Self {
         let headers = match COMMON_CONTENT_TYPES.iter().position(|t| *t == content_type) {
             Some(index) => Headers::static_head(&CONTENT_TYPE_RUNS[index]),

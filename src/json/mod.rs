@@ -120,9 +120,9 @@ pub fn to_string<T: ToJson + ?Sized>(value: &T) -> Result<String, Error> {
 
 /// `text` as a quoted, escaped JSON string literal (for building small documents by hand).
 pub fn quote(text: &str) -> String {
-    let mut bytes = Vec::with_capacity(text.len() + 2);
-    writer::write_escaped(&mut bytes, text);
-    String::from_utf8(bytes).expect("an escaped &str is UTF-8")
+    let mut w = Writer::new();
+    w.str(text);
+    w.finish().expect("a string alone cannot fail")
 }
 
 /// Writes `value` as JSON with one member or element per line and a two-space indent.

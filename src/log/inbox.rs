@@ -92,6 +92,19 @@ impl<T> Inbox<T> {
         self.ready.notify_all();
     }
 
+    /// Closes the inbox like [`Inbox::close`] and hands back what is still queued, so the
+    /// caller drops it outside the lock (for a consumer that stops taking: the items' owners
+    /// then learn they will not be handled, as with a dropped channel receiver).
+    pub(crate) fn close_and_take(&self) -> VecDeque<T> {
+        let mut state = self.lock();
+        let items = std::mem::take(&mut state.items);
+        state.closed = true;
+        state.wakes_pending = state.parked;
+        drop(state);
+        self.ready.notify_all();
+        items
+    }
+
     /// Waits (at most `timeout`, if given) until something is queued, then calls `take` on
     /// the queue under the lock. `take` must remove at least one item (it sees a non-empty
     /// queue), so the next consumer does not take the same items.

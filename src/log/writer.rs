@@ -718,6 +718,19 @@ struct Worker {
     pipe: Option<Arc<SyncPipe>>,
 }
 
+/// Wakes the writer threads waiting for their turn when the thread holding the turn panics:
+/// its turn never ends, and they would wait forever (and `Log::drop` with them); woken, they
+/// find the writer lock poisoned and stop loudly.
+struct WakeTurnWaitersOnPanic<'a>(&'a Condvar);
+
+impl Drop for WakeTurnWaitersOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.notify_all();
+        }
+    }
+}
+
 /// Moves the next group out of the queue: appends from the front until `GROUP_BYTES_MAX`,
 /// stopping at a control request, which is taken too (and returned) when it comes first or
 /// right after the appends.
@@ -785,6 +798,9 @@ impl Worker {
                 }
                 Received::Closed => break,
             };
+            // Declared first, dropped last: after a panic the writer lock is released (poisoned)
+            // before the other thread, waiting for this turn, is woken to find it so.
+            let _wake_on_panic = WakeTurnWaitersOnPanic(&self.turn_changed);
             let mut writer = self.writer_on_turn(ticket);
             writer.commit_group(&mut group);
             if let Some(request) = control {

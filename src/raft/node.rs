@@ -164,7 +164,8 @@ struct InboxProposer {
 impl Proposer for InboxProposer {
     fn propose(&self, term: u64, first_index: u64, entries: Vec<Arc<[u8]>>, token: Token) {
         let sender = &self.sender;
-        // If the node is gone the token drops, and its submitters learn the engine is closed.
+        // If the node is gone (its queue closed) the token drops, and its submitters learn the
+        // engine is closed.
         let _ = sender.send(Event::Propose {
             term,
             first_index,
@@ -911,8 +912,21 @@ struct Driver {
     held: Arc<Mutex<HeldMessages>>,
 }
 
+/// Closes the Raft thread's event queue when the thread leaves [`Driver::run`], normally or by
+/// a panic, and drops what is still queued: like a dropped channel receiver, the ticker and
+/// every other sender learn the node is gone, and a queued proposal's token drops, so its
+/// submitters learn the engine is closed instead of waiting forever.
+struct CloseOnExit<'a>(&'a EventQueue<Event>);
+
+impl Drop for CloseOnExit<'_> {
+    fn drop(&mut self) {
+        drop(self.0.close_and_take());
+    }
+}
+
 impl Driver {
     fn run(mut self, inbox: &EventQueue<Event>) {
+        let closer = CloseOnExit(inbox);
         let stop_poll = Duration::from_millis(TICK_MS * 5);
         let mut events: Vec<Event> = Vec::new();
         loop {
@@ -961,8 +975,7 @@ impl Driver {
                 break;
             }
         }
-        // Like a dropped receiver: the ticker and every other sender learn the node is gone.
-        inbox.close();
+        drop(closer);
         self.step_down();
     }
 

@@ -195,11 +195,11 @@ impl Transport {
     /// everything a pass produced in one call, and each writer sends it with one `write`.
     pub fn send_all(&self, messages: impl IntoIterator<Item = Message>) {
         let messages = messages.into_iter();
-        // Sized for the usual pass (messages spread over a few peers) to grow rarely.
-        let per_peer = messages.size_hint().0;
         let queues = self.queues.lock().expect("transport queues poisoned");
+        // The whole pass's count split over the peers: most passes address each peer alike.
+        let per_peer = messages.size_hint().0.div_ceil(queues.len().max(1));
         // Few peers: a linear scan beats hashing per message.
-        let mut touched: Vec<(NodeId, &Arc<PeerQueue>, Vec<Message>)> =
+        let mut touched: Vec<(NodeId, Arc<PeerQueue>, Vec<Message>)> =
             Vec::with_capacity(queues.len());
         for message in messages {
             let to = message.to;
@@ -208,9 +208,12 @@ impl Transport {
             } else if let Some(queue) = queues.get(&to) {
                 let mut batch = Vec::with_capacity(per_peer);
                 batch.push(message);
-                touched.push((to, queue, batch));
+                touched.push((to, Arc::clone(queue), batch));
             }
         }
+        // A push may encode and send(2) directly: not under the table's lock, which the log
+        // writer's fsync completion (held messages) and peer changes also take.
+        drop(queues);
         for (_, queue, batch) in touched {
             queue.push(batch);
         }
