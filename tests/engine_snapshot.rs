@@ -1,7 +1,8 @@
 //! Snapshots taken off the live state: the snapshot path never takes the committed state's
 //! lock, the snapshot equals the live state at its index (user state, aggregate versions,
-//! idempotency window), the initial state counts, Relaxed mode, and a log with missing entries
-//! fails the snapshot instead of being skipped.
+//! idempotency window), the initial state counts (also after opening past damaged snapshot
+//! files), Relaxed mode, and a log with missing entries fails the snapshot instead of being
+//! skipped.
 
 mod common;
 
@@ -440,6 +441,33 @@ fn concurrent(keep: bool) {
     drop(engine);
     let (engine, _) = Engine::open(&dir, options, Kv::default()).expect("reopen");
     assert_eq!(engine.digest(), live);
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_engine_opened_past_damaged_snapshot_files_still_snapshots() {
+    let dir = common::fresh_dir("engine-snapshot", "damaged");
+    let initial = Kv {
+        map: (1000..1010).map(|key| (key, key)).collect(),
+    };
+    let (engine, _) = Engine::open(&dir, EngineOptions::default(), initial.clone()).expect("open");
+    put(&engine, 1, 2);
+    let info = engine.snapshot().expect("snapshot");
+    // Everything fits one segment, which is never deleted: the log still starts at 1.
+    assert_eq!(info.segments_deleted, 0);
+    drop(engine);
+    let mut bytes = std::fs::read(&info.path).expect("read snapshot");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&info.path, &bytes).expect("damage snapshot");
+    // Opened from the initial state and the whole log (the damaged file is passed over).
+    let (engine, _) = Engine::open(&dir, EngineOptions::default(), initial).expect("reopen");
+    put(&engine, 3, 4);
+    let live = engine.digest();
+    let next = engine.snapshot().expect("a snapshot after the damaged one");
+    assert!(next.index > info.index);
+    assert_eq!(digest(&load(&dir, next.index, 10).state), live);
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
 }
