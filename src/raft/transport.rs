@@ -649,7 +649,10 @@ fn accept_handshake(
         _ => return Err(protocol_error(wire::WireError::Malformed("expected hello"))),
     };
     let refusal = if hello.version != PROTOCOL_VERSION {
-        Some(format!("protocol version {PROTOCOL_VERSION} required"))
+        Some(format!(
+            "protocol version {PROTOCOL_VERSION} required, dialer speaks {} (upgrade every node)",
+            hello.version
+        ))
     } else if hello.to != shared.id {
         Some(format!("this is node {}, not {}", shared.id, hello.to))
     } else if hello.from == shared.id || hello.from == super::types::NODE_NONE {
