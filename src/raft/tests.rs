@@ -1512,6 +1512,53 @@ mod commit_notice {
         );
     }
 
+    /// On a whole cluster: every write's commit reaches both followers as a notice nobody
+    /// answers, yet CheckQuorum keeps the leader in place (heartbeat answers), ReadIndex is
+    /// confirmed, and the followers apply every write.
+    #[test]
+    fn unanswered_notices_leave_quorum_reads_and_applies_intact() {
+        let mut cluster = Cluster::new(&[1, 2, 3], &[], |_| {});
+        cluster.elect(1);
+        let before = cluster.delivered.len();
+        for k in 0..5u8 {
+            cluster
+                .node(1)
+                .propose(vec![vec![b'w', k]])
+                .expect("leader");
+            cluster.deliver();
+        }
+        let commit = cluster.status(1).commit;
+        let delivered = cluster.delivered[before..].to_vec();
+        for follower in [2, 3] {
+            let notices = delivered
+                .iter()
+                .filter(|m| m.to == follower && matches!(m.body, MessageBody::CommitNotice { .. }))
+                .count();
+            let answers = delivered
+                .iter()
+                .filter(|m| {
+                    m.from == follower && matches!(m.body, MessageBody::AppendResponse { .. })
+                })
+                .count();
+            assert_eq!(notices, 5, "node {follower}: one notice per write");
+            assert_eq!(answers, 5, "node {follower}: answers only the five Appends");
+            assert_eq!(cluster.status(follower).commit, commit, "node {follower}");
+            assert_eq!(cluster.status(follower).applied, commit, "node {follower}");
+        }
+        cluster.tick(3 * test_config(1).election_ticks);
+        assert_eq!(cluster.status(1).role, Role::Leader, "CheckQuorum kept");
+        cluster.node(1).read_index(vec![7]).expect("leader");
+        cluster.deliver();
+        let reads = cluster.reads.remove(&1).unwrap_or_default();
+        assert_eq!(
+            reads,
+            vec![ReadState {
+                index: commit,
+                ctx: vec![7]
+            }]
+        );
+    }
+
     /// What the follower did with one notice.
     #[derive(Debug, PartialEq, Eq)]
     enum Outcome {
