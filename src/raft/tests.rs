@@ -1559,6 +1559,53 @@ mod commit_notice {
         );
     }
 
+    /// Persists the leader's unstable entries and reports them durable.
+    fn persist(raft: &mut Raft<MemStorage>) {
+        let (_, entries) = raft.log.hand_unstable();
+        let last = entries.last().expect("entries to persist");
+        let (index, term) = (last.index, last.term);
+        raft.log.storage.append(&entries);
+        raft.on_persisted(index, term);
+    }
+
+    /// Commits that move several times before the driver takes a Ready ride on the message
+    /// already queued for the follower (an Append ending at its last entry, or a notice)
+    /// instead of adding one notice each.
+    #[test]
+    fn commits_within_one_pass_refresh_the_queued_message() {
+        let mut raft = leader();
+        raft.step(reply(2, 1, 2, acked(3)));
+        sent(&mut raft);
+        // An Append queued this pass takes the newer commit.
+        let index = raft.propose(vec![b"x".to_vec().into()]).expect("leader");
+        raft.step(reply(2, 1, 2, acked(index)));
+        persist(&mut raft);
+        assert_eq!(raft.log.committed, index);
+        let out = sent(&mut raft);
+        assert!(
+            matches!(&out[..], [Message { to: 2, body: MessageBody::Append { prev_index: 3, entries, commit: 4, .. }, .. }]
+                if entries.len() == 1),
+            "{out:?}"
+        );
+        // Two commits after the entries left: one notice, with the second.
+        raft.propose(vec![b"y".to_vec().into()]).expect("leader");
+        raft.propose(vec![b"z".to_vec().into()]).expect("leader");
+        sent(&mut raft);
+        raft.step(reply(2, 1, 2, acked(5)));
+        let (_, entries) = raft.log.hand_unstable();
+        raft.log.storage.append(&entries);
+        raft.on_persisted(5, 2);
+        raft.step(reply(2, 1, 2, acked(6)));
+        raft.on_persisted(6, 2);
+        assert_eq!(raft.log.committed, 6);
+        let notice = MessageBody::CommitNotice {
+            prev_index: 6,
+            prev_term: 2,
+            commit: 6,
+        };
+        assert_eq!(sent(&mut raft), vec![reply(1, 2, 2, notice)]);
+    }
+
     /// What the follower did with one notice.
     #[derive(Debug, PartialEq, Eq)]
     enum Outcome {
