@@ -37,7 +37,7 @@ fn many_seeds_with_faults_stay_safe_and_converge() {
     let options = SimOptions::default();
     let (mut committed, mut leaders, mut crashes, mut changes, mut snapshots, mut ops) =
         (0, 0, 0, 0, 0, 0);
-    let mut early = 0;
+    let (mut early, mut notices, mut notices_faulted) = (0, 0, 0);
     for seed in 0..seeds {
         let report = run_seed(seed, &options).unwrap_or_else(|failure| panic!("{failure}"));
         committed += report.committed;
@@ -47,11 +47,14 @@ fn many_seeds_with_faults_stay_safe_and_converge() {
         snapshots += report.snapshots_installed;
         ops += report.history.len() as u64;
         early += report.early_campaigns;
+        notices += report.commit_notices;
+        notices_faulted += report.commit_notices_faulted;
     }
     eprintln!(
         "{seeds} seeds: {committed} entries committed, {leaders} leaders, {crashes} crashes, \
          {changes} membership changes, {snapshots} snapshots installed, {ops} client ops, \
-         {early} early campaigns"
+         {early} early campaigns, {notices} commit notices ({notices_faulted} dropped or \
+         duplicated)"
     );
     // The faults must actually happen for the run to mean anything.
     assert!(
@@ -64,6 +67,11 @@ fn many_seeds_with_faults_stay_safe_and_converge() {
     );
     // Unreachable-leader notices (true after crashes, false otherwise) must be acted on.
     assert!(early > seeds / 4, "too few early campaigns");
+    // Commit notices replace most commit-only Appends: they must flow, and face faults.
+    assert!(
+        notices > seeds * 10 && notices_faulted > seeds / 10,
+        "too few commit notices ({notices}) or too few faulted ({notices_faulted})"
+    );
 }
 
 #[test]

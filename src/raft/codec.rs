@@ -115,6 +115,7 @@ enum_codec! {
         8 => TimeoutNow,
         9 => ReadIndex { ctx },
         10 => ReadIndexResponse { index, ctx },
+        11 => CommitNotice { prev_index, prev_term, commit },
     }
 }
 
@@ -168,6 +169,13 @@ mod tests {
                         commit,
                     }
                 }),
+            (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+                |(prev_index, prev_term, commit)| MessageBody::CommitNotice {
+                    prev_index,
+                    prev_term,
+                    commit
+                }
+            ),
             (any::<u64>(), any::<bool>(), any::<u64>(), any::<u64>()).prop_map(
                 |(index, reject, hint_index, hint_term)| MessageBody::AppendResponse {
                     index,
@@ -274,10 +282,28 @@ mod tests {
         assert_eq!(from_slice::<Message>(&expected), Ok(message));
     }
 
+    /// Pins the commit notice's bytes (variant 11, new in protocol version 2).
+    #[test]
+    fn wire_layout_of_a_commit_notice() {
+        let message = Message {
+            from: 1,
+            to: 2,
+            term: 3,
+            body: MessageBody::CommitNotice {
+                prev_index: 4,
+                prev_term: 5,
+                commit: 6,
+            },
+        };
+        let expected = vec![8, 1, 2, 3, 11, 3, 4, 5, 6];
+        assert_eq!(to_vec(&message), expected);
+        assert_eq!(from_slice::<Message>(&expected), Ok(message));
+    }
+
     #[test]
     fn unknown_variants_are_errors() {
         let mut bytes = Vec::new();
-        write_varint(&mut bytes, 11);
+        write_varint(&mut bytes, 12);
         bytes.push(0);
         assert!(from_slice::<MessageBody>(&bytes).is_err());
         assert_eq!(

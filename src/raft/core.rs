@@ -433,6 +433,7 @@ impl<S: Storage> Raft<S> {
                 granted: true,
             } => {}
             MessageBody::Append { .. }
+            | MessageBody::CommitNotice { .. }
             | MessageBody::Heartbeat { .. }
             | MessageBody::InstallSnapshot { .. } => {
                 self.become_follower(message.term, message.from);
@@ -444,7 +445,9 @@ impl<S: Storage> Raft<S> {
 
     fn step_lower_term(&mut self, message: &Message) {
         match message.body {
-            MessageBody::Append { .. } | MessageBody::Heartbeat { .. }
+            MessageBody::Append { .. }
+            | MessageBody::CommitNotice { .. }
+            | MessageBody::Heartbeat { .. }
                 if self.config.check_quorum || self.config.pre_vote =>
             {
                 // Tell a stale leader about the newer term so it steps down.
@@ -502,6 +505,7 @@ impl<S: Storage> Raft<S> {
                 }
             }
             body @ (MessageBody::Append { .. }
+            | MessageBody::CommitNotice { .. }
             | MessageBody::Heartbeat { .. }
             | MessageBody::InstallSnapshot { .. }) => {
                 if self.role == Role::Leader {

@@ -1,5 +1,5 @@
-//! The follower's side of `Raft`: accepting Appends (with conflict hints), heartbeats and
-//! chunked, resumable snapshot installs.
+//! The follower's side of `Raft`: accepting Appends (with conflict hints), commit notices
+//! (answered only on a mismatch), heartbeats and chunked, resumable snapshot installs.
 //!
 //! Owns: "a follower never truncates a committed entry" (checked in `RaftLog`) and the
 //! validation of everything a leader sends before it touches the log.
@@ -20,6 +20,11 @@ impl<S: Storage> Raft<S> {
             } => {
                 self.handle_append(from, prev_index, prev_term, entries, commit);
             }
+            MessageBody::CommitNotice {
+                prev_index,
+                prev_term,
+                commit,
+            } => self.handle_commit_notice(from, prev_index, prev_term, commit),
             MessageBody::Heartbeat { commit, read_round } => {
                 self.log.commit_to(commit.min(self.log.last_index()));
                 self.apply_committed_conf();
@@ -99,20 +104,48 @@ impl<S: Storage> Raft<S> {
                 };
                 self.send(from, body);
             }
-            None => {
-                let hint_index = self
-                    .log
-                    .find_conflict_by_term(prev_index.min(self.log.last_index()), prev_term);
-                let hint_term = self.log.term(hint_index).unwrap_or(0);
-                let body = MessageBody::AppendResponse {
-                    index: prev_index,
-                    reject: true,
-                    hint_index,
-                    hint_term,
-                };
-                self.send(from, body);
-            }
+            None => self.reject_append(from, prev_index, prev_term),
         }
+    }
+
+    /// A commit-only notice: commits what the matched prefix allows and stays silent; only a
+    /// mismatch is answered (a rejection with hints, exactly as for an Append).
+    ///
+    /// Why answer a mismatch rather than nothing: in Replicate state the leader's next index
+    /// runs ahead of what the follower acknowledged, and when an Append in flight is lost
+    /// (a dropped connection) the follower's log ends before `prev_index`. A rejection is how
+    /// the leader learns that and falls back to probing; staying silent would leave the repair
+    /// to the next write or heartbeat round. A mismatch is rare, so the answer costs nothing
+    /// in the common case.
+    fn handle_commit_notice(&mut self, from: NodeId, prev_index: u64, prev_term: u64, commit: u64) {
+        if prev_index < self.log.committed {
+            // Our committed prefix already covers everything the notice could commit.
+            return;
+        }
+        if !self.log.match_term(prev_index, prev_term) {
+            self.reject_append(from, prev_index, prev_term);
+            return;
+        }
+        // Log matching: our entries up to `prev_index` are the leader's, so its commit holds
+        // for them, and for nothing past them (those may still be replaced).
+        self.log.commit_to(commit.min(prev_index));
+        self.apply_committed_conf();
+    }
+
+    /// Answers an Append or a commit notice whose (`prev_index`, `prev_term`) does not match
+    /// our log, with the fast-backtracking hint.
+    fn reject_append(&mut self, from: NodeId, prev_index: u64, prev_term: u64) {
+        let hint_index = self
+            .log
+            .find_conflict_by_term(prev_index.min(self.log.last_index()), prev_term);
+        let hint_term = self.log.term(hint_index).unwrap_or(0);
+        let body = MessageBody::AppendResponse {
+            index: prev_index,
+            reject: true,
+            hint_index,
+            hint_term,
+        };
+        self.send(from, body);
     }
 
     fn handle_snapshot_chunk(&mut self, from: NodeId, chunk: IncomingChunk) {

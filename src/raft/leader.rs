@@ -87,6 +87,19 @@ pub(crate) const SNAPSHOT_RESEND_HEARTBEATS: u32 = 5;
 // held part of a run. The simulator checks, for every seed, that no node applies part of a
 // run (`sim/check.rs`).
 
+/// What `send_append` sends when a follower has no entries left to receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IfEmpty {
+    /// Nothing (a proposal: only new entries are worth a message).
+    Skip,
+    /// Only the commit index moved: a `CommitNotice` (not answered when it matches) in
+    /// Replicate state, an empty Append (a probe, answered) in Probe state.
+    Notice,
+    /// An empty Append, whose answer the leader wants: a probe, a repair after a rejection or
+    /// a lost acknowledgement, a transfer target's catch-up.
+    Ask,
+}
+
 impl<S: Storage> Raft<S> {
     /// Whether `next` directly follows `entry` inside one command's run.
     pub(crate) fn continues_run(&self, entry: &Entry, next: &Entry) -> bool {
@@ -240,7 +253,7 @@ impl<S: Storage> Raft<S> {
         };
         self.append_own(vec![noop]);
         self.pending_conf_index = self.log.last_index();
-        self.broadcast_append(true);
+        self.broadcast_append(IfEmpty::Ask);
     }
 
     fn become_follower_keeping_term(&mut self) {
@@ -325,15 +338,16 @@ impl<S: Storage> Raft<S> {
         self.confirm_reads();
     }
 
-    pub(crate) fn broadcast_append(&mut self, send_if_empty: bool) {
+    pub(crate) fn broadcast_append(&mut self, if_empty: IfEmpty) {
         let peers: Vec<NodeId> = self.progress.keys().copied().collect();
         for peer in peers {
-            self.send_append(peer, send_if_empty);
+            self.send_append(peer, if_empty);
         }
     }
 
-    /// Sends the next Append (or snapshot) to `to` if its window allows; true if sent.
-    pub(crate) fn send_append(&mut self, to: NodeId, send_if_empty: bool) -> bool {
+    /// Sends the next Append (or snapshot) to `to` if its window allows, or what `if_empty`
+    /// says when there are no entries to send; true if sent.
+    pub(crate) fn send_append(&mut self, to: NodeId, if_empty: IfEmpty) -> bool {
         let (msgs_max, bytes_max) = (
             self.config.inflight_msgs_max,
             self.config.inflight_bytes_max,
@@ -353,10 +367,26 @@ impl<S: Storage> Raft<S> {
             return true;
         };
         self.end_at_run_boundary(&mut entries);
-        if entries.is_empty() && !send_if_empty {
-            return false;
-        }
         let progress = self.progress.get_mut(&to).expect("checked above");
+        if entries.is_empty() {
+            match if_empty {
+                IfEmpty::Skip => return false,
+                IfEmpty::Notice if progress.state == ProgressState::Replicate => {
+                    // Every entry up to `next - 1` went out in an Append that is answered on
+                    // its own: the follower needs the commit, the leader needs no answer.
+                    if !self.refresh_queued_commit(to, next - 1) {
+                        let body = MessageBody::CommitNotice {
+                            prev_index: next - 1,
+                            prev_term,
+                            commit: self.log.committed,
+                        };
+                        self.send(to, body);
+                    }
+                    return true;
+                }
+                IfEmpty::Notice | IfEmpty::Ask => {}
+            }
+        }
         if let Some(last) = entries.last() {
             progress.sent_entries(last.index, entries.iter().map(Entry::size_bytes).sum());
         } else if progress.state == ProgressState::Probe {
@@ -373,6 +403,39 @@ impl<S: Storage> Raft<S> {
             },
         );
         true
+    }
+
+    /// When the last message queued for `to` (not yet taken by a Ready) is an Append or a
+    /// notice ending at `last_index`, raises its commit to ours instead of queueing another
+    /// notice: several commits in one driver pass then cost one message. True if done. Safe
+    /// because the follower caps a commit by the prefix the message matched, and the message
+    /// still leaves before anything queued later.
+    fn refresh_queued_commit(&mut self, to: NodeId, last_index: u64) -> bool {
+        let committed = self.log.committed;
+        let Some(queued) = self.msgs.iter_mut().rev().find(|m| m.to == to) else {
+            return false;
+        };
+        if queued.term != self.term {
+            return false;
+        }
+        match &mut queued.body {
+            MessageBody::CommitNotice {
+                prev_index, commit, ..
+            } if *prev_index == last_index => {
+                *commit = (*commit).max(committed);
+                true
+            }
+            MessageBody::Append {
+                prev_index,
+                entries,
+                commit,
+                ..
+            } if entries.last().map_or(*prev_index, |e| e.index) == last_index => {
+                *commit = (*commit).max(committed);
+                true
+            }
+            _ => false,
+        }
     }
 
     fn start_snapshot(&mut self, to: NodeId) {
@@ -407,7 +470,7 @@ impl<S: Storage> Raft<S> {
         else {
             // The snapshot was replaced by a newer one: restart the install from scratch.
             progress.become_probe();
-            self.send_append(to, true);
+            self.send_append(to, IfEmpty::Ask);
             return;
         };
         progress.probe_sent = true;
@@ -481,7 +544,7 @@ impl<S: Storage> Raft<S> {
                     .min(next_hint)
                     .max(progress.match_index + 1);
             }
-            self.send_append(from, true);
+            self.send_append(from, IfEmpty::Ask);
         }
     }
 
@@ -507,9 +570,9 @@ impl<S: Storage> Raft<S> {
             ProgressState::Snapshot { .. } => {}
         }
         if self.maybe_commit() {
-            self.broadcast_append(true);
+            self.broadcast_append(IfEmpty::Notice);
         } else {
-            while self.send_append(from, false) {}
+            while self.send_append(from, IfEmpty::Skip) {}
         }
         if from == self.transferee
             && self.progress.get(&from).map(|p| p.match_index) == Some(last_index)
@@ -537,7 +600,9 @@ impl<S: Storage> Raft<S> {
             _ => {}
         }
         if progress.match_index < last_index {
-            self.send_append(from, true);
+            // Asked, not noticed: the acknowledgement of entries already sent may have been
+            // lost, and only an answered Append brings the match index (and commit) forward.
+            self.send_append(from, IfEmpty::Ask);
         }
         self.confirm_reads();
     }
@@ -564,7 +629,7 @@ impl<S: Storage> Raft<S> {
         if done {
             progress.match_index = progress.match_index.max(index);
             progress.become_probe();
-            self.send_append(from, true);
+            self.send_append(from, IfEmpty::Ask);
             return;
         }
         if received_bytes == acked_bytes {
@@ -621,7 +686,7 @@ impl<S: Storage> Raft<S> {
         // Committing may apply a change that removes this leader; then nothing is broadcast.
         let committed = self.maybe_commit();
         if committed && self.role == Role::Leader {
-            self.broadcast_append(true);
+            self.broadcast_append(IfEmpty::Notice);
         }
     }
 
@@ -647,7 +712,7 @@ impl<S: Storage> Raft<S> {
             })
             .collect();
         self.append_own(entries);
-        self.broadcast_append(false);
+        self.broadcast_append(IfEmpty::Skip);
         Ok(self.log.last_index())
     }
 
@@ -679,7 +744,7 @@ impl<S: Storage> Raft<S> {
         };
         self.append_own(vec![entry]);
         self.pending_conf_index = index;
-        self.broadcast_append(false);
+        self.broadcast_append(IfEmpty::Skip);
         Ok(index)
     }
 
@@ -727,7 +792,7 @@ impl<S: Storage> Raft<S> {
         if caught_up {
             self.send(to, MessageBody::TimeoutNow);
         } else {
-            self.send_append(to, true);
+            self.send_append(to, IfEmpty::Ask);
         }
         Ok(())
     }

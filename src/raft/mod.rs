@@ -34,6 +34,12 @@
 //!   tells a driver when it may serve reads locally; the node driver publishes that as a
 //!   deadline in monotonic time for its HTTP threads (`reads`), so a lease read never waits
 //!   for the Raft thread.
+//! - Commit-only news costs one message and no answer: when a leader's commit index moves and
+//!   a follower in Replicate state has no entries left to receive, it gets a
+//!   `MessageBody::CommitNotice` instead of an entry-less Append. The follower commits up to
+//!   the prefix the notice matches and answers only a mismatch (a rejection with hints, so
+//!   the leader repairs a log whose Append was lost). Probes, repairs and heartbeats stay
+//!   answered; CheckQuorum, ReadIndex and leases rest on heartbeat answers only.
 //! - A command's events are a run of entries that every leader sends in one Append, even past
 //!   the message window (`RawNode::set_same_command`, the argument in `leader.rs`): a log
 //!   holds all of a run or none, so no node commits or applies part of a command. A run is at

@@ -956,6 +956,11 @@ mod scenarios {
                     format_entries(entries)
                 )
             }
+            MessageBody::CommitNotice {
+                prev_index,
+                prev_term,
+                commit,
+            } => format!(" prev={prev_index}@{prev_term} commit={commit}"),
             MessageBody::AppendResponse {
                 index,
                 reject,
@@ -1330,4 +1335,380 @@ fn committed_entries_cut_by_the_apply_limit_end_at_a_command_end() {
     }
     assert_eq!(applied_last, raw.status().last_index, "everything applied");
     assert!(readies_applying >= 3, "the apply limit cut the commands");
+}
+
+/// Commit notices (`MessageBody::CommitNotice`): what the leader sends when only its commit
+/// index moved, and how a follower takes one. Driven on the core itself, message by message.
+mod commit_notice {
+    use super::super::core::Raft;
+    use super::super::leader::IfEmpty;
+    use super::super::progress::{Progress, ProgressState};
+    use super::*;
+
+    /// Node `id` of voters 1..=3 with log `terms` (entry k+1 of term `terms[k]`) at `term`.
+    fn raft(id: NodeId, terms: &[u64], term: u64, commit: u64) -> Raft<MemStorage> {
+        let mut storage = MemStorage::new(ConfState::with_voters(&[1, 2, 3]));
+        let entries: Vec<Entry> = terms
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| Entry {
+                term: t,
+                index: k as u64 + 1,
+                kind: EntryKind::Normal,
+                data: vec![k as u8].into(),
+            })
+            .collect();
+        storage.append(&entries);
+        storage.set_hard_state(HardState {
+            term,
+            vote: NODE_NONE,
+            commit,
+        });
+        let mut config = test_config(id);
+        config.pre_vote = false;
+        Raft::new(config, storage)
+    }
+
+    /// Node 1 leads term 2 over a log of two term-1 entries plus its no-op (index 3, persisted).
+    fn leader() -> Raft<MemStorage> {
+        let mut raft = raft(1, &[1, 1], 1, 0);
+        raft.campaign(false);
+        raft.step(reply(2, 1, 2, granted()));
+        assert_eq!(raft.role, Role::Leader);
+        let (_, noop) = raft.log.hand_unstable();
+        raft.log.storage.append(&noop);
+        raft.on_persisted(3, 2);
+        raft.msgs.clear();
+        raft.msgs_after_persist.clear();
+        raft
+    }
+
+    fn granted() -> MessageBody {
+        MessageBody::VoteResponse {
+            granted: true,
+            pre_vote: false,
+        }
+    }
+
+    fn acked(index: u64) -> MessageBody {
+        MessageBody::AppendResponse {
+            index,
+            reject: false,
+            hint_index: 0,
+            hint_term: 0,
+        }
+    }
+
+    fn reply(from: NodeId, to: NodeId, term: u64, body: MessageBody) -> Message {
+        Message {
+            from,
+            to,
+            term,
+            body,
+        }
+    }
+
+    /// Every message the core queued (before and after persist), taken out.
+    fn sent(raft: &mut Raft<MemStorage>) -> Vec<Message> {
+        let mut out = std::mem::take(&mut raft.msgs);
+        out.append(&mut raft.msgs_after_persist);
+        out
+    }
+
+    #[test]
+    fn a_commit_reaches_a_replicating_follower_as_a_notice() {
+        let mut raft = leader();
+        raft.step(reply(2, 1, 2, acked(3)));
+        assert_eq!(raft.log.committed, 3);
+        let out = sent(&mut raft);
+        let notice = MessageBody::CommitNotice {
+            prev_index: 3,
+            prev_term: 2,
+            commit: 3,
+        };
+        assert_eq!(
+            out,
+            vec![reply(1, 2, 2, notice)],
+            "node 3's probe is in flight"
+        );
+    }
+
+    /// What `send_append(3, ..)` sends with nothing left to send, per follower state.
+    #[test]
+    fn an_empty_send_depends_on_the_follower_state() {
+        let empty_append = MessageBody::Append {
+            prev_index: 3,
+            prev_term: 2,
+            entries: Vec::new(),
+            commit: 3,
+        };
+        let notice = MessageBody::CommitNotice {
+            prev_index: 3,
+            prev_term: 2,
+            commit: 3,
+        };
+        type Setup = fn(&mut Progress);
+        let replicate: Setup = |p| {
+            p.maybe_update(3);
+            p.become_replicate();
+        };
+        let probe: Setup = |p| {
+            p.maybe_update(3);
+            p.become_probe();
+        };
+        let probe_sent: Setup = |p| {
+            p.maybe_update(3);
+            p.become_probe();
+            p.probe_sent = true;
+        };
+        let snapshot: Setup = |p| p.become_snapshot(2);
+        let cases: [(&str, Setup, IfEmpty, Option<MessageBody>); 7] = [
+            ("replicate notice", replicate, IfEmpty::Notice, Some(notice)),
+            (
+                "replicate ask",
+                replicate,
+                IfEmpty::Ask,
+                Some(empty_append.clone()),
+            ),
+            ("replicate skip", replicate, IfEmpty::Skip, None),
+            (
+                "probe notice",
+                probe,
+                IfEmpty::Notice,
+                Some(empty_append.clone()),
+            ),
+            ("probe ask", probe, IfEmpty::Ask, Some(empty_append)),
+            ("probe in flight", probe_sent, IfEmpty::Notice, None),
+            ("snapshot", snapshot, IfEmpty::Notice, None),
+        ];
+        for (name, setup, if_empty, expected) in cases {
+            let mut raft = leader();
+            raft.step(reply(2, 1, 2, acked(3)));
+            sent(&mut raft);
+            setup(raft.progress.get_mut(&3).expect("peer 3"));
+            let was_sent = raft.send_append(3, if_empty);
+            let out = sent(&mut raft);
+            assert_eq!(was_sent, expected.is_some(), "{name}");
+            let expected: Vec<Message> = expected.into_iter().map(|b| reply(1, 3, 2, b)).collect();
+            assert_eq!(out, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn entries_left_to_send_travel_in_an_append_even_when_only_noticing() {
+        let mut raft = leader();
+        raft.step(reply(2, 1, 2, acked(3)));
+        let index = raft.propose(vec![b"x".to_vec().into()]).expect("leader");
+        sent(&mut raft);
+        let progress = raft.progress.get_mut(&2).expect("peer 2");
+        assert_eq!(progress.state, ProgressState::Replicate);
+        progress.next_index = index; // As if the Append carrying `index` were lost.
+        assert!(raft.send_append(2, IfEmpty::Notice));
+        let out = sent(&mut raft);
+        assert!(
+            matches!(&out[..], [Message { body: MessageBody::Append { entries, .. }, .. }]
+                if entries.len() == 1 && entries[0].index == index),
+            "{out:?}"
+        );
+    }
+
+    /// On a whole cluster: every write's commit reaches both followers as a notice nobody
+    /// answers, yet CheckQuorum keeps the leader in place (heartbeat answers), ReadIndex is
+    /// confirmed, and the followers apply every write.
+    #[test]
+    fn unanswered_notices_leave_quorum_reads_and_applies_intact() {
+        let mut cluster = Cluster::new(&[1, 2, 3], &[], |_| {});
+        cluster.elect(1);
+        let before = cluster.delivered.len();
+        for k in 0..5u8 {
+            cluster
+                .node(1)
+                .propose(vec![vec![b'w', k]])
+                .expect("leader");
+            cluster.deliver();
+        }
+        let commit = cluster.status(1).commit;
+        let delivered = cluster.delivered[before..].to_vec();
+        for follower in [2, 3] {
+            let notices = delivered
+                .iter()
+                .filter(|m| m.to == follower && matches!(m.body, MessageBody::CommitNotice { .. }))
+                .count();
+            let answers = delivered
+                .iter()
+                .filter(|m| {
+                    m.from == follower && matches!(m.body, MessageBody::AppendResponse { .. })
+                })
+                .count();
+            assert_eq!(notices, 5, "node {follower}: one notice per write");
+            assert_eq!(answers, 5, "node {follower}: answers only the five Appends");
+            assert_eq!(cluster.status(follower).commit, commit, "node {follower}");
+            assert_eq!(cluster.status(follower).applied, commit, "node {follower}");
+        }
+        cluster.tick(3 * test_config(1).election_ticks);
+        assert_eq!(cluster.status(1).role, Role::Leader, "CheckQuorum kept");
+        cluster.node(1).read_index(vec![7]).expect("leader");
+        cluster.deliver();
+        let reads = cluster.reads.remove(&1).unwrap_or_default();
+        assert_eq!(
+            reads,
+            vec![ReadState {
+                index: commit,
+                ctx: vec![7]
+            }]
+        );
+    }
+
+    /// Persists the leader's unstable entries and reports them durable.
+    fn persist(raft: &mut Raft<MemStorage>) {
+        let (_, entries) = raft.log.hand_unstable();
+        let last = entries.last().expect("entries to persist");
+        let (index, term) = (last.index, last.term);
+        raft.log.storage.append(&entries);
+        raft.on_persisted(index, term);
+    }
+
+    /// Commits that move several times before the driver takes a Ready ride on the message
+    /// already queued for the follower (an Append ending at its last entry, or a notice)
+    /// instead of adding one notice each.
+    #[test]
+    fn commits_within_one_pass_refresh_the_queued_message() {
+        let mut raft = leader();
+        raft.step(reply(2, 1, 2, acked(3)));
+        sent(&mut raft);
+        // An Append queued this pass takes the newer commit.
+        let index = raft.propose(vec![b"x".to_vec().into()]).expect("leader");
+        raft.step(reply(2, 1, 2, acked(index)));
+        persist(&mut raft);
+        assert_eq!(raft.log.committed, index);
+        let out = sent(&mut raft);
+        assert!(
+            matches!(&out[..], [Message { to: 2, body: MessageBody::Append { prev_index: 3, entries, commit: 4, .. }, .. }]
+                if entries.len() == 1),
+            "{out:?}"
+        );
+        // Two commits after the entries left: one notice, with the second.
+        raft.propose(vec![b"y".to_vec().into()]).expect("leader");
+        raft.propose(vec![b"z".to_vec().into()]).expect("leader");
+        sent(&mut raft);
+        raft.step(reply(2, 1, 2, acked(5)));
+        let (_, entries) = raft.log.hand_unstable();
+        raft.log.storage.append(&entries);
+        raft.on_persisted(5, 2);
+        raft.step(reply(2, 1, 2, acked(6)));
+        raft.on_persisted(6, 2);
+        assert_eq!(raft.log.committed, 6);
+        let notice = MessageBody::CommitNotice {
+            prev_index: 6,
+            prev_term: 2,
+            commit: 6,
+        };
+        assert_eq!(sent(&mut raft), vec![reply(1, 2, 2, notice)]);
+    }
+
+    /// What the follower did with one notice.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Outcome {
+        /// Committed up to this index and said nothing.
+        Silent(u64),
+        /// Rejected (index, hint index, hint term), commit unchanged.
+        Reject(u64, u64, u64),
+        /// Told a stale leader its term, commit unchanged.
+        NewerTerm(u64),
+    }
+
+    /// (name, follower log terms, follower commit, (prev index, prev term, commit), notice
+    /// term, outcome).
+    type NoticeCase = (
+        &'static str,
+        &'static [u64],
+        u64,
+        (u64, u64, u64),
+        u64,
+        Outcome,
+    );
+
+    /// A follower at term 2 with a given log and commit takes one notice: it commits only up
+    /// to the prefix the notice matched and stays silent, or rejects with hints, or (stale
+    /// term) tells the sender its term; never both commits and answers.
+    #[test]
+    fn a_follower_takes_a_matching_notice_silently_and_rejects_the_rest() {
+        #[rustfmt::skip]
+        let cases: &[NoticeCase] = &[
+            ("match", &[1, 2, 2], 0, (3, 2, 3), 2, Outcome::Silent(3)),
+            ("commit capped by the log", &[1, 2, 2], 0, (3, 2, 9), 2, Outcome::Silent(3)),
+            ("commit capped by the prefix", &[1, 2, 2], 0, (2, 2, 3), 2, Outcome::Silent(2)),
+            ("older commit", &[1, 2, 2], 0, (3, 2, 1), 2, Outcome::Silent(1)),
+            ("divergent suffix kept uncommitted", &[1, 1, 1], 0, (1, 1, 3), 2, Outcome::Silent(1)),
+            ("below our commit", &[1, 2, 2], 2, (1, 1, 3), 2, Outcome::Silent(2)),
+            ("duplicate", &[1, 2, 2], 3, (3, 2, 3), 2, Outcome::Silent(3)),
+            ("higher term", &[1, 2, 2], 0, (3, 2, 3), 3, Outcome::Silent(3)),
+            ("term mismatch", &[1, 2, 2], 0, (3, 3, 3), 2, Outcome::Reject(3, 3, 2)),
+            ("older term at prev", &[1, 1, 1], 0, (3, 2, 3), 2, Outcome::Reject(3, 3, 1)),
+            ("beyond our log", &[1, 2, 2], 0, (5, 2, 5), 2, Outcome::Reject(5, 3, 2)),
+            ("stale term", &[1, 2, 2], 0, (3, 2, 3), 1, Outcome::NewerTerm(2)),
+        ];
+        for (name, terms, commit, (prev_index, prev_term, notice_commit), term, expected) in cases {
+            let mut raft = raft(2, terms, 2, *commit);
+            let body = MessageBody::CommitNotice {
+                prev_index: *prev_index,
+                prev_term: *prev_term,
+                commit: *notice_commit,
+            };
+            raft.step(reply(1, 2, *term, body));
+            let out = sent(&mut raft);
+            let got = match &out[..] {
+                [] => Outcome::Silent(raft.log.committed),
+                [Message {
+                    to: 1,
+                    term: reply_term,
+                    body:
+                        MessageBody::AppendResponse {
+                            index,
+                            reject,
+                            hint_index,
+                            hint_term,
+                        },
+                    ..
+                }] => {
+                    assert_eq!(raft.log.committed, *commit, "{name}: commit moved");
+                    if *reject {
+                        Outcome::Reject(*index, *hint_index, *hint_term)
+                    } else {
+                        assert_eq!(*index, 0, "{name}");
+                        Outcome::NewerTerm(*reply_term)
+                    }
+                }
+                other => panic!("{name}: unexpected messages {other:?}"),
+            };
+            assert_eq!(got, *expected, "{name}");
+            let leader = if *term >= 2 { 1 } else { NODE_NONE };
+            assert_eq!(raft.leader_id, leader, "{name}: leader");
+        }
+    }
+
+    /// A rejected notice puts the follower back to probing from its match index, as a
+    /// rejected Append does (here: the Append before the notice was lost).
+    #[test]
+    fn a_rejected_notice_makes_the_leader_probe() {
+        let mut raft = leader();
+        raft.step(reply(2, 1, 2, acked(3)));
+        let index = raft.propose(vec![b"x".to_vec().into()]).expect("leader");
+        sent(&mut raft);
+        let rejection = MessageBody::AppendResponse {
+            index,
+            reject: true,
+            hint_index: 3,
+            hint_term: 2,
+        };
+        raft.step(reply(2, 1, 2, rejection));
+        let progress = &raft.progress[&2];
+        assert_eq!(progress.state, ProgressState::Probe);
+        let out = sent(&mut raft);
+        assert!(
+            matches!(&out[..], [Message { body: MessageBody::Append { prev_index: 3, entries, .. }, .. }]
+                if entries.len() == 1),
+            "{out:?}"
+        );
+    }
 }

@@ -649,7 +649,10 @@ fn accept_handshake(
         _ => return Err(protocol_error(wire::WireError::Malformed("expected hello"))),
     };
     let refusal = if hello.version != PROTOCOL_VERSION {
-        Some(format!("protocol version {PROTOCOL_VERSION} required"))
+        Some(format!(
+            "protocol version {PROTOCOL_VERSION} required, dialer speaks {} (upgrade every node)",
+            hello.version
+        ))
     } else if hello.to != shared.id {
         Some(format!("this is node {}, not {}", shared.id, hello.to))
     } else if hello.from == shared.id || hello.from == super::types::NODE_NONE {
@@ -1119,6 +1122,48 @@ mod tests {
         ));
         queue.detach();
         assert!(!queue.lock().broken);
+    }
+
+    /// A dialer of protocol version 1 (which cannot decode `CommitNotice`) is refused at the
+    /// handshake, with a reason that names both versions.
+    #[test]
+    fn a_dialer_of_another_protocol_version_is_refused_with_both_versions() {
+        let (mut dialer, mut listener) = socket_pair();
+        let hello = Hello {
+            version: PROTOCOL_VERSION - 1,
+            from: 2,
+            to: 1,
+            nonce: [7; wire::NONCE_BYTES],
+            http_addr: String::new(),
+        };
+        let mut out = Vec::new();
+        hello.encode(&mut out);
+        dialer.write_all(&out).expect("hello sent");
+        let shared = Endpoint {
+            id: 1,
+            secret: b"secret".to_vec(),
+            http_addr: String::new(),
+            inbound: Mutex::new(HashMap::new()),
+            lost: Arc::new(|_| {}),
+        };
+        let stop = AtomicBool::new(false);
+        let refused =
+            accept_handshake(&mut listener, &mut Vec::new(), &shared, &stop).expect_err("refused");
+        let (kind, body) = read_frame(
+            &mut dialer,
+            &mut Vec::new(),
+            HANDSHAKE_FRAME_BYTES_MAX,
+            &stop,
+        )
+        .expect("an answer");
+        assert_eq!(kind, FrameKind::Reject);
+        let reason = wire::decode_reject(&body).expect("a reason");
+        let expected = format!(
+            "protocol version {PROTOCOL_VERSION} required, dialer speaks {}",
+            PROTOCOL_VERSION - 1
+        );
+        assert!(reason.starts_with(&expected), "{reason}");
+        assert_eq!(refused.to_string(), reason);
     }
 
     #[test]

@@ -283,7 +283,22 @@ pub enum MessageBody {
         /// The leader's commit index.
         commit: u64,
     },
-    /// Follower to leader: the result of an `Append`.
+    /// Leader to follower in Replicate state: the commit index moved and no entries are left
+    /// to send, so only the commit travels. The follower checks (`prev_index`, `prev_term`)
+    /// exactly as for an `Append` and, when they match, commits up to `min(commit,
+    /// prev_index)` **without answering** (the answer would tell the leader nothing new:
+    /// every entry up to `prev_index` was sent in an Append that has its own answer). On a
+    /// mismatch it answers with a rejecting `AppendResponse` and hints, as for an `Append`,
+    /// so the leader repairs the log (an Append lost in flight shows up there).
+    CommitNotice {
+        /// Index of the last entry sent to this follower.
+        prev_index: u64,
+        /// Term of that entry.
+        prev_term: u64,
+        /// The leader's commit index.
+        commit: u64,
+    },
+    /// Follower to leader: the result of an `Append` (or of a mismatching `CommitNotice`).
     AppendResponse {
         /// On success the last index now matching; on rejection the rejected `prev_index`.
         index: u64,
@@ -371,6 +386,7 @@ impl MessageBody {
     pub fn name(&self) -> &'static str {
         match self {
             MessageBody::Append { .. } => "Append",
+            MessageBody::CommitNotice { .. } => "CommitNotice",
             MessageBody::AppendResponse { .. } => "AppendResponse",
             MessageBody::RequestVote { pre_vote: true, .. } => "PreVote",
             MessageBody::RequestVote { .. } => "RequestVote",

@@ -23,8 +23,9 @@ use super::types::{Message, NodeId};
 use crate::binary;
 use crate::crypto::{ct_eq, hmac::hmac_sha256};
 
-/// The protocol version both sides must speak.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version both sides must speak. Version 2 added `MessageBody::CommitNotice`
+/// (variant 11): a version-1 peer could not decode it, so it is refused at the handshake.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Magic opening a `Hello`.
 pub const HELLO_MAGIC: [u8; 8] = *b"LITHRAFT";
 /// Bytes of the length prefix.

@@ -18,7 +18,8 @@ use self::check::Checker;
 use self::clients::Clients;
 use self::node::SimNode;
 use crate::raft::{
-    ConfChange, Config, Message, NodeId, RaftError, ReadMode, Role, SplitMix64, Storage,
+    ConfChange, Config, Message, MessageBody, NodeId, RaftError, ReadMode, Role, SplitMix64,
+    Storage,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -150,6 +151,10 @@ pub struct SimReport {
     pub snapshots_installed: u64,
     /// Unreachable-leader notices a follower acted on (early campaigns).
     pub early_campaigns: u64,
+    /// Commit notices a leader sent (each then faces the network's faults like any message).
+    pub commit_notices: u64,
+    /// Commit notices the network dropped or duplicated.
+    pub commit_notices_faulted: u64,
     /// The client history.
     pub history: Vec<linearize::Operation>,
 }
@@ -171,6 +176,8 @@ struct Sim {
     membership_changes: u64,
     snapshots_installed: u64,
     early_campaigns: u64,
+    commit_notices: u64,
+    commit_notices_faulted: u64,
     /// Unreachable notices due next tick: (told node, unreachable node).
     notices: Vec<(NodeId, NodeId)>,
     faults_on: bool,
@@ -238,6 +245,8 @@ impl Sim {
             membership_changes: 0,
             snapshots_installed: 0,
             early_campaigns: 0,
+            commit_notices: 0,
+            commit_notices_faulted: 0,
             notices: Vec::new(),
             faults_on: true,
         }
@@ -276,6 +285,8 @@ impl Sim {
             membership_changes: self.membership_changes,
             snapshots_installed: self.snapshots_installed,
             early_campaigns: self.early_campaigns,
+            commit_notices: self.commit_notices,
+            commit_notices_faulted: self.commit_notices_faulted,
             history,
         })
     }
@@ -398,10 +409,14 @@ impl Sim {
 
     fn send(&mut self, message: Message) {
         let faults = self.faults_on;
+        let notice = matches!(message.body, MessageBody::CommitNotice { .. });
+        self.commit_notices += u64::from(notice);
         if faults && self.rng.chance(self.options.drop_per_million) {
+            self.commit_notices_faulted += u64::from(notice);
             return;
         }
         let copies = if faults && self.rng.chance(self.options.duplicate_per_million) {
+            self.commit_notices_faulted += u64::from(notice);
             2
         } else {
             1
