@@ -94,6 +94,8 @@ const SLEEP_FOR_LOG: u8 = 3;
 
 struct Control {
     submitters_waiting: usize,
+    /// Jobs taken from the channel but not sequenced yet (the sequencing role's backlog).
+    held: usize,
     /// Batches appended to the log and not yet acknowledged by the writer.
     in_log: usize,
     /// When the writer acknowledged the last batch.
@@ -122,6 +124,7 @@ impl<J> JobQueue<J> {
             sleep: AtomicU8::new(SLEEP_NONE),
             control: Mutex::new(Control {
                 submitters_waiting: 0,
+                held: 0,
                 in_log: 0,
                 acknowledged_at: None,
             }),
@@ -255,25 +258,39 @@ impl<J> JobQueue<J> {
     /// Blocks until a batch may go, then moves up to `max` jobs into `out`, and numbers the
     /// batch (1, 2, ...: the caller makes exactly one log batch of each take). With a backlog
     /// (jobs left over from the last batch are in `out`), waits only for the log. Returns
-    /// `None` once the queue is closed and drained and there is no backlog.
+    /// `None` once the queue is closed and drained and there is no backlog. (The engine's
+    /// sequencer thread runs the two steps itself, [`JobQueue::wait_ready`] without the
+    /// sequencing role and [`JobQueue::try_take`] with it.)
+    #[cfg(test)]
     pub(super) fn take_batch(&self, out: &mut VecDeque<J>, max: usize) -> Option<u64> {
+        loop {
+            self.hold(out.len());
+            if !self.wait_ready() {
+                return None;
+            }
+            if let Some(batch) = self.try_take(out, max, false) {
+                return Some(batch);
+            }
+        }
+    }
+
+    /// The sequencer thread: blocks until a batch may go (jobs queued or held back, and the
+    /// log and the group wait allow it); `false` once the queue is closed with no job queued
+    /// or held. Takes nothing: the caller then takes the sequencing role and calls
+    /// [`JobQueue::try_take`], which judges again (a log completion may have taken the batch
+    /// meanwhile).
+    pub(super) fn wait_ready(&self) -> bool {
         let mut control = self.lock();
         loop {
             // SeqCst store, then SeqCst loads of the counters below: a submitter that queued
             // after these loads sees the sleep state and wakes us.
-            let verdict = if out.is_empty() {
-                self.sleep.store(SLEEP_FOR_JOBS, Ordering::SeqCst);
-                let jobs = self.available.load(Ordering::SeqCst) > 0;
-                if !jobs && self.closed.load(Ordering::SeqCst) {
-                    self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
-                    return None;
-                }
-                self.ready(&control, jobs, Instant::now())
-            } else if control.in_log >= self.batches_max {
-                Err(None)
-            } else {
-                Ok(())
-            };
+            self.sleep.store(SLEEP_FOR_JOBS, Ordering::SeqCst);
+            let jobs = control.held > 0 || self.available.load(Ordering::SeqCst) > 0;
+            if !jobs && self.closed.load(Ordering::SeqCst) {
+                self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
+                return false;
+            }
+            let verdict = self.verdict(&control, control.held > 0, jobs, Instant::now());
             let state = match verdict {
                 Ok(()) => break,
                 Err(_) if control.in_log >= self.batches_max => SLEEP_FOR_LOG,
@@ -290,7 +307,44 @@ impl<J> JobQueue<J> {
             };
         }
         self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
+        true
+    }
+
+    /// Whether a batch may go: with a backlog, as soon as the log has room; else as
+    /// [`JobQueue::ready`] says.
+    fn verdict(
+        &self,
+        control: &Control,
+        backlog: bool,
+        jobs: bool,
+        now: Instant,
+    ) -> Result<(), Option<Duration>> {
+        match backlog {
+            true if control.in_log >= self.batches_max => Err(None),
+            true => Ok(()),
+            false => self.ready(control, jobs, now),
+        }
+    }
+
+    /// Takes a batch if one may go now, never blocking: moves up to `max` jobs into `out`
+    /// (the backlog of the one holding the sequencing role) and numbers the batch; with
+    /// `to_log`, also counts it in the log (as [`JobQueue::log_started`], in the same step, so
+    /// no other taker sees the room it fills). `None`: nothing may go now (no job, the log is
+    /// full, or the group wait holds the batch back).
+    pub(super) fn try_take(&self, out: &mut VecDeque<J>, max: usize, to_log: bool) -> Option<u64> {
+        let mut control = self.lock();
+        let jobs = !out.is_empty() || self.available.load(Ordering::SeqCst) > 0;
+        self.verdict(&control, !out.is_empty(), jobs, Instant::now())
+            .ok()?;
         self.drain(&control, out, max);
+        control.held = out.len();
+        if to_log {
+            assert!(
+                control.in_log < self.batches_max,
+                "more batches in the log writer than allowed"
+            );
+            control.in_log += 1;
+        }
         let batch = self.taken.fetch_add(1, Ordering::SeqCst) + 1;
         let wake_submitters = control.submitters_waiting > 0;
         drop(control);
@@ -298,6 +352,20 @@ impl<J> JobQueue<J> {
             self.room.notify_all();
         }
         Some(batch)
+    }
+
+    /// The sequencing role's holder left `held` jobs taken but not sequenced (a batch stops
+    /// at its size bounds); called before it lets go of the role. Wakes the sequencer thread
+    /// when they may go now and it sleeps: nobody else would (no job needs to arrive).
+    pub(super) fn hold(&self, held: usize) {
+        let mut control = self.lock();
+        control.held = held;
+        if held > 0
+            && control.in_log < self.batches_max
+            && self.sleep.load(Ordering::SeqCst) != SLEEP_NONE
+        {
+            self.sequencer.notify_one();
+        }
     }
 
     /// Moves the counted jobs, up to `max` in `out`, from the channel into `out` (under the
@@ -318,7 +386,9 @@ impl<J> JobQueue<J> {
         self.queued.fetch_sub(count, Ordering::SeqCst);
     }
 
-    /// The sequencer hands a batch to the log (counted until it is acknowledged).
+    /// The sequencer hands a batch to the log (counted until it is acknowledged); the
+    /// engine counts it in its take instead ([`JobQueue::try_take`]).
+    #[cfg(test)]
     pub(super) fn log_started(&self) {
         let mut control = self.lock();
         assert!(
@@ -350,10 +420,12 @@ impl<J> JobQueue<J> {
         control.acknowledged_at = Some(Instant::now());
     }
 
-    /// Wakes the sequencer if it sleeps (it then judges every counter again).
+    /// Wakes the sequencer if it sleeps and the log has room (it then judges every counter
+    /// again). With the log full (a log completion took the next batch itself), it already
+    /// sleeps for the log, as it must: nothing else may go before the next acknowledgement.
     pub(super) fn wake_after_log(&self) {
-        let _control = self.lock();
-        if self.sleep.load(Ordering::SeqCst) != SLEEP_NONE {
+        let control = self.lock();
+        if control.in_log < self.batches_max && self.sleep.load(Ordering::SeqCst) != SLEEP_NONE {
             self.sequencer.notify_one();
         }
     }

@@ -68,12 +68,25 @@ impl<T> Inbox<T> {
     /// Queues `item`, waking one parked consumer unless a wake is already on its way; gives
     /// the item back when the inbox is closed.
     pub(crate) fn push(&self, item: T) -> Result<(), T> {
+        self.push_inner(item, true)
+    }
+
+    /// Queues `item` from one of this inbox's own consumers, which comes back to
+    /// [`Inbox::recv_with`] before it parks again and takes the item then: no parked consumer
+    /// is woken for it (that wake would cost a thread hop, and the consumer it wakes would
+    /// find the pusher's turn still running). The caller guarantees it comes back; gives the
+    /// item back when the inbox is closed.
+    pub(crate) fn push_from_consumer(&self, item: T) -> Result<(), T> {
+        self.push_inner(item, false)
+    }
+
+    fn push_inner(&self, item: T, wake: bool) -> Result<(), T> {
         let mut state = self.lock();
         if state.closed {
             return Err(item);
         }
         state.items.push_back(item);
-        if state.parked > state.wakes_pending {
+        if wake && state.parked > state.wakes_pending {
             state.wakes_pending += 1;
             drop(state);
             self.ready.notify_one();
