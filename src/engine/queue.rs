@@ -420,13 +420,29 @@ impl<J> JobQueue<J> {
         control.acknowledged_at = Some(Instant::now());
     }
 
-    /// Wakes the sequencer if it sleeps and the log has room (it then judges every counter
-    /// again). With the log full (a log completion took the next batch itself), it already
-    /// sleeps for the log, as it must: nothing else may go before the next acknowledgement.
+    /// After an acknowledgement (and the answers, and a take by the completion if it took
+    /// one): makes the sleeping sequencer wait for what it must wait for now, waking it only
+    /// when it has something to judge. With the log full again (the completion took the
+    /// next batch), it rightly sleeps for the log: nothing. Asleep for the log with room
+    /// now and no job here (answered callers have not come back yet), it is switched to wait
+    /// for jobs, without a wake: the first job wakes it (a wake now would only find nothing
+    /// to take). Otherwise it is woken and judges every counter again.
     pub(super) fn wake_after_log(&self) {
         let control = self.lock();
-        if control.in_log < self.batches_max && self.sleep.load(Ordering::SeqCst) != SLEEP_NONE {
-            self.sequencer.notify_one();
+        if control.in_log >= self.batches_max {
+            return;
+        }
+        match self.sleep.load(Ordering::SeqCst) {
+            SLEEP_NONE => {}
+            SLEEP_FOR_LOG => {
+                // Stored before the counters are read (as the sequencer does, see
+                // `should_wake`): a job counted after these reads sees the new state.
+                self.sleep.store(SLEEP_FOR_JOBS, Ordering::SeqCst);
+                if control.held > 0 || self.available.load(Ordering::SeqCst) > 0 {
+                    self.sequencer.notify_one();
+                }
+            }
+            _ => self.sequencer.notify_one(),
         }
     }
 
@@ -739,6 +755,80 @@ mod tests {
         out.clear();
         assert_eq!(queue.take_batch(&mut out, 8), Some(2));
         assert_eq!(out.drain(..).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn a_completion_takes_the_next_batch_only_when_it_may_go_and_counts_it_in_the_log() {
+        let queue = JobQueue::new(16, true, 1);
+        let mut backlog = VecDeque::new();
+        queue.log_started();
+        assert!(queue.push(1_u32).is_ok());
+        assert_eq!(
+            queue.try_take(&mut backlog, 8, true),
+            None,
+            "the log is full"
+        );
+        queue.log_done_quietly(3);
+        assert!(queue.push(2).is_ok());
+        assert_eq!(
+            queue.try_take(&mut backlog, 8, true),
+            None,
+            "one of three answered callers is back: the group wait holds the batch"
+        );
+        assert!(queue.push(3).is_ok());
+        assert!(queue.push(4).is_ok());
+        assert_eq!(queue.try_take(&mut backlog, 2, true), Some(1));
+        assert_eq!(backlog.drain(..).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            queue.lock().in_log,
+            1,
+            "the take counted its batch in the log"
+        );
+        assert_eq!(
+            queue.try_take(&mut backlog, 8, true),
+            None,
+            "jobs 3 and 4 wait for the acknowledgement"
+        );
+        queue.log_done_quietly(2);
+        backlog.push_back(9); // a job held back by the last take's size bounds goes first
+        assert_eq!(queue.try_take(&mut backlog, 8, false), Some(2));
+        assert_eq!(backlog.drain(..).collect::<Vec<_>>(), vec![9, 3, 4]);
+    }
+
+    #[test]
+    fn after_an_acknowledgement_the_sequencer_waits_for_jobs_without_a_wake_and_a_held_job_wakes_it(
+    ) {
+        let queue = Arc::new(JobQueue::<u32>::new(16, false, 2));
+        queue.log_started();
+        queue.log_started();
+        let (ready_sender, ready) = mpsc::channel();
+        let sequencer = {
+            let queue = Arc::clone(&queue);
+            thread::spawn(move || {
+                while queue.wait_ready() {
+                    ready_sender.send(()).expect("test alive");
+                    queue.hold(0);
+                }
+            })
+        };
+        while queue.sleep.load(Ordering::SeqCst) != SLEEP_FOR_LOG {
+            thread::yield_now();
+        }
+        queue.log_done_quietly(1);
+        queue.wake_after_log();
+        assert_eq!(
+            queue.sleep.load(Ordering::SeqCst),
+            SLEEP_FOR_JOBS,
+            "room in the log and no job: it waits for jobs"
+        );
+        // A completion left a job held back (its batch hit a size bound): nobody would
+        // queue anything to wake the sequencer, so the hold does.
+        queue.hold(1);
+        ready
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the held job woke the sequencer");
+        queue.close();
+        sequencer.join().expect("sequencer");
     }
 
     #[test]

@@ -198,6 +198,35 @@ mod tests {
     }
 
     #[test]
+    fn a_push_from_a_consumer_wakes_no_parked_consumer() {
+        let inbox: Arc<Inbox<u64>> = Arc::new(Inbox::new());
+        let consumer = {
+            let inbox = Arc::clone(&inbox);
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while let Received::Taken(items, _) = inbox.recv_with(None, take_all) {
+                    got.extend(items);
+                }
+                got
+            })
+        };
+        while inbox.lock().parked == 0 {
+            std::thread::yield_now();
+        }
+        inbox.push_from_consumer(1).unwrap();
+        let state = inbox.lock();
+        // Unless a spurious wake-up took it meanwhile, the item waits with no wake issued.
+        assert!(
+            state.parked == 0 || state.wakes_pending == 0,
+            "no wake for a consumer's own push"
+        );
+        drop(state);
+        inbox.push(2).unwrap();
+        inbox.close();
+        assert_eq!(consumer.join().unwrap(), vec![1, 2]);
+    }
+
+    #[test]
     fn parked_consumers_receive_every_item_exactly_once_and_close_wakes_them() {
         let inbox: Arc<Inbox<u64>> = Arc::new(Inbox::new());
         let consumers: Vec<_> = (0..3)
