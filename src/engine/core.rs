@@ -1,7 +1,11 @@
-//! `Engine<S>`: the sequencer thread (decide in order against a speculative copy, assign index,
+//! `Engine<S>`: the sequencer (decide in order against a speculative copy, assign index,
 //! timestamp and ids, encode), the log writer (group commit) and the applier (apply in log
 //! order under the write lock, hooks, subscribers, wake submitters): on a single node the log
-//! thread that completed the fsync, in a cluster the applier thread.
+//! thread that completed the fsync, in a cluster the applier thread. Sequencing is a role
+//! ([`Role`], behind a lock): the sequencer thread holds it, or, on a single node, the log
+//! completion that just answered a batch whose callers all came back, which then sequences and
+//! appends the next batch itself, and its own thread writes it: no thread wake per batch (see
+//! `combine_or_wake` and docs/ARCHITECTURE.md for the cycle).
 //!
 //! Owns: "log order is apply order is replay order" and "acknowledged means durable".
 //! Must not: apply an event before it is durable, or call user hooks under the state lock.

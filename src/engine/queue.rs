@@ -6,7 +6,10 @@
 //! (`EngineOptions::log_batches_max`), jobs pile up with no wakeup at all, and the sequencer
 //! takes them all at once when the log acknowledges. With more than one batch allowed, the
 //! log writes a batch while the fsync of the previous one runs, and that batch joins the next
-//! fsync.
+//! fsync. Two kinds of taker, both holding the engine's sequencing role while they take: the
+//! sequencer thread, which waits here ([`JobQueue::wait_ready`], without the role), and on a
+//! single node the log completion that acknowledged a batch, which takes the next one only if
+//! it may go at once and never waits ([`JobQueue::try_take`]).
 //! Must not: decide, encode or apply anything, or hold its lock while running user code.
 
 use std::collections::VecDeque;
@@ -42,7 +45,8 @@ pub(super) enum Refused<J> {
     Closed(J),
 }
 
-/// A bounded multi-producer queue drained by one consumer, the sequencer, in whole batches.
+/// A bounded multi-producer queue drained in whole batches by one consumer at a time, the
+/// holder of the sequencing role.
 ///
 /// Pushing takes no lock (a lock-free channel and atomic counters): a whole batch of
 /// submitters, woken at once, comes back at once, and a shared lock made a third of them
@@ -51,7 +55,8 @@ pub(super) enum Refused<J> {
 /// sequencer take.
 pub(super) struct JobQueue<J> {
     sender: mpsc::Sender<J>,
-    /// Only the sequencer receives (the lock is never contended).
+    /// Received from only under the control lock, by the holder of the sequencing role (the
+    /// lock is never contended).
     receiver: Mutex<mpsc::Receiver<J>>,
     /// Room reserved by submitters (jobs sent or about to be) and not yet taken: the bound.
     queued: AtomicUsize,

@@ -3,7 +3,8 @@
 //!
 //! In `Durable` mode two writer threads share the work (`super::sync`): while one runs an
 //! fsync, the other writes the next group, and the next fsync covers every group written
-//! meanwhile. A lone append is written and synced by the same thread (no hand-off).
+//! meanwhile. A lone append is written and synced by the same thread (no hand-off), and so is
+//! an append made by a completion on a writer thread (see [`Log::append`]).
 //! `Relaxed` mode has one writer thread. A third thread (`super::prepare`) zero-fills the space
 //! ahead of the writer, so appends overwrite written blocks.
 //!
