@@ -1183,3 +1183,256 @@ fn callback_chains_decide_in_log_order_and_survive_a_failed_write() {
     assert_eq!(engine.digest(), live, "the log replays to the live state");
     close_and_remove(engine, &dir);
 }
+
+/// A [`Sell`] that records, as it is decided, the index it was decided at and whether it was
+/// decided on a log writer thread (a completion sequencing the next batch itself) rather
+/// than on the sequencer thread.
+struct TracedSell {
+    item: u64,
+    trace: Arc<std::sync::Mutex<Vec<(u64, bool)>>>,
+}
+
+impl Command<Shop> for TracedSell {
+    type Rejection = OutOfStock;
+    fn decide(&self, shop: &Shop, context: &Context) -> Result<Vec<ShopEvent>, OutOfStock> {
+        let on_log_thread = lithair::log::on_writer_thread();
+        let decided = (context.first_index, on_log_thread);
+        self.trace.lock().expect("trace").push(decided);
+        Sell {
+            item: self.item,
+            quantity: 1,
+        }
+        .decide(shop, context)
+    }
+}
+
+/// What the chains of one combined-path test share.
+#[derive(Clone)]
+struct Traced {
+    trace: Arc<std::sync::Mutex<Vec<(u64, bool)>>>,
+    /// Outcomes in answer order: the first index written, or why not.
+    outcomes: Arc<std::sync::Mutex<Vec<Result<u64, String>>>>,
+    done: std::sync::mpsc::Sender<()>,
+}
+
+/// A chain of traced sells: each completion (on a log thread) records its outcome and submits
+/// the next sell, `left` more times or, with `left == u64::MAX`, until the engine is gone
+/// or refuses. It holds the engine weakly, so dropping the test's handle shuts it down.
+struct TracedChain {
+    engine: std::sync::Weak<Engine<Shop>>,
+    left: u64,
+    shared: Traced,
+}
+
+impl TracedChain {
+    fn submit(mut self) {
+        let engine = match self.engine.upgrade() {
+            Some(engine) if self.left > 0 => engine,
+            _ => return self.shared.done.send(()).expect("test alive"),
+        };
+        if self.left != u64::MAX {
+            self.left -= 1;
+        }
+        let sell = TracedSell {
+            item: 1,
+            trace: Arc::clone(&self.shared.trace),
+        };
+        let then = move |outcome: Result<lithair::engine::Receipt, SubmitError<OutOfStock>>| {
+            let (recorded, go_on) = match outcome {
+                Ok(receipt) => (Ok(receipt.first_index), true),
+                Err(SubmitError::Rejected(_)) => (Err("sold out".into()), true),
+                Err(SubmitError::DiskFull | SubmitError::Storage(_)) => {
+                    (Err("refused".into()), true)
+                }
+                Err(SubmitError::Closed) => (Err("closed".into()), false),
+                Err(other) => panic!("unexpected outcome {other:?}"),
+            };
+            self.shared
+                .outcomes
+                .lock()
+                .expect("outcomes")
+                .push(recorded);
+            if !go_on {
+                self.left = 0;
+            }
+            self.submit();
+        };
+        // The last strong handle may be this one, dropped in a completion: the engine then
+        // shuts down from a thread of its own.
+        engine.submit_then(sell, Meta::default(), Box::new(then));
+    }
+}
+
+/// Starts `chains` traced chains of `left` sells each on `engine`; returns what they share
+/// and the receiver told once per chain that ended.
+fn start_traced_chains(
+    engine: &Arc<Engine<Shop>>,
+    chains: u64,
+    left: u64,
+) -> (Traced, std::sync::mpsc::Receiver<()>) {
+    let (done, ended) = std::sync::mpsc::channel();
+    let shared = Traced {
+        trace: Arc::default(),
+        outcomes: Arc::default(),
+        done,
+    };
+    for _ in 0..chains {
+        let chain = TracedChain {
+            engine: Arc::downgrade(engine),
+            left,
+            shared: shared.clone(),
+        };
+        chain.submit();
+    }
+    (shared, ended)
+}
+
+/// Decisions come in index order (one sequencing role, whichever thread holds it): indexes
+/// never go back, except where the sequencer rebuilt its copy after a failed write (at most
+/// `rebuilds_max` times), and each accepted sell got a new one.
+fn assert_decided_in_index_order(trace: &[(u64, bool)], accepted: &[u64], rebuilds_max: usize) {
+    let back = trace
+        .windows(2)
+        .filter(|pair| pair[0].0 > pair[1].0)
+        .count();
+    assert!(
+        back <= rebuilds_max,
+        "decisions in index order ({back} steps back)"
+    );
+    assert!(
+        accepted.windows(2).all(|pair| pair[0] < pair[1]),
+        "answered in log order"
+    );
+}
+
+#[test]
+fn completions_sequence_the_next_batch_in_order_with_concurrent_submitters_and_a_failed_write() {
+    const CHAINS: u64 = 16;
+    const SELLS_EACH: u64 = 50;
+    const SUBMITTERS: u64 = 3;
+    const RESTOCKS_EACH: u64 = 40;
+    const STOCK: u64 = 600;
+    for batches_max in [1, 2, 3] {
+        let dir = common::fresh_dir("engine", &format!("combined-{batches_max}"));
+        let (options, faults) = with_faults();
+        let options = EngineOptions {
+            log_batches_max: batches_max,
+            ..options
+        };
+        let engine = Arc::new(open(&dir, options.clone()));
+        restock(&engine, 1, STOCK);
+        let (traced, ended) = start_traced_chains(&engine, CHAINS, SELLS_EACH);
+        // Plain submitters beside the chains (items 2.., never sold).
+        let submitters: Vec<_> = (0..SUBMITTERS)
+            .map(|submitter| {
+                let engine = Arc::clone(&engine);
+                std::thread::spawn(move || {
+                    let mut stored = 0;
+                    for _ in 0..RESTOCKS_EACH {
+                        match engine.submit(Restock {
+                            item: 2 + submitter,
+                            quantity: 1,
+                        }) {
+                            Ok(_) => stored += 1,
+                            Err(SubmitError::DiskFull | SubmitError::Storage(_)) => {}
+                            Err(other) => panic!("unexpected outcome {other:?}"),
+                        }
+                    }
+                    stored
+                })
+            })
+            .collect();
+        while traced.outcomes.lock().expect("outcomes").len() < 100 {
+            std::thread::yield_now();
+        }
+        faults.fail_next_writes(1);
+        for _ in 0..CHAINS {
+            ended
+                .recv_timeout(Duration::from_secs(60))
+                .expect("every chain ran to its end");
+        }
+        let restocked: u64 = submitters.into_iter().map(|s| s.join().unwrap()).sum();
+        let outcomes = std::mem::take(&mut *traced.outcomes.lock().expect("outcomes"));
+        let trace = std::mem::take(&mut *traced.trace.lock().expect("trace"));
+        assert_eq!(outcomes.len() as u64, CHAINS * SELLS_EACH);
+        let accepted: Vec<u64> = outcomes.iter().filter_map(|o| o.clone().ok()).collect();
+        assert_decided_in_index_order(&trace, &accepted, 1);
+        assert!(
+            trace.iter().any(|&(_, on_log_thread)| on_log_thread),
+            "some batches were sequenced by a completion (batches_max {batches_max})"
+        );
+        let first_refused = outcomes
+            .iter()
+            .position(|o| o.as_ref().err().is_some_and(|e| e == "refused"))
+            .expect("the injected failure reached a chain");
+        assert!(
+            outcomes[first_refused..].iter().any(|o| o.is_ok()),
+            "writes go on after the failed one"
+        );
+        let sold = accepted.len() as u64;
+        let state = engine.read(|shop| {
+            let restocked: u64 = shop
+                .stock
+                .iter()
+                .filter(|(&item, _)| item >= 2)
+                .map(|(_, q)| q)
+                .sum();
+            (shop.stock[&1], shop.sold, restocked)
+        });
+        assert_eq!(state, (STOCK - sold, sold, restocked));
+        let live = engine.digest();
+        let engine = Arc::into_inner(engine).expect("the chains let go of the engine");
+        drop(engine);
+        let engine = open(&dir, options);
+        assert_eq!(engine.digest(), live, "the log replays to the live state");
+        close_and_remove(engine, &dir);
+    }
+}
+
+#[test]
+fn chains_that_resubmit_forever_stop_cleanly_when_the_engine_shuts_down() {
+    const CHAINS: u64 = 12;
+    let dir = common::fresh_dir("engine", "forever-chains");
+    let engine = Arc::new(open(&dir, EngineOptions::default()));
+    restock(&engine, 1, u64::MAX / 2);
+    let (traced, ended) = start_traced_chains(&engine, CHAINS, u64::MAX);
+    while traced.outcomes.lock().expect("outcomes").len() < 300 {
+        std::thread::yield_now();
+    }
+    // The chains hold the engine weakly: this starts the shutdown, here or (when a chain
+    // holds the last handle for a moment) on a thread of the engine's own.
+    drop(engine);
+    for _ in 0..CHAINS {
+        ended
+            .recv_timeout(Duration::from_secs(60))
+            .expect("every chain stopped");
+    }
+    let outcomes = std::mem::take(&mut *traced.outcomes.lock().expect("outcomes"));
+    let trace = std::mem::take(&mut *traced.trace.lock().expect("trace"));
+    let accepted: Vec<u64> = outcomes.iter().filter_map(|o| o.clone().ok()).collect();
+    assert_decided_in_index_order(&trace, &accepted, 0);
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o.is_ok() || o.as_ref().err().is_some_and(|e| e == "closed")),
+        "only acceptances and the shutdown's refusals"
+    );
+    // The directory is free once the shutdown ended (it may still run on its own thread).
+    let mut attempts = 0;
+    let reopened = loop {
+        match Engine::open(&dir, EngineOptions::default(), Shop::default()) {
+            Ok((engine, _)) => break engine,
+            Err(_) if attempts < 500 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(other) => panic!("reopen after the shutdown: {other}"),
+        }
+    };
+    assert_eq!(
+        reopened.read(|shop| shop.sold),
+        accepted.len() as u64,
+        "every acknowledged sell is in the log, and nothing else"
+    );
+    close_and_remove(reopened, &dir);
+}

@@ -6,7 +6,10 @@
 //! (`EngineOptions::log_batches_max`), jobs pile up with no wakeup at all, and the sequencer
 //! takes them all at once when the log acknowledges. With more than one batch allowed, the
 //! log writes a batch while the fsync of the previous one runs, and that batch joins the next
-//! fsync.
+//! fsync. Two kinds of taker, both holding the engine's sequencing role while they take: the
+//! sequencer thread, which waits here ([`JobQueue::wait_ready`], without the role), and on a
+//! single node the log completion that acknowledged a batch, which takes the next one only if
+//! it may go at once and never waits ([`JobQueue::try_take`]).
 //! Must not: decide, encode or apply anything, or hold its lock while running user code.
 
 use std::collections::VecDeque;
@@ -42,7 +45,8 @@ pub(super) enum Refused<J> {
     Closed(J),
 }
 
-/// A bounded multi-producer queue drained by one consumer, the sequencer, in whole batches.
+/// A bounded multi-producer queue drained in whole batches by one consumer at a time, the
+/// holder of the sequencing role.
 ///
 /// Pushing takes no lock (a lock-free channel and atomic counters): a whole batch of
 /// submitters, woken at once, comes back at once, and a shared lock made a third of them
@@ -51,7 +55,8 @@ pub(super) enum Refused<J> {
 /// sequencer take.
 pub(super) struct JobQueue<J> {
     sender: mpsc::Sender<J>,
-    /// Only the sequencer receives (the lock is never contended).
+    /// Received from only under the control lock, by the holder of the sequencing role (the
+    /// lock is never contended).
     receiver: Mutex<mpsc::Receiver<J>>,
     /// Room reserved by submitters (jobs sent or about to be) and not yet taken: the bound.
     queued: AtomicUsize,
@@ -94,6 +99,8 @@ const SLEEP_FOR_LOG: u8 = 3;
 
 struct Control {
     submitters_waiting: usize,
+    /// Jobs taken from the channel but not sequenced yet (the sequencing role's backlog).
+    held: usize,
     /// Batches appended to the log and not yet acknowledged by the writer.
     in_log: usize,
     /// When the writer acknowledged the last batch.
@@ -122,6 +129,7 @@ impl<J> JobQueue<J> {
             sleep: AtomicU8::new(SLEEP_NONE),
             control: Mutex::new(Control {
                 submitters_waiting: 0,
+                held: 0,
                 in_log: 0,
                 acknowledged_at: None,
             }),
@@ -255,25 +263,39 @@ impl<J> JobQueue<J> {
     /// Blocks until a batch may go, then moves up to `max` jobs into `out`, and numbers the
     /// batch (1, 2, ...: the caller makes exactly one log batch of each take). With a backlog
     /// (jobs left over from the last batch are in `out`), waits only for the log. Returns
-    /// `None` once the queue is closed and drained and there is no backlog.
+    /// `None` once the queue is closed and drained and there is no backlog. (The engine's
+    /// sequencer thread runs the two steps itself, [`JobQueue::wait_ready`] without the
+    /// sequencing role and [`JobQueue::try_take`] with it.)
+    #[cfg(test)]
     pub(super) fn take_batch(&self, out: &mut VecDeque<J>, max: usize) -> Option<u64> {
+        loop {
+            self.hold(out.len());
+            if !self.wait_ready() {
+                return None;
+            }
+            if let Some(batch) = self.try_take(out, max, false) {
+                return Some(batch);
+            }
+        }
+    }
+
+    /// The sequencer thread: blocks until a batch may go (jobs queued or held back, and the
+    /// log and the group wait allow it); `false` once the queue is closed with no job queued
+    /// or held. Takes nothing: the caller then takes the sequencing role and calls
+    /// [`JobQueue::try_take`], which judges again (a log completion may have taken the batch
+    /// meanwhile).
+    pub(super) fn wait_ready(&self) -> bool {
         let mut control = self.lock();
         loop {
             // SeqCst store, then SeqCst loads of the counters below: a submitter that queued
             // after these loads sees the sleep state and wakes us.
-            let verdict = if out.is_empty() {
-                self.sleep.store(SLEEP_FOR_JOBS, Ordering::SeqCst);
-                let jobs = self.available.load(Ordering::SeqCst) > 0;
-                if !jobs && self.closed.load(Ordering::SeqCst) {
-                    self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
-                    return None;
-                }
-                self.ready(&control, jobs, Instant::now())
-            } else if control.in_log >= self.batches_max {
-                Err(None)
-            } else {
-                Ok(())
-            };
+            self.sleep.store(SLEEP_FOR_JOBS, Ordering::SeqCst);
+            let jobs = control.held > 0 || self.available.load(Ordering::SeqCst) > 0;
+            if !jobs && self.closed.load(Ordering::SeqCst) {
+                self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
+                return false;
+            }
+            let verdict = self.verdict(&control, control.held > 0, jobs, Instant::now());
             let state = match verdict {
                 Ok(()) => break,
                 Err(_) if control.in_log >= self.batches_max => SLEEP_FOR_LOG,
@@ -290,7 +312,44 @@ impl<J> JobQueue<J> {
             };
         }
         self.sleep.store(SLEEP_NONE, Ordering::SeqCst);
+        true
+    }
+
+    /// Whether a batch may go: with a backlog, as soon as the log has room; else as
+    /// [`JobQueue::ready`] says.
+    fn verdict(
+        &self,
+        control: &Control,
+        backlog: bool,
+        jobs: bool,
+        now: Instant,
+    ) -> Result<(), Option<Duration>> {
+        match backlog {
+            true if control.in_log >= self.batches_max => Err(None),
+            true => Ok(()),
+            false => self.ready(control, jobs, now),
+        }
+    }
+
+    /// Takes a batch if one may go now, never blocking: moves up to `max` jobs into `out`
+    /// (the backlog of the one holding the sequencing role) and numbers the batch; with
+    /// `to_log`, also counts it in the log (as [`JobQueue::log_started`], in the same step, so
+    /// no other taker sees the room it fills). `None`: nothing may go now (no job, the log is
+    /// full, or the group wait holds the batch back).
+    pub(super) fn try_take(&self, out: &mut VecDeque<J>, max: usize, to_log: bool) -> Option<u64> {
+        let mut control = self.lock();
+        let jobs = !out.is_empty() || self.available.load(Ordering::SeqCst) > 0;
+        self.verdict(&control, !out.is_empty(), jobs, Instant::now())
+            .ok()?;
         self.drain(&control, out, max);
+        control.held = out.len();
+        if to_log {
+            assert!(
+                control.in_log < self.batches_max,
+                "more batches in the log writer than allowed"
+            );
+            control.in_log += 1;
+        }
         let batch = self.taken.fetch_add(1, Ordering::SeqCst) + 1;
         let wake_submitters = control.submitters_waiting > 0;
         drop(control);
@@ -298,6 +357,20 @@ impl<J> JobQueue<J> {
             self.room.notify_all();
         }
         Some(batch)
+    }
+
+    /// The sequencing role's holder left `held` jobs taken but not sequenced (a batch stops
+    /// at its size bounds); called before it lets go of the role. Wakes the sequencer thread
+    /// when they may go now and it sleeps: nobody else would (no job needs to arrive).
+    pub(super) fn hold(&self, held: usize) {
+        let mut control = self.lock();
+        control.held = held;
+        if held > 0
+            && control.in_log < self.batches_max
+            && self.sleep.load(Ordering::SeqCst) != SLEEP_NONE
+        {
+            self.sequencer.notify_one();
+        }
     }
 
     /// Moves the counted jobs, up to `max` in `out`, from the channel into `out` (under the
@@ -318,7 +391,9 @@ impl<J> JobQueue<J> {
         self.queued.fetch_sub(count, Ordering::SeqCst);
     }
 
-    /// The sequencer hands a batch to the log (counted until it is acknowledged).
+    /// The sequencer hands a batch to the log (counted until it is acknowledged); the
+    /// engine counts it in its take instead ([`JobQueue::try_take`]).
+    #[cfg(test)]
     pub(super) fn log_started(&self) {
         let mut control = self.lock();
         assert!(
@@ -350,11 +425,29 @@ impl<J> JobQueue<J> {
         control.acknowledged_at = Some(Instant::now());
     }
 
-    /// Wakes the sequencer if it sleeps (it then judges every counter again).
+    /// After an acknowledgement (and the answers, and a take by the completion if it took
+    /// one): makes the sleeping sequencer wait for what it must wait for now, waking it only
+    /// when it has something to judge. With the log full again (the completion took the
+    /// next batch), it rightly sleeps for the log: nothing. Asleep for the log with room
+    /// now and no job here (answered callers have not come back yet), it is switched to wait
+    /// for jobs, without a wake: the first job wakes it (a wake now would only find nothing
+    /// to take). Otherwise it is woken and judges every counter again.
     pub(super) fn wake_after_log(&self) {
-        let _control = self.lock();
-        if self.sleep.load(Ordering::SeqCst) != SLEEP_NONE {
-            self.sequencer.notify_one();
+        let control = self.lock();
+        if control.in_log >= self.batches_max {
+            return;
+        }
+        match self.sleep.load(Ordering::SeqCst) {
+            SLEEP_NONE => {}
+            SLEEP_FOR_LOG => {
+                // Stored before the counters are read (as the sequencer does, see
+                // `should_wake`): a job counted after these reads sees the new state.
+                self.sleep.store(SLEEP_FOR_JOBS, Ordering::SeqCst);
+                if control.held > 0 || self.available.load(Ordering::SeqCst) > 0 {
+                    self.sequencer.notify_one();
+                }
+            }
+            _ => self.sequencer.notify_one(),
         }
     }
 
@@ -667,6 +760,80 @@ mod tests {
         out.clear();
         assert_eq!(queue.take_batch(&mut out, 8), Some(2));
         assert_eq!(out.drain(..).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn a_completion_takes_the_next_batch_only_when_it_may_go_and_counts_it_in_the_log() {
+        let queue = JobQueue::new(16, true, 1);
+        let mut backlog = VecDeque::new();
+        queue.log_started();
+        assert!(queue.push(1_u32).is_ok());
+        assert_eq!(
+            queue.try_take(&mut backlog, 8, true),
+            None,
+            "the log is full"
+        );
+        queue.log_done_quietly(3);
+        assert!(queue.push(2).is_ok());
+        assert_eq!(
+            queue.try_take(&mut backlog, 8, true),
+            None,
+            "one of three answered callers is back: the group wait holds the batch"
+        );
+        assert!(queue.push(3).is_ok());
+        assert!(queue.push(4).is_ok());
+        assert_eq!(queue.try_take(&mut backlog, 2, true), Some(1));
+        assert_eq!(backlog.drain(..).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            queue.lock().in_log,
+            1,
+            "the take counted its batch in the log"
+        );
+        assert_eq!(
+            queue.try_take(&mut backlog, 8, true),
+            None,
+            "jobs 3 and 4 wait for the acknowledgement"
+        );
+        queue.log_done_quietly(2);
+        backlog.push_back(9); // a job held back by the last take's size bounds goes first
+        assert_eq!(queue.try_take(&mut backlog, 8, false), Some(2));
+        assert_eq!(backlog.drain(..).collect::<Vec<_>>(), vec![9, 3, 4]);
+    }
+
+    #[test]
+    fn after_an_acknowledgement_the_sequencer_waits_for_jobs_without_a_wake_and_a_held_job_wakes_it(
+    ) {
+        let queue = Arc::new(JobQueue::<u32>::new(16, false, 2));
+        queue.log_started();
+        queue.log_started();
+        let (ready_sender, ready) = mpsc::channel();
+        let sequencer = {
+            let queue = Arc::clone(&queue);
+            thread::spawn(move || {
+                while queue.wait_ready() {
+                    ready_sender.send(()).expect("test alive");
+                    queue.hold(0);
+                }
+            })
+        };
+        while queue.sleep.load(Ordering::SeqCst) != SLEEP_FOR_LOG {
+            thread::yield_now();
+        }
+        queue.log_done_quietly(1);
+        queue.wake_after_log();
+        assert_eq!(
+            queue.sleep.load(Ordering::SeqCst),
+            SLEEP_FOR_JOBS,
+            "room in the log and no job: it waits for jobs"
+        );
+        // A completion left a job held back (its batch hit a size bound): nobody would
+        // queue anything to wake the sequencer, so the hold does.
+        queue.hold(1);
+        ready
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the held job woke the sequencer");
+        queue.close();
+        sequencer.join().expect("sequencer");
     }
 
     #[test]

@@ -68,12 +68,25 @@ impl<T> Inbox<T> {
     /// Queues `item`, waking one parked consumer unless a wake is already on its way; gives
     /// the item back when the inbox is closed.
     pub(crate) fn push(&self, item: T) -> Result<(), T> {
+        self.push_inner(item, true)
+    }
+
+    /// Queues `item` from one of this inbox's own consumers, which comes back to
+    /// [`Inbox::recv_with`] before it parks again and takes the item then: no parked consumer
+    /// is woken for it (that wake would cost a thread hop, and the consumer it wakes would
+    /// find the pusher's turn still running). The caller guarantees it comes back; gives the
+    /// item back when the inbox is closed.
+    pub(crate) fn push_from_consumer(&self, item: T) -> Result<(), T> {
+        self.push_inner(item, false)
+    }
+
+    fn push_inner(&self, item: T, wake: bool) -> Result<(), T> {
         let mut state = self.lock();
         if state.closed {
             return Err(item);
         }
         state.items.push_back(item);
-        if state.parked > state.wakes_pending {
+        if wake && state.parked > state.wakes_pending {
             state.wakes_pending += 1;
             drop(state);
             self.ready.notify_one();
@@ -182,6 +195,35 @@ mod tests {
         assert_eq!(inbox.push(5), Err(5), "a closed inbox refuses pushes");
         assert_eq!(inbox.recv_with(None, take_all), Received::Taken(vec![4], 2));
         assert_eq!(inbox.recv_with(None, take_all), Received::Closed);
+    }
+
+    #[test]
+    fn a_push_from_a_consumer_wakes_no_parked_consumer() {
+        let inbox: Arc<Inbox<u64>> = Arc::new(Inbox::new());
+        let consumer = {
+            let inbox = Arc::clone(&inbox);
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while let Received::Taken(items, _) = inbox.recv_with(None, take_all) {
+                    got.extend(items);
+                }
+                got
+            })
+        };
+        while inbox.lock().parked == 0 {
+            std::thread::yield_now();
+        }
+        inbox.push_from_consumer(1).unwrap();
+        let state = inbox.lock();
+        // Unless a spurious wake-up took it meanwhile, the item waits with no wake issued.
+        assert!(
+            state.parked == 0 || state.wakes_pending == 0,
+            "no wake for a consumer's own push"
+        );
+        drop(state);
+        inbox.push(2).unwrap();
+        inbox.close();
+        assert_eq!(consumer.join().unwrap(), vec![1, 2]);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! In `Durable` mode two writer threads share the work (`super::sync`): while one runs an
 //! fsync, the other writes the next group, and the next fsync covers every group written
-//! meanwhile. A lone append is written and synced by the same thread (no hand-off).
+//! meanwhile. A lone append is written and synced by the same thread (no hand-off), and so is
+//! an append made by a completion on a writer thread (see [`Log::append`]).
 //! `Relaxed` mode has one writer thread. A third thread (`super::prepare`) zero-fills the space
 //! ahead of the writer, so appends overwrite written blocks.
 //!
@@ -169,6 +170,9 @@ pub type Done = Box<dyn FnOnce(Result<Appended, AppendError>) + Send>;
 thread_local! {
     /// Set on every log writer thread (of any log) for its whole life.
     static ON_WRITER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// On a log writer thread: the address of its log's inbox (0 elsewhere), so an append
+    /// made by a completion on that very thread is known as its own (see [`Log::append`]).
+    static WRITER_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Whether the calling thread is a log writer thread, where [`Done`] completions run. A
@@ -352,6 +356,7 @@ impl Log {
                 .name(format!("lithair-log-writer-{number}"))
                 .spawn(move || {
                     ON_WRITER_THREAD.with(|flag| flag.set(true));
+                    WRITER_OF.with(|inbox| inbox.set(inbox_address(&worker.inbox)));
                     worker.run()
                 });
             match spawned {
@@ -375,8 +380,20 @@ impl Log {
 
     /// Queues an append. The outcome arrives through `append.done`; outcomes arrive in the
     /// order of the appends (a refused one included).
+    ///
+    /// Made from a completion on one of this log's own writer threads (a single-node engine
+    /// sequencing the next batch there), the append wakes no other writer thread: this one
+    /// returns to the inbox once its completions ran, before it could park, and writes the
+    /// append itself (a wake would cost a thread hop and find this thread's turn still
+    /// running).
     pub fn append(&self, append: Append) {
-        if let Err(Request::Append(append)) = self.inbox.push(Request::Append(append)) {
+        let request = Request::Append(append);
+        let own = WRITER_OF.with(|inbox| inbox.get()) == inbox_address(&self.inbox);
+        let pushed = match own {
+            true => self.inbox.push_from_consumer(request),
+            false => self.inbox.push(request),
+        };
+        if let Err(Request::Append(append)) = pushed {
             (append.done)(Err(AppendError::Closed));
         }
     }
@@ -505,6 +522,11 @@ impl Drop for Log {
         }
         join_writers(writers);
     }
+}
+
+/// The identity of a log's inbox (its address: stable while the log lives, and never 0).
+fn inbox_address(inbox: &Arc<Inbox<Request>>) -> usize {
+    Arc::as_ptr(inbox) as usize
 }
 
 /// Joins the writer threads (never the calling thread itself).
