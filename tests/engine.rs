@@ -1228,7 +1228,11 @@ impl TracedChain {
     fn submit(mut self) {
         let engine = match self.engine.upgrade() {
             Some(engine) if self.left > 0 => engine,
-            _ => return self.shared.done.send(()).expect("test alive"),
+            // Dropped before telling the test: it then takes the engine back (`into_inner`).
+            other => {
+                drop(other);
+                return self.shared.done.send(()).expect("test alive");
+            }
         };
         if self.left != u64::MAX {
             self.left -= 1;
