@@ -506,6 +506,11 @@ impl InFlight {
         }
     }
 
+    /// Whether no batch is in flight (a snapshot of the count: it may change right after).
+    fn idle(&self) -> bool {
+        self.lock().batches == 0
+    }
+
     fn wait_zero(&self) {
         let mut counts = self.lock();
         counts.waiters += 1;
@@ -1314,8 +1319,8 @@ fn append_batch<S: State>(
 /// Returns `true` when it took a batch; the queue then wakes nobody for this job (the proof
 /// that no wake-up is lost is on [`JobQueue::push_inline`]).
 ///
-/// Only when the queue holds this job alone and nothing is held back: then the sequencer
-/// has nothing else to do, and this runs one `decide` (the submitter's own command) and one
+/// Only when the queue holds this job alone and nothing is held back (in a cluster, also
+/// with no proposal in flight): then the sequencer has nothing else to do, and this runs one `decide` (the submitter's own command) and one
 /// encode on the submitter's thread. A reactor thus runs command code only at low load;
 /// under load, jobs queue up behind each other and the sequencer thread takes them in
 /// batches as before (a reactor never sequences other clients' commands).
@@ -1330,7 +1335,8 @@ fn sequence_inline<S: State>(
     jobs: &Arc<JobQueue<Job<S>>>,
     snapshotter: &Snapshotter,
 ) -> bool {
-    if log::on_writer_thread() || shared.failed.load(Ordering::SeqCst) {
+    // Cheapest first: under load other jobs are queued and this returns at once.
+    if !jobs.alone() || log::on_writer_thread() || shared.failed.load(Ordering::SeqCst) {
         return false;
     }
     let Ok(mut role) = shared.role.try_lock() else {
@@ -1349,6 +1355,13 @@ fn sequence_inline<S: State>(
         Some(cluster) => {
             let term = cluster.leader_term.load(Ordering::SeqCst);
             if term == 0 || term != role.sequencer.term {
+                return false;
+            }
+            // Only with no proposal in flight: here nothing paces the takes (no log room, no
+            // group wait), so under load each submitter of a reactor's burst would propose a
+            // batch of one (measured: 256 clients lost a fifth of their writes/s and paid
+            // 15 us more CPU per write); the sequencer thread batches them instead.
+            if !shared.in_flight.idle() {
                 return false;
             }
             // Leadership may end after this check: the proposal then carries the old term

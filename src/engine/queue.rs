@@ -415,6 +415,12 @@ impl<J> JobQueue<J> {
         Some(batch)
     }
 
+    /// Whether exactly one job is queued and not taken (a hint, read without the lock: lets
+    /// a submitter skip the sequencing role when others are queued, as under load).
+    pub(super) fn alone(&self) -> bool {
+        self.available.load(Ordering::SeqCst) == 1
+    }
+
     /// A submitter whose job is counted (see [`JobQueue::push_inline`]), holding the
     /// sequencing role: takes a batch of one job when that job is the only one counted and
     /// nothing is held back, and a batch may go now; counts it in the log with `to_log` (as
