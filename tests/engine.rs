@@ -1228,7 +1228,11 @@ impl TracedChain {
     fn submit(mut self) {
         let engine = match self.engine.upgrade() {
             Some(engine) if self.left > 0 => engine,
-            _ => return self.shared.done.send(()).expect("test alive"),
+            // Dropped before telling the test: it then takes the engine back (`into_inner`).
+            other => {
+                drop(other);
+                return self.shared.done.send(()).expect("test alive");
+            }
         };
         if self.left != u64::MAX {
             self.left -= 1;
@@ -1435,4 +1439,130 @@ fn chains_that_resubmit_forever_stop_cleanly_when_the_engine_shuts_down() {
         "every acknowledged sell is in the log, and nothing else"
     );
     close_and_remove(reopened, &dir);
+}
+
+/// A [`Sell`] that records, as it is decided, the index it was decided at and the name of
+/// the thread that decided it (a submitter sequencing its own command, or the sequencer).
+struct NamedSell {
+    item: u64,
+    trace: Arc<std::sync::Mutex<Vec<(u64, String)>>>,
+}
+
+impl Command<Shop> for NamedSell {
+    type Rejection = OutOfStock;
+    fn decide(&self, shop: &Shop, context: &Context) -> Result<Vec<ShopEvent>, OutOfStock> {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        self.trace
+            .lock()
+            .expect("trace")
+            .push((context.first_index, name));
+        Sell {
+            item: self.item,
+            quantity: 1,
+        }
+        .decide(shop, context)
+    }
+}
+
+/// Submits `sells` named sells from a thread called `name`; returns the first index of each
+/// accepted one and how many the (injected) failed write refused.
+fn named_sells(
+    engine: &Arc<Engine<Shop>>,
+    trace: &Arc<std::sync::Mutex<Vec<(u64, String)>>>,
+    name: String,
+    sells: u64,
+) -> std::thread::JoinHandle<(Vec<u64>, u64)> {
+    let (engine, trace) = (Arc::clone(engine), Arc::clone(trace));
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let (mut accepted, mut refused) = (Vec::new(), 0);
+            for _ in 0..sells {
+                let trace = Arc::clone(&trace);
+                match engine.submit(NamedSell { item: 1, trace }) {
+                    Ok(receipt) => accepted.push(receipt.first_index),
+                    Err(SubmitError::DiskFull | SubmitError::Storage(_)) => refused += 1,
+                    Err(other) => panic!("unexpected outcome {other:?}"),
+                }
+            }
+            (accepted, refused)
+        })
+        .expect("spawn a submitter")
+}
+
+#[test]
+fn submitters_sequence_their_own_commands_when_idle_in_order_and_lose_no_wake_up() {
+    const LONE_SELLS: u64 = 20;
+    const SUBMITTERS: u64 = 8;
+    const SELLS_EACH: u64 = 150;
+    const STOCK: u64 = 10_000;
+    for batches_max in [1, 2] {
+        let dir = common::fresh_dir("engine", &format!("inline-{batches_max}"));
+        let (options, faults) = with_faults();
+        let options = EngineOptions {
+            log_batches_max: batches_max,
+            ..options
+        };
+        let engine = Arc::new(open(&dir, options.clone()));
+        restock(&engine, 1, STOCK);
+        let trace = Arc::default();
+        // One command at a time: the sequencer is idle at each submit, so the submitter
+        // sequences and appends its command itself (the sequencer thread stays asleep).
+        let lone = named_sells(&engine, &trace, "lone-submitter".into(), LONE_SELLS);
+        let (lone_accepted, _) = lone.join().expect("lone submitter");
+        assert_eq!(lone_accepted.len() as u64, LONE_SELLS);
+        assert!(
+            trace
+                .lock()
+                .expect("trace")
+                .iter()
+                .any(|(_, name)| name == "lone-submitter"),
+            "a lone submitter sequenced its own command (batches_max {batches_max})"
+        );
+        // Many at once, the role going back and forth between submitters and the sequencer
+        // thread, and the first write failing (only the sequencer thread rebuilds its copy;
+        // a lost wake-up would hang a submitter).
+        faults.fail_next_writes(1);
+        let submitters: Vec<_> = (0..SUBMITTERS)
+            .map(|n| named_sells(&engine, &trace, format!("submitter-{n}"), SELLS_EACH))
+            .collect();
+        let mut accepted = lone_accepted;
+        let mut refused = 0;
+        for submitter in submitters {
+            let (mine, failed) = submitter.join().expect("submitter");
+            assert!(
+                mine.windows(2).all(|pair| pair[0] < pair[1]),
+                "one submitter's order"
+            );
+            accepted.extend(mine);
+            refused += failed;
+        }
+        assert!(refused > 0, "the injected failure refused some sells");
+        assert_eq!(
+            accepted.len() as u64 + refused - LONE_SELLS,
+            SUBMITTERS * SELLS_EACH
+        );
+        let trace = std::mem::take(&mut *trace.lock().expect("trace"));
+        let by_thread: Vec<(u64, bool)> = trace
+            .iter()
+            .map(|(index, name)| (*index, name.starts_with("lithair-sequencer")))
+            .collect();
+        accepted.sort_unstable();
+        assert_decided_in_index_order(&by_thread, &accepted, 1);
+        accepted.dedup();
+        assert_eq!(
+            accepted.len() as u64,
+            SUBMITTERS * SELLS_EACH + LONE_SELLS - refused
+        );
+        let sold = accepted.len() as u64;
+        assert_eq!(
+            engine.read(|shop| (shop.stock[&1], shop.sold)),
+            (STOCK - sold, sold)
+        );
+        let live = engine.digest();
+        drop(Arc::into_inner(engine).expect("the submitters let go of the engine"));
+        let engine = open(&dir, options);
+        assert_eq!(engine.digest(), live, "the log replays to the live state");
+        close_and_remove(engine, &dir);
+    }
 }

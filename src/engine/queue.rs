@@ -39,7 +39,7 @@ pub const LOG_BATCHES_MAX: usize = WAKE_LANES / 2;
 
 /// Why a job was not queued; the job comes back so its reply can be answered.
 pub(super) enum Refused<J> {
-    /// The queue holds its capacity (only from [`JobQueue::try_push`]).
+    /// The queue holds its capacity (only from [`JobQueue::try_push_inline`]).
     Full(J),
     /// The queue is closed (the engine shuts down).
     Closed(J),
@@ -145,9 +145,34 @@ impl<J> JobQueue<J> {
         self.control.lock().expect("job queue poisoned")
     }
 
+    /// [`JobQueue::push_inline`] with no attempt to take.
+    #[cfg(test)]
+    pub(super) fn push(&self, job: J) -> Result<u64, Refused<J>> {
+        self.push_inline(job, || false)
+    }
+
     /// Queues `job`, waiting while the queue is full. Returns the first batch the job can be in
     /// (the next one taken; a later one if that batch is full; see [`WakeBoard`]).
-    pub(super) fn push(&self, job: J) -> Result<u64, Refused<J>> {
+    ///
+    /// Once the job is counted, lets the submitter try to take and hand on a batch itself
+    /// before anyone is woken: `inline` returns `true` when it
+    /// took one with [`JobQueue::try_take_alone`] (so nothing counted before its take is
+    /// left), and the sequencer is then not woken for this job.
+    ///
+    /// No lost wake-up: the protocol (see `should_wake`) is that every counted job's
+    /// submitter judges the sleep state after counting it, and only the submitter whose
+    /// count was consumed by its own take skips that. Every job counted before that take
+    /// was drained by it (it takes only when exactly one job is counted, under the control
+    /// lock), and any job counted later has a submitter of its own that judges the state
+    /// after counting it. A submitter never claims the wake (`should_wake`) before it tries
+    /// to sequence: a claim clears the sleep state, after which no other submitter wakes
+    /// the sequencer, so a claim must always be followed by a notify, which it is here (the
+    /// claim comes after `inline`, only when it took nothing).
+    pub(super) fn push_inline(
+        &self,
+        job: J,
+        inline: impl FnOnce() -> bool,
+    ) -> Result<u64, Refused<J>> {
         if self.queued.fetch_add(1, Ordering::SeqCst) >= self.capacity {
             // Rare: wait for room under the control lock (the sequencer signals it).
             self.queued.fetch_sub(1, Ordering::SeqCst);
@@ -165,20 +190,31 @@ impl<J> JobQueue<J> {
                 control.submitters_waiting -= 1;
             }
         }
-        self.enqueue(job)
+        self.enqueue(job, inline)
     }
 
-    /// Queues `job` unless the queue is full; returns as [`JobQueue::push`].
+    /// [`JobQueue::try_push_inline`] with no attempt to take.
+    #[cfg(test)]
     pub(super) fn try_push(&self, job: J) -> Result<u64, Refused<J>> {
+        self.try_push_inline(job, || false)
+    }
+
+    /// Queues `job` unless the queue is full ([`Refused::Full`]); otherwise as
+    /// [`JobQueue::push_inline`].
+    pub(super) fn try_push_inline(
+        &self,
+        job: J,
+        inline: impl FnOnce() -> bool,
+    ) -> Result<u64, Refused<J>> {
         if self.queued.fetch_add(1, Ordering::SeqCst) >= self.capacity {
             self.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(Refused::Full(job));
         }
-        self.enqueue(job)
+        self.enqueue(job, inline)
     }
 
     /// Sends a job whose room is reserved in `queued`.
-    fn enqueue(&self, job: J) -> Result<u64, Refused<J>> {
+    fn enqueue(&self, job: J, inline: impl FnOnce() -> bool) -> Result<u64, Refused<J>> {
         if self.closed.load(Ordering::SeqCst) {
             self.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(Refused::Closed(job));
@@ -191,6 +227,9 @@ impl<J> JobQueue<J> {
         }
         self.available.fetch_add(1, Ordering::SeqCst);
         let arrived = self.arrived.fetch_add(1, Ordering::SeqCst) + 1;
+        if inline() {
+            return Ok(batch);
+        }
         if self.should_wake(arrived) {
             // Under the lock: the sequencer is inside its wait, or has not checked yet.
             let _control = self.lock();
@@ -337,7 +376,21 @@ impl<J> JobQueue<J> {
     /// no other taker sees the room it fills). `None`: nothing may go now (no job, the log is
     /// full, or the group wait holds the batch back).
     pub(super) fn try_take(&self, out: &mut VecDeque<J>, max: usize, to_log: bool) -> Option<u64> {
+        self.take_if(out, max, to_log, |_| true)
+    }
+
+    /// [`JobQueue::try_take`] when `may` allows it, judged under the control lock.
+    fn take_if(
+        &self,
+        out: &mut VecDeque<J>,
+        max: usize,
+        to_log: bool,
+        may: impl FnOnce(&Control) -> bool,
+    ) -> Option<u64> {
         let mut control = self.lock();
+        if !may(&control) {
+            return None;
+        }
         let jobs = !out.is_empty() || self.available.load(Ordering::SeqCst) > 0;
         self.verdict(&control, !out.is_empty(), jobs, Instant::now())
             .ok()?;
@@ -349,6 +402,9 @@ impl<J> JobQueue<J> {
                 "more batches in the log writer than allowed"
             );
             control.in_log += 1;
+            if control.in_log >= self.batches_max {
+                self.sleep_for_log();
+            }
         }
         let batch = self.taken.fetch_add(1, Ordering::SeqCst) + 1;
         let wake_submitters = control.submitters_waiting > 0;
@@ -357,6 +413,45 @@ impl<J> JobQueue<J> {
             self.room.notify_all();
         }
         Some(batch)
+    }
+
+    /// Whether exactly one job is queued and not taken (a hint, read without the lock: lets
+    /// a submitter skip the sequencing role when others are queued, as under load).
+    pub(super) fn alone(&self) -> bool {
+        self.available.load(Ordering::SeqCst) == 1
+    }
+
+    /// A submitter whose job is counted (see [`JobQueue::push_inline`]), holding the
+    /// sequencing role: takes a batch of one job when that job is the only one counted and
+    /// nothing is held back, and a batch may go now; counts it in the log with `to_log` (as
+    /// [`JobQueue::try_take`]). After such a take nothing counted is left in the channel.
+    /// `None`: other jobs are queued or held (the sequencer takes them together), or nothing
+    /// may go now.
+    pub(super) fn try_take_alone(&self, out: &mut VecDeque<J>, to_log: bool) -> Option<u64> {
+        if !out.is_empty() || self.available.load(Ordering::SeqCst) != 1 {
+            return None;
+        }
+        // Judged again under the control lock, in the take: `drain` reads `available` under
+        // it too, so the one job counted here is the one job drained.
+        let alone =
+            |control: &Control| control.held == 0 && self.available.load(Ordering::SeqCst) == 1;
+        self.take_if(out, 1, to_log, alone)
+    }
+
+    /// The log is full (a take just filled it): a sequencer asleep for jobs or for the group
+    /// now sleeps for the log, so jobs queued meanwhile do not wake it for nothing (no batch
+    /// can go before an acknowledgement, whose [`JobQueue::wake_after_log`] judges a sleeper
+    /// for the log again). Called under the control lock; an awake sequencer (`SLEEP_NONE`,
+    /// or a claimed wake) is left alone.
+    fn sleep_for_log(&self) {
+        for from in [SLEEP_FOR_JOBS, SLEEP_FOR_GROUP] {
+            let _ = self.sleep.compare_exchange(
+                from,
+                SLEEP_FOR_LOG,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+        }
     }
 
     /// The sequencing role's holder left `held` jobs taken but not sequenced (a batch stops
@@ -415,7 +510,7 @@ impl<J> JobQueue<J> {
     /// sleeping (their jobs wake nobody) until [`JobQueue::wake_after_log`], after the
     /// answers, so it wakes once with the whole group instead of twice (once to find the
     /// group incomplete), and does not take a core from the answering thread meanwhile. A
-    /// submitter blocked on a full queue wakes it anyway (see [`JobQueue::push`]).
+    /// submitter blocked on a full queue wakes it anyway (see [`JobQueue::push_inline`]).
     pub(super) fn log_done_quietly(&self, answered: usize) {
         let mut control = self.lock();
         assert!(control.in_log > 0, "a log acknowledgement without a batch");
@@ -437,13 +532,24 @@ impl<J> JobQueue<J> {
         if control.in_log >= self.batches_max {
             return;
         }
+        // Something for the sequencer to judge: jobs, or a close (it then drains and stops;
+        // after a close no job comes to wake it, and `close` woke it before this batch was
+        // acknowledged, when it could only go back to sleep for the log).
+        let judge = |control: &Control| {
+            control.held > 0
+                || self.available.load(Ordering::SeqCst) > 0
+                || self.closed.load(Ordering::SeqCst)
+        };
         match self.sleep.load(Ordering::SeqCst) {
             SLEEP_NONE => {}
+            // Asleep for jobs with none here (a submitter took its own batch: see
+            // `push_inline`): the next job counted reads this state and wakes it.
+            SLEEP_FOR_JOBS if !judge(&control) => {}
             SLEEP_FOR_LOG => {
                 // Stored before the counters are read (as the sequencer does, see
                 // `should_wake`): a job counted after these reads sees the new state.
                 self.sleep.store(SLEEP_FOR_JOBS, Ordering::SeqCst);
-                if control.held > 0 || self.available.load(Ordering::SeqCst) > 0 {
+                if judge(&control) {
                     self.sequencer.notify_one();
                 }
             }
@@ -834,6 +940,184 @@ mod tests {
             .expect("the held job woke the sequencer");
         queue.close();
         sequencer.join().expect("sequencer");
+    }
+
+    #[test]
+    fn a_submitter_takes_its_job_alone_only_when_nothing_else_is_queued_or_held() {
+        let queue = JobQueue::new(16, false, 1);
+        let mut backlog = VecDeque::new();
+        assert!(queue.push(1_u32).is_ok());
+        assert!(queue.push(2).is_ok());
+        assert_eq!(
+            queue.try_take_alone(&mut backlog, true),
+            None,
+            "two jobs queued: the sequencer takes them together"
+        );
+        assert_eq!(queue.try_take(&mut backlog, 1, false), Some(1));
+        queue.hold(1);
+        backlog.clear();
+        assert_eq!(
+            queue.try_take_alone(&mut backlog, true),
+            None,
+            "a job is held back by the role"
+        );
+        queue.hold(0);
+        assert_eq!(queue.try_take_alone(&mut backlog, true), Some(2));
+        assert_eq!(backlog.drain(..).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(queue.available.load(Ordering::SeqCst), 0);
+        assert!(queue.push(3).is_ok());
+        assert_eq!(
+            queue.try_take_alone(&mut backlog, true),
+            None,
+            "the log is full"
+        );
+    }
+
+    #[test]
+    fn a_submitter_that_took_its_batch_wakes_nobody_and_one_that_did_not_claims_the_wake() {
+        let queue = JobQueue::new(16, false, 1);
+        let mut backlog = VecDeque::new();
+        // As a sequencer asleep for jobs leaves it.
+        queue.sleep.store(SLEEP_FOR_JOBS, Ordering::SeqCst);
+        let pushed =
+            queue.push_inline(1_u32, || queue.try_take_alone(&mut backlog, true).is_some());
+        assert_eq!(pushed.ok(), Some(1));
+        assert_eq!(
+            queue.sleep.load(Ordering::SeqCst),
+            SLEEP_FOR_LOG,
+            "not claimed; the take filled the log, so the sleeper now waits for the log"
+        );
+        assert_eq!(backlog.drain(..).collect::<Vec<_>>(), vec![1]);
+        queue.log_done_quietly(1);
+        queue.wake_after_log();
+        assert_eq!(queue.sleep.load(Ordering::SeqCst), SLEEP_FOR_JOBS);
+        queue.wake_after_log();
+        assert_eq!(
+            queue.sleep.load(Ordering::SeqCst),
+            SLEEP_FOR_JOBS,
+            "asleep for jobs with none queued: left asleep"
+        );
+        assert!(queue.push_inline(2, || false).is_ok());
+        assert_eq!(
+            queue.sleep.load(Ordering::SeqCst),
+            SLEEP_NONE,
+            "a submitter that did not take claimed the wake"
+        );
+    }
+
+    /// Many submitters take their own batches while a sequencer thread takes the rest: every
+    /// job is taken exactly once, in one order, and nobody waits forever (a lost wake-up
+    /// hangs the sequencer with jobs queued, and the test with it). With `to_log`, a log
+    /// thread acknowledges batches as the engine's completion does.
+    fn submitters_and_the_sequencer_share_the_role(pace: bool, batches_max: usize, to_log: bool) {
+        const SUBMITTERS: usize = 6;
+        const JOBS_EACH: usize = 400;
+        let queue = Arc::new(JobQueue::<usize>::new(8, pace, batches_max));
+        let role = Arc::new(Mutex::new(Vec::<usize>::new()));
+        let (log_sender, log) = mpsc::channel::<usize>();
+        let take = {
+            let (queue, role, log_sender) = (Arc::clone(&queue), Arc::clone(&role), log_sender);
+            move |alone: bool, blocking: bool| -> bool {
+                let mut taken = match blocking {
+                    true => role.lock().expect("role"),
+                    false => match role.try_lock() {
+                        Ok(taken) => taken,
+                        Err(_) => return false,
+                    },
+                };
+                let mut out = VecDeque::new();
+                let batch = match alone {
+                    true => queue.try_take_alone(&mut out, to_log),
+                    false => queue.try_take(&mut out, 3, to_log),
+                };
+                if batch.is_none() {
+                    return false;
+                }
+                let count = out.len();
+                taken.extend(out);
+                if to_log {
+                    log_sender.send(count).expect("log alive");
+                }
+                queue.hold(0);
+                true
+            }
+        };
+        let sequencer = {
+            let (queue, take) = (Arc::clone(&queue), take.clone());
+            thread::spawn(move || {
+                while queue.wait_ready() {
+                    take(false, true);
+                }
+            })
+        };
+        let acknowledger = {
+            let queue = Arc::clone(&queue);
+            thread::spawn(move || {
+                while let Ok(count) = log.recv_timeout(Duration::from_secs(60)) {
+                    queue.log_done_quietly(count);
+                    queue.wake_after_log();
+                }
+            })
+        };
+        let submitters: Vec<_> = (0..SUBMITTERS)
+            .map(|submitter| {
+                let (queue, take) = (Arc::clone(&queue), take.clone());
+                thread::spawn(move || {
+                    for job in 0..JOBS_EACH {
+                        let pushed =
+                            queue.push_inline(submitter * JOBS_EACH + job, || take(true, false));
+                        assert!(pushed.is_ok());
+                    }
+                })
+            })
+            .collect();
+        for submitter in submitters {
+            submitter.join().expect("submitter");
+        }
+        let total = SUBMITTERS * JOBS_EACH;
+        let (done_sender, done) = mpsc::channel();
+        let watcher = {
+            let role = Arc::clone(&role);
+            thread::spawn(move || {
+                while role.lock().expect("role").len() < total {
+                    thread::yield_now();
+                }
+                done_sender.send(()).expect("test alive");
+            })
+        };
+        done.recv_timeout(Duration::from_secs(60))
+            .expect("every job was taken: no lost wake-up");
+        watcher.join().expect("watcher");
+        queue.close();
+        sequencer.join().expect("sequencer");
+        drop(take);
+        acknowledger.join().expect("acknowledger");
+        let mut taken = std::mem::take(&mut *role.lock().expect("role"));
+        for submitter in 0..SUBMITTERS {
+            let own: Vec<usize> = taken
+                .iter()
+                .copied()
+                .filter(|job| job / JOBS_EACH == submitter)
+                .collect();
+            assert!(
+                own.windows(2).all(|pair| pair[0] < pair[1]),
+                "FIFO per submitter"
+            );
+        }
+        taken.sort_unstable();
+        assert_eq!(taken, (0..total).collect::<Vec<_>>(), "each job taken once");
+    }
+
+    #[test]
+    fn submitters_taking_their_own_batches_lose_no_wake_up_without_a_log() {
+        submitters_and_the_sequencer_share_the_role(false, 1, false);
+    }
+
+    #[test]
+    fn submitters_taking_their_own_batches_lose_no_wake_up_with_a_paced_log() {
+        for batches_max in [1, 2] {
+            submitters_and_the_sequencer_share_the_role(true, batches_max, true);
+        }
     }
 
     #[test]
