@@ -1184,19 +1184,19 @@ fn callback_chains_decide_in_log_order_and_survive_a_failed_write() {
     close_and_remove(engine, &dir);
 }
 
-/// A [`Sell`] that records, as it is decided, the index it was decided at and whether it was
-/// decided on a log writer thread (a completion sequencing the next batch itself) rather
-/// than on the sequencer thread.
-struct TracedSell {
+/// A [`Sell`] that records, as it is decided, the index it was decided at and what `note`
+/// says of the deciding thread: whether it is a log writer thread (a completion sequencing the
+/// next batch itself) or its name (a submitter sequencing its own command, or the sequencer).
+struct TracedSell<T> {
     item: u64,
-    trace: Arc<std::sync::Mutex<Vec<(u64, bool)>>>,
+    trace: Arc<std::sync::Mutex<Vec<(u64, T)>>>,
+    note: fn() -> T,
 }
 
-impl Command<Shop> for TracedSell {
+impl<T: Send + 'static> Command<Shop> for TracedSell<T> {
     type Rejection = OutOfStock;
     fn decide(&self, shop: &Shop, context: &Context) -> Result<Vec<ShopEvent>, OutOfStock> {
-        let on_log_thread = lithair::log::on_writer_thread();
-        let decided = (context.first_index, on_log_thread);
+        let decided = (context.first_index, (self.note)());
         self.trace.lock().expect("trace").push(decided);
         Sell {
             item: self.item,
@@ -1204,6 +1204,11 @@ impl Command<Shop> for TracedSell {
         }
         .decide(shop, context)
     }
+}
+
+/// The name of the calling thread ("" when it has none).
+fn thread_name() -> String {
+    std::thread::current().name().unwrap_or("").to_string()
 }
 
 /// What the chains of one combined-path test share.
@@ -1240,6 +1245,7 @@ impl TracedChain {
         let sell = TracedSell {
             item: 1,
             trace: Arc::clone(&self.shared.trace),
+            note: lithair::log::on_writer_thread,
         };
         let then = move |outcome: Result<lithair::engine::Receipt, SubmitError<OutOfStock>>| {
             let (recorded, go_on) = match outcome {
@@ -1441,29 +1447,6 @@ fn chains_that_resubmit_forever_stop_cleanly_when_the_engine_shuts_down() {
     close_and_remove(reopened, &dir);
 }
 
-/// A [`Sell`] that records, as it is decided, the index it was decided at and the name of
-/// the thread that decided it (a submitter sequencing its own command, or the sequencer).
-struct NamedSell {
-    item: u64,
-    trace: Arc<std::sync::Mutex<Vec<(u64, String)>>>,
-}
-
-impl Command<Shop> for NamedSell {
-    type Rejection = OutOfStock;
-    fn decide(&self, shop: &Shop, context: &Context) -> Result<Vec<ShopEvent>, OutOfStock> {
-        let name = std::thread::current().name().unwrap_or("").to_string();
-        self.trace
-            .lock()
-            .expect("trace")
-            .push((context.first_index, name));
-        Sell {
-            item: self.item,
-            quantity: 1,
-        }
-        .decide(shop, context)
-    }
-}
-
 /// Submits `sells` named sells from a thread called `name`; returns the first index of each
 /// accepted one and how many the (injected) failed write refused.
 fn named_sells(
@@ -1479,7 +1462,12 @@ fn named_sells(
             let (mut accepted, mut refused) = (Vec::new(), 0);
             for _ in 0..sells {
                 let trace = Arc::clone(&trace);
-                match engine.submit(NamedSell { item: 1, trace }) {
+                let note = thread_name;
+                match engine.submit(TracedSell {
+                    item: 1,
+                    trace,
+                    note,
+                }) {
                     Ok(receipt) => accepted.push(receipt.first_index),
                     Err(SubmitError::DiskFull | SubmitError::Storage(_)) => refused += 1,
                     Err(other) => panic!("unexpected outcome {other:?}"),
