@@ -549,6 +549,11 @@ fn a_large_state_is_snapshotted_less_often_with_a_tail_percent() {
             (newest, events, live),
             "percent {percent}: snapshot plus the log tail give the live state"
         );
+        // The replayed tail is the log since the last snapshot: the trigger counts on from it.
+        let tail = engine.snapshot_tail();
+        assert_eq!(tail.events, events - newest, "percent {percent}");
+        assert!(tail.bytes >= tail.events, "percent {percent}: {tail:?}");
+        assert!(tail.snapshot_bytes > 0, "percent {percent}: {tail:?}");
         drop(engine);
         if percent > 0 {
             // After a restart the size comes from the newest file on disk: still none due

@@ -632,6 +632,9 @@ impl<S: State> Engine<S> {
         let replay_to = cluster.as_ref().map_or(u64::MAX, |(_, hint)| *hint);
         let (durability, segment_bytes_max) = (options.durability, options.segment_bytes_max);
         let faults = options.faults.clone();
+        // The log tail replayed past the snapshot: it is the log since the last snapshot, so
+        // the snapshot trigger counts on from it (a restart does not reset the tail).
+        let mut replayed = SnapshotTail::default();
         let rebuilt = replay::rebuild(
             data_dir,
             replay::Base::Newest(Some(initial)),
@@ -655,6 +658,7 @@ impl<S: State> Engine<S> {
                         report(last);
                         next_report = last + every;
                     }
+                    count_replayed(&mut replayed, frame, from, replay_to);
                     visit(frame).map(|_| ())
                 })
             },
@@ -683,7 +687,13 @@ impl<S: State> Engine<S> {
         };
         let proposer = cluster.map(|(proposer, _)| proposer);
         Ok((
-            Self::start(data_dir, options, (tracked, keep_initial), log, proposer),
+            Self::start(
+                data_dir,
+                options,
+                (tracked, keep_initial),
+                (log, replayed),
+                proposer,
+            ),
             opened,
         ))
     }
@@ -692,7 +702,7 @@ impl<S: State> Engine<S> {
         data_dir: &Path,
         options: EngineOptions,
         (tracked, initial): (Tracked<S>, Option<S>),
-        log: Log,
+        (log, replayed): (Log, SnapshotTail),
         proposer: Option<Arc<dyn Proposer>>,
     ) -> Self {
         let log = Arc::new(log);
@@ -721,8 +731,8 @@ impl<S: State> Engine<S> {
             in_flight: Arc::new(InFlight::default()),
             snapshot_running: AtomicBool::new(false),
             snapshot_lock: Mutex::new(()),
-            events_since_snapshot: AtomicU64::new(0),
-            bytes_since_snapshot: AtomicU64::new(0),
+            events_since_snapshot: AtomicU64::new(replayed.events),
+            bytes_since_snapshot: AtomicU64::new(replayed.bytes),
             snapshot_bytes: AtomicU64::new(snapshot_bytes),
             cluster: proposer.map(|proposer| Cluster {
                 proposer,
@@ -938,7 +948,8 @@ impl<S: State> Engine<S> {
         self.shared().snapshot_running.load(Ordering::SeqCst)
     }
 
-    /// The log written since the last snapshot started (events, bytes) and the size of the
+    /// The log written since the last snapshot started (events, bytes; at open, the log tail
+    /// recovery replayed) and the size of the
     /// newest snapshot file: what the background trigger weighs with [`SnapshotPolicy::due`].
     /// A caller that takes snapshots itself (a benchmark) applies the same rule with it.
     pub fn snapshot_tail(&self) -> SnapshotTail {
@@ -1636,6 +1647,17 @@ fn complete_append<S: State>(
     };
     if snapshot_policy(&shared.options).due(&tail) {
         start_background_snapshot(shared, snapshotter);
+    }
+}
+
+/// Adds the entries of `frame` from index `from` up to `to` to the replayed tail, counted as
+/// the applier counts committed batches (each entry with its length prefix).
+fn count_replayed(replayed: &mut SnapshotTail, frame: &log::Frame<'_>, from: u64, to: u64) {
+    for (index, entry) in (frame.index..).zip(frame.entries()) {
+        if (from..=to).contains(&index) {
+            replayed.events += 1;
+            replayed.bytes += (entry.len() + log::ENTRY_PREFIX_BYTES) as u64;
+        }
     }
 }
 
