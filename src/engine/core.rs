@@ -949,9 +949,9 @@ impl<S: State> Engine<S> {
     }
 
     /// The log written since the last snapshot started (events, bytes; at open, the log tail
-    /// recovery replayed) and the size of the
-    /// newest snapshot file: what the background trigger weighs with [`SnapshotPolicy::due`].
-    /// A caller that takes snapshots itself (a benchmark) applies the same rule with it.
+    /// recovery replayed) and the size of the newest snapshot file: what the background
+    /// trigger weighs with [`SnapshotPolicy::due`]. A caller that takes snapshots itself (a
+    /// benchmark) applies the same rule with it.
     pub fn snapshot_tail(&self) -> SnapshotTail {
         let shared = self.shared();
         SnapshotTail {
