@@ -17,7 +17,11 @@
 //! interval in which no write completed that overlaps a snapshot, and the same outside them.
 //! A second line places that longest gap among the snapshot's steps (ms from its start:
 //! `TemporaryWritten` ends the rebuild and the file write, `SegmentsDeleted`, `returned`).
-//! `--keep-state` sets `EngineOptions::snapshot_keep_state`.
+//! `--keep-state` sets `EngineOptions::snapshot_keep_state`. The thread follows the engine's
+//! trigger rule (`SnapshotPolicy::due` on `Engine::snapshot_tail`): every N events, and
+//! `--tail-percent P` (default: an app's, `lithair::app::SNAPSHOT_TAIL_PERCENT_DEFAULT`) also
+//! waits until the log since the last snapshot reaches P % of its size; `--tail-percent 0`
+//! is the period alone.
 //!
 //! `engine_bench replay --events N [--snapshot] [--dir PATH]` writes N small events (with
 //! `--snapshot`: a snapshot after 90% of them), then times recovery (`Engine::open`: snapshot
@@ -26,7 +30,7 @@
 
 use lithair::binary::{self, Decode, Encode, Reader};
 use lithair::engine::{
-    Command, Context, Engine, EngineOptions, Envelope, Meta, SnapshotHook, State,
+    Command, Context, Engine, EngineOptions, Envelope, Meta, SnapshotHook, SnapshotPolicy, State,
 };
 use lithair::log::{EntryBatch, Log, LogOptions};
 use std::collections::{BTreeMap, VecDeque};
@@ -148,6 +152,15 @@ fn durable(args: &[String]) {
     );
     let snapshot_every: u64 = flag(args, "--snapshot-every", Some(0));
     let preload: u64 = flag(args, "--preload", Some(0));
+    let policy = SnapshotPolicy {
+        every_events: snapshot_every,
+        every_bytes: 0,
+        tail_percent: flag(
+            args,
+            "--tail-percent",
+            Some(lithair::app::SNAPSHOT_TAIL_PERCENT_DEFAULT),
+        ),
+    };
     let dir = bench_dir(args, "durable");
     let options = EngineOptions {
         log_batches_max,
@@ -177,7 +190,7 @@ fn durable(args: &[String]) {
         committed: Arc::new(AtomicU64::new(0)),
         gaps,
     };
-    let snapshots = (snapshot_every > 0).then(|| snapshot_thread(&engine, &run, snapshot_every));
+    let snapshots = (snapshot_every > 0).then(|| snapshot_thread(&engine, &run, policy));
     let fsyncs_before = engine.fsync_count();
     let fsync_time_before = engine.fsync_time();
     let started = Instant::now();
@@ -343,24 +356,19 @@ impl Gaps {
     }
 }
 
-/// Takes a snapshot each time `every` more events committed, until the run stops; returns how
-/// many it took.
+/// Takes a snapshot each time `policy` says one is due (as the engine's background trigger
+/// would), until the run stops; returns how many it took.
 fn snapshot_thread(
     engine: &Arc<Engine<Tally>>,
     run: &Run,
-    every: u64,
+    policy: SnapshotPolicy,
 ) -> std::thread::JoinHandle<u64> {
     let engine = Arc::clone(engine);
-    let Run {
-        stop,
-        committed,
-        gaps,
-    } = run.clone();
+    let Run { stop, gaps, .. } = run.clone();
     std::thread::spawn(move || {
         let mut taken = 0;
-        let mut next = every;
         while !stop.load(Ordering::Relaxed) {
-            if committed.load(Ordering::Relaxed) < next {
+            if !policy.due(&engine.snapshot_tail()) {
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
@@ -368,7 +376,6 @@ fn snapshot_thread(
             engine.snapshot().expect("snapshot");
             gaps.snapshot(false);
             taken += 1;
-            next = committed.load(Ordering::Relaxed) + every;
         }
         taken
     })

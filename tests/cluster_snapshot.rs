@@ -215,16 +215,18 @@ mod engine_cluster {
     }
 
     fn open(dir: &std::path::Path, hint: u64) -> (Engine<Counter>, mpsc::Receiver<Proposal>, u64) {
+        open_with(dir, hint, EngineOptions::default())
+    }
+
+    fn open_with(
+        dir: &std::path::Path,
+        hint: u64,
+        options: EngineOptions,
+    ) -> (Engine<Counter>, mpsc::Receiver<Proposal>, u64) {
         let (sender, proposals) = mpsc::channel();
         let proposer: Arc<dyn Proposer> = Arc::new(Recorder(Mutex::new(sender)));
-        let (engine, opened) = Engine::open_cluster(
-            dir,
-            EngineOptions::default(),
-            Counter::default(),
-            proposer,
-            hint,
-        )
-        .unwrap();
+        let (engine, opened) =
+            Engine::open_cluster(dir, options, Counter::default(), proposer, hint).unwrap();
         (engine, proposals, opened.applied_index)
     }
 
@@ -339,5 +341,67 @@ mod engine_cluster {
         drop((replica, log));
         drop(engine);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Commits one `Add(amount)` command through the leader's path (propose, persist, apply).
+    fn commit_add(engine: &Engine<Counter>, proposals: &mpsc::Receiver<Proposal>, amount: u64) {
+        let replica = engine.replica();
+        let ticket = engine.submit_async(Add(amount), Default::default());
+        let (term, first, entries, token) = next(proposals);
+        persist(&engine.cluster_log(), term, first, &entries);
+        replica.apply(first, &entries, Some(token));
+        ticket.wait().unwrap();
+    }
+
+    #[test]
+    fn an_installed_snapshot_is_the_size_the_snapshot_trigger_weighs_the_tail_against() {
+        let base = std::env::temp_dir().join(format!("lithair-csnap-tail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (leader_dir, follower_dir) = (base.join("leader"), base.join("follower"));
+        // A snapshot on the leader, to send.
+        let (leader, proposals, _) = open(&leader_dir, 0);
+        bootstrap(&leader.cluster_log(), leader.replica().as_ref());
+        for amount in 1..=3 {
+            commit_add(&leader, &proposals, amount);
+        }
+        let sent = leader.snapshot().unwrap();
+        let file = lithair::engine::read_snapshot_file(&leader_dir, sent.index).unwrap();
+        let digest = leader.digest();
+        drop(leader);
+
+        // A follower (here leading its own log, to write a tail before the install) with the
+        // tail rule on and a period no test run reaches.
+        let options = EngineOptions {
+            snapshot_every_events: 1_000_000,
+            snapshot_tail_percent: 100,
+            ..EngineOptions::default()
+        };
+        let (follower, proposals, _) = open_with(&follower_dir, 0, options.clone());
+        let replica = follower.replica();
+        bootstrap(&follower.cluster_log(), replica.as_ref());
+        commit_add(&follower, &proposals, 1);
+        let before = follower.snapshot_tail();
+        assert_eq!((before.events, before.snapshot_bytes), (2, 0));
+        assert!(before.bytes > 0);
+        replica.set_leader(None);
+        lithair::engine::install_snapshot_file(&follower_dir, sent.index, &file).unwrap();
+        replica.restore(sent.index).unwrap();
+        assert_eq!(follower.digest(), digest);
+        // The installed file is now the newest snapshot: its size counts, its tail is empty.
+        let installed = lithair::engine::SnapshotTail {
+            events: 0,
+            bytes: 0,
+            snapshot_bytes: file.len() as u64,
+        };
+        assert_eq!(follower.snapshot_tail(), installed);
+        drop(replica);
+        drop(follower);
+
+        // After a restart the size comes from the file on disk.
+        let (follower, _proposals, applied) = open_with(&follower_dir, sent.index, options);
+        assert_eq!(applied, sent.index);
+        assert_eq!(follower.snapshot_tail(), installed);
+        drop(follower);
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -74,6 +74,26 @@ pub struct App {
     outcome_window: usize,
 }
 
+/// An app's background snapshot period in events
+/// ([`EngineOptions::snapshot_every_events`]): the first snapshot, and the shortest gap
+/// between two while the state is small.
+pub const SNAPSHOT_EVERY_EVENTS_DEFAULT: u64 = 100_000;
+
+/// An app's snapshot tail rule ([`EngineOptions::snapshot_tail_percent`]): a snapshot waits
+/// until the log since the last one is at least as large as that snapshot (100 %, the default
+/// of Redis's `auto-aof-rewrite-percentage`, the same trade-off).
+///
+/// With a snapshot of S bytes and a log tail of T bytes: a restart loads S and replays T;
+/// the disk holds S (plus the previous snapshot, kept) and T; each snapshot costs O(S). At
+/// 100 % a snapshot comes after at most one period or S bytes of log, so T stays below
+/// `max(period, S)`: a restart reads at most about twice the snapshot's size and the disk
+/// holds at most about three snapshots' worth, while the snapshot work is at most about
+/// one encoded-and-written byte of snapshot per byte of log, whatever the state size (with
+/// the period alone, a 1 GB state rewrote 1 GB every 100,000 events, and past a few million
+/// records the snapshot thread never rested). A lower percent shortens restarts and spends
+/// more CPU and disk writes on snapshots; a higher one the reverse.
+pub const SNAPSHOT_TAIL_PERCENT_DEFAULT: u32 = 100;
+
 impl App {
     /// A new app named `name` (its default data directory is `data/<name>`).
     pub fn new(name: &str) -> App {
@@ -85,7 +105,8 @@ impl App {
             on_start: Vec::new(),
             extra_flags: Vec::new(),
             engine_options: EngineOptions {
-                snapshot_every_events: 100_000,
+                snapshot_every_events: SNAPSHOT_EVERY_EVENTS_DEFAULT,
+                snapshot_tail_percent: SNAPSHOT_TAIL_PERCENT_DEFAULT,
                 ..EngineOptions::default()
             },
             server_config: ServerConfig::default(),

@@ -20,7 +20,10 @@ pub mod schema;
 pub mod state;
 pub mod tools;
 
-pub use builder::{App, CommandRoute, Params, Running};
+pub use builder::{
+    App, CommandRoute, Params, Running, SNAPSHOT_EVERY_EVENTS_DEFAULT,
+    SNAPSHOT_TAIL_PERCENT_DEFAULT,
+};
 pub use command::Tx;
 pub use handle::{Executed, Handle, WriteError};
 pub use model::{Collection, FieldError, Model, ModelEvent, Record, Rejection};

@@ -11,6 +11,7 @@
 //! Must not: apply an event before it is durable, or call user hooks under the state lock.
 
 use super::envelope::{self, Envelope};
+use super::policy::{SnapshotPolicy, SnapshotTail};
 use super::queue::{JobQueue, Refused, Slot, WakeBoard, LOG_BATCHES_DEFAULT, LOG_BATCHES_MAX};
 use super::replay;
 use super::replica::{self, Proposer, Replica, Token};
@@ -55,6 +56,17 @@ pub struct EngineOptions {
     pub snapshot_every_events: u64,
     /// Take a snapshot in the background every this many log bytes (0: not by size).
     pub snapshot_every_bytes: u64,
+    /// A background snapshot also waits until the log written since the last snapshot
+    /// reaches this percent of the newest snapshot file's size (0: off, the period alone
+    /// decides; the default). A snapshot costs O(state size), so with the period alone the
+    /// snapshot work per event grows with the state; with a percent P, a snapshot of S bytes
+    /// comes only after at least `P / 100 * S` bytes of log, which bounds that work per
+    /// logged byte by `100 / P` whatever the state size, and the log tail recovery replays
+    /// by `max(period, P / 100 * S)`. The first snapshot (none yet) comes at the period.
+    /// The size is the newest snapshot file's: the one this engine wrote last, the one found
+    /// on disk at open, or (cluster follower) the one installed from the leader. See
+    /// [`SnapshotPolicy`]; `App` uses [`crate::app::SNAPSHOT_TAIL_PERCENT_DEFAULT`].
+    pub snapshot_tail_percent: u32,
     /// Keep the state a snapshot was built from, so the next one replays only the log since
     /// (instead of loading the previous snapshot file and replaying from it). Costs a second
     /// copy of the state in RAM for good (without it, one exists only while a snapshot is
@@ -94,6 +106,7 @@ impl Default for EngineOptions {
             subscriber_buffer_events: SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
             snapshot_every_events: 0,
             snapshot_every_bytes: 0,
+            snapshot_tail_percent: 0,
             snapshot_keep_state: false,
             queue_commands_max: QUEUE_COMMANDS_DEFAULT,
             upcasters: Vec::new(),
@@ -356,6 +369,10 @@ pub(super) struct Shared<S: State> {
     snapshot_lock: Mutex<()>,
     events_since_snapshot: AtomicU64,
     bytes_since_snapshot: AtomicU64,
+    /// Size in bytes of the newest snapshot file (0: none), for the trigger's tail rule
+    /// ([`EngineOptions::snapshot_tail_percent`]): set at open from the file on disk, after
+    /// each snapshot written here, and after each snapshot a cluster follower installs.
+    snapshot_bytes: AtomicU64,
     /// Set in cluster mode: batches go to Raft instead of straight to the log.
     cluster: Option<Cluster>,
     /// Cluster mode: the replica's way to the applier; taken on shutdown so a replica that
@@ -615,6 +632,9 @@ impl<S: State> Engine<S> {
         let replay_to = cluster.as_ref().map_or(u64::MAX, |(_, hint)| *hint);
         let (durability, segment_bytes_max) = (options.durability, options.segment_bytes_max);
         let faults = options.faults.clone();
+        // The log tail replayed past the snapshot: it is the log since the last snapshot, so
+        // the snapshot trigger counts on from it (a restart does not reset the tail).
+        let mut replayed = SnapshotTail::default();
         let rebuilt = replay::rebuild(
             data_dir,
             replay::Base::Newest(Some(initial)),
@@ -638,6 +658,7 @@ impl<S: State> Engine<S> {
                         report(last);
                         next_report = last + every;
                     }
+                    count_replayed(&mut replayed, frame, from, replay_to);
                     visit(frame).map(|_| ())
                 })
             },
@@ -666,7 +687,13 @@ impl<S: State> Engine<S> {
         };
         let proposer = cluster.map(|(proposer, _)| proposer);
         Ok((
-            Self::start(data_dir, options, (tracked, keep_initial), log, proposer),
+            Self::start(
+                data_dir,
+                options,
+                (tracked, keep_initial),
+                (log, replayed),
+                proposer,
+            ),
             opened,
         ))
     }
@@ -675,17 +702,18 @@ impl<S: State> Engine<S> {
         data_dir: &Path,
         options: EngineOptions,
         (tracked, initial): (Tracked<S>, Option<S>),
-        log: Log,
+        (log, replayed): (Log, SnapshotTail),
         proposer: Option<Arc<dyn Proposer>>,
     ) -> Self {
         let log = Arc::new(log);
         let queue_commands_max = options.queue_commands_max;
         let applied_index = tracked.applied_index;
-        let snapshot_index = snapshot::list_snapshots(data_dir)
+        let newest_snapshot = snapshot::list_snapshots(data_dir)
             .ok()
             .and_then(|indexes| indexes.last().copied())
-            .unwrap_or(0)
-            .min(applied_index);
+            .unwrap_or(0);
+        let snapshot_bytes = snapshot::file_bytes(data_dir, newest_snapshot);
+        let snapshot_index = newest_snapshot.min(applied_index);
         let board = proposer.is_none().then(WakeBoard::new).flatten();
         let shared = Arc::new(Shared {
             board: board.map(Arc::new),
@@ -703,8 +731,9 @@ impl<S: State> Engine<S> {
             in_flight: Arc::new(InFlight::default()),
             snapshot_running: AtomicBool::new(false),
             snapshot_lock: Mutex::new(()),
-            events_since_snapshot: AtomicU64::new(0),
-            bytes_since_snapshot: AtomicU64::new(0),
+            events_since_snapshot: AtomicU64::new(replayed.events),
+            bytes_since_snapshot: AtomicU64::new(replayed.bytes),
+            snapshot_bytes: AtomicU64::new(snapshot_bytes),
             cluster: proposer.map(|proposer| Cluster {
                 proposer,
                 leader_term: AtomicU64::new(0),
@@ -910,6 +939,26 @@ impl<S: State> Engine<S> {
     pub fn snapshot(&self) -> Result<SnapshotInfo, Error> {
         assert_may_wait("Engine::snapshot");
         take_snapshot(self.shared())
+    }
+
+    /// Whether a background snapshot is running now (a test that wants each background
+    /// snapshot to finish before it writes on polls this; a trigger while one runs is skipped
+    /// and the next committed batch tries again).
+    pub fn snapshot_running(&self) -> bool {
+        self.shared().snapshot_running.load(Ordering::SeqCst)
+    }
+
+    /// The log written since the last snapshot started (events, bytes; at open, the log tail
+    /// recovery replayed) and the size of the newest snapshot file: what the background
+    /// trigger weighs with [`SnapshotPolicy::due`]. A caller that takes snapshots itself (a
+    /// benchmark) applies the same rule with it.
+    pub fn snapshot_tail(&self) -> SnapshotTail {
+        let shared = self.shared();
+        SnapshotTail {
+            events: shared.events_since_snapshot.load(Ordering::Relaxed),
+            bytes: shared.bytes_since_snapshot.load(Ordering::Relaxed),
+            snapshot_bytes: shared.snapshot_bytes.load(Ordering::Relaxed),
+        }
     }
 
     /// Digest of the committed state (see [`state::digest`]).
@@ -1585,22 +1634,39 @@ fn complete_append<S: State>(
     let count = events.len() as u64;
     apply_committed(shared, events, &remembered, skip_to);
     answer_batch(shared, batch, outcomes, filled);
-    let events_since = shared
-        .events_since_snapshot
-        .fetch_add(count, Ordering::Relaxed)
-        + count;
-    let bytes_since = shared
-        .bytes_since_snapshot
-        .fetch_add(bytes, Ordering::Relaxed)
-        + bytes;
-    let (every_events, every_bytes) = (
-        shared.options.snapshot_every_events,
-        shared.options.snapshot_every_bytes,
-    );
-    if (every_events > 0 && events_since >= every_events)
-        || (every_bytes > 0 && bytes_since >= every_bytes)
-    {
+    let tail = SnapshotTail {
+        events: shared
+            .events_since_snapshot
+            .fetch_add(count, Ordering::Relaxed)
+            + count,
+        bytes: shared
+            .bytes_since_snapshot
+            .fetch_add(bytes, Ordering::Relaxed)
+            + bytes,
+        snapshot_bytes: shared.snapshot_bytes.load(Ordering::Relaxed),
+    };
+    if snapshot_policy(&shared.options).due(&tail) {
         start_background_snapshot(shared, snapshotter);
+    }
+}
+
+/// Adds the entries of `frame` from index `from` up to `to` to the replayed tail, counted as
+/// the applier counts committed batches (each entry with its length prefix).
+fn count_replayed(replayed: &mut SnapshotTail, frame: &log::Frame<'_>, from: u64, to: u64) {
+    for (index, entry) in (frame.index..).zip(frame.entries()) {
+        if (from..=to).contains(&index) {
+            replayed.events += 1;
+            replayed.bytes += (entry.len() + log::ENTRY_PREFIX_BYTES) as u64;
+        }
+    }
+}
+
+/// The background snapshot trigger of these options.
+fn snapshot_policy(options: &EngineOptions) -> SnapshotPolicy {
+    SnapshotPolicy {
+        every_events: options.snapshot_every_events,
+        every_bytes: options.snapshot_every_bytes,
+        tail_percent: options.snapshot_tail_percent,
     }
 }
 
@@ -1755,6 +1821,12 @@ fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
     let hook = shared.options.snapshot_hook.as_ref();
     let written = snapshotter::write_at(source, target, hook)?;
     let (index, path) = (written.index, written.path);
+    // The newest file, which the next trigger weighs the log tail against (a follower's
+    // install may have made a newer one than ours: then that one).
+    shared.snapshot_bytes.store(
+        snapshot::file_bytes(&shared.data_dir, index),
+        Ordering::Relaxed,
+    );
     if shared.options.snapshot_keep_state {
         *shared
             .snapshot_state
@@ -2020,6 +2092,14 @@ impl<S: State> Replica for EngineReplica<S> {
             .expect("subscribers lock poisoned")
             .restart_at(index);
         cluster.snapshot_index.fetch_max(index, Ordering::SeqCst);
+        // The installed snapshot is the newest: the log tail after it starts empty, and the
+        // next local snapshot weighs its tail against this file's size.
+        shared.snapshot_bytes.store(
+            snapshot::file_bytes(&shared.data_dir, index),
+            Ordering::Relaxed,
+        );
+        shared.events_since_snapshot.store(0, Ordering::Relaxed);
+        shared.bytes_since_snapshot.store(0, Ordering::Relaxed);
         drop(delivered);
         tell_applied(cluster, index);
         Ok(())

@@ -36,6 +36,7 @@
 
 mod core;
 mod envelope;
+mod policy;
 mod queue;
 mod replay;
 mod replica;
@@ -51,6 +52,7 @@ pub use self::core::{
     QUEUE_FULL, REPLAY_PROGRESS_EVENTS, SUBSCRIBER_BUFFER_EVENTS_DEFAULT,
 };
 pub use envelope::{decode_entry, encode_entry, Envelope, EnvelopeRef};
+pub use policy::{SnapshotPolicy, SnapshotTail};
 pub use queue::{GROUP_WAIT_US_MAX, LOG_BATCHES_DEFAULT, LOG_BATCHES_MAX, WAKE_LANES};
 pub use replay::{decode_event, replay_dir};
 pub use replica::{

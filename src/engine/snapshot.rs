@@ -128,6 +128,16 @@ pub fn parse_snapshot(bytes: &[u8]) -> Result<(u64, &[u8]), String> {
     Ok((long(16), body))
 }
 
+/// The size in bytes of the snapshot file covering `index` in `data_dir` (header included),
+/// or 0 when there is none (index 0, or the file is gone): the snapshot trigger weighs the
+/// log tail against it, so an unreadable size means "no snapshot yet", never an error.
+pub(super) fn file_bytes(data_dir: &Path, index: u64) -> u64 {
+    if index == 0 {
+        return 0;
+    }
+    fs::metadata(snapshot_file(data_dir, index)).map_or(0, |meta| meta.len())
+}
+
 /// Loads the newest snapshot that passes its checksums, logging (and skipping) damaged newer
 /// ones: an older snapshot plus a longer log tail gives the same state.
 pub fn load_newest(data_dir: &Path) -> Result<Option<(u64, Vec<u8>)>, Error> {
