@@ -139,9 +139,7 @@ pub struct Tracked<S> {
 impl<S: State> Tracked<S> {
     /// Wraps `state` whose last applied index is `applied_index`, remembering the receipts of
     /// the last `idempotency_keys_max` idempotency keys.
-    ///
-    /// # Panics
-    /// If `idempotency_keys_max` exceeds [`IDEMPOTENCY_KEYS_MAX`].
+    /// A bound above [`IDEMPOTENCY_KEYS_MAX`] (tools pass `usize::MAX`: all) keeps that many.
     pub fn new(state: S, applied_index: u64, idempotency_keys_max: usize) -> Self {
         Tracked {
             state,
@@ -379,10 +377,8 @@ impl Clone for KeyWindow {
 
 impl KeyWindow {
     fn new(keys_max: usize) -> KeyWindow {
-        assert!(
-            keys_max <= IDEMPOTENCY_KEYS_MAX,
-            "an idempotency window holds at most {IDEMPOTENCY_KEYS_MAX} keys, not {keys_max}"
-        );
+        // Tools replay with no bound (`usize::MAX`): the index cannot number more slots.
+        let keys_max = keys_max.min(IDEMPOTENCY_KEYS_MAX);
         let reserved = keys_max.min(WINDOW_RESERVED_SLOTS_MAX);
         let buckets = Self::buckets_for(reserved);
         KeyWindow {
@@ -734,6 +730,14 @@ mod tests {
             check(4, &steps, hashing);
             check(1, &steps, hashing);
         }
+    }
+
+    #[test]
+    fn an_unbounded_window_keeps_the_most_a_window_can() {
+        let mut window = KeyWindow::new(usize::MAX);
+        assert_eq!(window.keys_max, IDEMPOTENCY_KEYS_MAX);
+        window.remember("a", receipt(1, 1));
+        assert_eq!(window.get("a"), Some(receipt(1, 1)));
     }
 
     #[test]
