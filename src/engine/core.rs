@@ -48,7 +48,8 @@ pub struct EngineOptions {
     pub durability: Durability,
     /// Segment size at which the log rolls over.
     pub segment_bytes_max: u64,
-    /// Idempotency keys remembered (oldest evicted first).
+    /// Idempotency keys remembered (oldest evicted first), 1 to
+    /// [`IDEMPOTENCY_KEYS_MAX`](super::IDEMPOTENCY_KEYS_MAX).
     pub idempotency_keys_max: usize,
     /// Events a subscriber may lag behind before it is cut off.
     pub subscriber_buffer_events: usize,
@@ -611,13 +612,14 @@ impl<S: State> Engine<S> {
         initial: S,
         cluster: Option<(Arc<dyn Proposer>, u64)>,
     ) -> Result<(Self, Opened), Error> {
-        if options.idempotency_keys_max == 0
+        if !(1..=state::IDEMPOTENCY_KEYS_MAX).contains(&options.idempotency_keys_max)
             || options.subscriber_buffer_events == 0
             || options.queue_commands_max == 0
             || !(1..=LOG_BATCHES_MAX).contains(&options.log_batches_max)
         {
-            let message = "idempotency_keys_max, subscriber_buffer_events and queue_commands_max \
-                must be > 0, and log_batches_max in 1..=LOG_BATCHES_MAX";
+            let message = "idempotency_keys_max must be in 1..=IDEMPOTENCY_KEYS_MAX, \
+                subscriber_buffer_events and queue_commands_max > 0, and log_batches_max in \
+                1..=LOG_BATCHES_MAX";
             return Err(Error::Invalid {
                 message: message.to_string(),
             });
@@ -1086,6 +1088,33 @@ struct Sequencer<S: State> {
     scratch: Vec<u8>,
     /// The envelopes of those events and where each sits in `scratch` (reused likewise).
     scratch_envelopes: Vec<(Envelope, std::ops::Range<usize>)>,
+    /// Cluster mode: the last batch's entries, cleared, reused by the next batch (Raft copies
+    /// the entries out; a single node hands its batch to the log, which keeps it).
+    spare_entries: EntryBatch,
+    /// The size of the last batch, to size the next one's buffers in one allocation each.
+    last_batch: BatchShape,
+}
+
+/// What a batch held, to size the next one's buffers (jobs vary little from batch to batch;
+/// growing each buffer by doubling costs a series of reallocations per batch, large ones
+/// consolidating the allocator's free lists).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct BatchShape {
+    jobs: usize,
+    entry_bytes: usize,
+    remembered: usize,
+}
+
+impl BatchShape {
+    /// Capacities for a batch of at most `jobs` jobs: (entry bytes, remembered keys), in
+    /// proportion to the last batch.
+    fn reserve_for(&self, jobs: usize) -> (usize, usize) {
+        if self.jobs == 0 {
+            return (0, 0);
+        }
+        let per_job = |total: usize| total.saturating_mul(jobs).div_ceil(self.jobs);
+        (per_job(self.entry_bytes), per_job(self.remembered))
+    }
 }
 
 impl<S: State> Sequencer<S> {
@@ -1117,6 +1146,8 @@ impl<S: State> Sequencer<S> {
             last_timestamp_ms: 0,
             scratch: Vec::new(),
             scratch_envelopes: Vec::new(),
+            spare_entries: EntryBatch::new(),
+            last_batch: BatchShape::default(),
         }
     }
 
@@ -1330,6 +1361,9 @@ fn propose_backlog<S: State>(shared: &Arc<Shared<S>>, cluster: &Cluster, role: &
     );
     shared.in_flight.start();
     propose_batch(cluster, &mut role.sequencer, first_index, &entries, pending);
+    let mut entries = entries;
+    entries.clear();
+    role.sequencer.spare_entries = entries;
 }
 
 /// Single node: sequences the role's backlog into batch number `batch` (already counted in
@@ -1502,14 +1536,18 @@ fn sequence_batch<S: State>(
     backlog: &mut VecDeque<Job<S>>,
 ) -> (EntryBatch, Pending<S>) {
     let timestamp_ms = sequencer.now_ms();
-    let mut entries = EntryBatch::new();
+    let jobs = backlog.len().min(BATCH_COMMANDS_MAX);
+    let (entry_bytes, remembered) = sequencer.last_batch.reserve_for(jobs);
+    let mut entries = std::mem::take(&mut sequencer.spare_entries);
+    assert!(entries.is_empty(), "a spare entry batch is cleared");
+    entries.reserve(entry_bytes);
     let mut pending = Pending {
         batch: 0,
         bytes: 0,
         skip_to: 0,
-        events: Vec::with_capacity(backlog.len()),
-        remembered: Vec::new(),
-        outcomes: Vec::with_capacity(backlog.len()),
+        events: Vec::with_capacity(jobs),
+        remembered: Vec::with_capacity(remembered),
+        outcomes: Vec::with_capacity(jobs),
         undecoded: (0, Vec::new()),
     };
     while let Some(job) = backlog.pop_front() {
@@ -1525,6 +1563,11 @@ fn sequence_batch<S: State>(
         "a batch answers at least one job"
     );
     pending.bytes = entries.byte_len() as u64;
+    sequencer.last_batch = BatchShape {
+        jobs: pending.outcomes.len(),
+        entry_bytes: entries.byte_len(),
+        remembered: pending.remembered.len(),
+    };
     (entries, pending)
 }
 
@@ -1538,7 +1581,7 @@ fn propose_batch<S: State>(
     entries: &EntryBatch,
     mut pending: Pending<S>,
 ) {
-    let mut raw = split_entries(entries.as_bytes());
+    let mut raw = split_entries(entries);
     if raw.is_empty() {
         raw.push(Arc::from(&[][..]));
         sequencer.speculative.skip_to(first_index);
@@ -1553,8 +1596,9 @@ fn propose_batch<S: State>(
 
 /// The entries of an [`EntryBatch`]'s bytes (`len u32 LE | entry`, repeated), copied once
 /// into the shared allocations the Raft log keeps.
-fn split_entries(mut bytes: &[u8]) -> Vec<Arc<[u8]>> {
-    let mut out = Vec::new();
+fn split_entries(entries: &EntryBatch) -> Vec<Arc<[u8]>> {
+    let mut out = Vec::with_capacity(entries.len() as usize);
+    let mut bytes = entries.as_bytes();
     while let Some(prefix) = bytes.get(..4) {
         let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
         let entry = bytes
@@ -2120,5 +2164,44 @@ impl<S: State> Replica for EngineReplica<S> {
     fn applied_digest(&self) -> (u64, [u8; state::DIGEST_BYTES]) {
         let committed = self.shared.committed.read().expect("state lock poisoned");
         (committed.applied_index, state::digest(&committed.state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_sized_after_the_last_one_per_job() {
+        assert_eq!(BatchShape::default().reserve_for(100), (0, 0));
+        let last = BatchShape {
+            jobs: 4,
+            entry_bytes: 1_000,
+            remembered: 2,
+        };
+        assert_eq!(last.reserve_for(4), (1_000, 2));
+        assert_eq!(last.reserve_for(8), (2_000, 4));
+        assert_eq!(
+            last.reserve_for(1),
+            (250, 1),
+            "rounded up, never 0 for a key"
+        );
+        let keyless = BatchShape {
+            remembered: 0,
+            ..last
+        };
+        assert_eq!(keyless.reserve_for(8), (2_000, 0));
+    }
+
+    #[test]
+    fn split_entries_allocates_its_list_once() {
+        let mut entries = EntryBatch::new();
+        for payload in [&b"a"[..], b"bc", b"", b"def", b"g"] {
+            entries.push(payload);
+        }
+        let raw = split_entries(&entries);
+        assert_eq!(raw.capacity(), 5);
+        let payloads: Vec<&[u8]> = raw.iter().map(|entry| &entry[..]).collect();
+        assert_eq!(payloads, [&b"a"[..], b"bc", b"", b"def", b"g"]);
     }
 }

@@ -66,6 +66,6 @@ pub use snapshot::{
 };
 pub use state::{
     digest, digest_hex, Command, Committed, Context, Convert, Meta, Receipt, State, Tracked,
-    Upcaster, DIGEST_BYTES,
+    Upcaster, DIGEST_BYTES, IDEMPOTENCY_KEYS_MAX,
 };
 pub use subscribe::{SubscribeError, Subscription, CATCH_UP_EVENTS_MAX};

@@ -6,9 +6,9 @@
 
 use super::envelope::Envelope;
 use crate::binary::{self, Decode, Encode, Reader};
-use std::collections::hash_map::{Entry, RandomState};
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// The application state: in RAM, changed only by applying events in log order.
@@ -137,7 +137,9 @@ pub struct Tracked<S> {
 }
 
 impl<S: State> Tracked<S> {
-    /// Wraps `state` whose last applied index is `applied_index`.
+    /// Wraps `state` whose last applied index is `applied_index`, remembering the receipts of
+    /// the last `idempotency_keys_max` idempotency keys.
+    /// A bound above [`IDEMPOTENCY_KEYS_MAX`] (tools pass `usize::MAX`: all) keeps that many.
     pub fn new(state: S, applied_index: u64, idempotency_keys_max: usize) -> Self {
         Tracked {
             state,
@@ -254,106 +256,207 @@ impl<S: State> Tracked<S> {
     }
 }
 
-/// Hasher of a table whose keys are already the output of a keyed hash: passes the `u64`
-/// through instead of hashing it again.
-#[derive(Debug, Default, Clone, Copy)]
-struct PassThrough(u64);
+/// Most slots a window reserves when it is created (and keeps when cloned) before any key is
+/// remembered: the default bound (100,000 keys, 64 bytes a slot) is reserved whole, so a
+/// full window never grows, while a window configured far larger only reserves this much up
+/// front and grows with its keys. The reservation is address space: pages are only touched
+/// (and become resident) as keys fill them.
+const WINDOW_RESERVED_SLOTS_MAX: usize = 1 << 20;
 
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// Largest idempotency window ([`Tracked::new`], `EngineOptions::idempotency_keys_max`): its
+/// index stores a slot number in 32 bits, next to 32 bits of the key's hash.
+pub const IDEMPOTENCY_KEYS_MAX: usize = 1 << 30;
 
-    fn write(&mut self, bytes: &[u8]) {
-        // The table only hashes `u64`s (`write_u64`); fold anything else in all the same.
-        for &byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+/// An empty entry of the window's index (a stored entry's slot number is never 0: it is the
+/// slot's index plus one).
+const EMPTY: u64 = 0;
+
+/// Key bytes a window slot holds in itself (a UUID's 36 fit): the window keeps no pointer to
+/// the client's key, so an eviction touches neither a cold reference count nor the allocator.
+const KEY_INLINE_BYTES: usize = 46;
+
+/// A window's copy of a key: inline up to [`KEY_INLINE_BYTES`], else on the heap.
+#[derive(Debug, Clone)]
+enum SlotKey {
+    Inline {
+        len: u8,
+        bytes: [u8; KEY_INLINE_BYTES],
+    },
+    Heap(Box<str>),
+}
+
+impl SlotKey {
+    fn new(key: &str) -> SlotKey {
+        match u8::try_from(key.len()) {
+            Ok(len) if key.len() <= KEY_INLINE_BYTES => {
+                let mut bytes = [0; KEY_INLINE_BYTES];
+                bytes[..key.len()].copy_from_slice(key.as_bytes());
+                SlotKey::Inline { len, bytes }
+            }
+            _ => SlotKey::Heap(Box::from(key)),
         }
     }
 
-    fn write_u64(&mut self, value: u64) {
-        self.0 = value;
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            SlotKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            SlotKey::Heap(key) => key.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            SlotKey::Inline { .. } => {
+                std::str::from_utf8(self.as_bytes()).expect("a window key is copied from a str")
+            }
+            SlotKey::Heap(key) => key,
+        }
     }
 }
 
 /// One key of the idempotency window.
 #[derive(Debug, Clone)]
 struct WindowSlot {
-    /// The window's hash of `key`, kept so eviction never reads or hashes the key again.
+    /// The window's hash of `key`: compared before the key, and it finds the slot's index
+    /// entry on eviction without hashing the key again.
     hash: u64,
-    key: Arc<str>,
     receipt: Receipt,
+    key: SlotKey,
 }
 
 /// The idempotency window: the receipts of the last `keys_max` keys, evicted oldest first.
 ///
 /// Keys come from clients, so they are hashed with a keyed SipHash (`RandomState`), once per
-/// call. The table is keyed by that 64-bit hash: an eviction removes it without hashing the
-/// key again, and growing the table moves integers without rereading any key (the string of
-/// a key evicted 100k writes later is a cache miss). A slot's full key settles equality; a
-/// key whose hash collides with another's present key (rare, and not choosable by a client
-/// who does not know the hash key) goes to `collided`, keyed by the string itself.
-/// INVARIANT: every slot of `order` is in exactly one of `by_hash` and `collided`, under its
-/// position, and neither holds anything else.
-#[derive(Debug, Clone)]
+/// call. Slots live in a ring of at most `keys_max` slots: while the window fills, a new key
+/// is pushed at the end; once full, it replaces the oldest in place (no deque growth, no
+/// allocation per key). The index is an open-addressing table (linear probing, deletion by
+/// backward shift, so no tombstones and no rehash in steady state) of `u64` entries:
+/// `hash >> 32` in the high half (its low bits choose the home bucket) and slot + 1 in the
+/// low half, beside one tag byte per bucket (0: empty, else 7 low bits of the hash): a lookup
+/// of an absent key (the usual case: each write brings a new key) reads only the tags, an
+/// eighth of the table's size and mostly in cache; a matching tag then reads the entry, and
+/// a matching high half the slot. An eviction finds the oldest slot's entry by its stored
+/// hash without reading its key. Keys whose hashes (or parts of them) collide simply sit in
+/// successive buckets: a slot's full hash, then key, settles equality. The table has at
+/// least twice as many buckets as keys (load at most 1/2), and is sized for `keys_max` once
+/// the window is full.
+/// INVARIANT: the table holds exactly one entry per slot, `(hash >> 32) << 32 | slot + 1`,
+/// reachable from its home bucket without crossing an empty bucket, and nothing else; a
+/// bucket's tag is 0 when it is empty, else the tag of its slot's hash.
+#[derive(Debug)]
 struct KeyWindow {
     hasher: RandomState,
-    /// Slots in arrival order: the slot at offset `i` has position `evicted + i`.
-    order: VecDeque<WindowSlot>,
-    /// Slots evicted so far: the position of the front of `order`.
-    evicted: u64,
-    by_hash: HashMap<u64, u64, BuildHasherDefault<PassThrough>>,
-    collided: HashMap<Arc<str>, u64>,
+    /// The ring; while it is shorter than `keys_max`, `oldest` is 0 and arrival order is
+    /// index order.
+    slots: Vec<WindowSlot>,
+    /// Index in `slots` of the oldest key, once the ring is full.
+    oldest: usize,
+    /// Open-addressing index, a power of two long.
+    table: Vec<u64>,
+    /// The tag of each bucket's entry (0: empty), as long as `table`.
+    tags: Vec<u8>,
     keys_max: usize,
+}
+
+impl Clone for KeyWindow {
+    /// Keeps the reservation: a clone (the sequencer's speculative copy) grows no more than
+    /// the original would.
+    fn clone(&self) -> KeyWindow {
+        let mut slots = Vec::with_capacity(self.slots.capacity());
+        slots.extend(self.slots.iter().cloned());
+        KeyWindow {
+            hasher: self.hasher.clone(),
+            slots,
+            oldest: self.oldest,
+            table: self.table.clone(),
+            tags: self.tags.clone(),
+            keys_max: self.keys_max,
+        }
+    }
 }
 
 impl KeyWindow {
     fn new(keys_max: usize) -> KeyWindow {
+        // Tools replay with no bound (`usize::MAX`): the index cannot number more slots.
+        let keys_max = keys_max.min(IDEMPOTENCY_KEYS_MAX);
+        let reserved = keys_max.min(WINDOW_RESERVED_SLOTS_MAX);
+        let buckets = Self::buckets_for(reserved);
         KeyWindow {
             hasher: RandomState::new(),
-            order: VecDeque::new(),
-            evicted: 0,
-            by_hash: HashMap::default(),
-            collided: HashMap::new(),
+            slots: Vec::with_capacity(reserved),
+            oldest: 0,
+            table: vec![EMPTY; buckets],
+            tags: vec![0; buckets],
             keys_max,
         }
     }
 
+    /// Buckets of a table for `keys` keys: a power of two, at least twice as many.
+    fn buckets_for(keys: usize) -> usize {
+        (keys.max(1) * 2).next_power_of_two()
+    }
+
     fn len(&self) -> usize {
-        self.order.len()
+        self.slots.len()
     }
 
     /// Keys and receipts, oldest first.
-    fn iter(&self) -> impl Iterator<Item = (&Arc<str>, Receipt)> + '_ {
-        self.order.iter().map(|slot| (&slot.key, slot.receipt))
+    fn iter(&self) -> impl Iterator<Item = (&str, Receipt)> + '_ {
+        let (newest, oldest) = self.slots.split_at(self.oldest);
+        oldest
+            .iter()
+            .chain(newest)
+            .map(|slot| (slot.key.as_str(), slot.receipt))
     }
 
     fn hash(&self, key: &str) -> u64 {
         self.hasher.hash_one(key)
     }
 
-    /// Offset in `order` of the slot at `position`.
-    fn offset(&self, position: u64) -> usize {
-        assert!(position >= self.evicted, "position {position} was evicted");
-        let offset = usize::try_from(position - self.evicted).expect("offset fits usize");
-        assert!(
-            offset < self.order.len(),
-            "position {position} not yet used"
-        );
-        offset
+    fn mask(&self) -> usize {
+        self.table.len() - 1
     }
 
-    /// The position of `key`, whose hash is `hash`, if it is in the window.
-    fn position(&self, key: &str, hash: u64) -> Option<u64> {
-        if let Some(&position) = self.by_hash.get(&hash) {
-            if *self.order[self.offset(position)].key == *key {
-                return Some(position);
+    /// The home bucket of an entry (or of a hash's entry: the high halves are equal).
+    fn home(&self, entry: u64) -> usize {
+        (entry >> 32) as usize & self.mask()
+    }
+
+    /// The table entry of slot `slot` holding a key whose hash is `hash`.
+    fn entry_of(hash: u64, slot: usize) -> u64 {
+        (hash >> 32) << 32 | (slot as u64 + 1)
+    }
+
+    /// The tag of a hash's bucket: never 0 (an empty bucket's), and from other bits than
+    /// those that choose the home bucket.
+    fn tag_of(hash: u64) -> u8 {
+        0x80 | (hash as u8 & 0x7f)
+    }
+
+    /// The slot an entry points to.
+    fn slot_of(entry: u64) -> usize {
+        (entry as u32 as usize) - 1
+    }
+
+    /// The slot of `key`, whose hash is `hash`, if it is in the window.
+    fn find(&self, key: &str, hash: u64) -> Option<usize> {
+        let (mask, high, wanted) = (self.mask(), hash >> 32, Self::tag_of(hash));
+        let mut bucket = self.home(hash);
+        loop {
+            let tag = self.tags[bucket];
+            if tag == 0 {
+                return None;
             }
+            if tag == wanted {
+                let entry = self.table[bucket];
+                let slot = &self.slots[Self::slot_of(entry)];
+                if entry >> 32 == high && slot.hash == hash && slot.key.as_bytes() == key.as_bytes()
+                {
+                    return Some(Self::slot_of(entry));
+                }
+            }
+            bucket = (bucket + 1) & mask;
         }
-        if self.collided.is_empty() {
-            return None;
-        }
-        self.collided.get(key).copied()
     }
 
     fn get(&self, key: &str) -> Option<Receipt> {
@@ -361,58 +464,92 @@ impl KeyWindow {
     }
 
     fn get_hashed(&self, key: &str, hash: u64) -> Option<Receipt> {
-        let position = self.position(key, hash)?;
-        Some(self.order[self.offset(position)].receipt)
+        let slot = self.find(key, hash)?;
+        Some(self.slots[slot].receipt)
     }
 
-    fn remember(&mut self, key: &Arc<str>, receipt: Receipt) {
+    fn remember(&mut self, key: &str, receipt: Receipt) {
         let hash = self.hash(key);
         self.remember_hashed(key, hash, receipt);
     }
 
-    fn remember_hashed(&mut self, key: &Arc<str>, hash: u64, receipt: Receipt) {
-        if let Some(position) = self.position(key, hash) {
-            let offset = self.offset(position);
-            let stored = &mut self.order[offset].receipt;
+    fn remember_hashed(&mut self, key: &str, hash: u64, receipt: Receipt) {
+        if let Some(slot) = self.find(key, hash) {
+            let stored = &mut self.slots[slot].receipt;
             // Replay sees one entry per event of the command: widen the stored range.
             if stored.request_id == receipt.request_id {
                 stored.last_index = receipt.last_index;
             }
             return;
         }
-        let position = self.evicted + self.order.len() as u64;
-        match self.by_hash.entry(hash) {
-            Entry::Vacant(vacant) => {
-                vacant.insert(position);
-            }
-            Entry::Occupied(_) => {
-                let previous = self.collided.insert(Arc::clone(key), position);
-                assert!(previous.is_none(), "a collided key was already present");
-            }
+        if self.keys_max == 0 {
+            return; // A window of no keys remembers nothing.
         }
-        let key = Arc::clone(key);
-        self.order.push_back(WindowSlot { hash, key, receipt });
-        while self.order.len() > self.keys_max {
-            self.evict_oldest();
-        }
+        let key = SlotKey::new(key);
+        let slot = if self.slots.len() < self.keys_max {
+            if (self.slots.len() + 1) * 2 > self.table.len() {
+                self.grow_table();
+            }
+            self.slots.push(WindowSlot { hash, key, receipt });
+            self.slots.len() - 1
+        } else {
+            // Full: the new key takes the oldest's slot.
+            let slot = self.oldest;
+            let evicted = self.slots[slot].hash;
+            self.unindex(Self::entry_of(evicted, slot));
+            self.slots[slot] = WindowSlot { hash, key, receipt };
+            self.oldest = (slot + 1) % self.keys_max;
+            slot
+        };
+        self.index(Self::entry_of(hash, slot), Self::tag_of(hash));
     }
 
-    fn evict_oldest(&mut self) {
-        let oldest = self
-            .order
-            .pop_front()
-            .expect("evicting from an empty window");
-        let position = self.evicted;
-        self.evicted += 1;
-        if self.by_hash.get(&oldest.hash) == Some(&position) {
-            self.by_hash.remove(&oldest.hash);
-        } else {
-            let removed = self.collided.remove(&*oldest.key);
-            assert_eq!(
-                removed,
-                Some(position),
-                "a window key is in by_hash or collided"
-            );
+    /// Puts `entry`, whose tag is `tag`, in the first empty bucket from its home on.
+    fn index(&mut self, entry: u64, tag: u8) {
+        let mask = self.mask();
+        let mut bucket = self.home(entry);
+        while self.tags[bucket] != 0 {
+            bucket = (bucket + 1) & mask;
+        }
+        self.table[bucket] = entry;
+        self.tags[bucket] = tag;
+    }
+
+    /// Removes `entry` from the table, moving back the entries after it that its bucket kept
+    /// from their home (backward shift: lookups never cross an empty bucket they need).
+    fn unindex(&mut self, entry: u64) {
+        let mask = self.mask();
+        let mut hole = self.home(entry);
+        while self.table[hole] != entry {
+            assert_ne!(self.table[hole], EMPTY, "a window slot has no index entry");
+            hole = (hole + 1) & mask;
+        }
+        let mut bucket = hole;
+        loop {
+            bucket = (bucket + 1) & mask;
+            let next = self.table[bucket];
+            if next == EMPTY {
+                break;
+            }
+            // `next` may fill the hole when the hole lies between its home and its bucket.
+            let home = self.home(next);
+            if bucket.wrapping_sub(home) & mask >= bucket.wrapping_sub(hole) & mask {
+                self.table[hole] = next;
+                self.tags[hole] = self.tags[bucket];
+                hole = bucket;
+            }
+        }
+        self.table[hole] = EMPTY;
+        self.tags[hole] = 0;
+    }
+
+    /// Doubles the table (only while a window larger than its reservation fills).
+    fn grow_table(&mut self) {
+        let buckets = self.table.len() * 2;
+        let table = std::mem::replace(&mut self.table, vec![EMPTY; buckets]);
+        let tags = std::mem::replace(&mut self.tags, vec![0; buckets]);
+        for (entry, tag) in table.into_iter().zip(tags).filter(|&(_, tag)| tag != 0) {
+            self.index(entry, tag);
         }
     }
 }
@@ -436,6 +573,7 @@ pub fn digest_hex(digest: &[u8; DIGEST_BYTES]) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::VecDeque;
 
     /// The window as it was written before `KeyWindow`: a map by key and a FIFO of keys.
     #[derive(Default)]
@@ -473,40 +611,98 @@ mod tests {
         }
     }
 
-    /// Runs `steps` (key number, request id) on a window and on the model; `colliding` gives
-    /// keys one of three hashes, so most keys collide.
-    fn check(keys_max: usize, steps: &[(u8, u64)], colliding: bool) {
+    /// How a test hashes its keys: the window's own hash, or chosen hashes that collide.
+    #[derive(Debug, Clone, Copy)]
+    enum Hashing {
+        /// The window's keyed hash.
+        Keyed,
+        /// One of three full hashes: most keys share their whole hash with others.
+        Equal,
+        /// Distinct full hashes whose high halves are one of three, near the end of the
+        /// table (the probe sequences wrap around to bucket 0).
+        HighHalf,
+        /// Distinct high halves, all near the end of the table, and one tag for all.
+        OneTag,
+    }
+
+    /// Key `number`: short ones are held inline by the window, every fourth one is too long
+    /// for that.
+    fn key_name(number: u8) -> String {
+        match number % 4 {
+            3 => format!("key-{number}-{}", "long".repeat(KEY_INLINE_BYTES / 4)),
+            _ => format!("key-{number}"),
+        }
+    }
+
+    fn hash_of(window: &KeyWindow, number: u8, hashing: Hashing) -> u64 {
+        match hashing {
+            Hashing::Keyed => window.hash(&key_name(number)),
+            Hashing::Equal => u64::from(number % 3),
+            Hashing::HighHalf => {
+                let high = (window.table.len() as u64 - 1).wrapping_sub(u64::from(number % 3));
+                high << 32 | u64::from(number)
+            }
+            Hashing::OneTag => {
+                let high = (window.table.len() as u64 - 1).wrapping_sub(u64::from(number % 5));
+                (high + window.table.len() as u64 * u64::from(number)) << 32 | 0x2a
+            }
+        }
+    }
+
+    /// Asserts the window's invariant: one table entry per slot, found from its home bucket,
+    /// and nothing else; slots in arrival order from `oldest`.
+    fn assert_consistent(window: &KeyWindow) {
+        let entries: Vec<u64> = window
+            .table
+            .iter()
+            .copied()
+            .filter(|&e| e != EMPTY)
+            .collect();
+        assert_eq!(entries.len(), window.len(), "one entry per slot");
+        assert_eq!(window.tags.len(), window.table.len());
+        for (&entry, &tag) in window.table.iter().zip(&window.tags) {
+            assert_eq!(
+                entry == EMPTY,
+                tag == 0,
+                "a bucket is empty in both or neither"
+            );
+        }
+        assert!(window.len() <= window.keys_max);
+        assert!(window.len() * 2 <= window.table.len(), "load at most 1/2");
+        assert!(window.oldest == 0 || window.len() == window.keys_max);
+        for (index, slot) in window.slots.iter().enumerate() {
+            assert_eq!(window.find(slot.key.as_str(), slot.hash), Some(index));
+            let entry = KeyWindow::entry_of(slot.hash, index);
+            let bucket = window.table.iter().position(|&e| e == entry);
+            let bucket = bucket.unwrap_or_else(|| panic!("slot {index} has its entry"));
+            assert_eq!(window.tags[bucket], KeyWindow::tag_of(slot.hash));
+        }
+    }
+
+    /// Runs `steps` (key number, request id) on a window and on the model.
+    fn check(keys_max: usize, steps: &[(u8, u64)], hashing: Hashing) {
         let (mut window, mut model) = (KeyWindow::new(keys_max), Model::default());
         for (step, &(number, request_id)) in steps.iter().enumerate() {
-            let key: Arc<str> = Arc::from(format!("key-{number}"));
-            let hash = |window: &KeyWindow| {
-                if colliding {
-                    u64::from(number % 3)
-                } else {
-                    window.hash(&key)
-                }
-            };
+            let key: Arc<str> = Arc::from(key_name(number));
             let last_index = step as u64;
-            let h = hash(&window);
-            window.remember_hashed(&key, h, receipt(request_id, last_index));
+            let hash = hash_of(&window, number, hashing);
+            window.remember_hashed(&key, hash, receipt(request_id, last_index));
             model.remember(&key, receipt(request_id, last_index), keys_max);
-            assert_eq!(window.by_hash.len() + window.collided.len(), window.len());
-            let listed: Vec<_> = window.iter().map(|(k, r)| (Arc::clone(k), r)).collect();
+            assert_consistent(&window);
+            let listed: Vec<_> = window.iter().map(|(k, r)| (k.to_string(), r)).collect();
             let expected: Vec<_> = model
                 .order
                 .iter()
-                .map(|k| (Arc::clone(k), model.receipts[k]))
+                .map(|k| (k.to_string(), model.receipts[k]))
                 .collect();
             assert_eq!(listed, expected);
+            let copy = window.clone();
             for number in 0..24u8 {
-                let probe = format!("key-{number}");
-                let h = if colliding {
-                    u64::from(number % 3)
-                } else {
-                    window.hash(&probe)
-                };
+                let probe = key_name(number);
+                let hash = hash_of(&window, number, hashing);
                 let wanted = model.receipts.get(probe.as_str()).copied();
-                assert_eq!(window.get_hashed(&probe, h), wanted, "{probe}");
+                assert_eq!(window.get_hashed(&probe, hash), wanted, "{probe}");
+                assert_eq!(copy.get_hashed(&probe, hash), wanted, "{probe} in a clone");
             }
         }
     }
@@ -530,8 +726,72 @@ mod tests {
     #[test]
     fn colliding_hashes_keep_every_key_apart() {
         let steps: Vec<(u8, u64)> = (0..40u8).map(|n| (n % 9, u64::from(n % 4))).collect();
-        check(4, &steps, true);
-        check(1, &steps, true);
+        for hashing in [Hashing::Equal, Hashing::HighHalf, Hashing::OneTag] {
+            check(4, &steps, hashing);
+            check(1, &steps, hashing);
+        }
+    }
+
+    #[test]
+    fn an_unbounded_window_keeps_the_most_a_window_can() {
+        let mut window = KeyWindow::new(usize::MAX);
+        assert_eq!(window.keys_max, IDEMPOTENCY_KEYS_MAX);
+        window.remember("a", receipt(1, 1));
+        assert_eq!(window.get("a"), Some(receipt(1, 1)));
+    }
+
+    #[test]
+    fn a_window_of_no_keys_remembers_nothing() {
+        let mut window = KeyWindow::new(0);
+        window.remember(&Arc::from("a"), receipt(1, 1));
+        assert_eq!(window.get("a"), None);
+        assert_eq!(window.len(), 0);
+    }
+
+    /// A full window takes each new key into the oldest's slot: it neither allocates slots
+    /// nor grows its table any more, and a clone keeps the reservation.
+    #[test]
+    fn a_full_window_neither_grows_nor_reallocates() {
+        let keys_max = 1_000;
+        let mut window = KeyWindow::new(keys_max);
+        let (slots, buckets) = (window.slots.as_ptr(), window.table.len());
+        let mut copy = window.clone();
+        for n in 0..(3 * keys_max as u64) {
+            let key: Arc<str> = Arc::from(format!("key-{n}"));
+            window.remember(&key, receipt(n, n));
+            copy.remember(&key, receipt(n, n));
+        }
+        assert_eq!(window.len(), keys_max);
+        assert_eq!(window.slots.as_ptr(), slots, "the ring was reserved whole");
+        assert_eq!(window.slots.capacity(), copy.slots.capacity());
+        assert_eq!(window.table.len(), buckets);
+        assert_eq!(copy.table.len(), buckets);
+        assert_consistent(&window);
+        assert_consistent(&copy);
+    }
+
+    /// A window larger than its reservation grows its table while it fills, then holds.
+    #[test]
+    fn a_window_past_its_reservation_grows_while_it_fills() {
+        let keys_max = WINDOW_RESERVED_SLOTS_MAX + 10;
+        let mut window = KeyWindow::new(keys_max);
+        assert_eq!(window.slots.capacity(), WINDOW_RESERVED_SLOTS_MAX);
+        let buckets = window.table.len();
+        let keys: Vec<Arc<str>> = (0..keys_max + 5)
+            .map(|n| Arc::from(n.to_string()))
+            .collect();
+        for (n, key) in keys.iter().enumerate() {
+            window.remember(key, receipt(n as u64, n as u64));
+        }
+        assert_eq!(window.len(), keys_max);
+        assert_eq!(window.table.len(), 2 * buckets);
+        assert_eq!(window.get("4"), None, "the five oldest were evicted");
+        assert_eq!(window.get("5"), Some(receipt(5, 5)));
+        let last = (keys_max + 4).to_string();
+        assert_eq!(
+            window.get(&last),
+            Some(receipt(keys_max as u64 + 4, keys_max as u64 + 4))
+        );
     }
 
     proptest! {
@@ -539,9 +799,14 @@ mod tests {
         fn the_window_behaves_as_a_map_with_a_fifo(
             keys_max in 1usize..8,
             steps in proptest::collection::vec((0u8..12, 0u64..3), 0..60),
-            colliding: bool,
+            hashing in prop_oneof![
+                Just(Hashing::Keyed),
+                Just(Hashing::Equal),
+                Just(Hashing::HighHalf),
+                Just(Hashing::OneTag)
+            ],
         ) {
-            check(keys_max, &steps, colliding);
+            check(keys_max, &steps, hashing);
         }
     }
 }
