@@ -191,6 +191,22 @@ fn with_faults() -> (EngineOptions, Arc<Faults>) {
     (options, faults)
 }
 
+/// A fresh scratch directory for test `name`, fault-injecting options with at most
+/// `batches_max` batches in the log, the fault handle, and an engine opened with them.
+fn open_faulty(
+    name: &str,
+    batches_max: usize,
+) -> (PathBuf, EngineOptions, Arc<Faults>, Arc<Engine<Shop>>) {
+    let dir = common::fresh_dir("engine", name);
+    let (options, faults) = with_faults();
+    let options = EngineOptions {
+        log_batches_max: batches_max,
+        ..options
+    };
+    let engine = Arc::new(open(&dir, options.clone()));
+    (dir, options, faults, engine)
+}
+
 /// A fresh scratch directory for test `name` and an engine opened on it with default options.
 fn open_fresh(name: &str) -> (PathBuf, Engine<Shop>) {
     let dir = common::fresh_dir("engine", name);
@@ -1323,13 +1339,8 @@ fn completions_sequence_the_next_batch_in_order_with_concurrent_submitters_and_a
     const RESTOCKS_EACH: u64 = 40;
     const STOCK: u64 = 600;
     for batches_max in [1, 2, 3] {
-        let dir = common::fresh_dir("engine", &format!("combined-{batches_max}"));
-        let (options, faults) = with_faults();
-        let options = EngineOptions {
-            log_batches_max: batches_max,
-            ..options
-        };
-        let engine = Arc::new(open(&dir, options.clone()));
+        let (dir, options, faults, engine) =
+            open_faulty(&format!("combined-{batches_max}"), batches_max);
         restock(&engine, 1, STOCK);
         let (traced, ended) = start_traced_chains(&engine, CHAINS, SELLS_EACH);
         // Plain submitters beside the chains (items 2.., never sold).
@@ -1485,13 +1496,8 @@ fn submitters_sequence_their_own_commands_when_idle_in_order_and_lose_no_wake_up
     const SELLS_EACH: u64 = 150;
     const STOCK: u64 = 10_000;
     for batches_max in [1, 2] {
-        let dir = common::fresh_dir("engine", &format!("inline-{batches_max}"));
-        let (options, faults) = with_faults();
-        let options = EngineOptions {
-            log_batches_max: batches_max,
-            ..options
-        };
-        let engine = Arc::new(open(&dir, options.clone()));
+        let (dir, options, faults, engine) =
+            open_faulty(&format!("inline-{batches_max}"), batches_max);
         restock(&engine, 1, STOCK);
         let trace = Arc::default();
         // One command at a time: the sequencer is idle at each submit, so the submitter

@@ -1403,8 +1403,8 @@ fn append_batch<S: State>(
 /// that no wake-up is lost is on [`JobQueue::push_inline`]).
 ///
 /// Only when the queue holds this job alone and nothing is held back (in a cluster, also
-/// with no proposal in flight): then the sequencer has nothing else to do, and this runs one `decide` (the submitter's own command) and one
-/// encode on the submitter's thread. A reactor thus runs command code only at low load;
+/// with no proposal in flight): then the sequencer has nothing else to do, and this runs
+/// one `decide` (the submitter's own command) and one encode on the submitter's thread. A reactor thus runs command code only at low load;
 /// under load, jobs queue up behind each other and the sequencer thread takes them in
 /// batches as before (a reactor never sequences other clients' commands).
 ///

@@ -173,12 +173,10 @@ impl<J> JobQueue<J> {
         job: J,
         inline: impl FnOnce() -> bool,
     ) -> Result<u64, Refused<J>> {
-        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+        if !self.reserve_room() {
             // Rare: wait for room under the control lock (the sequencer signals it).
-            self.queued.fetch_sub(1, Ordering::SeqCst);
             let mut control = self.lock();
-            while self.queued.fetch_add(1, Ordering::SeqCst) >= self.capacity {
-                self.queued.fetch_sub(1, Ordering::SeqCst);
+            while !self.reserve_room() {
                 if self.closed.load(Ordering::SeqCst) {
                     return Err(Refused::Closed(job));
                 }
@@ -206,11 +204,20 @@ impl<J> JobQueue<J> {
         job: J,
         inline: impl FnOnce() -> bool,
     ) -> Result<u64, Refused<J>> {
-        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.capacity {
-            self.queued.fetch_sub(1, Ordering::SeqCst);
+        if !self.reserve_room() {
             return Err(Refused::Full(job));
         }
         self.enqueue(job, inline)
+    }
+
+    /// Counts one more queued job in `queued` if the queue has room for it; `false` (and
+    /// nothing counted) when it is full.
+    fn reserve_room(&self) -> bool {
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
     }
 
     /// Sends a job whose room is reserved in `queued`.
