@@ -1677,7 +1677,8 @@ fn complete_append<S: State>(
     }
     let count = events.len() as u64;
     apply_committed(shared, events, &remembered, skip_to);
-    answer_batch(shared, batch, outcomes, filled);
+    // Counted before the answers: a submitter that got its answer finds its batch in
+    // `Engine::snapshot_tail` (the trigger itself waits until the answers are out).
     let tail = SnapshotTail {
         events: shared
             .events_since_snapshot
@@ -1689,6 +1690,7 @@ fn complete_append<S: State>(
             + bytes,
         snapshot_bytes: shared.snapshot_bytes.load(Ordering::Relaxed),
     };
+    answer_batch(shared, batch, outcomes, filled);
     if snapshot_policy(&shared.options).due(&tail) {
         start_background_snapshot(shared, snapshotter);
     }
