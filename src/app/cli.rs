@@ -197,6 +197,11 @@ pub fn parse(args: &[String], sources: &Sources<'_>) -> Result<Command, CliError
         sources,
         file: &file,
     };
+    // `--help` works after any subcommand (`blog log inspect --help`), not only first.
+    let known = matches!(sub, "serve" | "replay" | "snapshot" | "log" | "cluster");
+    if known && rest.iter().any(|arg| arg == "--help" || arg == "-h") {
+        return Ok(Command::Help(usage(sources)));
+    }
     match sub {
         "serve" => serve(rest, &layered),
         "replay" => Ok(Command::Replay {
@@ -238,8 +243,15 @@ impl Layered<'_> {
     }
 }
 
-/// Splits `--name value` / `--name=value` pairs; switches listed in `switches` take no value.
-fn flag_pairs(args: &[String], switches: &[&str]) -> Result<Vec<(String, String)>, CliError> {
+/// Splits `--name value` / `--name=value` pairs of `command`; switches listed in `switches`
+/// take no value, flags in `valued` take one, any other flag is refused by name (before its
+/// missing value could be blamed instead).
+fn flag_pairs(
+    args: &[String],
+    command: &str,
+    switches: &[&str],
+    valued: &[&str],
+) -> Result<Vec<(String, String)>, CliError> {
     let mut pairs = Vec::new();
     let mut index = 0;
     while index < args.len() {
@@ -247,6 +259,10 @@ fn flag_pairs(args: &[String], switches: &[&str]) -> Result<Vec<(String, String)
         let Some(name) = arg.strip_prefix("--") else {
             return Err(error(format!("unexpected argument `{arg}`")));
         };
+        let bare = name.split_once('=').map_or(name, |(bare, _)| bare);
+        if !switches.contains(&bare) && !valued.contains(&bare) {
+            return Err(error(format!("unknown flag `--{bare}` for `{command}`")));
+        }
         if let Some((name, value)) = name.split_once('=') {
             pairs.push((name.to_string(), value.to_string()));
         } else if switches.contains(&name) {
@@ -277,30 +293,36 @@ fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr, CliError> {
 
 fn serve(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
     let extra = layered.sources.extra_flags;
+    const KNOWN: [&str; 9] = [
+        "port",
+        "bind",
+        "data",
+        "node-id",
+        "peer-port",
+        "cluster",
+        "join",
+        "cluster-secret",
+        "read-mode",
+    ];
     let switches: Vec<&str> = extra
         .iter()
         .filter(|flag| flag.value_name.is_none())
         .map(|flag| flag.name)
         .chain(["help"])
         .collect();
-    let pairs = flag_pairs(args, &switches)?;
+    let valued: Vec<&str> = extra
+        .iter()
+        .filter(|flag| flag.value_name.is_some())
+        .map(|flag| flag.name)
+        .chain(KNOWN)
+        .collect();
+    let pairs = flag_pairs(args, "serve", &switches, &valued)?;
     if pairs.iter().any(|(name, _)| name == "help") {
         return Ok(Command::Help(usage(layered.sources)));
     }
     let mut given: Vec<(String, String)> = Vec::new();
     let mut extra_values = Vec::new();
     for (name, value) in pairs {
-        const KNOWN: [&str; 9] = [
-            "port",
-            "bind",
-            "data",
-            "node-id",
-            "peer-port",
-            "cluster",
-            "join",
-            "cluster-secret",
-            "read-mode",
-        ];
         if KNOWN.contains(&name.as_str()) {
             given.push((name, value));
         } else if extra.iter().any(|flag| flag.name == name) {
@@ -401,7 +423,7 @@ fn validate_cluster(options: &ServeOptions) -> Result<(), CliError> {
 
 fn data_only(args: &[String], layered: &Layered<'_>, command: &str) -> Result<PathBuf, CliError> {
     let mut data = None;
-    for (name, value) in flag_pairs(args, &[])? {
+    for (name, value) in flag_pairs(args, command, &[], &["data"])? {
         match name.as_str() {
             "data" => data = Some(PathBuf::from(value)),
             _ => return Err(error(format!("unknown flag `--{name}` for `{command}`"))),
@@ -422,7 +444,11 @@ fn log(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
     };
     let mut data = None;
     let (mut from, mut to, mut event_type) = (None, None, None);
-    for (name, value) in flag_pairs(rest, &[])? {
+    let valued: &[&str] = match action {
+        "inspect" => &["data", "from", "to", "type"],
+        _ => &["data"],
+    };
+    for (name, value) in flag_pairs(rest, &format!("log {action}"), &[], valued)? {
         match (action, name.as_str()) {
             (_, "data") => data = Some(PathBuf::from(value)),
             ("inspect", "from") => from = Some(parse_number("from", &value)?),
@@ -464,7 +490,11 @@ fn cluster(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> 
     let mut node = None;
     let mut to = None;
     let mut secret = None;
-    for (name, value) in flag_pairs(rest, &[])? {
+    let valued: &[&str] = match action {
+        "transfer-leader" => &["node", "cluster-secret", "to"],
+        _ => &["node", "cluster-secret"],
+    };
+    for (name, value) in flag_pairs(rest, &format!("cluster {action}"), &[], valued)? {
         match (action, name.as_str()) {
             (_, "node") => node = Some(parse_addr("node", &value)?),
             (_, "cluster-secret") => secret = Some(value),
@@ -635,6 +665,47 @@ mod tests {
         ] {
             assert!(check(text).is_err(), "`{text}` should be refused");
         }
+    }
+
+    #[test]
+    fn help_works_after_every_subcommand() {
+        for text in [
+            "serve --help",
+            "replay --help",
+            "snapshot --help",
+            "log --help",
+            "log inspect --help",
+            "log verify --data d -h",
+            "cluster --help",
+            "cluster status --help",
+        ] {
+            assert!(
+                matches!(check(text), Ok(Command::Help(_))),
+                "`{text}` should print the help, got {:?}",
+                check(text)
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_flag_is_named_even_without_a_value() {
+        for (text, flag) in [
+            ("serve --bogus", "--bogus"),
+            ("--port 1 --bogus", "--bogus"),
+            ("replay --bogus", "--bogus"),
+            ("snapshot --port", "--port"),
+            ("log stats --from", "--from"),
+            ("log inspect --bogus", "--bogus"),
+            ("cluster status --to", "--to"),
+        ] {
+            let err = check(text).expect_err(text);
+            assert!(
+                err.message.contains("unknown flag") && err.message.contains(flag),
+                "`{text}`: {err}"
+            );
+        }
+        let err = check("serve --port").expect_err("value missing");
+        assert!(err.message.contains("needs a value"), "{err}");
     }
 
     #[test]

@@ -348,9 +348,10 @@ impl<M: Model> Collection<M> {
         self.records.values()
     }
 
-    /// The id the next created record gets when it brings none.
-    pub fn next_int_id(&self) -> u64 {
-        self.last_int_id + 1
+    /// The id the next created record gets when it brings none; `None` once a record holds
+    /// the largest id (`u64::MAX`), as there is no next one.
+    pub fn next_int_id(&self) -> Option<u64> {
+        self.last_int_id.checked_add(1)
     }
 
     /// The id held by the record whose unique field `field` equals `value`, if any.
