@@ -350,9 +350,10 @@ fn serve(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
                 .map_err(|_| error(format!("`--bind` expects an IP address, got `{value}`")))?,
             None => DEFAULT_BIND,
         },
-        data: setting("data")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| layered.default_data()),
+        data: match setting("data") {
+            Some(value) => data_dir(value)?,
+            None => layered.default_data(),
+        },
         node_id: setting("node-id")
             .map(|v| parse_number("node-id", &v))
             .transpose()?,
@@ -421,17 +422,33 @@ fn validate_cluster(options: &ServeOptions) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A `--data` value (or `LITHAIR_DATA`, or `data =`): an empty one would put the log and the
+/// lock file in the current directory, so it is refused.
+fn data_dir(value: String) -> Result<PathBuf, CliError> {
+    if value.trim().is_empty() {
+        return Err(error("`--data` needs a directory, got an empty value"));
+    }
+    Ok(PathBuf::from(value))
+}
+
+/// The data directory given by a flag, else by the environment or the config file, else the
+/// default.
+fn data_setting(flag: Option<String>, layered: &Layered<'_>) -> Result<PathBuf, CliError> {
+    match flag.or_else(|| layered.fallback("data")) {
+        Some(value) => data_dir(value),
+        None => Ok(layered.default_data()),
+    }
+}
+
 fn data_only(args: &[String], layered: &Layered<'_>, command: &str) -> Result<PathBuf, CliError> {
     let mut data = None;
     for (name, value) in flag_pairs(args, command, &[], &["data"])? {
         match name.as_str() {
-            "data" => data = Some(PathBuf::from(value)),
+            "data" => data = Some(value),
             _ => return Err(error(format!("unknown flag `--{name}` for `{command}`"))),
         }
     }
-    Ok(data
-        .or_else(|| layered.fallback("data").map(PathBuf::from))
-        .unwrap_or_else(|| layered.default_data()))
+    data_setting(data, layered)
 }
 
 fn log(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
@@ -450,7 +467,7 @@ fn log(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
     };
     for (name, value) in flag_pairs(rest, &format!("log {action}"), &[], valued)? {
         match (action, name.as_str()) {
-            (_, "data") => data = Some(PathBuf::from(value)),
+            (_, "data") => data = Some(value),
             ("inspect", "from") => from = Some(parse_number("from", &value)?),
             ("inspect", "to") => to = Some(parse_number("to", &value)?),
             ("inspect", "type") => event_type = Some(value),
@@ -462,9 +479,7 @@ fn log(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
             return Err(error(format!("`--from {from}` is after `--to {to}`")));
         }
     }
-    let data = data
-        .or_else(|| layered.fallback("data").map(PathBuf::from))
-        .unwrap_or_else(|| layered.default_data());
+    let data = data_setting(data, layered)?;
     let action = match action {
         "verify" => LogCommand::Verify,
         "stats" => LogCommand::Stats,
@@ -662,6 +677,11 @@ mod tests {
             "--node-id 2 --peer-port 9 --cluster 1@127.0.0.1:9081",
             "--node-id 1 --peer-port 9 --cluster 1@127.0.0.1:9081,1@127.0.0.1:9082",
             "--bind nowhere",
+            "--data=",
+            "serve --port 1 --data=",
+            "replay --data=",
+            "snapshot --data= ",
+            "log verify --data=",
         ] {
             assert!(check(text).is_err(), "`{text}` should be refused");
         }
