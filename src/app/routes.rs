@@ -411,6 +411,7 @@ fn create<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Prob
     let record: M = req.json()?;
     let meta = write_meta(req)?;
     run_write(handle, meta, 201, move |tx| {
+        tx.records_from_json();
         let created = tx.create(record.clone())?;
         Ok(with_version(tx, created))
     })
@@ -424,6 +425,7 @@ fn replace<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Pro
         if let Some(expected) = expected {
             tx.expect_version::<M>(&id, expected)?;
         }
+        tx.records_from_json();
         let replaced = tx.replace(&id, record.clone())?;
         Ok(with_version(tx, replaced))
     })
@@ -437,6 +439,7 @@ fn patch<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Probl
         if let Some(expected) = expected {
             tx.expect_version::<M>(&id, expected)?;
         }
+        tx.records_from_json();
         let updated = tx.update::<M>(&id, patch.clone())?;
         Ok(with_version(tx, updated))
     })
