@@ -286,9 +286,13 @@ fn parse_number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, CliE
 }
 
 fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr, CliError> {
-    value
-        .parse()
-        .map_err(|_| error(format!("`--{flag}` expects HOST:PORT, got `{value}`")))
+    value.parse().map_err(|_| {
+        // `parse` does no I/O, so no name lookup: say so rather than blame the shape.
+        error(format!(
+            "`--{flag}` expects IP:PORT (a numeric address like 127.0.0.1:8080; host names \
+                 are not resolved), got `{value}`"
+        ))
+    })
 }
 
 fn serve(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
@@ -382,7 +386,7 @@ pub fn parse_cluster_map(text: &str) -> Result<Vec<(u64, SocketAddr)>, CliError>
         let (id, addr) = item
             .trim()
             .split_once('@')
-            .ok_or_else(|| error(format!("cluster member `{item}` is not ID@HOST:PORT")))?;
+            .ok_or_else(|| error(format!("cluster member `{item}` is not ID@IP:PORT")))?;
         let id: u64 = parse_number("cluster", id)?;
         if id == 0 {
             return Err(error("node ids start at 1"));
@@ -582,7 +586,7 @@ pub fn usage(sources: &Sources<'_>) -> String {
          {name} log verify|stats [--data DIR]\n  \
          {name} log inspect [--data DIR] [--from N] [--to N] [--type EVENT]\n  \
          {name} snapshot [--data DIR]\n  \
-         {name} cluster status|leave|transfer-leader [--node HOST:PORT] [--to ID] \
+         {name} cluster status|leave|transfer-leader [--node IP:PORT] [--to ID] \
          [--cluster-secret S]\n\n\
          SERVE FLAGS (environment LITHAIR_<FLAG>, or `flag = value` in lithair.toml):\n  \
          --port P              HTTP port (default {port})\n  \
@@ -590,8 +594,8 @@ pub fn usage(sources: &Sources<'_>) -> String {
          --data DIR            data directory (default data/{name})\n  \
          --node-id N           this node's id in a cluster\n  \
          --peer-port P         port of the Raft peer protocol\n  \
-         --cluster MAP         static cluster: 1@HOST:PORT,2@HOST:PORT,...\n  \
-         --join HOST:PORT      join the cluster of a running node (its HTTP address)\n  \
+         --cluster MAP         static cluster: 1@IP:PORT,2@IP:PORT,...\n  \
+         --join IP:PORT        join the cluster of a running node (its HTTP address)\n  \
          --cluster-secret S    shared secret that authenticates peers (and `cluster` commands)\n  \
          --read-mode M         linearizable reads: read-index (default) or lease\n",
         name = sources.app_name,
@@ -724,6 +728,8 @@ mod tests {
                 "`{text}`: {err}"
             );
         }
+        let err = check("cluster status --node localhost:8080").expect_err("a name");
+        assert!(err.message.contains("not resolved"), "{err}");
         let err = check("serve --port").expect_err("value missing");
         assert!(err.message.contains("needs a value"), "{err}");
     }
