@@ -15,6 +15,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use lithair::app::schema::{Filter, FilterOp};
 use lithair::app::{App, Handle, Model};
 use lithair::http::{Request, Response, Router};
 use lithair::json::{self, ToJson};
@@ -201,17 +202,24 @@ fn now_ms() -> u64 {
 
 /// `{"type":"history","room":..,"messages":[...]}`: the room's last messages, oldest first.
 fn history(handle: &Handle, room: &str) -> String {
-    let filter = [("room".to_string(), room.to_string())];
-    let query = lithair::app::schema::parse_list_query(&filter, Message::FIELDS);
-    let mut messages: Vec<Message> = match query {
-        Ok(query) => handle.read(|state| {
-            let mut selected = state.collection::<Message>().select(&query.filters);
-            let skip = selected.len().saturating_sub(HISTORY_MESSAGES_MAX);
-            selected.drain(..skip);
-            selected.into_iter().map(|r| r.value.clone()).collect()
-        }),
-        Err(_) => Vec::new(),
+    // An equality filter built directly: the query syntax would read a room named `~a`,
+    // `>m` or `!lobby` as an operator and hand a joiner the history of other rooms.
+    let Some(field) = Message::FIELDS.iter().position(|f| f.name == "room") else {
+        unreachable!("`Message` has a `room` field")
     };
+    let filter = Filter {
+        field,
+        op: FilterOp::Eq,
+        operand: room.to_string(),
+    };
+    let mut messages: Vec<Message> = handle.read(|state| {
+        let mut selected = state
+            .collection::<Message>()
+            .select(std::slice::from_ref(&filter));
+        let skip = selected.len().saturating_sub(HISTORY_MESSAGES_MAX);
+        selected.drain(..skip);
+        selected.into_iter().map(|r| r.value.clone()).collect()
+    });
     messages.sort_by_key(|m| m.id);
     let mut w = json::Writer::new();
     w.begin_object();

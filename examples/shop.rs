@@ -81,24 +81,48 @@ fn invalid(message: String) -> Rejection {
     }
 }
 
-/// Changes a product's stock by `delta` inside the transaction.
-fn adjust_stock(tx: &mut Tx<'_>, product_id: u64, delta: i64) -> Result<Product, Rejection> {
+/// Which way a stock change goes.
+#[derive(Clone, Copy)]
+enum Stock {
+    /// An order takes units.
+    Reserve,
+    /// A cancellation gives them back.
+    Release,
+}
+
+/// Changes a product's stock by `quantity` inside the transaction, in u64 arithmetic that
+/// cannot wrap: a stock past `i64::MAX` is still a stock.
+fn adjust_stock(
+    tx: &mut Tx<'_>,
+    product_id: u64,
+    way: Stock,
+    quantity: u64,
+) -> Result<Product, Rejection> {
     let id = Id::Int(product_id);
     let product: Product = tx
         .get(&id)
         .ok_or_else(|| invalid(format!("product {product_id} does not exist")))?;
-    let stock = product.stock as i64 + delta;
-    if stock < 0 {
-        return Err(Rejection::Domain {
-            status: 409,
-            message: format!(
-                "only {} of {} left, {} requested",
-                product.stock, product.sku, -delta
-            ),
-        });
-    }
+    let stock = match way {
+        Stock::Reserve => product.stock.checked_sub(quantity).ok_or_else(|| {
+            let message = format!(
+                "only {} of {} left, {quantity} requested",
+                product.stock, product.sku
+            );
+            Rejection::Domain {
+                status: 409,
+                message,
+            }
+        })?,
+        Stock::Release => product.stock.checked_add(quantity).ok_or_else(|| {
+            let message = format!("the stock of {} cannot hold {quantity} more", product.sku);
+            Rejection::Domain {
+                status: 409,
+                message,
+            }
+        })?,
+    };
     let patch = ProductPatch {
-        stock: Some(stock as u64),
+        stock: Some(stock),
         ..ProductPatch::default()
     };
     tx.update::<Product>(&id, patch)
@@ -125,9 +149,7 @@ fn place(tx: &mut Tx<'_>, input: &PlaceOrder, _: &Params) -> Result<Order, Rejec
                 line.product_id
             )));
         }
-        let quantity = i64::try_from(line.quantity)
-            .map_err(|_| invalid(format!("quantity {} is too large", line.quantity)))?;
-        let product = adjust_stock(tx, line.product_id, -quantity)?;
+        let product = adjust_stock(tx, line.product_id, Stock::Reserve, line.quantity)?;
         total += product.price * line.quantity as f64;
     }
     tx.create(Order {
@@ -157,7 +179,7 @@ fn cancel(tx: &mut Tx<'_>, _: &(), params: &Params) -> Result<Order, Rejection> 
         });
     }
     for line in &order.lines {
-        adjust_stock(tx, line.product_id, line.quantity as i64)?;
+        adjust_stock(tx, line.product_id, Stock::Release, line.quantity)?;
     }
     let patch = OrderPatch {
         status: Some("cancelled".into()),

@@ -177,3 +177,34 @@ fn shop_never_oversells_under_concurrency() {
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn shop_stock_beyond_i64_and_an_unrepresentable_total() {
+    let data = common::fresh_dir("example", "shop-extremes");
+    let (running, addr) = common::start(&shop::app(), &data);
+    let max = u64::MAX;
+    let plenty = format!(r#"{{"sku":"P-1","name":"Plenty","price":1.0,"stock":{max}}}"#);
+    assert_eq!(call(addr, "POST", "/api/products", &plenty).0, 201);
+    // A stock past i64::MAX is still a stock: one unit of it can be sold and given back.
+    let one = r#"{"customer":"x","lines":[{"product_id":1,"quantity":1}]}"#;
+    let (status, order) = call(addr, "POST", "/api/orders", one);
+    assert_eq!(status, 201, "{order:?}");
+    let stock = |addr| call(addr, "GET", "/api/products/1", "").1["stock"].as_u64();
+    assert_eq!(stock(addr), Some(max - 1));
+    assert_eq!(call(addr, "POST", "/api/orders/1/cancel", "").0, 200);
+    assert_eq!(stock(addr), Some(max));
+    // A total past f64::MAX is refused before anything is committed, so the orders stay
+    // readable.
+    let dear = r#"{"sku":"D-1","name":"Dear","price":1e308,"stock":100}"#;
+    assert_eq!(call(addr, "POST", "/api/products", dear).0, 201);
+    let ten = r#"{"customer":"x","lines":[{"product_id":2,"quantity":10}]}"#;
+    assert_eq!(call(addr, "POST", "/api/orders", ten).0, 422);
+    assert_eq!(
+        call(addr, "GET", "/api/products/2", "").1["stock"].as_u64(),
+        Some(100)
+    );
+    let (status, orders) = call(addr, "GET", "/api/orders", "");
+    assert_eq!((status, orders["total"].as_u64()), (200, Some(1)));
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}

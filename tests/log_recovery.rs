@@ -438,6 +438,15 @@ fn lithair_log_tools_verify_inspect_and_refuse_corruption() {
     let (code, stdout, _) = run(&["log", "verify"]);
     assert_eq!(code, Some(0));
     assert!(stdout.contains("5 events, indexes 1..=5"), "{stdout}");
+    // `--help` is a request, not a mistake: the usage on stdout, exit 0.
+    for help in [&["--help"][..], &["log", "verify", "--help"], &["-h"]] {
+        let (code, stdout, _) = run(help);
+        assert_eq!(code, Some(0), "{help:?}");
+        assert!(stdout.starts_with("usage:"), "{help:?}: {stdout}");
+    }
+    let (code, _, stderr) = run(&["frobnicate"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.starts_with("usage:"), "{stderr}");
     let (code, stdout, _) = run(&["log", "inspect", "--type", "Sold", "--to", "3"]);
     assert_eq!(code, Some(0));
     assert_eq!(stdout.lines().count(), 1, "{stdout}");

@@ -116,6 +116,12 @@ fn chat_rooms_presence_and_durable_history() {
     assert_eq!(texts(&history), ["ann: hello"]);
     let (eve, history, _) = join(addr, "r2", "eve");
     assert_eq!(texts(&history), ["carl: other room"]);
+    // Room names are names, not list filters: `~r` (contains "r") and `!r1` see nothing.
+    for room in ["%7Er", "!r1", "%3Er"] {
+        let (spy, history, _) = join(addr, room, "mallory");
+        assert!(texts(&history).is_empty(), "{room}: {history:?}");
+        spy.close();
+    }
     dan.close();
     eve.close();
     running.stop().unwrap();

@@ -332,19 +332,33 @@ impl App {
                 Ok(())
             }
             Command::Serve(options) => self.serve(&options),
-            Command::Replay { data } => self.replay(&data),
+            Command::Replay { data } => {
+                self.require_data(&data)?;
+                self.replay(&data)
+            }
             Command::Snapshot { data } => {
+                self.require_data(&data)?;
                 let (engine, _) = self.open_engine(&data)?;
                 let info = engine.snapshot().map_err(|e| e.to_string())?;
                 println!("snapshot: {info:?}");
                 Ok(())
             }
-            Command::Log { data, action } => super::tools::log_command(&self.name, &data, &action),
+            Command::Log { data, action } => super::tools::log_command(&data, &action),
             Command::Cluster {
                 node,
                 action,
                 secret,
             } => super::tools::cluster_command(node, &action, secret.as_deref()),
+        }
+    }
+
+    /// The offline tools (`replay`, `snapshot`) work on an existing data directory: opening a
+    /// mistyped path would create it and report an empty state as if it were the real one.
+    fn require_data(&self, data: &Path) -> Result<(), String> {
+        if data.is_dir() {
+            Ok(())
+        } else {
+            Err(format!("no data directory at {}", data.display()))
         }
     }
 

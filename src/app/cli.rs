@@ -197,6 +197,11 @@ pub fn parse(args: &[String], sources: &Sources<'_>) -> Result<Command, CliError
         sources,
         file: &file,
     };
+    // `--help` works after any subcommand (`blog log inspect --help`), not only first.
+    let known = matches!(sub, "serve" | "replay" | "snapshot" | "log" | "cluster");
+    if known && rest.iter().any(|arg| arg == "--help" || arg == "-h") {
+        return Ok(Command::Help(usage(sources)));
+    }
     match sub {
         "serve" => serve(rest, &layered),
         "replay" => Ok(Command::Replay {
@@ -238,8 +243,15 @@ impl Layered<'_> {
     }
 }
 
-/// Splits `--name value` / `--name=value` pairs; switches listed in `switches` take no value.
-fn flag_pairs(args: &[String], switches: &[&str]) -> Result<Vec<(String, String)>, CliError> {
+/// Splits `--name value` / `--name=value` pairs of `command`; switches listed in `switches`
+/// take no value, flags in `valued` take one, any other flag is refused by name (before its
+/// missing value could be blamed instead).
+fn flag_pairs(
+    args: &[String],
+    command: &str,
+    switches: &[&str],
+    valued: &[&str],
+) -> Result<Vec<(String, String)>, CliError> {
     let mut pairs = Vec::new();
     let mut index = 0;
     while index < args.len() {
@@ -247,6 +259,10 @@ fn flag_pairs(args: &[String], switches: &[&str]) -> Result<Vec<(String, String)
         let Some(name) = arg.strip_prefix("--") else {
             return Err(error(format!("unexpected argument `{arg}`")));
         };
+        let bare = name.split_once('=').map_or(name, |(bare, _)| bare);
+        if !switches.contains(&bare) && !valued.contains(&bare) {
+            return Err(error(format!("unknown flag `--{bare}` for `{command}`")));
+        }
         if let Some((name, value)) = name.split_once('=') {
             pairs.push((name.to_string(), value.to_string()));
         } else if switches.contains(&name) {
@@ -270,37 +286,47 @@ fn parse_number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, CliE
 }
 
 fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr, CliError> {
-    value
-        .parse()
-        .map_err(|_| error(format!("`--{flag}` expects HOST:PORT, got `{value}`")))
+    value.parse().map_err(|_| {
+        // `parse` does no I/O, so no name lookup: say so rather than blame the shape.
+        error(format!(
+            "`--{flag}` expects IP:PORT (a numeric address like 127.0.0.1:8080; host names \
+                 are not resolved), got `{value}`"
+        ))
+    })
 }
 
 fn serve(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
     let extra = layered.sources.extra_flags;
+    const KNOWN: [&str; 9] = [
+        "port",
+        "bind",
+        "data",
+        "node-id",
+        "peer-port",
+        "cluster",
+        "join",
+        "cluster-secret",
+        "read-mode",
+    ];
     let switches: Vec<&str> = extra
         .iter()
         .filter(|flag| flag.value_name.is_none())
         .map(|flag| flag.name)
         .chain(["help"])
         .collect();
-    let pairs = flag_pairs(args, &switches)?;
+    let valued: Vec<&str> = extra
+        .iter()
+        .filter(|flag| flag.value_name.is_some())
+        .map(|flag| flag.name)
+        .chain(KNOWN)
+        .collect();
+    let pairs = flag_pairs(args, "serve", &switches, &valued)?;
     if pairs.iter().any(|(name, _)| name == "help") {
         return Ok(Command::Help(usage(layered.sources)));
     }
     let mut given: Vec<(String, String)> = Vec::new();
     let mut extra_values = Vec::new();
     for (name, value) in pairs {
-        const KNOWN: [&str; 9] = [
-            "port",
-            "bind",
-            "data",
-            "node-id",
-            "peer-port",
-            "cluster",
-            "join",
-            "cluster-secret",
-            "read-mode",
-        ];
         if KNOWN.contains(&name.as_str()) {
             given.push((name, value));
         } else if extra.iter().any(|flag| flag.name == name) {
@@ -328,9 +354,10 @@ fn serve(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
                 .map_err(|_| error(format!("`--bind` expects an IP address, got `{value}`")))?,
             None => DEFAULT_BIND,
         },
-        data: setting("data")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| layered.default_data()),
+        data: match setting("data") {
+            Some(value) => data_dir(value)?,
+            None => layered.default_data(),
+        },
         node_id: setting("node-id")
             .map(|v| parse_number("node-id", &v))
             .transpose()?,
@@ -359,7 +386,7 @@ pub fn parse_cluster_map(text: &str) -> Result<Vec<(u64, SocketAddr)>, CliError>
         let (id, addr) = item
             .trim()
             .split_once('@')
-            .ok_or_else(|| error(format!("cluster member `{item}` is not ID@HOST:PORT")))?;
+            .ok_or_else(|| error(format!("cluster member `{item}` is not ID@IP:PORT")))?;
         let id: u64 = parse_number("cluster", id)?;
         if id == 0 {
             return Err(error("node ids start at 1"));
@@ -399,17 +426,33 @@ fn validate_cluster(options: &ServeOptions) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A `--data` value (or `LITHAIR_DATA`, or `data =`): an empty one would put the log and the
+/// lock file in the current directory, so it is refused.
+fn data_dir(value: String) -> Result<PathBuf, CliError> {
+    if value.trim().is_empty() {
+        return Err(error("`--data` needs a directory, got an empty value"));
+    }
+    Ok(PathBuf::from(value))
+}
+
+/// The data directory given by a flag, else by the environment or the config file, else the
+/// default.
+fn data_setting(flag: Option<String>, layered: &Layered<'_>) -> Result<PathBuf, CliError> {
+    match flag.or_else(|| layered.fallback("data")) {
+        Some(value) => data_dir(value),
+        None => Ok(layered.default_data()),
+    }
+}
+
 fn data_only(args: &[String], layered: &Layered<'_>, command: &str) -> Result<PathBuf, CliError> {
     let mut data = None;
-    for (name, value) in flag_pairs(args, &[])? {
+    for (name, value) in flag_pairs(args, command, &[], &["data"])? {
         match name.as_str() {
-            "data" => data = Some(PathBuf::from(value)),
+            "data" => data = Some(value),
             _ => return Err(error(format!("unknown flag `--{name}` for `{command}`"))),
         }
     }
-    Ok(data
-        .or_else(|| layered.fallback("data").map(PathBuf::from))
-        .unwrap_or_else(|| layered.default_data()))
+    data_setting(data, layered)
 }
 
 fn log(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
@@ -422,9 +465,13 @@ fn log(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
     };
     let mut data = None;
     let (mut from, mut to, mut event_type) = (None, None, None);
-    for (name, value) in flag_pairs(rest, &[])? {
+    let valued: &[&str] = match action {
+        "inspect" => &["data", "from", "to", "type"],
+        _ => &["data"],
+    };
+    for (name, value) in flag_pairs(rest, &format!("log {action}"), &[], valued)? {
         match (action, name.as_str()) {
-            (_, "data") => data = Some(PathBuf::from(value)),
+            (_, "data") => data = Some(value),
             ("inspect", "from") => from = Some(parse_number("from", &value)?),
             ("inspect", "to") => to = Some(parse_number("to", &value)?),
             ("inspect", "type") => event_type = Some(value),
@@ -436,9 +483,7 @@ fn log(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
             return Err(error(format!("`--from {from}` is after `--to {to}`")));
         }
     }
-    let data = data
-        .or_else(|| layered.fallback("data").map(PathBuf::from))
-        .unwrap_or_else(|| layered.default_data());
+    let data = data_setting(data, layered)?;
     let action = match action {
         "verify" => LogCommand::Verify,
         "stats" => LogCommand::Stats,
@@ -464,7 +509,11 @@ fn cluster(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> 
     let mut node = None;
     let mut to = None;
     let mut secret = None;
-    for (name, value) in flag_pairs(rest, &[])? {
+    let valued: &[&str] = match action {
+        "transfer-leader" => &["node", "cluster-secret", "to"],
+        _ => &["node", "cluster-secret"],
+    };
+    for (name, value) in flag_pairs(rest, &format!("cluster {action}"), &[], valued)? {
         match (action, name.as_str()) {
             (_, "node") => node = Some(parse_addr("node", &value)?),
             (_, "cluster-secret") => secret = Some(value),
@@ -537,7 +586,7 @@ pub fn usage(sources: &Sources<'_>) -> String {
          {name} log verify|stats [--data DIR]\n  \
          {name} log inspect [--data DIR] [--from N] [--to N] [--type EVENT]\n  \
          {name} snapshot [--data DIR]\n  \
-         {name} cluster status|leave|transfer-leader [--node HOST:PORT] [--to ID] \
+         {name} cluster status|leave|transfer-leader [--node IP:PORT] [--to ID] \
          [--cluster-secret S]\n\n\
          SERVE FLAGS (environment LITHAIR_<FLAG>, or `flag = value` in lithair.toml):\n  \
          --port P              HTTP port (default {port})\n  \
@@ -545,8 +594,8 @@ pub fn usage(sources: &Sources<'_>) -> String {
          --data DIR            data directory (default data/{name})\n  \
          --node-id N           this node's id in a cluster\n  \
          --peer-port P         port of the Raft peer protocol\n  \
-         --cluster MAP         static cluster: 1@HOST:PORT,2@HOST:PORT,...\n  \
-         --join HOST:PORT      join the cluster of a running node (its HTTP address)\n  \
+         --cluster MAP         static cluster: 1@IP:PORT,2@IP:PORT,...\n  \
+         --join IP:PORT        join the cluster of a running node (its HTTP address)\n  \
          --cluster-secret S    shared secret that authenticates peers (and `cluster` commands)\n  \
          --read-mode M         linearizable reads: read-index (default) or lease\n",
         name = sources.app_name,
@@ -632,9 +681,57 @@ mod tests {
             "--node-id 2 --peer-port 9 --cluster 1@127.0.0.1:9081",
             "--node-id 1 --peer-port 9 --cluster 1@127.0.0.1:9081,1@127.0.0.1:9082",
             "--bind nowhere",
+            "--data=",
+            "serve --port 1 --data=",
+            "replay --data=",
+            "snapshot --data= ",
+            "log verify --data=",
         ] {
             assert!(check(text).is_err(), "`{text}` should be refused");
         }
+    }
+
+    #[test]
+    fn help_works_after_every_subcommand() {
+        for text in [
+            "serve --help",
+            "replay --help",
+            "snapshot --help",
+            "log --help",
+            "log inspect --help",
+            "log verify --data d -h",
+            "cluster --help",
+            "cluster status --help",
+        ] {
+            assert!(
+                matches!(check(text), Ok(Command::Help(_))),
+                "`{text}` should print the help, got {:?}",
+                check(text)
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_flag_is_named_even_without_a_value() {
+        for (text, flag) in [
+            ("serve --bogus", "--bogus"),
+            ("--port 1 --bogus", "--bogus"),
+            ("replay --bogus", "--bogus"),
+            ("snapshot --port", "--port"),
+            ("log stats --from", "--from"),
+            ("log inspect --bogus", "--bogus"),
+            ("cluster status --to", "--to"),
+        ] {
+            let err = check(text).expect_err(text);
+            assert!(
+                err.message.contains("unknown flag") && err.message.contains(flag),
+                "`{text}`: {err}"
+            );
+        }
+        let err = check("cluster status --node localhost:8080").expect_err("a name");
+        assert!(err.message.contains("not resolved"), "{err}");
+        let err = check("serve --port").expect_err("value missing");
+        assert!(err.message.contains("needs a value"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::model::{validate, Collection, FieldError, Id, Model, ModelEvent, Rejection};
+use super::schema::FieldKind;
 use super::state::{AppEvent, AppState};
 use crate::engine::{Command, Context};
 
@@ -69,8 +70,11 @@ pub struct Tx<'a> {
     events: Vec<AppEvent>,
     /// (model, id) -> latest staged value, so a command reads its own writes.
     staged: HashMap<(&'static str, Id), Staged>,
-    /// model -> next integer id to hand out within this command.
-    next_ids: HashMap<&'static str, u64>,
+    /// model -> next integer id to hand out within this command (`None`: none is left).
+    next_ids: HashMap<&'static str, Option<u64>>,
+    /// The records come straight from a JSON body (the generated routes), so they are
+    /// representable by construction and [`check_representable`] is skipped.
+    json_input: bool,
 }
 
 impl<'a> Tx<'a> {
@@ -88,7 +92,15 @@ impl<'a> Tx<'a> {
             events: Vec::new(),
             staged: HashMap::new(),
             next_ids: HashMap::new(),
+            json_input: false,
         }
+    }
+
+    /// Marks the records this command writes as decoded from a JSON body (the generated model
+    /// routes): the JSON decoder admits only finite numbers, so rendering them again to check
+    /// is skipped on the hot write path. Commands computing values never call this.
+    pub(crate) fn records_from_json(&mut self) {
+        self.json_input = true;
     }
 
     /// Sequencer time of this command, in milliseconds since the Unix epoch.
@@ -132,8 +144,19 @@ impl<'a> Tx<'a> {
                     .next_ids
                     .entry(M::NAME)
                     .or_insert_with(|| self.state.collection::<M>().next_int_id());
-                let id = Id::Int(*next);
-                *next += 1;
+                // `None`: a client-chosen id took the largest one; handing out the next would
+                // wrap to 0 and then collide forever, so say so instead.
+                let Some(value) = *next else {
+                    return Err(Rejection::Conflict {
+                        message: format!(
+                            "{} has no integer id left to assign (the largest, {}, is taken)",
+                            M::NAME,
+                            u64::MAX
+                        ),
+                    });
+                };
+                *next = value.checked_add(1);
+                let id = Id::Int(value);
                 record.set_id(id.clone());
                 id
             }
@@ -150,7 +173,11 @@ impl<'a> Tx<'a> {
                         .next_ids
                         .entry(M::NAME)
                         .or_insert_with(|| self.state.collection::<M>().next_int_id());
-                    *next = (*next).max(value + 1);
+                    // u64::MAX leaves none (`None`): later creates without an id are refused.
+                    *next = match *next {
+                        Some(current) => value.checked_add(1).map(|after| current.max(after)),
+                        None => None,
+                    };
                 }
                 id
             }
@@ -236,6 +263,9 @@ impl<'a> Tx<'a> {
         if !errors.is_empty() {
             return Err(Rejection::Invalid(errors));
         }
+        if !self.json_input {
+            check_representable(record)?;
+        }
         self.checks.run(self, record)?;
         let own_id = record.id();
         for (index, spec) in M::FIELDS.iter().enumerate() {
@@ -292,6 +322,31 @@ fn event_id<M: Model>(event: &ModelEvent<M>) -> Id {
         ModelEvent::Created(record) | ModelEvent::Replaced(record) => record.id(),
         ModelEvent::Updated { id, .. } | ModelEvent::Deleted { id } => id.clone(),
     }
+}
+
+/// Refuses a record that JSON cannot represent: a command may compute a non-finite float
+/// (`price * quantity` overflowing to infinity), and once committed such a record could never
+/// be rendered again, so every read of it, and every list holding it, would answer 500.
+/// Records decoded from JSON are always finite (the generated routes skip this); otherwise
+/// only models with a float or a nested field (which may hold one) pay for the rendering.
+fn check_representable<M: Model>(record: &M) -> Result<(), Rejection> {
+    let may_hold_float = M::FIELDS
+        .iter()
+        .any(|spec| matches!(spec.kind, FieldKind::Float | FieldKind::Other));
+    if !may_hold_float || crate::json::to_string(record).is_ok() {
+        return Ok(());
+    }
+    // `field_value` renders a field it cannot represent as null: name the first such field.
+    let field = M::FIELDS
+        .iter()
+        .enumerate()
+        .filter(|(_, spec)| matches!(spec.kind, FieldKind::Float | FieldKind::Other))
+        .find(|(index, spec)| !spec.optional && record.field_value(*index).is_null())
+        .map_or("$", |(_, spec)| spec.json_name);
+    Err(Rejection::Invalid(vec![FieldError {
+        field: field.to_string(),
+        message: "must be a finite number (JSON has no NaN or infinity)".into(),
+    }]))
 }
 
 fn check_immutable<M: Model>(current: &M, next: &M, fields: &[usize]) -> Result<(), Rejection> {

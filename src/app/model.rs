@@ -348,9 +348,10 @@ impl<M: Model> Collection<M> {
         self.records.values()
     }
 
-    /// The id the next created record gets when it brings none.
-    pub fn next_int_id(&self) -> u64 {
-        self.last_int_id + 1
+    /// The id the next created record gets when it brings none; `None` once a record holds
+    /// the largest id (`u64::MAX`), as there is no next one.
+    pub fn next_int_id(&self) -> Option<u64> {
+        self.last_int_id.checked_add(1)
     }
 
     /// The id held by the record whose unique field `field` equals `value`, if any.
@@ -517,10 +518,9 @@ pub fn filter_matches<M: Model>(record: &M, filter: &Filter) -> bool {
         };
     }
     let ordering = match &value {
-        Value::Number(number) => match (number.as_f64(), operand.parse::<f64>()) {
-            (Some(left), Ok(right)) => left.partial_cmp(&right),
-            _ => None,
-        },
+        // A present value sorts after an absent one, as `Value::Null` below sorts before.
+        Value::Number(_) if operand == "null" => Some(std::cmp::Ordering::Greater),
+        Value::Number(number) => compare_number(number, operand),
         Value::String(text) => Some(text.as_str().cmp(operand)),
         Value::Bool(flag) => Some(flag.to_string().as_str().cmp(operand)),
         Value::Null => Some(if operand == "null" {
@@ -543,6 +543,19 @@ pub fn filter_matches<M: Model>(record: &M, filter: &Filter) -> bool {
         FilterOp::Le => ordering != Greater,
         FilterOp::Contains => unreachable!("handled above"),
     }
+}
+
+/// Compares a stored number with a filter operand: exactly when both are integers (ids and
+/// counters past 2^53 are distinct values, which f64 would merge), through f64 otherwise.
+fn compare_number(number: &json::Number, operand: &str) -> Option<std::cmp::Ordering> {
+    let exact = number
+        .as_i64()
+        .map(i128::from)
+        .or_else(|| number.as_u64().map(i128::from));
+    if let (Some(left), Ok(right)) = (exact, operand.parse::<i128>()) {
+        return Some(left.cmp(&right));
+    }
+    number.as_f64()?.partial_cmp(&operand.parse::<f64>().ok()?)
 }
 
 /// Sorts `selected` as `query` asks (a stable sort, so ties keep id order) and copies out the

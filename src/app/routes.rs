@@ -80,11 +80,15 @@ fn decimal(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
     }
 }
 
-/// Parses an `If-Match` value naming one version (`"3"` or `W/"3"`).
+/// Parses an `If-Match` value naming one version (`"3"` or `W/"3"`). `*` asks only that the
+/// record exist (RFC 9110 §13.1.1), which every write by id checks anyway: no version.
 fn if_match(req: &Request) -> Result<Option<u64>, Problem> {
     let Some(value) = req.header("if-match") else {
         return Ok(None);
     };
+    if value.trim() == "*" {
+        return Ok(None);
+    }
     let trimmed = value.trim().trim_start_matches("W/").trim_matches('"');
     trimmed
         .parse()
@@ -312,11 +316,15 @@ fn show<M: Model>(
     Ok(response)
 }
 
-/// True when an `If-None-Match` list names `version`.
+/// True when an `If-None-Match` list names `version`, or is `*` (any current representation,
+/// RFC 9110 §13.1.2: the record exists, so a GET answers 304).
 fn etag_matches(tags: &str, version: u64) -> bool {
     let mut digits = [0u8; 20];
     let digits = decimal(&mut digits, version);
     tags.split(',').any(|tag| {
+        if tag.trim() == "*" {
+            return true;
+        }
         let tag = tag.trim().trim_start_matches("W/");
         let quoted = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
         quoted.is_some_and(|d| d.as_bytes() == digits)
@@ -403,6 +411,7 @@ fn create<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Prob
     let record: M = req.json()?;
     let meta = write_meta(req)?;
     run_write(handle, meta, 201, move |tx| {
+        tx.records_from_json();
         let created = tx.create(record.clone())?;
         Ok(with_version(tx, created))
     })
@@ -416,6 +425,7 @@ fn replace<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Pro
         if let Some(expected) = expected {
             tx.expect_version::<M>(&id, expected)?;
         }
+        tx.records_from_json();
         let replaced = tx.replace(&id, record.clone())?;
         Ok(with_version(tx, replaced))
     })
@@ -429,6 +439,7 @@ fn patch<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Probl
         if let Some(expected) = expected {
             tx.expect_version::<M>(&id, expected)?;
         }
+        tx.records_from_json();
         let updated = tx.update::<M>(&id, patch.clone())?;
         Ok(with_version(tx, updated))
     })
@@ -562,6 +573,21 @@ mod tests {
         assert!(!etag_matches("7", 7));
         assert!(!etag_matches("\"70\"", 7));
         assert!(!etag_matches("", 0));
+    }
+
+    #[test]
+    fn the_any_tag_matches_every_existing_record() {
+        assert!(etag_matches("*", 3));
+        assert!(etag_matches(" * ", u64::MAX));
+        assert!(matches!(
+            if_match(&post(&[("if-match", "*")], b"")),
+            Ok(None)
+        ));
+        assert!(matches!(
+            if_match(&post(&[("if-match", "\"4\"")], b"")),
+            Ok(Some(4))
+        ));
+        assert!(if_match(&post(&[("if-match", "**")], b"")).is_err());
     }
 
     #[test]

@@ -249,21 +249,44 @@ fn parse_filter(key: &str, value: &str, fields: &[FieldSpec]) -> Result<Filter, 
         return Err(format!("field `{key}` cannot be filtered on"));
     }
     let numeric = matches!(kind, FieldKind::Int | FieldKind::UInt | FieldKind::Float);
-    if numeric && op != FilterOp::Contains && operand.parse::<f64>().is_err() {
+    let absent = fields[field].optional && operand == "null";
+    // `NaN` and `inf` parse as f64 but match nothing, not even with `!`: refused like text.
+    let finite = operand.parse::<f64>().is_ok_and(f64::is_finite);
+    if numeric && op != FilterOp::Contains && !absent && !finite {
         return Err(format!(
             "filter on `{key}` expects a number, got `{operand}`"
         ));
     }
-    if kind == FieldKind::Bool && !matches!(operand, "true" | "false") {
+    let integer = matches!(kind, FieldKind::Int | FieldKind::UInt);
+    let operand = if integer && op != FilterOp::Contains && !absent {
+        canonical_integer(operand)
+    } else {
+        operand.to_string()
+    };
+    if kind == FieldKind::Bool && !matches!(operand.as_str(), "true" | "false") {
         return Err(format!(
             "filter on `{key}` expects true or false, got `{operand}`"
         ));
     }
-    Ok(Filter {
-        field,
-        op,
-        operand: operand.to_string(),
-    })
+    Ok(Filter { field, op, operand })
+}
+
+/// Largest magnitude below which every integer is exactly an f64 (2^53).
+const F64_EXACT_INTEGER_MAX: f64 = 9_007_199_254_740_992.0;
+
+/// The operand of an integer field's filter written as the index writes integers (`01`, `+1`
+/// and `1.0` become `1`), so an equality filter finds the same records through an index as
+/// through a scan. Other operands are kept as given.
+fn canonical_integer(operand: &str) -> String {
+    if let Ok(value) = operand.parse::<i128>() {
+        return value.to_string();
+    }
+    match operand.parse::<f64>() {
+        Ok(value) if value.fract() == 0.0 && value.abs() <= F64_EXACT_INTEGER_MAX => {
+            (value as i64).to_string()
+        }
+        _ => operand.to_string(),
+    }
 }
 
 /// Checks `text` against the rules that apply to strings; returns the first failure.

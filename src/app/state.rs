@@ -66,8 +66,22 @@ impl Encode for AppEvent {
 impl Decode for AppEvent {
     fn decode(r: &mut binary::Reader<'_>) -> Result<Self, binary::Error> {
         let mut body = r.struct_body()?;
+        let model = String::decode(&mut body).map_err(|e| e.with_field("model"))?;
+        // Refused here, where replay reports an error naming the entry, rather than in
+        // `apply`, which cannot fail: a data directory of another app (or one from before a
+        // model was removed) must stop the start with a sentence, not a panic.
+        if !registry()
+            .read()
+            .expect("model registry poisoned")
+            .contains_key(model.as_str())
+        {
+            return Err(binary::Error::custom(format!(
+                "the log holds an event of model `{model}`, which this app does not have \
+                 (is this the data directory of another app?)"
+            )));
+        }
         Ok(AppEvent {
-            model: String::decode(&mut body).map_err(|e| e.with_field("model"))?,
+            model,
             payload: Vec::<u8>::decode(&mut body).map_err(|e| e.with_field("payload"))?,
         })
     }

@@ -8,13 +8,10 @@ use std::path::Path;
 
 use super::cli::{ClusterCommand, LogCommand};
 
-/// Runs `log ...` on `data`.
-pub fn log_command(app_name: &str, data: &Path, action: &LogCommand) -> Result<(), String> {
-    if !data.exists() {
-        return Err(format!(
-            "{app_name}: no data directory at {}",
-            data.display()
-        ));
+/// Runs `log ...` on `data`. The error is a sentence the caller prefixes with the app name.
+pub fn log_command(data: &Path, action: &LogCommand) -> Result<(), String> {
+    if !data.is_dir() {
+        return Err(format!("no data directory at {}", data.display()));
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -74,6 +74,12 @@ fn main() -> ExitCode {
     let args = Args {
         words: std::env::args().skip(1).collect(),
     };
+    // Asked for, the usage is the answer (stdout, success); only a wrong command line is 2.
+    let asked = |word: &String| matches!(word.as_str(), "--help" | "-h" | "help");
+    if args.words.iter().any(asked) {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     match run(&args) {
         None => {
             eprintln!("{USAGE}");

@@ -684,7 +684,10 @@ impl Conn {
     /// Answers a framing or limit error and stops reading: the rest of the input cannot be
     /// trusted to be framed the way we think.
     fn fail(&mut self, status: u16, message: &'static str) {
-        self.fail_with(Response::text(status, message));
+        // A problem document like every other error answer, so a client parses one shape
+        // whether a route or the connection refused its request.
+        let problem = Problem::new(status).with_detail(message);
+        self.fail_with(problem.into_response());
     }
 
     /// Like `fail`, with a response of the caller's making.

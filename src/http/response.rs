@@ -311,6 +311,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         416 => "Range Not Satisfiable",
         417 => "Expectation Failed",
         422 => "Unprocessable Content",
+        426 => "Upgrade Required",
         428 => "Precondition Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
@@ -346,6 +347,20 @@ mod tests {
         let r = Response::bytes(200, "image/png", vec![1]);
         assert_eq!(r.headers.get("content-type"), Some("image/png"));
         assert!(r.headers.head_run().is_empty());
+    }
+
+    #[test]
+    fn every_status_the_server_answers_has_its_phrase() {
+        // 426 is what a plain GET of a WebSocket route gets; 409, 412 and 428 the preconditions.
+        for status in [
+            100, 101, 204, 304, 400, 404, 405, 408, 409, 412, 413, 414, 415,
+        ] {
+            assert_ne!(reason_phrase(status), "", "{status}");
+        }
+        for status in [422, 426, 428, 429, 431, 500, 503, 505] {
+            assert_ne!(reason_phrase(status), "", "{status}");
+        }
+        assert_eq!(reason_phrase(426), "Upgrade Required");
     }
 
     #[test]

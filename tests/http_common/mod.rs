@@ -190,6 +190,12 @@ pub fn expect_rejected(addr: SocketAddr, bytes: &[u8], status: u16) {
         "{:?}",
         String::from_utf8_lossy(bytes)
     );
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/problem+json"),
+        "{:?}",
+        String::from_utf8_lossy(bytes)
+    );
     assert!(
         is_closed(&mut reader),
         "connection must close after {status}"
