@@ -477,3 +477,51 @@ fn graceful_shutdown_waits_for_a_deferred_response() {
     assert!(is_closed(&mut reader));
     server.join().expect("join");
 }
+
+#[test]
+fn expect_100_continue_behind_an_unanswered_request_is_sent_after_its_response() {
+    let server = spawn(quick_config());
+    let mut stream = connect(server.local_addr());
+    // The POST waits for its 100 while the slow GET before it is still running: the 100 must
+    // come after the GET's response, not never (RFC 9110 §10.1.1).
+    stream
+        .write_all(
+            b"GET /slow?100 HTTP/1.1\r\nHost: h\r\n\r\n\
+              POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .expect("write");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let first = read_response(&mut reader, false).expect("slow response");
+    assert_eq!(first.text(), "slept 100");
+    let interim = read_response(&mut reader, true).expect("interim 100");
+    assert_eq!(interim.status, 100);
+    stream.write_all(b"abc").expect("body");
+    let resp = read_response(&mut reader, false).expect("final");
+    assert_eq!((resp.status, resp.text().as_str()), (200, "POST  body=abc"));
+    // Behind a streamed body too: the 100 follows the stream's last chunk.
+    stream
+        .write_all(
+            b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\n\
+              POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .expect("write");
+    let streamed = read_response(&mut reader, false).expect("stream");
+    assert_eq!(streamed.text(), "one,two,three");
+    let interim = read_response(&mut reader, true).expect("interim 100 after the stream");
+    assert_eq!(interim.status, 100);
+    stream.write_all(b"s").expect("body");
+    let resp = read_response(&mut reader, false).expect("final");
+    assert_eq!(resp.text(), "POST  body=s");
+    // A client that sends the body anyway gets no late 100.
+    stream
+        .write_all(
+            b"GET /slow?100 HTTP/1.1\r\nHost: h\r\n\r\n\
+              POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nxyz\
+              GET /inline/last HTTP/1.1\r\nHost: h\r\n\r\n",
+        )
+        .expect("write");
+    for want in ["slept 100", "POST  body=xyz", "GET /inline/last h"] {
+        let resp = read_response(&mut reader, false).expect("response");
+        assert_eq!(resp.text(), want);
+    }
+}

@@ -81,6 +81,10 @@ enum Reading {
         body: BodyState,
         /// The body limit for this request: the server's, or the route's when lower.
         body_bytes_max: u64,
+        /// `Expect: 100-continue` came behind requests still unanswered: the interim 100
+        /// goes out once their responses are queued (never before them), unless body bytes
+        /// arrive first (RFC 9110 §10.1.1: the client need not wait).
+        continue_owed: bool,
     },
 }
 
@@ -490,7 +494,10 @@ impl Conn {
             BodyKind::Length(n) => BodyState::Length(n),
             BodyKind::Chunked => BodyState::Chunked(ChunkedDecoder::new()),
         };
-        if expect_continue && self.slots.is_empty() {
+        // The 100 must follow every earlier response: now if none is owed, else when the
+        // last of them is serialized (see `owe_continue`).
+        let continue_now = expect_continue && self.slots.is_empty();
+        if continue_now {
             self.output.extend_from_slice(CONTINUE);
         }
         let mut request = Box::new(std::mem::replace(ctx.scratch, empty_request()));
@@ -502,8 +509,22 @@ impl Conn {
             exchange,
             body,
             body_bytes_max,
+            continue_owed: expect_continue && !continue_now,
         };
         Some(())
+    }
+
+    /// Sends a deferred `100 Continue` once every earlier response is in the output (and no
+    /// streamed or file body is still to follow them).
+    fn send_owed_continue(&mut self) {
+        if !self.slots.is_empty() || !matches!(self.direct, DirectState::Idle) {
+            return;
+        }
+        if let Reading::Body { continue_owed, .. } = &mut self.reading {
+            if std::mem::take(continue_owed) {
+                self.output.extend_from_slice(CONTINUE);
+            }
+        }
     }
 
     /// Feeds body bytes; returns the bytes used, or None after answering a body error.
@@ -512,11 +533,14 @@ impl Conn {
             request,
             body,
             body_bytes_max,
+            continue_owed,
             ..
         } = &mut self.reading
         else {
             unreachable!("read_body outside a body");
         };
+        // Body bytes came without waiting for the 100: a late one is not needed.
+        *continue_owed = false;
         let (used, complete) = match body {
             BodyState::Length(remaining) => {
                 let take = (*remaining).min(data.len() as u64) as usize;
@@ -787,6 +811,7 @@ impl Conn {
                 break;
             }
         }
+        self.send_owed_continue();
     }
 
     /// Separates the protocol of an upgrade answer. Only a 101 to an upgrade request, outside
