@@ -525,3 +525,28 @@ fn expect_100_continue_behind_an_unanswered_request_is_sent_after_its_response()
         assert_eq!(resp.text(), want);
     }
 }
+
+#[test]
+fn an_absolute_form_target_is_the_host_and_its_authority_is_checked() {
+    let server = spawn(quick_config());
+    let addr = server.local_addr();
+    // RFC 9112 §3.2.2: the target's authority wins over the Host field.
+    let (resp, _) = send(
+        addr,
+        b"GET http://a.example:8080/abs?q=1 HTTP/1.1\r\nHost: b.example\r\n\r\n",
+    );
+    assert_eq!(resp.text(), "GET /abs a.example:8080");
+    let (resp, _) = send(addr, b"GET /inline/x HTTP/1.1\r\nHost: b.example\r\n\r\n");
+    assert_eq!(resp.text(), "GET /inline/x b.example");
+    // Userinfo (RFC 9110 §4.2.4) or a host that is not one: 400 and close.
+    expect_rejected(
+        addr,
+        b"GET http://user@a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        400,
+    );
+    expect_rejected(
+        addr,
+        b"GET http://a.example%/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        400,
+    );
+}

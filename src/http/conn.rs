@@ -448,6 +448,10 @@ impl Conn {
             self.fail(400, "invalid request target form");
             return None;
         }
+        if !ctx.scratch.target.starts_with('/') && !adopt_target_authority(ctx.scratch) {
+            self.fail(400, "invalid authority in request target");
+            return None;
+        }
         // Routed on the head: the route's body limit applies before any body byte is read.
         let plan = ctx.shared.handler.plan(ctx.scratch);
         ctx.scratch.planned.done = true;
@@ -1130,6 +1134,35 @@ fn target_form_ok(method: &Method, target: &str) -> bool {
     lower.starts_with("http://") || lower.starts_with("https://")
 }
 
+/// The authority of an absolute-form target (`http://host:port/p` gives `host:port`).
+fn absolute_authority(target: &str) -> Option<&str> {
+    let scheme_end = target.find("://")?;
+    let scheme = &target[..scheme_end];
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let rest = &target[scheme_end + 3..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// RFC 9112 §3.2.2: with an absolute-form target the server MUST ignore the `Host` field and
+/// use the target's authority, so handlers reading `Host` see the host the request is for.
+/// False when that authority is not a valid host (userinfo included: RFC 9110 §4.2.4).
+fn adopt_target_authority(request: &mut Request) -> bool {
+    let Some(authority) = absolute_authority(&request.target) else {
+        return true; // `*` or an authority-form CONNECT target: nothing to adopt.
+    };
+    if !super::parse::is_valid_host(authority) {
+        return false;
+    }
+    if request.header("host") != Some(authority) {
+        let authority = authority.to_string();
+        request.headers.insert("Host", authority);
+    }
+    true
+}
+
 fn attach_trailers(request: &mut Request, decoder: &ChunkedDecoder) {
     let Ok(fields) = decoder.trailers() else {
         return; // Validated when the body completed; unreachable in practice.
@@ -1158,6 +1191,22 @@ mod tests {
         assert!(!target_form_ok(&Method::Get, "h:80"));
         assert!(target_form_ok(&Method::Connect, "h:80"));
         assert!(!target_form_ok(&Method::Get, "x"));
+    }
+
+    #[test]
+    fn absolute_form_authority() {
+        assert_eq!(absolute_authority("http://h:8/x?y"), Some("h:8"));
+        assert_eq!(absolute_authority("HTTPS://h?y"), Some("h"));
+        assert_eq!(absolute_authority("http://h#f"), Some("h"));
+        assert_eq!(absolute_authority("http://"), Some(""));
+        assert_eq!(absolute_authority("ftp://h/x"), None);
+        assert_eq!(absolute_authority("*"), None);
+        let mut request = Request::new(Method::Get, "http://a.example/x");
+        request.headers.insert("Host", "b.example");
+        assert!(adopt_target_authority(&mut request));
+        assert_eq!(request.header("host"), Some("a.example"));
+        let mut request = Request::new(Method::Get, "http://u@a.example/x");
+        assert!(!adopt_target_authority(&mut request));
     }
 
     #[test]

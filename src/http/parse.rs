@@ -649,7 +649,7 @@ pub fn framing(version: Version, fields: &[HeaderSlot<'_>]) -> Result<Framing, P
 /// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a reg-name (unreserved,
 /// sub-delims and percent escapes; possibly empty), an IPv4 address (a reg-name by syntax) or
 /// an IP-literal in brackets, then an optional all-digit port.
-fn is_valid_host(value: &str) -> bool {
+pub(crate) fn is_valid_host(value: &str) -> bool {
     let bytes = value.as_bytes();
     let (host_end, port) = if bytes.first() == Some(&b'[') {
         let Some(close) = bytes.iter().position(|&b| b == b']') else {
