@@ -233,12 +233,13 @@ impl Conn {
             && self.upgraded.is_none()
     }
 
-    /// Reads until the socket is drained (a short read), or until no more requests may be
+    /// Reads until the socket is drained (a short read, or EOF when `peer_closed`: the FIN
+    /// came with the data and no later edge will report it), or until no more requests may be
     /// parsed for now (then asks for a re-arm), and processes what arrived.
-    pub fn on_readable(&mut self, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Flow {
+    pub fn on_readable(&mut self, ctx: &mut Ctx<'_>, buf: &mut [u8], peer_closed: bool) -> Flow {
         if self.linger_deadline_ms.is_none() {
             if let Some(driver) = &mut self.upgraded {
-                match driver.read(&self.stream, buf) {
+                match driver.read(&self.stream, buf, peer_closed) {
                     Ok(ReadEnd::Paused) => self.rearm = true,
                     Ok(ReadEnd::Drained | ReadEnd::Eof) => {}
                     Err(_) => return Flow::Close,
@@ -257,7 +258,7 @@ impl Conn {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => return Flow::Close,
             };
-            let drained = n < buf.len();
+            let drained = n < buf.len() && !peer_closed;
             if self.linger_deadline_ms.is_some() {
                 if drained {
                     return Flow::Continue; // Discarding input until the peer closes.
