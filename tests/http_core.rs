@@ -550,3 +550,23 @@ fn an_absolute_form_target_is_the_host_and_its_authority_is_checked() {
         400,
     );
 }
+
+#[test]
+fn a_declared_length_without_a_body_does_not_swallow_the_next_response() {
+    let server = spawn(quick_config());
+    let mut stream = connect(server.local_addr());
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    stream
+        .write_all(
+            b"HEAD /declared HTTP/1.1\r\nHost: h\r\n\r\n\
+              GET /declared HTTP/1.1\r\nHost: h\r\n\r\n\
+              GET /inline/next HTTP/1.1\r\nHost: h\r\n\r\n",
+        )
+        .expect("write");
+    let head = read_response(&mut reader, true).expect("head");
+    assert_eq!(head.header("content-length"), Some("5"));
+    let get = read_response(&mut reader, false).expect("get");
+    assert_eq!((get.status, get.header("content-length")), (200, Some("0")));
+    let next = read_response(&mut reader, false).expect("next");
+    assert_eq!(next.text(), "GET /inline/next h");
+}
