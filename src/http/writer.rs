@@ -239,7 +239,9 @@ pub fn write_response_heads(
         deferred.is_none(),
         "a deferred response is settled before writing"
     );
-    if !(100..=999).contains(&status) {
+    // An interim status (1xx) cannot be the answer: the client would wait for a final one and
+    // take the next response for it. 101 is the connection's business (see `take_upgrade`).
+    if !(100..=999).contains(&status) || (status < 200 && status != 101) {
         eprintln!("lithair http: handler returned invalid status {status}; sending 500");
         status = 500;
     }
@@ -303,7 +305,8 @@ pub fn write_response_heads(
     let mut direct = None;
     match body {
         Body::Stream(write) => {
-            if chunked_ok {
+            // RFC 9112 §6.1: no Transfer-Encoding on a 1xx or 204 (nor a 304: no body).
+            if chunked_ok && !bodyless_status {
                 out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
             } else {
                 close = true;
@@ -436,6 +439,14 @@ mod tests {
         assert!(text.ends_with("Content-Length: 7\r\n\r\n"), "{text}");
         let (text, _, _) = render(declared(), KEEP);
         assert!(text.ends_with("Content-Length: 0\r\n\r\n"), "{text}");
+        // A stream answered with a bodyless status: no chunked framing announced.
+        let (text, _, direct) = render(Response::stream(204, "text/plain", |_| Ok(())), KEEP);
+        assert!(!text.contains("chunked") && !direct, "{text}");
+        // An interim status as the final answer is a handler bug: 500.
+        for interim in [100, 102, 103] {
+            let (text, _, _) = render(Response::text(interim, "x"), KEEP);
+            assert!(text.starts_with("HTTP/1.1 500 "), "{text}");
+        }
         let (text, _, _) = render(Response::new(418), KEEP);
         assert!(
             text.starts_with("HTTP/1.1 418 \r\n") && text.ends_with("Content-Length: 0\r\n\r\n")
