@@ -570,3 +570,36 @@ fn a_declared_length_without_a_body_does_not_swallow_the_next_response() {
     let next = read_response(&mut reader, false).expect("next");
     assert_eq!(next.text(), "GET /inline/next h");
 }
+
+#[test]
+fn a_pipelined_mix_split_at_every_byte_gives_the_same_answers() {
+    let server = spawn(quick_config());
+    let data: &[u8] = b"\r\nPOST /echo?a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz\
+POST /echo?b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2;e=1\r\nab\r\n1\r\nc\r\n0\r\nT: 1\r\n\r\n\
+HEAD /stream HTTP/1.1\r\nHost: h\r\n\r\n\
+GET /inline/x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    let answers = |split: usize| {
+        let mut stream = connect(server.local_addr());
+        stream.write_all(&data[..split]).expect("first part");
+        // Give the server a chance to read the first part alone.
+        std::thread::sleep(Duration::from_millis(1));
+        stream.write_all(&data[split..]).expect("second part");
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).expect("read to close");
+        String::from_utf8_lossy(&all)
+            .lines()
+            .filter(|l| !l.starts_with("Date:"))
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    let whole = answers(data.len());
+    assert!(
+        whole.contains("POST a body=xyz")
+            && whole.contains("POST b body=abc trailer T=1")
+            && whole.ends_with("GET /inline/x h"),
+        "{whole}"
+    );
+    for split in 0..data.len() {
+        assert_eq!(answers(split), whole, "split at {split}");
+    }
+}
