@@ -603,3 +603,52 @@ GET /inline/x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
         assert_eq!(answers(split), whole, "split at {split}");
     }
 }
+
+/// A handler whose reactor-side hooks panic on some paths.
+struct PanickingHooks;
+
+impl lithair::http::Handler for PanickingHooks {
+    fn call(&self, req: &mut lithair::http::Request) -> lithair::http::Response {
+        lithair::http::Response::text(200, format!("{} {}", req.method, req.path))
+    }
+
+    fn unordered(&self, req: &lithair::http::Request) -> bool {
+        assert!(
+            req.path != "/unordered-panics",
+            "unordered panics on purpose"
+        );
+        false
+    }
+
+    fn plan(&self, req: &mut lithair::http::Request) -> lithair::http::HeadPlan {
+        assert!(req.path != "/plan-panics", "plan panics on purpose");
+        lithair::http::HeadPlan {
+            inline: false,
+            body_bytes_max: None,
+        }
+    }
+}
+
+#[test]
+fn a_panicking_plan_or_unordered_hook_does_not_take_the_reactor_down() {
+    // One reactor: if a hook's panic unwound through it, nothing would be served any more.
+    let server = lithair::http::Server::bind("127.0.0.1:0")
+        .expect("bind")
+        .config(lithair::http::ServerConfig {
+            reactor_threads: 1,
+            ..quick_config()
+        })
+        .spawn(PanickingHooks)
+        .expect("spawn");
+    let addr = server.local_addr();
+    expect_rejected(addr, b"GET /plan-panics HTTP/1.1\r\nHost: h\r\n\r\n", 500);
+    let (resp, _) = send(
+        addr,
+        b"POST /unordered-panics HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(resp.text(), "POST /unordered-panics");
+    let (resp, _) = send(addr, b"GET /after HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(resp.text(), "GET /after");
+    server.shutdown();
+    server.join().expect("no reactor panicked");
+}

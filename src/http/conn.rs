@@ -107,7 +107,21 @@ struct Slot {
 /// method that is not safe (RFC 9110 §9.2.1), unless the handler says the request depends on
 /// no other request of the connection (`Handler::unordered`).
 fn keeps_order(handler: &dyn Handler, request: &Request) -> bool {
-    !request.method.is_safe() && !handler.unordered(request)
+    !request.method.is_safe()
+        && !guarded("unordered", || handler.unordered(request)).unwrap_or(false)
+}
+
+/// Runs a handler hook that the reactor itself calls (`plan`, `unordered`): a panic in it must
+/// not unwind through the reactor, which would drop every connection it serves and, with one
+/// reactor, stop the server accepting. `None` when it panicked (logged).
+fn guarded<T>(hook: &str, f: impl FnOnce() -> T) -> Option<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            eprintln!("lithair http: Handler::{hook} panicked");
+            None
+        }
+    }
 }
 
 /// Whether `request` asks for a protocol switch. Without an `Upgrade` field (nearly every
@@ -454,7 +468,10 @@ impl Conn {
             return None;
         }
         // Routed on the head: the route's body limit applies before any body byte is read.
-        let plan = ctx.shared.handler.plan(ctx.scratch);
+        let Some(plan) = guarded("plan", || ctx.shared.handler.plan(ctx.scratch)) else {
+            self.fail(500, "internal server error");
+            return None;
+        };
         ctx.scratch.planned.done = true;
         ctx.scratch.planned.inline = plan.inline;
         let body_bytes_max = plan
