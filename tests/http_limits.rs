@@ -133,6 +133,19 @@ fn pipelining_beyond_the_in_flight_bound_is_served_in_order() {
         let resp = read_response(&mut reader, false).expect("response");
         assert_eq!(resp.text(), format!("slept {}", i % 3));
     }
+    // The same with the client's FIN right behind the batch (`printf ... | nc`): the requests
+    // still buffered when the EOF is seen are answered too, then the connection closes.
+    let mut stream = connect(server.local_addr());
+    stream.write_all(batch.as_bytes()).expect("write");
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    let mut reader = BufReader::new(stream);
+    for i in 0..50 {
+        let resp = read_response(&mut reader, false).expect("response after the FIN");
+        assert_eq!(resp.text(), format!("slept {}", i % 3));
+    }
+    assert!(is_closed(&mut reader));
 }
 
 #[test]
