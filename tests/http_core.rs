@@ -477,3 +477,178 @@ fn graceful_shutdown_waits_for_a_deferred_response() {
     assert!(is_closed(&mut reader));
     server.join().expect("join");
 }
+
+#[test]
+fn expect_100_continue_behind_an_unanswered_request_is_sent_after_its_response() {
+    let server = spawn(quick_config());
+    let mut stream = connect(server.local_addr());
+    // The POST waits for its 100 while the slow GET before it is still running: the 100 must
+    // come after the GET's response, not never (RFC 9110 §10.1.1).
+    stream
+        .write_all(
+            b"GET /slow?100 HTTP/1.1\r\nHost: h\r\n\r\n\
+              POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .expect("write");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let first = read_response(&mut reader, false).expect("slow response");
+    assert_eq!(first.text(), "slept 100");
+    let interim = read_response(&mut reader, true).expect("interim 100");
+    assert_eq!(interim.status, 100);
+    stream.write_all(b"abc").expect("body");
+    let resp = read_response(&mut reader, false).expect("final");
+    assert_eq!((resp.status, resp.text().as_str()), (200, "POST  body=abc"));
+    // Behind a streamed body too: the 100 follows the stream's last chunk.
+    stream
+        .write_all(
+            b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\n\
+              POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .expect("write");
+    let streamed = read_response(&mut reader, false).expect("stream");
+    assert_eq!(streamed.text(), "one,two,three");
+    let interim = read_response(&mut reader, true).expect("interim 100 after the stream");
+    assert_eq!(interim.status, 100);
+    stream.write_all(b"s").expect("body");
+    let resp = read_response(&mut reader, false).expect("final");
+    assert_eq!(resp.text(), "POST  body=s");
+    // A client that sends the body anyway gets no late 100.
+    stream
+        .write_all(
+            b"GET /slow?100 HTTP/1.1\r\nHost: h\r\n\r\n\
+              POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nxyz\
+              GET /inline/last HTTP/1.1\r\nHost: h\r\n\r\n",
+        )
+        .expect("write");
+    for want in ["slept 100", "POST  body=xyz", "GET /inline/last h"] {
+        let resp = read_response(&mut reader, false).expect("response");
+        assert_eq!(resp.text(), want);
+    }
+}
+
+#[test]
+fn an_absolute_form_target_is_the_host_and_its_authority_is_checked() {
+    let server = spawn(quick_config());
+    let addr = server.local_addr();
+    // RFC 9112 §3.2.2: the target's authority wins over the Host field.
+    let (resp, _) = send(
+        addr,
+        b"GET http://a.example:8080/abs?q=1 HTTP/1.1\r\nHost: b.example\r\n\r\n",
+    );
+    assert_eq!(resp.text(), "GET /abs a.example:8080");
+    let (resp, _) = send(addr, b"GET /inline/x HTTP/1.1\r\nHost: b.example\r\n\r\n");
+    assert_eq!(resp.text(), "GET /inline/x b.example");
+    // Userinfo (RFC 9110 §4.2.4) or a host that is not one: 400 and close.
+    expect_rejected(
+        addr,
+        b"GET http://user@a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        400,
+    );
+    expect_rejected(
+        addr,
+        b"GET http://a.example%/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        400,
+    );
+}
+
+#[test]
+fn a_declared_length_without_a_body_does_not_swallow_the_next_response() {
+    let server = spawn(quick_config());
+    let mut stream = connect(server.local_addr());
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    stream
+        .write_all(
+            b"HEAD /declared HTTP/1.1\r\nHost: h\r\n\r\n\
+              GET /declared HTTP/1.1\r\nHost: h\r\n\r\n\
+              GET /inline/next HTTP/1.1\r\nHost: h\r\n\r\n",
+        )
+        .expect("write");
+    let head = read_response(&mut reader, true).expect("head");
+    assert_eq!(head.header("content-length"), Some("5"));
+    let get = read_response(&mut reader, false).expect("get");
+    assert_eq!((get.status, get.header("content-length")), (200, Some("0")));
+    let next = read_response(&mut reader, false).expect("next");
+    assert_eq!(next.text(), "GET /inline/next h");
+}
+
+#[test]
+fn a_pipelined_mix_split_at_every_byte_gives_the_same_answers() {
+    let server = spawn(quick_config());
+    let data: &[u8] = b"\r\nPOST /echo?a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz\
+POST /echo?b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2;e=1\r\nab\r\n1\r\nc\r\n0\r\nT: 1\r\n\r\n\
+HEAD /stream HTTP/1.1\r\nHost: h\r\n\r\n\
+GET /inline/x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    let answers = |split: usize| {
+        let mut stream = connect(server.local_addr());
+        stream.write_all(&data[..split]).expect("first part");
+        // Give the server a chance to read the first part alone.
+        std::thread::sleep(Duration::from_millis(1));
+        stream.write_all(&data[split..]).expect("second part");
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).expect("read to close");
+        String::from_utf8_lossy(&all)
+            .lines()
+            .filter(|l| !l.starts_with("Date:"))
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    let whole = answers(data.len());
+    assert!(
+        whole.contains("POST a body=xyz")
+            && whole.contains("POST b body=abc trailer T=1")
+            && whole.ends_with("GET /inline/x h"),
+        "{whole}"
+    );
+    for split in 0..data.len() {
+        assert_eq!(answers(split), whole, "split at {split}");
+    }
+}
+
+/// A handler whose reactor-side hooks panic on some paths.
+struct PanickingHooks;
+
+impl lithair::http::Handler for PanickingHooks {
+    fn call(&self, req: &mut lithair::http::Request) -> lithair::http::Response {
+        lithair::http::Response::text(200, format!("{} {}", req.method, req.path))
+    }
+
+    fn unordered(&self, req: &lithair::http::Request) -> bool {
+        assert!(
+            req.path != "/unordered-panics",
+            "unordered panics on purpose"
+        );
+        false
+    }
+
+    fn plan(&self, req: &mut lithair::http::Request) -> lithair::http::HeadPlan {
+        assert!(req.path != "/plan-panics", "plan panics on purpose");
+        lithair::http::HeadPlan {
+            inline: false,
+            body_bytes_max: None,
+        }
+    }
+}
+
+#[test]
+fn a_panicking_plan_or_unordered_hook_does_not_take_the_reactor_down() {
+    // One reactor: if a hook's panic unwound through it, nothing would be served any more.
+    let server = lithair::http::Server::bind("127.0.0.1:0")
+        .expect("bind")
+        .config(lithair::http::ServerConfig {
+            reactor_threads: 1,
+            ..quick_config()
+        })
+        .spawn(PanickingHooks)
+        .expect("spawn");
+    let addr = server.local_addr();
+    expect_rejected(addr, b"GET /plan-panics HTTP/1.1\r\nHost: h\r\n\r\n", 500);
+    let (resp, _) = send(
+        addr,
+        b"POST /unordered-panics HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(resp.text(), "POST /unordered-panics");
+    let (resp, _) = send(addr, b"GET /after HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(resp.text(), "GET /after");
+    server.shutdown();
+    server.join().expect("no reactor panicked");
+}

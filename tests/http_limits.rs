@@ -133,6 +133,19 @@ fn pipelining_beyond_the_in_flight_bound_is_served_in_order() {
         let resp = read_response(&mut reader, false).expect("response");
         assert_eq!(resp.text(), format!("slept {}", i % 3));
     }
+    // The same with the client's FIN right behind the batch (`printf ... | nc`): the requests
+    // still buffered when the EOF is seen are answered too, then the connection closes.
+    let mut stream = connect(server.local_addr());
+    stream.write_all(batch.as_bytes()).expect("write");
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    let mut reader = BufReader::new(stream);
+    for i in 0..50 {
+        let resp = read_response(&mut reader, false).expect("response after the FIN");
+        assert_eq!(resp.text(), format!("slept {}", i % 3));
+    }
+    assert!(is_closed(&mut reader));
 }
 
 #[test]
@@ -270,4 +283,46 @@ fn a_route_body_limit_is_answered_before_the_body() {
         read_response(&mut reader, false).expect("final").text(),
         "9"
     );
+}
+
+#[test]
+fn a_client_fin_that_arrives_with_its_last_bytes_is_seen_at_once() {
+    // Long deadlines: only noticing the FIN can close these connections within the test.
+    let config = ServerConfig {
+        header_read_timeout_ms: 120_000,
+        idle_timeout_ms: 120_000,
+        ..quick_config()
+    };
+    let server = spawn(config);
+    let addr = server.local_addr();
+    let inputs: [&[u8]; 3] = [
+        b"GET /inline/x HTTP/1.1\r\nHost",
+        b"GET /inline/x HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\nabc",
+    ];
+    let mut readers = Vec::new();
+    for round in 0..10 {
+        for input in inputs {
+            let mut stream = connect(addr);
+            // The bytes and the FIN leave together, so they usually reach the server in the
+            // same readiness report: a short read there does not mean "nothing more".
+            stream.write_all(input).expect("write");
+            stream
+                .shutdown(std::net::Shutdown::Write)
+                .expect("shutdown");
+            readers.push((round, input, BufReader::new(stream)));
+        }
+    }
+    for (round, input, mut reader) in readers {
+        if input.ends_with(b"\r\n\r\n") {
+            let resp = read_response(&mut reader, false).expect("the complete request's answer");
+            assert_eq!(resp.status, 200);
+        }
+        assert!(
+            is_closed(&mut reader),
+            "round {round}: {:?} left open",
+            String::from_utf8_lossy(input)
+        );
+    }
+    wait_until("no connection left", || server.connections() == 0);
 }

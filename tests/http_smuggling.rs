@@ -40,6 +40,11 @@ fn ambiguous_or_invalid_framing_is_rejected_and_closed() {
         // Missing or repeated Host on 1.1.
         (b"GET / HTTP/1.1\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        // A Host that is not `uri-host [":" port]` (RFC 9112 §3.2: 400).
+        (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: evil.example/reset?x=\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: h:80@evil.example\r\n\r\n", 400),
+        (b"GET / HTTP/1.0\r\nHost: a\"b\r\n\r\n", 400),
         // Unsupported versions.
         (b"GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505),
         (b"GET / HTTP/1.2\r\nHost: h\r\n\r\n", 505),

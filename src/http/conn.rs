@@ -81,6 +81,10 @@ enum Reading {
         body: BodyState,
         /// The body limit for this request: the server's, or the route's when lower.
         body_bytes_max: u64,
+        /// `Expect: 100-continue` came behind requests still unanswered: the interim 100
+        /// goes out once their responses are queued (never before them), unless body bytes
+        /// arrive first (RFC 9110 §10.1.1: the client need not wait).
+        continue_owed: bool,
     },
 }
 
@@ -103,7 +107,21 @@ struct Slot {
 /// method that is not safe (RFC 9110 §9.2.1), unless the handler says the request depends on
 /// no other request of the connection (`Handler::unordered`).
 fn keeps_order(handler: &dyn Handler, request: &Request) -> bool {
-    !request.method.is_safe() && !handler.unordered(request)
+    !request.method.is_safe()
+        && !guarded("unordered", || handler.unordered(request)).unwrap_or(false)
+}
+
+/// Runs a handler hook that the reactor itself calls (`plan`, `unordered`): a panic in it must
+/// not unwind through the reactor, which would drop every connection it serves and, with one
+/// reactor, stop the server accepting. `None` when it panicked (logged).
+fn guarded<T>(hook: &str, f: impl FnOnce() -> T) -> Option<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            eprintln!("lithair http: Handler::{hook} panicked");
+            None
+        }
+    }
 }
 
 /// Whether `request` asks for a protocol switch. Without an `Upgrade` field (nearly every
@@ -229,12 +247,13 @@ impl Conn {
             && self.upgraded.is_none()
     }
 
-    /// Reads until the socket is drained (a short read), or until no more requests may be
+    /// Reads until the socket is drained (a short read, or EOF when `peer_closed`: the FIN
+    /// came with the data and no later edge will report it), or until no more requests may be
     /// parsed for now (then asks for a re-arm), and processes what arrived.
-    pub fn on_readable(&mut self, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Flow {
+    pub fn on_readable(&mut self, ctx: &mut Ctx<'_>, buf: &mut [u8], peer_closed: bool) -> Flow {
         if self.linger_deadline_ms.is_none() {
             if let Some(driver) = &mut self.upgraded {
-                match driver.read(&self.stream, buf) {
+                match driver.read(&self.stream, buf, peer_closed) {
                     Ok(ReadEnd::Paused) => self.rearm = true,
                     Ok(ReadEnd::Drained | ReadEnd::Eof) => {}
                     Err(_) => return Flow::Close,
@@ -253,7 +272,7 @@ impl Conn {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => return Flow::Close,
             };
-            let drained = n < buf.len();
+            let drained = n < buf.len() && !peer_closed;
             if self.linger_deadline_ms.is_some() {
                 if drained {
                     return Flow::Continue; // Discarding input until the peer closes.
@@ -444,8 +463,15 @@ impl Conn {
             self.fail(400, "invalid request target form");
             return None;
         }
+        if !ctx.scratch.target.starts_with('/') && !adopt_target_authority(ctx.scratch) {
+            self.fail(400, "invalid authority in request target");
+            return None;
+        }
         // Routed on the head: the route's body limit applies before any body byte is read.
-        let plan = ctx.shared.handler.plan(ctx.scratch);
+        let Some(plan) = guarded("plan", || ctx.shared.handler.plan(ctx.scratch)) else {
+            self.fail(500, "internal server error");
+            return None;
+        };
         ctx.scratch.planned.done = true;
         ctx.scratch.planned.inline = plan.inline;
         let body_bytes_max = plan
@@ -490,7 +516,10 @@ impl Conn {
             BodyKind::Length(n) => BodyState::Length(n),
             BodyKind::Chunked => BodyState::Chunked(ChunkedDecoder::new()),
         };
-        if expect_continue && self.slots.is_empty() {
+        // The 100 must follow every earlier response: now if none is owed, else when the
+        // last of them is serialized (see `owe_continue`).
+        let continue_now = expect_continue && self.slots.is_empty();
+        if continue_now {
             self.output.extend_from_slice(CONTINUE);
         }
         let mut request = Box::new(std::mem::replace(ctx.scratch, empty_request()));
@@ -502,8 +531,22 @@ impl Conn {
             exchange,
             body,
             body_bytes_max,
+            continue_owed: expect_continue && !continue_now,
         };
         Some(())
+    }
+
+    /// Sends a deferred `100 Continue` once every earlier response is in the output (and no
+    /// streamed or file body is still to follow them).
+    fn send_owed_continue(&mut self) {
+        if !self.slots.is_empty() || !matches!(self.direct, DirectState::Idle) {
+            return;
+        }
+        if let Reading::Body { continue_owed, .. } = &mut self.reading {
+            if std::mem::take(continue_owed) {
+                self.output.extend_from_slice(CONTINUE);
+            }
+        }
     }
 
     /// Feeds body bytes; returns the bytes used, or None after answering a body error.
@@ -512,11 +555,14 @@ impl Conn {
             request,
             body,
             body_bytes_max,
+            continue_owed,
             ..
         } = &mut self.reading
         else {
             unreachable!("read_body outside a body");
         };
+        // Body bytes came without waiting for the 100: a late one is not needed.
+        *continue_owed = false;
         let (used, complete) = match body {
             BodyState::Length(remaining) => {
                 let take = (*remaining).min(data.len() as u64) as usize;
@@ -790,6 +836,7 @@ impl Conn {
                 break;
             }
         }
+        self.send_owed_continue();
     }
 
     /// Separates the protocol of an upgrade answer. Only a 101 to an upgrade request, outside
@@ -1108,6 +1155,35 @@ fn target_form_ok(method: &Method, target: &str) -> bool {
     lower.starts_with("http://") || lower.starts_with("https://")
 }
 
+/// The authority of an absolute-form target (`http://host:port/p` gives `host:port`).
+fn absolute_authority(target: &str) -> Option<&str> {
+    let scheme_end = target.find("://")?;
+    let scheme = &target[..scheme_end];
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let rest = &target[scheme_end + 3..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// RFC 9112 §3.2.2: with an absolute-form target the server MUST ignore the `Host` field and
+/// use the target's authority, so handlers reading `Host` see the host the request is for.
+/// False when that authority is not a valid host (userinfo included: RFC 9110 §4.2.4).
+fn adopt_target_authority(request: &mut Request) -> bool {
+    let Some(authority) = absolute_authority(&request.target) else {
+        return true; // `*` or an authority-form CONNECT target: nothing to adopt.
+    };
+    if !super::parse::is_valid_host(authority) {
+        return false;
+    }
+    if request.header("host") != Some(authority) {
+        let authority = authority.to_string();
+        request.headers.insert("Host", authority);
+    }
+    true
+}
+
 fn attach_trailers(request: &mut Request, decoder: &ChunkedDecoder) {
     let Ok(fields) = decoder.trailers() else {
         return; // Validated when the body completed; unreachable in practice.
@@ -1136,6 +1212,22 @@ mod tests {
         assert!(!target_form_ok(&Method::Get, "h:80"));
         assert!(target_form_ok(&Method::Connect, "h:80"));
         assert!(!target_form_ok(&Method::Get, "x"));
+    }
+
+    #[test]
+    fn absolute_form_authority() {
+        assert_eq!(absolute_authority("http://h:8/x?y"), Some("h:8"));
+        assert_eq!(absolute_authority("HTTPS://h?y"), Some("h"));
+        assert_eq!(absolute_authority("http://h#f"), Some("h"));
+        assert_eq!(absolute_authority("http://"), Some(""));
+        assert_eq!(absolute_authority("ftp://h/x"), None);
+        assert_eq!(absolute_authority("*"), None);
+        let mut request = Request::new(Method::Get, "http://a.example/x");
+        request.headers.insert("Host", "b.example");
+        assert!(adopt_target_authority(&mut request));
+        assert_eq!(request.header("host"), Some("a.example"));
+        let mut request = Request::new(Method::Get, "http://u@a.example/x");
+        assert!(!adopt_target_authority(&mut request));
     }
 
     #[test]

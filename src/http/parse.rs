@@ -93,6 +93,8 @@ pub enum ParseError {
     MissingHost,
     /// More than one `Host` field.
     DuplicateHost,
+    /// A `Host` value that is not `uri-host [ ":" port ]` (RFC 9110 §7.2).
+    BadHost,
     /// An `Expect` other than `100-continue`.
     UnsupportedExpectation,
 }
@@ -136,6 +138,7 @@ impl ParseError {
             }
             ParseError::MissingHost => "HTTP/1.1 request without Host",
             ParseError::DuplicateHost => "more than one Host header field",
+            ParseError::BadHost => "invalid Host header field value",
             ParseError::UnsupportedExpectation => "only Expect: 100-continue is supported",
         }
     }
@@ -594,7 +597,14 @@ pub fn framing(version: Version, fields: &[HeaderSlot<'_>]) -> Result<Framing, P
                 chunked_last = transfer_codings(field.value, chunked_last)?;
                 transfer_encoding = true;
             }
-            4 if name.eq_ignore_ascii_case("host") => host_count += 1,
+            4 if name.eq_ignore_ascii_case("host") => {
+                // RFC 9112 §3.2: a Host with an invalid value is a 400, like a missing one.
+                // Applications build absolute URLs from it (redirects, links in e-mails).
+                if !is_valid_host(field.value) {
+                    return Err(ParseError::BadHost);
+                }
+                host_count += 1;
+            }
             10 if name.eq_ignore_ascii_case("connection") => {
                 for token in field.value.split(',').map(|t| t.trim_matches([' ', '\t'])) {
                     close |= token.eq_ignore_ascii_case("close");
@@ -634,6 +644,79 @@ pub fn framing(version: Version, fields: &[HeaderSlot<'_>]) -> Result<Framing, P
         keep_alive,
         expect_continue: expect_continue && version == Version::Http11,
     })
+}
+
+/// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a reg-name (unreserved,
+/// sub-delims and percent escapes; possibly empty), an IPv4 address (a reg-name by syntax) or
+/// an IP-literal in brackets, then an optional all-digit port.
+pub(crate) fn is_valid_host(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    let (host_end, port) = if bytes.first() == Some(&b'[') {
+        let Some(close) = bytes.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        // IPv6address or IPvFuture: hex digits, `:` and `.` for the first; `v`, hex, `.` then
+        // unreserved, sub-delims and `:` for the second. Both fit this set.
+        let literal = &bytes[1..close];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|&b| b == b':' || is_unreserved_or_sub_delim(b))
+        {
+            return false;
+        }
+        (close + 1, &bytes[close + 1..])
+    } else {
+        let end = bytes.iter().position(|&b| b == b':').unwrap_or(bytes.len());
+        (end, &bytes[end..])
+    };
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    port_ok && (bytes.first() == Some(&b'[') || is_reg_name(&bytes[..host_end]))
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2).
+fn is_reg_name(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let escape = bytes.get(i + 1..i + 3);
+                if !escape.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+            }
+            b if is_unreserved_or_sub_delim(b) => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// `unreserved / sub-delims` (RFC 3986 §2.2, §2.3).
+fn is_unreserved_or_sub_delim(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
 }
 
 /// Checks one `Transfer-Encoding` value: only `chunked`, and nothing after it (even across

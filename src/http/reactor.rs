@@ -386,7 +386,7 @@ impl Reactor {
         };
         let mut flow = Flow::Continue;
         if event.readable {
-            flow = conn.on_readable(&mut ctx, read_buf);
+            flow = conn.on_readable(&mut ctx, read_buf, event.peer_closed);
         }
         if flow == Flow::Continue && event.writable {
             flow = conn.pump(&mut ctx);

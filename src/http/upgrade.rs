@@ -162,8 +162,15 @@ impl Driver {
         !self.peer_eof && self.inner.output().len() < UPGRADED_OUTPUT_PAUSE_BYTES
     }
 
-    /// Reads until the socket is drained or output backs up, feeding the protocol.
-    pub fn read(&mut self, stream: &TcpStream, buf: &mut [u8]) -> std::io::Result<ReadEnd> {
+    /// Reads until the socket is drained or output backs up, feeding the protocol. With
+    /// `peer_closed` (the FIN came with the data) a short read is not the end: reading goes on
+    /// to the EOF, which no later edge would report.
+    pub fn read(
+        &mut self,
+        stream: &TcpStream,
+        buf: &mut [u8],
+        peer_closed: bool,
+    ) -> std::io::Result<ReadEnd> {
         assert!(!buf.is_empty(), "read buffer must not be empty");
         loop {
             if !self.wants_read() {
@@ -177,7 +184,7 @@ impl Driver {
                 }
                 Ok(n) => {
                     self.inner.on_input(&buf[..n]);
-                    if n < buf.len() {
+                    if n < buf.len() && !peer_closed {
                         return Ok(ReadEnd::Drained);
                     }
                 }
@@ -331,7 +338,7 @@ mod tests {
         let mut buf = [0u8; 16];
         let mut end = ReadEnd::Drained;
         for _ in 0..1000 {
-            end = driver.read(&server, &mut buf).expect("read");
+            end = driver.read(&server, &mut buf, false).expect("read");
             if driver.has_output() {
                 break;
             }
@@ -349,10 +356,31 @@ mod tests {
             .on_input(&vec![0u8; UPGRADED_OUTPUT_PAUSE_BYTES]);
         assert!(!driver.wants_read());
         assert_eq!(
-            driver.read(&server, &mut buf).expect("read"),
+            driver.read(&server, &mut buf, false).expect("read"),
             ReadEnd::Paused
         );
         drop(client);
+    }
+
+    #[test]
+    fn a_short_read_with_the_peer_closed_goes_on_to_the_eof() {
+        let (server, mut client) = pair();
+        let mut driver = Driver::new(Box::<Probe>::default(), 0);
+        driver.start(Arc::new(|| {}), 0, b"");
+        client.write_all(b"bye").expect("send");
+        client.shutdown(std::net::Shutdown::Write).expect("fin");
+        let mut probe = [0u8; 8];
+        // The bytes are queued; on loopback the FIN is queued by the time `shutdown` returns.
+        // Both then come in one epoll report, and one read call must reach the EOF.
+        while server.peek(&mut probe).expect("peek") < 3 {
+            std::thread::yield_now();
+        }
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            driver.read(&server, &mut buf, true).expect("read"),
+            ReadEnd::Eof
+        );
+        assert!(driver.peer_eof);
     }
 
     #[test]

@@ -137,7 +137,7 @@ struct Fields<'h> {
     status: u16,
     /// The connection closes after this response.
     close: bool,
-    /// A `Content-Length` the handler set (used only for bodies the writer cannot measure).
+    /// A `Content-Length` the handler set (used only for an empty body that is not sent).
     own_length: Option<&'h str>,
 }
 
@@ -239,7 +239,9 @@ pub fn write_response_heads(
         deferred.is_none(),
         "a deferred response is settled before writing"
     );
-    if !(100..=999).contains(&status) {
+    // An interim status (1xx) cannot be the answer: the client would wait for a final one and
+    // take the next response for it. 101 is the connection's business (see `take_upgrade`).
+    if !(100..=999).contains(&status) || (status < 200 && status != 101) {
         eprintln!("lithair http: handler returned invalid status {status}; sending 500");
         status = 500;
     }
@@ -303,7 +305,8 @@ pub fn write_response_heads(
     let mut direct = None;
     match body {
         Body::Stream(write) => {
-            if chunked_ok {
+            // RFC 9112 §6.1: no Transfer-Encoding on a 1xx or 204 (nor a 304: no body).
+            if chunked_ok && !bodyless_status {
                 out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
             } else {
                 close = true;
@@ -315,7 +318,10 @@ pub fn write_response_heads(
                 });
             }
         }
-        Body::Empty if bodyless_status || own_length.is_some() => {
+        // A handler's own `Content-Length` describes a body it does not send: honoured only
+        // where no body goes out (HEAD, 304). Sent with an empty body, it would make the
+        // client take the next response's bytes as this body.
+        Body::Empty if bodyless_status || (own_length.is_some() && !send_body) => {
             if let Some(length) = own_length.filter(|v| v.bytes().all(|b| b.is_ascii_digit())) {
                 out.extend_from_slice(b"Content-Length: ");
                 out.extend_from_slice(length.as_bytes());
@@ -426,6 +432,21 @@ mod tests {
         );
         let (text, _, _) = render(Response::new(304).with_header("Content-Length", "7"), KEEP);
         assert!(text.contains("Content-Length: 7\r\n") && text.starts_with("HTTP/1.1 304"));
+        // A declared length with no body is honoured only where no body is sent: on a GET
+        // it would make the client read the next response as this one's body.
+        let declared = || Response::new(200).with_header("Content-Length", "7");
+        let (text, _, _) = render(declared(), head);
+        assert!(text.ends_with("Content-Length: 7\r\n\r\n"), "{text}");
+        let (text, _, _) = render(declared(), KEEP);
+        assert!(text.ends_with("Content-Length: 0\r\n\r\n"), "{text}");
+        // A stream answered with a bodyless status: no chunked framing announced.
+        let (text, _, direct) = render(Response::stream(204, "text/plain", |_| Ok(())), KEEP);
+        assert!(!text.contains("chunked") && !direct, "{text}");
+        // An interim status as the final answer is a handler bug: 500.
+        for interim in [100, 102, 103] {
+            let (text, _, _) = render(Response::text(interim, "x"), KEEP);
+            assert!(text.starts_with("HTTP/1.1 500 "), "{text}");
+        }
         let (text, _, _) = render(Response::new(418), KEEP);
         assert!(
             text.starts_with("HTTP/1.1 418 \r\n") && text.ends_with("Content-Length: 0\r\n\r\n")

@@ -142,6 +142,7 @@ impl Epoll {
                 readable: events & (EPOLLIN | EPOLLRDHUP) != 0,
                 writable: events & EPOLLOUT != 0,
                 closed: events & (EPOLLERR | EPOLLHUP) != 0,
+                peer_closed: events & EPOLLRDHUP != 0,
             });
         }
         Ok(())

@@ -73,6 +73,11 @@ pub struct Event {
     pub writable: bool,
     /// Error or hang-up on the descriptor.
     pub closed: bool,
+    /// The peer shut down its sending side (epoll's `EPOLLRDHUP`): once the data already
+    /// received is read, a read returns EOF. An edge-triggered reader must then read past a
+    /// short read, as no later edge will announce that EOF. Always false for `poll(2)`, whose
+    /// level-triggered reports repeat while EOF is pending.
+    pub peer_closed: bool,
 }
 
 /// The contract both pollers keep, as tests for one of them: `$new` builds the poller. Each

@@ -149,6 +149,7 @@ impl PollPoller {
                 readable: pfd.revents & POLLIN != 0,
                 writable: pfd.revents & POLLOUT != 0,
                 closed: pfd.revents & (POLLERR | POLLHUP) != 0,
+                peer_closed: false,
             });
         }
         assert!(

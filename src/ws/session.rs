@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::close::CloseFrame;
+use super::close::{self, CloseFrame};
 use super::connection::{
     Abandon, Config, Connection, Event, Message, ProtocolError, SendError, State,
 };
@@ -34,7 +34,8 @@ pub enum Ended {
 }
 
 /// The application side of a WebSocket endpoint. Runs on the transport's thread: keep it quick
-/// (hand long work to a worker and come back through the hub).
+/// (hand long work to a worker and come back through the hub). A panicking callback is caught
+/// and logged; its session is closed with 1011 (and still leaves the hub).
 pub trait WsHandler: Send + 'static {
     /// The session started (after the 101 answer).
     fn on_open(&mut self, _ctx: &mut Ctx<'_>) {}
@@ -42,6 +43,17 @@ pub trait WsHandler: Send + 'static {
     fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message);
     /// The session ended; called exactly once.
     fn on_close(&mut self, _ctx: &mut Ctx<'_>, _ended: &Ended) {}
+}
+
+/// Runs one `WsHandler` callback. Sessions run on the HTTP reactor: a panic unwinding from a
+/// handler would take down every connection of that reactor, so it is caught and logged, and
+/// the caller closes this session with 1011 instead. True when the callback returned.
+fn handler_call(callback: &str, f: impl FnOnce()) -> bool {
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_ok();
+    if !ran {
+        eprintln!("lithair ws: WsHandler::{callback} panicked; closing the session with 1011");
+    }
+    ran
 }
 
 /// What a handler may do with its session.
@@ -184,7 +196,13 @@ impl Session {
             connection: &mut self.connection,
             hub: self.hub.as_deref(),
         };
-        self.handler.on_open(&mut ctx);
+        let ran = handler_call("on_open", || self.handler.on_open(&mut ctx));
+        if !ran {
+            self.connection
+                .close(close::INTERNAL_ERROR, "internal error");
+            self.dispatch();
+            return;
+        }
         self.pull_from_hub();
     }
 
@@ -248,7 +266,13 @@ impl Session {
                         connection: &mut self.connection,
                         hub: self.hub.as_deref(),
                     };
-                    self.handler.on_message(&mut ctx, message);
+                    let handler = &mut self.handler;
+                    if !handler_call("on_message", || handler.on_message(&mut ctx, message)) {
+                        // Closing queues our close frame; the peer's answer (or the close
+                        // timeout) ends the session through this loop as usual.
+                        self.connection
+                            .close(close::INTERNAL_ERROR, "internal error");
+                    }
                     None
                 }
                 Event::Close(frame) => Some(Ended::Closed(frame)),
@@ -275,7 +299,8 @@ impl Session {
             connection: &mut self.connection,
             hub: self.hub.as_deref(),
         };
-        self.handler.on_close(&mut ctx, ended);
+        // Even if `on_close` panics, the session leaves the hub.
+        handler_call("on_close", || self.handler.on_close(&mut ctx, ended));
         if let Some(hub) = &self.hub {
             hub.unregister(self.id);
         }

@@ -199,3 +199,75 @@ fn slow_consumer_is_closed_with_1008() {
     sessions[0].on_input(&from_client(&Message::Text("still here".into())));
     assert_eq!(flush(&mut sessions[0]), []);
 }
+
+/// Panics in every callback named in `panics`.
+struct Panicky {
+    panics: &'static [&'static str],
+    closes: Arc<Mutex<Vec<Ended>>>,
+}
+
+impl WsHandler for Panicky {
+    fn on_open(&mut self, _ctx: &mut Ctx<'_>) {
+        assert!(!self.panics.contains(&"open"), "on_open panics on purpose");
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) {
+        assert!(
+            message != Message::Text("boom".into()),
+            "on_message panics on purpose"
+        );
+        ctx.send(&message).expect("open");
+    }
+
+    fn on_close(&mut self, _ctx: &mut Ctx<'_>, ended: &Ended) {
+        self.closes.lock().expect("test lock").push(ended.clone());
+        assert!(
+            !self.panics.contains(&"close"),
+            "on_close panics on purpose"
+        );
+    }
+}
+
+#[test]
+fn a_panicking_handler_closes_its_session_with_1011_and_leaves_the_hub() {
+    let hub = SharedHub::new(HubConfig::default());
+    let closes = Arc::new(Mutex::new(Vec::new()));
+    let handler = Box::new(Panicky {
+        panics: &["close"],
+        closes: Arc::clone(&closes),
+    });
+    let mut session = Session::new(ConnId(7), Config::SERVER, handler, 0);
+    let (waker, _) = counting_waker();
+    session
+        .join_hub(Arc::clone(&hub), "u", waker)
+        .expect("fresh id");
+    session.start();
+    session.on_input(&from_client(&Message::Text("ok".into())));
+    assert_eq!(flush(&mut session), [(Opcode::Text, b"ok".to_vec())]);
+    // The panic stays inside the session: a close with 1011 goes out.
+    session.on_input(&from_client(&Message::Text("boom".into())));
+    assert_eq!(flush(&mut session), [internal_error_close()]);
+    // The peer answers; on_close (panicking too) runs once and the session leaves the hub.
+    session.on_input(&close_from_client(1011));
+    assert!(session.is_finished());
+    assert_eq!(closes.lock().expect("test lock").len(), 1);
+    assert!(
+        hub.with(|hub| hub.join(ConnId(7), "room")).is_err(),
+        "still registered"
+    );
+    // A panic in on_open closes at once.
+    let handler = Box::new(Panicky {
+        panics: &["open"],
+        closes: Arc::new(Mutex::new(Vec::new())),
+    });
+    let mut session = Session::new(ConnId(8), Config::SERVER, handler, 0);
+    session.start();
+    assert_eq!(flush(&mut session), [internal_error_close()]);
+}
+
+/// The close frame a session sends after its handler panicked: 1011 and a fixed reason.
+fn internal_error_close() -> (Opcode, Vec<u8>) {
+    let mut payload = vec![0x03, 0xF3];
+    payload.extend_from_slice(b"internal error");
+    (Opcode::Close, payload)
+}

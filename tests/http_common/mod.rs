@@ -58,6 +58,8 @@ impl Handler for TestApp {
             }),
             "/big" => Response::bytes(200, "application/octet-stream", vec![b'x'; 8 << 20]),
             "/close" => Response::text(200, "bye").with_header("Connection", "close"),
+            // A length for a body the handler does not send (meant for HEAD).
+            "/declared" => Response::new(200).with_header("Content-Length", "5"),
             _ => Response::text(
                 200,
                 format!(

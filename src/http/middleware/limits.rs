@@ -7,7 +7,8 @@ use crate::http::problem::Problem;
 use crate::http::request::{Method, Request};
 use crate::http::response::Response;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Most timed handlers still running after their deadline, process-wide. A handler cannot be
@@ -66,6 +67,15 @@ impl Timeout {
     }
 }
 
+/// One running timed handler thread in `TIMED_RUNNING`, given back when dropped.
+struct RunningSlot;
+
+impl Drop for RunningSlot {
+    fn drop(&mut self) {
+        TIMED_RUNNING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Copies the request head into a placeholder that stays behind while the original travels to
 /// the handler thread, so outer middleware (the access log) still sees method, path and id.
 fn head_copy(req: &Request) -> Request {
@@ -100,8 +110,11 @@ impl Handler for Timeout {
         let spawned = std::thread::Builder::new()
             .name("lithair-timed".into())
             .spawn(move || {
+                // Released on the way out, also when the handler panics: a leaked count would
+                // refuse this route with 503 for good after TIMEOUT_THREADS_MAX panics.
+                let running = RunningSlot;
                 let response = inner.call(&mut moved);
-                TIMED_RUNNING.fetch_sub(1, Ordering::AcqRel);
+                drop(running);
                 // The receiver is gone after a timeout: the late answer is dropped on purpose.
                 let _ = tx.send((moved, response));
             });
@@ -116,9 +129,11 @@ impl Handler for Timeout {
                 *req = original;
                 response
             }
-            Err(_) => Problem::new(503)
+            Err(RecvTimeoutError::Timeout) => Problem::new(503)
                 .with_detail(format!("handler exceeded {} ms", self.duration.as_millis()))
                 .into_response(),
+            // The sender was dropped unsent: the handler panicked (its thread logged it).
+            Err(RecvTimeoutError::Disconnected) => Problem::internal().into_response(),
         }
     }
 }
@@ -168,5 +183,17 @@ mod tests {
         assert_eq!(r.status, 503);
         assert_eq!(req.path, "/slow", "the head stays for outer middleware");
         drop(hold_tx);
+    }
+
+    #[test]
+    fn a_panicking_timed_handler_is_a_500_and_gives_its_thread_slot_back() {
+        let panicking = Timeout::ms(10_000, |_: &mut Request| -> Response {
+            panic!("timed handler panics on purpose")
+        });
+        // More panics than there are slots: each one must give its slot back.
+        for _ in 0..=TIMEOUT_THREADS_MAX {
+            let mut req = Request::new(Method::Get, "/p");
+            assert_eq!(panicking.call(&mut req).status, 500);
+        }
     }
 }

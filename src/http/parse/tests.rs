@@ -340,3 +340,62 @@ fn word_tests_on_every_byte_value() {
         assert_eq!(all_plain_value_bytes(word), plain, "{b:#x}");
     }
 }
+
+#[test]
+fn host_values_must_be_uri_host_and_port() {
+    let with_host = |value| {
+        framing(
+            Version::Http11,
+            &[HeaderSlot {
+                name: "Host",
+                value,
+            }],
+        )
+    };
+    for good in [
+        "h",
+        "",
+        "example.com",
+        "example.com:8080",
+        "h:",
+        "127.0.0.1:80",
+        "[::1]",
+        "[::1]:443",
+        "[v1.fe80::a+en1]",
+        "xn--bcher-kva.example",
+        "a%2Db",
+        "sub_domain.example~!$&'()*+,;=",
+    ] {
+        assert!(with_host(good).is_ok(), "{good:?} refused");
+    }
+    for bad in [
+        "a b",
+        "evil.com/path",
+        "evil.com?x",
+        "evil.com#x",
+        "user@evil.com",
+        "h:80:80",
+        "h:8o",
+        "[::1",
+        "[]",
+        "[::1]x",
+        "[::1]:a",
+        "a%2",
+        "a%zz",
+        "caf\u{e9}.example",
+        "a\"b",
+        "a<b>",
+        "a\\b",
+        "a\tb",
+    ] {
+        assert_eq!(with_host(bad), Err(ParseError::BadHost), "{bad:?}");
+    }
+    let http10 = framing(
+        Version::Http10,
+        &[HeaderSlot {
+            name: "host",
+            value: "a/b",
+        }],
+    );
+    assert_eq!(http10, Err(ParseError::BadHost));
+}
