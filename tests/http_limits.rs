@@ -326,3 +326,107 @@ fn a_client_fin_that_arrives_with_its_last_bytes_is_seen_at_once() {
     }
     wait_until("no connection left", || server.connections() == 0);
 }
+
+/// Streams that stay open until `gate` opens, and a worker route beside them.
+struct Holder {
+    gate: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl lithair::http::Handler for Holder {
+    fn call(&self, req: &mut lithair::http::Request) -> lithair::http::Response {
+        if req.path != "/hold" {
+            return lithair::http::Response::text(200, "worked");
+        }
+        let gate = std::sync::Arc::clone(&self.gate);
+        lithair::http::Response::stream(200, "text/plain", move |out| {
+            out.write_all(b"first")?;
+            let (open, changed) = &*gate;
+            let mut open = open.lock().expect("gate");
+            while !*open {
+                open = changed.wait(open).expect("gate");
+            }
+            out.write_all(b",last")
+        })
+    }
+}
+
+/// Reads the head and the first chunk of a `/hold` stream.
+fn open_hold(addr: std::net::SocketAddr) -> BufReader<std::net::TcpStream> {
+    use std::io::BufRead;
+    let mut stream = connect(addr);
+    stream
+        .write_all(b"GET /hold HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    while line != "\r\n" {
+        line.clear();
+        assert!(reader.read_line(&mut line).expect("head") > 0, "head cut");
+    }
+    line.clear();
+    reader.read_line(&mut line).expect("chunk size");
+    assert_eq!(line, "5\r\n");
+    line.clear();
+    reader.read_line(&mut line).expect("chunk");
+    assert_eq!(line, "first\r\n");
+    reader
+}
+
+#[test]
+fn long_streams_run_beside_the_workers_up_to_streams_max() {
+    use std::io::Read;
+    let config = ServerConfig {
+        worker_threads: 2,
+        streams_max: 4,
+        ..quick_config()
+    };
+    let gate = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let server = lithair::http::Server::bind("127.0.0.1:0")
+        .expect("bind")
+        .config(config)
+        .spawn(Holder {
+            gate: std::sync::Arc::clone(&gate),
+        })
+        .expect("spawn");
+    let addr = server.local_addr();
+    // Twice as many open streams as workers: handlers still run (before, each stream held a
+    // worker for its whole life and this request waited behind them).
+    let mut holds: Vec<_> = (0..4).map(|_| open_hold(addr)).collect();
+    let (resp, _) = send(addr, b"GET /work HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!((resp.status, resp.text().as_str()), (200, "worked"));
+    // One stream over streams_max: its head went out, then the connection closes.
+    let mut over = connect(addr);
+    over.write_all(b"GET /hold HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    let mut rest = Vec::new();
+    let _ = over.read_to_end(&mut rest);
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
+    assert!(!rest.contains("first"), "a body past the limit ran: {rest}");
+    // Opened, every held stream completes and its connection serves on.
+    {
+        let (open, changed) = &*gate;
+        *open.lock().expect("gate") = true;
+        changed.notify_all();
+    }
+    for reader in &mut holds {
+        let resp = {
+            let mut tail = [0u8; 16];
+            let want = b"5\r\n,last\r\n0\r\n\r\n";
+            reader.read_exact(&mut tail[..want.len()]).expect("tail");
+            assert_eq!(&tail[..want.len()], want);
+            reader
+                .get_mut()
+                .write_all(b"GET /again HTTP/1.1\r\nHost: h\r\n\r\n")
+                .expect("write");
+            read_response(reader, false).expect("a response after the stream")
+        };
+        assert_eq!((resp.status, resp.text().as_str()), (200, "worked"));
+    }
+    // The stream threads are free again.
+    let reader = open_hold(addr);
+    drop(reader);
+    drop(holds);
+    server.shutdown();
+    server.join().expect("join");
+}

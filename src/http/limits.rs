@@ -29,6 +29,9 @@ pub const PIPELINE_IN_FLIGHT_MAX: usize = 64;
 pub const WORKER_QUEUE_MAX: usize = 8192;
 /// Worker threads for blocking handlers; enough to let many commits wait in one group commit.
 pub const WORKER_THREADS_DEFAULT: usize = 64;
+/// Most streamed and file bodies sent at once, each on a thread of its own (see
+/// `http::streams`); one more closes its connection after the head.
+pub const STREAMS_MAX: usize = 1024;
 /// Time in-flight requests get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
 /// After answering a framing error, time spent discarding input before closing (so the peer
@@ -46,6 +49,8 @@ pub struct ServerConfig {
     pub worker_threads: usize,
     /// See [`WORKER_QUEUE_MAX`].
     pub worker_queue_max: usize,
+    /// See [`STREAMS_MAX`].
+    pub streams_max: usize,
     /// See [`REQUEST_LINE_BYTES_MAX`].
     pub request_line_bytes_max: usize,
     /// See [`HEADER_BYTES_MAX`].
@@ -80,6 +85,7 @@ impl Default for ServerConfig {
             reactor_threads: 0,
             worker_threads: WORKER_THREADS_DEFAULT,
             worker_queue_max: WORKER_QUEUE_MAX,
+            streams_max: STREAMS_MAX,
             request_line_bytes_max: REQUEST_LINE_BYTES_MAX,
             header_bytes_max: HEADER_BYTES_MAX,
             header_count_max: HEADER_COUNT_MAX,
@@ -103,6 +109,7 @@ impl ServerConfig {
         let positive = [
             ("worker_threads", self.worker_threads as u64),
             ("worker_queue_max", self.worker_queue_max as u64),
+            ("streams_max", self.streams_max as u64),
             ("request_line_bytes_max", self.request_line_bytes_max as u64),
             ("header_count_max", self.header_count_max as u64),
             ("header_read_timeout_ms", self.header_read_timeout_ms),

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod parse;
 pub mod pool;
 mod reactor;
+pub mod streams;
 pub(crate) use reactor::deliver_together;
 pub mod request;
 pub mod response;

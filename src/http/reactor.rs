@@ -21,6 +21,7 @@ use super::limits::ServerConfig;
 use super::pool::Pool;
 use super::request::Request;
 use super::response::Response;
+use super::streams::StreamThreads;
 use super::writer::{render_common_head, Direct, OK_STATUS_LINE};
 use super::Handler;
 use crate::sys::waker::Waker;
@@ -52,6 +53,8 @@ pub(crate) struct Shared {
     pub config: ServerConfig,
     pub handler: Arc<dyn Handler>,
     pub pool: Pool,
+    /// Threads that send streamed and file bodies (apart from the workers).
+    pub streams: StreamThreads,
     pub connections: AtomicUsize,
     pub inboxes: Vec<Arc<Inbox>>,
     shutting_down: AtomicBool,
@@ -64,9 +67,11 @@ impl Shared {
         pool: Pool,
         inboxes: Vec<Arc<Inbox>>,
     ) -> Shared {
+        let streams = StreamThreads::new(config.streams_max);
         Shared {
             config,
             handler,
+            streams,
             pool,
             connections: AtomicUsize::new(0),
             inboxes,
@@ -493,7 +498,7 @@ impl Reactor {
         }
     }
 
-    /// Hands the socket to a worker to send a streamed or file body.
+    /// Hands the socket to a stream thread to send a streamed or file body.
     fn start_direct(&mut self, index: usize) {
         let token = token_of(index, self.entries[index].generation);
         let write_timeout_ms = self.shared.config.write_timeout_ms;
@@ -520,8 +525,12 @@ impl Reactor {
                 outcome: Outcome::DirectDone { ok, close },
             });
         });
-        if self.shared.pool.try_submit(job).is_err() {
-            eprintln!("lithair http: worker queue full; dropping a streamed response");
+        if self.shared.streams.try_run(job).is_err() {
+            eprintln!(
+                "lithair http: {} streamed or file bodies already running (streams_max); \
+                 closing a connection after its head",
+                self.shared.config.streams_max
+            );
             // The socket is no longer registered; closing frees it.
             self.close(index);
         }

@@ -125,15 +125,22 @@ impl ServerHandle {
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Waits for the reactors to finish (after `shutdown` or a signal), then for the workers.
+    /// Waits for the reactors to finish (after `shutdown` or a signal), then for the workers and the
+    /// stream threads.
     pub fn join(mut self) -> io::Result<()> {
         let mut panicked = false;
         for thread in self.threads.drain(..) {
             panicked |= thread.join().is_err();
         }
         let grace = Duration::from_millis(self.shared.config.shutdown_grace_ms);
+        // One deadline for both: handlers and bodies still running share the grace period.
+        let deadline = std::time::Instant::now() + grace;
         if !self.shared.pool.shutdown(grace) {
             eprintln!("lithair http: some handlers were still running at the shutdown deadline");
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if !self.shared.streams.shutdown(left) {
+            eprintln!("lithair http: some bodies were still being sent at the shutdown deadline");
         }
         if panicked {
             return Err(io::Error::other("a reactor thread panicked"));
