@@ -13,6 +13,7 @@
 use super::response::Response;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -29,7 +30,8 @@ const FLUSH_ROUNDS_MAX: usize = 16;
 pub type UpgradeWaker = Arc<dyn Fn() + Send + Sync>;
 
 /// A protocol that takes over a connection after `101 Switching Protocols`. Every method runs
-/// on the reactor thread: none may block.
+/// on the reactor thread: none may block. A panic in a callback is caught and ends this
+/// connection alone (its pending output is dropped and nothing more is called).
 pub trait Upgraded: Send {
     /// The 101 was queued; `waker` schedules `on_wake` from other threads; `now_ms` is the
     /// reactor's monotonic clock (the same one `on_tick` gets).
@@ -104,6 +106,9 @@ pub(crate) struct Driver {
     pub write_progress_ms: u64,
     pub peer_eof: bool,
     started: bool,
+    /// A callback of the protocol panicked: it is not called again, its output is dropped and
+    /// the connection closes.
+    failed: bool,
 }
 
 impl Driver {
@@ -114,6 +119,23 @@ impl Driver {
             write_progress_ms: now_ms,
             peer_eof: false,
             started: false,
+            failed: false,
+        }
+    }
+
+    /// Runs one callback of the protocol. Protocols run on the reactor, so a panic unwinding
+    /// from one would take down every connection of that reactor: it is caught and logged,
+    /// and this connection alone ends. Nothing is called after a panic.
+    fn guard(&mut self, callback: &str, f: impl FnOnce(&mut dyn Upgraded)) {
+        if self.failed {
+            return;
+        }
+        let inner = &mut *self.inner;
+        if catch_unwind(AssertUnwindSafe(|| f(inner))).is_err() {
+            eprintln!(
+                "lithair http: an upgraded protocol panicked in {callback}; closing its connection"
+            );
+            self.failed = true;
         }
     }
 
@@ -128,9 +150,9 @@ impl Driver {
                 notify();
             }
         });
-        self.inner.start(waker, now_ms);
+        self.guard("start", |p| p.start(waker, now_ms));
         if !leftover.is_empty() {
-            self.inner.on_input(leftover);
+            self.guard("on_input", |p| p.on_input(leftover));
         }
     }
 
@@ -138,28 +160,28 @@ impl Driver {
     pub fn on_wake(&mut self) {
         // Cleared before running, so a wake during `on_wake` posts a new one.
         self.woken.store(false, Ordering::Release);
-        self.inner.on_wake();
+        self.guard("on_wake", |p| p.on_wake());
     }
 
     pub fn on_tick(&mut self, now_ms: u64) {
-        self.inner.on_tick(now_ms);
+        self.guard("on_tick", |p| p.on_tick(now_ms));
     }
 
     pub fn begin_shutdown(&mut self) {
-        self.inner.begin_shutdown();
+        self.guard("begin_shutdown", |p| p.begin_shutdown());
     }
 
     pub fn is_finished(&self) -> bool {
-        self.inner.is_finished()
+        self.failed || self.inner.is_finished()
     }
 
     pub fn has_output(&self) -> bool {
-        !self.inner.output().is_empty()
+        !self.failed && !self.inner.output().is_empty()
     }
 
     /// Whether to read more now.
     pub fn wants_read(&self) -> bool {
-        !self.peer_eof && self.inner.output().len() < UPGRADED_OUTPUT_PAUSE_BYTES
+        !self.failed && !self.peer_eof && self.inner.output().len() < UPGRADED_OUTPUT_PAUSE_BYTES
     }
 
     /// Reads until the socket is drained or output backs up, feeding the protocol. With
@@ -179,11 +201,11 @@ impl Driver {
             match (&*stream).read(buf) {
                 Ok(0) => {
                     self.peer_eof = true;
-                    self.inner.on_eof();
+                    self.guard("on_eof", |p| p.on_eof());
                     return Ok(ReadEnd::Eof);
                 }
                 Ok(n) => {
-                    self.inner.on_input(&buf[..n]);
+                    self.guard("on_input", |p| p.on_input(&buf[..n]));
                     if n < buf.len() && !peer_closed {
                         return Ok(ReadEnd::Drained);
                     }
@@ -199,6 +221,9 @@ impl Driver {
     /// protocol refill (hub queues) and goes round again, a bounded number of times.
     pub fn flush(&mut self, stream: &TcpStream, now_ms: u64) -> std::io::Result<()> {
         for _ in 0..FLUSH_ROUNDS_MAX {
+            if self.failed {
+                return Ok(());
+            }
             let pending = self.inner.output().len();
             if pending == 0 {
                 self.write_progress_ms = now_ms;
@@ -213,12 +238,12 @@ impl Driver {
             assert!(written <= pending, "wrote more than was pending");
             if written > 0 {
                 self.write_progress_ms = now_ms;
-                self.inner.consume_output(written);
+                self.guard("consume_output", |p| p.consume_output(written));
             }
             if written < pending {
                 return Ok(());
             }
-            self.inner.on_writable();
+            self.guard("on_writable", |p| p.on_writable());
         }
         Ok(())
     }
@@ -228,8 +253,8 @@ impl Drop for Driver {
     fn drop(&mut self) {
         // A connection dropped mid-protocol (error, deadline, shutdown) still ends the
         // protocol, so it leaves its hub and its handler sees the end.
-        if self.started && !self.inner.is_finished() && !self.peer_eof {
-            self.inner.on_eof();
+        if self.started && !self.is_finished() && !self.peer_eof {
+            self.guard("on_eof", |p| p.on_eof());
         }
     }
 }
@@ -248,6 +273,8 @@ mod tests {
         log: Arc<Mutex<Vec<String>>>,
         waker: Arc<Mutex<Option<UpgradeWaker>>>,
         finished: bool,
+        /// `on_input` panics (a protocol bug).
+        panics_on_input: bool,
     }
 
     impl Upgraded for Probe {
@@ -256,6 +283,7 @@ mod tests {
             self.log.lock().unwrap().push(format!("start {now_ms}"));
         }
         fn on_input(&mut self, bytes: &[u8]) {
+            assert!(!self.panics_on_input, "on_input panics on purpose");
             self.output.extend_from_slice(bytes);
         }
         fn on_eof(&mut self) {
@@ -285,6 +313,45 @@ mod tests {
         let (server, _) = listener.accept().expect("accept");
         server.set_nonblocking(true).expect("nonblocking");
         (server, client)
+    }
+
+    #[test]
+    fn a_panicking_protocol_ends_its_connection_alone() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let probe = Probe {
+            log: Arc::clone(&log),
+            panics_on_input: true,
+            ..Probe::default()
+        };
+        let (server, mut client) = pair();
+        let mut driver = Driver::new(Box::new(probe), 0);
+        driver.start(Arc::new(|| {}), 0, b"");
+        client.write_all(b"boom").expect("write");
+        let mut buf = [0u8; 64];
+        let mut end = ReadEnd::Drained;
+        for _ in 0..1000 {
+            // The bytes may need a moment to cross loopback.
+            end = driver.read(&server, &mut buf, false).expect("read");
+            if driver.is_finished() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(
+            driver.is_finished(),
+            "the panic ended the protocol ({end:?})"
+        );
+        assert!(!driver.has_output() && !driver.wants_read());
+        assert!(driver.flush(&server, 1).is_ok());
+        driver.on_wake();
+        driver.on_tick(2);
+        driver.begin_shutdown();
+        drop(driver);
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["start 0"],
+            "nothing is called after the panic, not even on_eof at the drop"
+        );
     }
 
     #[test]
