@@ -152,6 +152,37 @@ fn any_tag_validators_mean_the_record_exists() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+#[test]
+fn if_match_lists_compare_strongly() {
+    let data = common::fresh_dir("hostile", "ifmatch");
+    let (running, addr) = common::start(&app(), &data);
+    assert_eq!(post(addr, "{}").status, 201);
+    let patch = |validator: &str, body: &str| {
+        request(
+            addr,
+            "PATCH",
+            "/api/gauges/1",
+            &format!("If-Match: {validator}\r\n"),
+            body,
+        )
+    };
+    // A list naming the current version (1) among others.
+    let listed = patch(r#""7", "1""#, r#"{"group":2}"#);
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    // The record is at version 2 now. A weak tag never matches (RFC 9110 §13.1.1), even the
+    // current version's.
+    let weak = patch(r#"W/"2""#, r#"{"group":3}"#);
+    assert_eq!(weak.status, 412, "{}", weak.body);
+    let weak_beside = patch(r#""1", W/"2""#, r#"{"group":3}"#);
+    assert_eq!(weak_beside.status, 409, "{}", weak_beside.body);
+    let not_ours = patch(r#""02""#, r#"{"group":3}"#);
+    assert_eq!(not_ours.status, 400, "{}", not_ours.body);
+    let current = get(addr, "/api/gauges/1");
+    assert!(current.body.contains(r#""group":2"#), "{}", current.body);
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
 fn run(args: &[&str]) -> Result<(), String> {
     let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
     app().run_with(&args)

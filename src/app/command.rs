@@ -249,6 +249,24 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// Fails with a version conflict unless record `id` is at one of `versions` (an `If-Match`
+    /// list; the conflict names the first).
+    pub fn expect_version_among<M: Model>(
+        &self,
+        id: &Id,
+        versions: &[u64],
+    ) -> Result<(), Rejection> {
+        let current = self.version::<M>(id);
+        if versions.contains(&current) {
+            Ok(())
+        } else {
+            Err(Rejection::VersionMismatch {
+                expected: versions.first().copied().unwrap_or(0),
+                current,
+            })
+        }
+    }
+
     fn require<M: Model>(&self, id: &Id) -> Result<M, Rejection> {
         self.get::<M>(id).ok_or_else(|| Rejection::NotFound {
             model: M::NAME,

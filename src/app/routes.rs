@@ -80,20 +80,51 @@ fn decimal(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
     }
 }
 
-/// Parses an `If-Match` value naming one version (`"3"` or `W/"3"`). `*` asks only that the
-/// record exist (RFC 9110 §13.1.1), which every write by id checks anyway: no version.
-fn if_match(req: &Request) -> Result<Option<u64>, Problem> {
+/// Parses an `If-Match` list into the versions it names. `*` asks only that the record exist
+/// (RFC 9110 §13.1.1), which every write by id checks anyway: `None`. If-Match compares
+/// strongly, so a weak tag (`W/"3"`) never matches: a list of weak tags alone fails at once
+/// (412), and weak tags beside strong ones are left out. A tag that is not one of our
+/// version tags (`"<decimal>"`) is a 400.
+fn if_match(req: &Request) -> Result<Option<Vec<u64>>, Problem> {
     let Some(value) = req.header("if-match") else {
         return Ok(None);
     };
     if value.trim() == "*" {
         return Ok(None);
     }
-    let trimmed = value.trim().trim_start_matches("W/").trim_matches('"');
-    trimmed
-        .parse()
-        .map(Some)
-        .map_err(|_| Problem::bad_request(format!("If-Match must name one version, got {value:?}")))
+    let mut versions = Vec::new();
+    for tag in value.split(',').map(str::trim) {
+        let (weak, tag) = match tag.strip_prefix("W/") {
+            Some(tag) => (true, tag),
+            None => (false, tag),
+        };
+        let version = tag
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .and_then(parse_version)
+            .ok_or_else(|| {
+                Problem::bad_request(format!(
+                    "If-Match must list version tags such as \"3\", got {value:?}"
+                ))
+            })?;
+        if !weak {
+            versions.push(version);
+        }
+    }
+    if versions.is_empty() {
+        return Err(Problem::new(412)
+            .with_detail("If-Match named only weak tags, which never match (RFC 9110 §13.1.1)"));
+    }
+    Ok(Some(versions))
+}
+
+/// A version as our ETags write it: decimal digits without a leading zero (so `"07"` is not
+/// version 7, as for `If-None-Match`).
+fn parse_version(digits: &str) -> Option<u64> {
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    canonical.then(|| digits.parse().ok()).flatten()
 }
 
 /// The engine metadata of a write request: idempotency key and request id.
@@ -422,8 +453,8 @@ fn replace<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Pro
     let record: M = req.json()?;
     let (meta, expected) = (write_meta(req)?, if_match(req)?);
     run_write(handle, meta, 200, move |tx| {
-        if let Some(expected) = expected {
-            tx.expect_version::<M>(&id, expected)?;
+        if let Some(expected) = &expected {
+            tx.expect_version_among::<M>(&id, expected)?;
         }
         tx.records_from_json();
         let replaced = tx.replace(&id, record.clone())?;
@@ -436,8 +467,8 @@ fn patch<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Probl
     let patch: M::Patch = req.json()?;
     let (meta, expected) = (write_meta(req)?, if_match(req)?);
     run_write(handle, meta, 200, move |tx| {
-        if let Some(expected) = expected {
-            tx.expect_version::<M>(&id, expected)?;
+        if let Some(expected) = &expected {
+            tx.expect_version_among::<M>(&id, expected)?;
         }
         tx.records_from_json();
         let updated = tx.update::<M>(&id, patch.clone())?;
@@ -449,8 +480,8 @@ fn remove<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Prob
     let id = path_id::<M>(req)?;
     let (meta, expected) = (write_meta(req)?, if_match(req)?);
     let decide = move |tx: &mut Tx<'_>| {
-        if let Some(expected) = expected {
-            tx.expect_version::<M>(&id, expected)?;
+        if let Some(expected) = &expected {
+            tx.expect_version_among::<M>(&id, expected)?;
         }
         tx.delete::<M>(&id).map(|_| ())
     };
@@ -583,11 +614,30 @@ mod tests {
             if_match(&post(&[("if-match", "*")], b"")),
             Ok(None)
         ));
-        assert!(matches!(
-            if_match(&post(&[("if-match", "\"4\"")], b"")),
-            Ok(Some(4))
-        ));
-        assert!(if_match(&post(&[("if-match", "**")], b"")).is_err());
+        fn versions(value: &'static str) -> Result<Option<Vec<u64>>, Problem> {
+            if_match(&post(&[("if-match", value)], b""))
+        }
+        assert_eq!(versions("\"4\"").ok(), Some(Some(vec![4])));
+        assert_eq!(versions(" \"4\" , \"9\"").ok(), Some(Some(vec![4, 9])));
+        // Strong comparison: weak tags never match.
+        assert_eq!(versions("W/\"3\", \"5\"").ok(), Some(Some(vec![5])));
+        assert_eq!(versions("W/\"3\"").map_err(|p| p.status).err(), Some(412));
+        for bad in [
+            "**",
+            "\"07\"",
+            "\"\"",
+            "4",
+            "\"4",
+            "\"4\",",
+            "\"-1\"",
+            "\"18446744073709551616\"",
+        ] {
+            assert_eq!(
+                versions(bad).map_err(|p| p.status).err(),
+                Some(400),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
