@@ -44,9 +44,12 @@ const ACCEPTS_PER_EVENT_MAX: usize = 256;
 /// Timer scan period bounds.
 const TIMER_TICK_MS_MIN: u64 = 5;
 const TIMER_TICK_MS_MAX: u64 = 1_000;
-/// Sent (best effort) to a connection over the limit before closing it.
-const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 19\r\n\
-Connection: close\r\nContent-Type: text/plain\r\n\r\ntoo many connections";
+/// Sent (best effort) to a connection over the limit before closing it: a problem document
+/// like every other refusal (pre-rendered: the reactor has no response
+/// writer at hand when it refuses a socket; a test checks it against `Problem`).
+const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 97\r\n\
+Connection: close\r\nContent-Type: application/problem+json\r\n\r\n\
+{\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"too many connections\"}";
 
 /// State shared by the reactors, the workers and the server handle.
 pub(crate) struct Shared {
@@ -676,6 +679,17 @@ mod tests {
         assert_eq!(queued(&two), vec![3]);
         one.push(answer(6));
         assert_eq!(queued(&one), vec![6], "gathering ended with the call");
+    }
+
+    #[test]
+    fn the_busy_answer_is_the_problem_document_it_claims() {
+        let text = std::str::from_utf8(BUSY_RESPONSE).expect("ASCII");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+        let problem = crate::http::Problem::new(503).with_detail("too many connections");
+        assert_eq!(body, problem.to_json());
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
+        assert!(head.contains("\r\nContent-Type: application/problem+json"));
     }
 
     #[test]
