@@ -11,6 +11,14 @@ use super::parse::{parse_field, ParseError, Status};
 pub const TRAILER_BYTES_MAX: usize = 8 * 1024;
 /// Longest chunk extension (we ignore extensions but must bound them).
 pub const CHUNK_EXTENSION_BYTES_MAX: u32 = 1024;
+/// Most framing bytes (size lines, extensions, whitespace, CRLFs) a body may owe beyond its
+/// allowance: RFC 9112 §7.1.1 asks servers to bound the total of chunk extensions, and without
+/// this bound a client could send megabytes of framing around a few data bytes (a one-byte
+/// chunk with a 1 KiB extension, over and over) or pad a size line with endless whitespace.
+pub const CHUNK_FRAMING_DEBT_MAX: u64 = 16 * 1024;
+/// Framing each chunk earns beside twice its data size: `1\r\nx\r\n` (5 bytes of framing for
+/// one of data) and any size line with a modest extension stay free.
+const CHUNK_FRAMING_ALLOWANCE: u64 = 64;
 /// Most hex digits in a chunk size (16 fill a u64).
 const CHUNK_SIZE_DIGITS_MAX: u8 = 16;
 
@@ -21,6 +29,8 @@ pub enum ChunkError {
     BadChunk,
     /// The decoded body exceeds the allowed size (413).
     TooLarge,
+    /// Framing outweighs the data past [`CHUNK_FRAMING_DEBT_MAX`] (400).
+    TooMuchFraming,
     /// Malformed or oversized trailer section (400).
     BadTrailer,
 }
@@ -30,7 +40,7 @@ impl ChunkError {
     pub fn status(self) -> u16 {
         match self {
             ChunkError::TooLarge => 413,
-            ChunkError::BadChunk | ChunkError::BadTrailer => 400,
+            ChunkError::BadChunk | ChunkError::BadTrailer | ChunkError::TooMuchFraming => 400,
         }
     }
 
@@ -40,6 +50,7 @@ impl ChunkError {
             ChunkError::BadChunk => "malformed chunked body",
             ChunkError::TooLarge => "request body too large",
             ChunkError::BadTrailer => "malformed trailer section",
+            ChunkError::TooMuchFraming => "chunk sizes and extensions outweigh the data",
         }
     }
 }
@@ -63,6 +74,8 @@ enum State {
 pub struct ChunkedDecoder {
     state: State,
     decoded: u64,
+    /// Framing bytes read minus the allowance earned by the chunks so far (never below 0).
+    framing_debt: u64,
     trailer: Vec<u8>,
 }
 
@@ -81,6 +94,7 @@ impl ChunkedDecoder {
                 digits: 0,
             },
             decoded: 0,
+            framing_debt: 0,
             trailer: Vec::new(),
         }
     }
@@ -127,6 +141,13 @@ impl ChunkedDecoder {
 
     /// Advances the state machine by one framing byte (never a data byte).
     fn step(&mut self, b: u8, body_bytes_max: u64) -> Result<(), ChunkError> {
+        if self.state != State::Trailer {
+            // The trailer section has its own bound (TRAILER_BYTES_MAX).
+            self.framing_debt += 1;
+            if self.framing_debt > CHUNK_FRAMING_DEBT_MAX {
+                return Err(ChunkError::TooMuchFraming);
+            }
+        }
         self.state = match self.state {
             State::Size { value, digits } => match (b as char).to_digit(16) {
                 Some(d) if digits < CHUNK_SIZE_DIGITS_MAX => State::Size {
@@ -185,6 +206,8 @@ impl ChunkedDecoder {
         if self.decoded.saturating_add(size) > body_bytes_max {
             return Err(ChunkError::TooLarge);
         }
+        let allowance = CHUNK_FRAMING_ALLOWANCE.saturating_add(size.saturating_mul(2));
+        self.framing_debt = self.framing_debt.saturating_sub(allowance);
         Ok(State::Data { remaining: size })
     }
 
@@ -306,6 +329,52 @@ mod tests {
         let mut big = b"0\r\n".to_vec();
         big.extend(vec![b'a'; TRAILER_BYTES_MAX + 1]);
         assert_eq!(decode_all(&big, 10), Err(ChunkError::BadTrailer));
+    }
+
+    #[test]
+    fn framing_that_outweighs_the_data_is_refused() {
+        let max = 1 << 20;
+        // One-byte chunks: five framing bytes each, always within their allowance.
+        let mut tiny = b"1\r\nx\r\n".repeat(20_000);
+        tiny.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(
+            decode_all(&tiny, max).expect("one-byte chunks").0.len(),
+            20_000
+        );
+        // A modest extension on every small chunk is fine too.
+        let mut extended = b"4;name=value\r\ndata\r\n".repeat(5_000);
+        extended.extend_from_slice(b"0\r\n\r\n");
+        assert!(decode_all(&extended, max).is_ok());
+        // Large chunks earn room for large extensions.
+        let ext = "e".repeat(1000);
+        let mut big = format!("200;{ext}\r\n{}\r\n", "d".repeat(0x200)).repeat(100);
+        big.push_str("0\r\n\r\n");
+        assert!(decode_all(big.as_bytes(), max).is_ok());
+        // A 1 KiB extension around each data byte runs into the bound after a few KiB.
+        let hostile = format!("1;{ext}\r\nx\r\n").repeat(100);
+        let consumed = match decode_all(hostile.as_bytes(), max) {
+            Err(ChunkError::TooMuchFraming) => {
+                let mut d = ChunkedDecoder::new();
+                let mut out = Vec::new();
+                let mut fed = 0;
+                while d
+                    .decode(&hostile.as_bytes()[fed..fed + 1], &mut out, max)
+                    .is_ok()
+                {
+                    fed += 1;
+                }
+                fed
+            }
+            other => panic!("expected TooMuchFraming, got {other:?}"),
+        };
+        assert!(
+            consumed as u64 <= CHUNK_FRAMING_DEBT_MAX + 2 * 1024,
+            "{consumed}"
+        );
+        // Endless whitespace after a size is framing too.
+        let mut padded = b"5".to_vec();
+        padded.extend(vec![b' '; CHUNK_FRAMING_DEBT_MAX as usize + 1]);
+        assert_eq!(decode_all(&padded, max), Err(ChunkError::TooMuchFraming));
     }
 
     #[test]
