@@ -45,8 +45,8 @@ const ACCEPTS_PER_EVENT_MAX: usize = 256;
 const TIMER_TICK_MS_MIN: u64 = 5;
 const TIMER_TICK_MS_MAX: u64 = 1_000;
 /// Sent (best effort) to a connection over the limit before closing it: a problem document
-/// like every other refusal (pre-rendered: the reactor has no response
-/// writer at hand when it refuses a socket; a test checks it against `Problem`).
+/// like every other refusal, pre-rendered because the reactor has no response writer at hand
+/// when it refuses a socket (a test checks it against `Problem`).
 const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 97\r\n\
 Connection: close\r\nContent-Type: application/problem+json\r\n\r\n\
 {\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"too many connections\"}";
