@@ -343,11 +343,7 @@ impl lithair::http::Handler for DeferringApp {
 }
 
 fn spawn_deferring() -> lithair::http::ServerHandle {
-    lithair::http::Server::bind("127.0.0.1:0")
-        .expect("bind")
-        .config(quick_config())
-        .spawn(DeferringApp)
-        .expect("spawn")
+    spawn_handler(quick_config(), DeferringApp)
 }
 
 #[test]
@@ -417,13 +413,12 @@ impl lithair::http::Handler for GatedApp {
 
 #[test]
 fn deferred_responses_completed_together_and_out_of_order_keep_each_pipeline_in_order() {
-    let server = lithair::http::Server::bind("127.0.0.1:0")
-        .expect("bind")
-        .config(quick_config())
-        .spawn(GatedApp {
+    let server = spawn_handler(
+        quick_config(),
+        GatedApp {
             held: std::sync::Mutex::new(Vec::new()),
-        })
-        .expect("spawn");
+        },
+    );
     let per_connection = GATED_REQUESTS / 2;
     let mut streams: Vec<_> = (0..2).map(|_| connect(server.local_addr())).collect();
     for (c, stream) in streams.iter_mut().enumerate() {
@@ -632,14 +627,11 @@ impl lithair::http::Handler for PanickingHooks {
 #[test]
 fn a_panicking_plan_or_unordered_hook_does_not_take_the_reactor_down() {
     // One reactor: if a hook's panic unwound through it, nothing would be served any more.
-    let server = lithair::http::Server::bind("127.0.0.1:0")
-        .expect("bind")
-        .config(lithair::http::ServerConfig {
-            reactor_threads: 1,
-            ..quick_config()
-        })
-        .spawn(PanickingHooks)
-        .expect("spawn");
+    let config = lithair::http::ServerConfig {
+        reactor_threads: 1,
+        ..quick_config()
+    };
+    let server = spawn_handler(config, PanickingHooks);
     let addr = server.local_addr();
     expect_rejected(addr, b"GET /plan-panics HTTP/1.1\r\nHost: h\r\n\r\n", 500);
     let (resp, _) = send(

@@ -240,16 +240,12 @@ fn a_pipelined_burst_larger_than_the_read_buffer_is_fully_answered() {
 fn a_route_body_limit_is_answered_before_the_body() {
     use lithair::http::middleware::BodyLimit;
     use lithair::http::router::WithMiddleware;
-    use lithair::http::{Request, Response, Router, Server};
+    use lithair::http::{Request, Response, Router};
     let count = |req: &mut Request| Response::text(200, req.body.len().to_string());
     let router = Router::new()
         .post("/small", count.with(BodyLimit::bytes(8)))
         .post("/any", count);
-    let server = Server::bind("127.0.0.1:0")
-        .expect("bind")
-        .config(quick_config())
-        .spawn(router)
-        .expect("spawn");
+    let server = spawn_handler(quick_config(), router);
     let addr = server.local_addr();
     // Below the server's limit, above the route's; the body is never sent.
     let head = "POST /small HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n";
@@ -381,13 +377,10 @@ fn long_streams_run_beside_the_workers_up_to_streams_max() {
         ..quick_config()
     };
     let gate = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
-    let server = lithair::http::Server::bind("127.0.0.1:0")
-        .expect("bind")
-        .config(config)
-        .spawn(Holder {
-            gate: std::sync::Arc::clone(&gate),
-        })
-        .expect("spawn");
+    let holder = Holder {
+        gate: std::sync::Arc::clone(&gate),
+    };
+    let server = spawn_handler(config, holder);
     let addr = server.local_addr();
     // Twice as many open streams as workers: handlers still run (before, each stream held a
     // worker for its whole life and this request waited behind them).

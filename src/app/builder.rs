@@ -333,11 +333,11 @@ impl App {
             }
             Command::Serve(options) => self.serve(&options),
             Command::Replay { data } => {
-                self.require_data(&data)?;
+                super::tools::require_data_dir(&data)?;
                 self.replay(&data)
             }
             Command::Snapshot { data } => {
-                self.require_data(&data)?;
+                super::tools::require_data_dir(&data)?;
                 let (engine, _) = self.open_engine(&data)?;
                 let info = engine.snapshot().map_err(|e| e.to_string())?;
                 println!("snapshot: {info:?}");
@@ -349,16 +349,6 @@ impl App {
                 action,
                 secret,
             } => super::tools::cluster_command(node, &action, secret.as_deref()),
-        }
-    }
-
-    /// The offline tools (`replay`, `snapshot`) work on an existing data directory: opening a
-    /// mistyped path would create it and report an empty state as if it were the real one.
-    fn require_data(&self, data: &Path) -> Result<(), String> {
-        if data.is_dir() {
-            Ok(())
-        } else {
-            Err(format!("no data directory at {}", data.display()))
         }
     }
 

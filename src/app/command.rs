@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::model::{validate, Collection, FieldError, Id, Model, ModelEvent, Rejection};
-use super::schema::FieldKind;
+use super::schema::{FieldKind, FieldSpec};
 use super::state::{AppEvent, AppState};
 use crate::engine::{Command, Context};
 
@@ -174,10 +174,8 @@ impl<'a> Tx<'a> {
                         .entry(M::NAME)
                         .or_insert_with(|| self.state.collection::<M>().next_int_id());
                     // u64::MAX leaves none (`None`): later creates without an id are refused.
-                    *next = match *next {
-                        Some(current) => value.checked_add(1).map(|after| current.max(after)),
-                        None => None,
-                    };
+                    *next = next
+                        .and_then(|current| value.checked_add(1).map(|after| current.max(after)));
                 }
                 id
             }
@@ -241,12 +239,7 @@ impl<'a> Tx<'a> {
 
     /// Fails with a version conflict unless record `id` is at `expected` (for `If-Match`).
     pub fn expect_version<M: Model>(&self, id: &Id, expected: u64) -> Result<(), Rejection> {
-        let current = self.version::<M>(id);
-        if current == expected {
-            Ok(())
-        } else {
-            Err(Rejection::VersionMismatch { expected, current })
-        }
+        self.expect_version_among::<M>(id, &[expected])
     }
 
     /// Fails with a version conflict unless record `id` is at one of `versions` (an `If-Match`
@@ -348,17 +341,16 @@ fn event_id<M: Model>(event: &ModelEvent<M>) -> Id {
 /// Records decoded from JSON are always finite (the generated routes skip this); otherwise
 /// only models with a float or a nested field (which may hold one) pay for the rendering.
 fn check_representable<M: Model>(record: &M) -> Result<(), Rejection> {
-    let may_hold_float = M::FIELDS
-        .iter()
-        .any(|spec| matches!(spec.kind, FieldKind::Float | FieldKind::Other));
-    if !may_hold_float || crate::json::to_string(record).is_ok() {
+    let may_hold_float =
+        |spec: &FieldSpec| matches!(spec.kind, FieldKind::Float | FieldKind::Other);
+    if !M::FIELDS.iter().any(may_hold_float) || crate::json::to_string(record).is_ok() {
         return Ok(());
     }
     // `field_value` renders a field it cannot represent as null: name the first such field.
     let field = M::FIELDS
         .iter()
         .enumerate()
-        .filter(|(_, spec)| matches!(spec.kind, FieldKind::Float | FieldKind::Other))
+        .filter(|(_, spec)| may_hold_float(spec))
         .find(|(index, spec)| !spec.optional && record.field_value(*index).is_null())
         .map_or("$", |(_, spec)| spec.json_name);
     Err(Rejection::Invalid(vec![FieldError {

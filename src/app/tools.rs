@@ -8,11 +8,20 @@ use std::path::Path;
 
 use super::cli::{ClusterCommand, LogCommand};
 
-/// Runs `log ...` on `data`. The error is a sentence the caller prefixes with the app name.
-pub fn log_command(data: &Path, action: &LogCommand) -> Result<(), String> {
-    if !data.is_dir() {
-        return Err(format!("no data directory at {}", data.display()));
+/// The offline tools (`log`, `replay`, `snapshot`) work on an existing data directory:
+/// opening a mistyped path would create it and report an empty state as if it were the real
+/// one. The error is a sentence the caller prefixes with the app name.
+pub fn require_data_dir(data: &Path) -> Result<(), String> {
+    if data.is_dir() {
+        Ok(())
+    } else {
+        Err(format!("no data directory at {}", data.display()))
     }
+}
+
+/// Runs `log ...` on `data`.
+pub fn log_command(data: &Path, action: &LogCommand) -> Result<(), String> {
+    require_data_dir(data)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match action {

@@ -10,6 +10,7 @@
 
 use super::chunked::ChunkedDecoder;
 use super::deferred::Deferred;
+use super::handler::catch_logged;
 use super::parse::{framing, parse_head, BodyKind, HeadLimits, HeaderSlot, ParseError, Status};
 use super::problem::Problem;
 use super::reactor::{Completion, Inbox, Outcome, Shared};
@@ -108,20 +109,11 @@ struct Slot {
 /// no other request of the connection (`Handler::unordered`).
 fn keeps_order(handler: &dyn Handler, request: &Request) -> bool {
     !request.method.is_safe()
-        && !guarded("unordered", || handler.unordered(request)).unwrap_or(false)
-}
-
-/// Runs a handler hook that the reactor itself calls (`plan`, `unordered`): a panic in it must
-/// not unwind through the reactor, which would drop every connection it serves and, with one
-/// reactor, stop the server accepting. `None` when it panicked (logged).
-fn guarded<T>(hook: &str, f: impl FnOnce() -> T) -> Option<T> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(value) => Some(value),
-        Err(_) => {
-            eprintln!("lithair http: Handler::{hook} panicked");
-            None
-        }
-    }
+        // Called on the reactor: a panic must not unwind through it (see `catch_logged`).
+        && !catch_logged("Handler::unordered", "keeping the request in order", || {
+            handler.unordered(request)
+        })
+        .unwrap_or(false)
 }
 
 /// Whether `request` asks for a protocol switch. Without an `Upgrade` field (nearly every
@@ -468,7 +460,10 @@ impl Conn {
             return None;
         }
         // Routed on the head: the route's body limit applies before any body byte is read.
-        let Some(plan) = guarded("plan", || ctx.shared.handler.plan(ctx.scratch)) else {
+        let planned = catch_logged("Handler::plan", "answering 500", || {
+            ctx.shared.handler.plan(ctx.scratch)
+        });
+        let Some(plan) = planned else {
             self.fail(500, "internal server error");
             return None;
         };

@@ -6,11 +6,11 @@
 //! after (see `Outcome::DirectDone`).
 
 use super::chunked::{encode_chunk, LAST_CHUNK};
+use super::handler::catch_logged;
 use super::writer::Direct;
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::FileExt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 /// Size of each read of a file body.
@@ -60,13 +60,12 @@ pub(crate) fn send_direct(stream: &TcpStream, direct: Direct, write_timeout_ms: 
                 chunked,
                 frame: Vec::new(),
             };
-            match catch_unwind(AssertUnwindSafe(|| write(&mut writer))) {
-                Ok(Ok(())) => !chunked || writer.stream.write_all(LAST_CHUNK).is_ok(),
-                Ok(Err(_)) => false,
-                Err(_) => {
-                    eprintln!("lithair http: a streamed body panicked; closing the connection");
-                    false
-                }
+            let written = catch_logged("a streamed body", "closing the connection", || {
+                write(&mut writer)
+            });
+            match written {
+                Some(Ok(())) => !chunked || writer.stream.write_all(LAST_CHUNK).is_ok(),
+                Some(Err(_)) | None => false,
             }
         }
         Direct::File { file, offset, len } => send_file(stream, &file, offset, len).is_ok(),

@@ -6,7 +6,22 @@
 
 use super::request::Request;
 use super::response::Response;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+
+/// Runs code the server calls on a thread of its own (a reactor, a worker, a stream thread):
+/// a panic in it is caught and logged as `what` panicked, then `consequence` (what the server
+/// does about it), so it never unwinds through that thread and everything the thread serves.
+/// `None` when it panicked.
+pub(crate) fn catch_logged<T>(what: &str, consequence: &str, f: impl FnOnce() -> T) -> Option<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            eprintln!("lithair: {what} panicked; {consequence}");
+            None
+        }
+    }
+}
 
 /// Anything that answers requests. Runs on a worker thread; may block.
 pub trait Handler: Send + Sync + 'static {

@@ -7,6 +7,7 @@
 //! Must not: perform I/O, allocate, or know about connections. Partial is only safe to retry
 //! because the caller enforces the byte limits passed in `HeadLimits` and a read deadline.
 
+use super::percent::is_unreserved;
 use super::request::Version;
 
 /// The result of parsing something that may not have fully arrived.
@@ -661,7 +662,7 @@ pub(crate) fn is_valid_host(value: &str) -> bool {
         if literal.is_empty()
             || !literal
                 .iter()
-                .all(|&b| b == b':' || is_unreserved_or_sub_delim(b))
+                .all(|&b| b == b':' || is_unreserved(b) || is_sub_delim(b))
         {
             return false;
         }
@@ -690,33 +691,19 @@ fn is_reg_name(bytes: &[u8]) -> bool {
                 }
                 i += 3;
             }
-            b if is_unreserved_or_sub_delim(b) => i += 1,
+            b if is_unreserved(b) || is_sub_delim(b) => i += 1,
             _ => return false,
         }
     }
     true
 }
 
-/// `unreserved / sub-delims` (RFC 3986 §2.2, §2.3).
-fn is_unreserved_or_sub_delim(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-        )
+/// `sub-delims` (RFC 3986 §2.2).
+fn is_sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
 }
 
 /// Checks one `Transfer-Encoding` value: only `chunked`, and nothing after it (even across

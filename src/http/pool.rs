@@ -3,8 +3,8 @@
 //! Owns: worker threads and the job queue (bounded: a full queue is the caller's 503).
 //! Must not: touch sockets; a job reports its result through whatever it captured.
 
+use super::handler::catch_logged;
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -133,9 +133,7 @@ fn worker_loop(shared: &Shared) {
         };
         // Jobs catch their own handler panics to answer 500; this is the last line of
         // defence so a worker thread never dies.
-        if catch_unwind(AssertUnwindSafe(job)).is_err() {
-            eprintln!("lithair http: a worker job panicked");
-        }
+        catch_logged("a worker job", "the worker goes on", job);
     }
 }
 

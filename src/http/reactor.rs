@@ -528,12 +528,8 @@ impl Reactor {
                 outcome: Outcome::DirectDone { ok, close },
             });
         });
-        if self.shared.streams.try_run(job).is_err() {
-            eprintln!(
-                "lithair http: {} streamed or file bodies already running (streams_max); \
-                 closing a connection after its head",
-                self.shared.config.streams_max
-            );
+        if let Err(refused) = self.shared.streams.try_run(job) {
+            eprintln!("lithair http: {refused}; closing a connection after its head");
             // The socket is no longer registered; closing frees it.
             self.close(index);
         }

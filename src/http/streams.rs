@@ -13,10 +13,10 @@
 //! job no thread is free for: a stream queued behind endless streams would never start.
 
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::handler::catch_logged;
 use super::pool::Job;
 
 /// How long a stream thread waits for the next body before it exits.
@@ -50,6 +50,27 @@ impl Shared {
     }
 }
 
+/// Why [`StreamThreads::try_run`] did not run a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// `threads_max` jobs are running.
+    Full,
+    /// The system would not start another thread.
+    NoThread,
+    /// The set is shutting down.
+    Stopping,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refused::Full => "the most streamed and file bodies (streams_max) are being sent",
+            Refused::NoThread => "the system would not start another stream thread",
+            Refused::Stopping => "the server is shutting down",
+        })
+    }
+}
+
 /// A set of at most `threads_max` threads, one per running job.
 pub struct StreamThreads {
     shared: Arc<Shared>,
@@ -73,12 +94,12 @@ impl StreamThreads {
         }
     }
 
-    /// Runs `job` on an idle thread or a new one; gives it back when `threads_max` bodies are
-    /// already running, a thread cannot be started, or the set is stopping.
-    pub fn try_run(&self, job: Job) -> Result<(), Job> {
+    /// Runs `job` on an idle thread or a new one. A refused job is dropped (a job reports only
+    /// through what it captured, so the caller closes what the job would have served).
+    pub fn try_run(&self, job: Job) -> Result<(), Refused> {
         let mut state = self.shared.lock();
         if state.stopping {
-            return Err(job);
+            return Err(Refused::Stopping);
         }
         if state.idle > state.handed.len() {
             state.handed.push_back(job);
@@ -87,35 +108,21 @@ impl StreamThreads {
             return Ok(());
         }
         if state.live >= self.shared.threads_max {
-            return Err(job);
+            return Err(Refused::Full);
         }
         state.live += 1;
         let index = state.live;
         drop(state);
-        // The job travels in a slot so that a failed start can give it back.
-        let slot = Arc::new(Mutex::new(Some(job)));
-        let first = Arc::clone(&slot);
         let shared = Arc::clone(&self.shared);
         let started = std::thread::Builder::new()
             .name(format!("lithair-stream-{index}"))
-            .spawn(move || {
-                let job = first
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .take();
-                drop(first);
-                stream_thread(&shared, job);
-            });
-        if started.is_ok() {
-            return Ok(());
+            .spawn(move || stream_thread(&shared, job));
+        if started.is_err() {
+            self.shared.lock().live -= 1;
+            self.shared.changed.notify_all();
+            return Err(Refused::NoThread);
         }
-        self.shared.lock().live -= 1;
-        self.shared.changed.notify_all();
-        let job = slot
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        Err(job.expect("a thread that did not start cannot have taken its job"))
+        Ok(())
     }
 
     /// Threads alive right now (running a body or idle).
@@ -155,15 +162,13 @@ impl Drop for StreamThreads {
 
 /// Runs `first`, then the jobs handed to this thread while it idles, until it has idled for
 /// [`IDLE_KEEP`] or the set stops.
-fn stream_thread(shared: &Shared, first: Option<Job>) {
-    let mut next = first;
+fn stream_thread(shared: &Shared, first: Job) {
+    let mut next = Some(first);
     loop {
         if let Some(job) = next.take() {
             // The body sender catches a producer's panic itself; this is the last line of
             // defence so the count below is always kept.
-            if catch_unwind(AssertUnwindSafe(job)).is_err() {
-                eprintln!("lithair http: a stream job panicked");
-            }
+            catch_logged("a stream job", "the stream thread goes on", job);
         }
         let mut state = shared.lock();
         state.idle += 1;

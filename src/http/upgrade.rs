@@ -10,10 +10,10 @@
 //! Must not: know any upgraded protocol (WebSocket lives in `ws`), block, or touch the poller
 //! (the connection tells the reactor which readiness it wants).
 
+use super::handler::catch_logged;
 use super::response::Response;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -126,15 +126,12 @@ impl Driver {
     /// Runs one callback of the protocol. Protocols run on the reactor, so a panic unwinding
     /// from one would take down every connection of that reactor: it is caught and logged,
     /// and this connection alone ends. Nothing is called after a panic.
-    fn guard(&mut self, callback: &str, f: impl FnOnce(&mut dyn Upgraded)) {
+    fn guard(&mut self, callback: &'static str, f: impl FnOnce(&mut dyn Upgraded)) {
         if self.failed {
             return;
         }
         let inner = &mut *self.inner;
-        if catch_unwind(AssertUnwindSafe(|| f(inner))).is_err() {
-            eprintln!(
-                "lithair http: an upgraded protocol panicked in {callback}; closing its connection"
-            );
+        if catch_logged(callback, "closing its connection", || f(inner)).is_none() {
             self.failed = true;
         }
     }
@@ -150,9 +147,9 @@ impl Driver {
                 notify();
             }
         });
-        self.guard("start", |p| p.start(waker, now_ms));
+        self.guard("Upgraded::start", |p| p.start(waker, now_ms));
         if !leftover.is_empty() {
-            self.guard("on_input", |p| p.on_input(leftover));
+            self.guard("Upgraded::on_input", |p| p.on_input(leftover));
         }
     }
 
@@ -160,15 +157,15 @@ impl Driver {
     pub fn on_wake(&mut self) {
         // Cleared before running, so a wake during `on_wake` posts a new one.
         self.woken.store(false, Ordering::Release);
-        self.guard("on_wake", |p| p.on_wake());
+        self.guard("Upgraded::on_wake", |p| p.on_wake());
     }
 
     pub fn on_tick(&mut self, now_ms: u64) {
-        self.guard("on_tick", |p| p.on_tick(now_ms));
+        self.guard("Upgraded::on_tick", |p| p.on_tick(now_ms));
     }
 
     pub fn begin_shutdown(&mut self) {
-        self.guard("begin_shutdown", |p| p.begin_shutdown());
+        self.guard("Upgraded::begin_shutdown", |p| p.begin_shutdown());
     }
 
     pub fn is_finished(&self) -> bool {
@@ -201,11 +198,11 @@ impl Driver {
             match (&*stream).read(buf) {
                 Ok(0) => {
                     self.peer_eof = true;
-                    self.guard("on_eof", |p| p.on_eof());
+                    self.guard("Upgraded::on_eof", |p| p.on_eof());
                     return Ok(ReadEnd::Eof);
                 }
                 Ok(n) => {
-                    self.guard("on_input", |p| p.on_input(&buf[..n]));
+                    self.guard("Upgraded::on_input", |p| p.on_input(&buf[..n]));
                     if n < buf.len() && !peer_closed {
                         return Ok(ReadEnd::Drained);
                     }
@@ -238,12 +235,12 @@ impl Driver {
             assert!(written <= pending, "wrote more than was pending");
             if written > 0 {
                 self.write_progress_ms = now_ms;
-                self.guard("consume_output", |p| p.consume_output(written));
+                self.guard("Upgraded::consume_output", |p| p.consume_output(written));
             }
             if written < pending {
                 return Ok(());
             }
-            self.guard("on_writable", |p| p.on_writable());
+            self.guard("Upgraded::on_writable", |p| p.on_writable());
         }
         Ok(())
     }
@@ -254,7 +251,7 @@ impl Drop for Driver {
         // A connection dropped mid-protocol (error, deadline, shutdown) still ends the
         // protocol, so it leaves its hub and its handler sees the end.
         if self.started && !self.is_finished() && !self.peer_eof {
-            self.guard("on_eof", |p| p.on_eof());
+            self.guard("Upgraded::on_eof", |p| p.on_eof());
         }
     }
 }

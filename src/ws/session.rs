@@ -13,6 +13,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::http::handler::catch_logged;
+
 use super::close::{self, CloseFrame};
 use super::connection::{
     Abandon, Config, Connection, Event, Message, ProtocolError, SendError, State,
@@ -45,15 +47,11 @@ pub trait WsHandler: Send + 'static {
     fn on_close(&mut self, _ctx: &mut Ctx<'_>, _ended: &Ended) {}
 }
 
-/// Runs one `WsHandler` callback. Sessions run on the HTTP reactor: a panic unwinding from a
-/// handler would take down every connection of that reactor, so it is caught and logged, and
-/// the caller closes this session with 1011 instead. True when the callback returned.
-fn handler_call(callback: &str, f: impl FnOnce()) -> bool {
-    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_ok();
-    if !ran {
-        eprintln!("lithair ws: WsHandler::{callback} panicked; closing the session with 1011");
-    }
-    ran
+/// Runs one `WsHandler` callback. Sessions run on the HTTP reactor: a panic is caught and
+/// logged (see `catch_logged`), and the caller closes this session with 1011 instead. True
+/// when the callback returned.
+fn handler_call(callback: &'static str, f: impl FnOnce()) -> bool {
+    catch_logged(callback, "closing the session with 1011", f).is_some()
 }
 
 /// What a handler may do with its session.
@@ -196,7 +194,7 @@ impl Session {
             connection: &mut self.connection,
             hub: self.hub.as_deref(),
         };
-        let ran = handler_call("on_open", || self.handler.on_open(&mut ctx));
+        let ran = handler_call("WsHandler::on_open", || self.handler.on_open(&mut ctx));
         if !ran {
             self.connection
                 .close(close::INTERNAL_ERROR, "internal error");
@@ -267,7 +265,9 @@ impl Session {
                         hub: self.hub.as_deref(),
                     };
                     let handler = &mut self.handler;
-                    if !handler_call("on_message", || handler.on_message(&mut ctx, message)) {
+                    if !handler_call("WsHandler::on_message", || {
+                        handler.on_message(&mut ctx, message)
+                    }) {
                         // Closing queues our close frame; the peer's answer (or the close
                         // timeout) ends the session through this loop as usual.
                         self.connection
@@ -300,7 +300,9 @@ impl Session {
             hub: self.hub.as_deref(),
         };
         // Even if `on_close` panics, the session leaves the hub.
-        handler_call("on_close", || self.handler.on_close(&mut ctx, ended));
+        handler_call("WsHandler::on_close", || {
+            self.handler.on_close(&mut ctx, ended)
+        });
         if let Some(hub) = &self.hub {
             hub.unregister(self.id);
         }

@@ -92,10 +92,15 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 pub fn spawn(config: ServerConfig) -> ServerHandle {
+    spawn_handler(config, TestApp)
+}
+
+/// A server on a free loopback port answering with `handler`.
+pub fn spawn_handler(config: ServerConfig, handler: impl Handler) -> ServerHandle {
     Server::bind("127.0.0.1:0")
         .expect("bind")
         .config(config)
-        .spawn(TestApp)
+        .spawn(handler)
         .expect("spawn")
 }
 
