@@ -195,6 +195,16 @@ fn a_panicking_handler_is_a_500_and_the_connection_survives() {
         let resp = read_response(&mut reader, false).expect("response");
         let want = if path == "/panic" { 500 } else { 200 };
         assert_eq!(resp.status, want);
+        if want == 500 {
+            // An error like every other: a problem document that does not leak the panic text.
+            assert_eq!(
+                resp.header("content-type"),
+                Some("application/problem+json")
+            );
+            let problem = lithair::json::parse(&resp.text()).expect("a JSON problem");
+            assert_eq!(problem["status"].as_f64(), Some(500.0));
+            assert!(!resp.text().contains("on purpose"), "{}", resp.text());
+        }
     }
     drop(stream);
     drop(reader);

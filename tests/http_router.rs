@@ -199,6 +199,7 @@ fn a_panicking_handler_is_a_500_and_the_server_keeps_serving() {
     let server = TestServer::start(app());
     let r = server.get("/boom", &[]);
     assert_eq!(r.status, 500);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
     let r = server.get("/api/ping", &[]);
     assert_eq!((r.status, r.text().as_str()), (200, "pong"));
 }

@@ -26,11 +26,11 @@
 //! run on the reactor or one after another on the queue thread.
 
 use crate::engine::Replica;
+use crate::http::handler::{handler_failed_response, run_handler};
 use crate::http::router::Router;
-use crate::http::{Handler, Method, Request, Responder, Response};
+use crate::http::{Method, Request, Responder, Response};
 use crate::raft::node::{AppliedWatch, Node};
 use std::collections::BTreeMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, Weak};
@@ -324,24 +324,16 @@ impl ParkedReads {
 
 /// Runs one read; a panicking handler answers 500 and leaves the thread serving.
 fn run(router: &Router, request: &mut Request) -> Response {
-    match catch_unwind(AssertUnwindSafe(|| router.call(request))) {
+    let response = run_handler(router, request);
+    if response.is_deferred() {
         // Inline routes answer at once; a deferred answer cannot be held or forwarded.
-        Ok(response) if response.is_deferred() => {
-            eprintln!(
-                "lithair: an inline read route deferred its answer: {} {}",
-                request.method, request.path
-            );
-            Response::text(500, "internal server error")
-        }
-        Ok(response) => response,
-        Err(_) => {
-            eprintln!(
-                "lithair: read handler panicked on {} {}",
-                request.method, request.path
-            );
-            Response::text(500, "internal server error")
-        }
+        eprintln!(
+            "lithair: an inline read route deferred its answer: {} {}",
+            request.method, request.path
+        );
+        return handler_failed_response();
     }
+    response
 }
 
 #[cfg(test)]

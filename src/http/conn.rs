@@ -10,7 +10,7 @@
 
 use super::chunked::ChunkedDecoder;
 use super::deferred::Deferred;
-use super::handler::catch_logged;
+use super::handler::{catch_logged, handler_failed_response, run_handler};
 use super::parse::{framing, parse_head, BodyKind, HeadLimits, HeaderSlot, ParseError, Status};
 use super::problem::Problem;
 use super::reactor::{Completion, Inbox, Outcome, Shared};
@@ -24,7 +24,6 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 /// Header slots on the stack for the common case; more (up to the configured maximum) are
@@ -464,7 +463,7 @@ impl Conn {
             ctx.shared.handler.plan(ctx.scratch)
         });
         let Some(plan) = planned else {
-            self.fail(500, "internal server error");
+            self.fail_with(handler_failed_response());
             return None;
         };
         ctx.scratch.planned.done = true;
@@ -803,7 +802,7 @@ impl Conn {
                 break;
             };
             self.first_seq += 1;
-            let mut response = slot.response.unwrap_or_else(|| Response::new(500));
+            let mut response = slot.response.unwrap_or_else(handler_failed_response);
             let upgrade = self.take_upgrade(ctx, &mut response, slot.upgrade_request);
             let mut exchange = slot.exchange;
             // During a graceful shutdown every answer tells the client to go away.
@@ -854,7 +853,9 @@ impl Conn {
                 Some(protocol.0)
             }
             Some(_) if ctx.shared.is_shutting_down() => {
-                *response = Response::text(503, "server shutting down");
+                *response = Problem::new(503)
+                    .with_detail("the server is shutting down")
+                    .into_response();
                 None
             }
             None if response.status != 101 => None,
@@ -862,7 +863,7 @@ impl Conn {
                 eprintln!(
                     "lithair http: a 101 without an upgrade request and protocol; sending 500"
                 );
-                *response = Response::text(500, "internal server error");
+                *response = handler_failed_response();
                 None
             }
         }
@@ -1050,25 +1051,6 @@ fn settle(mut response: Response, inbox: &Arc<Inbox>, token: u64, seq: u64) -> O
             });
         }),
     )
-}
-
-/// Runs a handler, turning a panic into a logged 500.
-pub(crate) fn run_handler(handler: &dyn Handler, request: &mut Request) -> Response {
-    match catch_unwind(AssertUnwindSafe(|| handler.call(request))) {
-        Ok(response) => response,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            eprintln!(
-                "lithair http: handler panicked on {} {}: {message}",
-                request.method, request.path
-            );
-            Response::text(500, "internal server error")
-        }
-    }
 }
 
 /// Header strings kept between requests for reuse (a head has at most this many worth keeping).

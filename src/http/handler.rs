@@ -4,6 +4,7 @@
 //! lets the reactor run cheap handlers inline.
 //! Must not: know about sockets, threads or routing.
 
+use super::problem::Problem;
 use super::request::Request;
 use super::response::Response;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -19,6 +20,34 @@ pub(crate) fn catch_logged<T>(what: &str, consequence: &str, f: impl FnOnce() ->
         Err(_) => {
             eprintln!("lithair: {what} panicked; {consequence}");
             None
+        }
+    }
+}
+
+/// The answer for a request whose application code failed (a panic, a broken contract): a
+/// problem document like every other error, whose detail points at the log rather than
+/// repeating the panic message (that may hold data the client must not see).
+pub(crate) fn handler_failed_response() -> Response {
+    Problem::internal()
+        .with_detail("the server failed to answer this request; its log says why")
+        .into_response()
+}
+
+/// Runs a handler, turning a panic into a logged 500.
+pub(crate) fn run_handler(handler: &dyn Handler, request: &mut Request) -> Response {
+    match catch_unwind(AssertUnwindSafe(|| handler.call(request))) {
+        Ok(response) => response,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            eprintln!(
+                "lithair http: handler panicked on {} {}: {message}",
+                request.method, request.path
+            );
+            handler_failed_response()
         }
     }
 }
