@@ -253,6 +253,93 @@ fn graceful_shutdown_finishes_the_request_in_flight() {
     );
 }
 
+/// Reads from `stream` until `buf` holds `needle`.
+fn read_until(stream: &mut std::net::TcpStream, buf: &mut Vec<u8>, needle: &[u8]) {
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(needle.len()).any(|w| w == needle) {
+        let n = stream.read(&mut chunk).expect("read");
+        assert!(n > 0, "EOF before {:?}", String::from_utf8_lossy(needle));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn an_idle_event_stream_ends_cleanly_when_the_server_shuts_down() {
+    use lithair::http::sse::Sse;
+    // The senders stay alive, so each stream would run (idle) for ever but for the shutdown.
+    let senders = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = std::sync::Arc::clone(&senders);
+    let handler = move |_: &mut lithair::http::Request| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        keep.lock().expect("lock").push(tx);
+        Sse::new().heartbeat_ms(3_600_000).from_channel(rx)
+    };
+    let config = lithair::http::ServerConfig {
+        shutdown_grace_ms: 60_000,
+        ..quick_config()
+    };
+    let server = spawn_handler(config, handler);
+    let mut stream = connect(server.local_addr());
+    stream
+        .write_all(b"GET /events HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    let mut got = Vec::new();
+    read_until(&mut stream, &mut got, b": ok\n\n");
+    server.shutdown();
+    // Within STOP_CHECK_MS the stream returns and the server sends the last chunk (not a cut
+    // connection at the 60 s deadline, which the read timeout would catch first).
+    stream.read_to_end(&mut got).expect("read to the end");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.ends_with("\r\n0\r\n\r\n"), "{text:?}");
+    server.join().expect("join");
+    drop(senders);
+}
+
+#[test]
+fn at_the_shutdown_deadline_a_body_that_ignores_it_is_cut_off() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let ended = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&ended);
+    let handler = move |_: &mut lithair::http::Request| {
+        let flag = Arc::clone(&flag);
+        lithair::http::Response::stream(200, "text/plain", move |out| {
+            // Never looks at `out.stopping()`: only failing writes can end it.
+            let result = loop {
+                if let Err(e) = out.write_all(b"x") {
+                    break Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            flag.store(true, Ordering::Release);
+            result
+        })
+    };
+    let config = lithair::http::ServerConfig {
+        shutdown_grace_ms: 300,
+        ..quick_config()
+    };
+    let server = spawn_handler(config, handler);
+    let mut stream = connect(server.local_addr());
+    stream
+        .write_all(b"GET /forever HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    let mut got = Vec::new();
+    read_until(&mut stream, &mut got, b"1\r\nx\r\n");
+    // A client that keeps reading: the body's writes never block, so only the server can stop it.
+    let reader = std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink);
+    });
+    server.shutdown();
+    server.join().expect("join");
+    wait_until(
+        "the body's writes fail once the deadline closed its socket",
+        || ended.load(Ordering::Acquire),
+    );
+    reader.join().expect("reader");
+}
+
 /// Kills the child if the test fails before it exits.
 struct ChildGuard(std::process::Child);
 

@@ -91,6 +91,21 @@ impl SseClient {
             .push_str(std::str::from_utf8(&chunk[..size]).expect("UTF-8 events"));
     }
 
+    /// Reads chunks until the last (empty) one: the stream ended cleanly.
+    fn read_to_last_chunk(&mut self) {
+        loop {
+            let mut size_line = String::new();
+            self.reader.read_line(&mut size_line).unwrap();
+            let size = usize::from_str_radix(size_line.trim(), 16)
+                .unwrap_or_else(|_| panic!("a chunk size, got {size_line:?}"));
+            let mut chunk = vec![0; size + 2];
+            self.reader.read_exact(&mut chunk).unwrap();
+            if size == 0 {
+                return;
+            }
+        }
+    }
+
     /// The next event that is not a comment or a `progress` event.
     fn next(&mut self) -> Event {
         loop {
@@ -222,6 +237,23 @@ fn sse_feed_sends_page_then_changes_and_resumes_without_gap() {
     assert_eq!(ids(&fresh.data), vec![2, 4]);
     drop(client);
     running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn an_open_feed_ends_cleanly_when_the_app_stops() {
+    let data = common::fresh_dir("live", "stop");
+    let app = App::new("live-test").model::<Post>();
+    let (running, addr) = common::start(&app, &data);
+    // The default heartbeat (15 s) and grace (10 s): only the stop signal can end it promptly.
+    let mut client = SseClient::open(addr, "/api/posts/stream", "").unwrap();
+    assert_eq!(client.next().name, "ready");
+    assert_eq!(client.next().name, "snapshot");
+    let stopper = std::thread::spawn(move || running.stop());
+    // The feed returns on the shutdown and its response ends with the last chunk, so the
+    // browser reconnects elsewhere; before, it was cut off after the grace deadline.
+    client.read_to_last_chunk();
+    stopper.join().unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
 

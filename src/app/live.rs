@@ -24,7 +24,7 @@ use super::state::AppState;
 use crate::engine::{SubscribeError, Subscription};
 use crate::http::problem::Problem;
 use crate::http::router::Router;
-use crate::http::sse::{Sse, SseEvent, SseWriter};
+use crate::http::sse::{Idle, Sse, SseEvent, SseWriter};
 use crate::http::{Request, Response};
 use crate::json::{ToJson, Writer};
 
@@ -466,7 +466,29 @@ fn pump_sse<M: Model>(
     writer.send(&SseEvent::data("{}").event("ready").retry_ms(LIVE_RETRY_MS))?;
     let mut last_sent = None;
     loop {
-        let item = match feed.next_timeout(heartbeat) {
+        let slice = match writer.idle(heartbeat) {
+            // The server is shutting down: end the response; the browser reconnects with the
+            // `Last-Event-ID` of the last event it got, to a server that is up.
+            Idle::Stop => return Ok(()),
+            Idle::Heartbeat if last_sent == Some(feed.last_index()) => {
+                writer.comment("heartbeat")?;
+                continue;
+            }
+            Idle::Heartbeat => {
+                // Events of other models (or filtered out) moved the log on: say how far, so a
+                // reconnect resumes from there rather than from the last matching change.
+                let index = feed.last_index();
+                last_sent = Some(index);
+                writer.send(
+                    &SseEvent::data(format!("{{\"index\":{index}}}"))
+                        .event("progress")
+                        .id(index.to_string()),
+                )?;
+                continue;
+            }
+            Idle::Wait(slice) => slice,
+        };
+        let item = match feed.next_timeout(slice) {
             Ok(item) => item,
             Err(LiveError::Closed) => return Ok(()),
             Err(error) => {
@@ -490,16 +512,7 @@ fn pump_sse<M: Model>(
             Some(LiveItem::Change(change)) => SseEvent::data(change.to_json())
                 .event("change")
                 .id(change.index().to_string()),
-            None if last_sent == Some(feed.last_index()) => {
-                writer.comment("heartbeat")?;
-                continue;
-            }
-            None => {
-                let index = feed.last_index();
-                SseEvent::data(format!("{{\"index\":{index}}}"))
-                    .event("progress")
-                    .id(index.to_string())
-            }
+            None => continue,
         };
         last_sent = event.id.as_deref().and_then(|id| id.parse().ok());
         writer.send(&event)?;

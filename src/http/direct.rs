@@ -7,10 +7,12 @@
 
 use super::chunked::{encode_chunk, LAST_CHUNK};
 use super::handler::catch_logged;
+use super::response::StreamWriter;
 use super::writer::Direct;
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// Size of each read of a file body.
@@ -43,9 +45,15 @@ impl Write for BodyWriter<'_> {
     }
 }
 
-/// Sends `direct` on `stream` (a clone of the connection's socket). Returns true when the body
-/// was sent completely and the connection may be reused.
-pub(crate) fn send_direct(stream: &TcpStream, direct: Direct, write_timeout_ms: u64) -> bool {
+/// Sends `direct` on `stream` (a clone of the connection's socket); a streamed body sees
+/// `stopping` (the server's shutdown flag) through its `StreamWriter`. Returns true when the
+/// body was sent completely and the connection may be reused.
+pub(crate) fn send_direct(
+    stream: &TcpStream,
+    direct: Direct,
+    write_timeout_ms: u64,
+    stopping: &AtomicBool,
+) -> bool {
     if stream.set_nonblocking(false).is_err()
         || stream
             .set_write_timeout(Some(Duration::from_millis(write_timeout_ms.max(1))))
@@ -61,7 +69,7 @@ pub(crate) fn send_direct(stream: &TcpStream, direct: Direct, write_timeout_ms: 
                 frame: Vec::new(),
             };
             let written = catch_logged("a streamed body", "closing the connection", || {
-                write(&mut writer)
+                write(&mut StreamWriter::with_stop(&mut writer, stopping))
             });
             match written {
                 Some(Ok(())) => !chunked || writer.stream.write_all(LAST_CHUNK).is_ok(),

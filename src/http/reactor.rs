@@ -28,11 +28,11 @@ use crate::sys::waker::Waker;
 use crate::sys::{Event, Interest, Poller};
 use std::cell::RefCell;
 use std::io::{ErrorKind, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 const LISTENER_TOKEN: u64 = u64::MAX;
 const WAKER_TOKEN: u64 = u64::MAX - 1;
@@ -61,6 +61,9 @@ pub(crate) struct Shared {
     pub connections: AtomicUsize,
     pub inboxes: Vec<Arc<Inbox>>,
     shutting_down: AtomicBool,
+    /// When the graceful shutdown began: its one deadline (`shutdown_grace_ms` later) bounds
+    /// the reactors' drain, the workers and the stream threads together.
+    shutdown_began: OnceLock<Instant>,
 }
 
 impl Shared {
@@ -79,6 +82,7 @@ impl Shared {
             connections: AtomicUsize::new(0),
             inboxes,
             shutting_down: AtomicBool::new(false),
+            shutdown_began: OnceLock::new(),
         }
     }
 
@@ -86,8 +90,16 @@ impl Shared {
         self.shutting_down.load(Ordering::Acquire)
     }
 
+    /// The graceful shutdown's deadline (`None` before one began).
+    pub fn shutdown_deadline(&self) -> Option<Instant> {
+        let grace = Duration::from_millis(self.config.shutdown_grace_ms);
+        self.shutdown_began.get().map(|began| *began + grace)
+    }
+
     /// Asks every reactor to stop accepting and drain.
     pub fn begin_shutdown(&self) {
+        // The first call starts the clock; a second signal does not extend the grace period.
+        let _ = self.shutdown_began.set(Instant::now());
         self.shutting_down.store(true, Ordering::Release);
         for inbox in &self.inboxes {
             inbox.waker.wake();
@@ -520,8 +532,9 @@ impl Reactor {
             return self.close(index);
         }
         let inbox = Arc::clone(&self.inbox);
+        let shared = Arc::clone(&self.shared);
         let job = Box::new(move || {
-            let ok = send_direct(&stream, direct, write_timeout_ms);
+            let ok = send_direct(&stream, direct, write_timeout_ms, &shared.shutting_down);
             drop(stream);
             inbox.push(Completion {
                 token,
@@ -612,7 +625,12 @@ impl Reactor {
     }
 
     fn begin_drain(&mut self) {
-        self.drain_deadline_ms = Some(self.now_ms + self.shared.config.shutdown_grace_ms);
+        let left = self.shared.shutdown_deadline().map_or(0, |deadline| {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis() as u64
+        });
+        self.drain_deadline_ms = Some(self.now_ms + left);
         if let Some(listener) = self.listener.take() {
             let _ = self.poller.delete(listener.as_raw_fd());
         }
@@ -630,8 +648,15 @@ impl Reactor {
         }
     }
 
+    /// Closes every connection left at the end of a shutdown. A stream thread may still be
+    /// writing a body on one of them through its own handle of the socket: shutting the socket
+    /// down (not just closing this handle) fails its writes, so it ends instead of outliving
+    /// the deadline.
     fn close_all(&mut self) {
         for index in 0..self.entries.len() {
+            if let Some(conn) = &self.entries[index].conn {
+                let _ = conn.stream.shutdown(Shutdown::Both);
+            }
             self.close(index);
         }
         assert_eq!(self.live, 0, "connections left after close_all");

@@ -5,11 +5,67 @@
 
 use super::request::Headers;
 
-/// The writer a streamed body writes into: chunked framing is applied by the server.
-pub type StreamWriter<'a> = &'a mut dyn std::io::Write;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The writer a streamed body writes into: the server frames each write as one chunk and sends
+/// it at once. It also says when the server has begun a graceful shutdown, so a body that
+/// would otherwise never end (an event stream) can finish cleanly instead of holding the
+/// shutdown until its deadline; its client then reconnects to a server that is up.
+pub struct StreamWriter<'a> {
+    out: &'a mut dyn Write,
+    stop: Option<&'a AtomicBool>,
+}
+
+impl<'a> StreamWriter<'a> {
+    /// A writer into `out` that never reports a shutdown: for running a body outside a server
+    /// (tests, a file).
+    pub fn new(out: &'a mut dyn Write) -> Self {
+        Self { out, stop: None }
+    }
+
+    /// A writer into `out` that reports `stop` (set once a shutdown begins).
+    pub fn with_stop(out: &'a mut dyn Write, stop: &'a AtomicBool) -> Self {
+        Self {
+            out,
+            stop: Some(stop),
+        }
+    }
+
+    /// This writer, borrowed for a shorter time (to wrap it in a protocol's own writer).
+    pub fn reborrow(&mut self) -> StreamWriter<'_> {
+        StreamWriter {
+            out: &mut *self.out,
+            stop: self.stop,
+        }
+    }
+
+    /// True once the server has begun a graceful shutdown. A finite body may still finish
+    /// (until the shutdown deadline, when the server closes the socket under it); an endless
+    /// one should return now.
+    pub fn stopping(&self) -> bool {
+        self.stop.is_some_and(|stop| stop.load(Ordering::Acquire))
+    }
+}
+
+impl Write for StreamWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        // Forwarded whole: the server's writer sends each call as one chunk, and the default
+        // `write_all` could split it.
+        self.out.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
 
 /// The closure type of a streamed body.
-pub type StreamFn = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send>;
+pub type StreamFn = Box<dyn FnOnce(&mut StreamWriter<'_>) -> io::Result<()> + Send>;
 
 /// Header slots a response starts with: its own few plus the default security headers added
 /// by the router, without growing the list per response.
@@ -221,7 +277,7 @@ impl Response {
     pub fn stream(
         status: u16,
         content_type: &str,
-        write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
+        write: impl FnOnce(&mut StreamWriter<'_>) -> io::Result<()> + Send + 'static,
     ) -> Self {
         let mut headers = Headers::recycled(RESPONSE_HEADERS_CAPACITY);
         headers.append("Content-Type", content_type);

@@ -14,7 +14,7 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// An HTTP/1.1 server, not yet running.
 pub struct Server {
@@ -132,13 +132,17 @@ impl ServerHandle {
         for thread in self.threads.drain(..) {
             panicked |= thread.join().is_err();
         }
-        let grace = Duration::from_millis(self.shared.config.shutdown_grace_ms);
-        // One deadline for both: handlers and bodies still running share the grace period.
-        let deadline = std::time::Instant::now() + grace;
+        // One deadline for all: the reactors' drain, handlers and bodies still running share
+        // the grace period that began with the shutdown (a reactor that panicked ended
+        // without one: then the grace starts now).
+        let deadline = self.shared.shutdown_deadline().unwrap_or_else(|| {
+            Instant::now() + Duration::from_millis(self.shared.config.shutdown_grace_ms)
+        });
+        let grace = deadline.saturating_duration_since(Instant::now());
         if !self.shared.pool.shutdown(grace) {
             eprintln!("lithair http: some handlers were still running at the shutdown deadline");
         }
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let left = deadline.saturating_duration_since(Instant::now());
         if !self.shared.streams.shutdown(left) {
             eprintln!("lithair http: some bodies were still being sent at the shutdown deadline");
         }

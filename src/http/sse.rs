@@ -6,10 +6,10 @@
 //! Must not: know what the events mean (live queries produce them).
 
 use crate::http::request::Request;
-use crate::http::response::Response;
+use crate::http::response::{Response, StreamWriter};
 use std::io::{self, Write};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Default interval between heartbeat comments on an idle stream.
 pub const HEARTBEAT_MS: u64 = 15_000;
@@ -80,28 +80,73 @@ impl SseEvent {
     }
 }
 
+/// How long a stream waiting for its next event may go without looking at the server's
+/// shutdown flag: the most a graceful shutdown waits for an idle stream to end.
+pub const STOP_CHECK_MS: u64 = 200;
+
+/// What a producer with nothing to send does next (see [`SseWriter::idle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    /// Wait for an event at most this long, then ask again.
+    Wait(Duration),
+    /// Nothing was written for a whole heartbeat interval: write something (a comment).
+    Heartbeat,
+    /// The server is shutting down: return, which ends the response cleanly (the browser
+    /// reconnects, with `Last-Event-ID`, to a server that is up).
+    Stop,
+}
+
 /// Writes events into a streamed response; each write is flushed so it leaves at once.
 pub struct SseWriter<'a> {
-    out: &'a mut dyn Write,
+    out: StreamWriter<'a>,
+    last_write: Instant,
 }
 
 impl<'a> SseWriter<'a> {
     /// Wraps the stream writer the server hands to `Body::Stream`.
-    pub fn new(out: &'a mut dyn Write) -> Self {
-        Self { out }
+    pub fn new(out: &'a mut StreamWriter<'_>) -> Self {
+        Self {
+            out: out.reborrow(),
+            last_write: Instant::now(),
+        }
     }
 
     /// Sends one event. An error means the client is gone: stop producing.
     pub fn send(&mut self, event: &SseEvent) -> io::Result<()> {
-        self.out.write_all(event.encode().as_bytes())?;
-        self.out.flush()
+        self.write(event.encode().as_bytes())
     }
 
     /// Sends a comment line (ignored by clients): `: text`.
     pub fn comment(&mut self, text: &str) -> io::Result<()> {
         let text = text.replace(['\r', '\n'], " ");
-        self.out.write_all(format!(": {text}\n\n").as_bytes())?;
-        self.out.flush()
+        self.write(format!(": {text}\n\n").as_bytes())
+    }
+
+    /// True once the server has begun a graceful shutdown.
+    pub fn stopping(&self) -> bool {
+        self.out.stopping()
+    }
+
+    /// The next step of a producer that has nothing to send and heartbeats every `heartbeat`:
+    /// its waits are cut into slices of at most [`STOP_CHECK_MS`], so a shutdown never waits
+    /// for an idle stream's heartbeat.
+    pub fn idle(&self, heartbeat: Duration) -> Idle {
+        if self.stopping() {
+            return Idle::Stop;
+        }
+        match heartbeat.checked_sub(self.last_write.elapsed()) {
+            Some(left) if !left.is_zero() => {
+                Idle::Wait(left.min(Duration::from_millis(STOP_CHECK_MS)))
+            }
+            _ => Idle::Heartbeat,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.out.flush()?;
+        self.last_write = Instant::now();
+        Ok(())
     }
 }
 
@@ -176,10 +221,14 @@ fn pump(
     // Tell the client it is connected before the first event arrives.
     writer.comment("ok")?;
     loop {
-        match events.recv_timeout(heartbeat) {
-            Ok(event) => writer.send(&event)?,
-            Err(RecvTimeoutError::Timeout) => writer.comment("heartbeat")?,
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        match writer.idle(heartbeat) {
+            Idle::Stop => return Ok(()),
+            Idle::Heartbeat => writer.comment("heartbeat")?,
+            Idle::Wait(slice) => match events.recv_timeout(slice) {
+                Ok(event) => writer.send(&event)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            },
         }
     }
 }
@@ -223,7 +272,7 @@ mod tests {
             panic!("not a stream")
         };
         let mut out = Vec::new();
-        write(&mut out).expect("stream");
+        write(&mut StreamWriter::new(&mut out)).expect("stream");
         assert_eq!(
             String::from_utf8(out).expect("utf8"),
             ": ok\n\nid: 1\ndata: a\n\ndata: b\n\n"
@@ -250,12 +299,37 @@ mod tests {
         }
         let mut sink = Closing(Vec::new(), 2);
         let result = pump(
-            &mut SseWriter::new(&mut sink),
+            &mut SseWriter::new(&mut StreamWriter::new(&mut sink)),
             &rx,
             Duration::from_millis(1),
         );
         assert!(result.is_err(), "a gone client ends the stream");
         assert_eq!(String::from_utf8_lossy(&sink.0), ": ok\n\n: heartbeat\n\n");
+        drop(tx);
+    }
+
+    #[test]
+    fn an_idle_stream_ends_cleanly_once_the_server_stops() {
+        let (tx, rx) = mpsc::channel::<SseEvent>();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let mut sink = Vec::new();
+        {
+            let mut out = StreamWriter::with_stop(&mut sink, &stop);
+            let mut writer = SseWriter::new(&mut out);
+            let hour = Duration::from_secs(3600);
+            // Idle waits are sliced so the flag is seen within STOP_CHECK_MS, whatever the
+            // heartbeat.
+            assert_eq!(
+                writer.idle(hour),
+                Idle::Wait(Duration::from_millis(STOP_CHECK_MS))
+            );
+            assert_eq!(writer.idle(Duration::ZERO), Idle::Heartbeat);
+            stop.store(true, std::sync::atomic::Ordering::Release);
+            assert_eq!(writer.idle(hour), Idle::Stop);
+            // The pump returns Ok (the server then sends the last chunk) instead of waiting.
+            pump(&mut writer, &rx, hour).expect("a clean end");
+        }
+        assert_eq!(String::from_utf8_lossy(&sink), ": ok\n\n");
         drop(tx);
     }
 }
