@@ -423,3 +423,26 @@ fn long_streams_run_beside_the_workers_up_to_streams_max() {
     server.shutdown();
     server.join().expect("join");
 }
+
+#[test]
+fn an_announced_body_is_not_reserved_before_its_bytes_arrive() {
+    // A server that accepts huge uploads: a head announcing 1 TiB must not make it allocate
+    // 1 TiB up front (the allocation fails and aborts the process) for bytes that never come.
+    let config = ServerConfig {
+        body_bytes_max: 1 << 41,
+        ..quick_config()
+    };
+    let server = spawn(config);
+    let addr = server.local_addr();
+    for _ in 0..8 {
+        let mut stream = connect(addr);
+        stream
+            .write_all(
+                b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 1099511627776\r\n\r\nabc",
+            )
+            .expect("write");
+        drop(stream);
+    }
+    let (resp, _) = send(addr, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(resp.status, 200, "the server still serves");
+}

@@ -33,6 +33,8 @@ const HEADER_SLOTS_INLINE: usize = 16;
 const OUTPUT_BACKPRESSURE_BYTES: usize = 256 * 1024;
 /// The interim response to `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// Most of a `Content-Length` body reserved before its bytes arrive (one read buffer's worth).
+const BODY_RESERVE_UPFRONT_BYTES: u64 = 64 * 1024;
 /// Connection sockets are edge-triggered: one `epoll_wait` report per change, no re-polling
 /// of every ready socket on each wait (the level-triggered cost that dominated the profile).
 pub(crate) const EDGE_READ: Interest = Interest {
@@ -518,7 +520,12 @@ impl Conn {
         }
         let mut request = Box::new(std::mem::replace(ctx.scratch, empty_request()));
         if let BodyState::Length(n) = body {
-            request.body.reserve(n as usize);
+            // An announced length is a claim, not bytes: reserving all of it before any byte
+            // arrives would let idle clients pin `body_bytes_max` each (and a large configured
+            // limit abort the process on a failed allocation). The vector grows with the data.
+            request
+                .body
+                .reserve(n.min(BODY_RESERVE_UPFRONT_BYTES) as usize);
         }
         self.reading = Reading::Body {
             request,
