@@ -61,11 +61,58 @@ fn reset(tx: &mut Tx<'_>, _: &(), params: &Params) -> Result<Counter, Rejection>
     tx.update::<Counter>(&id, patch)
 }
 
+/// Share a counter's value out in `parts`: a division by a client's number, with the bug of
+/// not refusing 0 (a panic in the command's code).
+#[command(POST "/api/counters/{id}/share")]
+fn share(tx: &mut Tx<'_>, parts: &u64, params: &Params) -> Result<Counter, Rejection> {
+    let id = params.id::<Counter>("id")?;
+    let counter: Counter = tx.get(&id).ok_or_else(|| Rejection::NotFound {
+        model: "Counter",
+        id: id.clone(),
+    })?;
+    let patch = CounterPatch {
+        value: Some(counter.value / *parts),
+        ..CounterPatch::default()
+    };
+    tx.update::<Counter>(&id, patch)
+}
+
 fn app() -> App {
     App::new("command-test")
         .model_read_only::<Counter>()
         .route_command(make_route())
-        .commands([add_route(), reset_route()])
+        .commands([add_route(), reset_route(), share_route()])
+}
+
+#[test]
+fn a_command_that_panics_is_a_500_and_later_writes_go_on() {
+    let data = common::fresh_dir("app", "command-panics");
+    let (running, addr) = common::start(&app(), &data);
+    let created = request(addr, "POST", "/api/counters", "", "");
+    let id = created.json()["id"].as_u64().unwrap();
+    let added = request(
+        addr,
+        "PATCH",
+        &format!("/api/counters/{id}/value"),
+        "",
+        "60",
+    );
+    assert_eq!(added.status, 202, "{}", added.body);
+
+    let share = format!("/api/counters/{id}/share");
+    let panicked = request(addr, "POST", &share, "", "0");
+    assert_eq!(panicked.status, 500, "{}", panicked.body);
+    assert_eq!(panicked.json()["status"].as_u64(), Some(500));
+    // Before, the panic ended the engine's sequencer: this write then never got an answer.
+    let shared = request(addr, "POST", &share, "", "3");
+    assert_eq!(
+        (shared.status, shared.json()["value"].as_u64()),
+        (200, Some(20)),
+        "{}",
+        shared.body
+    );
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
 }
 
 #[test]

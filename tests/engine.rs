@@ -1560,3 +1560,42 @@ fn submitters_sequence_their_own_commands_when_idle_in_order_and_lose_no_wake_up
         close_and_remove(engine, &dir);
     }
 }
+
+struct Explodes;
+
+impl Command<Shop> for Explodes {
+    type Rejection = ();
+    fn decide(&self, _: &Shop, _: &Context) -> Result<Vec<ShopEvent>, ()> {
+        panic!("a command's decide panics on purpose")
+    }
+}
+
+#[test]
+fn a_command_whose_decide_panics_fails_alone_and_the_engine_goes_on() {
+    let dir = common::fresh_dir("engine", "decide-panics");
+    let engine = open(&dir, EngineOptions::default());
+    engine
+        .submit(Restock {
+            item: 1,
+            quantity: 5,
+        })
+        .unwrap();
+    // Before: the panic ended the sequencer thread, and every later submit waited for ever.
+    let failed = engine.submit(Explodes);
+    assert!(matches!(failed, Err(SubmitError::Panicked)), "{failed:?}");
+    let receipt = engine
+        .submit(Restock {
+            item: 1,
+            quantity: 2,
+        })
+        .unwrap();
+    assert_eq!(receipt.first_index, 2, "the failed command took no index");
+    assert_eq!(engine.read(|shop| shop.stock[&1]), 7);
+    drop(engine);
+    let engine = open(&dir, EngineOptions::default());
+    assert_eq!(
+        engine.read(|shop| shop.stock[&1]),
+        7,
+        "nothing of it was logged"
+    );
+}

@@ -33,6 +33,8 @@ pub enum WriteError {
         /// The limit.
         max: u64,
     },
+    /// The command's code panicked (logged); nothing was stored (HTTP 500).
+    Failed,
 }
 
 impl std::fmt::Display for WriteError {
@@ -45,6 +47,9 @@ impl std::fmt::Display for WriteError {
                 f,
                 "the change takes {bytes} bytes, more than the {max} one command may write"
             ),
+            WriteError::Failed => {
+                f.write_str("the command failed; nothing was stored (the server log says why)")
+            }
         }
     }
 }
@@ -93,6 +98,7 @@ fn executed<T>(
         Err(SubmitError::Storage(message)) => Err(WriteError::Unavailable(message)),
         Err(SubmitError::Closed) => Err(WriteError::Unavailable("the engine is shut down".into())),
         Err(SubmitError::TooLarge { bytes, max }) => Err(WriteError::TooLarge { bytes, max }),
+        Err(SubmitError::Panicked) => Err(WriteError::Failed),
     }
 }
 

@@ -34,6 +34,7 @@ pub fn write_error_problem(error: &WriteError) -> Problem {
         WriteError::Unavailable(_) => Problem::new(503)
             .with_detail(error.to_string())
             .with_header("Retry-After", "1"),
+        WriteError::Failed => Problem::internal().with_detail(error.to_string()),
     }
 }
 

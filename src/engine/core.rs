@@ -20,6 +20,7 @@ use super::snapshotter;
 use super::state::{self, Command, Committed, Context, Meta, Receipt, State, Tracked, Upcaster};
 use super::subscribe::{Subscribers, Subscription};
 use crate::binary::Encode;
+use crate::log::fatal::AbortOnPanic;
 use crate::log::{
     self, Append, AppendError, Appended, Durability, EntryBatch, Error, Faults, Log, LogOptions,
 };
@@ -148,6 +149,9 @@ pub enum SubmitError<R> {
         /// The limit.
         max: u64,
     },
+    /// The command's `decide` panicked (a bug in it, logged with its message); nothing was
+    /// stored and the engine goes on with the next command (HTTP 500).
+    Panicked,
 }
 
 impl<R: std::fmt::Debug> std::fmt::Display for SubmitError<R> {
@@ -171,6 +175,7 @@ impl<R: std::fmt::Debug> std::fmt::Display for SubmitError<R> {
                 f,
                 "the command's events take {bytes} bytes, more than the {max} one command may write"
             ),
+            SubmitError::Panicked => f.write_str("the command failed (its decide panicked)"),
         }
     }
 }
@@ -197,6 +202,7 @@ impl Failure {
             SubmitError::Storage(message) => SubmitError::Storage(message),
             SubmitError::Closed => SubmitError::Closed,
             SubmitError::TooLarge { bytes, max } => SubmitError::TooLarge { bytes, max },
+            SubmitError::Panicked => SubmitError::Panicked,
         }
     }
 
@@ -756,7 +762,10 @@ impl<S: State> Engine<S> {
         let sequencer_snapshotter = Arc::clone(&snapshotter);
         let sequencer = thread::Builder::new()
             .name("lithair-sequencer".into())
-            .spawn(move || run_sequencer(&sequencer_shared, &job_receiver, &sequencer_snapshotter))
+            .spawn(move || {
+                let _fatal = AbortOnPanic::new("engine sequencer");
+                run_sequencer(&sequencer_shared, &job_receiver, &sequencer_snapshotter)
+            })
             .expect("spawn the sequencer thread");
         let (applier, applier_sender) = if shared.cluster.is_some() {
             let (applier_sender, applier_receiver) = mpsc::channel();
@@ -769,6 +778,7 @@ impl<S: State> Engine<S> {
             let applier = thread::Builder::new()
                 .name("lithair-applier".into())
                 .spawn(move || {
+                    let _fatal = AbortOnPanic::new("engine applier");
                     run_applier(&applier_shared, &applier_receiver, &applier_snapshotter)
                 })
                 .expect("spawn the applier thread");
@@ -1205,9 +1215,23 @@ impl<S: State> Sequencer<S> {
             timestamp_ms,
             request_id,
         };
-        let Some(events) = job.decide(&self.speculative.state, &context) else {
-            pending.outcomes.push((job, Err(Failure::Rejected(()))));
-            return;
+        // `decide` is application code reading the state it is lent: a panic in it changed
+        // nothing here, so the command alone fails and the sequencer goes on (uncaught, it
+        // would end this thread and leave every later write waiting for good).
+        let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            job.decide(&self.speculative.state, &context)
+        }));
+        let events = match decided {
+            Ok(Some(events)) => events,
+            Ok(None) => {
+                pending.outcomes.push((job, Err(Failure::Rejected(()))));
+                return;
+            }
+            Err(_) => {
+                eprintln!("lithair engine: a command's decide panicked; it is refused");
+                pending.outcomes.push((job, Err(SubmitError::Panicked)));
+                return;
+            }
         };
         let first_index = self.next_index;
         // Encoded aside first: a command over COMMAND_BYTES_MAX leaves no trace (no entry, no
@@ -1824,6 +1848,8 @@ fn start_background_snapshot<S: State>(shared: &Arc<Shared<S>>, snapshotter: &Sn
     let spawned = thread::Builder::new()
         .name("lithair-snapshot".into())
         .spawn(move || {
+            // A panic would leave `snapshot_running` set, and the log growing, for good.
+            let _fatal = AbortOnPanic::new("snapshot");
             if let Err(error) = take_snapshot(&shared) {
                 eprintln!("lithair: background snapshot failed: {error}");
             }

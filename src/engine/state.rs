@@ -19,7 +19,9 @@ pub trait State: Encode + Decode + Clone + Send + Sync + 'static {
     /// The events that change this state.
     type Event: Encode + Decode + Send + Sync + 'static;
 
-    /// Applies one event. Must be deterministic: no clock, randomness or environment.
+    /// Applies one event. Must be deterministic: no clock, randomness or environment. Must not
+    /// fail: every check belongs in `Command::decide`. A panic here may leave the state half
+    /// changed, so it stops the process (a restart replays the log).
     fn apply(&mut self, event: &Self::Event);
 
     /// Name of an event's type, stored in its envelope (used by `log inspect` filters and by
@@ -48,6 +50,7 @@ pub trait Command<S: State>: Send + 'static {
 
     /// Decides. Reads the time and ids from `context`, never from the system. Runs on the
     /// sequencer thread: it must not submit to the same engine and wait (that would deadlock).
+    /// A panic here fails this command alone with [`crate::engine::SubmitError::Panicked`].
     fn decide(&self, state: &S, context: &Context) -> Result<Vec<S::Event>, Self::Rejection>;
 }
 

@@ -9,6 +9,7 @@
 //! ([`read_range`]) open the files independently.
 
 mod error;
+pub(crate) mod fatal;
 mod frame;
 pub(crate) mod inbox;
 mod prepare;

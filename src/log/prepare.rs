@@ -163,7 +163,10 @@ impl Preparer {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name("lithair-log-prepare".to_string())
-                .spawn(move || shared.run())
+                .spawn(move || {
+                    let _fatal = super::fatal::AbortOnPanic::new("log space preparer");
+                    shared.run()
+                })
         };
         let thread = match thread {
             Ok(handle) => Some(handle),

@@ -13,6 +13,7 @@
 //! Must not: retry a failed fsync (the page cache state is unknown afterwards, so the process
 //! stops), or leave a partial frame behind after a failed write.
 
+use super::fatal::AbortOnPanic;
 use super::frame::{self, EntryBatch, Frame, Status, HEADER_BYTES};
 use super::inbox::{Inbox, Received};
 use super::prepare::{self, Preparer};
@@ -355,6 +356,7 @@ impl Log {
             let spawned = thread::Builder::new()
                 .name(format!("lithair-log-writer-{number}"))
                 .spawn(move || {
+                    let _fatal = AbortOnPanic::new("log writer");
                     ON_WRITER_THREAD.with(|flag| flag.set(true));
                     WRITER_OF.with(|inbox| inbox.set(inbox_address(&worker.inbox)));
                     worker.run()

@@ -28,6 +28,7 @@ use super::storage_log::{InstallStep, LogStorage};
 use super::transport::{Deliver, Lost, Transport, TransportConfig};
 use super::types::{ConfChange, EntryKind, Message, MessageBody, NodeId, Role, NODE_NONE};
 use crate::engine::{Proposer, Replica, Token};
+use crate::log::fatal::AbortOnPanic;
 use crate::log::inbox::{Inbox as EventQueue, Received};
 use std::collections::BTreeMap;
 use std::io;
@@ -396,7 +397,10 @@ impl Node {
             let (sender, stop) = (inbox.sender.clone(), Arc::clone(&stop));
             thread::Builder::new()
                 .name("lithair-raft-tick".into())
-                .spawn(move || run_ticker(&sender, &stop))?
+                .spawn(move || {
+                    let _fatal = AbortOnPanic::new("raft ticker");
+                    run_ticker(&sender, &stop)
+                })?
         };
         let replica_applied = replica.applied_index();
         let persist_next = raw.storage().last_index() + 1;
@@ -434,7 +438,10 @@ impl Node {
         let queue = Arc::clone(&inbox.sender.0);
         let raft = thread::Builder::new()
             .name("lithair-raft".into())
-            .spawn(move || driver.run(&queue))?;
+            .spawn(move || {
+                let _fatal = AbortOnPanic::new("raft driver");
+                driver.run(&queue)
+            })?;
         let applied = Arc::new(AppliedWatch::default());
         applied.raise(replica_applied);
         Ok(Node {
