@@ -72,7 +72,6 @@ pub type Lost = Arc<dyn Fn(NodeId) + Send + Sync>;
 /// The running transport. Dropping it stops its threads.
 pub struct Transport {
     id: NodeId,
-    queues: Mutex<HashMap<NodeId, Arc<PeerQueue>>>,
     /// Where each peer's writer dials (set with its queue).
     peer_addrs: Mutex<HashMap<NodeId, String>>,
     http_addrs: Arc<Mutex<HashMap<NodeId, String>>>,
@@ -91,6 +90,8 @@ struct Endpoint {
     /// Authenticated inbound connections open per peer.
     inbound: Mutex<HashMap<NodeId, usize>>,
     lost: Lost,
+    /// Each peer's outgoing queue (its writer's work and wake-ups).
+    queues: Mutex<HashMap<NodeId, Arc<PeerQueue>>>,
 }
 
 impl Transport {
@@ -117,6 +118,7 @@ impl Transport {
             http_addr: config.http_addr,
             inbound: Mutex::new(HashMap::new()),
             lost,
+            queues: Mutex::new(HashMap::new()),
         });
         let accept = {
             let (shared, stop, addrs) = (shared.clone(), stop.clone(), http_addrs.clone());
@@ -126,7 +128,6 @@ impl Transport {
         };
         let transport = Transport {
             id: config.id,
-            queues: Mutex::new(HashMap::new()),
             peer_addrs: Mutex::new(HashMap::from([(config.id, config.peer_addr)])),
             http_addrs,
             stop,
@@ -150,7 +151,11 @@ impl Transport {
     /// # Errors
     /// The thread could not be spawned.
     pub fn add_peer(&self, peer: NodeId, addr: String) -> io::Result<()> {
-        let mut queues = self.queues.lock().expect("transport queues poisoned");
+        let mut queues = self
+            .shared
+            .queues
+            .lock()
+            .expect("transport queues poisoned");
         if peer == self.id || queues.contains_key(&peer) {
             return Ok(());
         }
@@ -195,7 +200,11 @@ impl Transport {
     /// everything a pass produced in one call, and each writer sends it with one `write`.
     pub fn send_all(&self, messages: impl IntoIterator<Item = Message>) {
         let messages = messages.into_iter();
-        let queues = self.queues.lock().expect("transport queues poisoned");
+        let queues = self
+            .shared
+            .queues
+            .lock()
+            .expect("transport queues poisoned");
         // The whole pass's count split over the peers: most passes address each peer alike.
         let per_peer = messages.size_hint().0.div_ceil(queues.len().max(1));
         // Few peers: a linear scan beats hashing per message.
@@ -253,7 +262,13 @@ impl Transport {
 impl Drop for Transport {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let queues = std::mem::take(&mut *self.queues.lock().expect("transport queues poisoned"));
+        let queues = std::mem::take(
+            &mut *self
+                .shared
+                .queues
+                .lock()
+                .expect("transport queues poisoned"),
+        );
         for queue in queues.values() {
             queue.close();
         }
@@ -295,6 +310,9 @@ struct QueueState {
     unsent: Vec<u8>,
     /// A direct send failed: the writer must drop the connection and dial again.
     broken: bool,
+    /// The peer dialed us anew: it may have restarted. A writer waiting out a backoff dials
+    /// at once; a connected one first checks that its connection still leads somewhere.
+    nudged: bool,
     /// Buffer the direct sends encode into (kept for its capacity).
     scratch: Vec<u8>,
 }
@@ -326,7 +344,14 @@ impl PeerQueue {
         if state.closed {
             return;
         }
-        if state.idle && state.messages.is_empty() && state.unsent.is_empty() && !state.broken {
+        // Not while a nudge is pending: the connection may lead to a process that is gone
+        // (see `nudge`), and bytes written into it would be lost; the writer checks first.
+        if state.idle
+            && state.messages.is_empty()
+            && state.unsent.is_empty()
+            && !state.broken
+            && !state.nudged
+        {
             if let Some(stream) = state.stream.clone() {
                 Self::send_direct(&mut state, &stream, &batch);
                 let wake = state.broken || !state.unsent.is_empty();
@@ -374,7 +399,11 @@ impl PeerQueue {
         bytes.clear();
         let mut state = self.lock();
         let waiting = |state: &QueueState| {
-            state.messages.is_empty() && state.unsent.is_empty() && !state.closed && !state.broken
+            state.messages.is_empty()
+                && state.unsent.is_empty()
+                && !state.closed
+                && !state.broken
+                && !state.nudged
         };
         if waiting(&state) {
             state.idle = true;
@@ -385,6 +414,8 @@ impl PeerQueue {
                 .0;
             state.idle = false;
         }
+        // A nudge while connected asks for the liveness check that `Nothing` leads to.
+        let nudged = std::mem::take(&mut state.nudged);
         if state.closed {
             return Taken::Closed;
         }
@@ -393,7 +424,12 @@ impl PeerQueue {
         }
         std::mem::swap(&mut state.messages, into);
         std::mem::swap(&mut state.unsent, bytes);
-        if into.is_empty() && bytes.is_empty() {
+        if nudged || (into.is_empty() && bytes.is_empty()) {
+            // Nudged with work queued too: the check comes first, the work stays queued.
+            if nudged {
+                std::mem::swap(&mut state.messages, into);
+                std::mem::swap(&mut state.unsent, bytes);
+            }
             Taken::Nothing
         } else {
             Taken::Messages
@@ -421,6 +457,26 @@ impl PeerQueue {
     /// Forgets everything queued (stale once the peer was unreachable).
     fn clear(&self) {
         self.lock().messages.clear();
+    }
+
+    /// The writer's wait between failed dials: `backoff`, cut short by [`PeerQueue::nudge`]
+    /// (also one that came during the failed dial) or a close. True when nudged.
+    fn back_off(&self, backoff: Duration) -> bool {
+        let mut state = self.lock();
+        state = self
+            .ready
+            .wait_timeout_while(state, backoff, |state| !state.nudged && !state.closed)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0;
+        std::mem::take(&mut state.nudged)
+    }
+
+    /// The peer just dialed us, so it is up, and perhaps a new process: ends the writer's
+    /// [`PeerQueue::back_off`] early, or has a connected writer check (before anything more
+    /// is written into it) that its connection did not lead to the process that is gone.
+    fn nudge(&self) {
+        self.lock().nudged = true;
+        self.ready.notify_one();
     }
 
     fn close(&self) {
@@ -541,6 +597,20 @@ fn serve_inbound(
         .insert(hello.from, hello.http_addr.clone());
     let peer = hello.from;
     count_inbound(shared, peer, true);
+    // The peer just dialed us, so it is up, perhaps restarted. Our writer toward it dials now
+    // if it waits out a backoff (from while the peer was down), or checks its connection if it
+    // has one (it may lead to the old process). Otherwise what this node sends meanwhile, a
+    // vote the new process asked for say, would wait up to RECONNECT_BACKOFF_MS_MAX or be
+    // written into a dead socket and lost.
+    let queue = shared
+        .queues
+        .lock()
+        .expect("transport queues poisoned")
+        .get(&peer)
+        .cloned();
+    if let Some(queue) = queue {
+        queue.nudge();
+    }
     let ended = read_messages(&mut stream, &buf, shared, stop, &hello, deliver);
     let remaining = count_inbound(shared, peer, false);
     // End of file or a reset: the peer's process closed the connection (or died). Not a
@@ -712,8 +782,11 @@ impl PeerWriter {
                 Err(_) => {
                     // Messages queued while the peer is unreachable are stale by now.
                     queue.clear();
-                    thread::sleep(Duration::from_millis(backoff_ms));
-                    backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
+                    backoff_ms = if queue.back_off(Duration::from_millis(backoff_ms)) {
+                        RECONNECT_BACKOFF_MS_MIN
+                    } else {
+                        (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX)
+                    };
                 }
             }
         }
@@ -1124,6 +1197,48 @@ mod tests {
         assert!(!queue.lock().broken);
     }
 
+    #[test]
+    fn a_nudge_makes_a_connected_writer_check_its_connection_before_writing_into_it() {
+        let (sender, _receiver) = socket_pair();
+        let queue = PeerQueue::default();
+        queue.attach(&Arc::new(sender));
+        // The peer dialed us anew (it may be a new process): nothing goes straight into the
+        // old connection any more; the writer wakes for its liveness check first, and what
+        // was pushed meanwhile waits for the connection that passes it.
+        queue.lock().idle = true;
+        queue.nudge();
+        let vote = vec![append_1_to_2(1, 8)];
+        queue.push(vote.clone());
+        assert_eq!(queue.lock().messages, vote, "queued, not sent directly");
+        queue.lock().idle = false;
+        let (mut bytes, mut taken) = (Vec::new(), Vec::new());
+        assert!(matches!(
+            queue.take(&mut bytes, &mut taken, Duration::from_secs(5)),
+            Taken::Nothing
+        ));
+        assert!(taken.is_empty() && bytes.is_empty());
+        // The check passed (or a new connection is up): the work is handed over as usual.
+        assert!(matches!(
+            queue.take(&mut bytes, &mut taken, Duration::ZERO),
+            Taken::Messages
+        ));
+        assert_eq!(taken, vote);
+    }
+
+    #[test]
+    fn a_nudge_cuts_a_reconnection_backoff_short() {
+        let queue = Arc::new(PeerQueue::default());
+        let nudger = Arc::clone(&queue);
+        let nudge = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(50));
+            nudger.nudge();
+        });
+        // An hour's backoff: only the nudge can end it within the test's lifetime.
+        assert!(queue.back_off(Duration::from_secs(3600)));
+        nudge.join().expect("nudger");
+        assert!(!queue.back_off(Duration::ZERO), "a nudge is used once");
+    }
+
     /// A dialer of protocol version 1 (which cannot decode `CommitNotice`) is refused at the
     /// handshake, with a reason that names both versions.
     #[test]
@@ -1145,6 +1260,7 @@ mod tests {
             http_addr: String::new(),
             inbound: Mutex::new(HashMap::new()),
             lost: Arc::new(|_| {}),
+            queues: Mutex::new(HashMap::new()),
         };
         let stop = AtomicBool::new(false);
         let refused =
