@@ -573,7 +573,7 @@ impl<J> JobQueue<J> {
     }
 }
 
-/// Lanes of a [`WakeBoard`]: waiters of batch `b` sleep on lane `b % WAKE_LANES`, so waking
+/// Lanes of a `WakeBoard`: waiters of batch `b` sleep on lane `b % WAKE_LANES`, so waking
 /// one batch rarely disturbs the waiters of the next ones (at most `log_batches_max` + 1
 /// batches have waiters at a time: those in the log, and the next one queued).
 pub const WAKE_LANES: usize = 16;

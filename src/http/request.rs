@@ -121,8 +121,8 @@ impl Version {
 /// strings (the common case) cost no allocation per header.
 ///
 /// INVARIANT: the list is `head`, then `entries`, then `tail`. `head` and `tail` are runs of
-/// static pairs set by [`Headers::static_head`] (a response's `Content-Type`) and
-/// [`Headers::set_static_tail`] (the default security headers): no allocation, one store instead
+/// static pairs set by `Headers::static_head` (a response's `Content-Type`) and
+/// `Headers::set_static_tail` (the default security headers): no allocation, one store instead
 /// of one push per header, and the writer copies known runs pre-rendered. A change that could
 /// reorder or touch a run first moves it into `entries` (appending after the head is in order).
 #[derive(Clone, Debug, Default)]

@@ -4,7 +4,7 @@
 //! [`Response::upgrade`]; the reactor keeps driving the same socket with it, so an upgraded
 //! connection costs memory, not a thread.
 //!
-//! Owns: the [`Upgraded`] contract and [`Driver`], the per-connection glue that reads the
+//! Owns: the [`Upgraded`] contract and `Driver`, the per-connection glue that reads the
 //! socket into the protocol, writes its output, coalesces wake-ups and applies the write
 //! deadline.
 //! Must not: know any upgraded protocol (WebSocket lives in `ws`), block, or touch the poller

@@ -26,7 +26,7 @@ const READ_ROUNDS_REMEMBERED_MAX: usize = 1024;
 pub(crate) const LEASE_SAFETY_MARGIN_TICKS: u64 = 2;
 
 /// Ticks a lease lasts from the heartbeat round it rests on (see
-/// [`LEASE_SAFETY_MARGIN_TICKS`]).
+/// `LEASE_SAFETY_MARGIN_TICKS`).
 pub fn lease_ticks(election_ticks: u32) -> u64 {
     u64::from(election_ticks).saturating_sub(LEASE_SAFETY_MARGIN_TICKS)
 }
