@@ -39,7 +39,7 @@ use crate::http::{Handler, HeadPlan, Method, Request, Response};
 use crate::json::{self, Writer};
 use crate::raft::node::{AppliedWatch, ClusterStatus, Inbox, Node, NodeConfig, PeerBook};
 use crate::raft::storage_log::read_hard_state;
-use crate::raft::ConfChange;
+use crate::raft::{ConfChange, RaftError};
 use std::io::{BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -705,7 +705,8 @@ impl ClusterFront {
 
     /// `POST /_lithair/cluster/join` with `id=N&peer=HOST:PORT`: the leader records the
     /// peer address and adds the node as a learner (the node promotes it once caught up).
-    /// A node already in the configuration gets the same success, so joining is idempotent.
+    /// A node already in the configuration gets the same success, so joining is idempotent;
+    /// another peer address under a known id is refused (409).
     fn join(&self, req: &Request) -> Response {
         let Some(join) = JoinRequest::decode(&req.body) else {
             return json_error(400, "expected `id=N&peer=HOST:PORT`");
@@ -717,14 +718,26 @@ impl ClusterFront {
         if join.id == status.id {
             return json_error(409, "that id belongs to the leader");
         }
+        // A node id keeps its peer address: a second process joining under a known id (an
+        // operator's slip) would otherwise be told it joined, then vote and answer as that
+        // member with an empty log, while the leader kept sending to the first one.
+        if let Some(known) = self.node.peer_addr(join.id) {
+            if known != join.peer_addr {
+                let detail = format!(
+                    "node id {} belongs to the node at {known}, not {}: remove it first, or \
+                     give this node another id",
+                    join.id, join.peer_addr
+                );
+                return json_error(409, &detail);
+            }
+        }
         if let Err(e) = self.node.add_peer(join.id, join.peer_addr.clone()) {
             return json_error(500, &format!("cannot record the peer: {e}"));
         }
         let known = |status: &ClusterStatus| status.members.iter().any(|m| m.id == join.id);
         if !known(&status) {
             if let Err(e) = self.propose_patiently(ConfChange::AddLearner(join.id)) {
-                // Another change in progress, or this term's first entry not committed yet.
-                return unavailable(&e);
+                return change_refused(&e, join.id);
             }
             if self.wait_status(CONF_CHANGE_WAIT_MS, known).is_none() {
                 return unavailable("the membership change did not commit in time");
@@ -820,22 +833,27 @@ impl ClusterFront {
             Ok(index) => {
                 json_response(202, format!("{{\"removing\":{leaving},\"index\":{index}}}"))
             }
-            Err(e) => unavailable(&e),
+            Err(e) => change_refused(&e, leaving),
         }
     }
 
     /// Proposes `change`, trying again while it is refused for a passing reason (another
-    /// change pending, or a new leader's first entry not committed yet) and this node still
-    /// leads, for at most `CONF_CHANGE_WAIT_MS`.
-    fn propose_patiently(&self, change: ConfChange) -> Result<u64, String> {
+    /// change pending, or a new leader's first entry not committed yet, or a leadership
+    /// transfer) and this node still leads, for at most `CONF_CHANGE_WAIT_MS`. A final
+    /// refusal (an invalid change) returns at once: waiting would not change the answer.
+    fn propose_patiently(&self, change: ConfChange) -> Result<u64, RaftError> {
         let started = Instant::now();
         loop {
             let refusal = match self.node.propose_conf_change(change) {
                 Ok(index) => return Ok(index),
                 Err(refusal) => refusal,
             };
+            let passing = matches!(
+                refusal,
+                RaftError::ConfChangePending | RaftError::TransferInProgress
+            );
             let waited = started.elapsed() > Duration::from_millis(CONF_CHANGE_WAIT_MS);
-            if waited || self.node.status().role != "leader" {
+            if !passing || waited || self.node.status().role != "leader" {
                 return Err(refusal);
             }
             std::thread::sleep(Duration::from_millis(STATUS_POLL_MS));
@@ -969,6 +987,16 @@ fn json_response(status: u16, body: impl Into<String>) -> Response {
 
 fn json_error(status: u16, detail: &str) -> Response {
     json_response(status, format!("{{\"error\":{}}}", json::quote(detail)))
+}
+
+/// The answer to a membership change the leader refused: 409 when the change itself is
+/// invalid (asking again changes nothing), else 503 + `Retry-After` (another change or a
+/// hand-over in progress, or leadership lost: the request was not carried out).
+fn change_refused(refusal: &RaftError, node: u64) -> Response {
+    match refusal {
+        RaftError::InvalidRequest(why) => json_error(409, &format!("node {node}: {why}")),
+        other => unavailable(&other.to_string()),
+    }
 }
 
 /// 503 with `Retry-After`: the client should try again (here or at another node).
