@@ -515,3 +515,43 @@ fn operator_slips_get_a_final_answer_at_once() {
     let (code, body) = answer.expect("an answer within the client's timeout");
     assert_eq!(code, 409, "the last voter: {body}");
 }
+
+/// A node whose first join is refused (here: the wrong cluster secret, a 401) exits with an
+/// error and leaves no peers file: before, its data directory claimed a membership, so a
+/// later `serve` of it without `--join` started as a member of a cluster that never took it
+/// in (no peers, every write 503 for good), and a later failed `--join` was only a warning.
+#[test]
+fn a_refused_join_leaves_no_membership_behind() {
+    let cluster = start_cluster("refused-join");
+    wait_leader(&cluster);
+    let data = cluster.dir.join("d4");
+    let port = free_port();
+    let via = Some((cluster.nodes[0].http, free_port()));
+    let mut args = fourth_args(port, &data.display().to_string(), via);
+    for arg in &mut args {
+        if arg == SECRET {
+            *arg = "not-the-cluster-secret".into();
+        }
+    }
+    let mut fourth = Node {
+        id: 4,
+        http: SocketAddr::from(([127, 0, 0, 1], port)),
+        args,
+        child: None,
+        dir: cluster.dir.clone(),
+    };
+    fourth.spawn();
+    let exit = poll(Duration::from_secs(20), || {
+        fourth.child.as_mut()?.try_wait().ok()?
+    });
+    fourth.kill();
+    assert!(
+        exit.is_some_and(|status| !status.success()),
+        "the refused node exits with an error: {exit:?}"
+    );
+    assert!(
+        !lithair::app::cluster::has_membership(&data),
+        "a refused join left a peers file in {}",
+        data.display()
+    );
+}

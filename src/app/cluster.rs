@@ -166,7 +166,17 @@ pub fn start_cluster(
             Err(e) if book.is_some() => eprintln!(
                 "lithair: join via {join} failed ({e}); restarting from the local membership"
             ),
-            Err(e) => return Err(format!("cannot join the cluster via {join}: {e}")),
+            Err(e) => {
+                // The node wrote its peers file when it started; left behind, it would make a
+                // later `serve` of this directory (without `--join`) start as a member of a
+                // cluster that never took it in, and would turn a later failed `--join` into a
+                // warning. A first join that failed leaves no membership behind.
+                let book = data.join(crate::raft::node::PEER_BOOK_FILE_NAME);
+                if let Err(removal) = std::fs::remove_file(&book) {
+                    eprintln!("lithair: cannot remove {}: {removal}", book.display());
+                }
+                return Err(format!("cannot join the cluster via {join}: {e}"));
+            }
         }
     }
     start_peer_resolver(Arc::downgrade(&node)).map_err(|e| e.to_string())?;
