@@ -430,7 +430,8 @@ fn operator(addr: SocketAddr, target: &str, body: &str) -> Option<(u16, String)>
     http(addr, "POST", target, &headers, body)
 }
 
-/// Operator slips get a final answer at once, through a follower or the leader: removing a
+/// A replayed operator request is refused (401). Operator slips get a final answer at once,
+/// through a follower or the leader: removing a
 /// node that is not a member (ids 0, 99, u64::MAX) is 409, not a 202 for a membership entry
 /// that changed nothing; joining under a member's id from another address is 409 (joining
 /// again from its own address stays a success); removing the last voter is 409 at once,
@@ -442,6 +443,19 @@ fn operator_slips_get_a_final_answer_at_once() {
     let leader = wait_leader(&cluster);
     let follower = (leader + 1) % cluster.nodes.len();
     let by_id: Vec<(u64, SocketAddr)> = cluster.nodes.iter().map(|n| (n.id, n.http)).collect();
+    // The same signed request twice: the second is a replay (it used to be carried out again
+    // for as long as its time was within the skew window, five minutes).
+    let target = "/_lithair/cluster/transfer-leader?to=99";
+    let headers: String =
+        lithair::app::cluster::sign_request(SECRET.as_bytes(), "POST", target, b"")
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
+    let addr = cluster.nodes[leader].http;
+    let first = http(addr, "POST", target, &headers, "").expect("an answer");
+    assert_eq!(first.0, 409, "not a voter: {first:?}");
+    let again = http(addr, "POST", target, &headers, "").expect("an answer");
+    assert_eq!(again.0, 401, "a replay: {again:?}");
     for k in [follower, leader] {
         let addr = cluster.nodes[k].http;
         for node in [0, 99, u64::MAX] {

@@ -25,8 +25,9 @@
 //!
 //! Operator requests (`join`, `leave`, `transfer-leader`) carry `x-lithair-auth-time` (Unix
 //! milliseconds) and `x-lithair-auth`, the hex HMAC-SHA256 under the cluster secret of
-//! `METHOD \n TARGET \n TIME \n BODY`; a node refuses them unsigned, badly signed, or signed
-//! more than `AUTH_SKEW_MS_MAX` away from its clock.
+//! `METHOD \n TARGET \n TIME \n BODY`; a node refuses them unsigned, badly signed, signed
+//! more than `AUTH_SKEW_MS_MAX` away from its clock, or with a signature it accepted before
+//! (a replay to the same node; each node remembers its own).
 
 use super::cli::{ReadMode, ServeOptions};
 use super::cluster_reads::{confirm, Confirm, ParkedReads};
@@ -40,10 +41,11 @@ use crate::json::{self, Writer};
 use crate::raft::node::{AppliedWatch, ClusterStatus, Inbox, Node, NodeConfig, PeerBook};
 use crate::raft::storage_log::read_hard_state;
 use crate::raft::{ConfChange, RaftError};
+use std::collections::VecDeque;
 use std::io::{BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Header marking a request a follower forwarded (a node never forwards it again).
@@ -54,6 +56,11 @@ pub const AUTH_TIME_HEADER: &str = "x-lithair-auth-time";
 pub const AUTH_HEADER: &str = "x-lithair-auth";
 /// Largest difference between a signature's time and the node's clock, in milliseconds.
 pub const AUTH_SKEW_MS_MAX: u64 = 300_000;
+/// Operator signatures a node remembers at once, to refuse a request sent again with the same
+/// signature (a replay) while its time is within `AUTH_SKEW_MS_MAX`. Only requests signed with
+/// the cluster secret enter; past the bound, operator requests are answered 503 until older
+/// signatures leave the window.
+pub const AUTH_SIGNATURES_REMEMBERED_MAX: usize = 4096;
 /// Time allowed for a forwarded request, from the moment the follower takes it to the
 /// leader's answer, in milliseconds; past it the client gets a 503 with `Retry-After`.
 pub const FORWARD_TIMEOUT_MS: u64 = 10_000;
@@ -419,24 +426,63 @@ pub fn sign_request(
     auth_headers(secret_signer(secret), method, target, body)
 }
 
-/// Why an operator request is refused, or `None` when its signature holds.
-fn auth_problem(node: &Node, req: &Request) -> Option<&'static str> {
+/// The operator signatures a node accepted whose time is still within the skew window: the
+/// same signature again is a replay (every request is signed anew, with its own time).
+/// INVARIANT: at most `AUTH_SIGNATURES_REMEMBERED_MAX` entries.
+#[derive(Default)]
+struct SeenSignatures {
+    /// Each accepted signature's time (Unix ms) and tag, in arrival order.
+    entries: VecDeque<(u64, Vec<u8>)>,
+}
+
+impl SeenSignatures {
+    /// Records `tag`, signed at `time_ms`, at `now_ms`; refuses a tag seen before (401) or,
+    /// with the table full, any (503).
+    fn admit(&mut self, now_ms: u64, time_ms: u64, tag: &[u8]) -> Result<(), (u16, &'static str)> {
+        // Those out of the window are refused by their time already.
+        self.entries
+            .retain(|(time, _)| now_ms.abs_diff(*time) <= AUTH_SKEW_MS_MAX);
+        if self.entries.iter().any(|(_, seen)| seen == tag) {
+            return Err((
+                401,
+                "this signature was used already (sign each request anew)",
+            ));
+        }
+        if self.entries.len() >= AUTH_SIGNATURES_REMEMBERED_MAX {
+            return Err((503, "too many operator requests; try again later"));
+        }
+        self.entries.push_back((time_ms, tag.to_vec()));
+        assert!(self.entries.len() <= AUTH_SIGNATURES_REMEMBERED_MAX);
+        Ok(())
+    }
+}
+
+/// Why an operator request is refused, or `None` when its signature holds (and was not used
+/// before: it is then remembered in `seen`).
+fn auth_problem(
+    node: &Node,
+    seen: &Mutex<SeenSignatures>,
+    req: &Request,
+) -> Option<(u16, &'static str)> {
+    let refused = |why| Some((401, why));
     let time_ms: u64 = match req.header(AUTH_TIME_HEADER).map(str::parse) {
         Some(Ok(time_ms)) => time_ms,
-        _ => return Some("missing or malformed signature time"),
+        _ => return refused("missing or malformed signature time"),
     };
-    if now_ms().abs_diff(time_ms) > AUTH_SKEW_MS_MAX {
-        return Some("signature time too far from this node's clock");
+    let now = now_ms();
+    if now.abs_diff(time_ms) > AUTH_SKEW_MS_MAX {
+        return refused("signature time too far from this node's clock");
     }
     let Some(tag) = req.header(AUTH_HEADER).and_then(unhex) else {
-        return Some("missing or malformed signature");
+        return refused("missing or malformed signature");
     };
     let message = auth_message(req.method.as_str(), &req.target, time_ms, &req.body);
-    if node.authenticate(&message, &tag) {
-        None
-    } else {
-        Some("bad signature (is the cluster secret the same?)")
+    if !node.authenticate(&message, &tag) {
+        return refused("bad signature (is the cluster secret the same?)");
     }
+    // Every critical section is a retain and a push: a poisoned lock holds whole data.
+    let mut seen = seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    seen.admit(now, time_ms, &tag).err()
 }
 
 /// One HTTP/1.1 exchange over a fresh connection, signed by `node` when given; returns the
@@ -504,6 +550,8 @@ pub struct ClusterFront {
     pool: ForwardPool,
     /// Client writes: pipelined, answered through deferred responses.
     forwarder: Forwarder,
+    /// Operator signatures accepted lately (a replay is refused).
+    seen: Mutex<SeenSignatures>,
 }
 
 fn is_write(method: &Method) -> bool {
@@ -657,6 +705,7 @@ impl ClusterFront {
             node,
             replica,
             pool: ForwardPool::default(),
+            seen: Mutex::default(),
             forwarder: Forwarder::new(LinkSettings::standard()),
         }
     }
@@ -674,8 +723,10 @@ impl ClusterFront {
             (Method::Post, "/_lithair/cluster/transfer-leader") => ClusterFront::transfer_leader,
             _ => return None,
         };
-        if let Some(problem) = auth_problem(&self.node, req) {
-            return Some(json_error(401, problem));
+        match auth_problem(&self.node, &self.seen, req) {
+            None => {}
+            Some((503, problem)) => return Some(unavailable(problem)),
+            Some((status, problem)) => return Some(json_error(status, problem)),
         }
         Some(operator(self, req))
     }
@@ -1090,6 +1141,22 @@ mod tests {
         ] {
             assert_eq!(JoinRequest::decode(bad.as_bytes()), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_signature_is_accepted_once_within_its_window_and_the_table_is_bounded() {
+        let mut seen = SeenSignatures::default();
+        let now = 10 * AUTH_SKEW_MS_MAX;
+        assert_eq!(seen.admit(now, now, b"a"), Ok(()));
+        assert_eq!(seen.admit(now, now, b"a").map_err(|e| e.0), Err(401));
+        // Once out of the window it is forgotten (its time refuses it anyway).
+        let later = now + AUTH_SKEW_MS_MAX + 1;
+        assert_eq!(seen.admit(later, later, b"b"), Ok(()));
+        assert_eq!(seen.entries.len(), 1);
+        for n in 1..AUTH_SIGNATURES_REMEMBERED_MAX {
+            assert_eq!(seen.admit(later, later, &n.to_le_bytes()), Ok(()));
+        }
+        assert_eq!(seen.admit(later, later, b"c").map_err(|e| e.0), Err(503));
     }
 
     #[test]
