@@ -418,3 +418,154 @@ fn the_cluster_front_answers_a_route_body_limit_before_the_body() {
         );
     }
 }
+
+/// A signed operator request to `addr`: status and body (`None`: no answer within the
+/// harness's read timeout).
+fn operator(addr: SocketAddr, target: &str, body: &str) -> Option<(u16, String)> {
+    let headers: String =
+        lithair::app::cluster::sign_request(SECRET.as_bytes(), "POST", target, body.as_bytes())
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
+    http(addr, "POST", target, &headers, body)
+}
+
+/// A replayed operator request is refused (401). Operator slips get a final answer at once,
+/// through a follower or the leader: removing a
+/// node that is not a member (ids 0, 99, u64::MAX) is 409, not a 202 for a membership entry
+/// that changed nothing; joining under a member's id from another address is 409 (joining
+/// again from its own address stays a success); removing the last voter is 409 at once,
+/// where the leader used to retry the refusal for `CONF_CHANGE_WAIT_MS` and then answer 503
+/// (past the client's timeout; the CLI said it could not reach the node).
+#[test]
+fn operator_slips_get_a_final_answer_at_once() {
+    let cluster = start_cluster("slips");
+    let leader = wait_leader(&cluster);
+    let follower = (leader + 1) % cluster.nodes.len();
+    let by_id: Vec<(u64, SocketAddr)> = cluster.nodes.iter().map(|n| (n.id, n.http)).collect();
+    // The same signed request twice: the second is a replay (it used to be carried out again
+    // for as long as its time was within the skew window, five minutes).
+    let target = "/_lithair/cluster/transfer-leader?to=99";
+    let headers: String =
+        lithair::app::cluster::sign_request(SECRET.as_bytes(), "POST", target, b"")
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
+    let addr = cluster.nodes[leader].http;
+    let first = http(addr, "POST", target, &headers, "").expect("an answer");
+    assert_eq!(first.0, 409, "not a voter: {first:?}");
+    let again = http(addr, "POST", target, &headers, "").expect("an answer");
+    assert_eq!(again.0, 401, "a replay: {again:?}");
+    for k in [follower, leader] {
+        let addr = cluster.nodes[k].http;
+        for node in [0, 99, u64::MAX] {
+            let target = format!("/_lithair/cluster/leave?node={node}");
+            let answer = poll(Duration::from_secs(10), || {
+                operator(addr, &target, "").filter(|(code, _)| *code != 503)
+            });
+            let (code, body) = answer.expect("an answer");
+            assert_eq!(code, 409, "leave of {node} via node {}: {body}", k + 1);
+        }
+    }
+    let leader_id = cluster.nodes[leader].id;
+    let member = by_id.iter().find(|(id, _)| *id != leader_id).unwrap().0;
+    let own_peer = {
+        let (_, body) = http(
+            cluster.nodes[leader].http,
+            "GET",
+            "/_lithair/cluster",
+            "",
+            "",
+        )
+        .expect("status");
+        let doc = lithair::json::parse(&body).expect("status JSON");
+        let members = doc["members"].as_array().expect("members").clone();
+        let entry = members
+            .iter()
+            .find(|m| m["id"].as_u64() == Some(member))
+            .expect("the member is listed");
+        entry["peer"]
+            .as_str()
+            .expect("its peer address")
+            .to_string()
+    };
+    let join = |peer: &str| {
+        let body = format!("id={member}&peer={peer}");
+        poll(Duration::from_secs(10), || {
+            operator(
+                cluster.nodes[follower].http,
+                "/_lithair/cluster/join",
+                &body,
+            )
+            .filter(|(code, _)| *code != 503)
+        })
+        .expect("a join answer")
+    };
+    let (code, body) = join("127.0.0.1:1");
+    assert_eq!(code, 409, "a second node under id {member}: {body}");
+    let (code, body) = join(&own_peer);
+    assert_eq!(code, 200, "the member joining again: {body}");
+    // Down to the leader alone, then the leader asked to leave.
+    for (id, _) in by_id.iter().filter(|(id, _)| *id != leader_id) {
+        let target = format!("/_lithair/cluster/leave?node={id}");
+        let answer = poll(Duration::from_secs(20), || {
+            operator(cluster.nodes[leader].http, &target, "").filter(|(code, _)| *code != 503)
+        });
+        assert_eq!(answer.map(|(code, _)| code), Some(202), "node {id} removed");
+    }
+    poll(Duration::from_secs(20), || {
+        let (_, body) = http(
+            cluster.nodes[leader].http,
+            "GET",
+            "/_lithair/cluster",
+            "",
+            "",
+        )?;
+        let doc = lithair::json::parse(&body).ok()?;
+        (doc["members"].as_array()?.len() == 1).then_some(())
+    })
+    .expect("the leader is the only member");
+    let answer = operator(cluster.nodes[leader].http, "/_lithair/cluster/leave", "");
+    let (code, body) = answer.expect("an answer within the client's timeout");
+    assert_eq!(code, 409, "the last voter: {body}");
+}
+
+/// A node whose first join is refused (here: the wrong cluster secret, a 401) exits with an
+/// error and leaves no peers file: before, its data directory claimed a membership, so a
+/// later `serve` of it without `--join` started as a member of a cluster that never took it
+/// in (no peers, every write 503 for good), and a later failed `--join` was only a warning.
+#[test]
+fn a_refused_join_leaves_no_membership_behind() {
+    let cluster = start_cluster("refused-join");
+    wait_leader(&cluster);
+    let data = cluster.dir.join("d4");
+    let port = free_port();
+    let via = Some((cluster.nodes[0].http, free_port()));
+    let mut args = fourth_args(port, &data.display().to_string(), via);
+    for arg in &mut args {
+        if arg == SECRET {
+            *arg = "not-the-cluster-secret".into();
+        }
+    }
+    let mut fourth = Node {
+        id: 4,
+        http: SocketAddr::from(([127, 0, 0, 1], port)),
+        args,
+        child: None,
+        dir: cluster.dir.clone(),
+    };
+    fourth.spawn();
+    let exit = poll(Duration::from_secs(20), || {
+        fourth.child.as_mut()?.try_wait().ok()?
+    });
+    fourth.kill();
+    assert!(
+        exit.is_some_and(|status| !status.success()),
+        "the refused node exits with an error: {exit:?}"
+    );
+    assert!(
+        !lithair::app::cluster::has_membership(&data),
+        "a refused join left a peers file in {}",
+        data.display()
+    );
+}

@@ -25,8 +25,9 @@
 //!
 //! Operator requests (`join`, `leave`, `transfer-leader`) carry `x-lithair-auth-time` (Unix
 //! milliseconds) and `x-lithair-auth`, the hex HMAC-SHA256 under the cluster secret of
-//! `METHOD \n TARGET \n TIME \n BODY`; a node refuses them unsigned, badly signed, or signed
-//! more than `AUTH_SKEW_MS_MAX` away from its clock.
+//! `METHOD \n TARGET \n TIME \n BODY`; a node refuses them unsigned, badly signed, signed
+//! more than `AUTH_SKEW_MS_MAX` away from its clock, or with a signature it accepted before
+//! (a replay to the same node; each node remembers its own).
 
 use super::cli::{ReadMode, ServeOptions};
 use super::cluster_reads::{confirm, Confirm, ParkedReads};
@@ -39,11 +40,12 @@ use crate::http::{Handler, HeadPlan, Method, Request, Response};
 use crate::json::{self, Writer};
 use crate::raft::node::{AppliedWatch, ClusterStatus, Inbox, Node, NodeConfig, PeerBook};
 use crate::raft::storage_log::read_hard_state;
-use crate::raft::ConfChange;
+use crate::raft::{ConfChange, RaftError};
+use std::collections::VecDeque;
 use std::io::{BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Header marking a request a follower forwarded (a node never forwards it again).
@@ -54,6 +56,11 @@ pub const AUTH_TIME_HEADER: &str = "x-lithair-auth-time";
 pub const AUTH_HEADER: &str = "x-lithair-auth";
 /// Largest difference between a signature's time and the node's clock, in milliseconds.
 pub const AUTH_SKEW_MS_MAX: u64 = 300_000;
+/// Operator signatures a node remembers at once, to refuse a request sent again with the same
+/// signature (a replay) while its time is within `AUTH_SKEW_MS_MAX`. Only requests signed with
+/// the cluster secret enter; past the bound, operator requests are answered 503 until older
+/// signatures leave the window.
+pub const AUTH_SIGNATURES_REMEMBERED_MAX: usize = 4096;
 /// Time allowed for a forwarded request, from the moment the follower takes it to the
 /// leader's answer, in milliseconds; past it the client gets a 503 with `Retry-After`.
 pub const FORWARD_TIMEOUT_MS: u64 = 10_000;
@@ -166,7 +173,17 @@ pub fn start_cluster(
             Err(e) if book.is_some() => eprintln!(
                 "lithair: join via {join} failed ({e}); restarting from the local membership"
             ),
-            Err(e) => return Err(format!("cannot join the cluster via {join}: {e}")),
+            Err(e) => {
+                // The node wrote its peers file when it started; left behind, it would make a
+                // later `serve` of this directory (without `--join`) start as a member of a
+                // cluster that never took it in, and would turn a later failed `--join` into a
+                // warning. A first join that failed leaves no membership behind.
+                let book = data.join(crate::raft::node::PEER_BOOK_FILE_NAME);
+                if let Err(removal) = std::fs::remove_file(&book) {
+                    eprintln!("lithair: cannot remove {}: {removal}", book.display());
+                }
+                return Err(format!("cannot join the cluster via {join}: {e}"));
+            }
         }
     }
     start_peer_resolver(Arc::downgrade(&node)).map_err(|e| e.to_string())?;
@@ -409,24 +426,63 @@ pub fn sign_request(
     auth_headers(secret_signer(secret), method, target, body)
 }
 
-/// Why an operator request is refused, or `None` when its signature holds.
-fn auth_problem(node: &Node, req: &Request) -> Option<&'static str> {
+/// The operator signatures a node accepted whose time is still within the skew window: the
+/// same signature again is a replay (every request is signed anew, with its own time).
+/// INVARIANT: at most `AUTH_SIGNATURES_REMEMBERED_MAX` entries.
+#[derive(Default)]
+struct SeenSignatures {
+    /// Each accepted signature's time (Unix ms) and tag, in arrival order.
+    entries: VecDeque<(u64, Vec<u8>)>,
+}
+
+impl SeenSignatures {
+    /// Records `tag`, signed at `time_ms`, at `now_ms`; refuses a tag seen before (401) or,
+    /// with the table full, any (503).
+    fn admit(&mut self, now_ms: u64, time_ms: u64, tag: &[u8]) -> Result<(), (u16, &'static str)> {
+        // Those out of the window are refused by their time already.
+        self.entries
+            .retain(|(time, _)| now_ms.abs_diff(*time) <= AUTH_SKEW_MS_MAX);
+        if self.entries.iter().any(|(_, seen)| seen == tag) {
+            return Err((
+                401,
+                "this signature was used already (sign each request anew)",
+            ));
+        }
+        if self.entries.len() >= AUTH_SIGNATURES_REMEMBERED_MAX {
+            return Err((503, "too many operator requests; try again later"));
+        }
+        self.entries.push_back((time_ms, tag.to_vec()));
+        assert!(self.entries.len() <= AUTH_SIGNATURES_REMEMBERED_MAX);
+        Ok(())
+    }
+}
+
+/// Why an operator request is refused, or `None` when its signature holds (and was not used
+/// before: it is then remembered in `seen`).
+fn auth_problem(
+    node: &Node,
+    seen: &Mutex<SeenSignatures>,
+    req: &Request,
+) -> Option<(u16, &'static str)> {
+    let refused = |why| Some((401, why));
     let time_ms: u64 = match req.header(AUTH_TIME_HEADER).map(str::parse) {
         Some(Ok(time_ms)) => time_ms,
-        _ => return Some("missing or malformed signature time"),
+        _ => return refused("missing or malformed signature time"),
     };
-    if now_ms().abs_diff(time_ms) > AUTH_SKEW_MS_MAX {
-        return Some("signature time too far from this node's clock");
+    let now = now_ms();
+    if now.abs_diff(time_ms) > AUTH_SKEW_MS_MAX {
+        return refused("signature time too far from this node's clock");
     }
     let Some(tag) = req.header(AUTH_HEADER).and_then(unhex) else {
-        return Some("missing or malformed signature");
+        return refused("missing or malformed signature");
     };
     let message = auth_message(req.method.as_str(), &req.target, time_ms, &req.body);
-    if node.authenticate(&message, &tag) {
-        None
-    } else {
-        Some("bad signature (is the cluster secret the same?)")
+    if !node.authenticate(&message, &tag) {
+        return refused("bad signature (is the cluster secret the same?)");
     }
+    // Every critical section is a retain and a push: a poisoned lock holds whole data.
+    let mut seen = seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    seen.admit(now, time_ms, &tag).err()
 }
 
 /// One HTTP/1.1 exchange over a fresh connection, signed by `node` when given; returns the
@@ -494,6 +550,8 @@ pub struct ClusterFront {
     pool: ForwardPool,
     /// Client writes: pipelined, answered through deferred responses.
     forwarder: Forwarder,
+    /// Operator signatures accepted lately (a replay is refused).
+    seen: Mutex<SeenSignatures>,
 }
 
 fn is_write(method: &Method) -> bool {
@@ -647,6 +705,7 @@ impl ClusterFront {
             node,
             replica,
             pool: ForwardPool::default(),
+            seen: Mutex::default(),
             forwarder: Forwarder::new(LinkSettings::standard()),
         }
     }
@@ -664,8 +723,10 @@ impl ClusterFront {
             (Method::Post, "/_lithair/cluster/transfer-leader") => ClusterFront::transfer_leader,
             _ => return None,
         };
-        if let Some(problem) = auth_problem(&self.node, req) {
-            return Some(json_error(401, problem));
+        match auth_problem(&self.node, &self.seen, req) {
+            None => {}
+            Some((503, problem)) => return Some(unavailable(problem)),
+            Some((status, problem)) => return Some(json_error(status, problem)),
         }
         Some(operator(self, req))
     }
@@ -705,7 +766,8 @@ impl ClusterFront {
 
     /// `POST /_lithair/cluster/join` with `id=N&peer=HOST:PORT`: the leader records the
     /// peer address and adds the node as a learner (the node promotes it once caught up).
-    /// A node already in the configuration gets the same success, so joining is idempotent.
+    /// A node already in the configuration gets the same success, so joining is idempotent;
+    /// another peer address under a known id is refused (409).
     fn join(&self, req: &Request) -> Response {
         let Some(join) = JoinRequest::decode(&req.body) else {
             return json_error(400, "expected `id=N&peer=HOST:PORT`");
@@ -717,14 +779,26 @@ impl ClusterFront {
         if join.id == status.id {
             return json_error(409, "that id belongs to the leader");
         }
+        // A node id keeps its peer address: a second process joining under a known id (an
+        // operator's slip) would otherwise be told it joined, then vote and answer as that
+        // member with an empty log, while the leader kept sending to the first one.
+        if let Some(known) = self.node.peer_addr(join.id) {
+            if known != join.peer_addr {
+                let detail = format!(
+                    "node id {} belongs to the node at {known}, not {}: remove it first, or \
+                     give this node another id",
+                    join.id, join.peer_addr
+                );
+                return json_error(409, &detail);
+            }
+        }
         if let Err(e) = self.node.add_peer(join.id, join.peer_addr.clone()) {
             return json_error(500, &format!("cannot record the peer: {e}"));
         }
         let known = |status: &ClusterStatus| status.members.iter().any(|m| m.id == join.id);
         if !known(&status) {
             if let Err(e) = self.propose_patiently(ConfChange::AddLearner(join.id)) {
-                // Another change in progress, or this term's first entry not committed yet.
-                return unavailable(&e);
+                return change_refused(&e, join.id);
             }
             if self.wait_status(CONF_CHANGE_WAIT_MS, known).is_none() {
                 return unavailable("the membership change did not commit in time");
@@ -820,22 +894,27 @@ impl ClusterFront {
             Ok(index) => {
                 json_response(202, format!("{{\"removing\":{leaving},\"index\":{index}}}"))
             }
-            Err(e) => unavailable(&e),
+            Err(e) => change_refused(&e, leaving),
         }
     }
 
     /// Proposes `change`, trying again while it is refused for a passing reason (another
-    /// change pending, or a new leader's first entry not committed yet) and this node still
-    /// leads, for at most `CONF_CHANGE_WAIT_MS`.
-    fn propose_patiently(&self, change: ConfChange) -> Result<u64, String> {
+    /// change pending, or a new leader's first entry not committed yet, or a leadership
+    /// transfer) and this node still leads, for at most `CONF_CHANGE_WAIT_MS`. A final
+    /// refusal (an invalid change) returns at once: waiting would not change the answer.
+    fn propose_patiently(&self, change: ConfChange) -> Result<u64, RaftError> {
         let started = Instant::now();
         loop {
             let refusal = match self.node.propose_conf_change(change) {
                 Ok(index) => return Ok(index),
                 Err(refusal) => refusal,
             };
+            let passing = matches!(
+                refusal,
+                RaftError::ConfChangePending | RaftError::TransferInProgress
+            );
             let waited = started.elapsed() > Duration::from_millis(CONF_CHANGE_WAIT_MS);
-            if waited || self.node.status().role != "leader" {
+            if !passing || waited || self.node.status().role != "leader" {
                 return Err(refusal);
             }
             std::thread::sleep(Duration::from_millis(STATUS_POLL_MS));
@@ -971,6 +1050,16 @@ fn json_error(status: u16, detail: &str) -> Response {
     json_response(status, format!("{{\"error\":{}}}", json::quote(detail)))
 }
 
+/// The answer to a membership change the leader refused: 409 when the change itself is
+/// invalid (asking again changes nothing), else 503 + `Retry-After` (another change or a
+/// hand-over in progress, or leadership lost: the request was not carried out).
+fn change_refused(refusal: &RaftError, node: u64) -> Response {
+    match refusal {
+        RaftError::InvalidRequest(why) => json_error(409, &format!("node {node}: {why}")),
+        other => unavailable(&other.to_string()),
+    }
+}
+
 /// 503 with `Retry-After`: the client should try again (here or at another node).
 pub(crate) fn unavailable(detail: &str) -> Response {
     json_error(503, detail).with_header("Retry-After", "1")
@@ -1052,6 +1141,22 @@ mod tests {
         ] {
             assert_eq!(JoinRequest::decode(bad.as_bytes()), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_signature_is_accepted_once_within_its_window_and_the_table_is_bounded() {
+        let mut seen = SeenSignatures::default();
+        let now = 10 * AUTH_SKEW_MS_MAX;
+        assert_eq!(seen.admit(now, now, b"a"), Ok(()));
+        assert_eq!(seen.admit(now, now, b"a").map_err(|e| e.0), Err(401));
+        // Once out of the window it is forgotten (its time refuses it anyway).
+        let later = now + AUTH_SKEW_MS_MAX + 1;
+        assert_eq!(seen.admit(later, later, b"b"), Ok(()));
+        assert_eq!(seen.entries.len(), 1);
+        for n in 1..AUTH_SIGNATURES_REMEMBERED_MAX {
+            assert_eq!(seen.admit(later, later, &n.to_le_bytes()), Ok(()));
+        }
+        assert_eq!(seen.admit(later, later, b"c").map_err(|e| e.0), Err(503));
     }
 
     #[test]

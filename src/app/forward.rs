@@ -221,9 +221,11 @@ impl Link {
 
     /// Answers one outstanding request.
     fn finish(&self, responder: Responder, response: Response) {
-        responder.complete(response);
+        // Counted out before the answer is handed over: whoever got the answer must not see
+        // its request still outstanding (the unit tests check the count right after).
         let before = self.outstanding.fetch_sub(1, Ordering::AcqRel);
         assert!(before > 0, "forward link: more answers than requests");
+        responder.complete(response);
     }
 
     fn retire(&self) {

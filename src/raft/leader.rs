@@ -728,6 +728,16 @@ impl<S: Storage> Raft<S> {
         if self.transferee != NODE_NONE {
             return Err(RaftError::TransferInProgress);
         }
+        let id = change.node_id();
+        if id == NODE_NONE {
+            // Its entry would not decode (`ConfChange::decode`): every node would skip it.
+            return Err(RaftError::InvalidRequest("node id 0 is reserved"));
+        }
+        let member = self.conf.is_voter(id) || self.conf.is_learner(id);
+        if matches!(change, ConfChange::Remove(_)) && !member {
+            // An entry that changes nothing, which an operator would take for a removal.
+            return Err(RaftError::InvalidRequest("no such member"));
+        }
         let mut next_conf = self.conf.clone();
         next_conf.apply(change);
         if next_conf.voters.is_empty() {

@@ -20,6 +20,7 @@
 //! other thread talks to it through the inbox.
 
 use super::config::{Config, ReadMode};
+use super::core::RaftError;
 use super::leader::lease_ticks;
 use super::raw_node::{RawNode, Ready, Status};
 use super::reads::{BatchListener, ReadBatcher, ReadLease, RoundClock, StartBatch};
@@ -91,7 +92,7 @@ enum Event {
     },
     TransferLeader(NodeId, Sender<Result<(), String>>),
     /// A single-server membership change (leader only).
-    ConfChange(ConfChange, Sender<Result<u64, String>>),
+    ConfChange(ConfChange, Sender<Result<u64, RaftError>>),
     /// One batch of linearizable reads (its id): the batcher learns the event index the
     /// engine must reach before they may be served.
     ReadIndex(u64),
@@ -563,15 +564,16 @@ impl Node {
     /// change takes effect when committed; a leader that removes itself then steps down.
     ///
     /// # Errors
-    /// Not the leader, another change pending, or no voter would remain.
-    pub fn propose_conf_change(&self, change: ConfChange) -> Result<u64, String> {
+    /// The core's refusal: not the leader (also when the node is stopping: it leads no
+    /// more), another change or a transfer pending (passing), or an invalid change (no such
+    /// member, the reserved id, no voter would remain: final).
+    pub fn propose_conf_change(&self, change: ConfChange) -> Result<u64, RaftError> {
+        let stopping = || RaftError::NotLeader { leader: NODE_NONE };
         let (reply, outcome) = mpsc::channel();
         self.inbox
             .send(Event::ConfChange(change, reply))
-            .map_err(|_| "the node is stopping".to_string())?;
-        outcome
-            .recv()
-            .map_err(|_| "the node is stopping".to_string())?
+            .map_err(|_| stopping())?;
+        outcome.recv().map_err(|_| stopping())?
     }
 
     /// Asks the leader (this node) to hand leadership to `to`.
@@ -1011,8 +1013,7 @@ impl Driver {
                 true
             }
             Event::ConfChange(change, reply) => {
-                let outcome = self.raw.propose_conf_change(change);
-                let _ = reply.send(outcome.map_err(|e| e.to_string()));
+                let _ = reply.send(self.raw.propose_conf_change(change));
                 true
             }
             Event::ReadIndex(batch) => {

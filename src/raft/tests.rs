@@ -779,6 +779,37 @@ fn fast_backtracking_skips_a_divergent_term_in_one_round_trip() {
     assert_eq!(cluster.entries(2), cluster.entries(leader));
 }
 
+/// A removal of a node that is not a member, or a change naming the reserved id 0, is
+/// refused: it used to be appended and committed as an entry that changed nothing (id 0's
+/// entry does not even decode), while the operator was told the node was being removed.
+#[test]
+fn changes_naming_no_member_or_the_reserved_id_are_refused() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |_| {});
+    cluster.elect(1);
+    let before = cluster.status(1).last_index;
+    for change in [
+        ConfChange::Remove(9),
+        ConfChange::Remove(u64::MAX),
+        ConfChange::Remove(NODE_NONE),
+        ConfChange::AddLearner(NODE_NONE),
+        ConfChange::AddVoter(NODE_NONE),
+    ] {
+        let refused = cluster.node(1).propose_conf_change(change);
+        assert!(
+            matches!(refused, Err(RaftError::InvalidRequest(_))),
+            "{change:?}: {refused:?}"
+        );
+    }
+    assert_eq!(cluster.status(1).last_index, before, "nothing was appended");
+    // A member is still removed.
+    cluster
+        .node(1)
+        .propose_conf_change(ConfChange::Remove(3))
+        .expect("a member");
+    cluster.deliver();
+    assert_eq!(cluster.status(1).conf.voters, vec![1, 2]);
+}
+
 #[test]
 fn removing_the_leader_makes_it_step_down_once_committed() {
     let mut cluster = Cluster::new(&[1, 2, 3], &[], |_| {});

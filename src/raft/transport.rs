@@ -28,7 +28,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Messages queued per peer before new ones are dropped.
 pub const PEER_QUEUE_MESSAGES_MAX: usize = 4096;
@@ -36,7 +36,10 @@ pub const PEER_QUEUE_MESSAGES_MAX: usize = 4096;
 pub const RECONNECT_BACKOFF_MS_MIN: u64 = 20;
 /// Longest reconnection delay, in milliseconds.
 pub const RECONNECT_BACKOFF_MS_MAX: u64 = 1000;
-/// Time allowed for connecting and for each handshake step, in milliseconds.
+/// Time allowed for connecting, and for the whole handshake once connected, in milliseconds.
+/// One deadline for the handshake, not a timeout per read: a dialer that sends a byte now
+/// and then would otherwise hold an inbound slot (of `INBOUND_CONNECTIONS_MAX`) for as long
+/// as it likes without ever authenticating.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 2000;
 /// Time a write to a peer may block before the connection is dropped, in milliseconds.
 pub const WRITE_TIMEOUT_MS: u64 = 5000;
@@ -496,12 +499,14 @@ fn protocol_error(error: wire::WireError) -> io::Error {
 }
 
 /// Reads one frame of at most `max` bytes into `buf` (which may hold leftovers) and returns
-/// its kind and body, leaving later bytes in `buf`.
+/// its kind and body, leaving later bytes in `buf`; `TimedOut` once `deadline` passes
+/// (however the bytes trickle in).
 fn read_frame(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     max: usize,
     stop: &AtomicBool,
+    deadline: Instant,
 ) -> io::Result<(FrameKind, Vec<u8>)> {
     // Handshake frames only (small): a small stack chunk.
     let mut chunk = [0u8; 4096];
@@ -515,6 +520,14 @@ fn read_frame(
         if stop.load(Ordering::Relaxed) {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "stopping"));
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the peer handshake took too long",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
         match stream.read(&mut chunk) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -588,9 +601,9 @@ fn serve_inbound(
 ) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_millis(HANDSHAKE_TIMEOUT_MS)))?;
+    let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
     let mut buf = Vec::new();
-    let hello = accept_handshake(&mut stream, &mut buf, shared, stop)?;
+    let hello = accept_handshake(&mut stream, &mut buf, shared, stop, deadline)?;
     http_addrs
         .lock()
         .expect("http address table poisoned")
@@ -706,14 +719,15 @@ fn read_messages(
 }
 
 /// Listener side of the handshake: check the `Hello`, answer `Welcome` (or `Reject`), verify
-/// the dialer's MAC. Returns the authenticated `Hello`.
+/// the dialer's MAC, all before `deadline`. Returns the authenticated `Hello`.
 fn accept_handshake(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     shared: &Endpoint,
     stop: &AtomicBool,
+    deadline: Instant,
 ) -> io::Result<Hello> {
-    let (kind, body) = read_frame(stream, buf, HANDSHAKE_FRAME_BYTES_MAX, stop)?;
+    let (kind, body) = read_frame(stream, buf, HANDSHAKE_FRAME_BYTES_MAX, stop, deadline)?;
     let hello = match kind {
         FrameKind::Hello => Hello::decode(&body).map_err(protocol_error)?,
         _ => return Err(protocol_error(wire::WireError::Malformed("expected hello"))),
@@ -748,7 +762,7 @@ fn accept_handshake(
     };
     welcome.encode(&mut out);
     stream.write_all(&out)?;
-    let (kind, body) = read_frame(stream, buf, HANDSHAKE_FRAME_BYTES_MAX, stop)?;
+    let (kind, body) = read_frame(stream, buf, HANDSHAKE_FRAME_BYTES_MAX, stop, deadline)?;
     if kind != FrameKind::Auth {
         return Err(protocol_error(wire::WireError::Malformed("expected auth")));
     }
@@ -800,8 +814,8 @@ impl PeerWriter {
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "peer address"))?;
         let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+        let deadline = Instant::now() + timeout;
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(Duration::from_millis(WRITE_TIMEOUT_MS)))?;
         let nonce = fresh_nonce()?;
         let mut out = Vec::new();
@@ -815,8 +829,13 @@ impl PeerWriter {
         hello.encode(&mut out);
         stream.write_all(&out)?;
         let mut buf = Vec::new();
-        let (kind, body) =
-            read_frame(&mut stream, &mut buf, HANDSHAKE_FRAME_BYTES_MAX, &self.stop)?;
+        let (kind, body) = read_frame(
+            &mut stream,
+            &mut buf,
+            HANDSHAKE_FRAME_BYTES_MAX,
+            &self.stop,
+            deadline,
+        )?;
         let welcome = match kind {
             FrameKind::Welcome => Welcome::decode(&body).map_err(protocol_error)?,
             FrameKind::Reject => {
@@ -1263,13 +1282,15 @@ mod tests {
             queues: Mutex::new(HashMap::new()),
         };
         let stop = AtomicBool::new(false);
-        let refused =
-            accept_handshake(&mut listener, &mut Vec::new(), &shared, &stop).expect_err("refused");
+        let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+        let refused = accept_handshake(&mut listener, &mut Vec::new(), &shared, &stop, deadline)
+            .expect_err("refused");
         let (kind, body) = read_frame(
             &mut dialer,
             &mut Vec::new(),
             HANDSHAKE_FRAME_BYTES_MAX,
             &stop,
+            deadline,
         )
         .expect("an answer");
         assert_eq!(kind, FrameKind::Reject);
@@ -1280,6 +1301,81 @@ mod tests {
         );
         assert!(reason.starts_with(&expected), "{reason}");
         assert_eq!(refused.to_string(), reason);
+    }
+
+    /// Dialers that send their handshake a byte at a time, each byte well within a read
+    /// timeout, fill every inbound slot; a real peer must still get through once they have
+    /// had the handshake's time (before, each slot was held as long as bytes kept coming,
+    /// up to a 4 KiB frame at the dribbler's pace: the node was cut off from its peers).
+    #[test]
+    fn handshakes_that_dribble_cannot_hold_the_inbound_slots() {
+        let received = Arc::new(AtomicUsize::new(0));
+        let sink = Arc::clone(&received);
+        let listen = any_port();
+        let node_2 = Transport::start(
+            TransportConfig {
+                id: 2,
+                listen,
+                peers: vec![],
+                secret: b"secret".to_vec(),
+                http_addr: "127.0.0.1:8082".into(),
+                peer_addr: listen.to_string(),
+            },
+            Arc::new(move |_| {
+                sink.fetch_add(1, Ordering::SeqCst);
+            }),
+            Arc::new(|_| {}),
+        )
+        .unwrap();
+        let addr_2 = node_2.listen_addr();
+        // Connected before node 1 dials: the listener's backlog hands them over first.
+        let mut slow: Vec<TcpStream> = (0..INBOUND_CONNECTIONS_MAX)
+            .map(|_| TcpStream::connect(addr_2).unwrap())
+            .collect();
+        for stream in &mut slow {
+            // A Hello announcing the largest handshake frame, then its body a byte at a time.
+            let mut opening = (HANDSHAKE_FRAME_BYTES_MAX as u32).to_le_bytes().to_vec();
+            opening.push(1);
+            stream.write_all(&opening).unwrap();
+        }
+        let dribbling = Arc::new(AtomicBool::new(true));
+        let dribbler = {
+            let dribbling = Arc::clone(&dribbling);
+            thread::spawn(move || {
+                while dribbling.load(Ordering::SeqCst) {
+                    for stream in &mut slow {
+                        let _ = stream.write(b"L");
+                    }
+                    thread::sleep(Duration::from_millis(HANDSHAKE_TIMEOUT_MS / 10));
+                }
+            })
+        };
+        let node_1 = Transport::start(
+            TransportConfig {
+                id: 1,
+                listen: any_port(),
+                peers: vec![(2, addr_2.to_string())],
+                secret: b"secret".to_vec(),
+                http_addr: "127.0.0.1:8081".into(),
+                peer_addr: String::new(),
+            },
+            Arc::new(|_| {}),
+            Arc::new(|_| {}),
+        )
+        .unwrap();
+        // Bound: the handshake's time, a reconnection backoff, and a wide margin.
+        let bound = Duration::from_millis(3 * HANDSHAKE_TIMEOUT_MS + RECONNECT_BACKOFF_MS_MAX);
+        let started = Instant::now();
+        while received.load(Ordering::SeqCst) == 0 && started.elapsed() < bound {
+            node_1.send(heartbeat_1_to_2());
+            thread::sleep(Duration::from_millis(20));
+        }
+        dribbling.store(false, Ordering::SeqCst);
+        dribbler.join().unwrap();
+        assert!(
+            received.load(Ordering::SeqCst) > 0,
+            "slow handshakes kept the peer out"
+        );
     }
 
     #[test]
