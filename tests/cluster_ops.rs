@@ -569,3 +569,33 @@ fn a_refused_join_leaves_no_membership_behind() {
         data.display()
     );
 }
+
+#[test]
+fn a_join_that_cannot_reach_its_cluster_says_so_while_it_retries() {
+    let dir = std::env::temp_dir().join(format!("lithair-join-wait-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test dir");
+    let port = free_port();
+    // Nothing listens at `via`: the join is retried for JOIN_TIMEOUT_MS.
+    let via = Some((SocketAddr::from(([127, 0, 0, 1], free_port())), free_port()));
+    let data = dir.join("d4").display().to_string();
+    let mut node = Node {
+        id: 4,
+        http: SocketAddr::from(([127, 0, 0, 1], port)),
+        args: fourth_args(port, &data, via),
+        child: None,
+        dir: dir.clone(),
+    };
+    node.spawn();
+    // Before, the node said nothing for a minute and then gave up.
+    let said = poll(Duration::from_secs(20), || {
+        let log = std::fs::read_to_string(node.log_path()).ok()?;
+        log.lines()
+            .find(|line| line.contains("waiting to join via"))
+            .map(str::to_string)
+    });
+    node.kill();
+    let line = said.expect("a progress line while the join is retried");
+    assert!(line.contains("retrying for"), "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -90,6 +90,8 @@ pub const CLUSTER_WORKER_THREADS: usize = 256;
 pub const JOIN_TIMEOUT_MS: u64 = 60_000;
 /// Pause between two join attempts, in milliseconds.
 pub const JOIN_RETRY_MS: u64 = 200;
+/// Interval between two "waiting to join" lines while a join is retried, in milliseconds.
+pub const JOIN_PROGRESS_MS: u64 = 5_000;
 /// How long a leader waits for a membership change to commit before answering, in ms.
 pub const CONF_CHANGE_WAIT_MS: u64 = 10_000;
 /// How long a leaving leader waits for another node to take over, in milliseconds.
@@ -286,6 +288,9 @@ impl JoinRequest {
 fn join_cluster(node: &Node, via: &str, request: &JoinRequest) -> Result<(), String> {
     let started = Instant::now();
     let body = request.encode();
+    // An operator watching the node start should not face a silent minute: the first failed
+    // attempt is reported at once, then one line per JOIN_PROGRESS_MS.
+    let mut next_report = started;
     loop {
         let outcome = admin_request(
             via,
@@ -307,6 +312,15 @@ fn join_cluster(node: &Node, via: &str, request: &JoinRequest) -> Result<(), Str
             return Err(format!(
                 "gave up after {JOIN_TIMEOUT_MS} ms: {retry_detail}"
             ));
+        }
+        if Instant::now() >= next_report {
+            let left = Duration::from_millis(JOIN_TIMEOUT_MS).saturating_sub(started.elapsed());
+            eprintln!(
+                "lithair: waiting to join via {via} ({}); retrying for {} s more",
+                retry_detail.trim(),
+                left.as_secs()
+            );
+            next_report = Instant::now() + Duration::from_millis(JOIN_PROGRESS_MS);
         }
         std::thread::sleep(Duration::from_millis(JOIN_RETRY_MS));
     }
