@@ -53,22 +53,22 @@ fn stop_writers(stop: &AtomicBool, writers: Vec<JoinHandle<()>>) {
     }
 }
 
-/// The members a node's status lists: id and whether it votes.
-fn members(addr: SocketAddr) -> Option<BTreeMap<u64, bool>> {
+/// The `members` array of a node's status, as JSON.
+fn member_list(addr: SocketAddr) -> Option<Vec<lithair::json::Value>> {
     let (code, body) = http(addr, "GET", "/_lithair/cluster", "", "")?;
     if code != 200 {
         return None;
     }
-    let list = &body[body.find("\"members\":[")?..];
-    let mut out = BTreeMap::new();
-    for member in list.split("{\"id\":").skip(1) {
-        let id = member
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>();
-        out.insert(id.parse().ok()?, member.contains("\"voter\":true"));
-    }
-    Some(out)
+    let doc = lithair::json::parse(&body).ok()?;
+    doc["members"].as_array().cloned()
+}
+
+/// The members a node's status lists: id and whether it votes.
+fn members(addr: SocketAddr) -> Option<BTreeMap<u64, bool>> {
+    member_list(addr)?
+        .iter()
+        .map(|member| Some((member["id"].as_u64()?, member["voter"].as_bool()?)))
+        .collect()
 }
 
 /// Waits until every address reports the same applied event index and digest.
@@ -470,16 +470,7 @@ fn operator_slips_get_a_final_answer_at_once() {
     let leader_id = cluster.nodes[leader].id;
     let member = by_id.iter().find(|(id, _)| *id != leader_id).unwrap().0;
     let own_peer = {
-        let (_, body) = http(
-            cluster.nodes[leader].http,
-            "GET",
-            "/_lithair/cluster",
-            "",
-            "",
-        )
-        .expect("status");
-        let doc = lithair::json::parse(&body).expect("status JSON");
-        let members = doc["members"].as_array().expect("members").clone();
+        let members = member_list(cluster.nodes[leader].http).expect("status members");
         let entry = members
             .iter()
             .find(|m| m["id"].as_u64() == Some(member))
@@ -514,15 +505,7 @@ fn operator_slips_get_a_final_answer_at_once() {
         assert_eq!(answer.map(|(code, _)| code), Some(202), "node {id} removed");
     }
     poll(Duration::from_secs(20), || {
-        let (_, body) = http(
-            cluster.nodes[leader].http,
-            "GET",
-            "/_lithair/cluster",
-            "",
-            "",
-        )?;
-        let doc = lithair::json::parse(&body).ok()?;
-        (doc["members"].as_array()?.len() == 1).then_some(())
+        (member_list(cluster.nodes[leader].http)?.len() == 1).then_some(())
     })
     .expect("the leader is the only member");
     let answer = operator(cluster.nodes[leader].http, "/_lithair/cluster/leave", "");

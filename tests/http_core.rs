@@ -263,6 +263,26 @@ fn read_until(stream: &mut std::net::TcpStream, buf: &mut Vec<u8>, needle: &[u8]
     }
 }
 
+/// A server answering with `handler` (grace `grace_ms`), a client that asked it for `target`,
+/// and what the client read until the body showed `first`.
+fn open_stream(
+    handler: impl lithair::http::Handler,
+    grace_ms: u64,
+    target: &str,
+    first: &[u8],
+) -> (lithair::http::ServerHandle, std::net::TcpStream, Vec<u8>) {
+    let config = lithair::http::ServerConfig {
+        shutdown_grace_ms: grace_ms,
+        ..quick_config()
+    };
+    let server = spawn_handler(config, handler);
+    let mut stream = connect(server.local_addr());
+    write!(stream, "GET {target} HTTP/1.1\r\nHost: h\r\n\r\n").expect("write");
+    let mut got = Vec::new();
+    read_until(&mut stream, &mut got, first);
+    (server, stream, got)
+}
+
 #[test]
 fn an_idle_event_stream_ends_cleanly_when_the_server_shuts_down() {
     use lithair::http::sse::Sse;
@@ -274,17 +294,7 @@ fn an_idle_event_stream_ends_cleanly_when_the_server_shuts_down() {
         keep.lock().expect("lock").push(tx);
         Sse::new().heartbeat_ms(3_600_000).from_channel(rx)
     };
-    let config = lithair::http::ServerConfig {
-        shutdown_grace_ms: 60_000,
-        ..quick_config()
-    };
-    let server = spawn_handler(config, handler);
-    let mut stream = connect(server.local_addr());
-    stream
-        .write_all(b"GET /events HTTP/1.1\r\nHost: h\r\n\r\n")
-        .expect("write");
-    let mut got = Vec::new();
-    read_until(&mut stream, &mut got, b": ok\n\n");
+    let (server, mut stream, mut got) = open_stream(handler, 60_000, "/events", b": ok\n\n");
     server.shutdown();
     // Within STOP_CHECK_MS the stream returns and the server sends the last chunk (not a cut
     // connection at the 60 s deadline, which the read timeout would catch first).
@@ -315,17 +325,7 @@ fn at_the_shutdown_deadline_a_body_that_ignores_it_is_cut_off() {
             result
         })
     };
-    let config = lithair::http::ServerConfig {
-        shutdown_grace_ms: 300,
-        ..quick_config()
-    };
-    let server = spawn_handler(config, handler);
-    let mut stream = connect(server.local_addr());
-    stream
-        .write_all(b"GET /forever HTTP/1.1\r\nHost: h\r\n\r\n")
-        .expect("write");
-    let mut got = Vec::new();
-    read_until(&mut stream, &mut got, b"1\r\nx\r\n");
+    let (server, mut stream, _) = open_stream(handler, 300, "/forever", b"1\r\nx\r\n");
     // A client that keeps reading: the body's writes never block, so only the server can stop it.
     let reader = std::thread::spawn(move || {
         let mut sink = Vec::new();

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 /// Default interval between heartbeat comments on an idle stream.
 pub const HEARTBEAT_MS: u64 = 15_000;
+/// How long a stream waiting for its next event may go without looking at the server's
+/// shutdown flag: the most a graceful shutdown waits for an idle stream to end.
+pub const STOP_CHECK_MS: u64 = 200;
 
 /// One event. `data` may hold newlines (sent as several `data:` lines); `event` and `id` may
 /// not, so line breaks in them are replaced by spaces rather than splitting the event.
@@ -79,10 +82,6 @@ impl SseEvent {
         out
     }
 }
-
-/// How long a stream waiting for its next event may go without looking at the server's
-/// shutdown flag: the most a graceful shutdown waits for an idle stream to end.
-pub const STOP_CHECK_MS: u64 = 200;
 
 /// What a producer with nothing to send does next (see [`SseWriter::idle`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,6 +15,7 @@
 //! the active segment stops the process, as the writer's would (it may have consumed the
 //! error of the writer's own pages).
 
+use super::fatal::AbortOnPanic;
 use super::segment;
 use super::writer::{fatal, Faults};
 use std::fs::{self, File, OpenOptions};
@@ -164,7 +165,7 @@ impl Preparer {
             thread::Builder::new()
                 .name("lithair-log-prepare".to_string())
                 .spawn(move || {
-                    let _fatal = super::fatal::AbortOnPanic::new("log space preparer");
+                    let _fatal = AbortOnPanic::new("log space preparer");
                     shared.run()
                 })
         };
