@@ -430,7 +430,7 @@ fn operator(addr: SocketAddr, target: &str, body: &str) -> Option<(u16, String)>
     http(addr, "POST", target, &headers, body)
 }
 
-/// A replayed operator request is refused (401). Operator slips get a final answer at once,
+/// A replayed operator request is refused (401), and so is one without its nonce. Operator slips get a final answer at once,
 /// through a follower or the leader: removing a
 /// node that is not a member (ids 0, 99, u64::MAX) is 409, not a 202 for a membership entry
 /// that changed nothing; joining under a member's id from another address is 409 (joining
@@ -456,6 +456,15 @@ fn operator_slips_get_a_final_answer_at_once() {
     assert_eq!(first.0, 409, "not a voter: {first:?}");
     let again = http(addr, "POST", target, &headers, "").expect("an answer");
     assert_eq!(again.0, 401, "a replay: {again:?}");
+    // Without its nonce a signature is refused, whatever it covers.
+    let signed = lithair::app::cluster::sign_request(SECRET.as_bytes(), "POST", target, b"");
+    let no_nonce: String = signed
+        .iter()
+        .filter(|(name, _)| name != lithair::app::cluster::AUTH_NONCE_HEADER)
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    let answer = http(addr, "POST", target, &no_nonce, "").expect("an answer");
+    assert_eq!(answer.0, 401, "no nonce: {answer:?}");
     for k in [follower, leader] {
         let addr = cluster.nodes[k].http;
         for node in [0, 99, u64::MAX] {

@@ -24,16 +24,20 @@
 //! responses). `?consistency=stale` skips all of it.
 //!
 //! Operator requests (`join`, `leave`, `transfer-leader`) carry `x-lithair-auth-time` (Unix
-//! milliseconds) and `x-lithair-auth`, the hex HMAC-SHA256 under the cluster secret of
-//! `METHOD \n TARGET \n TIME \n BODY`; a node refuses them unsigned, badly signed, signed
-//! more than `AUTH_SKEW_MS_MAX` away from its clock, or with a signature it accepted before
-//! (a replay to the same node; each node remembers its own).
+//! milliseconds), `x-lithair-auth-nonce` (hex, unique per signed request) and
+//! `x-lithair-auth`, the hex HMAC-SHA256 under the cluster secret of
+//! `METHOD \n TARGET \n TIME \n NONCE \n BODY`; a node refuses them unsigned, badly signed,
+//! signed more than `AUTH_SKEW_MS_MAX` away from its clock, or with a signature it accepted
+//! before (a replay to the same node; each node remembers its own). The nonce keeps two
+//! distinct requests with the same target in the same millisecond (an operator's and a
+//! follower's re-signed forward, say) from carrying the same signature.
 
 use super::cli::{ReadMode, ServeOptions};
 use super::cluster_reads::{confirm, Confirm, ParkedReads};
 use super::forward::{connect, read_response, ForwardPool, Forwarder, LinkSettings, Outgoing};
 pub use super::forward::{FORWARD_LINK_CONNECTIONS, FORWARD_QUEUE_MAX, FORWARD_TICK_MS};
 use super::state::AppState;
+use crate::crypto::random;
 use crate::engine::{digest_hex, Engine, EngineOptions, Replica};
 use crate::http::router::Router;
 use crate::http::{Handler, HeadPlan, Method, Request, Response};
@@ -45,7 +49,8 @@ use std::collections::VecDeque;
 use std::io::{BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Header marking a request a follower forwarded (a node never forwards it again).
@@ -54,6 +59,11 @@ pub const FORWARDED_HEADER: &str = "x-lithair-forwarded";
 pub const AUTH_TIME_HEADER: &str = "x-lithair-auth-time";
 /// Header carrying an operator request's hex HMAC-SHA256.
 pub const AUTH_HEADER: &str = "x-lithair-auth";
+/// Header carrying an operator request's nonce: `AUTH_NONCE_BYTES` bytes in hex, unique per
+/// signed request and covered by the signature.
+pub const AUTH_NONCE_HEADER: &str = "x-lithair-auth-nonce";
+/// Bytes of an operator request's nonce (exactly; another length is refused).
+pub const AUTH_NONCE_BYTES: usize = 16;
 /// Largest difference between a signature's time and the node's clock, in milliseconds.
 pub const AUTH_SKEW_MS_MAX: u64 = 300_000;
 /// Operator signatures a node remembers at once, to refuse a request sent again with the same
@@ -404,23 +414,47 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// The bytes an operator request's HMAC covers.
-fn auth_message(method: &str, target: &str, time_ms: u64, body: &[u8]) -> Vec<u8> {
-    let mut message = format!("{method}\n{target}\n{time_ms}\n").into_bytes();
+fn auth_message(method: &str, target: &str, time_ms: u64, nonce: &str, body: &[u8]) -> Vec<u8> {
+    let mut message = format!("{method}\n{target}\n{time_ms}\n{nonce}\n").into_bytes();
     message.extend_from_slice(body);
     message
 }
 
-/// The two signature headers of a request, signed now with `sign`.
+/// A nonce no other request signed by this process carries, and (with overwhelming
+/// probability) none signed by another process: a random per-process prefix and a counter.
+/// Uniqueness is all it needs: the HMAC, not the nonce, makes a signature unforgeable.
+fn fresh_auth_nonce() -> String {
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        // Without the kernel's randomness, the time and pid still set processes apart.
+        random::u64().unwrap_or_else(|_| {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+            nanos ^ u64::from(std::process::id()).rotate_left(32)
+        })
+    });
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut bytes = [0u8; AUTH_NONCE_BYTES];
+    bytes[..8].copy_from_slice(&prefix.to_be_bytes());
+    bytes[8..].copy_from_slice(&count.to_be_bytes());
+    hex(&bytes)
+}
+
+/// The three signature headers of a request, signed now with `sign` under a fresh nonce.
 fn auth_headers(
     sign: impl Fn(&[u8]) -> [u8; 32],
     method: &str,
     target: &str,
     body: &[u8],
-) -> [(String, String); 2] {
+) -> [(String, String); 3] {
     let time_ms = now_ms();
-    let tag = sign(&auth_message(method, target, time_ms, body));
+    let nonce = fresh_auth_nonce();
+    let tag = sign(&auth_message(method, target, time_ms, &nonce, body));
     [
         (AUTH_TIME_HEADER.to_string(), time_ms.to_string()),
+        (AUTH_NONCE_HEADER.to_string(), nonce),
         (AUTH_HEADER.to_string(), hex(&tag)),
     ]
 }
@@ -436,7 +470,7 @@ pub fn sign_request(
     method: &str,
     target: &str,
     body: &[u8],
-) -> [(String, String); 2] {
+) -> [(String, String); 3] {
     auth_headers(secret_signer(secret), method, target, body)
 }
 
@@ -487,10 +521,14 @@ fn auth_problem(
     if now.abs_diff(time_ms) > AUTH_SKEW_MS_MAX {
         return refused("signature time too far from this node's clock");
     }
+    let nonce = match req.header(AUTH_NONCE_HEADER) {
+        Some(nonce) if unhex(nonce).is_some_and(|bytes| bytes.len() == AUTH_NONCE_BYTES) => nonce,
+        _ => return refused("missing or malformed signature nonce"),
+    };
     let Some(tag) = req.header(AUTH_HEADER).and_then(unhex) else {
         return refused("missing or malformed signature");
     };
-    let message = auth_message(req.method.as_str(), &req.target, time_ms, &req.body);
+    let message = auth_message(req.method.as_str(), &req.target, time_ms, nonce, &req.body);
     if !node.authenticate(&message, &tag) {
         return refused("bad signature (is the cluster secret the same?)");
     }
@@ -1008,7 +1046,7 @@ fn forwardable(name: &str, resigned: bool) -> bool {
     ];
     let is = |other: &str| name.eq_ignore_ascii_case(other);
     let hop = NOT_FORWARDED.iter().any(|other| is(other));
-    let signature = is(AUTH_HEADER) || is(AUTH_TIME_HEADER);
+    let signature = is(AUTH_HEADER) || is(AUTH_TIME_HEADER) || is(AUTH_NONCE_HEADER);
     !(hop || (resigned && signature))
 }
 
@@ -1174,22 +1212,46 @@ mod tests {
     }
 
     #[test]
-    fn signatures_cover_method_target_time_and_body() {
+    fn signatures_cover_method_target_time_nonce_and_body() {
         let sign = secret_signer(b"secret");
-        let message = auth_message("POST", "/_lithair/cluster/leave", 5, b"");
+        let message = auth_message("POST", "/_lithair/cluster/leave", 5, "n1", b"");
         let tag = sign(&message);
         assert_eq!(unhex(&hex(&tag)).as_deref(), Some(&tag[..]));
         for other in [
-            auth_message("GET", "/_lithair/cluster/leave", 5, b""),
-            auth_message("POST", "/_lithair/cluster/leave?node=2", 5, b""),
-            auth_message("POST", "/_lithair/cluster/leave", 6, b""),
-            auth_message("POST", "/_lithair/cluster/leave", 5, b"x"),
+            auth_message("GET", "/_lithair/cluster/leave", 5, "n1", b""),
+            auth_message("POST", "/_lithair/cluster/leave?node=2", 5, "n1", b""),
+            auth_message("POST", "/_lithair/cluster/leave", 6, "n1", b""),
+            auth_message("POST", "/_lithair/cluster/leave", 5, "n2", b""),
+            auth_message("POST", "/_lithair/cluster/leave", 5, "n1", b"x"),
         ] {
             assert_ne!(sign(&other), tag);
         }
         assert_ne!(secret_signer(b"other")(&message), tag);
         assert_eq!(unhex("zz"), None);
         assert_eq!(unhex("abc"), None);
+    }
+
+    /// Two requests alike, signed in the same millisecond (an operator's and a follower's
+    /// re-signed forward of the same leave, say) carry different signatures: the second used
+    /// to be refused as a replay of the first.
+    #[test]
+    fn requests_signed_alike_in_one_millisecond_carry_different_signatures() {
+        let target = "/_lithair/cluster/leave?node=7";
+        let same_millisecond = (0..10_000).find_map(|_| {
+            let first = sign_request(b"secret", "POST", target, b"");
+            let second = sign_request(b"secret", "POST", target, b"");
+            (first[0] == second[0]).then_some((first, second))
+        });
+        let (first, second) = same_millisecond.expect("two signatures within one millisecond");
+        assert_eq!(first[1].0, AUTH_NONCE_HEADER);
+        assert_ne!(first[1].1, second[1].1, "fresh nonces");
+        assert_ne!(first[2].1, second[2].1, "different signatures");
+        let mut seen = SeenSignatures::default();
+        let time: u64 = first[0].1.parse().expect("a time");
+        for headers in [&first, &second] {
+            let tag = unhex(&headers[2].1).expect("hex");
+            assert_eq!(seen.admit(time, time, &tag), Ok(()));
+        }
     }
 
     #[test]
@@ -1203,6 +1265,7 @@ mod tests {
             ("Expect", "100-continue"),
             ("Transfer-Encoding", "chunked"),
             (AUTH_HEADER, "tag"),
+            (AUTH_NONCE_HEADER, "nonce"),
         ] {
             req.headers.append(name, value);
         }
@@ -1212,10 +1275,12 @@ mod tests {
         assert_eq!(
             text,
             "POST /api/items?x=1 HTTP/1.1\r\nHost: leader:1\r\nContent-Type: application/json\r\n\
-             Idempotency-Key: k1\r\nx-lithair-auth: tag\r\nx-lithair-forwarded: 1\r\n\
+             Idempotency-Key: k1\r\nx-lithair-auth: tag\r\nx-lithair-auth-nonce: nonce\r\n\
+             x-lithair-forwarded: 1\r\n\
              Content-Length: 2\r\n\r\n{}"
         );
         assert!(!forwardable("X-LITHAIR-AUTH", true));
+        assert!(!forwardable("X-Lithair-Auth-Nonce", true));
         assert!(forwardable("X-LITHAIR-AUTH", false));
         assert!(!forwardable("Keep-Alive", false));
     }

@@ -514,7 +514,7 @@ pub fn assert_readable(addr: SocketAddr, ids: &BTreeSet<u64>) {
     }
 }
 
-/// The signature headers of an operator request (`x-lithair-auth-time`, `x-lithair-auth`),
+/// The signature headers of an operator request (`x-lithair-auth-time`, `-nonce`, `x-lithair-auth`),
 /// as CRLF-terminated lines for `http`.
 pub fn signed(method: &str, target: &str) -> String {
     lithair::app::cluster::sign_request(SECRET.as_bytes(), method, target, b"")
