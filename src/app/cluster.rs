@@ -156,6 +156,9 @@ pub fn start_cluster(
         .map_err(|e| format!("cannot create data directory {}: {e}", data.display()))?;
     let book = PeerBook::read(data).map_err(|e| e.to_string())?;
     let config = node_config(options, book.as_ref(), secret)?;
+    if let Some(note) = advertised_port_note(&config) {
+        eprintln!("lithair: {note}");
+    }
     let (id, own_peer_addr) = (config.id, config.peer_addr.clone());
     // The durable commit index bounds what the engine may replay from the shared log.
     let hard_state = read_hard_state(data).map_err(|e| format!("cannot open the node: {e}"))?;
@@ -249,6 +252,22 @@ fn node_config(
             ReadMode::ReadIndex => crate::raft::ReadMode::Safe,
             ReadMode::Lease => crate::raft::ReadMode::Lease,
         },
+    })
+}
+
+/// A warning when peers are told to dial this node on another port than the one it listens
+/// on for them (`--cluster` names it at `host:9081`, `--peer-port 9082`, say): right behind a
+/// port mapping, otherwise a node no peer can reach, which would fail without a word.
+fn advertised_port_note(config: &NodeConfig) -> Option<String> {
+    let advertised = config.peer_addr.rsplit_once(':')?.1.parse::<u16>().ok()?;
+    let listening = config.peer_listen.port();
+    (advertised != listening).then(|| {
+        format!(
+            "peers dial this node at {} (`--cluster`) but it listens for them on port \
+             {listening} (`--peer-port`); unless a port mapping joins the two, no peer will \
+             reach it",
+            config.peer_addr
+        )
     })
 }
 
@@ -1175,6 +1194,39 @@ pub fn status_json(status: &ClusterStatus, replica: &dyn Replica) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config_of(flags: &str) -> NodeConfig {
+        let args: Vec<String> = flags.split_whitespace().map(String::from).collect();
+        let no_env = |_: &str| None;
+        let sources = super::super::cli::Sources {
+            app_name: "test",
+            extra_flags: &[],
+            env: &no_env,
+            config_file: None,
+        };
+        match super::super::cli::parse(&args, &sources) {
+            Ok(super::super::cli::Command::Serve(options)) => {
+                node_config(&options, None, "secret".into()).expect("a node config")
+            }
+            other => panic!("expected serve for `{flags}`, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_node_told_to_listen_elsewhere_than_its_map_entry_is_warned() {
+        let map = "--cluster 1@127.0.0.1:9081,2@127.0.0.1:9082";
+        let agreeing = config_of(&format!("serve --node-id 1 --peer-port 9081 {map}"));
+        assert_eq!(advertised_port_note(&agreeing), None);
+        let apart = config_of(&format!("serve --node-id 1 --peer-port 9082 {map}"));
+        let note = advertised_port_note(&apart).expect("a warning");
+        assert!(
+            note.contains("127.0.0.1:9081") && note.contains("9082"),
+            "{note}"
+        );
+        // A joining node announces the port it listens on.
+        let joining = config_of("serve --node-id 3 --peer-port 9083 --join 127.0.0.1:8081");
+        assert_eq!(advertised_port_note(&joining), None);
+    }
 
     #[test]
     fn join_requests_round_trip_and_reject_bad_input() {
