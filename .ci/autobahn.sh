@@ -61,7 +61,8 @@ fi
 
 echo "== autobahn: building ws_echo"
 cargo build --release --example ws_echo
-echo_bin=$root/target/release/examples/ws_echo
+# CARGO_TARGET_DIR, when set, moves the build out of the tree.
+echo_bin=${CARGO_TARGET_DIR:-$root/target}/release/examples/ws_echo
 
 # The venv's own Python picks the port and reads the report: no other interpreter is assumed.
 python=$venv/bin/python
