@@ -57,6 +57,7 @@ fn receipt(n: usize) -> Receipt {
         timestamp_ms: 1_700_000_000_000,
         request_id: n as u64 + 1,
         duplicate: false,
+        request_fingerprint: None,
     }
 }
 

@@ -505,6 +505,7 @@ fn write_events(dir: &Path, first: u64, count: u64) {
                 idempotency_key: None,
                 actor: None,
                 correlation_id: None,
+                request_fingerprint: None,
             };
             let event = Add {
                 slot: (i.wrapping_mul(2_654_435_761) % SLOTS as u64) as u32,

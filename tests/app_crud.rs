@@ -197,6 +197,24 @@ fn crud_validation_uniqueness_and_restart() {
     assert_eq!((first.status, retry.status), (201, 201), "{}", retry.body);
     assert_eq!(first.json()["id"], retry.json()["id"]);
     assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    // The same key for another request (body, or target) is the client's mistake: 422, and
+    // nothing is written (it used to get the first request's answer, as if it had run).
+    for (target, body) in [
+        ("/api/posts", r#"{"title":"Twice","slug":"twice"}"#),
+        ("/api/posts?x=1", r#"{"title":"Once","slug":"once"}"#),
+    ] {
+        let reused = request(addr, "POST", target, key, body);
+        assert_eq!(reused.status, 422, "{target}: {}", reused.body);
+        assert_eq!(
+            reused.header("content-type"),
+            Some("application/problem+json")
+        );
+        assert!(reused.body.contains("Idempotency-Key"), "{}", reused.body);
+    }
+    assert_eq!(
+        request(addr, "GET", "/api/posts?slug=twice", "", "").json()["total"].as_u64(),
+        Some(0)
+    );
 
     assert_eq!(request(addr, "DELETE", "/api/posts/3", "", "").status, 204);
     assert_eq!(request(addr, "GET", "/api/posts/3", "", "").status, 404);
@@ -237,6 +255,14 @@ fn crud_validation_uniqueness_and_restart() {
     assert_eq!(retry.status, 201, "{}", retry.body);
     assert_eq!(retry.header("idempotent-replayed"), Some("true"));
     assert_eq!(retry.json()["slug"].as_str(), Some("once"));
+    let reused = request(
+        addr,
+        "POST",
+        "/api/posts",
+        "Idempotency-Key: abc-123\r\n",
+        r#"{"title":"Twice","slug":"twice"}"#,
+    );
+    assert_eq!(reused.status, 422, "after the restart: {}", reused.body);
     let next = request(
         addr,
         "POST",

@@ -35,6 +35,9 @@ pub enum WriteError {
     },
     /// The command's code panicked (logged); nothing was stored (HTTP 500).
     Failed,
+    /// The idempotency key was used before for a different request (another method, target
+    /// or body); nothing was stored (HTTP 422).
+    KeyReused,
 }
 
 impl std::fmt::Display for WriteError {
@@ -50,6 +53,10 @@ impl std::fmt::Display for WriteError {
             WriteError::Failed => {
                 f.write_str("the command failed; nothing was stored (the server log says why)")
             }
+            WriteError::KeyReused => f.write_str(
+                "this Idempotency-Key was used for a different request (method, target or \
+                 body); nothing was stored: send a new key for a new request",
+            ),
         }
     }
 }
@@ -99,6 +106,7 @@ fn executed<T>(
         Err(SubmitError::Closed) => Err(WriteError::Unavailable("the engine is shut down".into())),
         Err(SubmitError::TooLarge { bytes, max }) => Err(WriteError::TooLarge { bytes, max }),
         Err(SubmitError::Panicked) => Err(WriteError::Failed),
+        Err(SubmitError::KeyReused) => Err(WriteError::KeyReused),
     }
 }
 

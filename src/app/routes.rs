@@ -7,6 +7,7 @@
 //! `Handle::execute_then`); block a thread on a commit or read the log on the applier.
 
 use std::borrow::Cow;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use super::command::Tx;
 use super::handle::{Executed, Handle, ReplayError, WriteError};
 use super::model::{sorted_page, FieldError, Id, Model, Rejection};
 use super::schema::{parse_list_query, FieldKind, Rule};
+use crate::crypto::sha256::Sha256;
 use crate::engine::Meta;
 use crate::http::problem::Problem;
 use crate::http::router::Router;
@@ -35,6 +37,7 @@ pub fn write_error_problem(error: &WriteError) -> Problem {
             .with_detail(error.to_string())
             .with_header("Retry-After", "1"),
         WriteError::Failed => Problem::internal().with_detail(error.to_string()),
+        WriteError::KeyReused => Problem::unprocessable(error.to_string()),
     }
 }
 
@@ -139,11 +142,32 @@ fn write_meta(req: &Request) -> Result<Meta, Problem> {
             )));
         }
         meta.idempotency_key = Some(Arc::from(key));
+        meta.request_fingerprint = Some(request_fingerprint(req));
     }
     if let Some(request_id) = req.header("x-request-id") {
         meta.correlation_id = Some(Arc::from(request_id));
     }
     Ok(meta)
+}
+
+/// What identifies a keyed write's request, to tell a retry (same method, target and body)
+/// from a key reused for another request: the first eight bytes of a SHA-256 over the three,
+/// each length-prefixed so no two requests share their input. Deterministic (every node and
+/// every restart computes the same value from the same request).
+fn request_fingerprint(req: &Request) -> NonZeroU64 {
+    let mut hash = Sha256::new();
+    for part in [
+        req.method.as_str().as_bytes(),
+        req.target.as_bytes(),
+        &req.body,
+    ] {
+        hash.update(&(part.len() as u64).to_le_bytes());
+        hash.update(part);
+    }
+    let digest = hash.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    NonZeroU64::new(u64::from_le_bytes(first)).unwrap_or(NonZeroU64::MIN)
 }
 
 /// Parses the `{id}` path parameter for `M`; an id of the wrong shape names no record (404).

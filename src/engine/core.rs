@@ -152,6 +152,9 @@ pub enum SubmitError<R> {
     /// The command's `decide` panicked (a bug in it, logged with its message); nothing was
     /// stored and the engine goes on with the next command (HTTP 500).
     Panicked,
+    /// The idempotency key is in the window under another request fingerprint: the client
+    /// reused a key for a different request (HTTP 422); nothing was stored.
+    KeyReused,
 }
 
 impl<R: std::fmt::Debug> std::fmt::Display for SubmitError<R> {
@@ -176,6 +179,9 @@ impl<R: std::fmt::Debug> std::fmt::Display for SubmitError<R> {
                 "the command's events take {bytes} bytes, more than the {max} one command may write"
             ),
             SubmitError::Panicked => f.write_str("the command failed (its decide panicked)"),
+            SubmitError::KeyReused => {
+                f.write_str("this idempotency key was used for a different request")
+            }
         }
     }
 }
@@ -203,6 +209,7 @@ impl Failure {
             SubmitError::Closed => SubmitError::Closed,
             SubmitError::TooLarge { bytes, max } => SubmitError::TooLarge { bytes, max },
             SubmitError::Panicked => SubmitError::Panicked,
+            SubmitError::KeyReused => SubmitError::KeyReused,
         }
     }
 
@@ -1172,10 +1179,15 @@ impl<S: State> Sequencer<S> {
     }
 
     /// The outcome of a job settled without deciding it: a retried idempotency key gets its
-    /// original receipt, a stale expected version a conflict. `None`: the job must be decided.
+    /// original receipt (unless it came with another request: refused), a stale expected
+    /// version a conflict. `None`: the job must be decided.
     fn settled_before_decide(&self, meta: &Meta) -> Option<Result<Receipt, Failure>> {
         if let Some(key) = &meta.idempotency_key {
             if let Some(receipt) = self.speculative.receipt_of(key) {
+                let fingerprints = (meta.request_fingerprint, receipt.request_fingerprint);
+                if matches!(fingerprints, (Some(sent), Some(stored)) if sent != stored) {
+                    return Some(Err(Failure::KeyReused));
+                }
                 return Some(Ok(Receipt {
                     duplicate: true,
                     ..receipt
@@ -1248,6 +1260,8 @@ impl<S: State> Sequencer<S> {
                 idempotency_key: meta.idempotency_key.clone(),
                 actor: meta.actor.clone(),
                 correlation_id: meta.correlation_id.clone(),
+                // Only a key is compared with it: without one it would be dead weight.
+                request_fingerprint: meta.idempotency_key.as_ref().and(meta.request_fingerprint),
             };
             let start = self.scratch.len();
             envelope::encode_entry(&mut self.scratch, &envelope, |out| event.encode(out));
@@ -1281,6 +1295,7 @@ impl<S: State> Sequencer<S> {
             timestamp_ms,
             request_id,
             duplicate: false,
+            request_fingerprint: meta.request_fingerprint,
         };
         // A command without events leaves nothing in the log, so replay could not rebuild its
         // key: it is not remembered live either (a retry decides again).
@@ -1997,6 +2012,7 @@ fn decode_batch<S: State>(
                         timestamp_ms: owned.timestamp_ms,
                         request_id: owned.request_id,
                         duplicate: false,
+                        request_fingerprint: owned.request_fingerprint,
                     },
                 )),
             }

@@ -3,8 +3,10 @@
 //! Owns: the byte layout of one log entry (docs/LOG_FORMAT.md, "Entry"). Must not: decode the
 //! payload (the `State`'s event type does, after upcasting).
 
+use super::state::{read_fingerprint, write_fingerprint};
 use crate::binary::{self, Reader};
 use std::borrow::Cow;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 /// Metadata of one committed event.
@@ -26,6 +28,9 @@ pub struct Envelope {
     pub actor: Option<Arc<str>>,
     /// Correlation id linking related requests.
     pub correlation_id: Option<Arc<str>>,
+    /// Fingerprint of the request the idempotency key came with (see
+    /// [`super::Meta::request_fingerprint`]).
+    pub request_fingerprint: Option<NonZeroU64>,
 }
 
 /// An envelope decoded in place from an entry, borrowing its strings and payload.
@@ -47,6 +52,8 @@ pub struct EnvelopeRef<'a> {
     pub actor: Option<&'a str>,
     /// Correlation id.
     pub correlation_id: Option<&'a str>,
+    /// Request fingerprint of the idempotency key.
+    pub request_fingerprint: Option<NonZeroU64>,
     /// The event payload (binary codec), not decoded here.
     pub payload: &'a [u8],
 }
@@ -63,6 +70,7 @@ impl EnvelopeRef<'_> {
             idempotency_key: self.idempotency_key.map(Arc::from),
             actor: self.actor.map(Arc::from),
             correlation_id: self.correlation_id.map(Arc::from),
+            request_fingerprint: self.request_fingerprint,
         }
     }
 }
@@ -93,6 +101,11 @@ pub fn encode_entry(out: &mut Vec<u8>, envelope: &Envelope, payload: impl FnOnce
     write_option(out, envelope.idempotency_key.as_deref());
     write_option(out, envelope.actor.as_deref());
     write_option(out, envelope.correlation_id.as_deref());
+    // A later field: written only when present, so entries without one keep their old bytes
+    // (and an older reader skips it: the metadata is length-framed).
+    if envelope.request_fingerprint.is_some() {
+        write_fingerprint(out, envelope.request_fingerprint);
+    }
     binary::end_struct(out, mark);
     payload(out);
 }
@@ -124,6 +137,11 @@ pub fn decode_entry(entry: &[u8]) -> Result<EnvelopeRef<'_>, binary::Error> {
     let idempotency_key = read_option(&mut body)?;
     let actor = read_option(&mut body)?;
     let correlation_id = read_option(&mut body)?;
+    let request_fingerprint = if body.remaining() > 0 {
+        read_fingerprint(&mut body)?
+    } else {
+        None
+    };
     let payload = reader.read_bytes(reader.remaining())?;
     Ok(EnvelopeRef {
         index,
@@ -134,6 +152,7 @@ pub fn decode_entry(entry: &[u8]) -> Result<EnvelopeRef<'_>, binary::Error> {
         idempotency_key,
         actor,
         correlation_id,
+        request_fingerprint,
         payload,
     })
 }
@@ -154,15 +173,26 @@ mod tests {
             idempotency_key: Some(Arc::from("key-1")),
             actor: None,
             correlation_id: Some(Arc::from("corr")),
+            request_fingerprint: None,
         };
-        let mut out = Vec::new();
-        encode_entry(&mut out, &envelope, |out| out.extend_from_slice(b"payload"));
-        let decoded = decode_entry(&out).expect("decode");
-        assert_eq!(decoded.payload, b"payload");
-        assert_eq!(decoded.to_envelope(), envelope);
-        for cut in 0..out.len() - b"payload".len() {
-            assert!(decode_entry(&out[..cut]).is_err(), "prefix {cut} decoded");
+        let fingerprinted = Envelope {
+            request_fingerprint: NonZeroU64::new(0xfeed_f00d),
+            ..envelope.clone()
+        };
+        let mut sizes = Vec::new();
+        for envelope in [envelope, fingerprinted] {
+            let mut out = Vec::new();
+            encode_entry(&mut out, &envelope, |out| out.extend_from_slice(b"payload"));
+            let decoded = decode_entry(&out).expect("decode");
+            assert_eq!(decoded.payload, b"payload");
+            assert_eq!(decoded.to_envelope(), envelope);
+            for cut in 0..out.len() - b"payload".len() {
+                assert!(decode_entry(&out[..cut]).is_err(), "prefix {cut} decoded");
+            }
+            sizes.push(out.len());
         }
+        // Without a fingerprint an entry keeps the bytes it had before the field existed.
+        assert_eq!(sizes[1], sizes[0] + 9);
     }
 
     proptest! {

@@ -12,6 +12,7 @@ use super::state::{Committed, Receipt, State, Tracked, Upcaster};
 use crate::binary;
 use crate::log::{self, Error, Frame};
 use std::borrow::Cow;
+use std::num::NonZeroU64;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub struct Decoded<E> {
     request_id: u64,
     timestamp_ms: u64,
     idempotency_key: Option<Arc<str>>,
+    request_fingerprint: Option<NonZeroU64>,
     /// `None` for a reserved (Raft-internal) entry, which only consumes its index.
     event: Option<E>,
 }
@@ -92,6 +94,7 @@ pub fn decode_frame<S: State>(
             request_id: envelope.request_id,
             timestamp_ms: envelope.timestamp_ms,
             idempotency_key: envelope.idempotency_key.map(Arc::from),
+            request_fingerprint: envelope.request_fingerprint,
             event,
         });
     }
@@ -116,6 +119,7 @@ pub fn apply_decoded<S: State>(
                 timestamp_ms: item.timestamp_ms,
                 request_id: item.request_id,
                 duplicate: false,
+                request_fingerprint: item.request_fingerprint,
             };
             tracked.remember(&key, receipt);
         }

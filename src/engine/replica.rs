@@ -68,6 +68,7 @@ pub fn encode_reserved(out: &mut Vec<u8>, index: u64, entry: Reserved<'_>) {
         idempotency_key: None,
         actor: None,
         correlation_id: None,
+        request_fingerprint: None,
     };
     envelope::encode_entry(out, &envelope, |out| out.extend_from_slice(payload));
 }
@@ -158,6 +159,7 @@ mod tests {
             idempotency_key: None,
             actor: None,
             correlation_id: None,
+            request_fingerprint: None,
         };
         let mut bytes = Vec::new();
         envelope::encode_entry(&mut bytes, &event, |out| out.push(1));

@@ -9,6 +9,7 @@ use crate::binary::{self, Decode, Encode, Reader};
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 /// The application state: in RAM, changed only by applying events in log order.
@@ -70,6 +71,11 @@ pub struct Context {
 pub struct Meta {
     /// A retried submission with the same key returns the first one's receipt.
     pub idempotency_key: Option<Arc<str>>,
+    /// A digest of the request the key came with (the HTTP layer hashes method, target and
+    /// body): a submission whose key is in the window under another fingerprint is refused
+    /// ([`crate::engine::SubmitError::KeyReused`]) instead of answered with the receipt of a
+    /// different request. `None` on either side skips the comparison.
+    pub request_fingerprint: Option<NonZeroU64>,
     /// Who issues the command.
     pub actor: Option<Arc<str>>,
     /// Correlation id for tracing.
@@ -91,6 +97,8 @@ pub struct Receipt {
     pub request_id: u64,
     /// True when this is the stored outcome of an earlier submission with the same key.
     pub duplicate: bool,
+    /// The request fingerprint the command's key came with ([`Meta::request_fingerprint`]).
+    pub request_fingerprint: Option<NonZeroU64>,
 }
 
 /// One committed event, as delivered to subscribers and post-commit hooks.
@@ -220,6 +228,13 @@ impl<S: State> Tracked<S> {
                 binary::write_varint(out, value);
             }
         }
+        // The keys' request fingerprints, in the same order: a section of its own after the
+        // keys, so a snapshot written before fingerprints existed still decodes (it ends
+        // here) and an older reader skips it (the struct is length-framed).
+        binary::write_varint(out, self.idempotency.len() as u64);
+        for (_, receipt) in self.idempotency.iter() {
+            write_fingerprint(out, receipt.request_fingerprint);
+        }
         binary::end_struct(out, mark);
     }
 
@@ -238,6 +253,7 @@ impl<S: State> Tracked<S> {
         let versions = Vec::<(u64, u64)>::decode(&mut body)?;
         tracked.versions = versions.into_iter().collect();
         let keys = body.read_count(5)?;
+        let mut window = Vec::with_capacity(keys);
         for _ in 0..keys {
             let key: Arc<str> = Decode::decode(&mut body)?;
             let mut values = [0u64; 4];
@@ -251,20 +267,72 @@ impl<S: State> Tracked<S> {
                 timestamp_ms,
                 request_id,
                 duplicate: false,
+                request_fingerprint: None,
             };
-            tracked.remember(&key, receipt);
+            window.push((key, receipt));
+        }
+        if body.remaining() > 0 {
+            if body.read_count(1)? != window.len() {
+                return Err(binary::Error::custom(
+                    "snapshot: fingerprints do not match the idempotency keys",
+                ));
+            }
+            for (_, receipt) in &mut window {
+                receipt.request_fingerprint = read_fingerprint(&mut body)?;
+            }
+        }
+        for (key, receipt) in &window {
+            tracked.remember(key, *receipt);
         }
         reader.finish()?;
         Ok(tracked)
     }
 }
 
+/// Writes an optional request fingerprint: a 0 byte, or 1 and its eight bytes (little-endian).
+pub(crate) fn write_fingerprint(out: &mut Vec<u8>, fingerprint: Option<NonZeroU64>) {
+    match fingerprint {
+        None => out.push(0),
+        Some(value) => {
+            out.push(1);
+            out.extend_from_slice(&value.get().to_le_bytes());
+        }
+    }
+}
+
+/// Reads what [`write_fingerprint`] wrote.
+pub(crate) fn read_fingerprint(
+    reader: &mut Reader<'_>,
+) -> Result<Option<NonZeroU64>, binary::Error> {
+    match reader.read_u8()? {
+        0 => Ok(None),
+        1 => {
+            let bytes = reader.read_bytes(8)?;
+            let value = u64::from_le_bytes(
+                bytes
+                    .try_into()
+                    .map_err(|_| binary::Error::custom("short request fingerprint"))?,
+            );
+            NonZeroU64::new(value)
+                .map(Some)
+                .ok_or_else(|| binary::Error::custom("request fingerprint 0"))
+        }
+        _ => Err(binary::Error::custom("bad request fingerprint tag")),
+    }
+}
+
 /// Most slots a window reserves when it is created (and keeps when cloned) before any key is
-/// remembered: the default bound (100,000 keys, 64 bytes a slot) is reserved whole, so a
+/// remembered: the default bound (100,000 keys, `WINDOW_SLOT_BYTES` a slot) is reserved whole, so a
 /// full window never grows, while a window configured far larger only reserves this much up
 /// front and grows with its keys. The reservation is address space: pages are only touched
 /// (and become resident) as keys fill them.
 const WINDOW_RESERVED_SLOTS_MAX: usize = 1 << 20;
+
+/// Bytes of one window slot: the key's hash, its receipt (request fingerprint included) and
+/// its key inline up to `KEY_INLINE_BYTES`. Checked at compile time: the window's memory is
+/// this times `idempotency_keys_max`, and a field added to a slot must be paid for knowingly.
+const WINDOW_SLOT_BYTES: usize = 104;
+const _: () = assert!(std::mem::size_of::<WindowSlot>() <= WINDOW_SLOT_BYTES);
 
 /// Largest idempotency window ([`Tracked::new`], `EngineOptions::idempotency_keys_max`): its
 /// index stores a slot number in 32 bits, next to 32 bits of the key's hash.
@@ -611,6 +679,7 @@ mod tests {
             timestamp_ms: 7,
             request_id,
             duplicate: false,
+            request_fingerprint: None,
         }
     }
 
@@ -650,6 +719,70 @@ mod tests {
                 (high + window.table.len() as u64 * u64::from(number)) << 32 | 0x2a
             }
         }
+    }
+
+    /// A state of nothing, for snapshot layouts.
+    #[derive(Clone)]
+    struct Nothing;
+    impl Encode for Nothing {
+        fn encode(&self, _: &mut Vec<u8>) {}
+    }
+    impl Decode for Nothing {
+        fn decode(_: &mut Reader<'_>) -> Result<Self, binary::Error> {
+            Ok(Nothing)
+        }
+    }
+    impl State for Nothing {
+        type Event = ();
+        fn apply(&mut self, _: &()) {}
+    }
+
+    /// Keys keep their request fingerprints through a snapshot, and a snapshot written before
+    /// fingerprints existed (the window's keys end the body) still decodes, without them.
+    #[test]
+    fn snapshots_keep_request_fingerprints_and_read_those_written_without() {
+        let mut tracked = Tracked::new(Nothing, 9, 16);
+        for (key, fingerprint) in [("a", 7), ("b", 0), ("c", 8)] {
+            let receipt = Receipt {
+                request_fingerprint: NonZeroU64::new(fingerprint),
+                ..receipt(fingerprint, 9)
+            };
+            tracked.remember(&Arc::from(key), receipt);
+        }
+        let mut bytes = Vec::new();
+        tracked.encode_snapshot(&mut bytes);
+        let decoded = Tracked::<Nothing>::decode_snapshot(&bytes, 16).expect("decodes");
+        let fingerprints = |t: &Tracked<Nothing>| -> Vec<Option<u64>> {
+            ["a", "b", "c"]
+                .iter()
+                .map(|k| {
+                    t.receipt_of(k)
+                        .and_then(|r| r.request_fingerprint)
+                        .map(NonZeroU64::get)
+                })
+                .collect()
+        };
+        assert_eq!(fingerprints(&decoded), [Some(7), None, Some(8)]);
+        // The older layout: the same body without the fingerprint section (a count and one
+        // tag per key, 1 + 9 + 1 + 9 bytes here), under a length prefix that says so.
+        let section = 1 + 9 + 1 + 9;
+        let mut reader = Reader::new(&bytes);
+        let body = reader.read_len().expect("a length");
+        let start = bytes.len() - body;
+        let mut old = Vec::new();
+        let mark = binary::begin_struct(&mut old);
+        old.extend_from_slice(&bytes[start..bytes.len() - section]);
+        binary::end_struct(&mut old, mark);
+        let decoded = Tracked::<Nothing>::decode_snapshot(&old, 16).expect("old layout");
+        assert_eq!(fingerprints(&decoded), [None, None, None]);
+        assert_eq!(decoded.receipt_of("c").map(|r| r.request_id), Some(8));
+        // A section that does not match the keys is refused, not half read.
+        let mut bad = Vec::new();
+        let mark = binary::begin_struct(&mut bad);
+        bad.extend_from_slice(&bytes[start..bytes.len() - section]);
+        bad.extend_from_slice(&[2, 0, 0]);
+        binary::end_struct(&mut bad, mark);
+        assert!(Tracked::<Nothing>::decode_snapshot(&bad, 16).is_err());
     }
 
     /// Asserts the window's invariant: one table entry per slot, found from its home bucket,

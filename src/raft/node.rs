@@ -1526,6 +1526,7 @@ mod tests {
             idempotency_key: None,
             actor: None,
             correlation_id: None,
+            request_fingerprint: None,
         };
         let mut out = Vec::new();
         crate::engine::encode_entry(&mut out, &envelope, |_| {});

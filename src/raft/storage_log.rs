@@ -685,6 +685,7 @@ mod tests {
             idempotency_key: None,
             actor: None,
             correlation_id: None,
+            request_fingerprint: None,
         };
         let mut data = Vec::new();
         crate::engine::encode_entry(&mut data, &envelope, |_| {});
