@@ -180,24 +180,34 @@ pub fn write_snapshot(
     fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, "create directory", e))?;
     let path = snapshot_path(&dir, index);
     let temporary = dir.join(format!("{index:020}.snap.tmp"));
-    let mut file = fs::File::create(&temporary).map_err(|e| Error::io(&temporary, "create", e))?;
-    file.write_all(&encode_header(index, body))
-        .map_err(|e| Error::io(&temporary, "write", e))?;
-    for piece in body.chunks(SNAPSHOT_SYNC_CHUNK_BYTES) {
-        file.write_all(piece)
-            .map_err(|e| Error::io(&temporary, "write", e))?;
-        file.sync_data()
-            .map_err(|e| Error::io(&temporary, "fsync", e))?;
+    if let Err(error) = write_temporary(&temporary, index, body) {
+        // A failed write (a full disk, most often) must not leave its part-written file
+        // holding the space the log needs: until the next successful snapshot or restart
+        // nothing else removes it, and each failed attempt at a new index would add one.
+        let _ = fs::remove_file(&temporary);
+        return Err(error);
     }
-    file.sync_all()
-        .map_err(|e| Error::io(&temporary, "fsync", e))?;
-    drop(file);
     step(hook, SnapshotStep::TemporaryWritten)?;
     fs::rename(&temporary, &path).map_err(|e| Error::io(&path, "rename", e))?;
     step(hook, SnapshotStep::Renamed)?;
     sync_dir(&dir)?;
     step(hook, SnapshotStep::Durable)?;
     Ok(path)
+}
+
+/// Writes header and body to `temporary` in fsynced pieces, then fsyncs it whole.
+fn write_temporary(temporary: &Path, index: u64, body: &[u8]) -> Result<(), Error> {
+    let mut file = fs::File::create(temporary).map_err(|e| Error::io(temporary, "create", e))?;
+    file.write_all(&encode_header(index, body))
+        .map_err(|e| Error::io(temporary, "write", e))?;
+    for piece in body.chunks(SNAPSHOT_SYNC_CHUNK_BYTES) {
+        file.write_all(piece)
+            .map_err(|e| Error::io(temporary, "write", e))?;
+        file.sync_data()
+            .map_err(|e| Error::io(temporary, "fsync", e))?;
+    }
+    file.sync_all()
+        .map_err(|e| Error::io(temporary, "fsync", e))
 }
 
 /// Cluster mode: the whole snapshot file covering exactly `index` (header included), as a
@@ -275,6 +285,26 @@ mod tests {
             assert!(parse_snapshot(&damaged).is_err(), "flip at {at} accepted");
         }
         assert!(parse_snapshot(&file[..file.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_write_that_fails_part_way_leaves_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("lithair-snap-full-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let snapshots = snapshot_dir(&dir);
+        fs::create_dir_all(&snapshots).unwrap();
+        // The temporary file's name leads to /dev/full: every write fails with ENOSPC, as on
+        // a disk that fills up while the snapshot is written.
+        let temporary = snapshots.join(format!("{:020}.snap.tmp", 9));
+        std::os::unix::fs::symlink("/dev/full", &temporary).unwrap();
+        let error = write_snapshot(&dir, 9, b"state", None).unwrap_err();
+        assert!(error.to_string().contains("snap.tmp"), "{error}");
+        assert!(
+            fs::symlink_metadata(&temporary).is_err(),
+            "the part-written temporary file is removed"
+        );
+        assert!(list_snapshots(&dir).unwrap().is_empty());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! typed replay is `Engine::open` / `replay_dir`).
 
 use super::envelope::{self, EnvelopeRef};
+use super::replay;
 use super::snapshot;
 use crate::log::{self, Frame};
 use std::collections::BTreeMap;
@@ -125,9 +126,15 @@ pub fn log_verify(data: &Path, out: &mut dyn Write) -> Result<(), String> {
         segments.len()
     )
     .map_err(io)?;
-    for index in snapshot::list_snapshots(data).map_err(|e| e.to_string())? {
+    let snapshots = snapshot::list_snapshots(data).map_err(|e| e.to_string())?;
+    for &index in &snapshots {
         check_snapshot(data, index, out)?;
     }
+    // Every snapshot passed its checks, so a start loads the newest and replays the log from
+    // the index after it: a log starting later (its first segments deleted with no snapshot
+    // covering them) is refused there, so it must not pass here.
+    let needed_from = snapshots.last().map_or(1, |newest| newest + 1);
+    replay::check_log_start(&log_dir, needed_from).map_err(|e| e.to_string())?;
     writeln!(out, "ok").map_err(io)
 }
 

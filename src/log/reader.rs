@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 /// `visit` returns `false` or the log ends.
 ///
 /// A partial frame at the very end (a write in progress or a torn tail) ends the iteration;
-/// damage followed by valid data is [`Error::Corrupt`]. Frames may start before `from_index`:
-/// skip their first entries.
+/// damage followed by valid data, and a segment that does not start where the one before it
+/// ends (a segment missing in the middle), are [`Error::Corrupt`]. Frames may start before
+/// `from_index`: skip their first entries.
 pub fn read_range(
     log_dir: &Path,
     from_index: u64,
@@ -27,8 +28,22 @@ pub fn read_range(
         .unwrap_or(0);
     let mut buffer = Vec::new();
     let mut stopped = false;
+    // Where the previous segment read ended: the next one must start exactly there.
+    let mut expected_first = None;
     for (position, &first) in firsts.iter().enumerate().skip(start) {
         let path = segment::segment_path(log_dir, first);
+        if let Some(expected) = expected_first.filter(|&expected| expected != first) {
+            // A segment deleted or lost in the middle: reading on would skip its entries
+            // without a word (recovery refuses the same log).
+            let reason = format!(
+                "segment starts at index {first} but the previous one ends before {expected}"
+            );
+            return Err(Error::Corrupt {
+                path,
+                offset: 0,
+                reason,
+            });
+        }
         segment::read_segment(&path, &mut buffer)?;
         let mut filter = |frame: &Frame<'_>| {
             if stopped || frame.count == 0 || frame.last_index() < from_index {
@@ -50,6 +65,7 @@ pub fn read_range(
         if stopped {
             break;
         }
+        expected_first = Some(scan.next_index);
     }
     Ok(())
 }

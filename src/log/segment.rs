@@ -100,10 +100,22 @@ pub fn scan_segment(
         offset: offset as u64,
         reason,
     };
-    let Some(first) = read_header(bytes, expected_first, &corrupt)? else {
+    // A segment whose creation was cut short by a crash (power loss before its first fsync)
+    // may come back at its preallocated size with nothing written, its header read as zeros.
+    // Nothing in it was ever acknowledged (a segment is fsynced before any append lands in
+    // it), so it ends like an incomplete header: a torn tail if it is the last segment.
+    let never_written = is_zero_tail(bytes);
+    let header = match never_written {
+        true => None,
+        false => read_header(bytes, expected_first, &corrupt)?,
+    };
+    let Some(first) = header else {
         let ending = Ending::Torn {
             offset: 0,
-            reason: "incomplete segment header",
+            reason: match never_written && bytes.len() >= HEADER_BYTES {
+                true => "segment never written (only zeros)",
+                false => "incomplete segment header",
+            },
         };
         return Ok(Scan {
             next_index: expected_first,

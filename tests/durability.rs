@@ -1,0 +1,212 @@
+//! An operator's damaged data directories: segments lost in the middle or at the start, a
+//! segment whose creation a crash cut short. The engine and the `lithair` tools must agree:
+//! refuse what cannot be recovered (naming the file), recover what is safe.
+
+mod common;
+
+use lithair::binary::{self, Decode, Encode, Reader};
+use lithair::engine::{Command, Context, Engine, EngineOptions, State};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Small segments, so a few hundred events span several.
+const SEGMENT_BYTES: u64 = 2048;
+/// Events written by [`filled`].
+const EVENTS: u64 = 200;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Kv {
+    map: BTreeMap<u64, u64>,
+}
+
+struct Set {
+    key: u64,
+    value: u64,
+}
+
+impl Encode for Kv {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.map.encode(out);
+    }
+}
+
+impl Decode for Kv {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, binary::Error> {
+        Ok(Kv {
+            map: Decode::decode(reader)?,
+        })
+    }
+}
+
+impl Encode for Set {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.key.encode(out);
+        self.value.encode(out);
+    }
+}
+
+impl Decode for Set {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, binary::Error> {
+        Ok(Set {
+            key: Decode::decode(reader)?,
+            value: Decode::decode(reader)?,
+        })
+    }
+}
+
+impl State for Kv {
+    type Event = Set;
+    fn apply(&mut self, event: &Set) {
+        self.map.insert(event.key, event.value);
+    }
+}
+
+struct Put(u64);
+
+impl Command<Kv> for Put {
+    type Rejection = ();
+    fn decide(&self, _: &Kv, _: &Context) -> Result<Vec<Set>, ()> {
+        Ok(vec![Set {
+            key: self.0,
+            value: self.0 * 3,
+        }])
+    }
+}
+
+fn options() -> EngineOptions {
+    EngineOptions {
+        segment_bytes_max: SEGMENT_BYTES,
+        ..EngineOptions::default()
+    }
+}
+
+/// A data directory holding [`EVENTS`] events (keys 1..), with a snapshot after `snapshot_at`
+/// events if given.
+fn filled(name: &str, snapshot_at: Option<u64>) -> PathBuf {
+    let dir = common::fresh_dir("durability", name);
+    let (engine, _) = Engine::open(&dir, options(), Kv::default()).expect("open");
+    for key in 1..=EVENTS {
+        engine.submit(Put(key)).expect("put");
+        if snapshot_at == Some(key) {
+            engine.snapshot().expect("snapshot");
+        }
+    }
+    drop(engine);
+    dir
+}
+
+/// The segment files, oldest first.
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let firsts = lithair::log::list_segments(&dir.join("log")).expect("list");
+    let log_dir = dir.join("log");
+    firsts
+        .into_iter()
+        .map(|first| lithair::log::segment_path(&log_dir, first))
+        .collect()
+}
+
+/// Runs the `lithair` tool on `dir`: exit code, stdout, stderr.
+fn tool(dir: &Path, words: &[&str]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lithair"))
+        .args(words)
+        .arg("--data")
+        .arg(dir)
+        .output()
+        .expect("run lithair");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .expect("file name")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn a_segment_missing_in_the_middle_fails_every_tool_naming_the_segment_after_the_hole() {
+    let dir = filled("hole", None);
+    let files = segments(&dir);
+    assert!(files.len() >= 4, "{files:?}");
+    std::fs::remove_file(&files[1]).expect("delete a middle segment");
+    let after_hole = file_name(&files[2]);
+    for words in [
+        &["log", "verify"][..],
+        &["replay"],
+        &["log", "inspect"],
+        &["log", "stats"],
+    ] {
+        let (code, _, stderr) = tool(&dir, words);
+        assert_eq!(code, Some(1), "{words:?} must fail: {stderr}");
+        assert!(
+            stderr.contains(&after_hole) && stderr.contains("segment starts at index"),
+            "{words:?}: {stderr}"
+        );
+        // Nothing follows a hole: the message must not send the operator looking for it.
+        assert!(!stderr.contains("followed by valid data"), "{stderr}");
+    }
+    // The engine refuses the same directory.
+    let refused = Engine::open(&dir, options(), Kv::default()).map(|_| ());
+    let message = refused.expect_err("a hole in the log").to_string();
+    assert!(message.contains(&after_hole), "{message}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn verify_refuses_a_log_whose_first_entries_no_snapshot_covers() {
+    // Compacted behind a snapshot: the log starts late, and that is fine.
+    let dir = filled("start", Some(150));
+    let (code, stdout, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains("indexes 1..="), "compacted: {stdout}");
+    // Without the snapshot, the entries before the log's start are lost: a start refuses it,
+    // and so must verify.
+    std::fs::remove_dir_all(dir.join("snapshots")).expect("delete snapshots");
+    let (code, stdout, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stderr.contains("the log starts at index") && !stdout.ends_with("ok\n"),
+        "{stdout}{stderr}"
+    );
+    let refused = Engine::open(&dir, options(), Kv::default()).map(|_| ());
+    assert!(refused.is_err(), "the engine refuses it too");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_all_zero_last_segment_is_a_creation_cut_short_and_the_engine_starts() {
+    let dir = filled("zero-segment", None);
+    let files = segments(&dir);
+    // A crash (power loss) right after a rollover created and preallocated the next segment,
+    // before its header reached the disk: the file is there, every byte zero.
+    let next = lithair::log::segment_path(&dir.join("log"), EVENTS + 1);
+    std::fs::write(&next, vec![0u8; 4096]).expect("write a zeroed segment");
+    let (code, _, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(0), "nothing acknowledged is missing: {stderr}");
+    let (engine, opened) = Engine::open(&dir, options(), Kv::default()).expect("open");
+    assert_eq!(opened.applied_index, EVENTS);
+    let truncated = opened
+        .log
+        .truncated
+        .clone()
+        .expect("the segment is cut back");
+    assert_eq!((truncated.0, truncated.1), (next.clone(), 0));
+    engine.submit(Put(EVENTS + 1)).expect("appends go on");
+    drop(engine);
+    let (engine, opened) = Engine::open(&dir, options(), Kv::default()).expect("reopen");
+    assert_eq!(opened.applied_index, EVENTS + 1);
+    assert_eq!(engine.read(|kv| kv.map.len() as u64), EVENTS + 1);
+    drop(engine);
+    // The same zeros in a segment that is not the last hide entries: still refused.
+    let middle = &files[1];
+    let length = std::fs::metadata(middle).expect("stat").len();
+    std::fs::write(middle, vec![0u8; length as usize]).expect("zero a middle segment");
+    let refused = Engine::open(&dir, options(), Kv::default()).map(|_| ());
+    let message = refused.expect_err("zeroed middle segment").to_string();
+    assert!(message.contains(&file_name(middle)), "{message}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
