@@ -210,3 +210,53 @@ fn an_all_zero_last_segment_is_a_creation_cut_short_and_the_engine_starts() {
     assert!(message.contains(&file_name(middle)), "{message}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn verify_reports_a_torn_tail_the_next_start_will_cut() {
+    let dir = filled("torn", None);
+    let last = segments(&dir).pop().expect("a segment");
+    let mut bytes = std::fs::read(&last).expect("read");
+    let end = bytes.iter().rposition(|&byte| byte != 0).expect("data") + 1;
+    // Half of a frame's length and checksum, as a crash in the middle of a write leaves it.
+    bytes[end..end + 5].copy_from_slice(&[0x31, 0, 0, 0, 0x7f]);
+    std::fs::write(&last, &bytes).expect("write");
+    let (code, stdout, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(0), "a torn tail is not corruption: {stderr}");
+    let note = format!("torn tail in {}", last.display());
+    assert!(
+        stdout.contains(&note) && stdout.contains(&format!("at offset {end}")),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("ok\n"), "{stdout}");
+    let (_, opened) = Engine::open(&dir, options(), Kv::default()).expect("open");
+    let truncated = opened.log.truncated.expect("the start cuts it");
+    assert_eq!((truncated.0, truncated.1), (last, end as u64));
+    let (_, stdout, _) = tool(&dir, &["log", "verify"]);
+    assert!(!stdout.contains("torn tail"), "cut: {stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn opening_past_damaged_newer_snapshots_keeps_the_one_it_loaded() {
+    // A snapshot at 150 compacts the log: the state cannot be rebuilt without it.
+    let dir = filled("kept", Some(150));
+    let snapshots = dir.join("snapshots");
+    let good = snapshots.join(format!("{:020}.snap", 150));
+    let mut damaged = std::fs::read(&good).expect("read snapshot");
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    // Two newer files that fail their checksums (left by crashes, damaged on disk).
+    for index in [160u64, 170] {
+        let path = snapshots.join(format!("{index:020}.snap"));
+        std::fs::write(path, &damaged).expect("write damaged snapshot");
+    }
+    let (engine, opened) = Engine::open(&dir, options(), Kv::default()).expect("open");
+    assert_eq!((opened.snapshot_index, opened.applied_index), (150, EVENTS));
+    drop(engine);
+    assert!(good.exists(), "the snapshot the state came from is kept");
+    let (engine, opened) = Engine::open(&dir, options(), Kv::default()).expect("reopen");
+    assert_eq!((opened.snapshot_index, opened.applied_index), (150, EVENTS));
+    assert_eq!(engine.read(|kv| kv.map.len() as u64), EVENTS);
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}

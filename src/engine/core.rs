@@ -687,7 +687,7 @@ impl<S: State> Engine<S> {
             );
             return Err(Error::Invalid { message });
         }
-        snapshot::prune(data_dir)?;
+        snapshot::prune(data_dir, rebuilt.snapshot)?;
         let opened = Opened {
             snapshot_index,
             applied_index: tracked.applied_index,
@@ -1920,7 +1920,7 @@ fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
             message: format!("snapshot stopped after deleting segments: {message}"),
         });
     }
-    snapshot::prune(&shared.data_dir)?;
+    snapshot::prune(&shared.data_dir, Some(index))?;
     Ok(SnapshotInfo {
         index,
         path,

@@ -126,6 +126,9 @@ pub fn log_verify(data: &Path, out: &mut dyn Write) -> Result<(), String> {
         segments.len()
     )
     .map_err(io)?;
+    if let Some(torn) = torn_tail(&log_dir, &segments)? {
+        writeln!(out, "{torn}").map_err(io)?;
+    }
     let snapshots = snapshot::list_snapshots(data).map_err(|e| e.to_string())?;
     for &index in &snapshots {
         check_snapshot(data, index, out)?;
@@ -136,6 +139,28 @@ pub fn log_verify(data: &Path, out: &mut dyn Write) -> Result<(), String> {
     let needed_from = snapshots.last().map_or(1, |newest| newest + 1);
     replay::check_log_start(&log_dir, needed_from).map_err(|e| e.to_string())?;
     writeln!(out, "ok").map_err(io)
+}
+
+/// A note when the last segment ends with a torn write (bytes after its last whole frame
+/// that are not the zero tail, with no whole frame after them): the next start cuts them, and
+/// an operator checking a directory after a crash should see that rather than a bare "ok".
+fn torn_tail(log_dir: &Path, segments: &[u64]) -> Result<Option<String>, String> {
+    let Some(&last) = segments.last() else {
+        return Ok(None);
+    };
+    let path = log::segment_path(log_dir, last);
+    let valid_end = log::used_bytes(&path, last).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let rest = bytes.get(valid_end as usize..).unwrap_or_default();
+    if log::is_zero_tail(rest) {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "torn tail in {} at offset {valid_end}: {} bytes after the last whole frame \
+         (a write cut short; the next start truncates them)",
+        path.display(),
+        rest.len()
+    )))
 }
 
 fn check_snapshot(data: &Path, index: u64, out: &mut dyn Write) -> Result<(), String> {
