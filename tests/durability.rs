@@ -260,3 +260,90 @@ fn opening_past_damaged_newer_snapshots_keeps_the_one_it_loaded() {
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Peak resident memory of this process so far, in bytes (`VmHWM`).
+fn peak_resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .expect("VmHWM line");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|number| number.parse().ok())
+        .expect("VmHWM value");
+    kib * 1024
+}
+
+/// How much more than before a start may hold at its peak while passing over oversized
+/// files: far below their size (they are sparse, so they cost no disk).
+const OVERSIZED_PEAK_BYTES_MAX: u64 = 256 << 20;
+/// Size a snapshot file is extended to (sparse).
+const OVERSIZED_SNAPSHOT_BYTES: u64 = 2 << 30;
+
+#[test]
+fn oversized_segment_and_snapshot_files_are_refused_or_passed_over_unread() {
+    let dir = common::fresh_dir("durability", "oversized");
+    let (engine, _) = Engine::open(&dir, options(), Kv::default()).expect("open");
+    for key in 1..=EVENTS {
+        engine.submit(Put(key)).expect("put");
+        if key == EVENTS - 5 {
+            engine.snapshot().expect("snapshot");
+        }
+    }
+    let newest = engine.snapshot().expect("snapshot").path;
+    drop(engine);
+    // The newest snapshot grown to gigabytes (a sparse file: its header still checks out).
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .expect("open snapshot");
+    file.set_len(OVERSIZED_SNAPSHOT_BYTES).expect("extend");
+    drop(file);
+    let before = peak_resident_bytes();
+    let (engine, opened) = Engine::open(&dir, options(), Kv::default()).expect("open");
+    let grown = peak_resident_bytes().saturating_sub(before);
+    assert!(
+        grown < OVERSIZED_PEAK_BYTES_MAX,
+        "the oversized snapshot was read: {grown} bytes"
+    );
+    // Passed over as damaged: the older snapshot and the log give the same state.
+    assert_eq!(
+        (opened.snapshot_index, opened.applied_index),
+        (EVENTS - 5, EVENTS)
+    );
+    drop(engine);
+    // The last segment grown past any size the log writes: refused, naming it, unread.
+    let last = segments(&dir).pop().expect("a segment");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .expect("open segment");
+    file.set_len(lithair::log::SEGMENT_FILE_BYTES_MAX + 1)
+        .expect("extend");
+    drop(file);
+    let before = peak_resident_bytes();
+    let refused = Engine::open(&dir, options(), Kv::default()).map(|_| ());
+    let grown = peak_resident_bytes().saturating_sub(before);
+    let message = refused.expect_err("an oversized segment").to_string();
+    assert!(
+        message.contains(&file_name(&last)) && message.contains("more than a segment holds"),
+        "{message}"
+    );
+    assert!(
+        grown < OVERSIZED_PEAK_BYTES_MAX,
+        "the segment was read: {grown} bytes"
+    );
+    let (code, _, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    // And no log is configured to write such segments.
+    let too_large = EngineOptions {
+        segment_bytes_max: lithair::log::SEGMENT_BYTES_LIMIT + 1,
+        ..EngineOptions::default()
+    };
+    let fresh = common::fresh_dir("durability", "oversized-option");
+    assert!(Engine::open(&fresh, too_large, Kv::default()).is_err());
+    let _ = std::fs::remove_dir_all(&fresh);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -47,7 +47,7 @@ pub const QUEUE_COMMANDS_DEFAULT: usize = 65_536;
 pub struct EngineOptions {
     /// When submissions are acknowledged.
     pub durability: Durability,
-    /// Segment size at which the log rolls over.
+    /// Segment size at which the log rolls over (at most [`log::SEGMENT_BYTES_LIMIT`]).
     pub segment_bytes_max: u64,
     /// Idempotency keys remembered (oldest evicted first), 1 to
     /// [`IDEMPOTENCY_KEYS_MAX`](super::IDEMPOTENCY_KEYS_MAX).

@@ -8,7 +8,7 @@
 use crate::crypto::crc32c;
 use crate::log::{sync_dir, Error};
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -96,36 +96,72 @@ fn encode_header(index: u64, body: &[u8]) -> [u8; SNAPSHOT_HEADER_BYTES] {
     header
 }
 
-/// Checks a whole snapshot file; returns its index and body.
-pub fn parse_snapshot(bytes: &[u8]) -> Result<(u64, &[u8]), String> {
+/// Checks a snapshot header (magic, version, checksum); returns the body length it declares.
+fn parse_header(bytes: &[u8]) -> Result<u64, String> {
     if bytes.len() < SNAPSHOT_HEADER_BYTES {
         return Err("shorter than a snapshot header".to_string());
     }
     let word =
         |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    let long = |at: usize| {
-        let mut value = [0u8; 8];
-        value.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(value)
-    };
     if bytes[0..8] != SNAPSHOT_MAGIC || word(8) != SNAPSHOT_VERSION {
         return Err("bad magic or version".to_string());
     }
     if crc32c::crc32c(&bytes[..36]) != word(36) {
         return Err("header checksum mismatch".to_string());
     }
+    let mut length = [0u8; 8];
+    length.copy_from_slice(&bytes[24..32]);
+    Ok(u64::from_le_bytes(length))
+}
+
+/// Reads the snapshot file at `path` whole, but only once its header checks out and the file
+/// is as long as the header says (`Ok(Err(reason))` otherwise): a damaged or hostile file
+/// (say, extended to a huge sparse size) is passed over without allocating its size.
+pub(super) fn read_checked(path: &Path) -> Result<Result<Vec<u8>, String>, Error> {
+    let mut file = fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let bytes = file
+        .metadata()
+        .map_err(|e| Error::io(path, "stat", e))?
+        .len();
+    let mut header = vec![0u8; SNAPSHOT_HEADER_BYTES.min(bytes as usize)];
+    file.read_exact(&mut header)
+        .map_err(|e| Error::io(path, "read", e))?;
+    let declared = match parse_header(&header) {
+        Ok(body_bytes) => body_bytes,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let body_bytes = bytes - SNAPSHOT_HEADER_BYTES as u64;
+    if body_bytes != declared {
+        return Ok(Err(format!(
+            "body is {body_bytes} bytes, header says {declared}"
+        )));
+    }
+    let mut whole = header;
+    whole.reserve_exact(body_bytes as usize);
+    // Bounded even if the file grew since (nothing should write it: it was renamed in place).
+    file.take(body_bytes + 1)
+        .read_to_end(&mut whole)
+        .map_err(|e| Error::io(path, "read", e))?;
+    Ok(Ok(whole))
+}
+
+/// Checks a whole snapshot file; returns its index and body.
+pub fn parse_snapshot(bytes: &[u8]) -> Result<(u64, &[u8]), String> {
+    let declared = parse_header(bytes)?;
     let body = &bytes[SNAPSHOT_HEADER_BYTES..];
-    if body.len() as u64 != long(24) {
+    if body.len() as u64 != declared {
         return Err(format!(
-            "body is {} bytes, header says {}",
-            body.len(),
-            long(24)
+            "body is {} bytes, header says {declared}",
+            body.len()
         ));
     }
-    if crc32c::crc32c(body) != word(32) {
+    let body_crc = u32::from_le_bytes([bytes[32], bytes[33], bytes[34], bytes[35]]);
+    if crc32c::crc32c(body) != body_crc {
         return Err("body checksum mismatch".to_string());
     }
-    Ok((long(16), body))
+    let mut index = [0u8; 8];
+    index.copy_from_slice(&bytes[16..24]);
+    Ok((u64::from_le_bytes(index), body))
 }
 
 /// The size in bytes of the snapshot file covering `index` in `data_dir` (header included),
@@ -144,9 +180,17 @@ pub fn load_newest(data_dir: &Path) -> Result<Option<(u64, Vec<u8>)>, Error> {
     let dir = snapshot_dir(data_dir);
     for index in list_snapshots(data_dir)?.into_iter().rev() {
         let path = snapshot_path(&dir, index);
-        let bytes = fs::read(&path).map_err(|e| Error::io(&path, "read", e))?;
-        match parse_snapshot(&bytes) {
-            Ok((named, body)) if named == index => return Ok(Some((index, body.to_vec()))),
+        let bytes = read_checked(&path)?;
+        let checked = bytes.and_then(|bytes| {
+            let named = parse_snapshot(&bytes)?.0;
+            Ok((named, bytes))
+        });
+        match checked {
+            Ok((named, mut bytes)) if named == index => {
+                // The body in place: no second copy of a state-sized buffer.
+                bytes.drain(..SNAPSHOT_HEADER_BYTES);
+                return Ok(Some((index, bytes)));
+            }
             Ok((named, _)) => eprintln!(
                 "lithair: snapshot {} names index {named}; ignored",
                 path.display()

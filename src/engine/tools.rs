@@ -165,13 +165,14 @@ fn torn_tail(log_dir: &Path, segments: &[u64]) -> Result<Option<String>, String>
 
 fn check_snapshot(data: &Path, index: u64, out: &mut dyn Write) -> Result<(), String> {
     let path = snapshot::snapshot_dir(data).join(format!("{index:020}.snap"));
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    match snapshot::parse_snapshot(&bytes) {
-        Ok((named, body)) if named == index => writeln!(
+    let bytes = snapshot::read_checked(&path).map_err(|e| e.to_string())?;
+    match bytes
+        .and_then(|bytes| snapshot::parse_snapshot(&bytes).map(|(named, body)| (named, body.len())))
+    {
+        Ok((named, body_bytes)) if named == index => writeln!(
             out,
-            "snapshot {}: index {index}, {} bytes, checksums ok",
+            "snapshot {}: index {index}, {body_bytes} bytes, checksums ok",
             path.display(),
-            body.len()
         )
         .map_err(io),
         Ok((named, _)) => Err(format!("{}: names index {named}", path.display())),

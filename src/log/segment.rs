@@ -4,6 +4,7 @@
 //! to segments (the writer thread does) or interpret entry payloads.
 
 use super::frame::{self, Frame, FrameError, Status, HEADER_BYTES};
+use super::writer::APPEND_BYTES_MAX;
 use super::Error;
 use std::fs;
 use std::io::Read;
@@ -11,6 +12,14 @@ use std::path::{Path, PathBuf};
 
 /// Number of decimal digits in a segment file name.
 const SEGMENT_NAME_DIGITS: usize = 20;
+/// Largest `segment_bytes_max` a log accepts (1 GiB): segments are read whole into memory, so
+/// their size must have a bound a reader can check.
+pub const SEGMENT_BYTES_LIMIT: u64 = 1 << 30;
+/// Largest segment file a reader loads: a segment of [`SEGMENT_BYTES_LIMIT`], plus the group
+/// that crossed it (at most `GROUP_BYTES_MAX` plus one append of `APPEND_BYTES_MAX`) and the
+/// zero-filled slack, rounded up. A larger file (sparse, or not written by the log) is refused
+/// before any of it is read, instead of allocating its size.
+pub const SEGMENT_FILE_BYTES_MAX: u64 = SEGMENT_BYTES_LIMIT + 2 * APPEND_BYTES_MAX as u64;
 /// How far past the last good index a frame found after damage may claim to start and still be
 /// taken as evidence of valid data (filters out random bytes before computing a CRC).
 const SCAN_INDEX_WINDOW: u64 = 1 << 32;
@@ -48,11 +57,32 @@ pub fn list_segments(log_dir: &Path) -> Result<Vec<u64>, Error> {
 }
 
 /// Reads a whole segment file into `buf` (reused across segments to avoid reallocations).
+/// A file larger than [`SEGMENT_FILE_BYTES_MAX`] is [`Error::Corrupt`], and nothing is read.
 pub fn read_segment(path: &Path, buf: &mut Vec<u8>) -> Result<(), Error> {
     buf.clear();
-    let mut file = fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
-    file.read_to_end(buf)
+    let file = fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let bytes = file
+        .metadata()
+        .map_err(|e| Error::io(path, "stat", e))?
+        .len();
+    if bytes > SEGMENT_FILE_BYTES_MAX {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            offset: SEGMENT_FILE_BYTES_MAX,
+            reason: format!(
+                "the file is {bytes} bytes, more than a segment holds \
+                 (SEGMENT_FILE_BYTES_MAX, {SEGMENT_FILE_BYTES_MAX})"
+            ),
+        });
+    }
+    // Bounded even if the file grows while it is read (a live log's active segment).
+    file.take(SEGMENT_FILE_BYTES_MAX + 1)
+        .read_to_end(buf)
         .map_err(|e| Error::io(path, "read", e))?;
+    assert!(
+        buf.len() as u64 <= SEGMENT_FILE_BYTES_MAX + 1,
+        "read past the bound"
+    );
     Ok(())
 }
 

@@ -113,7 +113,8 @@ impl Faults {
 pub struct LogOptions {
     /// When appends are acknowledged.
     pub durability: Durability,
-    /// Segment size after which the writer rolls over to a new file.
+    /// Segment size after which the writer rolls over to a new file (at most
+    /// [`SEGMENT_BYTES_LIMIT`](super::SEGMENT_BYTES_LIMIT)).
     pub segment_bytes_max: u64,
     /// Index of the first entry when the log is created empty.
     pub first_index: u64,
@@ -275,8 +276,10 @@ impl Log {
         options: LogOptions,
         visit: &mut dyn FnMut(&Frame<'_>) -> Result<(), Error>,
     ) -> Result<(Log, Recovery), Error> {
-        if options.segment_bytes_max < HEADER_BYTES as u64 || options.first_index == 0 {
-            let message = "segment_bytes_max must exceed the header and first_index must be >= 1";
+        let segment_bytes = HEADER_BYTES as u64..=segment::SEGMENT_BYTES_LIMIT;
+        if !segment_bytes.contains(&options.segment_bytes_max) || options.first_index == 0 {
+            let message = "segment_bytes_max must exceed the header and be at most \
+                SEGMENT_BYTES_LIMIT (1 GiB), and first_index must be >= 1";
             return Err(Error::Invalid {
                 message: message.to_string(),
             });
