@@ -250,9 +250,23 @@ impl std::fmt::Debug for Log {
     }
 }
 
-/// Takes the exclusive lock on `data_dir/LOCK`; the lock lives as long as the returned file.
-pub fn lock_data_dir(data_dir: &Path) -> Result<File, Error> {
+/// The exclusive locks of a data directory, held as long as this value lives.
+#[derive(Debug)]
+pub struct DataDirLock {
+    /// `DATA/LOCK`, the documented lock file.
+    _file: File,
+    /// The directory itself: an operator who deletes `LOCK` (taking it for a stale lock file)
+    /// would let a second process lock a new `LOCK` and write the same log beside the first;
+    /// a directory in use cannot be deleted that casually, so its lock still stops the second.
+    _dir: File,
+}
+
+/// Takes the exclusive locks on `data_dir` and `data_dir/LOCK` (`flock`, released when the
+/// returned value is dropped or the process dies, so a crash never leaves a stale lock).
+pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, Error> {
     fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, "create directory", e))?;
+    let dir = File::open(data_dir).map_err(|e| Error::io(data_dir, "open directory", e))?;
+    take_lock(&dir, data_dir)?;
     let path = data_dir.join(LOCK_FILE_NAME);
     let file = OpenOptions::new()
         .create(true)
@@ -260,9 +274,19 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<File, Error> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io(&path, "open", e))?;
-    match crate::sys::fs::try_lock_exclusive(&file) {
-        Ok(true) => Ok(file),
-        Ok(false) => Err(Error::Locked { path }),
+    take_lock(&file, &path)?;
+    Ok(DataDirLock {
+        _file: file,
+        _dir: dir,
+    })
+}
+
+fn take_lock(file: &File, path: &Path) -> Result<(), Error> {
+    match crate::sys::fs::try_lock_exclusive(file) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::Locked {
+            path: path.to_path_buf(),
+        }),
         Err(error) => Err(Error::io(path, "lock", error)),
     }
 }
@@ -725,7 +749,7 @@ struct Writer {
     turn_waiting: bool,
     /// Zero-fills ahead of `file_bytes`; dropped (its thread joined) before the lock goes.
     preparer: Preparer,
-    _lock: File,
+    _lock: DataDirLock,
 }
 
 /// Writer threads of a `Durable` log: while one runs an fsync, the other writes the next
