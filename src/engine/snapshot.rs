@@ -73,7 +73,9 @@ pub fn list_snapshots(data_dir: &Path) -> Result<Vec<u64>, Error> {
         let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".snap")) else {
             continue;
         };
-        if stem.len() == 20 {
+        // Digits only: `parse` also takes a leading `+`, and such a name lists an index whose
+        // file (named by the digits alone) is another one, or none: the start then failed.
+        if stem.len() == 20 && stem.bytes().all(|byte| byte.is_ascii_digit()) {
             if let Ok(index) = stem.parse::<u64>() {
                 indexes.push(index);
             }
@@ -354,6 +356,23 @@ mod tests {
             "the part-written temporary file is removed"
         );
         assert!(list_snapshots(&dir).unwrap().is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_names_of_twenty_digits_are_snapshots() {
+        let dir = std::env::temp_dir().join(format!("lithair-snap-names-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(snapshot_dir(&dir)).unwrap();
+        for name in [
+            "+0000000000000000007.snap",
+            "0000000000000000007.snap",
+            "00000000000000000007.snap.bak",
+            "00000000000000000008.snap",
+        ] {
+            fs::write(snapshot_dir(&dir).join(name), b"x").unwrap();
+        }
+        assert_eq!(list_snapshots(&dir).unwrap(), [8]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
