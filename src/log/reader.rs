@@ -35,8 +35,13 @@ pub fn read_range(
         if let Some(expected) = expected_first.filter(|&expected| expected != first) {
             // A segment deleted or lost in the middle: reading on would skip its entries
             // without a word (recovery refuses the same log).
+            let what = match first > expected {
+                true => format!("entries {expected}..={} are missing", first - 1),
+                false => "the segments overlap".to_string(),
+            };
             let reason = format!(
-                "segment starts at index {first} but the previous one ends before {expected}"
+                "segment starts at index {first} but the previous one ends before {expected} \
+                 ({what})"
             );
             return Err(Error::Corrupt {
                 path,
