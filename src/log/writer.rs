@@ -266,7 +266,20 @@ pub struct DataDirLock {
 pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, Error> {
     fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, "create directory", e))?;
     let dir = File::open(data_dir).map_err(|e| Error::io(data_dir, "open directory", e))?;
-    take_lock(&dir, data_dir)?;
+    match crate::sys::fs::try_lock_exclusive(&dir) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(Error::Locked {
+                path: data_dir.to_path_buf(),
+            })
+        }
+        // Some file systems cannot lock a directory (NFS emulates `flock` with byte-range
+        // locks, which need a file open for writing): `LOCK` alone guards it there, as before.
+        Err(error) => eprintln!(
+            "lithair log: cannot lock directory {} ({error}); relying on {LOCK_FILE_NAME} alone",
+            data_dir.display()
+        ),
+    }
     let path = data_dir.join(LOCK_FILE_NAME);
     let file = OpenOptions::new()
         .create(true)
