@@ -347,3 +347,27 @@ fn oversized_segment_and_snapshot_files_are_refused_or_passed_over_unread() {
     let _ = std::fs::remove_dir_all(&fresh);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_damaged_snapshot_past_the_end_of_the_log_refuses_the_start() {
+    let dir = filled("past-end", Some(EVENTS));
+    // The log is gone (segments deleted by hand) and the only snapshot is damaged: the
+    // engine used to start on an empty state as if nothing had ever been written.
+    std::fs::remove_dir_all(dir.join("log")).expect("delete the log");
+    let snapshot = dir.join("snapshots").join(format!("{EVENTS:020}.snap"));
+    let mut bytes = std::fs::read(&snapshot).expect("read snapshot");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&snapshot, &bytes).expect("damage snapshot");
+    let refused = Engine::open(&dir, options(), Kv::default()).map(|_| ());
+    let message = refused
+        .expect_err("entries up to the snapshot are lost")
+        .to_string();
+    assert!(
+        message.contains(&file_name(&snapshot)) && message.contains("the log ends at index 0"),
+        "{message}"
+    );
+    // Refused again on the next try: nothing was changed that would let it through.
+    assert!(Engine::open(&dir, options(), Kv::default()).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}

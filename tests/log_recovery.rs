@@ -357,7 +357,10 @@ fn a_deleted_lock_file_does_not_let_a_second_process_in() {
     assert!(matches!(error, Error::Locked { .. }), "{error}");
     drop(log);
     open_collect(&dir, LogOptions::default()).expect("open after release");
-    assert!(dir.join(log::LOCK_FILE_NAME).exists(), "the lock file is back");
+    assert!(
+        dir.join(log::LOCK_FILE_NAME).exists(),
+        "the lock file is back"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -680,6 +680,22 @@ impl<S: State> Engine<S> {
         // install, which the Raft storage finishes on start).
         let expected_applied = log_end.min(replay_to).max(snapshot_index);
         let log_short = cluster.is_none() && log_end < snapshot_index;
+        // A snapshot file is renamed into place only once the entries it covers are durable,
+        // so even a damaged one (passed over above) proves the log once reached its index:
+        // a single node's log that ends before it has lost entries (segments deleted), and
+        // starting would silently serve an older state (an empty one, with no log left).
+        let newest_file = snapshot::list_snapshots(data_dir)?.last().copied();
+        if let Some(newest) = newest_file
+            .filter(|&newest| cluster.is_none() && newest > snapshot_index && log_end < newest)
+        {
+            let message = format!(
+                "the log ends at index {log_end} but snapshot file {} (damaged, not loaded) \
+                 shows entries up to {newest} were stored: refusing to start without them \
+                 (restore the missing log segments or a good copy of that snapshot)",
+                snapshot::snapshot_file(data_dir, newest).display()
+            );
+            return Err(Error::Invalid { message });
+        }
         if log_short || tracked.applied_index != expected_applied {
             let message = format!(
                 "the log ends at index {} but the snapshot covers up to {snapshot_index}",
