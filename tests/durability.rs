@@ -371,3 +371,91 @@ fn a_damaged_snapshot_past_the_end_of_the_log_refuses_the_start() {
     assert!(Engine::open(&dir, options(), Kv::default()).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Puts keys `first..first + count`, one event each, in one command (one frame).
+struct PutMany {
+    first: u64,
+    count: u64,
+}
+
+impl Command<Kv> for PutMany {
+    type Rejection = ();
+    fn decide(&self, _: &Kv, _: &Context) -> Result<Vec<Set>, ()> {
+        Ok((self.first..self.first + self.count)
+            .map(|key| Set {
+                key,
+                value: key * 3,
+            })
+            .collect())
+    }
+}
+
+/// Events per command in [`a_subscriber_catching_up_across_compaction_never_skips_events`].
+const EVENTS_PER_COMMAND: u64 = 100;
+/// Commands written there: more events than one catch-up read takes, and a number that
+/// leaves the last segment holding frames below the snapshot (it is kept by compaction).
+const COMMANDS: u64 = 59;
+/// Segment size there: a few frames of [`EVENTS_PER_COMMAND`] events each per segment.
+const CATCH_UP_SEGMENT_BYTES: u64 = 16 * 1024;
+
+#[test]
+fn a_subscriber_catching_up_across_compaction_never_skips_events() {
+    let catch_up = lithair::engine::CATCH_UP_EVENTS_MAX as u64;
+    assert!(COMMANDS * EVENTS_PER_COMMAND > catch_up + 2 * EVENTS_PER_COMMAND);
+    let dir = common::fresh_dir("durability", "catch-up");
+    let options = EngineOptions {
+        segment_bytes_max: CATCH_UP_SEGMENT_BYTES,
+        ..EngineOptions::default()
+    };
+    let (engine, _) = Engine::open(&dir, options, Kv::default()).expect("open");
+    for command in 0..COMMANDS {
+        let first = 1 + command * EVENTS_PER_COMMAND;
+        let put = PutMany {
+            first,
+            count: EVENTS_PER_COMMAND,
+        };
+        engine.submit(put).expect("put");
+    }
+    let mut subscription = engine.subscribe(1).expect("subscribe");
+    let wait = std::time::Duration::from_secs(5);
+    // The first catch-up read takes the first few thousand events from the log.
+    let first = subscription
+        .next_timeout(wait)
+        .expect("first")
+        .expect("event");
+    assert_eq!(first.envelope.index, 1);
+    // A snapshot compacts the log behind the subscriber's reader.
+    let info = engine.snapshot().expect("snapshot");
+    assert!(info.segments_deleted > 0, "segments were compacted");
+    // What is left starts past the reader's position and still holds events it needs next.
+    let left = lithair::log::list_segments(&dir.join("log")).expect("list")[0];
+    assert!(
+        left > catch_up + EVENTS_PER_COMMAND && left <= info.index,
+        "segment {left} left after a snapshot at {}",
+        info.index
+    );
+    let mut expected = 2;
+    loop {
+        match subscription.next_timeout(wait) {
+            Ok(Some(event)) => {
+                assert_eq!(event.envelope.index, expected, "an event was skipped");
+                expected += 1;
+            }
+            // The reader found the entries it needs gone: an error, as a resubscribe would.
+            Err(error) => {
+                assert!(
+                    error.to_string().contains("no longer in the log"),
+                    "{error}"
+                );
+                break;
+            }
+            Ok(None) => panic!("the catch-up stopped without an error at {expected}"),
+        }
+        if expected > COMMANDS * EVENTS_PER_COMMAND {
+            panic!("every event came although the log was compacted under the reader");
+        }
+    }
+    drop(subscription);
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}

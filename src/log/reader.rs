@@ -136,6 +136,25 @@ impl Cursor {
                     });
                 }
             };
+            if found.count > 0 && found.index > self.next_index {
+                // The segments holding the entries between were deleted under the reader
+                // (compacted behind a snapshot while a subscriber caught up): a hole, never
+                // a silent skip to the entries after it.
+                let path = segment::segment_path(&self.log_dir, first);
+                let reason = format!(
+                    "frame starts at index {} but the reader needs {} next (entries {}..={} \
+                     are no longer in the log)",
+                    found.index,
+                    self.next_index,
+                    self.next_index,
+                    found.index - 1
+                );
+                return Err(Error::Corrupt {
+                    path,
+                    offset: self.offset as u64,
+                    reason,
+                });
+            }
             self.offset += found.frame_bytes;
             if found.count == 0 || found.last_index() < self.next_index {
                 continue;
@@ -312,6 +331,37 @@ mod tests {
             );
             let _ = std::fs::remove_dir_all(&dir);
         }
+    }
+
+    #[test]
+    fn segments_deleted_under_the_cursor_are_a_hole_not_a_skip() {
+        let dir =
+            std::env::temp_dir().join(format!("lithair-cursor-deleted-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create dir");
+        for (first, entries) in [(1, 3), (4, 2), (6, 2)] {
+            let path = segment::segment_path(&dir, first);
+            std::fs::write(path, segment_bytes(first, entries)).expect("write");
+        }
+        let mut cursor = Cursor::new(&dir, 1);
+        let mut seen = Vec::new();
+        cursor
+            .read(&mut |frame| {
+                seen.push(frame.index);
+                Ok(false)
+            })
+            .expect("first frame");
+        assert_eq!((seen, cursor.next_index()), (vec![1], 4));
+        // Compaction behind a snapshot deletes the oldest segments while the reader is away.
+        for first in [1, 4] {
+            std::fs::remove_file(segment::segment_path(&dir, first)).expect("delete");
+        }
+        let result = read_indexes(&mut cursor);
+        assert!(
+            matches!(&result, Err(Error::Corrupt { reason, .. }) if reason.contains("4..=5")),
+            "{result:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
