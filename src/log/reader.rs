@@ -51,13 +51,12 @@ pub fn read_range(
         }
         segment::read_segment(&path, &mut buffer)?;
         let mut filter = |frame: &Frame<'_>| {
-            if stopped || frame.count == 0 || frame.last_index() < from_index {
-                return Ok(());
+            if frame.count > 0 && frame.last_index() >= from_index {
+                stopped = !visit(frame)?;
             }
-            stopped = !visit(frame)?;
-            Ok(())
+            Ok(!stopped)
         };
-        let scan = segment::scan_segment(&path, &buffer, first, &mut filter)?;
+        let scan = segment::scan_segment_until(&path, &buffer, first, &mut filter)?;
         let is_last = position + 1 == firsts.len();
         if let (Ending::Torn { offset, reason }, false) = (scan.ending, is_last) {
             let reason = format!("{reason} in a segment that is not the last");
@@ -331,6 +330,28 @@ mod tests {
             );
             let _ = std::fs::remove_dir_all(&dir);
         }
+    }
+
+    #[test]
+    fn a_range_read_judges_no_bytes_past_where_its_reader_stopped() {
+        // Frame 1..=3, then zeros where a length should be, then a valid frame 4..=5: what a
+        // read racing an append can see (the page of one group read before its write, the
+        // next group's page after).
+        let mut bytes = segment_bytes(1, 3);
+        bytes.extend_from_slice(&[0; 4]);
+        bytes.extend_from_slice(&segment_bytes(4, 2)[HEADER_BYTES..]);
+        let dir = damaged_log("range-stop", &bytes, None);
+        let mut seen = Vec::new();
+        let stopped = read_range(&dir, 1, &mut |frame| {
+            seen.push(frame.index);
+            Ok(frame.last_index() < 3)
+        });
+        assert!(stopped.is_ok(), "{stopped:?}");
+        assert_eq!(seen, [1]);
+        // A reader that wants everything still gets the damage reported.
+        let whole = read_range(&dir, 1, &mut |_| Ok(true));
+        assert!(matches!(whole, Err(Error::Corrupt { .. })), "{whole:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -125,6 +125,22 @@ pub fn scan_segment(
     expected_first: u64,
     visit: &mut dyn FnMut(&Frame<'_>) -> Result<(), Error>,
 ) -> Result<Scan, Error> {
+    scan_segment_until(path, bytes, expected_first, &mut |frame| {
+        visit(frame).map(|()| true)
+    })
+}
+
+/// [`scan_segment`] that stops right after the frame for which `visit` returns `false`, and
+/// then reports a clean end there: what follows is not looked at. A reader of a live log
+/// wants no verdict on bytes past what it asked for, where appends may be landing as it
+/// reads (an earlier page read before its write, a later one after: zeros before a valid
+/// frame, which would otherwise read as corruption).
+pub fn scan_segment_until(
+    path: &Path,
+    bytes: &[u8],
+    expected_first: u64,
+    visit: &mut dyn FnMut(&Frame<'_>) -> Result<bool, Error>,
+) -> Result<Scan, Error> {
     let corrupt = |offset: usize, reason: String| Error::Corrupt {
         path: path.to_path_buf(),
         offset: offset as u64,
@@ -172,10 +188,13 @@ pub fn scan_segment(
                     );
                     return Err(corrupt(at, message));
                 }
-                visit(&frame)?;
+                let more = visit(&frame)?;
                 next_index += u64::from(frame.count);
                 last_term = Some(frame.term);
                 at += frame.frame_bytes;
+                if !more {
+                    break;
+                }
                 continue;
             }
             Ok(Status::Partial) => "incomplete frame",
