@@ -348,6 +348,23 @@ fn second_open_of_the_same_directory_is_refused() {
 }
 
 #[test]
+fn a_deleted_lock_file_does_not_let_a_second_process_in() {
+    let dir = common::fresh_dir("log", "lock-deleted");
+    let (log, _, _) = open_collect(&dir, LogOptions::default()).expect("open");
+    // An operator takes the lock file for a stale one and deletes it.
+    std::fs::remove_file(dir.join(log::LOCK_FILE_NAME)).expect("delete LOCK");
+    let error = open_collect(&dir, LogOptions::default()).expect_err("second open must fail");
+    assert!(matches!(error, Error::Locked { .. }), "{error}");
+    drop(log);
+    open_collect(&dir, LogOptions::default()).expect("open after release");
+    assert!(
+        dir.join(log::LOCK_FILE_NAME).exists(),
+        "the lock file is back"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn truncate_after_cuts_inside_frames_and_across_segments() {
     let dir = common::fresh_dir("log", "truncate");
     let options = LogOptions {

@@ -47,7 +47,7 @@ pub const QUEUE_COMMANDS_DEFAULT: usize = 65_536;
 pub struct EngineOptions {
     /// When submissions are acknowledged.
     pub durability: Durability,
-    /// Segment size at which the log rolls over.
+    /// Segment size at which the log rolls over (at most [`log::SEGMENT_BYTES_LIMIT`]).
     pub segment_bytes_max: u64,
     /// Idempotency keys remembered (oldest evicted first), 1 to
     /// [`IDEMPOTENCY_KEYS_MAX`](super::IDEMPOTENCY_KEYS_MAX).
@@ -687,6 +687,22 @@ impl<S: State> Engine<S> {
         // install, which the Raft storage finishes on start).
         let expected_applied = log_end.min(replay_to).max(snapshot_index);
         let log_short = cluster.is_none() && log_end < snapshot_index;
+        // A snapshot file is renamed into place only once the entries it covers are durable,
+        // so even a damaged one (passed over above) proves the log once reached its index:
+        // a single node's log that ends before it has lost entries (segments deleted), and
+        // starting would silently serve an older state (an empty one, with no log left).
+        let newest_file = snapshot::list_snapshots(data_dir)?.last().copied();
+        if let Some(newest) = newest_file
+            .filter(|&newest| cluster.is_none() && newest > snapshot_index && log_end < newest)
+        {
+            let message = format!(
+                "the log ends at index {log_end} but snapshot file {} (damaged, not loaded) \
+                 shows entries up to {newest} were stored: refusing to start without them \
+                 (restore the missing log segments or a good copy of that snapshot)",
+                snapshot::snapshot_file(data_dir, newest).display()
+            );
+            return Err(Error::Invalid { message });
+        }
         if log_short || tracked.applied_index != expected_applied {
             let message = format!(
                 "the log ends at index {} but the snapshot covers up to {snapshot_index}",
@@ -694,7 +710,7 @@ impl<S: State> Engine<S> {
             );
             return Err(Error::Invalid { message });
         }
-        snapshot::prune(data_dir)?;
+        snapshot::prune(data_dir, rebuilt.snapshot)?;
         let opened = Opened {
             snapshot_index,
             applied_index: tracked.applied_index,
@@ -1935,7 +1951,7 @@ fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
             message: format!("snapshot stopped after deleting segments: {message}"),
         });
     }
-    snapshot::prune(&shared.data_dir)?;
+    snapshot::prune(&shared.data_dir, Some(index))?;
     Ok(SnapshotInfo {
         index,
         path,

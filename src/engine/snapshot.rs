@@ -8,7 +8,7 @@
 use crate::crypto::crc32c;
 use crate::log::{sync_dir, Error};
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -73,7 +73,9 @@ pub fn list_snapshots(data_dir: &Path) -> Result<Vec<u64>, Error> {
         let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".snap")) else {
             continue;
         };
-        if stem.len() == 20 {
+        // Digits only: `parse` also takes a leading `+`, and such a name lists an index whose
+        // file (named by the digits alone) is another one, or none: the start then failed.
+        if stem.len() == 20 && stem.bytes().all(|byte| byte.is_ascii_digit()) {
             if let Ok(index) = stem.parse::<u64>() {
                 indexes.push(index);
             }
@@ -96,36 +98,72 @@ fn encode_header(index: u64, body: &[u8]) -> [u8; SNAPSHOT_HEADER_BYTES] {
     header
 }
 
-/// Checks a whole snapshot file; returns its index and body.
-pub fn parse_snapshot(bytes: &[u8]) -> Result<(u64, &[u8]), String> {
+/// Checks a snapshot header (magic, version, checksum); returns the body length it declares.
+fn parse_header(bytes: &[u8]) -> Result<u64, String> {
     if bytes.len() < SNAPSHOT_HEADER_BYTES {
         return Err("shorter than a snapshot header".to_string());
     }
     let word =
         |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    let long = |at: usize| {
-        let mut value = [0u8; 8];
-        value.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(value)
-    };
     if bytes[0..8] != SNAPSHOT_MAGIC || word(8) != SNAPSHOT_VERSION {
         return Err("bad magic or version".to_string());
     }
     if crc32c::crc32c(&bytes[..36]) != word(36) {
         return Err("header checksum mismatch".to_string());
     }
+    let mut length = [0u8; 8];
+    length.copy_from_slice(&bytes[24..32]);
+    Ok(u64::from_le_bytes(length))
+}
+
+/// Reads the snapshot file at `path` whole, but only once its header checks out and the file
+/// is as long as the header says (`Ok(Err(reason))` otherwise): a damaged or hostile file
+/// (say, extended to a huge sparse size) is passed over without allocating its size.
+pub(super) fn read_checked(path: &Path) -> Result<Result<Vec<u8>, String>, Error> {
+    let mut file = fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let bytes = file
+        .metadata()
+        .map_err(|e| Error::io(path, "stat", e))?
+        .len();
+    let mut header = vec![0u8; SNAPSHOT_HEADER_BYTES.min(bytes as usize)];
+    file.read_exact(&mut header)
+        .map_err(|e| Error::io(path, "read", e))?;
+    let declared = match parse_header(&header) {
+        Ok(body_bytes) => body_bytes,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let body_bytes = bytes - SNAPSHOT_HEADER_BYTES as u64;
+    if body_bytes != declared {
+        return Ok(Err(format!(
+            "body is {body_bytes} bytes, header says {declared}"
+        )));
+    }
+    let mut whole = header;
+    whole.reserve_exact(body_bytes as usize);
+    // Bounded even if the file grew since (nothing should write it: it was renamed in place).
+    file.take(body_bytes + 1)
+        .read_to_end(&mut whole)
+        .map_err(|e| Error::io(path, "read", e))?;
+    Ok(Ok(whole))
+}
+
+/// Checks a whole snapshot file; returns its index and body.
+pub fn parse_snapshot(bytes: &[u8]) -> Result<(u64, &[u8]), String> {
+    let declared = parse_header(bytes)?;
     let body = &bytes[SNAPSHOT_HEADER_BYTES..];
-    if body.len() as u64 != long(24) {
+    if body.len() as u64 != declared {
         return Err(format!(
-            "body is {} bytes, header says {}",
-            body.len(),
-            long(24)
+            "body is {} bytes, header says {declared}",
+            body.len()
         ));
     }
-    if crc32c::crc32c(body) != word(32) {
+    let body_crc = u32::from_le_bytes([bytes[32], bytes[33], bytes[34], bytes[35]]);
+    if crc32c::crc32c(body) != body_crc {
         return Err("body checksum mismatch".to_string());
     }
-    Ok((long(16), body))
+    let mut index = [0u8; 8];
+    index.copy_from_slice(&bytes[16..24]);
+    Ok((u64::from_le_bytes(index), body))
 }
 
 /// The size in bytes of the snapshot file covering `index` in `data_dir` (header included),
@@ -144,9 +182,17 @@ pub fn load_newest(data_dir: &Path) -> Result<Option<(u64, Vec<u8>)>, Error> {
     let dir = snapshot_dir(data_dir);
     for index in list_snapshots(data_dir)?.into_iter().rev() {
         let path = snapshot_path(&dir, index);
-        let bytes = fs::read(&path).map_err(|e| Error::io(&path, "read", e))?;
-        match parse_snapshot(&bytes) {
-            Ok((named, body)) if named == index => return Ok(Some((index, body.to_vec()))),
+        let bytes = read_checked(&path)?;
+        let checked = bytes.and_then(|bytes| {
+            let named = parse_snapshot(&bytes)?.0;
+            Ok((named, bytes))
+        });
+        match checked {
+            Ok((named, mut bytes)) if named == index => {
+                // The body in place: no second copy of a state-sized buffer.
+                bytes.drain(..SNAPSHOT_HEADER_BYTES);
+                return Ok(Some((index, bytes)));
+            }
             Ok((named, _)) => eprintln!(
                 "lithair: snapshot {} names index {named}; ignored",
                 path.display()
@@ -180,24 +226,34 @@ pub fn write_snapshot(
     fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, "create directory", e))?;
     let path = snapshot_path(&dir, index);
     let temporary = dir.join(format!("{index:020}.snap.tmp"));
-    let mut file = fs::File::create(&temporary).map_err(|e| Error::io(&temporary, "create", e))?;
-    file.write_all(&encode_header(index, body))
-        .map_err(|e| Error::io(&temporary, "write", e))?;
-    for piece in body.chunks(SNAPSHOT_SYNC_CHUNK_BYTES) {
-        file.write_all(piece)
-            .map_err(|e| Error::io(&temporary, "write", e))?;
-        file.sync_data()
-            .map_err(|e| Error::io(&temporary, "fsync", e))?;
+    if let Err(error) = write_temporary(&temporary, index, body) {
+        // A failed write (a full disk, most often) must not leave its part-written file
+        // holding the space the log needs: until the next successful snapshot or restart
+        // nothing else removes it, and each failed attempt at a new index would add one.
+        let _ = fs::remove_file(&temporary);
+        return Err(error);
     }
-    file.sync_all()
-        .map_err(|e| Error::io(&temporary, "fsync", e))?;
-    drop(file);
     step(hook, SnapshotStep::TemporaryWritten)?;
     fs::rename(&temporary, &path).map_err(|e| Error::io(&path, "rename", e))?;
     step(hook, SnapshotStep::Renamed)?;
     sync_dir(&dir)?;
     step(hook, SnapshotStep::Durable)?;
     Ok(path)
+}
+
+/// Writes header and body to `temporary` in fsynced pieces, then fsyncs it whole.
+fn write_temporary(temporary: &Path, index: u64, body: &[u8]) -> Result<(), Error> {
+    let mut file = fs::File::create(temporary).map_err(|e| Error::io(temporary, "create", e))?;
+    file.write_all(&encode_header(index, body))
+        .map_err(|e| Error::io(temporary, "write", e))?;
+    for piece in body.chunks(SNAPSHOT_SYNC_CHUNK_BYTES) {
+        file.write_all(piece)
+            .map_err(|e| Error::io(temporary, "write", e))?;
+        file.sync_data()
+            .map_err(|e| Error::io(temporary, "fsync", e))?;
+    }
+    file.sync_all()
+        .map_err(|e| Error::io(temporary, "fsync", e))
 }
 
 /// Cluster mode: the whole snapshot file covering exactly `index` (header included), as a
@@ -236,12 +292,18 @@ pub fn load_at(data_dir: &Path, index: u64) -> Result<Vec<u8>, Error> {
     }
 }
 
-/// Deletes leftover temporary files and all but the newest [`SNAPSHOTS_KEPT`] snapshots.
-pub fn prune(data_dir: &Path) -> Result<(), Error> {
+/// Deletes leftover temporary files and all but the newest [`SNAPSHOTS_KEPT`] snapshots,
+/// except `in_use`: the snapshot the state was loaded from. Newer files than it are damaged
+/// ones that loading passed over; counting them must not delete the only good one (a restart
+/// would then find no snapshot to start from once the log before it is compacted away).
+pub fn prune(data_dir: &Path, in_use: Option<u64>) -> Result<(), Error> {
     let dir = snapshot_dir(data_dir);
     let indexes = list_snapshots(data_dir)?;
     let old = indexes.len().saturating_sub(SNAPSHOTS_KEPT);
-    for &index in &indexes[..old] {
+    for &index in indexes[..old]
+        .iter()
+        .filter(|&&index| Some(index) != in_use)
+    {
         let path = snapshot_path(&dir, index);
         fs::remove_file(&path).map_err(|e| Error::io(&path, "delete", e))?;
     }
@@ -275,6 +337,43 @@ mod tests {
             assert!(parse_snapshot(&damaged).is_err(), "flip at {at} accepted");
         }
         assert!(parse_snapshot(&file[..file.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_write_that_fails_part_way_leaves_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("lithair-snap-full-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let snapshots = snapshot_dir(&dir);
+        fs::create_dir_all(&snapshots).unwrap();
+        // The temporary file's name leads to /dev/full: every write fails with ENOSPC, as on
+        // a disk that fills up while the snapshot is written.
+        let temporary = snapshots.join(format!("{:020}.snap.tmp", 9));
+        std::os::unix::fs::symlink("/dev/full", &temporary).unwrap();
+        let error = write_snapshot(&dir, 9, b"state", None).unwrap_err();
+        assert!(error.to_string().contains("snap.tmp"), "{error}");
+        assert!(
+            fs::symlink_metadata(&temporary).is_err(),
+            "the part-written temporary file is removed"
+        );
+        assert!(list_snapshots(&dir).unwrap().is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_names_of_twenty_digits_are_snapshots() {
+        let dir = std::env::temp_dir().join(format!("lithair-snap-names-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(snapshot_dir(&dir)).unwrap();
+        for name in [
+            "+0000000000000000007.snap",
+            "0000000000000000007.snap",
+            "00000000000000000007.snap.bak",
+            "00000000000000000008.snap",
+        ] {
+            fs::write(snapshot_dir(&dir).join(name), b"x").unwrap();
+        }
+        assert_eq!(list_snapshots(&dir).unwrap(), [8]);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

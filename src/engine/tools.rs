@@ -6,6 +6,7 @@
 //! typed replay is `Engine::open` / `replay_dir`).
 
 use super::envelope::{self, EnvelopeRef};
+use super::replay;
 use super::snapshot;
 use crate::log::{self, Frame};
 use std::collections::BTreeMap;
@@ -125,21 +126,53 @@ pub fn log_verify(data: &Path, out: &mut dyn Write) -> Result<(), String> {
         segments.len()
     )
     .map_err(io)?;
-    for index in snapshot::list_snapshots(data).map_err(|e| e.to_string())? {
+    if let Some(torn) = torn_tail(&log_dir, &segments)? {
+        writeln!(out, "{torn}").map_err(io)?;
+    }
+    let snapshots = snapshot::list_snapshots(data).map_err(|e| e.to_string())?;
+    for &index in &snapshots {
         check_snapshot(data, index, out)?;
     }
+    // Every snapshot passed its checks, so a start loads the newest and replays the log from
+    // the index after it: a log starting later (its first segments deleted with no snapshot
+    // covering them) is refused there, so it must not pass here.
+    let needed_from = snapshots.last().map_or(1, |newest| newest + 1);
+    replay::check_log_start(&log_dir, needed_from).map_err(|e| e.to_string())?;
     writeln!(out, "ok").map_err(io)
+}
+
+/// A note when the last segment ends with a torn write (bytes after its last whole frame
+/// that are not the zero tail, with no whole frame after them): the next start cuts them, and
+/// an operator checking a directory after a crash should see that rather than a bare "ok".
+fn torn_tail(log_dir: &Path, segments: &[u64]) -> Result<Option<String>, String> {
+    let Some(&last) = segments.last() else {
+        return Ok(None);
+    };
+    let path = log::segment_path(log_dir, last);
+    let valid_end = log::used_bytes(&path, last).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let rest = bytes.get(valid_end as usize..).unwrap_or_default();
+    if log::is_zero_tail(rest) {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "torn tail in {} at offset {valid_end}: {} bytes after the last whole frame \
+         (a write cut short; the next start truncates them)",
+        path.display(),
+        rest.len()
+    )))
 }
 
 fn check_snapshot(data: &Path, index: u64, out: &mut dyn Write) -> Result<(), String> {
     let path = snapshot::snapshot_dir(data).join(format!("{index:020}.snap"));
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    match snapshot::parse_snapshot(&bytes) {
-        Ok((named, body)) if named == index => writeln!(
+    let bytes = snapshot::read_checked(&path).map_err(|e| e.to_string())?;
+    match bytes
+        .and_then(|bytes| snapshot::parse_snapshot(&bytes).map(|(named, body)| (named, body.len())))
+    {
+        Ok((named, body_bytes)) if named == index => writeln!(
             out,
-            "snapshot {}: index {index}, {} bytes, checksums ok",
+            "snapshot {}: index {index}, {body_bytes} bytes, checksums ok",
             path.display(),
-            body.len()
         )
         .map_err(io),
         Ok((named, _)) => Err(format!("{}: names index {named}", path.display())),

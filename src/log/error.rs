@@ -74,8 +74,8 @@ impl fmt::Display for Error {
                 reason,
             } => write!(
                 f,
-                "{}: {reason} at offset {offset}, followed by valid data; refusing to start \
-                 (restore this file from a replica or backup)",
+                "{}: {reason} at offset {offset}; refusing to start (restore this file from \
+                 a replica or backup)",
                 path.display()
             ),
             Error::Visitor { index, message } => write!(f, "entry {index}: {message}"),

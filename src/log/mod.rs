@@ -26,9 +26,12 @@ pub use frame::{
 };
 pub use prepare::PREPARED_FILE_NAME;
 pub use reader::{read_range, Cursor};
-pub use segment::{is_zero_tail, list_segments, segment_name, segment_path, sync_dir, used_bytes};
+pub use segment::{
+    is_zero_tail, list_segments, segment_name, segment_path, sync_dir, used_bytes,
+    SEGMENT_BYTES_LIMIT, SEGMENT_FILE_BYTES_MAX,
+};
 pub use writer::{
-    lock_data_dir, on_writer_thread, Append, Appended, Done, Durability, Faults, Log, LogOptions,
-    Recovery, APPEND_BYTES_MAX, GROUP_BYTES_MAX, LOCK_FILE_NAME, LOG_DIR_NAME,
+    lock_data_dir, on_writer_thread, Append, Appended, DataDirLock, Done, Durability, Faults, Log,
+    LogOptions, Recovery, APPEND_BYTES_MAX, GROUP_BYTES_MAX, LOCK_FILE_NAME, LOG_DIR_NAME,
     PREALLOCATE_CHUNK_BYTES, SEGMENT_BYTES_DEFAULT,
 };

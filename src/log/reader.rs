@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 /// `visit` returns `false` or the log ends.
 ///
 /// A partial frame at the very end (a write in progress or a torn tail) ends the iteration;
-/// damage followed by valid data is [`Error::Corrupt`]. Frames may start before `from_index`:
-/// skip their first entries.
+/// damage followed by valid data, and a segment that does not start where the one before it
+/// ends (a segment missing in the middle), are [`Error::Corrupt`]. Frames may start before
+/// `from_index`: skip their first entries.
 pub fn read_range(
     log_dir: &Path,
     from_index: u64,
@@ -27,17 +28,35 @@ pub fn read_range(
         .unwrap_or(0);
     let mut buffer = Vec::new();
     let mut stopped = false;
+    // Where the previous segment read ended: the next one must start exactly there.
+    let mut expected_first = None;
     for (position, &first) in firsts.iter().enumerate().skip(start) {
         let path = segment::segment_path(log_dir, first);
+        if let Some(expected) = expected_first.filter(|&expected| expected != first) {
+            // A segment deleted or lost in the middle: reading on would skip its entries
+            // without a word (recovery refuses the same log).
+            let what = match first > expected {
+                true => format!("entries {expected}..={} are missing", first - 1),
+                false => "the segments overlap".to_string(),
+            };
+            let reason = format!(
+                "segment starts at index {first} but the previous one ends before {expected} \
+                 ({what})"
+            );
+            return Err(Error::Corrupt {
+                path,
+                offset: 0,
+                reason,
+            });
+        }
         segment::read_segment(&path, &mut buffer)?;
         let mut filter = |frame: &Frame<'_>| {
-            if stopped || frame.count == 0 || frame.last_index() < from_index {
-                return Ok(());
+            if frame.count > 0 && frame.last_index() >= from_index {
+                stopped = !visit(frame)?;
             }
-            stopped = !visit(frame)?;
-            Ok(())
+            Ok(!stopped)
         };
-        let scan = segment::scan_segment(&path, &buffer, first, &mut filter)?;
+        let scan = segment::scan_segment_until(&path, &buffer, first, &mut filter)?;
         let is_last = position + 1 == firsts.len();
         if let (Ending::Torn { offset, reason }, false) = (scan.ending, is_last) {
             let reason = format!("{reason} in a segment that is not the last");
@@ -50,6 +69,7 @@ pub fn read_range(
         if stopped {
             break;
         }
+        expected_first = Some(scan.next_index);
     }
     Ok(())
 }
@@ -115,6 +135,25 @@ impl Cursor {
                     });
                 }
             };
+            if found.count > 0 && found.index > self.next_index {
+                // The segments holding the entries between were deleted under the reader
+                // (compacted behind a snapshot while a subscriber caught up): a hole, never
+                // a silent skip to the entries after it.
+                let path = segment::segment_path(&self.log_dir, first);
+                let reason = format!(
+                    "frame starts at index {} but the reader needs {} next (entries {}..={} \
+                     are no longer in the log)",
+                    found.index,
+                    self.next_index,
+                    self.next_index,
+                    found.index - 1
+                );
+                return Err(Error::Corrupt {
+                    path,
+                    offset: self.offset as u64,
+                    reason,
+                });
+            }
             self.offset += found.frame_bytes;
             if found.count == 0 || found.last_index() < self.next_index {
                 continue;
@@ -291,6 +330,59 @@ mod tests {
             );
             let _ = std::fs::remove_dir_all(&dir);
         }
+    }
+
+    #[test]
+    fn a_range_read_judges_no_bytes_past_where_its_reader_stopped() {
+        // Frame 1..=3, then zeros where a length should be, then a valid frame 4..=5: what a
+        // read racing an append can see (the page of one group read before its write, the
+        // next group's page after).
+        let mut bytes = segment_bytes(1, 3);
+        bytes.extend_from_slice(&[0; 4]);
+        bytes.extend_from_slice(&segment_bytes(4, 2)[HEADER_BYTES..]);
+        let dir = damaged_log("range-stop", &bytes, None);
+        let mut seen = Vec::new();
+        let stopped = read_range(&dir, 1, &mut |frame| {
+            seen.push(frame.index);
+            Ok(frame.last_index() < 3)
+        });
+        assert!(stopped.is_ok(), "{stopped:?}");
+        assert_eq!(seen, [1]);
+        // A reader that wants everything still gets the damage reported.
+        let whole = read_range(&dir, 1, &mut |_| Ok(true));
+        assert!(matches!(whole, Err(Error::Corrupt { .. })), "{whole:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn segments_deleted_under_the_cursor_are_a_hole_not_a_skip() {
+        let dir =
+            std::env::temp_dir().join(format!("lithair-cursor-deleted-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create dir");
+        for (first, entries) in [(1, 3), (4, 2), (6, 2)] {
+            let path = segment::segment_path(&dir, first);
+            std::fs::write(path, segment_bytes(first, entries)).expect("write");
+        }
+        let mut cursor = Cursor::new(&dir, 1);
+        let mut seen = Vec::new();
+        cursor
+            .read(&mut |frame| {
+                seen.push(frame.index);
+                Ok(false)
+            })
+            .expect("first frame");
+        assert_eq!((seen, cursor.next_index()), (vec![1], 4));
+        // Compaction behind a snapshot deletes the oldest segments while the reader is away.
+        for first in [1, 4] {
+            std::fs::remove_file(segment::segment_path(&dir, first)).expect("delete");
+        }
+        let result = read_indexes(&mut cursor);
+        assert!(
+            matches!(&result, Err(Error::Corrupt { reason, .. }) if reason.contains("4..=5")),
+            "{result:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! to segments (the writer thread does) or interpret entry payloads.
 
 use super::frame::{self, Frame, FrameError, Status, HEADER_BYTES};
+use super::writer::APPEND_BYTES_MAX;
 use super::Error;
 use std::fs;
 use std::io::Read;
@@ -11,6 +12,14 @@ use std::path::{Path, PathBuf};
 
 /// Number of decimal digits in a segment file name.
 const SEGMENT_NAME_DIGITS: usize = 20;
+/// Largest `segment_bytes_max` a log accepts (1 GiB): segments are read whole into memory, so
+/// their size must have a bound a reader can check.
+pub const SEGMENT_BYTES_LIMIT: u64 = 1 << 30;
+/// Largest segment file a reader loads: a segment of [`SEGMENT_BYTES_LIMIT`], plus the group
+/// that crossed it (at most `GROUP_BYTES_MAX` plus one append of `APPEND_BYTES_MAX`) and the
+/// zero-filled slack, rounded up. A larger file (sparse, or not written by the log) is refused
+/// before any of it is read, instead of allocating its size.
+pub const SEGMENT_FILE_BYTES_MAX: u64 = SEGMENT_BYTES_LIMIT + 2 * APPEND_BYTES_MAX as u64;
 /// How far past the last good index a frame found after damage may claim to start and still be
 /// taken as evidence of valid data (filters out random bytes before computing a CRC).
 const SCAN_INDEX_WINDOW: u64 = 1 << 32;
@@ -48,11 +57,32 @@ pub fn list_segments(log_dir: &Path) -> Result<Vec<u64>, Error> {
 }
 
 /// Reads a whole segment file into `buf` (reused across segments to avoid reallocations).
+/// A file larger than [`SEGMENT_FILE_BYTES_MAX`] is [`Error::Corrupt`], and nothing is read.
 pub fn read_segment(path: &Path, buf: &mut Vec<u8>) -> Result<(), Error> {
     buf.clear();
-    let mut file = fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
-    file.read_to_end(buf)
+    let file = fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let bytes = file
+        .metadata()
+        .map_err(|e| Error::io(path, "stat", e))?
+        .len();
+    if bytes > SEGMENT_FILE_BYTES_MAX {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            offset: SEGMENT_FILE_BYTES_MAX,
+            reason: format!(
+                "the file is {bytes} bytes, more than a segment holds \
+                 (SEGMENT_FILE_BYTES_MAX, {SEGMENT_FILE_BYTES_MAX})"
+            ),
+        });
+    }
+    // Bounded even if the file grows while it is read (a live log's active segment).
+    file.take(SEGMENT_FILE_BYTES_MAX + 1)
+        .read_to_end(buf)
         .map_err(|e| Error::io(path, "read", e))?;
+    assert!(
+        buf.len() as u64 <= SEGMENT_FILE_BYTES_MAX + 1,
+        "read past the bound"
+    );
     Ok(())
 }
 
@@ -95,15 +125,43 @@ pub fn scan_segment(
     expected_first: u64,
     visit: &mut dyn FnMut(&Frame<'_>) -> Result<(), Error>,
 ) -> Result<Scan, Error> {
+    scan_segment_until(path, bytes, expected_first, &mut |frame| {
+        visit(frame).map(|()| true)
+    })
+}
+
+/// [`scan_segment`] that stops right after the frame for which `visit` returns `false`, and
+/// then reports a clean end there: what follows is not looked at. A reader of a live log
+/// wants no verdict on bytes past what it asked for, where appends may be landing as it
+/// reads (an earlier page read before its write, a later one after: zeros before a valid
+/// frame, which would otherwise read as corruption).
+pub fn scan_segment_until(
+    path: &Path,
+    bytes: &[u8],
+    expected_first: u64,
+    visit: &mut dyn FnMut(&Frame<'_>) -> Result<bool, Error>,
+) -> Result<Scan, Error> {
     let corrupt = |offset: usize, reason: String| Error::Corrupt {
         path: path.to_path_buf(),
         offset: offset as u64,
         reason,
     };
-    let Some(first) = read_header(bytes, expected_first, &corrupt)? else {
+    // A segment whose creation was cut short by a crash (power loss before its first fsync)
+    // may come back at its preallocated size with nothing written, its header read as zeros.
+    // Nothing in it was ever acknowledged (a segment is fsynced before any append lands in
+    // it), so it ends like an incomplete header: a torn tail if it is the last segment.
+    let never_written = is_zero_tail(bytes);
+    let header = match never_written {
+        true => None,
+        false => read_header(bytes, expected_first, &corrupt)?,
+    };
+    let Some(first) = header else {
         let ending = Ending::Torn {
             offset: 0,
-            reason: "incomplete segment header",
+            reason: match never_written && bytes.len() >= HEADER_BYTES {
+                true => "segment never written (only zeros)",
+                false => "incomplete segment header",
+            },
         };
         return Ok(Scan {
             next_index: expected_first,
@@ -130,10 +188,13 @@ pub fn scan_segment(
                     );
                     return Err(corrupt(at, message));
                 }
-                visit(&frame)?;
+                let more = visit(&frame)?;
                 next_index += u64::from(frame.count);
                 last_term = Some(frame.term);
                 at += frame.frame_bytes;
+                if !more {
+                    break;
+                }
                 continue;
             }
             Ok(Status::Partial) => "incomplete frame",

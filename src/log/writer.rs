@@ -113,7 +113,8 @@ impl Faults {
 pub struct LogOptions {
     /// When appends are acknowledged.
     pub durability: Durability,
-    /// Segment size after which the writer rolls over to a new file.
+    /// Segment size after which the writer rolls over to a new file (at most
+    /// [`SEGMENT_BYTES_LIMIT`](super::SEGMENT_BYTES_LIMIT)).
     pub segment_bytes_max: u64,
     /// Index of the first entry when the log is created empty.
     pub first_index: u64,
@@ -249,9 +250,36 @@ impl std::fmt::Debug for Log {
     }
 }
 
-/// Takes the exclusive lock on `data_dir/LOCK`; the lock lives as long as the returned file.
-pub fn lock_data_dir(data_dir: &Path) -> Result<File, Error> {
+/// The exclusive locks of a data directory, held as long as this value lives.
+#[derive(Debug)]
+pub struct DataDirLock {
+    /// `DATA/LOCK`, the documented lock file.
+    _file: File,
+    /// The directory itself: an operator who deletes `LOCK` (taking it for a stale lock file)
+    /// would let a second process lock a new `LOCK` and write the same log beside the first;
+    /// a directory in use cannot be deleted that casually, so its lock still stops the second.
+    _dir: File,
+}
+
+/// Takes the exclusive locks on `data_dir` and `data_dir/LOCK` (`flock`, released when the
+/// returned value is dropped or the process dies, so a crash never leaves a stale lock).
+pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, Error> {
     fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, "create directory", e))?;
+    let dir = File::open(data_dir).map_err(|e| Error::io(data_dir, "open directory", e))?;
+    match crate::sys::fs::try_lock_exclusive(&dir) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(Error::Locked {
+                path: data_dir.to_path_buf(),
+            })
+        }
+        // Some file systems cannot lock a directory (NFS emulates `flock` with byte-range
+        // locks, which need a file open for writing): `LOCK` alone guards it there, as before.
+        Err(error) => eprintln!(
+            "lithair log: cannot lock directory {} ({error}); relying on {LOCK_FILE_NAME} alone",
+            data_dir.display()
+        ),
+    }
     let path = data_dir.join(LOCK_FILE_NAME);
     let file = OpenOptions::new()
         .create(true)
@@ -259,9 +287,19 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<File, Error> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io(&path, "open", e))?;
-    match crate::sys::fs::try_lock_exclusive(&file) {
-        Ok(true) => Ok(file),
-        Ok(false) => Err(Error::Locked { path }),
+    take_lock(&file, &path)?;
+    Ok(DataDirLock {
+        _file: file,
+        _dir: dir,
+    })
+}
+
+fn take_lock(file: &File, path: &Path) -> Result<(), Error> {
+    match crate::sys::fs::try_lock_exclusive(file) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::Locked {
+            path: path.to_path_buf(),
+        }),
         Err(error) => Err(Error::io(path, "lock", error)),
     }
 }
@@ -275,8 +313,10 @@ impl Log {
         options: LogOptions,
         visit: &mut dyn FnMut(&Frame<'_>) -> Result<(), Error>,
     ) -> Result<(Log, Recovery), Error> {
-        if options.segment_bytes_max < HEADER_BYTES as u64 || options.first_index == 0 {
-            let message = "segment_bytes_max must exceed the header and first_index must be >= 1";
+        let segment_bytes = HEADER_BYTES as u64..=segment::SEGMENT_BYTES_LIMIT;
+        if !segment_bytes.contains(&options.segment_bytes_max) || options.first_index == 0 {
+            let message = "segment_bytes_max must exceed the header and be at most \
+                SEGMENT_BYTES_LIMIT (1 GiB), and first_index must be >= 1";
             return Err(Error::Invalid {
                 message: message.to_string(),
             });
@@ -722,7 +762,7 @@ struct Writer {
     turn_waiting: bool,
     /// Zero-fills ahead of `file_bytes`; dropped (its thread joined) before the lock goes.
     preparer: Preparer,
-    _lock: File,
+    _lock: DataDirLock,
 }
 
 /// Writer threads of a `Durable` log: while one runs an fsync, the other writes the next

@@ -1,0 +1,461 @@
+//! An operator's damaged data directories: segments lost in the middle or at the start, a
+//! segment whose creation a crash cut short. The engine and the `lithair` tools must agree:
+//! refuse what cannot be recovered (naming the file), recover what is safe.
+
+mod common;
+
+use lithair::binary::{self, Decode, Encode, Reader};
+use lithair::engine::{Command, Context, Engine, EngineOptions, State};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Small segments, so a few hundred events span several.
+const SEGMENT_BYTES: u64 = 2048;
+/// Events written by [`filled`].
+const EVENTS: u64 = 200;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Kv {
+    map: BTreeMap<u64, u64>,
+}
+
+struct Set {
+    key: u64,
+    value: u64,
+}
+
+impl Encode for Kv {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.map.encode(out);
+    }
+}
+
+impl Decode for Kv {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, binary::Error> {
+        Ok(Kv {
+            map: Decode::decode(reader)?,
+        })
+    }
+}
+
+impl Encode for Set {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.key.encode(out);
+        self.value.encode(out);
+    }
+}
+
+impl Decode for Set {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, binary::Error> {
+        Ok(Set {
+            key: Decode::decode(reader)?,
+            value: Decode::decode(reader)?,
+        })
+    }
+}
+
+impl State for Kv {
+    type Event = Set;
+    fn apply(&mut self, event: &Set) {
+        self.map.insert(event.key, event.value);
+    }
+}
+
+struct Put(u64);
+
+impl Command<Kv> for Put {
+    type Rejection = ();
+    fn decide(&self, _: &Kv, _: &Context) -> Result<Vec<Set>, ()> {
+        Ok(vec![Set {
+            key: self.0,
+            value: self.0 * 3,
+        }])
+    }
+}
+
+fn options() -> EngineOptions {
+    EngineOptions {
+        segment_bytes_max: SEGMENT_BYTES,
+        ..EngineOptions::default()
+    }
+}
+
+/// A data directory holding [`EVENTS`] events (keys 1..), with a snapshot after `snapshot_at`
+/// events if given.
+fn filled(name: &str, snapshot_at: Option<u64>) -> PathBuf {
+    let dir = common::fresh_dir("durability", name);
+    let (engine, _) = Engine::open(&dir, options(), Kv::default()).expect("open");
+    for key in 1..=EVENTS {
+        engine.submit(Put(key)).expect("put");
+        if snapshot_at == Some(key) {
+            engine.snapshot().expect("snapshot");
+        }
+    }
+    drop(engine);
+    dir
+}
+
+/// The segment files, oldest first.
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let firsts = lithair::log::list_segments(&dir.join("log")).expect("list");
+    let log_dir = dir.join("log");
+    firsts
+        .into_iter()
+        .map(|first| lithair::log::segment_path(&log_dir, first))
+        .collect()
+}
+
+/// Runs the `lithair` tool on `dir`: exit code, stdout, stderr.
+fn tool(dir: &Path, words: &[&str]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lithair"))
+        .args(words)
+        .arg("--data")
+        .arg(dir)
+        .output()
+        .expect("run lithair");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .expect("file name")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn a_segment_missing_in_the_middle_fails_every_tool_naming_the_segment_after_the_hole() {
+    let dir = filled("hole", None);
+    let files = segments(&dir);
+    assert!(files.len() >= 4, "{files:?}");
+    std::fs::remove_file(&files[1]).expect("delete a middle segment");
+    let after_hole = file_name(&files[2]);
+    for words in [
+        &["log", "verify"][..],
+        &["replay"],
+        &["log", "inspect"],
+        &["log", "stats"],
+    ] {
+        let (code, _, stderr) = tool(&dir, words);
+        assert_eq!(code, Some(1), "{words:?} must fail: {stderr}");
+        assert!(
+            stderr.contains(&after_hole) && stderr.contains("segment starts at index"),
+            "{words:?}: {stderr}"
+        );
+        // Nothing follows a hole: the message must not send the operator looking for it.
+        assert!(!stderr.contains("followed by valid data"), "{stderr}");
+    }
+    // The engine refuses the same directory.
+    let refused = Engine::open(&dir, options(), Kv::default()).map(|_| ());
+    let message = refused.expect_err("a hole in the log").to_string();
+    assert!(message.contains(&after_hole), "{message}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn verify_refuses_a_log_whose_first_entries_no_snapshot_covers() {
+    // Compacted behind a snapshot: the log starts late, and that is fine.
+    let dir = filled("start", Some(150));
+    let (code, stdout, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains("indexes 1..="), "compacted: {stdout}");
+    // Without the snapshot, the entries before the log's start are lost: a start refuses it,
+    // and so must verify.
+    std::fs::remove_dir_all(dir.join("snapshots")).expect("delete snapshots");
+    let (code, stdout, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stderr.contains("the log starts at index") && !stdout.ends_with("ok\n"),
+        "{stdout}{stderr}"
+    );
+    let refused = Engine::open(&dir, options(), Kv::default()).map(|_| ());
+    assert!(refused.is_err(), "the engine refuses it too");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_all_zero_last_segment_is_a_creation_cut_short_and_the_engine_starts() {
+    let dir = filled("zero-segment", None);
+    let files = segments(&dir);
+    // A crash (power loss) right after a rollover created and preallocated the next segment,
+    // before its header reached the disk: the file is there, every byte zero.
+    let next = lithair::log::segment_path(&dir.join("log"), EVENTS + 1);
+    std::fs::write(&next, vec![0u8; 4096]).expect("write a zeroed segment");
+    let (code, _, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(0), "nothing acknowledged is missing: {stderr}");
+    let (engine, opened) = Engine::open(&dir, options(), Kv::default()).expect("open");
+    assert_eq!(opened.applied_index, EVENTS);
+    let truncated = opened
+        .log
+        .truncated
+        .clone()
+        .expect("the segment is cut back");
+    assert_eq!((truncated.0, truncated.1), (next.clone(), 0));
+    engine.submit(Put(EVENTS + 1)).expect("appends go on");
+    drop(engine);
+    let (engine, opened) = Engine::open(&dir, options(), Kv::default()).expect("reopen");
+    assert_eq!(opened.applied_index, EVENTS + 1);
+    assert_eq!(engine.read(|kv| kv.map.len() as u64), EVENTS + 1);
+    drop(engine);
+    // The same zeros in a segment that is not the last hide entries: still refused.
+    let middle = &files[1];
+    let length = std::fs::metadata(middle).expect("stat").len();
+    std::fs::write(middle, vec![0u8; length as usize]).expect("zero a middle segment");
+    let refused = Engine::open(&dir, options(), Kv::default()).map(|_| ());
+    let message = refused.expect_err("zeroed middle segment").to_string();
+    assert!(message.contains(&file_name(middle)), "{message}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn verify_reports_a_torn_tail_the_next_start_will_cut() {
+    let dir = filled("torn", None);
+    let last = segments(&dir).pop().expect("a segment");
+    let mut bytes = std::fs::read(&last).expect("read");
+    let end = bytes.iter().rposition(|&byte| byte != 0).expect("data") + 1;
+    // Half of a frame's length and checksum, as a crash in the middle of a write leaves it.
+    bytes[end..end + 5].copy_from_slice(&[0x31, 0, 0, 0, 0x7f]);
+    std::fs::write(&last, &bytes).expect("write");
+    let (code, stdout, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(0), "a torn tail is not corruption: {stderr}");
+    let note = format!("torn tail in {}", last.display());
+    assert!(
+        stdout.contains(&note) && stdout.contains(&format!("at offset {end}")),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("ok\n"), "{stdout}");
+    let (_, opened) = Engine::open(&dir, options(), Kv::default()).expect("open");
+    let truncated = opened.log.truncated.expect("the start cuts it");
+    assert_eq!((truncated.0, truncated.1), (last, end as u64));
+    let (_, stdout, _) = tool(&dir, &["log", "verify"]);
+    assert!(!stdout.contains("torn tail"), "cut: {stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn opening_past_damaged_newer_snapshots_keeps_the_one_it_loaded() {
+    // A snapshot at 150 compacts the log: the state cannot be rebuilt without it.
+    let dir = filled("kept", Some(150));
+    let snapshots = dir.join("snapshots");
+    let good = snapshots.join(format!("{:020}.snap", 150));
+    let mut damaged = std::fs::read(&good).expect("read snapshot");
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    // Two newer files that fail their checksums (left by crashes, damaged on disk).
+    for index in [160u64, 170] {
+        let path = snapshots.join(format!("{index:020}.snap"));
+        std::fs::write(path, &damaged).expect("write damaged snapshot");
+    }
+    let (engine, opened) = Engine::open(&dir, options(), Kv::default()).expect("open");
+    assert_eq!((opened.snapshot_index, opened.applied_index), (150, EVENTS));
+    drop(engine);
+    assert!(good.exists(), "the snapshot the state came from is kept");
+    let (engine, opened) = Engine::open(&dir, options(), Kv::default()).expect("reopen");
+    assert_eq!((opened.snapshot_index, opened.applied_index), (150, EVENTS));
+    assert_eq!(engine.read(|kv| kv.map.len() as u64), EVENTS);
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Peak resident memory of this process so far, in bytes (`VmHWM`).
+fn peak_resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .expect("VmHWM line");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|number| number.parse().ok())
+        .expect("VmHWM value");
+    kib * 1024
+}
+
+/// How much more than before a start may hold at its peak while passing over oversized
+/// files: far below their size (they are sparse, so they cost no disk).
+const OVERSIZED_PEAK_BYTES_MAX: u64 = 256 << 20;
+/// Size a snapshot file is extended to (sparse).
+const OVERSIZED_SNAPSHOT_BYTES: u64 = 2 << 30;
+
+#[test]
+fn oversized_segment_and_snapshot_files_are_refused_or_passed_over_unread() {
+    let dir = common::fresh_dir("durability", "oversized");
+    let (engine, _) = Engine::open(&dir, options(), Kv::default()).expect("open");
+    for key in 1..=EVENTS {
+        engine.submit(Put(key)).expect("put");
+        if key == EVENTS - 5 {
+            engine.snapshot().expect("snapshot");
+        }
+    }
+    let newest = engine.snapshot().expect("snapshot").path;
+    drop(engine);
+    // The newest snapshot grown to gigabytes (a sparse file: its header still checks out).
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .expect("open snapshot");
+    file.set_len(OVERSIZED_SNAPSHOT_BYTES).expect("extend");
+    drop(file);
+    let before = peak_resident_bytes();
+    let (engine, opened) = Engine::open(&dir, options(), Kv::default()).expect("open");
+    let grown = peak_resident_bytes().saturating_sub(before);
+    assert!(
+        grown < OVERSIZED_PEAK_BYTES_MAX,
+        "the oversized snapshot was read: {grown} bytes"
+    );
+    // Passed over as damaged: the older snapshot and the log give the same state.
+    assert_eq!(
+        (opened.snapshot_index, opened.applied_index),
+        (EVENTS - 5, EVENTS)
+    );
+    drop(engine);
+    // The last segment grown past any size the log writes: refused, naming it, unread.
+    let last = segments(&dir).pop().expect("a segment");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .expect("open segment");
+    file.set_len(lithair::log::SEGMENT_FILE_BYTES_MAX + 1)
+        .expect("extend");
+    drop(file);
+    let before = peak_resident_bytes();
+    let refused = Engine::open(&dir, options(), Kv::default()).map(|_| ());
+    let grown = peak_resident_bytes().saturating_sub(before);
+    let message = refused.expect_err("an oversized segment").to_string();
+    assert!(
+        message.contains(&file_name(&last)) && message.contains("more than a segment holds"),
+        "{message}"
+    );
+    assert!(
+        grown < OVERSIZED_PEAK_BYTES_MAX,
+        "the segment was read: {grown} bytes"
+    );
+    let (code, _, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    // And no log is configured to write such segments.
+    let too_large = EngineOptions {
+        segment_bytes_max: lithair::log::SEGMENT_BYTES_LIMIT + 1,
+        ..EngineOptions::default()
+    };
+    let fresh = common::fresh_dir("durability", "oversized-option");
+    assert!(Engine::open(&fresh, too_large, Kv::default()).is_err());
+    let _ = std::fs::remove_dir_all(&fresh);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_damaged_snapshot_past_the_end_of_the_log_refuses_the_start() {
+    let dir = filled("past-end", Some(EVENTS));
+    // The log is gone (segments deleted by hand) and the only snapshot is damaged: the
+    // engine used to start on an empty state as if nothing had ever been written.
+    std::fs::remove_dir_all(dir.join("log")).expect("delete the log");
+    let snapshot = dir.join("snapshots").join(format!("{EVENTS:020}.snap"));
+    let mut bytes = std::fs::read(&snapshot).expect("read snapshot");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&snapshot, &bytes).expect("damage snapshot");
+    let refused = Engine::open(&dir, options(), Kv::default()).map(|_| ());
+    let message = refused
+        .expect_err("entries up to the snapshot are lost")
+        .to_string();
+    assert!(
+        message.contains(&file_name(&snapshot)) && message.contains("the log ends at index 0"),
+        "{message}"
+    );
+    // Refused again on the next try: nothing was changed that would let it through.
+    assert!(Engine::open(&dir, options(), Kv::default()).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Puts keys `first..first + count`, one event each, in one command (one frame).
+struct PutMany {
+    first: u64,
+    count: u64,
+}
+
+impl Command<Kv> for PutMany {
+    type Rejection = ();
+    fn decide(&self, _: &Kv, _: &Context) -> Result<Vec<Set>, ()> {
+        Ok((self.first..self.first + self.count)
+            .map(|key| Set {
+                key,
+                value: key * 3,
+            })
+            .collect())
+    }
+}
+
+/// Events per command in [`a_subscriber_catching_up_across_compaction_never_skips_events`].
+const EVENTS_PER_COMMAND: u64 = 100;
+/// Commands written there: more events than one catch-up read takes, and a number that
+/// leaves the last segment holding frames below the snapshot (it is kept by compaction).
+const COMMANDS: u64 = 59;
+/// Segment size there: a few frames of [`EVENTS_PER_COMMAND`] events each per segment.
+const CATCH_UP_SEGMENT_BYTES: u64 = 16 * 1024;
+
+#[test]
+fn a_subscriber_catching_up_across_compaction_never_skips_events() {
+    let catch_up = lithair::engine::CATCH_UP_EVENTS_MAX as u64;
+    assert!(COMMANDS * EVENTS_PER_COMMAND > catch_up + 2 * EVENTS_PER_COMMAND);
+    let dir = common::fresh_dir("durability", "catch-up");
+    let options = EngineOptions {
+        segment_bytes_max: CATCH_UP_SEGMENT_BYTES,
+        ..EngineOptions::default()
+    };
+    let (engine, _) = Engine::open(&dir, options, Kv::default()).expect("open");
+    for command in 0..COMMANDS {
+        let first = 1 + command * EVENTS_PER_COMMAND;
+        let put = PutMany {
+            first,
+            count: EVENTS_PER_COMMAND,
+        };
+        engine.submit(put).expect("put");
+    }
+    let mut subscription = engine.subscribe(1).expect("subscribe");
+    let wait = std::time::Duration::from_secs(5);
+    // The first catch-up read takes the first few thousand events from the log.
+    let first = subscription
+        .next_timeout(wait)
+        .expect("first")
+        .expect("event");
+    assert_eq!(first.envelope.index, 1);
+    // A snapshot compacts the log behind the subscriber's reader.
+    let info = engine.snapshot().expect("snapshot");
+    assert!(info.segments_deleted > 0, "segments were compacted");
+    // What is left starts past the reader's position and still holds events it needs next.
+    let left = lithair::log::list_segments(&dir.join("log")).expect("list")[0];
+    assert!(
+        left > catch_up + EVENTS_PER_COMMAND && left <= info.index,
+        "segment {left} left after a snapshot at {}",
+        info.index
+    );
+    let mut expected = 2;
+    loop {
+        match subscription.next_timeout(wait) {
+            Ok(Some(event)) => {
+                assert_eq!(event.envelope.index, expected, "an event was skipped");
+                expected += 1;
+            }
+            // The reader found the entries it needs gone: an error, as a resubscribe would.
+            Err(error) => {
+                assert!(
+                    error.to_string().contains("no longer in the log"),
+                    "{error}"
+                );
+                break;
+            }
+            Ok(None) => panic!("the catch-up stopped without an error at {expected}"),
+        }
+        if expected > COMMANDS * EVENTS_PER_COMMAND {
+            panic!("every event came although the log was compacted under the reader");
+        }
+    }
+    drop(subscription);
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
