@@ -260,7 +260,11 @@ fn write_temporary(temporary: &Path, index: u64, body: &[u8]) -> Result<(), Erro
 /// leader sends it to a follower; the follower checks its checksums on arrival.
 pub fn read_snapshot_file(data_dir: &Path, index: u64) -> Result<Vec<u8>, Error> {
     let path = snapshot_path(&snapshot_dir(data_dir), index);
-    fs::read(&path).map_err(|e| Error::io(&path, "read", e))
+    // Through `read_checked`: a file whose header or size is wrong is refused before it is
+    // read whole (a leader sends this file to a follower; it must not allocate a hostile size).
+    read_checked(&path)?.map_err(|reason| Error::Invalid {
+        message: format!("snapshot {index} is damaged: {reason}"),
+    })
 }
 
 /// Cluster mode: installs a snapshot file received from a leader. Checks its checksums and
@@ -391,6 +395,17 @@ mod tests {
         install_snapshot_file(&dir, 12, &file).unwrap();
         assert_eq!(load_at(&dir, 12).unwrap(), body);
         assert_eq!(read_snapshot_file(&dir, 12).unwrap(), file);
+        // A file grown past what its header declares (here to a sparse 2 GiB) is refused
+        // before it is read: the leader would have loaded all of it to send it.
+        let path = snapshot_path(&snapshot_dir(&dir), 12);
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(1 << 31)
+            .unwrap();
+        let refused = read_snapshot_file(&dir, 12).expect_err("a damaged file");
+        assert!(refused.to_string().contains("header says"), "{refused}");
         fs::remove_dir_all(&dir).unwrap();
     }
 }
