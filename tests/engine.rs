@@ -522,6 +522,58 @@ fn slow_subscriber_is_cut_off_instead_of_slowing_the_engine() {
 }
 
 #[test]
+fn asking_whether_a_subscription_is_closed_loses_no_event() {
+    // `is_closed` used to look with `try_recv` and drop what it found: an event delivered
+    // between a wait that timed out and that question was lost, a silent gap in the feed.
+    let dir = common::fresh_dir("engine", "is-closed");
+    let engine = open(&dir, EngineOptions::default());
+    let mut subscription = engine.subscribe(1).expect("subscribe");
+    let quiet = subscription
+        .next_timeout(Duration::from_millis(1))
+        .expect("no error");
+    assert!(quiet.is_none(), "nothing committed yet");
+    // `submit` returns after the subscribers were fed: the event waits in the buffer.
+    restock(&engine, 7, 1);
+    assert!(!subscription.is_closed(), "the engine runs");
+    let event = subscription
+        .next_timeout(Duration::from_secs(2))
+        .expect("no error")
+        .expect("the event is still there");
+    assert_eq!(event.envelope.index, 1);
+    close_and_remove(engine, &dir);
+}
+
+#[test]
+fn a_subscription_cut_off_is_not_reported_closed() {
+    // A feed that asks `is_closed` after being cut off must learn it lagged (and resume),
+    // not that the engine shut down.
+    let dir = common::fresh_dir("engine", "cut-not-closed");
+    let options = EngineOptions {
+        subscriber_buffer_events: 2,
+        ..EngineOptions::default()
+    };
+    let engine = open(&dir, options);
+    let mut subscription = engine.subscribe(1).expect("subscribe");
+    for item in 0..5 {
+        restock(&engine, item, 1);
+    }
+    for index in 1..=2 {
+        let event = subscription.next_timeout(Duration::from_secs(2));
+        assert_eq!(
+            event.expect("buffered").expect("an event").envelope.index,
+            index
+        );
+    }
+    assert!(!subscription.is_closed(), "cut off, but the engine runs");
+    let error = subscription.next_timeout(Duration::from_secs(2));
+    assert!(
+        matches!(error, Err(SubscribeError::Lagged { next_index: 3 })),
+        "{error:?}"
+    );
+    close_and_remove(engine, &dir);
+}
+
+#[test]
 fn post_commit_hooks_see_every_committed_event() {
     let (dir, engine) = open_fresh("hooks");
     let seen = Arc::new(AtomicU64::new(0));

@@ -61,6 +61,7 @@ impl<E> Subscribers<E> {
             log_dir,
             upcasters,
             cursor: None,
+            peeked: None,
         }
     }
 
@@ -141,6 +142,9 @@ pub struct Subscription<S: State> {
     upcasters: Vec<Upcaster>,
     /// Catch-up position, kept between reads so each segment is read once.
     cursor: Option<log::Cursor>,
+    /// A live event [`Subscription::is_closed`] took off the channel to look past it; the
+    /// next live read yields it first.
+    peeked: Option<Arc<Committed<S::Event>>>,
 }
 
 impl<S: State> Subscription<S> {
@@ -162,7 +166,11 @@ impl<S: State> Subscription<S> {
             return Ok(Some(self.advance(event)));
         }
         loop {
-            let event = match self.live.recv_timeout(timeout) {
+            let received = match self.peeked.take() {
+                Some(event) => Ok(event),
+                None => self.live.recv_timeout(timeout),
+            };
+            let event = match received {
                 Ok(event) => event,
                 Err(RecvTimeoutError::Timeout) => return Ok(None),
                 Err(RecvTimeoutError::Disconnected) if self.cut_off.load(Ordering::SeqCst) => {
@@ -180,10 +188,21 @@ impl<S: State> Subscription<S> {
         }
     }
 
-    /// True when the engine has shut down and every event was consumed.
-    pub fn is_closed(&self) -> bool {
-        matches!(self.live.try_recv(), Err(mpsc::TryRecvError::Disconnected))
-            && self.buffered.is_empty()
+    /// True when the engine has shut down and every event was consumed. An event found
+    /// waiting is kept for the next [`Subscription::next_timeout`] (asking loses nothing).
+    pub fn is_closed(&mut self) -> bool {
+        if !self.buffered.is_empty() || self.peeked.is_some() {
+            return false;
+        }
+        match self.live.try_recv() {
+            Ok(event) => {
+                self.peeked = Some(event);
+                false
+            }
+            Err(mpsc::TryRecvError::Empty) => false,
+            // Cut off is not closed: the next read reports `Lagged`.
+            Err(mpsc::TryRecvError::Disconnected) => !self.cut_off.load(Ordering::SeqCst),
+        }
     }
 
     fn advance(&mut self, event: Arc<Committed<S::Event>>) -> Arc<Committed<S::Event>> {
