@@ -409,3 +409,37 @@ fn websocket_feed_sends_page_then_changes_and_resumes() {
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn a_websocket_feed_catching_up_is_paced_not_closed_as_a_slow_consumer() {
+    // A client resuming far back reads as fast as it can, yet the pump used to push the whole
+    // catch-up into its hub queue at log-reading speed: the queue overflowed and the client
+    // was closed with 1008 "send queue overflow" before it could catch up.
+    let data = common::fresh_dir("live", "ws-catch-up");
+    let app = App::new("live-ws-catch-up").model::<Post>();
+    let (running, addr) = common::start(&app, &data);
+    let handle = running.handle.clone();
+    const BATCHES: u64 = 5;
+    const PER_BATCH: u64 = 1_000;
+    for batch in 0..BATCHES {
+        handle
+            .execute(lithair::engine::Meta::default(), move |tx| {
+                for n in 0..PER_BATCH {
+                    tx.create(post(&format!("p{}", batch * PER_BATCH + n), true))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let mut client = WsClient::connect(addr, "/api/posts/live?published=true&from=0");
+    for index in 1..=BATCHES * PER_BATCH {
+        assert_eq!(
+            ws_change(&ws_json(&mut client)),
+            (index, "upsert".into(), index)
+        );
+    }
+    client.close();
+    drop(handle);
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}

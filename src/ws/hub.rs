@@ -314,6 +314,11 @@ impl Hub {
             .map_or(0, |member| member.queued_bytes)
     }
 
+    /// Frames waiting for `id` (0 for unknown connections).
+    pub fn queued_frames(&self, id: ConnId) -> usize {
+        self.members.get(&id).map_or(0, |member| member.queue.len())
+    }
+
     /// Connections that got frames into an empty queue since the last call: wake their writers.
     pub fn take_ready(&mut self) -> Vec<ConnId> {
         std::mem::take(&mut self.ready)

@@ -141,6 +141,7 @@ fn direct_messages_and_ready_list() {
         "only the empty-to-non-empty transition wakes the writer"
     );
     assert_eq!(hub.queued_bytes(B), 2 + 4 + 2 + 5);
+    assert_eq!((hub.queued_frames(B), hub.queued_frames(A)), (2, 0));
     assert_eq!(drain_texts(&mut hub, B), ["psst", "again"]);
     assert_eq!(hub.queued_bytes(B), 0);
     hub.direct(B, &Message::Binary(vec![1, 2, 3]))
