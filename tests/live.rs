@@ -443,3 +443,57 @@ fn a_websocket_feed_catching_up_is_paced_not_closed_as_a_slow_consumer() {
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn a_lagging_websocket_feed_is_told_then_closed_and_resumes() {
+    // The pump used to send the error and drop the feed but leave the socket open: a client
+    // (a browser answers pings by itself) waited forever on a connection nothing fed.
+    let data = common::fresh_dir("live", "ws-lag");
+    let app = App::new("live-ws-lag")
+        .model::<Post>()
+        .engine_options(EngineOptions {
+            subscriber_buffer_events: 4,
+            ..EngineOptions::default()
+        });
+    let (running, addr) = common::start(&app, &data);
+    let handle = running.handle.clone();
+    let mut client = WsClient::connect(addr, "/api/posts/live?published=true");
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(ws_json(&mut client)["type"].as_str(), Some("snapshot"));
+    // One command of ten events: more than the feed's buffer of 4 in one delivery.
+    handle
+        .execute(lithair::engine::Meta::default(), |tx| {
+            for n in 0..10 {
+                tx.create(post(&format!("p{n}"), true))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    for index in 1..=4 {
+        assert_eq!(
+            ws_change(&ws_json(&mut client)),
+            (index, "upsert".into(), index)
+        );
+    }
+    let error = ws_json(&mut client);
+    assert_eq!(error["type"].as_str(), Some("error"), "{error:?}");
+    assert_eq!(error["last_index"].as_u64(), Some(4));
+    match client.next_event() {
+        lithair::ws::Event::Close(Some(frame)) => assert_eq!(frame.code, 1013),
+        other => panic!("expected the server's close, got {other:?}"),
+    }
+    let mut client = WsClient::connect(addr, "/api/posts/live?published=true&from=4");
+    for index in 5..=10 {
+        assert_eq!(
+            ws_change(&ws_json(&mut client)),
+            (index, "upsert".into(), index)
+        );
+    }
+    client.close();
+    drop(handle);
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -10,7 +10,8 @@
 //! server stops (the pump thread ends when the route is dropped).
 //!
 //! A feed that falls behind (engine subscriber buffer full) gets `{"type":"error",...,
-//! "last_index":N}` and is dropped; the client reconnects with `from=N`. The pump sends a
+//! "last_index":N}`, then a close (1013; 1001 when the server stops, 1011 when the log cannot
+//! be read); the client reconnects with `from=N`. The pump sends a
 //! feed more only while its connection's hub queue is under half full, so a client that reads
 //! slower than the pump produces (a catch-up from the log, a burst of writes) is paced, not
 //! closed as a slow consumer; one that stops reading falls behind its engine buffer and is
@@ -281,7 +282,17 @@ fn pump_one(hub: &SharedHub, id: ConnId, feed: &mut dyn AnyFeed, target: u64) ->
                 w.u64(feed.last_index());
                 w.end_object();
                 let text = w.finish().unwrap_or_else(|_| "{}".into());
-                let _ = hub.with(|hub| hub.direct(id, &Message::Text(text)));
+                // The feed is over: close once the error is sent, so a client reconnects
+                // (with `from=last_index`) instead of waiting on a socket nothing feeds.
+                let code = match error {
+                    LiveError::Lagged { .. } => ws::close::TRY_AGAIN_LATER,
+                    LiveError::Closed => ws::close::GOING_AWAY,
+                    LiveError::Storage(_) => ws::close::INTERNAL_ERROR,
+                };
+                let _ = hub.with(|hub| {
+                    hub.direct(id, &Message::Text(text))?;
+                    hub.close(id, code, "live feed ended")
+                });
                 return Pumping::Ended;
             }
         };

@@ -114,6 +114,9 @@ struct Member {
     queued_bytes: usize,
     /// Set once the queue overflowed: the connection is being closed and receives nothing more.
     overflowed: bool,
+    /// Set by [`Hub::close`]: the close to send once the queue is drained; nothing more is
+    /// queued meanwhile.
+    close_after: Option<(u16, String)>,
 }
 
 /// Rooms, presence and per-connection send queues. See the module documentation.
@@ -163,6 +166,7 @@ impl Hub {
             queue: VecDeque::new(),
             queued_bytes: 0,
             overflowed: false,
+            close_after: None,
         };
         self.members.insert(id, member);
         Ok(())
@@ -285,6 +289,40 @@ impl Hub {
         Ok(self.enqueue(to, &frame))
     }
 
+    /// Asks for `id` to be closed with `code` and `reason` once the frames already queued for it
+    /// are sent (an application ending a feed after its last message). Nothing more is queued
+    /// for it; the first close asked for wins. The driver learns it from [`Hub::take_close`].
+    ///
+    /// # Panics
+    /// If `code` is not a close code an endpoint may send (RFC 6455 §7.4).
+    pub fn close(&mut self, id: ConnId, code: u16, reason: &str) -> Result<(), HubError> {
+        assert!(
+            close::is_valid_code(code),
+            "close code {code} may not be sent"
+        );
+        let member = self
+            .members
+            .get_mut(&id)
+            .ok_or(HubError::UnknownConnection(id))?;
+        if member.close_after.is_none() {
+            member.close_after = Some((code, close::truncate_reason(reason).to_string()));
+            // An empty queue gets no frame to wake its writer: wake it for the close.
+            if member.queue.is_empty() {
+                self.ready.push(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The close [`Hub::close`] asked for `id`, once its queue is empty (taken once).
+    pub fn take_close(&mut self, id: ConnId) -> Option<(u16, String)> {
+        let member = self.members.get_mut(&id)?;
+        if !member.queue.is_empty() {
+            return None;
+        }
+        member.close_after.take()
+    }
+
     /// The next frame waiting for `id`, oldest first.
     pub fn pop_frame(&mut self, id: ConnId) -> Option<SharedFrame> {
         let member = self.members.get_mut(&id)?;
@@ -336,7 +374,7 @@ impl Hub {
         let Some(member) = self.members.get_mut(&id) else {
             return false;
         };
-        if member.overflowed {
+        if member.overflowed || member.close_after.is_some() {
             return false;
         }
         let frames_full = member.queue.len() >= config.queue_frames_max;

@@ -237,3 +237,31 @@ fn presence_notices_escape_names() {
         r#"{"type":"presence","event":"join","room":"r\"1","id":9,"user":"a\\b\u0001"}"#
     );
 }
+
+#[test]
+fn a_close_asked_for_comes_after_the_queued_frames() {
+    let mut hub = hub_with(&[(A, "ann"), (B, "bob")]);
+    assert_eq!(hub.direct(A, &text("last words")), Ok(true));
+    assert_eq!(hub.take_ready(), [A]);
+    assert_eq!(hub.close(A, 1013, "go away"), Ok(()));
+    assert_eq!(
+        hub.take_ready(),
+        [],
+        "its writer is awake for the queued frame"
+    );
+    assert_eq!(hub.take_close(A), None, "a frame is still queued");
+    assert_eq!(
+        hub.direct(A, &text("too late")),
+        Ok(false),
+        "nothing after it"
+    );
+    assert_eq!(hub.close(A, 1000, "again"), Ok(()), "the first close wins");
+    assert_eq!(drain_texts(&mut hub, A), ["last words"]);
+    assert_eq!(hub.take_close(A), Some((1013, "go away".to_string())));
+    assert_eq!(hub.take_close(A), None, "taken once");
+    // An idle connection's writer is woken for the close itself.
+    assert_eq!(hub.close(B, 1001, ""), Ok(()));
+    assert_eq!(hub.take_ready(), [B]);
+    assert_eq!(hub.take_close(B), Some((1001, String::new())));
+    assert_eq!(hub.close(C, 1000, ""), Err(HubError::UnknownConnection(C)));
+}
