@@ -21,7 +21,8 @@ use super::connection::{encode_server_message, Message};
 
 /// Default most frames waiting for one connection.
 pub const QUEUE_FRAMES_MAX: usize = 1024;
-/// Default most bytes waiting for one connection (4 MiB).
+/// Default most bytes waiting for one connection (4 MiB), beyond one frame (an empty queue
+/// takes a frame of any size).
 pub const QUEUE_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Default most rooms one connection may be in.
 pub const ROOMS_PER_CONNECTION_MAX: usize = 64;
@@ -42,7 +43,8 @@ pub type SharedFrame = Arc<[u8]>;
 pub struct HubConfig {
     /// Most frames queued for one connection before it is closed as a slow consumer.
     pub queue_frames_max: usize,
-    /// Most bytes queued for one connection before it is closed as a slow consumer.
+    /// Most bytes queued for one connection before it is closed as a slow consumer (an empty
+    /// queue takes one frame of any size).
     pub queue_bytes_max: usize,
     /// Most rooms one connection may join.
     pub rooms_per_connection_max: usize,
@@ -378,7 +380,11 @@ impl Hub {
             return false;
         }
         let frames_full = member.queue.len() >= config.queue_frames_max;
-        let bytes_full = member.queued_bytes + frame.len() > config.queue_bytes_max;
+        // An empty queue takes any one frame: a message larger than the byte limit (a big
+        // broadcast, a large first page) is not a sign of a slow consumer, and refusing it
+        // would close every recipient, however fast, and never deliver it.
+        let bytes_full =
+            !member.queue.is_empty() && member.queued_bytes + frame.len() > config.queue_bytes_max;
         if frames_full || bytes_full {
             // Dropping what is queued frees the memory now; the connection is closed anyway.
             member.overflowed = true;

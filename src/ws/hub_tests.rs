@@ -265,3 +265,28 @@ fn a_close_asked_for_comes_after_the_queued_frames() {
     assert_eq!(hub.take_close(B), Some((1001, String::new())));
     assert_eq!(hub.close(C, 1000, ""), Err(HubError::UnknownConnection(C)));
 }
+
+#[test]
+fn a_message_larger_than_the_byte_limit_reaches_members_that_keep_up() {
+    let config = HubConfig {
+        queue_bytes_max: 100,
+        presence_notices: false,
+        ..HubConfig::default()
+    };
+    let mut hub = Hub::new(config);
+    for id in [A, B] {
+        hub.connect(id, "u").expect("fresh");
+        hub.join(id, "room").expect("ok");
+    }
+    assert_eq!(hub.direct(B, &text("unread")), Ok(true));
+    let big = "x".repeat(150);
+    // A's queue is empty: it takes the big frame; B already has one waiting: over the limit.
+    assert_eq!(hub.broadcast("room", &text(&big), None), 1);
+    assert_eq!(hub.take_overflowed(), [B]);
+    assert_eq!(drain_texts(&mut hub, A), [big.clone()]);
+    assert!(!hub.is_overflowed(A));
+    // A queue holding a big frame is full for the next one.
+    assert_eq!(hub.direct(A, &text(&big)), Ok(true));
+    assert_eq!(hub.direct(A, &text("small")), Ok(false));
+    assert!(hub.is_overflowed(A));
+}
