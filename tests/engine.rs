@@ -573,6 +573,49 @@ fn a_subscription_cut_off_is_not_reported_closed() {
     close_and_remove(engine, &dir);
 }
 
+/// Resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .expect("a VmRSS line");
+    let kib = line.split_whitespace().nth(1).expect("a value");
+    kib.parse().expect("KiB")
+}
+
+#[test]
+fn subscriptions_cost_what_they_buffer_and_leave_with_their_subscriber() {
+    // Each subscription used to allocate (and touch) its whole buffer up front, 1 MiB at the
+    // default 65,536 events, and a dropped one kept it until the next commit: on a read-only
+    // app, clients opening and closing live feeds grew the server without bound.
+    let dir = common::fresh_dir("engine", "subscription-memory");
+    let engine = open(&dir, EngineOptions::default());
+    const SUBSCRIPTIONS: usize = 256;
+    let before = rss_kib();
+    let held: Vec<_> = (0..SUBSCRIPTIONS)
+        .map(|_| engine.subscribe(1).expect("subscribe"))
+        .collect();
+    let grown_kib = rss_kib().saturating_sub(before);
+    // Eager buffers: 256 MiB. The bound leaves room for other tests running alongside.
+    assert!(
+        grown_kib < 64 * 1024,
+        "{SUBSCRIPTIONS} idle subscriptions grew the process by {grown_kib} KiB"
+    );
+    assert_eq!(engine.subscriber_slots(), SUBSCRIPTIONS);
+    drop(held);
+    // No commit since: the next subscriber prunes the dropped ones.
+    let mut subscription = engine.subscribe(1).expect("subscribe");
+    assert_eq!(engine.subscriber_slots(), 1);
+    restock(&engine, 1, 1);
+    let event = subscription.next_timeout(Duration::from_secs(2));
+    assert_eq!(
+        event.expect("no error").expect("an event").envelope.index,
+        1
+    );
+    close_and_remove(engine, &dir);
+}
+
 #[test]
 fn post_commit_hooks_see_every_committed_event() {
     let (dir, engine) = open_fresh("hooks");
