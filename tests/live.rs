@@ -492,7 +492,10 @@ fn a_lagging_websocket_feed_is_told_then_closed_and_resumes() {
     let target = format!("/api/posts/live?published=true&from={}", next - 1);
     let mut client = WsClient::connect(addr, &target);
     for index in next..=EVENTS {
-        assert_eq!(ws_change(&ws_json(&mut client)), (index, "upsert".into(), index));
+        assert_eq!(
+            ws_change(&ws_json(&mut client)),
+            (index, "upsert".into(), index)
+        );
     }
     client.close();
     drop(handle);
