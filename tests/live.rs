@@ -489,6 +489,7 @@ fn a_lagging_websocket_feed_is_told_then_closed_and_resumes() {
         lithair::ws::Event::Close(Some(frame)) => assert_eq!(frame.code, 1013),
         other => panic!("expected the server's close, got {other:?}"),
     }
+    drop(client);
     let target = format!("/api/posts/live?published=true&from={}", next - 1);
     let mut client = WsClient::connect(addr, &target);
     for index in next..=EVENTS {
