@@ -503,3 +503,49 @@ fn a_lagging_websocket_feed_is_told_then_closed_and_resumes() {
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// A second model, so the log holds events a `Post` feed passes over.
+#[derive(lithair::prelude::Model, Clone, Debug, PartialEq)]
+#[model(path = "/api/notes")]
+struct Note {
+    #[db(primary_key)]
+    id: u64,
+    text: String,
+}
+
+#[test]
+fn a_feed_passing_other_models_events_still_returns_at_its_deadline() {
+    // Events of other models used to skip the deadline check: a feed catching up over a long
+    // run of them (or following a busy model it does not watch) did not come back to its SSE
+    // loop, so no heartbeat went out and a shutdown waited for the whole run.
+    let data = common::fresh_dir("live", "other-models");
+    let app = App::new("live-other-models")
+        .model::<Post>()
+        .model::<Note>();
+    let (running, _addr) = common::start(&app, &data);
+    let handle = running.handle.clone();
+    handle.create(post("first", true)).unwrap(); // 1
+    for n in 0..100 {
+        let note = Note {
+            id: 0,
+            text: format!("n{n}"),
+        };
+        handle.create(note).unwrap(); // 2..=101
+    }
+    let live = parse_live_query::<Post>(&[]).unwrap();
+    let mut feed = LiveFeed::<Post>::start(&handle, live.query, Some(1)).unwrap();
+    assert_eq!(feed.next_timeout(Duration::ZERO).unwrap(), None);
+    assert!(
+        feed.last_index() < 101,
+        "one call with no time left read the whole run: {}",
+        feed.last_index()
+    );
+    // Called again, it gets through the run and is up to date.
+    while feed.last_index() < 101 {
+        assert_eq!(feed.next_timeout(Duration::ZERO).unwrap(), None);
+    }
+    drop(feed);
+    drop(handle);
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}

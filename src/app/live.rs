@@ -216,17 +216,21 @@ impl<M: Model> LiveFeed<M> {
             };
             self.resuming = false;
             let index = committed.envelope.index;
-            let event = match committed.event.decode::<M>() {
-                None => continue,
-                Some(Ok(event)) => event,
+            let change = match committed.event.decode::<M>() {
+                // Another model's event: passed over, like a change outside the view.
+                None => None,
+                Some(Ok(event)) => self.classify(index, event),
                 Some(Err(error)) => {
                     let message = format!("event {index} of {} does not decode: {error}", M::NAME);
                     return Err(LiveError::Storage(message));
                 }
             };
-            if let Some(change) = self.classify(index, event) {
+            if let Some(change) = change {
                 return Ok(Some(LiveItem::Change(change)));
             }
+            // Checked after every event passed over, whatever its model: a long run of them
+            // (a catch-up, a busy model this feed does not watch) must not keep the caller
+            // from its heartbeat or a shutdown.
             if left.is_zero() {
                 return Ok(None);
             }
