@@ -549,3 +549,19 @@ fn a_feed_passing_other_models_events_still_returns_at_its_deadline() {
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn a_heartbeat_asked_for_is_bounded() {
+    // A feed learns its client left only when it writes: a heartbeat of u64::MAX ms kept a
+    // left feed (a stream thread, a subscription) until its model changed.
+    let heartbeat = |value: &str| {
+        let pairs = vec![("heartbeat_ms".to_string(), value.to_string())];
+        parse_live_query::<Post>(&pairs).unwrap().heartbeat_ms
+    };
+    assert_eq!(heartbeat("250"), 250);
+    assert_eq!(heartbeat("18446744073709551615"), 300_000);
+    assert_eq!(
+        heartbeat("300001"),
+        lithair::app::live::LIVE_HEARTBEAT_MS_MAX
+    );
+}
