@@ -564,6 +564,101 @@ fn slow_subscriber_is_cut_off_instead_of_slowing_the_engine() {
 }
 
 #[test]
+fn asking_whether_a_subscription_is_closed_loses_no_event() {
+    // `is_closed` used to look with `try_recv` and drop what it found: an event delivered
+    // between a wait that timed out and that question was lost, a silent gap in the feed.
+    let dir = common::fresh_dir("engine", "is-closed");
+    let engine = open(&dir, EngineOptions::default());
+    let mut subscription = engine.subscribe(1).expect("subscribe");
+    let quiet = subscription
+        .next_timeout(Duration::from_millis(1))
+        .expect("no error");
+    assert!(quiet.is_none(), "nothing committed yet");
+    // `submit` returns after the subscribers were fed: the event waits in the buffer.
+    restock(&engine, 7, 1);
+    assert!(!subscription.is_closed(), "the engine runs");
+    let event = subscription
+        .next_timeout(Duration::from_secs(2))
+        .expect("no error")
+        .expect("the event is still there");
+    assert_eq!(event.envelope.index, 1);
+    close_and_remove(engine, &dir);
+}
+
+#[test]
+fn a_subscription_cut_off_is_not_reported_closed() {
+    // A feed that asks `is_closed` after being cut off must learn it lagged (and resume),
+    // not that the engine shut down.
+    let dir = common::fresh_dir("engine", "cut-not-closed");
+    let options = EngineOptions {
+        subscriber_buffer_events: 2,
+        ..EngineOptions::default()
+    };
+    let engine = open(&dir, options);
+    let mut subscription = engine.subscribe(1).expect("subscribe");
+    for item in 0..5 {
+        restock(&engine, item, 1);
+    }
+    for index in 1..=2 {
+        let event = subscription.next_timeout(Duration::from_secs(2));
+        assert_eq!(
+            event.expect("buffered").expect("an event").envelope.index,
+            index
+        );
+    }
+    assert!(!subscription.is_closed(), "cut off, but the engine runs");
+    let error = subscription.next_timeout(Duration::from_secs(2));
+    assert!(
+        matches!(error, Err(SubscribeError::Lagged { next_index: 3 })),
+        "{error:?}"
+    );
+    close_and_remove(engine, &dir);
+}
+
+/// Resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .expect("a VmRSS line");
+    let kib = line.split_whitespace().nth(1).expect("a value");
+    kib.parse().expect("KiB")
+}
+
+#[test]
+fn subscriptions_cost_what_they_buffer_and_leave_with_their_subscriber() {
+    // Each subscription used to allocate (and touch) its whole buffer up front, 1 MiB at the
+    // default 65,536 events, and a dropped one kept it until the next commit: on a read-only
+    // app, clients opening and closing live feeds grew the server without bound.
+    let dir = common::fresh_dir("engine", "subscription-memory");
+    let engine = open(&dir, EngineOptions::default());
+    const SUBSCRIPTIONS: usize = 256;
+    let before = rss_kib();
+    let held: Vec<_> = (0..SUBSCRIPTIONS)
+        .map(|_| engine.subscribe(1).expect("subscribe"))
+        .collect();
+    let grown_kib = rss_kib().saturating_sub(before);
+    // Eager buffers: 256 MiB. The bound leaves room for other tests running alongside.
+    assert!(
+        grown_kib < 64 * 1024,
+        "{SUBSCRIPTIONS} idle subscriptions grew the process by {grown_kib} KiB"
+    );
+    assert_eq!(engine.subscriber_slots(), SUBSCRIPTIONS);
+    drop(held);
+    // No commit since: the next subscriber prunes the dropped ones.
+    let mut subscription = engine.subscribe(1).expect("subscribe");
+    assert_eq!(engine.subscriber_slots(), 1);
+    restock(&engine, 1, 1);
+    let event = subscription.next_timeout(Duration::from_secs(2));
+    assert_eq!(
+        event.expect("no error").expect("an event").envelope.index,
+        1
+    );
+    close_and_remove(engine, &dir);
+}
+
+#[test]
 fn post_commit_hooks_see_every_committed_event() {
     let (dir, engine) = open_fresh("hooks");
     let seen = Arc::new(AtomicU64::new(0));

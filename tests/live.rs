@@ -409,3 +409,159 @@ fn websocket_feed_sends_page_then_changes_and_resumes() {
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn a_websocket_feed_catching_up_is_paced_not_closed_as_a_slow_consumer() {
+    // A client resuming far back reads as fast as it can, yet the pump used to push the whole
+    // catch-up into its hub queue at log-reading speed: the queue overflowed and the client
+    // was closed with 1008 "send queue overflow" before it could catch up.
+    let data = common::fresh_dir("live", "ws-catch-up");
+    let app = App::new("live-ws-catch-up").model::<Post>();
+    let (running, addr) = common::start(&app, &data);
+    let handle = running.handle.clone();
+    const BATCHES: u64 = 5;
+    const PER_BATCH: u64 = 1_000;
+    for batch in 0..BATCHES {
+        handle
+            .execute(lithair::engine::Meta::default(), move |tx| {
+                for n in 0..PER_BATCH {
+                    tx.create(post(&format!("p{}", batch * PER_BATCH + n), true))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let mut client = WsClient::connect(addr, "/api/posts/live?published=true&from=0");
+    for index in 1..=BATCHES * PER_BATCH {
+        assert_eq!(
+            ws_change(&ws_json(&mut client)),
+            (index, "upsert".into(), index)
+        );
+    }
+    client.close();
+    drop(handle);
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn a_lagging_websocket_feed_is_told_then_closed_and_resumes() {
+    // The pump used to send the error and drop the feed but leave the socket open: a client
+    // (a browser answers pings by itself) waited forever on a connection nothing fed.
+    let data = common::fresh_dir("live", "ws-lag");
+    let app = App::new("live-ws-lag")
+        .model::<Post>()
+        .engine_options(EngineOptions {
+            subscriber_buffer_events: 4,
+            ..EngineOptions::default()
+        });
+    let (running, addr) = common::start(&app, &data);
+    let handle = running.handle.clone();
+    let mut client = WsClient::connect(addr, "/api/posts/live?published=true");
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(ws_json(&mut client)["type"].as_str(), Some("snapshot"));
+    // One command of 1,000 events, delivered at once to a feed with a buffer of 4: the pump
+    // cannot keep up, and its subscription is cut off.
+    const EVENTS: u64 = 1_000;
+    handle
+        .execute(lithair::engine::Meta::default(), |tx| {
+            for n in 0..EVENTS {
+                tx.create(post(&format!("p{n}"), true))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut next = 1;
+    let error = loop {
+        let value = ws_json(&mut client);
+        if value["type"].as_str() == Some("error") {
+            break value;
+        }
+        assert_eq!(ws_change(&value), (next, "upsert".into(), next));
+        next += 1;
+    };
+    assert_eq!(error["last_index"].as_u64(), Some(next - 1), "{error:?}");
+    assert!(next <= EVENTS, "the feed lagged");
+    match client.next_event() {
+        lithair::ws::Event::Close(Some(frame)) => assert_eq!(frame.code, 1013),
+        other => panic!("expected the server's close, got {other:?}"),
+    }
+    drop(client);
+    let target = format!("/api/posts/live?published=true&from={}", next - 1);
+    let mut client = WsClient::connect(addr, &target);
+    for index in next..=EVENTS {
+        assert_eq!(
+            ws_change(&ws_json(&mut client)),
+            (index, "upsert".into(), index)
+        );
+    }
+    client.close();
+    drop(handle);
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// A second model, so the log holds events a `Post` feed passes over.
+#[derive(lithair::prelude::Model, Clone, Debug, PartialEq)]
+#[model(path = "/api/notes")]
+struct Note {
+    #[db(primary_key)]
+    id: u64,
+    text: String,
+}
+
+#[test]
+fn a_feed_passing_other_models_events_still_returns_at_its_deadline() {
+    // Events of other models used to skip the deadline check: a feed catching up over a long
+    // run of them (or following a busy model it does not watch) did not come back to its SSE
+    // loop, so no heartbeat went out and a shutdown waited for the whole run.
+    let data = common::fresh_dir("live", "other-models");
+    let app = App::new("live-other-models")
+        .model::<Post>()
+        .model::<Note>();
+    let (running, _addr) = common::start(&app, &data);
+    let handle = running.handle.clone();
+    handle.create(post("first", true)).unwrap(); // 1
+    for n in 0..100 {
+        let note = Note {
+            id: 0,
+            text: format!("n{n}"),
+        };
+        handle.create(note).unwrap(); // 2..=101
+    }
+    let live = parse_live_query::<Post>(&[]).unwrap();
+    let mut feed = LiveFeed::<Post>::start(&handle, live.query, Some(1)).unwrap();
+    assert_eq!(feed.next_timeout(Duration::ZERO).unwrap(), None);
+    assert!(
+        feed.last_index() < 101,
+        "one call with no time left read the whole run: {}",
+        feed.last_index()
+    );
+    // Called again, it gets through the run and is up to date.
+    while feed.last_index() < 101 {
+        assert_eq!(feed.next_timeout(Duration::ZERO).unwrap(), None);
+    }
+    drop(feed);
+    drop(handle);
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn a_heartbeat_asked_for_is_bounded() {
+    // A feed learns its client left only when it writes: a heartbeat of u64::MAX ms kept a
+    // left feed (a stream thread, a subscription) until its model changed.
+    let heartbeat = |value: &str| {
+        let pairs = vec![("heartbeat_ms".to_string(), value.to_string())];
+        parse_live_query::<Post>(&pairs).unwrap().heartbeat_ms
+    };
+    assert_eq!(heartbeat("250"), 250);
+    assert_eq!(heartbeat("18446744073709551615"), 300_000);
+    assert_eq!(
+        heartbeat("300001"),
+        lithair::app::live::LIVE_HEARTBEAT_MS_MAX
+    );
+}

@@ -36,6 +36,12 @@ pub const LIVE_HEARTBEAT_MS: u64 = 15_000;
 /// Shortest heartbeat a client may ask for with `heartbeat_ms=`, in milliseconds.
 pub const LIVE_HEARTBEAT_MS_MIN: u64 = 100;
 
+/// Longest heartbeat a client gets, in milliseconds (a longer `heartbeat_ms=` is cut to it).
+/// A feed notices its client is gone only when it writes: with no bound, a client could ask
+/// for a heartbeat that never comes, and every feed it opened and left on a quiet model would
+/// hold its stream thread (one of `streams_max`) and its subscription until that model changed.
+pub const LIVE_HEARTBEAT_MS_MAX: u64 = 300_000;
+
 /// `retry:` advice sent to SSE clients, in milliseconds.
 pub const LIVE_RETRY_MS: u64 = 1_000;
 
@@ -216,17 +222,21 @@ impl<M: Model> LiveFeed<M> {
             };
             self.resuming = false;
             let index = committed.envelope.index;
-            let event = match committed.event.decode::<M>() {
-                None => continue,
-                Some(Ok(event)) => event,
+            let change = match committed.event.decode::<M>() {
+                // Another model's event: passed over, like a change outside the view.
+                None => None,
+                Some(Ok(event)) => self.classify(index, event),
                 Some(Err(error)) => {
                     let message = format!("event {index} of {} does not decode: {error}", M::NAME);
                     return Err(LiveError::Storage(message));
                 }
             };
-            if let Some(change) = self.classify(index, event) {
+            if let Some(change) = change {
                 return Ok(Some(LiveItem::Change(change)));
             }
+            // Checked after every event passed over, whatever its model: a long run of them
+            // (a catch-up, a busy model this feed does not watch) must not keep the caller
+            // from its heartbeat or a shutdown.
             if left.is_zero() {
                 return Ok(None);
             }
@@ -320,7 +330,8 @@ pub struct LiveRequest {
     pub query: ListQuery,
     /// `from=N`: the last index the client saw; the feed resumes after it.
     pub from: Option<u64>,
-    /// `heartbeat_ms=N`: heartbeat interval, at least [`LIVE_HEARTBEAT_MS_MIN`].
+    /// `heartbeat_ms=N`: heartbeat interval, at least [`LIVE_HEARTBEAT_MS_MIN`], at most
+    /// [`LIVE_HEARTBEAT_MS_MAX`] (a longer one is cut to it).
     pub heartbeat_ms: u64,
 }
 
@@ -343,6 +354,7 @@ pub fn parse_live_query<M: Model>(pairs: &[(String, String)]) -> Result<LiveRequ
                     .parse::<u64>()
                     .ok()
                     .filter(|&ms| ms >= LIVE_HEARTBEAT_MS_MIN)
+                    .map(|ms| ms.min(LIVE_HEARTBEAT_MS_MAX))
                     .ok_or_else(|| {
                         format!("heartbeat_ms must be an integer >= {LIVE_HEARTBEAT_MS_MIN}, got {value:?}")
                     })?;

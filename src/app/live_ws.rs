@@ -10,8 +10,12 @@
 //! server stops (the pump thread ends when the route is dropped).
 //!
 //! A feed that falls behind (engine subscriber buffer full) gets `{"type":"error",...,
-//! "last_index":N}` and is dropped; the client reconnects with `from=N`. A client that does
-//! not read its socket fills its hub queue and is closed with 1008 by the hub.
+//! "last_index":N}`, then a close (1013; 1001 when the server stops, 1011 when the log cannot
+//! be read); the client reconnects with `from=N`. The pump sends a
+//! feed more only while its connection's hub queue is under half full, so a client that reads
+//! slower than the pump produces (a catch-up from the log, a burst of writes) is paced, not
+//! closed as a slow consumer; one that stops reading falls behind its engine buffer and is
+//! dropped as above.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -36,6 +40,19 @@ const PUMP_IDLE_MS: u64 = 1_000;
 
 /// Items one feed may send per pump round before the others get their turn.
 const ITEMS_PER_ROUND_MAX: usize = 256;
+
+/// A feed gets more items only while its connection's hub queue holds fewer frames than
+/// this (half the hub's limit): a client that reads, but slower than the pump produces (a
+/// catch-up from the log, a burst of writes), is paced instead of closed as a slow consumer.
+const QUEUE_FRAMES_HIGH: usize = ws::hub::QUEUE_FRAMES_MAX / 2;
+
+/// ...and fewer bytes than this (half the hub's limit).
+const QUEUE_BYTES_HIGH: usize = ws::hub::QUEUE_BYTES_MAX / 2;
+
+/// How long the pump waits before looking again at a feed paced by a full queue, in
+/// milliseconds. A client that never drains it is cut off by the engine (its subscriber
+/// buffer fills: an `error` with `last_index`) or by the WebSocket ping timeout.
+const PACED_RETRY_MS: u64 = 5;
 
 /// A live feed of some model, producing JSON text messages.
 trait AnyFeed: Send {
@@ -164,18 +181,29 @@ impl Drop for LivePump {
     }
 }
 
+/// A feed in the pump, and whether its connection's queue was too full to take more in the
+/// last round.
+struct Pumped {
+    id: ConnId,
+    feed: Box<dyn AnyFeed>,
+    paced: bool,
+}
+
 fn run(shared: &PumpShared, hub: &SharedHub) {
-    let mut feeds: Vec<(ConnId, Box<dyn AnyFeed>)> = Vec::new();
+    let mut feeds: Vec<Pumped> = Vec::new();
     let mut busy = false;
     loop {
         {
             let mut state = lock(shared);
-            let behind = |feeds: &[(ConnId, Box<dyn AnyFeed>)]| {
-                let target = shared.target_index.load(Ordering::Acquire);
-                feeds.iter().any(|(_, feed)| feed.last_index() < target)
-            };
-            if !busy && !state.stop && state.added.is_empty() && !behind(&feeds) {
-                let idle = Duration::from_millis(PUMP_IDLE_MS);
+            // A paced feed is behind by nature: it is looked at again after a short wait, not
+            // in a spin.
+            let target = shared.target_index.load(Ordering::Acquire);
+            let behind = feeds
+                .iter()
+                .any(|pumped| !pumped.paced && pumped.feed.last_index() < target);
+            let paced = feeds.iter().any(|pumped| pumped.paced);
+            if !busy && !state.stop && state.added.is_empty() && !behind {
+                let idle = Duration::from_millis(if paced { PACED_RETRY_MS } else { PUMP_IDLE_MS });
                 state = shared
                     .wake
                     .wait_timeout(state, idle)
@@ -185,27 +213,64 @@ fn run(shared: &PumpShared, hub: &SharedHub) {
             if state.stop {
                 return;
             }
-            feeds.append(&mut state.added);
+            feeds.extend(state.added.drain(..).map(|(id, feed)| Pumped {
+                id,
+                feed,
+                paced: false,
+            }));
             let removed = std::mem::take(&mut state.removed);
-            feeds.retain(|(id, _)| !removed.contains(id));
+            feeds.retain(|pumped| !removed.contains(&pumped.id));
             shared.feeds.store(feeds.len(), Ordering::Release);
         }
         let target = shared.target_index.load(Ordering::Acquire);
         busy = false;
-        feeds.retain_mut(|(id, feed)| {
-            let (keep, more) = pump_one(hub, *id, feed.as_mut(), target);
-            busy |= more;
-            keep
-        });
+        feeds.retain_mut(
+            |pumped| match pump_one(hub, pumped.id, pumped.feed.as_mut(), target) {
+                Pumping::Done => {
+                    pumped.paced = false;
+                    true
+                }
+                Pumping::More => {
+                    pumped.paced = false;
+                    busy = true;
+                    true
+                }
+                Pumping::Paced => {
+                    pumped.paced = true;
+                    true
+                }
+                Pumping::Ended => false,
+            },
+        );
     }
 }
 
-/// Sends what one feed has up to `target`; returns (keep the feed, it has more right now).
-fn pump_one(hub: &SharedHub, id: ConnId, feed: &mut dyn AnyFeed, target: u64) -> (bool, bool) {
+/// What one round did for a feed.
+#[derive(Debug, PartialEq, Eq)]
+enum Pumping {
+    /// Everything up to the target was sent.
+    Done,
+    /// The round's share was sent and more is waiting.
+    More,
+    /// The connection's queue is too full to take more now.
+    Paced,
+    /// The feed ended (error sent, or the connection is gone or closing).
+    Ended,
+}
+
+/// Sends what one feed has up to `target`, while its connection's queue has room.
+fn pump_one(hub: &SharedHub, id: ConnId, feed: &mut dyn AnyFeed, target: u64) -> Pumping {
     for _ in 0..ITEMS_PER_ROUND_MAX {
+        // Checked before taking an item from the feed, so nothing taken is ever held back.
+        let room = hub.with(|hub| {
+            hub.queued_frames(id) < QUEUE_FRAMES_HIGH && hub.queued_bytes(id) < QUEUE_BYTES_HIGH
+        });
+        if !room {
+            return Pumping::Paced;
+        }
         let text = match feed.next_message(target) {
             Ok(Some(text)) => text,
-            Ok(None) => return (true, false),
+            Ok(None) => return Pumping::Done,
             Err(error) => {
                 let mut w = Writer::new();
                 w.begin_object();
@@ -217,17 +282,27 @@ fn pump_one(hub: &SharedHub, id: ConnId, feed: &mut dyn AnyFeed, target: u64) ->
                 w.u64(feed.last_index());
                 w.end_object();
                 let text = w.finish().unwrap_or_else(|_| "{}".into());
-                let _ = hub.with(|hub| hub.direct(id, &Message::Text(text)));
-                return (false, false);
+                // The feed is over: close once the error is sent, so a client reconnects
+                // (with `from=last_index`) instead of waiting on a socket nothing feeds.
+                let code = match error {
+                    LiveError::Lagged { .. } => ws::close::TRY_AGAIN_LATER,
+                    LiveError::Closed => ws::close::GOING_AWAY,
+                    LiveError::Storage(_) => ws::close::INTERNAL_ERROR,
+                };
+                let _ = hub.with(|hub| {
+                    hub.direct(id, &Message::Text(text))?;
+                    hub.close(id, code, "live feed ended")
+                });
+                return Pumping::Ended;
             }
         };
         match hub.with(|hub| hub.direct(id, &Message::Text(text))) {
             Ok(true) => {}
             // Overflowed (being closed as a slow consumer) or gone.
-            Ok(false) | Err(_) => return (false, false),
+            Ok(false) | Err(_) => return Pumping::Ended,
         }
     }
-    (true, true)
+    Pumping::More
 }
 
 /// The session side: registers the feed once the session is in the hub, drops it at the end.

@@ -939,6 +939,16 @@ impl<S: State> Engine<S> {
         ))
     }
 
+    /// Subscriber slots the engine holds: one per live [`Subscription`], plus those dropped
+    /// since the last `subscribe` or delivery (each prunes them).
+    pub fn subscriber_slots(&self) -> usize {
+        self.shared()
+            .subscribers
+            .lock()
+            .expect("subscribers lock poisoned")
+            .slots()
+    }
+
     /// Registers a post-commit hook, run after each committed event where batches are
     /// applied (on a single node: the log thread that saw the fsync complete; in a cluster:
     /// the applier thread), never inside `apply`, never under the state lock, before the

@@ -3,24 +3,45 @@
 //!
 //! Owns: the hand-over between catch-up and live delivery, and cutting off slow subscribers
 //! (a bounded buffer per subscriber; the engine never waits for one). Must not: block the
-//! applier.
+//! applier, or cost memory for a buffer's capacity rather than its content: a buffer is an
+//! unbounded channel bounded by a count (a `sync_channel` allocates and touches its whole
+//! capacity up front, 1 MiB at the default, per subscriber), and a dropped subscription's
+//! slot is pruned when the next one registers, not only at the next delivery (a read-only
+//! app whose clients reconnect kept every slot).
 
 use super::replay;
 use super::state::{Committed, State, Upcaster};
 use crate::log::{self, Error};
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Events read from the log per catch-up step.
 pub const CATCH_UP_EVENTS_MAX: usize = 4096;
 
+/// What a subscriber's slot and its [`Subscription`] share.
+#[derive(Default)]
+struct Buffer {
+    /// Events sent and not yet received: at most the slot's capacity.
+    pending: AtomicUsize,
+    /// Set when the buffer was full: the slot is gone and the subscription lagged.
+    cut_off: AtomicBool,
+}
+
 struct Slot<E> {
-    sender: mpsc::SyncSender<Arc<Committed<E>>>,
-    cut_off: Arc<AtomicBool>,
+    sender: mpsc::Sender<Arc<Committed<E>>>,
+    buffer: Arc<Buffer>,
+    capacity: usize,
+}
+
+impl<E> Slot<E> {
+    /// True while its [`Subscription`] exists (it holds the other reference to `buffer`).
+    fn subscribed(&self) -> bool {
+        Arc::strong_count(&self.buffer) > 1
+    }
 }
 
 /// The live subscribers and the last index handed to them (guarded by one mutex so that
@@ -45,11 +66,16 @@ impl<E> Subscribers<E> {
         log_dir: PathBuf,
         upcasters: Vec<Upcaster>,
     ) -> Subscription<S> {
-        let (sender, live) = mpsc::sync_channel(capacity);
-        let cut_off = Arc::new(AtomicBool::new(false));
+        assert!(capacity > 0, "a subscriber buffer holds at least one event");
+        // Slots of dropped subscriptions go now: with no delivery to find them (a read-only
+        // app), subscribers that come and go would pile up.
+        self.slots.retain(Slot::subscribed);
+        let (sender, live) = mpsc::channel();
+        let buffer = Arc::new(Buffer::default());
         self.slots.push(Slot {
             sender,
-            cut_off: Arc::clone(&cut_off),
+            buffer: Arc::clone(&buffer),
+            capacity,
         });
         let next_index = from_index.max(1);
         Subscription {
@@ -57,11 +83,17 @@ impl<E> Subscribers<E> {
             catch_up_end: self.delivered_index,
             buffered: VecDeque::new(),
             live,
-            cut_off,
+            buffer,
             log_dir,
             upcasters,
             cursor: None,
+            peeked: None,
         }
+    }
+
+    /// Slots held: live subscriptions, plus dropped ones not pruned yet.
+    pub(super) fn slots(&self) -> usize {
+        self.slots.len()
     }
 
     /// Cluster mode: the state jumped to a snapshot at `index` (installed from the leader);
@@ -69,7 +101,7 @@ impl<E> Subscribers<E> {
     /// is gone).
     pub(super) fn restart_at(&mut self, index: u64) {
         for slot in self.slots.drain(..) {
-            slot.cut_off.store(true, Ordering::SeqCst);
+            slot.buffer.cut_off.store(true, Ordering::SeqCst);
         }
         self.delivered_index = index;
     }
@@ -88,13 +120,14 @@ impl<E> Subscribers<E> {
         let events: Vec<Arc<Committed<E>>> = events.into_iter().map(Arc::new).collect();
         self.slots.retain(|slot| {
             for event in &events {
-                match slot.sender.try_send(Arc::clone(event)) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        slot.cut_off.store(true, Ordering::SeqCst);
-                        return false;
-                    }
-                    Err(TrySendError::Disconnected(_)) => return false,
+                // Counted before the send, so the receiver never decrements below zero.
+                let pending = slot.buffer.pending.fetch_add(1, Ordering::AcqRel);
+                if pending >= slot.capacity {
+                    slot.buffer.cut_off.store(true, Ordering::SeqCst);
+                    return false;
+                }
+                if slot.sender.send(Arc::clone(event)).is_err() {
+                    return false; // the subscription was dropped
                 }
             }
             true
@@ -136,11 +169,14 @@ pub struct Subscription<S: State> {
     catch_up_end: u64,
     buffered: VecDeque<Arc<Committed<S::Event>>>,
     live: mpsc::Receiver<Arc<Committed<S::Event>>>,
-    cut_off: Arc<AtomicBool>,
+    buffer: Arc<Buffer>,
     log_dir: PathBuf,
     upcasters: Vec<Upcaster>,
     /// Catch-up position, kept between reads so each segment is read once.
     cursor: Option<log::Cursor>,
+    /// A live event [`Subscription::is_closed`] took off the channel to look past it; the
+    /// next live read yields it first.
+    peeked: Option<Arc<Committed<S::Event>>>,
 }
 
 impl<S: State> Subscription<S> {
@@ -162,10 +198,16 @@ impl<S: State> Subscription<S> {
             return Ok(Some(self.advance(event)));
         }
         loop {
-            let event = match self.live.recv_timeout(timeout) {
+            let received = match self.peeked.take() {
+                Some(event) => Ok(event),
+                None => self.live.recv_timeout(timeout).inspect(|_| self.received()),
+            };
+            let event = match received {
                 Ok(event) => event,
                 Err(RecvTimeoutError::Timeout) => return Ok(None),
-                Err(RecvTimeoutError::Disconnected) if self.cut_off.load(Ordering::SeqCst) => {
+                Err(RecvTimeoutError::Disconnected)
+                    if self.buffer.cut_off.load(Ordering::SeqCst) =>
+                {
                     return Err(SubscribeError::Lagged {
                         next_index: self.next_index,
                     });
@@ -180,10 +222,28 @@ impl<S: State> Subscription<S> {
         }
     }
 
-    /// True when the engine has shut down and every event was consumed.
-    pub fn is_closed(&self) -> bool {
-        matches!(self.live.try_recv(), Err(mpsc::TryRecvError::Disconnected))
-            && self.buffered.is_empty()
+    /// True when the engine has shut down and every event was consumed. An event found
+    /// waiting is kept for the next [`Subscription::next_timeout`] (asking loses nothing).
+    pub fn is_closed(&mut self) -> bool {
+        if !self.buffered.is_empty() || self.peeked.is_some() {
+            return false;
+        }
+        match self.live.try_recv() {
+            Ok(event) => {
+                self.received();
+                self.peeked = Some(event);
+                false
+            }
+            Err(mpsc::TryRecvError::Empty) => false,
+            // Cut off is not closed: the next read reports `Lagged`.
+            Err(mpsc::TryRecvError::Disconnected) => !self.buffer.cut_off.load(Ordering::SeqCst),
+        }
+    }
+
+    /// One event left the live channel: room for another in the buffer.
+    fn received(&self) {
+        let before = self.buffer.pending.fetch_sub(1, Ordering::AcqRel);
+        assert!(before > 0, "received more events than were sent");
     }
 
     fn advance(&mut self, event: Arc<Committed<S::Event>>) -> Arc<Committed<S::Event>> {

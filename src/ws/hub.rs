@@ -21,7 +21,8 @@ use super::connection::{encode_server_message, Message};
 
 /// Default most frames waiting for one connection.
 pub const QUEUE_FRAMES_MAX: usize = 1024;
-/// Default most bytes waiting for one connection (4 MiB).
+/// Default most bytes waiting for one connection (4 MiB), beyond one frame (an empty queue
+/// takes a frame of any size).
 pub const QUEUE_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Default most rooms one connection may be in.
 pub const ROOMS_PER_CONNECTION_MAX: usize = 64;
@@ -42,7 +43,8 @@ pub type SharedFrame = Arc<[u8]>;
 pub struct HubConfig {
     /// Most frames queued for one connection before it is closed as a slow consumer.
     pub queue_frames_max: usize,
-    /// Most bytes queued for one connection before it is closed as a slow consumer.
+    /// Most bytes queued for one connection before it is closed as a slow consumer (an empty
+    /// queue takes one frame of any size).
     pub queue_bytes_max: usize,
     /// Most rooms one connection may join.
     pub rooms_per_connection_max: usize,
@@ -114,6 +116,9 @@ struct Member {
     queued_bytes: usize,
     /// Set once the queue overflowed: the connection is being closed and receives nothing more.
     overflowed: bool,
+    /// Set by [`Hub::close`]: the close to send once the queue is drained; nothing more is
+    /// queued meanwhile.
+    close_after: Option<(u16, String)>,
 }
 
 /// Rooms, presence and per-connection send queues. See the module documentation.
@@ -163,6 +168,7 @@ impl Hub {
             queue: VecDeque::new(),
             queued_bytes: 0,
             overflowed: false,
+            close_after: None,
         };
         self.members.insert(id, member);
         Ok(())
@@ -285,6 +291,40 @@ impl Hub {
         Ok(self.enqueue(to, &frame))
     }
 
+    /// Asks for `id` to be closed with `code` and `reason` once the frames already queued for it
+    /// are sent (an application ending a feed after its last message). Nothing more is queued
+    /// for it; the first close asked for wins. The driver learns it from [`Hub::take_close`].
+    ///
+    /// # Panics
+    /// If `code` is not a close code an endpoint may send (RFC 6455 §7.4).
+    pub fn close(&mut self, id: ConnId, code: u16, reason: &str) -> Result<(), HubError> {
+        assert!(
+            close::is_valid_code(code),
+            "close code {code} may not be sent"
+        );
+        let member = self
+            .members
+            .get_mut(&id)
+            .ok_or(HubError::UnknownConnection(id))?;
+        if member.close_after.is_none() {
+            member.close_after = Some((code, close::truncate_reason(reason).to_string()));
+            // An empty queue gets no frame to wake its writer: wake it for the close.
+            if member.queue.is_empty() {
+                self.ready.push(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The close [`Hub::close`] asked for `id`, once its queue is empty (taken once).
+    pub fn take_close(&mut self, id: ConnId) -> Option<(u16, String)> {
+        let member = self.members.get_mut(&id)?;
+        if !member.queue.is_empty() {
+            return None;
+        }
+        member.close_after.take()
+    }
+
     /// The next frame waiting for `id`, oldest first.
     pub fn pop_frame(&mut self, id: ConnId) -> Option<SharedFrame> {
         let member = self.members.get_mut(&id)?;
@@ -314,6 +354,11 @@ impl Hub {
             .map_or(0, |member| member.queued_bytes)
     }
 
+    /// Frames waiting for `id` (0 for unknown connections).
+    pub fn queued_frames(&self, id: ConnId) -> usize {
+        self.members.get(&id).map_or(0, |member| member.queue.len())
+    }
+
     /// Connections that got frames into an empty queue since the last call: wake their writers.
     pub fn take_ready(&mut self) -> Vec<ConnId> {
         std::mem::take(&mut self.ready)
@@ -331,11 +376,15 @@ impl Hub {
         let Some(member) = self.members.get_mut(&id) else {
             return false;
         };
-        if member.overflowed {
+        if member.overflowed || member.close_after.is_some() {
             return false;
         }
         let frames_full = member.queue.len() >= config.queue_frames_max;
-        let bytes_full = member.queued_bytes + frame.len() > config.queue_bytes_max;
+        // An empty queue takes any one frame: a message larger than the byte limit (a big
+        // broadcast, a large first page) is not a sign of a slow consumer, and refusing it
+        // would close every recipient, however fast, and never deliver it.
+        let bytes_full =
+            !member.queue.is_empty() && member.queued_bytes + frame.len() > config.queue_bytes_max;
         if frames_full || bytes_full {
             // Dropping what is queued frees the memory now; the connection is closed anyway.
             member.overflowed = true;

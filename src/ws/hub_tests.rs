@@ -141,6 +141,7 @@ fn direct_messages_and_ready_list() {
         "only the empty-to-non-empty transition wakes the writer"
     );
     assert_eq!(hub.queued_bytes(B), 2 + 4 + 2 + 5);
+    assert_eq!((hub.queued_frames(B), hub.queued_frames(A)), (2, 0));
     assert_eq!(drain_texts(&mut hub, B), ["psst", "again"]);
     assert_eq!(hub.queued_bytes(B), 0);
     hub.direct(B, &Message::Binary(vec![1, 2, 3]))
@@ -235,4 +236,57 @@ fn presence_notices_escape_names() {
         notice,
         r#"{"type":"presence","event":"join","room":"r\"1","id":9,"user":"a\\b\u0001"}"#
     );
+}
+
+#[test]
+fn a_close_asked_for_comes_after_the_queued_frames() {
+    let mut hub = hub_with(&[(A, "ann"), (B, "bob")]);
+    assert_eq!(hub.direct(A, &text("last words")), Ok(true));
+    assert_eq!(hub.take_ready(), [A]);
+    assert_eq!(hub.close(A, 1013, "go away"), Ok(()));
+    assert_eq!(
+        hub.take_ready(),
+        [],
+        "its writer is awake for the queued frame"
+    );
+    assert_eq!(hub.take_close(A), None, "a frame is still queued");
+    assert_eq!(
+        hub.direct(A, &text("too late")),
+        Ok(false),
+        "nothing after it"
+    );
+    assert_eq!(hub.close(A, 1000, "again"), Ok(()), "the first close wins");
+    assert_eq!(drain_texts(&mut hub, A), ["last words"]);
+    assert_eq!(hub.take_close(A), Some((1013, "go away".to_string())));
+    assert_eq!(hub.take_close(A), None, "taken once");
+    // An idle connection's writer is woken for the close itself.
+    assert_eq!(hub.close(B, 1001, ""), Ok(()));
+    assert_eq!(hub.take_ready(), [B]);
+    assert_eq!(hub.take_close(B), Some((1001, String::new())));
+    assert_eq!(hub.close(C, 1000, ""), Err(HubError::UnknownConnection(C)));
+}
+
+#[test]
+fn a_message_larger_than_the_byte_limit_reaches_members_that_keep_up() {
+    let config = HubConfig {
+        queue_bytes_max: 100,
+        presence_notices: false,
+        ..HubConfig::default()
+    };
+    let mut hub = Hub::new(config);
+    for id in [A, B] {
+        hub.connect(id, "u").expect("fresh");
+        hub.join(id, "room").expect("ok");
+    }
+    assert_eq!(hub.direct(B, &text("unread")), Ok(true));
+    let big = "x".repeat(150);
+    // A's queue is empty: it takes the big frame; B already has one waiting: over the limit.
+    assert_eq!(hub.broadcast("room", &text(&big), None), 1);
+    assert_eq!(hub.take_overflowed(), [B]);
+    assert_eq!(drain_texts(&mut hub, A), std::slice::from_ref(&big));
+    assert!(!hub.is_overflowed(A));
+    // A queue holding a big frame is full for the next one.
+    assert_eq!(hub.direct(A, &text(&big)), Ok(true));
+    assert_eq!(hub.direct(A, &text("small")), Ok(false));
+    assert!(hub.is_overflowed(A));
 }

@@ -308,7 +308,8 @@ impl Session {
         }
     }
 
-    /// Moves queued hub frames into the output, up to the high-water mark.
+    /// Moves queued hub frames into the output, up to the high-water mark; closes the
+    /// connection when the hub says so (an overflow, or [`Hub::close`] once drained).
     fn pull_from_hub(&mut self) {
         let Some(hub) = self.hub.clone() else { return };
         if self.ended || self.connection.state() != State::Open {
@@ -316,9 +317,9 @@ impl Session {
         }
         let id = self.id;
         let connection = &mut self.connection;
-        let overflowed = hub.with(|hub| {
+        let close = hub.with(|hub| {
             if hub.is_overflowed(id) {
-                return true;
+                return Some((OVERFLOW_CLOSE_CODE, "send queue overflow".to_string()));
             }
             while connection.output_len() < OUTPUT_HIGH_WATER_BYTES {
                 let Some(frame) = hub.pop_frame(id) else {
@@ -328,15 +329,14 @@ impl Session {
                 let sent = connection.send_encoded(&frame);
                 assert!(sent.is_ok(), "connection closed while pulling hub frames");
             }
-            false
+            hub.take_close(id)
         });
-        if overflowed {
-            self.connection
-                .close(OVERFLOW_CLOSE_CODE, "send queue overflow");
+        if let Some((code, reason)) = close {
+            self.connection.close(code, &reason);
             // The hub forgets it now; the session ends when the peer answers or the close times out.
             hub.unregister(id);
+            assert_eq!(self.connection.state(), State::Closing);
         }
-        assert!(!overflowed || self.connection.state() == State::Closing);
     }
 }
 

@@ -271,3 +271,41 @@ fn internal_error_close() -> (Opcode, Vec<u8>) {
     payload.extend_from_slice(b"internal error");
     (Opcode::Close, payload)
 }
+
+#[test]
+fn a_hub_close_is_sent_after_the_queued_messages() {
+    let hub = SharedHub::new(HubConfig::default());
+    let (handler, closes) = handler(None);
+    let mut session = Session::new(ConnId(1), Config::SERVER, handler, 0);
+    let (waker, woken) = counting_waker();
+    session
+        .join_hub(Arc::clone(&hub), "u", waker)
+        .expect("fresh id");
+    session.start();
+    hub.with(|hub| {
+        hub.direct(ConnId(1), &Message::Text("bye".into()))?;
+        hub.close(ConnId(1), 1013, "feed ended")
+    })
+    .expect("connected");
+    assert_eq!(woken.load(Ordering::SeqCst), 1);
+    session.on_wake();
+    let frames = flush(&mut session);
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert_eq!(frames[0], (Opcode::Text, b"bye".to_vec()));
+    let (opcode, payload) = &frames[1];
+    assert_eq!(
+        (*opcode, u16::from_be_bytes([payload[0], payload[1]])),
+        (Opcode::Close, 1013)
+    );
+    assert_eq!(&payload[2..], b"feed ended");
+    assert!(!hub.with(|hub| hub.is_connected(ConnId(1))), "left the hub");
+    session.on_input(&close_from_client(1013));
+    assert!(session.is_finished());
+    assert_eq!(
+        *closes.lock().expect("test lock"),
+        [Ended::Closed(Some(CloseFrame {
+            code: 1013,
+            reason: String::new()
+        }))]
+    );
+}
