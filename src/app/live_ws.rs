@@ -130,12 +130,17 @@ impl LivePump {
         });
         let hook_shared = Arc::downgrade(&shared);
         handle.engine().on_commit(move |committed| {
-            // Only a flag and a notify: the applier must not wait on the pump.
+            // A flag and a notify: the applier never waits on the pump's work (it holds the
+            // lock only between its rounds, never while it pumps).
             if let Some(shared) = hook_shared.upgrade() {
                 let index = committed.envelope.index;
                 shared.target_index.fetch_max(index, Ordering::AcqRel);
                 // A feed added after this load is woken by `add` and reads the new target.
                 if shared.feeds.load(Ordering::Acquire) > 0 {
+                    // Through the lock: the pump reads the target and starts waiting under
+                    // it, so a notify sent between the two would find no waiter and the
+                    // event would wait PUMP_IDLE_MS for the next round.
+                    drop(lock(&shared));
                     shared.wake.notify_one();
                 }
             }
