@@ -8,7 +8,9 @@
 //! last messages of the room) and `{"type":"members",...}`; others in the room get presence
 //! notices (`{"type":"presence","event":"join"|"leave",...}`). The client sends
 //! `{"type":"say","text":"..."}`; everyone in the room (sender included) gets
-//! `{"type":"message","message":{...}}` once it is durable. `GET /api/messages?room=R` (and
+//! `{"type":"message","message":{...}}` once it is durable. A joiner misses no message: one
+//! stored while it joins comes in the history, as a broadcast, or both (ids tell them apart;
+//! a broadcast may even precede the history). `GET /api/messages?room=R` (and
 //! `/api/messages/stream`, `/api/messages/live`) are the generated model routes.
 
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -127,16 +129,24 @@ struct ChatSession {
 
 impl WsHandler for ChatSession {
     fn on_open(&mut self, ctx: &mut Ctx<'_>) {
-        let history = history(&self.handle, &self.room);
-        let _ = ctx.send(&WsMessage::Text(history));
-        let Some(hub) = ctx.hub() else { return };
+        let Some(hub) = ctx.hub() else {
+            let history = history(&self.handle, &self.room);
+            let _ = ctx.send(&WsMessage::Text(history));
+            return;
+        };
         let id = ctx.id();
-        // Presence: the hub tells the others; the joiner gets the member list.
+        // Join first, then read the history: a message stored before the read is in it, one
+        // stored after is broadcast to this member. Read first, a message stored and broadcast
+        // between the read and the join reached the joiner neither way. A message may now come
+        // both ways (stored before the read, broadcast after the join): the page shows each
+        // id once. Presence: the hub tells the others; the joiner gets the member list.
         let members = hub.with(|hub| hub.join(id, &self.room));
         let members = match members {
             Ok(members) => members,
             Err(error) => return ctx.close(1008, &error.to_string()),
         };
+        let history = history(&self.handle, &self.room);
+        let _ = ctx.send(&WsMessage::Text(history));
         let mut w = json::Writer::new();
         w.begin_object();
         w.field("type");
@@ -309,12 +319,17 @@ form{display:flex;gap:.5rem;margin-top:.5rem}input[name=text]{flex:1}
 const log = document.getElementById("log"), members = document.getElementById("members");
 const say = document.getElementById("say");
 let socket = null, me = "", users = [];
+// A message may arrive both in the history and as a broadcast, or as a broadcast before the
+// history: each id is shown once, the early ones after the history.
+let seen = new Set(), early = [], joined = false;
 function line(text, cls) {
   const div = document.createElement("div");
   div.textContent = text; if (cls) div.className = cls;
   log.appendChild(div); log.scrollTop = log.scrollHeight;
 }
 function show(m) {
+  if (seen.has(m.id)) return;
+  seen.add(m.id);
   const t = new Date(m.sent_ms).toLocaleTimeString();
   line(t + "  " + m.user + ": " + m.text, m.user === me ? "me" : "");
 }
@@ -323,7 +338,7 @@ document.getElementById("join").onsubmit = (e) => {
   e.preventDefault();
   const f = new FormData(e.target); me = f.get("user");
   if (socket) socket.close();
-  log.textContent = "";
+  log.textContent = ""; seen = new Set(); early = []; joined = false;
   const url = new URL("/ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   url.searchParams.set("room", f.get("room")); url.searchParams.set("user", me);
@@ -333,14 +348,17 @@ document.getElementById("join").onsubmit = (e) => {
     for (const el of say.elements) el.disabled = true; };
   socket.onmessage = (ev) => {
     const msg = JSON.parse(ev.data);
-    if (msg.type === "history") { msg.messages.forEach(show); line("— joined " + msg.room + " —", "sys"); }
+    if (msg.type === "history") {
+      msg.messages.forEach(show); line("— joined " + msg.room + " —", "sys");
+      joined = true; early.forEach(show); early = [];
+    }
     else if (msg.type === "members") { users = msg.users; showMembers(); }
     else if (msg.type === "presence") {
       if (msg.event === "join") users.push(msg.user);
       else { const i = users.indexOf(msg.user); if (i >= 0) users.splice(i, 1); }
       showMembers(); line(msg.user + (msg.event === "join" ? " joined" : " left"), "sys");
     }
-    else if (msg.type === "message") show(msg.message);
+    else if (msg.type === "message") { if (joined) show(msg.message); else early.push(msg.message); }
     else if (msg.type === "error") line("error: " + msg.error, "sys");
   };
 };

@@ -127,3 +127,48 @@ fn chat_rooms_presence_and_durable_history() {
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Members joining while a room is busy miss no message: every message after the first one a
+/// joiner sees (in its history or broadcast) reaches it. The history used to be read before
+/// the join, so a message stored and broadcast between the two reached the joiner neither way.
+#[test]
+fn joiners_miss_no_message_sent_while_they_join() {
+    const MESSAGES: usize = 300;
+    const JOINERS: usize = 12;
+    let data = common::fresh_dir("example", "chat-join-race");
+    let (running, addr) = common::start(&chat::app(), &data);
+    let (mut talker, _, _) = join(addr, "busy", "talker");
+    for i in 0..MESSAGES {
+        talker.send_text(&format!(r#"{{"type":"say","text":"m{i}"}}"#));
+    }
+    talker.flush();
+    let mut joiners: Vec<(WsClient, Vec<usize>)> = (0..JOINERS)
+        .map(|k| {
+            let (client, history, _) = join(addr, "busy", &format!("j{k}"));
+            let seen = texts(&history)
+                .iter()
+                .filter_map(|t| t.strip_prefix("talker: m")?.parse().ok())
+                .collect();
+            (client, seen)
+        })
+        .collect();
+    for (k, (client, seen)) in joiners.iter_mut().enumerate() {
+        while !seen.contains(&(MESSAGES - 1)) {
+            let event = next(client);
+            if event["type"].as_str() != Some("message") {
+                continue;
+            }
+            let text = event["message"]["text"].as_str().unwrap_or_default();
+            seen.push(text.trim_start_matches('m').parse().expect("mN"));
+        }
+        let first = *seen.iter().min().expect("something seen");
+        let missing: Vec<usize> = (first..MESSAGES).filter(|i| !seen.contains(i)).collect();
+        assert!(missing.is_empty(), "joiner {k} missed {missing:?}");
+    }
+    talker.close();
+    for (client, _) in joiners {
+        client.close();
+    }
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
