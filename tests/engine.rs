@@ -1482,12 +1482,19 @@ fn completions_sequence_the_next_batch_in_order_with_concurrent_submitters_and_a
         let (dir, options, faults, engine) =
             open_faulty(&format!("combined-{batches_max}"), batches_max);
         restock(&engine, 1, STOCK);
-        let (traced, ended) = start_traced_chains(&engine, CHAINS, SELLS_EACH);
-        // Plain submitters beside the chains (items 2.., never sold).
+        // Plain submitters beside the chains (items 2.., never sold). They start once the
+        // injected failure reached a chain: the next write fails, and one holding their
+        // restocks alone (likely on a loaded machine) would reach no chain, while chains
+        // started later might all have ended before it was injected.
+        let go = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let submitters: Vec<_> = (0..SUBMITTERS)
             .map(|submitter| {
                 let engine = Arc::clone(&engine);
+                let go = Arc::clone(&go);
                 std::thread::spawn(move || {
+                    while !go.load(Ordering::SeqCst) {
+                        std::thread::yield_now();
+                    }
                     let mut stored = 0;
                     for _ in 0..RESTOCKS_EACH {
                         match engine.submit(Restock {
@@ -1503,10 +1510,23 @@ fn completions_sequence_the_next_batch_in_order_with_concurrent_submitters_and_a
                 })
             })
             .collect();
-        while traced.outcomes.lock().expect("outcomes").len() < 100 {
+        faults.fail_next_writes(1);
+        let (traced, ended) = start_traced_chains(&engine, CHAINS, SELLS_EACH);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !traced
+            .outcomes
+            .lock()
+            .expect("outcomes")
+            .iter()
+            .any(|o| o.as_ref().err().is_some_and(|e| e == "refused"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the injected failure reached no chain"
+            );
             std::thread::yield_now();
         }
-        faults.fail_next_writes(1);
+        go.store(true, Ordering::SeqCst);
         for _ in 0..CHAINS {
             ended
                 .recv_timeout(Duration::from_secs(60))
