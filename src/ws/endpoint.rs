@@ -14,6 +14,7 @@ use super::deflate::DeflateConfig;
 use super::hub::ConnId;
 use super::session::{Session, SharedHub, WsHandler};
 use super::upgrade::{accept, Anonymous, Authenticate};
+use crate::http::problem::Problem;
 use crate::http::upgrade::{UpgradeWaker, Upgraded};
 use crate::http::{Request, Response};
 
@@ -103,7 +104,9 @@ impl Endpoint {
     pub fn respond(&self, request: &Request) -> Response {
         match &self.factory {
             Some(factory) => self.respond_with(request, |request, user| factory(request, user)),
-            None => Response::text(500, "this WebSocket endpoint builds handlers per request"),
+            None => Problem::internal()
+                .with_detail("this WebSocket endpoint builds handlers per request")
+                .into_response(),
         }
     }
 

@@ -7,6 +7,7 @@
 //! Must not: write to sockets or keep the request. Handing the socket to a [`super::Session`]
 //! after the 101 is the HTTP reactor's upgrade hook.
 
+use crate::http::problem::Problem;
 use crate::http::{Request, Response, Version};
 
 use super::deflate::{DeflateConfig, Params};
@@ -95,11 +96,14 @@ pub fn check(request: &Request) -> Result<Upgrade, HandshakeError> {
 
 /// The response refusing an upgrade, with the headers the status calls for.
 pub fn refusal(error: &HandshakeError) -> Response {
-    let mut response = Response::text(error.status(), error.to_string());
+    // A problem document like every other HTTP error of the server (a client that sees 400
+    // or 426 reads one format), with the headers the refusal needs (426's
+    // `Sec-WebSocket-Version`, say).
+    let mut problem = Problem::new(error.status()).with_detail(error.to_string());
     for (name, value) in error.headers() {
-        response.headers.append(name, value);
+        problem = problem.with_header(name, value);
     }
-    response
+    problem.into_response()
 }
 
 #[cfg(test)]
@@ -256,6 +260,11 @@ mod tests {
                 response.headers.get("sec-websocket-version")
             ),
             (426, Some("13"))
+        );
+        assert_eq!(
+            response.headers.get("content-type"),
+            Some("application/problem+json"),
+            "a refusal is a problem document like the server's other errors"
         );
         let mut request = upgrade_request();
         request.method = Method::Post;
