@@ -11,6 +11,7 @@
 //! Usage: `bench_server [serve] [--port 8080] [--items 10000] [--data DIR]` plus every flag of
 //! `App::run` (`--help`). `--items N` preloads items 1..=N, only into an empty data directory.
 use lithair::app::{Id, Rejection};
+use lithair::http::problem::Problem;
 use lithair::http::router::Router;
 use lithair::http::{inline, Request, Response};
 use lithair::json::Writer;
@@ -78,7 +79,9 @@ fn hello_json(_: &mut Request) -> Response {
     w.end_object();
     match w.finish() {
         Ok(text) => Response::bytes(200, "application/json", text.into_bytes()),
-        Err(e) => Response::text(500, e.to_string()),
+        Err(e) => Problem::internal()
+            .with_detail(e.to_string())
+            .into_response(),
     }
 }
 

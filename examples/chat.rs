@@ -19,6 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use lithair::app::schema::{Filter, FilterOp};
 use lithair::app::{App, Handle, Model};
+use lithair::http::problem::Problem;
 use lithair::http::{Request, Response, Router};
 use lithair::json::{self, ToJson};
 use lithair::prelude::*;
@@ -107,7 +108,7 @@ fn chat_socket(
         |s: &str| !s.is_empty() && s.len() <= USER_BYTES_MAX && !s.contains(char::is_control);
     if !valid(&room) || !valid(&user) {
         let detail = format!("room and user must be 1 to {USER_BYTES_MAX} printable bytes");
-        return Response::text(400, detail);
+        return Problem::bad_request(detail).into_response();
     }
     let (handle, writes) = (handle.clone(), writes.clone());
     endpoint.respond_with(req, move |_, _| {

@@ -108,6 +108,14 @@ fn chat_rooms_presence_and_durable_history() {
         "an empty name is refused: {}",
         nameless.head
     );
+    assert!(
+        nameless
+            .head
+            .to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{}",
+        nameless.head
+    );
     running.stop().unwrap();
 
     // A restart (or a page reload) shows the history, per room.
