@@ -459,3 +459,32 @@ fn a_subscriber_catching_up_across_compaction_never_skips_events() {
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The `lithair` tool tells a wrong command line (exit 2, with the usage) from a command that
+/// failed (exit 1): a missing `--data` or a bad number used to exit 1 like a damaged log.
+#[test]
+fn the_tool_exits_2_on_a_wrong_command_line_and_1_on_a_failure() {
+    let run = |words: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_lithair"))
+            .args(words)
+            .output()
+            .expect("run lithair");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for words in [
+        &["log", "verify"][..],
+        &["log", "inspect", "--data", "x", "--from", "z"],
+        &["nothing"],
+    ] {
+        let (code, stderr) = run(words);
+        assert_eq!(code, Some(2), "{words:?}: {stderr}");
+        assert!(stderr.contains("usage:"), "{words:?}: {stderr}");
+    }
+    let missing = std::env::temp_dir().join("lithair-no-such-data-dir");
+    let (code, _, stderr) = tool(&missing, &["log", "verify"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(!stderr.contains("usage:"), "{stderr}");
+}

@@ -27,47 +27,50 @@ impl Args {
         self.words.get(at + 1).map(String::as_str)
     }
 
-    fn number(&self, name: &str) -> Result<Option<u64>, String> {
+    fn number(&self, name: &str) -> Result<Option<u64>, Failure> {
         match self.value(name) {
             None => Ok(None),
             Some(text) => text
                 .parse()
                 .map(Some)
-                .map_err(|_| format!("{name} expects a number, got {text:?}")),
+                .map_err(|_| Failure::Usage(format!("{name} expects a number, got {text:?}"))),
         }
     }
 
-    fn data_dir(&self) -> Result<PathBuf, String> {
+    fn data_dir(&self) -> Result<PathBuf, Failure> {
         self.value("--data")
             .map(PathBuf::from)
-            .ok_or_else(|| "missing --data DIR".to_string())
+            .ok_or_else(|| Failure::Usage("missing --data DIR".to_string()))
     }
 }
 
-fn run(args: &Args) -> Option<Result<(), String>> {
+/// Why a command did not succeed: a wrong command line (exit 2, with the usage) or a failure
+/// of the command itself (exit 1).
+enum Failure {
+    Usage(String),
+    Run(String),
+}
+
+fn run(args: &Args) -> Result<(), Failure> {
     let command: Vec<&str> = args.words.iter().take(2).map(String::as_str).collect();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    // The command line is checked whole before anything runs.
     let result = match command.as_slice() {
-        ["replay", ..] => args
-            .data_dir()
-            .and_then(|dir| tools::replay_stream(&dir, &mut out)),
-        ["log", "verify", ..] => args
-            .data_dir()
-            .and_then(|dir| tools::log_verify(&dir, &mut out)),
-        ["log", "inspect", ..] => args.data_dir().and_then(|dir| {
+        ["replay", ..] => tools::replay_stream(&args.data_dir()?, &mut out),
+        ["log", "verify", ..] => tools::log_verify(&args.data_dir()?, &mut out),
+        ["log", "inspect", ..] => {
+            let dir = args.data_dir()?;
             let (from, to) = (args.number("--from")?, args.number("--to")?);
             tools::log_inspect(&dir, from, to, args.value("--type"), &mut out)
-        }),
-        ["log", "stats", ..] => args
-            .data_dir()
-            .and_then(|dir| tools::log_stats(&dir, &mut out)),
-        ["snapshot", ..] => args
-            .data_dir()
-            .and_then(|dir| tools::snapshot_list(&dir, &mut out)),
-        _ => return None,
+        }
+        ["log", "stats", ..] => tools::log_stats(&args.data_dir()?, &mut out),
+        ["snapshot", ..] => tools::snapshot_list(&args.data_dir()?, &mut out),
+        _ => return Err(Failure::Usage(String::new())),
     };
-    Some(result.and_then(|()| std::io::Write::flush(&mut out).map_err(|e| e.to_string())))
+    result
+        .and_then(|()| std::io::Write::flush(&mut out).map_err(|e| e.to_string()))
+        .map_err(Failure::Run)
 }
 
 fn main() -> ExitCode {
@@ -81,12 +84,15 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     match run(&args) {
-        None => {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            if !message.is_empty() {
+                eprintln!("lithair: {message}");
+            }
             eprintln!("{USAGE}");
             ExitCode::from(2)
         }
-        Some(Ok(())) => ExitCode::SUCCESS,
-        Some(Err(message)) => {
+        Err(Failure::Run(message)) => {
             eprintln!("lithair: {message}");
             ExitCode::FAILURE
         }
