@@ -488,3 +488,92 @@ fn the_tool_exits_2_on_a_wrong_command_line_and_1_on_a_failure() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(!stderr.contains("usage:"), "{stderr}");
 }
+
+/// `log repair` gets a single node past damage a start refuses (a damaged frame with valid
+/// frames after it: acknowledged entries may lie beyond, so recovery never cuts it itself).
+/// A dry run says what the cut loses and changes nothing; `--apply` cuts the damaged segment
+/// at the damage and removes the later ones, and the engine then opens with every entry
+/// before it. It refuses a directory in use, a cluster node's, and a cut that would leave the
+/// log ending before the newest snapshot.
+#[test]
+fn log_repair_cuts_at_damage_a_start_refuses_only_when_told() {
+    let dir = filled("repair", None);
+    let files = segments(&dir);
+    assert!(files.len() >= 4, "{files:?}");
+    let damaged = &files[1];
+    let first = lithair::log::list_segments(&dir.join("log")).expect("list")[1];
+    let used = lithair::log::used_bytes(damaged, first).expect("used bytes");
+    let mut bytes = std::fs::read(damaged).expect("read");
+    bytes[used as usize / 2] ^= 0xff;
+    std::fs::write(damaged, &bytes).expect("damage a frame in the middle");
+    let refused = Engine::open(&dir, options(), Kv::default()).map(|_| ());
+    assert!(
+        refused.is_err(),
+        "a start refuses damage followed by valid frames"
+    );
+    let contents = |files: &[PathBuf]| -> Vec<Option<Vec<u8>>> {
+        files.iter().map(|f| std::fs::read(f).ok()).collect()
+    };
+    let before = contents(&files);
+
+    // In use: refused.
+    {
+        let _held = lithair::log::lock_data_dir(&dir).expect("lock");
+        let (code, _, stderr) = tool(&dir, &["log", "repair", "--apply"]);
+        assert_eq!(code, Some(1), "{stderr}");
+    }
+    // A snapshot file past the damage (even a damaged one) proves entries the cut would
+    // lose below it: refused, as the start would refuse the cut log.
+    let snapshots = dir.join("snapshots");
+    std::fs::create_dir_all(&snapshots).expect("mkdir");
+    let fake = snapshots.join(format!("{:020}.snap", EVENTS + 1000));
+    std::fs::write(&fake, b"not a snapshot").expect("write");
+    let (code, _, stderr) = tool(&dir, &["log", "repair", "--apply"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("newest snapshot"), "{stderr}");
+    std::fs::remove_file(&fake).expect("remove");
+    // A cluster node's directory: refused (it rejoins from its peers).
+    let hard_state = dir.join(lithair::raft::storage_log::HARD_STATE_FILE_NAME);
+    std::fs::write(&hard_state, b"").expect("write");
+    let (code, _, stderr) = tool(&dir, &["log", "repair", "--apply"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cluster"), "{stderr}");
+    std::fs::remove_file(&hard_state).expect("remove");
+    assert_eq!(contents(&files), before, "nothing refused changed a file");
+
+    // A dry run reports and changes nothing.
+    let (code, stdout, stderr) = tool(&dir, &["log", "repair"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains(&file_name(damaged)) && stdout.contains("dry run"),
+        "{stdout}"
+    );
+    assert_eq!(contents(&files), before, "a dry run changes nothing");
+
+    let (code, stdout, stderr) = tool(&dir, &["log", "repair", "--apply"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let kept: u64 = stdout
+        .rsplit("ends at index ")
+        .next()
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the last index kept: {stdout}"));
+    assert!(kept >= first && kept < EVENTS, "{stdout}");
+    assert_eq!(
+        segments(&dir),
+        files[..2].to_vec(),
+        "later segments removed"
+    );
+    let (engine, opened) = Engine::open(&dir, options(), Kv::default()).expect("opens now");
+    assert_eq!(opened.applied_index, kept);
+    engine.read(|kv| {
+        assert_eq!(kv.map.len() as u64, kept);
+        assert!((1..=kept).all(|key| kv.map.get(&key) == Some(&(key * 3))));
+    });
+    drop(engine);
+    let (code, stdout, _) = tool(&dir, &["log", "repair", "--apply"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("nothing to repair"), "{stdout}");
+    let (code, stdout, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

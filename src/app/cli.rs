@@ -93,6 +93,12 @@ pub enum LogCommand {
     },
     /// Print counts and sizes.
     Stats,
+    /// Find the first damage a start refuses and cut the log there (a dry run without
+    /// `apply`); the app must not be running.
+    Repair {
+        /// Make the cut (`--apply`); without it, only report what it would lose.
+        apply: bool,
+    },
 }
 
 /// What `cluster` should do against a running node.
@@ -460,18 +466,31 @@ fn log(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
         Some("verify") => ("verify", &args[1..]),
         Some("inspect") => ("inspect", &args[1..]),
         Some("stats") => ("stats", &args[1..]),
+        Some("repair") => ("repair", &args[1..]),
         Some(other) => return Err(error(format!("unknown `log` action `{other}`"))),
-        None => return Err(error("`log` needs an action: verify, inspect or stats")),
+        None => {
+            return Err(error(
+                "`log` needs an action: verify, inspect, stats or repair",
+            ))
+        }
     };
     let mut data = None;
+    let mut apply = false;
     let (mut from, mut to, mut event_type) = (None, None, None);
     let valued: &[&str] = match action {
         "inspect" => &["data", "from", "to", "type"],
         _ => &["data"],
     };
-    for (name, value) in flag_pairs(rest, &format!("log {action}"), &[], valued)? {
+    let switches: &[&str] = match action {
+        "repair" => &["apply"],
+        _ => &[],
+    };
+    for (name, value) in flag_pairs(rest, &format!("log {action}"), switches, valued)? {
         match (action, name.as_str()) {
             (_, "data") => data = Some(value),
+            // A switch: `--apply=no` must not cut.
+            ("repair", "apply") if value.is_empty() => apply = true,
+            ("repair", "apply") => return Err(error("`--apply` takes no value")),
             ("inspect", "from") => from = Some(parse_number("from", &value)?),
             ("inspect", "to") => to = Some(parse_number("to", &value)?),
             ("inspect", "type") => event_type = Some(value),
@@ -487,6 +506,7 @@ fn log(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
     let action = match action {
         "verify" => LogCommand::Verify,
         "stats" => LogCommand::Stats,
+        "repair" => LogCommand::Repair { apply },
         _ => LogCommand::Inspect {
             from,
             to,
@@ -585,6 +605,7 @@ pub fn usage(sources: &Sources<'_>) -> String {
          USAGE:\n  {name} [serve] [FLAGS]\n  {name} replay [--data DIR]\n  \
          {name} log verify|stats [--data DIR]\n  \
          {name} log inspect [--data DIR] [--from N] [--to N] [--type EVENT]\n  \
+         {name} log repair [--data DIR] [--apply]\n  \
          {name} snapshot [--data DIR]\n  \
          {name} cluster status|leave|transfer-leader [--node IP:PORT] [--to ID] \
          [--cluster-secret S]\n\n\
@@ -772,6 +793,20 @@ mod tests {
                 }
             }
         );
+        for (line, apply) in [("log repair", false), ("log repair --apply --data x", true)] {
+            assert!(
+                matches!(
+                    check(line),
+                    Ok(Command::Log { action: LogCommand::Repair { apply: a }, .. }) if a == apply
+                ),
+                "{line}"
+            );
+        }
+        assert!(
+            check("log repair --apply=no").is_err(),
+            "a switch takes no value"
+        );
+        assert!(check("log verify --apply").is_err());
         assert!(matches!(check("--help"), Ok(Command::Help(_))));
         assert!(matches!(check("serve --help"), Ok(Command::Help(_))));
         assert!(matches!(

@@ -27,6 +27,7 @@ pub fn log_command(data: &Path, action: &LogCommand) -> Result<(), String> {
     match action {
         LogCommand::Verify => crate::engine::tools::log_verify(data, &mut out),
         LogCommand::Stats => crate::engine::tools::log_stats(data, &mut out),
+        LogCommand::Repair { apply } => crate::engine::repair::log_repair(data, *apply, &mut out),
         LogCommand::Inspect {
             from,
             to,

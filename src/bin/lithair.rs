@@ -1,7 +1,8 @@
 //! The `lithair` command: log-level tools over a data directory (`lithair::engine::tools`).
 //!
 //! Owns: argument parsing and exit codes only. Must not: modify files or take the data
-//! directory lock. Apps get the same tools, plus typed `replay` and `snapshot`, through
+//! directory lock, except `log repair --apply` (which takes the lock, and cuts only what it
+//! reported). Apps get the same tools, plus typed `replay` and `snapshot`, through
 //! `App::run`.
 
 use lithair::engine::tools;
@@ -14,6 +15,8 @@ const USAGE: &str = "usage:
   lithair log inspect --data DIR [--from I] [--to J] [--type T]
                                             events as JSON lines (payload as hex)
   lithair log stats --data DIR              segments, frames, events per type
+  lithair log repair --data DIR [--apply]   find the first damage a start refuses; with
+                                            --apply, cut the log there (stop the server first)
   lithair snapshot --data DIR               list snapshots and check their checksums
                                             (taking one needs the app's types: `APP snapshot`)";
 
@@ -65,6 +68,13 @@ fn run(args: &Args) -> Result<(), Failure> {
             tools::log_inspect(&dir, from, to, args.value("--type"), &mut out)
         }
         ["log", "stats", ..] => tools::log_stats(&args.data_dir()?, &mut out),
+        ["log", "repair", ..] => {
+            if let Some(word) = args.words.iter().find(|w| w.starts_with("--apply=")) {
+                return Err(Failure::Usage(format!("`{word}`: --apply takes no value")));
+            }
+            let apply = args.words.iter().any(|word| word == "--apply");
+            lithair::engine::repair::log_repair(&args.data_dir()?, apply, &mut out)
+        }
         ["snapshot", ..] => tools::snapshot_list(&args.data_dir()?, &mut out),
         _ => return Err(Failure::Usage(String::new())),
     };

@@ -38,6 +38,7 @@ mod core;
 mod envelope;
 mod policy;
 mod queue;
+pub mod repair;
 mod replay;
 mod replica;
 mod snapshot;

@@ -75,7 +75,7 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "{}: {reason} at offset {offset}; refusing to start (restore this file from \
-                 a replica or backup)",
+                 a replica or backup, or see what `log repair` would cut)",
                 path.display()
             ),
             Error::Visitor { index, message } => write!(f, "entry {index}: {message}"),

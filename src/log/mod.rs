@@ -14,6 +14,7 @@ mod frame;
 pub(crate) mod inbox;
 mod prepare;
 mod reader;
+pub mod repair;
 mod segment;
 mod sync;
 mod writer;

@@ -1,0 +1,145 @@
+//! Cutting a damaged log at its first damage, on an operator's explicit request.
+//!
+//! Owns: finding the first place recovery refuses (a damaged frame with valid data after it,
+//! damage in a segment that is not the last, a segment that does not start where the one
+//! before it ends) and cutting the log there: that segment truncated at the damage (removed
+//! if its header is damaged) and every later segment removed. Must not: run next to a writer
+//! (the caller holds the data-directory lock), decide for the operator (`plan` only reports;
+//! `apply` is a separate call), or look past the log (snapshots are the caller's concern).
+//!
+//! Why a tool and not recovery: recovery cuts a torn tail on its own (nothing after it was
+//! acknowledged), but damage followed by valid frames may hold acknowledged entries beyond
+//! it. Only an operator can choose to lose them, after trying a replica or a backup.
+
+use super::segment::{self, Ending};
+use super::Error;
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+
+/// Where a damaged log would be cut, and what that loses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairPlan {
+    /// The segment holding the first damage.
+    pub damaged: PathBuf,
+    /// Offset of the first damaged byte in it (0: its header; the segment is removed).
+    pub offset: u64,
+    /// What recovery found there.
+    pub reason: String,
+    /// Index of the first entry the cut removes (everything before it is kept).
+    pub first_lost_index: u64,
+    /// Bytes of `damaged` from `offset` on, removed.
+    pub damaged_bytes_cut: u64,
+    /// Later segments removed whole, in order.
+    pub later_segments: Vec<PathBuf>,
+    /// The log's first index (what is kept is `first_index..first_lost_index`).
+    pub first_index: u64,
+}
+
+/// The first damage recovery would refuse in `log_dir`, or `None` when it would open (a torn
+/// tail of the last segment is not damage: opening cuts it).
+///
+/// # Errors
+/// I/O failures listing or reading segments.
+pub fn plan(log_dir: &Path) -> Result<Option<RepairPlan>, Error> {
+    let firsts = segment::list_segments(log_dir)?;
+    let Some(&first_index) = firsts.first() else {
+        return Ok(None);
+    };
+    let mut buffer = Vec::new();
+    let mut next_index = first_index;
+    for (position, &first) in firsts.iter().enumerate() {
+        let path = segment::segment_path(log_dir, first);
+        let is_last = position + 1 == firsts.len();
+        let later = |from: usize| -> Vec<PathBuf> {
+            firsts[from..]
+                .iter()
+                .map(|&first| segment::segment_path(log_dir, first))
+                .collect()
+        };
+        let plan_at = |offset: u64, reason: String, file_bytes: u64| RepairPlan {
+            damaged: path.clone(),
+            offset,
+            reason,
+            first_lost_index: next_index,
+            damaged_bytes_cut: file_bytes.saturating_sub(offset),
+            later_segments: later(position + 1),
+            first_index,
+        };
+        let file_bytes = fs::metadata(&path)
+            .map_err(|e| Error::io(&path, "stat", e))?
+            .len();
+        if first != next_index {
+            let reason =
+                format!("segment starts at {first} but the previous one ends before {next_index}");
+            return Ok(Some(plan_at(0, reason, file_bytes)));
+        }
+        match segment::read_segment(&path, &mut buffer) {
+            Ok(()) => {}
+            // Refused unread (larger than any segment): nothing in it can be trusted.
+            Err(Error::Corrupt { reason, .. }) => return Ok(Some(plan_at(0, reason, file_bytes))),
+            Err(other) => return Err(other),
+        }
+        // The index after the last whole frame before the damage: the first one the cut loses.
+        let mut scanned_to = first;
+        let mut count = |frame: &super::Frame<'_>| {
+            scanned_to = frame.index + u64::from(frame.count);
+            Ok(())
+        };
+        match segment::scan_segment(&path, &buffer, first, &mut count) {
+            Ok(scan) => {
+                if let (Ending::Torn { offset, reason }, false) = (&scan.ending, is_last) {
+                    let reason = format!("{reason} in a segment that is not the last");
+                    return Ok(Some(RepairPlan {
+                        first_lost_index: scan.next_index,
+                        ..plan_at(*offset, reason, file_bytes)
+                    }));
+                }
+                next_index = scan.next_index;
+            }
+            Err(Error::Corrupt {
+                path: damaged,
+                offset,
+                reason,
+            }) => {
+                assert_eq!(damaged, path, "a scan reports damage in its own segment");
+                return Ok(Some(RepairPlan {
+                    first_lost_index: scanned_to,
+                    ..plan_at(offset, reason, file_bytes)
+                }));
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(None)
+}
+
+/// Cuts the log as `plan` says: later segments removed (the last first, so the log stays
+/// contiguous at every step of an interrupted cut), then the damaged one truncated at the
+/// damage, or removed when the damage is its header; everything synced.
+///
+/// # Errors
+/// I/O failures; a cut stopped half-way leaves a log that `plan` finds damaged again (or
+/// none), so running it again finishes the job.
+pub fn apply(log_dir: &Path, plan: &RepairPlan) -> Result<(), Error> {
+    assert!(
+        plan.damaged.parent() == Some(log_dir),
+        "the plan is for another log"
+    );
+    for path in plan.later_segments.iter().rev() {
+        fs::remove_file(path).map_err(|e| Error::io(path, "remove", e))?;
+    }
+    segment::sync_dir(log_dir)?;
+    let path = &plan.damaged;
+    if plan.offset < super::HEADER_BYTES as u64 {
+        fs::remove_file(path).map_err(|e| Error::io(path, "remove", e))?;
+    } else {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, "open", e))?;
+        file.set_len(plan.offset)
+            .map_err(|e| Error::io(path, "truncate", e))?;
+        file.sync_all().map_err(|e| Error::io(path, "fsync", e))?;
+    }
+    segment::sync_dir(log_dir)
+}
