@@ -143,3 +143,93 @@ pub fn apply(log_dir: &Path, plan: &RepairPlan) -> Result<(), Error> {
     }
     segment::sync_dir(log_dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{encode_frame, encode_header, EntryBatch};
+
+    /// A segment starting at `first` with one frame of `entries` entries.
+    fn segment_bytes(first: u64, entries: u64) -> Vec<u8> {
+        let mut batch = EntryBatch::new();
+        for index in first..first + entries {
+            batch.push(&index.to_le_bytes());
+        }
+        let mut bytes = encode_header(first).to_vec();
+        encode_frame(&mut bytes, first, 1, &[&batch]);
+        bytes
+    }
+
+    fn log_dir(name: &str, segments: &[(u64, Vec<u8>)]) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("lithair-repair-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create dir");
+        for (first, bytes) in segments {
+            fs::write(segment::segment_path(&dir, *first), bytes).expect("write");
+        }
+        dir
+    }
+
+    fn names(dir: &Path) -> Vec<u64> {
+        segment::list_segments(dir).expect("list")
+    }
+
+    #[test]
+    fn a_hole_is_cut_at_the_segment_after_it() {
+        let dir = log_dir(
+            "hole",
+            &[
+                (1, segment_bytes(1, 3)),
+                (6, segment_bytes(6, 2)),
+                (8, segment_bytes(8, 2)),
+            ],
+        );
+        let plan = plan(&dir).expect("plan").expect("damage");
+        assert_eq!((plan.offset, plan.first_lost_index), (0, 4));
+        assert_eq!(plan.damaged, segment::segment_path(&dir, 6));
+        assert_eq!(plan.later_segments, [segment::segment_path(&dir, 8)]);
+        apply(&dir, &plan).expect("apply");
+        assert_eq!(names(&dir), [1]);
+        assert_eq!(plan_of(&dir), None, "nothing left to cut");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    fn plan_of(dir: &Path) -> Option<RepairPlan> {
+        plan(dir).expect("plan")
+    }
+
+    #[test]
+    fn a_damaged_header_removes_its_segment_and_a_torn_middle_segment_is_cut() {
+        let mut bad_header = segment_bytes(4, 2);
+        bad_header[0] ^= 0xff;
+        let dir = log_dir(
+            "header",
+            &[
+                (1, segment_bytes(1, 3)),
+                (4, bad_header),
+                (6, segment_bytes(6, 2)),
+            ],
+        );
+        let plan = plan_of(&dir).expect("damage");
+        assert_eq!((plan.offset, plan.first_lost_index), (0, 4));
+        apply(&dir, &plan).expect("apply");
+        assert_eq!(names(&dir), [1]);
+        let _ = fs::remove_dir_all(&dir);
+
+        // A segment that is not the last, ending in half a frame: cut where its frames end.
+        let whole = segment_bytes(4, 2);
+        let mut torn = segment_bytes(1, 3);
+        let torn_at = torn.len() as u64;
+        torn.extend_from_slice(&whole[crate::log::HEADER_BYTES..whole.len() - 3]);
+        let dir = log_dir("torn", &[(1, torn), (4, whole)]);
+        let plan = plan_of(&dir).expect("damage");
+        assert_eq!((plan.offset, plan.first_lost_index), (torn_at, 4));
+        apply(&dir, &plan).expect("apply");
+        assert_eq!(names(&dir), [1]);
+        let kept = fs::read(segment::segment_path(&dir, 1)).expect("read");
+        assert_eq!(kept, segment_bytes(1, 3));
+        assert_eq!(plan_of(&dir), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
