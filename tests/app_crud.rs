@@ -303,6 +303,7 @@ fn crud_validation_uniqueness_and_restart() {
         vec!["log", "verify", "--data", &dir],
         vec!["log", "stats", "--data", &dir],
         vec!["log", "inspect", "--data", &dir, "--type", "PostCreated"],
+        vec!["log", "repair", "--data", &dir],
     ] {
         let args: Vec<String> = args.into_iter().map(String::from).collect();
         app()

@@ -469,7 +469,8 @@ fn lithair_log_tools_verify_inspect_and_refuse_corruption() {
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(
         stdout.starts_with("{\"index\":3,")
-            && stdout.contains("\"idempotency_key\":\"golden-key\""),
+            && stdout.contains("\"idempotency_key\":\"golden-key\"")
+            && stdout.contains("\"request_fingerprint\":null"),
         "{stdout}"
     );
     // A flipped byte in the second frame (valid frames follow): verify names file and offset.

@@ -203,6 +203,12 @@ fn envelope_json(line: &mut String, envelope: &EnvelopeRef<'_>) {
     json_option(line, "idempotency_key", envelope.idempotency_key);
     json_option(line, "actor", envelope.actor);
     json_option(line, "correlation_id", envelope.correlation_id);
+    match envelope.request_fingerprint {
+        Some(fingerprint) => {
+            line.push_str(&format!(",\"request_fingerprint\":\"{fingerprint:016x}\""))
+        }
+        None => line.push_str(",\"request_fingerprint\":null"),
+    }
     line.push_str(",\"payload_hex\":\"");
     for byte in envelope.payload {
         line.push_str(&format!("{byte:02x}"));
