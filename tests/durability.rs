@@ -4,8 +4,8 @@
 
 mod common;
 
-use lithair::binary::{self, Decode, Encode, Reader};
 use lithair::engine::{Command, Context, Engine, EngineOptions, State};
+use lithair::prelude::Binary;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -14,44 +14,15 @@ const SEGMENT_BYTES: u64 = 2048;
 /// Events written by [`filled`].
 const EVENTS: u64 = 200;
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Binary, Clone, Debug, Default, PartialEq)]
 struct Kv {
     map: BTreeMap<u64, u64>,
 }
 
+#[derive(Binary)]
 struct Set {
     key: u64,
     value: u64,
-}
-
-impl Encode for Kv {
-    fn encode(&self, out: &mut Vec<u8>) {
-        self.map.encode(out);
-    }
-}
-
-impl Decode for Kv {
-    fn decode(reader: &mut Reader<'_>) -> Result<Self, binary::Error> {
-        Ok(Kv {
-            map: Decode::decode(reader)?,
-        })
-    }
-}
-
-impl Encode for Set {
-    fn encode(&self, out: &mut Vec<u8>) {
-        self.key.encode(out);
-        self.value.encode(out);
-    }
-}
-
-impl Decode for Set {
-    fn decode(reader: &mut Reader<'_>) -> Result<Self, binary::Error> {
-        Ok(Set {
-            key: Decode::decode(reader)?,
-            value: Decode::decode(reader)?,
-        })
-    }
 }
 
 impl State for Kv {

@@ -280,15 +280,20 @@ fn sse_feed_rejects_bad_parameters() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
-#[test]
-fn a_lagging_feed_is_cut_off_and_resumes_without_gap() {
-    let data = common::fresh_dir("live", "lag");
-    let running = App::new("live-lag")
+/// An app of posts whose subscribers buffer 4 events: a feed falls behind at once.
+fn lagging_app(name: &str) -> App {
+    App::new(name)
         .model::<Post>()
         .engine_options(EngineOptions {
             subscriber_buffer_events: 4,
             ..EngineOptions::default()
         })
+}
+
+#[test]
+fn a_lagging_feed_is_cut_off_and_resumes_without_gap() {
+    let data = common::fresh_dir("live", "lag");
+    let running = lagging_app("live-lag")
         .start(&common::serve_options(&data))
         .unwrap();
     let handle = running.handle.clone();
@@ -449,13 +454,7 @@ fn a_lagging_websocket_feed_is_told_then_closed_and_resumes() {
     // The pump used to send the error and drop the feed but leave the socket open: a client
     // (a browser answers pings by itself) waited forever on a connection nothing fed.
     let data = common::fresh_dir("live", "ws-lag");
-    let app = App::new("live-ws-lag")
-        .model::<Post>()
-        .engine_options(EngineOptions {
-            subscriber_buffer_events: 4,
-            ..EngineOptions::default()
-        });
-    let (running, addr) = common::start(&app, &data);
+    let (running, addr) = common::start(&lagging_app("live-ws-lag"), &data);
     let handle = running.handle.clone();
     let mut client = WsClient::connect(addr, "/api/posts/live?published=true");
     client

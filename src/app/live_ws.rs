@@ -265,11 +265,13 @@ enum Pumping {
 
 /// Sends what one feed has up to `target`, while its connection's queue has room.
 fn pump_one(hub: &SharedHub, id: ConnId, feed: &mut dyn AnyFeed, target: u64) -> Pumping {
+    let has_room = |hub: &ws::Hub| {
+        hub.queued_frames(id) < QUEUE_FRAMES_HIGH && hub.queued_bytes(id) < QUEUE_BYTES_HIGH
+    };
+    // Checked before taking an item from the feed, so nothing taken is ever held back; after
+    // the first item, under the same hub lock as the previous send (one lock per item).
+    let mut room = hub.with(|hub| has_room(hub));
     for _ in 0..ITEMS_PER_ROUND_MAX {
-        // Checked before taking an item from the feed, so nothing taken is ever held back.
-        let room = hub.with(|hub| {
-            hub.queued_frames(id) < QUEUE_FRAMES_HIGH && hub.queued_bytes(id) < QUEUE_BYTES_HIGH
-        });
         if !room {
             return Pumping::Paced;
         }
@@ -301,10 +303,12 @@ fn pump_one(hub: &SharedHub, id: ConnId, feed: &mut dyn AnyFeed, target: u64) ->
                 return Pumping::Ended;
             }
         };
-        match hub.with(|hub| hub.direct(id, &Message::Text(text))) {
-            Ok(true) => {}
+        match hub.with(|hub| {
+            Ok::<_, ws::HubError>((hub.direct(id, &Message::Text(text))?, has_room(hub)))
+        }) {
+            Ok((true, room_left)) => room = room_left,
             // Overflowed (being closed as a slow consumer) or gone.
-            Ok(false) | Err(_) => return Pumping::Ended,
+            Ok((false, _)) | Err(_) => return Pumping::Ended,
         }
     }
     Pumping::More

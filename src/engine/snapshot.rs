@@ -6,7 +6,7 @@
 //! (the engine does that, only after a snapshot is durable) or decode the state.
 
 use crate::crypto::crc32c;
-use crate::log::{sync_dir, Error};
+use crate::log::{index_named, sync_dir, Error};
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -70,15 +70,9 @@ pub fn list_snapshots(data_dir: &Path) -> Result<Vec<u64>, Error> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(&dir, "list", e))?;
         let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".snap")) else {
-            continue;
-        };
-        // Digits only: `parse` also takes a leading `+`, and such a name lists an index whose
-        // file (named by the digits alone) is another one, or none: the start then failed.
-        if stem.len() == 20 && stem.bytes().all(|byte| byte.is_ascii_digit()) {
-            if let Ok(index) = stem.parse::<u64>() {
-                indexes.push(index);
-            }
+        // Named as segments are: `+` and 19 digits, say, is not a snapshot.
+        if let Some(index) = name.to_str().and_then(|name| index_named(name, ".snap")) {
+            indexes.push(index);
         }
     }
     indexes.sort_unstable();

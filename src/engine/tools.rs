@@ -164,7 +164,7 @@ fn torn_tail(log_dir: &Path, segments: &[u64]) -> Result<Option<String>, String>
 }
 
 fn check_snapshot(data: &Path, index: u64, out: &mut dyn Write) -> Result<(), String> {
-    let path = snapshot::snapshot_dir(data).join(format!("{index:020}.snap"));
+    let path = snapshot::snapshot_file(data, index);
     let bytes = snapshot::read_checked(&path).map_err(|e| e.to_string())?;
     match bytes
         .and_then(|bytes| snapshot::parse_snapshot(&bytes).map(|(named, body)| (named, body.len())))

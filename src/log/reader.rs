@@ -32,17 +32,11 @@ pub fn read_range(
     let mut expected_first = None;
     for (position, &first) in firsts.iter().enumerate().skip(start) {
         let path = segment::segment_path(log_dir, first);
-        if let Some(expected) = expected_first.filter(|&expected| expected != first) {
-            // A segment deleted or lost in the middle: reading on would skip its entries
-            // without a word (recovery refuses the same log).
-            let what = match first > expected {
-                true => format!("entries {expected}..={} are missing", first - 1),
-                false => "the segments overlap".to_string(),
-            };
-            let reason = format!(
-                "segment starts at index {first} but the previous one ends before {expected} \
-                 ({what})"
-            );
+        // A segment deleted or lost in the middle: reading on would skip its entries without
+        // a word (recovery refuses the same log).
+        if let Some(reason) =
+            expected_first.and_then(|expected| segment::discontinuity(first, expected))
+        {
             return Err(Error::Corrupt {
                 path,
                 offset: 0,
@@ -246,18 +240,7 @@ impl Cursor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::frame::{encode_frame, encode_header, EntryBatch};
-
-    /// A segment file holding a header and one frame with `entries` entries from `first`.
-    fn segment_bytes(first: u64, entries: u64) -> Vec<u8> {
-        let mut batch = EntryBatch::new();
-        for index in first..first + entries {
-            batch.push(&index.to_le_bytes());
-        }
-        let mut bytes = encode_header(first).to_vec();
-        encode_frame(&mut bytes, first, 1, &[&batch]);
-        bytes
-    }
+    use crate::log::segment::test_segment_bytes as segment_bytes;
 
     fn read_indexes(cursor: &mut Cursor) -> Result<Vec<u64>, Error> {
         let mut seen = Vec::new();

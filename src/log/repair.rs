@@ -68,9 +68,7 @@ pub fn plan(log_dir: &Path) -> Result<Option<RepairPlan>, Error> {
         let file_bytes = fs::metadata(&path)
             .map_err(|e| Error::io(&path, "stat", e))?
             .len();
-        if first != next_index {
-            let reason =
-                format!("segment starts at {first} but the previous one ends before {next_index}");
+        if let Some(reason) = segment::discontinuity(first, next_index) {
             return Ok(Some(plan_at(0, reason, file_bytes)));
         }
         match segment::read_segment(&path, &mut buffer) {
@@ -147,18 +145,7 @@ pub fn apply(log_dir: &Path, plan: &RepairPlan) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::{encode_frame, encode_header, EntryBatch};
-
-    /// A segment starting at `first` with one frame of `entries` entries.
-    fn segment_bytes(first: u64, entries: u64) -> Vec<u8> {
-        let mut batch = EntryBatch::new();
-        for index in first..first + entries {
-            batch.push(&index.to_le_bytes());
-        }
-        let mut bytes = encode_header(first).to_vec();
-        encode_frame(&mut bytes, first, 1, &[&batch]);
-        bytes
-    }
+    use crate::log::segment::test_segment_bytes as segment_bytes;
 
     fn log_dir(name: &str, segments: &[(u64, Vec<u8>)]) -> PathBuf {
         let dir =

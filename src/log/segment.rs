@@ -29,6 +29,32 @@ pub fn segment_name(first_index: u64) -> String {
     format!("{first_index:0width$}.log", width = SEGMENT_NAME_DIGITS)
 }
 
+/// Why a segment starting at `first` cannot follow one that ends before `expected` (a hole:
+/// entries deleted or lost in the middle; or an overlap), or `None` when it can. Recovery,
+/// range reads and `repair` judge a log's continuity with it alike.
+pub fn discontinuity(first: u64, expected: u64) -> Option<String> {
+    let what = match first.cmp(&expected) {
+        std::cmp::Ordering::Equal => return None,
+        std::cmp::Ordering::Greater => format!("entries {expected}..={} are missing", first - 1),
+        std::cmp::Ordering::Less => "the segments overlap".to_string(),
+    };
+    Some(format!(
+        "segment starts at index {first} but the previous one ends before {expected} ({what})"
+    ))
+}
+
+/// The index a file named `NNNN…N{suffix}` (exactly `SEGMENT_NAME_DIGITS` decimal digits,
+/// as segments and snapshots are named) stands for; `None` for any other name. Digits only:
+/// `parse` alone would also take a leading `+`, and such a name would list an index whose
+/// file (named by the digits alone) is another one, or none.
+pub fn index_named(name: &str, suffix: &str) -> Option<u64> {
+    let stem = name.strip_suffix(suffix)?;
+    if stem.len() != SEGMENT_NAME_DIGITS || !stem.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
 /// Path of a segment in `log_dir`.
 pub fn segment_path(log_dir: &Path, first_index: u64) -> PathBuf {
     log_dir.join(segment_name(first_index))
@@ -41,14 +67,7 @@ pub fn list_segments(log_dir: &Path) -> Result<Vec<u64>, Error> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(log_dir, "list", e))?;
         let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(stem) = name.strip_suffix(".log") else {
-            continue;
-        };
-        if stem.len() != SEGMENT_NAME_DIGITS || !stem.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        if let Ok(first) = stem.parse::<u64>() {
+        if let Some(first) = name.to_str().and_then(|name| index_named(name, ".log")) {
             firsts.push(first);
         }
     }
@@ -280,6 +299,19 @@ fn valid_frame_after(bytes: &[u8], damage: usize, next_index: u64) -> Option<usi
         (next_index..window_end).contains(&index)
             && matches!(frame::parse_frame(&bytes[at..]), Ok(Status::Complete(_)))
     })
+}
+
+/// Tests: a segment file holding a header and one frame of `entries` entries from `first`
+/// (each entry its index, little-endian).
+#[cfg(test)]
+pub(crate) fn test_segment_bytes(first: u64, entries: u64) -> Vec<u8> {
+    let mut batch = super::EntryBatch::new();
+    for index in first..first + entries {
+        batch.push(&index.to_le_bytes());
+    }
+    let mut bytes = frame::encode_header(first).to_vec();
+    frame::encode_frame(&mut bytes, first, 1, &[&batch]);
+    bytes
 }
 
 /// Opens `dir` and fsyncs it so that a rename, creation or deletion inside it is durable.

@@ -658,9 +658,7 @@ fn recover(
     for (position, &first) in firsts.iter().enumerate() {
         let path = segment::segment_path(log_dir, first);
         let is_last = position + 1 == firsts.len();
-        if position > 0 && first != next_index {
-            let reason =
-                format!("segment starts at {first} but the previous one ends before {next_index}");
+        if let Some(reason) = segment::discontinuity(first, next_index) {
             return Err(Error::Corrupt {
                 path,
                 offset: 0,
