@@ -577,3 +577,52 @@ fn a_large_state_is_snapshotted_less_often_with_a_tail_percent() {
         "the same writes give the same state"
     );
 }
+
+/// `log verify` beside a running engine that snapshots, prunes snapshots and compacts its log
+/// as it writes: files vanish and appear under the check, and it must still say ok (what it
+/// reads is a log that was whole at some instant), never report damage that is not there.
+#[test]
+fn log_verify_beside_a_live_engine_that_compacts_reports_no_false_damage() {
+    let dir = common::fresh_dir("engine-snapshot", "verify-live");
+    let options = EngineOptions {
+        snapshot_every_events: 20,
+        segment_bytes_max: 1024,
+        ..EngineOptions::default()
+    };
+    let (engine, _) = Engine::open(&dir, options, Kv::default()).expect("open");
+    let engine = Arc::new(engine);
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = {
+        let (engine, written) = (Arc::clone(&engine), Arc::clone(&written));
+        std::thread::spawn(move || {
+            for key in 0..WRITES_BESIDE_VERIFY {
+                put(&engine, key % 64, key);
+                written.store(key + 1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    let mut failures = Vec::new();
+    let mut runs = 0;
+    while written.load(std::sync::atomic::Ordering::SeqCst) < WRITES_BESIDE_VERIFY {
+        runs += 1;
+        let mut out = Vec::new();
+        if let Err(error) = lithair::engine::tools::log_verify(&dir, &mut out) {
+            failures.push(error);
+        } else {
+            let report = String::from_utf8_lossy(&out).into_owned();
+            assert!(report.ends_with("ok\n"), "{report}");
+        }
+    }
+    writer.join().expect("writer");
+    assert!(runs > 1, "verify ran beside the writes");
+    assert!(
+        failures.is_empty(),
+        "{} false reports in {runs} runs: {failures:?}",
+        failures.len()
+    );
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Writes (a snapshot every 20, a segment every few dozen) while `log verify` runs in a loop.
+const WRITES_BESIDE_VERIFY: u64 = 2_000;

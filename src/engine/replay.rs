@@ -330,7 +330,12 @@ pub fn replay_dir<S: State>(
 
 /// Refuses a log whose oldest segment starts after `from` (entries would be missing).
 pub fn check_log_start(log_dir: &Path, from: u64) -> Result<(), Error> {
-    let firsts = log::list_segments(log_dir)?;
+    check_first_segment(&log::list_segments(log_dir)?, from)
+}
+
+/// [`check_log_start`] over a listing already made (`firsts`: the segments' first indexes, in
+/// order).
+pub fn check_first_segment(firsts: &[u64], from: u64) -> Result<(), Error> {
     match firsts.first() {
         Some(&first) if first > from => Err(Error::Invalid {
             message: format!(

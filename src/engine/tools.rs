@@ -113,11 +113,21 @@ pub fn replay_stream(data: &Path, out: &mut dyn Write) -> Result<(), String> {
     writeln!(out, "replayed {count} events (last index {last}) in {seconds:.3} s; stream digest {digest:016x}").map_err(io)
 }
 
+/// Whole-log scans `log verify` makes at most. Damage is reported once two scans in a row
+/// find the same; beside a running server a scan can fail on the moving log without damage (a
+/// segment compacted away after it was listed, a frame read while its write was landing), and
+/// the next scan, of the log as it is then, does not fail the same way.
+const VERIFY_SCANS_MAX: usize = 5;
+
 /// Checks every frame, envelope and snapshot; `Err` names the file and offset of damage.
+///
+/// Safe beside a running server: damage is reported only when a second scan finds it again
+/// (see [`VERIFY_SCANS_MAX`]); snapshots are listed after
+/// the scan (the log never starts past the newest snapshot, so the newest listed then covers
+/// the start the scan saw); a snapshot pruned between listing and reading is noted, not damage.
 pub fn log_verify(data: &Path, out: &mut dyn Write) -> Result<(), String> {
     let log_dir = data.join(log::LOG_DIR_NAME);
-    let segments = log::list_segments(&log_dir).map_err(|e| e.to_string())?;
-    let totals = scan_totals(data, &mut |_| {})?;
+    let (segments, totals, tail) = scan_whole_log(data, &log_dir)?;
     let (first, last) = (totals.first.unwrap_or(0), totals.last);
     let (frames, events) = (totals.frames, totals.events);
     writeln!(
@@ -126,46 +136,99 @@ pub fn log_verify(data: &Path, out: &mut dyn Write) -> Result<(), String> {
         segments.len()
     )
     .map_err(io)?;
-    if let Some(torn) = torn_tail(&log_dir, &segments)? {
+    if let Some(torn) = tail {
         writeln!(out, "{torn}").map_err(io)?;
     }
     let snapshots = snapshot::list_snapshots(data).map_err(|e| e.to_string())?;
-    for &index in &snapshots {
-        check_snapshot(data, index, out)?;
+    for (position, &index) in snapshots.iter().enumerate() {
+        let newest = position + 1 == snapshots.len();
+        check_snapshot(data, index, newest, out)?;
     }
     // Every snapshot passed its checks, so a start loads the newest and replays the log from
     // the index after it: a log starting later (its first segments deleted with no snapshot
     // covering them) is refused there, so it must not pass here.
     let needed_from = snapshots.last().map_or(1, |newest| newest + 1);
-    replay::check_log_start(&log_dir, needed_from).map_err(|e| e.to_string())?;
+    replay::check_first_segment(&segments, needed_from).map_err(|e| e.to_string())?;
     writeln!(out, "ok").map_err(io)
+}
+
+/// A whole-log scan whose failure, if any, a second scan confirmed: the segments listed before
+/// it, its totals and the torn-tail note of its last segment.
+fn scan_whole_log(
+    data: &Path,
+    log_dir: &Path,
+) -> Result<(Vec<u64>, Totals, Option<String>), String> {
+    let mut previous_error = None;
+    for _ in 0..VERIFY_SCANS_MAX {
+        let segments = log::list_segments(log_dir).map_err(|e| e.to_string())?;
+        let scanned = scan_totals(data, &mut |_| {})
+            .and_then(|totals| Ok((totals, torn_tail(log_dir, &segments)?)));
+        match scanned {
+            Ok((totals, tail)) => return Ok((segments, totals, tail)),
+            Err(error) if previous_error.as_ref() == Some(&error) => return Err(error),
+            Err(error) => previous_error = Some(error),
+        }
+    }
+    let error = previous_error.expect("every scan failed, the last one set its error");
+    Err(format!(
+        "{error} (the log kept changing under {VERIFY_SCANS_MAX} scans, each failing \
+         differently: run it again, or with the server stopped)"
+    ))
 }
 
 /// A note when the last segment ends with a torn write (bytes after its last whole frame
 /// that are not the zero tail, with no whole frame after them): the next start cuts them, and
 /// an operator checking a directory after a crash should see that rather than a bare "ok".
+/// The bytes are read once and judged as read: beside a running server, frames appended
+/// after a second read would otherwise pass for a torn tail. A segment compacted away since
+/// the listing has no tail to report.
 fn torn_tail(log_dir: &Path, segments: &[u64]) -> Result<Option<String>, String> {
     let Some(&last) = segments.last() else {
         return Ok(None);
     };
     let path = log::segment_path(log_dir, last);
-    let valid_end = log::used_bytes(&path, last).map_err(|e| e.to_string())?;
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    match log::read_segment(&path, &mut bytes) {
+        Err(log::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(None)
+        }
+        other => other.map_err(|e| e.to_string())?,
+    }
+    let valid_end = log::valid_end(&path, &bytes, last).map_err(|e| e.to_string())?;
     let rest = bytes.get(valid_end as usize..).unwrap_or_default();
     if log::is_zero_tail(rest) {
         return Ok(None);
     }
     Ok(Some(format!(
         "torn tail in {} at offset {valid_end}: {} bytes after the last whole frame \
-         (a write cut short; the next start truncates them)",
+         (a write cut short, or one in progress on a running server; a start truncates them)",
         path.display(),
         rest.len()
     )))
 }
 
-fn check_snapshot(data: &Path, index: u64, out: &mut dyn Write) -> Result<(), String> {
+/// Checks one listed snapshot. One that is gone by the time it is read, and is not the newest,
+/// was pruned by a running server after a newer one was written: a note, not damage.
+fn check_snapshot(
+    data: &Path,
+    index: u64,
+    newest: bool,
+    out: &mut dyn Write,
+) -> Result<(), String> {
     let path = snapshot::snapshot_file(data, index);
-    let bytes = snapshot::read_checked(&path).map_err(|e| e.to_string())?;
+    let bytes = match snapshot::read_checked(&path) {
+        Err(log::Error::Io { source, .. })
+            if !newest && source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return writeln!(
+                out,
+                "snapshot {}: removed while checking (pruned by a running server)",
+                path.display()
+            )
+            .map_err(io);
+        }
+        other => other.map_err(|e| e.to_string())?,
+    };
     match bytes
         .and_then(|bytes| snapshot::parse_snapshot(&bytes).map(|(named, body)| (named, body.len())))
     {
@@ -294,8 +357,8 @@ pub fn snapshot_list(data: &Path, out: &mut dyn Write) -> Result<(), String> {
         )
         .map_err(io)?;
     }
-    for index in indexes {
-        check_snapshot(data, index, out)?;
+    for (position, &index) in indexes.iter().enumerate() {
+        check_snapshot(data, index, position + 1 == indexes.len(), out)?;
     }
     Ok(())
 }

@@ -254,7 +254,12 @@ pub fn is_zero_tail(rest: &[u8]) -> bool {
 pub fn used_bytes(path: &Path, expected_first: u64) -> Result<u64, Error> {
     let mut bytes = Vec::new();
     read_segment(path, &mut bytes)?;
-    let scan = scan_segment(path, &bytes, expected_first, &mut |_| Ok(()))?;
+    valid_end(path, &bytes, expected_first)
+}
+
+/// [`used_bytes`] of a segment's contents already read (`bytes`, from `path`).
+pub fn valid_end(path: &Path, bytes: &[u8], expected_first: u64) -> Result<u64, Error> {
+    let scan = scan_segment(path, bytes, expected_first, &mut |_| Ok(()))?;
     Ok(scan.valid_end)
 }
 
