@@ -53,12 +53,12 @@ fn options() -> EngineOptions {
 
 /// A data directory holding [`EVENTS`] events (keys 1..), with a snapshot after `snapshot_at`
 /// events if given.
-fn filled(name: &str, snapshot_at: Option<u64>) -> PathBuf {
+fn filled(name: &str, snapshots_at: &[u64]) -> PathBuf {
     let dir = common::fresh_dir("durability", name);
     let (engine, _) = Engine::open(&dir, options(), Kv::default()).expect("open");
     for key in 1..=EVENTS {
         engine.submit(Put(key)).expect("put");
-        if snapshot_at == Some(key) {
+        if snapshots_at.contains(&key) {
             engine.snapshot().expect("snapshot");
         }
     }
@@ -100,7 +100,7 @@ fn file_name(path: &Path) -> String {
 
 #[test]
 fn a_segment_missing_in_the_middle_fails_every_tool_naming_the_segment_after_the_hole() {
-    let dir = filled("hole", None);
+    let dir = filled("hole", &[]);
     let files = segments(&dir);
     assert!(files.len() >= 4, "{files:?}");
     std::fs::remove_file(&files[1]).expect("delete a middle segment");
@@ -129,8 +129,9 @@ fn a_segment_missing_in_the_middle_fails_every_tool_naming_the_segment_after_the
 
 #[test]
 fn verify_refuses_a_log_whose_first_entries_no_snapshot_covers() {
-    // Compacted behind a snapshot: the log starts late, and that is fine.
-    let dir = filled("start", Some(150));
+    // Compacted behind snapshots (the second deletes what the first covers): the log starts
+    // late, and that is fine.
+    let dir = filled("start", &[100, 150]);
     let (code, stdout, stderr) = tool(&dir, &["log", "verify"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(!stdout.contains("indexes 1..="), "compacted: {stdout}");
@@ -150,7 +151,7 @@ fn verify_refuses_a_log_whose_first_entries_no_snapshot_covers() {
 
 #[test]
 fn an_all_zero_last_segment_is_a_creation_cut_short_and_the_engine_starts() {
-    let dir = filled("zero-segment", None);
+    let dir = filled("zero-segment", &[]);
     let files = segments(&dir);
     // A crash (power loss) right after a rollover created and preallocated the next segment,
     // before its header reached the disk: the file is there, every byte zero.
@@ -184,7 +185,7 @@ fn an_all_zero_last_segment_is_a_creation_cut_short_and_the_engine_starts() {
 
 #[test]
 fn verify_reports_a_torn_tail_the_next_start_will_cut() {
-    let dir = filled("torn", None);
+    let dir = filled("torn", &[]);
     let last = segments(&dir).pop().expect("a segment");
     let mut bytes = std::fs::read(&last).expect("read");
     let end = bytes.iter().rposition(|&byte| byte != 0).expect("data") + 1;
@@ -209,8 +210,9 @@ fn verify_reports_a_torn_tail_the_next_start_will_cut() {
 
 #[test]
 fn opening_past_damaged_newer_snapshots_keeps_the_one_it_loaded() {
-    // A snapshot at 150 compacts the log: the state cannot be rebuilt without it.
-    let dir = filled("kept", Some(150));
+    // A snapshot at 150 compacts the log up to the one at 100, which it prunes once a newer
+    // file is there: the state cannot be rebuilt without the one at 150.
+    let dir = filled("kept", &[100, 150]);
     let snapshots = dir.join("snapshots");
     let good = snapshots.join(format!("{:020}.snap", 150));
     let mut damaged = std::fs::read(&good).expect("read snapshot");
@@ -321,7 +323,7 @@ fn oversized_segment_and_snapshot_files_are_refused_or_passed_over_unread() {
 
 #[test]
 fn a_damaged_snapshot_past_the_end_of_the_log_refuses_the_start() {
-    let dir = filled("past-end", Some(EVENTS));
+    let dir = filled("past-end", &[EVENTS]);
     // The log is gone (segments deleted by hand) and the only snapshot is damaged: the
     // engine used to start on an empty state as if nothing had ever been written.
     std::fs::remove_dir_all(dir.join("log")).expect("delete the log");
@@ -379,14 +381,18 @@ fn a_subscriber_catching_up_across_compaction_never_skips_events() {
         ..EngineOptions::default()
     };
     let (engine, _) = Engine::open(&dir, options, Kv::default()).expect("open");
-    for command in 0..COMMANDS {
+    let put = |command: u64| {
         let first = 1 + command * EVENTS_PER_COMMAND;
         let put = PutMany {
             first,
             count: EVENTS_PER_COMMAND,
         };
         engine.submit(put).expect("put");
-    }
+    };
+    (0..COMMANDS - 1).for_each(put);
+    // The snapshot a later one compacts the log up to (it keeps the log after this one).
+    let fallback = engine.snapshot().expect("first snapshot");
+    put(COMMANDS - 1);
     let mut subscription = engine.subscribe(1).expect("subscribe");
     let wait = std::time::Duration::from_secs(5);
     // The first catch-up read takes the first few thousand events from the log.
@@ -395,8 +401,9 @@ fn a_subscriber_catching_up_across_compaction_never_skips_events() {
         .expect("first")
         .expect("event");
     assert_eq!(first.envelope.index, 1);
-    // A snapshot compacts the log behind the subscriber's reader.
+    // A snapshot compacts the log behind the subscriber's reader, up to the previous one.
     let info = engine.snapshot().expect("snapshot");
+    assert_eq!(info.index, fallback.index + EVENTS_PER_COMMAND);
     assert!(info.segments_deleted > 0, "segments were compacted");
     // What is left starts past the reader's position and still holds events it needs next.
     let left = lithair::log::list_segments(&dir.join("log")).expect("list")[0];
@@ -468,7 +475,7 @@ fn the_tool_exits_2_on_a_wrong_command_line_and_1_on_a_failure() {
 /// log ending before the newest snapshot.
 #[test]
 fn log_repair_cuts_at_damage_a_start_refuses_only_when_told() {
-    let dir = filled("repair", None);
+    let dir = filled("repair", &[]);
     let files = segments(&dir);
     assert!(files.len() >= 4, "{files:?}");
     let damaged = &files[1];

@@ -723,13 +723,24 @@ fn snapshot_deletes_covered_segments_and_recovery_uses_it() {
     let engine = open(&dir, small_segments());
     let operations: Vec<(bool, u64, u64)> =
         (0..200).map(|i| (i % 3 != 0, i % 7, 1 + i % 4)).collect();
-    fill(&engine, &operations[..150]);
+    fill(&engine, &operations[..100]);
+    // The first snapshot deletes nothing: a start that finds it damaged falls back to the
+    // initial state and the whole log. The second deletes what the first covers.
+    let first = engine.snapshot().expect("first snapshot");
+    assert_eq!(first.segments_deleted, 0, "the fallback's log is kept");
+    fill(&engine, &operations[100..150]);
     let segments_before = lithair::log::list_segments(&dir.join("log"))
         .expect("list")
         .len();
     let info = engine.snapshot().expect("snapshot");
     assert_eq!(info.index, engine.applied_index());
     assert!(info.segments_deleted > 0 && info.segments_deleted < segments_before);
+    let log_start = lithair::log::list_segments(&dir.join("log")).expect("list")[0];
+    assert!(
+        log_start <= first.index + 1,
+        "the log after the fallback snapshot {} is kept (it starts at {log_start})",
+        first.index
+    );
     fill(&engine, &operations[150..]);
     let live = engine.digest();
     drop(engine);

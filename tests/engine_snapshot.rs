@@ -356,6 +356,10 @@ fn a_relaxed_snapshot_covers_exactly_what_was_applied_and_recovers() {
     let (engine, _) = Engine::open(&dir, options.clone(), Kv::default()).expect("open");
     for key in 0..300 {
         put(&engine, key % 50, key);
+        if key == 150 {
+            // The one the next snapshot compacts the log up to.
+            engine.snapshot().expect("first snapshot");
+        }
     }
     let info = engine.snapshot().expect("snapshot");
     assert_eq!(info.index, engine.applied_index());
@@ -626,3 +630,46 @@ fn log_verify_beside_a_live_engine_that_compacts_reports_no_false_damage() {
 
 /// Writes (a snapshot every 20, a segment every few dozen) while `log verify` runs in a loop.
 const WRITES_BESIDE_VERIFY: u64 = 2_000;
+
+/// Two snapshots are kept so that a damaged newest one has a fallback: the older one, and the
+/// log after it. Compaction therefore deletes only what the older kept snapshot covers; the
+/// engine opens past a damaged newest snapshot to the very state it had.
+#[test]
+fn a_damaged_newest_snapshot_falls_back_to_the_older_one_and_the_log_after_it() {
+    let dir = common::fresh_dir("engine-snapshot", "fallback");
+    let options = EngineOptions {
+        segment_bytes_max: 1024,
+        ..EngineOptions::default()
+    };
+    let (engine, _) = Engine::open(&dir, options.clone(), Kv::default()).expect("open");
+    let mut deleted = 0;
+    let mut infos = Vec::new();
+    for round in 0..4 {
+        for key in 0..40 {
+            put(&engine, key, round * 100 + key);
+        }
+        let info = engine.snapshot().expect("snapshot");
+        deleted += info.segments_deleted;
+        infos.push(info);
+    }
+    for key in 0..10 {
+        put(&engine, key, 999);
+    }
+    assert!(deleted > 0, "the log was compacted");
+    let live = engine.digest();
+    drop(engine);
+    let newest = infos.last().expect("snapshots");
+    assert_eq!(list_snapshots(&dir).expect("list").len(), 2, "two kept");
+    let mut bytes = std::fs::read(&newest.path).expect("read snapshot");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&newest.path, &bytes).expect("damage snapshot");
+    let (engine, opened) = Engine::open(&dir, options, Kv::default()).expect("reopen");
+    assert_eq!(
+        (opened.snapshot_index, engine.digest()),
+        (infos[2].index, live),
+        "opened from the older snapshot and the log after it"
+    );
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}

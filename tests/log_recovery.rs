@@ -20,33 +20,18 @@ type Opened = (Log, Recovery, Vec<(u64, Vec<u8>)>);
 
 /// Opens the log collecting every replayed entry as `(index, payload)`.
 fn open_collect(dir: &Path, options: LogOptions) -> Result<Opened, Error> {
-    let mut attempts = 0;
-    loop {
-        let mut seen = Vec::new();
-        let opened = Log::open(dir, options.clone(), &mut |frame| {
-            for (offset, entry) in frame.entries().enumerate() {
-                seen.push((frame.index + offset as u64, entry.to_vec()));
-            }
-            Ok(())
-        });
-        match opened {
-            // Another test of this binary spawns the `lithair` tool: between its fork and exec
-            // the child holds a copy of every open descriptor, our closed lock file's included,
-            // so the `flock` outlives our close for that instant. Only that case is retried.
-            Err(Error::Locked { .. }) if attempts < LOCKED_RETRIES_MAX => {
-                attempts += 1;
-                std::thread::sleep(std::time::Duration::from_millis(LOCKED_RETRY_WAIT_MS));
-            }
-            Err(error) => return Err(error),
-            Ok((log, recovery)) => return Ok((log, recovery, seen)),
+    // Another test of this binary spawns the `lithair` tool: between its fork and exec the
+    // child holds a copy of every open descriptor, our closed lock file's included. The log
+    // waits for such a holder itself (`LOCK_PATIENCE_MS`).
+    let mut seen = Vec::new();
+    let (log, recovery) = Log::open(dir, options, &mut |frame| {
+        for (offset, entry) in frame.entries().enumerate() {
+            seen.push((frame.index + offset as u64, entry.to_vec()));
         }
-    }
+        Ok(())
+    })?;
+    Ok((log, recovery, seen))
 }
-
-/// How many times [`open_collect`] retries a lock held by a child being spawned.
-const LOCKED_RETRIES_MAX: u32 = 200;
-/// Pause between those retries.
-const LOCKED_RETRY_WAIT_MS: u64 = 10;
 
 /// Appends `batches` batches of `per_batch` entries starting at the log's next index.
 fn append_batches(log: &Log, batches: u64, per_batch: u64) {

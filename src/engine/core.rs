@@ -387,6 +387,10 @@ pub(super) struct Shared<S: State> {
     /// ([`EngineOptions::snapshot_tail_percent`]): set at open from the file on disk, after
     /// each snapshot written here, and after each snapshot a cluster follower installs.
     snapshot_bytes: AtomicU64,
+    /// Single node: the snapshot a start falls back to when the newest file is damaged (the
+    /// one loaded at open, then each one written here until a newer one is): compaction keeps
+    /// the log after it, and pruning keeps it. `None`: the initial state and the whole log.
+    fallback_snapshot: Mutex<Option<u64>>,
     /// Set in cluster mode: batches go to Raft instead of straight to the log.
     cluster: Option<Cluster>,
     /// Cluster mode: the replica's way to the applier; taken on shutdown so a replica that
@@ -721,7 +725,7 @@ impl<S: State> Engine<S> {
             Self::start(
                 data_dir,
                 options,
-                (tracked, keep_initial),
+                (tracked, keep_initial, rebuilt.snapshot),
                 (log, replayed),
                 proposer,
             ),
@@ -732,7 +736,7 @@ impl<S: State> Engine<S> {
     fn start(
         data_dir: &Path,
         options: EngineOptions,
-        (tracked, initial): (Tracked<S>, Option<S>),
+        (tracked, initial, loaded_snapshot): (Tracked<S>, Option<S>, Option<u64>),
         (log, replayed): (Log, SnapshotTail),
         proposer: Option<Arc<dyn Proposer>>,
     ) -> Self {
@@ -765,6 +769,7 @@ impl<S: State> Engine<S> {
             events_since_snapshot: AtomicU64::new(replayed.events),
             bytes_since_snapshot: AtomicU64::new(replayed.bytes),
             snapshot_bytes: AtomicU64::new(snapshot_bytes),
+            fallback_snapshot: Mutex::new(loaded_snapshot),
             cluster: proposer.map(|proposer| Cluster {
                 proposer,
                 leader_term: AtomicU64::new(0),
@@ -1948,10 +1953,27 @@ fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
     }
     // A snapshot file exists from now on: later rebuilds start from one.
     *shared.initial.lock().expect("initial state lock poisoned") = None;
-    // Cluster mode: the Raft node compacts the log once it sees the durable snapshot.
-    let segments_deleted = match &shared.cluster {
-        None => shared.log.delete_before(index + 1)?,
-        Some(cluster) => {
+    // Single node: the log is compacted up to the previous good snapshot, not this one, so a
+    // start finding this file damaged still has a way back (that snapshot and the log after
+    // it). Cluster mode: the Raft node compacts the log once it sees the durable snapshot (a
+    // damaged snapshot there is fetched again from a peer).
+    // `fallback`: the previous good snapshot, when this one is newer (the snapshotter returns
+    // the newest file as it is when it already covers the target: nothing new to compact).
+    let fallback = {
+        let mut slot = shared
+            .fallback_snapshot
+            .lock()
+            .expect("fallback snapshot lock poisoned");
+        let previous = slot.filter(|&previous| previous < index);
+        if slot.is_none_or(|previous| previous < index) {
+            *slot = Some(index);
+        }
+        previous
+    };
+    let segments_deleted = match (&shared.cluster, fallback) {
+        (None, Some(previous)) => shared.log.delete_before(previous + 1)?,
+        (None, None) => 0,
+        (Some(cluster), _) => {
             cluster.snapshot_index.fetch_max(index, Ordering::SeqCst);
             0
         }
@@ -1961,7 +1983,10 @@ fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
             message: format!("snapshot stopped after deleting segments: {message}"),
         });
     }
-    snapshot::prune(&shared.data_dir, Some(index))?;
+    let keep = fallback
+        .filter(|_| shared.cluster.is_none())
+        .or(Some(index));
+    snapshot::prune(&shared.data_dir, keep)?;
     Ok(SnapshotInfo {
         index,
         path,

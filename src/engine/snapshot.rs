@@ -291,9 +291,10 @@ pub fn load_at(data_dir: &Path, index: u64) -> Result<Vec<u8>, Error> {
 }
 
 /// Deletes leftover temporary files and all but the newest [`SNAPSHOTS_KEPT`] snapshots,
-/// except `in_use`: the snapshot the state was loaded from. Newer files than it are damaged
-/// ones that loading passed over; counting them must not delete the only good one (a restart
-/// would then find no snapshot to start from once the log before it is compacted away).
+/// except `in_use`: the snapshot the state was loaded from, or (single node) the one a start
+/// falls back to, which the log after it is kept for. Newer files than it may be damaged ones
+/// that loading passed over; counting them must not delete the only good one (a restart would
+/// then find no snapshot to start from once the log before it is compacted away).
 pub fn prune(data_dir: &Path, in_use: Option<u64>) -> Result<(), Error> {
     let dir = snapshot_dir(data_dir);
     let indexes = list_snapshots(data_dir)?;

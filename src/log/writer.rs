@@ -266,7 +266,7 @@ pub struct DataDirLock {
 pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, Error> {
     fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, "create directory", e))?;
     let dir = File::open(data_dir).map_err(|e| Error::io(data_dir, "open directory", e))?;
-    match crate::sys::fs::try_lock_exclusive(&dir) {
+    match try_lock_patiently(&dir) {
         Ok(true) => {}
         Ok(false) => {
             return Err(Error::Locked {
@@ -294,8 +294,31 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, Error> {
     })
 }
 
+/// How long taking the data-directory lock waits for a holder that is about to let go.
+/// Descriptors are inherited by a child process from its `fork` until its `exec` closes them
+/// (close-on-exec), and a lock lives as long as any copy: a process that closed an engine
+/// while another thread of it spawned a child can find its own lock still held for that
+/// moment. A second server holding it is refused after this wait.
+const LOCK_PATIENCE_MS: u64 = 250;
+
+/// `try_lock_exclusive`, tried again for up to [`LOCK_PATIENCE_MS`] while the lock is held.
+fn try_lock_patiently(file: &File) -> std::io::Result<bool> {
+    let deadline = Instant::now() + Duration::from_millis(LOCK_PATIENCE_MS);
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if crate::sys::fs::try_lock_exclusive(file)? {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(32));
+    }
+}
+
 fn take_lock(file: &File, path: &Path) -> Result<(), Error> {
-    match crate::sys::fs::try_lock_exclusive(file) {
+    match try_lock_patiently(file) {
         Ok(true) => Ok(()),
         Ok(false) => Err(Error::Locked {
             path: path.to_path_buf(),
@@ -1349,6 +1372,31 @@ mod tests {
             batch.push(entry);
         }
         batch
+    }
+
+    /// A lock whose holder lets go within [`LOCK_PATIENCE_MS`] is taken: a child process
+    /// between `fork` and `exec` holds copies of the descriptors (modelled here by a clone of
+    /// each, dropped a moment after the lock itself), and used to fail a reopen with `Locked`.
+    /// One held for good is still refused.
+    #[test]
+    fn a_lock_a_copy_holds_for_a_moment_is_waited_for_and_one_held_for_good_is_refused() {
+        let dir = std::env::temp_dir().join(format!("lithair-lock-copy-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let lock = lock_data_dir(&dir).expect("first lock");
+        let copies = (
+            lock._dir.try_clone().expect("clone dir"),
+            lock._file.try_clone().expect("clone file"),
+        );
+        drop(lock);
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(LOCK_PATIENCE_MS / 5));
+            drop(copies);
+        });
+        let relocked = lock_data_dir(&dir).expect("the copy let go: locked again");
+        releaser.join().expect("releaser");
+        assert!(matches!(lock_data_dir(&dir), Err(Error::Locked { .. })));
+        drop(relocked);
+        let _ = fs::remove_dir_all(&dir);
     }
 
     /// Queues `count` one-entry appends starting at `first` without waiting (the last one
