@@ -85,6 +85,11 @@ pub fn read_hard_state(data_dir: &Path) -> io::Result<HardState> {
     }
 }
 
+/// An entry as bootstrapping writes them: term 1, a membership change.
+fn is_boot_entry(entry: &Entry) -> bool {
+    entry.term == 1 && entry.kind == EntryKind::ConfChange
+}
+
 impl LogStorage {
     /// Opens the Raft storage over the engine's `log` of `data_dir`: the snapshot recorded in
     /// `raft-snapshot` (if any) and the log entries after it. A log that does not continue
@@ -101,13 +106,34 @@ impl LogStorage {
             Some(meta) => entries_after_snapshot(&log, meta)?,
             None => read_entries(&log, 1)?,
         };
-        if hard_state == HardState::default() && (!entries.is_empty() || meta.is_some()) {
-            let message = format!(
-                "{} holds a single-node log (no Raft hard state); a cluster node needs a data \
-                 directory of its own",
-                data_dir.display()
-            );
-            return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+        // Bootstrapping appends the voters' entries, then writes the hard state: a node
+        // killed in between left (a prefix of) those entries and no hard state. It never took
+        // part in an election or took an entry from a leader (either writes a term first), so
+        // the bootstrap is finished below. Anything else without a hard state was not written
+        // by a cluster node.
+        let boot = super::storage::bootstrap_entries(voters);
+        let unfinished_boot = hard_state == HardState::default()
+            && meta.is_none()
+            && entries.len() <= boot.len()
+            && entries[..] == boot[..entries.len()];
+        if hard_state == HardState::default() && !unfinished_boot {
+            if meta.is_none() && entries.iter().all(is_boot_entry) {
+                let message = format!(
+                    "{} holds the start of a cluster bootstrap with other voters than {voters:?} \
+                     (a start with other peers was interrupted): start it with the same peers, \
+                     or from an empty data directory",
+                    data_dir.display()
+                );
+                return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+            }
+            if !entries.is_empty() || meta.is_some() {
+                let message = format!(
+                    "{} holds a single-node log (no Raft hard state); a cluster node needs a \
+                     data directory of its own",
+                    data_dir.display()
+                );
+                return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+            }
         }
         let mut storage = LogStorage {
             mem: MemStorage::new(ConfState::default()),
@@ -128,12 +154,12 @@ impl LogStorage {
                 data: Vec::new(),
             });
         }
+        let stored = entries.len();
         storage.mem.append(&entries);
         storage.mem.set_hard_state(hard_state);
-        if storage.mem.last_index() == 0 && hard_state == HardState::default() {
-            let boot = super::storage::bootstrap_entries(voters);
+        if unfinished_boot || (stored == 0 && hard_state == HardState::default()) {
             let commit = boot.len() as u64;
-            storage.append(&boot)?;
+            storage.append(&boot[stored..])?;
             storage.set_hard_state(HardState {
                 term: 1,
                 vote: 0,
@@ -793,6 +819,39 @@ mod tests {
         let error = LogStorage::open(log, &dir, &[1]).err().unwrap().to_string();
         assert!(error.contains("single-node log"), "{error}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A node killed between bootstrapping's append and its hard state restarts: the
+    /// bootstrap is finished (it used to refuse the directory as "a single-node log", so the
+    /// node could never start again). Other voters than the interrupted start's are refused
+    /// with what to do.
+    #[test]
+    fn a_bootstrap_cut_before_its_hard_state_is_finished_at_the_next_start() {
+        let dir = temp_dir("boot-cut");
+        let boot = crate::raft::bootstrap_entries(&[1, 2, 3]);
+        for kept in [3, 2, 0] {
+            drop(LogStorage::open(open_log(&dir), &dir, &[1, 2, 3]).unwrap());
+            // The kill: the hard state never written, and the last entries not either.
+            fs::remove_file(dir.join(HARD_STATE_FILE_NAME)).unwrap();
+            open_log(&dir).truncate_after(kept).unwrap();
+            let error = LogStorage::open(open_log(&dir), &dir, &[4, 5])
+                .err()
+                .map(|e| e.to_string());
+            if kept == 0 {
+                // Nothing stored: a fresh directory, whatever the voters.
+                assert_eq!(error, None);
+                fs::remove_dir_all(&dir).unwrap();
+                continue;
+            }
+            let error = error.expect("other voters are refused");
+            assert!(error.contains("other voters"), "{error}");
+            let storage = LogStorage::open(open_log(&dir), &dir, &[1, 2, 3]).unwrap();
+            assert_eq!(storage.entries(1, 4, u64::MAX).unwrap(), boot);
+            assert_eq!(storage.hard_state().term, 1);
+            assert_eq!(storage.hard_state().commit, 3);
+            drop(storage);
+            assert_eq!(read_hard_state(&dir).unwrap().term, 1, "durable");
+        }
     }
 
     /// A snapshot file as the engine writes it (header, body), for index `index`.
