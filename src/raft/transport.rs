@@ -22,7 +22,7 @@ use super::wire::{
     PROTOCOL_VERSION,
 };
 use crate::crypto::random;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -38,13 +38,18 @@ pub const RECONNECT_BACKOFF_MS_MIN: u64 = 20;
 pub const RECONNECT_BACKOFF_MS_MAX: u64 = 1000;
 /// Time allowed for connecting, and for the whole handshake once connected, in milliseconds.
 /// One deadline for the handshake, not a timeout per read: a dialer that sends a byte now
-/// and then would otherwise hold an inbound slot (of `INBOUND_CONNECTIONS_MAX`) for as long
+/// and then would otherwise hold a handshake slot (of `HANDSHAKES_PENDING_MAX`) for as long
 /// as it likes without ever authenticating.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 2000;
 /// Time a write to a peer may block before the connection is dropped, in milliseconds.
 pub const WRITE_TIMEOUT_MS: u64 = 5000;
-/// Inbound peer connections served at once.
+/// Authenticated inbound peer connections served at once.
 pub const INBOUND_CONNECTIONS_MAX: usize = 64;
+/// Inbound connections still in their handshake at once. A new one past it closes the oldest
+/// of them: a dialer flooding the port with connections that never authenticate can hold at
+/// most this many, never an authenticated peer's slot, and a real peer (whose handshake takes
+/// a round trip or two) gets in unless this many newer connections arrive during it.
+pub const HANDSHAKES_PENDING_MAX: usize = 16;
 /// How often blocked threads check for shutdown, in milliseconds.
 const STOP_POLL_MS: u64 = 100;
 
@@ -543,6 +548,38 @@ fn is_timeout(error: &io::Error) -> bool {
     )
 }
 
+/// Inbound connections in their handshake, oldest first, with a handle to close each.
+#[derive(Default)]
+struct Pending {
+    next_id: u64,
+    queue: VecDeque<(u64, TcpStream)>,
+}
+
+impl Pending {
+    /// Registers a connection starting its handshake, closing the oldest pending one first if
+    /// [`HANDSHAKES_PENDING_MAX`] are pending; `None` if the socket cannot be cloned.
+    fn admit(&mut self, stream: &TcpStream) -> Option<u64> {
+        let handle = stream.try_clone().ok()?;
+        while self.queue.len() >= HANDSHAKES_PENDING_MAX {
+            if let Some((_, oldest)) = self.queue.pop_front() {
+                // Its reader sees the end of the stream and gives up its handshake.
+                let _ = oldest.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.queue.push_back((id, handle));
+        assert!(self.queue.len() <= HANDSHAKES_PENDING_MAX);
+        Some(id)
+    }
+
+    /// The handshake of `id` ended (either way); false if it had been closed as the oldest.
+    fn leave(&mut self, id: u64) -> bool {
+        let position = self.queue.iter().position(|(pending, _)| *pending == id);
+        position.map(|at| self.queue.remove(at)).is_some()
+    }
+}
+
 fn accept_loop(
     listener: &TcpListener,
     shared: &Arc<Endpoint>,
@@ -550,32 +587,37 @@ fn accept_loop(
     http_addrs: &Arc<Mutex<HashMap<NodeId, String>>>,
     deliver: &Deliver,
 ) {
-    let active = Arc::new(AtomicUsize::new(0));
+    let admission = Arc::new(Admission::default());
     let mut readers: Vec<thread::JoinHandle<()>> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
-                if active.load(Ordering::SeqCst) >= INBOUND_CONNECTIONS_MAX {
+                let Some(id) = admission
+                    .pending
+                    .lock()
+                    .expect("pending handshakes poisoned")
+                    .admit(&stream)
+                else {
                     continue; // Dropping the stream closes it.
-                }
-                active.fetch_add(1, Ordering::SeqCst);
-                let (shared, stop, addrs, deliver, count) = (
+                };
+                let (shared, stop, addrs, deliver, admitted) = (
                     shared.clone(),
                     stop.clone(),
                     http_addrs.clone(),
                     deliver.clone(),
-                    active.clone(),
+                    admission.clone(),
                 );
                 let spawned = thread::Builder::new()
                     .name("lithair-raft-reader".into())
                     .spawn(move || {
-                        let _ = serve_inbound(stream, &shared, &stop, &addrs, &deliver);
-                        count.fetch_sub(1, Ordering::SeqCst);
+                        let _ = serve_inbound(stream, &shared, &stop, &addrs, &deliver, |ok| {
+                            admitted.after_handshake(id, ok)
+                        });
                     });
                 match spawned {
                     Ok(handle) => readers.push(handle),
                     Err(_) => {
-                        active.fetch_sub(1, Ordering::SeqCst);
+                        admission.after_handshake(id, false);
                     }
                 }
                 readers.retain(|handle| !handle.is_finished());
@@ -591,19 +633,67 @@ fn accept_loop(
     }
 }
 
+/// Who may take an inbound connection's thread: at most [`HANDSHAKES_PENDING_MAX`]
+/// connections in their handshake and [`INBOUND_CONNECTIONS_MAX`] authenticated ones.
+#[derive(Default)]
+struct Admission {
+    pending: Mutex<Pending>,
+    authenticated: AtomicUsize,
+}
+
+impl Admission {
+    /// Ends the handshake of connection `id`; with `ok` (it authenticated), takes an
+    /// authenticated slot and returns a guard that gives it back, or `None` when none is
+    /// free or the connection had been closed as the oldest pending one.
+    fn after_handshake(self: &Arc<Self>, id: u64, ok: bool) -> Option<AuthenticatedSlot> {
+        let still_open = self
+            .pending
+            .lock()
+            .expect("pending handshakes poisoned")
+            .leave(id);
+        if !(ok && still_open) {
+            return None;
+        }
+        let taken = self.authenticated.fetch_add(1, Ordering::SeqCst);
+        let slot = AuthenticatedSlot(Arc::clone(self));
+        (taken < INBOUND_CONNECTIONS_MAX).then_some(slot)
+    }
+}
+
+/// An authenticated connection's slot, given back on drop.
+struct AuthenticatedSlot(Arc<Admission>);
+
+impl Drop for AuthenticatedSlot {
+    fn drop(&mut self) {
+        let before = self.0.authenticated.fetch_sub(1, Ordering::SeqCst);
+        assert!(before > 0, "an authenticated slot given back twice");
+    }
+}
+
 /// Listener side: authenticate the dialer, then deliver its messages until the connection ends.
-fn serve_inbound(
+/// `handshake_ended` is told whether the handshake succeeded and returns the connection's
+/// authenticated slot (`None`: no slot, the connection closes).
+fn serve_inbound<Slot>(
     mut stream: TcpStream,
     shared: &Endpoint,
     stop: &AtomicBool,
     http_addrs: &Mutex<HashMap<NodeId, String>>,
     deliver: &Deliver,
+    handshake_ended: impl FnOnce(bool) -> Option<Slot>,
 ) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_nodelay(true)?;
     let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
     let mut buf = Vec::new();
-    let hello = accept_handshake(&mut stream, &mut buf, shared, stop, deadline)?;
+    let handshake = stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_nodelay(true))
+        .and_then(|()| accept_handshake(&mut stream, &mut buf, shared, stop, deadline));
+    let slot = handshake_ended(handshake.is_ok());
+    let hello = handshake?;
+    let Some(_slot) = slot else {
+        return Err(io::Error::other(
+            "no inbound slot: too many peer connections, or closed during its handshake",
+        ));
+    };
     http_addrs
         .lock()
         .expect("http address table poisoned")
@@ -1307,6 +1397,78 @@ mod tests {
     /// timeout, fill every inbound slot; a real peer must still get through once they have
     /// had the handshake's time (before, each slot was held as long as bytes kept coming,
     /// up to a 4 KiB frame at the dribbler's pace: the node was cut off from its peers).
+    /// A dialer that keeps opening connections and never authenticates holds at most
+    /// `HANDSHAKES_PENDING_MAX` of them (each new one closes the oldest), so a real peer gets
+    /// in at once. Before, the flood's first 64 held every inbound slot until the handshake
+    /// deadline, and its next ones took each slot as it freed.
+    #[test]
+    fn a_flood_of_connections_that_never_authenticate_does_not_keep_a_peer_out() {
+        let received = Arc::new(AtomicUsize::new(0));
+        let sink = Arc::clone(&received);
+        let listen = any_port();
+        let node_2 = Transport::start(
+            TransportConfig {
+                id: 2,
+                listen,
+                peers: vec![],
+                secret: b"secret".to_vec(),
+                http_addr: "127.0.0.1:8082".into(),
+                peer_addr: listen.to_string(),
+            },
+            Arc::new(move |_| {
+                sink.fetch_add(1, Ordering::SeqCst);
+            }),
+            Arc::new(|_| {}),
+        )
+        .unwrap();
+        let addr_2 = node_2.listen_addr();
+        let mut held: Vec<TcpStream> = (0..2 * INBOUND_CONNECTIONS_MAX)
+            .map(|_| TcpStream::connect(addr_2).unwrap())
+            .collect();
+        let flooding = Arc::new(AtomicBool::new(true));
+        let flooder = {
+            let flooding = Arc::clone(&flooding);
+            thread::spawn(move || {
+                while flooding.load(Ordering::SeqCst) {
+                    if let Ok(stream) = TcpStream::connect(addr_2) {
+                        held.push(stream);
+                    }
+                    if held.len() > 4 * INBOUND_CONNECTIONS_MAX {
+                        held.remove(0);
+                    }
+                    thread::sleep(Duration::from_millis(5));
+                }
+                held.len()
+            })
+        };
+        let node_1 = Transport::start(
+            TransportConfig {
+                id: 1,
+                listen: any_port(),
+                peers: vec![(2, addr_2.to_string())],
+                secret: b"secret".to_vec(),
+                http_addr: "127.0.0.1:8081".into(),
+                peer_addr: String::new(),
+            },
+            Arc::new(|_| {}),
+            Arc::new(|_| {}),
+        )
+        .unwrap();
+        // Well within the handshake deadline, which used to be the first chance to get in.
+        let bound = Duration::from_millis(HANDSHAKE_TIMEOUT_MS / 2);
+        let started = Instant::now();
+        while received.load(Ordering::SeqCst) == 0 && started.elapsed() < bound {
+            node_1.send(heartbeat_1_to_2());
+            thread::sleep(Duration::from_millis(20));
+        }
+        flooding.store(false, Ordering::SeqCst);
+        assert!(flooder.join().unwrap() > INBOUND_CONNECTIONS_MAX);
+        assert!(
+            received.load(Ordering::SeqCst) > 0,
+            "a flood of idle connections kept the peer out"
+        );
+    }
+
     #[test]
     fn handshakes_that_dribble_cannot_hold_the_inbound_slots() {
         let received = Arc::new(AtomicUsize::new(0));
