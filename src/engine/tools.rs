@@ -122,9 +122,9 @@ const VERIFY_SCANS_MAX: usize = 5;
 /// Checks every frame, envelope and snapshot; `Err` names the file and offset of damage.
 ///
 /// Safe beside a running server: damage is reported only when a second scan finds it again
-/// (see [`VERIFY_SCANS_MAX`]); snapshots are listed after
-/// the scan (the log never starts past the newest snapshot, so the newest listed then covers
-/// the start the scan saw); a snapshot pruned between listing and reading is noted, not damage.
+/// (see [`VERIFY_SCANS_MAX`]); snapshots are listed after the scan (the log never starts past
+/// the newest snapshot, so the newest listed then covers the start the scan saw); a snapshot
+/// pruned between listing and reading is noted, not damage.
 pub fn log_verify(data: &Path, out: &mut dyn Write) -> Result<(), String> {
     let log_dir = data.join(log::LOG_DIR_NAME);
     let (segments, totals, tail) = scan_whole_log(data, &log_dir)?;
