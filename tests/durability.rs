@@ -473,6 +473,55 @@ fn the_tool_exits_2_on_a_wrong_command_line_and_1_on_a_failure() {
 /// at the damage and removes the later ones, and the engine then opens with every entry
 /// before it. It refuses a directory in use, a cluster node's, and a cut that would leave the
 /// log ending before the newest snapshot.
+/// Damage in log entries the newest snapshot covers (kept since the previous snapshot, as the
+/// older one's fallback) does not stop a start, which replays from the snapshot on, but fails
+/// `log verify` and breaks the fallback. `log repair` used to refuse it (a cut there ends the
+/// log before the snapshot); it removes the segments up to the damage's end instead, and
+/// loses nothing a start needs.
+#[test]
+fn log_repair_removes_damaged_segments_the_newest_snapshot_covers() {
+    let dir = filled("repair-covered", &[100, 150]);
+    let log_dir = dir.join("log");
+    let firsts = lithair::log::list_segments(&log_dir).expect("list");
+    let covered = firsts
+        .windows(2)
+        .position(|pair| pair[1] <= 151)
+        .expect("a segment below the newest snapshot is kept");
+    let damaged = lithair::log::segment_path(&log_dir, firsts[covered]);
+    let keep_from = firsts[covered + 1];
+    let used = lithair::log::used_bytes(&damaged, firsts[covered]).expect("used bytes");
+    let mut bytes = std::fs::read(&damaged).expect("read");
+    bytes[used as usize / 2] ^= 0xff;
+    std::fs::write(&damaged, &bytes).expect("damage a frame in the middle");
+    let (code, stdout, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(1), "verify finds the damage: {stdout}{stderr}");
+
+    let (code, stdout, stderr) = tool(&dir, &["log", "repair"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("newest snapshot (150) covers") && stdout.contains("dry run"),
+        "{stdout}"
+    );
+    assert_eq!(lithair::log::list_segments(&log_dir).expect("list"), firsts);
+    let (code, stdout, stderr) = tool(&dir, &["log", "repair", "--apply"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains(&format!("now starts at index {keep_from}")),
+        "{stdout}"
+    );
+    assert_eq!(
+        lithair::log::list_segments(&log_dir).expect("list"),
+        firsts[covered + 1..].to_vec()
+    );
+    let (engine, opened) = Engine::open(&dir, options(), Kv::default()).expect("opens now");
+    assert_eq!((opened.snapshot_index, opened.applied_index), (150, EVENTS));
+    engine.read(|kv| assert!((1..=EVENTS).all(|key| kv.map.get(&key) == Some(&(key * 3)))));
+    drop(engine);
+    let (code, stdout, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn log_repair_cuts_at_damage_a_start_refuses_only_when_told() {
     let dir = filled("repair", &[]);

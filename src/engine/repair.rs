@@ -17,7 +17,9 @@ const CLUSTER_FILE_NAMES: [&str; 2] = [
 ];
 
 /// Finds the first damage in `data`'s log that a start refuses and reports the cut that gets
-/// past it (the entries from the damage on are lost); with `apply`, makes the cut.
+/// past it (the entries from the damage on are lost); with `apply`, makes the cut. Damage in
+/// entries the newest whole snapshot covers is removed from the front instead (see
+/// `covered_cut`): nothing a start needs is lost.
 ///
 /// # Errors
 /// A directory in use (locked), a cluster node's directory, a cut the newest snapshot would
@@ -52,6 +54,9 @@ pub fn log_repair(data: &Path, apply: bool, out: &mut dyn Write) -> Result<(), S
         .copied()
         .unwrap_or(0);
     if newest_snapshot > kept_last || (kept_last < plan.first_index && plan.first_index > 1) {
+        if let Some(keep_from) = covered_cut(data, &log_dir, &plan, newest_snapshot)? {
+            return cut_covered_damage(&log_dir, &plan, newest_snapshot, keep_from, apply, out);
+        }
         return Err(format!(
             "{}: {} at offset {}; cutting there would keep the log only up to index \
              {kept_last}, before what the newest snapshot ({newest_snapshot}) covers or \
@@ -104,4 +109,83 @@ pub fn log_repair(data: &Path, apply: bool, out: &mut dyn Write) -> Result<(), S
     }
     repair::apply(&log_dir, &plan).map_err(|e| e.to_string())?;
     writeln!(out, "cut: the log now ends at index {kept_last}").map_err(io)
+}
+
+/// Where the log could start instead when its first damage lies in entries the newest
+/// snapshot covers: the first index of the segment after the damage (or of the damaged
+/// segment itself when the damage is a gap before it), if that is at most one past the
+/// snapshot and the snapshot is whole. A start then loads the snapshot and replays from the
+/// index after it, never reading what was removed.
+fn covered_cut(
+    data: &Path,
+    log_dir: &Path,
+    plan: &repair::RepairPlan,
+    newest_snapshot: u64,
+) -> Result<Option<u64>, String> {
+    if newest_snapshot == 0 || snapshot::load_at(data, newest_snapshot).is_err() {
+        return Ok(None);
+    }
+    let keep_from = if plan.first_lost_index < plan.damaged_first {
+        // A gap: the damaged segment itself is whole, the missing entries come before it.
+        Some(plan.damaged_first)
+    } else {
+        let firsts = log::list_segments(log_dir).map_err(|e| e.to_string())?;
+        firsts.into_iter().find(|&first| first > plan.damaged_first)
+    };
+    Ok(keep_from.filter(|&keep_from| keep_from <= newest_snapshot + 1))
+}
+
+/// Reports (and with `apply`, makes) the removal of the segments before `keep_from`, whose
+/// entries, damage included, the newest snapshot covers.
+fn cut_covered_damage(
+    log_dir: &Path,
+    plan: &repair::RepairPlan,
+    newest_snapshot: u64,
+    keep_from: u64,
+    apply: bool,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    writeln!(
+        out,
+        "damage: {} at offset {}: {}",
+        plan.damaged.display(),
+        plan.offset,
+        plan.reason
+    )
+    .map_err(io)?;
+    writeln!(
+        out,
+        "the newest snapshot ({newest_snapshot}) covers every entry before index {keep_from}: \
+         removing the segments before it loses no entry a start needs (only the older \
+         snapshot's fallback); the log would start at index {keep_from}"
+    )
+    .map_err(io)?;
+    let firsts = log::list_segments(log_dir).map_err(|e| e.to_string())?;
+    for &first in firsts.iter().take_while(|&&first| first < keep_from) {
+        writeln!(
+            out,
+            "  remove {}",
+            log::segment_path(log_dir, first).display()
+        )
+        .map_err(io)?;
+    }
+    if !apply {
+        return writeln!(
+            out,
+            "dry run: nothing changed; run again with --apply to remove them"
+        )
+        .map_err(io);
+    }
+    let removed = repair::remove_before(log_dir, keep_from).map_err(|e| e.to_string())?;
+    writeln!(
+        out,
+        "removed {} segment(s): the log now starts at index {keep_from}",
+        removed.len()
+    )
+    .map_err(io)?;
+    if repair::plan(log_dir).map_err(|e| e.to_string())?.is_some() {
+        writeln!(out, "more damage remains: run `log repair` again").map_err(io)?;
+    }
+    Ok(())
 }

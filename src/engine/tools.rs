@@ -122,7 +122,7 @@ const VERIFY_SCANS_MAX: usize = 5;
 /// Checks every frame, envelope and snapshot; `Err` names the file and offset of damage.
 ///
 /// Safe beside a running server: damage is reported only when a second scan finds it again
-/// (see [`VERIFY_SCANS_MAX`]); snapshots are listed after the scan (the log never starts past
+/// (at most `VERIFY_SCANS_MAX` scans); snapshots are listed after the scan (the log never starts past
 /// the newest snapshot, so the newest listed then covers the start the scan saw); a snapshot
 /// pruned between listing and reading is noted, not damage.
 pub fn log_verify(data: &Path, out: &mut dyn Write) -> Result<(), String> {

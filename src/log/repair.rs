@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 pub struct RepairPlan {
     /// The segment holding the first damage.
     pub damaged: PathBuf,
+    /// The first index its name (and header) give it.
+    pub damaged_first: u64,
     /// Offset of the first damaged byte in it (0: its header; the segment is removed).
     pub offset: u64,
     /// What recovery found there.
@@ -58,6 +60,7 @@ pub fn plan(log_dir: &Path) -> Result<Option<RepairPlan>, Error> {
         };
         let plan_at = |offset: u64, reason: String, file_bytes: u64| RepairPlan {
             damaged: path.clone(),
+            damaged_first: first,
             offset,
             reason,
             first_lost_index: next_index,
@@ -140,6 +143,29 @@ pub fn apply(log_dir: &Path, plan: &RepairPlan) -> Result<(), Error> {
         file.sync_all().map_err(|e| Error::io(path, "fsync", e))?;
     }
     segment::sync_dir(log_dir)
+}
+
+/// Removes every segment of `log_dir` before the one starting at `keep_from`, oldest first (so
+/// what an interrupted removal leaves is contiguous), then syncs the directory. For damage that
+/// a snapshot covers: the caller has checked that the newest snapshot holds every entry before
+/// `keep_from`.
+///
+/// # Errors
+/// I/O failures; `keep_from` not the first index of a segment is [`Error::Invalid`].
+pub fn remove_before(log_dir: &Path, keep_from: u64) -> Result<Vec<PathBuf>, Error> {
+    let firsts = segment::list_segments(log_dir)?;
+    if !firsts.contains(&keep_from) {
+        let message = format!("no segment of {} starts at {keep_from}", log_dir.display());
+        return Err(Error::Invalid { message });
+    }
+    let mut removed = Vec::new();
+    for &first in firsts.iter().take_while(|&&first| first < keep_from) {
+        let path = segment::segment_path(log_dir, first);
+        fs::remove_file(&path).map_err(|e| Error::io(&path, "remove", e))?;
+        removed.push(path);
+    }
+    segment::sync_dir(log_dir)?;
+    Ok(removed)
 }
 
 #[cfg(test)]
