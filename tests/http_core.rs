@@ -305,6 +305,47 @@ fn an_idle_event_stream_ends_cleanly_when_the_server_shuts_down() {
     drop(senders);
 }
 
+/// A client that closes an idle event stream frees it within a wait slice: the stream used to
+/// learn it only from its next write, a heartbeat apart (an hour here), holding a stream
+/// thread and, for a live query, its subscription all that time.
+#[test]
+fn an_idle_event_stream_ends_soon_after_its_client_closes_the_connection() {
+    use lithair::http::sse::{Idle, Sse};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let ended = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&ended);
+    let handler = move |_: &mut lithair::http::Request| {
+        let flag = Arc::clone(&flag);
+        Sse::new().stream(move |writer| {
+            writer.comment("ok")?;
+            // The loop `Sse::from_channel` runs, with nothing ever to send.
+            loop {
+                match writer.idle(Duration::from_secs(3_600)) {
+                    Idle::Stop => break,
+                    Idle::Heartbeat => writer.comment("heartbeat")?,
+                    Idle::Wait(slice) => std::thread::sleep(slice),
+                }
+            }
+            flag.store(true, Ordering::Release);
+            Ok(())
+        })
+    };
+    let (server, stream, _) = open_stream(handler, 60_000, "/events", b": ok\n\n");
+    drop(stream);
+    // Bounded far below the heartbeat, far above the wait slice.
+    let ended_soon = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        ended.load(Ordering::Acquire)
+    });
+    assert!(
+        ended_soon,
+        "the stream still runs 5 s after its client left"
+    );
+    server.shutdown();
+    server.join().expect("join");
+}
+
 #[test]
 fn at_the_shutdown_deadline_a_body_that_ignores_it_is_cut_off() {
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -69,7 +69,11 @@ pub(crate) fn send_direct(
                 frame: Vec::new(),
             };
             let written = catch_logged("a streamed body", "closing the connection", || {
-                write(&mut StreamWriter::with_stop(&mut writer, stopping))
+                write(&mut StreamWriter::for_connection(
+                    &mut writer,
+                    stopping,
+                    stream,
+                ))
             });
             match written {
                 Some(Ok(())) => !chunked || writer.stream.write_all(LAST_CHUNK).is_ok(),

@@ -6,6 +6,8 @@
 use super::request::Headers;
 
 use std::io::{self, Write};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The writer a streamed body writes into: the server frames each write as one chunk and sends
@@ -15,13 +17,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct StreamWriter<'a> {
     out: &'a mut dyn Write,
     stop: Option<&'a AtomicBool>,
+    /// The connection written to, to notice a client that closed it.
+    peer: Option<&'a TcpStream>,
 }
 
 impl<'a> StreamWriter<'a> {
     /// A writer into `out` that never reports a shutdown: for running a body outside a server
     /// (tests, a file).
     pub fn new(out: &'a mut dyn Write) -> Self {
-        Self { out, stop: None }
+        Self {
+            out,
+            stop: None,
+            peer: None,
+        }
     }
 
     /// A writer into `out` that reports `stop` (set once a shutdown begins).
@@ -29,6 +37,21 @@ impl<'a> StreamWriter<'a> {
         Self {
             out,
             stop: Some(stop),
+            peer: None,
+        }
+    }
+
+    /// A writer into `out`, the body of a response on `peer`, that reports `stop` and whether
+    /// the client closed the connection ([`StreamWriter::peer_gone`]).
+    pub fn for_connection(
+        out: &'a mut dyn Write,
+        stop: &'a AtomicBool,
+        peer: &'a TcpStream,
+    ) -> Self {
+        Self {
+            out,
+            stop: Some(stop),
+            peer: Some(peer),
         }
     }
 
@@ -37,6 +60,7 @@ impl<'a> StreamWriter<'a> {
         StreamWriter {
             out: &mut *self.out,
             stop: self.stop,
+            peer: self.peer,
         }
     }
 
@@ -45,6 +69,22 @@ impl<'a> StreamWriter<'a> {
     /// one should return now.
     pub fn stopping(&self) -> bool {
         self.stop.is_some_and(|stop| stop.load(Ordering::Acquire))
+    }
+
+    /// True when the client has closed the connection (or it failed): an endless body that
+    /// only writes now and then (an idle event stream) would otherwise hold its thread until
+    /// its next write fails. Bytes the client sent (a pipelined request) are left unread and
+    /// do not count. Always false for a writer without a connection.
+    pub fn peer_gone(&self) -> bool {
+        let Some(peer) = self.peer else {
+            return false;
+        };
+        match crate::sys::poll::readable_now(peer.as_raw_fd()) {
+            Ok(false) => false,
+            // Readable without blocking: the end of the stream reads as 0 bytes.
+            Ok(true) => !matches!(peer.peek(&mut [0u8; 1]), Ok(n) if n > 0),
+            Err(_) => false,
+        }
     }
 }
 

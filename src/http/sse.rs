@@ -90,8 +90,9 @@ pub enum Idle {
     Wait(Duration),
     /// Nothing was written for a whole heartbeat interval: write something (a comment).
     Heartbeat,
-    /// The server is shutting down: return, which ends the response cleanly (the browser
-    /// reconnects, with `Last-Event-ID`, to a server that is up).
+    /// The server is shutting down, or the client closed the connection: return, which ends
+    /// the response cleanly (the browser reconnects, with `Last-Event-ID`, to a server that is
+    /// up).
     Stop,
 }
 
@@ -127,10 +128,10 @@ impl<'a> SseWriter<'a> {
     }
 
     /// The next step of a producer that has nothing to send and heartbeats every `heartbeat`:
-    /// its waits are cut into slices of at most [`STOP_CHECK_MS`], so a shutdown never waits
-    /// for an idle stream's heartbeat.
+    /// its waits are cut into slices of at most [`STOP_CHECK_MS`], so neither a shutdown nor a
+    /// client that went away waits for an idle stream's heartbeat.
     pub fn idle(&self, heartbeat: Duration) -> Idle {
-        if self.stopping() {
+        if self.stopping() || self.out.peer_gone() {
             return Idle::Stop;
         }
         match heartbeat.checked_sub(self.last_write.elapsed()) {

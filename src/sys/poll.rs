@@ -33,6 +33,27 @@ extern "C" {
     fn poll(fds: *mut PollFd, nfds: PollCount, timeout: c_int) -> c_int;
 }
 
+/// Whether `fd` has something to read (data, end of stream or an error) right now: one
+/// `poll(2)` with a zero timeout. Used to notice a peer that closed a connection the server
+/// only writes to (a streamed response), without reading from it.
+///
+/// # Errors
+/// The `poll` call failed.
+pub fn readable_now(fd: RawFd) -> io::Result<bool> {
+    let mut one = PollFd {
+        fd,
+        events: POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `one` is a valid, exclusively borrowed `pollfd` array of length 1 for the whole
+    // call, and a zero timeout returns at once; poll writes only its `revents` field.
+    let ready = unsafe { poll(&mut one, 1, 0) };
+    if ready < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ready > 0 && one.revents & (POLLIN | POLLHUP | POLLERR) != 0)
+}
+
 #[derive(Clone, Copy)]
 struct Registration {
     fd: RawFd,
@@ -164,4 +185,31 @@ impl PollPoller {
 #[cfg(test)]
 mod tests {
     super::super::poller_contract_tests!(super::PollPoller::new().expect("poller"));
+
+    #[test]
+    fn readable_now_sees_data_and_the_end_of_the_stream_without_waiting() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        let fd = server.as_raw_fd();
+        assert!(!super::readable_now(fd).expect("poll"), "nothing sent yet");
+        client.write_all(b"x").expect("write");
+        let seen = |fd| {
+            (0..1000).any(|_| {
+                super::readable_now(fd).expect("poll") || {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    false
+                }
+            })
+        };
+        assert!(seen(fd), "data");
+        let mut byte = [0u8; 1];
+        std::io::Read::read_exact(&mut &server, &mut byte).expect("read");
+        drop(client);
+        assert!(seen(fd), "the end of the stream");
+        assert_eq!(server.peek(&mut byte).expect("peek"), 0);
+    }
 }
