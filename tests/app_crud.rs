@@ -321,6 +321,39 @@ fn crud_validation_uniqueness_and_restart() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// `App::run`'s exit codes: 0 for success and `--help`, 2 for a command line it refused
+/// before running anything (as the `lithair` tool and most Unix tools do), 1 for a command that
+/// ran and failed. Usage errors used to exit 1, like a damaged log.
+#[test]
+fn app_run_exits_2_on_a_wrong_command_line_and_1_on_a_failure() {
+    use std::process::ExitCode;
+    let run = |words: &[&str]| {
+        let args: Vec<String> = words.iter().map(|word| word.to_string()).collect();
+        app().run_from(&args)
+    };
+    for words in [&["--help"][..], &["log", "inspect", "--help"], &["help"]] {
+        assert_eq!(run(words), ExitCode::SUCCESS, "{words:?}");
+    }
+    for words in [
+        &["--bogus"][..],
+        &["serve", "--port"],
+        &["serve", "--port", "eighty"],
+        &["frob"],
+        &["log"],
+        &["log", "verify", "--from", "1"],
+        &["cluster"],
+        &["cluster", "status", "--node", "localhost:8080"],
+    ] {
+        assert_eq!(run(words), ExitCode::from(2), "{words:?}");
+    }
+    let missing = std::env::temp_dir().join("lithair-app-no-such-data-dir");
+    let missing = missing.to_string_lossy().to_string();
+    assert_eq!(
+        run(&["log", "verify", "--data", &missing]),
+        ExitCode::FAILURE
+    );
+}
+
 #[test]
 fn event_type_names_carry_the_model() {
     lithair::app::state::register::<Post>();

@@ -16,6 +16,10 @@ use std::path::PathBuf;
 pub const DEFAULT_PORT: u16 = 8080;
 /// Default bind address of `serve`: loopback, so a fresh app is never exposed by accident.
 pub const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// Exit code of an app whose command line was refused (a usage error: unknown command or flag,
+/// missing or malformed value), as the `lithair` tool and most Unix tools do; a command that
+/// ran and failed exits 1.
+pub const USAGE_ERROR_EXIT_CODE: u8 = 2;
 /// Most members a static `--cluster` map may name.
 pub const CLUSTER_MEMBERS_MAX: usize = 64;
 
