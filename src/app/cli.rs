@@ -558,6 +558,19 @@ fn cluster(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> 
     let secret = secret
         .or_else(|| layered.fallback("cluster-secret"))
         .filter(|secret| !secret.is_empty());
+    // Every cluster has a secret and every node refuses an unsigned `leave` or
+    // `transfer-leader` (401): say what is missing here rather than send a request bound to
+    // come back "missing or malformed signature time".
+    if action != ClusterCommand::Status && secret.is_none() {
+        let name = match action {
+            ClusterCommand::Leave => "leave",
+            _ => "transfer-leader",
+        };
+        return Err(error(format!(
+            "`cluster {name}` is signed with the cluster secret: give `--cluster-secret S` or \
+             set LITHAIR_CLUSTER_SECRET"
+        )));
+    }
     Ok(Command::Cluster {
         node,
         action,
@@ -814,12 +827,25 @@ mod tests {
         assert!(matches!(check("--help"), Ok(Command::Help(_))));
         assert!(matches!(check("serve --help"), Ok(Command::Help(_))));
         assert!(matches!(
-            check("cluster transfer-leader --node 127.0.0.1:8082 --to 3"),
+            check("cluster transfer-leader --node 127.0.0.1:8082 --to 3 --cluster-secret s"),
             Ok(Command::Cluster {
                 action: ClusterCommand::TransferLeader { to: Some(3) },
-                secret: None,
+                secret: Some(_),
                 ..
             })
+        ));
+        // A node refuses both unsigned: the command line says so before sending anything.
+        for line in [
+            "cluster transfer-leader --node 127.0.0.1:8082 --to 3",
+            "cluster leave --node 127.0.0.1:8084",
+            "cluster leave --node 127.0.0.1:8084 --cluster-secret=",
+        ] {
+            let refused = check(line).expect_err(line).to_string();
+            assert!(refused.contains("--cluster-secret"), "{line}: {refused}");
+        }
+        assert!(matches!(
+            check("cluster status --node 127.0.0.1:8082"),
+            Ok(Command::Cluster { secret: None, .. })
         ));
         assert_eq!(
             check("cluster leave --node 127.0.0.1:8084 --cluster-secret s"),
