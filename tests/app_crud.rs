@@ -354,6 +354,34 @@ fn app_run_exits_2_on_a_wrong_command_line_and_1_on_a_failure() {
     );
 }
 
+/// `--node-id` or `--peer-port` without `--cluster`, `--join` or a data directory that holds a
+/// membership (a forgotten `--cluster`, a mistyped `--data` of a node that joined before) is
+/// refused: the node used to start alone and write a single node's log, which a cluster node
+/// refuses later. Nothing is created in the data directory.
+#[test]
+fn cluster_flags_without_a_cluster_are_refused() {
+    let data = common::fresh_dir("app", "cluster-flags-alone");
+    for (flag, value) in [("node_id", 1u64), ("peer_port", 0)] {
+        let mut options = common::serve_options(&data);
+        match flag {
+            "node_id" => options.node_id = Some(value),
+            _ => options.peer_port = Some(value as u16),
+        }
+        match app().start(&options) {
+            Ok(running) => {
+                running.stop().expect("stop");
+                panic!("{flag} alone started a single node");
+            }
+            Err(message) => assert!(message.contains("--cluster"), "{message}"),
+        }
+    }
+    assert!(
+        std::fs::read_dir(&data).map_or(true, |mut entries| entries.next().is_none()),
+        "nothing written to {}",
+        data.display()
+    );
+}
+
 #[test]
 fn event_type_names_carry_the_model() {
     lithair::app::state::register::<Post>();

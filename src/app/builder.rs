@@ -424,6 +424,18 @@ impl App {
         let clustered = !options.cluster.is_empty()
             || options.join.is_some()
             || super::cluster::has_membership(&options.data);
+        if !clustered && (options.node_id.is_some() || options.peer_port.is_some()) {
+            // Without this the node would start alone and write a single node's log, which a
+            // cluster node later refuses: a forgotten `--cluster` or a mistyped `--data` of a
+            // node that joined before must not go unnoticed.
+            return Err(format!(
+                "`--node-id` and `--peer-port` are a cluster node's, but {} holds no \
+                 membership: give `--cluster MAP` or `--join IP:PORT` (a node that joined \
+                 before restarts from its data directory's {})",
+                options.data.display(),
+                crate::raft::node::PEER_BOOK_FILE_NAME
+            ));
+        }
         let (engine, replayed, cluster) = if !clustered {
             let (engine, replayed) = self.open_engine(&options.data)?;
             (engine, replayed, None)
