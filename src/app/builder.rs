@@ -254,7 +254,9 @@ impl App {
         self
     }
 
-    /// Adds a flag to `serve` (read it in an `on_start` hook with `ServeOptions::extra`).
+    /// Adds a flag to `serve` (read it in an `on_start` hook with `ServeOptions::extra`). Like
+    /// the built-in flags, it may also come from `LITHAIR_<NAME>` or `name = value` in
+    /// `lithair.toml`; a switch (`value_name` `None`) is then `true` or `false`.
     pub fn flag(
         mut self,
         name: &'static str,

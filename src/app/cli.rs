@@ -66,7 +66,8 @@ pub struct ServeOptions {
     pub cluster_secret: Option<String>,
     /// How a clustered leader confirms linearizable reads (`--read-mode`).
     pub read_mode: ReadMode,
-    /// Values of the application's extra flags, in the order given (switches carry `""`).
+    /// Values of the application's extra flags, in the order given (switches carry `""`), then
+    /// those set only by the environment or `lithair.toml`.
     pub extra: Vec<(String, String)>,
 }
 
@@ -343,6 +344,30 @@ fn serve(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
             extra_values.push((name, value));
         } else {
             return Err(error(format!("unknown flag `--{name}` for `serve`")));
+        }
+    }
+    // The application's flags are settings like the built-in ones (`--help` lists them under
+    // the same heading): one not on the command line comes from the environment or the file.
+    for flag in extra {
+        if extra_values.iter().any(|(name, _)| name == flag.name) {
+            continue;
+        }
+        let Some(value) = layered.fallback(flag.name) else {
+            continue;
+        };
+        if flag.value_name.is_some() {
+            extra_values.push((flag.name.to_string(), value));
+        } else {
+            match value.as_str() {
+                "true" | "1" => extra_values.push((flag.name.to_string(), String::new())),
+                "false" | "0" => {}
+                other => {
+                    return Err(error(format!(
+                        "`{}` is a switch: set it to true or false, not `{other}`",
+                        flag.name
+                    )))
+                }
+            }
         }
     }
     let setting = |key: &str| -> Option<String> {
@@ -890,6 +915,48 @@ mod tests {
             panic!("serve expected")
         };
         assert_eq!(options.port, 5000, "flag beats environment");
+    }
+
+    /// An application's flags come from the environment and the file too, as `--help` says
+    /// (they used to be read from the command line only): `LITHAIR_ITEMS=7` or `items = 9`.
+    #[test]
+    fn application_flags_come_from_environment_and_file_too() {
+        let flags = [
+            ITEMS[0].clone(),
+            ExtraFlag {
+                name: "no-seed",
+                value_name: None,
+                help: "a switch",
+            },
+        ];
+        let env = |name: &str| match name {
+            "LITHAIR_ITEMS" => Some("7".to_string()),
+            "LITHAIR_NO_SEED" => Some("true".to_string()),
+            _ => None,
+        };
+        let serve_with = |line: &str, env: &dyn Fn(&str) -> Option<String>, file: &str| {
+            let sources = Sources {
+                app_name: "bench",
+                extra_flags: &flags,
+                env,
+                config_file: Some(file),
+            };
+            match parse(&args(line), &sources) {
+                Ok(Command::Serve(options)) => Ok(options),
+                Ok(other) => panic!("serve expected, got {other:?}"),
+                Err(refused) => Err(refused),
+            }
+        };
+        let options = serve_with("", &env, "items = 9\n").expect("serve");
+        assert_eq!(options.extra("items"), Some("7"), "environment beats file");
+        assert_eq!(options.extra("no-seed"), Some(""), "a switch set to true");
+        let options = serve_with("--items 5", &env, "items = 9\n").expect("serve");
+        assert_eq!(options.extra("items"), Some("5"), "flag beats environment");
+        let options = serve_with("", &no_env, "items = 9\nno_seed = false\n").expect("serve");
+        assert_eq!(options.extra("items"), Some("9"), "file beats default");
+        assert_eq!(options.extra("no-seed"), None, "a switch set to false");
+        let refused = serve_with("", &no_env, "no-seed = maybe\n").expect_err("not a switch");
+        assert!(refused.message.contains("no-seed"), "{refused}");
     }
 
     #[test]
