@@ -321,6 +321,67 @@ fn crud_validation_uniqueness_and_restart() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// `App::run`'s exit codes: 0 for success and `--help`, 2 for a command line it refused
+/// before running anything (as the `lithair` tool and most Unix tools do), 1 for a command that
+/// ran and failed. Usage errors used to exit 1, like a damaged log.
+#[test]
+fn app_run_exits_2_on_a_wrong_command_line_and_1_on_a_failure() {
+    use std::process::ExitCode;
+    let run = |words: &[&str]| {
+        let args: Vec<String> = words.iter().map(|word| word.to_string()).collect();
+        app().run_from(&args)
+    };
+    for words in [&["--help"][..], &["log", "inspect", "--help"], &["help"]] {
+        assert_eq!(run(words), ExitCode::SUCCESS, "{words:?}");
+    }
+    for words in [
+        &["--bogus"][..],
+        &["serve", "--port"],
+        &["serve", "--port", "eighty"],
+        &["frob"],
+        &["log"],
+        &["log", "verify", "--from", "1"],
+        &["cluster"],
+        &["cluster", "status", "--node", "localhost:8080"],
+    ] {
+        assert_eq!(run(words), ExitCode::from(2), "{words:?}");
+    }
+    let missing = std::env::temp_dir().join("lithair-app-no-such-data-dir");
+    let missing = missing.to_string_lossy().to_string();
+    assert_eq!(
+        run(&["log", "verify", "--data", &missing]),
+        ExitCode::FAILURE
+    );
+}
+
+/// `--node-id` or `--peer-port` without `--cluster`, `--join` or a data directory that holds a
+/// membership (a forgotten `--cluster`, a mistyped `--data` of a node that joined before) is
+/// refused: the node used to start alone and write a single node's log, which a cluster node
+/// refuses later. Nothing is created in the data directory.
+#[test]
+fn cluster_flags_without_a_cluster_are_refused() {
+    let data = common::fresh_dir("app", "cluster-flags-alone");
+    for (flag, value) in [("node_id", 1u64), ("peer_port", 0)] {
+        let mut options = common::serve_options(&data);
+        match flag {
+            "node_id" => options.node_id = Some(value),
+            _ => options.peer_port = Some(value as u16),
+        }
+        match app().start(&options) {
+            Ok(running) => {
+                running.stop().expect("stop");
+                panic!("{flag} alone started a single node");
+            }
+            Err(message) => assert!(message.contains("--cluster"), "{message}"),
+        }
+    }
+    assert!(
+        std::fs::read_dir(&data).map_or(true, |mut entries| entries.next().is_none()),
+        "nothing written to {}",
+        data.display()
+    );
+}
+
 #[test]
 fn event_type_names_carry_the_model() {
     lithair::app::state::register::<Post>();

@@ -419,6 +419,36 @@ fn the_cluster_front_answers_a_route_body_limit_before_the_body() {
     }
 }
 
+/// The probes of a node whose cluster lost its quorum: `/health` says the process is up and
+/// `/openapi.json` and `/docs` describe the API (they read no state) while `/ready` is 503
+/// (the node can neither confirm a read nor take a write). Before, all four went through a
+/// ReadIndex and answered 503, so a liveness probe would have restarted a healthy process.
+#[test]
+fn without_a_quorum_health_and_the_api_description_answer_and_ready_does_not() {
+    let mut cluster = start_cluster("probes");
+    let leader = wait_leader(&cluster);
+    let survivor = (leader + 1) % cluster.nodes.len();
+    for (k, node) in cluster.nodes.iter_mut().enumerate() {
+        if k != survivor {
+            node.kill();
+        }
+    }
+    let addr = cluster.nodes[survivor].http;
+    let refused = poll(Duration::from_secs(30), || {
+        http(addr, "GET", "/ready", "", "").filter(|(code, _)| *code == 503)
+    });
+    assert!(refused.is_some(), "/ready is 503 once no leader is known");
+    for path in ["/health", "/openapi.json", "/docs"] {
+        let (code, body) = http(addr, "GET", path, "", "").expect("an answer");
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+    // Application reads still refuse (linearizable) unless asked for the local state.
+    let (code, _) = http(addr, "GET", "/api/items", "", "").expect("an answer");
+    assert_eq!(code, 503);
+    let (code, _) = http(addr, "GET", "/api/items?consistency=stale", "", "").expect("an answer");
+    assert_eq!(code, 200);
+}
+
 /// A signed operator request to `addr`: status and body (`None`: no answer within the
 /// harness's read timeout).
 fn operator(addr: SocketAddr, target: &str, body: &str) -> Option<(u16, String)> {

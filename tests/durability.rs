@@ -467,6 +467,61 @@ fn the_tool_exits_2_on_a_wrong_command_line_and_1_on_a_failure() {
     assert!(!stderr.contains("usage:"), "{stderr}");
 }
 
+/// The `lithair` tool checks every flag against what its command takes, as an app's command
+/// line does: a misspelled filter (`--form 5`), a flag without its value, a flag another
+/// command takes, or a stray word is a usage error (exit 2, naming it) instead of being
+/// ignored, which printed every event as if no filter had been asked for. `--name=value` is
+/// accepted as apps accept it.
+#[test]
+fn the_tool_refuses_flags_its_command_does_not_take_and_accepts_name_equals_value() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden_v1");
+    let golden = golden.to_string_lossy().into_owned();
+    let run = |words: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_lithair"))
+            .args(words)
+            .output()
+            .expect("run lithair");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for (words, named) in [
+        (
+            &["log", "inspect", "--data", &golden, "--form", "2"][..],
+            "--form",
+        ),
+        (&["log", "inspect", "--data", &golden, "--from"], "--from"),
+        (
+            &["log", "inspect", "--data", &golden, "--to", "--from", "2"],
+            "--to",
+        ),
+        (&["log", "stats", "--data", &golden, "--apply"], "--apply"),
+        (
+            &["log", "verify", "--data", &golden, "--from", "2"],
+            "--from",
+        ),
+        (&["log", "verify", &golden], &golden),
+        (&["replay", "--data", &golden, "extra"], "extra"),
+        (&["snapshot", "--dat", &golden], "--dat"),
+    ] {
+        let (code, stdout, stderr) = run(words);
+        assert_eq!(code, Some(2), "{words:?}: {stderr}");
+        assert!(stdout.is_empty(), "{words:?} ran: {stdout}");
+        assert!(stderr.contains(named), "{words:?}: {stderr}");
+        assert!(stderr.contains("usage:"), "{words:?}: {stderr}");
+    }
+    let data = format!("--data={golden}");
+    let (code, stdout, stderr) = run(&["log", "inspect", &data, "--from=2", "--to", "2"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("{\"index\":2,"), "{stdout}");
+    let (code, stdout, stderr) = run(&["log", "verify", &data]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("ok"), "{stdout}");
+}
+
 /// `log repair` gets a single node past damage a start refuses (a damaged frame with valid
 /// frames after it: acknowledged entries may lie beyond, so recovery never cuts it itself).
 /// A dry run says what the cut loses and changes nothing; `--apply` cuts the damaged segment

@@ -254,7 +254,9 @@ impl App {
         self
     }
 
-    /// Adds a flag to `serve` (read it in an `on_start` hook with `ServeOptions::extra`).
+    /// Adds a flag to `serve` (read it in an `on_start` hook with `ServeOptions::extra`). Like
+    /// the built-in flags, it may also come from `LITHAIR_<NAME>` or `name = value` in
+    /// `lithair.toml`; a switch (`value_name` `None`) is then `true` or `false`.
     pub fn flag(
         mut self,
         name: &'static str,
@@ -304,20 +306,38 @@ impl App {
         self
     }
 
-    /// Reads the process arguments and runs the chosen subcommand; returns the exit code.
+    /// Reads the process arguments and runs the chosen subcommand; returns the exit code:
+    /// 0 on success (and for `--help`), [`cli::USAGE_ERROR_EXIT_CODE`] (2) for a command line
+    /// that was refused before anything ran, 1 for a command that failed.
     pub fn run(self) -> std::process::ExitCode {
         let args: Vec<String> = std::env::args().skip(1).collect();
-        match self.run_with(&args) {
+        self.run_from(&args)
+    }
+
+    /// [`App::run`] on `args` (without the program name) instead of the process arguments:
+    /// runs the subcommand, reports a failure on stderr, and returns the exit code.
+    pub fn run_from(&self, args: &[String]) -> std::process::ExitCode {
+        let outcome = self
+            .parse_args(args)
+            .map_err(|refused| (cli::USAGE_ERROR_EXIT_CODE, refused.to_string()))
+            .and_then(|command| self.execute(command).map_err(|message| (1, message)));
+        match outcome {
             Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(message) => {
+            Err((code, message)) => {
                 eprintln!("{}: {message}", self.name);
-                std::process::ExitCode::FAILURE
+                std::process::ExitCode::from(code)
             }
         }
     }
 
     /// Runs the subcommand named by `args` (without the program name).
     pub fn run_with(&self, args: &[String]) -> Result<(), String> {
+        let command = self.parse_args(args).map_err(|e| e.to_string())?;
+        self.execute(command)
+    }
+
+    /// Parses `args` with the environment and `lithair.toml` of the working directory.
+    fn parse_args(&self, args: &[String]) -> Result<Command, cli::CliError> {
         let config_file = std::fs::read_to_string("lithair.toml").ok();
         let env = |name: &str| std::env::var(name).ok();
         let sources = cli::Sources {
@@ -326,7 +346,12 @@ impl App {
             env: &env,
             config_file: config_file.as_deref(),
         };
-        match cli::parse(args, &sources).map_err(|e| e.to_string())? {
+        cli::parse(args, &sources)
+    }
+
+    /// Runs a parsed command.
+    fn execute(&self, command: Command) -> Result<(), String> {
+        match command {
             Command::Help(text) => {
                 print!("{text}");
                 Ok(())
@@ -401,6 +426,18 @@ impl App {
         let clustered = !options.cluster.is_empty()
             || options.join.is_some()
             || super::cluster::has_membership(&options.data);
+        if !clustered && (options.node_id.is_some() || options.peer_port.is_some()) {
+            // Without this the node would start alone and write a single node's log, which a
+            // cluster node later refuses: a forgotten `--cluster` or a mistyped `--data` of a
+            // node that joined before must not go unnoticed.
+            return Err(format!(
+                "`--node-id` and `--peer-port` are a cluster node's, but {} holds no \
+                 membership: give `--cluster MAP` or `--join IP:PORT` (a node that joined \
+                 before restarts from its data directory's {})",
+                options.data.display(),
+                crate::raft::node::PEER_BOOK_FILE_NAME
+            ));
+        }
         let (engine, replayed, cluster) = if !clustered {
             let (engine, replayed) = self.open_engine(&options.data)?;
             (engine, replayed, None)

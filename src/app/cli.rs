@@ -16,6 +16,10 @@ use std::path::PathBuf;
 pub const DEFAULT_PORT: u16 = 8080;
 /// Default bind address of `serve`: loopback, so a fresh app is never exposed by accident.
 pub const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// Exit code of an app whose command line was refused (a usage error: unknown command or flag,
+/// missing or malformed value), as the `lithair` tool and most Unix tools do; a command that
+/// ran and failed exits 1.
+pub const USAGE_ERROR_EXIT_CODE: u8 = 2;
 /// Most members a static `--cluster` map may name.
 pub const CLUSTER_MEMBERS_MAX: usize = 64;
 
@@ -62,7 +66,8 @@ pub struct ServeOptions {
     pub cluster_secret: Option<String>,
     /// How a clustered leader confirms linearizable reads (`--read-mode`).
     pub read_mode: ReadMode,
-    /// Values of the application's extra flags, in the order given (switches carry `""`).
+    /// Values of the application's extra flags, in the order given (switches carry `""`), then
+    /// those set only by the environment or `lithair.toml`.
     pub extra: Vec<(String, String)>,
 }
 
@@ -341,6 +346,30 @@ fn serve(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
             return Err(error(format!("unknown flag `--{name}` for `serve`")));
         }
     }
+    // The application's flags are settings like the built-in ones (`--help` lists them under
+    // the same heading): one not on the command line comes from the environment or the file.
+    for flag in extra {
+        if extra_values.iter().any(|(name, _)| name == flag.name) {
+            continue;
+        }
+        let Some(value) = layered.fallback(flag.name) else {
+            continue;
+        };
+        if flag.value_name.is_some() {
+            extra_values.push((flag.name.to_string(), value));
+        } else {
+            match value.as_str() {
+                "true" | "1" => extra_values.push((flag.name.to_string(), String::new())),
+                "false" | "0" => {}
+                other => {
+                    return Err(error(format!(
+                        "`{}` is a switch: set it to true or false, not `{other}`",
+                        flag.name
+                    )))
+                }
+            }
+        }
+    }
     let setting = |key: &str| -> Option<String> {
         given
             .iter()
@@ -554,6 +583,19 @@ fn cluster(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> 
     let secret = secret
         .or_else(|| layered.fallback("cluster-secret"))
         .filter(|secret| !secret.is_empty());
+    // Every cluster has a secret and every node refuses an unsigned `leave` or
+    // `transfer-leader` (401): say what is missing here rather than send a request bound to
+    // come back "missing or malformed signature time".
+    if action != ClusterCommand::Status && secret.is_none() {
+        let name = match action {
+            ClusterCommand::Leave => "leave",
+            _ => "transfer-leader",
+        };
+        return Err(error(format!(
+            "`cluster {name}` is signed with the cluster secret: give `--cluster-secret S` or \
+             set LITHAIR_CLUSTER_SECRET"
+        )));
+    }
     Ok(Command::Cluster {
         node,
         action,
@@ -810,12 +852,25 @@ mod tests {
         assert!(matches!(check("--help"), Ok(Command::Help(_))));
         assert!(matches!(check("serve --help"), Ok(Command::Help(_))));
         assert!(matches!(
-            check("cluster transfer-leader --node 127.0.0.1:8082 --to 3"),
+            check("cluster transfer-leader --node 127.0.0.1:8082 --to 3 --cluster-secret s"),
             Ok(Command::Cluster {
                 action: ClusterCommand::TransferLeader { to: Some(3) },
-                secret: None,
+                secret: Some(_),
                 ..
             })
+        ));
+        // A node refuses both unsigned: the command line says so before sending anything.
+        for line in [
+            "cluster transfer-leader --node 127.0.0.1:8082 --to 3",
+            "cluster leave --node 127.0.0.1:8084",
+            "cluster leave --node 127.0.0.1:8084 --cluster-secret=",
+        ] {
+            let refused = check(line).expect_err(line).to_string();
+            assert!(refused.contains("--cluster-secret"), "{line}: {refused}");
+        }
+        assert!(matches!(
+            check("cluster status --node 127.0.0.1:8082"),
+            Ok(Command::Cluster { secret: None, .. })
         ));
         assert_eq!(
             check("cluster leave --node 127.0.0.1:8084 --cluster-secret s"),
@@ -860,6 +915,48 @@ mod tests {
             panic!("serve expected")
         };
         assert_eq!(options.port, 5000, "flag beats environment");
+    }
+
+    /// An application's flags come from the environment and the file too, as `--help` says
+    /// (they used to be read from the command line only): `LITHAIR_ITEMS=7` or `items = 9`.
+    #[test]
+    fn application_flags_come_from_environment_and_file_too() {
+        let flags = [
+            ITEMS[0].clone(),
+            ExtraFlag {
+                name: "no-seed",
+                value_name: None,
+                help: "a switch",
+            },
+        ];
+        let env = |name: &str| match name {
+            "LITHAIR_ITEMS" => Some("7".to_string()),
+            "LITHAIR_NO_SEED" => Some("true".to_string()),
+            _ => None,
+        };
+        let serve_with = |line: &str, env: &dyn Fn(&str) -> Option<String>, file: &str| {
+            let sources = Sources {
+                app_name: "bench",
+                extra_flags: &flags,
+                env,
+                config_file: Some(file),
+            };
+            match parse(&args(line), &sources) {
+                Ok(Command::Serve(options)) => Ok(options),
+                Ok(other) => panic!("serve expected, got {other:?}"),
+                Err(refused) => Err(refused),
+            }
+        };
+        let options = serve_with("", &env, "items = 9\n").expect("serve");
+        assert_eq!(options.extra("items"), Some("7"), "environment beats file");
+        assert_eq!(options.extra("no-seed"), Some(""), "a switch set to true");
+        let options = serve_with("--items 5", &env, "items = 9\n").expect("serve");
+        assert_eq!(options.extra("items"), Some("5"), "flag beats environment");
+        let options = serve_with("", &no_env, "items = 9\nno_seed = false\n").expect("serve");
+        assert_eq!(options.extra("items"), Some("9"), "file beats default");
+        assert_eq!(options.extra("no-seed"), None, "a switch set to false");
+        let refused = serve_with("", &no_env, "no-seed = maybe\n").expect_err("not a switch");
+        assert!(refused.message.contains("no-seed"), "{refused}");
     }
 
     #[test]

@@ -739,9 +739,12 @@ enum PlannedRead {
 const CLUSTER_PATH_PREFIX: &str = "/_lithair/cluster";
 
 /// Whether a read must be linearizable: every application read unless it asks for
-/// `consistency=stale` (which serves the local, possibly stale, state at once).
+/// `consistency=stale` (which serves the local, possibly stale, state at once). The routes
+/// that read no state (`/health`, `/openapi.json`, `/docs`) need no confirmation: `/health`
+/// says the process is up, and must not turn 503 when the cluster has no leader.
 fn wants_linearizable(req: &Request) -> bool {
     !req.path.starts_with("/_lithair")
+        && !super::docs::STATELESS_PATHS.contains(&req.path.as_str())
         && !req.query.split('&').any(|pair| pair == "consistency=stale")
 }
 

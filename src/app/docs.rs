@@ -9,6 +9,12 @@ use crate::http::router::Router;
 use crate::http::{Request, Response};
 use crate::json::{self, Map, Value};
 
+/// The routes of this module that read no state: `/health` (the process is up), the API
+/// description and its page. A cluster node answers them without confirming a read with the
+/// leader, so they stay 200 while it knows no leader; `/ready` is not among them (a node that
+/// cannot serve reads or take writes is not ready: 503 then).
+pub(crate) const STATELESS_PATHS: [&str; 3] = ["/health", "/openapi.json", "/docs"];
+
 /// Adds the documentation and probe routes.
 pub(crate) fn add_routes(
     router: Router,
@@ -26,7 +32,8 @@ pub(crate) fn add_routes(
         .get("/health", |_: &mut Request| {
             Response::bytes(200, "application/json", b"{\"status\":\"up\"}".to_vec())
         })
-        // The server starts only after the log is recovered and the engine accepts writes.
+        // The server starts only after the log is recovered and the engine accepts writes; in
+        // a cluster this is a linearizable read like any other (503 while no leader is known).
         .get("/ready", |_: &mut Request| {
             Response::bytes(200, "application/json", b"{\"status\":\"ready\"}".to_vec())
         })

@@ -20,14 +20,59 @@ const USAGE: &str = "usage:
   lithair snapshot --data DIR               list snapshots and check their checksums
                                             (taking one needs the app's types: `APP snapshot`)";
 
+/// The flags after the command words, checked against what the command takes.
 struct Args {
-    words: Vec<String>,
+    /// `(name, value)` in the order given; a switch carries `""`.
+    flags: Vec<(String, String)>,
 }
 
 impl Args {
+    /// Splits `--name value` and `--name=value` pairs; `valued` flags take a value, `switches`
+    /// none. Any other word is refused by name, so a misspelled filter (`--form 5`) or a flag
+    /// without its value is a usage error instead of being ignored (printing every event).
+    fn parse(words: &[String], valued: &[&str], switches: &[&str]) -> Result<Args, Failure> {
+        let mut flags = Vec::new();
+        let mut rest = words.iter();
+        while let Some(word) = rest.next() {
+            let Some(flag) = word.strip_prefix("--") else {
+                return Err(Failure::Usage(format!("unexpected argument `{word}`")));
+            };
+            let (name, inline) = match flag.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (flag, None),
+            };
+            let value = if switches.contains(&name) {
+                if inline.is_some() {
+                    return Err(Failure::Usage(format!("`{word}`: --{name} takes no value")));
+                }
+                String::new()
+            } else if valued.contains(&name) {
+                match inline {
+                    Some(value) => value.to_string(),
+                    None => rest
+                        .next()
+                        .filter(|value| !value.starts_with("--"))
+                        .ok_or_else(|| Failure::Usage(format!("--{name} needs a value")))?
+                        .clone(),
+                }
+            } else {
+                return Err(Failure::Usage(format!("unknown flag `--{name}`")));
+            };
+            flags.push((name.to_string(), value));
+        }
+        Ok(Args { flags })
+    }
+
     fn value(&self, name: &str) -> Option<&str> {
-        let at = self.words.iter().position(|word| word == name)?;
-        self.words.get(at + 1).map(String::as_str)
+        self.flags
+            .iter()
+            .rev()
+            .find(|(flag, _)| flag == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn switch(&self, name: &str) -> bool {
+        self.flags.iter().any(|(flag, _)| flag == name)
     }
 
     fn number(&self, name: &str) -> Result<Option<u64>, Failure> {
@@ -36,12 +81,12 @@ impl Args {
             Some(text) => text
                 .parse()
                 .map(Some)
-                .map_err(|_| Failure::Usage(format!("{name} expects a number, got {text:?}"))),
+                .map_err(|_| Failure::Usage(format!("--{name} expects a number, got {text:?}"))),
         }
     }
 
     fn data_dir(&self) -> Result<PathBuf, Failure> {
-        self.value("--data")
+        self.value("data")
             .map(PathBuf::from)
             .ok_or_else(|| Failure::Usage("missing --data DIR".to_string()))
     }
@@ -54,28 +99,39 @@ enum Failure {
     Run(String),
 }
 
-fn run(args: &Args) -> Result<(), Failure> {
-    let command: Vec<&str> = args.words.iter().take(2).map(String::as_str).collect();
+fn run(words: &[String]) -> Result<(), Failure> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    let command: Vec<&str> = words.iter().take(2).map(String::as_str).collect();
     // The command line is checked whole before anything runs.
     let result = match command.as_slice() {
-        ["replay", ..] => tools::replay_stream(&args.data_dir()?, &mut out),
-        ["log", "verify", ..] => tools::log_verify(&args.data_dir()?, &mut out),
+        ["replay", ..] => {
+            let args = Args::parse(&words[1..], &["data"], &[])?;
+            tools::replay_stream(&args.data_dir()?, &mut out)
+        }
+        ["log", "verify", ..] => {
+            let args = Args::parse(&words[2..], &["data"], &[])?;
+            tools::log_verify(&args.data_dir()?, &mut out)
+        }
         ["log", "inspect", ..] => {
+            let args = Args::parse(&words[2..], &["data", "from", "to", "type"], &[])?;
             let dir = args.data_dir()?;
-            let (from, to) = (args.number("--from")?, args.number("--to")?);
-            tools::log_inspect(&dir, from, to, args.value("--type"), &mut out)
+            let (from, to) = (args.number("from")?, args.number("to")?);
+            tools::log_inspect(&dir, from, to, args.value("type"), &mut out)
         }
-        ["log", "stats", ..] => tools::log_stats(&args.data_dir()?, &mut out),
+        ["log", "stats", ..] => {
+            let args = Args::parse(&words[2..], &["data"], &[])?;
+            tools::log_stats(&args.data_dir()?, &mut out)
+        }
         ["log", "repair", ..] => {
-            if let Some(word) = args.words.iter().find(|w| w.starts_with("--apply=")) {
-                return Err(Failure::Usage(format!("`{word}`: --apply takes no value")));
-            }
-            let apply = args.words.iter().any(|word| word == "--apply");
-            lithair::engine::repair::log_repair(&args.data_dir()?, apply, &mut out)
+            let args = Args::parse(&words[2..], &["data"], &["apply"])?;
+            let dir = args.data_dir()?;
+            lithair::engine::repair::log_repair(&dir, args.switch("apply"), &mut out)
         }
-        ["snapshot", ..] => tools::snapshot_list(&args.data_dir()?, &mut out),
+        ["snapshot", ..] => {
+            let args = Args::parse(&words[1..], &["data"], &[])?;
+            tools::snapshot_list(&args.data_dir()?, &mut out)
+        }
         _ => return Err(Failure::Usage(String::new())),
     };
     result
@@ -84,16 +140,14 @@ fn run(args: &Args) -> Result<(), Failure> {
 }
 
 fn main() -> ExitCode {
-    let args = Args {
-        words: std::env::args().skip(1).collect(),
-    };
+    let words: Vec<String> = std::env::args().skip(1).collect();
     // Asked for, the usage is the answer (stdout, success); only a wrong command line is 2.
     let asked = |word: &String| matches!(word.as_str(), "--help" | "-h" | "help");
-    if args.words.iter().any(asked) {
+    if words.iter().any(asked) {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    match run(&args) {
+    match run(&words) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {
             if !message.is_empty() {
