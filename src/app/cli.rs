@@ -197,6 +197,7 @@ pub fn parse(args: &[String], sources: &Sources<'_>) -> Result<Command, CliError
         Some(text) => parse_config_file(text)?,
         None => Vec::new(),
     };
+    check_file_keys(&file, sources.extra_flags)?;
     let (sub, rest) = match args.first().map(String::as_str) {
         None => ("serve", &args[..0]),
         Some(first) if first.starts_with('-') && first != "--help" && first != "-h" => {
@@ -306,19 +307,39 @@ fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr, CliError> {
     })
 }
 
+/// The built-in settings of `serve`: flags, `LITHAIR_*` variables and `lithair.toml` keys.
+const KNOWN: [&str; 9] = [
+    "port",
+    "bind",
+    "data",
+    "node-id",
+    "peer-port",
+    "cluster",
+    "join",
+    "cluster-secret",
+    "read-mode",
+];
+
+/// Refuses a `lithair.toml` key that names no setting (`prot = 8080`): silently ignored, the
+/// typo would leave the default in force with nothing said.
+fn check_file_keys(file: &[(String, String)], extra: &[ExtraFlag]) -> Result<(), CliError> {
+    for (key, _) in file {
+        let name = key.replace('_', "-");
+        let known = KNOWN.contains(&name.as_str()) || extra.iter().any(|flag| flag.name == name);
+        if !known {
+            let mut names: Vec<&str> = KNOWN.to_vec();
+            names.extend(extra.iter().map(|flag| flag.name));
+            return Err(error(format!(
+                "lithair.toml: unknown setting `{key}` (settings: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn serve(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
     let extra = layered.sources.extra_flags;
-    const KNOWN: [&str; 9] = [
-        "port",
-        "bind",
-        "data",
-        "node-id",
-        "peer-port",
-        "cluster",
-        "join",
-        "cluster-secret",
-        "read-mode",
-    ];
     let switches: Vec<&str> = extra
         .iter()
         .filter(|flag| flag.value_name.is_none())
@@ -957,6 +978,13 @@ mod tests {
         assert_eq!(options.extra("no-seed"), None, "a switch set to false");
         let refused = serve_with("", &no_env, "no-seed = maybe\n").expect_err("not a switch");
         assert!(refused.message.contains("no-seed"), "{refused}");
+        // A key that names no setting, built-in or the application's, is a typo: refused.
+        let refused = serve_with("", &no_env, "prot = 8080\n").expect_err("unknown key");
+        assert!(
+            refused.message.contains("unknown setting `prot`") && refused.message.contains("items"),
+            "{refused}"
+        );
+        serve_with("", &no_env, "[serve]\nport = 8080\npeer_port = 9000\n").expect("known keys");
     }
 
     #[test]
