@@ -46,7 +46,19 @@ struct Item {
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("load") {
-        return match load(&args[1..]) {
+        if args[1..].iter().any(|arg| arg == "--help" || arg == "-h") {
+            println!("{LOAD_USAGE}");
+            return std::process::ExitCode::SUCCESS;
+        }
+        // A wrong command line exits 2, a run that failed 1, as the app's own commands do.
+        let options = match parse_load(&args[1..]) {
+            Ok(options) => options,
+            Err(message) => {
+                eprintln!("cluster_bench load: {message}\n{LOAD_USAGE}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        return match load(options) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("cluster_bench load: {message}");
@@ -74,6 +86,9 @@ struct LoadOptions {
     /// Event-loop threads the clients are spread over.
     threads: usize,
 }
+
+const LOAD_USAGE: &str = "usage: cluster_bench load --targets H:P[,H:P...] [--clients N] \
+[--seconds S] [--mode write|read|stale|etcd] [--threads T] [--kill-mark FILE]";
 
 fn parse_load(args: &[String]) -> Result<LoadOptions, String> {
     let mut options = LoadOptions {
@@ -108,7 +123,7 @@ fn parse_load(args: &[String]) -> Result<LoadOptions, String> {
         return Err(format!("unknown --mode {}", options.mode));
     }
     if options.targets.is_empty() || options.clients == 0 || options.threads == 0 {
-        return Err("usage: load --targets H:P[,H:P...] [--clients N] [--seconds S]".into());
+        return Err("--targets is required; --clients and --threads must be at least 1".into());
     }
     Ok(options)
 }
@@ -122,8 +137,8 @@ struct Results {
     retries: AtomicU64,
 }
 
-fn load(args: &[String]) -> Result<(), String> {
-    let options = Arc::new(parse_load(args)?);
+fn load(options: LoadOptions) -> Result<(), String> {
+    let options = Arc::new(options);
     let results = Arc::new(Results {
         latencies_us: Mutex::new(Vec::new()),
         acks_us: Mutex::new(Vec::new()),

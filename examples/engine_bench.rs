@@ -594,16 +594,19 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
+const ENGINE_BENCH_USAGE: &str = "usage: engine_bench durable --submitters K --seconds S \
+[--window W] [--callbacks] [--log-batches B] [--dir DIR] \
+[--snapshot-every N [--preload K] [--keep-state] [--tail-percent P]]
+       engine_bench replay --events N [--snapshot] [--dir DIR [--reuse] [--keep]]";
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("durable") => durable(&args),
         Some("replay") => replay(&args),
+        Some("--help" | "-h") => println!("{ENGINE_BENCH_USAGE}"),
         _ => {
-            eprintln!(
-                "usage: engine_bench durable --submitters K --seconds S [--window W] [--callbacks]"
-            );
-            eprintln!("       engine_bench replay --events N [--snapshot]");
+            eprintln!("{ENGINE_BENCH_USAGE}");
             std::process::exit(2);
         }
     }

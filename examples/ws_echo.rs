@@ -34,6 +34,10 @@ fn main() {
                     .unwrap_or_else(|_| usage(&format!("bad port {value:?}")));
             }
             "--bind" => bind = args.next().unwrap_or_else(|| usage("--bind needs a value")),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return;
+            }
             _ => usage(&format!("unexpected argument {arg:?}")),
         }
     }
@@ -74,10 +78,10 @@ fn main() {
     }
 }
 
+const USAGE: &str = "usage: ws_echo [--port P] [--bind ADDR] [--room] [--no-deflate]";
+
 fn usage(problem: &str) -> ! {
-    eprintln!(
-        "ws_echo: {problem}\nusage: ws_echo [--port P] [--bind ADDR] [--room] [--no-deflate]"
-    );
+    eprintln!("ws_echo: {problem}\n{USAGE}");
     std::process::exit(2);
 }
 

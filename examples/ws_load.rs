@@ -56,6 +56,10 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let mode = it.next().ok_or(USAGE)?;
+    if mode == "--help" || mode == "-h" {
+        println!("{USAGE}");
+        std::process::exit(0);
+    }
     let mut args = Args {
         mode,
         port: 0,
