@@ -1955,8 +1955,7 @@ fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
     *shared.initial.lock().expect("initial state lock poisoned") = None;
     // Single node: the log is compacted up to the previous good snapshot, not this one, so a
     // start finding this file damaged still has a way back (that snapshot and the log after
-    // it). Cluster mode: the Raft node compacts the log once it sees the durable snapshot (a
-    // damaged snapshot there is fetched again from a peer).
+    // it). Cluster mode: the Raft node compacts the log once it sees the durable snapshot.
     // `fallback`: the previous good snapshot, when this one is newer (the snapshotter returns
     // the newest file as it is when it already covers the target: nothing new to compact).
     let fallback = {
