@@ -283,6 +283,77 @@ fn reader_rejects_what_the_parser_rejects() {
     }
 }
 
+/// An integer token too large for the type is "out of range", like one too large for `u8`,
+/// not "expected an integer" (the lexer holds it as a float, but the text is an integer).
+#[test]
+fn integers_beyond_64_bits_are_out_of_range() {
+    let message = |result: Result<(), Error>| result.unwrap_err().to_string();
+    assert_eq!(
+        message(from_str::<i64>("-9223372036854775809").map(drop)),
+        "the number -9223372036854775809 is out of range for i64 at line 1, column 1"
+    );
+    assert_eq!(
+        message(from_str::<i64>("9223372036854775808").map(drop)),
+        "the number 9223372036854775808 is out of range for i64 at line 1, column 1"
+    );
+    assert_eq!(
+        message(from_str::<u64>("18446744073709551616").map(drop)),
+        "the number 18446744073709551616 is out of range for u64 at line 1, column 1"
+    );
+    assert_eq!(
+        message(from_str::<Vec<i32>>("[1, 99999999999999999999]").map(drop)),
+        "$[1]: the number 99999999999999999999 is out of range for i32 at line 1, column 5"
+    );
+    assert_eq!(
+        message(from_str::<u128>("340282366920938463463374607431768211456").map(drop)),
+        "the number 340282366920938463463374607431768211456 is out of range for u128 at line 1, column 1"
+    );
+    // Numbers that are not integers still say so; `-0` is the float negative zero everywhere.
+    assert_eq!(
+        message(from_str::<i64>("1e2").map(drop)),
+        "expected an integer, found the number 1e2 at line 1, column 1"
+    );
+    assert_eq!(
+        message(from_str::<i128>("1e2").map(drop)),
+        "expected an integer, found the number 1e2 at line 1, column 1"
+    );
+    for text in ["-0", "-0.0"] {
+        assert!(from_str::<i64>(text).is_err(), "{text}");
+        assert!(from_str::<i128>(text).is_err(), "{text}");
+        assert!(from_str::<u128>(text).is_err(), "{text}");
+    }
+    assert_eq!(
+        message(from_str::<u64>("-99999999999999999999").map(drop)),
+        "expected a non-negative integer, found the number -99999999999999999999 at line 1, column 1"
+    );
+    assert_eq!(
+        from_str::<i128>("-9223372036854775809").unwrap(),
+        -9_223_372_036_854_775_809
+    );
+    assert_eq!(from_str::<u128>("18446744073709551616").unwrap(), 1 << 64);
+}
+
+/// f32 is read with one rounding from the text. Through f64 this number rounds to the f64
+/// exactly halfway between 1.0 and the next f32, and then ties to even: 1.0, not the nearest.
+#[test]
+fn f32_is_the_nearest_to_the_text() {
+    let above_halfway = "1.00000005960464477539062500000000000000001";
+    let nearest: f32 = above_halfway.parse().unwrap();
+    assert_eq!(nearest, f32::from_bits(1.0f32.to_bits() + 1));
+    assert_eq!(from_str::<f32>(above_halfway).unwrap(), nearest);
+    let below_halfway = "1.00000005960464477539062499999999999999999";
+    assert_eq!(from_str::<f32>(below_halfway).unwrap(), 1.0);
+    assert_eq!(from_str::<f32>("16777217").unwrap(), 16_777_216.0);
+    assert_eq!(
+        from_str::<f32>("1e39").unwrap_err().to_string(),
+        "the number 1e39 is out of range for f32 at line 1, column 1"
+    );
+    assert_eq!(
+        from_str::<f32>("-1e-50").unwrap().to_bits(),
+        (-0.0f32).to_bits()
+    );
+}
+
 #[test]
 fn integers_check_their_range() {
     assert_eq!(from_str::<u8>("255").unwrap(), 255);
