@@ -283,6 +283,15 @@ fn reader_rejects_what_the_parser_rejects() {
     }
 }
 
+#[test]
+fn a_byte_order_mark_is_named_in_the_error() {
+    let error = parse("\u{feff}{\"a\":1}").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "expected a JSON value, found a byte order mark (U+FEFF; JSON text must not start with one) at line 1, column 1"
+    );
+}
+
 /// An integer token too large for the type is "out of range", like one too large for `u8`,
 /// not "expected an integer" (the lexer holds it as a float, but the text is an integer).
 #[test]
