@@ -283,6 +283,42 @@ fn reader_rejects_what_the_parser_rejects() {
     }
 }
 
+/// Rust's default thread stack, which the HTTP workers run on.
+const DEFAULT_THREAD_STACK_BYTES: usize = 2 << 20;
+
+/// The deepest documents the parser accepts can be written back (compact and pretty), read
+/// typed, converted, cloned and dropped on a default thread stack. Unoptimized builds
+/// (`cargo test`, `cargo run`) overflowed it writing 128 nested arrays: the float formatting
+/// inlined into the recursive writer gave every level kilobytes of scratch.
+#[test]
+fn the_deepest_accepted_documents_fit_a_default_thread_stack() {
+    let levels = DEPTH_MAX_DEFAULT;
+    let arrays = format!("{}1.5{}", "[".repeat(levels), "]".repeat(levels));
+    let objects = format!("{}-1{}", "{\"k\":".repeat(levels), "}".repeat(levels));
+    // Pairs of levels around a point: the writer's small-number-array path at the bottom.
+    let mixed = format!(
+        "{}[1.5,-2]{}",
+        "{\"k\":[".repeat(levels / 2 - 1),
+        "]}".repeat(levels / 2 - 1)
+    );
+    for text in [arrays, objects, mixed] {
+        let worker = std::thread::Builder::new()
+            .stack_size(DEFAULT_THREAD_STACK_BYTES)
+            .spawn(move || {
+                let value = parse(&text).expect("at the nesting limit");
+                assert_eq!(to_string(&value).expect("writes"), text);
+                let pretty = to_string_pretty(&value).expect("writes pretty");
+                assert_eq!(parse(&pretty).expect("pretty re-parses"), value);
+                assert_eq!(from_str::<Value>(&text).expect("typed read"), value);
+                assert_eq!(from_value::<Value>(&value).expect("from a Value"), value);
+                let copy = value.clone();
+                assert_eq!(to_value(&copy).expect("to a Value"), value);
+            })
+            .expect("spawns");
+        worker.join().expect("no stack overflow");
+    }
+}
+
 #[test]
 fn a_byte_order_mark_is_named_in_the_error() {
     let error = parse("\u{feff}{\"a\":1}").unwrap_err();

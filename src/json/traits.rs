@@ -131,7 +131,12 @@ fn write_number_element(n: N, comma: bool, out: &mut Vec<u8>) {
     write_number(n, out);
 }
 
-#[inline(always)]
+/// Inlined in optimized builds. Unoptimized builds give every inlined local its own stack slot,
+/// so there the float formatting inlined here put its scratch into every level of the
+/// recursive Value writer, and 128 nested arrays overflowed a 2 MiB thread stack: there it is a
+/// call, whose frame is popped before the writer goes deeper.
+#[cfg_attr(not(debug_assertions), inline(always))]
+#[cfg_attr(debug_assertions, inline(never))]
 fn write_number(n: N, out: &mut Vec<u8>) {
     match n {
         N::PosInt(v) => write_u64(out, v),
