@@ -62,7 +62,8 @@ mod derive_tests;
 /// field absent from the input takes its default if it has one, `None` if it is an `Option`,
 /// and is otherwise a ``missing field `name` `` error. Every error carries the path of the
 /// value (`$.items[3].price`). An externally tagged unit variant also reads from
-/// `{"Unit": null}`. Internally tagged enums find the tag wherever it is in the object.
+/// `{"Unit": null}`. Internally tagged enums find the tag wherever it is in the object (a
+/// repeated tag is an error too).
 ///
 /// Attributes (`#[json(..)]`):
 /// - on the type: `rename_all = "camelCase" | "PascalCase" | "snake_case" | "kebab-case" |

@@ -368,6 +368,31 @@ fn enums_internally_tagged() {
     assert!(error::<Shape>("[]").starts_with("expected an object"));
 }
 
+/// An internally tagged enum that passes over unknown keys.
+#[derive(Json, Debug, PartialEq)]
+#[json(tag = "op")]
+enum Op {
+    Grant { user: String },
+    Revoke { user: String },
+}
+
+/// A repeated tag is an error, like a repeated field: the reader must not pick the first tag
+/// where `json::parse` (and so `from_value`) keeps the last, giving two variants for one text.
+#[test]
+fn internally_tagged_enum_rejects_a_repeated_tag() {
+    let text = r#"{"op":"Revoke","user":"u","op":"Grant"}"#;
+    let tree = json::parse(text).expect("valid JSON: the last `op` wins");
+    let revoke_or_grant = json::from_value::<Op>(&tree);
+    assert_eq!(revoke_or_grant, Ok(Op::Grant { user: "u".into() }));
+    assert_eq!(
+        error::<Op>(text),
+        "duplicate field `op` at line 1, column 32"
+    );
+    assert!(
+        error::<Shape>(r#"{"type":"point","type":"point"}"#).starts_with("duplicate field `type`")
+    );
+}
+
 #[derive(Json, Debug, PartialEq)]
 struct Generic<'a, T: Clone, U, const N: usize>
 where

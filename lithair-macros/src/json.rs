@@ -455,6 +455,9 @@ fn read_fields(
 fn read_object(ctor: &str, resolved: &[JsonField<'_>], deny: bool, tag: Option<&str>) -> String {
     let mut out = String::new();
     let read: Vec<&JsonField<'_>> = resolved.iter().filter(|f| !f.skip).collect();
+    if tag.is_some() {
+        out.push_str("let mut __tag_seen = false;\n");
+    }
     for field in &read {
         out.push_str(&format!(
             "let mut {}: ::core::option::Option<{}> = None;\n",
@@ -475,7 +478,14 @@ fn read_object(ctor: &str, resolved: &[JsonField<'_>], deny: bool, tag: Option<&
         ));
     }
     if let Some(tag) = tag {
-        out.push_str(&format!("{} => __r.skip_value()?,\n", str_lit(tag)));
+        // The look-ahead took the first tag; a second one is an error, like a repeated field,
+        // so this reader and `json::parse` (where the last value wins) never pick different
+        // variants for one document.
+        let duplicate = str_lit(&format!("duplicate field `{tag}`"));
+        out.push_str(&format!(
+            "{} => {{\nif __tag_seen {{ return Err(__r.error({duplicate})); }}\n__tag_seen = true;\n__r.skip_value()?;\n}}\n",
+            str_lit(tag)
+        ));
     }
     if deny {
         out.push_str(&format!(
@@ -735,7 +745,9 @@ mod tests {
         let code = ok("#[json(tag = \"type\")] enum E { A, B { x: u8 } }");
         assert!(code.contains("__w.field(\"type\"); __w.str(\"A\");"));
         assert!(code.contains("::core::clone::Clone::clone(&*__r)"));
-        assert!(code.contains("\"type\" => __r.skip_value()?,"));
+        assert!(code.contains(
+            "\"type\" => {\nif __tag_seen { return Err(__r.error(\"duplicate field `type`\")); }"
+        ));
         assert!(code.contains("missing_field(\"type\")"));
     }
 

@@ -108,6 +108,10 @@ pub trait AnyCollection: Send + Sync + 'static {
     fn as_any(&self) -> &dyn Any;
 }
 
+// Records come from JSON (at most `json::DEPTH_MAX_DEFAULT` levels) and must decode again at
+// apply, where the binary reader stops at `binary::DEPTH_MAX` (see its comment).
+const _: () = assert!(binary::DEPTH_MAX as usize >= 2 * crate::json::DEPTH_MAX_DEFAULT);
+
 impl<M: Model> AnyCollection for Collection<M> {
     fn model_name(&self) -> &'static str {
         M::NAME

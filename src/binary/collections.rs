@@ -464,11 +464,20 @@ mod tests {
 
     #[test]
     fn nesting_depth_is_limited() {
-        // 200 nested one-element vectors of vectors... built by hand: each level is a count 1.
-        let mut bytes = vec![1u8; 200];
+        // Nested one-element vectors of vectors... built by hand: each level is a count 1,
+        // one level more than the limit.
+        let levels = super::super::DEPTH_MAX as usize + 1;
+        let mut bytes = vec![1u8; levels];
         bytes.push(0);
         type Deep = Vec<Vec<Vec<Vec<Vec<Vec<Vec<Vec<u8>>>>>>>>;
-        assert!(from_slice::<Deep>(&bytes[192..]).is_ok());
+        assert!(from_slice::<Deep>(&bytes[levels - 8..]).is_ok());
+        // DEPTH_MAX - 1 counts of 1 and the final 0: DEPTH_MAX levels, the most accepted.
+        let mut r = Reader::new(&bytes[2..]);
+        assert_eq!(
+            nest_vectors(&mut r, 0).ok(),
+            Some(levels as u32 - 2),
+            "at the limit"
+        );
         let mut r = Reader::new(&bytes);
         let result = nest_vectors(&mut r, 0);
         assert!(matches!(

@@ -10,7 +10,17 @@ use super::Decode;
 
 /// Deepest nesting of struct bodies and sequences a reader accepts. Recursive types (a tree of
 /// boxed nodes) are framed like structs, so this bounds the decoder's stack on hostile input.
-pub const DEPTH_MAX: u32 = 128;
+///
+/// It must stay well above JSON's nesting limit (`json::DEPTH_MAX_DEFAULT`, 512; `app` asserts
+/// it at compile time): a record
+/// read from a request is encoded into an event without any limit and decoded again when it
+/// is applied, and an event that does not decode stops the applier. A JSON object or array is
+/// one binary level at most, except that a newtype struct adds a level JSON does not have, so
+/// twice the JSON limit covers every record a request can carry through newtypes around half
+/// its containers. At 128, a 64-deep tree of `{"kids":[...]}` nodes (128 JSON levels)
+/// failed at apply. A thousand levels of a four-field derived tree decode within a 2 MiB
+/// thread stack, also unoptimized.
+pub const DEPTH_MAX: u32 = 1024;
 
 /// Largest element count accepted for a sequence whose elements may encode to zero bytes (e.g.
 /// `Vec<()>`), where the remaining input cannot bound the count.

@@ -107,7 +107,7 @@ impl Error {
                 Segment::Field(name) => {
                     // Names that would make the path ambiguous are quoted like JSON strings.
                     out.push('[');
-                    out.push_str(&format!("{name:?}"));
+                    out.push_str(&super::quote(name));
                     out.push(']');
                 }
                 Segment::Index(index) => out.push_str(&format!("[{index}]")),
@@ -211,6 +211,18 @@ mod tests {
         assert_eq!(
             Error::unknown_field("x").with_field("a b").to_string(),
             "$[\"a b\"]: unknown field `x`"
+        );
+    }
+
+    /// Quoted names use JSON escapes (Rust's `{:?}` wrote `\0` and `\u{1}`, which JSON lacks).
+    #[test]
+    fn quoted_path_names_are_json_strings() {
+        let error = Error::custom("m").with_field("a\u{0}\u{1}\"\\é\n");
+        assert_eq!(error.path(), r#"$["a\u0000\u0001\"\\é\n"]"#);
+        let quoted = &error.path()[2..error.path().len() - 1];
+        assert_eq!(
+            crate::json::parse(quoted).unwrap().as_str(),
+            Some("a\u{0}\u{1}\"\\é\n")
         );
     }
 

@@ -64,12 +64,29 @@ pub(crate) fn describe(text: &str, pos: usize) -> String {
         Some(_) => {
             let c = text.get(pos..).and_then(|rest| rest.chars().next());
             match c {
-                Some(c) if c.is_control() => format!("the character U+{:04X}", c as u32),
+                Some(BYTE_ORDER_MARK) => {
+                    "a byte order mark (U+FEFF; JSON text must not start with one)".to_owned()
+                }
+                // Characters a reader cannot see in a message are named by code point.
+                Some(c) if is_invisible(c) => format!("the character U+{:04X}", c as u32),
                 Some(c) => format!("`{c}`"),
                 None => "an invalid byte".to_owned(),
             }
         }
     }
+}
+
+/// U+FEFF, which some editors put at the start of UTF-8 files; RFC 8259 §8.1 forbids it in
+/// JSON text sent over a network.
+const BYTE_ORDER_MARK: char = '\u{feff}';
+
+/// True for characters that print as nothing or as blank space: controls, Unicode whitespace
+/// (no-break and wide spaces, line and paragraph separators) and the zero-width formatting
+/// characters.
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || c.is_whitespace()
+        || matches!(c, '\u{00ad}' | '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{2064}')
 }
 
 /// Consumes `word` (`true`, `false` or `null`) at `pos`; returns the offset after it.
@@ -606,6 +623,22 @@ mod tests {
         assert!(num("1e").is_err());
         assert!(num("-").is_err());
         assert!(num(".5").is_err());
+    }
+
+    /// A character that does not show in a message is named by its code point: a byte order
+    /// mark (which editors add and RFC 8259 forbids) used to print as an empty pair of quotes.
+    #[test]
+    fn invisible_characters_are_named() {
+        assert_eq!(
+            describe("\u{feff}{}", 0),
+            "a byte order mark (U+FEFF; JSON text must not start with one)"
+        );
+        assert_eq!(describe("\u{a0}1", 0), "the character U+00A0");
+        assert_eq!(describe("\u{2028}", 0), "the character U+2028");
+        assert_eq!(describe("\u{200b}", 0), "the character U+200B");
+        assert_eq!(describe("\u{1}", 0), "the character U+0001");
+        assert_eq!(describe("é", 0), "`é`");
+        assert_eq!(describe("x", 0), "`x`");
     }
 
     #[test]

@@ -11,7 +11,10 @@
 //!   SHOULD be unique) and JSONTestSuite lists such documents as valid, so the default accepts
 //!   them. [`DuplicateKeys::Reject`] turns them into an error naming the key, for inputs where
 //!   two values for one key would be a bug or an attack on a second parser that picks the other.
-//!   The typed path follows the default: maps and derived structs take the last value.
+//!   The typed path: maps (`HashMap`, `BTreeMap`, `Map`) follow the default and take the last
+//!   value; derived structs reject a repeated field (and internally tagged enums a repeated
+//!   tag) with `duplicate field`, so they refuse such a document rather than read it
+//!   differently from `parse`.
 //! - Numbers keep integers exact (all of i64 and u64); other numbers are finite f64; `1` and
 //!   `1.0` stay distinguishable. Integers beyond u64/i64 become floats; a float beyond f64's
 //!   range is an error. `-0` is the float negative zero, so its sign survives.

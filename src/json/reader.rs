@@ -231,48 +231,90 @@ impl<'a> Reader<'a> {
         Ok((n, start))
     }
 
-    fn integer_error(&self, start: usize, what: &str) -> Error {
+    /// The error for the number token at `start` (just read) that is not a `ty`, where
+    /// `expected` describes what was wanted. An integer token (no fraction or exponent) is
+    /// "out of range for `ty`"; anything else, and `-0` (the float negative zero, as in
+    /// `json::parse`), is "expected `expected`".
+    fn integer_error(&self, start: usize, expected: &str, ty: &str) -> Error {
         let token = &self.text[start..self.pos];
-        Error::at(
-            self.text,
-            start,
-            format!("expected {what}, found the number {token}"),
-        )
+        let message = if is_integer_token(token) {
+            format!("the number {token} is out of range for {ty}")
+        } else {
+            format!("expected {expected}, found the number {token}")
+        };
+        Error::at(self.text, start, message)
     }
 
     /// Reads an integer that fits i64 (a number with a fraction or exponent is an error).
     pub fn read_i64(&mut self) -> Result<i64, Error> {
+        self.read_i64_for("i64")
+    }
+
+    /// [`Reader::read_i64`], naming `ty` (the type being decoded) when the number is too large.
+    pub(crate) fn read_i64_for(&mut self, ty: &str) -> Result<i64, Error> {
         match self.read_number("an integer")? {
             (Num::Pos(v), start) => {
-                i64::try_from(v).map_err(|_| self.integer_error(start, "an integer that fits i64"))
+                i64::try_from(v).map_err(|_| self.integer_error(start, "an integer", ty))
             }
             (Num::Neg(v), _) => Ok(v),
-            (Num::Float(_), start) => Err(self.integer_error(start, "an integer")),
+            (Num::Float(_), start) => Err(self.integer_error(start, "an integer", ty)),
         }
     }
 
     /// Reads a non-negative integer that fits u64.
     pub fn read_u64(&mut self) -> Result<u64, Error> {
+        self.read_u64_for("u64")
+    }
+
+    /// [`Reader::read_u64`], naming `ty` (the type being decoded) when the number is too large.
+    pub(crate) fn read_u64_for(&mut self, ty: &str) -> Result<u64, Error> {
         match self.read_number("a non-negative integer")? {
             (Num::Pos(v), _) => Ok(v),
-            (_, start) => Err(self.integer_error(start, "a non-negative integer")),
+            (Num::Float(_), start) if !self.text[start..].starts_with('-') => {
+                Err(self.integer_error(start, "a non-negative integer", ty))
+            }
+            (_, start) => Err(self.integer_error_negative(start)),
         }
+    }
+
+    /// The error for a negative number token at `start` where only non-negative ones fit.
+    fn integer_error_negative(&self, start: usize) -> Error {
+        let token = &self.text[start..self.pos];
+        Error::at(
+            self.text,
+            start,
+            format!("expected a non-negative integer, found the number {token}"),
+        )
     }
 
     /// Reads an integer that fits i128.
     pub fn read_i128(&mut self) -> Result<i128, Error> {
-        let (_, start) = self.read_number("an integer")?;
-        self.text[start..self.pos]
-            .parse::<i128>()
-            .map_err(|_| self.integer_error(start, "an integer that fits i128"))
+        match self.read_number("an integer")? {
+            (Num::Pos(v), _) => Ok(i128::from(v)),
+            (Num::Neg(v), _) => Ok(i128::from(v)),
+            (Num::Float(_), start) => {
+                let token = &self.text[start..self.pos];
+                match token.parse::<i128>() {
+                    Ok(v) if is_integer_token(token) => Ok(v),
+                    _ => Err(self.integer_error(start, "an integer", "i128")),
+                }
+            }
+        }
     }
 
     /// Reads a non-negative integer that fits u128.
     pub fn read_u128(&mut self) -> Result<u128, Error> {
-        let (_, start) = self.read_number("a non-negative integer")?;
-        self.text[start..self.pos]
-            .parse::<u128>()
-            .map_err(|_| self.integer_error(start, "a non-negative integer that fits u128"))
+        match self.read_number("a non-negative integer")? {
+            (Num::Pos(v), _) => Ok(u128::from(v)),
+            (Num::Float(_), start) if !self.text[start..].starts_with('-') => {
+                let token = &self.text[start..self.pos];
+                match token.parse::<u128>() {
+                    Ok(v) if is_integer_token(token) => Ok(v),
+                    _ => Err(self.integer_error(start, "a non-negative integer", "u128")),
+                }
+            }
+            (_, start) => Err(self.integer_error_negative(start)),
+        }
     }
 
     /// Reads any number as f64 (integers convert, rounding beyond 2^53).
@@ -282,6 +324,31 @@ impl<'a> Reader<'a> {
             Num::Neg(v) => v as f64,
             Num::Float(v) => v,
         })
+    }
+
+    /// Reads any number as the nearest f32. A number with a fraction or exponent is rounded
+    /// once, from its text: going through the nearest f64 rounds twice, which misses the
+    /// nearest f32 when the f64 lands exactly halfway between two of them. A number beyond
+    /// f32's range is an error.
+    pub fn read_f32(&mut self) -> Result<f32, Error> {
+        let (n, start) = self.read_number("a number")?;
+        let token = &self.text[start..self.pos];
+        let narrow = match n {
+            // An integer converts with one rounding.
+            Num::Pos(v) => v as f32,
+            Num::Neg(v) => v as f32,
+            // The lexer accepted the token, so it is valid Rust float syntax too.
+            Num::Float(_) => token.parse::<f32>().unwrap_or(f32::INFINITY),
+        };
+        if narrow.is_finite() {
+            Ok(narrow)
+        } else {
+            Err(Error::at(
+                self.text,
+                start,
+                format!("the number {token} is out of range for f32"),
+            ))
+        }
     }
 
     /// Reads a string; borrowed from the text when it has no escapes.
@@ -351,4 +418,10 @@ impl<'a> Reader<'a> {
             }
         }
     }
+}
+
+/// True for a number token without a fraction or exponent, other than `-0` (the float
+/// negative zero).
+fn is_integer_token(token: &str) -> bool {
+    token != "-0" && !token.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'))
 }

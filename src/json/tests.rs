@@ -283,6 +283,122 @@ fn reader_rejects_what_the_parser_rejects() {
     }
 }
 
+/// Rust's default thread stack, which the HTTP workers run on.
+const DEFAULT_THREAD_STACK_BYTES: usize = 2 << 20;
+
+/// The deepest documents the parser accepts can be written back (compact and pretty), read
+/// typed, converted, cloned and dropped on a default thread stack. Unoptimized builds
+/// (`cargo test`, `cargo run`) overflowed it writing 128 nested arrays: the float formatting
+/// inlined into the recursive writer gave every level kilobytes of scratch.
+#[test]
+fn the_deepest_accepted_documents_fit_a_default_thread_stack() {
+    let levels = DEPTH_MAX_DEFAULT;
+    let arrays = format!("{}1.5{}", "[".repeat(levels), "]".repeat(levels));
+    let objects = format!("{}-1{}", "{\"k\":".repeat(levels), "}".repeat(levels));
+    // Pairs of levels around a point: the writer's small-number-array path at the bottom.
+    let mixed = format!(
+        "{}[1.5,-2]{}",
+        "{\"k\":[".repeat(levels / 2 - 1),
+        "]}".repeat(levels / 2 - 1)
+    );
+    for text in [arrays, objects, mixed] {
+        let worker = std::thread::Builder::new()
+            .stack_size(DEFAULT_THREAD_STACK_BYTES)
+            .spawn(move || {
+                let value = parse(&text).expect("at the nesting limit");
+                assert_eq!(to_string(&value).expect("writes"), text);
+                let pretty = to_string_pretty(&value).expect("writes pretty");
+                assert_eq!(parse(&pretty).expect("pretty re-parses"), value);
+                assert_eq!(from_str::<Value>(&text).expect("typed read"), value);
+                assert_eq!(from_value::<Value>(&value).expect("from a Value"), value);
+                let copy = value.clone();
+                assert_eq!(to_value(&copy).expect("to a Value"), value);
+            })
+            .expect("spawns");
+        worker.join().expect("no stack overflow");
+    }
+}
+
+#[test]
+fn a_byte_order_mark_is_named_in_the_error() {
+    let error = parse("\u{feff}{\"a\":1}").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "expected a JSON value, found a byte order mark (U+FEFF; JSON text must not start with one) at line 1, column 1"
+    );
+}
+
+/// An integer token too large for the type is "out of range", like one too large for `u8`,
+/// not "expected an integer" (the lexer holds it as a float, but the text is an integer).
+#[test]
+fn integers_beyond_64_bits_are_out_of_range() {
+    let message = |result: Result<(), Error>| result.unwrap_err().to_string();
+    assert_eq!(
+        message(from_str::<i64>("-9223372036854775809").map(drop)),
+        "the number -9223372036854775809 is out of range for i64 at line 1, column 1"
+    );
+    assert_eq!(
+        message(from_str::<i64>("9223372036854775808").map(drop)),
+        "the number 9223372036854775808 is out of range for i64 at line 1, column 1"
+    );
+    assert_eq!(
+        message(from_str::<u64>("18446744073709551616").map(drop)),
+        "the number 18446744073709551616 is out of range for u64 at line 1, column 1"
+    );
+    assert_eq!(
+        message(from_str::<Vec<i32>>("[1, 99999999999999999999]").map(drop)),
+        "$[1]: the number 99999999999999999999 is out of range for i32 at line 1, column 5"
+    );
+    assert_eq!(
+        message(from_str::<u128>("340282366920938463463374607431768211456").map(drop)),
+        "the number 340282366920938463463374607431768211456 is out of range for u128 at line 1, column 1"
+    );
+    // Numbers that are not integers still say so; `-0` is the float negative zero everywhere.
+    assert_eq!(
+        message(from_str::<i64>("1e2").map(drop)),
+        "expected an integer, found the number 1e2 at line 1, column 1"
+    );
+    assert_eq!(
+        message(from_str::<i128>("1e2").map(drop)),
+        "expected an integer, found the number 1e2 at line 1, column 1"
+    );
+    for text in ["-0", "-0.0"] {
+        assert!(from_str::<i64>(text).is_err(), "{text}");
+        assert!(from_str::<i128>(text).is_err(), "{text}");
+        assert!(from_str::<u128>(text).is_err(), "{text}");
+    }
+    assert_eq!(
+        message(from_str::<u64>("-99999999999999999999").map(drop)),
+        "expected a non-negative integer, found the number -99999999999999999999 at line 1, column 1"
+    );
+    assert_eq!(
+        from_str::<i128>("-9223372036854775809").unwrap(),
+        -9_223_372_036_854_775_809
+    );
+    assert_eq!(from_str::<u128>("18446744073709551616").unwrap(), 1 << 64);
+}
+
+/// f32 is read with one rounding from the text. Through f64 this number rounds to the f64
+/// exactly halfway between 1.0 and the next f32, and then ties to even: 1.0, not the nearest.
+#[test]
+fn f32_is_the_nearest_to_the_text() {
+    let above_halfway = "1.00000005960464477539062500000000000000001";
+    let nearest: f32 = above_halfway.parse().unwrap();
+    assert_eq!(nearest, f32::from_bits(1.0f32.to_bits() + 1));
+    assert_eq!(from_str::<f32>(above_halfway).unwrap(), nearest);
+    let below_halfway = "1.00000005960464477539062499999999999999999";
+    assert_eq!(from_str::<f32>(below_halfway).unwrap(), 1.0);
+    assert_eq!(from_str::<f32>("16777217").unwrap(), 16_777_216.0);
+    assert_eq!(
+        from_str::<f32>("1e39").unwrap_err().to_string(),
+        "the number 1e39 is out of range for f32 at line 1, column 1"
+    );
+    assert_eq!(
+        from_str::<f32>("-1e-50").unwrap().to_bits(),
+        (-0.0f32).to_bits()
+    );
+}
+
 #[test]
 fn integers_check_their_range() {
     assert_eq!(from_str::<u8>("255").unwrap(), 255);

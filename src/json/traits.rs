@@ -131,7 +131,12 @@ fn write_number_element(n: N, comma: bool, out: &mut Vec<u8>) {
     write_number(n, out);
 }
 
-#[inline(always)]
+/// Inlined in optimized builds. Unoptimized builds give every inlined local its own stack slot,
+/// so there the float formatting inlined here put its scratch into every level of the
+/// recursive Value writer, and 128 nested arrays overflowed a 2 MiB thread stack: there it is a
+/// call, whose frame is popped before the writer goes deeper.
+#[cfg_attr(not(debug_assertions), inline(always))]
+#[cfg_attr(debug_assertions, inline(never))]
 fn write_number(n: N, out: &mut Vec<u8>) {
     match n {
         N::PosInt(v) => write_u64(out, v),
@@ -229,7 +234,7 @@ macro_rules! int_via {
             #[inline]
             fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
                 let before = r.clone();
-                let v = r.$read()?;
+                let v = r.$read(stringify!($t))?;
                 <$t>::try_from(v).map_err(|_| {
                     before.error(format!("the number {v} is out of range for {}", stringify!($t)))
                 })
@@ -237,10 +242,32 @@ macro_rules! int_via {
         }
     )*};
 }
-int_via!(read_i64, i64, i64: i8 i16 i32 i64 isize);
-int_via!(read_u64, u64, u64: u8 u16 u32 u64 usize);
-int_via!(read_i128, i128, i128: i128);
-int_via!(read_u128, u128, u128: u128);
+int_via!(read_i64_for, i64, i64: i8 i16 i32 i64 isize);
+int_via!(read_u64_for, u64, u64: u8 u16 u32 u64 usize);
+
+impl ToJson for i128 {
+    fn write_json(&self, w: &mut Writer) {
+        w.i128(*self);
+    }
+}
+
+impl FromJson for i128 {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        r.read_i128()
+    }
+}
+
+impl ToJson for u128 {
+    fn write_json(&self, w: &mut Writer) {
+        w.u128(*self);
+    }
+}
+
+impl FromJson for u128 {
+    fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
+        r.read_u128()
+    }
+}
 
 impl ToJson for f64 {
     #[inline]
@@ -264,14 +291,7 @@ impl ToJson for f32 {
 
 impl FromJson for f32 {
     fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
-        let before = r.clone();
-        let v = r.read_f64()?;
-        let narrow = v as f32;
-        if narrow.is_finite() {
-            Ok(narrow)
-        } else {
-            Err(before.error(format!("the number {v} is out of range for f32")))
-        }
+        r.read_f32()
     }
 }
 

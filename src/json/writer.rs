@@ -151,7 +151,11 @@ const _: () = assert!(2 + FLOAT_TEXT_BYTES_MAX + 1 + FLOAT_BYTES_MAX <= SMALL_AR
 /// returns true; otherwise writes nothing and returns false. Such arrays (coordinates, points)
 /// are the leaves of large documents: one capacity check and one length update for the whole
 /// array, instead of one per bracket, comma and number.
-#[inline(always)]
+///
+/// Inlined in optimized builds, a call in unoptimized ones (see `write_number` in `traits.rs`:
+/// inlined unoptimized, its scratch sat in every level of the recursive Value writer).
+#[cfg_attr(not(debug_assertions), inline(always))]
+#[cfg_attr(debug_assertions, inline(never))]
 pub(crate) fn write_small_number_array(items: &[Value], comma: bool, out: &mut Vec<u8>) -> bool {
     let (first, second) = match items {
         [Value::Number(a)] => (a.n, None),
