@@ -1788,3 +1788,62 @@ fn a_command_whose_decide_panics_fails_alone_and_the_engine_goes_on() {
         "nothing of it was logged"
     );
 }
+
+/// Emits a sale of an item that was never stocked, which `Shop::apply` refuses by panicking:
+/// a command whose events break the state's invariant (a bug in the application).
+struct SellUnstocked;
+
+impl Command<Shop> for SellUnstocked {
+    type Rejection = ();
+    fn decide(&self, _: &Shop, context: &Context) -> Result<Vec<ShopEvent>, ()> {
+        Ok(vec![ShopEvent::Sold {
+            item: 999,
+            quantity: 1,
+            at_ms: context.timestamp_ms,
+        }])
+    }
+}
+
+/// Set in the child process of `a_panicking_apply_stops_the_process_whichever_thread_sequences`.
+const APPLY_PANIC_CHILD_ENV: &str = "LITHAIR_APPLY_PANIC_CHILD_DIR";
+
+/// `apply` may not fail: a panic in it leaves a half-applied state, so the process stops
+/// loudly, as it does on the engine's own threads. The submitting thread often sequences its
+/// own command, and there the panic used to unwind into the caller (an HTTP worker answers
+/// 500 and goes on), leaving the sequencing role taken and every later write, and the
+/// engine's shutdown, waiting for good.
+#[test]
+fn a_panicking_apply_stops_the_process_whichever_thread_sequences() {
+    if let Some(dir) = std::env::var_os(APPLY_PANIC_CHILD_ENV) {
+        let engine = open(Path::new(&dir), EngineOptions::default());
+        restock(&engine, 1, 1);
+        // As the HTTP layer does around a handler.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = engine.submit(SellUnstocked);
+        }));
+        println!("the process went on (caught: {})", caught.is_err());
+        std::process::exit(0);
+    }
+    let dir = common::fresh_dir("engine", "apply-panic");
+    let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "a_panicking_apply_stops_the_process_whichever_thread_sequences",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(APPLY_PANIC_CHILD_ENV, &dir)
+        .output()
+        .expect("run the child");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        !output.status.success() && stderr.contains("FATAL"),
+        "{}\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(!stdout.contains("went on"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

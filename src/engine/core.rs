@@ -1311,6 +1311,11 @@ impl<S: State> Sequencer<S> {
             pending.outcomes.push((job, Err(failure)));
             return;
         }
+        // `apply` may not fail: a panic in it leaves the copy half-applied. This often runs on
+        // the submitter's thread (whichever thread holds the sequencing role), which may catch
+        // panics (an HTTP worker answers 500) and would leave the role taken for good: stop
+        // the process as the engine's own threads do.
+        let _fatal = AbortOnPanic::new("engine sequencer (apply)");
         for (event, (envelope, range)) in events.into_iter().zip(self.scratch_envelopes.drain(..)) {
             assert_eq!(envelope.index, self.next_index, "events out of index order");
             entries.push(&self.scratch[range]);
