@@ -705,3 +705,26 @@ fn type_params_of_skipped_fields_need_only_default() {
     let back: SkippedParam<NotACodec> = lithair::binary::from_slice(&bytes).expect("decodes");
     assert_eq!(back.hidden, NotACodec(0));
 }
+
+/// A newtype that holds itself through `Option<Box<_>>` reads every level from the same token:
+/// each level counts toward the nesting limit, so `1` is an error instead of a stack overflow
+/// that aborted the process (from text and from a `Value`).
+#[test]
+fn a_newtype_that_contains_itself_stops_at_the_nesting_limit() {
+    #[derive(Json, Debug, PartialEq)]
+    struct Chain(Option<Box<Chain>>);
+    let error = lithair::json::from_str::<Chain>("1").expect_err("no Chain is a number");
+    assert!(error.to_string().contains("nesting"), "{error}");
+    let value = lithair::json::parse("1").expect("parse");
+    assert!(lithair::json::from_value::<Chain>(&value).is_err());
+    assert_eq!(
+        lithair::json::from_str::<Chain>("null").expect("null ends the chain"),
+        Chain(None)
+    );
+    #[derive(Json, Debug, PartialEq)]
+    struct Meters(f64);
+    assert_eq!(
+        lithair::json::from_str::<Vec<Meters>>("[1.5,2]").expect("plain newtypes"),
+        vec![Meters(1.5), Meters(2.0)]
+    );
+}

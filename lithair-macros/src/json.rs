@@ -442,8 +442,13 @@ fn read_fields(
         Fields::Named(_) => read_object(ctor, resolved, deny, tag),
         Fields::Tuple(list) if list.len() == 1 => {
             assert_eq!(resolved.len(), 1, "a newtype resolves to exactly one field");
+            // Counted as a level: a newtype reading itself through `Option`/`Box` consumes no
+            // text per level, and would otherwise recurse until the stack overflows.
             format!(
-                "Ok({ctor} {{ 0: <{} as {FROM_JSON}>::read_json(__r)? }})\n",
+                "__r.enter_transparent()?;\n\
+                 let __inner = <{} as {FROM_JSON}>::read_json(__r);\n\
+                 __r.leave_transparent();\n\
+                 Ok({ctor} {{ 0: __inner? }})\n",
                 resolved[0].ty
             )
         }
@@ -714,9 +719,10 @@ mod tests {
     fn tuple_newtype_and_unit_shapes() {
         let code = ok("struct N(u64);");
         assert!(code.contains("<u64 as ::lithair::json::ToJson>::write_json(&self.0, __w);"));
-        assert!(
-            code.contains("Ok(Self { 0: <u64 as ::lithair::json::FromJson>::read_json(__r)? })")
-        );
+        assert!(code.contains("__r.enter_transparent()?;"));
+        assert!(code.contains("let __inner = <u64 as ::lithair::json::FromJson>::read_json(__r);"));
+        assert!(code.contains("__r.leave_transparent();"));
+        assert!(code.contains("Ok(Self { 0: __inner? })"));
         let code = ok("struct T(u8, #[json(default)] String);");
         assert!(code.contains("__w.begin_array();"));
         assert!(code.contains("with_index(1)"));

@@ -103,6 +103,22 @@ impl<'a> Reader<'a> {
         self.depth -= 1;
     }
 
+    /// Counts one level of nesting that consumes no text: a type written as its inner value (a
+    /// newtype struct) reading itself through `Option` or `Box`, like `struct L(Option<Box<L>>)`,
+    /// would otherwise recurse on the same token until the stack overflows. Derived code calls
+    /// it around a newtype's inner read, and [`Reader::leave_transparent`] after it.
+    ///
+    /// # Errors
+    /// The nesting limit is reached.
+    pub fn enter_transparent(&mut self) -> Result<(), Error> {
+        self.enter()
+    }
+
+    /// Ends the level [`Reader::enter_transparent`] counted.
+    pub fn leave_transparent(&mut self) {
+        self.leave();
+    }
+
     /// Consumes `{`.
     pub fn begin_object(&mut self) -> Result<(), Error> {
         if self.peek() != Some(b'{') {
