@@ -384,7 +384,14 @@ fn inflate_stream(
     require_final: bool,
 ) -> Result<Inflated, DeflateError> {
     let dict = &dictionary[dictionary.len().saturating_sub(WINDOW_BYTES)..];
-    let mut out = Vec::with_capacity(dict.len() + input.len().saturating_mul(3).min(1 << 20));
+    // A guess from the input, never past what the caller allows out: many small messages or
+    // gzip members each reserved up to 1 MiB whatever their limit.
+    let guess = input
+        .len()
+        .saturating_mul(3)
+        .min(1 << 20)
+        .min(output_bytes_max);
+    let mut out = Vec::with_capacity(dict.len() + guess);
     out.extend_from_slice(dict);
     let limit = dict.len().saturating_add(output_bytes_max);
     let mut reader = BitReader::new(input);
@@ -1238,6 +1245,19 @@ mod tests {
     use super::*;
 
     const LIMIT: usize = 1 << 24;
+
+    #[test]
+    fn the_output_reserved_up_front_stays_within_the_output_limit() {
+        // 100,000 empty stored blocks: half a megabyte in, nothing out.
+        let mut input = Vec::new();
+        for _ in 0..100_000 {
+            input.extend_from_slice(&[0x00, 0x00, 0x00, 0xff, 0xff]);
+        }
+        input.extend_from_slice(&[0x01, 0x00, 0x00, 0xff, 0xff]);
+        let out = inflate_raw(&input, 16).expect("valid empty blocks");
+        assert!(out.is_empty());
+        assert!(out.capacity() <= 16, "reserved {}", out.capacity());
+    }
 
     fn round_trip(data: &[u8]) {
         let packed = compress_raw(data);
