@@ -9,7 +9,7 @@ use super::lex::{self, LexError, Num};
 use super::number::{Number, N};
 use super::{DuplicateKeys, Error, Map, ParseOptions, Value};
 use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 /// Objects with more members than this check duplicates through a hash set, not a scan.
 const DUPLICATE_SCAN_MAX: usize = 16;
@@ -269,8 +269,8 @@ fn number_of(n: Num) -> Number {
     }
 }
 
-/// FNV-1a: a fast hash for the duplicate check (a collision only costs a scan, never a wrong
-/// answer, so a simple hash is enough).
+/// FNV-1a, for the set of already keyed hashes (see `KeySet`): a collision there only costs a
+/// scan, never a wrong answer.
 #[derive(Default)]
 struct Fnv(u64);
 
@@ -291,27 +291,47 @@ impl Hasher for Fnv {
     }
 }
 
-/// Hashes of the keys of one large object.
+/// Hashes of the keys of one large object. The keys are hashed with a random key (std's
+/// SipHash `RandomState`): with a fixed hash a client could send an object whose keys all share
+/// one hash (multicollisions of an unkeyed hash like FNV are cheap to build offline), making
+/// every insert a scan of all members before it, quadratic in the body size.
 #[derive(Default)]
 struct KeySet {
+    keys: std::collections::hash_map::RandomState,
+    /// The keyed hashes; FNV over them is fine, as no client chooses them.
     hashes: HashSet<u64, BuildHasherDefault<Fnv>>,
 }
 
 impl KeySet {
-    fn hash(key: &str) -> u64 {
-        let mut h = Fnv::default();
-        h.write(key.as_bytes());
-        h.finish()
+    fn hash(&self, key: &str) -> u64 {
+        self.keys.hash_one(key)
     }
 
     fn fill(&mut self, members: &[(String, Value)]) {
         for (k, _) in members {
-            self.hashes.insert(Self::hash(k));
+            let hash = self.hash(k);
+            self.hashes.insert(hash);
         }
     }
 
     /// False when a key with the same hash was seen (the caller then compares keys).
     fn insert(&mut self, key: &str) -> bool {
-        self.hashes.insert(Self::hash(key))
+        let hash = self.hash(key);
+        self.hashes.insert(hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeySet;
+
+    /// The duplicate check's hashes depend on a key chosen per set, so no body can be built
+    /// in advance whose keys all collide.
+    #[test]
+    fn key_hashes_are_keyed_per_set() {
+        let (one, other) = (KeySet::default(), KeySet::default());
+        let keys = ["a", "b", "price", "a-much-longer-key-name"];
+        assert!(keys.iter().any(|key| one.hash(key) != other.hash(key)));
+        assert!(keys.iter().all(|key| one.hash(key) == one.hash(key)));
     }
 }
