@@ -109,7 +109,11 @@ pub trait AnyCollection: Send + Sync + 'static {
 }
 
 // Records come from JSON (at most `json::DEPTH_MAX_DEFAULT` levels) and must decode again at
-// apply, where the binary reader stops at `binary::DEPTH_MAX` (see its comment).
+// apply, where the binary reader stops at `binary::DEPTH_MAX` (see its comment); a record that
+// does not decode there stops the process. Each binary level has its JSON level: a struct or
+// tuple struct is an object or array, a newtype counts one level in both readers, a sequence
+// or map is an array or object, and an enum's data is at least as deep in JSON; only the
+// event's own wrapping adds a few levels. Twice the JSON limit leaves room for those.
 const _: () = assert!(binary::DEPTH_MAX as usize >= 2 * crate::json::DEPTH_MAX_DEFAULT);
 
 impl<M: Model> AnyCollection for Collection<M> {
