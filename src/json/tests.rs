@@ -399,6 +399,27 @@ fn f32_is_the_nearest_to_the_text() {
     );
 }
 
+/// A float `Value` is an f64: `from_value::<f32>` rounds that f64 once (an exact halfway point
+/// ties to even), not the shortest decimal text of it, which lies a little off the f64.
+#[test]
+fn f32_from_a_value_rounds_the_f64_it_holds() {
+    let halfway = 1.0f64 + 2f64.powi(-24);
+    assert_eq!(halfway as f32, 1.0, "ties to even");
+    let value = Value::from(halfway);
+    assert_eq!(from_value::<f32>(&value).unwrap(), 1.0);
+    assert_eq!(from_value::<f32>(&Value::from(0.1f64)).unwrap(), 0.1f32);
+    assert_eq!(
+        from_value::<f32>(&Value::from(16_777_217u64)).unwrap(),
+        16_777_216.0
+    );
+    let error = from_value::<f32>(&Value::from(1e39f64)).unwrap_err();
+    assert!(
+        error.to_string().contains("out of range for f32"),
+        "{error}"
+    );
+    assert!(from_value::<f32>(&Value::from("1.5")).is_err());
+}
+
 #[test]
 fn integers_check_their_range() {
     assert_eq!(from_str::<u8>("255").unwrap(), 255);

@@ -36,11 +36,16 @@ pub trait FromJson: Sized {
     /// Converts from a `Value`. The provided version goes through text (errors keep their path
     /// but lose the position, which would point into the synthetic text).
     fn from_json_value(v: &Value) -> Result<Self, Error> {
-        let text = super::to_string(v)?;
-        let mut r = Reader::new(&text);
-        let result = Self::read_json(&mut r).and_then(|value| r.finish().map(|()| value));
-        result.map_err(Error::clear_position)
+        read_through_text(v)
     }
+}
+
+/// `FromJson::from_json_value`'s provided version: `v` written as text and read back.
+fn read_through_text<T: FromJson>(v: &Value) -> Result<T, Error> {
+    let text = super::to_string(v)?;
+    let mut r = Reader::new(&text);
+    let result = T::read_json(&mut r).and_then(|value| r.finish().map(|()| value));
+    result.map_err(Error::clear_position)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,6 +297,23 @@ impl ToJson for f32 {
 impl FromJson for f32 {
     fn read_json(r: &mut Reader<'_>) -> Result<Self, Error> {
         r.read_f32()
+    }
+
+    /// A float `Value` holds an f64: it is rounded to f32 once, from that f64. Through its
+    /// shortest text it was rounded from a decimal that is not exactly the f64, which at an
+    /// f32 halfway point went the other way (`1 + 2^-24` read as `1 + 2^-23`, not `1.0`).
+    fn from_json_value(v: &Value) -> Result<Self, Error> {
+        if let Value::Number(number) = v {
+            if let N::Float(wide) = number.n {
+                let narrow = wide as f32;
+                if narrow.is_finite() {
+                    return Ok(narrow);
+                }
+            }
+        }
+        // Integers (one rounding either way), out-of-range floats and other values: as the
+        // text reads, with its errors.
+        read_through_text(v)
     }
 }
 
