@@ -78,10 +78,16 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 
 /// Runs the `lithair` tool on `dir`: exit code, stdout, stderr.
 fn tool(dir: &Path, words: &[&str]) -> (Option<i32>, String, String) {
+    let data = dir.to_string_lossy();
+    let mut words = words.to_vec();
+    words.extend(["--data", &data]);
+    lithair_tool(&words)
+}
+
+/// Runs the `lithair` tool with exactly `words`: exit code, stdout, stderr.
+fn lithair_tool(words: &[&str]) -> (Option<i32>, String, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_lithair"))
         .args(words)
-        .arg("--data")
-        .arg(dir)
         .output()
         .expect("run lithair");
     (
@@ -443,14 +449,8 @@ fn a_subscriber_catching_up_across_compaction_never_skips_events() {
 #[test]
 fn the_tool_exits_2_on_a_wrong_command_line_and_1_on_a_failure() {
     let run = |words: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_lithair"))
-            .args(words)
-            .output()
-            .expect("run lithair");
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let (code, _, stderr) = lithair_tool(words);
+        (code, stderr)
     };
     for words in [
         &["log", "verify"][..],
@@ -476,17 +476,7 @@ fn the_tool_exits_2_on_a_wrong_command_line_and_1_on_a_failure() {
 fn the_tool_refuses_flags_its_command_does_not_take_and_accepts_name_equals_value() {
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden_v1");
     let golden = golden.to_string_lossy().into_owned();
-    let run = |words: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_lithair"))
-            .args(words)
-            .output()
-            .expect("run lithair");
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let run = lithair_tool;
     for (words, named) in [
         (
             &["log", "inspect", "--data", &golden, "--form", "2"][..],

@@ -68,14 +68,7 @@ pub fn log_repair(data: &Path, apply: bool, out: &mut dyn Write) -> Result<(), S
             plan.first_index
         ));
     }
-    writeln!(
-        out,
-        "damage: {} at offset {}: {}",
-        plan.damaged.display(),
-        plan.offset,
-        plan.reason
-    )
-    .map_err(io)?;
+    write_damage(&plan, out)?;
     let kept = match kept_last >= plan.first_index {
         true => format!("entries {}..={kept_last}", plan.first_index),
         false => "no entry".to_string(),
@@ -146,14 +139,7 @@ fn cut_covered_damage(
     out: &mut dyn Write,
 ) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
-    writeln!(
-        out,
-        "damage: {} at offset {}: {}",
-        plan.damaged.display(),
-        plan.offset,
-        plan.reason
-    )
-    .map_err(io)?;
+    write_damage(plan, out)?;
     writeln!(
         out,
         "the newest snapshot ({newest_snapshot}) covers every entry before index {keep_from}: \
@@ -188,4 +174,16 @@ fn cut_covered_damage(
         writeln!(out, "more damage remains: run `log repair` again").map_err(io)?;
     }
     Ok(())
+}
+
+/// The report's first line: where the damage is and what it is.
+fn write_damage(plan: &repair::RepairPlan, out: &mut dyn Write) -> Result<(), String> {
+    writeln!(
+        out,
+        "damage: {} at offset {}: {}",
+        plan.damaged.display(),
+        plan.offset,
+        plan.reason
+    )
+    .map_err(|e| e.to_string())
 }

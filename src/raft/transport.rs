@@ -1393,16 +1393,9 @@ mod tests {
         assert_eq!(refused.to_string(), reason);
     }
 
-    /// Dialers that send their handshake a byte at a time, each byte well within a read
-    /// timeout, fill every inbound slot; a real peer must still get through once they have
-    /// had the handshake's time (before, each slot was held as long as bytes kept coming,
-    /// up to a 4 KiB frame at the dribbler's pace: the node was cut off from its peers).
-    /// A dialer that keeps opening connections and never authenticates holds at most
-    /// `HANDSHAKES_PENDING_MAX` of them (each new one closes the oldest), so a real peer gets
-    /// in at once. Before, the flood's first 64 held every inbound slot until the handshake
-    /// deadline, and its next ones took each slot as it freed.
-    #[test]
-    fn a_flood_of_connections_that_never_authenticate_does_not_keep_a_peer_out() {
+    /// Node 2 listening (secret `secret`), counting the messages it receives in the
+    /// returned counter.
+    fn counting_listener() -> (Transport, Arc<AtomicUsize>) {
         let received = Arc::new(AtomicUsize::new(0));
         let sink = Arc::clone(&received);
         let listen = any_port();
@@ -1421,6 +1414,40 @@ mod tests {
             Arc::new(|_| {}),
         )
         .unwrap();
+        (node_2, received)
+    }
+
+    /// Node 1 dialing `addr_2` with the same secret, sending it heartbeats until `received`
+    /// counts one or `bound` passes; whether one got through.
+    fn a_peer_gets_through(addr_2: SocketAddr, received: &AtomicUsize, bound: Duration) -> bool {
+        let node_1 = Transport::start(
+            TransportConfig {
+                id: 1,
+                listen: any_port(),
+                peers: vec![(2, addr_2.to_string())],
+                secret: b"secret".to_vec(),
+                http_addr: "127.0.0.1:8081".into(),
+                peer_addr: String::new(),
+            },
+            Arc::new(|_| {}),
+            Arc::new(|_| {}),
+        )
+        .unwrap();
+        let started = Instant::now();
+        while received.load(Ordering::SeqCst) == 0 && started.elapsed() < bound {
+            node_1.send(heartbeat_1_to_2());
+            thread::sleep(Duration::from_millis(20));
+        }
+        received.load(Ordering::SeqCst) > 0
+    }
+
+    /// A dialer that keeps opening connections and never authenticates holds at most
+    /// `HANDSHAKES_PENDING_MAX` of them (each new one closes the oldest), so a real peer gets
+    /// in at once. Before, the flood's first 64 held every inbound slot until the handshake
+    /// deadline, and its next ones took each slot as it freed.
+    #[test]
+    fn a_flood_of_connections_that_never_authenticate_does_not_keep_a_peer_out() {
+        let (node_2, received) = counting_listener();
         let addr_2 = node_2.listen_addr();
         let mut held: Vec<TcpStream> = (0..2 * INBOUND_CONNECTIONS_MAX)
             .map(|_| TcpStream::connect(addr_2).unwrap())
@@ -1441,54 +1468,21 @@ mod tests {
                 held.len()
             })
         };
-        let node_1 = Transport::start(
-            TransportConfig {
-                id: 1,
-                listen: any_port(),
-                peers: vec![(2, addr_2.to_string())],
-                secret: b"secret".to_vec(),
-                http_addr: "127.0.0.1:8081".into(),
-                peer_addr: String::new(),
-            },
-            Arc::new(|_| {}),
-            Arc::new(|_| {}),
-        )
-        .unwrap();
         // Well within the handshake deadline, which used to be the first chance to get in.
         let bound = Duration::from_millis(HANDSHAKE_TIMEOUT_MS / 2);
-        let started = Instant::now();
-        while received.load(Ordering::SeqCst) == 0 && started.elapsed() < bound {
-            node_1.send(heartbeat_1_to_2());
-            thread::sleep(Duration::from_millis(20));
-        }
+        let got_through = a_peer_gets_through(addr_2, &received, bound);
         flooding.store(false, Ordering::SeqCst);
         assert!(flooder.join().unwrap() > INBOUND_CONNECTIONS_MAX);
-        assert!(
-            received.load(Ordering::SeqCst) > 0,
-            "a flood of idle connections kept the peer out"
-        );
+        assert!(got_through, "a flood of idle connections kept the peer out");
     }
 
+    /// Dialers that send their handshake a byte at a time, each byte well within a read
+    /// timeout, fill every inbound slot; a real peer must still get through once they have
+    /// had the handshake's time (before, each slot was held as long as bytes kept coming,
+    /// up to a 4 KiB frame at the dribbler's pace: the node was cut off from its peers).
     #[test]
     fn handshakes_that_dribble_cannot_hold_the_inbound_slots() {
-        let received = Arc::new(AtomicUsize::new(0));
-        let sink = Arc::clone(&received);
-        let listen = any_port();
-        let node_2 = Transport::start(
-            TransportConfig {
-                id: 2,
-                listen,
-                peers: vec![],
-                secret: b"secret".to_vec(),
-                http_addr: "127.0.0.1:8082".into(),
-                peer_addr: listen.to_string(),
-            },
-            Arc::new(move |_| {
-                sink.fetch_add(1, Ordering::SeqCst);
-            }),
-            Arc::new(|_| {}),
-        )
-        .unwrap();
+        let (node_2, received) = counting_listener();
         let addr_2 = node_2.listen_addr();
         // Connected before node 1 dials: the listener's backlog hands them over first.
         let mut slow: Vec<TcpStream> = (0..INBOUND_CONNECTIONS_MAX)
@@ -1512,32 +1506,12 @@ mod tests {
                 }
             })
         };
-        let node_1 = Transport::start(
-            TransportConfig {
-                id: 1,
-                listen: any_port(),
-                peers: vec![(2, addr_2.to_string())],
-                secret: b"secret".to_vec(),
-                http_addr: "127.0.0.1:8081".into(),
-                peer_addr: String::new(),
-            },
-            Arc::new(|_| {}),
-            Arc::new(|_| {}),
-        )
-        .unwrap();
         // Bound: the handshake's time, a reconnection backoff, and a wide margin.
         let bound = Duration::from_millis(3 * HANDSHAKE_TIMEOUT_MS + RECONNECT_BACKOFF_MS_MAX);
-        let started = Instant::now();
-        while received.load(Ordering::SeqCst) == 0 && started.elapsed() < bound {
-            node_1.send(heartbeat_1_to_2());
-            thread::sleep(Duration::from_millis(20));
-        }
+        let got_through = a_peer_gets_through(addr_2, &received, bound);
         dribbling.store(false, Ordering::SeqCst);
         dribbler.join().unwrap();
-        assert!(
-            received.load(Ordering::SeqCst) > 0,
-            "slow handshakes kept the peer out"
-        );
+        assert!(got_through, "slow handshakes kept the peer out");
     }
 
     #[test]
