@@ -24,6 +24,7 @@
 //! acknowledgement of a request attempt sent at or after it (so committed under a new
 //! leader, the killed one being gone).
 
+use lithair::app::cli::{CliError, Flags};
 use lithair::app::App;
 use lithair::prelude::*;
 use std::io::{Read, Write};
@@ -46,15 +47,15 @@ struct Item {
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("load") {
-        if args[1..].iter().any(|arg| arg == "--help" || arg == "-h") {
+        if Flags::asks_help(&args[1..]) {
             println!("{LOAD_USAGE}");
             return std::process::ExitCode::SUCCESS;
         }
         // A wrong command line exits 2, a run that failed 1, as the app's own commands do.
         let options = match parse_load(&args[1..]) {
             Ok(options) => options,
-            Err(message) => {
-                eprintln!("cluster_bench load: {message}\n{LOAD_USAGE}");
+            Err(error) => {
+                eprintln!("cluster_bench load: {}\n{LOAD_USAGE}", error.message);
                 return std::process::ExitCode::from(2);
             }
         };
@@ -90,12 +91,24 @@ struct LoadOptions {
 const LOAD_USAGE: &str = "usage: cluster_bench load --targets H:P[,H:P...] [--clients N] \
 [--seconds S] [--mode write|read|stale|etcd] [--threads T] [--kill-mark FILE]";
 
-fn parse_load(args: &[String]) -> Result<LoadOptions, String> {
-    let mut options = LoadOptions {
-        targets: Vec::new(),
-        clients: 1,
-        seconds: 5,
-        mode: "write".to_string(),
+fn parse_load(args: &[String]) -> Result<LoadOptions, CliError> {
+    let valued = [
+        "targets",
+        "clients",
+        "seconds",
+        "mode",
+        "kill-mark",
+        "threads",
+    ];
+    let flags = Flags::parse(args, "cluster_bench load", &[], &valued)?;
+    let options = LoadOptions {
+        targets: flags
+            .value("targets")
+            .map(|targets| targets.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+        clients: flags.get_or("clients", 1)?,
+        seconds: flags.get_or("seconds", 5)?,
+        mode: flags.value("mode").unwrap_or("write").to_string(),
         run_id: format!(
             "{}-{}",
             std::process::id(),
@@ -103,27 +116,16 @@ fn parse_load(args: &[String]) -> Result<LoadOptions, String> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         ),
-        kill_mark: None,
-        threads: LOAD_THREADS_DEFAULT,
+        kill_mark: flags.value("kill-mark").map(str::to_string),
+        threads: flags.get_or("threads", LOAD_THREADS_DEFAULT)?,
     };
-    let mut iter = args.iter();
-    while let Some(flag) = iter.next() {
-        let value = iter.next().ok_or(format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--targets" => options.targets = value.split(',').map(str::to_string).collect(),
-            "--clients" => options.clients = value.parse().map_err(|_| "bad --clients")?,
-            "--seconds" => options.seconds = value.parse().map_err(|_| "bad --seconds")?,
-            "--mode" => options.mode = value.clone(),
-            "--kill-mark" => options.kill_mark = Some(value.clone()),
-            "--threads" => options.threads = value.parse().map_err(|_| "bad --threads")?,
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
     if !["write", "read", "stale", "etcd"].contains(&options.mode.as_str()) {
-        return Err(format!("unknown --mode {}", options.mode));
+        return Err(CliError::new(format!("unknown --mode {}", options.mode)));
     }
     if options.targets.is_empty() || options.clients == 0 || options.threads == 0 {
-        return Err("--targets is required; --clients and --threads must be at least 1".into());
+        return Err(CliError::new(
+            "--targets is required; --clients and --threads must be at least 1",
+        ));
     }
     Ok(options)
 }

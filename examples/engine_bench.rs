@@ -28,6 +28,7 @@
 //! load + log replay) and ends with `replay: N events in S s (E events/s)`. `--keep` leaves the
 //! directory; `--reuse --dir PATH` times recovery of a kept directory without writing again.
 
+use lithair::app::cli::{CliError, Flags};
 use lithair::binary::{self, Decode, Encode, Reader};
 use lithair::engine::{
     Command, Context, Engine, EngineOptions, Envelope, Meta, SnapshotHook, SnapshotPolicy, State,
@@ -118,53 +119,39 @@ fn empty() -> Tally {
     }
 }
 
-fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: Option<T>) -> T {
-    let value = args
-        .iter()
-        .position(|a| a == name)
-        .and_then(|at| args.get(at + 1));
-    match (value.map(|v| v.parse::<T>()), default) {
-        (Some(Ok(parsed)), _) => parsed,
-        (None, Some(default)) => default,
-        _ => {
-            eprintln!("missing or bad {name}; see the header of examples/engine_bench.rs");
-            std::process::exit(2)
-        }
-    }
+/// The value a flag lookup gave, or the usage and exit 2 when the command line is wrong.
+fn arg<T>(value: Result<T, CliError>) -> T {
+    value.unwrap_or_else(|error| {
+        eprintln!("engine_bench: {}\n{ENGINE_BENCH_USAGE}", error.message);
+        std::process::exit(2)
+    })
 }
 
-fn bench_dir(args: &[String], name: &str) -> PathBuf {
+fn bench_dir(flags: &Flags, name: &str) -> PathBuf {
     let default = std::env::temp_dir().join(format!("lithair-bench-{name}-{}", std::process::id()));
-    let dir = PathBuf::from(flag(args, "--dir", Some(default.display().to_string())));
+    let dir = flags.value("dir").map_or(default, PathBuf::from);
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
 
-fn durable(args: &[String]) {
-    let submitters: usize = flag(args, "--submitters", None);
-    let seconds: f64 = flag(args, "--seconds", None);
-    let window: usize = flag(args, "--window", Some(1));
-    let callbacks = args.iter().any(|a| a == "--callbacks");
-    let log_batches_max: usize = flag(
-        args,
-        "--log-batches",
-        Some(lithair::engine::LOG_BATCHES_DEFAULT),
-    );
-    let snapshot_every: u64 = flag(args, "--snapshot-every", Some(0));
-    let preload: u64 = flag(args, "--preload", Some(0));
+fn durable(flags: &Flags) {
+    let submitters: usize = arg(flags.require("submitters"));
+    let seconds: f64 = arg(flags.require("seconds"));
+    let window: usize = arg(flags.get_or("window", 1));
+    let callbacks = flags.switch("callbacks");
+    let log_batches_max: usize =
+        arg(flags.get_or("log-batches", lithair::engine::LOG_BATCHES_DEFAULT));
+    let snapshot_every: u64 = arg(flags.get_or("snapshot-every", 0));
+    let preload: u64 = arg(flags.get_or("preload", 0));
     let policy = SnapshotPolicy {
         every_events: snapshot_every,
         every_bytes: 0,
-        tail_percent: flag(
-            args,
-            "--tail-percent",
-            Some(lithair::app::SNAPSHOT_TAIL_PERCENT_DEFAULT),
-        ),
+        tail_percent: arg(flags.get_or("tail-percent", lithair::app::SNAPSHOT_TAIL_PERCENT_DEFAULT)),
     };
-    let dir = bench_dir(args, "durable");
+    let dir = bench_dir(flags, "durable");
     let options = EngineOptions {
         log_batches_max,
-        snapshot_keep_state: args.iter().any(|a| a == "--keep-state"),
+        snapshot_keep_state: flags.switch("keep-state"),
         ..EngineOptions::default()
     };
     let mut initial = empty();
@@ -520,14 +507,14 @@ fn write_events(dir: &Path, first: u64, count: u64) {
     }
 }
 
-fn replay(args: &[String]) {
-    let events: u64 = flag(args, "--events", None);
-    let with_snapshot = args.iter().any(|a| a == "--snapshot");
-    let reuse = args.iter().any(|a| a == "--reuse");
+fn replay(flags: &Flags) {
+    let events: u64 = arg(flags.require("events"));
+    let with_snapshot = flags.switch("snapshot");
+    let reuse = flags.switch("reuse");
     let dir = if reuse {
-        PathBuf::from(flag::<String>(args, "--dir", None))
+        PathBuf::from(arg(flags.require::<String>("dir")))
     } else {
-        bench_dir(args, "replay")
+        bench_dir(flags, "replay")
     };
     let head = if with_snapshot {
         events - events / 10
@@ -568,7 +555,7 @@ fn replay(args: &[String]) {
         lithair::engine::digest_hex(&engine.digest())
     );
     drop(engine);
-    if !reuse && !args.iter().any(|a| a == "--keep") {
+    if !reuse && !flags.switch("keep") {
         let _ = std::fs::remove_dir_all(&dir);
     }
     println!(
@@ -600,11 +587,36 @@ const ENGINE_BENCH_USAGE: &str = "usage: engine_bench durable --submitters K --s
        engine_bench replay --events N [--snapshot] [--dir DIR [--reuse] [--keep]]";
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("durable") => durable(&args),
-        Some("replay") => replay(&args),
-        Some("--help" | "-h") => println!("{ENGINE_BENCH_USAGE}"),
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    if Flags::asks_help(&words) {
+        println!("{ENGINE_BENCH_USAGE}");
+        return;
+    }
+    let rest = words.get(1..).unwrap_or_default();
+    match words.first().map(String::as_str) {
+        Some("durable") => {
+            let valued = [
+                "submitters",
+                "seconds",
+                "window",
+                "log-batches",
+                "dir",
+                "snapshot-every",
+                "preload",
+                "tail-percent",
+            ];
+            let switches = ["callbacks", "keep-state"];
+            durable(&arg(Flags::parse(rest, "durable", &switches, &valued)))
+        }
+        Some("replay") => {
+            let switches = ["snapshot", "reuse", "keep"];
+            replay(&arg(Flags::parse(
+                rest,
+                "replay",
+                &switches,
+                &["events", "dir"],
+            )))
+        }
         _ => {
             eprintln!("{ENGINE_BENCH_USAGE}");
             std::process::exit(2);

@@ -12,6 +12,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use lithair::app::cli::{CliError, Flags};
+
 const USAGE: &str =
     "usage: idle_scale --port P --pid SERVER_PID [--conns N] [--hold-secs S] [--path /plaintext]";
 
@@ -23,37 +25,16 @@ struct Args {
     path: String,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        port: 0,
-        pid: 0,
-        conns: 10_000,
-        hold_secs: 30,
-        path: "/plaintext".to_string(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}\n{USAGE}");
-        match flag.as_str() {
-            "--port" => args.port = value.parse().map_err(|e| bad(&e))?,
-            "--pid" => args.pid = value.parse().map_err(|e| bad(&e))?,
-            "--conns" => args.conns = value.parse().map_err(|e| bad(&e))?,
-            "--hold-secs" => args.hold_secs = value.parse().map_err(|e| bad(&e))?,
-            "--path" => args.path = value,
-            _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
-        }
-    }
-    if args.port == 0 || args.pid == 0 {
-        return Err(USAGE.to_string());
-    }
-    Ok(args)
+fn parse_args(words: &[String]) -> Result<Args, CliError> {
+    let valued = ["port", "pid", "conns", "hold-secs", "path"];
+    let flags = Flags::parse(words, "idle_scale", &[], &valued)?;
+    Ok(Args {
+        port: flags.require("port")?,
+        pid: flags.require("pid")?,
+        conns: flags.get_or("conns", 10_000)?,
+        hold_secs: flags.get_or("hold-secs", 30)?,
+        path: flags.get_or("path", "/plaintext".to_string())?,
+    })
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -88,10 +69,15 @@ fn read_response(reader: &mut BufReader<&TcpStream>) -> std::io::Result<()> {
 }
 
 fn main() {
-    let args = match parse_args() {
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    if Flags::asks_help(&words) {
+        println!("{USAGE}");
+        return;
+    }
+    let args = match parse_args(&words) {
         Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
+        Err(error) => {
+            eprintln!("idle_scale: {}\n{USAGE}", error.message);
             std::process::exit(2);
         }
     };

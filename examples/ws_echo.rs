@@ -14,33 +14,33 @@
 
 use std::sync::Arc;
 
+use lithair::app::cli::Flags;
 use lithair::http::{Request, Server, ServerConfig};
 use lithair::ws::{self, Config, Ctx, Endpoint, Message, SharedHub, WsHandler};
 
 fn main() {
-    let mut port: u16 = 9001;
-    let mut bind = String::from("127.0.0.1");
-    let mut room = false;
-    let mut deflate = ws::DeflateConfig::ENABLED;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--room" => room = true,
-            "--no-deflate" => deflate = ws::DeflateConfig::DISABLED,
-            "--port" => {
-                let value = args.next().unwrap_or_default();
-                port = value
-                    .parse()
-                    .unwrap_or_else(|_| usage(&format!("bad port {value:?}")));
-            }
-            "--bind" => bind = args.next().unwrap_or_else(|| usage("--bind needs a value")),
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                return;
-            }
-            _ => usage(&format!("unexpected argument {arg:?}")),
-        }
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    if Flags::asks_help(&words) {
+        println!("{USAGE}");
+        return;
     }
+    let flags = Flags::parse(
+        &words,
+        "ws_echo",
+        &["room", "no-deflate"],
+        &["port", "bind"],
+    )
+    .unwrap_or_else(|error| usage(&error.message));
+    let port: u16 = flags
+        .get_or("port", 9001)
+        .unwrap_or_else(|error| usage(&error.message));
+    let bind = flags.value("bind").unwrap_or("127.0.0.1").to_string();
+    let room = flags.switch("room");
+    let deflate = if flags.switch("no-deflate") {
+        ws::DeflateConfig::DISABLED
+    } else {
+        ws::DeflateConfig::ENABLED
+    };
     let server = Server::bind((bind.as_str(), port)).unwrap_or_else(|error| {
         eprintln!("ws_echo: cannot listen on {bind}:{port}: {error}");
         std::process::exit(1);

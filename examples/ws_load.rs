@@ -25,6 +25,7 @@ use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use lithair::app::cli::{CliError, Flags};
 use lithair::sys::{Event as Readiness, Interest, Poller};
 use lithair::ws::{Config, Connection, DeflateParams, Event, Message};
 
@@ -53,67 +54,61 @@ struct Args {
     deflate: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut it = std::env::args().skip(1);
-    let mode = it.next().ok_or(USAGE)?;
-    if mode == "--help" || mode == "-h" {
-        println!("{USAGE}");
-        std::process::exit(0);
-    }
-    let mut args = Args {
-        mode,
-        port: 0,
-        pid: 0,
-        count: 10_000,
-        hold_secs: 5,
-        rounds: 20,
-        clients: 64,
-        seconds: 10,
-        size: 64,
-        window: 16,
-        deflate: false,
-    };
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let number = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
-        match flag.as_str() {
-            "--port" => args.port = number(&value)? as u16,
-            "--pid" => args.pid = number(&value)? as u32,
-            "--count" => args.count = number(&value)? as usize,
-            "--hold-secs" => args.hold_secs = number(&value)?,
-            "--rounds" => args.rounds = number(&value)? as usize,
-            "--clients" => args.clients = number(&value)? as usize,
-            "--seconds" => args.seconds = number(&value)?,
-            "--size" => args.size = number(&value)? as usize,
-            "--window" => args.window = number(&value)? as usize,
-            "--deflate" => args.deflate = number(&value)? != 0,
-            _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
+fn parse_args(words: &[String]) -> Result<Args, CliError> {
+    let (mode, rest) = match words.split_first() {
+        Some((mode, rest)) if ["hold", "broadcast", "echo"].contains(&mode.as_str()) => {
+            (mode.clone(), rest)
         }
-    }
-    if args.port == 0 {
-        return Err(USAGE.into());
-    }
-    args.count = args.count.clamp(1, CONNECTIONS_MAX);
-    args.clients = args.clients.clamp(1, 1024);
-    args.seconds = args.seconds.clamp(1, SECONDS_MAX);
-    args.hold_secs = args.hold_secs.min(SECONDS_MAX);
-    args.window = args.window.max(1);
+        Some((other, _)) => return Err(CliError::new(format!("unknown mode `{other}`"))),
+        None => return Err(CliError::new("a mode is required")),
+    };
+    let valued = [
+        "port",
+        "pid",
+        "count",
+        "hold-secs",
+        "rounds",
+        "clients",
+        "seconds",
+        "size",
+        "window",
+        "deflate",
+    ];
+    let flags = Flags::parse(rest, &format!("ws_load {mode}"), &[], &valued)?;
+    let deflate: u8 = flags.get_or("deflate", 0)?;
+    let args = Args {
+        mode,
+        port: flags.require("port")?,
+        pid: flags.get_or("pid", 0)?,
+        count: flags
+            .get_or("count", 10_000usize)?
+            .clamp(1, CONNECTIONS_MAX),
+        hold_secs: flags.get_or("hold-secs", 5u64)?.min(SECONDS_MAX),
+        rounds: flags.get_or("rounds", 20)?,
+        clients: flags.get_or("clients", 64usize)?.clamp(1, 1024),
+        seconds: flags.get_or("seconds", 10u64)?.clamp(1, SECONDS_MAX),
+        size: flags.get_or("size", 64)?,
+        window: flags.get_or("window", 16usize)?.max(1),
+        deflate: deflate != 0,
+    };
     Ok(args)
 }
 
 fn main() {
-    let args = parse_args().unwrap_or_else(|message| {
-        eprintln!("ws_load: {message}");
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    if Flags::asks_help(&words) {
+        println!("{USAGE}");
+        return;
+    }
+    let args = parse_args(&words).unwrap_or_else(|error| {
+        eprintln!("ws_load: {}\n{USAGE}", error.message);
         std::process::exit(2);
     });
     let _ = lithair::sys::rlimit::raise_fd_limit();
     let result = match args.mode.as_str() {
         "hold" => hold(&args),
         "broadcast" => broadcast(&args),
-        "echo" => echo(&args),
-        other => Err(format!("unknown mode {other}\n{USAGE}")),
+        _ => echo(&args),
     };
     if let Err(message) = result {
         eprintln!("ws_load: {message}");

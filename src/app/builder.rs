@@ -368,7 +368,12 @@ impl App {
                 println!("snapshot: {info:?}");
                 Ok(())
             }
-            Command::Log { data, action } => super::tools::log_command(&data, &action),
+            Command::Log { data, action } => {
+                // Buffered: `log inspect` prints a line per event.
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                super::tools::log_command(&data, &action, &mut out)?;
+                std::io::Write::flush(&mut out).map_err(|e| e.to_string())
+            }
             Command::Cluster {
                 node,
                 action,

@@ -170,10 +170,17 @@ impl fmt::Display for CliError {
 
 impl std::error::Error for CliError {}
 
-fn error(message: impl Into<String>) -> CliError {
-    CliError {
-        message: message.into(),
+impl CliError {
+    /// An error saying `message`, for a command line an application checks itself.
+    pub fn new(message: impl Into<String>) -> CliError {
+        CliError {
+            message: message.into(),
+        }
     }
+}
+
+fn error(message: impl Into<String>) -> CliError {
+    CliError::new(message)
 }
 
 /// Everything `parse` reads besides `argv`.
@@ -255,40 +262,128 @@ impl Layered<'_> {
     }
 }
 
-/// Splits `--name value` / `--name=value` pairs of `command`; switches listed in `switches`
-/// take no value, flags in `valued` take one, any other flag is refused by name (before its
-/// missing value could be blamed instead).
-fn flag_pairs(
+/// Splits `--name value` / `--name=value` pairs of `command` (named in errors): flags in
+/// `switches` take no value and carry `""`, flags in `valued` take one, in the order given.
+///
+/// Any other word is refused by name, before its missing value could be blamed instead, so a
+/// misspelled filter (`--form 5`) is a usage error rather than ignored. A valued flag followed
+/// by another flag (`--data --apply`) is missing its value; a value that really starts with
+/// `--` is given as `--name=--value`. A switch given a value (`--apply=no`) is refused, so it
+/// cannot be read as on. One parser for every command line of the crate: `App::run`'s
+/// subcommands and the `lithair` tool.
+pub fn flag_pairs(
     args: &[String],
     command: &str,
     switches: &[&str],
     valued: &[&str],
 ) -> Result<Vec<(String, String)>, CliError> {
     let mut pairs = Vec::new();
-    let mut index = 0;
-    while index < args.len() {
-        let arg = &args[index];
-        let Some(name) = arg.strip_prefix("--") else {
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let Some(flag) = arg.strip_prefix("--") else {
             return Err(error(format!("unexpected argument `{arg}`")));
         };
-        let bare = name.split_once('=').map_or(name, |(bare, _)| bare);
-        if !switches.contains(&bare) && !valued.contains(&bare) {
-            return Err(error(format!("unknown flag `--{bare}` for `{command}`")));
-        }
-        if let Some((name, value)) = name.split_once('=') {
-            pairs.push((name.to_string(), value.to_string()));
-        } else if switches.contains(&name) {
-            pairs.push((name.to_string(), String::new()));
+        let (name, inline) = match flag.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (flag, None),
+        };
+        let value = if switches.contains(&name) {
+            if inline.is_some() {
+                return Err(error(format!("`{arg}`: `--{name}` takes no value")));
+            }
+            String::new()
+        } else if valued.contains(&name) {
+            match inline {
+                Some(value) => value.to_string(),
+                None => rest
+                    .next()
+                    .filter(|value| !value.starts_with("--"))
+                    .ok_or_else(|| error(format!("flag `--{name}` needs a value")))?
+                    .clone(),
+            }
         } else {
-            let value = args
-                .get(index + 1)
-                .ok_or_else(|| error(format!("flag `--{name}` needs a value")))?;
-            pairs.push((name.to_string(), value.clone()));
-            index += 1;
-        }
-        index += 1;
+            return Err(error(format!("unknown flag `--{name}` for `{command}`")));
+        };
+        pairs.push((name.to_string(), value));
     }
     Ok(pairs)
+}
+
+/// A command line split by [`flag_pairs`], read by name and type: the small argument parser
+/// of the examples and bench tools, so each refuses the same mistakes as `App::run` (an
+/// unknown flag, a missing value, a number out of its type's range) instead of ignoring or
+/// truncating them.
+#[derive(Clone, Debug)]
+pub struct Flags {
+    pairs: Vec<(String, String)>,
+}
+
+impl Flags {
+    /// Splits `args` (the words after the command) with [`flag_pairs`]; `command` names the
+    /// command in errors.
+    pub fn parse(
+        args: &[String],
+        command: &str,
+        switches: &[&str],
+        valued: &[&str],
+    ) -> Result<Flags, CliError> {
+        flag_pairs(args, command, switches, valued).map(|pairs| Flags { pairs })
+    }
+
+    /// Whether `--help` or `-h` is among `args`: asked for, the usage is the answer wherever
+    /// it stands, before anything else is checked.
+    pub fn asks_help(args: &[String]) -> bool {
+        args.iter().any(|arg| arg == "--help" || arg == "-h")
+    }
+
+    /// The value of `--name` (the last one given), if any.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(flag, _)| flag == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Whether switch `--name` was given.
+    pub fn switch(&self, name: &str) -> bool {
+        self.pairs.iter().any(|(flag, _)| flag == name)
+    }
+
+    /// The value of `--name` parsed as `T`, or `default` when absent; a value that does not
+    /// parse (`--port 70000` for a `u16`) is an error naming the flag.
+    pub fn get_or<T>(&self, name: &str, default: T) -> Result<T, CliError>
+    where
+        T: std::str::FromStr,
+        T::Err: fmt::Display,
+    {
+        Ok(self.get(name)?.unwrap_or(default))
+    }
+
+    /// The value of `--name` parsed as `T`, if given.
+    pub fn get<T>(&self, name: &str) -> Result<Option<T>, CliError>
+    where
+        T: std::str::FromStr,
+        T::Err: fmt::Display,
+    {
+        match self.value(name) {
+            None => Ok(None),
+            Some(text) => text
+                .parse()
+                .map(Some)
+                .map_err(|e| error(format!("`--{name} {text}`: {e}"))),
+        }
+    }
+
+    /// The value of `--name` parsed as `T`; its absence is an error.
+    pub fn require<T>(&self, name: &str) -> Result<T, CliError>
+    where
+        T: std::str::FromStr,
+        T::Err: fmt::Display,
+    {
+        self.get(name)?
+            .ok_or_else(|| error(format!("`--{name}` is required")))
+    }
 }
 
 fn parse_number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, CliError> {
@@ -501,17 +596,23 @@ fn data_setting(flag: Option<String>, layered: &Layered<'_>) -> Result<PathBuf, 
 }
 
 fn data_only(args: &[String], layered: &Layered<'_>, command: &str) -> Result<PathBuf, CliError> {
-    let mut data = None;
-    for (name, value) in flag_pairs(args, command, &[], &["data"])? {
-        match name.as_str() {
-            "data" => data = Some(value),
-            _ => return Err(error(format!("unknown flag `--{name}` for `{command}`"))),
-        }
-    }
+    // `data` is the only flag `flag_pairs` lets through; the last one given wins.
+    let data = flag_pairs(args, command, &[], &["data"])?
+        .pop()
+        .map(|(_, value)| value);
     data_setting(data, layered)
 }
 
 fn log(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
+    let (data, action) = parse_log(args)?;
+    let data = data_setting(data, layered)?;
+    Ok(Command::Log { data, action })
+}
+
+/// Parses the words after `log` (`verify --data d`, `inspect --from 5`, ...): the `--data`
+/// value if given, and the action. Shared by `App::run` (whose data directory falls back to the
+/// environment, the config file, then `data/<app>`) and the `lithair` tool (which requires it).
+pub fn parse_log(args: &[String]) -> Result<(Option<String>, LogCommand), CliError> {
     let (action, rest) = match args.first().map(String::as_str) {
         Some("verify") => ("verify", &args[1..]),
         Some("inspect") => ("inspect", &args[1..]),
@@ -536,15 +637,13 @@ fn log(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
         _ => &[],
     };
     for (name, value) in flag_pairs(rest, &format!("log {action}"), switches, valued)? {
-        match (action, name.as_str()) {
-            (_, "data") => data = Some(value),
-            // A switch: `--apply=no` must not cut.
-            ("repair", "apply") if value.is_empty() => apply = true,
-            ("repair", "apply") => return Err(error("`--apply` takes no value")),
-            ("inspect", "from") => from = Some(parse_number("from", &value)?),
-            ("inspect", "to") => to = Some(parse_number("to", &value)?),
-            ("inspect", "type") => event_type = Some(value),
-            _ => return Err(error(format!("unknown flag `--{name}` for `log {action}`"))),
+        match name.as_str() {
+            "data" => data = Some(value),
+            "apply" => apply = true,
+            "from" => from = Some(parse_number("from", &value)?),
+            "to" => to = Some(parse_number("to", &value)?),
+            "type" => event_type = Some(value),
+            other => unreachable!("flag_pairs let `--{other}` through for `log {action}`"),
         }
     }
     if let (Some(from), Some(to)) = (from, to) {
@@ -552,7 +651,6 @@ fn log(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
             return Err(error(format!("`--from {from}` is after `--to {to}`")));
         }
     }
-    let data = data_setting(data, layered)?;
     let action = match action {
         "verify" => LogCommand::Verify,
         "stats" => LogCommand::Stats,
@@ -563,7 +661,7 @@ fn log(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
             event_type,
         },
     };
-    Ok(Command::Log { data, action })
+    Ok((data, action))
 }
 
 fn cluster(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
@@ -816,6 +914,43 @@ mod tests {
         assert!(err.message.contains("not resolved"), "{err}");
         let err = check("serve --port").expect_err("value missing");
         assert!(err.message.contains("needs a value"), "{err}");
+        // A valued flag followed by a flag is missing its value; before, `--data` took
+        // `--apply` as the directory and the repair ran dry on a path named `--apply`.
+        let err = check("log repair --data --apply").expect_err("value missing");
+        assert!(err.message.contains("`--data` needs a value"), "{err}");
+        let options = serve_options("serve --cluster-secret=--odd --port 8080");
+        assert_eq!(options.cluster_secret.as_deref(), Some("--odd"));
+    }
+
+    /// The examples' and bench tools' parser: typed values with their range checked (a port
+    /// past `u16` was truncated by `as u16` before), a required flag named when missing,
+    /// switches, the last of a repeated flag, and `--help` anywhere.
+    #[test]
+    fn flags_read_typed_values_and_name_what_is_wrong() {
+        let words =
+            |text: &str| -> Vec<String> { text.split_whitespace().map(str::to_string).collect() };
+        let parse = |text: &str| Flags::parse(&words(text), "bench", &["deflate"], &["port", "n"]);
+        let flags = parse("--port 8080 --deflate --n=3 --n 4").expect("valid");
+        assert_eq!(flags.require::<u16>("port"), Ok(8080));
+        assert_eq!(flags.get_or::<u32>("n", 1), Ok(4));
+        assert!(flags.switch("deflate"));
+        let flags = parse("--port 70000").expect("valid words");
+        let err = flags.require::<u16>("port").expect_err("out of range");
+        assert!(err.message.contains("--port 70000"), "{err}");
+        let err = parse("")
+            .expect("valid")
+            .require::<u16>("port")
+            .expect_err("missing");
+        assert!(err.message.contains("`--port` is required"), "{err}");
+        assert_eq!(parse("").expect("valid").get_or("n", 7u32), Ok(7));
+        let err = parse("--prot 1").expect_err("unknown");
+        assert!(
+            err.message.contains("--prot") && err.message.contains("bench"),
+            "{err}"
+        );
+        assert!(parse("--deflate=1").is_err(), "a switch takes no value");
+        assert!(Flags::asks_help(&words("--port 1 -h")));
+        assert!(!Flags::asks_help(&words("--port 1")));
     }
 
     #[test]

@@ -19,20 +19,22 @@ pub fn require_data_dir(data: &Path) -> Result<(), String> {
     }
 }
 
-/// Runs `log ...` on `data`.
-pub fn log_command(data: &Path, action: &LogCommand) -> Result<(), String> {
+/// Runs `log ...` on `data`, writing its report to `out`.
+pub fn log_command(
+    data: &Path,
+    action: &LogCommand,
+    out: &mut dyn std::io::Write,
+) -> Result<(), String> {
     require_data_dir(data)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     match action {
-        LogCommand::Verify => crate::engine::tools::log_verify(data, &mut out),
-        LogCommand::Stats => crate::engine::tools::log_stats(data, &mut out),
-        LogCommand::Repair { apply } => crate::engine::repair::log_repair(data, *apply, &mut out),
+        LogCommand::Verify => crate::engine::tools::log_verify(data, out),
+        LogCommand::Stats => crate::engine::tools::log_stats(data, out),
+        LogCommand::Repair { apply } => crate::engine::repair::log_repair(data, *apply, out),
         LogCommand::Inspect {
             from,
             to,
             event_type,
-        } => crate::engine::tools::log_inspect(data, *from, *to, event_type.as_deref(), &mut out),
+        } => crate::engine::tools::log_inspect(data, *from, *to, event_type.as_deref(), out),
     }
 }
 

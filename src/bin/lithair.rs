@@ -5,6 +5,7 @@
 //! reported). Apps get the same tools, plus typed `replay` and `snapshot`, through
 //! `App::run`.
 
+use lithair::app::cli;
 use lithair::engine::tools;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,76 +21,24 @@ const USAGE: &str = "usage:
   lithair snapshot --data DIR               list snapshots and check their checksums
                                             (taking one needs the app's types: `APP snapshot`)";
 
-/// The flags after the command words, checked against what the command takes.
-struct Args {
-    /// `(name, value)` in the order given; a switch carries `""`.
-    flags: Vec<(String, String)>,
+/// The `--data` directory, which every command of the tool needs: unlike an app, the tool
+/// has no name to default it from.
+fn required_data(data: Option<String>) -> Result<PathBuf, Failure> {
+    match data {
+        Some(dir) if !dir.trim().is_empty() => Ok(PathBuf::from(dir)),
+        Some(_) => Err(Failure::Usage("`--data` needs a directory".to_string())),
+        None => Err(Failure::Usage("missing --data DIR".to_string())),
+    }
 }
 
-impl Args {
-    /// Splits `--name value` and `--name=value` pairs; `valued` flags take a value, `switches`
-    /// none. Any other word is refused by name, so a misspelled filter (`--form 5`) or a flag
-    /// without its value is a usage error instead of being ignored (printing every event).
-    fn parse(words: &[String], valued: &[&str], switches: &[&str]) -> Result<Args, Failure> {
-        let mut flags = Vec::new();
-        let mut rest = words.iter();
-        while let Some(word) = rest.next() {
-            let Some(flag) = word.strip_prefix("--") else {
-                return Err(Failure::Usage(format!("unexpected argument `{word}`")));
-            };
-            let (name, inline) = match flag.split_once('=') {
-                Some((name, value)) => (name, Some(value)),
-                None => (flag, None),
-            };
-            let value = if switches.contains(&name) {
-                if inline.is_some() {
-                    return Err(Failure::Usage(format!("`{word}`: --{name} takes no value")));
-                }
-                String::new()
-            } else if valued.contains(&name) {
-                match inline {
-                    Some(value) => value.to_string(),
-                    None => rest
-                        .next()
-                        .filter(|value| !value.starts_with("--"))
-                        .ok_or_else(|| Failure::Usage(format!("--{name} needs a value")))?
-                        .clone(),
-                }
-            } else {
-                return Err(Failure::Usage(format!("unknown flag `--{name}`")));
-            };
-            flags.push((name.to_string(), value));
-        }
-        Ok(Args { flags })
-    }
+/// `replay` and `snapshot` take `--data DIR` alone.
+fn data_only(words: &[String], command: &str) -> Result<PathBuf, Failure> {
+    let pairs = cli::flag_pairs(words, command, &[], &["data"]).map_err(usage)?;
+    required_data(pairs.into_iter().next_back().map(|(_, value)| value))
+}
 
-    fn value(&self, name: &str) -> Option<&str> {
-        self.flags
-            .iter()
-            .rev()
-            .find(|(flag, _)| flag == name)
-            .map(|(_, value)| value.as_str())
-    }
-
-    fn switch(&self, name: &str) -> bool {
-        self.flags.iter().any(|(flag, _)| flag == name)
-    }
-
-    fn number(&self, name: &str) -> Result<Option<u64>, Failure> {
-        match self.value(name) {
-            None => Ok(None),
-            Some(text) => text
-                .parse()
-                .map(Some)
-                .map_err(|_| Failure::Usage(format!("--{name} expects a number, got {text:?}"))),
-        }
-    }
-
-    fn data_dir(&self) -> Result<PathBuf, Failure> {
-        self.value("data")
-            .map(PathBuf::from)
-            .ok_or_else(|| Failure::Usage("missing --data DIR".to_string()))
-    }
+fn usage(error: cli::CliError) -> Failure {
+    Failure::Usage(error.message)
 }
 
 /// Why a command did not succeed: a wrong command line (exit 2, with the usage) or a failure
@@ -105,33 +54,13 @@ fn run(words: &[String]) -> Result<(), Failure> {
     let command: Vec<&str> = words.iter().take(2).map(String::as_str).collect();
     // The command line is checked whole before anything runs.
     let result = match command.as_slice() {
-        ["replay", ..] => {
-            let args = Args::parse(&words[1..], &["data"], &[])?;
-            tools::replay_stream(&args.data_dir()?, &mut out)
+        ["replay", ..] => tools::replay_stream(&data_only(&words[1..], "replay")?, &mut out),
+        ["log", ..] => {
+            // The same parser as every app's `log` subcommand, so both refuse the same lines.
+            let (data, action) = cli::parse_log(&words[1..]).map_err(usage)?;
+            lithair::app::tools::log_command(&required_data(data)?, &action, &mut out)
         }
-        ["log", "verify", ..] => {
-            let args = Args::parse(&words[2..], &["data"], &[])?;
-            tools::log_verify(&args.data_dir()?, &mut out)
-        }
-        ["log", "inspect", ..] => {
-            let args = Args::parse(&words[2..], &["data", "from", "to", "type"], &[])?;
-            let dir = args.data_dir()?;
-            let (from, to) = (args.number("from")?, args.number("to")?);
-            tools::log_inspect(&dir, from, to, args.value("type"), &mut out)
-        }
-        ["log", "stats", ..] => {
-            let args = Args::parse(&words[2..], &["data"], &[])?;
-            tools::log_stats(&args.data_dir()?, &mut out)
-        }
-        ["log", "repair", ..] => {
-            let args = Args::parse(&words[2..], &["data"], &["apply"])?;
-            let dir = args.data_dir()?;
-            lithair::engine::repair::log_repair(&dir, args.switch("apply"), &mut out)
-        }
-        ["snapshot", ..] => {
-            let args = Args::parse(&words[1..], &["data"], &[])?;
-            tools::snapshot_list(&args.data_dir()?, &mut out)
-        }
+        ["snapshot", ..] => tools::snapshot_list(&data_only(&words[1..], "snapshot")?, &mut out),
         _ => return Err(Failure::Usage(String::new())),
     };
     result
