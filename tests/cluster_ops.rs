@@ -621,3 +621,106 @@ fn a_join_that_cannot_reach_its_cluster_says_so_while_it_retries() {
     assert!(line.contains("retrying for"), "{line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The operator's way out for a node that is down for good (its disk died, or its data
+/// directory is damaged past `log repair`, which refuses cluster nodes): remove it through a
+/// live member (`cluster leave --node LIVE --id N`), then start it again on an empty data
+/// directory with `--join`. Before `--id`, `cluster leave` could only ask a node to remove
+/// itself, so a dead node could not be removed from the command line at all.
+#[test]
+fn a_node_down_for_good_is_removed_through_a_live_one_and_rejoins_empty() {
+    let mut cluster = start_cluster("replace");
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.http).collect();
+    let leader = wait_leader(&cluster);
+    let never = AtomicBool::new(false);
+    let mut acked = BTreeSet::new();
+    for k in 0..5 {
+        let key = format!("before-{k}");
+        acked.extend(write_item(&addrs, leader, &key, &never));
+    }
+    let dead = (leader + 1) % addrs.len();
+    let dead_id = cluster.nodes[dead].id;
+    let live = addrs[(leader + 2) % addrs.len()];
+    cluster.nodes[dead].kill();
+    let dead_id_text = dead_id.to_string();
+    assert!(
+        cli(&[
+            "cluster",
+            "leave",
+            "--node",
+            &live.to_string(),
+            "--id",
+            &dead_id_text,
+            "--cluster-secret",
+            SECRET,
+        ]),
+        "removing a dead node through a live follower"
+    );
+    let rest: Vec<(u64, SocketAddr)> = cluster
+        .nodes
+        .iter()
+        .filter(|node| node.id != dead_id)
+        .map(|node| (node.id, node.http))
+        .collect();
+    poll(Duration::from_secs(20), || {
+        let leader = leader_among(&rest)?;
+        let addr = rest.iter().find(|(id, _)| *id == leader)?.1;
+        (!members(addr)?.contains_key(&dead_id)).then_some(())
+    })
+    .expect("the dead node is no longer a member");
+    let live_addrs: Vec<SocketAddr> = rest.iter().map(|(_, addr)| *addr).collect();
+    for k in 0..5 {
+        let key = format!("after-{k}");
+        acked.extend(write_item(&live_addrs, 0, &key, &never));
+    }
+    assert_eq!(acked.len(), 10, "every write acknowledged");
+    // Its data directory is gone for good: it comes back empty, through `--join`.
+    let node = &mut cluster.nodes[dead];
+    let data = node.dir.join(format!("d{dead_id}"));
+    std::fs::remove_dir_all(&data).expect("wipe the dead node's data");
+    let port = node.http.port().to_string();
+    let peer_port = free_port().to_string();
+    node.args = [
+        "serve",
+        "--node-id",
+        &dead_id_text,
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--peer-port",
+        &peer_port,
+        "--data",
+        &data.display().to_string(),
+        "--join",
+        &live.to_string(),
+        "--cluster-secret",
+        SECRET,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    node.spawn();
+    let back = node.http;
+    poll(Duration::from_secs(40), || {
+        let leader = leader_among(&rest)?;
+        let addr = rest.iter().find(|(id, _)| *id == leader)?.1;
+        members(addr)?.get(&dead_id).copied().filter(|voter| *voter)
+    })
+    .expect("the node rejoins and is promoted to voter");
+    converged(&addrs);
+    assert_readable(back, &acked);
+    // Every node dials it at its new address: each forgot the old one when it was removed
+    // (a follower that kept it could not reach it after a failover).
+    let new_peer = format!("127.0.0.1:{peer_port}");
+    for (id, addr) in &rest {
+        poll(Duration::from_secs(10), || {
+            let listed = member_list(*addr)?;
+            let member = listed
+                .iter()
+                .find(|member| member["id"].as_u64() == Some(dead_id))?;
+            (member["peer"].as_str() == Some(new_peer.as_str())).then_some(())
+        })
+        .unwrap_or_else(|| panic!("node {id} dials node {dead_id} at {new_peer}"));
+    }
+}

@@ -111,8 +111,13 @@ pub enum LogCommand {
 pub enum ClusterCommand {
     /// Print `/_lithair/cluster` of the node.
     Status,
-    /// Ask the node to leave the cluster.
-    Leave,
+    /// Remove node `id` from the cluster, asked through the node at `--node` (any member:
+    /// it forwards to the leader); without `id`, that node itself leaves. Removing a node that
+    /// is down for good (a dead disk, a damaged data directory) goes through a live one.
+    Leave {
+        /// The node to remove; `None`: the node asked.
+        id: Option<u64>,
+    },
     /// Ask the leader to hand leadership to `to` (or to the most up-to-date follower).
     TransferLeader {
         /// Target node id.
@@ -676,9 +681,11 @@ fn cluster(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> 
     };
     let mut node = None;
     let mut to = None;
+    let mut id = None;
     let mut secret = None;
     let valued: &[&str] = match action {
         "transfer-leader" => &["node", "cluster-secret", "to"],
+        "leave" => &["node", "cluster-secret", "id"],
         _ => &["node", "cluster-secret"],
     };
     for (name, value) in flag_pairs(rest, &format!("cluster {action}"), &[], valued)? {
@@ -686,6 +693,7 @@ fn cluster(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> 
             (_, "node") => node = Some(parse_addr("node", &value)?),
             (_, "cluster-secret") => secret = Some(value),
             ("transfer-leader", "to") => to = Some(parse_number("to", &value)?),
+            ("leave", "id") => id = Some(parse_number("id", &value)?),
             _ => {
                 return Err(error(format!(
                     "unknown flag `--{name}` for `cluster {action}`"
@@ -696,7 +704,7 @@ fn cluster(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> 
     let node = node.unwrap_or(SocketAddr::new(DEFAULT_BIND, DEFAULT_PORT));
     let action = match action {
         "status" => ClusterCommand::Status,
-        "leave" => ClusterCommand::Leave,
+        "leave" => ClusterCommand::Leave { id },
         _ => ClusterCommand::TransferLeader { to },
     };
     let secret = secret
@@ -707,7 +715,7 @@ fn cluster(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> 
     // come back "missing or malformed signature time".
     if action != ClusterCommand::Status && secret.is_none() {
         let name = match action {
-            ClusterCommand::Leave => "leave",
+            ClusterCommand::Leave { .. } => "leave",
             _ => "transfer-leader",
         };
         return Err(error(format!(
@@ -768,8 +776,9 @@ pub fn usage(sources: &Sources<'_>) -> String {
          {name} log inspect [--data DIR] [--from N] [--to N] [--type EVENT]\n  \
          {name} log repair [--data DIR] [--apply]\n  \
          {name} snapshot [--data DIR]\n  \
-         {name} cluster status|leave|transfer-leader [--node IP:PORT] [--to ID] \
-         [--cluster-secret S]\n\n\
+         {name} cluster status [--node IP:PORT]\n  \
+         {name} cluster leave [--node IP:PORT] [--id ID] [--cluster-secret S]\n  \
+         {name} cluster transfer-leader [--node IP:PORT] [--to ID] [--cluster-secret S]\n\n\
          SERVE FLAGS (environment LITHAIR_<FLAG>, or `flag = value` in lithair.toml):\n  \
          --port P              HTTP port (default {port})\n  \
          --bind IP             HTTP address (default {bind})\n  \
@@ -1032,10 +1041,21 @@ mod tests {
             check("cluster leave --node 127.0.0.1:8084 --cluster-secret s"),
             Ok(Command::Cluster {
                 node: "127.0.0.1:8084".parse().unwrap(),
-                action: ClusterCommand::Leave,
+                action: ClusterCommand::Leave { id: None },
                 secret: Some("s".into()),
             })
         );
+        // A node that is down for good is removed through a live one.
+        assert_eq!(
+            check("cluster leave --node 127.0.0.1:8081 --id 3 --cluster-secret s"),
+            Ok(Command::Cluster {
+                node: "127.0.0.1:8081".parse().unwrap(),
+                action: ClusterCommand::Leave { id: Some(3) },
+                secret: Some("s".into()),
+            })
+        );
+        assert!(check("cluster transfer-leader --id 3 --cluster-secret s").is_err());
+        assert!(check("cluster leave --id x --cluster-secret s").is_err());
     }
 
     #[test]

@@ -856,20 +856,26 @@ impl ClusterFront {
         // A node id keeps its peer address: a second process joining under a known id (an
         // operator's slip) would otherwise be told it joined, then vote and answer as that
         // member with an empty log, while the leader kept sending to the first one.
-        if let Some(known) = self.node.peer_addr(join.id) {
-            if known != join.peer_addr {
-                let detail = format!(
-                    "node id {} belongs to the node at {known}, not {}: remove it first, or \
-                     give this node another id",
-                    join.id, join.peer_addr
-                );
-                return json_error(409, &detail);
+        let known = |status: &ClusterStatus| status.members.iter().any(|m| m.id == join.id);
+        let recorded = match self.node.peer_addr(join.id) {
+            Some(address) if address != join.peer_addr => {
+                if known(&status) {
+                    let detail = format!(
+                        "node id {} belongs to the node at {address}, not {}: remove it \
+                         first, or give this node another id",
+                        join.id, join.peer_addr
+                    );
+                    return json_error(409, &detail);
+                }
+                // Not a member (removed, its address not forgotten here yet, or named again
+                // by a static `--cluster` map): the id joins again from its new place.
+                self.node.set_peer_addr(join.id, join.peer_addr.clone())
             }
-        }
-        if let Err(e) = self.node.add_peer(join.id, join.peer_addr.clone()) {
+            _ => self.node.add_peer(join.id, join.peer_addr.clone()),
+        };
+        if let Err(e) = recorded {
             return json_error(500, &format!("cannot record the peer: {e}"));
         }
-        let known = |status: &ClusterStatus| status.members.iter().any(|m| m.id == join.id);
         if !known(&status) {
             if let Err(e) = self.propose_patiently(ConfChange::AddLearner(join.id)) {
                 return change_refused(&e, join.id);

@@ -52,7 +52,10 @@ pub fn cluster_command(
 ) -> Result<(), String> {
     let (method, path) = match action {
         ClusterCommand::Status => ("GET", "/_lithair/cluster".to_string()),
-        ClusterCommand::Leave => ("POST", "/_lithair/cluster/leave".to_string()),
+        ClusterCommand::Leave { id: None } => ("POST", "/_lithair/cluster/leave".to_string()),
+        ClusterCommand::Leave { id: Some(id) } => {
+            ("POST", format!("/_lithair/cluster/leave?node={id}"))
+        }
         ClusterCommand::TransferLeader { to: Some(to) } => {
             ("POST", format!("/_lithair/cluster/transfer-leader?to={to}"))
         }
@@ -118,12 +121,12 @@ mod tests {
     fn cluster_commands_ask_again_after_503_and_stop_at_a_final_answer() {
         let (addr, server) = node_answering(vec![503, 503, 202]);
         assert_eq!(
-            cluster_command(addr, &ClusterCommand::Leave, Some("s")),
+            cluster_command(addr, &ClusterCommand::Leave { id: None }, Some("s")),
             Ok(())
         );
         assert_eq!(server.join().expect("server"), 3);
         let (addr, server) = node_answering(vec![409]);
-        let refused = cluster_command(addr, &ClusterCommand::Leave, Some("s"));
+        let refused = cluster_command(addr, &ClusterCommand::Leave { id: None }, Some("s"));
         assert_eq!(refused, Err(format!("{addr} answered 409")));
         assert_eq!(server.join().expect("server"), 1);
     }

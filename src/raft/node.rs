@@ -327,8 +327,9 @@ impl PeerBook {
 pub struct Node {
     inbox: QueueSender<Event>,
     transport: Arc<Transport>,
-    /// The peers file's content; its lock also serializes rewrites of the file.
-    book: Mutex<PeerBook>,
+    /// The peers file's content; its lock also serializes rewrites of the file. Shared with
+    /// the Raft thread, which forgets a member's address when its removal applies.
+    book: Arc<Mutex<PeerBook>>,
     data_dir: PathBuf,
     applied: Arc<AppliedWatch>,
     reads: Arc<ReadBatcher>,
@@ -391,7 +392,7 @@ impl Node {
         )?);
         // Only the peer readers use it, and only while the node (holding the transport) lives.
         let _ = answerer.set(Arc::downgrade(&transport));
-        let book = load_peer_book(&config, &transport)?;
+        let book = Arc::new(Mutex::new(load_peer_book(&config, &transport)?));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let status = Arc::new(Mutex::new(ClusterStatus::default()));
         let ticker = {
@@ -408,6 +409,8 @@ impl Node {
         let lease_length = Duration::from_millis(lease_ticks(raw.election_ticks()) * TICK_MS);
         let driver = Driver {
             raw,
+            book: Arc::clone(&book),
+            data_dir: config.data_dir.clone(),
             transport: Arc::clone(&transport),
             replica,
             tokens: BTreeMap::new(),
@@ -448,7 +451,7 @@ impl Node {
         Ok(Node {
             inbox: inbox.sender,
             transport,
-            book: Mutex::new(book),
+            book,
             data_dir: config.data_dir,
             applied,
             reads: batcher,
@@ -503,6 +506,24 @@ impl Node {
             return Ok(());
         }
         self.transport.add_peer(id, addr.clone())?;
+        book.peers.push((id, addr));
+        book.peers.sort();
+        book.write(&self.data_dir)
+    }
+
+    /// Dials `id` at `addr` from now on, recorded in the peers file (added when unknown): for
+    /// an id that left the cluster and joins again from another address. A member's address
+    /// is never replaced (see the join handler).
+    ///
+    /// # Errors
+    /// The peers file could not be written, or the transport could not start a writer.
+    pub fn set_peer_addr(&self, id: NodeId, addr: String) -> io::Result<()> {
+        let mut book = self.book.lock().expect("peer book poisoned");
+        if id == book.id {
+            return Ok(());
+        }
+        self.transport.set_peer_addr(id, addr.clone())?;
+        book.peers.retain(|(known, _)| *known != id);
         book.peers.push((id, addr));
         book.peers.sort();
         book.write(&self.data_dir)
@@ -866,6 +887,9 @@ impl HeldMessages {
 /// The Raft thread's state.
 struct Driver {
     raw: RawNode<LogStorage>,
+    /// The peers file's content (see [`Node`]) and the directory it is written to.
+    book: Arc<Mutex<PeerBook>>,
+    data_dir: PathBuf,
     transport: Arc<Transport>,
     replica: Arc<dyn Replica>,
     /// Proposals of this node, by the index of their last entry: the term proposed in and the
@@ -1163,6 +1187,26 @@ impl Driver {
         }
     }
 
+    /// Forgets removed member `id`'s address, in the peers file too, and stops sending to it,
+    /// as its removal applies: in log order on every node, so before a later re-add of the
+    /// same id. A node that rejoins after losing its data (from wherever it now listens) is
+    /// then a new peer whose address every node learns, instead of one they dial at its old
+    /// place. An id whose address is learnt again later (its re-add replayed at a restart)
+    /// comes back through the peer resolver, as any member without an address.
+    fn forget_peer(&self, id: NodeId) {
+        let mut book = self.book.lock().expect("peer book poisoned");
+        if id == book.id || !book.peers.iter().any(|(known, _)| *known == id) {
+            return;
+        }
+        self.transport.remove_peer(id);
+        book.peers.retain(|(known, _)| *known != id);
+        if let Err(error) = book.write(&self.data_dir) {
+            // The file keeps the old address: a restart dials it again, which only costs
+            // failed dials; the removal itself is in the log.
+            eprintln!("lithair: cannot record the removal of node {id} in the peers file: {error}");
+        }
+    }
+
     /// Hands committed entries to the engine, each proposal of this node with its token
     /// (attached to the run ending at the proposal's last entry).
     fn apply_committed(&mut self, committed: &[super::types::Entry]) {
@@ -1174,7 +1218,12 @@ impl Driver {
         for entry in committed {
             run.push(match entry.kind {
                 EntryKind::Normal => entry.data.shared(),
-                EntryKind::ConfChange => Arc::from(&[][..]),
+                EntryKind::ConfChange => {
+                    if let Some(ConfChange::Remove(removed)) = ConfChange::decode(&entry.data) {
+                        self.forget_peer(removed);
+                    }
+                    Arc::from(&[][..])
+                }
             });
             let token = match self.tokens.remove(&entry.index) {
                 Some((term, token)) if term == entry.term => Some(token),

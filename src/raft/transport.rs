@@ -46,10 +46,13 @@ pub const WRITE_TIMEOUT_MS: u64 = 5000;
 /// Authenticated inbound peer connections served at once.
 pub const INBOUND_CONNECTIONS_MAX: usize = 64;
 /// Inbound connections still in their handshake at once. A new one past it closes the oldest
-/// of them: a dialer flooding the port with connections that never authenticate can hold at
-/// most this many, never an authenticated peer's slot, and a real peer (whose handshake takes
-/// a round trip or two) gets in unless this many newer connections arrive during it.
+/// of them that has not sent a valid `Hello` (else the oldest): a dialer flooding the port
+/// with connections that never authenticate can hold at most this many, never an
+/// authenticated peer's slot, and a real peer, which sends its `Hello` at once, is pushed out
+/// during the rest of its handshake only by a flood that says hello too.
 pub const HANDSHAKES_PENDING_MAX: usize = 16;
+/// Length of the peer listener's accept queue (the kernel caps it at `somaxconn`).
+pub const PEER_LISTEN_BACKLOG: i32 = 1024;
 /// How often blocked threads check for shutdown, in milliseconds.
 const STOP_POLL_MS: u64 = 100;
 
@@ -116,6 +119,13 @@ impl Transport {
             ));
         }
         let listener = TcpListener::bind(config.listen)?;
+        // std's small accept queue, filled by a burst of connections (a flood, or many
+        // peers redialing at once), drops a real peer's SYN: its dial then waits out a
+        // retransmission, a second or more.
+        crate::sys::socket::set_listen_backlog(
+            std::os::fd::AsRawFd::as_raw_fd(&listener),
+            PEER_LISTEN_BACKLOG,
+        )?;
         let listen_addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -168,6 +178,7 @@ impl Transport {
             return Ok(());
         }
         let queue = Arc::new(PeerQueue::default());
+        queue.lock().addr = addr.clone();
         self.peer_addrs
             .lock()
             .expect("peer address table poisoned")
@@ -183,7 +194,6 @@ impl Transport {
             .spawn(move || {
                 let writer = PeerWriter {
                     peer,
-                    addr,
                     shared,
                     stop,
                     http_addrs: addrs,
@@ -234,6 +244,59 @@ impl Transport {
         for (_, queue, batch) in touched {
             queue.push(batch);
         }
+    }
+
+    /// Dials `peer` at `addr` from now on (adds it when unknown). A node id keeps its address
+    /// while it is a member; this is for an id that left the cluster and joins again from
+    /// another address.
+    ///
+    /// # Errors
+    /// The transport could not start a writer thread for a new peer.
+    pub fn set_peer_addr(&self, peer: NodeId, addr: String) -> io::Result<()> {
+        if peer == self.id {
+            return Ok(());
+        }
+        let queue = self
+            .shared
+            .queues
+            .lock()
+            .expect("transport queues poisoned")
+            .get(&peer)
+            .cloned();
+        let Some(queue) = queue else {
+            return self.add_peer(peer, addr);
+        };
+        self.peer_addrs
+            .lock()
+            .expect("peer address table poisoned")
+            .insert(peer, addr.clone());
+        queue.readdress(addr);
+        Ok(())
+    }
+
+    /// Stops sending to `peer` and forgets its addresses: a member removed from the cluster.
+    /// Its writer ends on its next turn; messages still addressed to it are dropped, as for
+    /// any unknown peer.
+    pub fn remove_peer(&self, peer: NodeId) {
+        let queue = self
+            .shared
+            .queues
+            .lock()
+            .expect("transport queues poisoned")
+            .remove(&peer);
+        if let Some(queue) = queue {
+            queue.close();
+        }
+        if peer != self.id {
+            self.peer_addrs
+                .lock()
+                .expect("peer address table poisoned")
+                .remove(&peer);
+        }
+        self.http_addrs
+            .lock()
+            .expect("http address table poisoned")
+            .remove(&peer);
     }
 
     /// The address this transport dials to reach `peer`, if it is a known peer.
@@ -323,6 +386,9 @@ struct QueueState {
     nudged: bool,
     /// Buffer the direct sends encode into (kept for its capacity).
     scratch: Vec<u8>,
+    /// Where the writer dials: read at each dial, so a new address (a removed member that
+    /// rejoined from another place) takes effect at the next connection.
+    addr: String,
 }
 
 /// What a writer found in its queue.
@@ -491,6 +557,23 @@ impl PeerQueue {
         self.lock().closed = true;
         self.ready.notify_one();
     }
+
+    fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Dials `addr` from now on: a connection to the old address is dropped (as after a
+    /// failed send) and a backoff ends, so the writer dials the new one at once.
+    fn readdress(&self, addr: String) {
+        let mut state = self.lock();
+        state.addr = addr;
+        if state.stream.is_some() {
+            state.broken = true;
+        }
+        state.nudged = true;
+        drop(state);
+        self.ready.notify_one();
+    }
 }
 
 fn fresh_nonce() -> io::Result<[u8; NONCE_BYTES]> {
@@ -548,34 +631,46 @@ fn is_timeout(error: &io::Error) -> bool {
     )
 }
 
-/// Inbound connections in their handshake, oldest first, with a handle to close each.
+/// Inbound connections in their handshake, oldest first, with a handle to close each and
+/// whether its dialer sent a valid `Hello` yet.
 #[derive(Default)]
 struct Pending {
     next_id: u64,
-    queue: VecDeque<(u64, TcpStream)>,
+    queue: VecDeque<(u64, TcpStream, bool)>,
 }
 
 impl Pending {
-    /// Registers a connection starting its handshake, closing the oldest pending one first if
-    /// [`HANDSHAKES_PENDING_MAX`] are pending; `None` if the socket cannot be cloned.
+    /// Registers a connection starting its handshake, closing one pending connection first
+    /// if [`HANDSHAKES_PENDING_MAX`] are pending: the oldest that has not sent a valid `Hello`,
+    /// else the oldest. A real peer sends its `Hello` at once, so a flood of connections
+    /// that send nothing cannot push it out during the rest of its handshake. `None` if the
+    /// socket cannot be cloned.
     fn admit(&mut self, stream: &TcpStream) -> Option<u64> {
         let handle = stream.try_clone().ok()?;
         while self.queue.len() >= HANDSHAKES_PENDING_MAX {
-            if let Some((_, oldest)) = self.queue.pop_front() {
+            let silent = self.queue.iter().position(|(_, _, hello)| !hello);
+            if let Some((_, evicted, _)) = self.queue.remove(silent.unwrap_or(0)) {
                 // Its reader sees the end of the stream and gives up its handshake.
-                let _ = oldest.shutdown(std::net::Shutdown::Both);
+                let _ = evicted.shutdown(std::net::Shutdown::Both);
             }
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.queue.push_back((id, handle));
+        self.queue.push_back((id, handle, false));
         assert!(self.queue.len() <= HANDSHAKES_PENDING_MAX);
         Some(id)
     }
 
-    /// The handshake of `id` ended (either way); false if it had been closed as the oldest.
+    /// Connection `id` sent a valid `Hello`: evicted only after every silent one.
+    fn hello_received(&mut self, id: u64) {
+        if let Some(entry) = self.queue.iter_mut().find(|(pending, _, _)| *pending == id) {
+            entry.2 = true;
+        }
+    }
+
+    /// The handshake of `id` ended (either way); false if it had been closed meanwhile.
     fn leave(&mut self, id: u64) -> bool {
-        let position = self.queue.iter().position(|(pending, _)| *pending == id);
+        let position = self.queue.iter().position(|(pending, _, _)| *pending == id);
         position.map(|at| self.queue.remove(at)).is_some()
     }
 }
@@ -610,9 +705,16 @@ fn accept_loop(
                 let spawned = thread::Builder::new()
                     .name("lithair-raft-reader".into())
                     .spawn(move || {
-                        let _ = serve_inbound(stream, &shared, &stop, &addrs, &deliver, |ok| {
-                            admitted.after_handshake(id, ok)
-                        });
+                        let hello = || {
+                            admitted
+                                .pending
+                                .lock()
+                                .expect("pending handshakes poisoned")
+                                .hello_received(id);
+                        };
+                        let ended = |ok| admitted.after_handshake(id, ok);
+                        let _ =
+                            serve_inbound(stream, &shared, &stop, &addrs, &deliver, hello, ended);
                     });
                 match spawned {
                     Ok(handle) => readers.push(handle),
@@ -671,14 +773,16 @@ impl Drop for AuthenticatedSlot {
 }
 
 /// Listener side: authenticate the dialer, then deliver its messages until the connection ends.
-/// `handshake_ended` is told whether the handshake succeeded and returns the connection's
-/// authenticated slot (`None`: no slot, the connection closes).
+/// `hello_accepted` is called once the dialer's `Hello` passed its checks; `handshake_ended`
+/// is told whether the handshake succeeded and returns the connection's authenticated slot
+/// (`None`: no slot, the connection closes).
 fn serve_inbound<Slot>(
     mut stream: TcpStream,
     shared: &Endpoint,
     stop: &AtomicBool,
     http_addrs: &Mutex<HashMap<NodeId, String>>,
     deliver: &Deliver,
+    hello_accepted: impl FnOnce(),
     handshake_ended: impl FnOnce(bool) -> Option<Slot>,
 ) -> io::Result<()> {
     let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
@@ -686,7 +790,16 @@ fn serve_inbound<Slot>(
     let handshake = stream
         .set_nonblocking(false)
         .and_then(|()| stream.set_nodelay(true))
-        .and_then(|()| accept_handshake(&mut stream, &mut buf, shared, stop, deadline));
+        .and_then(|()| {
+            accept_handshake(
+                &mut stream,
+                &mut buf,
+                shared,
+                stop,
+                deadline,
+                hello_accepted,
+            )
+        });
     let slot = handshake_ended(handshake.is_ok());
     let hello = handshake?;
     let Some(_slot) = slot else {
@@ -816,6 +929,7 @@ fn accept_handshake(
     shared: &Endpoint,
     stop: &AtomicBool,
     deadline: Instant,
+    hello_accepted: impl FnOnce(),
 ) -> io::Result<Hello> {
     let (kind, body) = read_frame(stream, buf, HANDSHAKE_FRAME_BYTES_MAX, stop, deadline)?;
     let hello = match kind {
@@ -840,6 +954,7 @@ fn accept_handshake(
         let _ = stream.write_all(&out);
         return Err(io::Error::new(io::ErrorKind::InvalidData, reason));
     }
+    hello_accepted();
     let nonce = fresh_nonce()?;
     let (secret, me) = (&shared.secret, shared.id);
     let mac = wire::handshake_mac(secret, Side::Listener, &hello.nonce, &nonce, hello.from, me);
@@ -866,7 +981,6 @@ fn accept_handshake(
 /// the connection and reconnect with backoff, discarding what queued meanwhile.
 struct PeerWriter {
     peer: NodeId,
-    addr: String,
     shared: Arc<Endpoint>,
     stop: Arc<AtomicBool>,
     http_addrs: Arc<Mutex<HashMap<NodeId, String>>>,
@@ -875,8 +989,9 @@ struct PeerWriter {
 impl PeerWriter {
     fn run(&self, queue: &PeerQueue) {
         let mut backoff_ms = RECONNECT_BACKOFF_MS_MIN;
-        while !self.stop.load(Ordering::Relaxed) {
-            match self.connect() {
+        // A closed queue: the transport is gone or the peer was removed.
+        while !self.stop.load(Ordering::Relaxed) && !queue.is_closed() {
+            match self.connect(queue) {
                 Ok(stream) => {
                     backoff_ms = RECONNECT_BACKOFF_MS_MIN;
                     if self.pump(stream, queue).is_none() {
@@ -896,10 +1011,10 @@ impl PeerWriter {
         }
     }
 
-    fn connect(&self) -> io::Result<TcpStream> {
+    fn connect(&self, queue: &PeerQueue) -> io::Result<TcpStream> {
         let timeout = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
-        let addr = self
-            .addr
+        let dial = queue.lock().addr.clone();
+        let addr = dial
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "peer address"))?;
@@ -1373,8 +1488,15 @@ mod tests {
         };
         let stop = AtomicBool::new(false);
         let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
-        let refused = accept_handshake(&mut listener, &mut Vec::new(), &shared, &stop, deadline)
-            .expect_err("refused");
+        let refused = accept_handshake(
+            &mut listener,
+            &mut Vec::new(),
+            &shared,
+            &stop,
+            deadline,
+            || {},
+        )
+        .expect_err("refused");
         let (kind, body) = read_frame(
             &mut dialer,
             &mut Vec::new(),
@@ -1439,6 +1561,40 @@ mod tests {
             thread::sleep(Duration::from_millis(20));
         }
         received.load(Ordering::SeqCst) > 0
+    }
+
+    /// A full handshake table closes a connection that sent nothing before one whose dialer
+    /// sent a valid `Hello` (a real peer, which sends it at once), however many silent ones
+    /// arrive after it; only when every pending dialer said hello does the oldest go.
+    #[test]
+    fn a_silent_connection_is_closed_before_one_that_said_hello() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut pending = Pending::default();
+        let mut dialers = Vec::new();
+        let mut admit = |pending: &mut Pending| {
+            dialers.push(TcpStream::connect(addr).unwrap());
+            let (accepted, _) = listener.accept().unwrap();
+            pending.admit(&accepted).unwrap()
+        };
+        let first = admit(&mut pending);
+        pending.hello_received(first);
+        for _ in 0..3 * HANDSHAKES_PENDING_MAX {
+            admit(&mut pending);
+        }
+        assert!(
+            pending.leave(first),
+            "the peer that said hello is still pending"
+        );
+        let all: Vec<u64> = (0..HANDSHAKES_PENDING_MAX)
+            .map(|_| admit(&mut pending))
+            .collect();
+        for id in &all {
+            pending.hello_received(*id);
+        }
+        admit(&mut pending);
+        assert!(!pending.leave(all[0]), "all said hello: the oldest went");
+        assert!(pending.leave(all[1]));
     }
 
     /// A dialer that keeps opening connections and never authenticates holds at most
