@@ -649,3 +649,43 @@ fn log_repair_cuts_at_damage_a_start_refuses_only_when_told() {
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `log backup` copies a data directory to a new one that opens to the very state (the
+/// newest snapshot and the log after it), checks the copy, refuses a destination holding
+/// files and a cluster node's directory, and needs `--to`.
+#[test]
+fn log_backup_copies_a_directory_that_opens_to_the_same_state() {
+    let dir = filled("backup", &[100, 150]);
+    let dest = common::fresh_dir("durability", "backup-copy");
+    let _ = std::fs::remove_dir_all(&dest); // A destination that does not exist yet.
+    let dest_text = dest.to_string_lossy().into_owned();
+    let (code, stdout, stderr) = tool(&dir, &["log", "backup", "--to", &dest_text]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("snapshot 150") && stdout.contains("verified"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("last index {EVENTS}")), "{stdout}");
+    let (original, _) = Engine::open(&dir, options(), Kv::default()).expect("open original");
+    let expected = original.digest();
+    drop(original);
+    let (copy, _) = Engine::open(&dest, options(), Kv::default()).expect("open the copy");
+    assert_eq!(
+        copy.digest(),
+        expected,
+        "the copy opens to the original's state"
+    );
+    drop(copy);
+    let (code, _, stderr) = tool(&dir, &["log", "backup", "--to", &dest_text]);
+    assert_eq!(code, Some(1), "a destination holding files: {stderr}");
+    assert!(stderr.contains("not empty"), "{stderr}");
+    let (code, _, stderr) = tool(&dir, &["log", "backup"]);
+    assert_eq!(code, Some(2), "`--to` is required: {stderr}");
+    std::fs::write(dir.join("raft-hardstate"), b"").expect("mark a cluster node");
+    let elsewhere = common::fresh_dir("durability", "backup-cluster");
+    let elsewhere = elsewhere.to_string_lossy().into_owned();
+    let (code, _, stderr) = tool(&dir, &["log", "backup", "--to", &elsewhere]);
+    assert_eq!(code, Some(1), "a cluster node's directory: {stderr}");
+    assert!(stderr.contains("cluster node"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dest);
+}

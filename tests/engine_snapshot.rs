@@ -628,6 +628,66 @@ fn log_verify_beside_a_live_engine_that_compacts_reports_no_false_damage() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `log backup` beside a running engine that snapshots, prunes and compacts as it writes:
+/// every copy opens to a state the engine really had (each key's value is one the writer had
+/// put by then, and the copy's index is where the writes had got to), including every write
+/// acknowledged before the copy began.
+#[test]
+fn log_backup_beside_a_live_engine_copies_a_state_it_had() {
+    let dir = common::fresh_dir("engine-snapshot", "backup-live");
+    let options = EngineOptions {
+        snapshot_every_events: 20,
+        segment_bytes_max: 1024,
+        ..EngineOptions::default()
+    };
+    let (engine, _) = Engine::open(&dir, options.clone(), Kv::default()).expect("open");
+    let engine = Arc::new(engine);
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = {
+        let (engine, written) = (Arc::clone(&engine), Arc::clone(&written));
+        std::thread::spawn(move || {
+            for key in 0..WRITES_BESIDE_VERIFY {
+                put(&engine, key % 64, key);
+                written.store(key + 1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    let mut copies = 0;
+    while written.load(std::sync::atomic::Ordering::SeqCst) < WRITES_BESIDE_VERIFY {
+        let acknowledged = written.load(std::sync::atomic::Ordering::SeqCst);
+        let dest = dir.with_extension(format!("copy{copies}"));
+        let _ = std::fs::remove_dir_all(&dest);
+        let mut out = Vec::new();
+        lithair::engine::backup::log_backup(&dir, &dest, &mut out)
+            .unwrap_or_else(|e| panic!("backup {copies}: {e}"));
+        let copied = {
+            let (copy, _) =
+                Engine::open(&dest, options.clone(), Kv::default()).expect("open the copy");
+            copy.read(|kv| kv.map.clone())
+        };
+        let done = written.load(std::sync::atomic::Ordering::SeqCst);
+        // Write k put k at key k % 64: a state the engine had holds, for some n, exactly the
+        // last write to each key below n. Every write acknowledged before the copy is in.
+        let n = copied.values().max().map_or(0, |last| last + 1);
+        assert!(
+            n >= acknowledged && n <= done,
+            "copy {copies}: {n} writes, {acknowledged}..={done}"
+        );
+        let expected: BTreeMap<u64, u64> = (n.saturating_sub(64)..n).map(|k| (k % 64, k)).collect();
+        assert_eq!(
+            copied, expected,
+            "copy {copies} is the state after {n} writes"
+        );
+        let _ = std::fs::remove_dir_all(&dest);
+        copies += 1;
+    }
+    writer.join().expect("writer");
+    eprintln!("{copies} backups beside the writes");
+    assert!(copies > 1, "backups ran beside the writes");
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Writes (a snapshot every 20, a segment every few dozen) while `log verify` runs in a loop.
 const WRITES_BESIDE_VERIFY: u64 = 2_000;
 

@@ -104,6 +104,12 @@ pub enum LogCommand {
         /// Make the cut (`--apply`); without it, only report what it would lose.
         apply: bool,
     },
+    /// Copy the data directory, beside the running server, to a new directory, and check
+    /// the copy (a single node's; see `engine::backup`).
+    Backup {
+        /// The destination: absent or empty.
+        to: PathBuf,
+    },
 }
 
 /// What `cluster` should do against a running node.
@@ -623,18 +629,21 @@ pub fn parse_log(args: &[String]) -> Result<(Option<String>, LogCommand), CliErr
         Some("inspect") => ("inspect", &args[1..]),
         Some("stats") => ("stats", &args[1..]),
         Some("repair") => ("repair", &args[1..]),
+        Some("backup") => ("backup", &args[1..]),
         Some(other) => return Err(error(format!("unknown `log` action `{other}`"))),
         None => {
             return Err(error(
-                "`log` needs an action: verify, inspect, stats or repair",
+                "`log` needs an action: verify, inspect, stats, repair or backup",
             ))
         }
     };
     let mut data = None;
     let mut apply = false;
     let (mut from, mut to, mut event_type) = (None, None, None);
+    let mut destination = None;
     let valued: &[&str] = match action {
         "inspect" => &["data", "from", "to", "type"],
+        "backup" => &["data", "to"],
         _ => &["data"],
     };
     let switches: &[&str] = match action {
@@ -646,6 +655,12 @@ pub fn parse_log(args: &[String]) -> Result<(Option<String>, LogCommand), CliErr
             "data" => data = Some(value),
             "apply" => apply = true,
             "from" => from = Some(parse_number("from", &value)?),
+            "to" if action == "backup" => {
+                if value.trim().is_empty() {
+                    return Err(error("`--to` needs a directory, got an empty value"));
+                }
+                destination = Some(PathBuf::from(value));
+            }
             "to" => to = Some(parse_number("to", &value)?),
             "type" => event_type = Some(value),
             other => unreachable!("flag_pairs let `--{other}` through for `log {action}`"),
@@ -660,6 +675,9 @@ pub fn parse_log(args: &[String]) -> Result<(Option<String>, LogCommand), CliErr
         "verify" => LogCommand::Verify,
         "stats" => LogCommand::Stats,
         "repair" => LogCommand::Repair { apply },
+        "backup" => LogCommand::Backup {
+            to: destination.ok_or_else(|| error("`log backup` needs `--to DIR`"))?,
+        },
         _ => LogCommand::Inspect {
             from,
             to,
@@ -775,6 +793,7 @@ pub fn usage(sources: &Sources<'_>) -> String {
          {name} log verify|stats [--data DIR]\n  \
          {name} log inspect [--data DIR] [--from N] [--to N] [--type EVENT]\n  \
          {name} log repair [--data DIR] [--apply]\n  \
+         {name} log backup [--data DIR] --to NEW_DIR\n  \
          {name} snapshot [--data DIR]\n  \
          {name} cluster status [--node IP:PORT]\n  \
          {name} cluster leave [--node IP:PORT] [--id ID] [--cluster-secret S]\n  \

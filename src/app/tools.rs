@@ -30,6 +30,7 @@ pub fn log_command(
         LogCommand::Verify => crate::engine::tools::log_verify(data, out),
         LogCommand::Stats => crate::engine::tools::log_stats(data, out),
         LogCommand::Repair { apply } => crate::engine::repair::log_repair(data, *apply, out),
+        LogCommand::Backup { to } => crate::engine::backup::log_backup(data, to, out),
         LogCommand::Inspect {
             from,
             to,

@@ -18,6 +18,9 @@ const USAGE: &str = "usage:
   lithair log stats --data DIR              segments, frames, events per type
   lithair log repair --data DIR [--apply]   find the first damage a start refuses; with
                                             --apply, cut the log there (stop the server first)
+  lithair log backup --data DIR --to NEW_DIR
+                                            copy a single node's data beside the running
+                                            server, then check the copy
   lithair snapshot --data DIR               list snapshots and check their checksums
                                             (taking one needs the app's types: `APP snapshot`)";
 

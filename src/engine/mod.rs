@@ -34,6 +34,7 @@
 //! too (they no longer continue the log), and the sequencer rebuilds its speculative copy from
 //! the committed state once nothing is in flight.
 
+pub mod backup;
 mod core;
 mod envelope;
 mod policy;

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// Files whose presence marks a cluster node's data directory (Raft state, peer book).
-const CLUSTER_FILE_NAMES: [&str; 2] = [
+pub(crate) const CLUSTER_FILE_NAMES: [&str; 2] = [
     crate::raft::storage_log::HARD_STATE_FILE_NAME,
     crate::raft::node::PEER_BOOK_FILE_NAME,
 ];
