@@ -22,7 +22,7 @@ use crate::http::router::RestSegments;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Default `Cache-Control`: caches may keep the file but must revalidate (cheap with ETag).
 pub const DEFAULT_CACHE_CONTROL: &str = "no-cache";
@@ -139,7 +139,7 @@ impl StaticDir {
         response.headers.insert("Accept-Ranges", "bytes");
         let range_applies = req
             .header("if-range")
-            .is_none_or(|v| conditional::if_range_matches(v, &etag, modified));
+            .is_none_or(|v| conditional::if_range_matches(v, &etag, modified, SystemTime::now()));
         let outcome = match req.header("range") {
             Some(range) if range_applies => conditional::range(range, len),
             _ => RangeOutcome::Full,
