@@ -6,6 +6,7 @@ mod client;
 
 use client::TestServer;
 use lithair::crypto::deflate;
+use lithair::http::httpdate;
 use lithair::http::middleware::Compression;
 use lithair::http::Router;
 use std::path::PathBuf;
@@ -154,6 +155,36 @@ fn ranges() {
         let r = server.get(path, &["Range: bytes=0-0", &format!("If-Range: {date}")]);
         assert_eq!((r.status, r.text().as_str()), expected, "{date}");
     }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn a_file_stamped_in_the_future_is_dated_now() {
+    let base = fixture("future");
+    let server = serve(&base);
+    let path = "/assets/sub/a%20b.txt";
+    let file = base.join("public").join("sub").join("a b.txt");
+    let f = std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .expect("open");
+    f.set_modified(SystemTime::now() + Duration::from_secs(3600))
+        .expect("set mtime");
+    drop(f);
+    let r = server.get(path, &[]);
+    let modified = r
+        .header("last-modified")
+        .expect("last-modified")
+        .to_string();
+    let date = httpdate::parse(&modified).expect("an HTTP date");
+    assert!(
+        date <= SystemTime::now(),
+        "Last-Modified {modified} is in the future"
+    );
+    // Revalidating with it: the file's true time is later, so it is sent again (with the
+    // future date echoed back, every edit made within the hour would have been a 304).
+    let again = server.get(path, &[&format!("If-Modified-Since: {modified}")]);
+    assert_eq!(again.status, 200);
     let _ = std::fs::remove_dir_all(&base);
 }
 
