@@ -92,6 +92,36 @@ fn cors_preflight_and_actual_requests() {
 }
 
 #[test]
+fn cors_on_a_group_answers_its_preflights() {
+    let router = Router::new()
+        .get("/", |_: &mut Request| "home")
+        .group("/api", |g| {
+            g.layer(Cors::new(["https://app.example"]).allow_methods(["PUT"]))
+                .put("/items/{id}", |_: &mut Request| Response::no_content())
+        });
+    let server = TestServer::start(router);
+    let pre = server.send(
+        "OPTIONS /api/items/3 HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: PUT",
+        b"",
+    );
+    assert_eq!(
+        (pre.status, pre.header("access-control-allow-origin")),
+        (204, Some("https://app.example"))
+    );
+    let evil = server.send(
+        "OPTIONS /api/items/3 HTTP/1.1\r\nOrigin: https://evil.example\r\nAccess-Control-Request-Method: PUT",
+        b"",
+    );
+    assert_eq!(evil.status, 403);
+    // A plain OPTIONS still lists the methods.
+    let options = server.send("OPTIONS /api/items/3 HTTP/1.1", b"");
+    assert_eq!(
+        (options.status, options.header("allow")),
+        (204, Some("PUT, OPTIONS"))
+    );
+}
+
+#[test]
 fn gzip_compression_and_security_headers() {
     let server = TestServer::start(
         Router::new()

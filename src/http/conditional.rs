@@ -103,8 +103,11 @@ pub fn range(header: &str, len: u64) -> RangeOutcome {
 }
 
 /// Whether `If-Range` (an entity tag or a date) still matches, so `Range` applies. A weak tag
-/// never matches (RFC 9110 §13.1.5 requires a strong comparison).
-pub fn if_range_matches(if_range: &str, etag: &str, modified: SystemTime) -> bool {
+/// never matches (RFC 9110 §13.1.5 requires a strong comparison), and neither does a date
+/// unless `Last-Modified` is a strong validator: the file last changed at least one second
+/// before `now` (RFC 9110 §8.8.2.2). A file rewritten within the second its date names keeps
+/// that date, so a range of the new bytes would have been spliced onto the old ones.
+pub fn if_range_matches(if_range: &str, etag: &str, modified: SystemTime, now: SystemTime) -> bool {
     let value = if_range.trim();
     if value.starts_with('"') {
         return value == etag;
@@ -112,10 +115,9 @@ pub fn if_range_matches(if_range: &str, etag: &str, modified: SystemTime) -> boo
     if value.starts_with("W/") {
         return false;
     }
-    httpdate::parse(value).is_some_and(|date| {
-        let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        secs(modified) == secs(date)
-    })
+    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let strong = secs(modified) < secs(now);
+    strong && httpdate::parse(value).is_some_and(|date| secs(modified) == secs(date))
 }
 
 #[cfg(test)]
@@ -164,10 +166,29 @@ mod tests {
         assert!(not_modified_since("Sun, 06 Nov 1994 08:49:37 GMT", t));
         assert!(!not_modified_since("Sun, 06 Nov 1994 08:49:36 GMT", t));
         assert!(!not_modified_since("garbage", t));
-        assert!(if_range_matches(&tag, &tag, t));
-        assert!(!if_range_matches(&format!("W/{tag}"), &tag, t));
-        assert!(if_range_matches("Sun, 06 Nov 1994 08:49:37 GMT", &tag, t));
-        assert!(!if_range_matches("Sun, 06 Nov 1994 08:49:38 GMT", &tag, t));
+        let later = t + Duration::from_secs(1);
+        assert!(if_range_matches(&tag, &tag, t, t));
+        assert!(!if_range_matches(&format!("W/{tag}"), &tag, t, later));
+        assert!(if_range_matches(
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            &tag,
+            t,
+            later
+        ));
+        assert!(!if_range_matches(
+            "Sun, 06 Nov 1994 08:49:38 GMT",
+            &tag,
+            t,
+            later
+        ));
+        // Modified in the very second that is still running: the date is a weak validator.
+        let same_second = UNIX_EPOCH + Duration::from_millis(784_111_777_900);
+        assert!(!if_range_matches(
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            &tag,
+            t,
+            same_second
+        ));
     }
 
     proptest::proptest! {

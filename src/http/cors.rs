@@ -15,7 +15,15 @@ pub const PREFLIGHT_MAX_AGE_S: u64 = 600;
 
 /// The CORS middleware. Requests without `Origin`, or from an origin not on the list, pass
 /// through without CORS headers (the browser then blocks the response); a preflight from an
-/// unlisted origin, or asking for a method or header not allowed, gets 403.
+/// unlisted origin, or asking for a method or header not allowed, gets 403. The CORS-safelisted
+/// methods (GET, HEAD, POST) pass a preflight whatever [`Cors::allow_methods`] says, as the
+/// browser itself accepts them (Fetch, "CORS-preflight fetch"), and they are never refused
+/// on the actual request either.
+///
+/// Every response carries `Vary: Origin`, those to requests without `Origin` included: the
+/// answer depends on the header's presence, and a cache that stored a response without
+/// `Access-Control-Allow-Origin` (a navigation, a same-origin fetch) must not serve it to a
+/// cross-origin request (Fetch, "CORS protocol and HTTP caches").
 ///
 /// ```
 /// use lithair::http::cors::Cors;
@@ -90,11 +98,16 @@ impl Cors {
     }
 
     fn preflight(&self, req: &Request, origin: &str, method: &str) -> Response {
-        let refused = |why: String| Problem::new(403).with_detail(why).into_response();
+        let refused = |why: String| {
+            Problem::new(403)
+                .with_detail(why)
+                .with_header("Vary", "Origin")
+                .into_response()
+        };
         if !self.allows_origin(origin) {
             return refused(format!("origin {origin:?} is not allowed"));
         }
-        if !self.methods.iter().any(|m| m == method) {
+        if !is_safelisted_method(method) && !self.methods.iter().any(|m| m == method) {
             return refused(format!("method {method:?} is not allowed cross-origin"));
         }
         let requested = req
@@ -128,10 +141,18 @@ impl Cors {
     }
 }
 
+/// The methods a cross-origin request may use without being listed (Fetch, "CORS-safelisted
+/// method"; methods are case-sensitive there).
+fn is_safelisted_method(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "POST")
+}
+
 impl Middleware for Cors {
     fn call(&self, req: &mut Request, next: &dyn Handler) -> Response {
         let Some(origin) = req.header("origin").map(str::to_string) else {
-            return next.call(req);
+            let mut response = next.call(req);
+            response.headers.append_static("Vary", "Origin");
+            return response;
         };
         if req.method == Method::Options {
             if let Some(method) = req.header("access-control-request-method") {
@@ -244,7 +265,49 @@ mod tests {
             (r.status, r.headers.get("access-control-allow-origin")),
             (200, None)
         );
+        // Without Origin the answer still varies on it: a cache must not hand this response,
+        // which has no Access-Control-Allow-Origin, to a cross-origin request.
         let mut same = request(Method::Get, &[]);
-        assert_eq!(cors.call(&mut same, &ok).headers.get("vary"), None);
+        let r = cors.call(&mut same, &ok);
+        assert_eq!(
+            (
+                r.headers.get("vary"),
+                r.headers.get("access-control-allow-origin")
+            ),
+            (Some("Origin"), None)
+        );
+        let refused = cors.call(&mut bad_origin, &ok);
+        assert_eq!(refused.headers.get("vary"), Some("Origin"));
+    }
+
+    #[test]
+    fn safelisted_methods_pass_a_preflight_unlisted() {
+        // A GET with an allowed non-safelisted header is preflighted; the browser accepts GET
+        // whatever Access-Control-Allow-Methods lists, so the server must not refuse it.
+        let cors = Cors::new(["https://a.example"])
+            .allow_methods(["PUT"])
+            .allow_headers(["authorization"]);
+        let ok = |_: &mut Request| Response::text(200, "ok");
+        for (method, status) in [("GET", 204), ("POST", 204), ("HEAD", 204), ("PUT", 204)] {
+            let mut pre = request(
+                Method::Options,
+                &[
+                    ("Origin", "https://a.example"),
+                    ("Access-Control-Request-Method", method),
+                    ("Access-Control-Request-Headers", "Authorization"),
+                ],
+            );
+            assert_eq!(cors.call(&mut pre, &ok).status, status, "{method}");
+        }
+        for method in ["DELETE", "get", "PATCH"] {
+            let mut pre = request(
+                Method::Options,
+                &[
+                    ("Origin", "https://a.example"),
+                    ("Access-Control-Request-Method", method),
+                ],
+            );
+            assert_eq!(cors.call(&mut pre, &ok).status, 403, "{method}");
+        }
     }
 }

@@ -28,6 +28,9 @@ pub const PARTS_MAX: usize = 64;
 pub const PART_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Default size above which a part goes to a temporary file instead of memory.
 pub const PART_MEMORY_BYTES_MAX: usize = 64 * 1024;
+/// Permissions of an upload's temporary file: read and write for the server's user only.
+#[cfg(unix)]
+pub const TEMP_FILE_MODE: u32 = 0o600;
 /// Padding spaces or tabs accepted after a delimiter before its line break.
 const PADDING_BYTES_MAX: usize = 64;
 
@@ -391,11 +394,13 @@ impl TempFile {
             std::process::id()
         ));
         // create_new refuses an existing name, so a planted symlink cannot redirect the write.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create_new(true);
+        // Owner only: the default (0666 less the umask, usually 0644) let every local user
+        // read uploads in a shared temporary directory while they were being handled.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, TEMP_FILE_MODE);
+        let file = options.open(&path)?;
         Ok(Self {
             path,
             file: Some(file),
@@ -684,6 +689,19 @@ line1\r\n--XyNot-a-boundary\r\n--XyZ--\r\nepilogue";
         assert_eq!(temp.read_all().expect("read"), payload);
         assert_eq!(parts[0].file_name_safe().as_deref(), Some("evil.bin"));
         assert_eq!(parts[1].text(), Some("small"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(temp.path())
+                .expect("stat")
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o777,
+                TEMP_FILE_MODE,
+                "{mode:o}: other users can read it"
+            );
+        }
         let path = temp.path().to_path_buf();
         drop(parts);
         assert!(!path.exists(), "temporary file removed on drop");

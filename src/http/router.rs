@@ -118,6 +118,9 @@ impl<Marker, T: IntoHandler<Marker>> WithMiddleware<Marker> for T {}
 #[derive(Clone, Default)]
 struct Endpoint {
     methods: Vec<(Method, usize)>,
+    /// The automatic OPTIONS answer inside a group's layers (see [`Group::layer`]), used when
+    /// no OPTIONS handler is routed here.
+    implicit_options: Option<usize>,
 }
 
 impl Endpoint {
@@ -125,12 +128,20 @@ impl Endpoint {
         if let Some(&(_, handler)) = self.methods.iter().find(|(m, _)| m == method) {
             return Some(handler);
         }
-        // HEAD is answered by GET's handler when not routed (the server drops the body).
-        if !matches!(method, Method::Head) {
-            return None;
+        match method {
+            // HEAD is answered by GET's handler when not routed (the server drops the body).
+            Method::Head => {
+                let get = self.methods.iter().find(|(m, _)| matches!(m, Method::Get));
+                get.map(|&(_, handler)| handler)
+            }
+            Method::Options => self.implicit_options,
+            _ => None,
         }
-        let get = self.methods.iter().find(|(m, _)| matches!(m, Method::Get));
-        get.map(|&(_, handler)| handler)
+    }
+
+    /// Whether `index` is this endpoint's automatic OPTIONS answer (it needs `Allow`).
+    fn is_implicit_options(&self, index: usize) -> bool {
+        self.implicit_options == Some(index)
     }
 
     /// The `Allow` header value: routed methods, plus HEAD with GET, plus OPTIONS.
@@ -201,10 +212,18 @@ fn parse_pattern(pattern: &str) -> Vec<Segment<'_>> {
 
 impl Node {
     fn insert(&mut self, pattern: &str, method: Method, handler: usize) {
+        let endpoint = self.endpoint_mut(pattern);
+        assert!(
+            endpoint.methods.iter().all(|(m, _)| *m != method),
+            "route {method} {pattern:?} registered twice"
+        );
+        endpoint.methods.push((method, handler));
+    }
+
+    /// The endpoint of `pattern`, created (with the nodes leading to it) if new.
+    fn endpoint_mut(&mut self, pattern: &str) -> &mut Endpoint {
         let mut node = self;
-        let new_endpoint = || Endpoint {
-            methods: Vec::new(),
-        };
+        let new_endpoint = Endpoint::default;
         let mut endpoint_slot = None;
         for segment in parse_pattern(pattern) {
             match segment {
@@ -241,15 +260,10 @@ impl Node {
                 }
             }
         }
-        let endpoint = match endpoint_slot {
+        match endpoint_slot {
             Some(e) => e,
             None => node.endpoint.get_or_insert_with(new_endpoint),
-        };
-        assert!(
-            endpoint.methods.iter().all(|(m, _)| *m != method),
-            "route {method} {pattern:?} registered twice"
-        );
-        endpoint.methods.push((method, handler));
+        }
     }
 
     /// Finds the endpoint for `segments[at..]`, pushing what parameters capture onto
@@ -447,7 +461,9 @@ impl Hasher for PathHasher {
 /// What resolving a request found. `Found` holds the handler index; the parameters are
 /// already in `Request::params`.
 enum Resolved {
-    Found(usize, Option<Vec<String>>),
+    /// The handler, the `{*rest}` segments, and the `Allow` value when the handler is an
+    /// automatic OPTIONS answer.
+    Found(usize, Option<Vec<String>>, Option<String>),
     MethodNotAllowed(String),
     Options(String),
     NotFound,
@@ -459,12 +475,30 @@ impl Table {
         let index = self.handlers.len();
         self.root.insert(pattern, method.clone(), index);
         self.handlers.push(handler);
+        self.update_exact(pattern, |endpoint| endpoint.methods.push((method, index)));
+    }
+
+    /// Registers a group's automatic OPTIONS answer for `pattern`, unless one is there
+    /// already (the first group's layers answer).
+    fn insert_implicit_options(&mut self, pattern: &str, handler: Arc<dyn Handler>) {
+        let index = self.handlers.len();
+        let endpoint = self.root.endpoint_mut(pattern);
+        if endpoint.implicit_options.is_some() {
+            return;
+        }
+        endpoint.implicit_options = Some(index);
+        self.handlers.push(handler);
+        self.update_exact(pattern, |endpoint| endpoint.implicit_options = Some(index));
+    }
+
+    /// Applies `change` to the exact-path entry of a static-only `pattern` (the trie's
+    /// endpoint has had the same change).
+    fn update_exact(&mut self, pattern: &str, change: impl FnOnce(&mut Endpoint)) {
         let segments = pattern.split('/').count().saturating_sub(1);
         // A pattern with `%` is left to the trie, which decodes the path first: so a raw path
         // found here holds no `%` and needs no decoding (nor a scan for `%`).
         if !pattern.contains(['{', '}', '%']) && segments <= PATH_SEGMENTS_MAX {
-            let endpoint = self.exact.entry(pattern.to_string()).or_default();
-            endpoint.methods.push((method, index));
+            change(self.exact.entry(pattern.to_string()).or_default());
             self.exact_scan.clear();
             if self.exact.len() <= EXACT_SCAN_MAX {
                 let entries = self.exact.iter().map(|(p, e)| (p.clone(), e.clone()));
@@ -504,7 +538,10 @@ impl Table {
     #[inline]
     fn choose(endpoint: &Endpoint, method: &Method, rest: Option<Vec<String>>) -> Resolved {
         match (endpoint.find(method), method) {
-            (Some(index), _) => Resolved::Found(index, rest),
+            (Some(index), _) if endpoint.is_implicit_options(index) => {
+                Resolved::Found(index, rest, Some(endpoint.allow()))
+            }
+            (Some(index), _) => Resolved::Found(index, rest, None),
             (None, Method::Options) => Resolved::Options(endpoint.allow()),
             (None, _) => Resolved::MethodNotAllowed(endpoint.allow()),
         }
@@ -576,6 +613,28 @@ impl Table {
     }
 }
 
+/// The `Allow` value for an [`ImplicitOptions`] answer, put in `Request::extensions` by the
+/// router when it chose one.
+struct ImplicitAllow(String);
+
+/// A group's automatic OPTIONS answer (204 with `Allow`), registered inside the group's layers
+/// so they see OPTIONS requests: a CORS layer on a group answers preflights this way.
+struct ImplicitOptions;
+
+impl Handler for ImplicitOptions {
+    fn call(&self, req: &mut Request) -> Response {
+        let allow = req
+            .extensions
+            .get::<ImplicitAllow>()
+            .map_or_else(|| "OPTIONS".to_string(), |a| a.0.clone());
+        Response::no_content().with_header("Allow", allow)
+    }
+
+    fn is_inline(&self, _req: &Request) -> bool {
+        true
+    }
+}
+
 /// The innermost handler of a router: resolves and dispatches.
 struct Dispatch(Arc<Table>);
 
@@ -595,9 +654,12 @@ impl Dispatch {
         valid.then_some(planned.route)
     }
 
-    fn found(req: &mut Request, rest: Option<Vec<String>>) {
+    fn found(req: &mut Request, rest: Option<Vec<String>>, allow: Option<String>) {
         if let Some(rest) = rest {
             req.extensions.insert(RestSegments(rest));
+        }
+        if let Some(allow) = allow {
+            req.extensions.insert(ImplicitAllow(allow));
         }
     }
 }
@@ -611,8 +673,8 @@ impl Handler for Dispatch {
         // remembered belongs to an earlier match, so inner routers must match again too.
         req.planned.table = 0;
         match self.0.resolve(req) {
-            Resolved::Found(index, rest) => {
-                Dispatch::found(req, rest);
+            Resolved::Found(index, rest, allow) => {
+                Dispatch::found(req, rest, allow);
                 self.0.handlers[index].call(req)
             }
             Resolved::MethodNotAllowed(allow) => Problem::method_not_allowed(&allow)
@@ -631,14 +693,14 @@ impl Handler for Dispatch {
     }
 
     fn plan(&self, req: &mut Request) -> HeadPlan {
-        let Resolved::Found(index, rest) = self.0.resolve(req) else {
+        let Resolved::Found(index, rest, allow) = self.0.resolve(req) else {
             // Error answers are cheap, never block, and read no body.
             return HeadPlan {
                 inline: true,
                 body_bytes_max: None,
             };
         };
-        Dispatch::found(req, rest);
+        Dispatch::found(req, rest, allow);
         req.planned.table = self.table_id();
         req.planned.route = index;
         req.planned.method.clone_from(&req.method);
@@ -735,7 +797,10 @@ impl Router {
     pub fn group(mut self, prefix: &str, build: impl FnOnce(Group) -> Group) -> Self {
         let group = build(Group::new(prefix));
         for (method, pattern, handler) in group.into_routes() {
-            self.table_mut().insert(&pattern, method, handler);
+            match method {
+                Some(method) => self.table_mut().insert(&pattern, method, handler),
+                None => self.table_mut().insert_implicit_options(&pattern, handler),
+            }
         }
         self
     }
@@ -769,11 +834,14 @@ impl Handler for Router {
     }
 }
 
+/// A group's route: its method, or `None` for the automatic OPTIONS answer.
+type GroupRoute = (Option<Method>, String, Arc<dyn Handler>);
+
 /// Routes under a shared prefix with shared middleware (see [`Router::group`]).
 pub struct Group {
     prefix: String,
     layers: Vec<Arc<dyn Middleware>>,
-    routes: Vec<(Method, String, Arc<dyn Handler>)>,
+    routes: Vec<GroupRoute>,
 }
 
 impl Group {
@@ -791,6 +859,8 @@ impl Group {
     }
 
     /// Adds middleware for every route of this group (wherever `layer` is called in it).
+    /// The layers also see OPTIONS requests to the group's paths, answered with 204 and
+    /// `Allow` unless the group routes OPTIONS itself: a CORS layer here answers preflights.
     pub fn layer(mut self, middleware: impl Middleware) -> Self {
         self.layers.push(Arc::new(middleware));
         self
@@ -802,7 +872,8 @@ impl Group {
             "/" | "" if !self.prefix.is_empty() => self.prefix.clone(),
             _ => format!("{}{pattern}", self.prefix),
         };
-        self.routes.push((method, full, handler.into_handler()));
+        self.routes
+            .push((Some(method), full, handler.into_handler()));
         self
     }
 
@@ -815,9 +886,26 @@ impl Group {
         self
     }
 
-    fn into_routes(self) -> Vec<(Method, String, Arc<dyn Handler>)> {
+    fn into_routes(self) -> Vec<GroupRoute> {
         let layers = self.layers;
-        self.routes
+        let mut routes = self.routes;
+        if !layers.is_empty() {
+            // Without this, OPTIONS on a group path got the router's own answer, which runs
+            // only the global layers: a group's CORS layer never saw a preflight.
+            let mut bare: Vec<String> = Vec::new();
+            for (_, pattern, _) in &routes {
+                let answered = routes.iter().any(|(m, p, _)| {
+                    p == pattern && m.as_ref().is_none_or(|m| *m == Method::Options)
+                });
+                if !answered && !bare.contains(pattern) {
+                    bare.push(pattern.clone());
+                }
+            }
+            for pattern in bare {
+                routes.push((None, pattern, Arc::new(ImplicitOptions)));
+            }
+        }
+        routes
             .into_iter()
             .map(|(m, p, h)| (m, p, wrap(h, &layers)))
             .collect()
@@ -993,6 +1081,49 @@ mod tests {
         assert!(!check(&r, Method::Get, "/open", 200, "open ")
             .headers
             .contains("x-group"));
+    }
+
+    #[test]
+    fn group_layers_see_options_requests() {
+        let mark =
+            |req: &mut Request, next: &dyn Handler| next.call(req).with_header("x-group", "1");
+        let own_options = |_: &mut Request| Response::text(200, "own");
+        let r = Router::bare()
+            .get("/open", echo("open"))
+            .group("/api", |g| {
+                g.layer(mark)
+                    .put("/items/{id}", echo("put"))
+                    .get("/items/{id}", echo("get"))
+                    .get("/list", echo("list"))
+                    .route(Method::Options, "/custom", own_options)
+                    .post("/custom", echo("custom"))
+            })
+            .group("/api", |g| g.delete("/list", echo("del")).layer(mark))
+            .group("/plain", |g| g.get("/x", echo("x")));
+        let options = check(&r, Method::Options, "/api/items/7", 204, "");
+        assert_eq!(
+            (options.headers.get("allow"), options.headers.get("x-group")),
+            (Some("PUT, GET, HEAD, OPTIONS"), Some("1"))
+        );
+        // A static path (found without the trie) and a second group on the same path.
+        let options = check(&r, Method::Options, "/api/list", 204, "");
+        assert_eq!(
+            (options.headers.get("allow"), options.headers.get("x-group")),
+            (Some("GET, DELETE, HEAD, OPTIONS"), Some("1"))
+        );
+        let own = check(&r, Method::Options, "/api/custom", 200, "own");
+        assert_eq!(own.headers.get("x-group"), Some("1"));
+        // Groups without layers and routes outside groups keep the router's own answer.
+        for path in ["/plain/x", "/open"] {
+            let options = check(&r, Method::Options, path, 204, "");
+            assert_eq!(options.headers.get("x-group"), None, "{path}");
+            assert_eq!(options.headers.get("allow"), Some("GET, HEAD, OPTIONS"));
+        }
+        // A route registered later for OPTIONS replaces the automatic answer.
+        let r = Router::bare()
+            .group("/g", |g| g.layer(mark).get("/a", echo("a")))
+            .route(Method::Options, "/g/a", own_options);
+        check(&r, Method::Options, "/g/a", 200, "own");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::http::router::RestSegments;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Default `Cache-Control`: caches may keep the file but must revalidate (cheap with ETag).
 pub const DEFAULT_CACHE_CONTROL: &str = "no-cache";
@@ -118,10 +118,15 @@ impl StaticDir {
         }
         let len = meta.len();
         let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+        let now = SystemTime::now();
         let etag = conditional::etag_for(len, modified);
+        // A modification time in the future (a skewed clock, an unpacked archive) is sent as
+        // now (RFC 9110 §8.8.2.1 MUST): sent as is, a client revalidating with it would get
+        // 304 for every change made before that time comes. The comparisons below use the
+        // true time, so such a file is never "not modified" since a date before it.
         let mut response = Response::new(200)
             .with_header("ETag", etag.as_str())
-            .with_header("Last-Modified", httpdate::format(modified))
+            .with_header("Last-Modified", httpdate::format(modified.min(now)))
             .with_header("Cache-Control", self.cache_control.as_str());
         let unmodified = match req.header("if-none-match") {
             Some(tags) => conditional::none_match(tags, &etag),
@@ -139,7 +144,7 @@ impl StaticDir {
         response.headers.insert("Accept-Ranges", "bytes");
         let range_applies = req
             .header("if-range")
-            .is_none_or(|v| conditional::if_range_matches(v, &etag, modified));
+            .is_none_or(|v| conditional::if_range_matches(v, &etag, modified, now));
         let outcome = match req.header("range") {
             Some(range) if range_applies => conditional::range(range, len),
             _ => RangeOutcome::Full,

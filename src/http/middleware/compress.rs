@@ -1,5 +1,7 @@
 //! gzip response compression with our own deflate, for compressible types above a threshold
 //! when `Accept-Encoding` allows it; always `Vary: Accept-Encoding` when the choice mattered.
+//! A 304 that revalidates the compressed variant names that variant's `ETag` (RFC 9110
+//! §15.4.5: a 304 carries the `ETag` and `Vary` the 200 would have carried).
 
 use super::Middleware;
 use crate::crypto::deflate;
@@ -66,6 +68,40 @@ fn gzip_etag(etag: &str) -> String {
     }
 }
 
+/// Whether `If-None-Match` lists `tag` itself (weak comparison, RFC 9110 §8.8.3.2), not
+/// merely a tag of another variant.
+fn lists_tag(if_none_match: &str, tag: &str) -> bool {
+    let opaque = tag.trim_start_matches("W/");
+    if_none_match
+        .split(',')
+        .any(|t| t.trim().trim_start_matches("W/") == opaque)
+}
+
+/// A 304 revalidating the compressed variant: the tag the client holds is the gzip one (only
+/// this middleware mints those, so the resource is compressible), and the 200 to this request
+/// would have carried it and `Vary: Accept-Encoding`. Without this, the 304 named the identity
+/// tag and a cache holding the gzip variant could not match it to the stored response.
+fn revalidated_variant(req: &Request, response: &mut Response, accepts: bool) {
+    let Some(etag) = response.headers.get("etag") else {
+        return;
+    };
+    let gzip_tag = gzip_etag(etag);
+    if gzip_tag == etag {
+        return;
+    }
+    let held = req
+        .headers
+        .get_all("if-none-match")
+        .any(|inm| lists_tag(inm, &gzip_tag));
+    if !held {
+        return;
+    }
+    response.headers.append_static("Vary", "Accept-Encoding");
+    if accepts {
+        response.headers.insert("ETag", gzip_tag);
+    }
+}
+
 fn read_region(file: &mut std::fs::File, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len as usize];
     file.seek(SeekFrom::Start(offset))?;
@@ -77,6 +113,10 @@ impl Middleware for Compression {
     fn call(&self, req: &mut Request, next: &dyn Handler) -> Response {
         let accepts = req.headers.get_all("accept-encoding").any(accepts_gzip);
         let mut response = next.call(req);
+        if response.status == 304 {
+            revalidated_variant(req, &mut response, accepts);
+            return response;
+        }
         let h = &response.headers;
         let eligible = (200..300).contains(&response.status)
             && !matches!(response.status, 204 | 206)
@@ -142,6 +182,45 @@ mod tests {
         assert!(!accepts_gzip("identity"));
         assert!(!accepts_gzip(""));
         assert!(!accepts_gzip("*;q=0"));
+    }
+
+    #[test]
+    fn a_304_for_the_compressed_variant_names_it() {
+        let not_modified = |_: &mut Request| Response::new(304).with_header("ETag", "\"v1\"");
+        let mw = Compression::default();
+        let answer = |headers: &[(&str, &str)]| {
+            let mut req = Request::new(Method::Get, "/");
+            for (n, v) in headers {
+                req.headers.append(*n, *v);
+            }
+            let r = mw.call(&mut req, &not_modified);
+            let etag = r.headers.get("etag").map(str::to_string);
+            (etag, r.headers.get("vary").map(str::to_string))
+        };
+        let vary = Some("Accept-Encoding".to_string());
+        assert_eq!(
+            answer(&[
+                ("Accept-Encoding", "gzip"),
+                ("If-None-Match", "\"v1-gzip\"")
+            ]),
+            (Some("\"v1-gzip\"".into()), vary.clone())
+        );
+        assert_eq!(
+            answer(&[
+                ("Accept-Encoding", "gzip"),
+                ("If-None-Match", "\"a\", W/\"v1-gzip\"")
+            ]),
+            (Some("\"v1-gzip\"".into()), vary.clone())
+        );
+        assert_eq!(
+            answer(&[("If-None-Match", "\"v1-gzip\"")]),
+            (Some("\"v1\"".into()), vary)
+        );
+        // The identity tag revalidated: nothing to say about variants.
+        assert_eq!(
+            answer(&[("Accept-Encoding", "gzip"), ("If-None-Match", "\"v1\"")]),
+            (Some("\"v1\"".into()), None)
+        );
     }
 
     #[test]

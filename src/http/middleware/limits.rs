@@ -136,6 +136,15 @@ impl Handler for Timeout {
             Err(RecvTimeoutError::Disconnected) => Problem::internal().into_response(),
         }
     }
+
+    /// The inner handler's plan (its route and body limit: a `BodyLimit` inside a timeout
+    /// still answers 413 before the body is read), never inline: `call` waits for a thread.
+    fn plan(&self, req: &mut Request) -> crate::http::handler::HeadPlan {
+        crate::http::handler::HeadPlan {
+            inline: false,
+            ..self.inner.plan(req)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +164,21 @@ mod tests {
         let mut declared = Request::new(Method::Post, "/");
         declared.headers.append("Content-Length", "1000");
         assert_eq!(limit.call(&mut declared, &ok).status, 413);
+    }
+
+    #[test]
+    fn a_body_limit_inside_a_timeout_is_planned() {
+        use crate::http::router::WithMiddleware;
+        let ok = |_: &mut Request| Response::no_content();
+        let timed = Timeout::ms(10_000, ok.with(BodyLimit::bytes(8)));
+        let mut req = Request::new(Method::Post, "/");
+        let plan = timed.plan(&mut req);
+        assert_eq!((plan.inline, plan.body_bytes_max), (false, Some(8)));
+        let inline = Timeout::ms(10_000, crate::http::handler::inline(ok));
+        assert!(
+            !inline.plan(&mut req).inline,
+            "a timeout waits: never inline"
+        );
     }
 
     #[test]
