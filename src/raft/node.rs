@@ -1371,6 +1371,19 @@ impl Driver {
             self.replica.restore(index).map_err(io::Error::other)?;
             self.applied = index;
             self.snapshots_installed += 1;
+            // Removals the snapshot covers are entries this node never applies: forget
+            // their ids' addresses as `apply_committed` would have. (A member added after
+            // the snapshot and forgotten here is learnt again, as any member without one.)
+            let conf = &snapshot.meta.conf;
+            let known: Vec<NodeId> = {
+                let book = self.book.lock().expect("peer book poisoned");
+                book.peers.iter().map(|(id, _)| *id).collect()
+            };
+            for id in known {
+                if !conf.voters.contains(&id) && !conf.learners.contains(&id) {
+                    self.forget_peer(id);
+                }
+            }
             eprintln!("lithair: installed a snapshot from the leader at index {index}");
         }
         let committed = std::mem::take(&mut ready.committed_entries);
