@@ -140,9 +140,8 @@ pub fn log_verify(data: &Path, out: &mut dyn Write) -> Result<(), String> {
         writeln!(out, "{torn}").map_err(io)?;
     }
     let snapshots = snapshot::list_snapshots(data).map_err(|e| e.to_string())?;
-    for (position, &index) in snapshots.iter().enumerate() {
-        let newest = position + 1 == snapshots.len();
-        check_snapshot(data, index, newest, out)?;
+    for &index in &snapshots {
+        check_snapshot(data, index, out)?;
     }
     // Every snapshot passed its checks, so a start loads the newest and replays the log from
     // the index after it: a log starting later (its first segments deleted with no snapshot
@@ -207,19 +206,20 @@ fn torn_tail(log_dir: &Path, segments: &[u64]) -> Result<Option<String>, String>
     )))
 }
 
-/// Checks one listed snapshot. One that is gone by the time it is read, and is not the newest,
-/// was pruned by a running server after a newer one was written: a note, not damage.
-fn check_snapshot(
-    data: &Path,
-    index: u64,
-    newest: bool,
-    out: &mut dyn Write,
-) -> Result<(), String> {
+/// Checks one listed snapshot. One that is gone by the time it is read while a newer one
+/// exists was pruned by a running server: a note, not damage.
+fn check_snapshot(data: &Path, index: u64, out: &mut dyn Write) -> Result<(), String> {
     let path = snapshot::snapshot_file(data, index);
+    // A running server prunes a snapshot only once newer ones exist: two more may have been
+    // written since the listing, so even the newest listed can be gone. Gone with no newer
+    // one beside it is damage.
+    let pruned = |source: &std::io::Error| {
+        source.kind() == std::io::ErrorKind::NotFound
+            && snapshot::list_snapshots(data)
+                .is_ok_and(|now| now.last().is_some_and(|&newer| newer > index))
+    };
     let bytes = match snapshot::read_checked(&path) {
-        Err(log::Error::Io { source, .. })
-            if !newest && source.kind() == std::io::ErrorKind::NotFound =>
-        {
+        Err(log::Error::Io { source, .. }) if pruned(&source) => {
             return writeln!(
                 out,
                 "snapshot {}: removed while checking (pruned by a running server)",
@@ -357,8 +357,8 @@ pub fn snapshot_list(data: &Path, out: &mut dyn Write) -> Result<(), String> {
         )
         .map_err(io)?;
     }
-    for (position, &index) in indexes.iter().enumerate() {
-        check_snapshot(data, index, position + 1 == indexes.len(), out)?;
+    for &index in &indexes {
+        check_snapshot(data, index, out)?;
     }
     Ok(())
 }
