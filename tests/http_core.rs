@@ -430,7 +430,7 @@ fn bench_server_exits_0_on_sigterm() {
         resp.text(),
         r#"{"id":4,"name":"item-4","price":5.0,"tags":["a","b"],"in_stock":true}"#
     );
-    let post = b"POST /items HTTP/1.1\r\nHost: h\r\nContent-Length: 62\r\n\r\n{\"name\":\"widget\",\"price\":9.5,\"tags\":[\"a\",\"b\"],\"in_stock\":true}";
+    let post = b"POST /items HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 62\r\n\r\n{\"name\":\"widget\",\"price\":9.5,\"tags\":[\"a\",\"b\"],\"in_stock\":true}";
     let (resp, _r) = send(addr, post);
     assert_eq!(
         (resp.status, resp.header("location")),

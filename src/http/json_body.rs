@@ -33,16 +33,27 @@ pub fn decode_problem(text: &str, typed: &json::Error) -> Problem {
 }
 
 impl Request {
-    /// The body decoded as `T`. 415 if `Content-Type` is present and not JSON, 400 with line
+    /// The body decoded as `T`. 415 if `Content-Type` is not JSON, or absent with a body (see
+    /// below), 400 with line
     /// and column for malformed JSON or non-UTF-8 bytes, 422 with the field path for a value of
     /// the wrong type or a missing field.
     pub fn json<T: FromJson>(&self) -> Result<T, Problem> {
-        if let Some(content_type) = self.header("content-type") {
-            if !is_json_type(content_type) {
+        match self.header("content-type") {
+            Some(content_type) if !is_json_type(content_type) => {
                 return Err(Problem::new(415).with_detail(format!(
                     "expected {JSON_CONTENT_TYPE}, got {content_type:?}"
                 )));
             }
+            // A page on another site can send a body without a Content-Type (a `fetch` of a
+            // typeless Blob) and no CORS preflight; with one required, a JSON write needs
+            // a type only a preflighted request can carry, so cookie-authenticated JSON
+            // routes are not open to cross-site request forgery.
+            None if !self.body.is_empty() => {
+                return Err(Problem::new(415).with_detail(format!(
+                    "a JSON body needs `Content-Type: {JSON_CONTENT_TYPE}`"
+                )));
+            }
+            _ => {}
         }
         let text = match std::str::from_utf8(&self.body) {
             Ok(text) => text,
@@ -174,6 +185,18 @@ mod tests {
         let mut binary = request("");
         binary.body = vec![b'"', 0xff, b'"'];
         assert_eq!(binary.json::<String>().map_err(|p| p.status), Err(400));
+    }
+
+    /// A body without `Content-Type` is refused: a cross-site page can send one without a
+    /// preflight. An empty one reads as before (and fails as malformed).
+    #[test]
+    fn a_body_without_a_content_type_is_refused() {
+        let mut req = Request::new(Method::Post, "/items");
+        req.body = br#"{"name":"a","price":1.5,"tags":[]}"#.to_vec();
+        let refused = req.json::<Item>().expect_err("no content type");
+        assert_eq!(refused.status, 415);
+        req.body.clear();
+        assert_eq!(req.json::<Item>().expect_err("empty").status, 400);
     }
 
     #[test]
