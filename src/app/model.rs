@@ -275,7 +275,7 @@ pub fn validate<M: Model>(record: &M) -> Vec<FieldError> {
 }
 
 /// The canonical text of a field value, the key of unique and equality indexes.
-fn index_key(value: &Value) -> String {
+pub(crate) fn index_key(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
         other => json::to_string(other).unwrap_or_default(),
