@@ -505,6 +505,15 @@ impl<M: Model> Collection<M> {
         page_of(self.matching(&query.filters), query)
     }
 
+    /// Like [`Collection::page`], and calls `each` with every record the filters select, in
+    /// id order (so it reads every candidate even when neither filter nor sort is given).
+    pub fn page_visiting(&self, query: &ListQuery, mut each: impl FnMut(&M)) -> (usize, Vec<M>) {
+        let selected = self
+            .matching(&query.filters)
+            .inspect(|record| each(&record.value));
+        page_of(selected, query)
+    }
+
     /// The records passing every filter, in id order. An equality filter on an indexed field
     /// narrows the candidates without a scan.
     fn matching<'a: 'f, 'f>(
