@@ -10,8 +10,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use lithair::app::live::{parse_live_query, Change, LiveError, LiveFeed, LiveItem};
-use lithair::app::{App, Id};
+use lithair::app::live::{
+    parse_live_query, Change, LiveError, LiveFeed, LiveItem, LIVE_VIEW_IDS_MAX,
+};
+use lithair::app::{App, Id, Rejection};
 use lithair::engine::EngineOptions;
 use lithair::json::{self, Value};
 use ws_support::WsClient;
@@ -563,4 +565,55 @@ fn a_heartbeat_asked_for_is_bounded() {
         heartbeat("300001"),
         lithair::app::live::LIVE_HEARTBEAT_MS_MAX
     );
+}
+
+#[test]
+fn a_feed_remembers_at_most_a_bounded_number_of_ids() {
+    // A feed kept the id of every record its view selected for as long as it was open: a
+    // client opening feeds on a large collection made the server hold one id per record per
+    // feed.
+    let data = common::fresh_dir("live", "view-ids");
+    let app = App::new("live-view-ids").model::<Post>();
+    let (running, _addr) = common::start(&app, &data);
+    let handle = running.handle.clone();
+    handle
+        .execute(Default::default(), |tx| {
+            for n in 0..=LIVE_VIEW_IDS_MAX {
+                tx.create(post(&format!("p{n}"), n == 6))?;
+            }
+            Ok::<(), Rejection>(())
+        })
+        .unwrap();
+    let feed_of = |pairs: &[(&str, &str)]| {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let live = parse_live_query::<Post>(&pairs).unwrap();
+        LiveFeed::<Post>::start(&handle, live.query, None).unwrap()
+    };
+    // A narrow view is remembered id by id.
+    let narrow = feed_of(&[("published", "true")]);
+    assert_eq!(narrow.view_ids(), Some(1));
+    // A view past the bound is not, and is followed like a resumed feed.
+    let mut all = feed_of(&[("take", "5")]);
+    assert_eq!(all.view_ids(), None);
+    let wait = Duration::from_secs(10);
+    match all.next_timeout(wait).unwrap() {
+        Some(LiveItem::Snapshot(page)) => {
+            assert_eq!((page.total, page.data.len()), (LIVE_VIEW_IDS_MAX + 1, 5))
+        }
+        other => panic!("expected the first page, got {other:?}"),
+    }
+    handle.delete::<Post>(Id::Int(9)).unwrap();
+    match all.next_timeout(wait).unwrap() {
+        Some(LiveItem::Change(Change::Remove { id, kind, .. })) => {
+            assert_eq!((id, kind), (Id::Int(9), "deleted"))
+        }
+        other => panic!("expected the removal, got {other:?}"),
+    }
+    drop((narrow, all));
+    drop(handle);
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -122,6 +122,12 @@ pub struct Handle {
 /// Idempotent outcomes remembered in memory, oldest evicted first.
 pub const RECENT_OUTCOMES_MAX: usize = 65_536;
 
+/// Bytes of string ids the outcome window holds, at most; past it the oldest outcomes are
+/// evicted as past its count. A string primary key comes from the client (up to a whole body),
+/// and an outcome stays after its record is deleted: counted alone, a window of 65,536 could
+/// hold gigabytes of ids of records long gone.
+pub const RECENT_OUTCOMES_ID_BYTES_MAX: usize = 16 * 1024 * 1024;
+
 /// Retries waiting for the log to be read back, at most; past it a retry answers 503.
 pub const REPLAY_LOOKUPS_QUEUED_MAX: usize = 1024;
 
@@ -131,6 +137,16 @@ pub const REPLAY_LOOKUPS_QUEUED_MAX: usize = 1024;
 struct RecentOutcomes {
     entries: VecDeque<(u64, &'static str, Id)>,
     capacity: usize,
+    /// Bytes of the string ids in `entries`, at most [`RECENT_OUTCOMES_ID_BYTES_MAX`].
+    id_bytes: usize,
+}
+
+/// The bytes of `id` an outcome holds besides its entry.
+fn id_bytes(id: &Id) -> usize {
+    match id {
+        Id::Int(_) => 0,
+        Id::Str(text) => text.len(),
+    }
 }
 
 impl RecentOutcomes {
@@ -142,23 +158,37 @@ impl RecentOutcomes {
         RecentOutcomes {
             entries: VecDeque::new(),
             capacity,
+            id_bytes: 0,
         }
     }
 
     fn insert(&mut self, index: u64, model: &'static str, id: Id) {
+        if id_bytes(&id) > RECENT_OUTCOMES_ID_BYTES_MAX {
+            // It would evict every other outcome and then itself: a retry reads the log.
+            return;
+        }
+        self.id_bytes += id_bytes(&id);
         let in_order = self.entries.back().is_none_or(|(last, _, _)| *last < index);
         if in_order {
             self.entries.push_back((index, model, id));
         } else {
             match self.entries.binary_search_by_key(&index, |(at, _, _)| *at) {
-                Ok(at) => self.entries[at] = (index, model, id),
+                Ok(at) => {
+                    let (_, _, replaced) =
+                        std::mem::replace(&mut self.entries[at], (index, model, id));
+                    self.id_bytes -= id_bytes(&replaced);
+                }
                 Err(at) => self.entries.insert(at, (index, model, id)),
             }
         }
-        while self.entries.len() > self.capacity {
-            self.entries.pop_front();
+        while self.entries.len() > self.capacity || self.id_bytes > RECENT_OUTCOMES_ID_BYTES_MAX {
+            let Some((_, _, evicted)) = self.entries.pop_front() else {
+                unreachable!("ids are counted only while their entries are held")
+            };
+            self.id_bytes -= id_bytes(&evicted);
         }
         assert!(self.entries.len() <= self.capacity);
+        assert!(self.id_bytes <= RECENT_OUTCOMES_ID_BYTES_MAX);
     }
 
     /// What the write at `index` touched, if it is still in the window.
@@ -482,6 +512,37 @@ mod tests {
         assert_eq!(recent.entries.len(), 3);
         let indexes: Vec<u64> = recent.entries.iter().map(|(at, _, _)| *at).collect();
         assert_eq!(indexes, [14, 15, 20]);
+    }
+
+    #[test]
+    fn the_outcome_window_holds_a_bounded_number_of_id_bytes() {
+        let mut recent = RecentOutcomes::with_capacity(RECENT_OUTCOMES_MAX);
+        let long = |fill: char| Id::Str(std::iter::repeat_n(fill, 1024 * 1024).collect());
+        for index in 1..=40 {
+            recent.insert(index, "Item", long('a'));
+        }
+        let held: usize = recent.entries.iter().map(|(_, _, id)| id_bytes(id)).sum();
+        assert!(
+            held <= RECENT_OUTCOMES_ID_BYTES_MAX,
+            "{held} bytes of ids held"
+        );
+        assert_eq!(held, recent.id_bytes);
+        assert_eq!(
+            recent.get(40),
+            Some(("Item", &long('a'))),
+            "the newest stays"
+        );
+        assert_eq!(recent.get(1), None, "the oldest went first");
+        // A replaced outcome gives its bytes back; an id past the whole budget is not kept
+        // (it would evict every other outcome).
+        recent.insert(40, "Item", Id::Int(7));
+        let kept = recent.entries.len();
+        let too_long = Id::Str("x".repeat(RECENT_OUTCOMES_ID_BYTES_MAX + 1));
+        recent.insert(41, "Item", too_long);
+        assert_eq!((recent.entries.len(), recent.get(41)), (kept, None));
+        let held: usize = recent.entries.iter().map(|(_, _, id)| id_bytes(id)).sum();
+        assert_eq!(held, recent.id_bytes);
+        assert_eq!(held, (kept - 1) * 1024 * 1024);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::handle::Handle;
-use super::model::{filter_matches, sorted_page, Id, Model, ModelEvent};
+use super::model::{filter_matches, Id, Model, ModelEvent};
 use super::schema::{parse_list_query, ListQuery};
 use super::state::AppState;
 use crate::engine::{SubscribeError, Subscription};
@@ -41,6 +41,12 @@ pub const LIVE_HEARTBEAT_MS_MIN: u64 = 100;
 /// for a heartbeat that never comes, and every feed it opened and left on a quiet model would
 /// hold its stream thread (one of `streams_max`) and its subscription until that model changed.
 pub const LIVE_HEARTBEAT_MS_MAX: u64 = 300_000;
+
+/// Most ids a feed remembers to tell which leaving records its client may hold. A view that
+/// selects more is followed as after a resume: every record leaving it is reported as removed
+/// (clients ignore ids they do not hold), so a feed holds at most this many ids, not one per
+/// selected record of a large collection for as long as it is open.
+pub const LIVE_VIEW_IDS_MAX: usize = 10_000;
 
 /// `retry:` advice sent to SSE clients, in milliseconds.
 pub const LIVE_RETRY_MS: u64 = 1_000;
@@ -121,7 +127,8 @@ pub struct LiveFeed<M: Model> {
     query: ListQuery,
     subscription: Subscription<AppState>,
     /// Ids currently in the client's view; `None` after a resume, when the view the client
-    /// holds is unknown (then every leaving record is reported; unknown ids are ignored).
+    /// holds is unknown, or when it held more than [`LIVE_VIEW_IDS_MAX`] (then every leaving
+    /// record is reported; unknown ids are ignored).
     in_view: Option<HashSet<Id>>,
     pending: Option<Page<M>>,
     /// True until the first event after a resume: a log that no longer holds the resume
@@ -158,7 +165,7 @@ impl<M: Model> LiveFeed<M> {
                     handle: handle.clone(),
                     query,
                     subscription,
-                    in_view: Some(in_view),
+                    in_view,
                     pending: Some(page),
                     resuming: false,
                 })
@@ -246,7 +253,7 @@ impl<M: Model> LiveFeed<M> {
     fn restart(&mut self) -> Result<LiveItem<M>, LiveError> {
         let (page, in_view) = first_page::<M>(&self.handle, &self.query);
         self.subscription = subscribe(&self.handle, page.index + 1)?;
-        self.in_view = Some(in_view);
+        self.in_view = in_view;
         self.resuming = false;
         Ok(LiveItem::Snapshot(page))
     }
@@ -269,7 +276,16 @@ impl<M: Model> LiveFeed<M> {
     fn enter(&mut self, id: Id) {
         if let Some(ids) = &mut self.in_view {
             ids.insert(id);
+            if ids.len() > LIVE_VIEW_IDS_MAX {
+                self.in_view = None;
+            }
         }
+    }
+
+    /// How many ids of its view the feed remembers; `None` when it remembers none and reports
+    /// every record leaving the view (after a resume, or past [`LIVE_VIEW_IDS_MAX`]).
+    pub fn view_ids(&self) -> Option<usize> {
+        self.in_view.as_ref().map(HashSet::len)
     }
 
     fn classify(&mut self, index: u64, event: ModelEvent<M>) -> Option<Change<M>> {
@@ -311,15 +327,25 @@ fn subscribe(handle: &Handle, from_index: u64) -> Result<Subscription<AppState>,
         .map_err(|error| LiveError::Storage(error.to_string()))
 }
 
-/// Reads the first page and the ids of every matching record at one index.
-pub fn first_page<M: Model>(handle: &Handle, query: &ListQuery) -> (Page<M>, HashSet<Id>) {
+/// Reads the first page at one index, and the ids of every matching record when there are at
+/// most [`LIVE_VIEW_IDS_MAX`] (`None` otherwise).
+pub fn first_page<M: Model>(handle: &Handle, query: &ListQuery) -> (Page<M>, Option<HashSet<Id>>) {
     let (index, (total, data, in_view)) = handle.engine().read_indexed(|state| {
-        let selected = state.collection::<M>().select(&query.filters);
-        let in_view: HashSet<Id> = selected.iter().map(|record| record.value.id()).collect();
-        let (total, data) = sorted_page(selected, query);
+        let mut in_view = Some(HashSet::new());
+        let (total, data) = state.collection::<M>().page_visiting(query, |record| {
+            if let Some(ids) = &mut in_view {
+                if ids.len() < LIVE_VIEW_IDS_MAX {
+                    ids.insert(record.id());
+                } else {
+                    in_view = None;
+                }
+            }
+        });
         (total, data, in_view)
     });
-    assert_eq!(total, in_view.len(), "ids of a collection are unique");
+    if let Some(ids) = &in_view {
+        assert_eq!(total, ids.len(), "ids of a collection are unique");
+    }
     (Page { index, total, data }, in_view)
 }
 

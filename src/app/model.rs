@@ -7,7 +7,7 @@
 //! Must not: read clocks or randomness in `apply`; know about HTTP (errors are `FieldError`s and
 //! `Rejection`s that the route layer maps to problems).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use crate::binary::{self, Decode, Encode};
 use crate::json::{self, FromJson, ToJson, Value};
@@ -275,7 +275,7 @@ pub fn validate<M: Model>(record: &M) -> Vec<FieldError> {
 }
 
 /// The canonical text of a field value, the key of unique and equality indexes.
-fn index_key(value: &Value) -> String {
+pub(crate) fn index_key(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
         other => json::to_string(other).unwrap_or_default(),
@@ -483,6 +483,43 @@ impl<M: Model> Collection<M> {
     /// Ids of the records passing every filter, in id order. An equality filter on an indexed
     /// field narrows the candidates without a scan.
     pub fn select(&self, filters: &[Filter]) -> Vec<&Record<M>> {
+        self.matching(filters).collect()
+    }
+
+    /// The page of a list request and the number of records its filters select: the same as
+    /// [`sorted_page`] over [`Collection::select`], without holding every selected record.
+    /// A request with neither filters nor sort reads only the records before and in its page
+    /// (the total is the collection's length); any other request reads each candidate once
+    /// and keeps at most `skip + take` of them (see [`sorted_page`]).
+    pub fn page(&self, query: &ListQuery) -> (usize, Vec<M>) {
+        if query.filters.is_empty() && query.sort.is_none() {
+            let page = self
+                .records
+                .values()
+                .skip(query.skip)
+                .take(query.take)
+                .map(|record| record.value.clone())
+                .collect();
+            return (self.records.len(), page);
+        }
+        page_of(self.matching(&query.filters), query)
+    }
+
+    /// Like [`Collection::page`], and calls `each` with every record the filters select, in
+    /// id order (so it reads every candidate even when neither filter nor sort is given).
+    pub fn page_visiting(&self, query: &ListQuery, mut each: impl FnMut(&M)) -> (usize, Vec<M>) {
+        let selected = self
+            .matching(&query.filters)
+            .inspect(|record| each(&record.value));
+        page_of(selected, query)
+    }
+
+    /// The records passing every filter, in id order. An equality filter on an indexed field
+    /// narrows the candidates without a scan.
+    fn matching<'a: 'f, 'f>(
+        &'a self,
+        filters: &'f [Filter],
+    ) -> impl Iterator<Item = &'a Record<M>> + 'f {
         let indexed = filters.iter().find_map(|filter| {
             let (_, map) = self
                 .indexed
@@ -490,20 +527,22 @@ impl<M: Model> Collection<M> {
                 .find(|(field, _)| *field == filter.field && filter.op == FilterOp::Eq)?;
             Some(map.get(&filter.operand))
         });
-        let passes = |record: &&Record<M>| {
-            filters
-                .iter()
-                .all(|filter| filter_matches(&record.value, filter))
+        // Exactly one of the two runs: the index's ids (none when no record holds the
+        // operand), or every record.
+        let (by_index, all) = match indexed {
+            Some(ids) => (Some(ids.into_iter().flatten()), None),
+            None => (None, Some(self.records.values())),
         };
-        match indexed {
-            Some(Some(ids)) => ids
-                .iter()
-                .filter_map(|id| self.records.get(id))
-                .filter(passes)
-                .collect(),
-            Some(None) => Vec::new(),
-            None => self.records.values().filter(passes).collect(),
-        }
+        by_index
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.records.get(id))
+            .chain(all.into_iter().flatten())
+            .filter(move |record| {
+                filters
+                    .iter()
+                    .all(|filter| filter_matches(&record.value, filter))
+            })
     }
 }
 
@@ -558,25 +597,99 @@ fn compare_number(number: &json::Number, operand: &str) -> Option<std::cmp::Orde
     number.as_f64()?.partial_cmp(&operand.parse::<f64>().ok()?)
 }
 
-/// Sorts `selected` as `query` asks (a stable sort, so ties keep id order) and copies out the
-/// page it asks for; returns the number selected (before paging) and the page.
-pub fn sorted_page<M: Model>(mut selected: Vec<&Record<M>>, query: &ListQuery) -> (usize, Vec<M>) {
-    if let Some((field, descending)) = query.sort {
-        selected.sort_by(|a, b| {
-            let order = compare_values(&a.value.field_value(field), &b.value.field_value(field));
-            if descending {
-                order.reverse()
-            } else {
-                order
-            }
-        });
+/// Sorts `selected` as `query` asks (ties keep id order, as a stable sort would) and copies out
+/// the page it asks for; returns the number selected (before paging) and the page.
+pub fn sorted_page<M: Model>(selected: Vec<&Record<M>>, query: &ListQuery) -> (usize, Vec<M>) {
+    page_of(selected.into_iter(), query)
+}
+
+/// A candidate of a sorted page: its sort key, read once, and its place among the candidates
+/// (id order), which breaks ties so the page is the one a stable sort would give.
+struct Ranked<'a, M> {
+    key: Value,
+    place: usize,
+    descending: bool,
+    record: &'a Record<M>,
+}
+
+impl<M> Ord for Ranked<'_, M> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let order = compare_values(&self.key, &other.key);
+        let order = if self.descending {
+            order.reverse()
+        } else {
+            order
+        };
+        order.then(self.place.cmp(&other.place))
     }
-    let total = selected.len();
-    let page: Vec<M> = selected
+}
+
+impl<M> PartialOrd for Ranked<'_, M> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<M> PartialEq for Ranked<'_, M> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl<M> Eq for Ranked<'_, M> {}
+
+/// Counts `candidates` (in id order) and copies out the page `query` asks for.
+///
+/// Unsorted, the page is the candidates from `skip` on. Sorted, each candidate's key is read
+/// once (`field_value` builds a `Value`, a string copy for a text field) and only the first
+/// `skip + take` candidates in sort order are kept, in a heap whose top is the last of them:
+/// O(n log(skip + take)) comparisons of keys already read and memory for `skip + take`
+/// candidates at most. Sorting every candidate with `sort_by` instead read two keys per
+/// comparison, 2 n log n string copies under the read lock for a page of 20.
+fn page_of<'a, M: Model>(
+    candidates: impl Iterator<Item = &'a Record<M>>,
+    query: &ListQuery,
+) -> (usize, Vec<M>) {
+    let mut total = 0;
+    let Some((field, descending)) = query.sort.filter(|_| query.take > 0) else {
+        let mut page = Vec::new();
+        for record in candidates {
+            if total >= query.skip && page.len() < query.take {
+                page.push(record.value.clone());
+            }
+            total += 1;
+        }
+        return (total, page);
+    };
+    // Never reserved up front: `skip` comes from the client, and the heap grows only with
+    // the candidates there are.
+    let kept = query.skip.saturating_add(query.take);
+    let mut first: BinaryHeap<Ranked<'a, M>> = BinaryHeap::new();
+    for record in candidates {
+        let ranked = Ranked {
+            key: record.value.field_value(field),
+            place: total,
+            descending,
+            record,
+        };
+        total += 1;
+        if first.len() < kept {
+            first.push(ranked);
+        } else if let Some(mut last) = first.peek_mut() {
+            if ranked < *last {
+                *last = ranked;
+            }
+        }
+    }
+    assert!(
+        first.len() <= kept,
+        "the heap holds at most skip + take candidates"
+    );
+    let page: Vec<M> = first
+        .into_sorted_vec()
         .into_iter()
         .skip(query.skip)
-        .take(query.take)
-        .map(|record| record.value.clone())
+        .map(|ranked| ranked.record.value.clone())
         .collect();
     assert!(
         page.len() <= query.take,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::command::Tx;
 use super::handle::{Executed, Handle, ReplayError, WriteError};
-use super::model::{sorted_page, FieldError, Id, Model, Rejection};
+use super::model::{FieldError, Id, Model, Rejection};
 use super::schema::{parse_list_query, FieldKind, Rule};
 use crate::crypto::sha256::Sha256;
 use crate::engine::Meta;
@@ -283,8 +283,7 @@ fn list<M: Model>(handle: &Handle, req: &mut Request) -> Result<Response, Proble
     let pairs = req.query_pairs()?;
     let query = parse_list_query(&pairs, M::FIELDS).map_err(Problem::bad_request)?;
     // Copy the page out under the read lock; serialize after releasing it.
-    let (total, page) =
-        handle.read(|state| sorted_page(state.collection::<M>().select(&query.filters), &query));
+    let (total, page) = handle.read(|state| state.collection::<M>().page(&query));
     let mut w = Writer::new();
     w.begin_object();
     w.field("data");
