@@ -122,17 +122,22 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// The version the record will have after this command (0 when absent).
+    /// The version the record will have after this command (0 when absent). Replays the
+    /// staged events as `Collection::apply` will: a create starts at 1 and a delete ends the
+    /// record, so a record deleted and created again in one command is at 1, not past its
+    /// old version.
     pub fn version<M: Model>(&self, id: &Id) -> u64 {
         let base = self.collection::<M>().get(id).map_or(0, |r| r.version);
-        let changes = self
-            .events
+        self.events
             .iter()
             .filter(|event| event.model == M::NAME)
             .filter_map(|event| event.decode::<M>().and_then(Result::ok))
             .filter(|event| event_id(event) == *id)
-            .count() as u64;
-        base + changes
+            .fold(base, |version, event| match event {
+                ModelEvent::Created(_) => 1,
+                ModelEvent::Deleted { .. } => 0,
+                ModelEvent::Updated { .. } | ModelEvent::Replaced(_) => version + 1,
+            })
     }
 
     /// Creates `record`. An integer primary key of 0 is assigned the next id; a string key

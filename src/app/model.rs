@@ -274,10 +274,15 @@ pub fn validate<M: Model>(record: &M) -> Vec<FieldError> {
     errors
 }
 
-/// The canonical text of a field value, the key of unique and equality indexes.
+/// The canonical text of a field value, the key of unique and equality indexes. Float zero is
+/// keyed as `0.0` whatever its sign: `-0.0 == 0.0` for every comparison (filters, the staged
+/// unique check), so the indexes must not tell them apart either.
 fn index_key(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
+        Value::Number(number) if number.is_f64() && number.as_f64() == Some(0.0) => {
+            json::to_string(&0.0f64).unwrap_or_default()
+        }
         other => json::to_string(other).unwrap_or_default(),
     }
 }
@@ -514,6 +519,8 @@ pub fn filter_matches<M: Model>(record: &M, filter: &Filter) -> bool {
     if filter.op == FilterOp::Contains {
         return match &value {
             Value::String(text) => text.contains(operand),
+            // An absent value holds no text: `~ul` must not find it through the word `null`.
+            Value::Null => false,
             other => index_key(other).contains(operand),
         };
     }

@@ -1,0 +1,108 @@
+//! Second-round probe of the App model surface: list filters through an equality index agree
+//! with a scan, substring filters never match an absent value, and the version a command
+//! reports matches the stored one.
+
+use lithair::app::{Params, Rejection, Tx};
+use lithair::prelude::*;
+
+mod common;
+use common::{get, request};
+
+#[derive(Model, Clone, Debug)]
+struct Reading {
+    #[db(primary_key)]
+    id: u64,
+    #[db(indexed)]
+    #[db(default)]
+    level: f64,
+    #[db(default)]
+    plain: f64,
+    #[db(default)]
+    counter: u64,
+    #[db(default)]
+    nick: Option<String>,
+}
+
+fn app() -> App {
+    App::new("probe-test").model::<Reading>()
+}
+
+fn ids(answer: &common::Answer) -> Vec<u64> {
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let listed = answer.json();
+    listed["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no data in {}", answer.body))
+        .iter()
+        .map(|record| record["id"].as_u64().unwrap())
+        .collect()
+}
+
+fn post(addr: std::net::SocketAddr, body: &str) {
+    let created = request(addr, "POST", "/api/readings", "", body);
+    assert_eq!(created.status, 201, "{}", created.body);
+}
+
+#[test]
+fn an_indexed_float_filter_finds_what_a_scan_finds() {
+    let data = common::fresh_dir("probe", "float-index");
+    let (running, addr) = common::start(&app(), &data);
+    post(addr, r#"{"level":2.0,"plain":2.0}"#);
+    post(addr, r#"{"level":2.5,"plain":2.5}"#);
+    post(addr, r#"{"level":-0.0,"plain":-0.0}"#);
+    for (operand, want) in [
+        ("2", vec![1]),
+        ("2.0", vec![1]),
+        ("2.50", vec![2]),
+        ("25e-1", vec![2]),
+        ("0", vec![3]),
+        ("-0", vec![3]),
+    ] {
+        let scanned = ids(&get(addr, &format!("/api/readings?plain={operand}")));
+        assert_eq!(scanned, want, "plain={operand}");
+        let indexed = ids(&get(addr, &format!("/api/readings?level={operand}")));
+        assert_eq!(indexed, want, "level={operand} (indexed)");
+    }
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn a_substring_filter_never_matches_an_absent_value() {
+    let data = common::fresh_dir("probe", "contains-null");
+    let (running, addr) = common::start(&app(), &data);
+    post(addr, r#"{"nick":null}"#);
+    post(addr, r#"{"nick":"nullish"}"#);
+    post(addr, r#"{"nick":"ann"}"#);
+    assert_eq!(ids(&get(addr, "/api/readings?nick=~ul")), vec![2]);
+    assert_eq!(ids(&get(addr, "/api/readings?nick=~n")), vec![2, 3]);
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Delete reading 1 and create it again under the same id, answering the version the
+/// command reports for it.
+#[command(POST "/api/readings/renew")]
+fn renew(tx: &mut Tx<'_>, _: &(), _: &Params) -> Result<u64, Rejection> {
+    let id = lithair::app::Id::Int(1);
+    let old: Reading = tx.delete(&id)?;
+    tx.create(old)?;
+    Ok(tx.version::<Reading>(&id))
+}
+
+#[test]
+fn the_version_after_a_delete_and_create_in_one_command_is_the_stored_one() {
+    let data = common::fresh_dir("probe", "renew");
+    let app = app().route_command(renew_route());
+    let (running, addr) = common::start(&app, &data);
+    post(addr, r#"{"counter":1}"#);
+    let patched = request(addr, "PATCH", "/api/readings/1", "", r#"{"counter":2}"#);
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let renewed = request(addr, "POST", "/api/readings/renew", "", "");
+    assert_eq!(renewed.status, 200, "{}", renewed.body);
+    let stored = get(addr, "/api/readings/1");
+    assert_eq!(stored.header("etag"), Some("\"1\""));
+    assert_eq!(renewed.body, "1");
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
