@@ -106,3 +106,37 @@ fn the_version_after_a_delete_and_create_in_one_command_is_the_stored_one() {
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Create a reading with the counter the body names.
+#[command(POST "/api/readings/count", status = 201)]
+fn count(tx: &mut Tx<'_>, counter: &u64, _: &Params) -> Result<Reading, Rejection> {
+    tx.create(Reading {
+        id: 0,
+        level: 0.0,
+        plain: 0.0,
+        counter: *counter,
+        nick: None,
+    })
+}
+
+#[test]
+fn a_keyed_command_retry_gets_the_first_answer_and_another_body_is_refused() {
+    let data = common::fresh_dir("probe", "keyed-command");
+    let app = app().route_command(count_route());
+    let (running, addr) = common::start(&app, &data);
+    let key = "Idempotency-Key: order-1\r\n";
+    let first = request(addr, "POST", "/api/readings/count", key, "7");
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(first.json()["counter"].as_u64(), Some(7));
+    let retry = request(addr, "POST", "/api/readings/count", key, "7");
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.body, first.body);
+    // The key sent with another body: refused, and nothing stored for it.
+    let reused = request(addr, "POST", "/api/readings/count", key, "8");
+    assert_eq!(reused.status, 422, "{}", reused.body);
+    let listed = get(addr, "/api/readings").json();
+    assert_eq!(listed["total"].as_u64(), Some(1), "{listed:?}");
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -6,18 +6,19 @@
 //! Must not: contain write logic (that is `app::command`) or HTTP semantics of models (that is
 //! `app::routes`).
 
+use std::collections::VecDeque;
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::cli::{self, Command, ExtraFlag, ServeOptions};
 use super::command::{Checks, Tx};
-use super::handle::Handle;
+use super::handle::{Executed, Handle};
 use super::model::{Model, ModelEvent, Rejection};
-use super::routes::{model_routes, write_error_problem};
+use super::routes::{model_routes, write_error_problem, write_meta};
 use super::state::{register, AppState};
-use crate::engine::{Engine, EngineOptions, Meta};
+use crate::engine::{Engine, EngineOptions};
 use crate::http::limits::WORKER_THREADS_DEFAULT;
 use crate::http::problem::Problem;
 use crate::http::router::Router;
@@ -596,6 +597,7 @@ impl CommandRoute {
         let install: InstallFn = Box::new(move |handle: &Handle| -> CommandHandler {
             let handle = handle.clone();
             let decide = Arc::clone(&decide);
+            let answers = Arc::new(Mutex::new(CommandAnswers::default()));
             Box::new(move |req: &mut Request| -> Result<Response, Problem> {
                 let input: I = if req.body.iter().all(u8::is_ascii_whitespace) {
                     crate::json::from_str("null")
@@ -606,17 +608,50 @@ impl CommandRoute {
                 let input = Arc::new(input);
                 let params = Arc::new(Params(req.params.clone()));
                 let decide = Arc::clone(&decide);
-                let meta = command_meta(req)?;
+                // The key with the request's fingerprint, as the generated routes send it: the
+                // key reused with another body is refused (422), not replayed.
+                let meta = write_meta(req)?;
+                let keyed = meta.idempotency_key.is_some();
+                let answers = Arc::clone(&answers);
                 // Deferred: the engine's applier renders the answer once the command is
                 // durable, so no thread waits for the commit.
                 let (placeholder, responder) = Response::deferred();
                 let decide = move |tx: &mut Tx<'_>| decide(tx, &input, &params);
                 handle.execute_then(meta, decide, move |outcome| {
                     responder.complete(match outcome {
-                        Ok(executed) => match executed.output {
-                            Some(output) => Response::json(status, &output),
-                            None => Response::new(200).with_header("Idempotent-Replayed", "true"),
+                        Ok(Executed {
+                            output: Some(output),
+                            receipt,
+                        }) => match crate::json::to_string(&output) {
+                            Ok(text) => {
+                                let body: Arc<[u8]> = Arc::from(text.into_bytes());
+                                if keyed {
+                                    answers
+                                        .lock()
+                                        .expect("command answers poisoned")
+                                        .remember(receipt.first_index, Arc::clone(&body));
+                                }
+                                Response::bytes(status, "application/json", body.to_vec())
+                            }
+                            Err(_) => Response::json(status, &output),
                         },
+                        // A retry: the first answer again, when it is still remembered.
+                        Ok(Executed {
+                            output: None,
+                            receipt,
+                        }) => {
+                            let remembered = answers
+                                .lock()
+                                .expect("command answers poisoned")
+                                .get(receipt.first_index);
+                            match remembered {
+                                Some(body) => {
+                                    Response::bytes(status, "application/json", body.to_vec())
+                                }
+                                None => Response::new(status),
+                            }
+                            .with_header("Idempotent-Replayed", "true")
+                        }
                         Err(error) => write_error_problem(&error).into(),
                     });
                 });
@@ -668,18 +703,44 @@ impl crate::http::Handler for CommandHandlerRoute {
 }
 
 /// The engine metadata of a command request.
-fn command_meta(req: &Request) -> Result<Meta, Problem> {
-    let mut meta = Meta::default();
-    if let Some(key) = req.header("idempotency-key") {
-        let key = key.trim();
-        if key.is_empty() || key.len() > super::routes::IDEMPOTENCY_KEY_BYTES_MAX {
-            return Err(Problem::bad_request(
-                "Idempotency-Key must be 1 to 255 bytes",
-            ));
+/// Most bytes of command answers one command route remembers for the retries of its keyed
+/// requests; the oldest go first. A retry whose answer is gone (evicted, or from before a
+/// restart) is answered with the route's status and no body.
+pub const COMMAND_ANSWERS_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// The rendered answers of a command route's keyed executions, by the first log index of their
+/// events (a retry's receipt names the same index), oldest first.
+#[derive(Default)]
+struct CommandAnswers {
+    entries: VecDeque<(u64, Arc<[u8]>)>,
+    bytes: usize,
+}
+
+impl CommandAnswers {
+    fn remember(&mut self, index: u64, body: Arc<[u8]>) {
+        if body.len() > COMMAND_ANSWERS_BYTES_MAX {
+            return;
         }
-        meta.idempotency_key = Some(Arc::from(key));
+        self.bytes += body.len();
+        self.entries.push_back((index, body));
+        while self.bytes > COMMAND_ANSWERS_BYTES_MAX {
+            let (_, evicted) = self
+                .entries
+                .pop_front()
+                .expect("remembered bytes are held by remembered answers");
+            self.bytes -= evicted.len();
+        }
     }
-    Ok(meta)
+
+    fn get(&self, index: u64) -> Option<Arc<[u8]>> {
+        // Answers are remembered in completion order, which is almost always log order:
+        // search from the newest.
+        self.entries
+            .iter()
+            .rev()
+            .find(|(at, _)| *at == index)
+            .map(|(_, body)| Arc::clone(body))
+    }
 }
 
 /// A started app: the engine handle and the HTTP server.

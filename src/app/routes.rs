@@ -131,8 +131,9 @@ fn parse_version(digits: &str) -> Option<u64> {
     canonical.then(|| digits.parse().ok()).flatten()
 }
 
-/// The engine metadata of a write request: idempotency key and request id.
-fn write_meta(req: &Request) -> Result<Meta, Problem> {
+/// The engine metadata of a write request (generated route or command route): idempotency
+/// key with the request's fingerprint, and request id.
+pub(crate) fn write_meta(req: &Request) -> Result<Meta, Problem> {
     let mut meta = Meta::default();
     if let Some(key) = req.header("idempotency-key") {
         let key = key.trim();
