@@ -140,3 +140,70 @@ fn a_keyed_command_retry_gets_the_first_answer_and_another_body_is_refused() {
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// A record written through commands only.
+#[derive(Model, Clone, Debug)]
+struct Ledger {
+    #[db(primary_key)]
+    id: String,
+    #[db(default)]
+    lines: Vec<String>,
+}
+
+/// Close a ledger.
+#[command(POST "/api/ledgers/{id}/close", status = 201)]
+fn close(_: &mut Tx<'_>, _: &(), _: &Params) -> Result<(), Rejection> {
+    Ok(())
+}
+
+#[test]
+fn openapi_describes_the_routes_and_fields_as_served() {
+    let data = common::fresh_dir("probe", "openapi");
+    let app = app()
+        .model_read_only::<Ledger>()
+        .route_command(close_route());
+    let (running, addr) = common::start(&app, &data);
+    let spec = get(addr, "/openapi.json").json();
+    let paths = spec["paths"].as_object().unwrap();
+    // A read-only model serves no write route: none is described.
+    let ledgers = paths.get("/api/ledgers").unwrap().as_object().unwrap();
+    assert!(ledgers.get("post").is_none(), "{ledgers:?}");
+    let ledger = paths.get("/api/ledgers/{id}").unwrap().as_object().unwrap();
+    for method in ["put", "patch", "delete"] {
+        assert!(ledger.get(method).is_none(), "{method}: {ledger:?}");
+    }
+    assert_eq!(
+        request(addr, "DELETE", "/api/ledgers/a", "", "").status,
+        405,
+        "the route the description leaves out is indeed not served"
+    );
+    // A command answers with its own status.
+    let close = &spec["paths"]["/api/ledgers/{id}/close"]["post"]["responses"];
+    assert!(close["201"].is_object(), "{close:?}");
+    assert!(close["200"].is_null(), "{close:?}");
+    // Every `{param}` of every path is declared (OpenAPI requires it), with the key's type.
+    for (path, item) in paths.as_slice() {
+        let declared: Vec<&str> = item["parameters"]
+            .as_array()
+            .map(|list| list.iter().filter_map(|p| p["name"].as_str()).collect())
+            .unwrap_or_default();
+        for segment in path.split('/') {
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                assert!(declared.contains(&name), "{path}: {item:?}");
+            }
+        }
+    }
+    let reading_id = &spec["paths"]["/api/readings/{id}"]["parameters"][0];
+    assert_eq!(reading_id["schema"]["type"].as_str(), Some("integer"));
+    assert_eq!(reading_id["in"].as_str(), Some("path"));
+    let ledger_id = &spec["paths"]["/api/ledgers/{id}"]["parameters"][0];
+    assert_eq!(ledger_id["schema"]["type"].as_str(), Some("string"));
+    // Fields as served: an Option may be null, a Vec is no object.
+    let reading = &spec["components"]["schemas"]["Reading"]["properties"];
+    let nick = lithair::json::to_string(&reading["nick"]["type"]).unwrap();
+    assert_eq!(nick, r#"["string","null"]"#);
+    let lines = &spec["components"]["schemas"]["Ledger"]["properties"]["lines"];
+    assert!(lines["type"].as_str() != Some("object"), "{lines:?}");
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -37,6 +37,10 @@ pub(crate) struct ModelInfo {
     pub(crate) name: &'static str,
     pub(crate) path: &'static str,
     pub(crate) schema: fn() -> String,
+    /// JSON type of the primary key (`integer` or `string`), for the `{id}` path parameter.
+    pub(crate) id_type: &'static str,
+    /// Whether the write routes are served (not for `App::model_read_only`).
+    pub(crate) writable: bool,
     /// Adds `GET {base}/live` (live query over WebSocket) fed by the app's pump.
     pub(crate) live_ws: LiveWsRoutes,
 }
@@ -49,6 +53,8 @@ pub(crate) struct CommandInfo {
     pub(crate) method: Method,
     pub(crate) path: String,
     pub(crate) summary: String,
+    /// Status of a successful answer.
+    pub(crate) status: u16,
 }
 
 /// A Lithair application: models, commands and routes served from one binary.
@@ -145,6 +151,8 @@ impl App {
             name: M::NAME,
             path: M::PATH,
             schema: super::routes::schema_json::<M>,
+            id_type: super::routes::kind_name(M::FIELDS[M::PRIMARY_KEY].kind),
+            writable,
             live_ws: super::live_ws::live_ws_routes::<M>,
         });
         self.routes.push(Box::new(move |router, handle| {
@@ -196,6 +204,7 @@ impl App {
             method: route.method.clone(),
             path: route.path.clone(),
             summary: route.summary,
+            status: route.status,
         });
         let CommandRoute {
             method,
