@@ -207,3 +207,56 @@ fn openapi_describes_the_routes_and_fields_as_served() {
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Refuse with the status the body names (an app's mistake when it is no error status).
+#[command(POST "/api/readings/refuse")]
+fn refuse(_: &mut Tx<'_>, status: &u16, _: &Params) -> Result<u64, Rejection> {
+    Err(Rejection::Domain {
+        status: *status,
+        message: "no".into(),
+    })
+}
+
+#[test]
+fn a_rejection_with_a_status_that_is_no_error_answers_500() {
+    let data = common::fresh_dir("probe", "refuse");
+    let app = app().route_command(refuse_route());
+    let (running, addr) = common::start(&app, &data);
+    for (status, want) in [
+        (200u16, 500u16),
+        (204, 500),
+        (304, 500),
+        (101, 500),
+        (1000, 500),
+        (0, 500),
+        (400, 400),
+        (418, 418),
+        (599, 599),
+    ] {
+        let refused = request(
+            addr,
+            "POST",
+            "/api/readings/refuse",
+            "",
+            &status.to_string(),
+        );
+        assert_eq!(refused.status, want, "{status}: {}", refused.body);
+        assert_eq!(refused.json()["status"].as_u64(), Some(u64::from(want)));
+        let detail = refused.json()["detail"].as_str().map(str::to_string);
+        assert!(
+            detail.is_some_and(|d| d.ends_with("no")),
+            "{}",
+            refused.body
+        );
+    }
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+#[should_panic(expected = "status 204 is not a 2xx that allows a body")]
+fn a_command_built_at_run_time_with_a_bodiless_status_is_refused() {
+    // `#[command(.., status = 204)]` is a compile error; the run-time builder says so too,
+    // instead of answering 204 with a body (or a retry with a bare 204).
+    let _ = App::new("probe-test").command("/api/x", 204, "x", |_, _: &(), _| Ok(1u8));
+}

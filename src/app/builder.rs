@@ -177,6 +177,9 @@ impl App {
     /// and stages events through the `Tx`: all of them commit atomically, in one batch, or none
     /// does. Answers `status` with the output as JSON, or the rejection as a problem.
     /// `#[command]` (in the prelude) declares the same thing on the function itself.
+    ///
+    /// # Panics
+    /// If `status` is not a 2xx that allows a body (204 and 205 do not).
     pub fn command<I, O>(
         self,
         path: &str,
@@ -591,6 +594,10 @@ pub struct CommandRoute {
 
 impl CommandRoute {
     /// A command answering `method path` (see `App::command` for what `decide` sees).
+    ///
+    /// # Panics
+    /// If `status` is not a success status that may carry the output (2xx but 204 and 205),
+    /// the rule `#[command(.., status = N)]` checks at compile time.
     pub fn new<I, O>(
         method: Method,
         path: &str,
@@ -602,6 +609,10 @@ impl CommandRoute {
         I: FromJson + Send + Sync + 'static,
         O: ToJson + Send + 'static,
     {
+        assert!(
+            COMMAND_STATUSES.contains(&status) && status != 204 && status != 205,
+            "command {path}: status {status} is not a 2xx that allows a body (not 204 or 205)"
+        );
         let decide = Arc::new(decide);
         let install: InstallFn = Box::new(move |handle: &Handle| -> CommandHandler {
             let handle = handle.clone();
@@ -712,6 +723,9 @@ impl crate::http::Handler for CommandHandlerRoute {
 }
 
 /// The engine metadata of a command request.
+/// The statuses of a command's success answer (less 204 and 205, which carry no body).
+pub const COMMAND_STATUSES: std::ops::RangeInclusive<u16> = 200..=299;
+
 /// Most bytes of command answers one command route remembers for the retries of its keyed
 /// requests; the oldest go first. A retry whose answer is gone (evicted, or from before a
 /// restart) is answered with the route's status and no body.

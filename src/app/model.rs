@@ -214,7 +214,8 @@ pub enum Rejection {
     Invalid(Vec<FieldError>),
     /// A domain rule refused the command (409 by default), e.g. "out of stock".
     Domain {
-        /// HTTP status to answer with.
+        /// HTTP status to answer with, an error status (400 to 599,
+        /// `routes::DOMAIN_STATUSES`); any other answers 500, never a success.
         status: u16,
         /// A sentence for the client.
         message: String,

@@ -56,9 +56,20 @@ pub fn rejection_problem(rejection: &Rejection) -> Problem {
             }
             problem
         }
-        Rejection::Domain { status, message } => Problem::new(*status).with_detail(message.clone()),
+        Rejection::Domain { status, message } if DOMAIN_STATUSES.contains(status) => {
+            Problem::new(*status).with_detail(message.clone())
+        }
+        // A refusal must read as one: a 2xx would tell the client its write was stored, a
+        // 204 or 304 cannot carry the problem, and a status past 999 cannot be sent at all.
+        Rejection::Domain { status, message } => Problem::internal().with_detail(format!(
+            "the command refused this request with status {status}, which is not an error \
+             status (400 to 599): {message}"
+        )),
     }
 }
+
+/// The statuses a `Rejection::Domain` may answer with: client and server errors.
+pub const DOMAIN_STATUSES: std::ops::RangeInclusive<u16> = 400..=599;
 
 fn etag(version: u64) -> String {
     // Per GET by id: written by hand, `format!` costs several times more.
