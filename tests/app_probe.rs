@@ -260,3 +260,42 @@ fn a_command_built_at_run_time_with_a_bodiless_status_is_refused() {
     // instead of answering 204 with a body (or a retry with a bare 204).
     let _ = App::new("probe-test").command("/api/x", 204, "x", |_, _: &(), _| Ok(1u8));
 }
+
+/// A model keyed by the client's text.
+#[derive(Model, Clone, Debug)]
+struct Tag {
+    #[db(primary_key)]
+    id: String,
+    #[db(default)]
+    uses: u64,
+}
+
+#[test]
+fn the_location_of_a_created_record_names_it_whatever_its_key() {
+    let data = common::fresh_dir("probe", "location");
+    let app = App::new("probe-location").model::<Tag>();
+    let (running, addr) = common::start(&app, &data);
+    // `%41` decodes to `A`, which another record may hold: the Location must not name it.
+    assert_eq!(
+        request(addr, "POST", "/api/tags", "", r#"{"id":"A","uses":1}"#).status,
+        201
+    );
+    for id in ["a b", "a/b", "é?x#y", "%41", "plain-id_1.~"] {
+        let body = format!(r#"{{"id":{}}}"#, lithair::json::to_string(&id).unwrap());
+        let created = request(addr, "POST", "/api/tags", "", &body);
+        assert_eq!(created.status, 201, "{id}: {}", created.body);
+        let location = created
+            .header("location")
+            .unwrap_or_else(|| panic!("{id}: no Location in {}", created.head))
+            .to_string();
+        assert!(
+            location.bytes().all(|b| b.is_ascii_graphic()),
+            "{id}: {location}"
+        );
+        let found = get(addr, &location);
+        assert_eq!(found.status, 200, "{id}: {location} -> {}", found.body);
+        assert_eq!(found.json()["id"].as_str(), Some(id), "{location}");
+    }
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}

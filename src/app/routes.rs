@@ -460,7 +460,13 @@ fn replayed<M: Model>(found: Result<(M, u64), ReplayError>, status: u16) -> Resp
 fn render_write<M: Model>(record: &M, version: u64, status: u16, replayed: bool) -> Response {
     let mut response = record_response(status, record, version);
     if status == 201 {
-        let location = format!("{}/{}", M::PATH.trim_end_matches('/'), record.id());
+        // A string key is the client's text: percent-encoded, so `a/b`, `x?y` or `%41` name
+        // this record as one path segment (the route decodes it back), not another resource.
+        let segment = match record.id() {
+            Id::Int(value) => value.to_string(),
+            Id::Str(text) => crate::http::percent::encode_component(&text),
+        };
+        let location = format!("{}/{segment}", M::PATH.trim_end_matches('/'));
         response = response.with_header("Location", location);
     }
     if replayed {
