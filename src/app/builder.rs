@@ -727,12 +727,17 @@ impl crate::http::Handler for CommandHandlerRoute {
 pub const COMMAND_STATUSES: std::ops::RangeInclusive<u16> = 200..=299;
 
 /// Most bytes of command answers one command route remembers for the retries of its keyed
-/// requests; the oldest go first. A retry whose answer is gone (evicted, or from before a
-/// restart) is answered with the route's status and no body.
+/// requests, each counted with [`COMMAND_ANSWER_OVERHEAD_BYTES`]; the oldest go first. A retry
+/// whose answer is gone (evicted, or from before a restart) is answered with the route's
+/// status and no body.
 pub const COMMAND_ANSWERS_BYTES_MAX: usize = 4 * 1024 * 1024;
 
-/// The rendered answers of a command route's keyed executions, by the first log index of their
-/// events (a retry's receipt names the same index), oldest first.
+/// What one remembered answer costs besides its body (index, pointer, allocation), counted
+/// so that tiny answers cannot grow the window past its bytes (at most 65,536 of them).
+pub const COMMAND_ANSWER_OVERHEAD_BYTES: usize = 64;
+
+/// The rendered answers of a command route's keyed executions, by the first log index of
+/// their events (a retry's receipt names the same index), in index order.
 #[derive(Default)]
 struct CommandAnswers {
     entries: VecDeque<(u64, Arc<[u8]>)>,
@@ -740,29 +745,40 @@ struct CommandAnswers {
 }
 
 impl CommandAnswers {
+    fn cost(body: &[u8]) -> usize {
+        body.len() + COMMAND_ANSWER_OVERHEAD_BYTES
+    }
+
     fn remember(&mut self, index: u64, body: Arc<[u8]>) {
-        if body.len() > COMMAND_ANSWERS_BYTES_MAX {
+        if Self::cost(&body) > COMMAND_ANSWERS_BYTES_MAX {
             return;
         }
-        self.bytes += body.len();
-        self.entries.push_back((index, body));
+        // Completions come in log order almost always: a push at the back.
+        match self.entries.back() {
+            Some((last, _)) if *last >= index => {
+                match self.entries.binary_search_by_key(&index, |(at, _)| *at) {
+                    Ok(_) => return, // an index is one command: remembered already
+                    Err(at) => self.entries.insert(at, (index, Arc::clone(&body))),
+                }
+            }
+            _ => self.entries.push_back((index, Arc::clone(&body))),
+        }
+        self.bytes += Self::cost(&body);
         while self.bytes > COMMAND_ANSWERS_BYTES_MAX {
             let (_, evicted) = self
                 .entries
                 .pop_front()
                 .expect("remembered bytes are held by remembered answers");
-            self.bytes -= evicted.len();
+            self.bytes -= Self::cost(&evicted);
         }
     }
 
     fn get(&self, index: u64) -> Option<Arc<[u8]>> {
-        // Answers are remembered in completion order, which is almost always log order:
-        // search from the newest.
-        self.entries
-            .iter()
-            .rev()
-            .find(|(at, _)| *at == index)
-            .map(|(_, body)| Arc::clone(body))
+        let at = self
+            .entries
+            .binary_search_by_key(&index, |(at, _)| *at)
+            .ok()?;
+        Some(Arc::clone(&self.entries[at].1))
     }
 }
 
@@ -785,5 +801,40 @@ impl Running {
         drop(self.node);
         drop(self.handle);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_answers_stay_within_their_bytes_and_find_any_order() {
+        let mut answers = CommandAnswers::default();
+        let tiny: Arc<[u8]> = Arc::from(&b"1"[..]);
+        let kept = COMMAND_ANSWERS_BYTES_MAX / CommandAnswers::cost(&tiny);
+        for index in 0..(kept as u64 + 100) {
+            answers.remember(index, Arc::clone(&tiny));
+        }
+        assert_eq!(
+            answers.entries.len(),
+            kept,
+            "tiny answers count their overhead"
+        );
+        assert!(answers.bytes <= COMMAND_ANSWERS_BYTES_MAX);
+        assert!(answers.get(0).is_none(), "the oldest went first");
+        assert!(answers.get(kept as u64 + 99).is_some());
+        // Out of order: found by binary search all the same.
+        let mut answers = CommandAnswers::default();
+        for index in [5, 9, 7, 1] {
+            answers.remember(index, Arc::from(index.to_string().into_bytes()));
+        }
+        for index in [1u64, 5, 7, 9] {
+            assert_eq!(
+                answers.get(index).as_deref(),
+                Some(index.to_string().as_bytes())
+            );
+        }
+        assert!(answers.get(6).is_none());
     }
 }
