@@ -644,14 +644,15 @@ impl CommandRoute {
                             receipt,
                         }) => match crate::json::to_string(&output) {
                             Ok(text) => {
-                                let body: Arc<[u8]> = Arc::from(text.into_bytes());
+                                let body = text.into_bytes();
+                                // Only a keyed answer is copied aside, for its retries.
                                 if keyed {
                                     answers
                                         .lock()
                                         .expect("command answers poisoned")
-                                        .remember(receipt.first_index, Arc::clone(&body));
+                                        .remember(receipt.first_index, Arc::from(&body[..]));
                                 }
-                                Response::bytes(status, "application/json", body.to_vec())
+                                Response::bytes(status, "application/json", body)
                             }
                             Err(_) => Response::json(status, &output),
                         },
