@@ -426,10 +426,13 @@ mod tests {
     #[test]
     fn filter_operators() {
         let cases = [
-            ("price", ">=10", FilterOp::Ge, "10"),
-            ("price", "<=10", FilterOp::Le, "10"),
-            ("price", ">1.5", FilterOp::Gt, "1.5"),
-            ("price", "<2", FilterOp::Lt, "2"),
+            // Float operands are written as the index writes floats (canonical_float).
+            ("price", ">=10", FilterOp::Ge, "10.0"),
+            ("price", "<=1e1", FilterOp::Le, "10.0"),
+            ("price", ">1.50", FilterOp::Gt, "1.5"),
+            ("price", "<2", FilterOp::Lt, "2.0"),
+            ("price", "-0", FilterOp::Eq, "0.0"),
+            ("price", "~1", FilterOp::Contains, "1"),
             ("title", "~rust", FilterOp::Contains, "rust"),
             ("title", "!draft", FilterOp::Ne, "draft"),
             ("title", "hello", FilterOp::Eq, "hello"),
