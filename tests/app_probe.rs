@@ -299,3 +299,25 @@ fn the_location_of_a_created_record_names_it_whatever_its_key() {
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn a_string_id_naming_a_route_of_its_model_is_refused() {
+    let data = common::fresh_dir("probe", "route-ids");
+    let app = App::new("probe-route-ids").model::<Tag>();
+    let (running, addr) = common::start(&app, &data);
+    // `GET /api/tags/stream` is the live feed, `/_schema` the description, `/live` the
+    // WebSocket feed: a record under one of them could never be read back.
+    for id in ["_schema", "stream", "live"] {
+        let body = format!(r#"{{"id":"{id}"}}"#);
+        let refused = request(addr, "POST", "/api/tags", "", &body);
+        assert_eq!(refused.status, 422, "{id}: {}", refused.body);
+        assert!(refused.body.contains("names a route"), "{}", refused.body);
+    }
+    assert_eq!(
+        request(addr, "POST", "/api/tags", "", r#"{"id":"streams"}"#).status,
+        201
+    );
+    assert_eq!(get(addr, "/api/tags").json()["total"].as_u64(), Some(1));
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -10,7 +10,9 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::model::{validate, Collection, FieldError, Id, Model, ModelEvent, Rejection};
+use super::model::{
+    validate, Collection, FieldError, Id, Model, ModelEvent, Rejection, ROUTE_SEGMENTS,
+};
 use super::schema::{FieldKind, FieldSpec};
 use super::state::{AppEvent, AppState};
 use crate::engine::{Command, Context};
@@ -169,6 +171,15 @@ impl<'a> Tx<'a> {
                 return Err(Rejection::Invalid(vec![FieldError {
                     field: M::FIELDS[M::PRIMARY_KEY].json_name.to_string(),
                     message: "is required".into(),
+                }]))
+            }
+            Id::Str(text) if ROUTE_SEGMENTS.contains(&text.as_str()) => {
+                return Err(Rejection::Invalid(vec![FieldError {
+                    field: M::FIELDS[M::PRIMARY_KEY].json_name.to_string(),
+                    message: format!(
+                        "`{text}` names a route of this model ({}/{text}): choose another id",
+                        M::PATH.trim_end_matches('/')
+                    ),
                 }]))
             }
             id => {

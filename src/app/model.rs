@@ -275,6 +275,11 @@ pub fn validate<M: Model>(record: &M) -> Vec<FieldError> {
     errors
 }
 
+/// The segments after a model's base path that `GET` serves as routes of their own
+/// (`{base}/_schema`, the live feeds `{base}/stream` and `{base}/live`): a string id equal to
+/// one could never be read back by `GET {base}/{id}`, so no record may take it.
+pub const ROUTE_SEGMENTS: [&str; 3] = ["_schema", "stream", "live"];
+
 /// The canonical text of a field value, the key of unique and equality indexes. Float zero is
 /// keyed as `0.0` whatever its sign: `-0.0 == 0.0` for every comparison (filters, the staged
 /// unique check), so the indexes must not tell them apart either.

@@ -214,6 +214,7 @@ pub fn model_routes<M: Model>(router: Router, handle: &Handle, writable: bool) -
     );
     let render_in_place = AtomicBool::new(true);
     let router = router
+        // `_schema` is one of `model::ROUTE_SEGMENTS`, which no string id may take.
         .get(&format!("{base}/_schema"), |_: &mut Request| {
             Response::bytes(200, "application/json", schema_json::<M>().into_bytes())
         })
