@@ -6,18 +6,19 @@
 //! Must not: contain write logic (that is `app::command`) or HTTP semantics of models (that is
 //! `app::routes`).
 
+use std::collections::VecDeque;
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::cli::{self, Command, ExtraFlag, ServeOptions};
 use super::command::{Checks, Tx};
-use super::handle::Handle;
+use super::handle::{Executed, Handle};
 use super::model::{Model, ModelEvent, Rejection};
-use super::routes::{model_routes, write_error_problem};
+use super::routes::{model_routes, write_error_problem, write_meta};
 use super::state::{register, AppState};
-use crate::engine::{Engine, EngineOptions, Meta};
+use crate::engine::{Engine, EngineOptions};
 use crate::http::limits::WORKER_THREADS_DEFAULT;
 use crate::http::problem::Problem;
 use crate::http::router::Router;
@@ -36,6 +37,10 @@ pub(crate) struct ModelInfo {
     pub(crate) name: &'static str,
     pub(crate) path: &'static str,
     pub(crate) schema: fn() -> String,
+    /// JSON type of the primary key (`integer` or `string`), for the `{id}` path parameter.
+    pub(crate) id_type: &'static str,
+    /// Whether the write routes are served (not for `App::model_read_only`).
+    pub(crate) writable: bool,
     /// Adds `GET {base}/live` (live query over WebSocket) fed by the app's pump.
     pub(crate) live_ws: LiveWsRoutes,
 }
@@ -48,6 +53,8 @@ pub(crate) struct CommandInfo {
     pub(crate) method: Method,
     pub(crate) path: String,
     pub(crate) summary: String,
+    /// Status of a successful answer.
+    pub(crate) status: u16,
 }
 
 /// A Lithair application: models, commands and routes served from one binary.
@@ -144,6 +151,8 @@ impl App {
             name: M::NAME,
             path: M::PATH,
             schema: super::routes::schema_json::<M>,
+            id_type: super::routes::kind_name(M::FIELDS[M::PRIMARY_KEY].kind),
+            writable,
             live_ws: super::live_ws::live_ws_routes::<M>,
         });
         self.routes.push(Box::new(move |router, handle| {
@@ -168,6 +177,9 @@ impl App {
     /// and stages events through the `Tx`: all of them commit atomically, in one batch, or none
     /// does. Answers `status` with the output as JSON, or the rejection as a problem.
     /// `#[command]` (in the prelude) declares the same thing on the function itself.
+    ///
+    /// # Panics
+    /// If `status` is not a 2xx that allows a body (204 and 205 do not).
     pub fn command<I, O>(
         self,
         path: &str,
@@ -195,6 +207,7 @@ impl App {
             method: route.method.clone(),
             path: route.path.clone(),
             summary: route.summary,
+            status: route.status,
         });
         let CommandRoute {
             method,
@@ -586,6 +599,10 @@ pub struct CommandRoute {
 
 impl CommandRoute {
     /// A command answering `method path` (see `App::command` for what `decide` sees).
+    ///
+    /// # Panics
+    /// If `status` is not a success status that may carry the output (2xx but 204 and 205),
+    /// the rule `#[command(.., status = N)]` checks at compile time.
     pub fn new<I, O>(
         method: Method,
         path: &str,
@@ -597,10 +614,15 @@ impl CommandRoute {
         I: FromJson + Send + Sync + 'static,
         O: ToJson + Send + 'static,
     {
+        assert!(
+            COMMAND_STATUSES.contains(&status) && status != 204 && status != 205,
+            "command {path}: status {status} is not a 2xx that allows a body (not 204 or 205)"
+        );
         let decide = Arc::new(decide);
         let install: InstallFn = Box::new(move |handle: &Handle| -> CommandHandler {
             let handle = handle.clone();
             let decide = Arc::clone(&decide);
+            let answers = Arc::new(Mutex::new(CommandAnswers::default()));
             Box::new(move |req: &mut Request| -> Result<Response, Problem> {
                 let input: I = if req.body.iter().all(u8::is_ascii_whitespace) {
                     crate::json::from_str("null")
@@ -611,17 +633,51 @@ impl CommandRoute {
                 let input = Arc::new(input);
                 let params = Arc::new(Params(req.params.clone()));
                 let decide = Arc::clone(&decide);
-                let meta = command_meta(req)?;
+                // The key with the request's fingerprint, as the generated routes send it: the
+                // key reused with another body is refused (422), not replayed.
+                let meta = write_meta(req)?;
+                let keyed = meta.idempotency_key.is_some();
+                let answers = Arc::clone(&answers);
                 // Deferred: the engine's applier renders the answer once the command is
                 // durable, so no thread waits for the commit.
                 let (placeholder, responder) = Response::deferred();
                 let decide = move |tx: &mut Tx<'_>| decide(tx, &input, &params);
                 handle.execute_then(meta, decide, move |outcome| {
                     responder.complete(match outcome {
-                        Ok(executed) => match executed.output {
-                            Some(output) => Response::json(status, &output),
-                            None => Response::new(200).with_header("Idempotent-Replayed", "true"),
+                        Ok(Executed {
+                            output: Some(output),
+                            receipt,
+                        }) => match crate::json::to_string(&output) {
+                            Ok(text) => {
+                                let body = text.into_bytes();
+                                // Only a keyed answer is copied aside, for its retries.
+                                if keyed {
+                                    answers
+                                        .lock()
+                                        .expect("command answers poisoned")
+                                        .remember(receipt.first_index, Arc::from(&body[..]));
+                                }
+                                Response::bytes(status, "application/json", body)
+                            }
+                            Err(_) => Response::json(status, &output),
                         },
+                        // A retry: the first answer again, when it is still remembered.
+                        Ok(Executed {
+                            output: None,
+                            receipt,
+                        }) => {
+                            let remembered = answers
+                                .lock()
+                                .expect("command answers poisoned")
+                                .get(receipt.first_index);
+                            match remembered {
+                                Some(body) => {
+                                    Response::bytes(status, "application/json", body.to_vec())
+                                }
+                                None => Response::new(status),
+                            }
+                            .with_header("Idempotent-Replayed", "true")
+                        }
                         Err(error) => write_error_problem(&error).into(),
                     });
                 });
@@ -673,18 +729,63 @@ impl crate::http::Handler for CommandHandlerRoute {
 }
 
 /// The engine metadata of a command request.
-fn command_meta(req: &Request) -> Result<Meta, Problem> {
-    let mut meta = Meta::default();
-    if let Some(key) = req.header("idempotency-key") {
-        let key = key.trim();
-        if key.is_empty() || key.len() > super::routes::IDEMPOTENCY_KEY_BYTES_MAX {
-            return Err(Problem::bad_request(
-                "Idempotency-Key must be 1 to 255 bytes",
-            ));
-        }
-        meta.idempotency_key = Some(Arc::from(key));
+/// The statuses of a command's success answer (less 204 and 205, which carry no body).
+pub const COMMAND_STATUSES: std::ops::RangeInclusive<u16> = 200..=299;
+
+/// Most bytes of command answers one command route remembers for the retries of its keyed
+/// requests, each counted with [`COMMAND_ANSWER_OVERHEAD_BYTES`]; the oldest go first. A retry
+/// whose answer is gone (evicted, or from before a restart) is answered with the route's
+/// status and no body.
+pub const COMMAND_ANSWERS_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// What one remembered answer costs besides its body (index, pointer, allocation), counted
+/// so that tiny answers cannot grow the window past its bytes (at most 65,536 of them).
+pub const COMMAND_ANSWER_OVERHEAD_BYTES: usize = 64;
+
+/// The rendered answers of a command route's keyed executions, by the first log index of
+/// their events (a retry's receipt names the same index), in index order.
+#[derive(Default)]
+struct CommandAnswers {
+    entries: VecDeque<(u64, Arc<[u8]>)>,
+    bytes: usize,
+}
+
+impl CommandAnswers {
+    fn cost(body: &[u8]) -> usize {
+        body.len() + COMMAND_ANSWER_OVERHEAD_BYTES
     }
-    Ok(meta)
+
+    fn remember(&mut self, index: u64, body: Arc<[u8]>) {
+        if Self::cost(&body) > COMMAND_ANSWERS_BYTES_MAX {
+            return;
+        }
+        // Completions come in log order almost always: a push at the back.
+        match self.entries.back() {
+            Some((last, _)) if *last >= index => {
+                match self.entries.binary_search_by_key(&index, |(at, _)| *at) {
+                    Ok(_) => return, // an index is one command: remembered already
+                    Err(at) => self.entries.insert(at, (index, Arc::clone(&body))),
+                }
+            }
+            _ => self.entries.push_back((index, Arc::clone(&body))),
+        }
+        self.bytes += Self::cost(&body);
+        while self.bytes > COMMAND_ANSWERS_BYTES_MAX {
+            let (_, evicted) = self
+                .entries
+                .pop_front()
+                .expect("remembered bytes are held by remembered answers");
+            self.bytes -= Self::cost(&evicted);
+        }
+    }
+
+    fn get(&self, index: u64) -> Option<Arc<[u8]>> {
+        let at = self
+            .entries
+            .binary_search_by_key(&index, |(at, _)| *at)
+            .ok()?;
+        Some(Arc::clone(&self.entries[at].1))
+    }
 }
 
 /// A started app: the engine handle and the HTTP server.
@@ -706,5 +807,40 @@ impl Running {
         drop(self.node);
         drop(self.handle);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_answers_stay_within_their_bytes_and_find_any_order() {
+        let mut answers = CommandAnswers::default();
+        let tiny: Arc<[u8]> = Arc::from(&b"1"[..]);
+        let kept = COMMAND_ANSWERS_BYTES_MAX / CommandAnswers::cost(&tiny);
+        for index in 0..(kept as u64 + 100) {
+            answers.remember(index, Arc::clone(&tiny));
+        }
+        assert_eq!(
+            answers.entries.len(),
+            kept,
+            "tiny answers count their overhead"
+        );
+        assert!(answers.bytes <= COMMAND_ANSWERS_BYTES_MAX);
+        assert!(answers.get(0).is_none(), "the oldest went first");
+        assert!(answers.get(kept as u64 + 99).is_some());
+        // Out of order: found by binary search all the same.
+        let mut answers = CommandAnswers::default();
+        for index in [5, 9, 7, 1] {
+            answers.remember(index, Arc::from(index.to_string().into_bytes()));
+        }
+        for index in [1u64, 5, 7, 9] {
+            assert_eq!(
+                answers.get(index).as_deref(),
+                Some(index.to_string().as_bytes())
+            );
+        }
+        assert!(answers.get(6).is_none());
     }
 }

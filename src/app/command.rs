@@ -10,7 +10,9 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::model::{index_key, validate, Collection, FieldError, Id, Model, ModelEvent, Rejection};
+use super::model::{
+    index_key, validate, Collection, FieldError, Id, Model, ModelEvent, Rejection, ROUTE_SEGMENTS,
+};
 use super::schema::{FieldKind, FieldSpec};
 use super::state::{AppEvent, AppState};
 use crate::engine::{Command, Context};
@@ -70,9 +72,9 @@ pub struct Tx<'a> {
     events: Vec<AppEvent>,
     /// (model, id) -> latest staged value, so a command reads its own writes.
     staged: HashMap<(&'static str, Id), Staged>,
-    /// (model, id) -> events staged for that record, so [`Tx::version`] costs one lookup
-    /// however many events the command staged before.
-    staged_changes: HashMap<(&'static str, Id), u64>,
+    /// (model, id) -> the record's version after the events staged for it, so [`Tx::version`]
+    /// costs one lookup however many events the command staged before.
+    staged_versions: HashMap<(&'static str, Id), u64>,
     /// (model, unique field, index key) -> the record last staged with that value. It may
     /// have changed or been deleted since (that is checked against `staged`); a value is held
     /// by at most one staged record at a time (the check refuses a second), so the last one
@@ -100,7 +102,7 @@ impl<'a> Tx<'a> {
             context,
             events: Vec::new(),
             staged: HashMap::new(),
-            staged_changes: HashMap::new(),
+            staged_versions: HashMap::new(),
             staged_unique: HashMap::new(),
             next_ids: HashMap::new(),
             json_input: false,
@@ -133,15 +135,16 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// The version the record will have after this command (0 when absent).
+    /// The version the record will have after this command (0 when absent), following the
+    /// staged events as `Collection::apply` will: a create starts at 1 and a delete ends the
+    /// record, so a record deleted and created again in one command is at 1, not past its
+    /// old version.
     pub fn version<M: Model>(&self, id: &Id) -> u64 {
         let base = self.collection::<M>().get(id).map_or(0, |r| r.version);
-        let changes = self
-            .staged_changes
+        self.staged_versions
             .get(&(M::NAME, id.clone()))
             .copied()
-            .unwrap_or(0);
-        base + changes
+            .unwrap_or(base)
     }
 
     /// Creates `record`. An integer primary key of 0 is assigned the next id; a string key
@@ -173,6 +176,15 @@ impl<'a> Tx<'a> {
                 return Err(Rejection::Invalid(vec![FieldError {
                     field: M::FIELDS[M::PRIMARY_KEY].json_name.to_string(),
                     message: "is required".into(),
+                }]))
+            }
+            Id::Str(text) if ROUTE_SEGMENTS.contains(&text.as_str()) => {
+                return Err(Rejection::Invalid(vec![FieldError {
+                    field: M::FIELDS[M::PRIMARY_KEY].json_name.to_string(),
+                    message: format!(
+                        "`{text}` names a route of this model ({}/{text}): choose another id",
+                        M::PATH.trim_end_matches('/')
+                    ),
                 }]))
             }
             id => {
@@ -326,10 +338,13 @@ impl<'a> Tx<'a> {
 
     fn stage<M: Model>(&mut self, event: ModelEvent<M>, id: Id, value: Option<M>) {
         self.events.push(AppEvent::new(&event));
-        *self
-            .staged_changes
-            .entry((M::NAME, id.clone()))
-            .or_insert(0) += 1;
+        let before = self.version::<M>(&id);
+        let after = match event {
+            ModelEvent::Created(_) => 1,
+            ModelEvent::Deleted { .. } => 0,
+            ModelEvent::Updated { .. } | ModelEvent::Replaced(_) => before + 1,
+        };
+        self.staged_versions.insert((M::NAME, id.clone()), after);
         if let Some(record) = &value {
             let unique = M::FIELDS.iter().enumerate();
             for (index, _) in unique.filter(|(_, spec)| spec.unique && !spec.primary_key) {

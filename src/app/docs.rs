@@ -114,7 +114,14 @@ fn model_schema(schema_text: &str) -> Value {
                 .and_then(Value::as_str)
                 .unwrap_or("object");
             let flag = |key: &str| field.get(key).and_then(Value::as_bool).unwrap_or(false);
-            let mut property = vec![("type", text(kind))];
+            // A nested or collection field (`Vec<T>`, a struct, an enum) is described by no
+            // kind more precise than "any JSON value": no `type`, rather than a wrong
+            // `object` for an array. An `Option` may also be null, as it is served.
+            let mut property = match (kind, flag("optional")) {
+                ("object", _) => vec![],
+                (kind, true) => vec![("type", Value::Array(vec![text(kind), text("null")]))],
+                (kind, false) => vec![("type", text(kind))],
+            };
             if flag("read_only") || flag("primary_key") {
                 property.push(("readOnly", Value::Bool(true)));
             }
@@ -142,6 +149,29 @@ fn model_schema(schema_text: &str) -> Value {
         ("properties", Value::Object(properties)),
         ("required", Value::Array(required)),
     ])
+}
+
+/// The path parameters of `path` (each `{name}`), which OpenAPI requires declared; `id_type`
+/// is the JSON type of `{id}` when it is a model's key, else every parameter is a string.
+fn path_parameters(path: &str, id_type: Option<&str>) -> Value {
+    let names = path
+        .split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'));
+    let parameters = names
+        .map(|name| {
+            let kind = match id_type {
+                Some(kind) if name == "id" => kind,
+                _ => "string",
+            };
+            object(vec![
+                ("name", text(name)),
+                ("in", text("path")),
+                ("required", Value::Bool(true)),
+                ("schema", object(vec![("type", text(kind))])),
+            ])
+        })
+        .collect();
+    Value::Array(parameters)
 }
 
 fn model_paths(paths: &mut Map, model: &ModelInfo) {
@@ -174,23 +204,22 @@ fn model_paths(paths: &mut Map, model: &ModelInfo) {
         ("409", "unique value taken"),
         ("422", "invalid fields"),
     ]));
-    paths.insert(
-        base,
-        object(vec![
-            (
-                "get",
-                operation(format!("List {name} records"), None, list_answers),
+    let mut collection = vec![(
+        "get",
+        operation(format!("List {name} records"), None, list_answers),
+    )];
+    // A model written through commands only (`App::model_read_only`) serves its reads alone.
+    if model.writable {
+        collection.push((
+            "post",
+            operation(
+                format!("Create a {name}"),
+                Some(json_body(reference(name))),
+                create_answers,
             ),
-            (
-                "post",
-                operation(
-                    format!("Create a {name}"),
-                    Some(json_body(reference(name))),
-                    create_answers,
-                ),
-            ),
-        ]),
-    );
+        ));
+    }
+    paths.insert(base, object(collection));
     let found = |what: &str| {
         let mut answers = vec![("200".to_string(), answer(what, Some(reference(name))))];
         answers.extend(problem_answers(&[
@@ -200,15 +229,26 @@ fn model_paths(paths: &mut Map, model: &ModelInfo) {
         ]));
         answers
     };
+    let mut read_answers = vec![(
+        "200".to_string(),
+        answer("the record", Some(reference(name))),
+    )];
+    read_answers.extend(problem_answers(&[("404", "not found")]));
     let mut delete_answers = vec![("204".to_string(), answer("deleted", None))];
     delete_answers.extend(problem_answers(&[("404", "not found")]));
-    paths.insert(
-        format!("{base}/{{id}}"),
-        object(vec![
-            (
-                "get",
-                operation(format!("Get a {name}"), None, found("the record")),
-            ),
+    let item_path = format!("{base}/{{id}}");
+    let mut item = vec![
+        (
+            "parameters",
+            path_parameters(&item_path, Some(model.id_type)),
+        ),
+        (
+            "get",
+            operation(format!("Get a {name}"), None, read_answers),
+        ),
+    ];
+    if model.writable {
+        item.extend([
             (
                 "put",
                 operation(
@@ -229,8 +269,9 @@ fn model_paths(paths: &mut Map, model: &ModelInfo) {
                 "delete",
                 operation(format!("Delete a {name}"), None, delete_answers),
             ),
-        ]),
-    );
+        ]);
+    }
+    paths.insert(item_path, object(item));
 }
 
 /// The OpenAPI 3.1 document of an app.
@@ -242,7 +283,10 @@ pub(crate) fn openapi(name: &str, models: &[ModelInfo], commands: &[CommandInfo]
         schemas.insert(model.name, model_schema(&(model.schema)()));
     }
     for command in commands {
-        let mut answers = vec![("200".to_string(), answer("the command's output", None))];
+        let mut answers = vec![(
+            command.status.to_string(),
+            answer("the command's output", None),
+        )];
         answers.extend(problem_answers(&[
             ("400", "malformed JSON"),
             ("409", "refused by a domain rule"),
@@ -260,7 +304,12 @@ pub(crate) fn openapi(name: &str, models: &[ModelInfo], commands: &[CommandInfo]
                 item.insert(method, post);
             }
             None => {
-                paths.insert(command.path.clone(), object(vec![(method.as_str(), post)]));
+                let parameters = path_parameters(&command.path, None);
+                let mut item = vec![(method.as_str(), post)];
+                if parameters.as_array().is_some_and(|list| !list.is_empty()) {
+                    item.insert(0, ("parameters", parameters));
+                }
+                paths.insert(command.path.clone(), object(item));
             }
         }
     }
@@ -317,6 +366,7 @@ fetch('/openapi.json').then(r=>r.json()).then(spec=>{
   for(const [path,ops] of Object.entries(spec.paths)){
     html+='<h2><code>'+esc(path)+'</code></h2>';
     for(const [method,op] of Object.entries(ops)){
+      if(method==='parameters')continue;
       const codes=Object.keys(op.responses||{}).join(' ');
       html+='<div class="op"><span class="m '+method+'">'+method+'</span>'+esc(op.summary||'')+
         ' <small>('+esc(codes)+')</small></div>';

@@ -214,7 +214,8 @@ pub enum Rejection {
     Invalid(Vec<FieldError>),
     /// A domain rule refused the command (409 by default), e.g. "out of stock".
     Domain {
-        /// HTTP status to answer with.
+        /// HTTP status to answer with, an error status (400 to 599,
+        /// `routes::DOMAIN_STATUSES`); any other answers 500, never a success.
         status: u16,
         /// A sentence for the client.
         message: String,
@@ -274,10 +275,20 @@ pub fn validate<M: Model>(record: &M) -> Vec<FieldError> {
     errors
 }
 
-/// The canonical text of a field value, the key of unique and equality indexes.
+/// The segments after a model's base path that `GET` serves as routes of their own
+/// (`{base}/_schema`, the live feeds `{base}/stream` and `{base}/live`): a string id equal to
+/// one could never be read back by `GET {base}/{id}`, so no record may take it.
+pub const ROUTE_SEGMENTS: [&str; 3] = ["_schema", "stream", "live"];
+
+/// The canonical text of a field value, the key of unique and equality indexes. Float zero is
+/// keyed as `0.0` whatever its sign: `-0.0 == 0.0` for every comparison (filters, the staged
+/// unique check), so the indexes must not tell them apart either.
 pub(crate) fn index_key(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
+        Value::Number(number) if number.is_f64() && number.as_f64() == Some(0.0) => {
+            json::to_string(&0.0f64).unwrap_or_default()
+        }
         other => json::to_string(other).unwrap_or_default(),
     }
 }
@@ -553,6 +564,8 @@ pub fn filter_matches<M: Model>(record: &M, filter: &Filter) -> bool {
     if filter.op == FilterOp::Contains {
         return match &value {
             Value::String(text) => text.contains(operand),
+            // An absent value holds no text: `~ul` must not find it through the word `null`.
+            Value::Null => false,
             other => index_key(other).contains(operand),
         };
     }

@@ -56,9 +56,20 @@ pub fn rejection_problem(rejection: &Rejection) -> Problem {
             }
             problem
         }
-        Rejection::Domain { status, message } => Problem::new(*status).with_detail(message.clone()),
+        Rejection::Domain { status, message } if DOMAIN_STATUSES.contains(status) => {
+            Problem::new(*status).with_detail(message.clone())
+        }
+        // A refusal must read as one: a 2xx would tell the client its write was stored, a
+        // 204 or 304 cannot carry the problem, and a status past 999 cannot be sent at all.
+        Rejection::Domain { status, message } => Problem::internal().with_detail(format!(
+            "the command refused this request with status {status}, which is not an error \
+             status (400 to 599): {message}"
+        )),
     }
 }
+
+/// The statuses a `Rejection::Domain` may answer with: client and server errors.
+pub const DOMAIN_STATUSES: std::ops::RangeInclusive<u16> = 400..=599;
 
 fn etag(version: u64) -> String {
     // Per GET by id: written by hand, `format!` costs several times more.
@@ -131,8 +142,9 @@ fn parse_version(digits: &str) -> Option<u64> {
     canonical.then(|| digits.parse().ok()).flatten()
 }
 
-/// The engine metadata of a write request: idempotency key and request id.
-fn write_meta(req: &Request) -> Result<Meta, Problem> {
+/// The engine metadata of a write request (generated route or command route): idempotency
+/// key with the request's fingerprint, and request id.
+pub(crate) fn write_meta(req: &Request) -> Result<Meta, Problem> {
     let mut meta = Meta::default();
     if let Some(key) = req.header("idempotency-key") {
         let key = key.trim();
@@ -202,6 +214,7 @@ pub fn model_routes<M: Model>(router: Router, handle: &Handle, writable: bool) -
     );
     let render_in_place = AtomicBool::new(true);
     let router = router
+        // `_schema` is one of `model::ROUTE_SEGMENTS`, which no string id may take.
         .get(&format!("{base}/_schema"), |_: &mut Request| {
             Response::bytes(200, "application/json", schema_json::<M>().into_bytes())
         })
@@ -447,7 +460,13 @@ fn replayed<M: Model>(found: Result<(M, u64), ReplayError>, status: u16) -> Resp
 fn render_write<M: Model>(record: &M, version: u64, status: u16, replayed: bool) -> Response {
     let mut response = record_response(status, record, version);
     if status == 201 {
-        let location = format!("{}/{}", M::PATH.trim_end_matches('/'), record.id());
+        // A string key is the client's text: percent-encoded, so `a/b`, `x?y` or `%41` name
+        // this record as one path segment (the route decodes it back), not another resource.
+        let segment = match record.id() {
+            Id::Int(value) => value.to_string(),
+            Id::Str(text) => crate::http::percent::encode_component(&text),
+        };
+        let location = format!("{}/{segment}", M::PATH.trim_end_matches('/'));
         response = response.with_header("Location", location);
     }
     if replayed {

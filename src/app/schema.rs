@@ -258,8 +258,11 @@ fn parse_filter(key: &str, value: &str, fields: &[FieldSpec]) -> Result<Filter, 
         ));
     }
     let integer = matches!(kind, FieldKind::Int | FieldKind::UInt);
-    let operand = if integer && op != FilterOp::Contains && !absent {
+    let compared = op != FilterOp::Contains && !absent;
+    let operand = if integer && compared {
         canonical_integer(operand)
+    } else if kind == FieldKind::Float && compared {
+        canonical_float(operand)
     } else {
         operand.to_string()
     };
@@ -286,6 +289,18 @@ fn canonical_integer(operand: &str) -> String {
             (value as i64).to_string()
         }
         _ => operand.to_string(),
+    }
+}
+
+/// The operand of a float field's filter written as the index writes floats (`2` becomes
+/// `2.0`, `2.50` and `25e-1` become `2.5`, `-0` becomes `0.0`, as the index keys both zeros
+/// alike), so an equality filter finds the same records through an index as through a scan.
+/// The caller has checked that the operand is a finite number.
+fn canonical_float(operand: &str) -> String {
+    match operand.parse::<f64>() {
+        // `+ 0.0` turns -0.0 into 0.0 and leaves every other value as it is.
+        Ok(value) => crate::json::to_string(&(value + 0.0)).unwrap_or_else(|_| operand.into()),
+        Err(_) => operand.to_string(),
     }
 }
 
@@ -411,10 +426,13 @@ mod tests {
     #[test]
     fn filter_operators() {
         let cases = [
-            ("price", ">=10", FilterOp::Ge, "10"),
-            ("price", "<=10", FilterOp::Le, "10"),
-            ("price", ">1.5", FilterOp::Gt, "1.5"),
-            ("price", "<2", FilterOp::Lt, "2"),
+            // Float operands are written as the index writes floats (canonical_float).
+            ("price", ">=10", FilterOp::Ge, "10.0"),
+            ("price", "<=1e1", FilterOp::Le, "10.0"),
+            ("price", ">1.50", FilterOp::Gt, "1.5"),
+            ("price", "<2", FilterOp::Lt, "2.0"),
+            ("price", "-0", FilterOp::Eq, "0.0"),
+            ("price", "~1", FilterOp::Contains, "1"),
             ("title", "~rust", FilterOp::Contains, "rust"),
             ("title", "!draft", FilterOp::Ne, "draft"),
             ("title", "hello", FilterOp::Eq, "hello"),
