@@ -68,7 +68,7 @@ fn an_indexed_float_filter_finds_what_a_scan_finds() {
 }
 
 #[test]
-fn a_substring_filter_never_matches_an_absent_value() {
+fn a_substring_or_range_filter_never_matches_an_absent_value() {
     let data = common::fresh_dir("probe", "contains-null");
     let (running, addr) = common::start(&app(), &data);
     post(addr, r#"{"nick":null}"#);
@@ -76,6 +76,12 @@ fn a_substring_filter_never_matches_an_absent_value() {
     post(addr, r#"{"nick":"ann"}"#);
     assert_eq!(ids(&get(addr, "/api/readings?nick=~ul")), vec![2]);
     assert_eq!(ids(&get(addr, "/api/readings?nick=~n")), vec![2, 3]);
+    // Nor does a bound: an absent value is below nothing and above nothing (it sorts first,
+    // which made `<` and `<=` find it). `!` (not equal) still does.
+    assert_eq!(ids(&get(addr, "/api/readings?nick=<zz")), vec![2, 3]);
+    assert_eq!(ids(&get(addr, "/api/readings?nick=<=b")), vec![3]);
+    assert_eq!(ids(&get(addr, "/api/readings?nick=>=a")), vec![2, 3]);
+    assert_eq!(ids(&get(addr, "/api/readings?nick=!ann")), vec![1, 2]);
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }

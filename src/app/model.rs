@@ -585,6 +585,15 @@ pub fn filter_matches<M: Model>(record: &M, filter: &Filter) -> bool {
     let Some(ordering) = ordering else {
         return false;
     };
+    let ranged = matches!(
+        filter.op,
+        FilterOp::Gt | FilterOp::Ge | FilterOp::Lt | FilterOp::Le
+    );
+    if ranged && value.is_null() && operand != "null" {
+        // An absent value is no number or text below or above the bound: `age=<30` must not
+        // find the records without an age, though absent sorts first.
+        return false;
+    }
     use std::cmp::Ordering::*;
     match filter.op {
         FilterOp::Eq => ordering == Equal,
