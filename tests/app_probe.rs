@@ -327,3 +327,35 @@ fn a_string_id_naming_a_route_of_its_model_is_refused() {
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// `PATCH {}` changes nothing (RFC 7396), so it writes no event: the version and the ETag
+/// stay (before, each one bumped the version and invalidated every cached copy). A keyed
+/// retry of it, and `If-Match` on it, still answer as for any write.
+#[test]
+fn an_empty_patch_writes_nothing() {
+    let data = common::fresh_dir("probe", "empty-patch");
+    let (running, addr) = common::start(&app(), &data);
+    post(addr, r#"{"counter":7}"#);
+    for _ in 0..2 {
+        let patched = request(addr, "PATCH", "/api/readings/1", "", "{}");
+        assert_eq!(patched.status, 200, "{}", patched.body);
+        assert!(patched.body.contains("\"counter\":7"), "{}", patched.body);
+        assert_eq!(patched.header("etag"), Some("\"1\""));
+    }
+    let keyed = "Idempotency-Key: k1\r\n";
+    for _ in 0..2 {
+        let patched = request(addr, "PATCH", "/api/readings/1", keyed, "{}");
+        assert_eq!(patched.status, 200, "{}", patched.body);
+    }
+    let stale = request(
+        addr,
+        "PATCH",
+        "/api/readings/1",
+        "If-Match: \"5\"\r\n",
+        "{}",
+    );
+    assert_eq!(stale.status, 409, "{}", stale.body);
+    assert_eq!(get(addr, "/api/readings/1").header("etag"), Some("\"1\""));
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -232,12 +232,19 @@ impl<'a> Tx<'a> {
     }
 
     /// Applies `patch` to record `id` (PATCH, merge semantics). Immutable fields may not
-    /// change; the result is validated as a whole.
+    /// change; the result is validated as a whole. An empty patch stages nothing and returns
+    /// the record as it is.
     pub fn update<M: Model>(&mut self, id: &Id, patch: M::Patch) -> Result<M, Rejection> {
         let current = self.require::<M>(id)?;
+        let fields = M::patch_fields(&patch);
+        if fields.is_empty() {
+            // `{}` changes nothing (RFC 7396): no event, so the version and the ETag stay, and
+            // caches holding the record keep a valid copy.
+            return Ok(current);
+        }
         let mut updated = current.clone();
         updated.apply_patch(&patch);
-        check_immutable(&current, &updated, &M::patch_fields(&patch))?;
+        check_immutable(&current, &updated, &fields)?;
         self.check_unique_and_valid(&updated)?;
         let event = ModelEvent::Updated {
             id: id.clone(),
