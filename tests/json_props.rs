@@ -191,6 +191,58 @@ proptest! {
         prop_assert_eq!(back.0, pair.0);
         prop_assert_eq!(back.1.to_bits(), pair.1.to_bits());
     }
+
+    /// `to_value` builds scalars, strings, options and sequences directly (a model's field
+    /// reads go through it); what it builds is exactly what the text parses to, float signs
+    /// and bits included, and a non-finite float fails either way.
+    #[test]
+    fn to_value_is_the_value_the_text_parses_to(
+        rows in prop::collection::vec(
+            (
+                any::<i64>(),
+                any::<u64>(),
+                prop_oneof![any::<u64>(), float_bit_classes()].prop_map(f64::from_bits),
+                any::<String>(),
+                any::<Option<bool>>(),
+                any::<Option<Vec<i8>>>(),
+            ),
+            0..6,
+        ),
+        small in (any::<u8>(), any::<i16>(), any::<u32>(), any::<isize>(), any::<usize>()),
+    ) {
+        fn same<T: json::ToJson + ?Sized>(value: &T) -> Result<(), TestCaseError> {
+            let direct = json::to_value(value);
+            let text = json::to_string(value);
+            match (direct, text) {
+                (Ok(direct), Ok(text)) => {
+                    let parsed = json::parse(&text).unwrap();
+                    prop_assert_eq!(&direct, &parsed);
+                    prop_assert_eq!(json::to_string(&direct).unwrap(), text);
+                }
+                (Err(_), Err(_)) => {}
+                (direct, text) => prop_assert!(false, "{direct:?} vs {text:?}"),
+            }
+            Ok(())
+        }
+        for row in &rows {
+            same(&row.0)?;
+            same(&row.1)?;
+            same(&row.2)?;
+            same(&row.3)?;
+            same(row.3.as_str())?;
+            same(&row.4)?;
+            same(&row.5)?;
+            same(&Box::new(row.2))?;
+        }
+        let columns: Vec<f64> = rows.iter().map(|row| row.2).collect();
+        same(&columns)?;
+        same(&rows.iter().map(|row| row.5.clone()).collect::<Vec<_>>())?;
+        same(&small.0)?;
+        same(&small.1)?;
+        same(&small.2)?;
+        same(&small.3)?;
+        same(&small.4)?;
+    }
 }
 
 /// Every number token of canada.json: our parser gives std's correctly rounded value, the

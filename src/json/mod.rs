@@ -156,14 +156,7 @@ pub fn from_value<T: FromJson>(value: &Value) -> Result<T, Error> {
 
 /// Converts `value` to a `Value`. Fails only for a non-finite float.
 pub fn to_value<T: ToJson + ?Sized>(value: &T) -> Result<Value, Error> {
-    let text = to_string(value)?;
-    parse_with(
-        &text,
-        &ParseOptions {
-            depth_max: usize::MAX,
-            duplicate_keys: DuplicateKeys::LastWins,
-        },
-    )
+    value.to_json_value()
 }
 
 /// Like [`to_value`], but a value that cannot be represented (a non-finite float anywhere in

@@ -20,6 +20,28 @@ use std::sync::Arc;
 pub trait ToJson {
     /// Writes `self` as one JSON value.
     fn write_json(&self, w: &mut Writer);
+
+    /// `self` as a `Value` (what [`super::to_value`] returns): the `Value` its text parses
+    /// to. The provided version writes the text and parses it back; integers, `f64`, `bool`,
+    /// strings, options, pointers and sequences of them build it directly (a model's field
+    /// reads, behind every list filter and sort, go through here). Fails only for a
+    /// non-finite float.
+    fn to_json_value(&self) -> Result<Value, Error> {
+        value_through_text(self)
+    }
+}
+
+/// `ToJson::to_json_value`'s provided version: `value` written as text and parsed back, with
+/// no nesting limit (the value exists already; the limit guards text from outside).
+pub(crate) fn value_through_text<T: ToJson + ?Sized>(value: &T) -> Result<Value, Error> {
+    let text = super::to_string(value)?;
+    super::parse_with(
+        &text,
+        &super::ParseOptions {
+            depth_max: usize::MAX,
+            duplicate_keys: super::DuplicateKeys::LastWins,
+        },
+    )
 }
 
 /// Types that can be read from JSON.
@@ -234,6 +256,9 @@ macro_rules! int_via {
             fn write_json(&self, w: &mut Writer) {
                 w.$write(*self as $wide);
             }
+            fn to_json_value(&self) -> Result<Value, Error> {
+                Ok(Value::from(*self))
+            }
         }
         impl FromJson for $t {
             #[inline]
@@ -279,6 +304,15 @@ impl ToJson for f64 {
     fn write_json(&self, w: &mut Writer) {
         w.f64(*self);
     }
+
+    /// The shortest text of a finite f64 reads back as that f64, so it is the number itself;
+    /// a non-finite one fails as its text does.
+    fn to_json_value(&self) -> Result<Value, Error> {
+        match super::Number::from_f64(*self) {
+            Some(number) => Ok(Value::Number(number)),
+            None => value_through_text(self),
+        }
+    }
 }
 
 impl FromJson for f64 {
@@ -321,6 +355,9 @@ impl ToJson for bool {
     fn write_json(&self, w: &mut Writer) {
         w.bool(*self);
     }
+    fn to_json_value(&self) -> Result<Value, Error> {
+        Ok(Value::Bool(*self))
+    }
 }
 
 impl FromJson for bool {
@@ -356,12 +393,18 @@ impl ToJson for str {
     fn write_json(&self, w: &mut Writer) {
         w.str(self);
     }
+    fn to_json_value(&self) -> Result<Value, Error> {
+        Ok(Value::String(self.to_owned()))
+    }
 }
 
 impl ToJson for String {
     #[inline]
     fn write_json(&self, w: &mut Writer) {
         w.str(self);
+    }
+    fn to_json_value(&self) -> Result<Value, Error> {
+        Ok(Value::String(self.clone()))
     }
 }
 
@@ -412,6 +455,12 @@ impl<T: ToJson> ToJson for Option<T> {
             None => w.null(),
         }
     }
+    fn to_json_value(&self) -> Result<Value, Error> {
+        match self {
+            Some(v) => v.to_json_value(),
+            None => Ok(Value::Null),
+        }
+    }
 }
 
 impl<T: FromJson> FromJson for Option<T> {
@@ -435,6 +484,9 @@ macro_rules! pointer {
             fn write_json(&self, w: &mut Writer) {
                 (**self).write_json(w);
             }
+            fn to_json_value(&self) -> Result<Value, Error> {
+                (**self).to_json_value()
+            }
         }
         impl<T: FromJson> FromJson for $p<T> {
             #[inline]
@@ -449,6 +501,9 @@ pointer!(Box Rc Arc);
 impl<T: ToJson + ?Sized> ToJson for &T {
     fn write_json(&self, w: &mut Writer) {
         (**self).write_json(w);
+    }
+    fn to_json_value(&self) -> Result<Value, Error> {
+        (**self).to_json_value()
     }
 }
 
@@ -499,12 +554,21 @@ impl<T: ToJson> ToJson for [T] {
     fn write_json(&self, w: &mut Writer) {
         write_seq(w, self);
     }
+    fn to_json_value(&self) -> Result<Value, Error> {
+        self.iter()
+            .map(ToJson::to_json_value)
+            .collect::<Result<_, _>>()
+            .map(Value::Array)
+    }
 }
 
 impl<T: ToJson> ToJson for Vec<T> {
     #[inline]
     fn write_json(&self, w: &mut Writer) {
         write_seq(w, self);
+    }
+    fn to_json_value(&self) -> Result<Value, Error> {
+        self.as_slice().to_json_value()
     }
 }
 
