@@ -119,6 +119,19 @@ fn cors_on_a_group_answers_its_preflights() {
         (options.status, options.header("allow")),
         (204, Some("PUT, OPTIONS"))
     );
+    // A method the path does not route is refused inside the group's CORS layer, so the page
+    // sees the 405 rather than a CORS failure.
+    let refused = server.send(
+        "DELETE /api/items/3 HTTP/1.1\r\nOrigin: https://app.example",
+        b"",
+    );
+    assert_eq!(
+        (
+            refused.status,
+            refused.header("access-control-allow-origin")
+        ),
+        (405, Some("https://app.example"))
+    );
 }
 
 #[test]

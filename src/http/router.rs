@@ -118,8 +118,8 @@ impl<Marker, T: IntoHandler<Marker>> WithMiddleware<Marker> for T {}
 #[derive(Clone, Default)]
 struct Endpoint {
     methods: Vec<(Method, usize)>,
-    /// The automatic OPTIONS answer inside a group's layers (see [`Group::layer`]), used when
-    /// no OPTIONS handler is routed here.
+    /// The automatic answer inside a group's layers (see [`Group::layer`]): OPTIONS when no
+    /// OPTIONS handler is routed here, and the 405 of any other method not routed here.
     implicit_options: Option<usize>,
 }
 
@@ -543,7 +543,12 @@ impl Table {
             }
             (Some(index), _) => Resolved::Found(index, rest, None),
             (None, Method::Options) => Resolved::Options(endpoint.allow()),
-            (None, _) => Resolved::MethodNotAllowed(endpoint.allow()),
+            // A group with layers refuses a method inside them too, so a CORS layer puts its
+            // headers on the 405 (without them a browser reports a CORS failure instead).
+            (None, _) => match endpoint.implicit_options {
+                Some(index) => Resolved::Found(index, rest, Some(endpoint.allow())),
+                None => Resolved::MethodNotAllowed(endpoint.allow()),
+            },
         }
     }
 
@@ -617,8 +622,9 @@ impl Table {
 /// router when it chose one.
 struct ImplicitAllow(String);
 
-/// A group's automatic OPTIONS answer (204 with `Allow`), registered inside the group's layers
-/// so they see OPTIONS requests: a CORS layer on a group answers preflights this way.
+/// A group's automatic OPTIONS answer (204 with `Allow`) and 405 (with `Allow`), registered
+/// inside the group's layers so they see those requests: a CORS layer on a group answers
+/// preflights this way, and puts its headers on refusals.
 struct ImplicitOptions;
 
 impl Handler for ImplicitOptions {
@@ -627,7 +633,14 @@ impl Handler for ImplicitOptions {
             .extensions
             .get::<ImplicitAllow>()
             .map_or_else(|| "OPTIONS".to_string(), |a| a.0.clone());
-        Response::no_content().with_header("Allow", allow)
+        if req.method == Method::Options {
+            return Response::no_content().with_header("Allow", allow);
+        }
+        // Chosen for a method the path does not route: the router's own 405, given inside
+        // the group's layers.
+        Problem::method_not_allowed(&allow)
+            .with_detail(format!("{} is not allowed here", req.method))
+            .into_response()
     }
 
     fn is_inline(&self, _req: &Request) -> bool {
@@ -892,11 +905,11 @@ impl Group {
         if !layers.is_empty() {
             // Without this, OPTIONS on a group path got the router's own answer, which runs
             // only the global layers: a group's CORS layer never saw a preflight.
+            // Every path gets one (a routed OPTIONS still wins, see `Endpoint::find`): it also
+            // gives the 405 of the methods the path does not route, inside the layers.
             let mut bare: Vec<String> = Vec::new();
             for (_, pattern, _) in &routes {
-                let answered = routes.iter().any(|(m, p, _)| {
-                    p == pattern && m.as_ref().is_none_or(|m| *m == Method::Options)
-                });
+                let answered = routes.iter().any(|(m, p, _)| p == pattern && m.is_none());
                 if !answered && !bare.contains(pattern) {
                     bare.push(pattern.clone());
                 }
@@ -1119,6 +1132,18 @@ mod tests {
             assert_eq!(options.headers.get("x-group"), None, "{path}");
             assert_eq!(options.headers.get("allow"), Some("GET, HEAD, OPTIONS"));
         }
+        // A method a group path does not route is refused inside the group's layers too
+        // (a CORS layer's headers on the 405); elsewhere by the router itself.
+        for (method, path, allow) in [
+            (Method::Delete, "/api/items/7", "PUT, GET, HEAD, OPTIONS"),
+            (Method::Put, "/api/custom", "OPTIONS, POST"),
+        ] {
+            let refused = check(&r, method, path, 405, "");
+            assert_eq!(refused.headers.get("x-group"), Some("1"), "{path}");
+            assert_eq!(refused.headers.get("allow"), Some(allow), "{path}");
+        }
+        let refused = check(&r, Method::Post, "/plain/x", 405, "");
+        assert_eq!(refused.headers.get("x-group"), None);
         // A route registered later for OPTIONS replaces the automatic answer.
         let r = Router::bare()
             .group("/g", |g| g.layer(mark).get("/a", echo("a")))
