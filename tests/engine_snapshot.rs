@@ -588,23 +588,7 @@ fn a_large_state_is_snapshotted_less_often_with_a_tail_percent() {
 #[test]
 fn log_verify_beside_a_live_engine_that_compacts_reports_no_false_damage() {
     let dir = common::fresh_dir("engine-snapshot", "verify-live");
-    let options = EngineOptions {
-        snapshot_every_events: 20,
-        segment_bytes_max: 1024,
-        ..EngineOptions::default()
-    };
-    let (engine, _) = Engine::open(&dir, options, Kv::default()).expect("open");
-    let engine = Arc::new(engine);
-    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let writer = {
-        let (engine, written) = (Arc::clone(&engine), Arc::clone(&written));
-        std::thread::spawn(move || {
-            for key in 0..WRITES_BESIDE_VERIFY {
-                put(&engine, key % 64, key);
-                written.store(key + 1, std::sync::atomic::Ordering::SeqCst);
-            }
-        })
-    };
+    let (engine, written, writer) = live_compacting_engine(&dir);
     let mut failures = Vec::new();
     let mut runs = 0;
     while written.load(std::sync::atomic::Ordering::SeqCst) < WRITES_BESIDE_VERIFY {
@@ -635,23 +619,7 @@ fn log_verify_beside_a_live_engine_that_compacts_reports_no_false_damage() {
 #[test]
 fn log_backup_beside_a_live_engine_copies_a_state_it_had() {
     let dir = common::fresh_dir("engine-snapshot", "backup-live");
-    let options = EngineOptions {
-        snapshot_every_events: 20,
-        segment_bytes_max: 1024,
-        ..EngineOptions::default()
-    };
-    let (engine, _) = Engine::open(&dir, options.clone(), Kv::default()).expect("open");
-    let engine = Arc::new(engine);
-    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let writer = {
-        let (engine, written) = (Arc::clone(&engine), Arc::clone(&written));
-        std::thread::spawn(move || {
-            for key in 0..WRITES_BESIDE_VERIFY {
-                put(&engine, key % 64, key);
-                written.store(key + 1, std::sync::atomic::Ordering::SeqCst);
-            }
-        })
-    };
+    let (engine, written, writer) = live_compacting_engine(&dir);
     let mut copies = 0;
     while written.load(std::sync::atomic::Ordering::SeqCst) < WRITES_BESIDE_VERIFY {
         let acknowledged = written.load(std::sync::atomic::Ordering::SeqCst);
@@ -661,8 +629,8 @@ fn log_backup_beside_a_live_engine_copies_a_state_it_had() {
         lithair::engine::backup::log_backup(&dir, &dest, &mut out)
             .unwrap_or_else(|e| panic!("backup {copies}: {e}"));
         let copied = {
-            let (copy, _) =
-                Engine::open(&dest, options.clone(), Kv::default()).expect("open the copy");
+            let (copy, _) = Engine::open(&dest, live_compacting_options(), Kv::default())
+                .expect("open the copy");
             copy.read(|kv| kv.map.clone())
         };
         let done = written.load(std::sync::atomic::Ordering::SeqCst);
@@ -686,6 +654,40 @@ fn log_backup_beside_a_live_engine_copies_a_state_it_had() {
     assert!(copies > 1, "backups ran beside the writes");
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Options of an engine that snapshots, prunes and compacts often: a snapshot every 20 events,
+/// 1 KiB segments.
+fn live_compacting_options() -> EngineOptions {
+    EngineOptions {
+        snapshot_every_events: 20,
+        segment_bytes_max: 1024,
+        ..EngineOptions::default()
+    }
+}
+
+/// An engine on `dir` with [`live_compacting_options`], and a thread making
+/// `WRITES_BESIDE_VERIFY` writes (write k puts k at key k % 64), counting those acknowledged.
+fn live_compacting_engine(
+    dir: &Path,
+) -> (
+    Arc<Engine<Kv>>,
+    Arc<std::sync::atomic::AtomicU64>,
+    std::thread::JoinHandle<()>,
+) {
+    let (engine, _) = Engine::open(dir, live_compacting_options(), Kv::default()).expect("open");
+    let engine = Arc::new(engine);
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = {
+        let (engine, written) = (Arc::clone(&engine), Arc::clone(&written));
+        std::thread::spawn(move || {
+            for key in 0..WRITES_BESIDE_VERIFY {
+                put(&engine, key % 64, key);
+                written.store(key + 1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    (engine, written, writer)
 }
 
 /// Writes (a snapshot every 20, a segment every few dozen) while `log verify` runs in a loop.
