@@ -74,11 +74,7 @@ pub struct ServeOptions {
 impl ServeOptions {
     /// The value of an application flag, if given.
     pub fn extra(&self, name: &str) -> Option<&str> {
-        self.extra
-            .iter()
-            .rev()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+        last_value(&self.extra, name)
     }
 }
 
@@ -320,6 +316,16 @@ pub fn flag_pairs(
     Ok(pairs)
 }
 
+/// The value of the last `(name, value)` pair named `name`: a flag given twice takes its last
+/// value, as a later setting overrides an earlier one.
+fn last_value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
 /// A command line split by [`flag_pairs`], read by name and type: the small argument parser
 /// of the examples and bench tools, so each refuses the same mistakes as `App::run` (an
 /// unknown flag, a missing value, a number out of its type's range) instead of ignoring or
@@ -349,11 +355,7 @@ impl Flags {
 
     /// The value of `--name` (the last one given), if any.
     pub fn value(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .rev()
-            .find(|(flag, _)| flag == name)
-            .map(|(_, value)| value.as_str())
+        last_value(&self.pairs, name)
     }
 
     /// Whether switch `--name` was given.
@@ -498,11 +500,8 @@ fn serve(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
         }
     }
     let setting = |key: &str| -> Option<String> {
-        given
-            .iter()
-            .rev()
-            .find(|(name, _)| name == key)
-            .map(|(_, value)| value.clone())
+        last_value(&given, key)
+            .map(str::to_string)
             .or_else(|| layered.fallback(key))
     };
     let options = ServeOptions {
