@@ -166,8 +166,8 @@ pub struct ListQuery {
     pub filters: Vec<Filter>,
 }
 
-/// Query keys that are not filters.
-const RESERVED_KEYS: [&str; 4] = ["skip", "take", "sort", "consistency"];
+/// The start of a query key that names a field whatever its name: `filter[NAME]`.
+const FILTER_KEY_OPEN: &str = "filter[";
 
 /// Parses the (already percent-decoded) query pairs of a list request against `fields`.
 /// Errors are sentences for a 400 problem.
@@ -182,16 +182,23 @@ pub fn parse_list_query(
         filters: Vec::new(),
     };
     for (key, value) in pairs {
-        match key.as_str() {
-            "skip" => query.skip = parse_count("skip", value)?,
-            "take" => query.take = parse_count("take", value)?.min(LIST_TAKE_MAX),
-            "sort" => query.sort = Some(parse_sort(value, fields)?),
-            key if RESERVED_KEYS.contains(&key) => {}
-            key => {
+        // `filter[NAME]` always names a field, so a field called `sort`, `take` or `from` (a
+        // live feed's option) can be filtered on too.
+        let named = key
+            .strip_prefix(FILTER_KEY_OPEN)
+            .and_then(|rest| rest.strip_suffix(']'));
+        match (named, key.as_str()) {
+            (None, "skip") => query.skip = parse_count("skip", value)?,
+            (None, "take") => query.take = parse_count("take", value)?.min(LIST_TAKE_MAX),
+            (None, "sort") => query.sort = Some(parse_sort(value, fields)?),
+            (None, "consistency") => {} // The read route's option.
+            (named, key) => {
                 if query.filters.len() == LIST_FILTERS_MAX {
                     return Err(format!("at most {LIST_FILTERS_MAX} filters per request"));
                 }
-                query.filters.push(parse_filter(key, value, fields)?);
+                query
+                    .filters
+                    .push(parse_filter(named.unwrap_or(key), value, fields)?);
             }
         }
     }
@@ -461,6 +468,49 @@ mod tests {
                 "{bad:?} should be refused"
             );
         }
+    }
+
+    /// A field named like a query option is filtered on as `filter[NAME]` (before, `sort=>=2`
+    /// was read as a sort and a field named `sort` or `take` could never be filtered on);
+    /// `filter[NAME]` works for any field, and names an unknown one in its error.
+    #[test]
+    fn filter_brackets_name_a_field_whatever_its_name() {
+        const OPTION_NAMED: [FieldSpec; 3] = [
+            FieldSpec::plain("id", FieldKind::UInt),
+            FieldSpec::plain("sort", FieldKind::UInt),
+            FieldSpec::plain("take", FieldKind::Str),
+        ];
+        let query = parse_list_query(
+            &pairs(&[
+                ("filter[sort]", ">=2"),
+                ("sort", "-sort"),
+                ("filter[take]", "ann"),
+                ("take", "5"),
+                ("filter[id]", "!7"),
+            ]),
+            &OPTION_NAMED,
+        )
+        .unwrap();
+        assert_eq!((query.sort, query.take), (Some((1, true)), 5));
+        let filters: Vec<(usize, FilterOp, &str)> = query
+            .filters
+            .iter()
+            .map(|f| (f.field, f.op, f.operand.as_str()))
+            .collect();
+        assert_eq!(
+            filters,
+            [
+                (1, FilterOp::Ge, "2"),
+                (2, FilterOp::Eq, "ann"),
+                (0, FilterOp::Ne, "7")
+            ]
+        );
+        for bad in ["filter[nope]", "filter[]"] {
+            let refused = parse_list_query(&pairs(&[(bad, "1")]), &OPTION_NAMED);
+            assert!(refused.is_err(), "{bad}");
+        }
+        let refused = parse_list_query(&pairs(&[("filter[nope]", "1")]), &OPTION_NAMED);
+        assert!(refused.unwrap_err().contains("nope"));
     }
 
     #[test]
