@@ -681,6 +681,14 @@ fn log_backup_copies_a_directory_that_opens_to_the_same_state() {
     assert!(stderr.contains("not empty"), "{stderr}");
     let (code, _, stderr) = tool(&dir, &["log", "backup"]);
     assert_eq!(code, Some(2), "`--to` is required: {stderr}");
+    let inside = dir.join("backup").to_string_lossy().into_owned();
+    let (code, _, stderr) = tool(&dir, &["log", "backup", "--to", &inside]);
+    assert_eq!(code, Some(1), "a destination inside the data: {stderr}");
+    assert!(stderr.contains("inside the data directory"), "{stderr}");
+    assert!(
+        !dir.join("backup").exists(),
+        "nothing left in the data directory"
+    );
     std::fs::write(dir.join("raft-hardstate"), b"").expect("mark a cluster node");
     let elsewhere = common::fresh_dir("durability", "backup-cluster");
     let elsewhere = elsewhere.to_string_lossy().into_owned();

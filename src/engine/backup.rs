@@ -17,7 +17,7 @@
 use super::{repair, snapshot, tools};
 use crate::log;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Copies attempted before a backup gives up (each failed one raced with the server's
 /// compaction or a write, or met real damage, which every attempt meets again).
@@ -47,6 +47,16 @@ pub fn log_backup(data: &Path, dest: &Path, out: &mut dyn Write) -> Result<(), S
         ));
     }
     prepare_destination(dest)?;
+    // Compared once both exist (canonical paths see through `..` and links).
+    if let (Ok(source), Ok(target)) = (data.canonicalize(), dest.canonicalize()) {
+        if target.starts_with(&source) {
+            let _ = std::fs::remove_dir(dest); // Empty: made or found empty just now.
+            return Err(format!(
+                "{} is inside the data directory: a backup there is lost with it",
+                dest.display()
+            ));
+        }
+    }
     let mut failures = Vec::new();
     for _ in 0..BACKUP_ATTEMPTS_MAX {
         let copied = copy_once(data, dest).and_then(|copy| {
@@ -176,7 +186,7 @@ fn newest_whole_snapshot(data: &Path) -> Result<Option<(u64, Vec<u8>)>, String> 
 }
 
 /// Writes `bytes` to a new file at `path` and syncs it.
-fn write_synced(path: &PathBuf, bytes: &[u8]) -> Result<(), String> {
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let failed = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
     let mut file = std::fs::OpenOptions::new()
         .write(true)
