@@ -1,16 +1,16 @@
-# Shared by benches/http-cost.sh and benches/http-instructions.sh (sourced, not run): starts one
-# HTTP server pinned to CPU 1 on PORT, waits until it answers, and kills it on exit.
+# Shared by the benches/http-*.sh, list-cost.sh and wrk-cpu.sh scripts (sourced, not run):
+# starts one HTTP server pinned to CPU 1 on PORT, waits until it answers, and kills it on exit.
 #
 # start_server KIND PORT PATH [WRAPPER...]: KIND is `ours` (OURS, default the release
 # bench_server) or `hyper` (HYPER, default ../shared/peers/target/release/peer-hyper); WRAPPER
-# (e.g. valgrind and its flags) runs the server. Uses `data` (a temporary directory the caller
-# made; removed on exit) and sets `pid`.
+# (e.g. valgrind and its flags) runs the server. ITEMS (default 10000) items are preloaded. Uses
+# `data` (a temporary directory the caller made; removed on exit) and sets `pid`.
 start_server() {
   local kind=$1 port=$2 path=$3 bin args
   shift 3
   case $kind in
-    ours) bin=${OURS:-$PWD/target/release/examples/bench_server}; args="--port $port --items 10000 --data $data/d";;
-    hyper) bin=${HYPER:-$PWD/../shared/peers/target/release/peer-hyper}; args="--port $port --items 10000";;
+    ours) bin=${OURS:-$PWD/target/release/examples/bench_server}; args="--port $port --items ${ITEMS:-10000} --data $data/d";;
+    hyper) bin=${HYPER:-$PWD/../shared/peers/target/release/peer-hyper}; args="--port $port --items ${ITEMS:-10000}";;
     *) echo "ours or hyper" >&2; exit 2;;
   esac
   # shellcheck disable=SC2086

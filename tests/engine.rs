@@ -221,6 +221,16 @@ fn close_and_remove(engine: Engine<Shop>, dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Closes `engine` (every other holder of it must be gone), opens `dir` again and checks that
+/// the log replays to the state it had, then removes `dir`.
+fn replays_to_the_live_state(engine: Arc<Engine<Shop>>, dir: &Path, options: EngineOptions) {
+    let live = engine.digest();
+    drop(Arc::into_inner(engine).expect("every holder let go of the engine"));
+    let engine = open(dir, options);
+    assert_eq!(engine.digest(), live, "the log replays to the live state");
+    close_and_remove(engine, dir);
+}
+
 /// Restocks `item` by `quantity`, which the engine must accept.
 fn restock(engine: &Engine<Shop>, item: u64, quantity: u64) {
     engine.submit(Restock { item, quantity }).expect("restock");
@@ -1343,12 +1353,7 @@ fn callback_chains_decide_in_log_order_and_survive_a_failed_write() {
         engine.read(|shop| (shop.stock[&1], shop.sold)),
         (STOCK - sold, sold)
     );
-    let live = engine.digest();
-    let engine = Arc::into_inner(engine).expect("the chains let go of the engine");
-    drop(engine);
-    let engine = open(&dir, options);
-    assert_eq!(engine.digest(), live, "the log replays to the live state");
-    close_and_remove(engine, &dir);
+    replays_to_the_live_state(engine, &dir, options);
 }
 
 /// A [`Sell`] that records, as it is decided, the index it was decided at and what `note`
@@ -1590,12 +1595,7 @@ fn completions_sequence_a_failed_write_run(batches_max: usize) -> bool {
         (shop.stock[&1], shop.sold, restocked)
     });
     assert_eq!(state, (STOCK - sold, sold, restocked));
-    let live = engine.digest();
-    let engine = Arc::into_inner(engine).expect("the chains let go of the engine");
-    drop(engine);
-    let engine = open(&dir, options);
-    assert_eq!(engine.digest(), live, "the log replays to the live state");
-    close_and_remove(engine, &dir);
+    replays_to_the_live_state(engine, &dir, options);
     completion_sequenced
 }
 
@@ -1742,11 +1742,7 @@ fn submitters_sequence_their_own_commands_when_idle_in_order_and_lose_no_wake_up
             engine.read(|shop| (shop.stock[&1], shop.sold)),
             (STOCK - sold, sold)
         );
-        let live = engine.digest();
-        drop(Arc::into_inner(engine).expect("the submitters let go of the engine"));
-        let engine = open(&dir, options);
-        assert_eq!(engine.digest(), live, "the log replays to the live state");
-        close_and_remove(engine, &dir);
+        replays_to_the_live_state(engine, &dir, options);
     }
 }
 

@@ -728,7 +728,6 @@ impl crate::http::Handler for CommandHandlerRoute {
     }
 }
 
-/// The engine metadata of a command request.
 /// The statuses of a command's success answer (less 204 and 205, which carry no body).
 pub const COMMAND_STATUSES: std::ops::RangeInclusive<u16> = 200..=299;
 

@@ -853,9 +853,9 @@ impl ClusterFront {
         if join.id == status.id {
             return json_error(409, "that id belongs to the leader");
         }
-        // A node id keeps its peer address: a second process joining under a known id (an
-        // operator's slip) would otherwise be told it joined, then vote and answer as that
-        // member with an empty log, while the leader kept sending to the first one.
+        // A member's id keeps its peer address: a second process joining under a member's id
+        // (an operator's slip) would otherwise be told it joined, then vote and answer as
+        // that member with an empty log, while the leader kept sending to the first one.
         let known = |status: &ClusterStatus| status.members.iter().any(|m| m.id == join.id);
         let recorded = match self.node.peer_addr(join.id) {
             Some(address) if address != join.peer_addr => {

@@ -1,4 +1,5 @@
-//! Operator subcommands of every app: `log verify|inspect|stats` over a data directory, and
+//! Operator subcommands of every app: `log verify|inspect|stats|repair|backup` over a data
+//! directory, and
 //! `cluster status|leave|transfer-leader` against a running node over HTTP.
 //!
 //! Owns: printing; the work is done by the engine's tools and the node's cluster endpoints.

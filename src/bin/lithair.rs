@@ -1,9 +1,10 @@
 //! The `lithair` command: log-level tools over a data directory (`lithair::engine::tools`).
 //!
-//! Owns: argument parsing and exit codes only. Must not: modify files or take the data
-//! directory lock, except `log repair --apply` (which takes the lock, and cuts only what it
-//! reported). Apps get the same tools, plus typed `replay` and `snapshot`, through
-//! `App::run`.
+//! Owns: argument parsing and exit codes only (the parsing is `app::cli`'s, shared with every
+//! app). Must not: modify files or take the data directory lock, except `log repair --apply`
+//! (which takes the lock, and cuts only what it reported) and `log backup` (which writes only
+//! into its new destination). Apps get the same tools, plus typed `replay` and `snapshot`,
+//! through `App::run`.
 
 use lithair::app::cli;
 use lithair::engine::tools;
@@ -36,8 +37,8 @@ fn required_data(data: Option<String>) -> Result<PathBuf, Failure> {
 
 /// `replay` and `snapshot` take `--data DIR` alone.
 fn data_only(words: &[String], command: &str) -> Result<PathBuf, Failure> {
-    let pairs = cli::flag_pairs(words, command, &[], &["data"]).map_err(usage)?;
-    required_data(pairs.into_iter().next_back().map(|(_, value)| value))
+    let flags = cli::Flags::parse(words, command, &[], &["data"]).map_err(usage)?;
+    required_data(flags.value("data").map(str::to_string))
 }
 
 fn usage(error: cli::CliError) -> Failure {

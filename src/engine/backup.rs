@@ -13,6 +13,10 @@
 //! after it, each cut at its last whole frame, is therefore the log as it stood at some
 //! instant, unless a file vanished or a frame was landing under the read: then the copy fails
 //! its check (or a read fails) and is taken again, at most [`BACKUP_ATTEMPTS_MAX`] times.
+//!
+//! A backup is whole only once it printed "verified": one cut short (the process killed
+//! mid-copy) is left as it is in its destination, segments before the snapshot, and must not be
+//! used.
 
 use super::{repair, snapshot, tools};
 use crate::log;

@@ -252,6 +252,18 @@ pub struct PeerBook {
 }
 
 impl PeerBook {
+    /// Whether `id` is this node or a peer it records.
+    fn knows(&self, id: NodeId) -> bool {
+        id == self.id || self.peers.iter().any(|(known, _)| *known == id)
+    }
+
+    /// Records `addr` as peer `id`'s address, replacing any it had (peers stay sorted).
+    fn put(&mut self, id: NodeId, addr: String) {
+        self.peers.retain(|(known, _)| *known != id);
+        self.peers.push((id, addr));
+        self.peers.sort();
+    }
+
     /// The file's text: `id N`, `peer_addr A`, then one `peer N A` line per peer.
     pub fn encode(&self) -> String {
         let mut text = format!("id {}\npeer_addr {}\n", self.id, self.peer_addr);
@@ -502,12 +514,11 @@ impl Node {
     /// The transport could not start a writer thread.
     pub fn add_peer(&self, id: NodeId, addr: String) -> io::Result<()> {
         let mut book = self.book.lock().expect("peer book poisoned");
-        if id == book.id || book.peers.iter().any(|(known, _)| *known == id) {
+        if book.knows(id) {
             return Ok(());
         }
         self.transport.add_peer(id, addr.clone())?;
-        book.peers.push((id, addr));
-        book.peers.sort();
+        book.put(id, addr);
         book.write(&self.data_dir)
     }
 
@@ -523,9 +534,7 @@ impl Node {
             return Ok(());
         }
         self.transport.set_peer_addr(id, addr.clone())?;
-        book.peers.retain(|(known, _)| *known != id);
-        book.peers.push((id, addr));
-        book.peers.sort();
+        book.put(id, addr);
         book.write(&self.data_dir)
     }
 
@@ -1195,7 +1204,7 @@ impl Driver {
     /// comes back through the peer resolver, as any member without an address.
     fn forget_peer(&self, id: NodeId) {
         let mut book = self.book.lock().expect("peer book poisoned");
-        if id == book.id || !book.peers.iter().any(|(known, _)| *known == id) {
+        if id == book.id || !book.knows(id) {
             return;
         }
         self.transport.remove_peer(id);
