@@ -1,6 +1,8 @@
 //! Real-process cluster operations: a fourth node joins a cluster under write load and
 //! catches up; joining is idempotent and a joined node restarts from its peers file;
-//! `cluster status|leave|transfer-leader` against running nodes; and a partition of the
+//! `cluster status|leave|transfer-leader` against running nodes; a follower that catches up
+//! past a member's removal through an InstallSnapshot forgets that member's address; a node
+//! down for good is removed through a live one and rejoins empty; and a partition of the
 //! leader through TCP proxies the test controls (a new leader, the old one steps down, no
 //! acknowledged write lost, one leader and equal digests after healing, and an old leader
 //! restarting never makes a second leader in a term).
@@ -242,6 +244,7 @@ fn operators_manage_the_cluster(cluster: &mut Cluster) {
         }
         panic!("node 4 does not lead after the transfer");
     }
+    let removed = a_follower_behind_a_removal_forgets_it_through_the_snapshot(cluster);
     // The leader leaves: it hands leadership over first, then is removed.
     assert!(
         !cli(&["cluster", "leave", "--node", &node_4]),
@@ -255,7 +258,11 @@ fn operators_manage_the_cluster(cluster: &mut Cluster) {
         "--cluster-secret",
         SECRET
     ]));
-    let rest: Vec<(u64, SocketAddr)> = all.iter().copied().filter(|(id, _)| *id != 4).collect();
+    let rest: Vec<(u64, SocketAddr)> = all
+        .iter()
+        .copied()
+        .filter(|(id, _)| *id != 4 && *id != removed)
+        .collect();
     let new_leader = poll(Duration::from_secs(20), || {
         let leader = leader_among(&rest)?;
         let listed = members(by_id[&leader])?;
@@ -265,6 +272,87 @@ fn operators_manage_the_cluster(cluster: &mut Cluster) {
     let never = AtomicBool::new(false);
     let id = write_item(&[by_id[&new_leader]], 0, "after-4-left", &never);
     assert!(id.is_some(), "the remaining voters commit");
+}
+
+/// With node 4 leading: a follower is stopped, another member is removed and the leader
+/// compacts past the removal, so the stopped follower catches up through an InstallSnapshot
+/// and never applies the removal entry. It must still forget the removed node's address (its
+/// peers file no longer names it), or it would dial that node's old place after the node
+/// rejoined elsewhere. Returns the removed node's id (its process is stopped).
+fn a_follower_behind_a_removal_forgets_it_through_the_snapshot(cluster: &mut Cluster) -> u64 {
+    let leader_addr = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id == 4)
+        .expect("node 4")
+        .http;
+    let followers: Vec<usize> = (0..cluster.nodes.len())
+        .filter(|&k| cluster.nodes[k].id != 4)
+        .collect();
+    let (behind, removed) = (followers[0], followers[1]);
+    let removed_id = cluster.nodes[removed].id;
+    let peers_file = cluster
+        .dir
+        .join(format!("d{}", cluster.nodes[behind].id))
+        .join(lithair::raft::node::PEER_BOOK_FILE_NAME);
+    let names_removed = |text: &str| {
+        text.lines()
+            .any(|line| line.starts_with(&format!("peer {removed_id} ")))
+    };
+    let before = std::fs::read_to_string(&peers_file).expect("the follower's peers file");
+    assert!(
+        names_removed(&before),
+        "the follower knows node {removed_id}: {before}"
+    );
+    let stopped_at = status(cluster.nodes[behind].http)
+        .expect("the follower answers")
+        .applied_event;
+    cluster.nodes[behind].kill();
+    let removed_text = removed_id.to_string();
+    assert!(cli(&[
+        "cluster",
+        "leave",
+        "--node",
+        &leader_addr.to_string(),
+        "--id",
+        &removed_text,
+        "--cluster-secret",
+        SECRET
+    ]));
+    poll(Duration::from_secs(20), || {
+        (!members(leader_addr)?.contains_key(&removed_id)).then_some(())
+    })
+    .expect("the member is removed while the follower is down");
+    cluster.nodes[removed].kill();
+    let never = AtomicBool::new(false);
+    let mut written = 0;
+    poll(Duration::from_secs(60), || {
+        let key = format!("past-removal-{written}");
+        written += 1;
+        write_item(&[leader_addr], 0, &key, &never)?;
+        let s = status(leader_addr)?;
+        (written > 2 * JOIN_SNAPSHOT_EVERY_EVENTS && s.snapshot_index > stopped_at + 1)
+            .then_some(())
+    })
+    .expect("the leader compacts past the removal");
+    cluster.nodes[behind].spawn();
+    let behind_addr = cluster.nodes[behind].http;
+    poll(Duration::from_secs(40), || {
+        let s = status(behind_addr)?;
+        (s.snapshots_installed > 0 && s.applied_event > stopped_at).then_some(())
+    })
+    .expect("the stopped follower catches up through an InstallSnapshot");
+    poll(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&peers_file).ok()?;
+        (!names_removed(&text)).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the follower forgot node {removed_id}'s address: {:?}",
+            std::fs::read_to_string(&peers_file)
+        )
+    });
+    removed_id
 }
 
 /// Node `viewer`'s proxy toward `peer` (its `--cluster` map points there).
