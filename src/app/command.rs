@@ -211,7 +211,7 @@ impl<'a> Tx<'a> {
             ModelEvent::Created(record.clone()),
             id,
             Some(record.clone()),
-        );
+        )?;
         Ok(record)
     }
 
@@ -227,7 +227,7 @@ impl<'a> Tx<'a> {
             ModelEvent::Replaced(record.clone()),
             id.clone(),
             Some(record.clone()),
-        );
+        )?;
         Ok(record)
     }
 
@@ -250,7 +250,7 @@ impl<'a> Tx<'a> {
             id: id.clone(),
             patch,
         };
-        self.stage(event, id.clone(), Some(updated.clone()));
+        self.stage(event, id.clone(), Some(updated.clone()))?;
         Ok(updated)
     }
 
@@ -261,7 +261,7 @@ impl<'a> Tx<'a> {
             ModelEvent::<M>::Deleted { id: id.clone() },
             id.clone(),
             None,
-        );
+        )?;
         Ok(current)
     }
 
@@ -302,7 +302,7 @@ impl<'a> Tx<'a> {
         if !errors.is_empty() {
             return Err(Rejection::Invalid(errors));
         }
-        if !self.json_input {
+        if !self.json_input || M::FIELDS.iter().any(|spec| spec.kind == FieldKind::Other) {
             check_representable(record)?;
         }
         self.checks.run(self, record)?;
@@ -343,8 +343,20 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
-    fn stage<M: Model>(&mut self, event: ModelEvent<M>, id: Id, value: Option<M>) {
-        self.events.push(AppEvent::new(&event));
+    fn stage<M: Model>(
+        &mut self,
+        event: ModelEvent<M>,
+        id: Id,
+        value: Option<M>,
+    ) -> Result<(), Rejection> {
+        let encoded = AppEvent::new(&event);
+        // A record from a JSON body of a model with only scalar fields always decodes (its
+        // strings, numbers and options have no decoder limit to pass); anything else is read
+        // back once here, so an event the applier could not decode never reaches the log.
+        if !self.json_input || M::FIELDS.iter().any(|spec| spec.kind == FieldKind::Other) {
+            check_decodes::<M>(&encoded.payload)?;
+        }
+        self.events.push(encoded);
         let before = self.version::<M>(&id);
         let after = match event {
             ModelEvent::Created(_) => 1,
@@ -366,6 +378,7 @@ impl<'a> Tx<'a> {
             (M::NAME, id),
             value.map(|v| Box::new(v) as Box<dyn Any + Send>),
         );
+        Ok(())
     }
 
     /// The events staged so far.
@@ -395,6 +408,41 @@ fn check_representable<M: Model>(record: &M) -> Result<(), Rejection> {
     Err(Rejection::Invalid(vec![FieldError {
         field: field.to_string(),
         message: "must be a finite number (JSON has no NaN or infinity)".into(),
+    }]))
+}
+
+/// Refuses an event that the binary decoder would not read back. The encoder has no limits,
+/// the decoder has (nesting `binary::DEPTH_MAX`, zero-size elements `ZERO_SIZE_COUNT_MAX`,
+/// whatever a hand-written `Decode` checks); a command may build a record past them (a tree
+/// deeper than JSON allows), and such an event, once logged, stops the applier at apply and
+/// every replay after: a log that can never be opened again. Refused here it is a 422 naming
+/// the field, and nothing is written.
+fn check_decodes<M: Model>(payload: &[u8]) -> Result<(), Rejection> {
+    let Err(error) = crate::binary::from_slice::<ModelEvent<M>>(payload) else {
+        return Ok(());
+    };
+    // The path runs from the event (`.Created.root.kids[0]`, `.patch.root`): its first segment
+    // under the event's own is the model's field, by its Rust name.
+    let path = error.path();
+    let inner = [".Created", ".Replaced", ".patch"]
+        .iter()
+        .find_map(|event| path.strip_prefix(event))
+        .unwrap_or(path);
+    let rust_name = inner
+        .trim_start_matches('.')
+        .split(['.', '['])
+        .next()
+        .unwrap_or_default();
+    let field = M::FIELDS
+        .iter()
+        .find(|spec| spec.name == rust_name)
+        .map_or("$", |spec| spec.json_name);
+    Err(Rejection::Invalid(vec![FieldError {
+        field: field.to_string(),
+        message: format!(
+            "cannot be stored: the event log could not read it back ({})",
+            error.kind()
+        ),
     }]))
 }
 
