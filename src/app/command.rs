@@ -302,7 +302,7 @@ impl<'a> Tx<'a> {
         if !errors.is_empty() {
             return Err(Rejection::Invalid(errors));
         }
-        if !self.json_input || M::FIELDS.iter().any(|spec| spec.kind == FieldKind::Other) {
+        if !self.json_input {
             check_representable(record)?;
         }
         self.checks.run(self, record)?;
