@@ -57,10 +57,29 @@ fn marks(tx: &mut Tx<'_>, count: &u64, _: &Params) -> Result<Outline, Rejection>
     })
 }
 
+/// Create an outline whose root label is `bytes` long.
+#[command(POST "/api/outlines/wide")]
+fn wide(tx: &mut Tx<'_>, bytes: &u64, _: &Params) -> Result<Outline, Rejection> {
+    let bytes = usize::try_from(*bytes).map_err(|_| Rejection::Domain {
+        status: 400,
+        message: "too long".into(),
+    })?;
+    tx.create(Outline {
+        id: 0,
+        root: Node {
+            label: "x".repeat(bytes),
+            kids: Vec::new(),
+        },
+        marks: Vec::new(),
+    })
+}
+
 fn outlines() -> App {
-    App::new("records-outlines")
-        .model::<Outline>()
-        .commands([chain_route(), marks_route()])
+    App::new("records-outlines").model::<Outline>().commands([
+        chain_route(),
+        marks_route(),
+        wide_route(),
+    ])
 }
 
 /// A command building a record deeper than the binary decoder accepts was encoded and logged,
@@ -74,7 +93,44 @@ fn a_record_too_deep_to_decode_is_refused_before_the_log() {
     let refused = request(addr, "POST", "/api/outlines/chain", "", &deep);
     assert_eq!(refused.status, 422, "{}", refused.body);
     assert!(refused.body.contains("root"), "{}", refused.body);
-    let fine = request(addr, "POST", "/api/outlines/chain", "", "100");
+    // The deepest chain the decoder takes (two levels a node, three for the event and the
+    // record) is stored, read, and replayed.
+    let deepest = (lithair::binary::DEPTH_MAX - 3) / 2;
+    let fine = request(
+        addr,
+        "POST",
+        "/api/outlines/chain",
+        "",
+        &deepest.to_string(),
+    );
+    assert_eq!(fine.status, 200, "{}", fine.body);
+    let read = get(addr, "/api/outlines/1");
+    assert_eq!(read.status, 200);
+    let too_deep = request(
+        addr,
+        "POST",
+        "/api/outlines/chain",
+        "",
+        &(deepest + 1).to_string(),
+    );
+    assert_eq!(too_deep.status, 422, "{}", too_deep.body);
+    running.stop().unwrap();
+    let (running, addr) = common::start(&outlines(), &data);
+    assert_eq!(get(addr, "/api/outlines/1").body, read.body);
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// An event past the command size bound is refused with a problem at submit, not logged.
+#[test]
+fn a_record_past_the_command_size_bound_is_refused() {
+    let data = common::fresh_dir("records", "huge");
+    let (running, addr) = common::start(&outlines(), &data);
+    let huge = (lithair::engine::COMMAND_BYTES_MAX + 1).to_string();
+    let refused = request(addr, "POST", "/api/outlines/wide", "", &huge);
+    assert_eq!(refused.status, 413, "{}", refused.body);
+    assert_eq!(refused.json()["status"].as_u64(), Some(413));
+    let fine = request(addr, "POST", "/api/outlines/wide", "", "1000");
     assert_eq!(fine.status, 200, "{}", fine.body);
     running.stop().unwrap();
     let (running, addr) = common::start(&outlines(), &data);
