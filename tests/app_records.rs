@@ -225,6 +225,14 @@ fn wide_integers_stay_exact_in_json_filters_sort_and_indexes() {
         ledger_ids(addr, &format!("plain=<{}", u128::MAX)),
         vec![2, 3]
     );
+    // Past 128 bits: above and below every value (through f64, 2^128 equalled u128::MAX).
+    let past = "340282366920938463463374607431768211456";
+    assert_eq!(
+        ledger_ids(addr, &format!("plain={past}")),
+        Vec::<u64>::new()
+    );
+    assert_eq!(ledger_ids(addr, &format!("plain=<{past}")), vec![1, 2, 3]);
+    assert_eq!(ledger_ids(addr, &format!("delta=>-{past}")), vec![1, 2, 3]);
     assert_eq!(ledger_ids(addr, &format!("wide={}", i64::MAX - 1)), vec![3]);
     assert_eq!(ledger_ids(addr, &format!("wide=<{}", i64::MAX)), vec![2, 3]);
     assert_eq!(ledger_ids(addr, "sort=serial"), vec![2, 1, 3]);

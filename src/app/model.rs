@@ -610,8 +610,20 @@ pub fn filter_matches<M: Model>(record: &M, filter: &Filter) -> bool {
 /// counters past 2^53 are distinct values, which f64 would merge; so are 128-bit values past
 /// 2^64), through f64 otherwise.
 fn compare_number(number: &json::Number, operand: &str) -> Option<std::cmp::Ordering> {
-    if let (Some(left), Some(right)) = (exact_integer(number), parse_exact_integer(operand)) {
-        return Some(left.cmp(&right));
+    if let Some(left) = exact_integer(number) {
+        if let Some(right) = parse_exact_integer(operand) {
+            return Some(left.cmp(&right));
+        }
+        // An integer past 128 bits is beyond every stored integer (through f64, 2^128 was
+        // equal to u128::MAX).
+        let digits = operand.strip_prefix(['-', '+']).unwrap_or(operand);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Some(if operand.starts_with('-') {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Less
+            });
+        }
     }
     number.as_f64()?.partial_cmp(&operand.parse::<f64>().ok()?)
 }
