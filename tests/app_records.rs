@@ -93,9 +93,10 @@ fn a_record_too_deep_to_decode_is_refused_before_the_log() {
     let refused = request(addr, "POST", "/api/outlines/chain", "", &deep);
     assert_eq!(refused.status, 422, "{}", refused.body);
     assert!(refused.body.contains("root"), "{}", refused.body);
-    // The deepest chain the decoder takes (two levels a node, three for the event and the
-    // record) is stored, read, and replayed.
-    let deepest = (lithair::binary::DEPTH_MAX - 3) / 2;
+    // The deepest chain the decoder takes where the record sits deepest, in a snapshot (two
+    // levels a node, the leaf's empty list, and the snapshot's, the collection's and the
+    // record's bodies) is stored, read, replayed and snapshotted.
+    let deepest = (lithair::binary::DEPTH_MAX - 5) / 2;
     let fine = request(
         addr,
         "POST",
@@ -115,6 +116,14 @@ fn a_record_too_deep_to_decode_is_refused_before_the_log() {
     );
     assert_eq!(too_deep.status, 422, "{}", too_deep.body);
     running.stop().unwrap();
+    let (running, addr) = common::start(&outlines(), &data);
+    assert_eq!(get(addr, "/api/outlines/1").body, read.body);
+    running.stop().unwrap();
+    // A snapshot holds the record deeper than its event does (under the state and its
+    // collection): it must decode too, or a start after compaction could not restore it.
+    let path = data.to_str().expect("utf-8 temp path").to_string();
+    let args = ["snapshot", "--data", &path].map(String::from);
+    outlines().run_with(&args).expect("snapshot");
     let (running, addr) = common::start(&outlines(), &data);
     assert_eq!(get(addr, "/api/outlines/1").body, read.body);
     running.stop().unwrap();

@@ -418,7 +418,15 @@ fn check_representable<M: Model>(record: &M) -> Result<(), Rejection> {
 /// every replay after: a log that can never be opened again. Refused here it is a 422 naming
 /// the field, and nothing is written.
 fn check_decodes<M: Model>(payload: &[u8]) -> Result<(), Rejection> {
-    let Err(error) = crate::binary::from_slice::<ModelEvent<M>>(payload) else {
+    // A snapshot holds each record one level deeper than its event does (under the snapshot's
+    // body and its collection's, against the event's one body; a patch's fields sit as deep as
+    // the record's): read back one level down, or a record at the event's limit would be
+    // applied and then make every snapshot after it unreadable.
+    let mut reader = crate::binary::Reader::new(payload);
+    let decoded = reader
+        .nested(|below| <ModelEvent<M> as crate::binary::Decode>::decode(below))
+        .and_then(|_| reader.finish());
+    let Err(error) = decoded else {
         return Ok(());
     };
     // The path runs from the event (`.Created.root.kids[0]`, `.patch.root`): its first segment
