@@ -211,7 +211,7 @@ impl<'a> Tx<'a> {
             ModelEvent::Created(record.clone()),
             id,
             Some(record.clone()),
-        );
+        )?;
         Ok(record)
     }
 
@@ -227,7 +227,7 @@ impl<'a> Tx<'a> {
             ModelEvent::Replaced(record.clone()),
             id.clone(),
             Some(record.clone()),
-        );
+        )?;
         Ok(record)
     }
 
@@ -250,7 +250,7 @@ impl<'a> Tx<'a> {
             id: id.clone(),
             patch,
         };
-        self.stage(event, id.clone(), Some(updated.clone()));
+        self.stage(event, id.clone(), Some(updated.clone()))?;
         Ok(updated)
     }
 
@@ -261,7 +261,7 @@ impl<'a> Tx<'a> {
             ModelEvent::<M>::Deleted { id: id.clone() },
             id.clone(),
             None,
-        );
+        )?;
         Ok(current)
     }
 
@@ -343,8 +343,25 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
-    fn stage<M: Model>(&mut self, event: ModelEvent<M>, id: Id, value: Option<M>) {
-        self.events.push(AppEvent::new(&event));
+    fn stage<M: Model>(
+        &mut self,
+        event: ModelEvent<M>,
+        id: Id,
+        value: Option<M>,
+    ) -> Result<(), Rejection> {
+        let encoded = AppEvent::new(&event);
+        // A record from a JSON body of a model with only scalar fields always decodes (its
+        // strings, numbers and options have no decoder limit to pass); anything else is read
+        // back once here, so an event the applier could not decode never reaches the log.
+        if !self.json_input || M::FIELDS.iter().any(|spec| spec.kind == FieldKind::Other) {
+            check_decodes::<M>(&encoded.payload)?;
+            // A patch decodes alone; the record it leaves is what snapshots hold, and its
+            // bounds may differ (a count of empty elements is bounded by the bytes after it).
+            if let (ModelEvent::Updated { .. }, Some(record)) = (&event, &value) {
+                check_record_decodes(record)?;
+            }
+        }
+        self.events.push(encoded);
         let before = self.version::<M>(&id);
         let after = match event {
             ModelEvent::Created(_) => 1,
@@ -366,6 +383,7 @@ impl<'a> Tx<'a> {
             (M::NAME, id),
             value.map(|v| Box::new(v) as Box<dyn Any + Send>),
         );
+        Ok(())
     }
 
     /// The events staged so far.
@@ -396,6 +414,63 @@ fn check_representable<M: Model>(record: &M) -> Result<(), Rejection> {
         field: field.to_string(),
         message: "must be a finite number (JSON has no NaN or infinity)".into(),
     }]))
+}
+
+/// Refuses an event that the binary decoder would not read back. The encoder has no limits,
+/// the decoder has (nesting `binary::DEPTH_MAX`, zero-size elements `ZERO_SIZE_COUNT_MAX`,
+/// whatever a hand-written `Decode` checks); a command may build a record past them (a tree
+/// deeper than JSON allows), and such an event, once logged, stops the applier at apply and
+/// every replay after: a log that can never be opened again. Refused here it is a 422 naming
+/// the field, and nothing is written.
+fn check_decodes<M: Model>(payload: &[u8]) -> Result<(), Rejection> {
+    // A snapshot holds each record one level deeper than its event does (under the snapshot's
+    // body and its collection's, against the event's one body; a patch's fields sit as deep as
+    // the record's): read back one level down, or a record at the event's limit would be
+    // applied and then make every snapshot after it unreadable.
+    let mut reader = crate::binary::Reader::new(payload);
+    let decoded = reader
+        .nested(|below| <ModelEvent<M> as crate::binary::Decode>::decode(below))
+        .and_then(|_| reader.finish());
+    decoded.map_err(|error| unstorable::<M>(&error))
+}
+
+/// Refuses a record that a snapshot could not read back: the record a patch leaves, read as
+/// a snapshot holds it, under the snapshot's body and its collection's.
+fn check_record_decodes<M: Model>(record: &M) -> Result<(), Rejection> {
+    let bytes = crate::binary::to_vec(record);
+    let mut reader = crate::binary::Reader::new(&bytes);
+    let decoded = reader
+        .nested(|snapshot| snapshot.nested(|collection| M::decode(collection)))
+        .and_then(|_| reader.finish());
+    decoded.map_err(|error| unstorable::<M>(&error))
+}
+
+/// The 422 for a record the decoder refuses, naming the model's field the error is under.
+fn unstorable<M: Model>(error: &crate::binary::Error) -> Rejection {
+    // The path runs from the event (`.Created.root.kids[0]`, `.patch.root`) or the record
+    // (`.root.kids[0]`): its first segment under the event's own is the model's field, by its
+    // Rust name.
+    let path = error.path();
+    let inner = [".Created", ".Replaced", ".patch"]
+        .iter()
+        .find_map(|event| path.strip_prefix(event))
+        .unwrap_or(path);
+    let rust_name = inner
+        .trim_start_matches('.')
+        .split(['.', '['])
+        .next()
+        .unwrap_or_default();
+    let field = M::FIELDS
+        .iter()
+        .find(|spec| spec.name == rust_name)
+        .map_or("$", |spec| spec.json_name);
+    Rejection::Invalid(vec![FieldError {
+        field: field.to_string(),
+        message: format!(
+            "cannot be stored: the event log could not read it back ({})",
+            error.kind()
+        ),
+    }])
 }
 
 fn check_immutable<M: Model>(current: &M, next: &M, fields: &[usize]) -> Result<(), Rejection> {

@@ -607,16 +607,46 @@ pub fn filter_matches<M: Model>(record: &M, filter: &Filter) -> bool {
 }
 
 /// Compares a stored number with a filter operand: exactly when both are integers (ids and
-/// counters past 2^53 are distinct values, which f64 would merge), through f64 otherwise.
+/// counters past 2^53 are distinct values, which f64 would merge; so are 128-bit values past
+/// 2^64), through f64 otherwise.
 fn compare_number(number: &json::Number, operand: &str) -> Option<std::cmp::Ordering> {
-    let exact = number
-        .as_i64()
-        .map(i128::from)
-        .or_else(|| number.as_u64().map(i128::from));
-    if let (Some(left), Ok(right)) = (exact, operand.parse::<i128>()) {
-        return Some(left.cmp(&right));
+    if let Some(left) = exact_integer(number) {
+        if let Some(right) = parse_exact_integer(operand) {
+            return Some(left.cmp(&right));
+        }
+        // An integer past 128 bits is beyond every stored integer (through f64, 2^128 was
+        // equal to u128::MAX).
+        let digits = operand.strip_prefix(['-', '+']).unwrap_or(operand);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Some(if operand.starts_with('-') {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Less
+            });
+        }
     }
     number.as_f64()?.partial_cmp(&operand.parse::<f64>().ok()?)
+}
+
+/// An integer as a key ordered like the integers it stands for, over all of i128 and u128:
+/// (non-negative, bits). A negative i128's bits as u128 keep their order among negatives.
+type ExactInteger = (bool, u128);
+
+fn exact_integer(number: &json::Number) -> Option<ExactInteger> {
+    match (number.as_u128(), number.as_i128()) {
+        (Some(positive), _) => Some((true, positive)),
+        (None, Some(negative)) => Some((false, negative as u128)),
+        (None, None) => None,
+    }
+}
+
+/// An integer operand written in decimal (`-5`, `+7`, `0340...`), anywhere in i128 or u128.
+pub(crate) fn parse_exact_integer(text: &str) -> Option<ExactInteger> {
+    match (text.parse::<u128>(), text.parse::<i128>()) {
+        (Ok(positive), _) => Some((true, positive)),
+        (Err(_), Ok(negative)) => Some((false, negative as u128)),
+        (Err(_), Err(_)) => None,
+    }
 }
 
 /// Sorts `selected` as `query` asks (ties keep id order, as a stable sort would) and copies out
@@ -724,16 +754,13 @@ fn page_of<'a, M: Model>(
 pub fn compare_values(left: &Value, right: &Value) -> std::cmp::Ordering {
     use std::cmp::Ordering;
     match (left, right) {
-        (Value::Number(a), Value::Number(b)) => match (a.as_i64(), b.as_i64()) {
+        (Value::Number(a), Value::Number(b)) => match (exact_integer(a), exact_integer(b)) {
             (Some(a), Some(b)) => a.cmp(&b),
-            _ => match (a.as_u64(), b.as_u64()) {
-                (Some(a), Some(b)) => a.cmp(&b),
-                _ => {
-                    let a = a.as_f64().unwrap_or(f64::NAN);
-                    let b = b.as_f64().unwrap_or(f64::NAN);
-                    a.partial_cmp(&b).unwrap_or(Ordering::Equal)
-                }
-            },
+            _ => {
+                let a = a.as_f64().unwrap_or(f64::NAN);
+                let b = b.as_f64().unwrap_or(f64::NAN);
+                a.partial_cmp(&b).unwrap_or(Ordering::Equal)
+            }
         },
         (Value::String(a), Value::String(b)) => a.cmp(b),
         (Value::Bool(a), Value::Bool(b)) => a.cmp(b),

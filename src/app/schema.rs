@@ -291,6 +291,9 @@ fn canonical_integer(operand: &str) -> String {
     if let Ok(value) = operand.parse::<i128>() {
         return value.to_string();
     }
+    if let Ok(value) = operand.parse::<u128>() {
+        return value.to_string();
+    }
     match operand.parse::<f64>() {
         Ok(value) if value.fract() == 0.0 && value.abs() <= F64_EXACT_INTEGER_MAX => {
             (value as i64).to_string()

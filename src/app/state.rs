@@ -92,7 +92,7 @@ pub trait AnyCollection: Send + Sync + 'static {
     /// `M::NAME`.
     fn model_name(&self) -> &'static str;
     /// Applies an encoded `ModelEvent<M>`. A payload that does not decode is a broken invariant
-    /// (it was encoded by this process or checked on replay) and stops the process.
+    /// (`Tx` read it back before it was logged, or replay checked it) and stops the process.
     fn apply_payload(&mut self, payload: &[u8]);
     /// Encodes the collection for a snapshot.
     fn encode_into(&self, out: &mut Vec<u8>);

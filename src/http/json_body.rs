@@ -24,6 +24,16 @@ fn is_json_type(content_type: &str) -> bool {
 /// re-parses the text untyped to tell a syntax error (400) from a shape error (422).
 pub fn decode_problem(text: &str, typed: &json::Error) -> Problem {
     if let Err(syntax) = json::parse(text) {
+        // A number past f64's range (`{"count":1e400}`) is well-formed JSON of a value out of
+        // range: 422 naming the field, as `1.5` or `-1` in a u8 field are, when the typed read
+        // stopped at that same number (a later syntax error is then not reached by either).
+        let same_number = syntax.is_number_too_large()
+            && typed.is_number_too_large()
+            && (syntax.line(), syntax.column()) == (typed.line(), typed.column());
+        if same_number {
+            return Problem::unprocessable("the JSON body does not have the expected shape")
+                .with_field_error(typed.path(), typed.message());
+        }
         return Problem::bad_request(format!("malformed JSON: {syntax}"))
             .with_extension_raw("line", syntax.line().to_string())
             .with_extension_raw("column", syntax.column().to_string());
@@ -179,6 +189,23 @@ mod tests {
             .json::<Item>()
             .expect_err("missing");
         assert_eq!(missing.status, 422);
+        // Well-formed, but past f64's range: a value out of range (422 with the field), not
+        // malformed text (it was 400 "malformed JSON").
+        let huge = request(r#"{"name":"a","price":1e400,"tags":[]}"#)
+            .json::<Item>()
+            .expect_err("out of range");
+        assert_eq!(
+            (huge.status, huge.errors[0].field.as_str()),
+            (422, "$.price")
+        );
+        let huge_then_broken = request(r#"{"name":"a","price":-1e400,"tags":[}"#)
+            .json::<Item>()
+            .expect_err("out of range");
+        assert_eq!(huge_then_broken.status, 422, "the first error met");
+        let broken_then_huge = request(r#"{"name":"a" "price":1e400}"#)
+            .json::<Item>()
+            .expect_err("malformed");
+        assert_eq!(broken_then_huge.status, 400);
         let mut text = request("{}");
         text.headers.insert("Content-Type", "text/plain");
         assert_eq!(text.json::<Item>().map_err(|p| p.status), Err(415));

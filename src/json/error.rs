@@ -80,6 +80,12 @@ impl Error {
         self
     }
 
+    /// Whether this is a well-formed number past f64's range (`1e400`), which the parser
+    /// refuses: a value out of range rather than malformed text.
+    pub fn is_number_too_large(&self) -> bool {
+        self.inner.message == super::lex::NUMBER_TOO_LARGE
+    }
+
     /// The sentence, without path or position.
     pub fn message(&self) -> &str {
         &self.inner.message

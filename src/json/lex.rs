@@ -6,6 +6,10 @@
 
 use std::borrow::Cow;
 
+/// The error for a well-formed number past f64's range (`1e400`): JSON allows it, this parser
+/// holds numbers as f64 or 64-bit integers and refuses it (RFC 8259 section 9 allows limits).
+pub(crate) const NUMBER_TOO_LARGE: &str = "number is too large for a 64-bit float";
+
 /// A lexing failure: where and why. Converted to `Error` (with line and column) by the caller.
 #[derive(Debug)]
 pub(crate) struct LexError {
@@ -524,7 +528,7 @@ fn float(text: &str, pos: usize, span: &Span) -> Result<Num, LexError> {
 fn float_slow(text: &str, pos: usize, end: usize) -> Result<Num, LexError> {
     match text[pos..end].parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(Num::Float(v)),
-        _ => Err(LexError::new(pos, "number is too large for a 64-bit float")),
+        _ => Err(LexError::new(pos, NUMBER_TOO_LARGE)),
     }
 }
 

@@ -16,8 +16,9 @@
 //!   tag) with `duplicate field`, so they refuse such a document rather than read it
 //!   differently from `parse`.
 //! - Numbers keep integers exact (all of i64 and u64); other numbers are finite f64; `1` and
-//!   `1.0` stay distinguishable. Integers beyond u64/i64 become floats; a float beyond f64's
-//!   range is an error. `-0` is the float negative zero, so its sign survives.
+//!   `1.0` stay distinguishable. Integer text beyond u64/i64 parses as a float, while a
+//!   `Value` built from an i128 or u128 (`to_value`, `Number::from_u128`) keeps every digit; a
+//!   float beyond f64's range is an error (an HTTP body answers it 422 naming the field). `-0` is the float negative zero, so its sign survives.
 //! - [`to_string`] / [`to_string_pretty`] write shortest round-trip floats that always re-parse
 //!   as floats (`1.0`, `1e300`); a non-finite float is an error, never `NaN` in the output.
 //!

@@ -1,12 +1,14 @@
-//! `Number`: a JSON number kept exact. Integers stay integers (every i64 and every u64), other
-//! numbers are finite f64, and `1` and `1.0` stay distinguishable.
+//! `Number`: a JSON number kept exact. Integers stay integers (every i64 and every u64, and
+//! every i128 and u128 a value built from Rust holds), other numbers are finite f64, and `1`
+//! and `1.0` stay distinguishable.
 //!
 //! Must not: hold a non-finite float (JSON has no NaN or infinity); constructors refuse them.
 
 use std::fmt;
 
-/// The representation; non-negative integers are always `PosInt`, negative ones `NegInt`, so
-/// derived equality is value equality for integers.
+/// The representation; non-negative integers are `PosInt` when they fit u64 and `WidePos`
+/// only beyond, negative ones `NegInt` when they fit i64 and `WideNeg` only beyond, so derived
+/// equality is value equality for integers.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum N {
     PosInt(u64),
@@ -14,6 +16,11 @@ pub(crate) enum N {
     NegInt(i64),
     /// Always finite.
     Float(f64),
+    /// Always > u64::MAX. Only from a u128 or i128 (`Number::from_u128`): the parser reads an
+    /// integer past 64 bits as a float, as it always did.
+    WidePos(u128),
+    /// Always < i64::MIN (from an i128).
+    WideNeg(i128),
 }
 
 /// A JSON number: an exact i64/u64 integer or a finite f64.
@@ -39,6 +46,27 @@ impl Number {
         }
     }
 
+    /// An integer number, exact whatever its size (a u128 field's value in a `Value`, which
+    /// filters, sort keys and unique indexes compare: through f64 neighbours past 2^64 were
+    /// equal).
+    pub fn from_u128(v: u128) -> Self {
+        match u64::try_from(v) {
+            Ok(small) => Number::from_u64(small),
+            Err(_) => Number { n: N::WidePos(v) },
+        }
+    }
+
+    /// An integer number, exact whatever its size.
+    pub fn from_i128(v: i128) -> Self {
+        if let Ok(small) = i64::try_from(v) {
+            return Number::from_i64(small);
+        }
+        match u128::try_from(v) {
+            Ok(positive) => Number::from_u128(positive),
+            Err(_) => Number { n: N::WideNeg(v) },
+        }
+    }
+
     /// A float number; `None` for NaN and infinities, which JSON cannot represent.
     pub fn from_f64(v: f64) -> Option<Self> {
         if v.is_finite() {
@@ -58,7 +86,27 @@ impl Number {
         match self.n {
             N::PosInt(v) => v <= i64::MAX as u64,
             N::NegInt(_) => true,
-            N::Float(_) => false,
+            N::Float(_) | N::WidePos(_) | N::WideNeg(_) => false,
+        }
+    }
+
+    /// The value as u128 when it is a non-negative integer that fits.
+    pub fn as_u128(&self) -> Option<u128> {
+        match self.n {
+            N::PosInt(v) => Some(u128::from(v)),
+            N::WidePos(v) => Some(v),
+            N::NegInt(_) | N::WideNeg(_) | N::Float(_) => None,
+        }
+    }
+
+    /// The value as i128 when it is an integer that fits.
+    pub fn as_i128(&self) -> Option<i128> {
+        match self.n {
+            N::PosInt(v) => Some(i128::from(v)),
+            N::NegInt(v) => Some(i128::from(v)),
+            N::WidePos(v) => i128::try_from(v).ok(),
+            N::WideNeg(v) => Some(v),
+            N::Float(_) => None,
         }
     }
 
@@ -80,7 +128,7 @@ impl Number {
         match self.n {
             N::PosInt(v) => i64::try_from(v).ok(),
             N::NegInt(v) => Some(v),
-            N::Float(_) => None,
+            N::Float(_) | N::WidePos(_) | N::WideNeg(_) => None,
         }
     }
 
@@ -90,6 +138,8 @@ impl Number {
             N::PosInt(v) => v as f64,
             N::NegInt(v) => v as f64,
             N::Float(v) => v,
+            N::WidePos(v) => v as f64,
+            N::WideNeg(v) => v as f64,
         })
     }
 }
@@ -115,6 +165,18 @@ macro_rules! number_from_signed {
 number_from_unsigned!(u8 u16 u32 u64 usize);
 number_from_signed!(i8 i16 i32 i64 isize);
 
+impl From<u128> for Number {
+    fn from(v: u128) -> Self {
+        Number::from_u128(v)
+    }
+}
+
+impl From<i128> for Number {
+    fn from(v: i128) -> Self {
+        Number::from_i128(v)
+    }
+}
+
 impl fmt::Display for Number {
     /// The JSON text of the number (floats keep a `.0` or an exponent).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -123,6 +185,8 @@ impl fmt::Display for Number {
             N::PosInt(v) => write!(f, "{v}"),
             N::NegInt(v) => write!(f, "{v}"),
             N::Float(v) => f.write_str(super::float::format_f64(v, &mut buffer)),
+            N::WidePos(v) => write!(f, "{v}"),
+            N::WideNeg(v) => write!(f, "{v}"),
         }
     }
 }
@@ -148,5 +212,34 @@ mod tests {
         assert_eq!(Number::from_i64(i64::MIN).as_i64(), Some(i64::MIN));
         assert_eq!(Number::from_f64(1.5).unwrap().to_string(), "1.5");
         assert_eq!(Number::from_f64(1.0).unwrap().to_string(), "1.0");
+    }
+
+    #[test]
+    fn wide_integers_are_exact_and_normalized() {
+        let big = Number::from_u128(u128::MAX);
+        assert_eq!(big.to_string(), u128::MAX.to_string());
+        assert_eq!(big.as_u128(), Some(u128::MAX));
+        assert_eq!(
+            (big.as_u64(), big.as_i128(), big.is_f64()),
+            (None, None, false)
+        );
+        assert_ne!(
+            Number::from_u128((1 << 64) + 1),
+            Number::from_u128((1 << 64) + 2)
+        );
+        assert_eq!(
+            Number::from_u128(7),
+            Number::from_u64(7),
+            "small values as before"
+        );
+        assert_eq!(Number::from_i128(-7), Number::from_i64(-7));
+        assert_eq!(Number::from_i128(1 << 70), Number::from_u128(1 << 70));
+        let low = Number::from_i128(i128::MIN);
+        assert_eq!(low.to_string(), i128::MIN.to_string());
+        assert_eq!(
+            (low.as_i128(), low.as_i64(), low.as_u128()),
+            (Some(i128::MIN), None, None)
+        );
+        assert_eq!(low.as_f64(), Some(i128::MIN as f64));
     }
 }

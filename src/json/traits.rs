@@ -5,7 +5,7 @@
 //! are arrays (arrays and tuples of exact length), maps with `String` keys are objects (a repeated key: the last value wins).
 //! Must not: build a `Value` on the typed path (`read_json` reads straight from text).
 
-use super::number::N;
+use super::number::{Number, N};
 use super::writer::{
     write_escaped, write_finite_f64, write_i64, write_small_number_array, write_u64,
 };
@@ -169,6 +169,8 @@ fn write_number(n: N, out: &mut Vec<u8>) {
         N::PosInt(v) => write_u64(out, v),
         N::NegInt(v) => write_i64(out, v),
         N::Float(v) => write_finite_f64(out, v),
+        N::WidePos(v) => out.extend_from_slice(v.to_string().as_bytes()),
+        N::WideNeg(v) => out.extend_from_slice(v.to_string().as_bytes()),
     }
 }
 
@@ -279,6 +281,11 @@ impl ToJson for i128 {
     fn write_json(&self, w: &mut Writer) {
         w.i128(*self);
     }
+
+    /// Exact (through text, past 64 bits it read back as the nearest f64).
+    fn to_json_value(&self) -> Result<Value, Error> {
+        Ok(Value::Number(Number::from(*self)))
+    }
 }
 
 impl FromJson for i128 {
@@ -290,6 +297,11 @@ impl FromJson for i128 {
 impl ToJson for u128 {
     fn write_json(&self, w: &mut Writer) {
         w.u128(*self);
+    }
+
+    /// Exact (through text, past 64 bits it read back as the nearest f64).
+    fn to_json_value(&self) -> Result<Value, Error> {
+        Ok(Value::Number(Number::from(*self)))
     }
 }
 

@@ -162,6 +162,11 @@ pub(crate) fn write_small_number_array(items: &[Value], comma: bool, out: &mut V
         [Value::Number(a), Value::Number(b)] => (a.n, Some(b.n)),
         _ => return false,
     };
+    // A 128-bit integer's text may not fit the window's slot; the general path writes it.
+    let wide = |n: &N| matches!(n, N::WidePos(_) | N::WideNeg(_));
+    if wide(&first) || second.as_ref().is_some_and(wide) {
+        return false;
+    }
     let start = out.len();
     out.extend_from_slice(&[0u8; SMALL_ARRAY_WINDOW_BYTES]);
     let window: &mut [u8; SMALL_ARRAY_WINDOW_BYTES] =
@@ -206,6 +211,9 @@ fn write_number_at(n: N, window: &mut [u8; SMALL_ARRAY_WINDOW_BYTES], at: usize)
             slot[0] = b'-';
             itoa(v.unsigned_abs(), &mut slot[1..count + 1]);
             count + 1
+        }
+        N::WidePos(_) | N::WideNeg(_) => {
+            unreachable!("write_small_number_array leaves 128-bit integers to the general path")
         }
     }
 }
