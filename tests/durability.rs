@@ -650,6 +650,61 @@ fn log_repair_cuts_at_damage_a_start_refuses_only_when_told() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A `log backup` cut short never leaves a destination that looks like a data directory: the
+/// copy is made beside it and renamed into place only once whole and verified. Cut by an
+/// error after its first file, nothing is left; cut by a panic there (as a process killed
+/// mid-copy), only the staging directory is, named as incomplete, and the next backup to the
+/// same destination refuses it until it is removed.
+#[test]
+fn a_log_backup_cut_short_leaves_no_destination() {
+    use lithair::engine::backup::{log_backup, log_backup_with_hook, STAGING_SUFFIX};
+    let dir = filled("backup-cut", &[100, 150]);
+    let dest = common::fresh_dir("durability", "backup-cut-copy");
+    let _ = std::fs::remove_dir_all(&dest);
+    let staging = dest.with_file_name(format!(
+        "{}{STAGING_SUFFIX}",
+        dest.file_name().expect("a name").to_string_lossy()
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    let mut out = Vec::new();
+    let cut = |_: &Path| Err("cut here".to_string());
+    let error = log_backup_with_hook(&dir, &dest, &mut out, &cut).expect_err("cut short");
+    assert!(error.contains("cut here"), "{error}");
+    assert!(!dest.exists(), "no destination after a failed backup");
+    assert!(
+        !staging.exists(),
+        "a failed backup removes its staging copy"
+    );
+
+    // A panic in the hook: the process dies there, as a kill mid-copy would leave it.
+    let killed = std::panic::catch_unwind(|| {
+        let mut out = Vec::new();
+        let kill = |_: &Path| -> Result<(), String> { panic!("killed mid-copy") };
+        let _ = log_backup_with_hook(&dir, &dest, &mut out, &kill);
+    });
+    assert!(killed.is_err());
+    assert!(
+        !dest.exists(),
+        "no destination after a backup killed mid-copy"
+    );
+    assert!(
+        staging.is_dir(),
+        "the incomplete copy is left under its own name"
+    );
+    let error = log_backup(&dir, &dest, &mut out).expect_err("refuses the leftover");
+    assert!(error.contains("cut short"), "{error}");
+    assert!(!dest.exists());
+
+    std::fs::remove_dir_all(&staging).expect("remove the leftover");
+    log_backup(&dir, &dest, &mut out).expect("backs up");
+    assert!(!staging.exists(), "renamed into place");
+    let (copy, _) = Engine::open(&dest, options(), Kv::default()).expect("open the copy");
+    assert_eq!(copy.applied_index(), EVENTS);
+    drop(copy);
+    let _ = std::fs::remove_dir_all(&dest);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `log backup` copies a data directory to a new one that opens to the very state (the
 /// newest snapshot and the log after it), checks the copy, refuses a destination holding
 /// files and a cluster node's directory, and needs `--to`.

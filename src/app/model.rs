@@ -784,6 +784,55 @@ impl<M: Model> Encode for Collection<M> {
     }
 }
 
+impl<M: Model> Collection<M> {
+    /// As [`Encode::encode`], through `spill`, a record at a time (for snapshots).
+    pub fn encode_spilled(&self, spill: &mut binary::Spill<'_>) {
+        spill.begin_struct();
+        self.last_int_id.encode(spill.out());
+        binary::write_varint(spill.out(), self.records.len() as u64);
+        for record in self.records.values() {
+            record.value.encode(spill.out());
+            record.version.encode(spill.out());
+            spill.piece_done();
+        }
+        spill.end_struct();
+    }
+
+    /// As [`Decode::decode`], from `input` a record at a time (for snapshots).
+    ///
+    /// # Errors
+    /// As [`Decode::decode`].
+    pub fn decode_spilled(input: &mut binary::Unspill<'_>) -> Result<Self, binary::Error> {
+        input.begin_struct()?;
+        let mut collection = Collection::new();
+        collection.last_int_id = input.part(u64::decode)?;
+        let count = input.part(|r| r.read_varint())?;
+        for _ in 0..count {
+            if input.remaining() == 0 {
+                return Err(binary::Error::custom("collection snapshot ends early"));
+            }
+            let (value, version) = input.part(|r| Ok((M::decode(r)?, u64::decode(r)?)))?;
+            collection.insert_decoded(value, version)?;
+        }
+        input.end_struct()?;
+        Ok(collection)
+    }
+
+    /// Adds a record read from a snapshot, refusing an id seen before in it.
+    fn insert_decoded(&mut self, value: M, version: u64) -> Result<(), binary::Error> {
+        let id = value.id();
+        if self.records.contains_key(&id) {
+            return Err(binary::Error::custom(format!(
+                "{} {id} appears twice in a snapshot",
+                M::NAME
+            )));
+        }
+        self.index_insert(&value);
+        self.records.insert(id, Record { value, version });
+        Ok(())
+    }
+}
+
 impl<M: Model> Decode for Collection<M> {
     fn decode(r: &mut binary::Reader<'_>) -> Result<Self, binary::Error> {
         let mut body = r.struct_body()?;
@@ -796,15 +845,7 @@ impl<M: Model> Decode for Collection<M> {
             }
             let value = M::decode(&mut body)?;
             let version = u64::decode(&mut body)?;
-            let id = value.id();
-            if collection.records.contains_key(&id) {
-                return Err(binary::Error::custom(format!(
-                    "{} {id} appears twice in a snapshot",
-                    M::NAME
-                )));
-            }
-            collection.index_insert(&value);
-            collection.records.insert(id, Record { value, version });
+            collection.insert_decoded(value, version)?;
         }
         Ok(collection)
     }

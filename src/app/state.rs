@@ -96,6 +96,9 @@ pub trait AnyCollection: Send + Sync + 'static {
     fn apply_payload(&mut self, payload: &[u8]);
     /// Encodes the collection for a snapshot.
     fn encode_into(&self, out: &mut Vec<u8>);
+    /// Encodes the collection for a snapshot through `spill`, a record at a time (the bytes
+    /// of [`AnyCollection::encode_into`]).
+    fn encode_spilled(&self, spill: &mut binary::Spill<'_>);
     /// A deep copy.
     fn clone_box(&self) -> Box<dyn AnyCollection>;
     /// Number of records.
@@ -132,6 +135,10 @@ impl<M: Model> AnyCollection for Collection<M> {
         self.encode(out);
     }
 
+    fn encode_spilled(&self, spill: &mut binary::Spill<'_>) {
+        Collection::encode_spilled(self, spill);
+    }
+
     fn clone_box(&self) -> Box<dyn AnyCollection> {
         Box::new(self.clone())
     }
@@ -153,6 +160,7 @@ struct Factory {
     event_types: [&'static str; 4],
     empty: fn() -> Box<dyn AnyCollection>,
     decode: fn(&mut binary::Reader<'_>) -> Result<Box<dyn AnyCollection>, binary::Error>,
+    decode_spilled: fn(&mut binary::Unspill<'_>) -> Result<Box<dyn AnyCollection>, binary::Error>,
 }
 
 /// Models known to this process, by name. Snapshot decoding (the engine's `Decode` of the
@@ -187,6 +195,7 @@ pub fn register<M: Model>() {
         ],
         empty: || Box::new(Collection::<M>::new()),
         decode: |r| Ok(Box::new(Collection::<M>::decode(r)?)),
+        decode_spilled: |input| Ok(Box::new(Collection::<M>::decode_spilled(input)?)),
     };
     models.insert(M::NAME, factory);
 }
@@ -248,6 +257,18 @@ impl AppState {
             .and_then(|c| c.as_any().downcast_ref::<Collection<M>>())
     }
 
+    /// The collections an encoding holds: those with records, sorted by model name.
+    fn stored(&self) -> Vec<&dyn AnyCollection> {
+        let mut stored: Vec<&dyn AnyCollection> = self
+            .collections
+            .iter()
+            .filter(|c| !c.is_empty())
+            .map(|c| c.as_ref())
+            .collect();
+        stored.sort_by_key(|c| c.model_name());
+        stored
+    }
+
     /// Names and sizes of every collection.
     pub fn summary(&self) -> Vec<(&'static str, usize)> {
         self.collections
@@ -286,6 +307,27 @@ impl State for AppState {
     fn event_type(event: &AppEvent) -> &'static str {
         event.type_name()
     }
+
+    /// As [`Encode::encode`], a record at a time: a snapshot holds a piece of the state's
+    /// encoding, never all of it.
+    /// As [`Decode::decode`], a record at a time: loading a snapshot holds a piece of its
+    /// file, never all of it.
+    fn decode_spilled(input: &mut binary::Unspill<'_>) -> Result<Self, binary::Error> {
+        let count = input.part(|r| r.read_varint())?;
+        AppState::decode_collections(count, |part| match part {
+            Part::Name => input.part(String::decode).map(Decoded::Name),
+            Part::Collection(factory) => (factory.decode_spilled)(input).map(Decoded::Collection),
+        })
+    }
+
+    fn encode_spilled(&self, spill: &mut binary::Spill<'_>) {
+        let stored = self.stored();
+        binary::write_varint(spill.out(), stored.len() as u64);
+        for collection in stored {
+            collection.model_name().encode(spill.out());
+            collection.encode_spilled(spill);
+        }
+    }
 }
 
 impl Encode for AppState {
@@ -293,13 +335,7 @@ impl Encode for AppState {
     /// rest are sorted by name, so equal states encode (and digest) equally whatever the order
     /// models were registered or restored in.
     fn encode(&self, out: &mut Vec<u8>) {
-        let mut stored: Vec<&dyn AnyCollection> = self
-            .collections
-            .iter()
-            .filter(|c| !c.is_empty())
-            .map(|c| c.as_ref())
-            .collect();
-        stored.sort_by_key(|c| c.model_name());
+        let stored = self.stored();
         binary::write_varint(out, stored.len() as u64);
         for collection in stored {
             collection.model_name().encode(out);
@@ -311,10 +347,38 @@ impl Encode for AppState {
 impl Decode for AppState {
     fn decode(r: &mut binary::Reader<'_>) -> Result<Self, binary::Error> {
         let count = r.read_varint()?;
+        AppState::decode_collections(count, |index| match index {
+            Part::Name => String::decode(r).map(Decoded::Name),
+            Part::Collection(factory) => (factory.decode)(r).map(Decoded::Collection),
+        })
+    }
+}
+
+/// What [`AppState::decode_collections`] asks its reader for next.
+enum Part<'a> {
+    Name,
+    Collection(&'a Factory),
+}
+
+/// What the reader of [`AppState::decode_collections`] returns.
+enum Decoded {
+    Name(String),
+    Collection(Box<dyn AnyCollection>),
+}
+
+impl AppState {
+    /// Decodes `count` stored collections, each read by `read` (from a slice or in parts),
+    /// then adds an empty one for every other known model.
+    fn decode_collections(
+        count: u64,
+        mut read: impl FnMut(Part<'_>) -> Result<Decoded, binary::Error>,
+    ) -> Result<Self, binary::Error> {
         let known = registry().read().expect("model registry poisoned");
         let mut collections: Vec<Box<dyn AnyCollection>> = Vec::new();
         for _ in 0..count {
-            let name = String::decode(r)?;
+            let Decoded::Name(name) = read(Part::Name)? else {
+                unreachable!("a name was asked for");
+            };
             let factory = known.get(name.as_str()).ok_or_else(|| {
                 binary::Error::custom(format!(
                     "the snapshot holds model `{name}`, which this app does not have"
@@ -325,7 +389,12 @@ impl Decode for AppState {
                     "the snapshot holds model `{name}` twice"
                 )));
             }
-            collections.push((factory.decode)(r).map_err(|e| e.with_field(&name))?);
+            let Decoded::Collection(collection) =
+                read(Part::Collection(factory)).map_err(|e| e.with_field(&name))?
+            else {
+                unreachable!("a collection was asked for");
+            };
+            collections.push(collection);
         }
         // Every other known model starts empty (it held no data when the snapshot was taken).
         for (name, factory) in known.iter() {

@@ -46,10 +46,14 @@ mod collections;
 mod error;
 mod primitives;
 mod reader;
+mod spill;
+mod unspill;
 mod varint;
 
 pub use error::{Error, ErrorKind};
 pub use reader::{Reader, DEPTH_MAX, ZERO_SIZE_COUNT_MAX};
+pub use spill::{Measured, Spill, SpillSink, SPILL_PIECE_BYTES};
+pub use unspill::{Unspill, UnspillSource, UNSPILL_PIECE_BYTES};
 pub use varint::{
     varint_bytes, varint_len, write_varint, write_varint_u128, zigzag_decode, zigzag_encode,
     VARINT_U128_BYTES_MAX, VARINT_U64_BYTES_MAX,

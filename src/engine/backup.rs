@@ -14,18 +14,31 @@
 //! instant, unless a file vanished or a frame was landing under the read: then the copy fails
 //! its check (or a read fails) and is taken again, at most [`BACKUP_ATTEMPTS_MAX`] times.
 //!
-//! A backup is whole only once it printed "verified": one cut short (the process killed
-//! mid-copy) is left as it is in its destination, segments before the snapshot, and must not be
-//! used.
+//! Why a copy cut short cannot pass for a whole one: every attempt is written into a staging
+//! directory beside the destination (`NAME` + [`STAGING_SUFFIX`]), synced and verified there,
+//! and only then renamed to the destination, and the parent synced. The destination therefore
+//! exists only whole; a backup killed mid-copy leaves the staging directory, named for what it
+//! is, which the next backup to the same destination refuses to write over (the operator
+//! removes it).
 
 use super::{repair, snapshot, tools};
 use crate::log;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Copies attempted before a backup gives up (each failed one raced with the server's
 /// compaction or a write, or met real damage, which every attempt meets again).
 pub const BACKUP_ATTEMPTS_MAX: usize = 5;
+
+/// Appended to the destination's name to name the staging directory a backup is copied into
+/// before it is renamed into place (beside the destination: same file system, so the rename is
+/// atomic).
+pub const STAGING_SUFFIX: &str = ".backup-incomplete";
+
+/// Test hook: called with each file a backup attempt has just written into the staging
+/// directory. An `Err` fails the backup there (its staging directory is removed, as on any
+/// failure); a panic leaves everything as a process killed at that point would.
+pub type BackupHook<'a> = &'a dyn Fn(&Path) -> Result<(), String>;
 
 /// Copies `data` (a single node's data directory, in use or not) to `dest`, which must not
 /// exist or be empty, and checks the copy as `log verify` does. The copy starts as the
@@ -36,6 +49,21 @@ pub const BACKUP_ATTEMPTS_MAX: usize = 5;
 /// A cluster node's directory, a destination that holds files, damage in the original (every
 /// attempt meets it), I/O failures.
 pub fn log_backup(data: &Path, dest: &Path, out: &mut dyn Write) -> Result<(), String> {
+    log_backup_with_hook(data, dest, out, &|_| Ok(()))
+}
+
+/// [`log_backup`] with a [`BackupHook`] called after each file copied (for tests that cut a
+/// backup short).
+///
+/// # Errors
+/// As [`log_backup`]; also the hook's error, and a staging directory left by an earlier
+/// backup cut short.
+pub fn log_backup_with_hook(
+    data: &Path,
+    dest: &Path,
+    out: &mut dyn Write,
+    hook: BackupHook<'_>,
+) -> Result<(), String> {
     let log_dir = data.join(log::LOG_DIR_NAME);
     if !log_dir.is_dir() {
         return Err(format!("{} has no log directory", data.display()));
@@ -50,43 +78,61 @@ pub fn log_backup(data: &Path, dest: &Path, out: &mut dyn Write) -> Result<(), S
             data.display()
         ));
     }
-    prepare_destination(dest)?;
-    // Compared once both exist (canonical paths see through `..` and links).
-    if let (Ok(source), Ok(target)) = (data.canonicalize(), dest.canonicalize()) {
-        if target.starts_with(&source) {
-            let _ = std::fs::remove_dir(dest); // Empty: made or found empty just now.
-            return Err(format!(
-                "{} is inside the data directory: a backup there is lost with it",
-                dest.display()
-            ));
+    let staging = staging_path(dest)?;
+    prepare_destination(data, dest, &staging)?;
+    let result = copy_verified(data, &staging, hook);
+    let copy = match result {
+        Ok(copy) => copy,
+        Err(failure) => {
+            // Ours alone (created new above): nothing of a failed backup is left behind.
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(failure);
         }
+    };
+    // Whole and verified: only now does the destination appear (an empty one is replaced).
+    let moved = std::fs::rename(&staging, dest)
+        .map_err(|e| {
+            format!(
+                "cannot rename {} to {}: {e}",
+                staging.display(),
+                dest.display()
+            )
+        })
+        .and_then(|()| sync_parent(dest));
+    if let Err(failure) = moved {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(failure);
     }
+    let io = |e: std::io::Error| e.to_string();
+    let snapshot = copy
+        .snapshot
+        .map_or("none".to_string(), |index| index.to_string());
+    writeln!(
+        out,
+        "backup: {} -> {}: snapshot {snapshot}, {} segments, {} bytes; verified",
+        data.display(),
+        dest.display(),
+        copy.segments,
+        copy.bytes
+    )
+    .map_err(io)?;
+    tools::replay_stream(dest, out)
+}
+
+/// Copies `data` into `staging` and verifies it, taking it again when an attempt raced the
+/// server, at most [`BACKUP_ATTEMPTS_MAX`] times.
+fn copy_verified(data: &Path, staging: &Path, hook: BackupHook<'_>) -> Result<Copy, String> {
     let mut failures = Vec::new();
     for _ in 0..BACKUP_ATTEMPTS_MAX {
-        let copied = copy_once(data, dest).and_then(|copy| {
+        let copied = copy_once(data, staging, hook).and_then(|copy| {
             let mut report = Vec::new();
-            tools::log_verify(dest, &mut report).map(|()| copy)
+            tools::log_verify(staging, &mut report).map(|()| copy)
         });
         match copied {
-            Ok(copy) => {
-                let io = |e: std::io::Error| e.to_string();
-                let snapshot = copy
-                    .snapshot
-                    .map_or("none".to_string(), |index| index.to_string());
-                writeln!(
-                    out,
-                    "backup: {} -> {}: snapshot {snapshot}, {} segments, {} bytes; verified",
-                    data.display(),
-                    dest.display(),
-                    copy.segments,
-                    copy.bytes
-                )
-                .map_err(io)?;
-                return tools::replay_stream(dest, out);
-            }
+            Ok(copy) => return Ok(copy),
             Err(failure) => {
                 failures.push(failure);
-                clear_copy(dest)?;
+                clear_copy(staging)?;
             }
         }
     }
@@ -97,6 +143,25 @@ pub fn log_backup(data: &Path, dest: &Path, out: &mut dyn Write) -> Result<(), S
     ))
 }
 
+/// The staging directory of a backup to `dest`: beside it, named after it.
+fn staging_path(dest: &Path) -> Result<PathBuf, String> {
+    let name = dest
+        .file_name()
+        .ok_or_else(|| format!("{} names no directory to create", dest.display()))?;
+    let mut staging = name.to_os_string();
+    staging.push(STAGING_SUFFIX);
+    Ok(dest.with_file_name(staging))
+}
+
+/// Fsyncs the directory holding `path`, so a rename into it is durable.
+fn sync_parent(path: &Path) -> Result<(), String> {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    log::sync_dir(parent).map_err(|e| e.to_string())
+}
+
 /// What one attempt copied.
 struct Copy {
     snapshot: Option<u64>,
@@ -104,9 +169,10 @@ struct Copy {
     bytes: u64,
 }
 
-/// The destination exists and is empty afterwards, or it is refused: a backup never writes
-/// over files.
-fn prepare_destination(dest: &Path) -> Result<(), String> {
+/// Refuses a destination that holds files or lies inside the data directory, and creates the
+/// staging directory new (refusing one left by a backup cut short: a backup never writes over
+/// files). The destination's parent is created if missing.
+fn prepare_destination(data: &Path, dest: &Path, staging: &Path) -> Result<(), String> {
     if dest.exists() {
         let mut entries =
             std::fs::read_dir(dest).map_err(|e| format!("cannot read {}: {e}", dest.display()))?;
@@ -117,7 +183,33 @@ fn prepare_destination(dest: &Path) -> Result<(), String> {
             ));
         }
     }
-    std::fs::create_dir_all(dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))
+    let create = |e: std::io::Error| format!("cannot create {}: {e}", staging.display());
+    if let Some(parent) = staging.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(create)?;
+    }
+    match std::fs::create_dir(staging) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(format!(
+                "{} exists: a backup to {} is running or was cut short (its copy is not \
+                 whole); remove it and back up again",
+                staging.display(),
+                dest.display()
+            ))
+        }
+        Err(e) => return Err(create(e)),
+    }
+    // Compared once the staging directory exists (canonical paths see through `..` and links).
+    if let (Ok(source), Ok(target)) = (data.canonicalize(), staging.canonicalize()) {
+        if target.starts_with(&source) {
+            let _ = std::fs::remove_dir(staging); // Empty: made just now.
+            return Err(format!(
+                "{} is inside the data directory: a backup there is lost with it",
+                dest.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Removes what a failed attempt wrote (only the two folders this module creates).
@@ -134,7 +226,7 @@ fn clear_copy(dest: &Path) -> Result<(), String> {
 
 /// One copy: the newest whole snapshot, then the segments from the one holding the entry
 /// after it, each cut at its last whole frame, every file and folder synced.
-fn copy_once(data: &Path, dest: &Path) -> Result<Copy, String> {
+fn copy_once(data: &Path, dest: &Path, hook: BackupHook<'_>) -> Result<Copy, String> {
     let snapshot = newest_whole_snapshot(data)?;
     let from = snapshot.as_ref().map_or(1, |(index, _)| index + 1);
     let source_log = data.join(log::LOG_DIR_NAME);
@@ -157,6 +249,7 @@ fn copy_once(data: &Path, dest: &Path) -> Result<Copy, String> {
         assert!(end <= buf.len(), "a valid end past the bytes read");
         let target = log::segment_path(&dest_log, first);
         write_synced(&target, &buf[..end])?;
+        hook(&target)?;
         copy.segments += 1;
         copy.bytes += end as u64;
     }
@@ -164,7 +257,9 @@ fn copy_once(data: &Path, dest: &Path) -> Result<Copy, String> {
     if let Some((index, file)) = snapshot {
         let folder = snapshot::snapshot_dir(dest);
         std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
-        write_synced(&snapshot::snapshot_file(dest, index), &file)?;
+        let target = snapshot::snapshot_file(dest, index);
+        write_synced(&target, &file)?;
+        hook(&target)?;
         log::sync_dir(&folder).map_err(|e| e.to_string())?;
         copy.snapshot = Some(index);
         copy.bytes += file.len() as u64;

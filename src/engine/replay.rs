@@ -202,13 +202,15 @@ pub fn committed_events<S: State>(
 /// Decodes the body of the snapshot file named `index`, checking it holds the state at it.
 fn decode_snapshot<S: State>(
     index: u64,
-    body: &[u8],
+    input: &mut binary::Unspill<'_>,
     idempotency_keys_max: usize,
 ) -> Result<Tracked<S>, Error> {
     let tracked =
-        Tracked::<S>::decode_snapshot(body, idempotency_keys_max).map_err(|e| Error::Visitor {
-            index,
-            message: format!("snapshot does not decode: {e}"),
+        Tracked::<S>::decode_snapshot_spilled(input, idempotency_keys_max).map_err(|e| {
+            Error::Visitor {
+                index,
+                message: format!("snapshot does not decode: {e}"),
+            }
         })?;
     if tracked.applied_index != index {
         let message = format!("snapshot content is at index {}", tracked.applied_index);
@@ -257,11 +259,13 @@ pub fn rebuild<S: State, T>(
 ) -> Result<Rebuilt<S, T>, Error> {
     let newest = match &base {
         Base::Initial(_) | Base::State(_) => None,
-        Base::Newest(_) => snapshot::load_newest(data_dir)?,
+        Base::Newest(_) => snapshot::load_newest_with(data_dir, |index, input| {
+            decode_snapshot(index, input, idempotency_keys_max)
+        })?,
     };
     let snapshot = newest.as_ref().map(|(index, _)| *index);
     let tracked = match (newest, base) {
-        (Some((index, body)), _) => decode_snapshot(index, &body, idempotency_keys_max)?,
+        (Some((_, tracked)), _) => tracked,
         (None, Base::Initial(initial) | Base::Newest(Some(initial))) => {
             Tracked::new(initial, 0, idempotency_keys_max)
         }

@@ -5,6 +5,7 @@
 //! Owns: the snapshot file format and its write/load protocol. Must not: delete log segments
 //! (the engine does that, only after a snapshot is durable) or decode the state.
 
+use crate::binary::Unspill;
 use crate::crypto::crc32c;
 use crate::log::{index_named, sync_dir, Error};
 use std::fs;
@@ -79,14 +80,15 @@ pub fn list_snapshots(data_dir: &Path) -> Result<Vec<u64>, Error> {
     Ok(indexes)
 }
 
-/// Encodes the header for a snapshot of `body` covering up to `index`.
-fn encode_header(index: u64, body: &[u8]) -> [u8; SNAPSHOT_HEADER_BYTES] {
+/// Encodes the header for a snapshot of a body of `body_bytes` bytes with checksum `body_crc`
+/// covering up to `index`.
+fn encode_header(index: u64, body_bytes: u64, body_crc: u32) -> [u8; SNAPSHOT_HEADER_BYTES] {
     let mut header = [0u8; SNAPSHOT_HEADER_BYTES];
     header[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
     header[8..12].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
     header[16..24].copy_from_slice(&index.to_le_bytes());
-    header[24..32].copy_from_slice(&(body.len() as u64).to_le_bytes());
-    header[32..36].copy_from_slice(&crc32c::crc32c(body).to_le_bytes());
+    header[24..32].copy_from_slice(&body_bytes.to_le_bytes());
+    header[32..36].copy_from_slice(&body_crc.to_le_bytes());
     let crc = crc32c::crc32c(&header[..36]);
     header[36..40].copy_from_slice(&crc.to_le_bytes());
     header
@@ -171,33 +173,126 @@ pub(super) fn file_bytes(data_dir: &Path, index: u64) -> u64 {
 }
 
 /// Loads the newest snapshot that passes its checksums, logging (and skipping) damaged newer
-/// ones: an older snapshot plus a longer log tail gives the same state.
-pub fn load_newest(data_dir: &Path) -> Result<Option<(u64, Vec<u8>)>, Error> {
+/// ones: an older snapshot plus a longer log tail gives the same state. Each file's body is
+/// handed to `decode` through a bounded window as it is read (never read whole), checksummed on
+/// the way; what `decode` made is returned only once the whole body's checksum holds, else it
+/// is dropped and the file passed over as damaged. A body that fails to decode although its
+/// checksum holds is `decode`'s error (a snapshot this build cannot read is not damage).
+pub fn load_newest_with<T>(
+    data_dir: &Path,
+    mut decode: impl FnMut(u64, &mut Unspill<'_>) -> Result<T, Error>,
+) -> Result<Option<(u64, T)>, Error> {
     let dir = snapshot_dir(data_dir);
     for index in list_snapshots(data_dir)?.into_iter().rev() {
         let path = snapshot_path(&dir, index);
-        let bytes = read_checked(&path)?;
-        let checked = bytes.and_then(|bytes| {
-            let named = parse_snapshot(&bytes)?.0;
-            Ok((named, bytes))
-        });
-        match checked {
-            Ok((named, mut bytes)) if named == index => {
-                // The body in place: no second copy of a state-sized buffer.
-                bytes.drain(..SNAPSHOT_HEADER_BYTES);
-                return Ok(Some((index, bytes)));
-            }
-            Ok((named, _)) => eprintln!(
-                "lithair: snapshot {} names index {named}; ignored",
-                path.display()
-            ),
-            Err(reason) => eprintln!(
-                "lithair: snapshot {} is damaged ({reason}); ignored",
-                path.display()
-            ),
+        match load_file(&path, index, &mut decode)? {
+            Ok(value) => return Ok(Some((index, value))),
+            Err(reason) => eprintln!("lithair: snapshot {} {reason}; ignored", path.display()),
         }
     }
     Ok(None)
+}
+
+/// Reads bodies in pieces of this size when only their checksum is wanted.
+const CHECK_PIECE_BYTES: usize = 1 << 20;
+
+/// One file of [`load_newest_with`]: `Ok(Err(reason))` when it is damaged or names another
+/// index.
+fn load_file<T>(
+    path: &Path,
+    index: u64,
+    decode: &mut impl FnMut(u64, &mut Unspill<'_>) -> Result<T, Error>,
+) -> Result<Result<T, String>, Error> {
+    let mut file = fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let header = match read_header(&mut file, path)? {
+        Ok(header) => header,
+        Err(reason) => return Ok(Err(format!("is damaged ({reason})"))),
+    };
+    if header.index != index {
+        return Ok(Err(format!("names index {}", header.index)));
+    }
+    let (mut read, mut crc, mut failed) = (0u64, 0u32, None);
+    let decoded = {
+        let mut source = |window: &mut Vec<u8>, want: usize| {
+            let before = window.len();
+            window.resize(before + want, 0);
+            match file.read_exact(&mut window[before..]) {
+                Ok(()) => {
+                    crc = crc32c::extend(crc, &window[before..]);
+                    read += want as u64;
+                    Ok(())
+                }
+                Err(error) => {
+                    window.truncate(before);
+                    let message = format!("reading {}: {error}", path.display());
+                    failed = Some(Error::io(path, "read", error));
+                    Err(message)
+                }
+            }
+        };
+        let mut input = Unspill::new(header.body_bytes, &mut source);
+        decode(index, &mut input).and_then(|value| {
+            input.finish().map_err(|e| Error::Visitor {
+                index,
+                message: format!("snapshot does not decode: {e}"),
+            })?;
+            Ok(value)
+        })
+    };
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    // The rest of the body, which a failed decode left unread, still counts for the checksum.
+    let mut piece = vec![0u8; CHECK_PIECE_BYTES];
+    while read < header.body_bytes {
+        let want = (header.body_bytes - read).min(CHECK_PIECE_BYTES as u64) as usize;
+        file.read_exact(&mut piece[..want])
+            .map_err(|e| Error::io(path, "read", e))?;
+        crc = crc32c::extend(crc, &piece[..want]);
+        read += want as u64;
+    }
+    if crc != header.body_crc {
+        return Ok(Err("is damaged (body checksum mismatch)".to_string()));
+    }
+    decoded.map(Ok)
+}
+
+/// What a checked header says.
+struct Header {
+    index: u64,
+    body_bytes: u64,
+    body_crc: u32,
+}
+
+/// Reads and checks the header of the snapshot file open as `file` at `path`, and that the
+/// file is as long as it says (`Ok(Err(reason))` otherwise): a damaged or hostile file (say,
+/// extended to a huge sparse size) is passed over without reading its body.
+fn read_header(file: &mut fs::File, path: &Path) -> Result<Result<Header, String>, Error> {
+    let bytes = file
+        .metadata()
+        .map_err(|e| Error::io(path, "stat", e))?
+        .len();
+    let mut header = vec![0u8; SNAPSHOT_HEADER_BYTES.min(bytes as usize)];
+    file.read_exact(&mut header)
+        .map_err(|e| Error::io(path, "read", e))?;
+    let declared = match parse_header(&header) {
+        Ok(body_bytes) => body_bytes,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let body_bytes = bytes - SNAPSHOT_HEADER_BYTES as u64;
+    if body_bytes != declared {
+        return Ok(Err(format!(
+            "body is {body_bytes} bytes, header says {declared}"
+        )));
+    }
+    let word = |at: usize| [header[at], header[at + 1], header[at + 2], header[at + 3]];
+    let mut index = [0u8; 8];
+    index.copy_from_slice(&header[16..24]);
+    Ok(Ok(Header {
+        index: u64::from_le_bytes(index),
+        body_bytes,
+        body_crc: u32::from_le_bytes(word(32)),
+    }))
 }
 
 fn step(hook: Option<&SnapshotHook>, at: SnapshotStep) -> Result<(), Error> {
@@ -216,11 +311,30 @@ pub fn write_snapshot(
     body: &[u8],
     hook: Option<&SnapshotHook>,
 ) -> Result<PathBuf, Error> {
+    write_snapshot_with(data_dir, index, body.len() as u64, hook, |sink| sink(body))
+}
+
+/// Hands the pieces of a snapshot body on to the file being written; an error stops the write.
+pub type BodySink<'a> = &'a mut dyn FnMut(&[u8]) -> Result<(), Error>;
+
+/// Writes a snapshot whose body of `body_bytes` bytes `body` produces in pieces (handing each
+/// to the sink it is given, in order), atomically and durably like [`write_snapshot`]: the
+/// body goes to the temporary file as it comes, checksummed on the way, and the header is
+/// written last, once the checksum is known, before the file is fsynced and renamed. So no
+/// buffer holds the whole body, and a file cut short is never renamed into place (and its
+/// header, zero until the end, names no snapshot).
+pub fn write_snapshot_with(
+    data_dir: &Path,
+    index: u64,
+    body_bytes: u64,
+    hook: Option<&SnapshotHook>,
+    body: impl FnOnce(BodySink<'_>) -> Result<(), Error>,
+) -> Result<PathBuf, Error> {
     let dir = snapshot_dir(data_dir);
     fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, "create directory", e))?;
     let path = snapshot_path(&dir, index);
     let temporary = dir.join(format!("{index:020}.snap.tmp"));
-    if let Err(error) = write_temporary(&temporary, index, body) {
+    if let Err(error) = write_temporary(&temporary, index, body_bytes, body) {
         // A failed write (a full disk, most often) must not leave its part-written file
         // holding the space the log needs: until the next successful snapshot or restart
         // nothing else removes it, and each failed attempt at a new index would add one.
@@ -235,17 +349,46 @@ pub fn write_snapshot(
     Ok(path)
 }
 
-/// Writes header and body to `temporary` in fsynced pieces, then fsyncs it whole.
-fn write_temporary(temporary: &Path, index: u64, body: &[u8]) -> Result<(), Error> {
+/// Writes a zero header, then the body in pieces, each [`SNAPSHOT_SYNC_CHUNK_BYTES`]
+/// `fdatasync`ed, then the real header, and fsyncs the file whole.
+fn write_temporary(
+    temporary: &Path,
+    index: u64,
+    body_bytes: u64,
+    body: impl FnOnce(BodySink<'_>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    use std::os::unix::fs::FileExt;
     let mut file = fs::File::create(temporary).map_err(|e| Error::io(temporary, "create", e))?;
-    file.write_all(&encode_header(index, body))
+    file.write_all(&[0u8; SNAPSHOT_HEADER_BYTES])
         .map_err(|e| Error::io(temporary, "write", e))?;
-    for piece in body.chunks(SNAPSHOT_SYNC_CHUNK_BYTES) {
-        file.write_all(piece)
-            .map_err(|e| Error::io(temporary, "write", e))?;
-        file.sync_data()
-            .map_err(|e| Error::io(temporary, "fsync", e))?;
+    let (mut written, mut unsynced, mut crc) = (0u64, 0usize, 0u32);
+    body(&mut |piece: &[u8]| {
+        if written + piece.len() as u64 > body_bytes {
+            return Err(Error::Invalid {
+                message: format!("snapshot {index}: the body is longer than {body_bytes} bytes"),
+            });
+        }
+        for part in piece.chunks(SNAPSHOT_SYNC_CHUNK_BYTES) {
+            file.write_all(part)
+                .map_err(|e| Error::io(temporary, "write", e))?;
+            crc = crc32c::extend(crc, part);
+            written += part.len() as u64;
+            unsynced += part.len();
+            if unsynced >= SNAPSHOT_SYNC_CHUNK_BYTES {
+                file.sync_data()
+                    .map_err(|e| Error::io(temporary, "fsync", e))?;
+                unsynced = 0;
+            }
+        }
+        Ok(())
+    })?;
+    if written != body_bytes {
+        return Err(Error::Invalid {
+            message: format!("snapshot {index}: the body is {written} bytes, not {body_bytes}"),
+        });
     }
+    file.write_all_at(&encode_header(index, body_bytes, crc), 0)
+        .map_err(|e| Error::io(temporary, "write", e))?;
     file.sync_all()
         .map_err(|e| Error::io(temporary, "fsync", e))
 }
@@ -327,7 +470,7 @@ mod tests {
     #[test]
     fn header_round_trip_and_every_damage_is_detected() {
         let body = b"snapshot body bytes".to_vec();
-        let mut file = encode_header(77, &body).to_vec();
+        let mut file = encode_header(77, body.len() as u64, crc32c::crc32c(&body)).to_vec();
         file.extend_from_slice(&body);
         assert_eq!(parse_snapshot(&file), Ok((77, &body[..])));
         for at in 0..file.len() {
@@ -358,6 +501,48 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Loading reads a body through a bounded window and keeps what it decoded only once the
+    /// whole body's checksum holds: a flip in the last byte (decoded without complaint) falls
+    /// back to the older file, and a body that does not decode though its checksum holds (the
+    /// checksum then taken over the bytes the decoder left) is an error, not damage.
+    #[test]
+    fn a_loaded_body_counts_only_once_its_checksum_holds() {
+        let dir = std::env::temp_dir().join(format!("lithair-snap-load-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        write_snapshot(&dir, 5, &body, None).unwrap();
+        write_snapshot(&dir, 9, &body, None).unwrap();
+        // Decodes the first byte only: the rest is read for the checksum alone.
+        let first_byte = |_: u64, input: &mut Unspill<'_>| {
+            let byte = input.part(|r| r.read_u8()).map_err(|e| Error::Invalid {
+                message: e.to_string(),
+            })?;
+            while input.remaining() > 0 {
+                input
+                    .part(|r| r.read_bytes(r.remaining().clamp(1, 1 << 16)).map(|_| ()))
+                    .map_err(|e| Error::Invalid {
+                        message: e.to_string(),
+                    })?;
+            }
+            Ok(byte)
+        };
+        assert_eq!(load_newest_with(&dir, first_byte).unwrap(), Some((9, 0)));
+        let newest = snapshot_file(&dir, 9);
+        let mut damaged = fs::read(&newest).unwrap();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        fs::write(&newest, &damaged).unwrap();
+        assert_eq!(load_newest_with(&dir, first_byte).unwrap(), Some((5, 0)));
+        let refuse = |_: u64, _: &mut Unspill<'_>| -> Result<(), Error> {
+            Err(Error::Invalid {
+                message: "does not decode".to_string(),
+            })
+        };
+        let error = load_newest_with(&dir, refuse).expect_err("a whole file that does not decode");
+        assert!(error.to_string().contains("does not decode"), "{error}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn only_names_of_twenty_digits_are_snapshots() {
         let dir = std::env::temp_dir().join(format!("lithair-snap-names-{}", std::process::id()));
@@ -380,7 +565,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lithair-snap-install-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let body = b"state".to_vec();
-        let mut file = encode_header(12, &body).to_vec();
+        let mut file = encode_header(12, body.len() as u64, crc32c::crc32c(&body)).to_vec();
         file.extend_from_slice(&body);
         assert!(install_snapshot_file(&dir, 13, &file).is_err());
         let mut damaged = file.clone();

@@ -10,6 +10,7 @@
 use super::replay::{self, Base};
 use super::snapshot::{self, SnapshotHook};
 use super::state::{State, Tracked, Upcaster};
+use crate::binary;
 use crate::log::{self, Error};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -94,9 +95,33 @@ pub(super) fn write_at<S: State>(
         );
         return Err(Error::Invalid { message });
     }
-    let mut body = Vec::new();
-    tracked.encode_snapshot(&mut body);
-    let path = snapshot::write_snapshot(source.data_dir, index, &body, hook)?;
+    // Two passes over the state (see `binary::Spill`), neither holding more than a piece of
+    // its encoding: a snapshot of a large state costs no state-sized buffer.
+    let mut measure = binary::Spill::measure();
+    tracked.encode_snapshot_spilled(&mut measure);
+    let measured = measure
+        .finish()
+        .map_err(|message| Error::Invalid { message })?;
+    let path =
+        snapshot::write_snapshot_with(source.data_dir, index, measured.bytes, hook, |sink| {
+            // The file's first error, kept whole (the spill carries only a message).
+            let mut failed = None;
+            let mut to_file = |piece: &[u8]| {
+                sink(piece).map_err(|error| {
+                    let message = error.to_string();
+                    failed = Some(error);
+                    message
+                })
+            };
+            let mut emit = binary::Spill::emit(&measured, &mut to_file);
+            tracked.encode_snapshot_spilled(&mut emit);
+            let emitted = emit.finish();
+            match (failed, emitted) {
+                (Some(error), _) => Err(error),
+                (None, Err(message)) => Err(Error::Invalid { message }),
+                (None, Ok(_)) => Ok(()),
+            }
+        })?;
     Ok(Written {
         index,
         path,

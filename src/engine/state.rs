@@ -41,6 +41,28 @@ pub trait State: Encode + Decode + Clone + Send + Sync + 'static {
         let _ = event;
         None
     }
+
+    /// Encodes the state for a snapshot through `spill`, which hands the bytes to the file in
+    /// pieces: the bytes must be exactly those of [`Encode::encode`], and the call is made
+    /// twice (measure, then emit; see [`binary::Spill`]). The default encodes the whole state
+    /// as one piece, which holds a state-sized buffer while the snapshot is written; a large
+    /// state (a map of many records) overrides it to call [`binary::Spill::piece_done`]
+    /// between records, so a snapshot never holds more than a piece of its encoding.
+    fn encode_spilled(&self, spill: &mut binary::Spill<'_>) {
+        self.encode(spill.out());
+        spill.piece_done();
+    }
+
+    /// Decodes the state of a snapshot from `input`, a part at a time (the counterpart of
+    /// [`State::encode_spilled`]). The default reads the rest of the snapshot body whole and
+    /// decodes the state from it, holding a state-sized buffer while it does; a large state
+    /// overrides it to decode a record per [`binary::Unspill::part`].
+    ///
+    /// # Errors
+    /// As [`Decode::decode`].
+    fn decode_spilled(input: &mut binary::Unspill<'_>) -> Result<Self, binary::Error> {
+        input.rest(Self::decode)
+    }
 }
 
 /// A request to change the state: decided against the current state (including accepted but
@@ -207,17 +229,41 @@ impl<S: State> Tracked<S> {
         self.versions.get(&aggregate).copied().unwrap_or(0)
     }
 
-    /// Encodes the whole tracked state for a snapshot.
+    /// Encodes the whole tracked state for a snapshot into `out` (both passes of
+    /// [`Tracked::encode_snapshot_spilled`], collected).
     pub fn encode_snapshot(&self, out: &mut Vec<u8>) {
-        let mark = binary::begin_struct(out);
-        binary::write_varint(out, self.applied_index);
-        binary::write_varint(out, self.last_request_id);
-        self.state.encode(out);
+        let mut measure = binary::Spill::measure();
+        self.encode_snapshot_spilled(&mut measure);
+        let measured = measure.finish().expect("measuring never fails");
+        let mut collect = |piece: &[u8]| {
+            out.extend_from_slice(piece);
+            Ok(())
+        };
+        let mut emit = binary::Spill::emit(&measured, &mut collect);
+        self.encode_snapshot_spilled(&mut emit);
+        if let Err(error) = emit.finish() {
+            panic!("snapshot encoding: {error}");
+        }
+    }
+
+    /// Encodes the whole tracked state for a snapshot through `spill` (one pass of its two):
+    /// a snapshot file is written from the emit pass in pieces, never from one buffer.
+    pub fn encode_snapshot_spilled(&self, spill: &mut binary::Spill<'_>) {
+        spill.begin_struct();
+        binary::write_varint(spill.out(), self.applied_index);
+        binary::write_varint(spill.out(), self.last_request_id);
+        self.state.encode_spilled(spill);
         let mut versions: Vec<(u64, u64)> = self.versions.iter().map(|(a, v)| (*a, *v)).collect();
         versions.sort_unstable();
-        versions.encode(out);
-        binary::write_varint(out, self.idempotency.len() as u64);
+        binary::write_varint(spill.out(), versions.len() as u64);
+        for pair in &versions {
+            pair.encode(spill.out());
+            spill.piece_done();
+        }
+        drop(versions);
+        binary::write_varint(spill.out(), self.idempotency.len() as u64);
         for (key, receipt) in self.idempotency.iter() {
+            let out = spill.out();
             key.encode(out);
             for value in [
                 receipt.first_index,
@@ -227,39 +273,64 @@ impl<S: State> Tracked<S> {
             ] {
                 binary::write_varint(out, value);
             }
+            spill.piece_done();
         }
         // The keys' request fingerprints, in the same order: a section of its own after the
         // keys, so a snapshot written before fingerprints existed still decodes (it ends
         // here) and an older reader skips it (the struct is length-framed).
-        binary::write_varint(out, self.idempotency.len() as u64);
+        binary::write_varint(spill.out(), self.idempotency.len() as u64);
         for (_, receipt) in self.idempotency.iter() {
-            write_fingerprint(out, receipt.request_fingerprint);
+            write_fingerprint(spill.out(), receipt.request_fingerprint);
+            spill.piece_done();
         }
-        binary::end_struct(out, mark);
+        spill.end_struct();
     }
 
-    /// Decodes a snapshot written by [`Tracked::encode_snapshot`].
+    /// Decodes a snapshot written by [`Tracked::encode_snapshot`] (through
+    /// [`Tracked::decode_snapshot_spilled`], the one decoder).
     pub fn decode_snapshot(
         bytes: &[u8],
         idempotency_keys_max: usize,
     ) -> Result<Self, binary::Error> {
-        let mut reader = Reader::new(bytes);
-        let mut body = reader.struct_body()?;
-        let applied_index = body.read_varint()?;
-        let last_request_id = body.read_varint()?;
-        let state = S::decode(&mut body)?;
+        let mut at = 0;
+        let mut source = |window: &mut Vec<u8>, want: usize| {
+            window.extend_from_slice(&bytes[at..at + want]);
+            at += want;
+            Ok(())
+        };
+        let mut input = binary::Unspill::new(bytes.len() as u64, &mut source);
+        let tracked = Self::decode_snapshot_spilled(&mut input, idempotency_keys_max)?;
+        input.finish()?;
+        Ok(tracked)
+    }
+
+    /// Decodes a snapshot body from `input`, a part at a time: a snapshot file is loaded
+    /// through a bounded window, never read whole (unless the state cannot be decoded in
+    /// parts: see [`State::decode_spilled`]). The caller checks that the input is finished.
+    pub fn decode_snapshot_spilled(
+        input: &mut binary::Unspill<'_>,
+        idempotency_keys_max: usize,
+    ) -> Result<Self, binary::Error> {
+        input.begin_struct()?;
+        let applied_index = input.part(|r| r.read_varint())?;
+        let last_request_id = input.part(|r| r.read_varint())?;
+        let state = S::decode_spilled(input)?;
         let mut tracked = Tracked::new(state, applied_index, idempotency_keys_max);
         tracked.last_request_id = last_request_id;
-        let versions = Vec::<(u64, u64)>::decode(&mut body)?;
+        let versions = input.part(Vec::<(u64, u64)>::decode)?;
         tracked.versions = versions.into_iter().collect();
-        let keys = body.read_count(5)?;
+        let keys = input.count(5)?;
+        // `keys` is bounded by the bytes left (five per key at least), as before.
         let mut window = Vec::with_capacity(keys);
         for _ in 0..keys {
-            let key: Arc<str> = Decode::decode(&mut body)?;
-            let mut values = [0u64; 4];
-            for value in &mut values {
-                *value = body.read_varint()?;
-            }
+            let (key, values) = input.part(|body| {
+                let key: Arc<str> = Decode::decode(body)?;
+                let mut values = [0u64; 4];
+                for value in &mut values {
+                    *value = body.read_varint()?;
+                }
+                Ok((key, values))
+            })?;
             let [first_index, last_index, timestamp_ms, request_id] = values;
             let receipt = Receipt {
                 first_index,
@@ -271,20 +342,20 @@ impl<S: State> Tracked<S> {
             };
             window.push((key, receipt));
         }
-        if body.remaining() > 0 {
-            if body.read_count(1)? != window.len() {
+        if input.remaining() > 0 {
+            if input.count(1)? != window.len() {
                 return Err(binary::Error::custom(
                     "snapshot: fingerprints do not match the idempotency keys",
                 ));
             }
             for (_, receipt) in &mut window {
-                receipt.request_fingerprint = read_fingerprint(&mut body)?;
+                receipt.request_fingerprint = input.part(read_fingerprint)?;
             }
         }
         for (key, receipt) in &window {
             tracked.remember(key, *receipt);
         }
-        reader.finish()?;
+        input.end_struct()?;
         Ok(tracked)
     }
 }
