@@ -60,3 +60,68 @@ fn obs_text_in_a_field_value_is_served_lossily() {
         200
     );
 }
+
+/// A CORS layer on one route (`handler.with(cors)`, no group) answers that route's
+/// preflights: 204 with the allow headers, not the router's bare 204 a browser refuses. The
+/// route chosen is the one the preflight asks about (`Access-Control-Request-Method`).
+#[test]
+fn per_route_cors_answers_its_preflight() {
+    use lithair::http::cors::Cors;
+    use lithair::http::router::{Router, WithMiddleware};
+    use lithair::http::{Request, Response};
+    let cors = Cors::new(["https://a.example"])
+        .allow_methods(["PUT", "GET"])
+        .allow_headers(["content-type"]);
+    let put = |_: &mut Request| Response::text(200, "put");
+    let get = |_: &mut Request| Response::text(200, "get");
+    let router = Router::new()
+        .put("/items/{id}", put.with(cors.clone()))
+        .get("/items/{id}", get)
+        .put("/exact", put.with(cors));
+    let server = spawn_handler(quick_config(), router);
+    for path in ["/items/7", "/exact"] {
+        let preflight = format!(
+            "OPTIONS {path} HTTP/1.1\r\nHost: h\r\nOrigin: https://a.example\r\n\
+             Access-Control-Request-Method: PUT\r\nAccess-Control-Request-Headers: content-type\r\n\r\n"
+        );
+        let (resp, _) = send(server.local_addr(), preflight.as_bytes());
+        assert_eq!(resp.status, 204, "{path}: {}", resp.text());
+        assert_eq!(
+            resp.header("access-control-allow-origin"),
+            Some("https://a.example"),
+            "{path}"
+        );
+        assert_eq!(
+            resp.header("access-control-allow-methods"),
+            Some("PUT, GET"),
+            "{path}"
+        );
+        assert_eq!(
+            resp.header("access-control-allow-headers"),
+            Some("content-type")
+        );
+        // A preflight from a foreign origin is refused by the route's layer.
+        let foreign = preflight.replace("https://a.example", "https://evil.example");
+        let (resp, _) = send(server.local_addr(), foreign.as_bytes());
+        assert_eq!(resp.status, 403, "{path}");
+    }
+    // The GET route has no CORS layer: its preflight gets the router's own answer.
+    let (resp, _) = send(
+        server.local_addr(),
+        b"OPTIONS /items/7 HTTP/1.1\r\nHost: h\r\nOrigin: https://a.example\r\nAccess-Control-Request-Method: GET\r\n\r\n",
+    );
+    assert_eq!(
+        (resp.status, resp.header("access-control-allow-origin")),
+        (204, None)
+    );
+    assert_eq!(resp.header("allow"), Some("PUT, GET, HEAD, OPTIONS"));
+    // A plain OPTIONS (no preflight) is the router's answer too.
+    let (resp, _) = send(
+        server.local_addr(),
+        b"OPTIONS /exact HTTP/1.1\r\nHost: h\r\n\r\n",
+    );
+    assert_eq!(
+        (resp.status, resp.header("allow")),
+        (204, Some("PUT, OPTIONS"))
+    );
+}
