@@ -125,3 +125,264 @@ fn per_route_cors_answers_its_preflight() {
         (204, Some("PUT, OPTIONS"))
     );
 }
+
+/// A client that sends its request and at once half-closes (shutdown(WR)) still gets the
+/// answer, for an inline, a worker and a body-carrying request, and for two pipelined ones.
+#[test]
+fn a_half_closed_client_still_gets_its_answers() {
+    use std::io::Read;
+    use std::net::Shutdown;
+    let server = spawn(quick_config());
+    for (request, want) in [
+        (
+            "GET / HTTP/1.1\r\nHost: h\r\n\r\n".to_string(),
+            vec!["GET / h"],
+        ),
+        (
+            "GET /slow?50 HTTP/1.1\r\nHost: h\r\n\r\n".to_string(),
+            vec!["slept 50"],
+        ),
+        (
+            "POST /echo?q HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc".to_string(),
+            vec!["POST q body=abc"],
+        ),
+        (
+            "GET /slow?30 HTTP/1.1\r\nHost: h\r\n\r\nGET /inline/2 HTTP/1.1\r\nHost: h\r\n\r\n"
+                .to_string(),
+            vec!["slept 30", "GET /inline/2 h"],
+        ),
+    ] {
+        let mut stream = connect(server.local_addr());
+        stream.write_all(request.as_bytes()).expect("write");
+        stream.shutdown(Shutdown::Write).expect("half-close");
+        let mut reader = BufReader::new(stream);
+        for text in want {
+            let resp = read_response(&mut reader, false).expect("an answer after half-close");
+            assert_eq!(resp.text(), text);
+        }
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    }
+}
+
+/// Pipelined: a GET, then a POST with `Expect: 100-continue` whose body the client holds until
+/// the 100, then a GET. The 100 comes after the first answer, the answers in order.
+#[test]
+fn pipelined_requests_around_a_100_continue() {
+    use std::io::BufRead;
+    let server = spawn(quick_config());
+    let mut stream = connect(server.local_addr());
+    stream
+        .write_all(
+            b"GET /slow?40 HTTP/1.1\r\nHost: h\r\n\r\n\
+              POST /echo?e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+        )
+        .expect("write");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let first = read_response(&mut reader, false).expect("first");
+    assert_eq!(first.text(), "slept 40");
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("100");
+    assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
+    let mut blank = String::new();
+    reader.read_line(&mut blank).expect("blank");
+    assert_eq!(blank, "\r\n");
+    // The body one byte per write, then the next request.
+    for b in b"data" {
+        stream.write_all(std::slice::from_ref(b)).expect("write");
+    }
+    stream
+        .write_all(b"GET /inline/3 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    let second = read_response(&mut reader, false).expect("second");
+    assert_eq!(second.text(), "POST e body=data");
+    let third = read_response(&mut reader, false).expect("third");
+    assert_eq!(third.text(), "GET /inline/3 h");
+}
+
+/// HEAD on a streamed handler: the GET's headers, no body, and the connection stays in step
+/// (the next answer is read where it should be).
+#[test]
+fn head_on_a_streamed_answer_sends_no_body_and_keeps_the_connection() {
+    let server = spawn(quick_config());
+    let mut stream = connect(server.local_addr());
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    for _ in 0..2 {
+        stream
+            .write_all(b"HEAD /stream HTTP/1.1\r\nHost: h\r\n\r\nGET /inline/4 HTTP/1.1\r\nHost: h\r\n\r\n")
+            .expect("write");
+        let head = read_response(&mut reader, true).expect("head");
+        assert_eq!(head.status, 200);
+        let next = read_response(&mut reader, false).expect("next");
+        assert_eq!(next.text(), "GET /inline/4 h");
+    }
+    // HTTP/1.0 HEAD on a stream (no chunked there): no body, then close.
+    let (head, mut reader) = send(server.local_addr(), b"HEAD /stream HTTP/1.0\r\n\r\n");
+    assert_eq!(head.status, 200);
+    assert!(is_closed(&mut reader));
+}
+
+/// `Connection: close, upgrade` (several tokens) closes after the answer; `keep-alive, close`
+/// too; a plain upgrade request to a route that does not upgrade is answered normally.
+#[test]
+fn connection_with_several_tokens() {
+    let server = spawn(quick_config());
+    for value in [
+        "close, upgrade",
+        "keep-alive, close",
+        "Upgrade,CLOSE",
+        "x,\tclose",
+    ] {
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: foo\r\nConnection: {value}\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"
+        );
+        let (resp, mut reader) = send(server.local_addr(), request.as_bytes());
+        assert_eq!(resp.status, 200, "{value}");
+        assert_eq!(resp.header("connection"), Some("close"), "{value}");
+        assert!(is_closed(&mut reader), "{value}");
+    }
+}
+
+/// `Transfer-Encoding: chunked` on HTTP/1.0 is refused (RFC 9112 §6.1: a 1.0 peer cannot
+/// frame it) and the connection closed, so no body bytes are read as a request.
+#[test]
+fn chunked_on_http10_is_refused() {
+    let server = spawn(quick_config());
+    expect_rejected(
+        server.local_addr(),
+        b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    );
+    expect_rejected(
+        server.local_addr(),
+        b"POST /echo HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nGET /\r\n0\r\n\r\n",
+        400,
+    );
+}
+
+/// A large answer to a reader that reads slowly, then the next request on the same
+/// connection: every byte arrives, in order, and keep-alive holds.
+#[test]
+fn a_large_answer_to_a_slow_reader_then_keep_alive() {
+    use std::io::Read;
+    let server = spawn(quick_config());
+    let mut stream = connect(server.local_addr());
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\nGET /inline/5 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    let mut reader = BufReader::with_capacity(4096, stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        std::io::BufRead::read_line(&mut reader, &mut line).expect("head");
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut got = 0usize;
+    let mut buf = [0u8; 64 * 1024];
+    let total = 8 << 20;
+    let mut pauses = 0;
+    while got < total {
+        let want = (total - got).min(buf.len());
+        let n = reader.read(&mut buf[..want]).expect("read");
+        assert!(n > 0, "closed after {got} bytes");
+        assert!(buf[..n].iter().all(|&b| b == b'x'));
+        got += n;
+        if pauses < 20 && got % (512 * 1024) < n {
+            pauses += 1;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let next = read_response(&mut reader, false).expect("next");
+    assert_eq!(next.text(), "GET /inline/5 h");
+}
+
+/// Upgrade requests refused by the WebSocket handshake rules, through the reactor: every 426
+/// names the protocol to upgrade to (RFC 9110 §15.5.22 MUST, with the `Upgrade` connection
+/// option, §7.8), the wrong version gets `Sec-WebSocket-Version: 13` (RFC 6455 §4.4), a bad
+/// or repeated key 400, HTTP/1.0 400, a POST 405 with `Allow: GET`; the connection still
+/// speaks HTTP after each.
+#[test]
+fn refused_websocket_upgrades_carry_the_headers_their_status_needs() {
+    use lithair::http::router::Router;
+    use lithair::http::Request;
+    use lithair::ws::{Ctx, Endpoint, Message, WsHandler};
+    use std::sync::Arc;
+    struct Quiet;
+    impl WsHandler for Quiet {
+        fn on_message(&mut self, _ctx: &mut Ctx<'_>, _message: Message) {}
+    }
+    let endpoint = Arc::new(Endpoint::new(
+        |_: &Request, _: &str| -> Box<dyn WsHandler> { Box::new(Quiet) },
+    ));
+    let post = Arc::clone(&endpoint);
+    let router = Router::new()
+        .get("/ws", move |req: &mut Request| endpoint.respond(req))
+        .post("/ws", move |req: &mut Request| post.respond(req));
+    let server = spawn_handler(quick_config(), router);
+    let base = "Host: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let cases: Vec<(String, u16, Vec<(&str, &str)>)> = vec![
+        (
+            format!("GET /ws HTTP/1.1\r\n{base}{key}Sec-WebSocket-Version: 8\r\n\r\n"),
+            426,
+            vec![
+                ("sec-websocket-version", "13"),
+                ("upgrade", "websocket"),
+                ("connection", "Upgrade"),
+            ],
+        ),
+        (
+            format!("GET /ws HTTP/1.1\r\n{base}{key}\r\n"),
+            426,
+            vec![("sec-websocket-version", "13"), ("upgrade", "websocket")],
+        ),
+        (
+            "GET /ws HTTP/1.1\r\nHost: h\r\n\r\n".to_string(),
+            426,
+            vec![("upgrade", "websocket"), ("connection", "Upgrade")],
+        ),
+        (
+            format!("GET /ws HTTP/1.1\r\n{base}Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n\r\n"),
+            400,
+            vec![],
+        ),
+        (
+            format!("GET /ws HTTP/1.1\r\n{base}{key}{key}Sec-WebSocket-Version: 13\r\n\r\n"),
+            400,
+            vec![],
+        ),
+        (
+            format!("GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n{key}Sec-WebSocket-Version: 13\r\n\r\n"),
+            400,
+            vec![],
+        ),
+        (
+            format!("POST /ws HTTP/1.1\r\n{base}{key}Sec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n"),
+            405,
+            vec![("allow", "GET")],
+        ),
+    ];
+    for (request, status, headers) in cases {
+        let mut stream = connect(server.local_addr());
+        stream.write_all(request.as_bytes()).expect("write");
+        stream
+            .write_all(b"GET /nothing HTTP/1.1\r\nHost: h\r\n\r\n")
+            .expect("write");
+        let mut reader = BufReader::new(stream);
+        let resp = read_response(&mut reader, false).expect("refusal");
+        assert_eq!(resp.status, status, "{request}: {}", resp.text());
+        for (name, value) in headers {
+            assert_eq!(resp.header(name), Some(value), "{name} on {request}");
+        }
+        let next = read_response(&mut reader, false).expect("still HTTP");
+        assert_eq!(next.status, 404, "{request}");
+    }
+    let (resp, _) = send(
+        server.local_addr(),
+        format!("GET /ws HTTP/1.0\r\n{base}{key}Sec-WebSocket-Version: 13\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(resp.status, 400);
+}

@@ -139,6 +139,9 @@ struct Fields<'h> {
     close: bool,
     /// A `Content-Length` the handler set (used only for an empty body that is not sent).
     own_length: Option<&'h str>,
+    /// The handler's `Connection` named the `upgrade` option: a response offering `Upgrade`
+    /// (a 426) must carry it (RFC 9110 §7.8), beside the writer's own close or keep-alive.
+    upgrade: bool,
 }
 
 impl<'h> Fields<'h> {
@@ -155,9 +158,10 @@ impl<'h> Fields<'h> {
             Framing::TransferEncoding => return,
             Framing::Connection if self.status == 101 => {}
             Framing::Connection => {
-                self.close |= value
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("close"));
+                for token in value.split(',').map(str::trim) {
+                    self.close |= token.eq_ignore_ascii_case("close");
+                    self.upgrade |= token.eq_ignore_ascii_case("upgrade");
+                }
                 return;
             }
         }
@@ -262,6 +266,7 @@ pub fn write_response_heads(
         status,
         close: !exchange.keep_alive,
         own_length: None,
+        upgrade: false,
     };
     let head = headers.head_run();
     match rendered_head(head) {
@@ -297,6 +302,7 @@ pub fn write_response_heads(
     let Fields {
         mut close,
         own_length,
+        upgrade,
         ..
     } = fields;
     let bodyless_status = status < 200 || status == 204 || status == 304;
@@ -337,7 +343,7 @@ pub fn write_response_heads(
         other => {
             let bytes = other.as_bytes().unwrap_or(&[]);
             content_length(out, bytes.len() as u64, bodyless_status);
-            finish_head(out, close, exchange);
+            finish_head(out, close, upgrade, exchange);
             if send_body {
                 out.extend_from_slice(bytes);
             }
@@ -346,7 +352,7 @@ pub fn write_response_heads(
             return Written { close, direct };
         }
     }
-    finish_head(out, close, exchange);
+    finish_head(out, close, upgrade, exchange);
     headers.recycle();
     Written { close, direct }
 }
@@ -366,7 +372,16 @@ fn content_length(out: &mut Vec<u8>, len: u64, bodyless_status: bool) {
     out.extend_from_slice(&line[start..]);
 }
 
-fn finish_head(out: &mut Vec<u8>, close: bool, exchange: Exchange) {
+fn finish_head(out: &mut Vec<u8>, close: bool, upgrade: bool, exchange: Exchange) {
+    if upgrade {
+        out.extend_from_slice(b"Connection: Upgrade");
+        match (close, exchange.version) {
+            (true, _) => out.extend_from_slice(b", close\r\n\r\n"),
+            (false, Version::Http10) => out.extend_from_slice(b", keep-alive\r\n\r\n"),
+            (false, Version::Http11) => out.extend_from_slice(b"\r\n\r\n"),
+        }
+        return;
+    }
     if close {
         out.extend_from_slice(b"Connection: close\r\n\r\n");
     } else if exchange.version == Version::Http10 {
@@ -451,6 +466,34 @@ mod tests {
         assert!(
             text.starts_with("HTTP/1.1 418 \r\n") && text.ends_with("Content-Length: 0\r\n\r\n")
         );
+    }
+
+    #[test]
+    fn the_upgrade_option_survives_on_a_426() {
+        let offer = || {
+            Response::new(426)
+                .with_header("Upgrade", "websocket")
+                .with_header("Connection", "Upgrade")
+        };
+        let (text, close, _) = render(offer(), KEEP);
+        assert!(
+            !close && text.contains("\r\nConnection: Upgrade\r\n\r\n"),
+            "{text}"
+        );
+        let closing = Exchange {
+            keep_alive: false,
+            ..KEEP
+        };
+        let (text, close, _) = render(offer(), closing);
+        assert!(
+            close && text.contains("\r\nConnection: Upgrade, close\r\n\r\n"),
+            "{text}"
+        );
+        let (text, _, _) = render(
+            Response::text(200, "a").with_header("Connection", "x"),
+            KEEP,
+        );
+        assert!(!text.contains("Connection"), "{text}");
     }
 
     #[test]
