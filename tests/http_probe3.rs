@@ -299,6 +299,9 @@ fn a_large_answer_to_a_slow_reader_then_keep_alive() {
     assert_eq!(next.text(), "GET /inline/5 h");
 }
 
+/// Header fields a response must carry: (lower-case name, value).
+type Headers = Vec<(&'static str, &'static str)>;
+
 /// Upgrade requests refused by the WebSocket handshake rules, through the reactor: every 426
 /// names the protocol to upgrade to (RFC 9110 §15.5.22 MUST, with the `Upgrade` connection
 /// option, §7.8), the wrong version gets `Sec-WebSocket-Version: 13` (RFC 6455 §4.4), a bad
@@ -324,7 +327,7 @@ fn refused_websocket_upgrades_carry_the_headers_their_status_needs() {
     let server = spawn_handler(quick_config(), router);
     let base = "Host: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
     let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
-    let cases: Vec<(String, u16, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<(String, u16, Headers)> = vec![
         (
             format!("GET /ws HTTP/1.1\r\n{base}{key}Sec-WebSocket-Version: 8\r\n\r\n"),
             426,
