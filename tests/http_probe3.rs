@@ -389,3 +389,79 @@ fn refused_websocket_upgrades_carry_the_headers_their_status_needs() {
     );
     assert_eq!(resp.status, 400);
 }
+
+/// HEAD on an endless event stream: the GET's headers at once, no body, no stream thread held
+/// (the next pipelined request is answered), for HTTP/1.1; HTTP/1.0 closes after the head.
+#[test]
+fn head_on_an_event_stream_answers_the_head_only() {
+    use lithair::http::router::Router;
+    use lithair::http::sse::{Sse, SseEvent};
+    use lithair::http::{Request, Response};
+    use std::sync::mpsc;
+    let router = Router::new()
+        .get("/events", |_: &mut Request| {
+            let (tx, rx) = mpsc::channel::<SseEvent>();
+            // Never sends and never hangs up: a GET would stream until its client leaves.
+            std::mem::forget(tx);
+            Sse::new().heartbeat_ms(60_000).from_channel(rx)
+        })
+        .get("/after", |_: &mut Request| Response::text(200, "after"));
+    let server = spawn_handler(quick_config(), router);
+    let mut stream = connect(server.local_addr());
+    stream
+        .write_all(b"HEAD /events HTTP/1.1\r\nHost: h\r\n\r\nGET /after HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    let mut reader = BufReader::new(stream);
+    let head = read_response(&mut reader, true).expect("head");
+    assert_eq!(
+        (head.status, head.header("content-type")),
+        (200, Some("text/event-stream"))
+    );
+    let next = read_response(&mut reader, false).expect("next");
+    assert_eq!(next.text(), "after");
+    let (head, mut reader) = send(server.local_addr(), b"HEAD /events HTTP/1.0\r\n\r\n");
+    assert_eq!(head.status, 200);
+    assert!(is_closed(&mut reader));
+}
+
+/// A client that half-closes inside a head or a body gets no answer to the cut request (a
+/// handler never sees half a request) and the connection is closed at once, not held until a
+/// deadline; answers owed to complete requests before it still go out.
+#[test]
+fn a_half_close_inside_a_request_closes_without_running_it() {
+    use std::io::Read;
+    use std::net::Shutdown;
+    let server = spawn(quick_config());
+    for (bytes, answers) in [
+        (&b"GET / HTTP/1.1\r\nHost: h\r\n"[..], 0),
+        (&b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc"[..], 0),
+        (
+            &b"POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"[..],
+            0,
+        ),
+        (
+            &b"GET /slow?20 HTTP/1.1\r\nHost: h\r\n\r\nPOST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\nab"[..],
+            1,
+        ),
+    ] {
+        let mut stream = connect(server.local_addr());
+        stream.write_all(bytes).expect("write");
+        stream.shutdown(Shutdown::Write).expect("half-close");
+        let mut reader = BufReader::new(stream);
+        for _ in 0..answers {
+            let resp = read_response(&mut reader, false).expect("owed answer");
+            assert_eq!(resp.status, 200);
+        }
+        let mut rest = Vec::new();
+        if let Err(e) = reader.read_to_end(&mut rest) {
+            // Closed, not held open until the read timeout.
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+        }
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(
+            rest.is_empty() || rest.starts_with("HTTP/1.1 400"),
+            "{:?}: {rest}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
