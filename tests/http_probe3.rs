@@ -2,6 +2,8 @@
 //! CORS preflights, 304s carrying what their 200 would, and hostile framing.
 
 mod http_common;
+#[path = "ws_support/mod.rs"]
+mod ws_support;
 use http_common::*;
 use std::io::{BufReader, Write};
 
@@ -409,7 +411,9 @@ fn head_on_an_event_stream_answers_the_head_only() {
     let server = spawn_handler(quick_config(), router);
     let mut stream = connect(server.local_addr());
     stream
-        .write_all(b"HEAD /events HTTP/1.1\r\nHost: h\r\n\r\nGET /after HTTP/1.1\r\nHost: h\r\n\r\n")
+        .write_all(
+            b"HEAD /events HTTP/1.1\r\nHost: h\r\n\r\nGET /after HTTP/1.1\r\nHost: h\r\n\r\n",
+        )
         .expect("write");
     let mut reader = BufReader::new(stream);
     let head = read_response(&mut reader, true).expect("head");
@@ -463,5 +467,42 @@ fn a_half_close_inside_a_request_closes_without_running_it() {
             "{:?}: {rest}",
             String::from_utf8_lossy(bytes)
         );
+    }
+}
+
+/// `Connection: close, Upgrade` on a WebSocket upgrade (the `upgrade` option is there, so the
+/// upgrade happens, as in other servers): the 101 carries one `Connection: Upgrade`, never a
+/// `close` beside it, and the connection then speaks WebSocket.
+#[test]
+fn an_upgrade_that_also_asks_to_close() {
+    use lithair::http::router::Router;
+    use lithair::http::Request;
+    use lithair::ws::{Ctx, Endpoint, Message, WsHandler};
+    use std::sync::Arc;
+    struct Echo;
+    impl WsHandler for Echo {
+        fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) {
+            let _ = ctx.send(&message);
+        }
+    }
+    let endpoint = Arc::new(Endpoint::new(
+        |_: &Request, _: &str| -> Box<dyn WsHandler> { Box::new(Echo) },
+    ));
+    let router = Router::new().get("/ws", move |req: &mut Request| endpoint.respond(req));
+    let server = spawn_handler(quick_config(), router);
+    for connection in ["close, Upgrade", "Upgrade, close", "keep-alive, Upgrade"] {
+        let request = ws_support::upgrade_request("/ws", "")
+            .replace("Connection: Upgrade", &format!("Connection: {connection}"));
+        let stream = std::net::TcpStream::connect(server.local_addr()).expect("connect");
+        let mut client = ws_support::WsClient::upgrade(stream, &request);
+        let head = client.head.to_ascii_lowercase();
+        let connections: Vec<&str> = head
+            .lines()
+            .filter(|l| l.starts_with("connection:"))
+            .collect();
+        assert_eq!(connections, ["connection: upgrade"], "{connection}: {head}");
+        client.send_text("still here");
+        assert_eq!(client.next_text(), "still here");
+        client.close();
     }
 }

@@ -305,6 +305,12 @@ pub fn write_response_heads(
         upgrade,
         ..
     } = fields;
+    // A 101 hands the connection to another protocol: its `Connection: Upgrade` is the
+    // handler's, and HTTP's close or keep-alive no longer applies (a request's `Connection:
+    // close, Upgrade` got a 101 that also said `close`).
+    if status == 101 {
+        close = false;
+    }
     let bodyless_status = status < 200 || status == 204 || status == 304;
     let send_body = !exchange.head && !bodyless_status;
     let chunked_ok = exchange.version == Version::Http11;
@@ -343,7 +349,7 @@ pub fn write_response_heads(
         other => {
             let bytes = other.as_bytes().unwrap_or(&[]);
             content_length(out, bytes.len() as u64, bodyless_status);
-            finish_head(out, close, upgrade, exchange);
+            finish_head(out, status, close, upgrade, exchange);
             if send_body {
                 out.extend_from_slice(bytes);
             }
@@ -352,7 +358,7 @@ pub fn write_response_heads(
             return Written { close, direct };
         }
     }
-    finish_head(out, close, upgrade, exchange);
+    finish_head(out, status, close, upgrade, exchange);
     headers.recycle();
     Written { close, direct }
 }
@@ -372,7 +378,11 @@ fn content_length(out: &mut Vec<u8>, len: u64, bodyless_status: bool) {
     out.extend_from_slice(&line[start..]);
 }
 
-fn finish_head(out: &mut Vec<u8>, close: bool, upgrade: bool, exchange: Exchange) {
+fn finish_head(out: &mut Vec<u8>, status: u16, close: bool, upgrade: bool, exchange: Exchange) {
+    if status == 101 {
+        out.extend_from_slice(b"\r\n");
+        return;
+    }
     if upgrade {
         out.extend_from_slice(b"Connection: Upgrade");
         match (close, exchange.version) {
@@ -494,6 +504,24 @@ mod tests {
             KEEP,
         );
         assert!(!text.contains("Connection"), "{text}");
+        // A 101 keeps its own `Connection: Upgrade` alone, whatever the request asked.
+        let switching = || {
+            Response::new(101)
+                .with_header("Upgrade", "websocket")
+                .with_header("Connection", "Upgrade")
+        };
+        let old = Exchange {
+            version: Version::Http10,
+            ..closing
+        };
+        for exchange in [KEEP, closing, old] {
+            let (text, close, _) = render(switching(), exchange);
+            assert_eq!(text.matches("Connection").count(), 1, "{text}");
+            assert!(
+                !close && text.ends_with("Connection: Upgrade\r\n\r\n"),
+                "{text}"
+            );
+        }
     }
 
     #[test]
