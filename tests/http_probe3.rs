@@ -506,3 +506,27 @@ fn an_upgrade_that_also_asks_to_close() {
         client.close();
     }
 }
+
+/// A handler that answers with an interim status (1xx other than a 101 it upgrades with) has
+/// broken the contract: a 1xx is not a final answer, and sent as one the client would take
+/// the next pipelined answer as this request's. It becomes a 500, like a 101 without upgrade.
+#[test]
+fn an_interim_status_from_a_handler_is_a_500() {
+    let handler = |req: &mut lithair::http::Request| {
+        let status: u16 = req.query.parse().unwrap_or(200);
+        lithair::http::Response::new(status)
+    };
+    let server = spawn_handler(quick_config(), handler);
+    for status in [100u16, 102, 103, 199] {
+        let mut stream = connect(server.local_addr());
+        let request = format!(
+            "GET /?{status} HTTP/1.1\r\nHost: h\r\n\r\nGET /?204 HTTP/1.1\r\nHost: h\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).expect("write");
+        let mut reader = BufReader::new(stream);
+        let first = read_response(&mut reader, false).expect("first");
+        assert_eq!(first.status, 500, "{status}");
+        let second = read_response(&mut reader, false).expect("second");
+        assert_eq!(second.status, 204, "{status}");
+    }
+}

@@ -332,9 +332,12 @@ pub fn write_response_heads(
         }
         // A handler's own `Content-Length` describes a body it does not send: honoured only
         // where no body goes out (HEAD, 304). Sent with an empty body, it would make the
-        // client take the next response's bytes as this body.
+        // client take the next response's bytes as this body. Never on a 1xx or a 204 (RFC
+        // 9110 §8.6 MUST NOT), and only as 1*DIGIT.
         Body::Empty if bodyless_status || (own_length.is_some() && !send_body) => {
-            if let Some(length) = own_length.filter(|v| v.bytes().all(|b| b.is_ascii_digit())) {
+            let may_say = status == 304 || !bodyless_status;
+            let digits = |v: &&str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+            if let Some(length) = own_length.filter(|v| may_say && digits(v)) {
                 out.extend_from_slice(b"Content-Length: ");
                 out.extend_from_slice(length.as_bytes());
                 out.extend_from_slice(b"\r\n");
@@ -476,6 +479,25 @@ mod tests {
         assert!(
             text.starts_with("HTTP/1.1 418 \r\n") && text.ends_with("Content-Length: 0\r\n\r\n")
         );
+    }
+
+    #[test]
+    fn a_handler_length_only_where_a_body_could_be() {
+        let declared = |status: u16| Response::new(status).with_header("Content-Length", "5");
+        let head = Exchange { head: true, ..KEEP };
+        for (status, exchange, said) in [
+            (304, KEEP, true),
+            (200, head, true),
+            (204, KEEP, false),
+            (204, head, false),
+            (103, KEEP, false),
+        ] {
+            let (text, _, _) = render(declared(status), exchange);
+            assert_eq!(text.contains("Content-Length: 5\r\n"), said, "{text}");
+        }
+        let empty = Response::new(304).with_header("Content-Length", "");
+        let (text, _, _) = render(empty, KEEP);
+        assert!(!text.contains("Content-Length"), "{text}");
     }
 
     #[test]
