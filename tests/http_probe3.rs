@@ -530,3 +530,26 @@ fn an_interim_status_from_a_handler_is_a_500() {
         assert_eq!(second.status, 204, "{status}");
     }
 }
+
+/// A half-close right after a request whose answer is larger than the socket buffers: every
+/// byte still arrives (the EOF ends reading, not the writing owed), also behind a slow reader.
+#[test]
+fn a_half_closed_client_gets_a_large_answer_whole() {
+    use std::io::Read;
+    use std::net::Shutdown;
+    let server = spawn(quick_config());
+    let mut stream = connect(server.local_addr());
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\nGET /inline/9 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    stream.shutdown(Shutdown::Write).expect("half-close");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mut reader = BufReader::new(stream);
+    let big = read_response(&mut reader, false).expect("big");
+    assert_eq!(big.body.len(), 8 << 20);
+    let next = read_response(&mut reader, false).expect("next");
+    assert_eq!(next.text(), "GET /inline/9 h");
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).expect("closed");
+    assert!(rest.is_empty());
+}
