@@ -553,3 +553,56 @@ fn a_half_closed_client_gets_a_large_answer_whole() {
     reader.read_to_end(&mut rest).expect("closed");
     assert!(rest.is_empty());
 }
+
+/// A static file larger than the socket buffers to a slow reader, pipelined with the next
+/// request (a range of the same file): both answers whole and in order on one connection.
+#[test]
+fn a_large_file_to_a_slow_reader_then_a_range_on_the_same_connection() {
+    use lithair::http::router::Router;
+    use std::io::Read;
+    let dir = std::env::temp_dir().join(format!("lithair-probe3-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let content: Vec<u8> = (0..6u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join("big.bin"), &content).expect("write");
+    let router = Router::new().static_dir("/f", dir.to_str().expect("utf-8"));
+    let server = spawn_handler(quick_config(), router);
+    let mut stream = connect(server.local_addr());
+    stream
+        .write_all(
+            b"GET /f/big.bin HTTP/1.1\r\nHost: h\r\n\r\n\
+              GET /f/big.bin HTTP/1.1\r\nHost: h\r\nRange: bytes=1000-1009\r\n\r\n",
+        )
+        .expect("write");
+    let mut reader = BufReader::with_capacity(8192, stream);
+    let mut line = String::new();
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        std::io::BufRead::read_line(&mut reader, &mut line).expect("head");
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length: ") {
+            length = v.trim().parse().expect("length");
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    assert_eq!(length, content.len());
+    let mut body = vec![0u8; length];
+    let mut got = 0;
+    let mut pauses = 0;
+    while got < length {
+        let end = (got + 64 * 1024).min(length);
+        let n = reader.read(&mut body[got..end]).expect("read");
+        assert!(n > 0, "closed after {got}");
+        got += n;
+        if pauses < 15 && got % (512 * 1024) < n {
+            pauses += 1;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    assert!(body == content, "the file's bytes, in order");
+    let part = read_response(&mut reader, false).expect("range");
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, &content[1000..1010]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
