@@ -606,3 +606,71 @@ fn a_large_file_to_a_slow_reader_then_a_range_on_the_same_connection() {
     assert_eq!(part.body, &content[1000..1010]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One masked client frame (RFC 6455 §5.2), payload under 126 bytes.
+fn ws_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut out = vec![(u8::from(fin) << 7) | opcode, 0x80 | payload.len() as u8];
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Over the reactor: a ping between the fragments of a message is answered at once and the
+/// message arrives whole; a fragmented ping, a close with a code never sent on the wire (1005),
+/// a one-byte close payload and a close reason that is not UTF-8 each fail the connection with
+/// their code (1002, 1002, 1002, 1007) and the socket is closed after it.
+#[test]
+fn websocket_control_frames_and_close_codes_through_the_reactor() {
+    use lithair::http::router::Router;
+    use lithair::http::Request;
+    use lithair::ws::{Ctx, Endpoint, Event, Message, WsHandler};
+    use std::io::Read;
+    use std::sync::Arc;
+    struct Echo;
+    impl WsHandler for Echo {
+        fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) {
+            let _ = ctx.send(&message);
+        }
+    }
+    let endpoint = Arc::new(Endpoint::new(
+        |_: &Request, _: &str| -> Box<dyn WsHandler> { Box::new(Echo) },
+    ));
+    let router = Router::new().get("/ws", move |req: &mut Request| endpoint.respond(req));
+    let server = spawn_handler(quick_config(), router);
+    let open = || {
+        let stream = std::net::TcpStream::connect(server.local_addr()).expect("connect");
+        let request = ws_support::upgrade_request("/ws", "");
+        ws_support::WsClient::upgrade(stream, &request)
+    };
+    let mut client = open();
+    let mut frames = ws_frame(false, 0x1, b"hel");
+    frames.extend(ws_frame(true, 0x9, b"p"));
+    frames.extend(ws_frame(true, 0x0, b"lo"));
+    client.stream.write_all(&frames).expect("send");
+    assert_eq!(client.next_event(), Event::Pong(b"p".to_vec()));
+    assert_eq!(client.next_text(), "hello");
+    client.close();
+    let mut close_1005 = vec![0x03, 0xED];
+    close_1005.extend_from_slice(b"x");
+    for (bytes, code) in [
+        (ws_frame(false, 0x9, b"p"), 1002u16),
+        (ws_frame(true, 0x8, &close_1005), 1002),
+        (ws_frame(true, 0x8, &[0x03]), 1002),
+        (ws_frame(true, 0x8, &[0x03, 0xE8, 0xff]), 1007),
+    ] {
+        let mut client = open();
+        client.stream.write_all(&bytes).expect("send");
+        let mut head = [0u8; 4];
+        client.stream.read_exact(&mut head).expect("a close frame");
+        // FIN + close, unmasked (a server's), at least the two code bytes.
+        assert!(head[0] == 0x88 && (2..126).contains(&head[1]), "{head:?}");
+        assert_eq!(u16::from_be_bytes([head[2], head[3]]), code, "{bytes:?}");
+        let mut rest = Vec::new();
+        match client.stream.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        }
+    }
+}
