@@ -158,9 +158,10 @@ impl Endpoint {
             // HEAD is answered by GET's route when not routed itself (see `find`).
             let asked_head_as_get =
                 *asked == Method::Head && !self.methods.iter().any(|(m, _)| *m == Method::Head);
-            let found = match asked_head_as_get {
-                true => layers(&Method::Get),
-                false => layers(asked),
+            let found = if asked_head_as_get {
+                layers(&Method::Get)
+            } else {
+                layers(asked)
             };
             if let (false, Some(index)) = (routed, found) {
                 return Some(index);
@@ -686,7 +687,8 @@ struct ImplicitAllow(String);
 
 /// A group's automatic OPTIONS answer (204 with `Allow`) and 405 (with `Allow`), registered
 /// inside the group's layers so they see those requests: a CORS layer on a group answers
-/// preflights this way, and puts its headers on refusals.
+/// preflights this way, and puts its headers on refusals. Also inside a route's own layers,
+/// for the preflights asking about that route (see `Endpoint::find_for`).
 struct ImplicitOptions;
 
 impl Handler for ImplicitOptions {
