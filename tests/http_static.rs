@@ -284,3 +284,47 @@ fn compressed_files_revalidate() {
     );
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// RFC 9110 §15.4.5: a 304 carries the `Vary`, `ETag` and `Cache-Control` its 200 would
+/// carry, however the client revalidates (If-Modified-Since alone, or the identity tag), and
+/// no `Vary` its 200 would not (a type or a size that is never compressed).
+#[test]
+fn every_304_carries_what_its_200_would() {
+    let base = fixture("vary304");
+    let root = base.join("public");
+    std::fs::write(root.join("logo.png"), vec![7u8; 4096]).expect("write");
+    let router = Router::new()
+        .layer(Compression::default())
+        .static_dir("/assets", root.to_str().expect("utf-8 path"));
+    let server = TestServer::start(router);
+    for (path, accept) in [
+        ("/assets/big.txt", "Accept-Encoding: gzip"),
+        ("/assets/big.txt", "Accept-Encoding: identity"),
+        ("/assets/data.json", "Accept-Encoding: gzip"),
+        ("/assets/logo.png", "Accept-Encoding: gzip"),
+    ] {
+        let full = server.get(path, &[accept]);
+        assert_eq!(full.status, 200, "{path}");
+        let etag = full.header("etag").expect("etag").to_string();
+        let modified = full.header("last-modified").expect("date").to_string();
+        for condition in [
+            format!("If-None-Match: {etag}"),
+            format!("If-Modified-Since: {modified}"),
+        ] {
+            let again = server.get(path, &[accept, &condition]);
+            assert_eq!(again.status, 304, "{path} {condition}");
+            for name in ["vary", "etag", "cache-control"] {
+                assert_eq!(
+                    again.header(name),
+                    full.header(name),
+                    "{name} of {path} {accept} {condition}"
+                );
+            }
+            // A length on the 304 is the 200's or none (RFC 9110 §8.6).
+            if let Some(length) = again.header("content-length") {
+                assert_eq!(Some(length), full.header("content-length"), "{path}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -6,6 +6,7 @@
 //! Must not: perform I/O. The caller feeds whatever bytes arrived; the decoder keeps its state.
 
 use super::parse::{parse_field, ParseError, Status};
+use std::borrow::Cow;
 
 /// Longest trailer section, final empty line included.
 pub const TRAILER_BYTES_MAX: usize = 8 * 1024;
@@ -231,14 +232,16 @@ impl ChunkedDecoder {
         Ok(State::Trailer)
     }
 
-    /// The trailer fields, as (name, value) pairs. Empty until the body is done.
-    pub fn trailers(&self) -> Result<Vec<(&str, &str)>, ParseError> {
+    /// The trailer fields, as (name, value) pairs. Empty until the body is done. A value with
+    /// obs-text that is not UTF-8 is given with U+FFFD in its place, as a header's is
+    /// ([`crate::http::parse::HeaderSlot::value_text`]).
+    pub fn trailers(&self) -> Result<Vec<(&str, Cow<'_, str>)>, ParseError> {
         let mut fields = Vec::new();
         let mut pos = 0;
         while pos + 2 < self.trailer.len() {
             match parse_field(&self.trailer[pos..])? {
                 Status::Complete((slot, used)) => {
-                    fields.push((slot.name, slot.value));
+                    fields.push((slot.name, slot.value_text()));
                     pos += used;
                 }
                 Status::Partial => return Err(ParseError::BadHeaderValue),
@@ -293,7 +296,10 @@ mod tests {
         let status = d.decode(input, &mut out, 100).expect("ok");
         assert_eq!(status, Status::Complete(input.len() - 4));
         assert_eq!(out, b"hello world");
-        assert_eq!(d.trailers().expect("ok"), [("X-Sum", "9"), ("Y", "z")]);
+        assert_eq!(
+            d.trailers().expect("ok"),
+            [("X-Sum", "9".into()), ("Y", "z".into())]
+        );
         assert_eq!(decode_all(b"0\r\n\r\n", 0).expect("ok"), (Vec::new(), 5));
         assert_eq!(
             decode_all(b"A\r\n0123456789\r\n0\r\n\r\n", 10)
@@ -390,7 +396,7 @@ mod tests {
                 assert_eq!(second, Status::Complete(input.len() - split));
             }
             assert_eq!(out, b"abc0123456789abcdef");
-            assert_eq!(d.trailers().expect("ok"), [("T", "1")]);
+            assert_eq!(d.trailers().expect("ok"), [("T", "1".into())]);
         }
     }
 

@@ -1115,7 +1115,10 @@ fn fill_request(
             Some(known) => Cow::Borrowed(known),
             None => Cow::Owned(reused(spare, field.name)),
         };
-        let value = Cow::Owned(reused(spare, field.value));
+        // Obs-text that is not UTF-8 (a Latin-1 cookie) is kept, lossily: RFC 9110 §5.5 has
+        // a recipient treat it as opaque, and refusing it failed every request of a browser
+        // holding such a cookie until it was cleared.
+        let value = Cow::Owned(reused(spare, &field.value_text()));
         request.headers.append_cow(name, value);
     }
     request.body.clear();

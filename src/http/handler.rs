@@ -86,6 +86,15 @@ pub trait Handler: Send + Sync + 'static {
             body_bytes_max: None,
         }
     }
+
+    /// This handler's middleware around `inner` instead of the handler itself, or `None` when
+    /// it has none (the default). A router answers a CORS preflight to a route this way: the
+    /// route's own layers (a CORS layer given with `handler.with(cors)`) see the `OPTIONS`
+    /// its handler does not route.
+    fn layers_around(&self, inner: Arc<dyn Handler>) -> Option<Arc<dyn Handler>> {
+        let _ = inner;
+        None
+    }
 }
 
 /// What a handler decides from a request's head alone (see [`Handler::plan`]).
@@ -133,6 +142,10 @@ impl<H: Handler + ?Sized> Handler for Arc<H> {
     fn plan(&self, req: &mut Request) -> HeadPlan {
         (**self).plan(req)
     }
+
+    fn layers_around(&self, inner: Arc<dyn Handler>) -> Option<Arc<dyn Handler>> {
+        (**self).layers_around(inner)
+    }
 }
 
 /// Wraps a handler that never blocks so that every request it answers runs on the reactor.
@@ -152,6 +165,10 @@ impl<H: Handler> Handler for Inline<H> {
             inline: true,
             ..self.0.plan(req)
         }
+    }
+
+    fn layers_around(&self, inner: Arc<dyn Handler>) -> Option<Arc<dyn Handler>> {
+        self.0.layers_around(inner)
     }
 }
 

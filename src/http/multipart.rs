@@ -289,10 +289,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .find(|&i| haystack[i] == first && haystack[i..].starts_with(needle))
 }
 
-/// Parses a part's header lines (each ending in CRLF).
+/// Parses a part's header lines (each ending in CRLF). Bytes that are not UTF-8 (a filename
+/// in Latin-1 from an old client) are read as U+FFFD, as in a request's own header fields
+/// (obs-text is opaque data, RFC 9110 §5.5): the part is kept, its name may differ.
 fn parse_head(block: &[u8]) -> Result<PartHead, MultipartError> {
-    let text = std::str::from_utf8(block)
-        .map_err(|_| MultipartError::Malformed("part headers are not UTF-8"))?;
+    let text = String::from_utf8_lossy(block);
     let mut head = PartHead::default();
     let mut disposition = false;
     for line in text.split("\r\n").filter(|l| !l.is_empty()) {
@@ -631,6 +632,17 @@ line1\r\n--XyNot-a-boundary\r\n--XyZ--\r\nepilogue";
                 "split at {split}"
             );
         }
+    }
+
+    #[test]
+    fn part_headers_with_obs_text_are_read_lossily() {
+        let head =
+            parse_head(b"Content-Disposition: form-data; name=\"f\"; filename=\"caf\xe9.txt\"\r\n")
+                .expect("kept");
+        assert_eq!(
+            (head.name.as_str(), head.filename.as_deref()),
+            ("f", Some("caf\u{fffd}.txt"))
+        );
     }
 
     #[test]

@@ -24,8 +24,18 @@ pub enum Status<T> {
 pub struct HeaderSlot<'b> {
     /// The field name as received.
     pub name: &'b str,
-    /// The field value without surrounding whitespace.
-    pub value: &'b str,
+    /// The field value without surrounding whitespace, as bytes: it may hold obs-text (bytes
+    /// 0x80-0xFF, RFC 9110 §5.5) that is not UTF-8, which a recipient treats as opaque data.
+    /// [`HeaderSlot::value_text`] gives it as text.
+    pub value: &'b [u8],
+}
+
+impl<'b> HeaderSlot<'b> {
+    /// The value as text: borrowed when it is UTF-8 (nearly always), else with each invalid
+    /// sequence replaced by U+FFFD (the request's `Headers` hold text).
+    pub fn value_text(&self) -> std::borrow::Cow<'b, str> {
+        String::from_utf8_lossy(self.value)
+    }
 }
 
 /// A parsed request head. Header fields are in the slot slice passed to `parse_head`.
@@ -78,7 +88,8 @@ pub enum ParseError {
     WhitespaceBeforeColon,
     /// A line folded onto the previous one (obs-fold).
     ObsFold,
-    /// NUL, bare CR, another control byte, or invalid UTF-8 in a field value.
+    /// NUL, bare CR or another control byte in a field value (obs-text, bytes 0x80-0xFF, is
+    /// accepted: RFC 9110 §5.5).
     BadHeaderValue,
     /// A line ended by LF without CR.
     BareLineFeed,
@@ -250,18 +261,15 @@ fn first_rejected(
     found
 }
 
+/// `buf[range]` as text, for a range the byte rules kept to ASCII (method, target, names):
+/// never fails for those, so a failure is a broken scanner (stopped loudly), not bad input.
 #[inline(always)]
-fn text(bytes: &[u8]) -> Result<&str, ParseError> {
-    std::str::from_utf8(bytes).map_err(|_| ParseError::BadHeaderValue)
+fn ascii(buf: &[u8], range: (usize, usize)) -> &str {
+    std::str::from_utf8(&buf[range.0..range.1]).expect("bytes the token rules passed are ASCII")
 }
 
-/// Fields whose byte spans are collected before one UTF-8 check turns them into slots. A head
-/// with more fields is converted in several such batches.
-const SPANS_BATCH: usize = 8;
-
 /// Where one field lies in the buffer: `[name.0, name.1)` and the value without surrounding
-/// whitespace `[value.0, value.1)`. Every bound sits next to an ASCII delimiter, so it is a
-/// char boundary of any valid UTF-8 text covering it.
+/// whitespace `[value.0, value.1)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct FieldSpan {
     name: (usize, usize),
@@ -277,39 +285,18 @@ impl FieldSpan {
     }
 }
 
-/// `text[range]` for a `text` that starts at byte `base` of the buffer.
+/// The slot a scanned field fills: the name is ASCII (tchar), the value is bytes (obs-text,
+/// 0x80-0xFF, is opaque data to a recipient, RFC 9110 §5.5, UTF-8 or not).
 #[inline(always)]
-fn piece(text: &str, base: usize, range: (usize, usize)) -> Result<&str, ParseError> {
-    assert!(
-        range.0 >= base && range.0 <= range.1,
-        "span {range:?} before {base}"
-    );
-    text.get(range.0 - base..range.1 - base)
-        .ok_or(ParseError::BadHeaderValue)
-}
-
-/// Checks `buf[base..end]` as UTF-8 once (method, target and names are ASCII by the byte
-/// rules; only values may hold obs-text) and fills `slots` from `spans`.
-#[inline(always)]
-fn fill_slots<'b>(
-    buf: &'b [u8],
-    base: usize,
-    end: usize,
-    spans: &[FieldSpan],
-    slots: &mut [HeaderSlot<'b>],
-) -> Result<&'b str, ParseError> {
-    assert_eq!(spans.len(), slots.len(), "one slot per span");
-    let text = text(&buf[base..end])?;
-    for (slot, span) in slots.iter_mut().zip(spans) {
-        slot.name = piece(text, base, span.name)?;
-        slot.value = piece(text, base, span.value)?;
+fn slot_of(buf: &[u8], span: FieldSpan) -> HeaderSlot<'_> {
+    HeaderSlot {
+        name: ascii(buf, span.name),
+        value: &buf[span.value.0..span.value.1],
     }
-    Ok(text)
 }
 
 /// Parses a request head from the start of `buf`. Header fields go to `slots`; a full slice
-/// with more fields is `TooManyHeaders`. The bytes are scanned once by the syntax rules, then
-/// checked as UTF-8 once per batch of fields (not once per name and value).
+/// with more fields is `TooManyHeaders`. The bytes are scanned once by the syntax rules.
 pub fn parse_head<'b>(
     buf: &'b [u8],
     limits: &HeadLimits,
@@ -329,10 +316,6 @@ pub fn parse_head<'b>(
     };
     let line_start = pos;
     pos += line.len;
-    let mut line_text = None;
-    let mut spans = [FieldSpan::default(); SPANS_BATCH];
-    let mut batched = 0;
-    let mut batch_start = line_start;
     let mut count = 0;
     loop {
         let rest = &buf[pos..];
@@ -353,19 +336,11 @@ pub fn parse_head<'b>(
         if count == slots.len() {
             return Err(ParseError::TooManyHeaders);
         }
-        spans[batched] = span.shifted(pos);
-        batched += 1;
+        slots[count] = slot_of(buf, span.shifted(pos));
         count += 1;
         pos += used;
         if pos > limits.head_bytes_max {
             return Err(ParseError::HeadTooLarge);
-        }
-        if batched == SPANS_BATCH {
-            let batch = &mut slots[count - batched..count];
-            let text = fill_slots(buf, batch_start, pos, &spans, batch)?;
-            line_text.get_or_insert((text, batch_start));
-            batched = 0;
-            batch_start = pos;
         }
     }
     if pos > limits.head_bytes_max {
@@ -376,16 +351,9 @@ pub fn parse_head<'b>(
         "head_len {pos} beyond buffer {}",
         buf.len()
     );
-    let batch = &mut slots[count - batched..count];
-    let text = fill_slots(buf, batch_start, pos, &spans[..batched], batch)?;
-    let (line_text, base) = line_text.unwrap_or((text, batch_start));
-    assert_eq!(
-        base, line_start,
-        "the first batch starts at the request line"
-    );
     Ok(Status::Complete(Head {
-        method: piece(line_text, base, line.method.shifted(line_start))?,
-        target: piece(line_text, base, line.target.shifted(line_start))?,
+        method: ascii(buf, line.method.shifted(line_start)),
+        target: ascii(buf, line.target.shifted(line_start)),
         version: line.version,
         header_count: count,
         head_len: pos,
@@ -502,13 +470,11 @@ pub(crate) fn parse_field(buf: &[u8]) -> Result<Status<(HeaderSlot<'_>, usize)>,
         Status::Complete(field) => field,
         Status::Partial => return Ok(Status::Partial),
     };
-    let mut slot = [HeaderSlot::default()];
-    fill_slots(buf, 0, used, &[span], &mut slot)?;
-    Ok(Status::Complete((slot[0], used)))
+    Ok(Status::Complete((slot_of(buf, span), used)))
 }
 
 /// The byte rules of one field line at the start of `buf`: returns where the name and the
-/// trimmed value lie, and the bytes used (CRLF included). No UTF-8 check here.
+/// trimmed value lie, and the bytes used (CRLF included).
 #[inline(always)]
 fn scan_field(buf: &[u8]) -> Result<Status<(FieldSpan, usize)>, ParseError> {
     if buf[0] == b' ' || buf[0] == b'\t' {
@@ -590,30 +556,37 @@ pub fn framing(version: Version, fields: &[HeaderSlot<'_>]) -> Result<Framing, P
     for field in fields {
         // The length picks the one name worth comparing: most fields are none of these.
         let name = field.name;
+        // Each of these fields has an ASCII grammar: a value with obs-text breaks it, and is
+        // refused by that field's own rule (never read as something else).
+        let text = || std::str::from_utf8(field.value).ok();
         match name.len() {
             14 if name.eq_ignore_ascii_case("content-length") => {
-                length = Some(merge_content_length(length, field.value)?);
+                let value = text().ok_or(ParseError::BadContentLength)?;
+                length = Some(merge_content_length(length, value)?);
             }
             17 if name.eq_ignore_ascii_case("transfer-encoding") => {
-                chunked_last = transfer_codings(field.value, chunked_last)?;
+                let value = text().ok_or(ParseError::BadTransferEncoding)?;
+                chunked_last = transfer_codings(value, chunked_last)?;
                 transfer_encoding = true;
             }
             4 if name.eq_ignore_ascii_case("host") => {
                 // RFC 9112 §3.2: a Host with an invalid value is a 400, like a missing one.
                 // Applications build absolute URLs from it (redirects, links in e-mails).
-                if !is_valid_host(field.value) {
+                if !text().is_some_and(is_valid_host) {
                     return Err(ParseError::BadHost);
                 }
                 host_count += 1;
             }
             10 if name.eq_ignore_ascii_case("connection") => {
-                for token in field.value.split(',').map(|t| t.trim_matches([' ', '\t'])) {
-                    close |= token.eq_ignore_ascii_case("close");
-                    keep_alive_token |= token.eq_ignore_ascii_case("keep-alive");
+                // Compared as bytes: a token with obs-text is no option we know, and must not
+                // hide a `close` beside it.
+                for token in field.value.split(|&b| b == b',').map(trim_blank) {
+                    close |= token.eq_ignore_ascii_case(b"close");
+                    keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
             6 if name.eq_ignore_ascii_case("expect") => {
-                if !field.value.eq_ignore_ascii_case("100-continue") {
+                if !field.value.eq_ignore_ascii_case(b"100-continue") {
                     return Err(ParseError::UnsupportedExpectation);
                 }
                 expect_continue = true;
@@ -645,6 +618,17 @@ pub fn framing(version: Version, fields: &[HeaderSlot<'_>]) -> Result<Framing, P
         keep_alive,
         expect_continue: expect_continue && version == Version::Http11,
     })
+}
+
+/// `bytes` without leading and trailing SP and HTAB (OWS).
+fn trim_blank(bytes: &[u8]) -> &[u8] {
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !blank(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
 }
 
 /// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a reg-name (unreserved,

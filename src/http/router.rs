@@ -118,6 +118,10 @@ impl<Marker, T: IntoHandler<Marker>> WithMiddleware<Marker> for T {}
 #[derive(Clone, Default)]
 struct Endpoint {
     methods: Vec<(Method, usize)>,
+    /// Per method whose handler has middleware of its own (`handler.with(cors)`): that
+    /// middleware around the automatic OPTIONS answer, which answers a preflight asking for
+    /// the method (see [`Endpoint::find_for`]).
+    preflights: Vec<(Method, usize)>,
     /// The automatic answer inside a group's layers (see [`Group::layer`]): OPTIONS when no
     /// OPTIONS handler is routed here, and the 405 of any other method not routed here.
     implicit_options: Option<usize>,
@@ -139,9 +143,37 @@ impl Endpoint {
         }
     }
 
-    /// Whether `index` is this endpoint's automatic OPTIONS answer (it needs `Allow`).
+    /// The handler for `method`, where a CORS preflight (`OPTIONS` asking for `preflight`,
+    /// its `Access-Control-Request-Method`) that no OPTIONS route answers goes through the
+    /// layers of the route it asks about: a CORS layer given to one route answers it.
+    fn find_for(&self, method: &Method, preflight: Option<&Method>) -> Option<usize> {
+        if let (Method::Options, Some(asked)) = (method, preflight) {
+            let routed = self.methods.iter().any(|(m, _)| *m == Method::Options);
+            let layers = |m: &Method| {
+                self.preflights
+                    .iter()
+                    .find(|(p, _)| p == m)
+                    .map(|&(_, index)| index)
+            };
+            // HEAD is answered by GET's route when not routed itself (see `find`).
+            let asked_head_as_get =
+                *asked == Method::Head && !self.methods.iter().any(|(m, _)| *m == Method::Head);
+            let found = if asked_head_as_get {
+                layers(&Method::Get)
+            } else {
+                layers(asked)
+            };
+            if let (false, Some(index)) = (routed, found) {
+                return Some(index);
+            }
+        }
+        self.find(method)
+    }
+
+    /// Whether `index` is this endpoint's automatic OPTIONS answer, in a group's layers or a
+    /// route's (it needs `Allow`).
     fn is_implicit_options(&self, index: usize) -> bool {
-        self.implicit_options == Some(index)
+        self.implicit_options == Some(index) || self.preflights.iter().any(|&(_, i)| i == index)
     }
 
     /// The `Allow` header value: routed methods, plus HEAD with GET, plus OPTIONS.
@@ -474,8 +506,19 @@ impl Table {
     fn insert(&mut self, pattern: &str, method: Method, handler: Arc<dyn Handler>) {
         let index = self.handlers.len();
         self.root.insert(pattern, method.clone(), index);
+        let preflight = handler.layers_around(Arc::new(ImplicitOptions));
         self.handlers.push(handler);
+        let asked = method.clone();
         self.update_exact(pattern, |endpoint| endpoint.methods.push((method, index)));
+        if let Some(preflight) = preflight {
+            let index = self.handlers.len();
+            self.handlers.push(preflight);
+            self.root
+                .endpoint_mut(pattern)
+                .preflights
+                .push((asked.clone(), index));
+            self.update_exact(pattern, |endpoint| endpoint.preflights.push((asked, index)));
+        }
     }
 
     /// Registers a group's automatic OPTIONS answer for `pattern`, unless one is there
@@ -512,10 +555,11 @@ impl Table {
         &'t self,
         segments: &[&str],
         method: &Method,
+        preflight: Option<&Method>,
         captures: &mut Captures<'t>,
     ) -> Option<(&'t Endpoint, Option<usize>)> {
         let endpoint = self.root.lookup(segments, 0, captures)?;
-        Some((endpoint, endpoint.find(method)))
+        Some((endpoint, endpoint.find_for(method, preflight)))
     }
 
     #[inline(always)]
@@ -536,8 +580,13 @@ impl Table {
     }
 
     #[inline]
-    fn choose(endpoint: &Endpoint, method: &Method, rest: Option<Vec<String>>) -> Resolved {
-        match (endpoint.find(method), method) {
+    fn choose(
+        endpoint: &Endpoint,
+        method: &Method,
+        preflight: Option<&Method>,
+        rest: Option<Vec<String>>,
+    ) -> Resolved {
+        match (endpoint.find_for(method, preflight), method) {
             (Some(index), _) if endpoint.is_implicit_options(index) => {
                 Resolved::Found(index, rest, Some(endpoint.allow()))
             }
@@ -556,8 +605,10 @@ impl Table {
     #[inline]
     fn resolve(&self, req: &mut Request) -> Resolved {
         req.recycle_params();
+        let preflight = preflight_method(req);
+        let preflight = preflight.as_ref();
         if let Some(endpoint) = self.exact_hit(&req.path) {
-            return Table::choose(endpoint, &req.method, None);
+            return Table::choose(endpoint, &req.method, preflight, None);
         }
         // The segments borrow the path while the parameters are written into the request.
         let path = std::mem::take(&mut req.path);
@@ -567,7 +618,7 @@ impl Table {
                 return Resolved::NotFound;
             };
             let mut rest = None;
-            if endpoint.find(&req.method).is_some() {
+            if endpoint.find_for(&req.method, preflight).is_some() {
                 for capture in captures.iter() {
                     let (mut name, mut value) = req.take_param_strings();
                     match capture {
@@ -590,7 +641,7 @@ impl Table {
                     req.params.push((name, value));
                 }
             }
-            Table::choose(endpoint, &req.method, rest)
+            Table::choose(endpoint, &req.method, preflight, rest)
         });
         req.path = path;
         match outcome {
@@ -602,14 +653,16 @@ impl Table {
 
     /// Whether the routed handler is inline; error answers are cheap and never block.
     fn is_inline(&self, req: &Request) -> bool {
+        let preflight = preflight_method(req);
+        let preflight = preflight.as_ref();
         if let Some(endpoint) = self.exact_hit(&req.path) {
             return endpoint
-                .find(&req.method)
+                .find_for(&req.method, preflight)
                 .is_none_or(|index| self.handlers[index].is_inline(req));
         }
         let inline = with_segments(&req.path, |segments| {
             let mut captures = Captures::new();
-            match self.find(segments, &req.method, &mut captures) {
+            match self.find(segments, &req.method, preflight, &mut captures) {
                 Some((_, Some(index))) => self.handlers[index].is_inline(req),
                 _ => true,
             }
@@ -618,13 +671,24 @@ impl Table {
     }
 }
 
+/// The method a CORS preflight asks about (`Access-Control-Request-Method` on an `OPTIONS`);
+/// `None` for every other request, without reading a header.
+fn preflight_method(req: &Request) -> Option<Method> {
+    if req.method != Method::Options {
+        return None;
+    }
+    let asked = req.header("access-control-request-method")?.trim();
+    super::parse::is_token(asked).then(|| Method::from_token(asked))
+}
+
 /// The `Allow` value for an [`ImplicitOptions`] answer, put in `Request::extensions` by the
 /// router when it chose one.
 struct ImplicitAllow(String);
 
 /// A group's automatic OPTIONS answer (204 with `Allow`) and 405 (with `Allow`), registered
 /// inside the group's layers so they see those requests: a CORS layer on a group answers
-/// preflights this way, and puts its headers on refusals.
+/// preflights this way, and puts its headers on refusals. Also inside a route's own layers,
+/// for the preflights asking about that route (see `Endpoint::find_for`).
 struct ImplicitOptions;
 
 impl Handler for ImplicitOptions {

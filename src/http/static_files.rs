@@ -134,13 +134,17 @@ impl StaticDir {
                 .header("if-modified-since")
                 .is_some_and(|d| conditional::not_modified_since(d, modified)),
         };
+        let content_type = mime::for_path(&path.to_string_lossy());
         if unmodified {
+            // The type and length the 200 would carry (a 304 may carry the 200's length, RFC
+            // 9110 §8.6): a gzip layer in front decides from them whether the 200 would have
+            // varied on Accept-Encoding, so the 304 says so too (RFC 9110 §15.4.5).
             response.status = 304;
+            response.headers.insert("Content-Type", content_type);
+            response.headers.insert("Content-Length", len.to_string());
             return Ok(response);
         }
-        response
-            .headers
-            .insert("Content-Type", mime::for_path(&path.to_string_lossy()));
+        response.headers.insert("Content-Type", content_type);
         response.headers.insert("Accept-Ranges", "bytes");
         let range_applies = req
             .header("if-range")

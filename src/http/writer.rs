@@ -139,6 +139,9 @@ struct Fields<'h> {
     close: bool,
     /// A `Content-Length` the handler set (used only for an empty body that is not sent).
     own_length: Option<&'h str>,
+    /// The handler's `Connection` named the `upgrade` option: a response offering `Upgrade`
+    /// (a 426) must carry it (RFC 9110 §7.8), beside the writer's own close or keep-alive.
+    upgrade: bool,
 }
 
 impl<'h> Fields<'h> {
@@ -155,9 +158,10 @@ impl<'h> Fields<'h> {
             Framing::TransferEncoding => return,
             Framing::Connection if self.status == 101 => {}
             Framing::Connection => {
-                self.close |= value
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("close"));
+                for token in value.split(',').map(str::trim) {
+                    self.close |= token.eq_ignore_ascii_case("close");
+                    self.upgrade |= token.eq_ignore_ascii_case("upgrade");
+                }
                 return;
             }
         }
@@ -262,6 +266,7 @@ pub fn write_response_heads(
         status,
         close: !exchange.keep_alive,
         own_length: None,
+        upgrade: false,
     };
     let head = headers.head_run();
     match rendered_head(head) {
@@ -297,8 +302,15 @@ pub fn write_response_heads(
     let Fields {
         mut close,
         own_length,
+        upgrade,
         ..
     } = fields;
+    // A 101 hands the connection to another protocol: its `Connection: Upgrade` is the
+    // handler's, and HTTP's close or keep-alive no longer applies (a request's `Connection:
+    // close, Upgrade` got a 101 that also said `close`).
+    if status == 101 {
+        close = false;
+    }
     let bodyless_status = status < 200 || status == 204 || status == 304;
     let send_body = !exchange.head && !bodyless_status;
     let chunked_ok = exchange.version == Version::Http11;
@@ -320,9 +332,12 @@ pub fn write_response_heads(
         }
         // A handler's own `Content-Length` describes a body it does not send: honoured only
         // where no body goes out (HEAD, 304). Sent with an empty body, it would make the
-        // client take the next response's bytes as this body.
+        // client take the next response's bytes as this body. Never on a 1xx or a 204 (RFC
+        // 9110 §8.6 MUST NOT), and only as 1*DIGIT.
         Body::Empty if bodyless_status || (own_length.is_some() && !send_body) => {
-            if let Some(length) = own_length.filter(|v| v.bytes().all(|b| b.is_ascii_digit())) {
+            let may_say = status == 304 || !bodyless_status;
+            let digits = |v: &&str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+            if let Some(length) = own_length.filter(|v| may_say && digits(v)) {
                 out.extend_from_slice(b"Content-Length: ");
                 out.extend_from_slice(length.as_bytes());
                 out.extend_from_slice(b"\r\n");
@@ -337,7 +352,7 @@ pub fn write_response_heads(
         other => {
             let bytes = other.as_bytes().unwrap_or(&[]);
             content_length(out, bytes.len() as u64, bodyless_status);
-            finish_head(out, close, exchange);
+            finish_head(out, status, close, upgrade, exchange);
             if send_body {
                 out.extend_from_slice(bytes);
             }
@@ -346,7 +361,7 @@ pub fn write_response_heads(
             return Written { close, direct };
         }
     }
-    finish_head(out, close, exchange);
+    finish_head(out, status, close, upgrade, exchange);
     headers.recycle();
     Written { close, direct }
 }
@@ -366,7 +381,20 @@ fn content_length(out: &mut Vec<u8>, len: u64, bodyless_status: bool) {
     out.extend_from_slice(&line[start..]);
 }
 
-fn finish_head(out: &mut Vec<u8>, close: bool, exchange: Exchange) {
+fn finish_head(out: &mut Vec<u8>, status: u16, close: bool, upgrade: bool, exchange: Exchange) {
+    if status == 101 {
+        out.extend_from_slice(b"\r\n");
+        return;
+    }
+    if upgrade {
+        out.extend_from_slice(b"Connection: Upgrade");
+        match (close, exchange.version) {
+            (true, _) => out.extend_from_slice(b", close\r\n\r\n"),
+            (false, Version::Http10) => out.extend_from_slice(b", keep-alive\r\n\r\n"),
+            (false, Version::Http11) => out.extend_from_slice(b"\r\n\r\n"),
+        }
+        return;
+    }
     if close {
         out.extend_from_slice(b"Connection: close\r\n\r\n");
     } else if exchange.version == Version::Http10 {
@@ -451,6 +479,71 @@ mod tests {
         assert!(
             text.starts_with("HTTP/1.1 418 \r\n") && text.ends_with("Content-Length: 0\r\n\r\n")
         );
+    }
+
+    #[test]
+    fn a_handler_length_only_where_a_body_could_be() {
+        let declared = |status: u16| Response::new(status).with_header("Content-Length", "5");
+        let head = Exchange { head: true, ..KEEP };
+        for (status, exchange, said) in [
+            (304, KEEP, true),
+            (200, head, true),
+            (204, KEEP, false),
+            (204, head, false),
+            (103, KEEP, false),
+        ] {
+            let (text, _, _) = render(declared(status), exchange);
+            assert_eq!(text.contains("Content-Length: 5\r\n"), said, "{text}");
+        }
+        let empty = Response::new(304).with_header("Content-Length", "");
+        let (text, _, _) = render(empty, KEEP);
+        assert!(!text.contains("Content-Length"), "{text}");
+    }
+
+    #[test]
+    fn the_upgrade_option_survives_on_a_426() {
+        let offer = || {
+            Response::new(426)
+                .with_header("Upgrade", "websocket")
+                .with_header("Connection", "Upgrade")
+        };
+        let (text, close, _) = render(offer(), KEEP);
+        assert!(
+            !close && text.contains("\r\nConnection: Upgrade\r\n\r\n"),
+            "{text}"
+        );
+        let closing = Exchange {
+            keep_alive: false,
+            ..KEEP
+        };
+        let (text, close, _) = render(offer(), closing);
+        assert!(
+            close && text.contains("\r\nConnection: Upgrade, close\r\n\r\n"),
+            "{text}"
+        );
+        let (text, _, _) = render(
+            Response::text(200, "a").with_header("Connection", "x"),
+            KEEP,
+        );
+        assert!(!text.contains("Connection"), "{text}");
+        // A 101 keeps its own `Connection: Upgrade` alone, whatever the request asked.
+        let switching = || {
+            Response::new(101)
+                .with_header("Upgrade", "websocket")
+                .with_header("Connection", "Upgrade")
+        };
+        let old = Exchange {
+            version: Version::Http10,
+            ..closing
+        };
+        for exchange in [KEEP, closing, old] {
+            let (text, close, _) = render(switching(), exchange);
+            assert_eq!(text.matches("Connection").count(), 1, "{text}");
+            assert!(
+                !close && text.ends_with("Connection: Upgrade\r\n\r\n"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -72,7 +72,13 @@ impl HandshakeError {
         match self {
             HandshakeError::Method => vec![("Allow", "GET")],
             HandshakeError::NotUpgrade => vec![("Upgrade", "websocket"), ("Connection", "Upgrade")],
-            HandshakeError::Version => vec![("Sec-WebSocket-Version", VERSION)],
+            // Every 426 names the protocol to upgrade to (RFC 9110 §15.5.22), and a sender of
+            // `Upgrade` sends the `Upgrade` connection option too (§7.8).
+            HandshakeError::Version => vec![
+                ("Sec-WebSocket-Version", VERSION),
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+            ],
             _ => Vec::new(),
         }
     }
@@ -377,7 +383,11 @@ mod tests {
         assert_eq!(HandshakeError::Version.status(), 426);
         assert_eq!(
             HandshakeError::Version.headers(),
-            [("Sec-WebSocket-Version", "13")]
+            [
+                ("Sec-WebSocket-Version", "13"),
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade")
+            ]
         );
         assert_eq!(HandshakeError::Method.status(), 405);
         assert_eq!(HandshakeError::Key.status(), 400);

@@ -1,7 +1,7 @@
 //! gzip response compression with our own deflate, for compressible types above a threshold
 //! when `Accept-Encoding` allows it; always `Vary: Accept-Encoding` when the choice mattered.
-//! A 304 that revalidates the compressed variant names that variant's `ETag` (RFC 9110
-//! §15.4.5: a 304 carries the `ETag` and `Vary` the 200 would have carried).
+//! A 304 carries the `ETag` and `Vary` the 200 would have carried (RFC 9110 §15.4.5): the
+//! compressed variant's tag when the client revalidates it, and `Vary` by the 200's rule.
 
 use super::Middleware;
 use crate::crypto::deflate;
@@ -81,24 +81,62 @@ fn lists_tag(if_none_match: &str, tag: &str) -> bool {
 /// this middleware mints those, so the resource is compressible), and the 200 to this request
 /// would have carried it and `Vary: Accept-Encoding`. Without this, the 304 named the identity
 /// tag and a cache holding the gzip variant could not match it to the stored response.
-fn revalidated_variant(req: &Request, response: &mut Response, accepts: bool) {
+/// Returns whether the client held the gzip tag.
+fn revalidated_variant(req: &Request, response: &mut Response, accepts: bool) -> bool {
     let Some(etag) = response.headers.get("etag") else {
-        return;
+        return false;
     };
     let gzip_tag = gzip_etag(etag);
     if gzip_tag == etag {
-        return;
+        return false;
     }
     let held = req
         .headers
         .get_all("if-none-match")
         .any(|inm| lists_tag(inm, &gzip_tag));
     if !held {
-        return;
+        return false;
     }
     response.headers.append_static("Vary", "Accept-Encoding");
     if accepts {
         response.headers.insert("ETag", gzip_tag);
+        // The 200 would be the gzip variant, whose length is not the identity one.
+        response.headers.remove("content-length");
+    }
+    true
+}
+
+/// Any other 304 carries what the 200 to this request would (RFC 9110 §15.4.5), decided by
+/// the rule of the 200 from what the 304 tells: its `Content-Type` and `Content-Length` (static
+/// files send the 200's). A 304 that does not tell is taken as possibly compressed: an extra
+/// `Vary` costs a cache a miss, a missing one breaks the RFC's MUST. A length past
+/// `COMPRESS_FILE_BYTES_MAX` is taken for a file's (not compressed). When the 200 would be
+/// compressed, the 304 loses the identity length (the 200's is the gzip one, unknown here)
+/// and, unless the client revalidated with a tag it holds, names the gzip tag the 200 would.
+fn not_modified(req: &Request, response: &mut Response, accepts: bool, bytes_min: usize) {
+    if revalidated_variant(req, response, accepts) {
+        return;
+    }
+    let h = &response.headers;
+    let length = h.get("content-length").map(str::parse::<u64>);
+    let compressible = !h.contains("content-encoding")
+        && h.get("content-type").is_none_or(mime::is_compressible)
+        && match length {
+            Some(Ok(n)) => n >= bytes_min as u64 && n <= COMPRESS_FILE_BYTES_MAX,
+            Some(Err(_)) | None => true,
+        };
+    if !compressible {
+        return;
+    }
+    response.headers.append_static("Vary", "Accept-Encoding");
+    if !accepts {
+        return;
+    }
+    response.headers.remove("content-length");
+    if !req.headers.contains("if-none-match") {
+        if let Some(etag) = response.headers.get("etag").map(gzip_etag) {
+            response.headers.insert("ETag", etag);
+        }
     }
 }
 
@@ -114,7 +152,7 @@ impl Middleware for Compression {
         let accepts = req.headers.get_all("accept-encoding").any(accepts_gzip);
         let mut response = next.call(req);
         if response.status == 304 {
-            revalidated_variant(req, &mut response, accepts);
+            not_modified(req, &mut response, accepts, self.bytes_min);
             return response;
         }
         let h = &response.headers;
@@ -214,13 +252,53 @@ mod tests {
         );
         assert_eq!(
             answer(&[("If-None-Match", "\"v1-gzip\"")]),
-            (Some("\"v1\"".into()), vary)
+            (Some("\"v1\"".into()), vary.clone())
         );
-        // The identity tag revalidated: nothing to say about variants.
+        // The identity tag revalidated: the client holds that variant, whose tag stays; the
+        // 200 would still have varied on Accept-Encoding (nothing says it is small or of a
+        // type never compressed), so the 304 says so (RFC 9110 §15.4.5).
         assert_eq!(
             answer(&[("Accept-Encoding", "gzip"), ("If-None-Match", "\"v1\"")]),
-            (Some("\"v1\"".into()), None)
+            (Some("\"v1\"".into()), vary.clone())
         );
+        // Revalidated by date: the 200 would have been the gzip variant, with its tag.
+        assert_eq!(
+            answer(&[("Accept-Encoding", "gzip")]),
+            (Some("\"v1-gzip\"".into()), vary)
+        );
+    }
+
+    #[test]
+    fn a_304_varies_as_its_200_would() {
+        let mw = Compression::default();
+        let answer = |headers: &'static [(&'static str, &'static str)]| {
+            let not_modified = move |_: &mut Request| {
+                let mut r = Response::new(304).with_header("ETag", "\"v1\"");
+                for (n, v) in headers {
+                    r.headers.append(*n, *v);
+                }
+                r
+            };
+            let mut req = Request::new(Method::Get, "/");
+            req.headers.append("Accept-Encoding", "gzip");
+            let r = mw.call(&mut req, &not_modified);
+            let get = |name: &str| r.headers.get(name).map(str::to_string);
+            (get("vary"), get("content-length"))
+        };
+        let vary = Some("Accept-Encoding".to_string());
+        // Too small, of a type never compressed, too large a file, already encoded: no Vary.
+        assert_eq!(
+            answer(&[("Content-Length", "10")]),
+            (None, Some("10".into()))
+        );
+        assert_eq!(answer(&[("Content-Type", "image/png")]), (None, None));
+        const HUGE: &[(&str, &str)] = &[("Content-Length", "99999999")];
+        assert_eq!(answer(HUGE), (None, Some("99999999".into())));
+        assert_eq!(answer(&[("Content-Encoding", "br")]), (None, None));
+        // Compressible: Vary, and the identity length goes (the 200's is the gzip one).
+        const CSS: &[(&str, &str)] = &[("Content-Type", "text/css"), ("Content-Length", "5000")];
+        assert_eq!(answer(CSS), (vary.clone(), None));
+        assert_eq!(answer(&[]), (vary, None));
     }
 
     #[test]

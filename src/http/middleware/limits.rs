@@ -145,6 +145,11 @@ impl Handler for Timeout {
             ..self.inner.plan(req)
         }
     }
+
+    fn layers_around(&self, inner: Arc<dyn Handler>) -> Option<Arc<dyn Handler>> {
+        // A preflight is answered by the layers alone, at once: no deadline thread for it.
+        self.inner.layers_around(inner)
+    }
 }
 
 #[cfg(test)]

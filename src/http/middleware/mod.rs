@@ -94,6 +94,14 @@ impl Handler for Layered {
             body_bytes_max: HeadPlan::min_limit(inner.body_bytes_max, self.body_bytes_max),
         }
     }
+
+    fn layers_around(&self, inner: Arc<dyn Handler>) -> Option<Arc<dyn Handler>> {
+        let next = match self.next.layers_around(Arc::clone(&inner)) {
+            Some(layered) => layered,
+            None => inner,
+        };
+        Some(Arc::new(Layered::new(Arc::clone(&self.middleware), next)))
+    }
 }
 
 /// Wraps `handler` in `layers`; the first layer is the outermost (runs first).
