@@ -34,6 +34,10 @@ pub(crate) enum Num {
     Neg(i64),
     /// Always finite.
     Float(f64),
+    /// An integer token past u64 that fits u128: always > u64::MAX.
+    WidePos(u128),
+    /// An integer token past i64 that fits i128: always < i64::MIN.
+    WideNeg(i128),
 }
 
 /// Skips JSON whitespace (space, tab, LF, CR) from `pos`.
@@ -468,7 +472,8 @@ fn four_digits(chunk: &[u8]) -> Option<u32> {
 }
 
 /// Lexes a number at `pos` (which holds `-` or a digit); returns it and the offset after it.
-/// Integers beyond i64/u64 become floats; a float beyond f64's range is an error.
+/// Integers stay exact up to 128 bits (a u128 id read back from its own JSON is the same
+/// id); integers beyond that become floats; a float beyond f64's range is an error.
 #[inline]
 pub(crate) fn number(text: &str, pos: usize) -> Result<(Num, usize), LexError> {
     let span = number_span(text.as_bytes(), pos)?;
@@ -481,7 +486,7 @@ pub(crate) fn number(text: &str, pos: usize) -> Result<(Num, usize), LexError> {
                 // "-0" is the float negative zero, so its sign survives a round trip.
                 (true, 0) => Num::Float(-0.0),
                 (true, _) if m <= i64::MAX as u64 + 1 => Num::Neg((m as i64).wrapping_neg()),
-                (true, _) => float_slow(text, pos, end)?,
+                (true, _) => Num::WideNeg(-i128::from(m)),
             },
             end,
         ));
@@ -492,6 +497,20 @@ pub(crate) fn number(text: &str, pos: usize) -> Result<(Num, usize), LexError> {
         }
         if let Ok(v) = text[pos..end].parse::<i64>() {
             return Ok((Num::Neg(v), end));
+        }
+        if let Ok(v) = text[pos..end].parse::<u128>() {
+            assert!(
+                v > u128::from(u64::MAX),
+                "a u64 integer token parsed as u64"
+            );
+            return Ok((Num::WidePos(v), end));
+        }
+        if let Ok(v) = text[pos..end].parse::<i128>() {
+            assert!(
+                v < i128::from(i64::MIN),
+                "an i64 integer token parsed as i64"
+            );
+            return Ok((Num::WideNeg(v), end));
         }
         return Ok((float_slow(text, pos, end)?, end));
     }
@@ -611,6 +630,26 @@ mod tests {
         assert_eq!(num("-9223372036854775808"), Ok(Num::Neg(i64::MIN)));
         assert_eq!(
             num("18446744073709551616"),
+            Ok(Num::WidePos(u128::from(u64::MAX) + 1))
+        );
+        assert_eq!(
+            num("-9223372036854775809"),
+            Ok(Num::WideNeg(i128::from(i64::MIN) - 1))
+        );
+        assert_eq!(num(&u128::MAX.to_string()), Ok(Num::WidePos(u128::MAX)));
+        assert_eq!(num(&i128::MIN.to_string()), Ok(Num::WideNeg(i128::MIN)));
+        // Past 128 bits an integer is the nearest float, as before.
+        assert_eq!(
+            num("340282366920938463463374607431768211456"),
+            Ok(Num::Float(340282366920938463463374607431768211456.0))
+        );
+        assert_eq!(
+            num("-170141183460469231731687303715884105729"),
+            Ok(Num::Float(-170141183460469231731687303715884105729.0))
+        );
+        // A long mantissa with a fraction is still a float.
+        assert_eq!(
+            num("18446744073709551616.0"),
             Ok(Num::Float(18446744073709551616.0))
         );
         assert_eq!(num("1.5"), Ok(Num::Float(1.5)));

@@ -15,10 +15,11 @@
 //!   value; derived structs reject a repeated field (and internally tagged enums a repeated
 //!   tag) with `duplicate field`, so they refuse such a document rather than read it
 //!   differently from `parse`.
-//! - Numbers keep integers exact (all of i64 and u64); other numbers are finite f64; `1` and
-//!   `1.0` stay distinguishable. Integer text beyond u64/i64 parses as a float, while a
-//!   `Value` built from an i128 or u128 (`to_value`, `Number::from_u128`) keeps every digit; a
-//!   float beyond f64's range is an error (an HTTP body answers it 422 naming the field). `-0` is the float negative zero, so its sign survives.
+//! - Numbers keep integers exact (all of i128 and u128, parsed or built with `to_value` /
+//!   `Number::from_u128`); integer text past 128 bits parses as the nearest float; other
+//!   numbers are finite f64; `1` and `1.0` stay distinguishable. A float beyond f64's range
+//!   is an error (an HTTP body answers it 422 naming the field). `-0` is the float negative
+//!   zero, so its sign survives.
 //! - [`to_string`] / [`to_string_pretty`] write shortest round-trip floats that always re-parse
 //!   as floats (`1.0`, `1e300`); a non-finite float is an error, never `NaN` in the output.
 //!

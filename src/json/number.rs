@@ -1,6 +1,5 @@
-//! `Number`: a JSON number kept exact. Integers stay integers (every i64 and every u64, and
-//! every i128 and u128 a value built from Rust holds), other numbers are finite f64, and `1`
-//! and `1.0` stay distinguishable.
+//! `Number`: a JSON number kept exact. Integers stay integers (every i128 and u128, parsed or
+//! built from Rust), other numbers are finite f64, and `1` and `1.0` stay distinguishable.
 //!
 //! Must not: hold a non-finite float (JSON has no NaN or infinity); constructors refuse them.
 
@@ -16,14 +15,14 @@ pub(crate) enum N {
     NegInt(i64),
     /// Always finite.
     Float(f64),
-    /// Always > u64::MAX. Only from a u128 or i128 (`Number::from_u128`): the parser reads an
-    /// integer past 64 bits as a float, as it always did.
+    /// Always > u64::MAX: from a u128 or i128 (`Number::from_u128`), or an integer token
+    /// the parser read past 64 bits (it stays exact up to 128 bits).
     WidePos(u128),
     /// Always < i64::MIN (from an i128).
     WideNeg(i128),
 }
 
-/// A JSON number: an exact i64/u64 integer or a finite f64.
+/// A JSON number: an exact integer (up to 128 bits) or a finite f64.
 #[derive(Clone, Copy, PartialEq)]
 pub struct Number {
     pub(crate) n: N,
@@ -241,5 +240,35 @@ mod tests {
             (Some(i128::MIN), None, None)
         );
         assert_eq!(low.as_f64(), Some(i128::MIN as f64));
+    }
+
+    #[test]
+    fn parsed_wide_integers_round_trip_exactly() {
+        for text in [
+            "18446744073709551616",
+            "18446744073709551617",
+            "-9223372036854775809",
+            "340282366920938463463374607431768211455",
+            "-170141183460469231731687303715884105728",
+        ] {
+            let value = crate::json::parse(text).expect("an integer parses");
+            let written = crate::json::to_string(&value).expect("an integer writes");
+            assert_eq!(written, text, "{text}");
+        }
+        let parsed = crate::json::parse("[18446744073709551617]").expect("parses");
+        assert_eq!(
+            parsed[0].as_number().and_then(|n| n.as_u128()),
+            Some((1 << 64) + 1)
+        );
+        assert_eq!(
+            parsed,
+            crate::json::Value::Array(vec![crate::json::Value::Number(Number::from_u128(
+                (1 << 64) + 1
+            ))]),
+            "a parsed wide integer equals the one built from Rust"
+        );
+        // Past 128 bits: the nearest float, written as a float.
+        let huge = crate::json::parse("340282366920938463463374607431768211456").expect("parses");
+        assert!(huge.as_number().is_some_and(|n| n.is_f64()));
     }
 }

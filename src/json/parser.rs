@@ -265,6 +265,8 @@ fn number_of(n: Num) -> Number {
             Num::Pos(v) => N::PosInt(v),
             Num::Neg(v) => N::NegInt(v),
             Num::Float(v) => N::Float(v),
+            Num::WidePos(v) => N::WidePos(v),
+            Num::WideNeg(v) => N::WideNeg(v),
         },
     }
 }

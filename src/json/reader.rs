@@ -273,7 +273,9 @@ impl<'a> Reader<'a> {
                 i64::try_from(v).map_err(|_| self.integer_error(start, "an integer", ty))
             }
             (Num::Neg(v), _) => Ok(v),
-            (Num::Float(_), start) => Err(self.integer_error(start, "an integer", ty)),
+            (Num::Float(_) | Num::WidePos(_) | Num::WideNeg(_), start) => {
+                Err(self.integer_error(start, "an integer", ty))
+            }
         }
     }
 
@@ -286,7 +288,7 @@ impl<'a> Reader<'a> {
     pub(crate) fn read_u64_for(&mut self, ty: &str) -> Result<u64, Error> {
         match self.read_number("a non-negative integer")? {
             (Num::Pos(v), _) => Ok(v),
-            (Num::Float(_), start) if !self.text[start..].starts_with('-') => {
+            (Num::Float(_) | Num::WidePos(_), start) if !self.text[start..].starts_with('-') => {
                 Err(self.integer_error(start, "a non-negative integer", ty))
             }
             (_, start) => Err(self.integer_error_negative(start)),
@@ -308,13 +310,11 @@ impl<'a> Reader<'a> {
         match self.read_number("an integer")? {
             (Num::Pos(v), _) => Ok(i128::from(v)),
             (Num::Neg(v), _) => Ok(i128::from(v)),
-            (Num::Float(_), start) => {
-                let token = &self.text[start..self.pos];
-                match token.parse::<i128>() {
-                    Ok(v) if is_integer_token(token) => Ok(v),
-                    _ => Err(self.integer_error(start, "an integer", "i128")),
-                }
+            (Num::WideNeg(v), _) => Ok(v),
+            (Num::WidePos(v), start) => {
+                i128::try_from(v).map_err(|_| self.integer_error(start, "an integer", "i128"))
             }
+            (Num::Float(_), start) => Err(self.integer_error(start, "an integer", "i128")),
         }
     }
 
@@ -322,12 +322,9 @@ impl<'a> Reader<'a> {
     pub fn read_u128(&mut self) -> Result<u128, Error> {
         match self.read_number("a non-negative integer")? {
             (Num::Pos(v), _) => Ok(u128::from(v)),
+            (Num::WidePos(v), _) => Ok(v),
             (Num::Float(_), start) if !self.text[start..].starts_with('-') => {
-                let token = &self.text[start..self.pos];
-                match token.parse::<u128>() {
-                    Ok(v) if is_integer_token(token) => Ok(v),
-                    _ => Err(self.integer_error(start, "a non-negative integer", "u128")),
-                }
+                Err(self.integer_error(start, "a non-negative integer", "u128"))
             }
             (_, start) => Err(self.integer_error_negative(start)),
         }
@@ -339,6 +336,9 @@ impl<'a> Reader<'a> {
             Num::Pos(v) => v as f64,
             Num::Neg(v) => v as f64,
             Num::Float(v) => v,
+            // `as` rounds to the nearest f64, as the token's text would.
+            Num::WidePos(v) => v as f64,
+            Num::WideNeg(v) => v as f64,
         })
     }
 
@@ -353,6 +353,8 @@ impl<'a> Reader<'a> {
             // An integer converts with one rounding.
             Num::Pos(v) => v as f32,
             Num::Neg(v) => v as f32,
+            Num::WidePos(v) => v as f32,
+            Num::WideNeg(v) => v as f32,
             // The lexer accepted the token, so it is valid Rust float syntax too.
             Num::Float(_) => token.parse::<f32>().unwrap_or(f32::INFINITY),
         };

@@ -282,7 +282,7 @@ impl ToJson for i128 {
         w.i128(*self);
     }
 
-    /// Exact (through text, past 64 bits it read back as the nearest f64).
+    /// Exact at every size: the number is built from the integer, not from its text.
     fn to_json_value(&self) -> Result<Value, Error> {
         Ok(Value::Number(Number::from(*self)))
     }
@@ -299,7 +299,7 @@ impl ToJson for u128 {
         w.u128(*self);
     }
 
-    /// Exact (through text, past 64 bits it read back as the nearest f64).
+    /// Exact at every size: the number is built from the integer, not from its text.
     fn to_json_value(&self) -> Result<Value, Error> {
         Ok(Value::Number(Number::from(*self)))
     }
