@@ -1161,7 +1161,7 @@ fn adopt_target_authority(request: &mut Request) -> bool {
     let Some(authority) = absolute_authority(&request.target) else {
         return true; // `*` or an authority-form CONNECT target: nothing to adopt.
     };
-    if !super::parse::is_valid_host(authority) {
+    if !super::parse::is_valid_host(authority.as_bytes()) {
         return false;
     }
     if request.header("host") != Some(authority) {

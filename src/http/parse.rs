@@ -28,13 +28,28 @@ pub struct HeaderSlot<'b> {
     /// 0x80-0xFF, RFC 9110 §5.5) that is not UTF-8, which a recipient treats as opaque data.
     /// [`HeaderSlot::value_text`] gives it as text.
     pub value: &'b [u8],
+    /// `value` as text when it is UTF-8: the parser checks a run of fields at once, which
+    /// costs far less than a check per value (or per name) on every request.
+    text: Option<&'b str>,
 }
 
 impl<'b> HeaderSlot<'b> {
+    /// A field with `name` and `value` (checked as UTF-8 here, for [`HeaderSlot::value_text`]).
+    pub fn new(name: &'b str, value: &'b [u8]) -> Self {
+        HeaderSlot {
+            name,
+            value,
+            text: std::str::from_utf8(value).ok(),
+        }
+    }
+
     /// The value as text: borrowed when it is UTF-8 (nearly always), else with each invalid
     /// sequence replaced by U+FFFD (the request's `Headers` hold text).
     pub fn value_text(&self) -> std::borrow::Cow<'b, str> {
-        String::from_utf8_lossy(self.value)
+        match self.text {
+            Some(text) => std::borrow::Cow::Borrowed(text),
+            None => String::from_utf8_lossy(self.value),
+        }
     }
 }
 
@@ -285,18 +300,58 @@ impl FieldSpan {
     }
 }
 
-/// The slot a scanned field fills: the name is ASCII (tchar), the value is bytes (obs-text,
-/// 0x80-0xFF, is opaque data to a recipient, RFC 9110 §5.5, UTF-8 or not).
+/// The slot a scanned field fills, checked alone: the name is ASCII (tchar), the value is
+/// bytes (obs-text, 0x80-0xFF, is opaque data to a recipient, RFC 9110 §5.5, UTF-8 or not).
 #[inline(always)]
 fn slot_of(buf: &[u8], span: FieldSpan) -> HeaderSlot<'_> {
-    HeaderSlot {
-        name: ascii(buf, span.name),
-        value: &buf[span.value.0..span.value.1],
+    HeaderSlot::new(ascii(buf, span.name), &buf[span.value.0..span.value.1])
+}
+
+/// Fields whose byte spans are collected before one UTF-8 check turns them into slots. A head
+/// with more fields is converted in several such batches.
+const SPANS_BATCH: usize = 8;
+
+/// `text[range]` for a `text` that starts at byte `base` of the buffer. Every bound of a span
+/// sits next to an ASCII delimiter, so it is a char boundary of any UTF-8 text covering it:
+/// a miss is a broken scanner.
+#[inline(always)]
+fn piece(text: &str, base: usize, range: (usize, usize)) -> &str {
+    text.get(range.0 - base..range.1 - base)
+        .expect("a span's bounds are char boundaries")
+}
+
+/// Fills `slots` from `spans`, fields that lie in `buf[base..end]`, with one UTF-8 check of
+/// that whole range; returns the checked text. When the range is not UTF-8 (a value holds
+/// obs-text that is not), each field is checked alone and `None` is returned.
+#[inline(always)]
+fn fill_slots<'b>(
+    buf: &'b [u8],
+    base: usize,
+    end: usize,
+    spans: &[FieldSpan],
+    slots: &mut [HeaderSlot<'b>],
+) -> Option<&'b str> {
+    assert_eq!(spans.len(), slots.len(), "one slot per span");
+    let Ok(text) = std::str::from_utf8(&buf[base..end]) else {
+        for (slot, span) in slots.iter_mut().zip(spans) {
+            *slot = slot_of(buf, *span);
+        }
+        return None;
+    };
+    for (slot, span) in slots.iter_mut().zip(spans) {
+        let value = piece(text, base, span.value);
+        *slot = HeaderSlot {
+            name: piece(text, base, span.name),
+            value: value.as_bytes(),
+            text: Some(value),
+        };
     }
+    Some(text)
 }
 
 /// Parses a request head from the start of `buf`. Header fields go to `slots`; a full slice
-/// with more fields is `TooManyHeaders`. The bytes are scanned once by the syntax rules.
+/// with more fields is `TooManyHeaders`. The bytes are scanned once by the syntax rules, then
+/// checked as UTF-8 once per batch of fields (not once per name and value).
 pub fn parse_head<'b>(
     buf: &'b [u8],
     limits: &HeadLimits,
@@ -317,6 +372,11 @@ pub fn parse_head<'b>(
     let line_start = pos;
     pos += line.len;
     let mut count = 0;
+    let mut spans = [FieldSpan::default(); SPANS_BATCH];
+    let mut batched = 0;
+    let mut batch_start = line_start;
+    // The first batch's checked text, which starts at the request line.
+    let mut line_text: Option<Option<&str>> = None;
     loop {
         let rest = &buf[pos..];
         if rest.starts_with(b"\r\n") {
@@ -336,11 +396,19 @@ pub fn parse_head<'b>(
         if count == slots.len() {
             return Err(ParseError::TooManyHeaders);
         }
-        slots[count] = slot_of(buf, span.shifted(pos));
+        spans[batched] = span.shifted(pos);
+        batched += 1;
         count += 1;
         pos += used;
         if pos > limits.head_bytes_max {
             return Err(ParseError::HeadTooLarge);
+        }
+        if batched == SPANS_BATCH {
+            let batch = &mut slots[count - batched..count];
+            let text = fill_slots(buf, batch_start, pos, &spans, batch);
+            line_text.get_or_insert(text);
+            batched = 0;
+            batch_start = pos;
         }
     }
     if pos > limits.head_bytes_max {
@@ -351,9 +419,25 @@ pub fn parse_head<'b>(
         "head_len {pos} beyond buffer {}",
         buf.len()
     );
+    let batch = &mut slots[count - batched..count];
+    let text = fill_slots(buf, batch_start, pos, &spans[..batched], batch);
+    let line_text = line_text.unwrap_or(text);
+    let (method, target) = (
+        line.method.shifted(line_start),
+        line.target.shifted(line_start),
+    );
+    // The request line is ASCII by the byte rules: from the first batch's text when that
+    // was UTF-8, else checked alone.
+    let (method, target) = match line_text {
+        Some(text) => (
+            piece(text, line_start, method),
+            piece(text, line_start, target),
+        ),
+        None => (ascii(buf, method), ascii(buf, target)),
+    };
     Ok(Status::Complete(Head {
-        method: ascii(buf, line.method.shifted(line_start)),
-        target: ascii(buf, line.target.shifted(line_start)),
+        method,
+        target,
         version: line.version,
         header_count: count,
         head_len: pos,
@@ -572,7 +656,7 @@ pub fn framing(version: Version, fields: &[HeaderSlot<'_>]) -> Result<Framing, P
             4 if name.eq_ignore_ascii_case("host") => {
                 // RFC 9112 §3.2: a Host with an invalid value is a 400, like a missing one.
                 // Applications build absolute URLs from it (redirects, links in e-mails).
-                if !text().is_some_and(is_valid_host) {
+                if !is_valid_host(field.value) {
                     return Err(ParseError::BadHost);
                 }
                 host_count += 1;
@@ -634,8 +718,7 @@ fn trim_blank(bytes: &[u8]) -> &[u8] {
 /// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a reg-name (unreserved,
 /// sub-delims and percent escapes; possibly empty), an IPv4 address (a reg-name by syntax) or
 /// an IP-literal in brackets, then an optional all-digit port.
-pub(crate) fn is_valid_host(value: &str) -> bool {
-    let bytes = value.as_bytes();
+pub(crate) fn is_valid_host(bytes: &[u8]) -> bool {
     let (host_end, port) = if bytes.first() == Some(&b'[') {
         let Some(close) = bytes.iter().position(|&b| b == b']') else {
             return false;
@@ -675,15 +758,28 @@ fn is_reg_name(bytes: &[u8]) -> bool {
                 }
                 i += 3;
             }
-            b if is_unreserved(b) || is_sub_delim(b) => i += 1,
+            b if REG_NAME_BYTE[usize::from(b)] => i += 1,
             _ => return false,
         }
     }
     true
 }
 
+/// The bytes a reg-name holds outside percent escapes (unreserved and sub-delims), as a table:
+/// the Host of every request is checked, and one load per byte beats the two matches.
+const REG_NAME_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = is_unreserved(byte) || is_sub_delim(byte);
+        b += 1;
+    }
+    table
+};
+
 /// `sub-delims` (RFC 3986 §2.2).
-fn is_sub_delim(b: u8) -> bool {
+const fn is_sub_delim(b: u8) -> bool {
     matches!(
         b,
         b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='

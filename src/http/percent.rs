@@ -84,7 +84,7 @@ fn decode_with(input: &str, plus_is_space: bool) -> Result<Cow<'_, str>, Percent
 }
 
 /// Whether `b` may appear unescaped in any URL component (RFC 3986 "unreserved").
-pub(crate) fn is_unreserved(b: u8) -> bool {
+pub(crate) const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 

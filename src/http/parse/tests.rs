@@ -125,6 +125,58 @@ fn invalid_heads() {
 /// RFC 9110 §5.5: obs-text (0x80-0xFF) is allowed in a field value and is opaque data to a
 /// recipient, UTF-8 or not (a Latin-1 cookie); a field with an ASCII grammar that holds it is
 /// refused by that field's own rule.
+/// Fields are checked as UTF-8 a batch at a time: a batch holding a non-UTF-8 value falls
+/// back to one check per field, and every slot reads the same either way, in any batch.
+#[test]
+fn batches_with_and_without_obs_text_read_alike() {
+    let mut input = b"PUT /caf%C3%A9?x=1 HTTP/1.1\r\n".to_vec();
+    let values: Vec<Vec<u8>> = (0..20)
+        .map(|k| match k {
+            2 => "caf\u{e9} \u{1f600}".as_bytes().to_vec(),
+            11 | 19 => b"n=caf\xe9".to_vec(),
+            _ => format!("v{k}").into_bytes(),
+        })
+        .collect();
+    for (k, value) in values.iter().enumerate() {
+        input.extend_from_slice(format!("X-F{k}:  ").as_bytes());
+        input.extend_from_slice(value);
+        input.extend_from_slice(b" \r\n");
+    }
+    input.extend_from_slice(b"\r\n");
+    for first_batch_latin1 in [false, true] {
+        let mut input = input.clone();
+        if first_batch_latin1 {
+            // Field 5's value `v5` becomes `\xe55`: now the first batch is not UTF-8 either.
+            let at = input
+                .windows(5)
+                .position(|w| w == b":  v5")
+                .expect("field 5")
+                + 3;
+            input[at] = 0xe5;
+        }
+        let mut slots = [HeaderSlot::default(); 24];
+        let Ok(Status::Complete(head)) = parse_head(&input, &LIMITS, &mut slots) else {
+            panic!("refused")
+        };
+        assert_eq!((head.method, head.target), ("PUT", "/caf%C3%A9?x=1"));
+        assert_eq!(head.header_count, 20);
+        for (k, slot) in slots[..20].iter().enumerate() {
+            assert_eq!(slot.name, format!("X-F{k}"));
+            let mut expected = values[k].clone();
+            if first_batch_latin1 && k == 5 {
+                expected[0] = 0xe5;
+            }
+            assert_eq!(slot.value, expected.as_slice(), "field {k}");
+            assert_eq!(
+                slot.value_text(),
+                String::from_utf8_lossy(&expected),
+                "field {k}"
+            );
+            assert_eq!(*slot, HeaderSlot::new(slot.name, slot.value), "field {k}");
+        }
+    }
+}
+
 #[test]
 fn obs_text_values_are_opaque_bytes() {
     let input = b"GET / HTTP/1.1\r\nA: \xff\xfe\r\nCookie: n=caf\xe9\r\nB: caf\xc3\xa9\r\n\r\n";
@@ -137,7 +189,7 @@ fn obs_text_values_are_opaque_bytes() {
     assert_eq!(slots[0].value_text(), "\u{fffd}\u{fffd}");
     assert_eq!(slots[1].value_text(), "n=caf\u{fffd}");
     assert_eq!(slots[2].value_text(), "caf\u{e9}");
-    let field = |name: &'static str, value: &'static [u8]| HeaderSlot { name, value };
+    let field = |name: &'static str, value: &'static [u8]| HeaderSlot::new(name, value);
     let host = field("Host", b"h");
     for (fields, expected) in [
         (
@@ -205,10 +257,7 @@ fn every_prefix_of_a_valid_head_is_partial() {
 
 #[test]
 fn framing_rules() {
-    let slot = |name, value: &'static str| HeaderSlot {
-        name,
-        value: value.as_bytes(),
-    };
+    let slot = |name, value: &'static str| HeaderSlot::new(name, value.as_bytes());
     let host = slot("Host", "h");
     let ok = |v: Version, fields: &[HeaderSlot]| framing(v, fields);
     let f = ok(Version::Http11, &[host, slot("content-length", "12")]).expect("ok");
@@ -390,10 +439,7 @@ fn host_values_must_be_uri_host_and_port() {
     let with_host = |value: &str| {
         framing(
             Version::Http11,
-            &[HeaderSlot {
-                name: "Host",
-                value: value.as_bytes(),
-            }],
+            &[HeaderSlot::new("Host", value.as_bytes())],
         )
     };
     for good in [
@@ -434,12 +480,6 @@ fn host_values_must_be_uri_host_and_port() {
     ] {
         assert_eq!(with_host(bad), Err(ParseError::BadHost), "{bad:?}");
     }
-    let http10 = framing(
-        Version::Http10,
-        &[HeaderSlot {
-            name: "host",
-            value: b"a/b",
-        }],
-    );
+    let http10 = framing(Version::Http10, &[HeaderSlot::new("host", b"a/b")]);
     assert_eq!(http10, Err(ParseError::BadHost));
 }
