@@ -55,6 +55,9 @@ pub enum HandshakeError {
     Version,
     /// More than [`PROTOCOLS_MAX`] subprotocols offered (400).
     TooManyProtocols,
+    /// A `Sec-WebSocket-Protocol` element that is not a token (400): RFC 6455 §4.1 has each
+    /// be one, and the one chosen is echoed in the 101.
+    BadProtocol,
 }
 
 impl HandshakeError {
@@ -94,6 +97,9 @@ impl fmt::Display for HandshakeError {
             HandshakeError::Key => "`Sec-WebSocket-Key` must appear once, as base64 of 16 bytes",
             HandshakeError::Version => "only WebSocket version 13 is supported",
             HandshakeError::TooManyProtocols => "too many subprotocols offered",
+            HandshakeError::BadProtocol => {
+                "each `Sec-WebSocket-Protocol` element must be a token (RFC 6455 §4.1)"
+            }
         })
     }
 }
@@ -148,6 +154,9 @@ where
             {
                 if protocols.len() == PROTOCOLS_MAX {
                     return Err(HandshakeError::TooManyProtocols);
+                }
+                if !crate::http::parse::is_token(token) {
+                    return Err(HandshakeError::BadProtocol);
                 }
                 protocols.push(token.to_string());
             }
@@ -357,6 +366,20 @@ mod tests {
             validate("GET", true, request(&[("Sec-WebSocket-Protocol", &many)])),
             Err(HandshakeError::TooManyProtocols)
         );
+        for offered in ["chat v2", "chat/2", "caf\u{e9}", "\"chat\"", "chat, x;y"] {
+            assert_eq!(
+                validate("GET", true, request(&[("Sec-WebSocket-Protocol", offered)])),
+                Err(HandshakeError::BadProtocol),
+                "{offered}"
+            );
+        }
+        let fine = validate(
+            "GET",
+            true,
+            request(&[("Sec-WebSocket-Protocol", " v2.chat ,, v1.chat-x ")]),
+        )
+        .expect("tokens");
+        assert_eq!(fine.protocols, ["v2.chat", "v1.chat-x"]);
     }
 
     proptest::proptest! {
