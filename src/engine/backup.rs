@@ -23,7 +23,7 @@
 
 use super::{repair, snapshot, tools};
 use crate::log;
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 /// Copies attempted before a backup gives up (each failed one raced with the server's
@@ -254,34 +254,59 @@ fn copy_once(data: &Path, dest: &Path, hook: BackupHook<'_>) -> Result<Copy, Str
         copy.bytes += end as u64;
     }
     log::sync_dir(&dest_log).map_err(|e| e.to_string())?;
-    if let Some((index, file)) = snapshot {
+    if let Some((index, checked)) = snapshot {
         let folder = snapshot::snapshot_dir(dest);
         std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
         let target = snapshot::snapshot_file(dest, index);
-        write_synced(&target, &file)?;
+        let length = snapshot::SNAPSHOT_HEADER_BYTES as u64 + checked.body_bytes;
+        let mut source = &checked.file;
+        source
+            .seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| format!("cannot read snapshot {index}: {e}"))?;
+        write_synced_from(&target, &mut source.take(length), length)?;
         hook(&target)?;
         log::sync_dir(&folder).map_err(|e| e.to_string())?;
         copy.snapshot = Some(index);
-        copy.bytes += file.len() as u64;
+        copy.bytes += length;
     }
     log::sync_dir(dest).map_err(|e| e.to_string())?;
     Ok(copy)
 }
 
-/// The newest snapshot whose checksum holds, with its file's bytes, as a start would load
-/// it (a damaged newest falls back to the older one); `None` when there is none. A snapshot
-/// pruned between listing and reading is passed over like a damaged one.
-fn newest_whole_snapshot(data: &Path) -> Result<Option<(u64, Vec<u8>)>, String> {
+/// The newest snapshot whose checksums hold, as a start would load it (a damaged newest falls
+/// back to the older one), checked by streaming and kept open: the copy is made from the
+/// bytes checked even if a running server prunes the file meanwhile, and no snapshot is ever
+/// held in memory whole. `None` when there is none. A snapshot pruned between listing and
+/// opening is passed over like a damaged one.
+fn newest_whole_snapshot(data: &Path) -> Result<Option<(u64, snapshot::CheckedFile)>, String> {
     let listed = snapshot::list_snapshots(data).map_err(|e| e.to_string())?;
     for &index in listed.iter().rev() {
-        let Ok(file) = snapshot::read_snapshot_file(data, index) else {
-            continue;
-        };
-        if snapshot::parse_snapshot(&file).is_ok() {
-            return Ok(Some((index, file)));
+        let path = snapshot::snapshot_file(data, index);
+        match snapshot::check_file(&path) {
+            Ok(Ok(checked)) if checked.index == index => return Ok(Some((index, checked))),
+            _ => continue,
         }
     }
     Ok(None)
+}
+
+/// Writes the `length` bytes of `source` to a new file at `path` and syncs it; fewer is an
+/// error (the copy would not be the file checked).
+fn write_synced_from(path: &Path, source: &mut dyn Read, length: u64) -> Result<(), String> {
+    let failed = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(failed)?;
+    let copied = std::io::copy(source, &mut file).map_err(failed)?;
+    if copied != length {
+        return Err(format!(
+            "cannot copy to {}: {copied} of {length} bytes read",
+            path.display()
+        ));
+    }
+    file.sync_all().map_err(failed)
 }
 
 /// Writes `bytes` to a new file at `path` and syncs it.

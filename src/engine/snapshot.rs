@@ -112,10 +112,13 @@ fn parse_header(bytes: &[u8]) -> Result<u64, String> {
     Ok(u64::from_le_bytes(length))
 }
 
-/// Reads the snapshot file at `path` whole, but only once its header checks out and the file
-/// is as long as the header says (`Ok(Err(reason))` otherwise): a damaged or hostile file
-/// (say, extended to a huge sparse size) is passed over without allocating its size.
-pub(super) fn read_checked(path: &Path) -> Result<Result<Vec<u8>, String>, Error> {
+/// An opened snapshot file past its header, the header, and the body length it declares.
+type Opened = (fs::File, Vec<u8>, u64);
+
+/// Opens the snapshot file at `path` and reads its header: the file (just past the header),
+/// the header and the body length, once the header checks out and the file is as long as it
+/// says (`Ok(Err(reason))` otherwise).
+fn open_with_header(path: &Path) -> Result<Result<Opened, String>, Error> {
     let mut file = fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
     let bytes = file
         .metadata()
@@ -134,6 +137,17 @@ pub(super) fn read_checked(path: &Path) -> Result<Result<Vec<u8>, String>, Error
             "body is {body_bytes} bytes, header says {declared}"
         )));
     }
+    Ok(Ok((file, header, body_bytes)))
+}
+
+/// Reads the snapshot file at `path` whole, but only once its header checks out and the file
+/// is as long as the header says (`Ok(Err(reason))` otherwise): a damaged or hostile file
+/// (say, extended to a huge sparse size) is passed over without allocating its size.
+pub(super) fn read_checked(path: &Path) -> Result<Result<Vec<u8>, String>, Error> {
+    let (file, header, body_bytes) = match open_with_header(path)? {
+        Ok(opened) => opened,
+        Err(reason) => return Ok(Err(reason)),
+    };
     let mut whole = header;
     whole.reserve_exact(body_bytes as usize);
     // Bounded even if the file grew since (nothing should write it: it was renamed in place).
@@ -141,6 +155,64 @@ pub(super) fn read_checked(path: &Path) -> Result<Result<Vec<u8>, String>, Error
         .read_to_end(&mut whole)
         .map_err(|e| Error::io(path, "read", e))?;
     Ok(Ok(whole))
+}
+
+/// Body bytes read at a time when a snapshot file is checked without being loaded.
+const SNAPSHOT_CHECK_CHUNK_BYTES: usize = 1 << 20;
+
+/// A snapshot file checked whole by [`check_file`], still open: a copy made from `file`
+/// copies the bytes checked, even if the file is pruned (unlinked) meanwhile.
+pub(super) struct CheckedFile {
+    /// The open file (anywhere: seek before reading).
+    pub file: fs::File,
+    /// The index its header names.
+    pub index: u64,
+    /// Its body's length; the file is the header and this many bytes.
+    pub body_bytes: u64,
+}
+
+/// Checks the snapshot file at `path` as [`parse_snapshot`] does (header, length, body
+/// checksum) without loading it: the body streams through a buffer of
+/// `SNAPSHOT_CHECK_CHUNK_BYTES`, so `log verify` and `log backup` beside a running server
+/// never hold a copy of a snapshot as large as its state. `Ok(Err(reason))` for damage.
+pub(super) fn check_file(path: &Path) -> Result<Result<CheckedFile, String>, Error> {
+    let (file, header, body_bytes) = match open_with_header(path)? {
+        Ok(opened) => opened,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let word = |at: usize| {
+        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let mut index = [0u8; 8];
+    index.copy_from_slice(&header[16..24]);
+    let mut crc = 0;
+    let mut left = body_bytes;
+    let mut chunk = vec![0u8; SNAPSHOT_CHECK_CHUNK_BYTES];
+    let mut reader = &file;
+    while left > 0 {
+        let want = usize::try_from(left).map_or(chunk.len(), |left| left.min(chunk.len()));
+        match reader.read(&mut chunk[..want]) {
+            Ok(0) => {
+                return Ok(Err(
+                    "shorter than its header says (cut while read)".to_string()
+                ))
+            }
+            Ok(read) => {
+                crc = crc32c::extend(crc, &chunk[..read]);
+                left -= read as u64;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(Error::io(path, "read", error)),
+        }
+    }
+    if crc != word(32) {
+        return Ok(Err("body checksum mismatch".to_string()));
+    }
+    Ok(Ok(CheckedFile {
+        file,
+        index: u64::from_le_bytes(index),
+        body_bytes,
+    }))
 }
 
 /// Checks a whole snapshot file; returns its index and body.
@@ -479,6 +551,35 @@ mod tests {
             assert!(parse_snapshot(&damaged).is_err(), "flip at {at} accepted");
         }
         assert!(parse_snapshot(&file[..file.len() - 1]).is_err());
+    }
+
+    /// `check_file` streams a body of several chunks and agrees with `parse_snapshot` on a
+    /// whole file, on a flipped byte in the last chunk, on a cut body and on a bad header.
+    #[test]
+    fn a_file_checked_without_loading_it_agrees_with_parse_snapshot() {
+        let dir = std::env::temp_dir().join(format!("lithair-snap-check-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let body: Vec<u8> = (0..2_500_000u32).map(|i| (i % 253) as u8).collect();
+        assert!(body.len() > 2 * SNAPSHOT_CHECK_CHUNK_BYTES);
+        let path = write_snapshot(&dir, 12, &body, None).unwrap();
+        let checked = check_file(&path).unwrap().expect("a whole snapshot");
+        assert_eq!((checked.index, checked.body_bytes), (12, body.len() as u64));
+        let whole = fs::read(&path).unwrap();
+        let damage = |at: usize| {
+            let mut damaged = whole.clone();
+            damaged[at] ^= 0x40;
+            fs::write(&path, &damaged).unwrap();
+            assert!(parse_snapshot(&damaged).is_err());
+            check_file(&path).unwrap().err()
+        };
+        assert_eq!(
+            damage(whole.len() - 7).as_deref(),
+            Some("body checksum mismatch")
+        );
+        assert!(damage(3).is_some(), "a bad magic");
+        fs::write(&path, &whole[..whole.len() - 1]).unwrap();
+        assert!(check_file(&path).unwrap().is_err(), "a cut body");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -218,7 +218,7 @@ fn check_snapshot(data: &Path, index: u64, out: &mut dyn Write) -> Result<(), St
             && snapshot::list_snapshots(data)
                 .is_ok_and(|now| now.last().is_some_and(|&newer| newer > index))
     };
-    let bytes = match snapshot::read_checked(&path) {
+    let checked = match snapshot::check_file(&path) {
         Err(log::Error::Io { source, .. }) if pruned(&source) => {
             return writeln!(
                 out,
@@ -229,9 +229,7 @@ fn check_snapshot(data: &Path, index: u64, out: &mut dyn Write) -> Result<(), St
         }
         other => other.map_err(|e| e.to_string())?,
     };
-    match bytes
-        .and_then(|bytes| snapshot::parse_snapshot(&bytes).map(|(named, body)| (named, body.len())))
-    {
+    match checked.map(|checked| (checked.index, checked.body_bytes)) {
         Ok((named, body_bytes)) if named == index => writeln!(
             out,
             "snapshot {}: index {index}, {body_bytes} bytes, checksums ok",
