@@ -139,11 +139,7 @@ fn a_record_as_deep_as_json_allows_is_stored_and_replayed() {
 }
 
 fn ids(addr: std::net::SocketAddr, query: &str) -> Vec<u64> {
-    let answer = get(addr, &format!("/api/gauges?{query}"));
-    assert_eq!(answer.status, 200, "{query}: {}", answer.body);
-    let json = answer.json();
-    let data = json["data"].as_array().expect("data");
-    data.iter().filter_map(|g| g["id"].as_u64()).collect()
+    common::listed_ids(addr, "/api/gauges", query)
 }
 
 #[test]

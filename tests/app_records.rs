@@ -209,11 +209,7 @@ struct Ledger {
 }
 
 fn ledger_ids(addr: std::net::SocketAddr, query: &str) -> Vec<u64> {
-    let answer = get(addr, &format!("/api/ledgers?{query}"));
-    assert_eq!(answer.status, 200, "{query}: {}", answer.body);
-    let json = answer.json();
-    let data = json["data"].as_array().expect("data");
-    data.iter().filter_map(|g| g["id"].as_u64()).collect()
+    common::listed_ids(addr, "/api/ledgers", query)
 }
 
 /// 128-bit fields past 2^64 went through `Value` as f64: neighbours compared equal, so a

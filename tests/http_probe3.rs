@@ -470,11 +470,8 @@ fn a_half_close_inside_a_request_closes_without_running_it() {
     }
 }
 
-/// `Connection: close, Upgrade` on a WebSocket upgrade (the `upgrade` option is there, so the
-/// upgrade happens, as in other servers): the 101 carries one `Connection: Upgrade`, never a
-/// `close` beside it, and the connection then speaks WebSocket.
-#[test]
-fn an_upgrade_that_also_asks_to_close() {
+/// A server whose `/ws` upgrades to a WebSocket that echoes every message.
+fn spawn_ws_echo() -> lithair::http::ServerHandle {
     use lithair::http::router::Router;
     use lithair::http::Request;
     use lithair::ws::{Ctx, Endpoint, Message, WsHandler};
@@ -489,7 +486,15 @@ fn an_upgrade_that_also_asks_to_close() {
         |_: &Request, _: &str| -> Box<dyn WsHandler> { Box::new(Echo) },
     ));
     let router = Router::new().get("/ws", move |req: &mut Request| endpoint.respond(req));
-    let server = spawn_handler(quick_config(), router);
+    spawn_handler(quick_config(), router)
+}
+
+/// `Connection: close, Upgrade` on a WebSocket upgrade (the `upgrade` option is there, so the
+/// upgrade happens, as in other servers): the 101 carries one `Connection: Upgrade`, never a
+/// `close` beside it, and the connection then speaks WebSocket.
+#[test]
+fn an_upgrade_that_also_asks_to_close() {
+    let server = spawn_ws_echo();
     for connection in ["close, Upgrade", "Upgrade, close", "keep-alive, Upgrade"] {
         let request = ws_support::upgrade_request("/ws", "")
             .replace("Connection: Upgrade", &format!("Connection: {connection}"));
@@ -623,22 +628,9 @@ fn ws_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
 /// their code (1002, 1002, 1002, 1007) and the socket is closed after it.
 #[test]
 fn websocket_control_frames_and_close_codes_through_the_reactor() {
-    use lithair::http::router::Router;
-    use lithair::http::Request;
-    use lithair::ws::{Ctx, Endpoint, Event, Message, WsHandler};
+    use lithair::ws::Event;
     use std::io::Read;
-    use std::sync::Arc;
-    struct Echo;
-    impl WsHandler for Echo {
-        fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) {
-            let _ = ctx.send(&message);
-        }
-    }
-    let endpoint = Arc::new(Endpoint::new(
-        |_: &Request, _: &str| -> Box<dyn WsHandler> { Box::new(Echo) },
-    ));
-    let router = Router::new().get("/ws", move |req: &mut Request| endpoint.respond(req));
-    let server = spawn_handler(quick_config(), router);
+    let server = spawn_ws_echo();
     let open = || {
         let stream = std::net::TcpStream::connect(server.local_addr()).expect("connect");
         let request = ws_support::upgrade_request("/ws", "");

@@ -311,12 +311,5 @@ fn write_synced_from(path: &Path, source: &mut dyn Read, length: u64) -> Result<
 
 /// Writes `bytes` to a new file at `path` and syncs it.
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let failed = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(failed)?;
-    file.write_all(bytes).map_err(failed)?;
-    file.sync_all().map_err(failed)
+    write_synced_from(path, &mut &bytes[..], bytes.len() as u64)
 }

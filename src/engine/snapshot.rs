@@ -9,7 +9,7 @@ use crate::binary::Unspill;
 use crate::crypto::crc32c;
 use crate::log::{index_named, sync_dir, Error};
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -112,46 +112,21 @@ fn parse_header(bytes: &[u8]) -> Result<u64, String> {
     Ok(u64::from_le_bytes(length))
 }
 
-/// An opened snapshot file past its header, the header, and the body length it declares.
-type Opened = (fs::File, Vec<u8>, u64);
-
-/// Opens the snapshot file at `path` and reads its header: the file (just past the header),
-/// the header and the body length, once the header checks out and the file is as long as it
-/// says (`Ok(Err(reason))` otherwise).
-fn open_with_header(path: &Path) -> Result<Result<Opened, String>, Error> {
-    let mut file = fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
-    let bytes = file
-        .metadata()
-        .map_err(|e| Error::io(path, "stat", e))?
-        .len();
-    let mut header = vec![0u8; SNAPSHOT_HEADER_BYTES.min(bytes as usize)];
-    file.read_exact(&mut header)
-        .map_err(|e| Error::io(path, "read", e))?;
-    let declared = match parse_header(&header) {
-        Ok(body_bytes) => body_bytes,
-        Err(reason) => return Ok(Err(reason)),
-    };
-    let body_bytes = bytes - SNAPSHOT_HEADER_BYTES as u64;
-    if body_bytes != declared {
-        return Ok(Err(format!(
-            "body is {body_bytes} bytes, header says {declared}"
-        )));
-    }
-    Ok(Ok((file, header, body_bytes)))
-}
-
 /// Reads the snapshot file at `path` whole, but only once its header checks out and the file
 /// is as long as the header says (`Ok(Err(reason))` otherwise): a damaged or hostile file
 /// (say, extended to a huge sparse size) is passed over without allocating its size.
 pub(super) fn read_checked(path: &Path) -> Result<Result<Vec<u8>, String>, Error> {
-    let (file, header, body_bytes) = match open_with_header(path)? {
-        Ok(opened) => opened,
+    let mut file = fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let header = match read_header(&mut file, path)? {
+        Ok(header) => header,
         Err(reason) => return Ok(Err(reason)),
     };
-    let mut whole = header;
-    whole.reserve_exact(body_bytes as usize);
+    let file_bytes = SNAPSHOT_HEADER_BYTES as u64 + header.body_bytes;
+    let mut whole = Vec::with_capacity(file_bytes as usize);
+    file.seek(std::io::SeekFrom::Start(0))
+        .map_err(|e| Error::io(path, "seek", e))?;
     // Bounded even if the file grew since (nothing should write it: it was renamed in place).
-    file.take(body_bytes + 1)
+    file.take(file_bytes + 1)
         .read_to_end(&mut whole)
         .map_err(|e| Error::io(path, "read", e))?;
     Ok(Ok(whole))
@@ -176,17 +151,13 @@ pub(super) struct CheckedFile {
 /// `SNAPSHOT_CHECK_CHUNK_BYTES`, so `log verify` and `log backup` beside a running server
 /// never hold a copy of a snapshot as large as its state. `Ok(Err(reason))` for damage.
 pub(super) fn check_file(path: &Path) -> Result<Result<CheckedFile, String>, Error> {
-    let (file, header, body_bytes) = match open_with_header(path)? {
-        Ok(opened) => opened,
+    let mut file = fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let header = match read_header(&mut file, path)? {
+        Ok(header) => header,
         Err(reason) => return Ok(Err(reason)),
     };
-    let word = |at: usize| {
-        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-    };
-    let mut index = [0u8; 8];
-    index.copy_from_slice(&header[16..24]);
     let mut crc = 0;
-    let mut left = body_bytes;
+    let mut left = header.body_bytes;
     let mut chunk = vec![0u8; SNAPSHOT_CHECK_CHUNK_BYTES];
     let mut reader = &file;
     while left > 0 {
@@ -205,13 +176,13 @@ pub(super) fn check_file(path: &Path) -> Result<Result<CheckedFile, String>, Err
             Err(error) => return Err(Error::io(path, "read", error)),
         }
     }
-    if crc != word(32) {
+    if crc != header.body_crc {
         return Ok(Err("body checksum mismatch".to_string()));
     }
     Ok(Ok(CheckedFile {
         file,
-        index: u64::from_le_bytes(index),
-        body_bytes,
+        index: header.index,
+        body_bytes: header.body_bytes,
     }))
 }
 

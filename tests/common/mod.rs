@@ -124,6 +124,18 @@ pub fn get(addr: SocketAddr, target: &str) -> Answer {
     parse_answer(&String::from_utf8_lossy(&exchange(addr, head.as_bytes())))
 }
 
+/// The ids of the records a list query `path?query` answers, in the order listed (200
+/// expected).
+pub fn listed_ids(addr: SocketAddr, path: &str, query: &str) -> Vec<u64> {
+    let answer = get(addr, &format!("{path}?{query}"));
+    assert_eq!(answer.status, 200, "{query}: {}", answer.body);
+    let json = answer.json();
+    let data = json["data"].as_array().expect("data");
+    data.iter()
+        .filter_map(|record| record["id"].as_u64())
+        .collect()
+}
+
 /// Splits one whole response (read to the close) into head, status, headers and body.
 fn parse_answer(text: &str) -> Answer {
     let (head, body) = text
