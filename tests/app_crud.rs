@@ -536,3 +536,55 @@ fn get_by_id_answers_the_same_for_small_and_large_records() {
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Security headers are on by default; an app can replace them (here: its own HTML policy)
+/// or send none, and the framing headers stay either way.
+#[test]
+fn security_headers_are_on_by_default_and_can_be_replaced_or_turned_off() {
+    use lithair::http::middleware::SecurityHeaders;
+    let html = |router: lithair::http::router::Router, _: &lithair::app::Handle| {
+        router.get("/page", |_: &mut lithair::http::Request| {
+            lithair::http::Response::bytes(200, "text/html", b"<p>hi</p>".to_vec())
+        })
+    };
+    let cases: [(&str, Option<SecurityHeaders>, Option<&str>); 3] = [
+        (
+            "default",
+            None,
+            Some(lithair::http::middleware::DEFAULT_CSP),
+        ),
+        (
+            "replaced",
+            Some(SecurityHeaders::default().csp(Some("default-src 'none'"))),
+            Some("default-src 'none'"),
+        ),
+        ("off", None, None),
+    ];
+    for (name, headers, csp) in cases {
+        let data = common::fresh_dir("app", &format!("security-{name}"));
+        let mut app = App::new("security").model::<Post>().routes(html);
+        if name != "default" {
+            app = app.security_headers(headers);
+        }
+        let (running, addr) = common::start(&app, &data);
+        let page = request(addr, "GET", "/page", "", "");
+        let listed = request(addr, "GET", "/api/posts", "", "");
+        assert_eq!((page.status, listed.status), (200, 200), "{name}");
+        assert_eq!(page.header("content-security-policy"), csp, "{name}");
+        let expected = csp.map(|_| ("nosniff", "DENY", "no-referrer"));
+        for answer in [&page, &listed] {
+            let seen = answer.header("x-content-type-options").map(|nosniff| {
+                (
+                    nosniff,
+                    answer.header("x-frame-options").unwrap_or("missing"),
+                    answer.header("referrer-policy").unwrap_or("missing"),
+                )
+            });
+            assert_eq!(seen, expected, "{name}: {}", answer.head);
+            assert!(answer.header("date").is_some(), "{name}");
+            assert_eq!(answer.header("server"), Some("lithair"), "{name}");
+        }
+        running.stop().unwrap();
+        let _ = std::fs::remove_dir_all(&data);
+    }
+}

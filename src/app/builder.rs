@@ -20,6 +20,7 @@ use super::routes::{model_routes, write_error_problem, write_meta};
 use super::state::{register, AppState};
 use crate::engine::{Engine, EngineOptions};
 use crate::http::limits::WORKER_THREADS_DEFAULT;
+use crate::http::middleware::SecurityHeaders;
 use crate::http::problem::Problem;
 use crate::http::router::Router;
 use crate::http::{Method, Request, Response, Server, ServerConfig, ServerHandle};
@@ -74,6 +75,8 @@ pub struct App {
     extra_flags: Vec<ExtraFlag>,
     engine_options: EngineOptions,
     server_config: ServerConfig,
+    /// The router's first global layer; `None` sends no security headers.
+    security_headers: Option<SecurityHeaders>,
     static_dirs: Vec<(String, String)>,
     checks: Checks,
     hooks: Vec<HookFn>,
@@ -117,6 +120,7 @@ impl App {
                 ..EngineOptions::default()
             },
             server_config: ServerConfig::default(),
+            security_headers: Some(SecurityHeaders::default()),
             static_dirs: Vec::new(),
             checks: Checks::new(),
             outcome_window: super::handle::RECENT_OUTCOMES_MAX,
@@ -316,6 +320,17 @@ impl App {
     /// Replaces the HTTP server settings (limits, threads).
     pub fn server_config(mut self, config: ServerConfig) -> App {
         self.server_config = config;
+        self
+    }
+
+    /// Replaces the security headers put on every response (on by default, see
+    /// [`SecurityHeaders`]); `None` sends none.
+    ///
+    /// Turn them off only where something else sets them (a proxy in front) or where the
+    /// exact response bytes are the point: the bench server answers with the headers of the
+    /// reference servers it is compared with.
+    pub fn security_headers(mut self, headers: Option<SecurityHeaders>) -> App {
+        self.security_headers = headers;
         self
     }
 
@@ -519,7 +534,10 @@ impl App {
 
     /// The full router of the app.
     pub fn router(&self, handle: &Handle) -> Router {
-        let mut router = Router::new();
+        let mut router = match &self.security_headers {
+            Some(headers) => Router::bare().layer(headers.clone()),
+            None => Router::bare(),
+        };
         for build in &self.routes {
             router = build(router, handle);
         }
