@@ -321,4 +321,67 @@ mod tests {
         assert_eq!(plan_of(&dir), None);
         let _ = fs::remove_dir_all(&dir);
     }
+
+    /// A cut removing the newest segments lowers the extent record first: stopped right
+    /// after (as a crash there), the directory still opens (nothing removed, the record no
+    /// newer than the newest segment); finished, the record names the segment kept.
+    #[test]
+    fn a_cut_lowers_the_record_before_removing_and_a_stopped_one_leaves_a_log_that_opens() {
+        let mut bad_header = segment_bytes(4, 2);
+        bad_header[0] ^= 0xff;
+        let dir = log_dir(
+            "extent-order",
+            &[
+                (1, segment_bytes(1, 3)),
+                (4, bad_header),
+                (6, segment_bytes(6, 2)),
+            ],
+        );
+        extent::record_newest(&dir, 6).expect("record");
+        let plan = plan_of(&dir).expect("damage");
+        assert_eq!(plan.missing_newest, None);
+        let stop = || {
+            Err(Error::Invalid {
+                message: "stopped".to_string(),
+            })
+        };
+        assert!(apply_with_hook(&dir, &plan, &stop).is_err());
+        assert_eq!(names(&dir), [1, 4, 6], "nothing removed yet");
+        assert_eq!(extent::read_newest(&dir).expect("read"), Some(1));
+        assert_eq!(extent::check_extent(&dir).expect("opens"), [1, 4, 6]);
+        apply(&dir, &plan).expect("apply");
+        assert_eq!(names(&dir), [1]);
+        assert_eq!(extent::read_newest(&dir).expect("read"), Some(1));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Segments missing at the end are damage `plan` reports (what is present ends the log);
+    /// applying it removes nothing and lowers the record to the newest segment present, or
+    /// removes it when none is.
+    #[test]
+    fn missing_newest_segments_are_accepted_by_lowering_the_record() {
+        let dir = log_dir(
+            "extent-missing",
+            &[(1, segment_bytes(1, 3)), (4, segment_bytes(4, 2))],
+        );
+        extent::record_newest(&dir, 9).expect("record");
+        let plan = plan_of(&dir).expect("missing segments");
+        assert_eq!(plan.missing_newest, Some(9));
+        assert_eq!((plan.first_index, plan.first_lost_index), (1, 6));
+        assert_eq!(plan.damaged, segment::segment_path(&dir, 9));
+        assert!(plan.later_segments.is_empty());
+        apply(&dir, &plan).expect("apply");
+        assert_eq!(names(&dir), [1, 4]);
+        assert_eq!(extent::read_newest(&dir).expect("read"), Some(4));
+        assert_eq!(plan_of(&dir), None);
+        for first in [1, 4] {
+            fs::remove_file(segment::segment_path(&dir, first)).expect("delete");
+        }
+        let plan = plan_of(&dir).expect("every segment missing");
+        assert_eq!(plan.missing_newest, Some(4));
+        apply(&dir, &plan).expect("apply");
+        assert_eq!(extent::read_newest(&dir).expect("read"), None);
+        assert_eq!(plan_of(&dir), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
 }
