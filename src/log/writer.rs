@@ -1332,6 +1332,11 @@ impl Writer {
             fs::remove_file(&path).map_err(|e| Error::io(&path, "delete", e))?;
             self.segments.pop();
         }
+        assert_eq!(
+            self.segments.len(),
+            kept,
+            "the record was lowered to the segment kept"
+        );
         let first = self.active_first();
         let path = segment::segment_path(&self.log_dir, first);
         let mut bytes = Vec::new();
