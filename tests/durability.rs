@@ -855,6 +855,22 @@ fn log_backup_records_the_copys_newest_segment_and_refuses_a_source_missing_its_
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains(&file_name(&newest_copy)), "{stderr}");
 
+    // Cut short right after writing the copy's record: no destination, the original opens.
+    let cut_dest = common::fresh_dir("durability", "backup-extent-cut");
+    let cut_at_record = |path: &Path| match path.ends_with(lithair::log::EXTENT_FILE_NAME) {
+        true => Err("cut at the record".to_string()),
+        false => Ok(()),
+    };
+    let mut out = Vec::new();
+    let error =
+        lithair::engine::backup::log_backup_with_hook(&dir, &cut_dest, &mut out, &cut_at_record)
+            .expect_err("cut short");
+    assert!(error.contains("cut at the record"), "{error}");
+    assert!(!cut_dest.exists(), "no destination after a cut backup");
+    let (original, _) = Engine::open(&dir, options(), Kv::default()).expect("the original opens");
+    assert_eq!(original.applied_index(), EVENTS);
+    drop(original);
+
     let newest = segments(&dir).last().expect("a segment").clone();
     std::fs::remove_file(&newest).expect("delete the original's newest segment");
     let elsewhere = common::fresh_dir("durability", "backup-extent-refused");
