@@ -1,5 +1,6 @@
-//! An operator's damaged data directories: segments lost in the middle or at the start, a
-//! segment whose creation a crash cut short. The engine and the `lithair` tools must agree:
+//! An operator's damaged data directories: segments lost in the middle, at the start or at
+//! the end (the newest, caught by the log's extent record), a segment whose creation a crash
+//! cut short. The engine and the `lithair` tools must agree:
 //! refuse what cannot be recovered (naming the file), recover what is safe.
 
 mod common;
@@ -751,4 +752,133 @@ fn log_backup_copies_a_directory_that_opens_to_the_same_state() {
     assert_eq!(code, Some(1), "a cluster node's directory: {stderr}");
     assert!(stderr.contains("cluster node"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dest);
+}
+
+/// The newest segment deleted from a stopped node's directory: a start, `replay` and every
+/// `log` tool refuse, naming it and the way out; `log repair` says what accepting the loss
+/// keeps and, with `--apply`, accepts it (the extent record is lowered), after which the
+/// directory opens to the state of what is left and goes on.
+#[test]
+fn a_deleted_newest_segment_is_refused_until_log_repair_accepts_the_loss() {
+    let dir = filled("newest", &[]);
+    let files = segments(&dir);
+    assert!(files.len() >= 3, "{files:?}");
+    let newest = files.last().expect("a segment").clone();
+    std::fs::remove_file(&newest).expect("delete the newest segment");
+    let missing = file_name(&newest);
+    for words in [
+        &["log", "verify"][..],
+        &["replay"],
+        &["log", "inspect"],
+        &["log", "stats"],
+    ] {
+        let (code, _, stderr) = tool(&dir, words);
+        assert_eq!(code, Some(1), "{words:?} must fail: {stderr}");
+        assert!(
+            stderr.contains(&missing)
+                && stderr.contains("is missing")
+                && stderr.contains("log repair --apply"),
+            "{words:?}: {stderr}"
+        );
+    }
+    let refused = Engine::open(&dir, options(), Kv::default()).map(|_| ());
+    let message = refused.expect_err("the newest segment is gone").to_string();
+    assert!(message.contains(&missing), "{message}");
+    let (code, stdout, stderr) = tool(&dir, &["log", "repair"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains(&missing) && stdout.contains("dry run"),
+        "{stdout}"
+    );
+    assert!(
+        Engine::open(&dir, options(), Kv::default()).is_err(),
+        "a dry run changes nothing"
+    );
+    let (code, stdout, stderr) = tool(&dir, &["log", "repair", "--apply"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("accepted"), "{stdout}");
+    let (code, stdout, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.ends_with("ok\n"), "{stdout}");
+    let (engine, _) = Engine::open(&dir, options(), Kv::default()).expect("opens after repair");
+    let kept = engine.applied_index();
+    assert!(
+        kept > 0 && kept < EVENTS,
+        "what the other segments hold: {kept}"
+    );
+    engine.read(|kv| assert!((1..=kept).all(|key| kv.map.get(&key) == Some(&(key * 3)))));
+    engine.submit(Put(EVENTS + 1)).expect("appends go on");
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every segment deleted (a snapshot left): a start refuses rather than begin an empty log
+/// after the snapshot; accepted by `log repair --apply`, it does.
+#[test]
+fn every_segment_deleted_is_refused_until_accepted() {
+    let dir = filled("all-segments", &[150]);
+    for file in segments(&dir) {
+        std::fs::remove_file(&file).expect("delete");
+    }
+    let refused = Engine::open(&dir, options(), Kv::default()).map(|_| ());
+    let message = refused.expect_err("no segment left").to_string();
+    assert!(message.contains("no segment is present"), "{message}");
+    let (code, _, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let (code, stdout, stderr) = tool(&dir, &["log", "repair", "--apply"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("accepted"), "{stdout}");
+    let (engine, opened) = Engine::open(&dir, options(), Kv::default()).expect("opens");
+    assert_eq!((opened.snapshot_index, engine.applied_index()), (150, 150));
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A backup carries an extent record of its own (its deleted newest segment is caught like
+/// the original's), and a source missing its newest segment is not copied as a shorter log.
+#[test]
+fn log_backup_records_the_copys_newest_segment_and_refuses_a_source_missing_its_own() {
+    let dir = filled("backup-extent", &[100]);
+    let dest = common::fresh_dir("durability", "backup-extent-copy");
+    let dest_text = dest.to_string_lossy().into_owned();
+    let (code, _, stderr) = tool(&dir, &["log", "backup", "--to", &dest_text]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let copied = segments(&dest);
+    let newest_copy = copied.last().expect("a segment").clone();
+    let recorded = lithair::log::read_newest(&dest.join("log")).expect("read");
+    assert_eq!(
+        recorded.map(|first| lithair::log::segment_path(&dest.join("log"), first)),
+        Some(newest_copy.clone())
+    );
+    std::fs::remove_file(&newest_copy).expect("delete the copy's newest segment");
+    let (code, _, stderr) = tool(&dest, &["log", "verify"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&file_name(&newest_copy)), "{stderr}");
+
+    // Cut short right after writing the copy's record: no destination, the original opens.
+    let cut_dest = common::fresh_dir("durability", "backup-extent-cut");
+    let cut_at_record = |path: &Path| match path.ends_with(lithair::log::EXTENT_FILE_NAME) {
+        true => Err("cut at the record".to_string()),
+        false => Ok(()),
+    };
+    let mut out = Vec::new();
+    let error =
+        lithair::engine::backup::log_backup_with_hook(&dir, &cut_dest, &mut out, &cut_at_record)
+            .expect_err("cut short");
+    assert!(error.contains("cut at the record"), "{error}");
+    assert!(!cut_dest.exists(), "no destination after a cut backup");
+    let (original, _) = Engine::open(&dir, options(), Kv::default()).expect("the original opens");
+    assert_eq!(original.applied_index(), EVENTS);
+    drop(original);
+
+    let newest = segments(&dir).last().expect("a segment").clone();
+    std::fs::remove_file(&newest).expect("delete the original's newest segment");
+    let elsewhere = common::fresh_dir("durability", "backup-extent-refused");
+    let elsewhere_text = elsewhere.to_string_lossy().into_owned();
+    let (code, _, stderr) = tool(&dir, &["log", "backup", "--to", &elsewhere_text]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&file_name(&newest)), "{stderr}");
+    assert!(!elsewhere.exists(), "no copy of a shorter log");
+    let _ = std::fs::remove_dir_all(&dest);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,8 @@
 //! Log recovery: reopen round trips, torn tails at every byte, bit flips, injected disk-full,
 //! the directory lock, truncation and compaction, and the zero-filled space ahead of the writer
-//! (a stale prepared-segment temp file, a rollover cut short, zero-fill failures).
+//! (a stale prepared-segment temp file, a rollover cut short, zero-fill failures); the extent
+//! record (`log/NEWEST`): a deleted newest segment is refused, and a rollover, a truncation
+//! or a reset stopped between its steps leaves a directory that opens.
 
 mod common;
 
@@ -651,5 +653,156 @@ fn failing_zero_fills_fall_back_to_preallocated_space_and_lose_nothing() {
     let (_, recovery, seen) = open_collect(&dir, options).expect("reopen");
     assert_eq!((recovery.truncated, recovery.next_index), (None, 181));
     assert_entries(&seen, 1, 181);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The first index of the newest segment and the one the extent record names.
+fn newest_and_recorded(dir: &Path) -> (u64, Option<u64>) {
+    let log_dir = dir.join("log");
+    let newest = *log::list_segments(&log_dir)
+        .expect("list")
+        .last()
+        .expect("a segment");
+    (newest, log::read_newest(&log_dir).expect("read record"))
+}
+
+#[test]
+fn a_deleted_newest_segment_is_refused_at_open_naming_it() {
+    let dir = common::fresh_dir("log", "newest-deleted");
+    let options = small_segments(None);
+    let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
+    append_batches(&log, 40, 3);
+    drop(log);
+    let (newest, recorded) = newest_and_recorded(&dir);
+    assert!(newest > 1, "rolled over");
+    assert_eq!(recorded, Some(newest), "each rollover records its segment");
+    let path = segment_path(&dir.join("log"), newest);
+    std::fs::remove_file(&path).expect("delete the newest segment");
+    let refused = open_collect(&dir, options.clone()).map(|_| ());
+    let error = refused.expect_err("the newest segment is missing");
+    assert!(
+        matches!(error, Error::MissingSegments { recorded, .. } if recorded == newest),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(&log::segment_name(newest)) && message.contains("log repair"),
+        "{message}"
+    );
+    // Every segment gone: refused too, not started as a new empty log.
+    for first in log::list_segments(&dir.join("log")).expect("list") {
+        std::fs::remove_file(segment_path(&dir.join("log"), first)).expect("delete");
+    }
+    let refused = open_collect(&dir, options).map(|_| ());
+    assert!(
+        matches!(refused, Err(Error::MissingSegments { newest: None, .. })),
+        "{refused:?}"
+    );
+    assert!(log::list_segments(&dir.join("log"))
+        .expect("list")
+        .is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_directory_without_the_record_opens_as_before_and_gets_one() {
+    let dir = common::fresh_dir("log", "no-record");
+    let options = small_segments(None);
+    let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
+    append_batches(&log, 40, 3);
+    drop(log);
+    // An older version's directory: no record (and its newest segment lost unnoticed, as
+    // before: nothing tells).
+    std::fs::remove_file(log::extent_path(&dir.join("log"))).expect("remove record");
+    let (newest, _) = newest_and_recorded(&dir);
+    std::fs::remove_file(segment_path(&dir.join("log"), newest)).expect("delete");
+    let (log, recovery, seen) = open_collect(&dir, options.clone()).expect("opens unchecked");
+    assert_entries(&seen, 1, newest);
+    assert_eq!(recovery.next_index, newest);
+    drop(log);
+    let (remaining, recorded) = newest_and_recorded(&dir);
+    assert_eq!(recorded, Some(remaining), "recorded at open");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_rollover_cut_short_before_its_record_opens_and_records_its_segment() {
+    let dir = common::fresh_dir("log", "roll-unrecorded");
+    let faults = Arc::new(Faults::default());
+    let options = small_segments(Some(Arc::clone(&faults)));
+    let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
+    append_batches(&log, 20, 3);
+    // The next rollover creates its segment durably and stops before recording it.
+    let (before, _) = newest_and_recorded(&dir);
+    faults.fail_next_extent_records(1);
+    while newest_and_recorded(&dir).0 == before {
+        append_batches(&log, 1, 3);
+    }
+    let next = log.next_index();
+    drop(log);
+    let (newest, recorded) = newest_and_recorded(&dir);
+    assert_eq!(recorded, Some(before), "the record lags the new segment");
+    let (_, recovery, seen) = open_collect(&dir, options).expect("reopen");
+    assert_entries(&seen, 1, next);
+    assert_eq!(recovery.next_index, next);
+    assert_eq!(newest_and_recorded(&dir), (newest, Some(newest)));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_truncation_across_segments_stopped_after_lowering_the_record_opens() {
+    let dir = common::fresh_dir("log", "truncate-stopped");
+    let faults = Arc::new(Faults::default());
+    let options = small_segments(Some(Arc::clone(&faults)));
+    let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
+    append_batches(&log, 40, 3);
+    let firsts = log::list_segments(log.dir()).expect("list");
+    assert!(firsts.len() >= 3, "{firsts:?}");
+    let cut_after = firsts[1] + 1;
+    faults.stop_next_shrinks_after_lowering(1);
+    log.truncate_after(cut_after)
+        .expect_err("stopped as by a crash");
+    drop(log);
+    // The record is lowered to the segment the cut keeps; no segment is gone yet.
+    assert_eq!(log::list_segments(&dir.join("log")).expect("list"), firsts);
+    assert_eq!(
+        log::read_newest(&dir.join("log")).expect("read"),
+        Some(firsts[1])
+    );
+    let (log, _, seen) = open_collect(&dir, options.clone()).expect("reopen");
+    assert_entries(&seen, 1, 121);
+    // The truncation done whole: the record names the segment kept, which now is the newest.
+    log.truncate_after(cut_after).expect("truncate");
+    drop(log);
+    assert_eq!(newest_and_recorded(&dir), (firsts[1], Some(firsts[1])));
+    let (_, recovery, seen) = open_collect(&dir, options).expect("reopen after the cut");
+    assert_entries(&seen, 1, cut_after + 1);
+    assert_eq!(recovery.next_index, cut_after + 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_reset_stopped_after_lowering_the_record_opens_and_a_finished_one_is_recorded() {
+    let dir = common::fresh_dir("log", "reset-stopped");
+    let faults = Arc::new(Faults::default());
+    let options = small_segments(Some(Arc::clone(&faults)));
+    let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
+    append_batches(&log, 40, 3);
+    faults.stop_next_shrinks_after_lowering(1);
+    log.reset(500).expect_err("stopped as by a crash");
+    drop(log);
+    // No record while the reset runs: the directory opens (checked no more, then recorded).
+    assert_eq!(log::read_newest(&dir.join("log")).expect("read"), None);
+    let (log, _, seen) = open_collect(&dir, options.clone()).expect("reopen");
+    assert_entries(&seen, 1, 121);
+    assert_eq!(
+        newest_and_recorded(&dir).1,
+        Some(newest_and_recorded(&dir).0)
+    );
+    log.reset(500).expect("reset");
+    drop(log);
+    assert_eq!(newest_and_recorded(&dir), (500, Some(500)));
+    let (_, recovery, _) = open_collect(&dir, options).expect("reopen after the reset");
+    assert_eq!(recovery.next_index, 500);
     let _ = std::fs::remove_dir_all(&dir);
 }

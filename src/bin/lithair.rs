@@ -18,7 +18,8 @@ const USAGE: &str = "usage:
                                             events as JSON lines (payload as hex)
   lithair log stats --data DIR              segments, frames, events per type
   lithair log repair --data DIR [--apply]   find the first damage a start refuses; with
-                                            --apply, cut the log there (stop the server first)
+                                            --apply, cut the log there, or accept a deleted
+                                            newest segment (stop the server first)
   lithair log backup --data DIR --to NEW_DIR
                                             copy a single node's data beside the running
                                             server, then check the copy

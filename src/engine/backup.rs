@@ -230,7 +230,9 @@ fn copy_once(data: &Path, dest: &Path, hook: BackupHook<'_>) -> Result<Copy, Str
     let snapshot = newest_whole_snapshot(data)?;
     let from = snapshot.as_ref().map_or(1, |(index, _)| index + 1);
     let source_log = data.join(log::LOG_DIR_NAME);
-    let firsts = log::list_segments(&source_log).map_err(|e| e.to_string())?;
+    // Listed after reading the extent record: a deleted newest segment fails the backup
+    // (every attempt) instead of copying a shorter log.
+    let firsts = log::check_extent(&source_log).map_err(|e| e.to_string())?;
     // The segment holding `from` is the last one starting at or before it.
     let keep_from = firsts.iter().rposition(|&first| first <= from).unwrap_or(0);
     let dest_log = dest.join(log::LOG_DIR_NAME);
@@ -252,6 +254,12 @@ fn copy_once(data: &Path, dest: &Path, hook: BackupHook<'_>) -> Result<Copy, Str
         hook(&target)?;
         copy.segments += 1;
         copy.bytes += end as u64;
+    }
+    // The copy's own extent record, written after its segments (as the log does): its newest
+    // segment deleted later is caught like the original's.
+    if let Some(&newest) = firsts.last() {
+        log::record_newest(&dest_log, newest).map_err(|e| e.to_string())?;
+        hook(&log::extent_path(&dest_log))?;
     }
     log::sync_dir(&dest_log).map_err(|e| e.to_string())?;
     if let Some((index, checked)) = snapshot {

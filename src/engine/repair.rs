@@ -53,6 +53,9 @@ pub fn log_repair(data: &Path, apply: bool, out: &mut dyn Write) -> Result<(), S
         .last()
         .copied()
         .unwrap_or(0);
+    if plan.missing_newest.is_some() {
+        return accept_missing(&log_dir, &plan, newest_snapshot, apply, out);
+    }
     if newest_snapshot > kept_last || (kept_last < plan.first_index && plan.first_index > 1) {
         if let Some(keep_from) = covered_cut(data, &log_dir, &plan, newest_snapshot)? {
             return cut_covered_damage(&log_dir, &plan, newest_snapshot, keep_from, apply, out);
@@ -174,6 +177,61 @@ fn cut_covered_damage(
         writeln!(out, "more damage remains: run `log repair` again").map_err(io)?;
     }
     Ok(())
+}
+
+/// Reports (and with `apply`, accepts) the loss of segments missing at the end of the log:
+/// nothing is removed, the extent record is lowered to the newest segment present. Refused when
+/// what is present ends before the newest snapshot (a start would refuse it still); with no
+/// segment left a start begins an empty log after the snapshot (or at 1).
+fn accept_missing(
+    log_dir: &Path,
+    plan: &repair::RepairPlan,
+    newest_snapshot: u64,
+    apply: bool,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    let present = !log::list_segments(log_dir)
+        .map_err(|e| e.to_string())?
+        .is_empty();
+    let kept_last = plan.first_lost_index - 1;
+    if present && newest_snapshot > kept_last {
+        return Err(format!(
+            "{}: {}; the segments present end at index {kept_last}, before what the newest \
+             snapshot ({newest_snapshot}) covers: a start would refuse them still; restore the \
+             missing segments from a replica or backup",
+            plan.damaged.display(),
+            plan.reason
+        ));
+    }
+    write_damage(plan, out)?;
+    let kept = match present {
+        true => format!("entries {}..={kept_last}", plan.first_index),
+        false => "no entry (a start begins after the newest snapshot, if any)".to_string(),
+    };
+    writeln!(
+        out,
+        "accepting the loss keeps {kept}: the entries of the missing segment(s) are lost; \
+         nothing is removed, the log's extent record is lowered"
+    )
+    .map_err(io)?;
+    if !apply {
+        return writeln!(
+            out,
+            "dry run: nothing changed; restore the missing segments from a backup or replica if \
+             you can, else run again with --apply to accept the loss"
+        )
+        .map_err(io);
+    }
+    repair::apply(log_dir, plan).map_err(|e| e.to_string())?;
+    match present {
+        true => writeln!(out, "accepted: the log now ends at index {kept_last}").map_err(io),
+        false => writeln!(
+            out,
+            "accepted: the log holds no segment; a start creates one"
+        )
+        .map_err(io),
+    }
 }
 
 /// The report's first line: where the damage is and what it is.

@@ -317,6 +317,10 @@ pub fn replay_dir<S: State>(
     upcasters: &[Upcaster],
 ) -> Result<Tracked<S>, Error> {
     let log_dir = data_dir.join(log::LOG_DIR_NAME);
+    if log_dir.is_dir() {
+        // Judged as a start would: a deleted newest segment is not a shorter log.
+        log::check_extent(&log_dir)?;
+    }
     let base = match use_snapshot {
         true => Base::Newest(Some(initial)),
         false => Base::Initial(initial),

@@ -31,6 +31,8 @@ fn each_event(
     if !log_dir.is_dir() {
         return Err(format!("{} has no log directory", data.display()));
     }
+    // Judged as a start would: a deleted newest segment is not a shorter log.
+    log::check_extent(&log_dir).map_err(|e| e.to_string())?;
     log::read_range(&log_dir, from, &mut |frame| {
         for (offset, entry) in frame.entries().enumerate() {
             let index = frame.index + offset as u64;

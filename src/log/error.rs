@@ -33,6 +33,16 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The log's extent record (`log/NEWEST`) names a newer segment than any present: the
+    /// newest segment file(s) were deleted, and with them acknowledged entries.
+    MissingSegments {
+        /// The recorded newest segment, which is missing.
+        path: PathBuf,
+        /// Its first index, as recorded.
+        recorded: u64,
+        /// The first index of the newest segment present (`None`: no segment at all).
+        newest: Option<u64>,
+    },
     /// The caller's visitor rejected an entry during replay or reading.
     Visitor {
         /// Index of the rejected entry (or of the first entry of its frame).
@@ -78,6 +88,24 @@ impl fmt::Display for Error {
                  a replica or backup, or see what `log repair` would cut)",
                 path.display()
             ),
+            Error::MissingSegments {
+                path,
+                recorded,
+                newest,
+            } => {
+                let present = match newest {
+                    Some(newest) => format!("the newest present starts at index {newest}"),
+                    None => "no segment is present".to_string(),
+                };
+                write!(
+                    f,
+                    "{} is missing: the log's extent record says its newest segment starts at \
+                     index {recorded}, but {present}; acknowledged entries from there on would \
+                     be lost, so refusing to open (restore the missing segment(s) from a backup \
+                     or replica; or, on a single node, accept the loss with `log repair --apply`)",
+                    path.display()
+                )
+            }
             Error::Visitor { index, message } => write!(f, "entry {index}: {message}"),
             Error::Invalid { message } => f.write_str(message),
         }

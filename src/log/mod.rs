@@ -4,11 +4,13 @@
 //! means fsynced"). Must not: decode event payloads; it stores opaque bytes.
 //!
 //! Layout: `DATA/LOCK` (exclusive `flock` while a [`Log`] is open) and `DATA/log/` holding
-//! segments named by their first index. The log's writer threads append frames (in `Durable`
+//! segments named by their first index, and `NEWEST`, the record of the newest one
+//! (`extent`). The log's writer threads append frames (in `Durable`
 //! mode two: one runs an `fdatasync` while the other writes the next group); readers
 //! ([`read_range`]) open the files independently.
 
 mod error;
+mod extent;
 pub(crate) mod fatal;
 mod frame;
 pub(crate) mod inbox;
@@ -20,6 +22,9 @@ mod sync;
 mod writer;
 
 pub use error::{AppendError, Error};
+pub use extent::{
+    check_extent, extent_path, read_newest, record_newest, EXTENT_BYTES, EXTENT_FILE_NAME,
+};
 pub use frame::{
     encode_frame, encode_header, parse_frame, parse_header, Entries, EntryBatch, Frame, FrameError,
     Status, ENTRY_PREFIX_BYTES, FORMAT_VERSION, FRAME_BYTES_MAX, FRAME_HEAD_BYTES,

@@ -7,10 +7,15 @@
 //! (the caller holds the data-directory lock), decide for the operator (`plan` only reports;
 //! `apply` is a separate call), or look past the log (snapshots are the caller's concern).
 //!
+//! Segments missing at the end (the extent record names a newer segment than any present) are
+//! damage too: the cut then removes nothing and lowers the record to what is there, which is
+//! the operator accepting the loss.
+//!
 //! Why a tool and not recovery: recovery cuts a torn tail on its own (nothing after it was
 //! acknowledged), but damage followed by valid frames may hold acknowledged entries beyond
 //! it. Only an operator can choose to lose them, after trying a replica or a backup.
 
+use super::extent;
 use super::segment::{self, Ending};
 use super::Error;
 use std::fs::{self, OpenOptions};
@@ -35,6 +40,10 @@ pub struct RepairPlan {
     pub later_segments: Vec<PathBuf>,
     /// The log's first index (what is kept is `first_index..first_lost_index`).
     pub first_index: u64,
+    /// `Some(recorded)`: what is present is whole, but the segments from the one the extent
+    /// record names (`recorded`, which is `damaged_first`) on are missing; the cut removes
+    /// nothing and lowers the record to the newest segment present.
+    pub missing_newest: Option<u64>,
 }
 
 /// The first damage recovery would refuse in `log_dir`, or `None` when it would open (a torn
@@ -43,9 +52,12 @@ pub struct RepairPlan {
 /// # Errors
 /// I/O failures listing or reading segments.
 pub fn plan(log_dir: &Path) -> Result<Option<RepairPlan>, Error> {
+    let recorded = extent::read_newest(log_dir)?;
     let firsts = segment::list_segments(log_dir)?;
     let Some(&first_index) = firsts.first() else {
-        return Ok(None);
+        return Ok(
+            recorded.map(|recorded| missing_plan(log_dir, recorded, None, recorded, recorded))
+        );
     };
     let mut buffer = Vec::new();
     let mut next_index = first_index;
@@ -67,6 +79,7 @@ pub fn plan(log_dir: &Path) -> Result<Option<RepairPlan>, Error> {
             damaged_bytes_cut: file_bytes.saturating_sub(offset),
             later_segments: later(position + 1),
             first_index,
+            missing_newest: None,
         };
         let file_bytes = fs::metadata(&path)
             .map_err(|e| Error::io(&path, "stat", e))?
@@ -111,7 +124,39 @@ pub fn plan(log_dir: &Path) -> Result<Option<RepairPlan>, Error> {
             Err(other) => return Err(other),
         }
     }
-    Ok(None)
+    let newest = *firsts.last().expect("not empty");
+    Ok(recorded
+        .filter(|&recorded| recorded > newest)
+        .map(|recorded| missing_plan(log_dir, recorded, Some(newest), first_index, next_index)))
+}
+
+/// The plan for segments missing at the end: nothing to remove, the record to lower.
+/// What is present holds `first_index..next_index` (`next_index` is the first index lost).
+fn missing_plan(
+    log_dir: &Path,
+    recorded: u64,
+    newest: Option<u64>,
+    first_index: u64,
+    next_index: u64,
+) -> RepairPlan {
+    let present = match newest {
+        Some(newest) => format!("the newest present starts at index {newest}"),
+        None => "no segment is present".to_string(),
+    };
+    RepairPlan {
+        damaged: segment::segment_path(log_dir, recorded),
+        damaged_first: recorded,
+        offset: 0,
+        reason: format!(
+            "missing: the extent record says the newest segment starts at index {recorded}, \
+             but {present}"
+        ),
+        first_lost_index: next_index,
+        damaged_bytes_cut: 0,
+        later_segments: Vec::new(),
+        first_index,
+        missing_newest: Some(recorded),
+    }
 }
 
 /// Cuts the log as `plan` says: later segments removed (the last first, so the log stays
@@ -122,10 +167,41 @@ pub fn plan(log_dir: &Path) -> Result<Option<RepairPlan>, Error> {
 /// I/O failures; a cut stopped half-way leaves a log that `plan` finds damaged again (or
 /// none), so running it again finishes the job.
 pub fn apply(log_dir: &Path, plan: &RepairPlan) -> Result<(), Error> {
+    apply_with_hook(log_dir, plan, &|| Ok(()))
+}
+
+/// [`apply`], calling `after_lowering` once the extent record is lowered and before anything
+/// is removed (tests stop there, as a crash would).
+fn apply_with_hook(
+    log_dir: &Path,
+    plan: &RepairPlan,
+    after_lowering: &dyn Fn() -> Result<(), Error>,
+) -> Result<(), Error> {
     assert!(
         plan.damaged.parent() == Some(log_dir),
         "the plan is for another log"
     );
+    // The newest segment the cut leaves, recorded first: a cut stopped half-way then leaves
+    // a record no newer than what is left.
+    let firsts = segment::list_segments(log_dir)?;
+    let newest_left = match (
+        plan.missing_newest,
+        plan.offset < super::HEADER_BYTES as u64,
+    ) {
+        (Some(_), _) => firsts.last().copied(),
+        (None, true) => firsts
+            .iter()
+            .copied()
+            .take_while(|&first| first < plan.damaged_first)
+            .last(),
+        (None, false) => Some(plan.damaged_first),
+    };
+    extent::lower_newest(log_dir, newest_left)?;
+    after_lowering()?;
+    if plan.missing_newest.is_some() {
+        assert!(plan.later_segments.is_empty(), "nothing to remove");
+        return Ok(());
+    }
     for path in plan.later_segments.iter().rev() {
         fs::remove_file(path).map_err(|e| Error::io(path, "remove", e))?;
     }
@@ -242,6 +318,69 @@ mod tests {
         assert_eq!(names(&dir), [1]);
         let kept = fs::read(segment::segment_path(&dir, 1)).expect("read");
         assert_eq!(kept, segment_bytes(1, 3));
+        assert_eq!(plan_of(&dir), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A cut removing the newest segments lowers the extent record first: stopped right
+    /// after (as a crash there), the directory still opens (nothing removed, the record no
+    /// newer than the newest segment); finished, the record names the segment kept.
+    #[test]
+    fn a_cut_lowers_the_record_before_removing_and_a_stopped_one_leaves_a_log_that_opens() {
+        let mut bad_header = segment_bytes(4, 2);
+        bad_header[0] ^= 0xff;
+        let dir = log_dir(
+            "extent-order",
+            &[
+                (1, segment_bytes(1, 3)),
+                (4, bad_header),
+                (6, segment_bytes(6, 2)),
+            ],
+        );
+        extent::record_newest(&dir, 6).expect("record");
+        let plan = plan_of(&dir).expect("damage");
+        assert_eq!(plan.missing_newest, None);
+        let stop = || {
+            Err(Error::Invalid {
+                message: "stopped".to_string(),
+            })
+        };
+        assert!(apply_with_hook(&dir, &plan, &stop).is_err());
+        assert_eq!(names(&dir), [1, 4, 6], "nothing removed yet");
+        assert_eq!(extent::read_newest(&dir).expect("read"), Some(1));
+        assert_eq!(extent::check_extent(&dir).expect("opens"), [1, 4, 6]);
+        apply(&dir, &plan).expect("apply");
+        assert_eq!(names(&dir), [1]);
+        assert_eq!(extent::read_newest(&dir).expect("read"), Some(1));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Segments missing at the end are damage `plan` reports (what is present ends the log);
+    /// applying it removes nothing and lowers the record to the newest segment present, or
+    /// removes it when none is.
+    #[test]
+    fn missing_newest_segments_are_accepted_by_lowering_the_record() {
+        let dir = log_dir(
+            "extent-missing",
+            &[(1, segment_bytes(1, 3)), (4, segment_bytes(4, 2))],
+        );
+        extent::record_newest(&dir, 9).expect("record");
+        let plan = plan_of(&dir).expect("missing segments");
+        assert_eq!(plan.missing_newest, Some(9));
+        assert_eq!((plan.first_index, plan.first_lost_index), (1, 6));
+        assert_eq!(plan.damaged, segment::segment_path(&dir, 9));
+        assert!(plan.later_segments.is_empty());
+        apply(&dir, &plan).expect("apply");
+        assert_eq!(names(&dir), [1, 4]);
+        assert_eq!(extent::read_newest(&dir).expect("read"), Some(4));
+        assert_eq!(plan_of(&dir), None);
+        for first in [1, 4] {
+            fs::remove_file(segment::segment_path(&dir, first)).expect("delete");
+        }
+        let plan = plan_of(&dir).expect("every segment missing");
+        assert_eq!(plan.missing_newest, Some(4));
+        apply(&dir, &plan).expect("apply");
+        assert_eq!(extent::read_newest(&dir).expect("read"), None);
         assert_eq!(plan_of(&dir), None);
         let _ = fs::remove_dir_all(&dir);
     }

@@ -13,6 +13,7 @@
 //! Must not: retry a failed fsync (the page cache state is unknown afterwards, so the process
 //! stops), or leave a partial frame behind after a failed write.
 
+use super::extent;
 use super::fatal::AbortOnPanic;
 use super::frame::{self, EntryBatch, Frame, Status, HEADER_BYTES};
 use super::inbox::{Inbox, Received};
@@ -72,6 +73,8 @@ pub struct Faults {
     writes_to_fail: AtomicU32,
     syncs_to_fail: AtomicU32,
     zero_fills_to_fail: AtomicU32,
+    shrinks_to_stop: AtomicU32,
+    extent_records_to_fail: AtomicU32,
 }
 
 impl Faults {
@@ -89,6 +92,19 @@ impl Faults {
     /// zero-filling; appends go on into preallocated space).
     pub fn fail_next_zero_fills(&self, count: u32) {
         self.zero_fills_to_fail.store(count, Ordering::SeqCst);
+    }
+
+    /// The next `count` shrinks that remove the newest segment (`truncate_after` across
+    /// segments, `reset`) stop with an error right after lowering the extent record, leaving
+    /// the directory as a crash at that point would.
+    pub fn stop_next_shrinks_after_lowering(&self, count: u32) {
+        self.shrinks_to_stop.store(count, Ordering::SeqCst);
+    }
+
+    /// The next `count` extent records of a new segment (at rollover or reset) are not
+    /// written, as after a crash between creating the segment and recording it.
+    pub fn fail_next_extent_records(&self, count: u32) {
+        self.extent_records_to_fail.store(count, Ordering::SeqCst);
     }
 
     fn take(counter: &AtomicU32) -> bool {
@@ -348,7 +364,10 @@ impl Log {
         let log_dir = data_dir.join(LOG_DIR_NAME);
         fs::create_dir_all(&log_dir).map_err(|e| Error::io(&log_dir, "create directory", e))?;
         prepare::remove_stale(&log_dir)?;
-        let mut firsts = segment::list_segments(&log_dir)?;
+        extent::remove_stale(&log_dir)?;
+        // Before anything is created: an empty directory whose record names a segment lost
+        // every segment, and must not pass for a new log.
+        let mut firsts = extent::check_extent(&log_dir)?;
         if firsts.is_empty() {
             let preallocate_bytes = preallocation_target(HEADER_BYTES as u64, &options);
             create_segment(&log_dir, options.first_index, preallocate_bytes)?;
@@ -356,6 +375,12 @@ impl Log {
         }
         let (recovered, file_bytes) = recover(&log_dir, &firsts, options.replay_from, visit)?;
         let last_first = *firsts.last().expect("at least one segment");
+        // Missing (a directory of an older version, a reset or a rollover cut short) or
+        // behind the newest segment: record it now, once per open, so the check holds from
+        // here on.
+        if extent::read_newest(&log_dir)?.is_none_or(|recorded| recorded < last_first) {
+            extent::record_newest(&log_dir, last_first)?;
+        }
         let path = segment::segment_path(&log_dir, last_first);
         let file = OpenOptions::new()
             .write(true)
@@ -1192,8 +1217,43 @@ impl Writer {
         if !installed {
             self.create_next_segment();
         }
+        if self.active_first() == self.next_index {
+            self.record_active_segment();
+        }
         self.preparer
             .resume(Arc::clone(&self.file), self.file_bytes, prepared);
+    }
+
+    /// Records the active segment, just created and durable, as the log's newest (once per
+    /// segment, never per append). Failing leaves the record low, which only weakens the check
+    /// until the next open records it: the log goes on.
+    fn record_active_segment(&self) {
+        let injected = self
+            .options
+            .faults
+            .as_ref()
+            .is_some_and(|f| Faults::take(&f.extent_records_to_fail));
+        if injected {
+            return;
+        }
+        if let Err(error) = extent::record_newest(&self.log_dir, self.active_first()) {
+            eprintln!("lithair log: cannot record the newest segment: {error}");
+        }
+    }
+
+    /// Test hook: whether a shrink stops right after lowering the extent record.
+    fn stop_after_lowering(&self) -> Result<(), Error> {
+        let injected = self
+            .options
+            .faults
+            .as_ref()
+            .is_some_and(|f| Faults::take(&f.shrinks_to_stop));
+        match injected {
+            true => Err(Error::Invalid {
+                message: "injected: stopped after lowering the extent record".to_string(),
+            }),
+            false => Ok(()),
+        }
     }
 
     /// Starts the next segment the plain way (create, preallocate, fsync file and directory).
@@ -1259,11 +1319,24 @@ impl Writer {
             );
             return Err(Error::Invalid { message });
         }
+        // The record goes down first: a crash before the last removal below must leave a
+        // record no newer than the newest segment left.
+        let kept = self.segments.partition_point(|&first| first <= cut_index);
+        assert!(kept >= 1, "the first segment starts at or before the cut");
+        if kept < self.segments.len() {
+            extent::lower_newest(&self.log_dir, Some(self.segments[kept - 1]))?;
+            self.stop_after_lowering()?;
+        }
         while self.segments.len() > 1 && self.active_first() > cut_index {
             let path = segment::segment_path(&self.log_dir, self.active_first());
             fs::remove_file(&path).map_err(|e| Error::io(&path, "delete", e))?;
             self.segments.pop();
         }
+        assert_eq!(
+            self.segments.len(),
+            kept,
+            "the record was lowered to the segment kept"
+        );
         let first = self.active_first();
         let path = segment::segment_path(&self.log_dir, first);
         let mut bytes = Vec::new();
@@ -1297,6 +1370,10 @@ impl Writer {
     /// Deletes every segment (newest first, so what a crash leaves is contiguous), then
     /// creates an empty one starting at `first_index`.
     fn reset(&mut self, first_index: u64) -> Result<(), Error> {
+        // No record while no segment is left: a crash in between leaves a directory without
+        // one (checked no more, as an older version's), never one naming a deleted segment.
+        extent::lower_newest(&self.log_dir, None)?;
+        self.stop_after_lowering()?;
         for &first in self.segments.iter().rev() {
             let path = segment::segment_path(&self.log_dir, first);
             fs::remove_file(&path).map_err(|e| Error::io(&path, "delete", e))?;
@@ -1314,6 +1391,7 @@ impl Writer {
         self.next_index = first_index;
         self.shared.next_index.store(first_index, Ordering::SeqCst);
         self.unsynced_since = None;
+        self.record_active_segment();
         Ok(())
     }
 
