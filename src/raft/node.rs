@@ -372,7 +372,10 @@ impl Node {
         let batch_sender = inbox.sender.clone();
         let start_batch: StartBatch =
             Box::new(move |batch| batch_sender.send(Event::ReadIndex(batch)).is_ok());
-        let batcher = Arc::new(ReadBatcher::new(start_batch));
+        let batcher = Arc::new(ReadBatcher::numbered_after(
+            start_batch,
+            super::reads::fresh_batch_base()?,
+        ));
         let lease = Arc::new(ReadLease::default());
         let answerer: Arc<OnceLock<std::sync::Weak<Transport>>> = Arc::default();
         let deliver = deliver_messages(
