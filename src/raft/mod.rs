@@ -33,7 +33,9 @@
 //!   that margin allows (see `leader.rs`) and refuses leadership transfer. `RawNode::lease_read`
 //!   tells a driver when it may serve reads locally; the node driver publishes that as a
 //!   deadline in monotonic time for its HTTP threads (`reads`), so a lease read never waits
-//!   for the Raft thread.
+//!   for the Raft thread. Ticks are the lease's clock on both sides, so a driver must never
+//!   tick a follower faster than the wall clock (no catch-up bursts after a stall) nor a
+//!   leader slower (catch it up); the node driver's `TickSchedule` does both.
 //! - Commit-only news costs one message and no answer: when a leader's commit index moves and
 //!   a follower in Replicate state has no entries left to receive, it gets a
 //!   `MessageBody::CommitNotice` instead of an entry-less Append. The follower commits up to

@@ -82,7 +82,9 @@ pub struct NodeConfig {
 
 /// Something for the Raft thread to do.
 enum Event {
-    Tick,
+    /// A tick of the ticker, with the whole ticks of wall time it stands for (see
+    /// [`TickSchedule`]; 0 for the last one, which only wakes a stopping node).
+    Tick(u32),
     Message(Message),
     Propose {
         term: u64,
@@ -370,7 +372,10 @@ impl Node {
         let batch_sender = inbox.sender.clone();
         let start_batch: StartBatch =
             Box::new(move |batch| batch_sender.send(Event::ReadIndex(batch)).is_ok());
-        let batcher = Arc::new(ReadBatcher::new(start_batch));
+        let batcher = Arc::new(ReadBatcher::numbered_after(
+            start_batch,
+            super::reads::fresh_batch_base()?,
+        ));
         let lease = Arc::new(ReadLease::default());
         let answerer: Arc<OnceLock<std::sync::Weak<Transport>>> = Arc::default();
         let deliver = deliver_messages(
@@ -764,21 +769,81 @@ fn load_peer_book(config: &NodeConfig, transport: &Transport) -> io::Result<Peer
     Ok(book)
 }
 
+/// The ticker's schedule, which keeps the core's clock (its ticks) on the safe side of both
+/// lease promises. A follower honours a leader's lease for `election_ticks` of its own ticks
+/// after hearing from it, so its ticks must never run faster than the wall clock: ticks are
+/// sent at least a tick apart, and a ticker that woke late (a loaded machine, a stopped
+/// process) sends one tick and goes on a full tick later, never the ticks it missed back to
+/// back (a burst right after a heartbeat would end the follower's promise early, while the
+/// leader still serves lease reads). A lease-mode leader answers reads from its lease while
+/// fewer than `lease_ticks` of its ticks passed since the round it rests on, so its ticks must
+/// never run slower: each tick carries the whole ticks of wall time it stands for (more than
+/// one after a stall), which a leader counts all and any other role counts as one
+/// ([`core_ticks`]). Both counts move where the tick sits in the inbox, in order with the
+/// messages that arrived meanwhile (a leader's burst does not overtake the acknowledgements
+/// CheckQuorum looks for).
+struct TickSchedule {
+    start: Instant,
+    /// When the next tick is due.
+    next: Instant,
+    /// Whole ticks of wall time the ticks sent so far stand for.
+    wall_ticks: u64,
+}
+
+impl TickSchedule {
+    fn new(start: Instant) -> TickSchedule {
+        TickSchedule {
+            start,
+            next: start + Duration::from_millis(TICK_MS),
+            wall_ticks: 0,
+        }
+    }
+
+    /// When the next tick is due.
+    fn due(&self) -> Instant {
+        self.next
+    }
+
+    /// A tick is sent at `now` (at or after [`TickSchedule::due`]): returns the whole ticks
+    /// of wall time it stands for (at least one) and schedules the next a full tick later.
+    fn send_at(&mut self, now: Instant) -> u32 {
+        let tick = Duration::from_millis(TICK_MS);
+        assert!(now >= self.next, "a tick sent before it was due");
+        let total = (now.duration_since(self.start).as_nanos() / tick.as_nanos()) as u64;
+        let wall_ticks = total - self.wall_ticks;
+        // Sends are at least a tick apart, so each stands for at least one tick.
+        assert!(wall_ticks >= 1, "a tick standing for no wall time");
+        self.wall_ticks = total;
+        self.next = now + tick;
+        u32::try_from(wall_ticks).unwrap_or(u32::MAX)
+    }
+}
+
+/// Ticks the core counts for a ticker tick standing for `wall_ticks` of wall time (see
+/// [`TickSchedule`]): all of them on a leader, one on any other role (none for the last,
+/// empty tick that wakes a stopping node).
+fn core_ticks(leader: bool, wall_ticks: u32) -> u32 {
+    if leader {
+        wall_ticks
+    } else {
+        wall_ticks.min(1)
+    }
+}
+
 fn run_ticker(sender: &QueueSender<Event>, stop: &std::sync::atomic::AtomicBool) {
-    let tick = Duration::from_millis(TICK_MS);
-    let mut next = Instant::now() + tick;
+    let mut schedule = TickSchedule::new(Instant::now());
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         let now = Instant::now();
-        if next > now {
-            thread::sleep(next - now);
+        if schedule.due() > now {
+            thread::sleep(schedule.due() - now);
         }
-        next += tick;
-        if sender.send(Event::Tick).is_err() {
+        let wall_ticks = schedule.send_at(Instant::now().max(schedule.due()));
+        if sender.send(Event::Tick(wall_ticks)).is_err() {
             return;
         }
     }
     // Wake the Raft thread so it sees `stop`.
-    let _ = sender.send(Event::Tick);
+    let _ = sender.send(Event::Tick(0));
 }
 
 /// How far the log writer got with the entries the Raft thread queued: the sequence number
@@ -1024,8 +1089,8 @@ impl Driver {
     /// Handles one event; `false` when the node should stop.
     fn handle(&mut self, event: Event) -> bool {
         match event {
-            Event::Tick => {
-                self.raw.tick();
+            Event::Tick(wall_ticks) => {
+                self.tick_core(wall_ticks);
                 self.ticks += 1;
                 self.expire_reads();
                 self.promote_learners();
@@ -1070,6 +1135,18 @@ impl Driver {
                 }
                 true
             }
+        }
+    }
+
+    /// Gives the core the ticks [`core_ticks`] counts for a ticker tick; a leader that
+    /// steps down on the way counts no more (a follower never counts a burst).
+    fn tick_core(&mut self, wall_ticks: u32) {
+        let leader = self.raw.role() == Role::Leader;
+        for _ in 0..core_ticks(leader, wall_ticks) {
+            if leader && self.raw.role() != Role::Leader {
+                break;
+            }
+            self.raw.tick();
         }
     }
 
@@ -1602,6 +1679,59 @@ mod tests {
         let mut out = Vec::new();
         crate::engine::encode_entry(&mut out, &envelope, |_| {});
         out
+    }
+
+    /// What a ticker does when it wakes at each of `wakes_ms` (offsets from its start): the
+    /// ticks it sends, as (offset, wall ticks it stands for).
+    fn ticks_sent(wakes_ms: &[u64]) -> Vec<(u64, u32)> {
+        let start = Instant::now();
+        let mut schedule = TickSchedule::new(start);
+        let mut sent = Vec::new();
+        for &wake in wakes_ms {
+            let now = start + Duration::from_millis(wake);
+            if schedule.due() > now {
+                continue; // Still asleep: `run_ticker` sleeps until `due`.
+            }
+            sent.push((wake, schedule.send_at(now)));
+        }
+        sent
+    }
+
+    #[test]
+    fn a_late_ticker_sends_one_tick_a_follower_counts_once_and_a_leader_in_full() {
+        // On time: one tick every TICK_MS, each standing for one tick of wall time.
+        let on_time: Vec<u64> = (1..=5).map(|k| k * TICK_MS).collect();
+        let expected: Vec<(u64, u32)> = on_time.iter().map(|&at| (at, 1)).collect();
+        assert_eq!(ticks_sent(&on_time), expected);
+        // Stalled for five ticks, then polled every millisecond: a catch-up schedule would
+        // send five ticks within a few milliseconds, each counted by a follower as a tick
+        // of a leader's lease gone by.
+        let stall_end = 6 * TICK_MS + TICK_MS / 2;
+        let wakes: Vec<u64> = (stall_end..=stall_end + 3 * TICK_MS).collect();
+        let sent = ticks_sent(&wakes);
+        assert_eq!(sent.len(), 4, "the ticker goes on after a stall: {sent:?}");
+        for pair in sent.windows(2) {
+            assert!(
+                pair[1].0 - pair[0].0 >= TICK_MS,
+                "ticks {} and {} ms after start are less than a tick apart",
+                pair[0].0,
+                pair[1].0
+            );
+        }
+        // The late tick stands for the six ticks of wall time gone by; a leader counts them
+        // all (its lease never outlasts the wall clock), a follower one.
+        assert_eq!(sent[0], (stall_end, 6));
+        assert_eq!(core_ticks(true, sent[0].1), 6);
+        assert_eq!(core_ticks(false, sent[0].1), 1);
+        // Then a leader's count stays with the wall clock.
+        let leader_total: u32 = sent.iter().map(|&(_, w)| core_ticks(true, w)).sum();
+        let last = sent[sent.len() - 1].0;
+        assert_eq!(u64::from(leader_total), last / TICK_MS);
+        assert_eq!(
+            core_ticks(false, 0),
+            0,
+            "the stopping wake-up counts nothing"
+        );
     }
 
     #[test]

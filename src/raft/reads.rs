@@ -65,20 +65,43 @@ struct ReadBatches {
     outcome: Result<u64, String>,
     /// Reads that joined a batch so far (for the status counters).
     joined: u64,
+    /// The number the first batch follows (see [`ReadBatcher::numbered_after`]).
+    base: u64,
 }
 
+/// Largest number a node's first read batch is numbered after (see
+/// [`ReadBatcher::numbered_after`]): leaves room for 2^62 batches before the count wraps.
+pub(crate) const READ_BATCH_BASE_MAX: u64 = u64::MAX >> 2;
+
 impl ReadBatcher {
+    /// A batcher whose first batch is number 1 (tests).
+    #[cfg(test)]
     pub(crate) fn new(start: StartBatch) -> ReadBatcher {
+        ReadBatcher::numbered_after(start, 0)
+    }
+
+    /// A batcher whose first batch is number `base + 1`. A batch's number travels as the
+    /// ReadIndex context, and its answer completes whichever batch of this node bears that
+    /// number: a node must number its batches apart from its earlier runs, or an answer to
+    /// a batch of the process before a restart (still queued toward this node's id when it
+    /// came back) would complete the new batch of the same number with an index confirmed
+    /// before the new batch's reads arrived (a stale read). A node takes a random `base`.
+    pub(crate) fn numbered_after(start: StartBatch, base: u64) -> ReadBatcher {
+        assert!(
+            base <= READ_BATCH_BASE_MAX,
+            "read batch base {base} too large"
+        );
         ReadBatcher {
             state: Mutex::new(ReadBatches {
                 start,
-                sent: 0,
+                sent: base,
                 in_flight: false,
                 sealed: false,
                 next_wanted: false,
-                completed: 0,
+                completed: base,
                 outcome: Err("no read yet".to_string()),
                 joined: 0,
+                base,
             }),
             completed: std::sync::Condvar::new(),
             listener: OnceLock::new(),
@@ -89,7 +112,7 @@ impl ReadBatcher {
     /// made: a batch shared by many reads shows as fewer batches than reads.
     pub(crate) fn counts(&self) -> (u64, u64) {
         let state = self.state.lock().expect("read batcher poisoned");
-        (state.joined, state.sent)
+        (state.joined, state.sent - state.base)
     }
 
     /// Sets the listener [`ReadBatcher::join`]ed reads hear their outcome from; `false` when
@@ -172,6 +195,14 @@ impl ReadBatcher {
             }
         }
     }
+}
+
+/// A random base for a node's read batch numbers (see [`ReadBatcher::numbered_after`]).
+///
+/// # Errors
+/// The system's random source failed.
+pub(crate) fn fresh_batch_base() -> std::io::Result<u64> {
+    Ok(crate::crypto::random::u64()? & READ_BATCH_BASE_MAX)
 }
 
 impl ReadBatches {
@@ -380,6 +411,37 @@ mod tests {
         let (sender, receiver) = mpsc::channel();
         let start: StartBatch = Box::new(move |batch| sender.send(batch).is_ok());
         (Arc::new(ReadBatcher::new(start)), receiver)
+    }
+
+    #[test]
+    fn an_answer_to_a_batch_of_an_earlier_run_completes_no_batch_of_this_one() {
+        // The node before a restart: its first batch is in flight when it stops.
+        let (sender, earlier_run) = mpsc::channel();
+        let start: StartBatch = Box::new(move |batch| sender.send(batch).is_ok());
+        let before = ReadBatcher::numbered_after(start, fresh_batch_base().expect("random"));
+        assert!(before.join().is_ok());
+        let stale = next_batch(&earlier_run);
+        // The node after the restart, with a read of its own in flight.
+        let (sender, this_run) = mpsc::channel();
+        let start: StartBatch = Box::new(move |batch| sender.send(batch).is_ok());
+        let after = Arc::new(ReadBatcher::numbered_after(
+            start,
+            fresh_batch_base().expect("random"),
+        ));
+        let reader = {
+            let after = Arc::clone(&after);
+            thread::spawn(move || after.read(Duration::from_secs(30)))
+        };
+        let current = next_batch(&this_run);
+        // The leader's answer to the earlier run's batch arrives (index 5, confirmed then).
+        after.complete(stale, Ok(5));
+        assert!(
+            !after.settled(current),
+            "a stale answer completed batch {current}"
+        );
+        after.complete(current, Ok(9));
+        assert_eq!(reader.join().expect("reader"), Ok(9));
+        assert_eq!(after.counts(), (1, 1), "the counters count from the base");
     }
 
     #[test]

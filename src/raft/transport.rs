@@ -98,8 +98,9 @@ struct Endpoint {
     id: NodeId,
     secret: Vec<u8>,
     http_addr: String,
-    /// Authenticated inbound connections open per peer.
-    inbound: Mutex<HashMap<NodeId, usize>>,
+    /// Authenticated inbound connections open per peer: each one's number and a handle to
+    /// shut it down when a newer one of the same peer supersedes it (see [`open_inbound`]).
+    inbound: Mutex<HashMap<NodeId, Vec<(u64, TcpStream)>>>,
     lost: Lost,
     /// Each peer's outgoing queue (its writer's work and wake-ups).
     queues: Mutex<HashMap<NodeId, Arc<PeerQueue>>>,
@@ -812,7 +813,7 @@ fn serve_inbound<Slot>(
         .expect("http address table poisoned")
         .insert(hello.from, hello.http_addr.clone());
     let peer = hello.from;
-    count_inbound(shared, peer, true);
+    let number = open_inbound(shared, peer, &stream)?;
     // The peer just dialed us, so it is up, perhaps restarted. Our writer toward it dials now
     // if it waits out a backoff (from while the peer was down), or checks its connection if it
     // has one (it may lead to the old process). Otherwise what this node sends meanwhile, a
@@ -828,7 +829,7 @@ fn serve_inbound<Slot>(
         queue.nudge();
     }
     let ended = read_messages(&mut stream, &buf, shared, stop, &hello, deliver);
-    let remaining = count_inbound(shared, peer, false);
+    let remaining = close_inbound(shared, peer, number);
     // End of file or a reset: the peer's process closed the connection (or died). Not a
     // protocol error, a timeout or our own shutdown; and not while another connection from
     // the same peer (a re-dial) is open.
@@ -844,22 +845,51 @@ fn serve_inbound<Slot>(
     ended
 }
 
-/// Counts an inbound connection of `peer` opening (`opened`) or closing; returns how many
-/// remain open.
-fn count_inbound(shared: &Endpoint, peer: NodeId, opened: bool) -> usize {
+/// Numbers the authenticated inbound connections (see [`open_inbound`]).
+static INBOUND_NUMBERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Records `stream`, a new authenticated connection of `peer`, and shuts down the older ones
+/// of that peer; returns its number for [`close_inbound`]. A peer's writer keeps one
+/// connection toward us at a time and dials anew only once it gave the last one up, so an
+/// older connection is one it abandoned. Most are closed by the peer's kernel, but not when
+/// its host vanished (power loss, a partition outlasting the close): without this, such a
+/// connection would hold its authenticated slot for good, and once they took all
+/// [`INBOUND_CONNECTIONS_MAX`] no peer could reach this node again. The readers of the shut
+/// connections see their end and give their slots back; no loss is reported for them, since
+/// the new connection stays open.
+///
+/// # Errors
+/// The handle could not be made (the connection then closes).
+fn open_inbound(shared: &Endpoint, peer: NodeId, stream: &TcpStream) -> io::Result<u64> {
+    let handle = stream.try_clone()?;
+    let number = INBOUND_NUMBERS.fetch_add(1, Ordering::SeqCst);
     let mut table = shared.inbound.lock().expect("inbound table poisoned");
-    let count = table.entry(peer).or_insert(0);
-    if opened {
-        *count += 1;
-    } else {
-        assert!(*count > 0, "inbound connection of {peer} closed twice");
-        *count -= 1;
+    let open = table.entry(peer).or_default();
+    for (_, older) in open.iter() {
+        // Already closed by its peer, perhaps: nothing more to do then.
+        let _ = older.shutdown(std::net::Shutdown::Both);
     }
-    let now = *count;
-    if now == 0 {
+    open.push((number, handle));
+    Ok(number)
+}
+
+/// Forgets connection `number` of `peer` (its reader ended); returns how many of that
+/// peer's remain open.
+fn close_inbound(shared: &Endpoint, peer: NodeId, number: u64) -> usize {
+    let mut table = shared.inbound.lock().expect("inbound table poisoned");
+    let open = table.entry(peer).or_default();
+    let before = open.len();
+    open.retain(|(n, _)| *n != number);
+    assert_eq!(
+        open.len() + 1,
+        before,
+        "inbound connection {number} of {peer} closed twice"
+    );
+    let remaining = open.len();
+    if remaining == 0 {
         table.remove(&peer);
     }
-    now
+    remaining
 }
 
 /// Bytes a peer reader asks the socket for at once (many frames per `read` under load).
@@ -1668,6 +1698,79 @@ mod tests {
         dribbling.store(false, Ordering::SeqCst);
         dribbler.join().unwrap();
         assert!(got_through, "slow handshakes kept the peer out");
+    }
+
+    /// Dials `addr` as node `from` toward node 2 with the secret `secret` and completes the
+    /// handshake, then leaves the connection open and silent: a peer whose host vanished
+    /// (power loss, a long partition) never closes it.
+    fn authenticated_connection(addr: SocketAddr, from: NodeId) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).expect("dial");
+        let nonce = [from as u8; wire::NONCE_BYTES];
+        let mut out = Vec::new();
+        Hello {
+            version: PROTOCOL_VERSION,
+            from,
+            to: 2,
+            nonce,
+            http_addr: String::new(),
+        }
+        .encode(&mut out);
+        stream.write_all(&out).expect("hello sent");
+        let stop = AtomicBool::new(false);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (kind, body) = read_frame(
+            &mut stream,
+            &mut Vec::new(),
+            HANDSHAKE_FRAME_BYTES_MAX,
+            &stop,
+            deadline,
+        )
+        .expect("an answer");
+        assert_eq!(kind, FrameKind::Welcome);
+        let welcome = Welcome::decode(&body).expect("a welcome");
+        let mac = wire::handshake_mac(b"secret", Side::Dialer, &nonce, &welcome.nonce, from, 2);
+        out.clear();
+        wire::encode_auth(&mut out, &mac);
+        stream.write_all(&out).expect("auth sent");
+        stream
+    }
+
+    /// Whether the listener closed `stream` within `bound`.
+    fn closed_within(stream: &mut TcpStream, bound: Duration) -> bool {
+        stream.set_read_timeout(Some(bound)).expect("timeout");
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !is_timeout(&e),
+        }
+    }
+
+    /// Connections a peer dialed before and never closed (its host vanished) must not pile
+    /// up: each takes an authenticated slot for good, and once they fill all of them no peer
+    /// gets through any more. A newer authenticated connection of a peer supersedes its older
+    /// ones (a peer's writer keeps one connection toward us at a time).
+    #[test]
+    fn a_peer_dialing_anew_supersedes_its_connections_left_open() {
+        let (node_2, received) = counting_listener();
+        let addr_2 = node_2.listen_addr();
+        let mut first = authenticated_connection(addr_2, 1);
+        let mut left_open = Vec::new();
+        for _ in 0..INBOUND_CONNECTIONS_MAX {
+            left_open.push(authenticated_connection(addr_2, 1));
+        }
+        assert!(
+            closed_within(&mut first, Duration::from_secs(30)),
+            "a superseded connection stays open"
+        );
+        // Another peer's connection is not touched by node 1's.
+        let mut other = authenticated_connection(addr_2, 3);
+        assert!(
+            a_peer_gets_through(addr_2, &received, Duration::from_secs(30)),
+            "stale connections keep the peer out"
+        );
+        assert!(!closed_within(&mut other, Duration::from_millis(100)));
+        drop(left_open);
     }
 
     #[test]
