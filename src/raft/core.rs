@@ -172,7 +172,9 @@ pub(crate) struct Raft<S: Storage> {
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
     /// Chunks accepted since the last Ready (see [`SnapshotChunk`]).
     pub(crate) snapshot_chunks: Vec<SnapshotChunk>,
-    pub(crate) outgoing_snapshot: Option<super::types::Snapshot>,
+    /// Leader: the snapshot followers are being sent, described, not held: its bytes are
+    /// read from storage a chunk at a time as they go out (`Storage::snapshot_chunk`).
+    pub(crate) outgoing_snapshot: Option<super::storage::SnapshotInfo>,
     /// Whether two adjacent entries of one term hold events of one command (a run that is
     /// replicated, persisted, committed and applied whole; see `leader.rs`).
     pub(crate) same_command: SameCommand,
