@@ -475,6 +475,7 @@ impl<S: Storage> Raft<S> {
             .as_ref()
             .filter(|s| s.meta.index == index && index == current)
         else {
+            self.snapshot_sends_restarted += 1;
             progress.become_probe();
             self.send_append(to, IfEmpty::Ask);
             return;
@@ -490,6 +491,7 @@ impl<S: Storage> Raft<S> {
                 // install (a probe, then a fresh `start_snapshot`), so the follower never
                 // gets bytes of two snapshots under one index, and no loop retries at once.
                 self.outgoing_snapshot = None;
+                self.snapshot_sends_restarted += 1;
                 progress.become_probe();
                 progress.probe_sent = true;
                 return;
