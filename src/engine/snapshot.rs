@@ -484,7 +484,7 @@ pub fn open_snapshot_file(data_dir: &Path, index: u64) -> Result<(fs::File, u64)
 }
 
 /// Cluster mode: installs the snapshot file a leader sent, already written whole at
-/// `received` (in the data directory: the same file system). Checks it as [`check_file`]
+/// `received` (in the data directory: the same file system). Checks it as `check_file`
 /// does, streaming (never holding it whole), and that it covers `index`; then makes it durable
 /// and renames it into place (fsync, rename, fsync the directory), so a crash leaves either
 /// no new snapshot or a whole, valid one. The bytes checked are the bytes installed: the
@@ -523,7 +523,7 @@ pub fn install_received_snapshot(
 }
 
 /// Cluster mode: decodes the snapshot covering exactly `index` through `decode`, streaming
-/// its body as [`load_newest_with`] does (a bounded window, never the whole file), and
+/// its body as `load_newest_with` does (a bounded window, never the whole file), and
 /// returns the value only once the whole body's checksum holds.
 ///
 /// # Errors
