@@ -55,6 +55,7 @@ fn nodes_killed_at_random_moments_lose_no_acknowledged_write() {
     let options = NodeOptions {
         snapshot_every_events: Some(40),
         segment_bytes_max: Some(4096),
+        ..NodeOptions::default()
     };
     let mut cluster = start_cluster_with("chaos", &options, &mut |_, _, real| real);
     // A node killed during its first start (bootstrapping its log and Raft state) and started

@@ -30,6 +30,7 @@ fn start_snapshotting_cluster(name: &str) -> Cluster {
     let options = NodeOptions {
         snapshot_every_events: Some(SNAPSHOT_EVERY_EVENTS),
         segment_bytes_max: Some(SEGMENT_BYTES_MAX),
+        ..NodeOptions::default()
     };
     start_cluster_with(&format!("snapshot-{name}"), &options, &mut |_, _, real| {
         real
@@ -137,6 +138,168 @@ fn a_follower_behind_the_compaction_point_catches_up_through_a_snapshot() {
             "no incoming file left after round {round}"
         );
     }
+}
+
+/// Items of one bulk command building a state of many snapshot chunks, and their name bytes.
+const BULK_ITEMS: usize = 100;
+const BULK_NAME_BYTES: usize = 1000;
+
+fn start_chunked_cluster(name: &str, snapshot_every_events: u64, chunk_bytes: u64) -> Cluster {
+    let options = NodeOptions {
+        snapshot_every_events: Some(snapshot_every_events),
+        segment_bytes_max: Some(SEGMENT_BYTES_MAX),
+        snapshot_chunk_bytes: Some(chunk_bytes),
+    };
+    start_cluster_with(&format!("snapshot-{name}"), &options, &mut |_, _, real| {
+        real
+    })
+}
+
+/// Creates `commands` bulk commands of [`BULK_ITEMS`] items through `addr`.
+fn write_bulk(addr: SocketAddr, commands: usize) {
+    let path = format!("/api/bulk/{BULK_ITEMS}/{BULK_NAME_BYTES}");
+    for _ in 0..commands {
+        let created = poll(Duration::from_secs(20), || {
+            http(addr, "POST", &path, "", "").filter(|(code, _)| *code == 201)
+        });
+        assert!(created.is_some(), "a bulk command was not acknowledged");
+    }
+}
+
+/// The size of node `k`'s newest snapshot file (0: none).
+fn newest_snapshot_bytes(cluster: &Cluster, k: usize) -> u64 {
+    let dir = cluster
+        .dir
+        .join(format!("d{}", cluster.nodes[k].id))
+        .join(lithair::engine::SNAPSHOT_DIR_NAME);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut files: Vec<(String, u64)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_str()?.to_string();
+            name.ends_with(".snap")
+                .then(|| Some((name, entry.metadata().ok()?.len())))?
+        })
+        .collect();
+    files.sort();
+    files.last().map_or(0, |(_, bytes)| *bytes)
+}
+
+#[test]
+fn a_follower_catches_up_through_a_snapshot_sent_in_many_chunks() {
+    const CHUNK_BYTES: u64 = 4096;
+    let mut cluster = start_chunked_cluster("many-chunks", SNAPSHOT_EVERY_EVENTS, CHUNK_BYTES);
+    let leader = wait_leader(&cluster);
+    write_items(cluster.nodes[leader].http, "warm", 20);
+    wait_converged(&cluster);
+    // A state of about 300 KB (some 70 chunks) written while a follower is down, then enough
+    // writes that the leader compacts its log past the follower.
+    let follower = (leader + 1) % cluster.nodes.len();
+    cluster.nodes[follower].kill();
+    write_bulk(cluster.nodes[leader].http, 3);
+    write_items(
+        cluster.nodes[leader].http,
+        "a",
+        2 * SNAPSHOT_EVERY_EVENTS as usize,
+    );
+    let compacted = poll(Duration::from_secs(30), || {
+        let s = status(cluster.nodes[leader].http)?;
+        (s.snapshot_index > 3 * BULK_ITEMS as u64).then_some(())
+    });
+    assert!(
+        compacted.is_some(),
+        "the leader compacted past the bulk writes"
+    );
+    let sent_bytes = newest_snapshot_bytes(&cluster, leader);
+    assert!(
+        sent_bytes > 50 * CHUNK_BYTES,
+        "the leader's snapshot spans many chunks: {sent_bytes} bytes"
+    );
+    cluster.nodes[follower].spawn();
+    let all = wait_converged(&cluster);
+    assert!(
+        all[follower].snapshots_installed >= 1,
+        "the follower caught up through a snapshot: {all:?}"
+    );
+    assert!(!incoming_file(&cluster, follower).exists());
+}
+
+#[test]
+fn a_newer_snapshot_taken_mid_transfer_restarts_it_and_the_follower_converges() {
+    // Small chunks: the transfer of a state of about 300 KB takes thousands of round trips,
+    // long enough for writes meanwhile to make the leader take (and compact to) newer
+    // snapshots, every few dozen events, before it ends.
+    const CHUNK_BYTES: u64 = 64;
+    const EVERY_EVENTS: u64 = 40;
+    let mut cluster = start_chunked_cluster("mid-transfer", EVERY_EVENTS, CHUNK_BYTES);
+    let leader = wait_leader(&cluster);
+    write_items(cluster.nodes[leader].http, "warm", 20);
+    wait_converged(&cluster);
+    let follower = (leader + 1) % cluster.nodes.len();
+    cluster.nodes[follower].kill();
+    write_bulk(cluster.nodes[leader].http, 3);
+    write_items(
+        cluster.nodes[leader].http,
+        "a",
+        2 * SNAPSHOT_EVERY_EVENTS as usize,
+    );
+    let leader_http = cluster.nodes[leader].http;
+    let compacted = poll(Duration::from_secs(30), || {
+        let s = status(leader_http)?;
+        (s.snapshot_index > 3 * BULK_ITEMS as u64).then_some(())
+    });
+    assert!(
+        compacted.is_some(),
+        "the leader compacted past the bulk writes"
+    );
+    let restarted_before = status(leader_http)
+        .expect("leader")
+        .snapshot_sends_restarted;
+
+    // The follower comes back while writes go on, until the leader restarted its transfer.
+    cluster.nodes[follower].spawn();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let restarted = std::thread::scope(|scope| {
+        for thread in 0..WRITER_THREADS {
+            let stop = &stop;
+            scope.spawn(move || {
+                let mut k = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let headers = format!(
+                        "Content-Type: application/json\r\nIdempotency-Key: during-{thread}-{k}\r\n"
+                    );
+                    let _ = http(
+                        leader_http,
+                        "POST",
+                        "/api/items",
+                        &headers,
+                        "{\"name\":\"t\"}",
+                    );
+                    k += 1;
+                }
+            });
+        }
+        let restarted = poll(Duration::from_secs(60), || {
+            let s = status(leader_http)?;
+            (s.snapshot_sends_restarted > restarted_before).then_some(s.snapshot_sends_restarted)
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        restarted
+    });
+    assert!(
+        restarted.is_some(),
+        "the leader took a newer snapshot mid-transfer and restarted the transfer"
+    );
+    // Once the writes stop, the restarted transfer ends and every node holds one state.
+    let all = wait_converged(&cluster);
+    assert!(
+        all[follower].snapshots_installed >= 1,
+        "the follower caught up through a snapshot: {all:?}"
+    );
+    assert!(all.iter().all(|s| s.digest == all[0].digest));
+    assert!(!incoming_file(&cluster, follower).exists());
 }
 
 // ---- In-process: the engine's cluster path driven by hand, as the Raft node drives it. ----

@@ -1174,6 +1174,11 @@ pub fn status_json(status: &ClusterStatus, replica: &dyn Replica) -> String {
     w.str(&digest_hex(&digest));
     u64_field(&mut w, "snapshot_index", status.snapshot_index);
     u64_field(&mut w, "snapshots_installed", status.snapshots_installed);
+    u64_field(
+        &mut w,
+        "snapshot_sends_restarted",
+        status.snapshot_sends_restarted,
+    );
     u64_field(&mut w, "batched_reads", status.batched_reads);
     u64_field(&mut w, "read_batches", status.read_batches);
     w.field("members");

@@ -2192,10 +2192,16 @@ impl<S: State> Replica for EngineReplica<S> {
 
     fn restore(&self, index: u64) -> Result<(), String> {
         let shared = &self.shared;
-        let body = snapshot::load_at(&shared.data_dir, index).map_err(|e| e.to_string())?;
         let keys_max = shared.options.idempotency_keys_max;
-        let tracked = Tracked::<S>::decode_snapshot(&body, keys_max)
-            .map_err(|e| format!("snapshot {index} does not decode: {e}"))?;
+        // Decoded as it streams from the file (the installed snapshot is never read whole):
+        // only the state it decodes to is held, as when a node starts from a snapshot.
+        let tracked = snapshot::load_at_with(&shared.data_dir, index, |index, input| {
+            Tracked::<S>::decode_snapshot_spilled(input, keys_max).map_err(|e| Error::Visitor {
+                index,
+                message: format!("snapshot does not decode: {e}"),
+            })
+        })
+        .map_err(|e| e.to_string())?;
         if tracked.applied_index != index {
             return Err(format!(
                 "snapshot {index} holds the state at {}",

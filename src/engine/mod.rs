@@ -62,9 +62,9 @@ pub use replica::{
     COMMAND_EVENT_OVERHEAD_BYTES, RAFT_CONF_EVENT_TYPE, RAFT_NOOP_EVENT_TYPE,
 };
 pub use snapshot::{
-    install_snapshot_file, list_snapshots, parse_snapshot, read_snapshot_file, snapshot_dir,
-    SnapshotHook, SnapshotStep, SNAPSHOT_DIR_NAME, SNAPSHOT_HEADER_BYTES, SNAPSHOT_MAGIC,
-    SNAPSHOT_VERSION,
+    install_received_snapshot, install_snapshot_file, list_snapshots, load_at_with,
+    open_snapshot_file, parse_snapshot, read_snapshot_file, snapshot_dir, SnapshotHook,
+    SnapshotStep, SNAPSHOT_DIR_NAME, SNAPSHOT_HEADER_BYTES, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
 };
 pub use state::{
     digest, digest_hex, Command, Committed, Context, Convert, Meta, Receipt, State, Tracked,

@@ -462,6 +462,83 @@ pub fn install_snapshot_file(data_dir: &Path, index: u64, file: &[u8]) -> Result
     write_snapshot(data_dir, index, body, None)
 }
 
+/// Cluster mode: the snapshot file covering exactly `index`, open, with its size in bytes
+/// (header included), as a leader sends it to followers a chunk at a time: its header and
+/// length are checked (the follower checks the body's checksum once it has it all). Reads
+/// through this handle see this file's bytes even if a newer snapshot prunes (unlinks) it
+/// meanwhile, so a transfer never mixes two files.
+///
+/// # Errors
+/// I/O failures, or a damaged header or size (`Error::Invalid`).
+pub fn open_snapshot_file(data_dir: &Path, index: u64) -> Result<(fs::File, u64), Error> {
+    let path = snapshot_path(&snapshot_dir(data_dir), index);
+    let mut file = fs::File::open(&path).map_err(|e| Error::io(&path, "open", e))?;
+    let invalid = |reason: String| Error::Invalid {
+        message: format!("snapshot {index} is damaged: {reason}"),
+    };
+    let header = read_header(&mut file, &path)?.map_err(invalid)?;
+    if header.index != index {
+        return Err(invalid(format!("its header names index {}", header.index)));
+    }
+    Ok((file, SNAPSHOT_HEADER_BYTES as u64 + header.body_bytes))
+}
+
+/// Cluster mode: installs the snapshot file a leader sent, already written whole at
+/// `received` (in the data directory: the same file system). Checks it as `check_file`
+/// does, streaming (never holding it whole), and that it covers `index`; then makes it durable
+/// and renames it into place (fsync, rename, fsync the directory), so a crash leaves either
+/// no new snapshot or a whole, valid one. The bytes checked are the bytes installed: the
+/// check, the fsync and the rename all go through one open handle of one file.
+///
+/// # Errors
+/// A damaged or misnamed file (`Error::Invalid`), or I/O failures.
+pub fn install_received_snapshot(
+    data_dir: &Path,
+    index: u64,
+    received: &Path,
+) -> Result<PathBuf, Error> {
+    let invalid = |message: String| Error::Invalid { message };
+    let checked = check_file(received)?
+        .map_err(|reason| invalid(format!("received snapshot {index} is damaged: {reason}")))?;
+    if checked.index != index {
+        return Err(invalid(format!(
+            "received snapshot for index {index} covers {}",
+            checked.index
+        )));
+    }
+    checked
+        .file
+        .sync_all()
+        .map_err(|e| Error::io(received, "fsync", e))?;
+    let dir = snapshot_dir(data_dir);
+    fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, "create directory", e))?;
+    let path = snapshot_path(&dir, index);
+    fs::rename(received, &path).map_err(|e| Error::io(&path, "rename", e))?;
+    sync_dir(&dir)?;
+    if let Some(from) = received.parent().filter(|from| *from != dir) {
+        // The name is gone from there too: a restart must not find it again.
+        sync_dir(from)?;
+    }
+    Ok(path)
+}
+
+/// Cluster mode: decodes the snapshot covering exactly `index` through `decode`, streaming
+/// its body as `load_newest_with` does (a bounded window, never the whole file), and
+/// returns the value only once the whole body's checksum holds.
+///
+/// # Errors
+/// I/O failures, `decode`'s error, or a damaged file (`Error::Invalid`).
+pub fn load_at_with<T>(
+    data_dir: &Path,
+    index: u64,
+    mut decode: impl FnMut(u64, &mut Unspill<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let path = snapshot_path(&snapshot_dir(data_dir), index);
+    load_file(&path, index, &mut decode)?.map_err(|reason| Error::Invalid {
+        message: format!("snapshot {index} {reason}"),
+    })
+}
+
 /// Cluster mode: the body of the snapshot covering exactly `index`, checked.
 pub fn load_at(data_dir: &Path, index: u64) -> Result<Vec<u8>, Error> {
     let file = read_snapshot_file(data_dir, index)?;

@@ -172,7 +172,12 @@ pub(crate) struct Raft<S: Storage> {
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
     /// Chunks accepted since the last Ready (see [`SnapshotChunk`]).
     pub(crate) snapshot_chunks: Vec<SnapshotChunk>,
-    pub(crate) outgoing_snapshot: Option<super::types::Snapshot>,
+    /// Leader: the snapshot followers are being sent, described, not held: its bytes are
+    /// read from storage a chunk at a time as they go out (`Storage::snapshot_chunk`).
+    pub(crate) outgoing_snapshot: Option<super::storage::SnapshotInfo>,
+    /// Leader: snapshot transfers restarted because their snapshot was replaced by a newer
+    /// one (or could not be read) before they finished, since this core started.
+    pub(crate) snapshot_sends_restarted: u64,
     /// Whether two adjacent entries of one term hold events of one command (a run that is
     /// replicated, persisted, committed and applied whole; see `leader.rs`).
     pub(crate) same_command: SameCommand,
@@ -222,6 +227,7 @@ impl<S: Storage> Raft<S> {
             incoming_snapshot: None,
             snapshot_chunks: Vec::new(),
             outgoing_snapshot: None,
+            snapshot_sends_restarted: 0,
             same_command: never_same_command,
             snapshot_silence: BTreeMap::new(),
         };

@@ -11,7 +11,7 @@ use super::core::{
     command_bytes, PendingRead, Raft, RaftError, COMMAND_BYTES_MAX, READS_WAITING_MAX,
 };
 use super::progress::{Progress, ProgressState};
-use super::storage::{Storage, StorageError};
+use super::storage::Storage;
 use super::types::{
     ConfChange, Entry, EntryKind, MessageBody, NodeId, Payload, ReadState, Role, NODE_NONE,
 };
@@ -442,17 +442,20 @@ impl<S: Storage> Raft<S> {
         let snapshot_index = self.log.first_index() - 1;
         let cached = self.outgoing_snapshot.as_ref().map(|s| s.meta.index);
         if cached != Some(snapshot_index) {
-            match self.log.storage.snapshot() {
-                Ok(snapshot) => self.outgoing_snapshot = Some(snapshot),
-                Err(StorageError::Other(_)) | Err(_) => return, // Retried on the next heartbeat.
+            // Only its description: the bytes are read a chunk at a time as they are sent.
+            match self.log.storage.snapshot_info() {
+                Ok(info) if info.meta.index == snapshot_index => {
+                    self.outgoing_snapshot = Some(info);
+                }
+                // Not readable (or not the log's yet): retried on the next heartbeat.
+                Ok(_) | Err(_) => return,
             }
         }
-        let index = self.outgoing_snapshot.as_ref().map_or(0, |s| s.meta.index);
         let progress = self
             .progress
             .get_mut(&to)
             .expect("snapshot to a tracked peer");
-        progress.become_snapshot(index);
+        progress.become_snapshot(snapshot_index);
         self.send_snapshot_chunk(to);
     }
 
@@ -463,28 +466,50 @@ impl<S: Storage> Raft<S> {
         let ProgressState::Snapshot { index, acked_bytes } = progress.state else {
             return;
         };
-        let Some(snapshot) = self
+        // The log compacted past this transfer's snapshot (a newer one was taken): once
+        // installed it would leave a gap to the log, so the install restarts from scratch
+        // with the newer one rather than finishing a useless one.
+        let current = self.log.first_index() - 1;
+        let Some(info) = self
             .outgoing_snapshot
             .as_ref()
-            .filter(|s| s.meta.index == index)
+            .filter(|s| s.meta.index == index && index == current)
         else {
-            // The snapshot was replaced by a newer one: restart the install from scratch.
+            self.snapshot_sends_restarted += 1;
             progress.become_probe();
             self.send_append(to, IfEmpty::Ask);
             return;
         };
+        let total_bytes = info.total_bytes;
+        let start = acked_bytes.min(total_bytes);
+        let len = self.config.snapshot_chunk_bytes.min(total_bytes - start);
+        let (snapshot_term, conf) = (info.meta.term, info.meta.conf.clone());
+        let data = match self.log.storage.snapshot_chunk(index, start, len) {
+            Ok(data) => data,
+            Err(_) => {
+                // Replaced or unreadable: forget it; the next heartbeat answer restarts the
+                // install (a probe, then a fresh `start_snapshot`), so the follower never
+                // gets bytes of two snapshots under one index, and no loop retries at once.
+                self.outgoing_snapshot = None;
+                self.snapshot_sends_restarted += 1;
+                progress.become_probe();
+                progress.probe_sent = true;
+                return;
+            }
+        };
+        assert_eq!(
+            data.len() as u64,
+            len,
+            "storage returned a snapshot chunk of the wrong size"
+        );
         progress.probe_sent = true;
-        let total_bytes = snapshot.data.len() as u64;
-        let start = acked_bytes.min(total_bytes) as usize;
-        let end = (acked_bytes.saturating_add(self.config.snapshot_chunk_bytes)).min(total_bytes)
-            as usize;
         let body = MessageBody::InstallSnapshot {
             index,
-            snapshot_term: snapshot.meta.term,
-            conf: snapshot.meta.conf.clone(),
-            offset: start as u64,
+            snapshot_term,
+            conf,
+            offset: start,
             total_bytes,
-            data: snapshot.data[start..end].to_vec(),
+            data,
         };
         self.send(to, body);
     }

@@ -46,7 +46,11 @@
 //!   the message window (`RawNode::set_same_command`, the argument in `leader.rs`): a log
 //!   holds all of a run or none, so no node commits or applies part of a command. A run is at
 //!   most `COMMAND_BYTES_MAX`; the engine refuses bigger commands at submit.
-//! - Snapshots are sent in `snapshot_chunk_bytes` chunks; the follower core keeps none of the
+//! - Snapshots are sent in `snapshot_chunk_bytes` chunks; the leader core keeps none of the
+//!   bytes either: it holds a `SnapshotInfo` (meta and size) and reads each chunk from storage
+//!   as it sends it (`Storage::snapshot_chunk`); a chunk of a snapshot storage no longer holds
+//!   is refused (`SnapshotReplaced`) and the transfer restarts with the newer one, as it does
+//!   as soon as the log is compacted past the snapshot being sent. The follower core keeps none of the
 //!   bytes: it takes only the chunk that continues what it has (contiguous offsets, a total
 //!   under `snapshot_bytes_max`), hands it out in `Ready::snapshot_chunks` for the driver to
 //!   store (the node driver streams them into a temporary file of the data directory), and
@@ -85,7 +89,7 @@ pub use self::core::{
 pub use self::leader::{lease_ticks, LeaseRead};
 pub use self::leader_loss::LEADER_LOSS_STAGGER_TICKS;
 pub use self::raw_node::{RawNode, Ready, SoftState, Status, READY_APPLY_BYTES_MAX};
-pub use self::storage::{bootstrap_entries, MemStorage, Storage, StorageError};
+pub use self::storage::{bootstrap_entries, MemStorage, SnapshotInfo, Storage, StorageError};
 pub use self::types::{
     ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageBody, NodeId, Payload,
     ReadState, Role, Snapshot, SnapshotMeta, CONF_CHANGE_BYTES, NODE_NONE,

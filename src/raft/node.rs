@@ -52,6 +52,10 @@ pub const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
 /// after which the process aborts, to test that a crash in the middle of an install leaves a
 /// node able to start.
 pub const INSTALL_CRASH_ENV: &str = "LITHAIR_TEST_CRASH_DURING_INSTALL";
+/// Test hook: the environment variable giving a smaller InstallSnapshot chunk (in bytes, 1 to
+/// [`SNAPSHOT_CHUNK_BYTES`]), so a test sends a small state in many chunks. Other values are
+/// ignored.
+pub const SNAPSHOT_CHUNK_ENV: &str = "LITHAIR_TEST_SNAPSHOT_CHUNK_BYTES";
 /// A learner is promoted to voter once it lags the leader's last index by at most this many
 /// entries: close enough that it can keep up, so adding its vote does not stall commits.
 pub const LEARNER_PROMOTE_LAG_ENTRIES_MAX: u64 = 64;
@@ -219,6 +223,9 @@ pub struct ClusterStatus {
     pub snapshot_index: u64,
     /// Snapshots installed from a leader since this process started.
     pub snapshots_installed: u64,
+    /// Snapshot transfers to followers restarted (as leader) because a newer snapshot
+    /// replaced theirs mid-transfer, since this process started.
+    pub snapshot_sends_restarted: u64,
     /// Linearizable reads that joined a ReadIndex batch since this process started (lease
     /// reads, which need no round, are not counted).
     pub batched_reads: u64,
@@ -686,7 +693,11 @@ fn raft_config(
     // believe anything beyond its commit applied, so it re-delivers that part and the engine
     // ignores what it already holds.
     raft_config.applied = replica.applied_index().min(storage.hard_state().commit);
-    raft_config.snapshot_chunk_bytes = SNAPSHOT_CHUNK_BYTES;
+    raft_config.snapshot_chunk_bytes = std::env::var(SNAPSHOT_CHUNK_ENV)
+        .ok()
+        .and_then(|bytes| bytes.parse::<u64>().ok())
+        .filter(|bytes| (1..=SNAPSHOT_CHUNK_BYTES).contains(bytes))
+        .unwrap_or(SNAPSHOT_CHUNK_BYTES);
     raft_config.read_mode = config.read_mode;
     // The driver promotes learners itself, with a lag threshold (see `promote_learners`).
     raft_config.auto_promote_learners = false;
@@ -1621,6 +1632,7 @@ impl Driver {
         published.last_index = self.raw.storage().last_index();
         published.snapshot_index = self.raw.storage().snapshot_index();
         published.snapshots_installed = self.snapshots_installed;
+        published.snapshot_sends_restarted = status.snapshot_sends_restarted;
         let replaced = members.map(|members| std::mem::replace(&mut published.members, members));
         drop(published);
         drop(replaced); // Freed outside the lock.

@@ -344,6 +344,7 @@ impl<S: Storage> RawNode<S> {
                 .iter()
                 .map(|(&id, p)| (id, p.match_index))
                 .collect(),
+            snapshot_sends_restarted: raft.snapshot_sends_restarted,
         }
     }
 
@@ -417,4 +418,7 @@ pub struct Status {
     pub conf: ConfState,
     /// Leader only: each follower's match index.
     pub match_indexes: Vec<(NodeId, u64)>,
+    /// Snapshot transfers this node restarted as leader because a newer snapshot replaced
+    /// theirs before they finished (or it could not be read).
+    pub snapshot_sends_restarted: u64,
 }

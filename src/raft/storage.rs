@@ -5,7 +5,8 @@
 //! Must not: write anything on behalf of the core; the caller persists what `Ready` lists and
 //! only then makes it visible here.
 
-use super::types::{ConfState, Entry, HardState, Snapshot};
+use super::types::{ConfState, Entry, HardState, Snapshot, SnapshotMeta};
+use std::cell::Cell;
 use std::fmt;
 
 /// Why storage could not answer.
@@ -24,6 +25,12 @@ pub enum StorageError {
         index: u64,
         /// The last index held.
         last_index: u64,
+    },
+    /// The snapshot asked for is no longer the one held (a newer one replaced it): its bytes
+    /// are gone, a transfer of it must start again with the current one.
+    SnapshotReplaced {
+        /// The snapshot index asked for.
+        index: u64,
     },
     /// An I/O or corruption problem the caller must resolve.
     Other(String),
@@ -44,6 +51,9 @@ impl fmt::Display for StorageError {
                     "raft log index {index} is beyond the last index {last_index}"
                 )
             }
+            StorageError::SnapshotReplaced { index } => {
+                write!(f, "raft snapshot {index} was replaced by a newer one")
+            }
             StorageError::Other(message) => write!(f, "raft storage: {message}"),
         }
     }
@@ -51,9 +61,19 @@ impl fmt::Display for StorageError {
 
 impl std::error::Error for StorageError {}
 
+/// What the latest snapshot covers and how large it is, without its bytes: a leader reads
+/// those a chunk at a time ([`Storage::snapshot_chunk`]) as it sends them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// Index, term and membership covered.
+    pub meta: SnapshotMeta,
+    /// The snapshot's size in bytes (what a follower receives in all).
+    pub total_bytes: u64,
+}
+
 /// Read access to persisted Raft state. Ranges are half-open (`lo..hi`).
 ///
-/// Contract: everything returned is durable. `first_index() == snapshot().meta.index + 1`; the
+/// Contract: everything returned is durable. `first_index() == snapshot_info().meta.index + 1`; the
 /// term of the snapshot index stays answerable through `term(first_index() - 1)`. The node
 /// driver implements this over the engine's log (the Raft term in each frame); `MemStorage`
 /// implements it in memory.
@@ -75,11 +95,23 @@ pub trait Storage {
     fn first_index(&self) -> u64;
     /// The last index held (the snapshot index when the log is empty).
     fn last_index(&self) -> u64;
-    /// The latest snapshot.
+    /// The latest snapshot's description (index, term, membership, size), not its bytes.
     ///
     /// # Errors
     /// `Other` if it cannot be read.
-    fn snapshot(&self) -> Result<Snapshot, StorageError>;
+    fn snapshot_info(&self) -> Result<SnapshotInfo, StorageError>;
+    /// `len` bytes of the snapshot covering `index`, from `offset` (the caller keeps
+    /// `offset + len` within its `total_bytes`). The leader's core pulls a snapshot through
+    /// this one chunk per InstallSnapshot, so it never holds a snapshot whole.
+    ///
+    /// Contract: every chunk of one index comes from the same snapshot as the
+    /// [`Storage::snapshot_info`] that described it (same bytes, same size); once that
+    /// snapshot can no longer be read as it was (replaced by a newer one), the answer is
+    /// `SnapshotReplaced`, never bytes of another file.
+    ///
+    /// # Errors
+    /// `SnapshotReplaced` if `index` is not the snapshot held, `Other` on I/O failures.
+    fn snapshot_chunk(&self, index: u64, offset: u64, len: u64) -> Result<Vec<u8>, StorageError>;
 }
 
 /// An in-memory `Storage`: a snapshot, the entries after it and the hard state.
@@ -89,6 +121,9 @@ pub struct MemStorage {
     snapshot: Snapshot,
     // INVARIANT: entries[k].index == snapshot.meta.index + 1 + k.
     entries: Vec<Entry>,
+    /// The most snapshot bytes one `snapshot_chunk` call handed out (what tests check: a
+    /// leader reads a snapshot a chunk at a time, never whole).
+    snapshot_read_max: Cell<u64>,
 }
 
 impl MemStorage {
@@ -193,6 +228,16 @@ impl MemStorage {
     pub fn held_entries(&self) -> &[Entry] {
         &self.entries
     }
+
+    /// The latest snapshot, bytes included (this storage holds them in memory).
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// The most bytes one [`Storage::snapshot_chunk`] call has handed out.
+    pub fn snapshot_read_max(&self) -> u64 {
+        self.snapshot_read_max.get()
+    }
 }
 
 /// The entries [`MemStorage::bootstrap`] writes: `AddVoter(id)` at indexes `1..=n`, term 1.
@@ -274,8 +319,30 @@ impl Storage for MemStorage {
         self.snapshot.meta.index + self.entries.len() as u64
     }
 
-    fn snapshot(&self) -> Result<Snapshot, StorageError> {
-        Ok(self.snapshot.clone())
+    fn snapshot_info(&self) -> Result<SnapshotInfo, StorageError> {
+        Ok(SnapshotInfo {
+            meta: self.snapshot.meta.clone(),
+            total_bytes: self.snapshot.data.len() as u64,
+        })
+    }
+
+    fn snapshot_chunk(&self, index: u64, offset: u64, len: u64) -> Result<Vec<u8>, StorageError> {
+        if index != self.snapshot.meta.index {
+            return Err(StorageError::SnapshotReplaced { index });
+        }
+        let data = &self.snapshot.data;
+        let end = offset
+            .checked_add(len)
+            .filter(|&end| end <= data.len() as u64);
+        let Some(end) = end else {
+            return Err(StorageError::Other(format!(
+                "snapshot chunk {offset}+{len} past its {} bytes",
+                data.len()
+            )));
+        };
+        self.snapshot_read_max
+            .set(self.snapshot_read_max.get().max(len));
+        Ok(data[offset as usize..end as usize].to_vec())
     }
 }
 

@@ -17,7 +17,7 @@
 //! the log up to that hint at start and Raft re-delivers the rest once it re-learns the commit.
 
 use super::core::SnapshotChunk;
-use super::storage::{MemStorage, Storage, StorageError};
+use super::storage::{MemStorage, SnapshotInfo, Storage, StorageError};
 use super::types::{
     ConfChange, ConfState, Entry, EntryKind, HardState, NodeId, Payload, Snapshot, SnapshotMeta,
 };
@@ -26,8 +26,9 @@ use crate::engine::{self, Reserved};
 use crate::log::{EntryBatch, Log};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 
 /// The directory of the old layout's second Raft log (before the engine's log became the Raft
 /// log); a data directory holding it is refused.
@@ -52,6 +53,17 @@ pub struct LogStorage {
     durable_term_vote: (u64, NodeId),
     /// The snapshot being received: its index, the open incoming file and the bytes in it.
     incoming: Option<(u64, File, u64)>,
+    /// The snapshot being sent (leader), open: chunks are read from this handle as they go
+    /// out, so a prune that unlinks the file cannot mix another file's bytes into a transfer.
+    /// Behind a lock because the core reads through `&self` (`Storage`).
+    outgoing: Mutex<Option<OutgoingSnapshot>>,
+}
+
+/// The open file of the snapshot a leader sends (see [`LogStorage::snapshot_chunk`]).
+struct OutgoingSnapshot {
+    index: u64,
+    file: File,
+    total_bytes: u64,
 }
 
 fn io_error(context: &str, error: impl std::fmt::Display) -> io::Error {
@@ -141,6 +153,7 @@ impl LogStorage {
             dir: data_dir.to_path_buf(),
             durable_term_vote: (hard_state.term, hard_state.vote),
             incoming: None,
+            outgoing: Mutex::new(None),
         };
         match fs::remove_file(data_dir.join(INCOMING_SNAPSHOT_FILE_NAME)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -195,6 +208,9 @@ impl LogStorage {
         };
         write_snapshot_meta(&self.dir, &meta)?;
         self.mem.compact(index, meta.conf, Vec::new());
+        // A transfer of the older snapshot restarts with this one: release its file (an
+        // unlinked file's space is freed only when its last handle closes).
+        self.drop_outgoing();
         self.log
             .delete_before(index + 1)
             .map_err(|e| io_error("compact the raft log", e))?;
@@ -211,18 +227,29 @@ impl LogStorage {
     /// A damaged snapshot, or I/O failures.
     pub fn install(&mut self, snapshot: &Snapshot, after: &dyn Fn(InstallStep)) -> io::Result<()> {
         let meta = &snapshot.meta;
-        // The core hands the bytes as chunks (`store_snapshot_chunks`): read them back only
-        // now, once, to check and write the snapshot file (which `install_snapshot_file`
-        // fsyncs and renames into place, so the incoming file itself needs no fsync).
-        let streamed;
-        let data: &[u8] = if snapshot.data.is_empty() && self.incoming.is_some() {
-            streamed = self.take_incoming(meta.index)?;
-            &streamed
+        // The core handed the bytes as chunks (`store_snapshot_chunks`), now whole in the
+        // incoming file: checked as it streams (never read whole), fsynced and renamed into
+        // place as the snapshot file.
+        if snapshot.data.is_empty() && self.incoming.is_some() {
+            let (received, file, bytes) = self.incoming.take().expect("checked above");
+            assert_eq!(
+                received, meta.index,
+                "installing another snapshot than received"
+            );
+            let written = file
+                .metadata()
+                .map_err(|e| io_error("the incoming snapshot", e))?
+                .len();
+            assert_eq!(written, bytes, "the incoming file lost bytes");
+            drop(file);
+            let path = self.dir.join(INCOMING_SNAPSHOT_FILE_NAME);
+            engine::install_received_snapshot(&self.dir, meta.index, &path)
+                .map_err(|e| io_error("install the snapshot", e))?;
         } else {
-            &snapshot.data
-        };
-        engine::install_snapshot_file(&self.dir, meta.index, data)
-            .map_err(|e| io_error("install the snapshot", e))?;
+            engine::install_snapshot_file(&self.dir, meta.index, &snapshot.data)
+                .map_err(|e| io_error("install the snapshot", e))?;
+        }
+        self.drop_outgoing();
         after(InstallStep::File);
         write_snapshot_meta(&self.dir, meta)?;
         after(InstallStep::Record);
@@ -277,16 +304,12 @@ impl LogStorage {
         Ok(())
     }
 
-    /// The incoming snapshot's bytes, once whole; removes the file.
-    fn take_incoming(&mut self, index: u64) -> io::Result<Vec<u8>> {
-        let (received, file, bytes) = self.incoming.take().expect("caller checked");
-        assert_eq!(received, index, "installing another snapshot than received");
-        drop(file);
-        let path = self.dir.join(INCOMING_SNAPSHOT_FILE_NAME);
-        let data = fs::read(&path).map_err(|e| io_error(&path.display().to_string(), e))?;
-        assert_eq!(data.len() as u64, bytes, "the incoming file lost bytes");
-        fs::remove_file(&path).map_err(|e| io_error(&path.display().to_string(), e))?;
-        Ok(data)
+    /// Closes the file of the snapshot being sent, if any.
+    fn drop_outgoing(&self) {
+        *self
+            .outgoing
+            .lock()
+            .expect("outgoing snapshot lock poisoned") = None;
     }
 
     /// The membership as of `index`: the snapshot's, changed by every membership entry up to
@@ -479,14 +502,63 @@ impl Storage for LogStorage {
         self.mem.last_index()
     }
 
-    fn snapshot(&self) -> Result<Snapshot, StorageError> {
-        let mut snapshot = self.mem.snapshot()?;
-        if snapshot.meta.index > 0 {
-            // Sent as the whole file, so the follower checks the checksums end to end.
-            snapshot.data = engine::read_snapshot_file(&self.dir, snapshot.meta.index)
-                .map_err(|e| StorageError::Other(e.to_string()))?;
+    fn snapshot_info(&self) -> Result<SnapshotInfo, StorageError> {
+        let meta = self.mem.snapshot().meta.clone();
+        if meta.index == 0 {
+            return Ok(SnapshotInfo {
+                meta,
+                total_bytes: 0,
+            });
         }
-        Ok(snapshot)
+        let mut outgoing = self
+            .outgoing
+            .lock()
+            .expect("outgoing snapshot lock poisoned");
+        let total_bytes = match outgoing.as_ref() {
+            // Already open (another follower is being sent it): the same file, not a reopen.
+            Some(open) if open.index == meta.index => open.total_bytes,
+            _ => {
+                // Sent as the whole file, so the follower checks the checksums end to end.
+                let (file, total_bytes) = engine::open_snapshot_file(&self.dir, meta.index)
+                    .map_err(|e| StorageError::Other(e.to_string()))?;
+                *outgoing = Some(OutgoingSnapshot {
+                    index: meta.index,
+                    file,
+                    total_bytes,
+                });
+                total_bytes
+            }
+        };
+        Ok(SnapshotInfo { meta, total_bytes })
+    }
+
+    fn snapshot_chunk(&self, index: u64, offset: u64, len: u64) -> Result<Vec<u8>, StorageError> {
+        if index == 0 && len == 0 {
+            return Ok(Vec::new());
+        }
+        let outgoing = self
+            .outgoing
+            .lock()
+            .expect("outgoing snapshot lock poisoned");
+        // Only from the handle `snapshot_info` opened: once it is closed (a newer snapshot),
+        // the transfer restarts rather than reading whatever file now has the name.
+        let Some(open) = outgoing.as_ref().filter(|open| open.index == index) else {
+            return Err(StorageError::SnapshotReplaced { index });
+        };
+        let end = offset
+            .checked_add(len)
+            .filter(|&end| end <= open.total_bytes);
+        if end.is_none() {
+            return Err(StorageError::Other(format!(
+                "snapshot {index} chunk {offset}+{len} past its {} bytes",
+                open.total_bytes
+            )));
+        }
+        let mut chunk = vec![0u8; len as usize];
+        open.file
+            .read_exact_at(&mut chunk, offset)
+            .map_err(|e| StorageError::Other(format!("read snapshot {index}: {e}")))?;
+        Ok(chunk)
     }
 }
 
@@ -869,6 +941,122 @@ mod tests {
         file
     }
 
+    /// Reads the snapshot `info` describes in chunks of `chunk` bytes, as a leader sends it.
+    fn read_in_chunks(storage: &LogStorage, info: &SnapshotInfo, chunk: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        while (out.len() as u64) < info.total_bytes {
+            let len = chunk.min(info.total_bytes - out.len() as u64);
+            let piece = storage
+                .snapshot_chunk(info.meta.index, out.len() as u64, len)
+                .unwrap();
+            out.extend_from_slice(&piece);
+        }
+        out
+    }
+
+    #[test]
+    fn a_sent_snapshot_is_read_a_chunk_at_a_time_from_one_file_until_a_newer_one() {
+        let dir = temp_dir("sent-chunks");
+        let mut storage = LogStorage::open(open_log(&dir), &dir, &[1]).unwrap();
+        let entries: Vec<Entry> = (2..=20).map(|i| entry(i, 2, "e")).collect();
+        storage.append(&entries).unwrap();
+        let hard_state = HardState {
+            term: 2,
+            vote: 1,
+            commit: 20,
+        };
+        storage.set_hard_state(hard_state).unwrap();
+        let first = snapshot_file(11, &[7u8; 100]);
+        engine::install_snapshot_file(&dir, 11, &first).unwrap();
+        storage.compact(11).unwrap();
+        let info = storage.snapshot_info().unwrap();
+        assert_eq!(
+            (info.meta.index, info.total_bytes),
+            (11, first.len() as u64)
+        );
+        let head = storage.snapshot_chunk(11, 0, 16).unwrap();
+        assert_eq!(head, first[..16]);
+        // Mid-transfer the file is pruned and another one takes its name: the transfer goes
+        // on with the bytes of the file it started on, never a mix of the two.
+        let path = engine::snapshot_dir(&dir).join(format!("{:020}.snap", 11));
+        fs::remove_file(&path).unwrap();
+        engine::install_snapshot_file(&dir, 11, &snapshot_file(11, &[9u8; 100])).unwrap();
+        assert_eq!(
+            storage.snapshot_info().unwrap(),
+            info,
+            "the open file, not a reopen"
+        );
+        assert_eq!(read_in_chunks(&storage, &info, 16), first);
+        // A chunk past the end is refused, not padded.
+        assert!(matches!(
+            storage.snapshot_chunk(11, info.total_bytes - 4, 8),
+            Err(StorageError::Other(_))
+        ));
+        // A newer snapshot: chunks of the old one are refused (the leader restarts).
+        let newer = snapshot_file(15, &[5u8; 40]);
+        engine::install_snapshot_file(&dir, 15, &newer).unwrap();
+        storage.compact(15).unwrap();
+        assert_eq!(
+            storage.snapshot_chunk(11, 16, 16),
+            Err(StorageError::SnapshotReplaced { index: 11 })
+        );
+        let info = storage.snapshot_info().unwrap();
+        assert_eq!(info.meta.index, 15);
+        assert_eq!(read_in_chunks(&storage, &info, 7), newer);
+        drop(storage);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_received_snapshot_is_checked_and_installed_from_its_incoming_file() {
+        let dir = temp_dir("received");
+        let mut storage = LogStorage::open(open_log(&dir), &dir, &[1]).unwrap();
+        let meta = SnapshotMeta {
+            index: 30,
+            term: 3,
+            conf: ConfState::with_voters(&[1, 2]),
+        };
+        let receive = |storage: &mut LogStorage, file: &[u8]| {
+            let chunks: Vec<SnapshotChunk> = file
+                .chunks(9)
+                .enumerate()
+                .map(|(k, data)| SnapshotChunk {
+                    index: 30,
+                    offset: 9 * k as u64,
+                    total_bytes: file.len() as u64,
+                    data: data.to_vec(),
+                })
+                .collect();
+            storage.store_snapshot_chunks(&chunks).unwrap();
+        };
+        let announced = Snapshot {
+            meta: meta.clone(),
+            data: Vec::new(),
+        };
+        // A flipped body byte: refused, nothing installed, the log untouched.
+        let mut damaged = snapshot_file(30, &[3u8; 50]);
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        receive(&mut storage, &damaged);
+        assert!(storage.install(&announced, &|_| {}).is_err());
+        assert!(!engine::snapshot_dir(&dir)
+            .join(format!("{:020}.snap", 30))
+            .exists());
+        assert_eq!(storage.snapshot_index(), 0);
+        // Whole and sound: renamed into place, the incoming file gone.
+        let file = snapshot_file(30, &[3u8; 50]);
+        receive(&mut storage, &file);
+        storage.install(&announced, &|_| {}).unwrap();
+        assert_eq!(
+            fs::read(engine::snapshot_dir(&dir).join(format!("{:020}.snap", 30))).unwrap(),
+            file
+        );
+        assert!(!dir.join(INCOMING_SNAPSHOT_FILE_NAME).exists());
+        assert_eq!(storage.snapshot_index(), 30);
+        drop(storage);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn compacts_installs_and_finishes_an_interrupted_install() {
         let dir = temp_dir("snapshots");
@@ -897,8 +1085,11 @@ mod tests {
             engine::install_snapshot_file(&dir, 11, &snapshot_file(11, b"state at 11")).unwrap();
             storage.compact(11).unwrap();
             assert_eq!((storage.first_index(), storage.term(11)), (12, Ok(2)));
-            let sent = storage.snapshot().unwrap();
-            assert_eq!(sent.data, snapshot_file(11, b"state at 11"));
+            let sent = storage.snapshot_info().unwrap();
+            let file = snapshot_file(11, b"state at 11");
+            assert_eq!(sent.total_bytes, file.len() as u64);
+            let bytes = storage.snapshot_chunk(11, 0, sent.total_bytes).unwrap();
+            assert_eq!(bytes, file);
             assert_eq!(sent.meta.conf.voters, vec![1]);
             assert_eq!(sent.meta.conf.learners, vec![4]);
         }

@@ -454,12 +454,100 @@ fn a_lagging_follower_gets_a_chunked_snapshot_and_resumes_after_losing_chunks() 
         }
     }
     assert_eq!(dropped, 2);
-    let snapshot = cluster.node(3).storage().snapshot().expect("memory");
+    let snapshot = cluster.node(3).storage().snapshot().clone();
     assert_eq!(
         (snapshot.meta.index, snapshot.data),
         (applied, (0..60u8).collect::<Vec<u8>>())
     );
     assert_eq!(cluster.status(3).last_index, cluster.status(1).last_index);
+    // The leader pulled the snapshot from storage a chunk at a time, never whole.
+    assert_eq!(cluster.node(1).storage().snapshot_read_max(), 8);
+}
+
+/// One round: every node ticks and sends, then everything queued is delivered, except
+/// messages to or from a cut node and InstallSnapshot messages past `chunks_max` (lost).
+/// Returns the InstallSnapshot messages delivered, as (index, offset).
+fn round_of_chunks(cluster: &mut Cluster, chunks_max: usize) -> Vec<(u64, u64)> {
+    let mut chunks = Vec::new();
+    let ids: Vec<NodeId> = cluster.nodes.keys().copied().collect();
+    for id in ids {
+        cluster.node(id).tick();
+        cluster.drain(id);
+    }
+    while let Some(message) = cluster.queue.pop_front() {
+        if cluster.cut.contains(&message.from) || cluster.cut.contains(&message.to) {
+            continue;
+        }
+        if let MessageBody::InstallSnapshot { index, offset, .. } = message.body {
+            if chunks.len() == chunks_max {
+                continue;
+            }
+            chunks.push((index, offset));
+        }
+        let to = message.to;
+        cluster.node(to).step(message);
+        cluster.drain(to);
+    }
+    chunks
+}
+
+#[test]
+fn a_newer_snapshot_mid_transfer_restarts_the_install_with_it_and_never_mixes_the_two() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |c| c.snapshot_chunk_bytes = 8);
+    cluster.elect(1);
+    cluster.cut.insert(3);
+    let write = |cluster: &mut Cluster, k: u8| {
+        cluster.node(1).propose(vec![vec![k; 4]]).expect("leader");
+        cluster.deliver();
+    };
+    for k in 0..10u8 {
+        write(&mut cluster, k);
+    }
+    let (first, conf) = (cluster.status(1).commit, cluster.status(1).conf);
+    let old: Vec<u8> = (0..64u8).collect();
+    cluster
+        .node(1)
+        .storage_mut()
+        .compact(first, conf.clone(), old.clone());
+    cluster.cut.clear();
+    // Node 3 gets the first chunks of the snapshot at `first`...
+    let mut sent = Vec::new();
+    while sent.len() < 2 {
+        sent.extend(round_of_chunks(&mut cluster, 2 - sent.len()));
+    }
+    assert!(sent.iter().all(|&(index, _)| index == first));
+    assert!(
+        sent.len() < old.len() / 8,
+        "the transfer is not over: {sent:?}"
+    );
+    // ...then, cut off again, misses the writes of a newer snapshot that compacts the log
+    // past the first one.
+    cluster.cut.insert(3);
+    for k in 10..20u8 {
+        write(&mut cluster, k);
+    }
+    let newer = cluster.status(1).commit;
+    let data: Vec<u8> = (100..180u8).collect();
+    cluster
+        .node(1)
+        .storage_mut()
+        .compact(newer, conf, data.clone());
+    cluster.cut.clear();
+    // From now on only the newer snapshot goes out, from offset 0 (node 3's incoming file
+    // restarts there: `Cluster::drain` checks that chunks are contiguous).
+    let mut after = Vec::new();
+    for _ in 0..40 {
+        after.extend(round_of_chunks(&mut cluster, usize::MAX));
+    }
+    assert!(
+        after.iter().all(|&(index, _)| index == newer),
+        "a chunk of the replaced snapshot went out: {after:?}"
+    );
+    assert_eq!(after.first(), Some(&(newer, 0)));
+    let installed = cluster.node(3).storage().snapshot().clone();
+    assert_eq!((installed.meta.index, installed.data), (newer, data));
+    assert_eq!(cluster.status(3).last_index, cluster.status(1).last_index);
+    assert_eq!(cluster.node(1).storage().snapshot_read_max(), 8);
 }
 
 /// What node `id` did with one message: the snapshot chunks it handed out, its

@@ -51,6 +51,9 @@ pub const SNAPSHOT_EVERY_ARG: &str = "--test-snapshot-every-events";
 /// A child argument (before `serve`) setting the node's log segment size in bytes, so a test
 /// gets many segments (and so compaction) from few writes.
 pub const SEGMENT_BYTES_ARG: &str = "--test-segment-bytes-max";
+/// A child argument (before `serve`) setting the node's InstallSnapshot chunk size in bytes
+/// (through the `SNAPSHOT_CHUNK_ENV` test hook), so a small state goes in many chunks.
+pub const SNAPSHOT_CHUNK_ARG: &str = "--test-snapshot-chunk-bytes";
 
 /// Engine settings of the test nodes that differ from the app's; each set field travels to
 /// the child as a flag before `serve` ([`NodeOptions::child_args`]).
@@ -60,6 +63,8 @@ pub struct NodeOptions {
     pub snapshot_every_events: Option<u64>,
     /// Log segment size, in bytes.
     pub segment_bytes_max: Option<u64>,
+    /// InstallSnapshot chunk size, in bytes.
+    pub snapshot_chunk_bytes: Option<u64>,
 }
 
 impl NodeOptions {
@@ -69,6 +74,7 @@ impl NodeOptions {
         for (flag, value) in [
             (SNAPSHOT_EVERY_ARG, self.snapshot_every_events),
             (SEGMENT_BYTES_ARG, self.segment_bytes_max),
+            (SNAPSHOT_CHUNK_ARG, self.snapshot_chunk_bytes),
         ] {
             if let Some(value) = value {
                 args.extend([flag.to_string(), value.to_string()]);
@@ -91,6 +97,7 @@ impl NodeOptions {
         NodeOptions {
             snapshot_every_events: take(SNAPSHOT_EVERY_ARG),
             segment_bytes_max: take(SEGMENT_BYTES_ARG),
+            snapshot_chunk_bytes: take(SNAPSHOT_CHUNK_ARG),
         }
     }
 
@@ -120,6 +127,10 @@ pub fn cluster_node_child() {
     };
     let mut args: Vec<String> = args.split('\u{1f}').map(str::to_string).collect();
     let options = NodeOptions::take_from(&mut args);
+    if let Some(bytes) = options.snapshot_chunk_bytes {
+        // Before the node starts any thread that reads the environment.
+        std::env::set_var(lithair::raft::node::SNAPSHOT_CHUNK_ENV, bytes.to_string());
+    }
     let app = App::new("cluster-test")
         .model::<Item>()
         .routes(|router, _| {
@@ -384,6 +395,8 @@ pub struct Status {
     pub snapshot_index: u64,
     /// Snapshots the node installed from a leader since it started.
     pub snapshots_installed: u64,
+    /// Snapshot transfers the node restarted as leader (a newer snapshot mid-transfer).
+    pub snapshot_sends_restarted: u64,
 }
 
 pub fn status(addr: SocketAddr) -> Option<Status> {
@@ -399,6 +412,7 @@ pub fn status(addr: SocketAddr) -> Option<Status> {
         digest: json_string(&body, "digest")?,
         snapshot_index: json_number(&body, "snapshot_index")?,
         snapshots_installed: json_number(&body, "snapshots_installed")?,
+        snapshot_sends_restarted: json_number(&body, "snapshot_sends_restarted")?,
     })
 }
 

@@ -270,7 +270,7 @@ impl SimNode {
     pub(crate) fn restart(&mut self) {
         assert!(self.raw.is_none(), "restart of a running node");
         let storage = self.disk.durable.clone();
-        let snapshot = storage.snapshot().expect("memory snapshot");
+        let snapshot = storage.snapshot().clone();
         self.machine = if snapshot.meta.index == 0 {
             Machine {
                 conf: snapshot.meta.conf.clone(),
