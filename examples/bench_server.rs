@@ -14,8 +14,9 @@
 //! answers. Pipelined, the load generator is the bottleneck, and it pays per byte it parses.
 //!
 //! Usage: `bench_server [serve] [--port 8080] [--items 10000] [--data DIR]` plus every flag of
-//! `App::run` (`--help`). `--items N` preloads items 1..=N, only into an empty data directory.
-use lithair::app::{Id, Rejection};
+//! `App::run` (`--help`). `--items N` preloads items 1..=N, only into an empty data directory (in a cluster, through
+//! whichever node is the leader once one is elected).
+use lithair::app::{Id, Rejection, WriteError};
 use lithair::http::problem::Problem;
 use lithair::http::router::Router;
 use lithair::http::{inline, Request, Response};
@@ -53,26 +54,45 @@ fn preloaded(id: u64) -> Item {
 /// Items created per command while preloading (one log batch each).
 const PRELOAD_BATCH_ITEMS: u64 = 10_000;
 
-fn preload(handle: &lithair::app::Handle, count: u64) -> Result<(), String> {
-    let empty = handle.read(|state| state.collection::<Item>().is_empty());
-    if !empty || count == 0 {
-        return Ok(());
-    }
+/// How long a cluster node waits before trying the preload again while it is not the leader.
+const PRELOAD_RETRY_MS: u64 = 100;
+
+/// Creates items 1..=count that are missing, a batch per command: run again (by another
+/// node after a leader change, say) it only completes what is there.
+fn preload(handle: &lithair::app::Handle, count: u64) -> Result<(), WriteError> {
     let mut first = 1;
     while first <= count {
         let last = (first + PRELOAD_BATCH_ITEMS - 1).min(count);
-        handle
-            .execute(Default::default(), move |tx| {
-                for id in first..=last {
+        handle.execute(Default::default(), move |tx| {
+            for id in first..=last {
+                if tx.get::<Item>(&Id::Int(id)).is_none() {
                     tx.create(preloaded(id))?;
                 }
-                Ok::<(), Rejection>(())
-            })
-            .map_err(|e| format!("preloading items: {e}"))?;
+            }
+            Ok::<(), Rejection>(())
+        })?;
         first = last + 1;
     }
     debug_assert!(handle.get::<Item>(&Id::Int(count)).is_some());
     Ok(())
+}
+
+/// In a cluster only the leader writes, and it is elected after start: every fresh node
+/// tries in the background until the items are there, written by itself as leader or
+/// replicated from the node that was.
+fn preload_in_cluster(handle: &lithair::app::Handle, count: u64) {
+    while handle.get::<Item>(&Id::Int(count)).is_none() {
+        match preload(handle, count) {
+            Ok(()) => return,
+            Err(WriteError::Unavailable(_)) => {
+                std::thread::sleep(std::time::Duration::from_millis(PRELOAD_RETRY_MS))
+            }
+            Err(error) => {
+                eprintln!("bench: preloading items: {error}");
+                return;
+            }
+        }
+    }
 }
 
 fn hello_json(_: &mut Request) -> Response {
@@ -116,7 +136,19 @@ fn main() -> std::process::ExitCode {
                     .map_err(|_| format!("--items expects a number, got `{text}`"))?,
                 None => 10_000,
             };
-            preload(handle, count)
+            let empty = handle.read(|state| state.collection::<Item>().is_empty());
+            if !empty || count == 0 {
+                return Ok(());
+            }
+            if options.node_id.is_none() {
+                return preload(handle, count).map_err(|e| format!("preloading items: {e}"));
+            }
+            let handle = handle.clone();
+            std::thread::Builder::new()
+                .name("bench-preload".into())
+                .spawn(move || preload_in_cluster(&handle, count))
+                .map_err(|e| format!("cannot start the preload: {e}"))?;
+            Ok(())
         })
         .run()
 }

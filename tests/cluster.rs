@@ -150,3 +150,112 @@ fn leader_kill_under_load_loses_no_acknowledged_write() {
     let id = write_item(&addrs[new_leader..=new_leader], 0, "after-leave", &never);
     assert!(id.is_some(), "writes commit after a member left");
 }
+
+/// Kills a child process when dropped, so a failed assertion leaves no server behind.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Three `bench_server` processes started as a cluster: the preload (`--items`), which only
+/// a leader can write, happens once one is elected, every node serves the items, the
+/// digests agree, and a create through a follower gets the next id.
+#[test]
+fn three_bench_servers_form_a_cluster_with_their_items_preloaded() {
+    let exe = std::env::current_exe().expect("exe");
+    let bench = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("examples/bench_server");
+    assert!(
+        bench.exists(),
+        "{} missing: build examples first",
+        bench.display()
+    );
+    let dir = std::env::temp_dir().join(format!("lithair-bench-cluster-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let https: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let map: Vec<String> = peers
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+        .collect();
+    let map = map.join(",");
+    let mut children = Vec::new();
+    for i in 0..3 {
+        let child = std::process::Command::new(&bench)
+            .args([
+                "serve",
+                "--items",
+                "50",
+                "--cluster-secret",
+                "s",
+                "--cluster",
+                &map,
+            ])
+            .args(["--node-id", &(i + 1).to_string()])
+            .args([
+                "--port",
+                &https[i].to_string(),
+                "--peer-port",
+                &peers[i].to_string(),
+            ])
+            .arg("--data")
+            .arg(dir.join(format!("n{}", i + 1)))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn bench_server");
+        children.push(Reaped(child));
+    }
+    let addrs: Vec<SocketAddr> = https
+        .iter()
+        .map(|port| SocketAddr::from(([127, 0, 0, 1], *port)))
+        .collect();
+    let item_50 = r#"{"id":50,"name":"item-50","price":62.5,"tags":["a","b"],"in_stock":true}"#;
+    for (i, addr) in addrs.iter().enumerate() {
+        let served = poll(Duration::from_secs(30), || {
+            http(*addr, "GET", "/items/50", "", "").filter(|(status, _)| *status == 200)
+        });
+        assert_eq!(
+            served.map(|(_, body)| body).as_deref(),
+            Some(item_50),
+            "node {}",
+            i + 1
+        );
+    }
+    let digests = poll(Duration::from_secs(30), || {
+        let statuses: Option<Vec<Status>> = addrs.iter().map(|a| status(*a)).collect();
+        let statuses = statuses?;
+        let first = &statuses[0];
+        statuses
+            .iter()
+            .all(|s| (s.applied_event, &s.digest) == (first.applied_event, &first.digest))
+            .then(|| first.digest.clone())
+    });
+    assert!(digests.is_some(), "the three digests agree");
+    let leader = poll(Duration::from_secs(10), || {
+        status(addrs[0]).map(|s| s.leader)
+    })
+    .expect("a leader");
+    let follower = addrs[if leader == 1 { 1 } else { 0 }];
+    let body = r#"{"name":"widget","price":9.5,"tags":["a","b"],"in_stock":true}"#;
+    let created = http(
+        follower,
+        "POST",
+        "/items",
+        "Content-Type: application/json\r\n",
+        body,
+    );
+    let (status_code, created) = created.expect("create through a follower");
+    assert_eq!(status_code, 201, "{created}");
+    assert_eq!(json_number(&created, "id"), Some(51), "{created}");
+    drop(children);
+    let _ = std::fs::remove_dir_all(&dir);
+}
