@@ -588,3 +588,36 @@ fn security_headers_are_on_by_default_and_can_be_replaced_or_turned_off() {
         let _ = std::fs::remove_dir_all(&data);
     }
 }
+
+/// The state digest is hashed from the encoding in pieces (`State::encode_spilled`), never
+/// from one state-sized buffer: it must equal SHA-256 over the whole encoding all the same,
+/// for a state spanning several pieces.
+#[test]
+fn the_digest_of_a_state_of_many_pieces_is_the_hash_of_its_whole_encoding() {
+    let data = common::fresh_dir("app", "digest-pieces");
+    let app = App::new("digest-pieces").model::<Post>();
+    let (running, addr) = common::start(&app, &data);
+    let long_text = "é\"x".repeat(12_000);
+    for i in 0..80 {
+        let body = format!(
+            r#"{{"title":"T{i}","slug":{}}}"#,
+            json::to_string(&format!("s{i}-{long_text}")).unwrap()
+        );
+        let created = request(addr, "POST", "/api/posts", "", &body);
+        assert_eq!(created.status, 201, "{}", created.body);
+    }
+    let (encoded, digest) = running.handle.read(|state| {
+        (
+            lithair::binary::to_vec(state),
+            lithair::engine::digest(state),
+        )
+    });
+    assert!(
+        encoded.len() > 3 * lithair::binary::SPILL_PIECE_BYTES,
+        "{} bytes",
+        encoded.len()
+    );
+    assert_eq!(digest, lithair::crypto::sha256::sha256(&encoded));
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -415,6 +415,14 @@ mod engine_cluster {
         replica.apply(3, &entries, Some(token));
         let receipt = ticket.wait().unwrap();
         assert_eq!((receipt.first_index, receipt.last_index), (3, 4));
+        // The status digest: computed at an applied index, kept until the next write.
+        let at_four = replica.applied_digest();
+        assert_eq!(at_four, (4, engine.digest()));
+        assert_eq!(
+            replica.applied_digest(),
+            at_four,
+            "asked again between writes"
+        );
 
         // A membership change took index 5 first: the proposal at 5 is abandoned, and the
         // sequencer continues at 6 once rebuilt.
@@ -443,6 +451,12 @@ mod engine_cluster {
         assert_eq!(engine.applied_index(), 7);
         assert_eq!(engine.read(|s| s.total), 24);
         let digest = engine.digest();
+        assert_eq!(
+            replica.applied_digest(),
+            (7, digest),
+            "writes since: computed anew"
+        );
+        assert_ne!(digest, at_four.1);
         drop((replica, log));
         drop(engine);
 

@@ -702,8 +702,26 @@ pub const DIGEST_BYTES: usize = 32;
 /// SHA-256 of the binary encoding of the state: a stable digest to compare replays and
 /// replicas (equal for equal states as long as the encoding is deterministic, e.g. ordered
 /// maps).
-pub fn digest<S: Encode>(state: &S) -> [u8; DIGEST_BYTES] {
-    crate::crypto::sha256::sha256(&binary::to_vec(state))
+///
+/// Hashed from the two passes of [`State::encode_spilled`] (the bytes of [`Encode::encode`]),
+/// so a digest holds at most a piece of the encoding, never a copy the size of the state:
+/// every `/_lithair/cluster` answer carries one.
+pub fn digest<S: State>(state: &S) -> [u8; DIGEST_BYTES] {
+    let mut measure = binary::Spill::measure();
+    state.encode_spilled(&mut measure);
+    let measured = measure.finish().expect("measuring never fails");
+    let mut hasher = crate::crypto::sha256::Sha256::new();
+    let mut feed = |piece: &[u8]| {
+        hasher.update(piece);
+        Ok(())
+    };
+    let mut emit = binary::Spill::emit(&measured, &mut feed);
+    state.encode_spilled(&mut emit);
+    if let Err(error) = emit.finish() {
+        // The sink never fails: only an encoding that differs between the passes gets here.
+        panic!("state digest: {error}");
+    }
+    hasher.finalize()
 }
 
 /// A digest as lowercase hex, for printing.
