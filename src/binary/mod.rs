@@ -52,7 +52,7 @@ mod varint;
 
 pub use error::{Error, ErrorKind};
 pub use reader::{Reader, DEPTH_MAX, ZERO_SIZE_COUNT_MAX};
-pub use spill::{Measured, Spill, SpillSink, SPILL_PIECE_BYTES};
+pub use spill::{spill_through, Measured, Spill, SpillSink, SPILL_PIECE_BYTES};
 pub use unspill::{Unspill, UnspillSource, UNSPILL_PIECE_BYTES};
 pub use varint::{
     varint_bytes, varint_len, write_varint, write_varint_u128, zigzag_decode, zigzag_encode,

@@ -50,6 +50,23 @@ pub struct Spill<'a> {
     failed: Option<String>,
 }
 
+/// Runs `encode` through both passes (measure, then emit to `sink`): the whole encoding
+/// handed on in pieces, for a caller that needs no length before the bytes.
+///
+/// # Panics
+/// If the emit pass does not match the measure pass, or the sink fails: callers pass a sink
+/// that never fails (a hasher, a buffer).
+pub fn spill_through(encode: impl Fn(&mut Spill<'_>), sink: SpillSink<'_>) {
+    let mut measure = Spill::measure();
+    encode(&mut measure);
+    let measured = measure.finish().expect("measuring never fails");
+    let mut emit = Spill::emit(&measured, sink);
+    encode(&mut emit);
+    if let Err(error) = emit.finish() {
+        panic!("spilled encoding: {error}");
+    }
+}
+
 impl Spill<'static> {
     /// A measure pass: counts the bytes, keeps none beyond a piece.
     pub fn measure() -> Self {

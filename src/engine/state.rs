@@ -232,18 +232,11 @@ impl<S: State> Tracked<S> {
     /// Encodes the whole tracked state for a snapshot into `out` (both passes of
     /// [`Tracked::encode_snapshot_spilled`], collected).
     pub fn encode_snapshot(&self, out: &mut Vec<u8>) {
-        let mut measure = binary::Spill::measure();
-        self.encode_snapshot_spilled(&mut measure);
-        let measured = measure.finish().expect("measuring never fails");
         let mut collect = |piece: &[u8]| {
             out.extend_from_slice(piece);
             Ok(())
         };
-        let mut emit = binary::Spill::emit(&measured, &mut collect);
-        self.encode_snapshot_spilled(&mut emit);
-        if let Err(error) = emit.finish() {
-            panic!("snapshot encoding: {error}");
-        }
+        binary::spill_through(|spill| self.encode_snapshot_spilled(spill), &mut collect);
     }
 
     /// Encodes the whole tracked state for a snapshot through `spill` (one pass of its two):
@@ -707,20 +700,12 @@ pub const DIGEST_BYTES: usize = 32;
 /// so a digest holds at most a piece of the encoding, never a copy the size of the state:
 /// every `/_lithair/cluster` answer carries one.
 pub fn digest<S: State>(state: &S) -> [u8; DIGEST_BYTES] {
-    let mut measure = binary::Spill::measure();
-    state.encode_spilled(&mut measure);
-    let measured = measure.finish().expect("measuring never fails");
     let mut hasher = crate::crypto::sha256::Sha256::new();
     let mut feed = |piece: &[u8]| {
         hasher.update(piece);
         Ok(())
     };
-    let mut emit = binary::Spill::emit(&measured, &mut feed);
-    state.encode_spilled(&mut emit);
-    if let Err(error) = emit.finish() {
-        // The sink never fails: only an encoding that differs between the passes gets here.
-        panic!("state digest: {error}");
-    }
+    binary::spill_through(|spill| state.encode_spilled(spill), &mut feed);
     hasher.finalize()
 }
 
