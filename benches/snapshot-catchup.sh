@@ -5,8 +5,8 @@
 # (`examples/snapshot_catchup.rs`); once the leader took a snapshot and compacted its log
 # (node 3 can then only catch up through a snapshot) and the snapshot index stays put, the
 # leader's peak RSS is reset (`echo 5 > /proc/PID/clear_refs`), node 3 starts, and when node 3
-# has applied what the leader has (polling node 3 only: a status answer's digest costs the
-# answering node a copy of its state), one line:
+# has applied what the leader has (polling node 3 only: a status answer after a write reads
+# the answering node's whole state for its digest), one line:
 #   catchup: items N snapshot_bytes S leader_hwm_before_kb A leader_rss_at_start_kb R \
 #       leader_hwm_during_kb B leader_peak_growth_kb B-R leader_rss_after_kb C \
 #       leader_cpu_ms D catchup_ms E installed K
@@ -92,7 +92,8 @@ done
 [ "$still" -ge 30 ] || { echo "no settled snapshot" >&2; exit 1; }
 pid=${NODE_PID[$leader]}
 snap_bytes=$(stat -c %s "$TMP/snap$leader/snapshots/$(printf %020d "$last").snap")
-# Before the reset: a status answer's digest encodes the whole state (a copy of its size).
+# Before the reset: a status answer's digest reads the whole state (bounded memory, but CPU
+# and the read lock; see benches/status-digest.sh).
 target=$(doc "$leader" | field applied_event_index)
 hwm_before=$(kb "$pid" VmHWM)
 echo 5 >"/proc/$pid/clear_refs"

@@ -187,15 +187,13 @@ fn newest_snapshot_bytes(cluster: &Cluster, k: usize) -> u64 {
     files.last().map_or(0, |(_, bytes)| *bytes)
 }
 
-#[test]
-fn a_follower_catches_up_through_a_snapshot_sent_in_many_chunks() {
-    const CHUNK_BYTES: u64 = 4096;
-    let mut cluster = start_chunked_cluster("many-chunks", SNAPSHOT_EVERY_EVENTS, CHUNK_BYTES);
-    let leader = wait_leader(&cluster);
+/// Converges a fresh cluster, stops a follower, then writes three bulks (about 300 KB of
+/// state) and enough items that the leader compacts its log past the follower. Returns the
+/// leader's and the stopped follower's positions.
+fn leave_a_follower_behind_a_bulk(cluster: &mut Cluster) -> (usize, usize) {
+    let leader = wait_leader(cluster);
     write_items(cluster.nodes[leader].http, "warm", 20);
-    wait_converged(&cluster);
-    // A state of about 300 KB (some 70 chunks) written while a follower is down, then enough
-    // writes that the leader compacts its log past the follower.
+    wait_converged(cluster);
     let follower = (leader + 1) % cluster.nodes.len();
     cluster.nodes[follower].kill();
     write_bulk(cluster.nodes[leader].http, 3);
@@ -204,6 +202,15 @@ fn a_follower_catches_up_through_a_snapshot_sent_in_many_chunks() {
         "a",
         2 * SNAPSHOT_EVERY_EVENTS as usize,
     );
+    (leader, follower)
+}
+
+#[test]
+fn a_follower_catches_up_through_a_snapshot_sent_in_many_chunks() {
+    const CHUNK_BYTES: u64 = 4096;
+    let mut cluster = start_chunked_cluster("many-chunks", SNAPSHOT_EVERY_EVENTS, CHUNK_BYTES);
+    // A state of about 300 KB (some 70 chunks).
+    let (leader, follower) = leave_a_follower_behind_a_bulk(&mut cluster);
     let compacted = poll(Duration::from_secs(30), || {
         let s = status(cluster.nodes[leader].http)?;
         (s.snapshot_index > 3 * BULK_ITEMS as u64).then_some(())
@@ -234,17 +241,7 @@ fn a_newer_snapshot_taken_mid_transfer_restarts_it_and_the_follower_converges() 
     const CHUNK_BYTES: u64 = 64;
     const EVERY_EVENTS: u64 = 40;
     let mut cluster = start_chunked_cluster("mid-transfer", EVERY_EVENTS, CHUNK_BYTES);
-    let leader = wait_leader(&cluster);
-    write_items(cluster.nodes[leader].http, "warm", 20);
-    wait_converged(&cluster);
-    let follower = (leader + 1) % cluster.nodes.len();
-    cluster.nodes[follower].kill();
-    write_bulk(cluster.nodes[leader].http, 3);
-    write_items(
-        cluster.nodes[leader].http,
-        "a",
-        2 * SNAPSHOT_EVERY_EVENTS as usize,
-    );
+    let (leader, follower) = leave_a_follower_behind_a_bulk(&mut cluster);
     let leader_http = cluster.nodes[leader].http;
     let compacted = poll(Duration::from_secs(30), || {
         let s = status(leader_http)?;

@@ -98,6 +98,25 @@ fn lithair_tool(words: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
+/// Runs each reading tool (`log verify`, `replay`, `log inspect`, `log stats`) on `dir`,
+/// asserts it exits 1, and returns each one's words and stderr.
+fn every_reading_tool_fails(dir: &Path) -> Vec<(&'static [&'static str], String)> {
+    let reading: [&'static [&'static str]; 4] = [
+        &["log", "verify"],
+        &["replay"],
+        &["log", "inspect"],
+        &["log", "stats"],
+    ];
+    reading
+        .into_iter()
+        .map(|words| {
+            let (code, _, stderr) = tool(dir, words);
+            assert_eq!(code, Some(1), "{words:?} must fail: {stderr}");
+            (words, stderr)
+        })
+        .collect()
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name()
         .expect("file name")
@@ -112,14 +131,7 @@ fn a_segment_missing_in_the_middle_fails_every_tool_naming_the_segment_after_the
     assert!(files.len() >= 4, "{files:?}");
     std::fs::remove_file(&files[1]).expect("delete a middle segment");
     let after_hole = file_name(&files[2]);
-    for words in [
-        &["log", "verify"][..],
-        &["replay"],
-        &["log", "inspect"],
-        &["log", "stats"],
-    ] {
-        let (code, _, stderr) = tool(&dir, words);
-        assert_eq!(code, Some(1), "{words:?} must fail: {stderr}");
+    for (words, stderr) in every_reading_tool_fails(&dir) {
         assert!(
             stderr.contains(&after_hole) && stderr.contains("segment starts at index"),
             "{words:?}: {stderr}"
@@ -766,14 +778,7 @@ fn a_deleted_newest_segment_is_refused_until_log_repair_accepts_the_loss() {
     let newest = files.last().expect("a segment").clone();
     std::fs::remove_file(&newest).expect("delete the newest segment");
     let missing = file_name(&newest);
-    for words in [
-        &["log", "verify"][..],
-        &["replay"],
-        &["log", "inspect"],
-        &["log", "stats"],
-    ] {
-        let (code, _, stderr) = tool(&dir, words);
-        assert_eq!(code, Some(1), "{words:?} must fail: {stderr}");
+    for (words, stderr) in every_reading_tool_fails(&dir) {
         assert!(
             stderr.contains(&missing)
                 && stderr.contains("is missing")

@@ -17,13 +17,14 @@
 use super::segment;
 use super::Error;
 use crate::crypto::crc32c;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Name of the record in the log directory (not a segment name: listing ignores it).
 pub const EXTENT_FILE_NAME: &str = "NEWEST";
-/// The record being rewritten, renamed over [`EXTENT_FILE_NAME`] once durable.
+/// The record being rewritten (by [`segment::replace_file_durably`]), renamed over
+/// [`EXTENT_FILE_NAME`] once durable.
 const EXTENT_TEMP_NAME: &str = "NEWEST.tmp";
 /// First bytes of the record.
 const EXTENT_MAGIC: [u8; 8] = *b"LITHNEW\0";
@@ -76,8 +77,14 @@ pub fn extent_path(log_dir: &Path) -> PathBuf {
 /// [`Error::Corrupt`]: it is written whole by a rename, so damage is not a crash's doing.
 pub fn read_newest(log_dir: &Path) -> Result<Option<u64>, Error> {
     let path = extent_path(log_dir);
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
+    // One byte past the record is enough to tell a longer file is not one: whatever sits
+    // under the name, no more is read.
+    let mut bytes = Vec::with_capacity(EXTENT_BYTES + 1);
+    match fs::File::open(&path) {
+        Ok(file) => file
+            .take(EXTENT_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(&path, "read", e))?,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(Error::io(&path, "read", error)),
     };
@@ -101,20 +108,8 @@ pub fn read_newest(log_dir: &Path) -> Result<Option<u64>, Error> {
 /// # Panics
 /// If `newest` is 0 (no segment starts there).
 pub fn record_newest(log_dir: &Path, newest: u64) -> Result<(), Error> {
-    let temp = log_dir.join(EXTENT_TEMP_NAME);
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&temp)
-        .map_err(|e| Error::io(&temp, "create", e))?;
-    file.write_all(&encode(newest))
-        .map_err(|e| Error::io(&temp, "write", e))?;
-    file.sync_all().map_err(|e| Error::io(&temp, "fsync", e))?;
-    drop(file);
-    let path = extent_path(log_dir);
-    fs::rename(&temp, &path).map_err(|e| Error::io(&temp, "rename", e))?;
-    segment::sync_dir(log_dir)
+    segment::replace_file_durably(log_dir, EXTENT_FILE_NAME, &encode(newest))
+        .map_err(|e| Error::io(extent_path(log_dir), "replace", e))
 }
 
 /// Lowers the record (durably) to `newest` before the log shrinks to it; `None` (the log is

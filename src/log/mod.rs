@@ -33,8 +33,9 @@ pub use frame::{
 pub use prepare::PREPARED_FILE_NAME;
 pub use reader::{read_range, Cursor};
 pub use segment::{
-    discontinuity, index_named, is_zero_tail, list_segments, read_segment, segment_name,
-    segment_path, sync_dir, used_bytes, valid_end, SEGMENT_BYTES_LIMIT, SEGMENT_FILE_BYTES_MAX,
+    discontinuity, index_named, is_zero_tail, list_segments, read_segment, replace_file_durably,
+    segment_name, segment_path, sync_dir, used_bytes, valid_end, SEGMENT_BYTES_LIMIT,
+    SEGMENT_FILE_BYTES_MAX,
 };
 pub use writer::{
     lock_data_dir, on_writer_thread, Append, Appended, DataDirLock, Done, Durability, Faults, Log,

@@ -319,6 +319,27 @@ pub(crate) fn test_segment_bytes(first: u64, entries: u64) -> Vec<u8> {
     bytes
 }
 
+/// Replaces the small file `dir/name` by `bytes` so that a crash leaves the old content or the
+/// new, never a mix: write `name.tmp`, fsync it, rename it over `name`, fsync `dir`. A
+/// `name.tmp` left by a crash is overwritten by the next call.
+///
+/// # Errors
+/// The first I/O failure; `name` then still holds its old content.
+pub fn replace_file_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let temporary = dir.join(format!("{name}.tmp"));
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&temporary, dir.join(name))?;
+    fs::File::open(dir)?.sync_all()
+}
+
 /// Opens `dir` and fsyncs it so that a rename, creation or deletion inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<(), Error> {
     let handle = fs::File::open(dir).map_err(|e| Error::io(dir, "open directory", e))?;

@@ -327,20 +327,12 @@ impl PeerBook {
         }
     }
 
-    /// Replaces the peers file of `data_dir` (temporary file, fsync, rename).
+    /// Replaces the peers file of `data_dir` (temporary file, fsync, rename, directory fsync).
     ///
     /// # Errors
     /// I/O failures.
     pub fn write(&self, data_dir: &std::path::Path) -> io::Result<()> {
-        use std::io::Write;
-        let path = data_dir.join(PEER_BOOK_FILE_NAME);
-        let temporary = data_dir.join(format!("{PEER_BOOK_FILE_NAME}.tmp"));
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(self.encode().as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, &path)?;
-        // The rename itself must survive a crash: sync the directory.
-        std::fs::File::open(data_dir)?.sync_all()
+        crate::log::replace_file_durably(data_dir, PEER_BOOK_FILE_NAME, self.encode().as_bytes())
     }
 }
 

@@ -24,7 +24,7 @@ use super::types::{
 use crate::crypto::crc32c;
 use crate::engine::{self, Reserved};
 use crate::log::{EntryBatch, Log};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -704,7 +704,7 @@ fn read_snapshot_meta(data_dir: &Path) -> io::Result<Option<SnapshotMeta>> {
 }
 
 fn write_snapshot_meta(data_dir: &Path, meta: &SnapshotMeta) -> io::Result<()> {
-    write_atomically(
+    crate::log::replace_file_durably(
         data_dir,
         SNAPSHOT_META_FILE_NAME,
         &encode_snapshot_meta(meta),
@@ -743,21 +743,7 @@ fn decode_hard_state(bytes: &[u8]) -> Option<HardState> {
 }
 
 fn write_hard_state(dir: &Path, hard_state: HardState) -> io::Result<()> {
-    write_atomically(dir, HARD_STATE_FILE_NAME, &encode_hard_state(hard_state))
-}
-
-/// Replaces `dir/name` by `bytes`: temporary file, fsync, rename, fsync the directory.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, dir.join(name))?;
-    File::open(dir)?.sync_all()
+    crate::log::replace_file_durably(dir, HARD_STATE_FILE_NAME, &encode_hard_state(hard_state))
 }
 
 #[cfg(test)]

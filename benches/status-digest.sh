@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# What a `/_lithair/cluster` answer costs at rest: the bench server runs as a single-node
+# cluster with ITEMS preloaded items; once they are all there, its peak RSS is reset
+# (`echo 5 > /proc/PID/clear_refs`) and POLLS status answers are timed. One line:
+#   status-digest: items N rss_kb R peak_growth_kb G ms_per_poll T
+# (peak_growth_kb: VmHWM after the polls minus VmHWM at the reset; the first poll after a
+# write computes the state digest, later ones at the same applied index reuse it).
+#
+#   benches/status-digest.sh
+#   ITEMS=1000000 OURS=/tmp/base/bench_server benches/status-digest.sh
+#
+# Bounded waits; the server is killed by its pid at exit; data under a temp dir.
+set -euo pipefail
+ITEMS=${ITEMS:-1000000}
+POLLS=${POLLS:-5}
+PORT=${PORT:-18400}
+PEER_PORT=${PEER_PORT:-18401}
+bin=${OURS:-$PWD/target/release/examples/bench_server}
+data=$(mktemp -d)
+"$bin" serve --port "$PORT" --items "$ITEMS" --data "$data/n" --node-id 1 \
+  --peer-port "$PEER_PORT" --cluster "1@127.0.0.1:$PEER_PORT" --cluster-secret bench \
+  >"$data/log" 2>&1 &
+pid=$!
+trap 'kill -KILL $pid 2>/dev/null || true; rm -rf "$data"' EXIT
+# In a cluster the preload runs once the node leads: wait for the last item.
+for _ in $(seq 1 1500); do
+  curl -sf "http://127.0.0.1:$PORT/items/$ITEMS" >/dev/null && break
+  sleep 0.2
+done
+curl -sf "http://127.0.0.1:$PORT/items/$ITEMS" >/dev/null || { echo "preload did not finish" >&2; exit 1; }
+sleep 3
+echo 5 >"/proc/$pid/clear_refs"
+before=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+t0=$(date +%s%N)
+for _ in $(seq 1 "$POLLS"); do curl -sf "http://127.0.0.1:$PORT/_lithair/cluster" >/dev/null; done
+t1=$(date +%s%N)
+after=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+echo "status-digest: items $ITEMS rss_kb $rss peak_growth_kb $((after - before)) ms_per_poll $(((t1 - t0) / POLLS / 1000000))"
