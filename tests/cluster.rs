@@ -9,9 +9,12 @@
 //! No timed assertions: every wait is a bounded poll that fails only when its (generous) bound
 //! is exceeded; the failover time is printed, not asserted.
 
+#[path = "support/bench_process.rs"]
+mod bench_process;
 #[path = "support/cluster_harness.rs"]
 mod cluster_harness;
 
+use bench_process::{bench_server_binary, Reaped};
 use cluster_harness::*;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -151,32 +154,12 @@ fn leader_kill_under_load_loses_no_acknowledged_write() {
     assert!(id.is_some(), "writes commit after a member left");
 }
 
-/// Kills a child process when dropped, so a failed assertion leaves no server behind.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Three `bench_server` processes started as a cluster: the preload (`--items`), which only
 /// a leader can write, happens once one is elected, every node serves the items, the
 /// digests agree, and a create through a follower gets the next id.
 #[test]
 fn three_bench_servers_form_a_cluster_with_their_items_preloaded() {
-    let exe = std::env::current_exe().expect("exe");
-    let bench = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .join("examples/bench_server");
-    assert!(
-        bench.exists(),
-        "{} missing: build examples first",
-        bench.display()
-    );
+    let bench = bench_server_binary();
     let dir = std::env::temp_dir().join(format!("lithair-bench-cluster-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();

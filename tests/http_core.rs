@@ -2,7 +2,10 @@
 //! bodies, 100-continue, HEAD, OPTIONS, absolute-form, streaming, panics, idle connections and
 //! graceful shutdown.
 
+#[path = "support/bench_process.rs"]
+mod bench_process;
 mod http_common;
+use bench_process::{bench_server_binary, Reaped};
 use http_common::*;
 use std::io::{BufReader, Read, Write};
 use std::time::Duration;
@@ -381,30 +384,10 @@ fn at_the_shutdown_deadline_a_body_that_ignores_it_is_cut_off() {
     reader.join().expect("reader");
 }
 
-/// Kills the child if the test fails before it exits.
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn bench_server_exits_0_on_sigterm() {
     use std::io::BufRead;
-    let exe = std::env::current_exe().expect("exe");
-    let bench = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .join("examples/bench_server");
-    assert!(
-        bench.exists(),
-        "{} missing: build examples first",
-        bench.display()
-    );
+    let bench = bench_server_binary();
     let data = std::env::temp_dir().join(format!("lithair-bench-{}", std::process::id()));
     // Port 0: the server prints the address it got, so no other test can race for the port.
     let child = std::process::Command::new(&bench)
@@ -414,7 +397,7 @@ fn bench_server_exits_0_on_sigterm() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn bench_server");
-    let mut guard = ChildGuard(child);
+    let mut guard = Reaped(child);
     let stdout = guard.0.stdout.take().expect("stdout");
     let mut banner = std::io::BufReader::new(stdout); // Kept open: the server prints on exit.
     let mut line = String::new();
