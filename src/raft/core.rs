@@ -163,6 +163,10 @@ pub(crate) struct Raft<S: Storage> {
     pub(crate) pending_conf_index: u64,
     pub(crate) transferee: NodeId,
     pub(crate) ticks: u64,
+    // Whole ticks of wall time gone by since the last tick the driver delivered, as the driver
+    // last said (`RawNode::set_ticks_owed`): a lease-mode leader's lease is counted on
+    // `ticks + ticks_owed`, so a late ticker never stretches it past the wall clock.
+    pub(crate) ticks_owed: u64,
     pub(crate) read_round: u64,
     pub(crate) read_round_ticks: VecDeque<(u64, u64)>,
     pub(crate) read_broadcast_due: bool,
@@ -218,6 +222,7 @@ impl<S: Storage> Raft<S> {
             pending_conf_index: 0,
             transferee: NODE_NONE,
             ticks: 0,
+            ticks_owed: 0,
             read_round: 0,
             read_round_ticks: VecDeque::new(),
             read_broadcast_due: false,
@@ -385,6 +390,8 @@ impl<S: Storage> Raft<S> {
 
     pub(crate) fn tick(&mut self) {
         self.ticks += 1;
+        // The tick delivered is one of those the driver said were owed.
+        self.ticks_owed = self.ticks_owed.saturating_sub(1);
         if self.role == Role::Leader {
             self.tick_leader();
             return;

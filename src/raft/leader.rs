@@ -891,7 +891,15 @@ impl<S: Storage> Raft<S> {
     /// until `t + election_ticks - LEASE_SAFETY_MARGIN_TICKS` of this node's ticks.
     fn lease_valid(&self) -> bool {
         self.lease_basis()
-            .is_some_and(|(_, expires_tick)| self.ticks < expires_tick)
+            .is_some_and(|(_, expires_tick)| self.lease_clock() < expires_tick)
+    }
+
+    /// The tick a lease is checked at: the ticks delivered plus those of wall time the driver
+    /// says went by undelivered (a ticker late after a stall). Counting only delivered ticks
+    /// would let a lease outlast the wall clock by the ticker's delay, while the voters, whose
+    /// promise runs on their own clocks, may already elect another leader.
+    fn lease_clock(&self) -> u64 {
+        self.ticks.saturating_add(self.ticks_owed)
     }
 
     /// The heartbeat round the lease rests on (the newest one a quorum acknowledged) and the
@@ -926,7 +934,7 @@ impl<S: Storage> Raft<S> {
             });
         }
         let (round, expires_tick) = self.lease_basis()?;
-        (self.ticks < expires_tick).then_some(LeaseRead {
+        (self.lease_clock() < expires_tick).then_some(LeaseRead {
             index,
             round: Some(round),
             expires_tick,

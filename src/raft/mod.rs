@@ -35,7 +35,11 @@
 //!   deadline in monotonic time for its HTTP threads (`reads`), so a lease read never waits
 //!   for the Raft thread. Ticks are the lease's clock on both sides, so a driver must never
 //!   tick a follower faster than the wall clock (no catch-up bursts after a stall) nor a
-//!   leader slower (catch it up); the node driver's `TickSchedule` does both.
+//!   leader slower (catch it up); the node driver's `TickSchedule` does both. A leader's ticker
+//!   can still be late (the ticker thread stalled, its tick queued behind other events): before
+//!   any step that may answer from the lease the driver tells the core the whole ticks of wall
+//!   time since the last tick it delivered (`RawNode::set_ticks_owed`), and the lease is
+//!   checked on delivered plus owed ticks.
 //! - Commit-only news costs one message and no answer: when a leader's commit index moves and
 //!   a follower in Replicate state has no entries left to receive, it gets a
 //!   `MessageBody::CommitNotice` instead of an entry-less Append. The follower commits up to

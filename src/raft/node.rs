@@ -86,9 +86,13 @@ pub struct NodeConfig {
 
 /// Something for the Raft thread to do.
 enum Event {
-    /// A tick of the ticker, with the whole ticks of wall time it stands for (see
-    /// [`TickSchedule`]; 0 for the last one, which only wakes a stopping node).
-    Tick(u32),
+    /// A tick of the ticker: the whole ticks of wall time it stands for (see
+    /// [`TickSchedule`]; 0 for the last one, which only wakes a stopping node), and the
+    /// instant the ticks sent so far reach ([`TickSchedule::covered`]).
+    Tick {
+        wall_ticks: u32,
+        through: Instant,
+    },
     Message(Message),
     Propose {
         term: u64,
@@ -441,6 +445,8 @@ impl Node {
             install_crash: std::env::var(INSTALL_CRASH_ENV).ok(),
             batcher: Arc::clone(&batcher),
             ticks: 0,
+            // No later than the ticker's start: the first lease checks may only count more.
+            ticked_through: Instant::now(),
             persists: std::collections::VecDeque::new(),
             submitted: 0,
             persist_next,
@@ -807,6 +813,12 @@ impl TickSchedule {
         self.next
     }
 
+    /// The instant the ticks sent so far reach: the start plus the wall ticks they stand for.
+    fn covered(&self) -> Instant {
+        self.start
+            + Duration::from_millis(TICK_MS) * u32::try_from(self.wall_ticks).unwrap_or(u32::MAX)
+    }
+
     /// A tick is sent at `now` (at or after [`TickSchedule::due`]): returns the whole ticks
     /// of wall time it stands for (at least one) and schedules the next a full tick later.
     fn send_at(&mut self, now: Instant) -> u32 {
@@ -820,6 +832,16 @@ impl TickSchedule {
         self.next = now + tick;
         u32::try_from(wall_ticks).unwrap_or(u32::MAX)
     }
+}
+
+/// Whole ticks of wall time from `through` (where the ticks the Raft thread handled reach) to
+/// `now`: what a ticker that is late (stalled, or its tick still queued behind other events)
+/// owes the core. A lease-mode leader checks its lease on its ticks plus these
+/// ([`RawNode::set_ticks_owed`]), so its lease never outlasts the wall clock while the tick
+/// that would end it has not arrived.
+fn ticks_owed(through: Instant, now: Instant) -> u64 {
+    let owed = now.saturating_duration_since(through).as_nanos() / u128::from(TICK_MS * 1_000_000);
+    u64::try_from(owed).unwrap_or(u64::MAX)
 }
 
 /// Ticks the core counts for a ticker tick standing for `wall_ticks` of wall time (see
@@ -841,12 +863,23 @@ fn run_ticker(sender: &QueueSender<Event>, stop: &std::sync::atomic::AtomicBool)
             thread::sleep(schedule.due() - now);
         }
         let wall_ticks = schedule.send_at(Instant::now().max(schedule.due()));
-        if sender.send(Event::Tick(wall_ticks)).is_err() {
+        let through = schedule.covered();
+        if sender
+            .send(Event::Tick {
+                wall_ticks,
+                through,
+            })
+            .is_err()
+        {
             return;
         }
     }
     // Wake the Raft thread so it sees `stop`.
-    let _ = sender.send(Event::Tick(0));
+    let through = schedule.covered();
+    let _ = sender.send(Event::Tick {
+        wall_ticks: 0,
+        through,
+    });
 }
 
 /// How far the log writer got with the entries the Raft thread queued: the sequence number
@@ -988,6 +1021,8 @@ struct Driver {
     batcher: Arc<ReadBatcher>,
     /// Ticks handled so far (read batch expiry).
     ticks: u64,
+    /// The wall instant the ticks handled so far reach (see [`ticks_owed`]).
+    ticked_through: Instant,
     /// The lease HTTP threads read (lease mode).
     lease: Arc<ReadLease>,
     /// When each heartbeat round started (turns the core's lease into a deadline).
@@ -1091,8 +1126,15 @@ impl Driver {
 
     /// Handles one event; `false` when the node should stop.
     fn handle(&mut self, event: Event) -> bool {
+        // Before any step that may answer a read from the lease (a ReadIndex of this node or
+        // of a follower): the wall time since the last tick, as the core counts it.
+        self.owe_ticks();
         match event {
-            Event::Tick(wall_ticks) => {
+            Event::Tick {
+                wall_ticks,
+                through,
+            } => {
+                self.ticked_through = self.ticked_through.max(through);
                 self.tick_core(wall_ticks);
                 self.ticks += 1;
                 self.expire_reads();
@@ -1143,6 +1185,12 @@ impl Driver {
 
     /// Gives the core the ticks [`core_ticks`] counts for a ticker tick; a leader that
     /// steps down on the way counts no more (a follower never counts a burst).
+    /// Tells the core the ticks of wall time gone by since the last tick it was given.
+    fn owe_ticks(&mut self) {
+        let owed = ticks_owed(self.ticked_through, Instant::now());
+        self.raw.set_ticks_owed(owed);
+    }
+
     fn tick_core(&mut self, wall_ticks: u32) {
         let leader = self.raw.role() == Role::Leader;
         for _ in 0..core_ticks(leader, wall_ticks) {
@@ -1237,6 +1285,7 @@ impl Driver {
     /// pass created.
     fn publish_lease(&mut self, pass_began: Instant) {
         self.rounds.note(self.raw.read_round(), pass_began);
+        self.owe_ticks();
         let deadline = self
             .raw
             .lease_read()
@@ -1736,6 +1785,36 @@ mod tests {
             0,
             "the stopping wake-up counts nothing"
         );
+    }
+
+    #[test]
+    fn the_ticks_a_late_ticker_owes_are_the_wall_time_since_the_last_tick_it_sent() {
+        let start = Instant::now();
+        let tick = Duration::from_millis(TICK_MS);
+        let mut schedule = TickSchedule::new(start);
+        schedule.send_at(start + tick * 2 + tick / 2);
+        assert_eq!(schedule.covered(), start + tick * 2);
+        // On time: less than a tick since the last one, nothing owed.
+        assert_eq!(
+            ticks_owed(schedule.covered(), start + tick * 2 + tick / 2),
+            0
+        );
+        // The ticker stalls: seven and a half ticks later it has sent nothing, and the core
+        // is owed the seven whole ticks of wall time gone by.
+        assert_eq!(
+            ticks_owed(schedule.covered(), start + tick * 9 + tick / 2),
+            7
+        );
+        // The late tick stands for those seven and reaches where the wall clock is.
+        assert_eq!(schedule.send_at(start + tick * 9 + tick / 2), 7);
+        assert_eq!(schedule.covered(), start + tick * 9);
+        assert_eq!(
+            ticks_owed(schedule.covered(), start + tick * 9 + tick / 2),
+            0
+        );
+        // A clock reading before the covered instant (taken earlier by another thread) owes
+        // nothing rather than underflowing.
+        assert_eq!(ticks_owed(schedule.covered(), start), 0);
     }
 
     #[test]

@@ -117,6 +117,19 @@ impl<S: Storage> RawNode<S> {
         self.raft.tick();
     }
 
+    /// Tells the core how many whole ticks of wall time went by since the last [`tick`]
+    /// without being delivered yet (0 when the ticker is on time). Only a lease-mode leader's
+    /// lease uses it, counting itself on the delivered ticks plus these, so a late ticker
+    /// cannot stretch a lease past the wall clock; elections, heartbeats and CheckQuorum keep
+    /// to delivered ticks, in order with the messages around them. Each [`tick`] delivered
+    /// afterwards pays one of them back; a driver sets it again before any step that may
+    /// answer from the lease (a ReadIndex request, [`RawNode::lease_read`]).
+    ///
+    /// [`tick`]: RawNode::tick
+    pub fn set_ticks_owed(&mut self, owed: u64) {
+        self.raft.ticks_owed = owed;
+    }
+
     /// Feeds a message from a peer. Misrouted or malformed messages are dropped.
     pub fn step(&mut self, message: Message) {
         self.raft.step(message);

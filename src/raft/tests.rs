@@ -1831,3 +1831,39 @@ mod commit_notice {
         );
     }
 }
+
+#[test]
+fn a_late_ticker_cannot_stretch_a_leaders_lease_past_the_wall_clock() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[], |c| c.read_mode = ReadMode::Lease);
+    cluster.tick(40);
+    let (leader, others) = cluster.leader_and_others(&[1, 2, 3]);
+    assert!(cluster.node(leader).lease_read().is_some(), "a live lease");
+    // The followers stop answering; the ticks that would end the lease are owed, not
+    // delivered (the ticker thread stalled while the wall clock went on).
+    cluster.cut.extend(others.iter().copied());
+    let lease = crate::raft::lease_ticks(10);
+    cluster.node(leader).set_ticks_owed(lease);
+    assert_eq!(
+        cluster.node(leader).lease_read(),
+        None,
+        "a lease of {lease} ticks is over once that much wall time went by"
+    );
+    cluster.reads.clear();
+    cluster
+        .node(leader)
+        .read_index(vec![7])
+        .expect("still leader");
+    cluster.drain(leader);
+    assert!(
+        cluster.reads.get(&leader).is_none_or(|r| r.is_empty()),
+        "a ReadIndex is not answered from an expired lease: it waits for a round"
+    );
+    // Nothing owed: the same lease holds again (no tick was delivered meanwhile).
+    cluster.node(leader).set_ticks_owed(0);
+    assert!(cluster.node(leader).lease_read().is_some());
+    // Each delivered tick pays one owed tick back: owing a whole lease and delivering one
+    // tick of it leaves the lease as over as before, not one tick longer.
+    cluster.node(leader).set_ticks_owed(lease);
+    cluster.node(leader).tick();
+    assert_eq!(cluster.node(leader).lease_read(), None);
+}
