@@ -4,7 +4,9 @@
 //! whose histories feed the linearizability checker. Survivors of a crash may be told the
 //! crashed node is unreachable (as the transport tells them when its connections close), and
 //! running nodes are sometimes told so wrongly (a reset connection), to exercise the early
-//! campaign rule (`leader_loss.rs`). Public only for tests (`#[doc(hidden)]`).
+//! campaign rule (`leader_loss.rs`). A node's ticker may stall: its core then gets no ticks
+//! but is told the ticks owed, and one late tick follows, as the node driver does. Public only
+//! for tests (`#[doc(hidden)]`).
 //!
 //! Owns: fault injection and the after-every-step safety checks; a seed replays bit for bit.
 //! Must not: use real time, threads, sockets or unseeded randomness.
@@ -71,6 +73,13 @@ pub struct SimOptions {
     pub membership_per_million: u64,
     /// Per tick: the leader transfers leadership.
     pub transfer_per_million: u64,
+    /// Per tick: a random running node's ticker stalls (its thread descheduled) for
+    /// `1..=ticker_stall_ticks_max` ticks. Its core gets no ticks meanwhile but is told the
+    /// ticks owed before every step, as the node driver does; then one late tick arrives,
+    /// which a leader counts in full and any other role once (the driver's `core_ticks`).
+    pub ticker_stall_per_million: u64,
+    /// The longest ticker stall, in ticks.
+    pub ticker_stall_ticks_max: u64,
     /// A node snapshots and compacts once this many entries are applied past its snapshot.
     pub compact_entries: u64,
     /// Read mode of every node.
@@ -102,6 +111,8 @@ impl Default for SimOptions {
             false_notice_per_million: 10_000,
             membership_per_million: 6_000,
             transfer_per_million: 3_000,
+            ticker_stall_per_million: 0,
+            ticker_stall_ticks_max: 30,
             compact_entries: 24,
             read_mode: ReadMode::Safe,
             verbose: false,
@@ -151,6 +162,8 @@ pub struct SimReport {
     pub snapshots_installed: u64,
     /// Unreachable-leader notices a follower acted on (early campaigns).
     pub early_campaigns: u64,
+    /// Ticker stalls injected.
+    pub ticker_stalls: u64,
     /// Commit notices a leader sent (each then faces the network's faults like any message).
     pub commit_notices: u64,
     /// Commit notices the network dropped or duplicated.
@@ -176,6 +189,7 @@ struct Sim {
     membership_changes: u64,
     snapshots_installed: u64,
     early_campaigns: u64,
+    ticker_stalls: u64,
     commit_notices: u64,
     commit_notices_faulted: u64,
     /// Unreachable notices due next tick: (told node, unreachable node).
@@ -245,6 +259,7 @@ impl Sim {
             membership_changes: 0,
             snapshots_installed: 0,
             early_campaigns: 0,
+            ticker_stalls: 0,
             commit_notices: 0,
             commit_notices_faulted: 0,
             notices: Vec::new(),
@@ -285,6 +300,7 @@ impl Sim {
             membership_changes: self.membership_changes,
             snapshots_installed: self.snapshots_installed,
             early_campaigns: self.early_campaigns,
+            ticker_stalls: self.ticker_stalls,
             commit_notices: self.commit_notices,
             commit_notices_faulted: self.commit_notices_faulted,
             history,
@@ -306,8 +322,8 @@ impl Sim {
         self.deliver_notices()?;
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for &id in &ids {
-            if let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raw.as_mut()) {
-                raw.tick();
+            if let Some(node) = self.nodes.get_mut(&id).filter(|n| n.raw.is_some()) {
+                node.tick_clock();
             }
             self.drain_ready(id)?;
         }
@@ -523,6 +539,17 @@ impl Sim {
         }
         if self.rng.chance(options.membership_per_million) {
             self.change_membership();
+        }
+        if self.rng.chance(options.ticker_stall_per_million) {
+            let id = 1 + self.rng.below(options.nodes_max);
+            let ticks = 1 + self.rng.below(options.ticker_stall_ticks_max.max(1));
+            if let Some(node) = self.nodes.get_mut(&id).filter(|n| n.raw.is_some()) {
+                if options.verbose {
+                    eprintln!("t{} ticker of {id} stalls for {ticks} ticks", self.tick);
+                }
+                node.stall_left = node.stall_left.max(ticks);
+                self.ticker_stalls += 1;
+            }
         }
         if self.rng.chance(options.transfer_per_million) {
             let leader = self.leader_hint();

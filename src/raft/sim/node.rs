@@ -9,7 +9,7 @@
 
 use crate::raft::{
     ConfChange, ConfState, Config, Entry, EntryKind, HardState, MemStorage, Message, RawNode,
-    ReadState, Ready, Snapshot, Storage,
+    ReadState, Ready, Role, Snapshot, Storage,
 };
 use std::collections::{BTreeMap, VecDeque};
 
@@ -247,6 +247,11 @@ pub(crate) struct SimNode {
     /// The snapshot chunks received so far (the node driver's temporary file; lost on a
     /// crash, as that file is only synced at the install).
     incoming: Vec<u8>,
+    /// Ticks this node's ticker stays stalled for (0: on time).
+    pub(crate) stall_left: u64,
+    /// Ticks of the simulated clock the stalled ticker did not deliver yet (the node driver's
+    /// `ticks_owed`, told to the core before every step).
+    pub(crate) ticks_owed: u64,
 }
 
 impl SimNode {
@@ -261,6 +266,8 @@ impl SimNode {
             config,
             pending: VecDeque::new(),
             incoming: Vec::new(),
+            stall_left: 0,
+            ticks_owed: 0,
         };
         node.restart();
         node
@@ -289,11 +296,39 @@ impl SimNode {
         self.raw = Some(raw);
     }
 
+    /// One tick of the simulated clock for a running node, as its node driver delivers it:
+    /// on time, one tick; while its ticker is stalled, none, the core being told the ticks
+    /// owed instead; when the stall ends, one late tick standing for all of them, which a
+    /// leader counts in full and any other role once.
+    pub(crate) fn tick_clock(&mut self) {
+        let raw = self.raw.as_mut().expect("a running node");
+        if self.stall_left > 1 {
+            self.stall_left -= 1;
+            self.ticks_owed += 1;
+            raw.set_ticks_owed(self.ticks_owed);
+            return;
+        }
+        self.stall_left = 0;
+        let wall_ticks = std::mem::take(&mut self.ticks_owed) + 1;
+        let leader = raw.role() == Role::Leader;
+        let counted = if leader { wall_ticks } else { 1 };
+        for _ in 0..counted {
+            if leader && raw.role() != Role::Leader {
+                break;
+            }
+            raw.tick();
+        }
+        raw.set_ticks_owed(0);
+    }
+
     pub(crate) fn crash(&mut self) {
         self.raw = None;
         self.disk.crash();
         self.pending.clear();
         self.incoming.clear();
+        // A restarted process has a new ticker.
+        self.stall_left = 0;
+        self.ticks_owed = 0;
     }
 
     /// Completes every background persist: syncs the disk, reports the entries durable in
