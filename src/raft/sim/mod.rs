@@ -111,7 +111,8 @@ impl Default for SimOptions {
             false_notice_per_million: 10_000,
             membership_per_million: 6_000,
             transfer_per_million: 3_000,
-            ticker_stall_per_million: 0,
+            // Every run meets a few stalls (elections and CheckQuorum on late ticks).
+            ticker_stall_per_million: 10_000,
             ticker_stall_ticks_max: 30,
             compact_entries: 24,
             read_mode: ReadMode::Safe,
