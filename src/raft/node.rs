@@ -815,8 +815,8 @@ impl TickSchedule {
 
     /// The instant the ticks sent so far reach: the start plus the wall ticks they stand for.
     fn covered(&self) -> Instant {
-        self.start
-            + Duration::from_millis(TICK_MS) * u32::try_from(self.wall_ticks).unwrap_or(u32::MAX)
+        // In milliseconds, not `Duration * u32`: ticks pass u32 after 2.7 years of uptime.
+        self.start + Duration::from_millis(TICK_MS.saturating_mul(self.wall_ticks))
     }
 
     /// A tick is sent at `now` (at or after [`TickSchedule::due`]): returns the whole ticks
