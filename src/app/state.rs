@@ -1,8 +1,9 @@
 //! The state of an `App`: one `Collection` per registered model, behind the engine's `State`
 //! trait, and `AppEvent`, the event type that travels through the log.
 //!
-//! Owns: dispatching an event to the collection of its model, and the registry that lets a
-//! snapshot be decoded back into typed collections.
+//! Owns: dispatching an event to the collection of its model, the registry that lets a
+//! snapshot be decoded back into typed collections, and the app's state digest (from the
+//! records sums its collections keep up, so a digest costs O(models), not O(records)).
 //! Must not: decide anything (commands do that, in `app::command`); read clocks in `apply`.
 //!
 //! An `AppEvent` names its model and carries the binary encoding of a `ModelEvent<M>`. The model
@@ -15,7 +16,8 @@ use std::sync::{OnceLock, RwLock};
 
 use super::model::{Collection, Model, ModelEvent};
 use crate::binary::{self, Decode, Encode};
-use crate::engine::State;
+use crate::crypto::sha256::Sha256;
+use crate::engine::{MultisetHash, State, DIGEST_BYTES};
 
 /// One event of an app: which model, and that model's encoded `ModelEvent`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +89,11 @@ impl Decode for AppEvent {
     }
 }
 
+/// What an app state digest hashes first: the bytes it hashes never read as some other
+/// encoding (the default `State::digest_from_scratch` hashes encodings), and a later change
+/// of the definition changes this tag.
+pub const APP_DIGEST_DOMAIN: &[u8] = b"lithair app state digest v1\0";
+
 /// The type-erased face of a `Collection<M>`.
 pub trait AnyCollection: Send + Sync + 'static {
     /// `M::NAME`.
@@ -99,6 +106,12 @@ pub trait AnyCollection: Send + Sync + 'static {
     /// Encodes the collection for a snapshot through `spill`, a record at a time (the bytes
     /// of [`AnyCollection::encode_into`]).
     fn encode_spilled(&self, spill: &mut binary::Spill<'_>);
+    /// The highest integer id the collection ever assigned ([`Collection::last_int_id`]).
+    fn last_int_id(&self) -> u64;
+    /// The multiset hash of the records, as kept by the collection (O(1)).
+    fn records_sum(&self) -> MultisetHash;
+    /// The multiset hash of the records, from every record (O(records)).
+    fn records_sum_from_scratch(&self) -> MultisetHash;
     /// A deep copy.
     fn clone_box(&self) -> Box<dyn AnyCollection>;
     /// Number of records.
@@ -137,6 +150,18 @@ impl<M: Model> AnyCollection for Collection<M> {
 
     fn encode_spilled(&self, spill: &mut binary::Spill<'_>) {
         Collection::encode_spilled(self, spill);
+    }
+
+    fn last_int_id(&self) -> u64 {
+        Collection::last_int_id(self)
+    }
+
+    fn records_sum(&self) -> MultisetHash {
+        Collection::records_sum(self)
+    }
+
+    fn records_sum_from_scratch(&self) -> MultisetHash {
+        Collection::records_sum_from_scratch(self)
     }
 
     fn clone_box(&self) -> Box<dyn AnyCollection> {
@@ -269,6 +294,26 @@ impl AppState {
         stored
     }
 
+    /// The state digest from each stored collection's name, `last_int_id` and records sum
+    /// (given by `sum`): SHA-256 of [`APP_DIGEST_DOMAIN`], the number of stored collections,
+    /// then for each, in name order, its name (length-prefixed), `last_int_id` and sum. The
+    /// collections are those the encoding stores ([`AppState::stored`]), so two states that
+    /// encode alike digest alike, and the sums make the order records came in irrelevant.
+    fn digest_with(&self, sum: impl Fn(&dyn AnyCollection) -> MultisetHash) -> [u8; DIGEST_BYTES] {
+        let stored = self.stored();
+        let mut hasher = Sha256::new();
+        hasher.update(APP_DIGEST_DOMAIN);
+        hasher.update(&(stored.len() as u64).to_le_bytes());
+        for collection in stored {
+            let name = collection.model_name();
+            hasher.update(&(name.len() as u64).to_le_bytes());
+            hasher.update(name.as_bytes());
+            hasher.update(&collection.last_int_id().to_le_bytes());
+            sum(collection).write_to(&mut hasher);
+        }
+        hasher.finalize()
+    }
+
     /// Names and sizes of every collection.
     pub fn summary(&self) -> Vec<(&'static str, usize)> {
         self.collections
@@ -306,6 +351,17 @@ impl State for AppState {
 
     fn event_type(event: &AppEvent) -> &'static str {
         event.type_name()
+    }
+
+    /// From the sums the collections keep: O(collections), whatever the number of records.
+    fn digest(&self) -> [u8; DIGEST_BYTES] {
+        self.digest_with(|collection| collection.records_sum())
+    }
+
+    /// The same digest from every record (the reference [`State::digest`] is checked
+    /// against).
+    fn digest_from_scratch(&self) -> [u8; DIGEST_BYTES] {
+        self.digest_with(|collection| collection.records_sum_from_scratch())
     }
 
     /// As [`Encode::encode`], a record at a time: a snapshot holds a piece of the state's
