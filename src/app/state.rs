@@ -282,12 +282,14 @@ impl AppState {
             .and_then(|c| c.as_any().downcast_ref::<Collection<M>>())
     }
 
-    /// The collections an encoding holds: those with records, sorted by model name.
+    /// The collections an encoding holds: those with records or a last integer id (all of
+    /// whose records were deleted: the id must survive a snapshot, or a restart from it would
+    /// assign the deleted ids again), sorted by model name.
     fn stored(&self) -> Vec<&dyn AnyCollection> {
         let mut stored: Vec<&dyn AnyCollection> = self
             .collections
             .iter()
-            .filter(|c| !c.is_empty())
+            .filter(|c| !c.is_empty() || c.last_int_id() > 0)
             .map(|c| c.as_ref())
             .collect();
         stored.sort_by_key(|c| c.model_name());
@@ -387,8 +389,8 @@ impl State for AppState {
 }
 
 impl Encode for AppState {
-    /// Empty collections are left out, so a snapshot names only models that hold data; the
-    /// rest are sorted by name, so equal states encode (and digest) equally whatever the order
+    /// Collections with neither records nor a last id are left out (nothing of them is
+    /// state), so a snapshot names only models that hold data; the rest are sorted by name, so equal states encode (and digest) equally whatever the order
     /// models were registered or restored in.
     fn encode(&self, out: &mut Vec<u8>) {
         let stored = self.stored();
@@ -452,7 +454,8 @@ impl AppState {
             };
             collections.push(collection);
         }
-        // Every other known model starts empty (it held no data when the snapshot was taken).
+        // Every other known model starts empty (it held neither records nor a last id when the
+        // snapshot was taken).
         for (name, factory) in known.iter() {
             if !collections.iter().any(|c| c.model_name() == *name) {
                 collections.push((factory.empty)());
