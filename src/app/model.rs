@@ -322,8 +322,8 @@ pub struct Collection<M: Model> {
     records_sum: MultisetHash,
 }
 
-/// Encodings of a record above this many bytes are hashed from a buffer of their own, not
-/// from the thread's reused one, so a rare large record leaves no large buffer behind.
+/// The thread's reused buffer for record hashes is let go once a record's encoding grew it
+/// past this many bytes, so a rare large record leaves no large buffer behind.
 const RECORD_HASH_BUFFER_BYTES_MAX: usize = 64 * 1024;
 
 thread_local! {

@@ -390,8 +390,9 @@ impl State for AppState {
 
 impl Encode for AppState {
     /// Collections with neither records nor a last id are left out (nothing of them is
-    /// state), so a snapshot names only models that hold data; the rest are sorted by name, so equal states encode (and digest) equally whatever the order
-    /// models were registered or restored in.
+    /// state), so a snapshot names only models that hold data; the rest are sorted by name,
+    /// so equal states encode (and digest) equally whatever the order models were registered
+    /// or restored in.
     fn encode(&self, out: &mut Vec<u8>) {
         let stored = self.stored();
         binary::write_varint(out, stored.len() as u64);
