@@ -92,8 +92,8 @@ done
 [ "$still" -ge 30 ] || { echo "no settled snapshot" >&2; exit 1; }
 pid=${NODE_PID[$leader]}
 snap_bytes=$(stat -c %s "$TMP/snap$leader/snapshots/$(printf %020d "$last").snap")
-# Before the reset: a status answer's digest reads the whole state (bounded memory, but CPU
-# and the read lock; see benches/status-digest.sh).
+# Before the reset: a status answer (an app's state keeps its digest, so it reads no records;
+# see benches/status-digest.sh).
 target=$(doc "$leader" | field applied_event_index)
 hwm_before=$(kb "$pid" VmHWM)
 echo 5 >"/proc/$pid/clear_refs"

@@ -3,8 +3,9 @@
 # cluster with ITEMS preloaded items; once they are all there, its peak RSS is reset
 # (`echo 5 > /proc/PID/clear_refs`) and POLLS status answers are timed. One line:
 #   status-digest: items N rss_kb R peak_growth_kb G ms_per_poll T
-# (peak_growth_kb: VmHWM after the polls minus VmHWM at the reset; the first poll after a
-# write computes the state digest, later ones at the same applied index reuse it).
+# (peak_growth_kb: VmHWM after the polls minus VmHWM at the reset; an app's state keeps its
+# digest up as it applies, so no poll passes over the state; before, the first poll after a
+# write computed it, later ones at the same applied index reused it).
 #
 #   benches/status-digest.sh
 #   ITEMS=1000000 OURS=/tmp/base/bench_server benches/status-digest.sh

@@ -589,11 +589,13 @@ fn security_headers_are_on_by_default_and_can_be_replaced_or_turned_off() {
     }
 }
 
-/// The state digest is hashed from the encoding in pieces (`State::encode_spilled`), never
-/// from one state-sized buffer: it must equal SHA-256 over the whole encoding all the same,
-/// for a state spanning several pieces.
+/// The encoding digest (the default state digest, `engine::encoding_digest`) is hashed from
+/// the encoding in pieces (`State::encode_spilled`), never from one state-sized buffer: it
+/// must equal SHA-256 over the whole encoding all the same, for a state spanning several
+/// pieces. (An `AppState`'s own digest hashes the records sums its collections keep, not its
+/// encoding: it is checked against its recomputation here, and in tests/state_digest.rs.)
 #[test]
-fn the_digest_of_a_state_of_many_pieces_is_the_hash_of_its_whole_encoding() {
+fn the_encoding_digest_of_a_state_of_many_pieces_is_the_hash_of_its_whole_encoding() {
     let data = common::fresh_dir("app", "digest-pieces");
     let app = App::new("digest-pieces").model::<Post>();
     let (running, addr) = common::start(&app, &data);
@@ -606,12 +608,15 @@ fn the_digest_of_a_state_of_many_pieces_is_the_hash_of_its_whole_encoding() {
         let created = request(addr, "POST", "/api/posts", "", &body);
         assert_eq!(created.status, 201, "{}", created.body);
     }
-    let (encoded, digest) = running.handle.read(|state| {
+    let (encoded, digest, kept, recomputed) = running.handle.read(|state| {
         (
             lithair::binary::to_vec(state),
+            lithair::engine::encoding_digest(state),
+            lithair::engine::State::digest(state),
             lithair::engine::digest(state),
         )
     });
+    assert_eq!(kept, recomputed, "the kept digest is the recomputed one");
     assert!(
         encoded.len() > 3 * lithair::binary::SPILL_PIECE_BYTES,
         "{} bytes",

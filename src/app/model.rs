@@ -10,6 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use crate::binary::{self, Decode, Encode};
+use crate::crypto::sha256::Sha256;
+use crate::engine::{MultisetHash, DIGEST_BYTES};
 use crate::json::{self, FromJson, ToJson, Value};
 
 use super::schema::{
@@ -312,6 +314,50 @@ pub struct Collection<M: Model> {
     indexed: Vec<(usize, HashMap<String, BTreeSet<Id>>)>,
     /// Highest integer id ever assigned (ids are never reused, even after a delete).
     last_int_id: u64,
+    /// The multiset hash of the records (each hashed by [`record_hash`]), kept up by every
+    /// change to `records`: an insert adds its record, a removal subtracts it, a change does
+    /// both. With `last_int_id` it is everything of the collection a state digest needs (the
+    /// unique and equality indexes are derived from the records), so a digest costs no pass
+    /// over the records. Invariant: equal to [`Collection::records_sum_from_scratch`].
+    records_sum: MultisetHash,
+}
+
+/// The thread's reused buffer for record hashes is let go once a record's encoding grew it
+/// past this many bytes, so a rare large record leaves no large buffer behind.
+const RECORD_HASH_BUFFER_BYTES_MAX: usize = 64 * 1024;
+
+thread_local! {
+    /// The buffer a record is encoded into to be hashed, reused by every change the thread
+    /// applies (the applier, the sequencer's copy) instead of an allocation per event.
+    static RECORD_HASH_BUFFER: std::cell::RefCell<Vec<u8>> = const {
+        std::cell::RefCell::new(Vec::new())
+    };
+}
+
+/// The hash of one stored record in its collection's [`MultisetHash`]: SHA-256 of the model
+/// name (length-prefixed), the record's binary encoding (which holds its id) and its version
+/// (the encoding of the pair in a snapshot). Everything hashed is self-delimiting, so two
+/// different records never feed the same bytes.
+fn record_hash<M: Model>(value: &M, version: u64) -> [u8; DIGEST_BYTES] {
+    let hash_encoding = |buffer: &mut Vec<u8>| {
+        buffer.clear();
+        M::NAME.encode(buffer);
+        value.encode(buffer);
+        version.encode(buffer);
+        MultisetHash::item(|hasher: &mut Sha256| hasher.update(buffer))
+    };
+    RECORD_HASH_BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut buffer) => {
+            let hash = hash_encoding(&mut buffer);
+            if buffer.capacity() > RECORD_HASH_BUFFER_BYTES_MAX {
+                *buffer = Vec::new();
+            }
+            hash
+        }
+        // Only a model's own `Encode` hashing a record again could get here; it gets a buffer
+        // of its own.
+        Err(_) => hash_encoding(&mut Vec::new()),
+    })
 }
 
 impl<M: Model> Default for Collection<M> {
@@ -336,7 +382,28 @@ impl<M: Model> Collection<M> {
                 .map(|(index, _)| (index, HashMap::new()))
                 .collect(),
             last_int_id: 0,
+            records_sum: MultisetHash::EMPTY,
         }
+    }
+
+    /// The highest integer id ever assigned (0: none).
+    pub fn last_int_id(&self) -> u64 {
+        self.last_int_id
+    }
+
+    /// The multiset hash of the records as the collection keeps it (O(1)).
+    pub fn records_sum(&self) -> MultisetHash {
+        self.records_sum
+    }
+
+    /// The multiset hash of the records computed from every record (O(records)): what
+    /// [`Collection::records_sum`] must always equal.
+    pub fn records_sum_from_scratch(&self) -> MultisetHash {
+        let mut sum = MultisetHash::EMPTY;
+        for record in self.records.values() {
+            sum.add(&record_hash(&record.value, record.version));
+        }
+        sum
     }
 
     /// Number of records.
@@ -414,13 +481,13 @@ impl<M: Model> Collection<M> {
                     self.last_int_id = self.last_int_id.max(value);
                 }
                 self.index_insert(record);
-                self.records.insert(
-                    id,
-                    Record {
-                        value: record.clone(),
-                        version: 1,
-                    },
-                );
+                let record = Record {
+                    value: record.clone(),
+                    version: 1,
+                };
+                self.records_sum
+                    .add(&record_hash(&record.value, record.version));
+                self.records.insert(id, record);
             }
             ModelEvent::Updated { id, patch } => {
                 let mut updated = self.take_for_change(id);
@@ -448,6 +515,8 @@ impl<M: Model> Collection<M> {
             )
         });
         self.index_remove(&record.value);
+        self.records_sum
+            .remove(&record_hash(&record.value, record.version));
         record
     }
 
@@ -455,6 +524,8 @@ impl<M: Model> Collection<M> {
         assert_eq!(&record.value.id(), id, "an update must not change the id");
         record.version += 1;
         self.index_insert(&record.value);
+        self.records_sum
+            .add(&record_hash(&record.value, record.version));
         self.records.insert(id.clone(), record);
     }
 
@@ -828,6 +899,7 @@ impl<M: Model> Collection<M> {
             )));
         }
         self.index_insert(&value);
+        self.records_sum.add(&record_hash(&value, version));
         self.records.insert(id, Record { value, version });
         Ok(())
     }

@@ -1,8 +1,9 @@
 //! The state of an `App`: one `Collection` per registered model, behind the engine's `State`
 //! trait, and `AppEvent`, the event type that travels through the log.
 //!
-//! Owns: dispatching an event to the collection of its model, and the registry that lets a
-//! snapshot be decoded back into typed collections.
+//! Owns: dispatching an event to the collection of its model, the registry that lets a
+//! snapshot be decoded back into typed collections, and the app's state digest (from the
+//! records sums its collections keep up, so a digest costs O(models), not O(records)).
 //! Must not: decide anything (commands do that, in `app::command`); read clocks in `apply`.
 //!
 //! An `AppEvent` names its model and carries the binary encoding of a `ModelEvent<M>`. The model
@@ -15,7 +16,8 @@ use std::sync::{OnceLock, RwLock};
 
 use super::model::{Collection, Model, ModelEvent};
 use crate::binary::{self, Decode, Encode};
-use crate::engine::State;
+use crate::crypto::sha256::Sha256;
+use crate::engine::{MultisetHash, State, DIGEST_BYTES};
 
 /// One event of an app: which model, and that model's encoded `ModelEvent`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +89,11 @@ impl Decode for AppEvent {
     }
 }
 
+/// What an app state digest hashes first: the bytes it hashes never read as some other
+/// encoding (the default `State::digest_from_scratch` hashes encodings), and a later change
+/// of the definition changes this tag.
+pub const APP_DIGEST_DOMAIN: &[u8] = b"lithair app state digest v1\0";
+
 /// The type-erased face of a `Collection<M>`.
 pub trait AnyCollection: Send + Sync + 'static {
     /// `M::NAME`.
@@ -99,6 +106,12 @@ pub trait AnyCollection: Send + Sync + 'static {
     /// Encodes the collection for a snapshot through `spill`, a record at a time (the bytes
     /// of [`AnyCollection::encode_into`]).
     fn encode_spilled(&self, spill: &mut binary::Spill<'_>);
+    /// The highest integer id the collection ever assigned ([`Collection::last_int_id`]).
+    fn last_int_id(&self) -> u64;
+    /// The multiset hash of the records, as kept by the collection (O(1)).
+    fn records_sum(&self) -> MultisetHash;
+    /// The multiset hash of the records, from every record (O(records)).
+    fn records_sum_from_scratch(&self) -> MultisetHash;
     /// A deep copy.
     fn clone_box(&self) -> Box<dyn AnyCollection>;
     /// Number of records.
@@ -137,6 +150,18 @@ impl<M: Model> AnyCollection for Collection<M> {
 
     fn encode_spilled(&self, spill: &mut binary::Spill<'_>) {
         Collection::encode_spilled(self, spill);
+    }
+
+    fn last_int_id(&self) -> u64 {
+        Collection::last_int_id(self)
+    }
+
+    fn records_sum(&self) -> MultisetHash {
+        Collection::records_sum(self)
+    }
+
+    fn records_sum_from_scratch(&self) -> MultisetHash {
+        Collection::records_sum_from_scratch(self)
     }
 
     fn clone_box(&self) -> Box<dyn AnyCollection> {
@@ -257,16 +282,38 @@ impl AppState {
             .and_then(|c| c.as_any().downcast_ref::<Collection<M>>())
     }
 
-    /// The collections an encoding holds: those with records, sorted by model name.
+    /// The collections an encoding holds: those with records or a last integer id (all of
+    /// whose records were deleted: the id must survive a snapshot, or a restart from it would
+    /// assign the deleted ids again), sorted by model name.
     fn stored(&self) -> Vec<&dyn AnyCollection> {
         let mut stored: Vec<&dyn AnyCollection> = self
             .collections
             .iter()
-            .filter(|c| !c.is_empty())
+            .filter(|c| !c.is_empty() || c.last_int_id() > 0)
             .map(|c| c.as_ref())
             .collect();
         stored.sort_by_key(|c| c.model_name());
         stored
+    }
+
+    /// The state digest from each stored collection's name, `last_int_id` and records sum
+    /// (given by `sum`): SHA-256 of [`APP_DIGEST_DOMAIN`], the number of stored collections,
+    /// then for each, in name order, its name (length-prefixed), `last_int_id` and sum. The
+    /// collections are those the encoding stores ([`AppState::stored`]), so two states that
+    /// encode alike digest alike, and the sums make the order records came in irrelevant.
+    fn digest_with(&self, sum: impl Fn(&dyn AnyCollection) -> MultisetHash) -> [u8; DIGEST_BYTES] {
+        let stored = self.stored();
+        let mut hasher = Sha256::new();
+        hasher.update(APP_DIGEST_DOMAIN);
+        hasher.update(&(stored.len() as u64).to_le_bytes());
+        for collection in stored {
+            let name = collection.model_name();
+            hasher.update(&(name.len() as u64).to_le_bytes());
+            hasher.update(name.as_bytes());
+            hasher.update(&collection.last_int_id().to_le_bytes());
+            sum(collection).write_to(&mut hasher);
+        }
+        hasher.finalize()
     }
 
     /// Names and sizes of every collection.
@@ -308,6 +355,17 @@ impl State for AppState {
         event.type_name()
     }
 
+    /// From the sums the collections keep: O(collections), whatever the number of records.
+    fn digest(&self) -> [u8; DIGEST_BYTES] {
+        self.digest_with(|collection| collection.records_sum())
+    }
+
+    /// The same digest from every record (the reference [`State::digest`] is checked
+    /// against).
+    fn digest_from_scratch(&self) -> [u8; DIGEST_BYTES] {
+        self.digest_with(|collection| collection.records_sum_from_scratch())
+    }
+
     /// As [`Encode::encode`], a record at a time: a snapshot holds a piece of the state's
     /// encoding, never all of it.
     /// As [`Decode::decode`], a record at a time: loading a snapshot holds a piece of its
@@ -331,9 +389,10 @@ impl State for AppState {
 }
 
 impl Encode for AppState {
-    /// Empty collections are left out, so a snapshot names only models that hold data; the
-    /// rest are sorted by name, so equal states encode (and digest) equally whatever the order
-    /// models were registered or restored in.
+    /// Collections with neither records nor a last id are left out (nothing of them is
+    /// state), so a snapshot names only models that hold data; the rest are sorted by name,
+    /// so equal states encode (and digest) equally whatever the order models were registered
+    /// or restored in.
     fn encode(&self, out: &mut Vec<u8>) {
         let stored = self.stored();
         binary::write_varint(out, stored.len() as u64);
@@ -396,7 +455,8 @@ impl AppState {
             };
             collections.push(collection);
         }
-        // Every other known model starts empty (it held no data when the snapshot was taken).
+        // Every other known model starts empty (it held neither records nor a last id when the
+        // snapshot was taken).
         for (name, factory) in known.iter() {
             if !collections.iter().any(|c| c.model_name() == *name) {
                 collections.push((factory.empty)());

@@ -18,6 +18,7 @@ use super::replica::{self, Proposer, Replica, Token};
 use super::snapshot::{self, SnapshotHook, SnapshotStep};
 use super::snapshotter;
 use super::state::{self, Command, Committed, Context, Meta, Receipt, State, Tracked, Upcaster};
+use super::state_digest;
 use super::subscribe::{Subscribers, Subscription};
 use crate::binary::Encode;
 use crate::log::fatal::AbortOnPanic;
@@ -382,9 +383,10 @@ pub(super) struct Shared<S: State> {
     snapshot_running: AtomicBool,
     snapshot_lock: Mutex<()>,
     /// The digest of the committed state at an applied index, so that status polls between
-    /// two writes cost no pass over the state. The state at an index is the same wherever it
-    /// came from (determinism); a restore clears it all the same.
-    digest_at: Mutex<Option<(u64, [u8; state::DIGEST_BYTES])>>,
+    /// two writes ask the state once: a state that keeps no digest of its own (the default
+    /// [`State::digest`]) makes a pass over itself for each. The state at an index is the
+    /// same wherever it came from (determinism); a restore clears it all the same.
+    digest_at: Mutex<Option<(u64, [u8; state_digest::DIGEST_BYTES])>>,
     events_since_snapshot: AtomicU64,
     bytes_since_snapshot: AtomicU64,
     /// Size in bytes of the newest snapshot file (0: none), for the trigger's tail rule
@@ -1016,9 +1018,26 @@ impl<S: State> Engine<S> {
         }
     }
 
-    /// Digest of the committed state (see [`state::digest`]).
-    pub fn digest(&self) -> [u8; state::DIGEST_BYTES] {
-        self.read(state::digest)
+    /// Digest of the committed state, computed from scratch ([`state_digest::digest`]: a
+    /// pass over the whole state under the read lock) and checked against the digest the
+    /// state keeps ([`State::digest`]), which must be equal: a difference is a broken
+    /// invariant and stops the process. For `replay` and tests; the cluster status reads the
+    /// kept digest alone ([`Replica::applied_digest`]).
+    ///
+    /// # Panics
+    /// If the kept digest differs from the recomputed one.
+    pub fn digest(&self) -> [u8; state_digest::DIGEST_BYTES] {
+        self.read(|state| {
+            let full = state_digest::digest(state);
+            let kept = state.digest();
+            assert!(
+                kept == full,
+                "the state's kept digest {} differs from its digest recomputed from scratch {}",
+                state_digest::digest_hex(&kept),
+                state_digest::digest_hex(&full)
+            );
+            full
+        })
     }
 
     /// Index of the last applied event.
@@ -2272,7 +2291,7 @@ impl<S: State> Replica for EngineReplica<S> {
             .applied_index
     }
 
-    fn applied_digest(&self) -> (u64, [u8; state::DIGEST_BYTES]) {
+    fn applied_digest(&self) -> (u64, [u8; state_digest::DIGEST_BYTES]) {
         let committed = self.shared.committed.read().expect("state lock poisoned");
         let index = committed.applied_index;
         let mut cached = self.shared.digest_at.lock().expect("digest lock poisoned");
@@ -2281,7 +2300,9 @@ impl<S: State> Replica for EngineReplica<S> {
                 return (index, digest);
             }
         }
-        let digest = state::digest(&committed.state);
+        // The kept digest: O(models) for an `AppState`, never a pass over its records while
+        // the applier's writes wait for this read lock.
+        let digest = committed.state.digest();
         *cached = Some((index, digest));
         (index, digest)
     }

@@ -45,6 +45,7 @@ mod replica;
 mod snapshot;
 mod snapshotter;
 mod state;
+mod state_digest;
 mod subscribe;
 pub mod tools;
 
@@ -67,7 +68,10 @@ pub use snapshot::{
     SnapshotStep, SNAPSHOT_DIR_NAME, SNAPSHOT_HEADER_BYTES, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
 };
 pub use state::{
-    digest, digest_hex, Command, Committed, Context, Convert, Meta, Receipt, State, Tracked,
-    Upcaster, DIGEST_BYTES, IDEMPOTENCY_KEYS_MAX,
+    Command, Committed, Context, Convert, Meta, Receipt, State, Tracked, Upcaster,
+    IDEMPOTENCY_KEYS_MAX,
+};
+pub use state_digest::{
+    digest, digest_hex, encoding_digest, full_digests, MultisetHash, DIGEST_BYTES, MULTISET_LANES,
 };
 pub use subscribe::{SubscribeError, Subscription, CATCH_UP_EVENTS_MAX};

@@ -129,8 +129,10 @@ pub trait Replica: Send + Sync {
     fn delivered_index(&self) -> u64;
     /// Last index applied to the committed state.
     fn applied_index(&self) -> u64;
-    /// Last index applied to the committed state, and the state digest at it.
-    fn applied_digest(&self) -> (u64, [u8; super::state::DIGEST_BYTES]);
+    /// Last index applied to the committed state, and the state digest at it: the digest the
+    /// state keeps ([`super::State::digest`]), so a status answer costs no pass over a state
+    /// that keeps one.
+    fn applied_digest(&self) -> (u64, [u8; super::state_digest::DIGEST_BYTES]);
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! and replay. Must not: read clocks, randomness or the environment.
 
 use super::envelope::Envelope;
+use super::state_digest::{self, DIGEST_BYTES};
 use crate::binary::{self, Decode, Encode, Reader};
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -62,6 +63,28 @@ pub trait State: Encode + Decode + Clone + Send + Sync + 'static {
     /// As [`Decode::decode`].
     fn decode_spilled(input: &mut binary::Unspill<'_>) -> Result<Self, binary::Error> {
         input.rest(Self::decode)
+    }
+
+    /// The state digest as the state keeps it while it applies events: what every
+    /// `/_lithair/cluster` answer carries, read under the committed state's read lock (which
+    /// the applier's writes wait for), so a state that can answer it without a pass over
+    /// itself should.
+    ///
+    /// Must equal [`State::digest_from_scratch`] at every applied index, whatever history
+    /// built the state (`Engine::digest` asserts it). The default is the full recomputation
+    /// ([`crate::engine::digest`]), O(state); a large state overrides both methods, keeping a
+    /// [`crate::engine::MultisetHash`] of its records up in `apply` and rebuilding it on
+    /// decode (as `AppState` does), which makes this O(1) in the records.
+    fn digest(&self) -> [u8; DIGEST_BYTES] {
+        state_digest::digest(self)
+    }
+
+    /// The state digest computed from the whole state: equal for equal states (so the same on
+    /// replicas and after a replay), a pass over every record. The default is SHA-256 of the
+    /// binary encoding ([`crate::engine::encoding_digest`]); a state that overrides
+    /// [`State::digest`] computes here, from scratch, the same value its kept sums give.
+    fn digest_from_scratch(&self) -> [u8; DIGEST_BYTES] {
+        state_digest::encoding_digest(self)
     }
 }
 
@@ -687,31 +710,6 @@ impl KeyWindow {
             self.index(entry, tag);
         }
     }
-}
-
-/// Bytes of a state digest.
-pub const DIGEST_BYTES: usize = 32;
-
-/// SHA-256 of the binary encoding of the state: a stable digest to compare replays and
-/// replicas (equal for equal states as long as the encoding is deterministic, e.g. ordered
-/// maps).
-///
-/// Hashed from the two passes of [`State::encode_spilled`] (the bytes of [`Encode::encode`]),
-/// so a digest holds at most a piece of the encoding, never a copy the size of the state:
-/// every `/_lithair/cluster` answer carries one.
-pub fn digest<S: State>(state: &S) -> [u8; DIGEST_BYTES] {
-    let mut hasher = crate::crypto::sha256::Sha256::new();
-    let mut feed = |piece: &[u8]| {
-        hasher.update(piece);
-        Ok(())
-    };
-    binary::spill_through(|spill| state.encode_spilled(spill), &mut feed);
-    hasher.finalize()
-}
-
-/// A digest as lowercase hex, for printing.
-pub fn digest_hex(digest: &[u8; DIGEST_BYTES]) -> String {
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]
