@@ -321,13 +321,11 @@ fn join_cluster(node: &Node, via: &str, request: &JoinRequest) -> Result<(), Str
     // attempt is reported at once, then one line per JOIN_PROGRESS_MS.
     let mut next_report = started;
     loop {
-        let outcome = admin_request(
-            via,
-            "POST",
-            "/_lithair/cluster/join",
-            Some(node),
-            body.as_bytes(),
-        );
+        // Where this node's log ends (the query: signed with the target, and ignored by a
+        // node of an older release): the leader refuses a member whose log ends before what
+        // it acknowledged, instead of answering "joined" to a node that can never catch up.
+        let target = format!("/_lithair/cluster/join?last={}", node.status().last_index);
+        let outcome = admin_request(via, "POST", &target, Some(node), body.as_bytes());
         let retry_detail = match outcome {
             Ok((200, answer)) => return learn_peers(node, &answer),
             Ok((503, answer)) => String::from_utf8_lossy(&answer).into_owned(),
@@ -841,10 +839,16 @@ impl ClusterFront {
     /// `POST /_lithair/cluster/join` with `id=N&peer=HOST:PORT`: the leader records the
     /// peer address and adds the node as a learner (the node promotes it once caught up).
     /// A node already in the configuration gets the same success, so joining is idempotent;
-    /// another peer address under a known id is refused (409).
+    /// another peer address under a known id is refused (409), and so is a member whose log
+    /// (`?last=N`, where the joining node's log ends) ends before the index the leader has
+    /// matched on it (its data directory was emptied or restored from an older copy).
     fn join(&self, req: &Request) -> Response {
         let Some(join) = JoinRequest::decode(&req.body) else {
             return json_error(400, "expected `id=N&peer=HOST:PORT`");
+        };
+        let joiner_last = match query_id(req, "last").transpose() {
+            Ok(last) => last,
+            Err(_) => return json_error(400, "`last` must be a log index"),
         };
         let status = self.node.status();
         if status.role != "leader" {
@@ -852,6 +856,26 @@ impl ClusterFront {
         }
         if join.id == status.id {
             return json_error(409, "that id belongs to the leader");
+        }
+        // A member the leader has matched past where the joiner's log ends lost entries it
+        // acknowledged: the leader would take its rejections for stale ones and never catch
+        // it up, and a voter among them may vote again in a term it voted in. Raft's way back
+        // is removal, then a join as a new learner.
+        let lost = status.members.iter().find(|member| {
+            member.id == join.id && joiner_last.is_some_and(|last| last < member.match_index)
+        });
+        if let Some(member) = lost {
+            let detail = format!(
+                "node {} is a member whose log the leader has matched up to index {}, but this \
+                 node's log ends at {}: its data directory lost entries it acknowledged \
+                 (emptied, or restored from an older copy); remove it first (`cluster leave \
+                 --id {}` through a live member), then join again from an empty data directory",
+                join.id,
+                member.match_index,
+                joiner_last.unwrap_or(0),
+                join.id
+            );
+            return json_error(409, &detail);
         }
         // A member's id keeps its peer address: a second process joining under a member's id
         // (an operator's slip) would otherwise be told it joined, then vote and answer as
