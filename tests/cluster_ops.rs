@@ -918,3 +918,57 @@ fn a_member_that_lost_its_data_is_refused_at_join_until_removed() {
     converged(&addrs);
     assert_readable(back, &acked);
 }
+
+/// The leader that served a join dies at once: only it held the new learner's peer address
+/// (the others learn it from its status, every `PEER_RESOLVE_INTERVAL_MS`). The next leader
+/// had the learner in its configuration but no way to reach it, and a learner never
+/// campaigns, so it stayed a learner with nothing applied, for good. Now a node that is not a
+/// voter yet repeats its (idempotent) join, and the new leader catches it up and promotes it.
+#[test]
+fn a_learner_whose_joining_leader_dies_is_reached_by_the_next_one() {
+    let mut cluster = start_cluster("join-leader-dies");
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.http).collect();
+    let leader = wait_leader(&cluster);
+    let never = AtomicBool::new(false);
+    let mut acked = BTreeSet::new();
+    for k in 0..5 {
+        acked.extend(write_item(&addrs, leader, &format!("before-{k}"), &never));
+    }
+    // Joined through the leader itself, so no follower served (or forwarded) the join.
+    let port = free_port();
+    let data = cluster.dir.join("d4").display().to_string();
+    let mut fourth = Node {
+        id: 4,
+        http: SocketAddr::from(([127, 0, 0, 1], port)),
+        args: fourth_args(port, &data, Some((addrs[leader], free_port()))),
+        child: None,
+        dir: cluster.dir.clone(),
+    };
+    fourth.spawn();
+    // The join is answered once the learner is in the configuration; the node serves after.
+    poll(Duration::from_secs(20), || status(fourth.http)).expect("node 4 joined and serves");
+    cluster.nodes[leader].kill();
+    // The nodes alive: the two left of the first three, and node 4 (which may lead).
+    let mut alive: Vec<(u64, SocketAddr)> = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| *k != leader)
+        .map(|(_, node)| (node.id, node.http))
+        .collect();
+    alive.push((4, fourth.http));
+    let promoted = poll(Duration::from_secs(40), || {
+        let leader = leader_among(&alive)?;
+        let addr = alive.iter().find(|(id, _)| *id == leader)?.1;
+        members(addr)?.get(&4).copied().filter(|voter| *voter)
+    });
+    let fourth_http = fourth.http;
+    cluster.nodes.push(fourth);
+    assert!(
+        promoted.is_some(),
+        "a next leader is elected and node 4 is a voter it reaches"
+    );
+    let all: Vec<SocketAddr> = alive.iter().map(|(_, addr)| *addr).collect();
+    converged(&all);
+    assert_readable(fourth_http, &acked);
+}
