@@ -15,7 +15,9 @@
 //!
 //! Usage: `bench_server [serve] [--port 8080] [--items 10000] [--data DIR]` plus every flag of
 //! `App::run` (`--help`). `--items N` preloads items 1..=N, only into an empty data directory (in a cluster, through
-//! whichever node is the leader once one is elected).
+//! whichever node is the leader once one is elected), or into one holding nothing but what a
+//! preload cut short left (a `kill -9` during it): the whole batches of items 1..=k it wrote,
+//! unchanged; the preload then completes them.
 use lithair::app::{Id, Rejection, WriteError};
 use lithair::http::problem::Problem;
 use lithair::http::router::Router;
@@ -77,6 +79,31 @@ fn preload(handle: &lithair::app::Handle, count: u64) -> Result<(), WriteError> 
     Ok(())
 }
 
+/// Whether `item` is preloaded item `item.id`, as [`preloaded`] makes it.
+fn is_preloaded(item: &Item) -> bool {
+    item.name.strip_prefix("item-") == Some(item.id.to_string().as_str())
+        && item.price == item.id as f64 * 1.25
+        && item.tags == ["a", "b"]
+        && item.in_stock == (item.id % 2 == 0)
+}
+
+/// Whether the data directory needs the preload of `count` items: it is empty, or it holds
+/// only what a preload of more items than it has cut short left behind (a crash, a `kill -9`
+/// during it). Batches commit whole and in order, so that is items 1..=k for a multiple k of
+/// [`PRELOAD_BATCH_ITEMS`] below `count`, each unchanged since it was created. Anything else
+/// (a record written or changed by a client, a preload that finished) is the data's own.
+fn needs_preload(items: &lithair::app::Collection<Item>, count: u64) -> bool {
+    let held = items.len() as u64;
+    if held == 0 {
+        return count > 0;
+    }
+    held < count
+        && held % PRELOAD_BATCH_ITEMS == 0
+        && items.iter().zip(1..).all(|(record, id)| {
+            record.version == 1 && record.value.id == id && is_preloaded(&record.value)
+        })
+}
+
 /// In a cluster only the leader writes, and it is elected after start: every fresh node
 /// tries in the background until the items are there, written by itself as leader or
 /// replicated from the node that was.
@@ -136,8 +163,7 @@ fn main() -> std::process::ExitCode {
                     .map_err(|_| format!("--items expects a number, got `{text}`"))?,
                 None => 10_000,
             };
-            let empty = handle.read(|state| state.collection::<Item>().is_empty());
-            if !empty || count == 0 {
+            if !handle.read(|state| needs_preload(state.collection::<Item>(), count)) {
                 return Ok(());
             }
             if options.node_id.is_none() {

@@ -812,3 +812,163 @@ fn a_node_down_for_good_is_removed_through_a_live_one_and_rejoins_empty() {
         .unwrap_or_else(|| panic!("node {id} dials node {dead_id} at {new_peer}"));
     }
 }
+
+/// A member whose data directory was emptied (its disk replaced, an operator's `rm -rf`) and
+/// that is started again with `--join` under its old id and address: the leader has matched
+/// its log far past where the new one ends, so it would take the node's rejections for stale
+/// ones and never catch it up, and the node could vote again in terms it voted in. It used
+/// to be told "joined" and then served an empty state, forever 0 applied. Now the join is
+/// refused (409) naming the way out, and the node exits; removed first, it joins again.
+#[test]
+fn a_member_that_lost_its_data_is_refused_at_join_until_removed() {
+    let mut cluster = start_cluster("lost-data");
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.http).collect();
+    let leader = wait_leader(&cluster);
+    let never = AtomicBool::new(false);
+    let mut acked = BTreeSet::new();
+    for k in 0..5 {
+        acked.extend(write_item(&addrs, leader, &format!("before-{k}"), &never));
+    }
+    let lost = (leader + 1) % addrs.len();
+    let lost_id = cluster.nodes[lost].id;
+    let live = addrs[leader];
+    // The leader has matched the follower's log: every write above was acknowledged by it
+    // or by the third node, so wait until the follower reports them applied too.
+    poll(Duration::from_secs(20), || {
+        let (follower, first) = (status(addrs[lost])?, status(addrs[leader])?);
+        (follower.applied_event > 0 && follower.digest == first.digest).then_some(())
+    })
+    .expect("the follower applied the writes");
+    cluster.nodes[lost].kill();
+    let node = &mut cluster.nodes[lost];
+    let data = node.dir.join(format!("d{lost_id}"));
+    let position = node.args.iter().position(|arg| arg == "--peer-port");
+    let peer_port = node.args[position.expect("a peer port") + 1].clone();
+    let rejoin = |data: &std::path::Path| -> Vec<String> {
+        [
+            "serve",
+            "--node-id",
+            &lost_id.to_string(),
+            "--port",
+            &node.http.port().to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--peer-port",
+            &peer_port,
+            "--data",
+            &data.display().to_string(),
+            "--join",
+            &live.to_string(),
+            "--cluster-secret",
+            SECRET,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    std::fs::remove_dir_all(&data).expect("empty the data directory");
+    node.args = rejoin(&data);
+    node.spawn();
+    let exit = poll(Duration::from_secs(30), || {
+        node.child.as_mut()?.try_wait().ok()?
+    });
+    node.kill();
+    assert!(
+        exit.is_some_and(|status| !status.success()),
+        "a member that lost its data is refused: {exit:?}"
+    );
+    let log = std::fs::read_to_string(node.log_path()).expect("node log");
+    assert!(
+        log.contains("409") && log.contains(&format!("cluster leave --id {lost_id}")),
+        "{log}"
+    );
+    // The way out it names: remove it through a live member, then join again empty.
+    assert!(cli(&[
+        "cluster",
+        "leave",
+        "--node",
+        &live.to_string(),
+        "--id",
+        &lost_id.to_string(),
+        "--cluster-secret",
+        SECRET,
+    ]));
+    let rest: Vec<(u64, SocketAddr)> = cluster
+        .nodes
+        .iter()
+        .filter(|node| node.id != lost_id)
+        .map(|node| (node.id, node.http))
+        .collect();
+    poll(Duration::from_secs(20), || {
+        let leader = leader_among(&rest)?;
+        let addr = rest.iter().find(|(id, _)| *id == leader)?.1;
+        (!members(addr)?.contains_key(&lost_id)).then_some(())
+    })
+    .expect("the node is no longer a member");
+    let node = &mut cluster.nodes[lost];
+    std::fs::remove_dir_all(&data).expect("empty the data directory again");
+    node.spawn();
+    let back = node.http;
+    poll(Duration::from_secs(40), || {
+        let leader = leader_among(&rest)?;
+        let addr = rest.iter().find(|(id, _)| *id == leader)?.1;
+        members(addr)?.get(&lost_id).copied().filter(|voter| *voter)
+    })
+    .expect("the node rejoins and is promoted to voter");
+    converged(&addrs);
+    assert_readable(back, &acked);
+}
+
+/// The leader that served a join dies at once: only it held the new learner's peer address
+/// (the others learn it from its status, every `PEER_RESOLVE_INTERVAL_MS`). The next leader
+/// had the learner in its configuration but no way to reach it, and a learner never
+/// campaigns, so it stayed a learner with nothing applied, for good. Now a node that is not a
+/// voter yet repeats its (idempotent) join, and the new leader catches it up and promotes it.
+#[test]
+fn a_learner_whose_joining_leader_dies_is_reached_by_the_next_one() {
+    let mut cluster = start_cluster("join-leader-dies");
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.http).collect();
+    let leader = wait_leader(&cluster);
+    let never = AtomicBool::new(false);
+    let mut acked = BTreeSet::new();
+    for k in 0..5 {
+        acked.extend(write_item(&addrs, leader, &format!("before-{k}"), &never));
+    }
+    // Joined through the leader itself, so no follower served (or forwarded) the join.
+    let port = free_port();
+    let data = cluster.dir.join("d4").display().to_string();
+    let mut fourth = Node {
+        id: 4,
+        http: SocketAddr::from(([127, 0, 0, 1], port)),
+        args: fourth_args(port, &data, Some((addrs[leader], free_port()))),
+        child: None,
+        dir: cluster.dir.clone(),
+    };
+    fourth.spawn();
+    // The join is answered once the learner is in the configuration; the node serves after.
+    poll(Duration::from_secs(20), || status(fourth.http)).expect("node 4 joined and serves");
+    cluster.nodes[leader].kill();
+    // The nodes alive: the two left of the first three, and node 4 (which may lead).
+    let mut alive: Vec<(u64, SocketAddr)> = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| *k != leader)
+        .map(|(_, node)| (node.id, node.http))
+        .collect();
+    alive.push((4, fourth.http));
+    let promoted = poll(Duration::from_secs(40), || {
+        let leader = leader_among(&alive)?;
+        let addr = alive.iter().find(|(id, _)| *id == leader)?.1;
+        members(addr)?.get(&4).copied().filter(|voter| *voter)
+    });
+    let fourth_http = fourth.http;
+    cluster.nodes.push(fourth);
+    assert!(
+        promoted.is_some(),
+        "a next leader is elected and node 4 is a voter it reaches"
+    );
+    let all: Vec<SocketAddr> = alive.iter().map(|(_, addr)| *addr).collect();
+    converged(&all);
+    assert_readable(fourth_http, &acked);
+}

@@ -887,3 +887,90 @@ fn log_backup_records_the_copys_newest_segment_and_refuses_a_source_missing_its_
     let _ = std::fs::remove_dir_all(&dest);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A damaged extent record (`log/NEWEST`) is refused by a start and every tool, naming it;
+/// `log repair` reports it and, with `--apply`, writes it anew from the segments present when
+/// they are whole and contiguous, after which the directory opens to its whole state. It used
+/// to fail like the start, leaving the operator only a hand deletion.
+#[test]
+fn a_damaged_extent_record_is_written_anew_by_log_repair() {
+    let dir = filled("record-damaged", &[]);
+    let record = dir.join("log").join("NEWEST");
+    let mut bytes = std::fs::read(&record).expect("read the record");
+    bytes[13] ^= 0xff;
+    std::fs::write(&record, &bytes).expect("damage the record");
+    for (words, stderr) in every_reading_tool_fails(&dir) {
+        assert!(stderr.contains("NEWEST"), "{words:?}: {stderr}");
+    }
+    assert!(Engine::open(&dir, options(), Kv::default()).is_err());
+    let (code, stdout, stderr) = tool(&dir, &["log", "repair"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("NEWEST") && stdout.contains("dry run"),
+        "{stdout}"
+    );
+    assert!(
+        Engine::open(&dir, options(), Kv::default()).is_err(),
+        "a dry run changes nothing"
+    );
+    let (code, stdout, stderr) = tool(&dir, &["log", "repair", "--apply"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("rewrote"), "{stdout}");
+    let (code, stdout, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.ends_with("ok\n"), "{stdout}");
+    let newest = segments(&dir).last().expect("a segment").clone();
+    let (engine, _) = Engine::open(&dir, options(), Kv::default()).expect("opens after repair");
+    assert_eq!(engine.applied_index(), EVENTS, "nothing was lost");
+    engine.read(|kv| assert!((1..=EVENTS).all(|key| kv.map.get(&key) == Some(&(key * 3)))));
+    drop(engine);
+    // The new record does its job: the newest segment deleted now is caught again.
+    std::fs::remove_file(&newest).expect("delete the newest segment");
+    let (code, _, stderr) = tool(&dir, &["log", "verify"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&file_name(&newest)), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The newest segments deleted, down to a log that ends before the newest snapshot: a start
+/// refuses it (with or without the extent record), and `log repair --apply` used to refuse
+/// too ("a start would refuse them still") although the start's own message points at it.
+/// The snapshot covers every entry left, so accepting the loss keeps its state: the segments
+/// and the record go, and the log starts again after the snapshot.
+#[test]
+fn a_log_cut_back_before_the_newest_snapshot_is_accepted_by_keeping_the_snapshot() {
+    for with_record in [true, false] {
+        let name = format!("before-snapshot-{with_record}");
+        let dir = filled(&name, &[150]);
+        let log_dir = dir.join("log");
+        let files = segments(&dir);
+        let firsts = lithair::log::list_segments(&log_dir).expect("list");
+        let kept = firsts.iter().filter(|&&first| first <= 100).count();
+        assert!(kept >= 1 && kept < files.len(), "{firsts:?}");
+        for file in &files[kept..] {
+            std::fs::remove_file(file).expect("delete a newest segment");
+        }
+        if !with_record {
+            std::fs::remove_file(log_dir.join("NEWEST")).expect("delete the record");
+        }
+        assert!(Engine::open(&dir, options(), Kv::default()).is_err());
+        let (code, stdout, stderr) = tool(&dir, &["log", "repair"]);
+        assert_eq!(code, Some(0), "{with_record}: {stderr}");
+        assert!(
+            stdout.contains("snapshot (150)") && stdout.contains("dry run"),
+            "{stdout}"
+        );
+        assert!(Engine::open(&dir, options(), Kv::default()).is_err());
+        let (code, stdout, stderr) = tool(&dir, &["log", "repair", "--apply"]);
+        assert_eq!(code, Some(0), "{with_record}: {stderr}");
+        assert!(stdout.contains("removed"), "{stdout}");
+        let (engine, opened) = Engine::open(&dir, options(), Kv::default()).expect("opens");
+        assert_eq!((opened.snapshot_index, engine.applied_index()), (150, 150));
+        engine.read(|kv| assert!((1..=150).all(|key| kv.map.get(&key) == Some(&(key * 3)))));
+        engine.submit(Put(EVENTS + 1)).expect("appends go on");
+        drop(engine);
+        let (code, _, stderr) = tool(&dir, &["log", "verify"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

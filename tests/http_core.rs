@@ -429,6 +429,90 @@ fn bench_server_exits_0_on_sigterm() {
     let _ = std::fs::remove_dir_all(data);
 }
 
+/// Starts `bench_server` on port 0 with `args`, returning it and the address it printed.
+fn start_bench_server(args: &[&str], data: &std::path::Path) -> (ChildGuard, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().expect("exe");
+    let bench = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("examples/bench_server");
+    assert!(
+        bench.exists(),
+        "{} missing: build examples first",
+        bench.display()
+    );
+    let child = std::process::Command::new(&bench)
+        .args(["--port", "0"])
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn bench_server");
+    let mut guard = ChildGuard(child);
+    let stdout = guard.0.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("banner");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (guard, addr)
+}
+
+fn get_status(addr: std::net::SocketAddr, path: &str) -> u16 {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n");
+    send(addr, request.as_bytes()).0.status
+}
+
+/// A `kill -9` during the preload leaves the batches it committed (items 1..=k, k a multiple
+/// of the batch size): started again with the same `--items N`, the bench server completes
+/// them. It used to skip the preload (the directory was not empty) and serve a partial set
+/// (404 for item N). A directory holding anything a client wrote is never preloaded into.
+#[test]
+fn bench_server_completes_a_preload_a_crash_cut_short() {
+    let data = std::env::temp_dir().join(format!("lithair-bench-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    // What a preload of 25,000 killed after its first batch leaves: items 1..=10,000.
+    let (mut first, addr) = start_bench_server(&["--items", "10000"], &data);
+    assert_eq!(get_status(addr, "/items/10000"), 200);
+    first.0.kill().expect("kill -9");
+    first.0.wait().expect("reap");
+    let (mut second, addr) = start_bench_server(&["--items", "25000"], &data);
+    assert_eq!(
+        get_status(addr, "/items/25000"),
+        200,
+        "the preload completed"
+    );
+    assert_eq!(get_status(addr, "/items/25001"), 404);
+    let (resp, _r) = send(addr, b"GET /items/17 HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(
+        resp.text(),
+        r#"{"id":17,"name":"item-17","price":21.25,"tags":["a","b"],"in_stock":false}"#
+    );
+    // A client's write makes the data its own: a larger `--items` adds nothing.
+    let body = r#"{"name":"x","price":1.0,"tags":[],"in_stock":true}"#;
+    let post = format!(
+        "POST /items HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(send(addr, post.as_bytes()).0.status, 201);
+    second.0.kill().expect("kill -9");
+    second.0.wait().expect("reap");
+    let (_third, addr) = start_bench_server(&["--items", "30000"], &data);
+    assert_eq!(get_status(addr, "/items/25001"), 200);
+    assert_eq!(get_status(addr, "/items/30000"), 404, "not preloaded into");
+    drop(_third);
+    let _ = std::fs::remove_dir_all(data);
+}
+
 /// Answers through deferred responses completed by other threads: `/defer?ms` completes after
 /// `ms` milliseconds, `/now` before the handler returns, `/drop` drops its responder. Paths
 /// under `/inline` run on the reactor, the others on a worker.

@@ -108,6 +108,9 @@ pub const CONF_CHANGE_WAIT_MS: u64 = 10_000;
 pub const LEAVE_TRANSFER_WAIT_MS: u64 = 5_000;
 /// How often a node looks for members whose peer address it does not know, in ms.
 pub const PEER_RESOLVE_INTERVAL_MS: u64 = 500;
+/// How often a joined node that is not a voter yet repeats its join, in ms (see
+/// `reannounce`): long enough that a leader sending it a large snapshot is not asked often.
+pub const REANNOUNCE_MS: u64 = 3_000;
 /// Time allowed for one operator or peer-resolution request, in milliseconds.
 pub const ADMIN_REQUEST_TIMEOUT_MS: u64 = 5_000;
 /// How often bounded waits on the node's status look again, in milliseconds (operator
@@ -160,6 +163,7 @@ pub fn start_cluster(
         eprintln!("lithair: {note}");
     }
     let (id, own_peer_addr) = (config.id, config.peer_addr.clone());
+    let announced_peer_addr = own_peer_addr.clone();
     // The durable commit index bounds what the engine may replay from the shared log.
     let hard_state = read_hard_state(data).map_err(|e| format!("cannot open the node: {e}"))?;
     let inbox = Inbox::new();
@@ -177,13 +181,15 @@ pub fn start_cluster(
     engine.on_applied(move |applied| watch.raise(applied));
     // Events applied before the hook was registered.
     node.applied_watch().raise(replica.applied_index());
+    // The HTTP addresses of the members, as the join answer names them (see `reannounce`).
+    let mut member_http: Vec<String> = Vec::new();
     if let Some(join) = options.join {
         let request = JoinRequest {
             id,
             peer_addr: own_peer_addr,
         };
         match join_cluster(&node, &join.to_string(), &request) {
-            Ok(()) => {}
+            Ok(http) => member_http.extend(http),
             // A member restarting with `--join` still has its membership in its log.
             Err(e) if book.is_some() => eprintln!(
                 "lithair: join via {join} failed ({e}); restarting from the local membership"
@@ -201,7 +207,25 @@ pub fn start_cluster(
             }
         }
     }
-    start_peer_resolver(Arc::downgrade(&node)).map_err(|e| e.to_string())?;
+    // A node that joined (now or in an earlier run) announces itself again while it is not a
+    // voter yet: see `reannounce`.
+    let joined = options.cluster.is_empty() && (options.join.is_some() || book.is_some());
+    let announce = joined.then(|| Announce {
+        via: options
+            .join
+            .map(|join| join.to_string())
+            .into_iter()
+            .chain(member_http)
+            .collect(),
+        request: JoinRequest {
+            id,
+            peer_addr: announced_peer_addr.clone(),
+        },
+        // Joined in this run: not seen yet. Restarted from its peers file alone: a membership
+        // without it is a removal, never a join still to come.
+        seen_self: options.join.is_none(),
+    });
+    start_peer_resolver(Arc::downgrade(&node), announce).map_err(|e| e.to_string())?;
     Ok(Clustered {
         engine,
         node,
@@ -313,23 +337,24 @@ impl JoinRequest {
 
 /// Asks the cluster at `via` (any member: followers forward to the leader) to add this node,
 /// retrying while no leader is known or another change is in progress, then learns every
-/// member's peer address from the answer.
-fn join_cluster(node: &Node, via: &str, request: &JoinRequest) -> Result<(), String> {
+/// member's peer address from the answer. Returns the members' HTTP addresses it names.
+fn join_cluster(node: &Node, via: &str, request: &JoinRequest) -> Result<Vec<String>, String> {
     let started = Instant::now();
     let body = request.encode();
     // An operator watching the node start should not face a silent minute: the first failed
     // attempt is reported at once, then one line per JOIN_PROGRESS_MS.
     let mut next_report = started;
     loop {
-        let outcome = admin_request(
-            via,
-            "POST",
-            "/_lithair/cluster/join",
-            Some(node),
-            body.as_bytes(),
-        );
+        // Where this node's log ends (the query: signed with the target, and ignored by a
+        // node of an older release): the leader refuses a member whose log ends before what
+        // it acknowledged, instead of answering "joined" to a node that can never catch up.
+        let target = format!("/_lithair/cluster/join?last={}", node.status().last_index);
+        let outcome = admin_request(via, "POST", &target, Some(node), body.as_bytes());
         let retry_detail = match outcome {
-            Ok((200, answer)) => return learn_peers(node, &answer),
+            Ok((200, answer)) => {
+                learn_peers(node, &answer)?;
+                return Ok(member_http_addrs(&answer));
+            }
             Ok((503, answer)) => String::from_utf8_lossy(&answer).into_owned(),
             Ok((status, answer)) => {
                 let detail = String::from_utf8_lossy(&answer);
@@ -355,6 +380,24 @@ fn join_cluster(node: &Node, via: &str, request: &JoinRequest) -> Result<(), Str
     }
 }
 
+/// The `http` addresses named in a `members` array of `answer` (a join answer), if any.
+fn member_http_addrs(answer: &[u8]) -> Vec<String> {
+    let Ok(text) = std::str::from_utf8(answer) else {
+        return Vec::new();
+    };
+    let Ok(document) = crate::json::parse(text) else {
+        return Vec::new();
+    };
+    let members = document
+        .get("members")
+        .and_then(|members| members.as_array());
+    members
+        .into_iter()
+        .flatten()
+        .filter_map(|member| Some(member.get("http")?.as_str()?.to_string()))
+        .collect()
+}
+
 /// Adds every member named in a `members` array of `answer` (join answer or status JSON)
 /// with a peer address to this node's peers.
 fn learn_peers(node: &Node, answer: &[u8]) -> Result<(), String> {
@@ -375,29 +418,94 @@ fn learn_peers(node: &Node, answer: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// How a node that joined announces itself again: the `--join` address, if given, and its
+/// join request.
+struct Announce {
+    /// HTTP addresses to ask: the `--join` address, then the members the join answer named.
+    via: Vec<String>,
+    request: JoinRequest,
+    /// Whether this node has seen itself in its membership since it started: until then, a
+    /// membership without it is one from before its join (a snapshot older than its
+    /// `AddLearner`); after, it means the node was removed.
+    seen_self: bool,
+}
+
 /// Starts the thread that, while the node lives, learns the peer address of every member
-/// this node cannot reach yet (added by a join it did not serve) from the leader's status.
-fn start_peer_resolver(node: Weak<Node>) -> std::io::Result<()> {
+/// this node cannot reach yet (added by a join it did not serve) from the leader's status,
+/// and, for a node that joined, announces it again while it is not a voter.
+fn start_peer_resolver(node: Weak<Node>, announce: Option<Announce>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("lithair-cluster-peers".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_millis(PEER_RESOLVE_INTERVAL_MS));
-            let Some(node) = node.upgrade() else { return };
-            resolve_peers(&node);
+        .spawn(move || {
+            let mut last_announce = Instant::now();
+            let mut announce = announce;
+            loop {
+                std::thread::sleep(Duration::from_millis(PEER_RESOLVE_INTERVAL_MS));
+                let Some(node) = node.upgrade() else { return };
+                resolve_peers(&node);
+                let due = last_announce.elapsed() >= Duration::from_millis(REANNOUNCE_MS);
+                if let Some(announce) = announce.as_mut().filter(|_| due) {
+                    last_announce = Instant::now();
+                    reannounce(&node, announce);
+                }
+            }
         })
         .map(|_| ())
 }
 
-fn resolve_peers(node: &Node) {
+/// A joined node that is not a voter yet (a learner, or no membership has reached it) may be
+/// known to the leader only by an address the leader alone held: the leader that served its
+/// join. If that leader dies before the other members learned the address, the next leader
+/// has the learner in its configuration but no way to reach it, and a learner never
+/// campaigns: it waited forever. So, until it is a voter, the node repeats its (idempotent)
+/// join through its `--join` address, the members its join answer named and every member
+/// whose HTTP address a handshake told it: whichever node leads records the address. A node
+/// whose membership left it out after it was in it (it was removed) does not: it must not add
+/// itself back.
+fn reannounce(node: &Node, announce: &mut Announce) {
     let status = node.status();
-    let missing = status
-        .members
-        .iter()
-        .any(|member| member.id != status.id && member.peer_addr.is_none());
-    if !missing {
+    let me = status.members.iter().find(|member| member.id == status.id);
+    announce.seen_self |= me.is_some();
+    let waiting = match me {
+        Some(member) => !member.voter,
+        None => !announce.seen_self,
+    };
+    if !waiting {
         return;
     }
-    // The leader first (it served the join), then any member whose HTTP address is known.
+    let target = format!("/_lithair/cluster/join?last={}", status.last_index);
+    let body = announce.request.encode();
+    let known = node.peer_addrs().into_iter().map(|(id, _)| id);
+    let members = known.filter_map(|id| node.http_addr(id));
+    let mut asked: Vec<String> = Vec::new();
+    for via in announce.via.iter().cloned().chain(members) {
+        if asked.contains(&via) {
+            continue;
+        }
+        asked.push(via.clone());
+        let answer = admin_request(&via, "POST", &target, Some(node), body.as_bytes());
+        if let Ok((200, _)) = answer {
+            return;
+        }
+    }
+}
+
+fn resolve_peers(node: &Node) {
+    let missing = || {
+        let status = node.status();
+        status
+            .members
+            .iter()
+            .any(|member| member.id != status.id && member.peer_addr.is_none())
+    };
+    if !missing() {
+        return;
+    }
+    // The leader first (it served the join), then any member whose HTTP address is known
+    // (the missing one too: its handshake told its HTTP address, and its status names its
+    // own peer address), until none is missing: a member that answers may not know the
+    // missing address either (the leader that served the join died before anyone asked it).
+    let status = node.status();
     let mut sources: Vec<u64> = vec![status.leader];
     sources.extend(status.members.iter().map(|member| member.id));
     for source in sources.into_iter().filter(|&s| s != 0 && s != status.id) {
@@ -405,7 +513,7 @@ fn resolve_peers(node: &Node) {
             continue;
         };
         if let Ok((200, answer)) = admin_request(&addr, "GET", "/_lithair/cluster", None, b"") {
-            if learn_peers(node, &answer).is_ok() {
+            if learn_peers(node, &answer).is_ok() && !missing() {
                 return;
             }
         }
@@ -841,10 +949,16 @@ impl ClusterFront {
     /// `POST /_lithair/cluster/join` with `id=N&peer=HOST:PORT`: the leader records the
     /// peer address and adds the node as a learner (the node promotes it once caught up).
     /// A node already in the configuration gets the same success, so joining is idempotent;
-    /// another peer address under a known id is refused (409).
+    /// another peer address under a known id is refused (409), and so is a member whose log
+    /// (`?last=N`, where the joining node's log ends) ends before the index the leader has
+    /// matched on it (its data directory was emptied or restored from an older copy).
     fn join(&self, req: &Request) -> Response {
         let Some(join) = JoinRequest::decode(&req.body) else {
             return json_error(400, "expected `id=N&peer=HOST:PORT`");
+        };
+        let joiner_last = match query_id(req, "last").transpose() {
+            Ok(last) => last,
+            Err(_) => return json_error(400, "`last` must be a log index"),
         };
         let status = self.node.status();
         if status.role != "leader" {
@@ -852,6 +966,26 @@ impl ClusterFront {
         }
         if join.id == status.id {
             return json_error(409, "that id belongs to the leader");
+        }
+        // A member the leader has matched past where the joiner's log ends lost entries it
+        // acknowledged: the leader would take its rejections for stale ones and never catch
+        // it up, and a voter among them may vote again in a term it voted in. Raft's way back
+        // is removal, then a join as a new learner.
+        let lost = status.members.iter().find(|member| {
+            member.id == join.id && joiner_last.is_some_and(|last| last < member.match_index)
+        });
+        if let Some(member) = lost {
+            let detail = format!(
+                "node {} is a member whose log the leader has matched up to index {}, but this \
+                 node's log ends at {}: its data directory lost entries it acknowledged \
+                 (emptied, or restored from an older copy); remove it first (`cluster leave \
+                 --id {}` through a live member), then join again from an empty data directory",
+                join.id,
+                member.match_index,
+                joiner_last.unwrap_or(0),
+                join.id
+            );
+            return json_error(409, &detail);
         }
         // A member's id keeps its peer address: a second process joining under a member's id
         // (an operator's slip) would otherwise be told it joined, then vote and answer as
@@ -887,7 +1021,8 @@ impl ClusterFront {
         json_response(200, self.members_json(join.id))
     }
 
-    /// `{"node_id":N,"members":[{"id":..,"peer":".."},..]}`: every peer address known here.
+    /// `{"node_id":N,"members":[{"id":..,"peer":"..","http":".."},..]}`: every peer address
+    /// known here, with the member's HTTP address when a handshake told it.
     fn members_json(&self, joined: u64) -> String {
         let mut w = Writer::new();
         w.begin_object();
@@ -902,6 +1037,10 @@ impl ClusterFront {
             w.u64(*id);
             w.field("peer");
             w.str(addr);
+            if let Some(http) = self.node.http_addr(*id) {
+                w.field("http");
+                w.str(&http);
+            }
             w.end_object();
         }
         w.end_array();

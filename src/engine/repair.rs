@@ -44,17 +44,42 @@ pub fn log_repair(data: &Path, apply: bool, out: &mut dyn Write) -> Result<(), S
             data.display()
         ));
     }
-    let Some(plan) = repair::plan(&log_dir).map_err(|e| e.to_string())? else {
-        return writeln!(out, "no damage a start would refuse: nothing to repair").map_err(io);
-    };
-    let kept_last = plan.first_lost_index - 1;
+    let survey = repair::survey(&log_dir).map_err(|e| e.to_string())?;
     let newest_snapshot = snapshot::list_snapshots(data)
         .map_err(|e| e.to_string())?
         .last()
         .copied()
         .unwrap_or(0);
+    let Some(plan) = survey.plan else {
+        // Whole and contiguous, but a start still refuses a log that ends before the newest
+        // snapshot (its newest segments were deleted, in a directory without an extent
+        // record, or by a removal `drop_covered_log` did not finish).
+        if let Some((_, next_index)) = survey.present {
+            if next_index - 1 < newest_snapshot {
+                let reason = format!(
+                    "the log ends at index {} but the newest snapshot covers up to \
+                     {newest_snapshot}",
+                    next_index - 1
+                );
+                return drop_covered_log(data, &log_dir, &reason, newest_snapshot, apply, out);
+            }
+        }
+        return writeln!(out, "no damage a start would refuse: nothing to repair").map_err(io);
+    };
+    let kept_last = plan.first_lost_index - 1;
+    if plan.record_only() {
+        return rewrite_record(
+            data,
+            &log_dir,
+            &plan,
+            survey.present,
+            newest_snapshot,
+            apply,
+            out,
+        );
+    }
     if plan.missing_newest.is_some() {
-        return accept_missing(&log_dir, &plan, newest_snapshot, apply, out);
+        return accept_missing(data, &log_dir, &plan, newest_snapshot, apply, out);
     }
     if newest_snapshot > kept_last || (kept_last < plan.first_index && plan.first_index > 1) {
         if let Some(keep_from) = covered_cut(data, &log_dir, &plan, newest_snapshot)? {
@@ -184,6 +209,7 @@ fn cut_covered_damage(
 /// what is present ends before the newest snapshot (a start would refuse it still); with no
 /// segment left a start begins an empty log after the snapshot (or at 1).
 fn accept_missing(
+    data: &Path,
     log_dir: &Path,
     plan: &repair::RepairPlan,
     newest_snapshot: u64,
@@ -196,13 +222,8 @@ fn accept_missing(
         .is_empty();
     let kept_last = plan.first_lost_index - 1;
     if present && newest_snapshot > kept_last {
-        return Err(format!(
-            "{}: {}; the segments present end at index {kept_last}, before what the newest \
-             snapshot ({newest_snapshot}) covers: a start would refuse them still; restore the \
-             missing segments from a replica or backup",
-            plan.damaged.display(),
-            plan.reason
-        ));
+        let reason = format!("{}: {}", plan.damaged.display(), plan.reason);
+        return drop_covered_log(data, log_dir, &reason, newest_snapshot, apply, out);
     }
     write_damage(plan, out)?;
     let kept = match present {
@@ -234,8 +255,122 @@ fn accept_missing(
     }
 }
 
+/// Reports (and with `apply`, makes) a new extent record over whole, contiguous segments, in
+/// place of a damaged one: it names the newest segment present. Whether a newer segment was
+/// lost too cannot be told any more; if what is present ends before the newest snapshot, one
+/// was, and the log goes as `drop_covered_log` says.
+fn rewrite_record(
+    data: &Path,
+    log_dir: &Path,
+    plan: &repair::RepairPlan,
+    present: Option<(u64, u64)>,
+    newest_snapshot: u64,
+    apply: bool,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    let kept = match present {
+        Some((first, next)) if next - 1 < newest_snapshot => {
+            let reason = format!(
+                "{}: {}; the segments present end at index {} but the newest snapshot covers \
+                 up to {newest_snapshot}",
+                plan.damaged.display(),
+                plan.reason,
+                next - 1
+            );
+            debug_assert!(first <= next);
+            return drop_covered_log(data, log_dir, &reason, newest_snapshot, apply, out);
+        }
+        Some((first, next)) if next > first => format!("entries {first}..={}", next - 1),
+        Some(_) => "no entry".to_string(),
+        None => "no segment (a start begins after the newest snapshot, if any)".to_string(),
+    };
+    write_damage(plan, out)?;
+    let newest = log::list_segments(log_dir)
+        .map_err(|e| e.to_string())?
+        .last()
+        .copied();
+    let record = match newest {
+        Some(newest) => format!("write a new record naming the segment starting at {newest}"),
+        None => "remove the record (no segment is present)".to_string(),
+    };
+    writeln!(
+        out,
+        "the segments present are whole and contiguous and hold {kept}: {record}; if a newer \
+         segment was deleted too, its entries are lost (restore the record from a backup or \
+         replica to keep that check)"
+    )
+    .map_err(io)?;
+    if !apply {
+        return writeln!(
+            out,
+            "dry run: nothing changed; run again with --apply to write the record"
+        )
+        .map_err(io);
+    }
+    repair::apply(log_dir, plan).map_err(|e| e.to_string())?;
+    writeln!(out, "rewrote the log's extent record").map_err(io)
+}
+
+/// Reports (and with `apply`, makes) the removal of every segment and of the extent record
+/// when what the segments hold ends before the newest snapshot (`why`): a start refuses that
+/// log, and the snapshot covers every entry in it. The snapshot's state is kept; whatever the
+/// log held after it (in segments that are gone) is lost, and the log starts again after it.
+/// Refused when the newest snapshot does not load whole (then nothing is left to start from).
+fn drop_covered_log(
+    data: &Path,
+    log_dir: &Path,
+    why: &str,
+    newest_snapshot: u64,
+    apply: bool,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    if snapshot::load_at(data, newest_snapshot).is_err() {
+        return Err(format!(
+            "{why}; the newest snapshot ({newest_snapshot}) does not load whole: a start would \
+             refuse the log still; restore the missing segments from a replica or backup"
+        ));
+    }
+    writeln!(out, "damage: {why}").map_err(io)?;
+    writeln!(
+        out,
+        "the newest snapshot ({newest_snapshot}) covers every entry the segments present \
+         hold: removing them and the extent record keeps the state up to index \
+         {newest_snapshot}; every entry after it (in the missing segments) is lost, and the \
+         log starts again at index {}",
+        newest_snapshot + 1
+    )
+    .map_err(io)?;
+    for first in log::list_segments(log_dir).map_err(|e| e.to_string())? {
+        writeln!(
+            out,
+            "  remove {}",
+            log::segment_path(log_dir, first).display()
+        )
+        .map_err(io)?;
+    }
+    if !apply {
+        return writeln!(
+            out,
+            "dry run: nothing changed; restore the missing segments from a backup or replica if \
+             you can, else run again with --apply to accept the loss"
+        )
+        .map_err(io);
+    }
+    let removed = repair::remove_all(log_dir).map_err(|e| e.to_string())?;
+    writeln!(
+        out,
+        "removed {} segment(s): a start loads the snapshot at {newest_snapshot} and begins \
+         the log after it",
+        removed.len()
+    )
+    .map_err(io)
+}
+
 /// The report's first line: where the damage is and what it is.
 fn write_damage(plan: &repair::RepairPlan, out: &mut dyn Write) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
     writeln!(
         out,
         "damage: {} at offset {}: {}",
@@ -243,5 +378,13 @@ fn write_damage(plan: &repair::RepairPlan, out: &mut dyn Write) -> Result<(), St
         plan.offset,
         plan.reason
     )
-    .map_err(|e| e.to_string())
+    .map_err(io)?;
+    match &plan.damaged_record {
+        Some(reason) if !plan.record_only() => writeln!(
+            out,
+            "damage: the log's extent record is damaged too ({reason}): the cut writes it anew"
+        )
+        .map_err(io),
+        _ => Ok(()),
+    }
 }

@@ -94,8 +94,9 @@ pub fn read_newest(log_dir: &Path) -> Result<Option<u64>, Error> {
             path,
             offset: 0,
             reason: format!(
-                "damaged log extent record ({reason}); delete it to open without the check \
-                 (the next open writes it again)"
+                "damaged log extent record ({reason}); `log repair --apply` writes it anew from \
+                 the segments present (or delete it to open without the check: the next open \
+                 writes it again)"
             ),
         }),
     }
@@ -126,6 +127,23 @@ pub(super) fn lower_newest(log_dir: &Path, newest: Option<u64>) -> Result<(), Er
             let path = extent_path(log_dir);
             fs::remove_file(&path).map_err(|e| Error::io(&path, "delete", e))?;
             segment::sync_dir(log_dir)
+        }
+    }
+}
+
+/// Writes the record anew (durably) naming `newest`, or removes it for `None`, whatever the
+/// record holds now: for `log repair` over a damaged record, which cannot be lowered from.
+/// The caller has judged the segments: the newest present starts at `newest`.
+pub(super) fn rewrite_newest(log_dir: &Path, newest: Option<u64>) -> Result<(), Error> {
+    match newest {
+        Some(newest) => record_newest(log_dir, newest),
+        None => {
+            let path = extent_path(log_dir);
+            match fs::remove_file(&path) {
+                Ok(()) => segment::sync_dir(log_dir),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(error) => Err(Error::io(&path, "delete", error)),
+            }
         }
     }
 }

@@ -9,7 +9,10 @@
 //!
 //! Segments missing at the end (the extent record names a newer segment than any present) are
 //! damage too: the cut then removes nothing and lowers the record to what is there, which is
-//! the operator accepting the loss.
+//! the operator accepting the loss. So is a damaged extent record (its bytes fail their
+//! checks): with the segments whole and contiguous, the repair writes the record anew, naming
+//! the newest segment present (whether a newer one was lost cannot be told any more: the
+//! operator accepts that too).
 //!
 //! Why a tool and not recovery: recovery cuts a torn tail on its own (nothing after it was
 //! acknowledged), but damage followed by valid frames may hold acknowledged entries beyond
@@ -44,6 +47,29 @@ pub struct RepairPlan {
     /// record names (`recorded`, which is `damaged_first`) on are missing; the cut removes
     /// nothing and lowers the record to the newest segment present.
     pub missing_newest: Option<u64>,
+    /// `Some(why)`: the extent record is damaged (why it is not a record). The cut writes it
+    /// anew, naming the newest segment it leaves, instead of lowering it. When it is the only
+    /// damage, `damaged` is the record itself (see [`RepairPlan::record_only`]).
+    pub damaged_record: Option<String>,
+}
+
+impl RepairPlan {
+    /// Whether the only damage is the extent record: the segments are whole and contiguous,
+    /// and the cut removes nothing (it rewrites the record).
+    pub fn record_only(&self) -> bool {
+        self.damaged_record.is_some()
+            && self.damaged.file_name() == Some(extent::EXTENT_FILE_NAME.as_ref())
+    }
+}
+
+/// What [`survey`] finds in a log directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Survey {
+    /// The first damage a start refuses, if any.
+    pub plan: Option<RepairPlan>,
+    /// The entries the segments hold up to the first damage (`first..next`, `next`
+    /// excluded), or `None` when no segment is present.
+    pub present: Option<(u64, u64)>,
 }
 
 /// The first damage recovery would refuse in `log_dir`, or `None` when it would open (a torn
@@ -52,12 +78,36 @@ pub struct RepairPlan {
 /// # Errors
 /// I/O failures listing or reading segments.
 pub fn plan(log_dir: &Path) -> Result<Option<RepairPlan>, Error> {
-    let recorded = extent::read_newest(log_dir)?;
+    Ok(survey(log_dir)?.plan)
+}
+
+/// [`plan`], plus the entries the segments hold up to the first damage (a single node's
+/// caller compares them with its newest snapshot: a log ending before it is refused too).
+///
+/// # Errors
+/// I/O failures listing or reading segments.
+pub fn survey(log_dir: &Path) -> Result<Survey, Error> {
+    let (recorded, damaged_record) = match extent::read_newest(log_dir) {
+        Ok(recorded) => (recorded, None),
+        // Not a record any more: the segments alone say what the log holds, and the repair
+        // writes the record anew from them.
+        Err(Error::Corrupt { path, reason, .. }) if path == extent::extent_path(log_dir) => {
+            (None, Some(reason))
+        }
+        Err(other) => return Err(other),
+    };
     let firsts = segment::list_segments(log_dir)?;
     let Some(&first_index) = firsts.first() else {
-        return Ok(
-            recorded.map(|recorded| missing_plan(log_dir, recorded, None, recorded, recorded))
-        );
+        let plan = match &damaged_record {
+            Some(reason) => Some(record_plan(log_dir, reason, 1, 1)),
+            None => {
+                recorded.map(|recorded| missing_plan(log_dir, recorded, None, recorded, recorded))
+            }
+        };
+        return Ok(Survey {
+            plan,
+            present: None,
+        });
     };
     let mut buffer = Vec::new();
     let mut next_index = first_index;
@@ -80,17 +130,24 @@ pub fn plan(log_dir: &Path) -> Result<Option<RepairPlan>, Error> {
             later_segments: later(position + 1),
             first_index,
             missing_newest: None,
+            damaged_record: damaged_record.clone(),
+        };
+        let damage = |plan: RepairPlan| {
+            Ok(Survey {
+                present: Some((first_index, plan.first_lost_index)),
+                plan: Some(plan),
+            })
         };
         let file_bytes = fs::metadata(&path)
             .map_err(|e| Error::io(&path, "stat", e))?
             .len();
         if let Some(reason) = segment::discontinuity(first, next_index) {
-            return Ok(Some(plan_at(0, reason, file_bytes)));
+            return damage(plan_at(0, reason, file_bytes));
         }
         match segment::read_segment(&path, &mut buffer) {
             Ok(()) => {}
             // Refused unread (larger than any segment): nothing in it can be trusted.
-            Err(Error::Corrupt { reason, .. }) => return Ok(Some(plan_at(0, reason, file_bytes))),
+            Err(Error::Corrupt { reason, .. }) => return damage(plan_at(0, reason, file_bytes)),
             Err(other) => return Err(other),
         }
         // The index after the last whole frame before the damage: the first one the cut loses.
@@ -103,10 +160,10 @@ pub fn plan(log_dir: &Path) -> Result<Option<RepairPlan>, Error> {
             Ok(scan) => {
                 if let (Ending::Torn { offset, reason }, false) = (&scan.ending, is_last) {
                     let reason = format!("{reason} in a segment that is not the last");
-                    return Ok(Some(RepairPlan {
+                    return damage(RepairPlan {
                         first_lost_index: scan.next_index,
                         ..plan_at(*offset, reason, file_bytes)
-                    }));
+                    });
                 }
                 next_index = scan.next_index;
             }
@@ -116,18 +173,42 @@ pub fn plan(log_dir: &Path) -> Result<Option<RepairPlan>, Error> {
                 reason,
             }) => {
                 assert_eq!(damaged, path, "a scan reports damage in its own segment");
-                return Ok(Some(RepairPlan {
+                return damage(RepairPlan {
                     first_lost_index: scanned_to,
                     ..plan_at(offset, reason, file_bytes)
-                }));
+                });
             }
             Err(other) => return Err(other),
         }
     }
     let newest = *firsts.last().expect("not empty");
-    Ok(recorded
-        .filter(|&recorded| recorded > newest)
-        .map(|recorded| missing_plan(log_dir, recorded, Some(newest), first_index, next_index)))
+    let plan = match &damaged_record {
+        Some(reason) => Some(record_plan(log_dir, reason, first_index, next_index)),
+        None => recorded
+            .filter(|&recorded| recorded > newest)
+            .map(|recorded| missing_plan(log_dir, recorded, Some(newest), first_index, next_index)),
+    };
+    Ok(Survey {
+        plan,
+        present: Some((first_index, next_index)),
+    })
+}
+
+/// The plan for a damaged extent record over whole, contiguous segments holding
+/// `first_index..next_index`: nothing to remove, the record to write anew.
+fn record_plan(log_dir: &Path, reason: &str, first_index: u64, next_index: u64) -> RepairPlan {
+    RepairPlan {
+        damaged: extent::extent_path(log_dir),
+        damaged_first: next_index,
+        offset: 0,
+        reason: reason.to_string(),
+        first_lost_index: next_index,
+        damaged_bytes_cut: 0,
+        later_segments: Vec::new(),
+        first_index,
+        missing_newest: None,
+        damaged_record: Some(reason.to_string()),
+    }
 }
 
 /// The plan for segments missing at the end: nothing to remove, the record to lower.
@@ -156,6 +237,7 @@ fn missing_plan(
         later_segments: Vec::new(),
         first_index,
         missing_newest: Some(recorded),
+        damaged_record: None,
     }
 }
 
@@ -184,21 +266,26 @@ fn apply_with_hook(
     // The newest segment the cut leaves, recorded first: a cut stopped half-way then leaves
     // a record no newer than what is left.
     let firsts = segment::list_segments(log_dir)?;
+    let record_only = plan.record_only();
     let newest_left = match (
-        plan.missing_newest,
+        plan.missing_newest.is_some() || record_only,
         plan.offset < super::HEADER_BYTES as u64,
     ) {
-        (Some(_), _) => firsts.last().copied(),
-        (None, true) => firsts
+        (true, _) => firsts.last().copied(),
+        (false, true) => firsts
             .iter()
             .copied()
             .take_while(|&first| first < plan.damaged_first)
             .last(),
-        (None, false) => Some(plan.damaged_first),
+        (false, false) => Some(plan.damaged_first),
     };
-    extent::lower_newest(log_dir, newest_left)?;
+    match plan.damaged_record {
+        // Nothing to lower from: the record is written anew, before anything is removed.
+        Some(_) => extent::rewrite_newest(log_dir, newest_left)?,
+        None => extent::lower_newest(log_dir, newest_left)?,
+    }
     after_lowering()?;
-    if plan.missing_newest.is_some() {
+    if plan.missing_newest.is_some() || record_only {
         assert!(plan.later_segments.is_empty(), "nothing to remove");
         return Ok(());
     }
@@ -219,6 +306,26 @@ fn apply_with_hook(
         file.sync_all().map_err(|e| Error::io(path, "fsync", e))?;
     }
     segment::sync_dir(log_dir)
+}
+
+/// Removes every segment of `log_dir` and the extent record (first, whatever state it is in),
+/// oldest segment first, then syncs the directory. For a log that ends before the newest
+/// snapshot: the caller has checked that the snapshot is whole and covers every entry
+/// present. A removal stopped half-way leaves older segments missing and no record: the same
+/// log ending before the snapshot, which the caller removes again.
+///
+/// # Errors
+/// I/O failures.
+pub fn remove_all(log_dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    extent::rewrite_newest(log_dir, None)?;
+    let mut removed = Vec::new();
+    for first in segment::list_segments(log_dir)? {
+        let path = segment::segment_path(log_dir, first);
+        fs::remove_file(&path).map_err(|e| Error::io(&path, "remove", e))?;
+        removed.push(path);
+    }
+    segment::sync_dir(log_dir)?;
+    Ok(removed)
 }
 
 /// Removes every segment of `log_dir` before the one starting at `keep_from`, oldest first (so
@@ -381,6 +488,39 @@ mod tests {
         assert_eq!(plan.missing_newest, Some(4));
         apply(&dir, &plan).expect("apply");
         assert_eq!(extent::read_newest(&dir).expect("read"), None);
+        assert_eq!(plan_of(&dir), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A damaged extent record is damage `plan` reports: alone (whole segments), the cut
+    /// writes it anew naming the newest segment; beside other damage, the cut writes it
+    /// anew naming the newest segment it leaves (it cannot be lowered from).
+    #[test]
+    fn a_damaged_record_is_written_anew_alone_or_beside_a_cut() {
+        let dir = log_dir(
+            "extent-damaged",
+            &[(1, segment_bytes(1, 3)), (4, segment_bytes(4, 2))],
+        );
+        fs::write(extent::extent_path(&dir), b"not a record").expect("damage");
+        let plan = plan_of(&dir).expect("a damaged record");
+        assert!(plan.record_only(), "{plan:?}");
+        assert_eq!((plan.first_index, plan.first_lost_index), (1, 6));
+        apply(&dir, &plan).expect("apply");
+        assert_eq!(names(&dir), [1, 4]);
+        assert_eq!(extent::read_newest(&dir).expect("read"), Some(4));
+        assert_eq!(plan_of(&dir), None);
+
+        fs::write(segment::segment_path(&dir, 9), segment_bytes(9, 2)).expect("after a hole");
+        fs::write(extent::extent_path(&dir), b"not a record").expect("damage");
+        let plan = plan_of(&dir).expect("a hole");
+        assert!(
+            !plan.record_only() && plan.damaged_record.is_some(),
+            "{plan:?}"
+        );
+        assert_eq!(plan.damaged, segment::segment_path(&dir, 9));
+        apply(&dir, &plan).expect("apply");
+        assert_eq!(names(&dir), [1, 4]);
+        assert_eq!(extent::read_newest(&dir).expect("read"), Some(4));
         assert_eq!(plan_of(&dir), None);
         let _ = fs::remove_dir_all(&dir);
     }
