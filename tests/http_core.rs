@@ -430,19 +430,9 @@ fn bench_server_exits_0_on_sigterm() {
 }
 
 /// Starts `bench_server` on port 0 with `args`, returning it and the address it printed.
-fn start_bench_server(args: &[&str], data: &std::path::Path) -> (ChildGuard, std::net::SocketAddr) {
+fn start_bench_server(args: &[&str], data: &std::path::Path) -> (Reaped, std::net::SocketAddr) {
     use std::io::BufRead;
-    let exe = std::env::current_exe().expect("exe");
-    let bench = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .join("examples/bench_server");
-    assert!(
-        bench.exists(),
-        "{} missing: build examples first",
-        bench.display()
-    );
+    let bench = bench_server_binary();
     let child = std::process::Command::new(&bench)
         .args(["--port", "0"])
         .args(args)
@@ -452,7 +442,7 @@ fn start_bench_server(args: &[&str], data: &std::path::Path) -> (ChildGuard, std
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn bench_server");
-    let mut guard = ChildGuard(child);
+    let mut guard = Reaped(child);
     let stdout = guard.0.stdout.take().expect("stdout");
     let mut line = String::new();
     std::io::BufReader::new(stdout)
