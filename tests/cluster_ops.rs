@@ -202,6 +202,39 @@ fn fourth_args(port: u16, data: &str, join: Option<(SocketAddr, u16)>) -> Vec<St
     args
 }
 
+/// `serve` arguments of node `id` coming back through `--join via` with the data directory
+/// `data` (emptied or not), on the given HTTP and peer ports.
+fn rejoin_args(
+    id: &str,
+    port: &str,
+    peer_port: &str,
+    data: &std::path::Path,
+    via: SocketAddr,
+) -> Vec<String> {
+    let data = data.display().to_string();
+    let via = via.to_string();
+    [
+        "serve",
+        "--node-id",
+        id,
+        "--port",
+        port,
+        "--bind",
+        "127.0.0.1",
+        "--peer-port",
+        peer_port,
+        "--data",
+        &data,
+        "--join",
+        &via,
+        "--cluster-secret",
+        SECRET,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// `cluster status`, `transfer-leader` and `leave` through the command line, after checking
 /// that unsigned operator requests are refused.
 fn operators_manage_the_cluster(cluster: &mut Cluster) {
@@ -768,26 +801,7 @@ fn a_node_down_for_good_is_removed_through_a_live_one_and_rejoins_empty() {
     std::fs::remove_dir_all(&data).expect("wipe the dead node's data");
     let port = node.http.port().to_string();
     let peer_port = free_port().to_string();
-    node.args = [
-        "serve",
-        "--node-id",
-        &dead_id_text,
-        "--port",
-        &port,
-        "--bind",
-        "127.0.0.1",
-        "--peer-port",
-        &peer_port,
-        "--data",
-        &data.display().to_string(),
-        "--join",
-        &live.to_string(),
-        "--cluster-secret",
-        SECRET,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    node.args = rejoin_args(&dead_id_text, &port, &peer_port, &data, live);
     node.spawn();
     let back = node.http;
     poll(Duration::from_secs(40), || {
@@ -844,28 +858,8 @@ fn a_member_that_lost_its_data_is_refused_at_join_until_removed() {
     let data = node.dir.join(format!("d{lost_id}"));
     let position = node.args.iter().position(|arg| arg == "--peer-port");
     let peer_port = node.args[position.expect("a peer port") + 1].clone();
-    let rejoin = |data: &std::path::Path| -> Vec<String> {
-        [
-            "serve",
-            "--node-id",
-            &lost_id.to_string(),
-            "--port",
-            &node.http.port().to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--peer-port",
-            &peer_port,
-            "--data",
-            &data.display().to_string(),
-            "--join",
-            &live.to_string(),
-            "--cluster-secret",
-            SECRET,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let (lost_id_text, port) = (lost_id.to_string(), node.http.port().to_string());
+    let rejoin = |data: &std::path::Path| rejoin_args(&lost_id_text, &port, &peer_port, data, live);
     std::fs::remove_dir_all(&data).expect("empty the data directory");
     node.args = rejoin(&data);
     node.spawn();
