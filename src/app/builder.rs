@@ -480,6 +480,8 @@ impl App {
             let parts = (clustered.node, clustered.replica);
             (clustered.engine, clustered.replayed, Some(parts))
         };
+        // The replay alone: the start hooks (a preload) and binding come after.
+        let opened_in = started.elapsed();
         let handle = Handle::with_outcome_window(
             Arc::new(engine),
             Arc::new(self.checks.clone()),
@@ -512,9 +514,10 @@ impl App {
         };
         let server = server.map_err(|e| e.to_string())?;
         println!(
-            "{}: serving http://{local} (data: {}, {replayed} events replayed in {:.2} s)",
+            "{}: serving http://{local} (data: {}, {replayed} events replayed in {:.2} s, ready in {:.2} s)",
             self.name,
             options.data.display(),
+            opened_in.as_secs_f64(),
             started.elapsed().as_secs_f64()
         );
         let _ = std::io::stdout().flush();
