@@ -966,3 +966,66 @@ fn a_learner_whose_joining_leader_dies_is_reached_by_the_next_one() {
     converged(&all);
     assert_readable(fourth_http, &acked);
 }
+
+/// A member removed while it was down (`cluster leave --id N` through a live one) and then
+/// started again on its old data directory: no leader ever sends to a non-member, so it used
+/// to answer "no leader is known" forever without a word. Now it finds out from the members
+/// it reaches, logs that it was removed and the way back (`--join` from an empty data
+/// directory), and its `/_lithair/cluster` and `/ready` say so.
+#[test]
+fn a_removed_node_restarted_on_its_old_data_says_it_was_removed() {
+    let mut cluster = start_cluster("removed-restart");
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.http).collect();
+    let leader = wait_leader(&cluster);
+    let never = AtomicBool::new(false);
+    for k in 0..3 {
+        write_item(&addrs, leader, &format!("before-{k}"), &never).expect("a write");
+    }
+    let gone = (leader + 1) % addrs.len();
+    let gone_id = cluster.nodes[gone].id;
+    let live = addrs[leader];
+    cluster.nodes[gone].kill();
+    assert!(cli(&[
+        "cluster",
+        "leave",
+        "--node",
+        &live.to_string(),
+        "--id",
+        &gone_id.to_string(),
+        "--cluster-secret",
+        SECRET,
+    ]));
+    let rest: Vec<(u64, SocketAddr)> = cluster
+        .nodes
+        .iter()
+        .filter(|node| node.id != gone_id)
+        .map(|node| (node.id, node.http))
+        .collect();
+    poll(Duration::from_secs(20), || {
+        let leader = leader_among(&rest)?;
+        let addr = rest.iter().find(|(id, _)| *id == leader)?.1;
+        (!members(addr)?.contains_key(&gone_id)).then_some(())
+    })
+    .expect("the node is no longer a member");
+    // Started again with the same flags on the same data.
+    let node = &mut cluster.nodes[gone];
+    node.spawn();
+    let addr = node.http;
+    let removed = poll(Duration::from_secs(30), || {
+        let (code, body) = http(addr, "GET", "/_lithair/cluster", "", "")?;
+        let doc = lithair::json::parse(&body).ok().filter(|_| code == 200)?;
+        doc["removed"].as_str().map(str::to_string)
+    });
+    let log = std::fs::read_to_string(node.log_path()).expect("node log");
+    assert!(removed.is_some(), "the status says it was removed: {log}");
+    let (code, body) = http(addr, "GET", "/ready", "", "").expect("/ready answers");
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("removed") && body.contains("--join"),
+        "{body}"
+    );
+    assert!(
+        log.contains(&format!("node {gone_id} is not a member")) && log.contains("--join"),
+        "{log}"
+    );
+}

@@ -108,6 +108,9 @@ pub const CONF_CHANGE_WAIT_MS: u64 = 10_000;
 pub const LEAVE_TRANSFER_WAIT_MS: u64 = 5_000;
 /// How often a node looks for members whose peer address it does not know, in ms.
 pub const PEER_RESOLVE_INTERVAL_MS: u64 = 500;
+/// How long a member knows no leader before it asks the members it can reach whether it was
+/// removed, in milliseconds: a few election timeouts, so an ordinary election never asks.
+pub const REMOVAL_CHECK_LEADERLESS_MS: u64 = 3000;
 /// How often a joined node that is not a voter yet repeats its join, in ms (see
 /// `reannounce`): long enough that a leader sending it a large snapshot is not asked often.
 pub const REANNOUNCE_MS: u64 = 3_000;
@@ -225,7 +228,8 @@ pub fn start_cluster(
         // without it is a removal, never a join still to come.
         seen_self: options.join.is_none(),
     });
-    start_peer_resolver(Arc::downgrade(&node), announce).map_err(|e| e.to_string())?;
+    let joining = options.join.is_some();
+    start_peer_resolver(Arc::downgrade(&node), announce, joining).map_err(|e| e.to_string())?;
     Ok(Clustered {
         engine,
         node,
@@ -433,15 +437,25 @@ struct Announce {
 /// Starts the thread that, while the node lives, learns the peer address of every member
 /// this node cannot reach yet (added by a join it did not serve) from the leader's status,
 /// and, for a node that joined, announces it again while it is not a voter.
-fn start_peer_resolver(node: Weak<Node>, announce: Option<Announce>) -> std::io::Result<()> {
+fn start_peer_resolver(
+    node: Weak<Node>,
+    announce: Option<Announce>,
+    joining: bool,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("lithair-cluster-peers".into())
         .spawn(move || {
             let mut last_announce = Instant::now();
             let mut announce = announce;
+            // A node started with `--join` may get a membership without it first (a snapshot
+            // older than its `AddLearner`): only once it saw itself in one does leaving it
+            // out mean a removal. Any other start was a member.
+            let mut seen_self = !joining;
+            let mut leaderless_since: Option<Instant> = None;
             loop {
                 std::thread::sleep(Duration::from_millis(PEER_RESOLVE_INTERVAL_MS));
                 let Some(node) = node.upgrade() else { return };
+                check_membership(&node, &mut seen_self, &mut leaderless_since);
                 resolve_peers(&node);
                 let due = last_announce.elapsed() >= Duration::from_millis(REANNOUNCE_MS);
                 if let Some(announce) = announce.as_mut().filter(|_| due) {
@@ -488,6 +502,89 @@ fn reannounce(node: &Node, announce: &mut Announce) {
             return;
         }
     }
+}
+
+/// Finds out whether this node is still a member, and says so once when it is not: a
+/// removed node never hears from a leader again (none sends to a non-member), so without this
+/// it answered "no leader is known" forever without a word. Two ways to learn it: its own
+/// membership (a removal it applied, or found in its log at a restart) leaves it out, or,
+/// after `REMOVAL_CHECK_LEADERLESS_MS` without a leader, a member it can reach follows a leader
+/// whose membership leaves it out (it was removed while it was down). Either way the node
+/// stays up, as any start that got as far as serving does (its operator may add it back, and
+/// a removal it only has in its log may not have committed), but `/ready` and
+/// `/_lithair/cluster` say it was removed, and the log names the way back.
+fn check_membership(node: &Node, seen_self: &mut bool, leaderless_since: &mut Option<Instant>) {
+    let status = node.status();
+    let member = status.members.iter().any(|member| member.id == status.id);
+    *seen_self |= member;
+    let removal = if !member && *seen_self && !status.members.is_empty() {
+        Some(format!(
+            "its own membership (log index {}) no longer names it",
+            status.last_index
+        ))
+    } else if member && status.leader == 0 {
+        let since = *leaderless_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < Duration::from_millis(REMOVAL_CHECK_LEADERLESS_MS) {
+            return;
+        }
+        match removal_seen_by_peers(node, status.id) {
+            Some(removal) => Some(removal),
+            None => return,
+        }
+    } else {
+        None
+    };
+    if status.leader != 0 || !member {
+        *leaderless_since = None;
+    }
+    let id = status.id;
+    let was_removed = node.removal().is_some();
+    node.set_removal(removal.clone());
+    match &removal {
+        Some(why) if !was_removed => eprintln!(
+            "lithair: node {id} is not a member of its cluster any more: it was removed ({why}); \
+             it serves nothing. To bring it back, remove its data directory and start it \
+             again with --join HOST:PORT (a member's HTTP address)"
+        ),
+        None if was_removed => {
+            eprintln!("lithair: node {id} is a member of its cluster again");
+        }
+        _ => {}
+    }
+}
+
+/// Asks the members this node knows an HTTP address of for their status; the first that
+/// follows a leader whose membership leaves `me` out says why this node is no member.
+fn removal_seen_by_peers(node: &Node, me: u64) -> Option<String> {
+    for (peer, _) in node.peer_addrs() {
+        let Some(addr) = node.http_addr(peer).filter(|_| peer != me) else {
+            continue;
+        };
+        let Ok((200, answer)) = admin_request(&addr, "GET", "/_lithair/cluster", None, b"") else {
+            continue;
+        };
+        let Ok(text) = std::str::from_utf8(&answer) else {
+            continue;
+        };
+        let Ok(document) = crate::json::parse(text) else {
+            continue;
+        };
+        let leader = document.get("leader").and_then(|leader| leader.as_u64());
+        let commit = document.get("commit_index").and_then(|c| c.as_u64());
+        let members = document.get("members").and_then(|m| m.as_array());
+        if let (Some(leader), Some(commit), Some(members)) = (leader, commit, members) {
+            let ids = members.iter().filter_map(|m| m.get("id")?.as_u64());
+            let named = ids.clone().any(|id| id == me);
+            if leader != 0 && !members.is_empty() && !named {
+                let ids: Vec<String> = ids.map(|id| id.to_string()).collect();
+                return Some(format!(
+                    "node {peer} follows leader {leader} at commit index {commit} with members {}",
+                    ids.join(", ")
+                ));
+            }
+        }
+    }
+    None
 }
 
 fn resolve_peers(node: &Node) {
@@ -741,6 +838,16 @@ impl Handler for ClusterFront {
     fn call(&self, req: &mut Request) -> Response {
         if let Some(response) = self.cluster_endpoint(req) {
             return response;
+        }
+        if req.path == "/ready" {
+            if let Some(why) = self.node.removal() {
+                // Not "no leader yet": no leader will ever come for a removed node.
+                let detail = format!(
+                    "this node was removed from its cluster ({why}); to bring it back, remove \
+                     its data directory and start it again with --join HOST:PORT"
+                );
+                return json_error(503, &detail);
+            }
         }
         if is_write(&req.method) {
             let planned_forward = req.extensions.remove::<PlannedForward>().is_some();
@@ -1320,6 +1427,11 @@ pub fn status_json(status: &ClusterStatus, replica: &dyn Replica) -> String {
     );
     u64_field(&mut w, "batched_reads", status.batched_reads);
     u64_field(&mut w, "read_batches", status.read_batches);
+    w.field("removed");
+    match &status.removed {
+        Some(why) => w.str(why),
+        None => w.null(),
+    }
     w.field("members");
     w.begin_array();
     for member in &status.members {

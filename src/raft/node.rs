@@ -236,6 +236,9 @@ pub struct ClusterStatus {
     /// ReadIndex batches this node started (each one confirmation asked of the leader, or
     /// of its own core when it leads) since this process started.
     pub read_batches: u64,
+    /// Why this node is no member of its cluster any more, once it learned it was removed
+    /// (`None` while it is a member, or does not know otherwise).
+    pub removed: Option<String>,
 }
 
 fn role_name(role: Role) -> &'static str {
@@ -354,6 +357,9 @@ pub struct Node {
     /// The cluster secret (signs and checks operator requests; never leaves the node).
     secret: Vec<u8>,
     status: Arc<Mutex<ClusterStatus>>,
+    /// Why this node is no member of its cluster any more, once it learned it was removed
+    /// (see [`Node::set_removal`]); `None` while it is a member, or does not know otherwise.
+    removal: Mutex<Option<String>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     threads: Vec<thread::JoinHandle<()>>,
 }
@@ -480,15 +486,31 @@ impl Node {
             lease,
             secret: config.secret,
             status,
+            removal: Mutex::new(None),
             stop,
             threads: vec![ticker, raft],
         })
+    }
+
+    /// Why this node is no member of its cluster any more (it was removed), if it learned so.
+    pub fn removal(&self) -> Option<String> {
+        self.removal.lock().expect("removal poisoned").clone()
+    }
+
+    /// Records that this node was removed from its cluster (`Some`, with what says so), or
+    /// that it is a member again (`None`); true when this changes what was recorded.
+    pub fn set_removal(&self, removal: Option<String>) -> bool {
+        let mut recorded = self.removal.lock().expect("removal poisoned");
+        let changed = *recorded != removal;
+        *recorded = removal;
+        changed
     }
 
     /// The latest status.
     pub fn status(&self) -> ClusterStatus {
         let mut status = self.status.lock().expect("status poisoned").clone();
         (status.batched_reads, status.read_batches) = self.reads.counts();
+        status.removed = self.removal();
         status
     }
 
