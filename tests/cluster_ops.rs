@@ -277,6 +277,18 @@ fn operators_manage_the_cluster(cluster: &mut Cluster) {
         }
         panic!("node 4 does not lead after the transfer");
     }
+    // Both ends of the hand-over say so in their logs (a leader change is never silent).
+    let log_says = |id: u64, words: &str| {
+        let node = cluster.nodes.iter().find(|node| node.id == id)?;
+        let log = std::fs::read_to_string(node.log_path()).ok()?;
+        log.contains(words).then_some(())
+    };
+    poll(Duration::from_secs(10), || {
+        log_says(leader, &format!("node {leader} no longer leads"))
+    })
+    .expect("the old leader logs that it stepped down");
+    poll(Duration::from_secs(10), || log_says(4, "node 4 leads term"))
+        .expect("node 4 logs that it leads");
     let removed = a_follower_behind_a_removal_forgets_it_through_the_snapshot(cluster);
     // The leader leaves: it hands leadership over first, then is removed.
     assert!(

@@ -42,6 +42,8 @@ use std::time::{Duration, Instant};
 
 /// Length of one Raft tick, in milliseconds (election after 10-20 ticks, heartbeat every tick).
 pub const TICK_MS: u64 = 20;
+/// A stalled Raft pass (longer than an election timeout) is reported at most this often.
+const STALL_REPORT_EVERY_S: u64 = 10;
 /// Inbox events handled before the node processes a Ready (bounds latency under load).
 const INBOX_BATCH_MAX: usize = 4096;
 /// Bytes of one InstallSnapshot chunk. The leader sends the next chunk when the previous one
@@ -453,6 +455,8 @@ impl Node {
             ticks: 0,
             // No later than the ticker's start: the first lease checks may only count more.
             ticked_through: Instant::now(),
+            stall_reported: None,
+            stalls_unreported: 0,
             persists: std::collections::VecDeque::new(),
             submitted: 0,
             persist_next,
@@ -1045,6 +1049,9 @@ struct Driver {
     ticks: u64,
     /// The wall instant the ticks handled so far reach (see [`ticks_owed`]).
     ticked_through: Instant,
+    /// When a stalled pass was last reported, and the stalls since (see `report_stall`).
+    stall_reported: Option<Instant>,
+    stalls_unreported: u64,
     /// The lease HTTP threads read (lease mode).
     lease: Arc<ReadLease>,
     /// When each heartbeat round started (turns the core's lease into a deadline).
@@ -1137,6 +1144,7 @@ impl Driver {
             let status = self.raw.status();
             self.update_leadership(&status);
             self.publish_lease(pass_began);
+            self.report_stall(pass_began.elapsed());
             self.publish_status(&status);
             if stopped {
                 break;
@@ -1643,13 +1651,52 @@ impl Driver {
             index
         });
         if !self.leading && self.applied >= lead_from {
+            eprintln!(
+                "lithair: node {} leads term {} (from log index {lead_from})",
+                status.id, status.term
+            );
             self.leading = true;
             self.replica.set_next_index(self.raw.last_index() + 1);
             self.replica.set_leader(Some(status.term));
         }
     }
 
+    /// Says on stderr when one pass of the Raft thread took longer than an election timeout:
+    /// heartbeats and votes waited that long, so the other nodes may have elected (a leader
+    /// change otherwise left no trace of why). At most one line per `STALL_REPORT_EVERY_S`,
+    /// with the count of the passes it stands for.
+    fn report_stall(&mut self, took: Duration) {
+        let timeout = Duration::from_millis(u64::from(self.raw.election_ticks()) * TICK_MS);
+        if took <= timeout {
+            return;
+        }
+        self.stalls_unreported += 1;
+        let due = self
+            .stall_reported
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(STALL_REPORT_EVERY_S));
+        if due {
+            eprintln!(
+                "lithair: the raft thread was stalled {} ms in one pass, longer than an election                  timeout ({} ms): heartbeats and votes waited ({} such pass(es) since the last                  report; a loaded or swapping machine, or a slow disk)",
+                took.as_millis(),
+                timeout.as_millis(),
+                self.stalls_unreported
+            );
+            self.stall_reported = Some(Instant::now());
+            self.stalls_unreported = 0;
+        }
+    }
+
     fn step_down(&mut self) {
+        if self.lead_from.is_some() {
+            let status = self.raw.status();
+            eprintln!(
+                "lithair: node {} no longer leads (term {}, now {}, leader {})",
+                status.id,
+                status.term,
+                role_name(status.role),
+                status.leader_id
+            );
+        }
         self.lease.publish_deadline(None);
         self.lead_from = None;
         if self.leading {
