@@ -16,20 +16,11 @@ ITEMS=${ITEMS:-1000000}
 POLLS=${POLLS:-5}
 PORT=${PORT:-18400}
 PEER_PORT=${PEER_PORT:-18401}
-bin=${OURS:-$PWD/target/release/examples/bench_server}
+source "$(dirname "$0")/status-common.sh"
 data=$(mktemp -d)
-"$bin" serve --port "$PORT" --items "$ITEMS" --data "$data/n" --node-id 1 \
-  --peer-port "$PEER_PORT" --cluster "1@127.0.0.1:$PEER_PORT" --cluster-secret bench \
-  >"$data/log" 2>&1 &
-pid=$!
+start_single_node
 trap 'kill -KILL $pid 2>/dev/null || true; rm -rf "$data"' EXIT
-# In a cluster the preload runs once the node leads: wait for the last item.
-for _ in $(seq 1 1500); do
-  curl -sf "http://127.0.0.1:$PORT/items/$ITEMS" >/dev/null && break
-  sleep 0.2
-done
-curl -sf "http://127.0.0.1:$PORT/items/$ITEMS" >/dev/null || { echo "preload did not finish" >&2; exit 1; }
-sleep 3
+wait_preloaded
 echo 5 >"/proc/$pid/clear_refs"
 before=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")

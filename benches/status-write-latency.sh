@@ -20,20 +20,12 @@ SECONDS_EACH=${SECONDS_EACH:-20}
 POLL_MS=${POLL_MS:-100}
 PORT=${PORT:-18410}
 PEER_PORT=${PEER_PORT:-18411}
-bin=${OURS:-$PWD/target/release/examples/bench_server}
+source "$(dirname "$0")/status-common.sh"
 data=$(mktemp -d)
-"$bin" serve --port "$PORT" --items "$ITEMS" --data "$data/n" --node-id 1 \
-  --peer-port "$PEER_PORT" --cluster "1@127.0.0.1:$PEER_PORT" --cluster-secret bench \
-  >"$data/log" 2>&1 &
-pid=$!
+start_single_node
 poller=
 trap '[ -n "$poller" ] && kill "$poller" 2>/dev/null; kill -KILL $pid 2>/dev/null || true; rm -rf "$data"' EXIT
-for _ in $(seq 1 3000); do
-  curl -sf "http://127.0.0.1:$PORT/items/$ITEMS" >/dev/null && break
-  sleep 0.2
-done
-curl -sf "http://127.0.0.1:$PORT/items/$ITEMS" >/dev/null || { echo "preload did not finish" >&2; exit 1; }
-sleep 3
+wait_preloaded
 cat >"$data/post.lua" <<'EOF'
 wrk.method = "POST"
 wrk.body = '{"name":"written","price":1.5,"tags":["a"],"in_stock":true}'

@@ -202,6 +202,49 @@ fn fourth_args(port: u16, data: &str, join: Option<(SocketAddr, u16)>) -> Vec<St
     args
 }
 
+/// Removes member `id` through the live node at `via` (`cluster leave --node VIA --id N`)
+/// and waits until the leader among the other nodes no longer lists it; returns those others
+/// (id, HTTP address).
+fn remove_member(cluster: &Cluster, via: SocketAddr, id: u64) -> Vec<(u64, SocketAddr)> {
+    assert!(
+        cli(&[
+            "cluster",
+            "leave",
+            "--node",
+            &via.to_string(),
+            "--id",
+            &id.to_string(),
+            "--cluster-secret",
+            SECRET,
+        ]),
+        "removing node {id} through {via}"
+    );
+    let rest: Vec<(u64, SocketAddr)> = cluster
+        .nodes
+        .iter()
+        .filter(|node| node.id != id)
+        .map(|node| (node.id, node.http))
+        .collect();
+    poll(Duration::from_secs(20), || {
+        let leader = leader_among(&rest)?;
+        let addr = rest.iter().find(|(member, _)| *member == leader)?.1;
+        (!members(addr)?.contains_key(&id)).then_some(())
+    })
+    .expect("the node is no longer a member");
+    rest
+}
+
+/// Waits until the leader among `rest` lists `id` as a voter (a rejoin caught up and was
+/// promoted).
+fn wait_voter(rest: &[(u64, SocketAddr)], id: u64) {
+    poll(Duration::from_secs(40), || {
+        let leader = leader_among(rest)?;
+        let addr = rest.iter().find(|(member, _)| *member == leader)?.1;
+        members(addr)?.get(&id).copied().filter(|voter| *voter)
+    })
+    .expect("the node rejoins and is promoted to voter");
+}
+
 /// `serve` arguments of node `id` coming back through `--join via` with the data directory
 /// `data` (emptied or not), on the given HTTP and peer ports.
 fn rejoin_args(
@@ -776,31 +819,7 @@ fn a_node_down_for_good_is_removed_through_a_live_one_and_rejoins_empty() {
     let live = addrs[(leader + 2) % addrs.len()];
     cluster.nodes[dead].kill();
     let dead_id_text = dead_id.to_string();
-    assert!(
-        cli(&[
-            "cluster",
-            "leave",
-            "--node",
-            &live.to_string(),
-            "--id",
-            &dead_id_text,
-            "--cluster-secret",
-            SECRET,
-        ]),
-        "removing a dead node through a live follower"
-    );
-    let rest: Vec<(u64, SocketAddr)> = cluster
-        .nodes
-        .iter()
-        .filter(|node| node.id != dead_id)
-        .map(|node| (node.id, node.http))
-        .collect();
-    poll(Duration::from_secs(20), || {
-        let leader = leader_among(&rest)?;
-        let addr = rest.iter().find(|(id, _)| *id == leader)?.1;
-        (!members(addr)?.contains_key(&dead_id)).then_some(())
-    })
-    .expect("the dead node is no longer a member");
+    let rest = remove_member(&cluster, live, dead_id);
     let live_addrs: Vec<SocketAddr> = rest.iter().map(|(_, addr)| *addr).collect();
     for k in 0..5 {
         let key = format!("after-{k}");
@@ -816,12 +835,7 @@ fn a_node_down_for_good_is_removed_through_a_live_one_and_rejoins_empty() {
     node.args = rejoin_args(&dead_id_text, &port, &peer_port, &data, live);
     node.spawn();
     let back = node.http;
-    poll(Duration::from_secs(40), || {
-        let leader = leader_among(&rest)?;
-        let addr = rest.iter().find(|(id, _)| *id == leader)?.1;
-        members(addr)?.get(&dead_id).copied().filter(|voter| *voter)
-    })
-    .expect("the node rejoins and is promoted to voter");
+    wait_voter(&rest, dead_id);
     converged(&addrs);
     assert_readable(back, &acked);
     // Every node dials it at its new address: each forgot the old one when it was removed
@@ -889,38 +903,12 @@ fn a_member_that_lost_its_data_is_refused_at_join_until_removed() {
         "{log}"
     );
     // The way out it names: remove it through a live member, then join again empty.
-    assert!(cli(&[
-        "cluster",
-        "leave",
-        "--node",
-        &live.to_string(),
-        "--id",
-        &lost_id.to_string(),
-        "--cluster-secret",
-        SECRET,
-    ]));
-    let rest: Vec<(u64, SocketAddr)> = cluster
-        .nodes
-        .iter()
-        .filter(|node| node.id != lost_id)
-        .map(|node| (node.id, node.http))
-        .collect();
-    poll(Duration::from_secs(20), || {
-        let leader = leader_among(&rest)?;
-        let addr = rest.iter().find(|(id, _)| *id == leader)?.1;
-        (!members(addr)?.contains_key(&lost_id)).then_some(())
-    })
-    .expect("the node is no longer a member");
+    let rest = remove_member(&cluster, live, lost_id);
     let node = &mut cluster.nodes[lost];
     std::fs::remove_dir_all(&data).expect("empty the data directory again");
     node.spawn();
     let back = node.http;
-    poll(Duration::from_secs(40), || {
-        let leader = leader_among(&rest)?;
-        let addr = rest.iter().find(|(id, _)| *id == leader)?.1;
-        members(addr)?.get(&lost_id).copied().filter(|voter| *voter)
-    })
-    .expect("the node rejoins and is promoted to voter");
+    wait_voter(&rest, lost_id);
     converged(&addrs);
     assert_readable(back, &acked);
 }
@@ -997,28 +985,7 @@ fn a_removed_node_restarted_on_its_old_data_says_it_was_removed() {
     let gone_id = cluster.nodes[gone].id;
     let live = addrs[leader];
     cluster.nodes[gone].kill();
-    assert!(cli(&[
-        "cluster",
-        "leave",
-        "--node",
-        &live.to_string(),
-        "--id",
-        &gone_id.to_string(),
-        "--cluster-secret",
-        SECRET,
-    ]));
-    let rest: Vec<(u64, SocketAddr)> = cluster
-        .nodes
-        .iter()
-        .filter(|node| node.id != gone_id)
-        .map(|node| (node.id, node.http))
-        .collect();
-    poll(Duration::from_secs(20), || {
-        let leader = leader_among(&rest)?;
-        let addr = rest.iter().find(|(id, _)| *id == leader)?.1;
-        (!members(addr)?.contains_key(&gone_id)).then_some(())
-    })
-    .expect("the node is no longer a member");
+    remove_member(&cluster, live, gone_id);
     // Started again with the same flags on the same data.
     let node = &mut cluster.nodes[gone];
     node.spawn();

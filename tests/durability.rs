@@ -85,6 +85,25 @@ fn tool(dir: &Path, words: &[&str]) -> (Option<i32>, String, String) {
     lithair_tool(&words)
 }
 
+/// `log repair` on `dir`: the dry run succeeds, names `reported` and changes nothing (a start
+/// still refuses); then `--apply` succeeds. Returns what `--apply` printed. `label` says which
+/// case failed, where a test runs several.
+fn repair_dry_run_then_apply(dir: &Path, reported: &str, label: &str) -> String {
+    let (code, stdout, stderr) = tool(dir, &["log", "repair"]);
+    assert_eq!(code, Some(0), "{label}: {stderr}");
+    assert!(
+        stdout.contains(reported) && stdout.contains("dry run"),
+        "{label}: {stdout}"
+    );
+    assert!(
+        Engine::open(dir, options(), Kv::default()).is_err(),
+        "{label}: a dry run changes nothing"
+    );
+    let (code, stdout, stderr) = tool(dir, &["log", "repair", "--apply"]);
+    assert_eq!(code, Some(0), "{label}: {stderr}");
+    stdout
+}
+
 /// Runs the `lithair` tool with exactly `words`: exit code, stdout, stderr.
 fn lithair_tool(words: &[&str]) -> (Option<i32>, String, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_lithair"))
@@ -789,18 +808,7 @@ fn a_deleted_newest_segment_is_refused_until_log_repair_accepts_the_loss() {
     let refused = Engine::open(&dir, options(), Kv::default()).map(|_| ());
     let message = refused.expect_err("the newest segment is gone").to_string();
     assert!(message.contains(&missing), "{message}");
-    let (code, stdout, stderr) = tool(&dir, &["log", "repair"]);
-    assert_eq!(code, Some(0), "{stderr}");
-    assert!(
-        stdout.contains(&missing) && stdout.contains("dry run"),
-        "{stdout}"
-    );
-    assert!(
-        Engine::open(&dir, options(), Kv::default()).is_err(),
-        "a dry run changes nothing"
-    );
-    let (code, stdout, stderr) = tool(&dir, &["log", "repair", "--apply"]);
-    assert_eq!(code, Some(0), "{stderr}");
+    let stdout = repair_dry_run_then_apply(&dir, &missing, "");
     assert!(stdout.contains("accepted"), "{stdout}");
     let (code, stdout, stderr) = tool(&dir, &["log", "verify"]);
     assert_eq!(code, Some(0), "{stderr}");
@@ -903,18 +911,7 @@ fn a_damaged_extent_record_is_written_anew_by_log_repair() {
         assert!(stderr.contains("NEWEST"), "{words:?}: {stderr}");
     }
     assert!(Engine::open(&dir, options(), Kv::default()).is_err());
-    let (code, stdout, stderr) = tool(&dir, &["log", "repair"]);
-    assert_eq!(code, Some(0), "{stderr}");
-    assert!(
-        stdout.contains("NEWEST") && stdout.contains("dry run"),
-        "{stdout}"
-    );
-    assert!(
-        Engine::open(&dir, options(), Kv::default()).is_err(),
-        "a dry run changes nothing"
-    );
-    let (code, stdout, stderr) = tool(&dir, &["log", "repair", "--apply"]);
-    assert_eq!(code, Some(0), "{stderr}");
+    let stdout = repair_dry_run_then_apply(&dir, "NEWEST", "");
     assert!(stdout.contains("rewrote"), "{stdout}");
     let (code, stdout, stderr) = tool(&dir, &["log", "verify"]);
     assert_eq!(code, Some(0), "{stderr}");
@@ -954,15 +951,8 @@ fn a_log_cut_back_before_the_newest_snapshot_is_accepted_by_keeping_the_snapshot
             std::fs::remove_file(log_dir.join("NEWEST")).expect("delete the record");
         }
         assert!(Engine::open(&dir, options(), Kv::default()).is_err());
-        let (code, stdout, stderr) = tool(&dir, &["log", "repair"]);
-        assert_eq!(code, Some(0), "{with_record}: {stderr}");
-        assert!(
-            stdout.contains("snapshot (150)") && stdout.contains("dry run"),
-            "{stdout}"
-        );
-        assert!(Engine::open(&dir, options(), Kv::default()).is_err());
-        let (code, stdout, stderr) = tool(&dir, &["log", "repair", "--apply"]);
-        assert_eq!(code, Some(0), "{with_record}: {stderr}");
+        let label = format!("with the record: {with_record}");
+        let stdout = repair_dry_run_then_apply(&dir, "snapshot (150)", &label);
         assert!(stdout.contains("removed"), "{stdout}");
         let (engine, opened) = Engine::open(&dir, options(), Kv::default()).expect("opens");
         assert_eq!((opened.snapshot_index, engine.applied_index()), (150, 150));

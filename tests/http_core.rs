@@ -386,28 +386,8 @@ fn at_the_shutdown_deadline_a_body_that_ignores_it_is_cut_off() {
 
 #[test]
 fn bench_server_exits_0_on_sigterm() {
-    use std::io::BufRead;
-    let bench = bench_server_binary();
     let data = std::env::temp_dir().join(format!("lithair-bench-{}", std::process::id()));
-    // Port 0: the server prints the address it got, so no other test can race for the port.
-    let child = std::process::Command::new(&bench)
-        .args(["--port", "0", "--items", "10", "--data"])
-        .arg(&data)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn bench_server");
-    let mut guard = Reaped(child);
-    let stdout = guard.0.stdout.take().expect("stdout");
-    let mut banner = std::io::BufReader::new(stdout); // Kept open: the server prints on exit.
-    let mut line = String::new();
-    banner.read_line(&mut line).expect("banner");
-    let addr: std::net::SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let (mut guard, addr, _stdout) = start_bench_server(&["--items", "10"], &data);
     let (resp, _reader) = send(addr, b"GET /items/4 HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(
         resp.text(),
@@ -429,8 +409,17 @@ fn bench_server_exits_0_on_sigterm() {
     let _ = std::fs::remove_dir_all(data);
 }
 
-/// Starts `bench_server` on port 0 with `args`, returning it and the address it printed.
-fn start_bench_server(args: &[&str], data: &std::path::Path) -> (Reaped, std::net::SocketAddr) {
+/// Starts `bench_server` on port 0 with `args` (the server prints the address it got, so no
+/// other test can race for the port), returning it, that address and its standard output,
+/// to be kept open while it runs (it prints on exit).
+fn start_bench_server(
+    args: &[&str],
+    data: &std::path::Path,
+) -> (
+    Reaped,
+    std::net::SocketAddr,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
     use std::io::BufRead;
     let bench = bench_server_binary();
     let child = std::process::Command::new(&bench)
@@ -444,17 +433,16 @@ fn start_bench_server(args: &[&str], data: &std::path::Path) -> (Reaped, std::ne
         .expect("spawn bench_server");
     let mut guard = Reaped(child);
     let stdout = guard.0.stdout.take().expect("stdout");
+    let mut banner = std::io::BufReader::new(stdout);
     let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("banner");
+    banner.read_line(&mut line).expect("banner");
     let addr = line
         .split("http://")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (guard, addr)
+    (guard, addr, banner)
 }
 
 fn get_status(addr: std::net::SocketAddr, path: &str) -> u16 {
@@ -471,11 +459,11 @@ fn bench_server_completes_a_preload_a_crash_cut_short() {
     let data = std::env::temp_dir().join(format!("lithair-bench-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     // What a preload of 25,000 killed after its first batch leaves: items 1..=10,000.
-    let (mut first, addr) = start_bench_server(&["--items", "10000"], &data);
+    let (mut first, addr, _first_out) = start_bench_server(&["--items", "10000"], &data);
     assert_eq!(get_status(addr, "/items/10000"), 200);
     first.0.kill().expect("kill -9");
     first.0.wait().expect("reap");
-    let (mut second, addr) = start_bench_server(&["--items", "25000"], &data);
+    let (mut second, addr, _second_out) = start_bench_server(&["--items", "25000"], &data);
     assert_eq!(
         get_status(addr, "/items/25000"),
         200,
@@ -496,7 +484,7 @@ fn bench_server_completes_a_preload_a_crash_cut_short() {
     assert_eq!(send(addr, post.as_bytes()).0.status, 201);
     second.0.kill().expect("kill -9");
     second.0.wait().expect("reap");
-    let (_third, addr) = start_bench_server(&["--items", "30000"], &data);
+    let (_third, addr, _third_out) = start_bench_server(&["--items", "30000"], &data);
     assert_eq!(get_status(addr, "/items/25001"), 200);
     assert_eq!(get_status(addr, "/items/30000"), 404, "not preloaded into");
     drop(_third);

@@ -175,15 +175,7 @@ fn cut_covered_damage(
          snapshot's fallback); the log would start at index {keep_from}"
     )
     .map_err(io)?;
-    let firsts = log::list_segments(log_dir).map_err(|e| e.to_string())?;
-    for &first in firsts.iter().take_while(|&&first| first < keep_from) {
-        writeln!(
-            out,
-            "  remove {}",
-            log::segment_path(log_dir, first).display()
-        )
-        .map_err(io)?;
-    }
+    write_removals(log_dir, keep_from, out)?;
     if !apply {
         return writeln!(
             out,
@@ -342,14 +334,7 @@ fn drop_covered_log(
         newest_snapshot + 1
     )
     .map_err(io)?;
-    for first in log::list_segments(log_dir).map_err(|e| e.to_string())? {
-        writeln!(
-            out,
-            "  remove {}",
-            log::segment_path(log_dir, first).display()
-        )
-        .map_err(io)?;
-    }
+    write_removals(log_dir, u64::MAX, out)?;
     if !apply {
         return writeln!(
             out,
@@ -366,6 +351,16 @@ fn drop_covered_log(
         removed.len()
     )
     .map_err(io)
+}
+
+/// Lists the segments of `log_dir` that start before `before`, one "  remove PATH" line each.
+fn write_removals(log_dir: &Path, before: u64, out: &mut dyn Write) -> Result<(), String> {
+    let firsts = log::list_segments(log_dir).map_err(|e| e.to_string())?;
+    for first in firsts.into_iter().take_while(|&first| first < before) {
+        let path = log::segment_path(log_dir, first);
+        writeln!(out, "  remove {}", path.display()).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// The report's first line: where the damage is and what it is.

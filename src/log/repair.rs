@@ -318,14 +318,7 @@ fn apply_with_hook(
 /// I/O failures.
 pub fn remove_all(log_dir: &Path) -> Result<Vec<PathBuf>, Error> {
     extent::rewrite_newest(log_dir, None)?;
-    let mut removed = Vec::new();
-    for first in segment::list_segments(log_dir)? {
-        let path = segment::segment_path(log_dir, first);
-        fs::remove_file(&path).map_err(|e| Error::io(&path, "remove", e))?;
-        removed.push(path);
-    }
-    segment::sync_dir(log_dir)?;
-    Ok(removed)
+    remove_segments(log_dir, &segment::list_segments(log_dir)?)
 }
 
 /// Removes every segment of `log_dir` before the one starting at `keep_from`, oldest first (so
@@ -341,8 +334,18 @@ pub fn remove_before(log_dir: &Path, keep_from: u64) -> Result<Vec<PathBuf>, Err
         let message = format!("no segment of {} starts at {keep_from}", log_dir.display());
         return Err(Error::Invalid { message });
     }
+    let before = firsts
+        .iter()
+        .take_while(|&&first| first < keep_from)
+        .count();
+    remove_segments(log_dir, &firsts[..before])
+}
+
+/// Removes the segments of `log_dir` starting at `firsts`, in that order (oldest first: what
+/// an interrupted removal leaves is contiguous), then syncs the directory.
+fn remove_segments(log_dir: &Path, firsts: &[u64]) -> Result<Vec<PathBuf>, Error> {
     let mut removed = Vec::new();
-    for &first in firsts.iter().take_while(|&&first| first < keep_from) {
+    for &first in firsts {
         let path = segment::segment_path(log_dir, first);
         fs::remove_file(&path).map_err(|e| Error::io(&path, "remove", e))?;
         removed.push(path);
