@@ -1195,6 +1195,8 @@ impl<S: State> Sequencer<S> {
     fn from_committed(shared: &Shared<S>, next_request_id: u64) -> Self {
         let committed = shared.committed.read().expect("state lock poisoned");
         let mut speculative = committed.clone();
+        // Only decides commands: its digest is never asked for.
+        speculative.state.stop_keeping_digest();
         let next_request_id = next_request_id.max(speculative.last_request_id + 1);
         let mut next_index = speculative.applied_index + 1;
         match &shared.cluster {
