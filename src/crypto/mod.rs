@@ -2,7 +2,7 @@
 //!
 //! Owns: byte-exact implementations checked against published test vectors, and the
 //! constant-time comparison every secret check must use.
-//! Must not: depend on any other Lithair layer.
+//! Must not: depend on any other Lithair layer but `sys` (the CRC32C and SHA-256 instructions).
 
 pub mod base64;
 pub mod crc32c;

@@ -11,6 +11,7 @@ pub mod futex;
 pub mod poll;
 pub mod prealloc;
 pub mod rlimit;
+pub mod sha256_hw;
 pub mod signal;
 pub mod socket;
 pub mod waker;
