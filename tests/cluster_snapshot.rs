@@ -339,7 +339,15 @@ mod engine_cluster {
     struct Recorder(Mutex<mpsc::Sender<Proposal>>);
 
     impl Proposer for Recorder {
-        fn propose(&self, term: u64, first_index: u64, entries: Vec<Arc<[u8]>>, token: Token) {
+        fn propose(
+            &self,
+            term: u64,
+            slot: Option<u64>,
+            first_index: u64,
+            entries: Vec<Arc<[u8]>>,
+            token: Token,
+        ) {
+            assert_eq!(slot, None, "this test's node never waits for an index");
             let _ = self
                 .0
                 .lock()
