@@ -1417,6 +1417,10 @@ fn cluster_admit<S: State>(
     }
     if term != sequencer.term {
         wait_until_idle(shared);
+        // A free index asked for in an earlier term is moot (the node answered that change
+        // when it stopped leading); one asked for in this term is asked again on the node's
+        // next tick, and granted then if nothing is in transit.
+        cluster.slot_wanted.store(false, Ordering::SeqCst);
         *sequencer = Sequencer::from_committed(shared, sequencer.next_request_id);
         sequencer.term = term;
         shared.failed.store(false, Ordering::SeqCst);

@@ -12,7 +12,8 @@
 //! is handled synchronously.
 //!
 //! Owns: the Raft thread, the proposal tokens of the entries this node proposed, leadership
-//! hand-over to the engine, and the status snapshot served by `GET /_lithair/cluster`.
+//! hand-over to the engine, the membership change waiting for an index the sequencer leaves
+//! it (`conf_slot`), and the status snapshot served by `GET /_lithair/cluster`.
 //! Must not: block on the network (the transport queues), or apply an entry before it is
 //! committed.
 //!
@@ -638,7 +639,10 @@ impl Node {
     }
 
     /// Proposes a membership change (this node must lead); returns the entry's index. The
-    /// change takes effect when committed; a leader that removes itself then steps down.
+    /// change takes effect when committed; a leader that removes itself then steps down. It
+    /// is appended at an index the engine's sequencer does not use (see `conf_slot`): at
+    /// once when no batch is on its way to the Raft thread, else just before the next one
+    /// (or on a later tick), so the answer may take a batch's turnaround or a tick.
     ///
     /// # Errors
     /// The core's refusal: not the leader (also when the node is stopping: it leads no
