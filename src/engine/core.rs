@@ -2282,9 +2282,9 @@ impl<S: State> Replica for EngineReplica<S> {
 
     /// Never blocks (the Raft thread calls it): the role by `try_lock` only. Under the role,
     /// the sequencer either has nothing in transit (its next index is the log's), or does
-    /// not sequence in `term` yet, or will rebuild from the log's end with nothing in
-    /// transit: then `next_index` is taken from it and granted. Otherwise the sequencer is
-    /// asked to leave an index free before its next batch.
+    /// not sequence in `term` yet, or has nothing in flight and will rebuild from the log's
+    /// end: then `next_index` is taken from it and granted. Otherwise the sequencer is asked
+    /// to leave an index free before its next batch.
     fn reserve_index(&self, term: u64, next_index: u64) -> bool {
         let shared = &self.shared;
         let cluster = self.cluster();
@@ -2311,16 +2311,17 @@ impl<S: State> Replica for EngineReplica<S> {
             // an older term sent the node abandons.
             return grant(None);
         }
-        if shared.failed.load(Ordering::SeqCst) {
-            // A rebuild is due. Only with nothing in transit: a batch in transit could
-            // otherwise land right after the change and be appended although it was decided
-            // after the batch that failed.
-            if shared.in_flight.idle() {
-                return grant(None);
-            }
-        } else if sequencer.next_index == next_index {
+        if !shared.failed.load(Ordering::SeqCst) && sequencer.next_index == next_index {
             // Every batch sequenced is in the node's log: nothing will claim this index.
             return grant(Some(sequencer));
+        }
+        if shared.in_flight.idle() {
+            // A rebuild is due (a batch failed), or the copy's next index is not the log's
+            // (its next proposal mismatches and rebuilds): with nothing in transit, no batch
+            // can land right after the change although it was decided after one that failed,
+            // and the rebuild continues after the change. Granting here also means a change
+            // never waits for a write on an idle leader.
+            return grant(None);
         }
         if sequencer.slot_sent < next_index {
             // No free index is on its way to the node (one at or past `next_index` is).
