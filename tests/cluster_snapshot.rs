@@ -308,6 +308,7 @@ mod engine_cluster {
     };
     use lithair::log::EntryBatch;
     use lithair::prelude::*;
+    use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
     use std::sync::mpsc;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
@@ -693,6 +694,152 @@ mod engine_cluster {
         reserve_when_idle(replica.as_ref(), 12);
         drop((replica, log));
         drop(engine);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Copies of [`Copies`] alive now, and the most ever alive at once.
+    static COPIES_LIVE: AtomicI64 = AtomicI64::new(0);
+    static COPIES_PEAK: AtomicI64 = AtomicI64::new(0);
+
+    /// A state that counts its live copies (one test uses it: the counters are global).
+    #[derive(Debug)]
+    pub struct Copies {
+        total: u64,
+    }
+
+    impl Copies {
+        fn counted(total: u64) -> Copies {
+            let live = COPIES_LIVE.fetch_add(1, SeqCst) + 1;
+            COPIES_PEAK.fetch_max(live, SeqCst);
+            Copies { total }
+        }
+    }
+
+    impl Clone for Copies {
+        fn clone(&self) -> Copies {
+            Copies::counted(self.total)
+        }
+    }
+
+    impl Drop for Copies {
+        fn drop(&mut self) {
+            COPIES_LIVE.fetch_sub(1, SeqCst);
+        }
+    }
+
+    impl lithair::binary::Encode for Copies {
+        fn encode(&self, out: &mut Vec<u8>) {
+            self.total.encode(out);
+        }
+    }
+
+    impl lithair::binary::Decode for Copies {
+        fn decode(r: &mut lithair::binary::Reader<'_>) -> Result<Copies, lithair::binary::Error> {
+            u64::decode(r).map(Copies::counted)
+        }
+    }
+
+    impl State for Copies {
+        type Event = u64;
+        fn apply(&mut self, event: &u64) {
+            self.total += event;
+        }
+    }
+
+    struct AddCopies(u64);
+
+    impl Command<Copies> for AddCopies {
+        type Rejection = ();
+        fn decide(&self, _: &Copies, _: &Context) -> Result<Vec<u64>, ()> {
+            Ok(vec![self.0])
+        }
+    }
+
+    /// Waits (up to 10 s) until `live` copies of the state exist, and says how many did.
+    fn copies_become(live: i64) -> i64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = COPIES_LIVE.load(SeqCst);
+            if now == live || std::time::Instant::now() > deadline {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn only_a_leader_holds_a_second_copy_of_the_state_and_a_rebuild_never_a_third() {
+        let dir = std::env::temp_dir().join(format!("lithair-csnap-copies-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (sender, proposals) = mpsc::channel();
+        let proposer: Arc<dyn Proposer> = Arc::new(Recorder(Mutex::new(sender)));
+        let (engine, _) = Engine::open_cluster(
+            &dir,
+            EngineOptions::default(),
+            Copies::counted(0),
+            proposer,
+            0,
+        )
+        .unwrap();
+        let replica = engine.replica();
+        let log = engine.cluster_log();
+        let conf = reserved(1, Reserved::Conf(&[1, 1, 0, 0, 0, 0, 0, 0, 0]));
+        persist(&log, 1, 1, &[conf]);
+        replica.apply(1, &[Arc::from(&[][..])], None);
+        // A follower: the committed state, and the initial one the snapshotter starts from
+        // while there is no snapshot file. The sequencer thread is up (it serves any job).
+        std::thread::sleep(Duration::from_millis(200));
+        let follower = COPIES_LIVE.load(SeqCst);
+        assert_eq!(follower, 2, "a follower holds no sequencer copy");
+
+        // Leading term 2: the sequencer builds its copy at its first batch.
+        persist(&log, 2, 2, &[reserved(2, Reserved::Noop)]);
+        replica.apply(2, &[Arc::from(&[][..])], None);
+        replica.set_next_index(3);
+        replica.set_leader(Some(2));
+        let ticket = engine.submit_async(AddCopies(5), Default::default());
+        let (_, first, entries, token) = next(&proposals);
+        assert_eq!(first, 3);
+        persist(&log, 2, 3, &entries);
+        replica.apply(3, &entries, Some(token));
+        ticket.wait().unwrap();
+        assert_eq!(
+            COPIES_LIVE.load(SeqCst),
+            follower + 1,
+            "a leader's sequencer copy"
+        );
+
+        // Leading term 3 at once (no step-down seen): the old copy goes before the new one
+        // is built.
+        persist(&log, 3, 4, &[reserved(4, Reserved::Noop)]);
+        replica.apply(4, &[Arc::from(&[][..])], None);
+        replica.set_next_index(5);
+        replica.set_leader(Some(3));
+        COPIES_PEAK.store(COPIES_LIVE.load(SeqCst), SeqCst);
+        let ticket = engine.submit_async(AddCopies(7), Default::default());
+        let (term, first, entries, token) = next(&proposals);
+        assert_eq!((term, first), (3, 5));
+        persist(&log, 3, 5, &entries);
+        replica.apply(5, &entries, Some(token));
+        ticket.wait().unwrap();
+        assert_eq!(COPIES_LIVE.load(SeqCst), follower + 1);
+        assert_eq!(
+            COPIES_PEAK.load(SeqCst),
+            follower + 1,
+            "a rebuild held the old copy and the new one at once"
+        );
+
+        // Stepping down frees the copy (on a thread of its own).
+        replica.set_leader(None);
+        assert_eq!(
+            copies_become(follower),
+            follower,
+            "a former leader keeps its copy"
+        );
+        assert_eq!(engine.read(|s| s.total), 12);
+        drop(replica);
+        drop(engine);
+        assert_eq!(copies_become(0), 0, "copies outlive the engine");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

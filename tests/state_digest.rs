@@ -238,7 +238,99 @@ proptest! {
         assert_kept_equals_recomputed(&loaded.state, "after a snapshot load");
         prop_assert_eq!(loaded.state.digest(), digest);
         prop_assert_eq!(state.clone().digest(), digest, "a clone keeps the sums");
+
+        // The sequencer's copy keeps no sums, and ends with the same records.
+        let mut copy = empty_state();
+        copy.stop_keeping_digest();
+        for (_, event) in &events {
+            copy.apply(event);
+        }
+        prop_assert_eq!(binary::to_vec(&copy), binary::to_vec(&state));
     }
+}
+
+/// A state that stopped keeping its digest refuses to give one (a wrong digest would pass
+/// for a divergence, or hide one), a clone of it too; the records are unaffected.
+#[test]
+fn a_state_that_stopped_keeping_its_digest_refuses_to_give_one() {
+    let mut copy = empty_state();
+    copy.stop_keeping_digest();
+    let created = AppEvent::new(&ModelEvent::Created(note(1, 1)));
+    copy.apply(&created);
+    for state in [copy.clone(), copy] {
+        let asked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.digest()));
+        assert!(asked.is_err(), "a digest from a copy that keeps none");
+        let mut kept = empty_state();
+        kept.apply(&created);
+        assert_eq!(binary::to_vec(&state), binary::to_vec(&kept));
+    }
+}
+
+/// Applies of [`Keeping`] that kept its digest (it counts them as an `AppState` hashes them).
+static KEPT_APPLIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A state that counts the events it applied while keeping its digest.
+#[derive(Clone, Debug, Default)]
+struct Keeping {
+    total: u64,
+    stopped: bool,
+}
+
+impl binary::Encode for Keeping {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.total.encode(out);
+    }
+}
+
+impl binary::Decode for Keeping {
+    fn decode(r: &mut binary::Reader<'_>) -> Result<Keeping, binary::Error> {
+        Ok(Keeping {
+            total: u64::decode(r)?,
+            stopped: false,
+        })
+    }
+}
+
+impl State for Keeping {
+    type Event = u64;
+    fn apply(&mut self, event: &u64) {
+        self.total += event;
+        if !self.stopped {
+            KEPT_APPLIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    fn stop_keeping_digest(&mut self) {
+        self.stopped = true;
+    }
+}
+
+struct Add(u64);
+
+impl lithair::engine::Command<Keeping> for Add {
+    type Rejection = ();
+    fn decide(&self, _: &Keeping, _: &lithair::engine::Context) -> Result<Vec<u64>, ()> {
+        Ok(vec![self.0])
+    }
+}
+
+/// The engine's speculative copy (which applies every event once more, to decide the next
+/// commands against) does not keep a digest: only the committed state's applies do.
+#[test]
+fn the_sequencers_copy_keeps_no_digest() {
+    let dir = common::fresh_dir("state_digest", "sequencer-copy");
+    let (engine, _) =
+        lithair::engine::Engine::open(&dir, Default::default(), Keeping::default()).unwrap();
+    for n in 1..=10 {
+        engine.submit(Add(n)).unwrap();
+    }
+    assert_eq!(engine.read(|state| state.total), 55);
+    assert_eq!(
+        KEPT_APPLIES.load(std::sync::atomic::Ordering::SeqCst),
+        10,
+        "events applied by a copy that keeps its digest"
+    );
+    drop(engine);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Different states have different digests: a field changed, a version bumped by a change

@@ -319,7 +319,9 @@ pub struct Collection<M: Model> {
     /// both. With `last_int_id` it is everything of the collection a state digest needs (the
     /// unique and equality indexes are derived from the records), so a digest costs no pass
     /// over the records. Invariant: equal to [`Collection::records_sum_from_scratch`].
-    records_sum: MultisetHash,
+    /// `None` on the sequencer's speculative copy, which never answers a digest
+    /// ([`Collection::stop_keeping_digest`]): it skips the hash of every change.
+    records_sum: Option<MultisetHash>,
 }
 
 /// The thread's reused buffer for record hashes is let go once a record's encoding grew it
@@ -382,7 +384,7 @@ impl<M: Model> Collection<M> {
                 .map(|(index, _)| (index, HashMap::new()))
                 .collect(),
             last_int_id: 0,
-            records_sum: MultisetHash::EMPTY,
+            records_sum: Some(MultisetHash::EMPTY),
         }
     }
 
@@ -392,8 +394,32 @@ impl<M: Model> Collection<M> {
     }
 
     /// The multiset hash of the records as the collection keeps it (O(1)).
+    ///
+    /// # Panics
+    /// On a collection that stopped keeping it ([`Collection::stop_keeping_digest`]): asking
+    /// the sequencer's copy for a digest is a bug, never a value to trust.
     pub fn records_sum(&self) -> MultisetHash {
         self.records_sum
+            .expect("the digest of a collection that does not keep one (the sequencer's copy)")
+    }
+
+    /// Stops keeping the records' hash up: each later change skips hashing its record. For
+    /// a copy whose digest is never asked for (the engine's speculative copy, which only
+    /// decides commands); [`Collection::records_sum`] then panics.
+    pub fn stop_keeping_digest(&mut self) {
+        self.records_sum = None;
+    }
+
+    /// Adds (`true`) or takes out a record's hash, when the collection keeps the sum.
+    fn account(&mut self, value: &M, version: u64, added: bool) {
+        if let Some(sum) = &mut self.records_sum {
+            let hash = record_hash(value, version);
+            if added {
+                sum.add(&hash);
+            } else {
+                sum.remove(&hash);
+            }
+        }
     }
 
     /// The multiset hash of the records computed from every record (O(records)): what
@@ -485,8 +511,7 @@ impl<M: Model> Collection<M> {
                     value: record.clone(),
                     version: 1,
                 };
-                self.records_sum
-                    .add(&record_hash(&record.value, record.version));
+                self.account(&record.value, record.version, true);
                 self.records.insert(id, record);
             }
             ModelEvent::Updated { id, patch } => {
@@ -515,8 +540,7 @@ impl<M: Model> Collection<M> {
             )
         });
         self.index_remove(&record.value);
-        self.records_sum
-            .remove(&record_hash(&record.value, record.version));
+        self.account(&record.value, record.version, false);
         record
     }
 
@@ -524,8 +548,7 @@ impl<M: Model> Collection<M> {
         assert_eq!(&record.value.id(), id, "an update must not change the id");
         record.version += 1;
         self.index_insert(&record.value);
-        self.records_sum
-            .add(&record_hash(&record.value, record.version));
+        self.account(&record.value, record.version, true);
         self.records.insert(id.clone(), record);
     }
 
@@ -899,7 +922,7 @@ impl<M: Model> Collection<M> {
             )));
         }
         self.index_insert(&value);
-        self.records_sum.add(&record_hash(&value, version));
+        self.account(&value, version, true);
         self.records.insert(id, Record { value, version });
         Ok(())
     }

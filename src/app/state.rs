@@ -112,6 +112,8 @@ pub trait AnyCollection: Send + Sync + 'static {
     fn records_sum(&self) -> MultisetHash;
     /// The multiset hash of the records, from every record (O(records)).
     fn records_sum_from_scratch(&self) -> MultisetHash;
+    /// Stops keeping the records' hash ([`Collection::stop_keeping_digest`]).
+    fn stop_keeping_digest(&mut self);
     /// A deep copy.
     fn clone_box(&self) -> Box<dyn AnyCollection>;
     /// Number of records.
@@ -162,6 +164,10 @@ impl<M: Model> AnyCollection for Collection<M> {
 
     fn records_sum_from_scratch(&self) -> MultisetHash {
         Collection::records_sum_from_scratch(self)
+    }
+
+    fn stop_keeping_digest(&mut self) {
+        Collection::stop_keeping_digest(self);
     }
 
     fn clone_box(&self) -> Box<dyn AnyCollection> {
@@ -228,12 +234,16 @@ pub fn register<M: Model>() {
 /// The state of an app: a collection per model, in registration order.
 pub struct AppState {
     collections: Vec<Box<dyn AnyCollection>>,
+    /// Whether the collections keep their digest sums (see [`State::stop_keeping_digest`]);
+    /// a collection added later (a model new since the snapshot) follows.
+    digest_kept: bool,
 }
 
 impl Clone for AppState {
     fn clone(&self) -> Self {
         AppState {
             collections: self.collections.iter().map(|c| c.clone_box()).collect(),
+            digest_kept: self.digest_kept,
         }
     }
 }
@@ -262,7 +272,10 @@ impl AppState {
                 (factory.empty)()
             })
             .collect();
-        AppState { collections }
+        AppState {
+            collections,
+            digest_kept: true,
+        }
     }
 
     /// The collection of `M`.
@@ -344,7 +357,11 @@ impl State for AppState {
                         event.model
                     )
                 });
-                self.collections.push((factory.empty)());
+                let mut empty = (factory.empty)();
+                if !self.digest_kept {
+                    empty.stop_keeping_digest();
+                }
+                self.collections.push(empty);
                 self.collections.len() - 1
             }
         };
@@ -353,6 +370,15 @@ impl State for AppState {
 
     fn event_type(event: &AppEvent) -> &'static str {
         event.type_name()
+    }
+
+    /// Each change of the sequencer's copy then skips hashing its record (one SHA-256 of the
+    /// record's encoding per create, two per update).
+    fn stop_keeping_digest(&mut self) {
+        self.digest_kept = false;
+        for collection in &mut self.collections {
+            collection.stop_keeping_digest();
+        }
     }
 
     /// From the sums the collections keep: O(collections), whatever the number of records.
@@ -462,6 +488,9 @@ impl AppState {
                 collections.push((factory.empty)());
             }
         }
-        Ok(AppState { collections })
+        Ok(AppState {
+            collections,
+            digest_kept: true,
+        })
     }
 }

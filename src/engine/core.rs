@@ -1217,6 +1217,8 @@ impl<S: State> Sequencer<S> {
     fn from_committed(shared: &Shared<S>, next_request_id: u64) -> Self {
         let committed = shared.committed.read().expect("state lock poisoned");
         let mut speculative = committed.clone();
+        // Only decides commands: its digest is never asked for.
+        speculative.state.stop_keeping_digest();
         let next_request_id = next_request_id.max(speculative.last_request_id + 1);
         let mut next_index = speculative.applied_index + 1;
         match &shared.cluster {
@@ -1406,23 +1408,21 @@ type ApplierMessage<S> = (Result<Appended, Failed>, Pending<S>);
 /// Cluster mode: whether jobs may be sequenced now (this node leads). Rebuilds the
 /// speculative copy when this node became leader of a new term (after everything committed
 /// before it is applied).
-fn cluster_admit<S: State>(
-    shared: &Shared<S>,
-    cluster: &Cluster,
-    sequencer: &mut Sequencer<S>,
-) -> bool {
+fn cluster_admit<S: State>(shared: &Shared<S>, cluster: &Cluster, role: &mut Role<S>) -> bool {
     let term = cluster.leader_term.load(Ordering::SeqCst);
     if term == 0 {
+        // Not leading: the copy (if this node led before) is stale and will be rebuilt at
+        // the next admission; freed now, not held beside the committed state meanwhile.
+        role.retire();
         return false;
     }
-    if term != sequencer.term {
+    if role.admitted_term() != Some(term) {
         wait_until_idle(shared);
         // A free index asked for in an earlier term is moot (the node answered that change
         // when it stopped leading); one asked for in this term is asked again on the node's
         // next tick, and granted then if nothing is in transit.
         cluster.slot_wanted.store(false, Ordering::SeqCst);
-        *sequencer = Sequencer::from_committed(shared, sequencer.next_request_id);
-        sequencer.term = term;
+        role.rebuild(shared).term = term;
         shared.failed.store(false, Ordering::SeqCst);
     }
     true
@@ -1434,9 +1434,46 @@ fn cluster_admit<S: State>(
 /// (or to Raft) in one order. The sequencer thread takes the role with a blocking lock, and
 /// never while it waits for work; on a single node, a log completion takes it with `try_lock`
 /// only (see [`combine_or_wake`]), so a log thread never blocks on it.
+///
+/// A cluster node holds a sequencer only while it leads (it is built at admission): a
+/// follower keeps one copy of the state, not two.
 struct Role<S: State> {
-    sequencer: Sequencer<S>,
+    /// `None` on a cluster node until it is admitted to lead, and again once it no longer
+    /// leads; always `Some` on a single node.
+    sequencer: Option<Sequencer<S>>,
+    /// The next request id for a sequencer built after this one (ids only grow, including
+    /// those of proposals that were abandoned).
+    next_request_id: u64,
     backlog: VecDeque<Job<S>>,
+}
+
+impl<S: State> Role<S> {
+    /// The term the sequencer was admitted for (`Some(0)` on a single node), `None` without
+    /// one.
+    fn admitted_term(&self) -> Option<u64> {
+        self.sequencer.as_ref().map(|sequencer| sequencer.term)
+    }
+
+    /// Drops the sequencer (its copy of the state), remembering its next request id.
+    fn retire(&mut self) {
+        drop(self.take_sequencer());
+    }
+
+    /// Takes the sequencer out (for the caller to drop), remembering its next request id.
+    fn take_sequencer(&mut self) -> Option<Sequencer<S>> {
+        let old = self.sequencer.take()?;
+        self.next_request_id = self.next_request_id.max(old.next_request_id);
+        Some(old)
+    }
+
+    /// Rebuilds the sequencer from the committed state. The old copy is dropped first, so
+    /// the process holds at most two copies of the state (the committed one and this one),
+    /// never three.
+    fn rebuild(&mut self, shared: &Shared<S>) -> &mut Sequencer<S> {
+        self.retire();
+        self.sequencer
+            .insert(Sequencer::from_committed(shared, self.next_request_id))
+    }
 }
 
 fn lock_role<S: State>(shared: &Shared<S>) -> std::sync::MutexGuard<'_, Option<Role<S>>> {
@@ -1448,11 +1485,16 @@ fn run_sequencer<S: State>(
     jobs: &Arc<JobQueue<Job<S>>>,
     snapshotter: &Snapshotter,
 ) {
-    *lock_role(shared) = Some(Role {
-        sequencer: Sequencer::from_committed(shared, 1),
-        backlog: VecDeque::new(),
-    });
     let single = shared.cluster.is_none();
+    let mut role = Role {
+        sequencer: None,
+        next_request_id: 1,
+        backlog: VecDeque::new(),
+    };
+    if single {
+        role.rebuild(shared);
+    }
+    *lock_role(shared) = Some(role);
     // Waits without the role, then takes it: a completion that took the batch meanwhile
     // leaves nothing to take, and the loop waits again.
     while jobs.wait_ready() {
@@ -1465,7 +1507,12 @@ fn run_sequencer<S: State>(
         if shared.failed.load(Ordering::SeqCst) {
             // Only here, never in a completion: the wait is for every completion to end.
             wait_until_idle(shared);
-            role.sequencer = Sequencer::from_committed(shared, role.sequencer.next_request_id);
+            if single {
+                role.rebuild(shared);
+            } else {
+                // Rebuilt by the admission below (for this term, if this node still leads it).
+                role.retire();
+            }
             shared.failed.store(false, Ordering::SeqCst);
             shared.rebuilds.fetch_add(1, Ordering::Relaxed);
         }
@@ -1480,7 +1527,7 @@ fn run_sequencer<S: State>(
 /// Cluster mode: sequences the role's backlog and proposes it (or refuses it when this node
 /// does not lead).
 fn cluster_batch<S: State>(shared: &Arc<Shared<S>>, cluster: &Cluster, role: &mut Role<S>) {
-    if !cluster_admit(shared, cluster, &mut role.sequencer) {
+    if !cluster_admit(shared, cluster, role) {
         for job in role.backlog.drain(..) {
             job.finish(Err(Failure::Storage(NOT_COMMITTED.to_string())));
         }
@@ -1492,25 +1539,21 @@ fn cluster_batch<S: State>(shared: &Arc<Shared<S>>, cluster: &Cluster, role: &mu
 /// Cluster mode, once admitted: sequences the role's backlog and proposes it (after the
 /// index it leaves free for a membership change, when the Raft node asked for one).
 fn propose_backlog<S: State>(shared: &Arc<Shared<S>>, cluster: &Cluster, role: &mut Role<S>) {
-    let slot = reserve_slot(cluster, &mut role.sequencer);
-    let first_index = role.sequencer.next_index;
-    let (entries, pending) = sequence_batch(&mut role.sequencer, &mut role.backlog);
-    assert_eq!(
-        first_index + u64::from(entries.len()),
-        role.sequencer.next_index
-    );
+    let Role {
+        sequencer, backlog, ..
+    } = role;
+    let sequencer = sequencer
+        .as_mut()
+        .expect("a proposal is sequenced once admitted");
+    let slot = reserve_slot(cluster, sequencer);
+    let first_index = sequencer.next_index;
+    let (entries, pending) = sequence_batch(sequencer, backlog);
+    assert_eq!(first_index + u64::from(entries.len()), sequencer.next_index);
     shared.in_flight.start();
-    propose_batch(
-        cluster,
-        &mut role.sequencer,
-        slot,
-        first_index,
-        &entries,
-        pending,
-    );
+    propose_batch(cluster, sequencer, slot, first_index, &entries, pending);
     let mut entries = entries;
     entries.clear();
-    role.sequencer.spare_entries = entries;
+    sequencer.spare_entries = entries;
 }
 
 /// Cluster mode, under the role once admitted, before a batch is sequenced: when the Raft
@@ -1541,12 +1584,15 @@ fn append_batch<S: State>(
     role: &mut Role<S>,
     batch: u64,
 ) {
-    let first_index = role.sequencer.next_index;
-    let (entries, mut pending) = sequence_batch(&mut role.sequencer, &mut role.backlog);
-    assert_eq!(
-        first_index + u64::from(entries.len()),
-        role.sequencer.next_index
-    );
+    let Role {
+        sequencer, backlog, ..
+    } = role;
+    let sequencer = sequencer
+        .as_mut()
+        .expect("a single node always has its sequencer");
+    let first_index = sequencer.next_index;
+    let (entries, mut pending) = sequence_batch(sequencer, backlog);
+    assert_eq!(first_index + u64::from(entries.len()), sequencer.next_index);
     shared.in_flight.start();
     pending.batch = batch;
     let done = completion(Arc::clone(shared), Arc::clone(jobs), snapshotter, pending);
@@ -1601,7 +1647,7 @@ fn sequence_inline<S: State>(
         }
         Some(cluster) => {
             let term = cluster.leader_term.load(Ordering::SeqCst);
-            if term == 0 || term != role.sequencer.term {
+            if term == 0 || role.admitted_term() != Some(term) {
                 return false;
             }
             // Only with no proposal in flight: here nothing paces the takes (no log room, no
@@ -2098,6 +2144,27 @@ struct EngineReplica<S: State> {
 }
 
 impl<S: State> EngineReplica<S> {
+    /// On stepping down: frees the sequencer's copy of the state (stale from now on; the next
+    /// admission rebuilds it), so a former leader holds one copy of the state like any
+    /// follower. Called on the Raft thread, which must not wait: the role by `try_lock` only
+    /// (if a batch holds it, the sequencer thread retires the copy when it next finds this
+    /// node not leading), and the copy, which may be large, dropped on a thread of its own.
+    fn retire_sequencer(&self) {
+        let Ok(mut role) = self.shared.role.try_lock() else {
+            return;
+        };
+        let Some(old) = role.as_mut().and_then(Role::take_sequencer) else {
+            return;
+        };
+        drop(role);
+        let dropper = thread::Builder::new()
+            .name("lithair-retire".into())
+            .spawn(move || drop(old));
+        if let Err(error) = dropper {
+            eprintln!("lithair engine: cannot start a thread to free the sequencer's copy ({error}); freed here");
+        }
+    }
+
     fn cluster(&self) -> &Cluster {
         self.shared
             .cluster
@@ -2272,6 +2339,9 @@ impl<S: State> Replica for EngineReplica<S> {
         self.cluster()
             .leader_term
             .store(term.unwrap_or(0), Ordering::SeqCst);
+        if term.is_none() {
+            self.retire_sequencer();
+        }
     }
 
     fn set_next_index(&self, next_index: u64) {
@@ -2303,8 +2373,10 @@ impl<S: State> Replica for EngineReplica<S> {
             cluster.slot_wanted.store(false, Ordering::SeqCst);
             true
         };
-        let Some(sequencer) = role.as_mut().map(|role| &mut role.sequencer) else {
-            return grant(None); // Not built yet: it builds from `cluster.next_index`.
+        let Some(sequencer) = role.as_mut().and_then(|role| role.sequencer.as_mut()) else {
+            // None built (not admitted yet, or retired after a failure or a lost leadership):
+            // admission builds it from `cluster.next_index`.
+            return grant(None);
         };
         if sequencer.term != term {
             // Not admitted in `term`: admission rebuilds from `cluster.next_index`, and what

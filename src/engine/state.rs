@@ -79,6 +79,12 @@ pub trait State: Encode + Decode + Clone + Send + Sync + 'static {
         state_digest::digest(self)
     }
 
+    /// Called on the sequencer's speculative copy, whose digest is never asked for (it only
+    /// decides commands): a state that keeps its digest up in `apply` (an `AppState`) may stop,
+    /// and save that work on every event the sequencer applies. [`State::digest`] need not
+    /// answer afterwards (an `AppState` panics). The default keeps everything as it is.
+    fn stop_keeping_digest(&mut self) {}
+
     /// The state digest computed from the whole state: equal for equal states (so the same on
     /// replicas and after a replay), a pass over every record. The default is SHA-256 of the
     /// binary encoding ([`crate::engine::encoding_digest`]); a state that overrides

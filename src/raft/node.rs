@@ -1115,6 +1115,126 @@ impl Drop for CloseOnExit<'_> {
     }
 }
 
+/// A step of one pass of the Raft thread, as the stall report names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Tick,
+    PeerMessage,
+    Proposal,
+    MembershipChange,
+    ReadIndex,
+    LeaderTransfer,
+    PersistNotice,
+    PeerLost,
+    CollectPersisted,
+    StoreReady,
+    SendToPeers,
+    Compact,
+    Publish,
+}
+
+impl Step {
+    fn describe(self) -> &'static str {
+        match self {
+            Step::Tick => "handling a tick",
+            Step::PeerMessage => "stepping a peer's message",
+            Step::Proposal => "appending a proposal",
+            Step::MembershipChange => "appending a membership change",
+            Step::ReadIndex => "starting a read round",
+            Step::LeaderTransfer => "starting a leadership transfer",
+            Step::PersistNotice => "taking a persist notice",
+            Step::PeerLost => "handling a lost peer",
+            Step::CollectPersisted => "collecting persisted entries",
+            Step::StoreReady => "storing and applying a ready (disk writes, snapshot installs)",
+            Step::SendToPeers => "handing messages to the peers",
+            Step::Compact => "compacting the log",
+            Step::Publish => "publishing leadership and lease",
+        }
+    }
+}
+
+impl Event {
+    /// The step handling this event is reported as.
+    fn step(&self) -> Step {
+        match self {
+            Event::Tick { .. } => Step::Tick,
+            Event::Message(_) => Step::PeerMessage,
+            Event::Propose { .. } => Step::Proposal,
+            Event::ConfChange(..) => Step::MembershipChange,
+            Event::ReadIndex(_) => Step::ReadIndex,
+            Event::TransferLeader(..) => Step::LeaderTransfer,
+            Event::Persisted => Step::PersistNotice,
+            Event::PeerLost(_) => Step::PeerLost,
+        }
+    }
+}
+
+/// Times the steps of one pass (one `Instant::now` per step), keeping the slowest, so a
+/// stall report says where the time went.
+struct PassClock {
+    began: Instant,
+    mark: Instant,
+    slowest: Option<(Step, Duration)>,
+}
+
+impl PassClock {
+    fn new(began: Instant) -> PassClock {
+        PassClock {
+            began,
+            mark: began,
+            slowest: None,
+        }
+    }
+
+    /// Ends `step`, which ran since the previous lap (or the pass's start).
+    fn lap(&mut self, step: Step) {
+        self.lap_at(step, Instant::now());
+    }
+
+    fn lap_at(&mut self, step: Step, now: Instant) {
+        let took = now.saturating_duration_since(self.mark);
+        self.mark = now;
+        if self.slowest.is_none_or(|(_, slowest)| took > slowest) {
+            self.slowest = Some((step, took));
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.began.elapsed()
+    }
+
+    fn slowest(&self) -> Option<(Step, Duration)> {
+        self.slowest
+    }
+}
+
+/// The stall report's line: how long the pass took, the election timeout it exceeded, how
+/// many such passes it stands for, and its slowest step.
+fn stall_line(
+    took: Duration,
+    timeout: Duration,
+    passes: u64,
+    slowest: Option<(Step, Duration)>,
+) -> String {
+    let slowest = match slowest {
+        Some((step, step_took)) => {
+            format!(
+                "slowest step: {} ms {}",
+                step_took.as_millis(),
+                step.describe()
+            )
+        }
+        None => "no step timed".to_string(),
+    };
+    format!(
+        "lithair: the raft thread was stalled {} ms in one pass ({slowest}), longer than an \
+         election timeout ({} ms): heartbeats and votes waited ({passes} such pass(es) since \
+         the last report; a loaded or swapping machine, or a slow disk)",
+        took.as_millis(),
+        timeout.as_millis(),
+    )
+}
+
 impl Driver {
     fn run(mut self, inbox: &EventQueue<Event>) {
         let closer = CloseOnExit(inbox);
@@ -1137,18 +1257,24 @@ impl Driver {
             }
             // Before any heartbeat round this pass creates: a lease counts from here.
             let pass_began = Instant::now();
+            let mut clock = PassClock::new(pass_began);
             let mut stopped = false;
             for event in events.drain(..) {
+                let step = event.step();
                 stopped |= !self.handle(event);
+                clock.lap(step);
             }
             self.publish_wake_through();
             let mut persisted = self.collect_persisted();
+            clock.lap(Step::CollectPersisted);
             while persisted.is_ok() && self.raw.has_ready() {
                 let ready = self.raw.ready();
                 persisted = self.process(ready);
+                clock.lap(Step::StoreReady);
             }
             // Everything this pass produced, one hand-over (and at most one wake-up) per peer.
             self.flush_outbox();
+            clock.lap(Step::SendToPeers);
             if let Err(error) = persisted {
                 // Without durable storage this node must not vote or acknowledge anything.
                 eprintln!("lithair: raft storage failed, stopping the node: {error}");
@@ -1158,10 +1284,12 @@ impl Driver {
                 eprintln!("lithair: raft log compaction failed, stopping the node: {error}");
                 stopped = true;
             }
+            clock.lap(Step::Compact);
             let status = self.raw.status();
             self.update_leadership(&status);
             self.publish_lease(pass_began);
-            self.report_stall(pass_began.elapsed());
+            clock.lap(Step::Publish);
+            self.report_stall(&clock);
             self.publish_status(&status);
             if stopped {
                 break;
@@ -1715,9 +1843,11 @@ impl Driver {
     /// Says on stderr when one pass of the Raft thread took longer than an election timeout:
     /// heartbeats and votes waited that long, so the other nodes may have elected (a leader
     /// change otherwise left no trace of why). At most one line per `STALL_REPORT_EVERY_S`,
-    /// with the count of the passes it stands for.
-    fn report_stall(&mut self, took: Duration) {
+    /// with the count of the passes it stands for, and the slowest step of this pass (a disk
+    /// that stalls shows as storing, a starved thread as a pass no step of which was slow).
+    fn report_stall(&mut self, clock: &PassClock) {
         let timeout = Duration::from_millis(u64::from(self.raw.election_ticks()) * TICK_MS);
+        let took = clock.elapsed();
         if took <= timeout {
             return;
         }
@@ -1727,10 +1857,8 @@ impl Driver {
             .is_none_or(|at| at.elapsed() >= Duration::from_secs(STALL_REPORT_EVERY_S));
         if due {
             eprintln!(
-                "lithair: the raft thread was stalled {} ms in one pass, longer than an election                  timeout ({} ms): heartbeats and votes waited ({} such pass(es) since the last                  report; a loaded or swapping machine, or a slow disk)",
-                took.as_millis(),
-                timeout.as_millis(),
-                self.stalls_unreported
+                "{}",
+                stall_line(took, timeout, self.stalls_unreported, clock.slowest())
             );
             self.stall_reported = Some(Instant::now());
             self.stalls_unreported = 0;
@@ -1905,6 +2033,26 @@ mod tests {
             0,
             "the stopping wake-up counts nothing"
         );
+    }
+
+    #[test]
+    fn a_pass_clock_keeps_the_slowest_step_and_the_stall_line_names_it() {
+        let began = Instant::now();
+        let mut clock = PassClock::new(began);
+        let ms = Duration::from_millis;
+        clock.lap_at(Step::Tick, began + ms(2));
+        clock.lap_at(Step::StoreReady, began + ms(302));
+        clock.lap_at(Step::SendToPeers, began + ms(310));
+        assert_eq!(clock.slowest(), Some((Step::StoreReady, ms(300))));
+        let line = stall_line(ms(310), ms(200), 3, clock.slowest());
+        assert_eq!(
+            line,
+            "lithair: the raft thread was stalled 310 ms in one pass (slowest step: 300 ms \
+             storing and applying a ready (disk writes, snapshot installs)), longer than an \
+             election timeout (200 ms): heartbeats and votes waited (3 such pass(es) since the \
+             last report; a loaded or swapping machine, or a slow disk)"
+        );
+        assert!(!line.contains("  "), "one space between words: {line}");
     }
 
     #[test]
