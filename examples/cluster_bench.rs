@@ -18,6 +18,9 @@
 //! `--mode etcd` drives an etcd cluster with the same client: each write is a JSON
 //! `POST /v3/kv/put` (etcd's v3 HTTP gateway, base64 key and value) with a unique key, so
 //! `benches/cluster-compare.sh` measures both systems the same way.
+//! `--mode items` writes like `write`, to `examples/bench_server`'s `POST /items` (its item
+//! has more fields), so a cluster of bench servers with a large `--items` preload can be
+//! loaded (`benches/join-under-load.sh`).
 //! `--kill-mark PATH`: failover measurement (`benches/failover.sh`). Someone writes the wall
 //! clock time of a leader kill, in nanoseconds since the Unix epoch, into PATH during the run;
 //! at the end the line also gives the failover time: from that instant to the first
@@ -78,7 +81,8 @@ struct LoadOptions {
     targets: Vec<String>,
     clients: usize,
     seconds: u64,
-    /// `write` (POST), `read` (linearizable GET), `stale` (local GET) or `etcd` (etcd put).
+    /// `write` (POST), `items` (POST to bench_server's `/items`), `read` (linearizable GET),
+    /// `stale` (local GET) or `etcd` (etcd put).
     mode: String,
     /// Prefix of this run's idempotency keys.
     run_id: String,
@@ -89,7 +93,7 @@ struct LoadOptions {
 }
 
 const LOAD_USAGE: &str = "usage: cluster_bench load --targets H:P[,H:P...] [--clients N] \
-[--seconds S] [--mode write|read|stale|etcd] [--threads T] [--kill-mark FILE]";
+[--seconds S] [--mode write|items|read|stale|etcd] [--threads T] [--kill-mark FILE]";
 
 fn parse_load(args: &[String]) -> Result<LoadOptions, CliError> {
     let valued = [
@@ -119,7 +123,7 @@ fn parse_load(args: &[String]) -> Result<LoadOptions, CliError> {
         kill_mark: flags.value("kill-mark").map(str::to_string),
         threads: flags.get_or("threads", LOAD_THREADS_DEFAULT)?,
     };
-    if !["write", "read", "stale", "etcd"].contains(&options.mode.as_str()) {
+    if !["write", "items", "read", "stale", "etcd"].contains(&options.mode.as_str()) {
         return Err(CliError::new(format!("unknown --mode {}", options.mode)));
     }
     if options.targets.is_empty() || options.clients == 0 || options.threads == 0 {
@@ -613,6 +617,13 @@ fn request_text(target: &str, key: &str, mode: &str) -> String {
             format!(
                 "POST /v3/kv/put HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{put}",
                 put.len()
+            )
+        }
+        "items" => {
+            let item = "{\"name\":\"item\",\"price\":1.5,\"tags\":[],\"in_stock\":true}";
+            format!(
+                "POST /items HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\nIdempotency-Key: {key}\r\nContent-Length: {}\r\n\r\n{item}",
+                item.len()
             )
         }
         "read" => format!("GET /api/items/1 HTTP/1.1\r\nHost: {target}\r\n\r\n"),

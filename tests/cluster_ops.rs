@@ -15,7 +15,7 @@ mod cluster_harness;
 use cluster_harness::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -1006,5 +1006,111 @@ fn a_removed_node_restarted_on_its_old_data_says_it_was_removed() {
     assert!(
         log.contains(&format!("node {gone_id} is not a member")) && log.contains("--join"),
         "{log}"
+    );
+}
+
+/// Writer threads posting items to `leader` alone until `stop`, never retrying: each answer
+/// other than 200/201, and each request that got no answer, is counted in `failed`;
+/// acknowledged writes in `acked`.
+fn start_strict_writers(
+    leader: SocketAddr,
+    writers: usize,
+    stop: &Arc<AtomicBool>,
+    acked: &Arc<AtomicU64>,
+    failed: &Arc<Mutex<Vec<String>>>,
+) -> Vec<JoinHandle<()>> {
+    (0..writers)
+        .map(|w| {
+            let (stop, acked, failed) = (Arc::clone(stop), Arc::clone(acked), Arc::clone(failed));
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let headers = format!(
+                        "Content-Type: application/json\r\nIdempotency-Key: strict-{w}-{n}\r\n"
+                    );
+                    match http(leader, "POST", "/api/items", &headers, "{\"name\":\"x\"}") {
+                        Some((200 | 201, _)) => {
+                            acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => failed.lock().unwrap().push(format!("{other:?}")),
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// The leader's `sequencer_rebuilds` (see `Engine::sequencer_rebuilds`).
+fn sequencer_rebuilds(addr: SocketAddr) -> u64 {
+    let (_, body) = http(addr, "GET", "/_lithair/cluster", "", "").expect("status answer");
+    json_number(&body, "sequencer_rebuilds").expect("sequencer_rebuilds in the status")
+}
+
+/// Regression (probe-join): a membership change appended on a leader under write load took
+/// the index of a batch the sequencer had already sent to the Raft thread; that batch and
+/// every one behind it were abandoned (their writes failed with a retryable error) and the
+/// sequencer rebuilt its copy of the state, a clone of the whole state (with 1M items long
+/// enough for the leader to lose its leadership). Now a change takes an index the sequencer
+/// leaves free. Many writers hit the leader while node 4 joins (added as a learner, then
+/// promoted) and is removed again: not one write fails and the sequencer never rebuilds.
+#[test]
+fn membership_changes_under_write_load_fail_no_write_and_rebuild_nothing() {
+    let mut cluster = start_cluster("conf-slot");
+    let leader = wait_leader(&cluster);
+    let leader_addr = cluster.nodes[leader].http;
+    let term = status(leader_addr).expect("leader status").term;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(Mutex::new(Vec::new()));
+    let writers = start_strict_writers(leader_addr, 16, &stop, &acked, &failed);
+    poll(Duration::from_secs(20), || {
+        (acked.load(Ordering::Relaxed) >= 200).then_some(())
+    })
+    .expect("the leader commits writes");
+    let (port, peer_port) = (free_port(), free_port());
+    let data = cluster.dir.join("d4").display().to_string();
+    let mut fourth = Node {
+        id: 4,
+        http: SocketAddr::from(([127, 0, 0, 1], port)),
+        args: fourth_args(port, &data, Some((leader_addr, peer_port))),
+        child: None,
+        dir: cluster.dir.clone(),
+    };
+    fourth.spawn();
+    cluster.nodes.push(fourth);
+    let everyone: Vec<(u64, SocketAddr)> = cluster.nodes.iter().map(|n| (n.id, n.http)).collect();
+    wait_voter(&everyone, 4);
+    let joined = acked.load(Ordering::Relaxed);
+    poll(Duration::from_secs(20), || {
+        (acked.load(Ordering::Relaxed) >= joined + 200).then_some(())
+    })
+    .expect("writes go on after the join");
+    let rest = remove_member(&cluster, leader_addr, 4);
+    let removed = acked.load(Ordering::Relaxed);
+    poll(Duration::from_secs(20), || {
+        (acked.load(Ordering::Relaxed) >= removed + 200).then_some(())
+    })
+    .expect("writes go on after the removal");
+    stop_writers(&stop, writers);
+    let failed = failed.lock().unwrap().clone();
+    let after = status(leader_addr).expect("leader status");
+    eprintln!(
+        "{} acknowledged writes, {} failed, term {term} -> {}, {} members left",
+        acked.load(Ordering::Relaxed),
+        failed.len(),
+        after.term,
+        rest.len()
+    );
+    assert_eq!(
+        sequencer_rebuilds(leader_addr),
+        0,
+        "the sequencer never rebuilt"
+    );
+    assert!(failed.is_empty(), "no write failed: {failed:?}");
+    assert_eq!(
+        (after.role.as_str(), after.term),
+        ("leader", term),
+        "one leadership"
     );
 }

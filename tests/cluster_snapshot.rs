@@ -340,7 +340,15 @@ mod engine_cluster {
     struct Recorder(Mutex<mpsc::Sender<Proposal>>);
 
     impl Proposer for Recorder {
-        fn propose(&self, term: u64, first_index: u64, entries: Vec<Arc<[u8]>>, token: Token) {
+        fn propose(
+            &self,
+            term: u64,
+            slot: Option<u64>,
+            first_index: u64,
+            entries: Vec<Arc<[u8]>>,
+            token: Token,
+        ) {
+            assert_eq!(slot, None, "this test's node never waits for an index");
             let _ = self
                 .0
                 .lock()
@@ -446,6 +454,11 @@ mod engine_cluster {
         replica.apply(5, &[Arc::from(&[][..])], None);
         replica.apply(6, &entries, Some(token));
         assert_eq!(ticket.wait().unwrap().first_index, 6);
+        assert_eq!(
+            engine.sequencer_rebuilds(),
+            1,
+            "the abandoned proposal's rebuild"
+        );
         assert_eq!(engine.applied_index(), 7);
         assert_eq!(engine.read(|s| s.total), 24);
         let digest = engine.digest();
@@ -578,6 +591,110 @@ mod engine_cluster {
         assert_eq!(follower.snapshot_tail(), installed);
         drop(follower);
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A proposal with the index left free before it (see `Proposer::propose`).
+    type SlotProposal = (Option<u64>, u64, Vec<Arc<[u8]>>, Token);
+
+    /// Records proposals with their free index.
+    struct SlotRecorder(Mutex<mpsc::Sender<SlotProposal>>);
+
+    impl Proposer for SlotRecorder {
+        fn propose(
+            &self,
+            term: u64,
+            slot: Option<u64>,
+            first_index: u64,
+            entries: Vec<Arc<[u8]>>,
+            token: Token,
+        ) {
+            assert_eq!(term, 2, "bootstrap's leadership");
+            let _ = self
+                .0
+                .lock()
+                .unwrap()
+                .send((slot, first_index, entries, token));
+        }
+    }
+
+    /// Asks for `next_index` until the answer is `true`, for a bounded time: the first asks
+    /// may meet the sequencer thread still holding its role after its last batch (which
+    /// only asks it for a free index, then withdrawn by the grant).
+    fn reserve_when_idle(replica: &dyn Replica, next_index: u64) {
+        let granted = (0..500).any(|_| {
+            let granted = replica.reserve_index(2, next_index);
+            if !granted {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            granted
+        });
+        assert!(granted, "an idle sequencer grants index {next_index}");
+    }
+
+    /// A membership change while a batch is in transit to the Raft node: the engine refuses
+    /// it the next index (which that batch holds) and leaves the index after its batches
+    /// free before the next one instead; once nothing is in transit it grants the next index
+    /// at once. No proposal is abandoned, no write fails, the sequencer never rebuilds.
+    #[test]
+    fn a_membership_change_gets_an_index_no_batch_holds() {
+        let dir = std::env::temp_dir().join(format!("lithair-csnap-slot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (sender, proposals) = mpsc::channel();
+        let proposer: Arc<dyn Proposer> = Arc::new(SlotRecorder(Mutex::new(sender)));
+        let options = EngineOptions::default();
+        let (engine, _) =
+            Engine::open_cluster(&dir, options, Counter::default(), proposer, 0).unwrap();
+        let replica = engine.replica();
+        let log = engine.cluster_log();
+        bootstrap(&log, replica.as_ref());
+        let next = || proposals.recv_timeout(Duration::from_secs(10)).unwrap();
+        let change = |index: u64| reserved(index, Reserved::Conf(&[2, 4, 0, 0, 0, 0, 0, 0, 0]));
+
+        // Entries 3 and 4 are on their way to the node: index 3 is not free.
+        let first_ticket = engine.submit_async(Add(5), Default::default());
+        let (slot, first, first_entries, first_token) = next();
+        assert_eq!((slot, first, first_entries.len()), (None, 3, 2));
+        assert!(!replica.reserve_index(2, 3), "index 3 is in transit");
+        // The next batch comes after a free index, 5, which the node fills with the change.
+        let second_ticket = engine.submit_async(Add(1), Default::default());
+        let (slot, first, second_entries, second_token) = next();
+        assert_eq!((slot, first, second_entries.len()), (Some(5), 6, 2));
+        persist(&log, 2, 3, &first_entries);
+        persist(&log, 2, 5, &[change(5)]);
+        persist(&log, 2, 6, &second_entries);
+        replica.apply(3, &first_entries, Some(first_token));
+        let mut run: Vec<Arc<[u8]>> = vec![Arc::from(&[][..])];
+        run.extend(second_entries);
+        replica.apply(5, &run, Some(second_token));
+        assert_eq!(first_ticket.wait().unwrap().first_index, 3);
+        assert_eq!(second_ticket.wait().unwrap().first_index, 6);
+
+        // Nothing in transit: index 8 is granted at once, and the next batch starts after it.
+        reserve_when_idle(replica.as_ref(), 8);
+        let third_ticket = engine.submit_async(Add(2), Default::default());
+        let (slot, first, third_entries, third_token) = next();
+        assert_eq!((slot, first), (None, 9), "no second free index");
+        persist(&log, 2, 8, &[change(8)]);
+        persist(&log, 2, 9, &third_entries);
+        let mut run: Vec<Arc<[u8]>> = vec![Arc::from(&[][..])];
+        run.extend(third_entries);
+        replica.apply(8, &run, Some(third_token));
+        assert_eq!(third_ticket.wait().unwrap().first_index, 9);
+        assert_eq!(engine.applied_index(), 10);
+        assert_eq!(engine.read(|s| s.total), 16);
+        assert_eq!(
+            engine.sequencer_rebuilds(),
+            0,
+            "the sequencer never rebuilt"
+        );
+        assert_eq!(replica.sequencer_rebuilds(), 0);
+        // A log that ends past the copy's next index (11) with nothing in flight: granted,
+        // so a change on an idle leader never waits for a write (the copy's next proposal
+        // mismatches and rebuilds after the change).
+        reserve_when_idle(replica.as_ref(), 12);
+        drop((replica, log));
+        drop(engine);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Copies of [`Copies`] alive now, and the most ever alive at once.

@@ -1425,6 +1425,7 @@ pub fn status_json(status: &ClusterStatus, replica: &dyn Replica) -> String {
         "snapshot_sends_restarted",
         status.snapshot_sends_restarted,
     );
+    u64_field(&mut w, "sequencer_rebuilds", replica.sequencer_rebuilds());
     u64_field(&mut w, "batched_reads", status.batched_reads);
     u64_field(&mut w, "read_batches", status.read_batches);
     w.field("removed");

@@ -374,6 +374,9 @@ pub(super) struct Shared<S: State> {
     board: Option<Arc<WakeBoard>>,
     /// Set by the applier when an append failed; the sequencer then rebuilds its copy.
     failed: AtomicBool,
+    /// Rebuilds of the sequencer's copy after a failed append (see
+    /// [`Engine::sequencer_rebuilds`]); not the rebuild of each new leadership term.
+    rebuilds: AtomicU64,
     /// The sequencing role (see [`Role`]); `None` until the sequencer thread built its copy.
     role: Mutex<Option<Role<S>>>,
     /// Batches sequenced and not yet applied (or failed). Its own `Arc`: a log completion
@@ -411,8 +414,14 @@ struct Cluster {
     leader_term: AtomicU64,
     /// Last index handed to the applier (applied or about to be).
     delivered: Mutex<u64>,
-    /// The index the leader's Raft log gives its next entry (see [`Replica::set_next_index`]).
+    /// The index the leader's Raft log gives its next entry (see [`Replica::set_next_index`]),
+    /// or past it: a (re)built sequencer continues from here, so an index reserved for a
+    /// membership change ([`Replica::reserve_index`]) raises it.
     next_index: AtomicU64,
+    /// The Raft node waits for an index for a membership change while batches are in
+    /// transit: the sequencer leaves the next index free before its next batch (see
+    /// [`reserve_slot`]).
+    slot_wanted: AtomicBool,
     /// The newest durable snapshot's index (see [`Replica::snapshot_index`]).
     snapshot_index: AtomicU64,
     /// Hooks told the applied index after each applied batch and each restore (see
@@ -582,6 +591,15 @@ impl<S: State> Engine<S> {
     ) -> Result<(Self, Opened), Error> {
         options.durability = Durability::Durable;
         Self::open_with(data_dir, options, initial, Some((proposer, commit_hint)))
+    }
+
+    /// How many times the sequencer rebuilt its speculative copy from the committed state
+    /// after a batch failed to reach the log (a failed append, or in a cluster a proposal
+    /// the Raft node abandoned): each rebuild clones the whole committed state and fails the
+    /// writes in transit with a retryable error. A new leadership term's rebuild is not
+    /// counted.
+    pub fn sequencer_rebuilds(&self) -> u64 {
+        self.shared().rebuilds.load(Ordering::Relaxed)
     }
 
     /// The log, for the Raft storage to write (cluster mode only).
@@ -768,6 +786,7 @@ impl<S: State> Engine<S> {
             hooks: RwLock::new(Vec::new()),
             subscribers: Mutex::new(Subscribers::new(applied_index)),
             failed: AtomicBool::new(false),
+            rebuilds: AtomicU64::new(0),
             role: Mutex::new(None),
             in_flight: Arc::new(InFlight::default()),
             snapshot_running: AtomicBool::new(false),
@@ -782,6 +801,7 @@ impl<S: State> Engine<S> {
                 leader_term: AtomicU64::new(0),
                 delivered: Mutex::new(applied_index),
                 next_index: AtomicU64::new(applied_index + 1),
+                slot_wanted: AtomicBool::new(false),
                 snapshot_index: AtomicU64::new(snapshot_index),
                 applied_hooks: RwLock::new(Vec::new()),
             }),
@@ -1153,6 +1173,8 @@ struct Sequencer<S: State> {
     term: u64,
     speculative: Tracked<S>,
     next_index: u64,
+    /// Cluster mode: the last index this copy left free for a membership change (0: none).
+    slot_sent: u64,
     next_request_id: u64,
     last_timestamp_ms: u64,
     /// One command's encoded events, before they are known to fit `COMMAND_BYTES_MAX`
@@ -1216,6 +1238,7 @@ impl<S: State> Sequencer<S> {
             term: 0,
             speculative,
             next_index,
+            slot_sent: 0,
             next_request_id,
             last_timestamp_ms: 0,
             scratch: Vec::new(),
@@ -1223,6 +1246,17 @@ impl<S: State> Sequencer<S> {
             spare_entries: EntryBatch::new(),
             last_batch: BatchShape::default(),
         }
+    }
+
+    /// Cluster mode: leaves the next index free (no event of this copy will take it) for a
+    /// membership change the Raft node appends there; returns it.
+    fn leave_free(&mut self) -> u64 {
+        let slot = self.next_index;
+        self.speculative.skip_to(slot);
+        self.next_index += 1;
+        self.slot_sent = slot;
+        assert_eq!(self.speculative.applied_index + 1, self.next_index);
+        slot
     }
 
     fn now_ms(&mut self) -> u64 {
@@ -1384,6 +1418,10 @@ fn cluster_admit<S: State>(shared: &Shared<S>, cluster: &Cluster, role: &mut Rol
     }
     if role.admitted_term() != Some(term) {
         wait_until_idle(shared);
+        // A free index asked for in an earlier term is moot (the node answered that change
+        // when it stopped leading); one asked for in this term is asked again on the node's
+        // next tick, and granted then if nothing is in transit.
+        cluster.slot_wanted.store(false, Ordering::SeqCst);
         role.rebuild(shared).term = term;
         shared.failed.store(false, Ordering::SeqCst);
     }
@@ -1476,6 +1514,7 @@ fn run_sequencer<S: State>(
                 role.retire();
             }
             shared.failed.store(false, Ordering::SeqCst);
+            shared.rebuilds.fetch_add(1, Ordering::Relaxed);
         }
         match &shared.cluster {
             None => append_batch(shared, jobs, snapshotter, role, batch),
@@ -1497,7 +1536,8 @@ fn cluster_batch<S: State>(shared: &Arc<Shared<S>>, cluster: &Cluster, role: &mu
     propose_backlog(shared, cluster, role);
 }
 
-/// Cluster mode, once admitted: sequences the role's backlog and proposes it.
+/// Cluster mode, once admitted: sequences the role's backlog and proposes it (after the
+/// index it leaves free for a membership change, when the Raft node asked for one).
 fn propose_backlog<S: State>(shared: &Arc<Shared<S>>, cluster: &Cluster, role: &mut Role<S>) {
     let Role {
         sequencer, backlog, ..
@@ -1505,14 +1545,32 @@ fn propose_backlog<S: State>(shared: &Arc<Shared<S>>, cluster: &Cluster, role: &
     let sequencer = sequencer
         .as_mut()
         .expect("a proposal is sequenced once admitted");
+    let slot = reserve_slot(cluster, sequencer);
     let first_index = sequencer.next_index;
     let (entries, pending) = sequence_batch(sequencer, backlog);
     assert_eq!(first_index + u64::from(entries.len()), sequencer.next_index);
     shared.in_flight.start();
-    propose_batch(cluster, sequencer, first_index, &entries, pending);
+    propose_batch(cluster, sequencer, slot, first_index, &entries, pending);
     let mut entries = entries;
     entries.clear();
     sequencer.spare_entries = entries;
+}
+
+/// Cluster mode, under the role once admitted, before a batch is sequenced: when the Raft
+/// node waits for an index for a membership change (its [`Replica::reserve_index`] found
+/// batches in transit to it), leaves the next index free for it. The batch's proposal
+/// carries that index (`slot`), and the node appends the change there, just before the
+/// batch: the change takes an index no batch uses, so none is abandoned and the copy needs
+/// no rebuild.
+fn reserve_slot<S: State>(cluster: &Cluster, sequencer: &mut Sequencer<S>) -> Option<u64> {
+    if !cluster.slot_wanted.swap(false, Ordering::SeqCst) {
+        return None;
+    }
+    let slot = sequencer.leave_free();
+    // A copy rebuilt later continues after it (the node appends it there or abandons the
+    // batch behind it, which rebuilds from the log's real end).
+    cluster.next_index.fetch_max(slot + 1, Ordering::SeqCst);
+    Some(slot)
 }
 
 /// Single node: sequences the role's backlog into batch number `batch` (already counted in
@@ -1729,10 +1787,15 @@ fn sequence_batch<S: State>(
 fn propose_batch<S: State>(
     cluster: &Cluster,
     sequencer: &mut Sequencer<S>,
+    slot: Option<u64>,
     first_index: u64,
     entries: &EntryBatch,
     mut pending: Pending<S>,
 ) {
+    assert!(
+        slot.is_none_or(|slot| slot + 1 == first_index),
+        "a free index {slot:?} is just before its batch at {first_index}"
+    );
     let mut raw = split_entries(entries);
     if raw.is_empty() {
         raw.push(Arc::from(&[][..]));
@@ -1743,7 +1806,7 @@ fn propose_batch<S: State>(
     let token: Token = Box::new(pending);
     cluster
         .proposer
-        .propose(sequencer.term, first_index, raw, token);
+        .propose(sequencer.term, slot, first_index, raw, token);
 }
 
 /// The entries of an [`EntryBatch`]'s bytes (`len u32 LE | entry`, repeated), copied once
@@ -2285,6 +2348,62 @@ impl<S: State> Replica for EngineReplica<S> {
         self.cluster()
             .next_index
             .store(next_index, Ordering::SeqCst);
+    }
+
+    /// Never blocks (the Raft thread calls it): the role by `try_lock` only. Under the role,
+    /// the sequencer either has nothing in transit (its next index is the log's), or does
+    /// not sequence in `term` yet, or has nothing in flight and will rebuild from the log's
+    /// end: then `next_index` is taken from it and granted. Otherwise the sequencer is asked
+    /// to leave an index free before its next batch.
+    fn reserve_index(&self, term: u64, next_index: u64) -> bool {
+        let shared = &self.shared;
+        let cluster = self.cluster();
+        let Ok(mut role) = shared.role.try_lock() else {
+            cluster.slot_wanted.store(true, Ordering::SeqCst);
+            return false;
+        };
+        let grant = |sequencer: Option<&mut Sequencer<S>>| {
+            if let Some(sequencer) = sequencer {
+                assert_eq!(sequencer.leave_free(), next_index);
+            }
+            // A copy built or rebuilt later continues after it.
+            cluster
+                .next_index
+                .fetch_max(next_index + 1, Ordering::SeqCst);
+            cluster.slot_wanted.store(false, Ordering::SeqCst);
+            true
+        };
+        let Some(sequencer) = role.as_mut().and_then(|role| role.sequencer.as_mut()) else {
+            // None built (not admitted yet, or retired after a failure or a lost leadership):
+            // admission builds it from `cluster.next_index`.
+            return grant(None);
+        };
+        if sequencer.term != term {
+            // Not admitted in `term`: admission rebuilds from `cluster.next_index`, and what
+            // an older term sent the node abandons.
+            return grant(None);
+        }
+        if !shared.failed.load(Ordering::SeqCst) && sequencer.next_index == next_index {
+            // Every batch sequenced is in the node's log: nothing will claim this index.
+            return grant(Some(sequencer));
+        }
+        if shared.in_flight.idle() {
+            // A rebuild is due (a batch failed), or the copy's next index is not the log's
+            // (its next proposal mismatches and rebuilds): with nothing in transit, no batch
+            // can land right after the change although it was decided after one that failed,
+            // and the rebuild continues after the change. Granting here also means a change
+            // never waits for a write on an idle leader.
+            return grant(None);
+        }
+        if sequencer.slot_sent < next_index {
+            // No free index is on its way to the node (one at or past `next_index` is).
+            cluster.slot_wanted.store(true, Ordering::SeqCst);
+        }
+        false
+    }
+
+    fn sequencer_rebuilds(&self) -> u64 {
+        self.shared.rebuilds.load(Ordering::Relaxed)
     }
 
     fn snapshot_index(&self) -> u64 {

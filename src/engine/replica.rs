@@ -91,10 +91,22 @@ pub fn classify(index: u64, entry: &[u8]) -> Result<Option<Reserved<'_>>, String
 pub trait Proposer: Send + Sync {
     /// Proposes `entries` (one envelope each, for indexes `first_index..`) under leadership
     /// `term`. Exactly one of [`Replica::apply`] (with the token) or [`Replica::abandon`] must
-    /// eventually receive `token`; the node abandons a proposal whose `first_index` is not the
-    /// index its log gives the first entry. The entries are shared bytes: the Raft log keeps
-    /// them (and hands them to each follower) without copying them.
-    fn propose(&self, term: u64, first_index: u64, entries: Vec<Arc<[u8]>>, token: Token);
+    /// eventually receive `token`; the node abandons a proposal whose first index is not the
+    /// index its log gives it. The entries are shared bytes: the Raft log keeps them (and
+    /// hands them to each follower) without copying them.
+    ///
+    /// `slot`: an index the sequencer left free before the entries because the node asked
+    /// for one ([`Replica::reserve_index`] answered `false`); then `slot + 1 == first_index`,
+    /// and the node appends its waiting membership change there (or a no-op when it has none
+    /// any more) before the entries.
+    fn propose(
+        &self,
+        term: u64,
+        slot: Option<u64>,
+        first_index: u64,
+        entries: Vec<Arc<[u8]>>,
+        token: Token,
+    );
 }
 
 /// What the Raft node drives on the engine.
@@ -116,6 +128,26 @@ pub trait Replica: Send + Sync {
     /// (re)building its copy. Set before [`Replica::set_leader`] and before abandoning a
     /// proposal for a mismatched index.
     fn set_next_index(&self, next_index: u64);
+    /// Called by the leader's Raft thread (never blocks) when it has a membership change to
+    /// append at `next_index`, the index its log gives the next entry, in leadership `term`:
+    /// `true` when the sequencer will not use `next_index` (nothing of it is in transit to
+    /// the node, or it does not sequence in `term` yet, or it will rebuild its copy from the
+    /// log's end), so the node appends the change there now; `false` when the sequencer may
+    /// have batches on their way for that index: it then leaves the next free index before
+    /// its next batch (the `slot` of [`Proposer::propose`]), and the node asks again on its
+    /// next tick in case the sequencer went idle. The default (a replica without a
+    /// sequencer, or one that rebuilds after any surprise) always grants.
+    fn reserve_index(&self, term: u64, next_index: u64) -> bool {
+        let _ = (term, next_index);
+        true
+    }
+    /// How many times the sequencer rebuilt its speculative copy from the committed state
+    /// because a batch it sequenced did not reach the log (an abandoned proposal, a failed
+    /// append): each costs a clone of the whole state and fails the writes in transit. 0 for
+    /// a replica without a sequencer.
+    fn sequencer_rebuilds(&self) -> u64 {
+        0
+    }
     /// The index of the newest durable snapshot (0: none), which the node may compact its log
     /// to and sends to followers behind the compaction point.
     fn snapshot_index(&self) -> u64;

@@ -742,6 +742,25 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn propose_conf_change(&mut self, change: ConfChange) -> Result<u64, RaftError> {
+        self.check_conf_change(change)?;
+        let index = self.log.last_index() + 1;
+        let entry = Entry {
+            term: self.term,
+            index,
+            kind: EntryKind::ConfChange,
+            data: change.encode().into(),
+        };
+        self.append_own(vec![entry]);
+        self.pending_conf_index = index;
+        self.broadcast_append(IfEmpty::Skip);
+        Ok(index)
+    }
+
+    /// Whether [`Raft::propose_conf_change`] would append `change` now (`Ok`) or refuse it
+    /// (with the refusal it would give). Pure: a driver that holds a change until an index
+    /// is free for it refuses it up front with this, and the answer stays true until the
+    /// core steps, ticks or appends.
+    pub(crate) fn check_conf_change(&self, change: ConfChange) -> Result<(), RaftError> {
         if self.role != Role::Leader {
             return Err(RaftError::NotLeader {
                 leader: self.leader_id,
@@ -770,17 +789,7 @@ impl<S: Storage> Raft<S> {
                 "a configuration needs at least one voter",
             ));
         }
-        let index = self.log.last_index() + 1;
-        let entry = Entry {
-            term: self.term,
-            index,
-            kind: EntryKind::ConfChange,
-            data: change.encode().into(),
-        };
-        self.append_own(vec![entry]);
-        self.pending_conf_index = index;
-        self.broadcast_append(IfEmpty::Skip);
-        Ok(index)
+        Ok(())
     }
 
     fn maybe_promote_learner(&mut self, id: NodeId) {

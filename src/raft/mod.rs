@@ -10,7 +10,8 @@
 //! - `config`: `Config` (validated once) and the seeded `SplitMix64` PRNG.
 //! - `raw_node`: `RawNode` and `Ready`, the public API; `core`, `leader`, `follower`, `log` and
 //!   `progress` are the private state machine behind it.
-//! - `node` and `reads`: the driver thread, and the read side HTTP threads use (ReadIndex
+//! - `node` and `reads`: the driver thread (with `conf_slot`, the membership change that waits
+//!   for an index the engine's sequencer does not use), and the read side HTTP threads use (ReadIndex
 //!   batching, the applied-index watch, the published lease).
 //! - `sim`: the deterministic simulator and the linearizability checker (tests only; hidden).
 //!
@@ -65,6 +66,7 @@
 //!   (`storage_log`); the driver compacts to each durable snapshot the engine has applied.
 
 mod codec;
+mod conf_slot;
 mod config;
 mod core;
 mod follower;

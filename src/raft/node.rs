@@ -12,13 +12,15 @@
 //! is handled synchronously.
 //!
 //! Owns: the Raft thread, the proposal tokens of the entries this node proposed, leadership
-//! hand-over to the engine, and the status snapshot served by `GET /_lithair/cluster`.
+//! hand-over to the engine, the membership change waiting for an index the sequencer leaves
+//! it (`conf_slot`), and the status snapshot served by `GET /_lithair/cluster`.
 //! Must not: block on the network (the transport queues), or apply an entry before it is
 //! committed.
 //!
 //! Architecture invariant: only the Raft thread touches the `RawNode` and its storage; every
 //! other thread talks to it through the inbox.
 
+use super::conf_slot::{ConfReply, ConfSlot};
 use super::config::{Config, ReadMode};
 use super::core::RaftError;
 use super::leader::lease_ticks;
@@ -98,13 +100,14 @@ enum Event {
     Message(Message),
     Propose {
         term: u64,
+        slot: Option<u64>,
         first_index: u64,
         entries: Vec<Arc<[u8]>>,
         token: Token,
     },
     TransferLeader(NodeId, Sender<Result<(), String>>),
     /// A single-server membership change (leader only).
-    ConfChange(ConfChange, Sender<Result<u64, RaftError>>),
+    ConfChange(ConfChange, ConfReply),
     /// One batch of linearizable reads (its id): the batcher learns the event index the
     /// engine must reach before they may be served.
     ReadIndex(u64),
@@ -176,12 +179,20 @@ struct InboxProposer {
 }
 
 impl Proposer for InboxProposer {
-    fn propose(&self, term: u64, first_index: u64, entries: Vec<Arc<[u8]>>, token: Token) {
+    fn propose(
+        &self,
+        term: u64,
+        slot: Option<u64>,
+        first_index: u64,
+        entries: Vec<Arc<[u8]>>,
+        token: Token,
+    ) {
         let sender = &self.sender;
         // If the node is gone (its queue closed) the token drops, and its submitters learn the
         // engine is closed.
         let _ = sender.send(Event::Propose {
             term,
+            slot,
             first_index,
             entries,
             token,
@@ -446,6 +457,7 @@ impl Node {
             stop: Arc::clone(&stop),
             lead_from: None,
             leading: false,
+            conf_slot: ConfSlot::default(),
             applied,
             reads: std::collections::HashMap::new(),
             confirmed: Vec::new(),
@@ -627,7 +639,10 @@ impl Node {
     }
 
     /// Proposes a membership change (this node must lead); returns the entry's index. The
-    /// change takes effect when committed; a leader that removes itself then steps down.
+    /// change takes effect when committed; a leader that removes itself then steps down. It
+    /// is appended at an index the engine's sequencer does not use (see `conf_slot`): at
+    /// once when no batch is on its way to the Raft thread, else just before the next one
+    /// (or on a later tick), so the answer may take a batch's turnaround or a tick.
     ///
     /// # Errors
     /// The core's refusal: not the leader (also when the node is stopping: it leads no
@@ -1037,6 +1052,8 @@ struct Driver {
     lead_from: Option<u64>,
     /// Whether the engine was told it leads.
     leading: bool,
+    /// The membership change waiting for an index the sequencer does not use.
+    conf_slot: ConfSlot,
     /// Last index handed to the engine.
     applied: u64,
     /// Read batches waiting for their confirmation: batch id to the ticks it was first and
@@ -1296,6 +1313,9 @@ impl Driver {
                 self.tick_core(wall_ticks);
                 self.ticks += 1;
                 self.expire_reads();
+                // The sequencer may have gone idle since it was asked for an index.
+                let (raw, replica) = (&mut self.raw, &*self.replica);
+                self.conf_slot.retry(raw, replica, self.leading);
                 self.promote_learners();
                 // The ticker sends one last tick after `stop` so this check runs.
                 !self.stop.load(std::sync::atomic::Ordering::SeqCst)
@@ -1306,15 +1326,18 @@ impl Driver {
             }
             Event::Propose {
                 term,
+                slot,
                 first_index,
                 entries,
                 token,
             } => {
-                self.propose(term, first_index, entries, token);
+                self.propose(term, slot, first_index, entries, token);
                 true
             }
             Event::ConfChange(change, reply) => {
-                let _ = reply.send(self.raw.propose_conf_change(change));
+                let (raw, replica) = (&mut self.raw, &*self.replica);
+                self.conf_slot
+                    .request(raw, replica, self.leading, change, Some(reply));
                 true
             }
             Event::ReadIndex(batch) => {
@@ -1360,11 +1383,16 @@ impl Driver {
     }
 
     /// As leader, proposes `AddVoter` for the first learner that lags the last index by at
-    /// most `LEARNER_PROMOTE_LAG_ENTRIES_MAX` entries. One change at a time: the core refuses
-    /// a second while one is pending, and this runs again on the next tick.
+    /// most `LEARNER_PROMOTE_LAG_ENTRIES_MAX` entries, through the same wait for an index as
+    /// an operator's change. One change at a time: the core refuses a second while one is
+    /// uncommitted, this one while another waits for its index, and this runs again on the
+    /// next tick.
     fn promote_learners(&mut self) {
         let status = self.raw.status();
-        if status.role != Role::Leader || status.conf.learners.is_empty() {
+        if status.role != Role::Leader
+            || status.conf.learners.is_empty()
+            || self.conf_slot.is_pending()
+        {
             return;
         }
         let caught_up = status.conf.learners.iter().copied().find(|learner| {
@@ -1380,7 +1408,10 @@ impl Driver {
         });
         if let Some(learner) = caught_up {
             // Refused while another change is pending or before this term's no-op commits.
-            let _ = self.raw.propose_conf_change(ConfChange::AddVoter(learner));
+            let (raw, replica) = (&mut self.raw, &*self.replica);
+            let change = ConfChange::AddVoter(learner);
+            self.conf_slot
+                .request(raw, replica, self.leading, change, None);
         }
     }
 
@@ -1456,15 +1487,34 @@ impl Driver {
 
     /// Proposes a batch of the sequencer. Its envelopes carry indexes the sequencer assigned,
     /// so they must be exactly the indexes the log gives them; otherwise (an entry the
-    /// sequencer did not know about, e.g. a membership change, took an index) the batch is
-    /// abandoned and the sequencer continues from the log's real end.
-    fn propose(&mut self, term: u64, first_index: u64, entries: Vec<Arc<[u8]>>, token: Token) {
+    /// sequencer did not know about took an index, or a batch before it was abandoned) the
+    /// batch is abandoned and the sequencer continues from the log's real end. A batch after
+    /// an index its sequencer left free (`slot`) first has that index filled: with the
+    /// membership change waiting for it, or a no-op.
+    fn propose(
+        &mut self,
+        term: u64,
+        slot: Option<u64>,
+        first_index: u64,
+        entries: Vec<Arc<[u8]>>,
+        token: Token,
+    ) {
         if !self.leading || term != self.raw.term() || entries.is_empty() {
             self.replica.abandon(token);
             return;
         }
+        assert!(
+            slot.is_none_or(|slot| slot + 1 == first_index),
+            "a free index {slot:?} is just before its batch at {first_index}"
+        );
         let next_index = self.raw.last_index() + 1;
-        if first_index != next_index {
+        if slot.unwrap_or(first_index) != next_index {
+            self.replica.set_next_index(next_index);
+            self.replica.abandon(token);
+            return;
+        }
+        if slot.is_some() && !self.conf_slot.fill(&mut self.raw, next_index) {
+            // Refused even a no-op (a leadership transfer began): so is the batch.
             self.replica.set_next_index(next_index);
             self.replica.abandon(token);
             return;
@@ -1765,6 +1815,7 @@ impl Driver {
     fn update_leadership(&mut self, status: &Status) {
         self.lease.publish_term(status.term);
         if status.role != Role::Leader {
+            self.conf_slot.lose_leadership(status.leader_id);
             if self.lead_from.is_some() {
                 self.step_down();
             }

@@ -178,6 +178,17 @@ impl<S: Storage> RawNode<S> {
         self.raft.propose_conf_change(change)
     }
 
+    /// What [`RawNode::propose_conf_change`] would answer now, without appending anything:
+    /// `Ok(())` when it would append `change`, else its refusal. A driver that waits for a
+    /// free index before it appends a change checks it up front with this, so a refusal is
+    /// answered at once.
+    ///
+    /// # Errors
+    /// As [`RawNode::propose_conf_change`].
+    pub fn check_conf_change(&self, change: ConfChange) -> Result<(), RaftError> {
+        self.raft.check_conf_change(change)
+    }
+
     /// Hands leadership to `to` (leader only): catch it up, then send TimeoutNow.
     ///
     /// # Errors
