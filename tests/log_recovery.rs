@@ -402,6 +402,31 @@ fn delete_before_removes_only_wholly_covered_segments() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A queued deletion (the Raft thread's, which does not wait) takes effect behind the
+/// requests queued before it, and the log answers requests queued after it as usual.
+#[test]
+fn a_queued_deletion_removes_the_same_segments_without_a_wait() {
+    let dir = common::fresh_dir("log", "compact-queued");
+    let options = LogOptions {
+        segment_bytes_max: 300,
+        ..LogOptions::default()
+    };
+    let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
+    append_batches(&log, 20, 2);
+    let firsts = log::list_segments(log.dir()).expect("list");
+    let keep_from = firsts[2] + 1;
+    log.delete_before_queued(keep_from).expect("queued");
+    // Requests are served in order: once this one is answered, the queued deletion is done.
+    assert_eq!(log.delete_before(keep_from).expect("delete"), 0);
+    assert_eq!(log::list_segments(log.dir()).expect("list")[0], firsts[2]);
+    append_batches(&log, 1, 2);
+    assert_eq!(log.next_index(), 43);
+    drop(log);
+    let (_, recovery, _) = open_collect(&dir, options).expect("reopen");
+    assert_eq!((recovery.first_index, recovery.next_index), (firsts[2], 43));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn relaxed_mode_acknowledges_and_persists() {
     let dir = common::fresh_dir("log", "relaxed");

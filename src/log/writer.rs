@@ -228,7 +228,8 @@ enum Request {
     },
     DeleteBefore {
         index: u64,
-        reply: mpsc::Sender<Result<usize, Error>>,
+        /// `None`: nobody waits ([`Log::delete_before_queued`]); a failure is reported here.
+        reply: Option<mpsc::Sender<Result<usize, Error>>>,
     },
     Reset {
         first_index: u64,
@@ -521,8 +522,24 @@ impl Log {
     /// the active segment is never deleted. Returns how many files were removed.
     pub fn delete_before(&self, index: u64) -> Result<usize, Error> {
         let (reply, outcome) = mpsc::channel();
+        let reply = Some(reply);
         self.request(Request::DeleteBefore { index, reply })?;
         outcome.recv().unwrap_or_else(|_| Err(closed()))
+    }
+
+    /// As [`Log::delete_before`], without waiting: the deletion is queued behind the appends
+    /// already queued and the call returns at once (the Raft thread compacts this way: a
+    /// deletion waits for the writer, and unlinking a large segment takes a while, during
+    /// which heartbeats would wait). A failure is reported on stderr: the segments stay,
+    /// which wastes disk but loses nothing (a snapshot covers them; the next compaction
+    /// tries again).
+    ///
+    /// # Errors
+    /// The log is closed.
+    pub fn delete_before_queued(&self, index: u64) -> Result<(), Error> {
+        self.inbox
+            .push(Request::DeleteBefore { index, reply: None })
+            .map_err(|_| closed())
     }
 
     /// Deletes every segment and starts an empty log whose next entry is `first_index` (a
@@ -983,7 +1000,18 @@ impl Writer {
                     .resume(Arc::clone(&self.file), self.file_bytes, 0);
             }
             Request::DeleteBefore { index, reply } => {
-                let _ = reply.send(self.delete_before(index));
+                let deleted = self.delete_before(index);
+                match reply {
+                    Some(reply) => drop(reply.send(deleted)),
+                    None => {
+                        if let Err(error) = deleted {
+                            eprintln!(
+                                "lithair log: deleting the segments before index {index} \
+                                 failed: {error}; they stay until the next compaction"
+                            );
+                        }
+                    }
+                }
             }
             Request::Reset { first_index, reply } => {
                 let _ = reply.send(self.reset(first_index));

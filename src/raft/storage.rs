@@ -205,7 +205,11 @@ impl MemStorage {
     ///
     /// # Panics
     /// If `index` is not within the held log.
-    pub fn compact(&mut self, index: u64, conf: ConfState, data: Vec<u8>) {
+    ///
+    /// Returns the entries it dropped, for the caller to free where it pleases (a large run
+    /// freed on the Raft thread would hold up its heartbeats).
+    #[must_use = "the dropped entries: free them (on another thread if many)"]
+    pub fn compact(&mut self, index: u64, conf: ConfState, data: Vec<u8>) -> Vec<Entry> {
         assert!(
             index > self.snapshot.meta.index,
             "compact to {index} not past the snapshot"
@@ -217,11 +221,15 @@ impl MemStorage {
         );
         let term = self.term(index).expect("index checked to be held");
         let drop = (index - self.snapshot.meta.index) as usize;
-        self.entries.drain(..drop);
+        // The kept tail moves into a fresh vector sized to it; the dropped prefix leaves
+        // whole, with no per-entry work here.
+        let kept = self.entries.split_off(drop);
+        let dropped = std::mem::replace(&mut self.entries, kept);
         self.snapshot = Snapshot {
             meta: super::types::SnapshotMeta { index, term, conf },
             data,
         };
+        dropped
     }
 
     /// The held entries (after the snapshot).
@@ -367,7 +375,10 @@ mod tests {
         storage.append(&[entry(2, 2)]);
         assert_eq!(storage.last_index(), 2);
         assert_eq!(storage.term(2), Ok(2));
-        storage.compact(1, ConfState::default(), vec![9]);
+        let dropped = storage.compact(1, ConfState::default(), vec![9]);
+        // The entries compaction dropped are handed back, for the caller to free.
+        assert_eq!(dropped, vec![entry(1, 1)]);
+        assert_eq!(storage.held_entries(), &[entry(2, 2)]);
         assert_eq!(storage.first_index(), 2);
         assert_eq!(storage.term(1), Ok(1));
         assert_eq!(

@@ -186,8 +186,15 @@ impl LogStorage {
     /// snapshot state (index, term, membership at `index`) durably, then drops the entries it
     /// covers from memory and deletes the log segments wholly below `index + 1`.
     ///
+    /// Runs on the Raft thread, so only the record waits for the disk: the dropped entries
+    /// are freed on a thread of their own when there are many (hundreds of thousands took
+    /// tens of ms), and the segments are deleted by the log writer behind its queued appends,
+    /// unwaited ([`Log::delete_before_queued`]; a failure only leaves them for the next
+    /// compaction). Measured on a loaded 1M-item leader before: 160-290 ms per compaction on
+    /// this thread, long enough to lose the leadership.
+    ///
     /// # Errors
-    /// I/O failures writing the record or deleting segments.
+    /// I/O failures writing the record; the log is closed.
     ///
     /// # Panics
     /// If `index` is beyond the commit index or not past the current snapshot.
@@ -207,12 +214,14 @@ impl LogStorage {
             conf: self.conf_at(index),
         };
         write_snapshot_meta(&self.dir, &meta)?;
-        self.mem.compact(index, meta.conf, Vec::new());
+        free_elsewhere(self.mem.compact(index, meta.conf, Vec::new()));
         // A transfer of the older snapshot restarts with this one: release its file (an
         // unlinked file's space is freed only when its last handle closes).
         self.drop_outgoing();
+        // After the record is durable: a crash before the deletion leaves segments the
+        // record already covers, which `open` skips.
         self.log
-            .delete_before(index + 1)
+            .delete_before_queued(index + 1)
             .map_err(|e| io_error("compact the raft log", e))?;
         Ok(())
     }
@@ -744,6 +753,24 @@ fn decode_hard_state(bytes: &[u8]) -> Option<HardState> {
 
 fn write_hard_state(dir: &Path, hard_state: HardState) -> io::Result<()> {
     crate::log::replace_file_durably(dir, HARD_STATE_FILE_NAME, &encode_hard_state(hard_state))
+}
+
+/// Compacted entries freed inline up to this many; more go to a thread of their own.
+const COMPACTED_FREED_INLINE_MAX: usize = 4096;
+
+/// Frees compacted entries off the calling thread when there are many of them (each holds a
+/// shared allocation; freeing hundreds of thousands takes tens of ms).
+fn free_elsewhere(entries: Vec<Entry>) {
+    if entries.len() <= COMPACTED_FREED_INLINE_MAX {
+        return;
+    }
+    let freer = std::thread::Builder::new()
+        .name("lithair-free".into())
+        .spawn(move || drop(entries));
+    if let Err(error) = freer {
+        // The closure, and the entries with it, were freed here instead.
+        eprintln!("lithair: cannot start a thread to free compacted entries ({error}); freed here");
+    }
 }
 
 #[cfg(test)]

@@ -428,10 +428,12 @@ fn a_lagging_follower_gets_a_chunked_snapshot_and_resumes_after_losing_chunks() 
     }
     let applied = cluster.status(1).commit;
     let conf = cluster.status(1).conf;
-    cluster
-        .node(1)
-        .storage_mut()
-        .compact(applied, conf, (0..60u8).collect());
+    drop(
+        cluster
+            .node(1)
+            .storage_mut()
+            .compact(applied, conf, (0..60u8).collect()),
+    );
     cluster.cut.clear();
     // Lose every other chunk once: the leader must resume from what the follower holds.
     let mut dropped = 0;
@@ -505,10 +507,12 @@ fn a_newer_snapshot_mid_transfer_restarts_the_install_with_it_and_never_mixes_th
     }
     let (first, conf) = (cluster.status(1).commit, cluster.status(1).conf);
     let old: Vec<u8> = (0..64u8).collect();
-    cluster
-        .node(1)
-        .storage_mut()
-        .compact(first, conf.clone(), old.clone());
+    drop(
+        cluster
+            .node(1)
+            .storage_mut()
+            .compact(first, conf.clone(), old.clone()),
+    );
     cluster.cut.clear();
     // Node 3 gets the first chunks of the snapshot at `first`...
     let mut sent = Vec::new();
@@ -528,10 +532,12 @@ fn a_newer_snapshot_mid_transfer_restarts_the_install_with_it_and_never_mixes_th
     }
     let newer = cluster.status(1).commit;
     let data: Vec<u8> = (100..180u8).collect();
-    cluster
-        .node(1)
-        .storage_mut()
-        .compact(newer, conf, data.clone());
+    drop(
+        cluster
+            .node(1)
+            .storage_mut()
+            .compact(newer, conf, data.clone()),
+    );
     cluster.cut.clear();
     // From now on only the newer snapshot goes out, from offset 0 (node 3's incoming file
     // restarts there: `Cluster::drain` checks that chunks are contiguous).
@@ -1235,10 +1241,11 @@ mod scenarios {
             "compact" => {
                 let id = number(1);
                 let status = cluster.status(id);
-                cluster
-                    .node(id)
-                    .storage_mut()
-                    .compact(status.applied, status.conf, vec![7; 40]);
+                drop(cluster.node(id).storage_mut().compact(
+                    status.applied,
+                    status.conf,
+                    vec![7; 40],
+                ));
             }
             "status" => {
                 let mut out = String::new();

@@ -488,8 +488,10 @@ impl SimNode {
         if applied > self.disk.durable.last_index() {
             return;
         }
-        raw.storage_mut()
-            .compact(applied, conf.clone(), data.clone());
-        self.disk.durable.compact(applied, conf, data);
+        drop(
+            raw.storage_mut()
+                .compact(applied, conf.clone(), data.clone()),
+        );
+        drop(self.disk.durable.compact(applied, conf, data));
     }
 }
