@@ -66,7 +66,8 @@ fn run(words: &[String]) -> Result<(), Failure> {
             lithair::app::tools::log_command(&required_data(data)?, &action, &mut out)
         }
         ["snapshot", ..] => tools::snapshot_list(&data_only(&words[1..], "snapshot")?, &mut out),
-        _ => return Err(Failure::Usage(String::new())),
+        [] => return Err(Failure::Usage(String::new())),
+        [other, ..] => return Err(Failure::Usage(format!("unknown command `{other}`"))),
     };
     result
         .and_then(|()| std::io::Write::flush(&mut out).map_err(|e| e.to_string()))
