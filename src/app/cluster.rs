@@ -1411,8 +1411,14 @@ fn json_response(status: u16, body: impl Into<String>) -> Response {
     Response::bytes(status, "application/json", body.into().into_bytes())
 }
 
+/// An error answer of the cluster front and its operator routes: `application/problem+json`
+/// (RFC 9457), as every other error of the server is (issue 3), with the detail also in
+/// `error`, the member these answers carried before, for clients that read it.
 fn json_error(status: u16, detail: &str) -> Response {
-    json_response(status, format!("{{\"error\":{}}}", json::quote(detail)))
+    crate::http::problem::Problem::new(status)
+        .with_detail(detail)
+        .with_extension_raw("error", json::quote(detail))
+        .into_response()
 }
 
 /// The answer to a membership change the leader refused: 409 when the change itself is
@@ -1703,5 +1709,16 @@ mod tests {
         let body = String::from_utf8(bytes).expect("UTF-8");
         let parsed = json::parse(&body).expect("valid JSON");
         assert_eq!(parsed["error"].as_str(), Some("bad \"peer\"\n"));
+        // Issue 3: errors are problem+json, these included.
+        assert_eq!(
+            response.headers.get("content-type"),
+            Some("application/problem+json")
+        );
+        assert_eq!(parsed["status"].as_u64(), Some(400));
+        assert_eq!(parsed["detail"].as_str(), Some("bad \"peer\"\n"));
+        assert_eq!(
+            unavailable("no leader").headers.get("retry-after"),
+            Some("1")
+        );
     }
 }
