@@ -2,7 +2,9 @@
 //! rerunning a benchmark reads them: `engine_bench durable --submitters K --seconds S` ends
 //! with `durable: N events in S s (E events/s, B events per fsync)`, and
 //! `engine_bench replay --events N [--snapshot]` ends with `replay: N events in S s (E
-//! events/s)`. A command line that measures nothing is refused (exit 2), not run.
+//! events/s)`. A command line that measures nothing is refused (exit 2), not run. An app's
+//! `replay` prints event count, time and digest, and `snapshot` what it wrote, as lines for a
+//! person.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -137,5 +139,47 @@ fn engine_bench_refuses_a_run_that_measures_nothing() {
         .output()
         .expect("run engine_bench");
     assert_eq!(output.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs the `blog` example with `args`; returns its exit code and stdout.
+fn blog(args: &[&str], dir: &Path) -> (Option<i32>, String) {
+    let output = Command::new(example_binary("blog"))
+        .args(args)
+        .arg("--data")
+        .arg(dir)
+        .output()
+        .expect("run blog");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.code(), stdout)
+}
+
+/// Issue 4: `replay` rebuilds the state and prints event count, time and digest; `snapshot`
+/// says which index it covers and where it is (it printed `SnapshotInfo { .. }`).
+#[test]
+fn an_apps_replay_and_snapshot_print_lines_for_a_person() {
+    let dir = scratch("blog");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let (code, stdout) = blog(&["snapshot"], &dir);
+    assert_eq!(code, Some(0), "{stdout}");
+    let line = stdout.lines().next().unwrap_or("");
+    let expected = format!(
+        "snapshot: index 0 in {} (0 log segments deleted)",
+        dir.join("snapshots")
+            .join("00000000000000000000.snap")
+            .display()
+    );
+    assert_eq!(line, expected);
+    let (code, stdout) = blog(&["replay"], &dir);
+    assert_eq!(code, Some(0), "{stdout}");
+    let line = stdout.lines().next().unwrap_or("");
+    let (count, _, _, rest) = rate_line(line, "replay")
+        .unwrap_or_else(|| panic!("not `replay: N events in S s (E events/s)...`: {line:?}"));
+    assert_eq!(count, 0.0, "{line}");
+    let digest = rest
+        .strip_prefix("), applied index 0, digest ")
+        .unwrap_or_else(|| panic!("no digest in {line:?}"));
+    assert_eq!(digest.len(), 64, "a SHA-256 in hex: {line:?}");
+    assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()), "{line:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

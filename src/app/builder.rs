@@ -414,7 +414,13 @@ impl App {
                 super::tools::require_data_dir(&data)?;
                 let (engine, _) = self.open_engine(&data)?;
                 let info = engine.snapshot().map_err(|e| e.to_string())?;
-                println!("snapshot: {info:?}");
+                // A line for a person (it printed the struct's Debug form).
+                println!(
+                    "snapshot: index {} in {} ({} log segments deleted)",
+                    info.index,
+                    info.path.display(),
+                    info.segments_deleted
+                );
                 Ok(())
             }
             Command::Log { data, action } => {
