@@ -18,6 +18,7 @@
 //! whichever node is the leader once one is elected), or into one holding nothing but what a
 //! preload cut short left (a `kill -9` during it): the whole batches of items 1..=k it wrote,
 //! unchanged; the preload then completes them.
+use lithair::app::cli::CliError;
 use lithair::app::{Id, Rejection, WriteError};
 use lithair::http::problem::Problem;
 use lithair::http::router::Router;
@@ -137,6 +138,19 @@ fn hello_json(_: &mut Request) -> Response {
     }
 }
 
+/// Items preloaded when `--items` is not given.
+const PRELOAD_ITEMS_DEFAULT: u64 = 10_000;
+
+/// The value of `--items` (or `LITHAIR_ITEMS`, or `items =` in `lithair.toml`).
+fn items_flag(options: &lithair::app::cli::ServeOptions) -> Result<u64, CliError> {
+    match options.extra("items") {
+        Some(text) => text
+            .parse()
+            .map_err(|_| CliError::new(format!("`--items` expects a number, got `{text}`"))),
+        None => Ok(PRELOAD_ITEMS_DEFAULT),
+    }
+}
+
 fn routes(router: Router, _: &lithair::app::Handle) -> Router {
     router
         .get(
@@ -156,13 +170,10 @@ fn main() -> std::process::ExitCode {
             Some("N"),
             "preload items 1..=N into an empty data directory (default 10000)",
         )
+        // A bad `--items` is a command line refused (exit 2), before the data directory opens.
+        .check_options(|options| items_flag(options).map(|_| ()))
         .on_start(|handle, options| {
-            let count = match options.extra("items") {
-                Some(text) => text
-                    .parse()
-                    .map_err(|_| format!("--items expects a number, got `{text}`"))?,
-                None => 10_000,
-            };
+            let count = items_flag(options).map_err(|e| e.to_string())?;
             if !handle.read(|state| needs_preload(state.collection::<Item>(), count)) {
                 return Ok(());
             }

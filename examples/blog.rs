@@ -11,7 +11,7 @@
 //! published), `/openapi.json`, `/docs`, `/health`, `/ready`.
 //!
 //! Domain rules, enforced on every write path: a post's author must exist; a comment must
-//! reference an existing, published post.
+//! reference an existing post (a draft or a published one).
 use lithair::app::{Id, Params, Rejection, Tx};
 use lithair::prelude::*;
 
@@ -61,7 +61,7 @@ pub struct Post {
     pub published_at: Option<u64>,
 }
 
-/// A reader's comment on a published post.
+/// A reader's comment on a post.
 #[derive(Model, Clone, Debug)]
 pub struct Comment {
     /// Assigned by the server.
@@ -121,13 +121,11 @@ pub fn app() -> lithair::App {
                 None => Err(not_found("Author", post.author_id)),
             },
         )
+        // Issue 5: a comment "must reference an existing post, rejected otherwise"; a draft
+        // exists, so it takes comments too.
         .check::<Comment>(
             |tx, comment| match tx.get::<Post>(&Id::Int(comment.post_id)) {
-                Some(post) if post.published => Ok(()),
-                Some(_) => Err(Rejection::Domain {
-                    status: 409,
-                    message: format!("post {} is a draft: it takes no comments", comment.post_id),
-                }),
+                Some(_) => Ok(()),
                 None => Err(Rejection::Domain {
                     status: 422,
                     message: format!("post {} does not exist", comment.post_id),

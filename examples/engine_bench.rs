@@ -127,6 +127,14 @@ fn arg<T>(value: Result<T, CliError>) -> T {
     })
 }
 
+/// `value` of `--name` if it is at least 1.
+fn positive(name: &str, value: usize) -> Result<usize, CliError> {
+    if value == 0 {
+        return Err(CliError::new(format!("`--{name}` must be at least 1")));
+    }
+    Ok(value)
+}
+
 fn bench_dir(flags: &Flags, name: &str) -> PathBuf {
     let default = std::env::temp_dir().join(format!("lithair-bench-{name}-{}", std::process::id()));
     let dir = flags.value("dir").map_or(default, PathBuf::from);
@@ -135,9 +143,23 @@ fn bench_dir(flags: &Flags, name: &str) -> PathBuf {
 }
 
 fn durable(flags: &Flags) {
-    let submitters: usize = arg(flags.require("submitters"));
-    let seconds: f64 = arg(flags.require("seconds"));
-    let window: usize = arg(flags.get_or("window", 1));
+    // A run without a submitter, a window or a finite positive duration measures nothing (it
+    // printed `durable: 0 events ...` and exited 0): refused like any bad value.
+    let submitters: usize = arg(flags
+        .require("submitters")
+        .and_then(|k| positive("submitters", k)));
+    let seconds: f64 = arg(flags.require("seconds").and_then(|s: f64| {
+        if s.is_finite() && s > 0.0 {
+            Ok(s)
+        } else {
+            Err(CliError::new(format!(
+                "`--seconds` must be a finite number above 0, got {s}"
+            )))
+        }
+    }));
+    let window: usize = arg(flags
+        .get_or("window", 1)
+        .and_then(|w| positive("window", w)));
     let callbacks = flags.switch("callbacks");
     let log_batches_max: usize =
         arg(flags.get_or("log-batches", lithair::engine::LOG_BATCHES_DEFAULT));

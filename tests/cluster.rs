@@ -154,34 +154,30 @@ fn leader_kill_under_load_loses_no_acknowledged_write() {
     assert!(id.is_some(), "writes commit after a member left");
 }
 
-/// Three `bench_server` processes started as a cluster: the preload (`--items`), which only
-/// a leader can write, happens once one is elected, every node serves the items, the
-/// digests agree, and a create through a follower gets the next id.
+/// Three `bench_server` processes started as a cluster with issue 7's bootstrap command,
+/// which names no secret (on loopback alone a cluster may go without one): the preload
+/// (`--items`), which only a leader can write, happens once one is elected, every node serves
+/// the items, the digests agree, and a create through a follower gets the next id. A fourth
+/// node joins with issue 7's `--join` command, no secret either, and serves the items.
 #[test]
 fn three_bench_servers_form_a_cluster_with_their_items_preloaded() {
     let bench = bench_server_binary();
     let dir = std::env::temp_dir().join(format!("lithair-bench-cluster-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let https: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peers: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let https: Vec<u16> = (0..4).map(|_| free_port()).collect();
     let map: Vec<String> = peers
         .iter()
         .enumerate()
+        .take(3)
         .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
         .collect();
     let map = map.join(",");
     let mut children = Vec::new();
     for i in 0..3 {
         let child = std::process::Command::new(&bench)
-            .args([
-                "serve",
-                "--items",
-                "50",
-                "--cluster-secret",
-                "s",
-                "--cluster",
-                &map,
-            ])
+            .env_remove("LITHAIR_CLUSTER_SECRET")
+            .args(["serve", "--items", "50", "--cluster", &map])
             .args(["--node-id", &(i + 1).to_string()])
             .args([
                 "--port",
@@ -199,6 +195,7 @@ fn three_bench_servers_form_a_cluster_with_their_items_preloaded() {
     }
     let addrs: Vec<SocketAddr> = https
         .iter()
+        .take(3)
         .map(|port| SocketAddr::from(([127, 0, 0, 1], *port)))
         .collect();
     let item_50 = r#"{"id":50,"name":"item-50","price":62.5,"tags":["a","b"],"in_stock":true}"#;
@@ -239,6 +236,26 @@ fn three_bench_servers_form_a_cluster_with_their_items_preloaded() {
     let (status_code, created) = created.expect("create through a follower");
     assert_eq!(status_code, 201, "{created}");
     assert_eq!(json_number(&created, "id"), Some(51), "{created}");
+    let join = addrs[0].to_string();
+    let fourth = std::process::Command::new(&bench)
+        .env_remove("LITHAIR_CLUSTER_SECRET")
+        .args(["serve", "--node-id", "4", "--port", &https[3].to_string()])
+        .args(["--peer-port", &peers[3].to_string(), "--join", &join])
+        .arg("--data")
+        .arg(dir.join("n4"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the fourth bench_server");
+    children.push(Reaped(fourth));
+    let fourth = SocketAddr::from(([127, 0, 0, 1], https[3]));
+    let served = poll(Duration::from_secs(30), || {
+        http(fourth, "GET", "/items/51", "", "").filter(|(status, _)| *status == 200)
+    });
+    assert!(
+        served.is_some(),
+        "the joined node serves what the cluster holds"
+    );
     drop(children);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -450,6 +450,25 @@ fn get_status(addr: std::net::SocketAddr, path: &str) -> u16 {
     send(addr, request.as_bytes()).0.status
 }
 
+/// A bad `--items` is a command line refused like a bad built-in flag: exit 2 with a message
+/// naming the flag, before the data directory is created (it was exit 1, after opening it).
+#[test]
+fn bench_server_refuses_a_bad_items_value_as_a_usage_error() {
+    let data = std::env::temp_dir().join(format!("lithair-bench-items-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    for value in ["abc", "-5"] {
+        let output = std::process::Command::new(bench_server_binary())
+            .args(["--port", "0", "--items", value, "--data"])
+            .arg(&data)
+            .output()
+            .expect("run bench_server");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "--items {value}: {stderr}");
+        assert!(stderr.contains("--items"), "{stderr}");
+        assert!(!data.exists(), "--items {value} created the data directory");
+    }
+}
+
 /// A `kill -9` during the preload leaves the batches it committed (items 1..=k, k a multiple
 /// of the batch size): started again with the same `--items N`, the bench server completes
 /// them. It used to skip the preload (the directory was not empty) and serve a partial set

@@ -473,7 +473,14 @@ fn lithair_log_tools_verify_inspect_and_refuse_corruption() {
         assert_eq!(code, Some(0), "{help:?}");
         assert!(stdout.starts_with("usage:"), "{help:?}: {stdout}");
     }
+    // An unknown command is named, then the usage follows.
     let (code, _, stderr) = run(&["frobnicate"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.starts_with("lithair: unknown command `frobnicate`\nusage:"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&[]);
     assert_eq!(code, Some(2));
     assert!(stderr.starts_with("usage:"), "{stderr}");
     let (code, stdout, _) = run(&["log", "inspect", "--type", "Sold", "--to", "3"]);

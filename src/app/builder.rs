@@ -28,6 +28,7 @@ use crate::json::{FromJson, ToJson};
 
 type RouteFn = Box<dyn Fn(Router, &Handle) -> Router + Send + Sync>;
 type StartFn = Box<dyn Fn(&Handle, &ServeOptions) -> Result<(), String> + Send + Sync>;
+type OptionsCheckFn = Box<dyn Fn(&ServeOptions) -> Result<(), cli::CliError> + Send + Sync>;
 type HookFn = Box<dyn Fn(&Handle) + Send + Sync>;
 type CommandHandler = Box<dyn Fn(&mut Request) -> Result<Response, Problem> + Send + Sync>;
 type InstallFn = Box<dyn Fn(&Handle) -> CommandHandler + Send + Sync>;
@@ -73,6 +74,8 @@ pub struct App {
     commands: Vec<CommandInfo>,
     on_start: Vec<StartFn>,
     extra_flags: Vec<ExtraFlag>,
+    /// Checks of `serve`'s options, run before anything opens (see [`App::check_options`]).
+    option_checks: Vec<OptionsCheckFn>,
     engine_options: EngineOptions,
     server_config: ServerConfig,
     /// The router's first global layer; `None` sends no security headers.
@@ -114,6 +117,7 @@ impl App {
             commands: Vec::new(),
             on_start: Vec::new(),
             extra_flags: Vec::new(),
+            option_checks: Vec::new(),
             engine_options: EngineOptions {
                 snapshot_every_events: SNAPSHOT_EVERY_EVENTS_DEFAULT,
                 snapshot_tail_percent: SNAPSHOT_TAIL_PERCENT_DEFAULT,
@@ -288,6 +292,17 @@ impl App {
         self
     }
 
+    /// Checks `serve`'s options (an application flag's value, say) as part of the command
+    /// line: a refusal is a usage error (exit 2, `(try --help)`), given before the data
+    /// directory is created or opened, as the built-in flags' are.
+    pub fn check_options(
+        mut self,
+        check: impl Fn(&ServeOptions) -> Result<(), cli::CliError> + Send + Sync + 'static,
+    ) -> App {
+        self.option_checks.push(Box::new(check));
+        self
+    }
+
     /// Runs `hook` after recovery and before serving (e.g. to seed data).
     pub fn on_start(
         mut self,
@@ -374,7 +389,13 @@ impl App {
             env: &env,
             config_file: config_file.as_deref(),
         };
-        cli::parse(args, &sources)
+        let command = cli::parse(args, &sources)?;
+        if let Command::Serve(options) = &command {
+            for check in &self.option_checks {
+                check(options)?;
+            }
+        }
+        Ok(command)
     }
 
     /// Runs a parsed command.
@@ -393,7 +414,13 @@ impl App {
                 super::tools::require_data_dir(&data)?;
                 let (engine, _) = self.open_engine(&data)?;
                 let info = engine.snapshot().map_err(|e| e.to_string())?;
-                println!("snapshot: {info:?}");
+                // A line for a person (it printed the struct's Debug form).
+                println!(
+                    "snapshot: index {} in {} ({} log segments deleted)",
+                    info.index,
+                    info.path.display(),
+                    info.segments_deleted
+                );
                 Ok(())
             }
             Command::Log { data, action } => {

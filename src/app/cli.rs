@@ -705,6 +705,15 @@ fn cluster(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> 
         "leave" => &["node", "cluster-secret", "id"],
         _ => &["node", "cluster-secret"],
     };
+    // The node may also be named by its address alone, first (`cluster status
+    // 127.0.0.1:8082`): issue 7 says "against a running node" without naming a flag.
+    let rest = match rest.first() {
+        Some(first) if !first.starts_with('-') => {
+            node = Some(parse_addr("node", first)?);
+            &rest[1..]
+        }
+        _ => rest,
+    };
     for (name, value) in flag_pairs(rest, &format!("cluster {action}"), &[], valued)? {
         match (action, name.as_str()) {
             (_, "node") => node = Some(parse_addr("node", &value)?),
@@ -724,10 +733,15 @@ fn cluster(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> 
         "leave" => ClusterCommand::Leave { id },
         _ => ClusterCommand::TransferLeader { to },
     };
-    let secret = secret
+    let mut secret = secret
         .or_else(|| layered.fallback("cluster-secret"))
         .filter(|secret| !secret.is_empty());
-    // Every cluster has a secret and every node refuses an unsigned `leave` or
+    // A cluster on loopback alone may run on the built-in secret (see
+    // `cluster::LOOPBACK_CLUSTER_SECRET`): a node on loopback is asked with it.
+    if action != ClusterCommand::Status && secret.is_none() && node.ip().is_loopback() {
+        secret = Some(super::cluster::LOOPBACK_CLUSTER_SECRET.to_string());
+    }
+    // Every other cluster has a secret and every node refuses an unsigned `leave` or
     // `transfer-leader` (401): say what is missing here rather than send a request bound to
     // come back "missing or malformed signature time".
     if action != ClusterCommand::Status && secret.is_none() {
@@ -794,9 +808,9 @@ pub fn usage(sources: &Sources<'_>) -> String {
          {name} log repair [--data DIR] [--apply]\n  \
          {name} log backup [--data DIR] --to NEW_DIR\n  \
          {name} snapshot [--data DIR]\n  \
-         {name} cluster status [--node IP:PORT]\n  \
-         {name} cluster leave [--node IP:PORT] [--id ID] [--cluster-secret S]\n  \
-         {name} cluster transfer-leader [--node IP:PORT] [--to ID] [--cluster-secret S]\n\n\
+         {name} cluster status [[--node] IP:PORT]\n  \
+         {name} cluster leave [[--node] IP:PORT] [--id ID] [--cluster-secret S]\n  \
+         {name} cluster transfer-leader [[--node] IP:PORT] [--to ID] [--cluster-secret S]\n\n\
          SERVE FLAGS (environment LITHAIR_<FLAG>, or `flag = value` in lithair.toml):\n  \
          --port P              HTTP port (default {port})\n  \
          --bind IP             HTTP address (default {bind})\n  \
@@ -805,7 +819,8 @@ pub fn usage(sources: &Sources<'_>) -> String {
          --peer-port P         port of the Raft peer protocol\n  \
          --cluster MAP         static cluster: 1@IP:PORT,2@IP:PORT,...\n  \
          --join IP:PORT        join the cluster of a running node (its HTTP address)\n  \
-         --cluster-secret S    shared secret that authenticates peers (and `cluster` commands)\n  \
+         --cluster-secret S    shared secret that authenticates peers (and `cluster` commands;\n                        \
+         optional when every address is loopback)\n  \
          --read-mode M         linearizable reads: read-index (default) or lease\n",
         name = sources.app_name,
         port = DEFAULT_PORT,
@@ -1042,15 +1057,42 @@ mod tests {
                 ..
             })
         ));
-        // A node refuses both unsigned: the command line says so before sending anything.
+        // A node refuses both unsigned: off loopback, the command line says so before sending
+        // anything.
         for line in [
-            "cluster transfer-leader --node 127.0.0.1:8082 --to 3",
-            "cluster leave --node 127.0.0.1:8084",
-            "cluster leave --node 127.0.0.1:8084 --cluster-secret=",
+            "cluster transfer-leader --node 10.0.0.2:8082 --to 3",
+            "cluster leave --node 10.0.0.4:8084",
+            "cluster leave --node 10.0.0.4:8084 --cluster-secret=",
         ] {
             let refused = check(line).expect_err(line).to_string();
             assert!(refused.contains("--cluster-secret"), "{line}: {refused}");
         }
+        // On loopback, a cluster may run on the built-in secret: it signs what names none.
+        for line in [
+            "cluster transfer-leader --node 127.0.0.1:8082 --to 3",
+            "cluster leave --node 127.0.0.1:8084",
+            "cluster leave 127.0.0.1:8084 --cluster-secret=",
+        ] {
+            match check(line) {
+                Ok(Command::Cluster { secret, .. }) => assert_eq!(
+                    secret.as_deref(),
+                    Some(super::super::cluster::LOOPBACK_CLUSTER_SECRET),
+                    "{line}"
+                ),
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+        // The node may be named by its address alone, first.
+        assert_eq!(
+            check("cluster status 127.0.0.1:8083"),
+            check("cluster status --node 127.0.0.1:8083")
+        );
+        assert_eq!(
+            check("cluster transfer-leader 127.0.0.1:8083 --to 2 --cluster-secret s"),
+            check("cluster transfer-leader --node 127.0.0.1:8083 --to 2 --cluster-secret s")
+        );
+        assert!(check("cluster status localhost:8083").is_err());
+        assert!(check("cluster status 127.0.0.1:8083 127.0.0.1:8084").is_err());
         assert!(matches!(
             check("cluster status --node 127.0.0.1:8082"),
             Ok(Command::Cluster { secret: None, .. })

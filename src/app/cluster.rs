@@ -139,6 +139,46 @@ pub fn cluster_secret(flag: Option<&str>) -> Option<String> {
         .filter(|secret| !secret.is_empty())
 }
 
+/// The secret of a cluster given none whose every address is a loopback one: issue 7's
+/// bootstrap command (`serve --node-id 1 ... --cluster 1@127.0.0.1:9081,...`) and its
+/// `--join 127.0.0.1:8081` name no secret. It is public, so it keeps out only what cannot
+/// reach a loopback listener anyway (another machine); anywhere else a secret is required.
+pub const LOOPBACK_CLUSTER_SECRET: &str = "lithair-loopback-cluster";
+
+/// Whether a node started with `options` listens on loopback alone (`--bind`, which the peer
+/// listener shares) and is told of no peer or join target off loopback: then nothing off this
+/// machine can reach it or be reached by it, and a cluster may do without a secret.
+pub fn loopback_only(options: &ServeOptions) -> bool {
+    options.bind.is_loopback()
+        && options
+            .cluster
+            .iter()
+            .all(|(_, addr)| addr.ip().is_loopback())
+        && options.join.is_none_or(|join| join.ip().is_loopback())
+}
+
+/// The secret a node starts with: the one given, else [`LOOPBACK_CLUSTER_SECRET`] on
+/// loopback alone (with a warning on stderr), else an error naming what is missing.
+fn node_secret(options: &ServeOptions) -> Result<String, String> {
+    if let Some(secret) = cluster_secret(options.cluster_secret.as_deref()) {
+        return Ok(secret);
+    }
+    if !loopback_only(options) {
+        return Err(
+            "a cluster needs `--cluster-secret` or LITHAIR_CLUSTER_SECRET (only one \
+             whose `--bind`, `--cluster` and `--join` addresses are all loopback may go \
+             without)"
+                .to_string(),
+        );
+    }
+    eprintln!(
+        "lithair: no cluster secret given: peers on loopback authenticate with the built-in \
+         one, which any process on this machine knows; give `--cluster-secret` on a shared \
+         machine"
+    );
+    Ok(LOOPBACK_CLUSTER_SECRET.to_string())
+}
+
 /// Whether `data` holds the peers file of a node that ran in a cluster (so `serve` without
 /// `--cluster` or `--join` restarts it as that member).
 pub fn has_membership(data: &Path) -> bool {
@@ -155,8 +195,7 @@ pub fn start_cluster(
     engine_options: EngineOptions,
     initial: AppState,
 ) -> Result<Clustered, String> {
-    let secret = cluster_secret(options.cluster_secret.as_deref())
-        .ok_or("a cluster needs `--cluster-secret` or LITHAIR_CLUSTER_SECRET")?;
+    let secret = node_secret(options)?;
     let data: &Path = &options.data;
     std::fs::create_dir_all(data)
         .map_err(|e| format!("cannot create data directory {}: {e}", data.display()))?;
@@ -1372,8 +1411,14 @@ fn json_response(status: u16, body: impl Into<String>) -> Response {
     Response::bytes(status, "application/json", body.into().into_bytes())
 }
 
+/// An error answer of the cluster front and its operator routes: `application/problem+json`
+/// (RFC 9457), as every other error of the server is (issue 3), with the detail also in
+/// `error`, the member these answers carried before, for clients that read it.
 fn json_error(status: u16, detail: &str) -> Response {
-    json_response(status, format!("{{\"error\":{}}}", json::quote(detail)))
+    crate::http::problem::Problem::new(status)
+        .with_detail(detail)
+        .with_extension_raw("error", json::quote(detail))
+        .into_response()
 }
 
 /// The answer to a membership change the leader refused: 409 when the change itself is
@@ -1475,6 +1520,59 @@ mod tests {
                 node_config(&options, None, "secret".into()).expect("a node config")
             }
             other => panic!("expected serve for `{flags}`, got {other:?}"),
+        }
+    }
+
+    fn options_of(flags: &str) -> ServeOptions {
+        let args: Vec<String> = flags.split_whitespace().map(String::from).collect();
+        let no_env = |_: &str| None;
+        let sources = super::super::cli::Sources {
+            app_name: "test",
+            extra_flags: &[],
+            env: &no_env,
+            config_file: None,
+        };
+        match super::super::cli::parse(&args, &sources) {
+            Ok(super::super::cli::Command::Serve(options)) => options,
+            other => panic!("expected serve for `{flags}`, got {other:?}"),
+        }
+    }
+
+    /// Issue 7's bootstrap and join commands name no secret: on loopback alone a node starts
+    /// on the built-in one; anything off loopback still needs a secret, and a given one wins.
+    #[test]
+    fn only_a_cluster_on_loopback_alone_may_go_without_a_secret() {
+        let map = "--cluster 1@127.0.0.1:9081,2@127.0.0.1:9082,3@127.0.0.1:9083";
+        let on_loopback = [
+            format!("serve --node-id 1 --port 8081 --peer-port 9081 --data d1 {map}"),
+            "serve --node-id 4 --port 8084 --peer-port 9084 --data d4 --join 127.0.0.1:8081"
+                .to_string(),
+        ];
+        let off_loopback = [
+            format!("serve --node-id 1 --peer-port 9081 --bind 0.0.0.0 {map}"),
+            "serve --node-id 1 --peer-port 9081 --cluster 1@127.0.0.1:9081,2@10.0.0.2:9082"
+                .to_string(),
+            "serve --node-id 4 --peer-port 9084 --join 10.0.0.1:8081".to_string(),
+        ];
+        // The environment may hold a secret; the flag is given explicitly where it matters.
+        let env_secret = cluster_secret(None);
+        for flags in &on_loopback {
+            let options = options_of(flags);
+            assert!(loopback_only(&options), "{flags}");
+            let expected = env_secret.as_deref().unwrap_or(LOOPBACK_CLUSTER_SECRET);
+            assert_eq!(node_secret(&options).as_deref(), Ok(expected), "{flags}");
+            let given = options_of(&format!("{flags} --cluster-secret s"));
+            assert_eq!(node_secret(&given).as_deref(), Ok("s"), "{flags}");
+        }
+        for flags in &off_loopback {
+            let options = options_of(flags);
+            assert!(!loopback_only(&options), "{flags}");
+            if env_secret.is_none() {
+                let refused = node_secret(&options).expect_err(flags);
+                assert!(refused.contains("--cluster-secret"), "{flags}: {refused}");
+            }
+            let given = options_of(&format!("{flags} --cluster-secret s"));
+            assert_eq!(node_secret(&given).as_deref(), Ok("s"), "{flags}");
         }
     }
 
@@ -1612,5 +1710,16 @@ mod tests {
         let body = String::from_utf8(bytes).expect("UTF-8");
         let parsed = json::parse(&body).expect("valid JSON");
         assert_eq!(parsed["error"].as_str(), Some("bad \"peer\"\n"));
+        // Issue 3: errors are problem+json, these included.
+        assert_eq!(
+            response.headers.get("content-type"),
+            Some("application/problem+json")
+        );
+        assert_eq!(parsed["status"].as_u64(), Some(400));
+        assert_eq!(parsed["detail"].as_str(), Some("bad \"peer\"\n"));
+        assert_eq!(
+            unavailable("no leader").headers.get("retry-after"),
+            Some("1")
+        );
     }
 }

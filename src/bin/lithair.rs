@@ -66,6 +66,10 @@ fn run(words: &[String]) -> Result<(), Failure> {
             lithair::app::tools::log_command(&required_data(data)?, &action, &mut out)
         }
         ["snapshot", ..] => tools::snapshot_list(&data_only(&words[1..], "snapshot")?, &mut out),
+        [other, ..] if !other.starts_with('-') => {
+            return Err(Failure::Usage(format!("unknown command `{other}`")))
+        }
+        // No command at all (nothing, or flags alone): the usage says what comes first.
         _ => return Err(Failure::Usage(String::new())),
     };
     result
