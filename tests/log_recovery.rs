@@ -377,9 +377,10 @@ fn truncate_after_cuts_inside_frames_and_across_segments() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn delete_before_removes_only_wholly_covered_segments() {
-    let dir = common::fresh_dir("log", "compact");
+/// A log of entries 1..=40 in 300-byte segments (several of them), the first index of each
+/// segment, and an index inside the third segment (deleting before it removes two).
+fn segmented_log(name: &str) -> (PathBuf, LogOptions, Log, Vec<u64>, u64) {
+    let dir = common::fresh_dir("log", name);
     let options = LogOptions {
         segment_bytes_max: 300,
         ..LogOptions::default()
@@ -387,7 +388,13 @@ fn delete_before_removes_only_wholly_covered_segments() {
     let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
     append_batches(&log, 20, 2);
     let firsts = log::list_segments(log.dir()).expect("list");
-    let keep_from = firsts[2] + 1; // inside the third segment
+    let keep_from = firsts[2] + 1;
+    (dir, options, log, firsts, keep_from)
+}
+
+#[test]
+fn delete_before_removes_only_wholly_covered_segments() {
+    let (dir, options, log, firsts, keep_from) = segmented_log("compact");
     assert_eq!(log.delete_before(keep_from).expect("delete"), 2);
     assert_eq!(log::list_segments(log.dir()).expect("list")[0], firsts[2]);
     drop(log);
@@ -406,15 +413,7 @@ fn delete_before_removes_only_wholly_covered_segments() {
 /// requests queued before it, and the log answers requests queued after it as usual.
 #[test]
 fn a_queued_deletion_removes_the_same_segments_without_a_wait() {
-    let dir = common::fresh_dir("log", "compact-queued");
-    let options = LogOptions {
-        segment_bytes_max: 300,
-        ..LogOptions::default()
-    };
-    let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
-    append_batches(&log, 20, 2);
-    let firsts = log::list_segments(log.dir()).expect("list");
-    let keep_from = firsts[2] + 1;
+    let (dir, options, log, firsts, keep_from) = segmented_log("compact-queued");
     log.delete_before_queued(keep_from).expect("queued");
     // Requests are served in order: once this one is answered, the queued deletion is done.
     assert_eq!(log.delete_before(keep_from).expect("delete"), 0);

@@ -1507,20 +1507,7 @@ mod tests {
     use super::*;
 
     fn config_of(flags: &str) -> NodeConfig {
-        let args: Vec<String> = flags.split_whitespace().map(String::from).collect();
-        let no_env = |_: &str| None;
-        let sources = super::super::cli::Sources {
-            app_name: "test",
-            extra_flags: &[],
-            env: &no_env,
-            config_file: None,
-        };
-        match super::super::cli::parse(&args, &sources) {
-            Ok(super::super::cli::Command::Serve(options)) => {
-                node_config(&options, None, "secret".into()).expect("a node config")
-            }
-            other => panic!("expected serve for `{flags}`, got {other:?}"),
-        }
+        node_config(&options_of(flags), None, "secret".into()).expect("a node config")
     }
 
     fn options_of(flags: &str) -> ServeOptions {
