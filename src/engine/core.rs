@@ -1563,7 +1563,11 @@ fn propose_backlog<S: State>(shared: &Arc<Shared<S>>, cluster: &Cluster, role: &
 /// batch: the change takes an index no batch uses, so none is abandoned and the copy needs
 /// no rebuild.
 fn reserve_slot<S: State>(cluster: &Cluster, sequencer: &mut Sequencer<S>) -> Option<u64> {
-    if !cluster.slot_wanted.swap(false, Ordering::SeqCst) {
+    // A load first: this runs for every batch, and the flag is almost always clear (a
+    // swap would write its cache line each time).
+    if !cluster.slot_wanted.load(Ordering::SeqCst)
+        || !cluster.slot_wanted.swap(false, Ordering::SeqCst)
+    {
         return None;
     }
     let slot = sequencer.leave_free();
