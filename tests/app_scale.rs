@@ -106,7 +106,7 @@ fn rows(count: u64) -> Collection<Row> {
     for id in 1..=count {
         // A scrambled but deterministic order, unrelated to the ids.
         let mixed = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-        collection.apply(&ModelEvent::Created(Row {
+        collection.apply(ModelEvent::Created(Row {
             id,
             name: format!("name-{}", mixed % 97),
             rank: mixed % 13,
@@ -363,4 +363,76 @@ fn a_large_state_is_snapshotted_and_loaded_in_bounded_pieces() {
     );
     assert_eq!(back.applied_index, 7);
     assert!(lithair::binary::to_vec(&back.state) == plain);
+}
+
+/// A clone of a collection (the sequencer's copy of the state, taken when a node is admitted
+/// to lead) shares every record with the original instead of copying it, and a change to
+/// either copy copies only the record it changes; each copy's indexes answer for that copy.
+#[test]
+fn a_clone_shares_every_record_until_one_copy_changes_it() {
+    let count = 5_000;
+    let original = rows(count);
+    let mut copy = original.clone();
+    let record = |collection: &Collection<Row>, id: u64| {
+        collection
+            .get(&Id::Int(id))
+            .map(|record| record as *const lithair::app::Record<Row>)
+    };
+    for id in 1..=count {
+        assert_eq!(
+            record(&original, id),
+            record(&copy, id),
+            "record {id} was copied"
+        );
+    }
+    let deleted = original.get(&Id::Int(8)).expect("row 8").value.clone();
+    copy.apply(ModelEvent::Updated {
+        id: Id::Int(7),
+        patch: RowPatch {
+            name: Some("seven".into()),
+        },
+    });
+    copy.apply(ModelEvent::Deleted { id: Id::Int(8) });
+    copy.apply(ModelEvent::Created(Row {
+        id: count + 1,
+        name: "new".into(),
+        rank: 1,
+        flag: !deleted.flag,
+        code: Some("only-in-the-copy".into()),
+    }));
+    for id in 1..=count {
+        match id {
+            7 => assert_ne!(record(&original, id), record(&copy, id)),
+            8 => assert_eq!(record(&copy, id), None),
+            _ => assert_eq!(record(&original, id), record(&copy, id), "record {id}"),
+        }
+    }
+    assert_ne!(
+        original.get(&Id::Int(7)).expect("row 7").value.name,
+        "seven"
+    );
+    assert_eq!(copy.get(&Id::Int(7)).expect("row 7").value.name, "seven");
+    assert_eq!(
+        (original.len(), copy.len()),
+        (count as usize, count as usize)
+    );
+    // The equality index of each copy: row 8 only in the original's, the new row only in the
+    // copy's.
+    let ids = |collection: &Collection<Row>, flag: bool| -> Vec<u64> {
+        let filter = query(&[("flag", if flag { "true" } else { "false" })]);
+        let selected = collection.select(&filter.filters);
+        selected.iter().map(|record| record.value.id).collect()
+    };
+    assert!(ids(&original, deleted.flag).contains(&8));
+    assert!(!ids(&copy, deleted.flag).contains(&8));
+    assert!(ids(&copy, !deleted.flag).contains(&(count + 1)));
+    assert!(!ids(&original, !deleted.flag).contains(&(count + 1)));
+    // And the unique index.
+    let unique = |collection: &Collection<Row>| {
+        collection
+            .find_unique(4, &Value::String("only-in-the-copy".into()))
+            .cloned()
+    };
+    assert_eq!(unique(&copy), Some(Id::Int(count + 1)));
+    assert_eq!(unique(&original), None);
 }

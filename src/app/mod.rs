@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 mod cluster_reads;
 pub mod command;
+pub mod cow_map;
 pub mod docs;
 mod forward;
 pub mod handle;

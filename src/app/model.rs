@@ -7,13 +7,15 @@
 //! Must not: read clocks or randomness in `apply`; know about HTTP (errors are `FieldError`s and
 //! `Rejection`s that the route layer maps to problems).
 
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use crate::binary::{self, Decode, Encode};
 use crate::crypto::sha256::Sha256;
 use crate::engine::{MultisetHash, DIGEST_BYTES};
 use crate::json::{self, FromJson, ToJson, Value};
 
+use super::cow_map::CowMap;
 use super::schema::{
     check_len_rules, check_number_rules, check_string_rules, Filter, FilterOp, ListQuery,
 };
@@ -304,14 +306,25 @@ pub struct Record<M> {
     pub version: u64,
 }
 
+/// An equality index: the set of (key, id) pairs of one field, so the ids of a key are the
+/// run of pairs that start with it, in id order.
+type EqualityIndex = CowMap<(String, Id), ()>;
+
 /// The in-memory state of one model: records by id plus unique and equality indexes.
+///
+/// Every map is a [`CowMap`], so a clone (the sequencer's speculative copy of the state, built
+/// when a node is admitted to lead) is O(models), not O(records), and the two copies share
+/// every record neither has changed since.
 #[derive(Clone, Debug)]
 pub struct Collection<M: Model> {
-    records: BTreeMap<Id, Record<M>>,
+    /// Each record behind its own `Arc`: a leaf copied on write (see [`CowMap`]) copies
+    /// reference counts, not the records in it; only a record that changes is copied.
+    records: CowMap<Id, Arc<Record<M>>>,
     /// field index -> (key -> id), for `#[db(unique)]` fields.
-    unique: Vec<(usize, HashMap<String, Id>)>,
-    /// field index -> (key -> ids), for `#[db(indexed)]` fields.
-    indexed: Vec<(usize, HashMap<String, BTreeSet<Id>>)>,
+    unique: Vec<(usize, CowMap<String, Id>)>,
+    /// field index -> the set of (key, id) pairs, for `#[db(indexed)]` fields: the ids of a
+    /// key are the run of pairs that start with it, in id order.
+    indexed: Vec<(usize, EqualityIndex)>,
     /// Highest integer id ever assigned (ids are never reused, even after a delete).
     last_int_id: u64,
     /// The multiset hash of the records (each hashed by [`record_hash`]), kept up by every
@@ -373,15 +386,15 @@ impl<M: Model> Collection<M> {
     pub fn new() -> Self {
         let fields = M::FIELDS.iter().enumerate();
         Collection {
-            records: BTreeMap::new(),
+            records: CowMap::new(),
             unique: fields
                 .clone()
                 .filter(|(_, spec)| spec.unique && !spec.primary_key)
-                .map(|(index, _)| (index, HashMap::new()))
+                .map(|(index, _)| (index, CowMap::new()))
                 .collect(),
             indexed: fields
                 .filter(|(_, spec)| spec.indexed)
-                .map(|(index, _)| (index, HashMap::new()))
+                .map(|(index, _)| (index, CowMap::new()))
                 .collect(),
             last_int_id: 0,
             records_sum: Some(MultisetHash::EMPTY),
@@ -444,12 +457,12 @@ impl<M: Model> Collection<M> {
 
     /// The record with this id.
     pub fn get(&self, id: &Id) -> Option<&Record<M>> {
-        self.records.get(id)
+        self.records.get(id).map(|record| &**record)
     }
 
     /// Every record in id order.
     pub fn iter(&self) -> impl Iterator<Item = &Record<M>> + '_ {
-        self.records.values()
+        self.records.values().map(|record| &**record)
     }
 
     /// The id the next created record gets when it brings none; `None` once a record holds
@@ -494,45 +507,45 @@ impl<M: Model> Collection<M> {
 
     /// Applies one committed event. Events were checked when decided, so a violation here is a
     /// broken invariant (the log and the state disagree) and stops the process.
-    pub fn apply(&mut self, event: &ModelEvent<M>) {
+    pub fn apply(&mut self, event: ModelEvent<M>) {
         match event {
-            ModelEvent::Created(record) => {
-                let id = record.id();
+            ModelEvent::Created(value) => {
+                let id = value.id();
+                self.index_insert(&value);
+                self.account(&value, 1, true);
+                let record = Arc::new(Record { value, version: 1 });
+                // One descent for the check and the insert; a record already there stops
+                // the process before anything else reads this collection.
+                let previous = self.records.insert(id.clone(), record);
                 assert!(
-                    !self.records.contains_key(&id),
+                    previous.is_none(),
                     "{} {id} created twice: the log and the state disagree",
                     M::NAME
                 );
                 if let Id::Int(value) = id {
                     self.last_int_id = self.last_int_id.max(value);
                 }
-                self.index_insert(record);
-                let record = Record {
-                    value: record.clone(),
-                    version: 1,
-                };
-                self.account(&record.value, record.version, true);
-                self.records.insert(id, record);
             }
             ModelEvent::Updated { id, patch } => {
-                let mut updated = self.take_for_change(id);
-                updated.value.apply_patch(patch);
-                self.put_back(id, updated);
+                let mut updated = Arc::unwrap_or_clone(self.take_for_change(&id));
+                updated.value.apply_patch(&patch);
+                self.put_back(&id, updated);
             }
-            ModelEvent::Replaced(record) => {
-                let id = record.id();
-                let mut replaced = self.take_for_change(&id);
-                replaced.value = record.clone();
-                self.put_back(&id, replaced);
+            ModelEvent::Replaced(value) => {
+                let id = value.id();
+                let version = self.take_for_change(&id).version;
+                self.put_back(&id, Record { value, version });
             }
             ModelEvent::Deleted { id } => {
-                let removed = self.take_for_change(id);
+                let removed = self.take_for_change(&id);
                 drop(removed);
             }
         }
     }
 
-    fn take_for_change(&mut self, id: &Id) -> Record<M> {
+    /// Removes the record `id` for a change or a delete. (It may still be shared with
+    /// another copy of the collection: a change copies it then, a delete never does.)
+    fn take_for_change(&mut self, id: &Id) -> Arc<Record<M>> {
         let record = self.records.remove(id).unwrap_or_else(|| {
             panic!(
                 "{} {id} changed but absent: the log and the state disagree",
@@ -549,7 +562,7 @@ impl<M: Model> Collection<M> {
         record.version += 1;
         self.index_insert(&record.value);
         self.account(&record.value, record.version, true);
-        self.records.insert(id.clone(), record);
+        self.records.insert(id.clone(), Arc::new(record));
     }
 
     fn index_insert(&mut self, record: &M) {
@@ -562,7 +575,7 @@ impl<M: Model> Collection<M> {
         }
         for (field, map) in &mut self.indexed {
             let key = index_key(&record.field_value(*field));
-            map.entry(key).or_default().insert(id.clone());
+            map.insert((key, id.clone()), ());
         }
     }
 
@@ -576,12 +589,7 @@ impl<M: Model> Collection<M> {
         }
         for (field, map) in &mut self.indexed {
             let key = index_key(&record.field_value(*field));
-            if let Some(ids) = map.get_mut(&key) {
-                ids.remove(&id);
-                if ids.is_empty() {
-                    map.remove(&key);
-                }
-            }
+            map.remove(&(key, id.clone()));
         }
     }
 
@@ -630,18 +638,22 @@ impl<M: Model> Collection<M> {
                 .indexed
                 .iter()
                 .find(|(field, _)| *field == filter.field && filter.op == FilterOp::Eq)?;
-            Some(map.get(&filter.operand))
+            let operand = filter.operand.as_str();
+            Some(
+                map.iter_from(move |(key, _)| key.as_str() < operand)
+                    .map_while(move |((key, id), ())| (key == operand).then_some(id)),
+            )
         });
         // Exactly one of the two runs: the index's ids (none when no record holds the
         // operand), or every record.
         let (by_index, all) = match indexed {
-            Some(ids) => (Some(ids.into_iter().flatten()), None),
-            None => (None, Some(self.records.values())),
+            Some(ids) => (Some(ids), None),
+            None => (None, Some(self.records.values().map(|record| &**record))),
         };
         by_index
             .into_iter()
             .flatten()
-            .filter_map(|id| self.records.get(id))
+            .filter_map(|id| self.get(id))
             .chain(all.into_iter().flatten())
             .filter(move |record| {
                 filters
@@ -923,7 +935,7 @@ impl<M: Model> Collection<M> {
         }
         self.index_insert(&value);
         self.account(&value, version, true);
-        self.records.insert(id, Record { value, version });
+        self.records.insert(id, Arc::new(Record { value, version }));
         Ok(())
     }
 }

@@ -143,7 +143,7 @@ impl<M: Model> AnyCollection for Collection<M> {
         let event: ModelEvent<M> = binary::from_slice(payload).unwrap_or_else(|error| {
             panic!("an event of {} does not decode at apply: {error}", M::NAME)
         });
-        self.apply(&event);
+        self.apply(event);
     }
 
     fn encode_into(&self, out: &mut Vec<u8>) {

@@ -595,8 +595,9 @@ impl<S: State> Engine<S> {
 
     /// How many times the sequencer rebuilt its speculative copy from the committed state
     /// after a batch failed to reach the log (a failed append, or in a cluster a proposal
-    /// the Raft node abandoned): each rebuild clones the whole committed state and fails the
-    /// writes in transit with a retryable error. A new leadership term's rebuild is not
+    /// the Raft node abandoned): each rebuild clones the committed state (for an app's
+    /// state a structural copy, see `app::cow_map`; a `State` of your own pays its `Clone`)
+    /// and fails the writes in transit with a retryable error. A new leadership term's rebuild is not
     /// counted.
     pub fn sequencer_rebuilds(&self) -> u64 {
         self.shared().rebuilds.load(Ordering::Relaxed)

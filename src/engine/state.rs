@@ -16,7 +16,10 @@ use std::sync::Arc;
 /// The application state: in RAM, changed only by applying events in log order.
 ///
 /// `Clone` is required because the sequencer keeps a speculative copy that already includes
-/// accepted-but-not-yet-durable events (see the module docs of `engine`).
+/// accepted-but-not-yet-durable events (see the module docs of `engine`). It is taken when a
+/// node starts to sequence (at start, or when it is admitted to lead) and on every sequencer
+/// rebuild, under the committed state's read lock: a large state should clone structurally
+/// (shared, copy-on-write parts, as `app::cow_map::CowMap` gives an app's collections).
 pub trait State: Encode + Decode + Clone + Send + Sync + 'static {
     /// The events that change this state.
     type Event: Encode + Decode + Send + Sync + 'static;

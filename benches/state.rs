@@ -1,0 +1,154 @@
+//! Cost of the app state's record store (`Collection`), shaped like the bench server's items:
+//! - `state_clone/N`: copying an `AppState` of N items, what a node pays when it is admitted
+//!   to lead (the sequencer's speculative copy) and on every sequencer rebuild.
+//! - `state_get/1M`: reading one item by id from a 1M-item collection.
+//! - `replace_after_clone/1M`: 10,000 replacements of random items applied to a fresh copy of
+//!   a 1M-item state (the first writes after admission, while the copy shares what it can).
+//! - `created_in_order/100k`: building a 100k-item state from created events (replay, catch-up).
+//!
+//! Run: `cargo bench --bench state`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use lithair::app::state::register;
+use lithair::app::{AppEvent, AppState, ModelEvent};
+use lithair::engine::State;
+use lithair::prelude::*;
+
+/// The bench server's item.
+#[derive(Model, Clone, Debug, PartialEq)]
+struct Item {
+    #[db(primary_key)]
+    id: u64,
+    name: String,
+    price: f64,
+    tags: Vec<String>,
+    in_stock: bool,
+}
+
+fn item(id: u64) -> Item {
+    Item {
+        id,
+        name: format!("item-{id}"),
+        price: id as f64 * 1.25,
+        tags: vec!["a".into(), "b".into()],
+        in_stock: id % 2 == 0,
+    }
+}
+
+fn state_of(items: u64) -> AppState {
+    register::<Item>();
+    let mut state = AppState::with_models(&["Item"]);
+    for id in 1..=items {
+        state.apply(&AppEvent::new(&ModelEvent::Created(item(id))));
+    }
+    state
+}
+
+/// A fixed pseudo-random sequence of ids in 1..=items (no clock, no OS randomness).
+fn spread_ids(count: usize, items: u64) -> Vec<u64> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..count)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % items + 1
+        })
+        .collect()
+}
+
+fn bench_clone(c: &mut Criterion) {
+    let mut group = c.benchmark_group("state_clone");
+    group.sample_size(10);
+    for (name, items) in [("100k", 100_000), ("1M", 1_000_000)] {
+        let state = state_of(items);
+        group.throughput(Throughput::Elements(items));
+        group.bench_function(name, |b| b.iter(|| black_box(state.clone())));
+    }
+    group.finish();
+}
+
+fn bench_get(c: &mut Criterion) {
+    let state = state_of(1_000_000);
+    let collection = state.collection::<Item>();
+    let ids = spread_ids(4096, 1_000_000);
+    let mut group = c.benchmark_group("state_get");
+    group.throughput(Throughput::Elements(ids.len() as u64));
+    group.bench_function("1M", |b| {
+        b.iter(|| {
+            let mut found = 0u64;
+            for id in &ids {
+                let record = collection.get(&Id::Int(*id));
+                found += u64::from(record.is_some());
+            }
+            black_box(found)
+        })
+    });
+    group.finish();
+}
+
+fn bench_replace_after_clone(c: &mut Criterion) {
+    let state = state_of(1_000_000);
+    let events: Vec<AppEvent> = spread_ids(10_000, 1_000_000)
+        .into_iter()
+        .map(|id| {
+            let mut changed = item(id);
+            changed.price += 1.0;
+            AppEvent::new(&ModelEvent::Replaced(changed))
+        })
+        .collect();
+    let mut group = c.benchmark_group("replace_after_clone");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("1M", |b| {
+        b.iter_batched(
+            || state.clone(),
+            |mut copy| {
+                for event in &events {
+                    copy.apply(event);
+                }
+                copy
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+fn bench_created_in_order(c: &mut Criterion) {
+    register::<Item>();
+    let events: Vec<AppEvent> = (1..=100_000)
+        .map(|id| AppEvent::new(&ModelEvent::Created(item(id))))
+        .collect();
+    let mut group = c.benchmark_group("created_in_order");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("100k", |b| {
+        b.iter_batched(
+            || {
+                let mut state = AppState::with_models(&["Item"]);
+                state.stop_keeping_digest();
+                state
+            },
+            |mut state| {
+                for event in &events {
+                    state.apply(event);
+                }
+                state
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_clone,
+    bench_get,
+    bench_replace_after_clone,
+    bench_created_in_order
+);
+criterion_main!(benches);
