@@ -1,8 +1,9 @@
 //! Snapshots taken off the live state: the snapshot path never takes the committed state's
-//! lock, the snapshot equals the live state at its index (user state, aggregate versions,
-//! idempotency window), the initial state counts (also after opening past damaged snapshot
-//! files), Relaxed mode, and a log with missing entries fails the snapshot instead of being
-//! skipped.
+//! lock (a state that clones cheaply takes it for a copy, and is encoded from it without
+//! reading an older snapshot file), the snapshot equals the live state at its index (user
+//! state, aggregate versions, idempotency window), the initial state counts (also after
+//! opening past damaged snapshot files), Relaxed mode, and a log with missing entries fails
+//! the snapshot instead of being skipped.
 
 mod common;
 
@@ -733,6 +734,111 @@ fn a_damaged_newest_snapshot_falls_back_to_the_older_one_and_the_log_after_it() 
         (infos[2].index, live),
         "opened from the older snapshot and the log after it"
     );
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `Kv` declaring its clone cheap (`State::CLONES_CHEAPLY`, as an app's state does), with its
+/// decodes counted: a snapshot must copy the live state instead of rebuilding it from the
+/// previous snapshot file.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct CheapKv(Kv);
+
+/// Decodes of a `CheapKv` so far (only the test below uses the type).
+static CHEAP_DECODES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Encode for CheapKv {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode(out);
+    }
+}
+
+impl Decode for CheapKv {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, binary::Error> {
+        CHEAP_DECODES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(CheapKv(Kv::decode(reader)?))
+    }
+}
+
+impl State for CheapKv {
+    type Event = KvEvent;
+    const CLONES_CHEAPLY: bool = true;
+
+    fn apply(&mut self, event: &KvEvent) {
+        if let KvEvent::Put { key, value } = event {
+            self.0.map.insert(*key, *value);
+        }
+    }
+
+    fn aggregate(event: &KvEvent) -> Option<u64> {
+        Kv::aggregate(event)
+    }
+}
+
+struct PutCheap(u64, u64);
+
+impl Command<CheapKv> for PutCheap {
+    type Rejection = ();
+    fn decide(&self, _: &CheapKv, _: &Context) -> Result<Vec<KvEvent>, ()> {
+        Ok(vec![KvEvent::Put {
+            key: self.0,
+            value: self.1,
+        }])
+    }
+}
+
+#[test]
+fn a_state_that_clones_cheaply_is_snapshotted_from_a_copy_of_the_live_state() {
+    let dir = common::fresh_dir("engine-snapshot", "cheap-clone");
+    let keys_max = 50;
+    let options = EngineOptions {
+        idempotency_keys_max: keys_max,
+        segment_bytes_max: 4096,
+        ..EngineOptions::default()
+    };
+    let (engine, _) = Engine::open(&dir, options.clone(), CheapKv::default()).expect("open");
+    let keyed = |key: u64| Meta {
+        idempotency_key: Some(Arc::from(format!("key-{key}").as_str())),
+        ..Meta::default()
+    };
+    let mut receipts = Vec::new();
+    for round in 0..3u64 {
+        for key in round * 200..(round + 1) * 200 {
+            let receipt = engine
+                .submit_with(PutCheap(key % 64, key), keyed(key))
+                .expect("put");
+            receipts.push((key, receipt));
+        }
+        let info = engine.snapshot().expect("snapshot");
+        assert_eq!(info.index, engine.applied_index());
+    }
+    assert_eq!(
+        CHEAP_DECODES.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a snapshot decoded an older snapshot file to rebuild the state"
+    );
+    // The newest file is the live state: records, versions and idempotency window.
+    let index = engine.applied_index();
+    let file = read_snapshot_file(&dir, index).expect("read snapshot");
+    let (named, body) = parse_snapshot(&file).expect("valid snapshot");
+    assert_eq!(named, index);
+    let snapshot = Tracked::<CheapKv>::decode_snapshot(body, keys_max).expect("decode snapshot");
+    assert_eq!(snapshot.applied_index, index);
+    assert_eq!(digest(&snapshot.state), engine.digest(), "user state");
+    for aggregate in 0..64 {
+        assert_eq!(snapshot.version(aggregate), engine.version(aggregate));
+    }
+    let newest = receipts.len() - keys_max;
+    for (position, (key, receipt)) in receipts.iter().enumerate() {
+        let expected = (position >= newest).then_some(*receipt);
+        assert_eq!(snapshot.receipt_of(&format!("key-{key}")), expected);
+    }
+    // And a restart starts from it.
+    let digest_live = engine.digest();
+    drop(engine);
+    let (engine, opened) = Engine::open(&dir, options, CheapKv::default()).expect("reopen");
+    assert_eq!(opened.snapshot_index, index);
+    assert_eq!(engine.digest(), digest_live);
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -341,6 +341,10 @@ impl AppState {
 impl State for AppState {
     type Event = AppEvent;
 
+    /// Every collection keeps its records and indexes in `CowMap`s: a copy is a reference
+    /// count per map.
+    const CLONES_CHEAPLY: bool = true;
+
     fn apply(&mut self, event: &AppEvent) {
         let position = self
             .collections

@@ -2057,9 +2057,10 @@ fn start_background_snapshot<S: State>(shared: &Arc<Shared<S>>, snapshotter: &Sn
     }
 }
 
-/// Snapshots the committed state at the last applied batch boundary without touching the
-/// live state (no lock on it: the state is rebuilt from the previous snapshot and the log,
-/// see `snapshotter`), writes it durably, and only then deletes the log segments it covers
+/// Snapshots the committed state at the last applied batch boundary: from a copy of it when
+/// the state clones cheaply ([`State::CLONES_CHEAPLY`], the read lock held for the copy),
+/// otherwise without touching the live state (no lock on it: the state is rebuilt from the
+/// previous snapshot and the log, see `snapshotter`); writes it durably, and only then deletes the log segments it covers
 /// (single node) or tells Raft it may compact (cluster).
 fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
     let _one_at_a_time = shared.snapshot_lock.lock().expect("snapshot lock poisoned");
@@ -2068,6 +2069,24 @@ fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
     let target = shared.applied.load(Ordering::SeqCst);
     shared.events_since_snapshot.store(0, Ordering::Relaxed);
     shared.bytes_since_snapshot.store(0, Ordering::Relaxed);
+    // A state that copies structurally is snapshotted from a copy of the committed state:
+    // the read lock is held for the copy alone (reference counts, and the idempotency
+    // window), and neither the newest snapshot file nor the log is read again. Every state
+    // the lock releases is at an applied batch boundary, at or past `target`.
+    let live_copy = S::CLONES_CHEAPLY.then(|| {
+        let copy = shared
+            .committed
+            .read()
+            .expect("state lock poisoned")
+            .clone();
+        assert!(
+            copy.applied_index >= target,
+            "the committed state went back from {target} to {}",
+            copy.applied_index
+        );
+        copy
+    });
+    let target = live_copy.as_ref().map_or(target, |copy| copy.applied_index);
     let source = snapshotter::Source {
         data_dir: &shared.data_dir,
         initial: shared
@@ -2080,11 +2099,13 @@ fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
         relaxed: shared.cluster.is_none()
             && matches!(shared.options.durability, Durability::Relaxed { .. }),
         // Taken out: after a failure the next snapshot starts over from the newest file.
-        retained: shared
-            .snapshot_state
-            .lock()
-            .expect("snapshot state lock poisoned")
-            .take(),
+        retained: live_copy.or_else(|| {
+            shared
+                .snapshot_state
+                .lock()
+                .expect("snapshot state lock poisoned")
+                .take()
+        }),
     };
     let hook = shared.options.snapshot_hook.as_ref();
     let written = snapshotter::write_at(source, target, hook)?;
@@ -2095,7 +2116,9 @@ fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
         snapshot::file_bytes(&shared.data_dir, index),
         Ordering::Relaxed,
     );
-    if shared.options.snapshot_keep_state {
+    // (A state copied from the live one is not kept: the next snapshot copies again, and a
+    // kept copy would hold on to every record the live state changes meanwhile.)
+    if shared.options.snapshot_keep_state && !S::CLONES_CHEAPLY {
         *shared
             .snapshot_state
             .lock()

@@ -2,6 +2,9 @@
 //! rebuilt on the snapshot thread from the newest snapshot file plus the log up to N, through
 //! the same routine recovery uses ([`replay::rebuild`]), then encoded and written atomically.
 //! The applier never waits for it: the only thing shared with the live state is N itself.
+//! A state handed in ([`Source::retained`]) is continued instead: the one kept from the
+//! previous snapshot, or a copy of the live state at N that the engine took for a state that
+//! clones cheaply (`State::CLONES_CHEAPLY`), which is encoded as it is.
 //!
 //! Owns: making N durable before a snapshot claims it (Relaxed mode) and the check that the
 //! rebuilt state is exactly at N. Must not: take the committed state's lock, or delete log
@@ -28,8 +31,9 @@ pub(super) struct Source<'a, S> {
     /// Relaxed durability: entries up to N may be written but not yet fsynced.
     pub relaxed: bool,
     /// The state the previous snapshot was built from, kept by
-    /// [`super::EngineOptions::snapshot_keep_state`]: the rebuild then replays only the log
-    /// after it, instead of loading the newest snapshot file.
+    /// [`super::EngineOptions::snapshot_keep_state`], or a copy of the live state (at the
+    /// index asked for): the rebuild then replays only the log after it (nothing, for the
+    /// copy), instead of loading the newest snapshot file.
     pub retained: Option<Tracked<S>>,
 }
 
@@ -59,9 +63,17 @@ pub(super) fn write_at<S: State>(
         sync_log_through(&log_dir, index)?;
     }
     let newest_file = snapshot::list_snapshots(source.data_dir)?.last().copied();
+    let mut retained = source.retained;
+    // Already at the index (a copy of the live state), and newer than every file: encoded
+    // as it is, the log is not read.
+    if let Some(copy) = retained.take_if(|kept| {
+        kept.applied_index == index && newest_file.is_none_or(|newest| newest < index)
+    }) {
+        return write_state(source.data_dir, copy, hook);
+    }
     // A kept state behind the newest file (an install replaced the log after it) or past
     // the index asked for (a restore moved the state elsewhere) cannot continue: drop it.
-    let base = match source.retained {
+    let base = match retained {
         Some(kept)
             if kept.applied_index <= index
                 && newest_file.is_none_or(|newest| newest <= kept.applied_index) =>
@@ -95,6 +107,16 @@ pub(super) fn write_at<S: State>(
         );
         return Err(Error::Invalid { message });
     }
+    write_state(source.data_dir, tracked, hook)
+}
+
+/// Encodes `tracked` into the snapshot file of its applied index, atomically.
+fn write_state<S: State>(
+    data_dir: &Path,
+    tracked: Tracked<S>,
+    hook: Option<&SnapshotHook>,
+) -> Result<Written<S>, Error> {
+    let index = tracked.applied_index;
     // Two passes over the state (see `binary::Spill`), neither holding more than a piece of
     // its encoding: a snapshot of a large state costs no state-sized buffer.
     let mut measure = binary::Spill::measure();
@@ -102,26 +124,25 @@ pub(super) fn write_at<S: State>(
     let measured = measure
         .finish()
         .map_err(|message| Error::Invalid { message })?;
-    let path =
-        snapshot::write_snapshot_with(source.data_dir, index, measured.bytes, hook, |sink| {
-            // The file's first error, kept whole (the spill carries only a message).
-            let mut failed = None;
-            let mut to_file = |piece: &[u8]| {
-                sink(piece).map_err(|error| {
-                    let message = error.to_string();
-                    failed = Some(error);
-                    message
-                })
-            };
-            let mut emit = binary::Spill::emit(&measured, &mut to_file);
-            tracked.encode_snapshot_spilled(&mut emit);
-            let emitted = emit.finish();
-            match (failed, emitted) {
-                (Some(error), _) => Err(error),
-                (None, Err(message)) => Err(Error::Invalid { message }),
-                (None, Ok(_)) => Ok(()),
-            }
-        })?;
+    let path = snapshot::write_snapshot_with(data_dir, index, measured.bytes, hook, |sink| {
+        // The file's first error, kept whole (the spill carries only a message).
+        let mut failed = None;
+        let mut to_file = |piece: &[u8]| {
+            sink(piece).map_err(|error| {
+                let message = error.to_string();
+                failed = Some(error);
+                message
+            })
+        };
+        let mut emit = binary::Spill::emit(&measured, &mut to_file);
+        tracked.encode_snapshot_spilled(&mut emit);
+        let emitted = emit.finish();
+        match (failed, emitted) {
+            (Some(error), _) => Err(error),
+            (None, Err(message)) => Err(Error::Invalid { message }),
+            (None, Ok(_)) => Ok(()),
+        }
+    })?;
     Ok(Written {
         index,
         path,

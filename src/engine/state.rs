@@ -39,6 +39,16 @@ pub trait State: Encode + Decode + Clone + Send + Sync + 'static {
     /// Current schema version of the event payloads; older ones are upcast during replay.
     const SCHEMA_VERSION: u32 = 1;
 
+    /// Whether `clone` is structural (shared, copy-on-write parts: an app's state, see
+    /// `app::cow_map`), so that a copy costs about nothing whatever the state's size.
+    ///
+    /// Background snapshots then start from a copy of the committed state taken under its
+    /// read lock, and only encode it. Otherwise (the default) the snapshot thread rebuilds
+    /// the state at the snapshot's index from the newest snapshot file and the log, which
+    /// never touches the live state's lock but costs a decode of that file and a replay of
+    /// the log after it on every snapshot.
+    const CLONES_CHEAPLY: bool = false;
+
     /// The aggregate (e.g. a record id) an event changes, for optimistic concurrency: each event
     /// naming an aggregate bumps its version by one.
     fn aggregate(event: &Self::Event) -> Option<u64> {
