@@ -1714,6 +1714,12 @@ impl Driver {
     fn finish_ready(&mut self, mut ready: Ready) -> io::Result<()> {
         if let Some(snapshot) = ready.snapshot.take() {
             let index = snapshot.meta.index;
+            // Queued for the engine's applier, which decodes it after the entries handed to
+            // it before and before those handed after: this thread does not wait for the
+            // decode (seconds for a large state), so it goes on answering heartbeats, appends
+            // and votes. `applied` counts what is handed to the engine: reads confirmed at an
+            // index wait for the engine's own applied index (`AppliedWatch`), which reaches
+            // `index` only once the snapshot's state is in place.
             self.replica.restore(index).map_err(io::Error::other)?;
             self.applied = index;
             self.snapshots_installed += 1;
@@ -1730,7 +1736,10 @@ impl Driver {
                     self.forget_peer(id);
                 }
             }
-            eprintln!("lithair: installed a snapshot from the leader at index {index}");
+            eprintln!(
+                "lithair: installed a snapshot from the leader at index {index} \
+                 (the engine's applier loads it)"
+            );
         }
         let committed = std::mem::take(&mut ready.committed_entries);
         self.apply_committed(&committed);
