@@ -1905,7 +1905,7 @@ fn restore_snapshot<S: State>(shared: &Shared<S>, restore: QueuedRestore) {
         "the snapshot installed from the leader at index {index} holds another index's state"
     );
     let decode_ms = began.elapsed().as_millis();
-    {
+    let replaced = {
         let mut committed = shared.committed.write().expect("state lock poisoned");
         // The node hands over a restore only past every index delivered before it, and those
         // are applied by now: the applied index moves forward, never back.
@@ -1914,7 +1914,7 @@ fn restore_snapshot<S: State>(shared: &Shared<S>, restore: QueuedRestore) {
             "a restore to {index} would move the applied index back from {}",
             committed.applied_index
         );
-        *committed = tracked;
+        let replaced = std::mem::replace(&mut *committed, tracked);
         shared.applied.store(index, Ordering::SeqCst);
         *shared.digest_at.lock().expect("digest lock poisoned") = None;
         // Before the lock goes, as when the Raft thread restored and returned: whoever sees
@@ -1925,7 +1925,10 @@ fn restore_snapshot<S: State>(shared: &Shared<S>, restore: QueuedRestore) {
         shared.snapshot_bytes.store(bytes, Ordering::Relaxed);
         shared.events_since_snapshot.store(0, Ordering::Relaxed);
         shared.bytes_since_snapshot.store(0, Ordering::Relaxed);
-    }
+        replaced
+    };
+    // Freed outside the lock: readers need not wait while a large old state is dropped.
+    drop(replaced);
     shared
         .subscribers
         .lock()
@@ -1933,7 +1936,7 @@ fn restore_snapshot<S: State>(shared: &Shared<S>, restore: QueuedRestore) {
         .restart_at(index);
     tell_applied(cluster, index);
     eprintln!(
-        "lithair: the state is the snapshot's from the leader at index {index} \
+        "lithair: the engine restored the snapshot installed from the leader at index {index} \
          ({bytes} bytes, decoded on the applier in {decode_ms} ms)"
     );
 }
