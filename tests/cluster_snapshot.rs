@@ -979,8 +979,11 @@ mod engine_cluster {
 
     /// A follower in `dir` that applied the bootstrap entries and `Push(1)` from `sent`, and
     /// holds `sent`'s snapshot file (installed as the Raft storage does before the restore).
-    fn follower_before_restore(dir: &std::path::Path, sent: &Sent) -> Engine<Ordered> {
-        let (sender, _proposals) = mpsc::channel();
+    fn follower_before_restore(
+        dir: &std::path::Path,
+        sent: &Sent,
+    ) -> (Engine<Ordered>, mpsc::Receiver<Proposal>) {
+        let (sender, proposals) = mpsc::channel();
         let proposer: Arc<dyn Proposer> = Arc::new(Recorder(Mutex::new(sender)));
         let (follower, _) = Engine::open_cluster(
             dir,
@@ -995,7 +998,26 @@ mod engine_cluster {
         replica.apply(sent.early.0, &sent.early.1, None);
         wait_applied(&follower, 4);
         lithair::engine::install_snapshot_file(dir, sent.index, &sent.file).unwrap();
-        follower
+        (follower, proposals)
+    }
+
+    /// Serializes the tests that arm [`DECODE_GATE`] (a gate is global to the binary).
+    static GATE_USERS: Mutex<()> = Mutex::new(());
+
+    /// Arms [`DECODE_GATE`]: the next decode of [`Ordered`] says it began on the first
+    /// receiver and waits until the sender sends (or is dropped). Hold the guard meanwhile.
+    fn arm_decode_gate() -> (
+        std::sync::MutexGuard<'static, ()>,
+        mpsc::Receiver<()>,
+        mpsc::Sender<()>,
+    ) {
+        let users = GATE_USERS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (began, decode_began) = mpsc::channel();
+        let (release, released) = mpsc::channel();
+        *DECODE_GATE.lock().unwrap() = Some((began, released));
+        (users, decode_began, release)
     }
 
     /// `Replica::restore` runs on the Raft thread, which must keep answering heartbeats and
@@ -1008,7 +1030,7 @@ mod engine_cluster {
         let base = std::env::temp_dir().join(format!("lithair-csnap-async-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         let sent = leader_with_snapshot(&base.join("leader"));
-        let follower = follower_before_restore(&base.join("follower"), &sent);
+        let (follower, _proposals) = follower_before_restore(&base.join("follower"), &sent);
         let (told, applied_told) = mpsc::channel();
         follower.on_applied(move |index| {
             let _ = told.send(index);
@@ -1016,9 +1038,7 @@ mod engine_cluster {
         let replica = follower.replica();
         assert_eq!(follower.read(|s| s.seen.clone()), [1, 2]);
 
-        let (began, decode_began) = mpsc::channel();
-        let (release, released) = mpsc::channel();
-        *DECODE_GATE.lock().unwrap() = Some((began, released));
+        let (_gate, decode_began, release) = arm_decode_gate();
         let (returned, restore_returned) = mpsc::channel();
         let restoring = Arc::clone(&replica);
         let index = sent.index;
@@ -1074,6 +1094,54 @@ mod engine_cluster {
         std::fs::remove_dir_all(&base).unwrap();
     }
 
+    /// One event: how many events the state holds when the command is decided.
+    struct Count;
+
+    impl Command<Ordered> for Count {
+        type Rejection = ();
+        fn decide(&self, state: &Ordered, _: &Context) -> Result<Vec<u64>, ()> {
+            Ok(vec![state.seen.len() as u64])
+        }
+    }
+
+    /// A node elected while its restore is still queued on the applier (its Raft thread went
+    /// on, so it can win a vote) must not sequence against the old state: the restore counts
+    /// as a batch in flight, and the sequencer copies the committed state only once none is.
+    #[test]
+    fn a_leader_elected_during_a_restore_decides_on_the_snapshots_state() {
+        let base = std::env::temp_dir().join(format!("lithair-csnap-elect-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let sent = leader_with_snapshot(&base.join("leader"));
+        let (follower, proposals) = follower_before_restore(&base.join("follower"), &sent);
+        let replica = follower.replica();
+        let (_gate, decode_began, release) = arm_decode_gate();
+        replica.restore(sent.index).unwrap();
+        decode_began
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the applier decodes the snapshot");
+        // Elected in term 3 with everything up to the snapshot handed over (the driver's
+        // condition), and nothing after it: only the restore itself is in flight.
+        replica.set_next_index(sent.index + 1);
+        replica.set_leader(Some(3));
+        let ticket = follower.submit_async(Count, Default::default());
+        // No proposal while the restore waits at the gate: it would be decided on [1, 2].
+        // (A wrong build may propose later than this; a right one never proposes here.)
+        assert!(
+            proposals.recv_timeout(Duration::from_millis(300)).is_err(),
+            "sequenced before the restore replaced the state"
+        );
+        release.send(()).unwrap();
+        let (term, first, entries, token) = next(&proposals);
+        assert_eq!((term, first, entries.len()), (3, 7, 1));
+        replica.apply(first, &entries, Some(token));
+        assert_eq!(ticket.wait().unwrap().first_index, 7);
+        // Decided on the snapshot's state (4 events), not the old one (2).
+        assert_eq!(follower.read(|s| s.seen.clone()), [1, 2, 3, 4, 4]);
+        drop(replica);
+        drop(follower);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
     /// Set (to the test's directory) in the child process that
     /// `a_snapshot_that_does_not_decode_on_the_applier_stops_the_process` starts.
     const FATAL_CHILD_ENV: &str = "LITHAIR_TEST_FATAL_RESTORE_DIR";
@@ -1087,7 +1155,7 @@ mod engine_cluster {
         if let Some(base) = std::env::var_os(FATAL_CHILD_ENV) {
             let base = std::path::PathBuf::from(base);
             let sent = leader_with_snapshot(&base.join("leader"));
-            let follower = follower_before_restore(&base.join("follower"), &sent);
+            let (follower, _proposals) = follower_before_restore(&base.join("follower"), &sent);
             let replica = follower.replica();
             DECODE_REFUSED.store(true, SeqCst);
             if let Err(error) = replica.restore(sent.index) {
