@@ -1709,8 +1709,9 @@ impl Driver {
         Ok(())
     }
 
-    /// Steps 4 and 5 of a Ready: restore a received snapshot, hand committed entries to the
-    /// engine, and note confirmed reads.
+    /// Steps 4 and 5 of a Ready: hand a received snapshot to the engine (which restores it
+    /// on its applier, in turn), hand committed entries to the engine, and note confirmed
+    /// reads.
     fn finish_ready(&mut self, mut ready: Ready) -> io::Result<()> {
         if let Some(snapshot) = ready.snapshot.take() {
             let index = snapshot.meta.index;
