@@ -308,7 +308,7 @@ mod engine_cluster {
     };
     use lithair::log::EntryBatch;
     use lithair::prelude::*;
-    use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::SeqCst};
     use std::sync::mpsc;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
@@ -574,6 +574,8 @@ mod engine_cluster {
         replica.set_leader(None);
         lithair::engine::install_snapshot_file(&follower_dir, sent.index, &file).unwrap();
         replica.restore(sent.index).unwrap();
+        // The applier decodes it: the restore itself returns at once.
+        wait_applied(&follower, sent.index);
         assert_eq!(follower.digest(), digest);
         // The installed file is now the newest snapshot: its size counts, its tail is empty.
         let installed = lithair::engine::SnapshotTail {
@@ -591,6 +593,19 @@ mod engine_cluster {
         assert_eq!(follower.snapshot_tail(), installed);
         drop(follower);
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// Waits (up to 10 s) until `engine` applied `index`; fails the test past that.
+    fn wait_applied<S: State>(engine: &Engine<S>, index: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while engine.applied_index() < index {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "index {index} not applied in 10 s (applied {})",
+                engine.applied_index()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// A proposal with the index left free before it (see `Proposer::propose`).
@@ -841,5 +856,354 @@ mod engine_cluster {
         drop(engine);
         assert_eq!(copies_become(0), 0, "copies outlive the engine");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // ---- A restore on the Raft thread queues the decode for the applier. ----
+
+    /// The one snapshot decode of [`Ordered`] that waits (armed by the test that uses it):
+    /// it says on the first channel that it began, then waits for the second.
+    type DecodeGate = (mpsc::Sender<()>, mpsc::Receiver<()>);
+    static DECODE_GATE: Mutex<Option<DecodeGate>> = Mutex::new(None);
+    /// Set in the child process of the fatal-restore test: every decode of [`Ordered`] fails.
+    static DECODE_REFUSED: AtomicBool = AtomicBool::new(false);
+
+    /// A state that keeps its events in the order it applied them (so an event applied on
+    /// the wrong state, or out of order, shows), whose snapshot decode waits at
+    /// [`DECODE_GATE`] while it is armed. Only the tests below use it.
+    #[derive(Clone, Debug, Default, PartialEq)]
+    pub struct Ordered {
+        seen: Vec<u64>,
+    }
+
+    impl lithair::binary::Encode for Ordered {
+        fn encode(&self, out: &mut Vec<u8>) {
+            self.seen.encode(out);
+        }
+    }
+
+    impl lithair::binary::Decode for Ordered {
+        fn decode(r: &mut lithair::binary::Reader<'_>) -> Result<Ordered, lithair::binary::Error> {
+            let seen = Vec::<u64>::decode(r)?;
+            if DECODE_REFUSED.load(SeqCst) {
+                return Err(lithair::binary::Error::custom(
+                    "this test's state refuses to decode",
+                ));
+            }
+            let gate = DECODE_GATE.lock().unwrap().take();
+            if let Some((began, release)) = gate {
+                let _ = began.send(());
+                // Bounded: a test that failed before opening the gate must not hold the
+                // applier (and the engine's shutdown) for good.
+                let _ = release.recv_timeout(Duration::from_secs(60));
+            }
+            Ok(Ordered { seen })
+        }
+    }
+
+    impl State for Ordered {
+        type Event = u64;
+        fn apply(&mut self, event: &u64) {
+            self.seen.push(*event);
+        }
+    }
+
+    /// Two events: `n`, then `n + 1`.
+    struct Push(u64);
+
+    impl Command<Ordered> for Push {
+        type Rejection = ();
+        fn decide(&self, _: &Ordered, _: &Context) -> Result<Vec<u64>, ()> {
+            Ok(vec![self.0, self.0 + 1])
+        }
+    }
+
+    /// Commits `Push(n)` through the leader's path; returns its first index and its entries
+    /// (what a follower is handed).
+    fn commit_push(
+        engine: &Engine<Ordered>,
+        proposals: &mpsc::Receiver<Proposal>,
+        n: u64,
+    ) -> (u64, Vec<Arc<[u8]>>) {
+        let replica = engine.replica();
+        let ticket = engine.submit_async(Push(n), Default::default());
+        let (term, first, entries, token) = next(proposals);
+        persist(&engine.cluster_log(), term, first, &entries);
+        replica.apply(first, &entries, Some(token));
+        ticket.wait().unwrap();
+        (first, entries)
+    }
+
+    /// What a follower of [`leader_with_snapshot`] is handed.
+    struct Sent {
+        /// `Push(1)`'s entries (3 and 4), applied before the snapshot.
+        early: (u64, Vec<Arc<[u8]>>),
+        /// The snapshot's index and file.
+        index: u64,
+        file: Vec<u8>,
+        /// `Push(10)`'s entries (after the snapshot).
+        late: (u64, Vec<Arc<[u8]>>),
+        /// The leader's state and digest after everything.
+        seen: Vec<u64>,
+        digest: [u8; lithair::engine::DIGEST_BYTES],
+    }
+
+    /// A leader in `dir` commits `Push(1)`, `Push(3)`, snapshots, commits `Push(10)`.
+    fn leader_with_snapshot(dir: &std::path::Path) -> Sent {
+        let (sender, proposals) = mpsc::channel();
+        let proposer: Arc<dyn Proposer> = Arc::new(Recorder(Mutex::new(sender)));
+        let (leader, _) = Engine::open_cluster(
+            dir,
+            EngineOptions::default(),
+            Ordered::default(),
+            proposer,
+            0,
+        )
+        .unwrap();
+        bootstrap(&leader.cluster_log(), leader.replica().as_ref());
+        let early = commit_push(&leader, &proposals, 1);
+        commit_push(&leader, &proposals, 3);
+        let snapshot = leader.snapshot().unwrap();
+        let file = lithair::engine::read_snapshot_file(dir, snapshot.index).unwrap();
+        let late = commit_push(&leader, &proposals, 10);
+        let sent = Sent {
+            early,
+            index: snapshot.index,
+            file,
+            late,
+            seen: leader.read(|s| s.seen.clone()),
+            digest: leader.digest(),
+        };
+        assert_eq!((sent.early.0, sent.index, sent.late.0), (3, 6, 7));
+        sent
+    }
+
+    /// A follower in `dir` that applied the bootstrap entries and `Push(1)` from `sent`, and
+    /// holds `sent`'s snapshot file (installed as the Raft storage does before the restore).
+    fn follower_before_restore(
+        dir: &std::path::Path,
+        sent: &Sent,
+    ) -> (Engine<Ordered>, mpsc::Receiver<Proposal>) {
+        let (sender, proposals) = mpsc::channel();
+        let proposer: Arc<dyn Proposer> = Arc::new(Recorder(Mutex::new(sender)));
+        let (follower, _) = Engine::open_cluster(
+            dir,
+            EngineOptions::default(),
+            Ordered::default(),
+            proposer,
+            0,
+        )
+        .unwrap();
+        let replica = follower.replica();
+        replica.apply(1, &[Arc::from(&[][..]), Arc::from(&[][..])], None);
+        replica.apply(sent.early.0, &sent.early.1, None);
+        wait_applied(&follower, 4);
+        lithair::engine::install_snapshot_file(dir, sent.index, &sent.file).unwrap();
+        (follower, proposals)
+    }
+
+    /// Serializes the tests that arm [`DECODE_GATE`] (a gate is global to the binary).
+    static GATE_USERS: Mutex<()> = Mutex::new(());
+
+    /// Arms [`DECODE_GATE`]: the next decode of [`Ordered`] says it began on the first
+    /// receiver and waits until the sender sends (or is dropped). Hold the guard meanwhile.
+    fn arm_decode_gate() -> (
+        std::sync::MutexGuard<'static, ()>,
+        mpsc::Receiver<()>,
+        mpsc::Sender<()>,
+    ) {
+        let users = GATE_USERS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (began, decode_began) = mpsc::channel();
+        let (release, released) = mpsc::channel();
+        *DECODE_GATE.lock().unwrap() = Some((began, released));
+        (users, decode_began, release)
+    }
+
+    /// `Replica::restore` runs on the Raft thread, which must keep answering heartbeats and
+    /// votes: it returns while the snapshot still decodes (on the applier, held here at a
+    /// gate). Until the state is replaced, readers see the old state at its own applied
+    /// index; the entries handed over after the restore queue behind it and apply on the
+    /// snapshot's state, in order; the applied hooks see each index once, in order.
+    #[test]
+    fn a_restore_returns_before_its_decode_and_later_entries_apply_on_the_snapshot() {
+        let base = std::env::temp_dir().join(format!("lithair-csnap-async-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let sent = leader_with_snapshot(&base.join("leader"));
+        let (follower, _proposals) = follower_before_restore(&base.join("follower"), &sent);
+        // Each applied index the hooks are told, with the state's size then (the hooks run
+        // on the applier, between two batches: the state is the state at that index).
+        let (told, applied_told) = mpsc::channel();
+        let reader = follower.reader();
+        follower.on_applied(move |index| {
+            let _ = told.send((index, reader.read(|s| s.seen.len())));
+        });
+        let replica = follower.replica();
+        assert_eq!(follower.read(|s| s.seen.clone()), [1, 2]);
+
+        let (_gate, decode_began, release) = arm_decode_gate();
+        let (returned, restore_returned) = mpsc::channel();
+        let restoring = Arc::clone(&replica);
+        let index = sent.index;
+        std::thread::spawn(move || {
+            let _ = returned.send(restoring.restore(index));
+        });
+        match restore_returned.recv_timeout(Duration::from_secs(10)) {
+            Ok(result) => result.unwrap(),
+            Err(_) => {
+                let _ = release.send(()); // let the blocked restore end before failing
+                panic!("Replica::restore waited for the snapshot's decode (the Raft thread would stall)");
+            }
+        }
+        decode_began
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the applier decodes the snapshot");
+        // The decode is under way and cannot finish (the gate is shut): the old state and its
+        // applied index are what readers see; only the delivered index moved.
+        assert_eq!(replica.delivered_index(), sent.index);
+        assert_eq!(follower.applied_index(), 4);
+        assert_eq!(replica.applied_index(), 4);
+        assert_eq!(replica.applied_digest().0, 4);
+        assert_eq!(follower.read(|s| s.seen.clone()), [1, 2]);
+        // The next entries queue behind the restore (the call returns at once).
+        replica.apply(sent.late.0, &sent.late.1, None);
+        assert_eq!(replica.delivered_index(), 8);
+        assert_eq!(follower.applied_index(), 4);
+
+        release.send(()).unwrap();
+        wait_applied(&follower, 8);
+        assert_eq!(follower.read(|s| s.seen.clone()), sent.seen);
+        assert_eq!(sent.seen, [1, 2, 3, 4, 10, 11]);
+        assert_eq!(follower.digest(), sent.digest);
+        assert_eq!(replica.snapshot_index(), sent.index);
+        // (The hooks may be told 4 too: the hook was added as that batch finished.)
+        let mut told = Vec::new();
+        while told.last().is_none_or(|&(index, _)| index < 8) {
+            let (index, size) = applied_told
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the applied hooks are told 8");
+            if index > 4 {
+                told.push((index, size));
+            }
+        }
+        assert_eq!(
+            told,
+            [(6, 4), (8, 6)],
+            "each applied index once, in order, once its state is in place"
+        );
+        drop(replica);
+        drop(follower);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// One event: how many events the state holds when the command is decided.
+    struct Count;
+
+    impl Command<Ordered> for Count {
+        type Rejection = ();
+        fn decide(&self, state: &Ordered, _: &Context) -> Result<Vec<u64>, ()> {
+            Ok(vec![state.seen.len() as u64])
+        }
+    }
+
+    /// A node elected while its restore is still queued on the applier (its Raft thread went
+    /// on, so it can win a vote) must not sequence against the old state: the restore counts
+    /// as a batch in flight, and the sequencer copies the committed state only once none is.
+    #[test]
+    fn a_leader_elected_during_a_restore_decides_on_the_snapshots_state() {
+        let base = std::env::temp_dir().join(format!("lithair-csnap-elect-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let sent = leader_with_snapshot(&base.join("leader"));
+        let (follower, proposals) = follower_before_restore(&base.join("follower"), &sent);
+        let replica = follower.replica();
+        let (_gate, decode_began, release) = arm_decode_gate();
+        replica.restore(sent.index).unwrap();
+        decode_began
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the applier decodes the snapshot");
+        // Elected in term 3 with everything up to the snapshot handed over (the driver's
+        // condition), and nothing after it: only the restore itself is in flight.
+        replica.set_next_index(sent.index + 1);
+        replica.set_leader(Some(3));
+        let ticket = follower.submit_async(Count, Default::default());
+        // No proposal while the restore waits at the gate: it would be decided on [1, 2].
+        // (A wrong build may propose later than this; a right one never proposes here.)
+        assert!(
+            proposals.recv_timeout(Duration::from_millis(300)).is_err(),
+            "sequenced before the restore replaced the state"
+        );
+        release.send(()).unwrap();
+        let (term, first, entries, token) = next(&proposals);
+        assert_eq!((term, first, entries.len()), (3, 7, 1));
+        replica.apply(first, &entries, Some(token));
+        assert_eq!(ticket.wait().unwrap().first_index, 7);
+        // Decided on the snapshot's state (4 events), not the old one (2).
+        assert_eq!(follower.read(|s| s.seen.clone()), [1, 2, 3, 4, 4]);
+        drop(replica);
+        drop(follower);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// Set (to the test's directory) in the child process that
+    /// `a_snapshot_that_does_not_decode_on_the_applier_stops_the_process` starts.
+    const FATAL_CHILD_ENV: &str = "LITHAIR_TEST_FATAL_RESTORE_DIR";
+
+    /// A snapshot that does not decode on the applier is fatal, as it was when the Raft
+    /// thread decoded it (the node stopped then): the process stops with a FATAL line naming
+    /// the snapshot, and the entries handed over after the restore never apply on the old
+    /// state. Run in a child process (this binary again), which the failure aborts.
+    #[test]
+    fn a_snapshot_that_does_not_decode_on_the_applier_stops_the_process() {
+        if let Some(base) = std::env::var_os(FATAL_CHILD_ENV) {
+            let base = std::path::PathBuf::from(base);
+            let sent = leader_with_snapshot(&base.join("leader"));
+            let (follower, _proposals) = follower_before_restore(&base.join("follower"), &sent);
+            let replica = follower.replica();
+            DECODE_REFUSED.store(true, SeqCst);
+            if let Err(error) = replica.restore(sent.index) {
+                // Where it failed before the applier decoded it (the node then stopped).
+                eprintln!("child: restore failed on the caller: {error}");
+                std::process::exit(0);
+            }
+            replica.apply(sent.late.0, &sent.late.1, None);
+            for _ in 0..2_000 {
+                if follower.applied_index() > 4 {
+                    eprintln!(
+                        "child: applied {} on the old state",
+                        follower.applied_index()
+                    );
+                    std::process::exit(0);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::process::exit(0); // reached only if the failure did not stop the process
+        }
+        let base = std::env::temp_dir().join(format!("lithair-csnap-fatal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let exe = std::env::current_exe().expect("the test binary");
+        let output = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "engine_cluster::a_snapshot_that_does_not_decode_on_the_applier_stops_the_process",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(FATAL_CHILD_ENV, &base)
+            .output()
+            .expect("run the child");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "the child went on: {stderr}");
+        assert!(!stderr.contains("child: restore failed"), "{stderr}");
+        assert!(
+            stderr.contains("the snapshot installed from the leader at index 6 cannot be restored")
+                && stderr.contains("refuses to decode"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("FATAL: the engine applier thread panicked"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("on the old state"), "{stderr}");
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

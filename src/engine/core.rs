@@ -1404,7 +1404,28 @@ impl<S: State> Sequencer<S> {
     }
 }
 
-type ApplierMessage<S> = (Result<Appended, Failed>, Pending<S>);
+/// What the Raft node hands the cluster applier, which takes it in the order it was sent:
+/// the order of the indexes it covers (sent under [`Cluster::delivered`]'s lock), so a
+/// restore comes after every batch delivered before it and before every batch delivered
+/// after it.
+enum ApplierMessage<S: State> {
+    /// A committed batch to apply (`Ok`), or a proposal to fail (`Err`).
+    Batch(Result<Appended, Failed>, Pending<S>),
+    /// The state becomes the snapshot's (see [`Replica::restore`]).
+    Restore(QueuedRestore),
+}
+
+/// A snapshot installed from the leader, waiting on the applier to replace the state.
+struct QueuedRestore {
+    /// The index it covers: the state it holds is the state at this index.
+    index: u64,
+    /// Its file, opened (and its header checked) by [`Replica::restore`] on the Raft thread:
+    /// a newer snapshot's prune may unlink the name before the applier gets here, never what
+    /// this handle reads.
+    file: std::fs::File,
+    /// The file's size in bytes, header included.
+    bytes: u64,
+}
 
 /// Cluster mode: whether jobs may be sequenced now (this node leads). Rebuilds the
 /// speculative copy when this node became leader of a new term (after everything committed
@@ -1840,11 +1861,85 @@ fn run_applier<S: State>(
     receiver: &mpsc::Receiver<ApplierMessage<S>>,
     snapshotter: &Snapshotter,
 ) {
-    while let Ok((result, mut pending)) = receiver.recv() {
-        decode_undecoded(shared, &mut pending);
-        complete_append(shared, result, pending, snapshotter, &|| {});
+    while let Ok(message) = receiver.recv() {
+        match message {
+            ApplierMessage::Batch(result, mut pending) => {
+                decode_undecoded(shared, &mut pending);
+                complete_append(shared, result, pending, snapshotter, &|| {});
+            }
+            ApplierMessage::Restore(restore) => restore_snapshot(shared, restore),
+        }
         shared.in_flight.finish();
     }
+}
+
+/// Replaces the committed state by the snapshot of `restore` (installed from the leader), on
+/// the applier: every batch delivered before it is applied, none delivered after it is. Until
+/// the swap, readers see the state as it was (and its applied index); from it, the snapshot's.
+///
+/// # Panics
+/// When the snapshot cannot be loaded or holds another index than its name: the Raft log
+/// before it is gone (the install reset it), so applying later entries on the old state would
+/// fork this replica. The applier runs under `AbortOnPanic`: the process stops with a FATAL
+/// line, and a restart starts from the snapshot file or gets a new one from the leader.
+fn restore_snapshot<S: State>(shared: &Shared<S>, restore: QueuedRestore) {
+    let QueuedRestore { index, file, bytes } = restore;
+    let cluster = shared
+        .cluster
+        .as_ref()
+        .expect("restores come in cluster mode");
+    let began = std::time::Instant::now();
+    let keys_max = shared.options.idempotency_keys_max;
+    // Decoded as it streams from the file (the installed snapshot is never read whole):
+    // only the state it decodes to is held, as when a node starts from a snapshot.
+    let tracked = snapshot::load_opened_with(&shared.data_dir, index, file, |index, input| {
+        Tracked::<S>::decode_snapshot_spilled(input, keys_max).map_err(|e| Error::Visitor {
+            index,
+            message: format!("snapshot does not decode: {e}"),
+        })
+    })
+    .unwrap_or_else(|e| {
+        panic!("the snapshot installed from the leader at index {index} cannot be restored: {e}")
+    });
+    assert_eq!(
+        tracked.applied_index, index,
+        "the snapshot installed from the leader at index {index} holds another index's state"
+    );
+    let decode_ms = began.elapsed().as_millis();
+    let replaced = {
+        let mut committed = shared.committed.write().expect("state lock poisoned");
+        // The node hands over a restore only past every index delivered before it, and those
+        // are applied by now: the applied index moves forward, never back.
+        assert!(
+            committed.applied_index < index,
+            "a restore to {index} would move the applied index back from {}",
+            committed.applied_index
+        );
+        let replaced = std::mem::replace(&mut *committed, tracked);
+        shared.applied.store(index, Ordering::SeqCst);
+        *shared.digest_at.lock().expect("digest lock poisoned") = None;
+        // Before the lock goes, as when the Raft thread restored and returned: whoever sees
+        // the applied index at `index` sees the snapshot's counters too. The installed
+        // snapshot is the newest: the log tail after it starts empty, and the next local
+        // snapshot weighs its tail against this file's size.
+        cluster.snapshot_index.fetch_max(index, Ordering::SeqCst);
+        shared.snapshot_bytes.store(bytes, Ordering::Relaxed);
+        shared.events_since_snapshot.store(0, Ordering::Relaxed);
+        shared.bytes_since_snapshot.store(0, Ordering::Relaxed);
+        replaced
+    };
+    // Freed outside the lock: readers need not wait while a large old state is dropped.
+    drop(replaced);
+    shared
+        .subscribers
+        .lock()
+        .expect("subscribers lock poisoned")
+        .restart_at(index);
+    tell_applied(cluster, index);
+    eprintln!(
+        "lithair: the engine restored the snapshot installed from the leader at index {index} \
+         ({bytes} bytes, decoded on the applier in {decode_ms} ms)"
+    );
 }
 
 /// Decodes the entries a committed run holds before the events of `pending` (all of them
@@ -2348,7 +2443,7 @@ impl<S: State> Replica for EngineReplica<S> {
             group_entries: entries.len() as u32,
         };
         // The applier only stops after every sender is gone; a closed one means shutdown.
-        let _ = applier.send((Ok(appended), pending));
+        let _ = applier.send(ApplierMessage::Batch(Ok(appended), pending));
         *delivered = last_index;
     }
 
@@ -2356,7 +2451,8 @@ impl<S: State> Replica for EngineReplica<S> {
         match token.downcast::<Pending<S>>() {
             Ok(pending) => {
                 if let Some(applier) = self.applier() {
-                    let _ = applier.send((Err(Failed::NotCommitted), *pending));
+                    let _ =
+                        applier.send(ApplierMessage::Batch(Err(Failed::NotCommitted), *pending));
                 }
             }
             Err(_) => panic!("a proposal token is not this engine's"),
@@ -2438,68 +2534,33 @@ impl<S: State> Replica for EngineReplica<S> {
         self.cluster().snapshot_index.load(Ordering::SeqCst)
     }
 
+    /// Never waits for the snapshot's decode (the Raft thread calls it): opens the file,
+    /// queues the restore for the applier and moves the delivered index to `index`, all
+    /// under the delivered lock, so every later [`Replica::apply`] queues behind it.
     fn restore(&self, index: u64) -> Result<(), String> {
         let shared = &self.shared;
-        let keys_max = shared.options.idempotency_keys_max;
-        // Decoded as it streams from the file (the installed snapshot is never read whole):
-        // only the state it decodes to is held, as when a node starts from a snapshot.
-        let tracked = snapshot::load_at_with(&shared.data_dir, index, |index, input| {
-            Tracked::<S>::decode_snapshot_spilled(input, keys_max).map_err(|e| Error::Visitor {
-                index,
-                message: format!("snapshot does not decode: {e}"),
-            })
-        })
-        .map_err(|e| e.to_string())?;
-        if tracked.applied_index != index {
-            return Err(format!(
-                "snapshot {index} holds the state at {}",
-                tracked.applied_index
-            ));
-        }
-        let cluster = self.cluster();
-        let mut delivered = cluster.delivered.lock().expect("delivered poisoned");
+        let Some(applier) = self.applier() else {
+            return Err("the engine is shutting down".to_string());
+        };
+        let mut delivered = self.cluster().delivered.lock().expect("delivered poisoned");
         if index <= *delivered {
             // Already held: a crash after the snapshot file was written, then the same
-            // snapshot sent again; the state loaded at start is that snapshot or later.
+            // snapshot sent again; the state loaded at start (or a restore or batch queued
+            // since) is that snapshot or later.
             return Ok(());
         }
-        // Everything handed to the applier before is applied first, then replaced. (Not
-        // `wait_until_idle`: proposals of a leadership this node just lost may still be
-        // queued for the Raft thread, which is the caller.)
-        while shared
-            .committed
-            .read()
-            .expect("state lock poisoned")
-            .applied_index
-            < *delivered
-        {
-            if self.applier().is_none() {
-                return Err("the engine is shutting down".to_string());
-            }
-            thread::sleep(std::time::Duration::from_millis(1));
+        // An open and a header read, no read of the body: the decode is the applier's.
+        let (file, bytes) =
+            snapshot::open_snapshot_file(&shared.data_dir, index).map_err(|e| e.to_string())?;
+        // Counted like a batch: a sequencer admitted to lead waits for it before it copies
+        // the committed state, and `reserve_index` sees the applier busy.
+        shared.in_flight.start();
+        let restore = QueuedRestore { index, file, bytes };
+        if applier.send(ApplierMessage::Restore(restore)).is_err() {
+            shared.in_flight.finish();
+            return Err("the engine is shutting down".to_string());
         }
-        let mut committed = shared.committed.write().expect("state lock poisoned");
-        *committed = tracked;
-        shared.applied.store(index, Ordering::SeqCst);
-        *shared.digest_at.lock().expect("digest lock poisoned") = None;
-        drop(committed);
         *delivered = index;
-        shared
-            .subscribers
-            .lock()
-            .expect("subscribers lock poisoned")
-            .restart_at(index);
-        cluster.snapshot_index.fetch_max(index, Ordering::SeqCst);
-        // The installed snapshot is the newest: the log tail after it starts empty, and the
-        // next local snapshot weighs its tail against this file's size.
-        shared.snapshot_bytes.store(
-            snapshot::file_bytes(&shared.data_dir, index),
-            Ordering::Relaxed,
-        );
-        shared.events_since_snapshot.store(0, Ordering::Relaxed);
-        shared.bytes_since_snapshot.store(0, Ordering::Relaxed);
-        drop(delivered);
-        tell_applied(cluster, index);
         Ok(())
     }
 

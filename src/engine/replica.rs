@@ -152,10 +152,20 @@ pub trait Replica: Send + Sync {
     /// to and sends to followers behind the compaction point.
     fn snapshot_index(&self) -> u64;
     /// Replaces the state by the snapshot file covering `index` (installed from the leader,
-    /// already durable in the data directory), once everything delivered before is applied.
+    /// already durable in the data directory) in delivery order: after every entry handed to
+    /// [`Replica::apply`] before, before every entry handed after. Returns without waiting for
+    /// the replacement (the Raft thread calls it; decoding a large snapshot takes seconds):
+    /// [`Replica::delivered_index`] is `index` on return, so later entries continue from
+    /// `index + 1`, while [`Replica::applied_index`] and the state stay as they were until the
+    /// snapshot's state is in place, then both jump to it at once (never a state in between,
+    /// never an applied index whose state is not in place). An `index` at or below the
+    /// delivered index is already held: nothing happens.
+    ///
+    /// A snapshot that fails to decode later is fatal to the process (the log before it is
+    /// gone; applying later entries on the old state would fork the replica).
     ///
     /// # Errors
-    /// The file cannot be read or decoded.
+    /// The file cannot be opened or its header is damaged, or the engine is shutting down.
     fn restore(&self, index: u64) -> Result<(), String>;
     /// Last index handed to the applier (applied soon after).
     fn delivered_index(&self) -> u64;

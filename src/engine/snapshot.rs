@@ -246,7 +246,17 @@ fn load_file<T>(
     index: u64,
     decode: &mut impl FnMut(u64, &mut Unspill<'_>) -> Result<T, Error>,
 ) -> Result<Result<T, String>, Error> {
-    let mut file = fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let file = fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    load_from(file, path, index, decode)
+}
+
+/// [`load_file`] from `file`, open at its start (`path` names it in messages).
+fn load_from<T>(
+    mut file: fs::File,
+    path: &Path,
+    index: u64,
+    decode: &mut impl FnMut(u64, &mut Unspill<'_>) -> Result<T, Error>,
+) -> Result<Result<T, String>, Error> {
     let header = match read_header(&mut file, path)? {
         Ok(header) => header,
         Err(reason) => return Ok(Err(format!("is damaged ({reason})"))),
@@ -535,6 +545,27 @@ pub fn load_at_with<T>(
 ) -> Result<T, Error> {
     let path = snapshot_path(&snapshot_dir(data_dir), index);
     load_file(&path, index, &mut decode)?.map_err(|reason| Error::Invalid {
+        message: format!("snapshot {index} {reason}"),
+    })
+}
+
+/// Cluster mode: [`load_at_with`] from the snapshot file covering `index` as
+/// [`open_snapshot_file`] opened it, read from its start. A follower's engine opens the file
+/// it installed as the install returns and decodes it later, on its applier: by then a newer
+/// snapshot's prune may have unlinked the name, never this handle's bytes.
+///
+/// # Errors
+/// I/O failures, `decode`'s error, or a damaged file (`Error::Invalid`).
+pub(super) fn load_opened_with<T>(
+    data_dir: &Path,
+    index: u64,
+    mut file: fs::File,
+    mut decode: impl FnMut(u64, &mut Unspill<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let path = snapshot_path(&snapshot_dir(data_dir), index);
+    file.seek(std::io::SeekFrom::Start(0))
+        .map_err(|e| Error::io(&path, "seek", e))?;
+    load_from(file, &path, index, &mut decode)?.map_err(|reason| Error::Invalid {
         message: format!("snapshot {index} {reason}"),
     })
 }

@@ -1709,11 +1709,18 @@ impl Driver {
         Ok(())
     }
 
-    /// Steps 4 and 5 of a Ready: restore a received snapshot, hand committed entries to the
-    /// engine, and note confirmed reads.
+    /// Steps 4 and 5 of a Ready: hand a received snapshot to the engine (which restores it
+    /// on its applier, in turn), hand committed entries to the engine, and note confirmed
+    /// reads.
     fn finish_ready(&mut self, mut ready: Ready) -> io::Result<()> {
         if let Some(snapshot) = ready.snapshot.take() {
             let index = snapshot.meta.index;
+            // Queued for the engine's applier, which decodes it after the entries handed to
+            // it before and before those handed after: this thread does not wait for the
+            // decode (seconds for a large state), so it goes on answering heartbeats, appends
+            // and votes. `applied` counts what is handed to the engine: reads confirmed at an
+            // index wait for the engine's own applied index (`AppliedWatch`), which reaches
+            // `index` only once the snapshot's state is in place.
             self.replica.restore(index).map_err(io::Error::other)?;
             self.applied = index;
             self.snapshots_installed += 1;
@@ -1730,7 +1737,10 @@ impl Driver {
                     self.forget_peer(id);
                 }
             }
-            eprintln!("lithair: installed a snapshot from the leader at index {index}");
+            eprintln!(
+                "lithair: installed a snapshot from the leader at index {index} \
+                 (the engine's applier loads it)"
+            );
         }
         let committed = std::mem::take(&mut ready.committed_entries);
         self.apply_committed(&committed);
