@@ -143,8 +143,8 @@ pub trait Replica: Send + Sync {
     }
     /// How many times the sequencer rebuilt its speculative copy from the committed state
     /// because a batch it sequenced did not reach the log (an abandoned proposal, a failed
-    /// append): each costs a clone of the whole state and fails the writes in transit. 0 for
-    /// a replica without a sequencer.
+    /// append): each costs a clone of the committed state (structural for an app's state)
+    /// and fails the writes in transit. 0 for a replica without a sequencer.
     fn sequencer_rebuilds(&self) -> u64 {
         0
     }

@@ -4,7 +4,8 @@
 //! event's envelope holds its index), so the batches on their way to the Raft thread have
 //! indexes already. A membership change appended at the log's end at once would take the
 //! index of the next of them, which the driver would then abandon, and the sequencer would
-//! rebuild its copy of the state (a clone of the whole state) and fail the writes in transit.
+//! rebuild its copy of the state (a clone of the committed state) and fail the writes in
+//! transit.
 //! So the change waits here until the engine gives it an index: at once when nothing is in
 //! transit ([`Replica::reserve_index`]), else the next index the sequencer leaves free before
 //! one of its batches (the `slot` of [`crate::engine::Proposer::propose`]), which the driver
