@@ -5,6 +5,9 @@
 //! - `replace_after_clone/1M`: 10,000 replacements of random items applied to a fresh copy of
 //!   a 1M-item state (the first writes after admission, while the copy shares what it can).
 //! - `created_in_order/100k`: building a 100k-item state from created events (replay, catch-up).
+//! - `tracked_clone/100k_keys`: copying the engine's `Tracked` of an empty app state whose
+//!   idempotency window is full at its default bound: the part of a state copy (admission,
+//!   snapshot of a state that clones cheaply) that stays O(keys), under the read lock.
 //!
 //! Run: `cargo bench --bench state`.
 
@@ -13,8 +16,9 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use lithair::app::state::register;
 use lithair::app::{AppEvent, AppState, ModelEvent};
-use lithair::engine::State;
+use lithair::engine::{Receipt, State, Tracked};
 use lithair::prelude::*;
+use std::sync::Arc;
 
 /// The bench server's item.
 #[derive(Model, Clone, Debug, PartialEq)]
@@ -144,8 +148,30 @@ fn bench_created_in_order(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_tracked_clone(c: &mut Criterion) {
+    register::<Item>();
+    let keys = lithair::engine::IDEMPOTENCY_KEYS_DEFAULT;
+    let mut tracked = Tracked::new(AppState::with_models(&["Item"]), 0, keys);
+    for index in 1..=keys as u64 {
+        let key: Arc<str> = Arc::from(format!("client-key-{index:012}").as_str());
+        let receipt = Receipt {
+            first_index: index,
+            last_index: index,
+            timestamp_ms: index,
+            request_id: index,
+            duplicate: false,
+            request_fingerprint: None,
+        };
+        tracked.remember(&key, receipt);
+    }
+    let mut group = c.benchmark_group("tracked_clone");
+    group.bench_function("100k_keys", |b| b.iter(|| black_box(tracked.clone())));
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    bench_tracked_clone,
     bench_clone,
     bench_get,
     bench_replace_after_clone,
