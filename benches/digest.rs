@@ -11,34 +11,16 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use lithair::app::state::register;
-use lithair::app::{AppEvent, AppState, ModelEvent};
+use lithair::app::{AppEvent, AppState};
 use lithair::crypto::sha256::sha256;
 use lithair::engine::State;
-use lithair::prelude::*;
 
-/// The bench server's item.
-#[derive(Model, Clone, Debug, PartialEq)]
-struct Item {
-    #[db(primary_key)]
-    id: u64,
-    name: String,
-    price: f64,
-    tags: Vec<String>,
-    in_stock: bool,
-}
+#[path = "support/bench_item.rs"]
+mod bench_item;
+use bench_item::{created, Item};
 
 /// Items created per measured batch (each batch starts from an empty state).
 const ITEMS_PER_BATCH: u64 = 10_000;
-
-fn created(id: u64) -> AppEvent {
-    AppEvent::new(&ModelEvent::Created(Item {
-        id,
-        name: format!("item-{id}"),
-        price: id as f64 * 1.25,
-        tags: vec!["a".into(), "b".into()],
-        in_stock: id % 2 == 0,
-    }))
-}
 
 fn bench_sha256(c: &mut Criterion) {
     let mut group = c.benchmark_group("sha256");

@@ -20,32 +20,15 @@ use lithair::engine::{Receipt, State, Tracked};
 use lithair::prelude::*;
 use std::sync::Arc;
 
-/// The bench server's item.
-#[derive(Model, Clone, Debug, PartialEq)]
-struct Item {
-    #[db(primary_key)]
-    id: u64,
-    name: String,
-    price: f64,
-    tags: Vec<String>,
-    in_stock: bool,
-}
-
-fn item(id: u64) -> Item {
-    Item {
-        id,
-        name: format!("item-{id}"),
-        price: id as f64 * 1.25,
-        tags: vec!["a".into(), "b".into()],
-        in_stock: id % 2 == 0,
-    }
-}
+#[path = "support/bench_item.rs"]
+mod bench_item;
+use bench_item::{created, item, Item};
 
 fn state_of(items: u64) -> AppState {
     register::<Item>();
     let mut state = AppState::with_models(&["Item"]);
     for id in 1..=items {
-        state.apply(&AppEvent::new(&ModelEvent::Created(item(id))));
+        state.apply(&created(id));
     }
     state
 }
@@ -123,9 +106,7 @@ fn bench_replace_after_clone(c: &mut Criterion) {
 
 fn bench_created_in_order(c: &mut Criterion) {
     register::<Item>();
-    let events: Vec<AppEvent> = (1..=100_000)
-        .map(|id| AppEvent::new(&ModelEvent::Created(item(id))))
-        .collect();
+    let events: Vec<AppEvent> = (1..=100_000).map(created).collect();
     let mut group = c.benchmark_group("created_in_order");
     group.sample_size(10);
     group.throughput(Throughput::Elements(events.len() as u64));
