@@ -15,6 +15,12 @@
 #   TRIALS=20 CLIENTS=64 benches/failover.sh
 #   STABILITY_SECONDS=0 TRIALS=5 benches/failover.sh
 #   STABILITY_SECONDS=30 TRIALS=0 benches/failover.sh    # spurious elections only
+#   ITEMS=1000000 STABILITY_SECONDS=0 TRIALS=5 benches/failover.sh  # a large state
+#
+# ITEMS=N runs a cluster of bench servers (examples/bench_server, OURS= for another build)
+# holding N preloaded items instead of cluster_bench's own nodes, and loads it with
+# `cluster_bench load --mode items`: the failover then includes what it costs a node holding a
+# large state to start leading (its sequencer's copy of the state).
 #
 # Bounded: every wait is a bounded poll; data lives in a temp directory removed at exit, and
 # every process it started is killed at exit (by its pid). The machine may be shared: note
@@ -33,8 +39,27 @@ READY_WAIT_S=30
 # Poll interval of those waits, in seconds.
 POLL_S=0.05
 
+ITEMS=${ITEMS:-0}
+if [ "$ITEMS" -gt 0 ]; then
+    cargo build --release --example cluster_bench
+    LOADER=${LOADER:-target/release/examples/cluster_bench}
+    if [ -z "${OURS:-}" ]; then
+        cargo build --release --example bench_server
+        OURS=target/release/examples/bench_server
+    fi
+    BENCH=$OURS # cluster-common.sh's start_node runs "$BENCH serve ..."
+    LOAD_MODE=(--mode items)
+    SERVE_ARGS=(--items "$ITEMS")
+    # The preload and a restarted node's replay take longer with a large state.
+    READY_WAIT_S=600
+else
+    LOAD_MODE=()
+    SERVE_ARGS=()
+fi
+
 # shellcheck source=benches/cluster-common.sh
 source "$(dirname "$0")/cluster-common.sh"
+LOADER=${LOADER:-$BENCH}
 BASE=$(random_port_base)
 
 TARGETS="127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2)),127.0.0.1:$((BASE + 3))"
@@ -86,12 +111,24 @@ wait_caught_up() { # wait_caught_up I: node I follows a leader and applied the l
     return 1
 }
 
-start_lithair "$BASE" failover failover
+start_lithair "$BASE" failover failover "${SERVE_ARGS[@]}"
 read -r _ TERM0 < <(wait_leader)
+if [ "$ITEMS" -gt 0 ]; then
+    # The preload is done when the last item is served; then the followers catch up.
+    deadline=$((SECONDS + READY_WAIT_S))
+    until curl -sf "http://127.0.0.1:$((BASE + 1))/items/$ITEMS" >/dev/null; do
+        [ "$SECONDS" -lt "$deadline" ] || { echo "the preload of $ITEMS items did not finish" >&2; exit 1; }
+        sleep 1
+    done
+    read -r leader _ < <(wait_leader)
+    for i in 1 2 3; do [ "$i" = "$leader" ] || wait_caught_up "$i"; done
+    echo "preloaded $ITEMS items"
+fi
 
 if [ "$STABILITY_SECONDS" -gt 0 ]; then
     echo "stability load: $(uptime)"
-    "$BENCH" load --targets "$TARGETS" --clients "$STABILITY_CLIENTS" --seconds "$STABILITY_SECONDS"
+    "$LOADER" load --targets "$TARGETS" --clients "$STABILITY_CLIENTS" --seconds "$STABILITY_SECONDS" \
+        "${LOAD_MODE[@]}"
     read -r _ TERM1 < <(wait_leader)
     echo "stability: $STABILITY_CLIENTS clients for $STABILITY_SECONDS s: term $TERM0 -> $TERM1, $((TERM1 - TERM0)) leader changes without a kill"
 fi
@@ -101,8 +138,8 @@ echo "failover trials: $CLIENTS clients, $(uptime)"
 RESULTS=()
 for trial in $(seq "$TRIALS"); do
     mark="$TMP/kill$trial"
-    "$BENCH" load --targets "$TARGETS" --clients "$CLIENTS" --seconds "$LOAD_SECONDS" \
-        --kill-mark "$mark" >"$TMP/load$trial.out" &
+    "$LOADER" load --targets "$TARGETS" --clients "$CLIENTS" --seconds "$LOAD_SECONDS" \
+        --kill-mark "$mark" "${LOAD_MODE[@]}" >"$TMP/load$trial.out" &
     load=$!
     PIDS+=("$load")
     sleep "$KILL_AFTER_S"
