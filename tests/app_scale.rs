@@ -436,3 +436,150 @@ fn a_clone_shares_every_record_until_one_copy_changes_it() {
     assert_eq!(unique(&copy), Some(Id::Int(count + 1)));
     assert_eq!(unique(&original), None);
 }
+
+/// One step of [`copies_and_their_indexes_stay_independent`]: which copy it acts on (modulo
+/// the number of copies) and what it does there.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Keep a clone of a copy as a new copy.
+    Fork(usize),
+    Create {
+        copy: usize,
+        id: u64,
+        flag: bool,
+        code: Option<u8>,
+    },
+    Rename {
+        copy: usize,
+        id: u64,
+    },
+    Replace {
+        copy: usize,
+        id: u64,
+        flag: bool,
+        code: Option<u8>,
+    },
+    Delete {
+        copy: usize,
+        id: u64,
+    },
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    let id = 1..40u64;
+    let code = proptest::option::of(0..12u8);
+    prop_oneof![
+        1 => any::<usize>().prop_map(Step::Fork),
+        4 => (any::<usize>(), id.clone(), any::<bool>(), code.clone())
+            .prop_map(|(copy, id, flag, code)| Step::Create { copy, id, flag, code }),
+        2 => (any::<usize>(), id.clone()).prop_map(|(copy, id)| Step::Rename { copy, id }),
+        2 => (any::<usize>(), id.clone(), any::<bool>(), code)
+            .prop_map(|(copy, id, flag, code)| Step::Replace { copy, id, flag, code }),
+        2 => (any::<usize>(), id).prop_map(|(copy, id)| Step::Delete { copy, id }),
+    ]
+}
+
+/// Checks a collection against the rows it should hold: records in id order, the equality
+/// index of `flag` and the unique index of `code`.
+fn check_against(collection: &Collection<Row>, rows: &std::collections::BTreeMap<u64, Row>) {
+    let held: Vec<Row> = collection
+        .iter()
+        .map(|record| record.value.clone())
+        .collect();
+    let expected: Vec<Row> = rows.values().cloned().collect();
+    assert_eq!(held, expected, "records");
+    for flag in [false, true] {
+        let filter = query(&[("flag", if flag { "true" } else { "false" })]);
+        let ids: Vec<u64> = collection
+            .select(&filter.filters)
+            .iter()
+            .map(|record| record.value.id)
+            .collect();
+        let expected: Vec<u64> = rows
+            .values()
+            .filter(|r| r.flag == flag)
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, expected, "equality index of flag={flag}");
+    }
+    for code in 0..12u8 {
+        let text = format!("code-{code}");
+        let holder = rows
+            .values()
+            .find(|row| row.code.as_deref() == Some(text.as_str()))
+            .map(|row| Id::Int(row.id));
+        assert_eq!(
+            collection.find_unique(4, &Value::String(text)).cloned(),
+            holder,
+            "unique index of code-{code}"
+        );
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+
+    /// Copies of a collection (the sequencer's copy is a clone of the committed one) taken at
+    /// any point and changed apart share what neither changed and never see each other's
+    /// changes: records, equality index and unique index alike.
+    #[test]
+    fn copies_and_their_indexes_stay_independent(
+        steps in proptest::collection::vec(step(), 1..300)
+    ) {
+        use std::collections::BTreeMap;
+        const COPIES_MAX: usize = 6;
+        let mut copies: Vec<(Collection<Row>, BTreeMap<u64, Row>)> =
+            vec![(Collection::new(), BTreeMap::new())];
+        let code_text = |code: Option<u8>| code.map(|code| format!("code-{code}"));
+        let code_free = |rows: &BTreeMap<u64, Row>, code: &Option<String>, id: u64| {
+            code.is_none() || rows.values().all(|row| row.id == id || &row.code != code)
+        };
+        for step in steps {
+            let count = copies.len();
+            match step {
+                Step::Fork(from) => {
+                    if count < COPIES_MAX {
+                        let copy = copies[from % count].clone();
+                        copies.push(copy);
+                    }
+                }
+                Step::Create { copy, id, flag, code } => {
+                    let (collection, rows) = &mut copies[copy % count];
+                    let code = code_text(code);
+                    if !rows.contains_key(&id) && code_free(rows, &code, id) {
+                        let row = Row { id, name: format!("row-{id}"), rank: id % 5, flag, code };
+                        collection.apply(ModelEvent::Created(row.clone()));
+                        rows.insert(id, row);
+                    }
+                }
+                Step::Rename { copy, id } => {
+                    let (collection, rows) = &mut copies[copy % count];
+                    if let Some(row) = rows.get_mut(&id) {
+                        row.name.push('+');
+                        let patch = RowPatch { name: Some(row.name.clone()) };
+                        collection.apply(ModelEvent::Updated { id: Id::Int(id), patch });
+                    }
+                }
+                Step::Replace { copy, id, flag, code } => {
+                    let (collection, rows) = &mut copies[copy % count];
+                    let code = code_text(code);
+                    if rows.contains_key(&id) && code_free(rows, &code, id) {
+                        let row = Row { id, name: format!("replaced-{id}"), rank: 0, flag, code };
+                        collection.apply(ModelEvent::Replaced(row.clone()));
+                        rows.insert(id, row);
+                    }
+                }
+                Step::Delete { copy, id } => {
+                    let (collection, rows) = &mut copies[copy % count];
+                    if rows.remove(&id).is_some() {
+                        collection.apply(ModelEvent::Deleted { id: Id::Int(id) });
+                    }
+                }
+            }
+        }
+        for (collection, rows) in &copies {
+            check_against(collection, rows);
+        }
+    }
+}
