@@ -10,14 +10,12 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use lithair::app::state::register;
-use lithair::app::{AppEvent, AppState};
+use lithair::app::AppEvent;
 use lithair::crypto::sha256::sha256;
-use lithair::engine::State;
 
 #[path = "support/bench_item.rs"]
 mod bench_item;
-use bench_item::{created, Item};
+use bench_item::{apply_all, created, empty_state};
 
 /// Items created per measured batch (each batch starts from an empty state).
 const ITEMS_PER_BATCH: u64 = 10_000;
@@ -33,26 +31,14 @@ fn bench_sha256(c: &mut Criterion) {
 }
 
 fn bench_apply(c: &mut Criterion) {
-    register::<Item>();
     let events: Vec<AppEvent> = (1..=ITEMS_PER_BATCH).map(created).collect();
     let mut group = c.benchmark_group("apply_created");
     group.throughput(Throughput::Elements(ITEMS_PER_BATCH));
     for (name, keep) in [("kept", true), ("not_kept", false)] {
         group.bench_function(name, |b| {
             b.iter_batched(
-                || {
-                    let mut state = AppState::with_models(&["Item"]);
-                    if !keep {
-                        state.stop_keeping_digest();
-                    }
-                    state
-                },
-                |mut state| {
-                    for event in &events {
-                        state.apply(event);
-                    }
-                    state
-                },
+                || empty_state(keep),
+                |state| apply_all(state, &events),
                 BatchSize::LargeInput,
             );
         });

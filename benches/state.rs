@@ -22,11 +22,10 @@ use std::sync::Arc;
 
 #[path = "support/bench_item.rs"]
 mod bench_item;
-use bench_item::{created, item, Item};
+use bench_item::{apply_all, created, empty_state, item, Item};
 
 fn state_of(items: u64) -> AppState {
-    register::<Item>();
-    let mut state = AppState::with_models(&["Item"]);
+    let mut state = empty_state(true);
     for id in 1..=items {
         state.apply(&created(id));
     }
@@ -92,12 +91,7 @@ fn bench_replace_after_clone(c: &mut Criterion) {
     group.bench_function("1M", |b| {
         b.iter_batched(
             || state.clone(),
-            |mut copy| {
-                for event in &events {
-                    copy.apply(event);
-                }
-                copy
-            },
+            |copy| apply_all(copy, &events),
             BatchSize::LargeInput,
         )
     });
@@ -105,24 +99,14 @@ fn bench_replace_after_clone(c: &mut Criterion) {
 }
 
 fn bench_created_in_order(c: &mut Criterion) {
-    register::<Item>();
     let events: Vec<AppEvent> = (1..=100_000).map(created).collect();
     let mut group = c.benchmark_group("created_in_order");
     group.sample_size(10);
     group.throughput(Throughput::Elements(events.len() as u64));
     group.bench_function("100k", |b| {
         b.iter_batched(
-            || {
-                let mut state = AppState::with_models(&["Item"]);
-                state.stop_keeping_digest();
-                state
-            },
-            |mut state| {
-                for event in &events {
-                    state.apply(event);
-                }
-                state
-            },
+            || empty_state(false),
+            |state| apply_all(state, &events),
             BatchSize::LargeInput,
         )
     });

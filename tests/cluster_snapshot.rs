@@ -392,10 +392,20 @@ mod engine_cluster {
         hint: u64,
         options: EngineOptions,
     ) -> (Engine<Counter>, mpsc::Receiver<Proposal>, u64) {
+        open_recorded(dir, hint, options, Counter::default())
+    }
+
+    /// A cluster engine over `initial` in `dir` whose proposals arrive on the returned
+    /// channel, and its applied index at open.
+    fn open_recorded<S: State>(
+        dir: &std::path::Path,
+        hint: u64,
+        options: EngineOptions,
+        initial: S,
+    ) -> (Engine<S>, mpsc::Receiver<Proposal>, u64) {
         let (sender, proposals) = mpsc::channel();
         let proposer: Arc<dyn Proposer> = Arc::new(Recorder(Mutex::new(sender)));
-        let (engine, opened) =
-            Engine::open_cluster(dir, options, Counter::default(), proposer, hint).unwrap();
+        let (engine, opened) = Engine::open_cluster(dir, options, initial, proposer, hint).unwrap();
         (engine, proposals, opened.applied_index)
     }
 
@@ -786,16 +796,8 @@ mod engine_cluster {
     fn only_a_leader_holds_a_second_copy_of_the_state_and_a_rebuild_never_a_third() {
         let dir = std::env::temp_dir().join(format!("lithair-csnap-copies-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (sender, proposals) = mpsc::channel();
-        let proposer: Arc<dyn Proposer> = Arc::new(Recorder(Mutex::new(sender)));
-        let (engine, _) = Engine::open_cluster(
-            &dir,
-            EngineOptions::default(),
-            Copies::counted(0),
-            proposer,
-            0,
-        )
-        .unwrap();
+        let (engine, proposals, _) =
+            open_recorded(&dir, 0, EngineOptions::default(), Copies::counted(0));
         let replica = engine.replica();
         let log = engine.cluster_log();
         let conf = reserved(1, Reserved::Conf(&[1, 1, 0, 0, 0, 0, 0, 0, 0]));
@@ -949,16 +951,8 @@ mod engine_cluster {
 
     /// A leader in `dir` commits `Push(1)`, `Push(3)`, snapshots, commits `Push(10)`.
     fn leader_with_snapshot(dir: &std::path::Path) -> Sent {
-        let (sender, proposals) = mpsc::channel();
-        let proposer: Arc<dyn Proposer> = Arc::new(Recorder(Mutex::new(sender)));
-        let (leader, _) = Engine::open_cluster(
-            dir,
-            EngineOptions::default(),
-            Ordered::default(),
-            proposer,
-            0,
-        )
-        .unwrap();
+        let (leader, proposals, _) =
+            open_recorded(dir, 0, EngineOptions::default(), Ordered::default());
         bootstrap(&leader.cluster_log(), leader.replica().as_ref());
         let early = commit_push(&leader, &proposals, 1);
         commit_push(&leader, &proposals, 3);
@@ -983,16 +977,8 @@ mod engine_cluster {
         dir: &std::path::Path,
         sent: &Sent,
     ) -> (Engine<Ordered>, mpsc::Receiver<Proposal>) {
-        let (sender, proposals) = mpsc::channel();
-        let proposer: Arc<dyn Proposer> = Arc::new(Recorder(Mutex::new(sender)));
-        let (follower, _) = Engine::open_cluster(
-            dir,
-            EngineOptions::default(),
-            Ordered::default(),
-            proposer,
-            0,
-        )
-        .unwrap();
+        let (follower, proposals, _) =
+            open_recorded(dir, 0, EngineOptions::default(), Ordered::default());
         let replica = follower.replica();
         replica.apply(1, &[Arc::from(&[][..]), Arc::from(&[][..])], None);
         replica.apply(sent.early.0, &sent.early.1, None);

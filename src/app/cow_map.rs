@@ -17,10 +17,11 @@
 //! every leaf is at the same depth; `children[i]` holds only keys `k` with
 //! `separators[i - 1] <= k < separators[i]`; keys are strictly increasing along the leaves;
 //! `len` counts the entries. A separator may be a key that has since been removed: it still
-//! separates. Nodes are kept at least [`NODE_MIN`] long by removals, which merge or even out
-//! a node that fell below it with a sibling; an append at the right edge of the tree (ids
-//! assigned in order) splits off a node of one so the left one stays full, and the rightmost
-//! nodes may stay short.
+//! separates. A removal that leaves a node below [`NODE_MIN`] merges it with a sibling, or
+//! evens the two out when they do not fit in one node; an append at the right edge of the
+//! tree (ids assigned in order) splits off a node of one so the left one stays full. So a
+//! node stays short only beside a short sibling or at the right edge; occupancy is a matter
+//! of memory and depth, never of correctness, and is not an invariant.
 
 use std::borrow::Borrow;
 use std::fmt;

@@ -511,19 +511,21 @@ impl<M: Model> Collection<M> {
         match event {
             ModelEvent::Created(value) => {
                 let id = value.id();
+                if let Id::Int(number) = id {
+                    self.last_int_id = self.last_int_id.max(number);
+                }
                 self.index_insert(&value);
                 self.account(&value, 1, true);
                 let record = Arc::new(Record { value, version: 1 });
-                // One descent for the check and the insert; a record already there stops
-                // the process before anything else reads this collection.
-                let previous = self.records.insert(id.clone(), record);
-                assert!(
-                    previous.is_none(),
-                    "{} {id} created twice: the log and the state disagree",
-                    M::NAME
-                );
-                if let Id::Int(value) = id {
-                    self.last_int_id = self.last_int_id.max(value);
+                // One descent for the check and the insert (the id moves in: no copy of a
+                // string id); a record already there stops the process before anything else
+                // reads this collection.
+                if let Some(previous) = self.records.insert(id, record) {
+                    panic!(
+                        "{} {} created twice: the log and the state disagree",
+                        M::NAME,
+                        previous.value.id()
+                    );
                 }
             }
             ModelEvent::Updated { id, patch } => {

@@ -73,7 +73,9 @@ pub struct EngineOptions {
     /// Keep the state a snapshot was built from, so the next one replays only the log since
     /// (instead of loading the previous snapshot file and replaying from it). Costs a second
     /// copy of the state in RAM for good (without it, one exists only while a snapshot is
-    /// built); saves decoding the whole previous snapshot each time. Default off.
+    /// built); saves decoding the whole previous snapshot each time. Default off. Moot for a
+    /// state that clones cheaply ([`State::CLONES_CHEAPLY`]): each snapshot copies the live
+    /// state, and nothing is kept.
     pub snapshot_keep_state: bool,
     /// Submissions queued before `submit` blocks.
     pub queue_commands_max: usize,
@@ -597,8 +599,8 @@ impl<S: State> Engine<S> {
     /// after a batch failed to reach the log (a failed append, or in a cluster a proposal
     /// the Raft node abandoned): each rebuild clones the committed state (for an app's
     /// state a structural copy, see `app::cow_map`; a `State` of your own pays its `Clone`)
-    /// and fails the writes in transit with a retryable error. A new leadership term's rebuild is not
-    /// counted.
+    /// and fails the writes in transit with a retryable error. A new leadership term's
+    /// rebuild is not counted.
     pub fn sequencer_rebuilds(&self) -> u64 {
         self.shared().rebuilds.load(Ordering::Relaxed)
     }
@@ -2155,8 +2157,8 @@ fn start_background_snapshot<S: State>(shared: &Arc<Shared<S>>, snapshotter: &Sn
 /// Snapshots the committed state at the last applied batch boundary: from a copy of it when
 /// the state clones cheaply ([`State::CLONES_CHEAPLY`], the read lock held for the copy),
 /// otherwise without touching the live state (no lock on it: the state is rebuilt from the
-/// previous snapshot and the log, see `snapshotter`); writes it durably, and only then deletes the log segments it covers
-/// (single node) or tells Raft it may compact (cluster).
+/// previous snapshot and the log, see `snapshotter`); writes it durably, and only then
+/// deletes the log segments it covers (single node) or tells Raft it may compact (cluster).
 fn take_snapshot<S: State>(shared: &Shared<S>) -> Result<SnapshotInfo, Error> {
     let _one_at_a_time = shared.snapshot_lock.lock().expect("snapshot lock poisoned");
     // Applied means durable (Durable), written (Relaxed: the snapshotter syncs it) or
