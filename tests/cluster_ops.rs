@@ -1114,3 +1114,99 @@ fn membership_changes_under_write_load_fail_no_write_and_rebuild_nothing() {
         "one leadership"
     );
 }
+
+/// Each member's `(match_index, lag)` in a node's status, the node the figures come from
+/// (`progress_from`), parsed with the crate's JSON; `None` for a figure the node reports
+/// as null.
+type Progress = (Option<u64>, BTreeMap<u64, (Option<u64>, Option<u64>)>);
+
+fn progress(addr: SocketAddr, target: &str) -> Option<Progress> {
+    let (code, body) = http(addr, "GET", target, "", "")?;
+    if code != 200 {
+        return None;
+    }
+    let doc = lithair::json::parse(&body).ok()?;
+    let from = doc.get("progress_from")?;
+    let members = doc["members"].as_array()?.iter().map(|member| {
+        let figure = |name: &str| member.get(name).and_then(|value| value.as_u64());
+        Some((
+            member["id"].as_u64()?,
+            (figure("match_index"), figure("lag")),
+        ))
+    });
+    Some((from.as_u64(), members.collect::<Option<_>>()?))
+}
+
+/// Only a leader tracks how far each member matches its log: a follower's
+/// `/_lithair/cluster` carries the members' `match_index` and `lag` as its leader reports them
+/// (`progress_from` names it), real figures (a member that is down lags by what was written
+/// since), not zeros; `consistency=stale` keeps the answer local, with those figures null; and
+/// with its leader killed a follower answers without them rather than with the dead one's.
+#[test]
+fn a_follower_reports_each_members_progress_as_its_leader_sees_it() {
+    let mut cluster = start_cluster("progress");
+    let leader = wait_leader(&cluster);
+    let leader_id = cluster.nodes[leader].id;
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.http).collect();
+    let never = AtomicBool::new(false);
+    for n in 0..5 {
+        write_item(&addrs, 0, &format!("warm-{n}"), &never).expect("a write commits");
+    }
+    let reporter = (leader + 1) % addrs.len();
+    let down = (leader + 2) % addrs.len();
+    let down_id = cluster.nodes[down].id;
+    // Caught up: every member matches the leader's last index, on the leader's own answer and
+    // on a follower's (from the leader).
+    for at in [leader, reporter] {
+        let (from, members) = poll(Duration::from_secs(20), || {
+            let (from, members) = progress(addrs[at], "/_lithair/cluster")?;
+            members
+                .values()
+                .all(|&(matched, lag)| matched.is_some() && lag == Some(0))
+                .then_some((from, members))
+        })
+        .expect("every member caught up, as the leader reports it");
+        assert_eq!(from, Some(leader_id), "node {at}: {members:?}");
+        assert_eq!(members.len(), 3, "{members:?}");
+    }
+    let (from, members) =
+        progress(addrs[reporter], "/_lithair/cluster?consistency=stale").expect("a local status");
+    assert_eq!(from, None, "a local answer names no source");
+    assert!(
+        members.values().all(|figures| *figures == (None, None)),
+        "a follower alone knows no member's progress: {members:?}"
+    );
+    // One follower down: the writes since are what it lags by, as the other follower says.
+    let (_, before) = progress(addrs[leader], "/_lithair/cluster").expect("leader status");
+    let down_matched = before[&down_id].0.expect("the leader tracks every member");
+    cluster.nodes[down].kill();
+    let live = [addrs[leader], addrs[reporter]];
+    for n in 0..7 {
+        write_item(&live, 0, &format!("while-down-{n}"), &never).expect("a quorum commits");
+    }
+    let (from, members) = progress(addrs[reporter], "/_lithair/cluster").expect("status");
+    assert_eq!(from, Some(leader_id));
+    let (matched, lag) = members[&down_id];
+    assert_eq!(
+        matched,
+        Some(down_matched),
+        "the member that is down matched no more"
+    );
+    // Log entries, not writes: one entry may carry several events.
+    assert!(
+        lag.is_some_and(|lag| lag > 0),
+        "the member that is down lags behind the writes since: {members:?}"
+    );
+    let (_, at_leader) = progress(addrs[leader], "/_lithair/cluster").expect("leader status");
+    assert_eq!(
+        members[&down_id], at_leader[&down_id],
+        "the follower reports what the leader does of a member that does not move"
+    );
+    // The leader killed: until another one leads, the follower has nobody to ask.
+    cluster.nodes[leader].kill();
+    let (from, members) = progress(addrs[reporter], "/_lithair/cluster").expect("status");
+    assert_ne!(from, Some(leader_id), "the figures of a dead leader");
+    if from.is_none() {
+        assert!(members.values().all(|figures| *figures == (None, None)));
+    }
+}

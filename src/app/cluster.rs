@@ -116,6 +116,14 @@ pub const REMOVAL_CHECK_LEADERLESS_MS: u64 = 3000;
 pub const REANNOUNCE_MS: u64 = 3_000;
 /// Time allowed for one operator or peer-resolution request, in milliseconds.
 pub const ADMIN_REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// Time a follower allows its leader to answer for the members' progress in
+/// `GET /_lithair/cluster`: to connect, and for each read and write, in milliseconds. Past
+/// it the follower answers without that progress (`match_index`, `lag`, `progress_from`
+/// null) rather than keep its caller waiting.
+pub const STATUS_PROGRESS_TIMEOUT_MS: u64 = 1_000;
+/// The status as this node alone knows it. Internal polls of a peer's status use it, so a
+/// follower answering them never asks its leader in turn.
+const LOCAL_STATUS_TARGET: &str = "/_lithair/cluster?consistency=stale";
 /// How often bounded waits on the node's status look again, in milliseconds (operator
 /// requests only; never on a client's path).
 const STATUS_POLL_MS: u64 = 10;
@@ -599,7 +607,7 @@ fn removal_seen_by_peers(node: &Node, me: u64) -> Option<String> {
         let Some(addr) = node.http_addr(peer).filter(|_| peer != me) else {
             continue;
         };
-        let Ok((200, answer)) = admin_request(&addr, "GET", "/_lithair/cluster", None, b"") else {
+        let Ok((200, answer)) = admin_request(&addr, "GET", LOCAL_STATUS_TARGET, None, b"") else {
             continue;
         };
         let Ok(text) = std::str::from_utf8(&answer) else {
@@ -648,7 +656,7 @@ fn resolve_peers(node: &Node) {
         let Some(addr) = node.http_addr(source) else {
             continue;
         };
-        if let Ok((200, answer)) = admin_request(&addr, "GET", "/_lithair/cluster", None, b"") {
+        if let Ok((200, answer)) = admin_request(&addr, "GET", LOCAL_STATUS_TARGET, None, b"") {
             if learn_peers(node, &answer).is_ok() && !missing() {
                 return;
             }
@@ -822,7 +830,8 @@ fn admin_request(
     )
 }
 
-/// One HTTP/1.1 exchange over a fresh connection (`Connection: close`).
+/// One HTTP/1.1 exchange over a fresh connection (`Connection: close`), allowed
+/// `ADMIN_REQUEST_TIMEOUT_MS` to connect and as long for each read and write.
 ///
 /// # Errors
 /// Connection or protocol failures.
@@ -834,6 +843,18 @@ pub fn exchange_once(
     body: &[u8],
 ) -> std::io::Result<(u16, Vec<u8>)> {
     let timeout = Duration::from_millis(ADMIN_REQUEST_TIMEOUT_MS);
+    exchange_within(addr, method, target, headers, body, timeout)
+}
+
+/// `exchange_once` allowed `timeout` to connect and as long for each read and write.
+fn exchange_within(
+    addr: &str,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    timeout: Duration,
+) -> std::io::Result<(u16, Vec<u8>)> {
     let mut stream = connect(addr, timeout)?;
     let mut out = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\n");
     for (name, value) in headers {
@@ -999,7 +1020,12 @@ const CLUSTER_PATH_PREFIX: &str = "/_lithair/cluster";
 fn wants_linearizable(req: &Request) -> bool {
     !req.path.starts_with("/_lithair")
         && !super::docs::STATELESS_PATHS.contains(&req.path.as_str())
-        && !req.query.split('&').any(|pair| pair == "consistency=stale")
+        && !wants_stale(req)
+}
+
+/// Whether the request asks for this node's local view (`consistency=stale`).
+fn wants_stale(req: &Request) -> bool {
+    req.query.split('&').any(|pair| pair == "consistency=stale")
 }
 
 fn query_id(req: &Request, key: &str) -> Option<Result<u64, std::num::ParseIntError>> {
@@ -1040,12 +1066,7 @@ impl ClusterFront {
 
     fn cluster_endpoint(&self, req: &mut Request) -> Option<Response> {
         let operator = match (&req.method, req.path.as_str()) {
-            (Method::Get, "/_lithair/cluster") => {
-                return Some(json_response(
-                    200,
-                    status_json(&self.node.status(), &*self.replica),
-                ))
-            }
+            (Method::Get, "/_lithair/cluster") => return Some(self.status(req)),
             (Method::Post, "/_lithair/cluster/join") => ClusterFront::join,
             (Method::Post, "/_lithair/cluster/leave") => ClusterFront::leave,
             (Method::Post, "/_lithair/cluster/transfer-leader") => ClusterFront::transfer_leader,
@@ -1118,7 +1139,8 @@ impl ClusterFront {
         // it up, and a voter among them may vote again in a term it voted in. Raft's way back
         // is removal, then a join as a new learner.
         let lost = status.members.iter().find(|member| {
-            member.id == join.id && joiner_last.is_some_and(|last| last < member.match_index)
+            let matched = member.match_index.unwrap_or(0);
+            member.id == join.id && joiner_last.is_some_and(|last| last < matched)
         });
         if let Some(member) = lost {
             let detail = format!(
@@ -1127,7 +1149,7 @@ impl ClusterFront {
                  (emptied, or restored from an older copy); remove it first (`cluster leave \
                  --id {}` through a live member), then join again from an empty data directory",
                 join.id,
-                member.match_index,
+                member.match_index.unwrap_or(0),
                 joiner_last.unwrap_or(0),
                 join.id
             );
@@ -1192,6 +1214,48 @@ impl ClusterFront {
         w.end_array();
         w.end_object();
         finish(w)
+    }
+
+    /// `GET /_lithair/cluster`: this node's status. Only a leader tracks how far each member
+    /// matches its log, so a follower asks its leader for the members' `match_index` and
+    /// `lag` (named in `progress_from`), unless the request says `consistency=stale`; without
+    /// a leader that answers as one in time, they are null.
+    fn status(&self, req: &Request) -> Response {
+        let mut status = self.node.status();
+        let progress_from = if status.role == "leader" {
+            Some(status.id)
+        } else if wants_stale(req) {
+            None
+        } else {
+            self.progress_from_leader(&mut status)
+        };
+        json_response(200, status_json(&status, progress_from, &*self.replica))
+    }
+
+    /// Fills the match index and lag of `status`'s members from the status of the leader
+    /// this node follows; the leader's id, or `None` (nothing filled) when no leader is known
+    /// or none answered as that leader within `STATUS_PROGRESS_TIMEOUT_MS`. A member the
+    /// leader does not list (a membership change it has not applied yet) keeps `None`.
+    fn progress_from_leader(&self, status: &mut ClusterStatus) -> Option<u64> {
+        let leader = status.leader;
+        if leader == 0 || leader == status.id {
+            return None;
+        }
+        let addr = self.node.http_addr(leader)?;
+        let timeout = Duration::from_millis(STATUS_PROGRESS_TIMEOUT_MS);
+        let (code, body) =
+            exchange_within(&addr, "GET", LOCAL_STATUS_TARGET, &[], b"", timeout).ok()?;
+        if code != 200 {
+            return None;
+        }
+        let progress = leader_progress(&body, leader)?;
+        for member in &mut status.members {
+            if let Some(&(_, matched, lag)) = progress.iter().find(|(id, ..)| *id == member.id) {
+                member.match_index = Some(matched);
+                member.lag = Some(lag);
+            }
+        }
+        Some(leader)
     }
 
     /// Polls this node's status until `done` holds (operator requests only), at most `ms`.
@@ -1447,8 +1511,41 @@ fn u64_field(w: &mut Writer, name: &str, value: u64) {
     w.u64(value);
 }
 
-/// The `/_lithair/cluster` document.
-pub fn status_json(status: &ClusterStatus, replica: &dyn Replica) -> String {
+fn optional_u64_field(w: &mut Writer, name: &str, value: Option<u64>) {
+    w.field(name);
+    match value {
+        Some(value) => w.u64(value),
+        None => w.null(),
+    }
+}
+
+/// Each member's `(id, match_index, lag)` in leader `leader`'s status document (`body`), or
+/// `None` unless it is the document of that node leading (a node that lost leadership since
+/// tracks nobody's progress).
+fn leader_progress(body: &[u8], leader: u64) -> Option<Vec<(u64, u64, u64)>> {
+    let document = json::parse(std::str::from_utf8(body).ok()?).ok()?;
+    let role = document.get("role")?.as_str()?;
+    if role != "leader" || document.get("node_id")?.as_u64()? != leader {
+        return None;
+    }
+    let members = document.get("members")?.as_array()?;
+    let progress = |member: &json::Value| {
+        Some((
+            member.get("id")?.as_u64()?,
+            member.get("match_index")?.as_u64()?,
+            member.get("lag")?.as_u64()?,
+        ))
+    };
+    members.iter().map(progress).collect()
+}
+
+/// The `/_lithair/cluster` document. `progress_from`: the node the members' match index
+/// and lag come from (this node when it leads; `None`: unknown here, and null).
+pub fn status_json(
+    status: &ClusterStatus,
+    progress_from: Option<u64>,
+    replica: &dyn Replica,
+) -> String {
     let (applied_event, digest) = replica.applied_digest();
     let mut w = Writer::new();
     w.begin_object();
@@ -1478,6 +1575,7 @@ pub fn status_json(status: &ClusterStatus, replica: &dyn Replica) -> String {
         Some(why) => w.str(why),
         None => w.null(),
     }
+    optional_u64_field(&mut w, "progress_from", progress_from);
     w.field("members");
     w.begin_array();
     for member in &status.members {
@@ -1486,8 +1584,8 @@ pub fn status_json(status: &ClusterStatus, replica: &dyn Replica) -> String {
         u64_field(&mut w, "id", member.id);
         w.field("voter");
         w.bool(member.voter);
-        u64_field(&mut w, "match_index", member.match_index);
-        u64_field(&mut w, "lag", member.lag);
+        optional_u64_field(&mut w, "match_index", member.match_index);
+        optional_u64_field(&mut w, "lag", member.lag);
         for (name, addr) in [("http", &member.http_addr), ("peer", &member.peer_addr)] {
             w.field(name);
             match addr {
@@ -1708,5 +1806,33 @@ mod tests {
             unavailable("no leader").headers.get("retry-after"),
             Some("1")
         );
+    }
+
+    /// A follower takes the members' progress only from the node it follows, answering as
+    /// that node leading: not from a node that lost leadership since, nor from another one,
+    /// nor from a document missing a figure.
+    #[test]
+    fn progress_comes_only_from_the_leader_that_is_asked() {
+        let document = |node: u64, role: &str, lag: &str| {
+            format!(
+                r#"{{"node_id":{node},"role":"{role}","members":[{{"id":1,"match_index":9,"lag":0}},{{"id":2,"match_index":4,"lag":{lag}}}]}}"#
+            )
+        };
+        let leading = document(1, "leader", "5");
+        assert_eq!(
+            leader_progress(leading.as_bytes(), 1),
+            Some(vec![(1, 9, 0), (2, 4, 5)])
+        );
+        assert_eq!(leader_progress(leading.as_bytes(), 3), None, "another node");
+        let deposed = document(1, "follower", "5");
+        assert_eq!(leader_progress(deposed.as_bytes(), 1), None, "not leading");
+        let unknown = document(1, "leader", "null");
+        assert_eq!(
+            leader_progress(unknown.as_bytes(), 1),
+            None,
+            "a figure missing"
+        );
+        assert_eq!(leader_progress(b"{\"node_id\":1", 1), None, "not JSON");
+        assert_eq!(leader_progress(&[0xff, 0xfe], 1), None, "not UTF-8");
     }
 }

@@ -207,10 +207,13 @@ pub struct MemberStatus {
     pub id: NodeId,
     /// Whether it votes.
     pub voter: bool,
-    /// Leader only: the highest index known replicated on it.
-    pub match_index: u64,
-    /// Leader only: entries it lags behind the leader's last index.
-    pub lag: u64,
+    /// The highest index known replicated on it: only a leader tracks it (`None` on any
+    /// other node).
+    pub match_index: Option<u64>,
+    /// Entries it lags behind the leader's last index, measured when the status is read;
+    /// `None` where `match_index` is. The match index may be a tick older than the last
+    /// index, so a lag may count entries the member received during that tick.
+    pub lag: Option<u64>,
     /// Its HTTP address, when known.
     pub http_addr: Option<String>,
     /// Its peer (Raft) address, when known.
@@ -527,6 +530,17 @@ impl Node {
         let mut status = self.status.lock().expect("status poisoned").clone();
         (status.batched_reads, status.read_batches) = self.reads.counts();
         status.removed = self.removal();
+        // The member list may be a tick older than the indexes: measure every lag from the
+        // fresh last index (a lag a tick old never says 0 of a member that is behind), and
+        // the leader itself matches everything it has.
+        for member in &mut status.members {
+            if let Some(matched) = &mut member.match_index {
+                if member.id == status.id {
+                    *matched = status.last_index;
+                }
+                member.lag = Some(status.last_index.saturating_sub(*matched));
+            }
+        }
         status
     }
 
@@ -1955,12 +1969,8 @@ impl Driver {
             members.push(MemberStatus {
                 id,
                 voter,
-                match_index: if is_leader { match_index } else { 0 },
-                lag: if is_leader {
-                    status.last_index.saturating_sub(match_index)
-                } else {
-                    0
-                },
+                match_index: is_leader.then_some(match_index),
+                lag: is_leader.then(|| status.last_index.saturating_sub(match_index)),
                 http_addr: self.transport.http_addr(id),
                 peer_addr: self.transport.peer_addr(id),
             });
