@@ -589,6 +589,92 @@ fn security_headers_are_on_by_default_and_can_be_replaced_or_turned_off() {
     }
 }
 
+/// `App::cors`: a page on the listed origin drives the generated routes from a browser (a
+/// preflighted JSON PATCH with a version check goes through, the created record's address and
+/// version are readable), a page elsewhere gets no CORS grant, and an app without `cors`
+/// grants none.
+#[test]
+fn an_app_with_cors_serves_its_generated_routes_to_the_listed_origin_only() {
+    use lithair::http::cors::Cors;
+    let data = common::fresh_dir("app", "cors");
+    let app = App::new("cors")
+        .model::<Post>()
+        .cors(Cors::new(["https://front.example"]));
+    let (running, addr) = common::start(&app, &data);
+    let from = |origin: &str| format!("Origin: {origin}\r\n");
+    let preflight = |origin: &str| {
+        format!(
+            "{}Access-Control-Request-Method: PATCH\r\n\
+             Access-Control-Request-Headers: content-type, if-match\r\n",
+            from(origin)
+        )
+    };
+    let created = request(
+        addr,
+        "POST",
+        "/api/posts",
+        &from("https://front.example"),
+        r#"{"title":"t","slug":"t"}"#,
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        created.header("access-control-allow-origin"),
+        Some("https://front.example")
+    );
+    let exposed = created
+        .header("access-control-expose-headers")
+        .unwrap_or("");
+    assert!(
+        exposed.contains("Location") && exposed.contains("ETag"),
+        "{exposed}"
+    );
+    let location = created.header("location").expect("a location").to_string();
+    let allowed = request(
+        addr,
+        "OPTIONS",
+        &location,
+        &preflight("https://front.example"),
+        "",
+    );
+    assert_eq!(allowed.status, 204, "{}", allowed.head);
+    assert!(allowed
+        .header("access-control-allow-methods")
+        .is_some_and(|methods| methods.contains("PATCH")));
+    let refused = request(
+        addr,
+        "OPTIONS",
+        &location,
+        &preflight("https://evil.example"),
+        "",
+    );
+    assert_eq!(refused.status, 403);
+    let foreign = request(addr, "GET", &location, &from("https://evil.example"), "");
+    assert_eq!(
+        (
+            foreign.status,
+            foreign.header("access-control-allow-origin")
+        ),
+        (200, None)
+    );
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+    let data = common::fresh_dir("app", "no-cors");
+    let (running, addr) = common::start(&App::new("no-cors").model::<Post>(), &data);
+    let plain = request(
+        addr,
+        "GET",
+        "/api/posts",
+        &from("https://front.example"),
+        "",
+    );
+    assert_eq!(
+        (plain.status, plain.header("access-control-allow-origin")),
+        (200, None)
+    );
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
 /// The encoding digest (the default state digest, `engine::encoding_digest`) is hashed from
 /// the encoding in pieces (`State::encode_spilled`), never from one state-sized buffer: it
 /// must equal SHA-256 over the whole encoding all the same, for a state spanning several

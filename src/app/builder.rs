@@ -19,6 +19,7 @@ use super::model::{Model, ModelEvent, Rejection};
 use super::routes::{model_routes, write_error_problem, write_meta};
 use super::state::{register, AppState};
 use crate::engine::{Engine, EngineOptions};
+use crate::http::cors::Cors;
 use crate::http::limits::WORKER_THREADS_DEFAULT;
 use crate::http::middleware::SecurityHeaders;
 use crate::http::problem::Problem;
@@ -80,6 +81,8 @@ pub struct App {
     server_config: ServerConfig,
     /// The router's first global layer; `None` sends no security headers.
     security_headers: Option<SecurityHeaders>,
+    /// The router's global CORS layer, after the security headers; `None`: no CORS headers.
+    cors: Option<Cors>,
     static_dirs: Vec<(String, String)>,
     checks: Checks,
     hooks: Vec<HookFn>,
@@ -125,6 +128,7 @@ impl App {
             },
             server_config: ServerConfig::default(),
             security_headers: Some(SecurityHeaders::default()),
+            cors: None,
             static_dirs: Vec::new(),
             checks: Checks::new(),
             outcome_window: super::handle::RECENT_OUTCOMES_MAX,
@@ -349,6 +353,21 @@ impl App {
         self
     }
 
+    /// Lets pages on other origins call the app from a browser: `cors` answers preflights
+    /// and marks the answers of every route (the generated model and command routes, custom
+    /// ones, static files) for the origins it lists, and no others. Off by default (a browser
+    /// then lets only same-origin pages read the answers).
+    ///
+    /// ```
+    /// # use lithair::app::App;
+    /// use lithair::http::cors::Cors;
+    /// let app = App::new("shop").cors(Cors::new(["https://shop.example.com"]));
+    /// ```
+    pub fn cors(mut self, cors: Cors) -> App {
+        self.cors = Some(cors);
+        self
+    }
+
     /// Reads the process arguments and runs the chosen subcommand; returns the exit code:
     /// 0 on success (and for `--help`), [`cli::USAGE_ERROR_EXIT_CODE`] (2) for a command line
     /// that was refused before anything ran, 1 for a command that failed.
@@ -568,6 +587,9 @@ impl App {
             Some(headers) => Router::bare().layer(headers.clone()),
             None => Router::bare(),
         };
+        if let Some(cors) = &self.cors {
+            router = router.layer(cors.clone());
+        }
         for build in &self.routes {
             router = build(router, handle);
         }

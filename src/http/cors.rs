@@ -13,6 +13,34 @@ use crate::http::response::Response;
 /// Default `Access-Control-Max-Age`: how long a browser may cache a preflight answer.
 pub const PREFLIGHT_MAX_AGE_S: u64 = 600;
 
+/// Methods allowed cross-origin by default: every method a Lithair app routes (the generated
+/// model routes create, replace, patch and delete), so a page on an allowed origin can use the
+/// whole API. The origin list is what keeps other pages out.
+pub const DEFAULT_METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
+
+/// Request headers allowed cross-origin by default (lowercase): the ones a Lithair API reads.
+/// `content-type` first (a JSON body needs `application/json`, which is not CORS-safelisted),
+/// then conditional writes and reads, idempotent retries, request ids and live feeds' resume.
+pub const DEFAULT_REQUEST_HEADERS: [&str; 6] = [
+    "content-type",
+    "if-match",
+    "if-none-match",
+    "idempotency-key",
+    "x-request-id",
+    "last-event-id",
+];
+
+/// Response headers scripts may read by default (beyond the CORS-safelisted ones): the ones a
+/// Lithair API answers with and a client acts on (a version for `If-Match`, a created record's
+/// address, a retry's replay mark, when to try again, the request id to quote).
+pub const DEFAULT_EXPOSED_HEADERS: [&str; 5] = [
+    "ETag",
+    "Location",
+    "Idempotent-Replayed",
+    "Retry-After",
+    "X-Request-Id",
+];
+
 /// The CORS middleware. Requests without `Origin`, or from an origin not on the list, pass
 /// through without CORS headers (the browser then blocks the response); a preflight from an
 /// unlisted origin, or asking for a method or header not allowed, gets 403. The CORS-safelisted
@@ -25,9 +53,15 @@ pub const PREFLIGHT_MAX_AGE_S: u64 = 600;
 /// `Access-Control-Allow-Origin` (a navigation, a same-origin fetch) must not serve it to a
 /// cross-origin request (Fetch, "CORS protocol and HTTP caches").
 ///
+/// By default a listed origin may use every method and request header a Lithair API uses
+/// ([`DEFAULT_METHODS`], [`DEFAULT_REQUEST_HEADERS`]) and read the headers it answers with
+/// ([`DEFAULT_EXPOSED_HEADERS`]); the `allow_*` and `expose_headers` methods replace those
+/// lists.
+///
 /// ```
 /// use lithair::http::cors::Cors;
-/// let cors = Cors::new(["https://app.example.com"]).allow_methods(["GET", "POST"]).allow_headers(["content-type"]);
+/// let api = Cors::new(["https://app.example.com"]);
+/// let narrow = Cors::new(["https://app.example.com"]).allow_methods(["GET", "POST"]).allow_headers(["content-type"]);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Cors {
@@ -41,7 +75,7 @@ pub struct Cors {
 
 impl Cors {
     /// Allows exactly these origins (scheme, host and port, e.g. `https://a.example:8443`),
-    /// with methods GET, HEAD and POST and no extra request headers.
+    /// with the default methods and headers (see [`Cors`]).
     pub fn new<S: Into<String>>(origins: impl IntoIterator<Item = S>) -> Self {
         let origins: Vec<String> = origins.into_iter().map(Into::into).collect();
         for o in &origins {
@@ -52,21 +86,22 @@ impl Cors {
         }
         Self {
             origins,
-            methods: ["GET", "HEAD", "POST"].map(String::from).to_vec(),
-            headers: Vec::new(),
-            expose: Vec::new(),
+            methods: DEFAULT_METHODS.map(String::from).to_vec(),
+            headers: DEFAULT_REQUEST_HEADERS.map(String::from).to_vec(),
+            expose: DEFAULT_EXPOSED_HEADERS.map(String::from).to_vec(),
             credentials: false,
             max_age_s: PREFLIGHT_MAX_AGE_S,
         }
     }
 
-    /// Methods allowed cross-origin.
+    /// Methods allowed cross-origin, instead of [`DEFAULT_METHODS`].
     pub fn allow_methods<S: Into<String>>(mut self, methods: impl IntoIterator<Item = S>) -> Self {
         self.methods = methods.into_iter().map(Into::into).collect();
         self
     }
 
-    /// Request headers allowed cross-origin (compared case-insensitively).
+    /// Request headers allowed cross-origin (compared case-insensitively), instead of
+    /// [`DEFAULT_REQUEST_HEADERS`].
     pub fn allow_headers<S: Into<String>>(mut self, headers: impl IntoIterator<Item = S>) -> Self {
         self.headers = headers
             .into_iter()
@@ -75,7 +110,8 @@ impl Cors {
         self
     }
 
-    /// Response headers scripts may read (`Access-Control-Expose-Headers`).
+    /// Response headers scripts may read (`Access-Control-Expose-Headers`), instead of
+    /// [`DEFAULT_EXPOSED_HEADERS`].
     pub fn expose_headers<S: Into<String>>(mut self, headers: impl IntoIterator<Item = S>) -> Self {
         self.expose = headers.into_iter().map(Into::into).collect();
         self
@@ -278,6 +314,51 @@ mod tests {
         );
         let refused = cors.call(&mut bad_origin, &ok);
         assert_eq!(refused.headers.get("vary"), Some("Origin"));
+    }
+
+    /// Left at its defaults, a listed origin can drive a whole Lithair API: a JSON PATCH with
+    /// a version check and an idempotency key is preflighted through, and the response headers
+    /// a client acts on are readable by its scripts. Other origins still get nothing.
+    #[test]
+    fn the_defaults_let_a_listed_origin_use_the_whole_api() {
+        let cors = Cors::new(["https://a.example"]);
+        let ok = |_: &mut Request| Response::text(200, "ok").with_header("ETag", "\"3\"");
+        for method in DEFAULT_METHODS {
+            let mut pre = request(
+                Method::Options,
+                &[
+                    ("Origin", "https://a.example"),
+                    ("Access-Control-Request-Method", method),
+                    (
+                        "Access-Control-Request-Headers",
+                        "Content-Type, If-Match, Idempotency-Key, X-Request-Id",
+                    ),
+                ],
+            );
+            let answer = cors.call(&mut pre, &ok);
+            assert_eq!(answer.status, 204, "{method}");
+            let allowed = answer.headers.get("access-control-allow-methods");
+            assert!(allowed.is_some_and(|m| m.contains("PATCH")), "{allowed:?}");
+        }
+        let mut actual = request(Method::Patch, &[("Origin", "https://a.example")]);
+        let answer = cors.call(&mut actual, &ok);
+        let exposed = answer.headers.get("access-control-expose-headers");
+        assert!(
+            exposed.is_some_and(|e| e.contains("ETag") && e.contains("Location")),
+            "{exposed:?}"
+        );
+        let mut foreign = request(
+            Method::Options,
+            &[
+                ("Origin", "https://evil.example"),
+                ("Access-Control-Request-Method", "PATCH"),
+            ],
+        );
+        assert_eq!(cors.call(&mut foreign, &ok).status, 403);
+        let mut foreign = request(Method::Patch, &[("Origin", "https://evil.example")]);
+        let answer = cors.call(&mut foreign, &ok);
+        assert_eq!(answer.headers.get("access-control-allow-origin"), None);
+        assert_eq!(answer.headers.get("access-control-expose-headers"), None);
     }
 
     #[test]
