@@ -38,6 +38,8 @@ const CHASED_WRITES: usize = 60;
 const PIPELINED_READS: usize = 48;
 /// Items the pipelined reads fetch, in turn.
 const PIPELINED_ITEMS: usize = 6;
+/// Times a pipeline of reads is sent before reads that never share a batch fail the test.
+const PIPELINE_ATTEMPTS_MAX: usize = 3;
 
 /// Restarts every node of `cluster` (still empty) with `--read-mode lease`.
 fn with_lease_reads(cluster: &mut Cluster) {
@@ -295,26 +297,39 @@ fn pipelined_reads_answer_in_order_and_share_read_index_batches_on_leader_and_fo
             .iter()
             .map(|id| Pipelined::get(format!("/api/items/{}", id.unwrap_or(missing))))
             .collect();
-        let (reads_before, batches_before) = read_counters(addr);
-        let answers = pipeline(addr, &requests);
-        let (reads_after, batches_after) = read_counters(addr);
-        for (k, (id, (code, body))) in wanted.iter().zip(&answers).enumerate() {
-            match id {
-                Some(id) => {
-                    assert_eq!(*code, 200, "read {k} of item {id} on {addr}: {body}");
-                    assert_eq!(json_number(body, "id"), Some(*id), "read {k} on {addr}");
+        // Sharing is up to the scheduler: a read joins the batch in flight unless that batch
+        // already asked for its confirmation. On a starved machine (the reactor preempted after
+        // every read while each batch's round completes) each read may take a batch of its
+        // own, so the pipeline is sent again, a few times at most, before that is a failure.
+        let mut batches_seen = Vec::new();
+        for _ in 0..PIPELINE_ATTEMPTS_MAX {
+            let (reads_before, batches_before) = read_counters(addr);
+            let answers = pipeline(addr, &requests);
+            let (reads_after, batches_after) = read_counters(addr);
+            for (k, (id, (code, body))) in wanted.iter().zip(&answers).enumerate() {
+                match id {
+                    Some(id) => {
+                        assert_eq!(*code, 200, "read {k} of item {id} on {addr}: {body}");
+                        assert_eq!(json_number(body, "id"), Some(*id), "read {k} on {addr}");
+                    }
+                    None => assert_eq!(*code, 404, "read {k} of a missing item on {addr}: {body}"),
                 }
-                None => assert_eq!(*code, 404, "read {k} of a missing item on {addr}: {body}"),
+            }
+            let (reads, batches) = (reads_after - reads_before, batches_after - batches_before);
+            assert!(
+                reads >= PIPELINED_READS as u64,
+                "every pipelined read joined a batch on {addr}: {reads}"
+            );
+            batches_seen.push(batches);
+            if batches < PIPELINED_READS as u64 {
+                break;
             }
         }
-        let (reads, batches) = (reads_after - reads_before, batches_after - batches_before);
         assert!(
-            reads >= PIPELINED_READS as u64,
-            "every pipelined read joined a batch on {addr}: {reads}"
-        );
-        assert!(
-            batches < PIPELINED_READS as u64,
-            "{PIPELINED_READS} pipelined reads took {batches} ReadIndex batches on {addr}"
+            batches_seen.iter().any(|&b| b < PIPELINED_READS as u64),
+            "{PIPELINED_READS} pipelined reads never shared a ReadIndex batch on {addr}: \
+             {batches_seen:?} batches in {} attempts",
+            batches_seen.len()
         );
     }
 }
