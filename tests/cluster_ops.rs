@@ -1120,6 +1120,10 @@ fn membership_changes_under_write_load_fail_no_write_and_rebuild_nothing() {
 /// as null.
 type Progress = (Option<u64>, BTreeMap<u64, (Option<u64>, Option<u64>)>);
 
+/// How long the progress test leaves a member down before it reads how long ago the leader
+/// last heard from it, in milliseconds.
+const DOWN_FOR_MS: u64 = 600;
+
 fn progress(addr: SocketAddr, target: &str) -> Option<Progress> {
     let (code, body) = http(addr, "GET", target, "", "")?;
     if code != 200 {
@@ -1140,7 +1144,7 @@ fn progress(addr: SocketAddr, target: &str) -> Option<Progress> {
 /// Only a leader tracks how far each member matches its log: a follower's
 /// `/_lithair/cluster` carries the members' `match_index` and `lag` as its leader reports them
 /// (`progress_from` names it), real figures (a member that is down lags by what was written
-/// since), not zeros; `consistency=stale` keeps the answer local, with those figures null; and
+/// since, and was last heard from before it went down), not zeros; `consistency=stale` keeps the answer local, with those figures null; and
 /// with its leader killed a follower answers without them rather than with the dead one's.
 #[test]
 fn a_follower_reports_each_members_progress_as_its_leader_sees_it() {
@@ -1202,6 +1206,38 @@ fn a_follower_reports_each_members_progress_as_its_leader_sees_it() {
         members[&down_id], at_leader[&down_id],
         "the follower reports what the leader does of a member that does not move"
     );
+    // How long the leader has not heard from each member: the one that is down grows past
+    // the time since its kill, the live one is heard every heartbeat; only the others are
+    // fed (a way of replication each), not the leader itself.
+    std::thread::sleep(Duration::from_millis(DOWN_FOR_MS));
+    let (code, body) = http(addrs[reporter], "GET", "/_lithair/cluster", "", "").expect("status");
+    assert_eq!(code, 200, "{body}");
+    let doc = lithair::json::parse(&body).expect("a JSON status");
+    let member = |id: u64| {
+        let members = doc["members"].as_array().expect("members");
+        let found = members.iter().find(|m| m["id"].as_u64() == Some(id));
+        found.expect("every member is listed").clone()
+    };
+    let reporter_id = cluster.nodes[reporter].id;
+    let down_heard = member(down_id)["last_heard_ms"].as_u64();
+    let live_heard = member(reporter_id)["last_heard_ms"].as_u64();
+    assert!(
+        down_heard.is_some_and(|ms| ms >= DOWN_FOR_MS),
+        "the member that is down was last heard {down_heard:?} ms ago: {body}"
+    );
+    assert!(
+        live_heard.is_some_and(|ms| ms < down_heard.unwrap_or(0)),
+        "a live member was last heard {live_heard:?} ms ago: {body}"
+    );
+    for id in [down_id, reporter_id] {
+        let way = member(id)["replication"].as_str().map(str::to_string);
+        assert!(
+            matches!(way.as_deref(), Some("probe" | "replicate")),
+            "node {id}: {way:?}"
+        );
+    }
+    assert!(member(leader_id)["replication"].is_null(), "{body}");
+    assert!(member(leader_id)["last_heard_ms"].is_null(), "{body}");
     // The leader killed: until another one leads, the follower has nobody to ask.
     cluster.nodes[leader].kill();
     let (from, members) = progress(addrs[reporter], "/_lithair/cluster").expect("status");

@@ -44,7 +44,7 @@ use crate::http::{Handler, HeadPlan, Method, Request, Response};
 use crate::json::{self, Writer};
 use crate::raft::node::{AppliedWatch, ClusterStatus, Inbox, Node, NodeConfig, PeerBook};
 use crate::raft::storage_log::read_hard_state;
-use crate::raft::{ConfChange, RaftError};
+use crate::raft::{ConfChange, RaftError, Replication};
 use std::collections::VecDeque;
 use std::io::{BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -1250,9 +1250,11 @@ impl ClusterFront {
         }
         let progress = leader_progress(&body, leader)?;
         for member in &mut status.members {
-            if let Some(&(_, matched, lag)) = progress.iter().find(|(id, ..)| *id == member.id) {
-                member.match_index = Some(matched);
-                member.lag = Some(lag);
+            if let Some(known) = progress.iter().find(|known| known.id == member.id) {
+                member.match_index = Some(known.match_index);
+                member.lag = Some(known.lag);
+                member.replication = known.replication;
+                member.last_heard_ms = known.last_heard_ms;
             }
         }
         Some(leader)
@@ -1519,10 +1521,21 @@ fn optional_u64_field(w: &mut Writer, name: &str, value: Option<u64>) {
     }
 }
 
-/// Each member's `(id, match_index, lag)` in leader `leader`'s status document (`body`), or
-/// `None` unless it is the document of that node leading (a node that lost leadership since
-/// tracks nobody's progress).
-fn leader_progress(body: &[u8], leader: u64) -> Option<Vec<(u64, u64, u64)>> {
+/// One member's progress as its leader reports it in its status document.
+#[derive(Debug, PartialEq, Eq)]
+struct MemberProgress {
+    id: u64,
+    match_index: u64,
+    lag: u64,
+    /// `None` for the leader itself (and from a leader that does not say).
+    replication: Option<&'static str>,
+    last_heard_ms: Option<u64>,
+}
+
+/// Each member's progress in leader `leader`'s status document (`body`), or `None` unless it
+/// is the document of that node leading (a node that lost leadership since tracks nobody's
+/// progress) and gives every member's match index and lag.
+fn leader_progress(body: &[u8], leader: u64) -> Option<Vec<MemberProgress>> {
     let document = json::parse(std::str::from_utf8(body).ok()?).ok()?;
     let role = document.get("role")?.as_str()?;
     if role != "leader" || document.get("node_id")?.as_u64()? != leader {
@@ -1530,11 +1543,16 @@ fn leader_progress(body: &[u8], leader: u64) -> Option<Vec<(u64, u64, u64)>> {
     }
     let members = document.get("members")?.as_array()?;
     let progress = |member: &json::Value| {
-        Some((
-            member.get("id")?.as_u64()?,
-            member.get("match_index")?.as_u64()?,
-            member.get("lag")?.as_u64()?,
-        ))
+        let replication = member.get("replication").and_then(json::Value::as_str);
+        Some(MemberProgress {
+            id: member.get("id")?.as_u64()?,
+            match_index: member.get("match_index")?.as_u64()?,
+            lag: member.get("lag")?.as_u64()?,
+            replication: replication
+                .and_then(Replication::from_name)
+                .map(Replication::name),
+            last_heard_ms: member.get("last_heard_ms").and_then(json::Value::as_u64),
+        })
     };
     members.iter().map(progress).collect()
 }
@@ -1586,6 +1604,12 @@ pub fn status_json(
         w.bool(member.voter);
         optional_u64_field(&mut w, "match_index", member.match_index);
         optional_u64_field(&mut w, "lag", member.lag);
+        w.field("replication");
+        match member.replication {
+            Some(way) => w.str(way),
+            None => w.null(),
+        }
+        optional_u64_field(&mut w, "last_heard_ms", member.last_heard_ms);
         for (name, addr) in [("http", &member.http_addr), ("peer", &member.peer_addr)] {
             w.field(name);
             match addr {
@@ -1815,13 +1839,29 @@ mod tests {
     fn progress_comes_only_from_the_leader_that_is_asked() {
         let document = |node: u64, role: &str, lag: &str| {
             format!(
-                r#"{{"node_id":{node},"role":"{role}","members":[{{"id":1,"match_index":9,"lag":0}},{{"id":2,"match_index":4,"lag":{lag}}}]}}"#
+                r#"{{"node_id":{node},"role":"{role}","members":[{{"id":1,"match_index":9,"lag":0,"replication":null,"last_heard_ms":null}},{{"id":2,"match_index":4,"lag":{lag},"replication":"probe","last_heard_ms":5020}}]}}"#
             )
         };
         let leading = document(1, "leader", "5");
+        let member = |id, match_index, lag, replication, last_heard_ms| MemberProgress {
+            id,
+            match_index,
+            lag,
+            replication,
+            last_heard_ms,
+        };
         assert_eq!(
             leader_progress(leading.as_bytes(), 1),
-            Some(vec![(1, 9, 0), (2, 4, 5)])
+            Some(vec![
+                member(1, 9, 0, None, None),
+                member(2, 4, 5, Some("probe"), Some(5020))
+            ])
+        );
+        let odd = leading.replace(r#""probe""#, r#""teleport""#);
+        assert_eq!(
+            leader_progress(odd.as_bytes(), 1).map(|members| members[1].replication),
+            Some(None),
+            "a way this node does not know reads as unknown"
         );
         assert_eq!(leader_progress(leading.as_bytes(), 3), None, "another node");
         let deposed = document(1, "follower", "5");

@@ -623,7 +623,7 @@ impl<S: Storage> Raft<S> {
             self.progress.remove(&id);
         } else if id != self.id && !self.progress.contains_key(&id) {
             self.progress
-                .insert(id, Progress::new(self.log.last_index() + 1));
+                .insert(id, Progress::new(self.log.last_index() + 1, self.ticks));
         }
     }
 }

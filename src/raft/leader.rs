@@ -241,7 +241,7 @@ impl<S: Storage> Raft<S> {
             .copied()
             .collect();
         for peer in peers.into_iter().filter(|&p| p != self.id) {
-            self.progress.insert(peer, Progress::new(next));
+            self.progress.insert(peer, Progress::new(next, self.ticks));
         }
         // A new leader first commits an entry of its own term (the no-op); until then it may not
         // serve reads or change membership.
@@ -524,6 +524,7 @@ impl<S: Storage> Raft<S> {
             return;
         };
         progress.recent_active = true;
+        progress.heard_at_tick = self.ticks;
         match body {
             MessageBody::AppendResponse {
                 index,

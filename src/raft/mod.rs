@@ -94,7 +94,9 @@ pub use self::core::{
 };
 pub use self::leader::{lease_ticks, LeaseRead};
 pub use self::leader_loss::LEADER_LOSS_STAGGER_TICKS;
-pub use self::raw_node::{RawNode, Ready, SoftState, Status, READY_APPLY_BYTES_MAX};
+pub use self::raw_node::{
+    FollowerStatus, RawNode, Ready, Replication, SoftState, Status, READY_APPLY_BYTES_MAX,
+};
 pub use self::storage::{bootstrap_entries, MemStorage, SnapshotInfo, Storage, StorageError};
 pub use self::types::{
     ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageBody, NodeId, Payload,

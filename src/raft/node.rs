@@ -214,6 +214,13 @@ pub struct MemberStatus {
     /// `None` where `match_index` is. The match index may be a tick older than the last
     /// index, so a lag may count entries the member received during that tick.
     pub lag: Option<u64>,
+    /// How the leader feeds its log (`"probe"`, `"replicate"`, `"snapshot"`): only a
+    /// leader knows, and only of the others (`None` for itself and on any other node).
+    pub replication: Option<&'static str>,
+    /// Milliseconds since the leader last heard from it, to a tick (`TICK_MS`): `None` where
+    /// `replication` is. A member that is down or cut off grows this; a live one stays
+    /// within a heartbeat interval.
+    pub last_heard_ms: Option<u64>,
     /// Its HTTP address, when known.
     pub http_addr: Option<String>,
     /// Its peer (Raft) address, when known.
@@ -1411,12 +1418,12 @@ impl Driver {
         }
         let caught_up = status.conf.learners.iter().copied().find(|learner| {
             status
-                .match_indexes
+                .followers
                 .iter()
-                .find(|(peer, _)| peer == learner)
-                .is_some_and(|(_, matched)| {
-                    *matched > 0
-                        && status.last_index.saturating_sub(*matched)
+                .find(|follower| follower.id == *learner)
+                .is_some_and(|follower| {
+                    follower.match_index > 0
+                        && status.last_index.saturating_sub(follower.match_index)
                             <= LEARNER_PROMOTE_LAG_ENTRIES_MAX
                 })
         });
@@ -1957,20 +1964,19 @@ impl Driver {
         let learners = status.conf.learners.iter().map(|&id| (id, false));
         let is_leader = status.role == Role::Leader;
         for (id, voter) in all.chain(learners) {
-            let match_index = if id == status.id {
-                status.last_index
-            } else {
-                status
-                    .match_indexes
-                    .iter()
-                    .find(|(peer, _)| *peer == id)
-                    .map_or(0, |(_, index)| *index)
+            let follower = status.followers.iter().find(|follower| follower.id == id);
+            let match_index = match follower {
+                _ if id == status.id => status.last_index,
+                Some(follower) => follower.match_index,
+                None => 0,
             };
             members.push(MemberStatus {
                 id,
                 voter,
                 match_index: is_leader.then_some(match_index),
                 lag: is_leader.then(|| status.last_index.saturating_sub(match_index)),
+                replication: follower.map(|follower| follower.replication.name()),
+                last_heard_ms: follower.map(|follower| follower.silent_ticks * TICK_MS),
                 http_addr: self.transport.http_addr(id),
                 peer_addr: self.transport.peer_addr(id),
             });

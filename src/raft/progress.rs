@@ -27,6 +27,9 @@ pub(crate) struct Progress {
     pub(crate) probe_sent: bool,
     /// Heard from since the last CheckQuorum.
     pub(crate) recent_active: bool,
+    /// The leader's tick count when it last heard from this follower (or started tracking
+    /// it): how long a member has been silent, for the status.
+    pub(crate) heard_at_tick: u64,
     /// The highest ReadIndex round this follower acknowledged.
     pub(crate) read_round_acked: u64,
     // (last index, bytes) of each Append in flight, oldest first.
@@ -35,7 +38,8 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    pub(crate) fn new(next_index: u64) -> Progress {
+    /// Tracking starts at `next_index`, at tick `now` (counted as heard from then).
+    pub(crate) fn new(next_index: u64, now: u64) -> Progress {
         assert!(next_index >= 1, "next index 0");
         Progress {
             match_index: 0,
@@ -43,6 +47,7 @@ impl Progress {
             state: ProgressState::Probe,
             probe_sent: false,
             recent_active: true,
+            heard_at_tick: now,
             read_round_acked: 0,
             inflights: VecDeque::new(),
             inflight_bytes: 0,
@@ -158,7 +163,7 @@ mod tests {
 
     #[test]
     fn replicate_window_fills_and_frees() {
-        let mut progress = Progress::new(5);
+        let mut progress = Progress::new(5, 0);
         progress.maybe_update(4);
         progress.become_replicate();
         progress.sent_entries(6, 10);
@@ -172,7 +177,7 @@ mod tests {
 
     #[test]
     fn probe_ignores_stale_rejections_and_uses_hints() {
-        let mut progress = Progress::new(10);
+        let mut progress = Progress::new(10, 0);
         assert!(!progress.maybe_decrease_to(5, 3));
         assert!(progress.maybe_decrease_to(9, 4));
         assert_eq!(progress.next_index, 4);

@@ -8,6 +8,7 @@
 use super::config::Config;
 use super::core::{Raft, RaftError, SnapshotChunk};
 use super::leader::LeaseRead;
+use super::progress::ProgressState;
 use super::storage::Storage;
 use super::types::{
     ConfChange, ConfState, Entry, HardState, Message, NodeId, Payload, ReadState, Role, Snapshot,
@@ -363,10 +364,19 @@ impl<S: Storage> RawNode<S> {
             last_index: raft.log.last_index(),
             last_term: raft.log.last_term(),
             conf: raft.conf.clone(),
-            match_indexes: raft
+            followers: raft
                 .progress
                 .iter()
-                .map(|(&id, p)| (id, p.match_index))
+                .map(|(&id, p)| FollowerStatus {
+                    id,
+                    match_index: p.match_index,
+                    replication: match p.state {
+                        ProgressState::Probe => Replication::Probe,
+                        ProgressState::Replicate => Replication::Replicate,
+                        ProgressState::Snapshot { .. } => Replication::Snapshot,
+                    },
+                    silent_ticks: raft.ticks.saturating_sub(p.heard_at_tick),
+                })
                 .collect(),
             snapshot_sends_restarted: raft.snapshot_sends_restarted,
         }
@@ -417,6 +427,55 @@ impl<S: Storage> RawNode<S> {
     }
 }
 
+/// How a leader feeds one follower's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replication {
+    /// Looking for where the two logs agree: one Append per heartbeat (after an election, a
+    /// rejection, or a silent follower).
+    Probe,
+    /// Streaming entries, several Appends in flight.
+    Replicate,
+    /// Sending a snapshot: the follower needs entries the leader compacted away.
+    Snapshot,
+}
+
+impl Replication {
+    /// Every way, for looking one up by name.
+    pub const ALL: [Replication; 3] = [
+        Replication::Probe,
+        Replication::Replicate,
+        Replication::Snapshot,
+    ];
+
+    /// The way named `name` (as [`Replication::name`] gives it).
+    pub fn from_name(name: &str) -> Option<Replication> {
+        Replication::ALL.into_iter().find(|way| way.name() == name)
+    }
+
+    /// Its name in the status document.
+    pub fn name(self) -> &'static str {
+        match self {
+            Replication::Probe => "probe",
+            Replication::Replicate => "replicate",
+            Replication::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// What a leader knows of one follower.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FollowerStatus {
+    /// The follower.
+    pub id: NodeId,
+    /// The highest index known replicated on it.
+    pub match_index: u64,
+    /// How the leader feeds it.
+    pub replication: Replication,
+    /// Ticks since the leader last heard from it (or, if never, since it started leading or
+    /// tracking it).
+    pub silent_ticks: u64,
+}
+
 /// A snapshot of a node's state for monitoring and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
@@ -440,8 +499,8 @@ pub struct Status {
     pub last_term: u64,
     /// Current membership.
     pub conf: ConfState,
-    /// Leader only: each follower's match index.
-    pub match_indexes: Vec<(NodeId, u64)>,
+    /// Leader only: what it knows of each follower.
+    pub followers: Vec<FollowerStatus>,
     /// Snapshot transfers this node restarted as leader because a newer snapshot replaced
     /// theirs before they finished (or it could not be read).
     pub snapshot_sends_restarted: u64,

@@ -1874,3 +1874,42 @@ fn a_late_ticker_cannot_stretch_a_leaders_lease_past_the_wall_clock() {
     cluster.node(leader).tick();
     assert_eq!(cluster.node(leader).lease_read(), None);
 }
+
+/// The leader's status says how long each follower has been silent, in ticks: a live one is
+/// heard every heartbeat, one cut off grows by a tick per tick until it is heard again; a
+/// follower the leader streams to is in `Replicate`.
+#[test]
+fn the_leader_reports_how_long_each_follower_has_been_silent() {
+    let mut cluster = Cluster::new(&[1, 2, 3, 4, 5], &[], |_| {});
+    cluster.elect(1);
+    cluster.tick(3);
+    let silent = |cluster: &mut Cluster, id: NodeId| {
+        let status = cluster.status(1);
+        let follower = status.followers.iter().find(|f| f.id == id).cloned();
+        follower.expect("the leader tracks every follower")
+    };
+    for id in 2..=5 {
+        let follower = silent(&mut cluster, id);
+        assert_eq!(
+            follower.silent_ticks, 0,
+            "node {id} is heard every heartbeat"
+        );
+        assert_eq!(follower.replication, Replication::Replicate);
+    }
+    cluster.cut.insert(5);
+    cluster.tick(6);
+    assert_eq!(
+        cluster.status(1).role,
+        Role::Leader,
+        "four of five still answer"
+    );
+    assert_eq!(silent(&mut cluster, 5).silent_ticks, 6);
+    assert_eq!(silent(&mut cluster, 4).silent_ticks, 0);
+    cluster.cut.clear();
+    cluster.tick(1);
+    assert_eq!(silent(&mut cluster, 5).silent_ticks, 0, "heard again");
+    assert!(
+        cluster.status(2).followers.is_empty(),
+        "only a leader tracks followers"
+    );
+}
