@@ -1,4 +1,5 @@
-//! Sending streamed (`Body::Stream`) and file (`Body::File`) bodies from a worker thread, with
+//! Sending streamed (`Body::Stream`) and file (`Body::File`) bodies from one of the server's
+//! stream threads (`streams::StreamThreads`: a long body holds no handler worker), with
 //! blocking writes bounded by the write deadline, while the reactor leaves the socket alone.
 //!
 //! Owns: chunk framing of a stream's writes and the copy loop for file regions.
