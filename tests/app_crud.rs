@@ -675,6 +675,75 @@ fn an_app_with_cors_serves_its_generated_routes_to_the_listed_origin_only() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// The samples of a Prometheus text document, `name{labels}` -> value, after checking its
+/// shape: every sample line is `name[{label="value"}] number`, and each metric's `# HELP` and
+/// `# TYPE` lines come before its samples.
+fn metric_samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut samples = std::collections::BTreeMap::new();
+    let mut typed = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            assert!(matches!(kind, "counter" | "gauge"), "{line}");
+            typed.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a sample line");
+        let name = series.split('{').next().unwrap_or_default();
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{line}"
+        );
+        assert!(typed.contains(name), "a sample before its # TYPE: {line}");
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("a number: {line}"));
+        assert!(
+            samples.insert(series.to_string(), value).is_none(),
+            "{line}"
+        );
+    }
+    samples
+}
+
+/// `GET /_lithair/metrics` serves the app's figures in the Prometheus text format: the
+/// applied index and the records of each model follow the writes, the fsyncs count up.
+#[test]
+fn the_metrics_follow_the_writes_in_the_prometheus_text_format() {
+    let data = common::fresh_dir("app", "metrics");
+    let app = App::new("metrics").model::<Post>();
+    let (running, addr) = common::start(&app, &data);
+    let before = common::get(addr, "/_lithair/metrics");
+    assert_eq!(before.status, 200, "{}", before.body);
+    assert_eq!(
+        before.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let before = metric_samples(&before.body);
+    assert_eq!(before.get("lithair_records{model=\"Post\"}"), Some(&0.0));
+    for n in 0..3 {
+        let body = format!(r#"{{"title":"t{n}","slug":"s{n}"}}"#);
+        let created = request(addr, "POST", "/api/posts", "", &body);
+        assert_eq!(created.status, 201, "{}", created.body);
+    }
+    let after = metric_samples(&common::get(addr, "/_lithair/metrics").body);
+    assert_eq!(after.get("lithair_records{model=\"Post\"}"), Some(&3.0));
+    let applied = |m: &std::collections::BTreeMap<String, f64>| m["lithair_engine_applied_index"];
+    assert_eq!(applied(&after) - applied(&before), 3.0);
+    assert!(after["lithair_log_fsyncs_total"] > before["lithair_log_fsyncs_total"]);
+    assert!(after["lithair_log_fsync_seconds_total"] >= 0.0);
+    assert!(after["lithair_serving_seconds"] >= before["lithair_serving_seconds"]);
+    if cfg!(target_os = "linux") {
+        assert!(after["lithair_process_resident_memory_bytes"] > 1e6);
+    }
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
 /// The encoding digest (the default state digest, `engine::encoding_digest`) is hashed from
 /// the encoding in pieces (`State::encode_spilled`), never from one state-sized buffer: it
 /// must equal SHA-256 over the whole encoding all the same, for a state spanning several

@@ -1238,6 +1238,46 @@ fn a_follower_reports_each_members_progress_as_its_leader_sees_it() {
     }
     assert!(member(leader_id)["replication"].is_null(), "{body}");
     assert!(member(leader_id)["last_heard_ms"].is_null(), "{body}");
+    // The same figures for a scraper, from each node's own view: the leader's metrics carry
+    // the members' lag and silence, a follower's only its own Raft figures.
+    let metrics = |at: usize| {
+        let (code, text) = http(addrs[at], "GET", "/_lithair/metrics", "", "").expect("metrics");
+        assert_eq!(code, 200, "{text}");
+        text
+    };
+    let sample = |text: &str, series: &str| {
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(&format!("{series} ")));
+        line.and_then(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+    };
+    let at_leader = metrics(leader);
+    assert_eq!(
+        sample(&at_leader, "lithair_raft_is_leader"),
+        Some(1.0),
+        "{at_leader}"
+    );
+    let down_series = format!("lithair_raft_member_lag{{member=\"{down_id}\"}}");
+    assert!(
+        sample(&at_leader, &down_series).is_some_and(|lag| lag > 0.0),
+        "{at_leader}"
+    );
+    let silent = format!("lithair_raft_member_last_heard_seconds{{member=\"{down_id}\"}}");
+    assert!(
+        sample(&at_leader, &silent).is_some_and(|s| s * 1000.0 >= DOWN_FOR_MS as f64),
+        "{at_leader}"
+    );
+    assert!(sample(&at_leader, "lithair_records{model=\"Item\"}").is_some_and(|n| n >= 12.0));
+    let at_reporter = metrics(reporter);
+    assert_eq!(sample(&at_reporter, "lithair_raft_is_leader"), Some(0.0));
+    assert_eq!(
+        sample(&at_reporter, "lithair_raft_leader"),
+        Some(leader_id as f64)
+    );
+    assert!(
+        !at_reporter.contains("lithair_raft_member_lag{"),
+        "{at_reporter}"
+    );
     // The leader killed: until another one leads, the follower has nobody to ask.
     cluster.nodes[leader].kill();
     let (from, members) = progress(addrs[reporter], "/_lithair/cluster").expect("status");

@@ -600,6 +600,7 @@ impl App {
         for (prefix, root) in &self.static_dirs {
             router = router.static_dir(prefix, root);
         }
+        let router = super::metrics::add_route(router, handle);
         super::docs::add_routes(router, &self.name, &self.models, &self.commands)
     }
 }

@@ -36,6 +36,7 @@ use super::cli::{ReadMode, ServeOptions};
 use super::cluster_reads::{confirm, Confirm, ParkedReads};
 use super::forward::{connect, read_response, ForwardPool, Forwarder, LinkSettings, Outgoing};
 pub use super::forward::{FORWARD_LINK_CONNECTIONS, FORWARD_QUEUE_MAX, FORWARD_TICK_MS};
+use super::metrics::{Kind, Metrics, METRICS_PATH};
 use super::state::AppState;
 use crate::crypto::random;
 use crate::engine::{digest_hex, Engine, EngineOptions, Replica};
@@ -899,6 +900,9 @@ impl Handler for ClusterFront {
         if let Some(response) = self.cluster_endpoint(req) {
             return response;
         }
+        if req.method == Method::Get && req.path == METRICS_PATH {
+            return self.metrics(req);
+        }
         if req.path == "/ready" {
             if let Some(why) = self.node.removal() {
                 // Not "no leader yet": no leader will ever come for a removed node.
@@ -1230,6 +1234,101 @@ impl ClusterFront {
             self.progress_from_leader(&mut status)
         };
         json_response(200, status_json(&status, progress_from, &*self.replica))
+    }
+
+    /// `GET /_lithair/metrics` on a clustered node: the app's figures, then this node's Raft
+    /// figures from its own status (a leader adds each member's lag and silence; a scraper
+    /// asks every node, so no node asks another here).
+    fn metrics(&self, req: &mut Request) -> Response {
+        let app = self.router.call(req);
+        let text = match app
+            .body
+            .as_bytes()
+            .map(|bytes| String::from_utf8(bytes.to_vec()))
+        {
+            Some(Ok(text)) if app.status == 200 => text,
+            _ => return app,
+        };
+        let status = self.node.status();
+        let mut metrics = Metrics::after(text);
+        let gauges = [
+            (
+                "lithair_raft_term",
+                "Raft term this node is in.",
+                status.term,
+            ),
+            (
+                "lithair_raft_leader",
+                "Id of the leader this node knows (0: none).",
+                status.leader,
+            ),
+            (
+                "lithair_raft_is_leader",
+                "1 while this node leads.",
+                u64::from(status.role == "leader"),
+            ),
+            (
+                "lithair_raft_commit_index",
+                "Highest log index known committed.",
+                status.commit,
+            ),
+            (
+                "lithair_raft_applied_index",
+                "Raft index of the last entry handed to the engine.",
+                status.applied,
+            ),
+            (
+                "lithair_raft_last_index",
+                "Last log index.",
+                status.last_index,
+            ),
+            (
+                "lithair_raft_snapshot_index",
+                "Index the log is compacted to (0: none).",
+                status.snapshot_index,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            metrics.single(name, Kind::Gauge, help, value as f64);
+        }
+        metrics.single(
+            "lithair_raft_snapshots_installed_total",
+            Kind::Counter,
+            "Snapshots installed from a leader since the process started.",
+            status.snapshots_installed as f64,
+        );
+        metrics.single(
+            "lithair_raft_read_batches_total",
+            Kind::Counter,
+            "ReadIndex batches this node started since the process started.",
+            status.read_batches as f64,
+        );
+        let others = || status.members.iter().filter(|m| m.id != status.id);
+        let lags: Vec<(String, f64)> = others()
+            .filter_map(|m| Some((m.id.to_string(), m.lag? as f64)))
+            .collect();
+        if !lags.is_empty() {
+            metrics.labeled(
+                "lithair_raft_member_lag",
+                Kind::Gauge,
+                "Log entries each other member lags behind this leader.",
+                "member",
+                lags,
+            );
+        }
+        let silences: Vec<(String, f64)> = others()
+            .filter_map(|m| Some((m.id.to_string(), m.last_heard_ms? as f64 / 1000.0)))
+            .collect();
+        if !silences.is_empty() {
+            metrics.labeled(
+                "lithair_raft_member_last_heard_seconds",
+                Kind::Gauge,
+                "Time since this leader last heard from each other member.",
+                "member",
+                silences,
+            );
+        }
+        metrics.into_response()
     }
 
     /// Fills the match index and lag of `status`'s members from the status of the leader

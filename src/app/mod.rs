@@ -15,6 +15,7 @@ mod forward;
 pub mod handle;
 pub mod live;
 pub mod live_ws;
+pub mod metrics;
 pub mod model;
 pub mod routes;
 pub mod schema;

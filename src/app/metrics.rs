@@ -1,0 +1,233 @@
+//! `GET /_lithair/metrics`: an app's figures in the Prometheus text exposition format (0.0.4),
+//! for a scraper: the engine's applied index and its fsyncs, each model's record count, the
+//! process's resident memory and the time it has served; a clustered node adds its Raft
+//! figures (`cluster` appends them, from the node's own status: a scrape never asks another
+//! node, since a scraper asks every node itself).
+//!
+//! Owns: the metric names, their help texts and the text format.
+//! Must not: take the state's write lock or wait for anything: a scrape reads counters, and
+//! the state once under its read lock.
+
+use super::handle::Handle;
+use crate::http::router::Router;
+use crate::http::{Request, Response};
+use std::fmt::Write as _;
+use std::time::Instant;
+
+/// Where the metrics are served.
+pub const METRICS_PATH: &str = "/_lithair/metrics";
+
+/// The text exposition format's media type.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A metric's kind, as its `# TYPE` line names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Only ever goes up (resets when the process restarts).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+/// A metrics document being written: each metric once, with its `# HELP` and `# TYPE` lines
+/// and then its samples.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    text: String,
+}
+
+impl Metrics {
+    /// An empty document.
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    /// A document that goes on after `text` (a document this module wrote).
+    pub fn after(text: String) -> Metrics {
+        Metrics { text }
+    }
+
+    /// One metric with a single sample. `name` and `help` are the caller's constants:
+    /// `name` must be a valid metric name and `help` one line.
+    pub fn single(&mut self, name: &str, kind: Kind, help: &str, value: impl Into<f64>) {
+        self.labeled(name, kind, help, "", [(String::new(), value.into())]);
+    }
+
+    /// One metric with a sample per label value (`label="value"`; values are escaped).
+    pub fn labeled(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        help: &str,
+        label: &str,
+        samples: impl IntoIterator<Item = (String, f64)>,
+    ) {
+        assert!(is_metric_name(name), "bad metric name {name:?}");
+        assert!(!help.contains('\n'), "a help text is one line");
+        let kind = match kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        };
+        // Writing into a String cannot fail.
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+        for (label_value, value) in samples {
+            self.text.push_str(name);
+            if !label.is_empty() {
+                assert!(is_metric_name(label), "bad label name {label:?}");
+                let _ = write!(self.text, "{{{label}=\"{}\"}}", escape(&label_value));
+            }
+            let _ = writeln!(self.text, " {}", number(value));
+        }
+    }
+
+    /// The document.
+    pub fn finish(self) -> String {
+        self.text
+    }
+
+    /// The document as an answer.
+    pub fn into_response(self) -> Response {
+        Response::bytes(200, METRICS_CONTENT_TYPE, self.text.into_bytes())
+    }
+}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`, the format's metric (and, without `:`, label) names.
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':');
+    first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// A label value as the format quotes it: backslash, double quote and line feed escaped.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A sample value: an integer below 2^53 without a fraction, a huge or tiny one in exponent
+/// form, any other as Rust prints it (the shortest text that reads back the same).
+fn number(value: f64) -> String {
+    const EXACT_INTEGER_MAX: f64 = 9_007_199_254_740_992.0;
+    if value.fract() == 0.0 && value.abs() < EXACT_INTEGER_MAX {
+        format!("{}", value as i64)
+    } else if value.abs() >= EXACT_INTEGER_MAX || value.abs() < 1e-6 {
+        format!("{value:e}")
+    } else {
+        format!("{value}")
+    }
+}
+
+/// The resident memory of this process in bytes, from `/proc/self/status` (`None` where
+/// there is no such file).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// An app's own figures (every node, clustered or not).
+pub(crate) fn app_metrics(handle: &Handle, serving_since: Instant) -> Metrics {
+    let engine = handle.engine();
+    let mut metrics = Metrics::new();
+    metrics.single(
+        "lithair_engine_applied_index",
+        Kind::Gauge,
+        "Index of the last event applied to the in-memory state.",
+        engine.applied_index() as f64,
+    );
+    metrics.single(
+        "lithair_log_fsyncs_total",
+        Kind::Counter,
+        "fdatasync calls of the event log since the process started.",
+        engine.fsync_count() as f64,
+    );
+    metrics.single(
+        "lithair_log_fsync_seconds_total",
+        Kind::Counter,
+        "Time spent in those fdatasync calls.",
+        engine.fsync_time().as_secs_f64(),
+    );
+    let records = handle.read(|state| state.summary());
+    metrics.labeled(
+        "lithair_records",
+        Kind::Gauge,
+        "Records each model holds.",
+        "model",
+        records
+            .into_iter()
+            .map(|(model, count)| (model.to_string(), count as f64)),
+    );
+    if let Some(bytes) = resident_bytes() {
+        metrics.single(
+            "lithair_process_resident_memory_bytes",
+            Kind::Gauge,
+            "Resident memory of the process.",
+            bytes as f64,
+        );
+    }
+    metrics.single(
+        "lithair_serving_seconds",
+        Kind::Gauge,
+        "Time since the app started serving.",
+        serving_since.elapsed().as_secs_f64(),
+    );
+    metrics
+}
+
+/// Adds `GET /_lithair/metrics` (run on a worker: it reads a file of `/proc`).
+pub(crate) fn add_route(router: Router, handle: &Handle) -> Router {
+    let handle = handle.clone();
+    let serving_since = Instant::now();
+    router.get(METRICS_PATH, move |_: &mut Request| {
+        app_metrics(&handle, serving_since).into_response()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_has_help_and_type_before_its_samples_and_escapes_label_values() {
+        let mut metrics = Metrics::new();
+        metrics.single("a_total", Kind::Counter, "As.", 3u32);
+        metrics.labeled(
+            "b",
+            Kind::Gauge,
+            "Bs.",
+            "model",
+            [("x\"y\\z\nw".to_string(), 1.5), ("Post".to_string(), 0.0)],
+        );
+        assert_eq!(
+            metrics.finish(),
+            "# HELP a_total As.\n# TYPE a_total counter\na_total 3\n\
+             # HELP b Bs.\n# TYPE b gauge\nb{model=\"x\\\"y\\\\z\\nw\"} 1.5\nb{model=\"Post\"} 0\n"
+        );
+    }
+
+    #[test]
+    fn names_follow_the_format() {
+        for good in ["a", "lithair_log_fsyncs_total", "_x:y", "A9"] {
+            assert!(is_metric_name(good), "{good}");
+        }
+        for bad in ["", "9a", "a-b", "a b", "é"] {
+            assert!(!is_metric_name(bad), "{bad}");
+        }
+        assert_eq!(number(2.0), "2");
+        assert_eq!(number(0.25), "0.25");
+        assert_eq!(number(1e300), "1e300");
+        assert_eq!(number(1.5e-9), "1.5e-9");
+    }
+}
