@@ -900,7 +900,8 @@ impl Handler for ClusterFront {
         if let Some(response) = self.cluster_endpoint(req) {
             return response;
         }
-        if req.method == Method::Get && req.path == METRICS_PATH {
+        // HEAD too (the server drops the body): its Content-Length is the GET answer's.
+        if matches!(req.method, Method::Get | Method::Head) && req.path == METRICS_PATH {
             return self.metrics(req);
         }
         if req.path == "/ready" {
