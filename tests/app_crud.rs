@@ -711,7 +711,8 @@ fn metric_samples(text: &str) -> std::collections::BTreeMap<String, f64> {
 }
 
 /// `GET /_lithair/metrics` serves the app's figures in the Prometheus text format: the
-/// applied index and the records of each model follow the writes, the fsyncs count up.
+/// applied index and the records of each model follow the writes, the fsyncs count up, and
+/// the server's answers are counted by status class.
 #[test]
 fn the_metrics_follow_the_writes_in_the_prometheus_text_format() {
     let data = common::fresh_dir("app", "metrics");
@@ -730,8 +731,17 @@ fn the_metrics_follow_the_writes_in_the_prometheus_text_format() {
         let created = request(addr, "POST", "/api/posts", "", &body);
         assert_eq!(created.status, 201, "{}", created.body);
     }
+    assert_eq!(common::get(addr, "/api/posts/999").status, 404);
     let after = metric_samples(&common::get(addr, "/_lithair/metrics").body);
     assert_eq!(after.get("lithair_records{model=\"Post\"}"), Some(&3.0));
+    // The server counts every answer it writes: the first metrics answer and the 3 creates
+    // are 2xx, the missing post a 4xx (answers of other tests' servers are not counted here).
+    let answers = |m: &std::collections::BTreeMap<String, f64>, class: &str| {
+        m[&format!("lithair_http_responses_total{{class=\"{class}\"}}")]
+    };
+    assert_eq!(answers(&after, "2xx") - answers(&before, "2xx"), 4.0);
+    assert_eq!(answers(&after, "4xx") - answers(&before, "4xx"), 1.0);
+    assert_eq!(answers(&after, "5xx"), 0.0);
     let applied = |m: &std::collections::BTreeMap<String, f64>| m["lithair_engine_applied_index"];
     assert_eq!(applied(&after) - applied(&before), 3.0);
     assert!(after["lithair_log_fsyncs_total"] > before["lithair_log_fsyncs_total"]);

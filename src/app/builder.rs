@@ -24,6 +24,7 @@ use crate::http::limits::WORKER_THREADS_DEFAULT;
 use crate::http::middleware::SecurityHeaders;
 use crate::http::problem::Problem;
 use crate::http::router::Router;
+use crate::http::stats::ServerStats;
 use crate::http::{Method, Request, Response, Server, ServerConfig, ServerHandle};
 use crate::json::{FromJson, ToJson};
 
@@ -539,7 +540,8 @@ impl App {
         for hook in &self.on_start {
             hook(&handle, options)?;
         }
-        let router = self.router(&handle);
+        let http_stats = ServerStats::new();
+        let router = self.router_counting(&handle, Some(http_stats.clone()));
         let addr = std::net::SocketAddr::new(options.bind, options.port);
         let mut server_config = self.server_config.clone();
         if cluster.is_some() && server_config.worker_threads == WORKER_THREADS_DEFAULT {
@@ -549,7 +551,8 @@ impl App {
         }
         let server = Server::bind(addr)
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?
-            .config(server_config);
+            .config(server_config)
+            .stats(http_stats);
         let local = server.local_addr().map_err(|e| e.to_string())?;
         let (server, node) = match cluster {
             None => (server.spawn(router), None),
@@ -583,6 +586,12 @@ impl App {
 
     /// The full router of the app.
     pub fn router(&self, handle: &Handle) -> Router {
+        self.router_counting(handle, None)
+    }
+
+    /// The full router, whose metrics give the answers counted in `http` (the counters the
+    /// server it is served by counts in).
+    fn router_counting(&self, handle: &Handle, http: Option<ServerStats>) -> Router {
         let mut router = match &self.security_headers {
             Some(headers) => Router::bare().layer(headers.clone()),
             None => Router::bare(),
@@ -600,7 +609,7 @@ impl App {
         for (prefix, root) in &self.static_dirs {
             router = router.static_dir(prefix, root);
         }
-        let router = super::metrics::add_route(router, handle);
+        let router = super::metrics::add_route(router, handle, http);
         super::docs::add_routes(router, &self.name, &self.models, &self.commands)
     }
 }

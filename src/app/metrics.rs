@@ -10,6 +10,7 @@
 
 use super::handle::Handle;
 use crate::http::router::Router;
+use crate::http::stats::ServerStats;
 use crate::http::{Request, Response};
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -137,10 +138,28 @@ fn resident_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// An app's own figures (every node, clustered or not).
-pub(crate) fn app_metrics(handle: &Handle, serving_since: Instant) -> Metrics {
+/// An app's own figures (every node, clustered or not), with its server's answers when
+/// `http` counts them.
+pub(crate) fn app_metrics(
+    handle: &Handle,
+    http: Option<&ServerStats>,
+    serving_since: Instant,
+) -> Metrics {
     let engine = handle.engine();
     let mut metrics = Metrics::new();
+    if let Some(http) = http {
+        let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+        metrics.labeled(
+            "lithair_http_responses_total",
+            Kind::Counter,
+            "HTTP responses written, by status class.",
+            "class",
+            classes
+                .iter()
+                .zip(http.responses_by_class())
+                .map(|(class, count)| (class.to_string(), count as f64)),
+        );
+    }
     metrics.single(
         "lithair_engine_applied_index",
         Kind::Gauge,
@@ -186,12 +205,13 @@ pub(crate) fn app_metrics(handle: &Handle, serving_since: Instant) -> Metrics {
     metrics
 }
 
-/// Adds `GET /_lithair/metrics` (run on a worker: it reads a file of `/proc`).
-pub(crate) fn add_route(router: Router, handle: &Handle) -> Router {
+/// Adds `GET /_lithair/metrics` (run on a worker: it reads a file of `/proc`); `http`: the
+/// counters the server will count its answers in, when known.
+pub(crate) fn add_route(router: Router, handle: &Handle, http: Option<ServerStats>) -> Router {
     let handle = handle.clone();
     let serving_since = Instant::now();
     router.get(METRICS_PATH, move |_: &mut Request| {
-        app_metrics(&handle, serving_since).into_response()
+        app_metrics(&handle, http.as_ref(), serving_since).into_response()
     })
 }
 

@@ -16,6 +16,7 @@ use super::problem::Problem;
 use super::reactor::{Completion, Inbox, Outcome, Shared};
 use super::request::{Method, Request, Trailers, Version};
 use super::response::Response;
+use super::stats::StatsSlot;
 use super::upgrade::{is_upgrade_request, Driver, ReadEnd};
 use super::writer::{write_response_heads, Direct, Exchange};
 use super::Handler;
@@ -59,6 +60,8 @@ pub(crate) enum Flow {
 /// Everything a connection borrows from its reactor for one call.
 pub(crate) struct Ctx<'a> {
     pub shared: &'a Shared,
+    /// This reactor's answer counters.
+    pub responses: &'a StatsSlot,
     pub inbox: &'a Arc<Inbox>,
     pub token: u64,
     pub now_ms: u64,
@@ -811,6 +814,7 @@ impl Conn {
             self.first_seq += 1;
             let mut response = slot.response.unwrap_or_else(handler_failed_response);
             let upgrade = self.take_upgrade(ctx, &mut response, slot.upgrade_request);
+            ctx.responses.count(response.status);
             let mut exchange = slot.exchange;
             // During a graceful shutdown every answer tells the client to go away.
             exchange.keep_alive &= !ctx.shared.is_shutting_down();

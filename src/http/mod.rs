@@ -19,6 +19,7 @@ pub(crate) use reactor::deliver_together;
 pub mod request;
 pub mod response;
 pub mod server;
+pub mod stats;
 pub mod writer;
 
 pub use deferred::Responder;

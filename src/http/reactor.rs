@@ -21,6 +21,7 @@ use super::limits::ServerConfig;
 use super::pool::Pool;
 use super::request::Request;
 use super::response::Response;
+use super::stats::ServerStats;
 use super::streams::StreamThreads;
 use super::writer::{render_common_head, Direct, OK_STATUS_LINE};
 use super::Handler;
@@ -60,6 +61,8 @@ pub(crate) struct Shared {
     pub streams: StreamThreads,
     pub connections: AtomicUsize,
     pub inboxes: Vec<Arc<Inbox>>,
+    /// The answers written, by status class (a slot per reactor).
+    pub stats: ServerStats,
     shutting_down: AtomicBool,
     /// When the graceful shutdown began: its one deadline (`shutdown_grace_ms` later) bounds
     /// the reactors' drain, the workers and the stream threads together.
@@ -72,6 +75,7 @@ impl Shared {
         handler: Arc<dyn Handler>,
         pool: Pool,
         inboxes: Vec<Arc<Inbox>>,
+        stats: ServerStats,
     ) -> Shared {
         let streams = StreamThreads::new(config.streams_max);
         Shared {
@@ -81,6 +85,7 @@ impl Shared {
             pool,
             connections: AtomicUsize::new(0),
             inboxes,
+            stats,
             shutting_down: AtomicBool::new(false),
             shutdown_began: OnceLock::new(),
         }
@@ -236,6 +241,8 @@ fn token_of(index: usize, generation: u32) -> u64 {
 /// One event loop thread.
 pub(crate) struct Reactor {
     shared: Arc<Shared>,
+    /// Which reactor this is (its inbox, its answer counters).
+    index: usize,
     inbox: Arc<Inbox>,
     poller: Poller,
     listener: Option<TcpListener>,
@@ -273,6 +280,7 @@ impl Reactor {
         }
         let mut reactor = Reactor {
             shared,
+            index,
             inbox,
             poller,
             listener: Some(listener),
@@ -380,6 +388,7 @@ impl Reactor {
         let conn = self.entries[index].conn.as_mut()?;
         let ctx = Ctx {
             shared: &self.shared,
+            responses: self.shared.stats.slot(self.index),
             inbox: &self.inbox,
             token,
             now_ms: self.now_ms,
@@ -574,6 +583,7 @@ impl Reactor {
         let count = self.shared.connections.fetch_add(1, Ordering::AcqRel);
         if count >= config.connections_max || stream.set_nonblocking(true).is_err() {
             let _ = (&stream).write(BUSY_RESPONSE);
+            self.shared.stats.slot(self.index).count(503);
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
             return;
         }

@@ -7,6 +7,7 @@
 use super::limits::{ServerConfig, LISTEN_BACKLOG};
 use super::pool::Pool;
 use super::reactor::{Inbox, Reactor, Shared};
+use super::stats::ServerStats;
 use super::Handler;
 use crate::sys::waker::Waker;
 use std::io;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 pub struct Server {
     listener: TcpListener,
     config: ServerConfig,
+    stats: ServerStats,
 }
 
 impl Server {
@@ -30,12 +32,20 @@ impl Server {
         Ok(Server {
             listener,
             config: ServerConfig::default(),
+            stats: ServerStats::new(),
         })
     }
 
     /// Replaces the configuration (validated when the server starts).
     pub fn config(mut self, config: ServerConfig) -> Server {
         self.config = config;
+        self
+    }
+
+    /// Counts the answers in `stats` (a clone of which the caller reads, say for a metrics
+    /// route built before the server starts); by default in counters of the server's own.
+    pub fn stats(mut self, stats: ServerStats) -> Server {
+        self.stats = stats;
         self
     }
 
@@ -72,7 +82,7 @@ impl Server {
         for _ in 0..reactors {
             inboxes.push(Arc::new(Inbox::new()?));
         }
-        let shared = Arc::new(Shared::new(self.config, handler, pool, inboxes));
+        let shared = Arc::new(Shared::new(self.config, handler, pool, inboxes, self.stats));
         let signals = signals.map(Arc::new);
         let mut threads = Vec::with_capacity(reactors);
         for index in 0..reactors {
