@@ -15,6 +15,7 @@ use std::time::Instant;
 use super::cli::{self, Command, ExtraFlag, ServeOptions};
 use super::command::{Checks, Tx};
 use super::handle::{Executed, Handle};
+use super::metrics::Sources as MetricsSources;
 use super::model::{Model, ModelEvent, Rejection};
 use super::routes::{model_routes, write_error_problem, write_meta};
 use super::state::{register, AppState};
@@ -541,7 +542,11 @@ impl App {
             hook(&handle, options)?;
         }
         let http_stats = ServerStats::new();
-        let router = self.router_counting(&handle, Some(http_stats.clone()));
+        let sources = MetricsSources {
+            http: Some(http_stats.clone()),
+            node: cluster.as_ref().map(|(node, _)| Arc::clone(node)),
+        };
+        let router = self.router_with(&handle, sources);
         let addr = std::net::SocketAddr::new(options.bind, options.port);
         let mut server_config = self.server_config.clone();
         if cluster.is_some() && server_config.worker_threads == WORKER_THREADS_DEFAULT {
@@ -586,12 +591,12 @@ impl App {
 
     /// The full router of the app.
     pub fn router(&self, handle: &Handle) -> Router {
-        self.router_counting(handle, None)
+        self.router_with(handle, MetricsSources::default())
     }
 
-    /// The full router, whose metrics give the answers counted in `http` (the counters the
-    /// server it is served by counts in).
-    fn router_counting(&self, handle: &Handle, http: Option<ServerStats>) -> Router {
+    /// The full router, whose metrics also read `sources` (the counters of the server it is
+    /// served by, the Raft node of a clustered app).
+    fn router_with(&self, handle: &Handle, sources: MetricsSources) -> Router {
         let mut router = match &self.security_headers {
             Some(headers) => Router::bare().layer(headers.clone()),
             None => Router::bare(),
@@ -609,7 +614,7 @@ impl App {
         for (prefix, root) in &self.static_dirs {
             router = router.static_dir(prefix, root);
         }
-        let router = super::metrics::add_route(router, handle, http);
+        let router = super::metrics::add_route(router, handle, sources);
         super::docs::add_routes(router, &self.name, &self.models, &self.commands)
     }
 }

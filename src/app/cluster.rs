@@ -36,7 +36,6 @@ use super::cli::{ReadMode, ServeOptions};
 use super::cluster_reads::{confirm, Confirm, ParkedReads};
 use super::forward::{connect, read_response, ForwardPool, Forwarder, LinkSettings, Outgoing};
 pub use super::forward::{FORWARD_LINK_CONNECTIONS, FORWARD_QUEUE_MAX, FORWARD_TICK_MS};
-use super::metrics::{Kind, Metrics, METRICS_PATH};
 use super::state::AppState;
 use crate::crypto::random;
 use crate::engine::{digest_hex, Engine, EngineOptions, Replica};
@@ -900,10 +899,6 @@ impl Handler for ClusterFront {
         if let Some(response) = self.cluster_endpoint(req) {
             return response;
         }
-        // HEAD too (the server drops the body): its Content-Length is the GET answer's.
-        if matches!(req.method, Method::Get | Method::Head) && req.path == METRICS_PATH {
-            return self.metrics(req);
-        }
         if req.path == "/ready" {
             if let Some(why) = self.node.removal() {
                 // Not "no leader yet": no leader will ever come for a removed node.
@@ -1237,101 +1232,6 @@ impl ClusterFront {
         json_response(200, status_json(&status, progress_from, &*self.replica))
     }
 
-    /// `GET /_lithair/metrics` on a clustered node: the app's figures, then this node's Raft
-    /// figures from its own status (a leader adds each member's lag and silence; a scraper
-    /// asks every node, so no node asks another here).
-    fn metrics(&self, req: &mut Request) -> Response {
-        let app = self.router.call(req);
-        let text = match app
-            .body
-            .as_bytes()
-            .map(|bytes| String::from_utf8(bytes.to_vec()))
-        {
-            Some(Ok(text)) if app.status == 200 => text,
-            _ => return app,
-        };
-        let status = self.node.status();
-        let mut metrics = Metrics::after(text);
-        let gauges = [
-            (
-                "lithair_raft_term",
-                "Raft term this node is in.",
-                status.term,
-            ),
-            (
-                "lithair_raft_leader",
-                "Id of the leader this node knows (0: none).",
-                status.leader,
-            ),
-            (
-                "lithair_raft_is_leader",
-                "1 while this node leads.",
-                u64::from(status.role == "leader"),
-            ),
-            (
-                "lithair_raft_commit_index",
-                "Highest log index known committed.",
-                status.commit,
-            ),
-            (
-                "lithair_raft_applied_index",
-                "Raft index of the last entry handed to the engine.",
-                status.applied,
-            ),
-            (
-                "lithair_raft_last_index",
-                "Last log index.",
-                status.last_index,
-            ),
-            (
-                "lithair_raft_snapshot_index",
-                "Index the log is compacted to (0: none).",
-                status.snapshot_index,
-            ),
-        ];
-        for (name, help, value) in gauges {
-            metrics.single(name, Kind::Gauge, help, value as f64);
-        }
-        metrics.single(
-            "lithair_raft_snapshots_installed_total",
-            Kind::Counter,
-            "Snapshots installed from a leader since the process started.",
-            status.snapshots_installed as f64,
-        );
-        metrics.single(
-            "lithair_raft_read_batches_total",
-            Kind::Counter,
-            "ReadIndex batches this node started since the process started.",
-            status.read_batches as f64,
-        );
-        let others = || status.members.iter().filter(|m| m.id != status.id);
-        let lags: Vec<(String, f64)> = others()
-            .filter_map(|m| Some((m.id.to_string(), m.lag? as f64)))
-            .collect();
-        if !lags.is_empty() {
-            metrics.labeled(
-                "lithair_raft_member_lag",
-                Kind::Gauge,
-                "Log entries each other member lags behind this leader.",
-                "member",
-                lags,
-            );
-        }
-        let silences: Vec<(String, f64)> = others()
-            .filter_map(|m| Some((m.id.to_string(), m.last_heard_ms? as f64 / 1000.0)))
-            .collect();
-        if !silences.is_empty() {
-            metrics.labeled(
-                "lithair_raft_member_last_heard_seconds",
-                Kind::Gauge,
-                "Time since this leader last heard from each other member.",
-                "member",
-                silences,
-            );
-        }
-        metrics.into_response()
-    }
-
     /// Fills the match index and lag of `status`'s members from the status of the leader
     /// this node follows; the leader's id, or `None` (nothing filled) when no leader is known
     /// or none answered as that leader within `STATUS_PROGRESS_TIMEOUT_MS`. A member the
@@ -1621,6 +1521,14 @@ fn optional_u64_field(w: &mut Writer, name: &str, value: Option<u64>) {
     }
 }
 
+fn optional_str_field(w: &mut Writer, name: &str, value: Option<&str>) {
+    w.field(name);
+    match value {
+        Some(value) => w.str(value),
+        None => w.null(),
+    }
+}
+
 /// One member's progress as its leader reports it in its status document.
 #[derive(Debug, PartialEq, Eq)]
 struct MemberProgress {
@@ -1688,11 +1596,7 @@ pub fn status_json(
     u64_field(&mut w, "sequencer_rebuilds", replica.sequencer_rebuilds());
     u64_field(&mut w, "batched_reads", status.batched_reads);
     u64_field(&mut w, "read_batches", status.read_batches);
-    w.field("removed");
-    match &status.removed {
-        Some(why) => w.str(why),
-        None => w.null(),
-    }
+    optional_str_field(&mut w, "removed", status.removed.as_deref());
     optional_u64_field(&mut w, "progress_from", progress_from);
     w.field("members");
     w.begin_array();
@@ -1704,19 +1608,10 @@ pub fn status_json(
         w.bool(member.voter);
         optional_u64_field(&mut w, "match_index", member.match_index);
         optional_u64_field(&mut w, "lag", member.lag);
-        w.field("replication");
-        match member.replication {
-            Some(way) => w.str(way),
-            None => w.null(),
-        }
+        optional_str_field(&mut w, "replication", member.replication);
         optional_u64_field(&mut w, "last_heard_ms", member.last_heard_ms);
-        for (name, addr) in [("http", &member.http_addr), ("peer", &member.peer_addr)] {
-            w.field(name);
-            match addr {
-                Some(addr) => w.str(addr),
-                None => w.null(),
-            }
-        }
+        optional_str_field(&mut w, "http", member.http_addr.as_deref());
+        optional_str_field(&mut w, "peer", member.peer_addr.as_deref());
         w.end_object();
     }
     w.end_array();

@@ -1,7 +1,7 @@
 //! `GET /_lithair/metrics`: an app's figures in the Prometheus text exposition format (0.0.4),
 //! for a scraper: the engine's applied index and its fsyncs, each model's record count, the
-//! process's resident memory and the time it has served; a clustered node adds its Raft
-//! figures (`cluster` appends them, from the node's own status: a scrape never asks another
+//! process's resident memory and the time it has served, the answers its server wrote; a
+//! clustered node adds its Raft figures, from its own status (a scrape never asks another
 //! node, since a scraper asks every node itself).
 //!
 //! Owns: the metric names, their help texts and the text format.
@@ -12,7 +12,9 @@ use super::handle::Handle;
 use crate::http::router::Router;
 use crate::http::stats::ServerStats;
 use crate::http::{Request, Response};
+use crate::raft::node::{ClusterStatus, Node};
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Where the metrics are served.
@@ -41,11 +43,6 @@ impl Metrics {
     /// An empty document.
     pub fn new() -> Metrics {
         Metrics::default()
-    }
-
-    /// A document that goes on after `text` (a document this module wrote).
-    pub fn after(text: String) -> Metrics {
-        Metrics { text }
     }
 
     /// One metric with a single sample. `name` and `help` are the caller's constants:
@@ -205,13 +202,112 @@ pub(crate) fn app_metrics(
     metrics
 }
 
-/// Adds `GET /_lithair/metrics` (run on a worker: it reads a file of `/proc`); `http`: the
-/// counters the server will count its answers in, when known.
-pub(crate) fn add_route(router: Router, handle: &Handle, http: Option<ServerStats>) -> Router {
+/// A clustered node's Raft figures, from its own status: a leader adds each other member's
+/// lag and silence.
+fn raft_metrics(metrics: &mut Metrics, status: &ClusterStatus) {
+    let gauges = [
+        (
+            "lithair_raft_term",
+            "Raft term this node is in.",
+            status.term,
+        ),
+        (
+            "lithair_raft_leader",
+            "Id of the leader this node knows (0: none).",
+            status.leader,
+        ),
+        (
+            "lithair_raft_is_leader",
+            "1 while this node leads.",
+            u64::from(status.role == "leader"),
+        ),
+        (
+            "lithair_raft_commit_index",
+            "Highest log index known committed.",
+            status.commit,
+        ),
+        (
+            "lithair_raft_applied_index",
+            "Raft index of the last entry handed to the engine.",
+            status.applied,
+        ),
+        (
+            "lithair_raft_last_index",
+            "Last log index.",
+            status.last_index,
+        ),
+        (
+            "lithair_raft_snapshot_index",
+            "Index the log is compacted to (0: none).",
+            status.snapshot_index,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        metrics.single(name, Kind::Gauge, help, value as f64);
+    }
+    let counters = [
+        (
+            "lithair_raft_snapshots_installed_total",
+            "Snapshots installed from a leader since the process started.",
+            status.snapshots_installed,
+        ),
+        (
+            "lithair_raft_read_batches_total",
+            "ReadIndex batches this node started since the process started.",
+            status.read_batches,
+        ),
+    ];
+    for (name, help, value) in counters {
+        metrics.single(name, Kind::Counter, help, value as f64);
+    }
+    // Only a leader knows these; a family with no sample is left out.
+    let others = || status.members.iter().filter(|m| m.id != status.id);
+    let lags: Vec<(String, f64)> = others()
+        .filter_map(|m| Some((m.id.to_string(), m.lag? as f64)))
+        .collect();
+    if !lags.is_empty() {
+        metrics.labeled(
+            "lithair_raft_member_lag",
+            Kind::Gauge,
+            "Log entries each other member lags behind this leader.",
+            "member",
+            lags,
+        );
+    }
+    let silences: Vec<(String, f64)> = others()
+        .filter_map(|m| Some((m.id.to_string(), m.last_heard_ms? as f64 / 1000.0)))
+        .collect();
+    if !silences.is_empty() {
+        metrics.labeled(
+            "lithair_raft_member_last_heard_seconds",
+            Kind::Gauge,
+            "Time since this leader last heard from each other member.",
+            "member",
+            silences,
+        );
+    }
+}
+
+/// What the metrics route reads besides the app's engine and state.
+#[derive(Default)]
+pub(crate) struct Sources {
+    /// The counters the server counts its answers in, when known.
+    pub(crate) http: Option<ServerStats>,
+    /// The Raft node of a clustered app.
+    pub(crate) node: Option<Arc<Node>>,
+}
+
+/// Adds `GET /_lithair/metrics` (HEAD from it, as every GET route), run on a worker: it
+/// reads a file of `/proc`.
+pub(crate) fn add_route(router: Router, handle: &Handle, sources: Sources) -> Router {
     let handle = handle.clone();
     let serving_since = Instant::now();
     router.get(METRICS_PATH, move |_: &mut Request| {
-        app_metrics(&handle, http.as_ref(), serving_since).into_response()
+        let mut metrics = app_metrics(&handle, sources.http.as_ref(), serving_since);
+        if let Some(node) = &sources.node {
+            raft_metrics(&mut metrics, &node.status());
+        }
+        metrics.into_response()
     })
 }
 
