@@ -680,12 +680,12 @@ fn an_app_with_cors_serves_its_generated_routes_to_the_listed_origin_only() {
 /// `# TYPE` lines come before its samples.
 fn metric_samples(text: &str) -> std::collections::BTreeMap<String, f64> {
     let mut samples = std::collections::BTreeMap::new();
-    let mut typed = std::collections::BTreeSet::new();
+    let mut typed = std::collections::BTreeMap::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
-            assert!(matches!(kind, "counter" | "gauge"), "{line}");
-            typed.insert(name.to_string());
+            assert!(matches!(kind, "counter" | "gauge" | "histogram"), "{line}");
+            typed.insert(name.to_string(), kind.to_string());
             continue;
         }
         if line.starts_with("# HELP ") {
@@ -700,7 +700,15 @@ fn metric_samples(text: &str) -> std::collections::BTreeMap<String, f64> {
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
             "{line}"
         );
-        assert!(typed.contains(name), "a sample before its # TYPE: {line}");
+        // A histogram's samples are its name with `_bucket`, `_sum` or `_count`.
+        let histogram = ["_bucket", "_sum", "_count"]
+            .iter()
+            .filter_map(|suffix| name.strip_suffix(suffix))
+            .any(|base| typed.get(base).is_some_and(|kind| kind == "histogram"));
+        assert!(
+            histogram || typed.contains_key(name),
+            "a sample before its # TYPE: {line}"
+        );
         let value: f64 = value.parse().unwrap_or_else(|_| panic!("a number: {line}"));
         assert!(
             samples.insert(series.to_string(), value).is_none(),
@@ -742,6 +750,33 @@ fn the_metrics_follow_the_writes_in_the_prometheus_text_format() {
     assert_eq!(answers(&after, "2xx") - answers(&before, "2xx"), 4.0);
     assert_eq!(answers(&after, "4xx") - answers(&before, "4xx"), 1.0);
     assert_eq!(answers(&after, "5xx"), 0.0);
+    // Every answer of a request is timed: the 5 written between the two scrapes (the first
+    // scrape's, counted once written, and the 4 above). The buckets are cumulative and end
+    // with `+Inf`, which equals `_count`.
+    let duration = "lithair_http_request_duration_seconds";
+    let timed = |m: &std::collections::BTreeMap<String, f64>| m[&format!("{duration}_count")];
+    assert_eq!(timed(&after) - timed(&before), 5.0);
+    let buckets: Vec<f64> = after
+        .iter()
+        .filter(|(series, _)| series.starts_with(&format!("{duration}_bucket{{le=")))
+        .map(|(_, count)| *count)
+        .collect();
+    assert_eq!(buckets.len(), lithair::http::stats::DURATION_BUCKETS);
+    let infinite = after[&format!("{duration}_bucket{{le=\"+Inf\"}}")];
+    assert_eq!(infinite, timed(&after));
+    assert!(buckets.iter().all(|&count| count <= infinite));
+    assert!(after[&format!("{duration}_sum")] >= 0.0);
+    // The connections: each request above came on one of its own, closed once answered;
+    // only this scrape's is open while it is answered.
+    let connections = |m: &std::collections::BTreeMap<String, f64>, name: &str| {
+        m[&format!("lithair_http_connections_{name}")]
+    };
+    assert_eq!(connections(&after, "open"), 1.0);
+    assert_eq!(
+        connections(&after, "accepted_total") - connections(&before, "accepted_total"),
+        5.0
+    );
+    assert_eq!(connections(&after, "refused_total"), 0.0);
     let applied = |m: &std::collections::BTreeMap<String, f64>| m["lithair_engine_applied_index"];
     assert_eq!(applied(&after) - applied(&before), 3.0);
     assert!(after["lithair_log_fsyncs_total"] > before["lithair_log_fsyncs_total"]);

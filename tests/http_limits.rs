@@ -115,6 +115,63 @@ fn connections_over_the_maximum_get_503() {
     assert_eq!(resp.status, 200);
 }
 
+/// The counters a server hands to `/_lithair/metrics` follow its connections (held, admitted,
+/// refused past the limit, with the refusal's 503 counted as an answer) and time its answers:
+/// a request answered after a 60 ms sleep on a worker lands in a bucket above 50 ms.
+#[test]
+fn the_server_counts_its_connections_and_times_its_answers() {
+    use lithair::http::stats::{Connections, ServerStats, DURATION_BOUNDS_US};
+    let stats = ServerStats::new();
+    let config = ServerConfig {
+        connections_max: 3,
+        ..quick_config()
+    };
+    let server = lithair::http::Server::bind("127.0.0.1:0")
+        .expect("bind")
+        .config(config)
+        .stats(stats.clone())
+        .spawn(TestApp)
+        .expect("spawn");
+    let addr = server.local_addr();
+    let held: Vec<_> = (0..3).map(|_| connect(addr)).collect();
+    wait_until("3 open", || stats.connections().open == 3);
+    let (resp, mut reader) = send(addr, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(resp.status, 503);
+    assert!(is_closed(&mut reader));
+    let full = Connections {
+        open: 3,
+        accepted: 3,
+        refused: 1,
+    };
+    assert_eq!(stats.connections(), full);
+    assert_eq!(stats.responses_by_class(), [0, 0, 0, 0, 1]);
+    assert_eq!(stats.durations().count(), 0, "a refusal is not timed");
+    drop(held);
+    wait_until("all closed", || stats.connections().open == 0);
+
+    let (resp, _) = send(
+        addr,
+        b"GET /slow?60 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(resp.status, 200);
+    wait_until("the answer counted", || stats.durations().count() == 1);
+    let durations = stats.durations();
+    let above_50ms = DURATION_BOUNDS_US
+        .iter()
+        .position(|&bound| bound > 50_000)
+        .expect("a bound above 50 ms");
+    assert_eq!(
+        durations.buckets[above_50ms..].iter().sum::<u64>(),
+        1,
+        "{durations:?}"
+    );
+    assert!(durations.sum_us >= 60_000, "{durations:?}");
+    assert_eq!(stats.responses_by_class(), [0, 1, 0, 0, 1]);
+    wait_until("closed", || stats.connections().open == 0);
+    assert_eq!(stats.connections().accepted, 4);
+    assert_eq!(stats.connections().refused, 1);
+}
+
 #[test]
 fn pipelining_beyond_the_in_flight_bound_is_served_in_order() {
     let config = ServerConfig {

@@ -10,7 +10,7 @@
 
 use super::handle::Handle;
 use crate::http::router::Router;
-use crate::http::stats::ServerStats;
+use crate::http::stats::{ServerStats, DURATION_BOUNDS_US};
 use crate::http::{Request, Response};
 use crate::raft::node::{ClusterStatus, Node};
 use std::fmt::Write as _;
@@ -30,6 +30,8 @@ pub enum Kind {
     Counter,
     /// Goes up and down.
     Gauge,
+    /// Observations counted in buckets (written by [`Metrics::histogram`]).
+    Histogram,
 }
 
 /// A metrics document being written: each metric once, with its `# HELP` and `# TYPE` lines
@@ -60,15 +62,11 @@ impl Metrics {
         label: &str,
         samples: impl IntoIterator<Item = (String, f64)>,
     ) {
-        assert!(is_metric_name(name), "bad metric name {name:?}");
-        assert!(!help.contains('\n'), "a help text is one line");
-        let kind = match kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-        };
-        // Writing into a String cannot fail.
-        let _ = writeln!(self.text, "# HELP {name} {help}");
-        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+        assert!(
+            kind != Kind::Histogram,
+            "histograms are written by `histogram`"
+        );
+        self.header(name, kind, help);
         for (label_value, value) in samples {
             self.text.push_str(name);
             if !label.is_empty() {
@@ -77,6 +75,47 @@ impl Metrics {
             }
             let _ = writeln!(self.text, " {}", number(value));
         }
+    }
+
+    /// One histogram: `counts[i]` observations at or below `bounds[i]` and above the bound
+    /// before it, `counts[bounds.len()]` those above the last bound (so `counts` has one more
+    /// element than `bounds`, which rise strictly), and `sum`, the observations' total.
+    /// Written as the format wants it: cumulative `_bucket{le=...}` samples ending with
+    /// `+Inf`, then `_sum` and `_count`.
+    pub fn histogram(&mut self, name: &str, help: &str, bounds: &[f64], counts: &[u64], sum: f64) {
+        assert_eq!(
+            counts.len(),
+            bounds.len() + 1,
+            "one bucket above the last bound"
+        );
+        assert!(
+            bounds.windows(2).all(|pair| pair[0] < pair[1]),
+            "bounds must rise"
+        );
+        self.header(name, Kind::Histogram, help);
+        let mut cumulative = 0u64;
+        for (k, count) in counts.iter().enumerate() {
+            cumulative += count;
+            let le = bounds
+                .get(k)
+                .map_or("+Inf".to_string(), |&bound| number(bound));
+            let _ = writeln!(self.text, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(self.text, "{name}_sum {}", number(sum));
+        let _ = writeln!(self.text, "{name}_count {cumulative}");
+    }
+
+    fn header(&mut self, name: &str, kind: Kind, help: &str) {
+        assert!(is_metric_name(name), "bad metric name {name:?}");
+        assert!(!help.contains('\n'), "a help text is one line");
+        let kind = match kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        };
+        // Writing into a String cannot fail.
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
     }
 
     /// The document.
@@ -156,6 +195,7 @@ pub(crate) fn app_metrics(
                 .zip(http.responses_by_class())
                 .map(|(class, count)| (class.to_string(), count as f64)),
         );
+        http_connection_metrics(&mut metrics, http);
     }
     metrics.single(
         "lithair_engine_applied_index",
@@ -200,6 +240,38 @@ pub(crate) fn app_metrics(
         serving_since.elapsed().as_secs_f64(),
     );
     metrics
+}
+
+/// The server's connections and its answers' times.
+fn http_connection_metrics(metrics: &mut Metrics, http: &ServerStats) {
+    let connections = http.connections();
+    metrics.single(
+        "lithair_http_connections_open",
+        Kind::Gauge,
+        "HTTP connections open (upgraded ones, WebSockets, included).",
+        connections.open as f64,
+    );
+    metrics.single(
+        "lithair_http_connections_accepted_total",
+        Kind::Counter,
+        "HTTP connections admitted.",
+        connections.accepted as f64,
+    );
+    metrics.single(
+        "lithair_http_connections_refused_total",
+        Kind::Counter,
+        "HTTP connections refused past the connection limit (answered 503 and closed).",
+        connections.refused as f64,
+    );
+    let durations = http.durations();
+    let bounds = DURATION_BOUNDS_US.map(|us| us as f64 / 1e6);
+    metrics.histogram(
+        "lithair_http_request_duration_seconds",
+        "Time from a complete request to its answer queued for writing, on the reactor's clock (read once per wakeup: an answer given within the wakeup that read its request counts 0).",
+        &bounds,
+        &durations.buckets,
+        durations.sum_us as f64 / 1e6,
+    );
 }
 
 /// A clustered node's Raft figures, from its own status: a leader adds each other member's
@@ -331,6 +403,24 @@ mod tests {
             "# HELP a_total As.\n# TYPE a_total counter\na_total 3\n\
              # HELP b Bs.\n# TYPE b gauge\nb{model=\"x\\\"y\\\\z\\nw\"} 1.5\nb{model=\"Post\"} 0\n"
         );
+    }
+
+    #[test]
+    fn a_histogram_is_written_cumulatively_with_sum_and_count() {
+        let mut metrics = Metrics::new();
+        metrics.histogram("t_seconds", "Ts.", &[0.0001, 0.5], &[2, 0, 3], 7.25);
+        assert_eq!(
+            metrics.finish(),
+            "# HELP t_seconds Ts.\n# TYPE t_seconds histogram\n\
+             t_seconds_bucket{le=\"0.0001\"} 2\nt_seconds_bucket{le=\"0.5\"} 2\n\
+             t_seconds_bucket{le=\"+Inf\"} 5\nt_seconds_sum 7.25\nt_seconds_count 5\n"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "one bucket above the last bound")]
+    fn a_histogram_without_its_overflow_bucket_is_refused() {
+        Metrics::new().histogram("t", "Ts.", &[1.0], &[1], 1.0);
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub(crate) struct Ctx<'a> {
     pub responses: &'a StatsSlot,
     pub inbox: &'a Arc<Inbox>,
     pub token: u64,
+    /// The reactor's clock at this wakeup (see `http::stats` on what it times).
+    pub now_us: u64,
     pub now_ms: u64,
     /// The `Server` and `Date` lines, rendered once per second.
     pub common_head: &'a [u8],
@@ -106,6 +108,8 @@ struct Slot {
     /// The request asked for a protocol switch: a 101 with an upgrade takes the connection.
     upgrade_request: bool,
     response: Option<Response>,
+    /// The reactor's clock when the request was complete (its answer's time counts from it).
+    started_us: u64,
 }
 
 /// Whether `request` must wait for the requests before it and hold back those after it: a
@@ -151,7 +155,8 @@ pub(crate) struct Conn {
     first_seq: u64,
     waiting: usize,
     waiting_in_order: usize,
-    held: Option<(Box<Request>, Exchange)>,
+    /// A request that must wait for those before it, with its completion time.
+    held: Option<(Box<Request>, Exchange, u64)>,
     accept_more: bool,
     peer_eof: bool,
     close_after_flush: bool,
@@ -441,7 +446,7 @@ impl Conn {
             Ok(Status::Complete(head)) => head,
             Ok(Status::Partial) => return Some(0),
             Err(error) => {
-                self.fail(error.status(), error.message());
+                self.fail(ctx, error.status(), error.message());
                 return None;
             }
         };
@@ -450,17 +455,17 @@ impl Conn {
         let frame = match framing(head.version, fields) {
             Ok(frame) => frame,
             Err(error) => {
-                self.fail(error.status(), error.message());
+                self.fail(ctx, error.status(), error.message());
                 return None;
             }
         };
         fill_request(ctx.scratch, &head, fields, self.peer);
         if !target_form_ok(&ctx.scratch.method, &ctx.scratch.target) {
-            self.fail(400, "invalid request target form");
+            self.fail(ctx, 400, "invalid request target form");
             return None;
         }
         if !ctx.scratch.target.starts_with('/') && !adopt_target_authority(ctx.scratch) {
-            self.fail(400, "invalid authority in request target");
+            self.fail(ctx, 400, "invalid authority in request target");
             return None;
         }
         // Routed on the head: the route's body limit applies before any body byte is read.
@@ -468,7 +473,7 @@ impl Conn {
             ctx.shared.handler.plan(ctx.scratch)
         });
         let Some(plan) = planned else {
-            self.fail_with(handler_failed_response());
+            self.fail_with(ctx, handler_failed_response());
             return None;
         };
         ctx.scratch.planned.done = true;
@@ -503,13 +508,13 @@ impl Conn {
                 return Some(());
             }
             BodyKind::Length(n) if n > ctx.shared.config.body_bytes_max => {
-                self.fail(413, "request body too large");
+                self.fail(ctx, 413, "request body too large");
                 return None;
             }
             BodyKind::Length(n) if n > body_bytes_max => {
                 // The route's own, lower limit: answered like the route's `BodyLimit` would.
                 let problem = Problem::payload_too_large(body_bytes_max).into_response();
-                self.fail_with(problem);
+                self.fail_with(ctx, problem);
                 return None;
             }
             BodyKind::Length(n) => BodyState::Length(n),
@@ -579,7 +584,7 @@ impl Conn {
                     Ok(Status::Complete(used)) => (used, true),
                     Ok(Status::Partial) => (data.len(), false),
                     Err(error) => {
-                        self.fail(error.status(), error.message());
+                        self.fail(ctx, error.status(), error.message());
                         return None;
                     }
                 }
@@ -622,38 +627,52 @@ impl Conn {
                 Source::Scratch => Box::new(std::mem::replace(ctx.scratch, empty_request())),
                 Source::Boxed(request) => request,
             };
-            self.held = Some((request, exchange));
+            self.held = Some((request, exchange, ctx.now_us));
             return;
         }
-        self.dispatch(ctx, source, exchange, upgrade);
+        self.dispatch(ctx, source, exchange, upgrade, ctx.now_us);
     }
 
     fn release_held(&mut self, ctx: &mut Ctx<'_>) {
-        let Some((request, _)) = &self.held else {
+        let Some((request, _, _)) = &self.held else {
             return;
         };
         let ordered = keeps_order(&*ctx.shared.handler, request);
         if self.waiting_in_order > 0 || (ordered && self.waiting > 0) {
             return;
         }
-        let Some((request, exchange)) = self.held.take() else {
+        let Some((request, exchange, started_us)) = self.held.take() else {
             return;
         };
         let upgrade = asks_upgrade(&request);
-        self.dispatch(ctx, Source::Boxed(request), exchange, upgrade);
+        self.dispatch(ctx, Source::Boxed(request), exchange, upgrade, started_us);
     }
 
-    /// Starts a request and marks its slot when it asks for an upgrade.
-    fn dispatch(&mut self, ctx: &mut Ctx<'_>, source: Source, exchange: Exchange, upgrade: bool) {
+    /// Starts a request (complete at `started_us`) and marks its slot when it asks for an
+    /// upgrade.
+    fn dispatch(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        source: Source,
+        exchange: Exchange,
+        upgrade: bool,
+        started_us: u64,
+    ) {
         let slots_before = self.slots.len();
-        self.dispatch_request(ctx, source, exchange);
+        self.dispatch_request(ctx, source, exchange, started_us);
         assert_eq!(self.slots.len(), slots_before + 1, "one slot per request");
         if let Some(slot) = self.slots.back_mut() {
             slot.upgrade_request = upgrade;
         }
     }
 
-    fn dispatch_request(&mut self, ctx: &mut Ctx<'_>, mut source: Source, exchange: Exchange) {
+    fn dispatch_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        mut source: Source,
+        exchange: Exchange,
+        started_us: u64,
+    ) {
         let shared = ctx.shared;
         let handler: &dyn Handler = &*shared.handler;
         let request: &mut Request = match &mut source {
@@ -662,7 +681,7 @@ impl Conn {
         };
         if matches!(request.method, Method::Options) && request.target == "*" {
             let allow = Response::new(204).with_header("Allow", ALLOW_ALL);
-            self.push_ready(exchange, allow);
+            self.push_ready(exchange, started_us, allow);
             return;
         }
         let seq = self.first_seq + self.slots.len() as u64;
@@ -675,12 +694,12 @@ impl Conn {
             let response = run_handler(handler, request);
             if !response.is_deferred() {
                 // The usual answer: straight into its slot (a response is large to move).
-                self.push_ready(exchange, response);
+                self.push_ready(exchange, started_us, response);
                 return;
             }
             match settle(response, ctx.inbox, ctx.token, seq) {
-                Some(response) => self.push_ready(exchange, response),
-                None => self.push_waiting(exchange, in_order),
+                Some(response) => self.push_ready(exchange, started_us, response),
+                None => self.push_waiting(exchange, started_us, in_order),
             }
             return;
         }
@@ -703,15 +722,15 @@ impl Conn {
         });
         if shared.pool.try_submit(job).is_err() {
             let busy = Response::text(503, "server busy").with_header("Retry-After", "1");
-            self.push_ready(exchange, busy);
+            self.push_ready(exchange, started_us, busy);
             return;
         }
-        self.push_waiting(exchange, in_order);
+        self.push_waiting(exchange, started_us, in_order);
     }
 
     /// A slot whose answer comes later (from a worker or a deferred response), as request
     /// number `first_seq + slots.len()`.
-    fn push_waiting(&mut self, exchange: Exchange, in_order: bool) {
+    fn push_waiting(&mut self, exchange: Exchange, started_us: u64, in_order: bool) {
         self.waiting += 1;
         self.waiting_in_order += usize::from(in_order);
         self.slots.push_back(Slot {
@@ -719,29 +738,31 @@ impl Conn {
             in_order,
             upgrade_request: false,
             response: None,
+            started_us,
         });
     }
 
-    fn push_ready(&mut self, exchange: Exchange, response: Response) {
+    fn push_ready(&mut self, exchange: Exchange, started_us: u64, response: Response) {
         self.slots.push_back(Slot {
             exchange,
             in_order: false,
             upgrade_request: false,
             response: Some(response),
+            started_us,
         });
     }
 
     /// Answers a framing or limit error and stops reading: the rest of the input cannot be
     /// trusted to be framed the way we think.
-    fn fail(&mut self, status: u16, message: &'static str) {
+    fn fail(&mut self, ctx: &Ctx<'_>, status: u16, message: &'static str) {
         // A problem document like every other error answer, so a client parses one shape
         // whether a route or the connection refused its request.
         let problem = Problem::new(status).with_detail(message);
-        self.fail_with(problem.into_response());
+        self.fail_with(ctx, problem.into_response());
     }
 
     /// Like `fail`, with a response of the caller's making.
-    fn fail_with(&mut self, response: Response) {
+    fn fail_with(&mut self, ctx: &Ctx<'_>, response: Response) {
         self.accept_more = false;
         self.reading = Reading::Head;
         self.head_started_ms = None;
@@ -751,7 +772,7 @@ impl Conn {
             head: false,
             keep_alive: false,
         };
-        self.push_ready(exchange, response);
+        self.push_ready(exchange, ctx.now_us, response);
     }
 
     /// A worker finished request number `seq`.
@@ -814,7 +835,8 @@ impl Conn {
             self.first_seq += 1;
             let mut response = slot.response.unwrap_or_else(handler_failed_response);
             let upgrade = self.take_upgrade(ctx, &mut response, slot.upgrade_request);
-            ctx.responses.count(response.status);
+            let elapsed_us = ctx.now_us.saturating_sub(slot.started_us);
+            ctx.responses.count(response.status, elapsed_us);
             let mut exchange = slot.exchange;
             // During a graceful shutdown every answer tells the client to go away.
             exchange.keep_alive &= !ctx.shared.is_shutting_down();
@@ -1030,7 +1052,7 @@ impl Conn {
             }
         };
         if timed_out && waiting_for_client {
-            self.fail(408, "request timeout");
+            self.fail(ctx, 408, "request timeout");
             return self.pump(ctx);
         }
         Flow::Continue

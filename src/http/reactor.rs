@@ -257,6 +257,8 @@ pub(crate) struct Reactor {
     common_date: [u8; HTTP_DATE_BYTES],
     scratch: Request,
     start: Instant,
+    /// The reactor's clock, read once per wakeup: microseconds and milliseconds since `start`.
+    now_us: u64,
     now_ms: u64,
     next_timer_ms: u64,
     drain_deadline_ms: Option<u64>,
@@ -294,6 +296,7 @@ impl Reactor {
             common_date: [0; HTTP_DATE_BYTES],
             scratch: empty_request(),
             start: Instant::now(),
+            now_us: 0,
             now_ms: 0,
             next_timer_ms: 0,
             drain_deadline_ms: None,
@@ -331,7 +334,8 @@ impl Reactor {
                 eprintln!("lithair http: poll failed: {error}; reactor stops");
                 break;
             }
-            self.now_ms = self.start.elapsed().as_millis() as u64;
+            self.now_us = self.start.elapsed().as_micros() as u64;
+            self.now_ms = self.now_us / 1000;
             self.refresh_date();
             for event in &events {
                 match event.token {
@@ -391,6 +395,7 @@ impl Reactor {
             responses: self.shared.stats.slot(self.index),
             inbox: &self.inbox,
             token,
+            now_us: self.now_us,
             now_ms: self.now_ms,
             common_head: &self.common_head[OK_STATUS_LINE.len()..],
             ok_head: &self.common_head,
@@ -583,7 +588,7 @@ impl Reactor {
         let count = self.shared.connections.fetch_add(1, Ordering::AcqRel);
         if count >= config.connections_max || stream.set_nonblocking(true).is_err() {
             let _ = (&stream).write(BUSY_RESPONSE);
-            self.shared.stats.slot(self.index).count(503);
+            self.shared.stats.slot(self.index).refused();
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
             return;
         }
@@ -604,6 +609,7 @@ impl Reactor {
         let fd = stream.as_raw_fd();
         entry.conn = Some(Conn::new(stream, Some(peer), self.now_ms));
         self.live += 1;
+        self.shared.stats.slot(self.index).admitted();
         if self.poller.add(fd, token, EDGE_READ).is_err() {
             self.close(index);
         }
@@ -616,6 +622,9 @@ impl Reactor {
         };
         // Unregister explicitly: a clone held by a worker would keep the registration alive.
         let _ = self.poller.delete(conn.stream.as_raw_fd());
+        // Counted closed before the socket is: a client that saw the close then reads the
+        // open connections without this one.
+        self.shared.stats.slot(self.index).closed();
         drop(conn);
         entry.generation = entry.generation.wrapping_add(1);
         self.free.push(index);

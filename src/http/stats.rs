@@ -1,8 +1,16 @@
-//! What a server answered, counted by status class, for `/_lithair/metrics`.
+//! What a server did, for `/_lithair/metrics`: its answers by status class, how long the app
+//! took to answer, and the connections it holds, admitted and refused.
 //!
 //! Each reactor counts in a slot of its own, a cache line apart from the others, so counting
-//! is one uncontended atomic add per response (no line bounces between reactors); a reader
-//! sums the slots.
+//! is a few uncontended atomic adds per response (no line bounces between reactors); a
+//! reader sums the slots.
+//!
+//! Durations are read on the reactor's clock, which it reads once per wakeup (no clock call
+//! per request): a request is timed from the wakeup that completed it (its last byte read)
+//! to the wakeup that queued its answer for writing. A request answered within the wakeup
+//! that read it counts as 0; one answered by a worker, or held behind the requests before
+//! it, counts the wait, at the resolution of the reactor's wakeups. The time its answer
+//! takes to leave the socket is not included.
 //!
 //! Owns: the counters.
 //! Must not: block or allocate on the counting path (it runs on the reactor for every answer).
@@ -17,26 +25,102 @@ pub const STATS_SLOTS: usize = 16;
 /// Status classes counted: 1xx to 5xx (a status outside 100..=599 counts as 5xx).
 pub const STATUS_CLASSES: usize = 5;
 
-/// One reactor's counters, alone on its cache line.
+/// Upper bounds of the answer-time buckets, in microseconds (each bucket holds the answers
+/// at or below its bound and above the previous one; one more bucket holds those above the
+/// last bound). From 100 µs, a read a worker answers, to 10 s, a handler's default timeout.
+pub const DURATION_BOUNDS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// Answer-time buckets: one per bound and one above the last.
+pub const DURATION_BUCKETS: usize = DURATION_BOUNDS_US.len() + 1;
+
+/// One reactor's counters, alone on its cache lines.
 #[repr(align(64))]
 #[derive(Debug, Default)]
 pub(crate) struct StatsSlot {
     responses: [AtomicU64; STATUS_CLASSES],
+    /// Answers per time bucket (not cumulative: a reader accumulates).
+    durations: [AtomicU64; DURATION_BUCKETS],
+    durations_sum_us: AtomicU64,
+    /// Connections this slot's reactors hold now (added on admit, taken on close).
+    open: AtomicU64,
+    accepted: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl StatsSlot {
-    /// Counts one answer with `status`.
-    pub(crate) fn count(&self, status: u16) {
+    /// Counts one answer with `status` that took `elapsed_us` from its request's completion.
+    pub(crate) fn count(&self, status: u16, elapsed_us: u64) {
+        self.count_status(status);
+        let bucket = DURATION_BOUNDS_US
+            .iter()
+            .position(|&bound| elapsed_us <= bound)
+            .unwrap_or(DURATION_BUCKETS - 1);
+        self.durations[bucket].fetch_add(1, Ordering::Relaxed);
+        self.durations_sum_us
+            .fetch_add(elapsed_us, Ordering::Relaxed);
+    }
+
+    fn count_status(&self, status: u16) {
         let class = match usize::from(status / 100) {
             class @ 1..=STATUS_CLASSES => class - 1,
             _ => STATUS_CLASSES - 1,
         };
         self.responses[class].fetch_add(1, Ordering::Relaxed);
     }
+
+    /// A connection was admitted.
+    pub(crate) fn admitted(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An admitted connection was closed.
+    pub(crate) fn closed(&self) {
+        let before = self.open.fetch_sub(1, Ordering::Relaxed);
+        assert!(before > 0, "a connection closed that was never admitted");
+    }
+
+    /// A connection was refused past the connection limit: its 503 counts as an answer,
+    /// untimed (no request was read).
+    pub(crate) fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        self.count_status(503);
+    }
 }
 
-/// Counters a server keeps of its answers, shared with whoever reads them (`Server::stats`
-/// hands them to the server; a clone reads the same counters).
+/// How long the app took to answer: answers per bucket of [`DURATION_BOUNDS_US`] (not
+/// cumulative; the last bucket holds those above the last bound) and their total time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Durations {
+    /// Answers per bucket.
+    pub buckets: [u64; DURATION_BUCKETS],
+    /// Their summed time, in microseconds.
+    pub sum_us: u64,
+}
+
+impl Durations {
+    /// Answers timed.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+/// The connections a server holds and has taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Connections {
+    /// Open now (an upgraded one, a WebSocket, included).
+    pub open: u64,
+    /// Admitted since the server started.
+    pub accepted: u64,
+    /// Refused past the connection limit (answered 503 and closed) since it started.
+    pub refused: u64,
+}
+
+/// Counters a server keeps, shared with whoever reads them (`Server::stats` hands them to
+/// the server; a clone reads the same counters).
 #[derive(Clone, Debug)]
 pub struct ServerStats {
     slots: Arc<[StatsSlot; STATS_SLOTS]>,
@@ -66,11 +150,38 @@ impl ServerStats {
     pub fn responses_by_class(&self) -> [u64; STATUS_CLASSES] {
         let mut sums = [0; STATUS_CLASSES];
         for slot in self.slots.iter() {
-            for (sum, counter) in sums.iter_mut().zip(&slot.responses) {
-                *sum += counter.load(Ordering::Relaxed);
-            }
+            add_loaded(&mut sums, &slot.responses);
         }
         sums
+    }
+
+    /// How long the answers took (see the module doc for what is timed). Every counted
+    /// answer but the 503 past the connection limit is timed, so the count is the responses'
+    /// minus the refused connections' (give or take answers counted while this reads).
+    pub fn durations(&self) -> Durations {
+        let mut durations = Durations::default();
+        for slot in self.slots.iter() {
+            add_loaded(&mut durations.buckets, &slot.durations);
+            durations.sum_us += slot.durations_sum_us.load(Ordering::Relaxed);
+        }
+        durations
+    }
+
+    /// The connections held, admitted and refused.
+    pub fn connections(&self) -> Connections {
+        let mut connections = Connections::default();
+        for slot in self.slots.iter() {
+            connections.open += slot.open.load(Ordering::Relaxed);
+            connections.accepted += slot.accepted.load(Ordering::Relaxed);
+            connections.refused += slot.refused.load(Ordering::Relaxed);
+        }
+        connections
+    }
+}
+
+fn add_loaded<const N: usize>(sums: &mut [u64; N], counters: &[AtomicU64; N]) {
+    for (sum, counter) in sums.iter_mut().zip(counters) {
+        *sum += counter.load(Ordering::Relaxed);
     }
 }
 
@@ -82,14 +193,67 @@ mod tests {
     fn answers_are_counted_by_class_across_slots() {
         let stats = ServerStats::new();
         let reader = stats.clone();
-        stats.slot(0).count(200);
-        stats.slot(1).count(204);
-        stats.slot(STATS_SLOTS + 1).count(404);
-        stats.slot(3).count(101);
-        stats.slot(3).count(503);
-        stats.slot(3).count(999);
-        stats.slot(3).count(0);
+        stats.slot(0).count(200, 0);
+        stats.slot(1).count(204, 0);
+        stats.slot(STATS_SLOTS + 1).count(404, 0);
+        stats.slot(3).count(101, 0);
+        stats.slot(3).count(503, 0);
+        stats.slot(3).count(999, 0);
+        stats.slot(3).count(0, 0);
         assert_eq!(reader.responses_by_class(), [1, 2, 0, 1, 3]);
         assert_eq!(std::mem::align_of::<StatsSlot>(), 64);
+    }
+
+    #[test]
+    fn answer_times_fall_in_the_bucket_of_their_bound() {
+        let stats = ServerStats::new();
+        // At a bound: that bucket; just above: the next; past the last: the overflow bucket.
+        let cases = [
+            (0, 0),
+            (100, 0),
+            (101, 1),
+            (1_000, 3),
+            (1_001, 4),
+            (10_000_000, DURATION_BUCKETS - 2),
+            (10_000_001, DURATION_BUCKETS - 1),
+            (u64::MAX / 4, DURATION_BUCKETS - 1),
+        ];
+        for (k, (elapsed_us, _)) in cases.iter().enumerate() {
+            stats.slot(k).count(200, *elapsed_us);
+        }
+        let durations = stats.durations();
+        let mut expected = [0u64; DURATION_BUCKETS];
+        for (_, bucket) in cases {
+            expected[bucket] += 1;
+        }
+        assert_eq!(durations.buckets, expected);
+        assert_eq!(durations.count(), cases.len() as u64);
+        let sum: u64 = cases.iter().map(|(elapsed_us, _)| elapsed_us).sum();
+        assert_eq!(durations.sum_us, sum);
+        assert!(DURATION_BOUNDS_US.windows(2).all(|pair| pair[0] < pair[1]));
+    }
+
+    #[test]
+    fn connections_are_counted_across_slots() {
+        let stats = ServerStats::new();
+        stats.slot(0).admitted();
+        stats.slot(1).admitted();
+        stats.slot(1).admitted();
+        stats.slot(1).closed();
+        stats.slot(2).refused();
+        assert_eq!(stats.responses_by_class(), [0, 0, 0, 0, 1]);
+        assert_eq!(stats.durations().count(), 0, "a refusal is not timed");
+        let expected = Connections {
+            open: 2,
+            accepted: 3,
+            refused: 1,
+        };
+        assert_eq!(stats.clone().connections(), expected);
+    }
+
+    #[test]
+    #[should_panic(expected = "never admitted")]
+    fn a_close_without_an_admission_stops_loudly() {
+        ServerStats::new().slot(0).closed();
     }
 }
