@@ -63,9 +63,12 @@
 //!   transfer from offset 0. Once whole, the driver fsyncs the file and persists the snapshot
 //!   crash-safely (`storage_log::LogStorage::install`) before restoring the engine.
 //! - In a node, the engine's log is the Raft log and the engine's snapshot the Raft snapshot
-//!   (`storage_log`); the driver compacts to each durable snapshot the engine has applied.
+//!   (`storage_log`); the driver compacts to each durable snapshot the engine has applied,
+//!   in memory at once, while `compactor`'s thread writes the snapshot record and deletes
+//!   the segments it covers (the Raft thread never waits for the disk to compact).
 
 mod codec;
+mod compactor;
 mod conf_slot;
 mod config;
 mod core;

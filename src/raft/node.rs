@@ -1834,6 +1834,10 @@ impl Driver {
     /// Compacts the log to the engine's newest durable snapshot once it is applied here
     /// (so never above the commit index).
     fn compact(&mut self) -> io::Result<()> {
+        // The record of an earlier compaction, written off this thread, may have failed.
+        if let Some(failure) = self.raw.storage().take_compaction_failure() {
+            return Err(failure);
+        }
         let index = self.replica.snapshot_index();
         if index <= self.raw.storage().snapshot_index() || index > self.applied {
             return Ok(());

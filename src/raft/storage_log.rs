@@ -16,6 +16,7 @@
 //! (Raft allows persisting it lazily), so commit-only changes cost no fsync; the engine replays
 //! the log up to that hint at start and Raft re-delivers the rest once it re-learns the commit.
 
+use super::compactor::Compactor;
 use super::core::SnapshotChunk;
 use super::storage::{MemStorage, SnapshotInfo, Storage, StorageError};
 use super::types::{
@@ -57,6 +58,8 @@ pub struct LogStorage {
     /// out, so a prune that unlinks the file cannot mix another file's bytes into a transfer.
     /// Behind a lock because the core reads through `&self` (`Storage`).
     outgoing: Mutex<Option<OutgoingSnapshot>>,
+    /// Writes the snapshot record and deletes compacted segments, off the Raft thread.
+    compactor: Compactor,
 }
 
 /// The open file of the snapshot a leader sends (see [`LogStorage::snapshot_chunk`]).
@@ -147,6 +150,8 @@ impl LogStorage {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, message));
             }
         }
+        let record_index = meta.as_ref().map_or(0, |meta| meta.index);
+        let compactor = Compactor::start(data_dir, Arc::clone(&log), record_index)?;
         let mut storage = LogStorage {
             mem: MemStorage::new(ConfState::default()),
             log,
@@ -154,6 +159,7 @@ impl LogStorage {
             durable_term_vote: (hard_state.term, hard_state.vote),
             incoming: None,
             outgoing: Mutex::new(None),
+            compactor,
         };
         match fs::remove_file(data_dir.join(INCOMING_SNAPSHOT_FILE_NAME)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -182,20 +188,23 @@ impl LogStorage {
         Ok(storage)
     }
 
-    /// Compacts the log to the engine's durable snapshot at `index`: records the Raft
-    /// snapshot state (index, term, membership at `index`) durably, then drops the entries it
-    /// covers from memory and deletes the log segments wholly below `index + 1`.
+    /// Compacts the log to the engine's durable snapshot at `index`: drops the entries it
+    /// covers from memory now, and has the compactor (`raft::compactor`) record the Raft
+    /// snapshot state (index, term, membership at `index`) durably, then delete the log
+    /// segments wholly below `index + 1` and free the dropped entries.
     ///
-    /// Runs on the Raft thread, so only the record waits for the disk: the dropped entries
-    /// are freed on a thread of their own when there are many (hundreds of thousands took
-    /// tens of ms), and the segments are deleted by the log writer behind its queued appends,
-    /// unwaited ([`Log::delete_before_queued`]; a failure only leaves them for the next
-    /// compaction). Measured on a loaded 1M-item leader (`ITEMS=1000000 JOIN=0
-    /// benches/join-under-load.sh`): each compaction held this thread 2-158 ms before, and one
-    /// pass stalled 287 ms on it, long enough to lose the leadership; 1.6-25 ms after.
+    /// Runs on the Raft thread, which waits for no disk here: the record's two fsyncs, the
+    /// deletion and the freeing happen on the compactor's thread. Measured on a loaded
+    /// 1M-item leader (`ITEMS=1000000 JOIN=0 benches/join-under-load.sh`): each compaction
+    /// held this thread 2-158 ms when it did all of it, and one pass stalled 287 ms, long
+    /// enough to lose the leadership. With only the record written here, 1.1-26.6 ms (21
+    /// compactions of 3 nodes under `SECS=12 benches/cluster-writes.sh`, timed around this
+    /// call); with nothing, 0.33-0.61 ms in the same runs (one of 24 took 4.4 ms), the
+    /// membership walk and the move of the dropped entries.
+    /// A failure of the record is reported by [`LogStorage::take_compaction_failure`].
     ///
     /// # Errors
-    /// I/O failures writing the record; the log is closed.
+    /// An earlier compaction's record could not be written.
     ///
     /// # Panics
     /// If `index` is beyond the commit index or not past the current snapshot.
@@ -209,22 +218,35 @@ impl LogStorage {
             .mem
             .term(index)
             .unwrap_or_else(|e| panic!("compact to {index}: {e}"));
+        if let Some(failure) = self.take_compaction_failure() {
+            return Err(failure);
+        }
         let meta = SnapshotMeta {
             index,
             term,
             conf: self.conf_at(index),
         };
-        write_snapshot_meta(&self.dir, &meta)?;
-        free_elsewhere(self.mem.compact(index, meta.conf, Vec::new()));
+        let freed = self.mem.compact(index, meta.conf.clone(), Vec::new());
         // A transfer of the older snapshot restarts with this one: release its file (an
         // unlinked file's space is freed only when its last handle closes).
         self.drop_outgoing();
-        // After the record is durable: a crash before the deletion leaves segments the
-        // record already covers, which `open` skips.
-        self.log
-            .delete_before_queued(index + 1)
-            .map_err(|e| io_error("compact the raft log", e))?;
+        self.compactor.compact(meta, freed);
         Ok(())
+    }
+
+    /// Why the compactor could not record a compaction, once: the node must stop (its log
+    /// may hold segments no record covers; it never lost an entry).
+    pub fn take_compaction_failure(&self) -> Option<io::Error> {
+        self.compactor.take_failure()
+    }
+
+    /// Waits until the compactor has done everything queued: the record written, the
+    /// deletion queued to the log writer, the entries freed.
+    ///
+    /// # Errors
+    /// A record could not be written.
+    pub fn wait_compacted(&self) -> io::Result<()> {
+        self.compactor.wait_idle()
     }
 
     /// Persists a snapshot received from the leader, in crash-safe order: the snapshot file
@@ -261,7 +283,8 @@ impl LogStorage {
         }
         self.drop_outgoing();
         after(InstallStep::File);
-        write_snapshot_meta(&self.dir, meta)?;
+        // Through the compactor: after a compaction's record being written, never before it.
+        self.compactor.write_installed(meta)?;
         after(InstallStep::Record);
         let keeps_suffix = self.mem.term(meta.index).ok() == Some(meta.term);
         let result = if keeps_suffix {
@@ -713,7 +736,9 @@ fn read_snapshot_meta(data_dir: &Path) -> io::Result<Option<SnapshotMeta>> {
     }
 }
 
-fn write_snapshot_meta(data_dir: &Path, meta: &SnapshotMeta) -> io::Result<()> {
+/// Writes the snapshot record of `data_dir` durably. Only through the compactor (its lock
+/// orders the writers) outside of tests.
+pub(super) fn write_snapshot_meta(data_dir: &Path, meta: &SnapshotMeta) -> io::Result<()> {
     crate::log::replace_file_durably(
         data_dir,
         SNAPSHOT_META_FILE_NAME,
@@ -754,24 +779,6 @@ fn decode_hard_state(bytes: &[u8]) -> Option<HardState> {
 
 fn write_hard_state(dir: &Path, hard_state: HardState) -> io::Result<()> {
     crate::log::replace_file_durably(dir, HARD_STATE_FILE_NAME, &encode_hard_state(hard_state))
-}
-
-/// Compacted entries freed inline up to this many; more go to a thread of their own.
-const COMPACTED_FREED_INLINE_MAX: usize = 4096;
-
-/// Frees compacted entries off the calling thread when there are many of them (each holds a
-/// shared allocation; freeing hundreds of thousands takes tens of ms).
-fn free_elsewhere(entries: Vec<Entry>) {
-    if entries.len() <= COMPACTED_FREED_INLINE_MAX {
-        return;
-    }
-    let freer = std::thread::Builder::new()
-        .name("lithair-free".into())
-        .spawn(move || drop(entries));
-    if let Err(error) = freer {
-        // The closure, and the entries with it, were freed here instead.
-        eprintln!("lithair: cannot start a thread to free compacted entries ({error}); freed here");
-    }
 }
 
 #[cfg(test)]
@@ -971,15 +978,7 @@ mod tests {
     #[test]
     fn a_sent_snapshot_is_read_a_chunk_at_a_time_from_one_file_until_a_newer_one() {
         let dir = temp_dir("sent-chunks");
-        let mut storage = LogStorage::open(open_log(&dir), &dir, &[1]).unwrap();
-        let entries: Vec<Entry> = (2..=20).map(|i| entry(i, 2, "e")).collect();
-        storage.append(&entries).unwrap();
-        let hard_state = HardState {
-            term: 2,
-            vote: 1,
-            commit: 20,
-        };
-        storage.set_hard_state(hard_state).unwrap();
+        let mut storage = compactable(&dir, &[]);
         let first = snapshot_file(11, &[7u8; 100]);
         engine::install_snapshot_file(&dir, 11, &first).unwrap();
         storage.compact(11).unwrap();
@@ -1067,6 +1066,107 @@ mod tests {
         );
         assert!(!dir.join(INCOMING_SNAPSHOT_FILE_NAME).exists());
         assert_eq!(storage.snapshot_index(), 30);
+        drop(storage);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A storage at term 2 holding entries 2..=20, committed, with the engine's snapshot
+    /// files at each of `snapshots` (their bodies say which).
+    fn compactable(dir: &Path, snapshots: &[u64]) -> LogStorage {
+        let mut storage = LogStorage::open(open_log(dir), dir, &[1]).unwrap();
+        let entries: Vec<Entry> = (2..=20).map(|i| entry(i, 2, "e")).collect();
+        storage.append(&entries).unwrap();
+        let hard_state = HardState {
+            term: 2,
+            vote: 1,
+            commit: 20,
+        };
+        storage.set_hard_state(hard_state).unwrap();
+        for &index in snapshots {
+            let file = snapshot_file(index, format!("state at {index}").as_bytes());
+            engine::install_snapshot_file(dir, index, &file).unwrap();
+        }
+        storage
+    }
+
+    /// The record is written off the caller's thread, and never goes back: an install's
+    /// record, written on the caller's thread while a compaction's may still be queued or
+    /// being written, is the one left on disk.
+    #[test]
+    fn compaction_records_are_written_by_the_compactor_and_never_go_back() {
+        let dir = temp_dir("compactor");
+        let mut storage = compactable(&dir, &[11, 15]);
+        storage.compact(11).unwrap();
+        // In memory at once; on disk once the compactor is done.
+        assert_eq!(storage.first_index(), 12);
+        storage.wait_compacted().unwrap();
+        assert_eq!(read_snapshot_meta(&dir).unwrap().map(|m| m.index), Some(11));
+        assert_eq!(storage.compactor.record_index(), 11);
+        storage.compact(15).unwrap();
+        let meta = SnapshotMeta {
+            index: 30,
+            term: 3,
+            conf: ConfState::with_voters(&[1, 2]),
+        };
+        let snapshot = Snapshot {
+            meta,
+            data: snapshot_file(30, b"state at 30"),
+        };
+        storage.install(&snapshot, &|_| {}).unwrap();
+        storage.wait_compacted().unwrap();
+        assert_eq!(read_snapshot_meta(&dir).unwrap().map(|m| m.index), Some(30));
+        assert_eq!(storage.compactor.record_index(), 30);
+        assert_eq!((storage.first_index(), storage.last_index()), (31, 30));
+        // A compaction older than the record on disk (one queued before the install, taken
+        // after it) is skipped: the record stays.
+        let older = SnapshotMeta {
+            index: 15,
+            term: 2,
+            conf: ConfState::with_voters(&[1]),
+        };
+        storage.compactor.compact(older, Vec::new());
+        storage.wait_compacted().unwrap();
+        assert_eq!(read_snapshot_meta(&dir).unwrap().map(|m| m.index), Some(30));
+        drop(storage);
+        let storage = LogStorage::open(open_log(&dir), &dir, &[1]).unwrap();
+        assert_eq!(storage.snapshot_index(), 30);
+        drop(storage);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A record the compactor cannot write is reported (the node stops on it), and loses
+    /// nothing: the segments stay, and a restart has every entry.
+    #[test]
+    fn a_compaction_record_that_cannot_be_written_is_reported_and_loses_nothing() {
+        let dir = temp_dir("compactor-fails");
+        let mut storage = compactable(&dir, &[11, 15]);
+        // The record's temporary file cannot be created where a directory stands.
+        let blocker = dir.join(format!("{SNAPSHOT_META_FILE_NAME}.tmp"));
+        fs::create_dir(&blocker).unwrap();
+        storage.compact(11).unwrap();
+        let mut failure = None;
+        for _ in 0..2_000 {
+            failure = storage.take_compaction_failure();
+            if failure.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let failure = failure.expect("the failure is reported");
+        assert!(
+            failure.to_string().contains("raft snapshot record at 11"),
+            "{failure}"
+        );
+        assert!(storage.take_compaction_failure().is_none(), "reported once");
+        // A later compaction fails the same way.
+        assert!(storage.compact(15).is_ok(), "queued");
+        assert!(storage.wait_compacted().is_err());
+        assert_eq!(storage.compactor.record_index(), 0);
+        drop(storage);
+        fs::remove_dir(&blocker).unwrap();
+        assert!(read_snapshot_meta(&dir).unwrap().is_none());
+        let storage = LogStorage::open(open_log(&dir), &dir, &[1]).unwrap();
+        assert_eq!((storage.first_index(), storage.last_index()), (1, 20));
         drop(storage);
         fs::remove_dir_all(&dir).unwrap();
     }
