@@ -141,8 +141,11 @@ impl Compactor {
         if !self.shared.failed.load(Ordering::Acquire) {
             return None;
         }
-        let failure = lock(&self.shared.queue).failure.take();
+        // Both under the lock the thread sets them under: a failure landing now is kept.
+        let mut queue = lock(&self.shared.queue);
+        let failure = queue.failure.take();
         self.shared.failed.store(false, Ordering::Release);
+        drop(queue);
         failure.map(io::Error::other)
     }
 
