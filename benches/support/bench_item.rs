@@ -1,33 +1,14 @@
-//! The bench server's item (`examples/bench_server.rs`), for the benches that measure an app's
-//! state: item i is `{"id": i, "name": "item-i", "price": i × 1.25, "tags": ["a", "b"],
-//! "in_stock": i even}`. Included with `#[path]` by each bench that uses it.
+//! The bench server's item (`examples/bench_server/item.rs`, included from there), with the
+//! events and states the benches that measure an app's state build from it. Included with
+//! `#[path]` by each bench that uses it.
 
 use lithair::app::state::register;
 use lithair::app::{AppEvent, AppState, ModelEvent};
 use lithair::engine::State;
-use lithair::prelude::*;
 
-/// The bench server's item.
-#[derive(Model, Clone, Debug, PartialEq)]
-pub struct Item {
-    #[db(primary_key)]
-    pub id: u64,
-    pub name: String,
-    pub price: f64,
-    pub tags: Vec<String>,
-    pub in_stock: bool,
-}
-
-/// Item `id` as the bench server preloads it.
-pub fn item(id: u64) -> Item {
-    Item {
-        id,
-        name: format!("item-{id}"),
-        price: id as f64 * 1.25,
-        tags: vec!["a".into(), "b".into()],
-        in_stock: id % 2 == 0,
-    }
-}
+#[path = "../../examples/bench_server/item.rs"]
+mod served;
+pub use served::{preloaded as item, Item};
 
 /// The event that creates item `id`.
 pub fn created(id: u64) -> AppEvent {

@@ -24,35 +24,9 @@ use lithair::http::problem::Problem;
 use lithair::http::router::Router;
 use lithair::http::{inline, Request, Response};
 use lithair::json::Writer;
-use lithair::prelude::*;
 
-/// The item served by `/items`.
-#[derive(Model, Clone, Debug)]
-#[model(path = "/items")]
-pub struct Item {
-    /// Assigned by the sequencer on `POST /items`.
-    #[db(primary_key)]
-    pub id: u64,
-    /// Name.
-    pub name: String,
-    /// Price.
-    pub price: f64,
-    /// Tags.
-    pub tags: Vec<String>,
-    /// Whether it is in stock.
-    pub in_stock: bool,
-}
-
-/// Item `i` of the preloaded set, as the reference servers define it.
-fn preloaded(id: u64) -> Item {
-    Item {
-        id,
-        name: format!("item-{id}"),
-        price: id as f64 * 1.25,
-        tags: vec!["a".to_string(), "b".to_string()],
-        in_stock: id % 2 == 0,
-    }
-}
+mod item;
+use item::{preloaded, Item};
 
 /// Items created per command while preloading (one log batch each).
 const PRELOAD_BATCH_ITEMS: u64 = 10_000;
