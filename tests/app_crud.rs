@@ -777,6 +777,11 @@ fn the_metrics_follow_the_writes_in_the_prometheus_text_format() {
         5.0
     );
     assert_eq!(connections(&after, "refused_total"), 0.0);
+    // The worker pool: its threads, none busy but the one that may render this scrape.
+    assert!(after["lithair_http_workers"] >= 1.0);
+    assert!(after["lithair_http_workers_busy"] <= 1.0);
+    assert_eq!(after["lithair_http_worker_queue_jobs"], 0.0);
+    assert_eq!(after["lithair_http_worker_queue_refused_total"], 0.0);
     let applied = |m: &std::collections::BTreeMap<String, f64>| m["lithair_engine_applied_index"];
     assert_eq!(applied(&after) - applied(&before), 3.0);
     assert!(after["lithair_log_fsyncs_total"] > before["lithair_log_fsyncs_total"]);

@@ -207,25 +207,40 @@ fn pipelining_beyond_the_in_flight_bound_is_served_in_order() {
 
 #[test]
 fn a_full_worker_queue_answers_503() {
+    use lithair::http::stats::{ServerStats, Workers};
     let config = ServerConfig {
         worker_threads: 1,
         worker_queue_max: 1,
         ..quick_config()
     };
-    let server = spawn(config);
+    // The pool's gauges say when the worker took the first request and the second waits.
+    let stats = ServerStats::new();
+    let server = lithair::http::Server::bind("127.0.0.1:0")
+        .expect("bind")
+        .config(config)
+        .stats(stats.clone())
+        .spawn(TestApp)
+        .expect("spawn");
     let addr = server.local_addr();
     let mut busy = connect(addr);
     busy.write_all(b"GET /slow?1500 HTTP/1.1\r\nHost: h\r\n\r\n")
         .expect("write");
-    std::thread::sleep(Duration::from_millis(200)); // Let the worker take it.
+    wait_until("the worker took it", || stats.workers().busy == 1);
     let mut queued = connect(addr);
     queued
         .write_all(b"GET /slow?1 HTTP/1.1\r\nHost: h\r\n\r\n")
         .expect("write");
-    std::thread::sleep(Duration::from_millis(100));
+    wait_until("the second waits", || stats.workers().queued == 1);
     let (resp, _) = send(addr, b"GET /slow?1 HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(resp.status, 503);
     assert_eq!(resp.header("retry-after"), Some("1"));
+    let full = Workers {
+        threads: 1,
+        busy: 1,
+        queued: 1,
+        refused: 1,
+    };
+    assert_eq!(stats.workers(), full);
     // Inline routes are not affected by a busy pool.
     let (resp, _) = send(addr, b"GET /inline/ok HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(resp.status, 200);
@@ -233,6 +248,12 @@ fn a_full_worker_queue_answers_503() {
         let resp = read_response(&mut BufReader::new(stream), false).expect("served later");
         assert_eq!(resp.status, 200);
     }
+    let idle = Workers {
+        busy: 0,
+        queued: 0,
+        ..full
+    };
+    wait_until("the pool is idle", || stats.workers() == idle);
 }
 
 #[test]

@@ -242,7 +242,7 @@ pub(crate) fn app_metrics(
     metrics
 }
 
-/// The server's connections and its answers' times.
+/// The server's connections, its worker pool and its answers' times.
 fn http_connection_metrics(metrics: &mut Metrics, http: &ServerStats) {
     let connections = http.connections();
     metrics.single(
@@ -262,6 +262,33 @@ fn http_connection_metrics(metrics: &mut Metrics, http: &ServerStats) {
         Kind::Counter,
         "HTTP connections refused past the connection limit (answered 503 and closed).",
         connections.refused as f64,
+    );
+    let workers = http.workers();
+    let worker_gauges = [
+        (
+            "lithair_http_workers",
+            "Worker threads that run the handlers which may block.",
+            workers.threads,
+        ),
+        (
+            "lithair_http_workers_busy",
+            "Worker threads running a request now.",
+            workers.busy,
+        ),
+        (
+            "lithair_http_worker_queue_jobs",
+            "Requests waiting for a worker thread.",
+            workers.queued,
+        ),
+    ];
+    for (name, help, value) in worker_gauges {
+        metrics.single(name, Kind::Gauge, help, value as f64);
+    }
+    metrics.single(
+        "lithair_http_worker_queue_refused_total",
+        Kind::Counter,
+        "Requests refused because the worker queue was full (answered 503 with Retry-After).",
+        workers.refused as f64,
     );
     let durations = http.durations();
     let bounds = DURATION_BOUNDS_US.map(|us| us as f64 / 1e6);

@@ -1,11 +1,13 @@
 //! The bounded worker pool that runs handlers which may block, so that reactors never wait.
 //!
-//! Owns: worker threads and the job queue (bounded: a full queue is the caller's 503).
+//! Owns: worker threads and the job queue (bounded: a full queue is the caller's 503), and
+//! the gauges of both it keeps for `/_lithair/metrics` (`http::stats`).
 //! Must not: touch sockets; a job reports its result through whatever it captured.
 
 use super::handler::catch_logged;
+use super::stats::PoolGauges;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,6 +20,8 @@ struct Shared {
     ready: Condvar,
     stopping: AtomicBool,
     queue_max: usize,
+    /// Threads at work, jobs waiting and refusals, for whoever reads them.
+    gauges: Arc<PoolGauges>,
 }
 
 impl Shared {
@@ -39,6 +43,15 @@ pub struct Pool {
 impl Pool {
     /// Starts `threads` workers with a queue of at most `queue_max` waiting jobs.
     pub fn new(threads: usize, queue_max: usize) -> std::io::Result<Pool> {
+        Pool::counted(threads, queue_max, Arc::default())
+    }
+
+    /// Like [`Pool::new`], keeping its figures in `gauges` (a server's `ServerStats`).
+    pub(crate) fn counted(
+        threads: usize,
+        queue_max: usize,
+        gauges: Arc<PoolGauges>,
+    ) -> std::io::Result<Pool> {
         assert!(
             threads > 0 && queue_max > 0,
             "pool needs threads and a queue"
@@ -48,7 +61,12 @@ impl Pool {
             ready: Condvar::new(),
             stopping: AtomicBool::new(false),
             queue_max,
+            gauges,
         });
+        shared
+            .gauges
+            .threads
+            .store(threads as u64, Ordering::Relaxed);
         let mut handles = Vec::with_capacity(threads);
         for index in 0..threads {
             let shared = Arc::clone(&shared);
@@ -67,9 +85,12 @@ impl Pool {
     pub fn try_submit(&self, job: Job) -> Result<(), Job> {
         let mut queue = self.shared.lock();
         if queue.len() >= self.shared.queue_max || self.shared.stopping.load(Ordering::Acquire) {
+            drop(queue);
+            self.shared.gauges.refused.fetch_add(1, Ordering::Relaxed);
             return Err(job);
         }
         queue.push_back(job);
+        set_queued(&self.shared.gauges.queued, queue.len());
         drop(queue);
         self.shared.ready.notify_one();
         Ok(())
@@ -120,6 +141,7 @@ fn worker_loop(shared: &Shared) {
             let mut queue = shared.lock();
             loop {
                 if let Some(job) = queue.pop_front() {
+                    set_queued(&shared.gauges.queued, queue.len());
                     break job;
                 }
                 if shared.stopping.load(Ordering::Acquire) {
@@ -133,8 +155,16 @@ fn worker_loop(shared: &Shared) {
         };
         // Jobs catch their own handler panics to answer 500; this is the last line of
         // defence so a worker thread never dies.
+        shared.gauges.busy.fetch_add(1, Ordering::Relaxed);
         catch_logged("a worker job", "the worker goes on", job);
+        shared.gauges.busy.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Sets the waiting-jobs gauge; called under the queue lock, so the last store is the
+/// queue's length.
+fn set_queued(gauge: &AtomicU64, len: usize) {
+    gauge.store(len as u64, Ordering::Relaxed);
 }
 
 #[cfg(test)]
@@ -144,7 +174,9 @@ mod tests {
 
     #[test]
     fn runs_jobs_rejects_when_full_and_survives_panics() {
-        let pool = Pool::new(1, 2).expect("pool");
+        let gauges = Arc::new(PoolGauges::default());
+        let pool = Pool::counted(1, 2, Arc::clone(&gauges)).expect("pool");
+        let load = |gauge: &AtomicU64| gauge.load(Ordering::Relaxed);
         let (gate_tx, gate_rx) = mpsc::channel::<()>();
         let (done_tx, done_rx) = mpsc::channel::<u32>();
         pool.try_submit(Box::new(move || {
@@ -167,8 +199,21 @@ mod tests {
             pool.try_submit(Box::new(|| {})).is_err(),
             "queue of 2 is full"
         );
+        // The gauges: one thread, at work on the blocking job, two waiting, one refused.
+        let figures = [
+            &gauges.threads,
+            &gauges.busy,
+            &gauges.queued,
+            &gauges.refused,
+        ];
+        assert_eq!(figures.map(load), [1, 1, 2, 1]);
         gate_tx.send(()).expect("open gate");
         assert_eq!(done_rx.recv().expect("job after panic ran"), 3);
+        // The panicking job left no thread counted busy.
+        while load(&gauges.busy) > 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(figures.map(load), [1, 0, 0, 1]);
         assert!(pool.shutdown(Duration::from_secs(5)));
     }
 }

@@ -77,7 +77,11 @@ impl Server {
         self.listener.set_nonblocking(true)?;
         let addr = self.listener.local_addr()?;
         let reactors = self.config.reactor_count();
-        let pool = Pool::new(self.config.worker_threads, self.config.worker_queue_max)?;
+        let pool = Pool::counted(
+            self.config.worker_threads,
+            self.config.worker_queue_max,
+            self.stats.pool_gauges(),
+        )?;
         let mut inboxes = Vec::with_capacity(reactors);
         for _ in 0..reactors {
             inboxes.push(Arc::new(Inbox::new()?));

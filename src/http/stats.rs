@@ -1,5 +1,6 @@
 //! What a server did, for `/_lithair/metrics`: its answers by status class, how long the app
-//! took to answer, and the connections it holds, admitted and refused.
+//! took to answer, the connections it holds, admitted and refused, and how busy its worker
+//! pool is (threads at work, jobs waiting, requests refused for a full queue).
 //!
 //! Each reactor counts in a slot of its own, a cache line apart from the others, so counting
 //! is a few uncontended atomic adds per response (no line bounces between reactors); a
@@ -119,17 +120,44 @@ pub struct Connections {
     pub refused: u64,
 }
 
+/// The worker pool's figures, kept by the pool itself (`Pool::counted`): gauges it sets
+/// under its queue lock or around each job, and the refusals it counts.
+#[derive(Debug, Default)]
+pub(crate) struct PoolGauges {
+    pub(crate) threads: AtomicU64,
+    pub(crate) busy: AtomicU64,
+    pub(crate) queued: AtomicU64,
+    pub(crate) refused: AtomicU64,
+}
+
+/// How busy a server's worker pool is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Workers {
+    /// Worker threads.
+    pub threads: u64,
+    /// Threads running a job now.
+    pub busy: u64,
+    /// Jobs waiting for a thread.
+    pub queued: u64,
+    /// Requests refused because the queue was full (answered 503 with `Retry-After`), since
+    /// the server started.
+    pub refused: u64,
+}
+
 /// Counters a server keeps, shared with whoever reads them (`Server::stats` hands them to
-/// the server; a clone reads the same counters).
+/// the server; a clone reads the same counters). One server per `ServerStats`: the worker
+/// gauges are its pool's.
 #[derive(Clone, Debug)]
 pub struct ServerStats {
     slots: Arc<[StatsSlot; STATS_SLOTS]>,
+    pool: Arc<PoolGauges>,
 }
 
 impl Default for ServerStats {
     fn default() -> ServerStats {
         ServerStats {
             slots: Arc::new(std::array::from_fn(|_| StatsSlot::default())),
+            pool: Arc::default(),
         }
     }
 }
@@ -165,6 +193,22 @@ impl ServerStats {
             durations.sum_us += slot.durations_sum_us.load(Ordering::Relaxed);
         }
         durations
+    }
+
+    /// The gauges the server's worker pool keeps.
+    pub(crate) fn pool_gauges(&self) -> Arc<PoolGauges> {
+        Arc::clone(&self.pool)
+    }
+
+    /// How busy the worker pool is.
+    pub fn workers(&self) -> Workers {
+        let load = |gauge: &AtomicU64| gauge.load(Ordering::Relaxed);
+        Workers {
+            threads: load(&self.pool.threads),
+            busy: load(&self.pool.busy),
+            queued: load(&self.pool.queued),
+            refused: load(&self.pool.refused),
+        }
     }
 
     /// The connections held, admitted and refused.
