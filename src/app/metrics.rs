@@ -450,6 +450,26 @@ mod tests {
         Metrics::new().histogram("t", "Ts.", &[1.0], &[1], 1.0);
     }
 
+    /// docs/METRICS.md lists every metric this file writes (each name in backquotes, with
+    /// its labels when it has some), so the page cannot fall behind the code.
+    #[test]
+    fn every_metric_written_here_is_documented() {
+        let source = include_str!("metrics.rs");
+        let page = include_str!("../../docs/METRICS.md");
+        // Each string literal that starts a metric name: `"lithair_` up to its closing quote.
+        let names: std::collections::BTreeSet<&str> = source
+            .match_indices("\"lithair_")
+            .filter_map(|(at, _)| source[at + 1..].split('"').next())
+            .filter(|name| name.len() > "lithair_".len() && is_metric_name(name))
+            .collect();
+        assert!(names.len() >= 20, "found {names:?}");
+        for name in names {
+            let listed =
+                page.contains(&format!("`{name}`")) || page.contains(&format!("`{name}{{"));
+            assert!(listed, "{name} is not in docs/METRICS.md");
+        }
+    }
+
     #[test]
     fn names_follow_the_format() {
         for good in ["a", "lithair_log_fsyncs_total", "_x:y", "A9"] {
