@@ -784,6 +784,18 @@ fn the_metrics_follow_the_writes_in_the_prometheus_text_format() {
     assert_eq!(after["lithair_http_worker_queue_refused_total"], 0.0);
     let applied = |m: &std::collections::BTreeMap<String, f64>| m["lithair_engine_applied_index"];
     assert_eq!(applied(&after) - applied(&before), 3.0);
+    // No snapshot yet: the 3 creates are the log since none, which holds a segment on disk.
+    let since =
+        |m: &std::collections::BTreeMap<String, f64>| m["lithair_log_events_since_snapshot"];
+    assert_eq!(since(&after) - since(&before), 3.0);
+    assert!(after["lithair_log_bytes_since_snapshot"] > before["lithair_log_bytes_since_snapshot"]);
+    assert_eq!(after["lithair_snapshot_bytes"], 0.0);
+    assert!(after["lithair_log_disk_bytes"] > 0.0);
+    // A snapshot: its size shows, and the log since it starts again from nothing.
+    running.handle.engine().snapshot().expect("snapshot");
+    let snapped = metric_samples(&common::get(addr, "/_lithair/metrics").body);
+    assert!(snapped["lithair_snapshot_bytes"] > 0.0);
+    assert_eq!(snapped["lithair_log_events_since_snapshot"], 0.0);
     assert!(after["lithair_log_fsyncs_total"] > before["lithair_log_fsyncs_total"]);
     assert!(after["lithair_log_fsync_seconds_total"] >= 0.0);
     assert!(after["lithair_serving_seconds"] >= before["lithair_serving_seconds"]);

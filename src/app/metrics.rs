@@ -215,6 +215,35 @@ pub(crate) fn app_metrics(
         "Time spent in those fdatasync calls.",
         engine.fsync_time().as_secs_f64(),
     );
+    let tail = engine.snapshot_tail();
+    let snapshot_gauges = [
+        (
+            "lithair_log_events_since_snapshot",
+            "Events logged since the newest snapshot began (the next comes at the app's period).",
+            tail.events,
+        ),
+        (
+            "lithair_log_bytes_since_snapshot",
+            "Log bytes written since the newest snapshot began.",
+            tail.bytes,
+        ),
+        (
+            "lithair_snapshot_bytes",
+            "Size of the newest snapshot file (0: none yet).",
+            tail.snapshot_bytes,
+        ),
+    ];
+    for (name, help, value) in snapshot_gauges {
+        metrics.single(name, Kind::Gauge, help, value as f64);
+    }
+    if let Some(bytes) = engine.log_disk_bytes() {
+        metrics.single(
+            "lithair_log_disk_bytes",
+            Kind::Gauge,
+            "Bytes of the log's files on disk, preallocated space included.",
+            bytes as f64,
+        );
+    }
     let records = handle.read(|state| state.summary());
     metrics.labeled(
         "lithair_records",

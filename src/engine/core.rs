@@ -1091,6 +1091,19 @@ impl<S: State> Engine<S> {
         self.shared().log.fsync_time()
     }
 
+    /// Bytes of the log's files on disk: every file of `<data>/log` at its length
+    /// (preallocated, not yet written space included), for an operator watching the disk
+    /// fill. Reads the directory (a `stat` per file); `None` when it cannot be listed.
+    pub fn log_disk_bytes(&self) -> Option<u64> {
+        let entries = std::fs::read_dir(self.shared().log.dir()).ok()?;
+        let bytes = entries
+            .filter_map(|entry| entry.ok()?.metadata().ok())
+            .filter(|metadata| metadata.is_file())
+            .map(|metadata| metadata.len())
+            .sum();
+        Some(bytes)
+    }
+
     /// Group writes of the log that went past its zero-filled space since open (for
     /// benchmarks: each costs its `fdatasync` a journal commit more; see docs/LOG_FORMAT.md).
     pub fn unprepared_writes(&self) -> u64 {
