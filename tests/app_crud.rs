@@ -750,22 +750,29 @@ fn the_metrics_follow_the_writes_in_the_prometheus_text_format() {
     assert_eq!(answers(&after, "2xx") - answers(&before, "2xx"), 4.0);
     assert_eq!(answers(&after, "4xx") - answers(&before, "4xx"), 1.0);
     assert_eq!(answers(&after, "5xx"), 0.0);
-    // Every answer of a request is timed: the 5 written between the two scrapes (the first
-    // scrape's, counted once written, and the 4 above). The buckets are cumulative and end
-    // with `+Inf`, which equals `_count`.
+    // Every answer of a request is timed, reads and writes apart: of the 5 written between
+    // the two scrapes, the 3 creates are writes; the first scrape's (counted once written)
+    // and the missing post's are reads. Each kind's buckets are cumulative and end with
+    // `+Inf`, which equals its `_count`.
     let duration = "lithair_http_request_duration_seconds";
-    let timed = |m: &std::collections::BTreeMap<String, f64>| m[&format!("{duration}_count")];
-    assert_eq!(timed(&after) - timed(&before), 5.0);
-    let buckets: Vec<f64> = after
-        .iter()
-        .filter(|(series, _)| series.starts_with(&format!("{duration}_bucket{{le=")))
-        .map(|(_, count)| *count)
-        .collect();
-    assert_eq!(buckets.len(), lithair::http::stats::DURATION_BUCKETS);
-    let infinite = after[&format!("{duration}_bucket{{le=\"+Inf\"}}")];
-    assert_eq!(infinite, timed(&after));
-    assert!(buckets.iter().all(|&count| count <= infinite));
-    assert!(after[&format!("{duration}_sum")] >= 0.0);
+    let timed = |m: &std::collections::BTreeMap<String, f64>, kind: &str| {
+        m[&format!("{duration}_count{{kind=\"{kind}\"}}")]
+    };
+    assert_eq!(timed(&after, "write") - timed(&before, "write"), 3.0);
+    assert_eq!(timed(&after, "read") - timed(&before, "read"), 2.0);
+    for kind in ["read", "write"] {
+        let prefix = format!("{duration}_bucket{{kind=\"{kind}\",le=");
+        let buckets: Vec<f64> = after
+            .iter()
+            .filter(|(series, _)| series.starts_with(&prefix))
+            .map(|(_, count)| *count)
+            .collect();
+        assert_eq!(buckets.len(), lithair::http::stats::DURATION_BUCKETS);
+        let infinite = after[&format!("{prefix}\"+Inf\"}}")];
+        assert_eq!(infinite, timed(&after, kind));
+        assert!(buckets.iter().all(|&count| count <= infinite));
+        assert!(after[&format!("{duration}_sum{{kind=\"{kind}\"}}")] >= 0.0);
+    }
     // The connections: each request above came on one of its own, closed once answered;
     // only this scrape's is open while it is answered.
     let connections = |m: &std::collections::BTreeMap<String, f64>, name: &str| {

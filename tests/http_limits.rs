@@ -120,7 +120,7 @@ fn connections_over_the_maximum_get_503() {
 /// a request answered after a 60 ms sleep on a worker lands in a bucket above 50 ms.
 #[test]
 fn the_server_counts_its_connections_and_times_its_answers() {
-    use lithair::http::stats::{Connections, ServerStats, DURATION_BOUNDS_US};
+    use lithair::http::stats::{Connections, RequestKind, ServerStats, DURATION_BOUNDS_US};
     let stats = ServerStats::new();
     let config = ServerConfig {
         connections_max: 3,
@@ -145,7 +145,9 @@ fn the_server_counts_its_connections_and_times_its_answers() {
     };
     assert_eq!(stats.connections(), full);
     assert_eq!(stats.responses_by_class(), [0, 0, 0, 0, 1]);
-    assert_eq!(stats.durations().count(), 0, "a refusal is not timed");
+    for kind in RequestKind::ALL {
+        assert_eq!(stats.durations(kind).count(), 0, "a refusal is not timed");
+    }
     drop(held);
     wait_until("all closed", || stats.connections().open == 0);
 
@@ -154,8 +156,14 @@ fn the_server_counts_its_connections_and_times_its_answers() {
         b"GET /slow?60 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(resp.status, 200);
-    wait_until("the answer counted", || stats.durations().count() == 1);
-    let durations = stats.durations();
+    let reads = || stats.durations(RequestKind::Read);
+    wait_until("the answer counted", || reads().count() == 1);
+    assert_eq!(
+        stats.durations(RequestKind::Write).count(),
+        0,
+        "a GET is a read"
+    );
+    let durations = reads();
     let above_50ms = DURATION_BOUNDS_US
         .iter()
         .position(|&bound| bound > 50_000)

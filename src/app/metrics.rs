@@ -10,7 +10,7 @@
 
 use super::handle::Handle;
 use crate::http::router::Router;
-use crate::http::stats::{ServerStats, DURATION_BOUNDS_US};
+use crate::http::stats::{RequestKind, ServerStats, DURATION_BOUNDS_US};
 use crate::http::{Request, Response};
 use crate::raft::node::{ClusterStatus, Node};
 use std::fmt::Write as _;
@@ -83,6 +83,37 @@ impl Metrics {
     /// Written as the format wants it: cumulative `_bucket{le=...}` samples ending with
     /// `+Inf`, then `_sum` and `_count`.
     pub fn histogram(&mut self, name: &str, help: &str, bounds: &[f64], counts: &[u64], sum: f64) {
+        self.header(name, Kind::Histogram, help);
+        self.histogram_samples(name, bounds, "", counts, sum);
+    }
+
+    /// One histogram per value of `label` (`(value, counts, sum)` each, as in
+    /// [`Metrics::histogram`]), under one `# HELP` and `# TYPE`.
+    pub fn histograms<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        bounds: &[f64],
+        label: &str,
+        series: impl IntoIterator<Item = (&'a str, &'a [u64], f64)>,
+    ) {
+        assert!(is_metric_name(label), "bad label name {label:?}");
+        self.header(name, Kind::Histogram, help);
+        for (value, counts, sum) in series {
+            let labels = format!("{label}=\"{}\"", escape(value));
+            self.histogram_samples(name, bounds, &labels, counts, sum);
+        }
+    }
+
+    /// A histogram's samples, each with `labels` (`name="value"` pairs, escaped, or empty).
+    fn histogram_samples(
+        &mut self,
+        name: &str,
+        bounds: &[f64],
+        labels: &str,
+        counts: &[u64],
+        sum: f64,
+    ) {
         assert_eq!(
             counts.len(),
             bounds.len() + 1,
@@ -92,17 +123,23 @@ impl Metrics {
             bounds.windows(2).all(|pair| pair[0] < pair[1]),
             "bounds must rise"
         );
-        self.header(name, Kind::Histogram, help);
+        let (braced, before_le) = match labels {
+            "" => (String::new(), String::new()),
+            labels => (format!("{{{labels}}}"), format!("{labels},")),
+        };
         let mut cumulative = 0u64;
         for (k, count) in counts.iter().enumerate() {
             cumulative += count;
             let le = bounds
                 .get(k)
                 .map_or("+Inf".to_string(), |&bound| number(bound));
-            let _ = writeln!(self.text, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(
+                self.text,
+                "{name}_bucket{{{before_le}le=\"{le}\"}} {cumulative}"
+            );
         }
-        let _ = writeln!(self.text, "{name}_sum {}", number(sum));
-        let _ = writeln!(self.text, "{name}_count {cumulative}");
+        let _ = writeln!(self.text, "{name}_sum{braced} {}", number(sum));
+        let _ = writeln!(self.text, "{name}_count{braced} {cumulative}");
     }
 
     fn header(&mut self, name: &str, kind: Kind, help: &str) {
@@ -319,14 +356,17 @@ fn http_connection_metrics(metrics: &mut Metrics, http: &ServerStats) {
         "Requests refused because the worker queue was full (answered 503 with Retry-After).",
         workers.refused as f64,
     );
-    let durations = http.durations();
     let bounds = DURATION_BOUNDS_US.map(|us| us as f64 / 1e6);
-    metrics.histogram(
+    let kinds = RequestKind::ALL.map(|kind| (kind.name(), http.durations(kind)));
+    metrics.histograms(
         "lithair_http_request_duration_seconds",
-        "Time from a complete request to its answer queued for writing, on the reactor's clock (read once per wakeup: an answer given within the wakeup that read its request counts 0).",
+        "Time from a complete request to its answer queued for writing, reads and writes apart, on the reactor's clock (read once per wakeup: an answer given within the wakeup that read its request counts 0).",
         &bounds,
-        &durations.buckets,
-        durations.sum_us as f64 / 1e6,
+        "kind",
+        kinds.iter().map(|(name, durations)| {
+            let sum = durations.sum_us as f64 / 1e6;
+            (*name, &durations.buckets[..], sum)
+        }),
     );
 }
 
@@ -470,6 +510,23 @@ mod tests {
             "# HELP t_seconds Ts.\n# TYPE t_seconds histogram\n\
              t_seconds_bucket{le=\"0.0001\"} 2\nt_seconds_bucket{le=\"0.5\"} 2\n\
              t_seconds_bucket{le=\"+Inf\"} 5\nt_seconds_sum 7.25\nt_seconds_count 5\n"
+        );
+    }
+
+    #[test]
+    fn labeled_histograms_share_one_header_and_carry_their_label_on_every_sample() {
+        let mut metrics = Metrics::new();
+        let series = [("read", &[1u64, 0][..], 0.5), ("wr\"ite", &[0, 2][..], 4.0)];
+        metrics.histograms("t_seconds", "Ts.", &[1.0], "kind", series);
+        assert_eq!(
+            metrics.finish(),
+            "# HELP t_seconds Ts.\n# TYPE t_seconds histogram\n\
+             t_seconds_bucket{kind=\"read\",le=\"1\"} 1\n\
+             t_seconds_bucket{kind=\"read\",le=\"+Inf\"} 1\n\
+             t_seconds_sum{kind=\"read\"} 0.5\nt_seconds_count{kind=\"read\"} 1\n\
+             t_seconds_bucket{kind=\"wr\\\"ite\",le=\"1\"} 0\n\
+             t_seconds_bucket{kind=\"wr\\\"ite\",le=\"+Inf\"} 2\n\
+             t_seconds_sum{kind=\"wr\\\"ite\"} 4\nt_seconds_count{kind=\"wr\\\"ite\"} 2\n"
         );
     }
 

@@ -108,8 +108,35 @@ struct Slot {
     /// The request asked for a protocol switch: a 101 with an upgrade takes the connection.
     upgrade_request: bool,
     response: Option<Response>,
-    /// The reactor's clock when the request was complete (its answer's time counts from it).
+    /// What the answer's time is counted from, and as.
+    timed: Timed,
+}
+
+/// When a request was complete on the reactor's clock (its answer's time counts from it),
+/// and whether it writes (`http::stats` times reads and writes apart).
+#[derive(Clone, Copy)]
+struct Timed {
     started_us: u64,
+    write: bool,
+}
+
+impl Timed {
+    /// A complete `request`, now.
+    fn request(ctx: &Ctx<'_>, request: &Request) -> Timed {
+        Timed {
+            started_us: ctx.now_us,
+            write: !request.method.is_safe(),
+        }
+    }
+
+    /// An answer of the connection's own (a framing or limit error), now: no request reached
+    /// the app, so it counts as a read.
+    fn refusal(ctx: &Ctx<'_>) -> Timed {
+        Timed {
+            started_us: ctx.now_us,
+            write: false,
+        }
+    }
 }
 
 /// Whether `request` must wait for the requests before it and hold back those after it: a
@@ -156,7 +183,7 @@ pub(crate) struct Conn {
     waiting: usize,
     waiting_in_order: usize,
     /// A request that must wait for those before it, with its completion time.
-    held: Option<(Box<Request>, Exchange, u64)>,
+    held: Option<(Box<Request>, Exchange, Timed)>,
     accept_more: bool,
     peer_eof: bool,
     close_after_flush: bool,
@@ -621,16 +648,17 @@ impl Conn {
         let upgrade = asks_upgrade(request);
         self.upgrade_barrier |= upgrade;
         let ordered = keeps_order(&*ctx.shared.handler, request);
+        let timed = Timed::request(ctx, request);
         let must_wait = self.waiting_in_order > 0 || (ordered && self.waiting > 0);
         if must_wait {
             let request = match source {
                 Source::Scratch => Box::new(std::mem::replace(ctx.scratch, empty_request())),
                 Source::Boxed(request) => request,
             };
-            self.held = Some((request, exchange, ctx.now_us));
+            self.held = Some((request, exchange, timed));
             return;
         }
-        self.dispatch(ctx, source, exchange, upgrade, ctx.now_us);
+        self.dispatch(ctx, source, exchange, upgrade, timed);
     }
 
     fn release_held(&mut self, ctx: &mut Ctx<'_>) {
@@ -641,25 +669,24 @@ impl Conn {
         if self.waiting_in_order > 0 || (ordered && self.waiting > 0) {
             return;
         }
-        let Some((request, exchange, started_us)) = self.held.take() else {
+        let Some((request, exchange, timed)) = self.held.take() else {
             return;
         };
         let upgrade = asks_upgrade(&request);
-        self.dispatch(ctx, Source::Boxed(request), exchange, upgrade, started_us);
+        self.dispatch(ctx, Source::Boxed(request), exchange, upgrade, timed);
     }
 
-    /// Starts a request (complete at `started_us`) and marks its slot when it asks for an
-    /// upgrade.
+    /// Starts a request (timed from `timed`) and marks its slot when it asks for an upgrade.
     fn dispatch(
         &mut self,
         ctx: &mut Ctx<'_>,
         source: Source,
         exchange: Exchange,
         upgrade: bool,
-        started_us: u64,
+        timed: Timed,
     ) {
         let slots_before = self.slots.len();
-        self.dispatch_request(ctx, source, exchange, started_us);
+        self.dispatch_request(ctx, source, exchange, timed);
         assert_eq!(self.slots.len(), slots_before + 1, "one slot per request");
         if let Some(slot) = self.slots.back_mut() {
             slot.upgrade_request = upgrade;
@@ -671,7 +698,7 @@ impl Conn {
         ctx: &mut Ctx<'_>,
         mut source: Source,
         exchange: Exchange,
-        started_us: u64,
+        timed: Timed,
     ) {
         let shared = ctx.shared;
         let handler: &dyn Handler = &*shared.handler;
@@ -681,7 +708,7 @@ impl Conn {
         };
         if matches!(request.method, Method::Options) && request.target == "*" {
             let allow = Response::new(204).with_header("Allow", ALLOW_ALL);
-            self.push_ready(exchange, started_us, allow);
+            self.push_ready(exchange, timed, allow);
             return;
         }
         let seq = self.first_seq + self.slots.len() as u64;
@@ -694,12 +721,12 @@ impl Conn {
             let response = run_handler(handler, request);
             if !response.is_deferred() {
                 // The usual answer: straight into its slot (a response is large to move).
-                self.push_ready(exchange, started_us, response);
+                self.push_ready(exchange, timed, response);
                 return;
             }
             match settle(response, ctx.inbox, ctx.token, seq) {
-                Some(response) => self.push_ready(exchange, started_us, response),
-                None => self.push_waiting(exchange, started_us, in_order),
+                Some(response) => self.push_ready(exchange, timed, response),
+                None => self.push_waiting(exchange, timed, in_order),
             }
             return;
         }
@@ -722,15 +749,15 @@ impl Conn {
         });
         if shared.pool.try_submit(job).is_err() {
             let busy = Response::text(503, "server busy").with_header("Retry-After", "1");
-            self.push_ready(exchange, started_us, busy);
+            self.push_ready(exchange, timed, busy);
             return;
         }
-        self.push_waiting(exchange, started_us, in_order);
+        self.push_waiting(exchange, timed, in_order);
     }
 
     /// A slot whose answer comes later (from a worker or a deferred response), as request
     /// number `first_seq + slots.len()`.
-    fn push_waiting(&mut self, exchange: Exchange, started_us: u64, in_order: bool) {
+    fn push_waiting(&mut self, exchange: Exchange, timed: Timed, in_order: bool) {
         self.waiting += 1;
         self.waiting_in_order += usize::from(in_order);
         self.slots.push_back(Slot {
@@ -738,17 +765,17 @@ impl Conn {
             in_order,
             upgrade_request: false,
             response: None,
-            started_us,
+            timed,
         });
     }
 
-    fn push_ready(&mut self, exchange: Exchange, started_us: u64, response: Response) {
+    fn push_ready(&mut self, exchange: Exchange, timed: Timed, response: Response) {
         self.slots.push_back(Slot {
             exchange,
             in_order: false,
             upgrade_request: false,
             response: Some(response),
-            started_us,
+            timed,
         });
     }
 
@@ -772,7 +799,7 @@ impl Conn {
             head: false,
             keep_alive: false,
         };
-        self.push_ready(exchange, ctx.now_us, response);
+        self.push_ready(exchange, Timed::refusal(ctx), response);
     }
 
     /// A worker finished request number `seq`.
@@ -835,8 +862,9 @@ impl Conn {
             self.first_seq += 1;
             let mut response = slot.response.unwrap_or_else(handler_failed_response);
             let upgrade = self.take_upgrade(ctx, &mut response, slot.upgrade_request);
-            let elapsed_us = ctx.now_us.saturating_sub(slot.started_us);
-            ctx.responses.count(response.status, elapsed_us);
+            let elapsed_us = ctx.now_us.saturating_sub(slot.timed.started_us);
+            ctx.responses
+                .count(response.status, elapsed_us, slot.timed.write);
             let mut exchange = slot.exchange;
             // During a graceful shutdown every answer tells the client to go away.
             exchange.keep_alive &= !ctx.shared.is_shutting_down();

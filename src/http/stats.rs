@@ -6,6 +6,10 @@
 //! is a few uncontended atomic adds per response (no line bounces between reactors); a
 //! reader sums the slots.
 //!
+//! Reads and writes are timed apart (a write waits for its commit: mixed with reads, its
+//! time would hide in theirs). A write is a request with a method that is not safe (RFC 9110
+//! §9.2.1: POST, PUT, PATCH, DELETE and the like); every other answer is a read.
+//!
 //! Durations are read on the reactor's clock, which it reads once per wakeup (no clock call
 //! per request): a request is timed from the wakeup that completed it (its last byte read)
 //! to the wakeup that queued its answer for writing. A request answered within the wakeup
@@ -37,14 +41,60 @@ pub const DURATION_BOUNDS_US: [u64; 16] = [
 /// Answer-time buckets: one per bound and one above the last.
 pub const DURATION_BUCKETS: usize = DURATION_BOUNDS_US.len() + 1;
 
+/// What a timed answer answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestKind {
+    /// A request with a safe method (GET, HEAD, OPTIONS, TRACE), or an answer of the
+    /// connection's own (a framing or limit error: no request reached the app).
+    Read,
+    /// A request with a method that is not safe (POST, PUT, PATCH, DELETE, ...).
+    Write,
+}
+
+impl RequestKind {
+    /// Every kind, in the order of [`RequestKind::index`].
+    pub const ALL: [RequestKind; 2] = [RequestKind::Read, RequestKind::Write];
+
+    /// The kind of a request with a safe method or not.
+    pub fn of(write: bool) -> RequestKind {
+        if write {
+            RequestKind::Write
+        } else {
+            RequestKind::Read
+        }
+    }
+
+    /// Its name, as the metrics label it (`read`, `write`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RequestKind::Read => "read",
+            RequestKind::Write => "write",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            RequestKind::Read => 0,
+            RequestKind::Write => 1,
+        }
+    }
+}
+
+/// One kind's answer times in one slot.
+#[derive(Debug, Default)]
+struct DurationCounters {
+    /// Answers per time bucket (not cumulative: a reader accumulates).
+    buckets: [AtomicU64; DURATION_BUCKETS],
+    sum_us: AtomicU64,
+}
+
 /// One reactor's counters, alone on its cache lines.
 #[repr(align(64))]
 #[derive(Debug, Default)]
 pub(crate) struct StatsSlot {
     responses: [AtomicU64; STATUS_CLASSES],
-    /// Answers per time bucket (not cumulative: a reader accumulates).
-    durations: [AtomicU64; DURATION_BUCKETS],
-    durations_sum_us: AtomicU64,
+    /// By [`RequestKind::index`].
+    durations: [DurationCounters; 2],
     /// Connections this slot's reactors hold now (added on admit, taken on close).
     open: AtomicU64,
     accepted: AtomicU64,
@@ -52,16 +102,17 @@ pub(crate) struct StatsSlot {
 }
 
 impl StatsSlot {
-    /// Counts one answer with `status` that took `elapsed_us` from its request's completion.
-    pub(crate) fn count(&self, status: u16, elapsed_us: u64) {
+    /// Counts one answer with `status` that took `elapsed_us` from its request's completion,
+    /// a write's answer when `write`.
+    pub(crate) fn count(&self, status: u16, elapsed_us: u64, write: bool) {
         self.count_status(status);
         let bucket = DURATION_BOUNDS_US
             .iter()
             .position(|&bound| elapsed_us <= bound)
             .unwrap_or(DURATION_BUCKETS - 1);
-        self.durations[bucket].fetch_add(1, Ordering::Relaxed);
-        self.durations_sum_us
-            .fetch_add(elapsed_us, Ordering::Relaxed);
+        let durations = &self.durations[RequestKind::of(write).index()];
+        durations.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        durations.sum_us.fetch_add(elapsed_us, Ordering::Relaxed);
     }
 
     fn count_status(&self, status: u16) {
@@ -183,14 +234,16 @@ impl ServerStats {
         sums
     }
 
-    /// How long the answers took (see the module doc for what is timed). Every counted
-    /// answer but the 503 past the connection limit is timed, so the count is the responses'
-    /// minus the refused connections' (give or take answers counted while this reads).
-    pub fn durations(&self) -> Durations {
+    /// How long the answers of `kind` took (see the module doc for what is timed). Every
+    /// counted answer but the 503 past the connection limit is timed, so the counts of both
+    /// kinds add up to the responses' minus the refused connections' (give or take answers
+    /// counted while this reads).
+    pub fn durations(&self, kind: RequestKind) -> Durations {
         let mut durations = Durations::default();
         for slot in self.slots.iter() {
-            add_loaded(&mut durations.buckets, &slot.durations);
-            durations.sum_us += slot.durations_sum_us.load(Ordering::Relaxed);
+            let counters = &slot.durations[kind.index()];
+            add_loaded(&mut durations.buckets, &counters.buckets);
+            durations.sum_us += counters.sum_us.load(Ordering::Relaxed);
         }
         durations
     }
@@ -237,13 +290,13 @@ mod tests {
     fn answers_are_counted_by_class_across_slots() {
         let stats = ServerStats::new();
         let reader = stats.clone();
-        stats.slot(0).count(200, 0);
-        stats.slot(1).count(204, 0);
-        stats.slot(STATS_SLOTS + 1).count(404, 0);
-        stats.slot(3).count(101, 0);
-        stats.slot(3).count(503, 0);
-        stats.slot(3).count(999, 0);
-        stats.slot(3).count(0, 0);
+        stats.slot(0).count(200, 0, false);
+        stats.slot(1).count(204, 0, false);
+        stats.slot(STATS_SLOTS + 1).count(404, 0, false);
+        stats.slot(3).count(101, 0, false);
+        stats.slot(3).count(503, 0, false);
+        stats.slot(3).count(999, 0, false);
+        stats.slot(3).count(0, 0, false);
         assert_eq!(reader.responses_by_class(), [1, 2, 0, 1, 3]);
         assert_eq!(std::mem::align_of::<StatsSlot>(), 64);
     }
@@ -263,9 +316,16 @@ mod tests {
             (u64::MAX / 4, DURATION_BUCKETS - 1),
         ];
         for (k, (elapsed_us, _)) in cases.iter().enumerate() {
-            stats.slot(k).count(200, *elapsed_us);
+            stats.slot(k).count(200, *elapsed_us, false);
         }
-        let durations = stats.durations();
+        // One write, timed apart from the reads.
+        stats.slot(0).count(201, 7_000, true);
+        let writes = stats.durations(RequestKind::Write);
+        assert_eq!((writes.count(), writes.sum_us), (1, 7_000));
+        let up_to_10ms = DURATION_BOUNDS_US.iter().position(|&b| b == 10_000);
+        let bucket = up_to_10ms.expect("a 10 ms bound");
+        assert_eq!(writes.buckets[bucket], 1, "7 ms: above 5 ms, at most 10 ms");
+        let durations = stats.durations(RequestKind::Read);
         let mut expected = [0u64; DURATION_BUCKETS];
         for (_, bucket) in cases {
             expected[bucket] += 1;
@@ -286,7 +346,9 @@ mod tests {
         stats.slot(1).closed();
         stats.slot(2).refused();
         assert_eq!(stats.responses_by_class(), [0, 0, 0, 0, 1]);
-        assert_eq!(stats.durations().count(), 0, "a refusal is not timed");
+        for kind in RequestKind::ALL {
+            assert_eq!(stats.durations(kind).count(), 0, "a refusal is not timed");
+        }
         let expected = Connections {
             open: 2,
             accepted: 3,
