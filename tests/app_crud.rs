@@ -773,12 +773,22 @@ fn the_metrics_follow_the_writes_in_the_prometheus_text_format() {
         assert!(buckets.iter().all(|&count| count <= infinite));
         assert!(after[&format!("{duration}_sum{{kind=\"{kind}\"}}")] >= 0.0);
     }
-    // The connections: each request above came on one of its own, closed once answered;
-    // only this scrape's is open while it is answered.
+    // The connections: each request above came on one of its own, closed once answered.
+    // After `Connection: close` the server lingers until the client's FIN, so one may still
+    // count for a moment after its client read the answer; soon only the scrape's is open.
     let connections = |m: &std::collections::BTreeMap<String, f64>, name: &str| {
         m[&format!("lithair_http_connections_{name}")]
     };
-    assert_eq!(connections(&after, "open"), 1.0);
+    assert!(connections(&after, "open") >= 1.0);
+    let only_the_scrape = (0..500).any(|_| {
+        let now = metric_samples(&common::get(addr, "/_lithair/metrics").body);
+        let alone = connections(&now, "open") == 1.0;
+        if !alone {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        alone
+    });
+    assert!(only_the_scrape, "closed connections still counted open");
     assert_eq!(
         connections(&after, "accepted_total") - connections(&before, "accepted_total"),
         5.0

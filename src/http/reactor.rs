@@ -622,8 +622,9 @@ impl Reactor {
         };
         // Unregister explicitly: a clone held by a worker would keep the registration alive.
         let _ = self.poller.delete(conn.stream.as_raw_fd());
-        // Counted closed before the socket is: a client that saw the close then reads the
-        // open connections without this one.
+        // Counted closed before the socket is, so no count outlives its socket. (A client
+        // that saw only the half-close of a lingering `Connection: close` may still see it
+        // counted: the connection ends once its FIN arrives or the linger runs out.)
         self.shared.stats.slot(self.index).closed();
         drop(conn);
         entry.generation = entry.generation.wrapping_add(1);
