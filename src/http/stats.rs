@@ -52,7 +52,7 @@ pub enum RequestKind {
 }
 
 impl RequestKind {
-    /// Every kind, in the order of [`RequestKind::index`].
+    /// Every kind: reads, then writes.
     pub const ALL: [RequestKind; 2] = [RequestKind::Read, RequestKind::Write];
 
     /// The kind of a request with a safe method or not.
