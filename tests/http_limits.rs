@@ -120,18 +120,12 @@ fn connections_over_the_maximum_get_503() {
 /// a request answered after a 60 ms sleep on a worker lands in a bucket above 50 ms.
 #[test]
 fn the_server_counts_its_connections_and_times_its_answers() {
-    use lithair::http::stats::{Connections, RequestKind, ServerStats, DURATION_BOUNDS_US};
-    let stats = ServerStats::new();
+    use lithair::http::stats::{Connections, RequestKind, DURATION_BOUNDS_US};
     let config = ServerConfig {
         connections_max: 3,
         ..quick_config()
     };
-    let server = lithair::http::Server::bind("127.0.0.1:0")
-        .expect("bind")
-        .config(config)
-        .stats(stats.clone())
-        .spawn(TestApp)
-        .expect("spawn");
+    let (server, stats) = spawn_counted(config);
     let addr = server.local_addr();
     let held: Vec<_> = (0..3).map(|_| connect(addr)).collect();
     wait_until("3 open", || stats.connections().open == 3);
@@ -215,20 +209,14 @@ fn pipelining_beyond_the_in_flight_bound_is_served_in_order() {
 
 #[test]
 fn a_full_worker_queue_answers_503() {
-    use lithair::http::stats::{ServerStats, Workers};
+    use lithair::http::stats::Workers;
     let config = ServerConfig {
         worker_threads: 1,
         worker_queue_max: 1,
         ..quick_config()
     };
     // The pool's gauges say when the worker took the first request and the second waits.
-    let stats = ServerStats::new();
-    let server = lithair::http::Server::bind("127.0.0.1:0")
-        .expect("bind")
-        .config(config)
-        .stats(stats.clone())
-        .spawn(TestApp)
-        .expect("spawn");
+    let (server, stats) = spawn_counted(config);
     let addr = server.local_addr();
     let mut busy = connect(addr);
     busy.write_all(b"GET /slow?1500 HTTP/1.1\r\nHost: h\r\n\r\n")

@@ -1,12 +1,13 @@
 //! `GET /_lithair/metrics`: an app's figures in the Prometheus text exposition format (0.0.4),
-//! for a scraper: the engine's applied index and its fsyncs, each model's record count, the
-//! process's resident memory and the time it has served, the answers its server wrote; a
-//! clustered node adds its Raft figures, from its own status (a scrape never asks another
-//! node, since a scraper asks every node itself).
+//! for a scraper: the engine's applied index, fsyncs, log and snapshot sizes, each model's
+//! record count, the process's resident memory and the time it has served, and what its
+//! server did (answers, their times, connections, worker pool); a clustered node adds its
+//! Raft figures, from its own status (a scrape never asks another node, since a scraper asks
+//! every node itself). docs/METRICS.md lists them all.
 //!
 //! Owns: the metric names, their help texts and the text format.
-//! Must not: take the state's write lock or wait for anything: a scrape reads counters, and
-//! the state once under its read lock.
+//! Must not: take the state's write lock or wait for anything: a scrape reads counters, the
+//! state once under its read lock, `/proc/self/status` and the log directory's listing.
 
 use super::handle::Handle;
 use crate::http::router::Router;
@@ -51,6 +52,18 @@ impl Metrics {
     /// `name` must be a valid metric name and `help` one line.
     pub fn single(&mut self, name: &str, kind: Kind, help: &str, value: impl Into<f64>) {
         self.labeled(name, kind, help, "", [(String::new(), value.into())]);
+    }
+
+    /// One metric of `kind` with a single sample for each `(name, help, value)`, as
+    /// [`Metrics::single`] writes it.
+    pub fn singles<'a>(
+        &mut self,
+        kind: Kind,
+        metrics: impl IntoIterator<Item = (&'a str, &'a str, f64)>,
+    ) {
+        for (name, help, value) in metrics {
+            self.single(name, kind, help, value);
+        }
     }
 
     /// One metric with a sample per label value (`label="value"`; values are escaped).
@@ -234,45 +247,47 @@ pub(crate) fn app_metrics(
         );
         http_connection_metrics(&mut metrics, http);
     }
-    metrics.single(
-        "lithair_engine_applied_index",
-        Kind::Gauge,
-        "Index of the last event applied to the in-memory state.",
-        engine.applied_index() as f64,
-    );
-    metrics.single(
-        "lithair_log_fsyncs_total",
-        Kind::Counter,
-        "fdatasync calls of the event log since the process started.",
-        engine.fsync_count() as f64,
-    );
-    metrics.single(
-        "lithair_log_fsync_seconds_total",
-        Kind::Counter,
-        "Time spent in those fdatasync calls.",
-        engine.fsync_time().as_secs_f64(),
-    );
     let tail = engine.snapshot_tail();
-    let snapshot_gauges = [
-        (
-            "lithair_log_events_since_snapshot",
-            "Events logged since the newest snapshot began (the next comes at the app's period).",
-            tail.events,
-        ),
-        (
-            "lithair_log_bytes_since_snapshot",
-            "Log bytes written since the newest snapshot began.",
-            tail.bytes,
-        ),
-        (
-            "lithair_snapshot_bytes",
-            "Size of the newest snapshot file (0: none yet).",
-            tail.snapshot_bytes,
-        ),
-    ];
-    for (name, help, value) in snapshot_gauges {
-        metrics.single(name, Kind::Gauge, help, value as f64);
-    }
+    metrics.singles(
+        Kind::Gauge,
+        [
+            (
+                "lithair_engine_applied_index",
+                "Index of the last event applied to the in-memory state.",
+                engine.applied_index() as f64,
+            ),
+            (
+                "lithair_log_events_since_snapshot",
+                "Events logged since the newest snapshot began (the next comes at the app's period).",
+                tail.events as f64,
+            ),
+            (
+                "lithair_log_bytes_since_snapshot",
+                "Log bytes written since the newest snapshot began.",
+                tail.bytes as f64,
+            ),
+            (
+                "lithair_snapshot_bytes",
+                "Size of the newest snapshot file (0: none yet).",
+                tail.snapshot_bytes as f64,
+            ),
+        ],
+    );
+    metrics.singles(
+        Kind::Counter,
+        [
+            (
+                "lithair_log_fsyncs_total",
+                "fdatasync calls of the event log since the process started.",
+                engine.fsync_count() as f64,
+            ),
+            (
+                "lithair_log_fsync_seconds_total",
+                "Time spent in those fdatasync calls.",
+                engine.fsync_time().as_secs_f64(),
+            ),
+        ],
+    );
     if let Some(bytes) = engine.log_disk_bytes() {
         metrics.single(
             "lithair_log_disk_bytes",
@@ -310,51 +325,51 @@ pub(crate) fn app_metrics(
 
 /// The server's connections, its worker pool and its answers' times.
 fn http_connection_metrics(metrics: &mut Metrics, http: &ServerStats) {
-    let connections = http.connections();
-    metrics.single(
-        "lithair_http_connections_open",
+    let (connections, workers) = (http.connections(), http.workers());
+    metrics.singles(
         Kind::Gauge,
-        "HTTP connections open (upgraded ones, WebSockets, included).",
-        connections.open as f64,
+        [
+            (
+                "lithair_http_connections_open",
+                "HTTP connections open (upgraded ones, WebSockets, included).",
+                connections.open as f64,
+            ),
+            (
+                "lithair_http_workers",
+                "Worker threads that run the handlers which may block.",
+                workers.threads as f64,
+            ),
+            (
+                "lithair_http_workers_busy",
+                "Worker threads running a request now.",
+                workers.busy as f64,
+            ),
+            (
+                "lithair_http_worker_queue_jobs",
+                "Requests waiting for a worker thread.",
+                workers.queued as f64,
+            ),
+        ],
     );
-    metrics.single(
-        "lithair_http_connections_accepted_total",
+    metrics.singles(
         Kind::Counter,
-        "HTTP connections admitted.",
-        connections.accepted as f64,
-    );
-    metrics.single(
-        "lithair_http_connections_refused_total",
-        Kind::Counter,
-        "HTTP connections refused past the connection limit (answered 503 and closed).",
-        connections.refused as f64,
-    );
-    let workers = http.workers();
-    let worker_gauges = [
-        (
-            "lithair_http_workers",
-            "Worker threads that run the handlers which may block.",
-            workers.threads,
-        ),
-        (
-            "lithair_http_workers_busy",
-            "Worker threads running a request now.",
-            workers.busy,
-        ),
-        (
-            "lithair_http_worker_queue_jobs",
-            "Requests waiting for a worker thread.",
-            workers.queued,
-        ),
-    ];
-    for (name, help, value) in worker_gauges {
-        metrics.single(name, Kind::Gauge, help, value as f64);
-    }
-    metrics.single(
-        "lithair_http_worker_queue_refused_total",
-        Kind::Counter,
-        "Requests refused because the worker queue was full (answered 503 with Retry-After).",
-        workers.refused as f64,
+        [
+            (
+                "lithair_http_connections_accepted_total",
+                "HTTP connections admitted.",
+                connections.accepted as f64,
+            ),
+            (
+                "lithair_http_connections_refused_total",
+                "HTTP connections refused past the connection limit (answered 503 and closed).",
+                connections.refused as f64,
+            ),
+            (
+                "lithair_http_worker_queue_refused_total",
+                "Requests refused because the worker queue was full (answered 503 with Retry-After).",
+                workers.refused as f64,
+            ),
+        ],
     );
     let bounds = DURATION_BOUNDS_US.map(|us| us as f64 / 1e6);
     let kinds = RequestKind::ALL.map(|kind| (kind.name(), http.durations(kind)));
@@ -377,57 +392,53 @@ fn raft_metrics(metrics: &mut Metrics, status: &ClusterStatus) {
         (
             "lithair_raft_term",
             "Raft term this node is in.",
-            status.term,
+            status.term as f64,
         ),
         (
             "lithair_raft_leader",
             "Id of the leader this node knows (0: none).",
-            status.leader,
+            status.leader as f64,
         ),
         (
             "lithair_raft_is_leader",
             "1 while this node leads.",
-            u64::from(status.role == "leader"),
+            f64::from(u8::from(status.role == "leader")),
         ),
         (
             "lithair_raft_commit_index",
             "Highest log index known committed.",
-            status.commit,
+            status.commit as f64,
         ),
         (
             "lithair_raft_applied_index",
             "Raft index of the last entry handed to the engine.",
-            status.applied,
+            status.applied as f64,
         ),
         (
             "lithair_raft_last_index",
             "Last log index.",
-            status.last_index,
+            status.last_index as f64,
         ),
         (
             "lithair_raft_snapshot_index",
             "Index the log is compacted to (0: none).",
-            status.snapshot_index,
+            status.snapshot_index as f64,
         ),
     ];
-    for (name, help, value) in gauges {
-        metrics.single(name, Kind::Gauge, help, value as f64);
-    }
+    metrics.singles(Kind::Gauge, gauges);
     let counters = [
         (
             "lithair_raft_snapshots_installed_total",
             "Snapshots installed from a leader since the process started.",
-            status.snapshots_installed,
+            status.snapshots_installed as f64,
         ),
         (
             "lithair_raft_read_batches_total",
             "ReadIndex batches this node started since the process started.",
-            status.read_batches,
+            status.read_batches as f64,
         ),
     ];
-    for (name, help, value) in counters {
-        metrics.single(name, Kind::Counter, help, value as f64);
-    }
+    metrics.singles(Kind::Counter, counters);
     // Only a leader knows these; a family with no sample is left out.
     let others = || status.members.iter().filter(|m| m.id != status.id);
     let lags: Vec<(String, f64)> = others()

@@ -16,7 +16,7 @@ use super::problem::Problem;
 use super::reactor::{Completion, Inbox, Outcome, Shared};
 use super::request::{Method, Request, Trailers, Version};
 use super::response::Response;
-use super::stats::StatsSlot;
+use super::stats::{RequestKind, StatsSlot};
 use super::upgrade::{is_upgrade_request, Driver, ReadEnd};
 use super::writer::{write_response_heads, Direct, Exchange};
 use super::Handler;
@@ -113,19 +113,23 @@ struct Slot {
 }
 
 /// When a request was complete on the reactor's clock (its answer's time counts from it),
-/// and whether it writes (`http::stats` times reads and writes apart).
+/// and its kind (`http::stats` times reads and writes apart).
 #[derive(Clone, Copy)]
 struct Timed {
     started_us: u64,
-    write: bool,
+    kind: RequestKind,
 }
 
 impl Timed {
     /// A complete `request`, now.
     fn request(ctx: &Ctx<'_>, request: &Request) -> Timed {
+        let kind = match request.method.is_safe() {
+            true => RequestKind::Read,
+            false => RequestKind::Write,
+        };
         Timed {
             started_us: ctx.now_us,
-            write: !request.method.is_safe(),
+            kind,
         }
     }
 
@@ -134,7 +138,7 @@ impl Timed {
     fn refusal(ctx: &Ctx<'_>) -> Timed {
         Timed {
             started_us: ctx.now_us,
-            write: false,
+            kind: RequestKind::Read,
         }
     }
 }
@@ -864,7 +868,7 @@ impl Conn {
             let upgrade = self.take_upgrade(ctx, &mut response, slot.upgrade_request);
             let elapsed_us = ctx.now_us.saturating_sub(slot.timed.started_us);
             ctx.responses
-                .count(response.status, elapsed_us, slot.timed.write);
+                .count(response.status, elapsed_us, slot.timed.kind);
             let mut exchange = slot.exchange;
             // During a graceful shutdown every answer tells the client to go away.
             exchange.keep_alive &= !ctx.shared.is_shutting_down();

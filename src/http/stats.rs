@@ -55,15 +55,6 @@ impl RequestKind {
     /// Every kind: reads, then writes.
     pub const ALL: [RequestKind; 2] = [RequestKind::Read, RequestKind::Write];
 
-    /// The kind of a request with a safe method or not.
-    pub fn of(write: bool) -> RequestKind {
-        if write {
-            RequestKind::Write
-        } else {
-            RequestKind::Read
-        }
-    }
-
     /// Its name, as the metrics label it (`read`, `write`).
     pub fn name(self) -> &'static str {
         match self {
@@ -102,15 +93,15 @@ pub(crate) struct StatsSlot {
 }
 
 impl StatsSlot {
-    /// Counts one answer with `status` that took `elapsed_us` from its request's completion,
-    /// a write's answer when `write`.
-    pub(crate) fn count(&self, status: u16, elapsed_us: u64, write: bool) {
+    /// Counts one answer with `status` to a request of `kind` that took `elapsed_us` from
+    /// its completion.
+    pub(crate) fn count(&self, status: u16, elapsed_us: u64, kind: RequestKind) {
         self.count_status(status);
         let bucket = DURATION_BOUNDS_US
             .iter()
             .position(|&bound| elapsed_us <= bound)
             .unwrap_or(DURATION_BUCKETS - 1);
-        let durations = &self.durations[RequestKind::of(write).index()];
+        let durations = &self.durations[kind.index()];
         durations.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         durations.sum_us.fetch_add(elapsed_us, Ordering::Relaxed);
     }
@@ -290,13 +281,13 @@ mod tests {
     fn answers_are_counted_by_class_across_slots() {
         let stats = ServerStats::new();
         let reader = stats.clone();
-        stats.slot(0).count(200, 0, false);
-        stats.slot(1).count(204, 0, false);
-        stats.slot(STATS_SLOTS + 1).count(404, 0, false);
-        stats.slot(3).count(101, 0, false);
-        stats.slot(3).count(503, 0, false);
-        stats.slot(3).count(999, 0, false);
-        stats.slot(3).count(0, 0, false);
+        stats.slot(0).count(200, 0, RequestKind::Read);
+        stats.slot(1).count(204, 0, RequestKind::Read);
+        stats.slot(STATS_SLOTS + 1).count(404, 0, RequestKind::Read);
+        stats.slot(3).count(101, 0, RequestKind::Read);
+        stats.slot(3).count(503, 0, RequestKind::Read);
+        stats.slot(3).count(999, 0, RequestKind::Read);
+        stats.slot(3).count(0, 0, RequestKind::Read);
         assert_eq!(reader.responses_by_class(), [1, 2, 0, 1, 3]);
         assert_eq!(std::mem::align_of::<StatsSlot>(), 64);
     }
@@ -316,10 +307,10 @@ mod tests {
             (u64::MAX / 4, DURATION_BUCKETS - 1),
         ];
         for (k, (elapsed_us, _)) in cases.iter().enumerate() {
-            stats.slot(k).count(200, *elapsed_us, false);
+            stats.slot(k).count(200, *elapsed_us, RequestKind::Read);
         }
         // One write, timed apart from the reads.
-        stats.slot(0).count(201, 7_000, true);
+        stats.slot(0).count(201, 7_000, RequestKind::Write);
         let writes = stats.durations(RequestKind::Write);
         assert_eq!((writes.count(), writes.sum_us), (1, 7_000));
         let up_to_10ms = DURATION_BOUNDS_US.iter().position(|&b| b == 10_000);

@@ -95,6 +95,18 @@ pub fn spawn(config: ServerConfig) -> ServerHandle {
     spawn_handler(config, TestApp)
 }
 
+/// `spawn`, counting in a `ServerStats` the test reads.
+pub fn spawn_counted(config: ServerConfig) -> (ServerHandle, lithair::http::stats::ServerStats) {
+    let stats = lithair::http::stats::ServerStats::new();
+    let server = Server::bind("127.0.0.1:0")
+        .expect("bind")
+        .config(config)
+        .stats(stats.clone())
+        .spawn(TestApp)
+        .expect("spawn");
+    (server, stats)
+}
+
 /// A server on a free loopback port answering with `handler`.
 pub fn spawn_handler(config: ServerConfig, handler: impl Handler) -> ServerHandle {
     Server::bind("127.0.0.1:0")
