@@ -7,8 +7,9 @@ mod bench_process;
 mod http_common;
 use bench_process::{bench_server_binary, Reaped};
 use http_common::*;
+use lithair::http::ServerConfig;
 use std::io::{BufReader, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[test]
 fn keep_alive_serves_many_requests_with_date_and_server() {
@@ -59,6 +60,45 @@ fn pipelined_responses_come_back_in_order() {
     for want in expected {
         let resp = read_response(&mut reader, false).expect("response");
         assert_eq!(resp.text(), want);
+    }
+}
+
+/// Whether the reactor sleeps at once or polls first (up to the largest window, kept open by a
+/// steady stream of requests), every answer comes back, in order, the workers' answers (woken
+/// through the inbox) included, and the timers still run (an idle connection is closed).
+#[test]
+fn answers_and_timers_do_not_depend_on_polling_before_sleeping() {
+    for poll_window_max_us in [0, lithair::http::limits::POLL_WINDOW_MAX_US_LIMIT] {
+        let server = spawn(ServerConfig {
+            poll_window_max_us,
+            idle_timeout_ms: 300,
+            ..quick_config()
+        });
+        let stream = connect(server.local_addr());
+        let mut writer = stream.try_clone().expect("clone");
+        let mut reader = BufReader::new(stream);
+        for i in 0..400 {
+            let (request, want) = if i % 50 == 0 {
+                (
+                    "GET /slow?5 HTTP/1.1\r\nHost: h\r\n\r\n".to_string(),
+                    "slept 5".to_string(),
+                )
+            } else {
+                (
+                    format!("GET /inline/{i} HTTP/1.1\r\nHost: h\r\n\r\n"),
+                    format!("GET /inline/{i} h"),
+                )
+            };
+            writer.write_all(request.as_bytes()).expect("write");
+            let resp = read_response(&mut reader, false).expect("response");
+            assert_eq!(resp.text(), want, "window {poll_window_max_us} µs");
+        }
+        let idle_since = Instant::now();
+        assert!(is_closed(&mut reader), "the idle timeout closes it");
+        assert!(
+            idle_since.elapsed() < Duration::from_secs(5),
+            "closed by the idle timer, not by the read timeout"
+        );
     }
 }
 

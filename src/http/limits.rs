@@ -37,6 +37,14 @@ pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
 /// After answering a framing error, time spent discarding input before closing (so the peer
 /// reads the answer instead of a reset).
 pub const LINGER_MS: u64 = 2_000;
+/// Longest spell a reactor polls for events before it sleeps in the kernel, in microseconds
+/// (the window adapts below it, see `http::poll_window`; 0 disables polling). A reactor that
+/// polls instead of sleeping saves the sender the cost of waking it, at the price of the CPU
+/// spent polling while the load is steady enough to keep the window open.
+pub const POLL_WINDOW_MAX_US: u64 = 50;
+/// Largest accepted `poll_window_max_us`: past a millisecond, polling costs more CPU than any
+/// wake-up it saves.
+pub const POLL_WINDOW_MAX_US_LIMIT: u64 = 1_000;
 /// Listen backlog asked of the kernel.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
@@ -75,6 +83,8 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// See [`LINGER_MS`].
     pub linger_ms: u64,
+    /// See [`POLL_WINDOW_MAX_US`] (at most [`POLL_WINDOW_MAX_US_LIMIT`]).
+    pub poll_window_max_us: u64,
     /// The `Server` header value.
     pub server_name: &'static str,
 }
@@ -98,6 +108,7 @@ impl Default for ServerConfig {
             pipeline_in_flight_max: PIPELINE_IN_FLIGHT_MAX,
             shutdown_grace_ms: SHUTDOWN_GRACE_MS,
             linger_ms: LINGER_MS,
+            poll_window_max_us: POLL_WINDOW_MAX_US,
             server_name: "lithair",
         }
     }
@@ -128,6 +139,12 @@ impl ServerConfig {
             return Err(invalid(format!(
                 "ServerConfig.header_bytes_max ({}) must be >= request_line_bytes_max ({})",
                 self.header_bytes_max, self.request_line_bytes_max
+            )));
+        }
+        if self.poll_window_max_us > POLL_WINDOW_MAX_US_LIMIT {
+            return Err(invalid(format!(
+                "ServerConfig.poll_window_max_us ({}) must be <= {POLL_WINDOW_MAX_US_LIMIT}",
+                self.poll_window_max_us
             )));
         }
         if self.server_name.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
@@ -172,5 +189,16 @@ mod tests {
         };
         assert!(bad.validate().is_err());
         assert!(ServerConfig::default().reactor_count() >= 1);
+        let bad = ServerConfig {
+            poll_window_max_us: POLL_WINDOW_MAX_US_LIMIT + 1,
+            ..ServerConfig::default()
+        };
+        let error = bad.validate().expect_err("polling too long");
+        assert!(error.to_string().contains("poll_window_max_us"));
+        let off = ServerConfig {
+            poll_window_max_us: 0,
+            ..ServerConfig::default()
+        };
+        assert!(off.validate().is_ok(), "0 turns polling off");
     }
 }

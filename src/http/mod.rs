@@ -12,6 +12,7 @@ mod direct;
 pub mod handler;
 pub mod limits;
 pub mod parse;
+pub mod poll_window;
 pub mod pool;
 mod reactor;
 pub mod streams;

@@ -11,6 +11,9 @@
 //! in one `write`. Streamed and file bodies are the exception: the socket is unregistered and
 //! a worker writes them (blocking, bounded by the write deadline), then hands the socket back.
 //!
+//! Between turns the reactor polls without sleeping for as long as its `PollWindow` says (see
+//! `http::poll_window`: the window adapts to how long it sleeps), then sleeps in the poller.
+//!
 //! Owns: the poller, accepting, connection slots and tokens, timers, graceful shutdown.
 //! Must not: run a handler that is not inline, or block anywhere but in `poll`.
 
@@ -18,6 +21,7 @@ use super::conn::{empty_request, Conn, Ctx, Flow, EDGE_READ};
 use super::date::{DateCache, HTTP_DATE_BYTES};
 use super::direct::send_direct;
 use super::limits::ServerConfig;
+use super::poll_window::PollWindow;
 use super::pool::Pool;
 use super::request::Request;
 use super::response::Response;
@@ -262,6 +266,8 @@ pub(crate) struct Reactor {
     now_ms: u64,
     next_timer_ms: u64,
     drain_deadline_ms: Option<u64>,
+    /// How long to poll before sleeping (adapts to the load).
+    poll_window: PollWindow,
 }
 
 impl Reactor {
@@ -274,6 +280,7 @@ impl Reactor {
         signal_fd: Option<RawFd>,
     ) -> std::io::Result<Reactor> {
         let inbox = Arc::clone(&shared.inboxes[index]);
+        let poll_window = PollWindow::new(shared.config.poll_window_max_us);
         let poller = Poller::new()?;
         poller.add(inbox.waker.fd(), WAKER_TOKEN, Interest::READ)?;
         poller.add_shared(listener.as_raw_fd(), LISTENER_TOKEN)?;
@@ -300,6 +307,7 @@ impl Reactor {
             now_ms: 0,
             next_timer_ms: 0,
             drain_deadline_ms: None,
+            poll_window,
         };
         reactor.refresh_date();
         Ok(reactor)
@@ -330,11 +338,10 @@ impl Reactor {
                 .next_timer_ms
                 .saturating_sub(self.now_ms)
                 .min(TIMER_TICK_MS_MAX);
-            if let Err(error) = self.poller.wait(&mut events, timeout as i32) {
+            if let Err(error) = self.wait(&mut events, timeout as i32) {
                 eprintln!("lithair http: poll failed: {error}; reactor stops");
                 break;
             }
-            self.now_us = self.start.elapsed().as_micros() as u64;
             self.now_ms = self.now_us / 1000;
             self.refresh_date();
             for event in &events {
@@ -369,6 +376,38 @@ impl Reactor {
             }
         }
         self.close_all();
+    }
+
+    /// Waits for events (up to `timeout_ms`), first polling for as long as the poll window
+    /// says, and sets `now_us` to the time it returned.
+    fn wait(&mut self, events: &mut Vec<Event>, timeout_ms: i32) -> std::io::Result<()> {
+        if !self.poll_window.enabled() {
+            let waited = self.poller.wait(events, timeout_ms);
+            self.now_us = self.clock_us();
+            return waited;
+        }
+        let idle_from_us = self.clock_us();
+        let poll_until_us = idle_from_us + self.poll_window.window_us();
+        self.now_us = idle_from_us;
+        events.clear();
+        while self.now_us < poll_until_us {
+            self.poller.wait(events, 0)?;
+            self.now_us = self.clock_us();
+            if !events.is_empty() {
+                return Ok(());
+            }
+            // Polling must not starve a thread that shares this CPU (a worker, the log).
+            std::thread::yield_now();
+        }
+        let waited = self.poller.wait(events, timeout_ms);
+        self.now_us = self.clock_us();
+        self.poll_window
+            .after_sleep(self.now_us - idle_from_us, !events.is_empty());
+        waited
+    }
+
+    fn clock_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
     }
 
     /// Refreshes the `Date` and, once per second, the rendered `Server` and `Date` lines.
