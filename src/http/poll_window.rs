@@ -11,11 +11,21 @@
 //! longer spell would have caught the event), and halves (to zero below the start) when it
 //! slept longer or woke with nothing. A spell that catches an event leaves it as it is.
 //!
+//! Polling yields the CPU between polls; a yield that took [`POLL_YIELD_CONTENDED_US`] or
+//! more means another thread ran there (a worker, the log writer, another process on a busy
+//! machine), whose time the polling would take: the spell ends, the window closes, and it
+//! reopens only as sleeps prove short again. On a CPU of its own (the benchmarks' setting) a
+//! yield returns at once and polling goes on.
+//!
 //! Owns: the window and its adaptation; pure (fed durations, no clock, no I/O).
 //! Must not: poll or read the clock itself (the reactor does both).
 
 /// Where a growing window starts, in microseconds (then it doubles up to the maximum).
 pub const POLL_WINDOW_START_US: u64 = 10;
+
+/// A yield between polls that took this long (microseconds) means another thread wanted the
+/// CPU (an uncontended `sched_yield` returns in about a microsecond).
+pub const POLL_YIELD_CONTENDED_US: u64 = 10;
 
 /// The adaptive polling window of one reactor.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +53,12 @@ impl PollWindow {
     /// then).
     pub fn enabled(&self) -> bool {
         self.max_us > 0
+    }
+
+    /// Reports a spell cut short because another thread wanted the CPU: the window closes
+    /// (and is not grown by the sleep that follows).
+    pub fn after_contention(&mut self) {
+        self.window_us = 0;
     }
 
     /// Reports an idle spell that ended in a sleep: `idle_us` from the end of the last turn's
@@ -110,6 +126,19 @@ mod tests {
         assert_eq!(window.window_us(), 0, "below the start it closes");
         window.after_sleep(1_000_000, true);
         assert_eq!(window.window_us(), 0);
+    }
+
+    #[test]
+    fn contention_closes_the_window_and_short_sleeps_reopen_it() {
+        let mut window = PollWindow::new(50);
+        for _ in 0..3 {
+            window.after_sleep(5, true);
+        }
+        assert_eq!(window.window_us(), 40);
+        window.after_contention();
+        assert_eq!(window.window_us(), 0);
+        window.after_sleep(5, true);
+        assert_eq!(window.window_us(), 10);
     }
 
     #[test]

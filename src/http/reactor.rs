@@ -21,7 +21,7 @@ use super::conn::{empty_request, Conn, Ctx, Flow, EDGE_READ};
 use super::date::{DateCache, HTTP_DATE_BYTES};
 use super::direct::send_direct;
 use super::limits::ServerConfig;
-use super::poll_window::PollWindow;
+use super::poll_window::{PollWindow, POLL_YIELD_CONTENDED_US};
 use super::pool::Pool;
 use super::request::Request;
 use super::response::Response;
@@ -390,19 +390,30 @@ impl Reactor {
         let poll_until_us = idle_from_us + self.poll_window.window_us();
         self.now_us = idle_from_us;
         events.clear();
+        let mut contended = false;
         while self.now_us < poll_until_us {
             self.poller.wait(events, 0)?;
             self.now_us = self.clock_us();
             if !events.is_empty() {
                 return Ok(());
             }
-            // Polling must not starve a thread that shares this CPU (a worker, the log).
+            // Polling must not starve a thread that shares this CPU (a worker, the log, another
+            // process): yield to it, and when one did run, stop polling and sleep.
+            let yielded_at_us = self.now_us;
             std::thread::yield_now();
+            self.now_us = self.clock_us();
+            if self.now_us - yielded_at_us >= POLL_YIELD_CONTENDED_US {
+                self.poll_window.after_contention();
+                contended = true;
+                break;
+            }
         }
         let waited = self.poller.wait(events, timeout_ms);
         self.now_us = self.clock_us();
-        self.poll_window
-            .after_sleep(self.now_us - idle_from_us, !events.is_empty());
+        if !contended {
+            self.poll_window
+                .after_sleep(self.now_us - idle_from_us, !events.is_empty());
+        }
         waited
     }
 
