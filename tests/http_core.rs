@@ -509,6 +509,36 @@ fn bench_server_refuses_a_bad_items_value_as_a_usage_error() {
     }
 }
 
+/// `--poll-window-us` is a serve flag of every app: 0 (never poll) and the largest window both
+/// serve; past a millisecond it is a usage error (exit 2, naming the flag), before the data
+/// directory is created.
+#[test]
+fn bench_server_takes_a_poll_window_and_refuses_one_too_long() {
+    let data = std::env::temp_dir().join(format!("lithair-bench-poll-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    for window in ["0", "1000"] {
+        let (guard, addr, _out) =
+            start_bench_server(&["--items", "3", "--poll-window-us", window], &data);
+        for _ in 0..50 {
+            assert_eq!(get_status(addr, "/items/3"), 200, "window {window}");
+        }
+        drop(guard);
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    let output = std::process::Command::new(bench_server_binary())
+        .args(["--port", "0", "--poll-window-us", "1001", "--data"])
+        .arg(&data)
+        .output()
+        .expect("run bench_server");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--poll-window-us"), "{stderr}");
+    assert!(
+        !data.exists(),
+        "a refused command line created the data directory"
+    );
+}
+
 /// A `kill -9` during the preload leaves the batches it committed (items 1..=k, k a multiple
 /// of the batch size): started again with the same `--items N`, the bench server completes
 /// them. It used to skip the preload (the directory was not empty) and serve a partial set

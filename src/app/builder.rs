@@ -549,6 +549,9 @@ impl App {
         let router = self.router_with(&handle, sources);
         let addr = std::net::SocketAddr::new(options.bind, options.port);
         let mut server_config = self.server_config.clone();
+        if let Some(us) = options.poll_window_us {
+            server_config.poll_window_max_us = us;
+        }
         if cluster.is_some() && server_config.worker_threads == WORKER_THREADS_DEFAULT {
             // A clustered commit waits for a network round trip and two fsyncs: more writers
             // must wait at once to fill each replicated batch (see DESIGN §9).

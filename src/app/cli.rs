@@ -8,6 +8,7 @@
 //! Precedence, highest first: command-line flags, `LITHAIR_*` environment variables,
 //! `lithair.toml`, built-in defaults.
 
+use crate::http::limits::{POLL_WINDOW_MAX_US, POLL_WINDOW_MAX_US_LIMIT};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -66,6 +67,9 @@ pub struct ServeOptions {
     pub cluster_secret: Option<String>,
     /// How a clustered leader confirms linearizable reads (`--read-mode`).
     pub read_mode: ReadMode,
+    /// Longest a reactor polls for events before it sleeps, in microseconds
+    /// (`--poll-window-us`; `None`: the server's default, `http::limits::POLL_WINDOW_MAX_US`).
+    pub poll_window_us: Option<u64>,
     /// Values of the application's extra flags, in the order given (switches carry `""`), then
     /// those set only by the environment or `lithair.toml`.
     pub extra: Vec<(String, String)>,
@@ -416,7 +420,7 @@ fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr, CliError> {
 }
 
 /// The built-in settings of `serve`: flags, `LITHAIR_*` variables and `lithair.toml` keys.
-const KNOWN: [&str; 9] = [
+const KNOWN: [&str; 10] = [
     "port",
     "bind",
     "data",
@@ -426,6 +430,7 @@ const KNOWN: [&str; 9] = [
     "join",
     "cluster-secret",
     "read-mode",
+    "poll-window-us",
 ];
 
 /// Refuses a `lithair.toml` key that names no setting (`prot = 8080`): silently ignored, the
@@ -534,6 +539,9 @@ fn serve(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
             .transpose()?,
         cluster_secret: setting("cluster-secret"),
         read_mode: parse_read_mode(setting("read-mode").as_deref())?,
+        poll_window_us: setting("poll-window-us")
+            .map(|v| parse_poll_window(&v))
+            .transpose()?,
         extra: extra_values,
     };
     validate_cluster(&options)?;
@@ -761,6 +769,16 @@ fn cluster(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> 
     })
 }
 
+fn parse_poll_window(value: &str) -> Result<u64, CliError> {
+    let us: u64 = parse_number("poll-window-us", value)?;
+    if us > POLL_WINDOW_MAX_US_LIMIT {
+        return Err(error(format!(
+            "`--poll-window-us` is at most {POLL_WINDOW_MAX_US_LIMIT} (a millisecond), got `{us}`"
+        )));
+    }
+    Ok(us)
+}
+
 fn parse_read_mode(value: Option<&str>) -> Result<ReadMode, CliError> {
     match value {
         None | Some("read-index") => Ok(ReadMode::ReadIndex),
@@ -821,10 +839,13 @@ pub fn usage(sources: &Sources<'_>) -> String {
          --join IP:PORT        join the cluster of a running node (its HTTP address)\n  \
          --cluster-secret S    shared secret that authenticates peers (and `cluster` commands;\n                        \
          optional when every address is loopback)\n  \
-         --read-mode M         linearizable reads: read-index (default) or lease\n",
+         --read-mode M         linearizable reads: read-index (default) or lease\n  \
+         --poll-window-us US   longest a reactor polls before it sleeps (default {poll};\n                        \
+         0: sleep at once, for a machine whose CPUs are shared)\n",
         name = sources.app_name,
         port = DEFAULT_PORT,
         bind = DEFAULT_BIND,
+        poll = POLL_WINDOW_MAX_US,
     );
     for flag in sources.extra_flags {
         let left = match flag.value_name {
@@ -1126,6 +1147,22 @@ mod tests {
             ReadMode::Lease
         );
         assert!(check("serve --read-mode fast").is_err());
+    }
+
+    #[test]
+    fn poll_window_flag() {
+        assert_eq!(serve_options("serve").poll_window_us, None);
+        assert_eq!(
+            serve_options("serve --poll-window-us 0").poll_window_us,
+            Some(0)
+        );
+        assert_eq!(
+            serve_options("serve --poll-window-us 1000").poll_window_us,
+            Some(1000)
+        );
+        let too_long = check("serve --poll-window-us 1001").expect_err("over a millisecond");
+        assert!(too_long.to_string().contains("at most 1000"), "{too_long}");
+        assert!(check("serve --poll-window-us -1").is_err());
     }
 
     #[test]

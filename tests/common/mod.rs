@@ -41,6 +41,7 @@ pub fn serve_options(data: &Path) -> ServeOptions {
         join: None,
         cluster_secret: None,
         read_mode: Default::default(),
+        poll_window_us: None,
         extra: Vec::new(),
     }
 }
