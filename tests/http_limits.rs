@@ -118,6 +118,47 @@ fn connections_over_the_maximum_get_503() {
 /// The counters a server hands to `/_lithair/metrics` follow its connections (held, admitted,
 /// refused past the limit, with the refusal's 503 counted as an answer) and time its answers:
 /// a request answered after a 60 ms sleep on a worker lands in a bucket above 50 ms.
+/// The reactors count how they waited: with polling off, nothing; at the largest window, a
+/// steady stream of requests on one connection has idle spells that polling ends (the next
+/// request caught without a sleep), others that end asleep (the first ones: the window opens
+/// only once sleeps prove short), and time spent polling. Other tests share the CPUs, and a
+/// reactor stops polling whenever another thread wants its CPU, so the stream goes on (a
+/// bounded number of requests) until polling has caught one.
+#[test]
+fn the_reactors_count_how_they_waited() {
+    use lithair::http::stats::Polling;
+    for poll_window_max_us in [0, lithair::http::limits::POLL_WINDOW_MAX_US_LIMIT] {
+        let (server, stats) = spawn_counted(ServerConfig {
+            poll_window_max_us,
+            ..quick_config()
+        });
+        let stream = connect(server.local_addr());
+        let mut writer = stream.try_clone().expect("clone");
+        let mut reader = BufReader::new(stream);
+        let mut sent = 0;
+        while sent < 200 || (poll_window_max_us > 0 && stats.polling().caught == 0) {
+            assert!(
+                sent < 100_000,
+                "polling never caught a request: {:?}",
+                stats.polling()
+            );
+            writer
+                .write_all(b"GET /inline/x HTTP/1.1\r\nHost: h\r\n\r\n")
+                .expect("write");
+            let resp = read_response(&mut reader, false).expect("response");
+            assert_eq!(resp.status, 200);
+            sent += 1;
+        }
+        let polling = stats.polling();
+        if poll_window_max_us == 0 {
+            assert_eq!(polling, Polling::default(), "polling off counts nothing");
+        } else {
+            assert!(polling.caught > 0 && polling.sleeps > 0, "{polling:?}");
+            assert!(polling.polled_us > 0, "{polling:?}");
+        }
+    }
+}
+
 #[test]
 fn the_server_counts_its_connections_and_times_its_answers() {
     use lithair::http::stats::{Connections, RequestKind, DURATION_BOUNDS_US};

@@ -325,7 +325,7 @@ pub(crate) fn app_metrics(
 
 /// The server's connections, its worker pool and its answers' times.
 fn http_connection_metrics(metrics: &mut Metrics, http: &ServerStats) {
-    let (connections, workers) = (http.connections(), http.workers());
+    let (connections, workers, polling) = (http.connections(), http.workers(), http.polling());
     metrics.singles(
         Kind::Gauge,
         [
@@ -368,6 +368,21 @@ fn http_connection_metrics(metrics: &mut Metrics, http: &ServerStats) {
                 "lithair_http_worker_queue_refused_total",
                 "Requests refused because the worker queue was full (answered 503 with Retry-After).",
                 workers.refused as f64,
+            ),
+            (
+                "lithair_http_polls_caught_total",
+                "Idle spells of the reactors that polling ended with an event (a wake-up saved).",
+                polling.caught as f64,
+            ),
+            (
+                "lithair_http_sleeps_total",
+                "Idle spells of the reactors that ended asleep in the kernel (while polling is enabled).",
+                polling.sleeps as f64,
+            ),
+            (
+                "lithair_http_poll_seconds_total",
+                "Time the reactors spent polling for events instead of sleeping (CPU).",
+                polling.polled_us as f64 / 1e6,
             ),
         ],
     );

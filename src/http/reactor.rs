@@ -391,10 +391,12 @@ impl Reactor {
         self.now_us = idle_from_us;
         events.clear();
         let mut contended = false;
+        let stats = self.shared.stats.slot(self.index);
         while self.now_us < poll_until_us {
             self.poller.wait(events, 0)?;
             self.now_us = self.clock_us();
             if !events.is_empty() {
+                stats.idled(true, self.now_us - idle_from_us);
                 return Ok(());
             }
             // Polling must not starve a thread that shares this CPU (a worker, the log, another
@@ -408,6 +410,7 @@ impl Reactor {
                 break;
             }
         }
+        stats.idled(false, self.now_us - idle_from_us);
         let waited = self.poller.wait(events, timeout_ms);
         self.now_us = self.clock_us();
         if !contended {

@@ -1,6 +1,7 @@
 //! What a server did, for `/_lithair/metrics`: its answers by status class, how long the app
-//! took to answer, the connections it holds, admitted and refused, and how busy its worker
-//! pool is (threads at work, jobs waiting, requests refused for a full queue).
+//! took to answer, the connections it holds, admitted and refused, how busy its worker pool
+//! is (threads at work, jobs waiting, requests refused for a full queue), and how its
+//! reactors waited (polling, sleeping: see `http::poll_window`).
 //!
 //! Each reactor counts in a slot of its own, a cache line apart from the others, so counting
 //! is a few uncontended atomic adds per response (no line bounces between reactors); a
@@ -90,6 +91,10 @@ pub(crate) struct StatsSlot {
     open: AtomicU64,
     accepted: AtomicU64,
     refused: AtomicU64,
+    /// Idle spells that polling ended with an event, that ended asleep, and the time polled.
+    polls_caught: AtomicU64,
+    sleeps: AtomicU64,
+    polled_us: AtomicU64,
 }
 
 impl StatsSlot {
@@ -126,6 +131,20 @@ impl StatsSlot {
         assert!(before > 0, "a connection closed that was never admitted");
     }
 
+    /// An idle spell of a reactor ended: `caught` when polling found the event (no sleep),
+    /// after `polled_us` of polling.
+    pub(crate) fn idled(&self, caught: bool, polled_us: u64) {
+        let spells = if caught {
+            &self.polls_caught
+        } else {
+            &self.sleeps
+        };
+        spells.fetch_add(1, Ordering::Relaxed);
+        if polled_us > 0 {
+            self.polled_us.fetch_add(polled_us, Ordering::Relaxed);
+        }
+    }
+
     /// A connection was refused past the connection limit: its 503 counts as an answer,
     /// untimed (no request was read).
     pub(crate) fn refused(&self) {
@@ -160,6 +179,18 @@ pub struct Connections {
     pub accepted: u64,
     /// Refused past the connection limit (answered 503 and closed) since it started.
     pub refused: u64,
+}
+
+/// How the reactors waited for events, counted while polling is enabled
+/// (`ServerConfig::poll_window_max_us` > 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Polling {
+    /// Idle spells that polling ended with an event: each saved the sender a wake-up.
+    pub caught: u64,
+    /// Idle spells that ended asleep in the kernel (the window closed, or ran out first).
+    pub sleeps: u64,
+    /// Time spent polling, in microseconds: CPU the reactors spent instead of sleeping.
+    pub polled_us: u64,
 }
 
 /// The worker pool's figures, kept by the pool itself (`Pool::counted`): gauges it sets
@@ -253,6 +284,17 @@ impl ServerStats {
             queued: load(&self.pool.queued),
             refused: load(&self.pool.refused),
         }
+    }
+
+    /// How the reactors waited: polling, sleeping.
+    pub fn polling(&self) -> Polling {
+        let mut polling = Polling::default();
+        for slot in self.slots.iter() {
+            polling.caught += slot.polls_caught.load(Ordering::Relaxed);
+            polling.sleeps += slot.sleeps.load(Ordering::Relaxed);
+            polling.polled_us += slot.polled_us.load(Ordering::Relaxed);
+        }
+        polling
     }
 
     /// The connections held, admitted and refused.
