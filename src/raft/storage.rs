@@ -5,8 +5,9 @@
 //! Must not: write anything on behalf of the core; the caller persists what `Ready` lists and
 //! only then makes it visible here.
 
-use super::types::{ConfState, Entry, HardState, Snapshot, SnapshotMeta};
+use super::types::{ConfState, Entry, EntryKind, HardState, Snapshot, SnapshotMeta};
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::fmt;
 
 /// Why storage could not answer.
@@ -121,6 +122,10 @@ pub struct MemStorage {
     snapshot: Snapshot,
     // INVARIANT: entries[k].index == snapshot.meta.index + 1 + k.
     entries: Vec<Entry>,
+    /// The indexes of the held membership entries, ascending, so the membership at an index is
+    /// found without walking every entry held (a compaction asks it, on the Raft thread).
+    // INVARIANT: exactly the `index` of each held entry of kind `ConfChange`, in order.
+    conf_change_indexes: VecDeque<u64>,
     /// The most snapshot bytes one `snapshot_chunk` call handed out (what tests check: a
     /// leader reads a snapshot a chunk at a time, never whole).
     snapshot_read_max: Cell<u64>,
@@ -178,6 +183,19 @@ impl MemStorage {
         );
         self.entries.truncate((first.index - offset) as usize);
         self.entries.extend_from_slice(entries);
+        while self
+            .conf_change_indexes
+            .back()
+            .is_some_and(|&index| index >= first.index)
+        {
+            self.conf_change_indexes.pop_back();
+        }
+        self.conf_change_indexes.extend(
+            entries
+                .iter()
+                .filter(|entry| entry.kind == EntryKind::ConfChange)
+                .map(|entry| entry.index),
+        );
         debug_assert!(self
             .entries
             .windows(2)
@@ -193,8 +211,10 @@ impl MemStorage {
         if term_matches && keep_from > self.snapshot.meta.index {
             let drop = (keep_from - (self.snapshot.meta.index + 1)) as usize;
             self.entries.drain(..drop.min(self.entries.len()));
+            self.forget_conf_changes_through(index);
         } else {
             self.entries.clear();
+            self.conf_change_indexes.clear();
         }
         self.snapshot = snapshot;
         self.hard_state.commit = self.hard_state.commit.max(index);
@@ -225,6 +245,7 @@ impl MemStorage {
         // whole, with no per-entry work here.
         let kept = self.entries.split_off(drop);
         let dropped = std::mem::replace(&mut self.entries, kept);
+        self.forget_conf_changes_through(index);
         self.snapshot = Snapshot {
             meta: super::types::SnapshotMeta { index, term, conf },
             data,
@@ -235,6 +256,33 @@ impl MemStorage {
     /// The held entries (after the snapshot).
     pub fn held_entries(&self) -> &[Entry] {
         &self.entries
+    }
+
+    /// The held membership entries up to `index`, in log order: O(membership changes held),
+    /// not O(entries held).
+    pub fn conf_changes_through(&self, index: u64) -> impl Iterator<Item = &Entry> + '_ {
+        let offset = self.snapshot.meta.index + 1;
+        self.conf_change_indexes
+            .iter()
+            .take_while(move |&&at| at <= index)
+            .map(move |&at| {
+                let entry = &self.entries[(at - offset) as usize];
+                assert!(
+                    entry.index == at && entry.kind == EntryKind::ConfChange,
+                    "the membership index names entry {at}, which is not a membership change"
+                );
+                entry
+            })
+    }
+
+    fn forget_conf_changes_through(&mut self, index: u64) {
+        while self
+            .conf_change_indexes
+            .front()
+            .is_some_and(|&at| at <= index)
+        {
+            self.conf_change_indexes.pop_front();
+        }
     }
 
     /// The latest snapshot, bytes included (this storage holds them in memory).
@@ -357,7 +405,6 @@ impl Storage for MemStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::types::EntryKind;
 
     fn entry(index: u64, term: u64) -> Entry {
         Entry {
@@ -419,5 +466,86 @@ mod tests {
             data: vec![],
         });
         assert_eq!((storage.first_index(), storage.last_index()), (4, 3));
+    }
+
+    /// One operation on the log, for the membership index's property test.
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Append `kinds` (true: a membership change) at `back` entries before the end + 1.
+        Append {
+            back: u64,
+            kinds: Vec<bool>,
+            term: u64,
+        },
+        /// Compact to the held entry `at` (modulo the held count).
+        Compact { at: u64 },
+        /// Install a snapshot at `at` past the first index, agreeing with the log or not.
+        Install { at: u64, agrees: bool },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0u64..6, proptest::collection::vec(proptest::bool::weighted(0.3), 1..8), 1u64..4)
+                .prop_map(|(back, kinds, term)| Op::Append { back, kinds, term }),
+            1 => (0u64..40).prop_map(|at| Op::Compact { at }),
+            1 => (0u64..40, any::<bool>()).prop_map(|(at, agrees)| Op::Install { at, agrees }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever appends (overwriting suffixes), compactions and installs do, the
+        /// membership index names exactly the held membership entries up to any index.
+        #[test]
+        fn the_membership_index_follows_the_held_entries(ops in proptest::collection::vec(op(), 1..40)) {
+            let mut storage = MemStorage::bootstrap(&[1, 2, 3]);
+            for op in ops {
+                let (first, last) = (storage.first_index(), storage.last_index());
+                match op {
+                    Op::Append { back, kinds, term } => {
+                        let start = (last + 1).saturating_sub(back).max(first);
+                        let entries: Vec<Entry> = kinds
+                            .iter()
+                            .enumerate()
+                            .map(|(k, &conf)| Entry {
+                                index: start + k as u64,
+                                term,
+                                kind: if conf { EntryKind::ConfChange } else { EntryKind::Normal },
+                                data: super::super::types::ConfChange::AddVoter(k as u64 + 4).encode().into(),
+                            })
+                            .collect();
+                        storage.append(&entries);
+                    }
+                    Op::Compact { at } => {
+                        if last >= first {
+                            let index = first + at % (last - first + 1);
+                            let conf = ConfState::with_voters(&[1]);
+                            let _ = storage.compact(index, conf, Vec::new());
+                        }
+                    }
+                    Op::Install { at, agrees } => {
+                        let index = first + at;
+                        let term = match storage.term(index) {
+                            Ok(term) if agrees => term,
+                            _ => 99,
+                        };
+                        storage.apply_snapshot(Snapshot {
+                            meta: SnapshotMeta { index, term, conf: ConfState::with_voters(&[1]) },
+                            data: Vec::new(),
+                        });
+                    }
+                }
+                let held = storage.held_entries();
+                for through in [0, storage.first_index(), storage.last_index() / 2 + 1, storage.last_index(), u64::MAX] {
+                    let want: Vec<u64> = held
+                        .iter()
+                        .filter(|e| e.index <= through && e.kind == EntryKind::ConfChange)
+                        .map(|e| e.index)
+                        .collect();
+                    let got: Vec<u64> = storage.conf_changes_through(through).map(|e| e.index).collect();
+                    proptest::prop_assert_eq!(got, want, "through {}", through);
+                }
+            }
+        }
     }
 }
