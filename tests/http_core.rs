@@ -497,16 +497,24 @@ fn bench_server_refuses_a_bad_items_value_as_a_usage_error() {
     let data = std::env::temp_dir().join(format!("lithair-bench-items-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     for value in ["abc", "-5"] {
-        let output = std::process::Command::new(bench_server_binary())
-            .args(["--port", "0", "--items", value, "--data"])
-            .arg(&data)
-            .output()
-            .expect("run bench_server");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "--items {value}: {stderr}");
-        assert!(stderr.contains("--items"), "{stderr}");
-        assert!(!data.exists(), "--items {value} created the data directory");
+        assert_usage_error(&["--items", value], &data, "--items");
     }
+}
+
+/// Runs `bench_server` with `args` over `data` and checks it refused the command line as a
+/// usage error: exit 2, a message naming `flag`, and no data directory created.
+fn assert_usage_error(args: &[&str], data: &std::path::Path, flag: &str) {
+    let output = std::process::Command::new(bench_server_binary())
+        .args(["--port", "0"])
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .expect("run bench_server");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.contains(flag), "{stderr}");
+    assert!(!data.exists(), "{args:?} created the data directory");
 }
 
 /// `--poll-window-us` is a serve flag of every app: 0 (never poll) and the largest window both
@@ -525,18 +533,7 @@ fn bench_server_takes_a_poll_window_and_refuses_one_too_long() {
         drop(guard);
     }
     let _ = std::fs::remove_dir_all(&data);
-    let output = std::process::Command::new(bench_server_binary())
-        .args(["--port", "0", "--poll-window-us", "1001", "--data"])
-        .arg(&data)
-        .output()
-        .expect("run bench_server");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--poll-window-us"), "{stderr}");
-    assert!(
-        !data.exists(),
-        "a refused command line created the data directory"
-    );
+    assert_usage_error(&["--poll-window-us", "1001"], &data, "--poll-window-us");
 }
 
 /// A `kill -9` during the preload leaves the batches it committed (items 1..=k, k a multiple

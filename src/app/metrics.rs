@@ -366,7 +366,7 @@ fn http_connection_metrics(metrics: &mut Metrics, http: &ServerStats) {
             ),
             (
                 "lithair_http_worker_queue_refused_total",
-                "Requests refused because the worker queue was full (answered 503 with Retry-After).",
+                "Requests refused because the worker queue was full or the server was stopping (answered 503 with Retry-After).",
                 workers.refused as f64,
             ),
             (
@@ -381,7 +381,7 @@ fn http_connection_metrics(metrics: &mut Metrics, http: &ServerStats) {
             ),
             (
                 "lithair_http_poll_seconds_total",
-                "Time the reactors spent polling for events instead of sleeping (CPU).",
+                "Time the reactors spent polling for events instead of sleeping (wall time: the CPU it takes on a CPU of their own).",
                 polling.polled_us as f64 / 1e6,
             ),
         ],

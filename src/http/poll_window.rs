@@ -4,8 +4,9 @@
 //! the next one arrives, and that wake-up (an inter-processor interrupt, a scheduler pass) is
 //! paid by the *sender*, inside its `write`. Under sustained load the next request is only
 //! microseconds away, so a short spell of non-blocking polls catches it with no wake-up at
-//! all: measured on loopback, the wake-ups went from 4.9 % of the client's CPU to about half
-//! that, and the server answered more requests per second. Under light load the spell would
+//! all: measured on loopback (perf on wrk), the wake-ups went from 3.5-4.9 % of the client's
+//! CPU to 2.2-2.8 %, and one sequential client got its answers faster (`benches/poll-cost.sh`
+//! compares). Under light load the spell would
 //! only burn CPU, so the window adapts, as Linux KVM's halt-polling does: it grows (doubling
 //! from [`POLL_WINDOW_START_US`]) when the reactor slept less than the most it may poll (a
 //! longer spell would have caught the event), and halves (to zero below the start) when it

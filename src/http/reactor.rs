@@ -261,7 +261,8 @@ pub(crate) struct Reactor {
     common_date: [u8; HTTP_DATE_BYTES],
     scratch: Request,
     start: Instant,
-    /// The reactor's clock, read once per wakeup: microseconds and milliseconds since `start`.
+    /// The reactor's clock, read when a poll or a sleep returns (never per request):
+    /// microseconds and milliseconds since `start`.
     now_us: u64,
     now_ms: u64,
     next_timer_ms: u64,
@@ -389,7 +390,6 @@ impl Reactor {
         let idle_from_us = self.clock_us();
         let poll_until_us = idle_from_us + self.poll_window.window_us();
         self.now_us = idle_from_us;
-        events.clear();
         let mut contended = false;
         let stats = self.shared.stats.slot(self.index);
         while self.now_us < poll_until_us {

@@ -1,6 +1,6 @@
 //! What a server did, for `/_lithair/metrics`: its answers by status class, how long the app
 //! took to answer, the connections it holds, admitted and refused, how busy its worker pool
-//! is (threads at work, jobs waiting, requests refused for a full queue), and how its
+//! is (threads at work, jobs waiting, requests refused for a full queue or a stop), and how its
 //! reactors waited (polling, sleeping: see `http::poll_window`).
 //!
 //! Each reactor counts in a slot of its own, a cache line apart from the others, so counting
@@ -189,7 +189,9 @@ pub struct Polling {
     pub caught: u64,
     /// Idle spells that ended asleep in the kernel (the window closed, or ran out first).
     pub sleeps: u64,
-    /// Time spent polling, in microseconds: CPU the reactors spent instead of sleeping.
+    /// Time spent polling, in microseconds (wall time: on a CPU of its own, the CPU the
+    /// reactors spent instead of sleeping; a spell another thread cut short counts the yield
+    /// it lost).
     pub polled_us: u64,
 }
 
@@ -212,8 +214,8 @@ pub struct Workers {
     pub busy: u64,
     /// Jobs waiting for a thread.
     pub queued: u64,
-    /// Requests refused because the queue was full (answered 503 with `Retry-After`), since
-    /// the server started.
+    /// Requests refused because the queue was full, or the server was stopping (answered 503
+    /// with `Retry-After`), since the server started.
     pub refused: u64,
 }
 
@@ -288,24 +290,28 @@ impl ServerStats {
 
     /// How the reactors waited: polling, sleeping.
     pub fn polling(&self) -> Polling {
-        let mut polling = Polling::default();
-        for slot in self.slots.iter() {
-            polling.caught += slot.polls_caught.load(Ordering::Relaxed);
-            polling.sleeps += slot.sleeps.load(Ordering::Relaxed);
-            polling.polled_us += slot.polled_us.load(Ordering::Relaxed);
+        Polling {
+            caught: self.summed(|slot| &slot.polls_caught),
+            sleeps: self.summed(|slot| &slot.sleeps),
+            polled_us: self.summed(|slot| &slot.polled_us),
         }
-        polling
     }
 
     /// The connections held, admitted and refused.
     pub fn connections(&self) -> Connections {
-        let mut connections = Connections::default();
-        for slot in self.slots.iter() {
-            connections.open += slot.open.load(Ordering::Relaxed);
-            connections.accepted += slot.accepted.load(Ordering::Relaxed);
-            connections.refused += slot.refused.load(Ordering::Relaxed);
+        Connections {
+            open: self.summed(|slot| &slot.open),
+            accepted: self.summed(|slot| &slot.accepted),
+            refused: self.summed(|slot| &slot.refused),
         }
-        connections
+    }
+
+    /// One counter summed over the slots.
+    fn summed(&self, counter: impl Fn(&StatsSlot) -> &AtomicU64) -> u64 {
+        self.slots
+            .iter()
+            .map(|slot| counter(slot).load(Ordering::Relaxed))
+            .sum()
     }
 }
 
