@@ -780,6 +780,41 @@ fn the_metrics_follow_the_writes_in_the_prometheus_text_format() {
         m[&format!("lithair_http_connections_{name}")]
     };
     assert!(connections(&after, "open") >= 1.0);
+    // Per route: the creates on their route, answered once durable; the missing post on the
+    // record route; the first scrape on the metrics route (counted before its answer left).
+    let route = |name: &str, method: &str, pattern: &str, class: &str| {
+        let series = format!(
+            "lithair_http_route_{name}{{method=\"{method}\",route=\"{pattern}\",class=\"{class}\"}}"
+        );
+        after.get(&series).copied()
+    };
+    assert_eq!(
+        route("responses_total", "POST", "/api/posts", "2xx"),
+        Some(3.0)
+    );
+    assert_eq!(
+        route("responses_total", "POST", "/api/posts", "4xx"),
+        Some(0.0)
+    );
+    assert_eq!(
+        route("responses_total", "GET", "/api/posts/{id}", "4xx"),
+        Some(1.0)
+    );
+    assert_eq!(
+        route("responses_total", "GET", "/_lithair/metrics", "2xx"),
+        Some(1.0)
+    );
+    assert_eq!(
+        route("responses_total", "PUT", "/api/posts/{id}", "2xx"),
+        None,
+        "a route that answered nothing has no series"
+    );
+    let handler = "lithair_http_route_handler_seconds";
+    let writes = format!("{handler}_count{{method=\"POST\",route=\"/api/posts\"}}");
+    assert_eq!(after.get(&writes), Some(&3.0));
+    // A create is timed to its commit: at least one fsync each, never 0.
+    let written = format!("{handler}_sum{{method=\"POST\",route=\"/api/posts\"}}");
+    assert!(after[&written] > 0.0, "{}", after[&written]);
     let only_the_scrape = (0..500).any(|_| {
         let now = metric_samples(&common::get(addr, "/_lithair/metrics").body);
         let alone = connections(&now, "open") == 1.0;

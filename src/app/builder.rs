@@ -24,6 +24,7 @@ use crate::http::cors::Cors;
 use crate::http::limits::WORKER_THREADS_DEFAULT;
 use crate::http::middleware::SecurityHeaders;
 use crate::http::problem::Problem;
+use crate::http::route_stats::RouteStats;
 use crate::http::router::Router;
 use crate::http::stats::ServerStats;
 use crate::http::{Method, Request, Response, Server, ServerConfig, ServerHandle};
@@ -544,6 +545,7 @@ impl App {
         let http_stats = ServerStats::new();
         let sources = MetricsSources {
             http: Some(http_stats.clone()),
+            routes: Some(RouteStats::new()),
             node: cluster.as_ref().map(|(node, _)| Arc::clone(node)),
         };
         let router = self.router_with(&handle, sources);
@@ -616,6 +618,9 @@ impl App {
         }
         for (prefix, root) in &self.static_dirs {
             router = router.static_dir(prefix, root);
+        }
+        if let Some(stats) = &sources.routes {
+            router = router.count_routes(stats.clone());
         }
         let router = super::metrics::add_route(router, handle, sources);
         super::docs::add_routes(router, &self.name, &self.models, &self.commands)

@@ -10,6 +10,7 @@
 //! state once under its read lock, `/proc/self/status` and the log directory's listing.
 
 use super::handle::Handle;
+use crate::http::route_stats::RouteStats;
 use crate::http::router::Router;
 use crate::http::stats::{RequestKind, ServerStats, DURATION_BOUNDS_US};
 use crate::http::{Request, Response};
@@ -81,13 +82,41 @@ impl Metrics {
         );
         self.header(name, kind, help);
         for (label_value, value) in samples {
-            self.text.push_str(name);
-            if !label.is_empty() {
-                assert!(is_metric_name(label), "bad label name {label:?}");
-                let _ = write!(self.text, "{{{label}=\"{}\"}}", escape(&label_value));
-            }
-            let _ = writeln!(self.text, " {}", number(value));
+            let labels = match label {
+                "" => String::new(),
+                label => render_labels([label], [&label_value]),
+            };
+            self.sample(name, &labels, value);
         }
+    }
+
+    /// One metric with a sample per set of values of the labels `names` (each sample's
+    /// values in the order of `names`; values are escaped).
+    pub fn labeled_by<'a, const N: usize>(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        help: &str,
+        names: [&str; N],
+        samples: impl IntoIterator<Item = ([&'a str; N], f64)>,
+    ) {
+        assert!(
+            kind != Kind::Histogram,
+            "histograms are written by `histogram`"
+        );
+        self.header(name, kind, help);
+        for (values, value) in samples {
+            self.sample(name, &render_labels(names, values), value);
+        }
+    }
+
+    /// One sample line: `name{labels} value` (`labels` rendered, or empty).
+    fn sample(&mut self, name: &str, labels: &str, value: f64) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            let _ = write!(self.text, "{{{labels}}}");
+        }
+        let _ = writeln!(self.text, " {}", number(value));
     }
 
     /// One histogram: `counts[i]` observations at or below `bounds[i]` and above the bound
@@ -110,10 +139,25 @@ impl Metrics {
         label: &str,
         series: impl IntoIterator<Item = (&'a str, &'a [u64], f64)>,
     ) {
-        assert!(is_metric_name(label), "bad label name {label:?}");
+        let series = series
+            .into_iter()
+            .map(|(value, counts, sum)| ([value], counts, sum));
+        self.histograms_by(name, help, bounds, [label], series);
+    }
+
+    /// One histogram per set of values of the labels `names` (`(values, counts, sum)` each,
+    /// as in [`Metrics::histogram`]), under one `# HELP` and `# TYPE`.
+    pub fn histograms_by<'a, const N: usize>(
+        &mut self,
+        name: &str,
+        help: &str,
+        bounds: &[f64],
+        names: [&str; N],
+        series: impl IntoIterator<Item = ([&'a str; N], &'a [u64], f64)>,
+    ) {
         self.header(name, Kind::Histogram, help);
-        for (value, counts, sum) in series {
-            let labels = format!("{label}=\"{}\"", escape(value));
+        for (values, counts, sum) in series {
+            let labels = render_labels(names, values);
             self.histogram_samples(name, bounds, &labels, counts, sum);
         }
     }
@@ -186,6 +230,22 @@ fn is_metric_name(name: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':');
     first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Labels as a sample carries them inside its braces: `a="x",b="y"` (values escaped).
+fn render_labels<const N: usize>(names: [&str; N], values: [&str; N]) -> String {
+    let mut out = String::new();
+    for (k, (name, value)) in names.iter().zip(values).enumerate() {
+        assert!(
+            is_metric_name(name) && !name.contains(':'),
+            "bad label name {name:?}"
+        );
+        if k > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{name}=\"{}\"", escape(value));
+    }
+    out
 }
 
 /// A label value as the format quotes it: backslash, double quote and line feed escaped.
@@ -400,6 +460,44 @@ fn http_connection_metrics(metrics: &mut Metrics, http: &ServerStats) {
     );
 }
 
+/// Each route's answers by status class and its handlers' times, for the routes that have
+/// answered (the label set is the app's route table: bounded by its code, not its clients).
+fn route_metrics(metrics: &mut Metrics, stats: &RouteStats) {
+    let routes = stats.routes();
+    if routes.is_empty() {
+        return;
+    }
+    let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+    let answers = routes.iter().flat_map(|route| {
+        classes
+            .iter()
+            .zip(route.responses_by_class)
+            .map(|(class, count)| {
+                let labels = [route.method.as_str(), route.pattern.as_str(), *class];
+                (labels, count as f64)
+            })
+    });
+    metrics.labeled_by(
+        "lithair_http_route_responses_total",
+        Kind::Counter,
+        "Answers of each route's handler, by method, route pattern and status class.",
+        ["method", "route", "class"],
+        answers,
+    );
+    let bounds = DURATION_BOUNDS_US.map(|us| us as f64 / 1e6);
+    metrics.histograms_by(
+        "lithair_http_route_handler_seconds",
+        "Time each route's handler took, from its dispatch to its answer (its own middleware and a write's commit included; queueing for a worker and sending not).",
+        &bounds,
+        ["method", "route"],
+        routes.iter().map(|route| {
+            let labels = [route.method.as_str(), route.pattern.as_str()];
+            let sum = route.durations.sum_us as f64 / 1e6;
+            (labels, &route.durations.buckets[..], sum)
+        }),
+    );
+}
+
 /// A clustered node's Raft figures, from its own status: a leader adds each other member's
 /// lag and silence.
 fn raft_metrics(metrics: &mut Metrics, status: &ClusterStatus) {
@@ -487,6 +585,8 @@ fn raft_metrics(metrics: &mut Metrics, status: &ClusterStatus) {
 pub(crate) struct Sources {
     /// The counters the server counts its answers in, when known.
     pub(crate) http: Option<ServerStats>,
+    /// The counters the app's router counts each route's answers in, when it does.
+    pub(crate) routes: Option<RouteStats>,
     /// The Raft node of a clustered app.
     pub(crate) node: Option<Arc<Node>>,
 }
@@ -498,6 +598,9 @@ pub(crate) fn add_route(router: Router, handle: &Handle, sources: Sources) -> Ro
     let serving_since = Instant::now();
     router.get(METRICS_PATH, move |_: &mut Request| {
         let mut metrics = app_metrics(&handle, sources.http.as_ref(), serving_since);
+        if let Some(routes) = &sources.routes {
+            route_metrics(&mut metrics, routes);
+        }
         if let Some(node) = &sources.node {
             raft_metrics(&mut metrics, &node.status());
         }
@@ -560,6 +663,36 @@ mod tests {
     #[should_panic(expected = "one bucket above the last bound")]
     fn a_histogram_without_its_overflow_bucket_is_refused() {
         Metrics::new().histogram("t", "Ts.", &[1.0], &[1], 1.0);
+    }
+
+    #[test]
+    fn samples_with_several_labels_carry_them_in_order_escaped() {
+        let mut metrics = Metrics::new();
+        metrics.labeled_by(
+            "r_total",
+            Kind::Counter,
+            "Rs.",
+            ["method", "route"],
+            [(["GET", "/items/{id}"], 2.0), (["POST", "/a\"b"], 1.0)],
+        );
+        metrics.histograms_by(
+            "h_seconds",
+            "Hs.",
+            &[1.0],
+            ["method", "route"],
+            [(["GET", "/x"], &[1u64, 1][..], 2.5)],
+        );
+        assert_eq!(
+            metrics.finish(),
+            "# HELP r_total Rs.\n# TYPE r_total counter\n\
+             r_total{method=\"GET\",route=\"/items/{id}\"} 2\n\
+             r_total{method=\"POST\",route=\"/a\\\"b\"} 1\n\
+             # HELP h_seconds Hs.\n# TYPE h_seconds histogram\n\
+             h_seconds_bucket{method=\"GET\",route=\"/x\",le=\"1\"} 1\n\
+             h_seconds_bucket{method=\"GET\",route=\"/x\",le=\"+Inf\"} 2\n\
+             h_seconds_sum{method=\"GET\",route=\"/x\"} 2.5\n\
+             h_seconds_count{method=\"GET\",route=\"/x\"} 2\n"
+        );
     }
 
     /// docs/METRICS.md lists every metric this file writes (each name in backquotes, with

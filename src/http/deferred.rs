@@ -8,6 +8,7 @@
 //! Must not: know about sockets or reactors (the connection attaches a delivery closure).
 
 use super::response::Response;
+use super::route_stats::RouteAnswer;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Status a dropped, never-completed [`Responder`] answers with.
@@ -28,12 +29,19 @@ enum State {
     Done,
 }
 
+/// The hand-over's state, and the route counter waiting for the real response's status
+/// (set by a router that counts its routes; see [`Deferred::count_on_completion`]).
+struct Inner {
+    state: State,
+    counted: Option<RouteAnswer>,
+}
+
 struct Cell {
-    state: Mutex<State>,
+    state: Mutex<Inner>,
 }
 
 impl Cell {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         // Every transition is a single assignment, so a poisoned lock still holds a whole state.
         self.state
             .lock()
@@ -78,11 +86,14 @@ fn complete(cell: &Cell, response: Response) {
         response.deferred.is_none(),
         "a deferred response cannot complete with another deferred response"
     );
-    let mut state = cell.lock();
-    match std::mem::replace(&mut *state, State::Done) {
-        State::Open => *state = State::Completed(response),
+    let mut inner = cell.lock();
+    if let Some(answer) = inner.counted.take() {
+        answer.count(response.status);
+    }
+    match std::mem::replace(&mut inner.state, State::Done) {
+        State::Open => inner.state = State::Completed(response),
         State::Attached(placeholder, deliver) => {
-            drop(state);
+            drop(inner);
             deliver(merge_placeholder(&placeholder, response));
         }
         State::Completed(_) | State::Done => panic!("a deferred response is completed once"),
@@ -105,7 +116,10 @@ impl Deferred {
     /// A new pair: the placeholder side and the responder.
     pub(crate) fn pair() -> (Deferred, Responder) {
         let cell = Arc::new(Cell {
-            state: Mutex::new(State::Open),
+            state: Mutex::new(Inner {
+                state: State::Open,
+                counted: None,
+            }),
         });
         let responder = Responder {
             cell: Some(Arc::clone(&cell)),
@@ -117,14 +131,25 @@ impl Deferred {
     /// Either way it carries the headers middleware added to `placeholder`.
     pub(crate) fn attach(self, placeholder: Response, deliver: Deliver) -> Option<Response> {
         assert!(placeholder.deferred.is_none(), "the pair was taken out");
-        let mut state = self.cell.lock();
-        match std::mem::replace(&mut *state, State::Done) {
+        let mut inner = self.cell.lock();
+        match std::mem::replace(&mut inner.state, State::Done) {
             State::Open => {
-                *state = State::Attached(placeholder, deliver);
+                inner.state = State::Attached(placeholder, deliver);
                 None
             }
             State::Completed(response) => Some(merge_placeholder(&placeholder, response)),
             State::Attached(..) | State::Done => panic!("a deferred response is attached once"),
+        }
+    }
+
+    /// Counts `answer` with the status of the real response: now if it is already complete,
+    /// else when it completes (an abandoned responder's 503 included).
+    pub(crate) fn count_on_completion(&self, answer: RouteAnswer) {
+        let mut inner = self.cell.lock();
+        match &inner.state {
+            State::Completed(response) => answer.count(response.status),
+            State::Open | State::Attached(..) => inner.counted = Some(answer),
+            State::Done => unreachable!("a placeholder's pair is delivered only once attached"),
         }
     }
 

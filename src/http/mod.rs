@@ -45,6 +45,7 @@ pub mod percent;
 pub mod problem;
 pub mod query;
 pub mod respond;
+pub mod route_stats;
 pub mod router;
 pub mod sse;
 pub mod static_files;

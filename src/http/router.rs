@@ -29,12 +29,14 @@ use crate::http::problem::Problem;
 use crate::http::request::{Method, Request};
 use crate::http::respond::IntoResponse;
 use crate::http::response::Response;
+use crate::http::route_stats::{RouteAnswer, RouteCounters, RouteLabel, RouteStats};
 use crate::http::static_files::StaticDir;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 /// Most path segments matched; deeper paths are 404 without walking the trie.
 pub const PATH_SEGMENTS_MAX: usize = 64;
@@ -448,6 +450,9 @@ fn with_segments<R>(path: &str, f: impl FnOnce(&[&str]) -> R) -> Result<Option<R
 struct Table {
     root: Node,
     handlers: Vec<Arc<dyn Handler>>,
+    /// Per handler, the route it answers for the per-route metrics (`None`: an automatic
+    /// OPTIONS answer, which belongs to no route).
+    labels: Vec<Option<RouteLabel>>,
     /// Static-only patterns by their path. A raw path without `%` that equals one of them is
     /// exactly what the trie would find (it prefers static children at every segment), so a
     /// hit skips splitting and walking.
@@ -508,11 +513,16 @@ impl Table {
         self.root.insert(pattern, method.clone(), index);
         let preflight = handler.layers_around(Arc::new(ImplicitOptions));
         self.handlers.push(handler);
+        self.labels.push(Some(RouteLabel {
+            method: method.clone(),
+            pattern: pattern.to_string(),
+        }));
         let asked = method.clone();
         self.update_exact(pattern, |endpoint| endpoint.methods.push((method, index)));
         if let Some(preflight) = preflight {
             let index = self.handlers.len();
             self.handlers.push(preflight);
+            self.labels.push(None);
             self.root
                 .endpoint_mut(pattern)
                 .preflights
@@ -531,6 +541,7 @@ impl Table {
         }
         endpoint.implicit_options = Some(index);
         self.handlers.push(handler);
+        self.labels.push(None);
         self.update_exact(pattern, |endpoint| endpoint.implicit_options = Some(index));
     }
 
@@ -712,13 +723,57 @@ impl Handler for ImplicitOptions {
     }
 }
 
-/// The innermost handler of a router: resolves and dispatches.
-struct Dispatch(Arc<Table>);
+/// The innermost handler of a router: resolves and dispatches, counting each routed answer
+/// when the router was given [`RouteStats`].
+struct Dispatch(Arc<Table>, Option<Arc<RouteCounters>>);
+
+/// Counts a routed handler's answer as a 5xx if the handler panics (the server answers 500);
+/// disarmed when it returns.
+struct CountOnPanic<'a> {
+    counters: &'a RouteCounters,
+    index: usize,
+    started: Instant,
+    armed: bool,
+}
+
+impl Drop for CountOnPanic<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.counters.count(self.index, 500, self.started);
+        }
+    }
+}
 
 impl Dispatch {
     /// Identifies this router's table in `Request::planned`.
     fn table_id(&self) -> usize {
         Arc::as_ptr(&self.0) as usize
+    }
+
+    /// Runs handler `index`, counting its answer when routes are counted: at once, or for a
+    /// deferred response when its responder completes it (a write, once durable).
+    fn run(&self, index: usize, req: &mut Request) -> Response {
+        let handler = &self.0.handlers[index];
+        let Some(counters) = self.1.as_ref().filter(|c| c.counts(index)) else {
+            return handler.call(req);
+        };
+        let mut on_panic = CountOnPanic {
+            counters,
+            index,
+            started: Instant::now(),
+            armed: true,
+        };
+        let response = handler.call(req);
+        on_panic.armed = false;
+        match &response.deferred {
+            None => counters.count(index, response.status, on_panic.started),
+            Some(deferred) => deferred.count_on_completion(RouteAnswer {
+                counters: Arc::clone(counters),
+                index,
+                started: on_panic.started,
+            }),
+        }
+        response
     }
 
     /// The route `plan` chose for this request, if it is still valid: chosen by this table,
@@ -744,7 +799,7 @@ impl Dispatch {
 impl Handler for Dispatch {
     fn call(&self, req: &mut Request) -> Response {
         if let Some(index) = self.remembered(req) {
-            return self.0.handlers[index].call(req);
+            return self.run(index, req);
         }
         // Routed again (a nested router, or a middleware rewrote the request): any route
         // remembered belongs to an earlier match, so inner routers must match again too.
@@ -752,7 +807,7 @@ impl Handler for Dispatch {
         match self.0.resolve(req) {
             Resolved::Found(index, rest, allow) => {
                 Dispatch::found(req, rest, allow);
-                self.0.handlers[index].call(req)
+                self.run(index, req)
             }
             Resolved::MethodNotAllowed(allow) => Problem::method_not_allowed(&allow)
                 .with_detail(format!("{} is not allowed here", req.method))
@@ -792,6 +847,8 @@ pub struct Router {
     layers: Vec<Arc<dyn Middleware>>,
     /// The global layers around `Dispatch`, built on the first request.
     composed: OnceLock<Arc<dyn Handler>>,
+    /// Where each routed answer is counted, when asked for ([`Router::count_routes`]).
+    route_stats: Option<RouteStats>,
 }
 
 impl Default for Router {
@@ -843,6 +900,7 @@ impl Router {
             table: Arc::new(Table::default()),
             layers: Vec::new(),
             composed: OnceLock::new(),
+            route_stats: None,
         }
     }
 
@@ -891,9 +949,27 @@ impl Router {
         self.get(&pattern, dir)
     }
 
+    /// Counts every answer of a routed handler in `stats`, by route (its method and pattern):
+    /// status class and handler time (see `http::route_stats`). Off unless asked for: it
+    /// reads the clock twice per routed request.
+    pub fn count_routes(mut self, stats: RouteStats) -> Self {
+        self.composed = OnceLock::new();
+        self.route_stats = Some(stats);
+        self
+    }
+
     fn composed(&self) -> &Arc<dyn Handler> {
-        self.composed
-            .get_or_init(|| wrap(Arc::new(Dispatch(Arc::clone(&self.table))), &self.layers))
+        self.composed.get_or_init(|| {
+            let counters = self.route_stats.as_ref().map(|stats| {
+                let counters = Arc::new(RouteCounters::new(self.table.labels.clone()));
+                stats.attach(Arc::clone(&counters));
+                counters
+            });
+            wrap(
+                Arc::new(Dispatch(Arc::clone(&self.table), counters)),
+                &self.layers,
+            )
+        })
     }
 }
 
@@ -992,6 +1068,7 @@ impl Group {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::stats::STATUS_CLASSES;
 
     fn path_hash(path: &str) -> u64 {
         let mut hasher = PathHasher::default();
@@ -1015,6 +1092,88 @@ mod tests {
             // An escaped path is decoded by the trie, never taken from the exact routes.
             check(&router, Method::Get, "/route/number/%33", 200, "r3");
         }
+    }
+
+    #[test]
+    fn routed_answers_are_counted_by_route_and_the_routers_own_are_not() {
+        use crate::http::deferred::Responder;
+        use std::sync::{mpsc, Mutex};
+        let (responders, deferred) = mpsc::channel::<Responder>();
+        let responders = Mutex::new(responders);
+        let stats = RouteStats::new();
+        let router = Router::bare()
+            .get("/items/{id}", |req: &mut Request| match req.path.as_str() {
+                "/items/1" => Response::text(200, "one"),
+                _ => Response::text(404, "none"),
+            })
+            .get("/unused", echo("unused"))
+            .post("/items", move |_: &mut Request| {
+                let (placeholder, responder) = Response::deferred();
+                let sent = responders.lock().expect("sender").send(responder);
+                sent.expect("the test holds the receiver");
+                placeholder
+            })
+            .get("/boom", |_: &mut Request| -> Response {
+                panic!("handler bug")
+            })
+            .group("/g", |g| {
+                g.layer(SecurityHeaders::default()).get("/x", echo("x"))
+            })
+            .count_routes(stats.clone());
+        assert!(stats.routes().is_empty(), "nothing counted before serving");
+        let call = |method: Method, target: &str| {
+            let mut req = Request::new(method, target);
+            router.call(&mut req).status
+        };
+        assert_eq!(call(Method::Get, "/items/1"), 200);
+        assert_eq!(call(Method::Head, "/items/1"), 200);
+        assert_eq!(call(Method::Get, "/items/2"), 404);
+        assert_eq!(call(Method::Get, "/g/x"), 200);
+        // The router's own answers belong to no route: 404, 405, OPTIONS, and a group's.
+        assert_eq!(call(Method::Get, "/nothing/here"), 404);
+        assert_eq!(call(Method::Put, "/items/1"), 405);
+        assert_eq!(call(Method::Options, "/items/1"), 204);
+        assert_eq!(call(Method::Options, "/g/x"), 204);
+        assert_eq!(call(Method::Delete, "/g/x"), 405);
+        let boom =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(Method::Get, "/boom")));
+        assert!(boom.is_err(), "the handler panicked");
+        // Deferred answers count when completed, with their real status and time.
+        assert_eq!(call(Method::Post, "/items"), 202, "the placeholder");
+        assert_eq!(call(Method::Post, "/items"), 202, "the placeholder");
+        let made = deferred.recv().expect("first responder");
+        let dropped = deferred.recv().expect("second responder");
+        let before = stats.routes();
+        assert!(before.iter().all(|route| route.pattern != "/items" || {
+            route.responses_by_class == [0; STATUS_CLASSES]
+        }));
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        made.complete(Response::text(201, "made"));
+        drop(dropped);
+        let routes = stats.routes();
+        let figures: Vec<(&str, &str, [u64; STATUS_CLASSES], u64)> = routes
+            .iter()
+            .map(|r| {
+                let timed = r.durations.count();
+                (
+                    r.method.as_str(),
+                    r.pattern.as_str(),
+                    r.responses_by_class,
+                    timed,
+                )
+            })
+            .collect();
+        assert_eq!(
+            figures,
+            [
+                ("GET", "/items/{id}", [0, 2, 0, 1, 0], 3),
+                ("POST", "/items", [0, 1, 0, 0, 1], 2),
+                ("GET", "/boom", [0, 0, 0, 0, 1], 1),
+                ("GET", "/g/x", [0, 1, 0, 0, 0], 1),
+            ]
+        );
+        let posts = &routes[1].durations;
+        assert!(posts.sum_us >= 2 * 3_000, "timed to completion: {posts:?}");
     }
 
     #[test]

@@ -72,12 +72,41 @@ impl RequestKind {
     }
 }
 
-/// One kind's answer times in one slot.
+/// Answer times counted in place: one kind's in one slot here, one route's in one stripe in
+/// `http::route_stats`.
 #[derive(Debug, Default)]
-struct DurationCounters {
+pub(crate) struct DurationCounters {
     /// Answers per time bucket (not cumulative: a reader accumulates).
     buckets: [AtomicU64; DURATION_BUCKETS],
     sum_us: AtomicU64,
+}
+
+impl DurationCounters {
+    /// Counts one answer that took `elapsed_us`, in the bucket of the first bound at or
+    /// above it (the last bucket past the last bound).
+    pub(crate) fn record(&self, elapsed_us: u64) {
+        let bucket = DURATION_BOUNDS_US
+            .iter()
+            .position(|&bound| elapsed_us <= bound)
+            .unwrap_or(DURATION_BUCKETS - 1);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(elapsed_us, Ordering::Relaxed);
+    }
+
+    /// Adds what these counters hold to `into`.
+    pub(crate) fn add_to(&self, into: &mut Durations) {
+        add_loaded(&mut into.buckets, &self.buckets);
+        into.sum_us += self.sum_us.load(Ordering::Relaxed);
+    }
+}
+
+/// The index of `status`'s class in a `[1xx, 2xx, 3xx, 4xx, 5xx]` array (a status outside
+/// 100..=599 counts as 5xx).
+pub(crate) fn status_class(status: u16) -> usize {
+    match usize::from(status / 100) {
+        class @ 1..=STATUS_CLASSES => class - 1,
+        _ => STATUS_CLASSES - 1,
+    }
 }
 
 /// One reactor's counters, alone on its cache lines.
@@ -102,21 +131,11 @@ impl StatsSlot {
     /// its completion.
     pub(crate) fn count(&self, status: u16, elapsed_us: u64, kind: RequestKind) {
         self.count_status(status);
-        let bucket = DURATION_BOUNDS_US
-            .iter()
-            .position(|&bound| elapsed_us <= bound)
-            .unwrap_or(DURATION_BUCKETS - 1);
-        let durations = &self.durations[kind.index()];
-        durations.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        durations.sum_us.fetch_add(elapsed_us, Ordering::Relaxed);
+        self.durations[kind.index()].record(elapsed_us);
     }
 
     fn count_status(&self, status: u16) {
-        let class = match usize::from(status / 100) {
-            class @ 1..=STATUS_CLASSES => class - 1,
-            _ => STATUS_CLASSES - 1,
-        };
-        self.responses[class].fetch_add(1, Ordering::Relaxed);
+        self.responses[status_class(status)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection was admitted.
@@ -265,9 +284,7 @@ impl ServerStats {
     pub fn durations(&self, kind: RequestKind) -> Durations {
         let mut durations = Durations::default();
         for slot in self.slots.iter() {
-            let counters = &slot.durations[kind.index()];
-            add_loaded(&mut durations.buckets, &counters.buckets);
-            durations.sum_us += counters.sum_us.load(Ordering::Relaxed);
+            slot.durations[kind.index()].add_to(&mut durations);
         }
         durations
     }
@@ -315,7 +332,8 @@ impl ServerStats {
     }
 }
 
-fn add_loaded<const N: usize>(sums: &mut [u64; N], counters: &[AtomicU64; N]) {
+/// Adds each counter's value to its sum.
+pub(crate) fn add_loaded<const N: usize>(sums: &mut [u64; N], counters: &[AtomicU64; N]) {
     for (sum, counter) in sums.iter_mut().zip(counters) {
         *sum += counter.load(Ordering::Relaxed);
     }
