@@ -51,6 +51,53 @@ fn access_log_and_request_ids() {
     assert!(lines.iter().all(|l| !l.contains('\n')));
 }
 
+/// A deferred answer (a write answered once durable) is logged with the status, bytes and
+/// time of the answer the client got, not its placeholder's (202, at the handler's return).
+#[test]
+fn the_access_log_gives_a_deferred_answer_as_completed() {
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let store = Arc::clone(&lines);
+    let router = Router::new()
+        .layer(AccessLog::to(Arc::new(move |l: &str| {
+            store.lock().expect("lock").push(l.to_string())
+        })))
+        .post("/later", |_: &mut Request| {
+            let (placeholder, responder) = Response::deferred();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                responder.complete(Response::text(201, "made it"));
+            });
+            placeholder
+        })
+        .post("/dropped", |_: &mut Request| {
+            let (placeholder, responder) = Response::deferred();
+            std::thread::spawn(move || drop(responder));
+            placeholder
+        });
+    let server = TestServer::start(router);
+    let made = server.send("POST /later HTTP/1.1\r\nContent-Length: 0", b"");
+    assert_eq!(made.status, 201);
+    let dropped = server.send("POST /dropped HTTP/1.1\r\nContent-Length: 0", b"");
+    assert_eq!(dropped.status, 503);
+    drop(server);
+    let lines = lines.lock().expect("lock");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let later = lines.iter().find(|l| l.contains("/later")).expect("logged");
+    assert!(later.contains("\"status\":201,\"bytes\":7"), "{later}");
+    let micros: u64 = later
+        .split("\"duration_us\":")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a duration");
+    assert!(micros >= 20_000, "timed to the completion: {later}");
+    let dropped = lines
+        .iter()
+        .find(|l| l.contains("/dropped"))
+        .expect("logged");
+    assert!(dropped.contains("\"status\":503"), "{dropped}");
+}
+
 #[test]
 fn cors_preflight_and_actual_requests() {
     let router = Router::new()

@@ -8,7 +8,6 @@
 //! Must not: know about sockets or reactors (the connection attaches a delivery closure).
 
 use super::response::Response;
-use super::route_stats::RouteAnswer;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Status a dropped, never-completed [`Responder`] answers with.
@@ -16,6 +15,11 @@ pub const ABANDONED_STATUS: u16 = 503;
 
 /// How a completed response reaches its connection (set by the connection).
 pub(crate) type Deliver = Box<dyn FnOnce(Response) + Send>;
+
+/// Called with the real response once it is known, on the thread that completes it: how a
+/// layer that reports what was answered (the access log, the per-route counters) sees the
+/// answer a client gets instead of its placeholder (see [`Response::when_answered`]).
+pub(crate) type Watcher = Box<dyn FnOnce(&Response) + Send>;
 
 enum State {
     /// Neither the response nor the connection's delivery is there yet.
@@ -29,11 +33,10 @@ enum State {
     Done,
 }
 
-/// The hand-over's state, and the route counter waiting for the real response's status
-/// (set by a router that counts its routes; see [`Deferred::count_on_completion`]).
+/// The hand-over's state, and who waits to see the real response (see [`Deferred::watch`]).
 struct Inner {
     state: State,
-    counted: Option<RouteAnswer>,
+    watchers: Vec<Watcher>,
 }
 
 struct Cell {
@@ -87,8 +90,10 @@ fn complete(cell: &Cell, response: Response) {
         "a deferred response cannot complete with another deferred response"
     );
     let mut inner = cell.lock();
-    if let Some(answer) = inner.counted.take() {
-        answer.count(response.status);
+    // Under the lock, so a watcher added at the same time is either run here or, seeing the
+    // response completed, by `watch` itself: never both, never neither.
+    for watcher in std::mem::take(&mut inner.watchers) {
+        watcher(&response);
     }
     match std::mem::replace(&mut inner.state, State::Done) {
         State::Open => inner.state = State::Completed(response),
@@ -118,7 +123,7 @@ impl Deferred {
         let cell = Arc::new(Cell {
             state: Mutex::new(Inner {
                 state: State::Open,
-                counted: None,
+                watchers: Vec::new(),
             }),
         });
         let responder = Responder {
@@ -142,13 +147,13 @@ impl Deferred {
         }
     }
 
-    /// Counts `answer` with the status of the real response: now if it is already complete,
-    /// else when it completes (an abandoned responder's 503 included).
-    pub(crate) fn count_on_completion(&self, answer: RouteAnswer) {
+    /// Calls `watcher` with the real response: now if it is already complete, else when it
+    /// completes (an abandoned responder's 503 included).
+    pub(crate) fn watch(&self, watcher: Watcher) {
         let mut inner = self.cell.lock();
         match &inner.state {
-            State::Completed(response) => answer.count(response.status),
-            State::Open | State::Attached(..) => inner.counted = Some(answer),
+            State::Completed(response) => watcher(response),
+            State::Open | State::Attached(..) => inner.watchers.push(watcher),
             State::Done => unreachable!("a placeholder's pair is delivered only once attached"),
         }
     }
@@ -200,6 +205,43 @@ fn merge_placeholder(placeholder: &Response, mut response: Response) -> Response
 mod tests {
     use super::*;
     use std::sync::mpsc;
+
+    #[test]
+    fn a_watcher_sees_the_completed_response_once_whenever_it_comes() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let watch = |response: &Response| {
+            let seen = Arc::clone(&seen);
+            response.when_answered(move |answered| {
+                seen.lock().expect("lock").push(answered.status);
+            });
+        };
+        // Watched before the completion: seen when it completes, from its thread.
+        let (placeholder, responder) = Response::deferred();
+        watch(&placeholder);
+        assert!(seen.lock().expect("lock").is_empty(), "not completed yet");
+        std::thread::spawn(move || responder.complete(Response::text(201, "made")))
+            .join()
+            .expect("completing thread");
+        // Completed before it was watched: seen at once.
+        let (placeholder_two, responder) = Response::deferred();
+        responder.complete(Response::text(409, "conflict"));
+        watch(&placeholder_two);
+        // Abandoned: its 503.
+        let (placeholder_three, responder) = Response::deferred();
+        watch(&placeholder_three);
+        drop(responder);
+        // Not deferred: this very response, at once.
+        watch(&Response::text(200, "now"));
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            [201, 409, ABANDONED_STATUS, 200]
+        );
+        // Delivery still works after the watchers ran.
+        let mut placeholder = placeholder;
+        let deferred = Deferred::take(&mut placeholder).expect("placeholder carries the pair");
+        let delivered = deferred.attach(placeholder, Box::new(|_| panic!("already complete")));
+        assert_eq!(delivered.map(|r| r.status), Some(201));
+    }
 
     #[test]
     fn completed_before_attach_is_taken_by_attach() {

@@ -347,6 +347,18 @@ impl Response {
         self.deferred.is_some()
     }
 
+    /// Calls `seen` with the response the client gets: this one, now, or for the placeholder
+    /// of a deferred response the completed one, when it completes (on the completing thread;
+    /// the 503 of an abandoned one included). For middleware that reports answers: their
+    /// status and body, not the placeholder's 202 (a completed response is seen before the
+    /// headers middleware put on its placeholder are carried over to it).
+    pub fn when_answered(&self, seen: impl FnOnce(&Response) + Send + 'static) {
+        match &self.deferred {
+            None => seen(self),
+            Some(deferred) => deferred.watch(Box::new(seen)),
+        }
+    }
+
     /// Sets (replaces) a header; builder style.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.insert(name, value);

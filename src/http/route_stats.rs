@@ -126,22 +126,6 @@ impl RouteCounters {
     }
 }
 
-/// A routed answer to count once its status is known: a deferred response's (a write that
-/// answers once durable) is known when its responder completes it, on another thread.
-#[derive(Debug)]
-pub(crate) struct RouteAnswer {
-    pub(crate) counters: Arc<RouteCounters>,
-    pub(crate) index: usize,
-    pub(crate) started: Instant,
-}
-
-impl RouteAnswer {
-    /// Counts the answer with `status`, timed from its dispatch to now.
-    pub(crate) fn count(self, status: u16) {
-        self.counters.count(self.index, status, self.started);
-    }
-}
-
 /// What one route answered: by status class and how long its handler took.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteFigures {

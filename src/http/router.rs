@@ -29,7 +29,7 @@ use crate::http::problem::Problem;
 use crate::http::request::{Method, Request};
 use crate::http::respond::IntoResponse;
 use crate::http::response::Response;
-use crate::http::route_stats::{RouteAnswer, RouteCounters, RouteLabel, RouteStats};
+use crate::http::route_stats::{RouteCounters, RouteLabel, RouteStats};
 use crate::http::static_files::StaticDir;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -765,13 +765,15 @@ impl Dispatch {
         };
         let response = handler.call(req);
         on_panic.armed = false;
+        let started = on_panic.started;
         match &response.deferred {
-            None => counters.count(index, response.status, on_panic.started),
-            Some(deferred) => deferred.count_on_completion(RouteAnswer {
-                counters: Arc::clone(counters),
-                index,
-                started: on_panic.started,
-            }),
+            None => counters.count(index, response.status, started),
+            Some(deferred) => {
+                let counters = Arc::clone(counters);
+                deferred.watch(Box::new(move |answered: &Response| {
+                    counters.count(index, answered.status, started);
+                }));
+            }
         }
         response
     }

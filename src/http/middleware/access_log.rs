@@ -1,5 +1,9 @@
 //! Structured access log: one JSON object per line with method, path, status, bytes,
 //! duration_us, request id and peer, to stderr or any sink.
+//!
+//! A line describes the answer the client got: for a deferred response (a write answered
+//! once durable) that is the completed one, logged when it completes, with the time up to
+//! then; never its placeholder.
 
 use super::request_id::RequestId;
 use super::Middleware;
@@ -8,6 +12,7 @@ use crate::http::problem::json_string;
 use crate::http::request::Request;
 use crate::http::response::Response;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -46,30 +51,87 @@ impl AccessLog {
     }
 }
 
+/// What a line says of the request.
+pub(crate) struct Logged<'a> {
+    method: &'a str,
+    path: &'a str,
+    request_id: Option<&'a str>,
+    remote: Option<SocketAddr>,
+}
+
+impl<'a> Logged<'a> {
+    fn of(req: &'a Request) -> Logged<'a> {
+        Logged {
+            method: req.method.as_str(),
+            path: &req.path,
+            request_id: req.extensions.get::<RequestId>().map(|id| id.0.as_str()),
+            remote: req.remote_addr,
+        }
+    }
+}
+
+/// [`Logged`] copied out of the request, for a line written once a deferred answer completes.
+struct LoggedLater {
+    method: String,
+    path: String,
+    request_id: Option<String>,
+    remote: Option<SocketAddr>,
+}
+
+impl LoggedLater {
+    fn of(req: &Request) -> LoggedLater {
+        let logged = Logged::of(req);
+        LoggedLater {
+            method: logged.method.to_string(),
+            path: logged.path.to_string(),
+            request_id: logged.request_id.map(str::to_string),
+            remote: logged.remote,
+        }
+    }
+
+    fn logged(&self) -> Logged<'_> {
+        Logged {
+            method: &self.method,
+            path: &self.path,
+            request_id: self.request_id.as_deref(),
+            remote: self.remote,
+        }
+    }
+}
+
+/// Writes the line of `response` to `sink`, timed from `started`.
+fn write_line(sink: &LogSink, logged: &Logged<'_>, response: &Response, started: Instant) {
+    let duration_us = started.elapsed().as_micros();
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    sink(&format_line(logged, response, duration_us, unix_ms));
+}
+
 /// One log line; pure so it can be tested byte for byte.
 pub(crate) fn format_line(
-    req: &Request,
+    logged: &Logged<'_>,
     response: &Response,
     duration_us: u128,
     unix_ms: u128,
 ) -> String {
     let mut line = String::with_capacity(160);
     line.push_str(&format!("{{\"ts_ms\":{unix_ms},\"method\":"));
-    json_string(&mut line, req.method.as_str());
+    json_string(&mut line, logged.method);
     line.push_str(",\"path\":");
-    json_string(&mut line, &req.path);
+    json_string(&mut line, logged.path);
     line.push_str(&format!(",\"status\":{}", response.status));
     match response.body.len() {
         Some(n) => line.push_str(&format!(",\"bytes\":{n}")),
         None => line.push_str(",\"bytes\":null"),
     }
     line.push_str(&format!(",\"duration_us\":{duration_us},\"request_id\":"));
-    match req.extensions.get::<RequestId>() {
-        Some(id) => json_string(&mut line, &id.0),
+    match logged.request_id {
+        Some(id) => json_string(&mut line, id),
         None => line.push_str("null"),
     }
     line.push_str(",\"remote\":");
-    match req.remote_addr {
+    match logged.remote {
         Some(addr) => json_string(&mut line, &addr.to_string()),
         None => line.push_str("null"),
     }
@@ -81,11 +143,15 @@ impl Middleware for AccessLog {
     fn call(&self, req: &mut Request, next: &dyn Handler) -> Response {
         let started = Instant::now();
         let response = next.call(req);
-        let duration_us = started.elapsed().as_micros();
-        let unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        (self.sink)(&format_line(req, &response, duration_us, unix_ms));
+        if response.is_deferred() {
+            let later = LoggedLater::of(req);
+            let sink = Arc::clone(&self.sink);
+            response.when_answered(move |answered| {
+                write_line(&sink, &later.logged(), answered, started);
+            });
+        } else {
+            write_line(&self.sink, &Logged::of(req), &response, started);
+        }
         response
     }
 }
@@ -100,7 +166,7 @@ mod tests {
         let mut req = Request::new(Method::Get, "/a\u{1b}[2J\"x");
         req.extensions.insert(RequestId("r1".into()));
         let response = Response::text(404, "nope");
-        let line = format_line(&req, &response, 12, 1000);
+        let line = format_line(&Logged::of(&req), &response, 12, 1000);
         assert_eq!(
             line,
             "{\"ts_ms\":1000,\"method\":\"GET\",\"path\":\"/a\\u001b[2J\\\"x\",\"status\":404,\

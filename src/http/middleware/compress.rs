@@ -2,6 +2,10 @@
 //! when `Accept-Encoding` allows it; always `Vary: Accept-Encoding` when the choice mattered.
 //! A 304 carries the `ETag` and `Vary` the 200 would have carried (RFC 9110 §15.4.5): the
 //! compressed variant's tag when the client revalidates it, and `Vary` by the 200's rule.
+//! A deferred response (a write answered once durable) goes out as completed, uncompressed:
+//! it is completed on the thread that made it durable (the engine's), which must not spend
+//! its time on deflate, and a write's answer is a record or a problem, rarely above the
+//! threshold.
 
 use super::Middleware;
 use crate::crypto::deflate;
