@@ -895,3 +895,68 @@ fn the_encoding_digest_of_a_state_of_many_pieces_is_the_hash_of_its_whole_encodi
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// `--access-log FILE`: a JSON line per answer, appended, each with the status the client got
+/// (a create's 201 once durable, not its placeholder), the router's own 404 included.
+#[test]
+fn the_access_log_flag_appends_a_line_per_answer() {
+    let data = common::fresh_dir("app", "access-log");
+    std::fs::create_dir_all(&data).unwrap();
+    let log = data.with_extension("access.jsonl");
+    std::fs::write(&log, "an earlier line\n").unwrap();
+    let app = App::new("logged").model::<Post>();
+    let mut options = common::serve_options(&data.join("data"));
+    options.access_log = Some(lithair::app::cli::AccessLogTo::File(log.clone()));
+    let running = app.start(&options).expect("start");
+    let addr = running.server.local_addr();
+    let created = request(
+        addr,
+        "POST",
+        "/api/posts",
+        "",
+        r#"{"title":"t","slug":"s"}"#,
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(common::get(addr, "/api/posts/999").status, 404);
+    assert_eq!(common::get(addr, "/no/such/route").status, 404);
+    running.stop().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines[0], "an earlier line", "appended, not truncated");
+    let fields: Vec<(String, String, f64)> = lines[1..]
+        .iter()
+        .map(|line| {
+            let value = json::parse(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            let text = |key: &str| value[key].as_str().unwrap_or_default().to_string();
+            let status = value["status"].as_f64().expect("a status");
+            (text("method"), text("path"), status)
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("POST".to_string(), "/api/posts".to_string(), 201.0),
+            ("GET".to_string(), "/api/posts/999".to_string(), 404.0),
+            ("GET".to_string(), "/no/such/route".to_string(), 404.0),
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_file(&log);
+}
+
+/// An access log that cannot be opened stops `start` with a message naming it.
+#[test]
+fn an_access_log_that_cannot_be_opened_is_an_error() {
+    let data = common::fresh_dir("app", "access-log-bad");
+    let mut options = common::serve_options(&data);
+    let missing = data.join("no-such-directory").join("access.jsonl");
+    options.access_log = Some(lithair::app::cli::AccessLogTo::File(missing));
+    let app = App::new("logged").model::<Post>();
+    let error = app.start(&options).err().expect("refused");
+    assert!(
+        error.contains("access log") && error.contains("no-such-directory"),
+        "{error}"
+    );
+    assert!(!data.exists(), "the data directory is left untouched");
+}

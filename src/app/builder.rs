@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::cli::{self, Command, ExtraFlag, ServeOptions};
+use super::cli::{self, AccessLogTo, Command, ExtraFlag, ServeOptions};
 use super::command::{Checks, Tx};
 use super::handle::{Executed, Handle};
 use super::metrics::Sources as MetricsSources;
@@ -22,7 +22,7 @@ use super::state::{register, AppState};
 use crate::engine::{Engine, EngineOptions};
 use crate::http::cors::Cors;
 use crate::http::limits::WORKER_THREADS_DEFAULT;
-use crate::http::middleware::SecurityHeaders;
+use crate::http::middleware::{AccessLog, SecurityHeaders};
 use crate::http::problem::Problem;
 use crate::http::route_stats::RouteStats;
 use crate::http::router::Router;
@@ -520,6 +520,19 @@ impl App {
                 crate::raft::node::PEER_BOOK_FILE_NAME
             ));
         }
+        // Before the data directory is touched: a log that cannot be opened changes nothing.
+        let access_log = match &options.access_log {
+            None => None,
+            Some(AccessLogTo::Stderr) => Some(AccessLog::stderr()),
+            Some(AccessLogTo::File(path)) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| format!("cannot open the access log {}: {e}", path.display()))?;
+                Some(AccessLog::writer(file))
+            }
+        };
         let (engine, replayed, cluster) = if !clustered {
             let (engine, replayed) = self.open_engine(&options.data)?;
             (engine, replayed, None)
@@ -548,7 +561,7 @@ impl App {
             routes: Some(RouteStats::new()),
             node: cluster.as_ref().map(|(node, _)| Arc::clone(node)),
         };
-        let router = self.router_with(&handle, sources);
+        let router = self.router_with(&handle, sources, access_log);
         let addr = std::net::SocketAddr::new(options.bind, options.port);
         let mut server_config = self.server_config.clone();
         if let Some(us) = options.poll_window_us {
@@ -596,16 +609,25 @@ impl App {
 
     /// The full router of the app.
     pub fn router(&self, handle: &Handle) -> Router {
-        self.router_with(handle, MetricsSources::default())
+        self.router_with(handle, MetricsSources::default(), None)
     }
 
     /// The full router, whose metrics also read `sources` (the counters of the server it is
-    /// served by, the Raft node of a clustered app).
-    fn router_with(&self, handle: &Handle, sources: MetricsSources) -> Router {
-        let mut router = match &self.security_headers {
-            Some(headers) => Router::bare().layer(headers.clone()),
-            None => Router::bare(),
-        };
+    /// served by, the Raft node of a clustered app), logging each answer to `access_log`.
+    fn router_with(
+        &self,
+        handle: &Handle,
+        sources: MetricsSources,
+        access_log: Option<AccessLog>,
+    ) -> Router {
+        let mut router = Router::bare();
+        if let Some(log) = access_log {
+            // Outermost: it times and logs every answer, the router's own 404s included.
+            router = router.layer(log);
+        }
+        if let Some(headers) = &self.security_headers {
+            router = router.layer(headers.clone());
+        }
         if let Some(cors) = &self.cors {
             router = router.layer(cors.clone());
         }

@@ -46,6 +46,15 @@ pub enum ReadMode {
     Lease,
 }
 
+/// Where `serve` writes its access log (`--access-log`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogTo {
+    /// Standard error (`--access-log -`).
+    Stderr,
+    /// A file, appended to (created if missing).
+    File(PathBuf),
+}
+
 /// Options of `serve`, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServeOptions {
@@ -70,6 +79,8 @@ pub struct ServeOptions {
     /// Longest a reactor polls for events before it sleeps, in microseconds
     /// (`--poll-window-us`; `None`: the server's default, `http::limits::POLL_WINDOW_MAX_US`).
     pub poll_window_us: Option<u64>,
+    /// Where a JSON line per answered request goes (`--access-log`; `None`: nowhere).
+    pub access_log: Option<AccessLogTo>,
     /// Values of the application's extra flags, in the order given (switches carry `""`), then
     /// those set only by the environment or `lithair.toml`.
     pub extra: Vec<(String, String)>,
@@ -420,7 +431,7 @@ fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr, CliError> {
 }
 
 /// The built-in settings of `serve`: flags, `LITHAIR_*` variables and `lithair.toml` keys.
-const KNOWN: [&str; 10] = [
+const KNOWN: [&str; 11] = [
     "port",
     "bind",
     "data",
@@ -431,6 +442,7 @@ const KNOWN: [&str; 10] = [
     "cluster-secret",
     "read-mode",
     "poll-window-us",
+    "access-log",
 ];
 
 /// Refuses a `lithair.toml` key that names no setting (`prot = 8080`): silently ignored, the
@@ -541,6 +553,9 @@ fn serve(args: &[String], layered: &Layered<'_>) -> Result<Command, CliError> {
         read_mode: parse_read_mode(setting("read-mode").as_deref())?,
         poll_window_us: setting("poll-window-us")
             .map(|v| parse_poll_window(&v))
+            .transpose()?,
+        access_log: setting("access-log")
+            .map(|v| parse_access_log(&v))
             .transpose()?,
         extra: extra_values,
     };
@@ -779,6 +794,16 @@ fn parse_poll_window(value: &str) -> Result<u64, CliError> {
     Ok(us)
 }
 
+fn parse_access_log(value: &str) -> Result<AccessLogTo, CliError> {
+    match value {
+        "" => Err(error(
+            "`--access-log` expects a file to append to, or - for standard error",
+        )),
+        "-" => Ok(AccessLogTo::Stderr),
+        path => Ok(AccessLogTo::File(PathBuf::from(path))),
+    }
+}
+
 fn parse_read_mode(value: Option<&str>) -> Result<ReadMode, CliError> {
     match value {
         None | Some("read-index") => Ok(ReadMode::ReadIndex),
@@ -841,7 +866,9 @@ pub fn usage(sources: &Sources<'_>) -> String {
          optional when every address is loopback)\n  \
          --read-mode M         linearizable reads: read-index (default) or lease\n  \
          --poll-window-us US   longest a reactor polls before it sleeps (default {poll};\n                        \
-         0: sleep at once, for a machine whose CPUs are shared)\n",
+         0: sleep at once, for a machine whose CPUs are shared)\n  \
+         --access-log FILE     a JSON line per answered request, appended to FILE (- for\n                        \
+         standard error; default: none)\n",
         name = sources.app_name,
         port = DEFAULT_PORT,
         bind = DEFAULT_BIND,
@@ -1163,6 +1190,53 @@ mod tests {
         let too_long = check("serve --poll-window-us 1001").expect_err("over a millisecond");
         assert!(too_long.to_string().contains("at most 1000"), "{too_long}");
         assert!(check("serve --poll-window-us -1").is_err());
+    }
+
+    #[test]
+    fn access_log_flag() {
+        assert_eq!(serve_options("serve").access_log, None);
+        assert_eq!(
+            serve_options("serve --access-log -").access_log,
+            Some(AccessLogTo::Stderr)
+        );
+        assert_eq!(
+            serve_options("serve --access-log /var/log/blog.jsonl").access_log,
+            Some(AccessLogTo::File(PathBuf::from("/var/log/blog.jsonl")))
+        );
+        let empty = parse(&["serve".into(), "--access-log".into(), String::new()], &{
+            Sources {
+                app_name: "blog",
+                extra_flags: &[],
+                env: &no_env,
+                config_file: None,
+            }
+        })
+        .expect_err("no file named");
+        assert!(empty.to_string().contains("--access-log"), "{empty}");
+        // A setting like the others: from the environment, or `access_log =` in the file.
+        let env = |name: &str| (name == "LITHAIR_ACCESS_LOG").then(|| "-".to_string());
+        let from_env = Sources {
+            app_name: "blog",
+            extra_flags: &[],
+            env: &env,
+            config_file: None,
+        };
+        let Ok(Command::Serve(options)) = parse(&args(""), &from_env) else {
+            panic!("serve expected")
+        };
+        assert_eq!(options.access_log, Some(AccessLogTo::Stderr));
+        let from_file = Sources {
+            app_name: "blog",
+            extra_flags: &[],
+            env: &no_env,
+            config_file: Some("access_log = \"logs/access.jsonl\"\n"),
+        };
+        let Ok(Command::Serve(options)) = parse(&args(""), &from_file) else {
+            panic!("serve expected")
+        };
+        let file = PathBuf::from("logs/access.jsonl");
+        assert_eq!(options.access_log, Some(AccessLogTo::File(file)));
+        assert!(usage(&from_file).contains("--access-log FILE"));
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub fn serve_options(data: &Path) -> ServeOptions {
         cluster_secret: None,
         read_mode: Default::default(),
         poll_window_us: None,
+        access_log: None,
         extra: Vec::new(),
     }
 }

@@ -29,9 +29,8 @@ impl AccessLog {
     /// Lines to standard error (one `write` per line under the stderr lock).
     pub fn stderr() -> Self {
         Self::to(Arc::new(|line: &str| {
-            let mut err = std::io::stderr().lock();
             // A full or closed stderr must not fail the request; the line is dropped.
-            let _ = writeln!(err, "{line}");
+            let _ = std::io::stderr().lock().write_all(&terminated(line));
         }))
     }
 
@@ -40,15 +39,27 @@ impl AccessLog {
         Self { sink }
     }
 
-    /// Lines appended to a writer (e.g. a file), serialized by a mutex.
+    /// Lines appended to a writer (e.g. a file opened to append), serialized by a mutex,
+    /// each in one `write_all`: an unbuffered file gets a line per `write`, never a part.
     pub fn writer(writer: impl Write + Send + 'static) -> Self {
         let writer = Mutex::new(writer);
         Self::to(Arc::new(move |line: &str| {
+            let line = terminated(line);
             if let Ok(mut w) = writer.lock() {
-                let _ = writeln!(w, "{line}");
+                // A full disk must not fail the request; the line is dropped.
+                let _ = w.write_all(&line);
             }
         }))
     }
+}
+
+/// `line` and its newline, to be written at once (`writeln!` writes them apart, and
+/// formats in pieces: several `write` calls a line on an unbuffered stream).
+fn terminated(line: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    bytes
 }
 
 /// What a line says of the request.
