@@ -84,6 +84,16 @@ impl std::fmt::Debug for Responder {
     }
 }
 
+/// Runs `watcher` on `response`. A watcher that panics (an access log's sink, say) is
+/// reported and skipped: it runs on the thread that completes the response, often the
+/// engine's, and under the hand-over's lock, neither of which it may take down.
+fn run_watcher(watcher: Watcher, response: &Response) {
+    let run = std::panic::AssertUnwindSafe(|| watcher(response));
+    if std::panic::catch_unwind(run).is_err() {
+        eprintln!("lithair: a deferred response's watcher panicked; its answer still goes out");
+    }
+}
+
 fn complete(cell: &Cell, response: Response) {
     assert!(
         response.deferred.is_none(),
@@ -93,7 +103,7 @@ fn complete(cell: &Cell, response: Response) {
     // Under the lock, so a watcher added at the same time is either run here or, seeing the
     // response completed, by `watch` itself: never both, never neither.
     for watcher in std::mem::take(&mut inner.watchers) {
-        watcher(&response);
+        run_watcher(watcher, &response);
     }
     match std::mem::replace(&mut inner.state, State::Done) {
         State::Open => inner.state = State::Completed(response),
@@ -152,7 +162,7 @@ impl Deferred {
     pub(crate) fn watch(&self, watcher: Watcher) {
         let mut inner = self.cell.lock();
         match &inner.state {
-            State::Completed(response) => watcher(response),
+            State::Completed(response) => run_watcher(watcher, response),
             State::Open | State::Attached(..) => inner.watchers.push(watcher),
             State::Done => unreachable!("a placeholder's pair is delivered only once attached"),
         }
@@ -241,6 +251,29 @@ mod tests {
         let deferred = Deferred::take(&mut placeholder).expect("placeholder carries the pair");
         let delivered = deferred.attach(placeholder, Box::new(|_| panic!("already complete")));
         assert_eq!(delivered.map(|r| r.status), Some(201));
+    }
+
+    #[test]
+    fn a_panicking_watcher_neither_loses_the_answer_nor_the_other_watchers() {
+        let (placeholder, responder) = Response::deferred();
+        placeholder.when_answered(|_| panic!("a sink that fails"));
+        let (sender, seen) = mpsc::channel();
+        placeholder.when_answered(move |answered| {
+            sender.send(answered.status).expect("receiver");
+        });
+        let mut placeholder = placeholder;
+        let deferred = Deferred::take(&mut placeholder).expect("placeholder carries the pair");
+        let (deliver, delivered) = mpsc::channel();
+        let attached = deferred.attach(
+            placeholder,
+            Box::new(move |response| deliver.send(response.status).expect("receiver")),
+        );
+        assert!(attached.is_none(), "not completed yet");
+        std::thread::spawn(move || responder.complete(Response::text(201, "made")))
+            .join()
+            .expect("the completing thread survives the watcher's panic");
+        assert_eq!(seen.recv().ok(), Some(201));
+        assert_eq!(delivered.recv().ok(), Some(201));
     }
 
     #[test]

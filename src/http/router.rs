@@ -725,7 +725,11 @@ impl Handler for ImplicitOptions {
 
 /// The innermost handler of a router: resolves and dispatches, counting each routed answer
 /// when the router was given [`RouteStats`].
-struct Dispatch(Arc<Table>, Option<Arc<RouteCounters>>);
+struct Dispatch {
+    table: Arc<Table>,
+    /// Where routed answers are counted (`None`: they are not).
+    counters: Option<Arc<RouteCounters>>,
+}
 
 /// Counts a routed handler's answer as a 5xx if the handler panics (the server answers 500);
 /// disarmed when it returns.
@@ -747,14 +751,14 @@ impl Drop for CountOnPanic<'_> {
 impl Dispatch {
     /// Identifies this router's table in `Request::planned`.
     fn table_id(&self) -> usize {
-        Arc::as_ptr(&self.0) as usize
+        Arc::as_ptr(&self.table) as usize
     }
 
     /// Runs handler `index`, counting its answer when routes are counted: at once, or for a
     /// deferred response when its responder completes it (a write, once durable).
     fn run(&self, index: usize, req: &mut Request) -> Response {
-        let handler = &self.0.handlers[index];
-        let Some(counters) = self.1.as_ref().filter(|c| c.counts(index)) else {
+        let handler = &self.table.handlers[index];
+        let Some(counters) = self.counters.as_ref().filter(|c| c.counts(index)) else {
             return handler.call(req);
         };
         let mut on_panic = CountOnPanic {
@@ -806,7 +810,7 @@ impl Handler for Dispatch {
         // Routed again (a nested router, or a middleware rewrote the request): any route
         // remembered belongs to an earlier match, so inner routers must match again too.
         req.planned.table = 0;
-        match self.0.resolve(req) {
+        match self.table.resolve(req) {
             Resolved::Found(index, rest, allow) => {
                 Dispatch::found(req, rest, allow);
                 self.run(index, req)
@@ -823,11 +827,11 @@ impl Handler for Dispatch {
     }
 
     fn is_inline(&self, req: &Request) -> bool {
-        self.0.is_inline(req)
+        self.table.is_inline(req)
     }
 
     fn plan(&self, req: &mut Request) -> HeadPlan {
-        let Resolved::Found(index, rest, allow) = self.0.resolve(req) else {
+        let Resolved::Found(index, rest, allow) = self.table.resolve(req) else {
             // Error answers are cheap, never block, and read no body.
             return HeadPlan {
                 inline: true,
@@ -839,7 +843,7 @@ impl Handler for Dispatch {
         req.planned.route = index;
         req.planned.method.clone_from(&req.method);
         req.planned.path.clone_from(&req.path);
-        self.0.handlers[index].plan(req)
+        self.table.handlers[index].plan(req)
     }
 }
 
@@ -968,7 +972,10 @@ impl Router {
                 counters
             });
             wrap(
-                Arc::new(Dispatch(Arc::clone(&self.table), counters)),
+                Arc::new(Dispatch {
+                    table: Arc::clone(&self.table),
+                    counters,
+                }),
                 &self.layers,
             )
         })
