@@ -203,3 +203,64 @@ fn a_panicking_handler_is_a_500_and_the_server_keeps_serving() {
     let r = server.get("/api/ping", &[]);
     assert_eq!((r.status, r.text().as_str()), (200, "pong"));
 }
+
+/// Per-route counting through a real server: a handler the reactor runs inline is timed on
+/// the reactor's turn clock (its answer counts 0, however long it took: no clock is read on
+/// the inline path), a worker's handler by the clock at each end, and a deferred answer
+/// submitted inline from the turn to its completion.
+#[test]
+fn routes_are_counted_on_the_reactor_without_a_clock_and_on_workers_with_one() {
+    use lithair::http::inline;
+    use lithair::http::route_stats::RouteStats;
+    use std::time::Duration;
+    let stats = RouteStats::new();
+    let router = Router::bare()
+        .get(
+            "/inline",
+            inline(|_: &mut Request| {
+                std::thread::sleep(Duration::from_millis(3));
+                Response::text(200, "inline")
+            }),
+        )
+        .get("/worker", |_: &mut Request| {
+            std::thread::sleep(Duration::from_millis(3));
+            Response::text(200, "worker")
+        })
+        .post(
+            "/deferred",
+            inline(|_: &mut Request| {
+                let (placeholder, responder) = Response::deferred();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(3));
+                    responder.complete(Response::text(201, "made"));
+                });
+                placeholder
+            }),
+        )
+        .count_routes(stats.clone());
+    let server = TestServer::start(router);
+    assert_eq!(server.get("/inline", &[]).status, 200);
+    assert_eq!(server.get("/worker", &[]).status, 200);
+    let made = server.send("POST /deferred HTTP/1.1\r\nContent-Length: 0", b"");
+    assert_eq!(made.status, 201);
+    assert_eq!(server.get("/missing", &[]).status, 404);
+    drop(server);
+    let routes = stats.routes();
+    let find = |pattern: &str| {
+        routes
+            .iter()
+            .find(|route| route.pattern == pattern)
+            .unwrap_or_else(|| panic!("{pattern} counted: {routes:?}"))
+    };
+    let inline_route = find("/inline");
+    assert_eq!(inline_route.responses_by_class, [0, 1, 0, 0, 0]);
+    assert_eq!(inline_route.durations.sum_us, 0, "{inline_route:?}");
+    assert_eq!(inline_route.durations.buckets[0], 1);
+    let worker = find("/worker");
+    assert_eq!(worker.responses_by_class, [0, 1, 0, 0, 0]);
+    assert!(worker.durations.sum_us >= 3_000, "{worker:?}");
+    let deferred = find("/deferred");
+    assert_eq!(deferred.responses_by_class, [0, 1, 0, 0, 0]);
+    assert!(deferred.durations.sum_us >= 3_000, "{deferred:?}");
+    assert_eq!(routes.len(), 3, "the 404 belongs to no route");
+}

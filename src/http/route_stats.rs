@@ -13,10 +13,18 @@
 //! counts as that GET. A handler that panics counts as a 5xx, an abandoned deferred answer
 //! as its 503.
 //!
-//! Counting is two clock reads and a few uncontended atomic adds: each thread counts in one
-//! of [`ROUTE_STRIPES`] stripes (threads take them in turn), and each route's counters in a
-//! stripe sit on cache lines of their own, so the reactors and workers answering the same
-//! route do not bounce a line between them. A reader sums the stripes.
+//! Times are read where they cost nothing on the reactor, whose every turn counts: a handler
+//! run inline by a reactor starts at the reactor's turn clock (read once per wakeup, see
+//! `set_turn_clock`), and an answer it gives within that turn counts 0, at the resolution
+//! of the reactor's wakeups (as `http::stats` times answers); so the inline path reads no
+//! clock at all, which pipelined requests, a few hundred nanoseconds each, would feel. A
+//! handler run by a worker reads the clock at its dispatch and at its answer, and a deferred
+//! answer is timed to its completion from either start.
+//!
+//! Counting is a few uncontended atomic adds: each thread counts in one of [`ROUTE_STRIPES`]
+//! stripes (threads take them in turn), and each route's counters in a stripe sit on cache
+//! lines of their own, so the reactors and workers answering the same route do not bounce a
+//! line between them. A reader sums the stripes.
 //!
 //! Owns: the per-route counters and their labels.
 //! Must not: block or allocate on the counting path (it runs for every routed answer).
@@ -58,18 +66,33 @@ pub(crate) struct RouteCounters {
     stripes: Vec<Box<[RouteCell]>>,
 }
 
+thread_local! {
+    /// The stripe this thread counts in (`usize::MAX` until its first count).
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// On a reactor thread, when its current turn began; `None` on every other thread.
+    static TURN_CLOCK: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
 /// The stripe this thread counts in (taken on its first count).
 fn stripe() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
     STRIPE.with(|stripe| {
         if stripe.get() == usize::MAX {
             stripe.set(NEXT.fetch_add(1, Ordering::Relaxed) % ROUTE_STRIPES);
         }
         stripe.get()
     })
+}
+
+/// A reactor's turn began at `at` (the clock it read on waking): what the handlers it runs
+/// inline in this turn are timed from. Called by reactor threads only.
+pub(crate) fn set_turn_clock(at: Instant) {
+    TURN_CLOCK.with(|clock| clock.set(Some(at)));
+}
+
+/// When this reactor thread's turn began; `None` off the reactors.
+pub(crate) fn turn_clock() -> Option<Instant> {
+    TURN_CLOCK.with(Cell::get)
 }
 
 impl RouteCounters {
@@ -92,11 +115,18 @@ impl RouteCounters {
     /// If `index` is not a handler of the table these counters were made for.
     pub(crate) fn count(&self, index: usize, status: u16, started: Instant) {
         let elapsed = started.elapsed();
-        // Not `as_micros`: its 128-bit division costs more than the rest of the count.
         let elapsed_us = elapsed
             .as_secs()
             .saturating_mul(1_000_000)
             .saturating_add(u64::from(elapsed.subsec_micros()));
+        self.count_us(index, status, elapsed_us);
+    }
+
+    /// Counts one answer of handler `index` with `status` that took `elapsed_us`.
+    ///
+    /// # Panics
+    /// If `index` is not a handler of the table these counters were made for.
+    pub(crate) fn count_us(&self, index: usize, status: u16, elapsed_us: u64) {
         let cell = &self.stripes[stripe()][index];
         cell.responses[status_class(status)].fetch_add(1, Ordering::Relaxed);
         cell.durations.record(elapsed_us);
