@@ -924,21 +924,29 @@ fn the_access_log_flag_appends_a_line_per_answer() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     assert_eq!(lines[0], "an earlier line", "appended, not truncated");
-    let fields: Vec<(String, String, f64)> = lines[1..]
+    let fields: Vec<(String, String, String, f64)> = lines[1..]
         .iter()
         .map(|line| {
             let value = json::parse(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-            let text = |key: &str| value[key].as_str().unwrap_or_default().to_string();
+            let text = |key: &str| value[key].as_str().unwrap_or("null").to_string();
             let status = value["status"].as_f64().expect("a status");
-            (text("method"), text("path"), status)
+            (text("method"), text("path"), text("route"), status)
         })
         .collect();
+    let line = |method: &str, path: &str, route: &str, status: f64| {
+        (
+            method.to_string(),
+            path.to_string(),
+            route.to_string(),
+            status,
+        )
+    };
     assert_eq!(
         fields,
         [
-            ("POST".to_string(), "/api/posts".to_string(), 201.0),
-            ("GET".to_string(), "/api/posts/999".to_string(), 404.0),
-            ("GET".to_string(), "/no/such/route".to_string(), 404.0),
+            line("POST", "/api/posts", "/api/posts", 201.0),
+            line("GET", "/api/posts/999", "/api/posts/{id}", 404.0),
+            line("GET", "/no/such/route", "null", 404.0),
         ]
     );
     let _ = std::fs::remove_dir_all(&data);

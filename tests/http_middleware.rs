@@ -36,14 +36,16 @@ fn access_log_and_request_ids() {
     let lines = lines.lock().expect("lock");
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
-        lines[0].contains("\"method\":\"GET\",\"path\":\"/hello\",\"status\":200,\"bytes\":2"),
+        lines[0].contains(
+            "\"method\":\"GET\",\"path\":\"/hello\",\"route\":\"/hello\",\"status\":200,\"bytes\":2"
+        ),
         "{}",
         lines[0]
     );
     assert!(lines[0].contains("\"request_id\":\"trace-42\""));
     assert!(lines[0].contains("\"duration_us\":"));
     assert!(
-        lines[1].contains("\"path\":\"/hel%0alo\",\"status\":404"),
+        lines[1].contains("\"path\":\"/hel%0alo\",\"route\":null,\"status\":404"),
         "{}",
         lines[1]
     );
@@ -83,7 +85,10 @@ fn the_access_log_gives_a_deferred_answer_as_completed() {
     let lines = lines.lock().expect("lock");
     assert_eq!(lines.len(), 2, "{lines:?}");
     let later = lines.iter().find(|l| l.contains("/later")).expect("logged");
-    assert!(later.contains("\"status\":201,\"bytes\":7"), "{later}");
+    assert!(
+        later.contains("\"route\":\"/later\",\"status\":201,\"bytes\":7"),
+        "{later}"
+    );
     let micros: u64 = later
         .split("\"duration_us\":")
         .nth(1)

@@ -47,6 +47,18 @@ pub const PATH_SEGMENTS_MAX: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestSegments(pub Vec<String>);
 
+/// Asks the router for the pattern it matches: a layer that wants it (the access log) puts
+/// this in `Request::extensions` before calling inward, and finds [`MatchedRoute`] there
+/// afterwards. Asked for, so a request nobody asks about copies nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WantMatchedRoute;
+
+/// The pattern of the route that answered (`/items/{id}`, group prefix included), put in
+/// `Request::extensions` by the router when [`WantMatchedRoute`] asked for it. Absent when no
+/// route answered (404, 405, an automatic OPTIONS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedRoute(pub String);
+
 /// Something the router can register as a route handler: closures returning anything
 /// [`IntoResponse`], plus handler types ([`Layered`], [`StaticDir`], [`Router`], `Inline`,
 /// `Arc<dyn Handler>`). The marker parameter only keeps the implementations apart.
@@ -759,6 +771,11 @@ impl Dispatch {
     /// reactor it reads no clock (see `http::route_stats` for how it times).
     fn run(&self, index: usize, req: &mut Request) -> Response {
         let handler = &self.table.handlers[index];
+        if req.extensions.get::<WantMatchedRoute>().is_some() {
+            if let Some(Some(label)) = self.table.labels.get(index) {
+                req.extensions.insert(MatchedRoute(label.pattern.clone()));
+            }
+        }
         let Some(counters) = self.counters.as_ref().filter(|c| c.counts(index)) else {
             return handler.call(req);
         };
@@ -1187,6 +1204,32 @@ mod tests {
         );
         let posts = &routes[1].durations;
         assert!(posts.sum_us >= 2 * 3_000, "timed to completion: {posts:?}");
+    }
+
+    #[test]
+    fn the_matched_pattern_is_given_only_when_asked_for() {
+        let router = Router::bare()
+            .group("/api", |g| g.get("/items/{id}", echo("item")))
+            .get("/plain", echo("plain"));
+        let matched = |target: &str, ask: bool| {
+            let mut req = Request::new(Method::Get, target);
+            if ask {
+                req.extensions.insert(WantMatchedRoute);
+            }
+            let _ = router.call(&mut req);
+            req.extensions.get::<MatchedRoute>().map(|r| r.0.clone())
+        };
+        assert_eq!(
+            matched("/api/items/7", true).as_deref(),
+            Some("/api/items/{id}")
+        );
+        assert_eq!(matched("/plain", true).as_deref(), Some("/plain"));
+        assert_eq!(
+            matched("/api/items/7", false),
+            None,
+            "not asked: nothing copied"
+        );
+        assert_eq!(matched("/nothing", true), None, "no route answered");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Structured access log: one JSON object per line with method, path, status, bytes,
-//! duration_us, request id and peer, to stderr or any sink.
+//! Structured access log: one JSON object per line with method, path, the route pattern that
+//! answered (`null` when none did), status, bytes, duration_us, request id and peer, to
+//! stderr or any sink.
 //!
 //! A line describes the answer the client got: for a deferred response (a write answered
 //! once durable) that is the completed one, logged when it completes, with the time up to
@@ -11,6 +12,7 @@ use crate::http::handler::Handler;
 use crate::http::problem::json_string;
 use crate::http::request::Request;
 use crate::http::response::Response;
+use crate::http::router::{MatchedRoute, WantMatchedRoute};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -66,6 +68,7 @@ fn terminated(line: &str) -> Vec<u8> {
 pub(crate) struct Logged<'a> {
     method: &'a str,
     path: &'a str,
+    route: Option<&'a str>,
     request_id: Option<&'a str>,
     remote: Option<SocketAddr>,
 }
@@ -75,6 +78,7 @@ impl<'a> Logged<'a> {
         Logged {
             method: req.method.as_str(),
             path: &req.path,
+            route: req.extensions.get::<MatchedRoute>().map(|r| r.0.as_str()),
             request_id: req.extensions.get::<RequestId>().map(|id| id.0.as_str()),
             remote: req.remote_addr,
         }
@@ -85,6 +89,7 @@ impl<'a> Logged<'a> {
 struct LoggedLater {
     method: String,
     path: String,
+    route: Option<String>,
     request_id: Option<String>,
     remote: Option<SocketAddr>,
 }
@@ -95,6 +100,7 @@ impl LoggedLater {
         LoggedLater {
             method: logged.method.to_string(),
             path: logged.path.to_string(),
+            route: logged.route.map(str::to_string),
             request_id: logged.request_id.map(str::to_string),
             remote: logged.remote,
         }
@@ -104,6 +110,7 @@ impl LoggedLater {
         Logged {
             method: &self.method,
             path: &self.path,
+            route: self.route.as_deref(),
             request_id: self.request_id.as_deref(),
             remote: self.remote,
         }
@@ -131,6 +138,11 @@ pub(crate) fn format_line(
     json_string(&mut line, logged.method);
     line.push_str(",\"path\":");
     json_string(&mut line, logged.path);
+    line.push_str(",\"route\":");
+    match logged.route {
+        Some(route) => json_string(&mut line, route),
+        None => line.push_str("null"),
+    }
     line.push_str(&format!(",\"status\":{}", response.status));
     match response.body.len() {
         Some(n) => line.push_str(&format!(",\"bytes\":{n}")),
@@ -153,6 +165,7 @@ pub(crate) fn format_line(
 impl Middleware for AccessLog {
     fn call(&self, req: &mut Request, next: &dyn Handler) -> Response {
         let started = Instant::now();
+        req.extensions.insert(WantMatchedRoute);
         let response = next.call(req);
         if response.is_deferred() {
             let later = LoggedLater::of(req);
@@ -180,7 +193,7 @@ mod tests {
         let line = format_line(&Logged::of(&req), &response, 12, 1000);
         assert_eq!(
             line,
-            "{\"ts_ms\":1000,\"method\":\"GET\",\"path\":\"/a\\u001b[2J\\\"x\",\"status\":404,\
+            "{\"ts_ms\":1000,\"method\":\"GET\",\"path\":\"/a\\u001b[2J\\\"x\",\"route\":null,\"status\":404,\
              \"bytes\":4,\"duration_us\":12,\"request_id\":\"r1\",\"remote\":null}"
         );
     }
