@@ -16,14 +16,21 @@ fn big_page(_: &mut Request) -> Response {
     Response::html(200, "<p>lithair gzip check</p>\n".repeat(400))
 }
 
-#[test]
-fn access_log_and_request_ids() {
+/// An access log whose lines are collected, and where to read them.
+fn collected_log() -> (Arc<Mutex<Vec<String>>>, AccessLog) {
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let store = Arc::clone(&lines);
+    let log = AccessLog::to(Arc::new(move |l: &str| {
+        store.lock().expect("lock").push(l.to_string())
+    }));
+    (lines, log)
+}
+
+#[test]
+fn access_log_and_request_ids() {
+    let (lines, log) = collected_log();
     let router = Router::new()
-        .layer(AccessLog::to(Arc::new(move |l: &str| {
-            store.lock().expect("lock").push(l.to_string())
-        })))
+        .layer(log)
         .layer(RequestId::default())
         .get("/hello", |_: &mut Request| "hi");
     let server = TestServer::start(router);
@@ -57,12 +64,9 @@ fn access_log_and_request_ids() {
 /// time of the answer the client got, not its placeholder's (202, at the handler's return).
 #[test]
 fn the_access_log_gives_a_deferred_answer_as_completed() {
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let store = Arc::clone(&lines);
+    let (lines, log) = collected_log();
     let router = Router::new()
-        .layer(AccessLog::to(Arc::new(move |l: &str| {
-            store.lock().expect("lock").push(l.to_string())
-        })))
+        .layer(log)
         .post("/later", |_: &mut Request| {
             let (placeholder, responder) = Response::deferred();
             std::thread::spawn(move || {

@@ -1192,6 +1192,19 @@ mod tests {
         assert!(check("serve --poll-window-us -1").is_err());
     }
 
+    /// The blog's sources without extra flags, with `env` and the config file `file`.
+    fn blog_sources<'a>(
+        env: &'a dyn Fn(&str) -> Option<String>,
+        file: Option<&'a str>,
+    ) -> Sources<'a> {
+        Sources {
+            app_name: "blog",
+            extra_flags: &[],
+            env,
+            config_file: file,
+        }
+    }
+
     #[test]
     fn access_log_flag() {
         assert_eq!(serve_options("serve").access_log, None);
@@ -1203,34 +1216,16 @@ mod tests {
             serve_options("serve --access-log /var/log/blog.jsonl").access_log,
             Some(AccessLogTo::File(PathBuf::from("/var/log/blog.jsonl")))
         );
-        let empty = parse(&["serve".into(), "--access-log".into(), String::new()], &{
-            Sources {
-                app_name: "blog",
-                extra_flags: &[],
-                env: &no_env,
-                config_file: None,
-            }
-        })
-        .expect_err("no file named");
+        let empty_value = ["serve".to_string(), "--access-log".into(), String::new()];
+        let empty = parse(&empty_value, &blog_sources(&no_env, None)).expect_err("no file named");
         assert!(empty.to_string().contains("--access-log"), "{empty}");
         // A setting like the others: from the environment, or `access_log =` in the file.
         let env = |name: &str| (name == "LITHAIR_ACCESS_LOG").then(|| "-".to_string());
-        let from_env = Sources {
-            app_name: "blog",
-            extra_flags: &[],
-            env: &env,
-            config_file: None,
-        };
-        let Ok(Command::Serve(options)) = parse(&args(""), &from_env) else {
+        let Ok(Command::Serve(options)) = parse(&args(""), &blog_sources(&env, None)) else {
             panic!("serve expected")
         };
         assert_eq!(options.access_log, Some(AccessLogTo::Stderr));
-        let from_file = Sources {
-            app_name: "blog",
-            extra_flags: &[],
-            env: &no_env,
-            config_file: Some("access_log = \"logs/access.jsonl\"\n"),
-        };
+        let from_file = blog_sources(&no_env, Some("access_log = \"logs/access.jsonl\"\n"));
         let Ok(Command::Serve(options)) = parse(&args(""), &from_file) else {
             panic!("serve expected")
         };

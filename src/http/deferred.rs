@@ -3,8 +3,9 @@
 //! applier once a write is durable), so no thread waits for a commit.
 //!
 //! Owns: the hand-over between the thread that completes a response and the connection that
-//! is waiting for it, whichever comes first, and the rule that an abandoned responder still
-//! answers (503) so a connection never hangs.
+//! is waiting for it, whichever comes first, the rule that an abandoned responder still
+//! answers (503) so a connection never hangs, and the watchers that see the completed
+//! response (`Response::when_answered`: the access log, the per-route counters).
 //! Must not: know about sockets or reactors (the connection attaches a delivery closure).
 
 use super::response::Response;
@@ -86,7 +87,7 @@ impl std::fmt::Debug for Responder {
 
 /// Runs `watcher` on `response`. A watcher that panics (an access log's sink, say) is
 /// reported and skipped: it runs on the thread that completes the response, often the
-/// engine's, and under the hand-over's lock, neither of which it may take down.
+/// engine's, which it must not take down.
 fn run_watcher(watcher: Watcher, response: &Response) {
     let run = std::panic::AssertUnwindSafe(|| watcher(response));
     if std::panic::catch_unwind(run).is_err() {
@@ -100,10 +101,20 @@ fn complete(cell: &Cell, response: Response) {
         "a deferred response cannot complete with another deferred response"
     );
     let mut inner = cell.lock();
-    // Under the lock, so a watcher added at the same time is either run here or, seeing the
-    // response completed, by `watch` itself: never both, never neither.
-    for watcher in std::mem::take(&mut inner.watchers) {
-        run_watcher(watcher, &response);
+    // The watchers run outside the lock (an access log writes a line: the connection's
+    // reactor must not wait for that to attach). One added meanwhile is taken on the next
+    // round; once the state changes under the lock, a later one sees the response completed
+    // and runs itself: each runs once.
+    loop {
+        let watchers = std::mem::take(&mut inner.watchers);
+        if watchers.is_empty() {
+            break;
+        }
+        drop(inner);
+        for watcher in watchers {
+            run_watcher(watcher, &response);
+        }
+        inner = cell.lock();
     }
     match std::mem::replace(&mut inner.state, State::Done) {
         State::Open => inner.state = State::Completed(response),
@@ -162,6 +173,8 @@ impl Deferred {
     pub(crate) fn watch(&self, watcher: Watcher) {
         let mut inner = self.cell.lock();
         match &inner.state {
+            // Under the lock, where the response is: only this placeholder's own connection,
+            // which attaches after its layers have watched, takes it.
             State::Completed(response) => run_watcher(watcher, response),
             State::Open | State::Attached(..) => inner.watchers.push(watcher),
             State::Done => unreachable!("a placeholder's pair is delivered only once attached"),

@@ -27,7 +27,8 @@
 //! line between them. A reader sums the stripes.
 //!
 //! Owns: the per-route counters and their labels.
-//! Must not: block or allocate on the counting path (it runs for every routed answer).
+//! Must not: block or allocate on the counting path (it runs for every routed answer; a
+//! deferred answer's count waits in a boxed watcher, one allocation per write).
 //!
 //! [`Router::count_routes`]: super::router::Router::count_routes
 
