@@ -2,7 +2,8 @@
 //! (`app::forward`): three nodes of the harness app on loopback, each a child process.
 //!
 //! - many clients writing through one follower at once: every write acknowledged once, under
-//!   its own id, readable on the leader; one client's pipelined writes keep their order;
+//!   its own id, readable on the leader, and counted in the leader's per-route metrics, not
+//!   the follower's; one client's pipelined writes keep their order;
 //! - the leader stopped with forwarded writes in flight, then killed: every client gets an
 //!   answer (201, or 503 with `Retry-After`: the outcome is unknown), none hangs; every 201 is
 //!   durable; new writes through a follower reach the new leader.
@@ -101,8 +102,9 @@ fn write_keyed(addr: SocketAddr, key: &str) -> u64 {
 #[test]
 fn concurrent_writes_through_a_follower_are_each_acknowledged_once() {
     let cluster = start_cluster("forward-many");
-    let (leader, follower) = settled(&cluster);
-    let follower = cluster.nodes[follower].http;
+    let (leader, follower_index) = settled(&cluster);
+    let term = status(cluster.nodes[leader].http).map(|s| s.term);
+    let follower = cluster.nodes[follower_index].http;
     let ids: Vec<u64> = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| {
@@ -124,6 +126,39 @@ fn concurrent_writes_through_a_follower_are_each_acknowledged_once() {
     assert_eq!(unique.len(), WRITERS * WRITES_EACH, "one id per write");
     assert_readable(cluster.nodes[leader].http, &unique);
     wait_converged(&cluster);
+    // Per-route metrics: a forwarded write is counted by the leader that ran it, as the
+    // answer it gave; the follower's router never saw it, so its route has no series. (Only
+    // if the term did not move: after an election the follower may have led for a while.)
+    if status(cluster.nodes[leader].http).map(|s| s.term) != term {
+        eprintln!("an election during the writes: the per-route counts are not checked");
+        return;
+    }
+    let created = |node: usize| {
+        created_answers(cluster.nodes[node].http).expect("the node serves its metrics")
+    };
+    assert!(
+        created(leader) >= (WRITERS * WRITES_EACH) as f64,
+        "the leader counted {} creates",
+        created(leader)
+    );
+    assert_eq!(
+        created(follower_index),
+        0.0,
+        "the follower counted a forwarded write"
+    );
+}
+
+/// The `2xx` answers `POST /api/items` gave on a node, from its `/_lithair/metrics` (0 when
+/// the route has no series: it answered nothing).
+fn created_answers(addr: SocketAddr) -> Option<f64> {
+    let (status, text) = http(addr, "GET", "/_lithair/metrics", "", "")?;
+    assert_eq!(status, 200, "{text}");
+    let series =
+        "lithair_http_route_responses_total{method=\"POST\",route=\"/api/items\",class=\"2xx\"} ";
+    let Some(line) = text.lines().find(|line| line.starts_with(series)) else {
+        return Some(0.0);
+    };
+    line[series.len()..].parse().ok()
 }
 
 #[test]
