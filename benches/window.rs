@@ -5,7 +5,8 @@
 //!   pool larger than the window, so an evicted key's data is cold as in a server.
 //! - `rebuild`: 100,000 keys remembered into an empty window (a snapshot decode, or the
 //!   snapshotter's replay from an empty window).
-//! - `clone`: a full window cloned (the sequencer's speculative copy after a leader change).
+//! - `clone`: a full window cloned (the sequencer's speculative copy after a leader change, the
+//!   snapshot's copy of a state that clones cheaply, both under the read lock).
 //!
 //! Run: `cargo bench --bench window`.
 

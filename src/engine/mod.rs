@@ -35,6 +35,7 @@
 //! the committed state once nothing is in flight.
 
 pub mod backup;
+mod chunked;
 mod core;
 mod envelope;
 mod policy;
