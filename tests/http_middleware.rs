@@ -107,6 +107,92 @@ fn the_access_log_gives_a_deferred_answer_as_completed() {
     assert!(dropped.contains("\"status\":503"), "{dropped}");
 }
 
+/// Which thread a layer's map of a deferred answer ran on.
+struct ThreadOfMap(Arc<Mutex<Vec<String>>>);
+
+impl lithair::http::middleware::Middleware for ThreadOfMap {
+    fn call(&self, req: &mut Request, next: &dyn lithair::http::Handler) -> Response {
+        let threads = Arc::clone(&self.0);
+        next.call(req).map_answer(move |answer| {
+            let name = std::thread::current()
+                .name()
+                .unwrap_or("unnamed")
+                .to_string();
+            threads.lock().expect("lock").push(name);
+            answer
+        })
+    }
+}
+
+/// A write answered once durable is compressed like any answer, by a worker rather than the
+/// thread that completed it (the engine's, in an app), and every layer sees what is sent: the
+/// access log its compressed size, CORS and compression both in `Vary`.
+#[test]
+fn a_deferred_answer_is_compressed_off_the_completing_thread() {
+    let (lines, log) = collected_log();
+    let threads = Arc::new(Mutex::new(Vec::new()));
+    let record = long_record();
+    let body = record.clone();
+    let router = Router::new()
+        .layer(log)
+        .layer(Cors::new(["https://app.example"]))
+        .layer(Compression::default())
+        .layer(ThreadOfMap(Arc::clone(&threads)))
+        .post("/later", move |_: &mut Request| {
+            let (placeholder, responder) = Response::deferred();
+            let body = body.clone();
+            std::thread::Builder::new()
+                .name("completer".into())
+                .spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    responder.complete(Response::bytes(201, "application/json", body.into_bytes()));
+                })
+                .expect("spawn");
+            placeholder
+        });
+    let server = TestServer::start(router);
+    let head = "POST /later HTTP/1.1\r\nContent-Length: 0\r\nOrigin: https://app.example";
+    let gzip = server.send(&format!("{head}\r\nAccept-Encoding: gzip"), b"");
+    assert_eq!(gzip.status, 201);
+    assert_eq!(gzip.header("content-encoding"), Some("gzip"));
+    assert_eq!(
+        deflate::gunzip(&gzip.body, 1 << 20).expect("gunzip"),
+        record.as_bytes()
+    );
+    assert!(gzip.body.len() * 4 < record.len(), "{}", gzip.body.len());
+    let mut vary = gzip.headers_named("vary");
+    vary.sort_unstable();
+    assert_eq!(vary, ["Accept-Encoding", "Origin"]);
+    assert_eq!(
+        gzip.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let identity = server.send(head, b"");
+    assert_eq!(identity.status, 201);
+    assert_eq!(identity.header("content-encoding"), None);
+    assert_eq!(identity.body, record.as_bytes());
+    assert!(identity.headers_named("vary").contains(&"Accept-Encoding"));
+    drop(server);
+    let threads = threads.lock().expect("lock");
+    assert_eq!(threads.len(), 2, "{threads:?}");
+    assert!(
+        threads.iter().all(|t| t.starts_with("lithair-worker")),
+        "mapped off the completing thread: {threads:?}"
+    );
+    let lines = lines.lock().expect("lock");
+    let logged = format!("\"status\":201,\"bytes\":{}", gzip.body.len());
+    assert!(
+        lines.iter().any(|l| l.contains(&logged)),
+        "{logged} in {lines:?}"
+    );
+}
+
+/// A record of about 4 KiB, as a write's answer with a long text field would be.
+fn long_record() -> String {
+    let notes = "a durable write answered once committed; ".repeat(100);
+    format!("{{\"id\":7,\"name\":\"widget\",\"notes\":\"{notes}\"}}")
+}
+
 #[test]
 fn cors_preflight_and_actual_requests() {
     let router = Router::new()

@@ -9,9 +9,10 @@
 //! Must not: block, or poll (the reactor owns the poller and tells it what we want).
 
 use super::chunked::ChunkedDecoder;
-use super::deferred::Deferred;
+use super::deferred::{Answer, Deferred, DeliverAnswer};
 use super::handler::{catch_logged, handler_failed_response, run_handler};
 use super::parse::{framing, parse_head, BodyKind, HeadLimits, HeaderSlot, ParseError, Status};
+use super::pool::{Job, Submitter};
 use super::problem::Problem;
 use super::reactor::{Completion, Inbox, Outcome, Shared};
 use super::request::{Method, Request, Trailers, Version};
@@ -728,7 +729,9 @@ impl Conn {
                 self.push_ready(exchange, timed, response);
                 return;
             }
-            match settle(response, ctx.inbox, ctx.token, seq) {
+            match settle(response, ctx.inbox, ctx.token, seq, || {
+                shared.pool.submitter()
+            }) {
                 Some(response) => self.push_ready(exchange, timed, response),
                 None => self.push_waiting(exchange, timed, in_order),
             }
@@ -742,9 +745,10 @@ impl Conn {
         let handler = Arc::clone(&shared.handler);
         let inbox = Arc::clone(ctx.inbox);
         let token = ctx.token;
+        let workers = shared.pool.submitter();
         let job = Box::new(move || {
             let response = run_handler(&*handler, &mut request);
-            if let Some(response) = settle(response, &inbox, token, seq) {
+            if let Some(response) = settle(response, &inbox, token, seq, || workers) {
                 inbox.push(Completion {
                     token,
                     outcome: Outcome::Response { seq, response },
@@ -1102,20 +1106,41 @@ pub(crate) fn empty_request() -> Request {
 /// What to do with a handler's answer to request `seq`: an ordinary response is returned as
 /// is; a deferred one is returned if already complete, else delivered to the connection's
 /// inbox when its responder completes it (from whatever thread that is).
-fn settle(mut response: Response, inbox: &Arc<Inbox>, token: u64, seq: u64) -> Option<Response> {
+///
+/// A completed answer with layers' work left on it (compression) is finished by a worker, not
+/// on the completing thread (the engine's applier, most often); when no worker can take it
+/// (the queue is full, the server is stopping) that thread finishes it rather than lose it.
+/// One already complete here is finished here, as an ordinary response would be.
+fn settle(
+    mut response: Response,
+    inbox: &Arc<Inbox>,
+    token: u64,
+    seq: u64,
+    workers: impl FnOnce() -> Submitter,
+) -> Option<Response> {
     let Some(deferred) = Deferred::take(&mut response) else {
         return Some(response);
     };
     let inbox = Arc::clone(inbox);
-    deferred.attach(
-        response,
-        Box::new(move |response| {
-            inbox.push(Completion {
-                token,
-                outcome: Outcome::Response { seq, response },
-            });
-        }),
-    )
+    let post = move |response: Response| {
+        inbox.push(Completion {
+            token,
+            outcome: Outcome::Response { seq, response },
+        });
+    };
+    let workers = deferred.has_maps().then(workers);
+    let deliver: DeliverAnswer = Box::new(move |answer: Answer| match workers {
+        Some(workers) if answer.has_work() => {
+            let finish: Job = Box::new(move || post(answer.finish()));
+            if let Err(finish) = workers.try_submit(finish) {
+                finish();
+            }
+        }
+        _ => post(answer.finish()),
+    });
+    deferred
+        .attach_answer(response, deliver)
+        .map(Answer::finish)
 }
 
 /// Header strings kept between requests for reuse (a head has at most this many worth keeping).

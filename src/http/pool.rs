@@ -25,6 +25,20 @@ struct Shared {
 }
 
 impl Shared {
+    fn try_submit(&self, job: Job) -> Result<(), Job> {
+        let mut queue = self.lock();
+        if queue.len() >= self.queue_max || self.stopping.load(Ordering::Acquire) {
+            drop(queue);
+            self.gauges.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(job);
+        }
+        queue.push_back(job);
+        set_queued(&self.gauges.queued, queue.len());
+        drop(queue);
+        self.ready.notify_one();
+        Ok(())
+    }
+
     fn lock(&self) -> MutexGuard<'_, VecDeque<Job>> {
         // Jobs run outside the lock and under catch_unwind, so poisoning cannot leave the
         // queue half-updated; recover rather than cascade.
@@ -83,17 +97,15 @@ impl Pool {
 
     /// Queues `job`, or gives it back when the queue is full or the pool is stopping.
     pub fn try_submit(&self, job: Job) -> Result<(), Job> {
-        let mut queue = self.shared.lock();
-        if queue.len() >= self.shared.queue_max || self.shared.stopping.load(Ordering::Acquire) {
-            drop(queue);
-            self.shared.gauges.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(job);
+        self.shared.try_submit(job)
+    }
+
+    /// A handle that queues jobs here from any thread, for work that turns up later on a
+    /// thread that does not own the pool (a deferred answer finished off the engine's thread).
+    pub(crate) fn submitter(&self) -> Submitter {
+        Submitter {
+            shared: Arc::clone(&self.shared),
         }
-        queue.push_back(job);
-        set_queued(&self.shared.gauges.queued, queue.len());
-        drop(queue);
-        self.shared.ready.notify_one();
-        Ok(())
     }
 
     /// Jobs waiting for a worker.
@@ -125,6 +137,20 @@ impl Pool {
             }
         }
         all_joined
+    }
+}
+
+/// Queues jobs on a [`Pool`] from any thread (see [`Pool::submitter`]); a stopped pool
+/// refuses them.
+#[derive(Clone)]
+pub(crate) struct Submitter {
+    shared: Arc<Shared>,
+}
+
+impl Submitter {
+    /// [`Pool::try_submit`].
+    pub(crate) fn try_submit(&self, job: Job) -> Result<(), Job> {
+        self.shared.try_submit(job)
     }
 }
 

@@ -359,6 +359,24 @@ impl Response {
         }
     }
 
+    /// Replaces the response the client gets with `map(response)`: this one, now, or for the
+    /// placeholder of a deferred response the completed one (the 503 of an abandoned one
+    /// included), once it completes. For middleware that transforms answers (compression).
+    /// A deferred answer is mapped off the completing thread, by a worker when one is free
+    /// (the completing thread is often the engine's applier, which must not wait for a
+    /// layer's work), after the steps added before this one ([`Response::when_answered`]
+    /// included) and before those added after. A `map` that panics answers 500.
+    #[must_use = "the response to send is the one returned"]
+    pub fn map_answer(self, map: impl FnOnce(Response) -> Response + Send + 'static) -> Response {
+        match &self.deferred {
+            None => map(self),
+            Some(deferred) => {
+                deferred.map(Box::new(map));
+                self
+            }
+        }
+    }
+
     /// Sets (replaces) a header; builder style.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.insert(name, value);

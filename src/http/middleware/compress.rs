@@ -2,10 +2,9 @@
 //! when `Accept-Encoding` allows it; always `Vary: Accept-Encoding` when the choice mattered.
 //! A 304 carries the `ETag` and `Vary` the 200 would have carried (RFC 9110 §15.4.5): the
 //! compressed variant's tag when the client revalidates it, and `Vary` by the 200's rule.
-//! A deferred response (a write answered once durable) goes out as completed, uncompressed:
-//! it is completed on the thread that made it durable (the engine's), which must not spend
-//! its time on deflate, and a write's answer is a record or a problem, rarely above the
-//! threshold.
+//! A deferred response (a write answered once durable) is encoded by the same rule once it
+//! completes, by a worker rather than the thread that completed it (the engine's applier,
+//! which must not spend its time on deflate): see `Response::map_answer`.
 
 use super::Middleware;
 use crate::crypto::deflate;
@@ -86,7 +85,7 @@ fn lists_tag(if_none_match: &str, tag: &str) -> bool {
 /// would have carried it and `Vary: Accept-Encoding`. Without this, the 304 named the identity
 /// tag and a cache holding the gzip variant could not match it to the stored response.
 /// Returns whether the client held the gzip tag.
-fn revalidated_variant(req: &Request, response: &mut Response, accepts: bool) -> bool {
+fn revalidated_variant(asked: &Asked, response: &mut Response) -> bool {
     let Some(etag) = response.headers.get("etag") else {
         return false;
     };
@@ -94,15 +93,15 @@ fn revalidated_variant(req: &Request, response: &mut Response, accepts: bool) ->
     if gzip_tag == etag {
         return false;
     }
-    let held = req
-        .headers
-        .get_all("if-none-match")
+    let held = asked
+        .if_none_match
+        .iter()
         .any(|inm| lists_tag(inm, &gzip_tag));
     if !held {
         return false;
     }
     response.headers.append_static("Vary", "Accept-Encoding");
-    if accepts {
+    if asked.accepts_gzip {
         response.headers.insert("ETag", gzip_tag);
         // The 200 would be the gzip variant, whose length is not the identity one.
         response.headers.remove("content-length");
@@ -117,8 +116,8 @@ fn revalidated_variant(req: &Request, response: &mut Response, accepts: bool) ->
 /// `COMPRESS_FILE_BYTES_MAX` is taken for a file's (not compressed). When the 200 would be
 /// compressed, the 304 loses the identity length (the 200's is the gzip one, unknown here)
 /// and, unless the client revalidated with a tag it holds, names the gzip tag the 200 would.
-fn not_modified(req: &Request, response: &mut Response, accepts: bool, bytes_min: usize) {
-    if revalidated_variant(req, response, accepts) {
+fn not_modified(asked: &Asked, response: &mut Response, bytes_min: usize) {
+    if revalidated_variant(asked, response) {
         return;
     }
     let h = &response.headers;
@@ -133,11 +132,11 @@ fn not_modified(req: &Request, response: &mut Response, accepts: bool, bytes_min
         return;
     }
     response.headers.append_static("Vary", "Accept-Encoding");
-    if !accepts {
+    if !asked.accepts_gzip {
         return;
     }
     response.headers.remove("content-length");
-    if !req.headers.contains("if-none-match") {
+    if asked.if_none_match.is_empty() {
         if let Some(etag) = response.headers.get("etag").map(gzip_etag) {
             response.headers.insert("ETag", etag);
         }
@@ -151,62 +150,93 @@ fn read_region(file: &mut std::fs::File, offset: u64, len: u64) -> std::io::Resu
     Ok(buf)
 }
 
+/// What the request asked that decides the encoding, kept apart from the request: a deferred
+/// answer is encoded once the request is gone, by the rule an ordinary one is.
+struct Asked {
+    accepts_gzip: bool,
+    /// The `If-None-Match` fields (none: the request sent none).
+    if_none_match: Vec<String>,
+}
+
+impl Asked {
+    fn of(req: &Request) -> Asked {
+        Asked {
+            accepts_gzip: req.headers.get_all("accept-encoding").any(accepts_gzip),
+            if_none_match: req
+                .headers
+                .get_all("if-none-match")
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+}
+
 impl Middleware for Compression {
     fn call(&self, req: &mut Request, next: &dyn Handler) -> Response {
-        let accepts = req.headers.get_all("accept-encoding").any(accepts_gzip);
-        let mut response = next.call(req);
-        if response.status == 304 {
-            not_modified(req, &mut response, accepts, self.bytes_min);
-            return response;
+        let asked = Asked::of(req);
+        let response = next.call(req);
+        if response.is_deferred() {
+            let bytes_min = self.bytes_min;
+            return response.map_answer(move |answer| encode(&asked, answer, bytes_min));
         }
-        let h = &response.headers;
-        let eligible = (200..300).contains(&response.status)
-            && !matches!(response.status, 204 | 206)
-            && !h.contains("content-encoding")
-            && !h.contains("content-range")
-            && h.get("content-type").is_some_and(mime::is_compressible);
-        let size = response.body.len().unwrap_or(0);
-        let fits = match &response.body {
-            Body::Bytes(_) | Body::Static(_) => true,
-            Body::File { len, .. } => *len <= COMPRESS_FILE_BYTES_MAX,
-            Body::Empty | Body::Stream(_) => false,
-        };
-        if !eligible || !fits || size < self.bytes_min as u64 {
-            return response;
-        }
-        response.headers.append_static("Vary", "Accept-Encoding");
-        if !accepts {
-            return response;
-        }
-        let plain = match std::mem::replace(&mut response.body, Body::Empty) {
-            Body::Bytes(b) => b,
-            Body::Static(b) => b.to_vec(),
-            Body::File {
-                mut file,
-                offset,
-                len,
-            } => match read_region(&mut file, offset, len) {
-                Ok(b) => b,
-                Err(e) => {
-                    return Problem::internal()
-                        .with_detail(format!("reading file: {e}"))
-                        .into_response()
-                }
-            },
-            other => unreachable!("checked above: {other:?}"),
-        };
-        let packed = deflate::gzip(&plain);
-        if packed.len() >= plain.len() {
-            response.body = Body::Bytes(plain);
-            return response;
-        }
-        response.body = Body::Bytes(packed);
-        response.headers.insert("Content-Encoding", "gzip");
-        if let Some(etag) = response.headers.get("etag").map(gzip_etag) {
-            response.headers.insert("ETag", etag);
-        }
-        response
+        encode(&asked, response, self.bytes_min)
     }
+}
+
+/// The answer to send for `response` to a request that asked `asked`: gzip-encoded when the
+/// rules in the module docs allow it, with the `Vary` and `ETag` they call for.
+fn encode(asked: &Asked, mut response: Response, bytes_min: usize) -> Response {
+    if response.status == 304 {
+        not_modified(asked, &mut response, bytes_min);
+        return response;
+    }
+    let h = &response.headers;
+    let eligible = (200..300).contains(&response.status)
+        && !matches!(response.status, 204 | 206)
+        && !h.contains("content-encoding")
+        && !h.contains("content-range")
+        && h.get("content-type").is_some_and(mime::is_compressible);
+    let size = response.body.len().unwrap_or(0);
+    let fits = match &response.body {
+        Body::Bytes(_) | Body::Static(_) => true,
+        Body::File { len, .. } => *len <= COMPRESS_FILE_BYTES_MAX,
+        Body::Empty | Body::Stream(_) => false,
+    };
+    if !eligible || !fits || size < bytes_min as u64 {
+        return response;
+    }
+    response.headers.append_static("Vary", "Accept-Encoding");
+    if !asked.accepts_gzip {
+        return response;
+    }
+    let plain = match std::mem::replace(&mut response.body, Body::Empty) {
+        Body::Bytes(b) => b,
+        Body::Static(b) => b.to_vec(),
+        Body::File {
+            mut file,
+            offset,
+            len,
+        } => match read_region(&mut file, offset, len) {
+            Ok(b) => b,
+            Err(e) => {
+                return Problem::internal()
+                    .with_detail(format!("reading file: {e}"))
+                    .into_response()
+            }
+        },
+        other => unreachable!("checked above: {other:?}"),
+    };
+    let packed = deflate::gzip(&plain);
+    if packed.len() >= plain.len() {
+        response.body = Body::Bytes(plain);
+        return response;
+    }
+    response.body = Body::Bytes(packed);
+    response.headers.insert("Content-Encoding", "gzip");
+    if let Some(etag) = response.headers.get("etag").map(gzip_etag) {
+        response.headers.insert("ETag", etag);
+    }
+    response
 }
 
 #[cfg(test)]
@@ -303,6 +333,50 @@ mod tests {
         const CSS: &[(&str, &str)] = &[("Content-Type", "text/css"), ("Content-Length", "5000")];
         assert_eq!(answer(CSS), (vary.clone(), None));
         assert_eq!(answer(&[]), (vary, None));
+    }
+
+    /// A deferred answer is encoded by the rule an ordinary one is, once it completes: the
+    /// request's `Accept-Encoding` is remembered, since the request is gone by then.
+    #[test]
+    fn a_deferred_answer_is_encoded_once_completed() {
+        use crate::http::deferred::Deferred;
+        let big = "{\"name\":\"widget\"}".repeat(200);
+        let mw = Compression::default();
+        for accept in [Some("gzip"), None] {
+            let (placeholder, responder) = Response::deferred();
+            let handler = std::sync::Mutex::new(Some(placeholder));
+            let handler =
+                move |_: &mut Request| handler.lock().expect("lock").take().expect("called once");
+            let mut req = Request::new(Method::Post, "/items");
+            if let Some(accept) = accept {
+                req.headers.append("Accept-Encoding", accept);
+            }
+            let mut placeholder = mw.call(&mut req, &handler);
+            assert!(
+                placeholder.headers.get("vary").is_none(),
+                "decided at completion"
+            );
+            drop(req);
+            let answer = Response::bytes(201, "application/json", big.clone().into_bytes());
+            responder.complete(answer);
+            let deferred = Deferred::take(&mut placeholder).expect("still deferred");
+            let sent = deferred
+                .attach(placeholder, Box::new(|_| panic!("already complete")))
+                .expect("already complete");
+            assert_eq!(sent.status, 201);
+            assert_eq!(sent.headers.get("vary"), Some("Accept-Encoding"));
+            let body = sent.body.as_bytes().expect("bytes");
+            match accept {
+                Some(_) => {
+                    assert_eq!(sent.headers.get("content-encoding"), Some("gzip"));
+                    assert_eq!(
+                        deflate::gunzip(body, 1 << 20).expect("gunzip"),
+                        big.as_bytes()
+                    );
+                }
+                None => assert_eq!(body, big.as_bytes()),
+            }
+        }
     }
 
     #[test]
