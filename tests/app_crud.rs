@@ -675,6 +675,54 @@ fn an_app_with_cors_serves_its_generated_routes_to_the_listed_origin_only() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// The head (as text) and the body bytes of a raw answer read to its end.
+fn split_raw(raw: &[u8]) -> (String, Vec<u8>) {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    (head, raw[end + 4..].to_vec())
+}
+
+#[test]
+fn an_app_with_compression_gzips_its_writes_and_reads_for_clients_that_accept_it() {
+    use lithair::crypto::deflate;
+    use lithair::http::middleware::Compression;
+    let data = common::fresh_dir("app", "gzip");
+    // A low threshold: a post's record is short.
+    let app = App::new("gzip")
+        .model::<Post>()
+        .compression(Compression::min_bytes(32));
+    let (running, addr) = common::start(&app, &data);
+    let slug = "compressed-answers-".repeat(20);
+    let body = format!(r#"{{"title":"gzip","slug":"{slug}"}}"#);
+    let extra = "Connection: close\r\nAccept-Encoding: gzip\r\n";
+    let raw = common::exchange(
+        addr,
+        common::request_text("POST", "/api/posts", extra, &body).as_bytes(),
+    );
+    let (head, packed) = split_raw(&raw);
+    assert!(head.starts_with("HTTP/1.1 201"), "{head}");
+    assert!(head.contains("Content-Encoding: gzip"), "{head}");
+    assert!(head.contains("Vary: Accept-Encoding"), "{head}");
+    let created = deflate::gunzip(&packed, 1 << 20).expect("a gzip body");
+    assert!(packed.len() * 2 < created.len(), "{} bytes", packed.len());
+    let created = json::parse(&String::from_utf8(created).expect("UTF-8")).expect("JSON");
+    assert_eq!(
+        created.get("slug").and_then(|s| s.as_str()),
+        Some(slug.as_str())
+    );
+    // The write is durable and answered the same, identity-encoded, to a client that does
+    // not accept gzip.
+    let read = common::get(addr, "/api/posts");
+    assert_eq!(read.status, 200);
+    assert_eq!(read.header("content-encoding"), None);
+    assert!(read.body.contains(&slug), "{}", read.body);
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
 /// The samples of a Prometheus text document, `name{labels}` -> value, after checking its
 /// shape: every sample line is `name[{label="value"}] number`, and each metric's `# HELP` and
 /// `# TYPE` lines come before its samples.

@@ -22,7 +22,7 @@ use super::state::{register, AppState};
 use crate::engine::{Engine, EngineOptions};
 use crate::http::cors::Cors;
 use crate::http::limits::WORKER_THREADS_DEFAULT;
-use crate::http::middleware::{AccessLog, SecurityHeaders};
+use crate::http::middleware::{AccessLog, Compression, SecurityHeaders};
 use crate::http::problem::Problem;
 use crate::http::route_stats::RouteStats;
 use crate::http::router::Router;
@@ -86,6 +86,8 @@ pub struct App {
     security_headers: Option<SecurityHeaders>,
     /// The router's global CORS layer, after the security headers; `None`: no CORS headers.
     cors: Option<Cors>,
+    /// The router's global gzip layer, after CORS; `None`: answers go out as they are.
+    compression: Option<Compression>,
     static_dirs: Vec<(String, String)>,
     checks: Checks,
     hooks: Vec<HookFn>,
@@ -132,6 +134,7 @@ impl App {
             server_config: ServerConfig::default(),
             security_headers: Some(SecurityHeaders::default()),
             cors: None,
+            compression: None,
             static_dirs: Vec::new(),
             checks: Checks::new(),
             outcome_window: super::handle::RECENT_OUTCOMES_MAX,
@@ -368,6 +371,22 @@ impl App {
     /// ```
     pub fn cors(mut self, cors: Cors) -> App {
         self.cors = Some(cors);
+        self
+    }
+
+    /// Compresses answers with gzip for clients that accept it: those of a compressible type
+    /// (JSON, text, HTML, ...) of at least the layer's threshold (1 KiB by default), from
+    /// every route, writes answered once durable included (a worker compresses those, not
+    /// the engine's thread). Off by default: deflate costs CPU that a proxy in front or a
+    /// fast network may not be worth.
+    ///
+    /// ```
+    /// # use lithair::app::App;
+    /// use lithair::http::middleware::Compression;
+    /// let app = App::new("shop").compression(Compression::default());
+    /// ```
+    pub fn compression(mut self, compression: Compression) -> App {
+        self.compression = Some(compression);
         self
     }
 
@@ -630,6 +649,9 @@ impl App {
         }
         if let Some(cors) = &self.cors {
             router = router.layer(cors.clone());
+        }
+        if let Some(compression) = &self.compression {
+            router = router.layer(compression.clone());
         }
         for build in &self.routes {
             router = build(router, handle);
