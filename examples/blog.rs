@@ -133,6 +133,8 @@ pub fn app() -> lithair::App {
             },
         )
         .route_command(publish_route())
+        // Lists of posts are long and repetitive JSON: gzip for the clients that accept it.
+        .compression(lithair::http::middleware::Compression::default())
 }
 
 fn main() -> std::process::ExitCode {
