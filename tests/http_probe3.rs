@@ -612,6 +612,60 @@ fn a_large_file_to_a_slow_reader_then_a_range_on_the_same_connection() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A static file to a client that never reads: the kernel sends what the socket buffers
+/// take, then the write deadline ends the wait and the connection (its stream thread free
+/// again for the next file).
+#[test]
+fn a_file_to_a_client_that_never_reads_is_cut_at_the_write_deadline() {
+    use lithair::http::router::Router;
+    let dir = std::env::temp_dir().join(format!("lithair-probe3-stall-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("big.bin"), vec![b'z'; 32 << 20]).expect("write");
+    let router = Router::new().static_dir("/f", dir.to_str().expect("utf-8"));
+    let config = lithair::http::ServerConfig {
+        write_timeout_ms: 300,
+        streams_max: 1,
+        ..quick_config()
+    };
+    let server = spawn_handler(config, router);
+    let mut stalled = connect(server.local_addr());
+    stalled
+        .write_all(b"GET /f/big.bin HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    // The one stream thread is held by the stalled body until the deadline: until then a
+    // second file is refused (its connection closed after the head); after it, served.
+    let started = std::time::Instant::now();
+    let served = loop {
+        let mut stream = connect(server.local_addr());
+        stream
+            .write_all(b"GET /f/big.bin HTTP/1.1\r\nHost: h\r\nRange: bytes=0-9\r\n\r\n")
+            .expect("write");
+        let mut reader = BufReader::new(stream);
+        if let Some(part) = read_response(&mut reader, false) {
+            break part;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the stalled file still holds the stream thread"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(
+        (served.status, served.body.as_slice()),
+        (206, &b"zzzzzzzzzz"[..])
+    );
+    // The stalled connection was closed with what the buffers held, far from the whole file.
+    stalled
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let mut held = Vec::new();
+    match std::io::Read::read_to_end(&mut stalled, &mut held) {
+        Ok(_) => assert!(held.len() < 32 << 20, "the whole file was sent"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// One masked client frame (RFC 6455 §5.2), payload under 126 bytes.
 fn ws_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     assert!(payload.len() < 126);

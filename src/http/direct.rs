@@ -2,7 +2,8 @@
 //! stream threads (`streams::StreamThreads`: a long body holds no handler worker), with
 //! blocking writes bounded by the write deadline, while the reactor leaves the socket alone.
 //!
-//! Owns: chunk framing of a stream's writes and the copy loop for file regions.
+//! Owns: chunk framing of a stream's writes and sending file regions (by `sendfile(2)`, else
+//! a copy loop).
 //! Must not: touch the poller; the reactor unregisters the socket before and re-registers it
 //! after (see `Outcome::DirectDone`).
 
@@ -10,13 +11,15 @@ use super::chunked::{encode_chunk, LAST_CHUNK};
 use super::handler::catch_logged;
 use super::response::StreamWriter;
 use super::writer::Direct;
+use crate::sys;
 use std::io::{self, Write};
 use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-/// Size of each read of a file body.
+/// Size of each read of a file body, where the kernel cannot send it (`copy_file`).
 const FILE_CHUNK_BYTES: usize = 64 * 1024;
 
 /// A `Write` that frames every write as one chunk (or passes bytes through on HTTP/1.0).
@@ -88,7 +91,28 @@ pub(crate) fn send_direct(
     ok && restored
 }
 
+/// Sends the file region by the kernel (`sendfile(2)`), no byte copied through this
+/// process; where the platform or the file cannot, by reads and writes.
 fn send_file(stream: &TcpStream, file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
+    let mut sent = 0u64;
+    while sent < len {
+        let want = usize::try_from(len - sent).unwrap_or(usize::MAX);
+        match sys::socket::send_file(stream.as_raw_fd(), file.as_raw_fd(), offset + sent, want) {
+            // The file shrank after Content-Length was sent: the response cannot be completed.
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            Ok(n) => sent += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                return copy_file(stream, file, offset + sent, len - sent);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    assert_eq!(sent, len, "sent more than the file region");
+    Ok(())
+}
+
+/// Sends the file region by reads into a buffer and writes from it.
+fn copy_file(stream: &TcpStream, file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
     let mut buffer = vec![0u8; FILE_CHUNK_BYTES.min(len as usize).max(1)];
     let mut sent = 0u64;
     let mut writer = stream;
@@ -104,4 +128,45 @@ fn send_file(stream: &TcpStream, file: &std::fs::File, offset: u64, len: u64) ->
     }
     assert_eq!(sent, len, "sent more than the file region");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// Both ways of sending a file region give the same bytes, and both fail (rather than
+    /// send short) when the file is shorter than the region announced.
+    #[test]
+    fn a_file_region_goes_out_whole_by_the_kernel_or_by_copies() {
+        let path = std::env::temp_dir().join(format!("lithair-direct-{}", std::process::id()));
+        let content: Vec<u8> = (0..500_000u32).map(|i| (i % 249) as u8).collect();
+        std::fs::write(&path, &content).expect("write the file");
+        let file = std::fs::File::open(&path).expect("open");
+        type Send = fn(&TcpStream, &std::fs::File, u64, u64) -> io::Result<()>;
+        let ways: [(&str, Send); 2] = [("kernel", send_file), ("copies", copy_file)];
+        for (way, send) in ways {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+            let (mut server, _) = listener.accept().expect("accept");
+            let reader = std::thread::spawn(move || {
+                let mut got = Vec::new();
+                server.read_to_end(&mut got).expect("read");
+                got
+            });
+            send(&client, &file, 7, 400_000).expect(way);
+            let past_the_end = send(&client, &file, 499_990, 100).expect_err(way);
+            assert_eq!(past_the_end.kind(), io::ErrorKind::UnexpectedEof, "{way}");
+            drop(client);
+            let got = reader.join().expect("reader");
+            assert_eq!(
+                got.len(),
+                400_010,
+                "{way}: the region, then the file's last 10 bytes"
+            );
+            assert!(got[..400_000] == content[7..400_007], "{way}");
+            assert!(got[400_000..] == content[499_990..], "{way}");
+        }
+        let _ = std::fs::remove_file(&path);
+    }
 }
