@@ -633,12 +633,12 @@ fn a_file_to_a_client_that_never_reads_is_cut_at_the_write_deadline() {
         .write_all(b"GET /f/big.bin HTTP/1.1\r\nHost: h\r\n\r\n")
         .expect("write");
     // The one stream thread is held by the stalled body until the deadline: until then a
-    // second file is refused (its connection closed after the head); after it, served.
+    // second large body is refused (its connection closed after the head); after it, served.
     let started = std::time::Instant::now();
     let served = loop {
         let mut stream = connect(server.local_addr());
         stream
-            .write_all(b"GET /f/big.bin HTTP/1.1\r\nHost: h\r\nRange: bytes=0-9\r\n\r\n")
+            .write_all(b"GET /f/big.bin HTTP/1.1\r\nHost: h\r\nRange: bytes=0-99999\r\n\r\n")
             .expect("write");
         let mut reader = BufReader::new(stream);
         if let Some(part) = read_response(&mut reader, false) {
@@ -650,10 +650,9 @@ fn a_file_to_a_client_that_never_reads_is_cut_at_the_write_deadline() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    assert_eq!(
-        (served.status, served.body.as_slice()),
-        (206, &b"zzzzzzzzzz"[..])
-    );
+    // Larger than a body read into memory: it needs the stream thread.
+    assert_eq!(served.status, 206);
+    assert!(served.body.len() == 100_000 && served.body.iter().all(|&b| b == b'z'));
     // The stalled connection was closed with what the buffers held, far from the whole file.
     stalled
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))

@@ -11,12 +11,13 @@
 use super::chunked::ChunkedDecoder;
 use super::deferred::{Answer, Deferred, DeliverAnswer};
 use super::handler::{catch_logged, handler_failed_response, run_handler};
+use super::limits::FILE_BODY_BUFFERED_BYTES_MAX;
 use super::parse::{framing, parse_head, BodyKind, HeadLimits, HeaderSlot, ParseError, Status};
 use super::pool::{Job, Submitter};
 use super::problem::Problem;
 use super::reactor::{Completion, Inbox, Outcome, Shared};
 use super::request::{Method, Request, Trailers, Version};
-use super::response::Response;
+use super::response::{read_file_region, Body, Response};
 use super::stats::{RequestKind, StatsSlot};
 use super::upgrade::{is_upgrade_request, Driver, ReadEnd};
 use super::writer::{write_response_heads, Direct, Exchange};
@@ -747,7 +748,7 @@ impl Conn {
         let token = ctx.token;
         let workers = shared.pool.submitter();
         let job = Box::new(move || {
-            let response = run_handler(&*handler, &mut request);
+            let response = buffer_small_file(run_handler(&*handler, &mut request));
             if let Some(response) = settle(response, &inbox, token, seq, || workers) {
                 inbox.push(Completion {
                     token,
@@ -1098,6 +1099,28 @@ impl Conn {
 /// Keep at most this much capacity in the reactor's write buffer between uses.
 const WRITE_BUF_KEEP_BYTES: usize = 256 * 1024;
 
+/// `response` with a small file body (`FILE_BODY_BUFFERED_BYTES_MAX`) read into memory, on
+/// the worker (never the reactor: the read may wait for the disk). A file that shrank since
+/// its length was taken is answered 500 here, before any byte of the head went out, where a
+/// body sent from the file could only be cut short.
+fn buffer_small_file(mut response: Response) -> Response {
+    let Body::File { file, offset, len } = &response.body else {
+        return response;
+    };
+    if *len > FILE_BODY_BUFFERED_BYTES_MAX {
+        return response;
+    }
+    match read_file_region(file, *offset, *len) {
+        Ok(bytes) => {
+            response.body = Body::Bytes(bytes);
+            response
+        }
+        Err(e) => Problem::internal()
+            .with_detail(format!("reading the file: {e}"))
+            .into_response(),
+    }
+}
+
 /// An empty request used to refill the reactor's scratch (allocates nothing).
 pub(crate) fn empty_request() -> Request {
     Request::new(Method::Get, "")
@@ -1271,6 +1294,31 @@ fn attach_trailers(request: &mut Request, decoder: &ChunkedDecoder) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A small file body is read into memory (on the worker); a larger one stays a file for
+    /// a stream thread; one shorter than its announced length is a 500, not a cut body.
+    #[test]
+    fn a_small_file_body_is_buffered_and_a_shrunk_one_is_an_error() {
+        let path = std::env::temp_dir().join(format!("lithair-buffer-{}", std::process::id()));
+        let small = FILE_BODY_BUFFERED_BYTES_MAX as usize;
+        let content: Vec<u8> = (0..small + 1).map(|i| (i % 241) as u8).collect();
+        std::fs::write(&path, &content).expect("write the file");
+        let file_body = |offset: u64, len: u64| {
+            let file = std::fs::File::open(&path).expect("open");
+            Response::new(200).with_body(Body::File { file, offset, len })
+        };
+        let buffered = buffer_small_file(file_body(1, small as u64));
+        assert!(
+            matches!(&buffered.body, Body::Bytes(b) if b[..] == content[1..]),
+            "{:?}",
+            buffered.body
+        );
+        let whole = buffer_small_file(file_body(0, small as u64 + 1));
+        assert!(matches!(whole.body, Body::File { len, .. } if len == small as u64 + 1));
+        let shrunk = buffer_small_file(file_body(small as u64 - 9, 20));
+        assert_eq!(shrunk.status, 500);
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn target_forms() {

@@ -183,6 +183,19 @@ pub enum Body {
     },
 }
 
+/// Reads the region `offset..offset + len` of `file` whole (positional reads: the file's own
+/// offset is neither used nor moved).
+///
+/// # Errors
+/// The file's read error; `UnexpectedEof` when it is shorter than the region.
+pub(crate) fn read_file_region(file: &std::fs::File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+    let mut bytes = vec![0u8; len];
+    file.read_exact_at(&mut bytes, offset)?;
+    Ok(bytes)
+}
+
 impl Body {
     /// The body's length when known in advance (`None` for streams).
     pub fn len(&self) -> Option<u64> {

@@ -4,7 +4,7 @@
 //! separators, no dotfiles, no symlink leading outside), MIME types, validators (`ETag`,
 //! `Last-Modified`, 304), ranges (206, 416) and `Cache-Control`.
 //! Must not: list directories, or read files into memory (bodies are `Body::File` regions the
-//! server sends itself).
+//! server sends itself: a small one read by the worker, a large one by `sendfile`).
 //!
 //! Architecture invariant: every path opened is the canonical form of root + checked segments,
 //! and starts with the canonical root. A refused path answers 404, the same as a missing one,

@@ -12,8 +12,7 @@ use crate::http::handler::Handler;
 use crate::http::mime;
 use crate::http::problem::Problem;
 use crate::http::request::Request;
-use crate::http::response::{Body, Response};
-use std::io::{Read, Seek, SeekFrom};
+use crate::http::response::{read_file_region, Body, Response};
 
 /// Bodies smaller than this are sent as they are: gzip's 18 bytes of framing and the CPU are
 /// not worth it.
@@ -143,13 +142,6 @@ fn not_modified(asked: &Asked, response: &mut Response, bytes_min: usize) {
     }
 }
 
-fn read_region(file: &mut std::fs::File, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len as usize];
-    file.seek(SeekFrom::Start(offset))?;
-    file.read_exact(&mut buf)?;
-    Ok(buf)
-}
-
 /// What the request asked that decides the encoding, kept apart from the request: a deferred
 /// answer is encoded once the request is gone, by the rule an ordinary one is.
 struct Asked {
@@ -212,11 +204,7 @@ fn encode(asked: &Asked, mut response: Response, bytes_min: usize) -> Response {
     let plain = match std::mem::replace(&mut response.body, Body::Empty) {
         Body::Bytes(b) => b,
         Body::Static(b) => b.to_vec(),
-        Body::File {
-            mut file,
-            offset,
-            len,
-        } => match read_region(&mut file, offset, len) {
+        Body::File { file, offset, len } => match read_file_region(&file, offset, len) {
             Ok(b) => b,
             Err(e) => {
                 return Problem::internal()
