@@ -19,9 +19,11 @@ use crate::http::problem::Problem;
 use crate::http::request::{Method, Request};
 use crate::http::response::{Body, Response};
 use crate::http::router::RestSegments;
+use crate::sys;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Default `Cache-Control`: caches may keep the file but must revalidate (cheap with ETag).
@@ -33,6 +35,8 @@ pub const INDEX_FILE: &str = "index.html";
 #[derive(Debug, Clone)]
 pub struct StaticDir {
     root: PathBuf,
+    /// The root, open: paths are resolved beneath it by the kernel (`sys::fs::open_beneath`).
+    root_dir: Arc<File>,
     cache_control: String,
 }
 
@@ -46,8 +50,10 @@ impl StaticDir {
                 format!("{} is not a directory", root.display()),
             ));
         }
+        let root_dir = Arc::new(File::open(&root)?);
         Ok(Self {
             root,
+            root_dir,
             cache_control: DEFAULT_CACHE_CONTROL.to_string(),
         })
     }
@@ -58,16 +64,16 @@ impl StaticDir {
         self
     }
 
-    /// The file a request maps to, or `None` (refused or missing: both answer 404).
-    pub fn resolve(&self, segments: &[String]) -> Option<PathBuf> {
+    /// The path below the root that `segments` name (a directory's index for a trailing `/`),
+    /// or `None` when a segment is refused.
+    fn relative_path(segments: &[String]) -> Option<PathBuf> {
         let (last, dirs) = segments
             .split_last()
             .map_or((None, segments), |(l, d)| (Some(l), d));
         if !dirs.iter().all(|s| is_safe_segment(s)) {
             return None;
         }
-        let mut path = self.root.clone();
-        path.extend(dirs);
+        let mut path: PathBuf = dirs.iter().collect();
         match last {
             Some(name) if !name.is_empty() => {
                 if !is_safe_segment(name) {
@@ -78,6 +84,13 @@ impl StaticDir {
             // `/assets/` or `/assets/dir/`: the directory's index.
             _ => path.push(INDEX_FILE),
         }
+        Some(path)
+    }
+
+    /// The file a request maps to, or `None` (refused or missing: both answer 404), checked
+    /// by its canonical path (every symlink resolved) starting with the canonical root.
+    pub fn resolve(&self, segments: &[String]) -> Option<PathBuf> {
+        let path = self.root.join(Self::relative_path(segments)?);
         let mut canonical = std::fs::canonicalize(&path).ok()?;
         if canonical.is_dir() {
             canonical = std::fs::canonicalize(canonical.join(INDEX_FILE)).ok()?;
@@ -87,6 +100,37 @@ impl StaticDir {
             return None;
         }
         Some(canonical)
+    }
+
+    /// Opens the file `segments` name: its file, its metadata (a regular file's) and the path
+    /// whose name gives its type; `None` answers 404. The kernel resolves the path beneath the
+    /// root (`sys::fs::open_beneath`), so no component can be swapped for a way out between a
+    /// check and the open; where it cannot (no `openat2`) and for an absolute symlink (which
+    /// it does not follow there), [`StaticDir::resolve`] checks the canonical path instead.
+    fn open(&self, segments: &[String]) -> Option<(File, std::fs::Metadata, PathBuf)> {
+        let mut relative = Self::relative_path(segments)?;
+        let mut opened = sys::fs::open_beneath(&self.root_dir, &relative);
+        if let Ok(Some(dir)) = &opened {
+            if dir.metadata().ok()?.is_dir() {
+                relative.push(INDEX_FILE);
+                opened = sys::fs::open_beneath(&self.root_dir, &relative);
+            }
+        }
+        let (file, path) = match opened {
+            Ok(Some(file)) => (file, self.root.join(relative)),
+            Ok(None) => self.open_checked(segments)?,
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => self.open_checked(segments)?,
+            Err(_) => return None,
+        };
+        let meta = file.metadata().ok()?;
+        meta.is_file().then_some((file, meta, path))
+    }
+
+    /// Opens the file [`StaticDir::resolve`] allows, by its canonical path.
+    fn open_checked(&self, segments: &[String]) -> Option<(File, PathBuf)> {
+        let path = self.resolve(segments)?;
+        let file = File::open(&path).ok()?;
+        Some((file, path))
     }
 
     fn segments(req: &Request) -> Result<Vec<String>, Problem> {
@@ -110,12 +154,7 @@ impl StaticDir {
         }
         let segments = Self::segments(req)?;
         let not_found = || Problem::not_found("no such file").with_instance(req.path.clone());
-        let path = self.resolve(&segments).ok_or_else(not_found)?;
-        let file = File::open(&path).map_err(|_| not_found())?;
-        let meta = file.metadata().map_err(|_| not_found())?;
-        if !meta.is_file() {
-            return Err(not_found());
-        }
+        let (file, meta, path) = self.open(&segments).ok_or_else(not_found)?;
         let len = meta.len();
         let modified = meta.modified().unwrap_or(UNIX_EPOCH);
         let now = SystemTime::now();

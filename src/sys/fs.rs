@@ -1,7 +1,9 @@
-//! File-system calls std does not offer: `flock(2)` for the data-directory lock.
+//! File-system calls std does not offer: `flock(2)` for the data-directory lock, and
+//! `openat2(2)` with `RESOLVE_BENEATH` for opening a path the kernel keeps inside a directory.
 //!
-//! Owns: the hand-declared `flock` binding and its safe wrapper. Must not: decide lock policy
-//! (which file, what message); `log::DirLock` does.
+//! Owns: the hand-declared `flock` and `syscall` bindings and their safe wrappers. Must not:
+//! decide lock policy (which file, what message; `log::DirLock` does) or which paths a
+//! request may name (`http::static_files` does).
 
 use std::fs::File;
 use std::io;
@@ -31,5 +33,166 @@ pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
         Ok(false)
     } else {
         Err(error)
+    }
+}
+/// Opens `relative` for reading, resolved by the kernel beneath the directory `dir`
+/// (`openat2(2)` with `RESOLVE_BENEATH`): no `..`, absolute path or symlink can make the
+/// resolution leave `dir`, and nothing can swap a component between a check and the open.
+/// Never blocks on a FIFO (opened non-blocking; the caller checks what it opened).
+///
+/// Returns `Ok(None)` when the resolution would leave `dir` (an absolute symlink included,
+/// even one that lands inside it again: the caller may check such a path another way).
+///
+/// # Errors
+/// `Unsupported` where the kernel or a sandbox has no `openat2`; otherwise the open's error
+/// (`NotFound`, a symlink loop, a permission).
+pub fn open_beneath(dir: &File, relative: &std::path::Path) -> io::Result<Option<File>> {
+    beneath::open(dir, relative)
+}
+
+#[cfg(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+))]
+mod beneath {
+    use std::ffi::CString;
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::ffi::OsStrExt;
+
+    extern "C" {
+        fn syscall(number: i64, ...) -> i64;
+    }
+
+    /// `struct open_how` (linux/openat2.h).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+
+    /// The same number on every architecture (added after the tables were unified).
+    const SYS_OPENAT2: i64 = 437;
+    const O_RDONLY: u64 = 0;
+    const O_NOCTTY: u64 = 0o400;
+    const O_NONBLOCK: u64 = 0o4000;
+    const O_CLOEXEC: u64 = 0o2000000;
+    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+    const RESOLVE_BENEATH: u64 = 0x08;
+    const EPERM: i32 = 1;
+    const EXDEV: i32 = 18;
+    const EINVAL: i32 = 22;
+    const ENOSYS: i32 = 38;
+    const E2BIG: i32 = 7;
+    const EINTR: i32 = 4;
+    const EAGAIN: i32 = 11;
+
+    pub fn open(dir: &File, relative: &std::path::Path) -> io::Result<Option<File>> {
+        let path = CString::new(relative.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let how = OpenHow {
+            flags: O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC,
+            mode: 0,
+            resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+        };
+        loop {
+            // SAFETY: `path` is a NUL-terminated string and `how` a live `open_how` of the
+            // size passed, both read by the kernel during the call only; `dir`'s descriptor
+            // is borrowed for the call. The variadic arguments are the ones openat2 takes.
+            let fd = unsafe {
+                syscall(
+                    SYS_OPENAT2,
+                    dir.as_raw_fd() as i64,
+                    path.as_ptr(),
+                    &how as *const OpenHow,
+                    std::mem::size_of::<OpenHow>(),
+                )
+            };
+            if fd >= 0 {
+                let fd = i32::try_from(fd).expect("a file descriptor fits an int");
+                // SAFETY: the kernel just returned this descriptor, open and owned by nobody
+                // else; the `File` closes it.
+                return Ok(Some(unsafe { File::from_raw_fd(fd) }));
+            }
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(EINTR) => continue,
+                // RESOLVE_BENEATH refused a step that leaves `dir`.
+                Some(EXDEV) => return Ok(None),
+                // No openat2 (kernels before 5.6), or a sandbox that refuses it; EAGAIN is
+                // only for RESOLVE_CACHED, which is not asked, but would mean "try otherwise".
+                Some(ENOSYS | EPERM | EINVAL | E2BIG | EAGAIN) => {
+                    return Err(io::Error::new(io::ErrorKind::Unsupported, error))
+                }
+                _ => return Err(error),
+            }
+        }
+    }
+}
+
+#[cfg(not(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+)))]
+mod beneath {
+    use std::fs::File;
+    use std::io;
+
+    pub fn open(_dir: &File, _relative: &std::path::Path) -> io::Result<Option<File>> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Inside the directory (a relative symlink that stays inside included) opens; a path or
+    /// a symlink that leaves it, or an absolute symlink, is `None`; a missing file is an error.
+    #[test]
+    fn a_path_opens_only_beneath_its_directory() {
+        let base = std::env::temp_dir().join(format!("lithair-beneath-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+        std::fs::write(root.join("sub/in.txt"), b"inside").expect("write");
+        std::fs::write(base.join("out.txt"), b"outside").expect("write");
+        std::os::unix::fs::symlink("sub/in.txt", root.join("rel")).expect("symlink");
+        std::os::unix::fs::symlink("../out.txt", root.join("up")).expect("symlink");
+        std::os::unix::fs::symlink(root.join("sub/in.txt"), root.join("abs")).expect("symlink");
+        let dir = File::open(&root).expect("open the root");
+        let read = |relative: &str| match open_beneath(&dir, Path::new(relative)) {
+            Ok(Some(file)) => Ok(Some(std::io::read_to_string(file).expect("read"))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.kind()),
+        };
+        if read("sub/in.txt") == Err(io::ErrorKind::Unsupported) {
+            eprintln!("no openat2 here: nothing to check");
+            return;
+        }
+        assert_eq!(read("sub/in.txt"), Ok(Some("inside".into())));
+        assert_eq!(read("rel"), Ok(Some("inside".into())));
+        assert_eq!(read("sub/../sub/in.txt"), Ok(Some("inside".into())));
+        assert_eq!(read("../out.txt"), Ok(None));
+        assert_eq!(read("sub/../../out.txt"), Ok(None));
+        assert_eq!(read("up"), Ok(None));
+        assert_eq!(read("abs"), Ok(None));
+        assert_eq!(
+            read(base.join("out.txt").to_str().expect("utf-8")),
+            Ok(None)
+        );
+        assert_eq!(read("missing"), Err(io::ErrorKind::NotFound));
+        let _ = std::fs::remove_dir_all(&base);
     }
 }
