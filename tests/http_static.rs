@@ -226,8 +226,41 @@ fn no_way_out_of_the_root() {
         "{}",
         String::from_utf8_lossy(&raw)
     );
-    // A symlink that stays inside the root is fine.
+    // A symlink that stays inside the root is fine, absolute (checked by its canonical path)
+    // or relative (followed by the kernel beneath the root).
     assert_eq!(server.get("/assets/alias.json", &[]).status, 200);
+    #[cfg(unix)]
+    {
+        let public = base.join("public");
+        std::os::unix::fs::symlink("sub/a b.txt", public.join("near.txt")).expect("symlink");
+        std::os::unix::fs::symlink("../secret.txt", public.join("far.txt")).expect("symlink");
+        let near = server.get("/assets/near.txt", &[]);
+        assert_eq!((near.status, near.text()), (200, "0123456789".to_string()));
+        let far = server.get("/assets/far.txt", &[]);
+        assert_eq!(far.status, 404);
+        assert!(!far.text().contains("top secret"));
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// A FIFO in the root is not a file: 404 at once, and the worker that looked is not stuck
+/// waiting for a writer (opening one for reading blocks until another process writes).
+#[cfg(unix)]
+#[test]
+fn a_fifo_under_the_root_is_refused_without_blocking() {
+    let base = fixture("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(base.join("public").join("pipe"))
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("no mkfifo here: nothing to check");
+        return;
+    }
+    let server = serve(&base);
+    for _ in 0..3 {
+        assert_eq!(server.get("/assets/pipe", &[]).status, 404);
+    }
+    assert_eq!(server.get("/assets/data.json", &[]).status, 200);
     let _ = std::fs::remove_dir_all(&base);
 }
 
