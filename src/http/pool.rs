@@ -154,6 +154,14 @@ impl Submitter {
     }
 }
 
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("queued", &self.queued())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for Pool {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::Release);

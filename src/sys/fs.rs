@@ -47,7 +47,28 @@ pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
 /// `Unsupported` where the kernel or a sandbox has no `openat2`; otherwise the open's error
 /// (`NotFound`, a symlink loop, a permission).
 pub fn open_beneath(dir: &File, relative: &std::path::Path) -> io::Result<Option<File>> {
-    beneath::open(dir, relative)
+    beneath::open(dir, relative, false)
+}
+
+/// [`open_beneath`] that never waits for the disk (`RESOLVE_CACHED`): it fails with
+/// `WouldBlock` unless every step of the path is in the kernel's lookup cache, for a caller
+/// that must not block (a reactor) and can retry where waiting is allowed.
+///
+/// # Errors
+/// `WouldBlock` as above; `Unsupported` before Linux 5.12; otherwise as [`open_beneath`].
+pub fn open_beneath_cached(dir: &File, relative: &std::path::Path) -> io::Result<Option<File>> {
+    beneath::open(dir, relative, true)
+}
+
+/// Reads `buf.len()` bytes of `file` at `offset` only if they are in the page cache
+/// (`preadv2(2)` with `RWF_NOWAIT`): never waits for the disk. Returns the bytes read, which
+/// may be fewer (some pages cached, or the end of the file).
+///
+/// # Errors
+/// `WouldBlock` when none of it is cached; `Unsupported` where the kernel or the file system
+/// cannot tell (the caller reads where waiting is allowed); otherwise the read's error.
+pub fn read_cached(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+    beneath::read_cached(file, offset, buf)
 }
 
 #[cfg(all(
@@ -85,6 +106,48 @@ mod beneath {
     const O_CLOEXEC: u64 = 0o2000000;
     const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
     const RESOLVE_BENEATH: u64 = 0x08;
+    const RESOLVE_CACHED: u64 = 0x20;
+    const RWF_NOWAIT: i32 = 0x08;
+    const EOPNOTSUPP: i32 = 95;
+
+    /// `struct iovec`.
+    #[repr(C)]
+    struct IoVec {
+        base: *mut u8,
+        len: usize,
+    }
+
+    extern "C" {
+        fn preadv2(fd: i32, iov: *const IoVec, iovcnt: i32, offset: i64, flags: i32) -> isize;
+    }
+
+    pub fn read_cached(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let offset = i64::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let iov = IoVec {
+            base: buf.as_mut_ptr(),
+            len: buf.len(),
+        };
+        loop {
+            // SAFETY: `iov` describes `buf`, which is borrowed mutably for the call and outlives
+            // it; the kernel writes at most `buf.len()` bytes there. The descriptor is
+            // borrowed from `file` for the call.
+            let read = unsafe { preadv2(file.as_raw_fd(), &iov, 1, offset, RWF_NOWAIT) };
+            if read >= 0 {
+                let read = read as usize;
+                assert!(read <= buf.len(), "preadv2 reported more bytes than asked");
+                return Ok(read);
+            }
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(EINTR) => continue,
+                Some(EAGAIN) => return Err(io::Error::from(io::ErrorKind::WouldBlock)),
+                Some(EOPNOTSUPP | ENOSYS | EINVAL) => {
+                    return Err(io::Error::new(io::ErrorKind::Unsupported, error))
+                }
+                _ => return Err(error),
+            }
+        }
+    }
     const EPERM: i32 = 1;
     const EXDEV: i32 = 18;
     const EINVAL: i32 = 22;
@@ -93,13 +156,14 @@ mod beneath {
     const EINTR: i32 = 4;
     const EAGAIN: i32 = 11;
 
-    pub fn open(dir: &File, relative: &std::path::Path) -> io::Result<Option<File>> {
+    pub fn open(dir: &File, relative: &std::path::Path, cached: bool) -> io::Result<Option<File>> {
         let path = CString::new(relative.as_os_str().as_bytes())
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let cached_flag = if cached { RESOLVE_CACHED } else { 0 };
         let how = OpenHow {
             flags: O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC,
             mode: 0,
-            resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+            resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | cached_flag,
         };
         loop {
             // SAFETY: `path` is a NUL-terminated string and `how` a live `open_how` of the
@@ -125,8 +189,10 @@ mod beneath {
                 Some(EINTR) => continue,
                 // RESOLVE_BENEATH refused a step that leaves `dir`.
                 Some(EXDEV) => return Ok(None),
-                // No openat2 (kernels before 5.6), or a sandbox that refuses it; EAGAIN is
-                // only for RESOLVE_CACHED, which is not asked, but would mean "try otherwise".
+                // RESOLVE_CACHED: a step is not in the lookup cache (the open would wait).
+                Some(EAGAIN) if cached => return Err(io::Error::from(io::ErrorKind::WouldBlock)),
+                // No openat2 (kernels before 5.6; RESOLVE_CACHED before 5.12: EINVAL), or a
+                // sandbox that refuses it.
                 Some(ENOSYS | EPERM | EINVAL | E2BIG | EAGAIN) => {
                     return Err(io::Error::new(io::ErrorKind::Unsupported, error))
                 }
@@ -148,7 +214,15 @@ mod beneath {
     use std::fs::File;
     use std::io;
 
-    pub fn open(_dir: &File, _relative: &std::path::Path) -> io::Result<Option<File>> {
+    pub fn open(
+        _dir: &File,
+        _relative: &std::path::Path,
+        _cached: bool,
+    ) -> io::Result<Option<File>> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
+    pub fn read_cached(_file: &File, _offset: u64, _buf: &mut [u8]) -> io::Result<usize> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
 }
@@ -193,6 +267,30 @@ mod tests {
             Ok(None)
         );
         assert_eq!(read("missing"), Err(io::ErrorKind::NotFound));
+        // Cached: the path was just resolved, and the file just read, so both are in memory.
+        match open_beneath_cached(&dir, Path::new("sub/in.txt")) {
+            Ok(Some(file)) => {
+                let mut buf = [0u8; 16];
+                match read_cached(&file, 1, &mut buf) {
+                    Ok(n) => assert_eq!(&buf[..n], b"nside"),
+                    Err(e) => assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}"),
+                }
+            }
+            Ok(None) => panic!("inside the root"),
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}"),
+        }
+        // A way out is refused, or (leaving the cached walk to follow the link) would wait.
+        match open_beneath_cached(&dir, Path::new("up")) {
+            Ok(None) => {}
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Unsupported
+                ),
+                "{e}"
+            ),
+            Ok(Some(_)) => panic!("opened a file outside the root"),
+        }
         let _ = std::fs::remove_dir_all(&base);
     }
 }
