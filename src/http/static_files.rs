@@ -211,18 +211,17 @@ impl StaticDir {
     }
 
     /// The body for `len` bytes of `file` from `offset`: read into memory when it is small
-    /// enough to go out with the head (`FILE_BODY_BUFFERED_BYTES_MAX`) and the request wants
-    /// it, else the file region, which the server sends itself (by `sendfile`). With
-    /// `Wait::Never` only bytes in the page cache are read; others are `WouldWait`.
-    fn body(
-        file: File,
-        offset: u64,
-        len: u64,
-        method: &Method,
-        wait: Wait,
-    ) -> Result<Body, Refusal> {
-        if *method == Method::Head || len > FILE_BODY_BUFFERED_BYTES_MAX {
-            return Ok(Body::File { file, offset, len });
+    /// enough to go out with the head (`FILE_BODY_BUFFERED_BYTES_MAX`), else the file region,
+    /// which the server sends itself (by `sendfile`). With `Wait::Never` only bytes in the
+    /// page cache are read, and a larger body is `WouldWait` too: a layer around the route
+    /// may read and deflate a file region (compression), which must not happen on a reactor;
+    /// answered deferred, its maps run on a worker.
+    fn body(file: File, offset: u64, len: u64, wait: Wait) -> Result<Body, Refusal> {
+        if len > FILE_BODY_BUFFERED_BYTES_MAX {
+            return match wait {
+                Wait::Allowed => Ok(Body::File { file, offset, len }),
+                Wait::Never => Err(Refusal::WouldWait),
+            };
         }
         let read_failed = |e: io::Error| {
             Refusal::Problem(Problem::internal().with_detail(format!("reading the file: {e}")))
@@ -351,14 +350,14 @@ impl StaticDir {
             _ => RangeOutcome::Full,
         };
         match outcome {
-            RangeOutcome::Full => response.body = Self::body(file, 0, len, &req.method, wait)?,
+            RangeOutcome::Full => response.body = Self::body(file, 0, len, wait)?,
             RangeOutcome::Partial { start, len: part } => {
                 response.status = 206;
                 let end = start + part - 1;
                 response
                     .headers
                     .insert("Content-Range", format!("bytes {start}-{end}/{len}"));
-                response.body = Self::body(file, start, part, &req.method, wait)?;
+                response.body = Self::body(file, start, part, wait)?;
             }
             RangeOutcome::Unsatisfiable => {
                 let mut refused = Problem::new(416)
@@ -461,6 +460,20 @@ mod tests {
         assert_eq!(body_text(&now), body_text(&waited));
         // A path never looked up may need the disk to be found missing: 404 either way.
         assert_eq!(answer(dir.call(&mut get("/missing.json"))).status, 404);
+        // Past what is read with the head: sent from the file, answered where waiting (and a
+        // layer's deflate) is allowed.
+        std::fs::write(base.join("big.txt"), "x".repeat(40_000)).expect("write");
+        let big = dir.call(&mut get("/big.txt"));
+        assert!(
+            big.is_deferred(),
+            "a file region is not answered on the reactor"
+        );
+        let big = answer(big);
+        assert!(
+            matches!(big.body, Body::File { len: 40_000, .. }),
+            "{:?}",
+            big.body
+        );
         let later = dir.call(&mut get("/alias.json"));
         assert!(
             later.is_deferred(),
