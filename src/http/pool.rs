@@ -60,8 +60,23 @@ impl Pool {
         Pool::counted(threads, queue_max, Arc::default())
     }
 
+    /// Like [`Pool::new`], its threads named `lithair-<role>-<n>` (as a thread list shows
+    /// them) rather than `lithair-worker-<n>`.
+    pub(crate) fn named(role: &str, threads: usize, queue_max: usize) -> std::io::Result<Pool> {
+        Pool::start(role, threads, queue_max, Arc::default())
+    }
+
     /// Like [`Pool::new`], keeping its figures in `gauges` (a server's `ServerStats`).
     pub(crate) fn counted(
+        threads: usize,
+        queue_max: usize,
+        gauges: Arc<PoolGauges>,
+    ) -> std::io::Result<Pool> {
+        Pool::start("worker", threads, queue_max, gauges)
+    }
+
+    fn start(
+        role: &str,
         threads: usize,
         queue_max: usize,
         gauges: Arc<PoolGauges>,
@@ -85,7 +100,7 @@ impl Pool {
         for index in 0..threads {
             let shared = Arc::clone(&shared);
             let handle = std::thread::Builder::new()
-                .name(format!("lithair-worker-{index}"))
+                .name(format!("lithair-{role}-{index}"))
                 .spawn(move || worker_loop(&shared))?;
             handles.push(handle);
         }

@@ -270,7 +270,7 @@ impl StaticDir {
             responder.complete(answer);
         });
         let threads = self.disk_wait.get_or_init(|| {
-            Pool::new(DISK_WAIT_THREADS, DISK_WAIT_QUEUE_MAX)
+            Pool::named("disk", DISK_WAIT_THREADS, DISK_WAIT_QUEUE_MAX)
                 .inspect_err(|e| {
                     eprintln!("lithair http: static files cannot wait for the disk: {e}")
                 })
@@ -481,6 +481,16 @@ mod tests {
         );
         let later = answer(later);
         assert_eq!((later.status, body_text(&later)), (200, "{\"a\":1}".into()));
+        // It ran on this directory's disk-wait threads, named so in a thread list.
+        let threads = std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                    .filter(|name| name.starts_with("lithair-disk-"))
+                    .count()
+            })
+            .unwrap_or(DISK_WAIT_THREADS);
+        assert_eq!(threads, DISK_WAIT_THREADS);
         let _ = std::fs::remove_dir_all(&base);
     }
 
