@@ -226,6 +226,18 @@ fn no_way_out_of_the_root() {
         "{}",
         String::from_utf8_lossy(&raw)
     );
+    // A page answered from a file region (past what is read with the head, so deferred) gets
+    // the CSP an HTML answer gets.
+    let page = format!("<h1>long</h1>{}", "<p>text</p>\n".repeat(4_000));
+    std::fs::write(base.join("public").join("long.html"), &page).expect("write");
+    let long = server.get("/assets/long.html", &[]);
+    assert_eq!((long.status, long.body.len()), (200, page.len()));
+    assert!(
+        long.header("content-security-policy")
+            .is_some_and(|c| c.contains("default-src 'self'")),
+        "{:?}",
+        long.headers
+    );
     // A symlink that stays inside the root is fine, absolute (checked by its canonical path)
     // or relative (followed by the kernel beneath the root).
     assert_eq!(server.get("/assets/alias.json", &[]).status, 200);

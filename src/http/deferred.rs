@@ -6,6 +6,7 @@
 //! is waiting for it, whichever comes first, the rule that an abandoned responder still
 //! answers (503) so a connection never hangs, and the steps layers put on the answer
 //! (`Response::when_answered` to see it: the access log, the per-route counters;
+//! `Response::edit_answer` to add to it cheaply: the CSP of an HTML answer;
 //! `Response::map_answer` to replace it: compression), run once each, in the order the
 //! layers added them, as their code after the handler would run on an ordinary response.
 //! Must not: know about sockets or reactors (the connection attaches a delivery closure and
@@ -29,8 +30,10 @@ pub(crate) type DeliverAnswer = Box<dyn FnOnce(Answer) + Send>;
 
 /// Called with the real response once it is known: how a layer that reports what was
 /// answered (the access log, the per-route counters) sees the answer a client gets instead of
-/// its placeholder (see [`Response::when_answered`]).
-pub(crate) type Watcher = Box<dyn FnOnce(&Response) + Send>;
+/// its placeholder (see [`Response::when_answered`]), and how one that adds to it by what it
+/// is (the security headers' CSP for HTML) edits it in place ([`Response::edit_answer`]).
+/// Cheap by contract: it runs on the completing thread.
+pub(crate) type Watcher = Box<dyn FnOnce(&mut Response) + Send>;
 
 /// Replaces the real response once it is known (see [`Response::map_answer`]).
 pub(crate) type Mapper = Box<dyn FnOnce(Response) -> Response + Send>;
@@ -127,7 +130,7 @@ impl std::fmt::Debug for Responder {
 /// Runs `watcher` on `response`. A watcher that panics (an access log's sink, say) is
 /// reported and skipped: it runs on the thread that completes the response, often the
 /// engine's, which it must not take down.
-fn run_watcher(watcher: Watcher, response: &Response) {
+fn run_watcher(watcher: Watcher, response: &mut Response) {
     let run = std::panic::AssertUnwindSafe(|| watcher(response));
     if std::panic::catch_unwind(run).is_err() {
         eprintln!("lithair: a deferred response's watcher panicked; its answer still goes out");
@@ -146,7 +149,7 @@ fn run_mapper(mapper: Mapper, response: Response) -> Response {
     })
 }
 
-fn complete(cell: &Cell, response: Response) {
+fn complete(cell: &Cell, mut response: Response) {
     assert!(
         response.deferred.is_none(),
         "a deferred response cannot complete with another deferred response"
@@ -163,7 +166,7 @@ fn complete(cell: &Cell, response: Response) {
         }
         drop(inner);
         for watcher in watchers {
-            run_watcher(watcher, &response);
+            run_watcher(watcher, &mut response);
         }
         inner = cell.lock();
     }
@@ -204,7 +207,7 @@ impl Answer {
         for step in self.steps {
             match step {
                 Step::Map(mapper) => response = run_mapper(mapper, response),
-                Step::Watch(watcher) => run_watcher(watcher, &response),
+                Step::Watch(watcher) => run_watcher(watcher, &mut response),
             }
         }
         merge_placeholder(&self.placeholder, response)
@@ -284,11 +287,12 @@ impl Deferred {
     /// once the maps before it ran.
     pub(crate) fn watch(&self, watcher: Watcher) {
         let mut inner = self.cell.lock();
-        match &inner.state {
+        let Inner { state, steps } = &mut *inner;
+        match state {
             // Under the lock, where the response is: only this placeholder's own connection,
             // which attaches after its layers have watched, takes it.
-            State::Completed(response) if inner.steps.is_empty() => run_watcher(watcher, response),
-            State::Open | State::Completed(_) => inner.steps.push_back(Step::Watch(watcher)),
+            State::Completed(response) if steps.is_empty() => run_watcher(watcher, response),
+            State::Open | State::Completed(_) => steps.push_back(Step::Watch(watcher)),
             State::Attached(..) | State::Done => {
                 unreachable!("a placeholder's pair is attached after its layers")
             }

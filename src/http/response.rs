@@ -368,8 +368,25 @@ impl Response {
     pub fn when_answered(&self, seen: impl FnOnce(&Response) + Send + 'static) {
         match &self.deferred {
             None => seen(self),
-            Some(deferred) => deferred.watch(Box::new(seen)),
+            Some(deferred) => {
+                deferred.watch(Box::new(move |answered: &mut Response| seen(answered)))
+            }
         }
+    }
+
+    /// Edits the response the client gets, in place: this one, now, or for the placeholder
+    /// of a deferred response the completed one, when it completes, in the order of the other
+    /// steps ([`Response::when_answered`], [`Response::map_answer`]). It runs where a watcher
+    /// runs, often on the completing thread (the engine's applier): for cheap edits, such as a
+    /// header that depends on what the answer is (the security headers' CSP for HTML). A
+    /// costly change is a map.
+    #[must_use = "the response to send is the one returned"]
+    pub fn edit_answer(mut self, edit: impl FnOnce(&mut Response) + Send + 'static) -> Response {
+        match &self.deferred {
+            None => edit(&mut self),
+            Some(deferred) => deferred.watch(Box::new(edit)),
+        }
+        self
     }
 
     /// Replaces the response the client gets with `map(response)`: this one, now, or for the

@@ -795,7 +795,7 @@ impl Dispatch {
             None => counters.count(index, response.status, started),
             Some(deferred) => {
                 let counters = Arc::clone(counters);
-                deferred.watch(Box::new(move |answered: &Response| {
+                deferred.watch(Box::new(move |answered: &mut Response| {
                     counters.count(index, answered.status, started);
                 }));
             }

@@ -83,6 +83,19 @@ impl Middleware for SecurityHeaders {
                 .headers
                 .append_static("Content-Security-Policy", csp);
         }
+        if let (true, Some(csp)) = (response.is_deferred(), self.csp) {
+            // A placeholder says nothing of what the answer is: its CSP is decided on the
+            // answer (the headers above reach it from the placeholder).
+            return response.edit_answer(move |answer| {
+                let html = answer
+                    .headers
+                    .get("content-type")
+                    .is_some_and(|t| TEXT_HTML.prefix_of(t.as_bytes().trim_ascii_start()));
+                if html && !answer.headers.contains("content-security-policy") {
+                    answer.headers.append_static("Content-Security-Policy", csp);
+                }
+            });
+        }
         response
     }
 }
@@ -290,5 +303,37 @@ mod tests {
         let r = mw.call(&mut req, &text);
         assert_eq!(r.headers.get("x-frame-options"), Some("SAMEORIGIN"));
         assert_eq!(r.headers.get("content-security-policy"), None);
+    }
+
+    /// A deferred answer gets the headers through its placeholder and the CSP by what it
+    /// turns out to be: HTML gets one, JSON does not, one that sets its own keeps it.
+    #[test]
+    fn a_deferred_answer_gets_its_csp_by_what_it_is() {
+        use crate::http::deferred::Deferred;
+        let mw = SecurityHeaders::default();
+        let answers = [
+            (Response::html(200, "<p>"), Some(DEFAULT_CSP)),
+            (
+                Response::bytes(201, "application/json", b"{}".to_vec()),
+                None,
+            ),
+            (
+                Response::html(200, "<p>").with_header("Content-Security-Policy", "mine"),
+                Some("mine"),
+            ),
+        ];
+        for (answer, csp) in answers {
+            let (placeholder, responder) = Response::deferred();
+            let slot = std::sync::Mutex::new(Some(placeholder));
+            let handler = move |_: &mut Request| slot.lock().expect("lock").take().expect("once");
+            let mut placeholder = mw.call(&mut Request::new(Method::Get, "/"), &handler);
+            responder.complete(answer);
+            let deferred = Deferred::take(&mut placeholder).expect("deferred");
+            let sent = deferred
+                .attach(placeholder, Box::new(|_| panic!("already complete")))
+                .expect("complete");
+            assert_eq!(sent.headers.get("content-security-policy"), csp);
+            assert_eq!(sent.headers.get("x-content-type-options"), Some("nosniff"));
+        }
     }
 }
