@@ -730,9 +730,8 @@ impl Conn {
                 self.push_ready(exchange, timed, response);
                 return;
             }
-            match settle(response, ctx.inbox, ctx.token, seq, || {
-                shared.pool.submitter()
-            }) {
+            let workers = || shared.pool.submitter();
+            match settle(response, ctx.inbox, ctx.token, seq, workers, true) {
                 Some(response) => self.push_ready(exchange, timed, response),
                 None => self.push_waiting(exchange, timed, in_order),
             }
@@ -749,7 +748,7 @@ impl Conn {
         let workers = shared.pool.submitter();
         let job = Box::new(move || {
             let response = buffer_small_file(run_handler(&*handler, &mut request));
-            if let Some(response) = settle(response, &inbox, token, seq, || workers) {
+            if let Some(response) = settle(response, &inbox, token, seq, || workers, false) {
                 inbox.push(Completion {
                     token,
                     outcome: Outcome::Response { seq, response },
@@ -1130,40 +1129,71 @@ pub(crate) fn empty_request() -> Request {
 /// is; a deferred one is returned if already complete, else delivered to the connection's
 /// inbox when its responder completes it (from whatever thread that is).
 ///
-/// A completed answer with layers' work left on it (compression) is finished by a worker, not
-/// on the completing thread (the engine's applier, most often); when no worker can take it
-/// (the queue is full, the server is stopping) that thread finishes it rather than lose it.
-/// One already complete here is finished here, as an ordinary response would be.
+/// A completed answer with layers' work left on it (a map: compression) is finished by a
+/// worker, never on the completing thread (the engine's applier, most often) nor on a
+/// reactor (`on_reactor`: one complete already is then handed to a worker too); when no
+/// worker can take it (the queue is full, the server is stopping) the thread at hand
+/// finishes it rather than lose it. On a worker, one complete already is finished there.
 fn settle(
     mut response: Response,
     inbox: &Arc<Inbox>,
     token: u64,
     seq: u64,
     workers: impl FnOnce() -> Submitter,
+    on_reactor: bool,
 ) -> Option<Response> {
     let Some(deferred) = Deferred::take(&mut response) else {
         return Some(response);
     };
-    let inbox = Arc::clone(inbox);
-    let post = move |response: Response| {
-        inbox.push(Completion {
-            token,
-            outcome: Outcome::Response { seq, response },
-        });
+    let reply = Reply {
+        inbox: Arc::clone(inbox),
+        token,
+        seq,
     };
     let workers = deferred.has_maps().then(workers);
-    let deliver: DeliverAnswer = Box::new(move |answer: Answer| match workers {
+    let (later_reply, later_workers) = (reply.clone(), workers.clone());
+    let deliver: DeliverAnswer =
+        Box::new(move |answer: Answer| finish_and_post(answer, later_reply, later_workers));
+    let answer = deferred.attach_answer(response, deliver)?;
+    if on_reactor && answer.has_work() {
+        finish_and_post(answer, reply, workers);
+        return None;
+    }
+    Some(answer.finish())
+}
+
+/// Where a deferred answer goes once finished: request `seq` of connection `token`.
+#[derive(Clone)]
+struct Reply {
+    inbox: Arc<Inbox>,
+    token: u64,
+    seq: u64,
+}
+
+impl Reply {
+    fn post(self, response: Response) {
+        self.inbox.push(Completion {
+            token: self.token,
+            outcome: Outcome::Response {
+                seq: self.seq,
+                response,
+            },
+        });
+    }
+}
+
+/// Finishes `answer` and posts it: by a worker when it has work left (the thread at hand when
+/// no worker takes it), else here.
+fn finish_and_post(answer: Answer, reply: Reply, workers: Option<Submitter>) {
+    match workers {
         Some(workers) if answer.has_work() => {
-            let finish: Job = Box::new(move || post(answer.finish()));
+            let finish: Job = Box::new(move || reply.post(answer.finish()));
             if let Err(finish) = workers.try_submit(finish) {
                 finish();
             }
         }
-        _ => post(answer.finish()),
-    });
-    deferred
-        .attach_answer(response, deliver)
-        .map(Answer::finish)
+        _ => reply.post(answer.finish()),
+    }
 }
 
 /// Header strings kept between requests for reuse (a head has at most this many worth keeping).

@@ -212,16 +212,12 @@ impl StaticDir {
 
     /// The body for `len` bytes of `file` from `offset`: read into memory when it is small
     /// enough to go out with the head (`FILE_BODY_BUFFERED_BYTES_MAX`), else the file region,
-    /// which the server sends itself (by `sendfile`). With `Wait::Never` only bytes in the
-    /// page cache are read, and a larger body is `WouldWait` too: a layer around the route
-    /// may read and deflate a file region (compression), which must not happen on a reactor;
-    /// answered deferred, its maps run on a worker.
+    /// which the server sends itself (by `sendfile`, on a stream thread, which may wait; a
+    /// compression layer hands a file region it deflates to a worker). With `Wait::Never`
+    /// only bytes in the page cache are read; others are `WouldWait`.
     fn body(file: File, offset: u64, len: u64, wait: Wait) -> Result<Body, Refusal> {
         if len > FILE_BODY_BUFFERED_BYTES_MAX {
-            return match wait {
-                Wait::Allowed => Ok(Body::File { file, offset, len }),
-                Wait::Never => Err(Refusal::WouldWait),
-            };
+            return Ok(Body::File { file, offset, len });
         }
         let read_failed = |e: io::Error| {
             Refusal::Problem(Problem::internal().with_detail(format!("reading the file: {e}")))
@@ -460,15 +456,12 @@ mod tests {
         assert_eq!(body_text(&now), body_text(&waited));
         // A path never looked up may need the disk to be found missing: 404 either way.
         assert_eq!(answer(dir.call(&mut get("/missing.json"))).status, 404);
-        // Past what is read with the head: sent from the file, answered where waiting (and a
-        // layer's deflate) is allowed.
+        // Past what is read with the head: a file region, answered at once (a stream thread
+        // sends it).
         std::fs::write(base.join("big.txt"), "x".repeat(40_000)).expect("write");
+        let _ = dir.call(&mut get("/big.txt"));
         let big = dir.call(&mut get("/big.txt"));
-        assert!(
-            big.is_deferred(),
-            "a file region is not answered on the reactor"
-        );
-        let big = answer(big);
+        assert!(!big.is_deferred(), "its path is cached by now");
         assert!(
             matches!(big.body, Body::File { len: 40_000, .. }),
             "{:?}",

@@ -4,7 +4,9 @@
 //! compressed variant's tag when the client revalidates it, and `Vary` by the 200's rule.
 //! A deferred response (a write answered once durable) is encoded by the same rule once it
 //! completes, by a worker rather than the thread that completed it (the engine's applier,
-//! which must not spend its time on deflate): see `Response::map_answer`.
+//! which must not spend its time on deflate): see `Response::map_answer`. So is a file region
+//! (a static file past what goes out with its head), handed over as a deferred answer
+//! complete already: its route may run on a reactor, which must not read and deflate it.
 
 use super::Middleware;
 use crate::crypto::deflate;
@@ -167,21 +169,29 @@ impl Middleware for Compression {
     fn call(&self, req: &mut Request, next: &dyn Handler) -> Response {
         let asked = Asked::of(req);
         let response = next.call(req);
+        let bytes_min = self.bytes_min;
         if response.is_deferred() {
-            let bytes_min = self.bytes_min;
             return response.map_answer(move |answer| encode(&asked, answer, bytes_min));
         }
-        encode(&asked, response, self.bytes_min)
+        if asked.accepts_gzip
+            && matches!(response.body, Body::File { .. })
+            && compressible(&response, bytes_min)
+        {
+            // Reading and deflating a file region takes long, and the route may run on a
+            // reactor (cached static files do): handed over as a deferred answer, complete
+            // already, whose map a worker runs.
+            let (placeholder, responder) = Response::deferred();
+            responder.complete(response);
+            return placeholder.map_answer(move |answer| encode(&asked, answer, bytes_min));
+        }
+        encode(&asked, response, bytes_min)
     }
 }
 
-/// The answer to send for `response` to a request that asked `asked`: gzip-encoded when the
-/// rules in the module docs allow it, with the `Vary` and `ETag` they call for.
-fn encode(asked: &Asked, mut response: Response, bytes_min: usize) -> Response {
-    if response.status == 304 {
-        not_modified(asked, &mut response, bytes_min);
-        return response;
-    }
+/// Whether `response` (not a 304) is one this layer compresses for a client that accepts
+/// gzip: a success of a compressible type, not encoded nor partial already, whose whole body
+/// is known and within the bounds.
+fn compressible(response: &Response, bytes_min: usize) -> bool {
     let h = &response.headers;
     let eligible = (200..300).contains(&response.status)
         && !matches!(response.status, 204 | 206)
@@ -194,7 +204,17 @@ fn encode(asked: &Asked, mut response: Response, bytes_min: usize) -> Response {
         Body::File { len, .. } => *len <= COMPRESS_FILE_BYTES_MAX,
         Body::Empty | Body::Stream(_) => false,
     };
-    if !eligible || !fits || size < bytes_min as u64 {
+    eligible && fits && size >= bytes_min as u64
+}
+
+/// The answer to send for `response` to a request that asked `asked`: gzip-encoded when the
+/// rules in the module docs allow it, with the `Vary` and `ETag` they call for.
+fn encode(asked: &Asked, mut response: Response, bytes_min: usize) -> Response {
+    if response.status == 304 {
+        not_modified(asked, &mut response, bytes_min);
+        return response;
+    }
+    if !compressible(&response, bytes_min) {
         return response;
     }
     response.headers.append_static("Vary", "Accept-Encoding");
@@ -365,6 +385,52 @@ mod tests {
                 None => assert_eq!(body, big.as_bytes()),
             }
         }
+    }
+
+    /// A file region to compress is handed over as a deferred answer, complete already (so
+    /// a worker reads and deflates it, not a reactor); one that is not compressed stays an
+    /// ordinary answer.
+    #[test]
+    fn a_file_region_to_compress_is_handed_over() {
+        use crate::http::deferred::Deferred;
+        let path = std::env::temp_dir().join(format!("lithair-gzip-file-{}", std::process::id()));
+        let text = "a static text file, compressible\n".repeat(100);
+        std::fs::write(&path, &text).expect("write");
+        let opened = path.clone();
+        let handler = move |_: &mut Request| {
+            let file = std::fs::File::open(&opened).expect("open");
+            let len = file.metadata().expect("metadata").len();
+            Response::new(200)
+                .with_header("Content-Type", "text/plain")
+                .with_body(Body::File {
+                    file,
+                    offset: 0,
+                    len,
+                })
+        };
+        let mw = Compression::default();
+        let mut plain_req = Request::new(Method::Get, "/");
+        let plain = mw.call(&mut plain_req, &handler);
+        assert!(!plain.is_deferred(), "nothing to deflate");
+        assert!(matches!(plain.body, Body::File { .. }));
+        let mut req = Request::new(Method::Get, "/");
+        req.headers.append("Accept-Encoding", "gzip");
+        let mut placeholder = mw.call(&mut req, &handler);
+        assert!(
+            placeholder.is_deferred(),
+            "deflated where a worker finishes it"
+        );
+        let deferred = Deferred::take(&mut placeholder).expect("deferred");
+        let sent = deferred
+            .attach(placeholder, Box::new(|_| panic!("complete already")))
+            .expect("complete already");
+        assert_eq!(sent.headers.get("content-encoding"), Some("gzip"));
+        let packed = sent.body.as_bytes().expect("bytes");
+        assert_eq!(
+            deflate::gunzip(packed, 1 << 20).expect("gunzip"),
+            text.as_bytes()
+        );
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
