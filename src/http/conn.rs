@@ -1114,9 +1114,7 @@ fn buffer_small_file(mut response: Response) -> Response {
             response.body = Body::Bytes(bytes);
             response
         }
-        Err(e) => Problem::internal()
-            .with_detail(format!("reading the file: {e}"))
-            .into_response(),
+        Err(problem) => problem.into_response(),
     }
 }
 

@@ -184,16 +184,28 @@ pub enum Body {
 }
 
 /// Reads the region `offset..offset + len` of `file` whole (positional reads: the file's own
-/// offset is neither used nor moved).
+/// offset is neither used nor moved), for a body sent from memory.
 ///
 /// # Errors
-/// The file's read error; `UnexpectedEof` when it is shorter than the region.
-pub(crate) fn read_file_region(file: &std::fs::File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+/// A 500 problem saying why ([`file_read_failed`]): the file's read error, or
+/// `UnexpectedEof` when it is shorter than the region (it shrank since its length was taken).
+pub(crate) fn read_file_region(
+    file: &std::fs::File,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>, super::problem::Problem> {
     use std::os::unix::fs::FileExt;
-    let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+    let len =
+        usize::try_from(len).map_err(|_| file_read_failed(io::ErrorKind::OutOfMemory.into()))?;
     let mut bytes = vec![0u8; len];
-    file.read_exact_at(&mut bytes, offset)?;
+    file.read_exact_at(&mut bytes, offset)
+        .map_err(file_read_failed)?;
     Ok(bytes)
+}
+
+/// The answer when a file body cannot be read: 500, with the reason.
+pub(crate) fn file_read_failed(error: io::Error) -> super::problem::Problem {
+    super::problem::Problem::internal().with_detail(format!("reading the file: {error}"))
 }
 
 impl Body {

@@ -26,7 +26,7 @@ use crate::http::percent;
 use crate::http::pool::{Job, Pool};
 use crate::http::problem::Problem;
 use crate::http::request::{Method, Request};
-use crate::http::response::{read_file_region, Body, Response};
+use crate::http::response::{file_read_failed, read_file_region, Body, Response};
 use crate::http::router::RestSegments;
 use crate::sys;
 use std::fs::File;
@@ -219,13 +219,8 @@ impl StaticDir {
         if len > FILE_BODY_BUFFERED_BYTES_MAX {
             return Ok(Body::File { file, offset, len });
         }
-        let read_failed = |e: io::Error| {
-            Refusal::Problem(Problem::internal().with_detail(format!("reading the file: {e}")))
-        };
         match wait {
-            Wait::Allowed => read_file_region(&file, offset, len)
-                .map(Body::Bytes)
-                .map_err(read_failed),
+            Wait::Allowed => Ok(Body::Bytes(read_file_region(&file, offset, len)?)),
             Wait::Never => {
                 let mut bytes = vec![0u8; len as usize];
                 match sys::fs::read_cached(&file, offset, &mut bytes) {
@@ -240,7 +235,7 @@ impl StaticDir {
                     {
                         Err(Refusal::WouldWait)
                     }
-                    Err(e) => Err(read_failed(e)),
+                    Err(e) => Err(file_read_failed(e).into()),
                 }
             }
         }

@@ -12,7 +12,6 @@ use super::Middleware;
 use crate::crypto::deflate;
 use crate::http::handler::Handler;
 use crate::http::mime;
-use crate::http::problem::Problem;
 use crate::http::request::Request;
 use crate::http::response::{read_file_region, Body, Response};
 
@@ -226,11 +225,7 @@ fn encode(asked: &Asked, mut response: Response, bytes_min: usize) -> Response {
         Body::Static(b) => b.to_vec(),
         Body::File { file, offset, len } => match read_file_region(&file, offset, len) {
             Ok(b) => b,
-            Err(e) => {
-                return Problem::internal()
-                    .with_detail(format!("reading file: {e}"))
-                    .into_response()
-            }
+            Err(problem) => return problem.into_response(),
         },
         other => unreachable!("checked above: {other:?}"),
     };
