@@ -204,12 +204,12 @@ fn a_panicking_handler_is_a_500_and_the_server_keeps_serving() {
     assert_eq!((r.status, r.text().as_str()), (200, "pong"));
 }
 
-/// Per-route counting through a real server: a handler the reactor runs inline is timed on
-/// the reactor's turn clock (its answer counts 0, however long it took: no clock is read on
-/// the inline path), a worker's handler by the clock at each end, and a deferred answer
-/// submitted inline from the turn to its completion.
+/// Per-route counting through a real server: a handler is timed from its dispatch to its
+/// answer wherever it runs, so a slow handler the reactor runs inline shows as slow (it once
+/// counted 0, timed on the reactor's once-per-wakeup clock), and a deferred answer submitted
+/// inline counts to its completion.
 #[test]
-fn routes_are_counted_on_the_reactor_without_a_clock_and_on_workers_with_one() {
+fn routes_are_timed_from_dispatch_to_answer_on_the_reactor_and_on_workers() {
     use lithair::http::inline;
     use lithair::http::route_stats::RouteStats;
     use std::time::Duration;
@@ -254,8 +254,11 @@ fn routes_are_counted_on_the_reactor_without_a_clock_and_on_workers_with_one() {
     };
     let inline_route = find("/inline");
     assert_eq!(inline_route.responses_by_class, [0, 1, 0, 0, 0]);
-    assert_eq!(inline_route.durations.sum_us, 0, "{inline_route:?}");
-    assert_eq!(inline_route.durations.buckets[0], 1);
+    assert!(inline_route.durations.sum_us >= 3_000, "{inline_route:?}");
+    assert_eq!(
+        inline_route.durations.buckets[0], 0,
+        "not in the first bucket"
+    );
     let worker = find("/worker");
     assert_eq!(worker.responses_by_class, [0, 1, 0, 0, 0]);
     assert!(worker.durations.sum_us >= 3_000, "{worker:?}");

@@ -487,7 +487,7 @@ fn route_metrics(metrics: &mut Metrics, stats: &RouteStats) {
     let bounds = DURATION_BOUNDS_US.map(|us| us as f64 / 1e6);
     metrics.histograms_by(
         "lithair_http_route_handler_seconds",
-        "Time each route's handler took, from its dispatch to its answer (its own middleware and a write's commit included; queueing for a worker and sending not; an answer given inline within a reactor's turn counts 0).",
+        "Time each route's handler took, from its dispatch to its answer (its own middleware and a write's commit included; queueing for a worker and sending not; timed by the clock at each end, on a reactor as on a worker).",
         &bounds,
         ["method", "route"],
         routes.iter().map(|route| {

@@ -25,7 +25,6 @@ use super::poll_window::{PollWindow, POLL_YIELD_CONTENDED_US};
 use super::pool::Pool;
 use super::request::Request;
 use super::response::Response;
-use super::route_stats;
 use super::stats::ServerStats;
 use super::streams::StreamThreads;
 use super::writer::{render_common_head, Direct, OK_STATUS_LINE};
@@ -345,8 +344,6 @@ impl Reactor {
                 break;
             }
             self.now_ms = self.now_us / 1000;
-            // The handlers this turn runs inline are timed from it (no clock read each).
-            route_stats::set_turn_clock(self.start + Duration::from_micros(self.now_us));
             self.refresh_date();
             for event in &events {
                 match event.token {
