@@ -213,6 +213,24 @@ fn the_server_counts_its_connections_and_times_its_answers() {
     wait_until("closed", || stats.connections().open == 0);
     assert_eq!(stats.connections().accepted, 4);
     assert_eq!(stats.connections().refused, 1);
+
+    // The same on the reactor: a handler run inline holds its reactor for 60 ms, and its
+    // answer is timed so (it counted 0 when answers were timed on the wakeup's clock alone).
+    let (resp, _) = send(
+        addr,
+        b"GET /inline/slow?60 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!((resp.status, resp.text().as_str()), (200, "slept 60"));
+    wait_until("the inline answer counted", || reads().count() == 2);
+    let durations = reads();
+    assert_eq!(
+        durations.buckets[above_50ms..].iter().sum::<u64>(),
+        2,
+        "{durations:?}"
+    );
+    // Within a tick of the coarse clock (at most 10 ms) of the 60 ms slept, on top of the
+    // first answer's.
+    assert!(durations.sum_us >= 2 * 60_000 - 10_000, "{durations:?}");
 }
 
 #[test]

@@ -450,7 +450,7 @@ fn http_connection_metrics(metrics: &mut Metrics, http: &ServerStats) {
     let kinds = RequestKind::ALL.map(|kind| (kind.name(), http.durations(kind)));
     metrics.histograms(
         "lithair_http_request_duration_seconds",
-        "Time from a complete request to its answer queued for writing, reads and writes apart, on the reactor's clock (read once per wakeup: an answer given within the wakeup that read its request counts 0).",
+        "Time from a complete request to its answer queued for writing, reads and writes apart, on the reactor's clock (read once per wakeup, and at the answer on the kernel's coarse clock: a quick answer given within the wakeup that read its request counts 0, a slow one its time to within a tick).",
         &bounds,
         "kind",
         kinds.iter().map(|(name, durations)| {
@@ -487,7 +487,7 @@ fn route_metrics(metrics: &mut Metrics, stats: &RouteStats) {
     let bounds = DURATION_BOUNDS_US.map(|us| us as f64 / 1e6);
     metrics.histograms_by(
         "lithair_http_route_handler_seconds",
-        "Time each route's handler took, from its dispatch to its answer (its own middleware and a write's commit included; queueing for a worker and sending not; timed by the clock at each end, on a reactor as on a worker).",
+        "Time each route's handler took, from its dispatch to its answer (its own middleware and a write's commit included; queueing for a worker and sending not; a handler run inline on a reactor is timed on the kernel's coarse clock: a quick one counts 0, a slow one its time to within a tick).",
         &bounds,
         ["method", "route"],
         routes.iter().map(|route| {

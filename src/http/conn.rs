@@ -18,7 +18,7 @@ use super::problem::Problem;
 use super::reactor::{Completion, Inbox, Outcome, Shared};
 use super::request::{Method, Request, Trailers, Version};
 use super::response::{read_file_region, Body, Response};
-use super::stats::{RequestKind, StatsSlot};
+use super::stats::{coarse_us_since, RequestKind, StatsSlot};
 use super::upgrade::{is_upgrade_request, Driver, ReadEnd};
 use super::writer::{write_response_heads, Direct, Exchange};
 use super::Handler;
@@ -68,6 +68,8 @@ pub(crate) struct Ctx<'a> {
     pub token: u64,
     /// The reactor's clock at this wakeup (see `http::stats` on what it times).
     pub now_us: u64,
+    /// This wakeup on the kernel's monotonic clock (`None`: not read there).
+    pub wakeup_raw_us: Option<u64>,
     pub now_ms: u64,
     /// The `Server` and `Date` lines, rendered once per second.
     pub common_head: &'a [u8],
@@ -75,6 +77,16 @@ pub(crate) struct Ctx<'a> {
     pub ok_head: &'a [u8],
     pub write_buf: &'a mut Vec<u8>,
     pub scratch: &'a mut Request,
+}
+
+impl Ctx<'_> {
+    /// Now, on the reactor's clock, for timing an answer: the wakeup's reading, later by as
+    /// much as the kernel's coarse clock has moved since (a handler run inline may have held
+    /// the reactor for milliseconds; an answer given after it must not count 0). Never past
+    /// the true time; what it misses is under a tick (see `stats::coarse_us_since`).
+    fn answer_us(&self) -> u64 {
+        self.now_us + coarse_us_since(self.wakeup_raw_us)
+    }
 }
 
 enum BodyState {
@@ -870,7 +882,7 @@ impl Conn {
             self.first_seq += 1;
             let mut response = slot.response.unwrap_or_else(handler_failed_response);
             let upgrade = self.take_upgrade(ctx, &mut response, slot.upgrade_request);
-            let elapsed_us = ctx.now_us.saturating_sub(slot.timed.started_us);
+            let elapsed_us = ctx.answer_us().saturating_sub(slot.timed.started_us);
             ctx.responses
                 .count(response.status, elapsed_us, slot.timed.kind);
             let mut exchange = slot.exchange;

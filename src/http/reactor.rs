@@ -25,6 +25,7 @@ use super::poll_window::{PollWindow, POLL_YIELD_CONTENDED_US};
 use super::pool::Pool;
 use super::request::Request;
 use super::response::Response;
+use super::route_stats;
 use super::stats::ServerStats;
 use super::streams::StreamThreads;
 use super::writer::{render_common_head, Direct, OK_STATUS_LINE};
@@ -261,6 +262,9 @@ pub(crate) struct Reactor {
     common_date: [u8; HTTP_DATE_BYTES],
     scratch: Request,
     start: Instant,
+    /// `start` on the kernel's monotonic clock (read just after it), for placing the coarse
+    /// clock's readings on the reactor's (`wakeup_raw_us`); `None` where it is not read.
+    start_raw_us: Option<u64>,
     /// The reactor's clock, read when a poll or a sleep returns (never per request):
     /// microseconds and milliseconds since `start`.
     now_us: u64,
@@ -288,6 +292,10 @@ impl Reactor {
         if let Some(fd) = signal_fd {
             poller.add(fd, SIGNAL_TOKEN, Interest::READ)?;
         }
+        // Read in this order so that `start` on the raw clock is never before `start`: a
+        // coarse reading placed with it can then only trail the reactor's clock.
+        let start = Instant::now();
+        let start_raw_us = crate::sys::clock::monotonic_us();
         let mut reactor = Reactor {
             shared,
             index,
@@ -303,7 +311,8 @@ impl Reactor {
             common_head: Vec::new(),
             common_date: [0; HTTP_DATE_BYTES],
             scratch: empty_request(),
-            start: Instant::now(),
+            start,
+            start_raw_us,
             now_us: 0,
             now_ms: 0,
             next_timer_ms: 0,
@@ -344,6 +353,12 @@ impl Reactor {
                 break;
             }
             self.now_ms = self.now_us / 1000;
+            // The handlers this turn runs inline are timed from it (no precise clock read
+            // each: see `http::route_stats`).
+            route_stats::set_turn_clock(
+                self.start + Duration::from_micros(self.now_us),
+                self.wakeup_raw_us(),
+            );
             self.refresh_date();
             for event in &events {
                 match event.token {
@@ -420,6 +435,13 @@ impl Reactor {
         waited
     }
 
+    /// This wakeup on the kernel's monotonic clock: never earlier than the true wakeup
+    /// (`start` was read before `start_raw_us`), so a time measured from it on the coarse
+    /// clock is never longer than the truth.
+    fn wakeup_raw_us(&self) -> Option<u64> {
+        self.start_raw_us.map(|start| start + self.now_us)
+    }
+
     fn clock_us(&self) -> u64 {
         self.start.elapsed().as_micros() as u64
     }
@@ -442,6 +464,7 @@ impl Reactor {
 
     fn ctx_parts(&mut self, index: usize) -> Option<(&mut Conn, Ctx<'_>, &mut [u8])> {
         let token = token_of(index, self.entries.get(index)?.generation);
+        let wakeup_raw_us = self.wakeup_raw_us();
         let conn = self.entries[index].conn.as_mut()?;
         let ctx = Ctx {
             shared: &self.shared,
@@ -449,6 +472,7 @@ impl Reactor {
             inbox: &self.inbox,
             token,
             now_us: self.now_us,
+            wakeup_raw_us,
             now_ms: self.now_ms,
             common_head: &self.common_head[OK_STATUS_LINE.len()..],
             ok_head: &self.common_head,

@@ -13,10 +13,16 @@
 //! counts as that GET. A handler that panics counts as a 5xx, an abandoned deferred answer
 //! as its 503.
 //!
-//! A handler is timed by the clock read at its dispatch and at its answer, on a reactor as on
-//! a worker (two reads of the vDSO clock, some 30 ns each here: a few percent of a pipelined
-//! request's cost, paid only when routes are counted), so a slow handler run inline shows as
-//! slow; a deferred answer is timed to its completion.
+//! Times are read where they cost little on the reactor, whose every turn counts: a precise
+//! clock read is some 30 ns, which pipelined requests of a few hundred nanoseconds each
+//! would feel (two per request cost 6 % of a pipelined `/plaintext` here). A handler run
+//! inline by a reactor starts at the reactor's turn clock (read once per wakeup, see
+//! `set_turn_clock`) or at the end of the inline handler before it in that turn, and ends on
+//! the kernel's coarse clock (a few nanoseconds a read, `http::stats::coarse_us_since`): a
+//! quick handler counts 0, a slow one its time to within a tick (1 to 10 ms), never more.
+//! Where the coarse clock is not read (not 64-bit Linux), an inline answer counts 0. A
+//! handler run by a worker reads the precise clock at its dispatch and at its answer, and a
+//! deferred answer is timed to its completion from either start.
 //!
 //! Counting is a few uncontended atomic adds: each thread counts in one of [`ROUTE_STRIPES`]
 //! stripes (threads take them in turn), and each route's counters in a stripe sit on cache
@@ -30,7 +36,9 @@
 //! [`Router::count_routes`]: super::router::Router::count_routes
 
 use super::request::Method;
-use super::stats::{add_loaded, status_class, DurationCounters, Durations, STATUS_CLASSES};
+use super::stats::{
+    add_loaded, coarse_us_since, status_class, DurationCounters, Durations, STATUS_CLASSES,
+};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -67,6 +75,18 @@ pub(crate) struct RouteCounters {
 thread_local! {
     /// The stripe this thread counts in (`usize::MAX` until its first count).
     static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// On a reactor thread, its current turn's clock; `None` on every other thread.
+    static TURN_CLOCK: Cell<Option<TurnClock>> = const { Cell::new(None) };
+}
+
+/// A reactor's clock for the handlers it runs inline in one turn.
+#[derive(Clone, Copy, Debug)]
+struct TurnClock {
+    /// When the turn began (what a deferred answer is timed from).
+    began: Instant,
+    /// Where the next inline handler starts, on the kernel's monotonic clock: the turn's
+    /// start, then the end of each inline handler timed in it (`None`: not read there).
+    next_start_raw_us: Option<u64>,
 }
 
 /// The stripe this thread counts in (taken on its first count).
@@ -77,6 +97,36 @@ fn stripe() -> usize {
             stripe.set(NEXT.fetch_add(1, Ordering::Relaxed) % ROUTE_STRIPES);
         }
         stripe.get()
+    })
+}
+
+/// A reactor's turn began at `began` (the clock it read on waking), `began_raw_us` on the
+/// kernel's monotonic clock: what the handlers it runs inline in this turn are timed from.
+/// Called by reactor threads only.
+pub(crate) fn set_turn_clock(began: Instant, began_raw_us: Option<u64>) {
+    let clock = TurnClock {
+        began,
+        next_start_raw_us: began_raw_us,
+    };
+    TURN_CLOCK.with(|turn| turn.set(Some(clock)));
+}
+
+/// When this reactor thread's turn began; `None` off the reactors.
+pub(crate) fn turn_began() -> Option<Instant> {
+    TURN_CLOCK.with(|turn| turn.get().map(|clock| clock.began))
+}
+
+/// How long the inline handler that just answered on this reactor took, on the coarse clock
+/// (see the module doc); the next one in the turn is timed from here. 0 off the reactors.
+pub(crate) fn inline_elapsed_us() -> u64 {
+    TURN_CLOCK.with(|turn| {
+        let Some(mut clock) = turn.get() else {
+            return 0;
+        };
+        let elapsed_us = coarse_us_since(clock.next_start_raw_us);
+        clock.next_start_raw_us = clock.next_start_raw_us.map(|start| start + elapsed_us);
+        turn.set(Some(clock));
+        elapsed_us
     })
 }
 

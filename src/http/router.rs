@@ -29,7 +29,7 @@ use crate::http::problem::Problem;
 use crate::http::request::{Method, Request};
 use crate::http::respond::IntoResponse;
 use crate::http::response::Response;
-use crate::http::route_stats::{RouteCounters, RouteLabel, RouteStats};
+use crate::http::route_stats::{self, RouteCounters, RouteLabel, RouteStats};
 use crate::http::static_files::StaticDir;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -767,8 +767,8 @@ impl Dispatch {
     }
 
     /// Runs handler `index`, counting its answer when routes are counted: at once, or for a
-    /// deferred response when its responder completes it (a write, once durable). Timed by
-    /// the clock at its dispatch and at its answer, on a reactor as on a worker.
+    /// deferred response when its responder completes it (a write, once durable). On a
+    /// reactor it reads no precise clock (see `http::route_stats` for how it times).
     fn run(&self, index: usize, req: &mut Request) -> Response {
         let handler = &self.table.handlers[index];
         if req.extensions.get::<WantMatchedRoute>().is_some() {
@@ -779,16 +779,22 @@ impl Dispatch {
         let Some(counters) = self.counters.as_ref().filter(|c| c.counts(index)) else {
             return handler.call(req);
         };
+        let turn = route_stats::turn_began();
         let mut on_panic = CountOnPanic {
             counters,
             index,
-            started: Instant::now(),
+            started: turn.unwrap_or_else(Instant::now),
             armed: true,
         };
         let response = handler.call(req);
         on_panic.armed = false;
         let started = on_panic.started;
         match &response.deferred {
+            // Answered within the reactor's turn: timed on its coarse clock.
+            None if turn.is_some() => {
+                let elapsed_us = route_stats::inline_elapsed_us();
+                counters.count_us(index, response.status, elapsed_us);
+            }
             None => counters.count(index, response.status, started),
             Some(deferred) => {
                 let counters = Arc::clone(counters);

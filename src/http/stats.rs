@@ -11,12 +11,14 @@
 //! time would hide in theirs). A write is a request with a method that is not safe (RFC 9110
 //! §9.2.1: POST, PUT, PATCH, DELETE and the like); every other answer is a read.
 //!
-//! Durations are read on the reactor's clock, which it reads once per wakeup (no clock call
-//! per request): a request is timed from the wakeup that completed it (its last byte read)
-//! to the wakeup that queued its answer for writing. A request answered within the wakeup
-//! that read it counts as 0; one answered by a worker, or held behind the requests before
-//! it, counts the wait, at the resolution of the reactor's wakeups. The time its answer
-//! takes to leave the socket is not included.
+//! Durations are read on the reactor's clock, which it reads once per wakeup (no precise
+//! clock call per request): a request is timed from the wakeup that completed it (its last
+//! byte read) to its answer queued for writing, which is stamped with the later of that
+//! wakeup's reading and the kernel's coarse clock (`sys::clock`, a few nanoseconds a read,
+//! trailing by at most a tick of 1 to 10 ms). So a request answered quickly within the
+//! wakeup that read it counts 0, while one held by a slow handler run inline (its own or
+//! one before it in the same wakeup) counts that time, to within a tick; one answered by a
+//! worker counts the wait. The time its answer takes to leave the socket is not included.
 //!
 //! Owns: the counters.
 //! Must not: block or allocate on the counting path (it runs on the reactor for every answer).
@@ -70,6 +72,16 @@ impl RequestKind {
             RequestKind::Write => 1,
         }
     }
+}
+
+/// Microseconds from `since_raw_us` (a reading of the precise monotonic clock,
+/// `sys::clock::monotonic_us`) to now, on the kernel's coarse clock: a few nanoseconds to
+/// read, never more than the time that truly passed, less by up to a tick (1 to 10 ms). 0
+/// where the raw clock is not read (`since_raw_us` is `None`). This is how the reactor times
+/// what happens within one of its wakeups without a precise clock read per request.
+pub(crate) fn coarse_us_since(since_raw_us: Option<u64>) -> u64 {
+    let Some(since) = since_raw_us else { return 0 };
+    crate::sys::clock::coarse_monotonic_us().map_or(0, |now| now.saturating_sub(since))
 }
 
 /// Answer times counted in place: one kind's in one slot here, one route's in one stripe in

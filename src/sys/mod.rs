@@ -3,6 +3,7 @@
 //!
 //! Must not: contain logic beyond translating between Rust types and system calls.
 
+pub mod clock;
 pub mod crc32c_hw;
 #[cfg(target_os = "linux")]
 pub mod epoll;

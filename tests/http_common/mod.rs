@@ -44,7 +44,7 @@ impl Handler for TestApp {
                 }
                 Response::text(200, text)
             }
-            "/slow" => {
+            "/slow" | "/inline/slow" => {
                 let ms: u64 = req.query.parse().unwrap_or(200);
                 std::thread::sleep(Duration::from_millis(ms));
                 Response::text(200, format!("slept {ms}"))
