@@ -9,7 +9,8 @@ use std::io::{BufReader, Write};
 
 /// RFC 9110 §5.5: a field value with obs-text (bytes 0x80-0xFF) that is not UTF-8, such as a
 /// Latin-1 cookie a browser holds, is served; the handler reads it with U+FFFD in place of each
-/// invalid sequence. A trailer is treated the same. A framing field holding it is refused.
+/// invalid sequence, or as the bytes received (`header_bytes`, `headers_raw`). A trailer is
+/// read lossily too. A framing field holding it is refused.
 #[test]
 fn obs_text_in_a_field_value_is_served_lossily() {
     let server = spawn(quick_config());
@@ -30,6 +31,27 @@ fn obs_text_in_a_field_value_is_served_lossily() {
     );
     assert_eq!(resp.status, 200);
     assert_eq!(resp.text(), "n=caf\u{fffd}|caf\u{e9}");
+    // The bytes received stay readable, for a handler that treats them as opaque (a proxy).
+    let handler = |req: &mut lithair::http::Request| {
+        let mut body = req.header_bytes("cookie").unwrap_or(b"-").to_vec();
+        for (name, value) in req.headers_raw() {
+            body.extend_from_slice(b"|");
+            body.extend_from_slice(name.as_bytes());
+            body.extend_from_slice(b"=");
+            body.extend_from_slice(value);
+        }
+        lithair::http::Response::bytes(200, "application/octet-stream", body)
+    };
+    let server = spawn_handler(quick_config(), handler);
+    let (resp, _) = send(
+        server.local_addr(),
+        b"GET / HTTP/1.1\r\nHost: h\r\nCookie: n=caf\xe9\r\nX-Utf8: caf\xc3\xa9\r\n\r\n",
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.body,
+        b"n=caf\xe9|Host=h|Cookie=n=caf\xe9|X-Utf8=caf\xc3\xa9".to_vec()
+    );
     let server = spawn(quick_config());
     let (resp, _) = send(
         server.local_addr(),

@@ -1374,17 +1374,17 @@ impl ClusterFront {
             return placeholder;
         }
         let method = req.method.as_str();
-        let mut headers: Vec<(String, String)> = req
-            .headers
-            .iter()
+        let mut headers: Vec<(String, Vec<u8>)> = req
+            .headers_raw()
             .filter(|(name, _)| forwardable(name, sign))
-            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .map(|(name, value)| (name.to_string(), value.to_vec()))
             .collect();
         if sign {
             let node = &self.node;
-            headers.extend(auth_headers(|m| node.sign(m), method, target, &req.body));
+            let signed = auth_headers(|m| node.sign(m), method, target, &req.body);
+            headers.extend(signed.map(|(name, value)| (name, value.into_bytes())));
         }
-        headers.push((FORWARDED_HEADER.to_string(), "1".to_string()));
+        headers.push((FORWARDED_HEADER.to_string(), b"1".to_vec()));
         let request = Outgoing {
             method,
             target,
@@ -1447,10 +1447,11 @@ fn encode_forward(req: &Request, target: &str, host: &str) -> Vec<u8> {
     ] {
         out.extend_from_slice(part.as_bytes());
     }
-    for (name, value) in req.headers.iter() {
+    // As received: a value that was not UTF-8 reaches the leader unchanged.
+    for (name, value) in req.headers_raw() {
         if forwardable(name, false) {
-            for part in [name, ": ", value, "\r\n"] {
-                out.extend_from_slice(part.as_bytes());
+            for part in [name.as_bytes(), b": ", value, b"\r\n"] {
+                out.extend_from_slice(part);
             }
         }
     }
@@ -1798,6 +1799,18 @@ mod tests {
              Idempotency-Key: k1\r\nx-lithair-auth: tag\r\nx-lithair-auth-nonce: nonce\r\n\
              x-lithair-forwarded: 1\r\n\
              Content-Length: 2\r\n\r\n{}"
+        );
+        // A value that arrived not UTF-8 goes on as received, not as its U+FFFD text.
+        let mut raw = crate::http::RawHeaderValues::default();
+        raw.push("Cookie", "n=caf\u{fffd}", b"n=caf\xe9");
+        let mut latin1 = Request::new(Method::Post, "/api/items");
+        latin1.headers.append("Cookie", "n=caf\u{fffd}");
+        latin1.extensions.insert(raw);
+        let bytes = encode_forward(&latin1, "/api/items", "leader:1");
+        let cookie = b"\r\nCookie: n=caf\xe9\r\n";
+        assert!(
+            bytes.windows(cookie.len()).any(|w| w == cookie),
+            "{bytes:?}"
         );
         assert!(!forwardable("X-LITHAIR-AUTH", true));
         assert!(!forwardable("X-Lithair-Auth-Nonce", true));

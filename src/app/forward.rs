@@ -537,21 +537,25 @@ pub(crate) fn connect(addr: &str, timeout: Duration) -> std::io::Result<TcpStrea
 pub(crate) struct Outgoing<'a> {
     pub(crate) method: &'a str,
     pub(crate) target: &'a str,
-    pub(crate) headers: &'a [(String, String)],
+    /// Fields as (name, value bytes): a value that arrived not UTF-8 goes on as received.
+    pub(crate) headers: &'a [(String, Vec<u8>)],
     pub(crate) body: &'a [u8],
 }
 
 impl Outgoing<'_> {
     pub(crate) fn encode(&self, host: &str) -> Vec<u8> {
-        let mut head = format!(
+        let head = format!(
             "{} {} HTTP/1.1\r\nHost: {host}\r\n",
             self.method, self.target
         );
-        for (name, value) in self.headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", self.body.len()));
         let mut out = head.into_bytes();
+        for (name, value) in self.headers {
+            for part in [name.as_bytes(), b": ", value, b"\r\n"] {
+                out.extend_from_slice(part);
+            }
+        }
+        let length = format!("Content-Length: {}\r\n\r\n", self.body.len());
+        out.extend_from_slice(length.as_bytes());
         out.extend_from_slice(self.body);
         out
     }
@@ -895,7 +899,7 @@ mod tests {
     }
 
     fn request(addr: &str, body: &str) -> Vec<u8> {
-        let headers = [("Content-Type".to_string(), "text/plain".to_string())];
+        let headers = [("Content-Type".to_string(), b"text/plain".to_vec())];
         let outgoing = Outgoing {
             method: "POST",
             target: "/api/items",
@@ -903,6 +907,23 @@ mod tests {
             body: body.as_bytes(),
         };
         outgoing.encode(addr)
+    }
+
+    #[test]
+    fn outgoing_header_values_are_written_as_their_bytes() {
+        let headers = [
+            ("Cookie".to_string(), b"n=caf\xe9".to_vec()),
+            ("X-Plain".to_string(), b"ok".to_vec()),
+        ];
+        let outgoing = Outgoing {
+            method: "PUT",
+            target: "/x",
+            headers: &headers,
+            body: b"{}",
+        };
+        let expected: &[u8] = b"PUT /x HTTP/1.1\r\nHost: l:1\r\nCookie: n=caf\xe9\r\n\
+                                X-Plain: ok\r\nContent-Length: 2\r\n\r\n{}";
+        assert_eq!(outgoing.encode("l:1"), expected);
     }
 
     /// A responder whose answer arrives on `answers`, tagged with `tag`.

@@ -16,7 +16,7 @@ use super::parse::{framing, parse_head, BodyKind, HeadLimits, HeaderSlot, ParseE
 use super::pool::{Job, Submitter};
 use super::problem::Problem;
 use super::reactor::{Completion, Inbox, Outcome, Shared};
-use super::request::{Method, Request, Trailers, Version};
+use super::request::{Method, RawHeaderValues, Request, Trailers, Version};
 use super::response::{read_file_region, Body, Response};
 use super::stats::{coarse_us_since, RequestKind, StatsSlot};
 use super::upgrade::{is_upgrade_request, Driver, ReadEnd};
@@ -1256,20 +1256,30 @@ fn fill_request(
     request.reset_plan();
     let spare = &mut request.planned.spare_strings;
     request.headers.clear_into(spare, SPARE_STRINGS_MAX);
+    let mut raw: Option<RawHeaderValues> = None;
     for field in fields {
         let name = match static_name(field.name) {
             Some(known) => Cow::Borrowed(known),
             None => Cow::Owned(reused(spare, field.name)),
         };
-        // Obs-text that is not UTF-8 (a Latin-1 cookie) is kept, lossily: RFC 9110 §5.5 has
-        // a recipient treat it as opaque, and refusing it failed every request of a browser
-        // holding such a cookie until it was cleared.
-        let value = Cow::Owned(reused(spare, &field.value_text()));
+        // Obs-text that is not UTF-8 (a Latin-1 cookie) is kept: as text with U+FFFD in
+        // `headers`, and as received in `RawHeaderValues` (RFC 9110 §5.5 has a recipient
+        // treat it as opaque; refusing it failed every request of a browser holding such a
+        // cookie until it was cleared).
+        let text = field.value_text();
+        if let Cow::Owned(lossy) = &text {
+            raw.get_or_insert_with(RawHeaderValues::default)
+                .push(field.name, lossy, field.value);
+        }
+        let value = Cow::Owned(reused(spare, &text));
         request.headers.append_cow(name, value);
     }
     request.body.clear();
     request.remote_addr = peer;
     request.extensions.clear();
+    if let Some(raw) = raw {
+        request.extensions.insert(raw);
+    }
 }
 
 /// origin-form for every method, absolute-form too, authority-form only for CONNECT, `*` only
@@ -1358,6 +1368,46 @@ mod tests {
         let shrunk = buffer_small_file(file_body(small as u64 - 9, 20));
         assert_eq!(shrunk.status, 500);
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// A value that is not UTF-8 is stored as text with U+FFFD and kept as received, also
+    /// when two values of one name read the same as text; the usual request records nothing.
+    #[test]
+    fn header_values_that_are_not_utf8_are_kept_as_received() {
+        use crate::http::parse::{parse_head, Status};
+        let input = b"GET / HTTP/1.1\r\nHost: h\r\nCookie: a=caf\xe9\r\nX-Plain: ok\r\n\
+                      cookie: a=caf\xe8\r\nX-Utf8: caf\xc3\xa9\r\n\r\n";
+        let mut slots = [HeaderSlot::default(); 8];
+        let limits = HeadLimits {
+            request_line_bytes_max: 256,
+            head_bytes_max: 1024,
+        };
+        let Ok(Status::Complete(head)) = parse_head(input, &limits, &mut slots) else {
+            panic!("refused")
+        };
+        let mut request = empty_request();
+        fill_request(&mut request, &head, &slots[..head.header_count], None);
+        assert_eq!(request.header("cookie"), Some("a=caf\u{fffd}"));
+        assert_eq!(request.header_bytes("COOKIE"), Some(&b"a=caf\xe9"[..]));
+        assert_eq!(request.header_bytes("x-utf8"), Some("caf\u{e9}".as_bytes()));
+        assert_eq!(request.header_bytes("missing"), None);
+        let raw: Vec<(&str, &[u8])> = request.headers_raw().collect();
+        let expected: [(&str, &[u8]); 5] = [
+            ("Host", b"h"),
+            ("Cookie", b"a=caf\xe9"),
+            ("X-Plain", b"ok"),
+            ("cookie", b"a=caf\xe8"),
+            ("X-Utf8", "caf\u{e9}".as_bytes()),
+        ];
+        assert_eq!(raw, expected);
+        // The next request on the connection reuses the request: nothing carries over.
+        let input = b"GET / HTTP/1.1\r\nHost: h\r\nCookie: a=b\r\n\r\n";
+        let Ok(Status::Complete(head)) = parse_head(input, &limits, &mut slots) else {
+            panic!("refused")
+        };
+        fill_request(&mut request, &head, &slots[..head.header_count], None);
+        assert!(request.extensions.get::<RawHeaderValues>().is_none());
+        assert_eq!(request.header_bytes("cookie"), Some(&b"a=b"[..]));
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub mod writer;
 pub use deferred::Responder;
 pub use handler::{inline, Handler, HeadPlan, Inline};
 pub use limits::ServerConfig;
-pub use request::{Extensions, Headers, Method, Request, Trailers, Version};
+pub use request::{Extensions, Headers, Method, RawHeaderValues, Request, Trailers, Version};
 pub use response::{Body, Response};
 pub use server::{Server, ServerHandle};
 

@@ -492,6 +492,36 @@ impl std::fmt::Debug for Extensions {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Trailers(pub Headers);
 
+/// The header values of a request that were not UTF-8, with the bytes received: RFC 9110
+/// §5.5 has a recipient treat such obs-text (bytes 0x80-0xFF) as opaque data, while a
+/// request's [`Headers`] hold text, each invalid sequence replaced by U+FFFD. Kept in
+/// `Request::extensions` only when there is one (a rare request: a Latin-1 cookie), so the
+/// usual request pays nothing; read it through [`Request::header_bytes`] and
+/// [`Request::headers_raw`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawHeaderValues {
+    /// In header order: the field name, its value as stored in `headers`, the bytes received.
+    values: Vec<(String, String, Vec<u8>)>,
+}
+
+impl RawHeaderValues {
+    /// Records that the field `name`, stored as `text`, arrived as `bytes`.
+    pub fn push(&mut self, name: &str, text: &str, bytes: &[u8]) {
+        self.values
+            .push((name.to_string(), text.to_string(), bytes.to_vec()));
+    }
+
+    /// The bytes of the first value recorded after `from` for field `name` stored as `text`,
+    /// and where it was recorded.
+    fn find(&self, name: &str, text: &str, from: usize) -> Option<(usize, &[u8])> {
+        let later = self.values.iter().enumerate().skip(from);
+        later
+            .filter(|(_, (n, t, _))| n.eq_ignore_ascii_case(name) && t == text)
+            .map(|(at, (_, _, bytes))| (at, bytes.as_slice()))
+            .next()
+    }
+}
+
 /// A complete request: head plus whole (de-chunked) body.
 #[derive(Debug)]
 pub struct Request {
@@ -611,6 +641,35 @@ impl Request {
     /// The first header named `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name)
+    }
+
+    /// The first header named `name` as the bytes received: the same as [`Request::header`]
+    /// unless the value was not UTF-8 (see [`RawHeaderValues`]), in which case these are
+    /// its original bytes rather than its text with U+FFFD in place of each invalid sequence.
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        let text = self.headers.get(name)?;
+        let raw = self.extensions.get::<RawHeaderValues>();
+        let received = raw.and_then(|raw| raw.find(name, text, 0));
+        Some(received.map_or(text.as_bytes(), |(_, bytes)| bytes))
+    }
+
+    /// Every header in order, its value as the bytes received (see [`Request::header_bytes`]):
+    /// what a proxy forwards, so a value that was not UTF-8 passes through unchanged.
+    pub fn headers_raw(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        let raw = self.extensions.get::<RawHeaderValues>();
+        // Where the next search of the recorded values starts: values are recorded in header
+        // order, so two equal stored values of one name take their records in turn.
+        let mut next = 0;
+        self.headers.iter().map(move |(name, text)| {
+            let received = raw.and_then(|raw| raw.find(name, text, next));
+            match received {
+                Some((at, bytes)) => {
+                    next = at + 1;
+                    (name, bytes)
+                }
+                None => (name, text.as_bytes()),
+            }
+        })
     }
 
     /// Sets `target`, `path` and `query` from a raw request-target (origin-form, absolute-form,
