@@ -1,7 +1,10 @@
-//! File-system calls std does not offer: `flock(2)` for the data-directory lock, and
-//! `openat2(2)` with `RESOLVE_BENEATH` for opening a path the kernel keeps inside a directory.
+//! File-system calls std does not offer: `flock(2)` for the data-directory lock,
+//! `openat2(2)` with `RESOLVE_BENEATH` for opening a path the kernel keeps inside a directory,
+//! `preadv2(2)` with `RWF_NOWAIT` and `cachestat(2)` for reading or sending only what the page
+//! cache holds.
 //!
-//! Owns: the hand-declared `flock` and `syscall` bindings and their safe wrappers. Must not:
+//! Owns: the hand-declared `flock`, `preadv2`, `sysconf` and `syscall` bindings and their safe
+//! wrappers. Must not:
 //! decide lock policy (which file, what message; `log::DirLock` does) or which paths a
 //! request may name (`http::static_files` does).
 
@@ -69,6 +72,16 @@ pub fn open_beneath_cached(dir: &File, relative: &std::path::Path) -> io::Result
 /// cannot tell (the caller reads where waiting is allowed); otherwise the read's error.
 pub fn read_cached(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
     beneath::read_cached(file, offset, buf)
+}
+
+/// Whether the `len` bytes of `file` from `offset` are all in the page cache now
+/// (`cachestat(2)`, Linux 6.5+), so that sending them waits for no disk. A snapshot: the
+/// kernel may evict a page right after.
+///
+/// # Errors
+/// `Unsupported` where the kernel or the file cannot tell (the caller assumes they are not).
+pub fn is_cached(file: &File, offset: u64, len: u64) -> io::Result<bool> {
+    beneath::is_cached(file, offset, len)
 }
 
 #[cfg(all(
@@ -148,6 +161,76 @@ mod beneath {
             }
         }
     }
+    /// `struct cachestat_range` (linux/mman.h).
+    #[repr(C)]
+    struct CachestatRange {
+        offset: u64,
+        len: u64,
+    }
+
+    /// `struct cachestat` (linux/mman.h): pages in the range by state.
+    #[repr(C)]
+    #[derive(Default)]
+    struct Cachestat {
+        cached: u64,
+        dirty: u64,
+        writeback: u64,
+        evicted: u64,
+        recently_evicted: u64,
+    }
+
+    /// The same number on every architecture (added after the tables were unified).
+    const SYS_CACHESTAT: i64 = 451;
+    /// `_SC_PAGESIZE` of Linux's `sysconf`.
+    const SC_PAGESIZE: i32 = 30;
+
+    extern "C" {
+        fn sysconf(name: i32) -> i64;
+    }
+
+    pub fn is_cached(file: &File, offset: u64, len: u64) -> io::Result<bool> {
+        if len == 0 {
+            return Ok(true);
+        }
+        // SAFETY: sysconf takes no pointers and reads nothing of ours.
+        let page = unsafe { sysconf(SC_PAGESIZE) };
+        let page = u64::try_from(page)
+            .ok()
+            .filter(|&page| page > 0)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::Unsupported))?;
+        let last = offset
+            .checked_add(len - 1)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let pages = last / page - offset / page + 1;
+        let range = CachestatRange { offset, len };
+        let mut stat = Cachestat::default();
+        loop {
+            // SAFETY: `range` and `stat` are live locals of the layouts the kernel expects,
+            // read and written during the call only; the descriptor is borrowed from `file`.
+            let result = unsafe {
+                syscall(
+                    SYS_CACHESTAT,
+                    file.as_raw_fd() as i64,
+                    &range as *const CachestatRange,
+                    &mut stat as *mut Cachestat,
+                    0i64,
+                )
+            };
+            if result == 0 {
+                return Ok(stat.cached >= pages);
+            }
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(EINTR) => continue,
+                // No cachestat (kernels before 6.5), or a file it does not describe.
+                Some(ENOSYS | EOPNOTSUPP | EPERM | EINVAL) => {
+                    return Err(io::Error::new(io::ErrorKind::Unsupported, error))
+                }
+                _ => return Err(error),
+            }
+        }
+    }
+
     const EPERM: i32 = 1;
     const EXDEV: i32 = 18;
     const EINVAL: i32 = 22;
@@ -225,12 +308,56 @@ mod beneath {
     pub fn read_cached(_file: &File, _offset: u64, _buf: &mut [u8]) -> io::Result<usize> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
+
+    pub fn is_cached(_file: &File, _offset: u64, _len: u64) -> io::Result<bool> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
+
+    /// Bytes just written are in the page cache; a hole never read is not (where the kernel
+    /// can tell: `cachestat` is Linux 6.5+).
+    #[test]
+    fn written_bytes_are_cached_and_an_unread_hole_is_not() {
+        let path = std::env::temp_dir().join(format!("lithair-cachestat-{}", std::process::id()));
+        let written = vec![7u8; 3 * 4096 + 100];
+        std::fs::write(&path, &written).expect("write");
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("open");
+        let whole = written.len() as u64;
+        match is_cached(&file, 0, whole) {
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                eprintln!("cachestat unsupported here: {e}");
+                let _ = std::fs::remove_file(&path);
+                return;
+            }
+            cached => assert!(cached.expect("cachestat"), "just written"),
+        }
+        assert!(
+            is_cached(&file, 4095, 2).expect("cachestat"),
+            "across a page"
+        );
+        assert!(
+            is_cached(&file, whole, 0).expect("cachestat"),
+            "nothing to send"
+        );
+        file.set_len(whole + (1 << 20)).expect("extend with a hole");
+        assert!(!is_cached(&file, 0, whole + (1 << 20)).expect("cachestat"));
+        assert!(!is_cached(&file, whole + 8192, 4096).expect("cachestat"));
+        assert!(
+            is_cached(&file, 0, whole).expect("cachestat"),
+            "the written part still"
+        );
+        assert!(is_cached(&file, u64::MAX, 2).is_err(), "a range past u64");
+        let _ = std::fs::remove_file(&path);
+    }
 
     /// Inside the directory (a relative symlink that stays inside included) opens; a path or
     /// a symlink that leaves it, or an absolute symlink, is `None`; a missing file is an error.
