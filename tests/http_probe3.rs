@@ -634,65 +634,137 @@ fn a_large_file_to_a_slow_reader_then_a_range_on_the_same_connection() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A static file to a client that never reads: the kernel sends what the socket buffers
-/// take, then the write deadline ends the wait and the connection (its stream thread free
-/// again for the next file). Meanwhile a small cached file region is sent by the reactor
-/// itself, needing no stream thread.
+/// A file whose start is in the page cache and whose end is not (a hole never read): the
+/// reactor sends the cached steps, a stream thread the rest from where it stopped, and the
+/// client gets every byte in order; the next request on the connection is answered after it.
+#[test]
+fn a_file_partly_in_the_page_cache_goes_out_whole() {
+    use lithair::http::router::Router;
+    use std::io::Read;
+    let dir = std::env::temp_dir().join(format!("lithair-probe3-part-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let written: Vec<u8> = (0..600_000u32).map(|i| (i % 241) as u8).collect();
+    let path = dir.join("part.bin");
+    std::fs::write(&path, &written).expect("write");
+    let total = written.len() + (1 << 20);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|file| file.set_len(total as u64))
+        .expect("extend with a hole");
+    let router = Router::new().static_dir("/f", dir.to_str().expect("utf-8"));
+    let server = spawn_handler(quick_config(), router);
+    let mut stream = connect(server.local_addr());
+    stream
+        .write_all(
+            b"GET /f/part.bin HTTP/1.1\r\nHost: h\r\n\r\n\
+              GET /f/part.bin HTTP/1.1\r\nHost: h\r\nRange: bytes=0-9\r\n\r\n",
+        )
+        .expect("write");
+    let mut reader = BufReader::new(stream);
+    let whole = read_response(&mut reader, false).expect("the file");
+    assert_eq!((whole.status, whole.body.len()), (200, total));
+    assert!(
+        whole.body[..written.len()] == written[..],
+        "the written part"
+    );
+    assert!(
+        whole.body[written.len()..].iter().all(|&b| b == 0),
+        "the hole"
+    );
+    let part = read_response(&mut reader, false).expect("the range");
+    assert_eq!((part.status, &part.body[..]), (206, &written[..10]));
+    let mut rest = [0u8; 1];
+    reader
+        .get_mut()
+        .set_nonblocking(true)
+        .expect("non-blocking");
+    assert!(reader.read(&mut rest).is_err(), "nothing more");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A static file to a client that never reads: the reactor sends what the socket buffers
+/// take, then the write deadline ends the wait and the connection. A streamed body to a
+/// client that never reads holds a stream thread until the same deadline; meanwhile a file
+/// in the page cache is sent by the reactor itself, needing no stream thread.
 #[test]
 fn a_file_to_a_client_that_never_reads_is_cut_at_the_write_deadline() {
     use lithair::http::router::Router;
+    use lithair::http::{Request, Response};
+    use std::time::{Duration, Instant};
     let dir = std::env::temp_dir().join(format!("lithair-probe3-stall-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(dir.join("big.bin"), vec![b'z'; 32 << 20]).expect("write");
-    let router = Router::new().static_dir("/f", dir.to_str().expect("utf-8"));
+    let router = Router::new()
+        .static_dir("/f", dir.to_str().expect("utf-8"))
+        .get("/stream", |req: &mut Request| {
+            let chunks = if req.query == "big" { 512 } else { 1 };
+            Response::stream(200, "application/octet-stream", move |w| {
+                for _ in 0..chunks {
+                    w.write_all(&[b's'; 64 * 1024])?;
+                }
+                Ok(())
+            })
+        });
     let config = lithair::http::ServerConfig {
         write_timeout_ms: 300,
         streams_max: 1,
         ..quick_config()
     };
     let server = spawn_handler(config, router);
-    let mut stalled = connect(server.local_addr());
-    stalled
+    let head_of = |stream: &mut std::net::TcpStream| {
+        let mut head = [0u8; 12];
+        std::io::Read::read_exact(stream, &mut head).expect("a head");
+        assert_eq!(&head, b"HTTP/1.1 200");
+    };
+    let stalled_at = Instant::now();
+    let mut stalled_file = connect(server.local_addr());
+    stalled_file
         .write_all(b"GET /f/big.bin HTTP/1.1\r\nHost: h\r\n\r\n")
         .expect("write");
-    // Its head arrives, then its body goes to the one stream thread, which it holds.
-    let mut head = [0u8; 12];
-    std::io::Read::read_exact(&mut stalled, &mut head).expect("the stalled head");
-    assert_eq!(&head, b"HTTP/1.1 200");
-    // 100 KB of the file, in the page cache (just written): sent by the reactor at once.
+    head_of(&mut stalled_file);
+    // A streamed body takes the one stream thread and holds it, its client reading nothing.
+    let mut stalled_stream = connect(server.local_addr());
+    stalled_stream
+        .write_all(b"GET /stream?big HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    head_of(&mut stalled_stream);
+    // 300 KB of the file, in the page cache (just written): sent by the reactor at once.
     let mut stream = connect(server.local_addr());
     stream
-        .write_all(b"GET /f/big.bin HTTP/1.1\r\nHost: h\r\nRange: bytes=0-99999\r\n\r\n")
+        .write_all(b"GET /f/big.bin HTTP/1.1\r\nHost: h\r\nRange: bytes=0-299999\r\n\r\n")
         .expect("write");
     let part = read_response(&mut BufReader::new(stream), false).expect("sent by the reactor");
-    assert_eq!((part.status, part.body.len()), (206, 100_000));
-    // The one stream thread is held by the stalled body until the deadline: until then a
-    // second large body is refused (its connection closed after the head); after it, served.
-    let started = std::time::Instant::now();
+    assert_eq!((part.status, part.body.len()), (206, 300_000));
+    assert!(part.body.iter().all(|&b| b == b'z'));
+    // Another streamed body is refused (its connection closed after the head) until the
+    // stalled one's deadline frees the stream thread; then it is served.
+    let started = Instant::now();
     let served = loop {
         let mut stream = connect(server.local_addr());
         stream
-            .write_all(b"GET /f/big.bin HTTP/1.1\r\nHost: h\r\nRange: bytes=0-299999\r\n\r\n")
+            .write_all(b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\n")
             .expect("write");
         let mut reader = BufReader::new(stream);
-        if let Some(part) = read_response(&mut reader, false) {
-            break part;
+        if let Some(answer) = read_response(&mut reader, false) {
+            break answer;
         }
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "the stalled file still holds the stream thread"
+            started.elapsed() < Duration::from_secs(10),
+            "the stalled stream still holds the stream thread"
         );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50));
     };
-    // Larger than the reactor sends itself: it needs the stream thread.
-    assert_eq!(served.status, 206);
-    assert!(served.body.len() == 300_000 && served.body.iter().all(|&b| b == b'z'));
-    // The stalled connection was closed with what the buffers held, far from the whole file.
-    stalled
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+    assert_eq!((served.status, served.body.len()), (200, 64 * 1024));
+    // Past the deadline the stalled file's connection is closed, with what the buffers held,
+    // far from the whole file.
+    let deadline_passed = Duration::from_millis(1_000);
+    std::thread::sleep(deadline_passed.saturating_sub(stalled_at.elapsed()));
+    stalled_file
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     let mut held = Vec::new();
-    match std::io::Read::read_to_end(&mut stalled, &mut held) {
+    match std::io::Read::read_to_end(&mut stalled_file, &mut held) {
         Ok(_) => assert!(held.len() < 32 << 20, "the whole file was sent"),
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
     }

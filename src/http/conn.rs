@@ -10,8 +10,9 @@
 
 use super::chunked::ChunkedDecoder;
 use super::deferred::{Answer, Deferred, DeliverAnswer};
+use super::direct::{send_region_now, Stopped};
 use super::handler::{catch_logged, handler_failed_response, run_handler};
-use super::limits::FILE_BODY_BUFFERED_BYTES_MAX;
+use super::limits::{FILE_BODY_BUFFERED_BYTES_MAX, REACTOR_FILE_STEP_BYTES};
 use super::parse::{framing, parse_head, BodyKind, HeadLimits, HeaderSlot, ParseError, Status};
 use super::pool::{Job, Submitter};
 use super::problem::Problem;
@@ -109,10 +110,17 @@ enum Reading {
     },
 }
 
-/// A streamed or file body waiting for the output to drain, or being sent by a worker.
+/// A streamed or file body waiting for the output to drain, being sent by the reactor as
+/// the socket takes it (a file region in the page cache), or by a stream thread.
 pub(crate) enum DirectState {
     Idle,
     Pending(Direct),
+    /// A file region the reactor is sending on this connection (`send_file_now`).
+    Sending {
+        file: std::fs::File,
+        offset: u64,
+        len: u64,
+    },
     Running,
 }
 
@@ -275,9 +283,10 @@ impl Conn {
                 edge: true,
             });
         }
+        let sending = matches!(self.direct, DirectState::Sending { .. });
         Some(Interest {
             read: !self.peer_eof && self.can_parse(pipeline_max),
-            write: !self.output.is_empty(),
+            write: !self.output.is_empty() || sending,
             edge: true,
         })
     }
@@ -367,6 +376,12 @@ impl Conn {
             self.serialize_ready(ctx);
             if self.write_output(ctx).is_err() {
                 return Flow::Close;
+            }
+            // A file body sent whole here frees the answers behind it: go round again.
+            match self.send_file_now(ctx) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(_) => return Flow::Close,
             }
             // Answers written may have freed pipeline room for requests already buffered: no
             // socket event will come for those bytes, so go round again. Each round either
@@ -854,6 +869,56 @@ impl Conn {
         ok
     }
 
+    /// Sends a file body on the reactor, once the head before it has left: step by step
+    /// ([`REACTOR_FILE_STEP_BYTES`]), each step only once it is all in the page cache (so no
+    /// disk read holds the reactor), as far as the socket takes it; the connection then
+    /// waits for its socket to be writable and goes on (`DirectState::Sending`). A step not
+    /// in the cache, or a file the kernel cannot splice, leaves the rest pending for a stream
+    /// thread. Returns true when the body went out whole in this call.
+    ///
+    /// # Errors
+    /// The socket's, or the file's, or a file that shrank: the response cannot be completed.
+    fn send_file_now(&mut self, ctx: &Ctx<'_>) -> std::io::Result<bool> {
+        if !self.output.is_empty() {
+            return Ok(false);
+        }
+        let (file, mut offset, mut len) =
+            match std::mem::replace(&mut self.direct, DirectState::Idle) {
+                DirectState::Pending(Direct::File { file, offset, len })
+                | DirectState::Sending { file, offset, len } => (file, offset, len),
+                other => {
+                    self.direct = other;
+                    return Ok(false);
+                }
+            };
+        while len > 0 {
+            let step = len.min(REACTOR_FILE_STEP_BYTES);
+            if !matches!(crate::sys::fs::is_cached(&file, offset, step), Ok(true)) {
+                self.direct = DirectState::Pending(Direct::File { file, offset, len });
+                return Ok(false);
+            }
+            let (sent, stopped) = send_region_now(&self.stream, &file, offset, step)?;
+            offset += sent;
+            len -= sent;
+            if sent > 0 {
+                self.write_progress_ms = ctx.now_ms;
+            }
+            match stopped {
+                Stopped::Done => {}
+                Stopped::SocketFull => {
+                    self.direct = DirectState::Sending { file, offset, len };
+                    return Ok(false);
+                }
+                Stopped::CannotSplice => {
+                    self.direct = DirectState::Pending(Direct::File { file, offset, len });
+                    return Ok(false);
+                }
+            }
+        }
+        self.last_activity_ms = self.write_progress_ms;
+        Ok(true)
+    }
+
     /// Takes the pending direct body to hand it to a worker.
     pub fn take_direct(&mut self) -> Option<Direct> {
         match std::mem::replace(&mut self.direct, DirectState::Running) {
@@ -1072,6 +1137,11 @@ impl Conn {
             } else {
                 Flow::Continue
             };
+        }
+        if let DirectState::Sending { .. } = self.direct {
+            // A file body the reactor sends: the client must keep taking it.
+            let stalled = now >= self.write_progress_ms + config.write_timeout_ms;
+            return if stalled { Flow::Close } else { Flow::Continue };
         }
         if !matches!(self.direct, DirectState::Idle) {
             return Flow::Continue;

@@ -3,14 +3,13 @@
 //! blocking writes bounded by the write deadline, while the reactor leaves the socket alone.
 //!
 //! Owns: chunk framing of a stream's writes and sending file regions (by `sendfile(2)`, else
-//! a copy loop), and the reactor's attempt at a small cached file region before any
-//! hand-over (`send_cached_now`).
+//! a copy loop), and sending a file region without waiting, for the reactor
+//! (`send_region_now`: a connection sends a cached region itself as its socket takes it).
 //! Must not: touch the poller; the reactor unregisters the socket before and re-registers it
 //! after (see `Outcome::DirectDone`).
 
 use super::chunked::{encode_chunk, LAST_CHUNK};
 use super::handler::catch_logged;
-use super::limits::REACTOR_FILE_SEND_BYTES_MAX;
 use super::response::StreamWriter;
 use super::writer::Direct;
 use crate::sys;
@@ -93,47 +92,47 @@ pub(crate) fn send_direct(
     ok && restored
 }
 
-/// Sends what it can of a file region from the reactor, on the connection's non-blocking
-/// socket, without waiting: nothing unless the region is at most
-/// [`REACTOR_FILE_SEND_BYTES_MAX`] bytes and wholly in the page cache (so no disk read can
-/// hold the reactor), then as much as the socket takes now. Returns the bytes sent; the rest,
-/// if any, is for a stream thread.
+/// Why [`send_region_now`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stopped {
+    /// The whole region went out.
+    Done,
+    /// The socket takes no more now: go on when it is writable.
+    SocketFull,
+    /// The kernel cannot splice this file: the rest needs a stream thread's copy loop.
+    CannotSplice,
+}
+
+/// Sends a file region by `sendfile(2)` on a non-blocking socket as far as the socket takes
+/// it, never waiting for the client. The caller makes sure the region is in the page cache,
+/// or the file's reads would hold it. Returns the bytes sent and why it stopped.
 ///
 /// # Errors
 /// The socket's or the file's error, or `UnexpectedEof` when the file shrank after its length
 /// was announced: the response cannot be completed.
-pub(crate) fn send_cached_now(
+pub(crate) fn send_region_now(
     stream: &TcpStream,
     file: &std::fs::File,
     offset: u64,
     len: u64,
-) -> io::Result<u64> {
-    if len > REACTOR_FILE_SEND_BYTES_MAX
-        || !matches!(sys::fs::is_cached(file, offset, len), Ok(true))
-    {
-        return Ok(0);
-    }
+) -> io::Result<(u64, Stopped)> {
     let mut sent = 0u64;
     while sent < len {
         let want = usize::try_from(len - sent).unwrap_or(usize::MAX);
         match sys::socket::send_file(stream.as_raw_fd(), file.as_raw_fd(), offset + sent, want) {
             Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
             Ok(n) => sent += n as u64,
-            // The socket is full (the client reads slower), or the kernel cannot splice
-            // this file: the stream thread waits, or copies.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Unsupported
-                ) =>
-            {
-                break
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Ok((sent, Stopped::SocketFull))
+            }
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                return Ok((sent, Stopped::CannotSplice))
             }
             Err(e) => return Err(e),
         }
     }
-    assert!(sent <= len, "sent more than the file region");
-    Ok(sent)
+    assert_eq!(sent, len, "sent more than the file region");
+    Ok((sent, Stopped::Done))
 }
 
 /// Sends the file region by the kernel (`sendfile(2)`), no byte copied through this
@@ -215,39 +214,30 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
-    /// The reactor's attempt sends a small cached region as far as the socket takes it and
-    /// leaves the rest (here: all of it, the client reading nothing until the end) to the
-    /// blocking path, the bytes in order; it sends nothing of a region too large, or not in
-    /// the page cache.
+    /// Without waiting, a region goes out as far as the socket takes it (here: the client
+    /// reads nothing until the end, so a large region stops at a full socket), the blocking
+    /// path continues where it stopped, the bytes in order; a file that shrank is an error.
     #[test]
-    fn the_reactor_sends_a_small_cached_region_as_far_as_the_socket_takes_it() {
+    fn a_region_goes_out_without_waiting_as_far_as_the_socket_takes_it() {
         let path = std::env::temp_dir().join(format!("lithair-direct-now-{}", std::process::id()));
-        let content: Vec<u8> = (0..600_000u32).map(|i| (i % 247) as u8).collect();
+        let content: Vec<u8> = (0..(16u32 << 20)).map(|i| (i % 247) as u8).collect();
         std::fs::write(&path, &content).expect("write the file");
-        let file = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .expect("open");
-        if !matches!(sys::fs::is_cached(&file, 0, 1), Ok(true)) {
-            eprintln!("the page cache cannot be asked here: nothing to test");
-            let _ = std::fs::remove_file(&path);
-            return;
-        }
+        let file = std::fs::File::open(&path).expect("open");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (mut server, _) = listener.accept().expect("accept");
         client.set_nonblocking(true).expect("non-blocking");
-        let len = REACTOR_FILE_SEND_BYTES_MAX;
-        let sent = send_cached_now(&client, &file, 3, len).expect("sent now");
-        assert!(sent > 0 && sent <= len, "{sent}");
-        let too_large = send_cached_now(&client, &file, 3, len + 1).expect("nothing");
-        assert_eq!(too_large, 0, "too large for the reactor");
-        // A hole past the end, never read, is not in the page cache.
-        file.set_len(content.len() as u64 + (1 << 20))
-            .expect("extend");
-        let hole = send_cached_now(&client, &file, content.len() as u64, 8192).expect("hole");
-        assert_eq!(hole, 0, "not cached");
+        let past_the_end = send_region_now(&client, &file, content.len() as u64, 10);
+        assert_eq!(
+            past_the_end.expect_err("shrank").kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+        let len = content.len() as u64 - 3;
+        let (sent, stopped) = send_region_now(&client, &file, 3, len).expect("sent now");
+        if stopped != Stopped::CannotSplice {
+            assert_eq!(stopped, Stopped::SocketFull, "16 MiB fit no socket: {sent}");
+            assert!(sent > 0 && sent < len, "{sent}");
+        }
         client.set_nonblocking(false).expect("blocking");
         let reader = std::thread::spawn(move || {
             let mut got = Vec::new();
@@ -257,10 +247,7 @@ mod tests {
         send_file(&client, &file, 3 + sent, len - sent).expect("the rest");
         drop(client);
         let got = reader.join().expect("reader");
-        assert!(
-            got[..] == content[3..3 + len as usize],
-            "the region, in order"
-        );
+        assert!(got[..] == content[3..], "the region, in order");
         let _ = std::fs::remove_file(&path);
     }
 }

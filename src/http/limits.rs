@@ -54,12 +54,13 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 /// that the pipelined answers a connection holds stay small ([`PIPELINE_IN_FLIGHT_MAX`] of
 /// them: 2 MiB).
 pub const FILE_BODY_BUFFERED_BYTES_MAX: u64 = 32 * 1024;
-/// A larger file body of at most this many bytes, wholly in the page cache, is sent by the
-/// reactor itself (`sendfile(2)` on its non-blocking socket) as far as the socket takes it,
-/// the rest by a stream thread; a hand-over to a stream thread and back costs about as much as
-/// sending 64 KiB. Bounded because the reactor's other connections wait while it sends (256
-/// KiB from the cache: some tens of microseconds).
-pub const REACTOR_FILE_SEND_BYTES_MAX: u64 = 256 * 1024;
+/// A larger file body is sent by the reactor itself (`sendfile(2)` on the connection's
+/// non-blocking socket, as the socket takes it) in steps of at most this many bytes, each
+/// sent only once `cachestat(2)` says it is all in the page cache, so no disk read holds the
+/// reactor; a step that is not goes, with the rest, to a stream thread. A hand-over to a
+/// stream thread and back cost about as much as sending 64 KiB. Bounded so that the check
+/// stays short (64 pages).
+pub const REACTOR_FILE_STEP_BYTES: u64 = 256 * 1024;
 
 /// Every limit of the server core. Build with `ServerConfig::default()` and change fields.
 #[derive(Clone, Debug, PartialEq, Eq)]

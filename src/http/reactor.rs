@@ -19,7 +19,7 @@
 
 use super::conn::{empty_request, Conn, Ctx, Flow, EDGE_READ};
 use super::date::{DateCache, HTTP_DATE_BYTES};
-use super::direct::{send_cached_now, send_direct};
+use super::direct::send_direct;
 use super::limits::ServerConfig;
 use super::poll_window::{PollWindow, POLL_YIELD_CONTENDED_US};
 use super::pool::Pool;
@@ -579,82 +579,48 @@ impl Reactor {
     }
 
     /// Carries out what a connection asked for.
-    fn apply(&mut self, index: usize, mut flow: Flow) {
-        loop {
-            match flow {
-                Flow::Close => return self.close(index),
-                // A body the reactor sent itself lets the connection go on at once: round
-                // again with what it asks next (a pipelined request may bring another file).
-                Flow::StartDirect => match self.start_direct(index) {
-                    Some(next) => flow = next,
-                    None => return,
-                },
-                Flow::Continue => return self.rearm(index),
-            }
-        }
-    }
-
-    /// Re-registers a connection whose wanted events changed (or that must be re-armed).
-    fn rearm(&mut self, index: usize) {
-        let pipeline_max = self.shared.config.pipeline_in_flight_max;
-        let token = token_of(index, self.entries[index].generation);
-        let Some(conn) = self.entries[index].conn.as_mut() else {
-            return;
-        };
-        let Some(wanted) = conn.desired_interest(pipeline_max) else {
-            return;
-        };
-        if wanted != conn.interest || conn.rearm {
-            let fd = conn.stream.as_raw_fd();
-            conn.interest = wanted;
-            conn.rearm = false;
-            if self.poller.modify(fd, token, wanted).is_err() {
-                self.close(index);
-            }
-        }
-    }
-
-    /// Sends a streamed or file body: a small file region in the page cache by the reactor
-    /// itself, as far as the socket takes it (`send_cached_now`), and then what the
-    /// connection asks next is returned; otherwise (or the rest of it) by a stream thread,
-    /// to which the socket is handed (`None`).
-    fn start_direct(&mut self, index: usize) -> Option<Flow> {
-        let token = token_of(index, self.entries[index].generation);
-        let write_timeout_ms = self.shared.config.write_timeout_ms;
-        let conn = self.entries[index].conn.as_mut()?;
-        let direct = conn.take_direct()?;
-        let direct = match direct {
-            Direct::File { file, offset, len } => {
-                match send_cached_now(&conn.stream, &file, offset, len) {
-                    Ok(sent) if sent == len => {
-                        // No hand-over: the socket never left the poller.
-                        return Some(match conn.on_direct_done(true, false) {
-                            true => self.pump_index(index),
-                            false => Flow::Close,
-                        });
-                    }
-                    Ok(sent) => Direct::File {
-                        file,
-                        offset: offset + sent,
-                        len: len - sent,
-                    },
-                    Err(_) => {
+    fn apply(&mut self, index: usize, flow: Flow) {
+        match flow {
+            Flow::Close => self.close(index),
+            Flow::StartDirect => self.start_direct(index),
+            Flow::Continue => {
+                let pipeline_max = self.shared.config.pipeline_in_flight_max;
+                let token = token_of(index, self.entries[index].generation);
+                let Some(conn) = self.entries[index].conn.as_mut() else {
+                    return;
+                };
+                let Some(wanted) = conn.desired_interest(pipeline_max) else {
+                    return;
+                };
+                if wanted != conn.interest || conn.rearm {
+                    let fd = conn.stream.as_raw_fd();
+                    conn.interest = wanted;
+                    conn.rearm = false;
+                    if self.poller.modify(fd, token, wanted).is_err() {
                         self.close(index);
-                        return None;
                     }
                 }
             }
-            stream => stream,
+        }
+    }
+
+    /// Hands the socket to a stream thread to send a streamed or file body.
+    fn start_direct(&mut self, index: usize) {
+        let token = token_of(index, self.entries[index].generation);
+        let write_timeout_ms = self.shared.config.write_timeout_ms;
+        let Some(conn) = self.entries[index].conn.as_mut() else {
+            return;
+        };
+        let Some(direct) = conn.take_direct() else {
+            return;
         };
         let close = matches!(direct, Direct::Stream { chunked: false, .. });
         let fd = conn.stream.as_raw_fd();
         let Ok(stream) = conn.stream.try_clone() else {
-            self.close(index);
-            return None;
+            return self.close(index);
         };
         if self.poller.delete(fd).is_err() {
-            self.close(index);
-            return None;
+            return self.close(index);
         }
         let inbox = Arc::clone(&self.inbox);
         let shared = Arc::clone(&self.shared);
@@ -671,7 +637,6 @@ impl Reactor {
             // The socket is no longer registered; closing frees it.
             self.close(index);
         }
-        None
     }
 
     fn accept_all(&mut self) {
