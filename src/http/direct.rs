@@ -103,9 +103,10 @@ pub(crate) enum Stopped {
     CannotSplice,
 }
 
-/// Sends a file region by `sendfile(2)` on a non-blocking socket as far as the socket takes
-/// it, never waiting for the client. The caller makes sure the region is in the page cache,
-/// or the file's reads would hold it. Returns the bytes sent and why it stopped.
+/// Sends a file region by `sendfile(2)` as far as the socket takes it: on a non-blocking
+/// socket (the reactor's), never waiting for the client; the caller makes sure the region is
+/// in the page cache, or the file's reads would hold it. Returns the bytes sent and why it
+/// stopped.
 ///
 /// # Errors
 /// The socket's or the file's error, or `UnexpectedEof` when the file shrank after its length
@@ -136,23 +137,14 @@ pub(crate) fn send_region_now(
 }
 
 /// Sends the file region by the kernel (`sendfile(2)`), no byte copied through this
-/// process; where the platform or the file cannot, by reads and writes.
+/// process; where the platform or the file cannot, by reads and writes. On the blocking
+/// socket a stream thread holds, a full socket means its send timeout ran out.
 fn send_file(stream: &TcpStream, file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
-    let mut sent = 0u64;
-    while sent < len {
-        let want = usize::try_from(len - sent).unwrap_or(usize::MAX);
-        match sys::socket::send_file(stream.as_raw_fd(), file.as_raw_fd(), offset + sent, want) {
-            // The file shrank after Content-Length was sent: the response cannot be completed.
-            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-            Ok(n) => sent += n as u64,
-            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-                return copy_file(stream, file, offset + sent, len - sent);
-            }
-            Err(e) => return Err(e),
-        }
+    match send_region_now(stream, file, offset, len)? {
+        (_, Stopped::Done) => Ok(()),
+        (sent, Stopped::CannotSplice) => copy_file(stream, file, offset + sent, len - sent),
+        (_, Stopped::SocketFull) => Err(io::Error::from(io::ErrorKind::WouldBlock)),
     }
-    assert_eq!(sent, len, "sent more than the file region");
-    Ok(())
 }
 
 /// Sends the file region by reads into a buffer and writes from it.
