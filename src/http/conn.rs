@@ -1,6 +1,7 @@
 //! One connection's state machine: reads bytes, parses heads and bodies, dispatches complete
 //! requests (inline on the reactor or to the worker pool), keeps responses in request order
-//! (pipelining), serializes them into one buffer and writes it with one `write`.
+//! (pipelining), serializes them into one buffer and writes it with one `write`, and sends a
+//! file body the page cache holds itself, as its non-blocking socket takes it.
 //!
 //! Owns: per-connection buffers (borrowed from the reactor while in use, so an idle
 //! connection holds none), the pipeline of response slots, the ordering rule for pipelined
@@ -879,7 +880,12 @@ impl Conn {
     /// # Errors
     /// The socket's, or the file's, or a file that shrank: the response cannot be completed.
     fn send_file_now(&mut self, ctx: &Ctx<'_>) -> std::io::Result<bool> {
-        if !self.output.is_empty() {
+        // Every pump passes here: a plain answer leaves at the first test.
+        let file_body = matches!(
+            self.direct,
+            DirectState::Pending(Direct::File { .. }) | DirectState::Sending { .. }
+        );
+        if !file_body || !self.output.is_empty() {
             return Ok(false);
         }
         let (file, mut offset, mut len) =

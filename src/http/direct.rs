@@ -1,6 +1,8 @@
-//! Sending streamed (`Body::Stream`) and file (`Body::File`) bodies from one of the server's
-//! stream threads (`streams::StreamThreads`: a long body holds no handler worker), with
-//! blocking writes bounded by the write deadline, while the reactor leaves the socket alone.
+//! Sending streamed (`Body::Stream`) bodies, and file (`Body::File`) bodies the page cache does
+//! not hold, from one of the server's stream threads (`streams::StreamThreads`: a long body
+//! holds no handler worker), with blocking writes bounded by the write deadline, while the
+//! reactor leaves the socket alone; and the non-blocking send a connection uses for a file
+//! body that is cached (`conn`, `DirectState::Sending`).
 //!
 //! Owns: chunk framing of a stream's writes and sending file regions (by `sendfile(2)`, else
 //! a copy loop), and sending a file region without waiting, for the reactor

@@ -48,11 +48,12 @@ pub const POLL_WINDOW_MAX_US_LIMIT: u64 = 1_000;
 /// Listen backlog asked of the kernel.
 pub const LISTEN_BACKLOG: i32 = 4096;
 /// A file body of at most this many bytes is read into memory by the worker that made the
-/// response and written with its head by the reactor, like any buffer. Sent from a stream
-/// thread instead (by `sendfile`), it would cost two more thread hand-overs, four socket option
-/// calls and an epoll re-registration, which for a small file are most of the work. Bounded so
-/// that the pipelined answers a connection holds stay small ([`PIPELINE_IN_FLIGHT_MAX`] of
-/// them: 2 MiB).
+/// response and written with its head by the reactor, like any buffer: one write for the
+/// whole answer. Sent apart from its head it would cost a `cachestat` and a `sendfile` on the
+/// reactor, or, not cached, a stream thread's two hand-overs, four socket option calls and an
+/// epoll re-registration, which for a small file are most of the work. Bounded so that the
+/// pipelined answers a connection holds stay small ([`PIPELINE_IN_FLIGHT_MAX`] of them:
+/// 2 MiB).
 pub const FILE_BODY_BUFFERED_BYTES_MAX: u64 = 32 * 1024;
 /// A larger file body is sent by the reactor itself (`sendfile(2)` on the connection's
 /// non-blocking socket, as the socket takes it) in steps of at most this many bytes, each

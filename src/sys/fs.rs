@@ -50,7 +50,7 @@ pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
 /// `Unsupported` where the kernel or a sandbox has no `openat2`; otherwise the open's error
 /// (`NotFound`, a symlink loop, a permission).
 pub fn open_beneath(dir: &File, relative: &std::path::Path) -> io::Result<Option<File>> {
-    beneath::open(dir, relative, false)
+    imp::open(dir, relative, false)
 }
 
 /// [`open_beneath`] that never waits for the disk (`RESOLVE_CACHED`): it fails with
@@ -60,7 +60,7 @@ pub fn open_beneath(dir: &File, relative: &std::path::Path) -> io::Result<Option
 /// # Errors
 /// `WouldBlock` as above; `Unsupported` before Linux 5.12; otherwise as [`open_beneath`].
 pub fn open_beneath_cached(dir: &File, relative: &std::path::Path) -> io::Result<Option<File>> {
-    beneath::open(dir, relative, true)
+    imp::open(dir, relative, true)
 }
 
 /// Reads `buf.len()` bytes of `file` at `offset` only if they are in the page cache
@@ -71,7 +71,7 @@ pub fn open_beneath_cached(dir: &File, relative: &std::path::Path) -> io::Result
 /// `WouldBlock` when none of it is cached; `Unsupported` where the kernel or the file system
 /// cannot tell (the caller reads where waiting is allowed); otherwise the read's error.
 pub fn read_cached(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-    beneath::read_cached(file, offset, buf)
+    imp::read_cached(file, offset, buf)
 }
 
 /// Whether the `len` bytes of `file` from `offset` are all in the page cache now
@@ -81,7 +81,7 @@ pub fn read_cached(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize
 /// # Errors
 /// `Unsupported` where the kernel or the file cannot tell (the caller assumes they are not).
 pub fn is_cached(file: &File, offset: u64, len: u64) -> io::Result<bool> {
-    beneath::is_cached(file, offset, len)
+    imp::is_cached(file, offset, len)
 }
 
 #[cfg(all(
@@ -92,7 +92,8 @@ pub fn is_cached(file: &File, offset: u64, len: u64) -> io::Result<bool> {
         target_arch = "riscv64"
     )
 ))]
-mod beneath {
+/// `openat2`, `preadv2` and `cachestat` on the architectures whose syscall numbers these are.
+mod imp {
     use std::ffi::CString;
     use std::fs::File;
     use std::io;
@@ -293,7 +294,8 @@ mod beneath {
         target_arch = "riscv64"
     )
 )))]
-mod beneath {
+/// Elsewhere: every call is `Unsupported`, and callers take their portable paths.
+mod imp {
     use std::fs::File;
     use std::io;
 
