@@ -719,6 +719,36 @@ fn an_app_with_compression_gzips_its_writes_and_reads_for_clients_that_accept_it
     assert_eq!(read.status, 200);
     assert_eq!(read.header("content-encoding"), None);
     assert!(read.body.contains(&slug), "{}", read.body);
+    // A record's answer has an ETag: its variant, made for the create's answer (the same
+    // bytes), is sent from the layer's cache to every read, as the metrics count.
+    let id = created.get("id").and_then(|v| v.as_u64()).expect("an id");
+    let deflated = |samples: &std::collections::BTreeMap<String, f64>| {
+        let value = |name: &str| samples.get(name).copied().unwrap_or(f64::NAN);
+        (
+            value("lithair_http_gzip_deflated_total"),
+            value("lithair_http_gzip_cache_hits_total"),
+        )
+    };
+    let before = metric_samples(&common::get(addr, "/_lithair/metrics").body);
+    for _ in 0..3 {
+        let raw = common::exchange(
+            addr,
+            common::request_text("GET", &format!("/api/posts/{id}"), extra, "").as_bytes(),
+        );
+        let (head, packed) = split_raw(&raw);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.contains("Content-Encoding: gzip"), "{head}");
+        let record = deflate::gunzip(&packed, 1 << 20).expect("a gzip body");
+        assert!(String::from_utf8_lossy(&record).contains(&slug));
+    }
+    let after = metric_samples(&common::get(addr, "/_lithair/metrics").body);
+    let ((made_before, hits_before), (made_after, hits_after)) =
+        (deflated(&before), deflated(&after));
+    assert_eq!(
+        (made_after - made_before, hits_after - hits_before),
+        (0.0, 3.0),
+        "no deflate, three answers from the cache"
+    );
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -345,6 +345,66 @@ fn compressed_files_revalidate() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// A compressed file sent again comes from the gzip layer's cache (small files read with the
+/// head by their bytes, larger ones by the file's version), and a file changed in place is
+/// never answered with its old variant: same length, same modification time set back.
+#[test]
+fn compressed_variants_are_kept_and_a_changed_file_is_not_served_stale() {
+    let base = fixture("gzip-cache");
+    let root = base.join("public");
+    let layer = Compression::default();
+    let router = Router::new()
+        .layer(layer.clone())
+        .static_dir("/assets", root.to_str().expect("utf-8 path"));
+    let server = TestServer::start(router);
+    let small = |n: u32| format!("small page {n}: compressible text\n").repeat(50);
+    let large = |n: u32| format!("large page {n}: compressible text\n").repeat(3_000);
+    std::fs::write(root.join("small.txt"), small(1)).expect("write");
+    std::fs::write(root.join("large.txt"), large(1)).expect("write");
+    // A file's variant is kept only once it has been left unchanged for a while.
+    std::thread::sleep(lithair::http::middleware::FILE_SETTLED_AFTER + Duration::from_millis(100));
+    let fetch = |name: &str| {
+        let r = server.get(&format!("/assets/{name}"), &["Accept-Encoding: gzip"]);
+        assert_eq!(
+            (r.status, r.header("content-encoding")),
+            (200, Some("gzip")),
+            "{name}"
+        );
+        let etag = r.header("etag").expect("etag").to_string();
+        (deflate::gunzip(&r.body, 1 << 24).expect("gunzip"), etag)
+    };
+    for _ in 0..3 {
+        assert_eq!(fetch("small.txt").0, small(1).as_bytes());
+        assert_eq!(fetch("large.txt").0, large(1).as_bytes());
+    }
+    let stats = layer.cache_stats();
+    assert_eq!(
+        (stats.made, stats.hits, stats.entries),
+        (2, 4, 2),
+        "{stats:?}"
+    );
+    // Rewritten in place with other bytes of the same length, the modification time set back
+    // to what it was (as an unpacked archive or a copy keeping times would).
+    for (name, text) in [("small.txt", small(2)), ("large.txt", large(2))] {
+        let path = root.join(name);
+        let before = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        std::fs::write(&path, &text).expect("rewrite");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open");
+        file.set_modified(before).expect("set the time back");
+        assert_eq!(
+            fetch(name).0,
+            text.as_bytes(),
+            "{name}: never the old variant"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 /// RFC 9110 §15.4.5: a 304 carries the `Vary`, `ETag` and `Cache-Control` its 200 would
 /// carry, however the client revalidates (If-Modified-Since alone, or the identity tag), and
 /// no `Vary` its 200 would not (a type or a size that is never compressed).

@@ -579,6 +579,8 @@ impl App {
             http: Some(http_stats.clone()),
             routes: Some(RouteStats::new()),
             node: cluster.as_ref().map(|(node, _)| Arc::clone(node)),
+            // The gzip layer's figures: added by `router_with`, which adds the layer.
+            ..MetricsSources::default()
         };
         let router = self.router_with(&handle, sources, access_log);
         let addr = std::net::SocketAddr::new(options.bind, options.port);
@@ -666,6 +668,10 @@ impl App {
         if let Some(stats) = &sources.routes {
             router = router.count_routes(stats.clone());
         }
+        let sources = MetricsSources {
+            gzip: self.compression.clone(),
+            ..sources
+        };
         let router = super::metrics::add_route(router, handle, sources);
         super::docs::add_routes(router, &self.name, &self.models, &self.commands)
     }

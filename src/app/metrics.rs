@@ -10,6 +10,7 @@
 //! state once under its read lock, `/proc/self/status` and the log directory's listing.
 
 use super::handle::Handle;
+use crate::http::middleware::{Compression, GzipCacheStats};
 use crate::http::route_stats::RouteStats;
 use crate::http::router::Router;
 use crate::http::stats::{RequestKind, ServerStats, DURATION_BOUNDS_US};
@@ -589,6 +590,42 @@ pub(crate) struct Sources {
     pub(crate) routes: Option<RouteStats>,
     /// The Raft node of a clustered app.
     pub(crate) node: Option<Arc<Node>>,
+    /// The app's gzip layer, when it has one (its cache of variants).
+    pub(crate) gzip: Option<Compression>,
+}
+
+/// The gzip layer's work: bodies deflated, variants sent from its cache, what the cache holds.
+fn gzip_metrics(metrics: &mut Metrics, gzip: &GzipCacheStats) {
+    metrics.singles(
+        Kind::Counter,
+        [
+            (
+                "lithair_http_gzip_deflated_total",
+                "Bodies the gzip layer deflated.",
+                gzip.made as f64,
+            ),
+            (
+                "lithair_http_gzip_cache_hits_total",
+                "Answers the gzip layer sent a kept variant for, deflating nothing.",
+                gzip.hits as f64,
+            ),
+        ],
+    );
+    metrics.singles(
+        Kind::Gauge,
+        [
+            (
+                "lithair_http_gzip_cache_entries",
+                "Variants the gzip layer keeps.",
+                gzip.entries as f64,
+            ),
+            (
+                "lithair_http_gzip_cache_bytes",
+                "Bytes the gzip layer's kept variants take, counted against its budget.",
+                gzip.bytes as f64,
+            ),
+        ],
+    );
 }
 
 /// Adds `GET /_lithair/metrics` (HEAD from it, as every GET route), run on a worker: it
@@ -603,6 +640,9 @@ pub(crate) fn add_route(router: Router, handle: &Handle, sources: Sources) -> Ro
         }
         if let Some(node) = &sources.node {
             raft_metrics(&mut metrics, &node.status());
+        }
+        if let Some(gzip) = &sources.gzip {
+            gzip_metrics(&mut metrics, &gzip.cache_stats());
         }
         metrics.into_response()
     })

@@ -7,13 +7,22 @@
 //! which must not spend its time on deflate): see `Response::map_answer`. So is a file region
 //! (a static file past what goes out with its head), handed over as a deferred answer
 //! complete already: its route may run on a reactor, which must not read and deflate it.
+//!
+//! Variants are kept (`gzip_cache`, [`GZIP_CACHE_BYTES_MAX`] by default) for the bodies that
+//! come back: a whole file, by its version, and bytes in memory that carry an `ETag` or are
+//! static (an `ETag` says the representation is meant to be reused; others, a list that
+//! changes at every write, would only churn the cache). A file whose variant is kept is answered
+//! where the route runs, without reading it.
 
+use super::gzip_cache::{FileVersion, GzipCache, GzipCacheStats, Variant, GZIP_CACHE_BYTES_MAX};
 use super::Middleware;
-use crate::crypto::deflate;
 use crate::http::handler::Handler;
 use crate::http::mime;
+use crate::http::problem::Problem;
 use crate::http::request::Request;
 use crate::http::response::{read_file_region, Body, Response};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 /// Bodies smaller than this are sent as they are: gzip's 18 bytes of framing and the CPU are
 /// not worth it.
@@ -21,16 +30,18 @@ pub const COMPRESS_BYTES_MIN: usize = 1024;
 /// Largest file region read into memory to compress; bigger files go out uncompressed.
 pub const COMPRESS_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
-/// The gzip middleware; see the module docs.
+/// The gzip middleware; see the module docs. Its clones share one cache of variants.
 #[derive(Debug, Clone)]
 pub struct Compression {
     bytes_min: usize,
+    cache: Arc<GzipCache>,
 }
 
 impl Default for Compression {
     fn default() -> Self {
         Self {
             bytes_min: COMPRESS_BYTES_MIN,
+            cache: Arc::new(GzipCache::new(GZIP_CACHE_BYTES_MAX)),
         }
     }
 }
@@ -38,7 +49,23 @@ impl Default for Compression {
 impl Compression {
     /// Compresses bodies of at least `bytes_min` bytes.
     pub fn min_bytes(bytes_min: usize) -> Self {
-        Self { bytes_min }
+        Self {
+            bytes_min,
+            ..Self::default()
+        }
+    }
+
+    /// Keeps at most `bytes_max` bytes of variants (default [`GZIP_CACHE_BYTES_MAX`]; 0 keeps
+    /// none: every body is deflated each time it is sent).
+    #[must_use]
+    pub fn cache_bytes(mut self, bytes_max: usize) -> Self {
+        self.cache = Arc::new(GzipCache::new(bytes_max));
+        self
+    }
+
+    /// How the cache of variants has served so far.
+    pub fn cache_stats(&self) -> GzipCacheStats {
+        self.cache.stats()
     }
 }
 
@@ -170,20 +197,27 @@ impl Middleware for Compression {
         let response = next.call(req);
         let bytes_min = self.bytes_min;
         if response.is_deferred() {
-            return response.map_answer(move |answer| encode(&asked, answer, bytes_min));
+            let cache = Arc::clone(&self.cache);
+            return response
+                .map_answer(move |answer| encode(&asked, answer, bytes_min, &cache, None));
         }
         if asked.accepts_gzip
             && matches!(response.body, Body::File { .. })
             && compressible(&response, bytes_min)
         {
+            if let Some(kept) = kept_variant(&response, &self.cache) {
+                return encode(&asked, response, bytes_min, &self.cache, Some(kept));
+            }
             // Reading and deflating a file region takes long, and the route may run on a
             // reactor (cached static files do): handed over as a deferred answer, complete
             // already, whose map a worker runs.
             let (placeholder, responder) = Response::deferred();
             responder.complete(response);
-            return placeholder.map_answer(move |answer| encode(&asked, answer, bytes_min));
+            let cache = Arc::clone(&self.cache);
+            return placeholder
+                .map_answer(move |answer| encode(&asked, answer, bytes_min, &cache, None));
         }
-        encode(&asked, response, bytes_min)
+        encode(&asked, response, bytes_min, &self.cache, None)
     }
 }
 
@@ -207,8 +241,15 @@ fn compressible(response: &Response, bytes_min: usize) -> bool {
 }
 
 /// The answer to send for `response` to a request that asked `asked`: gzip-encoded when the
-/// rules in the module docs allow it, with the `Vary` and `ETag` they call for.
-fn encode(asked: &Asked, mut response: Response, bytes_min: usize) -> Response {
+/// rules in the module docs allow it, with the `Vary` and `ETag` they call for. `kept`: the
+/// variant of its body, when the caller looked it up already.
+fn encode(
+    asked: &Asked,
+    mut response: Response,
+    bytes_min: usize,
+    cache: &GzipCache,
+    kept: Option<Variant>,
+) -> Response {
     if response.status == 304 {
         not_modified(asked, &mut response, bytes_min);
         return response;
@@ -220,21 +261,17 @@ fn encode(asked: &Asked, mut response: Response, bytes_min: usize) -> Response {
     if !asked.accepts_gzip {
         return response;
     }
-    let plain = match std::mem::replace(&mut response.body, Body::Empty) {
-        Body::Bytes(b) => b,
-        Body::Static(b) => b.to_vec(),
-        Body::File { file, offset, len } => match read_file_region(&file, offset, len) {
-            Ok(b) => b,
+    let variant = match kept.or_else(|| kept_variant(&response, cache)) {
+        Some(kept) => kept,
+        None => match make_variant(&response, cache) {
+            Ok(made) => made,
             Err(problem) => return problem.into_response(),
         },
-        other => unreachable!("checked above: {other:?}"),
     };
-    let packed = deflate::gzip(&plain);
-    if packed.len() >= plain.len() {
-        response.body = Body::Bytes(plain);
+    let Variant::Gzip(packed) = variant else {
         return response;
-    }
-    response.body = Body::Bytes(packed);
+    };
+    response.body = Body::Bytes(packed.to_vec());
     response.headers.insert("Content-Encoding", "gzip");
     if let Some(etag) = response.headers.get("etag").map(gzip_etag) {
         response.headers.insert("ETag", etag);
@@ -242,10 +279,65 @@ fn encode(asked: &Asked, mut response: Response, bytes_min: usize) -> Response {
     response
 }
 
+/// The bytes of `response`'s body when their variant may be kept and looked up by them: bytes
+/// with an `ETag`, static bytes (see the module docs; files go by their version).
+fn keyable_bytes(response: &Response) -> Option<&[u8]> {
+    match &response.body {
+        Body::Bytes(plain) if response.headers.contains("etag") => Some(plain),
+        Body::Static(plain) => Some(plain),
+        _ => None,
+    }
+}
+
+/// The version of a file body that is a whole file, settled enough to key its variant.
+fn file_version(response: &Response) -> Option<FileVersion> {
+    let Body::File { file, offset, len } = &response.body else {
+        return None;
+    };
+    FileVersion::settled(file, SystemTime::now()).filter(|v| v.is_whole(*offset, *len))
+}
+
+/// The variant kept for `response`'s body, if any: never reads a file, so any thread may ask.
+fn kept_variant(response: &Response, cache: &GzipCache) -> Option<Variant> {
+    match file_version(response) {
+        Some(version) => cache.file(&version),
+        None => keyable_bytes(response).and_then(|plain| cache.bytes(plain)),
+    }
+}
+
+/// The variant of `response`'s body, made now (a file region read, then deflated), and kept
+/// when its key allows: a file's only if it is still at the version taken before the read.
+fn make_variant(response: &Response, cache: &GzipCache) -> Result<Variant, Problem> {
+    match &response.body {
+        Body::File { file, offset, len } => {
+            let version = file_version(response);
+            let plain = read_file_region(file, *offset, *len)?;
+            let variant = cache.make(&plain);
+            if let Some(version) = version.filter(|v| v.still(file)) {
+                cache.keep_file(version, &variant);
+            }
+            Ok(variant)
+        }
+        Body::Bytes(plain) => Ok(make_bytes_variant(response, plain, cache)),
+        Body::Static(plain) => Ok(make_bytes_variant(response, plain, cache)),
+        other => unreachable!("checked compressible: {other:?}"),
+    }
+}
+
+fn make_bytes_variant(response: &Response, plain: &[u8], cache: &GzipCache) -> Variant {
+    let variant = cache.make(plain);
+    if keyable_bytes(response).is_some() {
+        cache.keep_bytes(plain, &variant);
+    }
+    variant
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::deflate;
     use crate::http::request::Method;
+    use std::time::Duration;
 
     #[test]
     fn accept_encoding_cases() {
@@ -425,6 +517,101 @@ mod tests {
             deflate::gunzip(packed, 1 << 20).expect("gunzip"),
             text.as_bytes()
         );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// A body with an `ETag`, or static, is deflated once and then sent from the cache; one
+    /// without (a list that changes at every write) each time; none with a zero budget.
+    #[test]
+    fn bodies_meant_to_be_reused_are_deflated_once() {
+        let text = "a page worth keeping, compressible\n".repeat(100);
+        let tagged = {
+            let text = text.clone();
+            move |_: &mut Request| Response::text(200, text.clone()).with_header("ETag", "\"7\"")
+        };
+        let untagged = {
+            let text = text.clone();
+            move |_: &mut Request| Response::text(200, text.clone())
+        };
+        static PAGE: &[u8] = &[b'x'; 5000];
+        let fixed = |_: &mut Request| Response::static_bytes(200, "text/plain", PAGE);
+        let send = |mw: &Compression, handler: &dyn Handler, expected: &[u8]| {
+            let mut req = Request::new(Method::Get, "/");
+            req.headers.append("Accept-Encoding", "gzip");
+            let r = mw.call(&mut req, handler);
+            assert_eq!(r.headers.get("content-encoding"), Some("gzip"));
+            let packed = r.body.as_bytes().expect("bytes");
+            assert_eq!(deflate::gunzip(packed, 1 << 20).expect("gunzip"), expected);
+        };
+        let made_and_hits = |mw: &Compression| {
+            let stats = mw.cache_stats();
+            (stats.made, stats.hits)
+        };
+        let mw = Compression::default();
+        for _ in 0..3 {
+            send(&mw, &tagged, text.as_bytes());
+        }
+        assert_eq!(made_and_hits(&mw), (1, 2));
+        for _ in 0..3 {
+            send(&mw, &untagged, text.as_bytes());
+        }
+        assert_eq!(made_and_hits(&mw), (4, 2));
+        for _ in 0..3 {
+            send(&mw, &fixed, PAGE);
+        }
+        assert_eq!(made_and_hits(&mw), (5, 4));
+        let uncached = Compression::default().cache_bytes(0);
+        for _ in 0..3 {
+            send(&uncached, &tagged, text.as_bytes());
+        }
+        assert_eq!(made_and_hits(&uncached), (3, 0));
+    }
+
+    /// A whole file left unchanged is read and deflated once, by a worker; sent again, its
+    /// variant is answered at once, where the route runs, and the file is not read.
+    #[test]
+    fn a_settled_file_is_answered_from_the_cache_without_a_worker() {
+        use crate::http::deferred::Deferred;
+        let path = std::env::temp_dir().join(format!("lithair-gzip-kept-{}", std::process::id()));
+        let text = "a settled static file, compressible\n".repeat(2_000);
+        std::fs::write(&path, &text).expect("write");
+        std::thread::sleep(super::super::FILE_SETTLED_AFTER + Duration::from_millis(100));
+        let opened = path.clone();
+        let handler = move |_: &mut Request| {
+            let file = std::fs::File::open(&opened).expect("open");
+            let len = file.metadata().expect("metadata").len();
+            Response::new(200)
+                .with_header("Content-Type", "text/plain")
+                .with_body(Body::File {
+                    file,
+                    offset: 0,
+                    len,
+                })
+        };
+        let mw = Compression::default();
+        let gzip_request = || {
+            let mut req = Request::new(Method::Get, "/");
+            req.headers.append("Accept-Encoding", "gzip");
+            req
+        };
+        let mut first = mw.call(&mut gzip_request(), &handler);
+        assert!(first.is_deferred(), "the first is deflated by a worker");
+        let deferred = Deferred::take(&mut first).expect("deferred");
+        let first = deferred
+            .attach(first, Box::new(|_| panic!("complete already")))
+            .expect("complete already");
+        let again = mw.call(&mut gzip_request(), &handler);
+        assert!(!again.is_deferred(), "kept: answered at once");
+        for sent in [&first, &again] {
+            assert_eq!(sent.headers.get("content-encoding"), Some("gzip"));
+            let packed = sent.body.as_bytes().expect("bytes");
+            assert_eq!(
+                deflate::gunzip(packed, 1 << 22).expect("gunzip"),
+                text.as_bytes()
+            );
+        }
+        let stats = mw.cache_stats();
+        assert_eq!((stats.made, stats.hits, stats.entries), (1, 1, 1));
         let _ = std::fs::remove_file(&path);
     }
 

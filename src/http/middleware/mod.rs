@@ -8,12 +8,17 @@
 
 mod access_log;
 mod compress;
+mod gzip_cache;
 mod limits;
 mod request_id;
 mod security;
 
 pub use access_log::{AccessLog, LogSink};
 pub use compress::{Compression, COMPRESS_BYTES_MIN, COMPRESS_FILE_BYTES_MAX};
+pub use gzip_cache::{
+    GzipCacheStats, FILE_SETTLED_AFTER, GZIP_CACHE_BYTES_MAX, GZIP_CACHE_ENTRIES_MAX,
+    GZIP_CACHE_PLAIN_BYTES_MAX,
+};
 pub use limits::{BodyLimit, Timeout, TIMEOUT_THREADS_MAX};
 pub use request_id::{RequestId, REQUEST_ID_BYTES_MAX};
 pub(crate) use security::rendered_tail;
