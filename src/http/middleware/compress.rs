@@ -474,6 +474,21 @@ mod tests {
         }
     }
 
+    /// A handler answering the whole file at `path`, as a file region, as text.
+    fn whole_file(path: std::path::PathBuf) -> impl Fn(&mut Request) -> Response {
+        move |_: &mut Request| {
+            let file = std::fs::File::open(&path).expect("open");
+            let len = file.metadata().expect("metadata").len();
+            Response::new(200)
+                .with_header("Content-Type", "text/plain")
+                .with_body(Body::File {
+                    file,
+                    offset: 0,
+                    len,
+                })
+        }
+    }
+
     /// A file region to compress is handed over as a deferred answer, complete already (so
     /// a worker reads and deflates it, not a reactor); one that is not compressed stays an
     /// ordinary answer.
@@ -483,18 +498,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("lithair-gzip-file-{}", std::process::id()));
         let text = "a static text file, compressible\n".repeat(100);
         std::fs::write(&path, &text).expect("write");
-        let opened = path.clone();
-        let handler = move |_: &mut Request| {
-            let file = std::fs::File::open(&opened).expect("open");
-            let len = file.metadata().expect("metadata").len();
-            Response::new(200)
-                .with_header("Content-Type", "text/plain")
-                .with_body(Body::File {
-                    file,
-                    offset: 0,
-                    len,
-                })
-        };
+        let handler = whole_file(path.clone());
         let mw = Compression::default();
         let mut plain_req = Request::new(Method::Get, "/");
         let plain = mw.call(&mut plain_req, &handler);
@@ -576,18 +580,7 @@ mod tests {
         let text = "a settled static file, compressible\n".repeat(2_000);
         std::fs::write(&path, &text).expect("write");
         std::thread::sleep(super::super::FILE_SETTLED_AFTER + Duration::from_millis(100));
-        let opened = path.clone();
-        let handler = move |_: &mut Request| {
-            let file = std::fs::File::open(&opened).expect("open");
-            let len = file.metadata().expect("metadata").len();
-            Response::new(200)
-                .with_header("Content-Type", "text/plain")
-                .with_body(Body::File {
-                    file,
-                    offset: 0,
-                    len,
-                })
-        };
+        let handler = whole_file(path.clone());
         let mw = Compression::default();
         let gzip_request = || {
             let mut req = Request::new(Method::Get, "/");
