@@ -173,6 +173,20 @@ impl LogStorage {
                 data: Vec::new(),
             });
         }
+        // Every write of the hard state waits for the log queue to drain, and Raft never
+        // truncates a committed entry, so the log reaches at least the commit index it holds.
+        // One that does not lost its tail (a segment cut at a frame boundary, a partial copy
+        // of the directory): refused, since this node may have acknowledged those entries and
+        // its vote must not now help elect a leader without them.
+        let last_index = entries.last().map_or(record_index, |e| e.index);
+        if hard_state.commit > last_index {
+            let message = format!(
+                "{}: the Raft log ends at index {last_index}, but index {} was known committed:                  the end of the log was lost. Restore this node's data directory, or start it                  from an empty one (it catches up from its peers)",
+                data_dir.display(),
+                hard_state.commit
+            );
+            return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+        }
         let stored = entries.len();
         storage.mem.append(&entries);
         storage.mem.set_hard_state(hard_state);
@@ -882,6 +896,47 @@ mod tests {
         );
         assert!(seen.iter().all(|s| s.0 == s.2));
         assert_eq!(seen[4].1, 4);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A log that ends before the commit index its hard state holds lost its tail: the node
+    /// refuses to start, saying so, rather than vote with a log missing committed entries.
+    #[test]
+    fn a_log_that_lost_committed_entries_is_refused() {
+        let dir = temp_dir("lost-tail");
+        {
+            let mut storage = LogStorage::open(open_log(&dir), &dir, &[1]).unwrap();
+            storage.append(&[noop(2, 2), entry(3, 2, "a")]).unwrap();
+            storage
+                .set_hard_state(HardState {
+                    term: 2,
+                    vote: 1,
+                    commit: 3,
+                })
+                .unwrap();
+        }
+        // Reopened whole, it starts.
+        drop(LogStorage::open(open_log(&dir), &dir, &[1]).unwrap());
+        // The hard state of a later moment (entries up to 5 committed) over this log: as if
+        // the segment had been cut after entry 3.
+        write_hard_state(
+            &dir,
+            HardState {
+                term: 3,
+                vote: 1,
+                commit: 5,
+            },
+        )
+        .unwrap();
+        let refused = LogStorage::open(open_log(&dir), &dir, &[1])
+            .err()
+            .expect("refused");
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidData);
+        let message = refused.to_string();
+        assert!(
+            message.contains("ends at index 3, but index 5 was known committed"),
+            "{message}"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
