@@ -460,15 +460,29 @@ fn start_bench_server(
     std::net::SocketAddr,
     std::io::BufReader<std::process::ChildStdout>,
 ) {
+    let mut command = std::process::Command::new(bench_server_binary());
+    command.stderr(std::process::Stdio::null());
+    start_bench_command(command, args, data)
+}
+
+/// Starts `command` (the bench server, or a shell that runs it) with `--port 0`, `args` and
+/// `--data data` appended, as [`start_bench_server`] does; its stderr is as `command` says.
+fn start_bench_command(
+    mut command: std::process::Command,
+    args: &[&str],
+    data: &std::path::Path,
+) -> (
+    Reaped,
+    std::net::SocketAddr,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
     use std::io::BufRead;
-    let bench = bench_server_binary();
-    let child = std::process::Command::new(&bench)
+    let child = command
         .args(["--port", "0"])
         .args(args)
         .arg("--data")
         .arg(data)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn bench_server");
     let mut guard = Reaped(child);
@@ -515,6 +529,63 @@ fn assert_usage_error(args: &[&str], data: &std::path::Path, flag: &str) {
     assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
     assert!(stderr.contains(flag), "{stderr}");
     assert!(!data.exists(), "{args:?} created the data directory");
+}
+
+/// Out of file descriptors, the server neither spins nor floods its log: the listener is left
+/// alone `ACCEPT_PAUSE_MS` at a time (it stays readable, and a retry at each wait spun both
+/// cores and logged each failure: 700,000 lines in 6 s), the connections past the limit wait
+/// in the backlog, and they are served once descriptors are free again.
+#[test]
+fn out_of_descriptors_the_server_pauses_accepting_and_recovers() {
+    let data = std::env::temp_dir().join(format!("lithair-bench-emfile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let stderr_path = data.join("stderr.log");
+    let mut command = std::process::Command::new("sh");
+    command
+        .args(["-c", "ulimit -n 120 && exec \"$0\" \"$@\""])
+        .arg(bench_server_binary())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"));
+    let (guard, addr, _out) = start_bench_command(command, &["--items", "3"], &data.join("d"));
+    // Past the limit: the kernel completes the handshakes, the server cannot take them all.
+    let held: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu_ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", guard.0.id())).expect("stat");
+        // Fields after the command's closing parenthesis: utime and stime are the 12th and
+        // 13th (clock ticks).
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .expect("stat format")
+            .1
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        fields[11] + fields[12]
+    };
+    let ticks_per_second: u64 = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100);
+    let before = cpu_ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = (cpu_ticks() - before) as f64 / ticks_per_second as f64;
+    assert!(
+        used < 0.3,
+        "{used:.2} s of CPU in a second while out of descriptors"
+    );
+    let log = std::fs::read_to_string(&stderr_path).expect("stderr");
+    let failures = log.matches("accept failed").count();
+    assert!((1..=8).contains(&failures), "{failures} lines:\n{log}");
+    drop(held);
+    // The waiting connections are taken and closed; a new one is served.
+    assert_eq!(get_status(addr, "/items/3"), 200);
+    drop(guard);
+    let _ = std::fs::remove_dir_all(&data);
 }
 
 /// `--poll-window-us` is a serve flag of every app: 0 (never poll) and the largest window both

@@ -47,6 +47,11 @@ pub const POLL_WINDOW_MAX_US: u64 = 50;
 pub const POLL_WINDOW_MAX_US_LIMIT: u64 = 1_000;
 /// Listen backlog asked of the kernel.
 pub const LISTEN_BACKLOG: i32 = 4096;
+/// How long a reactor leaves the listener alone after an accept failed for want of a resource
+/// (descriptors: `EMFILE`, `ENFILE`; memory): the listener stays readable, so retrying at once
+/// would spin a core and log each try until a descriptor is freed. New connections wait in the
+/// backlog meanwhile.
+pub const ACCEPT_PAUSE_MS: u64 = 100;
 /// A file body of at most this many bytes is read into memory by the worker that made the
 /// response and written with its head by the reactor, like any buffer: one write for the
 /// whole answer. Sent apart from its head it would cost a `cachestat` and a `sendfile` on the

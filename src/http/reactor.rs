@@ -20,7 +20,7 @@
 use super::conn::{empty_request, Conn, Ctx, Flow, EDGE_READ};
 use super::date::{DateCache, HTTP_DATE_BYTES};
 use super::direct::send_direct;
-use super::limits::ServerConfig;
+use super::limits::{ServerConfig, ACCEPT_PAUSE_MS};
 use super::poll_window::{PollWindow, POLL_YIELD_CONTENDED_US};
 use super::pool::Pool;
 use super::request::Request;
@@ -271,6 +271,10 @@ pub(crate) struct Reactor {
     now_ms: u64,
     next_timer_ms: u64,
     drain_deadline_ms: Option<u64>,
+    /// While accepting is paused after a failure (see `ACCEPT_PAUSE_MS`): when to try again.
+    accept_paused_until_ms: Option<u64>,
+    /// Pauses since the last accept that succeeded (the first is logged, then the recovery).
+    accept_pauses: u64,
     /// How long to poll before sleeping (adapts to the load).
     poll_window: PollWindow,
 }
@@ -317,6 +321,8 @@ impl Reactor {
             now_ms: 0,
             next_timer_ms: 0,
             drain_deadline_ms: None,
+            accept_paused_until_ms: None,
+            accept_pauses: 0,
             poll_window,
         };
         reactor.refresh_date();
@@ -344,10 +350,10 @@ impl Reactor {
         let mut completions = Vec::new();
         let mut answered = Vec::new();
         loop {
-            let timeout = self
+            let wake_ms = self
                 .next_timer_ms
-                .saturating_sub(self.now_ms)
-                .min(TIMER_TICK_MS_MAX);
+                .min(self.accept_paused_until_ms.unwrap_or(u64::MAX));
+            let timeout = wake_ms.saturating_sub(self.now_ms).min(TIMER_TICK_MS_MAX);
             if let Err(error) = self.wait(&mut events, timeout as i32) {
                 eprintln!("lithair http: poll failed: {error}; reactor stops");
                 break;
@@ -380,6 +386,12 @@ impl Reactor {
             }
             if self.shared.is_shutting_down() && self.drain_deadline_ms.is_none() {
                 self.begin_drain();
+            }
+            if self
+                .accept_paused_until_ms
+                .is_some_and(|until| self.now_ms >= until)
+            {
+                self.resume_accepting();
             }
             if self.now_ms >= self.next_timer_ms {
                 self.on_timers();
@@ -645,7 +657,17 @@ impl Reactor {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
+                Ok((stream, peer)) => {
+                    if self.accept_pauses > 0 {
+                        eprintln!(
+                            "lithair http: accepting connections again (after {} pause(s) of \
+                             {ACCEPT_PAUSE_MS} ms)",
+                            self.accept_pauses
+                        );
+                        self.accept_pauses = 0;
+                    }
+                    self.admit(stream, peer);
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e)
                     if matches!(
@@ -653,10 +675,39 @@ impl Reactor {
                         ErrorKind::Interrupted | ErrorKind::ConnectionAborted
                     ) => {}
                 Err(e) => {
-                    eprintln!("lithair http: accept failed: {e}");
+                    self.pause_accepting(&e);
                     return;
                 }
             }
+        }
+    }
+
+    /// Leaves the listener alone for `ACCEPT_PAUSE_MS` after an accept failed otherwise than
+    /// by a client's doing (out of descriptors, out of memory): it stays readable, so the
+    /// next wait would report it at once and the reactor would spin and log until the cause
+    /// goes. Logged once; `accept_all` logs the recovery.
+    fn pause_accepting(&mut self, error: &std::io::Error) {
+        if self.accept_pauses == 0 {
+            eprintln!(
+                "lithair http: accept failed: {error}; new connections wait in the backlog, \
+                 tried again every {ACCEPT_PAUSE_MS} ms"
+            );
+        }
+        self.accept_pauses += 1;
+        if let Some(listener) = &self.listener {
+            let _ = self.poller.delete(listener.as_raw_fd());
+        }
+        self.accept_paused_until_ms = Some(self.now_ms + ACCEPT_PAUSE_MS);
+    }
+
+    /// Watches the listener again after a pause (none once draining: it is gone).
+    fn resume_accepting(&mut self) {
+        self.accept_paused_until_ms = None;
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        if let Err(e) = self.poller.add_shared(listener.as_raw_fd(), LISTENER_TOKEN) {
+            self.pause_accepting(&e);
         }
     }
 
