@@ -223,10 +223,16 @@ pub struct Welcome {
     pub http_addr: String,
 }
 
+/// Appends a length-prefixed text of at most `HTTP_ADDR_BYTES_MAX` bytes (an address, a
+/// rejection's reason): a longer one is cut at the last character boundary within the bound,
+/// so the peer, which refuses a text that is not UTF-8, reads what fits.
 fn put_addr(out: &mut Vec<u8>, addr: &str) {
-    let bytes = &addr.as_bytes()[..addr.len().min(HTTP_ADDR_BYTES_MAX)];
-    out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
-    out.extend_from_slice(bytes);
+    let mut len = addr.len().min(HTTP_ADDR_BYTES_MAX);
+    while !addr.is_char_boundary(len) {
+        len -= 1;
+    }
+    out.extend_from_slice(&(len as u16).to_le_bytes());
+    out.extend_from_slice(&addr.as_bytes()[..len]);
 }
 
 /// A bounds-checked cursor over a handshake body.
@@ -512,6 +518,27 @@ mod tests {
             .unwrap();
         assert_eq!(decode_reject(frame.body).unwrap(), "wrong node id");
         assert!(Hello::decode(&frame.body[..1]).is_err());
+    }
+
+    /// A reason past the bound is cut at a character boundary: the peer reads the part that
+    /// fits (cut inside a character, it refused the whole frame as not UTF-8; found by
+    /// fuzzing).
+    #[test]
+    fn a_long_reason_is_cut_where_a_character_ends() {
+        for reason in [
+            "é".repeat(200),
+            format!("x{}", "é".repeat(200)),
+            "a".repeat(300),
+        ] {
+            let mut out = Vec::new();
+            encode_reject(&mut out, &reason);
+            let frame = parse_frame(&out, HANDSHAKE_FRAME_BYTES_MAX)
+                .unwrap()
+                .unwrap();
+            let read = decode_reject(frame.body).expect("decodes");
+            assert!(reason.starts_with(&read));
+            assert!(read.len() <= HTTP_ADDR_BYTES_MAX && read.len() > HTTP_ADDR_BYTES_MAX - 4);
+        }
     }
 
     #[test]
