@@ -734,10 +734,12 @@ impl Connection {
         self.write_frame(Opcode::Close, &payload);
         self.state = State::Closing;
         self.timers.close_sent_ms = Some(self.timers.now_ms);
-        // A fragmented message in progress will never be delivered now.
+        // A message in progress will never be delivered now: the rest of a data frame that
+        // has begun is skipped like the data frames that follow (`begin_frame` in `Closing`).
         self.kind = None;
         self.message = Vec::new();
         self.compressed = false;
+        self.discarding = true;
     }
 
     /// Advances the connection's clock to `now_ms` (monotonic, never going back) and runs the

@@ -380,6 +380,32 @@ fn server_initiated_close_waits_for_the_peer() {
     );
 }
 
+/// Closed by the application while a data frame is half received: the rest of that frame
+/// is skipped like the frames after it, and the peer's close ends the connection. (The rest
+/// of the frame reached a message kind the close had dropped: a panic, found by fuzzing.)
+#[test]
+fn a_close_in_the_middle_of_a_frame_skips_the_rest_of_it() {
+    for fin in [true, false] {
+        let mut connection = server();
+        let frame = client_frame(fin, 1, b"a text frame cut by our close");
+        let (head, rest) = frame.split_at(10);
+        connection.receive(head);
+        connection.close(1000, "bye");
+        connection.receive(rest);
+        connection.receive(&client_frame(true, 0, b" and its end"));
+        connection.receive(&client_frame(true, 8, &close_payload(1000, "")));
+        assert_eq!(
+            events(&mut connection),
+            [Event::Close(Some(CloseFrame {
+                code: 1000,
+                reason: String::new()
+            }))],
+            "fin {fin}"
+        );
+        assert_eq!(connection.state(), State::Closed);
+    }
+}
+
 #[test]
 fn close_timeout_abandons() {
     let mut connection = server();
