@@ -113,6 +113,9 @@ pub fn parse_payload(payload: &[u8]) -> Result<Option<CloseFrame>, CloseError> {
 
 /// Appends the close payload for `code` and `reason` to `out`, cutting the reason at a character
 /// boundary so the payload fits a control frame.
+///
+/// # Panics
+/// If `code` may not be sent ([`is_valid_code`]).
 pub fn write_payload(out: &mut Vec<u8>, code: u16, reason: &str) {
     assert!(
         is_valid_code(code),

@@ -725,6 +725,10 @@ impl Connection {
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to fit). Does nothing unless open.
+    ///
+    /// # Panics
+    /// If `code` may not be sent (a reserved one such as 1005 or 1006, or one below 1000: see
+    /// [`close::is_valid_code`]): a caller's mistake, never the peer's.
     pub fn close(&mut self, code: u16, reason: &str) {
         if self.state != State::Open {
             return;

@@ -406,6 +406,29 @@ fn a_close_in_the_middle_of_a_frame_skips_the_rest_of_it() {
     }
 }
 
+/// The same through the connection's own close: a client silent mid-frame past the pong
+/// deadline is closed (1001), and the rest of its frame arriving after that is skipped.
+#[test]
+fn a_ping_timeout_in_the_middle_of_a_frame_skips_the_rest_of_it() {
+    let mut connection = server();
+    let frame = client_frame(true, 1, b"hello");
+    let (head, rest) = frame.split_at(frame.len() - 2);
+    connection.receive(head);
+    let ping = Config::SERVER.ping_interval_ms;
+    let deadline = ping + Config::SERVER.pong_timeout_ms;
+    for now in [ping, 2 * ping, 2 * ping + deadline] {
+        connection.tick(now);
+    }
+    assert_eq!(connection.state(), State::Closing, "timed out");
+    connection.receive(rest);
+    assert!(
+        !events(&mut connection)
+            .iter()
+            .any(|e| matches!(e, Event::Message(_))),
+        "the cut message is not delivered"
+    );
+}
+
 #[test]
 fn close_timeout_abandons() {
     let mut connection = server();
