@@ -31,7 +31,10 @@ const BLOCK_TOKENS_MAX: usize = 16 * 1024;
 /// Largest stored block payload (LEN is 16 bits).
 const STORED_BYTES_MAX: usize = 65_535;
 const HASH_BITS: u32 = 15;
-const HASH_SIZE: usize = 1 << HASH_BITS;
+/// Fewest hash bits: the table of a short input (a WebSocket message, a small answer) has
+/// about as many heads as the input has bytes, so compressing it does not start by clearing
+/// a full window's 128 KiB (which cost more than the compression of a 256-byte message).
+const HASH_BITS_MIN: u32 = 8;
 /// Every how many dictionary positions one enters the hash chains. The dictionary (previous
 /// messages) is re-indexed for every message, which dominates the cost of a short one; a match
 /// into it is still found from the next indexed position, at the price of up to three
@@ -715,15 +718,23 @@ struct Matcher<'a> {
     window_bytes: usize,
     head: Vec<u32>,
     prev: Vec<u32>,
+    /// `head` has `1 << hash_bits` entries.
+    hash_bits: u32,
 }
 
 impl<'a> Matcher<'a> {
     fn new(data: &'a [u8], window_bytes: usize) -> Self {
         assert!(window_bytes.is_power_of_two() && window_bytes <= WINDOW_BYTES);
+        let hash_bits = data
+            .len()
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(HASH_BITS_MIN, HASH_BITS);
         Self {
             data,
             window_bytes,
-            head: vec![NIL; HASH_SIZE],
+            head: vec![NIL; 1 << hash_bits],
+            hash_bits,
             // One chain slot per position that can be in the window at once: a short input
             // (a WebSocket message) does not pay for clearing a full window's table.
             prev: vec![NIL; data.len().next_power_of_two().min(WINDOW_BYTES)],
@@ -733,7 +744,7 @@ impl<'a> Matcher<'a> {
     fn hash(&self, pos: usize) -> usize {
         let d = self.data;
         let v = u32::from(d[pos]) << 16 | u32::from(d[pos + 1]) << 8 | u32::from(d[pos + 2]);
-        (v.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
+        (v.wrapping_mul(0x9E37_79B1) >> (32 - self.hash_bits)) as usize
     }
 
     fn insert(&mut self, pos: usize) {
