@@ -449,17 +449,18 @@ fn bench_server_exits_0_on_sigterm() {
     let _ = std::fs::remove_dir_all(data);
 }
 
-/// Starts `bench_server` on port 0 with `args` (the server prints the address it got, so no
-/// other test can race for the port), returning it, that address and its standard output,
-/// to be kept open while it runs (it prints on exit).
-fn start_bench_server(
-    args: &[&str],
-    data: &std::path::Path,
-) -> (
+/// A running bench server (killed when dropped), the address it listens on, and its
+/// standard output.
+type BenchChild = (
     Reaped,
     std::net::SocketAddr,
     std::io::BufReader<std::process::ChildStdout>,
-) {
+);
+
+/// Starts `bench_server` on port 0 with `args` (the server prints the address it got, so no
+/// other test can race for the port), returning it, that address and its standard output,
+/// to be kept open while it runs (it prints on exit).
+fn start_bench_server(args: &[&str], data: &std::path::Path) -> BenchChild {
     let mut command = std::process::Command::new(bench_server_binary());
     command.stderr(std::process::Stdio::null());
     start_bench_command(command, args, data)
@@ -471,11 +472,7 @@ fn start_bench_command(
     mut command: std::process::Command,
     args: &[&str],
     data: &std::path::Path,
-) -> (
-    Reaped,
-    std::net::SocketAddr,
-    std::io::BufReader<std::process::ChildStdout>,
-) {
+) -> BenchChild {
     use std::io::BufRead;
     let child = command
         .args(["--port", "0"])

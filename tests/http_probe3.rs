@@ -585,21 +585,12 @@ fn a_half_closed_client_gets_a_large_answer_whole() {
 /// request (a range of the same file): both answers whole and in order on one connection.
 #[test]
 fn a_large_file_to_a_slow_reader_then_a_range_on_the_same_connection() {
-    use lithair::http::router::Router;
     use std::io::Read;
     let dir = std::env::temp_dir().join(format!("lithair-probe3-file-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let content: Vec<u8> = (0..6u32 << 20).map(|i| (i % 251) as u8).collect();
     std::fs::write(dir.join("big.bin"), &content).expect("write");
-    let router = Router::new().static_dir("/f", dir.to_str().expect("utf-8"));
-    let server = spawn_handler(quick_config(), router);
-    let mut stream = connect(server.local_addr());
-    stream
-        .write_all(
-            b"GET /f/big.bin HTTP/1.1\r\nHost: h\r\n\r\n\
-              GET /f/big.bin HTTP/1.1\r\nHost: h\r\nRange: bytes=1000-1009\r\n\r\n",
-        )
-        .expect("write");
+    let (_server, stream) = file_then_range(&dir, "big.bin", "1000-1009");
     let mut reader = BufReader::with_capacity(8192, stream);
     let mut line = String::new();
     let mut length = 0usize;
@@ -634,12 +625,30 @@ fn a_large_file_to_a_slow_reader_then_a_range_on_the_same_connection() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Serves `dir` under `/f/` and sends on one connection, pipelined, a GET of `/f/NAME` and
+/// a GET of its bytes `range`; returns the server (stopped when dropped) and the connection.
+fn file_then_range(
+    dir: &std::path::Path,
+    name: &str,
+    range: &str,
+) -> (lithair::http::ServerHandle, std::net::TcpStream) {
+    let router =
+        lithair::http::router::Router::new().static_dir("/f", dir.to_str().expect("utf-8"));
+    let server = spawn_handler(quick_config(), router);
+    let mut stream = connect(server.local_addr());
+    let requests = format!(
+        "GET /f/{name} HTTP/1.1\r\nHost: h\r\n\r\n\
+         GET /f/{name} HTTP/1.1\r\nHost: h\r\nRange: bytes={range}\r\n\r\n"
+    );
+    stream.write_all(requests.as_bytes()).expect("write");
+    (server, stream)
+}
+
 /// A file whose start is in the page cache and whose end is not (a hole never read): the
 /// reactor sends the cached steps, a stream thread the rest from where it stopped, and the
 /// client gets every byte in order; the next request on the connection is answered after it.
 #[test]
 fn a_file_partly_in_the_page_cache_goes_out_whole() {
-    use lithair::http::router::Router;
     use std::io::Read;
     let dir = std::env::temp_dir().join(format!("lithair-probe3-part-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
@@ -652,15 +661,7 @@ fn a_file_partly_in_the_page_cache_goes_out_whole() {
         .open(&path)
         .and_then(|file| file.set_len(total as u64))
         .expect("extend with a hole");
-    let router = Router::new().static_dir("/f", dir.to_str().expect("utf-8"));
-    let server = spawn_handler(quick_config(), router);
-    let mut stream = connect(server.local_addr());
-    stream
-        .write_all(
-            b"GET /f/part.bin HTTP/1.1\r\nHost: h\r\n\r\n\
-              GET /f/part.bin HTTP/1.1\r\nHost: h\r\nRange: bytes=0-9\r\n\r\n",
-        )
-        .expect("write");
+    let (_server, stream) = file_then_range(&dir, "part.bin", "0-9");
     let mut reader = BufReader::new(stream);
     let whole = read_response(&mut reader, false).expect("the file");
     assert_eq!((whole.status, whole.body.len()), (200, total));

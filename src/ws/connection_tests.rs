@@ -27,6 +27,14 @@ fn events(connection: &mut Connection) -> Vec<Event> {
     std::iter::from_fn(|| connection.poll_event()).collect()
 }
 
+/// The peer's close with 1000 and no reason, as an event.
+fn normal_close() -> Event {
+    Event::Close(Some(CloseFrame {
+        code: 1000,
+        reason: String::new(),
+    }))
+}
+
 fn text(value: &str) -> Event {
     Event::Message(Message::Text(value.to_string()))
 }
@@ -365,13 +373,7 @@ fn server_initiated_close_waits_for_the_peer() {
     assert_eq!(events(&mut connection), []);
     assert_eq!(connection.output_len(), 0);
     connection.receive(&client_frame(true, 8, &close_payload(1000, "")));
-    assert_eq!(
-        events(&mut connection),
-        [Event::Close(Some(CloseFrame {
-            code: 1000,
-            reason: String::new()
-        }))]
-    );
+    assert_eq!(events(&mut connection), [normal_close()]);
     assert_eq!(connection.state(), State::Closed);
     assert_eq!(
         connection.output_len(),
@@ -394,14 +396,7 @@ fn a_close_in_the_middle_of_a_frame_skips_the_rest_of_it() {
         connection.receive(rest);
         connection.receive(&client_frame(true, 0, b" and its end"));
         connection.receive(&client_frame(true, 8, &close_payload(1000, "")));
-        assert_eq!(
-            events(&mut connection),
-            [Event::Close(Some(CloseFrame {
-                code: 1000,
-                reason: String::new()
-            }))],
-            "fin {fin}"
-        );
+        assert_eq!(events(&mut connection), [normal_close()], "fin {fin}");
         assert_eq!(connection.state(), State::Closed);
     }
 }
@@ -556,13 +551,7 @@ fn client_and_server_talk() {
     );
     assert_eq!(client.state(), State::Closed);
     server.receive(&client.take_output());
-    assert_eq!(
-        events(&mut server),
-        [Event::Close(Some(CloseFrame {
-            code: 1000,
-            reason: String::new()
-        }))]
-    );
+    assert_eq!(events(&mut server), [normal_close()]);
     assert_eq!(server.state(), State::Closed);
 }
 
