@@ -405,6 +405,63 @@ fn compressed_variants_are_kept_and_a_changed_file_is_not_served_stale() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// Clients that ask at once for a large file whose variant is not kept yet get it deflated
+/// once: the first deflates it, the others are answered from the cache once it is kept, or
+/// uncompressed while it is being made; every answer is the file's bytes.
+#[test]
+fn a_burst_of_requests_deflates_a_file_once() {
+    let base = fixture("gzip-burst");
+    let root = base.join("public");
+    let layer = Compression::default();
+    let router = Router::new()
+        .layer(layer.clone())
+        .static_dir("/assets", root.to_str().expect("utf-8 path"));
+    let server = TestServer::start(router);
+    // About 3 MiB: some 100 ms of deflate, so the burst's requests overlap its making.
+    let text: String = (0..60_000)
+        .map(|i| format!("line {i} of a large compressible script\n"))
+        .collect();
+    std::fs::write(root.join("app.js"), &text).expect("write");
+    std::thread::sleep(lithair::http::middleware::FILE_SETTLED_AFTER + Duration::from_millis(100));
+    const CLIENTS: usize = 8;
+    let start = std::sync::Barrier::new(CLIENTS);
+    let answers: Vec<(Option<String>, Vec<u8>)> = std::thread::scope(|scope| {
+        let fetchers: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    let r = server.get("/assets/app.js", &["Accept-Encoding: gzip"]);
+                    assert_eq!(r.status, 200);
+                    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+                    (r.header("content-encoding").map(str::to_string), r.body)
+                })
+            })
+            .collect();
+        fetchers
+            .into_iter()
+            .map(|f| f.join().expect("client"))
+            .collect()
+    });
+    for (encoding, body) in &answers {
+        let plain = match encoding.as_deref() {
+            Some("gzip") => deflate::gunzip(body, 1 << 24).expect("gunzip"),
+            None => body.clone(),
+            Some(other) => panic!("unexpected encoding {other}"),
+        };
+        assert!(plain == text.as_bytes(), "every answer is the file");
+    }
+    let stats = layer.cache_stats();
+    assert_eq!(stats.made, 1, "deflated once: {stats:?}");
+    let plain_answers = answers.iter().filter(|(e, _)| e.is_none()).count() as u64;
+    assert_eq!(stats.sent_plain_while_making, plain_answers, "{stats:?}");
+    assert_eq!(
+        stats.made + stats.hits + stats.sent_plain_while_making,
+        CLIENTS as u64,
+        "{stats:?}"
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 /// RFC 9110 §15.4.5: a 304 carries the `Vary`, `ETag` and `Cache-Control` its 200 would
 /// carry, however the client revalidates (If-Modified-Since alone, or the identity tag), and
 /// no `Vary` its 200 would not (a type or a size that is never compressed).

@@ -609,6 +609,11 @@ fn gzip_metrics(metrics: &mut Metrics, gzip: &GzipCacheStats) {
                 "Answers the gzip layer sent a kept variant for, deflating nothing.",
                 gzip.hits as f64,
             ),
+            (
+                "lithair_http_gzip_sent_plain_while_making_total",
+                "Answers the gzip layer sent uncompressed because another request was deflating the same body.",
+                gzip.sent_plain_while_making as f64,
+            ),
         ],
     );
     metrics.singles(

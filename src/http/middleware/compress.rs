@@ -12,9 +12,12 @@
 //! come back: a whole file, by its version, and bytes in memory that carry an `ETag` or are
 //! static (an `ETag` says the representation is meant to be reused; others, a list that
 //! changes at every write, would only churn the cache). A file whose variant is kept is answered
-//! where the route runs, without reading it.
+//! where the route runs, without reading it. A keyable body is deflated by one request at a
+//! time: others that miss it meanwhile send it as it is (see `gzip_cache`).
 
-use super::gzip_cache::{FileVersion, GzipCache, GzipCacheStats, Variant, GZIP_CACHE_BYTES_MAX};
+use super::gzip_cache::{
+    FileVersion, GzipCache, GzipCacheStats, Turn, Variant, GZIP_CACHE_BYTES_MAX,
+};
 use super::Middleware;
 use crate::http::handler::Handler;
 use crate::http::mime;
@@ -264,7 +267,10 @@ fn encode(
     let variant = match kept.or_else(|| kept_variant(&response, cache)) {
         Some(kept) => kept,
         None => match make_variant(&response, cache) {
-            Ok(made) => made,
+            Ok(Some(made)) => made,
+            // Another request is deflating this very body: sending it as it is costs less
+            // than deflating it again, and is as right an answer (it has its `Vary`).
+            Ok(None) => return response,
             Err(problem) => return problem.into_response(),
         },
     };
@@ -307,16 +313,28 @@ fn kept_variant(response: &Response, cache: &GzipCache) -> Option<Variant> {
 
 /// The variant of `response`'s body, made now (a file region read, then deflated), and kept
 /// when its key allows: a file's only if it is still at the version taken before the read.
-fn make_variant(response: &Response, cache: &GzipCache) -> Result<Variant, Problem> {
+/// `None` when another thread is making the same variant now: the body goes as it is.
+fn make_variant(response: &Response, cache: &GzipCache) -> Result<Option<Variant>, Problem> {
     match &response.body {
         Body::File { file, offset, len } => {
             let version = file_version(response);
+            let claim = match version.map(|v| cache.claim_file(v)) {
+                Some(Turn::Busy) => return Ok(None),
+                Some(Turn::Mine(claim)) => {
+                    // The thread that held the claim before may have kept it since the miss.
+                    if let Some(kept) = kept_variant(response, cache) {
+                        return Ok(Some(kept));
+                    }
+                    Some(claim)
+                }
+                Some(Turn::Unkeyed) | None => None,
+            };
             let plain = read_file_region(file, *offset, *len)?;
             let variant = cache.make(&plain);
-            if let Some(version) = version.filter(|v| v.still(file)) {
-                cache.keep_file(version, &variant);
+            if let Some(claim) = claim.filter(|_| version.is_some_and(|v| v.still(file))) {
+                claim.keep_file(&variant);
             }
-            Ok(variant)
+            Ok(Some(variant))
         }
         Body::Bytes(plain) => Ok(make_bytes_variant(response, plain, cache)),
         Body::Static(plain) => Ok(make_bytes_variant(response, plain, cache)),
@@ -324,12 +342,25 @@ fn make_variant(response: &Response, cache: &GzipCache) -> Result<Variant, Probl
     }
 }
 
-fn make_bytes_variant(response: &Response, plain: &[u8], cache: &GzipCache) -> Variant {
-    let variant = cache.make(plain);
-    if keyable_bytes(response).is_some() {
-        cache.keep_bytes(plain, &variant);
+/// The variant of bytes in memory, made now and kept when they are keyable (see
+/// [`keyable_bytes`]); `None` when another thread is making it now.
+fn make_bytes_variant(response: &Response, plain: &[u8], cache: &GzipCache) -> Option<Variant> {
+    if keyable_bytes(response).is_none() {
+        return Some(cache.make(plain));
     }
-    variant
+    match cache.claim_bytes(plain) {
+        Turn::Busy => None,
+        Turn::Mine(claim) => {
+            // The thread that held the claim before may have kept it since the miss.
+            if let Some(kept) = cache.bytes(plain) {
+                return Some(kept);
+            }
+            let variant = cache.make(plain);
+            claim.keep_bytes(plain, &variant);
+            Some(variant)
+        }
+        Turn::Unkeyed => Some(cache.make(plain)),
+    }
 }
 
 #[cfg(test)]

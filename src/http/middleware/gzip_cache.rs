@@ -17,9 +17,16 @@
 //! - bytes in memory are keyed by their length and CRC32C, and the bytes are kept with their
 //!   variant and compared whole on a hit: two bodies with the same key are a miss, never a
 //!   wrong body.
+//!
+//! One variant is made by one thread at a time: a miss on a key claims its making
+//! ([`GzipCache::claim_file`], [`GzipCache::claim_bytes`]), and a miss on a key another thread
+//! is making now sends its body as it is (still a right answer, with `Vary`) instead of
+//! deflating it again. Without this, the first burst of requests for a large file deflated it
+//! once per request at the same time (64 connections asking for a 1 MiB script: 64 times 45 ms
+//! of CPU before the first variant was kept).
 
 use crate::crypto::crc32c::crc32c;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -151,6 +158,9 @@ struct Index {
     tick: u64,
     /// Sum of the entries' costs.
     bytes: usize,
+    /// Keys whose variant a thread is making now (each held by a live [`Claim`], so there are
+    /// never more than the threads that run requests).
+    making: HashSet<Key>,
 }
 
 impl Index {
@@ -196,6 +206,8 @@ pub struct GzipCacheStats {
     pub entries: usize,
     /// Bytes held now, counted against the budget.
     pub bytes: usize,
+    /// Answers sent uncompressed because another thread was making the same variant.
+    pub sent_plain_while_making: u64,
 }
 
 /// The cache; see the module docs. Shared by the clones of one gzip layer.
@@ -204,6 +216,7 @@ pub(crate) struct GzipCache {
     bytes_max: usize,
     hits: AtomicU64,
     made: AtomicU64,
+    sent_plain_while_making: AtomicU64,
 }
 
 impl std::fmt::Debug for GzipCache {
@@ -223,6 +236,7 @@ impl GzipCache {
             bytes_max,
             hits: AtomicU64::new(0),
             made: AtomicU64::new(0),
+            sent_plain_while_making: AtomicU64::new(0),
         }
     }
 
@@ -280,15 +294,29 @@ impl GzipCache {
         }
     }
 
-    /// Keeps `variant` as that of the file at `version`.
-    pub(crate) fn keep_file(&self, version: FileVersion, variant: &Variant) {
-        self.keep(Key::File(version), None, variant);
+    /// Claims the making of the variant of the file at `version` (see the module docs).
+    pub(crate) fn claim_file(&self, version: FileVersion) -> Turn<'_> {
+        self.claim(Key::File(version))
     }
 
-    /// Keeps `variant` as that of `plain` (a copy of which is kept to compare).
-    pub(crate) fn keep_bytes(&self, plain: &[u8], variant: &Variant) {
-        if plain.len() <= GZIP_CACHE_PLAIN_BYTES_MAX {
-            self.keep(Self::bytes_key(plain), Some(plain), variant);
+    /// Claims the making of the variant of `plain` (see the module docs); bytes too large to
+    /// keep are not claimed: their variant is never kept, so each request makes its own.
+    pub(crate) fn claim_bytes(&self, plain: &[u8]) -> Turn<'_> {
+        if plain.len() > GZIP_CACHE_PLAIN_BYTES_MAX {
+            return Turn::Unkeyed;
+        }
+        self.claim(Self::bytes_key(plain))
+    }
+
+    fn claim(&self, key: Key) -> Turn<'_> {
+        if self.bytes_max == 0 {
+            return Turn::Unkeyed;
+        }
+        if self.index().making.insert(key) {
+            Turn::Mine(Claim { cache: self, key })
+        } else {
+            self.sent_plain_while_making.fetch_add(1, Ordering::Relaxed);
+            Turn::Busy
         }
     }
 
@@ -324,6 +352,12 @@ impl GzipCache {
         assert!(index.bytes <= self.bytes_max, "the budget holds");
     }
 
+    /// Ends the making of `key`'s variant (its claim is dropped).
+    fn release(&self, key: &Key) {
+        let claimed = self.index().making.remove(key);
+        assert!(claimed, "a claim's key is marked until the claim ends");
+    }
+
     /// How the cache has served so far.
     pub(crate) fn stats(&self) -> GzipCacheStats {
         let index = self.index();
@@ -332,7 +366,46 @@ impl GzipCache {
             made: self.made.load(Ordering::Relaxed),
             entries: index.entries.len(),
             bytes: index.bytes,
+            sent_plain_while_making: self.sent_plain_while_making.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Whose turn it is to make a variant after a miss.
+pub(crate) enum Turn<'a> {
+    /// This thread's: make it, then keep it through the claim.
+    Mine(Claim<'a>),
+    /// Another thread is making it now: send the body as it is.
+    Busy,
+    /// The variant would not be kept (too large, or no cache): make it, keep nothing.
+    Unkeyed,
+}
+
+/// The making of one key's variant by this thread; others that miss the same key meanwhile
+/// send their body as it is. Ends when dropped, kept or not (a failed read, a panic).
+pub(crate) struct Claim<'a> {
+    cache: &'a GzipCache,
+    key: Key,
+}
+
+impl Claim<'_> {
+    /// Keeps `variant` as that of the claimed file version.
+    pub(crate) fn keep_file(self, variant: &Variant) {
+        debug_assert!(matches!(self.key, Key::File(_)), "a file claim");
+        self.cache.keep(self.key, None, variant);
+    }
+
+    /// Keeps `variant` as that of `plain` (a copy of which is kept to compare); `plain` is the
+    /// body the claim was made for.
+    pub(crate) fn keep_bytes(self, plain: &[u8], variant: &Variant) {
+        assert_eq!(self.key, GzipCache::bytes_key(plain), "the claimed bytes");
+        self.cache.keep(self.key, Some(plain), variant);
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.cache.release(&self.key);
     }
 }
 
@@ -347,13 +420,54 @@ mod tests {
             .to_vec()
     }
 
+    /// Keeps `variant` for `plain` as the gzip layer does: through a claim.
+    fn keep_bytes(cache: &GzipCache, plain: &[u8], variant: &Variant) {
+        match cache.claim_bytes(plain) {
+            Turn::Mine(claim) => claim.keep_bytes(plain, variant),
+            Turn::Unkeyed => {}
+            Turn::Busy => panic!("no other thread is making it"),
+        }
+    }
+
+    #[test]
+    fn one_thread_at_a_time_makes_a_variant() {
+        let cache = GzipCache::new(1 << 20);
+        let page = text(1, 4000);
+        let Turn::Mine(first) = cache.claim_bytes(&page) else {
+            panic!("the first miss makes it");
+        };
+        assert!(matches!(cache.claim_bytes(&page), Turn::Busy));
+        assert!(matches!(cache.claim_bytes(&page), Turn::Busy));
+        let other = text(2, 4000);
+        assert!(
+            matches!(cache.claim_bytes(&other), Turn::Mine(_)),
+            "other bytes are not held up"
+        );
+        // A making that ends without keeping (a failed read) lets the next miss try again.
+        drop(first);
+        let Turn::Mine(second) = cache.claim_bytes(&page) else {
+            panic!("released");
+        };
+        second.keep_bytes(&page, &cache.make(&page));
+        assert!(cache.bytes(&page).is_some());
+        assert!(matches!(cache.claim_bytes(&page), Turn::Mine(_)));
+        assert_eq!(cache.stats().sent_plain_while_making, 2);
+        // Too large to keep, or no cache: never claimed, never held up.
+        let large = text(3, GZIP_CACHE_PLAIN_BYTES_MAX + 1);
+        assert!(matches!(cache.claim_bytes(&large), Turn::Unkeyed));
+        assert!(matches!(
+            GzipCache::new(0).claim_bytes(&page),
+            Turn::Unkeyed
+        ));
+    }
+
     #[test]
     fn bytes_are_found_by_content_and_compared_whole() {
         let cache = GzipCache::new(1 << 20);
         let page = text(1, 4000);
         assert!(cache.bytes(&page).is_none());
         let variant = cache.make(&page);
-        cache.keep_bytes(&page, &variant);
+        keep_bytes(&cache, &page, &variant);
         let Some(Variant::Gzip(packed)) = cache.bytes(&page) else {
             panic!("kept");
         };
@@ -394,12 +508,12 @@ mod tests {
         let cache = GzipCache::new(budget);
         let pages: Vec<Vec<u8>> = (0..5).map(|i| text(i, 3000)).collect();
         for page in &pages[..4] {
-            cache.keep_bytes(page, &Variant::of(page));
+            keep_bytes(&cache, page, &Variant::of(page));
         }
         assert_eq!(cache.stats().entries, 4);
         // Page 0 used again: page 1 is now the oldest.
         assert!(cache.bytes(&pages[0]).is_some());
-        cache.keep_bytes(&pages[4], &Variant::of(&pages[4]));
+        keep_bytes(&cache, &pages[4], &Variant::of(&pages[4]));
         assert!(cache.bytes(&pages[1]).is_none(), "evicted");
         for kept in [0, 2, 3, 4] {
             assert!(cache.bytes(&pages[kept]).is_some(), "page {kept} kept");
@@ -407,7 +521,7 @@ mod tests {
         assert!(cache.stats().bytes <= budget);
         // An entry past a quarter of the budget is not kept at all.
         let big = text(9, budget);
-        cache.keep_bytes(&big, &Variant::of(&big));
+        keep_bytes(&cache, &big, &Variant::of(&big));
         assert!(cache.bytes(&big).is_none());
         assert_eq!(cache.stats().entries, 4);
     }
@@ -417,7 +531,7 @@ mod tests {
         let cache = GzipCache::new(usize::MAX / 2);
         for i in 0..GZIP_CACHE_ENTRIES_MAX + 10 {
             let plain = i.to_le_bytes();
-            cache.keep_bytes(&plain, &Variant::Incompressible);
+            keep_bytes(&cache, &plain, &Variant::Incompressible);
         }
         assert_eq!(cache.stats().entries, GZIP_CACHE_ENTRIES_MAX);
         assert!(
@@ -432,7 +546,7 @@ mod tests {
     fn a_zero_budget_keeps_nothing() {
         let cache = GzipCache::new(0);
         let page = text(1, 3000);
-        cache.keep_bytes(&page, &Variant::of(&page));
+        keep_bytes(&cache, &page, &Variant::of(&page));
         assert!(cache.bytes(&page).is_none());
         assert_eq!(cache.stats().entries, 0);
     }
