@@ -837,3 +837,39 @@ fn a_reset_stopped_after_lowering_the_record_opens_and_a_finished_one_is_recorde
     assert_eq!(recovery.next_index, 500);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A truncation that keeps part of a frame, stopped in the middle (the frame's head half
+/// overwritten, as a kill or a power loss could leave it), is finished by the next open: the
+/// entries at or below the truncation index are all there, and the log goes on from them.
+/// Before the pending-cut record, the cut shrank the file to the frame's start first, and the
+/// entries it kept were lost (the log ended at 3 here); in Raft, entries this node had
+/// acknowledged. Found by a review.
+#[test]
+fn a_cut_inside_a_frame_stopped_midway_is_finished_at_open() {
+    let dir = common::fresh_dir("log", "cut-midway");
+    let faults = Arc::new(Faults::default());
+    let options = LogOptions {
+        faults: Some(Arc::clone(&faults)),
+        ..LogOptions::default()
+    };
+    let (log, _, _) = open_collect(&dir, options.clone()).expect("open");
+    append_batches(&log, 2, 3); // frames 1..=3 and 4..=6
+                                // Keep 1..=5: the cut falls inside the frame 4..=6.
+    faults.stop_next_cuts_midway(1);
+    assert!(log.truncate_after(5).is_err(), "the injected stop");
+    drop(log);
+    assert!(dir.join("log").join("CUT").exists(), "the record is left");
+    let (log, recovery, seen) = open_collect(&dir, options.clone()).expect("reopen");
+    assert_eq!(recovery.next_index, 6, "the kept entries survive the stop");
+    assert_entries(&seen, 1, 6);
+    assert!(!dir.join("log").join("CUT").exists(), "the record is gone");
+    // The log goes on from the cut, and a finished cut leaves no record behind.
+    append_batches(&log, 1, 2); // 6..=7, one frame
+    assert!(log.truncate_after(6).is_ok());
+    assert!(!dir.join("log").join("CUT").exists());
+    drop(log);
+    let (_, recovery, seen) = open_collect(&dir, options).expect("reopen");
+    assert_eq!(recovery.next_index, 7);
+    assert_entries(&seen, 1, 7);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -233,6 +233,16 @@ fn copy_once(data: &Path, dest: &Path, hook: BackupHook<'_>) -> Result<Copy, Str
     // Listed after reading the extent record: a deleted newest segment fails the backup
     // (every attempt) instead of copying a shorter log.
     let firsts = log::check_extent(&source_log).map_err(|e| e.to_string())?;
+    // A cut a crash interrupted leaves a segment that reads shorter than the log is until an
+    // open finishes it: copied now, the backup would lack entries the log keeps.
+    if log::cut_pending(&source_log).map_err(|e| e.to_string())? {
+        return Err(format!(
+            "{}: a truncation a crash interrupted is pending (file {}); start the server on this \
+             directory once (opening the log finishes it), then back it up",
+            source_log.display(),
+            log::CUT_FILE_NAME
+        ));
+    }
     // The segment holding `from` is the last one starting at or before it.
     let keep_from = firsts.iter().rposition(|&first| first <= from).unwrap_or(0);
     let dest_log = dest.join(log::LOG_DIR_NAME);

@@ -9,6 +9,7 @@
 //! mode two: one runs an `fdatasync` while the other writes the next group); readers
 //! ([`read_range`]) open the files independently.
 
+mod cut;
 mod error;
 mod extent;
 pub(crate) mod fatal;
@@ -21,6 +22,7 @@ mod segment;
 mod sync;
 mod writer;
 
+pub use cut::{cut_pending, CUT_FILE_NAME};
 pub use error::{AppendError, Error};
 pub use extent::{
     check_extent, extent_path, read_newest, record_newest, EXTENT_BYTES, EXTENT_FILE_NAME,

@@ -13,6 +13,7 @@
 //! Must not: retry a failed fsync (the page cache state is unknown afterwards, so the process
 //! stops), or leave a partial frame behind after a failed write.
 
+use super::cut;
 use super::extent;
 use super::fatal::AbortOnPanic;
 use super::frame::{self, EntryBatch, Frame, Status, HEADER_BYTES};
@@ -75,6 +76,7 @@ pub struct Faults {
     zero_fills_to_fail: AtomicU32,
     shrinks_to_stop: AtomicU32,
     extent_records_to_fail: AtomicU32,
+    cuts_to_stop: AtomicU32,
 }
 
 impl Faults {
@@ -105,6 +107,13 @@ impl Faults {
     /// written, as after a crash between creating the segment and recording it.
     pub fn fail_next_extent_records(&self, count: u32) {
         self.extent_records_to_fail.store(count, Ordering::SeqCst);
+    }
+
+    /// The next `count` truncations that cut inside a frame stop once the cut is recorded,
+    /// with the frame's head half overwritten and nothing else done (what a process killed in
+    /// the middle of the cut, or a power loss that tore the head's write, leaves).
+    pub fn stop_next_cuts_midway(&self, count: u32) {
+        self.cuts_to_stop.store(count, Ordering::SeqCst);
     }
 
     fn take(counter: &AtomicU32) -> bool {
@@ -366,6 +375,8 @@ impl Log {
         fs::create_dir_all(&log_dir).map_err(|e| Error::io(&log_dir, "create directory", e))?;
         prepare::remove_stale(&log_dir)?;
         extent::remove_stale(&log_dir)?;
+        // Before any segment is read: a truncation a crash interrupted is finished first.
+        cut::finish_pending(&log_dir)?;
         // Before anything is created: an empty directory whose record names a segment lost
         // every segment, and must not pass for a new log.
         let mut firsts = extent::check_extent(&log_dir)?;
@@ -1371,20 +1382,54 @@ impl Writer {
         segment::read_segment(&path, &mut bytes)?;
         let (cut_offset, kept) = find_cut(&path, &bytes, first, cut_index)?;
         let file = OpenOptions::new()
+            .read(true)
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, "open", e))?;
-        file.set_len(cut_offset)
-            .map_err(|e| Error::io(&path, "truncate", e))?;
-        let mut file_bytes = cut_offset;
-        if let Some((frame_index, term, entries)) = kept {
-            self.buffer.clear();
-            frame::encode_frame(&mut self.buffer, frame_index, term, &[&entries]);
-            file.write_all_at(&self.buffer, file_bytes)
-                .map_err(|e| Error::io(&path, "write", e))?;
-            file_bytes += self.buffer.len() as u64;
-        }
-        file.sync_all().map_err(|e| Error::io(&path, "fsync", e))?;
+        let file_bytes = match kept {
+            // Between frames: one `set_len`, all or nothing for the entries it removes.
+            None => {
+                file.set_len(cut_offset)
+                    .map_err(|e| Error::io(&path, "truncate", e))?;
+                file.sync_all().map_err(|e| Error::io(&path, "fsync", e))?;
+                cut_offset
+            }
+            Some((frame_index, term, entries)) => {
+                self.buffer.clear();
+                frame::encode_frame(&mut self.buffer, frame_index, term, &[&entries]);
+                let start = usize::try_from(cut_offset).expect("an offset within the bytes read");
+                assert_eq!(
+                    self.buffer[cut::HEAD_BYTES..],
+                    bytes[start + cut::HEAD_BYTES..start + self.buffer.len()],
+                    "the kept entries are the frame's first, in place"
+                );
+                let pending = cut::PendingCut {
+                    segment: first,
+                    offset: cut_offset,
+                    head: self.buffer[..cut::HEAD_BYTES].try_into().expect("a head"),
+                };
+                // Nothing is changed yet: a failure to record is an error like any other.
+                cut::record(&self.log_dir, &pending)?;
+                if self.stop_in_cut(&file, &pending) {
+                    return Err(Error::Invalid {
+                        message: "injected: stopped in the middle of a cut".to_string(),
+                    });
+                }
+                // From here the segment is being changed: a failure must not let appends go on
+                // over a half-made cut. Stopping leaves the record, and the next open finishes
+                // the cut before anything else.
+                if let Err(error) = cut::apply(&file, &path, &pending) {
+                    fatal(&format!(
+                        "cutting {} inside a frame: {error}",
+                        path.display()
+                    ));
+                }
+                if let Err(error) = cut::clear(&self.log_dir) {
+                    fatal(&format!("removing the record of a finished cut: {error}"));
+                }
+                cut_offset + self.buffer.len() as u64
+            }
+        };
         segment::sync_dir(&self.log_dir)?;
         self.file = Arc::new(file);
         self.file_bytes = file_bytes;
@@ -1393,6 +1438,22 @@ impl Writer {
         self.shared.next_index.store(cut_index, Ordering::SeqCst);
         self.unsynced_since = None;
         Ok(())
+    }
+
+    /// Tests: whether to stop in the middle of `pending` (see [`Faults::stop_next_cuts_midway`]),
+    /// after tearing the frame's head as a crash could.
+    fn stop_in_cut(&self, file: &fs::File, pending: &cut::PendingCut) -> bool {
+        let stop = self
+            .options
+            .faults
+            .as_ref()
+            .is_some_and(|f| Faults::take(&f.cuts_to_stop));
+        if stop {
+            let torn = [0xA5u8; cut::HEAD_BYTES / 2];
+            let _ = file.write_all_at(&torn, pending.offset);
+            let _ = file.sync_all();
+        }
+        stop
     }
 
     /// Deletes every segment (newest first, so what a crash leaves is contiguous), then
