@@ -579,3 +579,62 @@ fn an_announced_body_is_not_reserved_before_its_bytes_arrive() {
     let (resp, _) = send(addr, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(resp.status, 200, "the server still serves");
 }
+
+/// The bodies the server holds at once are bounded, not only each body: clients that each
+/// send most of a body and stall hold memory until the budget is spent, then a body that
+/// would pass it is refused (503, `Retry-After`, close) and its bytes freed; a body given up
+/// frees its share, and bodies already held complete normally.
+#[test]
+fn the_bodies_held_at_once_are_bounded() {
+    const BODY: usize = 60 * 1024;
+    let config = ServerConfig {
+        body_bytes_max: 64 * 1024,
+        bodies_held_bytes_max: 4 * BODY + BODY / 2,
+        ..quick_config()
+    };
+    let (server, stats) = spawn_counted(config);
+    let addr = server.local_addr();
+    let head = format!("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: {BODY}\r\n\r\n");
+    let start = |sent: usize| {
+        let mut stream = connect(addr);
+        stream.write_all(head.as_bytes()).expect("head");
+        stream
+            .write_all(&vec![b'x'; sent])
+            .expect("part of the body");
+        stream
+    };
+    // Four bodies, each 50 KiB in and stalled: each holds its announced 60 KiB.
+    let mut held: Vec<_> = (0..4).map(|_| start(50 * 1024)).collect();
+    wait_until("four bodies held", || {
+        stats.bodies().held_bytes == 4 * BODY as u64
+    });
+    // A fifth does not fit: refused at once, and it holds nothing.
+    let (resp, mut reader) = send(addr, head.as_bytes());
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    assert!(is_closed(&mut reader));
+    assert_eq!(stats.bodies().refused, 1);
+    assert_eq!(stats.bodies().held_bytes, 4 * BODY as u64);
+    // One client gives up: its share comes back, and a new body fits.
+    drop(held.pop());
+    wait_until("one body freed", || {
+        stats.bodies().held_bytes == 3 * BODY as u64
+    });
+    let mut body = head.clone().into_bytes();
+    body.extend_from_slice(&vec![b'y'; BODY]);
+    let (resp, _) = send(addr, &body);
+    assert_eq!(resp.status, 200);
+    assert!(resp.text().ends_with(&"y".repeat(BODY)), "the whole body");
+    // The stalled ones finish and are answered; then nothing is held.
+    for stream in &mut held {
+        stream.write_all(&vec![b'x'; 10 * 1024]).expect("rest");
+    }
+    for stream in held {
+        let mut reader = BufReader::new(stream);
+        let resp = read_response(&mut reader, false).expect("answer");
+        assert_eq!(resp.status, 200);
+        assert!(resp.text().ends_with(&"x".repeat(BODY)), "the whole body");
+    }
+    wait_until("nothing held", || stats.bodies().held_bytes == 0);
+    assert_eq!(stats.bodies().refused, 1);
+}

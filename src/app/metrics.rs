@@ -387,6 +387,7 @@ pub(crate) fn app_metrics(
 /// The server's connections, its worker pool and its answers' times.
 fn http_connection_metrics(metrics: &mut Metrics, http: &ServerStats) {
     let (connections, workers, polling) = (http.connections(), http.workers(), http.polling());
+    let bodies = http.bodies();
     metrics.singles(
         Kind::Gauge,
         [
@@ -410,6 +411,11 @@ fn http_connection_metrics(metrics: &mut Metrics, http: &ServerStats) {
                 "Requests waiting for a worker thread.",
                 workers.queued as f64,
             ),
+            (
+                "lithair_http_request_bodies_held_bytes",
+                "Bytes of request bodies the server holds now, counted against its body budget.",
+                bodies.held_bytes as f64,
+            ),
         ],
     );
     metrics.singles(
@@ -424,6 +430,11 @@ fn http_connection_metrics(metrics: &mut Metrics, http: &ServerStats) {
                 "lithair_http_connections_refused_total",
                 "HTTP connections refused past the connection limit (answered 503 and closed).",
                 connections.refused as f64,
+            ),
+            (
+                "lithair_http_request_bodies_refused_total",
+                "Request bodies refused because the server's body budget could not take them (answered 503 with Retry-After).",
+                bodies.refused as f64,
             ),
             (
                 "lithair_http_worker_queue_refused_total",

@@ -596,6 +596,15 @@ impl Conn {
                 .body
                 .reserve(n.min(BODY_RESERVE_UPFRONT_BYTES) as usize);
         }
+        let capacity = request.body.capacity();
+        if !request
+            .planned
+            .body_charge
+            .cover(&ctx.shared.body_budget, capacity)
+        {
+            self.refuse_body(ctx);
+            return None;
+        }
         self.reading = Reading::Body {
             request,
             exchange,
@@ -636,7 +645,15 @@ impl Conn {
         let (used, complete) = match body {
             BodyState::Length(remaining) => {
                 let take = (*remaining).min(data.len() as u64) as usize;
-                request.body.extend_from_slice(&data[..take]);
+                let body = &mut request.body;
+                if body.len() + take > body.capacity() {
+                    // Doubling as a vector would, but never past the announced length: the
+                    // body's charge against the server's budget is its capacity.
+                    let announced = body.len().saturating_add(to_usize(*remaining));
+                    let target = (body.capacity() * 2).max(body.len() + take).min(announced);
+                    body.reserve_exact(target - body.len());
+                }
+                body.extend_from_slice(&data[..take]);
                 *remaining -= take as u64;
                 (take, *remaining == 0)
             }
@@ -651,6 +668,15 @@ impl Conn {
                 }
             }
         };
+        let capacity = request.body.capacity();
+        if !request
+            .planned
+            .body_charge
+            .cover(&ctx.shared.body_budget, capacity)
+        {
+            self.refuse_body(ctx);
+            return None;
+        }
         if complete {
             let Reading::Body {
                 mut request,
@@ -822,6 +848,15 @@ impl Conn {
         // whether a route or the connection refused its request.
         let problem = Problem::new(status).with_detail(message);
         self.fail_with(ctx, problem.into_response());
+    }
+
+    /// Refuses the body being read, whose growth the server's body budget cannot take (see
+    /// `http::body_budget`): 503, and its bytes freed now (the answer replaces the reading).
+    fn refuse_body(&mut self, ctx: &Ctx<'_>) {
+        let problem = Problem::new(503).with_detail(
+            "the server holds too many request bodies at the moment; try again shortly",
+        );
+        self.fail_with(ctx, problem.into_response().with_header("Retry-After", "1"));
     }
 
     /// Like `fail`, with a response of the caller's making.
@@ -1204,6 +1239,11 @@ fn buffer_small_file(mut response: Response) -> Response {
         }
         Err(problem) => problem.into_response(),
     }
+}
+
+/// `n` as a `usize`, saturated (a body length on a 32-bit target).
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// An empty request used to refill the reactor's scratch (allocates nothing).

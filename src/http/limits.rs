@@ -13,6 +13,11 @@ pub const HEADER_BYTES_MAX: usize = 16 * 1024;
 pub const HEADER_COUNT_MAX: usize = 64;
 /// Largest request body (413, answered before the body is read).
 pub const BODY_BYTES_MAX: u64 = 2 * 1024 * 1024;
+/// Most bytes of request bodies the server holds at once, across connections: from a body's
+/// first bytes until its request is done with (503 with `Retry-After`, then close, for a body
+/// that would take the server past it; see `http::body_budget`). A server holds at least twice
+/// `body_bytes_max` whatever this says (see [`ServerConfig::bodies_held_bytes_max`]).
+pub const BODIES_HELD_BYTES_MAX: usize = 512 * 1024 * 1024;
 /// Time allowed from the first byte of a head to its end (408 and close beyond: slowloris).
 pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 /// Time a body may go without any progress (408 and close beyond).
@@ -87,6 +92,10 @@ pub struct ServerConfig {
     pub header_count_max: usize,
     /// See [`BODY_BYTES_MAX`].
     pub body_bytes_max: u64,
+    /// See [`BODIES_HELD_BYTES_MAX`]. Raised to twice `body_bytes_max` when below it: a
+    /// chunked body's buffer grows by doubling, so one body of the largest size allowed may
+    /// take that much, and must always be received.
+    pub bodies_held_bytes_max: usize,
     /// See [`HEADER_READ_TIMEOUT_MS`].
     pub header_read_timeout_ms: u64,
     /// See [`BODY_READ_TIMEOUT_MS`].
@@ -120,6 +129,7 @@ impl Default for ServerConfig {
             header_bytes_max: HEADER_BYTES_MAX,
             header_count_max: HEADER_COUNT_MAX,
             body_bytes_max: BODY_BYTES_MAX,
+            bodies_held_bytes_max: BODIES_HELD_BYTES_MAX,
             header_read_timeout_ms: HEADER_READ_TIMEOUT_MS,
             body_read_timeout_ms: BODY_READ_TIMEOUT_MS,
             idle_timeout_ms: IDLE_TIMEOUT_MS,
@@ -173,6 +183,13 @@ impl ServerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The body budget in force: `bodies_held_bytes_max`, at least twice `body_bytes_max`.
+    pub fn bodies_held_budget(&self) -> usize {
+        let largest_body =
+            usize::try_from(self.body_bytes_max.saturating_mul(2)).unwrap_or(usize::MAX);
+        self.bodies_held_bytes_max.max(largest_body)
     }
 
     /// The reactor count after resolving 0 to the available parallelism.

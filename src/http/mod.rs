@@ -4,6 +4,7 @@
 //! Owns: every limit on what comes from the network.
 //! Must not: know about the engine or models (the `app` layer wires handlers to them).
 
+mod body_budget;
 pub mod chunked;
 mod conn;
 pub mod date;

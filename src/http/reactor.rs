@@ -17,6 +17,7 @@
 //! Owns: the poller, accepting, connection slots and tokens, timers, graceful shutdown.
 //! Must not: run a handler that is not inline, or block anywhere but in `poll`.
 
+use super::body_budget::BodyBudget;
 use super::conn::{empty_request, Conn, Ctx, Flow, EDGE_READ};
 use super::date::{DateCache, HTTP_DATE_BYTES};
 use super::direct::send_direct;
@@ -65,6 +66,8 @@ pub(crate) struct Shared {
     /// Threads that send streamed and file bodies (apart from the workers).
     pub streams: StreamThreads,
     pub connections: AtomicUsize,
+    /// The bytes of request bodies held across the server (see `http::body_budget`).
+    pub body_budget: Arc<BodyBudget>,
     pub inboxes: Vec<Arc<Inbox>>,
     /// The answers written, by status class (a slot per reactor).
     pub stats: ServerStats,
@@ -83,12 +86,14 @@ impl Shared {
         stats: ServerStats,
     ) -> Shared {
         let streams = StreamThreads::new(config.streams_max);
+        let body_budget = BodyBudget::new(config.bodies_held_budget(), stats.body_gauges());
         Shared {
             config,
             handler,
             streams,
             pool,
             connections: AtomicUsize::new(0),
+            body_budget,
             inboxes,
             stats,
             shutting_down: AtomicBool::new(false),

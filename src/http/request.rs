@@ -570,6 +570,8 @@ pub(crate) struct Planned {
     pub(crate) spare_params: Vec<(String, String)>,
     /// Header strings of earlier requests, reused to fill `headers`.
     pub(crate) spare_strings: Vec<String>,
+    /// What the body holds of the server's body budget, given back with the request.
+    pub(crate) body_charge: super::body_budget::BodyCharge,
 }
 
 impl Planned {
@@ -583,6 +585,7 @@ impl Planned {
             path: String::new(),
             spare_params: Vec::new(),
             spare_strings: Vec::new(),
+            body_charge: super::body_budget::BodyCharge::default(),
         }
     }
 }

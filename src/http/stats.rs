@@ -23,7 +23,7 @@
 //! Owns: the counters.
 //! Must not: block or allocate on the counting path (it runs on the reactor for every answer).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Slots of a [`ServerStats`]: reactor `k` counts in slot `k % STATS_SLOTS` (more reactors
@@ -239,6 +239,24 @@ pub(crate) struct PoolGauges {
     pub(crate) refused: AtomicU64,
 }
 
+/// The request bodies the server holds, kept by its body budget (`http::body_budget`).
+#[derive(Debug, Default)]
+pub(crate) struct BodyGauges {
+    pub(crate) held_bytes: AtomicUsize,
+    pub(crate) refused: AtomicU64,
+}
+
+/// The request bodies a server holds against its budget (`ServerConfig::bodies_held_bytes_max`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bodies {
+    /// Bytes of request bodies held now (their buffers' capacity), from their first bytes until
+    /// their requests are done with.
+    pub held_bytes: u64,
+    /// Bodies refused because the budget could not take them (answered 503 with
+    /// `Retry-After`), since the server started.
+    pub refused: u64,
+}
+
 /// How busy a server's worker pool is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Workers {
@@ -260,6 +278,7 @@ pub struct Workers {
 pub struct ServerStats {
     slots: Arc<[StatsSlot; STATS_SLOTS]>,
     pool: Arc<PoolGauges>,
+    bodies: Arc<BodyGauges>,
 }
 
 impl Default for ServerStats {
@@ -267,6 +286,7 @@ impl Default for ServerStats {
         ServerStats {
             slots: Arc::new(std::array::from_fn(|_| StatsSlot::default())),
             pool: Arc::default(),
+            bodies: Arc::default(),
         }
     }
 }
@@ -307,6 +327,19 @@ impl ServerStats {
     /// The gauges the server's worker pool keeps.
     pub(crate) fn pool_gauges(&self) -> Arc<PoolGauges> {
         Arc::clone(&self.pool)
+    }
+
+    /// The gauges the server's body budget keeps.
+    pub(crate) fn body_gauges(&self) -> Arc<BodyGauges> {
+        Arc::clone(&self.bodies)
+    }
+
+    /// The request bodies held, and refused for want of budget.
+    pub fn bodies(&self) -> Bodies {
+        Bodies {
+            held_bytes: self.bodies.held_bytes.load(Ordering::Relaxed) as u64,
+            refused: self.bodies.refused.load(Ordering::Relaxed),
+        }
     }
 
     /// How busy the worker pool is.
