@@ -3,8 +3,10 @@
 //! Owns: the rules that tell a torn tail (truncate) from corruption (refuse). Must not: write
 //! to segments (the writer thread does) or interpret entry payloads.
 
-use super::frame::{self, Frame, FrameError, Status, HEADER_BYTES};
-use super::writer::APPEND_BYTES_MAX;
+use super::frame::{
+    self, Frame, FrameError, Status, FRAME_HEAD_BYTES, FRAME_PREFIX_BYTES, HEADER_BYTES,
+};
+use super::writer::{APPEND_BYTES_MAX, GROUP_BYTES_MAX};
 use super::Error;
 use std::fs;
 use std::io::Read;
@@ -20,6 +22,12 @@ pub const SEGMENT_BYTES_LIMIT: u64 = 1 << 30;
 /// zero-filled slack, rounded up. A larger file (sparse, or not written by the log) is refused
 /// before any of it is read, instead of allocating its size.
 pub const SEGMENT_FILE_BYTES_MAX: u64 = SEGMENT_BYTES_LIMIT + 2 * APPEND_BYTES_MAX as u64;
+/// Most bytes a crash can find written but not yet acknowledged at the end of a log: the writer
+/// writes the next group while the previous one is being fsynced, so two groups (each at most
+/// `GROUP_BYTES_MAX` plus the append that crossed it).
+pub const IN_FLIGHT_BYTES_MAX: usize = 2 * (GROUP_BYTES_MAX + APPEND_BYTES_MAX);
+/// The unit a disk writes whole or not at all (what a power loss leaves old or new).
+const SECTOR_BYTES: usize = 512;
 /// How far past the last good index a frame found after damage may claim to start and still be
 /// taken as evidence of valid data (filters out random bytes before computing a CRC).
 const SCAN_INDEX_WINDOW: u64 = 1 << 32;
@@ -219,9 +227,14 @@ pub fn scan_segment_until(
             Ok(Status::Partial) => "incomplete frame",
             Err(error) => frame_error_reason(error),
         };
+        let mut reason = reason;
         if let Some(found) = valid_frame_after(bytes, at, next_index) {
-            let message = format!("{reason} (a valid frame follows at offset {found})");
-            return Err(corrupt(at, message));
+            if !unwritten_in_flight(bytes, at, found) {
+                let message = format!("{reason} (a valid frame follows at offset {found})");
+                return Err(corrupt(at, message));
+            }
+            reason = "unwritten sectors before a group written during their fsync (a power \
+                loss): neither was acknowledged";
         }
         let ending = Ending::Torn {
             offset: at as u64,
@@ -291,6 +304,34 @@ fn frame_error_reason(error: FrameError) -> &'static str {
         FrameError::BadEntries => "bad entry framing",
         FrameError::BadHeader => "bad header",
     }
+}
+
+/// Whether damage at `damage`, with a valid frame at `found` after it, is what a power loss in
+/// the middle of an fsync leaves rather than corruption. The writer writes group N+1 while
+/// group N is being fsynced; a power loss then may keep a sector of N+1 and not one of N (a
+/// disk's cache writes back in any order), and a sector not written keeps its old content:
+/// zeros, the space ahead of the writer being zero-filled. Neither group was acknowledged (N+1
+/// only ever is after a later fsync, which covers N). So: everything from the damage on lies
+/// within [`IN_FLIGHT_BYTES_MAX`] of the end of the data, and the damaged frame shows an
+/// unwritten sector: its head is zeros, or a whole sector inside it is. Other damage (a flipped
+/// bit, bytes that are not zeros, damage further back) stays corruption: a power loss cannot
+/// make it. Read only for the last segment (the caller refuses a torn ending elsewhere).
+fn unwritten_in_flight(bytes: &[u8], damage: usize, found: usize) -> bool {
+    debug_assert!(damage < found && found <= bytes.len());
+    let data_end = bytes
+        .iter()
+        .rposition(|&byte| byte != 0)
+        .map_or(0, |last| last + 1);
+    if data_end.saturating_sub(damage) > IN_FLIGHT_BYTES_MAX {
+        return false;
+    }
+    let zeros = |range: std::ops::Range<usize>| bytes[range].iter().all(|&byte| byte == 0);
+    let head_end = (damage + FRAME_PREFIX_BYTES + FRAME_HEAD_BYTES).min(found);
+    let first_sector = damage.div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
+    zeros(damage..head_end)
+        || (first_sector..found)
+            .step_by(SECTOR_BYTES)
+            .any(|sector| sector + SECTOR_BYTES <= found && zeros(sector..sector + SECTOR_BYTES))
 }
 
 /// Looks for a checksum-valid frame starting after `damage` whose index is plausible (not below

@@ -766,7 +766,8 @@ fn recover(
                     reason,
                 });
             }
-            truncated = Some(cut_torn_tail(&path, offset, buffer.len() as u64, first)?);
+            let cut = cut_torn_tail(&path, offset, buffer.len() as u64, first, reason)?;
+            truncated = Some(cut);
         }
     }
     let recovery = Recovery {
@@ -785,6 +786,7 @@ fn cut_torn_tail(
     offset: u64,
     file_bytes: u64,
     first: u64,
+    reason: &str,
 ) -> Result<(PathBuf, u64, u64), Error> {
     let file = OpenOptions::new()
         .write(true)
@@ -801,7 +803,7 @@ fn cut_torn_tail(
         file.sync_all().map_err(|e| Error::io(path, "fsync", e))?;
     }
     eprintln!(
-        "lithair log: torn tail in {} at offset {offset}: truncated {} bytes",
+        "lithair log: torn tail in {} at offset {offset} ({reason}): truncated {} bytes",
         path.display(),
         file_bytes - offset
     );
