@@ -69,6 +69,11 @@ pub fn segment_path(log_dir: &Path, first_index: u64) -> PathBuf {
 }
 
 /// First indexes of the segments in `log_dir`, ascending. Other files are ignored.
+///
+/// # Errors
+/// I/O failures, and a file named as the segment of index 0 ([`Error::Corrupt`]): indexes
+/// start at 1, so the log never wrote it, and nothing about it can be trusted (it used to
+/// stop an open, and a repair, on an assertion).
 pub fn list_segments(log_dir: &Path) -> Result<Vec<u64>, Error> {
     let entries = fs::read_dir(log_dir).map_err(|e| Error::io(log_dir, "list", e))?;
     let mut firsts = Vec::new();
@@ -76,6 +81,15 @@ pub fn list_segments(log_dir: &Path) -> Result<Vec<u64>, Error> {
         let entry = entry.map_err(|e| Error::io(log_dir, "list", e))?;
         let name = entry.file_name();
         if let Some(first) = name.to_str().and_then(|name| index_named(name, ".log")) {
+            if first == 0 {
+                return Err(Error::Corrupt {
+                    path: entry.path(),
+                    offset: 0,
+                    reason: "a segment named index 0, which no log writes (indexes start at \
+                        1): move the file out of the log directory"
+                        .to_string(),
+                });
+            }
             firsts.push(first);
         }
     }
