@@ -1616,9 +1616,18 @@ impl Driver {
     /// Handles one Ready in the order `Ready` documents. Its entries go to the log writer
     /// without waiting (the Raft thread keeps stepping acknowledgements and heartbeats while
     /// the disk works); the messages that promise them durable wait in `persists`. A Ready
-    /// that truncates, installs a snapshot or changes the term or vote first waits for
-    /// everything queued, then is handled synchronously.
+    /// that truncates, installs a snapshot, changes the term or vote, or commits past a
+    /// membership change first waits for everything queued, then is handled synchronously.
     fn process(&mut self, mut ready: Ready) -> io::Result<()> {
+        if ready
+            .soft_state
+            .is_some_and(|soft| soft.role != Role::Leader)
+        {
+            // Before any message of this Ready leaves (a vote for another node among them):
+            // a node that stepped down serves no lease read from its old lease, even for the
+            // rest of this pass (`publish_lease` at its end would withdraw it only then).
+            self.lease.publish_deadline(None);
+        }
         // Before anything below can reveal the commit index (lease reads rely on it).
         self.lease.publish_commit(self.raw.commit_index());
         self.outbox.append(&mut ready.messages);
@@ -1629,9 +1638,10 @@ impl Driver {
             .entries
             .first()
             .is_none_or(|first| first.index == self.persist_next);
-        let hard_state_durable = ready
-            .hard_state
-            .is_none_or(|hard_state| !self.raw.storage().changes_term_or_vote(hard_state));
+        let hard_state_durable = !ready.commit_passed_conf_change
+            && ready
+                .hard_state
+                .is_none_or(|hard_state| !self.raw.storage().changes_term_or_vote(hard_state));
         if ready.snapshot.is_none() && continues && hard_state_durable {
             return self.process_async(ready);
         }
@@ -1724,8 +1734,15 @@ impl Driver {
         }
         let storage = self.raw.storage_mut();
         storage.append(&ready.entries)?;
-        if let Some(hard_state) = ready.hard_state {
-            storage.set_hard_state(hard_state)?;
+        match ready.hard_state {
+            // Its commit passed a membership change: durable before anything else (see
+            // `Ready::commit_passed_conf_change`). Everything queued is durable by now, and
+            // this Ready's entries too, so the file never names a commit the log lacks.
+            Some(hard_state) if ready.commit_passed_conf_change => {
+                storage.set_hard_state_durably(hard_state)?;
+            }
+            Some(hard_state) => storage.set_hard_state(hard_state)?,
+            None => {}
         }
         Ok(())
     }

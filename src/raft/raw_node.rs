@@ -56,9 +56,16 @@ pub struct Ready {
     /// Its `data` is empty: the bytes are the `snapshot_chunks` of this and earlier Readies
     /// since the one at offset 0.
     pub snapshot: Option<Snapshot>,
-    /// Whether step 2 needs an fsync (term, vote, entries or snapshot changed; a commit-index
-    /// change alone does not).
+    /// Whether step 2 needs an fsync (term, vote, entries or snapshot changed, or the commit
+    /// index passed a membership change; a commit-index change alone does not).
     pub must_sync: bool,
+    /// The commit index passed a membership change: step 2 must make the hard state durable,
+    /// commit included, before the persisted messages leave. A restarted node rebuilds its
+    /// membership from the changes at or below its durable commit; one whose commit was
+    /// durable only from its last vote could come back two changes behind the cluster, whose
+    /// quorums need not overlap its own (two leaders, two entries committed at one index). One
+    /// change behind is the accepted case of single-server changes.
+    pub commit_passed_conf_change: bool,
     /// Messages that may be sent right away.
     pub messages: Vec<Message>,
     /// Messages that may be sent only after step 2 completed.
@@ -267,10 +274,23 @@ impl<S: Storage> RawNode<S> {
         let soft_state = self.soft_state();
         let term_or_vote_changed = (hard_state.term, hard_state.vote)
             != (self.previous_hard_state.term, self.previous_hard_state.vote);
+        let newly_committed = self.previous_hard_state.commit + 1..=hard_state.commit;
+        let commit_passed_conf_change = hard_state.commit > self.previous_hard_state.commit
+            && self
+                .raft
+                .log
+                .conf_entries
+                .range(newly_committed)
+                .next()
+                .is_some();
         let ready = Ready {
             soft_state: (soft_state != self.previous_soft_state).then_some(soft_state),
             hard_state: (hard_state != self.previous_hard_state).then_some(hard_state),
-            must_sync: term_or_vote_changed || !entries.is_empty() || snapshot.is_some(),
+            must_sync: term_or_vote_changed
+                || commit_passed_conf_change
+                || !entries.is_empty()
+                || snapshot.is_some(),
+            commit_passed_conf_change,
             messages: std::mem::take(&mut self.raft.msgs),
             persisted_messages: std::mem::take(&mut self.raft.msgs_after_persist),
             read_states: std::mem::take(&mut self.raft.read_states),

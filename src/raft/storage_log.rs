@@ -495,15 +495,28 @@ impl LogStorage {
         self.mem.append(entries);
     }
 
-    /// Records the hard state; fsyncs the file when the term or vote changed.
+    /// Records the hard state; fsyncs the file when the term or vote changed. Its commit is
+    /// otherwise a hint written with them (see [`LogStorage::set_hard_state_durably`]).
     ///
     /// # Errors
     /// I/O failures writing the file.
     pub fn set_hard_state(&mut self, hard_state: HardState) -> io::Result<()> {
         if (hard_state.term, hard_state.vote) != self.durable_term_vote {
-            write_hard_state(&self.dir, hard_state)?;
-            self.durable_term_vote = (hard_state.term, hard_state.vote);
+            return self.set_hard_state_durably(hard_state);
         }
+        self.mem.set_hard_state(hard_state);
+        Ok(())
+    }
+
+    /// Records the hard state and fsyncs the file whatever changed: for a commit index that
+    /// passed a membership change (`Ready::commit_passed_conf_change`), which a restart must
+    /// not come back below.
+    ///
+    /// # Errors
+    /// I/O failures writing the file.
+    pub fn set_hard_state_durably(&mut self, hard_state: HardState) -> io::Result<()> {
+        write_hard_state(&self.dir, hard_state)?;
+        self.durable_term_vote = (hard_state.term, hard_state.vote);
         self.mem.set_hard_state(hard_state);
         Ok(())
     }
@@ -838,6 +851,52 @@ mod tests {
     fn open_log(dir: &Path) -> Arc<Log> {
         let (log, _) = Log::open(dir, crate::log::LogOptions::default(), &mut |_| Ok(())).unwrap();
         Arc::new(log)
+    }
+
+    /// A commit that passed membership changes survives a restart once written durably, and
+    /// the restarted core rebuilds its membership from the changes at or below it; written
+    /// as a mere hint (with no term or vote change) it would not.
+    #[test]
+    fn a_durable_commit_past_membership_changes_keeps_them_after_a_restart() {
+        use crate::raft::types::ConfChange;
+        let dir = temp_dir("conf-commit");
+        let voter = |index: u64, id: u64| Entry {
+            term: 1,
+            index,
+            kind: EntryKind::ConfChange,
+            data: ConfChange::AddVoter(id).encode().into(),
+        };
+        let restarted_voters = |dir: &Path| {
+            let storage = LogStorage::open(open_log(dir), dir, &[1, 2, 3]).unwrap();
+            let commit = storage.hard_state().commit;
+            let node = crate::raft::RawNode::new(crate::raft::Config::new(2), storage).unwrap();
+            (commit, node.status().conf.voters)
+        };
+        {
+            let mut storage = LogStorage::open(open_log(&dir), &dir, &[1, 2, 3]).unwrap();
+            let voted = HardState {
+                term: 1,
+                vote: 1,
+                commit: 3,
+            };
+            storage.set_hard_state(voted).unwrap();
+            storage.append(&[voter(4, 4), voter(5, 5)]).unwrap();
+            storage
+                .set_hard_state(HardState { commit: 5, ..voted })
+                .unwrap();
+        }
+        assert_eq!(restarted_voters(&dir), (3, vec![1, 2, 3]), "a hint only");
+        {
+            let mut storage = LogStorage::open(open_log(&dir), &dir, &[1, 2, 3]).unwrap();
+            let passed = HardState {
+                term: 1,
+                vote: 1,
+                commit: 5,
+            };
+            storage.set_hard_state_durably(passed).unwrap();
+        }
+        assert_eq!(restarted_voters(&dir), (5, vec![1, 2, 3, 4, 5]));
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -14,6 +14,10 @@ struct Cluster {
     delivered: Vec<Message>,
     /// Per node: the snapshot chunks received so far (a driver's temporary file).
     incoming: BTreeMap<NodeId, Vec<u8>>,
+    /// Per node: the hard state a `LogStorage` would hold in its file, written only when the
+    /// term or vote changes or a Ready says its commit passed a membership change (the
+    /// commit is otherwise a hint in memory).
+    durable_hard_state: BTreeMap<NodeId, HardState>,
 }
 
 fn test_config(id: NodeId) -> Config {
@@ -46,6 +50,7 @@ impl Cluster {
             reads: BTreeMap::new(),
             delivered: Vec::new(),
             incoming: BTreeMap::new(),
+            durable_hard_state: BTreeMap::new(),
         };
         cluster.drain_all();
         cluster
@@ -79,6 +84,12 @@ impl Cluster {
             raw.storage_mut().append(&ready.entries);
             if let Some(hard_state) = ready.hard_state {
                 raw.storage_mut().set_hard_state(hard_state);
+                let file = self.durable_hard_state.entry(id).or_default();
+                if (hard_state.term, hard_state.vote) != (file.term, file.vote)
+                    || ready.commit_passed_conf_change
+                {
+                    *file = hard_state;
+                }
             }
             self.queue.extend(ready.persisted_messages.drain(..));
             self.applied
@@ -1912,4 +1923,86 @@ fn the_leader_reports_how_long_each_follower_has_been_silent() {
         cluster.status(2).followers.is_empty(),
         "only a leader tracks followers"
     );
+}
+
+/// Delivers until quiet, dropping every message between `side` and the other nodes.
+fn deliver_partitioned(cluster: &mut Cluster, side: &[NodeId]) {
+    cluster.drain_all();
+    for _ in 0..100_000 {
+        let Some(message) = cluster.queue.pop_front() else {
+            return;
+        };
+        if side.contains(&message.from) != side.contains(&message.to) {
+            continue;
+        }
+        let to = message.to;
+        cluster.node(to).step(message);
+        cluster.drain(to);
+    }
+    panic!("messages did not quiesce");
+}
+
+/// A voter restarted on what its storage made durable never comes back with a membership two
+/// changes old. Its commit was durable only with its last vote, so after two voters were added
+/// it restarted with the three-voter membership, counted {2, 3} as a quorum behind a
+/// partition while {1, 4, 5} kept the leader, and the two sides committed different entries
+/// at one index (found by a review). A Ready whose commit passes a membership change now makes
+/// the hard state durable, and this storage model writes it then.
+#[test]
+fn a_restarted_voter_never_uses_a_membership_two_changes_old() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[4, 5], |_| {});
+    cluster.elect(1);
+    for id in [4, 5] {
+        cluster
+            .node(1)
+            .propose_conf_change(ConfChange::AddVoter(id))
+            .expect("one change at a time");
+        cluster.deliver();
+    }
+    assert_eq!(cluster.status(2).conf.voters, vec![1, 2, 3, 4, 5]);
+    // Node 2 restarts on its durable state: its entries, and the hard state in its file.
+    let durable = cluster.durable_hard_state[&2];
+    let mut storage = cluster.node(2).storage().clone();
+    storage.set_hard_state(durable);
+    let restarted = RawNode::new(test_config(2), storage).expect("valid config");
+    cluster.nodes.insert(2, restarted);
+    let voters_after_restart = cluster.status(2).conf.voters;
+    assert!(
+        voters_after_restart.len() >= 4,
+        "at most one change behind: {voters_after_restart:?} (durable commit {})",
+        durable.commit
+    );
+    // A partition {1, 4, 5} | {2, 3}: the majority keeps its leader and commits a write.
+    let majority = [1, 4, 5];
+    let index = cluster.node(1).propose(vec![vec![42]]).expect("leader");
+    deliver_partitioned(&mut cluster, &majority);
+    assert_eq!(cluster.status(1).commit, index, "the majority commits it");
+    for _ in 0..60 {
+        let ids: Vec<NodeId> = cluster.nodes.keys().copied().collect();
+        for id in ids {
+            cluster.node(id).tick();
+        }
+        deliver_partitioned(&mut cluster, &majority);
+    }
+    // Every pair of nodes agrees on what they both committed at each index.
+    let mut committed_at: BTreeMap<u64, (NodeId, Entry)> = BTreeMap::new();
+    for (&id, applied) in &cluster.applied {
+        for entry in applied {
+            match committed_at.get(&entry.index) {
+                Some((other, theirs)) => assert_eq!(
+                    theirs, entry,
+                    "nodes {other} and {id} committed different entries at {}",
+                    entry.index
+                ),
+                None => {
+                    committed_at.insert(entry.index, (id, entry.clone()));
+                }
+            }
+        }
+    }
+    let leaders: Vec<NodeId> = [1, 2, 3, 4, 5]
+        .into_iter()
+        .filter(|&id| cluster.status(id).role == Role::Leader)
+        .collect();
+    assert_eq!(leaders, [1], "the minority elects no leader");
 }

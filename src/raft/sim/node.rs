@@ -378,7 +378,11 @@ impl SimNode {
             .entries
             .first()
             .is_none_or(|first| first.index == raw.storage().last_index() + 1);
-        let background = background && ready.snapshot.is_none() && continues && !term_or_vote;
+        let background = background
+            && ready.snapshot.is_none()
+            && continues
+            && !term_or_vote
+            && !ready.commit_passed_conf_change;
         if !background {
             let released = self.complete_persists();
             handled.sent.extend(released);
