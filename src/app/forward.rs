@@ -778,8 +778,9 @@ fn read_after_status(
         if len > FORWARD_RESPONSE_BYTES_MAX {
             return Err(malformed("body too large"));
         }
-        let mut body = vec![0; len as usize];
-        reader.read_exact(&mut body)?;
+        // Grown as the bytes arrive: an announced length is a claim, not bytes.
+        let mut body = Vec::new();
+        read_exactly(reader, len, &mut body)?;
         body
     } else {
         keep_alive = false;
@@ -795,6 +796,20 @@ fn read_after_status(
     })
 }
 
+/// Appends exactly `len` bytes of `reader` to `body`, growing it as they arrive;
+/// `UnexpectedEof` when the stream ends first.
+fn read_exactly(reader: &mut impl BufRead, len: u64, body: &mut Vec<u8>) -> std::io::Result<()> {
+    let start = body.len();
+    reader.take(len).read_to_end(body)?;
+    if (body.len() - start) as u64 != len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the peer's answer ended inside its body",
+        ));
+    }
+    Ok(())
+}
+
 fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
     let mut body = Vec::new();
     let mut budget = FORWARD_HEAD_BYTES_MAX;
@@ -807,12 +822,11 @@ fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
             while !read_line(reader, &mut budget, false)?.is_empty() {}
             return Ok(body);
         }
-        if body.len() as u64 + size > FORWARD_RESPONSE_BYTES_MAX {
+        // Subtracted, not added: a size near u64::MAX must not wrap past the bound.
+        if size > FORWARD_RESPONSE_BYTES_MAX - body.len() as u64 {
             return Err(malformed("body too large"));
         }
-        let start = body.len();
-        body.resize(start + size as usize, 0);
-        reader.read_exact(&mut body[start..])?;
+        read_exactly(reader, size, &mut body)?;
         if !read_line(reader, &mut budget, false)?.is_empty() {
             return Err(malformed("chunk not followed by CRLF"));
         }
@@ -826,6 +840,27 @@ mod tests {
     use crate::http::deferred::Deferred;
     use std::net::TcpListener;
     use std::sync::mpsc;
+
+    /// A peer's chunk size near `u64::MAX` is a malformed answer, not an overflow (it wrapped
+    /// past the body bound and panicked slicing; found by fuzzing); a body cut short is an
+    /// error too, and a whole one reads back.
+    #[test]
+    fn a_peers_chunk_size_near_u64_max_is_malformed_not_a_panic() {
+        let read = |bytes: &[u8]| read_response(&mut std::io::BufReader::new(bytes));
+        let huge =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\n";
+        let error = read(huge).err().expect("refused");
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+        let short = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+        let error = read(short).err().expect("refused");
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData, "{error}");
+        assert!(error.to_string().contains("truncated"), "{error}");
+        let cut = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab";
+        assert!(read(cut).is_err());
+        let whole = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let answer = read(whole).expect("whole");
+        assert_eq!(answer.response.body.as_bytes(), Some(&b"abcde"[..]));
+    }
 
     /// What a fake leader does with the requests it reads.
     #[derive(Clone, Copy)]
