@@ -793,8 +793,12 @@ impl CommandRoute {
                         }) => match crate::json::to_string(&output) {
                             Ok(text) => {
                                 let body = text.into_bytes();
-                                // Only a keyed answer is copied aside, for its retries.
-                                if keyed {
+                                // Only a keyed answer is copied aside, for its retries,
+                                // and only one with events: an eventless command holds no
+                                // log index (its `first_index` is the next command's, whose
+                                // retry would be given this answer), and the engine does
+                                // not remember its key either.
+                                if keyed && receipt.has_events() {
                                     answers
                                         .lock()
                                         .expect("command answers poisoned")

@@ -214,6 +214,11 @@ pub enum ReplayError {
     /// The answer could not be looked up now (engine shut down, too many lookups waiting);
     /// a retry may succeed: HTTP 503.
     Unavailable(&'static str),
+    /// The first request's events left the log (compacted into a snapshot) and its outcome
+    /// the in-memory window: it was done, but which record it touched is no longer known.
+    /// Answered as command routes answer a retry they no longer remember: the route's
+    /// status, `Idempotent-Replayed: true`, no body.
+    Forgotten,
 }
 
 /// A job for the lookup thread; the argument is `Err(reason)` when the job is refused (run
@@ -248,6 +253,10 @@ impl Replays {
             !receipt.duplicate,
             "only a first execution has an outcome to remember"
         );
+        if !receipt.has_events() {
+            // No log index of its own (see `Receipt::has_events`), and no key remembered.
+            return;
+        }
         let mut recent = self.recent.lock().expect("recent outcomes poisoned");
         recent.insert(receipt.first_index, M::NAME, id);
     }
@@ -328,7 +337,17 @@ fn replay_from_log<M: Model>(
     let engine = engine
         .upgrade()
         .ok_or(ReplayError::Unavailable("the engine is shut down"))?;
-    let id = touched_in_log::<M>(&engine, receipt).ok_or(ReplayError::KeyReused)?;
+    let Some(id) = touched_in_log::<M>(&engine, receipt) else {
+        // Read after the search, so a compaction during it is seen: a range the log no
+        // longer holds says nothing about the key.
+        let compacted = engine
+            .log_start()
+            .is_some_and(|start| start > receipt.first_index);
+        return Err(match compacted {
+            true => ReplayError::Forgotten,
+            false => ReplayError::KeyReused,
+        });
+    };
     engine.read(|state| current::<M>(state, id))
 }
 

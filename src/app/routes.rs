@@ -454,6 +454,9 @@ fn replayed<M: Model>(found: Result<(M, u64), ReplayError>, status: u16) -> Resp
             .with_detail(reason)
             .with_header("Retry-After", "1")
             .into(),
+        Err(ReplayError::Forgotten) => {
+            Response::new(status).with_header("Idempotent-Replayed", "true")
+        }
     }
 }
 

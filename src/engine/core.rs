@@ -1091,6 +1091,15 @@ impl<S: State> Engine<S> {
         self.shared().log.fsync_time()
     }
 
+    /// The first index the log still holds (the first segment's; earlier entries were
+    /// compacted into snapshots). Lists the directory; `None` when it cannot be listed.
+    pub fn log_start(&self) -> Option<u64> {
+        crate::log::list_segments(self.shared().log.dir())
+            .ok()?
+            .first()
+            .copied()
+    }
+
     /// Bytes of the log's files on disk: every file of `<data>/log` at its length
     /// (preallocated, not yet written space included), for an operator watching the disk
     /// fill. Reads the directory (a `stat` per file); `None` when it cannot be listed.

@@ -166,6 +166,14 @@ pub struct Receipt {
     pub request_fingerprint: Option<NonZeroU64>,
 }
 
+impl Receipt {
+    /// Whether the command produced events (an eventless one takes no log index: the next
+    /// command's events start at its `first_index`).
+    pub fn has_events(&self) -> bool {
+        self.last_index >= self.first_index
+    }
+}
+
 /// One committed event, as delivered to subscribers and post-commit hooks.
 #[derive(Debug, Clone)]
 pub struct Committed<E> {
