@@ -638,3 +638,39 @@ fn the_bodies_held_at_once_are_bounded() {
     wait_until("nothing held", || stats.bodies().held_bytes == 0);
     assert_eq!(stats.bodies().refused, 1);
 }
+
+/// A chunked body is charged as it is decoded: past the budget it is refused like a body
+/// with a length, and its connection's earlier bodies are untouched.
+#[test]
+fn a_chunked_body_past_the_budget_is_refused() {
+    const BODY: usize = 60 * 1024;
+    let config = ServerConfig {
+        body_bytes_max: 64 * 1024,
+        bodies_held_bytes_max: 128 * 1024,
+        ..quick_config()
+    };
+    let (server, stats) = spawn_counted(config);
+    let addr = server.local_addr();
+    let head = format!("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: {BODY}\r\n\r\n");
+    let _held: Vec<_> = (0..2)
+        .map(|_| {
+            let mut stream = connect(addr);
+            stream.write_all(head.as_bytes()).expect("head");
+            stream.write_all(&[b'x'; 1024]).expect("part of the body");
+            stream
+        })
+        .collect();
+    wait_until("two bodies held", || {
+        stats.bodies().held_bytes == 2 * BODY as u64
+    });
+    let chunk = "c".repeat(16 * 1024);
+    let chunked = format!(
+        "POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n",
+        chunk.len()
+    );
+    let (resp, mut reader) = send(addr, chunked.as_bytes());
+    assert_eq!(resp.status, 503);
+    assert!(is_closed(&mut reader));
+    assert_eq!(stats.bodies().refused, 1);
+    assert_eq!(stats.bodies().held_bytes, 2 * BODY as u64);
+}
