@@ -452,9 +452,13 @@ impl Failed {
     }
 }
 
-/// The retryable error of a submission whose batch lost its leader before committing.
-pub const NOT_COMMITTED: &str =
-    "not committed: this node is not (or no longer) the cluster leader; retry";
+/// The retryable error of a submission whose batch lost its leader before this node saw it
+/// committed. Its outcome is unknown, not failed: the next leader may still commit the
+/// entries (they may be in its log). A retry with the same `Idempotency-Key` is answered
+/// with the first outcome if they were; without a key, a retry may do the write twice.
+pub const NOT_COMMITTED: &str = "outcome unknown: this node lost the cluster leadership before \
+     the write was committed, and the next leader may still commit it; retry with the same \
+     Idempotency-Key to get its outcome without doing it twice";
 
 /// A submission in flight (from [`Engine::submit_async`]); `wait` blocks until its outcome.
 pub struct Ticket<R> {
