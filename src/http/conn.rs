@@ -596,12 +596,7 @@ impl Conn {
                 .body
                 .reserve(n.min(BODY_RESERVE_UPFRONT_BYTES) as usize);
         }
-        let capacity = request.body.capacity();
-        if !request
-            .planned
-            .body_charge
-            .cover(&ctx.shared.body_budget, capacity)
-        {
+        if !body_covered(&mut request, ctx) {
             self.refuse_body(ctx);
             return None;
         }
@@ -668,12 +663,7 @@ impl Conn {
                 }
             }
         };
-        let capacity = request.body.capacity();
-        if !request
-            .planned
-            .body_charge
-            .cover(&ctx.shared.body_budget, capacity)
-        {
+        if !body_covered(request, ctx) {
             self.refuse_body(ctx);
             return None;
         }
@@ -1239,6 +1229,16 @@ fn buffer_small_file(mut response: Response) -> Response {
         }
         Err(problem) => problem.into_response(),
     }
+}
+
+/// Charges `request`'s body, as its buffer now stands, against the server's body budget;
+/// false when the budget cannot take it (see `http::body_budget`).
+fn body_covered(request: &mut Request, ctx: &Ctx<'_>) -> bool {
+    let capacity = request.body.capacity();
+    request
+        .planned
+        .body_charge
+        .cover(&ctx.shared.body_budget, capacity)
 }
 
 /// `n` as a `usize`, saturated (a body length on a 32-bit target).

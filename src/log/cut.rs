@@ -25,7 +25,6 @@ use super::segment;
 use super::Error;
 use crate::crypto::crc32c;
 use std::fs::{self, OpenOptions};
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -139,15 +138,8 @@ pub(super) fn clear(log_dir: &Path) -> Result<(), Error> {
 /// it is written whole by a rename, so damage is not a crash's doing.
 pub(super) fn read_pending(log_dir: &Path) -> Result<Option<PendingCut>, Error> {
     let path = cut_path(log_dir);
-    // One byte past the record tells a longer file is not one: no more is read.
-    let mut bytes = Vec::with_capacity(CUT_BYTES + 1);
-    match fs::File::open(&path) {
-        Ok(file) => file
-            .take(CUT_BYTES as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io(&path, "read", e))?,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(Error::io(&path, "read", error)),
+    let Some(bytes) = segment::read_record(&path, CUT_BYTES)? else {
+        return Ok(None);
     };
     PendingCut::decode(&bytes)
         .map(Some)

@@ -18,7 +18,6 @@ use super::segment;
 use super::Error;
 use crate::crypto::crc32c;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Name of the record in the log directory (not a segment name: listing ignores it).
@@ -77,16 +76,8 @@ pub fn extent_path(log_dir: &Path) -> PathBuf {
 /// [`Error::Corrupt`]: it is written whole by a rename, so damage is not a crash's doing.
 pub fn read_newest(log_dir: &Path) -> Result<Option<u64>, Error> {
     let path = extent_path(log_dir);
-    // One byte past the record is enough to tell a longer file is not one: whatever sits
-    // under the name, no more is read.
-    let mut bytes = Vec::with_capacity(EXTENT_BYTES + 1);
-    match fs::File::open(&path) {
-        Ok(file) => file
-            .take(EXTENT_BYTES as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io(&path, "read", e))?,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(Error::io(&path, "read", error)),
+    let Some(bytes) = segment::read_record(&path, EXTENT_BYTES)? else {
+        return Ok(None);
     };
     match decode(&bytes) {
         Ok(newest) => Ok(Some(newest)),

@@ -395,6 +395,22 @@ pub fn replace_file_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Re
     fs::File::open(dir)?.sync_all()
 }
 
+/// The bytes of the small record file `path` (the extent record, a pending cut): at most
+/// `bytes_max + 1` are read, so whatever sits under the name, a file longer than a record is
+/// told apart without reading it whole. `None` when there is no such file.
+pub(super) fn read_record(path: &Path, bytes_max: usize) -> Result<Option<Vec<u8>>, Error> {
+    let mut bytes = Vec::with_capacity(bytes_max + 1);
+    match fs::File::open(path) {
+        Ok(file) => file
+            .take(bytes_max as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(path, "read", e))?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(Error::io(path, "read", error)),
+    };
+    Ok(Some(bytes))
+}
+
 /// Opens `dir` and fsyncs it so that a rename, creation or deletion inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<(), Error> {
     let handle = fs::File::open(dir).map_err(|e| Error::io(dir, "open directory", e))?;
