@@ -356,12 +356,9 @@ impl Conn {
     }
 
     fn on_eof(&mut self, ctx: &mut Ctx<'_>) -> Flow {
+        // Requests already buffered are still parsed and answered (`printf ... | nc -N`);
+        // a partial head left at the end closes the connection in `maybe_finish`.
         self.peer_eof = true;
-        self.accept_more = false;
-        if matches!(self.reading, Reading::Body { .. }) {
-            // A truncated body can never complete; nothing to answer.
-            self.reading = Reading::Head;
-        }
         if self.linger_deadline_ms.is_some() {
             return Flow::Close;
         }
@@ -393,6 +390,11 @@ impl Conn {
         }
         if self.upgraded.is_some() {
             return self.pump_upgraded(ctx);
+        }
+        if self.peer_eof && self.input.is_empty() && matches!(self.reading, Reading::Body { .. }) {
+            // Every byte before the FIN is parsed: a body still open is truncated and can
+            // never complete; nothing to answer.
+            self.reading = Reading::Head;
         }
         if self.input.is_empty() && self.input.capacity() > 0 {
             self.input = Vec::new(); // An idle connection keeps no buffer.
