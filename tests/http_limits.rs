@@ -674,3 +674,36 @@ fn a_chunked_body_past_the_budget_is_refused() {
     assert_eq!(stats.bodies().refused, 1);
     assert_eq!(stats.bodies().held_bytes, 2 * BODY as u64);
 }
+
+/// A body the budget cannot take is refused before any `100 Continue`: a client that waits for
+/// it is told at once not to send the body (it used to get the 100, then the 503).
+#[test]
+fn a_body_past_the_budget_gets_no_100_continue() {
+    const BODY: usize = 60 * 1024;
+    let config = ServerConfig {
+        body_bytes_max: 64 * 1024,
+        bodies_held_bytes_max: 128 * 1024,
+        ..quick_config()
+    };
+    let (server, stats) = spawn_counted(config);
+    let addr = server.local_addr();
+    let head = format!("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: {BODY}\r\n\r\n");
+    let _held: Vec<_> = (0..2)
+        .map(|_| {
+            let mut stream = connect(addr);
+            stream.write_all(head.as_bytes()).expect("head");
+            stream
+        })
+        .collect();
+    wait_until("two bodies held", || {
+        stats.bodies().held_bytes == 2 * BODY as u64
+    });
+    let asking = format!(
+        "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: {BODY}\r\nExpect: 100-continue\r\n\r\n"
+    );
+    let (resp, _) = send(addr, asking.as_bytes());
+    assert_eq!(
+        resp.status, 503,
+        "the first answer is the refusal, not a 100"
+    );
+}

@@ -583,12 +583,6 @@ impl Conn {
             BodyKind::Length(n) => BodyState::Length(n),
             BodyKind::Chunked => BodyState::Chunked(ChunkedDecoder::new()),
         };
-        // The 100 must follow every earlier response: now if none is owed, else when the
-        // last of them is serialized (see `owe_continue`).
-        let continue_now = expect_continue && self.slots.is_empty();
-        if continue_now {
-            self.output.extend_from_slice(CONTINUE);
-        }
         let mut request = Box::new(std::mem::replace(ctx.scratch, empty_request()));
         if let BodyState::Length(n) = body {
             // An announced length is a claim, not bytes: reserving all of it before any byte
@@ -599,8 +593,15 @@ impl Conn {
                 .reserve(n.min(BODY_RESERVE_UPFRONT_BYTES) as usize);
         }
         if !body_covered(&mut request, ctx) {
+            // Before any `100 Continue`: the client is told at once not to send the body.
             self.refuse_body(ctx);
             return None;
+        }
+        // The 100 must follow every earlier response: now if none is owed, else when the
+        // last of them is serialized (see `owe_continue`).
+        let continue_now = expect_continue && self.slots.is_empty();
+        if continue_now {
+            self.output.extend_from_slice(CONTINUE);
         }
         self.reading = Reading::Body {
             request,
