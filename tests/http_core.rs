@@ -982,28 +982,39 @@ fn a_panicking_plan_or_unordered_hook_does_not_take_the_reactor_down() {
     server.join().expect("no reactor panicked");
 }
 
-/// Requests a client sent whole before half-closing its side (`printf ... | nc -N`) are all
-/// answered: a head completed by the bytes that came with the FIN, and a burst larger than a
-/// read buffer. Both were dropped (the FIN stopped parsing of what was already buffered;
-/// found by a review), and a body the FIN cuts short is still never read as requests.
-#[test]
-fn a_head_completed_by_bytes_that_arrive_with_the_fin_is_answered() {
+/// A request whose inline route holds its connection's reactor for 300 ms, with `before`
+/// behind it (left in the connection's input), then, while the reactor is still busy, `rest`
+/// and the FIN (one event). Returns the server and a reader whose first answer (checked
+/// here) is the slow one's.
+fn slow_request_then_fin(
+    before: &[u8],
+    rest: &[u8],
+) -> (lithair::http::ServerHandle, BufReader<std::net::TcpStream>) {
     let server = spawn(quick_config());
     let mut stream = connect(server.local_addr());
-    // The inline route holds this connection's reactor for 300 ms; the partial head after it
-    // stays in the connection's input.
     stream
-        .write_all(b"GET /inline/slow?300 HTTP/1.1\r\nHost: h\r\n\r\nGET /after HTTP/1.1\r\nHo")
+        .write_all(b"GET /inline/slow?300 HTTP/1.1\r\nHost: h\r\n\r\n")
         .expect("write");
+    stream.write_all(before).expect("write");
     std::thread::sleep(Duration::from_millis(100));
-    // The rest of the second head and the FIN arrive while the reactor is busy: one event.
-    stream.write_all(b"st: h\r\n\r\n").expect("write");
+    stream.write_all(rest).expect("write");
     stream
         .shutdown(std::net::Shutdown::Write)
         .expect("shutdown");
     let mut reader = BufReader::new(stream);
     let first = read_response(&mut reader, false).expect("first response");
     assert_eq!(first.text(), "slept 300");
+    (server, reader)
+}
+
+/// Requests a client sent whole before half-closing its side (`printf ... | nc -N`) are all
+/// answered: a head completed by the bytes that came with the FIN, and a burst larger than a
+/// read buffer. Both were dropped (the FIN stopped parsing of what was already buffered;
+/// found by a review), and a body the FIN cuts short is still never read as requests.
+#[test]
+fn a_head_completed_by_bytes_that_arrive_with_the_fin_is_answered() {
+    let (_server, mut reader) =
+        slow_request_then_fin(b"GET /after HTTP/1.1\r\nHo", b"st: h\r\n\r\n");
     let second = read_response(&mut reader, false).expect("second response: lost after the FIN");
     assert_eq!(second.text(), "GET /after h");
     assert!(is_closed(&mut reader));
@@ -1047,21 +1058,10 @@ fn a_burst_larger_than_the_read_buffer_followed_by_the_fin_is_fully_answered() {
 /// read as a request.
 #[test]
 fn a_body_cut_by_the_fin_is_not_read_as_requests() {
-    let server = spawn(quick_config());
-    let mut stream = connect(server.local_addr());
-    stream
-        .write_all(b"GET /inline/slow?300 HTTP/1.1\r\nHost: h\r\n\r\nPOST /echo HTTP/1.1\r\nHo")
-        .expect("write");
-    std::thread::sleep(Duration::from_millis(100));
-    stream
-        .write_all(b"st: h\r\nContent-Length: 100\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n")
-        .expect("write");
-    stream
-        .shutdown(std::net::Shutdown::Write)
-        .expect("shutdown");
-    let mut reader = BufReader::new(stream);
-    let first = read_response(&mut reader, false).expect("first response");
-    assert_eq!(first.text(), "slept 300");
+    let (_server, mut reader) = slow_request_then_fin(
+        b"POST /echo HTTP/1.1\r\nHo",
+        b"st: h\r\nContent-Length: 100\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n",
+    );
     assert!(
         read_response(&mut reader, false).is_none(),
         "nothing else is answered"

@@ -639,11 +639,19 @@ fn the_bodies_held_at_once_are_bounded() {
     assert_eq!(stats.bodies().refused, 1);
 }
 
-/// A chunked body is charged as it is decoded: past the budget it is refused like a body
-/// with a length, and its connection's earlier bodies are untouched.
-#[test]
-fn a_chunked_body_past_the_budget_is_refused() {
-    const BODY: usize = 60 * 1024;
+/// Length of each of the bodies [`two_bodies_held`] holds.
+const HELD_BODY: usize = 60 * 1024;
+
+/// A server whose body budget (128 KiB, twice its 64 KiB body limit) holds two bodies of
+/// [`HELD_BODY`] announced, each with `sent` bytes of it sent, then stalled; returned once
+/// both are charged, with their streams (dropping them frees the budget).
+fn two_bodies_held(
+    sent: usize,
+) -> (
+    lithair::http::ServerHandle,
+    lithair::http::stats::ServerStats,
+    Vec<std::net::TcpStream>,
+) {
     let config = ServerConfig {
         body_bytes_max: 64 * 1024,
         bodies_held_bytes_max: 128 * 1024,
@@ -651,18 +659,29 @@ fn a_chunked_body_past_the_budget_is_refused() {
     };
     let (server, stats) = spawn_counted(config);
     let addr = server.local_addr();
-    let head = format!("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: {BODY}\r\n\r\n");
-    let _held: Vec<_> = (0..2)
+    let head = format!("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: {HELD_BODY}\r\n\r\n");
+    let held = (0..2)
         .map(|_| {
             let mut stream = connect(addr);
             stream.write_all(head.as_bytes()).expect("head");
-            stream.write_all(&[b'x'; 1024]).expect("part of the body");
+            stream
+                .write_all(&vec![b'x'; sent])
+                .expect("part of the body");
             stream
         })
         .collect();
     wait_until("two bodies held", || {
-        stats.bodies().held_bytes == 2 * BODY as u64
+        stats.bodies().held_bytes == 2 * HELD_BODY as u64
     });
+    (server, stats, held)
+}
+
+/// A chunked body is charged as it is decoded: past the budget it is refused like a body
+/// with a length, and its connection's earlier bodies are untouched.
+#[test]
+fn a_chunked_body_past_the_budget_is_refused() {
+    let (server, stats, _held) = two_bodies_held(1024);
+    let addr = server.local_addr();
     let chunk = "c".repeat(16 * 1024);
     let chunked = format!(
         "POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n",
@@ -672,38 +691,37 @@ fn a_chunked_body_past_the_budget_is_refused() {
     assert_eq!(resp.status, 503);
     assert!(is_closed(&mut reader));
     assert_eq!(stats.bodies().refused, 1);
-    assert_eq!(stats.bodies().held_bytes, 2 * BODY as u64);
+    assert_eq!(stats.bodies().held_bytes, 2 * HELD_BODY as u64);
 }
 
 /// A body the budget cannot take is refused before any `100 Continue`: a client that waits for
 /// it is told at once not to send the body (it used to get the 100, then the 503).
 #[test]
 fn a_body_past_the_budget_gets_no_100_continue() {
-    const BODY: usize = 60 * 1024;
-    let config = ServerConfig {
-        body_bytes_max: 64 * 1024,
-        bodies_held_bytes_max: 128 * 1024,
-        ..quick_config()
-    };
-    let (server, stats) = spawn_counted(config);
+    let (server, _stats, _held) = two_bodies_held(0);
     let addr = server.local_addr();
-    let head = format!("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: {BODY}\r\n\r\n");
-    let _held: Vec<_> = (0..2)
-        .map(|_| {
-            let mut stream = connect(addr);
-            stream.write_all(head.as_bytes()).expect("head");
-            stream
-        })
-        .collect();
-    wait_until("two bodies held", || {
-        stats.bodies().held_bytes == 2 * BODY as u64
-    });
     let asking = format!(
-        "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: {BODY}\r\nExpect: 100-continue\r\n\r\n"
+        "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: {HELD_BODY}\r\nExpect: 100-continue\r\n\r\n"
     );
     let (resp, _) = send(addr, asking.as_bytes());
     assert_eq!(
         resp.status, 503,
         "the first answer is the refusal, not a 100"
     );
+}
+
+/// A body with a length is charged what it announced, never more: its buffer grows by
+/// doubling, but no further than the announced length (past the 64 KiB reserved up front, a
+/// doubling would have held 128 KiB for this 100 KiB body).
+#[test]
+fn a_body_with_a_length_is_charged_no_more_than_it_announced() {
+    const BODY: usize = 100 * 1024;
+    let (server, stats) = spawn_counted(quick_config());
+    let mut stream = connect(server.local_addr());
+    let head = format!("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: {BODY}\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("head");
+    stream.write_all(&[b'x'; BODY - 1]).expect("all but a byte");
+    wait_until("the body held at its length", || {
+        stats.bodies().held_bytes == BODY as u64
+    });
 }

@@ -345,18 +345,24 @@ fn compressed_files_revalidate() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
-/// A compressed file sent again comes from the gzip layer's cache (small files read with the
-/// head by their bytes, larger ones by the file's version), and a file changed in place is
-/// never answered with its old variant: same length, same modification time set back.
-#[test]
-fn compressed_variants_are_kept_and_a_changed_file_is_not_served_stale() {
-    let base = fixture("gzip-cache");
+/// A fixture tree served under `/assets` behind a gzip layer (kept, to read its cache's
+/// figures): the tree's base, its public root, the layer, the server.
+fn gzip_fixture(name: &str) -> (PathBuf, PathBuf, Compression, TestServer) {
+    let base = fixture(name);
     let root = base.join("public");
     let layer = Compression::default();
     let router = Router::new()
         .layer(layer.clone())
         .static_dir("/assets", root.to_str().expect("utf-8 path"));
-    let server = TestServer::start(router);
+    (base, root, layer, TestServer::start(router))
+}
+
+/// A compressed file sent again comes from the gzip layer's cache (small files read with the
+/// head by their bytes, larger ones by the file's version), and a file changed in place is
+/// never answered with its old variant: same length, same modification time set back.
+#[test]
+fn compressed_variants_are_kept_and_a_changed_file_is_not_served_stale() {
+    let (base, root, layer, server) = gzip_fixture("gzip-cache");
     let small = |n: u32| format!("small page {n}: compressible text\n").repeat(50);
     let large = |n: u32| format!("large page {n}: compressible text\n").repeat(3_000);
     std::fs::write(root.join("small.txt"), small(1)).expect("write");
@@ -410,13 +416,7 @@ fn compressed_variants_are_kept_and_a_changed_file_is_not_served_stale() {
 /// uncompressed while it is being made; every answer is the file's bytes.
 #[test]
 fn a_burst_of_requests_deflates_a_file_once() {
-    let base = fixture("gzip-burst");
-    let root = base.join("public");
-    let layer = Compression::default();
-    let router = Router::new()
-        .layer(layer.clone())
-        .static_dir("/assets", root.to_str().expect("utf-8 path"));
-    let server = TestServer::start(router);
+    let (base, root, layer, server) = gzip_fixture("gzip-burst");
     // About 3 MiB: some 100 ms of deflate, so the burst's requests overlap its making.
     let text: String = (0..60_000)
         .map(|i| format!("line {i} of a large compressible script\n"))

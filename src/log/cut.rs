@@ -20,7 +20,9 @@
 //! where to cut (the writer does), or be written for a cut between frames (a single `set_len`,
 //! all or nothing for the entries kept).
 
-use super::frame::{self, Status, FRAME_HEAD_BYTES, FRAME_PREFIX_BYTES};
+use super::frame::{
+    self, Status, FRAME_BYTES_MAX, FRAME_HEAD_BYTES, FRAME_PREFIX_BYTES, HEADER_BYTES,
+};
 use super::segment;
 use super::Error;
 use crate::crypto::crc32c;
@@ -85,11 +87,21 @@ impl PendingCut {
         if u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) != CUT_VERSION {
             return Err("unknown format version");
         }
-        Ok(PendingCut {
+        let cut = PendingCut {
             segment: u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes")),
             offset: u64::from_le_bytes(bytes[20..28].try_into().expect("8 bytes")),
             head: bytes[28..28 + HEAD_BYTES].try_into().expect("a head"),
-        })
+        };
+        // Checked before `end` is computed or a frame of that size read back: whatever the
+        // record says stays within a segment.
+        let len = u32::from_le_bytes(cut.head[0..4].try_into().expect("4 bytes")) as usize;
+        if cut.segment == 0 || !(FRAME_HEAD_BYTES..=FRAME_BYTES_MAX).contains(&len) {
+            return Err("a segment or frame length no log writes");
+        }
+        if cut.offset < HEADER_BYTES as u64 || cut.offset > segment::SEGMENT_FILE_BYTES_MAX {
+            return Err("an offset outside a segment");
+        }
+        Ok(cut)
     }
 }
 
@@ -167,11 +179,8 @@ pub fn cut_pending(log_dir: &Path) -> Result<bool, Error> {
 /// A damaged record, a record naming a segment that is not there or a frame that does not
 /// read back whole, and I/O failures: the log is not opened over a half-made cut.
 pub(super) fn finish_pending(log_dir: &Path) -> Result<Option<PendingCut>, Error> {
-    let temp = log_dir.join(CUT_TEMP_NAME);
-    match fs::remove_file(&temp) {
-        Ok(()) => segment::sync_dir(log_dir)?,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => return Err(Error::io(&temp, "delete", error)),
+    if segment::remove_if_present(&log_dir.join(CUT_TEMP_NAME))? {
+        segment::sync_dir(log_dir)?;
     }
     let Some(cut) = read_pending(log_dir)? else {
         return Ok(None);
@@ -226,5 +235,28 @@ mod tests {
             assert!(PendingCut::decode(&flipped).is_err(), "bit {bit}");
         }
         assert!(PendingCut::decode(&bytes[..CUT_BYTES - 1]).is_err());
+    }
+
+    #[test]
+    fn a_record_naming_a_frame_or_offset_no_segment_holds_is_refused() {
+        let cut = |segment: u64, offset: u64, len: u32| {
+            let mut head = [0u8; HEAD_BYTES];
+            head[0..4].copy_from_slice(&len.to_le_bytes());
+            PendingCut {
+                segment,
+                offset,
+                head,
+            }
+        };
+        assert!(PendingCut::decode(&cut(1, 4096, 100).encode()).is_ok());
+        for bad in [
+            cut(0, 4096, 100),
+            cut(1, 4096, 0),
+            cut(1, 4096, FRAME_BYTES_MAX as u32 + 1),
+            cut(1, 0, 100),
+            cut(1, u64::MAX - 4, 100),
+        ] {
+            assert!(PendingCut::decode(&bad.encode()).is_err(), "{bad:?}");
+        }
     }
 }

@@ -128,14 +128,10 @@ pub(super) fn lower_newest(log_dir: &Path, newest: Option<u64>) -> Result<(), Er
 pub(super) fn rewrite_newest(log_dir: &Path, newest: Option<u64>) -> Result<(), Error> {
     match newest {
         Some(newest) => record_newest(log_dir, newest),
-        None => {
-            let path = extent_path(log_dir);
-            match fs::remove_file(&path) {
-                Ok(()) => segment::sync_dir(log_dir),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(error) => Err(Error::io(&path, "delete", error)),
-            }
-        }
+        None => match segment::remove_if_present(&extent_path(log_dir))? {
+            true => segment::sync_dir(log_dir),
+            false => Ok(()),
+        },
     }
 }
 
@@ -164,12 +160,7 @@ pub fn check_extent(log_dir: &Path) -> Result<Vec<u64>, Error> {
 
 /// Removes a temp record left by a crash mid-rewrite (the record itself is whole either way).
 pub(super) fn remove_stale(log_dir: &Path) -> Result<(), Error> {
-    let temp = log_dir.join(EXTENT_TEMP_NAME);
-    match fs::remove_file(&temp) {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(Error::io(&temp, "delete", error)),
-    }
+    segment::remove_if_present(&log_dir.join(EXTENT_TEMP_NAME)).map(|_| ())
 }
 
 #[cfg(test)]

@@ -58,12 +58,7 @@ pub fn prepared_path(log_dir: &Path) -> PathBuf {
 
 /// Deletes a temp file left by a crash (what it held is not known to be durable).
 pub(super) fn remove_stale(log_dir: &Path) -> Result<(), super::Error> {
-    let path = prepared_path(log_dir);
-    match fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(super::Error::io(path, "delete", error)),
-    }
+    super::segment::remove_if_present(&prepared_path(log_dir)).map(|_| ())
 }
 
 /// Which file a zero write goes to.

@@ -411,6 +411,16 @@ pub(super) fn read_record(path: &Path, bytes_max: usize) -> Result<Option<Vec<u8
     Ok(Some(bytes))
 }
 
+/// Deletes `path` if it is there; true when it was (the caller fsyncs the directory when the
+/// removal must be durable).
+pub(super) fn remove_if_present(path: &Path) -> Result<bool, Error> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(Error::io(path, "delete", error)),
+    }
+}
+
 /// Opens `dir` and fsyncs it so that a rename, creation or deletion inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<(), Error> {
     let handle = fs::File::open(dir).map_err(|e| Error::io(dir, "open directory", e))?;

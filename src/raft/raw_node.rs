@@ -274,13 +274,14 @@ impl<S: Storage> RawNode<S> {
         let soft_state = self.soft_state();
         let term_or_vote_changed = (hard_state.term, hard_state.vote)
             != (self.previous_hard_state.term, self.previous_hard_state.vote);
-        let newly_committed = self.previous_hard_state.commit + 1..=hard_state.commit;
-        let commit_passed_conf_change = hard_state.commit > self.previous_hard_state.commit
+        // Checked first: the range below would be empty, and `range` panics on an inverted one.
+        let commit_advanced = hard_state.commit > self.previous_hard_state.commit;
+        let commit_passed_conf_change = commit_advanced
             && self
                 .raft
                 .log
                 .conf_entries
-                .range(newly_committed)
+                .range(self.previous_hard_state.commit + 1..=hard_state.commit)
                 .next()
                 .is_some();
         let ready = Ready {
